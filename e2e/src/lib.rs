@@ -1,0 +1,24 @@
+//! End-to-end test harness: starts real processes (PostgreSQL, Envoy, keysync, an echo
+//! backend) on 127.0.0.1 and watches what they log.
+//!
+//! Everything here is synchronous and `std::process` based, so it works the same from a
+//! plain `#[test]` and from a `#[tokio::test]` (call it from `spawn_blocking` when a
+//! blocking wait would stall a single-threaded runtime). Failures panic with a message
+//! that says what was expected and what the process logged; a [`Process`] dropped while
+//! its test panics prints the tail of its log, so CI output shows what each process said.
+
+pub mod echo;
+pub mod gateway;
+pub mod http;
+pub mod keysync;
+mod os;
+pub mod paths;
+pub mod postgres;
+pub mod process;
+pub mod scratch;
+mod spawner;
+pub mod stack;
+
+pub use postgres::TestPostgres;
+pub use process::{Process, Signal};
+pub use scratch::ScratchDir;

@@ -1,0 +1,423 @@
+//! The core contract, end to end: real Envoy with the built filter, real keysync, real
+//! PostgreSQL, an echo backend that shows what the gateway forwarded.
+
+use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::http::Response;
+use keysync_e2e::keysync::Keysync;
+use keysync_e2e::stack::{Backend, Stack};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Request headers with raw byte values.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
+/// What the echo backend received, as reported in its JSON body.
+fn forwarded_header(response: &Response, name: &str) -> Vec<String> {
+    let json = response.json();
+    json["headers"][name]
+        .as_array()
+        .map(|values| {
+            values
+                .iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_error(response: &Response, status: u16, error: &str) {
+    assert_eq!(response.status, status, "body: {}", response.text());
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.json()["error"], error, "body: {}", response.text());
+}
+
+#[test]
+fn valid_missing_unknown_and_spoofed_requests() {
+    let stack = Stack::start(|_| {});
+    let org = stack.create_org("acme");
+    let key = stack.create_key(&org, &["--env", "test"]);
+    assert!(key.key.starts_with("sk_test_"));
+    stack.wait_for_next_refresh();
+
+    // Valid key: forwarded with the gateway's identity headers and without the key.
+    let ok = stack.gateway.get_with_key("/orders?page=2", &key.key);
+    assert_eq!(ok.status, 200, "body: {}", ok.text());
+    assert_eq!(ok.json()["path"], "/orders?page=2");
+    assert_eq!(forwarded_header(&ok, "x-org-id"), vec![org.clone()]);
+    assert_eq!(
+        forwarded_header(&ok, "x-api-key-id"),
+        vec![key.key_id.clone()]
+    );
+    assert!(forwarded_header(&ok, "authorization").is_empty());
+
+    // x-api-key works too, and is not forwarded either.
+    let via_header = stack
+        .gateway
+        .get("/orders", &[("x-api-key", key.key.as_bytes())]);
+    assert_eq!(via_header.status, 200);
+    assert!(forwarded_header(&via_header, "x-api-key").is_empty());
+    assert_eq!(forwarded_header(&via_header, "x-org-id"), vec![org.clone()]);
+
+    // Client-sent identity headers are replaced, never passed along.
+    let bearer = format!("Bearer {}", key.key);
+    let spoofed = stack.gateway.get(
+        "/orders",
+        &[
+            ("authorization", bearer.as_bytes()),
+            ("x-org-id", b"someone-else"),
+            ("x-api-key-id", b"not-my-key"),
+        ],
+    );
+    assert_eq!(spoofed.status, 200);
+    assert_eq!(forwarded_header(&spoofed, "x-org-id"), vec![org.clone()]);
+    assert_eq!(
+        forwarded_header(&spoofed, "x-api-key-id"),
+        vec![key.key_id.clone()]
+    );
+    assert_eq!(
+        stack
+            .keysync
+            .metric("keysync_lookups_total", &["result=\"found\""]),
+        0.0,
+        "keys of the last refresh are served from the store, not looked up"
+    );
+
+    // No key: 401 with a challenge.
+    let missing = stack.gateway.get("/orders", &[]);
+    assert_error(&missing, 401, "missing_api_key");
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+
+    // A well-formed key nobody issued: 403.
+    let unknown = stack
+        .gateway
+        .get_with_key("/orders", "sk_live_ThisKeyWasNeverIssuedToAnyone01");
+    assert_error(&unknown, 403, "invalid_api_key");
+
+    // The health check needs no key.
+    let health = stack.gateway.get("/health", &[]);
+    assert_eq!(health.status, 200);
+
+    stack.gateway.wait_for_stat("allowed", DEADLINE, |n| n >= 3);
+    stack.gateway.wait_for_stat("missing", DEADLINE, |n| n >= 1);
+    stack.gateway.wait_for_stat("invalid", DEADLINE, |n| n >= 1);
+    stack
+        .gateway
+        .wait_for_stat("refresh_ok", DEADLINE, |n| n >= 1);
+    assert_eq!(stack.gateway.stat("keys_loaded"), 1);
+}
+
+#[test]
+fn a_key_created_after_the_last_refresh_works_on_first_use() {
+    // A 15-minute refresh: only the miss path can find the new key.
+    let stack = Stack::start(|options| {
+        options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+        options.concurrency = 1;
+    });
+    stack
+        .gateway
+        .process
+        .wait_for_log("cache refresh complete", DEADLINE);
+    let org = stack.create_org("late");
+    let key = stack.create_key(&org, &[]);
+
+    let first = stack.gateway.get_with_key("/", &key.key);
+    assert_eq!(first.status, 200, "body: {}", first.text());
+    assert_eq!(forwarded_header(&first, "x-org-id"), vec![org]);
+    stack
+        .gateway
+        .process
+        .wait_for_log("found by keysync (cached)", DEADLINE);
+    let lookups = stack
+        .gateway
+        .wait_for_stat("miss_lookups", DEADLINE, |n| n == 1);
+
+    // Cached in shared data now: the next request does not reach keysync.
+    let found = |k: &Keysync| k.metric("keysync_lookups_total", &["result=\"found\""]);
+    let found_before = found(&stack.keysync);
+    assert_eq!(found_before, 1.0);
+    assert_eq!(stack.gateway.get_with_key("/", &key.key).status, 200);
+    assert_eq!(found(&stack.keysync), found_before);
+
+    // An unknown key is looked up once, then refused from the negative cache.
+    let unknown = "sk_live_NobodyHasThisKeyNobodyHasThisKey";
+    assert_eq!(stack.gateway.get_with_key("/", unknown).status, 403);
+    assert_eq!(stack.gateway.get_with_key("/", unknown).status, 403);
+    stack
+        .gateway
+        .wait_for_stat("negative_cache_hits", DEADLINE, |n| n == 1);
+    stack
+        .gateway
+        .wait_for_stat("miss_lookups", DEADLINE, |n| n == lookups + 1);
+}
+
+#[test]
+fn a_revoked_key_is_refused_after_the_next_refresh() {
+    let stack = Stack::start(|_| {});
+    let org = stack.create_org("revokers");
+    let key = stack.create_key(&org, &[]);
+    let keep = stack.create_key(&org, &[]);
+    stack.wait_for_next_refresh();
+    assert_eq!(stack.gateway.get_with_key("/", &key.key).status, 200);
+
+    keysync_e2e::keysync::revoke_key(&stack.database_url, &key.key_id);
+    let offset = stack.gateway.process.log_len();
+    let response = stack.gateway.wait_for_status("/", &key.key, 403, DEADLINE);
+    assert_error(&response, 403, "invalid_api_key");
+    let line = stack
+        .gateway
+        .process
+        .wait_for_log_after(offset, "removed=1", DEADLINE);
+    assert!(line.contains("cache refresh complete"), "{line}");
+    assert_eq!(stack.gateway.get_with_key("/", &keep.key).status, 200);
+}
+
+#[test]
+fn an_expired_key_is_refused() {
+    let stack = Stack::start(|_| {});
+    let org = stack.create_org("expiring");
+    let key = stack.create_key(&org, &["--expires-in", "4s"]);
+    stack.wait_for_next_refresh();
+    // Still valid for a few seconds (unless the machine was very slow to get here).
+    let first = stack.gateway.get_with_key("/", &key.key);
+    assert!(matches!(first.status, 200 | 403), "{}", first.status);
+    let expired = stack.gateway.wait_for_status("/", &key.key, 403, DEADLINE);
+    assert_error(&expired, 403, "invalid_api_key");
+}
+
+#[test]
+fn known_keys_keep_working_while_keysync_is_down() {
+    let mut stack = Stack::start(|_| {});
+    let org = stack.create_org("resilient");
+    let key = stack.create_key(&org, &[]);
+    stack.wait_for_next_refresh();
+
+    stack.keysync.process.kill();
+    let offset = stack.gateway.process.log_len();
+    stack
+        .gateway
+        .process
+        .wait_for_log_after(offset, "cache refresh failed", DEADLINE);
+    for _ in 0..20 {
+        let response = stack.gateway.get_with_key("/", &key.key);
+        assert_eq!(response.status, 200, "body: {}", response.text());
+    }
+    // A synced store is still the best knowledge: an unknown key is refused, not 503.
+    let unknown = stack
+        .gateway
+        .get_with_key("/", "sk_live_UnknownWhileKeysyncIsDown000");
+    assert_error(&unknown, 403, "invalid_api_key");
+    stack
+        .gateway
+        .wait_for_stat("refresh_failed", DEADLINE, |n| n >= 1);
+    stack
+        .gateway
+        .wait_for_stat("miss_lookup_errors", DEADLINE, |n| n >= 1);
+
+    // keysync back on the same port: refreshes succeed again.
+    stack.keysync = Keysync::start_on(&stack.database_url, &stack.keysync.grpc.to_string(), &[]);
+    let offset = stack.gateway.process.log_len();
+    stack.gateway.wait_for_refresh_after(offset, DEADLINE);
+}
+
+#[test]
+fn bad_authorization_values_are_refused_and_never_break_the_filter() {
+    let stack = Stack::start(|_| {});
+    let org = stack.create_org("fuzz");
+    let key = stack.create_key(&org, &[]);
+    stack.wait_for_next_refresh();
+    let valid = format!("Bearer {}", key.key);
+    let mut huge = b"Bearer sk_live_".to_vec();
+    huge.resize(9 * 1024, b'A');
+    let non_utf8 = {
+        let mut v = b"Bearer sk_live_".to_vec();
+        v.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
+        v.extend_from_slice(b"abcdefghijkl");
+        v
+    };
+    let double_space = format!("Bearer  {}", key.key);
+    let tab = format!("Bearer\t{}", key.key);
+    let cases: Vec<(&str, Headers)> = vec![
+        ("empty", vec![("authorization", b"".to_vec())]),
+        ("scheme only", vec![("authorization", b"Bearer".to_vec())]),
+        (
+            "another scheme",
+            vec![("authorization", b"Basic dXNlcjpwYXNz".to_vec())],
+        ),
+        ("non-UTF-8", vec![("authorization", non_utf8)]),
+        ("8 KB token", vec![("authorization", huge)]),
+        (
+            "repeated",
+            vec![
+                ("authorization", valid.clone().into_bytes()),
+                ("authorization", valid.clone().into_bytes()),
+            ],
+        ),
+        (
+            "two spaces",
+            vec![("authorization", double_space.into_bytes())],
+        ),
+        ("tab", vec![("authorization", tab.into_bytes())]),
+        ("empty x-api-key", vec![("x-api-key", b"".to_vec())]),
+        (
+            "junk x-api-key",
+            vec![("x-api-key", b"sk_live_<script>".to_vec())],
+        ),
+    ];
+    for (name, headers) in &cases {
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let response = stack.gateway.get("/", &headers);
+        assert!(
+            matches!(response.status, 401 | 403),
+            "{name}: got {} {}",
+            response.status,
+            response.text()
+        );
+        // The worker's VM is alive: a valid request right after still passes.
+        let after = stack.gateway.get_with_key("/", &key.key);
+        assert_eq!(after.status, 200, "after {name}: {}", after.text());
+    }
+    let log = stack.gateway.process.log();
+    assert!(!log.contains("panicked"), "the filter panicked:\n{log}");
+    assert!(
+        !log.contains("[critical][wasm]"),
+        "critical wasm log:\n{log}"
+    );
+}
+
+#[test]
+fn never_synced_fails_closed_by_default_and_open_when_configured() {
+    // keysync is not running at this address: the store never syncs.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let backend = Backend::start();
+    let backends = format!("api-service={}", backend.url());
+    let key = "sk_live_KeyThatCannotBeCheckedRightNow";
+
+    let closed = Gateway::start(GatewayOptions::new(nowhere, backends.clone()));
+    let refused = closed.get_with_key("/", key);
+    assert_error(&refused, 503, "auth_unavailable");
+    assert_eq!(closed.get("/health", &[]).status, 200);
+    assert_eq!(
+        closed.get("/", &[]).status,
+        401,
+        "a missing key is still 401"
+    );
+    closed.wait_for_stat("unavailable", DEADLINE, |n| n >= 1);
+
+    let mut options = GatewayOptions::new(nowhere, backends);
+    options.auth_config = r#"{"role":"auth","failure_mode":"open"}"#.into();
+    let open = Gateway::start(options);
+    let passed = open.get(
+        "/",
+        &[
+            ("authorization", format!("Bearer {key}").as_bytes()),
+            ("x-org-id", b"spoofed"),
+        ],
+    );
+    assert_eq!(passed.status, 200, "body: {}", passed.text());
+    assert!(
+        forwarded_header(&passed, "x-org-id").is_empty(),
+        "no identity when failing open"
+    );
+    assert_eq!(
+        open.get("/", &[]).status,
+        401,
+        "fail-open never skips a missing key"
+    );
+    open.wait_for_stat("failed_open", DEADLINE, |n| n >= 1);
+}
+
+#[test]
+fn one_refresh_per_envoy_process_whatever_the_worker_count() {
+    let stack = Stack::start(|options| options.concurrency = 4);
+    let org = stack.create_org("workers");
+    let key = stack.create_key(&org, &[]);
+    stack.wait_for_next_refresh();
+    stack.wait_for_next_refresh();
+    assert_eq!(stack.gateway.get_with_key("/", &key.key).status, 200);
+    let refreshes = stack.gateway.stat("refresh_ok");
+    let list_calls = stack
+        .keysync
+        .metric("keysync_grpc_requests_total", &["ListKeys"]) as u64;
+    // One page per refresh; allow the refresh that may be in flight right now.
+    assert!(
+        list_calls >= refreshes && list_calls <= refreshes + 1,
+        "{list_calls} ListKeys calls for {refreshes} refreshes: refreshing is not once per process"
+    );
+}
+
+#[test]
+fn a_bad_plugin_configuration_is_refused_with_a_clear_message() {
+    let nowhere = "127.0.0.1:9".parse().expect("address");
+    let mut options = GatewayOptions::new(nowhere, "api-service=http://127.0.0.1:9");
+    options.auth_config = r#"{"role":"auth","failure_mode":"sometimes"}"#.into();
+    let config = keysync_e2e::gateway::render(
+        "gateway.yaml",
+        &[
+            ("KEYSYNC_AUTH_CONFIG".into(), options.auth_config.clone()),
+            (
+                "KEYSYNC_FILTER_WASM".into(),
+                keysync_e2e::paths::filter_wasm().display().to_string(),
+            ),
+        ],
+    );
+    let dir = keysync_e2e::ScratchDir::new("bad-config").expect("temp dir");
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let output = std::process::Command::new(keysync_e2e::paths::envoy_bin())
+        .args(["--mode", "validate", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run envoy");
+    let log = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "envoy accepted a bad configuration"
+    );
+    assert!(
+        log.contains("invalid keysync plugin configuration") && log.contains("sometimes"),
+        "no clear message:\n{log}"
+    );
+}
+
+#[test]
+fn every_shipped_envoy_configuration_validates() {
+    let dir = keysync_e2e::paths::workspace_root().join("envoy");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("read envoy/") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .to_string();
+        let config = keysync_e2e::gateway::render(
+            &name,
+            &[(
+                "KEYSYNC_FILTER_WASM".into(),
+                keysync_e2e::paths::filter_wasm().display().to_string(),
+            )],
+        );
+        let scratch = keysync_e2e::ScratchDir::new("validate").expect("temp dir");
+        let rendered = scratch.path().join(&name);
+        std::fs::write(&rendered, config).expect("write config");
+        let output = std::process::Command::new(keysync_e2e::paths::envoy_bin())
+            .args(["--mode", "validate", "-c"])
+            .arg(&rendered)
+            .output()
+            .expect("run envoy");
+        assert!(
+            output.status.success(),
+            "envoy/{name} does not validate:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "no configuration found under envoy/");
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Renders an Envoy configuration template of envoy/ from the environment.
+
+Usage: python3 envoy/render.py TEMPLATE > envoy.yaml
+
+Fills ${NAME} fields; ${ROUTES} and ${BACKEND_CLUSTERS} are generated from BACKEND_URLS
+(comma-separated name=url). With one backend every path goes to it; with several,
+/<name>/... goes to backend <name> with the prefix stripped. Standard library only.
+"""
+import json
+import os
+import re
+import string
+import sys
+from urllib.parse import urlsplit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+DEFAULTS = {
+    "GATEWAY_ADDRESS": "0.0.0.0",
+    "GATEWAY_PORT": "8080",
+    "ENVOY_ADMIN_PORT": "9901",
+    "KEYSYNC_GRPC_ADDR": "127.0.0.1:50051",
+    "BACKEND_URLS": "api-service=http://localhost:3000",
+    "REFRESH_INTERVAL": "15m",
+    "KEYSYNC_FILTER_WASM": os.path.join(
+        ROOT, "target", "wasm32-wasip1", "release", "keysync_filter.wasm"
+    ),
+}
+
+
+class RenderError(Exception):
+    pass
+
+
+def backends(spec):
+    result = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise RenderError(f"BACKEND_URLS: {item!r} is not name=url")
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise RenderError(f"BACKEND_URLS: {url!r} is not an http://host[:port] URL")
+        if parts.path not in ("", "/"):
+            raise RenderError(f"BACKEND_URLS: {url!r}: paths are not supported")
+        result.append((name, parts.hostname, parts.port or 80))
+    if not result:
+        raise RenderError("BACKEND_URLS names no backend")
+    if len({name for name, _, _ in result}) != len(result):
+        raise RenderError("BACKEND_URLS names a backend twice")
+    return result
+
+
+def routes(items):
+    if len(items) == 1:
+        return [f'- {{ match: {{ prefix: "/" }}, route: {{ cluster: "backend.{items[0][0]}" }} }}']
+    return [
+        f'- {{ match: {{ prefix: "/{name}/" }}, '
+        f'route: {{ cluster: "backend.{name}", prefix_rewrite: "/" }} }}'
+        for name, _, _ in items
+    ]
+
+
+def clusters(items):
+    return [
+        f'- {{ name: "backend.{name}", type: STRICT_DNS, dns_lookup_family: V4_ONLY, '
+        f"connect_timeout: 2s, load_assignment: {{ cluster_name: \"backend.{name}\", "
+        f"endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: "
+        f'{{ address: "{host}", port_value: {port} }} }} }} }} ] }} ] }} }}'
+        for name, host, port in items
+    ]
+
+
+def host_port(addr, name):
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RenderError(f"{name}: {addr!r} is not host:port")
+    return host, port
+
+
+def json_config(name, text):
+    """Plugin configurations go into single-quoted YAML strings: check and quote."""
+    try:
+        json.loads(text)
+    except ValueError as e:
+        raise RenderError(f"{name} is not JSON: {e}")
+    return text.replace("'", "''")
+
+
+def block(lines, template, field):
+    """Indents generated YAML lines to the column of ${field} in the template."""
+    match = re.search(r"^([ \t]*)\$\{" + field + r"\}", template, re.M)
+    indent = match.group(1) if match else ""
+    return ("\n" + indent).join(lines)
+
+
+def render(template, env):
+    values = {k: env.get(k) or v for k, v in DEFAULTS.items()}
+    for key, value in env.items():
+        values.setdefault(key, value)
+    items = backends(values["BACKEND_URLS"])
+    values["KEYSYNC_HOST"], values["KEYSYNC_PORT"] = host_port(
+        values["KEYSYNC_GRPC_ADDR"], "KEYSYNC_GRPC_ADDR"
+    )
+    values["KEYSYNC_SYNC_CONFIG"] = json_config(
+        "KEYSYNC_SYNC_CONFIG",
+        env.get("KEYSYNC_SYNC_CONFIG")
+        or json.dumps({"role": "sync", "refresh_interval": values["REFRESH_INTERVAL"]}),
+    )
+    values["KEYSYNC_AUTH_CONFIG"] = json_config(
+        "KEYSYNC_AUTH_CONFIG", env.get("KEYSYNC_AUTH_CONFIG") or '{"role": "auth"}'
+    )
+    values["ROUTES"] = block(routes(items), template, "ROUTES")
+    values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
+    try:
+        return string.Template(template).substitute(values)
+    except KeyError as e:
+        raise RenderError(f"the template needs {e.args[0]}, which is not set")
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    with open(argv[1], encoding="utf-8") as f:
+        template = f.read()
+    try:
+        sys.stdout.write(render(template, os.environ))
+    except RenderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

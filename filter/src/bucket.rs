@@ -1,0 +1,344 @@
+//! A bucket: every record whose key hash starts with the same two bytes, kept as ONE
+//! shared-data entry (a format byte, then fixed-size records sorted by hash).
+//!
+//! Proxy-wasm shared data never frees an entry, so one entry per key would grow with
+//! every key ever seen. A fixed set of 65,536 buckets, each rewritten as a whole, keeps
+//! Envoy's memory proportional to the active keys.
+
+use crate::key_hash::KeyHash;
+use crate::record::{KeyRecord, RECORD_LEN};
+use std::cmp::Ordering;
+
+pub const BUCKET_COUNT: u32 = 1 << 16;
+
+/// First byte of every bucket entry; a reader refuses a layout it does not know.
+pub const FORMAT_VERSION: u8 = 1;
+
+const NAME_PREFIX: &str = "keysync.b.";
+
+/// The shared-data key of a bucket, built on the stack (it is needed on every request).
+pub struct BucketName {
+    bytes: [u8; NAME_PREFIX.len() + 4],
+}
+
+impl BucketName {
+    pub fn new(bucket: u16) -> Self {
+        let mut bytes = [0u8; NAME_PREFIX.len() + 4];
+        let (prefix, digits) = bytes.split_at_mut(NAME_PREFIX.len());
+        prefix.copy_from_slice(NAME_PREFIX.as_bytes());
+        for (slot, shift) in digits.iter_mut().zip([12u16, 8, 4, 0]) {
+            let nibble = ((bucket >> shift) & 0xf) as u8;
+            *slot = if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            };
+        }
+        BucketName { bytes }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always ASCII by construction.
+        std::str::from_utf8(&self.bytes).unwrap_or(NAME_PREFIX)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum BucketError {
+    UnknownFormat(u8),
+    Truncated(usize),
+}
+
+impl std::fmt::Display for BucketError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BucketError::UnknownFormat(v) => write!(f, "unknown bucket format {v}"),
+            BucketError::Truncated(len) => write!(f, "bucket of {len} bytes is not whole records"),
+        }
+    }
+}
+
+/// A read-only view of a bucket's bytes.
+#[derive(Clone, Copy)]
+pub struct Bucket<'a> {
+    index: u16,
+    records: &'a [u8],
+}
+
+impl<'a> Bucket<'a> {
+    /// An entry that does not exist, or is empty, is an empty bucket.
+    pub fn parse(index: u16, bytes: Option<&'a [u8]>) -> Result<Self, BucketError> {
+        let records = match bytes {
+            None | Some([]) => &[][..],
+            Some([FORMAT_VERSION, records @ ..]) => records,
+            Some([version, ..]) => return Err(BucketError::UnknownFormat(*version)),
+        };
+        if records.len() % RECORD_LEN != 0 {
+            return Err(BucketError::Truncated(records.len()));
+        }
+        Ok(Bucket { index, records })
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len() / RECORD_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn raw(&self, i: usize) -> &'a [u8] {
+        self.records
+            .get(i * RECORD_LEN..(i + 1) * RECORD_LEN)
+            .unwrap_or(&[])
+    }
+
+    /// Binary search on the stored hash suffixes; decodes only the match.
+    pub fn find(&self, hash: &KeyHash) -> Option<KeyRecord> {
+        let i = self.position(hash).ok()?;
+        KeyRecord::decode(self.index, self.raw(i))
+    }
+
+    /// `Ok(i)`: record `i` has this hash; `Err(i)`: it would be inserted at `i`.
+    fn position(&self, hash: &KeyHash) -> Result<usize, usize> {
+        let target = hash.suffix();
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match KeyRecord::stored_suffix(self.raw(mid)).cmp(target) {
+                Ordering::Less => low = mid + 1,
+                Ordering::Greater => high = mid,
+                Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = KeyRecord> + 'a {
+        let index = self.index;
+        self.records
+            .chunks_exact(RECORD_LEN)
+            .filter_map(move |raw| KeyRecord::decode(index, raw))
+    }
+
+    /// The bucket with `record` added, or replacing the record of the same hash.
+    pub fn with(&self, record: &KeyRecord) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + self.records.len() + RECORD_LEN);
+        out.push(FORMAT_VERSION);
+        match self.position(&record.hash) {
+            Ok(i) => {
+                out.extend_from_slice(self.records.get(..i * RECORD_LEN).unwrap_or(&[]));
+                record.encode_into(&mut out);
+                out.extend_from_slice(self.records.get((i + 1) * RECORD_LEN..).unwrap_or(&[]));
+            }
+            Err(i) => {
+                let (before, after) = self.records.split_at(i * RECORD_LEN);
+                out.extend_from_slice(before);
+                record.encode_into(&mut out);
+                out.extend_from_slice(after);
+            }
+        }
+        out
+    }
+
+    /// The bucket without the record of `hash`; `None` when it holds no such record.
+    pub fn without(&self, hash: &KeyHash) -> Option<Vec<u8>> {
+        let i = self.position(hash).ok()?;
+        let mut out = Vec::with_capacity(1 + self.records.len() - RECORD_LEN);
+        out.push(FORMAT_VERSION);
+        out.extend_from_slice(self.records.get(..i * RECORD_LEN).unwrap_or(&[]));
+        out.extend_from_slice(self.records.get((i + 1) * RECORD_LEN..).unwrap_or(&[]));
+        Some(out)
+    }
+}
+
+/// Encodes records (sorted by hash, no duplicates: the order keysync pages them in).
+pub fn encode(records: &[KeyRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + records.len() * RECORD_LEN);
+    out.push(FORMAT_VERSION);
+    for record in records {
+        record.encode_into(&mut out);
+    }
+    out
+}
+
+/// What rewriting a bucket changes: records added or altered, and records dropped.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Diff {
+    pub updated: u64,
+    pub removed: u64,
+}
+
+impl std::ops::AddAssign for Diff {
+    fn add_assign(&mut self, other: Diff) {
+        self.updated += other.updated;
+        self.removed += other.removed;
+    }
+}
+
+/// Merge-walks two sorted buckets.
+pub fn diff(old: &Bucket<'_>, new: &Bucket<'_>) -> Diff {
+    let mut result = Diff::default();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        let (a, b) = (old.raw(i), new.raw(j));
+        let order = match (i < old.len(), j < new.len()) {
+            (true, true) => KeyRecord::stored_suffix(a).cmp(KeyRecord::stored_suffix(b)),
+            (true, false) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                result.removed += 1;
+                i += 1;
+            }
+            Ordering::Greater => {
+                result.updated += 1;
+                j += 1;
+            }
+            Ordering::Equal => {
+                if a != b {
+                    result.updated += 1;
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{RateLimit, Uuid};
+
+    fn record(key: &str, org: u8) -> KeyRecord {
+        KeyRecord {
+            hash: KeyHash::of_key(key.as_bytes()),
+            key_id: Uuid([7; 16]),
+            org_id: Uuid([org; 16]),
+            expires_at: 0,
+            rate_limit: Some(RateLimit {
+                requests_per_minute: 60,
+                burst: 0,
+            }),
+        }
+    }
+
+    /// Records that share a bucket: same first two hash bytes, distinct suffixes.
+    fn same_bucket(n: usize) -> Vec<KeyRecord> {
+        let mut records: Vec<KeyRecord> = (0..n)
+            .map(|i| {
+                let mut r = record(&format!("k{i}"), 1);
+                r.hash.0[0] = 0x12;
+                r.hash.0[1] = 0x34;
+                r
+            })
+            .collect();
+        records.sort_by_key(|r| r.hash);
+        records
+    }
+
+    #[test]
+    fn names_buckets_in_hex() {
+        assert_eq!(BucketName::new(0).as_str(), "keysync.b.0000");
+        assert_eq!(BucketName::new(0xbeef).as_str(), "keysync.b.beef");
+        assert_eq!(BucketName::new(u16::MAX).as_str(), "keysync.b.ffff");
+    }
+
+    #[test]
+    fn finds_every_record_and_nothing_else() {
+        let records = same_bucket(50);
+        let bytes = encode(&records);
+        let bucket = Bucket::parse(0x1234, Some(&bytes)).unwrap();
+        assert_eq!(bucket.len(), 50);
+        for r in &records {
+            assert_eq!(bucket.find(&r.hash), Some(*r));
+        }
+        let mut absent = records[0];
+        absent.hash.0[31] ^= 0xff;
+        assert_eq!(bucket.find(&absent.hash), None);
+        assert_eq!(bucket.iter().collect::<Vec<_>>(), records);
+    }
+
+    #[test]
+    fn missing_and_empty_entries_are_empty_buckets() {
+        assert!(Bucket::parse(1, None).unwrap().is_empty());
+        assert!(Bucket::parse(1, Some(&[])).unwrap().is_empty());
+        assert!(Bucket::parse(1, Some(&[FORMAT_VERSION]))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn refuses_unknown_formats_and_partial_records() {
+        assert_eq!(
+            Bucket::parse(1, Some(&[9, 1, 2])).err(),
+            Some(BucketError::UnknownFormat(9))
+        );
+        let mut bytes = encode(&same_bucket(2));
+        bytes.pop();
+        assert!(matches!(
+            Bucket::parse(0x1234, Some(&bytes)),
+            Err(BucketError::Truncated(_))
+        ));
+    }
+
+    #[test]
+    fn with_inserts_in_order_and_replaces() {
+        let records = same_bucket(10);
+        let mut bytes = encode(&[]);
+        for r in records.iter().rev() {
+            bytes = Bucket::parse(0x1234, Some(&bytes)).unwrap().with(r);
+        }
+        assert_eq!(bytes, encode(&records));
+
+        let mut changed = records[3];
+        changed.org_id = Uuid([9; 16]);
+        let replaced = Bucket::parse(0x1234, Some(&bytes)).unwrap().with(&changed);
+        let bucket = Bucket::parse(0x1234, Some(&replaced)).unwrap();
+        assert_eq!(bucket.len(), 10);
+        assert_eq!(bucket.find(&changed.hash), Some(changed));
+    }
+
+    #[test]
+    fn without_removes_only_that_record() {
+        let records = same_bucket(5);
+        let bytes = encode(&records);
+        let bucket = Bucket::parse(0x1234, Some(&bytes)).unwrap();
+        let removed = bucket.without(&records[2].hash).unwrap();
+        let mut expected = records.clone();
+        expected.remove(2);
+        assert_eq!(removed, encode(&expected));
+        let mut absent = records[0].hash;
+        absent.0[20] ^= 1;
+        assert_eq!(bucket.without(&absent), None);
+    }
+
+    #[test]
+    fn diff_counts_updates_and_removals() {
+        let records = same_bucket(6);
+        let old = encode(&records[0..4]);
+        let mut changed = records[1];
+        changed.expires_at = 5;
+        let new = encode(&[changed, records[2], records[4], records[5]]);
+        let d = diff(
+            &Bucket::parse(0x1234, Some(&old)).unwrap(),
+            &Bucket::parse(0x1234, Some(&new)).unwrap(),
+        );
+        // records[0] and [3] removed; [1] changed; [4] and [5] added; [2] unchanged.
+        assert_eq!(
+            d,
+            Diff {
+                updated: 3,
+                removed: 2
+            }
+        );
+        let same = diff(
+            &Bucket::parse(0x1234, Some(&old)).unwrap(),
+            &Bucket::parse(0x1234, Some(&old)).unwrap(),
+        );
+        assert_eq!(same, Diff::default());
+    }
+}

@@ -1,0 +1,343 @@
+//! The plugin configuration: JSON in `plugin_config.configuration`, validated once when
+//! Envoy loads the plugin. A bad configuration is refused whole, with a clear message.
+//!
+//! The same `.wasm` plays two roles, chosen by `role`: `"auth"` (the HTTP filter on every
+//! worker) and `"sync"` (the singleton bootstrap service that keeps the store current).
+
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PluginConfig {
+    Auth(AuthConfig),
+    Sync(SyncConfig),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Refuse requests with 503 when the key cannot be checked.
+    Closed,
+    /// Let them through, without identity headers.
+    Open,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthConfig {
+    pub keysync_cluster: String,
+    pub failure_mode: FailureMode,
+    pub public_paths: Vec<PathRule>,
+    pub forward_credential: bool,
+    /// Status for unknown, revoked, expired and malformed keys: 403 (default) or 401.
+    pub invalid_key_status: u32,
+    pub miss_lookup: MissLookup,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MissLookup {
+    pub enabled: bool,
+    pub timeout: Duration,
+    /// Per worker: lookups beyond this are answered from the store alone.
+    pub max_in_flight: u32,
+    /// How long a key keysync did not know is refused without asking again.
+    pub negative_ttl: Duration,
+    /// Per worker: bound on remembered unknown keys.
+    pub negative_cache_entries: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncConfig {
+    pub keysync_cluster: String,
+    pub refresh_interval: Duration,
+    pub request_timeout: Duration,
+    pub page_size: u32,
+    /// Ceiling of the retry backoff after failed refreshes.
+    pub max_retry_interval: Duration,
+}
+
+/// A path that passes without a key: exact (`/health`) or a prefix (`/public/*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRule {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathRule {
+    fn parse(rule: &str) -> Result<Self, ConfigError> {
+        if !rule.starts_with('/') {
+            return Err(ConfigError(format!(
+                "public_paths: {rule:?} must start with '/'"
+            )));
+        }
+        Ok(match rule.strip_suffix('*') {
+            Some(prefix) => PathRule::Prefix(prefix.to_string()),
+            None => PathRule::Exact(rule.to_string()),
+        })
+    }
+
+    /// `path` is the request's `:path`; its query string is ignored.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        let path = match path.iter().position(|&b| b == b'?') {
+            Some(end) => path.get(..end).unwrap_or(path),
+            None => path,
+        };
+        match self {
+            PathRule::Exact(exact) => path == exact.as_bytes(),
+            PathRule::Prefix(prefix) => path.starts_with(prefix.as_bytes()),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid keysync plugin configuration: {}", self.0)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    role: Option<String>,
+    keysync_cluster: Option<String>,
+    failure_mode: Option<FailureMode>,
+    public_paths: Option<Vec<String>>,
+    forward_credential: Option<bool>,
+    invalid_key_status: Option<u32>,
+    miss_lookup: Option<RawMissLookup>,
+    refresh_interval: Option<String>,
+    request_timeout: Option<String>,
+    page_size: Option<u32>,
+    max_retry_interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMissLookup {
+    enabled: Option<bool>,
+    timeout: Option<String>,
+    max_in_flight: Option<u32>,
+    negative_ttl: Option<String>,
+    negative_cache_entries: Option<usize>,
+}
+
+const DEFAULT_CLUSTER: &str = "keysync";
+
+impl PluginConfig {
+    /// Parses the plugin configuration; empty means an auth filter with every default.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawConfig = if bytes.iter().all(u8::is_ascii_whitespace) {
+            RawConfig::default()
+        } else {
+            serde_json::from_slice(bytes).map_err(|e| ConfigError(e.to_string()))?
+        };
+        let cluster = raw
+            .keysync_cluster
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+        if cluster.is_empty() {
+            return Err(ConfigError("keysync_cluster must not be empty".into()));
+        }
+        match raw.role.as_deref().unwrap_or("auth") {
+            "auth" => Ok(PluginConfig::Auth(auth_config(raw, cluster)?)),
+            "sync" => Ok(PluginConfig::Sync(sync_config(raw, cluster)?)),
+            other => Err(ConfigError(format!(
+                "role must be \"auth\" or \"sync\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, ConfigError> {
+    reject_fields(
+        "sync",
+        &[
+            ("refresh_interval", raw.refresh_interval.is_some()),
+            ("request_timeout", raw.request_timeout.is_some()),
+            ("page_size", raw.page_size.is_some()),
+            ("max_retry_interval", raw.max_retry_interval.is_some()),
+        ],
+    )?;
+    let invalid_key_status = raw.invalid_key_status.unwrap_or(403);
+    if !matches!(invalid_key_status, 401 | 403) {
+        return Err(ConfigError(format!(
+            "invalid_key_status must be 401 or 403, not {invalid_key_status}"
+        )));
+    }
+    let public_paths = raw
+        .public_paths
+        .unwrap_or_else(|| vec!["/health".to_string()])
+        .iter()
+        .map(|rule| PathRule::parse(rule))
+        .collect::<Result<_, _>>()?;
+    let miss = raw.miss_lookup.unwrap_or(RawMissLookup {
+        enabled: None,
+        timeout: None,
+        max_in_flight: None,
+        negative_ttl: None,
+        negative_cache_entries: None,
+    });
+    let miss_lookup = MissLookup {
+        enabled: miss.enabled.unwrap_or(true),
+        timeout: duration("miss_lookup.timeout", miss.timeout, "1s")?,
+        max_in_flight: miss.max_in_flight.unwrap_or(64),
+        negative_ttl: duration("miss_lookup.negative_ttl", miss.negative_ttl, "30s")?,
+        negative_cache_entries: miss.negative_cache_entries.unwrap_or(10_000),
+    };
+    if miss_lookup.max_in_flight == 0 {
+        return Err(ConfigError(
+            "miss_lookup.max_in_flight must be at least 1 (set enabled: false to turn lookups off)"
+                .into(),
+        ));
+    }
+    Ok(AuthConfig {
+        keysync_cluster,
+        failure_mode: raw.failure_mode.unwrap_or(FailureMode::Closed),
+        public_paths,
+        forward_credential: raw.forward_credential.unwrap_or(false),
+        invalid_key_status,
+        miss_lookup,
+    })
+}
+
+fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, ConfigError> {
+    reject_fields(
+        "auth",
+        &[
+            ("failure_mode", raw.failure_mode.is_some()),
+            ("public_paths", raw.public_paths.is_some()),
+            ("forward_credential", raw.forward_credential.is_some()),
+            ("invalid_key_status", raw.invalid_key_status.is_some()),
+            ("miss_lookup", raw.miss_lookup.is_some()),
+        ],
+    )?;
+    let config = SyncConfig {
+        keysync_cluster,
+        refresh_interval: duration("refresh_interval", raw.refresh_interval, "15m")?,
+        request_timeout: duration("request_timeout", raw.request_timeout, "10s")?,
+        page_size: raw.page_size.unwrap_or(5000),
+        max_retry_interval: duration("max_retry_interval", raw.max_retry_interval, "60s")?,
+    };
+    if config.refresh_interval < Duration::from_secs(1) {
+        return Err(ConfigError("refresh_interval must be at least 1s".into()));
+    }
+    if !(1..=10_000).contains(&config.page_size) {
+        return Err(ConfigError("page_size must be between 1 and 10000".into()));
+    }
+    Ok(config)
+}
+
+fn reject_fields(role: &str, fields: &[(&str, bool)]) -> Result<(), ConfigError> {
+    match fields.iter().find(|(_, present)| *present) {
+        Some((name, _)) => Err(ConfigError(format!(
+            "{name} only applies to role \"{role}\""
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn duration(name: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let text = value.as_deref().unwrap_or(default);
+    let parsed = humantime::parse_duration(text)
+        .map_err(|e| ConfigError(format!("{name}: {text:?} is not a duration ({e})")))?;
+    if parsed.is_zero() {
+        return Err(ConfigError(format!("{name} must be greater than zero")));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(json: &str) -> AuthConfig {
+        match PluginConfig::parse(json.as_bytes()).unwrap() {
+            PluginConfig::Auth(config) => config,
+            other => panic!("expected auth, got {other:?}"),
+        }
+    }
+
+    fn error(json: &str) -> String {
+        PluginConfig::parse(json.as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn empty_configuration_is_an_auth_filter_with_defaults() {
+        let config = auth("");
+        assert_eq!(config.keysync_cluster, "keysync");
+        assert_eq!(config.failure_mode, FailureMode::Closed);
+        assert_eq!(config.invalid_key_status, 403);
+        assert!(!config.forward_credential);
+        assert_eq!(config.public_paths, vec![PathRule::Exact("/health".into())]);
+        assert!(config.miss_lookup.enabled);
+        assert_eq!(config.miss_lookup.negative_ttl, Duration::from_secs(30));
+        assert_eq!(auth("{}"), config);
+    }
+
+    #[test]
+    fn parses_a_full_auth_configuration() {
+        let config = auth(
+            r#"{"role":"auth","keysync_cluster":"ks","failure_mode":"open",
+                "public_paths":["/health","/docs/*"],"forward_credential":true,
+                "invalid_key_status":401,
+                "miss_lookup":{"enabled":false,"timeout":"250ms","max_in_flight":8,
+                               "negative_ttl":"5s","negative_cache_entries":100}}"#,
+        );
+        assert_eq!(config.keysync_cluster, "ks");
+        assert_eq!(config.failure_mode, FailureMode::Open);
+        assert_eq!(config.invalid_key_status, 401);
+        assert!(config.forward_credential);
+        assert_eq!(config.public_paths[1], PathRule::Prefix("/docs/".into()));
+        assert!(!config.miss_lookup.enabled);
+        assert_eq!(config.miss_lookup.timeout, Duration::from_millis(250));
+        assert_eq!(config.miss_lookup.max_in_flight, 8);
+        assert_eq!(config.miss_lookup.negative_cache_entries, 100);
+    }
+
+    #[test]
+    fn parses_a_sync_configuration() {
+        let PluginConfig::Sync(config) =
+            PluginConfig::parse(br#"{"role":"sync","refresh_interval":"2s","page_size":100}"#)
+                .unwrap()
+        else {
+            panic!("expected sync");
+        };
+        assert_eq!(config.refresh_interval, Duration::from_secs(2));
+        assert_eq!(config.page_size, 100);
+        assert_eq!(config.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn refuses_bad_configurations_with_a_reason() {
+        assert!(error("{not json").contains("invalid keysync plugin configuration"));
+        assert!(error(r#"{"rol":"auth"}"#).contains("unknown field"));
+        assert!(error(r#"{"role":"proxy"}"#).contains("role must be"));
+        assert!(error(r#"{"failure_mode":"maybe"}"#).contains("unknown variant"));
+        assert!(error(r#"{"invalid_key_status":500}"#).contains("401 or 403"));
+        assert!(error(r#"{"public_paths":["health"]}"#).contains("must start with '/'"));
+        assert!(error(r#"{"keysync_cluster":""}"#).contains("must not be empty"));
+        assert!(error(r#"{"refresh_interval":"1m"}"#).contains("only applies to role \"sync\""));
+        assert!(error(r#"{"role":"sync","public_paths":[]}"#).contains("only applies"));
+        assert!(error(r#"{"role":"sync","refresh_interval":"soon"}"#).contains("not a duration"));
+        assert!(error(r#"{"role":"sync","refresh_interval":"10ms"}"#).contains("at least 1s"));
+        assert!(error(r#"{"role":"sync","page_size":0}"#).contains("page_size"));
+        assert!(error(r#"{"miss_lookup":{"timeout":"0s"}}"#).contains("greater than zero"));
+        assert!(error(r#"{"miss_lookup":{"max_in_flight":0}}"#).contains("at least 1"));
+    }
+
+    #[test]
+    fn path_rules_ignore_the_query_string() {
+        let exact = PathRule::parse("/health").unwrap();
+        assert!(exact.matches(b"/health"));
+        assert!(exact.matches(b"/health?verbose=1"));
+        assert!(!exact.matches(b"/healthz"));
+        assert!(!exact.matches(b"/health/deep"));
+        let prefix = PathRule::parse("/public/*").unwrap();
+        assert!(prefix.matches(b"/public/a/b"));
+        assert!(!prefix.matches(b"/publicity"));
+    }
+}

@@ -1,0 +1,142 @@
+//! What happens to a request, decided from what is known about its key. Plain logic:
+//! the host calls that gather the facts live in `auth_request`.
+
+use crate::config::FailureMode;
+use crate::record::KeyRecord;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// 401: no API key offered.
+    MissingKey,
+    /// 403 (configurable): unknown, revoked, expired or malformed.
+    InvalidKey,
+    /// 503: the gateway cannot tell (never synced and keysync unreachable).
+    Unavailable,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow(KeyRecord),
+    Deny(Denial),
+    /// Not in the store: ask keysync (the key may be newer than the last sync).
+    AskKeysync,
+}
+
+/// A key found in the store, or just returned by keysync.
+pub fn judge_record(record: KeyRecord, now_unix_secs: i64) -> Verdict {
+    if record.is_expired(now_unix_secs) {
+        Verdict::Deny(Denial::InvalidKey)
+    } else {
+        Verdict::Allow(record)
+    }
+}
+
+/// A key the store does not hold.
+pub fn judge_unknown(recently_refused: bool, may_ask_keysync: bool, synced: bool) -> Verdict {
+    if recently_refused {
+        Verdict::Deny(Denial::InvalidKey)
+    } else if may_ask_keysync {
+        Verdict::AskKeysync
+    } else {
+        Verdict::Deny(judge_from_store_alone(synced))
+    }
+}
+
+/// When keysync cannot be asked: a synced store is the best knowledge there is, so an
+/// absent key is invalid; a store that never synced knows nothing, so nobody can tell.
+pub fn judge_from_store_alone(synced: bool) -> Denial {
+    if synced {
+        Denial::InvalidKey
+    } else {
+        Denial::Unavailable
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forward upstream; with identity headers when a key was accepted.
+    Forward(Option<KeyRecord>),
+    Reply(Denial),
+}
+
+/// Applies public paths and the failure mode to a refusal.
+pub fn settle(denial: Denial, public_path: bool, failure_mode: FailureMode) -> Outcome {
+    if public_path {
+        return Outcome::Forward(None);
+    }
+    match (denial, failure_mode) {
+        (Denial::Unavailable, FailureMode::Open) => Outcome::Forward(None),
+        _ => Outcome::Reply(denial),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key_hash::KeyHash;
+    use crate::record::Uuid;
+
+    fn record(expires_at: i64) -> KeyRecord {
+        KeyRecord {
+            hash: KeyHash::of_key(b"k"),
+            key_id: Uuid([1; 16]),
+            org_id: Uuid([2; 16]),
+            expires_at,
+            rate_limit: None,
+        }
+    }
+
+    #[test]
+    fn known_keys_pass_until_they_expire() {
+        assert_eq!(judge_record(record(0), 5), Verdict::Allow(record(0)));
+        assert_eq!(judge_record(record(100), 99), Verdict::Allow(record(100)));
+        assert_eq!(
+            judge_record(record(100), 100),
+            Verdict::Deny(Denial::InvalidKey)
+        );
+    }
+
+    #[test]
+    fn unknown_keys() {
+        assert_eq!(
+            judge_unknown(true, true, true),
+            Verdict::Deny(Denial::InvalidKey),
+            "recently refused keys are not looked up again"
+        );
+        assert_eq!(judge_unknown(false, true, false), Verdict::AskKeysync);
+        assert_eq!(
+            judge_unknown(false, false, true),
+            Verdict::Deny(Denial::InvalidKey)
+        );
+        assert_eq!(
+            judge_unknown(false, false, false),
+            Verdict::Deny(Denial::Unavailable)
+        );
+    }
+
+    #[test]
+    fn public_paths_and_failure_modes() {
+        use FailureMode::*;
+        assert_eq!(
+            settle(Denial::MissingKey, true, Closed),
+            Outcome::Forward(None)
+        );
+        assert_eq!(
+            settle(Denial::MissingKey, false, Open),
+            Outcome::Reply(Denial::MissingKey),
+            "fail-open never lets a missing key through"
+        );
+        assert_eq!(
+            settle(Denial::InvalidKey, false, Open),
+            Outcome::Reply(Denial::InvalidKey)
+        );
+        assert_eq!(
+            settle(Denial::Unavailable, false, Open),
+            Outcome::Forward(None)
+        );
+        assert_eq!(
+            settle(Denial::Unavailable, false, Closed),
+            Outcome::Reply(Denial::Unavailable)
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! The key store kept in shared data: the request path's lookup, and the writes made by
+//! the sync service and by the miss path, with the rules that stop one writer from
+//! undoing a newer change made by another.
+
+use crate::bucket::{self, Bucket, BucketError, BucketName, Diff};
+use crate::key_hash::KeyHash;
+use crate::record::KeyRecord;
+use crate::shared_data::{SharedData, WriteError};
+use crate::store_meta::{StoreMeta, META_ENTRY};
+
+/// Compare-and-swap attempts before a writer gives up on a contended bucket.
+const MAX_CAS_ATTEMPTS: usize = 8;
+
+pub struct KeyStore<S> {
+    data: S,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StoreError {
+    Corrupt(BucketError),
+    Contended,
+    Host(u32),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Corrupt(e) => write!(f, "corrupt bucket: {e}"),
+            StoreError::Contended => f.write_str("bucket kept changing under compare-and-swap"),
+            StoreError::Host(status) => write!(f, "shared data write failed (status {status})"),
+        }
+    }
+}
+
+/// What became of an attempt to cache a record learned on the miss path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cached {
+    Stored,
+    AlreadyThere,
+    /// The store has seen newer changes than the lookup: caching could revive a revoked key.
+    Stale,
+    Failed(StoreError),
+}
+
+impl<S: SharedData> KeyStore<S> {
+    pub fn new(data: S) -> Self {
+        KeyStore { data }
+    }
+
+    /// The request path: one shared-data read.
+    pub fn find(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, BucketError> {
+        let index = hash.bucket();
+        let entry = self.data.get(BucketName::new(index).as_str());
+        let bucket = Bucket::parse(index, entry.value.as_deref())?;
+        Ok(bucket.find(hash))
+    }
+
+    pub fn meta(&self) -> StoreMeta {
+        StoreMeta::decode(self.data.get(META_ENTRY).value.as_deref())
+    }
+
+    /// Only the sync service writes the metadata, so no compare-and-swap is needed.
+    pub fn write_meta(&self, meta: &StoreMeta) -> Result<(), StoreError> {
+        self.data
+            .set(META_ENTRY, &meta.encode(), 0)
+            .map_err(host_error)
+    }
+
+    /// Sync: makes bucket `index` hold exactly `records` (sorted by hash) and reports
+    /// what changed. An absent bucket that should stay empty is not created.
+    pub fn replace_bucket(&self, index: u16, records: &[KeyRecord]) -> Result<Diff, StoreError> {
+        let name = BucketName::new(index);
+        let new_bytes = bucket::encode(records);
+        let new = Bucket::parse(index, Some(&new_bytes)).map_err(StoreError::Corrupt)?;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let entry = self.data.get(name.as_str());
+            if entry.value.is_none() && records.is_empty() {
+                return Ok(Diff::default());
+            }
+            let change = match Bucket::parse(index, entry.value.as_deref()) {
+                Ok(old) => bucket::diff(&old, &new),
+                // A bucket we cannot read is replaced whole.
+                Err(_) => Diff {
+                    updated: new.len() as u64,
+                    removed: 0,
+                },
+            };
+            if change == Diff::default() && entry.value.as_deref() == Some(&new_bytes[..]) {
+                return Ok(change);
+            }
+            match self.data.set(name.as_str(), &new_bytes, entry.cas) {
+                Ok(()) => return Ok(change),
+                Err(WriteError::CasMismatch) => continue,
+                Err(WriteError::Host(status)) => return Err(StoreError::Host(status)),
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    /// Miss path: caches a record that keysync reported at `revision`, so that every
+    /// worker finds it next time.
+    ///
+    /// The sync service raises the metadata revision BEFORE it changes buckets. So a
+    /// worker that checks the revision before writing, and again after, either sees the
+    /// newer revision and backs off (undoing its write), or wrote early enough that the
+    /// sync service's own change lands after it.
+    pub fn cache_lookup(&self, record: &KeyRecord, revision: u64) -> Cached {
+        let index = record.hash.bucket();
+        let name = BucketName::new(index);
+        let mut stored = false;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let entry = self.data.get(name.as_str());
+            let current = match Bucket::parse(index, entry.value.as_deref()) {
+                Ok(current) => current,
+                Err(e) => return Cached::Failed(StoreError::Corrupt(e)),
+            };
+            if current.find(&record.hash).as_ref() == Some(record) {
+                return Cached::AlreadyThere;
+            }
+            if self.meta().revision > revision {
+                return Cached::Stale;
+            }
+            match self
+                .data
+                .set(name.as_str(), &current.with(record), entry.cas)
+            {
+                Ok(()) => {
+                    stored = true;
+                    break;
+                }
+                Err(WriteError::CasMismatch) => continue,
+                Err(WriteError::Host(status)) => return Cached::Failed(StoreError::Host(status)),
+            }
+        }
+        if !stored {
+            return Cached::Failed(StoreError::Contended);
+        }
+        if self.meta().revision > revision {
+            self.withdraw(record);
+            return Cached::Stale;
+        }
+        Cached::Stored
+    }
+
+    /// Takes back a record this worker cached, unless someone has since replaced it.
+    fn withdraw(&self, record: &KeyRecord) {
+        let index = record.hash.bucket();
+        let name = BucketName::new(index);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let entry = self.data.get(name.as_str());
+            let Ok(current) = Bucket::parse(index, entry.value.as_deref()) else {
+                return;
+            };
+            if current.find(&record.hash).as_ref() != Some(record) {
+                return;
+            }
+            let Some(without) = current.without(&record.hash) else {
+                return;
+            };
+            match self.data.set(name.as_str(), &without, entry.cas) {
+                Err(WriteError::CasMismatch) => continue,
+                _ => return,
+            }
+        }
+    }
+}
+
+fn host_error(e: WriteError) -> StoreError {
+    match e {
+        WriteError::CasMismatch => StoreError::Contended,
+        WriteError::Host(status) => StoreError::Host(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Uuid;
+    use crate::shared_data::fake::FakeSharedData;
+
+    fn record(key: &str) -> KeyRecord {
+        KeyRecord {
+            hash: KeyHash::of_key(key.as_bytes()),
+            key_id: Uuid([1; 16]),
+            org_id: Uuid([2; 16]),
+            expires_at: 0,
+            rate_limit: None,
+        }
+    }
+
+    fn set_revision(data: &FakeSharedData, revision: u64) {
+        let meta = StoreMeta {
+            revision,
+            ..StoreMeta::default()
+        };
+        data.put(META_ENTRY, &meta.encode());
+    }
+
+    #[test]
+    fn finds_what_sync_wrote() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let r = record("sk_live_one");
+        let diff = store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        assert_eq!(diff.updated, 1);
+        assert_eq!(store.find(&r.hash), Ok(Some(r)));
+        assert_eq!(store.find(&record("sk_live_two").hash), Ok(None));
+    }
+
+    #[test]
+    fn replacing_with_the_same_content_writes_nothing() {
+        let data = FakeSharedData::default();
+        let store = KeyStore::new(data);
+        let r = record("sk_live_one");
+        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        let writes = store.data.writes.get();
+        assert_eq!(
+            store.replace_bucket(r.hash.bucket(), &[r]).unwrap(),
+            Diff::default()
+        );
+        assert_eq!(store.replace_bucket(7, &[]).unwrap(), Diff::default());
+        assert_eq!(store.data.writes.get(), writes, "no write for no change");
+        assert!(store.data.value(BucketName::new(7).as_str()).is_none());
+    }
+
+    #[test]
+    fn emptying_a_bucket_counts_removals() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let r = record("sk_live_one");
+        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        let diff = store.replace_bucket(r.hash.bucket(), &[]).unwrap();
+        assert_eq!(diff.removed, 1);
+        assert_eq!(store.find(&r.hash), Ok(None));
+    }
+
+    #[test]
+    fn replace_retries_when_another_writer_races() {
+        let data = FakeSharedData::default();
+        let r = record("sk_live_one");
+        let name = BucketName::new(r.hash.bucket()).as_str().to_string();
+        data.put(&name, &bucket::encode(&[]));
+        let raced = std::cell::Cell::new(false);
+        let race_name = name.clone();
+        *data.after_get.borrow_mut() = Some(Box::new(move |d: &FakeSharedData, key: &str| {
+            if key == race_name && !raced.replace(true) {
+                d.put(key, &bucket::encode(&[]));
+            }
+        }));
+        let store = KeyStore::new(data);
+        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        assert_eq!(store.find(&r.hash), Ok(Some(r)));
+    }
+
+    #[test]
+    fn caches_a_lookup_when_the_store_is_not_newer() {
+        let data = FakeSharedData::default();
+        set_revision(&data, 10);
+        let store = KeyStore::new(data);
+        let r = record("sk_live_new");
+        assert_eq!(store.cache_lookup(&r, 10), Cached::Stored);
+        assert_eq!(store.find(&r.hash), Ok(Some(r)));
+        assert_eq!(store.cache_lookup(&r, 11), Cached::AlreadyThere);
+    }
+
+    #[test]
+    fn refuses_a_lookup_older_than_the_store() {
+        let data = FakeSharedData::default();
+        set_revision(&data, 12);
+        let store = KeyStore::new(data);
+        let r = record("sk_live_revoked");
+        assert_eq!(store.cache_lookup(&r, 11), Cached::Stale);
+        assert_eq!(store.find(&r.hash), Ok(None));
+    }
+
+    #[test]
+    fn withdraws_when_sync_moves_on_during_the_write() {
+        let data = FakeSharedData::default();
+        set_revision(&data, 5);
+        let r = record("sk_live_revoked_meanwhile");
+        // The worker's first metadata read still says 5; right after it the sync service
+        // announces revision 6 (its own bucket change, a no-op: the key was never cached).
+        let announced = std::cell::Cell::new(false);
+        *data.after_get.borrow_mut() = Some(Box::new(move |d: &FakeSharedData, key: &str| {
+            if key == META_ENTRY && !announced.replace(true) {
+                let meta = StoreMeta {
+                    revision: 6,
+                    ..StoreMeta::default()
+                };
+                d.entries
+                    .borrow_mut()
+                    .insert(META_ENTRY.to_string(), (meta.encode().to_vec(), 999));
+            }
+        }));
+        let store = KeyStore::new(data);
+        let writes_before = store.data.writes.get();
+        assert_eq!(store.cache_lookup(&r, 5), Cached::Stale);
+        assert!(
+            store.data.writes.get() >= writes_before + 2,
+            "wrote, then took it back"
+        );
+        assert_eq!(
+            store.find(&r.hash),
+            Ok(None),
+            "the stale record was taken back"
+        );
+    }
+
+    #[test]
+    fn corrupt_bucket_is_reported_not_trusted() {
+        let data = FakeSharedData::default();
+        let r = record("sk_live_x");
+        data.put(BucketName::new(r.hash.bucket()).as_str(), &[1, 2, 3]);
+        let store = KeyStore::new(data);
+        assert!(store.find(&r.hash).is_err());
+        assert!(matches!(store.cache_lookup(&r, 1), Cached::Failed(_)));
+        // Sync repairs it.
+        assert_eq!(
+            store.replace_bucket(r.hash.bucket(), &[r]).unwrap().updated,
+            1
+        );
+        assert_eq!(store.find(&r.hash), Ok(Some(r)));
+    }
+}

@@ -1,0 +1,40 @@
+//! keysync's Envoy wasm filter: authenticates API keys against a key store held in
+//! Envoy shared data, kept current from keysync.
+//!
+//! The decisions (credential parsing, the store layout, verdicts, refresh bookkeeping)
+//! are plain Rust tested natively; the modules that make proxy-wasm host calls
+//! (`plugin`, `auth_request`, `sync_service`, `shared_data`, `keysync_api`, `clock`,
+//! `stats`) are kept thin.
+
+pub mod bucket;
+pub mod config;
+pub mod credential;
+pub mod decision;
+pub mod key_hash;
+pub mod key_store;
+pub mod negative_cache;
+pub mod record;
+pub mod refresh;
+pub mod response;
+pub mod schedule;
+pub mod shared_data;
+pub mod store_meta;
+
+mod auth_request;
+mod auth_worker;
+mod clock;
+mod keysync_api;
+mod plugin;
+mod stats;
+mod sync_service;
+
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    // Also installs a panic hook that logs at critical level. `plugin` narrows the level
+    // to Envoy's own once host calls are allowed.
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(plugin::Plugin::default())
+    });
+}}

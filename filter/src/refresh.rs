@@ -1,0 +1,365 @@
+//! One full refresh: walks keysync's key list page by page, in hash order, rewriting
+//! each bucket as soon as it is complete. Memory holds one page, never the whole set;
+//! buckets that no longer hold any key are emptied, which removes revoked keys.
+
+use crate::bucket::{Diff, BUCKET_COUNT};
+use crate::key_hash::KeyHash;
+use crate::key_store::{KeyStore, StoreError};
+use crate::record::{KeyRecord, RecordError};
+use crate::shared_data::SharedData;
+use keysync_proto::v1 as proto;
+
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub updated: u64,
+    pub removed: u64,
+    pub total: u64,
+    pub pages: u32,
+    pub revision: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefreshError {
+    BadRecord(RecordError),
+    OutOfOrder,
+    EmptyPageWithMore,
+    Store(StoreError),
+}
+
+impl std::fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RefreshError::BadRecord(e) => write!(f, "keysync sent a bad record: {e}"),
+            RefreshError::OutOfOrder => f.write_str("keysync sent keys out of hash order"),
+            RefreshError::EmptyPageWithMore => {
+                f.write_str("keysync sent an empty page that claims more")
+            }
+            RefreshError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    More(proto::ListKeysRequest),
+    Done(Summary),
+}
+
+pub struct Refresh {
+    page_size: u32,
+    /// Hash of the last record received: the next page starts after it.
+    after: Option<KeyHash>,
+    /// The bucket whose records are still arriving, and those records.
+    open_bucket: Option<u16>,
+    pending: Vec<KeyRecord>,
+    /// Every bucket below this one has been written.
+    next_unwritten: u32,
+    summary: Summary,
+}
+
+impl Refresh {
+    pub fn new(page_size: u32) -> Self {
+        Refresh {
+            page_size,
+            after: None,
+            open_bucket: None,
+            pending: Vec::new(),
+            next_unwritten: 0,
+            summary: Summary::default(),
+        }
+    }
+
+    pub fn first_request(&self) -> proto::ListKeysRequest {
+        self.request()
+    }
+
+    fn request(&self) -> proto::ListKeysRequest {
+        proto::ListKeysRequest {
+            after_hash: self.after.map(|h| h.0.to_vec()).unwrap_or_default(),
+            page_size: self.page_size,
+        }
+    }
+
+    /// Applies one page. The whole page is validated before anything is written.
+    pub fn apply<S: SharedData>(
+        &mut self,
+        store: &KeyStore<S>,
+        page: proto::ListKeysResponse,
+        now_unix_secs: u64,
+    ) -> Result<Progress, RefreshError> {
+        let records = page
+            .keys
+            .iter()
+            .map(KeyRecord::from_proto)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RefreshError::BadRecord)?;
+        let mut previous = self.after;
+        for record in &records {
+            if previous.is_some_and(|p| p >= record.hash) {
+                return Err(RefreshError::OutOfOrder);
+            }
+            previous = Some(record.hash);
+        }
+        if records.is_empty() && page.more {
+            return Err(RefreshError::EmptyPageWithMore);
+        }
+
+        // Announce the revision before changing buckets (see `KeyStore::cache_lookup`).
+        let mut meta = store.meta();
+        if page.revision > meta.revision {
+            meta.revision = page.revision;
+            store.write_meta(&meta).map_err(RefreshError::Store)?;
+        }
+        self.summary.revision = self.summary.revision.max(page.revision);
+        self.summary.pages += 1;
+        self.summary.total += records.len() as u64;
+
+        for record in records {
+            let bucket = record.hash.bucket();
+            if self.open_bucket != Some(bucket) {
+                self.close_open_bucket(store)?;
+                self.empty_buckets_below(store, u32::from(bucket))?;
+                self.open_bucket = Some(bucket);
+            }
+            self.after = Some(record.hash);
+            self.pending.push(record);
+        }
+
+        if page.more {
+            return Ok(Progress::More(self.request()));
+        }
+        self.close_open_bucket(store)?;
+        self.empty_buckets_below(store, BUCKET_COUNT)?;
+        meta = store.meta();
+        meta.revision = meta.revision.max(self.summary.revision);
+        meta.synced_at = now_unix_secs.max(1);
+        meta.keys = self.summary.total;
+        store.write_meta(&meta).map_err(RefreshError::Store)?;
+        Ok(Progress::Done(self.summary))
+    }
+
+    fn close_open_bucket<S: SharedData>(
+        &mut self,
+        store: &KeyStore<S>,
+    ) -> Result<(), RefreshError> {
+        if let Some(bucket) = self.open_bucket.take() {
+            let diff = store
+                .replace_bucket(bucket, &self.pending)
+                .map_err(RefreshError::Store)?;
+            self.count(diff);
+            self.pending.clear();
+            self.next_unwritten = u32::from(bucket) + 1;
+        }
+        Ok(())
+    }
+
+    /// Buckets between the last written one and `end` hold no key any more.
+    fn empty_buckets_below<S: SharedData>(
+        &mut self,
+        store: &KeyStore<S>,
+        end: u32,
+    ) -> Result<(), RefreshError> {
+        while self.next_unwritten < end {
+            let bucket = u16::try_from(self.next_unwritten).unwrap_or(u16::MAX);
+            let diff = store
+                .replace_bucket(bucket, &[])
+                .map_err(RefreshError::Store)?;
+            self.count(diff);
+            self.next_unwritten += 1;
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, diff: Diff) {
+        self.summary.updated += diff.updated;
+        self.summary.removed += diff.removed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared_data::fake::FakeSharedData;
+
+    fn proto_record(hash: KeyHash, org: u8) -> proto::KeyRecord {
+        proto::KeyRecord {
+            key_hash: hash.0.to_vec(),
+            key_id: vec![1; 16],
+            org_id: vec![org; 16],
+            expires_at: 0,
+            rate_limit: None,
+        }
+    }
+
+    fn hashes(n: u32) -> Vec<KeyHash> {
+        let mut hashes: Vec<KeyHash> = (0..n).map(|i| KeyHash::of_key(&i.to_le_bytes())).collect();
+        hashes.sort();
+        hashes
+    }
+
+    /// Runs a whole refresh against `store`, serving `keys` in pages like keysync does.
+    fn refresh(
+        store: &KeyStore<FakeSharedData>,
+        keys: &[proto::KeyRecord],
+        page_size: usize,
+    ) -> Summary {
+        let mut refresh = Refresh::new(page_size as u32);
+        let mut request = refresh.first_request();
+        loop {
+            let start = keys
+                .iter()
+                .position(|k| k.key_hash > request.after_hash)
+                .unwrap_or(keys.len());
+            let end = (start + page_size).min(keys.len());
+            let page = proto::ListKeysResponse {
+                keys: keys[start..end].to_vec(),
+                more: end < keys.len(),
+                revision: 7,
+            };
+            match refresh.apply(store, page, 1_700_000_000).unwrap() {
+                Progress::More(next) => request = next,
+                Progress::Done(summary) => return summary,
+            }
+        }
+    }
+
+    #[test]
+    fn loads_every_key_across_pages() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(500);
+        let keys: Vec<_> = all.iter().map(|h| proto_record(*h, 1)).collect();
+        let summary = refresh(&store, &keys, 64);
+        assert_eq!(summary.total, 500);
+        assert_eq!(summary.updated, 500);
+        assert_eq!(summary.removed, 0);
+        assert_eq!(summary.pages, 8);
+        for h in &all {
+            assert!(store.find(h).unwrap().is_some());
+        }
+        let meta = store.meta();
+        assert!(meta.synced());
+        assert_eq!(meta.keys, 500);
+        assert_eq!(meta.revision, 7);
+    }
+
+    #[test]
+    fn a_second_refresh_removes_what_is_gone_and_counts_changes() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(300);
+        let keys: Vec<_> = all.iter().map(|h| proto_record(*h, 1)).collect();
+        refresh(&store, &keys, 50);
+
+        // Drop every third key, change the org of one.
+        let mut next: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(_, k)| k.clone())
+            .collect();
+        next[0].org_id = vec![9; 16];
+        let summary = refresh(&store, &next, 50);
+        assert_eq!(summary.removed, 100);
+        assert_eq!(summary.updated, 1);
+        assert_eq!(summary.total, 200);
+        for (i, h) in all.iter().enumerate() {
+            assert_eq!(store.find(h).unwrap().is_some(), i % 3 != 0, "key {i}");
+        }
+    }
+
+    #[test]
+    fn an_empty_key_set_empties_the_store() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(20);
+        let keys: Vec<_> = all.iter().map(|h| proto_record(*h, 1)).collect();
+        refresh(&store, &keys, 1000);
+        let summary = refresh(&store, &[], 1000);
+        assert_eq!(summary.removed, 20);
+        assert_eq!(summary.total, 0);
+        assert!(all.iter().all(|h| store.find(h).unwrap().is_none()));
+    }
+
+    #[test]
+    fn bad_pages_are_refused_before_anything_is_written() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(3);
+        let unordered = proto::ListKeysResponse {
+            keys: vec![proto_record(all[1], 1), proto_record(all[0], 1)],
+            more: false,
+            revision: 1,
+        };
+        let mut refresh = Refresh::new(10);
+        assert_eq!(
+            refresh.apply(&store, unordered, 1),
+            Err(RefreshError::OutOfOrder)
+        );
+        let mut bad = proto_record(all[2], 1);
+        bad.org_id = vec![1, 2, 3];
+        let bad_record = proto::ListKeysResponse {
+            keys: vec![bad],
+            more: false,
+            revision: 1,
+        };
+        assert!(matches!(
+            Refresh::new(10).apply(&store, bad_record, 1),
+            Err(RefreshError::BadRecord(_))
+        ));
+        let empty_more = proto::ListKeysResponse {
+            keys: vec![],
+            more: true,
+            revision: 1,
+        };
+        assert_eq!(
+            Refresh::new(10).apply(&store, empty_more, 1),
+            Err(RefreshError::EmptyPageWithMore)
+        );
+        assert_eq!(store.meta(), Default::default(), "nothing written");
+    }
+
+    #[test]
+    fn a_page_repeating_the_cursor_is_out_of_order() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(2);
+        let mut refresh = Refresh::new(1);
+        let first = proto::ListKeysResponse {
+            keys: vec![proto_record(all[0], 1)],
+            more: true,
+            revision: 1,
+        };
+        assert!(matches!(
+            refresh.apply(&store, first, 1),
+            Ok(Progress::More(_))
+        ));
+        let again = proto::ListKeysResponse {
+            keys: vec![proto_record(all[0], 1)],
+            more: false,
+            revision: 1,
+        };
+        assert_eq!(
+            refresh.apply(&store, again, 1),
+            Err(RefreshError::OutOfOrder)
+        );
+    }
+
+    #[test]
+    fn next_request_starts_after_the_last_hash() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(2);
+        let mut refresh = Refresh::new(1);
+        assert!(refresh.first_request().after_hash.is_empty());
+        let page = proto::ListKeysResponse {
+            keys: vec![proto_record(all[0], 1)],
+            more: true,
+            revision: 3,
+        };
+        let Progress::More(next) = refresh.apply(&store, page, 1).unwrap() else {
+            panic!("expected more");
+        };
+        assert_eq!(next.after_hash, all[0].0.to_vec());
+        assert_eq!(next.page_size, 1);
+        assert_eq!(
+            store.meta().revision,
+            3,
+            "revision announced before buckets"
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! The local replies the gateway sends instead of forwarding: status, headers, JSON body.
+
+use crate::decision::Denial;
+
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: &'static [(&'static str, &'static str)],
+    pub body: &'static [u8],
+}
+
+const MISSING_BODY: &[u8] = br#"{"error":"missing_api_key","message":"An API key is required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."}"#;
+const INVALID_BODY: &[u8] =
+    br#"{"error":"invalid_api_key","message":"The API key is unknown, revoked, expired or malformed."}"#;
+const UNAVAILABLE_BODY: &[u8] =
+    br#"{"error":"auth_unavailable","message":"API keys cannot be checked right now; retry shortly."}"#;
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+pub fn reply(denial: Denial, invalid_key_status: u32) -> LocalReply {
+    match denial {
+        Denial::MissingKey => LocalReply {
+            status: 401,
+            headers: &[JSON, ("www-authenticate", "Bearer")],
+            body: MISSING_BODY,
+        },
+        Denial::InvalidKey if invalid_key_status == 401 => LocalReply {
+            status: 401,
+            headers: &[JSON, ("www-authenticate", "Bearer error=\"invalid_token\"")],
+            body: INVALID_BODY,
+        },
+        Denial::InvalidKey => LocalReply {
+            status: 403,
+            headers: &[JSON],
+            body: INVALID_BODY,
+        },
+        Denial::Unavailable => LocalReply {
+            status: 503,
+            headers: &[JSON, ("retry-after", "5")],
+            body: UNAVAILABLE_BODY,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_code(reply: &LocalReply) -> String {
+        let body: serde_json::Value = serde_json::from_slice(reply.body).unwrap();
+        body["error"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn contract_statuses_and_bodies() {
+        let missing = reply(Denial::MissingKey, 403);
+        assert_eq!(missing.status, 401);
+        assert_eq!(error_code(&missing), "missing_api_key");
+        assert!(missing.headers.contains(&("www-authenticate", "Bearer")));
+
+        let invalid = reply(Denial::InvalidKey, 403);
+        assert_eq!(invalid.status, 403);
+        assert_eq!(error_code(&invalid), "invalid_api_key");
+
+        let invalid_401 = reply(Denial::InvalidKey, 401);
+        assert_eq!(invalid_401.status, 401);
+        assert_eq!(error_code(&invalid_401), "invalid_api_key");
+
+        let unavailable = reply(Denial::Unavailable, 403);
+        assert_eq!(unavailable.status, 503);
+        assert_eq!(error_code(&unavailable), "auth_unavailable");
+
+        for r in [missing, invalid, invalid_401, unavailable] {
+            assert!(r.headers.contains(&JSON));
+        }
+    }
+}

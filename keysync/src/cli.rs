@@ -1,0 +1,164 @@
+//! The command line: subcommands and their arguments (clap derive).
+//!
+//! Ids are taken as plain strings and validated by the commands, so a malformed one
+//! gives a one-line error instead of clap's multi-line usage message.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api_key::KeyEnvironment;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keysync",
+    version,
+    about = "API-key sidecar for the Envoy gateway, and the operator CLI for its keys"
+)]
+pub struct Cli {
+    /// PostgreSQL URL, e.g. postgres://keysync@127.0.0.1:5432/keysync
+    // hide_env_values: `--help` must never print a password taken from the environment.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations (already applied ones are skipped)
+    Migrate,
+    /// Create and list organizations
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// Create, list and revoke API keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run the sidecar: gRPC for the gateway filter, admin HTTP for health and metrics
+    #[command(after_help = SERVE_ENVIRONMENT)]
+    Serve,
+}
+
+const SERVE_ENVIRONMENT: &str = "\
+Environment:
+  KEYSYNC_GRPC_ADDR             gRPC listen address (default 127.0.0.1:50051)
+  KEYSYNC_HTTP_ADDR             admin HTTP listen address (default 127.0.0.1:9090)
+  KEYSYNC_POLL_INTERVAL         incremental catch-up period (default 1s)
+  KEYSYNC_FULL_RELOAD_INTERVAL  full reload period, the safety net (default 15m)
+  KEYSYNC_MAX_PAGE_SIZE         largest ListKeys page (default 10000)
+  RUST_LOG                      log filter (default info)";
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Create an organization
+    Create {
+        /// Display name (1 to 200 characters)
+        #[arg(long)]
+        name: String,
+        /// Use this id instead of a random one
+        #[arg(long, value_name = "UUID")]
+        id: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List organizations, oldest first
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it; it is shown only this once
+    Create {
+        /// The organization that owns the key
+        #[arg(long, value_name = "UUID")]
+        org_id: String,
+        /// Display name (1 to 200 characters)
+        #[arg(long)]
+        name: String,
+        /// Key environment: sk_live_ or sk_test_ keys
+        #[arg(long, value_enum, default_value = "live")]
+        env: KeyEnvironment,
+        /// Lifetime, such as 90d, 24h, 30m or 45s; the key never expires without it
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List an organization's keys (prefixes only, never the keys)
+    List {
+        /// The organization whose keys to list
+        #[arg(long, value_name = "UUID")]
+        org_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Revoke a key; gateways stop accepting it at their next sync
+    Revoke {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+    },
+}
+
+/// Output format shared by the commands that print records.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Output {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn keys_create_defaults_to_live() {
+        let cli =
+            Cli::try_parse_from(["keysync", "keys", "create", "--org-id", "x", "--name", "n"])
+                .unwrap();
+        match cli.command {
+            Command::Keys(KeysCommand::Create {
+                env, expires_in, ..
+            }) => {
+                assert_eq!(env, KeyEnvironment::Live);
+                assert_eq!(expires_in, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn database_url_is_global() {
+        let cli = Cli::try_parse_from([
+            "keysync",
+            "orgs",
+            "list",
+            "--database-url",
+            "postgres://h/db",
+        ])
+        .unwrap();
+        assert_eq!(cli.database_url.as_deref(), Some("postgres://h/db"));
+    }
+
+    #[test]
+    fn help_names_the_database_url_variable() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("DATABASE_URL"), "{help}");
+    }
+}

@@ -1,0 +1,466 @@
+//! Running the CLI commands: validate the arguments, touch the database, and render
+//! the result as text or JSON.
+//!
+//! Arguments are checked before connecting, so misuse fails fast and the same way with
+//! or without a database. Output goes to a writer the caller flushes only on success,
+//! so a failed command prints nothing but its error.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::api_key::{GeneratedKey, KeyEnvironment};
+use crate::cli::{Cli, Command, KeysCommand, OrgsCommand, Output};
+use crate::config::{ConfigError, ProcessEnvironment, ServeConfig};
+use crate::database::{self, DatabaseError};
+use crate::keys::{self, ApiKeyInfo, KeyError, NewKey, Revocation};
+use crate::loader::PgLoader;
+use crate::orgs::{self, OrgError, Organization};
+use crate::server::{self, ServerError};
+use crate::{shutdown, table};
+
+/// Longest name the schema accepts.
+const MAX_NAME_CHARS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no database URL: set DATABASE_URL or pass --database-url")]
+    NoDatabaseUrl,
+    #[error("invalid {what} '{value}': not a UUID")]
+    InvalidId { what: &'static str, value: String },
+    #[error("invalid {what} name: {reason}")]
+    InvalidName {
+        what: &'static str,
+        reason: &'static str,
+    },
+    #[error("invalid --expires-in '{value}': {reason}")]
+    InvalidExpiry { value: String, reason: String },
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error(transparent)]
+    Org(#[from] OrgError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen for {what} on {addr}: {cause}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        cause: io::Error,
+    },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// Runs one command. `out` receives what the command prints on success.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
+    let url = cli.database_url;
+    match cli.command {
+        Command::Migrate => {
+            let pool = connect(url).await?;
+            database::migrate(&pool).await?;
+            writeln!(out, "migrations applied")?;
+        }
+        Command::Orgs(OrgsCommand::Create { name, id, output }) => {
+            let name = parse_name("organization", &name)?;
+            let id = match id {
+                Some(id) => parse_id("org id", &id)?,
+                None => Uuid::new_v4(),
+            };
+            let pool = connect(url).await?;
+            let org = orgs::create(&pool, id, &name).await?;
+            print_created_org(out, &org, output)?;
+        }
+        Command::Orgs(OrgsCommand::List { output }) => {
+            let pool = connect(url).await?;
+            let orgs = orgs::list(&pool).await?;
+            print_orgs(out, &orgs, output)?;
+        }
+        Command::Keys(KeysCommand::Create {
+            org_id,
+            name,
+            env,
+            expires_in,
+            output,
+        }) => {
+            let org_id = parse_id("org id", &org_id)?;
+            let name = parse_name("key", &name)?;
+            let expires_at = expires_in
+                .map(|text| parse_expiry(&text, Utc::now()))
+                .transpose()?;
+            let pool = connect(url).await?;
+            create_key(&pool, out, org_id, name, env, expires_at, output).await?;
+        }
+        Command::Keys(KeysCommand::List { org_id, output }) => {
+            let org_id = parse_id("org id", &org_id)?;
+            let pool = connect(url).await?;
+            let keys = keys::list_for_org(&pool, org_id).await?;
+            print_keys(out, &keys, Utc::now(), output)?;
+        }
+        Command::Keys(KeysCommand::Revoke { key_id }) => {
+            let key_id = parse_id("key id", &key_id)?;
+            let pool = connect(url).await?;
+            match keys::revoke(&pool, key_id).await? {
+                Revocation::Revoked => writeln!(out, "revoked key {key_id}")?,
+                Revocation::AlreadyRevoked => writeln!(out, "key {key_id} was already revoked")?,
+            }
+        }
+        Command::Serve => serve(url).await?,
+    }
+    Ok(())
+}
+
+async fn connect(url: Option<String>) -> Result<PgPool, CommandError> {
+    let url = url
+        .filter(|url| !url.trim().is_empty())
+        .ok_or(CommandError::NoDatabaseUrl)?;
+    Ok(database::connect(&url).await?)
+}
+
+/// `keysync serve`: settings, database, listeners, then the server until a signal.
+async fn serve(url: Option<String>) -> Result<(), CommandError> {
+    let config = ServeConfig::from_env(&ProcessEnvironment)?;
+    let pool = connect(url).await?;
+    let bind = |what: &'static str, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|cause| CommandError::Bind { what, addr, cause })
+    };
+    let grpc_listener = bind("gRPC", config.grpc_addr).await?;
+    let http_listener = bind("admin HTTP", config.http_addr).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
+    server::run(
+        &config,
+        PgLoader::new(pool),
+        grpc_listener,
+        http_listener,
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+fn parse_id(what: &'static str, value: &str) -> Result<Uuid, CommandError> {
+    Uuid::parse_str(value.trim()).map_err(|_| CommandError::InvalidId {
+        what,
+        value: value.to_owned(),
+    })
+}
+
+/// A trimmed name the schema accepts and a table can show on one line.
+fn parse_name(what: &'static str, name: &str) -> Result<String, CommandError> {
+    let invalid = |reason| CommandError::InvalidName { what, reason };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(invalid("must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid("longer than 200 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("contains control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// `now + duration`, cut to whole seconds so what is printed is what is stored.
+fn parse_expiry(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CommandError> {
+    let invalid = |reason: String| CommandError::InvalidExpiry {
+        value: value.to_owned(),
+        reason,
+    };
+    let duration = humantime::parse_duration(value.trim()).map_err(|e| invalid(e.to_string()))?;
+    if duration.is_zero() {
+        return Err(invalid("must be longer than zero".to_owned()));
+    }
+    let expires_at = TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|delta| now.checked_add_signed(delta))
+        .and_then(|at| DateTime::from_timestamp(at.timestamp(), 0))
+        // PostgreSQL timestamps end in year 294276; stay far below.
+        .filter(|at| at.timestamp() < 253_402_300_800)
+        .ok_or_else(|| invalid("too far in the future".to_owned()))?;
+    Ok(expires_at)
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn print_json(out: &mut dyn Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
+#[derive(Serialize)]
+struct OrgJson {
+    org_id: Uuid,
+    name: String,
+    created_at: String,
+}
+
+fn print_created_org(out: &mut dyn Write, org: &Organization, output: Output) -> io::Result<()> {
+    if output.json {
+        #[derive(Serialize)]
+        struct Created<'a> {
+            org_id: Uuid,
+            name: &'a str,
+        }
+        print_json(
+            out,
+            &Created {
+                org_id: org.id,
+                name: &org.name,
+            },
+        )
+    } else {
+        writeln!(out, "created organization {} ({})", org.id, org.name)
+    }
+}
+
+fn print_orgs(out: &mut dyn Write, orgs: &[Organization], output: Output) -> io::Result<()> {
+    if output.json {
+        let rows: Vec<OrgJson> = orgs
+            .iter()
+            .map(|org| OrgJson {
+                org_id: org.id,
+                name: org.name.clone(),
+                created_at: rfc3339(org.created_at),
+            })
+            .collect();
+        print_json(out, &rows)
+    } else {
+        let rows: Vec<Vec<String>> = orgs
+            .iter()
+            .map(|org| {
+                vec![
+                    org.id.to_string(),
+                    org.name.clone(),
+                    rfc3339(org.created_at),
+                ]
+            })
+            .collect();
+        out.write_all(table::render(&["ID", "NAME", "CREATED"], &rows).as_bytes())
+    }
+}
+
+async fn create_key(
+    pool: &PgPool,
+    out: &mut dyn Write,
+    org_id: Uuid,
+    name: String,
+    env: KeyEnvironment,
+    expires_at: Option<DateTime<Utc>>,
+    output: Output,
+) -> Result<(), CommandError> {
+    let key = GeneratedKey::generate(env);
+    let created = keys::create(
+        pool,
+        &NewKey {
+            id: Uuid::new_v4(),
+            org_id,
+            name,
+            key_hash: key.hash(),
+            key_prefix: key.prefix().to_owned(),
+            expires_at,
+        },
+    )
+    .await?;
+    let expires = created.expires_at.map(rfc3339);
+    if output.json {
+        #[derive(Serialize)]
+        struct Created<'a> {
+            key: &'a str,
+            key_id: Uuid,
+            org_id: Uuid,
+            name: &'a str,
+            prefix: &'a str,
+            expires_at: Option<String>,
+        }
+        print_json(
+            out,
+            &Created {
+                key: key.secret(),
+                key_id: created.id,
+                org_id: created.org_id,
+                name: &created.name,
+                prefix: &created.key_prefix,
+                expires_at: expires,
+            },
+        )?;
+    } else {
+        writeln!(out, "key: {}", key.secret())?;
+        writeln!(out, "key_id: {}", created.id)?;
+        writeln!(out, "org_id: {}", created.org_id)?;
+        writeln!(out, "name: {}", created.name)?;
+        writeln!(out, "prefix: {}", created.key_prefix)?;
+        writeln!(out, "expires_at: {}", expires.as_deref().unwrap_or("never"))?;
+        writeln!(
+            out,
+            "This key is shown only once: store it now. keysync keeps only its hash."
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct KeyJson<'a> {
+    key_id: Uuid,
+    org_id: Uuid,
+    prefix: &'a str,
+    name: &'a str,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    status: &'static str,
+}
+
+fn print_keys(
+    out: &mut dyn Write,
+    keys: &[ApiKeyInfo],
+    now: DateTime<Utc>,
+    output: Output,
+) -> io::Result<()> {
+    if output.json {
+        let rows: Vec<KeyJson> = keys
+            .iter()
+            .map(|key| KeyJson {
+                key_id: key.id,
+                org_id: key.org_id,
+                prefix: &key.key_prefix,
+                name: &key.name,
+                created_at: rfc3339(key.created_at),
+                expires_at: key.expires_at.map(rfc3339),
+                revoked_at: key.revoked_at.map(rfc3339),
+                status: key.status(now).as_str(),
+            })
+            .collect();
+        print_json(out, &rows)
+    } else {
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|key| {
+                vec![
+                    key.id.to_string(),
+                    key.key_prefix.clone(),
+                    key.name.clone(),
+                    rfc3339(key.created_at),
+                    key.expires_at.map_or_else(|| "never".to_owned(), rfc3339),
+                    key.status(now).as_str().to_owned(),
+                ]
+            })
+            .collect();
+        let headers = ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS"];
+        out.write_all(table::render(&headers, &rows).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_uuids() {
+        let error = parse_id("org id", "abc").unwrap_err();
+        assert_eq!(error.to_string(), "invalid org id 'abc': not a UUID");
+        let id = Uuid::new_v4();
+        assert_eq!(parse_id("key id", &id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(parse_name("key", "  ci key ").unwrap(), "ci key");
+        let error = parse_name("organization", "   ").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid organization name: must not be empty"
+        );
+        assert!(parse_name("key", &"x".repeat(201)).is_err());
+        assert!(parse_name("key", &"é".repeat(200)).is_ok());
+        assert!(parse_name("key", "two\nlines").is_err());
+    }
+
+    #[test]
+    fn expiry_accepts_humantime_units() {
+        let now = DateTime::from_timestamp(1_700_000_000, 123_000_000).unwrap();
+        for (text, seconds) in [
+            ("90d", 90 * 86_400),
+            ("24h", 86_400),
+            ("30m", 1800),
+            ("45s", 45),
+        ] {
+            let at = parse_expiry(text, now).unwrap();
+            assert_eq!(at.timestamp(), 1_700_000_000 + seconds, "{text}");
+            assert_eq!(at.timestamp_subsec_nanos(), 0);
+        }
+    }
+
+    #[test]
+    fn bad_expiry_is_one_clear_error() {
+        for text in ["soon", "0s", "", "10", "100000000y"] {
+            let error = parse_expiry(text, Utc::now()).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("invalid --expires-in '{text}': ")),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn key_listing_shows_prefix_and_status() {
+        let now = Utc::now();
+        let key = ApiKeyInfo {
+            id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            name: "ci".to_owned(),
+            key_prefix: "sk_live_AbCd".to_owned(),
+            created_at: DateTime::from_timestamp(0, 0).unwrap(),
+            expires_at: None,
+            revoked_at: None,
+            active: true,
+        };
+        let mut text = Vec::new();
+        print_keys(
+            &mut text,
+            std::slice::from_ref(&key),
+            now,
+            Output { json: false },
+        )
+        .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS"]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            [
+                "00000000-0000-0000-0000-000000000000",
+                "sk_live_AbCd",
+                "ci",
+                "1970-01-01T00:00:00Z",
+                "never",
+                "active"
+            ]
+        );
+
+        let mut json = Vec::new();
+        print_keys(&mut json, &[key], now, Output { json: true }).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value[0]["prefix"], "sk_live_AbCd");
+        assert_eq!(value[0]["status"], "active");
+        assert_eq!(value[0]["expires_at"], serde_json::Value::Null);
+    }
+}

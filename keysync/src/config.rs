@@ -1,0 +1,197 @@
+//! Settings of `keysync serve`, read from `KEYSYNC_*` environment variables into typed
+//! values; a bad value is a typed error naming the variable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
+pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";
+pub const POLL_INTERVAL: &str = "KEYSYNC_POLL_INTERVAL";
+pub const FULL_RELOAD_INTERVAL: &str = "KEYSYNC_FULL_RELOAD_INTERVAL";
+pub const MAX_PAGE_SIZE: &str = "KEYSYNC_MAX_PAGE_SIZE";
+
+/// Where settings come from: the process environment, or a map in tests.
+pub trait Environment {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn get(&self, name: &str) -> Option<String> {
+        // A value that is not UTF-8 is passed on lossily so it fails parsing loudly
+        // instead of silently falling back to the default.
+        std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+    }
+}
+
+impl Environment for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+/// A setting that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {name}='{value}': {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Everything `serve` needs besides the database URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Where the filter's gRPC calls arrive; port 0 picks a free one.
+    pub grpc_addr: SocketAddr,
+    /// Admin HTTP (`/healthz`, `/readyz`, `/metrics`); port 0 picks a free one.
+    pub http_addr: SocketAddr,
+    /// Period of the incremental catch-up: how stale the key set may get on its own.
+    pub poll_interval: Duration,
+    /// Period of the full reload, the safety net under the incremental catch-up.
+    pub full_reload_interval: Duration,
+    /// Upper bound on a `ListKeys` page, whatever the client asks for.
+    pub max_page_size: u32,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            poll_interval: Duration::from_secs(1),
+            full_reload_interval: Duration::from_secs(15 * 60),
+            max_page_size: 10_000,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads the settings, keeping the default for each variable that is unset.
+    pub fn from_env(env: &impl Environment) -> Result<Self, ConfigError> {
+        let defaults = ServeConfig::default();
+        Ok(ServeConfig {
+            grpc_addr: read(env, GRPC_ADDR, defaults.grpc_addr, parse_addr)?,
+            http_addr: read(env, HTTP_ADDR, defaults.http_addr, parse_addr)?,
+            poll_interval: read(env, POLL_INTERVAL, defaults.poll_interval, parse_interval)?,
+            full_reload_interval: read(
+                env,
+                FULL_RELOAD_INTERVAL,
+                defaults.full_reload_interval,
+                parse_interval,
+            )?,
+            max_page_size: read(env, MAX_PAGE_SIZE, defaults.max_page_size, parse_page_size)?,
+        })
+    }
+}
+
+fn read<T>(
+    env: &impl Environment,
+    name: &'static str,
+    default: T,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match env.get(name) {
+        None => Ok(default),
+        Some(value) => parse(value.trim()).map_err(|reason| ConfigError {
+            name,
+            value,
+            reason,
+        }),
+    }
+}
+
+fn parse_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| "expected IP:PORT, such as 127.0.0.1:50051".to_owned())
+}
+
+fn parse_interval(value: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    if interval.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(interval)
+}
+
+fn parse_page_size(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(size) => Ok(size),
+        Err(_) => Err("expected a whole number".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_environment_gives_defaults() {
+        let config = ServeConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(config, ServeConfig::default());
+        assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.poll_interval, Duration::from_secs(1));
+        assert_eq!(config.full_reload_interval, Duration::from_secs(900));
+        assert_eq!(config.max_page_size, 10_000);
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = ServeConfig::from_env(&env(&[
+            (GRPC_ADDR, "0.0.0.0:0"),
+            (HTTP_ADDR, "[::1]:8081"),
+            (POLL_INTERVAL, "250ms"),
+            (FULL_RELOAD_INTERVAL, "1h"),
+            (MAX_PAGE_SIZE, "500"),
+        ]))
+        .unwrap();
+        assert_eq!(config.grpc_addr.port(), 0);
+        assert_eq!(config.http_addr.to_string(), "[::1]:8081");
+        assert_eq!(config.poll_interval, Duration::from_millis(250));
+        assert_eq!(config.full_reload_interval, Duration::from_secs(3600));
+        assert_eq!(config.max_page_size, 500);
+    }
+
+    #[test]
+    fn bad_address_names_the_variable() {
+        let error = ServeConfig::from_env(&env(&[(GRPC_ADDR, "localhost")])).unwrap_err();
+        assert_eq!(error.name, GRPC_ADDR);
+        assert_eq!(error.value, "localhost");
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid KEYSYNC_GRPC_ADDR='localhost': "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bad_and_zero_intervals_are_refused() {
+        let error = ServeConfig::from_env(&env(&[(POLL_INTERVAL, "soon")])).unwrap_err();
+        assert_eq!(error.name, POLL_INTERVAL);
+        let error = ServeConfig::from_env(&env(&[(FULL_RELOAD_INTERVAL, "0s")])).unwrap_err();
+        assert_eq!(error.name, FULL_RELOAD_INTERVAL);
+        assert!(error.reason.contains("longer than zero"), "{error}");
+    }
+
+    #[test]
+    fn bad_and_zero_page_sizes_are_refused() {
+        for value in ["0", "-1", "ten", "99999999999"] {
+            let error = ServeConfig::from_env(&env(&[(MAX_PAGE_SIZE, value)])).unwrap_err();
+            assert_eq!(error.name, MAX_PAGE_SIZE, "{value}");
+        }
+    }
+}

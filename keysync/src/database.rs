@@ -1,0 +1,174 @@
+//! The PostgreSQL connection: parsing `DATABASE_URL`, connecting with a bounded wait,
+//! applying migrations, and showing the URL without its password.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use url::Url;
+
+/// How long a connection attempt (or a wait for a pooled connection) may take before
+/// we report the database as unreachable rather than hang.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Enough for the serve loop (loads are serialised) plus a little headroom.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Errors from connecting to or migrating the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// The URL itself is wrong; it is not repeated since it may hold a password.
+    #[error("invalid database URL: {reason}")]
+    InvalidUrl { reason: String },
+    #[error("cannot connect to PostgreSQL at {url}: {cause}")]
+    Connect { url: String, cause: String },
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// `url` with any password (in the user-info part or a `password=` query parameter)
+/// replaced by `***`, fit for logs and error messages.
+pub fn redacted_url(url: &str) -> String {
+    let Ok(mut parsed) = Url::parse(url) else {
+        // Unparseable text may still contain a password: show none of it.
+        return "<unparseable database URL>".to_owned();
+    };
+    if parsed.password().is_some() {
+        // Fails only for URLs without an authority, which have no password to hide.
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed
+        .query_pairs()
+        .any(|(name, _)| name.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if name.eq_ignore_ascii_case("password") {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Parses a PostgreSQL URL into connection options.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
+    let parsed = Url::parse(url).map_err(|error| DatabaseError::InvalidUrl {
+        reason: error.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(DatabaseError::InvalidUrl {
+            reason: format!(
+                "scheme '{}' is not postgres:// or postgresql://",
+                parsed.scheme()
+            ),
+        });
+    }
+    let options = PgConnectOptions::from_str(url).map_err(|error| DatabaseError::InvalidUrl {
+        reason: error.to_string(),
+    })?;
+    Ok(options.application_name("keysync"))
+}
+
+/// Connects to PostgreSQL and returns a pool, failing within [`CONNECT_TIMEOUT`] with the
+/// real cause when the server cannot be reached.
+pub async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
+    let options = connect_options(url)?;
+    let connect_error = |cause: String| DatabaseError::Connect {
+        url: redacted_url(url),
+        cause,
+    };
+    // One direct attempt first: a pool retries refused connections until its timeout
+    // and then reports only "pool timed out", losing the cause the operator needs.
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| connect_error(format!("timed out after {CONNECT_TIMEOUT:?}")))?
+        .map_err(|error| connect_error(error.to_string()))?;
+    // A failed goodbye does not matter: the pool makes its own connections.
+    let _ = connection.close().await;
+    Ok(PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_lazy_with(options))
+}
+
+/// Applies the migrations embedded from `migrations/` at compile time. Already applied
+/// ones are skipped, so running it twice is harmless.
+pub async fn migrate(pool: &PgPool) -> Result<(), DatabaseError> {
+    sqlx::migrate!("../migrations").run(pool).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_replaced() {
+        assert_eq!(
+            redacted_url("postgres://keysync:s3cret@127.0.0.1:5/keysync"),
+            "postgres://keysync:***@127.0.0.1:5/keysync"
+        );
+    }
+
+    #[test]
+    fn url_without_password_is_unchanged() {
+        assert_eq!(
+            redacted_url("postgres://keysync@127.0.0.1:5432/keysync"),
+            "postgres://keysync@127.0.0.1:5432/keysync"
+        );
+    }
+
+    #[test]
+    fn password_query_parameter_is_replaced() {
+        let redacted =
+            redacted_url("postgres://keysync@db/keysync?sslmode=disable&password=hunter2");
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(redacted.contains("password=***"), "{redacted}");
+        assert!(redacted.contains("sslmode=disable"), "{redacted}");
+    }
+
+    #[test]
+    fn percent_encoded_password_is_replaced() {
+        let redacted = redacted_url("postgres://u:p%40ss%3Aword@h/db");
+        assert!(!redacted.contains("p%40ss"), "{redacted}");
+        assert_eq!(redacted, "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn unparseable_url_is_not_echoed() {
+        let redacted = redacted_url("not a url with secret");
+        assert!(!redacted.contains("secret"));
+    }
+
+    #[test]
+    fn connect_options_reject_other_schemes_and_garbage() {
+        let error = connect_options("mysql://u:pw@h/db").unwrap_err();
+        assert!(error.to_string().contains("scheme 'mysql'"), "{error}");
+        assert!(!error.to_string().contains("pw"), "{error}");
+        assert!(matches!(
+            connect_options("::nonsense"),
+            Err(DatabaseError::InvalidUrl { .. })
+        ));
+        assert!(connect_options("postgres://u:pw@127.0.0.1:5432/db").is_ok());
+    }
+
+    #[test]
+    fn connect_error_message_shows_redacted_url() {
+        let error = DatabaseError::Connect {
+            url: redacted_url("postgres://keysync:pw@127.0.0.1:5/keysync"),
+            cause: "connection refused".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "cannot connect to PostgreSQL at postgres://keysync:***@127.0.0.1:5/keysync: connection refused"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! API keys in the database, as operators manage them: create (hash and prefix only),
+//! list, revoke.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::api_key::KeyHash;
+
+/// SQLSTATE of a foreign-key violation: the organization does not exist.
+const FOREIGN_KEY_VIOLATION: &str = "23503";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("organization {0} not found")]
+    OrgNotFound(Uuid),
+    #[error("key {0} not found")]
+    NotFound(Uuid),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What an operator sees of a key; never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiKeyInfo {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub key_prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub active: bool,
+}
+
+/// Whether a key authenticates, as shown in listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+    Expired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Revoked => "revoked",
+            KeyStatus::Expired => "expired",
+        }
+    }
+}
+
+impl ApiKeyInfo {
+    /// Revocation wins over expiry: it is the operator's explicit act.
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if !self.active {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+/// A key to insert: its hash and display prefix, not the key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub key_hash: KeyHash,
+    pub key_prefix: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Outcome of a revocation; revoking twice is not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    AlreadyRevoked,
+}
+
+const COLUMNS: &str = "id, org_id, name, key_prefix, created_at, expires_at, revoked_at, active";
+
+pub async fn create(pool: &PgPool, key: &NewKey) -> Result<ApiKeyInfo, KeyError> {
+    sqlx::query_as::<_, ApiKeyInfo>(&format!(
+        "INSERT INTO api_keys (id, org_id, name, key_hash, key_prefix, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    ))
+    .bind(key.id)
+    .bind(key.org_id)
+    .bind(&key.name)
+    .bind(key.key_hash.as_slice())
+    .bind(&key.key_prefix)
+    .bind(key.expires_at)
+    .fetch_one(pool)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(FOREIGN_KEY_VIOLATION) => {
+            KeyError::OrgNotFound(key.org_id)
+        }
+        _ => KeyError::Database(error),
+    })
+}
+
+/// The organization's keys, oldest first; an unknown organization is an error rather
+/// than an empty list, so a typo in the id does not look like "no keys".
+pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ApiKeyInfo>, KeyError> {
+    let org_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
+            .bind(org_id)
+            .fetch_one(pool)
+            .await?;
+    if !org_exists {
+        return Err(KeyError::OrgNotFound(org_id));
+    }
+    Ok(sqlx::query_as::<_, ApiKeyInfo>(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Marks the key inactive; keysync drops it from every store at the next catch-up.
+pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<Revocation, KeyError> {
+    let revoked: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE api_keys SET active = false, revoked_at = now() \
+         WHERE id = $1 AND active RETURNING id",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    if revoked.is_some() {
+        return Ok(Revocation::Revoked);
+    }
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1)")
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+    if exists {
+        Ok(Revocation::AlreadyRevoked)
+    } else {
+        Err(KeyError::NotFound(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn info(active: bool, expires_at: Option<DateTime<Utc>>) -> ApiKeyInfo {
+        ApiKeyInfo {
+            id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            name: "k".to_owned(),
+            key_prefix: "sk_live_AbCd".to_owned(),
+            created_at: Utc::now(),
+            expires_at,
+            revoked_at: None,
+            active,
+        }
+    }
+
+    #[test]
+    fn status_reflects_revocation_then_expiry() {
+        let now = Utc::now();
+        let past = Some(now - TimeDelta::seconds(1));
+        let future = Some(now + TimeDelta::seconds(60));
+        assert_eq!(info(true, None).status(now), KeyStatus::Active);
+        assert_eq!(info(true, future).status(now), KeyStatus::Active);
+        assert_eq!(info(true, past).status(now), KeyStatus::Expired);
+        assert_eq!(info(true, Some(now)).status(now), KeyStatus::Expired);
+        assert_eq!(info(false, past).status(now), KeyStatus::Revoked);
+        assert_eq!(info(false, None).status(now).as_str(), "revoked");
+    }
+}

@@ -1,0 +1,29 @@
+//! keysync: the sidecar that serves API-key records to the Envoy wasm filter, and the
+//! operator CLI that creates and revokes those keys.
+//!
+//! The binary (`main.rs`) only parses arguments and reports errors; everything else is
+//! here so tests can drive it in-process. `serve` keeps an in-memory copy of the active
+//! keys ([`store`]), fills it from PostgreSQL ([`loader`], [`refresh`]), follows changes
+//! by revision ([`catch_up`]), and answers the filter over gRPC ([`grpc`]) while an
+//! admin HTTP port reports health and metrics ([`admin`], [`metrics`]).
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod api_key;
+pub mod backoff;
+pub mod catch_up;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod database;
+pub mod grpc;
+pub mod keys;
+pub mod loader;
+pub mod metrics;
+pub mod orgs;
+pub mod readiness;
+pub mod refresh;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod table;

@@ -1,0 +1,268 @@
+//! Reading the key set out of PostgreSQL: a full snapshot, or the changes after a
+//! revision, each from one consistent read-only transaction.
+//!
+//! [`Loader`] is a trait so the refresh and catch-up logic can be tested without a
+//! database.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio_stream::StreamExt;
+use uuid::Uuid;
+
+use crate::api_key::KeyHash;
+use crate::store::{Changes, KeyEntry, RateLimit, Snapshot};
+
+/// A failed load. The store keeps what it had.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}", describe(.0))]
+    Database(#[from] sqlx::Error),
+    /// A row the schema should have made impossible.
+    #[error("unexpected row: {0}")]
+    InvalidRow(String),
+}
+
+/// sqlx's pool retries refused connections until its acquire timeout and then reports
+/// only that it timed out; say what that means for an operator.
+fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::PoolTimedOut => format!(
+            "no connection to PostgreSQL within {:?} (server down or unreachable)",
+            crate::database::CONNECT_TIMEOUT
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Source of key snapshots and change sets.
+pub trait Loader: Send + Sync + 'static {
+    /// Every active key, with the revision they reflect.
+    fn full_snapshot(&self) -> impl Future<Output = Result<Snapshot, LoadError>> + Send;
+
+    /// Everything written after `revision`, with the revision the result reflects.
+    fn changes_since(
+        &self,
+        revision: u64,
+    ) -> impl Future<Output = Result<Changes, LoadError>> + Send;
+}
+
+/// Both reads see one snapshot of the database, so the revision counter read first
+/// matches the rows read after it. The counter's row lock orders commits, so seeing
+/// revision R means every revision up to R is visible.
+const BEGIN_CONSISTENT_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+const SELECT_REVISION: &str = "SELECT revision FROM keysync_revision";
+
+const SELECT_ACTIVE_KEYS: &str = "\
+    SELECT k.key_hash, k.id, k.org_id, k.expires_at, k.active, \
+           r.requests_per_minute, r.burst \
+    FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
+    WHERE k.active";
+
+const SELECT_KEYS_WRITTEN_AFTER: &str = "\
+    SELECT k.key_hash, k.id, k.org_id, k.expires_at, k.active, \
+           r.requests_per_minute, r.burst \
+    FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
+    WHERE k.revision > $1";
+
+const SELECT_TOMBSTONES_AFTER: &str = "SELECT key_hash FROM api_key_tombstones WHERE revision > $1";
+
+/// The PostgreSQL loader used by `serve`.
+#[derive(Debug, Clone)]
+pub struct PgLoader {
+    pool: PgPool,
+}
+
+impl PgLoader {
+    pub fn new(pool: PgPool) -> Self {
+        PgLoader { pool }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    key_hash: Vec<u8>,
+    id: Uuid,
+    org_id: Uuid,
+    expires_at: Option<DateTime<Utc>>,
+    active: bool,
+    requests_per_minute: Option<i32>,
+    burst: Option<i32>,
+}
+
+impl KeyRow {
+    fn into_entry(self) -> Result<KeyEntry, LoadError> {
+        let key_hash = to_key_hash(&self.key_hash)?;
+        let rate_limit = match (self.requests_per_minute, self.burst) {
+            (Some(rpm), Some(burst)) => Some(RateLimit {
+                requests_per_minute: u32::try_from(rpm).map_err(|_| {
+                    LoadError::InvalidRow(format!("requests_per_minute {rpm} for key {}", self.id))
+                })?,
+                burst: u32::try_from(burst).map_err(|_| {
+                    LoadError::InvalidRow(format!("burst {burst} for key {}", self.id))
+                })?,
+            }),
+            _ => None,
+        };
+        Ok(KeyEntry {
+            key_hash,
+            key_id: self.id,
+            org_id: self.org_id,
+            // 0 means "never", so a key that expired at or before the epoch becomes 1.
+            expires_at: self.expires_at.map_or(0, |at| at.timestamp().max(1)),
+            rate_limit,
+        })
+    }
+}
+
+fn to_key_hash(bytes: &[u8]) -> Result<KeyHash, LoadError> {
+    KeyHash::try_from(bytes)
+        .map_err(|_| LoadError::InvalidRow(format!("key hash of {} bytes", bytes.len())))
+}
+
+fn to_revision(value: i64) -> Result<u64, LoadError> {
+    u64::try_from(value).map_err(|_| LoadError::InvalidRow(format!("revision {value}")))
+}
+
+impl Loader for PgLoader {
+    async fn full_snapshot(&self) -> Result<Snapshot, LoadError> {
+        let mut transaction = self.pool.begin_with(BEGIN_CONSISTENT_READ).await?;
+        let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
+            .fetch_one(&mut *transaction)
+            .await?;
+        let mut keys = Vec::new();
+        {
+            // Streamed: a million rows need not sit in memory twice.
+            let mut rows = sqlx::query_as::<_, KeyRow>(SELECT_ACTIVE_KEYS).fetch(&mut *transaction);
+            while let Some(row) = rows.next().await {
+                keys.push(row?.into_entry()?);
+            }
+        }
+        transaction.commit().await?;
+        Ok(Snapshot {
+            revision: to_revision(revision)?,
+            keys,
+        })
+    }
+
+    async fn changes_since(&self, after: u64) -> Result<Changes, LoadError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let mut transaction = self.pool.begin_with(BEGIN_CONSISTENT_READ).await?;
+        let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
+            .fetch_one(&mut *transaction)
+            .await?;
+        let rows = sqlx::query_as::<_, KeyRow>(SELECT_KEYS_WRITTEN_AFTER)
+            .bind(after)
+            .fetch_all(&mut *transaction)
+            .await?;
+        let tombstones: Vec<Vec<u8>> = sqlx::query_scalar(SELECT_TOMBSTONES_AFTER)
+            .bind(after)
+            .fetch_all(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+
+        let mut changes = Changes {
+            revision: to_revision(revision)?,
+            ..Changes::default()
+        };
+        for row in rows {
+            if row.active {
+                changes.upserts.push(row.into_entry()?);
+            } else {
+                changes.removals.push(to_key_hash(&row.key_hash)?);
+            }
+        }
+        for hash in tombstones {
+            changes.removals.push(to_key_hash(&hash)?);
+        }
+        Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> KeyRow {
+        KeyRow {
+            key_hash: vec![7; 32],
+            id: Uuid::from_u128(1),
+            org_id: Uuid::from_u128(2),
+            expires_at: None,
+            active: true,
+            requests_per_minute: None,
+            burst: None,
+        }
+    }
+
+    #[test]
+    fn row_without_limit_or_expiry() {
+        let entry = row().into_entry().unwrap();
+        assert_eq!(entry.key_hash, [7; 32]);
+        assert_eq!(entry.key_id, Uuid::from_u128(1));
+        assert_eq!(entry.org_id, Uuid::from_u128(2));
+        assert_eq!(entry.expires_at, 0);
+        assert_eq!(entry.rate_limit, None);
+    }
+
+    #[test]
+    fn row_with_limit_and_expiry() {
+        let entry = KeyRow {
+            expires_at: DateTime::from_timestamp(1_700_000_000, 0),
+            requests_per_minute: Some(600),
+            burst: Some(0),
+            ..row()
+        }
+        .into_entry()
+        .unwrap();
+        assert_eq!(entry.expires_at, 1_700_000_000);
+        assert_eq!(
+            entry.rate_limit,
+            Some(RateLimit {
+                requests_per_minute: 600,
+                burst: 0
+            })
+        );
+    }
+
+    #[test]
+    fn expiry_at_or_before_the_epoch_is_not_never() {
+        let entry = KeyRow {
+            expires_at: DateTime::from_timestamp(-5, 0),
+            ..row()
+        }
+        .into_entry()
+        .unwrap();
+        assert_eq!(entry.expires_at, 1);
+    }
+
+    #[test]
+    fn malformed_rows_are_errors() {
+        let short = KeyRow {
+            key_hash: vec![1; 31],
+            ..row()
+        };
+        assert!(matches!(short.into_entry(), Err(LoadError::InvalidRow(_))));
+        let negative = KeyRow {
+            requests_per_minute: Some(-1),
+            burst: Some(1),
+            ..row()
+        };
+        assert!(matches!(
+            negative.into_entry(),
+            Err(LoadError::InvalidRow(_))
+        ));
+        assert!(to_revision(-1).is_err());
+    }
+
+    #[test]
+    fn pool_timeout_is_explained() {
+        let message = LoadError::Database(sqlx::Error::PoolTimedOut).to_string();
+        assert_eq!(
+            message,
+            "no connection to PostgreSQL within 5s (server down or unreachable)"
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! The Prometheus metrics `serve` exports on `/metrics`.
+//!
+//! Names are fixed here, registered once, and every label combination is created up
+//! front so dashboards and alerts see zeros instead of missing series.
+//! prometheus-client adds the `_total` suffix to counters itself.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Which kind of database load.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum LoadKind {
+    Full,
+    Incremental,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum LoadResult {
+    Ok,
+    Error,
+}
+
+/// How a `LookupKey` call ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum LookupResult {
+    Found,
+    NotFound,
+    Error,
+}
+
+/// Label values in the lower-case spelling Prometheus users expect (the derive would
+/// use the variant names as written).
+macro_rules! label_values {
+    ($type:ty { $($variant:ident => $value:literal),+ $(,)? }) => {
+        impl EncodeLabelValue for $type {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                let value = match self {
+                    $(Self::$variant => $value),+
+                };
+                EncodeLabelValue::encode(&value, encoder)
+            }
+        }
+    };
+}
+
+label_values!(LoadKind { Full => "full", Incremental => "incremental" });
+label_values!(LoadResult { Ok => "ok", Error => "error" });
+label_values!(LookupResult { Found => "found", NotFound => "not_found", Error => "error" });
+
+/// gRPC method names as they appear on the wire.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum GrpcMethod {
+    ListKeys,
+    LookupKey,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoadLabels {
+    kind: LoadKind,
+    result: LoadResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: LoadKind,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    result: LookupResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: GrpcMethod,
+}
+
+/// All metrics of one `serve`; cheap to update from any task.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    snapshot_keys: Gauge,
+    store_revision: Gauge,
+    db_loads: Family<LoadLabels, Counter>,
+    db_errors: Counter,
+    db_query_duration: Family<KindLabels, Histogram>,
+    lookups: Family<LookupLabels, Counter>,
+    grpc_requests: Family<MethodLabels, Counter>,
+    grpc_request_duration: Family<MethodLabels, Histogram>,
+    ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        // gRPC answers come from memory (tens of microseconds) unless a lookup waits
+        // for a catch-up; loads take milliseconds to seconds.
+        let grpc_duration = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
+        });
+        let db_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        let mut metrics = Metrics {
+            registry: Registry::default(),
+            snapshot_keys: Gauge::default(),
+            store_revision: Gauge::default(),
+            db_loads: Family::default(),
+            db_errors: Counter::default(),
+            db_query_duration: db_duration,
+            lookups: Family::default(),
+            grpc_requests: Family::default(),
+            grpc_request_duration: grpc_duration,
+            ready: Gauge::default(),
+        };
+        metrics.register();
+        metrics.create_series();
+        metrics
+    }
+
+    fn register(&mut self) {
+        let registry = &mut self.registry;
+        registry.register(
+            "keysync_snapshot_keys",
+            "Keys held in memory, expired ones included",
+            self.snapshot_keys.clone(),
+        );
+        registry.register(
+            "keysync_store_revision",
+            "Database revision the in-memory key set reflects",
+            self.store_revision.clone(),
+        );
+        registry.register(
+            "keysync_db_loads",
+            "Loads from PostgreSQL by kind and result",
+            self.db_loads.clone(),
+        );
+        registry.register(
+            "keysync_db_errors",
+            "Failed PostgreSQL loads",
+            self.db_errors.clone(),
+        );
+        registry.register(
+            "keysync_db_query_duration_seconds",
+            "Duration of PostgreSQL loads by kind",
+            self.db_query_duration.clone(),
+        );
+        registry.register(
+            "keysync_lookups",
+            "LookupKey calls by result",
+            self.lookups.clone(),
+        );
+        registry.register(
+            "keysync_grpc_requests",
+            "gRPC requests by method",
+            self.grpc_requests.clone(),
+        );
+        registry.register(
+            "keysync_grpc_request_duration_seconds",
+            "gRPC request duration by method",
+            self.grpc_request_duration.clone(),
+        );
+        registry.register(
+            "keysync_ready",
+            "1 once the first full key snapshot is loaded",
+            self.ready.clone(),
+        );
+    }
+
+    fn create_series(&self) {
+        // The guards are only needed to create the series, not to hold them.
+        for kind in [LoadKind::Full, LoadKind::Incremental] {
+            for result in [LoadResult::Ok, LoadResult::Error] {
+                drop(self.db_loads.get_or_create(&LoadLabels { kind, result }));
+            }
+            drop(self.db_query_duration.get_or_create(&KindLabels { kind }));
+        }
+        for result in [
+            LookupResult::Found,
+            LookupResult::NotFound,
+            LookupResult::Error,
+        ] {
+            drop(self.lookups.get_or_create(&LookupLabels { result }));
+        }
+        for method in [GrpcMethod::ListKeys, GrpcMethod::LookupKey] {
+            drop(self.grpc_requests.get_or_create(&MethodLabels { method }));
+            drop(
+                self.grpc_request_duration
+                    .get_or_create(&MethodLabels { method }),
+            );
+        }
+    }
+
+    /// Records one database load.
+    pub fn record_load(&self, kind: LoadKind, ok: bool, duration: Duration) {
+        let result = if ok {
+            LoadResult::Ok
+        } else {
+            self.db_errors.inc();
+            LoadResult::Error
+        };
+        self.db_loads
+            .get_or_create(&LoadLabels { kind, result })
+            .inc();
+        self.db_query_duration
+            .get_or_create(&KindLabels { kind })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Records the store's size and revision after a change.
+    pub fn record_store(&self, keys: usize, revision: u64) {
+        self.snapshot_keys
+            .set(i64::try_from(keys).unwrap_or(i64::MAX));
+        self.store_revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_lookup(&self, result: LookupResult) {
+        self.lookups.get_or_create(&LookupLabels { result }).inc();
+    }
+
+    pub fn record_grpc(&self, method: GrpcMethod, duration: Duration) {
+        let labels = MethodLabels { method };
+        self.grpc_requests.get_or_create(&labels).inc();
+        self.grpc_request_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.set(1);
+    }
+
+    /// The metrics in the OpenMetrics text format that Prometheus scrapes.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_names_are_exported_before_anything_happens() {
+        let text = Metrics::new().encode();
+        for name in [
+            "keysync_snapshot_keys 0",
+            "keysync_store_revision 0",
+            "keysync_db_loads_total{kind=\"full\",result=\"ok\"} 0",
+            "keysync_db_loads_total{kind=\"incremental\",result=\"error\"} 0",
+            "keysync_db_errors_total 0",
+            "keysync_db_query_duration_seconds_count{kind=\"full\"} 0",
+            "keysync_lookups_total{result=\"not_found\"} 0",
+            "keysync_grpc_requests_total{method=\"ListKeys\"} 0",
+            "keysync_grpc_request_duration_seconds_count{method=\"LookupKey\"} 0",
+            "keysync_ready 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        assert!(!text.contains("_total_total"), "{text}");
+    }
+
+    #[test]
+    fn updates_show_up() {
+        let metrics = Metrics::new();
+        metrics.record_load(LoadKind::Incremental, false, Duration::from_millis(3));
+        metrics.record_load(LoadKind::Full, true, Duration::from_millis(3));
+        metrics.record_store(42, 17);
+        metrics.record_lookup(LookupResult::Found);
+        metrics.record_grpc(GrpcMethod::LookupKey, Duration::from_micros(40));
+        metrics.set_ready();
+        let text = metrics.encode();
+        for line in [
+            "keysync_db_loads_total{kind=\"incremental\",result=\"error\"} 1",
+            "keysync_db_loads_total{kind=\"full\",result=\"ok\"} 1",
+            "keysync_db_errors_total 1",
+            "keysync_snapshot_keys 42",
+            "keysync_store_revision 17",
+            "keysync_lookups_total{result=\"found\"} 1",
+            "keysync_grpc_requests_total{method=\"LookupKey\"} 1",
+            "keysync_ready 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Keeping the in-memory store in step with the database: full reloads, incremental
+//! catch-ups, and the periodic loop that runs them and backs off while the database is
+//! unreachable (the last snapshot keeps being served meanwhile).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::backoff::Backoff;
+use crate::catch_up::{CatchUp, CatchUpError, DEFAULT_MIN_SPACING};
+use crate::loader::{LoadError, Loader};
+use crate::metrics::{LoadKind, Metrics};
+use crate::store::SharedStore;
+
+/// Size and revision of the store after a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSummary {
+    pub keys: usize,
+    pub revision: u64,
+}
+
+/// Loads from a [`Loader`] into the shared store, one load at a time.
+pub struct Refresher<L> {
+    loader: L,
+    store: SharedStore,
+    metrics: Arc<Metrics>,
+    /// Loads must not overlap: a catch-up computed against revision R and applied
+    /// after a full reload to R+n would roll keys back.
+    load_lock: tokio::sync::Mutex<()>,
+}
+
+impl<L: Loader> Refresher<L> {
+    pub fn new(loader: L, store: SharedStore, metrics: Arc<Metrics>) -> Self {
+        Refresher {
+            loader,
+            store,
+            metrics,
+            load_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Replaces the store with a full snapshot.
+    pub async fn full_reload(&self) -> Result<StoreSummary, LoadError> {
+        let _only_load = self.load_lock.lock().await;
+        let started = Instant::now();
+        let loaded = self.loader.full_snapshot().await;
+        self.metrics
+            .record_load(LoadKind::Full, loaded.is_ok(), started.elapsed());
+        let snapshot = loaded?;
+        let summary = {
+            let mut store = self.store.write();
+            store.replace(snapshot);
+            StoreSummary {
+                keys: store.len(),
+                revision: store.revision(),
+            }
+        };
+        self.metrics.record_store(summary.keys, summary.revision);
+        Ok(summary)
+    }
+
+    /// Applies everything written since the store's revision; returns the number of
+    /// changes.
+    pub async fn catch_up(&self) -> Result<usize, LoadError> {
+        let _only_load = self.load_lock.lock().await;
+        let since = self.store.read().revision();
+        let started = Instant::now();
+        let loaded = self.loader.changes_since(since).await;
+        self.metrics
+            .record_load(LoadKind::Incremental, loaded.is_ok(), started.elapsed());
+        let changes = loaded?;
+        let count = changes.len();
+        let (keys, revision) = {
+            let mut store = self.store.write();
+            store.apply(changes);
+            (store.len(), store.revision())
+        };
+        self.metrics.record_store(keys, revision);
+        if count > 0 {
+            info!("catch-up applied: changes={count} revision={revision}");
+        }
+        Ok(count)
+    }
+}
+
+/// Starts the catch-up worker that every catch-up goes through, periodic or
+/// lookup-driven, so at most one runs at a time. Failures are logged here, once.
+pub fn spawn_catch_up<L: Loader>(refresher: Arc<Refresher<L>>) -> CatchUp {
+    CatchUp::spawn(DEFAULT_MIN_SPACING, move || {
+        let refresher = refresher.clone();
+        async move {
+            refresher.catch_up().await.map(drop).inspect_err(|error| {
+                error!("database error: incremental catch-up failed: {error}");
+            })
+        }
+    })
+}
+
+/// How often the periodic loop works.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub poll_interval: Duration,
+    pub full_reload_interval: Duration,
+}
+
+/// Runs catch-ups every poll interval and full reloads every full-reload interval until
+/// `stop` is cancelled. A failure delays the next attempt by a growing backoff instead
+/// of the usual interval.
+pub async fn run_periodic<L: Loader>(
+    refresher: Arc<Refresher<L>>,
+    catch_up: CatchUp,
+    schedule: Schedule,
+    stop: CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    let mut next_catch_up = Instant::now() + schedule.poll_interval;
+    let mut next_full = Instant::now() + schedule.full_reload_interval;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(next_catch_up.min(next_full)) => {}
+        }
+        if Instant::now() >= next_full {
+            let reloaded = tokio::select! {
+                _ = stop.cancelled() => return,
+                reloaded = refresher.full_reload() => reloaded,
+            };
+            match reloaded {
+                Ok(summary) => {
+                    info!(
+                        "snapshot reloaded: keys={} revision={}",
+                        summary.keys, summary.revision
+                    );
+                    backoff.reset();
+                    next_full = Instant::now() + schedule.full_reload_interval;
+                    next_catch_up = Instant::now() + schedule.poll_interval;
+                }
+                Err(error) => {
+                    error!("database error: full reload failed: {error}");
+                    // Retry the reload first; catching up meanwhile would fail the same way.
+                    next_full = Instant::now() + backoff.next_delay();
+                    next_catch_up = next_catch_up.max(next_full);
+                }
+            }
+        } else {
+            let caught_up = tokio::select! {
+                _ = stop.cancelled() => return,
+                caught_up = catch_up.request() => caught_up,
+            };
+            match caught_up {
+                Ok(()) => {
+                    backoff.reset();
+                    next_catch_up = Instant::now() + schedule.poll_interval;
+                }
+                Err(CatchUpError::Stopped) => return,
+                // Already logged by the catch-up worker.
+                Err(CatchUpError::Failed(_)) => {
+                    next_catch_up = Instant::now() + backoff.next_delay();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::store::{Changes, KeyEntry, Snapshot};
+
+    /// A database stand-in: revision `n` holds keys with first byte 1..=n.
+    #[derive(Default)]
+    struct FakeLoader {
+        revision: AtomicUsize,
+        down: AtomicBool,
+        full_loads: AtomicUsize,
+        catch_ups: AtomicUsize,
+    }
+
+    fn entry(first_byte: u8) -> KeyEntry {
+        let mut key_hash = [0; 32];
+        key_hash[0] = first_byte;
+        KeyEntry {
+            key_hash,
+            key_id: Uuid::from_u128(first_byte.into()),
+            org_id: Uuid::nil(),
+            expires_at: 0,
+            rate_limit: None,
+        }
+    }
+
+    impl FakeLoader {
+        fn check(&self) -> Result<u64, LoadError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(LoadError::InvalidRow("database down".to_owned()));
+            }
+            Ok(self.revision.load(Ordering::SeqCst) as u64)
+        }
+    }
+
+    impl Loader for Arc<FakeLoader> {
+        async fn full_snapshot(&self) -> Result<Snapshot, LoadError> {
+            self.full_loads.fetch_add(1, Ordering::SeqCst);
+            let revision = self.check()?;
+            Ok(Snapshot {
+                revision,
+                keys: (1..=revision as u8).map(entry).collect(),
+            })
+        }
+
+        async fn changes_since(&self, since: u64) -> Result<Changes, LoadError> {
+            self.catch_ups.fetch_add(1, Ordering::SeqCst);
+            let revision = self.check()?;
+            Ok(Changes {
+                revision,
+                upserts: (since as u8 + 1..=revision as u8).map(entry).collect(),
+                removals: vec![],
+            })
+        }
+    }
+
+    fn refresher(loader: &Arc<FakeLoader>) -> (Arc<Refresher<Arc<FakeLoader>>>, SharedStore) {
+        let store = SharedStore::new();
+        let refresher = Refresher::new(loader.clone(), store.clone(), Arc::new(Metrics::new()));
+        (Arc::new(refresher), store)
+    }
+
+    #[tokio::test]
+    async fn full_reload_then_catch_up_follow_the_database() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(2, Ordering::SeqCst);
+        let (refresher, store) = refresher(&loader);
+        let summary = refresher.full_reload().await.unwrap();
+        assert_eq!(
+            summary,
+            StoreSummary {
+                keys: 2,
+                revision: 2
+            }
+        );
+
+        loader.revision.store(5, Ordering::SeqCst);
+        assert_eq!(refresher.catch_up().await.unwrap(), 3);
+        assert_eq!(store.read().revision(), 5);
+        assert_eq!(store.read().len(), 5);
+        assert_eq!(refresher.catch_up().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn failed_load_keeps_the_store() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(3, Ordering::SeqCst);
+        let (refresher, store) = refresher(&loader);
+        refresher.full_reload().await.unwrap();
+        loader.down.store(true, Ordering::SeqCst);
+        assert!(refresher.catch_up().await.is_err());
+        assert!(refresher.full_reload().await.is_err());
+        assert_eq!(store.read().len(), 3);
+        assert_eq!(store.read().revision(), 3);
+    }
+
+    /// Waits (in paused time) until `condition` holds, failing after `limit`.
+    async fn eventually(limit: Duration, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !condition() {
+            assert!(
+                Instant::now() < deadline,
+                "condition not met within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn periodic_loop_catches_up_reloads_and_backs_off() {
+        let loader = Arc::new(FakeLoader::default());
+        let (refresher, store) = refresher(&loader);
+        refresher.full_reload().await.unwrap();
+        let stop = CancellationToken::new();
+        let schedule = Schedule {
+            poll_interval: Duration::from_secs(1),
+            full_reload_interval: Duration::from_secs(60),
+        };
+        let task = tokio::spawn(run_periodic(
+            refresher.clone(),
+            spawn_catch_up(refresher.clone()),
+            schedule,
+            stop.clone(),
+        ));
+
+        loader.revision.store(4, Ordering::SeqCst);
+        eventually(Duration::from_secs(2), || store.read().len() == 4).await;
+
+        // While the database is down, attempts space out: 1 s, 2 s, 4 s, 8 s, 16 s...
+        loader.down.store(true, Ordering::SeqCst);
+        let before = loader.catch_ups.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let attempts = loader.catch_ups.load(Ordering::SeqCst) - before;
+        assert!((3..=6).contains(&attempts), "{attempts} attempts in 30 s");
+        assert_eq!(store.read().len(), 4, "last snapshot still served");
+
+        loader.down.store(false, Ordering::SeqCst);
+        loader.revision.store(6, Ordering::SeqCst);
+        eventually(Duration::from_secs(40), || store.read().len() == 6).await;
+
+        // The full reload runs on its own schedule.
+        let full_before = loader.full_loads.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert!(loader.full_loads.load(Ordering::SeqCst) > full_before);
+
+        stop.cancel();
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,138 @@
+//! `serve`: wires the store, the loaders, the gRPC service and the admin port together
+//! on listeners the caller has already bound, and runs until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use keysync_proto::v1::key_sync_server::KeySyncServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tracing::info;
+
+use crate::admin::{self, AdminState};
+use crate::catch_up::CatchUp;
+use crate::config::ServeConfig;
+use crate::grpc::KeySyncService;
+use crate::loader::{LoadError, Loader};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::refresh::{self, Refresher, Schedule};
+use crate::store::SharedStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read the listener address: {0}")]
+    ListenerAddress(std::io::Error),
+    #[error("cannot load the key snapshot: {0}")]
+    InitialLoad(LoadError),
+    #[error("gRPC server failed: {0}")]
+    Grpc(tonic::transport::Error),
+    #[error("admin HTTP server failed: {0}")]
+    Admin(std::io::Error),
+}
+
+/// Serves until `shutdown` is cancelled, or fails if the first full snapshot cannot be
+/// loaded. Logs `keysync listening: grpc=ADDR http=ADDR` with the bound addresses
+/// first, so callers that bind port 0 can find the ports.
+///
+/// Both ports answer at once: `/readyz` says 503 and every gRPC method `UNAVAILABLE`
+/// until the first snapshot is in memory. After that, database errors are logged and
+/// retried while the last snapshot keeps being served.
+pub async fn run<L: Loader>(
+    config: &ServeConfig,
+    loader: L,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let grpc_addr: SocketAddr = grpc_listener
+        .local_addr()
+        .map_err(ServerError::ListenerAddress)?;
+    let http_addr: SocketAddr = http_listener
+        .local_addr()
+        .map_err(ServerError::ListenerAddress)?;
+    info!("keysync listening: grpc={grpc_addr} http={http_addr}");
+
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::new();
+    let store = SharedStore::new();
+    let refresher = Arc::new(Refresher::new(loader, store.clone(), metrics.clone()));
+    let catch_up = refresh::spawn_catch_up(refresher.clone());
+    // Whichever part ends first (shutdown, failed start, a server error) stops the rest.
+    let stop = shutdown.child_token();
+
+    let admin_app = admin::app(AdminState {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+    });
+    let admin_server = async {
+        let served = axum::serve(http_listener, admin_app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+            .map_err(ServerError::Admin);
+        stop.cancel();
+        served
+    };
+
+    let service = KeySyncService::new(
+        store,
+        catch_up.clone(),
+        readiness.clone(),
+        metrics.clone(),
+        config.max_page_size,
+    );
+    let grpc_server = async {
+        let served = tonic::transport::Server::builder()
+            .add_service(KeySyncServer::new(service))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                stop.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(ServerError::Grpc);
+        stop.cancel();
+        served
+    };
+
+    let sync = async {
+        let synced = keep_in_sync(config, &refresher, catch_up, &readiness, &metrics, &stop).await;
+        stop.cancel();
+        synced
+    };
+
+    let (synced, admin_served, grpc_served) = tokio::join!(sync, admin_server, grpc_server);
+    synced?;
+    admin_served?;
+    grpc_served?;
+    info!("keysync stopped");
+    Ok(())
+}
+
+/// Loads the first snapshot, opens readiness, then follows the database until `stop`.
+async fn keep_in_sync<L: Loader>(
+    config: &ServeConfig,
+    refresher: &Arc<Refresher<L>>,
+    catch_up: CatchUp,
+    readiness: &Readiness,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> Result<(), ServerError> {
+    let loaded = tokio::select! {
+        _ = stop.cancelled() => return Ok(()),
+        loaded = refresher.full_reload() => loaded,
+    };
+    let summary = loaded.map_err(ServerError::InitialLoad)?;
+    readiness.set_ready();
+    metrics.set_ready();
+    info!(
+        "snapshot loaded: keys={} revision={}",
+        summary.keys, summary.revision
+    );
+    let schedule = Schedule {
+        poll_interval: config.poll_interval,
+        full_reload_interval: config.full_reload_interval,
+    };
+    refresh::run_periodic(refresher.clone(), catch_up, schedule, stop.clone()).await;
+    Ok(())
+}

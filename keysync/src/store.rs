@@ -1,0 +1,290 @@
+//! The in-memory copy of the active key set that `serve` answers from, ordered by key
+//! hash so the filter can page through it, and tagged with the database revision it
+//! reflects.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use uuid::Uuid;
+
+use crate::api_key::KeyHash;
+
+/// An organization's request budget, as the filter enforces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests_per_minute: u32,
+    pub burst: u32,
+}
+
+/// What the gateway needs to know about one active key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub key_hash: KeyHash,
+    pub key_id: Uuid,
+    pub org_id: Uuid,
+    /// Unix seconds after which the key is refused; 0 when it never expires.
+    pub expires_at: i64,
+    /// `None` when the organization has no limit configured.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl KeyEntry {
+    /// Expired keys stay in the store (expiry needs no database change to happen) and
+    /// are filtered when served.
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+}
+
+/// Every active key as of one database revision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub revision: u64,
+    pub keys: Vec<KeyEntry>,
+}
+
+/// What changed in the database after some revision, up to `revision`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub revision: u64,
+    /// Keys written since, and still active: insert or replace.
+    pub upserts: Vec<KeyEntry>,
+    /// Keys revoked or deleted since: drop.
+    pub removals: Vec<KeyHash>,
+}
+
+impl Changes {
+    /// Rows read; what the catch-up log line reports.
+    pub fn len(&self) -> usize {
+        self.upserts.len() + self.removals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One `ListKeys` page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub keys: Vec<KeyEntry>,
+    /// True when unexpired keys remain after the last one in `keys`.
+    pub more: bool,
+    pub revision: u64,
+}
+
+/// The key set and the revision it reflects.
+#[derive(Debug, Default)]
+pub struct KeyStore {
+    keys: BTreeMap<KeyHash, KeyEntry>,
+    revision: u64,
+}
+
+impl KeyStore {
+    pub fn new() -> Self {
+        KeyStore::default()
+    }
+
+    /// Number of keys held, expired ones included.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Replaces everything with a full snapshot.
+    pub fn replace(&mut self, snapshot: Snapshot) {
+        self.keys = snapshot
+            .keys
+            .into_iter()
+            .map(|entry| (entry.key_hash, entry))
+            .collect();
+        self.revision = snapshot.revision;
+    }
+
+    /// Applies an incremental change set. Removals go first: a key deleted and then
+    /// re-created with the same hash shows up in both lists, and must end up present.
+    pub fn apply(&mut self, changes: Changes) {
+        for hash in &changes.removals {
+            self.keys.remove(hash);
+        }
+        for entry in changes.upserts {
+            self.keys.insert(entry.key_hash, entry);
+        }
+        self.revision = changes.revision;
+    }
+
+    /// The key with this hash, unless it is unknown or expired at `now`.
+    pub fn get(&self, hash: &[u8], now: i64) -> Option<KeyEntry> {
+        self.keys
+            .get(hash)
+            .filter(|entry| !entry.is_expired(now))
+            .copied()
+    }
+
+    /// Up to `limit` unexpired keys whose hash sorts strictly after `after_hash` (any
+    /// length; empty means from the start), in ascending hash order.
+    pub fn page(&self, after_hash: &[u8], limit: usize, now: i64) -> Page {
+        let mut unexpired = self
+            .keys
+            .range::<[u8], _>((Bound::Excluded(after_hash), Bound::Unbounded))
+            .map(|(_, entry)| entry)
+            .filter(|entry| !entry.is_expired(now));
+        let keys: Vec<KeyEntry> = unexpired.by_ref().take(limit).copied().collect();
+        let more = unexpired.next().is_some();
+        Page {
+            keys,
+            more,
+            revision: self.revision,
+        }
+    }
+}
+
+/// The store shared between the gRPC handlers (readers) and the refresh loop (writer).
+/// Locks are held only for in-memory work, never across an await.
+#[derive(Debug, Clone, Default)]
+pub struct SharedStore(Arc<RwLock<KeyStore>>);
+
+impl SharedStore {
+    pub fn new() -> Self {
+        SharedStore::default()
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, KeyStore> {
+        // A panic while holding the lock cannot leave the map half-updated in a way
+        // that matters more than refusing to serve, so keep going.
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, KeyStore> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(first_byte: u8, expires_at: i64) -> KeyEntry {
+        let mut key_hash = [0u8; 32];
+        key_hash[0] = first_byte;
+        KeyEntry {
+            key_hash,
+            key_id: Uuid::from_u128(first_byte as u128),
+            org_id: Uuid::from_u128(1000),
+            expires_at,
+            rate_limit: None,
+        }
+    }
+
+    fn store(entries: Vec<KeyEntry>) -> KeyStore {
+        let mut store = KeyStore::new();
+        store.replace(Snapshot {
+            revision: 7,
+            keys: entries,
+        });
+        store
+    }
+
+    fn first_bytes(page: &Page) -> Vec<u8> {
+        page.keys.iter().map(|entry| entry.key_hash[0]).collect()
+    }
+
+    #[test]
+    fn pages_are_in_hash_order_whatever_the_load_order() {
+        let store = store(vec![entry(5, 0), entry(1, 0), entry(3, 0)]);
+        let page = store.page(&[], 10, 100);
+        assert_eq!(first_bytes(&page), vec![1, 3, 5]);
+        assert!(!page.more);
+        assert_eq!(page.revision, 7);
+    }
+
+    #[test]
+    fn after_hash_is_exclusive_and_may_be_short() {
+        let store = store(vec![entry(1, 0), entry(3, 0), entry(5, 0)]);
+        let after = entry(3, 0).key_hash;
+        assert_eq!(first_bytes(&store.page(&after, 10, 100)), vec![5]);
+        // A 1-byte bound [3] sorts before every 32-byte hash starting with 3.
+        assert_eq!(first_bytes(&store.page(&[3], 10, 100)), vec![3, 5]);
+        assert_eq!(first_bytes(&store.page(&[4], 10, 100)), vec![5]);
+        assert!(store.page(&[0xff; 32], 10, 100).keys.is_empty());
+    }
+
+    #[test]
+    fn more_says_whether_keys_remain() {
+        let store = store(vec![entry(1, 0), entry(2, 0), entry(3, 0)]);
+        let first = store.page(&[], 2, 100);
+        assert_eq!(first_bytes(&first), vec![1, 2]);
+        assert!(first.more);
+        let last = first.keys.last().unwrap().key_hash;
+        let second = store.page(&last, 2, 100);
+        assert_eq!(first_bytes(&second), vec![3]);
+        assert!(!second.more);
+        // Exactly full page: nothing remains.
+        assert!(!store.page(&[], 3, 100).more);
+    }
+
+    #[test]
+    fn expired_keys_are_skipped_and_do_not_count_as_more() {
+        let store = store(vec![
+            entry(1, 0),
+            entry(2, 50),
+            entry(3, 150),
+            entry(4, 100),
+        ]);
+        let page = store.page(&[], 10, 100);
+        assert_eq!(first_bytes(&page), vec![1, 3]);
+        // Only expired keys after the page: `more` must be false.
+        let page = store.page(&[], 2, 100);
+        assert_eq!(first_bytes(&page), vec![1, 3]);
+        assert!(!page.more);
+        assert_eq!(store.len(), 4, "expired keys are kept");
+    }
+
+    #[test]
+    fn get_ignores_expired_and_unknown_keys() {
+        let store = store(vec![entry(1, 0), entry(2, 100)]);
+        assert_eq!(store.get(&entry(1, 0).key_hash, 100), Some(entry(1, 0)));
+        assert_eq!(store.get(&entry(2, 0).key_hash, 99), Some(entry(2, 100)));
+        assert_eq!(store.get(&entry(2, 0).key_hash, 100), None);
+        assert_eq!(store.get(&entry(9, 0).key_hash, 100), None);
+        assert_eq!(store.get(&[1], 100), None);
+    }
+
+    #[test]
+    fn apply_removes_then_upserts_and_sets_revision() {
+        let mut store = store(vec![entry(1, 0), entry(2, 0)]);
+        let mut changed = entry(2, 0);
+        changed.rate_limit = Some(RateLimit {
+            requests_per_minute: 60,
+            burst: 10,
+        });
+        store.apply(Changes {
+            revision: 9,
+            upserts: vec![changed, entry(4, 0)],
+            removals: vec![entry(1, 0).key_hash, entry(2, 0).key_hash],
+        });
+        assert_eq!(store.revision(), 9);
+        assert_eq!(first_bytes(&store.page(&[], 10, 0)), vec![2, 4]);
+        assert_eq!(store.get(&changed.key_hash, 0), Some(changed));
+    }
+
+    #[test]
+    fn replace_drops_keys_absent_from_the_snapshot() {
+        let mut store = store(vec![entry(1, 0), entry(2, 0)]);
+        store.replace(Snapshot {
+            revision: 12,
+            keys: vec![entry(3, 0)],
+        });
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.revision(), 12);
+        assert_eq!(first_bytes(&store.page(&[], 10, 0)), vec![3]);
+    }
+}
