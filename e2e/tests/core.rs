@@ -334,18 +334,53 @@ fn one_refresh_per_envoy_process_whatever_the_worker_count() {
     let stack = Stack::start(|options| options.concurrency = 4);
     let org = stack.create_org("workers");
     let key = stack.create_key(&org, &[]);
-    stack.wait_for_next_refresh();
-    stack.wait_for_next_refresh();
+    for _ in 0..4 {
+        stack
+            .gateway
+            .wait_for_refresh_after(stack.gateway.process.log_len(), DEADLINE);
+    }
     assert_eq!(stack.gateway.get_with_key("/", &key.key).status, 200);
-    let refreshes = stack.gateway.stat("refresh_ok");
+
+    // With a 2 s interval, one service refreshes about every 2 s. A copy per worker
+    // would log its refreshes in bursts, milliseconds apart, and page keysync 4 times
+    // as often.
+    let log = stack.gateway.process.log();
+    let times: Vec<f64> = log
+        .lines()
+        .filter(|line| line.contains("cache refresh complete"))
+        .map(envoy_log_seconds)
+        .collect();
+    assert!(times.len() >= 4, "{} refreshes logged", times.len());
+    for pair in times.windows(2) {
+        let gap = (pair[1] - pair[0]).rem_euclid(86_400.0); // across midnight too
+        assert!(
+            gap > 1.0,
+            "two refreshes {gap:.3}s apart: refreshing is not once per process"
+        );
+    }
     let list_calls = stack
         .keysync
-        .metric("keysync_grpc_requests_total", &["ListKeys"]) as u64;
-    // One page per refresh; allow the refresh that may be in flight right now.
+        .metric("keysync_grpc_requests_total", &["ListKeys"]) as usize;
     assert!(
-        list_calls >= refreshes && list_calls <= refreshes + 1,
-        "{list_calls} ListKeys calls for {refreshes} refreshes: refreshing is not once per process"
+        list_calls <= times.len() + 1,
+        "{list_calls} ListKeys calls for {} refreshes",
+        times.len()
     );
+}
+
+/// Seconds within the day of an Envoy log line (`[2026-11-24 03:14:08.266][...`).
+fn envoy_log_seconds(line: &str) -> f64 {
+    let time = line
+        .get(12..24)
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+    let mut parts = time.split(':');
+    let mut next = || -> f64 {
+        parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad timestamp in {line:?}"))
+    };
+    next() * 3600.0 + next() * 60.0 + next()
 }
 
 #[test]
