@@ -18,12 +18,13 @@ CARGO ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export KEYSYNC_FILTER_WASM := $(abspath $(FILTER_WASM))
 
-.PHONY: help deps wasm-target postgres-server build-filter build test lint run clean
+.PHONY: help deps wasm-target postgres-server build-filter build test lint run bench clean
 
 help:
 	@echo "make run    start the demo gateway (Ctrl-C stops everything)"
 	@echo "make test   fmt check, clippy (native + wasm), unit and end-to-end tests"
 	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server)"
+	@echo "make bench  the benchmarks of bench/ (release builds; figures in bench/RESULTS.md)"
 
 deps: wasm-target $(ENVOY) postgres-server
 
@@ -64,6 +65,13 @@ test: deps lint build
 
 run: deps build
 	./demo/run.sh
+
+BENCH := KEYSYNC_BIN=$(abspath target/release/keysync) target/release/keysync-bench
+
+bench: deps build-filter
+	$(CARGO) build --locked --release -p keysync -p keysync-bench
+	$(BENCH) propagation --keys 200
+	$(BENCH) churn --churn 100000 --rounds 10 --active 1000
 
 clean:
 	$(CARGO) clean

@@ -109,9 +109,9 @@ fn valid_missing_unknown_and_spoofed_requests() {
 
 #[test]
 fn a_key_created_after_the_last_refresh_works_on_first_use() {
-    // A 15-minute refresh: only the miss path can find the new key.
+    // A 15-minute refresh and no watch stream: only the miss path can find the new key.
     let stack = Stack::start(|options| {
-        options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+        options.sync_config = r#"{"role":"sync","refresh_interval":"15m","watch":false}"#.into();
         options.concurrency = 1;
     });
     stack
@@ -153,7 +153,12 @@ fn a_key_created_after_the_last_refresh_works_on_first_use() {
 
 #[test]
 fn a_revoked_key_is_refused_after_the_next_refresh() {
-    let stack = Stack::start(|_| {});
+    // Refreshes only (no watch stream), so the refresh is what removes the key.
+    let stack = Stack::start(|options| {
+        options.sync_config =
+            r#"{"role":"sync","refresh_interval":"2s","max_retry_interval":"1s","watch":false}"#
+                .into();
+    });
     let org = stack.create_org("revokers");
     let key = stack.create_key(&org, &[]);
     let keep = stack.create_key(&org, &[]);

@@ -60,6 +60,10 @@ impl AuthRequest {
     }
 
     fn judge_stored(&self, hash: &KeyHash) -> Verdict {
+        if self.worker.stale.get() {
+            self.worker.stats.bump(Counter::Stale);
+            return Verdict::Deny(Denial::Unavailable);
+        }
         match self.worker.store.find(hash) {
             Ok(Some(record)) => judge_record(record),
             Ok(None) => self.judge_unknown(hash),

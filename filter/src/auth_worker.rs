@@ -1,11 +1,13 @@
 //! What the auth filter keeps per Envoy worker: its configuration, the store handle,
 //! batched stats, the negative cache and the count of lookups in flight.
 
+use crate::clock;
 use crate::config::AuthConfig;
 use crate::key_store::KeyStore;
 use crate::negative_cache::NegativeCache;
 use crate::shared_data::HostSharedData;
 use crate::stats::RequestStats;
+use log::{info, warn};
 use std::cell::{Cell, RefCell};
 
 pub struct AuthWorker {
@@ -14,6 +16,9 @@ pub struct AuthWorker {
     pub stats: RequestStats,
     pub negative: RefCell<NegativeCache>,
     pub lookups_in_flight: Cell<u32>,
+    /// Set on the tick when keysync has been silent past `max_staleness`; read per
+    /// request at no host-call cost.
+    pub stale: Cell<bool>,
 }
 
 impl AuthWorker {
@@ -28,6 +33,27 @@ impl AuthWorker {
             stats: RequestStats::define(),
             negative: RefCell::new(negative),
             lookups_in_flight: Cell::new(0),
+            stale: Cell::new(false),
+        }
+    }
+
+    /// Once a tick: is the store too stale to trust? Never synced counts as stale.
+    pub fn check_staleness(&self) {
+        let Some(max) = self.config.max_staleness else {
+            return;
+        };
+        let silent = self.store.meta().silent_for(clock::now_unix_secs());
+        let stale = silent.is_none_or(|secs| secs > max.as_secs());
+        if stale != self.stale.get() {
+            if stale {
+                warn!(
+                    "no word from keysync for over {}s (max_staleness): requests with keys get 503",
+                    max.as_secs()
+                );
+            } else {
+                info!("keysync heard from again: serving keys from the store");
+            }
+            self.stale.set(stale);
         }
     }
 

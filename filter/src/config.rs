@@ -31,6 +31,10 @@ pub struct AuthConfig {
     /// Status for unknown, revoked, expired and malformed keys: 403 (default) or 401.
     pub invalid_key_status: u32,
     pub miss_lookup: MissLookup,
+    /// When the sync service has heard nothing from keysync for this long, keys can no
+    /// longer be trusted to be current: requests are treated as "cannot tell" (503, or
+    /// forwarded without identity under `failure_mode: open`). Off when `None`.
+    pub max_staleness: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,8 +55,14 @@ pub struct SyncConfig {
     pub refresh_interval: Duration,
     pub request_timeout: Duration,
     pub page_size: u32,
-    /// Ceiling of the retry backoff after failed refreshes.
+    /// Ceiling of the retry backoff after failed refreshes and broken watch streams.
     pub max_retry_interval: Duration,
+    /// Hold a `WatchKeys` stream open to keysync (the push path). Without it the store
+    /// changes only at refreshes (and through the miss path).
+    pub watch: bool,
+    /// A watch stream silent for this long (keysync sends heartbeats) is presumed dead
+    /// and reopened.
+    pub watch_idle_timeout: Duration,
 }
 
 /// A path that passes without a key: exact (`/health`) or a prefix (`/public/*`).
@@ -107,10 +117,13 @@ struct RawConfig {
     forward_credential: Option<bool>,
     invalid_key_status: Option<u32>,
     miss_lookup: Option<RawMissLookup>,
+    max_staleness: Option<String>,
     refresh_interval: Option<String>,
     request_timeout: Option<String>,
     page_size: Option<u32>,
     max_retry_interval: Option<String>,
+    watch: Option<bool>,
+    watch_idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +171,8 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
             ("request_timeout", raw.request_timeout.is_some()),
             ("page_size", raw.page_size.is_some()),
             ("max_retry_interval", raw.max_retry_interval.is_some()),
+            ("watch", raw.watch.is_some()),
+            ("watch_idle_timeout", raw.watch_idle_timeout.is_some()),
         ],
     )?;
     let invalid_key_status = raw.invalid_key_status.unwrap_or(403);
@@ -199,6 +214,10 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
         forward_credential: raw.forward_credential.unwrap_or(false),
         invalid_key_status,
         miss_lookup,
+        max_staleness: match raw.max_staleness {
+            Some(text) => Some(duration("max_staleness", Some(text), "")?),
+            None => None,
+        },
     })
 }
 
@@ -211,6 +230,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
             ("forward_credential", raw.forward_credential.is_some()),
             ("invalid_key_status", raw.invalid_key_status.is_some()),
             ("miss_lookup", raw.miss_lookup.is_some()),
+            ("max_staleness", raw.max_staleness.is_some()),
         ],
     )?;
     let config = SyncConfig {
@@ -219,6 +239,8 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
         request_timeout: duration("request_timeout", raw.request_timeout, "10s")?,
         page_size: raw.page_size.unwrap_or(5000),
         max_retry_interval: duration("max_retry_interval", raw.max_retry_interval, "60s")?,
+        watch: raw.watch.unwrap_or(true),
+        watch_idle_timeout: duration("watch_idle_timeout", raw.watch_idle_timeout, "15s")?,
     };
     if config.refresh_interval < Duration::from_secs(1) {
         return Err(ConfigError("refresh_interval must be at least 1s".into()));
@@ -275,6 +297,7 @@ mod tests {
         assert_eq!(config.public_paths, vec![PathRule::Exact("/health".into())]);
         assert!(config.miss_lookup.enabled);
         assert_eq!(config.miss_lookup.negative_ttl, Duration::from_secs(30));
+        assert_eq!(config.max_staleness, None, "off by default");
         assert_eq!(auth("{}"), config);
     }
 
@@ -283,7 +306,7 @@ mod tests {
         let config = auth(
             r#"{"role":"auth","keysync_cluster":"ks","failure_mode":"open",
                 "public_paths":["/health","/docs/*"],"forward_credential":true,
-                "invalid_key_status":401,
+                "invalid_key_status":401,"max_staleness":"2m",
                 "miss_lookup":{"enabled":false,"timeout":"250ms","max_in_flight":8,
                                "negative_ttl":"5s","negative_cache_entries":100}}"#,
         );
@@ -296,6 +319,7 @@ mod tests {
         assert_eq!(config.miss_lookup.timeout, Duration::from_millis(250));
         assert_eq!(config.miss_lookup.max_in_flight, 8);
         assert_eq!(config.miss_lookup.negative_cache_entries, 100);
+        assert_eq!(config.max_staleness, Some(Duration::from_secs(120)));
     }
 
     #[test]
@@ -309,6 +333,8 @@ mod tests {
         assert_eq!(config.refresh_interval, Duration::from_secs(2));
         assert_eq!(config.page_size, 100);
         assert_eq!(config.request_timeout, Duration::from_secs(10));
+        assert_eq!(config.watch_idle_timeout, Duration::from_secs(15));
+        assert!(config.watch, "the push path is on by default");
     }
 
     #[test]
@@ -327,6 +353,9 @@ mod tests {
         assert!(error(r#"{"role":"sync","page_size":0}"#).contains("page_size"));
         assert!(error(r#"{"miss_lookup":{"timeout":"0s"}}"#).contains("greater than zero"));
         assert!(error(r#"{"miss_lookup":{"max_in_flight":0}}"#).contains("at least 1"));
+        assert!(error(r#"{"max_staleness":"0s"}"#).contains("greater than zero"));
+        assert!(error(r#"{"role":"sync","max_staleness":"1m"}"#).contains("only applies"));
+        assert!(error(r#"{"watch_idle_timeout":"1m"}"#).contains("only applies"));
     }
 
     #[test]

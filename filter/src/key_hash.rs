@@ -43,6 +43,18 @@ impl KeyHash {
         Some(KeyHash(hash))
     }
 
+    /// The lowest and highest hash that fall in `bucket`.
+    pub fn bucket_bounds(bucket: u16) -> (Self, Self) {
+        let mut low = [0u8; HASH_LEN];
+        let mut high = [0xffu8; HASH_LEN];
+        for hash in [&mut low, &mut high] {
+            if let Some(prefix) = hash.get_mut(..BUCKET_PREFIX_LEN) {
+                prefix.copy_from_slice(&bucket.to_be_bytes());
+            }
+        }
+        (KeyHash(low), KeyHash(high))
+    }
+
     /// The first bytes in hex: enough to correlate log lines, useless to an attacker.
     pub fn short(&self) -> ShortHash {
         ShortHash(*self)
@@ -82,6 +94,17 @@ mod tests {
         assert_eq!(rebuilt, hash);
         assert_eq!(hash.suffix().len(), HASH_LEN - BUCKET_PREFIX_LEN);
         assert!(KeyHash::from_parts(1, &[0u8; 3]).is_none());
+    }
+
+    #[test]
+    fn bucket_bounds_enclose_the_bucket() {
+        let hash = KeyHash::of_key(b"sk_test_bounds");
+        let (low, high) = KeyHash::bucket_bounds(hash.bucket());
+        assert!(low <= hash && hash <= high);
+        assert_eq!(low.bucket(), hash.bucket());
+        assert_eq!(high.bucket(), hash.bucket());
+        let (next_low, _) = KeyHash::bucket_bounds(hash.bucket() + 1);
+        assert!(high < next_low);
     }
 
     #[test]

@@ -32,6 +32,22 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+/// One change from keysync's watch stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Upsert(KeyRecord),
+    Remove(KeyHash),
+}
+
+impl Change {
+    pub fn hash(&self) -> KeyHash {
+        match self {
+            Change::Upsert(record) => record.hash,
+            Change::Remove(hash) => *hash,
+        }
+    }
+}
+
 /// What became of an attempt to cache a record learned on the miss path.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cached {
@@ -90,6 +106,62 @@ impl<S: SharedData> KeyStore<S> {
             }
             match self.data.set(name.as_str(), &new_bytes, entry.cas) {
                 Ok(()) => return Ok(change),
+                Err(WriteError::CasMismatch) => continue,
+                Err(WriteError::Host(status)) => return Err(StoreError::Host(status)),
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    /// Sync: applies changes in order, one compare-and-swap write per bucket touched.
+    pub fn apply_changes(&self, changes: &[Change]) -> Result<Diff, StoreError> {
+        let mut by_bucket: std::collections::BTreeMap<u16, Vec<&Change>> = Default::default();
+        for change in changes {
+            by_bucket
+                .entry(change.hash().bucket())
+                .or_default()
+                .push(change);
+        }
+        let mut total = Diff::default();
+        for (index, changes) in by_bucket {
+            total += self.apply_to_bucket(index, &changes)?;
+        }
+        Ok(total)
+    }
+
+    fn apply_to_bucket(&self, index: u16, changes: &[&Change]) -> Result<Diff, StoreError> {
+        let name = BucketName::new(index);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let entry = self.data.get(name.as_str());
+            // An unreadable bucket is rebuilt from the changes alone; the next full
+            // refresh restores the rest.
+            let mut bytes = match Bucket::parse(index, entry.value.as_deref()) {
+                Ok(_) => entry.value.clone().unwrap_or_default(),
+                Err(_) => bucket::encode(&[]),
+            };
+            let mut diff = Diff::default();
+            for change in changes {
+                let current = Bucket::parse(index, Some(&bytes)).map_err(StoreError::Corrupt)?;
+                match change {
+                    Change::Upsert(record) => {
+                        if current.find(&record.hash).as_ref() != Some(record) {
+                            bytes = current.with(record);
+                            diff.updated += 1;
+                        }
+                    }
+                    Change::Remove(hash) => {
+                        if let Some(without) = current.without(hash) {
+                            bytes = without;
+                            diff.removed += 1;
+                        }
+                    }
+                }
+            }
+            if diff == Diff::default() {
+                return Ok(diff);
+            }
+            match self.data.set(name.as_str(), &bytes, entry.cas) {
+                Ok(()) => return Ok(diff),
                 Err(WriteError::CasMismatch) => continue,
                 Err(WriteError::Host(status)) => return Err(StoreError::Host(status)),
             }
@@ -302,6 +374,42 @@ mod tests {
             Ok(None),
             "the stale record was taken back"
         );
+    }
+
+    #[test]
+    fn applies_upserts_and_removals_across_buckets() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let (a, b, c) = (
+            record("sk_live_a"),
+            record("sk_live_b"),
+            record("sk_live_c"),
+        );
+        store.replace_bucket(a.hash.bucket(), &[a]).unwrap();
+        let mut changed_a = a;
+        changed_a.expires_at = 99;
+        let diff = store
+            .apply_changes(&[
+                Change::Upsert(changed_a),
+                Change::Upsert(b),
+                Change::Remove(c.hash),
+            ])
+            .unwrap();
+        assert_eq!(
+            diff,
+            Diff {
+                updated: 2,
+                removed: 0
+            },
+            "removing an absent key is no change"
+        );
+        assert_eq!(store.find(&a.hash), Ok(Some(changed_a)));
+        assert_eq!(store.find(&b.hash), Ok(Some(b)));
+        let diff = store.apply_changes(&[Change::Remove(b.hash)]).unwrap();
+        assert_eq!(diff.removed, 1);
+        assert_eq!(store.find(&b.hash), Ok(None));
+        let writes = store.data.writes.get();
+        store.apply_changes(&[Change::Upsert(changed_a)]).unwrap();
+        assert_eq!(store.data.writes.get(), writes, "re-applying is a no-op");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub const LIST_KEYS: &str = "ListKeys";
 pub const LOOKUP_KEY: &str = "LookupKey";
+pub const WATCH_KEYS: &str = "WatchKeys";
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -58,4 +59,30 @@ pub fn response<M: prost::Message + Default>(status: u32, size: usize) -> Result
         .map_err(|e| ApiError::Decode(format!("{e:?}")))?
         .unwrap_or_default();
     M::decode(body.as_slice()).map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+/// Opens a server-streaming call and sends its one request.
+pub fn open_stream(
+    cluster: &str,
+    method: &str,
+    message: &impl prost::Message,
+) -> Result<u32, ApiError> {
+    let token =
+        hostcalls::open_grpc_stream(cluster, keysync_proto::v1::SERVICE, method, Vec::new())
+            .map_err(ApiError::Dispatch)?;
+    if let Err(e) = hostcalls::send_grpc_stream_message(token, Some(&message.encode_to_vec()), true)
+    {
+        let _ = hostcalls::cancel_grpc_stream(token);
+        return Err(ApiError::Dispatch(e));
+    }
+    Ok(token)
+}
+
+/// Reads one message received on a stream (`on_grpc_stream_message`).
+pub fn stream_message<M: prost::Message + Default>(size: usize) -> Result<M, ApiError> {
+    response(0, size)
+}
+
+pub fn cancel_stream(token: u32) {
+    let _ = hostcalls::cancel_grpc_stream(token);
 }

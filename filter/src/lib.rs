@@ -19,6 +19,7 @@ pub mod response;
 pub mod schedule;
 pub mod shared_data;
 pub mod store_meta;
+pub mod watch;
 
 mod auth_request;
 mod auth_worker;

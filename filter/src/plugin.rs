@@ -33,6 +33,18 @@ impl Context for Plugin {
             service.on_response(token_id, status_code, response_size);
         }
     }
+
+    fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
+        if let Some(Role::Sync(service)) = &mut self.role {
+            service.on_stream_message(token_id, message_size);
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
+        if let Some(Role::Sync(service)) = &mut self.role {
+            service.on_stream_close(token_id, status_code);
+        }
+    }
 }
 
 impl RootContext for Plugin {
@@ -82,7 +94,10 @@ impl RootContext for Plugin {
 
     fn on_tick(&mut self) {
         match &mut self.role {
-            Some(Role::Auth(worker)) => worker.stats.flush(),
+            Some(Role::Auth(worker)) => {
+                worker.stats.flush();
+                worker.check_staleness();
+            }
             Some(Role::Sync(service)) => service.on_tick(),
             None => {}
         }

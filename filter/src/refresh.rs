@@ -4,10 +4,11 @@
 
 use crate::bucket::{Diff, BUCKET_COUNT};
 use crate::key_hash::KeyHash;
-use crate::key_store::{KeyStore, StoreError};
+use crate::key_store::{Change, KeyStore, StoreError};
 use crate::record::{KeyRecord, RecordError};
 use crate::shared_data::SharedData;
 use keysync_proto::v1 as proto;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct Summary {
@@ -54,6 +55,10 @@ pub struct Refresh {
     pending: Vec<KeyRecord>,
     /// Every bucket below this one has been written.
     next_unwritten: u32,
+    /// Watch-stream changes that arrived during the refresh for buckets not yet
+    /// written: pages may predate them, so they are laid over the pages' content.
+    overlay: BTreeMap<KeyHash, Option<KeyRecord>>,
+    first_revision: Option<u64>,
     summary: Summary,
 }
 
@@ -65,8 +70,59 @@ impl Refresh {
             open_bucket: None,
             pending: Vec::new(),
             next_unwritten: 0,
+            overlay: BTreeMap::new(),
+            first_revision: None,
             summary: Summary::default(),
         }
+    }
+
+    /// Records a change the watch stream applied to the store while this refresh runs,
+    /// so that rewriting a bucket from an older page cannot undo it.
+    pub fn note(&mut self, change: &Change) {
+        let hash = change.hash();
+        let first_pending = match self.open_bucket {
+            Some(bucket) => u32::from(bucket),
+            None => self.next_unwritten,
+        };
+        if u32::from(hash.bucket()) < first_pending {
+            return; // already written: the store has the change itself
+        }
+        self.overlay.insert(
+            hash,
+            match change {
+                Change::Upsert(record) => Some(*record),
+                Change::Remove(_) => None,
+            },
+        );
+    }
+
+    /// The records of `bucket` with the overlay laid over them (consumed).
+    fn merged(&mut self, bucket: u16, records: Vec<KeyRecord>) -> Vec<KeyRecord> {
+        let (low, high) = KeyHash::bucket_bounds(bucket);
+        let changes: Vec<(KeyHash, Option<KeyRecord>)> = self
+            .overlay
+            .range(low..=high)
+            .map(|(hash, change)| (*hash, *change))
+            .collect();
+        if changes.is_empty() {
+            return records;
+        }
+        let mut by_hash: BTreeMap<KeyHash, KeyRecord> =
+            records.into_iter().map(|r| (r.hash, r)).collect();
+        for (hash, change) in changes {
+            self.overlay.remove(&hash);
+            match change {
+                Some(record) => by_hash.insert(hash, record),
+                None => by_hash.remove(&hash),
+            };
+        }
+        by_hash.into_values().collect()
+    }
+
+    /// The revision of the first page: every change up to it is in the store once the
+    /// refresh completes.
+    pub fn first_revision(&self) -> Option<u64> {
+        self.first_revision
     }
 
     pub fn first_request(&self) -> proto::ListKeysRequest {
@@ -110,6 +166,7 @@ impl Refresh {
             meta.revision = page.revision;
             store.write_meta(&meta).map_err(RefreshError::Store)?;
         }
+        self.first_revision.get_or_insert(page.revision);
         self.summary.revision = self.summary.revision.max(page.revision);
         self.summary.pages += 1;
         self.summary.total += records.len() as u64;
@@ -143,11 +200,12 @@ impl Refresh {
         store: &KeyStore<S>,
     ) -> Result<(), RefreshError> {
         if let Some(bucket) = self.open_bucket.take() {
+            let records = std::mem::take(&mut self.pending);
+            let records = self.merged(bucket, records);
             let diff = store
-                .replace_bucket(bucket, &self.pending)
+                .replace_bucket(bucket, &records)
                 .map_err(RefreshError::Store)?;
             self.count(diff);
-            self.pending.clear();
             self.next_unwritten = u32::from(bucket) + 1;
         }
         Ok(())
@@ -161,8 +219,9 @@ impl Refresh {
     ) -> Result<(), RefreshError> {
         while self.next_unwritten < end {
             let bucket = u16::try_from(self.next_unwritten).unwrap_or(u16::MAX);
+            let records = self.merged(bucket, Vec::new());
             let diff = store
-                .replace_bucket(bucket, &[])
+                .replace_bucket(bucket, &records)
                 .map_err(RefreshError::Store)?;
             self.count(diff);
             self.next_unwritten += 1;
@@ -179,6 +238,7 @@ impl Refresh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key_store::Change;
     use crate::shared_data::fake::FakeSharedData;
 
     fn proto_record(hash: KeyHash, org: u8) -> proto::KeyRecord {
@@ -338,6 +398,49 @@ mod tests {
             refresh.apply(&store, again, 1),
             Err(RefreshError::OutOfOrder)
         );
+    }
+
+    #[test]
+    fn stream_changes_during_a_refresh_are_not_undone_by_older_pages() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(40);
+        let keys: Vec<_> = all.iter().map(|h| proto_record(*h, 1)).collect();
+        refresh(&store, &keys, 100);
+
+        // A second refresh pages out the set as it was; meanwhile the stream revokes the
+        // last key and adds a new one, in buckets the refresh has not written yet.
+        let mut refresh = Refresh::new(10);
+        let first = proto::ListKeysResponse {
+            keys: keys[..10].to_vec(),
+            more: true,
+            revision: 8,
+        };
+        assert!(matches!(
+            refresh.apply(&store, first, 1),
+            Ok(Progress::More(_))
+        ));
+        let revoked = *all.last().unwrap();
+        let added = KeyRecord::from_proto(&proto_record(KeyHash([0xff; 32]), 3)).unwrap();
+        for change in [Change::Remove(revoked), Change::Upsert(added)] {
+            store.apply_changes(&[change]).unwrap();
+            refresh.note(&change);
+        }
+        let rest = proto::ListKeysResponse {
+            keys: keys[10..].to_vec(),
+            more: false,
+            revision: 8,
+        };
+        assert!(matches!(
+            refresh.apply(&store, rest, 1),
+            Ok(Progress::Done(_))
+        ));
+        assert_eq!(store.find(&revoked).unwrap(), None, "the revocation stands");
+        assert_eq!(
+            store.find(&added.hash).unwrap(),
+            Some(added),
+            "the addition stands"
+        );
+        assert_eq!(refresh.first_revision(), Some(8));
     }
 
     #[test]

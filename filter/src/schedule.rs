@@ -1,15 +1,42 @@
-//! When the sync service refreshes: at start, then every `refresh_interval`; after a
-//! failure, again with exponential backoff (1 s, 2 s, 4 s, ... up to a ceiling).
+//! When the sync service acts: full refreshes at start and then every
+//! `refresh_interval`, and after a failure (of a refresh, or of the watch stream) again
+//! with exponential backoff (1 s, 2 s, 4 s, ... up to a ceiling).
 
 use std::time::Duration;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
+/// Exponential backoff after consecutive failures.
+pub struct Backoff {
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(max: Duration) -> Self {
+        Backoff { max, failures: 0 }
+    }
+
+    /// Counts a failure and returns how long to wait before the next attempt.
+    pub fn failed(&mut self) -> Duration {
+        let factor = 1u32.checked_shl(self.failures.min(16)).unwrap_or(u32::MAX);
+        self.failures = self.failures.saturating_add(1);
+        FIRST_RETRY.saturating_mul(factor).min(self.max)
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures
+    }
+}
+
 pub struct Schedule {
     interval: Duration,
-    max_retry: Duration,
+    backoff: Backoff,
     next_due_ms: u64,
-    failures: u32,
 }
 
 impl Schedule {
@@ -17,9 +44,8 @@ impl Schedule {
     pub fn new(interval: Duration, max_retry: Duration) -> Self {
         Schedule {
             interval,
-            max_retry: max_retry.min(interval),
+            backoff: Backoff::new(max_retry.min(interval)),
             next_due_ms: 0,
-            failures: 0,
         }
     }
 
@@ -28,25 +54,23 @@ impl Schedule {
     }
 
     pub fn succeeded(&mut self, now_ms: u64) {
-        self.failures = 0;
+        self.backoff.reset();
         self.next_due_ms = now_ms.saturating_add(millis(self.interval));
     }
 
     /// Returns the delay before the next attempt.
     pub fn failed(&mut self, now_ms: u64) -> Duration {
-        let factor = 1u32.checked_shl(self.failures.min(16)).unwrap_or(u32::MAX);
-        let delay = FIRST_RETRY.saturating_mul(factor).min(self.max_retry);
-        self.failures = self.failures.saturating_add(1);
+        let delay = self.backoff.failed();
         self.next_due_ms = now_ms.saturating_add(millis(delay));
         delay
     }
 
     pub fn consecutive_failures(&self) -> u32 {
-        self.failures
+        self.backoff.consecutive_failures()
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -71,6 +95,16 @@ mod tests {
         assert_eq!(s.consecutive_failures(), 6);
         s.succeeded(0);
         assert_eq!(s.failed(0).as_secs(), 1);
+    }
+
+    #[test]
+    fn backoff_alone() {
+        let mut b = Backoff::new(Duration::from_secs(3));
+        assert_eq!(b.failed().as_secs(), 1);
+        assert_eq!(b.failed().as_secs(), 2);
+        assert_eq!(b.failed().as_secs(), 3);
+        b.reset();
+        assert_eq!(b.failed().as_secs(), 1);
     }
 
     #[test]

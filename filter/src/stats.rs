@@ -16,18 +16,21 @@ pub enum Counter {
     PublicPath,
     /// Requests let through by `failure_mode: open`.
     FailedOpen,
+    /// Requests refused (or failed open) because keysync was silent past `max_staleness`.
+    Stale,
     MissLookups,
     MissLookupErrors,
     NegativeCacheHits,
 }
 
-const COUNTERS: [(Counter, &str); 9] = [
+const COUNTERS: [(Counter, &str); 10] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),
     (Counter::Unavailable, "keysync.unavailable"),
     (Counter::PublicPath, "keysync.public_path"),
     (Counter::FailedOpen, "keysync.failed_open"),
+    (Counter::Stale, "keysync.stale"),
     (Counter::MissLookups, "keysync.miss_lookups"),
     (Counter::MissLookupErrors, "keysync.miss_lookup_errors"),
     (Counter::NegativeCacheHits, "keysync.negative_cache_hits"),
@@ -38,6 +41,10 @@ pub const REFRESH_OK: &str = "keysync.refresh_ok";
 pub const REFRESH_FAILED: &str = "keysync.refresh_failed";
 pub const KEYS_LOADED: &str = "keysync.keys_loaded";
 pub const STORE_REVISION: &str = "keysync.store_revision";
+pub const STREAM_CONNECTED: &str = "keysync.stream_connected";
+pub const SECONDS_SINCE_SYNC: &str = "keysync.seconds_since_sync";
+pub const RESYNCS: &str = "keysync.resyncs";
+pub const STREAM_CHANGES: &str = "keysync.stream_changes";
 
 pub struct RequestStats {
     ids: [Option<u32>; COUNTERS.len()],
@@ -89,8 +96,12 @@ pub fn define(kind: MetricType, name: &str) -> Option<u32> {
 }
 
 pub fn increment(id: Option<u32>) {
+    add(id, 1);
+}
+
+pub fn add(id: Option<u32>, count: u64) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = hostcalls::increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX));
     }
 }
 

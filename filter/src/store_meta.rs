@@ -5,7 +5,8 @@
 pub const META_ENTRY: &str = "keysync.meta";
 
 const FORMAT_VERSION: u8 = 1;
-const ENCODED_LEN: usize = 1 + 8 + 8 + 8;
+const FIELDS: usize = 4;
+const ENCODED_LEN: usize = 1 + 8 * FIELDS;
 
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct StoreMeta {
@@ -17,6 +18,9 @@ pub struct StoreMeta {
     pub synced_at: u64,
     /// Keys in the store after the last completed full sync.
     pub keys: u64,
+    /// Unix seconds when the sync service last heard from keysync (a completed refresh,
+    /// or any message on the watch stream, heartbeats included); 0 = never.
+    pub heard_at: u64,
 }
 
 impl StoreMeta {
@@ -24,15 +28,19 @@ impl StoreMeta {
         self.synced_at != 0
     }
 
+    /// Seconds since the sync service last heard from keysync; `None` if it never has.
+    pub fn silent_for(&self, now_unix_secs: u64) -> Option<u64> {
+        (self.heard_at != 0).then(|| now_unix_secs.saturating_sub(self.heard_at))
+    }
+
     pub fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
-        let (version, rest) = out.split_at_mut(1);
+        let (version, fields) = out.split_at_mut(1);
         version.copy_from_slice(&[FORMAT_VERSION]);
-        let (revision, rest) = rest.split_at_mut(8);
-        revision.copy_from_slice(&self.revision.to_le_bytes());
-        let (synced_at, keys) = rest.split_at_mut(8);
-        synced_at.copy_from_slice(&self.synced_at.to_le_bytes());
-        keys.copy_from_slice(&self.keys.to_le_bytes());
+        let values = [self.revision, self.synced_at, self.keys, self.heard_at];
+        for (slot, value) in fields.chunks_exact_mut(8).zip(values) {
+            slot.copy_from_slice(&value.to_le_bytes());
+        }
         out
     }
 
@@ -51,6 +59,7 @@ impl StoreMeta {
             revision: field(0),
             synced_at: field(1),
             keys: field(2),
+            heard_at: field(3),
         }
     }
 }
@@ -65,9 +74,12 @@ mod tests {
             revision: 42,
             synced_at: 1_700_000_000,
             keys: 12,
+            heard_at: 1_700_000_005,
         };
         assert_eq!(StoreMeta::decode(Some(&meta.encode())), meta);
         assert!(meta.synced());
+        assert_eq!(meta.silent_for(1_700_000_010), Some(5));
+        assert_eq!(StoreMeta::default().silent_for(1_700_000_010), None);
     }
 
     #[test]

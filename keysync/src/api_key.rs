@@ -35,6 +35,13 @@ impl KeyEnvironment {
             KeyEnvironment::Test => "sk_test_",
         }
     }
+
+    /// The environment of a key or display prefix, from its marker.
+    pub fn of_key(text: &str) -> Option<KeyEnvironment> {
+        [KeyEnvironment::Live, KeyEnvironment::Test]
+            .into_iter()
+            .find(|environment| text.starts_with(environment.marker()))
+    }
 }
 
 /// A freshly generated key. The secret exists only here, to be shown once.
@@ -148,6 +155,20 @@ mod tests {
         let debug = format!("{key:?}");
         assert!(!debug.contains(key.secret()), "{debug}");
         assert!(debug.contains(key.prefix()));
+    }
+
+    #[test]
+    fn environment_is_read_from_the_marker() {
+        assert_eq!(
+            KeyEnvironment::of_key("sk_live_AbCd"),
+            Some(KeyEnvironment::Live)
+        );
+        assert_eq!(
+            KeyEnvironment::of_key("sk_test_"),
+            Some(KeyEnvironment::Test)
+        );
+        assert_eq!(KeyEnvironment::of_key("sk_prod_AbCd"), None);
+        assert_eq!(KeyEnvironment::of_key("sk_live"), None);
     }
 
     #[test]

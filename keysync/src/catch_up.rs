@@ -57,6 +57,14 @@ impl CatchUp {
             .map_err(|_| CatchUpError::Stopped)?;
         outcome.await.map_err(|_| CatchUpError::Stopped)?
     }
+
+    /// Asks for a catch-up that starts after this call without waiting for it (a change
+    /// notification, a watcher ahead of the store). Failures are the worker's to log.
+    pub fn trigger(&self) {
+        let (waiter, _ignored) = oneshot::channel();
+        // A stopped worker means the server is shutting down: nothing left to do.
+        let _ = self.requests.send(waiter);
+    }
 }
 
 async fn work<F, Fut, E>(
@@ -181,6 +189,17 @@ mod tests {
         for pair in starts.windows(2) {
             assert!(pair[1] - pair[0] >= DEFAULT_MIN_SPACING, "{pair:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn triggers_coalesce_with_requests() {
+        let recorder = Recorder::default();
+        let catch_up = recorder.spawn(Duration::from_millis(10), 0);
+        for _ in 0..10 {
+            catch_up.trigger();
+        }
+        assert_eq!(catch_up.request().await, Ok(()));
+        assert_eq!(recorder.starts().len(), 1, "one catch-up served them all");
     }
 
     #[tokio::test(start_paused = true)]

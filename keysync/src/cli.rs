@@ -36,7 +36,7 @@ pub enum Command {
     /// Create and list organizations
     #[command(subcommand)]
     Orgs(OrgsCommand),
-    /// Create, list and revoke API keys
+    /// Create, list, rotate and revoke API keys
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Run the sidecar: gRPC for the gateway filter, admin HTTP for health and metrics
@@ -48,9 +48,14 @@ const SERVE_ENVIRONMENT: &str = "\
 Environment:
   KEYSYNC_GRPC_ADDR             gRPC listen address (default 127.0.0.1:50051)
   KEYSYNC_HTTP_ADDR             admin HTTP listen address (default 127.0.0.1:9090)
-  KEYSYNC_POLL_INTERVAL         incremental catch-up period (default 1s)
+  KEYSYNC_POLL_INTERVAL         fallback catch-up period; PostgreSQL notifications
+                                trigger catch-ups at once (default 10s)
   KEYSYNC_FULL_RELOAD_INTERVAL  full reload period, the safety net (default 15m)
   KEYSYNC_MAX_PAGE_SIZE         largest ListKeys page (default 10000)
+  KEYSYNC_CHANGELOG_RECORDS     changes kept for WatchKeys clients to catch up on
+                                (default 200000)
+  KEYSYNC_WATCH_CHUNK           most changes in one WatchKeys message (default 5000)
+  KEYSYNC_WATCH_HEARTBEAT       quiet time before a WatchKeys heartbeat (default 5s)
   RUST_LOG                      log filter (default info)";
 
 #[derive(Debug, Subcommand)]
@@ -100,13 +105,44 @@ pub enum KeysCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Revoke a key; gateways stop accepting it at their next sync
+    /// Replace a key with a new one and print it; it is shown only this once
+    ///
+    /// The new key gets the old key's organization, name and environment (sk_live_ or
+    /// sk_test_) and records which key it replaced. The old key keeps working for the
+    /// grace period and then counts as expired; with --grace 0s it is revoked at once.
+    #[command(after_help = ROTATE_EXAMPLES)]
+    Rotate {
+        /// The old key's id (not the key itself); it must be active
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        /// How long the old key keeps working, such as 24h, 30m or 0s (0s revokes it
+        /// now); a sooner expiry of its own is kept
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "24h",
+            allow_hyphen_values = true
+        )]
+        grace: String,
+        /// Lifetime of the new key, such as 90d; the new key never expires without it
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Revoke a key; keysync pushes the revocation to watching gateways at once
     Revoke {
         /// The key's id (not the key itself)
         #[arg(value_name = "KEY_ID")]
         key_id: String,
     },
 }
+
+const ROTATE_EXAMPLES: &str = "\
+Examples:
+  keysync keys rotate KEY_ID                   old key works 24 more hours
+  keysync keys rotate KEY_ID --grace 1h --expires-in 90d
+  keysync keys rotate KEY_ID --grace 0s        leaked key: revoke it now";
 
 /// Output format shared by the commands that print records.
 #[derive(Debug, Clone, Copy, Args)]
@@ -141,6 +177,32 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn keys_rotate_defaults_to_a_day_of_grace_and_takes_negative_text() {
+        let cli = Cli::try_parse_from(["keysync", "keys", "rotate", "abc"]).unwrap();
+        match cli.command {
+            Command::Keys(KeysCommand::Rotate {
+                key_id,
+                grace,
+                expires_in,
+                output,
+            }) => {
+                assert_eq!(key_id, "abc");
+                assert_eq!(grace, "24h");
+                assert_eq!(expires_in, None);
+                assert!(!output.json);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Passed on to be refused with a one-line error, not as an unknown flag.
+        let cli =
+            Cli::try_parse_from(["keysync", "keys", "rotate", "abc", "--grace", "-1h"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::Rotate { grace, .. }) if grace == "-1h"
+        ));
     }
 
     #[test]

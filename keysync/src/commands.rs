@@ -6,6 +6,7 @@
 //! so a failed command prints nothing but its error.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
@@ -15,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api_key::{GeneratedKey, KeyEnvironment};
+use crate::change_listener::PgConnector;
 use crate::cli::{Cli, Command, KeysCommand, OrgsCommand, Output};
 use crate::config::{ConfigError, ProcessEnvironment, ServeConfig};
 use crate::database::{self, DatabaseError};
-use crate::keys::{self, ApiKeyInfo, KeyError, NewKey, Revocation};
+use crate::keys::{self, ApiKeyInfo, KeyError, NewKey, OldKeyFate, Revocation, Rotation};
 use crate::loader::PgLoader;
 use crate::orgs::{self, OrgError, Organization};
 use crate::server::{self, ServerError};
@@ -38,8 +40,12 @@ pub enum CommandError {
         what: &'static str,
         reason: &'static str,
     },
-    #[error("invalid --expires-in '{value}': {reason}")]
-    InvalidExpiry { value: String, reason: String },
+    #[error("invalid {flag} '{value}': {reason}")]
+    InvalidDuration {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error(transparent)]
     Database(#[from] DatabaseError),
     #[error(transparent)]
@@ -105,6 +111,25 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
             let keys = keys::list_for_org(&pool, org_id).await?;
             print_keys(out, &keys, Utc::now(), output)?;
         }
+        Command::Keys(KeysCommand::Rotate {
+            key_id,
+            grace,
+            expires_in,
+            output,
+        }) => {
+            let old_id = parse_id("key id", &key_id)?;
+            let now = Utc::now();
+            let fate = match parse_grace(&grace, now)? {
+                None => OldKeyFate::RevokeNow,
+                Some(at) => OldKeyFate::ExpireBy(at),
+            };
+            let expires_at = expires_in
+                .map(|text| parse_expiry(&text, now))
+                .transpose()?;
+            let pool = connect(url).await?;
+            let rotation = keys::rotate(&pool, old_id, Uuid::new_v4(), expires_at, fate).await?;
+            print_rotation(out, &rotation, output)?;
+        }
         Command::Keys(KeysCommand::Revoke { key_id }) => {
             let key_id = parse_id("key id", &key_id)?;
             let pool = connect(url).await?;
@@ -138,9 +163,11 @@ async fn serve(url: Option<String>) -> Result<(), CommandError> {
     let http_listener = bind("admin HTTP", config.http_addr).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
+    let notifications = PgConnector::new(&pool);
     server::run(
         &config,
         PgLoader::new(pool),
+        notifications,
         grpc_listener,
         http_listener,
         shutdown,
@@ -172,24 +199,60 @@ fn parse_name(what: &'static str, name: &str) -> Result<String, CommandError> {
     Ok(name.to_owned())
 }
 
-/// `now + duration`, cut to whole seconds so what is printed is what is stored.
+/// `--expires-in`: `now + duration`, cut to whole seconds so what is printed is what
+/// is stored.
 fn parse_expiry(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CommandError> {
-    let invalid = |reason: String| CommandError::InvalidExpiry {
-        value: value.to_owned(),
-        reason,
-    };
-    let duration = humantime::parse_duration(value.trim()).map_err(|e| invalid(e.to_string()))?;
+    const FLAG: &str = "--expires-in";
+    let duration = parse_duration(FLAG, value)?;
     if duration.is_zero() {
-        return Err(invalid("must be longer than zero".to_owned()));
+        return Err(invalid_duration(FLAG, value, "must be longer than zero"));
     }
-    let expires_at = TimeDelta::from_std(duration)
+    after(FLAG, value, duration, now)
+}
+
+/// `--grace`: when the old key of a rotation stops working; `None` (for `0s`) means at
+/// once, by revocation.
+fn parse_grace(value: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, CommandError> {
+    const FLAG: &str = "--grace";
+    let duration = parse_duration(FLAG, value)?;
+    if duration.is_zero() {
+        return Ok(None);
+    }
+    after(FLAG, value, duration, now).map(Some)
+}
+
+fn invalid_duration(flag: &'static str, value: &str, reason: impl Into<String>) -> CommandError {
+    CommandError::InvalidDuration {
+        flag,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A humantime duration such as `90d`, `24h`, `30m` or `0s`.
+fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, CommandError> {
+    let text = value.trim();
+    if text.starts_with('-') {
+        return Err(invalid_duration(flag, value, "must not be negative"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| invalid_duration(flag, value, error.to_string()))
+}
+
+/// `now + duration`, cut to whole seconds.
+fn after(
+    flag: &'static str,
+    value: &str,
+    duration: Duration,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, CommandError> {
+    TimeDelta::from_std(duration)
         .ok()
         .and_then(|delta| now.checked_add_signed(delta))
         .and_then(|at| DateTime::from_timestamp(at.timestamp(), 0))
         // PostgreSQL timestamps end in year 294276; stay far below.
         .filter(|at| at.timestamp() < 253_402_300_800)
-        .ok_or_else(|| invalid("too far in the future".to_owned()))?;
-    Ok(expires_at)
+        .ok_or_else(|| invalid_duration(flag, value, "too far in the future"))
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -312,6 +375,56 @@ async fn create_key(
     Ok(())
 }
 
+fn print_rotation(out: &mut dyn Write, rotation: &Rotation, output: Output) -> io::Result<()> {
+    let new_key = &rotation.new_key;
+    let expires = new_key.expires_at.map(rfc3339);
+    let old_stops = rfc3339(rotation.old_key_stops_at);
+    if output.json {
+        #[derive(Serialize)]
+        struct Rotated<'a> {
+            key: &'a str,
+            key_id: Uuid,
+            org_id: Uuid,
+            name: &'a str,
+            prefix: &'a str,
+            expires_at: Option<String>,
+            old_key_id: Uuid,
+            old_key_expires_at: String,
+        }
+        print_json(
+            out,
+            &Rotated {
+                key: rotation.key.secret(),
+                key_id: new_key.id,
+                org_id: new_key.org_id,
+                name: &new_key.name,
+                prefix: &new_key.key_prefix,
+                expires_at: expires,
+                old_key_id: rotation.old_key_id,
+                old_key_expires_at: old_stops,
+            },
+        )
+    } else {
+        writeln!(out, "key: {}", rotation.key.secret())?;
+        writeln!(out, "key_id: {}", new_key.id)?;
+        writeln!(out, "org_id: {}", new_key.org_id)?;
+        writeln!(out, "name: {}", new_key.name)?;
+        writeln!(out, "prefix: {}", new_key.key_prefix)?;
+        writeln!(out, "expires_at: {}", expires.as_deref().unwrap_or("never"))?;
+        writeln!(out, "old_key_id: {}", rotation.old_key_id)?;
+        writeln!(out, "old_key_expires_at: {old_stops}")?;
+        if rotation.old_key_revoked {
+            writeln!(out, "The old key is revoked.")?;
+        } else {
+            writeln!(out, "The old key keeps working until {old_stops}.")?;
+        }
+        writeln!(
+            out,
+            "This key is shown only once: store it now. keysync keeps only its hash."
+        )
+    }
+}
+
 #[derive(Serialize)]
 struct KeyJson<'a> {
     key_id: Uuid,
@@ -402,6 +515,26 @@ mod tests {
             assert_eq!(at.timestamp(), 1_700_000_000 + seconds, "{text}");
             assert_eq!(at.timestamp_subsec_nanos(), 0);
         }
+    }
+
+    #[test]
+    fn grace_is_a_duration_and_zero_means_at_once() {
+        let now = DateTime::from_timestamp(1_700_000_000, 500_000_000).unwrap();
+        let at = parse_grace("24h", now).unwrap().unwrap();
+        assert_eq!(at.timestamp(), 1_700_000_000 + 86_400);
+        assert_eq!(at.timestamp_subsec_nanos(), 0);
+        assert_eq!(parse_grace("0s", now).unwrap(), None);
+        assert_eq!(parse_grace(" 0s ", now).unwrap(), None);
+        for text in ["-1h", "-0s", "soon", "", "1 fortnight", "100000000y"] {
+            let message = parse_grace(text, now).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("invalid --grace '{text}': ")),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "{message}");
+        }
+        let message = parse_grace("-1h", now).unwrap_err().to_string();
+        assert_eq!(message, "invalid --grace '-1h': must not be negative");
     }
 
     #[test]

@@ -10,6 +10,9 @@ pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";
 pub const POLL_INTERVAL: &str = "KEYSYNC_POLL_INTERVAL";
 pub const FULL_RELOAD_INTERVAL: &str = "KEYSYNC_FULL_RELOAD_INTERVAL";
 pub const MAX_PAGE_SIZE: &str = "KEYSYNC_MAX_PAGE_SIZE";
+pub const CHANGELOG_RECORDS: &str = "KEYSYNC_CHANGELOG_RECORDS";
+pub const WATCH_CHUNK: &str = "KEYSYNC_WATCH_CHUNK";
+pub const WATCH_HEARTBEAT: &str = "KEYSYNC_WATCH_HEARTBEAT";
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -49,12 +52,20 @@ pub struct ServeConfig {
     pub grpc_addr: SocketAddr,
     /// Admin HTTP (`/healthz`, `/readyz`, `/metrics`); port 0 picks a free one.
     pub http_addr: SocketAddr,
-    /// Period of the incremental catch-up: how stale the key set may get on its own.
+    /// Period of the incremental catch-up. Change notifications trigger catch-ups at
+    /// once; this is the fallback when notifications are lost.
     pub poll_interval: Duration,
     /// Period of the full reload, the safety net under the incremental catch-up.
     pub full_reload_interval: Duration,
     /// Upper bound on a `ListKeys` page, whatever the client asks for.
     pub max_page_size: u32,
+    /// Bound on the records (upserts plus removals) the changelog keeps for WatchKeys
+    /// clients that reconnect; older batches are dropped first.
+    pub changelog_records: usize,
+    /// Most records in one `KeyChanges` message; larger batches are split.
+    pub watch_chunk: usize,
+    /// Silence after which a WatchKeys stream gets a heartbeat.
+    pub watch_heartbeat: Duration,
 }
 
 impl Default for ServeConfig {
@@ -62,9 +73,12 @@ impl Default for ServeConfig {
         ServeConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(10),
             full_reload_interval: Duration::from_secs(15 * 60),
             max_page_size: 10_000,
+            changelog_records: 200_000,
+            watch_chunk: 5_000,
+            watch_heartbeat: Duration::from_secs(5),
         }
     }
 }
@@ -84,6 +98,19 @@ impl ServeConfig {
                 parse_interval,
             )?,
             max_page_size: read(env, MAX_PAGE_SIZE, defaults.max_page_size, parse_page_size)?,
+            changelog_records: read(
+                env,
+                CHANGELOG_RECORDS,
+                defaults.changelog_records,
+                parse_count,
+            )?,
+            watch_chunk: read(env, WATCH_CHUNK, defaults.watch_chunk, parse_count)?,
+            watch_heartbeat: read(
+                env,
+                WATCH_HEARTBEAT,
+                defaults.watch_heartbeat,
+                parse_interval,
+            )?,
         })
     }
 }
@@ -126,6 +153,14 @@ fn parse_page_size(value: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_count(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(count) => Ok(count),
+        Err(_) => Err("expected a whole number".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,9 +178,12 @@ mod tests {
         assert_eq!(config, ServeConfig::default());
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:9090");
-        assert_eq!(config.poll_interval, Duration::from_secs(1));
+        assert_eq!(config.poll_interval, Duration::from_secs(10));
         assert_eq!(config.full_reload_interval, Duration::from_secs(900));
         assert_eq!(config.max_page_size, 10_000);
+        assert_eq!(config.changelog_records, 200_000);
+        assert_eq!(config.watch_chunk, 5_000);
+        assert_eq!(config.watch_heartbeat, Duration::from_secs(5));
     }
 
     #[test]
@@ -156,6 +194,9 @@ mod tests {
             (POLL_INTERVAL, "250ms"),
             (FULL_RELOAD_INTERVAL, "1h"),
             (MAX_PAGE_SIZE, "500"),
+            (CHANGELOG_RECORDS, "1000"),
+            (WATCH_CHUNK, "7"),
+            (WATCH_HEARTBEAT, "500ms"),
         ]))
         .unwrap();
         assert_eq!(config.grpc_addr.port(), 0);
@@ -163,6 +204,9 @@ mod tests {
         assert_eq!(config.poll_interval, Duration::from_millis(250));
         assert_eq!(config.full_reload_interval, Duration::from_secs(3600));
         assert_eq!(config.max_page_size, 500);
+        assert_eq!(config.changelog_records, 1000);
+        assert_eq!(config.watch_chunk, 7);
+        assert_eq!(config.watch_heartbeat, Duration::from_millis(500));
     }
 
     #[test]
@@ -192,6 +236,21 @@ mod tests {
         for value in ["0", "-1", "ten", "99999999999"] {
             let error = ServeConfig::from_env(&env(&[(MAX_PAGE_SIZE, value)])).unwrap_err();
             assert_eq!(error.name, MAX_PAGE_SIZE, "{value}");
+        }
+    }
+
+    #[test]
+    fn bad_watch_settings_are_refused() {
+        for (name, value) in [
+            (CHANGELOG_RECORDS, "0"),
+            (CHANGELOG_RECORDS, "lots"),
+            (WATCH_CHUNK, "0"),
+            (WATCH_CHUNK, "-5"),
+            (WATCH_HEARTBEAT, "0s"),
+            (WATCH_HEARTBEAT, "often"),
+        ] {
+            let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(error.name, name, "{value}");
         }
     }
 }

@@ -99,6 +99,28 @@ pub async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
         .connect_lazy_with(options))
 }
 
+/// Another pool of one connection to the same database as `pool`, for a connection
+/// that must not go back to `pool` (the change listener's).
+pub fn dedicated_pool(pool: &PgPool) -> PgPool {
+    let options: PgConnectOptions = (*pool.connect_options()).clone();
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_lazy_with(options)
+}
+
+/// A database error as an operator should read it. sqlx's pool retries refused
+/// connections until its acquire timeout and then reports only that it timed out; say
+/// what that means.
+pub fn describe_sqlx(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::PoolTimedOut => format!(
+            "no connection to PostgreSQL within {CONNECT_TIMEOUT:?} (server down or unreachable)"
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// Applies the migrations embedded from `migrations/` at compile time. Already applied
 /// ones are skipped, so running it twice is harmless.
 pub async fn migrate(pool: &PgPool) -> Result<(), DatabaseError> {

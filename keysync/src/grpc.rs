@@ -1,5 +1,6 @@
 //! The `keysync.v1.KeySync` gRPC service the wasm filter calls: paging through the key
-//! set, and looking up one key on a cache miss.
+//! set, looking up one key on a cache miss, and watching changes as they happen
+//! (the streams themselves are [`crate::watch`]'s).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,7 +8,7 @@ use std::time::Instant;
 use keysync_proto::v1::key_sync_server::KeySync;
 use keysync_proto::v1::{
     KeyRecord, ListKeysRequest, ListKeysResponse, LookupKeyRequest, LookupKeyResponse,
-    RateLimit as ProtoRateLimit,
+    RateLimit as ProtoRateLimit, WatchKeysRequest,
 };
 use tonic::{Request, Response, Status};
 use tracing::debug;
@@ -17,6 +18,7 @@ use crate::catch_up::CatchUp;
 use crate::metrics::{GrpcMethod, LookupResult, Metrics};
 use crate::readiness::Readiness;
 use crate::store::{KeyEntry, SharedStore};
+use crate::watch::{WatchStream, Watches};
 
 /// Page size when the client asks for 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
@@ -30,6 +32,7 @@ pub struct KeySyncService {
     catch_up: CatchUp,
     readiness: Readiness,
     metrics: Arc<Metrics>,
+    watches: Watches,
     max_page_size: u32,
 }
 
@@ -39,6 +42,7 @@ impl KeySyncService {
         catch_up: CatchUp,
         readiness: Readiness,
         metrics: Arc<Metrics>,
+        watches: Watches,
         max_page_size: u32,
     ) -> Self {
         KeySyncService {
@@ -46,6 +50,7 @@ impl KeySyncService {
             catch_up,
             readiness,
             metrics,
+            watches,
             max_page_size,
         }
     }
@@ -147,6 +152,8 @@ pub fn to_record(entry: &KeyEntry) -> KeyRecord {
 
 #[tonic::async_trait]
 impl KeySync for KeySyncService {
+    type WatchKeysStream = WatchStream;
+
     async fn list_keys(
         &self,
         request: Request<ListKeysRequest>,
@@ -173,6 +180,19 @@ impl KeySync for KeySyncService {
             .record_grpc(GrpcMethod::LookupKey, started.elapsed());
         answer.map(Response::new)
     }
+
+    async fn watch_keys(
+        &self,
+        request: Request<WatchKeysRequest>,
+    ) -> Result<Response<Self::WatchKeysStream>, Status> {
+        let started = Instant::now();
+        let answer = self
+            .ensure_ready()
+            .map(|()| self.watches.open(request.get_ref().after_revision));
+        self.metrics
+            .record_grpc(GrpcMethod::WatchKeys, started.elapsed());
+        answer.map(Response::new)
+    }
 }
 
 #[cfg(test)]
@@ -180,12 +200,16 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    use tokio_stream::StreamExt;
+    use tokio_util::sync::CancellationToken;
     use tonic::Code;
     use uuid::Uuid;
 
     use super::*;
     use crate::catch_up::DEFAULT_MIN_SPACING;
+    use crate::change_feed::ChangeFeed;
     use crate::store::{Changes, RateLimit, Snapshot};
+    use crate::watch::WatchSettings;
 
     fn entry(first_byte: u8, expires_at: i64) -> KeyEntry {
         let mut key_hash = [0; 32];
@@ -219,7 +243,7 @@ mod tests {
                 catch_ups.fetch_add(1, Ordering::SeqCst);
                 let outcome = match arriving {
                     Some(entry) => {
-                        store.write().apply(Changes {
+                        store.write().apply(&Changes {
                             revision: 4,
                             upserts: vec![entry],
                             removals: vec![],
@@ -234,11 +258,24 @@ mod tests {
         let readiness = Readiness::new();
         readiness.set_ready();
         let metrics = Arc::new(Metrics::new());
+        let feed = Arc::new(ChangeFeed::new(100));
+        feed.start(3);
+        let watches = Watches::new(
+            feed,
+            catch_up.clone(),
+            metrics.clone(),
+            WatchSettings {
+                chunk: 10,
+                heartbeat: Duration::from_secs(5),
+            },
+            CancellationToken::new(),
+        );
         let service = KeySyncService::new(
             store.clone(),
             catch_up,
             readiness.clone(),
             metrics.clone(),
+            watches,
             max_page_size,
         );
         Fixture {
@@ -286,7 +323,31 @@ mod tests {
         );
         let error = lookup(&service, &entry(1, 0).key_hash).await.unwrap_err();
         assert_eq!(error.code(), Code::Unavailable);
+        let error = service
+            .watch_keys(Request::new(WatchKeysRequest { after_revision: 0 }))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable);
         assert!(fixture.readiness.is_ready());
+    }
+
+    #[tokio::test]
+    async fn watch_opens_a_stream_once_ready() {
+        let fixture = fixture(vec![entry(1, 0)], None, 10);
+        let mut stream = fixture
+            .service
+            .watch_keys(Request::new(WatchKeysRequest { after_revision: 1 }))
+            .await
+            .unwrap()
+            .into_inner();
+        // Revision 1 is before the log's start (3): the client must reload.
+        let first = stream.next().await.unwrap().unwrap();
+        assert!(first.resync_required);
+        assert_eq!(first.revision, 3);
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_grpc_requests_total{method=\"WatchKeys\"} 1"));
     }
 
     #[tokio::test]

@@ -1,11 +1,11 @@
 //! API keys in the database, as operators manage them: create (hash and prefix only),
-//! list, revoke.
+//! list, rotate, revoke.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::api_key::KeyHash;
+use crate::api_key::{GeneratedKey, KeyEnvironment, KeyHash};
 
 /// SQLSTATE of a foreign-key violation: the organization does not exist.
 const FOREIGN_KEY_VIOLATION: &str = "23503";
@@ -16,6 +16,12 @@ pub enum KeyError {
     OrgNotFound(Uuid),
     #[error("key {0} not found")]
     NotFound(Uuid),
+    #[error("key {0} is revoked; only an active key can be rotated")]
+    Revoked(Uuid),
+    #[error("key {0} has expired; only an active key can be rotated (create a new one)")]
+    Expired(Uuid),
+    #[error("key {id} has prefix '{prefix}', which is neither sk_live_ nor sk_test_")]
+    UnknownEnvironment { id: Uuid, prefix: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -82,6 +88,36 @@ pub enum Revocation {
     AlreadyRevoked,
 }
 
+/// What happens to the key being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldKeyFate {
+    /// Revoked in the same transaction (`--grace 0s`).
+    RevokeNow,
+    /// Keeps working until then, unless it already expires sooner.
+    ExpireBy(DateTime<Utc>),
+}
+
+/// The result of a rotation: the new key (shown once) and the old key's end.
+#[derive(Debug)]
+pub struct Rotation {
+    pub key: GeneratedKey,
+    pub new_key: ApiKeyInfo,
+    pub old_key_id: Uuid,
+    /// When the old key stops working: its (possibly kept) expiry, or its revocation.
+    pub old_key_stops_at: DateTime<Utc>,
+    pub old_key_revoked: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct RotatedRow {
+    org_id: Uuid,
+    name: String,
+    key_prefix: String,
+    expires_at: Option<DateTime<Utc>>,
+    active: bool,
+    expired: bool,
+}
+
 const COLUMNS: &str = "id, org_id, name, key_prefix, created_at, expires_at, revoked_at, active";
 
 pub async fn create(pool: &PgPool, key: &NewKey) -> Result<ApiKeyInfo, KeyError> {
@@ -122,6 +158,88 @@ pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ApiKeyInfo>
     .bind(org_id)
     .fetch_all(pool)
     .await?)
+}
+
+/// Replaces key `old_id` in one transaction: locks it (it must exist, be active and
+/// unexpired), inserts a new key for the same organization, name and environment with
+/// `rotated_from` pointing at it, and revokes the old key or moves its expiry to the end
+/// of the grace period. Both writes share one revision, so keysync sees them together.
+pub async fn rotate(
+    pool: &PgPool,
+    old_id: Uuid,
+    new_id: Uuid,
+    new_expires_at: Option<DateTime<Utc>>,
+    fate: OldKeyFate,
+) -> Result<Rotation, KeyError> {
+    let mut transaction = pool.begin().await?;
+    let old: RotatedRow = sqlx::query_as(
+        "SELECT org_id, name, key_prefix, expires_at, active, \
+                COALESCE(expires_at <= now(), false) AS expired \
+         FROM api_keys WHERE id = $1 FOR UPDATE",
+    )
+    .bind(old_id)
+    .fetch_optional(&mut *transaction)
+    .await?
+    .ok_or(KeyError::NotFound(old_id))?;
+    if !old.active {
+        return Err(KeyError::Revoked(old_id));
+    }
+    if old.expired {
+        return Err(KeyError::Expired(old_id));
+    }
+    let environment =
+        KeyEnvironment::of_key(&old.key_prefix).ok_or_else(|| KeyError::UnknownEnvironment {
+            id: old_id,
+            prefix: old.key_prefix.clone(),
+        })?;
+
+    let key = GeneratedKey::generate(environment);
+    let new_key = sqlx::query_as::<_, ApiKeyInfo>(&format!(
+        "INSERT INTO api_keys \
+             (id, org_id, name, key_hash, key_prefix, expires_at, rotated_from) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+    ))
+    .bind(new_id)
+    .bind(old.org_id)
+    .bind(&old.name)
+    .bind(key.hash().as_slice())
+    .bind(key.prefix())
+    .bind(new_expires_at)
+    .bind(old_id)
+    .fetch_one(&mut *transaction)
+    .await?;
+
+    let (old_key_stops_at, old_key_revoked) = match fate {
+        OldKeyFate::RevokeNow => {
+            let revoked_at: DateTime<Utc> = sqlx::query_scalar(
+                "UPDATE api_keys SET active = false, revoked_at = now() \
+                 WHERE id = $1 RETURNING revoked_at",
+            )
+            .bind(old_id)
+            .fetch_one(&mut *transaction)
+            .await?;
+            (revoked_at, true)
+        }
+        OldKeyFate::ExpireBy(at) => match old.expires_at {
+            Some(sooner) if sooner <= at => (sooner, false),
+            _ => {
+                sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
+                    .bind(old_id)
+                    .bind(at)
+                    .execute(&mut *transaction)
+                    .await?;
+                (at, false)
+            }
+        },
+    };
+    transaction.commit().await?;
+    Ok(Rotation {
+        key,
+        new_key,
+        old_key_id: old_id,
+        old_key_stops_at,
+        old_key_revoked,
+    })
 }
 
 /// Marks the key inactive; keysync drops it from every store at the next catch-up.

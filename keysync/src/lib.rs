@@ -4,14 +4,19 @@
 //! The binary (`main.rs`) only parses arguments and reports errors; everything else is
 //! here so tests can drive it in-process. `serve` keeps an in-memory copy of the active
 //! keys ([`store`]), fills it from PostgreSQL ([`loader`], [`refresh`]), follows changes
-//! by revision ([`catch_up`]), and answers the filter over gRPC ([`grpc`]) while an
-//! admin HTTP port reports health and metrics ([`admin`], [`metrics`]).
+//! by revision ([`catch_up`]) as soon as PostgreSQL announces them ([`change_listener`]),
+//! keeps the recent changes ([`changelog`], [`change_feed`]), and answers the filter over
+//! gRPC ([`grpc`], [`watch`]) while an admin HTTP port reports health and metrics
+//! ([`admin`], [`metrics`]).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod api_key;
 pub mod backoff;
 pub mod catch_up;
+pub mod change_feed;
+pub mod change_listener;
+pub mod changelog;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -27,3 +32,4 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod table;
+pub mod watch;

@@ -17,23 +17,11 @@ use crate::store::{Changes, KeyEntry, RateLimit, Snapshot};
 /// A failed load. The store keeps what it had.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{}", describe(.0))]
+    #[error("{}", crate::database::describe_sqlx(.0))]
     Database(#[from] sqlx::Error),
     /// A row the schema should have made impossible.
     #[error("unexpected row: {0}")]
     InvalidRow(String),
-}
-
-/// sqlx's pool retries refused connections until its acquire timeout and then reports
-/// only that it timed out; say what that means for an operator.
-fn describe(error: &sqlx::Error) -> String {
-    match error {
-        sqlx::Error::PoolTimedOut => format!(
-            "no connection to PostgreSQL within {:?} (server down or unreachable)",
-            crate::database::CONNECT_TIMEOUT
-        ),
-        other => other.to_string(),
-    }
 }
 
 /// Source of key snapshots and change sets.

@@ -4,6 +4,7 @@
 //! front so dashboards and alerts see zeros instead of missing series.
 //! prometheus-client adds the `_total` suffix to counters itself.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -58,6 +59,8 @@ label_values!(LookupResult { Found => "found", NotFound => "not_found", Error =>
 pub enum GrpcMethod {
     ListKeys,
     LookupKey,
+    /// Counted when a stream opens; its duration is the time to open it.
+    WatchKeys,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +97,10 @@ pub struct Metrics {
     grpc_requests: Family<MethodLabels, Counter>,
     grpc_request_duration: Family<MethodLabels, Histogram>,
     ready: Gauge,
+    database_revision: Gauge,
+    watch_streams: Gauge,
+    notifications: Counter,
+    changelog_batches: Gauge,
 }
 
 impl Default for Metrics {
@@ -123,6 +130,10 @@ impl Metrics {
             grpc_requests: Family::default(),
             grpc_request_duration: grpc_duration,
             ready: Gauge::default(),
+            database_revision: Gauge::default(),
+            watch_streams: Gauge::default(),
+            notifications: Counter::default(),
+            changelog_batches: Gauge::default(),
         };
         metrics.register();
         metrics.create_series();
@@ -176,6 +187,26 @@ impl Metrics {
             "1 once the first full key snapshot is loaded",
             self.ready.clone(),
         );
+        registry.register(
+            "keysync_database_revision",
+            "Revision counter read from PostgreSQL by the last successful load or catch-up",
+            self.database_revision.clone(),
+        );
+        registry.register(
+            "keysync_watch_streams",
+            "Open WatchKeys streams",
+            self.watch_streams.clone(),
+        );
+        registry.register(
+            "keysync_notifications",
+            "Change notifications received from PostgreSQL",
+            self.notifications.clone(),
+        );
+        registry.register(
+            "keysync_changelog_batches",
+            "Change batches held for WatchKeys replay",
+            self.changelog_batches.clone(),
+        );
     }
 
     fn create_series(&self) {
@@ -193,7 +224,11 @@ impl Metrics {
         ] {
             drop(self.lookups.get_or_create(&LookupLabels { result }));
         }
-        for method in [GrpcMethod::ListKeys, GrpcMethod::LookupKey] {
+        for method in [
+            GrpcMethod::ListKeys,
+            GrpcMethod::LookupKey,
+            GrpcMethod::WatchKeys,
+        ] {
             drop(self.grpc_requests.get_or_create(&MethodLabels { method }));
             drop(
                 self.grpc_request_duration
@@ -242,12 +277,43 @@ impl Metrics {
         self.ready.set(1);
     }
 
+    /// Records the revision a load or catch-up read from the database.
+    pub fn record_database_revision(&self, revision: u64) {
+        self.database_revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_changelog(&self, batches: usize) {
+        self.changelog_batches
+            .set(i64::try_from(batches).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_notification(&self) {
+        self.notifications.inc();
+    }
+
+    /// Counts an open WatchKeys stream until the returned guard is dropped.
+    pub fn watch_stream(self: &Arc<Self>) -> WatchStreamGuard {
+        self.watch_streams.inc();
+        WatchStreamGuard(self.clone())
+    }
+
     /// The metrics in the OpenMetrics text format that Prometheus scrapes.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// Holds one count in `keysync_watch_streams` while a stream is open.
+#[derive(Debug)]
+pub struct WatchStreamGuard(Arc<Metrics>);
+
+impl Drop for WatchStreamGuard {
+    fn drop(&mut self) {
+        self.0.watch_streams.dec();
     }
 }
 
@@ -272,6 +338,11 @@ mod tests {
             "keysync_grpc_requests_total{method=\"ListKeys\"} 0",
             "keysync_grpc_request_duration_seconds_count{method=\"LookupKey\"} 0",
             "keysync_ready 0",
+            "keysync_database_revision 0",
+            "keysync_watch_streams 0",
+            "keysync_notifications_total 0",
+            "keysync_changelog_batches 0",
+            "keysync_grpc_requests_total{method=\"WatchKeys\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
@@ -287,6 +358,13 @@ mod tests {
         metrics.record_lookup(LookupResult::Found);
         metrics.record_grpc(GrpcMethod::LookupKey, Duration::from_micros(40));
         metrics.set_ready();
+        metrics.record_database_revision(18);
+        metrics.record_changelog(3);
+        metrics.record_notification();
+        let metrics = Arc::new(metrics);
+        let open = metrics.watch_stream();
+        assert!(metrics.encode().contains("keysync_watch_streams 1"));
+        drop(open);
         let text = metrics.encode();
         for line in [
             "keysync_db_loads_total{kind=\"incremental\",result=\"error\"} 1",
@@ -297,6 +375,10 @@ mod tests {
             "keysync_lookups_total{result=\"found\"} 1",
             "keysync_grpc_requests_total{method=\"LookupKey\"} 1",
             "keysync_ready 1",
+            "keysync_database_revision 18",
+            "keysync_changelog_batches 3",
+            "keysync_notifications_total 1",
+            "keysync_watch_streams 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

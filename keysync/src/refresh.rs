@@ -1,88 +1,134 @@
 //! Keeping the in-memory store in step with the database: full reloads, incremental
 //! catch-ups, and the periodic loop that runs them and backs off while the database is
-//! unreachable (the last snapshot keeps being served meanwhile).
+//! unreachable (the last snapshot keeps being served meanwhile). Every change applied
+//! to the store, by either kind of load, is recorded in the change feed for watchers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::catch_up::{CatchUp, CatchUpError, DEFAULT_MIN_SPACING};
+use crate::change_feed::ChangeFeed;
+use crate::changelog::Recorded;
 use crate::loader::{LoadError, Loader};
 use crate::metrics::{LoadKind, Metrics};
-use crate::store::SharedStore;
+use crate::store::{Changes, KeySet, SharedStore};
 
 /// Size and revision of the store after a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreSummary {
     pub keys: usize,
     pub revision: u64,
+    /// Records the load changed (upserts plus removals); 0 for the first load.
+    pub changes: usize,
 }
 
-/// Loads from a [`Loader`] into the shared store, one load at a time.
+/// Loads from a [`Loader`] into the shared store, one load at a time, and records what
+/// each load changed in the change feed.
 pub struct Refresher<L> {
     loader: L,
     store: SharedStore,
+    feed: Arc<ChangeFeed>,
     metrics: Arc<Metrics>,
     /// Loads must not overlap: a catch-up computed against revision R and applied
-    /// after a full reload to R+n would roll keys back.
-    load_lock: tokio::sync::Mutex<()>,
+    /// after a full reload to R+n would roll keys back. Holds whether a full snapshot
+    /// has been loaded yet (the first one starts the changelog instead of adding to it).
+    loaded: tokio::sync::Mutex<bool>,
 }
 
 impl<L: Loader> Refresher<L> {
-    pub fn new(loader: L, store: SharedStore, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        loader: L,
+        store: SharedStore,
+        feed: Arc<ChangeFeed>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Refresher {
             loader,
             store,
+            feed,
             metrics,
-            load_lock: tokio::sync::Mutex::new(()),
+            loaded: tokio::sync::Mutex::new(false),
         }
     }
 
-    /// Replaces the store with a full snapshot.
+    /// The store's revision.
+    pub fn revision(&self) -> u64 {
+        self.store.read().revision()
+    }
+
+    /// Replaces the store with a full snapshot. After the first one, the difference
+    /// between the old and the new key set is recorded like a catch-up's changes.
     pub async fn full_reload(&self) -> Result<StoreSummary, LoadError> {
-        let _only_load = self.load_lock.lock().await;
+        let mut loaded_before = self.loaded.lock().await;
         let started = Instant::now();
         let loaded = self.loader.full_snapshot().await;
         self.metrics
             .record_load(LoadKind::Full, loaded.is_ok(), started.elapsed());
-        let snapshot = loaded?;
-        let summary = {
+        let next = KeySet::from(loaded?);
+        let revision = next.revision();
+        self.metrics.record_database_revision(revision);
+        // Compared under the read lock: only loads write, and they are serialised.
+        let changes = loaded_before.then(|| self.store.read().diff(&next));
+        let changed = changes.as_ref().map_or(0, Changes::len);
+        let keys = {
             let mut store = self.store.write();
-            store.replace(snapshot);
-            StoreSummary {
-                keys: store.len(),
-                revision: store.revision(),
+            store.install(next);
+            match changes {
+                None => self.feed.start(revision),
+                Some(changes) => self.record(changes),
             }
+            store.len()
         };
-        self.metrics.record_store(summary.keys, summary.revision);
-        Ok(summary)
+        *loaded_before = true;
+        self.metrics.record_store(keys, revision);
+        self.metrics.record_changelog(self.feed.batches());
+        Ok(StoreSummary {
+            keys,
+            revision,
+            changes: changed,
+        })
     }
 
     /// Applies everything written since the store's revision; returns the number of
     /// changes.
     pub async fn catch_up(&self) -> Result<usize, LoadError> {
-        let _only_load = self.load_lock.lock().await;
+        let _only_load = self.loaded.lock().await;
         let since = self.store.read().revision();
         let started = Instant::now();
         let loaded = self.loader.changes_since(since).await;
         self.metrics
             .record_load(LoadKind::Incremental, loaded.is_ok(), started.elapsed());
-        let changes = loaded?;
+        let changes = loaded?.normalized();
+        self.metrics.record_database_revision(changes.revision);
         let count = changes.len();
         let (keys, revision) = {
             let mut store = self.store.write();
-            store.apply(changes);
+            store.apply(&changes);
+            self.record(changes);
             (store.len(), store.revision())
         };
         self.metrics.record_store(keys, revision);
+        self.metrics.record_changelog(self.feed.batches());
         if count > 0 {
             info!("catch-up applied: changes={count} revision={revision}");
         }
         Ok(count)
+    }
+
+    /// Records applied changes in the feed; called with the store's write lock held, so
+    /// a client that read the store at revision R finds R in the feed too.
+    fn record(&self, changes: Changes) {
+        if let Recorded::Reset(revision) = self.feed.record(changes) {
+            warn!(
+                "changelog reset at revision={revision}: the key set changed without a newer \
+                 revision; watchers are told to reload"
+            );
+        }
     }
 }
 
@@ -131,8 +177,8 @@ pub async fn run_periodic<L: Loader>(
             match reloaded {
                 Ok(summary) => {
                     info!(
-                        "snapshot reloaded: keys={} revision={}",
-                        summary.keys, summary.revision
+                        "snapshot reloaded: keys={} revision={} changes={}",
+                        summary.keys, summary.revision, summary.changes
                     );
                     backoff.reset();
                     next_full = Instant::now() + schedule.full_reload_interval;
@@ -174,10 +220,12 @@ mod tests {
     use super::*;
     use crate::store::{Changes, KeyEntry, Snapshot};
 
-    /// A database stand-in: revision `n` holds keys with first byte 1..=n.
+    /// A database stand-in: revision `n` holds keys with first byte 1..=n, except the
+    /// deleted ones, which only full snapshots leave out.
     #[derive(Default)]
     struct FakeLoader {
         revision: AtomicUsize,
+        deleted: std::sync::Mutex<Vec<u8>>,
         down: AtomicBool,
         full_loads: AtomicUsize,
         catch_ups: AtomicUsize,
@@ -208,9 +256,13 @@ mod tests {
         async fn full_snapshot(&self) -> Result<Snapshot, LoadError> {
             self.full_loads.fetch_add(1, Ordering::SeqCst);
             let revision = self.check()?;
+            let deleted = self.deleted.lock().unwrap().clone();
             Ok(Snapshot {
                 revision,
-                keys: (1..=revision as u8).map(entry).collect(),
+                keys: (1..=revision as u8)
+                    .filter(|byte| !deleted.contains(byte))
+                    .map(entry)
+                    .collect(),
             })
         }
 
@@ -226,9 +278,26 @@ mod tests {
     }
 
     fn refresher(loader: &Arc<FakeLoader>) -> (Arc<Refresher<Arc<FakeLoader>>>, SharedStore) {
+        let (refresher, store, _) = refresher_and_feed(loader);
+        (refresher, store)
+    }
+
+    fn refresher_and_feed(
+        loader: &Arc<FakeLoader>,
+    ) -> (
+        Arc<Refresher<Arc<FakeLoader>>>,
+        SharedStore,
+        Arc<ChangeFeed>,
+    ) {
         let store = SharedStore::new();
-        let refresher = Refresher::new(loader.clone(), store.clone(), Arc::new(Metrics::new()));
-        (Arc::new(refresher), store)
+        let feed = Arc::new(ChangeFeed::new(1000));
+        let refresher = Refresher::new(
+            loader.clone(),
+            store.clone(),
+            feed.clone(),
+            Arc::new(Metrics::new()),
+        );
+        (Arc::new(refresher), store, feed)
     }
 
     #[tokio::test]
@@ -241,7 +310,8 @@ mod tests {
             summary,
             StoreSummary {
                 keys: 2,
-                revision: 2
+                revision: 2,
+                changes: 0,
             }
         );
 
@@ -250,6 +320,50 @@ mod tests {
         assert_eq!(store.read().revision(), 5);
         assert_eq!(store.read().len(), 5);
         assert_eq!(refresher.catch_up().await.unwrap(), 0);
+    }
+
+    fn first_bytes(changes: &Changes) -> (u64, Vec<u8>, Vec<u8>) {
+        (
+            changes.revision,
+            changes.upserts.iter().map(|e| e.key_hash[0]).collect(),
+            changes.removals.iter().map(|h| h[0]).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_load_after_the_first_is_recorded_in_the_feed() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(3, Ordering::SeqCst);
+        let (refresher, store, feed) = refresher_and_feed(&loader);
+        refresher.full_reload().await.unwrap();
+        assert_eq!(
+            feed.read(|log| (log.base(), log.revision(), log.len())),
+            (3, 3, 0)
+        );
+
+        loader.revision.store(5, Ordering::SeqCst);
+        refresher.catch_up().await.unwrap();
+        // Nothing new: the revision stays, no batch.
+        refresher.catch_up().await.unwrap();
+
+        // The full reload's batch is the difference between the old and new sets.
+        loader.revision.store(6, Ordering::SeqCst);
+        loader.deleted.lock().unwrap().push(1);
+        let summary = refresher.full_reload().await.unwrap();
+        assert_eq!((summary.keys, summary.revision, summary.changes), (5, 6, 2));
+        let batches = feed.read(|log| log.since(3)).unwrap();
+        let batches: Vec<_> = batches.iter().map(|batch| first_bytes(batch)).collect();
+        assert_eq!(
+            batches,
+            vec![(5, vec![4, 5], vec![]), (6, vec![6], vec![1])]
+        );
+        assert_eq!(store.read().revision(), 6);
+
+        // A reload that changes nothing adds nothing.
+        let summary = refresher.full_reload().await.unwrap();
+        assert_eq!(summary.changes, 0);
+        assert_eq!(feed.batches(), 2);
+        assert_eq!(feed.revision(), 6);
     }
 
     #[tokio::test]

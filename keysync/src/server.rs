@@ -1,5 +1,6 @@
-//! `serve`: wires the store, the loaders, the gRPC service and the admin port together
-//! on listeners the caller has already bound, and runs until told to stop.
+//! `serve`: wires the store, the loaders, the change feed, the change listener, the
+//! gRPC service and the admin port together on listeners the caller has already bound,
+//! and runs until told to stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::catch_up::CatchUp;
+use crate::change_feed::ChangeFeed;
+use crate::change_listener::{self, Connector};
 use crate::config::ServeConfig;
 use crate::grpc::KeySyncService;
 use crate::loader::{LoadError, Loader};
@@ -19,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::refresh::{self, Refresher, Schedule};
 use crate::store::SharedStore;
+use crate::watch::{WatchSettings, Watches};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -37,11 +41,13 @@ pub enum ServerError {
 /// first, so callers that bind port 0 can find the ports.
 ///
 /// Both ports answer at once: `/readyz` says 503 and every gRPC method `UNAVAILABLE`
-/// until the first snapshot is in memory. After that, database errors are logged and
-/// retried while the last snapshot keeps being served.
-pub async fn run<L: Loader>(
+/// until the first snapshot is in memory. After that, change notifications (through
+/// `notifications`) and the periodic poll drive catch-ups; database errors are logged
+/// and retried while the last snapshot keeps being served.
+pub async fn run<L: Loader, C: Connector>(
     config: &ServeConfig,
     loader: L,
+    notifications: C,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     shutdown: CancellationToken,
@@ -57,7 +63,13 @@ pub async fn run<L: Loader>(
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new();
     let store = SharedStore::new();
-    let refresher = Arc::new(Refresher::new(loader, store.clone(), metrics.clone()));
+    let feed = Arc::new(ChangeFeed::new(config.changelog_records));
+    let refresher = Arc::new(Refresher::new(
+        loader,
+        store.clone(),
+        feed.clone(),
+        metrics.clone(),
+    ));
     let catch_up = refresh::spawn_catch_up(refresher.clone());
     // Whichever part ends first (shutdown, failed start, a server error) stops the rest.
     let stop = shutdown.child_token();
@@ -75,11 +87,23 @@ pub async fn run<L: Loader>(
         served
     };
 
+    let watches = Watches::new(
+        feed.clone(),
+        catch_up.clone(),
+        metrics.clone(),
+        WatchSettings {
+            chunk: config.watch_chunk,
+            heartbeat: config.watch_heartbeat,
+        },
+        // Open streams would keep the gRPC server's graceful shutdown waiting.
+        stop.clone(),
+    );
     let service = KeySyncService::new(
         store,
         catch_up.clone(),
         readiness.clone(),
         metrics.clone(),
+        watches,
         config.max_page_size,
     );
     let grpc_server = async {
@@ -96,7 +120,16 @@ pub async fn run<L: Loader>(
     };
 
     let sync = async {
-        let synced = keep_in_sync(config, &refresher, catch_up, &readiness, &metrics, &stop).await;
+        let synced = keep_in_sync(
+            config,
+            &refresher,
+            notifications,
+            catch_up,
+            &readiness,
+            &metrics,
+            &stop,
+        )
+        .await;
         stop.cancel();
         synced
     };
@@ -109,13 +142,15 @@ pub async fn run<L: Loader>(
     Ok(())
 }
 
-/// Loads the first snapshot, opens readiness, then follows the database until `stop`.
-async fn keep_in_sync<L: Loader>(
+/// Loads the first snapshot, opens readiness, then follows the database until `stop`:
+/// change notifications and the periodic loop side by side.
+async fn keep_in_sync<L: Loader, C: Connector>(
     config: &ServeConfig,
     refresher: &Arc<Refresher<L>>,
+    notifications: C,
     catch_up: CatchUp,
     readiness: &Readiness,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
     stop: &CancellationToken,
 ) -> Result<(), ServerError> {
     let loaded = tokio::select! {
@@ -133,6 +168,16 @@ async fn keep_in_sync<L: Loader>(
         poll_interval: config.poll_interval,
         full_reload_interval: config.full_reload_interval,
     };
-    refresh::run_periodic(refresher.clone(), catch_up, schedule, stop.clone()).await;
+    // Started after the first snapshot: a catch-up before it would read every key as
+    // a change.
+    let listen = change_listener::run(
+        notifications,
+        catch_up.clone(),
+        || refresher.revision(),
+        metrics.clone(),
+        stop.clone(),
+    );
+    let poll = refresh::run_periodic(refresher.clone(), catch_up, schedule, stop.clone());
+    tokio::join!(listen, poll);
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! The in-memory copy of the active key set that `serve` answers from, ordered by key
 //! hash so the filter can page through it, and tagged with the database revision it
-//! reflects.
+//! reflects. A full reload also says what it changed ([`KeyStore::diff`]), so watchers
+//! hear about it like about any other change.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -44,7 +46,8 @@ pub struct Snapshot {
     pub keys: Vec<KeyEntry>,
 }
 
-/// What changed in the database after some revision, up to `revision`.
+/// What changed in the database after some revision, up to `revision`: a catch-up's
+/// result, and the unit the changelog keeps and watchers receive.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
     pub revision: u64,
@@ -55,13 +58,53 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// Rows read; what the catch-up log line reports.
+    /// Records carried (upserts plus removals); what the catch-up log line reports and
+    /// what the changelog's bound counts.
     pub fn len(&self) -> usize {
         self.upserts.len() + self.removals.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The same changes with every hash in at most one list, so they mean the same
+    /// whatever order a client applies the lists in: a key deleted and re-created with
+    /// the same hash ends up present (its upsert stays, its removal goes), and a hash
+    /// removed twice is removed once.
+    pub fn normalized(mut self) -> Changes {
+        let upserted: HashSet<KeyHash> = self.upserts.iter().map(|e| e.key_hash).collect();
+        let mut removed = HashSet::with_capacity(self.removals.len());
+        self.removals
+            .retain(|hash| !upserted.contains(hash) && removed.insert(*hash));
+        self
+    }
+}
+
+/// A full key set ready to be swapped into the store: built (and compared) outside the
+/// store's write lock, so readers wait only for the swap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    keys: BTreeMap<KeyHash, KeyEntry>,
+    revision: u64,
+}
+
+impl From<Snapshot> for KeySet {
+    fn from(snapshot: Snapshot) -> Self {
+        KeySet {
+            keys: snapshot
+                .keys
+                .into_iter()
+                .map(|entry| (entry.key_hash, entry))
+                .collect(),
+            revision: snapshot.revision,
+        }
+    }
+}
+
+impl KeySet {
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 }
 
@@ -101,22 +144,65 @@ impl KeyStore {
 
     /// Replaces everything with a full snapshot.
     pub fn replace(&mut self, snapshot: Snapshot) {
-        self.keys = snapshot
-            .keys
-            .into_iter()
-            .map(|entry| (entry.key_hash, entry))
-            .collect();
-        self.revision = snapshot.revision;
+        self.install(snapshot.into());
+    }
+
+    /// Replaces everything with a prepared key set.
+    pub fn install(&mut self, next: KeySet) {
+        self.keys = next.keys;
+        self.revision = next.revision;
+    }
+
+    /// What turns this store into `next`, at `next`'s revision: keys new or different
+    /// in `next` as upserts, keys absent from it as removals. One merge walk over both
+    /// sorted maps.
+    pub fn diff(&self, next: &KeySet) -> Changes {
+        let mut changes = Changes {
+            revision: next.revision,
+            ..Changes::default()
+        };
+        let mut old = self.keys.values().peekable();
+        let mut new = next.keys.values().peekable();
+        loop {
+            match (old.peek(), new.peek()) {
+                (Some(before), Some(after)) => match before.key_hash.cmp(&after.key_hash) {
+                    Ordering::Less => {
+                        changes.removals.push(before.key_hash);
+                        old.next();
+                    }
+                    Ordering::Greater => {
+                        changes.upserts.push(**after);
+                        new.next();
+                    }
+                    Ordering::Equal => {
+                        if before != after {
+                            changes.upserts.push(**after);
+                        }
+                        old.next();
+                        new.next();
+                    }
+                },
+                (Some(before), None) => {
+                    changes.removals.push(before.key_hash);
+                    old.next();
+                }
+                (None, Some(after)) => {
+                    changes.upserts.push(**after);
+                    new.next();
+                }
+                (None, None) => return changes,
+            }
+        }
     }
 
     /// Applies an incremental change set. Removals go first: a key deleted and then
     /// re-created with the same hash shows up in both lists, and must end up present.
-    pub fn apply(&mut self, changes: Changes) {
+    pub fn apply(&mut self, changes: &Changes) {
         for hash in &changes.removals {
             self.keys.remove(hash);
         }
-        for entry in changes.upserts {
-            self.keys.insert(entry.key_hash, entry);
+        for entry in &changes.upserts {
+            self.keys.insert(entry.key_hash, *entry);
         }
         self.revision = changes.revision;
     }
@@ -266,7 +352,7 @@ mod tests {
             requests_per_minute: 60,
             burst: 10,
         });
-        store.apply(Changes {
+        store.apply(&Changes {
             revision: 9,
             upserts: vec![changed, entry(4, 0)],
             removals: vec![entry(1, 0).key_hash, entry(2, 0).key_hash],
@@ -286,5 +372,62 @@ mod tests {
         assert_eq!(store.len(), 1);
         assert_eq!(store.revision(), 12);
         assert_eq!(first_bytes(&store.page(&[], 10, 0)), vec![3]);
+    }
+
+    #[test]
+    fn diff_lists_new_changed_and_dropped_keys() {
+        let store = store(vec![entry(1, 0), entry(2, 0), entry(3, 0), entry(5, 0)]);
+        let mut changed = entry(3, 0);
+        changed.expires_at = 99;
+        let next = KeySet::from(Snapshot {
+            revision: 11,
+            keys: vec![entry(6, 0), changed, entry(2, 0), entry(4, 0)],
+        });
+        let diff = store.diff(&next);
+        assert_eq!(diff.revision, 11);
+        let upserted: Vec<u8> = diff.upserts.iter().map(|e| e.key_hash[0]).collect();
+        assert_eq!(upserted, vec![3, 4, 6]);
+        assert_eq!(diff.upserts[0], changed);
+        let removed: Vec<u8> = diff.removals.iter().map(|h| h[0]).collect();
+        assert_eq!(removed, vec![1, 5]);
+
+        // Applying the diff gives exactly the new set.
+        let mut applied = store;
+        applied.apply(&diff);
+        let mut installed = KeyStore::new();
+        installed.install(next.clone());
+        assert_eq!(applied.page(&[], 100, 0), installed.page(&[], 100, 0));
+        assert!(installed.diff(&next).is_empty());
+    }
+
+    #[test]
+    fn diff_from_and_to_an_empty_set() {
+        let empty = KeyStore::new();
+        let full = KeySet::from(Snapshot {
+            revision: 2,
+            keys: vec![entry(1, 0), entry(2, 0)],
+        });
+        assert_eq!(empty.diff(&full).upserts.len(), 2);
+        let mut store = KeyStore::new();
+        store.install(full);
+        let gone = store.diff(&KeySet::default());
+        assert_eq!(gone.removals.len(), 2);
+        assert!(gone.upserts.is_empty());
+    }
+
+    #[test]
+    fn normalized_changes_name_each_hash_once() {
+        let changes = Changes {
+            revision: 4,
+            upserts: vec![entry(1, 0)],
+            removals: vec![
+                entry(1, 0).key_hash,
+                entry(2, 0).key_hash,
+                entry(2, 0).key_hash,
+            ],
+        }
+        .normalized();
+        assert_eq!(changes.upserts, vec![entry(1, 0)]);
+        assert_eq!(changes.removals, vec![entry(2, 0).key_hash]);
     }
 }

@@ -366,6 +366,7 @@ fn help_works_everywhere_and_never_shows_the_database_url() {
         vec!["keys", "--help"],
         vec!["keys", "create", "--help"],
         vec!["keys", "list", "--help"],
+        vec!["keys", "rotate", "--help"],
         vec!["keys", "revoke", "--help"],
         vec!["serve", "--help"],
     ] {

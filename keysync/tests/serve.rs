@@ -6,162 +6,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::serve::*;
 use common::*;
-use keysync_e2e::{Process, Signal};
-use keysync_proto::v1::{
-    KeyRecord, ListKeysRequest, ListKeysResponse, LookupKeyRequest, LookupKeyResponse,
-};
-use tonic::codegen::http::uri::PathAndQuery;
+use keysync_e2e::Signal;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Code;
 use uuid::Uuid;
-
-const PASSWORD: &str = "hunter2-not-for-logs";
-
-/// A running `keysync serve` and where it listens.
-struct Serve {
-    process: Process,
-    http: SocketAddr,
-    channel: Channel,
-}
-
-/// Starts `serve` on ports 0 with a password in its URL (the test cluster trusts
-/// everyone, so any password works) and waits for the first snapshot.
-async fn start_serve(url: &str, env: &[(&str, &str)]) -> Serve {
-    let url = url.replacen(
-        "postgres://keysync@",
-        &format!("postgres://keysync:{PASSWORD}@"),
-        1,
-    );
-    let mut command = command(Some(&url), &["serve"]);
-    command
-        .env("KEYSYNC_GRPC_ADDR", "127.0.0.1:0")
-        .env("KEYSYNC_HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "info,keysync=debug")
-        .envs(env.iter().copied());
-    let process = Process::spawn("keysync-serve", command);
-    let line = process.wait_for_log("keysync listening:", Duration::from_secs(30));
-    let address = |name: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|word| word.strip_prefix(name))
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} address in {line:?}"))
-    };
-    let grpc = address("grpc=");
-    let http = address("http=");
-    assert_ne!(grpc.port(), 0);
-    assert_ne!(http.port(), 0);
-    process.wait_for_log("snapshot loaded: keys=", Duration::from_secs(30));
-    let channel = Channel::from_shared(format!("http://{grpc}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    Serve {
-        process,
-        http,
-        channel,
-    }
-}
-
-async fn call<Request, Response>(
-    channel: &Channel,
-    path: &'static str,
-    request: Request,
-) -> Result<Response, Status>
-where
-    Request: prost::Message + Send + Sync + 'static,
-    Response: prost::Message + Default + Send + Sync + 'static,
-{
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready()
-        .await
-        .map_err(|error| Status::unknown(error.to_string()))?;
-    grpc.unary(
-        tonic::Request::new(request),
-        PathAndQuery::from_static(path),
-        tonic_prost::ProstCodec::default(),
-    )
-    .await
-    .map(tonic::Response::into_inner)
-}
-
-async fn list_page(channel: &Channel, after: &[u8], size: u32) -> Result<ListKeysResponse, Status> {
-    call(
-        channel,
-        "/keysync.v1.KeySync/ListKeys",
-        ListKeysRequest {
-            after_hash: after.to_vec(),
-            page_size: size,
-        },
-    )
-    .await
-}
-
-async fn lookup(channel: &Channel, hash: &[u8]) -> Result<LookupKeyResponse, Status> {
-    call(
-        channel,
-        "/keysync.v1.KeySync/LookupKey",
-        LookupKeyRequest {
-            key_hash: hash.to_vec(),
-        },
-    )
-    .await
-}
-
-/// Walks every page; checks order, page bounds and `more` on the way.
-async fn list_all(channel: &Channel, page_size: u32, max_page: usize) -> Vec<KeyRecord> {
-    let mut keys: Vec<KeyRecord> = Vec::new();
-    let mut after = Vec::new();
-    loop {
-        let page = list_page(channel, &after, page_size).await.unwrap();
-        assert!(
-            page.keys.len() <= max_page,
-            "{} keys in a page",
-            page.keys.len()
-        );
-        assert!(page.revision > 0);
-        keys.extend(page.keys);
-        if !page.more {
-            break;
-        }
-        after = keys.last().unwrap().key_hash.clone();
-    }
-    for pair in keys.windows(2) {
-        assert!(
-            pair[0].key_hash < pair[1].key_hash,
-            "not strictly ascending"
-        );
-    }
-    keys
-}
-
-fn hashes(keys: &[KeyRecord]) -> BTreeSet<Vec<u8>> {
-    keys.iter().map(|key| key.key_hash.clone()).collect()
-}
-
-/// Polls `$check` (an expression that may `.await`) until it holds, failing after
-/// `$limit`. A macro rather than a function taking a closure, since the checks borrow
-/// the channel across awaits.
-macro_rules! eventually {
-    ($limit:expr, $what:expr, $check:expr) => {{
-        let limit: Duration = $limit;
-        let deadline = Instant::now() + limit;
-        while !$check {
-            assert!(Instant::now() < deadline, "not within {limit:?}: {}", $what);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }};
-}
-
-/// The hashes of every listed key.
-async fn listed(channel: &Channel) -> BTreeSet<Vec<u8>> {
-    hashes(&list_all(channel, 0, 10_000).await)
-}
 
 /// The rate limit of every listed key, in hash order.
 async fn limits(channel: &Channel) -> Vec<Option<(u32, u32)>> {
@@ -170,47 +22,6 @@ async fn limits(channel: &Channel) -> Vec<Option<(u32, u32)>> {
         .iter()
         .map(|key| key.rate_limit.map(|l| (l.requests_per_minute, l.burst)))
         .collect()
-}
-
-/// A plain HTTP/1.1 GET; returns status and body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The value of one metric sample line, such as `keysync_db_errors_total`.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
-}
-
-/// Fails if the log holds the database password or any full key.
-fn assert_no_secrets(log: &str, keys: &[&CreatedKey]) {
-    assert!(!log.contains(PASSWORD), "password in log:\n{log}");
-    for key in keys {
-        assert!(!log.contains(&key.key[8..]), "key in log:\n{log}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +49,8 @@ async fn pages_and_lookups_through_the_catch_up_path() {
     );
     let first = create_key(&url, &org, "first", &[]);
 
-    // Hour-long poll: anything found below came through the lookup's own catch-up.
+    // Hour-long poll: anything found below came through a catch-up triggered by a
+    // change notification or by the lookup itself.
     let serve = start_serve(
         &url,
         &[
@@ -291,7 +103,8 @@ async fn pages_and_lookups_through_the_catch_up_path() {
         Uuid::parse_str(&first.key_id).unwrap().as_bytes().to_vec()
     );
 
-    // A key created now is found at once, though no periodic catch-up runs.
+    // A key created now is found at once, though no periodic catch-up runs: whether
+    // its notification or the lookup's own catch-up gets there first.
     let fresh = create_key(&url, &org, "fresh", &["--expires-in", "1h"]);
     let found = lookup(&serve.channel, &key_hash(&fresh.key)).await.unwrap();
     let record = found.key.expect("a new key is found through the catch-up");
@@ -301,11 +114,6 @@ async fn pages_and_lookups_through_the_catch_up_path() {
     );
     assert!(record.expires_at > chrono::Utc::now().timestamp());
     assert!(found.revision > known.revision);
-    let short = hex::encode(&key_hash(&fresh.key)[..4]);
-    serve.process.wait_for_log(
-        &format!("cache miss: key_hash={short}... found"),
-        Duration::from_secs(5),
-    );
     serve.process.wait_for_log(
         "catch-up applied: changes=1 revision=",
         Duration::from_secs(5),

@@ -2,6 +2,8 @@
 //! checking its one-line errors, and reading tables with psql.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::process::{Command, Output};
 
 use keysync_e2e::TestPostgres;

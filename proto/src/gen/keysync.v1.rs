@@ -61,3 +61,31 @@ pub struct LookupKeyResponse {
     #[prost(uint64, tag = "2")]
     pub revision: u64,
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchKeysRequest {
+    /// The revision the client's key set is complete up to; 0 when it has none.
+    #[prost(uint64, tag = "1")]
+    pub after_revision: u64,
+}
+/// Changes that bring a key set complete up to an earlier revision to `revision`.
+/// Applying them in order is idempotent: a key's last change wins.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct KeyChanges {
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// Keys added or changed.
+    #[prost(message, repeated, tag = "2")]
+    pub upserts: ::prost::alloc::vec::Vec<KeyRecord>,
+    /// Hashes (32 bytes) of keys revoked, deleted or deactivated.
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub removals: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The server cannot replay the changes after `after_revision` (it no longer holds
+    /// them): the client must reload the whole set with ListKeys, then watch again after
+    /// the revision of the first page it read.
+    #[prost(bool, tag = "4")]
+    pub resync_required: bool,
+    /// More messages with this same revision follow (a large change set is split); the
+    /// client's set is complete up to `revision` only after the last of them.
+    #[prost(bool, tag = "5")]
+    pub partial: bool,
+}

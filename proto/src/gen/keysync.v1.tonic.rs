@@ -28,6 +28,19 @@ pub mod key_sync_server {
             tonic::Response<super::LookupKeyResponse>,
             tonic::Status,
         >;
+        /// Server streaming response type for the WatchKeys method.
+        type WatchKeysStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::KeyChanges, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Every change after `after_revision`, then each new change as it happens, and a
+        /// heartbeat (a message without changes) every few seconds. Open until either side
+        /// goes away.
+        async fn watch_keys(
+            &self,
+            request: tonic::Request<super::WatchKeysRequest>,
+        ) -> std::result::Result<tonic::Response<Self::WatchKeysStream>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct KeySyncServer<T> {
@@ -187,6 +200,52 @@ pub mod key_sync_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/keysync.v1.KeySync/WatchKeys" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchKeysSvc<T: KeySync>(pub Arc<T>);
+                    impl<
+                        T: KeySync,
+                    > tonic::server::ServerStreamingService<super::WatchKeysRequest>
+                    for WatchKeysSvc<T> {
+                        type Response = super::KeyChanges;
+                        type ResponseStream = T::WatchKeysStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatchKeysRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeySync>::watch_keys(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchKeysSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

@@ -1,0 +1,50 @@
+//! `keysync-bench`: measures the system as users run it (real PostgreSQL, keysync,
+//! Envoy with the filter), each figure against a baseline taken in the same run.
+//! See bench/README.md for what each benchmark does and bench/RESULTS.md for figures.
+
+mod latency;
+mod memory;
+mod propagation;
+mod rss;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "keysync benchmarks (see bench/README.md)")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Time from `keysync keys revoke` (or `create`) returning to Envoy's first 403
+    /// (or 200), through the watch stream alone.
+    Propagation {
+        #[arg(long, default_value_t = 200)]
+        keys: usize,
+    },
+    /// Envoy's resident memory after keys come and go, against an Envoy that only ever
+    /// saw the surviving keys.
+    Churn {
+        /// Keys created and then revoked, in rounds.
+        #[arg(long, default_value_t = 100_000)]
+        churn: usize,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Keys that stay active throughout.
+        #[arg(long, default_value_t = 1_000)]
+        active: usize,
+    },
+}
+
+fn main() {
+    match Cli::parse().bench {
+        Bench::Propagation { keys } => propagation::run(keys),
+        Bench::Churn {
+            churn,
+            rounds,
+            active,
+        } => memory::run(churn, rounds, active),
+    }
+}

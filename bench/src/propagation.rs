@@ -1,0 +1,55 @@
+//! How long a created key takes to work, and a revoked key to stop working, at Envoy,
+//! with the full refresh at 15 minutes and the miss path off: the watch stream alone.
+
+use crate::latency::Samples;
+use keysync_e2e::keysync;
+use keysync_e2e::stack::Stack;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run(keys: usize) {
+    let stack = Stack::start(|options| {
+        options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+        options.auth_config = r#"{"role":"auth","miss_lookup":{"enabled":false}}"#.into();
+    });
+    stack
+        .gateway
+        .process
+        .wait_for_log("watch stream connected", TIMEOUT);
+    let org = stack.create_org("bench");
+
+    let mut created = Vec::with_capacity(keys);
+    let mut create_latency = Samples::new();
+    for _ in 0..keys {
+        let key = stack.create_key(&org, &[]);
+        create_latency.push(time_until(&stack, &key.key, 200));
+        created.push(key);
+    }
+    let mut revoke_latency = Samples::new();
+    for key in &created {
+        keysync::revoke_key(&stack.database_url, &key.key_id);
+        revoke_latency.push(time_until(&stack, &key.key, 403));
+    }
+    println!("create -> first 200: {}", create_latency.summary());
+    println!("revoke -> first 403: {}", revoke_latency.summary());
+    assert_eq!(
+        stack.gateway.stat("refresh_ok"),
+        1,
+        "a refresh ran during the benchmark: the figures would not be the stream's"
+    );
+}
+
+/// Polls the gateway until `key` gets `status`; returns how long that took.
+fn time_until(stack: &Stack, key: &str, status: u16) -> Duration {
+    let started = Instant::now();
+    loop {
+        if stack.gateway.get_with_key("/", key).status == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "key never reached status {status}"
+        );
+    }
+}

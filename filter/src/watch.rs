@@ -1,0 +1,208 @@
+//! The watch stream's bookkeeping: which revision the store is complete up to, and
+//! what each message keysync sends on `WatchKeys` means for it.
+
+use crate::key_hash::KeyHash;
+use crate::key_store::Change;
+use crate::record::{KeyRecord, RecordError};
+use keysync_proto::v1 as proto;
+
+pub struct Watch {
+    /// Every change up to this revision is in the store.
+    complete: u64,
+    /// The revision of a change set whose remaining parts are still to come.
+    partial: Option<u64>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Changes to apply, in order.
+    Apply { revision: u64, changes: Vec<Change> },
+    /// Nothing changed; keysync is alive.
+    Heartbeat,
+    /// keysync cannot replay what the store misses: reload everything.
+    Resync,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum WatchError {
+    Backwards { complete: u64, received: u64 },
+    PartialMismatch { expected: u64, received: u64 },
+    BadRecord(RecordError),
+    BadRemoval,
+}
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchError::Backwards { complete, received } => write!(
+                f,
+                "revision went backwards: store complete up to {complete}, received {received}"
+            ),
+            WatchError::PartialMismatch { expected, received } => write!(
+                f,
+                "a split change set of revision {expected} was interrupted by revision {received}"
+            ),
+            WatchError::BadRecord(e) => write!(f, "bad key record: {e}"),
+            WatchError::BadRemoval => f.write_str("a removal is not a 32-byte key hash"),
+        }
+    }
+}
+
+impl Watch {
+    pub fn new(after_revision: u64) -> Self {
+        Watch {
+            complete: after_revision,
+            partial: None,
+        }
+    }
+
+    pub fn complete(&self) -> u64 {
+        self.complete
+    }
+
+    /// Checks a whole message before anything in it is applied.
+    pub fn on_message(&mut self, message: proto::KeyChanges) -> Result<Step, WatchError> {
+        if message.resync_required {
+            return Ok(Step::Resync);
+        }
+        if message.revision < self.complete {
+            return Err(WatchError::Backwards {
+                complete: self.complete,
+                received: message.revision,
+            });
+        }
+        if let Some(expected) = self.partial {
+            if message.revision != expected {
+                return Err(WatchError::PartialMismatch {
+                    expected,
+                    received: message.revision,
+                });
+            }
+        }
+        let mut changes = Vec::with_capacity(message.upserts.len() + message.removals.len());
+        for record in &message.upserts {
+            let record = KeyRecord::from_proto(record).map_err(WatchError::BadRecord)?;
+            changes.push(Change::Upsert(record));
+        }
+        for hash in &message.removals {
+            let hash = KeyHash::from_slice(hash).ok_or(WatchError::BadRemoval)?;
+            changes.push(Change::Remove(hash));
+        }
+        if message.partial {
+            self.partial = Some(message.revision);
+        } else {
+            self.partial = None;
+            self.complete = message.revision;
+        }
+        if changes.is_empty() {
+            return Ok(Step::Heartbeat);
+        }
+        Ok(Step::Apply {
+            revision: message.revision,
+            changes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str) -> proto::KeyRecord {
+        proto::KeyRecord {
+            key_hash: KeyHash::of_key(key.as_bytes()).0.to_vec(),
+            key_id: vec![1; 16],
+            org_id: vec![2; 16],
+            expires_at: 0,
+            rate_limit: None,
+        }
+    }
+
+    fn changes(revision: u64, upserts: &[&str], removals: &[&str]) -> proto::KeyChanges {
+        proto::KeyChanges {
+            revision,
+            upserts: upserts.iter().map(|k| record(k)).collect(),
+            removals: removals
+                .iter()
+                .map(|k| KeyHash::of_key(k.as_bytes()).0.to_vec())
+                .collect(),
+            resync_required: false,
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn applies_changes_and_advances() {
+        let mut watch = Watch::new(10);
+        let step = watch.on_message(changes(11, &["a"], &["b"])).unwrap();
+        let Step::Apply { revision, changes } = step else {
+            panic!("expected changes, got {step:?}");
+        };
+        assert_eq!(revision, 11);
+        assert_eq!(changes.len(), 2);
+        assert!(matches!(changes[0], Change::Upsert(_)));
+        assert_eq!(changes[1], Change::Remove(KeyHash::of_key(b"b")));
+        assert_eq!(watch.complete(), 11);
+    }
+
+    #[test]
+    fn heartbeats_keep_the_revision() {
+        let mut watch = Watch::new(10);
+        assert_eq!(watch.on_message(changes(10, &[], &[])), Ok(Step::Heartbeat));
+        assert_eq!(watch.on_message(changes(12, &[], &[])), Ok(Step::Heartbeat));
+        assert_eq!(watch.complete(), 12);
+    }
+
+    #[test]
+    fn refuses_a_revision_going_backwards() {
+        let mut watch = Watch::new(10);
+        assert_eq!(
+            watch.on_message(changes(9, &["a"], &[])),
+            Err(WatchError::Backwards {
+                complete: 10,
+                received: 9
+            })
+        );
+        assert_eq!(watch.complete(), 10);
+    }
+
+    #[test]
+    fn split_change_sets_complete_on_their_last_part() {
+        let mut watch = Watch::new(10);
+        let mut first = changes(11, &["a"], &[]);
+        first.partial = true;
+        assert!(matches!(watch.on_message(first), Ok(Step::Apply { .. })));
+        assert_eq!(watch.complete(), 10, "not complete until the last part");
+        assert_eq!(
+            watch.on_message(changes(12, &["b"], &[])),
+            Err(WatchError::PartialMismatch {
+                expected: 11,
+                received: 12
+            })
+        );
+        assert!(matches!(
+            watch.on_message(changes(11, &["c"], &[])),
+            Ok(Step::Apply { .. })
+        ));
+        assert_eq!(watch.complete(), 11);
+    }
+
+    #[test]
+    fn resync_and_bad_messages() {
+        let mut watch = Watch::new(10);
+        let mut resync = changes(50, &[], &[]);
+        resync.resync_required = true;
+        assert_eq!(watch.on_message(resync), Ok(Step::Resync));
+
+        let mut bad = changes(11, &["a"], &[]);
+        bad.upserts[0].org_id = vec![1];
+        assert!(matches!(
+            watch.on_message(bad),
+            Err(WatchError::BadRecord(_))
+        ));
+        let mut bad_removal = changes(11, &[], &[]);
+        bad_removal.removals.push(vec![1, 2, 3]);
+        assert_eq!(watch.on_message(bad_removal), Err(WatchError::BadRemoval));
+        assert_eq!(watch.complete(), 10, "nothing of a bad message is taken");
+    }
+}
