@@ -71,6 +71,8 @@ BENCH := KEYSYNC_BIN=$(abspath target/release/keysync) target/release/keysync-be
 bench: deps build-filter
 	$(CARGO) build --locked --release -p keysync -p keysync-bench
 	$(BENCH) propagation --keys 200
+	$(BENCH) propagation --keys 200 --spacing-ms 0
+	$(BENCH) churn --churn 100000 --rounds 1 --active 1000
 	$(BENCH) churn --churn 100000 --rounds 10 --active 1000
 
 clean:

@@ -23,6 +23,10 @@ enum Bench {
     Propagation {
         #[arg(long, default_value_t = 200)]
         keys: usize,
+        /// Pause between one key's measurement and the next change. keysync runs at
+        /// most one catch-up per 50 ms, so back-to-back changes (0) measure that floor.
+        #[arg(long, default_value_t = 100)]
+        spacing_ms: u64,
     },
     /// Envoy's resident memory after keys come and go, against an Envoy that only ever
     /// saw the surviving keys.
@@ -40,7 +44,9 @@ enum Bench {
 
 fn main() {
     match Cli::parse().bench {
-        Bench::Propagation { keys } => propagation::run(keys),
+        Bench::Propagation { keys, spacing_ms } => {
+            propagation::run(keys, std::time::Duration::from_millis(spacing_ms))
+        }
         Bench::Churn {
             churn,
             rounds,

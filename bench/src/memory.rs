@@ -8,6 +8,9 @@ use keysync_e2e::stack::Stack;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// Both Envoys get the same quiet time before being measured: Envoy hands freed heap
+/// back to the OS about once a second (`memory_allocator_manager` in envoy/gateway.yaml).
+const SETTLE: Duration = Duration::from_secs(5);
 
 pub fn run(churn: usize, rounds: usize, active: usize) {
     let stack = Stack::start(|options| {
@@ -49,6 +52,7 @@ pub fn run(churn: usize, rounds: usize, active: usize) {
             n >= before + 2 * per_round as u64
         });
     }
+    std::thread::sleep(SETTLE);
     let churned_rss = rss_kib(churned.process.pid());
 
     // The baseline: a fresh Envoy that loads only the surviving keys.
@@ -62,6 +66,7 @@ pub fn run(churn: usize, rounds: usize, active: usize) {
         .process
         .wait_for_log("watch stream connected", TIMEOUT);
     assert_eq!(fresh.stat("keys_loaded"), active as u64);
+    std::thread::sleep(SETTLE);
     let fresh_rss = rss_kib(fresh.process.pid());
 
     println!("envoy RSS, empty store:                 {empty_rss} KiB");
@@ -72,6 +77,8 @@ pub fn run(churn: usize, rounds: usize, active: usize) {
         "churned / fresh: {:.3}",
         churned_rss as f64 / fresh_rss as f64
     );
+    println!("envoy heap (admin /memory), churned: {}", heap(churned));
+    println!("envoy heap (admin /memory), fresh:   {}", heap(&fresh));
 }
 
 /// Creates `count` keys named `name` in one statement (the CLI would take minutes),
@@ -86,4 +93,24 @@ fn insert_keys(stack: &Stack, database: &str, org: &str, name: &str, count: usiz
              FROM generate_series(1, {count}) AS i"
         ),
     );
+}
+
+/// Envoy's own account of its heap: live bytes versus bytes kept by the allocator.
+fn heap(gateway: &Gateway) -> String {
+    let memory = keysync_e2e::http::get(gateway.admin, "/memory", &[])
+        .expect("envoy /memory")
+        .json();
+    let field = |name: &str| {
+        memory[name]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1024
+    };
+    format!(
+        "allocated={} KiB heap_size={} KiB pageheap_free={} KiB",
+        field("allocated"),
+        field("heap_size"),
+        field("pageheap_free")
+    )
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn run(keys: usize) {
+pub fn run(keys: usize, spacing: Duration) {
     let stack = Stack::start(|options| {
         options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
         options.auth_config = r#"{"role":"auth","miss_lookup":{"enabled":false}}"#.into();
@@ -22,15 +22,18 @@ pub fn run(keys: usize) {
     let mut created = Vec::with_capacity(keys);
     let mut create_latency = Samples::new();
     for _ in 0..keys {
+        std::thread::sleep(spacing);
         let key = stack.create_key(&org, &[]);
         create_latency.push(time_until(&stack, &key.key, 200));
         created.push(key);
     }
     let mut revoke_latency = Samples::new();
     for key in &created {
+        std::thread::sleep(spacing);
         keysync::revoke_key(&stack.database_url, &key.key_id);
         revoke_latency.push(time_until(&stack, &key.key, 403));
     }
+    println!("{keys} keys, {}ms between changes", spacing.as_millis());
     println!("create -> first 200: {}", create_latency.summary());
     println!("revoke -> first 403: {}", revoke_latency.summary());
     assert_eq!(

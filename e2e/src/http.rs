@@ -46,14 +46,47 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> io::Resul
     send_raw(addr, &raw)
 }
 
-/// Sends `raw` as is and reads one response (the connection must close after it).
+/// Sends `raw` as is and reads one response: up to its `content-length`, the end of
+/// its chunks, or else the connection's end. Waiting for the close is not enough: after
+/// a local reply Envoy delays closing (`delayed_close_timeout`, 1 s).
 pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.write_all(raw)?;
     let mut buf = Vec::new();
-    stream.read_to_end(&mut buf)?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if is_complete(&buf) {
+            break;
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
     parse(&buf)
+}
+
+/// Whether `buf` holds a whole response whose length is known from its head.
+fn is_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let body = &buf[end + 4..];
+    for line in head.split("\r\n") {
+        if let Some(length) = line.strip_prefix("content-length:") {
+            return length
+                .trim()
+                .parse::<usize>()
+                .is_ok_and(|length| body.len() >= length);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+    }
+    false
 }
 
 fn invalid(message: String) -> io::Error {
@@ -133,6 +166,20 @@ mod tests {
         let r = parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
             .expect("parses");
         assert_eq!(r.body, b"abcde");
+    }
+
+    #[test]
+    fn knows_when_a_response_is_complete() {
+        assert!(!is_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{"
+        ));
+        assert!(is_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+        ));
+        assert!(is_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+        ));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\n\r\nbody until close"));
     }
 
     #[test]

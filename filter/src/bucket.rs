@@ -1,15 +1,15 @@
-//! A bucket: every record whose key hash starts with the same two bytes, kept as ONE
-//! shared-data entry (a format byte, then fixed-size records sorted by hash).
+//! A bucket: every record whose key hash starts with the same `BUCKET_BITS` bits, kept
+//! as ONE shared-data entry (a format byte, then fixed-size records sorted by hash).
 //!
 //! Proxy-wasm shared data never frees an entry, so one entry per key would grow with
-//! every key ever seen. A fixed set of 65,536 buckets, each rewritten as a whole, keeps
-//! Envoy's memory proportional to the active keys.
+//! every key ever seen. A fixed set of buckets, each rewritten as a whole, keeps Envoy's
+//! memory proportional to the active keys.
 
-use crate::key_hash::KeyHash;
+use crate::key_hash::{KeyHash, BUCKET_BITS};
 use crate::record::{KeyRecord, RECORD_LEN};
 use std::cmp::Ordering;
 
-pub const BUCKET_COUNT: u32 = 1 << 16;
+pub const BUCKET_COUNT: u32 = 1 << BUCKET_BITS;
 
 /// First byte of every bucket entry; a reader refuses a layout it does not know.
 pub const FORMAT_VERSION: u8 = 1;
@@ -226,13 +226,17 @@ mod tests {
         }
     }
 
-    /// Records that share a bucket: same first two hash bytes, distinct suffixes.
+    /// The bucket `same_bucket` fills.
+    const B: u16 = 0x1234 >> (16 - BUCKET_BITS);
+
+    /// Records that share bucket `B`: same first two hash bytes, distinct suffixes.
     fn same_bucket(n: usize) -> Vec<KeyRecord> {
         let mut records: Vec<KeyRecord> = (0..n)
             .map(|i| {
                 let mut r = record(&format!("k{i}"), 1);
                 r.hash.0[0] = 0x12;
                 r.hash.0[1] = 0x34;
+                assert_eq!(r.hash.bucket(), B);
                 r
             })
             .collect();
@@ -244,14 +248,14 @@ mod tests {
     fn names_buckets_in_hex() {
         assert_eq!(BucketName::new(0).as_str(), "keysync.b.0000");
         assert_eq!(BucketName::new(0xbeef).as_str(), "keysync.b.beef");
-        assert_eq!(BucketName::new(u16::MAX).as_str(), "keysync.b.ffff");
+        assert_eq!(BucketName::new(0x3fff).as_str(), "keysync.b.3fff");
     }
 
     #[test]
     fn finds_every_record_and_nothing_else() {
         let records = same_bucket(50);
         let bytes = encode(&records);
-        let bucket = Bucket::parse(0x1234, Some(&bytes)).unwrap();
+        let bucket = Bucket::parse(B, Some(&bytes)).unwrap();
         assert_eq!(bucket.len(), 50);
         for r in &records {
             assert_eq!(bucket.find(&r.hash), Some(*r));
@@ -280,7 +284,7 @@ mod tests {
         let mut bytes = encode(&same_bucket(2));
         bytes.pop();
         assert!(matches!(
-            Bucket::parse(0x1234, Some(&bytes)),
+            Bucket::parse(B, Some(&bytes)),
             Err(BucketError::Truncated(_))
         ));
     }
@@ -290,14 +294,14 @@ mod tests {
         let records = same_bucket(10);
         let mut bytes = encode(&[]);
         for r in records.iter().rev() {
-            bytes = Bucket::parse(0x1234, Some(&bytes)).unwrap().with(r);
+            bytes = Bucket::parse(B, Some(&bytes)).unwrap().with(r);
         }
         assert_eq!(bytes, encode(&records));
 
         let mut changed = records[3];
         changed.org_id = Uuid([9; 16]);
-        let replaced = Bucket::parse(0x1234, Some(&bytes)).unwrap().with(&changed);
-        let bucket = Bucket::parse(0x1234, Some(&replaced)).unwrap();
+        let replaced = Bucket::parse(B, Some(&bytes)).unwrap().with(&changed);
+        let bucket = Bucket::parse(B, Some(&replaced)).unwrap();
         assert_eq!(bucket.len(), 10);
         assert_eq!(bucket.find(&changed.hash), Some(changed));
     }
@@ -306,7 +310,7 @@ mod tests {
     fn without_removes_only_that_record() {
         let records = same_bucket(5);
         let bytes = encode(&records);
-        let bucket = Bucket::parse(0x1234, Some(&bytes)).unwrap();
+        let bucket = Bucket::parse(B, Some(&bytes)).unwrap();
         let removed = bucket.without(&records[2].hash).unwrap();
         let mut expected = records.clone();
         expected.remove(2);
@@ -324,8 +328,8 @@ mod tests {
         changed.expires_at = 5;
         let new = encode(&[changed, records[2], records[4], records[5]]);
         let d = diff(
-            &Bucket::parse(0x1234, Some(&old)).unwrap(),
-            &Bucket::parse(0x1234, Some(&new)).unwrap(),
+            &Bucket::parse(B, Some(&old)).unwrap(),
+            &Bucket::parse(B, Some(&new)).unwrap(),
         );
         // records[0] and [3] removed; [1] changed; [4] and [5] added; [2] unchanged.
         assert_eq!(
@@ -336,8 +340,8 @@ mod tests {
             }
         );
         let same = diff(
-            &Bucket::parse(0x1234, Some(&old)).unwrap(),
-            &Bucket::parse(0x1234, Some(&old)).unwrap(),
+            &Bucket::parse(B, Some(&old)).unwrap(),
+            &Bucket::parse(B, Some(&old)).unwrap(),
         );
         assert_eq!(same, Diff::default());
     }

@@ -5,8 +5,14 @@ use std::fmt;
 
 pub const HASH_LEN: usize = 32;
 
-/// Bytes of the hash that pick the bucket; the bucket stores only the rest.
-pub const BUCKET_PREFIX_LEN: usize = 2;
+/// The leading bits of the hash that pick its bucket: 16,384 buckets. Enough that a
+/// million keys make buckets of ~60 records (~5 KB read per request), few enough that
+/// the shared-data table Envoy keeps forever stays small (~2 MB when all exist).
+pub const BUCKET_BITS: u32 = 14;
+
+/// Whole bytes of the hash a bucket's index fixes; records store the rest (from the
+/// byte where the index ends).
+pub const BUCKET_PREFIX_LEN: usize = (BUCKET_BITS / 8) as usize;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct KeyHash(pub [u8; HASH_LEN]);
@@ -20,9 +26,9 @@ impl KeyHash {
         bytes.try_into().ok().map(KeyHash)
     }
 
-    /// The bucket this key lives in: the first two bytes of its hash.
+    /// The bucket this key lives in: the first `BUCKET_BITS` bits of its hash.
     pub fn bucket(&self) -> u16 {
-        u16::from_be_bytes([self.0[0], self.0[1]])
+        u16::from_be_bytes([self.0[0], self.0[1]]) >> (16 - BUCKET_BITS)
     }
 
     /// The part of the hash a bucket stores (the bucket index implies the rest).
@@ -31,25 +37,32 @@ impl KeyHash {
         suffix
     }
 
-    /// Rebuilds a hash from its bucket and stored suffix.
+    /// Rebuilds a hash from its bucket and stored suffix; `None` if they disagree.
     pub fn from_parts(bucket: u16, suffix: &[u8]) -> Option<Self> {
         let mut hash = [0u8; HASH_LEN];
         let (prefix, rest) = hash.split_at_mut(BUCKET_PREFIX_LEN);
-        prefix.copy_from_slice(&bucket.to_be_bytes());
+        let first_bits = u32::from(bucket) << (16 - BUCKET_BITS);
+        for (i, byte) in prefix.iter_mut().enumerate() {
+            *byte = (first_bits >> (8 * (1 - i))) as u8;
+        }
         if rest.len() != suffix.len() {
             return None;
         }
         rest.copy_from_slice(suffix);
-        Some(KeyHash(hash))
+        let hash = KeyHash(hash);
+        (hash.bucket() == bucket).then_some(hash)
     }
 
     /// The lowest and highest hash that fall in `bucket`.
     pub fn bucket_bounds(bucket: u16) -> (Self, Self) {
+        let shift = 16 - BUCKET_BITS;
+        let first = u32::from(bucket) << shift;
+        let last = first | ((1 << shift) - 1);
         let mut low = [0u8; HASH_LEN];
         let mut high = [0xffu8; HASH_LEN];
-        for hash in [&mut low, &mut high] {
-            if let Some(prefix) = hash.get_mut(..BUCKET_PREFIX_LEN) {
-                prefix.copy_from_slice(&bucket.to_be_bytes());
+        for (hash, bits) in [(&mut low, first), (&mut high, last)] {
+            if let Some(prefix) = hash.get_mut(..2) {
+                prefix.copy_from_slice(&(bits as u16).to_be_bytes());
             }
         }
         (KeyHash(low), KeyHash(high))
@@ -84,7 +97,7 @@ mod tests {
             "ba7816bf",
             "SHA-256(abc) starts with ba7816bf"
         );
-        assert_eq!(hash.bucket(), 0xba78);
+        assert_eq!(hash.bucket(), 0xba78 >> (16 - BUCKET_BITS));
     }
 
     #[test]
@@ -94,6 +107,10 @@ mod tests {
         assert_eq!(rebuilt, hash);
         assert_eq!(hash.suffix().len(), HASH_LEN - BUCKET_PREFIX_LEN);
         assert!(KeyHash::from_parts(1, &[0u8; 3]).is_none());
+        // A suffix whose leading bits belong to another bucket is refused.
+        let mut other = hash;
+        other.0[1] ^= 0x80;
+        assert!(KeyHash::from_parts(hash.bucket(), other.suffix()).is_none());
     }
 
     #[test]
@@ -105,6 +122,9 @@ mod tests {
         assert_eq!(high.bucket(), hash.bucket());
         let (next_low, _) = KeyHash::bucket_bounds(hash.bucket() + 1);
         assert!(high < next_low);
+        let last = ((1u32 << BUCKET_BITS) - 1) as u16;
+        assert_eq!(KeyHash::bucket_bounds(last).1, KeyHash([0xff; 32]));
+        assert_eq!(KeyHash::bucket_bounds(0).0, KeyHash([0; 32]));
     }
 
     #[test]
