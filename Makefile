@@ -18,7 +18,7 @@ CARGO ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export KEYSYNC_FILTER_WASM := $(abspath $(FILTER_WASM))
 
-.PHONY: help deps wasm-target postgres-server build-filter build test lint run bench clean
+.PHONY: help deps wasm-target postgres-server redis-server wrk build-filter build test lint run bench clean
 
 help:
 	@echo "make run    start the demo gateway (Ctrl-C stops everything)"
@@ -26,7 +26,7 @@ help:
 	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server)"
 	@echo "make bench  the benchmarks of bench/ (release builds; figures in bench/RESULTS.md)"
 
-deps: wasm-target $(ENVOY) postgres-server
+deps: wasm-target $(ENVOY) postgres-server redis-server
 
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -39,15 +39,24 @@ $(ENVOY):
 
 # initdb/pg_ctl live in /usr/lib/postgresql/<version>/bin; install them when absent.
 postgres-server:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
-	  else \
-	    echo "error: PostgreSQL server binaries are missing: run 'sudo apt-get install postgresql'"; \
-	    exit 1; \
-	  fi; \
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(call APT_INSTALL,postgresql); }
+
+# Debian packages the tests (redis-server) and the benchmarks (wrk) need.
+APT_INSTALL = \
+	if [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq $(1) >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq $(1) >/dev/null; }; \
+	else \
+	  echo "error: $(1) is missing: run 'sudo apt-get install $(1)'"; \
+	  exit 1; \
 	fi
+
+redis-server:
+	@command -v redis-server >/dev/null || { $(call APT_INSTALL,redis-server); }
+
+wrk:
+	@command -v wrk >/dev/null || { $(call APT_INSTALL,wrk); }
 
 build-filter: wasm-target
 	$(CARGO) build --locked --release -p keysync-filter --target $(WASM_TARGET)
@@ -68,7 +77,7 @@ run: deps build
 
 BENCH := KEYSYNC_BIN=$(abspath target/release/keysync) target/release/keysync-bench
 
-bench: deps build-filter
+bench: deps wrk build-filter
 	$(CARGO) build --locked --release -p keysync -p keysync-bench
 	$(BENCH) propagation --keys 200
 	$(BENCH) propagation --keys 200 --spacing-ms 0

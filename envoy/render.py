@@ -5,7 +5,9 @@ Usage: python3 envoy/render.py TEMPLATE > envoy.yaml
 
 Fills ${NAME} fields; ${ROUTES} and ${BACKEND_CLUSTERS} are generated from BACKEND_URLS
 (comma-separated name=url). With one backend every path goes to it; with several,
-/<name>/... goes to backend <name> with the prefix stripped. Standard library only.
+/<name>/... goes to backend <name> with the prefix stripped. RATE_LIMIT_MODE (local,
+global, off) sets the filter's rate_limit mode and, for global, fills the
+${GLOBAL_RATE_LIMIT_*} blocks. Standard library only.
 """
 import json
 import os
@@ -23,6 +25,7 @@ DEFAULTS = {
     "KEYSYNC_GRPC_ADDR": "127.0.0.1:50051",
     "BACKEND_URLS": "api-service=http://localhost:3000",
     "REFRESH_INTERVAL": "15m",
+    "RATE_LIMIT_MODE": "local",
     "KEYSYNC_FILTER_WASM": os.path.join(
         ROOT, "target", "wasm32-wasip1", "release", "keysync_filter.wasm"
     ),
@@ -34,6 +37,10 @@ class RenderError(Exception):
 
 
 def backends(spec):
+    """name=url pairs; the single word `direct` means Envoy answers 200 itself (used by
+    the benchmarks, so that only Envoy and the filter are measured)."""
+    if spec.strip() == "direct":
+        return []
     result = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, url = item.partition("=")
@@ -53,6 +60,8 @@ def backends(spec):
 
 
 def routes(items):
+    if not items:
+        return ['- { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }']
     if len(items) == 1:
         return [f'- {{ match: {{ prefix: "/" }}, route: {{ cluster: "backend.{items[0][0]}" }} }}']
     return [
@@ -70,6 +79,42 @@ def clusters(items):
         f'{{ address: "{host}", port_value: {port} }} }} }} }} ] }} ] }} }}'
         for name, host, port in items
     ]
+
+
+# Global mode: Envoy's own rate-limit filter asks keysync (RateLimitService) about the
+# descriptor the keysync filter sets in two request headers, removed before the upstream.
+GLOBAL_RATE_LIMITS = """\
+rate_limits:
+- actions:
+  - request_headers: { header_name: x-keysync-rl-subject, descriptor_key: keysync_subject }
+  - request_headers: { header_name: x-keysync-rl-limit, descriptor_key: keysync_limit }
+request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]"""
+
+GLOBAL_RATE_LIMIT_FILTER = """\
+- name: envoy.filters.http.ratelimit
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+    domain: keysync
+    # keysync answers within milliseconds and gives up on Redis at 250 ms; past this
+    # the request goes through.
+    timeout: 0.3s
+    failure_mode_deny: false
+    rate_limit_service:
+      transport_api_version: V3
+      grpc_service: { envoy_grpc: { cluster_name: keysync } }"""
+
+# The rate-limit filter's 429 has no body; give it the same JSON as local mode's.
+GLOBAL_RATE_LIMIT_REPLY = """\
+local_reply_config:
+  mappers:
+  - filter:
+      status_code_filter:
+        comparison: { op: EQ, value: { default_value: 429, runtime_key: keysync.rate_limited } }
+    body_format_override:
+      json_format:
+        error: rate_limited
+        message: "Too many requests for this API key's rate limit; see Retry-After."
+      content_type: application/json"""
 
 
 def host_port(addr, name):
@@ -108,9 +153,19 @@ def render(template, env):
         env.get("KEYSYNC_SYNC_CONFIG")
         or json.dumps({"role": "sync", "refresh_interval": values["REFRESH_INTERVAL"]}),
     )
+    mode = values["RATE_LIMIT_MODE"]
+    if mode not in ("local", "global", "off"):
+        raise RenderError(f"RATE_LIMIT_MODE must be local, global or off, not {mode!r}")
     values["KEYSYNC_AUTH_CONFIG"] = json_config(
-        "KEYSYNC_AUTH_CONFIG", env.get("KEYSYNC_AUTH_CONFIG") or '{"role": "auth"}'
+        "KEYSYNC_AUTH_CONFIG",
+        env.get("KEYSYNC_AUTH_CONFIG") or json.dumps({"role": "auth", "rate_limit": mode}),
     )
+    for field, text in [
+        ("GLOBAL_RATE_LIMITS", GLOBAL_RATE_LIMITS),
+        ("GLOBAL_RATE_LIMIT_FILTER", GLOBAL_RATE_LIMIT_FILTER),
+        ("GLOBAL_RATE_LIMIT_REPLY", GLOBAL_RATE_LIMIT_REPLY),
+    ]:
+        values[field] = block(text.splitlines(), template, field) if mode == "global" else ""
     values["ROUTES"] = block(routes(items), template, "ROUTES")
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
     try:

@@ -3,9 +3,12 @@
 //! See bench/README.md for what each benchmark does and bench/RESULTS.md for figures.
 
 mod latency;
+mod load;
 mod memory;
 mod propagation;
+mod rate_limit;
 mod rss;
+mod wrk;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +43,33 @@ enum Bench {
         #[arg(long, default_value_t = 1_000)]
         active: usize,
     },
+    /// Local rate limiting on one Envoy with 2 workers: how many of a burst pass.
+    RateLimitLocal {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
+    /// Global rate limiting: several Envoys, one keysync, one Redis.
+    RateLimitGlobal {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        envoys: usize,
+    },
+    /// What local rate limiting adds per request over authentication alone (wrk).
+    RateLimitCost {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 fn main() {
@@ -52,5 +82,17 @@ fn main() {
             rounds,
             active,
         } => memory::run(churn, rounds, active),
+        Bench::RateLimitLocal {
+            limit,
+            requests,
+            connections,
+        } => rate_limit::accuracy_local(limit, requests, connections),
+        Bench::RateLimitGlobal {
+            limit,
+            requests,
+            connections,
+            envoys,
+        } => rate_limit::accuracy_global(limit, requests, connections, envoys),
+        Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
     }
 }

@@ -15,6 +15,7 @@ mod os;
 pub mod paths;
 pub mod postgres;
 pub mod process;
+pub mod redis;
 pub mod rogue_keysync;
 pub mod scratch;
 mod spawner;

@@ -70,10 +70,18 @@ pub struct Stack {
 impl Stack {
     /// Starts everything; `configure` may adjust the gateway options (plugin configs).
     pub fn start(configure: impl FnOnce(&mut GatewayOptions)) -> Stack {
+        Stack::start_with(&[], configure)
+    }
+
+    /// Same, with extra environment for keysync (such as `REDIS_URL`).
+    pub fn start_with(
+        keysync_env: &[(&str, &str)],
+        configure: impl FnOnce(&mut GatewayOptions),
+    ) -> Stack {
         let postgres = TestPostgres::start();
         let database_url = postgres.create_database();
         keysync::migrate(&database_url);
-        let keysync = Keysync::start(&database_url, &[]);
+        let keysync = Keysync::start(&database_url, keysync_env);
         let backend = Backend::start();
         let mut options =
             GatewayOptions::new(keysync.grpc, format!("api-service={}", backend.url()));

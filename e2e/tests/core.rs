@@ -437,27 +437,32 @@ fn every_shipped_envoy_configuration_validates() {
             .expect("a file name")
             .to_string_lossy()
             .to_string();
-        let config = keysync_e2e::gateway::render(
-            &name,
-            &[(
-                "KEYSYNC_FILTER_WASM".into(),
-                keysync_e2e::paths::filter_wasm().display().to_string(),
-            )],
-        );
-        let scratch = keysync_e2e::ScratchDir::new("validate").expect("temp dir");
-        let rendered = scratch.path().join(&name);
-        std::fs::write(&rendered, config).expect("write config");
-        let output = std::process::Command::new(keysync_e2e::paths::envoy_bin())
-            .args(["--mode", "validate", "-c"])
-            .arg(&rendered)
-            .output()
-            .expect("run envoy");
-        assert!(
-            output.status.success(),
-            "envoy/{name} does not validate:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        checked += 1;
+        for mode in ["local", "global", "off"] {
+            let config = keysync_e2e::gateway::render(
+                &name,
+                &[
+                    (
+                        "KEYSYNC_FILTER_WASM".into(),
+                        keysync_e2e::paths::filter_wasm().display().to_string(),
+                    ),
+                    ("RATE_LIMIT_MODE".into(), mode.into()),
+                ],
+            );
+            let scratch = keysync_e2e::ScratchDir::new("validate").expect("temp dir");
+            let rendered = scratch.path().join(&name);
+            std::fs::write(&rendered, config).expect("write config");
+            let output = std::process::Command::new(keysync_e2e::paths::envoy_bin())
+                .args(["--mode", "validate", "-c"])
+                .arg(&rendered)
+                .output()
+                .expect("run envoy");
+            assert!(
+                output.status.success(),
+                "envoy/{name} (RATE_LIMIT_MODE={mode}) does not validate:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            checked += 1;
+        }
     }
-    assert!(checked >= 1, "no configuration found under envoy/");
+    assert!(checked >= 3, "no configuration found under envoy/");
 }

@@ -1,4 +1,5 @@
-//! Tests of the harness itself: PostgreSQL clusters, child processes, the echo backend.
+//! Tests of the harness itself: PostgreSQL clusters, Redis servers, child processes, the
+//! echo backend.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -6,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use keysync_e2e::redis::TestRedis;
 use keysync_e2e::{Process, TestPostgres};
 use serde_json::Value;
 
@@ -17,6 +19,7 @@ fn assert_send_sync<T: Send + Sync>() {}
 #[test]
 fn harness_types_can_be_shared_between_threads() {
     assert_send_sync::<TestPostgres>();
+    assert_send_sync::<TestRedis>();
     assert_send_sync::<Process>();
 }
 
@@ -64,6 +67,63 @@ fn postgres_keeps_data_across_stop_and_start_again() {
         postgres.psql(database, "SELECT name FROM survivors"),
         "kept"
     );
+}
+
+/// Sends one inline Redis command over a fresh connection and returns the reply line.
+fn redis_command(port: u16, command: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.write_all(format!("{command}\r\n").as_bytes())?;
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            break;
+        }
+        reply.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&reply).trim_end().to_owned())
+}
+
+#[test]
+fn redis_serves_and_comes_back_empty_on_the_same_port() {
+    let started = Instant::now();
+    let mut redis = TestRedis::start();
+    eprintln!("TestRedis::start took {:?}", started.elapsed());
+    let port = redis.port();
+    assert_eq!(redis.url(), format!("redis://127.0.0.1:{port}/0"));
+    assert!(redis.is_running());
+    assert_eq!(redis_command(port, "PING").expect("PING"), "+PONG");
+    assert_eq!(redis_command(port, "SET kept 1").expect("SET"), "+OK");
+    assert_eq!(redis_command(port, "GET kept").expect("GET"), "$1");
+
+    redis.stop();
+    redis.stop();
+    assert!(!redis.is_running());
+    assert!(
+        redis_command(port, "PING").is_err(),
+        "port {port} still answers after stop"
+    );
+
+    redis.start_again();
+    assert_eq!(redis.port(), port);
+    assert_eq!(redis_command(port, "PING").expect("PING"), "+PONG");
+    // `$-1`: the key is gone, since nothing was saved.
+    assert_eq!(redis_command(port, "GET kept").expect("GET"), "$-1");
+    assert!(redis.log().contains("Ready to accept connections"));
+    redis.start_again();
+    assert_eq!(redis.port(), port);
+}
+
+#[test]
+fn two_redis_servers_run_side_by_side_and_drop_stops_them() {
+    let first = TestRedis::start();
+    let second = TestRedis::start();
+    assert_ne!(first.port(), second.port());
+    let port = first.port();
+    drop(first);
+    assert!(redis_command(port, "PING").is_err());
+    assert_eq!(redis_command(second.port(), "PING").expect("PING"), "+PONG");
 }
 
 #[test]

@@ -4,13 +4,16 @@
 
 use crate::auth_worker::AuthWorker;
 use crate::clock;
+use crate::config::RateLimitMode;
 use crate::credential::{self, Credential, Source};
 use crate::decision::{self, Denial, Outcome, Verdict};
 use crate::key_hash::KeyHash;
 use crate::key_store::Cached;
 use crate::keysync_api::{self, ApiError};
+use crate::local_rate_limit::{self, LimitError, Quota, Subject};
 use crate::record::KeyRecord;
 use crate::response;
+use crate::shared_data::HostSharedData;
 use crate::stats::Counter;
 use keysync_proto::v1 as proto;
 use log::{info, warn};
@@ -21,11 +24,17 @@ use std::rc::Rc;
 
 const ORG_ID_HEADER: &str = "x-org-id";
 const KEY_ID_HEADER: &str = "x-api-key-id";
+/// Global mode: descriptor entries for Envoy's rate-limit filter (`keysync_subject`,
+/// `keysync_limit`), removed by the route before the request goes upstream.
+const RL_SUBJECT_HEADER: &str = "x-keysync-rl-subject";
+const RL_LIMIT_HEADER: &str = "x-keysync-rl-limit";
 
 pub struct AuthRequest {
     worker: Rc<AuthWorker>,
     /// Set while this request waits for keysync.
     lookup: Option<PendingLookup>,
+    /// Local mode: the quota to report on the response.
+    quota: Option<Quota>,
 }
 
 struct PendingLookup {
@@ -38,6 +47,7 @@ impl AuthRequest {
         AuthRequest {
             worker,
             lookup: None,
+            quota: None,
         }
     }
 
@@ -92,7 +102,7 @@ impl AuthRequest {
     /// Carries out a verdict. `key` is the hash and source of a well-formed key.
     fn act(&mut self, verdict: Verdict, key: Option<(KeyHash, Source)>) -> Action {
         match (verdict, key) {
-            (Verdict::Allow(record), Some((_, source))) => self.forward_identity(&record, source),
+            (Verdict::Allow(record), Some((_, source))) => self.admit(&record, source),
             (Verdict::AskKeysync, Some((hash, source))) => self.ask_keysync(hash, source),
             (Verdict::Deny(denial), _) => self.refuse(denial),
             // A verdict about a key without a key cannot happen; refuse to be safe.
@@ -192,6 +202,66 @@ impl AuthRequest {
         );
     }
 
+    /// A valid key: apply its rate limit, then forward it with its identity.
+    fn admit(&mut self, record: &KeyRecord, source: Source) -> Action {
+        let limited = Subject::of(record);
+        match (self.worker.config.rate_limit, limited) {
+            (RateLimitMode::Local, Some((subject, limit))) => {
+                let now = clock::now_unix_secs();
+                match local_rate_limit::check(&HostSharedData, &subject, limit, now) {
+                    Ok(quota) if quota.allowed => self.quota = Some(quota),
+                    Ok(quota) => return self.reply_rate_limited(&quota),
+                    Err(LimitError::Contended(quota)) => {
+                        warn!(
+                            "rate-limit counter for {} stayed contended; refusing",
+                            subject.policy()
+                        );
+                        self.worker.stats.bump(Counter::RateLimitContended);
+                        return self.reply_rate_limited(&quota);
+                    }
+                    // Rate limiting is not authentication: a broken counter lets the
+                    // request through rather than fail it.
+                    Err(LimitError::Host(status)) => {
+                        warn!("rate-limit counter unavailable (status {status}); not limiting")
+                    }
+                }
+            }
+            (RateLimitMode::Global, Some((subject, limit))) => {
+                let ok = set_request_header(RL_SUBJECT_HEADER, &subject.descriptor())
+                    && set_request_header(
+                        RL_LIMIT_HEADER,
+                        &format!("{}+{}", limit.requests_per_minute, limit.burst),
+                    );
+                if !ok {
+                    return self.reply(Denial::Unavailable);
+                }
+            }
+            (RateLimitMode::Global, None) => {
+                if !self.strip_rate_limit_headers() {
+                    return self.reply(Denial::Unavailable);
+                }
+            }
+            (RateLimitMode::Local | RateLimitMode::Off, _) => {}
+        }
+        self.forward_identity(record, source)
+    }
+
+    /// Global mode: a client must not choose whose budget its request is counted on.
+    fn strip_rate_limit_headers(&self) -> bool {
+        self.worker.config.rate_limit != RateLimitMode::Global
+            || (remove_request_header(RL_SUBJECT_HEADER) && remove_request_header(RL_LIMIT_HEADER))
+    }
+
+    fn reply_rate_limited(&self, quota: &Quota) -> Action {
+        self.worker.stats.bump(Counter::RateLimited);
+        let (status, headers, body) = response::rate_limited(quota);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if let Err(e) = hostcalls::send_http_response(status, headers, Some(body)) {
+            warn!("cannot send the 429 reply: {e:?}");
+        }
+        Action::Pause
+    }
+
     fn forward_identity(&self, record: &KeyRecord, source: Source) -> Action {
         let org_id = record.org_id.hyphenated();
         let key_id = record.key_id.hyphenated();
@@ -216,7 +286,10 @@ impl AuthRequest {
         match decision::settle(denial, public, config.failure_mode) {
             Outcome::Reply(denial) => self.reply(denial),
             Outcome::Forward(_) => {
-                if !(remove_request_header(ORG_ID_HEADER) && remove_request_header(KEY_ID_HEADER)) {
+                if !(remove_request_header(ORG_ID_HEADER)
+                    && remove_request_header(KEY_ID_HEADER)
+                    && self.strip_rate_limit_headers())
+                {
                     return self.reply(Denial::Unavailable);
                 }
                 self.worker.stats.bump(if public {
@@ -270,6 +343,12 @@ fn remove_request_header(name: &str) -> bool {
     hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_ok()
 }
 
+fn add_response_header(name: &str, value: &str) {
+    if let Err(e) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
+        warn!("cannot add the {name} response header: {e:?}");
+    }
+}
+
 impl Context for AuthRequest {
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
         let Some(pending) = self.lookup.take() else {
@@ -284,6 +363,14 @@ impl Context for AuthRequest {
 impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.authenticate()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(quota) = self.quota.take() {
+            add_response_header("ratelimit-policy", &quota.policy_header());
+            add_response_header("ratelimit", &quota.limit_header());
+        }
+        Action::Continue
     }
 }
 

@@ -222,6 +222,7 @@ mod tests {
             rate_limit: Some(RateLimit {
                 requests_per_minute: 60,
                 burst: 0,
+                per_key: false,
             }),
         }
     }

@@ -22,6 +22,17 @@ pub enum FailureMode {
     Open,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitMode {
+    /// Counted in shared data: exact across this Envoy's workers.
+    Local,
+    /// Left to Envoy's rate-limit filter and a rate-limit service (keysync on Redis):
+    /// the filter only sets the descriptor headers.
+    Global,
+    Off,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuthConfig {
     pub keysync_cluster: String,
@@ -35,6 +46,7 @@ pub struct AuthConfig {
     /// longer be trusted to be current: requests are treated as "cannot tell" (503, or
     /// forwarded without identity under `failure_mode: open`). Off when `None`.
     pub max_staleness: Option<Duration>,
+    pub rate_limit: RateLimitMode,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +130,7 @@ struct RawConfig {
     invalid_key_status: Option<u32>,
     miss_lookup: Option<RawMissLookup>,
     max_staleness: Option<String>,
+    rate_limit: Option<RateLimitMode>,
     refresh_interval: Option<String>,
     request_timeout: Option<String>,
     page_size: Option<u32>,
@@ -218,6 +231,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
             Some(text) => Some(duration("max_staleness", Some(text), "")?),
             None => None,
         },
+        rate_limit: raw.rate_limit.unwrap_or(RateLimitMode::Local),
     })
 }
 
@@ -231,6 +245,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
             ("invalid_key_status", raw.invalid_key_status.is_some()),
             ("miss_lookup", raw.miss_lookup.is_some()),
             ("max_staleness", raw.max_staleness.is_some()),
+            ("rate_limit", raw.rate_limit.is_some()),
         ],
     )?;
     let config = SyncConfig {
@@ -298,6 +313,7 @@ mod tests {
         assert!(config.miss_lookup.enabled);
         assert_eq!(config.miss_lookup.negative_ttl, Duration::from_secs(30));
         assert_eq!(config.max_staleness, None, "off by default");
+        assert_eq!(config.rate_limit, RateLimitMode::Local);
         assert_eq!(auth("{}"), config);
     }
 
@@ -320,6 +336,14 @@ mod tests {
         assert_eq!(config.miss_lookup.max_in_flight, 8);
         assert_eq!(config.miss_lookup.negative_cache_entries, 100);
         assert_eq!(config.max_staleness, Some(Duration::from_secs(120)));
+        assert_eq!(
+            auth(r#"{"rate_limit":"global"}"#).rate_limit,
+            RateLimitMode::Global
+        );
+        assert_eq!(
+            auth(r#"{"rate_limit":"off"}"#).rate_limit,
+            RateLimitMode::Off
+        );
     }
 
     #[test]
@@ -356,6 +380,7 @@ mod tests {
         assert!(error(r#"{"max_staleness":"0s"}"#).contains("greater than zero"));
         assert!(error(r#"{"role":"sync","max_staleness":"1m"}"#).contains("only applies"));
         assert!(error(r#"{"watch_idle_timeout":"1m"}"#).contains("only applies"));
+        assert!(error(r#"{"rate_limit":"cluster"}"#).contains("unknown variant"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod credential;
 pub mod decision;
 pub mod key_hash;
 pub mod key_store;
+pub mod local_rate_limit;
 pub mod negative_cache;
 pub mod record;
 pub mod refresh;

@@ -6,13 +6,25 @@ use keysync_proto::v1 as proto;
 const SUFFIX_LEN: usize = HASH_LEN - BUCKET_PREFIX_LEN;
 const ID_LEN: usize = 16;
 
-/// Bytes of one record inside a bucket: hash suffix, key id, org id, expiry, rate limit.
-pub const RECORD_LEN: usize = SUFFIX_LEN + ID_LEN + ID_LEN + 8 + 4 + 4;
+/// Bytes of one record inside a bucket: hash suffix, key id, org id, expiry, rate limit
+/// (requests per minute, burst, flags).
+pub const RECORD_LEN: usize = SUFFIX_LEN + ID_LEN + ID_LEN + 8 + 4 + 4 + 1;
 
+const FLAG_PER_KEY: u8 = 1;
+
+/// Requests allowed per one-minute window: `requests_per_minute + burst`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct RateLimit {
     pub requests_per_minute: u32,
     pub burst: u32,
+    /// The key's own limit (counted per key) rather than its org's (shared by the org).
+    pub per_key: bool,
+}
+
+impl RateLimit {
+    pub fn budget(&self) -> u32 {
+        self.requests_per_minute.saturating_add(self.burst)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -56,6 +68,7 @@ impl KeyRecord {
                 .map(|limit| RateLimit {
                     requests_per_minute: limit.requests_per_minute,
                     burst: limit.burst,
+                    per_key: limit.per_key,
                 }),
         })
     }
@@ -73,9 +86,11 @@ impl KeyRecord {
         let limit = self.rate_limit.unwrap_or(RateLimit {
             requests_per_minute: 0,
             burst: 0,
+            per_key: false,
         });
         out.extend_from_slice(&limit.requests_per_minute.to_le_bytes());
         out.extend_from_slice(&limit.burst.to_le_bytes());
+        out.push(if limit.per_key { FLAG_PER_KEY } else { 0 });
     }
 
     /// Reads one record of bucket `bucket`; `None` unless `bytes` is exactly one record.
@@ -87,8 +102,10 @@ impl KeyRecord {
         let (key_id, rest) = rest.split_at(ID_LEN);
         let (org_id, rest) = rest.split_at(ID_LEN);
         let (expires_at, rest) = rest.split_at(8);
-        let (rpm, burst) = rest.split_at(4);
+        let (rpm, rest) = rest.split_at(4);
+        let (burst, flags) = rest.split_at(4);
         let requests_per_minute = u32::from_le_bytes(rpm.try_into().ok()?);
+        let flags = flags.first().copied().unwrap_or(0);
         Some(KeyRecord {
             hash: KeyHash::from_parts(bucket, suffix)?,
             key_id: Uuid::from_slice(key_id)?,
@@ -97,6 +114,7 @@ impl KeyRecord {
             rate_limit: (requests_per_minute > 0).then_some(RateLimit {
                 requests_per_minute,
                 burst: u32::from_le_bytes(burst.try_into().ok()?),
+                per_key: flags & FLAG_PER_KEY != 0,
             }),
         })
     }
@@ -108,7 +126,7 @@ impl KeyRecord {
 }
 
 /// A UUID kept as 16 bytes; formatted only when a header needs it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Uuid(pub [u8; ID_LEN]);
 
 impl Uuid {
@@ -147,6 +165,7 @@ mod tests {
             rate_limit: Some(RateLimit {
                 requests_per_minute: 100,
                 burst: 10,
+                per_key: true,
             }),
         }
     }
@@ -161,6 +180,25 @@ mod tests {
             KeyRecord::decode(record.hash.bucket(), &bytes),
             Some(record)
         );
+    }
+
+    #[test]
+    fn org_limits_round_trip_as_not_per_key() {
+        let record = KeyRecord {
+            rate_limit: Some(RateLimit {
+                requests_per_minute: 60,
+                burst: 0,
+                per_key: false,
+            }),
+            ..sample("sk_live_org")
+        };
+        let mut bytes = Vec::new();
+        record.encode_into(&mut bytes);
+        assert_eq!(
+            KeyRecord::decode(record.hash.bucket(), &bytes),
+            Some(record)
+        );
+        assert_eq!(record.rate_limit.map(|l| l.budget()), Some(60));
     }
 
     #[test]
@@ -192,6 +230,7 @@ mod tests {
             rate_limit: Some(proto::RateLimit {
                 requests_per_minute: 0,
                 burst: 5,
+                per_key: false,
             }),
         };
         let record = KeyRecord::from_proto(&good).unwrap();

@@ -1,6 +1,7 @@
 //! The local replies the gateway sends instead of forwarding: status, headers, JSON body.
 
 use crate::decision::Denial;
+use crate::local_rate_limit::Quota;
 
 pub struct LocalReply {
     pub status: u32,
@@ -41,6 +42,23 @@ pub fn reply(denial: Denial, invalid_key_status: u32) -> LocalReply {
     }
 }
 
+const RATE_LIMITED_BODY: &[u8] =
+    br#"{"error":"rate_limited","message":"Too many requests for this API key's rate limit; see Retry-After."}"#;
+
+/// 429 for a request over its window's budget, with the rate-limit headers.
+pub fn rate_limited(quota: &Quota) -> (u32, Vec<(&'static str, String)>, &'static [u8]) {
+    (
+        429,
+        vec![
+            (JSON.0, JSON.1.to_string()),
+            ("retry-after", quota.reset_secs.to_string()),
+            ("ratelimit-policy", quota.policy_header()),
+            ("ratelimit", quota.limit_header()),
+        ],
+        RATE_LIMITED_BODY,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +90,23 @@ mod tests {
         for r in [missing, invalid, invalid_401, unavailable] {
             assert!(r.headers.contains(&JSON));
         }
+    }
+
+    #[test]
+    fn rate_limited_reply_says_when_to_retry() {
+        let quota = Quota {
+            allowed: false,
+            policy: "org",
+            budget: 100,
+            remaining: 0,
+            reset_secs: 17,
+        };
+        let (status, headers, body) = rate_limited(&quota);
+        assert_eq!(status, 429);
+        assert!(headers.contains(&("retry-after", "17".to_string())));
+        assert!(headers.contains(&("ratelimit", "\"org\";r=0;t=17".to_string())));
+        assert!(headers.contains(&("ratelimit-policy", "\"org\";q=100;w=60".to_string())));
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(json["error"], "rate_limited");
     }
 }

@@ -21,9 +21,12 @@ pub enum Counter {
     MissLookups,
     MissLookupErrors,
     NegativeCacheHits,
+    RateLimited,
+    /// Requests refused because a rate-limit counter stayed contended (exactness first).
+    RateLimitContended,
 }
 
-const COUNTERS: [(Counter, &str); 10] = [
+const COUNTERS: [(Counter, &str); 12] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),
@@ -34,6 +37,8 @@ const COUNTERS: [(Counter, &str); 10] = [
     (Counter::MissLookups, "keysync.miss_lookups"),
     (Counter::MissLookupErrors, "keysync.miss_lookup_errors"),
     (Counter::NegativeCacheHits, "keysync.negative_cache_hits"),
+    (Counter::RateLimited, "keysync.rate_limited"),
+    (Counter::RateLimitContended, "keysync.rate_limit_contended"),
 ];
 
 /// Stats of the sync service, written as they happen (a few a minute).

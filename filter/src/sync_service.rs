@@ -12,6 +12,8 @@ use crate::clock;
 use crate::config::SyncConfig;
 use crate::key_store::{Change, KeyStore};
 use crate::keysync_api;
+use crate::local_rate_limit::{self, Subject};
+use crate::record::KeyRecord;
 use crate::refresh::{Progress, Refresh, Summary};
 use crate::schedule::{millis, Backoff, Schedule};
 use crate::shared_data::HostSharedData;
@@ -22,6 +24,7 @@ use keysync_proto::v1 as proto;
 use log::{info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// How often the service looks at its schedule.
@@ -42,6 +45,8 @@ pub struct SyncService {
     complete: Option<u64>,
     stream: Stream,
     stream_backoff: Backoff,
+    /// Rate-limit subjects whose counters exist (see `local_rate_limit`).
+    counters: HashSet<Subject>,
     metrics: Metrics,
 }
 
@@ -91,6 +96,7 @@ impl SyncService {
             complete: None,
             stream: Stream::Down { retry_at_ms: 0 },
             stream_backoff,
+            counters: HashSet::new(),
             metrics: Metrics {
                 refresh_ok: stats::define(MetricType::Counter, stats::REFRESH_OK),
                 refresh_failed: stats::define(MetricType::Counter, stats::REFRESH_FAILED),
@@ -194,6 +200,12 @@ impl SyncService {
             Ok(page) => page,
             Err(e) => return self.refresh_failed(now, &e.to_string()),
         };
+        let records: Vec<KeyRecord> = page
+            .keys
+            .iter()
+            .filter_map(|k| KeyRecord::from_proto(k).ok())
+            .collect();
+        self.ensure_counters(&records);
         match running.refresh.apply(&self.store, page, now / 1000) {
             Ok(Progress::More(request)) => {
                 let stream_up = running.stream_up_throughout;
@@ -343,7 +355,30 @@ impl SyncService {
         }
     }
 
+    /// Counters exist before workers can see the keys that count on them.
+    fn ensure_counters(&mut self, records: &[KeyRecord]) {
+        for (subject, _) in records.iter().filter_map(Subject::of) {
+            if self.counters.contains(&subject) {
+                continue;
+            }
+            match local_rate_limit::ensure_counter(&HostSharedData, &subject) {
+                Ok(()) => {
+                    self.counters.insert(subject);
+                }
+                Err(e) => warn!("cannot create a rate-limit counter: {e:?}"),
+            }
+        }
+    }
+
     fn apply(&mut self, revision: u64, changes: &[Change], now: u64) {
+        let upserts: Vec<KeyRecord> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Upsert(record) => Some(*record),
+                Change::Remove(_) => None,
+            })
+            .collect();
+        self.ensure_counters(&upserts);
         // Announce the revision before touching buckets (see `KeyStore::cache_lookup`).
         let mut meta = self.store.meta();
         meta.revision = meta.revision.max(revision);

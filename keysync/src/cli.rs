@@ -46,17 +46,23 @@ pub enum Command {
 
 const SERVE_ENVIRONMENT: &str = "\
 Environment:
-  KEYSYNC_GRPC_ADDR             gRPC listen address (default 127.0.0.1:50051)
-  KEYSYNC_HTTP_ADDR             admin HTTP listen address (default 127.0.0.1:9090)
-  KEYSYNC_POLL_INTERVAL         fallback catch-up period; PostgreSQL notifications
-                                trigger catch-ups at once (default 10s)
-  KEYSYNC_FULL_RELOAD_INTERVAL  full reload period, the safety net (default 15m)
-  KEYSYNC_MAX_PAGE_SIZE         largest ListKeys page (default 10000)
-  KEYSYNC_CHANGELOG_RECORDS     changes kept for WatchKeys clients to catch up on
-                                (default 200000)
-  KEYSYNC_WATCH_CHUNK           most changes in one WatchKeys message (default 5000)
-  KEYSYNC_WATCH_HEARTBEAT       quiet time before a WatchKeys heartbeat (default 5s)
-  RUST_LOG                      log filter (default info)";
+  KEYSYNC_GRPC_ADDR               gRPC listen address (default 127.0.0.1:50051): the
+                                  KeySync API and Envoy's RateLimitService
+  KEYSYNC_HTTP_ADDR               admin HTTP listen address (default 127.0.0.1:9090)
+  KEYSYNC_POLL_INTERVAL           fallback catch-up period; PostgreSQL notifications
+                                  trigger catch-ups at once (default 10s)
+  KEYSYNC_FULL_RELOAD_INTERVAL    full reload period, the safety net (default 15m)
+  KEYSYNC_MAX_PAGE_SIZE           largest ListKeys page (default 10000)
+  KEYSYNC_CHANGELOG_RECORDS       changes kept for WatchKeys clients to catch up on
+                                  (default 200000)
+  KEYSYNC_WATCH_CHUNK             most changes in one WatchKeys message (default 5000)
+  KEYSYNC_WATCH_HEARTBEAT         quiet time before a WatchKeys heartbeat (default 5s)
+  REDIS_URL                       where the rate-limit counters live, such as
+                                  redis://127.0.0.1:6379/0; unset: RateLimitService
+                                  answers every call OK
+  KEYSYNC_RATELIMIT_FAILURE_MODE  while Redis cannot be reached: open (default) allows
+                                  requests, closed refuses them (OVER_LIMIT)
+  RUST_LOG                        log filter (default info)";
 
 #[derive(Debug, Subcommand)]
 pub enum OrgsCommand {
@@ -71,11 +77,47 @@ pub enum OrgsCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// List organizations, oldest first
+    /// List organizations, oldest first, with their rate limits
     List {
         #[command(flatten)]
         output: Output,
     },
+    /// Set or clear an organization's rate limit, shared by all its keys
+    ///
+    /// The budget is --rpm + --burst requests in each clock-aligned one-minute window,
+    /// counted across all the organization's keys (keys with a limit of their own are
+    /// counted apart). Gateways get the change within moments, without a restart.
+    #[command(after_help = ORG_LIMIT_EXAMPLES)]
+    SetLimit {
+        /// The organization's id
+        #[arg(value_name = "ORG_ID")]
+        org_id: String,
+        #[command(flatten)]
+        limit: LimitArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+const ORG_LIMIT_EXAMPLES: &str = "\
+Examples:
+  keysync orgs set-limit ORG_ID --rpm 100 --burst 20   120 requests a minute
+  keysync orgs set-limit ORG_ID --clear                no limit";
+
+/// The limit arguments of the `set-limit` commands. Taken as text and checked by the
+/// command, so misuse is one error line rather than clap's usage message.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Requests per minute, 1 to 2147483647
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub rpm: Option<String>,
+    /// Extra requests allowed on top of --rpm in each minute, 0 to 2147483647
+    /// (default 0)
+    #[arg(long, value_name = "B", allow_hyphen_values = true)]
+    pub burst: Option<String>,
+    /// Remove the limit instead
+    #[arg(long)]
+    pub clear: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,7 +139,7 @@ pub enum KeysCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// List an organization's keys (prefixes only, never the keys)
+    /// List an organization's keys (prefixes only, never the keys) and their limits
     List {
         /// The organization whose keys to list
         #[arg(long, value_name = "UUID")]
@@ -136,7 +178,28 @@ pub enum KeysCommand {
         #[arg(value_name = "KEY_ID")]
         key_id: String,
     },
+    /// Give a key a rate limit of its own, or clear it
+    ///
+    /// A key's own limit replaces its organization's for that key and is counted for
+    /// that key alone: --rpm + --burst requests in each clock-aligned one-minute window.
+    /// Cleared, the key shares its organization's limit again. Gateways get the change
+    /// within moments, without a restart.
+    #[command(after_help = KEY_LIMIT_EXAMPLES)]
+    SetLimit {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        #[command(flatten)]
+        limit: LimitArgs,
+        #[command(flatten)]
+        output: Output,
+    },
 }
+
+const KEY_LIMIT_EXAMPLES: &str = "\
+Examples:
+  keysync keys set-limit KEY_ID --rpm 10               10 requests a minute, this key only
+  keysync keys set-limit KEY_ID --clear                back to the organization's limit";
 
 const ROTATE_EXAMPLES: &str = "\
 Examples:
@@ -203,6 +266,51 @@ mod tests {
             cli.command,
             Command::Keys(KeysCommand::Rotate { grace, .. }) if grace == "-1h"
         ));
+    }
+
+    #[test]
+    fn set_limit_takes_text_values_and_clear() {
+        let cli = Cli::try_parse_from([
+            "keysync",
+            "orgs",
+            "set-limit",
+            "o",
+            "--rpm",
+            "-5",
+            "--burst",
+            "2",
+            "--json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Orgs(OrgsCommand::SetLimit {
+                org_id,
+                limit,
+                output,
+            }) => {
+                assert_eq!(org_id, "o");
+                assert_eq!(limit.rpm.as_deref(), Some("-5"));
+                assert_eq!(limit.burst.as_deref(), Some("2"));
+                assert!(!limit.clear);
+                assert!(output.json);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["keysync", "keys", "set-limit", "k", "--clear"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::SetLimit { limit, .. })
+                if limit.clear && limit.rpm.is_none() && limit.burst.is_none()
+        ));
+    }
+
+    #[test]
+    fn serve_help_names_the_rate_limit_variables() {
+        let mut command = Cli::command();
+        let serve = command.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        assert!(help.contains("REDIS_URL"), "{help}");
+        assert!(help.contains("KEYSYNC_RATELIMIT_FAILURE_MODE"), "{help}");
     }
 
     #[test]

@@ -17,12 +17,15 @@ use uuid::Uuid;
 
 use crate::api_key::{GeneratedKey, KeyEnvironment};
 use crate::change_listener::PgConnector;
+use crate::cli::LimitArgs;
 use crate::cli::{Cli, Command, KeysCommand, OrgsCommand, Output};
 use crate::config::{ConfigError, ProcessEnvironment, ServeConfig};
 use crate::database::{self, DatabaseError};
-use crate::keys::{self, ApiKeyInfo, KeyError, NewKey, OldKeyFate, Revocation, Rotation};
+use crate::keys::{self, KeyError, ListedKey, NewKey, OldKeyFate, Revocation, Rotation};
+use crate::limits::{self, KeyLimit, LimitChange, LimitError, OrgLimit};
 use crate::loader::PgLoader;
 use crate::orgs::{self, OrgError, Organization};
+use crate::rate_limit::{RateLimit, MAX_LIMIT_VALUE};
 use crate::server::{self, ServerError};
 use crate::{shutdown, table};
 
@@ -52,6 +55,16 @@ pub enum CommandError {
     Org(#[from] OrgError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("invalid {flag} '{value}': expected a whole number from {min} to {MAX_LIMIT_VALUE}")]
+    InvalidLimitValue {
+        flag: &'static str,
+        value: String,
+        min: u32,
+    },
+    #[error("{0}")]
+    LimitUsage(&'static str),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen for {what} on {addr}: {cause}")]
@@ -89,6 +102,17 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
             let pool = connect(url).await?;
             let orgs = orgs::list(&pool).await?;
             print_orgs(out, &orgs, output)?;
+        }
+        Command::Orgs(OrgsCommand::SetLimit {
+            org_id,
+            limit,
+            output,
+        }) => {
+            let org_id = parse_id("org id", &org_id)?;
+            let change = parse_limit_change(&limit)?;
+            let pool = connect(url).await?;
+            let limit = limits::set_org_limit(&pool, org_id, change).await?;
+            print_org_limit(out, &limit, output)?;
         }
         Command::Keys(KeysCommand::Create {
             org_id,
@@ -138,6 +162,17 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
                 Revocation::AlreadyRevoked => writeln!(out, "key {key_id} was already revoked")?,
             }
         }
+        Command::Keys(KeysCommand::SetLimit {
+            key_id,
+            limit,
+            output,
+        }) => {
+            let key_id = parse_id("key id", &key_id)?;
+            let change = parse_limit_change(&limit)?;
+            let pool = connect(url).await?;
+            let limit = limits::set_key_limit(&pool, key_id, change).await?;
+            print_key_limit(out, &limit, output)?;
+        }
         Command::Serve => serve(url).await?,
     }
     Ok(())
@@ -181,6 +216,43 @@ fn parse_id(what: &'static str, value: &str) -> Result<Uuid, CommandError> {
         what,
         value: value.to_owned(),
     })
+}
+
+/// `--rpm N [--burst B]` or `--clear`, checked before anything is written.
+fn parse_limit_change(args: &LimitArgs) -> Result<LimitChange, CommandError> {
+    match (args.clear, args.rpm.as_deref(), args.burst.as_deref()) {
+        (true, None, None) => Ok(LimitChange::Clear),
+        (true, _, _) => Err(CommandError::LimitUsage(
+            "--clear cannot be combined with --rpm or --burst",
+        )),
+        (false, None, None) => Err(CommandError::LimitUsage(
+            "give --rpm N (and optionally --burst B), or --clear",
+        )),
+        (false, None, Some(_)) => Err(CommandError::LimitUsage("--burst needs --rpm")),
+        (false, Some(rpm), burst) => Ok(LimitChange::Set {
+            requests_per_minute: parse_limit_value("--rpm", rpm, 1)?,
+            burst: burst
+                .map(|burst| parse_limit_value("--burst", burst, 0))
+                .transpose()?
+                .unwrap_or(0),
+        }),
+    }
+}
+
+/// A whole number from `min` to [`MAX_LIMIT_VALUE`] (what the schema stores); digits
+/// only, so `+5`, `1e3` and `-1` are refused rather than read some other way.
+fn parse_limit_value(flag: &'static str, value: &str, min: u32) -> Result<u32, CommandError> {
+    let text = value.trim();
+    text.bytes()
+        .all(|byte| byte.is_ascii_digit())
+        .then(|| text.parse::<u32>().ok())
+        .flatten()
+        .filter(|number| (min..=MAX_LIMIT_VALUE).contains(number))
+        .ok_or_else(|| CommandError::InvalidLimitValue {
+            flag,
+            value: value.to_owned(),
+            min,
+        })
 }
 
 /// A trimmed name the schema accepts and a table can show on one line.
@@ -269,6 +341,28 @@ struct OrgJson {
     org_id: Uuid,
     name: String,
     created_at: String,
+    rate_limit: Option<OrgLimitJson>,
+}
+
+/// An organization's limit in JSON: always shared by its keys, so no `per_key`.
+#[derive(Serialize)]
+struct OrgLimitJson {
+    requests_per_minute: u32,
+    burst: u32,
+}
+
+impl From<RateLimit> for OrgLimitJson {
+    fn from(limit: RateLimit) -> Self {
+        OrgLimitJson {
+            requests_per_minute: limit.requests_per_minute,
+            burst: limit.burst,
+        }
+    }
+}
+
+/// A limit as the tables show it: `100/min+20`, or `-` for none.
+fn limit_text(limit: Option<RateLimit>) -> String {
+    limit.map_or_else(|| "-".to_owned(), |limit| limit.to_string())
 }
 
 fn print_created_org(out: &mut dyn Write, org: &Organization, output: Output) -> io::Result<()> {
@@ -298,6 +392,7 @@ fn print_orgs(out: &mut dyn Write, orgs: &[Organization], output: Output) -> io:
                 org_id: org.id,
                 name: org.name.clone(),
                 created_at: rfc3339(org.created_at),
+                rate_limit: org.rate_limit.map(OrgLimitJson::from),
             })
             .collect();
         print_json(out, &rows)
@@ -309,10 +404,11 @@ fn print_orgs(out: &mut dyn Write, orgs: &[Organization], output: Output) -> io:
                     org.id.to_string(),
                     org.name.clone(),
                     rfc3339(org.created_at),
+                    limit_text(org.rate_limit),
                 ]
             })
             .collect();
-        out.write_all(table::render(&["ID", "NAME", "CREATED"], &rows).as_bytes())
+        out.write_all(table::render(&["ID", "NAME", "CREATED", "LIMIT"], &rows).as_bytes())
     }
 }
 
@@ -425,6 +521,82 @@ fn print_rotation(out: &mut dyn Write, rotation: &Rotation, output: Output) -> i
     }
 }
 
+fn print_org_limit(out: &mut dyn Write, limit: &OrgLimit, output: Output) -> io::Result<()> {
+    if output.json {
+        #[derive(Serialize)]
+        struct Set {
+            org_id: Uuid,
+            rate_limit: Option<OrgLimitJson>,
+            changed: bool,
+        }
+        return print_json(
+            out,
+            &Set {
+                org_id: limit.org_id,
+                rate_limit: limit.rate_limit.map(OrgLimitJson::from),
+                changed: limit.changed,
+            },
+        );
+    }
+    let unchanged = if limit.changed { "" } else { " (unchanged)" };
+    match limit.rate_limit {
+        Some(rate_limit) => writeln!(
+            out,
+            "organization {}: rate limit {rate_limit}, {} requests a minute shared by its \
+             keys{unchanged}",
+            limit.org_id,
+            rate_limit.budget()
+        ),
+        None => writeln!(
+            out,
+            "organization {}: no rate limit{unchanged}",
+            limit.org_id
+        ),
+    }
+}
+
+fn print_key_limit(out: &mut dyn Write, limit: &KeyLimit, output: Output) -> io::Result<()> {
+    if output.json {
+        #[derive(Serialize)]
+        struct Set {
+            key_id: Uuid,
+            org_id: Uuid,
+            rate_limit: Option<RateLimit>,
+            changed: bool,
+        }
+        return print_json(
+            out,
+            &Set {
+                key_id: limit.key_id,
+                org_id: limit.org_id,
+                rate_limit: limit.rate_limit,
+                changed: limit.changed,
+            },
+        );
+    }
+    let unchanged = if limit.changed { "" } else { " (unchanged)" };
+    match limit.rate_limit {
+        Some(rate_limit) if rate_limit.per_key => writeln!(
+            out,
+            "key {}: rate limit {rate_limit} of its own, {} requests a minute for this key \
+             alone{unchanged}",
+            limit.key_id,
+            rate_limit.budget()
+        ),
+        Some(rate_limit) => writeln!(
+            out,
+            "key {}: no limit of its own; its organization's {rate_limit} applies, shared \
+             with the organization's other keys{unchanged}",
+            limit.key_id
+        ),
+        None => writeln!(
+            out,
+            "key {}: no rate limit (neither the key nor its organization has one){unchanged}",
+            limit.key_id
+        ),
+    }
+}
+
 #[derive(Serialize)]
 struct KeyJson<'a> {
     key_id: Uuid,
@@ -435,44 +607,61 @@ struct KeyJson<'a> {
     expires_at: Option<String>,
     revoked_at: Option<String>,
     status: &'static str,
+    /// The limit the key runs under: its own (`per_key`), else its organization's.
+    rate_limit: Option<RateLimit>,
 }
 
 fn print_keys(
     out: &mut dyn Write,
-    keys: &[ApiKeyInfo],
+    keys: &[ListedKey],
     now: DateTime<Utc>,
     output: Output,
 ) -> io::Result<()> {
     if output.json {
         let rows: Vec<KeyJson> = keys
             .iter()
-            .map(|key| KeyJson {
-                key_id: key.id,
-                org_id: key.org_id,
-                prefix: &key.key_prefix,
-                name: &key.name,
-                created_at: rfc3339(key.created_at),
-                expires_at: key.expires_at.map(rfc3339),
-                revoked_at: key.revoked_at.map(rfc3339),
-                status: key.status(now).as_str(),
-            })
+            .map(
+                |ListedKey {
+                     info: key,
+                     rate_limit,
+                 }| KeyJson {
+                    key_id: key.id,
+                    org_id: key.org_id,
+                    prefix: &key.key_prefix,
+                    name: &key.name,
+                    created_at: rfc3339(key.created_at),
+                    expires_at: key.expires_at.map(rfc3339),
+                    revoked_at: key.revoked_at.map(rfc3339),
+                    status: key.status(now).as_str(),
+                    rate_limit: *rate_limit,
+                },
+            )
             .collect();
         print_json(out, &rows)
     } else {
         let rows: Vec<Vec<String>> = keys
             .iter()
-            .map(|key| {
-                vec![
-                    key.id.to_string(),
-                    key.key_prefix.clone(),
-                    key.name.clone(),
-                    rfc3339(key.created_at),
-                    key.expires_at.map_or_else(|| "never".to_owned(), rfc3339),
-                    key.status(now).as_str().to_owned(),
-                ]
-            })
+            .map(
+                |ListedKey {
+                     info: key,
+                     rate_limit,
+                 }| {
+                    vec![
+                        key.id.to_string(),
+                        key.key_prefix.clone(),
+                        key.name.clone(),
+                        rfc3339(key.created_at),
+                        key.expires_at.map_or_else(|| "never".to_owned(), rfc3339),
+                        key.status(now).as_str().to_owned(),
+                        limit_text(*rate_limit),
+                        rate_limit.map_or("-", |limit| limit.scope()).to_owned(),
+                    ]
+                },
+            )
             .collect();
-        let headers = ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS"];
+        let headers = [
+            "ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS", "LIMIT", "SCOPE",
+        ];
         out.write_all(table::render(&headers, &rows).as_bytes())
     }
 }
@@ -480,6 +669,7 @@ fn print_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::ApiKeyInfo;
 
     #[test]
     fn ids_must_be_uuids() {
@@ -563,6 +753,10 @@ mod tests {
             revoked_at: None,
             active: true,
         };
+        let key = ListedKey {
+            info: key,
+            rate_limit: None,
+        };
         let mut text = Vec::new();
         print_keys(
             &mut text,
@@ -575,7 +769,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
-            ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS"]
+            ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS", "LIMIT", "SCOPE"]
         );
         assert_eq!(
             lines[1].split_whitespace().collect::<Vec<_>>(),
@@ -585,7 +779,9 @@ mod tests {
                 "ci",
                 "1970-01-01T00:00:00Z",
                 "never",
-                "active"
+                "active",
+                "-",
+                "-"
             ]
         );
 
@@ -595,5 +791,127 @@ mod tests {
         assert_eq!(value[0]["prefix"], "sk_live_AbCd");
         assert_eq!(value[0]["status"], "active");
         assert_eq!(value[0]["expires_at"], serde_json::Value::Null);
+        assert_eq!(value[0]["rate_limit"], serde_json::Value::Null);
+    }
+
+    fn limit_args(rpm: Option<&str>, burst: Option<&str>, clear: bool) -> LimitArgs {
+        LimitArgs {
+            rpm: rpm.map(str::to_owned),
+            burst: burst.map(str::to_owned),
+            clear,
+        }
+    }
+
+    #[test]
+    fn limit_changes_are_set_or_clear() {
+        assert_eq!(
+            parse_limit_change(&limit_args(Some("100"), Some("20"), false)).unwrap(),
+            LimitChange::Set {
+                requests_per_minute: 100,
+                burst: 20
+            }
+        );
+        assert_eq!(
+            parse_limit_change(&limit_args(Some(" 7 "), None, false)).unwrap(),
+            LimitChange::Set {
+                requests_per_minute: 7,
+                burst: 0
+            }
+        );
+        assert_eq!(
+            parse_limit_change(&limit_args(Some("2147483647"), Some("2147483647"), false)).unwrap(),
+            LimitChange::Set {
+                requests_per_minute: MAX_LIMIT_VALUE,
+                burst: MAX_LIMIT_VALUE
+            }
+        );
+        assert_eq!(
+            parse_limit_change(&limit_args(None, None, true)).unwrap(),
+            LimitChange::Clear
+        );
+    }
+
+    #[test]
+    fn limit_misuse_is_one_clear_error() {
+        for (args, expected) in [
+            (
+                limit_args(Some("10"), None, true),
+                "--clear cannot be combined with --rpm or --burst",
+            ),
+            (
+                limit_args(None, Some("1"), true),
+                "--clear cannot be combined with --rpm or --burst",
+            ),
+            (
+                limit_args(None, None, false),
+                "give --rpm N (and optionally --burst B), or --clear",
+            ),
+            (limit_args(None, Some("5"), false), "--burst needs --rpm"),
+            (
+                limit_args(Some("0"), None, false),
+                "invalid --rpm '0': expected a whole number from 1 to 2147483647",
+            ),
+            (
+                limit_args(Some("10"), Some("-1"), false),
+                "invalid --burst '-1': expected a whole number from 0 to 2147483647",
+            ),
+        ] {
+            let message = parse_limit_change(&args).unwrap_err().to_string();
+            assert_eq!(message, expected, "{args:?}");
+        }
+        for rpm in [
+            "2147483648",
+            "4294967296",
+            "-5",
+            "+5",
+            "1e3",
+            "ten",
+            "",
+            "1.5",
+        ] {
+            let message = parse_limit_change(&limit_args(Some(rpm), None, false))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.starts_with(&format!("invalid --rpm '{rpm}': ")),
+                "{message}"
+            );
+        }
+        assert!(parse_limit_change(&limit_args(Some("1"), Some("2147483648"), false)).is_err());
+    }
+
+    #[test]
+    fn limits_are_shown_as_rate_plus_burst_or_a_dash() {
+        let limit = RateLimit {
+            requests_per_minute: 100,
+            burst: 20,
+            per_key: false,
+        };
+        assert_eq!(limit_text(Some(limit)), "100/min+20");
+        assert_eq!(limit_text(None), "-");
+
+        let org = Organization {
+            id: Uuid::nil(),
+            name: "Acme".to_owned(),
+            created_at: DateTime::from_timestamp(0, 0).unwrap(),
+            rate_limit: Some(limit),
+        };
+        let mut text = Vec::new();
+        print_orgs(
+            &mut text,
+            std::slice::from_ref(&org),
+            Output { json: false },
+        )
+        .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let last = text.lines().nth(1).unwrap();
+        assert!(last.ends_with("  100/min+20"), "{text}");
+        let mut json = Vec::new();
+        print_orgs(&mut json, &[org], Output { json: true }).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            value[0]["rate_limit"],
+            serde_json::json!({"requests_per_minute": 100, "burst": 20})
+        );
     }
 }

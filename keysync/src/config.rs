@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::global_limit::failure_mode::FailureMode;
+use crate::global_limit::redis_url::RedisUrl;
+
 pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";
 pub const POLL_INTERVAL: &str = "KEYSYNC_POLL_INTERVAL";
@@ -13,6 +16,8 @@ pub const MAX_PAGE_SIZE: &str = "KEYSYNC_MAX_PAGE_SIZE";
 pub const CHANGELOG_RECORDS: &str = "KEYSYNC_CHANGELOG_RECORDS";
 pub const WATCH_CHUNK: &str = "KEYSYNC_WATCH_CHUNK";
 pub const WATCH_HEARTBEAT: &str = "KEYSYNC_WATCH_HEARTBEAT";
+pub const REDIS_URL: &str = "REDIS_URL";
+pub const RATELIMIT_FAILURE_MODE: &str = "KEYSYNC_RATELIMIT_FAILURE_MODE";
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -66,6 +71,11 @@ pub struct ServeConfig {
     pub watch_chunk: usize,
     /// Silence after which a WatchKeys stream gets a heartbeat.
     pub watch_heartbeat: Duration,
+    /// Where the global rate-limit counters live; `None` (unset or empty) turns global
+    /// rate limiting off: `ShouldRateLimit` then answers `OK`.
+    pub redis_url: Option<RedisUrl>,
+    /// What `ShouldRateLimit` answers when Redis cannot be reached.
+    pub ratelimit_failure_mode: FailureMode,
 }
 
 impl Default for ServeConfig {
@@ -79,6 +89,8 @@ impl Default for ServeConfig {
             changelog_records: 200_000,
             watch_chunk: 5_000,
             watch_heartbeat: Duration::from_secs(5),
+            redis_url: None,
+            ratelimit_failure_mode: FailureMode::Open,
         }
     }
 }
@@ -111,8 +123,29 @@ impl ServeConfig {
                 defaults.watch_heartbeat,
                 parse_interval,
             )?,
+            redis_url: read_redis_url(env)?,
+            ratelimit_failure_mode: read(
+                env,
+                RATELIMIT_FAILURE_MODE,
+                defaults.ratelimit_failure_mode,
+                |value| value.parse(),
+            )?,
         })
     }
+}
+
+/// `REDIS_URL`; an error shows the URL without its password.
+fn read_redis_url(env: &impl Environment) -> Result<Option<RedisUrl>, ConfigError> {
+    let Some(value) = env.get(REDIS_URL).filter(|value| !value.trim().is_empty()) else {
+        return Ok(None);
+    };
+    RedisUrl::parse(&value)
+        .map(Some)
+        .map_err(|reason| ConfigError {
+            name: REDIS_URL,
+            value: crate::global_limit::redis_url::redacted(&value),
+            reason,
+        })
 }
 
 fn read<T>(
@@ -184,6 +217,8 @@ mod tests {
         assert_eq!(config.changelog_records, 200_000);
         assert_eq!(config.watch_chunk, 5_000);
         assert_eq!(config.watch_heartbeat, Duration::from_secs(5));
+        assert_eq!(config.redis_url, None);
+        assert_eq!(config.ratelimit_failure_mode, FailureMode::Open);
     }
 
     #[test]
@@ -197,6 +232,8 @@ mod tests {
             (CHANGELOG_RECORDS, "1000"),
             (WATCH_CHUNK, "7"),
             (WATCH_HEARTBEAT, "500ms"),
+            (REDIS_URL, "redis://127.0.0.1:6390/1"),
+            (RATELIMIT_FAILURE_MODE, "closed"),
         ]))
         .unwrap();
         assert_eq!(config.grpc_addr.port(), 0);
@@ -207,6 +244,46 @@ mod tests {
         assert_eq!(config.changelog_records, 1000);
         assert_eq!(config.watch_chunk, 7);
         assert_eq!(config.watch_heartbeat, Duration::from_millis(500));
+        assert_eq!(
+            config.redis_url.unwrap().expose(),
+            "redis://127.0.0.1:6390/1"
+        );
+        assert_eq!(config.ratelimit_failure_mode, FailureMode::Closed);
+    }
+
+    #[test]
+    fn empty_redis_url_is_unset() {
+        let config = ServeConfig::from_env(&env(&[(REDIS_URL, " ")])).unwrap();
+        assert_eq!(config.redis_url, None);
+    }
+
+    #[test]
+    fn bad_redis_url_is_refused_without_its_password() {
+        let error =
+            ServeConfig::from_env(&env(&[(REDIS_URL, "http://:s3cret@h:6379")])).unwrap_err();
+        assert_eq!(error.name, REDIS_URL);
+        let message = error.to_string();
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(
+            message.starts_with("invalid REDIS_URL='http://:***@h:6379/': "),
+            "{message}"
+        );
+        // A good URL's password does not show in the settings' Debug either.
+        let config =
+            ServeConfig::from_env(&env(&[(REDIS_URL, "redis://:s3cret@h:6379/0")])).unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_failure_mode_is_refused() {
+        for value in ["deny", "OPEN", "1"] {
+            let error =
+                ServeConfig::from_env(&env(&[(RATELIMIT_FAILURE_MODE, value)])).unwrap_err();
+            assert_eq!(error.name, RATELIMIT_FAILURE_MODE, "{value}");
+            assert!(error.reason.contains("open or closed"), "{error}");
+        }
+        let config = ServeConfig::from_env(&env(&[(RATELIMIT_FAILURE_MODE, " open ")])).unwrap();
+        assert_eq!(config.ratelimit_failure_mode, FailureMode::Open);
     }
 
     #[test]

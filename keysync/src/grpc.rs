@@ -146,6 +146,7 @@ pub fn to_record(entry: &KeyEntry) -> KeyRecord {
         rate_limit: entry.rate_limit.map(|limit| ProtoRateLimit {
             requests_per_minute: limit.requests_per_minute,
             burst: limit.burst,
+            per_key: limit.per_key,
         }),
     }
 }
@@ -409,6 +410,7 @@ mod tests {
         known.rate_limit = Some(RateLimit {
             requests_per_minute: 120,
             burst: 20,
+            per_key: true,
         });
         let fixture = fixture(vec![known], None, 10);
         let answer = lookup(&fixture.service, &known.key_hash).await.unwrap();
@@ -418,7 +420,10 @@ mod tests {
         assert_eq!(record.key_id, Uuid::from_u128(101).as_bytes().to_vec());
         assert_eq!(record.org_id.len(), 16);
         let limit = record.rate_limit.unwrap();
-        assert_eq!((limit.requests_per_minute, limit.burst), (120, 20));
+        assert_eq!(
+            (limit.requests_per_minute, limit.burst, limit.per_key),
+            (120, 20, true)
+        );
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
         assert!(fixture
             .metrics

@@ -1,11 +1,12 @@
 //! API keys in the database, as operators manage them: create (hash and prefix only),
-//! list, rotate, revoke.
+//! list (with the rate limit each runs under), rotate, revoke.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::api_key::{GeneratedKey, KeyEnvironment, KeyHash};
+use crate::rate_limit::{InvalidLimit, LimitColumns, RateLimit};
 
 /// SQLSTATE of a foreign-key violation: the organization does not exist.
 const FOREIGN_KEY_VIOLATION: &str = "23503";
@@ -22,6 +23,8 @@ pub enum KeyError {
     Expired(Uuid),
     #[error("key {id} has prefix '{prefix}', which is neither sk_live_ nor sk_test_")]
     UnknownEnvironment { id: Uuid, prefix: String },
+    #[error("unexpected row: {0}")]
+    InvalidRow(#[from] InvalidLimit),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -37,6 +40,23 @@ pub struct ApiKeyInfo {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub active: bool,
+}
+
+/// A key as `keys list` shows it: what an operator sees of it and the rate limit it
+/// runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    pub info: ApiKeyInfo,
+    /// Its own limit (`per_key`), else its organization's, else none.
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ListedKeyRow {
+    #[sqlx(flatten)]
+    info: ApiKeyInfo,
+    #[sqlx(flatten)]
+    limits: LimitColumns,
 }
 
 /// Whether a key authenticates, as shown in listings.
@@ -116,6 +136,8 @@ struct RotatedRow {
     expires_at: Option<DateTime<Utc>>,
     active: bool,
     expired: bool,
+    rate_limit_rpm: Option<i32>,
+    rate_limit_burst: Option<i32>,
 }
 
 const COLUMNS: &str = "id, org_id, name, key_prefix, created_at, expires_at, revoked_at, active";
@@ -143,7 +165,7 @@ pub async fn create(pool: &PgPool, key: &NewKey) -> Result<ApiKeyInfo, KeyError>
 
 /// The organization's keys, oldest first; an unknown organization is an error rather
 /// than an empty list, so a typo in the id does not look like "no keys".
-pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ApiKeyInfo>, KeyError> {
+pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ListedKey>, KeyError> {
     let org_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
             .bind(org_id)
@@ -152,18 +174,32 @@ pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ApiKeyInfo>
     if !org_exists {
         return Err(KeyError::OrgNotFound(org_id));
     }
-    Ok(sqlx::query_as::<_, ApiKeyInfo>(&format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY created_at, id"
-    ))
+    sqlx::query_as::<_, ListedKeyRow>(
+        "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created_at, k.expires_at, \
+                k.revoked_at, k.active, \
+                k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
+                r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+         FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
+         WHERE k.org_id = $1 ORDER BY k.created_at, k.id",
+    )
     .bind(org_id)
     .fetch_all(pool)
-    .await?)
+    .await?
+    .into_iter()
+    .map(|row| {
+        Ok(ListedKey {
+            rate_limit: row.limits.resolve()?,
+            info: row.info,
+        })
+    })
+    .collect()
 }
 
 /// Replaces key `old_id` in one transaction: locks it (it must exist, be active and
-/// unexpired), inserts a new key for the same organization, name and environment with
-/// `rotated_from` pointing at it, and revokes the old key or moves its expiry to the end
-/// of the grace period. Both writes share one revision, so keysync sees them together.
+/// unexpired), inserts a new key for the same organization, name, environment and own
+/// rate limit (if any) with `rotated_from` pointing at it, and revokes the old key or
+/// moves its expiry to the end of the grace period. Both writes share one revision, so
+/// keysync sees them together.
 pub async fn rotate(
     pool: &PgPool,
     old_id: Uuid,
@@ -174,7 +210,8 @@ pub async fn rotate(
     let mut transaction = pool.begin().await?;
     let old: RotatedRow = sqlx::query_as(
         "SELECT org_id, name, key_prefix, expires_at, active, \
-                COALESCE(expires_at <= now(), false) AS expired \
+                COALESCE(expires_at <= now(), false) AS expired, \
+                rate_limit_rpm, rate_limit_burst \
          FROM api_keys WHERE id = $1 FOR UPDATE",
     )
     .bind(old_id)
@@ -196,8 +233,9 @@ pub async fn rotate(
     let key = GeneratedKey::generate(environment);
     let new_key = sqlx::query_as::<_, ApiKeyInfo>(&format!(
         "INSERT INTO api_keys \
-             (id, org_id, name, key_hash, key_prefix, expires_at, rotated_from) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+             (id, org_id, name, key_hash, key_prefix, expires_at, rotated_from, \
+              rate_limit_rpm, rate_limit_burst) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     ))
     .bind(new_id)
     .bind(old.org_id)
@@ -206,6 +244,8 @@ pub async fn rotate(
     .bind(key.prefix())
     .bind(new_expires_at)
     .bind(old_id)
+    .bind(old.rate_limit_rpm)
+    .bind(old.rate_limit_burst)
     .fetch_one(&mut *transaction)
     .await?;
 

@@ -7,7 +7,10 @@
 //! by revision ([`catch_up`]) as soon as PostgreSQL announces them ([`change_listener`]),
 //! keeps the recent changes ([`changelog`], [`change_feed`]), and answers the filter over
 //! gRPC ([`grpc`], [`watch`]) while an admin HTTP port reports health and metrics
-//! ([`admin`], [`metrics`]).
+//! ([`admin`], [`metrics`]). Each key record carries the rate limit it runs under
+//! ([`rate_limit`]; operators set limits through [`limits`]), and the same gRPC port
+//! serves Envoy's rate-limit service, counting in Redis across every gateway
+//! ([`global_limit`]).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -21,11 +24,14 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod database;
+pub mod global_limit;
 pub mod grpc;
 pub mod keys;
+pub mod limits;
 pub mod loader;
 pub mod metrics;
 pub mod orgs;
+pub mod rate_limit;
 pub mod readiness;
 pub mod refresh;
 pub mod server;

@@ -12,7 +12,8 @@ use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use crate::api_key::KeyHash;
-use crate::store::{Changes, KeyEntry, RateLimit, Snapshot};
+use crate::rate_limit::LimitColumns;
+use crate::store::{Changes, KeyEntry, Snapshot};
 
 /// A failed load. The store keeps what it had.
 #[derive(Debug, thiserror::Error)]
@@ -43,17 +44,21 @@ const BEGIN_CONSISTENT_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ 
 
 const SELECT_REVISION: &str = "SELECT revision FROM keysync_revision";
 
-const SELECT_ACTIVE_KEYS: &str = "\
+/// A key's columns with both candidate limits: its own override and its organization's
+/// (see [`LimitColumns::resolve`]).
+const SELECT_KEYS: &str = "\
     SELECT k.key_hash, k.id, k.org_id, k.expires_at, k.active, \
-           r.requests_per_minute, r.burst \
-    FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
-    WHERE k.active";
+           k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
+           r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+    FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id";
 
-const SELECT_KEYS_WRITTEN_AFTER: &str = "\
-    SELECT k.key_hash, k.id, k.org_id, k.expires_at, k.active, \
-           r.requests_per_minute, r.burst \
-    FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
-    WHERE k.revision > $1";
+fn select_active_keys() -> String {
+    format!("{SELECT_KEYS} WHERE k.active")
+}
+
+fn select_keys_written_after() -> String {
+    format!("{SELECT_KEYS} WHERE k.revision > $1")
+}
 
 const SELECT_TOMBSTONES_AFTER: &str = "SELECT key_hash FROM api_key_tombstones WHERE revision > $1";
 
@@ -76,24 +81,17 @@ struct KeyRow {
     org_id: Uuid,
     expires_at: Option<DateTime<Utc>>,
     active: bool,
-    requests_per_minute: Option<i32>,
-    burst: Option<i32>,
+    #[sqlx(flatten)]
+    limits: LimitColumns,
 }
 
 impl KeyRow {
     fn into_entry(self) -> Result<KeyEntry, LoadError> {
         let key_hash = to_key_hash(&self.key_hash)?;
-        let rate_limit = match (self.requests_per_minute, self.burst) {
-            (Some(rpm), Some(burst)) => Some(RateLimit {
-                requests_per_minute: u32::try_from(rpm).map_err(|_| {
-                    LoadError::InvalidRow(format!("requests_per_minute {rpm} for key {}", self.id))
-                })?,
-                burst: u32::try_from(burst).map_err(|_| {
-                    LoadError::InvalidRow(format!("burst {burst} for key {}", self.id))
-                })?,
-            }),
-            _ => None,
-        };
+        let rate_limit = self
+            .limits
+            .resolve()
+            .map_err(|error| LoadError::InvalidRow(format!("{error} for key {}", self.id)))?;
         Ok(KeyEntry {
             key_hash,
             key_id: self.id,
@@ -121,9 +119,10 @@ impl Loader for PgLoader {
             .fetch_one(&mut *transaction)
             .await?;
         let mut keys = Vec::new();
+        let query = select_active_keys();
         {
             // Streamed: a million rows need not sit in memory twice.
-            let mut rows = sqlx::query_as::<_, KeyRow>(SELECT_ACTIVE_KEYS).fetch(&mut *transaction);
+            let mut rows = sqlx::query_as::<_, KeyRow>(&query).fetch(&mut *transaction);
             while let Some(row) = rows.next().await {
                 keys.push(row?.into_entry()?);
             }
@@ -141,7 +140,7 @@ impl Loader for PgLoader {
         let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
             .fetch_one(&mut *transaction)
             .await?;
-        let rows = sqlx::query_as::<_, KeyRow>(SELECT_KEYS_WRITTEN_AFTER)
+        let rows = sqlx::query_as::<_, KeyRow>(&select_keys_written_after())
             .bind(after)
             .fetch_all(&mut *transaction)
             .await?;
@@ -172,6 +171,7 @@ impl Loader for PgLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::RateLimit;
 
     fn row() -> KeyRow {
         KeyRow {
@@ -180,8 +180,7 @@ mod tests {
             org_id: Uuid::from_u128(2),
             expires_at: None,
             active: true,
-            requests_per_minute: None,
-            burst: None,
+            limits: LimitColumns::default(),
         }
     }
 
@@ -199,8 +198,11 @@ mod tests {
     fn row_with_limit_and_expiry() {
         let entry = KeyRow {
             expires_at: DateTime::from_timestamp(1_700_000_000, 0),
-            requests_per_minute: Some(600),
-            burst: Some(0),
+            limits: LimitColumns {
+                org_rpm: Some(600),
+                org_burst: Some(0),
+                ..LimitColumns::default()
+            },
             ..row()
         }
         .into_entry()
@@ -210,7 +212,31 @@ mod tests {
             entry.rate_limit,
             Some(RateLimit {
                 requests_per_minute: 600,
-                burst: 0
+                burst: 0,
+                per_key: false,
+            })
+        );
+    }
+
+    #[test]
+    fn row_with_key_override_is_counted_per_key() {
+        let entry = KeyRow {
+            limits: LimitColumns {
+                key_rpm: Some(5),
+                key_burst: None,
+                org_rpm: Some(600),
+                org_burst: Some(10),
+            },
+            ..row()
+        }
+        .into_entry()
+        .unwrap();
+        assert_eq!(
+            entry.rate_limit,
+            Some(RateLimit {
+                requests_per_minute: 5,
+                burst: 0,
+                per_key: true,
             })
         );
     }
@@ -234,8 +260,11 @@ mod tests {
         };
         assert!(matches!(short.into_entry(), Err(LoadError::InvalidRow(_))));
         let negative = KeyRow {
-            requests_per_minute: Some(-1),
-            burst: Some(1),
+            limits: LimitColumns {
+                org_rpm: Some(-1),
+                org_burst: Some(1),
+                ..LimitColumns::default()
+            },
             ..row()
         };
         assert!(matches!(

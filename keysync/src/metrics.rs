@@ -35,6 +35,17 @@ pub enum LookupResult {
     Error,
 }
 
+/// How a `ShouldRateLimit` call ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RateLimitResult {
+    /// Counted, within every budget (or nothing to count).
+    Ok,
+    /// Counted, over a budget.
+    OverLimit,
+    /// Not counted: Redis failed (or failed moments ago); answered by the failure mode.
+    Error,
+}
+
 /// Label values in the lower-case spelling Prometheus users expect (the derive would
 /// use the variant names as written).
 macro_rules! label_values {
@@ -53,6 +64,7 @@ macro_rules! label_values {
 label_values!(LoadKind { Full => "full", Incremental => "incremental" });
 label_values!(LoadResult { Ok => "ok", Error => "error" });
 label_values!(LookupResult { Found => "found", NotFound => "not_found", Error => "error" });
+label_values!(RateLimitResult { Ok => "ok", OverLimit => "over_limit", Error => "error" });
 
 /// gRPC method names as they appear on the wire.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -84,6 +96,11 @@ struct MethodLabels {
     method: GrpcMethod,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLimitLabels {
+    result: RateLimitResult,
+}
+
 /// All metrics of one `serve`; cheap to update from any task.
 #[derive(Debug)]
 pub struct Metrics {
@@ -101,6 +118,10 @@ pub struct Metrics {
     watch_streams: Gauge,
     notifications: Counter,
     changelog_batches: Gauge,
+    ratelimit_requests: Family<RateLimitLabels, Counter>,
+    ratelimit_redis_errors: Counter,
+    ratelimit_redis_up: Gauge,
+    ratelimit_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -134,6 +155,11 @@ impl Metrics {
             watch_streams: Gauge::default(),
             notifications: Counter::default(),
             changelog_batches: Gauge::default(),
+            ratelimit_requests: Family::default(),
+            ratelimit_redis_errors: Counter::default(),
+            ratelimit_redis_up: Gauge::default(),
+            // A Redis round trip on loopback is ~100 us; calls are cut at 250 ms.
+            ratelimit_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         };
         metrics.register();
         metrics.create_series();
@@ -207,6 +233,26 @@ impl Metrics {
             "Change batches held for WatchKeys replay",
             self.changelog_batches.clone(),
         );
+        registry.register(
+            "keysync_ratelimit_requests",
+            "ShouldRateLimit calls by result (error: Redis failed, answered by the failure mode)",
+            self.ratelimit_requests.clone(),
+        );
+        registry.register(
+            "keysync_ratelimit_redis_errors",
+            "Failed Redis calls and PINGs of the rate-limit service",
+            self.ratelimit_redis_errors.clone(),
+        );
+        registry.register(
+            "keysync_ratelimit_redis_up",
+            "1 when the last Redis call or PING of the rate-limit service succeeded",
+            self.ratelimit_redis_up.clone(),
+        );
+        registry.register(
+            "keysync_ratelimit_duration_seconds",
+            "Duration of ShouldRateLimit calls",
+            self.ratelimit_duration.clone(),
+        );
     }
 
     fn create_series(&self) {
@@ -233,6 +279,16 @@ impl Metrics {
             drop(
                 self.grpc_request_duration
                     .get_or_create(&MethodLabels { method }),
+            );
+        }
+        for result in [
+            RateLimitResult::Ok,
+            RateLimitResult::OverLimit,
+            RateLimitResult::Error,
+        ] {
+            drop(
+                self.ratelimit_requests
+                    .get_or_create(&RateLimitLabels { result }),
             );
         }
     }
@@ -292,6 +348,22 @@ impl Metrics {
         self.notifications.inc();
     }
 
+    /// Records one `ShouldRateLimit` call.
+    pub fn record_ratelimit(&self, result: RateLimitResult, duration: Duration) {
+        self.ratelimit_requests
+            .get_or_create(&RateLimitLabels { result })
+            .inc();
+        self.ratelimit_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn record_redis_error(&self) {
+        self.ratelimit_redis_errors.inc();
+    }
+
+    pub fn set_redis_up(&self, up: bool) {
+        self.ratelimit_redis_up.set(i64::from(up));
+    }
+
     /// Counts an open WatchKeys stream until the returned guard is dropped.
     pub fn watch_stream(self: &Arc<Self>) -> WatchStreamGuard {
         self.watch_streams.inc();
@@ -343,6 +415,12 @@ mod tests {
             "keysync_notifications_total 0",
             "keysync_changelog_batches 0",
             "keysync_grpc_requests_total{method=\"WatchKeys\"} 0",
+            "keysync_ratelimit_requests_total{result=\"ok\"} 0",
+            "keysync_ratelimit_requests_total{result=\"over_limit\"} 0",
+            "keysync_ratelimit_requests_total{result=\"error\"} 0",
+            "keysync_ratelimit_redis_errors_total 0",
+            "keysync_ratelimit_redis_up 0",
+            "keysync_ratelimit_duration_seconds_count 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
@@ -361,6 +439,9 @@ mod tests {
         metrics.record_database_revision(18);
         metrics.record_changelog(3);
         metrics.record_notification();
+        metrics.record_ratelimit(RateLimitResult::OverLimit, Duration::from_micros(300));
+        metrics.record_redis_error();
+        metrics.set_redis_up(true);
         let metrics = Arc::new(metrics);
         let open = metrics.watch_stream();
         assert!(metrics.encode().contains("keysync_watch_streams 1"));
@@ -379,6 +460,10 @@ mod tests {
             "keysync_changelog_batches 3",
             "keysync_notifications_total 1",
             "keysync_watch_streams 0",
+            "keysync_ratelimit_requests_total{result=\"over_limit\"} 1",
+            "keysync_ratelimit_redis_errors_total 1",
+            "keysync_ratelimit_redis_up 1",
+            "keysync_ratelimit_duration_seconds_count 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

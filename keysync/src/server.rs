@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use keysync_proto::v1::key_sync_server::KeySyncServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,7 @@ use crate::catch_up::CatchUp;
 use crate::change_feed::ChangeFeed;
 use crate::change_listener::{self, Connector};
 use crate::config::ServeConfig;
+use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::KeySyncService;
 use crate::loader::{LoadError, Loader};
 use crate::metrics::Metrics;
@@ -34,14 +36,19 @@ pub enum ServerError {
     Grpc(tonic::transport::Error),
     #[error("admin HTTP server failed: {0}")]
     Admin(std::io::Error),
+    #[error("cannot set up the rate-limit counters: {0}")]
+    RateLimit(CounterError),
 }
 
 /// Serves until `shutdown` is cancelled, or fails if the first full snapshot cannot be
 /// loaded. Logs `keysync listening: grpc=ADDR http=ADDR` with the bound addresses
 /// first, so callers that bind port 0 can find the ports.
 ///
-/// Both ports answer at once: `/readyz` says 503 and every gRPC method `UNAVAILABLE`
-/// until the first snapshot is in memory. After that, change notifications (through
+/// The gRPC port carries `keysync.v1.KeySync` and Envoy's
+/// `envoy.service.ratelimit.v3.RateLimitService` ([`global_limit`]). Both ports answer
+/// at once: `/readyz` says 503 and every `KeySync` method `UNAVAILABLE` until the first
+/// snapshot is in memory (the rate-limit service needs no snapshot and answers from
+/// the start). After that, change notifications (through
 /// `notifications`) and the periodic poll drive catch-ups; database errors are logged
 /// and retried while the last snapshot keeps being served.
 pub async fn run<L: Loader, C: Connector>(
@@ -61,6 +68,15 @@ pub async fn run<L: Loader, C: Connector>(
     info!("keysync listening: grpc={grpc_addr} http={http_addr}");
 
     let metrics = Arc::new(Metrics::new());
+    // Whichever part ends first (shutdown, failed start, a server error) stops the rest.
+    let stop = shutdown.child_token();
+    let (rate_limits, pings) = global_limit::start(
+        config.redis_url.as_ref(),
+        config.ratelimit_failure_mode,
+        metrics.clone(),
+        stop.clone(),
+    )
+    .map_err(ServerError::RateLimit)?;
     let readiness = Readiness::new();
     let store = SharedStore::new();
     let feed = Arc::new(ChangeFeed::new(config.changelog_records));
@@ -71,8 +87,6 @@ pub async fn run<L: Loader, C: Connector>(
         metrics.clone(),
     ));
     let catch_up = refresh::spawn_catch_up(refresher.clone());
-    // Whichever part ends first (shutdown, failed start, a server error) stops the rest.
-    let stop = shutdown.child_token();
 
     let admin_app = admin::app(AdminState {
         readiness: readiness.clone(),
@@ -106,9 +120,15 @@ pub async fn run<L: Loader, C: Connector>(
         watches,
         config.max_page_size,
     );
+    let pings = async {
+        if let Some(pings) = pings {
+            pings.await;
+        }
+    };
     let grpc_server = async {
         let served = tonic::transport::Server::builder()
             .add_service(KeySyncServer::new(service))
+            .add_service(RateLimitServiceServer::new(rate_limits))
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),
@@ -134,7 +154,8 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, grpc_served) = tokio::join!(sync, admin_server, grpc_server);
+    let (synced, admin_served, grpc_served, ()) =
+        tokio::join!(sync, admin_server, grpc_server, pings);
     synced?;
     admin_served?;
     grpc_served?;

@@ -12,12 +12,7 @@ use uuid::Uuid;
 
 use crate::api_key::KeyHash;
 
-/// An organization's request budget, as the filter enforces it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub requests_per_minute: u32,
-    pub burst: u32,
-}
+pub use crate::rate_limit::RateLimit;
 
 /// What the gateway needs to know about one active key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +22,7 @@ pub struct KeyEntry {
     pub org_id: Uuid,
     /// Unix seconds after which the key is refused; 0 when it never expires.
     pub expires_at: i64,
-    /// `None` when the organization has no limit configured.
+    /// The key's own limit, else its organization's; `None` when neither is set.
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -351,6 +346,7 @@ mod tests {
         changed.rate_limit = Some(RateLimit {
             requests_per_minute: 60,
             burst: 10,
+            per_key: false,
         });
         store.apply(&Changes {
             revision: 9,

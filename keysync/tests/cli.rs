@@ -47,7 +47,7 @@ fn migrate_twice_then_create_and_list_organizations() {
     assert_eq!(lines.len(), 3, "{table}");
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "NAME", "CREATED"]
+        ["ID", "NAME", "CREATED", "LIMIT"]
     );
     assert!(
         lines[1].starts_with(&format!("{acme}  Acme Corp  ")),
@@ -59,8 +59,11 @@ fn migrate_twice_then_create_and_list_organizations() {
     );
     // Columns line up: CREATED starts at the same offset on every line.
     let column = lines[0].find("CREATED").unwrap();
+    let limit_column = lines[0].find("LIMIT").unwrap();
     for line in &lines[1..] {
-        DateTime::parse_from_rfc3339(&line[column..]).unwrap();
+        DateTime::parse_from_rfc3339(line[column..limit_column].trim_end()).unwrap();
+        // No limit yet.
+        assert_eq!(&line[limit_column..], "-", "{table}");
     }
 
     let listed = json(&url, &["orgs", "list", "--json"]);
@@ -190,7 +193,7 @@ fn keys_list_shows_prefix_and_status_and_revoke_is_idempotent() {
         .collect();
     assert_eq!(
         rows[0],
-        ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS"]
+        ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS", "LIMIT", "SCOPE"]
     );
     let row = |id: &str| {
         rows.iter()

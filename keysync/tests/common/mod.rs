@@ -12,12 +12,13 @@ use keysync_e2e::TestPostgres;
 pub const KEYSYNC: &str = env!("CARGO_BIN_EXE_keysync");
 
 /// A `keysync` command with a clean environment: no inherited `DATABASE_URL`,
-/// `KEYSYNC_*` or `RUST_LOG` from the developer's shell.
+/// `REDIS_URL`, `KEYSYNC_*` or `RUST_LOG` from the developer's shell.
 pub fn command(database_url: Option<&str>, args: &[&str]) -> Command {
     let mut command = Command::new(KEYSYNC);
     command
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .env_remove("RUST_LOG");
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("KEYSYNC_") {

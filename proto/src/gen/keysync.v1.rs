@@ -19,12 +19,17 @@ pub struct KeyRecord {
     #[prost(message, optional, tag = "5")]
     pub rate_limit: ::core::option::Option<RateLimit>,
 }
+/// Requests allowed per one-minute window: `requests_per_minute + burst`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RateLimit {
     #[prost(uint32, tag = "1")]
     pub requests_per_minute: u32,
     #[prost(uint32, tag = "2")]
     pub burst: u32,
+    /// The key's own override: counted per key. Otherwise the org's limit, whose budget
+    /// all the org's keys share.
+    #[prost(bool, tag = "3")]
+    pub per_key: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListKeysRequest {

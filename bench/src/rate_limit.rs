@@ -1,0 +1,140 @@
+//! Rate limiting: accuracy (local mode on one Envoy with 2 workers; global mode on 3
+//! Envoys sharing one Redis) and the cost of local mode over authentication alone.
+
+use crate::load;
+use crate::wrk;
+use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::keysync::{cli, CreatedKey};
+use keysync_e2e::redis::TestRedis;
+use keysync_e2e::stack::Stack;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn accuracy_local(limit: u32, requests: usize, connections: usize) {
+    let stack = Stack::start(|options| options.concurrency = 2);
+    let key = limited_key(&stack, limit);
+    probe_then_wait_for_a_new_window(&stack.gateway, &key);
+    let counts = load::run(&[stack.gateway.addr], &key.key, requests, connections);
+    println!(
+        "local: limit {limit}/min, {requests} requests over {connections} connections, 2 workers: {counts:?}"
+    );
+    println!("allowed: {}", counts.get(&200).copied().unwrap_or(0));
+}
+
+pub fn accuracy_global(limit: u32, requests: usize, connections: usize, envoys: usize) {
+    let redis = TestRedis::start();
+    let redis_url = redis.url();
+    let stack = Stack::start_with(&[("REDIS_URL", &redis_url)], global);
+    let key = limited_key(&stack, limit);
+    let others: Vec<Gateway> = (1..envoys)
+        .map(|_| {
+            let mut options = GatewayOptions::new(
+                stack.keysync.grpc,
+                format!("api-service={}", stack.backend.url()),
+            );
+            global(&mut options);
+            Gateway::start(options)
+        })
+        .collect();
+    let gateways: Vec<&Gateway> = std::iter::once(&stack.gateway).chain(&others).collect();
+    for gateway in &gateways {
+        gateway.wait_for_status("/", &key.key, 200, TIMEOUT);
+    }
+    wait_for_a_new_window();
+    let targets: Vec<_> = gateways.iter().map(|g| g.addr).collect();
+    let counts = load::run(&targets, &key.key, requests, connections);
+    println!(
+        "global: limit {limit}/min, {requests} requests over {connections} connections spread over {envoys} Envoys, one Redis: {counts:?}"
+    );
+    println!("allowed: {}", counts.get(&200).copied().unwrap_or(0));
+}
+
+fn global(options: &mut GatewayOptions) {
+    options.auth_config = r#"{"role":"auth","rate_limit":"global"}"#.into();
+    options
+        .env
+        .push(("RATE_LIMIT_MODE".into(), "global".into()));
+}
+
+/// What local rate limiting adds to a request: one Envoy worker, direct responses, the
+/// same key, rate limiting off versus local (with a limit never reached), alternating.
+pub fn cost(rounds: usize, seconds: u64) {
+    let stack = Stack::start(|_| {});
+    let org = stack.create_org("cost");
+    set_org_limit(&stack, &org, 1_000_000_000);
+    let key = stack.create_key(&org, &[]);
+    let start = |mode: &str| {
+        let mut options = GatewayOptions::new(stack.keysync.grpc, "direct");
+        options.concurrency = 1;
+        options.auth_config = format!(r#"{{"role":"auth","rate_limit":"{mode}"}}"#);
+        let gateway = Gateway::start(options);
+        gateway.wait_for_status("/", &key.key, 200, TIMEOUT);
+        gateway
+    };
+    let off = start("off");
+    let local = start("local");
+    assert!(local
+        .get_with_key("/", &key.key)
+        .header("ratelimit")
+        .is_some());
+    assert!(off
+        .get_with_key("/", &key.key)
+        .header("ratelimit")
+        .is_none());
+    let header = vec![format!("Authorization: Bearer {}", key.key)];
+    let mut results: Vec<(f64, f64)> = Vec::new();
+    for round in 0..rounds {
+        let duration = Duration::from_secs(seconds);
+        let a = wrk::run(off.addr, 16, duration, &header);
+        let b = wrk::run(local.addr, 16, duration, &header);
+        assert_eq!(a.non_2xx + b.non_2xx, 0, "every request must pass");
+        println!(
+            "round {round}: off {:.0} req/s ({:.2} us/req, p50 {:.0} us, p99 {:.0} us) | local {:.0} req/s ({:.2} us/req, p50 {:.0} us, p99 {:.0} us)",
+            a.requests_per_sec, a.us_per_request(), a.p50_us, a.p99_us,
+            b.requests_per_sec, b.us_per_request(), b.p50_us, b.p99_us
+        );
+        results.push((a.us_per_request(), b.us_per_request()));
+    }
+    let mut added: Vec<f64> = results.iter().map(|(a, b)| b - a).collect();
+    added.sort_by(|x, y| x.total_cmp(y));
+    println!(
+        "local rate limiting adds {:.2} us a request (median of {rounds} rounds; each round {seconds}s per mode)",
+        added[added.len() / 2]
+    );
+}
+
+fn set_org_limit(stack: &Stack, org: &str, rpm: u32) {
+    let rpm = rpm.to_string();
+    let output = cli(
+        &stack.database_url,
+        &["orgs", "set-limit", org, "--rpm", &rpm],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn limited_key(stack: &Stack, limit: u32) -> CreatedKey {
+    let org = stack.create_org("accuracy");
+    set_org_limit(stack, &org, limit);
+    stack.create_key(&org, &[])
+}
+
+fn probe_then_wait_for_a_new_window(gateway: &Gateway, key: &CreatedKey) {
+    gateway.wait_for_status("/", &key.key, 200, TIMEOUT);
+    wait_for_a_new_window();
+}
+
+/// Sleeps into the first seconds of the next one-minute window, so the load starts on
+/// a full budget and ends well before the window does.
+fn wait_for_a_new_window() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let into_window = now % 60.0;
+    std::thread::sleep(Duration::from_secs_f64(60.0 - into_window + 0.5));
+}

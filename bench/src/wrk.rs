@@ -1,0 +1,104 @@
+//! Runs wrk (fixed connections and duration, latency percentiles) and reads its report.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Report {
+    pub requests_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub non_2xx: u64,
+}
+
+impl Report {
+    /// Microseconds of Envoy time per request when one worker is saturated.
+    pub fn us_per_request(&self) -> f64 {
+        1_000_000.0 / self.requests_per_sec
+    }
+}
+
+/// `wrk -t2 -c<connections> -d<duration> --latency [-H header]... http://target/`
+pub fn run(target: SocketAddr, connections: u32, duration: Duration, headers: &[String]) -> Report {
+    let mut command = Command::new(std::env::var("WRK_BIN").unwrap_or_else(|_| "wrk".into()));
+    command
+        .arg("-t2")
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", duration.as_secs()))
+        .arg("--latency");
+    for header in headers {
+        command.arg("-H").arg(header);
+    }
+    command.arg(format!("http://{target}/"));
+    let output = command
+        .output()
+        .expect("run wrk (apt-get install wrk; make bench installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    parse(&text).unwrap_or_else(|| panic!("cannot read wrk's report:\n{text}"))
+}
+
+fn parse(text: &str) -> Option<Report> {
+    let value = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let requests_per_sec = value("Requests/sec:")?.parse().ok()?;
+    let latency = |percent: &str| -> Option<f64> {
+        let raw = value(percent)?;
+        let (number, unit) = raw.split_at(raw.find(|c: char| c.is_ascii_alphabetic())?);
+        let number: f64 = number.parse().ok()?;
+        Some(match unit {
+            "us" => number,
+            "ms" => number * 1_000.0,
+            "s" => number * 1_000_000.0,
+            _ => return None,
+        })
+    };
+    let non_2xx = value("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some(Report {
+        requests_per_sec,
+        p50_us: latency("50%")?,
+        p99_us: latency("99%")?,
+        non_2xx,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "Running 10s test @ http://127.0.0.1:8080/
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   512.27us  120.00us   5.00ms   90.00%
+  Latency Distribution
+     50%  480.00us
+     75%  550.00us
+     90%  700.00us
+     99%    1.20ms
+  300000 requests in 10.00s, 30.00MB read
+  Non-2xx or 3xx responses: 12
+Requests/sec:  30000.50
+Transfer/sec:      3.00MB
+";
+
+    #[test]
+    fn reads_the_report() {
+        let report = parse(SAMPLE).expect("parses");
+        assert!((report.requests_per_sec - 30000.5).abs() < 1e-6);
+        assert!((report.p50_us - 480.0).abs() < 1e-6);
+        assert!((report.p99_us - 1200.0).abs() < 1e-6);
+        assert_eq!(report.non_2xx, 12);
+        assert!((report.us_per_request() - 33.332).abs() < 0.01);
+    }
+}

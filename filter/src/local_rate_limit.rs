@@ -1,0 +1,323 @@
+//! Local rate limiting, exact across all of Envoy's workers: one counter per subject
+//! (an org, or a key with its own limit) in shared data, updated by compare-and-swap.
+//! Windows are fixed minutes aligned to the clock; a window's budget is
+//! `requests_per_minute + burst`.
+//!
+//! Counter entries are never freed (shared data has no delete), so there is one per org
+//! and per key with its own limit, not one per window. The sync service creates a
+//! subject's counter before any worker can see its keys: a worker finding no counter
+//! would have to create it without compare-and-swap, and two workers doing that at once
+//! could lose a count.
+
+use crate::record::{KeyRecord, RateLimit, Uuid};
+use crate::shared_data::{SharedData, WriteError};
+
+pub const WINDOW_SECS: u64 = 60;
+
+/// Compare-and-swap attempts before a request is refused rather than risk a lost count.
+const MAX_CAS_ATTEMPTS: usize = 64;
+
+const FORMAT_VERSION: u8 = 1;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Subject {
+    Org(Uuid),
+    Key(Uuid),
+}
+
+impl Subject {
+    /// The subject a key's requests count against, and its limit; `None` when unlimited.
+    pub fn of(record: &KeyRecord) -> Option<(Subject, RateLimit)> {
+        let limit = record.rate_limit?;
+        let subject = if limit.per_key {
+            Subject::Key(record.key_id)
+        } else {
+            Subject::Org(record.org_id)
+        };
+        Some((subject, limit))
+    }
+
+    /// The policy name in the `RateLimit` and `RateLimit-Policy` headers.
+    pub fn policy(&self) -> &'static str {
+        match self {
+            Subject::Org(_) => "org",
+            Subject::Key(_) => "key",
+        }
+    }
+
+    pub fn entry_name(&self) -> String {
+        let (kind, id) = match self {
+            Subject::Org(id) => ('o', id),
+            Subject::Key(id) => ('k', id),
+        };
+        let mut name = format!("keysync.rl.{kind}.");
+        name.push_str(&id.hyphenated());
+        name
+    }
+
+    /// `org:<uuid>` / `key:<uuid>`: the descriptor value for global mode.
+    pub fn descriptor(&self) -> String {
+        match self {
+            Subject::Org(id) => format!("org:{}", id.hyphenated()),
+            Subject::Key(id) => format!("key:{}", id.hyphenated()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Counter {
+    window: u64,
+    count: u32,
+}
+
+impl Counter {
+    fn encode(&self) -> [u8; 13] {
+        let mut out = [0u8; 13];
+        let (version, rest) = out.split_at_mut(1);
+        version.copy_from_slice(&[FORMAT_VERSION]);
+        let (window, count) = rest.split_at_mut(8);
+        window.copy_from_slice(&self.window.to_le_bytes());
+        count.copy_from_slice(&self.count.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Counter> {
+        let [FORMAT_VERSION, rest @ ..] = bytes else {
+            return None;
+        };
+        Some(Counter {
+            window: u64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
+            count: u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?),
+        })
+    }
+}
+
+/// The outcome for one request, with what its rate-limit headers say.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Quota {
+    pub allowed: bool,
+    pub policy: &'static str,
+    pub budget: u32,
+    pub remaining: u32,
+    /// Seconds until the window ends (at least 1).
+    pub reset_secs: u64,
+}
+
+impl Quota {
+    /// `RateLimit-Policy: "org";q=100;w=60`
+    pub fn policy_header(&self) -> String {
+        format!("\"{}\";q={};w={WINDOW_SECS}", self.policy, self.budget)
+    }
+
+    /// `RateLimit: "org";r=42;t=17`
+    pub fn limit_header(&self) -> String {
+        format!(
+            "\"{}\";r={};t={}",
+            self.policy, self.remaining, self.reset_secs
+        )
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum LimitError {
+    /// The counter kept changing under compare-and-swap; refusing (with this quota)
+    /// keeps the count exact.
+    Contended(Quota),
+    Host(u32),
+}
+
+/// Counts one request against `subject`'s window at `now`.
+pub fn check<S: SharedData>(
+    data: &S,
+    subject: &Subject,
+    limit: RateLimit,
+    now_unix_secs: u64,
+) -> Result<Quota, LimitError> {
+    let window = now_unix_secs / WINDOW_SECS;
+    let budget = limit.budget();
+    let quota = |allowed, remaining| Quota {
+        allowed,
+        policy: subject.policy(),
+        budget,
+        remaining,
+        reset_secs: WINDOW_SECS - now_unix_secs % WINDOW_SECS,
+    };
+    let name = subject.entry_name();
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let entry = data.get(&name);
+        let used = entry
+            .value
+            .as_deref()
+            .and_then(Counter::decode)
+            .filter(|counter| counter.window == window)
+            .map_or(0, |counter| counter.count);
+        if used >= budget {
+            return Ok(quota(false, 0));
+        }
+        let next = Counter {
+            window,
+            count: used + 1,
+        };
+        match data.set(&name, &next.encode(), entry.cas) {
+            Ok(()) => return Ok(quota(true, budget - next.count)),
+            Err(WriteError::CasMismatch) => continue,
+            Err(WriteError::Host(status)) => return Err(LimitError::Host(status)),
+        }
+    }
+    Err(LimitError::Contended(quota(false, 0)))
+}
+
+/// Sync service: creates `subject`'s counter if it does not exist yet.
+pub fn ensure_counter<S: SharedData>(data: &S, subject: &Subject) -> Result<(), WriteError> {
+    let name = subject.entry_name();
+    if data.get(&name).value.is_some() {
+        return Ok(());
+    }
+    data.set(
+        &name,
+        &Counter {
+            window: 0,
+            count: 0,
+        }
+        .encode(),
+        0,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key_hash::KeyHash;
+    use crate::shared_data::fake::FakeSharedData;
+
+    const ORG: Uuid = Uuid([7; 16]);
+
+    fn limit(rpm: u32, burst: u32) -> RateLimit {
+        RateLimit {
+            requests_per_minute: rpm,
+            burst,
+            per_key: false,
+        }
+    }
+
+    fn allowed(data: &FakeSharedData, limit: RateLimit, now: u64, n: usize) -> usize {
+        (0..n)
+            .filter(|_| check(data, &Subject::Org(ORG), limit, now).unwrap().allowed)
+            .count()
+    }
+
+    #[test]
+    fn allows_exactly_the_budget_in_a_window() {
+        let data = FakeSharedData::default();
+        assert_eq!(allowed(&data, limit(100, 0), 6_000, 150), 100);
+        assert_eq!(allowed(&data, limit(100, 0), 6_059, 10), 0, "same window");
+        assert_eq!(
+            allowed(&data, limit(100, 0), 6_060, 150),
+            100,
+            "next window"
+        );
+    }
+
+    #[test]
+    fn burst_adds_to_the_budget() {
+        let data = FakeSharedData::default();
+        assert_eq!(allowed(&data, limit(10, 5), 60, 100), 15);
+    }
+
+    #[test]
+    fn headers_count_down_and_tell_the_reset() {
+        let data = FakeSharedData::default();
+        let first = check(&data, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
+        assert_eq!(first.remaining, 2);
+        assert_eq!(first.reset_secs, 43);
+        assert_eq!(first.policy_header(), "\"org\";q=3;w=60");
+        assert_eq!(first.limit_header(), "\"org\";r=2;t=43");
+        check(&data, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
+        let last = check(&data, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
+        assert!(last.allowed);
+        assert_eq!(last.remaining, 0);
+        let over = check(&data, &Subject::Org(ORG), limit(3, 0), 6_059).unwrap();
+        assert!(!over.allowed);
+        assert_eq!(over.reset_secs, 1);
+    }
+
+    #[test]
+    fn subjects_do_not_share_a_budget() {
+        let data = FakeSharedData::default();
+        let a = Subject::Org(ORG);
+        let b = Subject::Key(ORG);
+        assert_ne!(a.entry_name(), b.entry_name());
+        for _ in 0..2 {
+            assert!(check(&data, &a, limit(2, 0), 60).unwrap().allowed);
+        }
+        assert!(!check(&data, &a, limit(2, 0), 60).unwrap().allowed);
+        assert!(check(&data, &b, limit(2, 0), 60).unwrap().allowed);
+    }
+
+    #[test]
+    fn a_racing_worker_never_costs_a_count() {
+        let data = FakeSharedData::default();
+        ensure_counter(&data, &Subject::Org(ORG)).unwrap();
+        // Another worker counts one request between each of our reads and writes.
+        let racing = std::cell::Cell::new(0);
+        *data.after_get.borrow_mut() = Some(Box::new(move |d: &FakeSharedData, key: &str| {
+            if racing.get() < 10 {
+                racing.set(racing.get() + 1);
+                let entry = d.entries.borrow().get(key).cloned();
+                if let Some((value, _)) = entry {
+                    let mut counter = Counter::decode(&value).unwrap();
+                    if counter.window != 1 {
+                        counter = Counter {
+                            window: 1,
+                            count: 0,
+                        };
+                    }
+                    counter.count += 1;
+                    d.put(key, &counter.encode());
+                }
+            }
+        }));
+        let ours = allowed(&data, limit(20, 0), 60, 20);
+        let entry = data.value(&Subject::Org(ORG).entry_name()).unwrap();
+        assert_eq!(Counter::decode(&entry).unwrap().count, 20);
+        assert_eq!(
+            ours, 10,
+            "10 went to the other worker, none lost, none over"
+        );
+    }
+
+    #[test]
+    fn subject_follows_the_record() {
+        let mut record = KeyRecord {
+            hash: KeyHash::of_key(b"k"),
+            key_id: Uuid([1; 16]),
+            org_id: ORG,
+            expires_at: 0,
+            rate_limit: None,
+        };
+        assert_eq!(Subject::of(&record), None);
+        record.rate_limit = Some(limit(5, 0));
+        assert_eq!(Subject::of(&record).unwrap().0, Subject::Org(ORG));
+        record.rate_limit = Some(RateLimit {
+            per_key: true,
+            ..limit(5, 0)
+        });
+        let (subject, _) = Subject::of(&record).unwrap();
+        assert_eq!(subject, Subject::Key(Uuid([1; 16])));
+        assert_eq!(
+            subject.descriptor(),
+            "key:01010101-0101-0101-0101-010101010101"
+        );
+    }
+
+    #[test]
+    fn ensure_counter_creates_once() {
+        let data = FakeSharedData::default();
+        let subject = Subject::Org(ORG);
+        ensure_counter(&data, &subject).unwrap();
+        check(&data, &subject, limit(5, 0), 60).unwrap();
+        ensure_counter(&data, &subject).unwrap();
+        let counter = Counter::decode(&data.value(&subject.entry_name()).unwrap()).unwrap();
+        assert_eq!(counter.count, 1, "an existing counter is left alone");
+    }
+}

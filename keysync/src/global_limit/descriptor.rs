@@ -1,0 +1,296 @@
+//! Reading a rate-limit descriptor as Envoy sends it: the entries our gateway
+//! configuration fills from two request headers the wasm filter sets.
+//!
+//! - `keysync_subject`: `org:<uuid>` (the organization's limit, shared by its keys) or
+//!   `key:<uuid>` (a key's own limit);
+//! - `keysync_limit`: `<requests_per_minute>+<burst>`, such as `100+0`.
+//!
+//! A descriptor without both entries is not ours and is left alone. One with both but a
+//! malformed value is refused with a [`DescriptorError`] (the service then leaves it
+//! alone too, and says so in the log).
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// The descriptor entry naming who is counted.
+pub const SUBJECT_ENTRY: &str = "keysync_subject";
+/// The descriptor entry carrying the limit.
+pub const LIMIT_ENTRY: &str = "keysync_limit";
+
+/// Longest part of a bad value repeated in an error (the values come from request
+/// headers, so they are cut and escaped before they reach a log).
+const SHOWN_CHARS: usize = 64;
+
+/// Whose budget a hit is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubjectKind {
+    /// An organization's limit, shared by all its keys.
+    Org,
+    /// A key's own limit.
+    Key,
+}
+
+impl SubjectKind {
+    /// `org` or `key`: the descriptor prefix, and the policy name in response headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::Org => "org",
+            SubjectKind::Key => "key",
+        }
+    }
+}
+
+/// Who is counted: `org:<uuid>` or `key:<uuid>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subject {
+    pub kind: SubjectKind,
+    pub id: Uuid,
+}
+
+/// The canonical spelling (lower-case, hyphenated), whatever UUID form was sent, so one
+/// subject always maps to one counter.
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.as_str(), self.id.hyphenated())
+    }
+}
+
+/// `requests_per_minute + burst` requests per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub requests_per_minute: u32,
+    pub burst: u32,
+}
+
+impl Limit {
+    /// The budget per window; parsing makes sure it fits a `u32`, as Envoy's
+    /// `requests_per_unit` needs.
+    pub fn budget(&self) -> u32 {
+        self.requests_per_minute.saturating_add(self.burst)
+    }
+}
+
+/// A descriptor of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    pub subject: Subject,
+    pub limit: Limit,
+}
+
+/// A descriptor that carries our entries with values that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DescriptorError {
+    #[error("{SUBJECT_ENTRY} {0} is not org:<uuid> or key:<uuid>")]
+    BadSubject(String),
+    #[error(
+        "{LIMIT_ENTRY} {0} is not <requests_per_minute>+<burst> with requests_per_minute \
+         at least 1 and a sum below 2^32"
+    )]
+    BadLimit(String),
+    #[error("{0} appears more than once")]
+    Repeated(&'static str),
+}
+
+/// Our descriptor among `entries` (key, value pairs in the order Envoy sent them), or
+/// `None` when either of our entries is missing.
+pub fn parse<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<Descriptor>, DescriptorError> {
+    let mut subject = None;
+    let mut limit = None;
+    for (key, value) in entries {
+        let slot = match key {
+            SUBJECT_ENTRY => &mut subject,
+            LIMIT_ENTRY => &mut limit,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return Err(DescriptorError::Repeated(if key == SUBJECT_ENTRY {
+                SUBJECT_ENTRY
+            } else {
+                LIMIT_ENTRY
+            }));
+        }
+    }
+    let (Some(subject), Some(limit)) = (subject, limit) else {
+        return Ok(None);
+    };
+    Ok(Some(Descriptor {
+        subject: parse_subject(subject)?,
+        limit: parse_limit(limit)?,
+    }))
+}
+
+/// `org:<uuid>` or `key:<uuid>`.
+pub fn parse_subject(value: &str) -> Result<Subject, DescriptorError> {
+    let bad = || DescriptorError::BadSubject(shown(value));
+    let (kind, id) = value.split_once(':').ok_or_else(bad)?;
+    let kind = match kind {
+        "org" => SubjectKind::Org,
+        "key" => SubjectKind::Key,
+        _ => return Err(bad()),
+    };
+    // Only the hyphenated form (any case) our filter sends; Uuid::parse_str would
+    // also take braces, `urn:uuid:` and the simple form.
+    if id.len() != 36 {
+        return Err(bad());
+    }
+    let id = Uuid::try_parse(id).map_err(|_| bad())?;
+    Ok(Subject { kind, id })
+}
+
+/// `<requests_per_minute>+<burst>`, digits only.
+pub fn parse_limit(value: &str) -> Result<Limit, DescriptorError> {
+    let bad = || DescriptorError::BadLimit(shown(value));
+    let (rpm, burst) = value.split_once('+').ok_or_else(bad)?;
+    let requests_per_minute = parse_number(rpm).filter(|&rpm| rpm > 0).ok_or_else(bad)?;
+    let burst = parse_number(burst).ok_or_else(bad)?;
+    requests_per_minute.checked_add(burst).ok_or_else(bad)?;
+    Ok(Limit {
+        requests_per_minute,
+        burst,
+    })
+}
+
+/// A decimal `u32` of ASCII digits only (no sign, no spaces).
+fn parse_number(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A value as an error may show it: quoted, escaped, and cut to a readable length.
+fn shown(value: &str) -> String {
+    let mut text: String = value.chars().take(SHOWN_CHARS).collect();
+    if text.len() < value.len() {
+        text.push_str("...");
+    }
+    format!("{text:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORG: &str = "6f1c1f58-5d7e-4a7e-9d0e-0a1b2c3d4e5f";
+
+    fn parsed(entries: &[(&str, &str)]) -> Result<Option<Descriptor>, DescriptorError> {
+        parse(entries.iter().copied())
+    }
+
+    #[test]
+    fn a_good_descriptor() {
+        let descriptor = parsed(&[
+            ("generic_key", "keysync"),
+            (SUBJECT_ENTRY, &format!("org:{ORG}")),
+            (LIMIT_ENTRY, "100+20"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(descriptor.subject.kind, SubjectKind::Org);
+        assert_eq!(descriptor.subject.to_string(), format!("org:{ORG}"));
+        assert_eq!(
+            descriptor.limit,
+            Limit {
+                requests_per_minute: 100,
+                burst: 20
+            }
+        );
+        assert_eq!(descriptor.limit.budget(), 120);
+
+        let key = parsed(&[
+            (LIMIT_ENTRY, "5+0"),
+            (SUBJECT_ENTRY, &format!("key:{}", ORG.to_uppercase())),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(key.subject.kind, SubjectKind::Key);
+        // One subject, one counter: the spelling is canonical.
+        assert_eq!(key.subject.to_string(), format!("key:{ORG}"));
+        assert_eq!(key.limit.budget(), 5);
+    }
+
+    #[test]
+    fn missing_entries_mean_not_ours() {
+        assert_eq!(parsed(&[]).unwrap(), None);
+        assert_eq!(parsed(&[("generic_key", "x")]).unwrap(), None);
+        assert_eq!(parsed(&[(SUBJECT_ENTRY, "org:nonsense")]).unwrap(), None);
+        assert_eq!(parsed(&[(LIMIT_ENTRY, "100+0")]).unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_subjects_are_refused() {
+        for subject in [
+            "org:",
+            "org",
+            ":6f1c1f58-5d7e-4a7e-9d0e-0a1b2c3d4e5f",
+            "team:6f1c1f58-5d7e-4a7e-9d0e-0a1b2c3d4e5f",
+            "ORG:6f1c1f58-5d7e-4a7e-9d0e-0a1b2c3d4e5f",
+            "org:6f1c1f585d7e4a7e9d0e0a1b2c3d4e5f",
+            "org:{6f1c1f58-5d7e-4a7e-9d0e-0a1b2c3d4e5}",
+            "org:6f1c1f58-5d7e-4a7e-9d0e-0a1b2c3d4e5g",
+            "org: 6f1c1f58-5d7e-4a7e-9d0e-0a1b2c3d4e5",
+            "",
+        ] {
+            let error = parsed(&[(SUBJECT_ENTRY, subject), (LIMIT_ENTRY, "1+0")]).unwrap_err();
+            assert!(
+                matches!(error, DescriptorError::BadSubject(_)),
+                "{subject:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_limits_are_refused() {
+        for limit in [
+            "100+", "+5", "100", "", "0+5", "-1+0", "1+-1", "+1+0", "1++0", "1+0+0", " 1+0",
+            "1+0 ", "1.5+0", "ten+0", "1e3+0",
+        ] {
+            let error = parsed(&[(SUBJECT_ENTRY, &format!("org:{ORG}")), (LIMIT_ENTRY, limit)])
+                .unwrap_err();
+            assert!(
+                matches!(error, DescriptorError::BadLimit(_)),
+                "{limit:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn overflowing_limits_are_refused() {
+        assert!(parse_limit("4294967296+0").is_err());
+        assert!(parse_limit("99999999999999999999+0").is_err());
+        assert!(parse_limit("4294967295+1").is_err());
+        assert!(parse_limit("2147483648+2147483648").is_err());
+        let largest = parse_limit("2147483647+2147483648").unwrap();
+        assert_eq!(largest.budget(), u32::MAX);
+        assert_eq!(parse_limit("4294967295+0").unwrap().budget(), u32::MAX);
+    }
+
+    #[test]
+    fn repeated_entries_are_refused() {
+        let error = parsed(&[
+            (SUBJECT_ENTRY, &format!("org:{ORG}")),
+            (SUBJECT_ENTRY, &format!("key:{ORG}")),
+            (LIMIT_ENTRY, "1+0"),
+        ])
+        .unwrap_err();
+        assert_eq!(error, DescriptorError::Repeated(SUBJECT_ENTRY));
+    }
+
+    #[test]
+    fn errors_show_a_short_escaped_value() {
+        let long = format!("org:{}\n", "x".repeat(500));
+        let message = parse_subject(&long).unwrap_err().to_string();
+        assert!(message.len() < 200, "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        assert!(message.contains("..."), "{message}");
+        let message = parse_limit("100+").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "keysync_limit \"100+\" is not <requests_per_minute>+<burst> with \
+             requests_per_minute at least 1 and a sum below 2^32"
+        );
+    }
+}
