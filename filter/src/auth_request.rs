@@ -10,7 +10,7 @@ use crate::decision::{self, Denial, Outcome, Verdict};
 use crate::key_hash::KeyHash;
 use crate::key_store::Cached;
 use crate::keysync_api::{self, ApiError};
-use crate::local_rate_limit::{self, LimitError, Quota, Subject};
+use crate::local_rate_limit::{self, Leases, LimitError, Quota, Subject};
 use crate::record::KeyRecord;
 use crate::response;
 use crate::shared_data::HostSharedData;
@@ -208,7 +208,11 @@ impl AuthRequest {
         match (self.worker.config.rate_limit, limited) {
             (RateLimitMode::Local, Some((subject, limit))) => {
                 let now = clock::now_unix_secs();
-                match local_rate_limit::check(&HostSharedData, &subject, limit, now) {
+                let mut spare = Leases::default();
+                let mut held = self.worker.leases.try_borrow_mut();
+                // Without the worker's leases (never expected) count without one: exact.
+                let leases = held.as_deref_mut().unwrap_or(&mut spare);
+                match local_rate_limit::check(&HostSharedData, leases, &subject, limit, now) {
                     Ok(quota) if quota.allowed => self.quota = Some(quota),
                     Ok(quota) => return self.reply_rate_limited(&quota),
                     Err(LimitError::Contended(quota)) => {

@@ -4,6 +4,7 @@
 use crate::clock;
 use crate::config::AuthConfig;
 use crate::key_store::KeyStore;
+use crate::local_rate_limit::{self, Leases};
 use crate::negative_cache::NegativeCache;
 use crate::shared_data::HostSharedData;
 use crate::stats::RequestStats;
@@ -19,6 +20,8 @@ pub struct AuthWorker {
     /// Set on the tick when keysync has been silent past `max_staleness`; read per
     /// request at no host-call cost.
     pub stale: Cell<bool>,
+    /// Local rate limiting: requests this worker took from shared counters, not used yet.
+    pub leases: RefCell<Leases>,
 }
 
 impl AuthWorker {
@@ -34,6 +37,14 @@ impl AuthWorker {
             negative: RefCell::new(negative),
             lookups_in_flight: Cell::new(0),
             stale: Cell::new(false),
+            leases: RefCell::new(Leases::default()),
+        }
+    }
+
+    /// On the tick: unused rate-limit leases go back to the shared counters.
+    pub fn give_back_leases(&self) {
+        if let Ok(mut leases) = self.leases.try_borrow_mut() {
+            local_rate_limit::give_back(&HostSharedData, &mut leases, clock::now_unix_secs());
         }
     }
 

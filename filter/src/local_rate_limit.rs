@@ -3,6 +3,13 @@
 //! Windows are fixed minutes aligned to the clock; a window's budget is
 //! `requests_per_minute + burst`.
 //!
+//! A worker takes requests from the shared counter in small leases when plenty of the
+//! budget is left (at most 1/64 of what remains, at most 32), so most requests of a busy
+//! subject cost no shared-data call; near the end of the budget leases are single
+//! requests, so the count stays exact. A worker never allows more than it leased, so a
+//! window never allows more than its budget; unused lease is given back on the worker's
+//! next tick, so an idle worker holds a few requests back for well under a second.
+//!
 //! Counter entries are never freed (shared data has no delete), so there is one per org
 //! and per key with its own limit, not one per window. The sync service creates a
 //! subject's counter before any worker can see its keys: a worker finding no counter
@@ -11,8 +18,14 @@
 
 use crate::record::{KeyRecord, RateLimit, Uuid};
 use crate::shared_data::{SharedData, WriteError};
+use std::collections::HashMap;
 
 pub const WINDOW_SECS: u64 = 60;
+
+/// A lease is at most this share of what is left of the window's budget...
+const LEASE_DIVISOR: u32 = 64;
+/// ...and at most this many requests.
+const MAX_LEASE: u32 = 32;
 
 /// Compare-and-swap attempts before a request is refused rather than risk a lost count.
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -126,9 +139,25 @@ pub enum LimitError {
     Host(u32),
 }
 
-/// Counts one request against `subject`'s window at `now`.
+/// Requests a worker has taken from shared counters and not used yet.
+#[derive(Default)]
+pub struct Leases {
+    held: HashMap<Subject, Lease>,
+}
+
+struct Lease {
+    window: u64,
+    /// Requests taken from the shared counter and not used yet.
+    unused: u32,
+    /// What the shared counter had left when the lease was taken.
+    left_after_grant: u32,
+}
+
+/// Counts one request against `subject`'s window at `now`: from this worker's lease if
+/// it holds one, else by taking a new lease from the shared counter.
 pub fn check<S: SharedData>(
     data: &S,
+    leases: &mut Leases,
     subject: &Subject,
     limit: RateLimit,
     now_unix_secs: u64,
@@ -142,6 +171,12 @@ pub fn check<S: SharedData>(
         remaining,
         reset_secs: WINDOW_SECS - now_unix_secs % WINDOW_SECS,
     };
+    if let Some(lease) = leases.held.get_mut(subject) {
+        if lease.window == window && lease.unused > 0 {
+            lease.unused -= 1;
+            return Ok(quota(true, lease.left_after_grant + lease.unused));
+        }
+    }
     let name = subject.entry_name();
     for _ in 0..MAX_CAS_ATTEMPTS {
         let entry = data.get(&name);
@@ -152,19 +187,62 @@ pub fn check<S: SharedData>(
             .filter(|counter| counter.window == window)
             .map_or(0, |counter| counter.count);
         if used >= budget {
+            leases.held.remove(subject);
             return Ok(quota(false, 0));
         }
+        let left = budget - used;
+        let take = (left / LEASE_DIVISOR).clamp(1, MAX_LEASE);
         let next = Counter {
             window,
-            count: used + 1,
+            count: used + take,
         };
         match data.set(&name, &next.encode(), entry.cas) {
-            Ok(()) => return Ok(quota(true, budget - next.count)),
+            Ok(()) => {
+                let left_after_grant = left - take;
+                leases.held.insert(
+                    *subject,
+                    Lease {
+                        window,
+                        unused: take - 1,
+                        left_after_grant,
+                    },
+                );
+                return Ok(quota(true, left_after_grant + take - 1));
+            }
             Err(WriteError::CasMismatch) => continue,
             Err(WriteError::Host(status)) => return Err(LimitError::Host(status)),
         }
     }
     Err(LimitError::Contended(quota(false, 0)))
+}
+
+/// On the worker's tick: gives unused lease back to the shared counters, so that other
+/// workers can use it. Leases of past windows are simply dropped.
+pub fn give_back<S: SharedData>(data: &S, leases: &mut Leases, now_unix_secs: u64) {
+    let window = now_unix_secs / WINDOW_SECS;
+    for (subject, lease) in leases.held.drain() {
+        if lease.window != window || lease.unused == 0 {
+            continue;
+        }
+        let name = subject.entry_name();
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let entry = data.get(&name);
+            let Some(counter) = entry.value.as_deref().and_then(Counter::decode) else {
+                break;
+            };
+            if counter.window != window {
+                break;
+            }
+            let back = Counter {
+                window,
+                count: counter.count.saturating_sub(lease.unused),
+            };
+            match data.set(&name, &back.encode(), entry.cas) {
+                Err(WriteError::CasMismatch) => continue,
+                _ => break,
+            }
+        }
+    }
 }
 
 /// Sync service: creates `subject`'s counter if it does not exist yet.
@@ -201,9 +279,20 @@ mod tests {
     }
 
     fn allowed(data: &FakeSharedData, limit: RateLimit, now: u64, n: usize) -> usize {
+        let mut leases = Leases::default();
         (0..n)
-            .filter(|_| check(data, &Subject::Org(ORG), limit, now).unwrap().allowed)
+            .filter(|_| {
+                check(data, &mut leases, &Subject::Org(ORG), limit, now)
+                    .unwrap()
+                    .allowed
+            })
             .count()
+    }
+
+    fn used(data: &FakeSharedData, subject: &Subject) -> u32 {
+        Counter::decode(&data.value(&subject.entry_name()).unwrap())
+            .unwrap()
+            .count
     }
 
     #[test]
@@ -227,16 +316,17 @@ mod tests {
     #[test]
     fn headers_count_down_and_tell_the_reset() {
         let data = FakeSharedData::default();
-        let first = check(&data, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
+        let leases = &mut Leases::default();
+        let first = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
         assert_eq!(first.remaining, 2);
         assert_eq!(first.reset_secs, 43);
         assert_eq!(first.policy_header(), "\"org\";q=3;w=60");
         assert_eq!(first.limit_header(), "\"org\";r=2;t=43");
-        check(&data, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
-        let last = check(&data, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
+        check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
+        let last = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
         assert!(last.allowed);
         assert_eq!(last.remaining, 0);
-        let over = check(&data, &Subject::Org(ORG), limit(3, 0), 6_059).unwrap();
+        let over = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_059).unwrap();
         assert!(!over.allowed);
         assert_eq!(over.reset_secs, 1);
     }
@@ -247,11 +337,12 @@ mod tests {
         let a = Subject::Org(ORG);
         let b = Subject::Key(ORG);
         assert_ne!(a.entry_name(), b.entry_name());
+        let leases = &mut Leases::default();
         for _ in 0..2 {
-            assert!(check(&data, &a, limit(2, 0), 60).unwrap().allowed);
+            assert!(check(&data, leases, &a, limit(2, 0), 60).unwrap().allowed);
         }
-        assert!(!check(&data, &a, limit(2, 0), 60).unwrap().allowed);
-        assert!(check(&data, &b, limit(2, 0), 60).unwrap().allowed);
+        assert!(!check(&data, leases, &a, limit(2, 0), 60).unwrap().allowed);
+        assert!(check(&data, leases, &b, limit(2, 0), 60).unwrap().allowed);
     }
 
     #[test]
@@ -278,12 +369,80 @@ mod tests {
             }
         }));
         let ours = allowed(&data, limit(20, 0), 60, 20);
-        let entry = data.value(&Subject::Org(ORG).entry_name()).unwrap();
-        assert_eq!(Counter::decode(&entry).unwrap().count, 20);
+        assert_eq!(used(&data, &Subject::Org(ORG)), 20);
         assert_eq!(
             ours, 10,
             "10 went to the other worker, none lost, none over"
         );
+    }
+
+    #[test]
+    fn big_budgets_are_leased_and_never_exceeded() {
+        let data = FakeSharedData::default();
+        let subject = Subject::Org(ORG);
+        let (mut a, mut b) = (Leases::default(), Leases::default());
+        let mut writes = 0;
+        let mut allowed = 0;
+        // Two workers alternate on a 10,000 budget, then keep going past it.
+        for i in 0..12_000 {
+            let leases = if i % 2 == 0 { &mut a } else { &mut b };
+            let before = data.writes.get();
+            if check(&data, leases, &subject, limit(10_000, 0), 60)
+                .unwrap()
+                .allowed
+            {
+                allowed += 1;
+            }
+            writes += data.writes.get() - before;
+        }
+        assert_eq!(allowed, 10_000, "every request of the budget, and no more");
+        assert!(
+            writes < 2_000,
+            "{writes} shared writes: leases save most of them"
+        );
+    }
+
+    #[test]
+    fn unused_lease_goes_back_on_the_tick() {
+        let data = FakeSharedData::default();
+        let subject = Subject::Org(ORG);
+        let (mut idle, mut busy) = (Leases::default(), Leases::default());
+        // The idle worker takes one request, leasing more (1/64 of 6,400 = 100, capped).
+        assert!(
+            check(&data, &mut idle, &subject, limit(6_400, 0), 60)
+                .unwrap()
+                .allowed
+        );
+        assert_eq!(used(&data, &subject), MAX_LEASE);
+        give_back(&data, &mut idle, 61);
+        assert_eq!(used(&data, &subject), 1, "the 31 unused requests are back");
+        // The busy worker can now use all the rest.
+        let rest = (0..7_000)
+            .filter(|_| {
+                check(&data, &mut busy, &subject, limit(6_400, 0), 61)
+                    .unwrap()
+                    .allowed
+            })
+            .count();
+        assert_eq!(rest, 6_399);
+        // A lease from a past window is dropped, not given back to the new window.
+        give_back(&data, &mut busy, 125);
+        assert_eq!(used(&data, &subject), 6_400);
+    }
+
+    #[test]
+    fn remaining_counts_down_within_a_lease() {
+        let data = FakeSharedData::default();
+        let leases = &mut Leases::default();
+        let subject = Subject::Org(ORG);
+        let remaining: Vec<u32> = (0..4)
+            .map(|_| {
+                check(&data, leases, &subject, limit(6_400, 0), 60)
+                    .unwrap()
+                    .remaining
+            })
+            .collect();
+        assert_eq!(remaining, vec![6_399, 6_398, 6_397, 6_396]);
     }
 
     #[test]
@@ -315,7 +474,7 @@ mod tests {
         let data = FakeSharedData::default();
         let subject = Subject::Org(ORG);
         ensure_counter(&data, &subject).unwrap();
-        check(&data, &subject, limit(5, 0), 60).unwrap();
+        check(&data, &mut Leases::default(), &subject, limit(5, 0), 60).unwrap();
         ensure_counter(&data, &subject).unwrap();
         let counter = Counter::decode(&data.value(&subject.entry_name()).unwrap()).unwrap();
         assert_eq!(counter.count, 1, "an existing counter is left alone");

@@ -14,8 +14,9 @@ use proxy_wasm::types::{Action, BufferType, ContextType};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// How often each worker flushes its request counters to Envoy's stats.
-const STATS_FLUSH: Duration = Duration::from_secs(1);
+/// How often each worker flushes its request counters to Envoy's stats, gives back
+/// unused rate-limit leases and checks staleness.
+const WORKER_TICK: Duration = Duration::from_millis(250);
 
 #[derive(Default)]
 pub struct Plugin {
@@ -70,7 +71,7 @@ impl RootContext for Plugin {
         };
         let (role, tick) = match config {
             PluginConfig::Auth(config) => {
-                (Role::Auth(Rc::new(AuthWorker::new(config))), STATS_FLUSH)
+                (Role::Auth(Rc::new(AuthWorker::new(config))), WORKER_TICK)
             }
             PluginConfig::Sync(config) => {
                 info!(
@@ -96,6 +97,7 @@ impl RootContext for Plugin {
         match &mut self.role {
             Some(Role::Auth(worker)) => {
                 worker.stats.flush();
+                worker.give_back_leases();
                 worker.check_staleness();
             }
             Some(Role::Sync(service)) => service.on_tick(),
