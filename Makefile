@@ -67,7 +67,7 @@ build: build-filter
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --locked -p keysync-filter --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy --locked -p keysync-filter -p keysync-contract --target $(WASM_TARGET) -- -D warnings
 
 test: deps lint build
 	$(CARGO) test --locked --workspace

@@ -5,16 +5,17 @@
 use crate::auth_worker::AuthWorker;
 use crate::clock;
 use crate::config::RateLimitMode;
-use crate::credential::{self, Credential, Source};
 use crate::decision::{self, Denial, Outcome, Verdict};
 use crate::key_hash::KeyHash;
 use crate::key_store::Cached;
 use crate::keysync_api::{self, ApiError};
 use crate::local_rate_limit::{self, Leases, LimitError, Quota, Subject};
 use crate::record::KeyRecord;
-use crate::response;
 use crate::shared_data::HostSharedData;
 use crate::stats::Counter;
+use keysync_contract::credential::{self, Credential, Source};
+use keysync_contract::reply::{self as response, RATE_LIMITED_BODY};
+use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
 use keysync_proto::v1 as proto;
 use log::{info, warn};
 use proxy_wasm::hostcalls;
@@ -22,8 +23,6 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::rc::Rc;
 
-const ORG_ID_HEADER: &str = "x-org-id";
-const KEY_ID_HEADER: &str = "x-api-key-id";
 /// Global mode: descriptor entries for Envoy's rate-limit filter (`keysync_subject`,
 /// `keysync_limit`), removed by the route before the request goes upstream.
 const RL_SUBJECT_HEADER: &str = "x-keysync-rl-subject";
@@ -258,9 +257,9 @@ impl AuthRequest {
 
     fn reply_rate_limited(&self, quota: &Quota) -> Action {
         self.worker.stats.bump(Counter::RateLimited);
-        let (status, headers, body) = response::rate_limited(quota);
+        let headers = quota.refusal_headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        if let Err(e) = hostcalls::send_http_response(status, headers, Some(body)) {
+        if let Err(e) = hostcalls::send_http_response(429, headers, Some(RATE_LIMITED_BODY)) {
             warn!("cannot send the 429 reply: {e:?}");
         }
         Action::Pause

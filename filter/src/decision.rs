@@ -3,16 +3,7 @@
 
 use crate::config::FailureMode;
 use crate::record::KeyRecord;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Denial {
-    /// 401: no API key offered.
-    MissingKey,
-    /// 403 (configurable): unknown, revoked, expired or malformed.
-    InvalidKey,
-    /// 503: the gateway cannot tell (never synced and keysync unreachable).
-    Unavailable,
-}
+pub use keysync_contract::reply::Denial;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {

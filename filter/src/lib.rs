@@ -1,14 +1,14 @@
 //! keysync's Envoy wasm filter: authenticates API keys against a key store held in
 //! Envoy shared data, kept current from keysync.
 //!
-//! The decisions (credential parsing, the store layout, verdicts, refresh bookkeeping)
-//! are plain Rust tested natively; the modules that make proxy-wasm host calls
+//! The decisions (the store layout, verdicts, refresh bookkeeping, rate limits; the
+//! contract itself, credentials and replies, lives in `keysync-contract`) are plain
+//! Rust tested natively; the modules that make proxy-wasm host calls
 //! (`plugin`, `auth_request`, `sync_service`, `shared_data`, `keysync_api`, `clock`,
 //! `stats`) are kept thin.
 
 pub mod bucket;
 pub mod config;
-pub mod credential;
 pub mod decision;
 pub mod key_hash;
 pub mod key_store;
@@ -16,7 +16,6 @@ pub mod local_rate_limit;
 pub mod negative_cache;
 pub mod record;
 pub mod refresh;
-pub mod response;
 pub mod schedule;
 pub mod shared_data;
 pub mod store_meta;

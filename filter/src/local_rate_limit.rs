@@ -129,6 +129,17 @@ impl Quota {
             self.policy, self.remaining, self.reset_secs
         )
     }
+
+    /// The headers of the 429 for a request over the limit.
+    pub fn refusal_headers(&self) -> Vec<(&'static str, String)> {
+        let (json_name, json_value) = keysync_contract::reply::JSON;
+        vec![
+            (json_name, json_value.to_string()),
+            ("retry-after", self.reset_secs.to_string()),
+            ("ratelimit-policy", self.policy_header()),
+            ("ratelimit", self.limit_header()),
+        ]
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -329,6 +340,22 @@ mod tests {
         let over = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_059).unwrap();
         assert!(!over.allowed);
         assert_eq!(over.reset_secs, 1);
+    }
+
+    #[test]
+    fn a_refusal_says_when_to_retry() {
+        let quota = Quota {
+            allowed: false,
+            policy: "org",
+            budget: 100,
+            remaining: 0,
+            reset_secs: 17,
+        };
+        let headers = quota.refusal_headers();
+        assert!(headers.contains(&("retry-after", "17".to_string())));
+        assert!(headers.contains(&("ratelimit", "\"org\";r=0;t=17".to_string())));
+        assert!(headers.contains(&("ratelimit-policy", "\"org\";q=100;w=60".to_string())));
+        assert!(headers.contains(&("content-type", "application/json".to_string())));
     }
 
     #[test]

@@ -4,9 +4,8 @@
 use crate::auth_request::AuthRequest;
 use crate::auth_worker::AuthWorker;
 use crate::config::PluginConfig;
-use crate::decision::Denial;
-use crate::response;
 use crate::sync_service::{self, SyncService};
+use keysync_contract::reply::{self as response, Denial};
 use log::{error, info};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

@@ -1,0 +1,11 @@
+//! The gateway's contract with clients and backends (see the README's "What the gateway
+//! answers"), in one place for both ways of enforcing it: the wasm filter inside Envoy
+//! and keysync's ext_authz service. Plain Rust with no dependencies: it runs in wasm.
+#![forbid(unsafe_code)]
+
+pub mod credential;
+pub mod reply;
+
+/// Set by the gateway on allowed requests (client-sent values are removed first).
+pub const ORG_ID_HEADER: &str = "x-org-id";
+pub const KEY_ID_HEADER: &str = "x-api-key-id";
