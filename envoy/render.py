@@ -26,6 +26,10 @@ DEFAULTS = {
     "BACKEND_URLS": "api-service=http://localhost:3000",
     "REFRESH_INTERVAL": "15m",
     "RATE_LIMIT_MODE": "local",
+    "BENCH_AUTH": "none",
+    "EMPTY_FILTER_WASM": os.path.join(
+        ROOT, "target", "wasm32-wasip1", "release", "keysync_bench_empty_filter.wasm"
+    ),
     "KEYSYNC_FILTER_WASM": os.path.join(
         ROOT, "target", "wasm32-wasip1", "release", "keysync_filter.wasm"
     ),
@@ -104,17 +108,56 @@ GLOBAL_RATE_LIMIT_FILTER = """\
       grpc_service: { envoy_grpc: { cluster_name: keysync } }"""
 
 # The rate-limit filter's 429 has no body; give it the same JSON as local mode's.
-GLOBAL_RATE_LIMIT_REPLY = """\
-local_reply_config:
-  mappers:
-  - filter:
-      status_code_filter:
-        comparison: { op: EQ, value: { default_value: 429, runtime_key: keysync.rate_limited } }
-    body_format_override:
-      json_format:
-        error: rate_limited
-        message: "Too many requests for this API key's rate limit; see Retry-After."
-      content_type: application/json"""
+# envoy/ext-authz.yaml has a local_reply_config of its own and takes only the mappers.
+GLOBAL_RATE_LIMIT_REPLY_MAPPERS = """\
+- filter:
+    status_code_filter:
+      comparison: { op: EQ, value: { default_value: 429, runtime_key: keysync.rate_limited } }
+  body_format_override:
+    json_format:
+      error: rate_limited
+      message: "Too many requests for this API key's rate limit; see Retry-After."
+    content_type: application/json"""
+
+GLOBAL_RATE_LIMIT_REPLY = "local_reply_config:\n  mappers:\n" + "\n".join(
+    "  " + line for line in GLOBAL_RATE_LIMIT_REPLY_MAPPERS.splitlines()
+)
+
+
+EMPTY_WASM_FILTER = """\
+- name: envoy.filters.http.wasm
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+    config:
+      name: empty
+      vm_config:
+        vm_id: empty
+        runtime: envoy.wasm.runtime.v8
+        code: {{ local: {{ filename: "{wasm}" }} }}"""
+
+API_KEY_AUTH_FILTER = """\
+- name: envoy.filters.http.api_key_auth
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
+    key_sources:
+    - header: Authorization
+    credentials:"""
+
+
+def bench_filter(values):
+    """The filter under test in envoy/bench.yaml."""
+    auth = values["BENCH_AUTH"]
+    if auth == "none":
+        return []
+    if auth == "empty-wasm":
+        return EMPTY_WASM_FILTER.format(wasm=values["EMPTY_FILTER_WASM"]).splitlines()
+    if auth == "api-key-auth":
+        path = values.get("API_KEYS_FILE")
+        keys = open(path, encoding="utf-8").read().split() if path else ["sk_live_benchExampleKey000000"]
+        lines = API_KEY_AUTH_FILTER.splitlines()
+        lines += [f'    - {{ key: "{key}", client: "client{i}" }}' for i, key in enumerate(keys)]
+        return lines
+    raise RenderError(f"BENCH_AUTH must be none, empty-wasm or api-key-auth, not {auth!r}")
 
 
 def host_port(addr, name):
@@ -164,10 +207,12 @@ def render(template, env):
         ("GLOBAL_RATE_LIMITS", GLOBAL_RATE_LIMITS),
         ("GLOBAL_RATE_LIMIT_FILTER", GLOBAL_RATE_LIMIT_FILTER),
         ("GLOBAL_RATE_LIMIT_REPLY", GLOBAL_RATE_LIMIT_REPLY),
+        ("GLOBAL_RATE_LIMIT_REPLY_MAPPERS", GLOBAL_RATE_LIMIT_REPLY_MAPPERS),
     ]:
         values[field] = block(text.splitlines(), template, field) if mode == "global" else ""
     values["ROUTES"] = block(routes(items), template, "ROUTES")
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
+    values["BENCH_FILTER"] = block(bench_filter(values), template, "BENCH_FILTER")
     try:
         return string.Template(template).substitute(values)
     except KeyError as e:

@@ -2,6 +2,7 @@
 //! Envoy with the filter), each figure against a baseline taken in the same run.
 //! See bench/README.md for what each benchmark does and bench/RESULTS.md for figures.
 
+mod compare;
 mod latency;
 mod load;
 mod memory;
@@ -63,6 +64,19 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         envoys: usize,
     },
+    /// keysync's filter against no filter, the empty wasm filter, api_key_auth and
+    /// ext_authz; sync of 1M keys; PostgreSQL's query rate under load.
+    Compare {
+        /// Seconds of wrk per variant.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Active key counts for (e), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        keys: Vec<usize>,
+        /// Seconds per request rate when counting PostgreSQL's queries (0 skips it).
+        #[arg(long, default_value_t = 20)]
+        query_rate_seconds: u64,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3)]
@@ -94,5 +108,14 @@ fn main() {
             envoys,
         } => rate_limit::accuracy_global(limit, requests, connections, envoys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::Compare {
+            seconds,
+            keys,
+            query_rate_seconds,
+        } => compare::run(compare::Options {
+            seconds,
+            key_counts: keys,
+            query_rate_seconds,
+        }),
     }
 }

@@ -21,6 +21,17 @@ impl Report {
 
 /// `wrk -t2 -c<connections> -d<duration> --latency [-H header]... http://target/`
 pub fn run(target: SocketAddr, connections: u32, duration: Duration, headers: &[String]) -> Report {
+    run_with(target, connections, duration, headers, None)
+}
+
+/// Same, with a Lua script that builds each request (see `rotating_keys_script`).
+pub fn run_with(
+    target: SocketAddr,
+    connections: u32,
+    duration: Duration,
+    headers: &[String],
+    script: Option<&std::path::Path>,
+) -> Report {
     let mut command = Command::new(std::env::var("WRK_BIN").unwrap_or_else(|_| "wrk".into()));
     command
         .arg("-t2")
@@ -29,6 +40,9 @@ pub fn run(target: SocketAddr, connections: u32, duration: Duration, headers: &[
         .arg("--latency");
     for header in headers {
         command.arg("-H").arg(header);
+    }
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
     }
     command.arg(format!("http://{target}/"));
     let output = command
@@ -42,6 +56,19 @@ pub fn run(target: SocketAddr, connections: u32, duration: Duration, headers: &[
     );
     parse(&text).unwrap_or_else(|| panic!("cannot read wrk's report:\n{text}"))
 }
+
+/// A wrk script sending `Authorization: Bearer <key>` with the keys in turn, so that
+/// requests spread over many store buckets like real traffic.
+pub fn rotating_keys_script(keys: &[String]) -> String {
+    let list: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
+    format!(
+        "local keys = {{{}}}\nlocal n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {{[\"Authorization\"] = \"Bearer \" .. keys[(n % #keys) + 1]}})\nend\n",
+        list.join(",")
+    )
+}
+
+/// A wrk script sending a fresh random well-formed key each time: every request a miss.
+pub const RANDOM_KEYS_SCRIPT: &str = "math.randomseed(os.time())\nrequest = function()\n  return wrk.format(nil, nil, {[\"Authorization\"] = \"Bearer sk_live_unknown\" .. math.random(1, 2^40) .. \"x\" .. math.random(1, 2^40)})\nend\n";
 
 fn parse(text: &str) -> Option<Report> {
     let value = |prefix: &str| -> Option<&str> {

@@ -9,3 +9,10 @@ pub mod reply;
 /// Set by the gateway on allowed requests (client-sent values are removed first).
 pub const ORG_ID_HEADER: &str = "x-org-id";
 pub const KEY_ID_HEADER: &str = "x-api-key-id";
+
+/// Global rate limiting: who is counted (`org:<uuid>` or `key:<uuid>`), read into the
+/// `keysync_subject` descriptor entry by the gateway's `rate_limits` actions.
+pub const RATE_LIMIT_SUBJECT_HEADER: &str = "x-keysync-rl-subject";
+/// Global rate limiting: the limit (`<requests_per_minute>+<burst>`), read into
+/// `keysync_limit`.
+pub const RATE_LIMIT_LIMIT_HEADER: &str = "x-keysync-rl-limit";

@@ -23,10 +23,11 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::rc::Rc;
 
-/// Global mode: descriptor entries for Envoy's rate-limit filter (`keysync_subject`,
-/// `keysync_limit`), removed by the route before the request goes upstream.
-const RL_SUBJECT_HEADER: &str = "x-keysync-rl-subject";
-const RL_LIMIT_HEADER: &str = "x-keysync-rl-limit";
+// Global mode: descriptor entries for Envoy's rate-limit filter, removed by the route
+// before the request goes upstream.
+use keysync_contract::{
+    RATE_LIMIT_LIMIT_HEADER as RL_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER as RL_SUBJECT_HEADER,
+};
 
 pub struct AuthRequest {
     worker: Rc<AuthWorker>,
@@ -73,8 +74,22 @@ impl AuthRequest {
             self.worker.stats.bump(Counter::Stale);
             return Verdict::Deny(Denial::Unavailable);
         }
+        let cached = self
+            .worker
+            .records
+            .try_borrow()
+            .ok()
+            .and_then(|records| records.get(hash));
+        if let Some(record) = cached {
+            return judge_record(record);
+        }
         match self.worker.store.find(hash) {
-            Ok(Some(record)) => judge_record(record),
+            Ok(Some(record)) => {
+                if let Ok(mut records) = self.worker.records.try_borrow_mut() {
+                    records.insert(record);
+                }
+                judge_record(record)
+            }
             Ok(None) => self.judge_unknown(hash),
             Err(e) => {
                 warn!("unreadable bucket for key_hash={}: {e}", hash.short());

@@ -6,6 +6,7 @@ use crate::config::AuthConfig;
 use crate::key_store::KeyStore;
 use crate::local_rate_limit::{self, Leases};
 use crate::negative_cache::NegativeCache;
+use crate::record_cache::RecordCache;
 use crate::shared_data::HostSharedData;
 use crate::stats::RequestStats;
 use log::{info, warn};
@@ -22,7 +23,11 @@ pub struct AuthWorker {
     pub stale: Cell<bool>,
     /// Local rate limiting: requests this worker took from shared counters, not used yet.
     pub leases: RefCell<Leases>,
+    pub records: RefCell<RecordCache>,
 }
+
+/// Records each worker keeps (about 100 bytes each).
+const RECORD_CACHE_ENTRIES: usize = 10_000;
 
 impl AuthWorker {
     pub fn new(config: AuthConfig) -> Self {
@@ -38,6 +43,14 @@ impl AuthWorker {
             lookups_in_flight: Cell::new(0),
             stale: Cell::new(false),
             leases: RefCell::new(Leases::default()),
+            records: RefCell::new(RecordCache::new(RECORD_CACHE_ENTRIES)),
+        }
+    }
+
+    /// On the tick: the worker's record copies last one tick (see `record_cache`).
+    pub fn clear_record_cache(&self) {
+        if let Ok(mut records) = self.records.try_borrow_mut() {
+            records.clear();
         }
     }
 

@@ -15,6 +15,7 @@ pub mod key_store;
 pub mod local_rate_limit;
 pub mod negative_cache;
 pub mod record;
+pub mod record_cache;
 pub mod refresh;
 pub mod schedule;
 pub mod shared_data;

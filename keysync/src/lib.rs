@@ -10,7 +10,8 @@
 //! ([`admin`], [`metrics`]). Each key record carries the rate limit it runs under
 //! ([`rate_limit`]; operators set limits through [`limits`]), and the same gRPC port
 //! serves Envoy's rate-limit service, counting in Redis across every gateway
-//! ([`global_limit`]).
+//! ([`global_limit`]). For gateways without the wasm filter, it also answers Envoy's
+//! external authorization API from the same store ([`ext_authz`]).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod database;
+pub mod ext_authz;
 pub mod global_limit;
 pub mod grpc;
 pub mod keys;

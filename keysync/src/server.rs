@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use keysync_proto::v1::key_sync_server::KeySyncServer;
 use tokio::net::TcpListener;
@@ -17,6 +18,7 @@ use crate::catch_up::CatchUp;
 use crate::change_feed::ChangeFeed;
 use crate::change_listener::{self, Connector};
 use crate::config::ServeConfig;
+use crate::ext_authz::ExtAuthzService;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::KeySyncService;
 use crate::loader::{LoadError, Loader};
@@ -44,11 +46,12 @@ pub enum ServerError {
 /// loaded. Logs `keysync listening: grpc=ADDR http=ADDR` with the bound addresses
 /// first, so callers that bind port 0 can find the ports.
 ///
-/// The gRPC port carries `keysync.v1.KeySync` and Envoy's
-/// `envoy.service.ratelimit.v3.RateLimitService` ([`global_limit`]). Both ports answer
-/// at once: `/readyz` says 503 and every `KeySync` method `UNAVAILABLE` until the first
-/// snapshot is in memory (the rate-limit service needs no snapshot and answers from
-/// the start). After that, change notifications (through
+/// The gRPC port carries `keysync.v1.KeySync`, Envoy's
+/// `envoy.service.ratelimit.v3.RateLimitService` ([`global_limit`]) and Envoy's
+/// `envoy.service.auth.v3.Authorization` ([`crate::ext_authz`]). Both ports answer at
+/// once: `/readyz` says 503, every `KeySync` method and every ext_authz check of a key
+/// `UNAVAILABLE` until the first snapshot is in memory (the rate-limit service needs
+/// no snapshot and answers from the start). After that, change notifications (through
 /// `notifications`) and the periodic poll drive catch-ups; database errors are logged
 /// and retried while the last snapshot keeps being served.
 pub async fn run<L: Loader, C: Connector>(
@@ -112,6 +115,12 @@ pub async fn run<L: Loader, C: Connector>(
         // Open streams would keep the gRPC server's graceful shutdown waiting.
         stop.clone(),
     );
+    let ext_authz = ExtAuthzService::new(
+        store.clone(),
+        catch_up.clone(),
+        readiness.clone(),
+        metrics.clone(),
+    );
     let service = KeySyncService::new(
         store,
         catch_up.clone(),
@@ -129,6 +138,7 @@ pub async fn run<L: Loader, C: Connector>(
         let served = tonic::transport::Server::builder()
             .add_service(KeySyncServer::new(service))
             .add_service(RateLimitServiceServer::new(rate_limits))
+            .add_service(AuthorizationServer::new(ext_authz))
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),

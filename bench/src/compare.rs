@@ -1,0 +1,305 @@
+//! Where keysync's filter stands against the alternatives, measured side by side in one
+//! run on one machine: the same Envoy binary with one worker, the same route (answered by
+//! Envoy itself), the same load (wrk, 16 connections, keys in turn), with
+//!   (a) no auth filter, (b) an empty Rust wasm filter (the wasm floor), (c) Envoy's
+//!   native api_key_auth with the keys in its config, (d) ext_authz to keysync over gRPC,
+//!   (e) keysync's filter with 10k, 100k and 1M active keys loaded;
+//! then a full sync of 1M keys (time, memory on both sides) and PostgreSQL's query rate
+//! at two very different request rates.
+
+use crate::rss::rss_kib;
+use crate::wrk::{self, Report};
+use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::keysync::{self as ks, Keysync};
+use keysync_e2e::postgres::TestPostgres;
+use keysync_e2e::scratch::ScratchDir;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Keys the load cycles through (all valid, in every variant).
+const HOT_KEYS: usize = 1_000;
+/// Keys in api_key_auth's configuration.
+const API_KEY_AUTH_KEYS: usize = 10_000;
+
+pub struct Options {
+    pub seconds: u64,
+    pub key_counts: Vec<usize>,
+    pub query_rate_seconds: u64,
+}
+
+/// The secret of bench key `i`: deterministic, so its hash can be computed in SQL.
+fn secret(i: usize) -> String {
+    format!("sk_live_bench{i:020}")
+}
+
+struct Row {
+    name: String,
+    report: Report,
+    rss_kib: u64,
+}
+
+pub fn run(options: Options) {
+    let dir = ScratchDir::new("bench-compare").expect("scratch dir");
+    let postgres = TestPostgres::start();
+    let database_url = postgres.create_database();
+    let database = database_url
+        .rsplit('/')
+        .next()
+        .expect("db name")
+        .to_string();
+    ks::migrate(&database_url);
+    let org = ks::create_org(&database_url, "bench");
+    let mut loaded = 0;
+    insert_keys(
+        &postgres,
+        &database,
+        &org,
+        &mut loaded,
+        API_KEY_AUTH_KEYS.max(HOT_KEYS),
+    );
+
+    let keysync = Keysync::start(&database_url, &[]);
+    let hot: Vec<String> = (1..=HOT_KEYS).map(secret).collect();
+    let script = dir.path().join("keys.lua");
+    std::fs::write(&script, wrk::rotating_keys_script(&hot)).expect("write wrk script");
+    let api_keys = dir.path().join("api-keys.txt");
+    let all: Vec<String> = (1..=API_KEY_AUTH_KEYS).map(secret).collect();
+    std::fs::write(&api_keys, all.join("\n")).expect("write api keys");
+    let duration = Duration::from_secs(options.seconds);
+    let measure = |name: &str, gateway: &Gateway| -> Row {
+        // Warm up: the first requests load code and caches.
+        let _ = wrk::run_with(gateway.addr, 16, Duration::from_secs(1), &[], Some(&script));
+        let report = wrk::run_with(gateway.addr, 16, duration, &[], Some(&script));
+        assert_eq!(report.non_2xx, 0, "{name}: every request must be allowed");
+        let row = Row {
+            name: name.to_string(),
+            report,
+            rss_kib: rss_kib(gateway.process.pid()),
+        };
+        eprintln!("{name}: {:.0} req/s", row.report.requests_per_sec);
+        row
+    };
+    let bench_gateway = |auth: &str| {
+        let mut options = GatewayOptions::new(keysync.grpc, "direct");
+        options.template = "bench.yaml".into();
+        options.concurrency = 1;
+        options.env.push(("BENCH_AUTH".into(), auth.into()));
+        options
+            .env
+            .push(("API_KEYS_FILE".into(), api_keys.display().to_string()));
+        Gateway::start(options)
+    };
+    let keysync_gateway = |template: &str| {
+        let mut options = GatewayOptions::new(keysync.grpc, "direct");
+        options.template = template.into();
+        options.concurrency = 1;
+        options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+        Gateway::start(options)
+    };
+
+    let mut rows = Vec::new();
+    rows.push(measure("(a) no auth filter", &bench_gateway("none")));
+    rows.push(measure(
+        "(b) empty Rust wasm filter",
+        &bench_gateway("empty-wasm"),
+    ));
+    rows.push(measure(
+        &format!("(c) native api_key_auth, {API_KEY_AUTH_KEYS} keys"),
+        &bench_gateway("api-key-auth"),
+    ));
+    rows.push(measure(
+        "(d) ext_authz to keysync (gRPC)",
+        &keysync_gateway("ext-authz.yaml"),
+    ));
+
+    // An Envoy with keysync's filter and an empty store: the memory baseline for (e).
+    let empty_rss = {
+        let empty_db = postgres.create_database();
+        ks::migrate(&empty_db);
+        let empty_keysync = Keysync::start(&empty_db, &[]);
+        let mut options = GatewayOptions::new(empty_keysync.grpc, "direct");
+        options.concurrency = 1;
+        let gateway = Gateway::start(options);
+        gateway
+            .process
+            .wait_for_log("cache refresh complete", Duration::from_secs(60));
+        std::thread::sleep(Duration::from_secs(2));
+        rss_kib(gateway.process.pid())
+    };
+
+    let mut memory = String::new();
+    let mut sync_line = String::new();
+    for &count in &options.key_counts {
+        insert_keys(&postgres, &database, &org, &mut loaded, count);
+        wait_for_keysync(&keysync, count);
+        let started = Instant::now();
+        let gateway = keysync_gateway("gateway.yaml");
+        let line = gateway
+            .process
+            .wait_for_log("cache refresh complete", Duration::from_secs(300));
+        let sync_time = started.elapsed();
+        assert!(line.contains(&format!("total={count}")), "{line}");
+        let row = measure(&format!("(e) keysync filter, {count} keys"), &gateway);
+        let per_key = (row.rss_kib.saturating_sub(empty_rss) * 1024) as f64 / count as f64;
+        let _ = writeln!(
+            memory,
+            "{count} keys: Envoy RSS {} KiB, empty store {empty_rss} KiB: {per_key:.0} bytes a key; full sync into a fresh Envoy (start to refresh complete) {:.2} s",
+            row.rss_kib,
+            sync_time.as_secs_f64()
+        );
+        if count == *options.key_counts.iter().max().unwrap_or(&0) {
+            sync_line = format!(
+                "keysync RSS with {count} keys: {} KiB",
+                rss_kib(keysync.process.pid())
+            );
+        }
+        rows.push(row);
+    }
+
+    print_table(&rows);
+    println!("{memory}{sync_line}");
+    if options.query_rate_seconds > 0 {
+        query_rates(
+            &postgres,
+            &database,
+            &keysync,
+            &hot,
+            options.query_rate_seconds,
+            dir.path(),
+        );
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let base = &rows[0].report;
+    let floor = rows
+        .iter()
+        .find(|r| r.name.starts_with("(b)"))
+        .map(|r| r.report);
+    println!(
+        "{:<42} {:>9} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "variant", "req/s", "vs (a)", "vs (b)", "p50 +us", "p99 +us", "RSS KiB"
+    );
+    for row in rows {
+        let r = &row.report;
+        println!(
+            "{:<42} {:>9.0} {:>8.3} {:>8} {:>10.0} {:>10.0} {:>10}",
+            row.name,
+            r.requests_per_sec,
+            r.requests_per_sec / base.requests_per_sec,
+            floor.map_or("-".into(), |f| format!(
+                "{:.3}",
+                r.requests_per_sec / f.requests_per_sec
+            )),
+            r.p50_us - base.p50_us,
+            r.p99_us - base.p99_us,
+            row.rss_kib
+        );
+    }
+}
+
+/// Adds keys until `target` exist, in batches (one transaction each).
+fn insert_keys(
+    postgres: &TestPostgres,
+    database: &str,
+    org: &str,
+    loaded: &mut usize,
+    target: usize,
+) {
+    const BATCH: usize = 100_000;
+    while *loaded < target {
+        let from = *loaded + 1;
+        let to = (*loaded + BATCH).min(target);
+        postgres.psql(
+            database,
+            &format!(
+                "INSERT INTO api_keys (id, org_id, name, key_hash, key_prefix) \
+                 SELECT gen_random_uuid(), '{org}', 'bench', \
+                        sha256(convert_to('sk_live_bench' || lpad(i::text, 20, '0'), 'UTF8')), 'sk_live_benc' \
+                 FROM generate_series({from}, {to}) AS i"
+            ),
+        );
+        *loaded = to;
+    }
+}
+
+fn wait_for_keysync(keysync: &Keysync, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while (keysync.metric("keysync_snapshot_keys", &[]) as usize) < count {
+        assert!(
+            Instant::now() < deadline,
+            "keysync never loaded {count} keys"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// PostgreSQL transactions per minute while Envoy serves a trickle, then a flood, of
+/// requests: known keys, then keys nobody has (every one a miss).
+fn query_rates(
+    postgres: &TestPostgres,
+    database: &str,
+    keysync: &Keysync,
+    hot: &[String],
+    seconds: u64,
+    dir: &Path,
+) {
+    let mut options = GatewayOptions::new(keysync.grpc, "direct");
+    options.concurrency = 1;
+    options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+    let gateway = Gateway::start(options);
+    gateway
+        .process
+        .wait_for_log("cache refresh complete", Duration::from_secs(300));
+    let commits = || -> u64 {
+        postgres
+            .psql(
+                database,
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+            )
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    let per_minute = |label: &str, work: &dyn Fn() -> u64| {
+        let before = commits();
+        let started = Instant::now();
+        let requests = work();
+        let elapsed = started.elapsed().as_secs_f64();
+        let after = commits();
+        // Our own pg_stat read is a transaction too.
+        let queries = after.saturating_sub(before).saturating_sub(1);
+        println!(
+            "{label}: {:.0} requests/s, PostgreSQL {:.1} transactions/min",
+            requests as f64 / elapsed,
+            queries as f64 * 60.0 / elapsed
+        );
+    };
+    let random = dir.join("random.lua");
+    std::fs::write(&random, wrk::RANDOM_KEYS_SCRIPT).expect("write script");
+    let hot_script = dir.join("hot.lua");
+    std::fs::write(&hot_script, wrk::rotating_keys_script(hot)).expect("write script");
+    let duration = Duration::from_secs(seconds);
+    let flood = |script: &Path| {
+        let report = wrk::run_with(gateway.addr, 16, duration, &[], Some(script));
+        (report.requests_per_sec * seconds as f64) as u64
+    };
+    per_minute("idle", &|| {
+        std::thread::sleep(duration);
+        0
+    });
+    per_minute("trickle of known keys", &|| {
+        let requests = seconds * 10;
+        for i in 0..requests {
+            let key = &hot[i as usize % hot.len()];
+            assert_eq!(gateway.get_with_key("/", key).status, 200);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        requests
+    });
+    per_minute("flood of known keys (wrk)", &|| flood(&hot_script));
+    per_minute("flood of unknown keys, every one a miss (wrk)", &|| {
+        flood(&random)
+    });
+}

@@ -1,0 +1,324 @@
+//! The gateway contract (the README's "What the gateway answers"), checked the same way
+//! against both ways of enforcing it: the wasm filter inside Envoy
+//! (`envoy/gateway.yaml`) and Envoy's ext_authz filter asking keysync
+//! (`envoy/ext-authz.yaml`). Real Envoy, keysync and PostgreSQL; the echo backend shows
+//! what the gateway forwarded.
+
+use keysync_e2e::gateway::GatewayOptions;
+use keysync_e2e::http::Response;
+use keysync_e2e::keysync::{cli, revoke_key};
+use keysync_e2e::redis::TestRedis;
+use keysync_e2e::stack::Stack;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Request headers with raw byte values.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
+fn ext_authz(options: &mut GatewayOptions) {
+    options.template = "ext-authz.yaml".into();
+}
+
+/// Every value of a header the echo backend received, as reported in its JSON body.
+fn forwarded_header(response: &Response, name: &str) -> Vec<String> {
+    response.json()["headers"][name]
+        .as_array()
+        .map(|values| {
+            values
+                .iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_error(response: &Response, status: u16, error: &str) {
+    assert_eq!(response.status, status, "body: {}", response.text());
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json"),
+        "headers: {:?}",
+        response.headers
+    );
+    assert_eq!(response.json()["error"], error, "body: {}", response.text());
+}
+
+/// A response the backend answered, for `key`'s organization and key, with no
+/// credential forwarded.
+fn assert_forwarded_as(response: &Response, org_id: &str, key_id: &str) {
+    assert_eq!(response.status, 200, "body: {}", response.text());
+    assert_eq!(forwarded_header(response, "x-org-id"), vec![org_id]);
+    assert_eq!(forwarded_header(response, "x-api-key-id"), vec![key_id]);
+    for credential in ["authorization", "x-api-key"] {
+        assert!(
+            forwarded_header(response, credential).is_empty(),
+            "{credential} was forwarded: {}",
+            response.text()
+        );
+    }
+}
+
+/// The core contract, through whatever enforces it in `stack`'s gateway. Keys are
+/// created through the CLI while everything runs; nothing here waits for a refresh.
+fn check_contract(stack: &Stack) {
+    let gateway = &stack.gateway;
+    let org = stack.create_org("contract");
+    let key = stack.create_key(&org, &[]);
+
+    // Valid key: forwarded with the gateway's identity headers and without the key.
+    let ok = gateway.get_with_key("/orders?page=2", &key.key);
+    assert_forwarded_as(&ok, &org, &key.key_id);
+    assert_eq!(ok.json()["path"], "/orders?page=2");
+
+    // x-api-key works too, and is not forwarded either.
+    let via_header = gateway.get("/orders", &[("x-api-key", key.key.as_bytes())]);
+    assert_forwarded_as(&via_header, &org, &key.key_id);
+
+    // Client-sent identity headers are replaced, never passed along.
+    let bearer = format!("Bearer {}", key.key);
+    let spoofed = gateway.get(
+        "/orders",
+        &[
+            ("x-org-id", b"someone-else"),
+            ("authorization", bearer.as_bytes()),
+            ("x-api-key-id", b"not-my-key"),
+            ("x-org-id", b"yet-another-org"),
+        ],
+    );
+    assert_forwarded_as(&spoofed, &org, &key.key_id);
+
+    // No key: 401 with a challenge.
+    let missing = gateway.get("/orders", &[]);
+    assert_error(&missing, 401, "missing_api_key");
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+
+    // A well-formed key nobody issued: 403.
+    let unknown = gateway.get_with_key("/orders", "sk_live_ThisKeyWasNeverIssuedToAnyone01");
+    assert_error(&unknown, 403, "invalid_api_key");
+
+    // The health check needs no key.
+    let health = gateway.get("/health", &[]);
+    assert_eq!(health.status, 200, "body: {}", health.text());
+
+    // A key created now works on its first request.
+    let late = stack.create_key(&org, &["--env", "test"]);
+    let first = gateway.get_with_key("/", &late.key);
+    assert_forwarded_as(&first, &org, &late.key_id);
+
+    // Revoked: refused within the deadline; other keys keep working.
+    revoke_key(&stack.database_url, &late.key_id);
+    let revoked = gateway.wait_for_status("/", &late.key, 403, DEADLINE);
+    assert_error(&revoked, 403, "invalid_api_key");
+    assert_forwarded_as(&gateway.get_with_key("/", &key.key), &org, &key.key_id);
+
+    // Expired: refused from its expiry on, with no change in the database.
+    let expiring = stack.create_key(&org, &["--expires-in", "3s"]);
+    let before = gateway.get_with_key("/", &expiring.key);
+    // Valid for 3 s, unless the machine was very slow to get here.
+    assert!(matches!(before.status, 200 | 403), "{}", before.text());
+    let expired = gateway.wait_for_status("/", &expiring.key, 403, DEADLINE);
+    assert_error(&expired, 403, "invalid_api_key");
+
+    check_bad_authorization_values(stack, &key.key);
+}
+
+/// Junk where a key should be is refused (401 or 403), and never breaks the gateway:
+/// a valid request right after each one still passes.
+fn check_bad_authorization_values(stack: &Stack, key: &str) {
+    let valid = format!("Bearer {key}");
+    let mut huge = b"Bearer sk_live_".to_vec();
+    huge.resize(9 * 1024, b'A');
+    let mut non_utf8 = b"Bearer sk_live_".to_vec();
+    non_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
+    non_utf8.extend_from_slice(b"abcdefghijkl");
+    let cases: Vec<(&str, Headers)> = vec![
+        ("empty", vec![("authorization", b"".to_vec())]),
+        ("scheme only", vec![("authorization", b"Bearer".to_vec())]),
+        (
+            "another scheme",
+            vec![("authorization", b"Basic dXNlcjpwYXNz".to_vec())],
+        ),
+        ("non-UTF-8", vec![("authorization", non_utf8)]),
+        ("9 KB token", vec![("authorization", huge)]),
+        (
+            "two Authorization headers",
+            vec![
+                ("authorization", valid.clone().into_bytes()),
+                ("authorization", valid.clone().into_bytes()),
+            ],
+        ),
+        (
+            "two spaces",
+            vec![("authorization", format!("Bearer  {key}").into_bytes())],
+        ),
+        (
+            "tab",
+            vec![("authorization", format!("Bearer\t{key}").into_bytes())],
+        ),
+    ];
+    for (name, headers) in &cases {
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let response = stack.gateway.get("/", &headers);
+        assert!(
+            matches!(response.status, 401 | 403),
+            "{name}: got {} {}",
+            response.status,
+            response.text()
+        );
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{name}"
+        );
+        let after = stack.gateway.get_with_key("/", key);
+        assert_eq!(after.status, 200, "after {name}: {}", after.text());
+    }
+}
+
+#[test]
+fn contract_holds_with_the_wasm_filter() {
+    let stack = Stack::start(|_| {});
+    check_contract(&stack);
+    let log = stack.gateway.process.log();
+    assert!(!log.contains("panicked"), "the filter panicked:\n{log}");
+}
+
+#[test]
+fn contract_holds_with_ext_authz() {
+    let stack = Stack::start(ext_authz);
+    check_contract(&stack);
+    // keysync decided: every outcome went through its Check.
+    for result in ["allowed", "missing", "invalid"] {
+        let checks = stack.keysync.metric(
+            "keysync_ext_authz_checks_total",
+            &[&format!("result=\"{result}\"")],
+        );
+        assert!(checks >= 1.0, "no {result} checks counted");
+    }
+    assert_eq!(
+        stack.keysync.metric(
+            "keysync_ext_authz_checks_total",
+            &["result=\"unavailable\""]
+        ),
+        0.0
+    );
+    let config = std::fs::read_to_string(&stack.gateway.config_path).expect("read config");
+    for wasm in ["envoy.filters.http.wasm", "envoy.bootstrap.wasm"] {
+        assert!(
+            !config.contains(wasm),
+            "ext_authz mode loads no wasm: {wasm}"
+        );
+    }
+}
+
+#[test]
+fn ext_authz_fails_closed_with_503_json_when_keysync_is_down() {
+    let mut stack = Stack::start(ext_authz);
+    let org = stack.create_org("outage");
+    let key = stack.create_key(&org, &[]);
+    assert_forwarded_as(
+        &stack.gateway.get_with_key("/", &key.key),
+        &org,
+        &key.key_id,
+    );
+
+    stack.keysync.process.kill();
+    let refused = stack.gateway.wait_for_status("/", &key.key, 503, DEADLINE);
+    assert_error(&refused, 503, "auth_unavailable");
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        refused.text()
+    );
+    // Nobody can check anything: without keysync, a request without a key cannot be
+    // told apart from one with a key either (the wasm filter would say 401 here).
+    assert_error(&stack.gateway.get("/", &[]), 503, "auth_unavailable");
+    // The health check does not ask keysync.
+    assert_eq!(stack.gateway.get("/health", &[]).status, 200);
+}
+
+/// Scheduling, not an assertion: leaves room in the current one-minute window.
+fn enough_of_the_window_left(room: u64) {
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    };
+    while 60 - now() % 60 < room {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ext_authz_combines_with_global_rate_limiting() {
+    let redis = TestRedis::start();
+    let stack = Stack::start_with(&[("REDIS_URL", &redis.url())], |options| {
+        ext_authz(options);
+        options
+            .env
+            .push(("RATE_LIMIT_MODE".into(), "global".into()));
+    });
+    let org = stack.create_org("limited");
+    let set_limit = cli(
+        &stack.database_url,
+        &["orgs", "set-limit", &org, "--rpm", "3"],
+    );
+    assert!(
+        set_limit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set_limit.stderr)
+    );
+    // Created after the limit: every request with it is counted.
+    let key = stack.create_key(&org, &[]);
+    let unlimited_org = stack.create_org("unlimited");
+    let unlimited = stack.create_key(&unlimited_org, &[]);
+    enough_of_the_window_left(20);
+
+    let policy = "\"org\";q=3;w=60";
+    let first = stack.gateway.get_with_key("/", &key.key);
+    assert_forwarded_as(&first, &org, &key.key_id);
+    assert_eq!(first.header("ratelimit-policy"), Some(policy));
+    assert!(
+        forwarded_header(&first, "x-keysync-rl-subject").is_empty(),
+        "descriptor headers do not reach the backend: {}",
+        first.text()
+    );
+
+    // A client cannot spend another organization's budget: keysync removes the
+    // descriptor headers it sent.
+    let bearer = format!("Bearer {}", unlimited.key);
+    let subject = format!("org:{org}");
+    for _ in 0..3 {
+        let response = stack.gateway.get(
+            "/",
+            &[
+                ("authorization", bearer.as_bytes()),
+                ("x-keysync-rl-subject", subject.as_bytes()),
+                ("x-keysync-rl-limit", b"1+0"),
+            ],
+        );
+        assert_forwarded_as(&response, &unlimited_org, &unlimited.key_id);
+        assert_eq!(response.header("ratelimit-policy"), None);
+        assert!(forwarded_header(&response, "x-keysync-rl-limit").is_empty());
+    }
+
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| stack.gateway.get_with_key("/", &key.key).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429, 429], "3 a minute, one used above");
+    let over = stack.gateway.get_with_key("/", &key.key);
+    assert_error(&over, 429, "rate_limited");
+    assert!(over.header("retry-after").is_some(), "{:?}", over.headers);
+    // Counted before keysync answers.
+    assert!(
+        stack
+            .keysync
+            .metric("keysync_ratelimit_requests_total", &["over_limit"])
+            >= 3.0
+    );
+}
