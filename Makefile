@@ -18,13 +18,14 @@ CARGO ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export KEYSYNC_FILTER_WASM := $(abspath $(FILTER_WASM))
 
-.PHONY: help deps wasm-target postgres-server redis-server wrk build-filter build test lint run bench clean
+.PHONY: help deps wasm-target postgres-server redis-server wrk build-filter build test lint run bench bench-short bench-build clean
 
 help:
 	@echo "make run    start the demo gateway (Ctrl-C stops everything)"
 	@echo "make test   fmt check, clippy (native + wasm), unit and end-to-end tests"
 	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server)"
 	@echo "make bench  the benchmarks of bench/ (release builds; figures in bench/RESULTS.md)"
+	@echo "make bench-short  the comparison suite in under 3 minutes (10k keys, short runs)"
 
 deps: wasm-target $(ENVOY) postgres-server redis-server
 
@@ -77,12 +78,21 @@ run: deps build
 
 BENCH := KEYSYNC_BIN=$(abspath target/release/keysync) target/release/keysync-bench
 
-bench: deps wrk build-filter
+bench-build: deps wrk build-filter
 	$(CARGO) build --locked --release -p keysync -p keysync-bench
+
+bench: bench-build
+	$(BENCH) compare --seconds 10 --keys 10000,100000,1000000 --query-rate-seconds 20
 	$(BENCH) propagation --keys 200
 	$(BENCH) propagation --keys 200 --spacing-ms 0
 	$(BENCH) churn --churn 100000 --rounds 1 --active 1000
 	$(BENCH) churn --churn 100000 --rounds 10 --active 1000
+	$(BENCH) rate-limit-local
+	$(BENCH) rate-limit-global
+	$(BENCH) rate-limit-cost --rounds 3 --seconds 10
+
+bench-short: bench-build
+	$(BENCH) compare --seconds 3 --keys 10000 --query-rate-seconds 5
 
 clean:
 	$(CARGO) clean

@@ -303,3 +303,58 @@ fn query_rates(
         flood(&random)
     });
 }
+
+/// The wasm floor (b) against keysync's filter (e) with 10k keys, alternating, to see
+/// what the filter adds per request without the rest of the suite.
+pub fn floor_vs_filter(rounds: usize, seconds: u64) {
+    let dir = ScratchDir::new("bench-floor").expect("scratch dir");
+    let postgres = TestPostgres::start();
+    let database_url = postgres.create_database();
+    let database = database_url
+        .rsplit('/')
+        .next()
+        .expect("db name")
+        .to_string();
+    ks::migrate(&database_url);
+    let org = ks::create_org(&database_url, "bench");
+    let mut loaded = 0;
+    insert_keys(&postgres, &database, &org, &mut loaded, API_KEY_AUTH_KEYS);
+    let keysync = Keysync::start(&database_url, &[]);
+    wait_for_keysync(&keysync, API_KEY_AUTH_KEYS);
+    let hot: Vec<String> = (1..=HOT_KEYS).map(secret).collect();
+    let script = dir.path().join("keys.lua");
+    std::fs::write(&script, wrk::rotating_keys_script(&hot)).expect("write wrk script");
+    let mut floor = GatewayOptions::new(keysync.grpc, "direct");
+    floor.template = "bench.yaml".into();
+    floor.concurrency = 1;
+    floor.env.push(("BENCH_AUTH".into(), "empty-wasm".into()));
+    let floor = Gateway::start(floor);
+    let mut filter = GatewayOptions::new(keysync.grpc, "direct");
+    filter.concurrency = 1;
+    filter.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+    let filter = Gateway::start(filter);
+    filter
+        .process
+        .wait_for_log("cache refresh complete", Duration::from_secs(60));
+    let duration = Duration::from_secs(seconds);
+    let mut added = Vec::new();
+    for round in 0..rounds {
+        let b = wrk::run_with(floor.addr, 16, duration, &[], Some(&script));
+        let e = wrk::run_with(filter.addr, 16, duration, &[], Some(&script));
+        assert_eq!(e.non_2xx, 0);
+        println!(
+            "round {round}: (b) {:.0} req/s {:.2} us | (e) {:.0} req/s {:.2} us | ratio {:.3}",
+            b.requests_per_sec,
+            b.us_per_request(),
+            e.requests_per_sec,
+            e.us_per_request(),
+            e.requests_per_sec / b.requests_per_sec
+        );
+        added.push(e.us_per_request() - b.us_per_request());
+    }
+    added.sort_by(|x, y| x.total_cmp(y));
+    println!(
+        "the filter adds {:.2} us a request over the wasm floor (median)",
+        added[added.len() / 2]
+    );
+}

@@ -3,6 +3,7 @@
 //! See bench/README.md for what each benchmark does and bench/RESULTS.md for figures.
 
 mod compare;
+mod keysync_memory;
 mod latency;
 mod load;
 mod memory;
@@ -77,6 +78,18 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         query_rate_seconds: u64,
     },
+    /// keysync's resident memory and load time with many active keys (no Envoy).
+    KeysyncMemory {
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+    },
+    /// The wasm floor against keysync's filter only, alternating (quick profiling).
+    FloorVsFilter {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3)]
@@ -107,7 +120,9 @@ fn main() {
             connections,
             envoys,
         } => rate_limit::accuracy_global(limit, requests, connections, envoys),
+        Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::FloorVsFilter { rounds, seconds } => compare::floor_vs_filter(rounds, seconds),
         Bench::Compare {
             seconds,
             keys,

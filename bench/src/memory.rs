@@ -8,8 +8,7 @@ use keysync_e2e::stack::Stack;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
-/// Both Envoys get the same quiet time before being measured: Envoy hands freed heap
-/// back to the OS about once a second (`memory_allocator_manager` in envoy/gateway.yaml).
+/// Both Envoys get the same quiet time before being measured.
 const SETTLE: Duration = Duration::from_secs(5);
 
 pub fn run(churn: usize, rounds: usize, active: usize) {

@@ -47,10 +47,11 @@ impl AuthWorker {
         }
     }
 
-    /// On the tick: the worker's record copies last one tick (see `record_cache`).
-    pub fn clear_record_cache(&self) {
+    /// On the tick: drops the worker's record copies if the store moved since.
+    pub fn sync_record_cache(&self) {
+        let generation = self.store.generation();
         if let Ok(mut records) = self.records.try_borrow_mut() {
-            records.clear();
+            records.sync_with(generation);
         }
     }
 

@@ -11,6 +11,10 @@ use crate::store_meta::{StoreMeta, META_ENTRY};
 /// Compare-and-swap attempts before a writer gives up on a contended bucket.
 const MAX_CAS_ATTEMPTS: usize = 8;
 
+/// Shared-data key of the store generation: bumped after every bucket write, so that a
+/// worker's copies of records (`record_cache`) can tell they may be out of date.
+const GENERATION_ENTRY: &str = "keysync.generation";
+
 pub struct KeyStore<S> {
     data: S,
 }
@@ -71,6 +75,34 @@ impl<S: SharedData> KeyStore<S> {
         Ok(bucket.find(hash))
     }
 
+    /// Changes whenever a bucket changes (read by workers once a tick).
+    pub fn generation(&self) -> u64 {
+        self.data
+            .get(GENERATION_ENTRY)
+            .value
+            .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+            .map_or(0, u64::from_le_bytes)
+    }
+
+    /// Called after every bucket write. Compare-and-swap: workers bump it too.
+    fn bump_generation(&self) {
+        for _ in 0..MAX_CAS_ATTEMPTS * 4 {
+            let entry = self.data.get(GENERATION_ENTRY);
+            let current = entry
+                .value
+                .as_deref()
+                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map_or(0, u64::from_le_bytes);
+            match self
+                .data
+                .set(GENERATION_ENTRY, &(current + 1).to_le_bytes(), entry.cas)
+            {
+                Err(WriteError::CasMismatch) => continue,
+                _ => return,
+            }
+        }
+    }
+
     pub fn meta(&self) -> StoreMeta {
         StoreMeta::decode(self.data.get(META_ENTRY).value.as_deref())
     }
@@ -105,7 +137,10 @@ impl<S: SharedData> KeyStore<S> {
                 return Ok(change);
             }
             match self.data.set(name.as_str(), &new_bytes, entry.cas) {
-                Ok(()) => return Ok(change),
+                Ok(()) => {
+                    self.bump_generation();
+                    return Ok(change);
+                }
                 Err(WriteError::CasMismatch) => continue,
                 Err(WriteError::Host(status)) => return Err(StoreError::Host(status)),
             }
@@ -161,7 +196,10 @@ impl<S: SharedData> KeyStore<S> {
                 return Ok(diff);
             }
             match self.data.set(name.as_str(), &bytes, entry.cas) {
-                Ok(()) => return Ok(diff),
+                Ok(()) => {
+                    self.bump_generation();
+                    return Ok(diff);
+                }
                 Err(WriteError::CasMismatch) => continue,
                 Err(WriteError::Host(status)) => return Err(StoreError::Host(status)),
             }
@@ -231,7 +269,11 @@ impl<S: SharedData> KeyStore<S> {
             };
             match self.data.set(name.as_str(), &without, entry.cas) {
                 Err(WriteError::CasMismatch) => continue,
-                _ => return,
+                Ok(()) => {
+                    self.bump_generation();
+                    return;
+                }
+                Err(WriteError::Host(_)) => return,
             }
         }
     }
@@ -410,6 +452,20 @@ mod tests {
         let writes = store.data.writes.get();
         store.apply_changes(&[Change::Upsert(changed_a)]).unwrap();
         assert_eq!(store.data.writes.get(), writes, "re-applying is a no-op");
+    }
+
+    #[test]
+    fn every_bucket_change_moves_the_generation() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let r = record("sk_live_gen");
+        let g0 = store.generation();
+        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        let g1 = store.generation();
+        assert!(g1 > g0);
+        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        assert_eq!(store.generation(), g1, "no change, no bump");
+        store.apply_changes(&[Change::Remove(r.hash)]).unwrap();
+        assert!(store.generation() > g1);
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl RootContext for Plugin {
             Some(Role::Auth(worker)) => {
                 worker.stats.flush();
                 worker.give_back_leases();
-                worker.clear_record_cache();
+                worker.sync_record_cache();
                 worker.check_staleness();
             }
             Some(Role::Sync(service)) => service.on_tick(),

@@ -1,24 +1,28 @@
-//! Each worker's copy of the records it served in the current tick, so that a hot key
-//! costs no shared-data read (a host call, and a copy of its bucket) on every request.
+//! Each worker's copy of the records it served recently, so that a hot key costs no
+//! shared-data read (a host call, and a copy of its bucket) on every request.
 //!
-//! The copy is dropped on every worker tick (250 ms), whatever happened to the store:
-//! a key revoked, expired into a refresh, or repaired by a resync stops working at most
-//! one tick after the store learned of it, with no bookkeeping that could miss a case.
+//! Every write to a bucket, by any writer, moves the store generation
+//! (`KeyStore::generation`). On each tick (250 ms) the worker compares it with the
+//! generation its copies were made at and drops them all when it moved: a key revoked,
+//! changed or repaired stops working at most one tick after the store learned of it.
 
-use crate::key_hash::KeyHash;
+use crate::key_hash::{KeyHash, KeyHashBuilder};
 use crate::record::KeyRecord;
 use std::collections::HashMap;
 
 pub struct RecordCache {
     capacity: usize,
-    entries: HashMap<KeyHash, KeyRecord>,
+    /// The store generation the entries were read at.
+    generation: Option<u64>,
+    entries: HashMap<KeyHash, KeyRecord, KeyHashBuilder>,
 }
 
 impl RecordCache {
     pub fn new(capacity: usize) -> Self {
         RecordCache {
             capacity,
-            entries: HashMap::new(),
+            generation: None,
+            entries: HashMap::default(),
         }
     }
 
@@ -38,9 +42,12 @@ impl RecordCache {
         self.entries.insert(record.hash, record);
     }
 
-    /// On every tick.
-    pub fn clear(&mut self) {
-        self.entries.clear();
+    /// On every tick, with the store's generation: drops everything if it moved.
+    pub fn sync_with(&mut self, generation: u64) {
+        if self.generation != Some(generation) {
+            self.entries.clear();
+            self.generation = Some(generation);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -68,13 +75,25 @@ mod tests {
     }
 
     #[test]
-    fn serves_what_it_was_given_until_cleared() {
+    fn serves_what_it_was_given_until_the_store_moves() {
         let mut cache = RecordCache::new(10);
+        cache.sync_with(5);
         let r = record("sk_live_a");
         cache.insert(r);
         assert_eq!(cache.get(&r.hash), Some(r));
         assert_eq!(cache.get(&record("sk_live_b").hash), None);
-        cache.clear();
+        cache.sync_with(5);
+        assert_eq!(cache.get(&r.hash), Some(r), "same generation: kept");
+        cache.sync_with(6);
+        assert_eq!(cache.get(&r.hash), None, "the store moved: dropped");
+    }
+
+    #[test]
+    fn records_read_before_the_first_tick_do_not_survive_it() {
+        let mut cache = RecordCache::new(10);
+        let r = record("sk_live_early");
+        cache.insert(r);
+        cache.sync_with(0);
         assert_eq!(cache.get(&r.hash), None);
     }
 

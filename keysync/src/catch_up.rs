@@ -1,16 +1,22 @@
 //! On-demand incremental catch-ups, coalesced so the database load stays bounded.
 //!
-//! A lookup for an unknown key may be for a key created since the last catch-up, so it
+//! A lookup for an unknown key may be for a key created since the last catch-up, so,
+//! unless change notifications already keep the store current ([`crate::miss`]), it
 //! waits for a catch-up that *starts after it asked*, then answers from the store. One
 //! worker task runs the catch-ups: at most one is in flight, every request waiting when
 //! one starts shares it, and starts are at least `min_spacing` apart. However many
 //! unknown keys arrive, the database sees at most one catch-up per `min_spacing`.
+//!
+//! Requests are numbered as they are queued, and the worker publishes the last number
+//! each finished catch-up served, so a caller can also wait for the catch-ups already
+//! asked for to finish without asking for one ([`CatchUp::settled`]).
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// Spacing used by `serve`: at most 20 lookup-driven catch-ups a second.
@@ -27,13 +33,22 @@ pub enum CatchUpError {
     Stopped,
 }
 
-type Waiter = oneshot::Sender<Result<(), CatchUpError>>;
+/// One queued request: its number, and where its outcome goes.
+#[derive(Debug)]
+struct Waiter {
+    ticket: u64,
+    outcome: oneshot::Sender<Result<(), CatchUpError>>,
+}
 
 /// Handle to the catch-up worker; cheap to clone. The worker stops when the last
 /// handle is dropped.
 #[derive(Debug, Clone)]
 pub struct CatchUp {
+    /// The last ticket handed out. Held while queueing, so the queue is in ticket order.
+    tickets: Arc<Mutex<u64>>,
     requests: mpsc::UnboundedSender<Waiter>,
+    /// The last ticket served by a finished catch-up (whatever its outcome).
+    served: watch::Receiver<u64>,
 }
 
 impl CatchUp {
@@ -45,30 +60,57 @@ impl CatchUp {
         E: Display + 'static,
     {
         let (requests, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(work(receiver, min_spacing, run));
-        CatchUp { requests }
+        let (served, served_receiver) = watch::channel(0);
+        tokio::spawn(work(receiver, served, min_spacing, run));
+        CatchUp {
+            tickets: Arc::new(Mutex::new(0)),
+            requests,
+            served: served_receiver,
+        }
+    }
+
+    /// Queues a request; the receiver gets the outcome of the catch-up that serves it.
+    fn ask(&self) -> Result<oneshot::Receiver<Result<(), CatchUpError>>, CatchUpError> {
+        let (outcome, receiver) = oneshot::channel();
+        let mut last = self.tickets.lock().unwrap_or_else(PoisonError::into_inner);
+        *last += 1;
+        self.requests
+            .send(Waiter {
+                ticket: *last,
+                outcome,
+            })
+            .map_err(|_| CatchUpError::Stopped)?;
+        Ok(receiver)
     }
 
     /// Waits for a catch-up that starts after this call, and returns its outcome.
     pub async fn request(&self) -> Result<(), CatchUpError> {
-        let (waiter, outcome) = oneshot::channel();
-        self.requests
-            .send(waiter)
-            .map_err(|_| CatchUpError::Stopped)?;
-        outcome.await.map_err(|_| CatchUpError::Stopped)?
+        self.ask()?.await.map_err(|_| CatchUpError::Stopped)?
     }
 
     /// Asks for a catch-up that starts after this call without waiting for it (a change
     /// notification, a watcher ahead of the store). Failures are the worker's to log.
     pub fn trigger(&self) {
-        let (waiter, _ignored) = oneshot::channel();
         // A stopped worker means the server is shutting down: nothing left to do.
-        let _ = self.requests.send(waiter);
+        let _ = self.ask();
+    }
+
+    /// Waits until every catch-up asked for before this call (queued or running) has
+    /// finished, whatever its outcome, without asking for one: at once when none is.
+    pub async fn settled(&self) -> Result<(), CatchUpError> {
+        let asked = *self.tickets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut served = self.served.clone();
+        served
+            .wait_for(|served| *served >= asked)
+            .await
+            .map(drop)
+            .map_err(|_| CatchUpError::Stopped)
     }
 }
 
 async fn work<F, Fut, E>(
     mut requests: mpsc::UnboundedReceiver<Waiter>,
+    served: watch::Sender<u64>,
     min_spacing: Duration,
     mut run: F,
 ) where
@@ -91,9 +133,13 @@ async fn work<F, Fut, E>(
         let outcome = run()
             .await
             .map_err(|error| CatchUpError::Failed(error.to_string()));
+        // Queued in ticket order: the last one is the highest.
+        if let Some(last) = waiters.last() {
+            served.send_replace(last.ticket);
+        }
         for waiter in waiters {
             // A waiter that gave up (its client went away) no longer listens.
-            let _ = waiter.send(outcome.clone());
+            let _ = waiter.outcome.send(outcome.clone());
         }
     }
 }
@@ -200,6 +246,50 @@ mod tests {
         }
         assert_eq!(catch_up.request().await, Ok(()));
         assert_eq!(recorder.starts().len(), 1, "one catch-up served them all");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settled_with_nothing_asked_returns_at_once() {
+        let recorder = Recorder::default();
+        let catch_up = recorder.spawn(Duration::from_millis(10), 0);
+        let asked = Instant::now();
+        assert_eq!(catch_up.settled().await, Ok(()));
+        assert_eq!(asked.elapsed(), Duration::ZERO);
+        assert!(recorder.starts().is_empty(), "settling starts nothing");
+
+        catch_up.request().await.unwrap();
+        let asked = Instant::now();
+        assert_eq!(catch_up.settled().await, Ok(()));
+        assert_eq!(asked.elapsed(), Duration::ZERO);
+        assert_eq!(recorder.starts().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settled_waits_for_the_catch_up_in_flight_without_asking_for_another() {
+        let recorder = Recorder::default();
+        let catch_up = recorder.spawn(Duration::from_millis(100), 1);
+        catch_up.trigger();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(recorder.starts().len(), 1, "in flight");
+        // Its failure is not settled's to report.
+        assert_eq!(catch_up.settled().await, Ok(()));
+        assert_eq!(recorder.starts()[0].elapsed(), Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(recorder.starts().len(), 1, "no catch-up of its own");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settled_waits_for_a_queued_catch_up_too() {
+        let recorder = Recorder::default();
+        let catch_up = recorder.spawn(Duration::from_millis(10), 0);
+        catch_up.request().await.unwrap();
+        // Queued behind the spacing: it will run, so settling waits for it.
+        catch_up.trigger();
+        assert_eq!(catch_up.settled().await, Ok(()));
+        let starts = recorder.starts();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(starts[1] - starts[0], DEFAULT_MIN_SPACING);
+        assert_eq!(starts[1].elapsed(), Duration::from_millis(10));
     }
 
     #[tokio::test(start_paused = true)]

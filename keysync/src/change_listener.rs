@@ -4,9 +4,11 @@
 //!
 //! Notifications sent while nobody listens are lost, so every (re)connection is
 //! followed by a catch-up: catch-ups read by revision, so that one recovers whatever
-//! was committed in between. A lost connection is logged and retried with backoff
-//! (1 s doubling to 30 s). The periodic poll stays as the fallback. Every keysync
-//! process listens for itself; nothing is exclusive.
+//! was committed in between. From its success until the connection is lost, the store
+//! is kept current by notifications ([`Freshness`]), which lets lookups of unknown keys
+//! be answered without a query ([`crate::miss`]). A lost connection is logged and
+//! retried with backoff (1 s doubling to 30 s). The periodic poll stays as the
+//! fallback. Every keysync process listens for itself; nothing is exclusive.
 //!
 //! [`Connector`] is a trait so the reconnect logic can be tested without a database.
 
@@ -21,6 +23,7 @@ use tracing::{error, info};
 use crate::backoff::Backoff;
 use crate::catch_up::{CatchUp, CatchUpError};
 use crate::database;
+use crate::freshness::Freshness;
 use crate::metrics::Metrics;
 
 /// The channel migration 0002 notifies on; the payload is the new revision.
@@ -89,11 +92,13 @@ impl Listener for PgListener {
 
 /// Listens until `stop`: each notification of a revision newer than `store_revision()`
 /// triggers a catch-up (coalesced by the catch-up worker); each connection is followed
-/// by one.
+/// by one. `freshness` hears that the listener is caught up once that catch-up
+/// succeeded, and that it is not as soon as the connection is lost.
 pub async fn run<C: Connector>(
     connector: C,
     catch_up: CatchUp,
     store_revision: impl Fn() -> u64 + Send,
+    freshness: Freshness,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
@@ -114,10 +119,16 @@ pub async fn run<C: Connector>(
                 match caught_up {
                     Ok(()) => {
                         backoff.reset();
+                        // Every commit from now on is notified on this connection.
+                        freshness.set_listening(true);
                         let lost = tokio::select! {
-                            _ = stop.cancelled() => return,
+                            _ = stop.cancelled() => {
+                                freshness.set_listening(false);
+                                return;
+                            }
                             lost = follow(&mut listener, &catch_up, &store_revision, &metrics) => lost,
                         };
+                        freshness.set_listening(false);
                         error!("database error: change listener: {lost}");
                     }
                     Err(CatchUpError::Stopped) => return,
@@ -227,6 +238,7 @@ mod tests {
         connector: FakeConnector,
         catch_ups: Arc<AtomicUsize>,
         revision: Arc<AtomicU64>,
+        freshness: Freshness,
         metrics: Arc<Metrics>,
         stop: CancellationToken,
     }
@@ -243,6 +255,7 @@ mod tests {
         });
         let revision = Arc::new(AtomicU64::new(5));
         let metrics = Arc::new(Metrics::new());
+        let freshness = Freshness::new(metrics.clone());
         let stop = CancellationToken::new();
         tokio::spawn(run(
             connector.clone(),
@@ -251,6 +264,7 @@ mod tests {
                 let revision = revision.clone();
                 move || revision.load(Ordering::SeqCst)
             },
+            freshness.clone(),
             metrics.clone(),
             stop.clone(),
         ));
@@ -258,6 +272,7 @@ mod tests {
             connector,
             catch_ups,
             revision,
+            freshness,
             metrics,
             stop,
         }
@@ -303,8 +318,10 @@ mod tests {
         let catch_ups = || fixture.catch_ups.load(Ordering::SeqCst);
         // Nothing queued: the first attempts fail, spaced 1 s, 2 s, 4 s.
         eventually("four attempts", || fixture.connector.attempts().len() == 4).await;
+        assert!(!fixture.freshness.is_current());
         let connection = fixture.connector.queue();
         eventually("connected and caught up", || catch_ups() == 1).await;
+        eventually("current", || fixture.freshness.is_current()).await;
         let attempts = fixture.connector.attempts();
         let gaps: Vec<u64> = attempts
             .windows(2)
@@ -315,8 +332,14 @@ mod tests {
         // Losing the connection: reconnect after 1 s (reset by the good connection),
         // and catch up again for what was committed meanwhile.
         drop(connection);
+        eventually("lost", || !fixture.freshness.is_current()).await;
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_change_listener_up 0\n"));
         let _again = fixture.connector.queue();
         eventually("reconnected and caught up", || catch_ups() == 2).await;
+        eventually("current again", || fixture.freshness.is_current()).await;
         let attempts = fixture.connector.attempts();
         assert_eq!(attempts.len(), 6);
         assert_eq!((attempts[5] - attempts[4]).as_secs(), 1);

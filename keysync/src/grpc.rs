@@ -1,6 +1,6 @@
 //! The `keysync.v1.KeySync` gRPC service the wasm filter calls: paging through the key
-//! set, looking up one key on a cache miss, and watching changes as they happen
-//! (the streams themselves are [`crate::watch`]'s).
+//! set, looking up one key on a cache miss (settled by [`crate::miss`]), and watching
+//! changes as they happen (the streams themselves are [`crate::watch`]'s).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::api_key::short_hash;
-use crate::catch_up::CatchUp;
 use crate::metrics::{GrpcMethod, LookupResult, Metrics};
+use crate::miss::Misses;
 use crate::readiness::Readiness;
 use crate::store::{KeyEntry, SharedStore};
 use crate::watch::{WatchStream, Watches};
@@ -29,7 +29,7 @@ const HASH_LEN: usize = 32;
 #[derive(Debug, Clone)]
 pub struct KeySyncService {
     store: SharedStore,
-    catch_up: CatchUp,
+    misses: Misses,
     readiness: Readiness,
     metrics: Arc<Metrics>,
     watches: Watches,
@@ -39,7 +39,7 @@ pub struct KeySyncService {
 impl KeySyncService {
     pub fn new(
         store: SharedStore,
-        catch_up: CatchUp,
+        misses: Misses,
         readiness: Readiness,
         metrics: Arc<Metrics>,
         watches: Watches,
@@ -47,7 +47,7 @@ impl KeySyncService {
     ) -> Self {
         KeySyncService {
             store,
-            catch_up,
+            misses,
             readiness,
             metrics,
             watches,
@@ -106,20 +106,21 @@ impl KeySyncService {
         if let (Some(entry), revision) = self.find(hash) {
             return Ok(response(Some(entry), revision));
         }
-        // The key may have been created since the last catch-up: answer only after
-        // one that started after this request arrived.
-        self.catch_up.request().await.map_err(|error| {
+        // The key may have been created since the store last changed: answer once the
+        // store has caught up with it (see `crate::miss`).
+        let answered_by = self.misses.settle().await.map_err(|error| {
             Status::unavailable(format!("cannot reach the key database: {error}"))
         })?;
         let (entry, revision) = self.find(hash);
         debug!(
-            "cache miss: key_hash={}... {}",
+            "cache miss: key_hash={}... {} ({})",
             short_hash(hash),
             if entry.is_some() {
                 "found"
             } else {
                 "not found"
-            }
+            },
+            answered_by.describe()
         );
         Ok(response(entry, revision))
     }
@@ -207,8 +208,9 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::catch_up::DEFAULT_MIN_SPACING;
+    use crate::catch_up::{CatchUp, DEFAULT_MIN_SPACING};
     use crate::change_feed::ChangeFeed;
+    use crate::freshness::Freshness;
     use crate::store::{Changes, RateLimit, Snapshot};
     use crate::watch::WatchSettings;
 
@@ -229,10 +231,14 @@ mod tests {
         store: SharedStore,
         readiness: Readiness,
         metrics: Arc<Metrics>,
+        catch_up: CatchUp,
         catch_ups: Arc<AtomicUsize>,
+        /// Not current until a test says the change listener is caught up.
+        freshness: Freshness,
     }
 
-    /// A service over `keys`, whose catch-ups add `arriving` (or fail when it is None).
+    /// A service over `keys`, whose catch-ups add `arriving` (or fail when it is None),
+    /// with the change listener down.
     fn fixture(keys: Vec<KeyEntry>, arriving: Option<KeyEntry>, max_page_size: u32) -> Fixture {
         let store = SharedStore::new();
         store.write().replace(Snapshot { revision: 3, keys });
@@ -271,9 +277,10 @@ mod tests {
             },
             CancellationToken::new(),
         );
+        let freshness = Freshness::new(metrics.clone());
         let service = KeySyncService::new(
             store.clone(),
-            catch_up,
+            Misses::new(catch_up.clone(), freshness.clone(), metrics.clone()),
             readiness.clone(),
             metrics.clone(),
             watches,
@@ -284,7 +291,9 @@ mod tests {
             store,
             readiness,
             metrics,
+            catch_up,
             catch_ups,
+            freshness,
         }
     }
 
@@ -455,6 +464,58 @@ mod tests {
             .metrics
             .encode()
             .contains("keysync_lookups_total{result=\"not_found\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_cost_no_catch_up_while_notifications_keep_the_store_current() {
+        let arriving = entry(9, 0);
+        let fixture = fixture(vec![entry(1, 0)], Some(arriving), 10);
+        fixture.freshness.set_listening(true);
+        for _ in 0..10 {
+            let answer = lookup(&fixture.service, &entry(8, 0).key_hash)
+                .await
+                .unwrap();
+            assert_eq!((answer.key, answer.revision), (None, 3));
+        }
+        // Committed, but its notification not processed yet: unknown for now (the race
+        // `crate::miss` documents).
+        let answer = lookup(&fixture.service, &arriving.key_hash).await.unwrap();
+        assert_eq!(answer.key, None);
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+        // Its notification's catch-up is in flight: the lookup waits for it.
+        fixture.catch_up.trigger();
+        let answer = lookup(&fixture.service, &arriving.key_hash).await.unwrap();
+        assert_eq!(answer.key, Some(to_record(&arriving)));
+        assert_eq!(answer.revision, 4);
+        assert_eq!(
+            fixture.catch_ups.load(Ordering::SeqCst),
+            1,
+            "the trigger's only"
+        );
+        let text = fixture.metrics.encode();
+        assert!(
+            text.contains("keysync_misses_total{answered_by=\"store\"} 12\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keysync_misses_total{answered_by=\"catch_up\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keysync_lookups_total{result=\"not_found\"} 11\n"),
+            "{text}"
+        );
+
+        // Listener down: back to a catch-up per miss.
+        fixture.freshness.set_listening(false);
+        lookup(&fixture.service, &entry(8, 0).key_hash)
+            .await
+            .unwrap();
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 2);
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_misses_total{answered_by=\"catch_up\"} 1\n"));
     }
 
     #[tokio::test]

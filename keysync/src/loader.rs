@@ -12,6 +12,7 @@ use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use crate::api_key::KeyHash;
+use crate::key_table::TableChanged;
 use crate::rate_limit::LimitColumns;
 use crate::store::{Changes, KeyEntry, Snapshot};
 
@@ -23,12 +24,29 @@ pub enum LoadError {
     /// A row the schema should have made impossible.
     #[error("unexpected row: {0}")]
     InvalidRow(String),
+    /// The in-memory key set changed while a full reload compared it with the database.
+    #[error(transparent)]
+    StoreChanged(#[from] TableChanged),
 }
 
 /// Source of key snapshots and change sets.
 pub trait Loader: Send + Sync + 'static {
-    /// Every active key, with the revision they reflect.
-    fn full_snapshot(&self) -> impl Future<Output = Result<Snapshot, LoadError>> + Send;
+    /// Every active key, handed to `sink` one at a time as it is read, so that a
+    /// million keys never sit in memory as a list; returns the revision they reflect.
+    /// After an error, what `sink` was given is only part of the key set.
+    fn full_snapshot_into<S: FnMut(KeyEntry) + Send>(
+        &self,
+        sink: S,
+    ) -> impl Future<Output = Result<u64, LoadError>> + Send;
+
+    /// Every active key as one list, with the revision they reflect.
+    fn full_snapshot(&self) -> impl Future<Output = Result<Snapshot, LoadError>> + Send {
+        async {
+            let mut keys = Vec::new();
+            let revision = self.full_snapshot_into(|entry| keys.push(entry)).await?;
+            Ok(Snapshot { revision, keys })
+        }
+    }
 
     /// Everything written after `revision`, with the revision the result reflects.
     fn changes_since(
@@ -113,25 +131,23 @@ fn to_revision(value: i64) -> Result<u64, LoadError> {
 }
 
 impl Loader for PgLoader {
-    async fn full_snapshot(&self) -> Result<Snapshot, LoadError> {
+    async fn full_snapshot_into<S: FnMut(KeyEntry) + Send>(
+        &self,
+        mut sink: S,
+    ) -> Result<u64, LoadError> {
         let mut transaction = self.pool.begin_with(BEGIN_CONSISTENT_READ).await?;
         let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
             .fetch_one(&mut *transaction)
             .await?;
-        let mut keys = Vec::new();
         let query = select_active_keys();
         {
-            // Streamed: a million rows need not sit in memory twice.
             let mut rows = sqlx::query_as::<_, KeyRow>(&query).fetch(&mut *transaction);
             while let Some(row) = rows.next().await {
-                keys.push(row?.into_entry()?);
+                sink(row?.into_entry()?);
             }
         }
         transaction.commit().await?;
-        Ok(Snapshot {
-            revision: to_revision(revision)?,
-            keys,
-        })
+        to_revision(revision)
     }
 
     async fn changes_since(&self, after: u64) -> Result<Changes, LoadError> {
@@ -140,30 +156,34 @@ impl Loader for PgLoader {
         let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
             .fetch_one(&mut *transaction)
             .await?;
-        let rows = sqlx::query_as::<_, KeyRow>(&select_keys_written_after())
-            .bind(after)
-            .fetch_all(&mut *transaction)
-            .await?;
-        let tombstones: Vec<Vec<u8>> = sqlx::query_scalar(SELECT_TOMBSTONES_AFTER)
-            .bind(after)
-            .fetch_all(&mut *transaction)
-            .await?;
-        transaction.commit().await?;
-
         let mut changes = Changes {
             revision: to_revision(revision)?,
             ..Changes::default()
         };
-        for row in rows {
-            if row.active {
-                changes.upserts.push(row.into_entry()?);
-            } else {
-                changes.removals.push(to_key_hash(&row.key_hash)?);
+        // Streamed into the change set: a large catch-up need not sit in memory twice.
+        let query = select_keys_written_after();
+        {
+            let mut rows = sqlx::query_as::<_, KeyRow>(&query)
+                .bind(after)
+                .fetch(&mut *transaction);
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                if row.active {
+                    changes.upserts.push(row.into_entry()?);
+                } else {
+                    changes.removals.push(to_key_hash(&row.key_hash)?);
+                }
             }
         }
-        for hash in tombstones {
-            changes.removals.push(to_key_hash(&hash)?);
+        {
+            let mut tombstones = sqlx::query_scalar::<_, Vec<u8>>(SELECT_TOMBSTONES_AFTER)
+                .bind(after)
+                .fetch(&mut *transaction);
+            while let Some(hash) = tombstones.next().await {
+                changes.removals.push(to_key_hash(&hash?)?);
+            }
         }
+        transaction.commit().await?;
         Ok(changes)
     }
 }

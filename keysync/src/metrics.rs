@@ -35,6 +35,26 @@ pub enum LookupResult {
     Error,
 }
 
+/// How a lookup of a key the store did not hold (`LookupKey`, ext_authz `Check`) was
+/// answered.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum MissAnswer {
+    /// From memory, kept current by change notifications: no query.
+    Store,
+    /// After asking for a catch-up (the change listener was down or not caught up).
+    CatchUp,
+}
+
+impl MissAnswer {
+    /// How a log line says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            MissAnswer::Store => "from memory",
+            MissAnswer::CatchUp => "after a catch-up",
+        }
+    }
+}
+
 /// How a `ShouldRateLimit` call ended.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum RateLimitResult {
@@ -77,6 +97,7 @@ macro_rules! label_values {
 label_values!(LoadKind { Full => "full", Incremental => "incremental" });
 label_values!(LoadResult { Ok => "ok", Error => "error" });
 label_values!(LookupResult { Found => "found", NotFound => "not_found", Error => "error" });
+label_values!(MissAnswer { Store => "store", CatchUp => "catch_up" });
 label_values!(RateLimitResult { Ok => "ok", OverLimit => "over_limit", Error => "error" });
 label_values!(ExtAuthzResult {
     Allowed => "allowed",
@@ -111,6 +132,11 @@ struct LookupLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MissLabels {
+    answered_by: MissAnswer,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
     method: GrpcMethod,
 }
@@ -135,12 +161,14 @@ pub struct Metrics {
     db_errors: Counter,
     db_query_duration: Family<KindLabels, Histogram>,
     lookups: Family<LookupLabels, Counter>,
+    misses: Family<MissLabels, Counter>,
     grpc_requests: Family<MethodLabels, Counter>,
     grpc_request_duration: Family<MethodLabels, Histogram>,
     ready: Gauge,
     database_revision: Gauge,
     watch_streams: Gauge,
     notifications: Counter,
+    change_listener_up: Gauge,
     changelog_batches: Gauge,
     ratelimit_requests: Family<RateLimitLabels, Counter>,
     ratelimit_redis_errors: Counter,
@@ -174,12 +202,14 @@ impl Metrics {
             db_errors: Counter::default(),
             db_query_duration: db_duration,
             lookups: Family::default(),
+            misses: Family::default(),
             grpc_requests: Family::default(),
             grpc_request_duration: grpc_duration,
             ready: Gauge::default(),
             database_revision: Gauge::default(),
             watch_streams: Gauge::default(),
             notifications: Counter::default(),
+            change_listener_up: Gauge::default(),
             changelog_batches: Gauge::default(),
             ratelimit_requests: Family::default(),
             ratelimit_redis_errors: Counter::default(),
@@ -220,13 +250,21 @@ impl Metrics {
         );
         registry.register(
             "keysync_db_query_duration_seconds",
-            "Duration of PostgreSQL loads by kind",
+            "Duration of PostgreSQL loads by kind (a full load includes filling or comparing \
+             the in-memory key set, done as rows arrive)",
             self.db_query_duration.clone(),
         );
         registry.register(
             "keysync_lookups",
             "LookupKey calls by result",
             self.lookups.clone(),
+        );
+        registry.register(
+            "keysync_misses",
+            "Lookups (LookupKey, ext_authz Check) of keys not in memory, by how they were \
+             answered: store (from memory kept current by change notifications, no query) \
+             or catch_up (after asking for a catch-up)",
+            self.misses.clone(),
         );
         registry.register(
             "keysync_grpc_requests",
@@ -257,6 +295,12 @@ impl Metrics {
             "keysync_notifications",
             "Change notifications received from PostgreSQL",
             self.notifications.clone(),
+        );
+        registry.register(
+            "keysync_change_listener_up",
+            "1 while the change listener is connected and caught up (and the last catch-up \
+             succeeded): lookups of keys not in memory are then answered without a query",
+            self.change_listener_up.clone(),
         );
         registry.register(
             "keysync_changelog_batches",
@@ -309,6 +353,9 @@ impl Metrics {
             LookupResult::Error,
         ] {
             drop(self.lookups.get_or_create(&LookupLabels { result }));
+        }
+        for answered_by in [MissAnswer::Store, MissAnswer::CatchUp] {
+            drop(self.misses.get_or_create(&MissLabels { answered_by }));
         }
         for method in [
             GrpcMethod::ListKeys,
@@ -372,6 +419,10 @@ impl Metrics {
         self.lookups.get_or_create(&LookupLabels { result }).inc();
     }
 
+    pub fn record_miss(&self, answered_by: MissAnswer) {
+        self.misses.get_or_create(&MissLabels { answered_by }).inc();
+    }
+
     pub fn record_grpc(&self, method: GrpcMethod, duration: Duration) {
         let labels = MethodLabels { method };
         self.grpc_requests.get_or_create(&labels).inc();
@@ -397,6 +448,10 @@ impl Metrics {
 
     pub fn record_notification(&self) {
         self.notifications.inc();
+    }
+
+    pub fn set_change_listener_up(&self, up: bool) {
+        self.change_listener_up.set(i64::from(up));
     }
 
     /// Records one `ShouldRateLimit` call.
@@ -472,6 +527,9 @@ mod tests {
             "keysync_database_revision 0",
             "keysync_watch_streams 0",
             "keysync_notifications_total 0",
+            "keysync_change_listener_up 0",
+            "keysync_misses_total{answered_by=\"store\"} 0",
+            "keysync_misses_total{answered_by=\"catch_up\"} 0",
             "keysync_changelog_batches 0",
             "keysync_grpc_requests_total{method=\"WatchKeys\"} 0",
             "keysync_ratelimit_requests_total{result=\"ok\"} 0",
@@ -503,6 +561,8 @@ mod tests {
         metrics.record_database_revision(18);
         metrics.record_changelog(3);
         metrics.record_notification();
+        metrics.set_change_listener_up(true);
+        metrics.record_miss(MissAnswer::Store);
         metrics.record_ratelimit(RateLimitResult::OverLimit, Duration::from_micros(300));
         metrics.record_redis_error();
         metrics.set_redis_up(true);
@@ -524,6 +584,9 @@ mod tests {
             "keysync_database_revision 18",
             "keysync_changelog_batches 3",
             "keysync_notifications_total 1",
+            "keysync_change_listener_up 1",
+            "keysync_misses_total{answered_by=\"store\"} 1",
+            "keysync_misses_total{answered_by=\"catch_up\"} 0",
             "keysync_watch_streams 0",
             "keysync_ratelimit_requests_total{result=\"over_limit\"} 1",
             "keysync_ratelimit_redis_errors_total 1",

@@ -14,9 +14,11 @@ use crate::backoff::Backoff;
 use crate::catch_up::{CatchUp, CatchUpError, DEFAULT_MIN_SPACING};
 use crate::change_feed::ChangeFeed;
 use crate::changelog::Recorded;
+use crate::freshness::Freshness;
+use crate::key_table::KeyTable;
 use crate::loader::{LoadError, Loader};
 use crate::metrics::{LoadKind, Metrics};
-use crate::store::{Changes, KeySet, SharedStore};
+use crate::store::{Changes, SharedStore};
 
 /// Size and revision of the store after a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,27 +65,37 @@ impl<L: Loader> Refresher<L> {
 
     /// Replaces the store with a full snapshot. After the first one, the difference
     /// between the old and the new key set is recorded like a catch-up's changes.
+    ///
+    /// Neither kind keeps a second copy of the key set: the first load fills a new
+    /// table as rows arrive, and later ones compare the rows with the store as they
+    /// arrive ([`crate::key_table::Reconciliation`]) and apply only what differs. (A
+    /// million keys take about 90 MB; building a second set to swap in would double
+    /// that, and the allocator would keep the freed copy.)
     pub async fn full_reload(&self) -> Result<StoreSummary, LoadError> {
         let mut loaded_before = self.loaded.lock().await;
         let started = Instant::now();
-        let loaded = self.loader.full_snapshot().await;
+        let loaded = if *loaded_before {
+            self.load_differences().await.map(Some)
+        } else {
+            self.load_table().await.map(|(table, revision)| {
+                let mut store = self.store.write();
+                store.install(table, revision);
+                self.feed.start(revision);
+                None
+            })
+        };
         self.metrics
             .record_load(LoadKind::Full, loaded.is_ok(), started.elapsed());
-        let next = KeySet::from(loaded?);
-        let revision = next.revision();
-        self.metrics.record_database_revision(revision);
-        // Compared under the read lock: only loads write, and they are serialised.
-        let changes = loaded_before.then(|| self.store.read().diff(&next));
+        let changes = loaded?;
         let changed = changes.as_ref().map_or(0, Changes::len);
-        let keys = {
-            let mut store = self.store.write();
-            store.install(next);
-            match changes {
-                None => self.feed.start(revision),
-                Some(changes) => self.record(changes),
+        let (keys, revision) = match changes {
+            None => {
+                let store = self.store.read();
+                (store.len(), store.revision())
             }
-            store.len()
+            Some(changes) => self.apply(changes),
         };
+        self.metrics.record_database_revision(revision);
         *loaded_before = true;
         self.metrics.record_store(keys, revision);
         self.metrics.record_changelog(self.feed.batches());
@@ -92,6 +104,35 @@ impl<L: Loader> Refresher<L> {
             revision,
             changes: changed,
         })
+    }
+
+    /// The first full load: a new table, filled as rows arrive.
+    async fn load_table(&self) -> Result<(KeyTable, u64), LoadError> {
+        let mut table = KeyTable::new();
+        let revision = self
+            .loader
+            .full_snapshot_into(|entry| table.insert(entry))
+            .await?;
+        Ok((table, revision))
+    }
+
+    /// A later full load: what turns the store into the database's key set. The store
+    /// cannot change meanwhile (loads are serialised), and is read-locked only while
+    /// one row is compared, never across an await.
+    async fn load_differences(&self) -> Result<Changes, LoadError> {
+        let mut reconciliation = self.store.read().table().reconcile();
+        let mut compared = Ok(());
+        let revision = self
+            .loader
+            .full_snapshot_into(|entry| {
+                if compared.is_ok() {
+                    compared = reconciliation.offer(self.store.read().table(), entry);
+                }
+            })
+            .await?;
+        compared?;
+        let changes = reconciliation.finish(self.store.read().table(), revision)?;
+        Ok(changes.normalized())
     }
 
     /// Applies everything written since the store's revision; returns the number of
@@ -106,18 +147,22 @@ impl<L: Loader> Refresher<L> {
         let changes = loaded?.normalized();
         self.metrics.record_database_revision(changes.revision);
         let count = changes.len();
-        let (keys, revision) = {
-            let mut store = self.store.write();
-            store.apply(&changes);
-            self.record(changes);
-            (store.len(), store.revision())
-        };
+        let (keys, revision) = self.apply(changes);
         self.metrics.record_store(keys, revision);
         self.metrics.record_changelog(self.feed.batches());
         if count > 0 {
             info!("catch-up applied: changes={count} revision={revision}");
         }
         Ok(count)
+    }
+
+    /// Applies changes to the store and records them in the feed, under the store's
+    /// write lock; returns the store's size and revision.
+    fn apply(&self, changes: Changes) -> (usize, u64) {
+        let mut store = self.store.write();
+        store.apply(&changes);
+        self.record(changes);
+        (store.len(), store.revision())
     }
 
     /// Records applied changes in the feed; called with the store's write lock held, so
@@ -132,13 +177,18 @@ impl<L: Loader> Refresher<L> {
     }
 }
 
-/// Starts the catch-up worker that every catch-up goes through, periodic or
-/// lookup-driven, so at most one runs at a time. Failures are logged here, once.
-pub fn spawn_catch_up<L: Loader>(refresher: Arc<Refresher<L>>) -> CatchUp {
+/// Starts the catch-up worker that every catch-up goes through, periodic,
+/// notification- or lookup-driven, so at most one runs at a time. Failures are logged
+/// here, once; every outcome is reported to `freshness` (misses are answered from
+/// memory only while the last catch-up succeeded).
+pub fn spawn_catch_up<L: Loader>(refresher: Arc<Refresher<L>>, freshness: Freshness) -> CatchUp {
     CatchUp::spawn(DEFAULT_MIN_SPACING, move || {
         let refresher = refresher.clone();
+        let freshness = freshness.clone();
         async move {
-            refresher.catch_up().await.map(drop).inspect_err(|error| {
+            let caught_up = refresher.catch_up().await;
+            freshness.record_catch_up(caught_up.is_ok());
+            caught_up.map(drop).inspect_err(|error| {
                 error!("database error: incremental catch-up failed: {error}");
             })
         }
@@ -218,7 +268,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::store::{Changes, KeyEntry, Snapshot};
+    use crate::store::{Changes, KeyEntry};
 
     /// A database stand-in: revision `n` holds keys with first byte 1..=n, except the
     /// deleted ones, which only full snapshots leave out.
@@ -227,6 +277,8 @@ mod tests {
         revision: AtomicUsize,
         deleted: std::sync::Mutex<Vec<u8>>,
         down: AtomicBool,
+        /// Full loads fail after handing over their first key.
+        fail_midway: AtomicBool,
         full_loads: AtomicUsize,
         catch_ups: AtomicUsize,
     }
@@ -253,17 +305,24 @@ mod tests {
     }
 
     impl Loader for Arc<FakeLoader> {
-        async fn full_snapshot(&self) -> Result<Snapshot, LoadError> {
+        async fn full_snapshot_into<S: FnMut(KeyEntry) + Send>(
+            &self,
+            sink: S,
+        ) -> Result<u64, LoadError> {
             self.full_loads.fetch_add(1, Ordering::SeqCst);
             let revision = self.check()?;
             let deleted = self.deleted.lock().unwrap().clone();
-            Ok(Snapshot {
-                revision,
-                keys: (1..=revision as u8)
-                    .filter(|byte| !deleted.contains(byte))
-                    .map(entry)
-                    .collect(),
-            })
+            // Newest first: rows come in no particular order.
+            let keys = (1..=revision as u8)
+                .rev()
+                .filter(|byte| !deleted.contains(byte))
+                .map(entry);
+            if self.fail_midway.load(Ordering::SeqCst) {
+                keys.take(1).for_each(sink);
+                return Err(LoadError::InvalidRow("connection reset".to_owned()));
+            }
+            keys.for_each(sink);
+            Ok(revision)
         }
 
         async fn changes_since(&self, since: u64) -> Result<Changes, LoadError> {
@@ -379,6 +438,71 @@ mod tests {
         assert_eq!(store.read().revision(), 3);
     }
 
+    #[tokio::test]
+    async fn a_reload_that_fails_half_way_changes_nothing() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(3, Ordering::SeqCst);
+        let (refresher, store, feed) = refresher_and_feed(&loader);
+        refresher.full_reload().await.unwrap();
+        loader.revision.store(6, Ordering::SeqCst);
+        loader.deleted.lock().unwrap().push(2);
+        loader.fail_midway.store(true, Ordering::SeqCst);
+        assert!(refresher.full_reload().await.is_err());
+        assert_eq!((store.read().len(), store.read().revision()), (3, 3));
+        assert_eq!(feed.batches(), 0);
+
+        // The next one applies the whole difference.
+        loader.fail_midway.store(false, Ordering::SeqCst);
+        let summary = refresher.full_reload().await.unwrap();
+        assert_eq!((summary.keys, summary.revision, summary.changes), (5, 6, 4));
+        let keys: Vec<u8> = store
+            .read()
+            .page(&[], 10, 0)
+            .keys
+            .iter()
+            .map(|e| e.key_hash[0])
+            .collect();
+        assert_eq!(keys, vec![1, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_reload_picks_up_a_changed_key() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(2, Ordering::SeqCst);
+        let (refresher, store, feed) = refresher_and_feed(&loader);
+        refresher.full_reload().await.unwrap();
+        // The store drifted from the database (a change that no catch-up delivered).
+        let mut drifted = entry(2);
+        drifted.expires_at = 99;
+        store.write().apply(&Changes {
+            revision: 2,
+            upserts: vec![drifted],
+            removals: vec![],
+        });
+        loader.revision.store(3, Ordering::SeqCst);
+        let summary = refresher.full_reload().await.unwrap();
+        assert_eq!(summary.changes, 2, "key 2 repaired, key 3 new");
+        assert_eq!(store.read().get(&entry(2).key_hash, 0), Some(entry(2)));
+        let batches = feed.read(|log| log.since(2)).unwrap();
+        assert_eq!(first_bytes(&batches[0]), (3, vec![2, 3], vec![]));
+    }
+
+    #[tokio::test]
+    async fn catch_up_outcomes_reach_freshness() {
+        let loader = Arc::new(FakeLoader::default());
+        let (refresher, _) = refresher(&loader);
+        refresher.full_reload().await.unwrap();
+        let freshness = Freshness::new(Arc::new(Metrics::new()));
+        let catch_up = spawn_catch_up(refresher, freshness.clone());
+        freshness.set_listening(true);
+        loader.down.store(true, Ordering::SeqCst);
+        assert!(catch_up.request().await.is_err());
+        assert!(!freshness.is_current());
+        loader.down.store(false, Ordering::SeqCst);
+        catch_up.request().await.unwrap();
+        assert!(freshness.is_current());
+    }
+
     /// Waits (in paused time) until `condition` holds, failing after `limit`.
     async fn eventually(limit: Duration, condition: impl Fn() -> bool) {
         let deadline = Instant::now() + limit;
@@ -403,7 +527,7 @@ mod tests {
         };
         let task = tokio::spawn(run_periodic(
             refresher.clone(),
-            spawn_catch_up(refresher.clone()),
+            spawn_catch_up(refresher.clone(), Freshness::new(Arc::new(Metrics::new()))),
             schedule,
             stop.clone(),
         ));

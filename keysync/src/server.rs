@@ -19,10 +19,12 @@ use crate::change_feed::ChangeFeed;
 use crate::change_listener::{self, Connector};
 use crate::config::ServeConfig;
 use crate::ext_authz::ExtAuthzService;
+use crate::freshness::Freshness;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::KeySyncService;
 use crate::loader::{LoadError, Loader};
 use crate::metrics::Metrics;
+use crate::miss::Misses;
 use crate::readiness::Readiness;
 use crate::refresh::{self, Refresher, Schedule};
 use crate::store::SharedStore;
@@ -89,7 +91,9 @@ pub async fn run<L: Loader, C: Connector>(
         feed.clone(),
         metrics.clone(),
     ));
-    let catch_up = refresh::spawn_catch_up(refresher.clone());
+    let freshness = Freshness::new(metrics.clone());
+    let catch_up = refresh::spawn_catch_up(refresher.clone(), freshness.clone());
+    let misses = Misses::new(catch_up.clone(), freshness.clone(), metrics.clone());
 
     let admin_app = admin::app(AdminState {
         readiness: readiness.clone(),
@@ -117,13 +121,13 @@ pub async fn run<L: Loader, C: Connector>(
     );
     let ext_authz = ExtAuthzService::new(
         store.clone(),
-        catch_up.clone(),
+        misses.clone(),
         readiness.clone(),
         metrics.clone(),
     );
     let service = KeySyncService::new(
         store,
-        catch_up.clone(),
+        misses,
         readiness.clone(),
         metrics.clone(),
         watches,
@@ -150,16 +154,12 @@ pub async fn run<L: Loader, C: Connector>(
     };
 
     let sync = async {
-        let synced = keep_in_sync(
-            config,
-            &refresher,
+        let following = Following {
             notifications,
             catch_up,
-            &readiness,
-            &metrics,
-            &stop,
-        )
-        .await;
+            freshness,
+        };
+        let synced = keep_in_sync(config, &refresher, following, &readiness, &metrics, &stop).await;
         stop.cancel();
         synced
     };
@@ -173,13 +173,22 @@ pub async fn run<L: Loader, C: Connector>(
     Ok(())
 }
 
+/// How the store follows the database after the first snapshot.
+struct Following<C> {
+    /// Where change notifications come from.
+    notifications: C,
+    /// The worker every catch-up goes through.
+    catch_up: CatchUp,
+    /// Told by the change listener whether it is caught up.
+    freshness: Freshness,
+}
+
 /// Loads the first snapshot, opens readiness, then follows the database until `stop`:
 /// change notifications and the periodic loop side by side.
 async fn keep_in_sync<L: Loader, C: Connector>(
     config: &ServeConfig,
     refresher: &Arc<Refresher<L>>,
-    notifications: C,
-    catch_up: CatchUp,
+    following: Following<C>,
     readiness: &Readiness,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
@@ -201,10 +210,16 @@ async fn keep_in_sync<L: Loader, C: Connector>(
     };
     // Started after the first snapshot: a catch-up before it would read every key as
     // a change.
+    let Following {
+        notifications,
+        catch_up,
+        freshness,
+    } = following;
     let listen = change_listener::run(
         notifications,
         catch_up.clone(),
         || refresher.revision(),
+        freshness,
         metrics.clone(),
         stop.clone(),
     );

@@ -1,16 +1,16 @@
 //! The in-memory copy of the active key set that `serve` answers from, ordered by key
 //! hash so the filter can page through it, and tagged with the database revision it
-//! reflects. A full reload also says what it changed ([`KeyStore::diff`]), so watchers
-//! hear about it like about any other change.
+//! reflects. The keys themselves live in a [`KeyTable`]; a full reload compares the
+//! database with it ([`KeyTable::reconcile`]) and applies the difference like any other
+//! change, so watchers hear about it too.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Bound;
+use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use uuid::Uuid;
 
 use crate::api_key::KeyHash;
+use crate::key_table::KeyTable;
 
 pub use crate::rate_limit::RateLimit;
 
@@ -66,40 +66,16 @@ impl Changes {
     /// The same changes with every hash in at most one list, so they mean the same
     /// whatever order a client applies the lists in: a key deleted and re-created with
     /// the same hash ends up present (its upsert stays, its removal goes), and a hash
-    /// removed twice is removed once.
+    /// removed twice is removed once. Spare capacity goes too: batches are kept in the
+    /// changelog.
     pub fn normalized(mut self) -> Changes {
         let upserted: HashSet<KeyHash> = self.upserts.iter().map(|e| e.key_hash).collect();
         let mut removed = HashSet::with_capacity(self.removals.len());
         self.removals
             .retain(|hash| !upserted.contains(hash) && removed.insert(*hash));
+        self.upserts.shrink_to_fit();
+        self.removals.shrink_to_fit();
         self
-    }
-}
-
-/// A full key set ready to be swapped into the store: built (and compared) outside the
-/// store's write lock, so readers wait only for the swap.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeySet {
-    keys: BTreeMap<KeyHash, KeyEntry>,
-    revision: u64,
-}
-
-impl From<Snapshot> for KeySet {
-    fn from(snapshot: Snapshot) -> Self {
-        KeySet {
-            keys: snapshot
-                .keys
-                .into_iter()
-                .map(|entry| (entry.key_hash, entry))
-                .collect(),
-            revision: snapshot.revision,
-        }
-    }
-}
-
-impl KeySet {
-    pub fn revision(&self) -> u64 {
-        self.revision
     }
 }
 
@@ -115,7 +91,7 @@ pub struct Page {
 /// The key set and the revision it reflects.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    keys: BTreeMap<KeyHash, KeyEntry>,
+    table: KeyTable,
     revision: u64,
 }
 
@@ -126,85 +102,48 @@ impl KeyStore {
 
     /// Number of keys held, expired ones included.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.table.is_empty()
     }
 
     pub fn revision(&self) -> u64 {
         self.revision
     }
 
+    /// The keys themselves, for a full reload to compare with the database.
+    pub fn table(&self) -> &KeyTable {
+        &self.table
+    }
+
     /// Replaces everything with a full snapshot.
     pub fn replace(&mut self, snapshot: Snapshot) {
-        self.install(snapshot.into());
+        self.install(KeyTable::from_entries(snapshot.keys), snapshot.revision);
     }
 
-    /// Replaces everything with a prepared key set.
-    pub fn install(&mut self, next: KeySet) {
-        self.keys = next.keys;
-        self.revision = next.revision;
-    }
-
-    /// What turns this store into `next`, at `next`'s revision: keys new or different
-    /// in `next` as upserts, keys absent from it as removals. One merge walk over both
-    /// sorted maps.
-    pub fn diff(&self, next: &KeySet) -> Changes {
-        let mut changes = Changes {
-            revision: next.revision,
-            ..Changes::default()
-        };
-        let mut old = self.keys.values().peekable();
-        let mut new = next.keys.values().peekable();
-        loop {
-            match (old.peek(), new.peek()) {
-                (Some(before), Some(after)) => match before.key_hash.cmp(&after.key_hash) {
-                    Ordering::Less => {
-                        changes.removals.push(before.key_hash);
-                        old.next();
-                    }
-                    Ordering::Greater => {
-                        changes.upserts.push(**after);
-                        new.next();
-                    }
-                    Ordering::Equal => {
-                        if before != after {
-                            changes.upserts.push(**after);
-                        }
-                        old.next();
-                        new.next();
-                    }
-                },
-                (Some(before), None) => {
-                    changes.removals.push(before.key_hash);
-                    old.next();
-                }
-                (None, Some(after)) => {
-                    changes.upserts.push(**after);
-                    new.next();
-                }
-                (None, None) => return changes,
-            }
-        }
+    /// Replaces everything with a table built elsewhere (the first full load).
+    pub fn install(&mut self, table: KeyTable, revision: u64) {
+        self.table = table;
+        self.revision = revision;
     }
 
     /// Applies an incremental change set. Removals go first: a key deleted and then
     /// re-created with the same hash shows up in both lists, and must end up present.
     pub fn apply(&mut self, changes: &Changes) {
         for hash in &changes.removals {
-            self.keys.remove(hash);
+            self.table.remove(hash);
         }
         for entry in &changes.upserts {
-            self.keys.insert(entry.key_hash, *entry);
+            self.table.insert(*entry);
         }
         self.revision = changes.revision;
     }
 
     /// The key with this hash, unless it is unknown or expired at `now`.
     pub fn get(&self, hash: &[u8], now: i64) -> Option<KeyEntry> {
-        self.keys
+        self.table
             .get(hash)
             .filter(|entry| !entry.is_expired(now))
             .copied()
@@ -214,9 +153,8 @@ impl KeyStore {
     /// length; empty means from the start), in ascending hash order.
     pub fn page(&self, after_hash: &[u8], limit: usize, now: i64) -> Page {
         let mut unexpired = self
-            .keys
-            .range::<[u8], _>((Bound::Excluded(after_hash), Bound::Unbounded))
-            .map(|(_, entry)| entry)
+            .table
+            .after(after_hash)
             .filter(|entry| !entry.is_expired(now));
         let keys: Vec<KeyEntry> = unexpired.by_ref().take(limit).copied().collect();
         let more = unexpired.next().is_some();
@@ -368,47 +306,6 @@ mod tests {
         assert_eq!(store.len(), 1);
         assert_eq!(store.revision(), 12);
         assert_eq!(first_bytes(&store.page(&[], 10, 0)), vec![3]);
-    }
-
-    #[test]
-    fn diff_lists_new_changed_and_dropped_keys() {
-        let store = store(vec![entry(1, 0), entry(2, 0), entry(3, 0), entry(5, 0)]);
-        let mut changed = entry(3, 0);
-        changed.expires_at = 99;
-        let next = KeySet::from(Snapshot {
-            revision: 11,
-            keys: vec![entry(6, 0), changed, entry(2, 0), entry(4, 0)],
-        });
-        let diff = store.diff(&next);
-        assert_eq!(diff.revision, 11);
-        let upserted: Vec<u8> = diff.upserts.iter().map(|e| e.key_hash[0]).collect();
-        assert_eq!(upserted, vec![3, 4, 6]);
-        assert_eq!(diff.upserts[0], changed);
-        let removed: Vec<u8> = diff.removals.iter().map(|h| h[0]).collect();
-        assert_eq!(removed, vec![1, 5]);
-
-        // Applying the diff gives exactly the new set.
-        let mut applied = store;
-        applied.apply(&diff);
-        let mut installed = KeyStore::new();
-        installed.install(next.clone());
-        assert_eq!(applied.page(&[], 100, 0), installed.page(&[], 100, 0));
-        assert!(installed.diff(&next).is_empty());
-    }
-
-    #[test]
-    fn diff_from_and_to_an_empty_set() {
-        let empty = KeyStore::new();
-        let full = KeySet::from(Snapshot {
-            revision: 2,
-            keys: vec![entry(1, 0), entry(2, 0)],
-        });
-        assert_eq!(empty.diff(&full).upserts.len(), 2);
-        let mut store = KeyStore::new();
-        store.install(full);
-        let gone = store.diff(&KeySet::default());
-        assert_eq!(gone.removals.len(), 2);
-        assert!(gone.upserts.is_empty());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! A request without a credential is refused (401) and a malformed one (403) without
 //! touching the store. A well-formed key is hashed and looked up; a key the store does
-//! not hold waits, like `LookupKey`, for a coalesced catch-up that starts after it
-//! arrived (it may have been created since the last one), for at most
+//! not hold (it may have been created since the store last changed) waits, like
+//! `LookupKey`, until the store has caught up with it ([`crate::miss`]: at most for a
+//! catch-up already in flight while change notifications keep the store current, else
+//! for a coalesced catch-up that starts after it arrived), for at most
 //! [`CATCH_UP_WAIT`]; if the catch-up fails or takes longer, the store decides alone
 //! (a snapshot is the best knowledge there is: an absent key is invalid, never a 5xx).
 //! Before the first snapshot there is nothing to decide from: `UNAVAILABLE`, which
@@ -24,8 +26,8 @@ use super::check_response;
 use super::credential_headers::CredentialHeaders;
 use super::verdict::Verdict;
 use crate::api_key::{hash_key, short_hash, KeyHash};
-use crate::catch_up::CatchUp;
 use crate::metrics::Metrics;
+use crate::miss::Misses;
 use crate::readiness::Readiness;
 use crate::store::{KeyEntry, SharedStore};
 
@@ -38,7 +40,7 @@ pub const CATCH_UP_WAIT: Duration = Duration::from_millis(300);
 #[derive(Debug, Clone)]
 pub struct ExtAuthzService {
     store: SharedStore,
-    catch_up: CatchUp,
+    misses: Misses,
     readiness: Readiness,
     metrics: Arc<Metrics>,
     /// Unix seconds now; a field so tests can stand at a key's expiry.
@@ -50,13 +52,13 @@ pub struct ExtAuthzService {
 impl ExtAuthzService {
     pub fn new(
         store: SharedStore,
-        catch_up: CatchUp,
+        misses: Misses,
         readiness: Readiness,
         metrics: Arc<Metrics>,
     ) -> Self {
         ExtAuthzService {
             store,
-            catch_up,
+            misses,
             readiness,
             metrics,
             clock: now_unix,
@@ -86,19 +88,20 @@ impl ExtAuthzService {
         if let Some(entry) = self.stored(hash) {
             return Verdict::of_entry(entry, source, (self.clock)());
         }
-        // The key may have been created since the last catch-up: decide after one that
-        // started after this request arrived, like `LookupKey`, or after the wait.
-        let caught_up = tokio::time::timeout(self.catch_up_wait, self.catch_up.request()).await;
+        // The key may have been created since the store last changed: decide once the
+        // store has caught up with it, like `LookupKey`, or after the wait.
+        let caught_up = tokio::time::timeout(self.catch_up_wait, self.misses.settle()).await;
         let found = self.stored(hash);
         let key_hash = short_hash(hash);
         match caught_up {
-            Ok(Ok(())) => debug!(
-                "ext_authz cache miss: key_hash={key_hash}... {}",
+            Ok(Ok(answered_by)) => debug!(
+                "ext_authz cache miss: key_hash={key_hash}... {} ({})",
                 if found.is_some() {
                     "found"
                 } else {
                     "not found"
-                }
+                },
+                answered_by.describe()
             ),
             Ok(Err(error)) => debug!(
                 "ext_authz cache miss: key_hash={key_hash}... {error}, decided from the store"
@@ -157,7 +160,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::catch_up::DEFAULT_MIN_SPACING;
+    use crate::catch_up::{CatchUp, DEFAULT_MIN_SPACING};
+    use crate::freshness::Freshness;
     use crate::store::{Changes, Snapshot};
 
     const KEY: &str = "sk_live_0123456789abcdefABCDEF0123456789";
@@ -190,6 +194,8 @@ mod tests {
         readiness: Readiness,
         metrics: Arc<Metrics>,
         catch_ups: Arc<AtomicUsize>,
+        /// Not current (the change listener is down) until a test says otherwise.
+        freshness: Freshness,
     }
 
     /// A ready service over `keys`, whose catch-ups behave as told, at unix second 1000.
@@ -221,13 +227,16 @@ mod tests {
         let readiness = Readiness::new();
         readiness.set_ready();
         let metrics = Arc::new(Metrics::new());
-        let mut service = ExtAuthzService::new(store, catch_up, readiness.clone(), metrics.clone());
+        let freshness = Freshness::new(metrics.clone());
+        let misses = Misses::new(catch_up, freshness.clone(), metrics.clone());
+        let mut service = ExtAuthzService::new(store, misses, readiness.clone(), metrics.clone());
         service.clock = || 1000;
         Fixture {
             service,
             readiness,
             metrics,
             catch_ups,
+            freshness,
         }
     }
 
@@ -403,6 +412,28 @@ mod tests {
         assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 1);
         assert!(counted(&fixture.metrics, "invalid"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_notifications_keep_the_store_current_unknown_keys_cost_no_catch_up() {
+        let fixture = fixture(vec![entry(KEY, 0)], CatchUpBehaviour::Hangs);
+        fixture.freshness.set_listening(true);
+        let asked = tokio::time::Instant::now();
+        for _ in 0..5 {
+            let response = check(&fixture.service, bearer(UNKNOWN_KEY)).await;
+            assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        }
+        assert_eq!(
+            asked.elapsed(),
+            crate::miss::NOTIFY_GRACE * 5,
+            "only the grace for a late notification"
+        );
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_misses_total{answered_by=\"store\"} 5\n"));
+        forwarded(&check(&fixture.service, bearer(KEY)).await);
     }
 
     #[tokio::test]
