@@ -7,7 +7,8 @@
 //! then a full sync of 1M keys (time, memory on both sides) and PostgreSQL's query rate
 //! at two very different request rates.
 
-use crate::rss::rss_kib;
+use crate::bench_keys::{secret, wait_for_keysync, BenchKeys};
+use crate::proc_status::rss_kib;
 use crate::wrk::{self, Report};
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::keysync::{self as ks, Keysync};
@@ -28,38 +29,24 @@ pub struct Options {
     pub query_rate_seconds: u64,
 }
 
-/// The secret of bench key `i`: deterministic, so its hash can be computed in SQL.
-fn secret(i: usize) -> String {
-    format!("sk_live_bench{i:020}")
-}
+/// How long keysync may take to load the keys of a step.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 struct Row {
     name: String,
+    /// Saturated: 16 connections.
     report: Report,
+    /// One connection at a time: latency without queueing.
+    single: Report,
     rss_kib: u64,
 }
 
 pub fn run(options: Options) {
     let dir = ScratchDir::new("bench-compare").expect("scratch dir");
-    let postgres = TestPostgres::start();
-    let database_url = postgres.create_database();
-    let database = database_url
-        .rsplit('/')
-        .next()
-        .expect("db name")
-        .to_string();
-    ks::migrate(&database_url);
-    let org = ks::create_org(&database_url, "bench");
-    let mut loaded = 0;
-    insert_keys(
-        &postgres,
-        &database,
-        &org,
-        &mut loaded,
-        API_KEY_AUTH_KEYS.max(HOT_KEYS),
-    );
+    let mut keys = BenchKeys::start();
+    keys.fill_to(API_KEY_AUTH_KEYS.max(HOT_KEYS));
 
-    let keysync = Keysync::start(&database_url, &[]);
+    let keysync = Keysync::start(&keys.database_url, &[]);
     let hot: Vec<String> = (1..=HOT_KEYS).map(secret).collect();
     let script = dir.path().join("keys.lua");
     std::fs::write(&script, wrk::rotating_keys_script(&hot)).expect("write wrk script");
@@ -72,9 +59,11 @@ pub fn run(options: Options) {
         let _ = wrk::run_with(gateway.addr, 16, Duration::from_secs(1), &[], Some(&script));
         let report = wrk::run_with(gateway.addr, 16, duration, &[], Some(&script));
         assert_eq!(report.non_2xx, 0, "{name}: every request must be allowed");
+        let single = wrk::run_with(gateway.addr, 1, duration, &[], Some(&script));
         let row = Row {
             name: name.to_string(),
             report,
+            single,
             rss_kib: rss_kib(gateway.process.pid()),
         };
         eprintln!("{name}: {:.0} req/s", row.report.requests_per_sec);
@@ -115,7 +104,7 @@ pub fn run(options: Options) {
 
     // An Envoy with keysync's filter and an empty store: the memory baseline for (e).
     let empty_rss = {
-        let empty_db = postgres.create_database();
+        let empty_db = keys.postgres.create_database();
         ks::migrate(&empty_db);
         let empty_keysync = Keysync::start(&empty_db, &[]);
         let mut options = GatewayOptions::new(empty_keysync.grpc, "direct");
@@ -131,8 +120,8 @@ pub fn run(options: Options) {
     let mut memory = String::new();
     let mut sync_line = String::new();
     for &count in &options.key_counts {
-        insert_keys(&postgres, &database, &org, &mut loaded, count);
-        wait_for_keysync(&keysync, count);
+        keys.fill_to(count);
+        wait_for_keysync(&keysync, count, LOAD_TIMEOUT);
         let started = Instant::now();
         let gateway = keysync_gateway("gateway.yaml");
         let line = gateway
@@ -161,8 +150,8 @@ pub fn run(options: Options) {
     println!("{memory}{sync_line}");
     if options.query_rate_seconds > 0 {
         query_rates(
-            &postgres,
-            &database,
+            &keys.postgres,
+            &keys.database,
             &keysync,
             &hot,
             options.query_rate_seconds,
@@ -172,69 +161,41 @@ pub fn run(options: Options) {
 }
 
 fn print_table(rows: &[Row]) {
-    let base = &rows[0].report;
-    let floor = rows
-        .iter()
-        .find(|r| r.name.starts_with("(b)"))
-        .map(|r| r.report);
+    let base = &rows[0];
+    let floor = rows.iter().find(|r| r.name.starts_with("(b)"));
     println!(
-        "{:<42} {:>9} {:>8} {:>8} {:>10} {:>10} {:>10}",
-        "variant", "req/s", "vs (a)", "vs (b)", "p50 +us", "p99 +us", "RSS KiB"
+        "{:<40} {:>8} {:>7} {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>8}",
+        "variant (16 conn. | 1 conn.)",
+        "req/s",
+        "vs (a)",
+        "vs (b)",
+        "p50 +us",
+        "p99 +us",
+        "p50 +us",
+        "p99 +us",
+        "RSS KiB"
     );
     for row in rows {
-        let r = &row.report;
+        let (r, one) = (&row.report, &row.single);
+        let vs_floor = floor.map_or("-".into(), |f| {
+            format!("{:.3}", r.requests_per_sec / f.report.requests_per_sec)
+        });
         println!(
-            "{:<42} {:>9.0} {:>8.3} {:>8} {:>10.0} {:>10.0} {:>10}",
+            "{:<40} {:>8.0} {:>7.3} {:>7} | {:>8.0} {:>8.0} | {:>8.1} {:>8.1} | {:>8}",
             row.name,
             r.requests_per_sec,
-            r.requests_per_sec / base.requests_per_sec,
-            floor.map_or("-".into(), |f| format!(
-                "{:.3}",
-                r.requests_per_sec / f.requests_per_sec
-            )),
-            r.p50_us - base.p50_us,
-            r.p99_us - base.p99_us,
+            r.requests_per_sec / base.report.requests_per_sec,
+            vs_floor,
+            r.p50_us - base.report.p50_us,
+            r.p99_us - base.report.p99_us,
+            one.p50_us - base.single.p50_us,
+            one.p99_us - base.single.p99_us,
             row.rss_kib
         );
     }
 }
 
 /// Adds keys until `target` exist, in batches (one transaction each).
-fn insert_keys(
-    postgres: &TestPostgres,
-    database: &str,
-    org: &str,
-    loaded: &mut usize,
-    target: usize,
-) {
-    const BATCH: usize = 100_000;
-    while *loaded < target {
-        let from = *loaded + 1;
-        let to = (*loaded + BATCH).min(target);
-        postgres.psql(
-            database,
-            &format!(
-                "INSERT INTO api_keys (id, org_id, name, key_hash, key_prefix) \
-                 SELECT gen_random_uuid(), '{org}', 'bench', \
-                        sha256(convert_to('sk_live_bench' || lpad(i::text, 20, '0'), 'UTF8')), 'sk_live_benc' \
-                 FROM generate_series({from}, {to}) AS i"
-            ),
-        );
-        *loaded = to;
-    }
-}
-
-fn wait_for_keysync(keysync: &Keysync, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while (keysync.metric("keysync_snapshot_keys", &[]) as usize) < count {
-        assert!(
-            Instant::now() < deadline,
-            "keysync never loaded {count} keys"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// PostgreSQL transactions per minute while Envoy serves a trickle, then a flood, of
 /// requests: known keys, then keys nobody has (every one a miss).
 fn query_rates(
@@ -308,19 +269,10 @@ fn query_rates(
 /// what the filter adds per request without the rest of the suite.
 pub fn floor_vs_filter(rounds: usize, seconds: u64) {
     let dir = ScratchDir::new("bench-floor").expect("scratch dir");
-    let postgres = TestPostgres::start();
-    let database_url = postgres.create_database();
-    let database = database_url
-        .rsplit('/')
-        .next()
-        .expect("db name")
-        .to_string();
-    ks::migrate(&database_url);
-    let org = ks::create_org(&database_url, "bench");
-    let mut loaded = 0;
-    insert_keys(&postgres, &database, &org, &mut loaded, API_KEY_AUTH_KEYS);
-    let keysync = Keysync::start(&database_url, &[]);
-    wait_for_keysync(&keysync, API_KEY_AUTH_KEYS);
+    let mut keys = BenchKeys::start();
+    keys.fill_to(API_KEY_AUTH_KEYS);
+    let keysync = Keysync::start(&keys.database_url, &[]);
+    wait_for_keysync(&keysync, API_KEY_AUTH_KEYS, LOAD_TIMEOUT);
     let hot: Vec<String> = (1..=HOT_KEYS).map(secret).collect();
     let script = dir.path().join("keys.lua");
     std::fs::write(&script, wrk::rotating_keys_script(&hot)).expect("write wrk script");

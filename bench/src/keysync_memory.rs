@@ -10,12 +10,10 @@
 //! "load" is keysync's own `keysync_db_query_duration_seconds` for the full load (the
 //! PostgreSQL read together with whatever keysync does with the rows as they arrive).
 
-use keysync_e2e::keysync::{self as ks, Keysync};
-use keysync_e2e::postgres::TestPostgres;
+use crate::bench_keys::{wait_for_keysync, BenchKeys};
+use crate::proc_status::status_kib;
+use keysync_e2e::keysync::Keysync;
 use std::time::{Duration, Instant};
-
-/// Keys per inserting transaction (as in `compare`).
-const BATCH: usize = 100_000;
 /// The full reload interval of the keysync measured in (2) and (3).
 const RELOAD_INTERVAL: &str = "20s";
 /// Quiet time before reading RSS, so allocators that return memory over time (and
@@ -24,27 +22,15 @@ const SETTLE: Duration = Duration::from_secs(2);
 const TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn run(keys: usize) {
-    let postgres = TestPostgres::start();
-    let database_url = postgres.create_database();
-    let database = database_url
-        .rsplit('/')
-        .next()
-        .expect("database name")
-        .to_string();
-    ks::migrate(&database_url);
-    let org = ks::create_org(&database_url, "bench");
+    let mut bench_keys = BenchKeys::start();
+    let database_url = bench_keys.database_url.clone();
 
     // (1) Keys arriving by catch-ups. No full reload meanwhile: a reload would rebuild
     // the key set, which (2) and (3) measure on their own.
     let following = Keysync::start(&database_url, &[("KEYSYNC_FULL_RELOAD_INTERVAL", "24h")]);
     let empty_rss = status_kib(following.process.pid(), "VmRSS");
-    let mut loaded = 0;
-    while loaded < keys {
-        let to = (loaded + BATCH).min(keys);
-        insert_keys(&postgres, &database, &org, loaded + 1, to);
-        loaded = to;
-    }
-    wait_for_keys(&following, keys);
+    bench_keys.fill_to(keys);
+    wait_for_keysync(&following, keys, TIMEOUT);
     std::thread::sleep(SETTLE);
     let followed = Memory::of(&following);
     drop(following);
@@ -115,38 +101,4 @@ impl Memory {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-/// A `kB` field of `/proc/<pid>/status`.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} for pid {pid}"))
-}
-
-/// Inserts keys `from..=to` in one transaction, with the deterministic secrets of
-/// `compare` (`sk_live_bench` and 20 digits).
-fn insert_keys(postgres: &TestPostgres, database: &str, org: &str, from: usize, to: usize) {
-    postgres.psql(
-        database,
-        &format!(
-            "INSERT INTO api_keys (id, org_id, name, key_hash, key_prefix) \
-             SELECT gen_random_uuid(), '{org}', 'bench', \
-                    sha256(convert_to('sk_live_bench' || lpad(i::text, 20, '0'), 'UTF8')), 'sk_live_benc' \
-             FROM generate_series({from}, {to}) AS i"
-        ),
-    );
-}
-
-fn wait_for_keys(keysync: &Keysync, count: usize) {
-    let deadline = Instant::now() + TIMEOUT;
-    while (keysync.metric("keysync_snapshot_keys", &[]) as usize) < count {
-        assert!(Instant::now() < deadline, "keysync never held {count} keys");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }

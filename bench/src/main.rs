@@ -2,14 +2,15 @@
 //! Envoy with the filter), each figure against a baseline taken in the same run.
 //! See bench/README.md for what each benchmark does and bench/RESULTS.md for figures.
 
+mod bench_keys;
 mod compare;
 mod keysync_memory;
 mod latency;
 mod load;
 mod memory;
+mod proc_status;
 mod propagation;
 mod rate_limit;
-mod rss;
 mod wrk;
 
 use clap::{Parser, Subcommand};

@@ -2,7 +2,7 @@
 //! against one that only ever saw the `active` keys that remain, both fed by the same
 //! keysync, measured in the same run.
 
-use crate::rss::rss_kib;
+use crate::proc_status::rss_kib;
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::stack::Stack;
 use std::time::Duration;

@@ -19,7 +19,8 @@ impl Report {
     }
 }
 
-/// `wrk -t2 -c<connections> -d<duration> --latency [-H header]... http://target/`
+/// `wrk -t2 -c<connections> -d<duration> --latency [-H header]... http://target/` (one
+/// thread for one connection)
 pub fn run(target: SocketAddr, connections: u32, duration: Duration, headers: &[String]) -> Report {
     run_with(target, connections, duration, headers, None)
 }
@@ -33,8 +34,9 @@ pub fn run_with(
     script: Option<&std::path::Path>,
 ) -> Report {
     let mut command = Command::new(std::env::var("WRK_BIN").unwrap_or_else(|_| "wrk".into()));
+    // wrk needs at least one connection per thread.
     command
-        .arg("-t2")
+        .arg(format!("-t{}", connections.clamp(1, 2)))
         .arg(format!("-c{connections}"))
         .arg(format!("-d{}s", duration.as_secs()))
         .arg("--latency");

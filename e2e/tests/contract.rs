@@ -156,6 +156,11 @@ fn check_bad_authorization_values(stack: &Stack, key: &str) {
             "tab",
             vec![("authorization", format!("Bearer\t{key}").into_bytes())],
         ),
+        ("empty x-api-key", vec![("x-api-key", b"".to_vec())]),
+        (
+            "junk x-api-key",
+            vec![("x-api-key", b"sk_live_<script>".to_vec())],
+        ),
     ];
     for (name, headers) in &cases {
         let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
@@ -182,6 +187,10 @@ fn contract_holds_with_the_wasm_filter() {
     check_contract(&stack);
     let log = stack.gateway.process.log();
     assert!(!log.contains("panicked"), "the filter panicked:\n{log}");
+    assert!(
+        !log.contains("[critical][wasm]"),
+        "critical wasm log:\n{log}"
+    );
 }
 
 #[test]

@@ -9,9 +9,6 @@ use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Request headers with raw byte values.
-type Headers = Vec<(&'static str, Vec<u8>)>;
-
 /// What the echo backend received, as reported in its JSON body.
 fn forwarded_header(response: &Response, name: &str) -> Vec<String> {
     let json = response.json();
@@ -223,71 +220,6 @@ fn known_keys_keep_working_while_keysync_is_down() {
     stack.keysync = Keysync::start_on(&stack.database_url, &stack.keysync.grpc.to_string(), &[]);
     let offset = stack.gateway.process.log_len();
     stack.gateway.wait_for_refresh_after(offset, DEADLINE);
-}
-
-#[test]
-fn bad_authorization_values_are_refused_and_never_break_the_filter() {
-    let stack = Stack::start(|_| {});
-    let org = stack.create_org("fuzz");
-    let key = stack.create_key(&org, &[]);
-    stack.wait_for_next_refresh();
-    let valid = format!("Bearer {}", key.key);
-    let mut huge = b"Bearer sk_live_".to_vec();
-    huge.resize(9 * 1024, b'A');
-    let non_utf8 = {
-        let mut v = b"Bearer sk_live_".to_vec();
-        v.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
-        v.extend_from_slice(b"abcdefghijkl");
-        v
-    };
-    let double_space = format!("Bearer  {}", key.key);
-    let tab = format!("Bearer\t{}", key.key);
-    let cases: Vec<(&str, Headers)> = vec![
-        ("empty", vec![("authorization", b"".to_vec())]),
-        ("scheme only", vec![("authorization", b"Bearer".to_vec())]),
-        (
-            "another scheme",
-            vec![("authorization", b"Basic dXNlcjpwYXNz".to_vec())],
-        ),
-        ("non-UTF-8", vec![("authorization", non_utf8)]),
-        ("8 KB token", vec![("authorization", huge)]),
-        (
-            "repeated",
-            vec![
-                ("authorization", valid.clone().into_bytes()),
-                ("authorization", valid.clone().into_bytes()),
-            ],
-        ),
-        (
-            "two spaces",
-            vec![("authorization", double_space.into_bytes())],
-        ),
-        ("tab", vec![("authorization", tab.into_bytes())]),
-        ("empty x-api-key", vec![("x-api-key", b"".to_vec())]),
-        (
-            "junk x-api-key",
-            vec![("x-api-key", b"sk_live_<script>".to_vec())],
-        ),
-    ];
-    for (name, headers) in &cases {
-        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        let response = stack.gateway.get("/", &headers);
-        assert!(
-            matches!(response.status, 401 | 403),
-            "{name}: got {} {}",
-            response.status,
-            response.text()
-        );
-        // The worker's VM is alive: a valid request right after still passes.
-        let after = stack.gateway.get_with_key("/", &key.key);
-        assert_eq!(after.status, 200, "after {name}: {}", after.text());
-    }
-    let log = stack.gateway.process.log();
-    assert!(!log.contains("panicked"), "the filter panicked:\n{log}");
-    assert!(
-        !log.contains("[critical][wasm]"),
-        "critical wasm log:\n{log}"
-    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use crate::key_store::Cached;
 use crate::keysync_api::{self, ApiError};
 use crate::local_rate_limit::{self, Leases, LimitError, Quota, Subject};
 use crate::record::KeyRecord;
+use crate::record_cache::CachedRecord;
 use crate::shared_data::HostSharedData;
 use crate::stats::Counter;
 use keysync_contract::credential::{self, Credential, Source};
@@ -35,6 +36,8 @@ pub struct AuthRequest {
     lookup: Option<PendingLookup>,
     /// Local mode: the quota to report on the response.
     quota: Option<Quota>,
+    /// The record this request was judged on, with its identity headers formatted.
+    identity: Option<Rc<CachedRecord>>,
 }
 
 struct PendingLookup {
@@ -48,6 +51,7 @@ impl AuthRequest {
             worker,
             lookup: None,
             quota: None,
+            identity: None,
         }
     }
 
@@ -69,7 +73,7 @@ impl AuthRequest {
         }
     }
 
-    fn judge_stored(&self, hash: &KeyHash) -> Verdict {
+    fn judge_stored(&mut self, hash: &KeyHash) -> Verdict {
         if self.worker.stale.get() {
             self.worker.stats.bump(Counter::Stale);
             return Verdict::Deny(Denial::Unavailable);
@@ -80,14 +84,18 @@ impl AuthRequest {
             .try_borrow()
             .ok()
             .and_then(|records| records.get(hash));
-        if let Some(record) = cached {
-            return judge_record(record);
+        if let Some(cached) = cached {
+            let verdict = judge_record(cached.record);
+            self.identity = Some(cached);
+            return verdict;
         }
         match self.worker.store.find(hash) {
             Ok(Some(record)) => {
+                let cached = Rc::new(CachedRecord::new(record));
                 if let Ok(mut records) = self.worker.records.try_borrow_mut() {
-                    records.insert(record);
+                    records.insert(Rc::clone(&cached));
                 }
+                self.identity = Some(cached);
                 judge_record(record)
             }
             Ok(None) => self.judge_unknown(hash),
@@ -281,10 +289,18 @@ impl AuthRequest {
     }
 
     fn forward_identity(&self, record: &KeyRecord, source: Source) -> Action {
-        let org_id = record.org_id.hyphenated();
-        let key_id = record.key_id.hyphenated();
-        let mut ok = set_request_header(ORG_ID_HEADER, &org_id)
-            && set_request_header(KEY_ID_HEADER, &key_id);
+        let formatted;
+        let (org_id, key_id) = match &self.identity {
+            Some(cached) if cached.record.hash == record.hash => {
+                (cached.org_id.as_str(), cached.key_id.as_str())
+            }
+            _ => {
+                formatted = (record.org_id.hyphenated(), record.key_id.hyphenated());
+                (formatted.0.as_str(), formatted.1.as_str())
+            }
+        };
+        let mut ok =
+            set_request_header(ORG_ID_HEADER, org_id) && set_request_header(KEY_ID_HEADER, key_id);
         if ok && !self.worker.config.forward_credential {
             ok = remove_request_header(source.header());
         }

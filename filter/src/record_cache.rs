@@ -9,12 +9,31 @@
 use crate::key_hash::{KeyHash, KeyHashBuilder};
 use crate::record::KeyRecord;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 pub struct RecordCache {
     capacity: usize,
     /// The store generation the entries were read at.
     generation: Option<u64>,
-    entries: HashMap<KeyHash, KeyRecord, KeyHashBuilder>,
+    entries: HashMap<KeyHash, Rc<CachedRecord>, KeyHashBuilder>,
+}
+
+/// A record with its identity headers already formatted: formatting two UUIDs on
+/// every request of a hot key would be wasted work.
+pub struct CachedRecord {
+    pub record: KeyRecord,
+    pub org_id: String,
+    pub key_id: String,
+}
+
+impl CachedRecord {
+    pub fn new(record: KeyRecord) -> Self {
+        CachedRecord {
+            org_id: record.org_id.hyphenated(),
+            key_id: record.key_id.hyphenated(),
+            record,
+        }
+    }
 }
 
 impl RecordCache {
@@ -26,20 +45,20 @@ impl RecordCache {
         }
     }
 
-    pub fn get(&self, hash: &KeyHash) -> Option<KeyRecord> {
-        self.entries.get(hash).copied()
+    pub fn get(&self, hash: &KeyHash) -> Option<Rc<CachedRecord>> {
+        self.entries.get(hash).cloned()
     }
 
     /// Remembers a record read from the store. A full cache starts over: cheaper than
     /// tracking recency, and hot keys come back at once.
-    pub fn insert(&mut self, record: KeyRecord) {
+    pub fn insert(&mut self, cached: Rc<CachedRecord>) {
         if self.capacity == 0 {
             return;
         }
         if self.entries.len() >= self.capacity {
             self.entries.clear();
         }
-        self.entries.insert(record.hash, record);
+        self.entries.insert(cached.record.hash, cached);
     }
 
     /// On every tick, with the store's generation: drops everything if it moved.
@@ -79,33 +98,36 @@ mod tests {
         let mut cache = RecordCache::new(10);
         cache.sync_with(5);
         let r = record("sk_live_a");
-        cache.insert(r);
-        assert_eq!(cache.get(&r.hash), Some(r));
-        assert_eq!(cache.get(&record("sk_live_b").hash), None);
+        cache.insert(Rc::new(CachedRecord::new(r)));
+        let hit = cache.get(&r.hash).expect("cached");
+        assert_eq!(hit.record, r);
+        assert_eq!(hit.org_id, r.org_id.hyphenated());
+        assert_eq!(hit.key_id, r.key_id.hyphenated());
+        assert!(cache.get(&record("sk_live_b").hash).is_none());
         cache.sync_with(5);
-        assert_eq!(cache.get(&r.hash), Some(r), "same generation: kept");
+        assert!(cache.get(&r.hash).is_some(), "same generation: kept");
         cache.sync_with(6);
-        assert_eq!(cache.get(&r.hash), None, "the store moved: dropped");
+        assert!(cache.get(&r.hash).is_none(), "the store moved: dropped");
     }
 
     #[test]
     fn records_read_before_the_first_tick_do_not_survive_it() {
         let mut cache = RecordCache::new(10);
         let r = record("sk_live_early");
-        cache.insert(r);
+        cache.insert(Rc::new(CachedRecord::new(r)));
         cache.sync_with(0);
-        assert_eq!(cache.get(&r.hash), None);
+        assert!(cache.get(&r.hash).is_none());
     }
 
     #[test]
     fn stays_within_capacity() {
         let mut cache = RecordCache::new(3);
         for i in 0..10 {
-            cache.insert(record(&format!("sk_live_{i}")));
+            cache.insert(Rc::new(CachedRecord::new(record(&format!("sk_live_{i}")))));
             assert!(cache.len() <= 3);
         }
         let mut off = RecordCache::new(0);
-        off.insert(record("sk_live_x"));
+        off.insert(Rc::new(CachedRecord::new(record("sk_live_x"))));
         assert!(off.is_empty());
     }
 }
