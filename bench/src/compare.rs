@@ -195,7 +195,6 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// Adds keys until `target` exist, in batches (one transaction each).
 /// PostgreSQL transactions per minute while Envoy serves a trickle, then a flood, of
 /// requests: known keys, then keys nobody has (every one a miss).
 fn query_rates(
