@@ -151,7 +151,7 @@ Demo org $ORG_ID, key id $KEY_ID. Try:
 Operator commands (another terminal):
   DATABASE_URL=$DATABASE_URL target/debug/keysync keys list --org-id $ORG_ID
   DATABASE_URL=$DATABASE_URL target/debug/keysync keys revoke $KEY_ID
-  (a revocation reaches Envoy at its next refresh: REFRESH_INTERVAL=$REFRESH_INTERVAL)
+  (a revocation reaches Envoy within milliseconds over the watch stream; the full refresh every $REFRESH_INTERVAL is the safety net)
 
 Stats: curl -s localhost:$ENVOY_ADMIN_PORT/stats | grep keysync ; curl -s $KEYSYNC_HTTP_ADDR/metrics
 Logs: .run/*.log. Ctrl-C stops everything.
