@@ -8,6 +8,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use url::Url;
 
+use crate::url_redaction;
+
 /// How long a connection attempt (or a wait for a pooled connection) may take before
 /// we report the database as unreachable rather than hang.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,32 +32,8 @@ pub enum DatabaseError {
 /// `url` with any password (in the user-info part or a `password=` query parameter)
 /// replaced by `***`, fit for logs and error messages.
 pub fn redacted_url(url: &str) -> String {
-    let Ok(mut parsed) = Url::parse(url) else {
-        // Unparseable text may still contain a password: show none of it.
-        return "<unparseable database URL>".to_owned();
-    };
-    if parsed.password().is_some() {
-        // Fails only for URLs without an authority, which have no password to hide.
-        let _ = parsed.set_password(Some("***"));
-    }
-    if parsed
-        .query_pairs()
-        .any(|(name, _)| name.eq_ignore_ascii_case("password"))
-    {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(name, value)| {
-                let value = if name.eq_ignore_ascii_case("password") {
-                    "***".to_owned()
-                } else {
-                    value.into_owned()
-                };
-                (name.into_owned(), value)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string()
+    url_redaction::redact(url, |name| name.eq_ignore_ascii_case("password"))
+        .unwrap_or_else(|| "<unparseable database URL>".to_owned())
 }
 
 /// Parses a PostgreSQL URL into connection options.

@@ -45,4 +45,5 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod table;
+pub mod url_redaction;
 pub mod watch;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use url::Url;
+use crate::url_redaction;
 
 /// A Redis URL the client accepts, such as `redis://127.0.0.1:6379/0` or
 /// `redis://:password@redis.internal:6379/0`. Its `Debug` and `Display` hide the
@@ -51,29 +51,10 @@ impl fmt::Display for RedisUrl {
 /// `url` with the password of its user-info part and of the `pass`/`password` query
 /// parameters (Unix-socket URLs) replaced by `***`.
 pub fn redacted(url: &str) -> String {
-    let Ok(mut parsed) = Url::parse(url.trim()) else {
-        return "<unparseable Redis URL>".to_owned();
-    };
-    if parsed.password().is_some() {
-        // Fails only for URLs without an authority, which have no password to hide.
-        let _ = parsed.set_password(Some("***"));
-    }
-    let secret = |name: &str| name == "pass" || name.eq_ignore_ascii_case("password");
-    if parsed.query_pairs().any(|(name, _)| secret(&name)) {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(name, value)| {
-                let value = if secret(&name) {
-                    "***".to_owned()
-                } else {
-                    value.into_owned()
-                };
-                (name.into_owned(), value)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string()
+    url_redaction::redact(url.trim(), |name| {
+        name == "pass" || name.eq_ignore_ascii_case("password")
+    })
+    .unwrap_or_else(|| "<unparseable Redis URL>".to_owned())
 }
 
 #[cfg(test)]
