@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::os;
 use crate::paths::{free_port, target_dir};
 use crate::process::{Process, Signal};
 use crate::scratch::ScratchDir;
+use crate::server_start::{self, LogLines};
 
 /// The role every cluster is created with; it can log in without a password.
 const USER: &str = "keysync";
@@ -31,10 +31,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many fresh ports [`TestPostgres::start`] tries when its port gets taken.
 const PORT_ATTEMPTS: usize = 10;
-/// What the server logs (with `lc_messages=C`) once it accepts connections.
-const READY: &str = "database system is ready to accept connections";
-/// What the server logs when its port is taken.
-const ADDRESS_IN_USE: &str = "Address already in use";
+/// What the server logs (with `lc_messages=C`).
+const LOG_LINES: LogLines = LogLines {
+    ready: "database system is ready to accept connections",
+    address_in_use: "Address already in use",
+};
 /// Options of the one `initdb` run; the template directory name does not encode them,
 /// so after changing them remove `target/e2e-pg-template-*`.
 /// `--wal-segsize=1` (1 MB WAL segments) shrinks the template from 39 to 28 MB, so
@@ -184,21 +185,9 @@ impl TestPostgres {
         if self.server.is_some() {
             return;
         }
-        // The port was free while the server was down; something may hold it briefly.
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(server) = self.launch(self.port) {
-                self.server = Some(server);
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "postgres: port {} stayed in use for {START_TIMEOUT:?}, cannot start again",
-                    self.port
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+        let port = self.port;
+        let server = server_start::relaunch("postgres", port, START_TIMEOUT, || self.launch(port));
+        self.server = Some(server);
     }
 
     /// Starts `postgres` on `port` and waits until it is ready; `None` if the port is
@@ -232,26 +221,7 @@ impl TestPostgres {
             command.uid(uid).gid(gid);
         }
         let server = Process::spawn(&format!("postgres:{port}"), command);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let exited = server.exit_status();
-            let log = server.log();
-            if log.contains(READY) {
-                return Some(server);
-            }
-            if let Some(status) = exited {
-                if log.contains(ADDRESS_IN_USE) {
-                    return None;
-                }
-                panic!("postgres on port {port} exited ({status}) while starting; its log:\n{log}");
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "postgres on port {port} not ready within {START_TIMEOUT:?}; its log:\n{log}"
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        server_start::wait_until_ready(server, &LOG_LINES, START_TIMEOUT)
     }
 }
 

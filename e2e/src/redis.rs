@@ -7,20 +7,20 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::paths::free_port;
 use crate::process::Process;
+use crate::server_start::{self, LogLines};
 
 /// How long a server may take to accept connections (a noisy 2-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many fresh ports [`TestRedis::start`] tries when its port gets taken.
 const PORT_ATTEMPTS: usize = 10;
-/// What the server logs once it accepts connections.
-const READY: &str = "Ready to accept connections";
-/// What the server logs when its port is taken.
-const ADDRESS_IN_USE: &str = "Address already in use";
+const LOG_LINES: LogLines = LogLines {
+    ready: "Ready to accept connections",
+    address_in_use: "Address already in use",
+};
 
 /// A running (or stopped) Redis server on 127.0.0.1.
 #[derive(Debug)]
@@ -81,21 +81,10 @@ impl TestRedis {
         if self.server.is_some() {
             return;
         }
-        // The port was free while the server was down; something may hold it briefly.
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(server) = launch(self.port) {
-                self.server = Some(server);
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "redis: port {} stayed in use for {START_TIMEOUT:?}, cannot start again",
-                    self.port
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+        let port = self.port;
+        self.server = Some(server_start::relaunch("redis", port, START_TIMEOUT, || {
+            launch(port)
+        }));
     }
 }
 
@@ -138,22 +127,5 @@ fn launch(port: u16) -> Option<Process> {
         .args(["--logfile", "", "--daemonize", "no"])
         .current_dir(std::env::temp_dir());
     let server = Process::spawn(&format!("redis:{port}"), command);
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let exited = server.exit_status();
-        let log = server.log();
-        if log.contains(READY) {
-            return Some(server);
-        }
-        if let Some(status) = exited {
-            if log.contains(ADDRESS_IN_USE) {
-                return None;
-            }
-            panic!("redis on port {port} exited ({status}) while starting; its log:\n{log}");
-        }
-        if Instant::now() >= deadline {
-            panic!("redis on port {port} not ready within {START_TIMEOUT:?}; its log:\n{log}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    server_start::wait_until_ready(server, &LOG_LINES, START_TIMEOUT)
 }
