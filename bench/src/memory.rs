@@ -3,7 +3,7 @@
 //! keysync, measured in the same run.
 
 use crate::proc_status::rss_kib;
-use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::gateway::Gateway;
 use keysync_e2e::stack::Stack;
 use std::time::Duration;
 
@@ -55,12 +55,9 @@ pub fn run(churn: usize, rounds: usize, active: usize) {
     let churned_rss = rss_kib(churned.process.pid());
 
     // The baseline: a fresh Envoy that loads only the surviving keys.
-    let mut options = GatewayOptions::new(
-        stack.keysync.grpc,
-        format!("api-service={}", stack.backend.url()),
-    );
-    options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
-    let fresh = Gateway::start(options);
+    let fresh = stack.start_another_gateway(|options| {
+        options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+    });
     fresh
         .process
         .wait_for_log("watch stream connected", TIMEOUT);

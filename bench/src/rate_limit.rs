@@ -25,17 +25,13 @@ pub fn accuracy_local(limit: u32, requests: usize, connections: usize) {
 pub fn accuracy_global(limit: u32, requests: usize, connections: usize, envoys: usize) {
     let redis = TestRedis::start();
     let redis_url = redis.url();
-    let stack = Stack::start_with(&[("REDIS_URL", &redis_url)], global);
+    let stack = Stack::start_with(
+        &[("REDIS_URL", &redis_url)],
+        GatewayOptions::global_rate_limits,
+    );
     let key = limited_key(&stack, limit);
     let others: Vec<Gateway> = (1..envoys)
-        .map(|_| {
-            let mut options = GatewayOptions::new(
-                stack.keysync.grpc,
-                format!("api-service={}", stack.backend.url()),
-            );
-            global(&mut options);
-            Gateway::start(options)
-        })
+        .map(|_| stack.start_another_gateway(GatewayOptions::global_rate_limits))
         .collect();
     let gateways: Vec<&Gateway> = std::iter::once(&stack.gateway).chain(&others).collect();
     for gateway in &gateways {
@@ -48,13 +44,6 @@ pub fn accuracy_global(limit: u32, requests: usize, connections: usize, envoys: 
         "global: limit {limit}/min, {requests} requests over {connections} connections spread over {envoys} Envoys, one Redis: {counts:?}"
     );
     println!("allowed: {}", counts.get(&200).copied().unwrap_or(0));
-}
-
-fn global(options: &mut GatewayOptions) {
-    options.auth_config = r#"{"role":"auth","rate_limit":"global"}"#.into();
-    options
-        .env
-        .push(("RATE_LIMIT_MODE".into(), "global".into()));
 }
 
 /// What local rate limiting adds to a request: one Envoy worker, direct responses, the

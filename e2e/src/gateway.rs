@@ -40,6 +40,13 @@ impl GatewayOptions {
             env: Vec::new(),
         }
     }
+
+    /// Global rate limiting: the filter hands limits to Envoy's rate-limit filter,
+    /// which asks keysync (started with `REDIS_URL`).
+    pub fn global_rate_limits(&mut self) {
+        self.auth_config = r#"{"role":"auth","rate_limit":"global"}"#.into();
+        self.env.push(("RATE_LIMIT_MODE".into(), "global".into()));
+    }
 }
 
 pub struct Gateway {

@@ -15,9 +15,12 @@ mod os;
 pub mod paths;
 pub mod postgres;
 pub mod process;
+pub mod rate_window;
 pub mod redis;
+pub mod replies;
 pub mod rogue_keysync;
 pub mod scratch;
+mod server_start;
 mod spawner;
 pub mod stack;
 

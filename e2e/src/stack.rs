@@ -96,6 +96,16 @@ impl Stack {
         }
     }
 
+    /// Another Envoy in front of this stack's keysync and backend.
+    pub fn start_another_gateway(&self, configure: impl FnOnce(&mut GatewayOptions)) -> Gateway {
+        let mut options = GatewayOptions::new(
+            self.keysync.grpc,
+            format!("api-service={}", self.backend.url()),
+        );
+        configure(&mut options);
+        Gateway::start(options)
+    }
+
     pub fn create_org(&self, name: &str) -> String {
         keysync::create_org(&self.database_url, name)
     }

@@ -7,9 +7,11 @@
 use keysync_e2e::gateway::GatewayOptions;
 use keysync_e2e::http::Response;
 use keysync_e2e::keysync::{cli, revoke_key};
+use keysync_e2e::rate_window::enough_of_the_window_left;
 use keysync_e2e::redis::TestRedis;
+use keysync_e2e::replies::{assert_error, forwarded_header};
 use keysync_e2e::stack::Stack;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -18,30 +20,6 @@ type Headers = Vec<(&'static str, Vec<u8>)>;
 
 fn ext_authz(options: &mut GatewayOptions) {
     options.template = "ext-authz.yaml".into();
-}
-
-/// Every value of a header the echo backend received, as reported in its JSON body.
-fn forwarded_header(response: &Response, name: &str) -> Vec<String> {
-    response.json()["headers"][name]
-        .as_array()
-        .map(|values| {
-            values
-                .iter()
-                .map(|v| v.as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn assert_error(response: &Response, status: u16, error: &str) {
-    assert_eq!(response.status, status, "body: {}", response.text());
-    assert_eq!(
-        response.header("content-type"),
-        Some("application/json"),
-        "headers: {:?}",
-        response.headers
-    );
-    assert_eq!(response.json()["error"], error, "body: {}", response.text());
 }
 
 /// A response the backend answered, for `key`'s organization and key, with no
@@ -248,19 +226,6 @@ fn ext_authz_fails_closed_with_503_json_when_keysync_is_down() {
     assert_error(&stack.gateway.get("/", &[]), 503, "auth_unavailable");
     // The health check does not ask keysync.
     assert_eq!(stack.gateway.get("/health", &[]).status, 200);
-}
-
-/// Scheduling, not an assertion: leaves room in the current one-minute window.
-fn enough_of_the_window_left(room: u64) {
-    let now = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs()
-    };
-    while 60 - now() % 60 < room {
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -2,32 +2,12 @@
 //! PostgreSQL, an echo backend that shows what the gateway forwarded.
 
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
-use keysync_e2e::http::Response;
 use keysync_e2e::keysync::Keysync;
+use keysync_e2e::replies::{assert_error, forwarded_header};
 use keysync_e2e::stack::{Backend, Stack};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// What the echo backend received, as reported in its JSON body.
-fn forwarded_header(response: &Response, name: &str) -> Vec<String> {
-    let json = response.json();
-    json["headers"][name]
-        .as_array()
-        .map(|values| {
-            values
-                .iter()
-                .map(|v| v.as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn assert_error(response: &Response, status: u16, error: &str) {
-    assert_eq!(response.status, status, "body: {}", response.text());
-    assert_eq!(response.header("content-type"), Some("application/json"));
-    assert_eq!(response.json()["error"], error, "body: {}", response.text());
-}
 
 #[test]
 fn valid_missing_unknown_and_spoofed_requests() {

@@ -4,22 +4,16 @@
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::http::Response;
 use keysync_e2e::keysync::cli;
+use keysync_e2e::rate_window::enough_of_the_window_left;
 use keysync_e2e::redis::TestRedis;
 use keysync_e2e::stack::Stack;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn global(options: &mut GatewayOptions) {
-    options.auth_config = r#"{"role":"auth","rate_limit":"global"}"#.into();
-    options
-        .env
-        .push(("RATE_LIMIT_MODE".into(), "global".into()));
-}
-
 fn global_stack(redis: &TestRedis) -> Stack {
     let url = redis.url();
-    Stack::start_with(&[("REDIS_URL", &url)], global)
+    Stack::start_with(&[("REDIS_URL", &url)], GatewayOptions::global_rate_limits)
 }
 
 fn set_org_limit(stack: &Stack, org: &str, rpm: &str) {
@@ -32,19 +26,6 @@ fn set_org_limit(stack: &Stack, org: &str, rpm: &str) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// Scheduling, not an assertion: leaves room in the current one-minute window.
-fn enough_of_the_window_left(room: u64) {
-    let now = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs()
-    };
-    while 60 - now() % 60 < room {
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn count(responses: &[Response], status: u16) -> usize {
@@ -77,14 +58,7 @@ fn one_budget_across_three_envoys() {
     let redis = TestRedis::start();
     let stack = global_stack(&redis);
     let others: Vec<Gateway> = (0..2)
-        .map(|_| {
-            let mut options = GatewayOptions::new(
-                stack.keysync.grpc,
-                format!("api-service={}", stack.backend.url()),
-            );
-            global(&mut options);
-            Gateway::start(options)
-        })
+        .map(|_| stack.start_another_gateway(GatewayOptions::global_rate_limits))
         .collect();
     let fleet: Vec<&Gateway> = std::iter::once(&stack.gateway).chain(&others).collect();
     let org = stack.create_org("fleet");

@@ -3,26 +3,11 @@
 
 use keysync_e2e::http::Response;
 use keysync_e2e::keysync::{cli, CreatedKey};
+use keysync_e2e::rate_window::{enough_of_the_window_left, unix_secs};
 use keysync_e2e::stack::Stack;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
-/// Waits until the current one-minute window has at least `room` seconds left, so the
-/// requests that follow land in one window. Scheduling, not an assertion: the checks
-/// that follow are on counts and headers.
-fn enough_of_the_window_left(room: u64) {
-    while 60 - unix_secs() % 60 < room {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn set_org_limit(stack: &Stack, org: &str, args: &[&str]) {
     let mut all = vec!["orgs", "set-limit", org];
