@@ -72,6 +72,25 @@ async fn hit(channel: &Channel, subject: &str, limit: &str) -> RateLimitResponse
     .await
 }
 
+/// Hits `subject` until keysync answers OVER_LIMIT (Redis counting again), within
+/// `RECOVERY`; `what` names the wait in the failure.
+async fn until_over_limit(
+    channel: &Channel,
+    subject: &str,
+    limit: &str,
+    what: &str,
+) -> RateLimitResponse {
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let response = hit(channel, subject, limit).await;
+        if code(&response) == Code::OverLimit {
+            return response;
+        }
+        assert!(Instant::now() < deadline, "{what} within {RECOVERY:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn code(response: &RateLimitResponse) -> Code {
     Code::try_from(response.overall_code).unwrap()
 }
@@ -338,19 +357,8 @@ async fn redis_down_fails_open_and_limiting_resumes_when_it_is_back() {
     // Back (empty: the test Redis keeps nothing): counting and refusing resume.
     let offset = serve.process.log_len();
     redis.start_again();
-    let deadline = Instant::now() + RECOVERY;
-    loop {
-        let response = hit(channel, &org, "3+0").await;
-        if code(&response) == Code::OverLimit {
-            assert!(header(&response, "retry-after").is_some());
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "limiting did not resume within {RECOVERY:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let response = until_over_limit(channel, &org, "3+0", "limiting did not resume").await;
+    assert!(header(&response, "retry-after").is_some());
     serve
         .process
         .wait_for_log_after(offset, "redis reachable", Duration::from_secs(1));
@@ -452,14 +460,7 @@ async fn the_redis_password_never_shows_and_a_refused_auth_heals() {
         .arg(SECRET)
         .query(&mut connection)
         .unwrap();
-    let deadline = Instant::now() + RECOVERY;
-    while code(&hit(&serve.channel, &org, "1+0").await) != Code::OverLimit {
-        assert!(
-            Instant::now() < deadline,
-            "not counting within {RECOVERY:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_over_limit(&serve.channel, &org, "1+0", "not counting").await;
     let log = serve.process.log();
     assert!(!log.contains(SECRET), "password in log:\n{log}");
     assert_no_secrets(&log, &[]);
@@ -487,18 +488,7 @@ async fn a_redis_that_comes_up_after_keysync_is_used_once_up() {
     assert!(response.response_headers_to_add.is_empty());
 
     redis.start_again();
-    let deadline = Instant::now() + RECOVERY;
-    loop {
-        let response = hit(&serve.channel, &org, "1+0").await;
-        if code(&response) == Code::OverLimit {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Redis not used within {RECOVERY:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_over_limit(&serve.channel, &org, "1+0", "Redis not used").await;
     serve
         .process
         .wait_for_log("redis reachable", Duration::from_secs(1));
