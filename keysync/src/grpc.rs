@@ -208,10 +208,11 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::catch_up::{CatchUp, DEFAULT_MIN_SPACING};
+    use crate::catch_up::CatchUp;
     use crate::change_feed::ChangeFeed;
+    use crate::fake_catch_up::{self, Behaviour};
     use crate::freshness::Freshness;
-    use crate::store::{Changes, RateLimit, Snapshot};
+    use crate::store::RateLimit;
     use crate::watch::WatchSettings;
 
     fn entry(first_byte: u8, expires_at: i64) -> KeyEntry {
@@ -240,28 +241,8 @@ mod tests {
     /// A service over `keys`, whose catch-ups add `arriving` (or fail when it is None),
     /// with the change listener down.
     fn fixture(keys: Vec<KeyEntry>, arriving: Option<KeyEntry>, max_page_size: u32) -> Fixture {
-        let store = SharedStore::new();
-        store.write().replace(Snapshot { revision: 3, keys });
-        let catch_ups = Arc::new(AtomicUsize::new(0));
-        let catch_up = CatchUp::spawn(DEFAULT_MIN_SPACING, {
-            let store = store.clone();
-            let catch_ups = catch_ups.clone();
-            move || {
-                catch_ups.fetch_add(1, Ordering::SeqCst);
-                let outcome = match arriving {
-                    Some(entry) => {
-                        store.write().apply(&Changes {
-                            revision: 4,
-                            upserts: vec![entry],
-                            removals: vec![],
-                        });
-                        Ok(())
-                    }
-                    None => Err("database down"),
-                };
-                async move { outcome }
-            }
-        });
+        let behaviour = arriving.map_or(Behaviour::Fails, Behaviour::Adds);
+        let (store, catch_up, catch_ups) = fake_catch_up::store_and_catch_up(keys, behaviour);
         let readiness = Readiness::new();
         readiness.set_ready();
         let metrics = Arc::new(Metrics::new());

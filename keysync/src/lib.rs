@@ -28,6 +28,8 @@ pub mod commands;
 pub mod config;
 pub mod database;
 pub mod ext_authz;
+#[cfg(test)]
+mod fake_catch_up;
 pub mod freshness;
 pub mod global_limit;
 pub mod grpc;

@@ -160,9 +160,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::catch_up::{CatchUp, DEFAULT_MIN_SPACING};
+    use crate::fake_catch_up::{self, Behaviour};
     use crate::freshness::Freshness;
-    use crate::store::{Changes, Snapshot};
 
     const KEY: &str = "sk_live_0123456789abcdefABCDEF0123456789";
     const NEW_KEY: &str = "sk_live_CreatedAfterTheLastCatchUp000000";
@@ -178,17 +177,6 @@ mod tests {
         }
     }
 
-    /// What the fake catch-up does.
-    #[derive(Clone, Copy)]
-    enum CatchUpBehaviour {
-        /// Adds this key to the store.
-        Adds(KeyEntry),
-        /// Fails like an unreachable database.
-        Fails,
-        /// Never finishes (a database that does not answer).
-        Hangs,
-    }
-
     struct Fixture {
         service: ExtAuthzService,
         readiness: Readiness,
@@ -199,31 +187,8 @@ mod tests {
     }
 
     /// A ready service over `keys`, whose catch-ups behave as told, at unix second 1000.
-    fn fixture(keys: Vec<KeyEntry>, behaviour: CatchUpBehaviour) -> Fixture {
-        let store = SharedStore::new();
-        store.write().replace(Snapshot { revision: 3, keys });
-        let catch_ups = Arc::new(AtomicUsize::new(0));
-        let catch_up = CatchUp::spawn(DEFAULT_MIN_SPACING, {
-            let store = store.clone();
-            let catch_ups = catch_ups.clone();
-            move || {
-                catch_ups.fetch_add(1, Ordering::SeqCst);
-                if let CatchUpBehaviour::Adds(entry) = behaviour {
-                    store.write().apply(&Changes {
-                        revision: 4,
-                        upserts: vec![entry],
-                        removals: vec![],
-                    });
-                }
-                async move {
-                    match behaviour {
-                        CatchUpBehaviour::Adds(_) => Ok(()),
-                        CatchUpBehaviour::Fails => Err("database down"),
-                        CatchUpBehaviour::Hangs => std::future::pending().await,
-                    }
-                }
-            }
-        });
+    fn fixture(keys: Vec<KeyEntry>, behaviour: Behaviour) -> Fixture {
+        let (store, catch_up, catch_ups) = fake_catch_up::store_and_catch_up(keys, behaviour);
         let readiness = Readiness::new();
         readiness.set_ready();
         let metrics = Arc::new(Metrics::new());
@@ -317,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stored_key_is_allowed_with_its_identity() {
-        let fixture = fixture(vec![entry(KEY, 0)], CatchUpBehaviour::Fails);
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
         let response = check(&fixture.service, bearer(KEY)).await;
         let (set, removed) = forwarded(&response);
         assert_eq!(set["x-org-id"], Uuid::from_u128(0x22).to_string());
@@ -333,7 +298,7 @@ mod tests {
 
     #[tokio::test]
     async fn x_api_key_works_and_is_the_header_removed() {
-        let fixture = fixture(vec![entry(KEY, 0)], CatchUpBehaviour::Fails);
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
         let response = check(&fixture.service, check_request(&[("x-api-key", KEY)])).await;
         let (_, removed) = forwarded(&response);
         assert_eq!(removed[0], "x-api-key");
@@ -348,7 +313,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_credential_is_401_even_before_the_first_snapshot() {
-        let fixture = fixture(vec![], CatchUpBehaviour::Fails);
+        let fixture = fixture(vec![], Behaviour::Fails);
         let service = ExtAuthzService {
             readiness: Readiness::new(),
             ..fixture.service.clone()
@@ -373,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_credentials_are_403_without_a_lookup() {
-        let fixture = fixture(vec![entry(KEY, 0)], CatchUpBehaviour::Fails);
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
         let joined = format!("Bearer {KEY},Bearer {KEY}");
         let double_space = format!("Bearer  {KEY}");
         let tab = format!("Bearer \t{KEY}");
@@ -393,10 +358,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_key_waits_for_a_catch_up_and_is_allowed() {
-        let fixture = fixture(
-            vec![entry(KEY, 0)],
-            CatchUpBehaviour::Adds(entry(NEW_KEY, 0)),
-        );
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Adds(entry(NEW_KEY, 0)));
         let response = check(&fixture.service, bearer(NEW_KEY)).await;
         forwarded(&response);
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 1);
@@ -404,10 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_key_is_invalid_after_the_catch_up() {
-        let fixture = fixture(
-            vec![entry(KEY, 0)],
-            CatchUpBehaviour::Adds(entry(NEW_KEY, 0)),
-        );
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Adds(entry(NEW_KEY, 0)));
         let response = check(&fixture.service, bearer(UNKNOWN_KEY)).await;
         assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 1);
@@ -416,7 +375,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn while_notifications_keep_the_store_current_unknown_keys_cost_no_catch_up() {
-        let fixture = fixture(vec![entry(KEY, 0)], CatchUpBehaviour::Hangs);
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Hangs);
         fixture.freshness.set_listening(true);
         let asked = tokio::time::Instant::now();
         for _ in 0..5 {
@@ -438,7 +397,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_catch_up_leaves_the_store_to_decide() {
-        let fixture = fixture(vec![entry(KEY, 0)], CatchUpBehaviour::Fails);
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
         let response = check(&fixture.service, bearer(UNKNOWN_KEY)).await;
         assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 1);
@@ -448,7 +407,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_catch_up_that_never_ends_is_waited_for_only_so_long() {
-        let fixture = fixture(vec![entry(KEY, 0)], CatchUpBehaviour::Hangs);
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Hangs);
         let asked = tokio::time::Instant::now();
         let response = check(&fixture.service, bearer(UNKNOWN_KEY)).await;
         assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
@@ -457,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn expiry_is_checked_against_the_clock_of_the_request() {
-        let fixture = fixture(vec![entry(KEY, 1000)], CatchUpBehaviour::Fails);
+        let fixture = fixture(vec![entry(KEY, 1000)], Behaviour::Fails);
         let mut service = fixture.service.clone();
         service.clock = || 999;
         forwarded(&check(&service, bearer(KEY)).await);
@@ -473,7 +432,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_before_the_first_snapshot_is_unavailable() {
-        let fixture = fixture(vec![entry(KEY, 0)], CatchUpBehaviour::Fails);
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
         let service = ExtAuthzService {
             readiness: Readiness::new(),
             ..fixture.service.clone()
