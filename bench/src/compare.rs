@@ -8,6 +8,7 @@
 //! at two very different request rates.
 
 use crate::bench_keys::{secret, wait_for_keysync, BenchKeys};
+use crate::median::median;
 use crate::proc_status::rss_kib;
 use crate::wrk::{self, Report};
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
@@ -303,9 +304,8 @@ pub fn floor_vs_filter(rounds: usize, seconds: u64) {
         );
         added.push(e.us_per_request() - b.us_per_request());
     }
-    added.sort_by(|x, y| x.total_cmp(y));
     println!(
         "the filter adds {:.2} us a request over the wasm floor (median)",
-        added[added.len() / 2]
+        median(&mut added)
     );
 }

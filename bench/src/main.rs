@@ -4,9 +4,11 @@
 
 mod bench_keys;
 mod compare;
+mod cpu_time;
 mod keysync_memory;
 mod latency;
 mod load;
+mod median;
 mod memory;
 mod proc_status;
 mod propagation;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Report {
+    /// Requests completed in the run.
+    pub requests: u64,
     pub requests_per_sec: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -80,6 +82,12 @@ fn parse(text: &str) -> Option<Report> {
             .map(str::trim)
     };
     let requests_per_sec = value("Requests/sec:")?.parse().ok()?;
+    // `300000 requests in 10.00s, 30.00MB read`
+    let requests = text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let count = words.next()?.parse().ok()?;
+        (words.next()? == "requests" && words.next()? == "in").then_some(count)
+    })?;
     let latency = |percent: &str| -> Option<f64> {
         let raw = value(percent)?;
         let (number, unit) = raw.split_at(raw.find(|c: char| c.is_ascii_alphabetic())?);
@@ -95,6 +103,7 @@ fn parse(text: &str) -> Option<Report> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     Some(Report {
+        requests,
         requests_per_sec,
         p50_us: latency("50%")?,
         p99_us: latency("99%")?,
@@ -124,6 +133,7 @@ Transfer/sec:      3.00MB
     #[test]
     fn reads_the_report() {
         let report = parse(SAMPLE).expect("parses");
+        assert_eq!(report.requests, 300_000);
         assert!((report.requests_per_sec - 30000.5).abs() < 1e-6);
         assert!((report.p50_us - 480.0).abs() < 1e-6);
         assert!((report.p99_us - 1200.0).abs() < 1e-6);

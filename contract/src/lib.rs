@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod credential;
+pub mod rate_limit_headers;
 pub mod reply;
 
 /// Set by the gateway on allowed requests (client-sent values are removed first).

@@ -15,6 +15,7 @@ use crate::record_cache::CachedRecord;
 use crate::shared_data::HostSharedData;
 use crate::stats::Counter;
 use keysync_contract::credential::{self, Credential, Source};
+use keysync_contract::rate_limit_headers::RATELIMIT_HEADER;
 use keysync_contract::reply::{self as response, RATE_LIMITED_BODY};
 use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
 use keysync_proto::v1 as proto;
@@ -240,7 +241,7 @@ impl AuthRequest {
                     Err(LimitError::Contended(quota)) => {
                         warn!(
                             "rate-limit counter for {} stayed contended; refusing",
-                            subject.policy()
+                            subject.kind()
                         );
                         self.worker.stats.bump(Counter::RateLimitContended);
                         return self.reply_rate_limited(&quota);
@@ -401,8 +402,7 @@ impl HttpContext for AuthRequest {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(quota) = self.quota.take() {
-            add_response_header("ratelimit-policy", &quota.policy_header());
-            add_response_header("ratelimit", &quota.limit_header());
+            add_response_header(RATELIMIT_HEADER, &quota.ratelimit_header());
         }
         Action::Continue
     }

@@ -18,9 +18,10 @@
 
 use crate::record::{KeyRecord, RateLimit, Uuid};
 use crate::shared_data::{SharedData, WriteError};
+use keysync_contract::rate_limit_headers::{
+    self, POLICY_HEADER, RATELIMIT_HEADER, RETRY_AFTER_HEADER, WINDOW_SECS,
+};
 use std::collections::HashMap;
-
-pub const WINDOW_SECS: u64 = 60;
 
 /// A lease is at most this share of what is left of the window's budget...
 const LEASE_DIVISOR: u32 = 64;
@@ -50,8 +51,8 @@ impl Subject {
         Some((subject, limit))
     }
 
-    /// The policy name in the `RateLimit` and `RateLimit-Policy` headers.
-    pub fn policy(&self) -> &'static str {
+    /// What is counted, for log lines.
+    pub fn kind(&self) -> &'static str {
         match self {
             Subject::Org(_) => "org",
             Subject::Key(_) => "key",
@@ -109,7 +110,6 @@ impl Counter {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Quota {
     pub allowed: bool,
-    pub policy: &'static str,
     pub budget: u32,
     pub remaining: u32,
     /// Seconds until the window ends (at least 1).
@@ -117,16 +117,12 @@ pub struct Quota {
 }
 
 impl Quota {
-    /// `RateLimit-Policy: "org";q=100;w=60`
-    pub fn policy_header(&self) -> String {
-        format!("\"{}\";q={};w={WINDOW_SECS}", self.policy, self.budget)
-    }
-
-    /// `RateLimit: "org";r=42;t=17`
-    pub fn limit_header(&self) -> String {
-        format!(
-            "\"{}\";r={};t={}",
-            self.policy, self.remaining, self.reset_secs
+    /// The `RateLimit` header's value, e.g. `limit=100, remaining=42, reset=17`.
+    pub fn ratelimit_header(&self) -> String {
+        rate_limit_headers::ratelimit(
+            u64::from(self.budget),
+            u64::from(self.remaining),
+            self.reset_secs,
         )
     }
 
@@ -135,9 +131,12 @@ impl Quota {
         let (json_name, json_value) = keysync_contract::reply::JSON;
         vec![
             (json_name, json_value.to_string()),
-            ("retry-after", self.reset_secs.to_string()),
-            ("ratelimit-policy", self.policy_header()),
-            ("ratelimit", self.limit_header()),
+            (RETRY_AFTER_HEADER, self.reset_secs.to_string()),
+            (
+                POLICY_HEADER,
+                rate_limit_headers::policy_item(u64::from(self.budget)),
+            ),
+            (RATELIMIT_HEADER, self.ratelimit_header()),
         ]
     }
 }
@@ -177,7 +176,6 @@ pub fn check<S: SharedData>(
     let budget = limit.budget();
     let quota = |allowed, remaining| Quota {
         allowed,
-        policy: subject.policy(),
         budget,
         remaining,
         reset_secs: WINDOW_SECS - now_unix_secs % WINDOW_SECS,
@@ -331,8 +329,7 @@ mod tests {
         let first = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
         assert_eq!(first.remaining, 2);
         assert_eq!(first.reset_secs, 43);
-        assert_eq!(first.policy_header(), "\"org\";q=3;w=60");
-        assert_eq!(first.limit_header(), "\"org\";r=2;t=43");
+        assert_eq!(first.ratelimit_header(), "limit=3, remaining=2, reset=43");
         check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
         let last = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
         assert!(last.allowed);
@@ -346,15 +343,14 @@ mod tests {
     fn a_refusal_says_when_to_retry() {
         let quota = Quota {
             allowed: false,
-            policy: "org",
             budget: 100,
             remaining: 0,
             reset_secs: 17,
         };
         let headers = quota.refusal_headers();
         assert!(headers.contains(&("retry-after", "17".to_string())));
-        assert!(headers.contains(&("ratelimit", "\"org\";r=0;t=17".to_string())));
-        assert!(headers.contains(&("ratelimit-policy", "\"org\";q=100;w=60".to_string())));
+        assert!(headers.contains(&("ratelimit", "limit=100, remaining=0, reset=17".to_string())));
+        assert!(headers.contains(&("ratelimit-policy", "100;w=60".to_string())));
         assert!(headers.contains(&("content-type", "application/json".to_string())));
     }
 

@@ -2,10 +2,11 @@
 //! the headers Envoy adds to the response (to the upstream's response when the request
 //! is allowed, to the 429 when it is not).
 //!
-//! Headers, one list item per descriptor of ours (IETF RateLimit header fields):
-//! - `ratelimit-policy: "org";q=<budget>;w=60`
-//! - `ratelimit: "org";r=<remaining>;t=<seconds until the window ends>`
-//! - `retry-after: <seconds until the window ends>`, only when over the limit.
+//! Headers, in the form the filter's local mode sends (`keysync_contract::rate_limit_headers`):
+//! - `ratelimit: limit=<budget>, remaining=<n>, reset=<seconds until the window ends>`,
+//!   for the descriptor of ours with the fewest requests left;
+//! - on a refusal also `ratelimit-policy: <budget>;w=60` (one item per descriptor of
+//!   ours) and `retry-after: <seconds until the window ends>`.
 //!
 //! (Names are sent in lower case, as HTTP/2 spells them; Envoy lower-cases them anyway.)
 
@@ -18,36 +19,16 @@ use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse;
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 
 use super::descriptor::Descriptor;
-use super::window::{Usage, Window, WINDOW_SECONDS};
-
-pub const POLICY_HEADER: &str = "ratelimit-policy";
-pub const RATELIMIT_HEADER: &str = "ratelimit";
-pub const RETRY_AFTER_HEADER: &str = "retry-after";
+use super::window::{Usage, Window};
+use keysync_contract::rate_limit_headers::{
+    self, POLICY_HEADER, RATELIMIT_HEADER, RETRY_AFTER_HEADER,
+};
 
 /// One of our descriptors after its hits were counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counted {
     pub descriptor: Descriptor,
     pub usage: Usage,
-}
-
-impl Counted {
-    fn policy_item(&self) -> String {
-        format!(
-            "\"{}\";q={};w={WINDOW_SECONDS}",
-            self.descriptor.subject.kind.as_str(),
-            self.usage.budget
-        )
-    }
-
-    fn ratelimit_item(&self, window: Window) -> String {
-        format!(
-            "\"{}\";r={};t={}",
-            self.descriptor.subject.kind.as_str(),
-            self.usage.remaining(),
-            window.seconds_left
-        )
-    }
 }
 
 /// The answer once every descriptor of ours was counted in `window`; `counted[i]` is
@@ -80,13 +61,22 @@ pub fn counted(counted: &[Option<Counted>], window: Window) -> RateLimitResponse
         .collect();
     let ours: Vec<&Counted> = counted.iter().flatten().collect();
     let mut headers = Vec::new();
-    if !ours.is_empty() {
-        headers.push(header(POLICY_HEADER, list(&ours, |c| c.policy_item())));
+    // The first of those closest to their limit: what the client runs into first.
+    if let Some(nearest) = ours.iter().min_by_key(|c| c.usage.remaining()) {
         headers.push(header(
             RATELIMIT_HEADER,
-            list(&ours, |c| c.ratelimit_item(window)),
+            rate_limit_headers::ratelimit(
+                nearest.usage.budget,
+                nearest.usage.remaining(),
+                window.seconds_left,
+            ),
         ));
         if over {
+            let policies: Vec<String> = ours
+                .iter()
+                .map(|c| rate_limit_headers::policy_item(c.usage.budget))
+                .collect();
+            headers.push(header(POLICY_HEADER, policies.join(", ")));
             headers.push(header(RETRY_AFTER_HEADER, window.seconds_left.to_string()));
         }
     }
@@ -122,14 +112,6 @@ fn status(code: Code) -> DescriptorStatus {
         code: code as i32,
         ..DescriptorStatus::default()
     }
-}
-
-fn list(counted: &[&Counted], item: impl Fn(&Counted) -> String) -> String {
-    counted
-        .iter()
-        .map(|counted| item(counted))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn header(key: &str, value: String) -> HeaderValue {
@@ -185,10 +167,7 @@ mod tests {
         assert_eq!(response.overall_code, Code::Ok as i32);
         assert_eq!(
             headers(&response),
-            [
-                ("ratelimit-policy", "\"org\";q=120;w=60"),
-                ("ratelimit", "\"org\";r=90;t=40"),
-            ]
+            [("ratelimit", "limit=120, remaining=90, reset=40")]
         );
         let status = &response.statuses[0];
         assert_eq!(status.code, Code::Ok as i32);
@@ -205,7 +184,10 @@ mod tests {
         let window = Window::at(WINDOW_AT + 39);
         let last = counted(&[ours(SubjectKind::Key, 100, 0, 100)], window);
         assert_eq!(last.overall_code, Code::Ok as i32);
-        assert_eq!(headers(&last)[1], ("ratelimit", "\"key\";r=0;t=1"));
+        assert_eq!(
+            headers(&last),
+            [("ratelimit", "limit=100, remaining=0, reset=1")]
+        );
 
         let refused = counted(&[ours(SubjectKind::Key, 100, 0, 101)], window);
         assert_eq!(refused.overall_code, Code::OverLimit as i32);
@@ -214,8 +196,8 @@ mod tests {
         assert_eq!(
             headers(&refused),
             [
-                ("ratelimit-policy", "\"key\";q=100;w=60"),
-                ("ratelimit", "\"key\";r=0;t=1"),
+                ("ratelimit", "limit=100, remaining=0, reset=1"),
+                ("ratelimit-policy", "100;w=60"),
                 ("retry-after", "1"),
             ]
         );
@@ -242,8 +224,8 @@ mod tests {
         assert_eq!(
             headers(&response),
             [
-                ("ratelimit-policy", "\"org\";q=10;w=60, \"key\";q=2;w=60"),
-                ("ratelimit", "\"org\";r=7;t=40, \"key\";r=0;t=40"),
+                ("ratelimit", "limit=2, remaining=0, reset=40"),
+                ("ratelimit-policy", "10;w=60, 2;w=60"),
                 ("retry-after", "40"),
             ]
         );

@@ -317,17 +317,14 @@ mod tests {
             assert_eq!(result, RateLimitResult::Ok);
             assert_eq!(
                 header(&response, "ratelimit"),
-                Some(format!("\"org\";r={};t=40", 12 - n).as_str())
+                Some(format!("limit=12, remaining={}, reset=40", 12 - n).as_str())
             );
         }
         let (response, result) = service.decide(&limited(ORG, "10+2")).await;
         assert_eq!(response.overall_code, Code::OverLimit as i32);
         assert_eq!(result, RateLimitResult::OverLimit);
         assert_eq!(header(&response, "retry-after"), Some("40"));
-        assert_eq!(
-            header(&response, "ratelimit-policy"),
-            Some("\"org\";q=12;w=60")
-        );
+        assert_eq!(header(&response, "ratelimit-policy"), Some("12;w=60"));
         assert!(metrics.encode().contains("keysync_ratelimit_redis_up 1"));
     }
 
@@ -451,7 +448,10 @@ mod tests {
         service.counting.as_ref().unwrap().health.record_success();
         let (response, result) = service.decide(&limited(ORG, "1+0")).await;
         assert_eq!(result, RateLimitResult::Ok);
-        assert_eq!(header(&response, "ratelimit"), Some("\"org\";r=0;t=40"));
+        assert_eq!(
+            header(&response, "ratelimit"),
+            Some("limit=1, remaining=0, reset=40")
+        );
         assert!(metrics.encode().contains("keysync_ratelimit_redis_up 1"));
     }
 

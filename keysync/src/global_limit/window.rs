@@ -5,8 +5,8 @@
 //! A subject may use its whole budget (`requests_per_minute + burst`) in any window;
 //! the count starts again from zero when the clock enters the next minute.
 
-/// Length of a window.
-pub const WINDOW_SECONDS: u64 = 60;
+/// Length of a window: the same as the filter's local mode.
+pub const WINDOW_SECONDS: u64 = keysync_contract::rate_limit_headers::WINDOW_SECS;
 
 /// How long a window's counter lives in Redis after its first hit: two windows, so it
 /// outlasts its own window whatever second that hit came in, and then goes by itself.
