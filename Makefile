@@ -60,7 +60,7 @@ wrk:
 	@command -v wrk >/dev/null || { $(call APT_INSTALL,wrk); }
 
 build-filter: wasm-target
-	$(CARGO) build --locked --release -p keysync-filter -p keysync-bench-empty-filter --target $(WASM_TARGET)
+	$(CARGO) build --locked --release -p keysync-filter -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET)
 
 build: build-filter
 	$(CARGO) build --locked -p keysync -p keysync-e2e --bins
@@ -68,7 +68,7 @@ build: build-filter
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --locked -p keysync-filter -p keysync-contract -p keysync-bench-empty-filter --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy --locked -p keysync-filter -p keysync-contract -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
 test: deps lint build
 	$(CARGO) test --locked --workspace

@@ -30,6 +30,9 @@ DEFAULTS = {
     "EMPTY_FILTER_WASM": os.path.join(
         ROOT, "target", "wasm32-wasip1", "release", "keysync_bench_empty_filter.wasm"
     ),
+    "CONTRACT_CALLS_FILTER_WASM": os.path.join(
+        ROOT, "target", "wasm32-wasip1", "release", "keysync_bench_contract_calls_filter.wasm"
+    ),
     "KEYSYNC_FILTER_WASM": os.path.join(
         ROOT, "target", "wasm32-wasip1", "release", "keysync_filter.wasm"
     ),
@@ -124,14 +127,14 @@ GLOBAL_RATE_LIMIT_REPLY = "local_reply_config:\n  mappers:\n" + "\n".join(
 )
 
 
-EMPTY_WASM_FILTER = """\
+BENCH_WASM_FILTER = """\
 - name: envoy.filters.http.wasm
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
     config:
-      name: empty
+      name: {name}
       vm_config:
-        vm_id: empty
+        vm_id: {name}
         runtime: envoy.wasm.runtime.v8
         code: {{ local: {{ filename: "{wasm}" }} }}"""
 
@@ -150,14 +153,17 @@ def bench_filter(values):
     if auth == "none":
         return []
     if auth == "empty-wasm":
-        return EMPTY_WASM_FILTER.format(wasm=values["EMPTY_FILTER_WASM"]).splitlines()
+        return BENCH_WASM_FILTER.format(name="empty", wasm=values["EMPTY_FILTER_WASM"]).splitlines()
+    if auth == "contract-calls":
+        wasm = values["CONTRACT_CALLS_FILTER_WASM"]
+        return BENCH_WASM_FILTER.format(name="contract_calls", wasm=wasm).splitlines()
     if auth == "api-key-auth":
         path = values.get("API_KEYS_FILE")
         keys = open(path, encoding="utf-8").read().split() if path else ["sk_live_benchExampleKey000000"]
         lines = API_KEY_AUTH_FILTER.splitlines()
         lines += [f'    - {{ key: "{key}", client: "client{i}" }}' for i, key in enumerate(keys)]
         return lines
-    raise RenderError(f"BENCH_AUTH must be none, empty-wasm or api-key-auth, not {auth!r}")
+    raise RenderError(f"BENCH_AUTH must be none, empty-wasm, contract-calls or api-key-auth, not {auth!r}")
 
 
 def host_port(addr, name):

@@ -95,6 +95,10 @@ pub fn run(options: Options) {
         &bench_gateway("empty-wasm"),
     ));
     rows.push(measure(
+        "(b') the contract's host calls only",
+        &bench_gateway("contract-calls"),
+    ));
+    rows.push(measure(
         &format!("(c) native api_key_auth, {API_KEY_AUTH_KEYS} keys"),
         &bench_gateway("api-key-auth"),
     ));
@@ -242,10 +246,8 @@ fn query_rates(
     let hot_script = dir.join("hot.lua");
     std::fs::write(&hot_script, wrk::rotating_keys_script(hot)).expect("write script");
     let duration = Duration::from_secs(seconds);
-    let flood = |script: &Path| {
-        let report = wrk::run_with(gateway.addr, 16, duration, &[], Some(script));
-        (report.requests_per_sec * seconds as f64) as u64
-    };
+    let flood =
+        |script: &Path| wrk::run_with(gateway.addr, 16, duration, &[], Some(script)).requests;
     per_minute("idle", &|| {
         std::thread::sleep(duration);
         0
@@ -265,8 +267,9 @@ fn query_rates(
     });
 }
 
-/// The wasm floor (b) against keysync's filter (e) with 10k keys, alternating, to see
-/// what the filter adds per request without the rest of the suite.
+/// The wasm floor (b), the contract's host calls alone (b') and keysync's filter (e) with
+/// 10k keys, alternating, to see what the filter adds per request, and how much of that
+/// any filter meeting the contract would pay, without the rest of the suite.
 pub fn floor_vs_filter(rounds: usize, seconds: u64) {
     let dir = ScratchDir::new("bench-floor").expect("scratch dir");
     let mut keys = BenchKeys::start();
@@ -276,11 +279,15 @@ pub fn floor_vs_filter(rounds: usize, seconds: u64) {
     let hot: Vec<String> = (1..=HOT_KEYS).map(secret).collect();
     let script = dir.path().join("keys.lua");
     std::fs::write(&script, wrk::rotating_keys_script(&hot)).expect("write wrk script");
-    let mut floor = GatewayOptions::new(keysync.grpc, "direct");
-    floor.template = "bench.yaml".into();
-    floor.concurrency = 1;
-    floor.env.push(("BENCH_AUTH".into(), "empty-wasm".into()));
-    let floor = Gateway::start(floor);
+    let baseline = |auth: &str| {
+        let mut options = GatewayOptions::new(keysync.grpc, "direct");
+        options.template = "bench.yaml".into();
+        options.concurrency = 1;
+        options.env.push(("BENCH_AUTH".into(), auth.into()));
+        Gateway::start(options)
+    };
+    let floor = baseline("empty-wasm");
+    let calls = baseline("contract-calls");
     let mut filter = GatewayOptions::new(keysync.grpc, "direct");
     filter.concurrency = 1;
     filter.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
@@ -289,23 +296,34 @@ pub fn floor_vs_filter(rounds: usize, seconds: u64) {
         .process
         .wait_for_log("cache refresh complete", Duration::from_secs(60));
     let duration = Duration::from_secs(seconds);
-    let mut added = Vec::new();
+    let (mut calls_added, mut filter_added) = (Vec::new(), Vec::new());
+    let (mut calls_ratio, mut filter_ratio) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let b = wrk::run_with(floor.addr, 16, duration, &[], Some(&script));
+        let c = wrk::run_with(calls.addr, 16, duration, &[], Some(&script));
         let e = wrk::run_with(filter.addr, 16, duration, &[], Some(&script));
         assert_eq!(e.non_2xx, 0);
         println!(
-            "round {round}: (b) {:.0} req/s {:.2} us | (e) {:.0} req/s {:.2} us | ratio {:.3}",
+            "round {round}: (b) {:.0} req/s {:.2} us | (b') {:.0} req/s {:.2} us, ratio {:.3} | (e) {:.0} req/s {:.2} us, ratio {:.3}",
             b.requests_per_sec,
             b.us_per_request(),
+            c.requests_per_sec,
+            c.us_per_request(),
+            c.requests_per_sec / b.requests_per_sec,
             e.requests_per_sec,
             e.us_per_request(),
             e.requests_per_sec / b.requests_per_sec
         );
-        added.push(e.us_per_request() - b.us_per_request());
+        calls_added.push(c.us_per_request() - b.us_per_request());
+        filter_added.push(e.us_per_request() - b.us_per_request());
+        calls_ratio.push(c.requests_per_sec / b.requests_per_sec);
+        filter_ratio.push(e.requests_per_sec / b.requests_per_sec);
     }
     println!(
-        "the filter adds {:.2} us a request over the wasm floor (median)",
-        median(&mut added)
+        "over the wasm floor (medians of {rounds} rounds): the contract's host calls alone add {:.2} us a request (throughput {:.3} of (b)); keysync's filter adds {:.2} us ({:.3} of (b))",
+        median(&mut calls_added),
+        median(&mut calls_ratio),
+        median(&mut filter_added),
+        median(&mut filter_ratio)
     );
 }

@@ -86,9 +86,10 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         keys: usize,
     },
-    /// The wasm floor against keysync's filter only, alternating (quick profiling).
+    /// The wasm floor, the contract's host calls alone and keysync's filter, alternating
+    /// (quick profiling).
     FloorVsFilter {
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
         #[arg(long, default_value_t = 5)]
         seconds: u64,
