@@ -1,8 +1,8 @@
 //! The rate-limit response headers, one form for local and global mode, as in the IETF
 //! draft's dictionary form (draft-ietf-httpapi-ratelimit-headers-07): a single
 //! `RateLimit` field carries the limit, what is left and when the window resets, so an
-//! allowed response pays for one header (each response header the filter adds is a host
-//! call of about 2.5 us); the 429 adds `RateLimit-Policy` and `Retry-After`.
+//! allowed response pays for one header (each response header the filter sets is a host
+//! call, microseconds each); the 429 adds `RateLimit-Policy` and `Retry-After`.
 
 /// Windows are fixed minutes aligned to the clock, in both modes.
 pub const WINDOW_SECS: u64 = 60;

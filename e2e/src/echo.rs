@@ -1,14 +1,16 @@
 //! Echo backend: an HTTP/1.1 server that answers every request with 200 and a JSON
 //! description of the request, so tests (and the demo) can see exactly what the gateway
 //! forwarded: `{"method": "GET", "path": "/a?b=c", "headers": {"name": ["value"]}}`.
+//! A request header `x-echo-response-header: name: value` makes it send that header back,
+//! so tests can play an upstream that sets headers of its own.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, Method, Uri};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -52,18 +54,46 @@ pub fn describe(method: &Method, uri: &Uri, headers: &HeaderMap) -> Value {
     })
 }
 
-async fn echo(request: Request) -> impl IntoResponse {
+/// Request header asking the echo to add `name: value` to its response.
+pub const RESPONSE_HEADER_REQUEST: &str = "x-echo-response-header";
+
+async fn echo(request: Request) -> Response {
     let description = describe(request.method(), request.uri(), request.headers());
-    (
+    let mut response = (
         [(header::CONTENT_TYPE, "application/json")],
         description.to_string(),
     )
+        .into_response();
+    let asked = request.headers().get_all(RESPONSE_HEADER_REQUEST);
+    for (name, value) in asked
+        .iter()
+        .filter_map(|asked| response_header(asked.as_bytes()))
+    {
+        response.headers_mut().append(name, value);
+    }
+    response
+}
+
+/// `name: value` as a header, or `None` when it is not one.
+fn response_header(asked: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    let asked = std::str::from_utf8(asked).ok()?;
+    let (name, value) = asked.split_once(':')?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+    Some((name, HeaderValue::from_str(value.trim()).ok()?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+
+    #[test]
+    fn response_header_requests_are_read_leniently() {
+        let (name, value) = response_header(b"RateLimit:  limit=5, remaining=4 ").expect("valid");
+        assert_eq!(name.as_str(), "ratelimit");
+        assert_eq!(value, "limit=5, remaining=4");
+        assert!(response_header(b"no colon").is_none());
+        assert!(response_header(b"bad name: x").is_none());
+    }
 
     #[test]
     fn describe_groups_header_values_by_name() {

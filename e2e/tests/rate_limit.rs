@@ -1,6 +1,7 @@
 //! Local rate limiting: per-org limits (and per-key overrides) from the database,
 //! enforced exactly by the filter across Envoy's workers, with the documented headers.
 
+use keysync_e2e::echo::RESPONSE_HEADER_REQUEST;
 use keysync_e2e::http::Response;
 use keysync_e2e::keysync::{cli, CreatedKey};
 use keysync_e2e::rate_window::{enough_of_the_window_left, unix_secs};
@@ -150,7 +151,27 @@ fn a_limit_change_takes_effect_without_restarting_anything() {
     let key = stack.create_key(&org, &[]);
     enough_of_the_window_left(20);
     let left = remaining(&wait_for_limit(&stack, &key, 3));
-    assert_eq!(count(&burst(&stack, &key, 5), 200), left);
+    // An upstream's own RateLimit is replaced, not repeated: the field must appear once.
+    let bearer = format!("Bearer {}", key.key);
+    let upstream_too = stack.gateway.get(
+        "/",
+        &[
+            ("authorization", bearer.as_bytes()),
+            (
+                RESPONSE_HEADER_REQUEST,
+                b"ratelimit: limit=999, remaining=999, reset=1",
+            ),
+        ],
+    );
+    assert_eq!(upstream_too.status, 200);
+    let fields = upstream_too
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("ratelimit"))
+        .count();
+    assert_eq!(fields, 1, "{:?}", upstream_too.headers);
+    assert_eq!(ratelimit_member(&upstream_too, "limit"), Some(3));
+    assert_eq!(count(&burst(&stack, &key, 5), 200), left - 1);
 
     set_org_limit(&stack, &org, &["--rpm", "8"]);
     // Same window, bigger budget: the 3 requests counted so far stand.

@@ -378,9 +378,11 @@ fn remove_request_header(name: &str) -> bool {
     hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_ok()
 }
 
-fn add_response_header(name: &str, value: &str) {
-    if let Err(e) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
-        warn!("cannot add the {name} response header: {e:?}");
+/// Replaces, not adds: `RateLimit` is a structured field that must appear once, so one
+/// the upstream sent is overwritten by the gateway's own.
+fn set_response_header(name: &str, value: &str) {
+    if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+        warn!("cannot set the {name} response header: {e:?}");
     }
 }
 
@@ -402,7 +404,7 @@ impl HttpContext for AuthRequest {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(quota) = self.quota.take() {
-            add_response_header(RATELIMIT_HEADER, &quota.ratelimit_header());
+            set_response_header(RATELIMIT_HEADER, &quota.ratelimit_header());
         }
         Action::Continue
     }
