@@ -90,7 +90,7 @@ bench: bench-build
 	$(BENCH) churn --churn 100000 --rounds 10 --active 1000
 	$(BENCH) rate-limit-local
 	$(BENCH) rate-limit-global
-	$(BENCH) rate-limit-cost --rounds 7 --seconds 10
+	$(BENCH) rate-limit-cost --rounds 15 --seconds 10
 
 bench-short: bench-build
 	$(BENCH) compare --seconds 3 --keys 10000 --query-rate-seconds 5
