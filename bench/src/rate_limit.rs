@@ -75,8 +75,8 @@ pub fn cost(rounds: usize, seconds: u64) {
         .is_none());
     let header = vec![format!("Authorization: Bearer {}", key.key)];
     let duration = Duration::from_secs(seconds);
-    // Envoy's own CPU time per request is the verdict: the machine is shared, and other
-    // tenants move throughput (wall time) by more than the few microseconds measured here.
+    // Envoy's own CPU time per request is the verdict (only what Envoy did); throughput is
+    // printed beside it, and the two differ when Envoy was not the bottleneck of a round.
     let run = |gateway: &Gateway| {
         let pid = gateway.process.pid();
         let before = cpu_time::process_cpu_ns(pid);
