@@ -5,6 +5,7 @@
 
 pub mod credential;
 pub mod rate_limit_headers;
+pub mod rate_window;
 pub mod reply;
 
 /// Set by the gateway on allowed requests (client-sent values are removed first).

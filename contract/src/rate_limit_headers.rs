@@ -4,8 +4,7 @@
 //! allowed response pays for one header (each response header the filter sets is a host
 //! call, microseconds each); the 429 adds `RateLimit-Policy` and `Retry-After`.
 
-/// Windows are fixed minutes aligned to the clock, in both modes.
-pub const WINDOW_SECS: u64 = 60;
+use crate::rate_window::WINDOW_SECS;
 
 /// On every response of a request counted against a limit.
 pub const RATELIMIT_HEADER: &str = "ratelimit";

@@ -19,8 +19,9 @@
 use crate::record::{KeyRecord, RateLimit, Uuid};
 use crate::shared_data::{SharedData, WriteError};
 use keysync_contract::rate_limit_headers::{
-    self, POLICY_HEADER, RATELIMIT_HEADER, RETRY_AFTER_HEADER, WINDOW_SECS,
+    self, POLICY_HEADER, RATELIMIT_HEADER, RETRY_AFTER_HEADER,
 };
+use keysync_contract::rate_window::Window;
 use std::collections::HashMap;
 
 /// A lease is at most this share of what is left of the window's budget...
@@ -172,13 +173,14 @@ pub fn check<S: SharedData>(
     limit: RateLimit,
     now_unix_secs: u64,
 ) -> Result<Quota, LimitError> {
-    let window = now_unix_secs / WINDOW_SECS;
+    let now = Window::at(now_unix_secs);
+    let window = now.number;
     let budget = limit.budget();
     let quota = |allowed, remaining| Quota {
         allowed,
         budget,
         remaining,
-        reset_secs: WINDOW_SECS - now_unix_secs % WINDOW_SECS,
+        reset_secs: now.seconds_left,
     };
     if let Some(lease) = leases.held.get_mut(subject) {
         if lease.window == window && lease.unused > 0 {
@@ -228,7 +230,7 @@ pub fn check<S: SharedData>(
 /// On the worker's tick: gives unused lease back to the shared counters, so that other
 /// workers can use it. Leases of past windows are simply dropped.
 pub fn give_back<S: SharedData>(data: &S, leases: &mut Leases, now_unix_secs: u64) {
-    let window = now_unix_secs / WINDOW_SECS;
+    let window = Window::at(now_unix_secs).number;
     for (subject, lease) in leases.held.drain() {
         if lease.window != window || lease.unused == 0 {
             continue;
