@@ -68,7 +68,7 @@ build: build-filter
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --locked -p keysync-filter -p keysync-contract -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy --locked -p keysync-filter -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
 test: deps lint build
 	$(CARGO) test --locked --workspace

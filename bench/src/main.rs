@@ -2,6 +2,9 @@
 //! Envoy with the filter), each figure against a baseline taken in the same run.
 //! See bench/README.md for what each benchmark does and bench/RESULTS.md for figures.
 
+// A measuring tool: a failed expectation aborts the run with its message.
+#![allow(clippy::expect_used)]
+
 mod bench_keys;
 mod compare;
 mod cpu_time;

@@ -2,19 +2,30 @@
 //! answers"), in one place for both ways of enforcing it: the wasm filter inside Envoy
 //! and keysync's ext_authz service. Plain Rust with no dependencies: it runs in wasm.
 #![forbid(unsafe_code)]
+// Runs inside Envoy's wasm VM, where a panic kills the VM of a whole worker.
+#![deny(
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unimplemented,
+    clippy::unreachable
+)]
 
 pub mod credential;
+pub mod id;
+pub mod limit;
 pub mod rate_limit_headers;
 pub mod rate_window;
 pub mod reply;
+pub mod subject;
 
 /// Set by the gateway on allowed requests (client-sent values are removed first).
 pub const ORG_ID_HEADER: &str = "x-org-id";
 pub const KEY_ID_HEADER: &str = "x-api-key-id";
 
-/// Global rate limiting: who is counted (`org:<uuid>` or `key:<uuid>`), read into the
-/// `keysync_subject` descriptor entry by the gateway's `rate_limits` actions.
+/// Global rate limiting: who is counted (a [`subject::Subject`]: `org:<uuid>` or
+/// `key:<uuid>`), read into the `keysync_subject` descriptor entry by the gateway's
+/// `rate_limits` actions.
 pub const RATE_LIMIT_SUBJECT_HEADER: &str = "x-keysync-rl-subject";
-/// Global rate limiting: the limit (`<requests_per_minute>+<burst>`), read into
-/// `keysync_limit`.
+/// Global rate limiting: the limit (a [`limit::Limit`]: `<requests_per_minute>+<burst>`),
+/// read into `keysync_limit`.
 pub const RATE_LIMIT_LIMIT_HEADER: &str = "x-keysync-rl-limit";

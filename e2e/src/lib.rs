@@ -7,6 +7,10 @@
 //! that says what was expected and what the process logged; a [`Process`] dropped while
 //! its test panics prints the tail of its log, so CI output shows what each process said.
 
+// A test harness: an unmet expectation panics with its message, which is the failure
+// report the test wants.
+#![allow(clippy::expect_used)]
+
 pub mod echo;
 pub mod gateway;
 pub mod http;

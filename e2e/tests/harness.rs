@@ -1,5 +1,6 @@
 //! Tests of the harness itself: PostgreSQL clusters, Redis servers, child processes, the
 //! echo backend.
+#![allow(clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

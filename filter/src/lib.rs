@@ -6,6 +6,14 @@
 //! Rust tested natively; the modules that make proxy-wasm host calls
 //! (`plugin`, `auth_request`, `sync_service`, `shared_data`, `keysync_api`, `clock`,
 //! `stats`) are kept thin.
+#![forbid(unsafe_code)]
+// Runs inside Envoy's wasm VM, where a panic kills the VM of a whole worker.
+#![deny(
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unimplemented,
+    clippy::unreachable
+)]
 
 pub mod bucket;
 pub mod config;

@@ -3,6 +3,7 @@
 //!
 //! After editing the `.proto`, run `KEYSYNC_BLESS=1 cargo test -p keysync-proto` to rewrite
 //! the files under `src/gen/`.
+#![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
