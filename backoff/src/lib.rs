@@ -36,12 +36,7 @@ impl Backoff {
             first,
             max: max.max(first),
             failures: 0,
-            // xorshift never leaves 0.
-            random: if seed == 0 {
-                0x9e37_79b9_7f4a_7c15
-            } else {
-                seed
-            },
+            random: scramble(seed),
         }
     }
 
@@ -78,6 +73,18 @@ impl Backoff {
         x ^= x << 17;
         self.random = x;
         x
+    }
+}
+
+/// splitmix64's finaliser: neighbouring seeds (pids, clock readings) give unrelated
+/// states, and xorshift never sees the 0 it cannot leave.
+fn scramble(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    match z ^ (z >> 31) {
+        0 => 1,
+        state => state,
     }
 }
 
