@@ -13,4 +13,7 @@ pub mod v1 {
 
     /// Fully qualified service name, as the filter passes it to `dispatch_grpc_call`.
     pub const SERVICE: &str = "keysync.v1.KeySync";
+
+    /// Bytes of every `key_hash` on the wire: a SHA-256 digest of the key.
+    pub const KEY_HASH_LEN: usize = 32;
 }
