@@ -1,18 +1,18 @@
-//! The HTTP filter's per-request context: gathers the facts with host calls (headers,
-//! one shared-data read, a lookup through keysync on a miss) and acts on the verdicts
-//! of `decision`.
+//! The request flow of the auth filter: authenticate the credential, judge the key from
+//! the store (or ask keysync on a miss), then admit the request with its identity or
+//! refuse it with the contract's reply. Every fact comes from the host and every act goes
+//! to it through [`Host`]; the verdicts themselves are `decision`'s.
 
 use crate::auth_worker::AuthWorker;
-use crate::clock;
 use crate::config::RateLimitMode;
 use crate::decision::{self, Denial, Outcome, Verdict};
+use crate::host::{Action, Host};
 use crate::key_hash::KeyHash;
 use crate::key_store::Cached;
-use crate::keysync_api::{self, ApiError};
-use crate::local_rate_limit::{self, Leases, LimitError, Quota, Subject};
+use crate::keysync_api::{self, ApiError, Reply};
+use crate::local_rate_limit::{self, Leases, LimitError, Quota};
 use crate::record::KeyRecord;
 use crate::record_cache::CachedRecord;
-use crate::shared_data::HostSharedData;
 use crate::stats::Counter;
 use keysync_contract::credential::{self, Credential, Source};
 use keysync_contract::rate_limit_headers::RATELIMIT_HEADER;
@@ -20,9 +20,6 @@ use keysync_contract::reply::{self as response, RATE_LIMITED_BODY};
 use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
 use keysync_proto::v1 as proto;
 use log::{info, warn};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
 use std::rc::Rc;
 
 // Global mode: descriptor entries for Envoy's rate-limit filter, removed by the route
@@ -31,8 +28,8 @@ use keysync_contract::{
     RATE_LIMIT_LIMIT_HEADER as RL_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER as RL_SUBJECT_HEADER,
 };
 
-pub struct AuthRequest {
-    worker: Rc<AuthWorker>,
+pub struct AuthRequest<H: Host> {
+    worker: Rc<AuthWorker<H>>,
     /// Set while this request waits for keysync.
     lookup: Option<PendingLookup>,
     /// Local mode: the quota to report on the response.
@@ -42,12 +39,13 @@ pub struct AuthRequest {
 }
 
 struct PendingLookup {
+    token: u32,
     hash: KeyHash,
     source: Source,
 }
 
-impl AuthRequest {
-    pub fn new(worker: Rc<AuthWorker>) -> Self {
+impl<H: Host> AuthRequest<H> {
+    pub fn new(worker: Rc<AuthWorker<H>>) -> Self {
         AuthRequest {
             worker,
             lookup: None,
@@ -56,10 +54,15 @@ impl AuthRequest {
         }
     }
 
-    fn authenticate(&mut self) -> Action {
-        let authorization = request_header("authorization");
+    fn host(&self) -> &H {
+        &self.worker.host
+    }
+
+    /// The request's headers have arrived: decide, or start asking keysync.
+    pub fn on_request_headers(&mut self) -> Action {
+        let authorization = self.host().request_header("authorization");
         let api_key = if credential::needs_api_key_header(authorization.as_deref()) {
-            request_header("x-api-key")
+            self.host().request_header("x-api-key")
         } else {
             None
         };
@@ -70,6 +73,37 @@ impl AuthRequest {
                 let hash = KeyHash::of_key(key);
                 let verdict = self.judge_stored(&hash);
                 self.act(verdict, Some((hash, source)))
+            }
+        }
+    }
+
+    /// keysync answered the lookup this request waits for (or Envoy gave up on it).
+    pub fn on_lookup_reply(&mut self, token: u32, reply: Reply) {
+        let Some(pending) = self.lookup.take_if(|pending| pending.token == token) else {
+            return;
+        };
+        self.lookup_ended();
+        let verdict = match keysync_api::decode::<proto::LookupKeyResponse>(reply) {
+            Ok(answer) => self.judge_answer(&pending.hash, answer),
+            Err(e) => self.lookup_failed_verdict(&pending.hash, &e),
+        };
+        if let Action::Continue = self.act(verdict, Some((pending.hash, pending.source))) {
+            if let Err(e) = self.host().resume_request() {
+                warn!("cannot resume request after lookup: {e}");
+            }
+        }
+    }
+
+    /// The upstream's response headers: report the quota of a rate-limited key.
+    pub fn on_response_headers(&mut self) {
+        if let Some(quota) = self.quota.take() {
+            // Replaces, not adds: `RateLimit` is a structured field that must appear once,
+            // so one the upstream sent is overwritten by the gateway's own.
+            if let Err(e) = self
+                .host()
+                .set_response_header(RATELIMIT_HEADER, &quota.ratelimit_header())
+            {
+                warn!("cannot set the {RATELIMIT_HEADER} response header: {e}");
             }
         }
     }
@@ -86,18 +120,18 @@ impl AuthRequest {
             .ok()
             .and_then(|records| records.get(hash));
         if let Some(cached) = cached {
-            let verdict = judge_record(cached.record);
+            let verdict = self.judge_record(cached.record);
             self.identity = Some(cached);
             return verdict;
         }
-        match self.worker.store.find(hash) {
+        match self.worker.store().find(hash) {
             Ok(Some(record)) => {
                 let cached = Rc::new(CachedRecord::new(record));
                 if let Ok(mut records) = self.worker.records.try_borrow_mut() {
                     records.insert(Rc::clone(&cached));
                 }
                 self.identity = Some(cached);
-                judge_record(record)
+                self.judge_record(record)
             }
             Ok(None) => self.judge_unknown(hash),
             Err(e) => {
@@ -107,18 +141,28 @@ impl AuthRequest {
         }
     }
 
+    /// Expiry needs the clock, a host call: only keys that expire pay for it.
+    fn judge_record(&self, record: KeyRecord) -> Verdict {
+        let now = if record.expires_at == 0 {
+            0
+        } else {
+            i64::try_from(self.host().now_unix_secs()).unwrap_or(i64::MAX)
+        };
+        decision::judge_record(record, now)
+    }
+
     fn judge_unknown(&self, hash: &KeyHash) -> Verdict {
-        let refused = self
-            .worker
+        let worker = &self.worker;
+        let refused = worker
             .negative
             .try_borrow()
-            .is_ok_and(|cache| cache.contains(hash, clock::now_unix_ms()));
+            .is_ok_and(|cache| cache.contains(hash, self.host().now_unix_ms()));
         if refused {
-            self.worker.stats.bump(Counter::NegativeCacheHits);
+            worker.stats.bump(Counter::NegativeCacheHits);
         }
-        let may_ask = self.worker.may_start_lookup();
+        let may_ask = worker.may_start_lookup();
         // The metadata read is only needed when neither of the above settles it.
-        let synced = refused || may_ask || self.worker.store.meta().synced();
+        let synced = refused || may_ask || worker.store().meta().synced();
         decision::judge_unknown(refused, may_ask, synced)
     }
 
@@ -144,53 +188,45 @@ impl AuthRequest {
         );
         self.worker.stats.bump(Counter::MissLookups);
         match keysync_api::dispatch(
+            self.host(),
             &config.keysync_cluster,
             keysync_api::LOOKUP_KEY,
             &request,
             config.miss_lookup.timeout,
         ) {
-            Ok(_) => {
+            Ok(token) => {
                 let in_flight = &self.worker.lookups_in_flight;
                 in_flight.set(in_flight.get().saturating_add(1));
-                self.lookup = Some(PendingLookup { hash, source });
+                self.lookup = Some(PendingLookup {
+                    token,
+                    hash,
+                    source,
+                });
                 Action::Pause
             }
             Err(e) => {
-                self.lookup_failed(&hash, &e);
-                let denial = decision::judge_from_store_alone(self.worker.store.meta().synced());
-                self.refuse(denial)
+                let verdict = self.lookup_failed_verdict(&hash, &e);
+                self.act(verdict, None)
             }
         }
     }
 
-    fn on_lookup_response(&mut self, pending: PendingLookup, status: u32, size: usize) {
-        let verdict = match keysync_api::response::<proto::LookupKeyResponse>(status, size) {
-            Ok(answer) => self.judge_answer(&pending.hash, answer),
-            Err(e) => {
-                self.lookup_failed(&pending.hash, &e);
-                Verdict::Deny(decision::judge_from_store_alone(
-                    self.worker.store.meta().synced(),
-                ))
-            }
-        };
-        if let Action::Continue = self.act(verdict, Some((pending.hash, pending.source))) {
-            if let Err(e) = hostcalls::resume_http_request() {
-                warn!("cannot resume request after lookup: {e:?}");
-            }
-        }
+    fn lookup_ended(&self) {
+        let in_flight = &self.worker.lookups_in_flight;
+        in_flight.set(in_flight.get().saturating_sub(1));
     }
 
     fn judge_answer(&self, hash: &KeyHash, answer: proto::LookupKeyResponse) -> Verdict {
         let Some(found) = answer.key else {
             info!("cache miss: key_hash={} unknown to keysync", hash.short());
             if let Ok(mut cache) = self.worker.negative.try_borrow_mut() {
-                cache.insert(*hash, clock::now_unix_ms());
+                cache.insert(*hash, self.host().now_unix_ms());
             }
             return Verdict::Deny(Denial::InvalidKey);
         };
         match KeyRecord::from_proto(&found) {
             Ok(record) if record.hash == *hash => {
-                let cached = self.worker.store.cache_lookup(&record, answer.revision);
+                let cached = self.worker.store().cache_lookup(&record, answer.revision);
                 info!(
                     "cache miss: key_hash={} found by keysync ({})",
                     hash.short(),
@@ -200,42 +236,37 @@ impl AuthRequest {
                         Cached::Failed(_) => "not cached: store busy",
                     }
                 );
-                judge_record(record)
+                self.judge_record(record)
             }
             Ok(_) => {
-                self.lookup_failed(hash, &ApiError::Decode("answer for another key".into()));
-                Verdict::Deny(decision::judge_from_store_alone(
-                    self.worker.store.meta().synced(),
-                ))
+                self.lookup_failed_verdict(hash, &ApiError::Decode("answer for another key".into()))
             }
-            Err(e) => {
-                self.lookup_failed(hash, &ApiError::Decode(e.to_string()));
-                Verdict::Deny(decision::judge_from_store_alone(
-                    self.worker.store.meta().synced(),
-                ))
-            }
+            Err(e) => self.lookup_failed_verdict(hash, &ApiError::Decode(e.to_string())),
         }
     }
 
-    fn lookup_failed(&self, hash: &KeyHash, error: &ApiError) {
+    /// keysync could not be asked, or gave no usable answer: the store decides alone.
+    fn lookup_failed_verdict(&self, hash: &KeyHash, error: &ApiError) -> Verdict {
         self.worker.stats.bump(Counter::MissLookupErrors);
         warn!(
             "cache miss: lookup of key_hash={} failed: {error}",
             hash.short()
         );
+        Verdict::Deny(decision::judge_from_store_alone(
+            self.worker.store().meta().synced(),
+        ))
     }
 
     /// A valid key: apply its rate limit, then forward it with its identity.
     fn admit(&mut self, record: &KeyRecord, source: Source) -> Action {
-        let limited = Subject::of(record);
-        match (self.worker.config.rate_limit, limited) {
+        match (self.worker.config.rate_limit, record.limit_subject()) {
             (RateLimitMode::Local, Some((subject, limit))) => {
-                let now = clock::now_unix_secs();
+                let now = self.host().now_unix_secs();
                 let mut spare = Leases::default();
                 let mut held = self.worker.leases.try_borrow_mut();
                 // Without the worker's leases (never expected) count without one: exact.
                 let leases = held.as_deref_mut().unwrap_or(&mut spare);
-                match local_rate_limit::check(&HostSharedData, leases, &subject, limit, now) {
+                match local_rate_limit::check(self.host(), leases, &subject, limit, now) {
                     Ok(quota) if quota.allowed => self.quota = Some(quota),
                     Ok(quota) => return self.reply_rate_limited(&quota),
                     Err(LimitError::Contended(quota)) => {
@@ -254,12 +285,11 @@ impl AuthRequest {
                 }
             }
             (RateLimitMode::Global, Some((subject, limit))) => {
-                let ok = set_request_header(RL_SUBJECT_HEADER, &subject.descriptor())
-                    && set_request_header(
-                        RL_LIMIT_HEADER,
-                        &format!("{}+{}", limit.requests_per_minute, limit.burst),
-                    );
-                if !ok {
+                let host = self.host();
+                let written = host
+                    .set_request_header(RL_SUBJECT_HEADER, &subject.to_string())
+                    .and_then(|()| host.set_request_header(RL_LIMIT_HEADER, &limit.to_string()));
+                if written.is_err() {
                     return self.reply(Denial::Unavailable);
                 }
             }
@@ -275,16 +305,18 @@ impl AuthRequest {
 
     /// Global mode: a client must not choose whose budget its request is counted on.
     fn strip_rate_limit_headers(&self) -> bool {
+        let host = self.host();
         self.worker.config.rate_limit != RateLimitMode::Global
-            || (remove_request_header(RL_SUBJECT_HEADER) && remove_request_header(RL_LIMIT_HEADER))
+            || (host.remove_request_header(RL_SUBJECT_HEADER).is_ok()
+                && host.remove_request_header(RL_LIMIT_HEADER).is_ok())
     }
 
     fn reply_rate_limited(&self, quota: &Quota) -> Action {
         self.worker.stats.bump(Counter::RateLimited);
         let headers = quota.refusal_headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        if let Err(e) = hostcalls::send_http_response(429, headers, Some(RATE_LIMITED_BODY)) {
-            warn!("cannot send the 429 reply: {e:?}");
+        if let Err(e) = self.host().send_reply(429, &headers, RATE_LIMITED_BODY) {
+            warn!("cannot send the 429 reply: {e}");
         }
         Action::Pause
     }
@@ -300,12 +332,14 @@ impl AuthRequest {
                 (formatted.0.as_str(), formatted.1.as_str())
             }
         };
-        let mut ok =
-            set_request_header(ORG_ID_HEADER, org_id) && set_request_header(KEY_ID_HEADER, key_id);
-        if ok && !self.worker.config.forward_credential {
-            ok = remove_request_header(source.header());
+        let host = self.host();
+        let mut written = host
+            .set_request_header(ORG_ID_HEADER, org_id)
+            .and_then(|()| host.set_request_header(KEY_ID_HEADER, key_id));
+        if written.is_ok() && !self.worker.config.forward_credential {
+            written = host.remove_request_header(source.header());
         }
-        if !ok {
+        if written.is_err() {
             // Never forward with a client's own identity headers possibly left in place.
             return self.reply(Denial::Unavailable);
         }
@@ -316,13 +350,16 @@ impl AuthRequest {
     fn refuse(&self, denial: Denial) -> Action {
         let config = &self.worker.config;
         let public = !config.public_paths.is_empty()
-            && request_header(":path")
+            && self
+                .host()
+                .request_header(":path")
                 .is_some_and(|path| config.public_paths.iter().any(|rule| rule.matches(&path)));
         match decision::settle(denial, public, config.failure_mode) {
             Outcome::Reply(denial) => self.reply(denial),
-            Outcome::Forward(_) => {
-                if !(remove_request_header(ORG_ID_HEADER)
-                    && remove_request_header(KEY_ID_HEADER)
+            Outcome::Forward => {
+                let host = self.host();
+                if !(host.remove_request_header(ORG_ID_HEADER).is_ok()
+                    && host.remove_request_header(KEY_ID_HEADER).is_ok()
                     && self.strip_rate_limit_headers())
                 {
                     return self.reply(Denial::Unavailable);
@@ -344,78 +381,572 @@ impl AuthRequest {
             Denial::Unavailable => Counter::Unavailable,
         });
         let reply = response::reply(denial, self.worker.config.invalid_key_status);
-        if let Err(e) =
-            hostcalls::send_http_response(reply.status, reply.headers.to_vec(), Some(reply.body))
+        if let Err(e) = self
+            .host()
+            .send_reply(reply.status, reply.headers, reply.body)
         {
-            warn!("cannot send the {} reply: {e:?}", reply.status);
+            warn!("cannot send the {} reply: {e}", reply.status);
         }
         Action::Pause
     }
 }
 
-/// Expiry needs the clock, a host call: only keys that expire pay for it.
-fn judge_record(record: KeyRecord) -> Verdict {
-    let now = if record.expires_at == 0 {
-        0
-    } else {
-        i64::try_from(clock::now_unix_secs()).unwrap_or(i64::MAX)
-    };
-    decision::judge_record(record, now)
-}
-
-fn request_header(name: &str) -> Option<Vec<u8>> {
-    // The bytes form: a non-UTF-8 value must not reach the SDK's String conversion.
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-}
-
-fn set_request_header(name: &str, value: &str) -> bool {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_ok()
-}
-
-fn remove_request_header(name: &str) -> bool {
-    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_ok()
-}
-
-/// Replaces, not adds: `RateLimit` is a structured field that must appear once, so one
-/// the upstream sent is overwritten by the gateway's own.
-fn set_response_header(name: &str, value: &str) {
-    if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
-        warn!("cannot set the {name} response header: {e:?}");
-    }
-}
-
-impl Context for AuthRequest {
-    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
-        let Some(pending) = self.lookup.take() else {
-            return;
-        };
-        let in_flight = &self.worker.lookups_in_flight;
-        in_flight.set(in_flight.get().saturating_sub(1));
-        self.on_lookup_response(pending, status_code, response_size);
-    }
-}
-
-impl HttpContext for AuthRequest {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.authenticate()
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(quota) = self.quota.take() {
-            set_response_header(RATELIMIT_HEADER, &quota.ratelimit_header());
-        }
-        Action::Continue
-    }
-}
-
-impl Drop for AuthRequest {
+impl<H: Host> Drop for AuthRequest<H> {
     fn drop(&mut self) {
         // The client went away while keysync was being asked.
         if self.lookup.is_some() {
-            let in_flight = &self.worker.lookups_in_flight;
-            in_flight.set(in_flight.get().saturating_sub(1));
+            self.lookup_ended();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every row of the request flow's decision table, against a fake host.
+
+    use super::*;
+    use crate::config::PluginConfig;
+    use crate::fake_host::{logged_line, FakeHost};
+    use crate::store_meta::StoreMeta;
+    use keysync_contract::id::Id;
+    use keysync_contract::limit::{KeyLimit, Limit};
+
+    const NOW_MS: u64 = 1_700_000_000_000;
+    const KEY: &str = "sk_live_RequestFlowTestKey0000001";
+    const OTHER_KEY: &str = "sk_live_RequestFlowTestKey0000002";
+    const ORG: Id = Id([0xab; 16]);
+    const KEY_ID: Id = Id([0x01; 16]);
+    const STORE_REVISION: u64 = 20;
+
+    type Worker = Rc<AuthWorker<FakeHost>>;
+
+    fn worker(config: &str) -> Worker {
+        let PluginConfig::Auth(config) = PluginConfig::parse(config.as_bytes()).unwrap() else {
+            panic!("not an auth configuration: {config}");
+        };
+        Rc::new(AuthWorker::new(FakeHost::at(NOW_MS), config))
+    }
+
+    /// A worker whose store completed a full sync just now, at `STORE_REVISION`.
+    fn synced_worker(config: &str) -> Worker {
+        let worker = worker(config);
+        let meta = StoreMeta {
+            revision: STORE_REVISION,
+            synced_at: NOW_MS / 1000,
+            keys: 0,
+            heard_at: NOW_MS / 1000,
+        };
+        worker.store().write_meta(&meta).unwrap();
+        worker
+    }
+
+    fn record(key: &str) -> KeyRecord {
+        KeyRecord {
+            hash: KeyHash::of_key(key.as_bytes()),
+            key_id: KEY_ID,
+            org_id: ORG,
+            expires_at: 0,
+            rate_limit: None,
+        }
+    }
+
+    fn store(worker: &Worker, record: KeyRecord) {
+        let store = worker.store();
+        store
+            .apply_changes(&[crate::key_store::Change::Upsert(record)])
+            .unwrap();
+    }
+
+    fn proto_record(record: &KeyRecord) -> proto::KeyRecord {
+        proto::KeyRecord {
+            key_hash: record.hash.0.to_vec(),
+            key_id: record.key_id.0.to_vec(),
+            org_id: record.org_id.0.to_vec(),
+            expires_at: record.expires_at,
+            rate_limit: record.rate_limit.map(|l| proto::RateLimit {
+                requests_per_minute: l.limit.requests_per_minute,
+                burst: l.limit.burst,
+                per_key: l.per_key,
+            }),
+        }
+    }
+
+    /// Sends a request with `headers` through a fresh context; returns it (it may be
+    /// waiting for keysync) and what the filter told Envoy.
+    fn send(worker: &Worker, headers: &[(&str, &str)]) -> (AuthRequest<FakeHost>, Action) {
+        worker.host.new_request(headers);
+        let mut request = AuthRequest::new(Rc::clone(worker));
+        let action = request.on_request_headers();
+        (request, action)
+    }
+
+    fn with_key(key: &str) -> Vec<(&'static str, String)> {
+        vec![
+            (":path", "/orders".into()),
+            ("authorization", format!("Bearer {key}")),
+        ]
+    }
+
+    fn send_key(worker: &Worker, key: &str) -> (AuthRequest<FakeHost>, Action) {
+        let headers = with_key(key);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        send(worker, &headers)
+    }
+
+    fn status(worker: &Worker) -> Option<u32> {
+        worker.host.reply().map(|reply| reply.status)
+    }
+
+    fn assert_forwarded_with_identity(worker: &Worker, action: Action) {
+        assert_eq!(action, Action::Continue, "reply: {:?}", worker.host.reply());
+        assert_eq!(
+            worker.host.request_values(ORG_ID_HEADER),
+            [ORG.hyphenated()]
+        );
+        assert_eq!(
+            worker.host.request_values(KEY_ID_HEADER),
+            [KEY_ID.hyphenated()]
+        );
+        assert!(
+            worker.host.request_values("authorization").is_empty(),
+            "the credential is not forwarded"
+        );
+    }
+
+    fn answer(request: &mut AuthRequest<FakeHost>, worker: &Worker, reply: Reply) {
+        let call = worker.host.last_call().expect("a lookup was sent");
+        request.on_lookup_reply(call.token, reply);
+    }
+
+    fn found(record: &KeyRecord, revision: u64) -> Reply {
+        Ok(prost::Message::encode_to_vec(&proto::LookupKeyResponse {
+            key: Some(proto_record(record)),
+            revision,
+        }))
+    }
+
+    fn not_found() -> Reply {
+        Ok(prost::Message::encode_to_vec(&proto::LookupKeyResponse {
+            key: None,
+            revision: STORE_REVISION,
+        }))
+    }
+
+    #[test]
+    fn a_missing_key_gets_401_with_a_bearer_challenge() {
+        let worker = synced_worker("{}");
+        let (_, action) = send(&worker, &[(":path", "/orders")]);
+        assert_eq!(action, Action::Pause);
+        let reply = worker.host.reply().unwrap();
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        assert!(reply.body.contains("missing_api_key"), "{}", reply.body);
+        for other_scheme in ["Basic dXNlcjpwYXNz", "Bearer", ""] {
+            send(&worker, &[("authorization", other_scheme)]);
+            assert_eq!(status(&worker), Some(401), "{other_scheme:?}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_key_gets_403_without_a_lookup() {
+        let worker = synced_worker("{}");
+        for junk in [
+            "sk_live_",
+            "sk_live_short",
+            "pk_live_abcdefghijkl",
+            "sk_live_a b c d e f",
+        ] {
+            send(&worker, &[("authorization", &format!("Bearer {junk}"))]);
+            let reply = worker.host.reply().unwrap();
+            assert_eq!(reply.status, 403, "{junk:?}");
+            assert!(reply.body.contains("invalid_api_key"));
+        }
+        assert!(
+            worker.host.calls.borrow().is_empty(),
+            "keysync was not asked"
+        );
+    }
+
+    #[test]
+    fn a_known_key_is_forwarded_with_the_gateways_identity_only() {
+        let worker = synced_worker("{}");
+        store(&worker, record(KEY));
+        let headers = [
+            (":path", "/orders"),
+            ("authorization", &format!("Bearer {KEY}") as &str),
+            ("x-org-id", "forged-org"),
+            ("x-api-key-id", "forged-key"),
+        ];
+        let (_, action) = send(&worker, &headers);
+        assert_forwarded_with_identity(&worker, action);
+        assert_eq!(worker.host.reply(), None);
+
+        // Through x-api-key too, which is then the header removed.
+        let (_, action) = send(&worker, &[("x-api-key", KEY)]);
+        assert_forwarded_with_identity(&worker, action);
+        assert!(worker.host.request_values("x-api-key").is_empty());
+    }
+
+    #[test]
+    fn a_hot_key_costs_only_the_contracts_four_host_calls() {
+        let worker = synced_worker("{}");
+        store(&worker, record(KEY));
+        worker.on_tick();
+        send_key(&worker, KEY);
+        let (_, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        assert_eq!(
+            worker.host.host_calls.get(),
+            4,
+            "get authorization, set two identity headers, remove the credential"
+        );
+    }
+
+    #[test]
+    fn forward_credential_keeps_the_key_for_the_backend() {
+        let worker = synced_worker(r#"{"forward_credential":true}"#);
+        store(&worker, record(KEY));
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Continue);
+        assert_eq!(
+            worker.host.request_values("authorization"),
+            [format!("Bearer {KEY}")]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_found_by_keysync_is_admitted_and_cached() {
+        let worker = synced_worker("{}");
+        let (mut request, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause, "waits for keysync");
+        let call = worker.host.last_call().unwrap();
+        assert_eq!(call.cluster, "keysync");
+        assert_eq!(call.method, keysync_api::LOOKUP_KEY);
+        assert_eq!(call.timeout, Some(std::time::Duration::from_secs(1)));
+        let asked: proto::LookupKeyRequest = call.decode();
+        assert_eq!(asked.key_hash, KeyHash::of_key(KEY.as_bytes()).0.to_vec());
+        assert_eq!(worker.lookups_in_flight.get(), 1);
+
+        answer(&mut request, &worker, found(&record(KEY), STORE_REVISION));
+        assert_eq!(worker.host.resumed.get(), 1, "the request goes on");
+        assert_forwarded_with_identity(&worker, Action::Continue);
+        assert_eq!(worker.lookups_in_flight.get(), 0);
+        assert_eq!(
+            worker.store().find(&record(KEY).hash),
+            Ok(Some(record(KEY))),
+            "cached for every worker"
+        );
+        assert!(logged_line("found by keysync (cached)").is_some());
+    }
+
+    #[test]
+    fn an_answer_older_than_the_store_admits_but_is_not_cached() {
+        let worker = synced_worker("{}");
+        let (mut request, _) = send_key(&worker, KEY);
+        answer(
+            &mut request,
+            &worker,
+            found(&record(KEY), STORE_REVISION - 1),
+        );
+        assert_eq!(worker.host.resumed.get(), 1);
+        assert_eq!(worker.store().find(&record(KEY).hash), Ok(None));
+    }
+
+    #[test]
+    fn an_unknown_key_keysync_does_not_know_is_refused_and_remembered() {
+        let worker = synced_worker("{}");
+        let (mut request, _) = send_key(&worker, KEY);
+        answer(&mut request, &worker, not_found());
+        assert_eq!(status(&worker), Some(403));
+        assert_eq!(
+            worker.host.resumed.get(),
+            0,
+            "a refused request is not resumed"
+        );
+
+        let calls = worker.host.calls.borrow().len();
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause);
+        assert_eq!(
+            status(&worker),
+            Some(403),
+            "refused from the negative cache"
+        );
+        assert_eq!(
+            worker.host.calls.borrow().len(),
+            calls,
+            "without asking again"
+        );
+
+        worker.host.advance(std::time::Duration::from_secs(31));
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause);
+        assert_eq!(
+            worker.host.calls.borrow().len(),
+            calls + 1,
+            "asked again after the TTL"
+        );
+    }
+
+    #[test]
+    fn a_lookup_timeout_leaves_the_store_to_decide() {
+        let worker = synced_worker("{}");
+        let (mut request, _) = send_key(&worker, KEY);
+        answer(
+            &mut request,
+            &worker,
+            Err(ApiError::Grpc(4, "deadline exceeded".into())),
+        );
+        assert_eq!(
+            status(&worker),
+            Some(403),
+            "a synced store: absent means invalid"
+        );
+        assert!(logged_line("lookup of key_hash=").is_some());
+
+        let unsynced = worker_never_synced();
+        let (mut request, _) = send_key(&unsynced, KEY);
+        answer(
+            &mut request,
+            &unsynced,
+            Err(ApiError::Grpc(14, String::new())),
+        );
+        assert_eq!(
+            status(&unsynced),
+            Some(503),
+            "a store that never synced cannot tell"
+        );
+    }
+
+    fn worker_never_synced() -> Worker {
+        worker("{}")
+    }
+
+    #[test]
+    fn an_answer_for_another_key_is_not_trusted() {
+        let worker = synced_worker("{}");
+        let (mut request, _) = send_key(&worker, KEY);
+        answer(
+            &mut request,
+            &worker,
+            found(&record(OTHER_KEY), STORE_REVISION),
+        );
+        assert_eq!(status(&worker), Some(403));
+        assert_eq!(worker.store().find(&record(OTHER_KEY).hash), Ok(None));
+    }
+
+    #[test]
+    fn lookups_beyond_the_bound_or_undispatchable_are_decided_by_the_store() {
+        let worker = synced_worker(r#"{"miss_lookup":{"max_in_flight":1}}"#);
+        let (_waiting, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause);
+        send_key(&worker, OTHER_KEY);
+        assert_eq!(status(&worker), Some(403), "over the bound: not asked");
+        assert_eq!(worker.host.calls.borrow().len(), 1);
+
+        let worker = synced_worker("{}");
+        worker.host.fail_dispatch.set(true);
+        send_key(&worker, KEY);
+        assert_eq!(status(&worker), Some(403));
+        assert_eq!(worker.lookups_in_flight.get(), 0);
+    }
+
+    #[test]
+    fn a_client_that_leaves_mid_lookup_frees_its_slot() {
+        let worker = synced_worker("{}");
+        let (request, _) = send_key(&worker, KEY);
+        assert_eq!(worker.lookups_in_flight.get(), 1);
+        drop(request);
+        assert_eq!(worker.lookups_in_flight.get(), 0);
+    }
+
+    #[test]
+    fn an_expired_key_is_refused_from_its_expiry_second() {
+        let worker = synced_worker("{}");
+        let now = i64::try_from(NOW_MS / 1000).unwrap();
+        store(
+            &worker,
+            KeyRecord {
+                expires_at: now + 1,
+                ..record(KEY)
+            },
+        );
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Continue, "still valid");
+        store(
+            &worker,
+            KeyRecord {
+                expires_at: now,
+                ..record(KEY)
+            },
+        );
+        worker.on_tick();
+        send_key(&worker, KEY);
+        assert_eq!(status(&worker), Some(403));
+    }
+
+    fn limited(key: &str, requests_per_minute: u32) -> KeyRecord {
+        KeyRecord {
+            rate_limit: Some(KeyLimit {
+                limit: Limit {
+                    requests_per_minute,
+                    burst: 0,
+                },
+                per_key: false,
+            }),
+            ..record(key)
+        }
+    }
+
+    #[test]
+    fn a_key_over_its_rate_limit_gets_429_with_when_to_retry() {
+        let worker = synced_worker("{}");
+        store(&worker, limited(KEY, 2));
+        for remaining in [1, 0] {
+            let (mut request, action) = send_key(&worker, KEY);
+            assert_eq!(action, Action::Continue);
+            request.on_response_headers();
+            let header = worker.host.response_value(RATELIMIT_HEADER).unwrap();
+            assert!(
+                header.starts_with(&format!("limit=2, remaining={remaining}, reset=")),
+                "{header}"
+            );
+        }
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause);
+        let reply = worker.host.reply().unwrap();
+        assert_eq!(reply.status, 429);
+        assert!(reply.body.contains("rate_limited"));
+        let reset = 60 - (NOW_MS / 1000) % 60;
+        assert_eq!(
+            reply.header("retry-after"),
+            Some(reset.to_string().as_str())
+        );
+        assert_eq!(reply.header("ratelimit-policy"), Some("2;w=60"));
+        assert!(worker.host.request_values(ORG_ID_HEADER).is_empty());
+    }
+
+    #[test]
+    fn global_mode_names_the_subject_and_limit_and_strips_client_values() {
+        let worker = synced_worker(r#"{"rate_limit":"global"}"#);
+        store(&worker, limited(KEY, 100));
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Continue);
+        assert_eq!(
+            worker.host.request_values(RL_SUBJECT_HEADER),
+            [format!("org:{}", ORG.hyphenated())]
+        );
+        assert_eq!(worker.host.request_values(RL_LIMIT_HEADER), ["100+0"]);
+
+        store(&worker, record(OTHER_KEY));
+        let (_, action) = send(
+            &worker,
+            &[
+                ("authorization", &format!("Bearer {OTHER_KEY}") as &str),
+                (RL_SUBJECT_HEADER, "org:someone-else"),
+                (RL_LIMIT_HEADER, "1000000+0"),
+            ],
+        );
+        assert_eq!(action, Action::Continue);
+        assert!(worker.host.request_values(RL_SUBJECT_HEADER).is_empty());
+        assert!(worker.host.request_values(RL_LIMIT_HEADER).is_empty());
+    }
+
+    #[test]
+    fn a_public_path_passes_without_a_key_and_without_identity() {
+        let worker = synced_worker(r#"{"public_paths":["/health","/docs/*"]}"#);
+        for path in ["/health", "/health?verbose=1", "/docs/intro"] {
+            let (_, action) = send(&worker, &[(":path", path), ("x-org-id", "forged")]);
+            assert_eq!(action, Action::Continue, "{path}");
+            assert!(worker.host.request_values(ORG_ID_HEADER).is_empty());
+        }
+        send(&worker, &[(":path", "/healthz")]);
+        assert_eq!(status(&worker), Some(401), "not public");
+    }
+
+    #[test]
+    fn fail_open_forwards_without_identity_only_when_nobody_can_tell() {
+        let worker = worker(r#"{"failure_mode":"open","miss_lookup":{"enabled":false}}"#);
+        let (_, action) = send(
+            &worker,
+            &[
+                ("authorization", &format!("Bearer {KEY}") as &str),
+                ("x-org-id", "forged"),
+            ],
+        );
+        assert_eq!(
+            action,
+            Action::Continue,
+            "never synced: cannot tell, fail open"
+        );
+        assert!(worker.host.request_values(ORG_ID_HEADER).is_empty());
+
+        send(&worker, &[(":path", "/orders")]);
+        assert_eq!(
+            status(&worker),
+            Some(401),
+            "a missing key is never failed open"
+        );
+        send(&worker, &[("authorization", "Bearer sk_live_x")]);
+        assert_eq!(status(&worker), Some(403), "nor a malformed one");
+    }
+
+    #[test]
+    fn a_stale_store_cannot_vouch_for_a_key() {
+        let worker = synced_worker(r#"{"max_staleness":"2m"}"#);
+        store(&worker, record(KEY));
+        worker.on_tick();
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Continue, "heard from keysync just now");
+
+        worker.host.advance(std::time::Duration::from_secs(121));
+        worker.on_tick();
+        send_key(&worker, KEY);
+        assert_eq!(status(&worker), Some(503));
+        assert!(logged_line("max_staleness").is_some());
+
+        let mut meta = worker.store().meta();
+        meta.heard_at = worker.host.now_ms.get() / 1000;
+        worker.store().write_meta(&meta).unwrap();
+        worker.on_tick();
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(
+            action,
+            Action::Continue,
+            "trusted again once keysync is heard"
+        );
+    }
+
+    #[test]
+    fn a_failed_header_write_is_never_forwarded() {
+        let worker = synced_worker("{}");
+        store(&worker, record(KEY));
+        worker.host.fail_header_writes.set(true);
+        let (_, action) = send(
+            &worker,
+            &[
+                ("authorization", &format!("Bearer {KEY}") as &str),
+                ("x-org-id", "forged"),
+            ],
+        );
+        assert_eq!(action, Action::Pause);
+        assert_eq!(status(&worker), Some(503));
+        assert_eq!(
+            worker.host.request_values(ORG_ID_HEADER),
+            ["forged"],
+            "the client's value could not be replaced, so the request stops here"
+        );
+    }
+
+    #[test]
+    fn request_counters_reach_envoy_on_the_tick() {
+        let worker = synced_worker("{}");
+        store(&worker, record(KEY));
+        send_key(&worker, KEY);
+        send(&worker, &[(":path", "/")]);
+        assert_eq!(worker.host.metric("keysync.allowed"), Some(0));
+        worker.on_tick();
+        assert_eq!(worker.host.metric("keysync.allowed"), Some(1));
+        assert_eq!(worker.host.metric("keysync.missing"), Some(1));
     }
 }

@@ -1,20 +1,28 @@
-//! What the auth filter keeps per Envoy worker: its configuration, the store handle,
-//! batched stats, the negative cache and the count of lookups in flight.
+//! What the auth filter keeps per Envoy worker: its configuration, the host, batched
+//! stats, the negative cache, the count of lookups in flight, its rate-limit leases and
+//! its copies of recently used records. The worker's tick keeps them honest.
 
-use crate::clock;
 use crate::config::AuthConfig;
+use crate::host::Host;
 use crate::key_store::KeyStore;
 use crate::local_rate_limit::{self, Leases};
 use crate::negative_cache::NegativeCache;
 use crate::record_cache::RecordCache;
-use crate::shared_data::HostSharedData;
 use crate::stats::RequestStats;
 use log::{info, warn};
 use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
-pub struct AuthWorker {
+/// How often each worker flushes its request counters to Envoy's stats, gives back
+/// unused rate-limit leases, drops stale record copies and checks staleness.
+pub const WORKER_TICK: Duration = Duration::from_millis(250);
+
+/// Records each worker keeps (about 100 bytes each).
+const RECORD_CACHE_ENTRIES: usize = 10_000;
+
+pub struct AuthWorker<H> {
+    pub host: H,
     pub config: AuthConfig,
-    pub store: KeyStore<HostSharedData>,
     pub stats: RequestStats,
     pub negative: RefCell<NegativeCache>,
     pub lookups_in_flight: Cell<u32>,
@@ -26,19 +34,16 @@ pub struct AuthWorker {
     pub records: RefCell<RecordCache>,
 }
 
-/// Records each worker keeps (about 100 bytes each).
-const RECORD_CACHE_ENTRIES: usize = 10_000;
-
-impl AuthWorker {
-    pub fn new(config: AuthConfig) -> Self {
+impl<H: Host> AuthWorker<H> {
+    pub fn new(host: H, config: AuthConfig) -> Self {
         let negative = NegativeCache::new(
             config.miss_lookup.negative_cache_entries,
             u64::try_from(config.miss_lookup.negative_ttl.as_millis()).unwrap_or(u64::MAX),
         );
         AuthWorker {
+            stats: RequestStats::define(&host),
+            host,
             config,
-            store: KeyStore::new(HostSharedData),
-            stats: RequestStats::define(),
             negative: RefCell::new(negative),
             lookups_in_flight: Cell::new(0),
             stale: Cell::new(false),
@@ -47,27 +52,39 @@ impl AuthWorker {
         }
     }
 
-    /// On the tick: drops the worker's record copies if the store moved since.
-    pub fn sync_record_cache(&self) {
-        let generation = self.store.generation();
+    /// The shared key store, read through this worker's host.
+    pub fn store(&self) -> KeyStore<&H> {
+        KeyStore::new(&self.host)
+    }
+
+    pub fn on_tick(&self) {
+        self.stats.flush(&self.host);
+        self.give_back_leases();
+        self.sync_record_cache();
+        self.check_staleness();
+    }
+
+    /// Drops the worker's record copies if the store moved since they were made.
+    fn sync_record_cache(&self) {
+        let generation = self.store().generation();
         if let Ok(mut records) = self.records.try_borrow_mut() {
             records.sync_with(generation);
         }
     }
 
-    /// On the tick: unused rate-limit leases go back to the shared counters.
-    pub fn give_back_leases(&self) {
+    /// Unused rate-limit leases go back to the shared counters.
+    fn give_back_leases(&self) {
         if let Ok(mut leases) = self.leases.try_borrow_mut() {
-            local_rate_limit::give_back(&HostSharedData, &mut leases, clock::now_unix_secs());
+            local_rate_limit::give_back(&self.host, &mut leases, self.host.now_unix_secs());
         }
     }
 
-    /// Once a tick: is the store too stale to trust? Never synced counts as stale.
-    pub fn check_staleness(&self) {
+    /// Is the store too stale to trust? Never synced counts as stale.
+    fn check_staleness(&self) {
         let Some(max) = self.config.max_staleness else {
             return;
         };
-        let silent = self.store.meta().silent_for(clock::now_unix_secs());
+        let silent = self.store().meta().silent_for(self.host.now_unix_secs());
         let stale = silent.is_none_or(|secs| secs > max.as_secs());
         if stale != self.stale.get() {
             if stale {

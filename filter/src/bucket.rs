@@ -83,6 +83,7 @@ impl<'a> Bucket<'a> {
         self.records.len() / RECORD_LEN
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -114,6 +115,7 @@ impl<'a> Bucket<'a> {
         Err(low)
     }
 
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = KeyRecord> + 'a {
         let index = self.index;
         self.records
@@ -211,17 +213,20 @@ pub fn diff(old: &Bucket<'_>, new: &Bucket<'_>) -> Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{RateLimit, Uuid};
+    use keysync_contract::id::Id;
+    use keysync_contract::limit::{KeyLimit, Limit};
 
     fn record(key: &str, org: u8) -> KeyRecord {
         KeyRecord {
             hash: KeyHash::of_key(key.as_bytes()),
-            key_id: Uuid([7; 16]),
-            org_id: Uuid([org; 16]),
+            key_id: Id([7; 16]),
+            org_id: Id([org; 16]),
             expires_at: 0,
-            rate_limit: Some(RateLimit {
-                requests_per_minute: 60,
-                burst: 0,
+            rate_limit: Some(KeyLimit {
+                limit: Limit {
+                    requests_per_minute: 60,
+                    burst: 0,
+                },
                 per_key: false,
             }),
         }
@@ -300,7 +305,7 @@ mod tests {
         assert_eq!(bytes, encode(&records));
 
         let mut changed = records[3];
-        changed.org_id = Uuid([9; 16]);
+        changed.org_id = Id([9; 16]);
         let replaced = Bucket::parse(B, Some(&bytes)).unwrap().with(&changed);
         let bucket = Bucket::parse(B, Some(&replaced)).unwrap();
         assert_eq!(bucket.len(), 10);

@@ -1,5 +1,5 @@
 //! What happens to a request, decided from what is known about its key. Plain logic:
-//! the host calls that gather the facts live in `auth_request`.
+//! `auth_request` gathers the facts through the host and carries the verdicts out.
 
 use crate::config::FailureMode;
 use crate::record::KeyRecord;
@@ -43,20 +43,21 @@ pub fn judge_from_store_alone(synced: bool) -> Denial {
     }
 }
 
+/// What becomes of a refused request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Forward upstream; with identity headers when a key was accepted.
-    Forward(Option<KeyRecord>),
+    /// Forward upstream anyway (a public path, or `failure_mode: open`), without identity.
+    Forward,
     Reply(Denial),
 }
 
 /// Applies public paths and the failure mode to a refusal.
 pub fn settle(denial: Denial, public_path: bool, failure_mode: FailureMode) -> Outcome {
     if public_path {
-        return Outcome::Forward(None);
+        return Outcome::Forward;
     }
     match (denial, failure_mode) {
-        (Denial::Unavailable, FailureMode::Open) => Outcome::Forward(None),
+        (Denial::Unavailable, FailureMode::Open) => Outcome::Forward,
         _ => Outcome::Reply(denial),
     }
 }
@@ -65,13 +66,13 @@ pub fn settle(denial: Denial, public_path: bool, failure_mode: FailureMode) -> O
 mod tests {
     use super::*;
     use crate::key_hash::KeyHash;
-    use crate::record::Uuid;
+    use keysync_contract::id::Id;
 
     fn record(expires_at: i64) -> KeyRecord {
         KeyRecord {
             hash: KeyHash::of_key(b"k"),
-            key_id: Uuid([1; 16]),
-            org_id: Uuid([2; 16]),
+            key_id: Id([1; 16]),
+            org_id: Id([2; 16]),
             expires_at,
             rate_limit: None,
         }
@@ -108,10 +109,7 @@ mod tests {
     #[test]
     fn public_paths_and_failure_modes() {
         use FailureMode::*;
-        assert_eq!(
-            settle(Denial::MissingKey, true, Closed),
-            Outcome::Forward(None)
-        );
+        assert_eq!(settle(Denial::MissingKey, true, Closed), Outcome::Forward);
         assert_eq!(
             settle(Denial::MissingKey, false, Open),
             Outcome::Reply(Denial::MissingKey),
@@ -121,10 +119,7 @@ mod tests {
             settle(Denial::InvalidKey, false, Open),
             Outcome::Reply(Denial::InvalidKey)
         );
-        assert_eq!(
-            settle(Denial::Unavailable, false, Open),
-            Outcome::Forward(None)
-        );
+        assert_eq!(settle(Denial::Unavailable, false, Open), Outcome::Forward);
         assert_eq!(
             settle(Denial::Unavailable, false, Closed),
             Outcome::Reply(Denial::Unavailable)

@@ -1,9 +1,8 @@
 //! The SHA-256 of an API key: how a key is known everywhere past the request edge.
 
+use keysync_proto::v1::KEY_HASH_LEN;
 use sha2::{Digest, Sha256};
 use std::fmt;
-
-pub const HASH_LEN: usize = 32;
 
 /// The leading bits of the hash that pick its bucket: 16,384 buckets. Enough that a
 /// million keys make buckets of ~60 records (~5 KB read per request), few enough that
@@ -15,7 +14,7 @@ pub const BUCKET_BITS: u32 = 14;
 pub const BUCKET_PREFIX_LEN: usize = (BUCKET_BITS / 8) as usize;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct KeyHash(pub [u8; HASH_LEN]);
+pub struct KeyHash(pub [u8; KEY_HASH_LEN]);
 
 impl KeyHash {
     pub fn of_key(key: &[u8]) -> Self {
@@ -39,7 +38,7 @@ impl KeyHash {
 
     /// Rebuilds a hash from its bucket and stored suffix; `None` if they disagree.
     pub fn from_parts(bucket: u16, suffix: &[u8]) -> Option<Self> {
-        let mut hash = [0u8; HASH_LEN];
+        let mut hash = [0u8; KEY_HASH_LEN];
         let (prefix, rest) = hash.split_at_mut(BUCKET_PREFIX_LEN);
         let first_bits = u32::from(bucket) << (16 - BUCKET_BITS);
         for (i, byte) in prefix.iter_mut().enumerate() {
@@ -58,8 +57,8 @@ impl KeyHash {
         let shift = 16 - BUCKET_BITS;
         let first = u32::from(bucket) << shift;
         let last = first | ((1 << shift) - 1);
-        let mut low = [0u8; HASH_LEN];
-        let mut high = [0xffu8; HASH_LEN];
+        let mut low = [0u8; KEY_HASH_LEN];
+        let mut high = [0xffu8; KEY_HASH_LEN];
         for (hash, bits) in [(&mut low, first), (&mut high, last)] {
             if let Some(prefix) = hash.get_mut(..2) {
                 prefix.copy_from_slice(&(bits as u16).to_be_bytes());
@@ -133,7 +132,7 @@ mod tests {
         let hash = KeyHash::of_key(b"sk_test_example");
         let rebuilt = KeyHash::from_parts(hash.bucket(), hash.suffix()).unwrap();
         assert_eq!(rebuilt, hash);
-        assert_eq!(hash.suffix().len(), HASH_LEN - BUCKET_PREFIX_LEN);
+        assert_eq!(hash.suffix().len(), KEY_HASH_LEN - BUCKET_PREFIX_LEN);
         assert!(KeyHash::from_parts(1, &[0u8; 3]).is_none());
         // A suffix whose leading bits belong to another bucket is refused.
         let mut other = hash;

@@ -289,14 +289,14 @@ fn host_error(e: WriteError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Uuid;
     use crate::shared_data::fake::FakeSharedData;
+    use keysync_contract::id::Id;
 
     fn record(key: &str) -> KeyRecord {
         KeyRecord {
             hash: KeyHash::of_key(key.as_bytes()),
-            key_id: Uuid([1; 16]),
-            org_id: Uuid([2; 16]),
+            key_id: Id([1; 16]),
+            org_id: Id([2; 16]),
             expires_at: 0,
             rate_limit: None,
         }

@@ -1,16 +1,16 @@
-//! Calls to keysync's gRPC API, dispatched by Envoy to the keysync cluster.
+//! Calls to keysync's gRPC API (`keysync.v1.KeySync`), dispatched by Envoy to the keysync
+//! cluster: the messages encoded on the way out, the answers decoded on the way in.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, Status};
+use crate::host::{Host, HostError};
 use std::time::Duration;
 
 pub const LIST_KEYS: &str = "ListKeys";
 pub const LOOKUP_KEY: &str = "LookupKey";
 pub const WATCH_KEYS: &str = "WatchKeys";
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
-    Dispatch(Status),
+    Dispatch(HostError),
     /// A non-OK gRPC status from keysync or from Envoy (timeouts, no healthy host).
     Grpc(u32, String),
     Decode(String),
@@ -19,7 +19,9 @@ pub enum ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ApiError::Dispatch(status) => write!(f, "cannot dispatch the gRPC call ({status:?})"),
+            ApiError::Dispatch(status) => {
+                write!(f, "cannot dispatch the gRPC call (status {})", status.0)
+            }
             ApiError::Grpc(code, message) if message.is_empty() => {
                 write!(f, "gRPC status {code}")
             }
@@ -29,60 +31,61 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-pub fn dispatch(
+/// What Envoy delivered for a call or a stream message: the message's bytes, or why
+/// there are none. The adapter reads it from the host when the callback fires.
+pub type Reply = Result<Vec<u8>, ApiError>;
+
+/// Sends a unary call; returns its token.
+pub fn dispatch<H: Host>(
+    host: &H,
     cluster: &str,
     method: &str,
     message: &impl prost::Message,
     timeout: Duration,
 ) -> Result<u32, ApiError> {
-    hostcalls::dispatch_grpc_call(
-        cluster,
-        keysync_proto::v1::SERVICE,
-        method,
-        Vec::new(),
-        Some(&message.encode_to_vec()),
-        timeout,
-    )
-    .map_err(ApiError::Dispatch)
+    host.dispatch_grpc(cluster, method, &message.encode_to_vec(), timeout)
+        .map_err(ApiError::Dispatch)
 }
 
-/// Reads the response of a completed call (`on_grpc_call_response`).
-pub fn response<M: prost::Message + Default>(status: u32, size: usize) -> Result<M, ApiError> {
-    if status != 0 {
-        let message = hostcalls::get_grpc_status()
-            .ok()
-            .and_then(|(_, message)| message)
-            .unwrap_or_default();
-        return Err(ApiError::Grpc(status, message));
-    }
-    let body = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
-        .map_err(|e| ApiError::Decode(format!("{e:?}")))?
-        .unwrap_or_default();
-    M::decode(body.as_slice()).map_err(|e| ApiError::Decode(e.to_string()))
-}
-
-/// Opens a server-streaming call and sends its one request.
-pub fn open_stream(
+/// Opens a server-streaming call with its one request; returns its token.
+pub fn open_stream<H: Host>(
+    host: &H,
     cluster: &str,
     method: &str,
     message: &impl prost::Message,
 ) -> Result<u32, ApiError> {
-    let token =
-        hostcalls::open_grpc_stream(cluster, keysync_proto::v1::SERVICE, method, Vec::new())
-            .map_err(ApiError::Dispatch)?;
-    if let Err(e) = hostcalls::send_grpc_stream_message(token, Some(&message.encode_to_vec()), true)
-    {
-        let _ = hostcalls::cancel_grpc_stream(token);
-        return Err(ApiError::Dispatch(e));
+    host.open_grpc_stream(cluster, method, &message.encode_to_vec())
+        .map_err(ApiError::Dispatch)
+}
+
+/// Decodes a reply as the message `M`.
+pub fn decode<M: prost::Message + Default>(reply: Reply) -> Result<M, ApiError> {
+    let bytes = reply?;
+    M::decode(bytes.as_slice()).map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keysync_proto::v1 as proto;
+
+    #[test]
+    fn decodes_messages_and_passes_failures_on() {
+        let message = proto::LookupKeyResponse {
+            key: None,
+            revision: 7,
+        };
+        let decoded: proto::LookupKeyResponse =
+            decode(Ok(prost::Message::encode_to_vec(&message))).unwrap();
+        assert_eq!(decoded, message);
+        let garbage = decode::<proto::LookupKeyResponse>(Ok(vec![0xff, 0xff, 0xff]));
+        assert!(matches!(garbage, Err(ApiError::Decode(_))));
+        let failed = decode::<proto::LookupKeyResponse>(Err(ApiError::Grpc(14, "down".into())));
+        assert_eq!(failed, Err(ApiError::Grpc(14, "down".into())));
+        assert_eq!(
+            ApiError::Grpc(4, String::new()).to_string(),
+            "gRPC status 4",
+            "no trailing colon without a message"
+        );
     }
-    Ok(token)
-}
-
-/// Reads one message received on a stream (`on_grpc_stream_message`).
-pub fn stream_message<M: prost::Message + Default>(size: usize) -> Result<M, ApiError> {
-    response(0, size)
-}
-
-pub fn cancel_stream(token: u32) {
-    let _ = hostcalls::cancel_grpc_stream(token);
 }

@@ -1,11 +1,12 @@
 //! keysync's Envoy wasm filter: authenticates API keys against a key store held in
 //! Envoy shared data, kept current from keysync.
 //!
-//! The decisions (the store layout, verdicts, refresh bookkeeping, rate limits; the
-//! contract itself, credentials and replies, lives in `keysync-contract`) are plain
-//! Rust tested natively; the modules that make proxy-wasm host calls
-//! (`plugin`, `auth_request`, `sync_service`, `shared_data`, `keysync_api`, `clock`,
-//! `stats`) are kept thin.
+//! One `.wasm`, two roles (see `config`): the auth filter on every worker
+//! (`auth_worker`, `auth_request`) and the sync service once per process
+//! (`sync_service`, `full_refresh`, `watch_client`). Both reach Envoy only through the
+//! [`host::Host`] seam, implemented with proxy-wasm host calls in `adapter/` and by a
+//! fake in native unit tests; the contract itself (credentials, replies) lives in
+//! `keysync-contract`. Every module is private: the dead-code lint sees unused items.
 #![forbid(unsafe_code)]
 // Runs inside Envoy's wasm VM, where a panic kills the VM of a whole worker.
 #![deny(
@@ -15,36 +16,37 @@
     clippy::unreachable
 )]
 
-pub mod bucket;
-pub mod config;
-pub mod decision;
-pub mod key_hash;
-pub mod key_store;
-pub mod local_rate_limit;
-pub mod negative_cache;
-pub mod record;
-pub mod record_cache;
-pub mod refresh;
-pub mod schedule;
-pub mod shared_data;
-pub mod store_meta;
-pub mod watch;
-
+mod adapter;
 mod auth_request;
 mod auth_worker;
-mod clock;
+mod bucket;
+mod config;
+mod decision;
+#[cfg(test)]
+mod fake_host;
+mod full_refresh;
+mod host;
+mod key_hash;
+mod key_store;
 mod keysync_api;
-mod plugin;
+mod local_rate_limit;
+mod negative_cache;
+mod record;
+mod record_cache;
+mod schedule;
+mod shared_data;
 mod stats;
+mod store_meta;
 mod sync_service;
+mod watch_client;
 
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
-    // Also installs a panic hook that logs at critical level. `plugin` narrows the level
-    // to Envoy's own once host calls are allowed.
+    // Also installs a panic hook that logs at critical level. The root context narrows
+    // the level to Envoy's own once host calls are allowed.
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(plugin::Plugin::default())
+        Box::new(adapter::Plugin::default())
     });
 }}

@@ -16,12 +16,13 @@
 //! would have to create it without compare-and-swap, and two workers doing that at once
 //! could lose a count.
 
-use crate::record::{KeyRecord, RateLimit, Uuid};
 use crate::shared_data::{SharedData, WriteError};
+use keysync_contract::limit::Limit;
 use keysync_contract::rate_limit_headers::{
     self, POLICY_HEADER, RATELIMIT_HEADER, RETRY_AFTER_HEADER,
 };
 use keysync_contract::rate_window::Window;
+use keysync_contract::subject::Subject;
 use std::collections::HashMap;
 
 /// A lease is at most this share of what is left of the window's budget...
@@ -34,49 +35,9 @@ const MAX_CAS_ATTEMPTS: usize = 64;
 
 const FORMAT_VERSION: u8 = 1;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Subject {
-    Org(Uuid),
-    Key(Uuid),
-}
-
-impl Subject {
-    /// The subject a key's requests count against, and its limit; `None` when unlimited.
-    pub fn of(record: &KeyRecord) -> Option<(Subject, RateLimit)> {
-        let limit = record.rate_limit?;
-        let subject = if limit.per_key {
-            Subject::Key(record.key_id)
-        } else {
-            Subject::Org(record.org_id)
-        };
-        Some((subject, limit))
-    }
-
-    /// What is counted, for log lines.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Subject::Org(_) => "org",
-            Subject::Key(_) => "key",
-        }
-    }
-
-    pub fn entry_name(&self) -> String {
-        let (kind, id) = match self {
-            Subject::Org(id) => ('o', id),
-            Subject::Key(id) => ('k', id),
-        };
-        let mut name = format!("keysync.rl.{kind}.");
-        name.push_str(&id.hyphenated());
-        name
-    }
-
-    /// `org:<uuid>` / `key:<uuid>`: the descriptor value for global mode.
-    pub fn descriptor(&self) -> String {
-        match self {
-            Subject::Org(id) => format!("org:{}", id.hyphenated()),
-            Subject::Key(id) => format!("key:{}", id.hyphenated()),
-        }
-    }
+/// The shared-data entry of a subject's counter: `keysync.rl.org:<uuid>`.
+fn entry_name(subject: &Subject) -> String {
+    format!("keysync.rl.{subject}")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -170,7 +131,7 @@ pub fn check<S: SharedData>(
     data: &S,
     leases: &mut Leases,
     subject: &Subject,
-    limit: RateLimit,
+    limit: Limit,
     now_unix_secs: u64,
 ) -> Result<Quota, LimitError> {
     let now = Window::at(now_unix_secs);
@@ -188,7 +149,7 @@ pub fn check<S: SharedData>(
             return Ok(quota(true, lease.left_after_grant + lease.unused));
         }
     }
-    let name = subject.entry_name();
+    let name = entry_name(subject);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let entry = data.get(&name);
         let used = entry
@@ -235,7 +196,7 @@ pub fn give_back<S: SharedData>(data: &S, leases: &mut Leases, now_unix_secs: u6
         if lease.window != window || lease.unused == 0 {
             continue;
         }
-        let name = subject.entry_name();
+        let name = entry_name(&subject);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = data.get(&name);
             let Some(counter) = entry.value.as_deref().and_then(Counter::decode) else {
@@ -258,7 +219,7 @@ pub fn give_back<S: SharedData>(data: &S, leases: &mut Leases, now_unix_secs: u6
 
 /// Sync service: creates `subject`'s counter if it does not exist yet.
 pub fn ensure_counter<S: SharedData>(data: &S, subject: &Subject) -> Result<(), WriteError> {
-    let name = subject.entry_name();
+    let name = entry_name(subject);
     if data.get(&name).value.is_some() {
         return Ok(());
     }
@@ -276,20 +237,19 @@ pub fn ensure_counter<S: SharedData>(data: &S, subject: &Subject) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key_hash::KeyHash;
     use crate::shared_data::fake::FakeSharedData;
+    use keysync_contract::id::Id;
 
-    const ORG: Uuid = Uuid([7; 16]);
+    const ORG: Id = Id([7; 16]);
 
-    fn limit(rpm: u32, burst: u32) -> RateLimit {
-        RateLimit {
+    fn limit(rpm: u32, burst: u32) -> Limit {
+        Limit {
             requests_per_minute: rpm,
             burst,
-            per_key: false,
         }
     }
 
-    fn allowed(data: &FakeSharedData, limit: RateLimit, now: u64, n: usize) -> usize {
+    fn allowed(data: &FakeSharedData, limit: Limit, now: u64, n: usize) -> usize {
         let mut leases = Leases::default();
         (0..n)
             .filter(|_| {
@@ -301,7 +261,7 @@ mod tests {
     }
 
     fn used(data: &FakeSharedData, subject: &Subject) -> u32 {
-        Counter::decode(&data.value(&subject.entry_name()).unwrap())
+        Counter::decode(&data.value(&entry_name(subject)).unwrap())
             .unwrap()
             .count
     }
@@ -361,7 +321,8 @@ mod tests {
         let data = FakeSharedData::default();
         let a = Subject::Org(ORG);
         let b = Subject::Key(ORG);
-        assert_ne!(a.entry_name(), b.entry_name());
+        assert_ne!(entry_name(&a), entry_name(&b));
+        assert_eq!(entry_name(&a), format!("keysync.rl.org:{ORG}"));
         let leases = &mut Leases::default();
         for _ in 0..2 {
             assert!(check(&data, leases, &a, limit(2, 0), 60).unwrap().allowed);
@@ -471,37 +432,13 @@ mod tests {
     }
 
     #[test]
-    fn subject_follows_the_record() {
-        let mut record = KeyRecord {
-            hash: KeyHash::of_key(b"k"),
-            key_id: Uuid([1; 16]),
-            org_id: ORG,
-            expires_at: 0,
-            rate_limit: None,
-        };
-        assert_eq!(Subject::of(&record), None);
-        record.rate_limit = Some(limit(5, 0));
-        assert_eq!(Subject::of(&record).unwrap().0, Subject::Org(ORG));
-        record.rate_limit = Some(RateLimit {
-            per_key: true,
-            ..limit(5, 0)
-        });
-        let (subject, _) = Subject::of(&record).unwrap();
-        assert_eq!(subject, Subject::Key(Uuid([1; 16])));
-        assert_eq!(
-            subject.descriptor(),
-            "key:01010101-0101-0101-0101-010101010101"
-        );
-    }
-
-    #[test]
     fn ensure_counter_creates_once() {
         let data = FakeSharedData::default();
         let subject = Subject::Org(ORG);
         ensure_counter(&data, &subject).unwrap();
         check(&data, &mut Leases::default(), &subject, limit(5, 0), 60).unwrap();
         ensure_counter(&data, &subject).unwrap();
-        let counter = Counter::decode(&data.value(&subject.entry_name()).unwrap()).unwrap();
+        let counter = Counter::decode(&data.value(&entry_name(&subject)).unwrap()).unwrap();
         assert_eq!(counter.count, 1, "an existing counter is left alone");
     }
 }

@@ -48,10 +48,12 @@ impl NegativeCache {
         self.order.push_back((hash, expires));
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.expiries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.expiries.is_empty()
     }

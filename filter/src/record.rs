@@ -1,9 +1,12 @@
 //! One key's record as the gateway needs it, and its fixed-size binary form in a bucket.
 
-use crate::key_hash::{KeyHash, BUCKET_PREFIX_LEN, HASH_LEN};
-use keysync_proto::v1 as proto;
+use crate::key_hash::{KeyHash, BUCKET_PREFIX_LEN};
+use keysync_contract::id::Id;
+use keysync_contract::limit::{KeyLimit, Limit};
+use keysync_contract::subject::Subject;
+use keysync_proto::v1::{self as proto, KEY_HASH_LEN};
 
-const SUFFIX_LEN: usize = HASH_LEN - BUCKET_PREFIX_LEN;
+const SUFFIX_LEN: usize = KEY_HASH_LEN - BUCKET_PREFIX_LEN;
 const ID_LEN: usize = 16;
 
 /// Bytes of one record inside a bucket: hash suffix, key id, org id, expiry, rate limit
@@ -12,44 +15,30 @@ pub const RECORD_LEN: usize = SUFFIX_LEN + ID_LEN + ID_LEN + 8 + 4 + 4 + 1;
 
 const FLAG_PER_KEY: u8 = 1;
 
-/// Requests allowed per one-minute window: `requests_per_minute + burst`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct RateLimit {
-    pub requests_per_minute: u32,
-    pub burst: u32,
-    /// The key's own limit (counted per key) rather than its org's (shared by the org).
-    pub per_key: bool,
-}
-
-impl RateLimit {
-    pub fn budget(&self) -> u32 {
-        self.requests_per_minute.saturating_add(self.burst)
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct KeyRecord {
     pub hash: KeyHash,
-    pub key_id: Uuid,
-    pub org_id: Uuid,
+    pub key_id: Id,
+    pub org_id: Id,
     /// Unix seconds after which the key is refused; 0 when it never expires.
     pub expires_at: i64,
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<KeyLimit>,
 }
 
+/// A field of a record from keysync that does not have its fixed size.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RecordError {
-    BadHash,
-    BadKeyId,
-    BadOrgId,
+    Hash,
+    KeyId,
+    OrgId,
 }
 
 impl std::fmt::Display for RecordError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            RecordError::BadHash => "key_hash is not 32 bytes",
-            RecordError::BadKeyId => "key_id is not a 16-byte UUID",
-            RecordError::BadOrgId => "org_id is not a 16-byte UUID",
+            RecordError::Hash => "key_hash is not 32 bytes",
+            RecordError::KeyId => "key_id is not a 16-byte UUID",
+            RecordError::OrgId => "org_id is not a 16-byte UUID",
         })
     }
 }
@@ -57,20 +46,29 @@ impl std::fmt::Display for RecordError {
 impl KeyRecord {
     pub fn from_proto(record: &proto::KeyRecord) -> Result<Self, RecordError> {
         Ok(KeyRecord {
-            hash: KeyHash::from_slice(&record.key_hash).ok_or(RecordError::BadHash)?,
-            key_id: Uuid::from_slice(&record.key_id).ok_or(RecordError::BadKeyId)?,
-            org_id: Uuid::from_slice(&record.org_id).ok_or(RecordError::BadOrgId)?,
+            hash: KeyHash::from_slice(&record.key_hash).ok_or(RecordError::Hash)?,
+            key_id: Id::from_slice(&record.key_id).ok_or(RecordError::KeyId)?,
+            org_id: Id::from_slice(&record.org_id).ok_or(RecordError::OrgId)?,
             expires_at: record.expires_at,
             rate_limit: record
                 .rate_limit
                 .as_ref()
                 .filter(|limit| limit.requests_per_minute > 0)
-                .map(|limit| RateLimit {
-                    requests_per_minute: limit.requests_per_minute,
-                    burst: limit.burst,
+                .map(|limit| KeyLimit {
+                    limit: Limit {
+                        requests_per_minute: limit.requests_per_minute,
+                        burst: limit.burst,
+                    },
                     per_key: limit.per_key,
                 }),
         })
+    }
+
+    /// Who this key's requests are counted against, and the limit; `None` when
+    /// unlimited.
+    pub fn limit_subject(&self) -> Option<(Subject, Limit)> {
+        let limit = self.rate_limit?;
+        Some((limit.subject(self.key_id, self.org_id), limit.limit))
     }
 
     pub fn is_expired(&self, now_unix_secs: i64) -> bool {
@@ -83,14 +81,20 @@ impl KeyRecord {
         out.extend_from_slice(&self.key_id.0);
         out.extend_from_slice(&self.org_id.0);
         out.extend_from_slice(&self.expires_at.to_le_bytes());
-        let limit = self.rate_limit.unwrap_or(RateLimit {
-            requests_per_minute: 0,
-            burst: 0,
-            per_key: false,
-        });
+        // No limit is stored as 0 requests per minute, which a real limit never has.
+        let (limit, per_key) = match self.rate_limit {
+            Some(KeyLimit { limit, per_key }) => (limit, per_key),
+            None => (
+                Limit {
+                    requests_per_minute: 0,
+                    burst: 0,
+                },
+                false,
+            ),
+        };
         out.extend_from_slice(&limit.requests_per_minute.to_le_bytes());
         out.extend_from_slice(&limit.burst.to_le_bytes());
-        out.push(if limit.per_key { FLAG_PER_KEY } else { 0 });
+        out.push(if per_key { FLAG_PER_KEY } else { 0 });
     }
 
     /// Reads one record of bucket `bucket`; `None` unless `bytes` is exactly one record.
@@ -108,12 +112,14 @@ impl KeyRecord {
         let flags = flags.first().copied().unwrap_or(0);
         Some(KeyRecord {
             hash: KeyHash::from_parts(bucket, suffix)?,
-            key_id: Uuid::from_slice(key_id)?,
-            org_id: Uuid::from_slice(org_id)?,
+            key_id: Id::from_slice(key_id)?,
+            org_id: Id::from_slice(org_id)?,
             expires_at: i64::from_le_bytes(expires_at.try_into().ok()?),
-            rate_limit: (requests_per_minute > 0).then_some(RateLimit {
-                requests_per_minute,
-                burst: u32::from_le_bytes(burst.try_into().ok()?),
+            rate_limit: (requests_per_minute > 0).then_some(KeyLimit {
+                limit: Limit {
+                    requests_per_minute,
+                    burst: u32::from_le_bytes(burst.try_into().ok()?),
+                },
                 per_key: flags & FLAG_PER_KEY != 0,
             }),
         })
@@ -125,33 +131,6 @@ impl KeyRecord {
     }
 }
 
-/// A UUID kept as 16 bytes; formatted only when a header needs it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Uuid(pub [u8; ID_LEN]);
-
-impl Uuid {
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Uuid)
-    }
-
-    /// Lower-case hyphenated form, as PostgreSQL and the CLI print it.
-    pub fn hyphenated(&self) -> String {
-        let mut out = String::with_capacity(36);
-        for (i, byte) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                out.push('-');
-            }
-            out.push(hex_digit(byte >> 4));
-            out.push(hex_digit(byte & 0x0f));
-        }
-        out
-    }
-}
-
-fn hex_digit(nibble: u8) -> char {
-    char::from_digit(u32::from(nibble), 16).unwrap_or('0')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,12 +138,14 @@ mod tests {
     pub fn sample(key: &str) -> KeyRecord {
         KeyRecord {
             hash: KeyHash::of_key(key.as_bytes()),
-            key_id: Uuid([1; 16]),
-            org_id: Uuid([0xab; 16]),
+            key_id: Id([1; 16]),
+            org_id: Id([0xab; 16]),
             expires_at: 1_900_000_000,
-            rate_limit: Some(RateLimit {
-                requests_per_minute: 100,
-                burst: 10,
+            rate_limit: Some(KeyLimit {
+                limit: Limit {
+                    requests_per_minute: 100,
+                    burst: 10,
+                },
                 per_key: true,
             }),
         }
@@ -185,9 +166,11 @@ mod tests {
     #[test]
     fn org_limits_round_trip_as_not_per_key() {
         let record = KeyRecord {
-            rate_limit: Some(RateLimit {
-                requests_per_minute: 60,
-                burst: 0,
+            rate_limit: Some(KeyLimit {
+                limit: Limit {
+                    requests_per_minute: 60,
+                    burst: 0,
+                },
                 per_key: false,
             }),
             ..sample("sk_live_org")
@@ -198,7 +181,32 @@ mod tests {
             KeyRecord::decode(record.hash.bucket(), &bytes),
             Some(record)
         );
-        assert_eq!(record.rate_limit.map(|l| l.budget()), Some(60));
+        assert_eq!(record.rate_limit.map(|l| l.limit.budget()), Some(60));
+    }
+
+    #[test]
+    fn the_limit_subject_follows_the_record() {
+        let mut record = sample("sk_live_subject");
+        assert_eq!(
+            record.limit_subject(),
+            Some((
+                Subject::Key(record.key_id),
+                Limit {
+                    requests_per_minute: 100,
+                    burst: 10
+                }
+            )),
+            "a key's own limit is counted for the key"
+        );
+        if let Some(limit) = &mut record.rate_limit {
+            limit.per_key = false;
+        }
+        assert_eq!(
+            record.limit_subject().map(|(subject, _)| subject),
+            Some(Subject::Org(record.org_id))
+        );
+        record.rate_limit = None;
+        assert_eq!(record.limit_subject(), None);
     }
 
     #[test]
@@ -241,20 +249,17 @@ mod tests {
             key_hash: vec![3; 31],
             ..good.clone()
         };
-        assert_eq!(
-            KeyRecord::from_proto(&short_hash),
-            Err(RecordError::BadHash)
-        );
+        assert_eq!(KeyRecord::from_proto(&short_hash), Err(RecordError::Hash));
         let bad_org = proto::KeyRecord {
             org_id: vec![],
             ..good.clone()
         };
-        assert_eq!(KeyRecord::from_proto(&bad_org), Err(RecordError::BadOrgId));
+        assert_eq!(KeyRecord::from_proto(&bad_org), Err(RecordError::OrgId));
         let bad_key = proto::KeyRecord {
             key_id: vec![1; 17],
             ..good
         };
-        assert_eq!(KeyRecord::from_proto(&bad_key), Err(RecordError::BadKeyId));
+        assert_eq!(KeyRecord::from_proto(&bad_key), Err(RecordError::KeyId));
     }
 
     #[test]
@@ -262,14 +267,5 @@ mod tests {
         let record = sample("sk_live_c");
         assert!(!record.is_expired(record.expires_at - 1));
         assert!(record.is_expired(record.expires_at));
-    }
-
-    #[test]
-    fn formats_uuids_like_postgres() {
-        let id = Uuid([
-            0x55, 0x0e, 0x84, 0x00, 0xe2, 0x9b, 0x41, 0xd4, 0xa7, 0x16, 0x44, 0x66, 0x55, 0x44,
-            0x00, 0x00,
-        ]);
-        assert_eq!(id.hyphenated(), "550e8400-e29b-41d4-a716-446655440000");
     }
 }

@@ -69,10 +69,12 @@ impl RecordCache {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -81,13 +83,13 @@ impl RecordCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Uuid;
+    use keysync_contract::id::Id;
 
     fn record(key: &str) -> KeyRecord {
         KeyRecord {
             hash: KeyHash::of_key(key.as_bytes()),
-            key_id: Uuid([1; 16]),
-            org_id: Uuid([2; 16]),
+            key_id: Id([1; 16]),
+            org_id: Id([2; 16]),
             expires_at: 0,
             rate_limit: None,
         }

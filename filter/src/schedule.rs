@@ -1,37 +1,12 @@
-//! When the sync service acts: full refreshes at start and then every
-//! `refresh_interval`, and after a failure (of a refresh, or of the watch stream) again
-//! with exponential backoff (1 s, 2 s, 4 s, ... up to a ceiling).
+//! When the sync service refreshes: at start, then every `refresh_interval`, and after
+//! a failed refresh again with jittered exponential backoff (about 1 s, 2 s, 4 s ... up
+//! to a ceiling, never longer than the interval itself).
 
+use keysync_backoff::Backoff;
 use std::time::Duration;
 
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-
-/// Exponential backoff after consecutive failures.
-pub struct Backoff {
-    max: Duration,
-    failures: u32,
-}
-
-impl Backoff {
-    pub fn new(max: Duration) -> Self {
-        Backoff { max, failures: 0 }
-    }
-
-    /// Counts a failure and returns how long to wait before the next attempt.
-    pub fn failed(&mut self) -> Duration {
-        let factor = 1u32.checked_shl(self.failures.min(16)).unwrap_or(u32::MAX);
-        self.failures = self.failures.saturating_add(1);
-        FIRST_RETRY.saturating_mul(factor).min(self.max)
-    }
-
-    pub fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    pub fn consecutive_failures(&self) -> u32 {
-        self.failures
-    }
-}
+/// The first retry after a failure.
+pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Schedule {
     interval: Duration,
@@ -40,11 +15,11 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Due at once.
-    pub fn new(interval: Duration, max_retry: Duration) -> Self {
+    /// Due at once. `seed` spreads the retries of many Envoys (see `keysync_backoff`).
+    pub fn new(interval: Duration, max_retry: Duration, seed: u64) -> Self {
         Schedule {
             interval,
-            backoff: Backoff::new(max_retry.min(interval)),
+            backoff: Backoff::new(FIRST_RETRY, max_retry.min(interval), seed),
             next_due_ms: 0,
         }
     }
@@ -80,7 +55,7 @@ mod tests {
 
     #[test]
     fn due_at_start_then_every_interval() {
-        let mut s = Schedule::new(Duration::from_secs(900), Duration::from_secs(60));
+        let mut s = Schedule::new(Duration::from_secs(900), Duration::from_secs(60), 1);
         assert!(s.is_due(0));
         s.succeeded(1_000);
         assert!(!s.is_due(900_999));
@@ -89,27 +64,23 @@ mod tests {
 
     #[test]
     fn backs_off_exponentially_to_the_ceiling_and_resets() {
-        let mut s = Schedule::new(Duration::from_secs(900), Duration::from_secs(10));
-        let delays: Vec<u64> = (0..6).map(|_| s.failed(0).as_secs()).collect();
-        assert_eq!(delays, vec![1, 2, 4, 8, 10, 10]);
+        let mut s = Schedule::new(Duration::from_secs(900), Duration::from_secs(10), 1);
+        for nominal in [1, 2, 4, 8, 10, 10] {
+            let delay = s.failed(0);
+            assert!(
+                delay <= Duration::from_secs(nominal) && delay >= Duration::from_secs(nominal) / 2,
+                "{delay:?} for {nominal}s"
+            );
+            assert!(!s.is_due(millis(delay) - 1) && s.is_due(millis(delay)));
+        }
         assert_eq!(s.consecutive_failures(), 6);
         s.succeeded(0);
-        assert_eq!(s.failed(0).as_secs(), 1);
-    }
-
-    #[test]
-    fn backoff_alone() {
-        let mut b = Backoff::new(Duration::from_secs(3));
-        assert_eq!(b.failed().as_secs(), 1);
-        assert_eq!(b.failed().as_secs(), 2);
-        assert_eq!(b.failed().as_secs(), 3);
-        b.reset();
-        assert_eq!(b.failed().as_secs(), 1);
+        assert!(s.failed(0) <= Duration::from_secs(1));
     }
 
     #[test]
     fn never_waits_longer_than_the_refresh_interval() {
-        let mut s = Schedule::new(Duration::from_secs(2), Duration::from_secs(60));
+        let mut s = Schedule::new(Duration::from_secs(2), Duration::from_secs(60), 1);
         for _ in 0..40 {
             assert!(s.failed(0) <= Duration::from_secs(2));
         }

@@ -1,8 +1,6 @@
-//! Envoy's shared data (one key-value namespace per `vm_id`, visible to every worker),
-//! behind a trait so that the store logic runs in native unit tests.
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
+//! Envoy's shared data (one key-value namespace per `vm_id`, visible to every worker):
+//! the part of the [`crate::host::Host`] seam the store and the rate-limit counters need,
+//! so they take only this.
 
 /// An entry as read: its value (if any) and the version to pass back for compare-and-swap.
 pub struct Entry {
@@ -23,29 +21,14 @@ pub trait SharedData {
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), WriteError>;
 }
 
-/// The real thing: proxy-wasm host calls.
-pub struct HostSharedData;
-
-impl SharedData for HostSharedData {
+/// A borrowed store of shared data is one too: a worker hands `&host` to the key store.
+impl<T: SharedData + ?Sized> SharedData for &T {
     fn get(&self, key: &str) -> Entry {
-        match hostcalls::get_shared_data(key) {
-            Ok((value, cas)) => Entry {
-                value,
-                cas: cas.unwrap_or(0),
-            },
-            Err(_) => Entry {
-                value: None,
-                cas: 0,
-            },
-        }
+        (**self).get(key)
     }
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), WriteError> {
-        let cas = (cas != 0).then_some(cas);
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
-            Status::CasMismatch => WriteError::CasMismatch,
-            other => WriteError::Host(other as u32),
-        })
+        (**self).set(key, value, cas)
     }
 }
 

@@ -1,8 +1,7 @@
 //! The filter's Envoy stats. Request counters are kept per worker and flushed on the
 //! worker's tick, so a request costs no stats host call.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use crate::host::{Host, MetricKind};
 use std::cell::Cell;
 
 /// Counters bumped on the request path.
@@ -58,9 +57,9 @@ pub struct RequestStats {
 
 impl RequestStats {
     /// Defines the counters with Envoy (every worker gets handles to the same stats).
-    pub fn define() -> Self {
+    pub fn define<H: Host>(host: &H) -> Self {
         RequestStats {
-            ids: COUNTERS.map(|(_, name)| define(MetricType::Counter, name)),
+            ids: COUNTERS.map(|(_, name)| host.define_metric(MetricKind::Counter, name)),
             pending: Default::default(),
         }
     }
@@ -85,34 +84,35 @@ impl RequestStats {
         }
     }
 
-    pub fn flush(&self) {
+    pub fn flush<H: Host>(&self, host: &H) {
         self.drain(|i, count| {
             if let Some(Some(id)) = self.ids.get(i) {
-                let delta = i64::try_from(count).unwrap_or(i64::MAX);
-                // A failed stat update is not worth failing anything for.
-                let _ = hostcalls::increment_metric(*id, delta);
+                host.increment_metric(*id, count);
             }
         });
     }
 }
 
-pub fn define(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, name).ok()
-}
+/// A stat of the sync service, written as things happen. `None` when Envoy refused to
+/// define it: a missing stat is not worth failing anything for.
+#[derive(Clone, Copy, Debug)]
+pub struct Stat(Option<u32>);
 
-pub fn increment(id: Option<u32>) {
-    add(id, 1);
-}
-
-pub fn add(id: Option<u32>, count: u64) {
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX));
+impl Stat {
+    pub fn define<H: Host>(host: &H, kind: MetricKind, name: &str) -> Self {
+        Stat(host.define_metric(kind, name))
     }
-}
 
-pub fn record(id: Option<u32>, value: u64) {
-    if let Some(id) = id {
-        let _ = hostcalls::record_metric(id, value);
+    pub fn add<H: Host>(self, host: &H, count: u64) {
+        if let Some(id) = self.0 {
+            host.increment_metric(id, count);
+        }
+    }
+
+    pub fn record<H: Host>(self, host: &H, value: u64) {
+        if let Some(id) = self.0 {
+            host.record_metric(id, value);
+        }
     }
 }
 

@@ -8,22 +8,21 @@
 //! keysync cannot replay what the stream missed. A broken stream is reopened with
 //! backoff and resumes from the revision the store is complete up to.
 
-use crate::clock;
 use crate::config::SyncConfig;
+use crate::full_refresh::{Page, Progress, Refresh, Summary};
+use crate::host::{Host, MetricKind};
 use crate::key_store::{Change, KeyStore};
-use crate::keysync_api;
-use crate::local_rate_limit::{self, Subject};
+use crate::keysync_api::{self, Reply};
+use crate::local_rate_limit;
 use crate::record::KeyRecord;
-use crate::refresh::{Progress, Refresh, Summary};
-use crate::schedule::{millis, Backoff, Schedule};
-use crate::shared_data::HostSharedData;
-use crate::stats;
+use crate::schedule::{millis, Schedule, FIRST_RETRY};
+use crate::stats::{self, Stat};
 use crate::store_meta::StoreMeta;
-use crate::watch::{Step, Watch};
+use crate::watch_client::{Step, Watch};
+use keysync_backoff::Backoff;
+use keysync_contract::subject::Subject;
 use keysync_proto::v1 as proto;
 use log::{info, warn};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -34,9 +33,9 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// is down changes wait for the next refresh.
 const MAX_STREAM_BACKOFF: Duration = Duration::from_secs(5);
 
-pub struct SyncService {
+pub struct SyncService<H> {
+    host: H,
     config: SyncConfig,
-    store: KeyStore<HostSharedData>,
     schedule: Schedule,
     running: Option<Running>,
     /// A refresh is wanted now (keysync asked for one, or the stream went wrong).
@@ -69,27 +68,55 @@ enum Stream {
         watch: Watch,
         last_message_ms: u64,
         connected: bool,
+        /// When the split change set now arriving began; a set that does not finish
+        /// within `watch_idle_timeout` is as bad as a silent stream.
+        partial_since_ms: Option<u64>,
     },
 }
 
 struct Metrics {
-    refresh_ok: Option<u32>,
-    refresh_failed: Option<u32>,
-    keys_loaded: Option<u32>,
-    store_revision: Option<u32>,
-    stream_connected: Option<u32>,
-    seconds_since_sync: Option<u32>,
-    resyncs: Option<u32>,
-    stream_changes: Option<u32>,
+    refresh_ok: Stat,
+    refresh_failed: Stat,
+    keys_loaded: Stat,
+    store_revision: Stat,
+    stream_connected: Stat,
+    seconds_since_sync: Stat,
+    resyncs: Stat,
+    stream_changes: Stat,
 }
 
-impl SyncService {
-    pub fn new(config: SyncConfig) -> Self {
-        let schedule = Schedule::new(config.refresh_interval, config.max_retry_interval);
-        let stream_backoff = Backoff::new(config.max_retry_interval.min(MAX_STREAM_BACKOFF));
+impl Metrics {
+    fn define<H: Host>(host: &H) -> Self {
+        let counter = |name| Stat::define(host, MetricKind::Counter, name);
+        let gauge = |name| Stat::define(host, MetricKind::Gauge, name);
+        Metrics {
+            refresh_ok: counter(stats::REFRESH_OK),
+            refresh_failed: counter(stats::REFRESH_FAILED),
+            keys_loaded: gauge(stats::KEYS_LOADED),
+            store_revision: gauge(stats::STORE_REVISION),
+            stream_connected: gauge(stats::STREAM_CONNECTED),
+            seconds_since_sync: gauge(stats::SECONDS_SINCE_SYNC),
+            resyncs: counter(stats::RESYNCS),
+            stream_changes: counter(stats::STREAM_CHANGES),
+        }
+    }
+}
+
+impl<H: Host> SyncService<H> {
+    pub fn new(host: H, config: SyncConfig) -> Self {
+        // The clock differs between Envoys started together only by milliseconds, which
+        // is all the jitter needs: the seed is scrambled.
+        let seed = host.now_unix_ms();
+        let schedule = Schedule::new(config.refresh_interval, config.max_retry_interval, seed);
+        let stream_backoff = Backoff::new(
+            FIRST_RETRY,
+            config.max_retry_interval.min(MAX_STREAM_BACKOFF),
+            seed.rotate_left(17),
+        );
         SyncService {
+            metrics: Metrics::define(&host),
+            host,
             config,
-            store: KeyStore::new(HostSharedData),
             schedule,
             running: None,
             resync_wanted: false,
@@ -97,25 +124,21 @@ impl SyncService {
             stream: Stream::Down { retry_at_ms: 0 },
             stream_backoff,
             counters: HashSet::new(),
-            metrics: Metrics {
-                refresh_ok: stats::define(MetricType::Counter, stats::REFRESH_OK),
-                refresh_failed: stats::define(MetricType::Counter, stats::REFRESH_FAILED),
-                keys_loaded: stats::define(MetricType::Gauge, stats::KEYS_LOADED),
-                store_revision: stats::define(MetricType::Gauge, stats::STORE_REVISION),
-                stream_connected: stats::define(MetricType::Gauge, stats::STREAM_CONNECTED),
-                seconds_since_sync: stats::define(MetricType::Gauge, stats::SECONDS_SINCE_SYNC),
-                resyncs: stats::define(MetricType::Counter, stats::RESYNCS),
-                stream_changes: stats::define(MetricType::Counter, stats::STREAM_CHANGES),
-            },
         }
     }
 
+    fn store(&self) -> KeyStore<&H> {
+        KeyStore::new(&self.host)
+    }
+
     pub fn on_tick(&mut self) {
-        let now = clock::now_unix_ms();
+        let now = self.host.now_unix_ms();
         self.tick_refresh(now);
         self.tick_stream(now);
-        let silent = self.store.meta().silent_for(now / 1000);
-        stats::record(self.metrics.seconds_since_sync, silent.unwrap_or(0));
+        let silent = self.store().meta().silent_for(now / 1000);
+        self.metrics
+            .seconds_since_sync
+            .record(&self.host, silent.unwrap_or(0));
     }
 
     fn tick_refresh(&mut self, now: u64) {
@@ -125,7 +148,7 @@ impl SyncService {
             if now.saturating_sub(running.sent_at_ms) > deadline {
                 let token = running.token;
                 self.running = None;
-                let _ = hostcalls::cancel_grpc_call(token);
+                self.host.cancel_grpc(token);
                 self.refresh_failed(now, "no answer from keysync");
             }
             return;
@@ -143,16 +166,29 @@ impl SyncService {
         if !self.config.watch {
             return;
         }
+        let timeout = millis(self.config.watch_idle_timeout);
         match &self.stream {
             Stream::Open {
                 token,
                 last_message_ms,
+                partial_since_ms,
+                watch,
                 ..
             } => {
+                let token = *token;
                 let idle = now.saturating_sub(*last_message_ms);
-                if idle > millis(self.config.watch_idle_timeout) {
-                    keysync_api::cancel_stream(*token);
+                if idle > timeout {
+                    self.host.cancel_grpc_stream(token);
                     self.stream_down(now, &format!("no message for {}s", idle / 1000));
+                } else if partial_since_ms.is_some_and(|since| now.saturating_sub(since) > timeout)
+                {
+                    warn!(
+                        "watch stream: a split change set after revision {} did not complete \
+                         within {}s; resyncing, the current keys keep serving",
+                        watch.complete(),
+                        timeout / 1000
+                    );
+                    self.resync(token, now);
                 }
             }
             Stream::Down { retry_at_ms } => {
@@ -187,7 +223,8 @@ impl SyncService {
 
     // ---- full refresh ----
 
-    pub fn on_response(&mut self, token: u32, status: u32, size: usize) {
+    /// A `ListKeys` page arrived (or its call failed).
+    pub fn on_response(&mut self, token: u32, reply: Reply) {
         let Some(mut running) = self.running.take() else {
             return;
         };
@@ -195,18 +232,17 @@ impl SyncService {
             self.running = Some(running);
             return;
         }
-        let now = clock::now_unix_ms();
-        let page = match keysync_api::response::<proto::ListKeysResponse>(status, size) {
+        let now = self.host.now_unix_ms();
+        let page = match keysync_api::decode::<proto::ListKeysResponse>(reply)
+            .map_err(|e| e.to_string())
+            .and_then(|page| Page::decode(page).map_err(|e| e.to_string()))
+        {
             Ok(page) => page,
-            Err(e) => return self.refresh_failed(now, &e.to_string()),
+            Err(reason) => return self.refresh_failed(now, &reason),
         };
-        let records: Vec<KeyRecord> = page
-            .keys
-            .iter()
-            .filter_map(|k| KeyRecord::from_proto(k).ok())
-            .collect();
-        self.ensure_counters(&records);
-        match running.refresh.apply(&self.store, page, now / 1000) {
+        self.ensure_counters(&page.records);
+        let applied = running.refresh.apply(&self.store(), page, now / 1000);
+        match applied {
             Ok(Progress::More(request)) => {
                 let stream_up = running.stream_up_throughout;
                 self.send_page_request(running.refresh, &request, now, stream_up)
@@ -226,6 +262,7 @@ impl SyncService {
         stream_up_throughout: bool,
     ) {
         match keysync_api::dispatch(
+            &self.host,
             &self.config.keysync_cluster,
             keysync_api::LIST_KEYS,
             request,
@@ -256,9 +293,10 @@ impl SyncService {
         }
         self.schedule.succeeded(now);
         self.touch_meta(now);
-        stats::increment(self.metrics.refresh_ok);
-        stats::record(self.metrics.keys_loaded, summary.total);
-        stats::record(self.metrics.store_revision, self.store.meta().revision);
+        self.metrics.refresh_ok.add(&self.host, 1);
+        self.metrics.keys_loaded.record(&self.host, summary.total);
+        let revision = self.store().meta().revision;
+        self.metrics.store_revision.record(&self.host, revision);
         // With the stream down, the store is now complete up to the refresh's first page;
         // the stream resumes from there. With it up, it already tracks completeness.
         if !self.stream_connected() {
@@ -281,7 +319,7 @@ impl SyncService {
             self.schedule.consecutive_failures(),
             delay.as_secs_f32()
         );
-        stats::increment(self.metrics.refresh_failed);
+        self.metrics.refresh_failed.add(&self.host, 1);
     }
 
     // ---- watch stream ----
@@ -291,6 +329,7 @@ impl SyncService {
             after_revision: after,
         };
         match keysync_api::open_stream(
+            &self.host,
             &self.config.keysync_cluster,
             keysync_api::WATCH_KEYS,
             &request,
@@ -301,19 +340,22 @@ impl SyncService {
                     watch: Watch::new(after),
                     last_message_ms: now,
                     connected: false,
+                    partial_since_ms: None,
                 };
             }
             Err(e) => self.stream_down(now, &e.to_string()),
         }
     }
 
-    pub fn on_stream_message(&mut self, token: u32, size: usize) {
-        let now = clock::now_unix_ms();
+    /// A message arrived on the watch stream `token` (or could not be read).
+    pub fn on_stream_message(&mut self, token: u32, reply: Reply) {
+        let now = self.host.now_unix_ms();
         let Stream::Open {
             token: open,
             watch,
             last_message_ms,
             connected,
+            partial_since_ms,
         } = &mut self.stream
         else {
             return;
@@ -329,12 +371,16 @@ impl SyncService {
                 watch.complete()
             );
             self.stream_backoff.reset();
-            stats::record(self.metrics.stream_connected, 1);
+            self.metrics.stream_connected.record(&self.host, 1);
         }
-        let step = keysync_api::stream_message::<proto::KeyChanges>(size)
+        let step = keysync_api::decode::<proto::KeyChanges>(reply)
             .map_err(|e| e.to_string())
             .and_then(|message| watch.on_message(message).map_err(|e| e.to_string()));
         let complete = watch.complete();
+        *partial_since_ms = match (watch.in_partial(), *partial_since_ms) {
+            (false, _) => None,
+            (true, since) => since.or(Some(now)),
+        };
         match step {
             Ok(Step::Apply { revision, changes }) => {
                 self.apply(revision, &changes, now);
@@ -357,11 +403,11 @@ impl SyncService {
 
     /// Counters exist before workers can see the keys that count on them.
     fn ensure_counters(&mut self, records: &[KeyRecord]) {
-        for (subject, _) in records.iter().filter_map(Subject::of) {
+        for (subject, _) in records.iter().filter_map(KeyRecord::limit_subject) {
             if self.counters.contains(&subject) {
                 continue;
             }
-            match local_rate_limit::ensure_counter(&HostSharedData, &subject) {
+            match local_rate_limit::ensure_counter(&self.host, &subject) {
                 Ok(()) => {
                     self.counters.insert(subject);
                 }
@@ -380,19 +426,22 @@ impl SyncService {
             .collect();
         self.ensure_counters(&upserts);
         // Announce the revision before touching buckets (see `KeyStore::cache_lookup`).
-        let mut meta = self.store.meta();
+        let store = self.store();
+        let mut meta = store.meta();
         meta.revision = meta.revision.max(revision);
         meta.heard_at = now / 1000;
-        if let Err(e) = self.store.write_meta(&meta) {
+        if let Err(e) = store.write_meta(&meta) {
             warn!("cannot write the store metadata: {e}");
         }
-        match self.store.apply_changes(changes) {
+        match store.apply_changes(changes) {
             Ok(diff) => {
                 info!(
                     "watch applied revision {revision}: updated={}, removed={}",
                     diff.updated, diff.removed
                 );
-                stats::add(self.metrics.stream_changes, changes.len() as u64);
+                self.metrics
+                    .stream_changes
+                    .add(&self.host, changes.len() as u64);
             }
             Err(e) => {
                 warn!("cannot apply revision {revision}: {e}; resyncing");
@@ -404,21 +453,24 @@ impl SyncService {
                 running.refresh.note(change);
             }
         }
-        stats::record(self.metrics.store_revision, meta.revision);
+        self.metrics
+            .store_revision
+            .record(&self.host, meta.revision);
     }
 
+    /// The watch stream `token` ended.
     pub fn on_stream_close(&mut self, token: u32, status: u32) {
         if matches!(self.stream, Stream::Open { token: open, .. } if open == token) {
-            let now = clock::now_unix_ms();
+            let now = self.host.now_unix_ms();
             self.stream_down(now, &format!("closed with gRPC status {status}"));
         }
     }
 
     fn resync(&mut self, token: u32, now: u64) {
-        keysync_api::cancel_stream(token);
-        stats::increment(self.metrics.resyncs);
+        self.host.cancel_grpc_stream(token);
+        self.metrics.resyncs.add(&self.host, 1);
         self.stream = Stream::Down { retry_at_ms: now };
-        stats::record(self.metrics.stream_connected, 0);
+        self.metrics.stream_connected.record(&self.host, 0);
         self.resync_wanted = true;
     }
 
@@ -431,7 +483,7 @@ impl SyncService {
         self.stream = Stream::Down {
             retry_at_ms: now.saturating_add(millis(delay)),
         };
-        stats::record(self.metrics.stream_connected, 0);
+        self.metrics.stream_connected.record(&self.host, 0);
         if let Some(running) = &mut self.running {
             running.stream_up_throughout = false;
         }
@@ -439,12 +491,425 @@ impl SyncService {
 
     /// Records that keysync was heard from: workers judge staleness by it.
     fn touch_meta(&self, now: u64) {
+        let store = self.store();
         let meta = StoreMeta {
             heard_at: now / 1000,
-            ..self.store.meta()
+            ..store.meta()
         };
-        if let Err(e) = self.store.write_meta(&meta) {
+        if let Err(e) = store.write_meta(&meta) {
             warn!("cannot write the store metadata: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The sync service's transitions, driven tick by tick against a fake host.
+
+    use super::*;
+    use crate::config::PluginConfig;
+    use crate::fake_host::{logged_line, Call, FakeHost};
+    use crate::key_hash::KeyHash;
+    use crate::keysync_api::ApiError;
+    use keysync_contract::id::Id;
+
+    const NOW_MS: u64 = 1_700_000_000_000;
+
+    fn service(config: &str) -> SyncService<FakeHost> {
+        let PluginConfig::Sync(config) = PluginConfig::parse(config.as_bytes()).unwrap() else {
+            panic!("not a sync configuration: {config}");
+        };
+        SyncService::new(FakeHost::at(NOW_MS), config)
+    }
+
+    fn key(n: u8) -> proto::KeyRecord {
+        proto::KeyRecord {
+            key_hash: KeyHash::of_key(&[n]).0.to_vec(),
+            key_id: vec![n; 16],
+            org_id: vec![0xab; 16],
+            expires_at: 0,
+            rate_limit: None,
+        }
+    }
+
+    fn hash(n: u8) -> KeyHash {
+        KeyHash::of_key(&[n])
+    }
+
+    fn known(service: &SyncService<FakeHost>, n: u8) -> bool {
+        service.store().find(&hash(n)).unwrap().is_some()
+    }
+
+    /// keysync's answer to a `ListKeys` call: `keys` sorted by hash, in pages as asked.
+    fn page_for(call: &Call, keys: &[proto::KeyRecord], revision: u64) -> Reply {
+        let request: proto::ListKeysRequest = call.decode();
+        let mut sorted = keys.to_vec();
+        sorted.sort_by(|a, b| a.key_hash.cmp(&b.key_hash));
+        let rest: Vec<_> = sorted
+            .into_iter()
+            .filter(|k| k.key_hash > request.after_hash)
+            .collect();
+        let size = request.page_size as usize;
+        Ok(prost::Message::encode_to_vec(&proto::ListKeysResponse {
+            more: rest.len() > size,
+            keys: rest.into_iter().take(size).collect(),
+            revision,
+        }))
+    }
+
+    fn list_calls(service: &SyncService<FakeHost>) -> usize {
+        service
+            .host
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.method == keysync_api::LIST_KEYS)
+            .count()
+    }
+
+    /// Answers `ListKeys` calls until the refresh in progress completes.
+    fn serve_refresh(
+        service: &mut SyncService<FakeHost>,
+        keys: &[proto::KeyRecord],
+        revision: u64,
+    ) {
+        for _ in 0..100 {
+            let Some(running) = &service.running else {
+                return;
+            };
+            let token = running.token;
+            let call = service
+                .host
+                .calls
+                .borrow()
+                .iter()
+                .find(|c| c.token == token)
+                .cloned()
+                .unwrap();
+            service.on_response(token, page_for(&call, keys, revision));
+        }
+        panic!("the refresh never completed");
+    }
+
+    fn tick_after(service: &mut SyncService<FakeHost>, by: Duration) {
+        service.host.advance(by);
+        service.on_tick();
+    }
+
+    /// Lets `by` pass in 5 s ticks while keysync heartbeats, as it does on a quiet stream.
+    fn quiet_for(service: &mut SyncService<FakeHost>, by: Duration) {
+        let mut passed = Duration::ZERO;
+        while passed < by {
+            if let Some(token) = stream_token(service) {
+                let revision = service.complete.unwrap_or(0);
+                service.on_stream_message(token, changes(revision, &[], &[]));
+            }
+            tick_after(service, Duration::from_secs(5));
+            passed += Duration::from_secs(5);
+        }
+    }
+
+    fn stream_token(service: &SyncService<FakeHost>) -> Option<u32> {
+        match service.stream {
+            Stream::Open { token, .. } => Some(token),
+            Stream::Down { .. } => None,
+        }
+    }
+
+    fn changes(revision: u64, upserts: &[u8], removals: &[u8]) -> Reply {
+        Ok(prost::Message::encode_to_vec(&proto::KeyChanges {
+            revision,
+            upserts: upserts.iter().map(|n| key(*n)).collect(),
+            removals: removals.iter().map(|n| hash(*n).0.to_vec()).collect(),
+            resync_required: false,
+            partial: false,
+        }))
+    }
+
+    fn partial(revision: u64, upserts: &[u8]) -> Reply {
+        let mut message: proto::KeyChanges =
+            prost::Message::decode(changes(revision, upserts, &[]).unwrap().as_slice()).unwrap();
+        message.partial = true;
+        Ok(prost::Message::encode_to_vec(&message))
+    }
+
+    /// A service that completed its first refresh at revision 10 and whose stream is up.
+    fn running_with_stream(config: &str, keys: &[proto::KeyRecord]) -> SyncService<FakeHost> {
+        let mut service = service(config);
+        service.on_tick();
+        serve_refresh(&mut service, keys, 10);
+        let token = stream_token(&service).expect("the stream opens after the refresh");
+        service.on_stream_message(token, changes(10, &[], &[]));
+        assert!(service.stream_connected());
+        service
+    }
+
+    #[test]
+    fn the_first_tick_loads_everything_then_opens_the_stream_after_it() {
+        let mut service = service(r#"{"role":"sync","page_size":2}"#);
+        service.on_tick();
+        let first = service.host.last_call().unwrap();
+        assert_eq!(first.method, keysync_api::LIST_KEYS);
+        assert_eq!(first.timeout, Some(Duration::from_secs(10)));
+        let keys: Vec<_> = (1..=5).map(key).collect();
+        serve_refresh(&mut service, &keys, 10);
+        assert_eq!(list_calls(&service), 3, "five keys in pages of two");
+        assert!((1..=5).all(|n| known(&service, n)));
+        let meta = service.store().meta();
+        assert!(meta.synced());
+        assert_eq!((meta.revision, meta.keys), (10, 5));
+        assert!(logged_line("cache refresh complete: updated=5, removed=0, total=5").is_some());
+        assert_eq!(service.host.metric(stats::REFRESH_OK), Some(1));
+
+        let stream = service.host.last_stream().expect("a watch stream");
+        assert_eq!(stream.method, keysync_api::WATCH_KEYS);
+        let request: proto::WatchKeysRequest = stream.decode();
+        assert_eq!(request.after_revision, 10);
+    }
+
+    #[test]
+    fn stream_changes_reach_the_store_and_heartbeats_keep_it_fresh() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1), key(2)]);
+        assert_eq!(service.host.metric(stats::STREAM_CONNECTED), Some(1));
+        let token = stream_token(&service).unwrap();
+        service.on_stream_message(token, changes(11, &[3], &[1]));
+        assert!(!known(&service, 1), "revoked");
+        assert!(known(&service, 3), "created");
+        assert_eq!(service.complete, Some(11));
+        assert_eq!(service.store().meta().revision, 11);
+
+        tick_after(&mut service, Duration::from_secs(5));
+        service.on_stream_message(token, changes(11, &[], &[]));
+        assert_eq!(
+            service.store().meta().heard_at,
+            service.host.now_ms.get() / 1000,
+            "a heartbeat is word from keysync"
+        );
+    }
+
+    #[test]
+    fn a_closed_stream_is_reopened_after_backoff_from_the_complete_revision() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        service.on_stream_message(token, changes(12, &[2], &[]));
+        service.on_stream_close(token, 14);
+        assert!(stream_token(&service).is_none());
+        assert_eq!(service.host.metric(stats::STREAM_CONNECTED), Some(0));
+        assert!(logged_line("watch stream down (closed with gRPC status 14)").is_some());
+
+        let streams = service.host.streams.borrow().len();
+        tick_after(&mut service, Duration::from_millis(400));
+        assert_eq!(
+            service.host.streams.borrow().len(),
+            streams,
+            "not before the backoff (at least 0.5 s)"
+        );
+        tick_after(&mut service, Duration::from_millis(700));
+        let reopened = service.host.last_stream().unwrap();
+        assert_eq!(service.host.streams.borrow().len(), streams + 1);
+        let request: proto::WatchKeysRequest = reopened.decode();
+        assert_eq!(
+            request.after_revision, 12,
+            "resumes after what the store holds"
+        );
+    }
+
+    #[test]
+    fn a_silent_stream_is_presumed_dead() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        tick_after(&mut service, Duration::from_secs(16));
+        assert!(service.host.cancelled.borrow().contains(&token));
+        assert!(stream_token(&service).is_none());
+        assert!(logged_line("no message for 16s").is_some());
+    }
+
+    #[test]
+    fn a_failed_page_backs_off_and_the_last_keys_keep_serving() {
+        let mut service = running_with_stream(
+            r#"{"role":"sync","refresh_interval":"60s","max_retry_interval":"8s"}"#,
+            &[key(1)],
+        );
+        let mut delays = Vec::new();
+        quiet_for(&mut service, Duration::from_secs(60));
+        for _ in 0..5 {
+            let call = service.host.last_call().unwrap();
+            service.on_response(call.token, Err(ApiError::Grpc(14, "unavailable".into())));
+            assert!(known(&service, 1), "the store keeps serving");
+            // Tick in 100 ms steps until the retry goes out.
+            let calls = list_calls(&service);
+            let mut waited = Duration::ZERO;
+            while list_calls(&service) == calls {
+                tick_after(&mut service, Duration::from_millis(100));
+                waited += Duration::from_millis(100);
+                assert!(waited < Duration::from_secs(20), "no retry");
+            }
+            delays.push(waited);
+        }
+        assert_eq!(service.host.metric(stats::REFRESH_FAILED), Some(5));
+        for (delay, nominal) in delays.iter().zip([1, 2, 4, 8, 8]) {
+            let nominal = Duration::from_secs(nominal);
+            assert!(
+                *delay >= nominal / 2 && *delay <= nominal + Duration::from_millis(100),
+                "{delays:?}"
+            );
+        }
+        assert!(
+            logged_line("cache refresh failed: gRPC status 14: unavailable; retry 5").is_some()
+        );
+        serve_refresh(&mut service, &[key(1), key(2)], 11);
+        assert!(known(&service, 2), "a later refresh succeeds");
+    }
+
+    #[test]
+    fn a_refresh_nobody_answers_is_abandoned() {
+        let mut service = service(r#"{"role":"sync","request_timeout":"1s"}"#);
+        service.on_tick();
+        let token = service.host.last_call().unwrap().token;
+        tick_after(&mut service, Duration::from_millis(2100));
+        assert!(service.host.cancelled.borrow().contains(&token));
+        assert_eq!(service.host.metric(stats::REFRESH_FAILED), Some(1));
+    }
+
+    #[test]
+    fn a_revision_going_backwards_is_not_applied_and_forces_a_resync() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        let lists = list_calls(&service);
+        service.on_stream_message(token, changes(5, &[7], &[]));
+        assert!(!known(&service, 7), "not applied");
+        assert!(service.host.cancelled.borrow().contains(&token));
+        assert_eq!(service.host.metric(stats::RESYNCS), Some(1));
+        assert!(logged_line("revision went backwards").is_some());
+        service.on_tick();
+        assert_eq!(
+            list_calls(&service),
+            lists + 1,
+            "a full refresh starts at once"
+        );
+        assert!(stream_token(&service).is_none(), "the stream waits for it");
+        serve_refresh(&mut service, &[key(1)], 10);
+        assert!(stream_token(&service).is_some(), "then reopens");
+    }
+
+    #[test]
+    fn keysync_asking_for_a_resync_gets_one() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        let message = proto::KeyChanges {
+            revision: 99,
+            resync_required: true,
+            ..Default::default()
+        };
+        service.on_stream_message(token, Ok(prost::Message::encode_to_vec(&message)));
+        service.on_tick();
+        assert_eq!(
+            service.host.last_call().unwrap().method,
+            keysync_api::LIST_KEYS
+        );
+        assert!(logged_line("full resync").is_some());
+    }
+
+    #[test]
+    fn a_split_change_set_completes_on_its_last_part() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        service.on_stream_message(token, partial(11, &[2]));
+        assert!(known(&service, 2), "parts apply as they come");
+        assert_eq!(
+            service.complete,
+            Some(10),
+            "but the revision is not complete yet"
+        );
+        service.on_stream_message(token, changes(11, &[3], &[]));
+        assert_eq!(service.complete, Some(11));
+    }
+
+    #[test]
+    fn a_split_change_set_that_never_ends_forces_a_resync() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        // A rogue keeps the stream busy with parts of one change set and never ends it.
+        for n in 0..4 {
+            service.on_stream_message(token, partial(11, &[20 + n]));
+            tick_after(&mut service, Duration::from_secs(5));
+        }
+        assert!(service.host.cancelled.borrow().contains(&token));
+        assert!(logged_line("did not complete within 15s").is_some());
+        assert_eq!(service.complete, Some(10));
+        assert_eq!(service.host.metric(stats::RESYNCS), Some(1));
+    }
+
+    #[test]
+    fn undecodable_messages_and_bad_records_force_a_resync() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        service.on_stream_message(token, Ok(b"\xff\xff\xff not protobuf".to_vec()));
+        assert!(logged_line("watch stream: cannot decode").is_some());
+        assert!(stream_token(&service).is_none());
+
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        let mut bad = key(5);
+        bad.org_id = vec![1, 2, 3];
+        let message = proto::KeyChanges {
+            revision: 11,
+            upserts: vec![bad],
+            ..Default::default()
+        };
+        service.on_stream_message(token, Ok(prost::Message::encode_to_vec(&message)));
+        assert!(!known(&service, 5));
+        assert!(logged_line("bad key record").is_some());
+    }
+
+    #[test]
+    fn the_periodic_refresh_repairs_drift_the_stream_missed() {
+        let mut service = running_with_stream(
+            r#"{"role":"sync","refresh_interval":"60s"}"#,
+            &[key(1), key(2)],
+        );
+        // keysync dropped key 2 and the stream never said so.
+        quiet_for(&mut service, Duration::from_secs(60));
+        assert!(service.running.is_some(), "the periodic refresh is due");
+        serve_refresh(&mut service, &[key(1)], 10);
+        assert!(!known(&service, 2));
+        let line = logged_line("repaired drift").expect("drift is reported");
+        assert!(line.contains("removed=1"), "{line}");
+    }
+
+    #[test]
+    fn changes_during_a_refresh_are_not_undone_by_its_older_pages() {
+        let mut service = running_with_stream(
+            r#"{"role":"sync","refresh_interval":"60s","page_size":1}"#,
+            &[key(1), key(2), key(3)],
+        );
+        quiet_for(&mut service, Duration::from_secs(60));
+        let token = stream_token(&service).unwrap();
+        // The stream revokes every key while the refresh pages out the old set.
+        service.on_stream_message(token, changes(11, &[], &[1, 2, 3]));
+        serve_refresh(&mut service, &[key(1), key(2), key(3)], 10);
+        assert!(
+            (1..=3).all(|n| !known(&service, n)),
+            "no revoked key comes back"
+        );
+    }
+
+    #[test]
+    fn rate_limit_counters_exist_before_their_keys_are_visible() {
+        let mut limited = key(1);
+        limited.rate_limit = Some(proto::RateLimit {
+            requests_per_minute: 10,
+            burst: 0,
+            per_key: false,
+        });
+        let mut service = service(r#"{"role":"sync"}"#);
+        service.on_tick();
+        serve_refresh(&mut service, &[limited], 10);
+        let subject = Subject::Org(Id([0xab; 16]));
+        assert!(service
+            .host
+            .shared
+            .value(&format!("keysync.rl.{subject}"))
+            .is_some());
     }
 }

@@ -1,5 +1,6 @@
-//! The watch stream's bookkeeping: which revision the store is complete up to, and
-//! what each message keysync sends on `WatchKeys` means for it.
+//! The filter's side of the `WatchKeys` stream: which revision the store is complete up
+//! to, and what each message keysync sends means for it (keysync's side is its watch
+//! server).
 
 use crate::key_hash::KeyHash;
 use crate::key_store::Change;
@@ -58,6 +59,11 @@ impl Watch {
 
     pub fn complete(&self) -> u64 {
         self.complete
+    }
+
+    /// A split change set has begun and its last part has not arrived yet.
+    pub fn in_partial(&self) -> bool {
+        self.partial.is_some()
     }
 
     /// Checks a whole message before anything in it is applied.

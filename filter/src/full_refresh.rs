@@ -40,6 +40,31 @@ impl std::fmt::Display for RefreshError {
     }
 }
 
+/// One `ListKeys` page, its records decoded (once: the sync service also needs them, to
+/// create rate-limit counters before the records land in the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub records: Vec<KeyRecord>,
+    pub more: bool,
+    pub revision: u64,
+}
+
+impl Page {
+    pub fn decode(page: proto::ListKeysResponse) -> Result<Page, RefreshError> {
+        let records = page
+            .keys
+            .iter()
+            .map(KeyRecord::from_proto)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RefreshError::BadRecord)?;
+        Ok(Page {
+            records,
+            more: page.more,
+            revision: page.revision,
+        })
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {
     More(proto::ListKeysRequest),
@@ -140,15 +165,14 @@ impl Refresh {
     pub fn apply<S: SharedData>(
         &mut self,
         store: &KeyStore<S>,
-        page: proto::ListKeysResponse,
+        page: Page,
         now_unix_secs: u64,
     ) -> Result<Progress, RefreshError> {
-        let records = page
-            .keys
-            .iter()
-            .map(KeyRecord::from_proto)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(RefreshError::BadRecord)?;
+        let Page {
+            records,
+            more,
+            revision,
+        } = page;
         let mut previous = self.after;
         for record in &records {
             if previous.is_some_and(|p| p >= record.hash) {
@@ -156,18 +180,18 @@ impl Refresh {
             }
             previous = Some(record.hash);
         }
-        if records.is_empty() && page.more {
+        if records.is_empty() && more {
             return Err(RefreshError::EmptyPageWithMore);
         }
 
         // Announce the revision before changing buckets (see `KeyStore::cache_lookup`).
         let mut meta = store.meta();
-        if page.revision > meta.revision {
-            meta.revision = page.revision;
+        if revision > meta.revision {
+            meta.revision = revision;
             store.write_meta(&meta).map_err(RefreshError::Store)?;
         }
-        self.first_revision.get_or_insert(page.revision);
-        self.summary.revision = self.summary.revision.max(page.revision);
+        self.first_revision.get_or_insert(revision);
+        self.summary.revision = self.summary.revision.max(revision);
         self.summary.pages += 1;
         self.summary.total += records.len() as u64;
 
@@ -182,7 +206,7 @@ impl Refresh {
             self.pending.push(record);
         }
 
-        if page.more {
+        if more {
             return Ok(Progress::More(self.request()));
         }
         self.close_open_bucket(store)?;
@@ -251,6 +275,16 @@ mod tests {
         }
     }
 
+    /// Decodes a page as the sync service does, then applies it.
+    fn apply(
+        refresh: &mut Refresh,
+        store: &KeyStore<FakeSharedData>,
+        page: proto::ListKeysResponse,
+        now: u64,
+    ) -> Result<Progress, RefreshError> {
+        refresh.apply(store, Page::decode(page)?, now)
+    }
+
     fn hashes(n: u32) -> Vec<KeyHash> {
         let mut hashes: Vec<KeyHash> = (0..n).map(|i| KeyHash::of_key(&i.to_le_bytes())).collect();
         hashes.sort();
@@ -276,7 +310,7 @@ mod tests {
                 more: end < keys.len(),
                 revision: 7,
             };
-            match refresh.apply(store, page, 1_700_000_000).unwrap() {
+            match apply(&mut refresh, store, page, 1_700_000_000).unwrap() {
                 Progress::More(next) => request = next,
                 Progress::Done(summary) => return summary,
             }
@@ -349,7 +383,7 @@ mod tests {
         };
         let mut refresh = Refresh::new(10);
         assert_eq!(
-            refresh.apply(&store, unordered, 1),
+            apply(&mut refresh, &store, unordered, 1),
             Err(RefreshError::OutOfOrder)
         );
         let mut bad = proto_record(all[2], 1);
@@ -360,7 +394,7 @@ mod tests {
             revision: 1,
         };
         assert!(matches!(
-            Refresh::new(10).apply(&store, bad_record, 1),
+            apply(&mut Refresh::new(10), &store, bad_record, 1),
             Err(RefreshError::BadRecord(_))
         ));
         let empty_more = proto::ListKeysResponse {
@@ -369,7 +403,7 @@ mod tests {
             revision: 1,
         };
         assert_eq!(
-            Refresh::new(10).apply(&store, empty_more, 1),
+            apply(&mut Refresh::new(10), &store, empty_more, 1),
             Err(RefreshError::EmptyPageWithMore)
         );
         assert_eq!(store.meta(), Default::default(), "nothing written");
@@ -386,7 +420,7 @@ mod tests {
             revision: 1,
         };
         assert!(matches!(
-            refresh.apply(&store, first, 1),
+            apply(&mut refresh, &store, first, 1),
             Ok(Progress::More(_))
         ));
         let again = proto::ListKeysResponse {
@@ -395,7 +429,7 @@ mod tests {
             revision: 1,
         };
         assert_eq!(
-            refresh.apply(&store, again, 1),
+            apply(&mut refresh, &store, again, 1),
             Err(RefreshError::OutOfOrder)
         );
     }
@@ -416,7 +450,7 @@ mod tests {
             revision: 8,
         };
         assert!(matches!(
-            refresh.apply(&store, first, 1),
+            apply(&mut refresh, &store, first, 1),
             Ok(Progress::More(_))
         ));
         let revoked = *all.last().unwrap();
@@ -431,7 +465,7 @@ mod tests {
             revision: 8,
         };
         assert!(matches!(
-            refresh.apply(&store, rest, 1),
+            apply(&mut refresh, &store, rest, 1),
             Ok(Progress::Done(_))
         ));
         assert_eq!(store.find(&revoked).unwrap(), None, "the revocation stands");
@@ -454,7 +488,7 @@ mod tests {
             more: true,
             revision: 3,
         };
-        let Progress::More(next) = refresh.apply(&store, page, 1).unwrap() else {
+        let Progress::More(next) = apply(&mut refresh, &store, page, 1).unwrap() else {
             panic!("expected more");
         };
         assert_eq!(next.after_hash, all[0].0.to_vec());
