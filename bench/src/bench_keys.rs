@@ -3,11 +3,15 @@
 //! for a million) and the load generator can still send them.
 
 use keysync_e2e::keysync::{self as ks, Keysync};
-use keysync_e2e::postgres::TestPostgres;
-use std::time::{Duration, Instant};
+use keysync_e2e::poll;
+use keysync_e2e::postgres::{database_of, TestPostgres};
+use std::time::Duration;
 
 /// Keys per inserting transaction: each reaches keysync as one catch-up.
 const BATCH: usize = 100_000;
+/// How often keysync's metrics are read while it loads: rarely enough not to weigh on
+/// the load being measured.
+const METRICS_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The secret of bench key `i` (counting from 1).
 pub fn secret(i: usize) -> String {
@@ -28,11 +32,7 @@ impl BenchKeys {
     pub fn start() -> BenchKeys {
         let postgres = TestPostgres::start();
         let database_url = postgres.create_database();
-        let database = database_url
-            .rsplit('/')
-            .next()
-            .expect("database name")
-            .to_string();
+        let database = database_of(&database_url).to_string();
         ks::migrate(&database_url);
         let org = ks::create_org(&database_url, "bench");
         BenchKeys {
@@ -73,9 +73,13 @@ impl BenchKeys {
 
 /// Polls keysync's metrics until its store holds `count` keys.
 pub fn wait_for_keysync(keysync: &Keysync, count: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while (keysync.metric("keysync_snapshot_keys", &[]) as usize) < count {
-        assert!(Instant::now() < deadline, "keysync never held {count} keys");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll::within(timeout, METRICS_INTERVAL, || {
+        let held = keysync.metric("keysync_snapshot_keys", &[]) as usize;
+        if held >= count {
+            Ok(())
+        } else {
+            Err(held)
+        }
+    })
+    .unwrap_or_else(|held| panic!("keysync never held {count} keys: {held} after {timeout:?}"));
 }

@@ -8,6 +8,7 @@
 //! at two very different request rates.
 
 use crate::bench_keys::{secret, wait_for_keysync, BenchKeys};
+use crate::gateways::{baseline_gateway, keysync_gateway};
 use crate::median::median;
 use crate::proc_status::rss_kib;
 use crate::wrk::{self, Report};
@@ -16,7 +17,7 @@ use keysync_e2e::keysync::{self as ks, Keysync};
 use keysync_e2e::postgres::TestPostgres;
 use keysync_e2e::scratch::ScratchDir;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Keys the load cycles through (all valid, in every variant).
@@ -32,6 +33,8 @@ pub struct Options {
 
 /// How long keysync may take to load the keys of a step.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
+/// Quiet time before reading the memory baseline's RSS, once its store is synced.
+const SETTLE: Duration = Duration::from_secs(2);
 
 struct Row {
     name: String,
@@ -48,9 +51,8 @@ pub fn run(options: Options) {
     keys.fill_to(API_KEY_AUTH_KEYS.max(HOT_KEYS));
 
     let keysync = Keysync::start(&keys.database_url, &[]);
-    let hot: Vec<String> = (1..=HOT_KEYS).map(secret).collect();
-    let script = dir.path().join("keys.lua");
-    std::fs::write(&script, wrk::rotating_keys_script(&hot)).expect("write wrk script");
+    let hot = hot_keys();
+    let script = rotating_keys_script(dir.path(), &hot);
     let api_keys = dir.path().join("api-keys.txt");
     let all: Vec<String> = (1..=API_KEY_AUTH_KEYS).map(secret).collect();
     std::fs::write(&api_keys, all.join("\n")).expect("write api keys");
@@ -70,23 +72,7 @@ pub fn run(options: Options) {
         eprintln!("{name}: {:.0} req/s", row.report.requests_per_sec);
         row
     };
-    let bench_gateway = |auth: &str| {
-        let mut options = GatewayOptions::new(keysync.grpc, "direct");
-        options.template = "bench.yaml".into();
-        options.concurrency = 1;
-        options.env.push(("BENCH_AUTH".into(), auth.into()));
-        options
-            .env
-            .push(("API_KEYS_FILE".into(), api_keys.display().to_string()));
-        Gateway::start(options)
-    };
-    let keysync_gateway = |template: &str| {
-        let mut options = GatewayOptions::new(keysync.grpc, "direct");
-        options.template = template.into();
-        options.concurrency = 1;
-        options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
-        Gateway::start(options)
-    };
+    let bench_gateway = |auth: &str| baseline_gateway(&keysync, auth, Some(&api_keys));
 
     let mut rows = Vec::new();
     rows.push(measure("(a) no auth filter", &bench_gateway("none")));
@@ -104,7 +90,7 @@ pub fn run(options: Options) {
     ));
     rows.push(measure(
         "(d) ext_authz to keysync (gRPC)",
-        &keysync_gateway("ext-authz.yaml"),
+        &keysync_gateway(&keysync, "ext-authz.yaml"),
     ));
 
     // An Envoy with keysync's filter and an empty store: the memory baseline for (e).
@@ -118,7 +104,7 @@ pub fn run(options: Options) {
         gateway
             .process
             .wait_for_log("cache refresh complete", Duration::from_secs(60));
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(SETTLE);
         rss_kib(gateway.process.pid())
     };
 
@@ -128,7 +114,7 @@ pub fn run(options: Options) {
         keys.fill_to(count);
         wait_for_keysync(&keysync, count, LOAD_TIMEOUT);
         let started = Instant::now();
-        let gateway = keysync_gateway("gateway.yaml");
+        let gateway = keysync_gateway(&keysync, "gateway.yaml");
         let line = gateway
             .process
             .wait_for_log("cache refresh complete", Duration::from_secs(300));
@@ -210,10 +196,7 @@ fn query_rates(
     seconds: u64,
     dir: &Path,
 ) {
-    let mut options = GatewayOptions::new(keysync.grpc, "direct");
-    options.concurrency = 1;
-    options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
-    let gateway = Gateway::start(options);
+    let gateway = keysync_gateway(keysync, "gateway.yaml");
     gateway
         .process
         .wait_for_log("cache refresh complete", Duration::from_secs(300));
@@ -243,8 +226,7 @@ fn query_rates(
     };
     let random = dir.join("random.lua");
     std::fs::write(&random, wrk::RANDOM_KEYS_SCRIPT).expect("write script");
-    let hot_script = dir.join("hot.lua");
-    std::fs::write(&hot_script, wrk::rotating_keys_script(hot)).expect("write script");
+    let hot_script = rotating_keys_script(dir, hot);
     let duration = Duration::from_secs(seconds);
     let flood =
         |script: &Path| wrk::run_with(gateway.addr, 16, duration, &[], Some(script)).requests;
@@ -276,22 +258,10 @@ pub fn floor_vs_filter(rounds: usize, seconds: u64) {
     keys.fill_to(API_KEY_AUTH_KEYS);
     let keysync = Keysync::start(&keys.database_url, &[]);
     wait_for_keysync(&keysync, API_KEY_AUTH_KEYS, LOAD_TIMEOUT);
-    let hot: Vec<String> = (1..=HOT_KEYS).map(secret).collect();
-    let script = dir.path().join("keys.lua");
-    std::fs::write(&script, wrk::rotating_keys_script(&hot)).expect("write wrk script");
-    let baseline = |auth: &str| {
-        let mut options = GatewayOptions::new(keysync.grpc, "direct");
-        options.template = "bench.yaml".into();
-        options.concurrency = 1;
-        options.env.push(("BENCH_AUTH".into(), auth.into()));
-        Gateway::start(options)
-    };
-    let floor = baseline("empty-wasm");
-    let calls = baseline("contract-calls");
-    let mut filter = GatewayOptions::new(keysync.grpc, "direct");
-    filter.concurrency = 1;
-    filter.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
-    let filter = Gateway::start(filter);
+    let script = rotating_keys_script(dir.path(), &hot_keys());
+    let floor = baseline_gateway(&keysync, "empty-wasm", None);
+    let calls = baseline_gateway(&keysync, "contract-calls", None);
+    let filter = keysync_gateway(&keysync, "gateway.yaml");
     filter
         .process
         .wait_for_log("cache refresh complete", Duration::from_secs(60));
@@ -319,11 +289,27 @@ pub fn floor_vs_filter(rounds: usize, seconds: u64) {
         calls_ratio.push(c.requests_per_sec / b.requests_per_sec);
         filter_ratio.push(e.requests_per_sec / b.requests_per_sec);
     }
-    println!(
-        "over the wasm floor (medians of {rounds} rounds): the contract's host calls alone add {:.2} us a request (throughput {:.3} of (b)); keysync's filter adds {:.2} us ({:.3} of (b))",
+    match (
         median(&mut calls_added),
         median(&mut calls_ratio),
         median(&mut filter_added),
-        median(&mut filter_ratio)
-    );
+        median(&mut filter_ratio),
+    ) {
+        (Some(calls_added), Some(calls_ratio), Some(filter_added), Some(filter_ratio)) => println!(
+            "over the wasm floor (medians of {rounds} rounds): the contract's host calls alone add {calls_added:.2} us a request (throughput {calls_ratio:.3} of (b)); keysync's filter adds {filter_added:.2} us ({filter_ratio:.3} of (b))"
+        ),
+        _ => println!("no rounds run: no medians"),
+    }
+}
+
+/// The keys the load cycles through: bench keys `1..=HOT_KEYS`.
+fn hot_keys() -> Vec<String> {
+    (1..=HOT_KEYS).map(secret).collect()
+}
+
+/// Writes a wrk script sending `keys` in turn into `dir`; returns its path.
+fn rotating_keys_script(dir: &Path, keys: &[String]) -> PathBuf {
+    let path = dir.join("rotating-keys.lua");
+    std::fs::write(&path, wrk::rotating_keys_script(keys)).expect("write wrk script");
+    path
 }

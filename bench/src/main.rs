@@ -8,6 +8,7 @@
 mod bench_keys;
 mod compare;
 mod cpu_time;
+mod gateways;
 mod keysync_memory;
 mod latency;
 mod load;
@@ -18,7 +19,8 @@ mod propagation;
 mod rate_limit;
 mod wrk;
 
-use clap::{Parser, Subcommand};
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(about = "keysync benchmarks (see bench/README.md)")]
@@ -53,21 +55,13 @@ enum Bench {
     },
     /// Local rate limiting on one Envoy with 2 workers: how many of a burst pass.
     RateLimitLocal {
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        #[arg(long, default_value_t = 1000)]
-        requests: usize,
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
+        #[command(flatten)]
+        burst: Burst,
     },
     /// Global rate limiting: several Envoys, one keysync, one Redis.
     RateLimitGlobal {
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        #[arg(long, default_value_t = 1000)]
-        requests: usize,
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
+        #[command(flatten)]
+        burst: Burst,
         #[arg(long, default_value_t = 3)]
         envoys: usize,
     },
@@ -92,18 +86,35 @@ enum Bench {
     /// The wasm floor, the contract's host calls alone and keysync's filter, alternating
     /// (quick profiling).
     FloorVsFilter {
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = at_least_one())]
         rounds: usize,
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
         rounds: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+}
+
+/// The burst the rate-limit accuracy benchmarks send at a limited key.
+#[derive(Args)]
+struct Burst {
+    /// Requests a minute the key's organization may make.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+}
+
+/// Round counts: a median of no rounds is no figure.
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..)
 }
 
 fn main() {
@@ -116,17 +127,12 @@ fn main() {
             rounds,
             active,
         } => memory::run(churn, rounds, active),
-        Bench::RateLimitLocal {
-            limit,
-            requests,
-            connections,
-        } => rate_limit::accuracy_local(limit, requests, connections),
-        Bench::RateLimitGlobal {
-            limit,
-            requests,
-            connections,
-            envoys,
-        } => rate_limit::accuracy_global(limit, requests, connections, envoys),
+        Bench::RateLimitLocal { burst } => {
+            rate_limit::accuracy_local(burst.limit, burst.requests, burst.connections)
+        }
+        Bench::RateLimitGlobal { burst, envoys } => {
+            rate_limit::accuracy_global(burst.limit, burst.requests, burst.connections, envoys)
+        }
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
         Bench::FloorVsFilter { rounds, seconds } => compare::floor_vs_filter(rounds, seconds),

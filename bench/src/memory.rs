@@ -2,8 +2,10 @@
 //! against one that only ever saw the `active` keys that remain, both fed by the same
 //! keysync, measured in the same run.
 
+use crate::gateways::SYNC_EVERY_15M;
 use crate::proc_status::rss_kib;
 use keysync_e2e::gateway::Gateway;
+use keysync_e2e::postgres::database_of;
 use keysync_e2e::stack::Stack;
 use std::time::Duration;
 
@@ -13,14 +15,9 @@ const SETTLE: Duration = Duration::from_secs(5);
 
 pub fn run(churn: usize, rounds: usize, active: usize) {
     let stack = Stack::start(|options| {
-        options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+        options.sync_config = SYNC_EVERY_15M.into();
     });
-    let database = stack
-        .database_url
-        .rsplit('/')
-        .next()
-        .expect("database name")
-        .to_string();
+    let database = database_of(&stack.database_url);
     let churned = &stack.gateway;
     churned
         .process
@@ -28,7 +25,7 @@ pub fn run(churn: usize, rounds: usize, active: usize) {
     let empty_rss = rss_kib(churned.process.pid());
 
     let org = stack.create_org("bench");
-    insert_keys(&stack, &database, &org, "active", active);
+    insert_keys(&stack, database, &org, "active", active);
     churned.wait_for_stat("stream_changes", TIMEOUT, |n| n >= active as u64);
 
     let per_round = churn / rounds.max(1);
@@ -36,13 +33,13 @@ pub fn run(churn: usize, rounds: usize, active: usize) {
     for round in 0..rounds {
         let name = format!("churn-{round}");
         let before = churned.stat("stream_changes");
-        insert_keys(&stack, &database, &org, &name, per_round);
+        insert_keys(&stack, database, &org, &name, per_round);
         churned.wait_for_stat("stream_changes", TIMEOUT, |n| {
             n >= before + per_round as u64
         });
         peak_rss = peak_rss.max(rss_kib(churned.process.pid()));
         stack.postgres.psql(
-            &database,
+            database,
             &format!(
                 "UPDATE api_keys SET active = false, revoked_at = now() WHERE name = '{name}'"
             ),
@@ -56,7 +53,7 @@ pub fn run(churn: usize, rounds: usize, active: usize) {
 
     // The baseline: a fresh Envoy that loads only the surviving keys.
     let fresh = stack.start_another_gateway(|options| {
-        options.sync_config = r#"{"role":"sync","refresh_interval":"15m"}"#.into();
+        options.sync_config = SYNC_EVERY_15M.into();
     });
     fresh
         .process

@@ -3,13 +3,20 @@
 
 use crate::http::{self, Response};
 use crate::paths;
+use crate::poll;
 use crate::process::Process;
 use crate::scratch::ScratchDir;
+use keysync_contract::limit::Limit;
+use keysync_contract::subject::Subject;
+use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+/// How long Envoy may take to serve on its gateway listener after it starts.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct GatewayOptions {
     /// A template under `envoy/`.
@@ -75,6 +82,25 @@ pub fn render(template: &str, env: &[(String, String)]) -> String {
     String::from_utf8(output.stdout).expect("rendered config is UTF-8")
 }
 
+/// Renders `envoy/<template>` like [`render`] with the built filter module, and runs
+/// `envoy --mode validate` on the result; returns what Envoy said.
+pub fn validate(template: &str, env: &[(String, String)]) -> Output {
+    let mut all = vec![(
+        "KEYSYNC_FILTER_WASM".to_string(),
+        paths::filter_wasm().display().to_string(),
+    )];
+    all.extend_from_slice(env);
+    let config = render(template, &all);
+    let dir = ScratchDir::new("validate").expect("temp dir for a rendered config");
+    let path = dir.path().join(template);
+    std::fs::write(&path, config).expect("write the rendered config");
+    Command::new(paths::envoy_bin())
+        .args(["--mode", "validate", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run envoy --mode validate")
+}
+
 impl Gateway {
     pub fn start(options: GatewayOptions) -> Gateway {
         let dir = ScratchDir::new("envoy").expect("temp dir for envoy");
@@ -110,39 +136,37 @@ impl Gateway {
             .arg("info");
         let process = Process::spawn("envoy", command);
 
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let admin = loop {
-            if let Ok(text) = std::fs::read_to_string(&admin_path) {
-                if let Ok(addr) = text.trim().parse::<SocketAddr>() {
-                    break addr;
-                }
-            }
+        // Both waits share one deadline: they are one start.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let exited = |process: &Process| {
             if let Some(status) = process.exit_status() {
                 panic!("envoy exited ({status}) before serving:\n{}", process.log());
             }
-            assert!(
-                Instant::now() < deadline,
-                "envoy wrote no admin address:\n{}",
-                process.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         };
-        let addr = loop {
+        let admin = poll::until(deadline, poll::INTERVAL, || {
+            let written = std::fs::read_to_string(&admin_path).ok();
+            if let Some(addr) = written.as_deref().and_then(|text| text.trim().parse().ok()) {
+                return Ok(addr);
+            }
+            exited(&process);
+            Err(())
+        })
+        .unwrap_or_else(|()| panic!("envoy wrote no admin address:\n{}", process.log()));
+        let addr = poll::until(deadline, poll::INTERVAL, || {
             if let Some(addr) = listener_addr(admin, "gateway") {
                 if http::get(admin, "/ready", &[]).is_ok_and(|r| r.status == 200) {
-                    break addr;
+                    return Ok(addr);
                 }
             }
-            if let Some(status) = process.exit_status() {
-                panic!("envoy exited ({status}) before serving:\n{}", process.log());
-            }
-            assert!(
-                Instant::now() < deadline,
+            exited(&process);
+            Err(())
+        })
+        .unwrap_or_else(|()| {
+            panic!(
                 "envoy's gateway listener did not come up:\n{}",
                 process.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+            )
+        });
         Gateway {
             process,
             addr,
@@ -164,6 +188,29 @@ impl Gateway {
         self.get(path, &[("authorization", value.as_bytes())])
     }
 
+    /// `GET path` with `key` and the global rate-limit descriptor headers, claiming
+    /// `subject`'s budget at `limit`: what a client trying to spend someone else's budget
+    /// sends. The gateway must drop them.
+    pub fn get_with_forged_descriptor(
+        &self,
+        path: &str,
+        key: &str,
+        subject: Subject,
+        limit: Limit,
+    ) -> Response {
+        let bearer = format!("Bearer {key}");
+        let subject = subject.to_string();
+        let limit = limit.to_string();
+        self.get(
+            path,
+            &[
+                ("authorization", bearer.as_bytes()),
+                (RATE_LIMIT_SUBJECT_HEADER, subject.as_bytes()),
+                (RATE_LIMIT_LIMIT_HEADER, limit.as_bytes()),
+            ],
+        )
+    }
+
     /// Polls `GET path` with `key` until the status is `status`; returns that response.
     pub fn wait_for_status(
         &self,
@@ -172,21 +219,22 @@ impl Gateway {
         status: u16,
         timeout: Duration,
     ) -> Response {
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll::within(timeout, poll::INTERVAL, || {
             let response = self.get_with_key(path, key);
             if response.status == status {
-                return response;
+                Ok(response)
+            } else {
+                Err(response)
             }
-            assert!(
-                Instant::now() < deadline,
+        })
+        .unwrap_or_else(|last| {
+            panic!(
                 "expected {status} for GET {path} within {timeout:?}, still {}: {}\nenvoy log tail:\n{}",
-                response.status,
-                response.text(),
-                tail(&self.process.log(), 30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                last.status,
+                last.text(),
+                self.process.log_tail(30)
+            )
+        })
     }
 
     /// The filter's stats (`wasmcustom.keysync.*`), by short name (`allowed`, ...).
@@ -214,18 +262,12 @@ impl Gateway {
 
     /// Polls until `stat(name)` satisfies `ok` (stats are flushed about once a second).
     pub fn wait_for_stat(&self, name: &str, timeout: Duration, ok: impl Fn(u64) -> bool) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let value = self.stat(name);
-            if ok(value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stat {name} still {value} after {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll::eventually(
+            &format!("stat {name}"),
+            timeout,
+            || self.stat(name),
+            |&value| ok(value),
+        )
     }
 
     /// Waits for the sync service's next completed refresh after log offset `offset`.
@@ -245,9 +287,4 @@ fn listener_addr(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
     let socket = &listener["local_address"]["socket_address"];
     let port = u16::try_from(socket["port_value"].as_u64()?).ok()?;
     (port != 0).then(|| SocketAddr::from(([127, 0, 0, 1], port)))
-}
-
-pub fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -57,16 +57,22 @@ pub fn cli(database_url: &str, args: &[&str]) -> Output {
         .expect("run keysync")
 }
 
-/// Runs `keysync <args> --json` and returns its JSON output; panics on failure.
-pub fn cli_json(database_url: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let output = cli(database_url, &all);
+/// Runs `keysync <args>` against `database_url`; panics with its stderr when it fails.
+fn cli_ok(database_url: &str, args: &[&str]) -> Output {
+    let output = cli(database_url, args);
     assert!(
         output.status.success(),
         "keysync {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    output
+}
+
+/// Runs `keysync <args> --json` and returns its JSON output; panics on failure.
+pub fn cli_json(database_url: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = cli_ok(database_url, &all);
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "keysync {args:?} printed no JSON ({e}): {}",
@@ -76,12 +82,7 @@ pub fn cli_json(database_url: &str, args: &[&str]) -> serde_json::Value {
 }
 
 pub fn migrate(database_url: &str) {
-    let output = cli(database_url, &["migrate"]);
-    assert!(
-        output.status.success(),
-        "keysync migrate failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    cli_ok(database_url, &["migrate"]);
 }
 
 pub fn create_org(database_url: &str, name: &str) -> String {
@@ -109,11 +110,22 @@ pub fn create_key(database_url: &str, org_id: &str, name: &str, extra: &[&str]) 
 }
 
 pub fn revoke_key(database_url: &str, key_id: &str) {
-    let output = cli(database_url, &["keys", "revoke", key_id]);
-    assert!(
-        output.status.success(),
-        "keysync keys revoke failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    cli_ok(database_url, &["keys", "revoke", key_id]);
+}
+
+/// `keysync orgs set-limit <org_id> <args>`, such as `--rpm 100 --burst 20` or `--clear`.
+pub fn set_org_limit(database_url: &str, org_id: &str, args: &[&str]) {
+    cli_ok(
+        database_url,
+        &[&["orgs", "set-limit", org_id], args].concat(),
+    );
+}
+
+/// `keysync keys set-limit <key_id> <args>`: a limit of the key's own.
+pub fn set_key_limit(database_url: &str, key_id: &str, args: &[&str]) {
+    cli_ok(
+        database_url,
+        &[&["keys", "set-limit", key_id], args].concat(),
     );
 }
 

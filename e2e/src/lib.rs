@@ -6,6 +6,8 @@
 //! blocking wait would stall a single-threaded runtime). Failures panic with a message
 //! that says what was expected and what the process logged; a [`Process`] dropped while
 //! its test panics prints the tail of its log, so CI output shows what each process said.
+//! Every wait is a [`poll`] bounded by a deadline that reports what it saw last, never a
+//! sleep standing in for an assertion.
 
 // A test harness: an unmet expectation panics with its message, which is the failure
 // report the test wants.
@@ -14,9 +16,11 @@
 pub mod echo;
 pub mod gateway;
 pub mod http;
+pub mod in_process;
 pub mod keysync;
 mod os;
 pub mod paths;
+pub mod poll;
 pub mod postgres;
 pub mod process;
 pub mod rate_window;

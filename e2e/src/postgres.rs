@@ -225,6 +225,12 @@ impl TestPostgres {
     }
 }
 
+/// The database a URL of [`TestPostgres::create_database`] or [`TestPostgres::url`]
+/// names: what follows its last `/`.
+pub fn database_of(url: &str) -> &str {
+    url.rsplit_once('/').map_or(url, |(_, database)| database)
+}
+
 impl Drop for TestPostgres {
     fn drop(&mut self) {
         if let Some(server) = self.server.as_mut() {
@@ -449,4 +455,18 @@ fn copy_tree(source: &Path, destination: &Path, owner: Option<(u32, u32)>) -> io
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_what_follows_the_last_slash() {
+        assert_eq!(
+            database_of("postgres://keysync@127.0.0.1:5432/keysync_test_3"),
+            "keysync_test_3"
+        );
+        assert_eq!(database_of("keysync_test_3"), "keysync_test_3");
+    }
 }

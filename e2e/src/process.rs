@@ -2,7 +2,7 @@
 //!
 //! Tests wait for what a process says ("listening on", "cache refresh complete") by
 //! polling its log, never by sleeping. The child runs in its own process group, gets
-//! SIGTERM if the test binary dies (see [`crate::spawner`]), and is terminated when the
+//! SIGTERM if the test binary dies (see `spawner.rs`), and is terminated when the
 //! [`Process`] is dropped; a drop during a panic prints the tail of the log.
 
 use std::fs::{self, File, OpenOptions};
@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::scratch::ScratchDir;
-use crate::{os, spawner};
+use crate::{os, poll, spawner};
 
 /// How often log files and exit status are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -77,16 +77,9 @@ impl ChildState {
         }
     }
 
-    fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
-        loop {
-            if let Some(status) = self.try_status() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
+    /// Waits up to `timeout` for the child to end; `None` if it still runs.
+    fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        poll::within(timeout, POLL_INTERVAL, || self.try_status().ok_or(())).ok()
     }
 }
 
@@ -166,6 +159,11 @@ impl Process {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
     }
 
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log(), lines)
+    }
+
     /// The current size of the log in bytes: an offset for [`Process::wait_for_log_after`].
     pub fn log_len(&self) -> usize {
         fs::metadata(&self.log_path).map_or(0, |metadata| {
@@ -183,14 +181,13 @@ impl Process {
     /// Like [`Process::wait_for_log`], but only looks at log text after byte `offset`
     /// (from [`Process::log_len`]), to wait for something that happens after an action.
     pub fn wait_for_log_after(&self, offset: usize, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
         let mut scan = LogScan::new(offset);
-        loop {
+        poll::within(timeout, POLL_INTERVAL, || {
             // Exit status first: whatever the process wrote before exiting is then
             // already in the file when it is read below.
             let exited = self.lock().try_status();
             if let Some(line) = scan.find(&self.log_path, needle.as_bytes(), exited.is_some()) {
-                return line;
+                return Ok(line);
             }
             if let Some(status) = exited {
                 panic!(
@@ -200,15 +197,15 @@ impl Process {
                     self.tail_report(),
                 );
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{}: no log line containing {needle:?} within {timeout:?}; {}",
-                    self.name,
-                    self.tail_report(),
-                );
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
+            Err(())
+        })
+        .unwrap_or_else(|()| {
+            panic!(
+                "{}: no log line containing {needle:?} within {timeout:?}; {}",
+                self.name,
+                self.tail_report(),
+            )
+        })
     }
 
     /// Sends `signal` to the process itself (not its process group).
@@ -223,7 +220,7 @@ impl Process {
 
     /// Waits up to `timeout` for the process to exit on its own; `None` if it still runs.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        self.state_mut().wait_until(Instant::now() + timeout)
+        self.state_mut().wait_for_exit(timeout)
     }
 
     /// Sends SIGTERM to the process group, waits up to 5 s, then sends SIGKILL.
@@ -234,7 +231,7 @@ impl Process {
             return;
         }
         state.signal(Signal::Term, true);
-        if state.wait_until(Instant::now() + TERMINATE_GRACE).is_none() {
+        if state.wait_for_exit(TERMINATE_GRACE).is_none() {
             state.signal(Signal::Kill, true);
             reap(state);
         }
@@ -263,7 +260,7 @@ impl Process {
     fn tail_report(&self) -> String {
         format!(
             "last {TAIL_LINES} lines of its log:\n{}",
-            tail(&self.log(), TAIL_LINES)
+            self.log_tail(TAIL_LINES)
         )
     }
 }

@@ -29,6 +29,11 @@ pub fn forwarded_header(response: &Response, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How many of `responses` have `status`.
+pub fn count_status(responses: &[Response], status: u16) -> usize {
+    responses.iter().filter(|r| r.status == status).count()
+}
+
 /// A member (`limit`, `remaining` or `reset`) of a response's `RateLimit` header
 /// (`limit=100, remaining=42, reset=17`); `None` when the header or the member is absent.
 pub fn ratelimit_member(response: &Response, name: &str) -> Option<u64> {

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_stream::StreamExt;
 
+use crate::in_process::InProcessServer;
+
 /// What the rogue serves.
 pub struct Script {
     /// What ListKeys serves at first (see [`RogueKeysync::set_keys`]).
@@ -40,8 +42,7 @@ struct Shared {
 pub struct RogueKeysync {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: InProcessServer,
 }
 
 /// A valid `KeyChanges` payload.
@@ -58,9 +59,6 @@ pub fn changes(revision: u64, upserts: Vec<proto::KeyRecord>) -> Vec<u8> {
 
 impl RogueKeysync {
     pub fn start(script: Script) -> RogueKeysync {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind rogue keysync");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("rogue keysync address");
         let shared = Arc::new(Shared {
             keys: Mutex::new(script.keys.clone()),
             script,
@@ -73,26 +71,12 @@ impl RogueKeysync {
             .route("/keysync.v1.KeySync/LookupKey", post(lookup_key))
             .route("/keysync.v1.KeySync/WatchKeys", post(watch_keys))
             .with_state(shared.clone());
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rogue keysync runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
-        });
+        // Envoy may hold a stream open; a drop does not wait for it to let go.
+        let server = InProcessServer::start("rogue keysync", app).detach_on_drop();
         RogueKeysync {
-            addr,
+            addr: server.addr,
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -111,16 +95,6 @@ impl RogueKeysync {
 
     pub fn watch_calls(&self) -> usize {
         self.shared.watch_calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for RogueKeysync {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        // Envoy may hold a stream open; don't wait for it to let go.
-        drop(self.thread.take());
     }
 }
 

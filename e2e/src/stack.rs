@@ -3,59 +3,35 @@
 
 use crate::echo;
 use crate::gateway::{Gateway, GatewayOptions};
+use crate::in_process::InProcessServer;
 use crate::keysync::{self, CreatedKey, Keysync};
 use crate::postgres::TestPostgres;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The echo backend, served in-process on its own thread.
+/// The echo backend, served in-process on its own thread until dropped.
 pub struct Backend {
     pub addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: InProcessServer,
 }
 
 impl Backend {
     pub fn start() -> Backend {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind echo backend");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("echo backend address");
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("echo backend runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                let _ = echo::serve_until(listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
+        let server = InProcessServer::start("echo backend", echo::router());
         Backend {
-            addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            addr: server.addr,
+            _server: server,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
-}
 
-impl Drop for Backend {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    /// `BACKEND_URLS` with this backend as `api-service`, the upstream of the shipped
+    /// routes.
+    pub fn backend_urls(&self) -> String {
+        format!("api-service={}", self.url())
     }
 }
 
@@ -83,8 +59,7 @@ impl Stack {
         keysync::migrate(&database_url);
         let keysync = Keysync::start(&database_url, keysync_env);
         let backend = Backend::start();
-        let mut options =
-            GatewayOptions::new(keysync.grpc, format!("api-service={}", backend.url()));
+        let mut options = GatewayOptions::new(keysync.grpc, backend.backend_urls());
         configure(&mut options);
         let gateway = Gateway::start(options);
         Stack {
@@ -98,10 +73,7 @@ impl Stack {
 
     /// Another Envoy in front of this stack's keysync and backend.
     pub fn start_another_gateway(&self, configure: impl FnOnce(&mut GatewayOptions)) -> Gateway {
-        let mut options = GatewayOptions::new(
-            self.keysync.grpc,
-            format!("api-service={}", self.backend.url()),
-        );
+        let mut options = GatewayOptions::new(self.keysync.grpc, self.backend.backend_urls());
         configure(&mut options);
         Gateway::start(options)
     }
@@ -112,6 +84,17 @@ impl Stack {
 
     pub fn create_key(&self, org_id: &str, extra: &[&str]) -> CreatedKey {
         keysync::create_key(&self.database_url, org_id, "test key", extra)
+    }
+
+    /// `keysync orgs set-limit <org_id> <args>`, such as `--rpm 100 --burst 20` or
+    /// `--clear`; panics when it fails.
+    pub fn set_org_limit(&self, org_id: &str, args: &[&str]) {
+        keysync::set_org_limit(&self.database_url, org_id, args);
+    }
+
+    /// `keysync keys set-limit <key_id> <args>`; panics when it fails.
+    pub fn set_key_limit(&self, key_id: &str, args: &[&str]) {
+        keysync::set_key_limit(&self.database_url, key_id, args);
     }
 
     /// Waits until the gateway has completed a refresh that started after this call.

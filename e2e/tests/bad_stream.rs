@@ -2,13 +2,11 @@
 //! keeps serving the keys it has. keysync here is a rogue that sends what we script.
 
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::poll::{eventually, DEADLINE};
 use keysync_e2e::rogue_keysync::{changes, RogueKeysync, Script};
 use keysync_e2e::stack::Backend;
 use keysync_proto::v1 as proto;
 use sha2::{Digest, Sha256};
-use std::time::{Duration, Instant};
-
-const DEADLINE: Duration = Duration::from_secs(30);
 const KEY: &str = "sk_live_RogueStreamTestKey0000000001";
 const OTHER_KEY: &str = "sk_live_RogueStreamTestKey0000000002";
 
@@ -23,19 +21,11 @@ fn record(key: &str, org: u8) -> proto::KeyRecord {
 }
 
 fn gateway_for(rogue: &RogueKeysync, backend: &Backend, refresh_interval: &str) -> Gateway {
-    let mut options = GatewayOptions::new(rogue.addr, format!("api-service={}", backend.url()));
+    let mut options = GatewayOptions::new(rogue.addr, backend.backend_urls());
     options.sync_config = format!(
         r#"{{"role":"sync","refresh_interval":"{refresh_interval}","max_retry_interval":"1s"}}"#
     );
     Gateway::start(options)
-}
-
-fn wait_for(what: &str, ok: impl Fn() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Runs one script and checks the filter resynced, logging `reason`, and still serves.
@@ -53,8 +43,18 @@ fn resyncs_and_keeps_serving(first_watch: Vec<Vec<u8>>, reason: &str) -> Gateway
     assert_eq!(gateway.get_with_key("/", KEY).status, 200);
 
     gateway.process.wait_for_log(reason, DEADLINE);
-    wait_for("a resync (a second ListKeys)", || rogue.list_calls() >= 2);
-    wait_for("the watch to be reopened", || rogue.watch_calls() >= 2);
+    eventually(
+        "a resync (a second ListKeys)",
+        DEADLINE,
+        || rogue.list_calls(),
+        |&calls| calls >= 2,
+    );
+    eventually(
+        "the watch to be reopened",
+        DEADLINE,
+        || rogue.watch_calls(),
+        |&calls| calls >= 2,
+    );
     gateway.wait_for_stat("resyncs", DEADLINE, |n| n >= 1);
     for _ in 0..10 {
         assert_eq!(

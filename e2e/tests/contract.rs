@@ -4,16 +4,17 @@
 //! (`envoy/ext-authz.yaml`). Real Envoy, keysync and PostgreSQL; the echo backend shows
 //! what the gateway forwarded.
 
+use keysync_contract::limit::Limit;
+use keysync_contract::subject::Subject;
+use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 use keysync_e2e::gateway::GatewayOptions;
 use keysync_e2e::http::Response;
-use keysync_e2e::keysync::{cli, revoke_key};
+use keysync_e2e::keysync::revoke_key;
+use keysync_e2e::poll::DEADLINE;
 use keysync_e2e::rate_window::enough_of_the_window_left;
 use keysync_e2e::redis::TestRedis;
 use keysync_e2e::replies::{assert_error, assert_rate_limited, forwarded_header, ratelimit_member};
 use keysync_e2e::stack::Stack;
-use std::time::Duration;
-
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Request headers with raw byte values.
 type Headers = Vec<(&'static str, Vec<u8>)>;
@@ -238,15 +239,7 @@ fn ext_authz_combines_with_global_rate_limiting() {
             .push(("RATE_LIMIT_MODE".into(), "global".into()));
     });
     let org = stack.create_org("limited");
-    let set_limit = cli(
-        &stack.database_url,
-        &["orgs", "set-limit", &org, "--rpm", "3"],
-    );
-    assert!(
-        set_limit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&set_limit.stderr)
-    );
+    stack.set_org_limit(&org, &["--rpm", "3"]);
     // Created after the limit: every request with it is counted.
     let key = stack.create_key(&org, &[]);
     let unlimited_org = stack.create_org("unlimited");
@@ -258,27 +251,26 @@ fn ext_authz_combines_with_global_rate_limiting() {
     assert_eq!(ratelimit_member(&first, "limit"), Some(3));
     assert_eq!(ratelimit_member(&first, "remaining"), Some(2));
     assert!(
-        forwarded_header(&first, "x-keysync-rl-subject").is_empty(),
+        forwarded_header(&first, RATE_LIMIT_SUBJECT_HEADER).is_empty(),
         "descriptor headers do not reach the backend: {}",
         first.text()
     );
 
     // A client cannot spend another organization's budget: keysync removes the
     // descriptor headers it sent.
-    let bearer = format!("Bearer {}", unlimited.key);
-    let subject = format!("org:{org}");
+    let subject = Subject::Org(org.parse().expect("the CLI prints org ids as UUIDs"));
+    let limit = Limit {
+        requests_per_minute: 1,
+        burst: 0,
+    };
     for _ in 0..3 {
-        let response = stack.gateway.get(
-            "/",
-            &[
-                ("authorization", bearer.as_bytes()),
-                ("x-keysync-rl-subject", subject.as_bytes()),
-                ("x-keysync-rl-limit", b"1+0"),
-            ],
-        );
+        let response =
+            stack
+                .gateway
+                .get_with_forged_descriptor("/", &unlimited.key, subject, limit);
         assert_forwarded_as(&response, &unlimited_org, &unlimited.key_id);
         assert_eq!(response.header("ratelimit"), None);
-        assert!(forwarded_header(&response, "x-keysync-rl-limit").is_empty());
+        assert!(forwarded_header(&response, RATE_LIMIT_LIMIT_HEADER).is_empty());
     }
 
     let statuses: Vec<u16> = (0..4)

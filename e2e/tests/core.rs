@@ -1,13 +1,11 @@
 //! The core contract, end to end: real Envoy with the built filter, real keysync, real
 //! PostgreSQL, an echo backend that shows what the gateway forwarded.
 
-use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::gateway::{self, Gateway, GatewayOptions};
 use keysync_e2e::keysync::Keysync;
+use keysync_e2e::poll::DEADLINE;
 use keysync_e2e::replies::{assert_error, forwarded_header};
 use keysync_e2e::stack::{Backend, Stack};
-use std::time::Duration;
-
-const DEADLINE: Duration = Duration::from_secs(30);
 
 #[test]
 fn valid_missing_unknown_and_spoofed_requests() {
@@ -209,7 +207,7 @@ fn never_synced_fails_closed_by_default_and_open_when_configured() {
         .and_then(|l| l.local_addr())
         .expect("free port");
     let backend = Backend::start();
-    let backends = format!("api-service={}", backend.url());
+    let backends = backend.backend_urls();
     let key = "sk_live_KeyThatCannotBeCheckedRightNow";
 
     let closed = Gateway::start(GatewayOptions::new(nowhere, backends.clone()));
@@ -302,27 +300,13 @@ fn envoy_log_seconds(line: &str) -> f64 {
 
 #[test]
 fn a_bad_plugin_configuration_is_refused_with_a_clear_message() {
-    let nowhere = "127.0.0.1:9".parse().expect("address");
-    let mut options = GatewayOptions::new(nowhere, "api-service=http://127.0.0.1:9");
-    options.auth_config = r#"{"role":"auth","failure_mode":"sometimes"}"#.into();
-    let config = keysync_e2e::gateway::render(
+    let output = gateway::validate(
         "gateway.yaml",
-        &[
-            ("KEYSYNC_AUTH_CONFIG".into(), options.auth_config.clone()),
-            (
-                "KEYSYNC_FILTER_WASM".into(),
-                keysync_e2e::paths::filter_wasm().display().to_string(),
-            ),
-        ],
+        &[(
+            "KEYSYNC_AUTH_CONFIG".into(),
+            r#"{"role":"auth","failure_mode":"sometimes"}"#.into(),
+        )],
     );
-    let dir = keysync_e2e::ScratchDir::new("bad-config").expect("temp dir");
-    let path = dir.path().join("envoy.yaml");
-    std::fs::write(&path, config).expect("write config");
-    let output = std::process::Command::new(keysync_e2e::paths::envoy_bin())
-        .args(["--mode", "validate", "-c"])
-        .arg(&path)
-        .output()
-        .expect("run envoy");
     let log = String::from_utf8_lossy(&output.stderr).to_string()
         + &String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -350,24 +334,7 @@ fn every_shipped_envoy_configuration_validates() {
             .to_string_lossy()
             .to_string();
         for mode in ["local", "global", "off"] {
-            let config = keysync_e2e::gateway::render(
-                &name,
-                &[
-                    (
-                        "KEYSYNC_FILTER_WASM".into(),
-                        keysync_e2e::paths::filter_wasm().display().to_string(),
-                    ),
-                    ("RATE_LIMIT_MODE".into(), mode.into()),
-                ],
-            );
-            let scratch = keysync_e2e::ScratchDir::new("validate").expect("temp dir");
-            let rendered = scratch.path().join(&name);
-            std::fs::write(&rendered, config).expect("write config");
-            let output = std::process::Command::new(keysync_e2e::paths::envoy_bin())
-                .args(["--mode", "validate", "-c"])
-                .arg(&rendered)
-                .output()
-                .expect("run envoy");
+            let output = gateway::validate(&name, &[("RATE_LIMIT_MODE".into(), mode.into())]);
             assert!(
                 output.status.success(),
                 "envoy/{name} (RATE_LIMIT_MODE={mode}) does not validate:\n{}",

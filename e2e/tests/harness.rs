@@ -8,12 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use keysync_e2e::poll::{eventually, DEADLINE};
 use keysync_e2e::redis::TestRedis;
 use keysync_e2e::{Process, TestPostgres};
 use serde_json::Value;
-
-/// Generous: the test machines have 2 shared, noisy cores.
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn assert_send_sync<T: Send + Sync>() {}
 
@@ -48,7 +46,7 @@ fn postgres_serves_separate_databases() {
 fn postgres_keeps_data_across_stop_and_start_again() {
     let mut postgres = TestPostgres::start();
     let url = postgres.create_database();
-    let database = url.rsplit('/').next().expect("url has a database name");
+    let database = keysync_e2e::postgres::database_of(&url);
     postgres.psql(
         database,
         "CREATE TABLE survivors (name text); INSERT INTO survivors VALUES ('kept')",
@@ -73,7 +71,7 @@ fn postgres_keeps_data_across_stop_and_start_again() {
 /// Sends one inline Redis command over a fresh connection and returns the reply line.
 fn redis_command(port: u16, command: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_read_timeout(Some(DEADLINE))?;
     stream.write_all(format!("{command}\r\n").as_bytes())?;
     let mut reply = Vec::new();
     let mut byte = [0u8; 1];
@@ -132,7 +130,7 @@ fn process_log_is_waited_for_and_drop_terminates_the_process() {
     let mut command = Command::new("sh");
     command.args(["-c", "echo hello; sleep 30"]);
     let process = Process::spawn("sh-hello", command);
-    assert_eq!(process.wait_for_log("hello", TIMEOUT), "hello");
+    assert_eq!(process.wait_for_log("hello", DEADLINE), "hello");
     assert!(process.log_len() >= "hello\n".len());
     assert!(process.exit_status().is_none(), "sh exited early");
 
@@ -151,21 +149,19 @@ fn terminate_stops_the_whole_process_group() {
     let mut command = Command::new("sh");
     command.args(["-c", "sleep 30 & echo \"background $!\"; wait"]);
     let mut process = Process::spawn("sh-background", command);
-    let line = process.wait_for_log("background ", TIMEOUT);
+    let line = process.wait_for_log("background ", DEADLINE);
     let background: u32 = line["background ".len()..]
         .parse()
         .unwrap_or_else(|error| panic!("bad pid in {line:?}: {error}"));
     process.terminate();
     process.terminate();
-    let deadline = Instant::now() + TIMEOUT;
     // The background sleep is not our child: once killed, init reaps it.
-    while Path::new(&format!("/proc/{background}")).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "background pid {background} survived terminate"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        &format!("background pid {background} to end after terminate"),
+        DEADLINE,
+        || Path::new(&format!("/proc/{background}")).exists(),
+        |&exists| !exists,
+    );
 }
 
 #[test]
@@ -173,10 +169,10 @@ fn wait_for_log_after_ignores_earlier_lines() {
     let mut command = Command::new("sh");
     command.args(["-c", "echo tick 1; sleep 1; echo tick 2; sleep 30"]);
     let process = Process::spawn("sh-ticks", command);
-    process.wait_for_log("tick 1", TIMEOUT);
+    process.wait_for_log("tick 1", DEADLINE);
     let offset = process.log_len();
     assert_eq!(
-        process.wait_for_log_after(offset, "tick", TIMEOUT),
+        process.wait_for_log_after(offset, "tick", DEADLINE),
         "tick 2"
     );
     assert!(process.log().starts_with("tick 1\ntick 2\n"));
@@ -196,7 +192,7 @@ fn wait_exit_and_kill_report_how_the_process_ended() {
     let mut command = Command::new("sh");
     command.args(["-c", "exit 7"]);
     let mut quick = Process::spawn("sh-exit-7", command);
-    let status = quick.wait_exit(TIMEOUT).expect("sh -c 'exit 7' ends");
+    let status = quick.wait_exit(DEADLINE).expect("sh -c 'exit 7' ends");
     assert_eq!(status.code(), Some(7));
 
     let mut command = Command::new("sleep");
@@ -213,7 +209,7 @@ fn echo_backend_binary_echoes_method_path_and_headers() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_echo-backend"));
     command.args(["--listen", "127.0.0.1:0"]);
     let mut backend = Process::spawn("echo-backend", command);
-    let line = backend.wait_for_log("echo-backend listening on", TIMEOUT);
+    let line = backend.wait_for_log("echo-backend listening on", DEADLINE);
     let address = line
         .strip_prefix("echo-backend listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
@@ -239,7 +235,7 @@ fn echo_backend_binary_echoes_method_path_and_headers() {
 
     backend.signal(keysync_e2e::Signal::Term);
     let status = backend
-        .wait_exit(TIMEOUT)
+        .wait_exit(DEADLINE)
         .expect("echo-backend exits on SIGTERM");
     assert!(status.success(), "echo-backend exited with {status}");
     assert_eq!(backend.log().lines().count(), 1, "{}", backend.log());
@@ -272,7 +268,7 @@ fn http_get(address: &str, path: &str, headers: &[(&str, &str)]) -> (String, Str
     let mut stream =
         TcpStream::connect(address).unwrap_or_else(|error| panic!("connect {address}: {error}"));
     stream
-        .set_read_timeout(Some(TIMEOUT))
+        .set_read_timeout(Some(DEADLINE))
         .expect("set read timeout");
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n");
     for (name, value) in headers {

@@ -3,22 +3,24 @@
 
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::keysync::{self as ks, Keysync};
+use keysync_e2e::poll::DEADLINE;
 use keysync_e2e::stack::Stack;
 use std::time::{Duration, Instant};
-
-const DEADLINE: Duration = Duration::from_secs(30);
 /// The issue's bound for a change to reach Envoy through the push path.
 const PUSH_DEADLINE: Duration = Duration::from_secs(2);
 
 const SYNC_15M: &str = r#"{"role":"sync","refresh_interval":"15m","max_retry_interval":"1s"}"#;
 const AUTH_NO_MISS: &str = r#"{"role":"auth","miss_lookup":{"enabled":false}}"#;
 
-/// A stack whose only way to learn about changes is the watch stream.
+/// A gateway whose only way to learn about changes is the watch stream.
+fn push_only(options: &mut GatewayOptions) {
+    options.sync_config = SYNC_15M.into();
+    options.auth_config = AUTH_NO_MISS.into();
+}
+
+/// A stack whose gateway learns about changes through the watch stream alone.
 fn push_only_stack() -> Stack {
-    let stack = Stack::start(|options| {
-        options.sync_config = SYNC_15M.into();
-        options.auth_config = AUTH_NO_MISS.into();
-    });
+    let stack = Stack::start(push_only);
     wait_until_watching(&stack.gateway);
     stack
 }
@@ -110,13 +112,9 @@ fn a_restarted_postgresql_is_listened_to_again() {
 #[test]
 fn one_keysync_feeds_three_envoys() {
     let stack = push_only_stack();
-    let backends = format!("api-service={}", stack.backend.url());
     let others: Vec<Gateway> = (0..2)
         .map(|_| {
-            let mut options = GatewayOptions::new(stack.keysync.grpc, backends.clone());
-            options.sync_config = SYNC_15M.into();
-            options.auth_config = AUTH_NO_MISS.into();
-            let gateway = Gateway::start(options);
+            let gateway = stack.start_another_gateway(push_only);
             wait_until_watching(&gateway);
             gateway
         })
@@ -138,10 +136,8 @@ fn one_keysync_feeds_three_envoys() {
 fn two_keysyncs_on_one_database_converge() {
     let stack = push_only_stack();
     let second = Keysync::start(&stack.database_url, &[("KEYSYNC_POLL_INTERVAL", "1h")]);
-    let mut options =
-        GatewayOptions::new(second.grpc, format!("api-service={}", stack.backend.url()));
-    options.sync_config = SYNC_15M.into();
-    options.auth_config = AUTH_NO_MISS.into();
+    let mut options = GatewayOptions::new(second.grpc, stack.backend.backend_urls());
+    push_only(&mut options);
     let other = Gateway::start(options);
     wait_until_watching(&other);
 

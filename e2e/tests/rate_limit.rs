@@ -3,77 +3,53 @@
 
 use keysync_e2e::echo::RESPONSE_HEADER_REQUEST;
 use keysync_e2e::http::Response;
-use keysync_e2e::keysync::{cli, CreatedKey};
-use keysync_e2e::rate_window::{enough_of_the_window_left, unix_secs};
-use keysync_e2e::replies::{assert_rate_limited, ratelimit_member};
+use keysync_e2e::keysync::CreatedKey;
+use keysync_e2e::poll::{self, DEADLINE};
+use keysync_e2e::rate_window::{enough_of_the_window_left, wait_until_seconds_left};
+use keysync_e2e::replies::{assert_rate_limited, count_status, ratelimit_member};
 use keysync_e2e::stack::Stack;
 use std::time::Duration;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn set_org_limit(stack: &Stack, org: &str, args: &[&str]) {
-    let mut all = vec!["orgs", "set-limit", org];
-    all.extend_from_slice(args);
-    let output = cli(&stack.database_url, &all);
-    assert!(
-        output.status.success(),
-        "orgs set-limit failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn set_key_limit(stack: &Stack, key_id: &str, args: &[&str]) {
-    let mut all = vec!["keys", "set-limit", key_id];
-    all.extend_from_slice(args);
-    let output = cli(&stack.database_url, &all);
-    assert!(
-        output.status.success(),
-        "keys set-limit failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// Waits until the gateway reports a budget of `limit` for `key` (the limit reached the
 /// filter). The probe request counts against the budget; callers account for it.
 fn wait_for_limit(stack: &Stack, key: &CreatedKey, limit: u64) -> Response {
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
+    poll::within(DEADLINE, poll::INTERVAL, || {
         let response = stack.gateway.get_with_key("/", &key.key);
         if ratelimit_member(&response, "limit") == Some(limit) {
-            return response;
+            Ok(response)
+        } else {
+            Err(response)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
+    })
+    .unwrap_or_else(|last| {
+        panic!(
             "the limit never became {limit}: last RateLimit {:?} ({})",
-            response.header("ratelimit"),
-            response.status
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn count(responses: &[Response], status: u16) -> usize {
-    responses.iter().filter(|r| r.status == status).count()
+            last.header("ratelimit"),
+            last.status
+        )
+    })
 }
 
 #[test]
 fn the_old_check_150_requests_at_100_per_minute_gives_exactly_100() {
     let stack = Stack::start(|_| {});
     let org = stack.create_org("limited");
-    set_org_limit(&stack, &org, &["--rpm", "100"]);
+    stack.set_org_limit(&org, &["--rpm", "100"]);
     let key = stack.create_key(&org, &[]);
     // Near the end of a window, so the test can also see the next window open.
-    while !(45..=50).contains(&(unix_secs() % 60)) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_seconds_left(10..=15);
     let probe = wait_for_limit(&stack, &key, 100);
     assert_eq!(probe.status, 200);
     let mut responses = vec![probe];
     for _ in 1..150 {
         responses.push(stack.gateway.get_with_key("/", &key.key));
     }
-    assert_eq!(count(&responses, 200), 100, "exactly the budget succeeds");
-    assert_eq!(count(&responses, 429), 50);
+    assert_eq!(
+        count_status(&responses, 200),
+        100,
+        "exactly the budget succeeds"
+    );
+    assert_eq!(count_status(&responses, 429), 50);
 
     for (i, ok) in responses.iter().filter(|r| r.status == 200).enumerate() {
         let expected = format!("limit=100, remaining={}, reset=", 99 - i);
@@ -116,12 +92,12 @@ fn burst(stack: &Stack, key: &CreatedKey, n: usize) -> Vec<Response> {
 fn orgs_do_not_share_a_budget_and_a_key_override_wins() {
     let stack = Stack::start(|_| {});
     let (a, b) = (stack.create_org("a"), stack.create_org("b"));
-    set_org_limit(&stack, &a, &["--rpm", "5"]);
-    set_org_limit(&stack, &b, &["--rpm", "3", "--burst", "2"]);
+    stack.set_org_limit(&a, &["--rpm", "5"]);
+    stack.set_org_limit(&b, &["--rpm", "3", "--burst", "2"]);
     let key_a = stack.create_key(&a, &[]);
     let key_b = stack.create_key(&b, &[]);
     let special = stack.create_key(&a, &[]);
-    set_key_limit(&stack, &special.key_id, &["--rpm", "2"]);
+    stack.set_key_limit(&special.key_id, &["--rpm", "2"]);
     enough_of_the_window_left(20);
 
     // The override's budget (2) shows it is the key's own, not org a's (5).
@@ -131,23 +107,23 @@ fn orgs_do_not_share_a_budget_and_a_key_override_wins() {
     assert!(a_left < 5 && b_left == 4, "a={a_left} b={b_left}");
 
     // The override is its own budget: using it up leaves org a's untouched.
-    assert_eq!(count(&burst(&stack, &special, 5), 200), special_left);
+    assert_eq!(count_status(&burst(&stack, &special, 5), 200), special_left);
     let a_now = burst(&stack, &key_a, 1);
     assert_eq!(
         remaining(&a_now[0]) + 1,
         a_left,
         "org a only lost this one request"
     );
-    assert_eq!(count(&burst(&stack, &key_a, 10), 200), a_left - 1);
+    assert_eq!(count_status(&burst(&stack, &key_a, 10), 200), a_left - 1);
     // Org b (3 per minute + burst 2) is untouched by org a.
-    assert_eq!(count(&burst(&stack, &key_b, 10), 200), b_left);
+    assert_eq!(count_status(&burst(&stack, &key_b, 10), 200), b_left);
 }
 
 #[test]
 fn a_limit_change_takes_effect_without_restarting_anything() {
     let stack = Stack::start(|_| {});
     let org = stack.create_org("changing");
-    set_org_limit(&stack, &org, &["--rpm", "3"]);
+    stack.set_org_limit(&org, &["--rpm", "3"]);
     let key = stack.create_key(&org, &[]);
     enough_of_the_window_left(20);
     let left = remaining(&wait_for_limit(&stack, &key, 3));
@@ -171,26 +147,29 @@ fn a_limit_change_takes_effect_without_restarting_anything() {
         .count();
     assert_eq!(fields, 1, "{:?}", upstream_too.headers);
     assert_eq!(ratelimit_member(&upstream_too, "limit"), Some(3));
-    assert_eq!(count(&burst(&stack, &key, 5), 200), left - 1);
+    assert_eq!(count_status(&burst(&stack, &key, 5), 200), left - 1);
 
-    set_org_limit(&stack, &org, &["--rpm", "8"]);
+    stack.set_org_limit(&org, &["--rpm", "8"]);
     // Same window, bigger budget: the 3 requests counted so far stand.
     let probe = wait_for_limit(&stack, &key, 8);
     assert_eq!(probe.status, 200);
     assert_eq!(remaining(&probe), 8 - 3 - 1);
-    assert_eq!(count(&burst(&stack, &key, 10), 200), 4);
+    assert_eq!(count_status(&burst(&stack, &key, 10), 200), 4);
 
-    set_org_limit(&stack, &org, &["--clear"]);
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
+    stack.set_org_limit(&org, &["--clear"]);
+    poll::within(DEADLINE, poll::INTERVAL, || {
         let response = stack.gateway.get_with_key("/", &key.key);
         if response.status == 200 && response.header("ratelimit").is_none() {
-            break;
+            Ok(())
+        } else {
+            Err(response)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the limit was never lifted"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
+    .unwrap_or_else(|last| {
+        panic!(
+            "the limit was never lifted: last {} with RateLimit {:?}",
+            last.status,
+            last.header("ratelimit")
+        )
+    });
 }
