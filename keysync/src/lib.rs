@@ -2,50 +2,37 @@
 //! operator CLI that creates and revokes those keys.
 //!
 //! The binary (`main.rs`) only parses arguments and reports errors; everything else is
-//! here so tests can drive it in-process. `serve` keeps an in-memory copy of the active
-//! keys ([`store`], laid out compactly in a [`key_table`]), fills it from PostgreSQL
-//! ([`loader`], [`refresh`]), follows changes by revision ([`catch_up`]) as soon as
-//! PostgreSQL announces them ([`change_listener`]), so that lookups of unknown keys need
-//! not ask the database ([`freshness`], [`miss`]), keeps the recent changes
-//! ([`changelog`], [`change_feed`]), and answers the filter over gRPC ([`grpc`],
-//! [`watch`]) while an admin HTTP port reports health and metrics ([`admin`],
-//! [`metrics`]). Each key record carries the rate limit it runs under
-//! ([`rate_limit`]; operators set limits through [`limits`]), and the same gRPC port
-//! serves Envoy's rate-limit service, counting in Redis across every gateway
-//! ([`global_limit`]). For gateways without the wasm filter, it also answers Envoy's
-//! external authorization API from the same store ([`ext_authz`]).
+//! here so tests can drive it in-process. The folders follow a key from PostgreSQL to
+//! Envoy:
+//!
+//! - [`sync`]: keeping an in-memory copy of the active keys in step with PostgreSQL
+//! (full reloads, catch-ups by revision as soon as PostgreSQL announces a change, and
+//! what a lookup of an unknown key waits for); - [`serve`]: serving that key set
+//! (compactly indexed, with its recent changes) to the filter over gRPC (`ListKeys`,
+//! `LookupKey`, the `WatchKeys` stream), to gateways without the filter through Envoy's
+//! external authorization API, and an admin HTTP port for health and metrics;
+//! - [`global_limit`]: Envoy's rate-limit service on the same gRPC port, counting in
+//!   Redis across every gateway;
+//! - [`operations`]: what operators do to organizations, keys and rate limits, with
+//!   validation and transactions, returning serializable results;
+//! - [`cli`]: the command line that parses arguments, calls an operation (or runs
+//!   `serve`) and prints the result as text or JSON.
+//!
+//! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
+//! metrics, readiness, shutdown, key hashes and the clock.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod api_key;
-pub mod backoff;
-pub mod catch_up;
-pub mod change_feed;
-pub mod change_listener;
-pub mod changelog;
 pub mod cli;
-pub mod commands;
+pub mod clock;
 pub mod config;
 pub mod database;
-pub mod ext_authz;
-#[cfg(test)]
-mod fake_catch_up;
-pub mod freshness;
 pub mod global_limit;
-pub mod grpc;
-pub mod key_table;
-pub mod keys;
-pub mod limits;
-pub mod loader;
+pub mod key_hash;
+pub mod limit_columns;
 pub mod metrics;
-pub mod miss;
-pub mod orgs;
-pub mod rate_limit;
+pub mod operations;
 pub mod readiness;
-pub mod refresh;
-pub mod server;
+pub mod serve;
 pub mod shutdown;
-pub mod store;
-pub mod table;
+pub mod sync;
 pub mod url_redaction;
-pub mod watch;

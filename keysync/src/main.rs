@@ -47,7 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|error| anyhow!("cannot start the async runtime: {error}"))?;
     // Buffered so that a command which fails half-way prints nothing but its error.
     let mut output = Vec::new();
-    runtime.block_on(keysync::commands::run(cli, &mut output))?;
+    runtime.block_on(keysync::cli::run(cli, &mut output))?;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(&output)

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::serve::*;
 use common::*;
-use keysync::loader::{Loader, PgLoader};
-use keysync::store::{KeyEntry, RateLimit};
+use keysync::serve::key_entry::KeyEntry;
+use keysync::sync::loader::{Loader, PgLoader};
+use keysync_contract::limit::{KeyLimit, Limit};
 use keysync_e2e::TestPostgres;
 use keysync_proto::v1::KeyChanges;
 use serde_json::json;
@@ -39,10 +40,12 @@ fn key_row(postgres: &TestPostgres, url: &str, key_id: &str) -> String {
     )
 }
 
-fn limit(requests_per_minute: u32, burst: u32, per_key: bool) -> Option<RateLimit> {
-    Some(RateLimit {
-        requests_per_minute,
-        burst,
+fn limit(requests_per_minute: u32, burst: u32, per_key: bool) -> Option<KeyLimit> {
+    Some(KeyLimit {
+        limit: Limit {
+            requests_per_minute,
+            burst,
+        },
         per_key,
     })
 }
@@ -427,7 +430,7 @@ fn set_limit_misuse_is_one_line_and_writes_nothing() {
 }
 
 /// The limit of every key in a set of entries, by key id.
-fn limits_by_key(entries: &[KeyEntry]) -> Vec<(Uuid, Option<RateLimit>)> {
+fn limits_by_key(entries: &[KeyEntry]) -> Vec<(Uuid, Option<KeyLimit>)> {
     let mut limits: Vec<_> = entries
         .iter()
         .map(|entry| (entry.key_id, entry.rate_limit))

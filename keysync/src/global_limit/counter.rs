@@ -10,7 +10,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::descriptor::Subject;
+use keysync_contract::subject::Subject;
+
 use super::window::Window;
 
 /// Prefix of every counter's name, so the counters are easy to find (and to tell apart
@@ -55,25 +56,20 @@ pub fn counter_name(subject: &Subject, window: Window) -> String {
 
 #[cfg(test)]
 mod tests {
+    use keysync_contract::id::Id;
     use uuid::Uuid;
 
-    use super::super::descriptor::SubjectKind;
     use super::*;
 
     #[test]
     fn counters_are_named_by_subject_and_window() {
-        let subject = Subject {
-            kind: SubjectKind::Org,
-            id: Uuid::from_u128(0xabc),
-        };
+        let id = Id(Uuid::from_u128(0xabc).into_bytes());
+        let subject = Subject::Org(id);
         assert_eq!(
             counter_name(&subject, Window::at(1_700_000_000)),
             "keysync:ratelimit:org:00000000-0000-0000-0000-000000000abc:28333333"
         );
-        let key = Subject {
-            kind: SubjectKind::Key,
-            ..subject
-        };
+        let key = Subject::Key(id);
         assert_ne!(
             counter_name(&key, Window::at(60)),
             counter_name(&subject, Window::at(60))

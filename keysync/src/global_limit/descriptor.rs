@@ -2,16 +2,18 @@
 //! configuration fills from two request headers the wasm filter sets.
 //!
 //! - `keysync_subject`: `org:<uuid>` (the organization's limit, shared by its keys) or
-//!   `key:<uuid>` (a key's own limit);
-//! - `keysync_limit`: `<requests_per_minute>+<burst>`, such as `100+0`.
+//!   `key:<uuid>` (a key's own limit), a [`Subject`];
+//! - `keysync_limit`: `<requests_per_minute>+<burst>`, such as `100+0`, a [`Limit`].
+//!
+//! Both are spelled by the contract's types (`keysync_contract::{subject, limit}`),
+//! which the gateway writes them with.
 //!
 //! A descriptor without both entries is not ours and is left alone. One with both but a
 //! malformed value is refused with a [`DescriptorError`] (the service then leaves it
 //! alone too, and says so in the log).
 
-use std::fmt;
-
-use uuid::Uuid;
+use keysync_contract::limit::{BadLimit, Limit};
+use keysync_contract::subject::{BadSubject, Subject};
 
 /// The descriptor entry naming who is counted.
 pub const SUBJECT_ENTRY: &str = "keysync_subject";
@@ -22,55 +24,6 @@ pub const LIMIT_ENTRY: &str = "keysync_limit";
 /// headers, so they are cut and escaped before they reach a log).
 const SHOWN_CHARS: usize = 64;
 
-/// Whose budget a hit is counted against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SubjectKind {
-    /// An organization's limit, shared by all its keys.
-    Org,
-    /// A key's own limit.
-    Key,
-}
-
-impl SubjectKind {
-    /// `org` or `key`: the descriptor prefix, and the policy name in response headers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubjectKind::Org => "org",
-            SubjectKind::Key => "key",
-        }
-    }
-}
-
-/// Who is counted: `org:<uuid>` or `key:<uuid>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Subject {
-    pub kind: SubjectKind,
-    pub id: Uuid,
-}
-
-/// The canonical spelling (lower-case, hyphenated), whatever UUID form was sent, so one
-/// subject always maps to one counter.
-impl fmt::Display for Subject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind.as_str(), self.id.hyphenated())
-    }
-}
-
-/// `requests_per_minute + burst` requests per window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    pub requests_per_minute: u32,
-    pub burst: u32,
-}
-
-impl Limit {
-    /// The budget per window; parsing makes sure it fits a `u32`, as Envoy's
-    /// `requests_per_unit` needs.
-    pub fn budget(&self) -> u32 {
-        self.requests_per_minute.saturating_add(self.burst)
-    }
-}
-
 /// A descriptor of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Descriptor {
@@ -78,16 +31,14 @@ pub struct Descriptor {
     pub limit: Limit,
 }
 
-/// A descriptor that carries our entries with values that cannot be used.
+/// A descriptor that carries our entries with values that cannot be used. The message
+/// shows the value (quoted, escaped, cut) and what the contract expects instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DescriptorError {
-    #[error("{SUBJECT_ENTRY} {0} is not org:<uuid> or key:<uuid>")]
-    BadSubject(String),
-    #[error(
-        "{LIMIT_ENTRY} {0} is not <requests_per_minute>+<burst> with requests_per_minute \
-         at least 1 and a sum below 2^32"
-    )]
-    BadLimit(String),
+    #[error("{SUBJECT_ENTRY} {value} is {expected}")]
+    BadSubject { value: String, expected: BadSubject },
+    #[error("{LIMIT_ENTRY} {value} is {expected}")]
+    BadLimit { value: String, expected: BadLimit },
     #[error("{0} appears more than once")]
     Repeated(&'static str),
 }
@@ -122,43 +73,22 @@ pub fn parse<'a>(
     }))
 }
 
-/// `org:<uuid>` or `key:<uuid>`.
+/// `org:<uuid>` or `key:<uuid>`, in the contract's spelling ([`Subject`]).
 pub fn parse_subject(value: &str) -> Result<Subject, DescriptorError> {
-    let bad = || DescriptorError::BadSubject(shown(value));
-    let (kind, id) = value.split_once(':').ok_or_else(bad)?;
-    let kind = match kind {
-        "org" => SubjectKind::Org,
-        "key" => SubjectKind::Key,
-        _ => return Err(bad()),
-    };
-    // Only the hyphenated form (any case) our filter sends; Uuid::parse_str would
-    // also take braces, `urn:uuid:` and the simple form.
-    if id.len() != 36 {
-        return Err(bad());
-    }
-    let id = Uuid::try_parse(id).map_err(|_| bad())?;
-    Ok(Subject { kind, id })
+    value
+        .parse()
+        .map_err(|expected| DescriptorError::BadSubject {
+            value: shown(value),
+            expected,
+        })
 }
 
-/// `<requests_per_minute>+<burst>`, digits only.
+/// `<requests_per_minute>+<burst>`, in the contract's spelling ([`Limit`]).
 pub fn parse_limit(value: &str) -> Result<Limit, DescriptorError> {
-    let bad = || DescriptorError::BadLimit(shown(value));
-    let (rpm, burst) = value.split_once('+').ok_or_else(bad)?;
-    let requests_per_minute = parse_number(rpm).filter(|&rpm| rpm > 0).ok_or_else(bad)?;
-    let burst = parse_number(burst).ok_or_else(bad)?;
-    requests_per_minute.checked_add(burst).ok_or_else(bad)?;
-    Ok(Limit {
-        requests_per_minute,
-        burst,
+    value.parse().map_err(|expected| DescriptorError::BadLimit {
+        value: shown(value),
+        expected,
     })
-}
-
-/// A decimal `u32` of ASCII digits only (no sign, no spaces).
-fn parse_number(text: &str) -> Option<u32> {
-    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 /// A value as an error may show it: quoted, escaped, and cut to a readable length.
@@ -189,7 +119,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(descriptor.subject.kind, SubjectKind::Org);
+        assert!(matches!(descriptor.subject, Subject::Org(_)));
         assert_eq!(descriptor.subject.to_string(), format!("org:{ORG}"));
         assert_eq!(
             descriptor.limit,
@@ -206,7 +136,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(key.subject.kind, SubjectKind::Key);
+        assert!(matches!(key.subject, Subject::Key(_)));
         // One subject, one counter: the spelling is canonical.
         assert_eq!(key.subject.to_string(), format!("key:{ORG}"));
         assert_eq!(key.limit.budget(), 5);
@@ -236,7 +166,7 @@ mod tests {
         ] {
             let error = parsed(&[(SUBJECT_ENTRY, subject), (LIMIT_ENTRY, "1+0")]).unwrap_err();
             assert!(
-                matches!(error, DescriptorError::BadSubject(_)),
+                matches!(error, DescriptorError::BadSubject { .. }),
                 "{subject:?}: {error}"
             );
         }
@@ -251,7 +181,7 @@ mod tests {
             let error = parsed(&[(SUBJECT_ENTRY, &format!("org:{ORG}")), (LIMIT_ENTRY, limit)])
                 .unwrap_err();
             assert!(
-                matches!(error, DescriptorError::BadLimit(_)),
+                matches!(error, DescriptorError::BadLimit { .. }),
                 "{limit:?}: {error}"
             );
         }

@@ -18,11 +18,12 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse;
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 
-use super::descriptor::Descriptor;
-use super::window::{Usage, Window};
 use keysync_contract::rate_limit_headers::{
     self, POLICY_HEADER, RATELIMIT_HEADER, RETRY_AFTER_HEADER,
 };
+
+use super::descriptor::Descriptor;
+use super::window::{Usage, Window};
 
 /// One of our descriptors after its hits were counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub fn counted(counted: &[Option<Counted>], window: Window) -> RateLimitResponse
                     Code::Ok
                 } as i32,
                 current_limit: Some(CurrentLimit {
-                    name: counted.descriptor.subject.kind.as_str().to_owned(),
+                    name: counted.descriptor.subject.kind().to_owned(),
                     requests_per_unit: u32::try_from(counted.usage.budget).unwrap_or(u32::MAX),
                     unit: Unit::Minute as i32,
                 }),
@@ -124,22 +125,23 @@ fn header(key: &str, value: String) -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    use keysync_contract::id::Id;
+    use keysync_contract::limit::Limit;
+    use keysync_contract::subject::Subject;
     use uuid::Uuid;
 
-    use super::super::descriptor::{Limit, Subject, SubjectKind};
     use super::*;
 
-    fn ours(kind: SubjectKind, rpm: u32, burst: u32, count: u64) -> Option<Counted> {
+    /// A descriptor of ours counted `count` times, for a subject of `kind`
+    /// (`Subject::Org` or `Subject::Key`).
+    fn ours(kind: fn(Id) -> Subject, rpm: u32, burst: u32, count: u64) -> Option<Counted> {
         let limit = Limit {
             requests_per_minute: rpm,
             burst,
         };
         Some(Counted {
             descriptor: Descriptor {
-                subject: Subject {
-                    kind,
-                    id: Uuid::from_u128(1),
-                },
+                subject: kind(Id(Uuid::from_u128(1).into_bytes())),
                 limit,
             },
             usage: Usage {
@@ -163,7 +165,7 @@ mod tests {
     #[test]
     fn within_the_budget_says_what_is_left() {
         let window = Window::at(WINDOW_AT);
-        let response = counted(&[ours(SubjectKind::Org, 100, 20, 30)], window);
+        let response = counted(&[ours(Subject::Org, 100, 20, 30)], window);
         assert_eq!(response.overall_code, Code::Ok as i32);
         assert_eq!(
             headers(&response),
@@ -182,14 +184,14 @@ mod tests {
     #[test]
     fn the_last_allowed_and_the_first_refused() {
         let window = Window::at(WINDOW_AT + 39);
-        let last = counted(&[ours(SubjectKind::Key, 100, 0, 100)], window);
+        let last = counted(&[ours(Subject::Key, 100, 0, 100)], window);
         assert_eq!(last.overall_code, Code::Ok as i32);
         assert_eq!(
             headers(&last),
             [("ratelimit", "limit=100, remaining=0, reset=1")]
         );
 
-        let refused = counted(&[ours(SubjectKind::Key, 100, 0, 101)], window);
+        let refused = counted(&[ours(Subject::Key, 100, 0, 101)], window);
         assert_eq!(refused.overall_code, Code::OverLimit as i32);
         assert_eq!(refused.statuses[0].code, Code::OverLimit as i32);
         assert_eq!(refused.statuses[0].limit_remaining, 0);
@@ -209,8 +211,8 @@ mod tests {
         let response = counted(
             &[
                 None,
-                ours(SubjectKind::Org, 10, 0, 3),
-                ours(SubjectKind::Key, 1, 1, 5),
+                ours(Subject::Org, 10, 0, 3),
+                ours(Subject::Key, 1, 1, 5),
             ],
             window,
         );

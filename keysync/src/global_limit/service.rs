@@ -5,7 +5,7 @@
 //! Without `REDIS_URL` there is nothing to count with and every call is answered `OK`.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
@@ -21,6 +21,7 @@ use super::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use super::redis_health::RedisHealth;
 use super::response::{self, Counted};
 use super::window::{Usage, Window};
+use crate::clock::now_unix;
 use crate::metrics::{Metrics, RateLimitResult};
 
 /// What the service counts with.
@@ -193,10 +194,9 @@ fn hits(descriptor_hits: Option<u64>, request_hits: u32) -> u64 {
         .clamp(1, u64::from(u32::MAX))
 }
 
+/// Unix seconds now, as the windows count them (0 before the epoch).
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
+    u64::try_from(now_unix()).unwrap_or(0)
 }
 
 #[tonic::async_trait]

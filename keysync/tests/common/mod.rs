@@ -140,5 +140,5 @@ pub fn create_key(url: &str, org_id: &str, name: &str, extra: &[&str]) -> Create
 
 /// SHA-256 of a key, as keysync stores and serves it.
 pub fn key_hash(key: &str) -> Vec<u8> {
-    keysync::api_key::hash_key(key).to_vec()
+    keysync::key_hash::hash_key(key).to_vec()
 }

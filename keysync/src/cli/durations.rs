@@ -1,0 +1,117 @@
+//! The duration arguments of the key commands, `--expires-in` and `--grace`: humantime
+//! durations (`90d`, `24h`, `30m`, `0s`) turned into the instants they end at, cut to
+//! whole seconds so what is printed is what is stored.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::CommandError;
+
+/// `--expires-in`: `now + duration`; zero is refused (a key that never worked).
+pub fn expiry(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CommandError> {
+    const FLAG: &str = "--expires-in";
+    let duration = parse_duration(FLAG, value)?;
+    if duration.is_zero() {
+        return Err(invalid_duration(FLAG, value, "must be longer than zero"));
+    }
+    after(FLAG, value, duration, now)
+}
+
+/// `--grace`: when the old key of a rotation stops working; `None` (for `0s`) means at
+/// once, by revocation.
+pub fn grace(value: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, CommandError> {
+    const FLAG: &str = "--grace";
+    let duration = parse_duration(FLAG, value)?;
+    if duration.is_zero() {
+        return Ok(None);
+    }
+    after(FLAG, value, duration, now).map(Some)
+}
+
+fn invalid_duration(flag: &'static str, value: &str, reason: impl Into<String>) -> CommandError {
+    CommandError::InvalidDuration {
+        flag,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A humantime duration such as `90d`, `24h`, `30m` or `0s`.
+fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, CommandError> {
+    let text = value.trim();
+    if text.starts_with('-') {
+        return Err(invalid_duration(flag, value, "must not be negative"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| invalid_duration(flag, value, error.to_string()))
+}
+
+/// `now + duration`, cut to whole seconds.
+fn after(
+    flag: &'static str,
+    value: &str,
+    duration: Duration,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, CommandError> {
+    TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|delta| now.checked_add_signed(delta))
+        .and_then(|at| DateTime::from_timestamp(at.timestamp(), 0))
+        // PostgreSQL timestamps end in year 294276; stay far below.
+        .filter(|at| at.timestamp() < 253_402_300_800)
+        .ok_or_else(|| invalid_duration(flag, value, "too far in the future"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_accepts_humantime_units() {
+        let now = DateTime::from_timestamp(1_700_000_000, 123_000_000).unwrap();
+        for (text, seconds) in [
+            ("90d", 90 * 86_400),
+            ("24h", 86_400),
+            ("30m", 1800),
+            ("45s", 45),
+        ] {
+            let at = expiry(text, now).unwrap();
+            assert_eq!(at.timestamp(), 1_700_000_000 + seconds, "{text}");
+            assert_eq!(at.timestamp_subsec_nanos(), 0);
+        }
+    }
+
+    #[test]
+    fn grace_is_a_duration_and_zero_means_at_once() {
+        let now = DateTime::from_timestamp(1_700_000_000, 500_000_000).unwrap();
+        let at = grace("24h", now).unwrap().unwrap();
+        assert_eq!(at.timestamp(), 1_700_000_000 + 86_400);
+        assert_eq!(at.timestamp_subsec_nanos(), 0);
+        assert_eq!(grace("0s", now).unwrap(), None);
+        assert_eq!(grace(" 0s ", now).unwrap(), None);
+        for text in ["-1h", "-0s", "soon", "", "1 fortnight", "100000000y"] {
+            let message = grace(text, now).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("invalid --grace '{text}': ")),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "{message}");
+        }
+        let message = grace("-1h", now).unwrap_err().to_string();
+        assert_eq!(message, "invalid --grace '-1h': must not be negative");
+    }
+
+    #[test]
+    fn bad_expiry_is_one_clear_error() {
+        for text in ["soon", "0s", "", "10", "100000000y"] {
+            let error = expiry(text, Utc::now()).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("invalid --expires-in '{text}': ")),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+}

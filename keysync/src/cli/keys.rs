@@ -1,0 +1,417 @@
+//! `keysync keys`: create, list, rotate and revoke API keys, and set their own rate
+//! limits.
+
+use std::io::{self, Write};
+
+use chrono::Utc;
+use clap::builder::PossibleValue;
+use clap::{Subcommand, ValueEnum};
+
+use super::durations;
+use super::limits::{limit_cell, per_minute, scope_cell, unchanged_note, LimitArgs};
+use super::render::{field_lines, print, Output, Render};
+use super::text_table::{table, Column};
+use super::{connect, parse_id, CommandError};
+use crate::operations::key_secret::KeyEnvironment;
+use crate::operations::keys::{
+    self, CreatedKey, ListedKey, NewKey, OldKeyFate, Revocation, RevokedKey, RotatedKey,
+};
+use crate::operations::limits::{self, KeyLimitOutcome};
+use crate::operations::name::Name;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it; it is shown only this once
+    Create {
+        /// The organization that owns the key
+        #[arg(long, value_name = "UUID")]
+        org_id: String,
+        /// Display name (1 to 200 characters)
+        #[arg(long)]
+        name: String,
+        /// Key environment: sk_live_ or sk_test_ keys
+        #[arg(long, value_enum, default_value = "live")]
+        env: KeyEnvironment,
+        /// Lifetime, such as 90d, 24h, 30m or 45s; the key never expires without it
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List an organization's keys (prefixes only, never the keys) and their limits
+    List {
+        /// The organization whose keys to list
+        #[arg(long, value_name = "UUID")]
+        org_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Replace a key with a new one and print it; it is shown only this once
+    ///
+    /// The new key gets the old key's organization, name and environment (sk_live_ or
+    /// sk_test_) and records which key it replaced. The old key keeps working for the
+    /// grace period and then counts as expired; with --grace 0s it is revoked at once.
+    #[command(after_help = ROTATE_EXAMPLES)]
+    Rotate {
+        /// The old key's id (not the key itself); it must be active
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        /// How long the old key keeps working, such as 24h, 30m or 0s (0s revokes it
+        /// now); a sooner expiry of its own is kept
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "24h",
+            allow_hyphen_values = true
+        )]
+        grace: String,
+        /// Lifetime of the new key, such as 90d; the new key never expires without it
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Revoke a key; keysync pushes the revocation to watching gateways at once
+    Revoke {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+    },
+    /// Give a key a rate limit of its own, or clear it
+    ///
+    /// A key's own limit replaces its organization's for that key and is counted for
+    /// that key alone: --rpm + --burst requests in each clock-aligned one-minute window.
+    /// Cleared, the key shares its organization's limit again. Gateways get the change
+    /// within moments, without a restart.
+    #[command(after_help = KEY_LIMIT_EXAMPLES)]
+    SetLimit {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        #[command(flatten)]
+        limit: LimitArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+const KEY_LIMIT_EXAMPLES: &str = "\
+Examples:
+  keysync keys set-limit KEY_ID --rpm 10               10 requests a minute, this key only
+  keysync keys set-limit KEY_ID --clear                back to the organization's limit";
+
+const ROTATE_EXAMPLES: &str = "\
+Examples:
+  keysync keys rotate KEY_ID                   old key works 24 more hours
+  keysync keys rotate KEY_ID --grace 1h --expires-in 90d
+  keysync keys rotate KEY_ID --grace 0s        leaked key: revoke it now";
+
+/// The last line of every text output that shows a new key.
+const SHOWN_ONCE: &str = "This key is shown only once: store it now. keysync keeps only its hash.";
+
+/// `--env live|test`.
+impl ValueEnum for KeyEnvironment {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[KeyEnvironment::Live, KeyEnvironment::Test]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            KeyEnvironment::Live => "live",
+            KeyEnvironment::Test => "test",
+        }))
+    }
+}
+
+pub async fn run(
+    command: KeysCommand,
+    database_url: Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    match command {
+        KeysCommand::Create {
+            org_id,
+            name,
+            env,
+            expires_in,
+            output,
+        } => {
+            let key = NewKey {
+                org_id: parse_id("org id", &org_id)?,
+                name: Name::of_key(&name)?,
+                environment: env,
+                expires_at: expires_in
+                    .map(|text| durations::expiry(&text, Utc::now()))
+                    .transpose()?,
+            };
+            let pool = connect(database_url).await?;
+            print(out, &keys::create(&pool, key).await?, output)?;
+        }
+        KeysCommand::List { org_id, output } => {
+            let org_id = parse_id("org id", &org_id)?;
+            let pool = connect(database_url).await?;
+            print(out, &keys::list_for_org(&pool, org_id).await?, output)?;
+        }
+        KeysCommand::Rotate {
+            key_id,
+            grace,
+            expires_in,
+            output,
+        } => {
+            let old_id = parse_id("key id", &key_id)?;
+            let now = Utc::now();
+            let fate = match durations::grace(&grace, now)? {
+                None => OldKeyFate::RevokeNow,
+                Some(at) => OldKeyFate::ExpireBy(at),
+            };
+            let expires_at = expires_in
+                .map(|text| durations::expiry(&text, now))
+                .transpose()?;
+            let pool = connect(database_url).await?;
+            let rotated = keys::rotate(&pool, old_id, expires_at, fate).await?;
+            print(out, &rotated, output)?;
+        }
+        KeysCommand::Revoke { key_id } => {
+            let key_id = parse_id("key id", &key_id)?;
+            let pool = connect(database_url).await?;
+            keys::revoke(&pool, key_id).await?.text(out)?;
+        }
+        KeysCommand::SetLimit {
+            key_id,
+            limit,
+            output,
+        } => {
+            let key_id = parse_id("key id", &key_id)?;
+            let change = limit.change()?;
+            let pool = connect(database_url).await?;
+            print(
+                out,
+                &limits::set_key_limit(&pool, key_id, change).await?,
+                output,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl Render for CreatedKey {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        field_lines(out, self)?;
+        writeln!(out, "{SHOWN_ONCE}")
+    }
+}
+
+impl Render for RotatedKey {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        field_lines(out, self)?;
+        if self.old_key_revoked {
+            writeln!(out, "The old key is revoked.")?;
+        } else {
+            writeln!(
+                out,
+                "The old key keeps working until {}.",
+                self.old_key_expires_at
+            )?;
+        }
+        writeln!(out, "{SHOWN_ONCE}")
+    }
+}
+
+impl Render for Vec<ListedKey> {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let columns: [Column<ListedKey>; 8] = [
+            Column::new("ID", |key| key.key_id.to_string()),
+            Column::new("PREFIX", |key| key.prefix.clone()),
+            Column::new("NAME", |key| key.name.clone()),
+            Column::new("CREATED", |key| key.created_at.to_string()),
+            Column::new("EXPIRES", |key| {
+                key.expires_at
+                    .map_or_else(|| "never".to_owned(), |at| at.to_string())
+            }),
+            Column::new("STATUS", |key| key.status.as_str().to_owned()),
+            Column::new("LIMIT", |key| {
+                limit_cell(key.rate_limit.map(|key_limit| key_limit.limit))
+            }),
+            Column::new("SCOPE", |key| scope_cell(key.rate_limit)),
+        ];
+        out.write_all(table(&columns, self).as_bytes())
+    }
+}
+
+impl Render for KeyLimitOutcome {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let unchanged = unchanged_note(self.changed);
+        match self.rate_limit {
+            Some(key_limit) if key_limit.per_key => writeln!(
+                out,
+                "key {}: rate limit {} of its own, {} requests a minute for this key \
+                 alone{unchanged}",
+                self.key_id,
+                per_minute(key_limit.limit),
+                key_limit.limit.budget()
+            ),
+            Some(key_limit) => writeln!(
+                out,
+                "key {}: no limit of its own; its organization's {} applies, shared \
+                 with the organization's other keys{unchanged}",
+                self.key_id,
+                per_minute(key_limit.limit)
+            ),
+            None => writeln!(
+                out,
+                "key {}: no rate limit (neither the key nor its organization has \
+                 one){unchanged}",
+                self.key_id
+            ),
+        }
+    }
+}
+
+impl Render for RevokedKey {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        match self.revocation {
+            Revocation::Revoked => writeln!(out, "revoked key {}", self.key_id),
+            Revocation::AlreadyRevoked => {
+                writeln!(out, "key {} was already revoked", self.key_id)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::cli::render::printed;
+    use crate::operations::key_secret::KeySecret;
+    use crate::operations::keys::ApiKeyInfo;
+    use crate::operations::timestamp::Timestamp;
+
+    #[test]
+    fn key_listing_shows_prefix_and_status() {
+        let key = ApiKeyInfo {
+            id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            name: "ci".to_owned(),
+            key_prefix: "sk_live_AbCd".to_owned(),
+            created_at: DateTime::from_timestamp(0, 0).unwrap(),
+            expires_at: None,
+            revoked_at: None,
+            active: true,
+        };
+        let keys = vec![ListedKey::new(key, None, Utc::now())];
+        let text = printed(&keys, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS", "LIMIT", "SCOPE"]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            [
+                "00000000-0000-0000-0000-000000000000",
+                "sk_live_AbCd",
+                "ci",
+                "1970-01-01T00:00:00Z",
+                "never",
+                "active",
+                "-",
+                "-"
+            ]
+        );
+
+        let value: serde_json::Value = serde_json::from_str(&printed(&keys, true)).unwrap();
+        assert_eq!(value[0]["prefix"], "sk_live_AbCd");
+        assert_eq!(value[0]["status"], "active");
+        assert_eq!(value[0]["expires_at"], serde_json::Value::Null);
+        assert_eq!(value[0]["rate_limit"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn revocations_are_one_sentence() {
+        let key_id = Uuid::nil();
+        let mut text = Vec::new();
+        for revocation in [Revocation::Revoked, Revocation::AlreadyRevoked] {
+            RevokedKey { key_id, revocation }.text(&mut text).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "revoked key 00000000-0000-0000-0000-000000000000\n\
+             key 00000000-0000-0000-0000-000000000000 was already revoked\n"
+        );
+    }
+
+    #[test]
+    fn the_env_argument_names_both_environments() {
+        let names: Vec<String> = KeyEnvironment::value_variants()
+            .iter()
+            .filter_map(|environment| environment.to_possible_value())
+            .map(|value| value.get_name().to_owned())
+            .collect();
+        assert_eq!(names, ["live", "test"]);
+    }
+
+    fn created(expires_at: Option<Timestamp>) -> CreatedKey {
+        let key = KeySecret::generate(KeyEnvironment::Test);
+        CreatedKey {
+            key_id: Uuid::from_u128(1),
+            org_id: Uuid::from_u128(2),
+            name: "ci".to_owned(),
+            prefix: key.prefix().to_owned(),
+            expires_at,
+            key,
+        }
+    }
+
+    #[test]
+    fn a_new_key_is_a_line_per_field_then_the_warning() {
+        let key = created(None);
+        let secret = key.key.secret().to_owned();
+        assert_eq!(
+            printed(&key, false),
+            format!(
+                "key: {secret}\n\
+                 key_id: 00000000-0000-0000-0000-000000000001\n\
+                 org_id: 00000000-0000-0000-0000-000000000002\n\
+                 name: ci\n\
+                 prefix: {}\n\
+                 expires_at: never\n\
+                 {SHOWN_ONCE}\n",
+                &secret[..12]
+            )
+        );
+        let json: serde_json::Value = serde_json::from_str(&printed(&key, true)).unwrap();
+        assert_eq!(json["key"], secret.as_str());
+        assert_eq!(json["expires_at"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_rotation_adds_the_old_key_and_its_end() {
+        let at = Timestamp(DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        let mut rotated = RotatedKey {
+            new_key: created(Some(at)),
+            old_key_id: Uuid::from_u128(3),
+            old_key_expires_at: at,
+            old_key_revoked: false,
+        };
+        let text = printed(&rotated, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[5..],
+            [
+                "expires_at: 2023-11-14T22:13:20Z",
+                "old_key_id: 00000000-0000-0000-0000-000000000003",
+                "old_key_expires_at: 2023-11-14T22:13:20Z",
+                "The old key keeps working until 2023-11-14T22:13:20Z.",
+                SHOWN_ONCE,
+            ]
+        );
+        rotated.old_key_revoked = true;
+        assert!(printed(&rotated, false).contains("\nThe old key is revoked.\n"));
+        let json: serde_json::Value = serde_json::from_str(&printed(&rotated, true)).unwrap();
+        assert_eq!(json["old_key_id"], "00000000-0000-0000-0000-000000000003");
+        assert_eq!(json.get("old_key_revoked"), None, "text only");
+    }
+}

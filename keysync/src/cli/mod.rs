@@ -1,0 +1,289 @@
+//! The command line: the `keysync` command and its subcommands (clap derive), one file
+//! per noun ([`orgs`], [`keys`], [`migrate`], [`serve`]), and running the command.
+//!
+//! A command parses its arguments, calls one operation ([`crate::operations`]) and
+//! prints the result ([`render`]). Arguments are checked before connecting, so misuse
+//! fails fast and the same way with or without a database. Ids are taken as plain
+//! strings and checked here, so a malformed one gives a one-line error instead of
+//! clap's multi-line usage message. Output goes to a writer the caller flushes only on
+//! success, so a failed command prints nothing but its error.
+
+pub mod durations;
+pub mod keys;
+pub mod limits;
+pub mod migrate;
+pub mod orgs;
+pub mod render;
+pub mod serve;
+pub mod text_table;
+
+use std::io::{self, Write};
+
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::ConfigError;
+use crate::database::{self, DatabaseError};
+use crate::limit_columns::MAX_LIMIT_VALUE;
+use crate::operations::keys::KeyError;
+use crate::operations::limits::LimitError;
+use crate::operations::name::InvalidName;
+use crate::operations::orgs::OrgError;
+use crate::serve::server::ServerError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keysync",
+    version,
+    about = "API-key sidecar for the Envoy gateway, and the operator CLI for its keys"
+)]
+pub struct Cli {
+    /// PostgreSQL URL, e.g. postgres://keysync@127.0.0.1:5432/keysync
+    // hide_env_values: `--help` must never print a password taken from the environment.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations (already applied ones are skipped)
+    Migrate,
+    /// Create and list organizations
+    #[command(subcommand)]
+    Orgs(orgs::OrgsCommand),
+    /// Create, list, rotate and revoke API keys
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Run the sidecar: gRPC for the gateway filter, admin HTTP for health and metrics
+    #[command(after_help = serve::SERVE_ENVIRONMENT)]
+    Serve,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no database URL: set DATABASE_URL or pass --database-url")]
+    NoDatabaseUrl,
+    #[error("invalid {what} '{value}': not a UUID")]
+    InvalidId { what: &'static str, value: String },
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    #[error("invalid {flag} '{value}': {reason}")]
+    InvalidDuration {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid {flag} '{value}': expected a whole number from {min} to {MAX_LIMIT_VALUE}")]
+    InvalidLimitValue {
+        flag: &'static str,
+        value: String,
+        min: u32,
+    },
+    #[error("{0}")]
+    LimitUsage(&'static str),
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error(transparent)]
+    Org(#[from] OrgError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen for {what} on {addr}: {cause}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        cause: io::Error,
+    },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// Runs one command. `out` receives what the command prints on success.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
+    let url = cli.database_url;
+    match cli.command {
+        Command::Migrate => migrate::run(url, out).await,
+        Command::Orgs(command) => orgs::run(command, url, out).await,
+        Command::Keys(command) => keys::run(command, url, out).await,
+        Command::Serve => serve::run(url).await,
+    }
+}
+
+/// Connects to the database the command line or `DATABASE_URL` names.
+async fn connect(url: Option<String>) -> Result<PgPool, CommandError> {
+    let url = url
+        .filter(|url| !url.trim().is_empty())
+        .ok_or(CommandError::NoDatabaseUrl)?;
+    Ok(database::connect(&url).await?)
+}
+
+/// An id argument; `what` names it in the error (`org id`, `key id`).
+fn parse_id(what: &'static str, value: &str) -> Result<Uuid, CommandError> {
+    Uuid::parse_str(value.trim()).map_err(|_| CommandError::InvalidId {
+        what,
+        value: value.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::keys::KeysCommand;
+    use super::orgs::OrgsCommand;
+    use super::*;
+    use crate::operations::key_secret::KeyEnvironment;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ids_must_be_uuids() {
+        let error = parse_id("org id", "abc").unwrap_err();
+        assert_eq!(error.to_string(), "invalid org id 'abc': not a UUID");
+        let id = Uuid::new_v4();
+        assert_eq!(parse_id("key id", &id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn keys_create_defaults_to_live() {
+        let cli =
+            Cli::try_parse_from(["keysync", "keys", "create", "--org-id", "x", "--name", "n"])
+                .unwrap();
+        match cli.command {
+            Command::Keys(KeysCommand::Create {
+                env, expires_in, ..
+            }) => {
+                assert_eq!(env, KeyEnvironment::Live);
+                assert_eq!(expires_in, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_create_takes_the_test_environment() {
+        let cli = Cli::try_parse_from([
+            "keysync", "keys", "create", "--org-id", "x", "--name", "n", "--env", "test",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::Create {
+                env: KeyEnvironment::Test,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from([
+            "keysync", "keys", "create", "--org-id", "x", "--name", "n", "--env", "prod",
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn keys_rotate_defaults_to_a_day_of_grace_and_takes_negative_text() {
+        let cli = Cli::try_parse_from(["keysync", "keys", "rotate", "abc"]).unwrap();
+        match cli.command {
+            Command::Keys(KeysCommand::Rotate {
+                key_id,
+                grace,
+                expires_in,
+                output,
+            }) => {
+                assert_eq!(key_id, "abc");
+                assert_eq!(grace, "24h");
+                assert_eq!(expires_in, None);
+                assert!(!output.json);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Passed on to be refused with a one-line error, not as an unknown flag.
+        let cli =
+            Cli::try_parse_from(["keysync", "keys", "rotate", "abc", "--grace", "-1h"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::Rotate { grace, .. }) if grace == "-1h"
+        ));
+    }
+
+    #[test]
+    fn set_limit_takes_text_values_and_clear() {
+        let cli = Cli::try_parse_from([
+            "keysync",
+            "orgs",
+            "set-limit",
+            "o",
+            "--rpm",
+            "-5",
+            "--burst",
+            "2",
+            "--json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Orgs(OrgsCommand::SetLimit {
+                org_id,
+                limit,
+                output,
+            }) => {
+                assert_eq!(org_id, "o");
+                assert_eq!(limit.rpm.as_deref(), Some("-5"));
+                assert_eq!(limit.burst.as_deref(), Some("2"));
+                assert!(!limit.clear);
+                assert!(output.json);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["keysync", "keys", "set-limit", "k", "--clear"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::SetLimit { limit, .. })
+                if limit.clear && limit.rpm.is_none() && limit.burst.is_none()
+        ));
+    }
+
+    #[test]
+    fn serve_help_names_the_rate_limit_variables() {
+        let mut command = Cli::command();
+        let serve = command.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        assert!(help.contains("REDIS_URL"), "{help}");
+        assert!(help.contains("KEYSYNC_RATELIMIT_FAILURE_MODE"), "{help}");
+    }
+
+    #[test]
+    fn database_url_is_global() {
+        let cli = Cli::try_parse_from([
+            "keysync",
+            "orgs",
+            "list",
+            "--database-url",
+            "postgres://h/db",
+        ])
+        .unwrap();
+        assert_eq!(cli.database_url.as_deref(), Some("postgres://h/db"));
+    }
+
+    #[test]
+    fn help_names_the_database_url_variable() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("DATABASE_URL"), "{help}");
+    }
+}

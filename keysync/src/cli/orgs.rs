@@ -1,0 +1,175 @@
+//! `keysync orgs`: create and list organizations, and set their rate limits.
+
+use std::io::{self, Write};
+
+use clap::Subcommand;
+
+use super::limits::{limit_cell, per_minute, unchanged_note, LimitArgs};
+use super::render::{print, Output, Render};
+use super::text_table::{table, Column};
+use super::{connect, parse_id, CommandError};
+use crate::operations::limits::{self, OrgLimitOutcome};
+use crate::operations::name::Name;
+use crate::operations::orgs::{self, CreatedOrg, Organization};
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Create an organization
+    Create {
+        /// Display name (1 to 200 characters)
+        #[arg(long)]
+        name: String,
+        /// Use this id instead of a random one
+        #[arg(long, value_name = "UUID")]
+        id: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List organizations, oldest first, with their rate limits
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Set or clear an organization's rate limit, shared by all its keys
+    ///
+    /// The budget is --rpm + --burst requests in each clock-aligned one-minute window,
+    /// counted across all the organization's keys (keys with a limit of their own are
+    /// counted apart). Gateways get the change within moments, without a restart.
+    #[command(after_help = ORG_LIMIT_EXAMPLES)]
+    SetLimit {
+        /// The organization's id
+        #[arg(value_name = "ORG_ID")]
+        org_id: String,
+        #[command(flatten)]
+        limit: LimitArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+const ORG_LIMIT_EXAMPLES: &str = "\
+Examples:
+  keysync orgs set-limit ORG_ID --rpm 100 --burst 20   120 requests a minute
+  keysync orgs set-limit ORG_ID --clear                no limit";
+
+pub async fn run(
+    command: OrgsCommand,
+    database_url: Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    match command {
+        OrgsCommand::Create { name, id, output } => {
+            let name = Name::of_org(&name)?;
+            let id = id.map(|id| parse_id("org id", &id)).transpose()?;
+            let pool = connect(database_url).await?;
+            print(out, &orgs::create(&pool, id, &name).await?, output)?;
+        }
+        OrgsCommand::List { output } => {
+            let pool = connect(database_url).await?;
+            print(out, &orgs::list(&pool).await?, output)?;
+        }
+        OrgsCommand::SetLimit {
+            org_id,
+            limit,
+            output,
+        } => {
+            let org_id = parse_id("org id", &org_id)?;
+            let change = limit.change()?;
+            let pool = connect(database_url).await?;
+            print(
+                out,
+                &limits::set_org_limit(&pool, org_id, change).await?,
+                output,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl Render for CreatedOrg {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "created organization {} ({})", self.org_id, self.name)
+    }
+}
+
+impl Render for Vec<Organization> {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let columns: [Column<Organization>; 4] = [
+            Column::new("ID", |org| org.org_id.to_string()),
+            Column::new("NAME", |org| org.name.clone()),
+            Column::new("CREATED", |org| org.created_at.to_string()),
+            Column::new("LIMIT", |org| limit_cell(org.rate_limit)),
+        ];
+        out.write_all(table(&columns, self).as_bytes())
+    }
+}
+
+impl Render for OrgLimitOutcome {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let unchanged = unchanged_note(self.changed);
+        match self.rate_limit {
+            Some(limit) => writeln!(
+                out,
+                "organization {}: rate limit {}, {} requests a minute shared by its \
+                 keys{unchanged}",
+                self.org_id,
+                per_minute(limit),
+                limit.budget()
+            ),
+            None => writeln!(
+                out,
+                "organization {}: no rate limit{unchanged}",
+                self.org_id
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use keysync_contract::limit::Limit;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::cli::render::printed;
+    use crate::operations::timestamp::Timestamp;
+
+    #[test]
+    fn limits_are_listed_as_rate_plus_burst() {
+        let org = Organization {
+            org_id: Uuid::nil(),
+            name: "Acme".to_owned(),
+            created_at: Timestamp(DateTime::from_timestamp(0, 0).unwrap()),
+            rate_limit: Some(Limit {
+                requests_per_minute: 100,
+                burst: 20,
+            }),
+        };
+        let orgs = vec![org];
+        let text = printed(&orgs, false);
+        let last = text.lines().nth(1).unwrap();
+        assert!(last.ends_with("  100/min+20"), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&printed(&orgs, true)).unwrap();
+        assert_eq!(
+            value[0]["rate_limit"],
+            serde_json::json!({"requests_per_minute": 100, "burst": 20})
+        );
+    }
+
+    #[test]
+    fn a_created_organization_is_one_sentence_or_its_id_and_name() {
+        let created = CreatedOrg {
+            org_id: Uuid::nil(),
+            name: "Acme Corp".to_owned(),
+        };
+        assert_eq!(
+            printed(&created, false),
+            "created organization 00000000-0000-0000-0000-000000000000 (Acme Corp)\n"
+        );
+        assert_eq!(
+            printed(&created, true),
+            "{\n  \"org_id\": \"00000000-0000-0000-0000-000000000000\",\n  \"name\": \"Acme Corp\"\n}\n"
+        );
+    }
+}

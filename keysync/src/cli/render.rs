@@ -1,0 +1,130 @@
+//! How a command prints its result: with `--json`, the result's serde form,
+//! pretty-printed; otherwise as text, a table ([`super::text_table`]) or one
+//! `name: value` line per field ([`field_lines`]). Either way the fields come from the
+//! one result type the operation returns, so a field list is written once.
+
+use std::io::{self, Write};
+
+use clap::Args;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// Output format shared by the commands that print records.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Output {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A command's result as the CLI shows it.
+pub trait Render: Serialize {
+    /// The text form (without `--json`).
+    fn text(&self, out: &mut dyn Write) -> io::Result<()>;
+}
+
+/// Prints `result` in the format `output` asks for.
+pub fn print(out: &mut dyn Write, result: &impl Render, output: Output) -> io::Result<()> {
+    if output.json {
+        serde_json::to_writer_pretty(&mut *out, result)?;
+        writeln!(out)
+    } else {
+        result.text(out)
+    }
+}
+
+/// One `name: value` line per serialized field of `result`, in declaration order; a
+/// field without a value (an expiry) reads `never`.
+pub fn field_lines(out: &mut dyn Write, result: &impl Serialize) -> io::Result<()> {
+    let json = serde_json::to_string(result)?;
+    let Fields(fields) = serde_json::from_str(&json)?;
+    for (name, value) in fields {
+        match value {
+            Value::String(text) => writeln!(out, "{name}: {text}")?,
+            Value::Null => writeln!(out, "{name}: never")?,
+            other => writeln!(out, "{name}: {other}")?,
+        }
+    }
+    Ok(())
+}
+
+/// The fields of a JSON object in the order they were written (`serde_json`'s own map
+/// sorts them by name).
+struct Fields(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(Fields(fields))
+            }
+        }
+
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
+/// What `print` writes for `result`, for tests.
+#[cfg(test)]
+pub(crate) fn printed(result: &impl Render, json: bool) -> String {
+    let mut out = Vec::new();
+    print(&mut out, result, Output { json }).unwrap_or_else(|error| panic!("{error}"));
+    String::from_utf8(out).unwrap_or_else(|error| panic!("{error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Record {
+        zulu: &'static str,
+        alpha: u32,
+        expires_at: Option<&'static str>,
+    }
+
+    impl Render for Record {
+        fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+            field_lines(out, self)
+        }
+    }
+
+    #[test]
+    fn text_is_one_line_per_field_in_order() {
+        let record = Record {
+            zulu: "z",
+            alpha: 7,
+            expires_at: None,
+        };
+        assert_eq!(
+            printed(&record, false),
+            "zulu: z\nalpha: 7\nexpires_at: never\n"
+        );
+    }
+
+    #[test]
+    fn json_is_pretty_and_ends_with_a_newline() {
+        let record = Record {
+            zulu: "z",
+            alpha: 7,
+            expires_at: Some("2026-01-01T00:00:00Z"),
+        };
+        assert_eq!(
+            printed(&record, true),
+            "{\n  \"zulu\": \"z\",\n  \"alpha\": 7,\n  \"expires_at\": \"2026-01-01T00:00:00Z\"\n}\n"
+        );
+    }
+}

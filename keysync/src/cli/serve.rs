@@ -1,0 +1,60 @@
+//! `keysync serve`: read the settings, connect, bind both listeners, and run the server
+//! ([`crate::serve::server`]) until SIGTERM or SIGINT.
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{connect, CommandError};
+use crate::config::{ProcessEnvironment, ServeConfig};
+use crate::serve::server;
+use crate::shutdown;
+use crate::sync::change_listener::PgConnector;
+use crate::sync::loader::PgLoader;
+
+/// The settings `serve --help` lists.
+pub const SERVE_ENVIRONMENT: &str = "\
+Environment:
+  KEYSYNC_GRPC_ADDR               gRPC listen address (default 127.0.0.1:50051): the
+                                  KeySync API and Envoy's RateLimitService
+  KEYSYNC_HTTP_ADDR               admin HTTP listen address (default 127.0.0.1:9090)
+  KEYSYNC_POLL_INTERVAL           fallback catch-up period; PostgreSQL notifications
+                                  trigger catch-ups at once (default 10s)
+  KEYSYNC_FULL_RELOAD_INTERVAL    full reload period, the safety net (default 15m)
+  KEYSYNC_MAX_PAGE_SIZE           largest ListKeys page (default 10000)
+  KEYSYNC_CHANGELOG_RECORDS       changes kept for WatchKeys clients to catch up on
+                                  (default 200000)
+  KEYSYNC_WATCH_CHUNK             most changes in one WatchKeys message (default 5000)
+  KEYSYNC_WATCH_HEARTBEAT         quiet time before a WatchKeys heartbeat (default 5s)
+  REDIS_URL                       where the rate-limit counters live, such as
+                                  redis://127.0.0.1:6379/0; unset: RateLimitService
+                                  answers every call OK
+  KEYSYNC_RATELIMIT_FAILURE_MODE  while Redis cannot be reached: open (default) allows
+                                  requests, closed refuses them (OVER_LIMIT)
+  RUST_LOG                        log filter (default info)";
+
+/// Settings first (a bad one fails without a database), then the database, the
+/// listeners, and the server until a signal.
+pub async fn run(database_url: Option<String>) -> Result<(), CommandError> {
+    let config = ServeConfig::from_env(&ProcessEnvironment)?;
+    let pool = connect(database_url).await?;
+    let bind = |what: &'static str, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|cause| CommandError::Bind { what, addr, cause })
+    };
+    let grpc_listener = bind("gRPC", config.grpc_addr).await?;
+    let http_listener = bind("admin HTTP", config.http_addr).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
+    let notifications = PgConnector::new(&pool);
+    server::run(
+        &config,
+        PgLoader::new(pool),
+        notifications,
+        grpc_listener,
+        http_listener,
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}

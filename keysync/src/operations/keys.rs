@@ -1,0 +1,429 @@
+//! API keys, as operators manage them: create (the secret shown once, its hash and
+//! prefix stored), list (with the rate limit each runs under), rotate, revoke.
+
+use chrono::{DateTime, Utc};
+use keysync_contract::limit::KeyLimit;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::key_secret::{KeyEnvironment, KeySecret};
+use super::limit_json;
+use super::name::Name;
+use super::orgs;
+use super::sql_state::{violation, Violation};
+use super::timestamp::Timestamp;
+use crate::limit_columns::{InvalidLimit, LimitColumns};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("organization {0} not found")]
+    OrgNotFound(Uuid),
+    #[error("key {0} not found")]
+    NotFound(Uuid),
+    #[error("key {0} is revoked; only an active key can be rotated")]
+    Revoked(Uuid),
+    #[error("key {0} has expired; only an active key can be rotated (create a new one)")]
+    Expired(Uuid),
+    #[error("key {id} has prefix '{prefix}', which is neither sk_live_ nor sk_test_")]
+    UnknownEnvironment { id: Uuid, prefix: String },
+    #[error("unexpected row: {0}")]
+    InvalidRow(#[from] InvalidLimit),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What an operator sees of a stored key; never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiKeyInfo {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub key_prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub active: bool,
+}
+
+/// Whether a key authenticates, as shown in listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+    Expired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Revoked => "revoked",
+            KeyStatus::Expired => "expired",
+        }
+    }
+}
+
+impl ApiKeyInfo {
+    /// Revocation wins over expiry: it is the operator's explicit act.
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if !self.active {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+/// A key to create.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub org_id: Uuid,
+    pub name: Name,
+    pub environment: KeyEnvironment,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A new key: the secret, shown this once, and what is stored about it.
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    pub key: KeySecret,
+    pub key_id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    /// `None`: it never expires.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A key as `keys list` shows it: what an operator sees of it, its status when listed,
+/// and the rate limit it runs under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListedKey {
+    pub key_id: Uuid,
+    pub org_id: Uuid,
+    pub prefix: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub status: KeyStatus,
+    /// Its own limit (`per_key`), else its organization's, else none.
+    #[serde(serialize_with = "limit_json::key_limit")]
+    pub rate_limit: Option<KeyLimit>,
+}
+
+impl ListedKey {
+    /// `key` as listed at `now`.
+    pub fn new(key: ApiKeyInfo, rate_limit: Option<KeyLimit>, now: DateTime<Utc>) -> Self {
+        ListedKey {
+            status: key.status(now),
+            key_id: key.id,
+            org_id: key.org_id,
+            prefix: key.key_prefix,
+            name: key.name,
+            created_at: Timestamp(key.created_at),
+            expires_at: key.expires_at.map(Timestamp),
+            revoked_at: key.revoked_at.map(Timestamp),
+            rate_limit,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ListedKeyRow {
+    #[sqlx(flatten)]
+    info: ApiKeyInfo,
+    #[sqlx(flatten)]
+    limits: LimitColumns,
+}
+
+/// What happens to the key being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldKeyFate {
+    /// Revoked in the same transaction (`--grace 0s`).
+    RevokeNow,
+    /// Keeps working until then, unless it already expires sooner.
+    ExpireBy(DateTime<Utc>),
+}
+
+/// The result of a rotation: the new key (shown once) and the old key's end.
+#[derive(Debug, Serialize)]
+pub struct RotatedKey {
+    #[serde(flatten)]
+    pub new_key: CreatedKey,
+    pub old_key_id: Uuid,
+    /// When the old key stops working: its (possibly kept) expiry, or its revocation.
+    pub old_key_expires_at: Timestamp,
+    /// Whether it stopped already, by revocation (`--grace 0s`).
+    #[serde(skip)]
+    pub old_key_revoked: bool,
+}
+
+/// Outcome of a revocation; revoking twice is not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    Revoked,
+    AlreadyRevoked,
+}
+
+/// A revoked key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RevokedKey {
+    pub key_id: Uuid,
+    pub revocation: Revocation,
+}
+
+#[derive(sqlx::FromRow)]
+struct RotatedRow {
+    org_id: Uuid,
+    name: String,
+    key_prefix: String,
+    expires_at: Option<DateTime<Utc>>,
+    active: bool,
+    expired: bool,
+    rate_limit_rpm: Option<i32>,
+    rate_limit_burst: Option<i32>,
+}
+
+/// The columns of a key to insert, other than its secret.
+struct KeyToInsert<'a> {
+    org_id: Uuid,
+    name: &'a str,
+    environment: KeyEnvironment,
+    expires_at: Option<DateTime<Utc>>,
+    /// The key this one replaces.
+    rotated_from: Option<Uuid>,
+    /// Its own limit, `rate_limit_rpm` and `rate_limit_burst`.
+    rate_limit: (Option<i32>, Option<i32>),
+}
+
+const COLUMNS: &str = "id, org_id, name, key_prefix, created_at, expires_at, revoked_at, active";
+
+/// Draws a new key's secret and inserts the key, with a new id: the one place a key is
+/// born, for creation and rotation alike. Only the hash and the prefix are stored.
+async fn insert_key(
+    connection: &mut PgConnection,
+    row: KeyToInsert<'_>,
+) -> Result<CreatedKey, sqlx::Error> {
+    let secret = KeySecret::generate(row.environment);
+    let stored = sqlx::query_as::<_, ApiKeyInfo>(&format!(
+        "INSERT INTO api_keys \
+             (id, org_id, name, key_hash, key_prefix, expires_at, rotated_from, \
+              rate_limit_rpm, rate_limit_burst) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(row.org_id)
+    .bind(row.name)
+    .bind(secret.hash().as_slice())
+    .bind(secret.prefix())
+    .bind(row.expires_at)
+    .bind(row.rotated_from)
+    .bind(row.rate_limit.0)
+    .bind(row.rate_limit.1)
+    .fetch_one(connection)
+    .await?;
+    Ok(CreatedKey {
+        key: secret,
+        key_id: stored.id,
+        org_id: stored.org_id,
+        name: stored.name,
+        prefix: stored.key_prefix,
+        expires_at: stored.expires_at.map(Timestamp),
+    })
+}
+
+/// Creates a key for an organization; it has no rate limit of its own.
+pub async fn create(pool: &PgPool, key: NewKey) -> Result<CreatedKey, KeyError> {
+    let mut connection = pool.acquire().await?;
+    let row = KeyToInsert {
+        org_id: key.org_id,
+        name: key.name.as_str(),
+        environment: key.environment,
+        expires_at: key.expires_at,
+        rotated_from: None,
+        rate_limit: (None, None),
+    };
+    insert_key(&mut connection, row)
+        .await
+        .map_err(|error| match violation(&error) {
+            Some(Violation::ForeignKey) => KeyError::OrgNotFound(key.org_id),
+            _ => KeyError::Database(error),
+        })
+}
+
+/// The organization's keys, oldest first, as listed now; an unknown organization is an
+/// error rather than an empty list, so a typo in the id does not look like "no keys".
+pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ListedKey>, KeyError> {
+    if !orgs::exists(pool, org_id).await? {
+        return Err(KeyError::OrgNotFound(org_id));
+    }
+    let rows = sqlx::query_as::<_, ListedKeyRow>(
+        "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created_at, k.expires_at, \
+                k.revoked_at, k.active, \
+                k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
+                r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+         FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
+         WHERE k.org_id = $1 ORDER BY k.created_at, k.id",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    let now = Utc::now();
+    rows.into_iter()
+        .map(|row| Ok(ListedKey::new(row.info, row.limits.resolve()?, now)))
+        .collect()
+}
+
+/// Replaces key `old_id` in one transaction: locks it (it must exist, be active and
+/// unexpired), inserts a new key for the same organization, name, environment and own
+/// rate limit (if any) with `rotated_from` pointing at it, and revokes the old key or
+/// moves its expiry to the end of the grace period. Both writes share one revision, so
+/// keysync sees them together.
+pub async fn rotate(
+    pool: &PgPool,
+    old_id: Uuid,
+    new_expires_at: Option<DateTime<Utc>>,
+    fate: OldKeyFate,
+) -> Result<RotatedKey, KeyError> {
+    let mut transaction = pool.begin().await?;
+    let old: RotatedRow = sqlx::query_as(
+        "SELECT org_id, name, key_prefix, expires_at, active, \
+                COALESCE(expires_at <= now(), false) AS expired, \
+                rate_limit_rpm, rate_limit_burst \
+         FROM api_keys WHERE id = $1 FOR UPDATE",
+    )
+    .bind(old_id)
+    .fetch_optional(&mut *transaction)
+    .await?
+    .ok_or(KeyError::NotFound(old_id))?;
+    if !old.active {
+        return Err(KeyError::Revoked(old_id));
+    }
+    if old.expired {
+        return Err(KeyError::Expired(old_id));
+    }
+    let environment =
+        KeyEnvironment::of_key(&old.key_prefix).ok_or_else(|| KeyError::UnknownEnvironment {
+            id: old_id,
+            prefix: old.key_prefix.clone(),
+        })?;
+
+    let new_key = insert_key(
+        &mut transaction,
+        KeyToInsert {
+            org_id: old.org_id,
+            name: &old.name,
+            environment,
+            expires_at: new_expires_at,
+            rotated_from: Some(old_id),
+            rate_limit: (old.rate_limit_rpm, old.rate_limit_burst),
+        },
+    )
+    .await?;
+
+    let (old_key_stops_at, old_key_revoked) = match fate {
+        OldKeyFate::RevokeNow => {
+            let revoked_at: DateTime<Utc> = sqlx::query_scalar(
+                "UPDATE api_keys SET active = false, revoked_at = now() \
+                 WHERE id = $1 RETURNING revoked_at",
+            )
+            .bind(old_id)
+            .fetch_one(&mut *transaction)
+            .await?;
+            (revoked_at, true)
+        }
+        OldKeyFate::ExpireBy(at) => match old.expires_at {
+            Some(sooner) if sooner <= at => (sooner, false),
+            _ => {
+                sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
+                    .bind(old_id)
+                    .bind(at)
+                    .execute(&mut *transaction)
+                    .await?;
+                (at, false)
+            }
+        },
+    };
+    transaction.commit().await?;
+    Ok(RotatedKey {
+        new_key,
+        old_key_id: old_id,
+        old_key_expires_at: Timestamp(old_key_stops_at),
+        old_key_revoked,
+    })
+}
+
+/// Marks the key inactive; keysync drops it from every key set at the next catch-up.
+pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<RevokedKey, KeyError> {
+    let revoked: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE api_keys SET active = false, revoked_at = now() \
+         WHERE id = $1 AND active RETURNING id",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let revocation = if revoked.is_some() {
+        Revocation::Revoked
+    } else if sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1)")
+        .bind(id)
+        .fetch_one(pool)
+        .await?
+    {
+        Revocation::AlreadyRevoked
+    } else {
+        return Err(KeyError::NotFound(id));
+    };
+    Ok(RevokedKey {
+        key_id: id,
+        revocation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn info(active: bool, expires_at: Option<DateTime<Utc>>) -> ApiKeyInfo {
+        ApiKeyInfo {
+            id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            name: "k".to_owned(),
+            key_prefix: "sk_live_AbCd".to_owned(),
+            created_at: Utc::now(),
+            expires_at,
+            revoked_at: None,
+            active,
+        }
+    }
+
+    #[test]
+    fn status_reflects_revocation_then_expiry() {
+        let now = Utc::now();
+        let past = Some(now - TimeDelta::seconds(1));
+        let future = Some(now + TimeDelta::seconds(60));
+        assert_eq!(info(true, None).status(now), KeyStatus::Active);
+        assert_eq!(info(true, future).status(now), KeyStatus::Active);
+        assert_eq!(info(true, past).status(now), KeyStatus::Expired);
+        assert_eq!(info(true, Some(now)).status(now), KeyStatus::Expired);
+        assert_eq!(info(false, past).status(now), KeyStatus::Revoked);
+        assert_eq!(info(false, None).status(now).as_str(), "revoked");
+    }
+
+    #[test]
+    fn statuses_serialize_as_listed() {
+        for status in [KeyStatus::Active, KeyStatus::Revoked, KeyStatus::Expired] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+    }
+}

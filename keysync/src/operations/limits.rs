@@ -1,0 +1,217 @@
+//! Rate limits, as operators set them: an organization's row in `rate_limit_configs`
+//! (one budget shared by all its keys) and a key's own override in its
+//! `rate_limit_rpm`/`rate_limit_burst` columns (counted for that key alone).
+//!
+//! Every write that changes a limit restamps the keys it affects (the triggers of
+//! migrations 0001 and 0003), so keysync pushes the new limits to the gateways like any
+//! other key change. A write that would change nothing is skipped, so setting the same
+//! limit again does not restamp every key of a large organization.
+
+use keysync_contract::limit::{KeyLimit, Limit};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::limit_json;
+use super::orgs;
+use super::sql_state::{violation, Violation};
+use crate::limit_columns::{InvalidLimit, LimitColumns, MAX_LIMIT_VALUE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("organization {0} not found")]
+    OrgNotFound(Uuid),
+    #[error("key {0} not found")]
+    KeyNotFound(Uuid),
+    /// Callers validate first (the CLI names the flag); this guards the operations.
+    #[error(
+        "rate limit values must be at most {MAX_LIMIT_VALUE}, and requests per minute at least 1"
+    )]
+    OutOfRange,
+    #[error("unexpected row: {0}")]
+    InvalidRow(#[from] InvalidLimit),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What to do to a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitChange {
+    /// Insert or replace: `requests_per_minute + burst` requests per one-minute window.
+    Set(Limit),
+    /// Remove it (an organization then has no limit; a key falls back to its
+    /// organization's).
+    Clear,
+}
+
+impl LimitChange {
+    /// The values as the schema stores them, or `None` for [`LimitChange::Clear`].
+    fn columns(self) -> Result<Option<(i32, i32)>, LimitError> {
+        match self {
+            LimitChange::Clear => Ok(None),
+            LimitChange::Set(limit) => {
+                let rpm = i32::try_from(limit.requests_per_minute)
+                    .ok()
+                    .filter(|&rpm| rpm > 0)
+                    .ok_or(LimitError::OutOfRange)?;
+                let burst = i32::try_from(limit.burst).map_err(|_| LimitError::OutOfRange)?;
+                Ok(Some((rpm, burst)))
+            }
+        }
+    }
+}
+
+/// An organization's limit after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OrgLimitOutcome {
+    pub org_id: Uuid,
+    /// `None` when the organization has no limit.
+    #[serde(serialize_with = "limit_json::org_limit")]
+    pub rate_limit: Option<Limit>,
+    /// False when the limit already was what was asked for; nothing was written.
+    pub changed: bool,
+}
+
+/// A key's limit after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KeyLimitOutcome {
+    pub key_id: Uuid,
+    pub org_id: Uuid,
+    /// The limit the key now runs under: its own (`per_key`), else its organization's,
+    /// else none.
+    #[serde(serialize_with = "limit_json::key_limit")]
+    pub rate_limit: Option<KeyLimit>,
+    /// False when the key's own limit already was what was asked for.
+    pub changed: bool,
+}
+
+/// Sets or clears an organization's limit.
+pub async fn set_org_limit(
+    pool: &PgPool,
+    org_id: Uuid,
+    change: LimitChange,
+) -> Result<OrgLimitOutcome, LimitError> {
+    let columns = change.columns()?;
+    let changed = match columns {
+        Some((rpm, burst)) => {
+            sqlx::query(
+                "INSERT INTO rate_limit_configs (org_id, requests_per_minute, burst) \
+             VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id) DO UPDATE \
+                 SET requests_per_minute = EXCLUDED.requests_per_minute, \
+                     burst = EXCLUDED.burst, \
+                     updated_at = now() \
+                 WHERE (rate_limit_configs.requests_per_minute, rate_limit_configs.burst) \
+                       IS DISTINCT FROM (EXCLUDED.requests_per_minute, EXCLUDED.burst)",
+            )
+            .bind(org_id)
+            .bind(rpm)
+            .bind(burst)
+            .execute(pool)
+            .await
+            .map_err(|error| match violation(&error) {
+                Some(Violation::ForeignKey) => LimitError::OrgNotFound(org_id),
+                _ => LimitError::Database(error),
+            })?
+            .rows_affected()
+                > 0
+        }
+        None => {
+            let mut transaction = pool.begin().await?;
+            if !orgs::exists(&mut *transaction, org_id).await? {
+                return Err(LimitError::OrgNotFound(org_id));
+            }
+            let deleted = sqlx::query("DELETE FROM rate_limit_configs WHERE org_id = $1")
+                .bind(org_id)
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+            transaction.commit().await?;
+            deleted > 0
+        }
+    };
+    let rate_limit = match change {
+        LimitChange::Set(limit) => Some(limit),
+        LimitChange::Clear => None,
+    };
+    Ok(OrgLimitOutcome {
+        org_id,
+        rate_limit,
+        changed,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyLimitRow {
+    org_id: Uuid,
+    #[sqlx(flatten)]
+    limits: LimitColumns,
+}
+
+/// Sets or clears a key's own limit, and reports the limit the key then runs under.
+/// Any key may be given one, revoked and expired keys included.
+pub async fn set_key_limit(
+    pool: &PgPool,
+    key_id: Uuid,
+    change: LimitChange,
+) -> Result<KeyLimitOutcome, LimitError> {
+    let (rpm, burst) = change.columns()?.unzip();
+    let mut transaction = pool.begin().await?;
+    let changed = sqlx::query(
+        "UPDATE api_keys SET rate_limit_rpm = $2, rate_limit_burst = $3 \
+         WHERE id = $1 \
+           AND (rate_limit_rpm, rate_limit_burst) IS DISTINCT FROM ($2::integer, $3::integer)",
+    )
+    .bind(key_id)
+    .bind(rpm)
+    .bind(burst)
+    .execute(&mut *transaction)
+    .await?
+    .rows_affected()
+        > 0;
+    let row: KeyLimitRow = sqlx::query_as(
+        "SELECT k.org_id, \
+                k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
+                r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+         FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
+         WHERE k.id = $1",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut *transaction)
+    .await?
+    .ok_or(LimitError::KeyNotFound(key_id))?;
+    transaction.commit().await?;
+    Ok(KeyLimitOutcome {
+        key_id,
+        org_id: row.org_id,
+        rate_limit: row.limits.resolve()?,
+        changed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_map_to_columns_within_the_schema_range() {
+        let set = |requests_per_minute, burst| {
+            LimitChange::Set(Limit {
+                requests_per_minute,
+                burst,
+            })
+        };
+        assert_eq!(set(100, 20).columns().unwrap(), Some((100, 20)));
+        assert_eq!(LimitChange::Clear.columns().unwrap(), None);
+        assert_eq!(
+            set(MAX_LIMIT_VALUE, MAX_LIMIT_VALUE).columns().unwrap(),
+            Some((i32::MAX, i32::MAX))
+        );
+        for (rpm, burst) in [(0, 0), (MAX_LIMIT_VALUE + 1, 0), (1, MAX_LIMIT_VALUE + 1)] {
+            assert!(matches!(
+                set(rpm, burst).columns(),
+                Err(LimitError::OutOfRange)
+            ));
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! `envoy.service.auth.v3.Authorization/Check`, served next to `keysync.v1.KeySync` on
+//! the gRPC port and answered from the same in-memory key set `LookupKey` reads.
+//!
+//! A request without a credential is refused (401) and a malformed one (403) without
+//! touching the key set. A well-formed key is hashed and looked up; a key the key set
+//! does not hold (it may have been created since the key set last changed) waits, like
+//! `LookupKey`, until the key set has caught up with it ([`crate::sync::miss`]: at most
+//! for a catch-up already in flight while change notifications keep the key set
+//! current, else for a coalesced catch-up that starts after it arrived), for at most
+//! [`CATCH_UP_WAIT`]; if the catch-up fails or takes longer, the key set decides alone
+//! (a snapshot is the best knowledge there is: an absent key is invalid, never a 5xx).
+//! Before the first snapshot there is nothing to decide from: `UNAVAILABLE`, which
+//! Envoy turns into its `status_on_error` (503).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use keysync_contract::credential::{self, Credential, Source};
+use keysync_contract::reply::Denial;
+use tonic::{Request, Response, Status};
+use tracing::debug;
+
+use super::check_response;
+use super::credential_headers::CredentialHeaders;
+use super::verdict::Verdict;
+use crate::clock::now_unix;
+use crate::key_hash::{hash_key, short_hash, KeyHash};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::serve::key_entry::KeyEntry;
+use crate::serve::key_set::SharedKeySet;
+use crate::sync::miss::Misses;
+
+/// How long a check for a key the key set does not hold waits for a catch-up: well
+/// under the 0.5 s Envoy gives a check in `envoy/ext-authz.yaml`, so an unreachable
+/// database still yields a 403 for an unknown key rather than Envoy's 503.
+pub const CATCH_UP_WAIT: Duration = Duration::from_millis(300);
+
+/// The service; cheap to clone, all state is shared.
+#[derive(Debug, Clone)]
+pub struct ExtAuthzService {
+    key_set: SharedKeySet,
+    misses: Misses,
+    readiness: Readiness,
+    metrics: Arc<Metrics>,
+    /// Unix seconds now; a field so tests can stand at a key's expiry.
+    clock: fn() -> i64,
+    /// Bound on waiting for a catch-up ([`CATCH_UP_WAIT`]).
+    catch_up_wait: Duration,
+}
+
+impl ExtAuthzService {
+    pub fn new(
+        key_set: SharedKeySet,
+        misses: Misses,
+        readiness: Readiness,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ExtAuthzService {
+            key_set,
+            misses,
+            readiness,
+            metrics,
+            clock: now_unix,
+            catch_up_wait: CATCH_UP_WAIT,
+        }
+    }
+
+    /// Decides about the request Envoy describes.
+    pub async fn judge(&self, request: &CheckRequest) -> Verdict {
+        let headers = CredentialHeaders::of(request);
+        let (hash, source) = match credential::extract(headers.authorization(), headers.api_key()) {
+            Credential::Missing => return Verdict::Deny(Denial::MissingKey),
+            Credential::Malformed => return Verdict::Deny(Denial::InvalidKey),
+            Credential::Key { key, source } => match std::str::from_utf8(key) {
+                Ok(key) => (hash_key(key), source),
+                // Well-formed keys are ASCII: cannot happen, refuse to be safe.
+                Err(_) => return Verdict::Deny(Denial::InvalidKey),
+            },
+        };
+        self.judge_key(&hash, source).await
+    }
+
+    async fn judge_key(&self, hash: &KeyHash, source: Source) -> Verdict {
+        if !self.readiness.is_ready() {
+            return Verdict::Deny(Denial::Unavailable);
+        }
+        if let Some(entry) = self.stored(hash) {
+            return Verdict::of_entry(entry, source, (self.clock)());
+        }
+        // The key may have been created since the key set last changed: decide once the
+        // key set has caught up with it, like `LookupKey`, or after the wait.
+        let caught_up = tokio::time::timeout(self.catch_up_wait, self.misses.settle()).await;
+        let found = self.stored(hash);
+        let key_hash = short_hash(hash);
+        match caught_up {
+            Ok(Ok(answered_by)) => debug!(
+                "ext_authz cache miss: key_hash={key_hash}... {} ({})",
+                if found.is_some() {
+                    "found"
+                } else {
+                    "not found"
+                },
+                answered_by.describe()
+            ),
+            Ok(Err(error)) => debug!(
+                "ext_authz cache miss: key_hash={key_hash}... {error}, decided from the key set"
+            ),
+            Err(_) => debug!(
+                "ext_authz cache miss: key_hash={key_hash}... no catch-up within {:?}, \
+                 decided from the key set",
+                self.catch_up_wait
+            ),
+        }
+        match found {
+            Some(entry) => Verdict::of_entry(entry, source, (self.clock)()),
+            None => Verdict::Deny(Denial::InvalidKey),
+        }
+    }
+
+    /// The key set's entry for `hash`, expired or not: expiry is judged by
+    /// [`Verdict::of_entry`] against the clock, and a key the key set holds needs no
+    /// catch-up even when it has expired. (At the epoch no key has expired yet, so the
+    /// key set's own filter lets every entry through.)
+    fn stored(&self, hash: &KeyHash) -> Option<KeyEntry> {
+        self.key_set.read().get(hash, 0)
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthzService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
+        let verdict = self.judge(request.get_ref()).await;
+        self.metrics
+            .record_ext_authz(verdict.result(), started.elapsed());
+        check_response::answer(&verdict).map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Request as AttributeRequest,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::google::rpc;
+    use tonic::Code;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::sync::fake_catch_up::{self, Behaviour};
+    use crate::sync::freshness::Freshness;
+
+    const KEY: &str = "sk_live_0123456789abcdefABCDEF0123456789";
+    const NEW_KEY: &str = "sk_live_CreatedAfterTheLastCatchUp000000";
+    const UNKNOWN_KEY: &str = "sk_live_NobodyWasEverGivenThisKey0000000";
+
+    fn entry(key: &str, expires_at: i64) -> KeyEntry {
+        KeyEntry {
+            key_hash: hash_key(key),
+            key_id: Uuid::from_u128(0x11),
+            org_id: Uuid::from_u128(0x22),
+            expires_at,
+            rate_limit: None,
+        }
+    }
+
+    struct Fixture {
+        service: ExtAuthzService,
+        readiness: Readiness,
+        metrics: Arc<Metrics>,
+        catch_ups: Arc<AtomicUsize>,
+        /// Not current (the change listener is down) until a test says otherwise.
+        freshness: Freshness,
+    }
+
+    /// A ready service over `keys`, whose catch-ups behave as told, at unix second 1000.
+    fn fixture(keys: Vec<KeyEntry>, behaviour: Behaviour) -> Fixture {
+        let (key_set, catch_up, catch_ups) = fake_catch_up::key_set_and_catch_up(keys, behaviour);
+        let readiness = Readiness::new();
+        readiness.set_ready();
+        let metrics = Arc::new(Metrics::new());
+        let freshness = Freshness::new(metrics.clone());
+        let misses = Misses::new(catch_up, freshness.clone(), metrics.clone());
+        let mut service = ExtAuthzService::new(key_set, misses, readiness.clone(), metrics.clone());
+        service.clock = || 1000;
+        Fixture {
+            service,
+            readiness,
+            metrics,
+            catch_ups,
+            freshness,
+        }
+    }
+
+    fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
+        let headers: HashMap<String, String> = headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(AttributeRequest {
+                    time: None,
+                    http: Some(HttpRequest {
+                        method: "GET".into(),
+                        path: "/orders".into(),
+                        headers,
+                        ..HttpRequest::default()
+                    }),
+                }),
+                ..AttributeContext::default()
+            }),
+        }
+    }
+
+    fn bearer(key: &str) -> CheckRequest {
+        check_request(&[("authorization", &format!("Bearer {key}"))])
+    }
+
+    async fn check(service: &ExtAuthzService, request: CheckRequest) -> CheckResponse {
+        service
+            .check(Request::new(request))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    fn rpc_code(response: &CheckResponse) -> rpc::Code {
+        rpc::Code::try_from(response.status.as_ref().unwrap().code).unwrap()
+    }
+
+    /// The denied HTTP status and the body's `error`.
+    fn denial(response: &CheckResponse) -> (i32, String) {
+        match &response.http_response {
+            Some(HttpResponse::DeniedResponse(denied)) => {
+                let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
+                (
+                    denied.status.as_ref().unwrap().code,
+                    body["error"].as_str().unwrap().to_owned(),
+                )
+            }
+            other => panic!("not denied: {other:?}"),
+        }
+    }
+
+    /// The headers set and removed by an OK response.
+    fn forwarded(response: &CheckResponse) -> (HashMap<String, String>, Vec<String>) {
+        assert_eq!(rpc_code(response), rpc::Code::Ok);
+        match &response.http_response {
+            Some(HttpResponse::OkResponse(ok)) => (
+                ok.headers
+                    .iter()
+                    .map(|option| {
+                        let header = option.header.clone().unwrap();
+                        (header.key, header.value)
+                    })
+                    .collect(),
+                ok.headers_to_remove.clone(),
+            ),
+            other => panic!("not OK: {other:?}"),
+        }
+    }
+
+    fn counted(metrics: &Metrics, result: &str) -> bool {
+        metrics.encode().contains(&format!(
+            "keysync_ext_authz_checks_total{{result=\"{result}\"}} 1\n"
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_stored_key_is_allowed_with_its_identity() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        let response = check(&fixture.service, bearer(KEY)).await;
+        let (set, removed) = forwarded(&response);
+        assert_eq!(set["x-org-id"], Uuid::from_u128(0x22).to_string());
+        assert_eq!(set["x-api-key-id"], Uuid::from_u128(0x11).to_string());
+        assert_eq!(removed[0], "authorization");
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+        assert!(counted(&fixture.metrics, "allowed"));
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_ext_authz_duration_seconds_count 1\n"));
+    }
+
+    #[tokio::test]
+    async fn x_api_key_works_and_is_the_header_removed() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        let response = check(&fixture.service, check_request(&[("x-api-key", KEY)])).await;
+        let (_, removed) = forwarded(&response);
+        assert_eq!(removed[0], "x-api-key");
+        // Another scheme in Authorization falls back to x-api-key.
+        let response = check(
+            &fixture.service,
+            check_request(&[("authorization", "Basic dXNlcjpwYXNz"), ("x-api-key", KEY)]),
+        )
+        .await;
+        assert_eq!(forwarded(&response).1[0], "x-api-key");
+    }
+
+    #[tokio::test]
+    async fn no_credential_is_401_even_before_the_first_snapshot() {
+        let fixture = fixture(vec![], Behaviour::Fails);
+        let service = ExtAuthzService {
+            readiness: Readiness::new(),
+            ..fixture.service.clone()
+        };
+        for request in [
+            check_request(&[]),
+            check_request(&[("authorization", "")]),
+            check_request(&[("authorization", "Bearer")]),
+            check_request(&[("authorization", "Basic dXNlcjpwYXNz")]),
+            CheckRequest::default(),
+        ] {
+            let response = check(&service, request).await;
+            assert_eq!(rpc_code(&response), rpc::Code::Unauthenticated);
+            assert_eq!(denial(&response), (401, "missing_api_key".to_owned()));
+        }
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_ext_authz_checks_total{result=\"missing\"} 5\n"));
+    }
+
+    #[tokio::test]
+    async fn malformed_credentials_are_403_without_a_lookup() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        let joined = format!("Bearer {KEY},Bearer {KEY}");
+        let double_space = format!("Bearer  {KEY}");
+        let tab = format!("Bearer \t{KEY}");
+        for value in [
+            joined.as_str(),
+            double_space.as_str(),
+            tab.as_str(),
+            "Bearer sk_live_short",
+        ] {
+            let response =
+                check(&fixture.service, check_request(&[("authorization", value)])).await;
+            assert_eq!(rpc_code(&response), rpc::Code::PermissionDenied, "{value}");
+            assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        }
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_key_waits_for_a_catch_up_and_is_allowed() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Adds(entry(NEW_KEY, 0)));
+        let response = check(&fixture.service, bearer(NEW_KEY)).await;
+        forwarded(&response);
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_is_invalid_after_the_catch_up() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Adds(entry(NEW_KEY, 0)));
+        let response = check(&fixture.service, bearer(UNKNOWN_KEY)).await;
+        assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 1);
+        assert!(counted(&fixture.metrics, "invalid"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_notifications_keep_the_store_current_unknown_keys_cost_no_catch_up() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Hangs);
+        fixture.freshness.set_listening(true);
+        let asked = tokio::time::Instant::now();
+        for _ in 0..5 {
+            let response = check(&fixture.service, bearer(UNKNOWN_KEY)).await;
+            assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        }
+        assert_eq!(
+            asked.elapsed(),
+            crate::sync::miss::NOTIFY_GRACE * 5,
+            "only the grace for a late notification"
+        );
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_misses_total{answered_by=\"store\"} 5\n"));
+        forwarded(&check(&fixture.service, bearer(KEY)).await);
+    }
+
+    #[tokio::test]
+    async fn a_failed_catch_up_leaves_the_store_to_decide() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        let response = check(&fixture.service, bearer(UNKNOWN_KEY)).await;
+        assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 1);
+        // Known keys are unaffected.
+        forwarded(&check(&fixture.service, bearer(KEY)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_that_never_ends_is_waited_for_only_so_long() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Hangs);
+        let asked = tokio::time::Instant::now();
+        let response = check(&fixture.service, bearer(UNKNOWN_KEY)).await;
+        assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        assert_eq!(asked.elapsed(), CATCH_UP_WAIT);
+    }
+
+    #[tokio::test]
+    async fn expiry_is_checked_against_the_clock_of_the_request() {
+        let fixture = fixture(vec![entry(KEY, 1000)], Behaviour::Fails);
+        let mut service = fixture.service.clone();
+        service.clock = || 999;
+        forwarded(&check(&service, bearer(KEY)).await);
+        service.clock = || 1000;
+        let response = check(&service, bearer(KEY)).await;
+        assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        assert_eq!(
+            fixture.catch_ups.load(Ordering::SeqCst),
+            0,
+            "an expired key the key set holds needs no catch-up"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_before_the_first_snapshot_is_unavailable() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        let service = ExtAuthzService {
+            readiness: Readiness::new(),
+            ..fixture.service.clone()
+        };
+        let error = service.check(Request::new(bearer(KEY))).await.unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable);
+        assert!(counted(&fixture.metrics, "unavailable"));
+        assert!(fixture.readiness.is_ready(), "only the copy was not ready");
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+    }
+}

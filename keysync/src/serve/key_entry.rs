@@ -1,0 +1,68 @@
+//! What the gateway needs to know about one active key: its hash (how a request finds
+//! it), its organization and id (the identity headers), its expiry, and the rate limit
+//! it runs under. The unit the key set holds, changes carry and the wire serves.
+
+use keysync_contract::limit::KeyLimit;
+use uuid::Uuid;
+
+use crate::key_hash::KeyHash;
+
+/// One active key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub key_hash: KeyHash,
+    pub key_id: Uuid,
+    pub org_id: Uuid,
+    /// Unix seconds after which the key is refused; 0 when it never expires.
+    pub expires_at: i64,
+    /// The key's own limit, else its organization's; `None` when neither is set.
+    pub rate_limit: Option<KeyLimit>,
+}
+
+impl KeyEntry {
+    /// Expired keys stay in the key set (expiry needs no database change to happen) and
+    /// are filtered when served.
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+}
+
+#[cfg(test)]
+impl KeyEntry {
+    /// A key for tests: its hash is `first_byte` followed by zeros (so entries sort by
+    /// it), its id is `first_byte`, its organization 7; it never expires and has no
+    /// limit.
+    pub(crate) fn numbered(first_byte: u8) -> KeyEntry {
+        let mut key_hash = [0; 32];
+        key_hash[0] = first_byte;
+        KeyEntry {
+            key_hash,
+            key_id: Uuid::from_u128(first_byte.into()),
+            org_id: Uuid::from_u128(7),
+            expires_at: 0,
+            rate_limit: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_expires_at_its_second_and_zero_means_never() {
+        let expiring_at = |expires_at| KeyEntry {
+            expires_at,
+            ..KeyEntry::numbered(1)
+        };
+        assert!(!expiring_at(100).is_expired(99));
+        assert!(expiring_at(100).is_expired(100));
+        assert!(!expiring_at(0).is_expired(i64::MAX));
+    }
+
+    /// The size the key table's memory figures are measured with.
+    #[test]
+    fn an_entry_takes_88_bytes() {
+        assert_eq!(std::mem::size_of::<KeyEntry>(), 88);
+    }
+}

@@ -1,0 +1,229 @@
+//! `serve`: wires the key set, the loader, the change feed, the change listener, the
+//! gRPC services and the admin port together on listeners the caller has already bound,
+//! and runs until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
+use keysync_proto::v1::key_sync_server::KeySyncServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tracing::info;
+
+use crate::config::ServeConfig;
+use crate::global_limit::{self, counter::CounterError};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::serve::admin::{self, AdminState};
+use crate::serve::change_feed::ChangeFeed;
+use crate::serve::ext_authz::ExtAuthzService;
+use crate::serve::grpc::KeySyncService;
+use crate::serve::key_set::SharedKeySet;
+use crate::serve::watch_server::{WatchSettings, Watches};
+use crate::sync::catch_up::CatchUp;
+use crate::sync::change_listener::{self, Connector};
+use crate::sync::freshness::Freshness;
+use crate::sync::loader::{LoadError, Loader};
+use crate::sync::miss::Misses;
+use crate::sync::reload::{self, Reloader, Schedule};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read the listener address: {0}")]
+    ListenerAddress(std::io::Error),
+    #[error("cannot load the key snapshot: {0}")]
+    InitialLoad(LoadError),
+    #[error("gRPC server failed: {0}")]
+    Grpc(tonic::transport::Error),
+    #[error("admin HTTP server failed: {0}")]
+    Admin(std::io::Error),
+    #[error("cannot set up the rate-limit counters: {0}")]
+    RateLimit(CounterError),
+}
+
+/// Serves until `shutdown` is cancelled, or fails if the first full snapshot cannot be
+/// loaded. Logs `keysync listening: grpc=ADDR http=ADDR` with the bound addresses
+/// first, so callers that bind port 0 can find the ports.
+///
+/// The gRPC port carries `keysync.v1.KeySync`, Envoy's
+/// `envoy.service.ratelimit.v3.RateLimitService` ([`global_limit`]) and Envoy's
+/// `envoy.service.auth.v3.Authorization` ([`crate::serve::ext_authz`]). Both ports
+/// answer at once: `/readyz` says 503, every `KeySync` method and every ext_authz check
+/// of a key `UNAVAILABLE` until the first snapshot is in memory (the rate-limit service
+/// needs no snapshot and answers from the start). After that, change notifications
+/// (through `notifications`) and the periodic poll drive catch-ups; database errors are
+/// logged and retried while the last snapshot keeps being served.
+pub async fn run<L: Loader, C: Connector>(
+    config: &ServeConfig,
+    loader: L,
+    notifications: C,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let grpc_addr: SocketAddr = grpc_listener
+        .local_addr()
+        .map_err(ServerError::ListenerAddress)?;
+    let http_addr: SocketAddr = http_listener
+        .local_addr()
+        .map_err(ServerError::ListenerAddress)?;
+    info!("keysync listening: grpc={grpc_addr} http={http_addr}");
+
+    let metrics = Arc::new(Metrics::new());
+    // Whichever part ends first (shutdown, failed start, a server error) stops the rest.
+    let stop = shutdown.child_token();
+    let (rate_limits, pings) = global_limit::start(
+        config.redis_url.as_ref(),
+        config.ratelimit_failure_mode,
+        metrics.clone(),
+        stop.clone(),
+    )
+    .map_err(ServerError::RateLimit)?;
+    let readiness = Readiness::new();
+    let key_set = SharedKeySet::new();
+    let feed = Arc::new(ChangeFeed::new(config.changelog_records));
+    let reloader = Arc::new(Reloader::new(
+        loader,
+        key_set.clone(),
+        feed.clone(),
+        metrics.clone(),
+    ));
+    let freshness = Freshness::new(metrics.clone());
+    let catch_up = reload::spawn_catch_up(reloader.clone(), freshness.clone());
+    let misses = Misses::new(catch_up.clone(), freshness.clone(), metrics.clone());
+
+    let admin_app = admin::app(AdminState {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+    });
+    let admin_server = async {
+        let served = axum::serve(http_listener, admin_app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+            .map_err(ServerError::Admin);
+        stop.cancel();
+        served
+    };
+
+    let watches = Watches::new(
+        feed.clone(),
+        catch_up.clone(),
+        metrics.clone(),
+        WatchSettings {
+            chunk: config.watch_chunk,
+            heartbeat: config.watch_heartbeat,
+        },
+        // Open streams would keep the gRPC server's graceful shutdown waiting.
+        stop.clone(),
+    );
+    let ext_authz = ExtAuthzService::new(
+        key_set.clone(),
+        misses.clone(),
+        readiness.clone(),
+        metrics.clone(),
+    );
+    let service = KeySyncService::new(
+        key_set,
+        misses,
+        readiness.clone(),
+        metrics.clone(),
+        watches,
+        config.max_page_size,
+    );
+    let pings = async {
+        if let Some(pings) = pings {
+            pings.await;
+        }
+    };
+    let grpc_server = async {
+        let served = tonic::transport::Server::builder()
+            .add_service(KeySyncServer::new(service))
+            .add_service(RateLimitServiceServer::new(rate_limits))
+            .add_service(AuthorizationServer::new(ext_authz))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                stop.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(ServerError::Grpc);
+        stop.cancel();
+        served
+    };
+
+    let sync = async {
+        let following = Following {
+            notifications,
+            catch_up,
+            freshness,
+        };
+        let synced = keep_in_sync(config, &reloader, following, &readiness, &metrics, &stop).await;
+        stop.cancel();
+        synced
+    };
+
+    let (synced, admin_served, grpc_served, ()) =
+        tokio::join!(sync, admin_server, grpc_server, pings);
+    synced?;
+    admin_served?;
+    grpc_served?;
+    info!("keysync stopped");
+    Ok(())
+}
+
+/// How the key set follows the database after the first snapshot.
+struct Following<C> {
+    /// Where change notifications come from.
+    notifications: C,
+    /// The worker every catch-up goes through.
+    catch_up: CatchUp,
+    /// Told by the change listener whether it is caught up.
+    freshness: Freshness,
+}
+
+/// Loads the first snapshot, opens readiness, then follows the database until `stop`:
+/// change notifications and the periodic loop side by side.
+async fn keep_in_sync<L: Loader, C: Connector>(
+    config: &ServeConfig,
+    reloader: &Arc<Reloader<L>>,
+    following: Following<C>,
+    readiness: &Readiness,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> Result<(), ServerError> {
+    let loaded = tokio::select! {
+        _ = stop.cancelled() => return Ok(()),
+        loaded = reloader.full_reload() => loaded,
+    };
+    let summary = loaded.map_err(ServerError::InitialLoad)?;
+    readiness.set_ready();
+    metrics.set_ready();
+    info!(
+        "snapshot loaded: keys={} revision={}",
+        summary.keys, summary.revision
+    );
+    let schedule = Schedule {
+        poll_interval: config.poll_interval,
+        full_reload_interval: config.full_reload_interval,
+    };
+    // Started after the first snapshot: a catch-up before it would read every key as
+    // a change.
+    let Following {
+        notifications,
+        catch_up,
+        freshness,
+    } = following;
+    let listen = change_listener::run(
+        notifications,
+        catch_up.clone(),
+        || reloader.revision(),
+        freshness,
+        metrics.clone(),
+        stop.clone(),
+    );
+    let poll = reload::run_periodic(reloader.clone(), catch_up, schedule, stop.clone());
+    tokio::join!(listen, poll);
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Whether change notifications keep the in-memory key set current: true while the
+//! change listener is connected and caught up (the catch-up that follows its last
+//! (re)connection succeeded) and the last catch-up, whoever asked for it, succeeded.
+//! Every commit then reaches the key set within milliseconds of its notification, so a
+//! lookup of a key the key set does not hold can be answered from memory
+//! ([`crate::sync::miss`]); otherwise it asks for a catch-up. `/metrics` shows it as
+//! `keysync_change_listener_up`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::metrics::Metrics;
+
+/// Shared by the change listener, the catch-up worker and the lookups; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Freshness(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    /// Both conditions, changed together with the gauge under this lock.
+    state: Mutex<State>,
+    /// Both at once, for the lookups to read without the lock.
+    current: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug)]
+struct State {
+    listening: bool,
+    last_catch_up_ok: bool,
+}
+
+impl Freshness {
+    /// Not current: nobody listens yet.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.set_change_listener_up(false);
+        Freshness(Arc::new(Inner {
+            state: Mutex::new(State {
+                listening: false,
+                last_catch_up_ok: true,
+            }),
+            current: AtomicBool::new(false),
+            metrics,
+        }))
+    }
+
+    /// True while notifications keep the key set current.
+    pub fn is_current(&self) -> bool {
+        self.0.current.load(Ordering::Acquire)
+    }
+
+    /// The change listener is connected and has caught up since (true), or has lost
+    /// its connection (false).
+    pub fn set_listening(&self, listening: bool) {
+        self.update(|state| state.listening = listening);
+    }
+
+    /// A catch-up finished: while the last one failed, changes may be missing.
+    pub fn record_catch_up(&self, ok: bool) {
+        self.update(|state| state.last_catch_up_ok = ok);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut state);
+        let current = state.listening && state.last_catch_up_ok;
+        self.0.current.store(current, Ordering::Release);
+        self.0.metrics.set_change_listener_up(current);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge(metrics: &Metrics) -> bool {
+        metrics.encode().contains("keysync_change_listener_up 1\n")
+    }
+
+    #[test]
+    fn current_only_while_listening_and_the_last_catch_up_succeeded() {
+        let metrics = Arc::new(Metrics::new());
+        let freshness = Freshness::new(metrics.clone());
+        assert!(!freshness.is_current());
+        assert!(!gauge(&metrics));
+
+        freshness.set_listening(true);
+        assert!(freshness.is_current());
+        assert!(gauge(&metrics));
+
+        freshness.record_catch_up(false);
+        assert!(!freshness.clone().is_current());
+        assert!(!gauge(&metrics));
+        freshness.record_catch_up(true);
+        assert!(freshness.is_current());
+
+        freshness.set_listening(false);
+        assert!(!freshness.is_current());
+        assert!(!gauge(&metrics));
+        freshness.record_catch_up(true);
+        assert!(
+            !freshness.is_current(),
+            "a catch-up alone does not make it current"
+        );
+    }
+}
