@@ -6,11 +6,12 @@
 //! Envoy:
 //!
 //! - [`sync`]: keeping an in-memory copy of the active keys in step with PostgreSQL
-//! (full reloads, catch-ups by revision as soon as PostgreSQL announces a change, and
-//! what a lookup of an unknown key waits for); - [`serve`]: serving that key set
-//! (compactly indexed, with its recent changes) to the filter over gRPC (`ListKeys`,
-//! `LookupKey`, the `WatchKeys` stream), to gateways without the filter through Envoy's
-//! external authorization API, and an admin HTTP port for health and metrics;
+//!   (full reloads, catch-ups by revision as soon as PostgreSQL announces a change,
+//!   and what a lookup of an unknown key waits for);
+//! - [`serve`]: serving that key set (compactly indexed, with its recent changes) to
+//!   the filter over gRPC (`ListKeys`, `LookupKey`, the `WatchKeys` stream), to
+//!   gateways without the filter through Envoy's external authorization API, and an
+//!   admin HTTP port for health and metrics;
 //! - [`global_limit`]: Envoy's rate-limit service on the same gRPC port, counting in
 //!   Redis across every gateway;
 //! - [`operations`]: what operators do to organizations, keys and rate limits, with
