@@ -1,0 +1,37 @@
+//! The HTTP context Envoy creates for every request on a worker: hands the SDK's
+//! callbacks to the request flow (`auth_request`).
+
+use super::proxy_wasm_host::{self, ProxyWasmHost};
+use crate::auth_request::AuthRequest;
+use crate::host;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+pub struct AuthHttpContext {
+    pub request: AuthRequest<ProxyWasmHost>,
+}
+
+pub fn action(action: host::Action) -> Action {
+    match action {
+        host::Action::Continue => Action::Continue,
+        host::Action::Pause => Action::Pause,
+    }
+}
+
+impl Context for AuthHttpContext {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let reply = proxy_wasm_host::call_reply(status_code, response_size);
+        self.request.on_lookup_reply(token_id, reply);
+    }
+}
+
+impl HttpContext for AuthHttpContext {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        action(self.request.on_request_headers())
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.request.on_response_headers();
+        Action::Continue
+    }
+}

@@ -1,0 +1,157 @@
+//! [`Host`] made of proxy-wasm host calls, and the readers of what Envoy hands the
+//! filter when a gRPC answer or stream message arrives.
+
+use crate::host::{Host, HostError, MetricKind};
+use crate::keysync_api::{ApiError, Reply};
+use crate::shared_data::{Entry, SharedData, WriteError};
+use keysync_proto::v1::SERVICE;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Envoy, as seen from inside its wasm VM. Zero-sized: the host is the VM's context.
+#[derive(Clone, Copy, Default)]
+pub struct ProxyWasmHost;
+
+fn status(status: Status) -> HostError {
+    HostError(status as u32)
+}
+
+impl SharedData for ProxyWasmHost {
+    fn get(&self, key: &str) -> Entry {
+        // The SDK's `Context::get_shared_data` unwraps; the host call returns a Result.
+        match hostcalls::get_shared_data(key) {
+            Ok((value, cas)) => Entry {
+                value,
+                cas: cas.unwrap_or(0),
+            },
+            Err(_) => Entry {
+                value: None,
+                cas: 0,
+            },
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), WriteError> {
+        let cas = (cas != 0).then_some(cas);
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|e| match e {
+            Status::CasMismatch => WriteError::CasMismatch,
+            other => WriteError::Host(other as u32),
+        })
+    }
+}
+
+impl Host for ProxyWasmHost {
+    fn now_unix_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        // The bytes form: a non-UTF-8 value must not reach the SDK's String conversion.
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(status)
+    }
+
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).map_err(status)
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)).map_err(status)
+    }
+
+    fn send_reply(
+        &self,
+        code: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        hostcalls::send_http_response(code, headers.to_vec(), Some(body)).map_err(status)
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        hostcalls::resume_http_request().map_err(status)
+    }
+
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        hostcalls::dispatch_grpc_call(cluster, SERVICE, method, Vec::new(), Some(message), timeout)
+            .map_err(status)
+    }
+
+    fn cancel_grpc(&self, token: u32) {
+        let _ = hostcalls::cancel_grpc_call(token);
+    }
+
+    fn open_grpc_stream(
+        &self,
+        cluster: &str,
+        method: &str,
+        message: &[u8],
+    ) -> Result<u32, HostError> {
+        let token =
+            hostcalls::open_grpc_stream(cluster, SERVICE, method, Vec::new()).map_err(status)?;
+        if let Err(e) = hostcalls::send_grpc_stream_message(token, Some(message), true) {
+            let _ = hostcalls::cancel_grpc_stream(token);
+            return Err(status(e));
+        }
+        Ok(token)
+    }
+
+    fn cancel_grpc_stream(&self, token: u32) {
+        let _ = hostcalls::cancel_grpc_stream(token);
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn increment_metric(&self, id: u32, delta: u64) {
+        // A failed stat update is not worth failing anything for.
+        let _ = hostcalls::increment_metric(id, i64::try_from(delta).unwrap_or(i64::MAX));
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+/// What a completed gRPC call delivered (`on_grpc_call_response`).
+pub fn call_reply(grpc_status: u32, size: usize) -> Reply {
+    if grpc_status != 0 {
+        let message = hostcalls::get_grpc_status()
+            .ok()
+            .and_then(|(_, message)| message)
+            .unwrap_or_default();
+        return Err(ApiError::Grpc(grpc_status, message));
+    }
+    received(size)
+}
+
+/// One message received on a stream (`on_grpc_stream_message`).
+pub fn stream_message(size: usize) -> Reply {
+    received(size)
+}
+
+fn received(size: usize) -> Reply {
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| ApiError::Decode(format!("cannot read the gRPC buffer ({e:?})")))
+}

@@ -1,0 +1,340 @@
+//! A stand-in for Envoy in native unit tests: records every host call the flows make
+//! (headers, replies, gRPC calls and streams, stats) and answers from state a test sets
+//! up, with a real in-memory shared data (`shared_data::fake`).
+
+use crate::host::{Host, HostError, MetricKind};
+use crate::shared_data::fake::FakeSharedData;
+use crate::shared_data::{Entry, SharedData, WriteError};
+use std::cell::{Cell, RefCell};
+use std::sync::Once;
+use std::time::Duration;
+
+thread_local! {
+    /// Log lines of the test running on this thread (libtest gives each its own thread).
+    static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Captures the `log` lines the flows write, so tests can assert what an operator sees.
+struct CapturingLogger;
+
+impl log::Log for CapturingLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {}", record.level(), record.args());
+        LOG.with(|log| log.borrow_mut().push(line));
+    }
+
+    fn flush(&self) {}
+}
+
+/// The log lines written so far by this test; starts capturing on first use.
+pub fn logged() -> Vec<String> {
+    capture_logs();
+    LOG.with(|log| log.borrow().clone())
+}
+
+/// Whether any line so far contains `text`.
+pub fn logged_line(text: &str) -> Option<String> {
+    logged().into_iter().find(|line| line.contains(text))
+}
+
+pub fn capture_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if log::set_logger(&CapturingLogger).is_ok() {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+    });
+}
+
+/// A local reply the filter sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A gRPC call or stream the filter started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub token: u32,
+    pub cluster: String,
+    pub method: String,
+    pub message: Vec<u8>,
+    pub timeout: Option<Duration>,
+}
+
+impl Call {
+    pub fn decode<M: prost::Message + Default>(&self) -> M {
+        M::decode(self.message.as_slice()).expect("the filter sent a valid message")
+    }
+}
+
+#[derive(Default)]
+pub struct FakeHost {
+    pub shared: FakeSharedData,
+    pub now_ms: Cell<u64>,
+    /// The current request's headers, in order; names in lower case.
+    pub request_headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub response_headers: RefCell<Vec<(String, String)>>,
+    pub replies: RefCell<Vec<Reply>>,
+    pub resumed: Cell<u32>,
+    pub calls: RefCell<Vec<Call>>,
+    pub streams: RefCell<Vec<Call>>,
+    pub cancelled: RefCell<Vec<u32>>,
+    /// Makes every header write fail, as a host refusing it would.
+    pub fail_header_writes: Cell<bool>,
+    /// Makes dispatching a call or opening a stream fail.
+    pub fail_dispatch: Cell<bool>,
+    next_token: Cell<u32>,
+    pub metrics: RefCell<Vec<(String, MetricKind, u64)>>,
+    /// Host calls made, shared data included: what the request path pays for.
+    pub host_calls: Cell<usize>,
+}
+
+impl FakeHost {
+    pub fn at(now_ms: u64) -> Self {
+        capture_logs();
+        let host = FakeHost::default();
+        host.now_ms.set(now_ms);
+        host
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.now_ms.set(self.now_ms.get() + ms);
+    }
+
+    /// Starts a new request: its headers, and nothing recorded of the last one.
+    pub fn new_request(&self, headers: &[(&str, &str)]) {
+        *self.request_headers.borrow_mut() = headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
+            .collect();
+        self.response_headers.borrow_mut().clear();
+        self.replies.borrow_mut().clear();
+        self.resumed.set(0);
+        self.host_calls.set(0);
+    }
+
+    /// Every value of a request header as it stands now (after the filter's writes).
+    pub fn request_values(&self, name: &str) -> Vec<String> {
+        self.request_headers
+            .borrow()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    pub fn response_value(&self, name: &str) -> Option<String> {
+        self.response_headers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The one local reply of this request, if any.
+    pub fn reply(&self) -> Option<Reply> {
+        let replies = self.replies.borrow();
+        assert!(replies.len() <= 1, "more than one reply: {replies:?}");
+        replies.first().cloned()
+    }
+
+    pub fn last_call(&self) -> Option<Call> {
+        self.calls.borrow().last().cloned()
+    }
+
+    pub fn last_stream(&self) -> Option<Call> {
+        self.streams.borrow().last().cloned()
+    }
+
+    /// The current value of a stat, by name.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        self.metrics
+            .borrow()
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, v)| *v)
+    }
+
+    fn call(&self) {
+        self.host_calls.set(self.host_calls.get() + 1);
+    }
+
+    fn header_write(&self) -> Result<(), HostError> {
+        self.call();
+        if self.fail_header_writes.get() {
+            Err(HostError(2))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn start(&self, into: &RefCell<Vec<Call>>, call: Call) -> Result<u32, HostError> {
+        self.call();
+        if self.fail_dispatch.get() {
+            return Err(HostError(1));
+        }
+        let token = call.token;
+        into.borrow_mut().push(call);
+        Ok(token)
+    }
+
+    fn token(&self) -> u32 {
+        self.next_token.set(self.next_token.get() + 1);
+        self.next_token.get()
+    }
+}
+
+impl SharedData for FakeHost {
+    fn get(&self, key: &str) -> Entry {
+        self.call();
+        self.shared.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), WriteError> {
+        self.call();
+        self.shared.set(key, value, cas)
+    }
+}
+
+impl Host for FakeHost {
+    fn now_unix_ms(&self) -> u64 {
+        self.call();
+        self.now_ms.get()
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.call();
+        self.request_headers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.header_write()?;
+        let mut headers = self.request_headers.borrow_mut();
+        headers.retain(|(n, _)| n != name);
+        headers.push((name.to_string(), value.as_bytes().to_vec()));
+        Ok(())
+    }
+
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        self.header_write()?;
+        self.request_headers.borrow_mut().retain(|(n, _)| n != name);
+        Ok(())
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.header_write()?;
+        let mut headers = self.response_headers.borrow_mut();
+        headers.retain(|(n, _)| n != name);
+        headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+
+    fn send_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        self.call();
+        self.replies.borrow_mut().push(Reply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+        Ok(())
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.call();
+        self.resumed.set(self.resumed.get() + 1);
+        Ok(())
+    }
+
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let call = Call {
+            token: self.token(),
+            cluster: cluster.to_string(),
+            method: method.to_string(),
+            message: message.to_vec(),
+            timeout: Some(timeout),
+        };
+        self.start(&self.calls, call)
+    }
+
+    fn cancel_grpc(&self, token: u32) {
+        self.call();
+        self.cancelled.borrow_mut().push(token);
+    }
+
+    fn open_grpc_stream(
+        &self,
+        cluster: &str,
+        method: &str,
+        message: &[u8],
+    ) -> Result<u32, HostError> {
+        let call = Call {
+            token: self.token(),
+            cluster: cluster.to_string(),
+            method: method.to_string(),
+            message: message.to_vec(),
+            timeout: None,
+        };
+        self.start(&self.streams, call)
+    }
+
+    fn cancel_grpc_stream(&self, token: u32) {
+        self.call();
+        self.cancelled.borrow_mut().push(token);
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        let mut metrics = self.metrics.borrow_mut();
+        if let Some(i) = metrics.iter().position(|(n, _, _)| n == name) {
+            return u32::try_from(i).ok();
+        }
+        metrics.push((name.to_string(), kind, 0));
+        u32::try_from(metrics.len() - 1).ok()
+    }
+
+    fn increment_metric(&self, id: u32, delta: u64) {
+        if let Some((_, _, value)) = self.metrics.borrow_mut().get_mut(id as usize) {
+            *value += delta;
+        }
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        if let Some((_, _, current)) = self.metrics.borrow_mut().get_mut(id as usize) {
+            *current = value;
+        }
+    }
+}
