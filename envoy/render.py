@@ -133,6 +133,9 @@ BENCH_WASM_FILTER = """\
     "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
     config:
       name: {name}
+      configuration:
+        "@type": type.googleapis.com/google.protobuf.StringValue
+        value: "{configuration}"
       vm_config:
         vm_id: {name}
         runtime: envoy.wasm.runtime.v8
@@ -153,17 +156,24 @@ def bench_filter(values):
     if auth == "none":
         return []
     if auth == "empty-wasm":
-        return BENCH_WASM_FILTER.format(name="empty", wasm=values["EMPTY_FILTER_WASM"]).splitlines()
-    if auth == "contract-calls":
+        wasm = values["EMPTY_FILTER_WASM"]
+        return BENCH_WASM_FILTER.format(name="empty", wasm=wasm, configuration="").splitlines()
+    if auth in ("contract-calls", "contract-calls-map"):
         wasm = values["CONTRACT_CALLS_FILTER_WASM"]
-        return BENCH_WASM_FILTER.format(name="contract_calls", wasm=wasm).splitlines()
+        configuration = "map" if auth == "contract-calls-map" else ""
+        return BENCH_WASM_FILTER.format(
+            name="contract_calls", wasm=wasm, configuration=configuration
+        ).splitlines()
     if auth == "api-key-auth":
         path = values.get("API_KEYS_FILE")
         keys = open(path, encoding="utf-8").read().split() if path else ["sk_live_benchExampleKey000000"]
         lines = API_KEY_AUTH_FILTER.splitlines()
         lines += [f'    - {{ key: "{key}", client: "client{i}" }}' for i, key in enumerate(keys)]
         return lines
-    raise RenderError(f"BENCH_AUTH must be none, empty-wasm, contract-calls or api-key-auth, not {auth!r}")
+    raise RenderError(
+        "BENCH_AUTH must be none, empty-wasm, contract-calls, contract-calls-map or "
+        f"api-key-auth, not {auth!r}"
+    )
 
 
 def host_port(addr, name):

@@ -8,7 +8,7 @@
 //! at two very different request rates.
 
 use crate::bench_keys::{secret, wait_for_keysync, BenchKeys};
-use crate::gateways::{baseline_gateway, keysync_gateway};
+use crate::gateways::{baseline_gateway, keysync_gateway, keysync_gateway_with};
 use crate::median::median;
 use crate::proc_status::rss_kib;
 use crate::wrk::{self, Report};
@@ -252,54 +252,94 @@ fn query_rates(
 /// The wasm floor (b), the contract's host calls alone (b') and keysync's filter (e) with
 /// 10k keys, alternating, to see what the filter adds per request, and how much of that
 /// any filter meeting the contract would pay, without the rest of the suite.
-pub fn floor_vs_filter(rounds: usize, seconds: u64) {
+///
+/// `whole_map` adds (b''): the contract's header changes through one read and one write
+/// of the whole header map instead of four calls. `before_wasm` adds (e0): keysync's
+/// filter built from another commit, to compare two builds back to back.
+pub fn floor_vs_filter(rounds: usize, seconds: u64, whole_map: bool, before_wasm: Option<&Path>) {
     let dir = ScratchDir::new("bench-floor").expect("scratch dir");
     let mut keys = BenchKeys::start();
     keys.fill_to(API_KEY_AUTH_KEYS);
     let keysync = Keysync::start(&keys.database_url, &[]);
     wait_for_keysync(&keysync, API_KEY_AUTH_KEYS, LOAD_TIMEOUT);
     let script = rotating_keys_script(dir.path(), &hot_keys());
-    let floor = baseline_gateway(&keysync, "empty-wasm", None);
-    let calls = baseline_gateway(&keysync, "contract-calls", None);
-    let filter = keysync_gateway(&keysync, "gateway.yaml");
-    filter
+    let mut variants = vec![
+        ("(b)", baseline_gateway(&keysync, "empty-wasm", None)),
+        ("(b')", baseline_gateway(&keysync, "contract-calls", None)),
+    ];
+    if whole_map {
+        variants.push((
+            "(b'')",
+            baseline_gateway(&keysync, "contract-calls-map", None),
+        ));
+    }
+    if let Some(wasm) = before_wasm {
+        let gateway = synced_filter(&keysync, &[("KEYSYNC_FILTER_WASM", wasm)]);
+        variants.push(("(e0)", gateway));
+    }
+    variants.push(("(e)", synced_filter(&keysync, &[])));
+    let duration = Duration::from_secs(seconds);
+    // Microseconds each variant adds over (b), per round.
+    let mut added: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        let reports: Vec<Report> = variants
+            .iter()
+            .map(|(_, gateway)| wrk::run_with(gateway.addr, 16, duration, &[], Some(&script)))
+            .collect();
+        let floor = &reports[0];
+        let mut line = format!("round {round}:");
+        for (i, ((name, _), report)) in variants.iter().zip(&reports).enumerate() {
+            assert_eq!(report.non_2xx, 0, "{name} answered non-2xx");
+            added[i].push(report.us_per_request() - floor.us_per_request());
+            let _ = write!(
+                line,
+                " {name} {:.0} req/s {:.2} us ({:.3});",
+                report.requests_per_sec,
+                report.us_per_request(),
+                report.requests_per_sec / floor.requests_per_sec
+            );
+        }
+        println!("{line}");
+    }
+    println!("over the wasm floor (b), {rounds} rounds of {seconds} s: median us added [min, max]");
+    for ((name, _), values) in variants.iter().zip(&added).skip(1) {
+        let (low, high) = spread(values);
+        let mut sorted = values.clone();
+        if let Some(mid) = median(&mut sorted) {
+            println!("{name:6} {mid:+6.2} us  [{low:+.2}, {high:+.2}]");
+        }
+    }
+    // Paired differences, round by round: the fairest comparison on a noisy machine.
+    let index = |wanted: &str| variants.iter().position(|(name, _)| *name == wanted);
+    for (a, b) in [("(b'')", "(b')"), ("(e)", "(b')"), ("(e)", "(e0)")] {
+        if let (Some(i), Some(j)) = (index(a), index(b)) {
+            let mut diffs: Vec<f64> = added[i].iter().zip(&added[j]).map(|(x, y)| x - y).collect();
+            let (low, high) = spread(&diffs);
+            if let Some(mid) = median(&mut diffs) {
+                println!(
+                    "{a} - {b}: median {mid:+.2} us a request, rounds [{low:+.2}, {high:+.2}]"
+                );
+            }
+        }
+    }
+}
+
+/// keysync's filter in `envoy/gateway.yaml` with `env` added, synced before it returns.
+fn synced_filter(keysync: &Keysync, env: &[(&str, &Path)]) -> Gateway {
+    let gateway = keysync_gateway_with(keysync, "gateway.yaml", env);
+    gateway
         .process
         .wait_for_log("cache refresh complete", Duration::from_secs(60));
-    let duration = Duration::from_secs(seconds);
-    let (mut calls_added, mut filter_added) = (Vec::new(), Vec::new());
-    let (mut calls_ratio, mut filter_ratio) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let b = wrk::run_with(floor.addr, 16, duration, &[], Some(&script));
-        let c = wrk::run_with(calls.addr, 16, duration, &[], Some(&script));
-        let e = wrk::run_with(filter.addr, 16, duration, &[], Some(&script));
-        assert_eq!(e.non_2xx, 0);
-        println!(
-            "round {round}: (b) {:.0} req/s {:.2} us | (b') {:.0} req/s {:.2} us, ratio {:.3} | (e) {:.0} req/s {:.2} us, ratio {:.3}",
-            b.requests_per_sec,
-            b.us_per_request(),
-            c.requests_per_sec,
-            c.us_per_request(),
-            c.requests_per_sec / b.requests_per_sec,
-            e.requests_per_sec,
-            e.us_per_request(),
-            e.requests_per_sec / b.requests_per_sec
-        );
-        calls_added.push(c.us_per_request() - b.us_per_request());
-        filter_added.push(e.us_per_request() - b.us_per_request());
-        calls_ratio.push(c.requests_per_sec / b.requests_per_sec);
-        filter_ratio.push(e.requests_per_sec / b.requests_per_sec);
-    }
-    match (
-        median(&mut calls_added),
-        median(&mut calls_ratio),
-        median(&mut filter_added),
-        median(&mut filter_ratio),
-    ) {
-        (Some(calls_added), Some(calls_ratio), Some(filter_added), Some(filter_ratio)) => println!(
-            "over the wasm floor (medians of {rounds} rounds): the contract's host calls alone add {calls_added:.2} us a request (throughput {calls_ratio:.3} of (b)); keysync's filter adds {filter_added:.2} us ({filter_ratio:.3} of (b))"
-        ),
-        _ => println!("no rounds run: no medians"),
-    }
+    gateway
+}
+
+/// The lowest and highest of `values` (0 and 0 when empty).
+fn spread(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| {
+            (low.min(*v), high.max(*v))
+        })
 }
 
 /// The keys the load cycles through: bench keys `1..=HOT_KEYS`.

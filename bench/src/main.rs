@@ -90,6 +90,14 @@ enum Bench {
         rounds: usize,
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Add (b''): the contract's header changes through one read and one write of
+        /// the whole header map.
+        #[arg(long)]
+        whole_map: bool,
+        /// Add (e0): keysync's filter from this `.wasm` (another build), to compare two
+        /// builds in the same rounds.
+        #[arg(long)]
+        before_wasm: Option<std::path::PathBuf>,
     },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
@@ -135,7 +143,12 @@ fn main() {
         }
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
-        Bench::FloorVsFilter { rounds, seconds } => compare::floor_vs_filter(rounds, seconds),
+        Bench::FloorVsFilter {
+            rounds,
+            seconds,
+            whole_map,
+            before_wasm,
+        } => compare::floor_vs_filter(rounds, seconds, whole_map, before_wasm.as_deref()),
         Bench::Compare {
             seconds,
             keys,
