@@ -11,6 +11,7 @@ use crate::key_hash::KeyHash;
 use crate::key_store::Cached;
 use crate::keysync_api::{self, ApiError, Reply};
 use crate::local_rate_limit::{self, Leases, LimitError, Quota};
+use crate::provenance::Provenance;
 use crate::record::KeyRecord;
 use crate::record_cache::CachedRecord;
 use crate::stats::Counter;
@@ -110,6 +111,10 @@ impl<H: Host> AuthRequest<H> {
 
     fn judge_stored(&mut self, hash: &KeyHash) -> Verdict {
         if self.worker.stale.get() {
+            // The store is not trusted: only keysync's (fresh) word can admit a key.
+            if self.worker.may_start_lookup() {
+                return Verdict::AskKeysync;
+            }
             self.worker.stats.bump(Counter::Stale);
             return Verdict::Deny(Denial::Unavailable);
         }
@@ -162,7 +167,7 @@ impl<H: Host> AuthRequest<H> {
         }
         let may_ask = worker.may_start_lookup();
         // The metadata read is only needed when neither of the above settles it.
-        let synced = refused || may_ask || worker.store().meta().synced();
+        let synced = refused || may_ask || worker.store().meta().synced;
         decision::judge_unknown(refused, may_ask, synced)
     }
 
@@ -217,6 +222,25 @@ impl<H: Host> AuthRequest<H> {
     }
 
     fn judge_answer(&self, hash: &KeyHash, answer: proto::LookupKeyResponse) -> Verdict {
+        let provenance = Provenance::from_proto(answer.provenance.as_ref());
+        let stale = self.worker.stale.get();
+        let meta = self.worker.store().meta();
+        let max_age = self
+            .worker
+            .config
+            .max_staleness
+            .map(crate::schedule::millis);
+        if !decision::answer_trusted(provenance, answer.revision, &meta, stale, max_age) {
+            info!(
+                "cache miss: keysync's answer for key_hash={} is older than the store or \
+                 unconfirmed (revision {}, confirmed {} ms ago); the store decides",
+                hash.short(),
+                answer.revision,
+                provenance.confirmed_age_ms
+            );
+            self.worker.stats.bump(Counter::StaleAnswers);
+            return self.judge_from_store(hash, stale);
+        }
         let Some(found) = answer.key else {
             info!("cache miss: key_hash={} unknown to keysync", hash.short());
             if let Ok(mut cache) = self.worker.negative.try_borrow_mut() {
@@ -226,22 +250,39 @@ impl<H: Host> AuthRequest<H> {
         };
         match KeyRecord::from_proto(&found) {
             Ok(record) if record.hash == *hash => {
-                let cached = self.worker.store().cache_lookup(&record, answer.revision);
-                info!(
-                    "cache miss: key_hash={} found by keysync ({})",
-                    hash.short(),
-                    match cached {
-                        Cached::Stored | Cached::AlreadyThere => "cached",
-                        Cached::Stale => "not cached: the store is newer",
-                        Cached::Failed(_) => "not cached: store busy",
-                    }
-                );
+                if !stale {
+                    let cached = self.worker.store().cache_lookup(&record, answer.revision);
+                    info!(
+                        "cache miss: key_hash={} found by keysync ({})",
+                        hash.short(),
+                        match cached {
+                            Cached::Stored | Cached::AlreadyThere => "cached",
+                            Cached::Stale => "not cached: the store is newer",
+                            Cached::Failed(_) => "not cached: store busy",
+                        }
+                    );
+                }
                 self.judge_record(record)
             }
             Ok(_) => {
                 self.lookup_failed_verdict(hash, &ApiError::Decode("answer for another key".into()))
             }
             Err(e) => self.lookup_failed_verdict(hash, &ApiError::Decode(e.to_string())),
+        }
+    }
+
+    /// An answer that cannot be trusted: a trusted store's own record, if it has one by
+    /// now, else what the store alone can say.
+    fn judge_from_store(&self, hash: &KeyHash, stale: bool) -> Verdict {
+        if stale {
+            self.worker.stats.bump(Counter::Stale);
+            return Verdict::Deny(Denial::Unavailable);
+        }
+        match self.worker.store().find(hash) {
+            Ok(Some(record)) => self.judge_record(record),
+            _ => Verdict::Deny(decision::judge_from_store_alone(
+                self.worker.store().meta().synced,
+            )),
         }
     }
 
@@ -252,8 +293,12 @@ impl<H: Host> AuthRequest<H> {
             "cache miss: lookup of key_hash={} failed: {error}",
             hash.short()
         );
+        if self.worker.stale.get() {
+            self.worker.stats.bump(Counter::Stale);
+            return Verdict::Deny(Denial::Unavailable);
+        }
         Verdict::Deny(decision::judge_from_store_alone(
-            self.worker.store().meta().synced(),
+            self.worker.store().meta().synced,
         ))
     }
 
@@ -360,7 +405,8 @@ impl<H: Host> AuthRequest<H> {
                 let host = self.host();
                 if !(host.remove_request_header(ORG_ID_HEADER).is_ok()
                     && host.remove_request_header(KEY_ID_HEADER).is_ok()
-                    && self.strip_rate_limit_headers())
+                    && self.strip_rate_limit_headers()
+                    && self.strip_credential())
                 {
                     return self.reply(Denial::Unavailable);
                 }
@@ -372,6 +418,21 @@ impl<H: Host> AuthRequest<H> {
                 Action::Continue
             }
         }
+    }
+
+    /// A request forwarded without an accepted key (public path, fail-open) must not
+    /// carry a credential to the backend either, unless `forward_credential` says so:
+    /// any API key offered, and an `Authorization` header of the Bearer scheme.
+    fn strip_credential(&self) -> bool {
+        if self.worker.config.forward_credential {
+            return true;
+        }
+        let host = self.host();
+        let bearer = host
+            .request_header("authorization")
+            .is_some_and(|value| !credential::needs_api_key_header(Some(&value)));
+        (!bearer || host.remove_request_header("authorization").is_ok())
+            && host.remove_request_header("x-api-key").is_ok()
     }
 
     fn reply(&self, denial: Denial) -> Action {
@@ -417,6 +478,7 @@ mod tests {
     const ORG: Id = Id([0xab; 16]);
     const KEY_ID: Id = Id([0x01; 16]);
     const STORE_REVISION: u64 = 20;
+    const EPOCH: u64 = 0x5eed;
 
     type Worker = Rc<AuthWorker<FakeHost>>;
 
@@ -427,17 +489,29 @@ mod tests {
         Rc::new(AuthWorker::new(FakeHost::at(NOW_MS), config))
     }
 
-    /// A worker whose store completed a full sync just now, at `STORE_REVISION`.
+    /// A worker whose store completed a full sync just now, at `STORE_REVISION`, and
+    /// whose tick has seen it.
     fn synced_worker(config: &str) -> Worker {
         let worker = worker(config);
         let meta = StoreMeta {
+            epoch: EPOCH,
             revision: STORE_REVISION,
-            synced_at: NOW_MS / 1000,
+            synced: true,
             keys: 0,
-            heard_at: NOW_MS / 1000,
+            confirmed_age_ms: 0,
+            beat: 1,
         };
         worker.store().write_meta(&meta).unwrap();
+        worker.on_tick();
         worker
+    }
+
+    /// The sync service's tick: keysync confirmed the store's data `age_ms` ago.
+    fn sync_beat(worker: &Worker, age_ms: u64) {
+        let mut meta = worker.store().meta();
+        meta.beat += 1;
+        meta.confirmed_age_ms = age_ms;
+        worker.store().write_meta(&meta).unwrap();
     }
 
     fn record(key: &str) -> KeyRecord {
@@ -518,10 +592,26 @@ mod tests {
         request.on_lookup_reply(call.token, reply);
     }
 
+    fn provenance(epoch: u64, confirmed_age_ms: u64) -> Option<proto::Provenance> {
+        Some(proto::Provenance {
+            epoch,
+            confirmed_age_ms,
+        })
+    }
+
     fn found(record: &KeyRecord, revision: u64) -> Reply {
+        found_with(record, revision, provenance(EPOCH, 200))
+    }
+
+    fn found_with(
+        record: &KeyRecord,
+        revision: u64,
+        provenance: Option<proto::Provenance>,
+    ) -> Reply {
         Ok(prost::Message::encode_to_vec(&proto::LookupKeyResponse {
             key: Some(proto_record(record)),
             revision,
+            provenance,
         }))
     }
 
@@ -529,6 +619,7 @@ mod tests {
         Ok(prost::Message::encode_to_vec(&proto::LookupKeyResponse {
             key: None,
             revision: STORE_REVISION,
+            provenance: provenance(EPOCH, 200),
         }))
     }
 
@@ -640,7 +731,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_older_than_the_store_admits_but_is_not_cached() {
+    fn an_answer_older_than_the_store_never_admits_a_key_the_store_lacks() {
         let worker = synced_worker("{}");
         let (mut request, _) = send_key(&worker, KEY);
         answer(
@@ -648,8 +739,42 @@ mod tests {
             &worker,
             found(&record(KEY), STORE_REVISION - 1),
         );
+        assert_eq!(
+            status(&worker),
+            Some(403),
+            "the store may have dropped it since"
+        );
+        assert_eq!(worker.host.resumed.get(), 0);
+        assert_eq!(
+            worker.store().find(&record(KEY).hash),
+            Ok(None),
+            "not cached"
+        );
+
+        // If the store has the key by the time the late answer arrives, it decides.
+        let (mut request, _) = send_key(&worker, KEY);
+        store(&worker, record(KEY));
+        answer(
+            &mut request,
+            &worker,
+            found(&record(KEY), STORE_REVISION - 1),
+        );
         assert_eq!(worker.host.resumed.get(), 1);
-        assert_eq!(worker.store().find(&record(KEY).hash), Ok(None));
+        assert_forwarded_with_identity(&worker, Action::Continue);
+    }
+
+    #[test]
+    fn an_answer_of_another_history_or_unconfirmed_never_admits() {
+        let worker = synced_worker(r#"{"max_staleness":"2m"}"#);
+        for unusable in [provenance(EPOCH + 1, 200), provenance(EPOCH, 121_000), None] {
+            let (mut request, _) = send_key(&worker, KEY);
+            let reply = found_with(&record(KEY), STORE_REVISION + 5, unusable);
+            answer(&mut request, &worker, reply);
+            assert_eq!(status(&worker), Some(403), "{unusable:?}");
+            assert_eq!(worker.store().find(&record(KEY).hash), Ok(None));
+        }
+        worker.on_tick();
+        assert_eq!(worker.host.metric("keysync.stale_answers"), Some(3));
     }
 
     #[test]
@@ -865,6 +990,42 @@ mod tests {
     }
 
     #[test]
+    fn a_request_forwarded_without_an_accepted_key_never_carries_one() {
+        let worker = synced_worker(r#"{"public_paths":["/docs/*"]}"#);
+        let (_, action) = send(
+            &worker,
+            &[
+                (":path", "/docs/a"),
+                ("authorization", "Bearer sk_live_not a key"),
+                ("x-api-key", "sk_live_AnotherKey000000000001"),
+            ],
+        );
+        assert_eq!(action, Action::Continue);
+        assert!(worker.host.request_values("authorization").is_empty());
+        assert!(worker.host.request_values("x-api-key").is_empty());
+
+        // Another scheme is the backend's business, not a key.
+        send(
+            &worker,
+            &[(":path", "/docs/a"), ("authorization", "Basic dXNlcjpw")],
+        );
+        assert_eq!(
+            worker.host.request_values("authorization"),
+            ["Basic dXNlcjpw"]
+        );
+
+        let keeps = synced_worker(r#"{"public_paths":["/docs/*"],"forward_credential":true}"#);
+        send(
+            &keeps,
+            &[
+                (":path", "/docs/a"),
+                ("x-api-key", "sk_live_AnotherKey000000000001"),
+            ],
+        );
+        assert_eq!(keeps.host.request_values("x-api-key").len(), 1);
+    }
+
+    #[test]
     fn fail_open_forwards_without_identity_only_when_nobody_can_tell() {
         let worker = worker(r#"{"failure_mode":"open","miss_lookup":{"enabled":false}}"#);
         let (_, action) = send(
@@ -880,6 +1041,10 @@ mod tests {
             "never synced: cannot tell, fail open"
         );
         assert!(worker.host.request_values(ORG_ID_HEADER).is_empty());
+        assert!(
+            worker.host.request_values("authorization").is_empty(),
+            "nor its credential"
+        );
 
         send(&worker, &[(":path", "/orders")]);
         assert_eq!(
@@ -893,28 +1058,66 @@ mod tests {
 
     #[test]
     fn a_stale_store_cannot_vouch_for_a_key() {
-        let worker = synced_worker(r#"{"max_staleness":"2m"}"#);
+        let worker = synced_worker(r#"{"max_staleness":"2m","miss_lookup":{"enabled":false}}"#);
         store(&worker, record(KEY));
-        worker.on_tick();
         let (_, action) = send_key(&worker, KEY);
-        assert_eq!(action, Action::Continue, "heard from keysync just now");
+        assert_eq!(action, Action::Continue, "confirmed just now");
 
-        worker.host.advance(std::time::Duration::from_secs(121));
-        worker.on_tick();
+        // The sync service stops beating (its VM died): the worker's own time counts.
+        for _ in 0..(121 * 4) {
+            worker.host.advance(std::time::Duration::from_millis(250));
+            worker.on_tick();
+        }
         send_key(&worker, KEY);
         assert_eq!(status(&worker), Some(503));
-        assert!(logged_line("max_staleness").is_some());
+        assert!(logged_line("over max_staleness").is_some());
 
-        let mut meta = worker.store().meta();
-        meta.heard_at = worker.host.now_ms.get() / 1000;
-        worker.store().write_meta(&meta).unwrap();
+        sync_beat(&worker, 1_000);
         worker.on_tick();
         let (_, action) = send_key(&worker, KEY);
         assert_eq!(
             action,
             Action::Continue,
-            "trusted again once keysync is heard"
+            "trusted again once keysync confirms"
         );
+    }
+
+    #[test]
+    fn a_store_confirmed_too_long_ago_is_not_trusted_even_while_the_sync_service_beats() {
+        let worker = synced_worker(r#"{"max_staleness":"2m","miss_lookup":{"enabled":false}}"#);
+        store(&worker, record(KEY));
+        sync_beat(&worker, 120_001);
+        worker.on_tick();
+        send_key(&worker, KEY);
+        assert_eq!(status(&worker), Some(503));
+    }
+
+    #[test]
+    fn a_stale_store_lets_keysync_vouch_with_fresh_answers_only() {
+        let worker = synced_worker(r#"{"max_staleness":"2m"}"#);
+        store(&worker, record(KEY));
+        sync_beat(&worker, 200_000);
+        worker.on_tick();
+        let (mut request, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause, "the store is not asked: keysync is");
+        answer(&mut request, &worker, found(&record(KEY), 1));
+        assert_eq!(worker.host.resumed.get(), 1, "a fresh answer admits");
+        assert_forwarded_with_identity(&worker, Action::Continue);
+
+        let (mut request, _) = send_key(&worker, KEY);
+        answer(
+            &mut request,
+            &worker,
+            found_with(&record(KEY), 99, provenance(EPOCH, 130_000)),
+        );
+        assert_eq!(status(&worker), Some(503), "keysync cannot vouch either");
+    }
+
+    #[test]
+    fn a_worker_trusts_nothing_before_its_first_tick_sees_a_confirmed_store() {
+        let worker = worker(r#"{"miss_lookup":{"enabled":false}}"#);
+        send_key(&worker, KEY);
+        assert_eq!(status(&worker), Some(503));
     }
 
     #[test]

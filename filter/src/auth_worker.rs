@@ -8,7 +8,10 @@ use crate::key_store::KeyStore;
 use crate::local_rate_limit::{self, Leases};
 use crate::negative_cache::NegativeCache;
 use crate::record_cache::RecordCache;
+use crate::schedule::millis;
+use crate::staleness::StoreAge;
 use crate::stats::RequestStats;
+use crate::store_meta::NEVER;
 use log::{info, warn};
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -26,9 +29,12 @@ pub struct AuthWorker<H> {
     pub stats: RequestStats,
     pub negative: RefCell<NegativeCache>,
     pub lookups_in_flight: Cell<u32>,
-    /// Set on the tick when keysync has been silent past `max_staleness`; read per
-    /// request at no host-call cost.
+    /// Set on the tick when the store's data was last confirmed against PostgreSQL
+    /// longer ago than `max_staleness` (or never); read per request at no host-call
+    /// cost. A stale store is not trusted: keys are then asked of keysync, whose answers
+    /// carry their own age.
     pub stale: Cell<bool>,
+    store_age: RefCell<StoreAge>,
     /// Local rate limiting: requests this worker took from shared counters, not used yet.
     pub leases: RefCell<Leases>,
     pub records: RefCell<RecordCache>,
@@ -40,13 +46,16 @@ impl<H: Host> AuthWorker<H> {
             config.miss_lookup.negative_cache_entries,
             u64::try_from(config.miss_lookup.negative_ttl.as_millis()).unwrap_or(u64::MAX),
         );
+        // Until the first tick has looked, nothing is trusted.
+        let stale = config.max_staleness.is_some();
         AuthWorker {
             stats: RequestStats::define(&host),
             host,
             config,
             negative: RefCell::new(negative),
             lookups_in_flight: Cell::new(0),
-            stale: Cell::new(false),
+            stale: Cell::new(stale),
+            store_age: RefCell::new(StoreAge::default()),
             leases: RefCell::new(Leases::default()),
             records: RefCell::new(RecordCache::new(RECORD_CACHE_ENTRIES)),
         }
@@ -79,21 +88,32 @@ impl<H: Host> AuthWorker<H> {
         }
     }
 
-    /// Is the store too stale to trust? Never synced counts as stale.
+    /// Is the store too stale to trust? Never confirmed counts as stale.
     fn check_staleness(&self) {
         let Some(max) = self.config.max_staleness else {
             return;
         };
-        let silent = self.store().meta().silent_for(self.host.now_unix_secs());
-        let stale = silent.is_none_or(|secs| secs > max.as_secs());
+        let meta = self.store().meta();
+        let Ok(mut store_age) = self.store_age.try_borrow_mut() else {
+            return;
+        };
+        let age = store_age.age_ms(&meta, self.host.now_unix_ms());
+        let stale = age > millis(max);
         if stale != self.stale.get() {
-            if stale {
+            if stale && age == NEVER {
+                info!("the store has not been synced yet: keys are asked of keysync");
+            } else if stale {
                 warn!(
-                    "no word from keysync for over {}s (max_staleness): requests with keys get 503",
+                    "the store was last confirmed against PostgreSQL {}s ago, over max_staleness \
+                     ({}s): it is not trusted; keys are asked of keysync, or get 503",
+                    age / 1000,
                     max.as_secs()
                 );
             } else {
-                info!("keysync heard from again: serving keys from the store");
+                info!(
+                    "the store is confirmed again ({}s ago): serving keys from it",
+                    age / 1000
+                );
             }
             self.stale.set(stale);
         }

@@ -42,9 +42,10 @@ pub struct AuthConfig {
     /// Status for unknown, revoked, expired and malformed keys: 403 (default) or 401.
     pub invalid_key_status: u32,
     pub miss_lookup: MissLookup,
-    /// When the sync service has heard nothing from keysync for this long, keys can no
-    /// longer be trusted to be current: requests are treated as "cannot tell" (503, or
-    /// forwarded without identity under `failure_mode: open`). Off when `None`.
+    /// When the store's data was last confirmed against PostgreSQL longer ago than this,
+    /// the store is not trusted: keys are asked of keysync (whose answers must be as
+    /// fresh), or requests are treated as "cannot tell" (503, or forwarded without
+    /// identity under `failure_mode: open`). 15 minutes unless set; `"off"` turns it off.
     pub max_staleness: Option<Duration>,
     pub rate_limit: RateLimitMode,
 }
@@ -151,6 +152,9 @@ struct RawMissLookup {
 
 const DEFAULT_CLUSTER: &str = "keysync";
 
+/// The old gateway's own worst case for a revoked key: its 15-minute refresh.
+const DEFAULT_MAX_STALENESS: &str = "15m";
+
 impl PluginConfig {
     /// Parses the plugin configuration; empty means an auth filter with every default.
     pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
@@ -227,9 +231,15 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
         forward_credential: raw.forward_credential.unwrap_or(false),
         invalid_key_status,
         miss_lookup,
-        max_staleness: match raw.max_staleness {
-            Some(text) => Some(duration("max_staleness", Some(text), "")?),
-            None => None,
+        // "off" is allowed but not recommended: a store nobody confirms then serves
+        // revoked keys for as long as it lives.
+        max_staleness: match raw.max_staleness.as_deref() {
+            Some("off") => None,
+            other => Some(duration(
+                "max_staleness",
+                other.map(str::to_string),
+                DEFAULT_MAX_STALENESS,
+            )?),
         },
         rate_limit: raw.rate_limit.unwrap_or(RateLimitMode::Local),
     })
@@ -312,7 +322,12 @@ mod tests {
         assert_eq!(config.public_paths, vec![PathRule::Exact("/health".into())]);
         assert!(config.miss_lookup.enabled);
         assert_eq!(config.miss_lookup.negative_ttl, Duration::from_secs(30));
-        assert_eq!(config.max_staleness, None, "off by default");
+        assert_eq!(
+            config.max_staleness,
+            Some(Duration::from_secs(15 * 60)),
+            "on by default: the old gateway's worst case"
+        );
+        assert_eq!(auth(r#"{"max_staleness":"off"}"#).max_staleness, None);
         assert_eq!(config.rate_limit, RateLimitMode::Local);
         assert_eq!(auth("{}"), config);
     }

@@ -2,7 +2,9 @@
 //! `auth_request` gathers the facts through the host and carries the verdicts out.
 
 use crate::config::FailureMode;
+use crate::provenance::Provenance;
 use crate::record::KeyRecord;
+use crate::store_meta::StoreMeta;
 pub use keysync_contract::reply::Denial;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +43,26 @@ pub fn judge_from_store_alone(synced: bool) -> Denial {
     } else {
         Denial::Unavailable
     }
+}
+
+/// Whether keysync's answer to a lookup may admit a key. Never when it is older than
+/// the store (a lower revision of the store's history: the store may have dropped the
+/// key since), and never when keysync confirmed it longer ago than `max_age_ms`. A store
+/// that is not trusted itself (`store_stale`) has no revision to compare with.
+pub fn answer_trusted(
+    answer: Provenance,
+    answer_revision: u64,
+    store: &StoreMeta,
+    store_stale: bool,
+    max_age_ms: Option<u64>,
+) -> bool {
+    if max_age_ms.is_some_and(|max| answer.confirmed_age_ms > max) {
+        return false;
+    }
+    if store_stale || store.epoch == 0 {
+        return true;
+    }
+    answer.epoch == store.epoch && answer_revision >= store.revision
 }
 
 /// What becomes of a refused request.
@@ -104,6 +126,48 @@ mod tests {
             judge_unknown(false, false, false),
             Verdict::Deny(Denial::Unavailable)
         );
+    }
+
+    fn answer(epoch: u64, confirmed_age_ms: u64) -> Provenance {
+        Provenance {
+            epoch,
+            confirmed_age_ms,
+        }
+    }
+
+    fn store(epoch: u64, revision: u64) -> StoreMeta {
+        StoreMeta {
+            epoch,
+            revision,
+            synced: epoch != 0,
+            ..StoreMeta::default()
+        }
+    }
+
+    #[test]
+    fn answers_older_than_the_store_or_unconfirmed_never_admit() {
+        let max = Some(60_000);
+        let synced = store(7, 100);
+        assert!(answer_trusted(answer(7, 500), 100, &synced, false, max));
+        assert!(answer_trusted(answer(7, 500), 120, &synced, false, max));
+        assert!(
+            !answer_trusted(answer(7, 500), 99, &synced, false, max),
+            "older than the store"
+        );
+        assert!(
+            !answer_trusted(answer(8, 500), 500, &synced, false, max),
+            "another history"
+        );
+        assert!(
+            !answer_trusted(answer(7, 60_001), 120, &synced, false, max),
+            "keysync cut off from PostgreSQL"
+        );
+        assert!(answer_trusted(answer(7, 60_001), 120, &synced, false, None));
+        assert!(
+            answer_trusted(answer(8, 500), 3, &synced, true, max),
+            "a stale store has nothing to compare with"
+        );
+        assert!(answer_trusted(answer(7, 500), 1, &store(0, 0), false, max));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use crate::bucket::{Diff, BUCKET_COUNT};
 use crate::key_hash::KeyHash;
 use crate::key_store::{Change, KeyStore, StoreError};
+use crate::provenance::Provenance;
 use crate::record::{KeyRecord, RecordError};
 use crate::shared_data::SharedData;
 use keysync_proto::v1 as proto;
@@ -24,6 +25,12 @@ pub enum RefreshError {
     BadRecord(RecordError),
     OutOfOrder,
     EmptyPageWithMore,
+    /// The pages came from two revision histories (keysync's database was restored or
+    /// failed over mid-refresh, or two keysyncs of different databases answered).
+    EpochChanged {
+        first: u64,
+        now: u64,
+    },
     Store(StoreError),
 }
 
@@ -35,6 +42,10 @@ impl std::fmt::Display for RefreshError {
             RefreshError::EmptyPageWithMore => {
                 f.write_str("keysync sent an empty page that claims more")
             }
+            RefreshError::EpochChanged { first, now } => write!(
+                f,
+                "keysync's revision history changed during the refresh (epoch {first:x} then {now:x})"
+            ),
             RefreshError::Store(e) => write!(f, "{e}"),
         }
     }
@@ -47,6 +58,7 @@ pub struct Page {
     pub records: Vec<KeyRecord>,
     pub more: bool,
     pub revision: u64,
+    pub provenance: Provenance,
 }
 
 impl Page {
@@ -61,6 +73,7 @@ impl Page {
             records,
             more: page.more,
             revision: page.revision,
+            provenance: Provenance::from_proto(page.provenance.as_ref()),
         })
     }
 }
@@ -84,11 +97,21 @@ pub struct Refresh {
     /// written: pages may predate them, so they are laid over the pages' content.
     overlay: BTreeMap<KeyHash, Option<KeyRecord>>,
     first_revision: Option<u64>,
+    /// The epoch of the first page; every page must share it.
+    epoch: Option<u64>,
+    /// Asked for: the store's revision baseline is replaced by this refresh's, even in
+    /// the same epoch (after a revision went backwards or jumped).
+    reset: bool,
+    /// Decided at the first page: `reset`, or the epoch changed.
+    replaces_baseline: bool,
     summary: Summary,
 }
 
 impl Refresh {
-    pub fn new(page_size: u32) -> Self {
+    /// A refresh that keeps the store's revision baseline (`reset` false: the periodic
+    /// safety net) or replaces it with keysync's (`reset` true: a resync after a
+    /// revision went backwards, jumped or keysync could not replay).
+    pub fn new(page_size: u32, reset: bool) -> Self {
         Refresh {
             page_size,
             after: None,
@@ -97,8 +120,21 @@ impl Refresh {
             next_unwritten: 0,
             overlay: BTreeMap::new(),
             first_revision: None,
+            epoch: None,
+            reset,
+            replaces_baseline: reset,
             summary: Summary::default(),
         }
+    }
+
+    /// Whether this refresh sets the store's epoch and revision outright rather than
+    /// only raising the revision. Known once the first page is applied.
+    pub fn replaces_baseline(&self) -> bool {
+        self.replaces_baseline
+    }
+
+    pub fn is_first_page(&self) -> bool {
+        self.first_revision.is_none()
     }
 
     /// Records a change the watch stream applied to the store while this refresh runs,
@@ -166,13 +202,21 @@ impl Refresh {
         &mut self,
         store: &KeyStore<S>,
         page: Page,
-        now_unix_secs: u64,
     ) -> Result<Progress, RefreshError> {
         let Page {
             records,
             more,
             revision,
+            provenance,
         } = page;
+        if let Some(first) = self.epoch {
+            if provenance.epoch != first {
+                return Err(RefreshError::EpochChanged {
+                    first,
+                    now: provenance.epoch,
+                });
+            }
+        }
         let mut previous = self.after;
         for record in &records {
             if previous.is_some_and(|p| p >= record.hash) {
@@ -186,10 +230,19 @@ impl Refresh {
 
         // Announce the revision before changing buckets (see `KeyStore::cache_lookup`).
         let mut meta = store.meta();
+        if self.is_first_page() {
+            self.replaces_baseline = self.reset || meta.epoch != provenance.epoch;
+            if self.replaces_baseline {
+                meta.epoch = provenance.epoch;
+                meta.revision = revision;
+                store.write_meta(&meta).map_err(RefreshError::Store)?;
+            }
+        }
         if revision > meta.revision {
             meta.revision = revision;
             store.write_meta(&meta).map_err(RefreshError::Store)?;
         }
+        self.epoch = Some(provenance.epoch);
         self.first_revision.get_or_insert(revision);
         self.summary.revision = self.summary.revision.max(revision);
         self.summary.pages += 1;
@@ -212,8 +265,12 @@ impl Refresh {
         self.close_open_bucket(store)?;
         self.empty_buckets_below(store, BUCKET_COUNT)?;
         meta = store.meta();
-        meta.revision = meta.revision.max(self.summary.revision);
-        meta.synced_at = now_unix_secs.max(1);
+        meta.revision = if self.replaces_baseline {
+            self.summary.revision
+        } else {
+            meta.revision.max(self.summary.revision)
+        };
+        meta.synced = true;
         meta.keys = self.summary.total;
         store.write_meta(&meta).map_err(RefreshError::Store)?;
         Ok(Progress::Done(self.summary))
@@ -275,14 +332,21 @@ mod tests {
         }
     }
 
+    /// Every page of these tests: epoch 5, confirmed 100 ms ago.
+    fn provenance() -> Option<proto::Provenance> {
+        Some(proto::Provenance {
+            epoch: 5,
+            confirmed_age_ms: 100,
+        })
+    }
+
     /// Decodes a page as the sync service does, then applies it.
     fn apply(
         refresh: &mut Refresh,
         store: &KeyStore<FakeSharedData>,
         page: proto::ListKeysResponse,
-        now: u64,
     ) -> Result<Progress, RefreshError> {
-        refresh.apply(store, Page::decode(page)?, now)
+        refresh.apply(store, Page::decode(page)?)
     }
 
     fn hashes(n: u32) -> Vec<KeyHash> {
@@ -297,7 +361,7 @@ mod tests {
         keys: &[proto::KeyRecord],
         page_size: usize,
     ) -> Summary {
-        let mut refresh = Refresh::new(page_size as u32);
+        let mut refresh = Refresh::new(page_size as u32, false);
         let mut request = refresh.first_request();
         loop {
             let start = keys
@@ -309,8 +373,9 @@ mod tests {
                 keys: keys[start..end].to_vec(),
                 more: end < keys.len(),
                 revision: 7,
+                provenance: provenance(),
             };
-            match apply(&mut refresh, store, page, 1_700_000_000).unwrap() {
+            match apply(&mut refresh, store, page).unwrap() {
                 Progress::More(next) => request = next,
                 Progress::Done(summary) => return summary,
             }
@@ -331,7 +396,7 @@ mod tests {
             assert!(store.find(h).unwrap().is_some());
         }
         let meta = store.meta();
-        assert!(meta.synced());
+        assert!(meta.synced);
         assert_eq!(meta.keys, 500);
         assert_eq!(meta.revision, 7);
     }
@@ -380,10 +445,11 @@ mod tests {
             keys: vec![proto_record(all[1], 1), proto_record(all[0], 1)],
             more: false,
             revision: 1,
+            provenance: provenance(),
         };
-        let mut refresh = Refresh::new(10);
+        let mut refresh = Refresh::new(10, false);
         assert_eq!(
-            apply(&mut refresh, &store, unordered, 1),
+            apply(&mut refresh, &store, unordered),
             Err(RefreshError::OutOfOrder)
         );
         let mut bad = proto_record(all[2], 1);
@@ -392,18 +458,20 @@ mod tests {
             keys: vec![bad],
             more: false,
             revision: 1,
+            provenance: provenance(),
         };
         assert!(matches!(
-            apply(&mut Refresh::new(10), &store, bad_record, 1),
+            apply(&mut Refresh::new(10, false), &store, bad_record),
             Err(RefreshError::BadRecord(_))
         ));
         let empty_more = proto::ListKeysResponse {
             keys: vec![],
             more: true,
             revision: 1,
+            provenance: provenance(),
         };
         assert_eq!(
-            apply(&mut Refresh::new(10), &store, empty_more, 1),
+            apply(&mut Refresh::new(10, false), &store, empty_more),
             Err(RefreshError::EmptyPageWithMore)
         );
         assert_eq!(store.meta(), Default::default(), "nothing written");
@@ -413,23 +481,25 @@ mod tests {
     fn a_page_repeating_the_cursor_is_out_of_order() {
         let store = KeyStore::new(FakeSharedData::default());
         let all = hashes(2);
-        let mut refresh = Refresh::new(1);
+        let mut refresh = Refresh::new(1, false);
         let first = proto::ListKeysResponse {
             keys: vec![proto_record(all[0], 1)],
             more: true,
             revision: 1,
+            provenance: provenance(),
         };
         assert!(matches!(
-            apply(&mut refresh, &store, first, 1),
+            apply(&mut refresh, &store, first),
             Ok(Progress::More(_))
         ));
         let again = proto::ListKeysResponse {
             keys: vec![proto_record(all[0], 1)],
             more: false,
             revision: 1,
+            provenance: provenance(),
         };
         assert_eq!(
-            apply(&mut refresh, &store, again, 1),
+            apply(&mut refresh, &store, again),
             Err(RefreshError::OutOfOrder)
         );
     }
@@ -443,14 +513,15 @@ mod tests {
 
         // A second refresh pages out the set as it was; meanwhile the stream revokes the
         // last key and adds a new one, in buckets the refresh has not written yet.
-        let mut refresh = Refresh::new(10);
+        let mut refresh = Refresh::new(10, false);
         let first = proto::ListKeysResponse {
             keys: keys[..10].to_vec(),
             more: true,
             revision: 8,
+            provenance: provenance(),
         };
         assert!(matches!(
-            apply(&mut refresh, &store, first, 1),
+            apply(&mut refresh, &store, first),
             Ok(Progress::More(_))
         ));
         let revoked = *all.last().unwrap();
@@ -463,9 +534,10 @@ mod tests {
             keys: keys[10..].to_vec(),
             more: false,
             revision: 8,
+            provenance: provenance(),
         };
         assert!(matches!(
-            apply(&mut refresh, &store, rest, 1),
+            apply(&mut refresh, &store, rest),
             Ok(Progress::Done(_))
         ));
         assert_eq!(store.find(&revoked).unwrap(), None, "the revocation stands");
@@ -481,14 +553,15 @@ mod tests {
     fn next_request_starts_after_the_last_hash() {
         let store = KeyStore::new(FakeSharedData::default());
         let all = hashes(2);
-        let mut refresh = Refresh::new(1);
+        let mut refresh = Refresh::new(1, false);
         assert!(refresh.first_request().after_hash.is_empty());
         let page = proto::ListKeysResponse {
             keys: vec![proto_record(all[0], 1)],
             more: true,
             revision: 3,
+            provenance: provenance(),
         };
-        let Progress::More(next) = apply(&mut refresh, &store, page, 1).unwrap() else {
+        let Progress::More(next) = apply(&mut refresh, &store, page).unwrap() else {
             panic!("expected more");
         };
         assert_eq!(next.after_hash, all[0].0.to_vec());

@@ -74,6 +74,7 @@ mod tests {
         let message = proto::LookupKeyResponse {
             key: None,
             revision: 7,
+            provenance: None,
         };
         let decoded: proto::LookupKeyResponse =
             decode(Ok(prost::Message::encode_to_vec(&message))).unwrap();

@@ -15,8 +15,12 @@ pub enum Counter {
     PublicPath,
     /// Requests let through by `failure_mode: open`.
     FailedOpen,
-    /// Requests refused (or failed open) because keysync was silent past `max_staleness`.
+    /// Requests refused (or failed open) because the store was not confirmed within
+    /// `max_staleness` and keysync could not vouch for the key either.
     Stale,
+    /// Lookup answers not acted on: older than the store, of another revision history,
+    /// or from a keysync that had not confirmed its keys within `max_staleness`.
+    StaleAnswers,
     MissLookups,
     MissLookupErrors,
     NegativeCacheHits,
@@ -25,7 +29,7 @@ pub enum Counter {
     RateLimitContended,
 }
 
-const COUNTERS: [(Counter, &str); 12] = [
+const COUNTERS: [(Counter, &str); 13] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),
@@ -33,6 +37,7 @@ const COUNTERS: [(Counter, &str); 12] = [
     (Counter::PublicPath, "keysync.public_path"),
     (Counter::FailedOpen, "keysync.failed_open"),
     (Counter::Stale, "keysync.stale"),
+    (Counter::StaleAnswers, "keysync.stale_answers"),
     (Counter::MissLookups, "keysync.miss_lookups"),
     (Counter::MissLookupErrors, "keysync.miss_lookup_errors"),
     (Counter::NegativeCacheHits, "keysync.negative_cache_hits"),

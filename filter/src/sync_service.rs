@@ -14,10 +14,12 @@ use crate::host::{Host, MetricKind};
 use crate::key_store::{Change, KeyStore};
 use crate::keysync_api::{self, Reply};
 use crate::local_rate_limit;
+use crate::provenance::Provenance;
 use crate::record::KeyRecord;
 use crate::schedule::{millis, Schedule, FIRST_RETRY};
+use crate::staleness::SteadyClock;
 use crate::stats::{self, Stat};
-use crate::store_meta::StoreMeta;
+use crate::store_meta::NEVER;
 use crate::watch_client::{Step, Watch};
 use keysync_backoff::Backoff;
 use keysync_contract::subject::Subject;
@@ -36,10 +38,21 @@ const MAX_STREAM_BACKOFF: Duration = Duration::from_secs(5);
 pub struct SyncService<H> {
     host: H,
     config: SyncConfig,
+    /// The service's time: schedules, timeouts and ages run on it, not on the wall
+    /// clock, which may be stepped.
+    clock: SteadyClock,
     schedule: Schedule,
     running: Option<Running>,
     /// A refresh is wanted now (keysync asked for one, or the stream went wrong).
     resync_wanted: bool,
+    /// The next refresh replaces the store's revision baseline (see `Refresh::new`);
+    /// cleared once one has.
+    reset_wanted: bool,
+    /// When (on `clock`) keysync last confirmed, against PostgreSQL, data the store now
+    /// holds in full; `None` before the first time.
+    confirmed_at: Option<u64>,
+    /// Moves on every tick, so workers can tell the service is alive (`StoreMeta`).
+    beat: u64,
     /// Every change up to this revision is in the store; `None` before the first refresh.
     complete: Option<u64>,
     stream: Stream,
@@ -54,6 +67,8 @@ struct Running {
     /// The page request in flight.
     token: u32,
     sent_at_ms: u64,
+    /// When (on the service's clock) keysync had confirmed the first page's data.
+    first_confirmed_at: Option<u64>,
     /// The stream was up from the start of this refresh to its end: anything the
     /// refresh repairs is drift the stream did not deliver.
     stream_up_throughout: bool,
@@ -117,9 +132,13 @@ impl<H: Host> SyncService<H> {
             metrics: Metrics::define(&host),
             host,
             config,
+            clock: SteadyClock::default(),
             schedule,
             running: None,
             resync_wanted: false,
+            reset_wanted: false,
+            confirmed_at: None,
+            beat: 0,
             complete: None,
             stream: Stream::Down { retry_at_ms: 0 },
             stream_backoff,
@@ -131,14 +150,40 @@ impl<H: Host> SyncService<H> {
         KeyStore::new(&self.host)
     }
 
+    /// The service's time now.
+    fn now(&mut self) -> u64 {
+        self.clock.read(self.host.now_unix_ms())
+    }
+
     pub fn on_tick(&mut self) {
-        let now = self.host.now_unix_ms();
+        let now = self.now();
         self.tick_refresh(now);
         self.tick_stream(now);
-        let silent = self.store().meta().silent_for(now / 1000);
-        self.metrics
-            .seconds_since_sync
-            .record(&self.host, silent.unwrap_or(0));
+        self.beat(now);
+    }
+
+    /// Tells the workers how old the store's data is, and that this service lives.
+    fn beat(&mut self, now: u64) {
+        let age = self.confirmed_at.map_or(NEVER, |at| now.saturating_sub(at));
+        self.beat = self.beat.wrapping_add(1);
+        let store = self.store();
+        let mut meta = store.meta();
+        meta.confirmed_age_ms = age;
+        meta.beat = self.beat;
+        if let Err(e) = store.write_meta(&meta) {
+            warn!("cannot write the store metadata: {e}");
+        }
+        let seconds = if age == NEVER { 0 } else { age / 1000 };
+        self.metrics.seconds_since_sync.record(&self.host, seconds);
+    }
+
+    /// keysync confirmed, `age_ms` before `now`, data the store now holds in full.
+    fn confirmed(&mut self, now: u64, age_ms: u64) {
+        if age_ms == NEVER {
+            return;
+        }
+        let at = now.saturating_sub(age_ms);
+        self.confirmed_at = Some(self.confirmed_at.map_or(at, |c| c.max(at)));
     }
 
     fn tick_refresh(&mut self, now: u64) {
@@ -155,7 +200,7 @@ impl<H: Host> SyncService<H> {
         }
         if self.resync_wanted || self.schedule.is_due(now) {
             self.resync_wanted = false;
-            let refresh = Refresh::new(self.config.page_size);
+            let refresh = Refresh::new(self.config.page_size, self.reset_wanted);
             let request = refresh.first_request();
             let stream_up = self.stream_connected();
             self.send_page_request(refresh, &request, now, stream_up);
@@ -232,7 +277,7 @@ impl<H: Host> SyncService<H> {
             self.running = Some(running);
             return;
         }
-        let now = self.host.now_unix_ms();
+        let now = self.now();
         let page = match keysync_api::decode::<proto::ListKeysResponse>(reply)
             .map_err(|e| e.to_string())
             .and_then(|page| Page::decode(page).map_err(|e| e.to_string()))
@@ -240,18 +285,44 @@ impl<H: Host> SyncService<H> {
             Ok(page) => page,
             Err(reason) => return self.refresh_failed(now, &reason),
         };
+        if running.refresh.is_first_page() {
+            if let Some(reason) = self.behind_the_store(&page) {
+                return self.refresh_failed(now, &reason);
+            }
+            let age = page.provenance.confirmed_age_ms;
+            running.first_confirmed_at = (age != NEVER).then(|| now.saturating_sub(age));
+        }
         self.ensure_counters(&page.records);
-        let applied = running.refresh.apply(&self.store(), page, now / 1000);
+        let applied = running.refresh.apply(&self.store(), page);
         match applied {
             Ok(Progress::More(request)) => {
                 let stream_up = running.stream_up_throughout;
-                self.send_page_request(running.refresh, &request, now, stream_up)
+                let confirmed = running.first_confirmed_at;
+                self.send_page_request(running.refresh, &request, now, stream_up);
+                if let Some(next) = &mut self.running {
+                    next.first_confirmed_at = confirmed;
+                }
             }
             Ok(Progress::Done(summary)) => {
                 self.refresh_succeeded(now, &running, summary);
             }
             Err(e) => self.refresh_failed(now, &e.to_string()),
         }
+    }
+
+    /// A periodic refresh must not take a snapshot older than what the store already
+    /// holds (a keysync lagging behind another, or cut off from PostgreSQL): its pages
+    /// would undo newer changes. A resync takes keysync's word (see `Refresh::new`).
+    fn behind_the_store(&self, first: &Page) -> Option<String> {
+        let complete = self.complete?;
+        let meta = self.store().meta();
+        (!self.reset_wanted && first.provenance.epoch == meta.epoch && first.revision < complete)
+            .then(|| {
+                format!(
+                    "keysync is behind the store (revision {} < {complete}); not taking its pages",
+                    first.revision
+                )
+            })
     }
 
     fn send_page_request(
@@ -273,6 +344,7 @@ impl<H: Host> SyncService<H> {
                     refresh,
                     token,
                     sent_at_ms: now,
+                    first_confirmed_at: None,
                     stream_up_throughout,
                 })
             }
@@ -292,11 +364,26 @@ impl<H: Host> SyncService<H> {
             );
         }
         self.schedule.succeeded(now);
-        self.touch_meta(now);
         self.metrics.refresh_ok.add(&self.host, 1);
         self.metrics.keys_loaded.record(&self.host, summary.total);
         let revision = self.store().meta().revision;
         self.metrics.store_revision.record(&self.host, revision);
+        if let Some(at) = running.first_confirmed_at {
+            // Not behind the store (checked at the first page), so the store now holds
+            // everything keysync had confirmed then.
+            self.confirmed(now, now.saturating_sub(at));
+        }
+        if running.refresh.replaces_baseline() {
+            // A new baseline: what the store was complete up to before no longer counts.
+            self.reset_wanted = false;
+            self.complete = running.refresh.first_revision();
+            if let (true, Stream::Down { .. }, Some(after)) =
+                (self.config.watch, &self.stream, self.complete)
+            {
+                self.open_stream(after, now);
+            }
+            return;
+        }
         // With the stream down, the store is now complete up to the refresh's first page;
         // the stream resumes from there. With it up, it already tracks completeness.
         if !self.stream_connected() {
@@ -325,8 +412,10 @@ impl<H: Host> SyncService<H> {
     // ---- watch stream ----
 
     fn open_stream(&mut self, after: u64, now: u64) {
+        let epoch = self.store().meta().epoch;
         let request = proto::WatchKeysRequest {
             after_revision: after,
+            epoch,
         };
         match keysync_api::open_stream(
             &self.host,
@@ -337,7 +426,7 @@ impl<H: Host> SyncService<H> {
             Ok(token) => {
                 self.stream = Stream::Open {
                     token,
-                    watch: Watch::new(after),
+                    watch: Watch::new(epoch, after),
                     last_message_ms: now,
                     connected: false,
                     partial_since_ms: None,
@@ -349,7 +438,7 @@ impl<H: Host> SyncService<H> {
 
     /// A message arrived on the watch stream `token` (or could not be read).
     pub fn on_stream_message(&mut self, token: u32, reply: Reply) {
-        let now = self.host.now_unix_ms();
+        let now = self.now();
         let Stream::Open {
             token: open,
             watch,
@@ -377,18 +466,24 @@ impl<H: Host> SyncService<H> {
             .map_err(|e| e.to_string())
             .and_then(|message| watch.on_message(message).map_err(|e| e.to_string()));
         let complete = watch.complete();
-        *partial_since_ms = match (watch.in_partial(), *partial_since_ms) {
+        let in_partial = watch.in_partial();
+        *partial_since_ms = match (in_partial, *partial_since_ms) {
             (false, _) => None,
             (true, since) => since.or(Some(now)),
         };
         match step {
-            Ok(Step::Apply { revision, changes }) => {
-                self.apply(revision, &changes, now);
+            Ok(Step::Apply {
+                revision,
+                changes,
+                provenance,
+            }) => {
+                self.apply(revision, &changes);
                 self.complete = Some(complete);
+                self.stream_confirmed(token, now, provenance, in_partial);
             }
-            Ok(Step::Heartbeat) => {
+            Ok(Step::Heartbeat { provenance }) => {
                 self.complete = Some(complete);
-                self.touch_meta(now);
+                self.stream_confirmed(token, now, provenance, in_partial);
             }
             Ok(Step::Resync) => {
                 info!("keysync cannot replay the changes after revision {complete}: full resync");
@@ -398,6 +493,27 @@ impl<H: Host> SyncService<H> {
                 warn!("watch stream: {reason}; resyncing, the current keys keep serving");
                 self.resync(token, now);
             }
+        }
+    }
+
+    /// What a stream message says of keysync's confirmation. A stream whose keysync has
+    /// not confirmed anything for `watch_idle_timeout` (cut off from PostgreSQL) is as
+    /// good as a silent one: it is reopened, perhaps to a keysync that is not cut off.
+    fn stream_confirmed(&mut self, token: u32, now: u64, provenance: Provenance, in_partial: bool) {
+        let age = provenance.confirmed_age_ms;
+        if age > millis(self.config.watch_idle_timeout) {
+            self.host.cancel_grpc_stream(token);
+            let reason = if age == NEVER {
+                "keysync has never confirmed its keys against PostgreSQL".to_string()
+            } else {
+                format!(
+                    "keysync has not confirmed its keys against PostgreSQL for {}s",
+                    age / 1000
+                )
+            };
+            self.stream_down(now, &reason);
+        } else if !in_partial {
+            self.confirmed(now, age);
         }
     }
 
@@ -416,7 +532,7 @@ impl<H: Host> SyncService<H> {
         }
     }
 
-    fn apply(&mut self, revision: u64, changes: &[Change], now: u64) {
+    fn apply(&mut self, revision: u64, changes: &[Change]) {
         let upserts: Vec<KeyRecord> = changes
             .iter()
             .filter_map(|c| match c {
@@ -429,7 +545,6 @@ impl<H: Host> SyncService<H> {
         let store = self.store();
         let mut meta = store.meta();
         meta.revision = meta.revision.max(revision);
-        meta.heard_at = now / 1000;
         if let Err(e) = store.write_meta(&meta) {
             warn!("cannot write the store metadata: {e}");
         }
@@ -461,7 +576,7 @@ impl<H: Host> SyncService<H> {
     /// The watch stream `token` ended.
     pub fn on_stream_close(&mut self, token: u32, status: u32) {
         if matches!(self.stream, Stream::Open { token: open, .. } if open == token) {
-            let now = self.host.now_unix_ms();
+            let now = self.now();
             self.stream_down(now, &format!("closed with gRPC status {status}"));
         }
     }
@@ -472,6 +587,7 @@ impl<H: Host> SyncService<H> {
         self.stream = Stream::Down { retry_at_ms: now };
         self.metrics.stream_connected.record(&self.host, 0);
         self.resync_wanted = true;
+        self.reset_wanted = true;
     }
 
     fn stream_down(&mut self, now: u64, reason: &str) {
@@ -488,18 +604,6 @@ impl<H: Host> SyncService<H> {
             running.stream_up_throughout = false;
         }
     }
-
-    /// Records that keysync was heard from: workers judge staleness by it.
-    fn touch_meta(&self, now: u64) {
-        let store = self.store();
-        let meta = StoreMeta {
-            heard_at: now / 1000,
-            ..store.meta()
-        };
-        if let Err(e) = store.write_meta(&meta) {
-            warn!("cannot write the store metadata: {e}");
-        }
-    }
 }
 
 #[cfg(test)]
@@ -514,6 +618,15 @@ mod tests {
     use keysync_contract::id::Id;
 
     const NOW_MS: u64 = 1_700_000_000_000;
+    const EPOCH: u64 = 0xe90c;
+
+    /// What a healthy keysync says of its data: confirmed 300 ms ago.
+    fn fresh() -> Option<proto::Provenance> {
+        Some(proto::Provenance {
+            epoch: EPOCH,
+            confirmed_age_ms: 300,
+        })
+    }
 
     fn service(config: &str) -> SyncService<FakeHost> {
         let PluginConfig::Sync(config) = PluginConfig::parse(config.as_bytes()).unwrap() else {
@@ -554,6 +667,7 @@ mod tests {
             more: rest.len() > size,
             keys: rest.into_iter().take(size).collect(),
             revision,
+            provenance: fresh(),
         }))
     }
 
@@ -623,6 +737,7 @@ mod tests {
             removals: removals.iter().map(|n| hash(*n).0.to_vec()).collect(),
             resync_required: false,
             partial: false,
+            provenance: fresh(),
         }))
     }
 
@@ -656,7 +771,7 @@ mod tests {
         assert_eq!(list_calls(&service), 3, "five keys in pages of two");
         assert!((1..=5).all(|n| known(&service, n)));
         let meta = service.store().meta();
-        assert!(meta.synced());
+        assert!(meta.synced);
         assert_eq!((meta.revision, meta.keys), (10, 5));
         assert!(logged_line("cache refresh complete: updated=5, removed=0, total=5").is_some());
         assert_eq!(service.host.metric(stats::REFRESH_OK), Some(1));
@@ -679,11 +794,13 @@ mod tests {
         assert_eq!(service.store().meta().revision, 11);
 
         tick_after(&mut service, Duration::from_secs(5));
+        assert!(service.store().meta().confirmed_age_ms >= 5_000);
         service.on_stream_message(token, changes(11, &[], &[]));
+        service.on_tick();
         assert_eq!(
-            service.store().meta().heard_at,
-            service.host.now_ms.get() / 1000,
-            "a heartbeat is word from keysync"
+            service.store().meta().confirmed_age_ms,
+            300,
+            "a heartbeat says when keysync last confirmed"
         );
     }
 
@@ -718,10 +835,12 @@ mod tests {
     fn a_silent_stream_is_presumed_dead() {
         let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
         let token = stream_token(&service).unwrap();
-        tick_after(&mut service, Duration::from_secs(16));
+        for _ in 0..64 {
+            tick_after(&mut service, Duration::from_millis(250));
+        }
         assert!(service.host.cancelled.borrow().contains(&token));
         assert!(stream_token(&service).is_none());
-        assert!(logged_line("no message for 16s").is_some());
+        assert!(logged_line("no message for 15s").is_some());
     }
 
     #[test]
@@ -855,6 +974,7 @@ mod tests {
         let message = proto::KeyChanges {
             revision: 11,
             upserts: vec![bad],
+            provenance: fresh(),
             ..Default::default()
         };
         service.on_stream_message(token, Ok(prost::Message::encode_to_vec(&message)));
@@ -911,5 +1031,139 @@ mod tests {
             .shared
             .value(&format!("keysync.rl.{subject}"))
             .is_some());
+    }
+
+    fn heartbeat_with(revision: u64, epoch: u64, confirmed_age_ms: u64) -> Reply {
+        Ok(prost::Message::encode_to_vec(&proto::KeyChanges {
+            revision,
+            provenance: Some(proto::Provenance {
+                epoch,
+                confirmed_age_ms,
+            }),
+            ..Default::default()
+        }))
+    }
+
+    fn watch_after(service: &SyncService<FakeHost>) -> (u64, u64) {
+        let request: proto::WatchKeysRequest = service.host.last_stream().unwrap().decode();
+        (request.after_revision, request.epoch)
+    }
+
+    #[test]
+    fn a_revision_that_jumped_ahead_is_repaired_by_a_resync_that_resets_the_baseline() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        // One corrupt heartbeat claims a huge revision, then keysync goes on as before.
+        service.on_stream_message(token, heartbeat_with(u64::MAX / 2, EPOCH, 300));
+        assert_eq!(service.complete, Some(u64::MAX / 2));
+        service.on_stream_message(token, changes(11, &[2], &[]));
+        assert!(logged_line("revision went backwards").is_some());
+        service.on_tick();
+        serve_refresh(&mut service, &[key(1), key(2)], 11);
+        assert_eq!(
+            service.complete,
+            Some(11),
+            "the baseline is keysync's again"
+        );
+        assert_eq!(service.store().meta().revision, 11);
+        assert_eq!(watch_after(&service), (11, EPOCH));
+        assert!(known(&service, 2));
+    }
+
+    #[test]
+    fn a_new_revision_history_replaces_the_store_whatever_its_revisions() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1), key(2)]);
+        let token = stream_token(&service).unwrap();
+        // keysync's database was restored from an older dump: a new epoch, revision 4.
+        service.on_stream_message(token, heartbeat_with(4, EPOCH + 1, 300));
+        assert!(logged_line("revision history changed").is_some());
+        assert!(service.host.cancelled.borrow().contains(&token));
+        service.on_tick();
+        let call = service.host.last_call().unwrap();
+        let request: proto::ListKeysRequest = call.decode();
+        let page = proto::ListKeysResponse {
+            keys: vec![key(1)],
+            more: false,
+            revision: 4,
+            provenance: Some(proto::Provenance {
+                epoch: EPOCH + 1,
+                confirmed_age_ms: 100,
+            }),
+        };
+        assert!(request.after_hash.is_empty());
+        service.on_response(call.token, Ok(prost::Message::encode_to_vec(&page)));
+        let meta = service.store().meta();
+        assert_eq!((meta.epoch, meta.revision), (EPOCH + 1, 4));
+        assert!(
+            !known(&service, 2),
+            "the restored database does not have it"
+        );
+        assert_eq!(watch_after(&service), (4, EPOCH + 1));
+    }
+
+    #[test]
+    fn a_periodic_refresh_from_a_keysync_behind_the_store_is_refused() {
+        let mut service =
+            running_with_stream(r#"{"role":"sync","refresh_interval":"60s"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        service.on_stream_message(token, changes(15, &[], &[1]));
+        quiet_for(&mut service, Duration::from_secs(60));
+        // Another keysync, lagging at revision 12, answers the refresh.
+        let call = service.host.last_call().unwrap();
+        service.on_response(call.token, page_for(&call, &[key(1)], 12));
+        assert!(!known(&service, 1), "the revocation is not undone");
+        assert!(logged_line("keysync is behind the store (revision 12 < 15)").is_some());
+        assert_eq!(service.host.metric(stats::REFRESH_FAILED), Some(1));
+    }
+
+    #[test]
+    fn a_stream_whose_keysync_stopped_confirming_is_reopened() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        service.on_stream_message(token, heartbeat_with(10, EPOCH, 16_000));
+        assert!(service.host.cancelled.borrow().contains(&token));
+        assert!(logged_line("has not confirmed its keys against PostgreSQL for 16s").is_some());
+        assert!(stream_token(&service).is_none());
+    }
+
+    #[test]
+    fn every_tick_tells_the_workers_how_old_the_store_is() {
+        let mut service = service(r#"{"role":"sync"}"#);
+        service.on_tick();
+        let meta = service.store().meta();
+        assert_eq!(meta.confirmed_age_ms, NEVER, "nothing confirmed yet");
+        let beat = meta.beat;
+        serve_refresh(&mut service, &[key(1)], 10);
+        service.on_tick();
+        let meta = service.store().meta();
+        assert_eq!(meta.confirmed_age_ms, 300);
+        assert!(meta.beat > beat);
+        for _ in 0..8 {
+            tick_after(&mut service, Duration::from_millis(250));
+        }
+        // The stream opened but nothing arrived on it: the age grows.
+        assert_eq!(service.store().meta().confirmed_age_ms, 300 + 2_000);
+        assert_eq!(service.host.metric(stats::SECONDS_SINCE_SYNC), Some(2));
+    }
+
+    #[test]
+    fn a_wall_clock_stepped_back_an_hour_does_not_stop_the_sync() {
+        let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
+        let token = stream_token(&service).unwrap();
+        service.on_stream_close(token, 14);
+        let now = service.host.now_ms.get();
+        service.host.now_ms.set(now - 3_600_000);
+        let streams = service.host.streams.borrow().len();
+        for _ in 0..8 {
+            tick_after(&mut service, Duration::from_millis(250));
+        }
+        assert_eq!(
+            service.host.streams.borrow().len(),
+            streams + 1,
+            "the stream is reopened after its backoff, not an hour later"
+        );
+        let confirmed = service.store().meta().confirmed_age_ms;
+        // 300 ms at the heartbeat, then seven ticks of 250 ms: the step back counts 0.
+        assert_eq!(confirmed, 300 + 7 * 250);
     }
 }

@@ -4,10 +4,13 @@
 
 use crate::key_hash::KeyHash;
 use crate::key_store::Change;
+use crate::provenance::Provenance;
 use crate::record::{KeyRecord, RecordError};
 use keysync_proto::v1 as proto;
 
 pub struct Watch {
+    /// The revision history `complete` counts in; 0 when the store has none yet.
+    epoch: u64,
     /// Every change up to this revision is in the store.
     complete: u64,
     /// The revision of a change set whose remaining parts are still to come.
@@ -17,17 +20,32 @@ pub struct Watch {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     /// Changes to apply, in order.
-    Apply { revision: u64, changes: Vec<Change> },
-    /// Nothing changed; keysync is alive.
-    Heartbeat,
+    Apply {
+        revision: u64,
+        changes: Vec<Change>,
+        provenance: Provenance,
+    },
+    /// Nothing changed; keysync is alive and says how fresh its data is.
+    Heartbeat { provenance: Provenance },
     /// keysync cannot replay what the store misses: reload everything.
     Resync,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum WatchError {
-    Backwards { complete: u64, received: u64 },
-    PartialMismatch { expected: u64, received: u64 },
+    Backwards {
+        complete: u64,
+        received: u64,
+    },
+    /// keysync's revision history is not the store's (a restore, a failover).
+    EpochChanged {
+        store: u64,
+        received: u64,
+    },
+    PartialMismatch {
+        expected: u64,
+        received: u64,
+    },
     BadRecord(RecordError),
     BadRemoval,
 }
@@ -38,6 +56,10 @@ impl std::fmt::Display for WatchError {
             WatchError::Backwards { complete, received } => write!(
                 f,
                 "revision went backwards: store complete up to {complete}, received {received}"
+            ),
+            WatchError::EpochChanged { store, received } => write!(
+                f,
+                "keysync's revision history changed: store epoch {store:x}, received {received:x}"
             ),
             WatchError::PartialMismatch { expected, received } => write!(
                 f,
@@ -50,8 +72,9 @@ impl std::fmt::Display for WatchError {
 }
 
 impl Watch {
-    pub fn new(after_revision: u64) -> Self {
+    pub fn new(epoch: u64, after_revision: u64) -> Self {
         Watch {
+            epoch,
             complete: after_revision,
             partial: None,
         }
@@ -70,6 +93,13 @@ impl Watch {
     pub fn on_message(&mut self, message: proto::KeyChanges) -> Result<Step, WatchError> {
         if message.resync_required {
             return Ok(Step::Resync);
+        }
+        let provenance = Provenance::from_proto(message.provenance.as_ref());
+        if self.epoch != 0 && provenance.epoch != self.epoch {
+            return Err(WatchError::EpochChanged {
+                store: self.epoch,
+                received: provenance.epoch,
+            });
         }
         if message.revision < self.complete {
             return Err(WatchError::Backwards {
@@ -101,11 +131,12 @@ impl Watch {
             self.complete = message.revision;
         }
         if changes.is_empty() {
-            return Ok(Step::Heartbeat);
+            return Ok(Step::Heartbeat { provenance });
         }
         Ok(Step::Apply {
             revision: message.revision,
             changes,
+            provenance,
         })
     }
 }
@@ -113,6 +144,8 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const EPOCH: u64 = 0xabc;
 
     fn record(key: &str) -> proto::KeyRecord {
         proto::KeyRecord {
@@ -134,14 +167,21 @@ mod tests {
                 .collect(),
             resync_required: false,
             partial: false,
+            provenance: Some(proto::Provenance {
+                epoch: EPOCH,
+                confirmed_age_ms: 100,
+            }),
         }
     }
 
     #[test]
     fn applies_changes_and_advances() {
-        let mut watch = Watch::new(10);
+        let mut watch = Watch::new(EPOCH, 10);
         let step = watch.on_message(changes(11, &["a"], &["b"])).unwrap();
-        let Step::Apply { revision, changes } = step else {
+        let Step::Apply {
+            revision, changes, ..
+        } = step
+        else {
             panic!("expected changes, got {step:?}");
         };
         assert_eq!(revision, 11);
@@ -153,15 +193,21 @@ mod tests {
 
     #[test]
     fn heartbeats_keep_the_revision() {
-        let mut watch = Watch::new(10);
-        assert_eq!(watch.on_message(changes(10, &[], &[])), Ok(Step::Heartbeat));
-        assert_eq!(watch.on_message(changes(12, &[], &[])), Ok(Step::Heartbeat));
+        let mut watch = Watch::new(EPOCH, 10);
+        let heartbeat = Ok(Step::Heartbeat {
+            provenance: Provenance {
+                epoch: EPOCH,
+                confirmed_age_ms: 100,
+            },
+        });
+        assert_eq!(watch.on_message(changes(10, &[], &[])), heartbeat);
+        assert_eq!(watch.on_message(changes(12, &[], &[])), heartbeat);
         assert_eq!(watch.complete(), 12);
     }
 
     #[test]
     fn refuses_a_revision_going_backwards() {
-        let mut watch = Watch::new(10);
+        let mut watch = Watch::new(EPOCH, 10);
         assert_eq!(
             watch.on_message(changes(9, &["a"], &[])),
             Err(WatchError::Backwards {
@@ -174,7 +220,7 @@ mod tests {
 
     #[test]
     fn split_change_sets_complete_on_their_last_part() {
-        let mut watch = Watch::new(10);
+        let mut watch = Watch::new(EPOCH, 10);
         let mut first = changes(11, &["a"], &[]);
         first.partial = true;
         assert!(matches!(watch.on_message(first), Ok(Step::Apply { .. })));
@@ -195,7 +241,7 @@ mod tests {
 
     #[test]
     fn resync_and_bad_messages() {
-        let mut watch = Watch::new(10);
+        let mut watch = Watch::new(EPOCH, 10);
         let mut resync = changes(50, &[], &[]);
         resync.resync_required = true;
         assert_eq!(watch.on_message(resync), Ok(Step::Resync));
@@ -210,5 +256,28 @@ mod tests {
         bad_removal.removals.push(vec![1, 2, 3]);
         assert_eq!(watch.on_message(bad_removal), Err(WatchError::BadRemoval));
         assert_eq!(watch.complete(), 10, "nothing of a bad message is taken");
+    }
+
+    #[test]
+    fn a_message_of_another_history_is_refused() {
+        let mut watch = Watch::new(EPOCH, 10);
+        let mut other = changes(11, &["a"], &[]);
+        other.provenance = Some(proto::Provenance {
+            epoch: EPOCH + 1,
+            confirmed_age_ms: 0,
+        });
+        assert_eq!(
+            watch.on_message(other),
+            Err(WatchError::EpochChanged {
+                store: EPOCH,
+                received: EPOCH + 1
+            })
+        );
+        assert_eq!(watch.complete(), 10);
+        let mut unknown = Watch::new(0, 10);
+        assert!(
+            unknown.on_message(changes(11, &["a"], &[])).is_ok(),
+            "a store without an epoch takes the stream's"
+        );
     }
 }

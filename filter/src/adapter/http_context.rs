@@ -27,6 +27,8 @@ impl Context for AuthHttpContext {
 
 impl HttpContext for AuthHttpContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "crash-test")]
+        super::crash_test::on_request();
         action(self.request.on_request_headers())
     }
 

@@ -95,7 +95,11 @@ impl RootContext for Plugin {
     fn on_tick(&mut self) {
         match &mut self.role {
             Some(Role::Auth(worker)) => worker.on_tick(),
-            Some(Role::Sync(service)) => service.on_tick(),
+            Some(Role::Sync(service)) => {
+                #[cfg(feature = "crash-test")]
+                super::crash_test::on_sync_tick();
+                service.on_tick()
+            }
             None => {}
         }
     }

@@ -51,6 +51,8 @@ pub struct ListKeysResponse {
     /// the database made up to this revision is reflected.
     #[prost(uint64, tag = "3")]
     pub revision: u64,
+    #[prost(message, optional, tag = "4")]
+    pub provenance: ::core::option::Option<Provenance>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LookupKeyRequest {
@@ -65,12 +67,18 @@ pub struct LookupKeyResponse {
     /// Revision of the server's key set when it answered.
     #[prost(uint64, tag = "2")]
     pub revision: u64,
+    #[prost(message, optional, tag = "3")]
+    pub provenance: ::core::option::Option<Provenance>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct WatchKeysRequest {
     /// The revision the client's key set is complete up to; 0 when it has none.
     #[prost(uint64, tag = "1")]
     pub after_revision: u64,
+    /// The epoch `after_revision` counts in (see Provenance); 0 when unknown. A server
+    /// whose epoch differs, or that is behind `after_revision`, asks for a resync.
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
 }
 /// Changes that bring a key set complete up to an earlier revision to `revision`.
 /// Applying them in order is idempotent: a key's last change wins.
@@ -93,4 +101,21 @@ pub struct KeyChanges {
     /// client's set is complete up to `revision` only after the last of them.
     #[prost(bool, tag = "5")]
     pub partial: bool,
+    #[prost(message, optional, tag = "6")]
+    pub provenance: ::core::option::Option<Provenance>,
+}
+/// Where an answer's data stands, so that a client can tell fresh data from data that is
+/// merely being served.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Provenance {
+    /// The revision history the revisions count in: the database, and its history since a
+    /// restore or a failover. Revisions of different epochs cannot be compared: a client
+    /// that sees a new epoch reloads everything. Never 0 from a server that knows it.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// Milliseconds since the server last confirmed its key set against PostgreSQL (a
+    /// query that succeeded and showed it current), as of sending. An age, not a time:
+    /// the two sides' clocks may differ or jump.
+    #[prost(uint64, tag = "2")]
+    pub confirmed_age_ms: u64,
 }
