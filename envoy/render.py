@@ -26,6 +26,8 @@ DEFAULTS = {
     "BACKEND_URLS": "api-service=http://localhost:3000",
     "REFRESH_INTERVAL": "15m",
     "RATE_LIMIT_MODE": "local",
+    "ENVOY_MAX_HEAP_BYTES": str(1 << 30),
+    "ENVOY_MAX_CONNECTIONS": "50000",
     "BENCH_AUTH": "none",
     "EMPTY_FILTER_WASM": os.path.join(
         ROOT, "target", "wasm32-wasip1", "release", "keysync_bench_empty_filter.wasm"
@@ -110,8 +112,8 @@ GLOBAL_RATE_LIMIT_FILTER = """\
       transport_api_version: V3
       grpc_service: { envoy_grpc: { cluster_name: keysync } }"""
 
-# The rate-limit filter's 429 has no body; give it the same JSON as local mode's.
-# envoy/ext-authz.yaml has a local_reply_config of its own and takes only the mappers.
+# The rate-limit filter's 429 has no body; give it the same JSON as local mode's. Both
+# templates have a local_reply_config of their own and take only the mappers.
 GLOBAL_RATE_LIMIT_REPLY_MAPPERS = """\
 - filter:
     status_code_filter:
@@ -121,10 +123,6 @@ GLOBAL_RATE_LIMIT_REPLY_MAPPERS = """\
       error: rate_limited
       message: "Too many requests for this API key's rate limit; see Retry-After."
     content_type: application/json"""
-
-GLOBAL_RATE_LIMIT_REPLY = "local_reply_config:\n  mappers:\n" + "\n".join(
-    "  " + line for line in GLOBAL_RATE_LIMIT_REPLY_MAPPERS.splitlines()
-)
 
 
 BENCH_WASM_FILTER = """\
@@ -222,7 +220,6 @@ def render(template, env):
     for field, text in [
         ("GLOBAL_RATE_LIMITS", GLOBAL_RATE_LIMITS),
         ("GLOBAL_RATE_LIMIT_FILTER", GLOBAL_RATE_LIMIT_FILTER),
-        ("GLOBAL_RATE_LIMIT_REPLY", GLOBAL_RATE_LIMIT_REPLY),
         ("GLOBAL_RATE_LIMIT_REPLY_MAPPERS", GLOBAL_RATE_LIMIT_REPLY_MAPPERS),
     ]:
         values[field] = block(text.splitlines(), template, field) if mode == "global" else ""

@@ -78,6 +78,19 @@ pub struct SyncConfig {
     pub watch_idle_timeout: Duration,
 }
 
+impl SyncConfig {
+    /// Every default, for `keysync_cluster`: what a stand-by sync service in a worker
+    /// uses when the singleton left no configuration. `None` only if the defaults
+    /// themselves were invalid.
+    pub fn defaults(keysync_cluster: &str) -> Option<SyncConfig> {
+        let raw = RawConfig {
+            keysync_cluster: Some(keysync_cluster.to_string()),
+            ..RawConfig::default()
+        };
+        sync_config(raw, keysync_cluster.to_string()).ok()
+    }
+}
+
 /// A path that passes without a key: exact (`/health`) or a prefix (`/public/*`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathRule {
@@ -374,6 +387,14 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(10));
         assert_eq!(config.watch_idle_timeout, Duration::from_secs(15));
         assert!(config.watch, "the push path is on by default");
+    }
+
+    #[test]
+    fn a_stand_by_falls_back_to_the_sync_defaults() {
+        let config = SyncConfig::defaults("ks").unwrap();
+        assert_eq!(config.keysync_cluster, "ks");
+        assert_eq!(config.refresh_interval, Duration::from_secs(15 * 60));
+        assert!(config.watch);
     }
 
     #[test]

@@ -219,6 +219,10 @@ impl Host for FakeHost {
         self.now_ms.get()
     }
 
+    fn random_u64(&self) -> u64 {
+        self.token().into()
+    }
+
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
         self.call();
         self.request_headers

@@ -42,6 +42,9 @@ pub trait Host: SharedData {
         self.now_unix_ms() / 1000
     }
 
+    /// A random number from the host (WASI `random_get`): different in every VM.
+    fn random_u64(&self) -> u64;
+
     // ---- the current HTTP request (auth filter only) ----
 
     /// A request header's value as bytes (a non-UTF-8 value must not fail the read).
@@ -87,4 +90,83 @@ pub trait Host: SharedData {
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment_metric(&self, id: u32, delta: u64);
     fn record_metric(&self, id: u32, value: u64);
+}
+
+/// A borrowed host is a host: several flows of one VM (and tests) can share one.
+impl<T: Host + ?Sized> Host for &T {
+    fn now_unix_ms(&self) -> u64 {
+        (**self).now_unix_ms()
+    }
+
+    fn random_u64(&self) -> u64 {
+        (**self).random_u64()
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        (**self).request_header(name)
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        (**self).set_request_header(name, value)
+    }
+
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        (**self).remove_request_header(name)
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        (**self).set_response_header(name, value)
+    }
+
+    fn send_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        (**self).send_reply(status, headers, body)
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        (**self).resume_request()
+    }
+
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        (**self).dispatch_grpc(cluster, method, message, timeout)
+    }
+
+    fn cancel_grpc(&self, token: u32) {
+        (**self).cancel_grpc(token)
+    }
+
+    fn open_grpc_stream(
+        &self,
+        cluster: &str,
+        method: &str,
+        message: &[u8],
+    ) -> Result<u32, HostError> {
+        (**self).open_grpc_stream(cluster, method, message)
+    }
+
+    fn cancel_grpc_stream(&self, token: u32) {
+        (**self).cancel_grpc_stream(token)
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        (**self).define_metric(kind, name)
+    }
+
+    fn increment_metric(&self, id: u32, delta: u64) {
+        (**self).increment_metric(id, delta)
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        (**self).record_metric(id, value)
+    }
 }

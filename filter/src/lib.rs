@@ -39,6 +39,7 @@ mod shared_data;
 mod staleness;
 mod stats;
 mod store_meta;
+mod sync_lease;
 mod sync_service;
 mod watch_client;
 

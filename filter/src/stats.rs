@@ -54,6 +54,7 @@ pub const STREAM_CONNECTED: &str = "keysync.stream_connected";
 pub const SECONDS_SINCE_SYNC: &str = "keysync.seconds_since_sync";
 pub const RESYNCS: &str = "keysync.resyncs";
 pub const STREAM_CHANGES: &str = "keysync.stream_changes";
+pub const SYNC_TAKEOVERS: &str = "keysync.sync_takeovers";
 
 pub struct RequestStats {
     ids: [Option<u32>; COUNTERS.len()],

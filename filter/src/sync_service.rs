@@ -8,7 +8,7 @@
 //! keysync cannot replay what the stream missed. A broken stream is reopened with
 //! backoff and resumes from the revision the store is complete up to.
 
-use crate::config::SyncConfig;
+use crate::config::{PluginConfig, SyncConfig};
 use crate::full_refresh::{Page, Progress, Refresh, Summary};
 use crate::host::{Host, MetricKind};
 use crate::key_store::{Change, KeyStore};
@@ -20,6 +20,7 @@ use crate::schedule::{millis, Schedule, FIRST_RETRY};
 use crate::staleness::SteadyClock;
 use crate::stats::{self, Stat};
 use crate::store_meta::NEVER;
+use crate::sync_lease::{Standing, SyncLease, TAKEOVER_AFTER_MS};
 use crate::watch_client::{Step, Watch};
 use keysync_backoff::Backoff;
 use keysync_contract::subject::Subject;
@@ -31,6 +32,9 @@ use std::time::Duration;
 /// How often the service looks at its schedule.
 pub const TICK: Duration = Duration::from_millis(250);
 
+/// Shared-data key where the singleton leaves its configuration for a stand-by.
+const SYNC_CONFIG_ENTRY: &str = "keysync.sync_config";
+
 /// Ceiling of the stream's reconnect backoff: reopening a stream is cheap, and while it
 /// is down changes wait for the next refresh.
 const MAX_STREAM_BACKOFF: Duration = Duration::from_secs(5);
@@ -38,6 +42,9 @@ const MAX_STREAM_BACKOFF: Duration = Duration::from_secs(5);
 pub struct SyncService<H> {
     host: H,
     config: SyncConfig,
+    /// Whether this VM is the one syncing (see `sync_lease`).
+    lease: SyncLease,
+    active: bool,
     /// The service's time: schedules, timeouts and ages run on it, not on the wall
     /// clock, which may be stepped.
     clock: SteadyClock,
@@ -98,6 +105,7 @@ struct Metrics {
     seconds_since_sync: Stat,
     resyncs: Stat,
     stream_changes: Stat,
+    takeovers: Stat,
 }
 
 impl Metrics {
@@ -113,15 +121,40 @@ impl Metrics {
             seconds_since_sync: gauge(stats::SECONDS_SINCE_SYNC),
             resyncs: counter(stats::RESYNCS),
             stream_changes: counter(stats::STREAM_CHANGES),
+            takeovers: counter(stats::SYNC_TAKEOVERS),
         }
     }
 }
 
 impl<H: Host> SyncService<H> {
-    pub fn new(host: H, config: SyncConfig) -> Self {
+    /// The sync service of the singleton bootstrap VM: the designated holder of the
+    /// lease. It shares its configuration with the workers, which stand by.
+    pub fn singleton(host: H, config: SyncConfig, raw_config: &[u8]) -> Self {
+        if let Err(e) = host.set(SYNC_CONFIG_ENTRY, raw_config, 0) {
+            warn!("cannot share the sync configuration with the workers: {e:?}");
+        }
+        SyncService::new(host, config, true)
+    }
+
+    /// A worker's stand-by sync service: it syncs only if the singleton's renewals stop
+    /// (its VM died), with the singleton's configuration, or the defaults for `cluster`
+    /// when there is none.
+    pub fn standby(host: H, cluster: &str) -> Option<Self> {
+        let shared = host.get(SYNC_CONFIG_ENTRY).value;
+        let config = shared
+            .and_then(|raw| match PluginConfig::parse(&raw) {
+                Ok(PluginConfig::Sync(config)) => Some(config),
+                _ => None,
+            })
+            .or_else(|| SyncConfig::defaults(cluster))?;
+        Some(SyncService::new(host, config, false))
+    }
+
+    fn new(host: H, config: SyncConfig, designated: bool) -> Self {
         // The clock differs between Envoys started together only by milliseconds, which
         // is all the jitter needs: the seed is scrambled.
         let seed = host.now_unix_ms();
+        let lease_id = host.random_u64();
         let schedule = Schedule::new(config.refresh_interval, config.max_retry_interval, seed);
         let stream_backoff = Backoff::new(
             FIRST_RETRY,
@@ -132,6 +165,8 @@ impl<H: Host> SyncService<H> {
             metrics: Metrics::define(&host),
             host,
             config,
+            lease: SyncLease::new(lease_id, designated),
+            active: false,
             clock: SteadyClock::default(),
             schedule,
             running: None,
@@ -157,9 +192,49 @@ impl<H: Host> SyncService<H> {
 
     pub fn on_tick(&mut self) {
         let now = self.now();
+        match (self.lease.tick(&self.host, now), self.active) {
+            (Standing::Holding, true) => {}
+            (Standing::Holding, false) => self.take_over(now),
+            (Standing::Standby, true) => return self.stand_down(),
+            (Standing::Standby, false) => return,
+        }
         self.tick_refresh(now);
         self.tick_stream(now);
         self.beat(now);
+    }
+
+    /// This VM now syncs: from the store as it is, aged by the silence before.
+    fn take_over(&mut self, now: u64) {
+        let meta = self.store().meta();
+        if meta.beat != 0 {
+            warn!(
+                "keysync sync service taken over: the previous one stopped renewing its lease \
+                 for {}s (its VM died?)",
+                TAKEOVER_AFTER_MS / 1000
+            );
+            if meta.confirmed_age_ms != NEVER {
+                let silent = meta.confirmed_age_ms.saturating_add(TAKEOVER_AFTER_MS);
+                self.confirmed_at = Some(now.saturating_sub(silent));
+            }
+            self.beat = meta.beat;
+            self.metrics.takeovers.add(&self.host, 1);
+        }
+        self.active = true;
+    }
+
+    /// Another VM took the lease (this one was too slow to renew it): stop writing.
+    fn stand_down(&mut self) {
+        warn!("keysync sync service standing down: another VM holds the sync lease now");
+        if let Some(running) = self.running.take() {
+            self.host.cancel_grpc(running.token);
+        }
+        if let Stream::Open { token, .. } = self.stream {
+            self.host.cancel_grpc_stream(token);
+        }
+        self.stream = Stream::Down { retry_at_ms: 0 };
+        self.complete = None;
+        self.confirmed_at = None;
+        self.active = false;
     }
 
     /// Tells the workers how old the store's data is, and that this service lives.
@@ -270,6 +345,9 @@ impl<H: Host> SyncService<H> {
 
     /// A `ListKeys` page arrived (or its call failed).
     pub fn on_response(&mut self, token: u32, reply: Reply) {
+        if !self.active {
+            return;
+        }
         let Some(mut running) = self.running.take() else {
             return;
         };
@@ -438,6 +516,9 @@ impl<H: Host> SyncService<H> {
 
     /// A message arrived on the watch stream `token` (or could not be read).
     pub fn on_stream_message(&mut self, token: u32, reply: Reply) {
+        if !self.active {
+            return;
+        }
         let now = self.now();
         let Stream::Open {
             token: open,
@@ -632,7 +713,7 @@ mod tests {
         let PluginConfig::Sync(config) = PluginConfig::parse(config.as_bytes()).unwrap() else {
             panic!("not a sync configuration: {config}");
         };
-        SyncService::new(FakeHost::at(NOW_MS), config)
+        SyncService::singleton(FakeHost::at(NOW_MS), config, b"")
     }
 
     fn key(n: u8) -> proto::KeyRecord {
@@ -1165,5 +1246,74 @@ mod tests {
         let confirmed = service.store().meta().confirmed_age_ms;
         // 300 ms at the heartbeat, then seven ticks of 250 ms: the step back counts 0.
         assert_eq!(confirmed, 300 + 7 * 250);
+    }
+
+    #[test]
+    fn a_worker_takes_over_a_sync_service_that_died_and_the_store_keeps_up() {
+        let host = FakeHost::at(NOW_MS);
+        let PluginConfig::Sync(config) =
+            PluginConfig::parse(br#"{"role":"sync","page_size":50}"#).unwrap()
+        else {
+            panic!("sync");
+        };
+        let mut singleton =
+            SyncService::singleton(&host, config, br#"{"role":"sync","page_size":50}"#);
+        let mut standby = SyncService::standby(&host, "keysync").unwrap();
+        assert_eq!(
+            standby.config.page_size, 50,
+            "the singleton's configuration"
+        );
+        singleton.on_tick();
+        standby.on_tick();
+        let token = singleton.running.as_ref().unwrap().token;
+        let call = host
+            .calls
+            .borrow()
+            .iter()
+            .find(|c| c.token == token)
+            .cloned()
+            .unwrap();
+        singleton.on_response(token, page_for(&call, &[key(1)], 10));
+        let calls = host.calls.borrow().len();
+        for _ in 0..40 {
+            host.advance(Duration::from_millis(250));
+            singleton.on_tick();
+            standby.on_tick();
+        }
+        assert_eq!(
+            host.calls.borrow().len(),
+            calls,
+            "the stand-by sends nothing"
+        );
+        assert!(!standby.active);
+
+        // The singleton's VM dies: it ticks no more. Within the takeover delay and a
+        // tick or two, the stand-by syncs in its place.
+        let mut waited = Duration::ZERO;
+        while standby.running.is_none() {
+            host.advance(Duration::from_millis(250));
+            standby.on_tick();
+            waited += Duration::from_millis(250);
+            assert!(waited < Duration::from_secs(7), "no takeover");
+        }
+        assert!(waited >= Duration::from_millis(TAKEOVER_AFTER_MS));
+        assert!(logged_line("sync service taken over").is_some());
+        let token = standby.running.as_ref().unwrap().token;
+        let call = host
+            .calls
+            .borrow()
+            .iter()
+            .find(|c| c.token == token)
+            .cloned()
+            .unwrap();
+        standby.on_response(token, page_for(&call, &[key(2)], 11));
+        assert!(standby.store().find(&hash(2)).unwrap().is_some());
+        assert!(standby.store().find(&hash(1)).unwrap().is_none());
+        assert_eq!(host.metric(stats::SYNC_TAKEOVERS), Some(1));
+
+        // A singleton that was only stalled comes back and stands down.
+        singleton.on_tick();
+        assert!(!singleton.active);
+        assert!(logged_line("standing down").is_some());
     }
 }

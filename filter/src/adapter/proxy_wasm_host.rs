@@ -7,6 +7,7 @@ use crate::shared_data::{Entry, SharedData, WriteError};
 use keysync_proto::v1::SERVICE;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+use std::hash::BuildHasher;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Envoy, as seen from inside its wasm VM. Zero-sized: the host is the VM's context.
@@ -47,6 +48,11 @@ impl Host for ProxyWasmHost {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn random_u64(&self) -> u64 {
+        // std seeds its hashers from WASI `random_get`, which Envoy implements.
+        std::collections::hash_map::RandomState::new().hash_one(0u8)
     }
 
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {

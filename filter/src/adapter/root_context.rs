@@ -21,26 +21,41 @@ pub struct Plugin {
 }
 
 enum Role {
-    Auth(Rc<AuthWorker<ProxyWasmHost>>),
+    /// An auth worker, with the sync service it stands by with (made on its first
+    /// tick, once the singleton had a chance to share its configuration).
+    Auth(
+        Rc<AuthWorker<ProxyWasmHost>>,
+        Option<Box<SyncService<ProxyWasmHost>>>,
+    ),
     Sync(Box<SyncService<ProxyWasmHost>>),
+}
+
+impl Role {
+    /// The sync service of this VM: the singleton's, or a worker's stand-by.
+    fn sync_service(&mut self) -> Option<&mut SyncService<ProxyWasmHost>> {
+        match self {
+            Role::Sync(service) | Role::Auth(_, Some(service)) => Some(service),
+            Role::Auth(_, None) => None,
+        }
+    }
 }
 
 impl Context for Plugin {
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        if let Some(Role::Sync(service)) = &mut self.role {
+        if let Some(service) = self.role.as_mut().and_then(Role::sync_service) {
             let reply = proxy_wasm_host::call_reply(status_code, response_size);
             service.on_response(token_id, reply);
         }
     }
 
     fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
-        if let Some(Role::Sync(service)) = &mut self.role {
+        if let Some(service) = self.role.as_mut().and_then(Role::sync_service) {
             service.on_stream_message(token_id, proxy_wasm_host::stream_message(message_size));
         }
     }
 
     fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
-        if let Some(Role::Sync(service)) = &mut self.role {
+        if let Some(service) = self.role.as_mut().and_then(Role::sync_service) {
             service.on_stream_close(token_id, status_code);
         }
     }
@@ -69,7 +84,7 @@ impl RootContext for Plugin {
         };
         let (role, tick) = match config {
             PluginConfig::Auth(config) => (
-                Role::Auth(Rc::new(AuthWorker::new(ProxyWasmHost, config))),
+                Role::Auth(Rc::new(AuthWorker::new(ProxyWasmHost, config)), None),
                 WORKER_TICK,
             ),
             PluginConfig::Sync(config) => {
@@ -79,7 +94,11 @@ impl RootContext for Plugin {
                     config.refresh_interval.as_secs()
                 );
                 (
-                    Role::Sync(Box::new(SyncService::new(ProxyWasmHost, config))),
+                    Role::Sync(Box::new(SyncService::singleton(
+                        ProxyWasmHost,
+                        config,
+                        &bytes,
+                    ))),
                     sync_service::TICK,
                 )
             }
@@ -94,7 +113,16 @@ impl RootContext for Plugin {
 
     fn on_tick(&mut self) {
         match &mut self.role {
-            Some(Role::Auth(worker)) => worker.on_tick(),
+            Some(Role::Auth(worker, standby)) => {
+                worker.on_tick();
+                if standby.is_none() {
+                    *standby = SyncService::standby(ProxyWasmHost, &worker.config.keysync_cluster)
+                        .map(Box::new);
+                }
+                if let Some(service) = standby {
+                    service.on_tick();
+                }
+            }
             Some(Role::Sync(service)) => {
                 #[cfg(feature = "crash-test")]
                 super::crash_test::on_sync_tick();
@@ -107,7 +135,7 @@ impl RootContext for Plugin {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on None, so a misconfigured filter gets a context that refuses.
         Some(match &self.role {
-            Some(Role::Auth(worker)) => Box::new(AuthHttpContext {
+            Some(Role::Auth(worker, _)) => Box::new(AuthHttpContext {
                 request: AuthRequest::new(Rc::clone(worker)),
             }),
             _ => Box::new(Misconfigured),
