@@ -4,23 +4,24 @@
 //! to it through [`Host`]; the verdicts themselves are `decision`'s.
 
 use crate::auth_worker::AuthWorker;
+use crate::auth_worker::{Counted, RateWait};
 use crate::config::RateLimitMode;
 use crate::decision::{self, Denial, Outcome, Verdict};
 use crate::host::{Action, Host};
 use crate::key_hash::KeyHash;
 use crate::key_store::Cached;
 use crate::keysync_api::{self, ApiError, Reply};
-use crate::local_rate_limit::{self, Leases, LimitError, Quota};
+use crate::local_rate_limit::Quota;
 use crate::provenance::Provenance;
 use crate::record::KeyRecord;
 use crate::record_cache::CachedRecord;
 use crate::stats::Counter;
 use keysync_contract::credential::{self, Credential, Source};
 use keysync_contract::rate_limit_headers::RATELIMIT_HEADER;
-use keysync_contract::reply::{self as response, RATE_LIMITED_BODY};
 use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
 use keysync_proto::v1 as proto;
 use log::{info, warn};
+use std::cell::Cell;
 use std::rc::Rc;
 
 // Global mode: descriptor entries for Envoy's rate-limit filter, removed by the route
@@ -31,6 +32,11 @@ use keysync_contract::{
 
 pub struct AuthRequest<H: Host> {
     worker: Rc<AuthWorker<H>>,
+    /// Envoy's id of this request's context: the worker's tick acts in it when a rate
+    /// limit decision had to wait.
+    context_id: u32,
+    /// Set while the request waits for a rate-limit decision (see `local_rate_limit`).
+    rate_wait: Option<Rc<RateWait>>,
     /// Set while this request waits for keysync.
     lookup: Option<PendingLookup>,
     /// Local mode: the quota to report on the response.
@@ -46,9 +52,11 @@ struct PendingLookup {
 }
 
 impl<H: Host> AuthRequest<H> {
-    pub fn new(worker: Rc<AuthWorker<H>>) -> Self {
+    pub fn new(worker: Rc<AuthWorker<H>>, context_id: u32) -> Self {
         AuthRequest {
             worker,
+            context_id,
+            rate_wait: None,
             lookup: None,
             quota: None,
             identity: None,
@@ -97,7 +105,8 @@ impl<H: Host> AuthRequest<H> {
 
     /// The upstream's response headers: report the quota of a rate-limited key.
     pub fn on_response_headers(&mut self) {
-        if let Some(quota) = self.quota.take() {
+        let waited = self.rate_wait.take().and_then(|wait| wait.quota.get());
+        if let Some(quota) = self.quota.take().or(waited) {
             // Replaces, not adds: `RateLimit` is a structured field that must appear once,
             // so one the upstream sent is overwritten by the gateway's own.
             if let Err(e) = self
@@ -304,28 +313,26 @@ impl<H: Host> AuthRequest<H> {
 
     /// A valid key: apply its rate limit, then forward it with its identity.
     fn admit(&mut self, record: &KeyRecord, source: Source) -> Action {
+        let identity = match &self.identity {
+            Some(cached) if cached.record.hash == record.hash => Rc::clone(cached),
+            _ => Rc::new(CachedRecord::new(*record)),
+        };
         match (self.worker.config.rate_limit, record.limit_subject()) {
             (RateLimitMode::Local, Some((subject, limit))) => {
-                let now = self.host().now_unix_secs();
-                let mut spare = Leases::default();
-                let mut held = self.worker.leases.try_borrow_mut();
-                // Without the worker's leases (never expected) count without one: exact.
-                let leases = held.as_deref_mut().unwrap_or(&mut spare);
-                match local_rate_limit::check(self.host(), leases, &subject, limit, now) {
-                    Ok(quota) if quota.allowed => self.quota = Some(quota),
-                    Ok(quota) => return self.reply_rate_limited(&quota),
-                    Err(LimitError::Contended(quota)) => {
-                        warn!(
-                            "rate-limit counter for {} stayed contended; refusing",
-                            subject.kind()
-                        );
-                        self.worker.stats.bump(Counter::RateLimitContended);
-                        return self.reply_rate_limited(&quota);
-                    }
-                    // Rate limiting is not authentication: a broken counter lets the
-                    // request through rather than fail it.
-                    Err(LimitError::Host(status)) => {
-                        warn!("rate-limit counter unavailable (status {status}); not limiting")
+                match self.worker.count(&subject, limit) {
+                    Counted::Allowed(quota) => self.quota = quota,
+                    Counted::Refused => return Action::Pause,
+                    Counted::Wait => {
+                        let wait = Rc::new(RateWait {
+                            subject,
+                            limit,
+                            identity,
+                            source,
+                            quota: Cell::new(None),
+                        });
+                        self.worker.wait(self.context_id, Rc::clone(&wait));
+                        self.rate_wait = Some(wait);
+                        return Action::Pause;
                     }
                 }
             }
@@ -339,57 +346,13 @@ impl<H: Host> AuthRequest<H> {
                 }
             }
             (RateLimitMode::Global, None) => {
-                if !self.strip_rate_limit_headers() {
+                if !self.worker.strip_rate_limit_headers() {
                     return self.reply(Denial::Unavailable);
                 }
             }
             (RateLimitMode::Local | RateLimitMode::Off, _) => {}
         }
-        self.forward_identity(record, source)
-    }
-
-    /// Global mode: a client must not choose whose budget its request is counted on.
-    fn strip_rate_limit_headers(&self) -> bool {
-        let host = self.host();
-        self.worker.config.rate_limit != RateLimitMode::Global
-            || (host.remove_request_header(RL_SUBJECT_HEADER).is_ok()
-                && host.remove_request_header(RL_LIMIT_HEADER).is_ok())
-    }
-
-    fn reply_rate_limited(&self, quota: &Quota) -> Action {
-        self.worker.stats.bump(Counter::RateLimited);
-        let headers = quota.refusal_headers();
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        if let Err(e) = self.host().send_reply(429, &headers, RATE_LIMITED_BODY) {
-            warn!("cannot send the 429 reply: {e}");
-        }
-        Action::Pause
-    }
-
-    fn forward_identity(&self, record: &KeyRecord, source: Source) -> Action {
-        let formatted;
-        let (org_id, key_id) = match &self.identity {
-            Some(cached) if cached.record.hash == record.hash => {
-                (cached.org_id.as_str(), cached.key_id.as_str())
-            }
-            _ => {
-                formatted = (record.org_id.hyphenated(), record.key_id.hyphenated());
-                (formatted.0.as_str(), formatted.1.as_str())
-            }
-        };
-        let host = self.host();
-        let mut written = host
-            .set_request_header(ORG_ID_HEADER, org_id)
-            .and_then(|()| host.set_request_header(KEY_ID_HEADER, key_id));
-        if written.is_ok() && !self.worker.config.forward_credential {
-            written = host.remove_request_header(source.header());
-        }
-        if written.is_err() {
-            // Never forward with a client's own identity headers possibly left in place.
-            return self.reply(Denial::Unavailable);
-        }
-        self.worker.stats.bump(Counter::Allowed);
-        Action::Continue
+        self.worker.forward(&identity, source)
     }
 
     fn refuse(&self, denial: Denial) -> Action {
@@ -405,7 +368,7 @@ impl<H: Host> AuthRequest<H> {
                 let host = self.host();
                 if !(host.remove_request_header(ORG_ID_HEADER).is_ok()
                     && host.remove_request_header(KEY_ID_HEADER).is_ok()
-                    && self.strip_rate_limit_headers()
+                    && self.worker.strip_rate_limit_headers()
                     && self.strip_credential())
                 {
                     return self.reply(Denial::Unavailable);
@@ -436,19 +399,7 @@ impl<H: Host> AuthRequest<H> {
     }
 
     fn reply(&self, denial: Denial) -> Action {
-        self.worker.stats.bump(match denial {
-            Denial::MissingKey => Counter::Missing,
-            Denial::InvalidKey => Counter::Invalid,
-            Denial::Unavailable => Counter::Unavailable,
-        });
-        let reply = response::reply(denial, self.worker.config.invalid_key_status);
-        if let Err(e) = self
-            .host()
-            .send_reply(reply.status, reply.headers, reply.body)
-        {
-            warn!("cannot send the {} reply: {e}", reply.status);
-        }
-        Action::Pause
+        self.worker.reply(denial)
     }
 }
 
@@ -502,6 +453,7 @@ mod tests {
             beat: 1,
         };
         worker.store().write_meta(&meta).unwrap();
+        crate::local_rate_limit::ensure_slots(&worker.host).unwrap();
         worker.on_tick();
         worker
     }
@@ -549,7 +501,8 @@ mod tests {
     /// waiting for keysync) and what the filter told Envoy.
     fn send(worker: &Worker, headers: &[(&str, &str)]) -> (AuthRequest<FakeHost>, Action) {
         worker.host.new_request(headers);
-        let mut request = AuthRequest::new(Rc::clone(worker));
+        let context_id = worker.host.random_u64() as u32;
+        let mut request = AuthRequest::new(Rc::clone(worker), context_id);
         let action = request.on_request_headers();
         (request, action)
     }
@@ -949,6 +902,80 @@ mod tests {
         );
         assert_eq!(reply.header("ratelimit-policy"), Some("2;w=60"));
         assert!(worker.host.request_values(ORG_ID_HEADER).is_empty());
+    }
+
+    #[test]
+    fn a_request_waits_for_another_workers_lease_rather_than_lose_it() {
+        use crate::local_rate_limit::{check, give_back, Decision, Leases};
+        let worker = synced_worker("{}");
+        let limited = limited(KEY, 6_400);
+        store(&worker, limited);
+        let (subject, limit) = limited.limit_subject().unwrap();
+        // Another worker took a lease of 32 at the start of the window and went quiet.
+        let mut other = Leases::default();
+        let now = NOW_MS / 1000;
+        assert!(matches!(
+            check(&worker.host, &mut other, &subject, limit, now).unwrap(),
+            Decision::Allow(_)
+        ));
+        let mut allowed = 1;
+        let waiting = loop {
+            let (request, action) = send_key(&worker, KEY);
+            match (action, status(&worker)) {
+                (Action::Continue, None) => allowed += 1,
+                (Action::Pause, None) => break request,
+                other => panic!("{other:?} after {allowed}"),
+            }
+        };
+        assert_eq!(
+            allowed,
+            6_400 - 31,
+            "the other worker's unused 31 are not handed out"
+        );
+        // Its tick gives them back; ours then decides the waiting request, in its context.
+        give_back(&worker.host, &mut other, now);
+        worker.host.new_request(&[]);
+        worker.on_tick();
+        assert_eq!(
+            worker.host.effective_context.get(),
+            Some(waiting.context_id)
+        );
+        assert_eq!(worker.host.resumed.get(), 1);
+        assert_eq!(
+            worker.host.request_values(ORG_ID_HEADER),
+            [ORG.hyphenated()]
+        );
+        let mut waiting = waiting;
+        waiting.on_response_headers();
+        let header = worker.host.response_value(RATELIMIT_HEADER).unwrap();
+        assert!(header.starts_with("limit=6400, remaining=30,"), "{header}");
+    }
+
+    #[test]
+    fn a_request_waiting_for_a_lease_that_never_comes_back_is_refused_in_time() {
+        use crate::local_rate_limit::{check, Leases};
+        let worker = synced_worker("{}");
+        let limited = limited(KEY, 128);
+        store(&worker, limited);
+        let (subject, limit) = limited.limit_subject().unwrap();
+        let mut other = Leases::default();
+        check(&worker.host, &mut other, &subject, limit, NOW_MS / 1000).unwrap();
+        let waiting = loop {
+            let (request, action) = send_key(&worker, KEY);
+            if action == Action::Pause {
+                break request;
+            }
+        };
+        for _ in 0..4 {
+            worker.host.new_request(&[]);
+            worker.on_tick();
+            assert_eq!(status(&worker), None, "still waiting");
+        }
+        worker.host.new_request(&[]);
+        worker.on_tick();
+        assert_eq!(status(&worker), Some(429), "refused after four ticks");
+        assert!(logged_line("were not given back in time").is_some());
+        drop(waiting);
     }
 
     #[test]

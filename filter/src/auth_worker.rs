@@ -2,18 +2,27 @@
 //! stats, the negative cache, the count of lookups in flight, its rate-limit leases and
 //! its copies of recently used records. The worker's tick keeps them honest.
 
-use crate::config::AuthConfig;
-use crate::host::Host;
+use crate::config::{AuthConfig, RateLimitMode};
+use crate::host::{Action, Host};
 use crate::key_store::KeyStore;
-use crate::local_rate_limit::{self, Leases};
+use crate::local_rate_limit::{self, Decision, Leases, LimitError, Quota};
 use crate::negative_cache::NegativeCache;
-use crate::record_cache::RecordCache;
+use crate::record_cache::{CachedRecord, RecordCache};
 use crate::schedule::millis;
 use crate::staleness::StoreAge;
-use crate::stats::RequestStats;
+use crate::stats::{Counter, RequestStats};
 use crate::store_meta::NEVER;
+use keysync_contract::credential::Source;
+use keysync_contract::limit::Limit;
+use keysync_contract::rate_window::Window;
+use keysync_contract::reply::{self as response, Denial, RATE_LIMITED_BODY};
+use keysync_contract::subject::Subject;
+use keysync_contract::{
+    KEY_ID_HEADER, ORG_ID_HEADER, RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER,
+};
 use log::{info, warn};
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 
 /// How often each worker flushes its request counters to Envoy's stats, gives back
@@ -22,6 +31,36 @@ pub const WORKER_TICK: Duration = Duration::from_millis(250);
 
 /// Records each worker keeps (about 100 bytes each).
 const RECORD_CACHE_ENTRIES: usize = 10_000;
+
+/// Ticks a request waits for other workers' leases before it is refused anyway: their
+/// ticks give leases back within one, unless the machine is very busy.
+const MAX_WAIT_TICKS: u32 = 4;
+
+/// What counting a request against its local rate limit said.
+pub enum Counted {
+    /// Go on (with the quota to report, or none when the counter could not count).
+    Allowed(Option<Quota>),
+    /// The 429 was sent.
+    Refused,
+    /// Other workers hold leased requests: the decision waits for the next tick.
+    Wait,
+}
+
+/// A request waiting for a rate-limit decision, shared by the request and its worker.
+pub struct RateWait {
+    pub subject: Subject,
+    pub limit: Limit,
+    pub identity: Rc<CachedRecord>,
+    pub source: Source,
+    /// Set when the worker allowed it: the request reports it on its response.
+    pub quota: Cell<Option<Quota>>,
+}
+
+struct Waiting {
+    context_id: u32,
+    wait: Rc<RateWait>,
+    ticks_left: u32,
+}
 
 pub struct AuthWorker<H> {
     pub host: H,
@@ -37,6 +76,7 @@ pub struct AuthWorker<H> {
     store_age: RefCell<StoreAge>,
     /// Local rate limiting: requests this worker took from shared counters, not used yet.
     pub leases: RefCell<Leases>,
+    waiting: RefCell<Vec<Waiting>>,
     pub records: RefCell<RecordCache>,
 }
 
@@ -57,6 +97,7 @@ impl<H: Host> AuthWorker<H> {
             stale: Cell::new(stale),
             store_age: RefCell::new(StoreAge::default()),
             leases: RefCell::new(Leases::default()),
+            waiting: RefCell::new(Vec::new()),
             records: RefCell::new(RecordCache::new(RECORD_CACHE_ENTRIES)),
         }
     }
@@ -67,8 +108,9 @@ impl<H: Host> AuthWorker<H> {
     }
 
     pub fn on_tick(&self) {
-        self.stats.flush(&self.host);
         self.give_back_leases();
+        self.decide_waiting();
+        self.stats.flush(&self.host);
         self.sync_record_cache();
         self.check_staleness();
     }
@@ -116,6 +158,166 @@ impl<H: Host> AuthWorker<H> {
                 );
             }
             self.stale.set(stale);
+        }
+    }
+
+    /// Counts one request of a valid key against its local limit; sends the 429 when
+    /// it is over.
+    pub fn count(&self, subject: &Subject, limit: Limit) -> Counted {
+        let now = self.host.now_unix_secs();
+        let mut spare = Leases::default();
+        let mut held = self.leases.try_borrow_mut();
+        // Without the worker's leases (never expected) count without one: exact.
+        let leases = held.as_deref_mut().unwrap_or(&mut spare);
+        match local_rate_limit::check(&self.host, leases, subject, limit, now) {
+            Ok(Decision::Allow(quota)) => Counted::Allowed(Some(quota)),
+            Ok(Decision::Refuse(quota)) => {
+                self.reply_rate_limited(&quota);
+                Counted::Refused
+            }
+            Ok(Decision::Wait) => Counted::Wait,
+            Err(LimitError::Contended(quota)) => {
+                warn!(
+                    "rate-limit counter for {} stayed contended; refusing",
+                    subject.kind()
+                );
+                self.stats.bump(Counter::RateLimitContended);
+                self.reply_rate_limited(&quota);
+                Counted::Refused
+            }
+            // Rate limiting is not authentication: a counter that cannot count lets the
+            // request through rather than fail it.
+            Err(LimitError::NoSlot) => {
+                warn!("rate-limit counters not created yet (sync service starting); not limiting");
+                Counted::Allowed(None)
+            }
+            Err(LimitError::Host(status)) => {
+                warn!("rate-limit counter unavailable (status {status}); not limiting");
+                Counted::Allowed(None)
+            }
+        }
+    }
+
+    /// Parks a request until the next tick decides its rate limit.
+    pub fn wait(&self, context_id: u32, wait: Rc<RateWait>) {
+        if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
+            waiting.push(Waiting {
+                context_id,
+                wait,
+                ticks_left: MAX_WAIT_TICKS,
+            });
+        }
+    }
+
+    /// On the tick, after the leases went back: decides the waiting requests, each in
+    /// its own context.
+    fn decide_waiting(&self) {
+        let Ok(mut waiting) = self.waiting.try_borrow_mut() else {
+            return;
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        let parked = std::mem::take(&mut *waiting);
+        drop(waiting);
+        let mut still = Vec::new();
+        for mut parked in parked {
+            // The request's own handle is gone: the client left.
+            if Rc::strong_count(&parked.wait) == 1 {
+                continue;
+            }
+            if self.host.set_effective_context(parked.context_id).is_err() {
+                continue;
+            }
+            let wait = &parked.wait;
+            let counted = self.count(&wait.subject, wait.limit);
+            match counted {
+                Counted::Allowed(quota) => {
+                    wait.quota.set(quota);
+                    if self.forward(&wait.identity, wait.source) == Action::Continue {
+                        if let Err(e) = self.host.resume_request() {
+                            warn!("cannot resume a request after its rate limit: {e}");
+                        }
+                    }
+                }
+                Counted::Refused => {}
+                Counted::Wait if parked.ticks_left > 0 => {
+                    parked.ticks_left -= 1;
+                    still.push(parked);
+                }
+                Counted::Wait => {
+                    warn!(
+                        "rate-limit leases for {} were not given back in time; refusing",
+                        wait.subject.kind()
+                    );
+                    let window = Window::at(self.host.now_unix_secs());
+                    self.reply_rate_limited(&Quota {
+                        allowed: false,
+                        budget: wait.limit.budget(),
+                        remaining: 0,
+                        reset_secs: window.seconds_left,
+                    });
+                }
+            }
+        }
+        if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
+            waiting.extend(still);
+        }
+    }
+
+    /// Forwards an accepted request with the gateway's identity headers, without its
+    /// credential (unless `forward_credential`).
+    pub fn forward(&self, identity: &CachedRecord, source: Source) -> Action {
+        let host = &self.host;
+        let mut written = host
+            .set_request_header(ORG_ID_HEADER, &identity.org_id)
+            .and_then(|()| host.set_request_header(KEY_ID_HEADER, &identity.key_id));
+        if written.is_ok() && !self.config.forward_credential {
+            written = host.remove_request_header(source.header());
+        }
+        if written.is_err() {
+            // Never forward with a client's own identity headers possibly left in place.
+            return self.reply(Denial::Unavailable);
+        }
+        self.stats.bump(Counter::Allowed);
+        Action::Continue
+    }
+
+    /// Global mode: a client must not choose whose budget its request is counted on.
+    pub fn strip_rate_limit_headers(&self) -> bool {
+        self.config.rate_limit != RateLimitMode::Global
+            || (self
+                .host
+                .remove_request_header(RATE_LIMIT_SUBJECT_HEADER)
+                .is_ok()
+                && self
+                    .host
+                    .remove_request_header(RATE_LIMIT_LIMIT_HEADER)
+                    .is_ok())
+    }
+
+    pub fn reply(&self, denial: Denial) -> Action {
+        self.stats.bump(match denial {
+            Denial::MissingKey => Counter::Missing,
+            Denial::InvalidKey => Counter::Invalid,
+            Denial::Unavailable => Counter::Unavailable,
+        });
+        let reply = response::reply(denial, self.config.invalid_key_status);
+        if let Err(e) = self
+            .host
+            .send_reply(reply.status, reply.headers, reply.body)
+        {
+            warn!("cannot send the {} reply: {e}", reply.status);
+        }
+        Action::Pause
+    }
+
+    pub fn reply_rate_limited(&self, quota: &Quota) {
+        self.stats.bump(Counter::RateLimited);
+        let headers = quota.refusal_headers();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if let Err(e) = self.host.send_reply(429, &headers, RATE_LIMITED_BODY) {
+            warn!("cannot send the 429 reply: {e}");
         }
     }
 

@@ -92,6 +92,8 @@ pub struct FakeHost {
     pub response_headers: RefCell<Vec<(String, String)>>,
     pub replies: RefCell<Vec<Reply>>,
     pub resumed: Cell<u32>,
+    /// The request context a worker's tick last switched to.
+    pub effective_context: Cell<Option<u32>>,
     pub calls: RefCell<Vec<Call>>,
     pub streams: RefCell<Vec<Call>>,
     pub cancelled: RefCell<Vec<u32>>,
@@ -275,6 +277,12 @@ impl Host for FakeHost {
     fn resume_request(&self) -> Result<(), HostError> {
         self.call();
         self.resumed.set(self.resumed.get() + 1);
+        Ok(())
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        self.call();
+        self.effective_context.set(Some(context_id));
         Ok(())
     }
 

@@ -63,6 +63,9 @@ pub trait Host: SharedData {
     ) -> Result<(), HostError>;
     /// Lets a paused request go on.
     fn resume_request(&self) -> Result<(), HostError>;
+    /// Makes the following calls act on the request of `context_id` (from a worker's
+    /// tick, which runs in no request's context).
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
 
     // ---- gRPC to keysync ----
 
@@ -129,6 +132,10 @@ impl<T: Host + ?Sized> Host for &T {
 
     fn resume_request(&self) -> Result<(), HostError> {
         (**self).resume_request()
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        (**self).set_effective_context(context_id)
     }
 
     fn dispatch_grpc(

@@ -8,6 +8,12 @@ pub const LIST_KEYS: &str = "ListKeys";
 pub const LOOKUP_KEY: &str = "LookupKey";
 pub const WATCH_KEYS: &str = "WatchKeys";
 
+/// The largest message the filter reads from keysync. keysync's largest are pages of
+/// 10,000 records and watch chunks of 5,000 changes (about 1 MB); a rogue or corrupt
+/// peer announcing more must not make the VM allocate it (an allocation failure kills
+/// the VM).
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     Dispatch(HostError),

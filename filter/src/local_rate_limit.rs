@@ -1,20 +1,24 @@
-//! Local rate limiting, exact across all of Envoy's workers: one counter per subject
-//! (an org, or a key with its own limit) in shared data, updated by compare-and-swap.
+//! Local rate limiting, exact across all of Envoy's workers and bounded in memory.
 //! Windows are fixed minutes aligned to the clock; a window's budget is
 //! `requests_per_minute + burst`.
+//!
+//! Counters live in [`SLOTS`] shared-data entries created once by the sync service; a
+//! subject (an org, or a key with its own limit) is counted in the slot its id hashes
+//! to, one small record per subject active in the current window. Records of past
+//! windows are dropped whenever a slot is written, so memory follows the subjects active
+//! now, not every subject ever seen (shared data never frees an entry, and each rotation
+//! of a key with its own limit is a new subject). Every write is a compare-and-swap on
+//! an entry that already exists, so two workers can never lose a count between them.
 //!
 //! A worker takes requests from the shared counter in small leases when plenty of the
 //! budget is left (at most 1/64 of what remains, at most 32), so most requests of a busy
 //! subject cost no shared-data call; near the end of the budget leases are single
-//! requests, so the count stays exact. A worker never allows more than it leased, so a
-//! window never allows more than its budget; unused lease is given back on the worker's
-//! next tick, so an idle worker holds a few requests back for well under a second.
-//!
-//! Counter entries are never freed (shared data has no delete), so there is one per org
-//! and per key with its own limit, not one per window. The sync service creates a
-//! subject's counter before any worker can see its keys: a worker finding no counter
-//! would have to create it without compare-and-swap, and two workers doing that at once
-//! could lose a count.
+//! requests. Unused lease goes back on the worker's next tick. The counter records how
+//! many leased requests are still out: a worker that finds the budget spent while others
+//! hold leases does not refuse yet ([`Decision::Wait`]); it asks again after its next
+//! tick, when the holders have given back what they did not use. So when demand exceeds
+//! the budget, a window allows exactly its budget even if a lease sat on a worker that
+//! got no more requests.
 
 use crate::shared_data::{SharedData, WriteError};
 use keysync_contract::limit::Limit;
@@ -25,6 +29,9 @@ use keysync_contract::rate_window::Window;
 use keysync_contract::subject::Subject;
 use std::collections::HashMap;
 
+/// Shared-data entries holding counters (created by the sync service).
+pub const SLOTS: u16 = 1024;
+
 /// A lease is at most this share of what is left of the window's budget...
 const LEASE_DIVISOR: u32 = 64;
 /// ...and at most this many requests.
@@ -33,39 +40,103 @@ const MAX_LEASE: u32 = 32;
 /// Compare-and-swap attempts before a request is refused rather than risk a lost count.
 const MAX_CAS_ATTEMPTS: usize = 64;
 
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+const RECORD_LEN: usize = 1 + 16 + 8 + 4 + 4;
 
-/// The shared-data entry of a subject's counter: `keysync.rl.org:<uuid>`.
-fn entry_name(subject: &Subject) -> String {
-    format!("keysync.rl.{subject}")
+/// The shared-data key of slot `index`.
+fn slot_name(index: u16) -> String {
+    format!("keysync.rl.{index:04x}")
 }
 
+/// The slot a subject is counted in (FNV-1a of its kind and id).
+fn slot_of(subject: &Subject) -> u16 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in std::iter::once(kind_byte(subject)).chain(subject.id().0) {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    u16::try_from(hash % u32::from(SLOTS)).unwrap_or(0)
+}
+
+fn kind_byte(subject: &Subject) -> u8 {
+    match subject {
+        Subject::Org(_) => 1,
+        Subject::Key(_) => 2,
+    }
+}
+
+/// One subject's count in one window.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Counter {
+    subject: Subject,
     window: u64,
-    count: u32,
+    /// Requests handed out: allowed ones and leased ones.
+    granted: u32,
+    /// Leased requests not yet settled by their holders (used or given back).
+    outstanding: u32,
 }
 
 impl Counter {
-    fn encode(&self) -> [u8; 13] {
-        let mut out = [0u8; 13];
-        let (version, rest) = out.split_at_mut(1);
-        version.copy_from_slice(&[FORMAT_VERSION]);
-        let (window, count) = rest.split_at_mut(8);
-        window.copy_from_slice(&self.window.to_le_bytes());
-        count.copy_from_slice(&self.count.to_le_bytes());
-        out
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(kind_byte(&self.subject));
+        out.extend_from_slice(&self.subject.id().0);
+        out.extend_from_slice(&self.window.to_le_bytes());
+        out.extend_from_slice(&self.granted.to_le_bytes());
+        out.extend_from_slice(&self.outstanding.to_le_bytes());
     }
 
     fn decode(bytes: &[u8]) -> Option<Counter> {
-        let [FORMAT_VERSION, rest @ ..] = bytes else {
-            return None;
+        let (kind, rest) = bytes.split_first()?;
+        let id = keysync_contract::id::Id::from_slice(rest.get(..16)?)?;
+        let subject = match kind {
+            1 => Subject::Org(id),
+            2 => Subject::Key(id),
+            _ => return None,
         };
         Some(Counter {
-            window: u64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
-            count: u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?),
+            subject,
+            window: u64::from_le_bytes(rest.get(16..24)?.try_into().ok()?),
+            granted: u32::from_le_bytes(rest.get(24..28)?.try_into().ok()?),
+            outstanding: u32::from_le_bytes(rest.get(28..32)?.try_into().ok()?),
         })
     }
+}
+
+/// A slot's counters; an unreadable entry reads as empty (it is rewritten whole).
+fn decode_slot(bytes: &[u8]) -> Vec<Counter> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, records)) if records.len() % RECORD_LEN == 0 => records
+            .chunks_exact(RECORD_LEN)
+            .filter_map(Counter::decode)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The slot with `counter` in it, and without counters of windows before `window`.
+fn encode_slot(counters: &[Counter], changed: Counter, window: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + RECORD_LEN * (counters.len() + 1));
+    out.push(FORMAT_VERSION);
+    for counter in counters
+        .iter()
+        .filter(|c| c.window >= window && c.subject != changed.subject)
+    {
+        counter.encode_into(&mut out);
+    }
+    changed.encode_into(&mut out);
+    out
+}
+
+/// Sync service: creates every slot that does not exist yet. Only one VM syncs at a
+/// time, so these unconditional first writes race with nobody.
+pub fn ensure_slots<S: SharedData>(data: &S) -> Result<(), WriteError> {
+    for index in 0..SLOTS {
+        let name = slot_name(index);
+        if data.get(&name).value.is_none() {
+            data.set(&name, &[FORMAT_VERSION], 0)?;
+        }
+    }
+    Ok(())
 }
 
 /// The outcome for one request, with what its rate-limit headers say.
@@ -108,7 +179,19 @@ pub enum LimitError {
     /// The counter kept changing under compare-and-swap; refusing (with this quota)
     /// keeps the count exact.
     Contended(Quota),
+    /// The slot does not exist (the sync service has not created the slots yet).
+    NoSlot,
     Host(u32),
+}
+
+/// What to do with one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Quota),
+    Refuse(Quota),
+    /// The budget is spent, but other workers still hold leased requests they may not
+    /// use: ask again after the next tick.
+    Wait,
 }
 
 /// Requests a worker has taken from shared counters and not used yet.
@@ -119,21 +202,23 @@ pub struct Leases {
 
 struct Lease {
     window: u64,
-    /// Requests taken from the shared counter and not used yet.
+    /// Requests the lease was for; counted in the shared `outstanding` until settled.
+    size: u32,
+    /// Requests of it not used yet.
     unused: u32,
     /// What the shared counter had left when the lease was taken.
     left_after_grant: u32,
 }
 
 /// Counts one request against `subject`'s window at `now`: from this worker's lease if
-/// it holds one, else by taking a new lease from the shared counter.
+/// it holds one, else from the shared counter (settling a used-up lease on the way).
 pub fn check<S: SharedData>(
     data: &S,
     leases: &mut Leases,
     subject: &Subject,
     limit: Limit,
     now_unix_secs: u64,
-) -> Result<Quota, LimitError> {
+) -> Result<Decision, LimitError> {
     let now = Window::at(now_unix_secs);
     let window = now.number;
     let budget = limit.budget();
@@ -146,40 +231,78 @@ pub fn check<S: SharedData>(
     if let Some(lease) = leases.held.get_mut(subject) {
         if lease.window == window && lease.unused > 0 {
             lease.unused -= 1;
-            return Ok(quota(true, lease.left_after_grant + lease.unused));
+            return Ok(Decision::Allow(quota(
+                true,
+                lease.left_after_grant + lease.unused,
+            )));
         }
     }
-    let name = entry_name(subject);
+    // A used-up lease of this window is settled in the same write.
+    let settling = leases
+        .held
+        .get(subject)
+        .filter(|lease| lease.window == window)
+        .map_or(0, |lease| lease.size);
+    let name = slot_name(slot_of(subject));
     for _ in 0..MAX_CAS_ATTEMPTS {
         let entry = data.get(&name);
-        let used = entry
-            .value
-            .as_deref()
-            .and_then(Counter::decode)
-            .filter(|counter| counter.window == window)
-            .map_or(0, |counter| counter.count);
-        if used >= budget {
-            leases.held.remove(subject);
-            return Ok(quota(false, 0));
-        }
-        let left = budget - used;
-        let take = (left / LEASE_DIVISOR).clamp(1, MAX_LEASE);
-        let next = Counter {
-            window,
-            count: used + take,
+        let Some(bytes) = entry.value.as_deref() else {
+            return Err(LimitError::NoSlot);
         };
-        match data.set(&name, &next.encode(), entry.cas) {
+        let counters = decode_slot(bytes);
+        let mut counter = counters
+            .iter()
+            .find(|c| c.subject == *subject && c.window == window)
+            .copied()
+            .unwrap_or(Counter {
+                subject: *subject,
+                window,
+                granted: 0,
+                outstanding: 0,
+            });
+        counter.outstanding = counter.outstanding.saturating_sub(settling);
+        let left = budget.saturating_sub(counter.granted);
+        let (decision, lease) = if left == 0 {
+            let decision = if counter.outstanding > 0 {
+                Decision::Wait
+            } else {
+                Decision::Refuse(quota(false, 0))
+            };
+            (decision, None)
+        } else {
+            let take = (left / LEASE_DIVISOR).clamp(1, MAX_LEASE);
+            counter.granted += take;
+            let left_after_grant = left - take;
+            let lease = (take > 1).then(|| {
+                counter.outstanding = counter.outstanding.saturating_add(take);
+                Lease {
+                    window,
+                    size: take,
+                    unused: take - 1,
+                    left_after_grant,
+                }
+            });
+            (
+                Decision::Allow(quota(true, left_after_grant + take - 1)),
+                lease,
+            )
+        };
+        if settling == 0 && left == 0 {
+            // Nothing to write: the answer stands on what was read.
+            leases.held.remove(subject);
+            return Ok(decision);
+        }
+        match data.set(&name, &encode_slot(&counters, counter, window), entry.cas) {
             Ok(()) => {
-                let left_after_grant = left - take;
-                leases.held.insert(
-                    *subject,
-                    Lease {
-                        window,
-                        unused: take - 1,
-                        left_after_grant,
-                    },
-                );
-                return Ok(quota(true, left_after_grant + take - 1));
+                match lease {
+                    Some(lease) => {
+                        leases.held.insert(*subject, lease);
+                    }
+                    None => {
+                        leases.held.remove(subject);
+                    }
+                }
+                return Ok(decision);
             }
             Err(WriteError::CasMismatch) => continue,
             Err(WriteError::Host(status)) => return Err(LimitError::Host(status)),
@@ -188,50 +311,37 @@ pub fn check<S: SharedData>(
     Err(LimitError::Contended(quota(false, 0)))
 }
 
-/// On the worker's tick: gives unused lease back to the shared counters, so that other
-/// workers can use it. Leases of past windows are simply dropped.
+/// On the worker's tick: settles every lease of the current window (unused requests go
+/// back to the shared counter, so other workers, or waiting requests, can use them).
+/// Leases of past windows are simply dropped: their counters are gone with the window.
 pub fn give_back<S: SharedData>(data: &S, leases: &mut Leases, now_unix_secs: u64) {
     let window = Window::at(now_unix_secs).number;
     for (subject, lease) in leases.held.drain() {
-        if lease.window != window || lease.unused == 0 {
+        if lease.window != window {
             continue;
         }
-        let name = entry_name(&subject);
+        let name = slot_name(slot_of(&subject));
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = data.get(&name);
-            let Some(counter) = entry.value.as_deref().and_then(Counter::decode) else {
+            let Some(bytes) = entry.value.as_deref() else {
                 break;
             };
-            if counter.window != window {
+            let counters = decode_slot(bytes);
+            let Some(mut counter) = counters
+                .iter()
+                .find(|c| c.subject == subject && c.window == window)
+                .copied()
+            else {
                 break;
-            }
-            let back = Counter {
-                window,
-                count: counter.count.saturating_sub(lease.unused),
             };
-            match data.set(&name, &back.encode(), entry.cas) {
+            counter.granted = counter.granted.saturating_sub(lease.unused);
+            counter.outstanding = counter.outstanding.saturating_sub(lease.size);
+            match data.set(&name, &encode_slot(&counters, counter, window), entry.cas) {
                 Err(WriteError::CasMismatch) => continue,
                 _ => break,
             }
         }
     }
-}
-
-/// Sync service: creates `subject`'s counter if it does not exist yet.
-pub fn ensure_counter<S: SharedData>(data: &S, subject: &Subject) -> Result<(), WriteError> {
-    let name = entry_name(subject);
-    if data.get(&name).value.is_some() {
-        return Ok(());
-    }
-    data.set(
-        &name,
-        &Counter {
-            window: 0,
-            count: 0,
-        }
-        .encode(),
-        0,
-    )
 }
 
 #[cfg(test)]
@@ -249,26 +359,36 @@ mod tests {
         }
     }
 
+    fn slots() -> FakeSharedData {
+        let data = FakeSharedData::default();
+        ensure_slots(&data).unwrap();
+        data
+    }
+
+    fn allowed_now(data: &FakeSharedData, leases: &mut Leases, limit: Limit, now: u64) -> bool {
+        matches!(
+            check(data, leases, &Subject::Org(ORG), limit, now).unwrap(),
+            Decision::Allow(_)
+        )
+    }
+
     fn allowed(data: &FakeSharedData, limit: Limit, now: u64, n: usize) -> usize {
         let mut leases = Leases::default();
         (0..n)
-            .filter(|_| {
-                check(data, &mut leases, &Subject::Org(ORG), limit, now)
-                    .unwrap()
-                    .allowed
-            })
+            .filter(|_| allowed_now(data, &mut leases, limit, now))
             .count()
     }
 
-    fn used(data: &FakeSharedData, subject: &Subject) -> u32 {
-        Counter::decode(&data.value(&entry_name(subject)).unwrap())
-            .unwrap()
-            .count
+    fn counter(data: &FakeSharedData, subject: &Subject) -> Option<Counter> {
+        let bytes = data.value(&slot_name(slot_of(subject)))?;
+        decode_slot(&bytes)
+            .into_iter()
+            .find(|c| c.subject == *subject)
     }
 
     #[test]
     fn allows_exactly_the_budget_in_a_window() {
-        let data = FakeSharedData::default();
+        let data = slots();
         assert_eq!(allowed(&data, limit(100, 0), 6_000, 150), 100);
         assert_eq!(allowed(&data, limit(100, 0), 6_059, 10), 0, "same window");
         assert_eq!(
@@ -280,25 +400,27 @@ mod tests {
 
     #[test]
     fn burst_adds_to_the_budget() {
-        let data = FakeSharedData::default();
+        let data = slots();
         assert_eq!(allowed(&data, limit(10, 5), 60, 100), 15);
     }
 
     #[test]
     fn headers_count_down_and_tell_the_reset() {
-        let data = FakeSharedData::default();
+        let data = slots();
         let leases = &mut Leases::default();
-        let first = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
+        let subject = Subject::Org(ORG);
+        let Decision::Allow(first) = check(&data, leases, &subject, limit(3, 0), 6_017).unwrap()
+        else {
+            panic!("allowed");
+        };
         assert_eq!(first.remaining, 2);
         assert_eq!(first.reset_secs, 43);
         assert_eq!(first.ratelimit_header(), "limit=3, remaining=2, reset=43");
-        check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
-        let last = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_017).unwrap();
-        assert!(last.allowed);
-        assert_eq!(last.remaining, 0);
-        let over = check(&data, leases, &Subject::Org(ORG), limit(3, 0), 6_059).unwrap();
-        assert!(!over.allowed);
-        assert_eq!(over.reset_secs, 1);
+        check(&data, leases, &subject, limit(3, 0), 6_017).unwrap();
+        let last = check(&data, leases, &subject, limit(3, 0), 6_017).unwrap();
+        assert!(matches!(last, Decision::Allow(q) if q.remaining == 0));
+        let over = check(&data, leases, &subject, limit(3, 0), 6_059).unwrap();
+        assert!(matches!(over, Decision::Refuse(q) if q.reset_secs == 1 && !q.allowed));
     }
 
     #[test]
@@ -317,45 +439,56 @@ mod tests {
     }
 
     #[test]
-    fn subjects_do_not_share_a_budget() {
-        let data = FakeSharedData::default();
-        let a = Subject::Org(ORG);
-        let b = Subject::Key(ORG);
-        assert_ne!(entry_name(&a), entry_name(&b));
-        assert_eq!(entry_name(&a), format!("keysync.rl.org:{ORG}"));
+    fn subjects_do_not_share_a_budget_even_in_one_slot() {
+        let data = slots();
         let leases = &mut Leases::default();
+        // Find a key subject that lands in the org's slot.
+        let org = Subject::Org(ORG);
+        let key = (0u8..=255)
+            .map(|b| Subject::Key(Id([b; 16])))
+            .chain((0u16..5000).map(|n| {
+                let mut id = [0u8; 16];
+                id[..2].copy_from_slice(&n.to_le_bytes());
+                Subject::Key(Id(id))
+            }))
+            .find(|s| slot_of(s) == slot_of(&org))
+            .expect("a subject sharing the slot");
         for _ in 0..2 {
-            assert!(check(&data, leases, &a, limit(2, 0), 60).unwrap().allowed);
+            assert!(matches!(
+                check(&data, leases, &org, limit(2, 0), 60).unwrap(),
+                Decision::Allow(_)
+            ));
         }
-        assert!(!check(&data, leases, &a, limit(2, 0), 60).unwrap().allowed);
-        assert!(check(&data, leases, &b, limit(2, 0), 60).unwrap().allowed);
+        assert!(matches!(
+            check(&data, leases, &org, limit(2, 0), 60).unwrap(),
+            Decision::Refuse(_)
+        ));
+        assert!(matches!(
+            check(&data, leases, &key, limit(2, 0), 60).unwrap(),
+            Decision::Allow(_)
+        ));
+        assert_eq!(counter(&data, &org).unwrap().granted, 2);
+        assert_eq!(counter(&data, &key).unwrap().granted, 1);
     }
 
     #[test]
     fn a_racing_worker_never_costs_a_count() {
-        let data = FakeSharedData::default();
-        ensure_counter(&data, &Subject::Org(ORG)).unwrap();
+        let data = slots();
+        let subject = Subject::Org(ORG);
+        let name = slot_name(slot_of(&subject));
         // Another worker counts one request between each of our reads and writes.
         let racing = std::cell::Cell::new(0);
+        let race_name = name.clone();
         *data.after_get.borrow_mut() = Some(Box::new(move |d: &FakeSharedData, key: &str| {
-            if racing.get() < 10 {
+            if key == race_name && racing.get() < 10 {
                 racing.set(racing.get() + 1);
-                let entry = d.entries.borrow().get(key).cloned();
-                if let Some((value, _)) = entry {
-                    let mut counter = Counter::decode(&value).unwrap();
-                    if counter.window != 1 {
-                        counter = Counter {
-                            window: 1,
-                            count: 0,
-                        };
-                    }
-                    counter.count += 1;
-                    d.put(key, &counter.encode());
-                }
+                let mut other = Leases::default();
+                check(d, &mut other, &Subject::Org(ORG), limit(20, 0), 60).unwrap();
             }
         }));
         let ours = allowed(&data, limit(20, 0), 60, 20);
-        assert_eq!(used(&data, &Subject::Org(ORG)), 20);
+        *data.after_get.borrow_mut() = None;
+        assert_eq!(counter(&data, &subject).unwrap().granted, 20);
         assert_eq!(
             ours, 10,
             "10 went to the other worker, none lost, none over"
@@ -364,81 +497,139 @@ mod tests {
 
     #[test]
     fn big_budgets_are_leased_and_never_exceeded() {
-        let data = FakeSharedData::default();
-        let subject = Subject::Org(ORG);
+        let data = slots();
         let (mut a, mut b) = (Leases::default(), Leases::default());
         let mut writes = 0;
         let mut allowed = 0;
-        // Two workers alternate on a 10,000 budget, then keep going past it.
+        // Two workers alternate on a 10,000 budget, then keep going past it, giving
+        // back their leases on their ticks (every 500 requests here).
         for i in 0..12_000 {
             let leases = if i % 2 == 0 { &mut a } else { &mut b };
             let before = data.writes.get();
-            if check(&data, leases, &subject, limit(10_000, 0), 60)
-                .unwrap()
-                .allowed
-            {
+            if allowed_now(&data, leases, limit(10_000, 0), 60) {
                 allowed += 1;
             }
             writes += data.writes.get() - before;
+            if i % 500 == 499 {
+                give_back(&data, &mut a, 60);
+                give_back(&data, &mut b, 60);
+            }
         }
         assert_eq!(allowed, 10_000, "every request of the budget, and no more");
         assert!(
-            writes < 2_000,
+            writes < 2_500,
             "{writes} shared writes: leases save most of them"
         );
     }
 
     #[test]
-    fn unused_lease_goes_back_on_the_tick() {
-        let data = FakeSharedData::default();
+    fn a_lease_stranded_on_an_idle_worker_is_waited_for_not_lost() {
+        let data = slots();
         let subject = Subject::Org(ORG);
         let (mut idle, mut busy) = (Leases::default(), Leases::default());
-        // The idle worker takes one request, leasing more (1/64 of 6,400 = 100, capped).
-        assert!(
-            check(&data, &mut idle, &subject, limit(6_400, 0), 60)
-                .unwrap()
-                .allowed
+        let budget = limit(6_400, 0);
+        // The idle worker takes one request, leasing 32, then gets no more requests
+        // and its tick is late (a busy machine).
+        assert!(allowed_now(&data, &mut idle, budget, 60));
+        assert_eq!(counter(&data, &subject).unwrap().outstanding, MAX_LEASE);
+        let mut allowed = 1;
+        let mut waits = 0;
+        for _ in 0..7_000 {
+            match check(&data, &mut busy, &subject, budget, 60).unwrap() {
+                Decision::Allow(_) => allowed += 1,
+                Decision::Wait => waits += 1,
+                Decision::Refuse(_) => panic!("refused while a lease was still out"),
+            }
+        }
+        assert_eq!(
+            allowed,
+            6_400 - 31,
+            "the 31 leased requests are not handed out twice"
         );
-        assert_eq!(used(&data, &subject), MAX_LEASE);
+        assert!(waits > 0);
+        // The idle worker's tick finally comes: the 31 go back, and waiting requests
+        // get exactly them.
         give_back(&data, &mut idle, 61);
-        assert_eq!(used(&data, &subject), 1, "the 31 unused requests are back");
-        // The busy worker can now use all the rest.
-        let rest = (0..7_000)
-            .filter(|_| {
-                check(&data, &mut busy, &subject, limit(6_400, 0), 61)
-                    .unwrap()
-                    .allowed
-            })
-            .count();
-        assert_eq!(rest, 6_399);
-        // A lease from a past window is dropped, not given back to the new window.
-        give_back(&data, &mut busy, 125);
-        assert_eq!(used(&data, &subject), 6_400);
+        give_back(&data, &mut busy, 61);
+        let mut rest = 0;
+        loop {
+            match check(&data, &mut busy, &subject, budget, 61).unwrap() {
+                Decision::Allow(_) => rest += 1,
+                Decision::Wait => give_back(&data, &mut busy, 61),
+                Decision::Refuse(_) => break,
+            }
+        }
+        assert_eq!(allowed + rest, 6_400, "exactly the budget");
+        assert_eq!(counter(&data, &subject).unwrap().outstanding, 0);
     }
 
     #[test]
     fn remaining_counts_down_within_a_lease() {
-        let data = FakeSharedData::default();
+        let data = slots();
         let leases = &mut Leases::default();
         let subject = Subject::Org(ORG);
         let remaining: Vec<u32> = (0..4)
-            .map(|_| {
-                check(&data, leases, &subject, limit(6_400, 0), 60)
-                    .unwrap()
-                    .remaining
-            })
+            .map(
+                |_| match check(&data, leases, &subject, limit(6_400, 0), 60).unwrap() {
+                    Decision::Allow(quota) => quota.remaining,
+                    other => panic!("{other:?}"),
+                },
+            )
             .collect();
         assert_eq!(remaining, vec![6_399, 6_398, 6_397, 6_396]);
     }
 
     #[test]
-    fn ensure_counter_creates_once() {
+    fn slots_hold_only_the_current_window() {
+        let data = slots();
+        // 500 subjects with their own limits, then a minute later one more request.
+        for n in 0..500u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            let mut leases = Leases::default();
+            check(&data, &mut leases, &Subject::Key(Id(id)), limit(5, 0), 60).unwrap();
+        }
+        let total = |data: &FakeSharedData| -> usize {
+            (0..SLOTS)
+                .map(|i| data.value(&slot_name(i)).map_or(0, |v| v.len()))
+                .sum()
+        };
+        let busy = total(&data);
+        assert!(busy >= 500 * RECORD_LEN);
+        for n in 0..500u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            let mut leases = Leases::default();
+            check(&data, &mut leases, &Subject::Key(Id(id)), limit(5, 0), 120).unwrap();
+        }
+        assert_eq!(total(&data), busy, "past windows were dropped, not kept");
+        assert_eq!(
+            data.entries.borrow().len(),
+            usize::from(SLOTS),
+            "no entry per subject"
+        );
+    }
+
+    #[test]
+    fn without_slots_the_limit_cannot_count() {
         let data = FakeSharedData::default();
+        let mut leases = Leases::default();
+        assert_eq!(
+            check(&data, &mut leases, &Subject::Org(ORG), limit(5, 0), 60),
+            Err(LimitError::NoSlot)
+        );
+        assert!(
+            data.entries.borrow().is_empty(),
+            "a worker never creates a slot"
+        );
+    }
+
+    #[test]
+    fn ensure_slots_keeps_existing_counts() {
+        let data = slots();
         let subject = Subject::Org(ORG);
-        ensure_counter(&data, &subject).unwrap();
         check(&data, &mut Leases::default(), &subject, limit(5, 0), 60).unwrap();
-        ensure_counter(&data, &subject).unwrap();
-        let counter = Counter::decode(&data.value(&entry_name(&subject)).unwrap()).unwrap();
-        assert_eq!(counter.count, 1, "an existing counter is left alone");
+        ensure_slots(&data).unwrap();
+        assert_eq!(counter(&data, &subject).unwrap().granted, 1);
     }
 }

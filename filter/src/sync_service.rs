@@ -15,7 +15,6 @@ use crate::key_store::{Change, KeyStore};
 use crate::keysync_api::{self, Reply};
 use crate::local_rate_limit;
 use crate::provenance::Provenance;
-use crate::record::KeyRecord;
 use crate::schedule::{millis, Schedule, FIRST_RETRY};
 use crate::staleness::SteadyClock;
 use crate::stats::{self, Stat};
@@ -23,10 +22,8 @@ use crate::store_meta::NEVER;
 use crate::sync_lease::{Standing, SyncLease, TAKEOVER_AFTER_MS};
 use crate::watch_client::{Step, Watch};
 use keysync_backoff::Backoff;
-use keysync_contract::subject::Subject;
 use keysync_proto::v1 as proto;
 use log::{info, warn};
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// How often the service looks at its schedule.
@@ -64,8 +61,6 @@ pub struct SyncService<H> {
     complete: Option<u64>,
     stream: Stream,
     stream_backoff: Backoff,
-    /// Rate-limit subjects whose counters exist (see `local_rate_limit`).
-    counters: HashSet<Subject>,
     metrics: Metrics,
 }
 
@@ -177,7 +172,6 @@ impl<H: Host> SyncService<H> {
             complete: None,
             stream: Stream::Down { retry_at_ms: 0 },
             stream_backoff,
-            counters: HashSet::new(),
         }
     }
 
@@ -218,6 +212,11 @@ impl<H: Host> SyncService<H> {
             }
             self.beat = meta.beat;
             self.metrics.takeovers.add(&self.host, 1);
+        }
+        // The rate-limit slots exist before workers count in them (workers never create
+        // one: two creating it at once could lose a count).
+        if let Err(e) = local_rate_limit::ensure_slots(&self.host) {
+            warn!("cannot create the rate-limit counters: {e:?}");
         }
         self.active = true;
     }
@@ -370,7 +369,6 @@ impl<H: Host> SyncService<H> {
             let age = page.provenance.confirmed_age_ms;
             running.first_confirmed_at = (age != NEVER).then(|| now.saturating_sub(age));
         }
-        self.ensure_counters(&page.records);
         let applied = running.refresh.apply(&self.store(), page);
         match applied {
             Ok(Progress::More(request)) => {
@@ -598,30 +596,7 @@ impl<H: Host> SyncService<H> {
         }
     }
 
-    /// Counters exist before workers can see the keys that count on them.
-    fn ensure_counters(&mut self, records: &[KeyRecord]) {
-        for (subject, _) in records.iter().filter_map(KeyRecord::limit_subject) {
-            if self.counters.contains(&subject) {
-                continue;
-            }
-            match local_rate_limit::ensure_counter(&self.host, &subject) {
-                Ok(()) => {
-                    self.counters.insert(subject);
-                }
-                Err(e) => warn!("cannot create a rate-limit counter: {e:?}"),
-            }
-        }
-    }
-
     fn apply(&mut self, revision: u64, changes: &[Change]) {
-        let upserts: Vec<KeyRecord> = changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Upsert(record) => Some(*record),
-                Change::Remove(_) => None,
-            })
-            .collect();
-        self.ensure_counters(&upserts);
         // Announce the revision before touching buckets (see `KeyStore::cache_lookup`).
         let store = self.store();
         let mut meta = store.meta();
@@ -696,7 +671,6 @@ mod tests {
     use crate::fake_host::{logged_line, Call, FakeHost};
     use crate::key_hash::KeyHash;
     use crate::keysync_api::ApiError;
-    use keysync_contract::id::Id;
 
     const NOW_MS: u64 = 1_700_000_000_000;
     const EPOCH: u64 = 0xe90c;
@@ -1096,22 +1070,19 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_counters_exist_before_their_keys_are_visible() {
-        let mut limited = key(1);
-        limited.rate_limit = Some(proto::RateLimit {
-            requests_per_minute: 10,
-            burst: 0,
-            per_key: false,
-        });
+    fn rate_limit_slots_exist_once_the_service_syncs() {
         let mut service = service(r#"{"role":"sync"}"#);
         service.on_tick();
-        serve_refresh(&mut service, &[limited], 10);
-        let subject = Subject::Org(Id([0xab; 16]));
-        assert!(service
-            .host
-            .shared
-            .value(&format!("keysync.rl.{subject}"))
-            .is_some());
+        assert_eq!(
+            (0..local_rate_limit::SLOTS)
+                .filter(|i| service
+                    .host
+                    .shared
+                    .value(&format!("keysync.rl.{i:04x}"))
+                    .is_some())
+                .count(),
+            usize::from(local_rate_limit::SLOTS)
+        );
     }
 
     fn heartbeat_with(revision: u64, epoch: u64, confirmed_age_ms: u64) -> Reply {

@@ -2,17 +2,38 @@
 //! filter when a gRPC answer or stream message arrives.
 
 use crate::host::{Host, HostError, MetricKind};
-use crate::keysync_api::{ApiError, Reply};
+use crate::keysync_api::{ApiError, Reply, MAX_MESSAGE_BYTES};
 use crate::shared_data::{Entry, SharedData, WriteError};
 use keysync_proto::v1::SERVICE;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Envoy, as seen from inside its wasm VM. Zero-sized: the host is the VM's context.
 #[derive(Clone, Copy, Default)]
 pub struct ProxyWasmHost;
+
+/// The environment variable holding the token keysync's gRPC port may require; Envoy
+/// passes it to the VM (`vm_config.environment_variables.host_env_keys`).
+const TOKEN_VARIABLE: &str = "KEYSYNC_GRPC_TOKEN";
+
+/// Every call to keysync carries `authorization: Bearer <token>` as gRPC metadata when
+/// the token is set. Read once per VM: the environment does not change.
+fn call_metadata() -> Vec<(&'static str, &'static [u8])> {
+    static HEADER: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    let header = HEADER.get_or_init(|| {
+        std::env::var(TOKEN_VARIABLE)
+            .ok()
+            .filter(|token| !token.is_empty())
+            .map(|token| format!("Bearer {token}").into_bytes())
+    });
+    match header {
+        Some(value) => vec![("authorization", value.as_slice())],
+        None => Vec::new(),
+    }
+}
 
 fn status(status: Status) -> HostError {
     HostError(status as u32)
@@ -87,6 +108,10 @@ impl Host for ProxyWasmHost {
         hostcalls::resume_http_request().map_err(status)
     }
 
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context_id).map_err(status)
+    }
+
     fn dispatch_grpc(
         &self,
         cluster: &str,
@@ -94,8 +119,15 @@ impl Host for ProxyWasmHost {
         message: &[u8],
         timeout: Duration,
     ) -> Result<u32, HostError> {
-        hostcalls::dispatch_grpc_call(cluster, SERVICE, method, Vec::new(), Some(message), timeout)
-            .map_err(status)
+        hostcalls::dispatch_grpc_call(
+            cluster,
+            SERVICE,
+            method,
+            call_metadata(),
+            Some(message),
+            timeout,
+        )
+        .map_err(status)
     }
 
     fn cancel_grpc(&self, token: u32) {
@@ -108,8 +140,8 @@ impl Host for ProxyWasmHost {
         method: &str,
         message: &[u8],
     ) -> Result<u32, HostError> {
-        let token =
-            hostcalls::open_grpc_stream(cluster, SERVICE, method, Vec::new()).map_err(status)?;
+        let token = hostcalls::open_grpc_stream(cluster, SERVICE, method, call_metadata())
+            .map_err(status)?;
         if let Err(e) = hostcalls::send_grpc_stream_message(token, Some(message), true) {
             let _ = hostcalls::cancel_grpc_stream(token);
             return Err(status(e));
@@ -157,6 +189,11 @@ pub fn stream_message(size: usize) -> Reply {
 }
 
 fn received(size: usize) -> Reply {
+    if size > MAX_MESSAGE_BYTES {
+        return Err(ApiError::Decode(format!(
+            "a message of {size} bytes, over the {MAX_MESSAGE_BYTES} the filter reads"
+        )));
+    }
     hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
         .map(Option::unwrap_or_default)
         .map_err(|e| ApiError::Decode(format!("cannot read the gRPC buffer ({e:?})")))

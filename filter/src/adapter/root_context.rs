@@ -132,11 +132,11 @@ impl RootContext for Plugin {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on None, so a misconfigured filter gets a context that refuses.
         Some(match &self.role {
             Some(Role::Auth(worker, _)) => Box::new(AuthHttpContext {
-                request: AuthRequest::new(Rc::clone(worker)),
+                request: AuthRequest::new(Rc::clone(worker), context_id),
             }),
             _ => Box::new(Misconfigured),
         })
