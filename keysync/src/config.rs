@@ -1,9 +1,12 @@
 //! Settings of `keysync serve`, read from `KEYSYNC_*` environment variables into typed
-//! values; a bad value is a typed error naming the variable.
+//! values; a bad value is a typed error naming the variable (never showing a secret).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::serve::grpc_token::GrpcToken;
 
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
@@ -18,6 +21,17 @@ pub const WATCH_CHUNK: &str = "KEYSYNC_WATCH_CHUNK";
 pub const WATCH_HEARTBEAT: &str = "KEYSYNC_WATCH_HEARTBEAT";
 pub const REDIS_URL: &str = "REDIS_URL";
 pub const RATELIMIT_FAILURE_MODE: &str = "KEYSYNC_RATELIMIT_FAILURE_MODE";
+pub const CONFIRM_INTERVAL: &str = "KEYSYNC_CONFIRM_INTERVAL";
+pub const DB_TIMEOUT: &str = "KEYSYNC_DB_TIMEOUT";
+pub const MAX_UNCONFIRMED: &str = "KEYSYNC_MAX_UNCONFIRMED";
+pub const MAX_STALENESS: &str = "KEYSYNC_MAX_STALENESS";
+pub const GRPC_TOKEN: &str = "KEYSYNC_GRPC_TOKEN";
+pub const GRPC_TOKEN_FILE: &str = "KEYSYNC_GRPC_TOKEN_FILE";
+pub const GRPC_TLS_CERT: &str = "KEYSYNC_GRPC_TLS_CERT";
+pub const GRPC_TLS_KEY: &str = "KEYSYNC_GRPC_TLS_KEY";
+pub const GRPC_TLS_CLIENT_CA: &str = "KEYSYNC_GRPC_TLS_CLIENT_CA";
+pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
+pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -50,6 +64,16 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// TLS on the gRPC port: keysync's certificate chain and key, and, for mutual TLS, the
+/// CA that client certificates must chain to (PEM files, read at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `None`: TLS without client certificates (not authentication by itself).
+    pub client_ca: Option<PathBuf>,
+}
+
 /// Everything `serve` needs besides the database URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
@@ -76,6 +100,26 @@ pub struct ServeConfig {
     pub redis_url: Option<RedisUrl>,
     /// What `ShouldRateLimit` answers when Redis cannot be reached.
     pub ratelimit_failure_mode: FailureMode,
+    /// Period of the revision counter read that confirms the key set against
+    /// PostgreSQL (and of the change listener's ping).
+    pub confirm_interval: Duration,
+    /// Bound on every wait for PostgreSQL: a query step (client side, and
+    /// `statement_timeout` server side), a pooled connection, a ping.
+    pub db_timeout: Duration,
+    /// Unconfirmed longer than this: `/readyz` 503, gRPC health NOT_SERVING, WatchKeys
+    /// streams closed.
+    pub max_unconfirmed: Duration,
+    /// Unconfirmed longer than this: ext_authz checks of keys answer unavailable.
+    pub max_staleness: Duration,
+    /// The token every gRPC call must carry (`authorization: Bearer <token>`).
+    pub grpc_token: Option<GrpcToken>,
+    /// TLS (and with a client CA, mutual TLS) on the gRPC port.
+    pub grpc_tls: Option<TlsFiles>,
+    /// Most WatchKeys streams open at once; more are refused `RESOURCE_EXHAUSTED`.
+    pub max_watch_streams: usize,
+    /// Most gRPC calls in progress at once (streams count while they open); more are
+    /// refused `RESOURCE_EXHAUSTED`.
+    pub grpc_max_in_flight: usize,
 }
 
 impl Default for ServeConfig {
@@ -91,6 +135,14 @@ impl Default for ServeConfig {
             watch_heartbeat: Duration::from_secs(5),
             redis_url: None,
             ratelimit_failure_mode: FailureMode::Open,
+            confirm_interval: Duration::from_secs(2),
+            db_timeout: Duration::from_secs(5),
+            max_unconfirmed: Duration::from_secs(30),
+            max_staleness: Duration::from_secs(15 * 60),
+            grpc_token: None,
+            grpc_tls: None,
+            max_watch_streams: 1024,
+            grpc_max_in_flight: 1024,
         }
     }
 }
@@ -99,7 +151,7 @@ impl ServeConfig {
     /// Reads the settings, keeping the default for each variable that is unset.
     pub fn from_env(env: &impl Environment) -> Result<Self, ConfigError> {
         let defaults = ServeConfig::default();
-        Ok(ServeConfig {
+        let config = ServeConfig {
             grpc_addr: read(env, GRPC_ADDR, defaults.grpc_addr, parse_addr)?,
             http_addr: read(env, HTTP_ADDR, defaults.http_addr, parse_addr)?,
             poll_interval: read(env, POLL_INTERVAL, defaults.poll_interval, parse_interval)?,
@@ -130,7 +182,146 @@ impl ServeConfig {
                 defaults.ratelimit_failure_mode,
                 |value| value.parse(),
             )?,
-        })
+            confirm_interval: read(
+                env,
+                CONFIRM_INTERVAL,
+                defaults.confirm_interval,
+                parse_interval,
+            )?,
+            db_timeout: read(env, DB_TIMEOUT, defaults.db_timeout, parse_interval)?,
+            max_unconfirmed: read(
+                env,
+                MAX_UNCONFIRMED,
+                defaults.max_unconfirmed,
+                parse_interval,
+            )?,
+            max_staleness: read(env, MAX_STALENESS, defaults.max_staleness, parse_interval)?,
+            grpc_token: read_token(env)?,
+            grpc_tls: read_tls(env)?,
+            max_watch_streams: read(
+                env,
+                MAX_WATCH_STREAMS,
+                defaults.max_watch_streams,
+                parse_count,
+            )?,
+            grpc_max_in_flight: read(
+                env,
+                GRPC_MAX_IN_FLIGHT,
+                defaults.grpc_max_in_flight,
+                parse_count,
+            )?,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Whether the gRPC port authenticates its callers: a token, or client certificates.
+    pub fn grpc_authenticated(&self) -> bool {
+        self.grpc_token.is_some()
+            || self
+                .grpc_tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_ca.is_some())
+    }
+
+    /// Settings that are fine one by one but not together.
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.grpc_addr.ip().is_loopback() && !self.grpc_authenticated() {
+            return Err(ConfigError {
+                name: GRPC_ADDR,
+                value: self.grpc_addr.to_string(),
+                reason: format!(
+                    "not a loopback address, so anyone who can reach it could read every key \
+                     hash and spend any rate-limit budget: set {GRPC_TOKEN} (or \
+                     {GRPC_TOKEN_FILE}) for a token that Envoy sends, or mutual TLS with \
+                     {GRPC_TLS_CERT}, {GRPC_TLS_KEY} and {GRPC_TLS_CLIENT_CA}"
+                ),
+            });
+        }
+        if self.max_unconfirmed <= self.confirm_interval {
+            return Err(ConfigError {
+                name: MAX_UNCONFIRMED,
+                value: humantime::format_duration(self.max_unconfirmed).to_string(),
+                reason: format!("must be longer than {CONFIRM_INTERVAL}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `KEYSYNC_GRPC_TOKEN` or the contents of `KEYSYNC_GRPC_TOKEN_FILE` (not both). Errors
+/// never show the token.
+fn read_token(env: &impl Environment) -> Result<Option<GrpcToken>, ConfigError> {
+    let inline = env.get(GRPC_TOKEN).filter(|value| !value.is_empty());
+    let file = env
+        .get(GRPC_TOKEN_FILE)
+        .filter(|value| !value.trim().is_empty());
+    let hidden = |name: &'static str, reason: String| ConfigError {
+        name,
+        value: "***".to_owned(),
+        reason,
+    };
+    match (inline, file) {
+        (None, None) => Ok(None),
+        (Some(_), Some(path)) => Err(ConfigError {
+            name: GRPC_TOKEN_FILE,
+            value: path,
+            reason: format!("{GRPC_TOKEN} is set too: set one of them"),
+        }),
+        (Some(token), None) => GrpcToken::new(&token)
+            .map(Some)
+            .map_err(|reason| hidden(GRPC_TOKEN, reason)),
+        (None, Some(path)) => {
+            let contents = std::fs::read_to_string(path.trim()).map_err(|error| ConfigError {
+                name: GRPC_TOKEN_FILE,
+                value: path.clone(),
+                reason: format!("cannot read it: {error}"),
+            })?;
+            // A file written by `echo` ends in a newline that is not part of the token.
+            GrpcToken::new(contents.trim_end_matches(['\n', '\r']))
+                .map(Some)
+                .map_err(|reason| ConfigError {
+                    name: GRPC_TOKEN_FILE,
+                    value: path,
+                    reason: format!("its contents: {reason}"),
+                })
+        }
+    }
+}
+
+/// `KEYSYNC_GRPC_TLS_CERT` and `..._KEY` (both or neither), and `..._CLIENT_CA`, which
+/// needs them.
+fn read_tls(env: &impl Environment) -> Result<Option<TlsFiles>, ConfigError> {
+    let path = |name| env.get(name).filter(|value| !value.trim().is_empty());
+    let (cert, key, client_ca) = (
+        path(GRPC_TLS_CERT),
+        path(GRPC_TLS_KEY),
+        path(GRPC_TLS_CLIENT_CA),
+    );
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: PathBuf::from(cert.trim()),
+            key: PathBuf::from(key.trim()),
+            client_ca: client_ca.map(|ca| PathBuf::from(ca.trim())),
+        })),
+        (None, None) => match client_ca {
+            None => Ok(None),
+            Some(ca) => Err(ConfigError {
+                name: GRPC_TLS_CLIENT_CA,
+                value: ca,
+                reason: format!("needs {GRPC_TLS_CERT} and {GRPC_TLS_KEY} too"),
+            }),
+        },
+        (Some(cert), None) => Err(ConfigError {
+            name: GRPC_TLS_CERT,
+            value: cert,
+            reason: format!("needs {GRPC_TLS_KEY} too"),
+        }),
+        (None, Some(key)) => Err(ConfigError {
+            name: GRPC_TLS_KEY,
+            value: key,
+            reason: format!("needs {GRPC_TLS_CERT} too"),
+        }),
     }
 }
 
@@ -219,12 +410,124 @@ mod tests {
         assert_eq!(config.watch_heartbeat, Duration::from_secs(5));
         assert_eq!(config.redis_url, None);
         assert_eq!(config.ratelimit_failure_mode, FailureMode::Open);
+        assert_eq!(config.confirm_interval, Duration::from_secs(2));
+        assert_eq!(config.db_timeout, Duration::from_secs(5));
+        assert_eq!(config.max_unconfirmed, Duration::from_secs(30));
+        assert_eq!(config.max_staleness, Duration::from_secs(900));
+        assert_eq!(config.grpc_token, None);
+        assert_eq!(config.grpc_tls, None);
+        assert_eq!(config.max_watch_streams, 1024);
+        assert_eq!(config.grpc_max_in_flight, 1024);
+    }
+
+    #[test]
+    fn beyond_loopback_the_grpc_port_needs_a_token_or_mutual_tls() {
+        for addr in ["0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051"] {
+            let error = ServeConfig::from_env(&env(&[(GRPC_ADDR, addr)])).unwrap_err();
+            assert_eq!(error.name, GRPC_ADDR, "{addr}");
+            for needed in [GRPC_TOKEN, GRPC_TOKEN_FILE, GRPC_TLS_CLIENT_CA] {
+                assert!(error.reason.contains(needed), "{error}");
+            }
+            // Server TLS alone authenticates nobody.
+            let error = ServeConfig::from_env(&env(&[
+                (GRPC_ADDR, addr),
+                (GRPC_TLS_CERT, "c.pem"),
+                (GRPC_TLS_KEY, "k.pem"),
+            ]))
+            .unwrap_err();
+            assert_eq!(error.name, GRPC_ADDR);
+            let token = ServeConfig::from_env(&env(&[
+                (GRPC_ADDR, addr),
+                (GRPC_TOKEN, "0123456789abcdef-token"),
+            ]))
+            .unwrap();
+            assert!(token.grpc_authenticated());
+            let mutual = ServeConfig::from_env(&env(&[
+                (GRPC_ADDR, addr),
+                (GRPC_TLS_CERT, "c.pem"),
+                (GRPC_TLS_KEY, "k.pem"),
+                (GRPC_TLS_CLIENT_CA, "ca.pem"),
+            ]))
+            .unwrap();
+            assert!(mutual.grpc_authenticated());
+        }
+        for addr in ["127.0.0.1:50051", "127.1.2.3:0", "[::1]:50051"] {
+            assert!(
+                ServeConfig::from_env(&env(&[(GRPC_ADDR, addr)])).is_ok(),
+                "{addr}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_comes_from_a_file_without_its_newline() {
+        let path = std::env::temp_dir().join(format!("keysync-token-{}", std::process::id()));
+        std::fs::write(&path, "0123456789abcdef-from-a-file\n").unwrap();
+        let path_text = path.to_string_lossy().into_owned();
+        let config = ServeConfig::from_env(&env(&[(GRPC_TOKEN_FILE, &path_text)])).unwrap();
+        assert_eq!(
+            config.grpc_token,
+            Some(GrpcToken::new("0123456789abcdef-from-a-file").unwrap())
+        );
+        // Both at once is a mistake.
+        let error = ServeConfig::from_env(&env(&[
+            (GRPC_TOKEN_FILE, &path_text),
+            (GRPC_TOKEN, "0123456789abcdef-token"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.name, GRPC_TOKEN_FILE);
+        std::fs::remove_file(&path).unwrap();
+        let error = ServeConfig::from_env(&env(&[(GRPC_TOKEN_FILE, &path_text)])).unwrap_err();
+        assert!(error.reason.starts_with("cannot read it: "), "{error}");
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_without_being_shown() {
+        let error = ServeConfig::from_env(&env(&[(GRPC_TOKEN, "hunter2")])).unwrap_err();
+        assert_eq!(error.name, GRPC_TOKEN);
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid KEYSYNC_GRPC_TOKEN='***': "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        for (pairs, name) in [
+            (vec![(GRPC_TLS_CERT, "c.pem")], GRPC_TLS_CERT),
+            (vec![(GRPC_TLS_KEY, "k.pem")], GRPC_TLS_KEY),
+            (vec![(GRPC_TLS_CLIENT_CA, "ca.pem")], GRPC_TLS_CLIENT_CA),
+        ] {
+            let error = ServeConfig::from_env(&env(&pairs)).unwrap_err();
+            assert_eq!(error.name, name);
+        }
+    }
+
+    #[test]
+    fn the_unready_bound_must_exceed_the_confirmation_period() {
+        let error =
+            ServeConfig::from_env(&env(&[(CONFIRM_INTERVAL, "10s"), (MAX_UNCONFIRMED, "10s")]))
+                .unwrap_err();
+        assert_eq!(error.name, MAX_UNCONFIRMED);
+        for (name, value) in [
+            (CONFIRM_INTERVAL, "0s"),
+            (DB_TIMEOUT, "never"),
+            (MAX_STALENESS, "0s"),
+            (MAX_WATCH_STREAMS, "0"),
+            (GRPC_MAX_IN_FLIGHT, "lots"),
+        ] {
+            let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(error.name, name, "{value}");
+        }
     }
 
     #[test]
     fn every_variable_is_read() {
         let config = ServeConfig::from_env(&env(&[
-            (GRPC_ADDR, "0.0.0.0:0"),
+            (GRPC_ADDR, "[::1]:0"),
             (HTTP_ADDR, "[::1]:8081"),
             (POLL_INTERVAL, "250ms"),
             (FULL_RELOAD_INTERVAL, "1h"),
@@ -234,8 +537,37 @@ mod tests {
             (WATCH_HEARTBEAT, "500ms"),
             (REDIS_URL, "redis://127.0.0.1:6390/1"),
             (RATELIMIT_FAILURE_MODE, "closed"),
+            (CONFIRM_INTERVAL, "1s"),
+            (DB_TIMEOUT, "3s"),
+            (MAX_UNCONFIRMED, "20s"),
+            (MAX_STALENESS, "5m"),
+            (GRPC_TOKEN, "0123456789abcdef-token"),
+            (GRPC_TLS_CERT, "/etc/keysync/cert.pem"),
+            (GRPC_TLS_KEY, " /etc/keysync/key.pem "),
+            (GRPC_TLS_CLIENT_CA, "/etc/keysync/ca.pem"),
+            (MAX_WATCH_STREAMS, "10"),
+            (GRPC_MAX_IN_FLIGHT, "20"),
         ]))
         .unwrap();
+        assert_eq!(config.confirm_interval, Duration::from_secs(1));
+        assert_eq!(config.db_timeout, Duration::from_secs(3));
+        assert_eq!(config.max_unconfirmed, Duration::from_secs(20));
+        assert_eq!(config.max_staleness, Duration::from_secs(300));
+        assert_eq!(
+            config.grpc_token,
+            Some(GrpcToken::new("0123456789abcdef-token").unwrap())
+        );
+        assert_eq!(
+            config.grpc_tls,
+            Some(TlsFiles {
+                cert: "/etc/keysync/cert.pem".into(),
+                key: "/etc/keysync/key.pem".into(),
+                client_ca: Some("/etc/keysync/ca.pem".into()),
+            })
+        );
+        assert_eq!(config.max_watch_streams, 10);
+        assert_eq!(config.grpc_max_in_flight, 20);
+        assert!(!format!("{config:?}").contains("0123456789abcdef-token"));
         assert_eq!(config.grpc_addr.port(), 0);
         assert_eq!(config.http_addr.to_string(), "[::1]:8081");
         assert_eq!(config.poll_interval, Duration::from_millis(250));

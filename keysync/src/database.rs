@@ -1,5 +1,13 @@
 //! The PostgreSQL connection: parsing `DATABASE_URL`, connecting with a bounded wait,
 //! applying migrations, and showing the URL without its password.
+//!
+//! `serve` connects with every wait bounded ([`connect_serving`]): PostgreSQL cancels any
+//! statement that runs longer than the query timeout (`statement_timeout`, except the
+//! full snapshot's, see [`crate::sync::loader`]) and ends sessions idle inside a
+//! transaction, and checks the connection with TCP keepalives from its side, so a
+//! keysync that vanished does not hold a snapshot open. (sqlx offers no client-side TCP
+//! keepalive; keysync notices a silent server by its own timeouts, pings and periodic
+//! confirmation instead.)
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +24,18 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Enough for the serve loop (loads are serialised) plus a little headroom.
 const MAX_CONNECTIONS: u32 = 4;
+
+/// How long a `serve` session may sit idle inside a transaction before PostgreSQL ends
+/// it (keysync's transactions never wait on anything but PostgreSQL itself).
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// PostgreSQL's TCP keepalives on `serve`'s connections: a peer gone silent is dropped
+/// after about 10 + 3 * 5 = 25 seconds.
+const SERVER_KEEPALIVES: [(&str, &str); 3] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+];
 
 /// Errors from connecting to or migrating the database.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +78,34 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
 /// Connects to PostgreSQL and returns a pool, failing within [`CONNECT_TIMEOUT`] with the
 /// real cause when the server cannot be reached.
 pub async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
-    let options = connect_options(url)?;
+    connect_with(url, connect_options(url)?, CONNECT_TIMEOUT).await
+}
+
+/// As [`connect`], for `serve`: the server cancels statements running longer than
+/// `query_timeout`, ends sessions idle in a transaction, and keeps TCP keepalives; a
+/// pooled connection is waited for at most `query_timeout`.
+pub async fn connect_serving(url: &str, query_timeout: Duration) -> Result<PgPool, DatabaseError> {
+    let options = serving_options(connect_options(url)?, query_timeout);
+    connect_with(url, options, query_timeout).await
+}
+
+/// `options` with the server-side bounds of [`connect_serving`].
+pub fn serving_options(options: PgConnectOptions, query_timeout: Duration) -> PgConnectOptions {
+    let statement_timeout = query_timeout.as_millis().max(1).to_string();
+    let idle = IDLE_IN_TRANSACTION_TIMEOUT.as_millis().to_string();
+    options
+        .options([
+            ("statement_timeout", statement_timeout.as_str()),
+            ("idle_in_transaction_session_timeout", idle.as_str()),
+        ])
+        .options(SERVER_KEEPALIVES)
+}
+
+async fn connect_with(
+    url: &str,
+    options: PgConnectOptions,
+    acquire_timeout: Duration,
+) -> Result<PgPool, DatabaseError> {
     let connect_error = |cause: String| DatabaseError::Connect {
         url: redacted_url(url),
         cause,
@@ -73,7 +120,7 @@ pub async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
     let _ = connection.close().await;
     Ok(PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
-        .acquire_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options))
 }
 
@@ -158,6 +205,23 @@ mod tests {
             Err(DatabaseError::InvalidUrl { .. })
         ));
         assert!(connect_options("postgres://u:pw@127.0.0.1:5432/db").is_ok());
+    }
+
+    #[test]
+    fn serving_connections_carry_the_server_side_bounds() {
+        let options = serving_options(
+            connect_options("postgres://u@127.0.0.1:5432/db").unwrap(),
+            Duration::from_millis(2500),
+        );
+        let text = format!("{options:?}");
+        for expected in [
+            "-c statement_timeout=2500",
+            "-c idle_in_transaction_session_timeout=60000",
+            "-c tcp_keepalives_idle=10",
+            "-c tcp_keepalives_count=3",
+        ] {
+            assert!(text.contains(expected), "{expected} not in {text}");
+        }
     }
 
     #[test]

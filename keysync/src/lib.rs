@@ -20,7 +20,9 @@
 //!   `serve`) and prints the result as text or JSON.
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
-//! metrics, readiness, shutdown, key hashes and the clock.
+//! metrics, readiness, shutdown, key hashes, the clock, where a key set stands in the
+//! database's history ([`position`]) and keeping repeated complaints to one log line a
+//! period ([`log_throttle`]).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -30,8 +32,10 @@ pub mod database;
 pub mod global_limit;
 pub mod key_hash;
 pub mod limit_columns;
+pub mod log_throttle;
 pub mod metrics;
 pub mod operations;
+pub mod position;
 pub mod readiness;
 pub mod serve;
 pub mod shutdown;

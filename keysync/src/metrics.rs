@@ -4,6 +4,7 @@
 //! front so dashboards and alerts see zeros instead of missing series.
 //! prometheus-client adds the `_total` suffix to counters itself.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,12 +100,47 @@ label_values!(LoadResult { Ok => "ok", Error => "error" });
 label_values!(LookupResult { Found => "found", NotFound => "not_found", Error => "error" });
 label_values!(MissAnswer { Store => "store", CatchUp => "catch_up" });
 label_values!(RateLimitResult { Ok => "ok", OverLimit => "over_limit", Error => "error" });
+label_values!(ProbeResult {
+    Current => "current",
+    Behind => "behind",
+    HistoryChanged => "history_changed",
+    Error => "error",
+});
+label_values!(RefusalReason {
+    Unauthenticated => "unauthenticated",
+    InFlight => "in_flight",
+    WatchStreams => "watch_streams",
+});
 label_values!(ExtAuthzResult {
     Allowed => "allowed",
     Missing => "missing",
     Invalid => "invalid",
     Unavailable => "unavailable",
 });
+
+/// How a read of the revision counter (the periodic confirmation) ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// The key set is at the database's revision: confirmed.
+    Current,
+    /// The database is ahead: a catch-up was asked for (its success confirms).
+    Behind,
+    /// The database's history changed (a restore, a failover, a counter gone back).
+    HistoryChanged,
+    /// The query failed or timed out.
+    Error,
+}
+
+/// Why a gRPC call was refused before reaching a service.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// No token, or a wrong one (`UNAUTHENTICATED`).
+    Unauthenticated,
+    /// Too many calls in flight (`RESOURCE_EXHAUSTED`).
+    InFlight,
+    /// Too many WatchKeys streams open (`RESOURCE_EXHAUSTED`).
+    WatchStreams,
+}
 
 /// gRPC method names as they appear on the wire.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -151,6 +187,16 @@ struct ExtAuthzLabels {
     result: ExtAuthzResult,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    result: ProbeResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: RefusalReason,
+}
+
 /// All metrics of one `serve`; cheap to update from any task.
 #[derive(Debug)]
 pub struct Metrics {
@@ -176,6 +222,10 @@ pub struct Metrics {
     ratelimit_duration: Histogram,
     ext_authz_checks: Family<ExtAuthzLabels, Counter>,
     ext_authz_duration: Histogram,
+    confirmed_age: Gauge<f64, AtomicU64>,
+    probes: Family<ProbeLabels, Counter>,
+    history_resets: Counter,
+    grpc_refused: Family<RefusalLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -220,6 +270,10 @@ impl Metrics {
             // From memory in tens of microseconds; a new key waits for a catch-up (up
             // to 300 ms).
             ext_authz_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            confirmed_age: Gauge::default(),
+            probes: Family::default(),
+            history_resets: Counter::default(),
+            grpc_refused: Family::default(),
         };
         metrics.register();
         metrics.create_series();
@@ -278,7 +332,8 @@ impl Metrics {
         );
         registry.register(
             "keysync_ready",
-            "1 once the first full key snapshot is loaded",
+            "1 while the key set was confirmed against PostgreSQL within \
+             KEYSYNC_MAX_UNCONFIRMED (/readyz 200, gRPC health SERVING)",
             self.ready.clone(),
         );
         registry.register(
@@ -337,9 +392,48 @@ impl Metrics {
             "Duration of ext_authz Check calls",
             self.ext_authz_duration.clone(),
         );
+        registry.register(
+            "keysync_confirmed_age_seconds",
+            "Seconds since the key set was last confirmed against PostgreSQL (a query that \
+             succeeded and showed it current); before the first, since keysync started",
+            self.confirmed_age.clone(),
+        );
+        registry.register(
+            "keysync_revision_probes",
+            "Periodic reads of the revision counter by result (current: confirmed; behind: \
+             a catch-up was asked for; history_changed: a restore or failover was found; \
+             error: failed or timed out)",
+            self.probes.clone(),
+        );
+        registry.register(
+            "keysync_history_resets",
+            "Times the database's revision history changed under keysync (revision counter \
+             gone back, another database or timeline): everything reloaded, watchers resynced",
+            self.history_resets.clone(),
+        );
+        registry.register(
+            "keysync_grpc_refused",
+            "gRPC calls refused before reaching a service, by reason",
+            self.grpc_refused.clone(),
+        );
     }
 
     fn create_series(&self) {
+        for result in [
+            ProbeResult::Current,
+            ProbeResult::Behind,
+            ProbeResult::HistoryChanged,
+            ProbeResult::Error,
+        ] {
+            drop(self.probes.get_or_create(&ProbeLabels { result }));
+        }
+        for reason in [
+            RefusalReason::Unauthenticated,
+            RefusalReason::InFlight,
+            RefusalReason::WatchStreams,
+        ] {
+            drop(self.grpc_refused.get_or_create(&RefusalLabels { reason }));
+        }
         // The guards are only needed to create the series, not to hold them.
         for kind in [LoadKind::Full, LoadKind::Incremental] {
             for result in [LoadResult::Ok, LoadResult::Error] {
@@ -431,8 +525,27 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    pub fn set_ready(&self) {
-        self.ready.set(1);
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Seconds since the last confirmation (before the first: since keysync started).
+    pub fn set_confirmed_age(&self, seconds: f64) {
+        self.confirmed_age.set(seconds);
+    }
+
+    pub fn record_probe(&self, result: ProbeResult) {
+        self.probes.get_or_create(&ProbeLabels { result }).inc();
+    }
+
+    pub fn record_history_reset(&self) {
+        self.history_resets.inc();
+    }
+
+    pub fn record_refusal(&self, reason: RefusalReason) {
+        self.grpc_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 
     /// Records the revision a load or catch-up read from the database.
@@ -543,6 +656,13 @@ mod tests {
             "keysync_ext_authz_checks_total{result=\"invalid\"} 0",
             "keysync_ext_authz_checks_total{result=\"unavailable\"} 0",
             "keysync_ext_authz_duration_seconds_count 0",
+            "keysync_confirmed_age_seconds 0.0",
+            "keysync_revision_probes_total{result=\"current\"} 0",
+            "keysync_revision_probes_total{result=\"history_changed\"} 0",
+            "keysync_history_resets_total 0",
+            "keysync_grpc_refused_total{reason=\"unauthenticated\"} 0",
+            "keysync_grpc_refused_total{reason=\"in_flight\"} 0",
+            "keysync_grpc_refused_total{reason=\"watch_streams\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
@@ -557,8 +677,12 @@ mod tests {
         metrics.record_store(42, 17);
         metrics.record_lookup(LookupResult::Found);
         metrics.record_grpc(GrpcMethod::LookupKey, Duration::from_micros(40));
-        metrics.set_ready();
+        metrics.set_ready(true);
         metrics.record_database_revision(18);
+        metrics.set_confirmed_age(1.5);
+        metrics.record_probe(ProbeResult::Behind);
+        metrics.record_history_reset();
+        metrics.record_refusal(RefusalReason::Unauthenticated);
         metrics.record_changelog(3);
         metrics.record_notification();
         metrics.set_change_listener_up(true);
@@ -594,6 +718,10 @@ mod tests {
             "keysync_ratelimit_duration_seconds_count 1",
             "keysync_ext_authz_checks_total{result=\"missing\"} 1",
             "keysync_ext_authz_duration_seconds_count 1",
+            "keysync_confirmed_age_seconds 1.5",
+            "keysync_revision_probes_total{result=\"behind\"} 1",
+            "keysync_history_resets_total 1",
+            "keysync_grpc_refused_total{reason=\"unauthenticated\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -491,7 +491,7 @@ async fn the_loader_gives_each_key_its_own_limit_else_its_org_s_else_none() {
     let after = snapshot.revision;
     ok(&url, &["orgs", "set-limit", &limited_org, "--rpm", "200"]);
     ok(&url, &["keys", "set-limit", &own_in_free.key_id, "--clear"]);
-    let changes = loader.changes_since(after).await.unwrap();
+    let (_, changes) = loader.changes_since(after).await.unwrap();
     assert!(changes.revision > after);
     assert!(changes.removals.is_empty());
     let mut expected = vec![

@@ -16,6 +16,12 @@ use uuid::Uuid;
 
 /// With this poll interval, only notifications (or a lookup) can start a catch-up.
 const NO_POLL: (&str, &str) = ("KEYSYNC_POLL_INTERVAL", "1h");
+/// Nor the periodic confirmation (which reads the revision counter every 2 s), so any
+/// transaction PostgreSQL sees would be a lookup's.
+const NO_PROBE: [(&str, &str); 2] = [
+    ("KEYSYNC_CONFIRM_INTERVAL", "1h"),
+    ("KEYSYNC_MAX_UNCONFIRMED", "2h"),
+];
 
 /// Random unknown keys looked up while the listener is up.
 const LOOKUPS: usize = 200;
@@ -61,7 +67,7 @@ async fn while_the_listener_is_up_misses_cost_no_query_and_new_keys_still_arrive
     let (postgres, url) = migrated_database();
     let org = create_org(&url, "Acme");
     let existing = create_key(&url, &org, "existing", &[]);
-    let serve = start_serve(&url, &[NO_POLL]).await;
+    let serve = start_serve(&url, &[NO_POLL, NO_PROBE[0], NO_PROBE[1]]).await;
     eventually!(
         Duration::from_secs(10),
         "listener caught up",

@@ -126,10 +126,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
 
 /// Connects to the database the command line or `DATABASE_URL` names.
 async fn connect(url: Option<String>) -> Result<PgPool, CommandError> {
-    let url = url
-        .filter(|url| !url.trim().is_empty())
-        .ok_or(CommandError::NoDatabaseUrl)?;
-    Ok(database::connect(&url).await?)
+    Ok(database::connect(&database_url(url)?).await?)
+}
+
+/// The database URL the command line or `DATABASE_URL` names.
+fn database_url(url: Option<String>) -> Result<String, CommandError> {
+    url.filter(|url| !url.trim().is_empty())
+        .ok_or(CommandError::NoDatabaseUrl)
 }
 
 /// An id argument; `what` names it in the error (`org id`, `key id`).

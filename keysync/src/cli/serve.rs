@@ -4,8 +4,9 @@
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{connect, CommandError};
+use super::{database_url, CommandError};
 use crate::config::{ProcessEnvironment, ServeConfig};
+use crate::database;
 use crate::serve::server;
 use crate::shutdown;
 use crate::sync::change_listener::PgConnector;
@@ -30,13 +31,32 @@ Environment:
                                   answers every call OK
   KEYSYNC_RATELIMIT_FAILURE_MODE  while Redis cannot be reached: open (default) allows
                                   requests, closed refuses them (OVER_LIMIT)
+  KEYSYNC_CONFIRM_INTERVAL        how often the key set is confirmed against PostgreSQL
+                                  (the revision counter is read; default 2s)
+  KEYSYNC_DB_TIMEOUT              longest wait for PostgreSQL: each query step, a
+                                  pooled connection, the change listener's ping
+                                  (default 5s)
+  KEYSYNC_MAX_UNCONFIRMED         unconfirmed longer: /readyz 503, gRPC health
+                                  NOT_SERVING, WatchKeys streams closed (default 30s)
+  KEYSYNC_MAX_STALENESS           unconfirmed longer: ext_authz checks of keys answer
+                                  unavailable (default 15m)
+  KEYSYNC_GRPC_TOKEN              token every gRPC call must carry as
+                                  `authorization: Bearer <token>` (at least 16 chars)
+  KEYSYNC_GRPC_TOKEN_FILE         file holding that token (instead of the variable)
+  KEYSYNC_GRPC_TLS_CERT           PEM certificate chain for TLS on the gRPC port
+  KEYSYNC_GRPC_TLS_KEY            its PEM private key
+  KEYSYNC_GRPC_TLS_CLIENT_CA      PEM CA that client certificates must chain to
+                                  (mutual TLS)
+  KEYSYNC_MAX_WATCH_STREAMS       most WatchKeys streams open at once (default 1024)
+  KEYSYNC_GRPC_MAX_IN_FLIGHT      most gRPC calls in progress at once (default 1024)
+  A gRPC address beyond loopback needs a token or mutual TLS.
   RUST_LOG                        log filter (default info)";
 
 /// Settings first (a bad one fails without a database), then the database, the
 /// listeners, and the server until a signal.
-pub async fn run(database_url: Option<String>) -> Result<(), CommandError> {
+pub async fn run(url: Option<String>) -> Result<(), CommandError> {
     let config = ServeConfig::from_env(&ProcessEnvironment)?;
-    let pool = connect(database_url).await?;
+    let pool = database::connect_serving(&database_url(url)?, config.db_timeout).await?;
     let bind = |what: &'static str, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -49,7 +69,7 @@ pub async fn run(database_url: Option<String>) -> Result<(), CommandError> {
     let notifications = PgConnector::new(&pool);
     server::run(
         &config,
-        PgLoader::new(pool),
+        PgLoader::with_timeout(pool, config.db_timeout),
         notifications,
         grpc_listener,
         http_listener,

@@ -11,9 +11,20 @@
 //! A descriptor without both entries is not ours and is left alone. One with both but a
 //! malformed value is refused with a [`DescriptorError`] (the service then leaves it
 //! alone too, and says so in the log).
+//!
+//! Whoever can call the service chooses the limit and the hits, so both are capped at
+//! what the gateway can really send: a limit's parts at [`MAX_LIMIT_VALUE`] each (what
+//! `keysync orgs set-limit` and `keys set-limit` accept), and the hits one request adds
+//! at [`MAX_HITS`]. A descriptor beyond either is refused like a malformed one.
 
 use keysync_contract::limit::{BadLimit, Limit};
 use keysync_contract::subject::{BadSubject, Subject};
+
+pub use crate::limit_columns::MAX_LIMIT_VALUE;
+
+/// Most hits one request may add to a counter (Envoy sends 0, meaning 1, unless a
+/// configuration asks for more).
+pub const MAX_HITS: u64 = 1000;
 
 /// The descriptor entry naming who is counted.
 pub const SUBJECT_ENTRY: &str = "keysync_subject";
@@ -41,6 +52,10 @@ pub enum DescriptorError {
     BadLimit { value: String, expected: BadLimit },
     #[error("{0} appears more than once")]
     Repeated(&'static str),
+    #[error("{LIMIT_ENTRY} {value} is over the largest limit a key can have ({MAX_LIMIT_VALUE}+{MAX_LIMIT_VALUE})")]
+    LimitOverCap { value: String },
+    #[error("hits_addend {hits} is over the most one request may add ({MAX_HITS})")]
+    HitsOverCap { hits: u64 },
 }
 
 /// Our descriptor among `entries` (key, value pairs in the order Envoy sent them), or
@@ -85,10 +100,29 @@ pub fn parse_subject(value: &str) -> Result<Subject, DescriptorError> {
 
 /// `<requests_per_minute>+<burst>`, in the contract's spelling ([`Limit`]).
 pub fn parse_limit(value: &str) -> Result<Limit, DescriptorError> {
-    value.parse().map_err(|expected| DescriptorError::BadLimit {
-        value: shown(value),
-        expected,
-    })
+    let limit: Limit = value
+        .parse()
+        .map_err(|expected| DescriptorError::BadLimit {
+            value: shown(value),
+            expected,
+        })?;
+    if limit.requests_per_minute > MAX_LIMIT_VALUE || limit.burst > MAX_LIMIT_VALUE {
+        return Err(DescriptorError::LimitOverCap {
+            value: shown(value),
+        });
+    }
+    Ok(limit)
+}
+
+/// The hits a descriptor adds: its own `hits_addend` when set, else the request's; 0
+/// means 1 (Envoy leaves the field 0 for a plain request). More than [`MAX_HITS`] is
+/// refused.
+pub fn hits(descriptor_hits: Option<u64>, request_hits: u32) -> Result<u64, DescriptorError> {
+    let hits = descriptor_hits.unwrap_or(u64::from(request_hits)).max(1);
+    if hits > MAX_HITS {
+        return Err(DescriptorError::HitsOverCap { hits });
+    }
+    Ok(hits)
 }
 
 /// A value as an error may show it: quoted, escaped, and cut to a readable length.
@@ -193,9 +227,43 @@ mod tests {
         assert!(parse_limit("99999999999999999999+0").is_err());
         assert!(parse_limit("4294967295+1").is_err());
         assert!(parse_limit("2147483648+2147483648").is_err());
-        let largest = parse_limit("2147483647+2147483648").unwrap();
-        assert_eq!(largest.budget(), u32::MAX);
-        assert_eq!(parse_limit("4294967295+0").unwrap().budget(), u32::MAX);
+    }
+
+    #[test]
+    fn limits_no_key_can_have_are_refused() {
+        let largest = parse_limit("2147483647+2147483647").unwrap();
+        assert_eq!(largest.budget(), u32::MAX - 1);
+        for value in ["2147483648+0", "1+2147483648", "4294967295+0"] {
+            let error = parse_limit(value).unwrap_err();
+            assert!(
+                matches!(error, DescriptorError::LimitOverCap { .. }),
+                "{value}: {error}"
+            );
+        }
+        assert_eq!(
+            parse_limit("2147483648+0").unwrap_err().to_string(),
+            "keysync_limit \"2147483648+0\" is over the largest limit a key can have \
+             (2147483647+2147483647)"
+        );
+    }
+
+    #[test]
+    fn hits_are_capped() {
+        assert_eq!(hits(None, 0), Ok(1));
+        assert_eq!(hits(Some(0), 9), Ok(1));
+        assert_eq!(hits(None, 7), Ok(7));
+        assert_eq!(hits(Some(2), 50), Ok(2));
+        assert_eq!(hits(Some(MAX_HITS), 0), Ok(MAX_HITS));
+        assert_eq!(
+            hits(Some(MAX_HITS + 1), 0),
+            Err(DescriptorError::HitsOverCap { hits: MAX_HITS + 1 })
+        );
+        assert_eq!(
+            hits(None, u32::MAX),
+            Err(DescriptorError::HitsOverCap {
+                hits: u64::from(u32::MAX)
+            })
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@
 pub mod counter;
 pub mod descriptor;
 pub mod failure_mode;
-pub mod log_throttle;
 pub mod redis_counter;
 pub mod redis_health;
 pub mod redis_url;

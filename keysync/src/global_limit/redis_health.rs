@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::counter::{CounterError, HitCounter};
 use super::failure_mode::FailureMode;
-use super::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
+use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::metrics::Metrics;
 
 /// Period of the PING that keeps `keysync_ratelimit_redis_up` current when no requests

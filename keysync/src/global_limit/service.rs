@@ -17,11 +17,11 @@ use tracing::warn;
 use super::counter::{counter_name, CounterError, Hit, HitCounter};
 use super::descriptor::{self, Descriptor};
 use super::failure_mode::FailureMode;
-use super::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use super::redis_health::RedisHealth;
 use super::response::{self, Counted};
 use super::window::{Usage, Window};
 use crate::clock::now_unix;
+use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::metrics::{Metrics, RateLimitResult};
 
 /// What the service counts with.
@@ -167,11 +167,21 @@ impl<C: HitCounter> GlobalRateLimitService<C> {
             .entries
             .iter()
             .map(|entry| (entry.key.as_str(), entry.value.as_str()));
-        match descriptor::parse(entries) {
-            Ok(found) => found.map(|descriptor_of_ours| Ours {
-                descriptor: descriptor_of_ours,
-                hits: hits(descriptor.hits_addend.map(|h| h.value), request_hits),
-            }),
+        let parsed = descriptor::parse(entries).and_then(|found| {
+            found
+                .map(|descriptor_of_ours| {
+                    Ok(Ours {
+                        descriptor: descriptor_of_ours,
+                        hits: descriptor::hits(
+                            descriptor.hits_addend.map(|h| h.value),
+                            request_hits,
+                        )?,
+                    })
+                })
+                .transpose()
+        });
+        match parsed {
+            Ok(ours) => ours,
             Err(error) => {
                 if let Some(held_back) = self.bad_descriptors.admit(Instant::now()) {
                     warn!(
@@ -183,15 +193,6 @@ impl<C: HitCounter> GlobalRateLimitService<C> {
             }
         }
     }
-}
-
-/// Hits a descriptor adds: its own `hits_addend` when set, else the request's; 0 means
-/// 1 (Envoy leaves the field 0 for a plain request). Capped so one request cannot push
-/// a counter anywhere near overflow.
-fn hits(descriptor_hits: Option<u64>, request_hits: u32) -> u64 {
-    descriptor_hits
-        .unwrap_or(u64::from(request_hits))
-        .clamp(1, u64::from(u32::MAX))
 }
 
 /// Unix seconds now, as the windows count them (0 before the epoch).
@@ -359,9 +360,24 @@ mod tests {
         assert_eq!(response.statuses[0].limit_remaining, 0);
         let counts = memory.counts.lock().unwrap();
         assert_eq!(counts.values().copied().collect::<Vec<_>>(), [10]);
-        assert_eq!(hits(None, 0), 1);
-        assert_eq!(hits(Some(0), 9), 1);
-        assert_eq!(hits(Some(u64::MAX), 0), u64::from(u32::MAX));
+    }
+
+    #[tokio::test]
+    async fn descriptors_over_the_caps_are_not_counted() {
+        let (memory, _, service) = service(FailureMode::Closed);
+        let mut burning = limited(ORG, "10+0");
+        burning.descriptors[0].hits_addend = Some(UInt64Value {
+            value: descriptor::MAX_HITS + 1,
+        });
+        let mut request_wide = limited(ORG, "10+0");
+        request_wide.hits_addend = u32::MAX;
+        for request in [burning, request_wide, limited(ORG, "2147483648+0")] {
+            let (response, result) = service.decide(&request).await;
+            assert_eq!(result, RateLimitResult::Ok);
+            assert_eq!(response.overall_code, Code::Ok as i32);
+        }
+        assert!(memory.counts.lock().unwrap().is_empty(), "nothing counted");
+        assert_eq!(memory.calls.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

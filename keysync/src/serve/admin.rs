@@ -1,5 +1,6 @@
-//! The admin HTTP port: liveness (`/healthz`), readiness (`/readyz`: the first key
-//! snapshot is loaded) and Prometheus metrics (`/metrics`).
+//! The admin HTTP port: liveness (`/healthz`), readiness (`/readyz`: the key set was
+//! loaded and confirmed against PostgreSQL within `KEYSYNC_MAX_UNCONFIRMED`, see
+//! [`Confirmation`]) and Prometheus metrics (`/metrics`).
 
 use std::sync::Arc;
 
@@ -11,11 +12,13 @@ use axum::Router;
 
 use crate::metrics::{self, Metrics};
 use crate::readiness::Readiness;
+use crate::sync::confirmation::Confirmation;
 
 /// What the admin handlers read.
 #[derive(Debug, Clone)]
 pub struct AdminState {
     pub readiness: Readiness,
+    pub confirmation: Confirmation,
     pub metrics: Arc<Metrics>,
 }
 
@@ -32,18 +35,20 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ready\n")
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
+    if state.readiness.is_ready() && state.confirmation.is_serving() {
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: key snapshot not loaded yet\n",
+            format!("not ready: {}\n", state.confirmation.describe_unserving()),
         )
     }
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> impl IntoResponse {
+    // The age as of this scrape.
+    state.confirmation.evaluate();
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         state.metrics.encode(),
@@ -56,12 +61,24 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
+    use std::time::Duration;
+
     use super::*;
+    use crate::sync::confirmation::Bounds;
 
     fn state() -> AdminState {
+        let metrics = Arc::new(Metrics::new());
         AdminState {
             readiness: Readiness::new(),
-            metrics: Arc::new(Metrics::new()),
+            confirmation: Confirmation::new(
+                Bounds {
+                    overdue: Duration::from_secs(7),
+                    unready_after: Duration::from_secs(30),
+                    max_staleness: Duration::from_secs(900),
+                },
+                metrics.clone(),
+            ),
+            metrics,
         }
     }
 
@@ -82,15 +99,37 @@ mod tests {
         assert_eq!(body, "ok\n");
     }
 
-    #[tokio::test]
-    async fn readyz_follows_the_latch() {
+    #[tokio::test(start_paused = true)]
+    async fn readyz_follows_the_first_load_and_then_the_confirmation() {
         let state = state();
-        let (status, _) = get(app(state.clone()), "/readyz").await;
+        let (status, body) = get(app(state.clone()), "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "not ready: key set not loaded from PostgreSQL yet\n");
         state.readiness.set_ready();
-        let (status, body) = get(app(state), "/readyz").await;
+        state.confirmation.confirm(tokio::time::Instant::now());
+        let (status, body) = get(app(state.clone()), "/readyz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, "ready\n");
+
+        // Cut off from PostgreSQL: ready until KEYSYNC_MAX_UNCONFIRMED, then not.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(get(app(state.clone()), "/readyz").await.0, StatusCode::OK);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let (status, body) = get(app(state.clone()), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "not ready: key set not confirmed against PostgreSQL for 32s (limit 30s)\n"
+        );
+        let (_, text) = get(app(state.clone()), "/metrics").await;
+        assert!(
+            text.contains("keysync_confirmed_age_seconds 32.0"),
+            "{text}"
+        );
+        assert!(text.contains("keysync_ready 0"), "{text}");
+
+        state.confirmation.confirm(tokio::time::Instant::now());
+        assert_eq!(get(app(state), "/readyz").await.0, StatusCode::OK);
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::broadcast;
 
+use crate::position::Position;
 use crate::serve::changelog::{Changelog, Recorded};
 use crate::serve::changes::Changes;
 
@@ -22,9 +23,10 @@ pub const BROADCAST_CAPACITY: usize = 1024;
 pub enum FeedEvent {
     /// A batch of changes at a new revision.
     Batch(Arc<Changes>),
-    /// History was dropped at this revision: every watcher must tell its client to
+    /// History was dropped at this position (a change the revisions cannot express, or
+    /// another revision history altogether): every watcher must tell its client to
     /// reload.
-    Reset(u64),
+    Reset(Position),
 }
 
 /// The shared changelog and its live broadcast.
@@ -59,13 +61,22 @@ impl ChangeFeed {
         self.lock().start(revision);
     }
 
+    /// Starts the log over at `position` (the first full snapshot, or a reload into
+    /// another revision history) and tells every watcher to have its client reload.
+    pub fn restart(&self, position: Position) {
+        let mut log = self.lock();
+        log.restart(position);
+        // An error only means that nobody is watching.
+        let _ = self.events.send(FeedEvent::Reset(position));
+    }
+
     /// Records a batch the key set applied, and tells watchers. Returns what happened.
     pub fn record(&self, batch: Changes) -> Recorded {
         let mut log = self.lock();
         let recorded = log.record(batch);
         let event = match &recorded {
             Recorded::Appended(batch) => Some(FeedEvent::Batch(batch.clone())),
-            Recorded::Reset(revision) => Some(FeedEvent::Reset(*revision)),
+            Recorded::Reset(_) => Some(FeedEvent::Reset(log.position())),
             Recorded::Advanced => None,
         };
         if let Some(event) = event {
@@ -95,6 +106,11 @@ impl ChangeFeed {
     /// The key set's revision as of the last recorded batch.
     pub fn revision(&self) -> u64 {
         self.lock().revision()
+    }
+
+    /// The key set's revision and its epoch as of the last recorded batch.
+    pub fn position(&self) -> Position {
+        self.lock().position()
     }
 
     /// Batches held for replay.
@@ -133,8 +149,39 @@ mod tests {
             FeedEvent::Batch(batch) => assert_eq!(batch.revision, 3),
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(receiver.try_recv().unwrap(), FeedEvent::Reset(4));
+        assert_eq!(
+            receiver.try_recv().unwrap(),
+            FeedEvent::Reset(Position {
+                epoch: 0,
+                revision: 4
+            })
+        );
         assert_eq!(feed.revision(), 4);
         assert_eq!(feed.batches(), 0);
+    }
+
+    #[test]
+    fn a_restart_into_another_history_is_announced() {
+        let feed = ChangeFeed::new(100);
+        feed.restart(Position {
+            epoch: 7,
+            revision: 10,
+        });
+        feed.record(batch(11));
+        let (mut receiver, _) = feed.subscribe(|_| ());
+        let elsewhere = Position {
+            epoch: 9,
+            revision: 3,
+        };
+        feed.restart(elsewhere);
+        assert_eq!(receiver.try_recv().unwrap(), FeedEvent::Reset(elsewhere));
+        assert_eq!(feed.position(), elsewhere);
+        assert_eq!(feed.batches(), 0);
+        assert_eq!(
+            feed.read(|log| log.since(11)),
+            Some(vec![]),
+            "ahead of the new log"
+        );
+        assert_eq!(feed.read(|log| log.since(2)), None);
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::position::Position;
 use crate::serve::changes::Changes;
 
 /// What [`Changelog::record`] did with a batch.
@@ -32,6 +33,8 @@ pub struct Changelog {
     base: u64,
     /// The key set's revision: the newest batch's, or later when catch-ups found nothing.
     revision: u64,
+    /// The epoch every revision held counts in.
+    epoch: u64,
     /// Upserts plus removals over all batches held.
     records: usize,
     /// Bound on `records`; the oldest batches go first when it is exceeded.
@@ -45,6 +48,7 @@ impl Changelog {
             batches: VecDeque::new(),
             base: 0,
             revision: 0,
+            epoch: 0,
             records: 0,
             max_records,
         }
@@ -56,6 +60,26 @@ impl Changelog {
         self.records = 0;
         self.base = revision;
         self.revision = revision;
+    }
+
+    /// Starts over at a full snapshot of another history (or the first one): nothing to
+    /// replay before it, and the revisions that come count in `position.epoch`.
+    pub fn restart(&mut self, position: Position) {
+        self.epoch = position.epoch;
+        self.start(position.revision);
+    }
+
+    /// The epoch the revisions held count in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The key set's revision and its epoch.
+    pub fn position(&self) -> Position {
+        Position {
+            epoch: self.epoch,
+            revision: self.revision,
+        }
     }
 
     /// The log covers revisions after this one.

@@ -2,14 +2,19 @@
 //! set, looking up one key on a cache miss (settled by [`crate::sync::miss`]), and
 //! watching changes as they happen (the streams themselves are
 //! [`crate::serve::watch_server`]'s).
+//!
+//! Every answer carries its [`Provenance`]: the epoch its revision counts in (read with
+//! the revision, under the key set's lock) and the age of the key set's last
+//! confirmation against PostgreSQL, so a client can refuse to trust data that is old or
+//! from another revision history.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use keysync_proto::v1::key_sync_server::KeySync;
 use keysync_proto::v1::{
-    ListKeysRequest, ListKeysResponse, LookupKeyRequest, LookupKeyResponse, WatchKeysRequest,
-    KEY_HASH_LEN,
+    ListKeysRequest, ListKeysResponse, LookupKeyRequest, LookupKeyResponse, Provenance,
+    WatchKeysRequest, KEY_HASH_LEN,
 };
 use tonic::{Request, Response, Status};
 use tracing::debug;
@@ -17,11 +22,13 @@ use tracing::debug;
 use crate::clock::now_unix;
 use crate::key_hash::short_hash;
 use crate::metrics::{GrpcMethod, LookupResult, Metrics};
+use crate::position::Position;
 use crate::readiness::Readiness;
 use crate::serve::key_entry::KeyEntry;
 use crate::serve::key_record::to_record;
 use crate::serve::key_set::SharedKeySet;
 use crate::serve::watch_server::{WatchStream, Watches};
+use crate::sync::confirmation::Confirmation;
 use crate::sync::miss::Misses;
 
 /// Page size when the client asks for 0.
@@ -35,6 +42,7 @@ pub struct KeySyncService {
     readiness: Readiness,
     metrics: Arc<Metrics>,
     watches: Watches,
+    confirmation: Confirmation,
     max_page_size: u32,
 }
 
@@ -45,6 +53,7 @@ impl KeySyncService {
         readiness: Readiness,
         metrics: Arc<Metrics>,
         watches: Watches,
+        confirmation: Confirmation,
         max_page_size: u32,
     ) -> Self {
         KeySyncService {
@@ -53,8 +62,17 @@ impl KeySyncService {
             readiness,
             metrics,
             watches,
+            confirmation,
             max_page_size,
         }
+    }
+
+    /// Where an answer read at `epoch` stands, as of now.
+    fn provenance(&self, epoch: u64) -> Option<Provenance> {
+        Some(Provenance {
+            epoch,
+            confirmed_age_ms: self.confirmation.age_ms(),
+        })
     }
 
     fn ensure_ready(&self) -> Result<(), Status> {
@@ -87,13 +105,22 @@ impl KeySyncService {
             keys: page.keys.iter().map(to_record).collect(),
             more: page.more,
             revision: page.revision,
+            provenance: self.provenance(page.epoch),
         })
     }
 
-    /// The key (if present and unexpired) and the key set revision, read together.
-    fn find(&self, hash: &[u8]) -> (Option<KeyEntry>, u64) {
+    /// The key (if present and unexpired) and where the key set stands, read together.
+    fn find(&self, hash: &[u8]) -> (Option<KeyEntry>, Position) {
         let key_set = self.key_set.read();
-        (key_set.get(hash, now_unix()), key_set.revision())
+        (key_set.get(hash, now_unix()), key_set.position())
+    }
+
+    fn response(&self, entry: Option<KeyEntry>, position: Position) -> LookupKeyResponse {
+        LookupKeyResponse {
+            key: entry.as_ref().map(to_record),
+            revision: position.revision,
+            provenance: self.provenance(position.epoch),
+        }
     }
 
     async fn lookup(&self, request: &LookupKeyRequest) -> Result<LookupKeyResponse, Status> {
@@ -105,15 +132,15 @@ impl KeySyncService {
                 hash.len()
             )));
         }
-        if let (Some(entry), revision) = self.find(hash) {
-            return Ok(response(Some(entry), revision));
+        if let (Some(entry), position) = self.find(hash) {
+            return Ok(self.response(Some(entry), position));
         }
         // The key may have been created since the key set last changed: answer once the
         // key set has caught up with it (see `crate::sync::miss`).
         let answered_by = self.misses.settle().await.map_err(|error| {
             Status::unavailable(format!("cannot reach the key database: {error}"))
         })?;
-        let (entry, revision) = self.find(hash);
+        let (entry, position) = self.find(hash);
         debug!(
             "cache miss: key_hash={}... {} ({})",
             short_hash(hash),
@@ -124,14 +151,7 @@ impl KeySyncService {
             },
             answered_by.describe()
         );
-        Ok(response(entry, revision))
-    }
-}
-
-fn response(entry: Option<KeyEntry>, revision: u64) -> LookupKeyResponse {
-    LookupKeyResponse {
-        key: entry.as_ref().map(to_record),
-        revision,
+        Ok(self.response(entry, position))
     }
 }
 
@@ -171,9 +191,10 @@ impl KeySync for KeySyncService {
         request: Request<WatchKeysRequest>,
     ) -> Result<Response<Self::WatchKeysStream>, Status> {
         let started = Instant::now();
+        let request = request.get_ref();
         let answer = self
             .ensure_ready()
-            .map(|()| self.watches.open(request.get_ref().after_revision));
+            .and_then(|()| self.watches.open(request.after_revision, request.epoch));
         self.metrics
             .record_grpc(GrpcMethod::WatchKeys, started.elapsed());
         answer.map(Response::new)
@@ -196,6 +217,7 @@ mod tests {
     use crate::serve::change_feed::ChangeFeed;
     use crate::serve::watch_server::WatchSettings;
     use crate::sync::catch_up::CatchUp;
+    use crate::sync::confirmation::Bounds;
     use crate::sync::fake_catch_up::{self, Behaviour};
     use crate::sync::freshness::Freshness;
 
@@ -232,13 +254,24 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let feed = Arc::new(ChangeFeed::new(100));
         feed.start(3);
+        let confirmation = Confirmation::new(
+            Bounds {
+                overdue: Duration::from_secs(7),
+                unready_after: Duration::from_secs(30),
+                max_staleness: Duration::from_secs(900),
+            },
+            metrics.clone(),
+        );
+        confirmation.confirm(tokio::time::Instant::now());
         let watches = Watches::new(
             feed,
             catch_up.clone(),
             metrics.clone(),
+            confirmation.clone(),
             WatchSettings {
                 chunk: 10,
                 heartbeat: Duration::from_secs(5),
+                max_streams: 10,
             },
             CancellationToken::new(),
         );
@@ -249,6 +282,7 @@ mod tests {
             readiness.clone(),
             metrics.clone(),
             watches,
+            confirmation,
             max_page_size,
         );
         Fixture {
@@ -299,7 +333,10 @@ mod tests {
         let error = lookup(&service, &entry(1, 0).key_hash).await.unwrap_err();
         assert_eq!(error.code(), Code::Unavailable);
         let error = service
-            .watch_keys(Request::new(WatchKeysRequest { after_revision: 0 }))
+            .watch_keys(Request::new(WatchKeysRequest {
+                after_revision: 0,
+                epoch: 0,
+            }))
             .await
             .unwrap_err();
         assert_eq!(error.code(), Code::Unavailable);
@@ -311,7 +348,10 @@ mod tests {
         let fixture = fixture(vec![entry(1, 0)], None, 10);
         let mut stream = fixture
             .service
-            .watch_keys(Request::new(WatchKeysRequest { after_revision: 1 }))
+            .watch_keys(Request::new(WatchKeysRequest {
+                after_revision: 1,
+                epoch: 0,
+            }))
             .await
             .unwrap()
             .into_inner();
@@ -514,5 +554,33 @@ mod tests {
             .metrics
             .encode()
             .contains("keysync_lookups_total{result=\"error\"} 1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_carry_their_epoch_and_the_confirmation_age() {
+        let fixture = fixture(vec![entry(1, 0)], Some(entry(9, 0)), 10);
+        fixture.key_set.write().reposition(Position {
+            epoch: 0xfeed,
+            revision: 3,
+        });
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        let page = list(&fixture.service, &[], 0).await.unwrap();
+        assert_eq!(
+            page.provenance,
+            Some(Provenance {
+                epoch: 0xfeed,
+                confirmed_age_ms: 1500,
+            })
+        );
+        let found = lookup(&fixture.service, &entry(1, 0).key_hash)
+            .await
+            .unwrap();
+        assert_eq!(found.provenance.unwrap().epoch, 0xfeed);
+        // After a catch-up too (the fake one adds key 9 at revision 4).
+        let found = lookup(&fixture.service, &entry(9, 0).key_hash)
+            .await
+            .unwrap();
+        assert_eq!(found.revision, 4);
+        assert_eq!(found.provenance.unwrap().epoch, 0xfeed);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::position::Position;
 use crate::serve::changes::Changes;
 use crate::serve::key_entry::KeyEntry;
 use crate::serve::key_table::KeyTable;
@@ -24,6 +25,7 @@ pub struct Page {
     /// True when unexpired keys remain after the last one in `keys`.
     pub more: bool,
     pub revision: u64,
+    pub epoch: u64,
 }
 
 /// The key set and the revision it reflects.
@@ -31,6 +33,8 @@ pub struct Page {
 pub struct KeySet {
     table: KeyTable,
     revision: u64,
+    /// The epoch `revision` counts in; 0 until the first load.
+    epoch: u64,
 }
 
 impl KeySet {
@@ -51,6 +55,25 @@ impl KeySet {
         self.revision
     }
 
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The revision and its epoch, read together.
+    pub fn position(&self) -> Position {
+        Position {
+            epoch: self.epoch,
+            revision: self.revision,
+        }
+    }
+
+    /// Moves to another place in the database's history (after a full reload found the
+    /// history changed and applied the difference).
+    pub fn reposition(&mut self, position: Position) {
+        self.revision = position.revision;
+        self.epoch = position.epoch;
+    }
+
     /// The keys themselves, for a full reload to compare with the database.
     pub fn table(&self) -> &KeyTable {
         &self.table
@@ -58,13 +81,14 @@ impl KeySet {
 
     /// Replaces everything with a full snapshot.
     pub fn replace(&mut self, snapshot: Snapshot) {
-        self.install(KeyTable::from_entries(snapshot.keys), snapshot.revision);
+        self.table = KeyTable::from_entries(snapshot.keys);
+        self.revision = snapshot.revision;
     }
 
     /// Replaces everything with a table built elsewhere (the first full load).
-    pub fn install(&mut self, table: KeyTable, revision: u64) {
+    pub fn install(&mut self, table: KeyTable, position: Position) {
         self.table = table;
-        self.revision = revision;
+        self.reposition(position);
     }
 
     /// Applies an incremental change set. Removals go first: a key deleted and then
@@ -100,6 +124,7 @@ impl KeySet {
             keys,
             more,
             revision: self.revision,
+            epoch: self.epoch,
         }
     }
 }

@@ -11,7 +11,7 @@ use keysync_proto::v1::key_sync_server::KeySyncServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
@@ -21,14 +21,19 @@ use crate::serve::admin::{self, AdminState};
 use crate::serve::change_feed::ChangeFeed;
 use crate::serve::ext_authz::ExtAuthzService;
 use crate::serve::grpc::KeySyncService;
+use crate::serve::grpc_guard::GuardLayer;
+use crate::serve::grpc_tls::{self, TlsError};
+use crate::serve::health;
 use crate::serve::key_set::SharedKeySet;
 use crate::serve::watch_server::{WatchSettings, Watches};
 use crate::sync::catch_up::CatchUp;
-use crate::sync::change_listener::{self, Connector};
+use crate::sync::change_listener::{self, Connector, ListenSettings};
+use crate::sync::confirmation::{self, Bounds, Confirmation};
 use crate::sync::freshness::Freshness;
 use crate::sync::loader::{LoadError, Loader};
 use crate::sync::miss::Misses;
 use crate::sync::reload::{self, Reloader, Schedule};
+use crate::sync::revision_probe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -42,6 +47,10 @@ pub enum ServerError {
     Admin(std::io::Error),
     #[error("cannot set up the rate-limit counters: {0}")]
     RateLimit(CounterError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot set up TLS on the gRPC port: {0}")]
+    TlsSetup(tonic::transport::Error),
 }
 
 /// Serves until `shutdown` is cancelled, or fails if the first full snapshot cannot be
@@ -49,13 +58,16 @@ pub enum ServerError {
 /// first, so callers that bind port 0 can find the ports.
 ///
 /// The gRPC port carries `keysync.v1.KeySync`, Envoy's
-/// `envoy.service.ratelimit.v3.RateLimitService` ([`global_limit`]) and Envoy's
-/// `envoy.service.auth.v3.Authorization` ([`crate::serve::ext_authz`]). Both ports
-/// answer at once: `/readyz` says 503, every `KeySync` method and every ext_authz check
-/// of a key `UNAVAILABLE` until the first snapshot is in memory (the rate-limit service
-/// needs no snapshot and answers from the start). After that, change notifications
-/// (through `notifications`) and the periodic poll drive catch-ups; database errors are
-/// logged and retried while the last snapshot keeps being served.
+/// `envoy.service.ratelimit.v3.RateLimitService` ([`global_limit`]), Envoy's
+/// `envoy.service.auth.v3.Authorization` ([`crate::serve::ext_authz`]) and
+/// `grpc.health.v1.Health` ([`health`]), all behind [`GuardLayer`] (token, calls in
+/// progress) and, when configured, TLS. Both ports answer at once: `/readyz` says 503,
+/// every `KeySync` method and every ext_authz check of a key `UNAVAILABLE` until the
+/// first snapshot is in memory (the rate-limit service needs no snapshot and answers
+/// from the start). After that, change notifications (through `notifications`), the
+/// periodic confirmation and the periodic poll drive catch-ups; database errors are
+/// logged and retried while the last snapshot keeps being served, and the key set's
+/// [`Confirmation`] says how long ago it was last confirmed.
 pub async fn run<L: Loader, C: Connector>(
     config: &ServeConfig,
     loader: L,
@@ -71,6 +83,7 @@ pub async fn run<L: Loader, C: Connector>(
         .local_addr()
         .map_err(ServerError::ListenerAddress)?;
     info!("keysync listening: grpc={grpc_addr} http={http_addr}");
+    log_grpc_security(config, grpc_addr);
 
     let metrics = Arc::new(Metrics::new());
     // Whichever part ends first (shutdown, failed start, a server error) stops the rest.
@@ -83,6 +96,14 @@ pub async fn run<L: Loader, C: Connector>(
     )
     .map_err(ServerError::RateLimit)?;
     let readiness = Readiness::new();
+    let confirmation = Confirmation::new(
+        Bounds {
+            overdue: config.confirm_interval + config.db_timeout,
+            unready_after: config.max_unconfirmed,
+            max_staleness: config.max_staleness,
+        },
+        metrics.clone(),
+    );
     let key_set = SharedKeySet::new();
     let feed = Arc::new(ChangeFeed::new(config.changelog_records));
     let reloader = Arc::new(Reloader::new(
@@ -90,13 +111,15 @@ pub async fn run<L: Loader, C: Connector>(
         key_set.clone(),
         feed.clone(),
         metrics.clone(),
+        confirmation.clone(),
     ));
-    let freshness = Freshness::new(metrics.clone());
+    let freshness = Freshness::confirmed_by(metrics.clone(), confirmation.clone());
     let catch_up = reload::spawn_catch_up(reloader.clone(), freshness.clone());
     let misses = Misses::new(catch_up.clone(), freshness.clone(), metrics.clone());
 
     let admin_app = admin::app(AdminState {
         readiness: readiness.clone(),
+        confirmation: confirmation.clone(),
         metrics: metrics.clone(),
     });
     let admin_server = async {
@@ -112,9 +135,11 @@ pub async fn run<L: Loader, C: Connector>(
         feed.clone(),
         catch_up.clone(),
         metrics.clone(),
+        confirmation.clone(),
         WatchSettings {
             chunk: config.watch_chunk,
             heartbeat: config.watch_heartbeat,
+            max_streams: config.max_watch_streams,
         },
         // Open streams would keep the gRPC server's graceful shutdown waiting.
         stop.clone(),
@@ -124,6 +149,7 @@ pub async fn run<L: Loader, C: Connector>(
         misses.clone(),
         readiness.clone(),
         metrics.clone(),
+        confirmation.clone(),
     );
     let service = KeySyncService::new(
         key_set,
@@ -131,7 +157,29 @@ pub async fn run<L: Loader, C: Connector>(
         readiness.clone(),
         metrics.clone(),
         watches,
+        confirmation.clone(),
         config.max_page_size,
+    );
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health::report(&health_reporter, false).await;
+    let monitor = confirmation::run_monitor(
+        confirmation.clone(),
+        |serving| {
+            let reporter = health_reporter.clone();
+            async move { health::report(&reporter, serving).await }
+        },
+        stop.clone(),
+    );
+    let mut grpc_builder = tonic::transport::Server::builder();
+    if let Some(files) = &config.grpc_tls {
+        grpc_builder = grpc_builder
+            .tls_config(grpc_tls::server_config(files)?)
+            .map_err(ServerError::TlsSetup)?;
+    }
+    let guard = GuardLayer::new(
+        config.grpc_token.clone(),
+        config.grpc_max_in_flight,
+        metrics.clone(),
     );
     let pings = async {
         if let Some(pings) = pings {
@@ -139,7 +187,9 @@ pub async fn run<L: Loader, C: Connector>(
         }
     };
     let grpc_server = async {
-        let served = tonic::transport::Server::builder()
+        let served = grpc_builder
+            .layer(guard)
+            .add_service(health_service)
             .add_service(KeySyncServer::new(service))
             .add_service(RateLimitServiceServer::new(rate_limits))
             .add_service(AuthorizationServer::new(ext_authz))
@@ -164,13 +214,39 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, grpc_served, ()) =
-        tokio::join!(sync, admin_server, grpc_server, pings);
+    let (synced, admin_served, grpc_served, (), ()) =
+        tokio::join!(sync, admin_server, grpc_server, pings, monitor);
     synced?;
     admin_served?;
     grpc_served?;
     info!("keysync stopped");
     Ok(())
+}
+
+/// Says how the gRPC port authenticates its callers, and warns when a token would cross
+/// a network in clear text.
+fn log_grpc_security(config: &ServeConfig, grpc_addr: SocketAddr) {
+    let token = config.grpc_token.is_some();
+    let tls = config.grpc_tls.as_ref();
+    let mutual = tls.is_some_and(|tls| tls.client_ca.is_some());
+    let callers = match (token, mutual) {
+        (true, true) => "token and client certificates",
+        (true, false) => "token",
+        (false, true) => "client certificates",
+        (false, false) => "none (loopback only)",
+    };
+    let transport = match (tls.is_some(), mutual) {
+        (false, _) => "plain text",
+        (true, false) => "TLS",
+        (true, true) => "mutual TLS",
+    };
+    info!("grpc authentication: {callers}, {transport}");
+    if token && tls.is_none() && !grpc_addr.ip().is_loopback() {
+        warn!(
+            "grpc token travels in clear text beyond loopback: set KEYSYNC_GRPC_TLS_CERT \
+             and KEYSYNC_GRPC_TLS_KEY, or keep keysync's network private"
+        );
+    }
 }
 
 /// How the key set follows the database after the first snapshot.
@@ -199,10 +275,11 @@ async fn keep_in_sync<L: Loader, C: Connector>(
     };
     let summary = loaded.map_err(ServerError::InitialLoad)?;
     readiness.set_ready();
-    metrics.set_ready();
     info!(
-        "snapshot loaded: keys={} revision={}",
-        summary.keys, summary.revision
+        "snapshot loaded: keys={} revision={} epoch={:016x}",
+        summary.keys,
+        summary.revision,
+        reloader.position().epoch
     );
     let schedule = Schedule {
         poll_interval: config.poll_interval,
@@ -221,9 +298,20 @@ async fn keep_in_sync<L: Loader, C: Connector>(
         || reloader.revision(),
         freshness,
         metrics.clone(),
+        ListenSettings {
+            ping_interval: config.confirm_interval,
+            timeout: config.db_timeout,
+        },
+        stop.clone(),
+    );
+    let probes = revision_probe::run(
+        reloader.clone(),
+        catch_up.clone(),
+        config.confirm_interval,
+        metrics.clone(),
         stop.clone(),
     );
     let poll = reload::run_periodic(reloader.clone(), catch_up, schedule, stop.clone());
-    tokio::join!(listen, poll);
+    tokio::join!(listen, probes, poll);
     Ok(())
 }

@@ -1,41 +1,59 @@
-//! The server side of `WatchKeys` (the filter's `watch.rs` is the client side): a
+//! The server side of `WatchKeys` (the filter's `watch_client.rs` is the client side): a
 //! stream per client that replays the changes after the client's revision from the
 //! changelog, then follows new ones live, with heartbeats when quiet.
 //!
 //! Where a stream starts ([`plan`]):
+//! - the client names another epoch (another revision history, see
+//!   [`crate::sync::history`]): one `resync_required` message at the key set's revision,
+//!   then live batches after it;
 //! - the client's revision A is covered by the changelog (base <= A <= the key set's
 //!   revision): the held batches after A, then live ones;
-//! - A is older than the changelog (A < base): one `resync_required` message at the
-//!   key set's revision, then live batches after it;
-//! - A is newer than the key set (the client saw a newer keysync): a catch-up is asked
-//!   for, and only batches after A are sent, so the client never moves backwards.
+//! - A is older than the changelog (A < base): `resync_required` as above;
+//! - A is newer than the key set (the client saw a keysync a moment ahead of this one,
+//!   or holds a revision that is wrong): a catch-up is asked for and waited for (at most
+//!   [`AHEAD_WAIT`]); then the stream starts as planned anew, and a client still ahead
+//!   is told to resync rather than left waiting for the database to pass it.
 //!
-//! The stream never sends a batch at or below the last revision it sent. A watcher that
-//! falls behind the live broadcast replays from the changelog, or is told to reload
-//! when the changelog no longer reaches back far enough.
+//! The stream never sends a batch at or below the last revision it sent, except after a
+//! `resync_required`. A watcher that falls behind the live broadcast replays from the
+//! changelog, or is told to reload when the changelog no longer reaches back far enough
+//! (or now counts in another epoch). When the key set moves to another revision history,
+//! every stream is told to resync.
+//!
+//! Every message carries [`Provenance`]: the epoch its revision counts in and how long
+//! ago the key set was last confirmed against PostgreSQL. While that is longer than
+//! `KEYSYNC_MAX_UNCONFIRMED` keysync is not serving ([`Confirmation`]): open streams end
+//! with `UNAVAILABLE` (so clients reconnect, perhaps to a healthy keysync) and new ones
+//! are refused. At most `max_streams` streams are open at once; more are refused
+//! `RESOURCE_EXHAUSTED`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use keysync_proto::v1::KeyChanges;
+use keysync_proto::v1::{KeyChanges, Provenance};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::info;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RefusalReason};
 use crate::serve::change_feed::{ChangeFeed, FeedEvent};
 use crate::serve::changelog::Changelog;
 use crate::serve::changes::Changes;
 use crate::serve::key_record::to_record;
 use crate::sync::catch_up::CatchUp;
+use crate::sync::confirmation::Confirmation;
 
 /// Messages buffered per stream between the watcher and tonic; a client that does not
 /// read lets the watcher fall behind the broadcast, which the changelog then covers.
 const OUTBOX: usize = 16;
+
+/// How long a stream for a client ahead of the key set waits for a catch-up before the
+/// client is told to resync.
+pub const AHEAD_WAIT: Duration = Duration::from_secs(2);
 
 /// The stream type of `WatchKeys`.
 pub type WatchStream = ReceiverStream<Result<KeyChanges, Status>>;
@@ -47,6 +65,8 @@ pub struct WatchSettings {
     pub chunk: usize,
     /// Silence after which a heartbeat is sent.
     pub heartbeat: Duration,
+    /// Most streams open at once.
+    pub max_streams: usize,
 }
 
 /// Where a new stream starts, decided from the changelog at subscription time.
@@ -54,15 +74,20 @@ pub struct WatchSettings {
 pub enum Start {
     /// Send these batches (all after the client's revision), then live ones.
     Replay(Vec<Arc<Changes>>),
-    /// The changelog does not reach back to the client's revision: the client must
-    /// reload; its key set will then be at least at this (the key set's) revision.
+    /// The changelog does not reach back to the client's revision, or counts in another
+    /// epoch: the client must reload; its key set will then be at least at this (the
+    /// key set's) revision.
     Resync(u64),
-    /// The client is ahead of the key set: catch up, and send only what is newer.
+    /// The client is ahead of the key set: catch up, and plan again.
     Ahead,
 }
 
-/// Decides where a stream for a client complete up to `after` starts.
-pub fn plan(log: &Changelog, after: u64) -> Start {
+/// Decides where a stream for a client complete up to `after` in `epoch` (0: unknown)
+/// starts.
+pub fn plan(log: &Changelog, after: u64, epoch: u64) -> Start {
+    if epoch != 0 && epoch != log.epoch() {
+        return Start::Resync(log.revision());
+    }
     if after > log.revision() {
         return Start::Ahead;
     }
@@ -74,7 +99,8 @@ pub fn plan(log: &Changelog, after: u64) -> Start {
 
 /// The messages that carry `batch`: at most `chunk` records each, upserts first, all
 /// with the batch's revision, every one but the last marked `partial`. Built one at a
-/// time, so a large batch is not copied whole.
+/// time, so a large batch is not copied whole. (Their provenance is set as they are
+/// sent.)
 pub fn messages(batch: &Changes, chunk: usize) -> impl Iterator<Item = KeyChanges> + '_ {
     let chunk = chunk.max(1);
     let upserts = batch.upserts.len();
@@ -94,6 +120,7 @@ pub fn messages(batch: &Changes, chunk: usize) -> impl Iterator<Item = KeyChange
                 .collect(),
             resync_required: false,
             partial: index + 1 < count,
+            provenance: None,
         }
     })
 }
@@ -104,7 +131,10 @@ pub struct Watches {
     feed: Arc<ChangeFeed>,
     catch_up: CatchUp,
     metrics: Arc<Metrics>,
+    confirmation: Confirmation,
     settings: WatchSettings,
+    /// One permit per open stream.
+    streams: Arc<Semaphore>,
     /// Cancelled at shutdown: every stream ends, so the gRPC server can stop.
     stop: CancellationToken,
 }
@@ -114,6 +144,7 @@ impl Watches {
         feed: Arc<ChangeFeed>,
         catch_up: CatchUp,
         metrics: Arc<Metrics>,
+        confirmation: Confirmation,
         settings: WatchSettings,
         stop: CancellationToken,
     ) -> Self {
@@ -121,36 +152,53 @@ impl Watches {
             feed,
             catch_up,
             metrics,
+            confirmation,
+            streams: Arc::new(Semaphore::new(settings.max_streams.max(1))),
             settings,
             stop,
         }
     }
 
-    /// Opens a stream for a client complete up to `after`. Subscribes to live batches
-    /// before reading the changelog, so nothing falls between the two.
-    pub fn open(&self, after: u64) -> WatchStream {
-        let (live, start) = self.feed.subscribe(|log| plan(log, after));
+    /// Opens a stream for a client complete up to `after` in `epoch` (0: unknown).
+    /// Subscribes to live batches before reading the changelog, so nothing falls
+    /// between the two. Refused while keysync is not serving, and beyond the bound on
+    /// open streams.
+    pub fn open(&self, after: u64, epoch: u64) -> Result<WatchStream, Status> {
+        if !self.confirmation.is_serving() {
+            return Err(Status::unavailable(self.confirmation.describe_unserving()));
+        }
+        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            self.metrics.record_refusal(RefusalReason::WatchStreams);
+            return Err(Status::resource_exhausted(format!(
+                "keysync holds {} WatchKeys streams already (KEYSYNC_MAX_WATCH_STREAMS)",
+                self.settings.max_streams
+            )));
+        };
+        let (live, (start, log_epoch)) = self
+            .feed
+            .subscribe(|log| (plan(log, after, epoch), log.epoch()));
         let (outbox, stream) = mpsc::channel(OUTBOX);
         let watcher = Watcher {
             feed: self.feed.clone(),
+            catch_up: self.catch_up.clone(),
+            confirmation: self.confirmation.clone(),
             settings: self.settings,
             stop: self.stop.clone(),
             outbox,
+            after,
+            requested_epoch: epoch,
+            epoch: log_epoch,
             last_sent: after,
             last_message: Instant::now(),
         };
         let open = self.metrics.watch_stream();
-        let catch_up = self.catch_up.clone();
-        info!("watch opened: after_revision={after}");
+        info!("watch opened: after_revision={after} epoch={epoch:016x}");
         tokio::spawn(async move {
-            let _open = open;
-            if start == Start::Ahead {
-                catch_up.trigger();
-            }
+            let _open = (open, permit);
             let (end, last_sent) = watcher.run(start, live).await;
             info!("watch closed: last_revision={last_sent} ({end})");
         });
-        ReceiverStream::new(stream)
+        Ok(ReceiverStream::new(stream))
     }
 }
 
@@ -161,6 +209,8 @@ enum End {
     ClientGone,
     /// Shutdown, or the feed is gone.
     Stopped,
+    /// keysync is not serving: its key set is unconfirmed for too long.
+    Unconfirmed,
 }
 
 impl std::fmt::Display for End {
@@ -168,6 +218,7 @@ impl std::fmt::Display for End {
         f.write_str(match self {
             End::ClientGone => "client gone",
             End::Stopped => "shutting down",
+            End::Unconfirmed => "key set unconfirmed for too long",
         })
     }
 }
@@ -182,13 +233,26 @@ enum Wake {
 /// One stream's state.
 struct Watcher {
     feed: Arc<ChangeFeed>,
+    catch_up: CatchUp,
+    confirmation: Confirmation,
     settings: WatchSettings,
     stop: CancellationToken,
     outbox: mpsc::Sender<Result<KeyChanges, Status>>,
+    /// What the client asked for.
+    after: u64,
+    requested_epoch: u64,
+    /// The epoch the revisions this stream sends count in.
+    epoch: u64,
     /// The revision the client is complete up to, as far as this stream knows.
     last_sent: u64,
     /// When the last message went out; heartbeats follow silence.
     last_message: Instant,
+}
+
+/// Resolves once keysync stops serving.
+async fn unserving(serving: &mut watch::Receiver<bool>) {
+    // The sender lives as long as the confirmation this stream holds.
+    let _ = serving.wait_for(|serving| !*serving).await;
 }
 
 impl Watcher {
@@ -198,6 +262,12 @@ impl Watcher {
             Ok(()) => End::Stopped,
             Err(end) => end,
         };
+        if end == End::Unconfirmed {
+            // The client hears why, and reconnects (perhaps to another keysync).
+            let _ = self.outbox.try_send(Err(Status::unavailable(
+                self.confirmation.describe_unserving(),
+            )));
+        }
         (end, self.last_sent)
     }
 
@@ -206,11 +276,19 @@ impl Watcher {
         start: Start,
         mut live: broadcast::Receiver<FeedEvent>,
     ) -> Result<(), End> {
+        let mut serving = self.confirmation.serving();
+        let start = match start {
+            Start::Ahead => self.catch_up_with_client().await?,
+            start => start,
+        };
         match start {
             Start::Replay(batches) => self.send_batches(&batches).await?,
             Start::Resync(revision) => self.send_resync(revision).await?,
-            // Nothing to send until the key set passes the client.
-            Start::Ahead => {}
+            Start::Ahead => {
+                // Still ahead after a catch-up: what the client holds cannot be right.
+                let revision = self.feed.revision();
+                self.send_resync(revision).await?;
+            }
         }
         loop {
             let heartbeat_at = self.last_message + self.settings.heartbeat;
@@ -218,6 +296,7 @@ impl Watcher {
                 biased;
                 _ = self.stop.cancelled() => Wake::End(End::Stopped),
                 _ = self.outbox.closed() => Wake::End(End::ClientGone),
+                _ = unserving(&mut serving) => Wake::End(End::Unconfirmed),
                 event = live.recv() => Wake::Event(event),
                 _ = tokio::time::sleep_until(heartbeat_at) => Wake::Heartbeat,
             };
@@ -229,32 +308,54 @@ impl Watcher {
         }
     }
 
+    /// The client is ahead of the key set: waits (a little) for a catch-up, and plans
+    /// the start again.
+    async fn catch_up_with_client(&mut self) -> Result<Start, End> {
+        tokio::select! {
+            _ = self.stop.cancelled() => return Err(End::Stopped),
+            // Its outcome does not matter: the changelog says where the key set is.
+            _ = tokio::time::timeout(AHEAD_WAIT, self.catch_up.request()) => {}
+        }
+        let (start, epoch) = self
+            .feed
+            .read(|log| (plan(log, self.after, self.requested_epoch), log.epoch()));
+        self.epoch = epoch;
+        Ok(start)
+    }
+
     async fn handle(&mut self, event: Result<FeedEvent, RecvError>) -> Result<(), End> {
         match event {
             Ok(FeedEvent::Batch(batch)) => self.send_batches(&[batch]).await,
-            Ok(FeedEvent::Reset(revision)) => self.send_resync(revision).await,
+            Ok(FeedEvent::Reset(position)) => {
+                self.epoch = position.epoch;
+                self.send_resync(position.revision).await
+            }
             Err(RecvError::Lagged(_)) => self.catch_up_from_log().await,
             Err(RecvError::Closed) => Err(End::Stopped),
         }
     }
 
     /// After falling behind the broadcast: replay what the changelog still holds after
-    /// the last revision sent, or have the client reload. Events still queued are then
-    /// skipped by revision.
+    /// the last revision sent, or have the client reload (also when the key set moved to
+    /// another history meanwhile). Events still queued are then skipped by revision.
     async fn catch_up_from_log(&mut self) -> Result<(), End> {
         let after = self.last_sent;
-        let (missed, revision) = self.feed.read(|log| (log.since(after), log.revision()));
+        let (missed, position) = self.feed.read(|log| (log.since(after), log.position()));
+        if position.epoch != self.epoch {
+            self.epoch = position.epoch;
+            return self.send_resync(position.revision).await;
+        }
         match missed {
             Some(batches) => self.send_batches(&batches).await,
-            None => self.send_resync(revision).await,
+            None => self.send_resync(position.revision).await,
         }
     }
 
     /// Sends a heartbeat at the key set's revision, after delivering everything queued up
     /// to it: a heartbeat must not claim a revision whose changes were not sent yet.
     async fn heartbeat(&mut self, live: &mut broadcast::Receiver<FeedEvent>) -> Result<(), End> {
-        // Every batch up to `revision` was broadcast before the revision was readable.
-        let revision = self.feed.revision();
+        // Every batch up to `position` was broadcast before the position was readable.
+        let position = self.feed.position();
         let quiet_since = self.last_message;
         loop {
             let event = match live.try_recv() {
@@ -269,8 +370,12 @@ impl Watcher {
             // Changes went out instead; the next heartbeat follows the next silence.
             return Ok(());
         }
+        if position.epoch != self.epoch {
+            self.epoch = position.epoch;
+            return self.send_resync(position.revision).await;
+        }
         // Never below what the client already has (it may be ahead of this key set).
-        self.last_sent = self.last_sent.max(revision);
+        self.last_sent = self.last_sent.max(position.revision);
         self.send(KeyChanges {
             revision: self.last_sent,
             ..KeyChanges::default()
@@ -303,7 +408,13 @@ impl Watcher {
         Ok(())
     }
 
-    async fn send(&mut self, message: KeyChanges) -> Result<(), End> {
+    /// Sends `message` with its provenance: the stream's epoch and the confirmation's
+    /// age as of now.
+    async fn send(&mut self, mut message: KeyChanges) -> Result<(), End> {
+        message.provenance = Some(Provenance {
+            epoch: self.epoch,
+            confirmed_age_ms: self.confirmation.age_ms(),
+        });
         tokio::select! {
             biased;
             _ = self.stop.cancelled() => return Err(End::Stopped),
@@ -319,8 +430,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::position::Position;
     use crate::serve::key_entry::KeyEntry;
     use crate::sync::catch_up::DEFAULT_MIN_SPACING;
+    use crate::sync::confirmation::Bounds;
     use tokio_stream::StreamExt;
 
     const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -340,6 +453,21 @@ mod tests {
         metrics: Arc<Metrics>,
         stop: CancellationToken,
         catch_ups: Arc<AtomicUsize>,
+        confirmation: Confirmation,
+    }
+
+    /// Confirmed now; not serving after a day of (paused) time without another.
+    fn confirmation(metrics: &Arc<Metrics>) -> Confirmation {
+        let confirmation = Confirmation::new(
+            Bounds {
+                overdue: Duration::from_secs(7),
+                unready_after: Duration::from_secs(86_400),
+                max_staleness: Duration::from_secs(86_400),
+            },
+            metrics.clone(),
+        );
+        confirmation.confirm(Instant::now());
+        confirmation
     }
 
     /// A feed started at revision 10, holding `max_records`, broadcasting `capacity`.
@@ -356,13 +484,16 @@ mod tests {
         });
         let metrics = Arc::new(Metrics::new());
         let stop = CancellationToken::new();
+        let confirmation = confirmation(&metrics);
         let watches = Watches::new(
             feed.clone(),
             catch_up,
             metrics.clone(),
+            confirmation.clone(),
             WatchSettings {
                 chunk,
                 heartbeat: HEARTBEAT,
+                max_streams: 4,
             },
             stop.clone(),
         );
@@ -372,6 +503,7 @@ mod tests {
             metrics,
             stop,
             catch_ups,
+            confirmation,
         }
     }
 
@@ -415,7 +547,7 @@ mod tests {
             ..Changes::default()
         });
         fn replayed(log: &Changelog, after: u64) -> Vec<u64> {
-            match plan(log, after) {
+            match plan(log, after, 0) {
                 Start::Replay(batches) => batches.iter().map(|b| b.revision).collect(),
                 other => panic!("after {after}: {other:?}"),
             }
@@ -424,14 +556,17 @@ mod tests {
         assert_eq!(replayed(&log, 13), vec![14, 16]);
         assert_eq!(replayed(&log, 16), Vec::<u64>::new());
         assert_eq!(replayed(&log, 17), Vec::<u64>::new());
-        assert_eq!(plan(&log, 9), Start::Resync(17));
-        assert_eq!(plan(&log, 0), Start::Resync(17));
-        assert_eq!(plan(&log, 18), Start::Ahead);
+        assert_eq!(plan(&log, 9, 0), Start::Resync(17));
+        assert_eq!(plan(&log, 0, 0), Start::Resync(17));
+        assert_eq!(plan(&log, 18, 0), Start::Ahead);
+        // Another epoch: whatever the revision, reload.
+        assert_eq!(plan(&log, 16, 99), Start::Resync(17));
+        assert_eq!(plan(&log, 18, 99), Start::Resync(17));
 
         // Truncation moves the base: revision 10 and 11 are no longer covered.
         log.record(changes_at(18));
         assert_eq!(log.base(), 12);
-        assert_eq!(plan(&log, 11), Start::Resync(18));
+        assert_eq!(plan(&log, 11, 0), Start::Resync(18));
         assert_eq!(replayed(&log, 12), vec![14, 16, 18]);
     }
 
@@ -460,7 +595,7 @@ mod tests {
         let fixture = fixture(100, 16, 100);
         fixture.feed.record(batch(11, 1, 0));
         fixture.feed.record(batch(12, 0, 1));
-        let mut stream = fixture.watches.open(11);
+        let mut stream = fixture.watches.open(11, 0).unwrap();
         assert_eq!(
             summary(&next(&mut stream).await),
             (12, vec![], vec![200], false, false)
@@ -475,7 +610,7 @@ mod tests {
     async fn batches_recorded_while_opening_are_sent_once() {
         let fixture = fixture(100, 16, 100);
         fixture.feed.record(batch(11, 1, 0));
-        let mut stream = fixture.watches.open(10);
+        let mut stream = fixture.watches.open(10, 0).unwrap();
         // In the log at subscription (11) and broadcast after it (12): no duplicates.
         fixture.feed.record(batch(12, 1, 0));
         assert_eq!(summary(&next(&mut stream).await).0, 11);
@@ -490,7 +625,7 @@ mod tests {
         fixture.feed.record(batch(11, 1, 0));
         for after in [0, 9] {
             let store_revision = fixture.feed.revision();
-            let mut stream = fixture.watches.open(after);
+            let mut stream = fixture.watches.open(after, 0).unwrap();
             let first = summary(&next(&mut stream).await);
             assert_eq!(first, (store_revision, vec![], vec![], true, false));
             fixture.feed.record(batch(store_revision + 1, 1, 0));
@@ -505,22 +640,205 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn client_ahead_asks_for_a_catch_up_and_never_moves_back() {
         let fixture = fixture(100, 16, 100);
-        let mut stream = fixture.watches.open(20);
+        let mut stream = fixture.watches.open(20, 0).unwrap();
         fixture.feed.record(batch(15, 1, 0));
         fixture.feed.record(batch(21, 2, 0));
         assert_eq!(summary(&next(&mut stream).await).0, 21);
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 1);
 
-        // Heartbeats do not go below the client's revision either.
-        let mut ahead = fixture.watches.open(30);
-        let beat = next(&mut ahead).await;
-        assert_eq!(summary(&beat), (30, vec![], vec![], false, false));
+        // Still ahead after a catch-up: what the client holds cannot be right, so it
+        // is told to resync at once rather than left waiting for the database.
+        let asked = Instant::now();
+        let mut ahead = fixture.watches.open(30, 0).unwrap();
+        let resync = next(&mut ahead).await;
+        assert_eq!(summary(&resync), (21, vec![], vec![], true, false));
+        assert!(Instant::now() - asked < AHEAD_WAIT);
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 2);
+        // ... and follows live changes after it.
+        fixture.feed.record(batch(22, 1, 0));
+        assert_eq!(summary(&next(&mut ahead).await).0, 22);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_message_carries_the_epoch_and_the_confirmation_age() {
+        let fixture = fixture(100, 16, 100);
+        let position = Position {
+            epoch: 77,
+            revision: 10,
+        };
+        fixture.feed.restart(position);
+        let mut stream = fixture.watches.open(10, 77).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        fixture.feed.record(batch(11, 1, 0));
+        let change = next(&mut stream).await;
+        let provenance = change.provenance.unwrap();
+        assert_eq!(provenance.epoch, 77);
+        assert_eq!(provenance.confirmed_age_ms, 1000);
+        // Heartbeats too, with the age growing while nothing confirms.
+        let beat = next(&mut stream).await;
+        assert_eq!(
+            beat.provenance.unwrap(),
+            Provenance {
+                epoch: 77,
+                confirmed_age_ms: 6000,
+            }
+        );
+        fixture.confirmation.confirm(Instant::now());
+        let beat = next(&mut stream).await;
+        assert_eq!(
+            beat.provenance.unwrap().confirmed_age_ms,
+            5000,
+            "one heartbeat later"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_of_another_epoch_must_resync() {
+        let fixture = fixture(100, 16, 100);
+        fixture.feed.restart(Position {
+            epoch: 77,
+            revision: 10,
+        });
+        fixture.feed.record(batch(11, 1, 0));
+        // Covered by the changelog, but counted in another history.
+        let mut stream = fixture.watches.open(10, 55).unwrap();
+        let first = next(&mut stream).await;
+        assert_eq!(summary(&first), (11, vec![], vec![], true, false));
+        assert_eq!(first.provenance.unwrap().epoch, 77);
+        // An unknown epoch (0) is taken on trust.
+        let mut unknown = fixture.watches.open(10, 0).unwrap();
+        assert_eq!(summary(&next(&mut unknown).await).0, 11);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_history_tells_every_stream_to_resync_with_the_new_epoch() {
+        let fixture = fixture(100, 16, 100);
+        fixture.feed.restart(Position {
+            epoch: 77,
+            revision: 10,
+        });
+        fixture.feed.record(batch(11, 1, 0));
+        let mut stream = fixture.watches.open(11, 77).unwrap();
+        // A restored dump: the revision went back to 5, in a new history.
+        fixture.feed.restart(Position {
+            epoch: 99,
+            revision: 5,
+        });
+        let resync = next(&mut stream).await;
+        assert_eq!(summary(&resync), (5, vec![], vec![], true, false));
+        assert_eq!(resync.provenance.unwrap().epoch, 99);
+        // Changes of the new history follow, though their revisions are below 11.
+        fixture.feed.record(batch(6, 1, 0));
+        let change = next(&mut stream).await;
+        assert_eq!((change.revision, change.provenance.unwrap().epoch), (6, 99));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lagging_watcher_that_missed_a_new_history_must_resync() {
+        let fixture = fixture(100, 2, 100);
+        fixture.feed.restart(Position {
+            epoch: 77,
+            revision: 10,
+        });
+        let mut stream = fixture.watches.open(10, 77).unwrap();
+        // Before the watcher runs: more events than it buffers, the reset among them.
+        fixture.feed.record(batch(11, 1, 0));
+        fixture.feed.restart(Position {
+            epoch: 99,
+            revision: 20,
+        });
+        for revision in 21..=24 {
+            fixture.feed.record(batch(revision, 1, 0));
+        }
+        let first = next(&mut stream).await;
+        assert_eq!((first.revision, first.resync_required), (24, true));
+        assert_eq!(first.provenance.unwrap().epoch, 99);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_close_when_the_key_set_goes_unconfirmed_and_reopen_after() {
+        let feed = Arc::new(ChangeFeed::new(100));
+        feed.start(10);
+        let metrics = Arc::new(Metrics::new());
+        let confirmation = Confirmation::new(
+            Bounds {
+                overdue: Duration::from_secs(7),
+                unready_after: Duration::from_secs(30),
+                max_staleness: Duration::from_secs(900),
+            },
+            metrics.clone(),
+        );
+        let catch_up = CatchUp::spawn(DEFAULT_MIN_SPACING, || async { Ok::<(), String>(()) });
+        let watches = Watches::new(
+            feed,
+            catch_up,
+            metrics.clone(),
+            confirmation.clone(),
+            WatchSettings {
+                chunk: 10,
+                heartbeat: HEARTBEAT,
+                max_streams: 4,
+            },
+            CancellationToken::new(),
+        );
+        assert_eq!(
+            watches.open(10, 0).unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
+        confirmation.confirm(Instant::now());
+        let mut stream = watches.open(10, 0).unwrap();
+        let mut ages = Vec::new();
+        let error = loop {
+            // The monitor's job in `serve`.
+            confirmation.evaluate();
+            match tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
+                Err(_) => continue,
+                Ok(Some(Ok(beat))) => ages.push(beat.provenance.unwrap().confirmed_age_ms),
+                Ok(Some(Err(status))) => break status,
+                Ok(None) => panic!("ended without a status"),
+            }
+        };
+        assert_eq!(ages, vec![5000, 10_000, 15_000, 20_000, 25_000, 30_000]);
+        assert_eq!(error.code(), tonic::Code::Unavailable);
+        assert!(
+            error.message().contains("not confirmed against PostgreSQL"),
+            "{}",
+            error.message()
+        );
+        assert!(stream.next().await.is_none());
+        let refused = watches.open(10, 0).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        confirmation.confirm(Instant::now());
+        assert!(watches.open(10, 0).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_beyond_the_bound_are_refused() {
+        let fixture = fixture(100, 16, 100);
+        let open: Vec<_> = (0..4)
+            .map(|_| fixture.watches.open(10, 0).unwrap())
+            .collect();
+        let refused = fixture.watches.open(10, 0).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_grpc_refused_total{reason=\"watch_streams\"} 1"));
+        drop(open);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while fixture.watches.open(10, 0).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the permits of closed streams came back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn quiet_streams_get_heartbeats_at_the_store_revision() {
         let fixture = fixture(100, 16, 100);
-        let mut stream = fixture.watches.open(10);
+        let mut stream = fixture.watches.open(10, 0).unwrap();
         let opened = Instant::now();
         let beat = next(&mut stream).await;
         assert_eq!(summary(&beat), (10, vec![], vec![], false, false));
@@ -546,7 +864,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn large_batch_arrives_in_chunks_with_one_revision() {
         let fixture = fixture(100, 16, 4);
-        let mut stream = fixture.watches.open(10);
+        let mut stream = fixture.watches.open(10, 0).unwrap();
         fixture.feed.record(batch(11, 6, 3));
         let parts = [
             next(&mut stream).await,
@@ -566,7 +884,7 @@ mod tests {
     async fn lagging_watcher_replays_from_the_log() {
         // Two events buffered: the watcher (not run yet) misses the first four.
         let fixture = fixture(100, 2, 100);
-        let mut stream = fixture.watches.open(10);
+        let mut stream = fixture.watches.open(10, 0).unwrap();
         for revision in 11..=16 {
             fixture.feed.record(batch(revision, 1, 0));
         }
@@ -589,7 +907,7 @@ mod tests {
     async fn lagging_watcher_beyond_the_log_must_resync() {
         // The log holds two records: by the time the watcher runs, 11..14 are gone.
         let fixture = fixture(2, 2, 100);
-        let mut stream = fixture.watches.open(10);
+        let mut stream = fixture.watches.open(10, 0).unwrap();
         for revision in 11..=16 {
             fixture.feed.record(batch(revision, 1, 0));
         }
@@ -604,7 +922,7 @@ mod tests {
     async fn reset_tells_watchers_to_reload() {
         let fixture = fixture(100, 16, 100);
         fixture.feed.record(batch(11, 1, 0));
-        let mut stream = fixture.watches.open(11);
+        let mut stream = fixture.watches.open(11, 0).unwrap();
         fixture.feed.record(batch(11, 2, 0));
         let reset = next(&mut stream).await;
         assert_eq!((reset.revision, reset.resync_required), (11, true));
@@ -613,8 +931,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn streams_end_when_the_client_goes_or_at_shutdown() {
         let fixture = fixture(100, 16, 100);
-        let gone = fixture.watches.open(10);
-        let mut staying = fixture.watches.open(10);
+        let gone = fixture.watches.open(10, 0).unwrap();
+        let mut staying = fixture.watches.open(10, 0).unwrap();
         assert!(fixture.metrics.encode().contains("keysync_watch_streams 2"));
         drop(gone);
         let deadline = Instant::now() + Duration::from_secs(1);

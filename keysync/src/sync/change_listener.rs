@@ -10,10 +10,18 @@
 //! retried with backoff (about 1 s doubling to 30 s, jittered). The periodic poll stays
 //! as the fallback. Every keysync process listens for itself; nothing is exclusive.
 //!
+//! A listening connection only ever waits, so a peer that went silent (a blackholed
+//! network, a frozen server) would look connected for good: every `ping_interval` the
+//! listener sends a query on it and drops the connection when no answer comes within
+//! `timeout`, like any other lost connection. Connecting is bounded the same way. Each
+//! connection comes from a pool of its own, so one stuck in closing never blocks the
+//! next.
+//!
 //! [`Connector`] is a trait so the reconnect logic can be tested without a database.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -36,6 +44,17 @@ pub enum ListenError {
     Database(#[from] sqlx::Error),
     #[error("connection lost")]
     ConnectionLost,
+    #[error("no answer from PostgreSQL within {0:?}")]
+    Timeout(Duration),
+}
+
+/// How the listener checks on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenSettings {
+    /// How often a quiet connection is pinged.
+    pub ping_interval: Duration,
+    /// How long connecting, or a ping, may take.
+    pub timeout: Duration,
 }
 
 /// Opens listening connections.
@@ -48,12 +67,17 @@ pub trait Connector: Send + Sync + 'static {
 
 /// One listening connection.
 pub trait Listener: Send {
-    /// The next notification's payload; an error once the connection is gone.
+    /// The next notification's payload; an error once the connection is gone. Dropping
+    /// the future loses nothing (a notification read meanwhile stays buffered).
     fn recv(&mut self) -> impl Future<Output = Result<String, ListenError>> + Send;
+
+    /// A round trip on the connection: an error once it is gone.
+    fn ping(&mut self) -> impl Future<Output = Result<(), ListenError>> + Send;
 }
 
-/// Listens on PostgreSQL through a pool of its own (one connection), so the listening
-/// connection never goes back to the pool the loads use.
+/// Listens on PostgreSQL through a pool of its own (one connection) for each connection,
+/// so the listening connection never goes back to the pool the loads use, and a dead one
+/// (whose goodbye may hang until TCP gives up) never holds up the next.
 #[derive(Debug, Clone)]
 pub struct PgConnector {
     pool: PgPool,
@@ -62,9 +86,7 @@ pub struct PgConnector {
 impl PgConnector {
     /// A connector to the database `pool` connects to.
     pub fn new(pool: &PgPool) -> Self {
-        PgConnector {
-            pool: database::dedicated_pool(pool),
-        }
+        PgConnector { pool: pool.clone() }
     }
 }
 
@@ -72,7 +94,8 @@ impl Connector for PgConnector {
     type Listener = PgListener;
 
     async fn connect(&self) -> Result<PgListener, ListenError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
+        let pool = database::dedicated_pool(&self.pool);
+        let mut listener = PgListener::connect_with(&pool).await?;
         // Report a lost connection instead of quietly reconnecting: we must catch up
         // after every reconnection.
         listener.eager_reconnect(false);
@@ -88,6 +111,11 @@ impl Listener for PgListener {
             None => Err(ListenError::ConnectionLost),
         }
     }
+
+    async fn ping(&mut self) -> Result<(), ListenError> {
+        sqlx::query("SELECT 1").execute(&mut *self).await?;
+        Ok(())
+    }
 }
 
 /// Listens until `stop`: each notification of a revision newer than `store_revision()`
@@ -100,13 +128,16 @@ pub async fn run<C: Connector>(
     store_revision: impl Fn() -> u64 + Send,
     freshness: Freshness,
     metrics: Arc<Metrics>,
+    settings: ListenSettings,
     stop: CancellationToken,
 ) {
     let mut backoff = database_backoff();
     loop {
         let connected = tokio::select! {
             _ = stop.cancelled() => return,
-            connected = connector.connect() => connected,
+            connected = tokio::time::timeout(settings.timeout, connector.connect()) => {
+                connected.unwrap_or(Err(ListenError::Timeout(settings.timeout)))
+            }
         };
         let lost = match connected {
             Ok(mut listener) => {
@@ -126,7 +157,13 @@ pub async fn run<C: Connector>(
                                 freshness.set_listening(false);
                                 return;
                             }
-                            lost = follow(&mut listener, &catch_up, &store_revision, &metrics) => lost,
+                            lost = follow(
+                                &mut listener,
+                                &catch_up,
+                                &store_revision,
+                                &metrics,
+                                settings,
+                            ) => lost,
                         };
                         freshness.set_listening(false);
                         error!("database error: change listener: {lost}");
@@ -154,15 +191,31 @@ pub async fn run<C: Connector>(
     }
 }
 
-/// Receives notifications until the connection fails; returns why.
+/// Receives notifications until the connection fails or a ping goes unanswered; returns
+/// why.
 async fn follow<L: Listener>(
     listener: &mut L,
     catch_up: &CatchUp,
     store_revision: &impl Fn() -> u64,
     metrics: &Metrics,
+    settings: ListenSettings,
 ) -> ListenError {
+    let mut next_ping = tokio::time::Instant::now() + settings.ping_interval;
     loop {
-        match listener.recv().await {
+        let received = tokio::select! {
+            received = listener.recv() => Some(received),
+            _ = tokio::time::sleep_until(next_ping) => None,
+        };
+        let Some(received) = received else {
+            match tokio::time::timeout(settings.timeout, listener.ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(lost)) => return lost,
+                Err(_) => return ListenError::Timeout(settings.timeout),
+            }
+            next_ping = tokio::time::Instant::now() + settings.ping_interval;
+            continue;
+        };
+        match received {
             Ok(payload) => {
                 metrics.record_notification();
                 // Already in the key set (a lookup's catch-up got there first): skip.
@@ -196,11 +249,13 @@ mod tests {
     type Feed = mpsc::UnboundedSender<String>;
 
     /// Connections handed out in order; without one queued, connecting fails. Dropping
-    /// a connection's sender loses that connection.
+    /// a connection's sender loses that connection; while `silent`, connections stop
+    /// answering pings (and connecting never finishes), like a blackholed server.
     #[derive(Clone, Default)]
     struct FakeConnector {
         queued: Arc<Mutex<VecDeque<mpsc::UnboundedReceiver<String>>>>,
         attempts: Arc<Mutex<Vec<Instant>>>,
+        silent: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl FakeConnector {
@@ -215,15 +270,21 @@ mod tests {
         }
     }
 
-    struct FakeListener(mpsc::UnboundedReceiver<String>);
+    struct FakeListener(
+        mpsc::UnboundedReceiver<String>,
+        Arc<std::sync::atomic::AtomicBool>,
+    );
 
     impl Connector for FakeConnector {
         type Listener = FakeListener;
 
         async fn connect(&self) -> Result<FakeListener, ListenError> {
             self.attempts.lock().unwrap().push(Instant::now());
+            if self.silent.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             let next = self.queued.lock().unwrap().pop_front();
-            next.map(FakeListener)
+            next.map(|feed| FakeListener(feed, self.silent.clone()))
                 .ok_or(ListenError::Database(sqlx::Error::PoolTimedOut))
         }
     }
@@ -232,7 +293,19 @@ mod tests {
         async fn recv(&mut self) -> Result<String, ListenError> {
             self.0.recv().await.ok_or(ListenError::ConnectionLost)
         }
+
+        async fn ping(&mut self) -> Result<(), ListenError> {
+            if self.1.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
     }
+
+    const SETTINGS: ListenSettings = ListenSettings {
+        ping_interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+    };
 
     struct Fixture {
         connector: FakeConnector,
@@ -266,6 +339,7 @@ mod tests {
             },
             freshness.clone(),
             metrics.clone(),
+            SETTINGS,
             stop.clone(),
         ));
         Fixture {
@@ -354,5 +428,30 @@ mod tests {
             delay >= nominal / 2 && delay <= nominal,
             "{delay:?} is not within the jitter band of {nominal:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_stops_answering_is_dropped_and_replaced() {
+        let fixture = start();
+        let _connection = fixture.connector.queue();
+        eventually("current", || fixture.freshness.is_current()).await;
+        // Blackholed: the connection looks open, but pings go unanswered.
+        fixture.connector.silent.store(true, Ordering::SeqCst);
+        let silent_at = Instant::now();
+        eventually("lost", || !fixture.freshness.is_current()).await;
+        assert!(
+            silent_at.elapsed() <= SETTINGS.ping_interval + SETTINGS.timeout,
+            "noticed after {:?}",
+            silent_at.elapsed()
+        );
+        // Connecting hangs too, and is given up on after the timeout, again and again.
+        eventually("three more attempts", || {
+            fixture.connector.attempts().len() >= 4
+        })
+        .await;
+        let _again = fixture.connector.queue();
+        fixture.connector.silent.store(false, Ordering::SeqCst);
+        eventually("current again", || fixture.freshness.is_current()).await;
+        fixture.stop.cancel();
     }
 }

@@ -5,11 +5,16 @@
 //! lookup of a key the key set does not hold can be answered from memory
 //! ([`crate::sync::miss`]); otherwise it asks for a catch-up. `/metrics` shows it as
 //! `keysync_change_listener_up`.
+//!
+//! A connection can look alive to keysync while nothing reaches it (a blackholed
+//! network): so notifications are trusted only while the key set was also confirmed
+//! against PostgreSQL recently ([`Confirmation::is_current`]), when one is given.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::metrics::Metrics;
+use crate::sync::confirmation::Confirmation;
 
 /// Shared by the change listener, the catch-up worker and the lookups; cheap to clone.
 #[derive(Debug, Clone)]
@@ -22,6 +27,8 @@ struct Inner {
     /// Both at once, for the lookups to read without the lock.
     current: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Notifications are trusted only while this is current too.
+    confirmation: Option<Confirmation>,
 }
 
 #[derive(Debug)]
@@ -33,6 +40,15 @@ struct State {
 impl Freshness {
     /// Not current: nobody listens yet.
     pub fn new(metrics: Arc<Metrics>) -> Self {
+        Freshness::build(metrics, None)
+    }
+
+    /// As [`Freshness::new`], current only while `confirmation` is current too.
+    pub fn confirmed_by(metrics: Arc<Metrics>, confirmation: Confirmation) -> Self {
+        Freshness::build(metrics, Some(confirmation))
+    }
+
+    fn build(metrics: Arc<Metrics>, confirmation: Option<Confirmation>) -> Self {
         metrics.set_change_listener_up(false);
         Freshness(Arc::new(Inner {
             state: Mutex::new(State {
@@ -41,12 +57,18 @@ impl Freshness {
             }),
             current: AtomicBool::new(false),
             metrics,
+            confirmation,
         }))
     }
 
     /// True while notifications keep the key set current.
     pub fn is_current(&self) -> bool {
         self.0.current.load(Ordering::Acquire)
+            && self
+                .0
+                .confirmation
+                .as_ref()
+                .is_none_or(Confirmation::is_current)
     }
 
     /// The change listener is connected and has caught up since (true), or has lost
@@ -102,5 +124,32 @@ mod tests {
             !freshness.is_current(),
             "a catch-up alone does not make it current"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn notifications_are_not_trusted_once_the_confirmation_is_overdue() {
+        use crate::sync::confirmation::Bounds;
+        use std::time::Duration;
+        use tokio::time::Instant;
+
+        let metrics = Arc::new(Metrics::new());
+        let confirmation = Confirmation::new(
+            Bounds {
+                overdue: Duration::from_secs(7),
+                unready_after: Duration::from_secs(30),
+                max_staleness: Duration::from_secs(900),
+            },
+            metrics.clone(),
+        );
+        let freshness = Freshness::confirmed_by(metrics, confirmation.clone());
+        freshness.set_listening(true);
+        assert!(!freshness.is_current(), "never confirmed");
+        confirmation.confirm(Instant::now());
+        assert!(freshness.is_current());
+        // The listener still looks connected, but nothing confirmed the key set lately.
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert!(!freshness.is_current());
+        confirmation.confirm(Instant::now());
+        assert!(freshness.is_current());
     }
 }

@@ -1,28 +1,55 @@
-//! Reading the key set out of PostgreSQL: a full snapshot, or the changes after a
-//! revision, each from one consistent read-only transaction.
+//! Reading the key set out of PostgreSQL: a full snapshot, the changes after a
+//! revision, or only where the database's history stands (the periodic confirmation),
+//! each from one consistent read-only transaction.
+//!
+//! Every read also says where the database stands ([`DatabaseState`]): its revision and
+//! the epoch of its revision history ([`crate::sync::history`]).
+//!
+//! No step waits for PostgreSQL longer than the loader's timeout (`KEYSYNC_DB_TIMEOUT`):
+//! a server that stops answering (a blackholed network) would otherwise keep a load
+//! waiting for good. A connection that timed out is closed rather than returned to the
+//! pool, since it may be stuck half-way through a reply. (The server applies the same
+//! bound itself through `statement_timeout`, see [`crate::database::serve_pool`].)
 //!
 //! [`Loader`] is a trait so the reload and catch-up logic can be tested without a
 //! database.
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgPool, Postgres};
 use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use crate::key_hash::KeyHash;
 use crate::limit_columns::LimitColumns;
+use crate::position::Position;
 use crate::serve::changes::Changes;
 use crate::serve::key_entry::KeyEntry;
 use crate::serve::key_set::Snapshot;
 use crate::serve::key_table::TableChanged;
+use crate::sync::history::{self, Identity};
+
+/// How long one step of a load (a query, the next row, a commit) may wait for
+/// PostgreSQL unless the loader is told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server-side bound on the one statement of a full snapshot, which streams every
+/// key and may legitimately take longer than other statements (the session's
+/// `statement_timeout`). The client still gives up on any row that takes longer than
+/// the loader's timeout to arrive.
+pub const FULL_SNAPSHOT_STATEMENT_TIMEOUT: &str = "10min";
 
 /// A failed load. The key set keeps what it had.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{}", crate::database::describe_sqlx(.0))]
     Database(#[from] sqlx::Error),
+    /// PostgreSQL did not answer in time (a blackholed network, a stuck server).
+    #[error("no answer from PostgreSQL within {0:?}")]
+    Timeout(Duration),
     /// A row the schema should have made impossible.
     #[error("unexpected row: {0}")]
     InvalidRow(String),
@@ -31,30 +58,51 @@ pub enum LoadError {
     KeySetChanged(#[from] TableChanged),
 }
 
+/// Where the database stands: its revision and history ([`Position`]), and the random
+/// history id behind the epoch (what a new history replaces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseState {
+    pub position: Position,
+    pub history_id: i64,
+}
+
 /// Source of key snapshots and change sets.
 pub trait Loader: Send + Sync + 'static {
     /// Every active key, handed to `sink` one at a time as it is read, so that a
-    /// million keys never sit in memory as a list; returns the revision they reflect.
+    /// million keys never sit in memory as a list; returns where the database stood.
     /// After an error, what `sink` was given is only part of the key set.
     fn full_snapshot_into<S: FnMut(KeyEntry) + Send>(
         &self,
         sink: S,
-    ) -> impl Future<Output = Result<u64, LoadError>> + Send;
+    ) -> impl Future<Output = Result<DatabaseState, LoadError>> + Send;
 
     /// Every active key as one list, with the revision they reflect.
     fn full_snapshot(&self) -> impl Future<Output = Result<Snapshot, LoadError>> + Send {
         async {
             let mut keys = Vec::new();
-            let revision = self.full_snapshot_into(|entry| keys.push(entry)).await?;
-            Ok(Snapshot { revision, keys })
+            let state = self.full_snapshot_into(|entry| keys.push(entry)).await?;
+            Ok(Snapshot {
+                revision: state.position.revision,
+                keys,
+            })
         }
     }
 
-    /// Everything written after `revision`, with the revision the result reflects.
+    /// Everything written after `revision`, and where the database stood (the changes'
+    /// revision is the database's). Meaningful only if the database's epoch is the one
+    /// `revision` counts in.
     fn changes_since(
         &self,
         revision: u64,
-    ) -> impl Future<Output = Result<Changes, LoadError>> + Send;
+    ) -> impl Future<Output = Result<(DatabaseState, Changes), LoadError>> + Send;
+
+    /// Where the database stands, and nothing else: one cheap query.
+    fn state(&self) -> impl Future<Output = Result<DatabaseState, LoadError>> + Send;
+
+    /// Starts a new revision history: replaces the history id with a new random one,
+    /// unless it is no longer `seen` (someone else already did). Returns whether this
+    /// call replaced it. Fails on a read-only database.
+    fn renew_history(&self, seen: i64) -> impl Future<Output = Result<bool, LoadError>> + Send;
 }
 
 /// Both reads see one snapshot of the database, so the revision counter read first
@@ -62,7 +110,32 @@ pub trait Loader: Send + Sync + 'static {
 /// revision R means every revision up to R is visible.
 const BEGIN_CONSISTENT_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
-const SELECT_REVISION: &str = "SELECT revision FROM keysync_revision";
+/// The revision, and what the epoch is made of ([`Identity`]). The WAL timeline is read
+/// only where that cannot fail: not on a standby (`pg_current_wal_lsn` refuses there),
+/// and only with the right to call the functions (granted to everyone by default).
+const SELECT_STATE: &str = "\
+    SELECT r.revision, r.history_id, \
+           (SELECT oid::bigint FROM pg_database WHERE datname = current_database()) \
+               AS database_oid, \
+           'keysync_revision'::regclass::oid::bigint AS table_oid, \
+           CASE WHEN NOT pg_is_in_recovery() \
+                 AND has_function_privilege('pg_current_wal_lsn()', 'EXECUTE') \
+                 AND has_function_privilege('pg_walfile_name(pg_lsn)', 'EXECUTE') \
+                THEN substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) \
+           END AS timeline \
+    FROM keysync_revision r";
+
+/// A new random history id, only if it is still the one seen; tells every other
+/// keysync at once (an unreadable payload makes their listeners catch up, and the
+/// catch-up finds the new epoch).
+const RENEW_HISTORY: &str = "\
+    WITH renewed AS ( \
+        UPDATE keysync_revision \
+        SET history_id = ('x' || md5(random()::text || clock_timestamp()::text))::bit(64)::bigint \
+        WHERE history_id = $1 \
+        RETURNING history_id) \
+    SELECT count(*) AS renewed \
+    FROM renewed, (SELECT pg_notify('keysync_changes', 'history')) AS notified";
 
 /// A key's columns with both candidate limits: its own override and its organization's
 /// (see [`LimitColumns::resolve`]).
@@ -86,11 +159,82 @@ const SELECT_TOMBSTONES_AFTER: &str = "SELECT key_hash FROM api_key_tombstones W
 #[derive(Debug, Clone)]
 pub struct PgLoader {
     pool: PgPool,
+    /// Bound on each step ([`LoadError::Timeout`]).
+    timeout: Duration,
 }
 
 impl PgLoader {
+    /// A loader whose steps wait at most [`DEFAULT_TIMEOUT`].
     pub fn new(pool: PgPool) -> Self {
-        PgLoader { pool }
+        PgLoader::with_timeout(pool, DEFAULT_TIMEOUT)
+    }
+
+    /// A loader whose steps wait at most `timeout` each.
+    pub fn with_timeout(pool: PgPool, timeout: Duration) -> Self {
+        PgLoader { pool, timeout }
+    }
+
+    /// `work` bounded by the timeout.
+    async fn step<T, E: Into<LoadError>>(
+        &self,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, LoadError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| LoadError::Timeout(self.timeout))?
+            .map_err(Into::into)
+    }
+
+    /// A pooled connection (the pool bounds the wait).
+    async fn connection(&self) -> Result<PoolConnection<Postgres>, LoadError> {
+        Ok(self.pool.acquire().await?)
+    }
+}
+
+/// What to do with a connection after a load: one that timed out may be stuck half-way
+/// through a reply and must not serve anyone else (returning it to the pool would wait
+/// for it to answer a ping, possibly forever).
+fn release<T>(
+    mut connection: PoolConnection<Postgres>,
+    result: Result<T, LoadError>,
+) -> Result<T, LoadError> {
+    if matches!(result, Err(LoadError::Timeout(_))) {
+        connection.close_on_drop();
+    }
+    result
+}
+
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    revision: i64,
+    history_id: i64,
+    database_oid: Option<i64>,
+    table_oid: i64,
+    timeline: Option<String>,
+}
+
+impl StateRow {
+    fn into_state(self) -> Result<DatabaseState, LoadError> {
+        let timeline = self
+            .timeline
+            .map(|hex| {
+                u32::from_str_radix(&hex, 16)
+                    .map_err(|_| LoadError::InvalidRow(format!("WAL timeline {hex:?}")))
+            })
+            .transpose()?;
+        let identity = Identity {
+            database_oid: self.database_oid.unwrap_or(0),
+            table_oid: self.table_oid,
+            history_id: self.history_id,
+            timeline,
+        };
+        Ok(DatabaseState {
+            position: Position {
+                epoch: history::epoch(&identity),
+                revision: to_revision(self.revision)?,
+            },
+            history_id: self.history_id,
+        })
     }
 }
 
@@ -132,34 +276,55 @@ fn to_revision(value: i64) -> Result<u64, LoadError> {
     u64::try_from(value).map_err(|_| LoadError::InvalidRow(format!("revision {value}")))
 }
 
-impl Loader for PgLoader {
-    async fn full_snapshot_into<S: FnMut(KeyEntry) + Send>(
+impl PgLoader {
+    async fn snapshot_on<S: FnMut(KeyEntry) + Send>(
         &self,
+        connection: &mut PoolConnection<Postgres>,
         mut sink: S,
-    ) -> Result<u64, LoadError> {
-        let mut transaction = self.pool.begin_with(BEGIN_CONSISTENT_READ).await?;
-        let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
-            .fetch_one(&mut *transaction)
+    ) -> Result<DatabaseState, LoadError> {
+        let mut transaction = self
+            .step(Connection::begin_with(
+                &mut **connection,
+                BEGIN_CONSISTENT_READ,
+            ))
             .await?;
+        let set_timeout =
+            format!("SET LOCAL statement_timeout = '{FULL_SNAPSHOT_STATEMENT_TIMEOUT}'");
+        self.step(sqlx::query(&set_timeout).execute(&mut *transaction))
+            .await?;
+        let state = self
+            .step(sqlx::query_as::<_, StateRow>(SELECT_STATE).fetch_one(&mut *transaction))
+            .await?
+            .into_state()?;
         let query = select_active_keys();
         {
             let mut rows = sqlx::query_as::<_, KeyRow>(&query).fetch(&mut *transaction);
-            while let Some(row) = rows.next().await {
-                sink(row?.into_entry()?);
+            while let Some(row) = self.step(next(&mut rows)).await? {
+                sink(row.into_entry()?);
             }
         }
-        transaction.commit().await?;
-        to_revision(revision)
+        self.step(transaction.commit()).await?;
+        Ok(state)
     }
 
-    async fn changes_since(&self, after: u64) -> Result<Changes, LoadError> {
+    async fn changes_on(
+        &self,
+        connection: &mut PoolConnection<Postgres>,
+        after: u64,
+    ) -> Result<(DatabaseState, Changes), LoadError> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let mut transaction = self.pool.begin_with(BEGIN_CONSISTENT_READ).await?;
-        let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
-            .fetch_one(&mut *transaction)
+        let mut transaction = self
+            .step(Connection::begin_with(
+                &mut **connection,
+                BEGIN_CONSISTENT_READ,
+            ))
             .await?;
+        let state = self
+            .step(sqlx::query_as::<_, StateRow>(SELECT_STATE).fetch_one(&mut *transaction))
+            .await?
+            .into_state()?;
         let mut changes = Changes {
-            revision: to_revision(revision)?,
+            revision: state.position.revision,
             ..Changes::default()
         };
         // Streamed into the change set: a large catch-up need not sit in memory twice.
@@ -168,8 +333,7 @@ impl Loader for PgLoader {
             let mut rows = sqlx::query_as::<_, KeyRow>(&query)
                 .bind(after)
                 .fetch(&mut *transaction);
-            while let Some(row) = rows.next().await {
-                let row = row?;
+            while let Some(row) = self.step(next(&mut rows)).await? {
                 if row.active {
                     changes.upserts.push(row.into_entry()?);
                 } else {
@@ -181,12 +345,59 @@ impl Loader for PgLoader {
             let mut tombstones = sqlx::query_scalar::<_, Vec<u8>>(SELECT_TOMBSTONES_AFTER)
                 .bind(after)
                 .fetch(&mut *transaction);
-            while let Some(hash) = tombstones.next().await {
-                changes.removals.push(to_key_hash(&hash?)?);
+            while let Some(hash) = self.step(next(&mut tombstones)).await? {
+                changes.removals.push(to_key_hash(&hash)?);
             }
         }
-        transaction.commit().await?;
-        Ok(changes)
+        self.step(transaction.commit()).await?;
+        Ok((state, changes))
+    }
+}
+
+/// The next item of a row stream, as a future that yields a `Result`.
+async fn next<S, T>(rows: &mut S) -> Result<Option<T>, sqlx::Error>
+where
+    S: tokio_stream::Stream<Item = Result<T, sqlx::Error>> + Unpin,
+{
+    rows.next().await.transpose()
+}
+
+impl Loader for PgLoader {
+    async fn full_snapshot_into<S: FnMut(KeyEntry) + Send>(
+        &self,
+        sink: S,
+    ) -> Result<DatabaseState, LoadError> {
+        let mut connection = self.connection().await?;
+        let result = self.snapshot_on(&mut connection, sink).await;
+        release(connection, result)
+    }
+
+    async fn changes_since(&self, after: u64) -> Result<(DatabaseState, Changes), LoadError> {
+        let mut connection = self.connection().await?;
+        let result = self.changes_on(&mut connection, after).await;
+        release(connection, result)
+    }
+
+    async fn state(&self) -> Result<DatabaseState, LoadError> {
+        let mut connection = self.connection().await?;
+        let result = self
+            .step(sqlx::query_as::<_, StateRow>(SELECT_STATE).fetch_one(&mut *connection))
+            .await
+            .and_then(StateRow::into_state);
+        release(connection, result)
+    }
+
+    async fn renew_history(&self, seen: i64) -> Result<bool, LoadError> {
+        let mut connection = self.connection().await?;
+        let result = self
+            .step(
+                sqlx::query_scalar::<_, i64>(RENEW_HISTORY)
+                    .bind(seen)
+                    .fetch_one(&mut *connection),
+            )
+            .await
+            .map(|renewed| renewed > 0);
+        release(connection, result)
     }
 }
 

@@ -1,9 +1,11 @@
 //! Syncing from PostgreSQL: reading the key set out of the database ([`loader`]),
 //! keeping the in-memory copy in step with it by full reloads and incremental catch-ups
 //! ([`reload`], one catch-up at a time through [`catch_up`]), starting a catch-up as
-//! soon as PostgreSQL announces a change ([`change_listener`]), knowing whether those
-//! announcements keep the copy current ([`freshness`]), and deciding what a lookup of a
-//! key the copy does not hold waits for ([`miss`]).
+//! soon as PostgreSQL announces a change ([`change_listener`]), confirming the copy
+//! against the database every few seconds ([`revision_probe`]) and tracking when it last
+//! was ([`confirmation`]), telling revision histories apart ([`history`]), knowing
+//! whether change announcements keep the copy current ([`freshness`]), and deciding
+//! what a lookup of a key the copy does not hold waits for ([`miss`]).
 
 use std::time::Duration;
 
@@ -11,12 +13,15 @@ use keysync_backoff::Backoff;
 
 pub mod catch_up;
 pub mod change_listener;
+pub mod confirmation;
 #[cfg(test)]
 pub(crate) mod fake_catch_up;
 pub mod freshness;
+pub mod history;
 pub mod loader;
 pub mod miss;
 pub mod reload;
+pub mod revision_probe;
 
 /// First wait after a database error: short, so a blip heals fast.
 const RETRY_FIRST: Duration = Duration::from_secs(1);

@@ -1,7 +1,19 @@
 //! Keeping the in-memory key set in step with the database: full reloads, incremental
-//! catch-ups, and the periodic loop that runs them and backs off while the database is
-//! unreachable (the last snapshot keeps being served meanwhile). Every change applied
-//! to the key set, by either kind of load, is recorded in the change feed for watchers.
+//! catch-ups, reads of where the database stands (the periodic confirmation), and the
+//! periodic loop that runs them and backs off while the database is unreachable (the
+//! last snapshot keeps being served meanwhile). Every change applied to the key set, by
+//! either kind of load, is recorded in the change feed for watchers.
+//!
+//! Every load that succeeds *confirms* the key set ([`Confirmation`]): it shows the key
+//! set current as of the moment the load started.
+//!
+//! Every load also checks that the database is still in the revision history the key
+//! set counts in ([`crate::sync::history`]). When it is not (another epoch, or the same
+//! epoch at a revision below the key set's: a restored dump, a failover to a lagging
+//! replica, a counter rewritten by hand), the reloader logs it, starts a new history in
+//! the database if the epoch alone cannot tell (a new random history id), reloads
+//! everything, and restarts the change feed at the new position, which tells every
+//! watcher to have its client reload.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +23,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::metrics::{LoadKind, Metrics};
+use crate::position::Position;
 use crate::serve::change_feed::ChangeFeed;
 use crate::serve::changelog::Recorded;
 use crate::serve::changes::Changes;
 use crate::serve::key_set::SharedKeySet;
 use crate::serve::key_table::KeyTable;
 use crate::sync::catch_up::{CatchUp, CatchUpError, DEFAULT_MIN_SPACING};
+use crate::sync::confirmation::Confirmation;
 use crate::sync::database_backoff;
 use crate::sync::freshness::Freshness;
-use crate::sync::loader::{LoadError, Loader};
+use crate::sync::loader::{DatabaseState, LoadError, Loader};
 
 /// Size and revision of the key set after a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +44,22 @@ pub struct KeySetSummary {
     pub changes: usize,
 }
 
+/// What a read of where the database stands found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The key set is at the database's revision: confirmed.
+    Current,
+    /// The database is ahead: a catch-up is needed (and will confirm).
+    Behind,
+    /// The database's history changed; everything was reloaded (and confirmed).
+    HistoryChanged,
+}
+
+/// Whether the database at `found` is in another history than a key set at `held`.
+fn history_changed(held: Position, found: Position) -> bool {
+    found.epoch != held.epoch || found.revision < held.revision
+}
+
 /// Loads from a [`Loader`] into the shared key set, one load at a time, and records
 /// what each load changed in the change feed.
 pub struct Reloader<L> {
@@ -37,9 +67,12 @@ pub struct Reloader<L> {
     key_set: SharedKeySet,
     feed: Arc<ChangeFeed>,
     metrics: Arc<Metrics>,
+    confirmation: Confirmation,
     /// Loads must not overlap: a catch-up computed against revision R and applied
-    /// after a full reload to R+n would roll keys back. Holds whether a full snapshot
-    /// has been loaded yet (the first one starts the changelog instead of adding to it).
+    /// after a full reload to R+n would roll keys back, and a read of the database's
+    /// revision compared with a key set another load is moving would be meaningless.
+    /// Holds whether a full snapshot has been loaded yet (the first one starts the
+    /// changelog instead of adding to it).
     loaded: tokio::sync::Mutex<bool>,
 }
 
@@ -49,12 +82,14 @@ impl<L: Loader> Reloader<L> {
         key_set: SharedKeySet,
         feed: Arc<ChangeFeed>,
         metrics: Arc<Metrics>,
+        confirmation: Confirmation,
     ) -> Self {
         Reloader {
             loader,
             key_set,
             feed,
             metrics,
+            confirmation,
             loaded: tokio::sync::Mutex::new(false),
         }
     }
@@ -62,6 +97,11 @@ impl<L: Loader> Reloader<L> {
     /// The key set's revision.
     pub fn revision(&self) -> u64 {
         self.key_set.read().revision()
+    }
+
+    /// The key set's revision and epoch.
+    pub fn position(&self) -> Position {
+        self.key_set.read().position()
     }
 
     /// Replaces the key set with a full snapshot. After the first one, the difference
@@ -75,55 +115,68 @@ impl<L: Loader> Reloader<L> {
     pub async fn full_reload(&self) -> Result<KeySetSummary, LoadError> {
         let mut loaded_before = self.loaded.lock().await;
         let started = Instant::now();
-        let loaded = if *loaded_before {
-            self.load_differences().await.map(Some)
-        } else {
-            self.load_table().await.map(|(table, revision)| {
+        if !*loaded_before {
+            let loaded = self.load_table().await;
+            self.metrics
+                .record_load(LoadKind::Full, loaded.is_ok(), started.elapsed());
+            let (table, state) = loaded?;
+            {
                 let mut key_set = self.key_set.write();
-                key_set.install(table, revision);
-                self.feed.start(revision);
-                None
-            })
-        };
+                key_set.install(table, state.position);
+                self.feed.restart(state.position);
+            }
+            *loaded_before = true;
+            return Ok(self.loaded(started, state, 0));
+        }
+        let held = self.key_set.read().position();
+        let loaded = self.load_differences().await;
         self.metrics
             .record_load(LoadKind::Full, loaded.is_ok(), started.elapsed());
-        let changes = loaded?;
-        let changed = changes.as_ref().map_or(0, Changes::len);
-        let (keys, revision) = match changes {
-            None => {
-                let key_set = self.key_set.read();
-                (key_set.len(), key_set.revision())
-            }
-            Some(changes) => self.apply(changes),
+        let (changes, state) = loaded?;
+        if history_changed(held, state.position) {
+            return self.follow_new_history(state).await;
+        }
+        let changed = changes.len();
+        self.apply(changes);
+        Ok(self.loaded(started, state, changed))
+    }
+
+    /// After a load from `state` that started at `started`: metrics, confirmation, and
+    /// the summary.
+    fn loaded(&self, started: Instant, state: DatabaseState, changes: usize) -> KeySetSummary {
+        let (keys, revision) = {
+            let key_set = self.key_set.read();
+            (key_set.len(), key_set.revision())
         };
-        self.metrics.record_database_revision(revision);
-        *loaded_before = true;
+        self.metrics
+            .record_database_revision(state.position.revision);
         self.metrics.record_store(keys, revision);
         self.metrics.record_changelog(self.feed.batches());
-        Ok(KeySetSummary {
+        self.confirmation.confirm(started);
+        KeySetSummary {
             keys,
             revision,
-            changes: changed,
-        })
+            changes,
+        }
     }
 
     /// The first full load: a new table, filled as rows arrive.
-    async fn load_table(&self) -> Result<(KeyTable, u64), LoadError> {
+    async fn load_table(&self) -> Result<(KeyTable, DatabaseState), LoadError> {
         let mut table = KeyTable::new();
-        let revision = self
+        let state = self
             .loader
             .full_snapshot_into(|entry| table.insert(entry))
             .await?;
-        Ok((table, revision))
+        Ok((table, state))
     }
 
     /// A later full load: what turns the key set into the database's key set. The key set
     /// cannot change meanwhile (loads are serialised), and is read-locked only while
     /// one row is compared, never across an await.
-    async fn load_differences(&self) -> Result<Changes, LoadError> {
+    async fn load_differences(&self) -> Result<(Changes, DatabaseState), LoadError> {
         let mut reconciliation = self.key_set.read().table().reconcile();
         let mut compared = Ok(());
-        let revision = self
+        let state = self
             .loader
             .full_snapshot_into(|entry| {
                 if compared.is_ok() {
@@ -132,38 +185,112 @@ impl<L: Loader> Reloader<L> {
             })
             .await?;
         compared?;
-        let changes = reconciliation.finish(self.key_set.read().table(), revision)?;
-        Ok(changes.normalized())
+        let changes =
+            reconciliation.finish(self.key_set.read().table(), state.position.revision)?;
+        Ok((changes.normalized(), state))
+    }
+
+    /// The database at `found` is in another revision history than the key set (see the
+    /// module documentation): start a new history if the epoch alone cannot tell,
+    /// reload everything, and restart the change feed there. Called with the load lock
+    /// held.
+    async fn follow_new_history(&self, found: DatabaseState) -> Result<KeySetSummary, LoadError> {
+        let held = self.key_set.read().position();
+        warn!(
+            "revision history changed: database at {}, key set at {held} (a restored \
+             dump, a failover or a rewritten revision counter); reloading everything, \
+             every watcher must resync",
+            found.position
+        );
+        self.metrics.record_history_reset();
+        if found.position.epoch == held.epoch {
+            // The counter went back in what looks like the same history: make it a new
+            // one, so every keysync and every client can tell.
+            match self.loader.renew_history(found.history_id).await {
+                Ok(true) => info!("revision history renewed: new history id written"),
+                Ok(false) => info!("revision history already renewed by another keysync"),
+                Err(error) => warn!(
+                    "database error: cannot write a new history id ({error}); watchers \
+                     ahead of the database's revision are told to resync"
+                ),
+            }
+        }
+        let started = Instant::now();
+        let loaded = self.load_differences().await;
+        self.metrics
+            .record_load(LoadKind::Full, loaded.is_ok(), started.elapsed());
+        let (changes, state) = loaded?;
+        let changed = changes.len();
+        {
+            let mut key_set = self.key_set.write();
+            key_set.apply(&changes);
+            key_set.reposition(state.position);
+            self.feed.restart(state.position);
+        }
+        info!(
+            "snapshot reloaded into a new revision history: keys={} {} changes={changed}",
+            self.key_set.read().len(),
+            state.position
+        );
+        Ok(self.loaded(started, state, changed))
     }
 
     /// Applies everything written since the key set's revision; returns the number of
     /// changes.
     pub async fn catch_up(&self) -> Result<usize, LoadError> {
         let _only_load = self.loaded.lock().await;
-        let since = self.key_set.read().revision();
+        let held = self.key_set.read().position();
         let started = Instant::now();
-        let loaded = self.loader.changes_since(since).await;
+        let loaded = self.loader.changes_since(held.revision).await;
         self.metrics
             .record_load(LoadKind::Incremental, loaded.is_ok(), started.elapsed());
-        let changes = loaded?.normalized();
-        self.metrics.record_database_revision(changes.revision);
+        let (state, changes) = loaded?;
+        if history_changed(held, state.position) {
+            return self
+                .follow_new_history(state)
+                .await
+                .map(|summary| summary.changes);
+        }
+        let changes = changes.normalized();
         let count = changes.len();
-        let (keys, revision) = self.apply(changes);
-        self.metrics.record_store(keys, revision);
-        self.metrics.record_changelog(self.feed.batches());
+        self.apply(changes);
+        let summary = self.loaded(started, state, count);
         if count > 0 {
-            info!("catch-up applied: changes={count} revision={revision}");
+            info!(
+                "catch-up applied: changes={count} revision={}",
+                summary.revision
+            );
         }
         Ok(count)
     }
 
+    /// Reads where the database stands: confirms the key set when it is at the
+    /// database's revision, says so when it is behind (a catch-up is the caller's to ask
+    /// for), and follows a new history at once.
+    pub async fn probe(&self) -> Result<Probe, LoadError> {
+        let _only_load = self.loaded.lock().await;
+        let held = self.key_set.read().position();
+        let started = Instant::now();
+        let state = self.loader.state().await?;
+        self.metrics
+            .record_database_revision(state.position.revision);
+        if history_changed(held, state.position) {
+            self.follow_new_history(state).await?;
+            return Ok(Probe::HistoryChanged);
+        }
+        if state.position.revision > held.revision {
+            return Ok(Probe::Behind);
+        }
+        self.confirmation.confirm(started);
+        Ok(Probe::Current)
+    }
+
     /// Applies changes to the key set and records them in the feed, under the key set's
-    /// write lock; returns the key set's size and revision.
-    fn apply(&self, changes: Changes) -> (usize, u64) {
+    /// write lock.
+    fn apply(&self, changes: Changes) {
         let mut key_set = self.key_set.write();
         key_set.apply(&changes);
         self.record(changes);
-        (key_set.len(), key_set.revision())
     }
 
     /// Records applied changes in the feed; called with the key set's write lock held, so
@@ -266,20 +393,29 @@ pub async fn run_periodic<L: Loader>(
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+    use std::sync::atomic::AtomicI64;
+
     use super::*;
+    use crate::serve::change_feed::FeedEvent;
     use crate::serve::key_entry::KeyEntry;
+    use crate::sync::confirmation::Bounds;
 
     /// A database stand-in: revision `n` holds keys with first byte 1..=n, except the
-    /// deleted ones, which only full snapshots leave out.
+    /// deleted ones, which only full snapshots leave out. Its epoch is 1000 plus its
+    /// history id.
     #[derive(Default)]
     struct FakeLoader {
         revision: AtomicUsize,
+        history_id: AtomicI64,
         deleted: std::sync::Mutex<Vec<u8>>,
         down: AtomicBool,
+        /// Writing a new history id fails (a read-only database).
+        read_only: AtomicBool,
         /// Full loads fail after handing over their first key.
         fail_midway: AtomicBool,
         full_loads: AtomicUsize,
         catch_ups: AtomicUsize,
+        renewals: AtomicUsize,
     }
 
     impl FakeLoader {
@@ -289,15 +425,28 @@ mod tests {
             }
             Ok(self.revision.load(Ordering::SeqCst) as u64)
         }
+
+        fn state_now(&self) -> Result<DatabaseState, LoadError> {
+            let revision = self.check()?;
+            let history_id = self.history_id.load(Ordering::SeqCst);
+            Ok(DatabaseState {
+                position: Position {
+                    epoch: 1000 + history_id as u64,
+                    revision,
+                },
+                history_id,
+            })
+        }
     }
 
     impl Loader for Arc<FakeLoader> {
         async fn full_snapshot_into<S: FnMut(KeyEntry) + Send>(
             &self,
             sink: S,
-        ) -> Result<u64, LoadError> {
+        ) -> Result<DatabaseState, LoadError> {
             self.full_loads.fetch_add(1, Ordering::SeqCst);
-            let revision = self.check()?;
+            let state = self.state_now()?;
+            let revision = state.position.revision;
             let deleted = self.deleted.lock().unwrap().clone();
             // Newest first: rows come in no particular order.
             let keys = (1..=revision as u8)
@@ -309,20 +458,53 @@ mod tests {
                 return Err(LoadError::InvalidRow("connection reset".to_owned()));
             }
             keys.for_each(sink);
-            Ok(revision)
+            Ok(state)
         }
 
-        async fn changes_since(&self, since: u64) -> Result<Changes, LoadError> {
+        async fn changes_since(&self, since: u64) -> Result<(DatabaseState, Changes), LoadError> {
             self.catch_ups.fetch_add(1, Ordering::SeqCst);
-            let revision = self.check()?;
-            Ok(Changes {
-                revision,
-                upserts: (since as u8 + 1..=revision as u8)
-                    .map(KeyEntry::numbered)
-                    .collect(),
-                removals: vec![],
-            })
+            let state = self.state_now()?;
+            let revision = state.position.revision;
+            Ok((
+                state,
+                Changes {
+                    revision,
+                    upserts: (since as u8 + 1..=revision as u8)
+                        .map(KeyEntry::numbered)
+                        .collect(),
+                    removals: vec![],
+                },
+            ))
         }
+
+        async fn state(&self) -> Result<DatabaseState, LoadError> {
+            self.state_now()
+        }
+
+        async fn renew_history(&self, seen: i64) -> Result<bool, LoadError> {
+            if self.read_only.load(Ordering::SeqCst) {
+                return Err(LoadError::InvalidRow("read-only transaction".to_owned()));
+            }
+            let renewed = self
+                .history_id
+                .compare_exchange(seen, seen + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            if renewed {
+                self.renewals.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(renewed)
+        }
+    }
+
+    fn confirmation() -> Confirmation {
+        Confirmation::new(
+            Bounds {
+                overdue: Duration::from_secs(7),
+                unready_after: Duration::from_secs(30),
+                max_staleness: Duration::from_secs(900),
+            },
+            Arc::new(Metrics::new()),
+        )
     }
 
     fn reloader(loader: &Arc<FakeLoader>) -> (Arc<Reloader<Arc<FakeLoader>>>, SharedKeySet) {
@@ -344,6 +526,7 @@ mod tests {
             key_set.clone(),
             feed.clone(),
             Arc::new(Metrics::new()),
+            confirmation(),
         );
         (Arc::new(reloader), key_set, feed)
     }
@@ -547,5 +730,134 @@ mod tests {
 
         stop.cancel();
         task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn successful_loads_confirm_as_of_their_start_and_failures_do_not() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(2, Ordering::SeqCst);
+        let (reloader, _) = reloader(&loader);
+        let confirmation = reloader.confirmation.clone();
+        assert_eq!(confirmation.age(), None);
+        reloader.full_reload().await.unwrap();
+        assert_eq!(confirmation.age(), Some(Duration::ZERO));
+
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(reloader.probe().await.unwrap(), Probe::Current);
+        assert_eq!(confirmation.age(), Some(Duration::ZERO));
+
+        tokio::time::advance(Duration::from_secs(3)).await;
+        loader.revision.store(3, Ordering::SeqCst);
+        assert_eq!(reloader.probe().await.unwrap(), Probe::Behind);
+        assert_eq!(
+            confirmation.age(),
+            Some(Duration::from_secs(3)),
+            "behind is not current"
+        );
+        reloader.catch_up().await.unwrap();
+        assert_eq!(confirmation.age(), Some(Duration::ZERO));
+
+        tokio::time::advance(Duration::from_secs(3)).await;
+        loader.down.store(true, Ordering::SeqCst);
+        assert!(reloader.probe().await.is_err());
+        assert!(reloader.catch_up().await.is_err());
+        assert!(reloader.full_reload().await.is_err());
+        assert_eq!(confirmation.age(), Some(Duration::from_secs(3)));
+    }
+
+    #[tokio::test]
+    async fn a_revision_going_back_starts_a_new_history_and_every_watcher_resyncs() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(5, Ordering::SeqCst);
+        let (reloader, key_set, feed) = reloader_and_feed(&loader);
+        reloader.full_reload().await.unwrap();
+        let before = key_set.read().position();
+        assert_eq!(
+            before,
+            Position {
+                epoch: 1000,
+                revision: 5
+            }
+        );
+        let (mut events, ()) = feed.subscribe(|_| ());
+
+        // An older dump restored: the counter is back at 3, the history id unchanged.
+        loader.revision.store(3, Ordering::SeqCst);
+        assert_eq!(reloader.probe().await.unwrap(), Probe::HistoryChanged);
+        assert_eq!(loader.renewals.load(Ordering::SeqCst), 1);
+        let after = Position {
+            epoch: 1001,
+            revision: 3,
+        };
+        assert_eq!(key_set.read().position(), after);
+        assert_eq!(key_set.read().len(), 3, "keys 4 and 5 are gone");
+        assert_eq!(events.try_recv().unwrap(), FeedEvent::Reset(after));
+        assert_eq!(feed.position(), after);
+        assert_eq!(feed.batches(), 0, "the old history's changes are dropped");
+        assert!(reloader
+            .metrics
+            .encode()
+            .contains("keysync_history_resets_total 1"));
+
+        // The new history goes on as usual.
+        loader.revision.store(4, Ordering::SeqCst);
+        assert_eq!(reloader.catch_up().await.unwrap(), 1);
+        assert_eq!(
+            key_set.read().position(),
+            Position {
+                epoch: 1001,
+                revision: 4
+            }
+        );
+        assert!(matches!(events.try_recv().unwrap(), FeedEvent::Batch(_)));
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_that_finds_another_epoch_reloads_everything_without_renewing() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(5, Ordering::SeqCst);
+        let (reloader, key_set, feed) = reloader_and_feed(&loader);
+        reloader.full_reload().await.unwrap();
+        // A failover to a promoted replica (a new timeline), further ahead even.
+        loader.history_id.store(40, Ordering::SeqCst);
+        loader.revision.store(7, Ordering::SeqCst);
+        loader.deleted.lock().unwrap().push(1);
+        reloader.catch_up().await.unwrap();
+        assert_eq!(
+            loader.renewals.load(Ordering::SeqCst),
+            0,
+            "the epoch tells already"
+        );
+        assert_eq!(loader.full_loads.load(Ordering::SeqCst), 2);
+        let position = Position {
+            epoch: 1040,
+            revision: 7,
+        };
+        assert_eq!(key_set.read().position(), position);
+        assert_eq!(
+            key_set.read().len(),
+            6,
+            "a full reload, not a catch-up: key 1 is gone"
+        );
+        assert_eq!(feed.position(), position);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_database_still_gets_the_key_set_reloaded() {
+        let loader = Arc::new(FakeLoader::default());
+        loader.revision.store(5, Ordering::SeqCst);
+        loader.read_only.store(true, Ordering::SeqCst);
+        let (reloader, key_set, feed) = reloader_and_feed(&loader);
+        reloader.full_reload().await.unwrap();
+        let (mut events, ()) = feed.subscribe(|_| ());
+        loader.revision.store(2, Ordering::SeqCst);
+        let summary = reloader.full_reload().await.unwrap();
+        assert_eq!(summary.revision, 2);
+        let position = Position {
+            epoch: 1000,
+            revision: 2,
+        };
+        assert_eq!(key_set.read().position(), position);
+        assert_eq!(events.try_recv().unwrap(), FeedEvent::Reset(position));
     }
 }

@@ -2,6 +2,7 @@
 //! checking its one-line errors, and reading tables with psql.
 #![allow(dead_code)]
 
+pub mod blackhole;
 pub mod serve;
 
 use std::process::{Command, Output};

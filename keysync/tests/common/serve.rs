@@ -23,13 +23,41 @@ pub const PASSWORD: &str = "hunter2-not-for-logs";
 /// A running `keysync serve` and where it listens.
 pub struct Serve {
     pub process: Process,
+    pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub channel: Channel,
+}
+
+/// A running `keysync serve` and where it listens, without a client.
+pub struct Started {
+    pub process: Process,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
 }
 
 /// Starts `serve` on ports 0 with a password in its URL (the test cluster trusts
 /// everyone, so any password works) and waits for the first snapshot.
 pub async fn start_serve(url: &str, env: &[(&str, &str)]) -> Serve {
+    let Started {
+        process,
+        grpc,
+        http,
+    } = start_process(url, env);
+    let channel = Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Serve {
+        process,
+        grpc,
+        http,
+        channel,
+    }
+}
+
+/// As [`start_serve`], leaving the client to the caller (TLS, tokens).
+pub fn start_process(url: &str, env: &[(&str, &str)]) -> Started {
     let url = url.replacen(
         "postgres://keysync@",
         &format!("postgres://keysync:{PASSWORD}@"),
@@ -56,15 +84,10 @@ pub async fn start_serve(url: &str, env: &[(&str, &str)]) -> Serve {
     process.wait_for_log("snapshot loaded: keys=", Duration::from_secs(30));
     // From here on, every committed change reaches the store without polling.
     process.wait_for_log("change listener connected", Duration::from_secs(30));
-    let channel = Channel::from_shared(format!("http://{grpc}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    Serve {
+    Started {
         process,
+        grpc,
         http,
-        channel,
     }
 }
 
@@ -77,12 +100,30 @@ where
     Request: prost::Message + Send + Sync + 'static,
     Response: prost::Message + Default + Send + Sync + 'static,
 {
+    call_with(channel, path, request, &[]).await
+}
+
+/// As [`call`], with gRPC metadata.
+pub async fn call_with<Request, Response>(
+    channel: &Channel,
+    path: &'static str,
+    request: Request,
+    metadata: &[(&'static str, &str)],
+) -> Result<Response, Status>
+where
+    Request: prost::Message + Send + Sync + 'static,
+    Response: prost::Message + Default + Send + Sync + 'static,
+{
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready()
         .await
         .map_err(|error| Status::unknown(error.to_string()))?;
+    let mut request = tonic::Request::new(request);
+    for (key, value) in metadata {
+        request.metadata_mut().insert(*key, value.parse().unwrap());
+    }
     grpc.unary(
-        tonic::Request::new(request),
+        request,
         PathAndQuery::from_static(path),
         tonic_prost::ProstCodec::default(),
     )
@@ -209,20 +250,31 @@ pub fn assert_no_secrets(log: &str, keys: &[&CreatedKey]) {
     }
 }
 
-/// Opens a WatchKeys stream after `after`.
+/// Opens a WatchKeys stream after `after` (in whatever epoch the server has).
 pub async fn watch(channel: &Channel, after: u64) -> Streaming<KeyChanges> {
+    watch_in(channel, after, 0)
+        .await
+        .unwrap_or_else(|status| panic!("WatchKeys refused: {status:?}"))
+}
+
+/// Opens a WatchKeys stream after `after` in `epoch`.
+pub async fn watch_in(
+    channel: &Channel,
+    after: u64,
+    epoch: u64,
+) -> Result<Streaming<KeyChanges>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.unwrap();
     grpc.server_streaming(
         tonic::Request::new(WatchKeysRequest {
             after_revision: after,
+            epoch,
         }),
         PathAndQuery::from_static("/keysync.v1.KeySync/WatchKeys"),
         tonic_prost::ProstCodec::default(),
     )
     .await
-    .unwrap()
-    .into_inner()
+    .map(tonic::Response::into_inner)
 }
 
 /// The next message of a stream, which must come within `limit`.
@@ -232,6 +284,21 @@ pub async fn next_message(stream: &mut Streaming<KeyChanges>, limit: Duration) -
         .unwrap_or_else(|_| panic!("no WatchKeys message within {limit:?}"))
         .expect("the stream did not fail")
         .expect("the stream is still open")
+}
+
+/// The gRPC health status keysync reports for `service` ("" for the whole server):
+/// 1 SERVING, 2 NOT_SERVING.
+pub async fn health(channel: &Channel, service: &str) -> i32 {
+    let answer: tonic_health::pb::HealthCheckResponse = call(
+        channel,
+        "/grpc.health.v1.Health/Check",
+        tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+    answer.status
 }
 
 /// Whether a message is a heartbeat: no changes, no resync.

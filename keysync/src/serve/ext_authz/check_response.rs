@@ -39,9 +39,10 @@ pub use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 pub fn answer(verdict: &Verdict) -> Result<CheckResponse, Status> {
     match *verdict {
         Verdict::Allow { entry, source } => Ok(allowed(&entry, source)),
-        Verdict::Deny(Denial::Unavailable) => {
-            Err(Status::unavailable("key snapshot not loaded yet"))
-        }
+        Verdict::Deny(Denial::Unavailable) => Err(Status::unavailable(
+            "keysync cannot decide: its key set is not loaded yet, or not confirmed \
+                 against PostgreSQL within KEYSYNC_MAX_STALENESS",
+        )),
         Verdict::Deny(denial) => Ok(denied(denial)),
     }
 }

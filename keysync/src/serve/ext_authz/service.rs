@@ -10,7 +10,10 @@
 //! [`CATCH_UP_WAIT`]; if the catch-up fails or takes longer, the key set decides alone
 //! (a snapshot is the best knowledge there is: an absent key is invalid, never a 5xx).
 //! Before the first snapshot there is nothing to decide from: `UNAVAILABLE`, which
-//! Envoy turns into its `status_on_error` (503).
+//! Envoy turns into its `status_on_error` (503). The same goes for a key set that has
+//! not been confirmed against PostgreSQL for longer than `KEYSYNC_MAX_STALENESS`
+//! (15 minutes by default, the filter's own `max_staleness`): a revoked key must not
+//! keep working however long keysync is cut off from the database.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::serve::key_entry::KeyEntry;
 use crate::serve::key_set::SharedKeySet;
+use crate::sync::confirmation::Confirmation;
 use crate::sync::miss::Misses;
 
 /// How long a check for a key the key set does not hold waits for a catch-up: well
@@ -45,6 +49,8 @@ pub struct ExtAuthzService {
     misses: Misses,
     readiness: Readiness,
     metrics: Arc<Metrics>,
+    /// Past its staleness bound, keys are not decided.
+    confirmation: Confirmation,
     /// Unix seconds now; a field so tests can stand at a key's expiry.
     clock: fn() -> i64,
     /// Bound on waiting for a catch-up ([`CATCH_UP_WAIT`]).
@@ -57,12 +63,14 @@ impl ExtAuthzService {
         misses: Misses,
         readiness: Readiness,
         metrics: Arc<Metrics>,
+        confirmation: Confirmation,
     ) -> Self {
         ExtAuthzService {
             key_set,
             misses,
             readiness,
             metrics,
+            confirmation,
             clock: now_unix,
             catch_up_wait: CATCH_UP_WAIT,
         }
@@ -84,7 +92,7 @@ impl ExtAuthzService {
     }
 
     async fn judge_key(&self, hash: &KeyHash, source: Source) -> Verdict {
-        if !self.readiness.is_ready() {
+        if !self.readiness.is_ready() || self.confirmation.is_stale() {
             return Verdict::Deny(Denial::Unavailable);
         }
         if let Some(entry) = self.stored(hash) {
@@ -158,6 +166,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::sync::confirmation::Bounds;
     use crate::sync::fake_catch_up::{self, Behaviour};
     use crate::sync::freshness::Freshness;
 
@@ -182,6 +191,8 @@ mod tests {
         catch_ups: Arc<AtomicUsize>,
         /// Not current (the change listener is down) until a test says otherwise.
         freshness: Freshness,
+        /// Confirmed when the fixture is made; stale after a minute.
+        confirmation: Confirmation,
     }
 
     /// A ready service over `keys`, whose catch-ups behave as told, at unix second 1000.
@@ -192,7 +203,22 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let freshness = Freshness::new(metrics.clone());
         let misses = Misses::new(catch_up, freshness.clone(), metrics.clone());
-        let mut service = ExtAuthzService::new(key_set, misses, readiness.clone(), metrics.clone());
+        let confirmation = Confirmation::new(
+            Bounds {
+                overdue: Duration::from_secs(7),
+                unready_after: Duration::from_secs(30),
+                max_staleness: Duration::from_secs(60),
+            },
+            metrics.clone(),
+        );
+        confirmation.confirm(tokio::time::Instant::now());
+        let mut service = ExtAuthzService::new(
+            key_set,
+            misses,
+            readiness.clone(),
+            metrics.clone(),
+            confirmation.clone(),
+        );
         service.clock = || 1000;
         Fixture {
             service,
@@ -200,6 +226,7 @@ mod tests {
             metrics,
             catch_ups,
             freshness,
+            confirmation,
         }
     }
 
@@ -440,5 +467,27 @@ mod tests {
         assert!(counted(&fixture.metrics, "unavailable"));
         assert!(fixture.readiness.is_ready(), "only the copy was not ready");
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_are_not_decided_once_the_key_set_is_stale() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        forwarded(&check(&fixture.service, bearer(KEY)).await);
+        // Cut off from PostgreSQL longer than KEYSYNC_MAX_STALENESS: a revoked key might
+        // still be in the key set, so no key is decided.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let error = fixture
+            .service
+            .check(Request::new(bearer(KEY)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable);
+        assert!(counted(&fixture.metrics, "unavailable"));
+        // A missing credential is still a 401: nothing stale about that.
+        let response = check(&fixture.service, check_request(&[])).await;
+        assert_eq!(denial(&response), (401, "missing_api_key".to_owned()));
+        // Confirmed again: decided again.
+        fixture.confirmation.confirm(tokio::time::Instant::now());
+        forwarded(&check(&fixture.service, bearer(KEY)).await);
     }
 }
