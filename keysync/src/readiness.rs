@@ -1,6 +1,8 @@
 //! The readiness latch: closed until the first full key snapshot is loaded, then open
-//! for good. `/readyz` reports it and the gRPC API refuses to answer before it opens,
-//! since an empty store would wrongly deny every key.
+//! for good. The gRPC API refuses to answer before it opens, since an empty store would
+//! wrongly deny every key. It is half of what `/readyz` reports: the other half is a
+//! recent confirmation of the key set against PostgreSQL
+//! ([`crate::sync::confirmation`]), which does come and go.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ impl Readiness {
     }
 
     /// Opens the latch; it never closes again (a later database outage is served from
-    /// the last snapshot).
+    /// the last snapshot, with its growing age on every answer).
     pub fn set_ready(&self) {
         self.0.store(true, Ordering::Release);
     }

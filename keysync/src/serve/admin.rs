@@ -64,20 +64,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sync::confirmation::Bounds;
+    use crate::sync::confirmation::testing;
 
     fn state() -> AdminState {
         let metrics = Arc::new(Metrics::new());
         AdminState {
             readiness: Readiness::new(),
-            confirmation: Confirmation::new(
-                Bounds {
-                    overdue: Duration::from_secs(7),
-                    unready_after: Duration::from_secs(30),
-                    max_staleness: Duration::from_secs(900),
-                },
-                metrics.clone(),
-            ),
+            confirmation: testing::unconfirmed(testing::BOUNDS, &metrics),
             metrics,
         }
     }

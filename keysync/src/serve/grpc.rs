@@ -217,7 +217,7 @@ mod tests {
     use crate::serve::change_feed::ChangeFeed;
     use crate::serve::watch_server::WatchSettings;
     use crate::sync::catch_up::CatchUp;
-    use crate::sync::confirmation::Bounds;
+    use crate::sync::confirmation::testing;
     use crate::sync::fake_catch_up::{self, Behaviour};
     use crate::sync::freshness::Freshness;
 
@@ -254,15 +254,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let feed = Arc::new(ChangeFeed::new(100));
         feed.start(3);
-        let confirmation = Confirmation::new(
-            Bounds {
-                overdue: Duration::from_secs(7),
-                unready_after: Duration::from_secs(30),
-                max_staleness: Duration::from_secs(900),
-            },
-            metrics.clone(),
-        );
-        confirmation.confirm(tokio::time::Instant::now());
+        let confirmation = testing::confirmed(testing::BOUNDS, &metrics);
         let watches = Watches::new(
             feed,
             catch_up.clone(),

@@ -433,7 +433,7 @@ mod tests {
     use crate::position::Position;
     use crate::serve::key_entry::KeyEntry;
     use crate::sync::catch_up::DEFAULT_MIN_SPACING;
-    use crate::sync::confirmation::Bounds;
+    use crate::sync::confirmation::{testing, Bounds};
     use tokio_stream::StreamExt;
 
     const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -458,16 +458,14 @@ mod tests {
 
     /// Confirmed now; not serving after a day of (paused) time without another.
     fn confirmation(metrics: &Arc<Metrics>) -> Confirmation {
-        let confirmation = Confirmation::new(
+        testing::confirmed(
             Bounds {
-                overdue: Duration::from_secs(7),
                 unready_after: Duration::from_secs(86_400),
                 max_staleness: Duration::from_secs(86_400),
+                ..testing::BOUNDS
             },
-            metrics.clone(),
-        );
-        confirmation.confirm(Instant::now());
-        confirmation
+            metrics,
+        )
     }
 
     /// A feed started at revision 10, holding `max_records`, broadcasting `capacity`.
@@ -760,14 +758,7 @@ mod tests {
         let feed = Arc::new(ChangeFeed::new(100));
         feed.start(10);
         let metrics = Arc::new(Metrics::new());
-        let confirmation = Confirmation::new(
-            Bounds {
-                overdue: Duration::from_secs(7),
-                unready_after: Duration::from_secs(30),
-                max_staleness: Duration::from_secs(900),
-            },
-            metrics.clone(),
-        );
+        let confirmation = testing::unconfirmed(testing::BOUNDS, &metrics);
         let catch_up = CatchUp::spawn(DEFAULT_MIN_SPACING, || async { Ok::<(), String>(()) });
         let watches = Watches::new(
             feed,

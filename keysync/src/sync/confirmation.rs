@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use crate::metrics::Metrics;
 
 /// `last` before the first confirmation.
-const NEVER: u64 = u64::MAX;
+const NEVER: u64 = 0;
 
 /// How often [`run_monitor`] looks at the age (the age itself is computed on demand).
 pub const MONITOR_PERIOD: Duration = Duration::from_millis(500);
@@ -55,7 +55,7 @@ pub struct Confirmation(Arc<Inner>);
 struct Inner {
     /// What `last` counts from.
     base: Instant,
-    /// Nanoseconds from `base` to the last confirmation, or [`NEVER`].
+    /// One more than the nanoseconds from `base` to the last confirmation, or [`NEVER`].
     last: AtomicU64,
     bounds: Bounds,
     /// What the last evaluation found, for logging transitions once.
@@ -98,15 +98,11 @@ impl Confirmation {
     /// started). An older moment than one already recorded changes nothing.
     pub fn confirm(&self, at: Instant) {
         let nanos = u64::try_from(at.saturating_duration_since(self.0.base).as_nanos())
-            .unwrap_or(NEVER - 1);
-        let previous = self.0.last.load(Ordering::Acquire);
-        if previous == NEVER || nanos > previous {
-            // A concurrent newer confirmation may win; either is a true statement.
-            let _ =
-                self.0
-                    .last
-                    .compare_exchange(previous, nanos, Ordering::AcqRel, Ordering::Acquire);
-        }
+            .unwrap_or(u64::MAX - 1);
+        // The newest of concurrent confirmations wins.
+        self.0
+            .last
+            .fetch_max(nanos.saturating_add(1), Ordering::AcqRel);
         self.evaluate();
     }
 
@@ -116,7 +112,7 @@ impl Confirmation {
         if last == NEVER {
             return None;
         }
-        let at = self.0.base + Duration::from_nanos(last);
+        let at = self.0.base + Duration::from_nanos(last - 1);
         Some(Instant::now().saturating_duration_since(at))
     }
 
@@ -270,16 +266,37 @@ pub async fn run_monitor<F, Fut>(
     }
 }
 
+/// What other modules' tests start from.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// `serve`'s defaults: lost after 7 s, not serving after 30 s, stale after 15 min.
+    pub const BOUNDS: Bounds = Bounds {
+        overdue: Duration::from_secs(7),
+        unready_after: Duration::from_secs(30),
+        max_staleness: Duration::from_secs(900),
+    };
+
+    /// Never confirmed yet, within `bounds`.
+    pub fn unconfirmed(bounds: Bounds, metrics: &Arc<Metrics>) -> Confirmation {
+        Confirmation::new(bounds, metrics.clone())
+    }
+
+    /// Confirmed now, within `bounds`.
+    pub fn confirmed(bounds: Bounds, metrics: &Arc<Metrics>) -> Confirmation {
+        let confirmation = unconfirmed(bounds, metrics);
+        confirmation.confirm(Instant::now());
+        confirmation
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn bounds() -> Bounds {
-        Bounds {
-            overdue: Duration::from_secs(7),
-            unready_after: Duration::from_secs(30),
-            max_staleness: Duration::from_secs(900),
-        }
+        testing::BOUNDS
     }
 
     fn metric(metrics: &Metrics, sample: &str) -> String {

@@ -128,19 +128,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn notifications_are_not_trusted_once_the_confirmation_is_overdue() {
-        use crate::sync::confirmation::Bounds;
+        use crate::sync::confirmation::testing;
         use std::time::Duration;
         use tokio::time::Instant;
 
         let metrics = Arc::new(Metrics::new());
-        let confirmation = Confirmation::new(
-            Bounds {
-                overdue: Duration::from_secs(7),
-                unready_after: Duration::from_secs(30),
-                max_staleness: Duration::from_secs(900),
-            },
-            metrics.clone(),
-        );
+        let confirmation = testing::unconfirmed(testing::BOUNDS, &metrics);
         let freshness = Freshness::confirmed_by(metrics, confirmation.clone());
         freshness.set_listening(true);
         assert!(!freshness.is_current(), "never confirmed");

@@ -398,7 +398,7 @@ mod tests {
     use super::*;
     use crate::serve::change_feed::FeedEvent;
     use crate::serve::key_entry::KeyEntry;
-    use crate::sync::confirmation::Bounds;
+    use crate::sync::confirmation::testing;
 
     /// A database stand-in: revision `n` holds keys with first byte 1..=n, except the
     /// deleted ones, which only full snapshots leave out. Its epoch is 1000 plus its
@@ -497,14 +497,7 @@ mod tests {
     }
 
     fn confirmation() -> Confirmation {
-        Confirmation::new(
-            Bounds {
-                overdue: Duration::from_secs(7),
-                unready_after: Duration::from_secs(30),
-                max_staleness: Duration::from_secs(900),
-            },
-            Arc::new(Metrics::new()),
-        )
+        testing::unconfirmed(testing::BOUNDS, &Arc::new(Metrics::new()))
     }
 
     fn reloader(loader: &Arc<FakeLoader>) -> (Arc<Reloader<Arc<FakeLoader>>>, SharedKeySet) {

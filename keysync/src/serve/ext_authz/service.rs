@@ -166,7 +166,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::sync::confirmation::Bounds;
+    use crate::sync::confirmation::{testing, Bounds};
     use crate::sync::fake_catch_up::{self, Behaviour};
     use crate::sync::freshness::Freshness;
 
@@ -203,15 +203,13 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let freshness = Freshness::new(metrics.clone());
         let misses = Misses::new(catch_up, freshness.clone(), metrics.clone());
-        let confirmation = Confirmation::new(
+        let confirmation = testing::confirmed(
             Bounds {
-                overdue: Duration::from_secs(7),
-                unready_after: Duration::from_secs(30),
                 max_staleness: Duration::from_secs(60),
+                ..testing::BOUNDS
             },
-            metrics.clone(),
+            &metrics,
         );
-        confirmation.confirm(tokio::time::Instant::now());
         let mut service = ExtAuthzService::new(
             key_set,
             misses,
