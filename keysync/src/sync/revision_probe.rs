@@ -69,3 +69,127 @@ pub async fn run<L: Loader>(
         metrics.record_probe(result);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::position::Position;
+    use crate::serve::change_feed::ChangeFeed;
+    use crate::serve::changes::Changes;
+    use crate::serve::key_entry::KeyEntry;
+    use crate::serve::key_set::SharedKeySet;
+    use crate::sync::confirmation::{testing, Confirmation};
+    use crate::sync::freshness::Freshness;
+    use crate::sync::loader::{DatabaseState, LoadError};
+    use crate::sync::reload::spawn_catch_up;
+
+    /// A database without keys whose revision counter the test moves.
+    #[derive(Default)]
+    struct Counter {
+        revision: AtomicU64,
+        down: AtomicBool,
+    }
+
+    impl Counter {
+        fn state_now(&self) -> Result<DatabaseState, LoadError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(LoadError::Timeout(Duration::from_secs(5)));
+            }
+            Ok(DatabaseState {
+                position: Position {
+                    epoch: 1,
+                    revision: self.revision.load(Ordering::SeqCst),
+                },
+                history_id: 1,
+            })
+        }
+    }
+
+    impl Loader for Arc<Counter> {
+        async fn full_snapshot_into<S: FnMut(KeyEntry) + Send>(
+            &self,
+            _sink: S,
+        ) -> Result<DatabaseState, LoadError> {
+            self.state_now()
+        }
+
+        async fn changes_since(&self, _: u64) -> Result<(DatabaseState, Changes), LoadError> {
+            let state = self.state_now()?;
+            let changes = Changes {
+                revision: state.position.revision,
+                ..Changes::default()
+            };
+            Ok((state, changes))
+        }
+
+        async fn state(&self) -> Result<DatabaseState, LoadError> {
+            self.state_now()
+        }
+
+        async fn renew_history(&self, _: i64) -> Result<bool, LoadError> {
+            Ok(false)
+        }
+    }
+
+    fn probes(metrics: &Metrics, result: &str) -> u64 {
+        let text = metrics.encode();
+        let sample = format!("keysync_revision_probes_total{{result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample.as_str())?.parse().ok())
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_confirm_catch_up_when_behind_and_let_the_age_grow_when_failing() {
+        let database = Arc::new(Counter::default());
+        let metrics = Arc::new(Metrics::new());
+        let confirmation: Confirmation = testing::unconfirmed(testing::BOUNDS, &metrics);
+        let key_set = SharedKeySet::new();
+        let reloader = Arc::new(Reloader::new(
+            database.clone(),
+            key_set.clone(),
+            Arc::new(ChangeFeed::new(10)),
+            metrics.clone(),
+            confirmation.clone(),
+        ));
+        reloader.full_reload().await.unwrap();
+        let catch_up = spawn_catch_up(reloader.clone(), Freshness::new(metrics.clone()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            reloader,
+            catch_up,
+            Duration::from_secs(1),
+            metrics.clone(),
+            stop.clone(),
+        ));
+
+        // Nothing changes: every probe confirms.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert_eq!(probes(&metrics, "current"), 3);
+        assert!(confirmation.age().unwrap() <= Duration::from_millis(500));
+
+        // The database moved on: a catch-up follows the probe that saw it.
+        database.revision.store(5, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(probes(&metrics, "behind"), 1);
+        assert_eq!(key_set.read().revision(), 5);
+
+        // Silent: probes fail and confirm nothing.
+        database.down.store(true, Ordering::SeqCst);
+        let silent_at = Instant::now();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(probes(&metrics, "error"), 10);
+        assert!(confirmation.age().unwrap() >= silent_at.elapsed());
+        assert!(!confirmation.is_current());
+
+        database.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(confirmation.is_current());
+        stop.cancel();
+        task.await.unwrap();
+    }
+}
