@@ -11,6 +11,11 @@
 //!   `DeniedHttpResponse` with the contract's status, headers and JSON body.
 //! - cannot tell: an `UNAVAILABLE` gRPC error, so that Envoy answers with its
 //!   `status_on_error` (503, given the contract's JSON body by the configuration).
+//!
+//! Every answer also says where the key set that decided it stood
+//! ([`with_provenance`]): Envoy keeps it as the ext_authz filter's dynamic metadata
+//! (`keysync_epoch`, `keysync_confirmed_age_ms`), for access logs
+//! (`%DYNAMIC_METADATA(envoy.filters.http.ext_authz:keysync_confirmed_age_ms)%`).
 
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
@@ -19,11 +24,13 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{
     CheckResponse, DeniedHttpResponse, OkHttpResponse,
 };
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc;
 use keysync_contract::credential::Source;
 use keysync_contract::id::Id;
 use keysync_contract::reply::{self, Denial};
 use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
+use keysync_proto::v1::Provenance;
 use tonic::Status;
 
 use super::verdict::Verdict;
@@ -45,6 +52,28 @@ pub fn answer(verdict: &Verdict) -> Result<CheckResponse, Status> {
         )),
         Verdict::Deny(denial) => Ok(denied(denial)),
     }
+}
+
+/// `response` with `provenance` as its dynamic metadata: the epoch as 16 hex digits (a
+/// JSON number cannot hold 64 bits) and the confirmation's age in milliseconds.
+pub fn with_provenance(mut response: CheckResponse, provenance: Provenance) -> CheckResponse {
+    let value = |kind| Value { kind: Some(kind) };
+    response.dynamic_metadata = Some(Struct {
+        fields: [
+            (
+                "keysync_epoch".to_owned(),
+                value(Kind::StringValue(format!("{:016x}", provenance.epoch))),
+            ),
+            (
+                "keysync_confirmed_age_ms".to_owned(),
+                // Exact up to 2^53 ms (285,000 years).
+                value(Kind::NumberValue(provenance.confirmed_age_ms as f64)),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    });
+    response
 }
 
 fn allowed(entry: &KeyEntry, source: Source) -> CheckResponse {
@@ -339,5 +368,25 @@ mod tests {
                 assert!(template.contains(&header), "{path} lacks {header:?}");
             }
         }
+    }
+
+    #[test]
+    fn provenance_travels_as_dynamic_metadata() {
+        let response = with_provenance(
+            answer(&Verdict::Deny(Denial::InvalidKey)).unwrap(),
+            Provenance {
+                epoch: 0xfeed,
+                confirmed_age_ms: 1500,
+            },
+        );
+        let fields = response.dynamic_metadata.unwrap().fields;
+        assert_eq!(
+            fields["keysync_epoch"].kind,
+            Some(Kind::StringValue("000000000000feed".to_owned()))
+        );
+        assert_eq!(
+            fields["keysync_confirmed_age_ms"].kind,
+            Some(Kind::NumberValue(1500.0))
+        );
     }
 }

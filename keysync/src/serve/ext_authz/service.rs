@@ -22,6 +22,7 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use keysync_contract::credential::{self, Credential, Source};
 use keysync_contract::reply::Denial;
+use keysync_proto::v1::Provenance;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
@@ -147,7 +148,12 @@ impl Authorization for ExtAuthzService {
         let verdict = self.judge(request.get_ref()).await;
         self.metrics
             .record_ext_authz(verdict.result(), started.elapsed());
-        check_response::answer(&verdict).map(Response::new)
+        let provenance = Provenance {
+            epoch: self.key_set.read().epoch(),
+            confirmed_age_ms: self.confirmation.age_ms(),
+        };
+        check_response::answer(&verdict)
+            .map(|response| Response::new(check_response::with_provenance(response, provenance)))
     }
 }
 
@@ -307,6 +313,9 @@ mod tests {
     async fn a_stored_key_is_allowed_with_its_identity() {
         let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
         let response = check(&fixture.service, bearer(KEY)).await;
+        let metadata = response.dynamic_metadata.clone().unwrap().fields;
+        assert!(metadata.contains_key("keysync_epoch"));
+        assert!(metadata.contains_key("keysync_confirmed_age_ms"));
         let (set, removed) = forwarded(&response);
         assert_eq!(set["x-org-id"], Uuid::from_u128(0x22).to_string());
         assert_eq!(set["x-api-key-id"], Uuid::from_u128(0x11).to_string());
