@@ -259,18 +259,21 @@ impl<H: Host> AuthRequest<H> {
         };
         match KeyRecord::from_proto(&found) {
             Ok(record) if record.hash == *hash => {
-                if !stale {
-                    let cached = self.worker.store().cache_lookup(&record, answer.revision);
-                    info!(
-                        "cache miss: key_hash={} found by keysync ({})",
-                        hash.short(),
-                        match cached {
-                            Cached::Stored | Cached::AlreadyThere => "cached",
-                            Cached::Stale => "not cached: the store is newer",
-                            Cached::Failed(_) => "not cached: store busy",
-                        }
-                    );
-                }
+                // Only into a store of the same revision history: a fresh answer makes a
+                // stale store no worse, and the revision rule of `cache_lookup` still holds.
+                let outcome = if meta.epoch == 0 || provenance.epoch == meta.epoch {
+                    match self.worker.store().cache_lookup(&record, answer.revision) {
+                        Cached::Stored | Cached::AlreadyThere => "cached",
+                        Cached::Stale => "not cached: the store is newer",
+                        Cached::Failed(_) => "not cached: store busy",
+                    }
+                } else {
+                    "not cached: the store is of another revision history"
+                };
+                info!(
+                    "cache miss: key_hash={} found by keysync ({outcome})",
+                    hash.short()
+                );
                 self.judge_record(record)
             }
             Ok(_) => {
