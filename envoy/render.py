@@ -110,7 +110,9 @@ GLOBAL_RATE_LIMIT_FILTER = """\
     failure_mode_deny: false
     rate_limit_service:
       transport_api_version: V3
-      grpc_service: { envoy_grpc: { cluster_name: keysync } }"""
+      grpc_service:
+        envoy_grpc: { cluster_name: keysync }
+        ${KEYSYNC_GRPC_METADATA}"""
 
 # The rate-limit filter's 429 has no body; give it the same JSON as local mode's. Both
 # templates have a local_reply_config of their own and take only the mappers.
@@ -174,6 +176,57 @@ def bench_filter(values):
     )
 
 
+def grpc_metadata(values):
+    """The token keysync's gRPC port may require, for Envoy's own gRPC clients (ext_authz,
+    rate limit). The wasm filter reads it from Envoy's environment instead."""
+    token = values.get("KEYSYNC_GRPC_TOKEN")
+    if not token:
+        return []
+    if not re.fullmatch(r"[\x21-\x7e]{16,1024}", token):
+        raise RenderError("KEYSYNC_GRPC_TOKEN must be 16 to 1024 visible ASCII characters")
+    return ["initial_metadata:", f"- {{ key: authorization, value: {json.dumps('Bearer ' + token)} }}"]
+
+
+def transport_socket(values):
+    """TLS to keysync when KEYSYNC_GRPC_TLS_CA is set (keysync's certificate must chain to
+    it); mutual TLS when Envoy's own certificate and key are given too."""
+    ca = values.get("KEYSYNC_GRPC_TLS_CA")
+    cert = values.get("KEYSYNC_GRPC_TLS_CLIENT_CERT")
+    key = values.get("KEYSYNC_GRPC_TLS_CLIENT_KEY")
+    if not ca:
+        if cert or key:
+            raise RenderError("KEYSYNC_GRPC_TLS_CLIENT_CERT/KEY need KEYSYNC_GRPC_TLS_CA")
+        return []
+    if bool(cert) != bool(key):
+        raise RenderError("KEYSYNC_GRPC_TLS_CLIENT_CERT and KEYSYNC_GRPC_TLS_CLIENT_KEY go together")
+    validation = f"trusted_ca: {{ filename: {json.dumps(ca)} }}"
+    sni = values.get("KEYSYNC_GRPC_TLS_SERVER_NAME")
+    if sni:
+        validation += (
+            ", match_typed_subject_alt_names: "
+            f"[{{ san_type: DNS, matcher: {{ exact: {json.dumps(sni)} }} }}]"
+        )
+    lines = [
+        "transport_socket:",
+        "  name: envoy.transport_sockets.tls",
+        "  typed_config:",
+        '    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+    ]
+    if sni:
+        lines.append(f"    sni: {json.dumps(sni)}")
+    lines += [
+        "    common_tls_context:",
+        "      alpn_protocols: [h2]",
+        f"      validation_context: {{ {validation} }}",
+    ]
+    if cert:
+        lines.append(
+            f"      tls_certificates: [{{ certificate_chain: {{ filename: {json.dumps(cert)} }}, "
+            f"private_key: {{ filename: {json.dumps(key)} }} }}]"
+        )
+    return lines
+
+
 def host_port(addr, name):
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
@@ -217,12 +270,21 @@ def render(template, env):
         "KEYSYNC_AUTH_CONFIG",
         env.get("KEYSYNC_AUTH_CONFIG") or json.dumps({"role": "auth", "rate_limit": mode}),
     )
+    metadata = grpc_metadata(values)
+    rate_limit_filter = "\n".join(
+        "\n".join("        " + m for m in metadata) if "${KEYSYNC_GRPC_METADATA}" in line else line
+        for line in GLOBAL_RATE_LIMIT_FILTER.splitlines()
+    )
     for field, text in [
         ("GLOBAL_RATE_LIMITS", GLOBAL_RATE_LIMITS),
-        ("GLOBAL_RATE_LIMIT_FILTER", GLOBAL_RATE_LIMIT_FILTER),
+        ("GLOBAL_RATE_LIMIT_FILTER", rate_limit_filter),
         ("GLOBAL_RATE_LIMIT_REPLY_MAPPERS", GLOBAL_RATE_LIMIT_REPLY_MAPPERS),
     ]:
         values[field] = block(text.splitlines(), template, field) if mode == "global" else ""
+    values["KEYSYNC_GRPC_METADATA"] = block(metadata, template, "KEYSYNC_GRPC_METADATA")
+    values["KEYSYNC_TRANSPORT_SOCKET"] = block(
+        transport_socket(values), template, "KEYSYNC_TRANSPORT_SOCKET"
+    )
     values["ROUTES"] = block(routes(items), template, "ROUTES")
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
     values["BENCH_FILTER"] = block(bench_filter(values), template, "BENCH_FILTER")

@@ -119,7 +119,7 @@ impl<H: Host> AuthRequest<H> {
     }
 
     fn judge_stored(&mut self, hash: &KeyHash) -> Verdict {
-        if self.worker.stale.get() {
+        if self.worker.store_is_stale() {
             // The store is not trusted: only keysync's (fresh) word can admit a key.
             if self.worker.may_start_lookup() {
                 return Verdict::AskKeysync;
@@ -1144,10 +1144,15 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_trusts_nothing_before_its_first_tick_sees_a_confirmed_store() {
+    fn a_worker_trusts_nothing_before_it_sees_a_confirmed_store() {
         let worker = worker(r#"{"miss_lookup":{"enabled":false}}"#);
+        store(&worker, record(KEY));
         send_key(&worker, KEY);
         assert_eq!(status(&worker), Some(503));
+        // The first sync completes: the next request sees it without waiting for a tick.
+        sync_beat(&worker, 0);
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Continue);
     }
 
     #[test]

@@ -130,6 +130,17 @@ impl<H: Host> AuthWorker<H> {
         }
     }
 
+    /// Whether the store is too stale to trust, looking again if it was: a store that
+    /// was stale at the last tick may have been confirmed since (the first sync after
+    /// start, keysync back), and a request should not wait for the next tick to see it.
+    /// Costs a shared-data read only while stale.
+    pub fn store_is_stale(&self) -> bool {
+        if self.stale.get() {
+            self.check_staleness();
+        }
+        self.stale.get()
+    }
+
     /// Is the store too stale to trust? Never confirmed counts as stale.
     fn check_staleness(&self) {
         let Some(max) = self.config.max_staleness else {

@@ -258,6 +258,9 @@ impl<H: Host> SyncService<H> {
         }
         let at = now.saturating_sub(age_ms);
         self.confirmed_at = Some(self.confirmed_at.map_or(at, |c| c.max(at)));
+        // Workers see it now, not at the next tick: a request right after the first
+        // sync must not find the store unconfirmed.
+        self.beat(now);
     }
 
     fn tick_refresh(&mut self, now: u64) {
