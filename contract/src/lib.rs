@@ -12,6 +12,7 @@
 
 pub mod credential;
 pub mod id;
+pub mod key_format;
 pub mod limit;
 pub mod rate_limit_headers;
 pub mod rate_window;
