@@ -5,9 +5,14 @@ Usage: python3 envoy/render.py TEMPLATE > envoy.yaml
 
 Fills ${NAME} fields; ${ROUTES} and ${BACKEND_CLUSTERS} are generated from BACKEND_URLS
 (comma-separated name=url). With one backend every path goes to it; with several,
-/<name>/... goes to backend <name> with the prefix stripped. RATE_LIMIT_MODE (local,
-global, off) sets the filter's rate_limit mode and, for global, fills the
-${GLOBAL_RATE_LIMIT_*} blocks. Standard library only.
+/<name>/... goes to backend <name> with the prefix stripped. PUBLIC_BACKENDS (names of
+BACKEND_URLS) makes those backends' routes public in Envoy's own configuration: the
+auth filter (and the rate-limit filter) is disabled on them by typed_per_filter_config,
+and identity and credential headers are removed. RATE_LIMIT_MODE (local, global, off)
+sets the filter's rate_limit mode and, for global, fills the ${GLOBAL_RATE_LIMIT_*}
+blocks. ENVOY_PROBE_PORT adds a listener on that port that passes GET /ready and GET
+/stats/prometheus to the admin interface (which stays on 127.0.0.1), for Kubernetes
+probes and Prometheus. Standard library only.
 """
 import json
 import os
@@ -68,14 +73,52 @@ def backends(spec):
     return result
 
 
-def routes(items):
+# What a public route (PUBLIC_BACKENDS) removes: the backend behind it gets neither an
+# identity a client made up nor a credential meant for the authenticated routes.
+PUBLIC_ROUTE_HEADERS_REMOVED = "[x-org-id, x-api-key-id, x-api-key, authorization]"
+
+
+def public_backends(spec, items):
+    names = [name.strip() for name in (spec or "").split(",") if name.strip()]
+    unknown = sorted(set(names) - {name for name, _, _ in items})
+    if unknown:
+        raise RenderError(f"PUBLIC_BACKENDS names {', '.join(unknown)}, not in BACKEND_URLS")
+    return set(names)
+
+
+def disabled_filters(template, mode):
+    """The filters a public route turns off: the template's auth filter, and Envoy's
+    rate-limit filter in global mode (a client could otherwise send its own descriptor
+    headers)."""
+    names = ["envoy.filters.http.ext_authz" if "envoy.filters.http.ext_authz" in template
+             else "envoy.filters.http.wasm"]
+    if mode == "global":
+        names.append("envoy.filters.http.ratelimit")
+    return names
+
+
+def route_opt_out(filters):
+    disabled = ", ".join(
+        f'{name}: {{ "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }}'
+        for name in filters
+    )
+    return (f", typed_per_filter_config: {{ {disabled} }}, "
+            f"request_headers_to_remove: {PUBLIC_ROUTE_HEADERS_REMOVED}")
+
+
+def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",)):
     if not items:
         return ['- { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }']
+
+    def extra(name):
+        return route_opt_out(filters) if name in public else ""
+
     if len(items) == 1:
-        return [f'- {{ match: {{ prefix: "/" }}, route: {{ cluster: "backend.{items[0][0]}" }} }}']
+        name = items[0][0]
+        return [f'- {{ match: {{ prefix: "/" }}, route: {{ cluster: "backend.{name}" }}{extra(name)} }}']
     return [
         f'- {{ match: {{ prefix: "/{name}/" }}, '
-        f'route: {{ cluster: "backend.{name}", prefix_rewrite: "/" }} }}'
+        f'route: {{ cluster: "backend.{name}", prefix_rewrite: "/" }}{extra(name)} }}'
         for name, _, _ in items
     ]
 
@@ -227,6 +270,52 @@ def transport_socket(values):
     return lines
 
 
+# ENVOY_PROBE_PORT: Kubernetes probes and Prometheus reach a pod's address, not its
+# loopback, where the admin interface stays. This listener passes GET /ready and GET
+# /stats/prometheus (and nothing else) to it.
+PROBE_LISTENER = """\
+- name: probes
+  address:
+    socket_address: { address: ${GATEWAY_ADDRESS}, port_value: ${ENVOY_PROBE_PORT} }
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: probes
+        route_config:
+          virtual_hosts:
+          - name: probes
+            domains: ["*"]
+            routes:
+            - match: { path: /ready, headers: [{ name: ":method", string_match: { exact: GET } }] }
+              route: { cluster: envoy_admin }
+            - match: { path: /stats/prometheus, headers: [{ name: ":method", string_match: { exact: GET } }] }
+              route: { cluster: envoy_admin }
+            - match: { prefix: "/" }
+              direct_response: { status: 404 }
+        http_filters:
+        - name: envoy.filters.http.router
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"""
+
+PROBE_CLUSTER = """\
+- name: envoy_admin
+  type: STATIC
+  connect_timeout: 1s
+  load_assignment:
+    cluster_name: envoy_admin
+    endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${ENVOY_ADMIN_PORT} } } } } ] } ]"""
+
+
+def probe_blocks(values):
+    port = values.get("ENVOY_PROBE_PORT")
+    if not port:
+        return "", ""
+    fill = string.Template
+    return (fill(PROBE_LISTENER).substitute(values), fill(PROBE_CLUSTER).substitute(values))
+
+
 def host_port(addr, name):
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
@@ -285,9 +374,15 @@ def render(template, env):
     values["KEYSYNC_TRANSPORT_SOCKET"] = block(
         transport_socket(values), template, "KEYSYNC_TRANSPORT_SOCKET"
     )
-    values["ROUTES"] = block(routes(items), template, "ROUTES")
+    public = public_backends(values.get("PUBLIC_BACKENDS"), items)
+    values["ROUTES"] = block(
+        routes(items, public, disabled_filters(template, mode)), template, "ROUTES"
+    )
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
     values["BENCH_FILTER"] = block(bench_filter(values), template, "BENCH_FILTER")
+    listener, cluster = probe_blocks(values)
+    values["ENVOY_PROBE_LISTENER"] = block(listener.splitlines(), template, "ENVOY_PROBE_LISTENER")
+    values["ENVOY_PROBE_CLUSTER"] = block(cluster.splitlines(), template, "ENVOY_PROBE_CLUSTER")
     try:
         return string.Template(template).substitute(values)
     except KeyError as e:

@@ -1,0 +1,97 @@
+//! Routing decided by Envoy's own configuration (`envoy/render.py`): `BACKEND_URLS`
+//! gives the backends and their prefixes, `PUBLIC_BACKENDS` makes some of them public by
+//! turning the auth filter off on their routes (`typed_per_filter_config` with
+//! `FilterConfig{disabled: true}`), and `ENVOY_PROBE_PORT` answers Kubernetes probes and
+//! Prometheus (and nothing else of the admin interface).
+
+use keysync_e2e::poll::DEADLINE;
+use keysync_e2e::replies::forwarded_header;
+use keysync_e2e::stack::Stack;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The status line of a plain HTTP/1.1 request to `addr`.
+fn status_of(addr: SocketAddr, method: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: probe\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_public_backend_by_configuration_passes_without_a_key_and_the_other_does_not() {
+    for template in ["gateway.yaml", "ext-authz.yaml"] {
+        let probe_port = free_port();
+        let stack = Stack::start(|options| {
+            options.template = template.into();
+            // The stack's echo backend under two names: `api` behind the auth filter,
+            // `docs` public by configuration.
+            let url = options.backends.split_once('=').unwrap().1.to_owned();
+            options.backends = format!("api={url},docs={url}");
+            options.env.push(("PUBLIC_BACKENDS".into(), "docs".into()));
+            options
+                .env
+                .push(("ENVOY_PROBE_PORT".into(), probe_port.to_string()));
+            // The probe listener reaches the admin interface at its configured port.
+            options
+                .env
+                .push(("ENVOY_ADMIN_PORT".into(), free_port().to_string()));
+        });
+        let org = stack.create_org("routing");
+        let key = stack.create_key(&org, &[]);
+        stack
+            .gateway
+            .wait_for_status("/api/orders", &key.key, 200, DEADLINE);
+
+        let refused = stack.gateway.get("/api/orders", &[]);
+        assert_eq!(refused.status, 401, "{template}: {}", refused.text());
+
+        let public = stack.gateway.get(
+            "/docs/intro",
+            &[
+                ("x-org-id", b"forged-org".as_slice()),
+                ("x-api-key-id", b"forged-key".as_slice()),
+                ("x-api-key", key.key.as_bytes()),
+            ],
+        );
+        assert_eq!(public.status, 200, "{template}: {}", public.text());
+        for header in ["x-org-id", "x-api-key-id", "x-api-key", "authorization"] {
+            assert!(
+                forwarded_header(&public, header).is_empty(),
+                "{template}: {header} reached the public backend: {}",
+                public.text()
+            );
+        }
+
+        let probes = SocketAddr::from(([127, 0, 0, 1], probe_port));
+        for path in ["/ready", "/stats/prometheus"] {
+            let status = status_of(probes, "GET", path);
+            assert!(status.contains(" 200"), "{template}: GET {path}: {status}");
+        }
+        for (method, path) in [
+            ("GET", "/stats"),
+            ("POST", "/ready"),
+            ("POST", "/quitquitquit"),
+        ] {
+            let status = status_of(probes, method, path);
+            assert!(
+                status.contains(" 404"),
+                "{template}: {method} {path} on the probe port: {status}"
+            );
+        }
+    }
+}
