@@ -4,33 +4,12 @@
 //! `FilterConfig{disabled: true}`), and `ENVOY_PROBE_PORT` answers Kubernetes probes and
 //! Prometheus (and nothing else of the admin interface).
 
+use keysync_e2e::http;
+use keysync_e2e::paths::free_port;
 use keysync_e2e::poll::DEADLINE;
 use keysync_e2e::replies::forwarded_header;
 use keysync_e2e::stack::Stack;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// The status line of a plain HTTP/1.1 request to `addr`.
-fn status_of(addr: SocketAddr, method: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: probe\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    reply.lines().next().unwrap_or_default().to_owned()
-}
+use std::net::SocketAddr;
 
 #[test]
 fn a_public_backend_by_configuration_passes_without_a_key_and_the_other_does_not() {
@@ -79,19 +58,15 @@ fn a_public_backend_by_configuration_passes_without_a_key_and_the_other_does_not
 
         let probes = SocketAddr::from(([127, 0, 0, 1], probe_port));
         for path in ["/ready", "/stats/prometheus"] {
-            let status = status_of(probes, "GET", path);
-            assert!(status.contains(" 200"), "{template}: GET {path}: {status}");
+            let status = http::get(probes, path, &[]).unwrap().status;
+            assert_eq!(status, 200, "{template}: GET {path} on the probe port");
         }
-        for (method, path) in [
-            ("GET", "/stats"),
-            ("POST", "/ready"),
-            ("POST", "/quitquitquit"),
-        ] {
-            let status = status_of(probes, method, path);
-            assert!(
-                status.contains(" 404"),
-                "{template}: {method} {path} on the probe port: {status}"
-            );
+        let status = http::get(probes, "/stats", &[]).unwrap().status;
+        assert_eq!(status, 404, "{template}: GET /stats on the probe port");
+        for path in ["/ready", "/quitquitquit"] {
+            let raw = format!("POST {path} HTTP/1.1\r\nhost: probe\r\ncontent-length: 0\r\n\r\n");
+            let status = http::send_raw(probes, raw.as_bytes()).unwrap().status;
+            assert_eq!(status, 404, "{template}: POST {path} on the probe port");
         }
     }
 }
