@@ -57,7 +57,8 @@ pub fn describe(method: &Method, uri: &Uri, headers: &HeaderMap) -> Value {
 /// Request header asking the echo to add `name: value` to its response.
 pub const RESPONSE_HEADER_REQUEST: &str = "x-echo-response-header";
 
-async fn echo(request: Request) -> Response {
+/// The echo's answer to `request`.
+pub async fn echo(request: Request) -> Response {
     let description = describe(request.method(), request.uri(), request.headers());
     let mut response = (
         [(header::CONTENT_TYPE, "application/json")],

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 /// How long Envoy may take to serve on its gateway listener after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+#[derive(Clone, Debug)]
 pub struct GatewayOptions {
     /// A template under `envoy/`.
     pub template: String,
@@ -32,6 +33,60 @@ pub struct GatewayOptions {
     pub concurrency: u32,
     /// Extra environment for the renderer (other templates' fields).
     pub env: Vec<(String, String)>,
+    /// The gateway listener's port; 0 lets the OS pick one. A hot restart needs a fixed
+    /// port, since the new Envoy asks the old one for the socket bound to it.
+    pub port: u16,
+    /// Environment of the Envoy process itself (such as libfaketime's).
+    pub process_env: Vec<(String, String)>,
+    /// Changes to the rendered configuration, applied in order: what an operator adds
+    /// to a shipped configuration (another endpoint, an exempt route).
+    pub config_edits: Vec<ConfigEdit>,
+    /// Hot restart arguments; `None` runs Envoy with `--disable-hot-restart`.
+    pub hot_restart: Option<HotRestart>,
+    /// Another build of the filter (the crash-test build); `None`: the usual one.
+    pub filter_wasm: Option<PathBuf>,
+}
+
+/// Replaces the one occurrence of `find` in the rendered configuration with `replace`;
+/// the start panics when `find` is not there exactly once (the template changed).
+#[derive(Clone, Debug)]
+pub struct ConfigEdit {
+    pub find: String,
+    pub replace: String,
+}
+
+/// One generation of a hot-restarting Envoy: `--restart-epoch` and the shared-memory
+/// `--base-id` of its family (see `crate::hot_restart`).
+#[derive(Clone, Debug)]
+pub struct HotRestart {
+    pub epoch: u32,
+    /// `None` for the first generation: Envoy picks a free base id and writes it to
+    /// `base_id_path`, where the next generations read it.
+    pub base_id: Option<u32>,
+    pub base_id_path: PathBuf,
+    /// How long the old generation drains its connections.
+    pub drain_time: Duration,
+    /// When the new generation tells the old one to exit.
+    pub parent_shutdown_time: Duration,
+}
+
+impl HotRestart {
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--restart-epoch".to_string(), self.epoch.to_string()];
+        match self.base_id {
+            Some(id) => args.extend(["--base-id".to_string(), id.to_string()]),
+            None => args.push("--use-dynamic-base-id".to_string()),
+        }
+        args.extend([
+            "--base-id-path".to_string(),
+            self.base_id_path.display().to_string(),
+            "--drain-time-s".to_string(),
+            self.drain_time.as_secs().to_string(),
+            "--parent-shutdown-time-s".to_string(),
+            self.parent_shutdown_time.as_secs().to_string(),
+        ]);
+        args
+    }
 }
 
 impl GatewayOptions {
@@ -45,6 +100,11 @@ impl GatewayOptions {
                 .into(),
             concurrency: 2,
             env: Vec::new(),
+            port: 0,
+            process_env: Vec::new(),
+            config_edits: Vec::new(),
+            hot_restart: None,
+            filter_wasm: None,
         }
     }
 
@@ -106,7 +166,7 @@ impl Gateway {
         let dir = ScratchDir::new("envoy").expect("temp dir for envoy");
         let mut env = vec![
             ("GATEWAY_ADDRESS".to_string(), "127.0.0.1".to_string()),
-            ("GATEWAY_PORT".into(), "0".into()),
+            ("GATEWAY_PORT".into(), options.port.to_string()),
             ("ENVOY_ADMIN_PORT".into(), "0".into()),
             ("KEYSYNC_GRPC_ADDR".into(), options.keysync_grpc.to_string()),
             ("BACKEND_URLS".into(), options.backends.clone()),
@@ -114,11 +174,25 @@ impl Gateway {
             ("KEYSYNC_SYNC_CONFIG".into(), options.sync_config.clone()),
             (
                 "KEYSYNC_FILTER_WASM".into(),
-                paths::filter_wasm().display().to_string(),
+                options
+                    .filter_wasm
+                    .clone()
+                    .unwrap_or_else(paths::filter_wasm)
+                    .display()
+                    .to_string(),
             ),
         ];
         env.extend(options.env.iter().cloned());
-        let config = render(&options.template, &env);
+        let mut config = render(&options.template, &env);
+        for edit in &options.config_edits {
+            let found = config.matches(edit.find.as_str()).count();
+            assert_eq!(
+                found, 1,
+                "config edit: {:?} occurs {found} times in the rendered {}",
+                edit.find, options.template
+            );
+            config = config.replace(&edit.find, &edit.replace);
+        }
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, config).expect("write envoy config");
         let admin_path = dir.path().join("admin-address");
@@ -129,12 +203,22 @@ impl Gateway {
             .arg(&config_path)
             .arg("--concurrency")
             .arg(options.concurrency.to_string())
-            .arg("--disable-hot-restart")
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("--log-level")
-            .arg("info");
-        let process = Process::spawn("envoy", command);
+            .arg("info")
+            .envs(options.process_env.iter().map(|(k, v)| (k, v)));
+        let name = match &options.hot_restart {
+            Some(hot_restart) => {
+                command.args(hot_restart.args());
+                format!("envoy-epoch-{}", hot_restart.epoch)
+            }
+            None => {
+                command.arg("--disable-hot-restart");
+                "envoy".to_string()
+            }
+        };
+        let process = Process::spawn(&name, command);
 
         // Both waits share one deadline: they are one start.
         let deadline = Instant::now() + START_TIMEOUT;
@@ -268,6 +352,31 @@ impl Gateway {
             || self.stat(name),
             |&value| ok(value),
         )
+    }
+
+    /// Waits until the sync service has loaded the whole key set and holds its watch
+    /// stream open, and the workers have had a tick to see it: the steady state in which
+    /// the store decides alone. Fault tests start from there.
+    pub fn wait_until_synced(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.process.wait_for_log("cache refresh complete", timeout);
+        poll::until(deadline, poll::INTERVAL, || {
+            let stats = self.stats();
+            let stat = |name: &str| stats.get(name).copied().unwrap_or(0);
+            if stat("refresh_ok") >= 1 && stat("stream_connected") == 1 {
+                Ok(())
+            } else {
+                Err(stats)
+            }
+        })
+        .unwrap_or_else(|stats| {
+            panic!(
+                "the gateway never synced: {stats:?}\n{}",
+                self.process.log_tail(30)
+            )
+        });
+        // The workers look at the store's state on their ticks (every 250 ms).
+        std::thread::sleep(Duration::from_millis(500));
     }
 
     /// Waits for the sync service's next completed refresh after log offset `offset`.

@@ -33,8 +33,21 @@ impl Response {
     }
 }
 
+/// How long a response may take before [`get`] gives up.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `GET path` with the given headers (values as raw bytes).
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> io::Result<Response> {
+    get_within(addr, path, headers, RESPONSE_TIMEOUT)
+}
+
+/// [`get`], giving up (an error) when no response came within `timeout`.
+pub fn get_within(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    timeout: Duration,
+) -> io::Result<Response> {
     let mut raw = format!("GET {path} HTTP/1.1\r\nhost: gateway\r\n").into_bytes();
     for (name, value) in headers {
         raw.extend_from_slice(name.as_bytes());
@@ -43,15 +56,19 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> io::Resul
         raw.extend_from_slice(b"\r\n");
     }
     raw.extend_from_slice(b"connection: close\r\n\r\n");
-    send_raw(addr, &raw)
+    send_raw_within(addr, &raw, timeout)
 }
 
 /// Sends `raw` as is and reads one response: up to its `content-length`, the end of
 /// its chunks, or else the connection's end. Waiting for the close is not enough: after
 /// a local reply Envoy delays closing (`delayed_close_timeout`, 1 s).
 pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> io::Result<Response> {
+    send_raw_within(addr, raw, RESPONSE_TIMEOUT)
+}
+
+fn send_raw_within(addr: SocketAddr, raw: &[u8], timeout: Duration) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.write_all(raw)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -66,6 +83,78 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> io::Result<Response> {
         buf.extend_from_slice(&chunk[..n]);
     }
     parse(&buf)
+}
+
+/// One keep-alive HTTP/1.1 connection that sends requests as raw bytes, one at a time,
+/// and reads each response whole (by its `content-length` or its chunks), so that many
+/// requests reuse one connection. It connects again when the server closed the last one
+/// (`connection: close`, or after a request the server refused to parse).
+pub struct Connection {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+}
+
+impl Connection {
+    pub fn new(addr: SocketAddr) -> Connection {
+        Connection { addr, stream: None }
+    }
+
+    /// Sends `raw` (one complete request) and reads its response. A request that fails
+    /// on a reused connection (the server closed it meanwhile) is sent once more on a
+    /// fresh one.
+    pub fn exchange(&mut self, raw: &[u8]) -> io::Result<Response> {
+        if self.stream.is_some() {
+            if let Ok(response) = self.exchange_once(raw) {
+                return Ok(response);
+            }
+            self.stream = None;
+        }
+        self.exchange_once(raw)
+    }
+
+    fn exchange_once(&mut self, raw: &[u8]) -> io::Result<Response> {
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => {
+                let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+                stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+                stream.set_nodelay(true)?;
+                self.stream.insert(stream)
+            }
+        };
+        let outcome = write_and_read(stream, raw);
+        let keep = matches!(&outcome, Ok((_, false)));
+        if !keep {
+            self.stream = None;
+        }
+        let (buf, _) = outcome?;
+        let response = parse(&buf);
+        if response.as_ref().is_ok_and(|r| {
+            r.header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        }) {
+            self.stream = None;
+        }
+        response
+    }
+}
+
+/// Writes `raw` and reads one response; also says whether the server closed the
+/// connection.
+fn write_and_read(stream: &mut TcpStream, raw: &[u8]) -> io::Result<(Vec<u8>, bool)> {
+    stream.write_all(raw)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if is_complete(&buf) {
+            return Ok((buf, false));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok((buf, true));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// Whether `buf` holds a whole response whose length is known from its head.

@@ -14,23 +14,32 @@
 #![allow(clippy::expect_used)]
 
 pub mod echo;
+pub mod fake_clock;
+pub mod faults;
 pub mod gateway;
+pub mod hot_restart;
 pub mod http;
 pub mod in_process;
+pub mod key_population;
 pub mod keysync;
 mod os;
+pub mod paced_load;
 pub mod paths;
+pub mod pg_dump;
 pub mod poll;
 pub mod postgres;
 pub mod process;
 pub mod rate_window;
+pub mod recording_backend;
 pub mod redis;
 pub mod replies;
 pub mod rogue_keysync;
 pub mod scratch;
+pub mod seeded;
 mod server_start;
 mod spawner;
 pub mod stack;
+pub mod tcp_proxy;
 
 pub use postgres::TestPostgres;
 pub use process::{Process, Signal};

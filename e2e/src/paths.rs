@@ -107,6 +107,28 @@ pub fn filter_wasm() -> PathBuf {
     path
 }
 
+/// The filter built with `--features crash-test` (a request header crashes a VM), for
+/// the fault suite: `KEYSYNC_CRASH_TEST_WASM`, else the build `make test` makes in its
+/// own target directory, `target/crash-test/`.
+pub fn crash_test_filter_wasm() -> PathBuf {
+    if let Some(path) = env_path("KEYSYNC_CRASH_TEST_WASM") {
+        return existing(path, "KEYSYNC_CRASH_TEST_WASM");
+    }
+    let path = target_dir()
+        .join("crash-test")
+        .join("wasm32-wasip1")
+        .join("release")
+        .join("keysync_filter.wasm");
+    if !path.is_file() {
+        panic!(
+            "crash-test filter not found at {} (or set KEYSYNC_CRASH_TEST_WASM): build it \
+             first: make test builds it (make build-crash-test-filter)",
+            path.display()
+        );
+    }
+    path
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 ///
 /// Another process may take it before the caller binds it; servers started on it should

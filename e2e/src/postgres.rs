@@ -115,6 +115,17 @@ impl TestPostgres {
         self.port
     }
 
+    /// A client program (`pg_dump`, `pg_restore`) of the installation the server runs
+    /// from, so that its version matches the server's.
+    pub(crate) fn client_program(&self, name: &str) -> PathBuf {
+        self.installation.bin_dir.join(name)
+    }
+
+    /// The role every cluster is created with.
+    pub(crate) fn user(&self) -> &'static str {
+        USER
+    }
+
     /// The connection URL of `database`: `postgres://keysync@127.0.0.1:PORT/DATABASE`.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)

@@ -37,6 +37,11 @@ pub enum Signal {
     Kill,
     /// SIGTERM.
     Term,
+    /// SIGSTOP: the process freezes (it cannot catch this), holding its sockets open
+    /// without answering, as a process stuck in a long pause would.
+    Stop,
+    /// SIGCONT: a stopped process runs on.
+    Cont,
 }
 
 impl Signal {
@@ -47,6 +52,8 @@ impl Signal {
             Signal::Quit => libc::SIGQUIT,
             Signal::Kill => libc::SIGKILL,
             Signal::Term => libc::SIGTERM,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Cont => libc::SIGCONT,
         }
     }
 }
@@ -224,13 +231,15 @@ impl Process {
     }
 
     /// Sends SIGTERM to the process group, waits up to 5 s, then sends SIGKILL.
-    /// Does nothing if the process has already ended.
+    /// Does nothing if the process has already ended. A stopped process is continued
+    /// after the SIGTERM, so that it can act on it.
     pub fn terminate(&mut self) {
         let state = self.state_mut();
         if state.try_status().is_some() {
             return;
         }
         state.signal(Signal::Term, true);
+        state.signal(Signal::Cont, true);
         if state.wait_for_exit(TERMINATE_GRACE).is_none() {
             state.signal(Signal::Kill, true);
             reap(state);

@@ -18,7 +18,12 @@ pub fn assert_error(response: &Response, status: u16, error: &str) {
 
 /// Every value of a header the echo backend received, as reported in its JSON body.
 pub fn forwarded_header(response: &Response, name: &str) -> Vec<String> {
-    response.json()["headers"][name]
+    header_values(&response.json(), name)
+}
+
+/// Every value of header `name` in an echo description (`crate::echo::describe`).
+pub fn header_values(description: &serde_json::Value, name: &str) -> Vec<String> {
+    description["headers"][name]
         .as_array()
         .map(|values| {
             values

@@ -17,7 +17,12 @@ pub struct Backend {
 
 impl Backend {
     pub fn start() -> Backend {
-        let server = InProcessServer::start("echo backend", echo::router());
+        Backend::serve(echo::router())
+    }
+
+    /// A backend serving `router` (an echo that records, for instance).
+    pub fn serve(router: axum::Router) -> Backend {
+        let server = InProcessServer::start("echo backend", router);
         Backend {
             addr: server.addr,
             _server: server,

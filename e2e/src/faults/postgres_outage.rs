@@ -1,0 +1,239 @@
+//! PostgreSQL stop, then blackhole: keysync reaches PostgreSQL through a proxy the test
+//! owns. First PostgreSQL is stopped for a while (keysync's connections are refused),
+//! then the proxy blackholes it for as long (connections hang: nothing answers, nothing
+//! closes); keys are revoked directly in the database meanwhile. It must show that
+//! `max_staleness` trips during the blackhole (keysync notices a silent database, and
+//! the gateway stops trusting what it holds), that no revoked key works longer than
+//! `max_staleness`, and that revocations land once the database is back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::figures::{duration, statuses, Figures, Verdict};
+use super::{time_until_status, Scale, HEALTHY_BOUND};
+use crate::gateway::Gateway;
+use crate::key_population::KeyPopulation;
+use crate::keysync::{self, Keysync};
+use crate::paced_load::{Carried, LoadShape, Outcome, PacedLoad};
+use crate::poll::DEADLINE;
+use crate::postgres::database_of;
+use crate::stack::Backend;
+use crate::tcp_proxy::TcpProxy;
+use crate::TestPostgres;
+
+/// Slack on `max_staleness` for the gateway to act on it (its ticks, stats).
+const TRIP_SLACK: Duration = Duration::from_secs(3);
+/// The key the load expects to keep working (when the gateway can tell).
+const VALID: usize = 10;
+
+pub fn run(scale: Scale) -> Figures {
+    let outage = scale.pick(Duration::from_secs(20), Duration::from_secs(60));
+    let max_staleness = scale.pick(Duration::from_secs(8), Duration::from_secs(30));
+    // keysync confirms its data at least every poll; the age a healthy gateway sees
+    // stays well under max_staleness.
+    let keysync_env: &[(&str, &str)] = scale.pick(
+        &[
+            ("KEYSYNC_POLL_INTERVAL", "1s"),
+            ("KEYSYNC_WATCH_HEARTBEAT", "1s"),
+        ],
+        &[],
+    );
+
+    let mut postgres = TestPostgres::start();
+    let database_url = postgres.create_database();
+    let database = database_of(&database_url).to_string();
+    keysync::migrate(&database_url);
+    let org = keysync::create_org(&database_url, "pg-outage");
+    let proxy = TcpProxy::start(([127, 0, 0, 1], postgres.port()).into());
+    let proxied_url = format!(
+        "postgres://keysync@127.0.0.1:{}/{database}",
+        proxy.addr.port()
+    );
+    let keysync = Keysync::start(&proxied_url, keysync_env);
+    let backend = Backend::start();
+    let options = super::shipped_options(keysync.grpc, &backend, Some(max_staleness));
+    let gateway = Gateway::start(options);
+    let secrets: Vec<String>;
+    {
+        let population = KeyPopulation::new(&postgres, &database, &org, "pgout");
+        population.insert(0..20);
+        secrets = (0..20).map(|n| population.secret(n)).collect();
+    }
+    gateway.wait_for_status("/", &secrets[VALID], 200, DEADLINE);
+    gateway.wait_for_status("/", &secrets[0], 200, DEADLINE);
+    gateway.wait_until_synced(DEADLINE);
+    let watched: Arc<Vec<String>> = Arc::new(vec![
+        secrets[VALID].clone(),
+        secrets[0].clone(),
+        secrets[1].clone(),
+        secrets[2].clone(),
+    ]);
+    let load = PacedLoad::start(
+        gateway.addr,
+        watched,
+        &LoadShape {
+            rate: Some(40),
+            threads: 2,
+            unknown_percent: 0,
+            seed: 0x7067,
+        },
+    );
+    let started = load.started();
+
+    // Phase A: PostgreSQL stopped.
+    let stop_at = Instant::now();
+    postgres.stop();
+    std::thread::sleep(outage);
+    postgres.start_again();
+    let back_a = Instant::now();
+    KeyPopulation::new(&postgres, &database, &org, "pgout").revoke(0);
+    let revoked_a = Instant::now();
+    let landed_a = time_until_status(
+        gateway.addr,
+        &secrets[0],
+        403,
+        revoked_a,
+        2 * max_staleness + DEADLINE,
+    );
+    let serving_a = time_until_status(
+        gateway.addr,
+        &secrets[VALID],
+        200,
+        back_a,
+        2 * max_staleness + DEADLINE,
+    );
+
+    // Phase B: PostgreSQL blackholed; a key revoked meanwhile.
+    let blackhole_at = Instant::now();
+    proxy.blackhole();
+    KeyPopulation::new(&postgres, &database, &org, "pgout").revoke(1);
+    let revoked_b = Instant::now();
+    std::thread::sleep(outage);
+    proxy.pass();
+    let back_b = Instant::now();
+    let landed_b = time_until_status(
+        gateway.addr,
+        &secrets[1],
+        403,
+        back_b,
+        2 * max_staleness + DEADLINE,
+    );
+    let serving_b = time_until_status(
+        gateway.addr,
+        &secrets[VALID],
+        200,
+        back_b,
+        2 * max_staleness + DEADLINE,
+    );
+
+    // Healthy again: a revocation now keeps the 1 s promise.
+    KeyPopulation::new(&postgres, &database, &org, "pgout").revoke(2);
+    let revoked_c = Instant::now();
+    let landed_c = time_until_status(gateway.addr, &secrets[2], 403, revoked_c, DEADLINE);
+    let outcomes = load.finish();
+
+    let at = |instant: Instant| instant.saturating_duration_since(started);
+    let tripped_a = first_refusal(&outcomes, at(stop_at), at(back_a));
+    let tripped_b = first_refusal(&outcomes, at(blackhole_at), at(back_b));
+    // The load's keys: 0 stays valid, 2 is the one revoked during the blackhole.
+    let late_admissions = admitted_after(&outcomes, 2, at(revoked_b) + max_staleness + TRIP_SLACK);
+    let blackhole_answers = statuses(
+        outcomes
+            .iter()
+            .filter(|o| {
+                o.key == Carried::Listed(0) && o.sent >= at(blackhole_at) && o.sent < at(back_b)
+            })
+            .map(|o| o.status),
+    );
+    let keysync_log = keysync.process.log();
+    let database_errors = keysync_log.matches("database error").count();
+    let show = |took: Option<Duration>| took.map_or("never".to_string(), duration);
+
+    let mut figures = Figures::new("PostgreSQL stop, then blackhole");
+    figures.add("outage (each phase)", duration(outage));
+    figures.add("max_staleness", duration(max_staleness));
+    figures.add("stop: first 503 for a valid key after", show(tripped_a));
+    figures.add(
+        "stop: revocation made after restart refused after",
+        show(landed_a),
+    );
+    figures.add(
+        "stop: a valid key served again after restart",
+        show(serving_a),
+    );
+    figures.add(
+        "blackhole: first 503 for a valid key after (must be <= max_staleness)",
+        show(tripped_b),
+    );
+    figures.add(
+        "blackhole: answers for a valid key meanwhile",
+        blackhole_answers,
+    );
+    figures.add(
+        "blackhole: key revoked during it admitted after max_staleness (must be 0)",
+        late_admissions,
+    );
+    figures.add(
+        "blackhole: that revocation refused after the network healed",
+        show(landed_b),
+    );
+    figures.add(
+        "blackhole: a valid key served again after healing",
+        show(serving_b),
+    );
+    figures.add(
+        "healthy again: revocation refused after (must be <= 1 s)",
+        show(landed_c),
+    );
+    figures.add("keysync 'database error' log lines", database_errors);
+    figures.add("load answers", statuses(outcomes.iter().map(|o| o.status)));
+    super::operator_figures(&mut figures, &gateway, Some(&keysync));
+    figures.print();
+
+    let mut verdict = Verdict::new();
+    verdict.check(
+        tripped_b.is_some_and(|took| took <= max_staleness + TRIP_SLACK),
+        "max_staleness trips during the blackhole",
+        || {
+            format!(
+                "first 503 after {tripped_b:?}; keysync log tail:\n{}",
+                keysync.process.log_tail(20)
+            )
+        },
+    );
+    verdict.check(
+        late_admissions == 0,
+        "a key revoked during the blackhole never works longer than max_staleness",
+        || format!("{late_admissions} admissions after the bound"),
+    );
+    verdict.check(
+        landed_a.is_some() && landed_b.is_some(),
+        "revocations made during or after an outage land once it is over",
+        || format!("after the stop: {landed_a:?}, after the blackhole: {landed_b:?}"),
+    );
+    verdict.check(
+        landed_c.is_some_and(|took| took <= HEALTHY_BOUND),
+        "a revocation is refused within 1 s once healthy again",
+        || format!("{landed_c:?}"),
+    );
+    verdict.finish("PostgreSQL stop, then blackhole");
+    figures
+}
+
+/// When the valid key was first refused (503) in `[from, to)`, counted from `from`.
+fn first_refusal(outcomes: &[Outcome], from: Duration, to: Duration) -> Option<Duration> {
+    outcomes
+        .iter()
+        .find(|o| {
+            o.key == Carried::Listed(0) && o.sent >= from && o.sent < to && o.status == Some(503)
+        })
+        .map(|o| o.sent - from)
+}
+
+/// Requests with listed key `n` admitted (200) when sent after `bound`.
+fn admitted_after(outcomes: &[Outcome], n: usize, bound: Duration) -> usize {
+    outcomes
+        .iter()
+        .filter(|o| o.key == Carried::Listed(n) && o.sent > bound && o.status == Some(200))
+        .count()
+}

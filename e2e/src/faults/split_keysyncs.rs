@@ -1,0 +1,160 @@
+//! Two keysyncs behind one cluster, one cut off from PostgreSQL: Envoy's keysync cluster
+//! lists two keysyncs (the way a shared keysync deployment scales out); the second one
+//! reaches PostgreSQL through a proxy the test cuts. Keys are then revoked, and each is
+//! asked for again and again on fresh connections: whichever keysync the stream, the
+//! lookups or the health checks reach, no revoked key may be admitted.
+
+use std::time::{Duration, Instant};
+
+use super::figures::{duration, statuses, Figures, Latencies, Verdict};
+use super::{status_of, Scale};
+use crate::gateway::{ConfigEdit, Gateway};
+use crate::key_population::KeyPopulation;
+use crate::keysync::{self, Keysync};
+use crate::poll::{self, DEADLINE};
+use crate::postgres::database_of;
+use crate::stack::Backend;
+use crate::tcp_proxy::TcpProxy;
+use crate::TestPostgres;
+
+/// After this long from its revocation, a 200 for the key is an admission.
+const BOUND: Duration = Duration::from_secs(2);
+/// How long each revoked key is asked for.
+const PROBE: Duration = Duration::from_secs(3);
+
+/// A second endpoint in the `keysync` cluster of the rendered configuration.
+pub fn second_keysync_endpoint(
+    first: std::net::SocketAddr,
+    second: std::net::SocketAddr,
+) -> ConfigEdit {
+    let endpoint = |addr: std::net::SocketAddr| {
+        format!(
+            "socket_address: {{ address: {}, port_value: {} }}",
+            addr.ip(),
+            addr.port()
+        )
+    };
+    ConfigEdit {
+        find: endpoint(first),
+        replace: format!(
+            "{}\n        - endpoint:\n            address:\n              {}",
+            endpoint(first),
+            endpoint(second)
+        ),
+    }
+}
+
+pub fn run(scale: Scale) -> Figures {
+    let (batches, per_batch) = scale.pick((2, 5), (10, 10));
+    let revocations = batches * per_batch;
+    let valid = revocations + 5;
+
+    let postgres = TestPostgres::start();
+    let database_url = postgres.create_database();
+    let database = database_of(&database_url).to_string();
+    keysync::migrate(&database_url);
+    let org = keysync::create_org(&database_url, "split");
+    let population = KeyPopulation::new(&postgres, &database, &org, "split");
+    population.insert(0..valid + 1);
+    let proxy = TcpProxy::start(([127, 0, 0, 1], postgres.port()).into());
+    let cut_off_url = format!(
+        "postgres://keysync@127.0.0.1:{}/{database}",
+        proxy.addr.port()
+    );
+    let healthy = Keysync::start(&database_url, &[]);
+    let cut_off = Keysync::start(&cut_off_url, &[]);
+    let backend = Backend::start();
+    let mut options = super::shipped_options(healthy.grpc, &backend, None);
+    options
+        .config_edits
+        .push(second_keysync_endpoint(healthy.grpc, cut_off.grpc));
+    let gateway = Gateway::start(options);
+    for n in [0, valid] {
+        gateway.wait_for_status("/", &population.secret(n), 200, DEADLINE);
+    }
+    gateway.wait_until_synced(DEADLINE);
+    poll::eventually(
+        "the second keysync to hold every key",
+        DEADLINE,
+        || cut_off.metric("keysync_snapshot_keys", &[]),
+        |&held| held >= (valid + 1) as f64,
+    );
+
+    proxy.cut();
+    let cut_at = Instant::now();
+    let mut latencies = Latencies::new();
+    let mut admitted = Vec::new();
+    let mut valid_answers = Vec::new();
+    let mut revoked_answers = Vec::new();
+    for batch in 0..batches {
+        let keys: Vec<usize> = (batch * per_batch..(batch + 1) * per_batch).collect();
+        let mut revoked_at = Vec::new();
+        for &n in &keys {
+            population.revoke(n);
+            revoked_at.push(Instant::now());
+        }
+        let mut first_refusal: Vec<Option<Duration>> = vec![None; keys.len()];
+        let probe_end = Instant::now() + PROBE;
+        while Instant::now() < probe_end {
+            for (i, &n) in keys.iter().enumerate() {
+                let status = status_of(gateway.addr, &population.secret(n));
+                let since = revoked_at[i].elapsed();
+                revoked_answers.push(status);
+                if status == Some(200) && since > BOUND {
+                    admitted.push(format!(
+                        "key {n} admitted {} after its revocation",
+                        duration(since)
+                    ));
+                }
+                if status != Some(200) && first_refusal[i].is_none() {
+                    first_refusal[i] = Some(since);
+                }
+            }
+            valid_answers.push(status_of(gateway.addr, &population.secret(valid)));
+        }
+        for took in first_refusal.into_iter().flatten() {
+            latencies.push(took);
+        }
+    }
+
+    let streams = |keysync: &Keysync| keysync.metric("keysync_watch_streams", &[]);
+    let lookups = |keysync: &Keysync| keysync.metric("keysync_grpc_requests_total", &["LookupKey"]);
+    let mut figures = Figures::new("Two keysyncs behind one cluster, one cut off from PostgreSQL");
+    figures.add(
+        "revocations",
+        format!(
+            "{revocations} in {batches} batches, each key asked for {} on fresh connections",
+            duration(PROBE)
+        ),
+    );
+    figures.add("time since the cut at the end", duration(cut_at.elapsed()));
+    figures.add("revoke -> first refusal", latencies.summary());
+    figures.add("revoked keys: answers", statuses(revoked_answers));
+    figures.add(
+        "revoked keys admitted more than 2 s after revocation (must be 0)",
+        admitted.len(),
+    );
+    figures.add("a valid key meanwhile", statuses(valid_answers));
+    figures.add(
+        "watch streams on the healthy / the cut-off keysync",
+        format!("{} / {}", streams(&healthy), streams(&cut_off)),
+    );
+    figures.add(
+        "LookupKey calls on the healthy / the cut-off keysync",
+        format!("{} / {}", lookups(&healthy), lookups(&cut_off)),
+    );
+    super::operator_figures(&mut figures, &gateway, Some(&cut_off));
+    figures.print();
+
+    let mut verdict = Verdict::new();
+    verdict.check(admitted.is_empty(), "0 revoked keys admitted", || {
+        admitted
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    verdict.finish("two keysyncs, one cut off");
+    figures
+}
