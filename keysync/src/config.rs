@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::serve::grpc_token::GrpcToken;
 
+use crate::admin_api::ApiSettings;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
 
@@ -32,6 +33,8 @@ pub const GRPC_TLS_KEY: &str = "KEYSYNC_GRPC_TLS_KEY";
 pub const GRPC_TLS_CLIENT_CA: &str = "KEYSYNC_GRPC_TLS_CLIENT_CA";
 pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
 pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
+pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
+pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -79,7 +82,8 @@ pub struct TlsFiles {
 pub struct ServeConfig {
     /// Where the filter's gRPC calls arrive; port 0 picks a free one.
     pub grpc_addr: SocketAddr,
-    /// Admin HTTP (`/healthz`, `/readyz`, `/metrics`); port 0 picks a free one.
+    /// Admin HTTP (`/healthz`, `/readyz`, `/metrics` and the operator API under
+    /// `/v1/`); port 0 picks a free one.
     pub http_addr: SocketAddr,
     /// Period of the incremental catch-up. Change notifications trigger catch-ups at
     /// once; this is the fallback when notifications are lost.
@@ -120,6 +124,8 @@ pub struct ServeConfig {
     /// Most gRPC calls in progress at once (streams count while they open); more are
     /// refused `RESOURCE_EXHAUSTED`.
     pub grpc_max_in_flight: usize,
+    /// The operator API's body limit and idempotency window.
+    pub api: ApiSettings,
 }
 
 impl Default for ServeConfig {
@@ -143,6 +149,7 @@ impl Default for ServeConfig {
             grpc_tls: None,
             max_watch_streams: 1024,
             grpc_max_in_flight: 1024,
+            api: ApiSettings::default(),
         }
     }
 }
@@ -210,6 +217,20 @@ impl ServeConfig {
                 defaults.grpc_max_in_flight,
                 parse_count,
             )?,
+            api: ApiSettings {
+                max_body_bytes: read(
+                    env,
+                    API_MAX_BODY_BYTES,
+                    defaults.api.max_body_bytes,
+                    parse_body_limit,
+                )?,
+                idempotency_ttl: read(
+                    env,
+                    IDEMPOTENCY_TTL,
+                    defaults.api.idempotency_ttl,
+                    parse_interval,
+                )?,
+            },
         };
         config.check()?;
         Ok(config)
@@ -377,6 +398,15 @@ fn parse_page_size(value: &str) -> Result<u32, String> {
     }
 }
 
+/// A request body limit: at least 1 KiB (the API's requests are small), at most 16 MiB.
+fn parse_body_limit(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(bytes) if (1024..=16 << 20).contains(&bytes) => Ok(bytes),
+        Ok(_) => Err("expected 1024 to 16777216 bytes".to_owned()),
+        Err(_) => Err("expected a whole number of bytes".to_owned()),
+    }
+}
+
 fn parse_count(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
@@ -418,6 +448,27 @@ mod tests {
         assert_eq!(config.grpc_tls, None);
         assert_eq!(config.max_watch_streams, 1024);
         assert_eq!(config.grpc_max_in_flight, 1024);
+        assert_eq!(config.api.max_body_bytes, 65536);
+        assert_eq!(config.api.idempotency_ttl, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn the_api_settings_are_read_and_checked() {
+        let config = ServeConfig::from_env(&env(&[
+            (API_MAX_BODY_BYTES, "4096"),
+            (IDEMPOTENCY_TTL, "1h"),
+        ]))
+        .unwrap();
+        assert_eq!(config.api.max_body_bytes, 4096);
+        assert_eq!(config.api.idempotency_ttl, Duration::from_secs(3600));
+        for (name, value) in [
+            (API_MAX_BODY_BYTES, "10"),
+            (API_MAX_BODY_BYTES, "lots"),
+            (IDEMPOTENCY_TTL, "0s"),
+        ] {
+            let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(error.name, name);
+        }
     }
 
     #[test]

@@ -134,6 +134,20 @@ pub fn dedicated_pool(pool: &PgPool) -> PgPool {
         .connect_lazy_with(options)
 }
 
+/// Most connections of the operator API's pool.
+pub const API_MAX_CONNECTIONS: u32 = 8;
+
+/// The operator API's own pool to the same database as `pool` (with its bounds): a burst
+/// of API calls neither waits for nor delays the connections that keep the key set in
+/// step with PostgreSQL. A pooled connection is waited for at most `acquire_timeout`.
+pub fn api_pool(pool: &PgPool, acquire_timeout: Duration) -> PgPool {
+    let options: PgConnectOptions = (*pool.connect_options()).clone();
+    PgPoolOptions::new()
+        .max_connections(API_MAX_CONNECTIONS)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options)
+}
+
 /// A database error as an operator should read it. sqlx's pool retries refused
 /// connections until its acquire timeout and then reports only that it timed out; say
 /// what that means.

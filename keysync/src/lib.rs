@@ -17,7 +17,9 @@
 //! - [`operations`]: what operators do to organizations, keys and rate limits, with
 //!   validation and transactions, returning serializable results;
 //! - [`cli`]: the command line that parses arguments, calls an operation (or runs
-//!   `serve`) and prints the result as text or JSON.
+//!   `serve`) and prints the result as text or JSON;
+//! - [`admin_api`]: the same operations over HTTP (`/v1/` on the admin port), for
+//!   operators' own backends, with admin tokens and idempotent creates.
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
 //! metrics, readiness, shutdown, key hashes, the clock, where a key set stands in the
@@ -25,6 +27,7 @@
 //! period ([`log_throttle`]).
 #![forbid(unsafe_code)]
 
+pub mod admin_api;
 pub mod cli;
 pub mod clock;
 pub mod config;

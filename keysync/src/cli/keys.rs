@@ -7,11 +7,12 @@ use chrono::Utc;
 use clap::builder::PossibleValue;
 use clap::{Subcommand, ValueEnum};
 
-use super::durations;
 use super::limits::{limit_cell, per_minute, scope_cell, unchanged_note, LimitArgs};
 use super::render::{field_lines, print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
+use crate::operations::actor::Actor;
+use crate::operations::durations;
 use crate::operations::key_secret::KeyEnvironment;
 use crate::operations::keys::{
     self, CreatedKey, ListedKey, NewKey, OldKeyFate, Revocation, RevokedKey, RotatedKey,
@@ -145,7 +146,7 @@ pub async fn run(
                     .transpose()?,
             };
             let pool = connect(database_url).await?;
-            print(out, &keys::create(&pool, key).await?, output)?;
+            print(out, &keys::create(&pool, Actor::Cli, key).await?, output)?;
         }
         KeysCommand::List { org_id, output } => {
             let org_id = parse_id("org id", &org_id)?;
@@ -168,13 +169,13 @@ pub async fn run(
                 .map(|text| durations::expiry(&text, now))
                 .transpose()?;
             let pool = connect(database_url).await?;
-            let rotated = keys::rotate(&pool, old_id, expires_at, fate).await?;
+            let rotated = keys::rotate(&pool, Actor::Cli, old_id, expires_at, fate).await?;
             print(out, &rotated, output)?;
         }
         KeysCommand::Revoke { key_id } => {
             let key_id = parse_id("key id", &key_id)?;
             let pool = connect(database_url).await?;
-            keys::revoke(&pool, key_id).await?.text(out)?;
+            keys::revoke(&pool, Actor::Cli, key_id).await?.text(out)?;
         }
         KeysCommand::SetLimit {
             key_id,
@@ -186,7 +187,7 @@ pub async fn run(
             let pool = connect(database_url).await?;
             print(
                 out,
-                &limits::set_key_limit(&pool, key_id, change).await?,
+                &limits::set_key_limit(&pool, Actor::Cli, key_id, change).await?,
                 output,
             )?;
         }

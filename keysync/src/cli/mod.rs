@@ -1,5 +1,6 @@
 //! The command line: the `keysync` command and its subcommands (clap derive), one file
-//! per noun ([`orgs`], [`keys`], [`migrate`], [`serve`]), and running the command.
+//! per noun ([`orgs`], [`keys`], [`admin_tokens`], [`migrate`], [`serve`]), and running
+//! the command.
 //!
 //! A command parses its arguments, calls one operation ([`crate::operations`]) and
 //! prints the result ([`render`]). Arguments are checked before connecting, so misuse
@@ -8,7 +9,7 @@
 //! clap's multi-line usage message. Output goes to a writer the caller flushes only on
 //! success, so a failed command prints nothing but its error.
 
-pub mod durations;
+pub mod admin_tokens;
 pub mod keys;
 pub mod limits;
 pub mod migrate;
@@ -26,6 +27,8 @@ use uuid::Uuid;
 use crate::config::ConfigError;
 use crate::database::{self, DatabaseError};
 use crate::limit_columns::MAX_LIMIT_VALUE;
+use crate::operations::admin_tokens::AdminTokenError;
+use crate::operations::durations::InvalidDuration;
 use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
 use crate::operations::name::InvalidName;
@@ -64,7 +67,11 @@ pub enum Command {
     /// Create, list, rotate and revoke API keys
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Run the sidecar: gRPC for the gateway filter, admin HTTP for health and metrics
+    /// Create, list and revoke the tokens of the HTTP API (`/v1/` on the admin port)
+    #[command(subcommand)]
+    AdminTokens(admin_tokens::AdminTokensCommand),
+    /// Run the sidecar: gRPC for the gateway filter, admin HTTP for health, metrics and
+    /// the operator API
     #[command(after_help = serve::SERVE_ENVIRONMENT)]
     Serve,
 }
@@ -77,12 +84,8 @@ pub enum CommandError {
     InvalidId { what: &'static str, value: String },
     #[error(transparent)]
     InvalidName(#[from] InvalidName),
-    #[error("invalid {flag} '{value}': {reason}")]
-    InvalidDuration {
-        flag: &'static str,
-        value: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidDuration(#[from] InvalidDuration),
     #[error("invalid {flag} '{value}': expected a whole number from {min} to {MAX_LIMIT_VALUE}")]
     InvalidLimitValue {
         flag: &'static str,
@@ -99,6 +102,8 @@ pub enum CommandError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Limit(#[from] LimitError),
+    #[error(transparent)]
+    AdminToken(#[from] AdminTokenError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen for {what} on {addr}: {cause}")]
@@ -120,6 +125,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
         Command::Migrate => migrate::run(url, out).await,
         Command::Orgs(command) => orgs::run(command, url, out).await,
         Command::Keys(command) => keys::run(command, url, out).await,
+        Command::AdminTokens(command) => admin_tokens::run(command, url, out).await,
         Command::Serve => serve::run(url).await,
     }
 }

@@ -8,6 +8,7 @@ use super::limits::{limit_cell, per_minute, unchanged_note, LimitArgs};
 use super::render::{print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
+use crate::operations::actor::Actor;
 use crate::operations::limits::{self, OrgLimitOutcome};
 use crate::operations::name::Name;
 use crate::operations::orgs::{self, CreatedOrg, Organization};
@@ -62,7 +63,11 @@ pub async fn run(
             let name = Name::of_org(&name)?;
             let id = id.map(|id| parse_id("org id", &id)).transpose()?;
             let pool = connect(database_url).await?;
-            print(out, &orgs::create(&pool, id, &name).await?, output)?;
+            print(
+                out,
+                &orgs::create(&pool, Actor::Cli, id, &name).await?,
+                output,
+            )?;
         }
         OrgsCommand::List { output } => {
             let pool = connect(database_url).await?;
@@ -78,7 +83,7 @@ pub async fn run(
             let pool = connect(database_url).await?;
             print(
                 out,
-                &limits::set_org_limit(&pool, org_id, change).await?,
+                &limits::set_org_limit(&pool, Actor::Cli, org_id, change).await?,
                 output,
             )?;
         }

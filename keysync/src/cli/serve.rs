@@ -5,6 +5,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{database_url, CommandError};
+use crate::admin_api::ApiState;
 use crate::config::{ProcessEnvironment, ServeConfig};
 use crate::database;
 use crate::serve::server;
@@ -17,7 +18,11 @@ pub const SERVE_ENVIRONMENT: &str = "\
 Environment:
   KEYSYNC_GRPC_ADDR               gRPC listen address (default 127.0.0.1:50051): the
                                   KeySync API and Envoy's RateLimitService
-  KEYSYNC_HTTP_ADDR               admin HTTP listen address (default 127.0.0.1:9090)
+  KEYSYNC_HTTP_ADDR               admin HTTP listen address (default 127.0.0.1:9090):
+                                  health, metrics and the operator API (/v1/)
+  KEYSYNC_API_MAX_BODY_BYTES      largest operator API request body (default 65536)
+  KEYSYNC_IDEMPOTENCY_TTL         how long an Idempotency-Key replays its first
+                                  answer (default 24h)
   KEYSYNC_POLL_INTERVAL           fallback catch-up period; PostgreSQL notifications
                                   trigger catch-ups at once (default 10s)
   KEYSYNC_FULL_RELOAD_INTERVAL    full reload period, the safety net (default 15m)
@@ -67,10 +72,12 @@ pub async fn run(url: Option<String>) -> Result<(), CommandError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
     let notifications = PgConnector::new(&pool);
+    let api = ApiState::new(database::api_pool(&pool, config.db_timeout), config.api);
     server::run(
         &config,
         PgLoader::with_timeout(pool, config.db_timeout),
         notifications,
+        Some(api),
         grpc_listener,
         http_listener,
         shutdown,

@@ -8,7 +8,7 @@ use std::fmt;
 
 use rand::distr::Alphanumeric;
 use rand::Rng;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::key_hash::{hash_key, KeyHash};
 
@@ -21,7 +21,9 @@ pub const PREFIX_LEN: usize = 12;
 
 /// Which environment a key is for; part of the key text so a leaked test key is
 /// recognisable at a glance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// In JSON, `"live"` or `"test"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum KeyEnvironment {
     Live,
     Test,
@@ -44,6 +46,16 @@ impl KeyEnvironment {
     }
 }
 
+/// `len` base62 characters from the thread-local CSPRNG: the random part of a key or of
+/// an admin token.
+pub(crate) fn random_base62(len: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
 /// A freshly drawn key.
 pub struct KeySecret {
     secret: String,
@@ -52,13 +64,8 @@ pub struct KeySecret {
 impl KeySecret {
     /// Draws a new key from the thread-local CSPRNG.
     pub fn generate(environment: KeyEnvironment) -> Self {
-        let random: String = rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(RANDOM_LEN)
-            .map(char::from)
-            .collect();
         KeySecret {
-            secret: format!("{}{random}", environment.marker()),
+            secret: format!("{}{}", environment.marker(), random_base62(RANDOM_LEN)),
         }
     }
 

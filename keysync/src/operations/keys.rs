@@ -7,10 +7,12 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::actor::Actor;
 use super::key_secret::{KeyEnvironment, KeySecret};
 use super::limit_json;
 use super::name::Name;
 use super::orgs;
+use super::page::PageRequest;
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
 use crate::limit_columns::{InvalidLimit, LimitColumns};
@@ -25,6 +27,8 @@ pub enum KeyError {
     Revoked(Uuid),
     #[error("key {0} has expired; only an active key can be rotated (create a new one)")]
     Expired(Uuid),
+    #[error("key {id} was already rotated, to key {successor}; rotate that one instead")]
+    AlreadyRotated { id: Uuid, successor: Uuid },
     #[error("key {id} has prefix '{prefix}', which is neither sk_live_ nor sk_test_")]
     UnknownEnvironment { id: Uuid, prefix: String },
     #[error("unexpected row: {0}")]
@@ -47,7 +51,7 @@ pub struct ApiKeyInfo {
 }
 
 /// Whether a key authenticates, as shown in listings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Active,
@@ -88,32 +92,47 @@ pub struct NewKey {
 }
 
 /// A new key: the secret, shown this once, and what is stored about it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
+    /// The key itself (`sk_live_...` or `sk_test_...`), shown only this once.
+    #[schema(value_type = String)]
     pub key: KeySecret,
     pub key_id: Uuid,
     pub org_id: Uuid,
     pub name: String,
     pub prefix: String,
-    /// `None`: it never expires.
+    /// `null`: it never expires.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
 }
 
 /// A key as `keys list` shows it: what an operator sees of it, its status when listed,
 /// and the rate limit it runs under.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ListedKey {
     pub key_id: Uuid,
     pub org_id: Uuid,
     pub prefix: String,
     pub name: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
     pub status: KeyStatus,
-    /// Its own limit (`per_key`), else its organization's, else none.
+    /// Its own limit (`per_key`), else its organization's, else none (`null`).
     #[serde(serialize_with = "limit_json::key_limit")]
+    #[schema(value_type = Option<limit_json::KeyLimitJson>)]
     pub rate_limit: Option<KeyLimit>,
+}
+
+/// A page of an organization's keys, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct KeyPage {
+    pub items: Vec<ListedKey>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 impl ListedKey {
@@ -151,12 +170,13 @@ pub enum OldKeyFate {
 }
 
 /// The result of a rotation: the new key (shown once) and the old key's end.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RotatedKey {
     #[serde(flatten)]
     pub new_key: CreatedKey,
     pub old_key_id: Uuid,
     /// When the old key stops working: its (possibly kept) expiry, or its revocation.
+    #[schema(value_type = String, format = DateTime)]
     pub old_key_expires_at: Timestamp,
     /// Whether it stopped already, by revocation (`--grace 0s`).
     #[serde(skip)]
@@ -164,7 +184,7 @@ pub struct RotatedKey {
 }
 
 /// Outcome of a revocation; revoking twice is not an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Revocation {
     Revoked,
@@ -172,7 +192,7 @@ pub enum Revocation {
 }
 
 /// A revoked key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RevokedKey {
     pub key_id: Uuid,
     pub revocation: Revocation,
@@ -200,6 +220,7 @@ struct KeyToInsert<'a> {
     rotated_from: Option<Uuid>,
     /// Its own limit, `rate_limit_rpm` and `rate_limit_burst`.
     rate_limit: (Option<i32>, Option<i32>),
+    actor: Actor,
 }
 
 const COLUMNS: &str = "id, org_id, name, key_prefix, created_at, expires_at, revoked_at, active";
@@ -214,8 +235,8 @@ async fn insert_key(
     let stored = sqlx::query_as::<_, ApiKeyInfo>(&format!(
         "INSERT INTO api_keys \
              (id, org_id, name, key_hash, key_prefix, expires_at, rotated_from, \
-              rate_limit_rpm, rate_limit_burst) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+              rate_limit_rpm, rate_limit_burst, changed_by_token) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     ))
     .bind(Uuid::new_v4())
     .bind(row.org_id)
@@ -226,6 +247,7 @@ async fn insert_key(
     .bind(row.rotated_from)
     .bind(row.rate_limit.0)
     .bind(row.rate_limit.1)
+    .bind(row.actor.token_id())
     .fetch_one(connection)
     .await?;
     Ok(CreatedKey {
@@ -239,8 +261,16 @@ async fn insert_key(
 }
 
 /// Creates a key for an organization; it has no rate limit of its own.
-pub async fn create(pool: &PgPool, key: NewKey) -> Result<CreatedKey, KeyError> {
-    let mut connection = pool.acquire().await?;
+pub async fn create(pool: &PgPool, actor: Actor, key: NewKey) -> Result<CreatedKey, KeyError> {
+    create_on(&mut *pool.acquire().await?, actor, key).await
+}
+
+/// As [`create`], on a connection the caller holds (inside its transaction).
+pub async fn create_on(
+    connection: &mut PgConnection,
+    actor: Actor,
+    key: NewKey,
+) -> Result<CreatedKey, KeyError> {
     let row = KeyToInsert {
         org_id: key.org_id,
         name: key.name.as_str(),
@@ -248,8 +278,9 @@ pub async fn create(pool: &PgPool, key: NewKey) -> Result<CreatedKey, KeyError> 
         expires_at: key.expires_at,
         rotated_from: None,
         rate_limit: (None, None),
+        actor,
     };
-    insert_key(&mut connection, row)
+    insert_key(connection, row)
         .await
         .map_err(|error| match violation(&error) {
             Some(Violation::ForeignKey) => KeyError::OrgNotFound(key.org_id),
@@ -257,41 +288,111 @@ pub async fn create(pool: &PgPool, key: NewKey) -> Result<CreatedKey, KeyError> 
         })
 }
 
-/// The organization's keys, oldest first, as listed now; an unknown organization is an
-/// error rather than an empty list, so a typo in the id does not look like "no keys".
+/// A key with its limit, as listed. The columns of [`ListedKeyRow`].
+const KEY_SELECT: &str = "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created_at, \
+            k.expires_at, k.revoked_at, k.active, \
+            k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
+            r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+     FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id";
+
+/// The organization's keys, oldest first, as listed now (all pages); an unknown
+/// organization is an error rather than an empty list, so a typo in the id does not look
+/// like "no keys".
 pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ListedKey>, KeyError> {
-    if !orgs::exists(pool, org_id).await? {
-        return Err(KeyError::OrgNotFound(org_id));
+    let mut all = Vec::new();
+    let mut page = PageRequest::first();
+    loop {
+        let listed = list_page(pool, org_id, page).await?;
+        all.extend(listed.items);
+        match listed.next_cursor {
+            Some(next) => page = page.next(&next),
+            None => return Ok(all),
+        }
     }
-    let rows = sqlx::query_as::<_, ListedKeyRow>(
-        "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created_at, k.expires_at, \
-                k.revoked_at, k.active, \
-                k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
-                r.requests_per_minute AS org_rpm, r.burst AS org_burst \
-         FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
-         WHERE k.org_id = $1 ORDER BY k.created_at, k.id",
-    )
-    .bind(org_id)
-    .fetch_all(pool)
-    .await?;
-    let now = Utc::now();
-    rows.into_iter()
-        .map(|row| Ok(ListedKey::new(row.info, row.limits.resolve()?, now)))
-        .collect()
 }
 
-/// Replaces key `old_id` in one transaction: locks it (it must exist, be active and
-/// unexpired), inserts a new key for the same organization, name, environment and own
-/// rate limit (if any) with `rotated_from` pointing at it, and revokes the old key or
-/// moves its expiry to the end of the grace period. Both writes share one revision, so
-/// keysync sees them together.
+/// A page of the organization's keys, oldest first, as listed now, and where the next
+/// page starts; an unknown organization is an error.
+pub async fn list_page(
+    pool: &PgPool,
+    org_id: Uuid,
+    page: PageRequest,
+) -> Result<KeyPage, KeyError> {
+    if page.after.is_none() && !orgs::exists(pool, org_id).await? {
+        return Err(KeyError::OrgNotFound(org_id));
+    }
+    let rows: Vec<ListedKeyRow> = match page.after {
+        None => {
+            sqlx::query_as(&format!(
+                "{KEY_SELECT} WHERE k.org_id = $1 ORDER BY k.created_at, k.id LIMIT $2"
+            ))
+            .bind(org_id)
+            .bind(page.fetch())
+            .fetch_all(pool)
+            .await?
+        }
+        Some(after) => {
+            sqlx::query_as(&format!(
+                "{KEY_SELECT} WHERE k.org_id = $1 AND (k.created_at, k.id) > ($3, $4) \
+                 ORDER BY k.created_at, k.id LIMIT $2"
+            ))
+            .bind(org_id)
+            .bind(page.fetch())
+            .bind(after.created_at)
+            .bind(after.id)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    let (rows, next_cursor) = page.cut(rows, |row| (row.info.created_at, row.info.id));
+    let now = Utc::now();
+    Ok(KeyPage {
+        items: rows
+            .into_iter()
+            .map(|row| Ok(ListedKey::new(row.info, row.limits.resolve()?, now)))
+            .collect::<Result<_, KeyError>>()?,
+        next_cursor,
+    })
+}
+
+/// One key as listed now.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<ListedKey, KeyError> {
+    let row: ListedKeyRow = sqlx::query_as(&format!("{KEY_SELECT} WHERE k.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(KeyError::NotFound(id))?;
+    Ok(ListedKey::new(row.info, row.limits.resolve()?, Utc::now()))
+}
+
+/// Replaces key `old_id` in one transaction: locks it (it must exist, be active,
+/// unexpired and not rotated before), inserts a new key for the same organization, name,
+/// environment and own rate limit (if any) with `rotated_from` pointing at it, and
+/// revokes the old key or moves its expiry to the end of the grace period. Both writes
+/// share one revision, so keysync sees them together. Of two rotations of one key at
+/// the same time, the second waits for the first's lock and then finds the key rotated:
+/// one new key, never two.
 pub async fn rotate(
     pool: &PgPool,
+    actor: Actor,
     old_id: Uuid,
     new_expires_at: Option<DateTime<Utc>>,
     fate: OldKeyFate,
 ) -> Result<RotatedKey, KeyError> {
     let mut transaction = pool.begin().await?;
+    let rotated = rotate_on(&mut transaction, actor, old_id, new_expires_at, fate).await?;
+    transaction.commit().await?;
+    Ok(rotated)
+}
+
+/// As [`rotate`], inside a transaction the caller holds and commits.
+pub async fn rotate_on(
+    transaction: &mut PgConnection,
+    actor: Actor,
+    old_id: Uuid,
+    new_expires_at: Option<DateTime<Utc>>,
+    fate: OldKeyFate,
+) -> Result<RotatedKey, KeyError> {
     let old: RotatedRow = sqlx::query_as(
         "SELECT org_id, name, key_prefix, expires_at, active, \
                 COALESCE(expires_at <= now(), false) AS expired, \
@@ -308,6 +409,17 @@ pub async fn rotate(
     if old.expired {
         return Err(KeyError::Expired(old_id));
     }
+    let successor: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM api_keys WHERE rotated_from = $1 LIMIT 1")
+            .bind(old_id)
+            .fetch_optional(&mut *transaction)
+            .await?;
+    if let Some(successor) = successor {
+        return Err(KeyError::AlreadyRotated {
+            id: old_id,
+            successor,
+        });
+    }
     let environment =
         KeyEnvironment::of_key(&old.key_prefix).ok_or_else(|| KeyError::UnknownEnvironment {
             id: old_id,
@@ -315,7 +427,7 @@ pub async fn rotate(
         })?;
 
     let new_key = insert_key(
-        &mut transaction,
+        &mut *transaction,
         KeyToInsert {
             org_id: old.org_id,
             name: &old.name,
@@ -323,6 +435,7 @@ pub async fn rotate(
             expires_at: new_expires_at,
             rotated_from: Some(old_id),
             rate_limit: (old.rate_limit_rpm, old.rate_limit_burst),
+            actor,
         },
     )
     .await?;
@@ -330,10 +443,11 @@ pub async fn rotate(
     let (old_key_stops_at, old_key_revoked) = match fate {
         OldKeyFate::RevokeNow => {
             let revoked_at: DateTime<Utc> = sqlx::query_scalar(
-                "UPDATE api_keys SET active = false, revoked_at = now() \
+                "UPDATE api_keys SET active = false, revoked_at = now(), changed_by_token = $2 \
                  WHERE id = $1 RETURNING revoked_at",
             )
             .bind(old_id)
+            .bind(actor.token_id())
             .fetch_one(&mut *transaction)
             .await?;
             (revoked_at, true)
@@ -341,16 +455,18 @@ pub async fn rotate(
         OldKeyFate::ExpireBy(at) => match old.expires_at {
             Some(sooner) if sooner <= at => (sooner, false),
             _ => {
-                sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
-                    .bind(old_id)
-                    .bind(at)
-                    .execute(&mut *transaction)
-                    .await?;
+                sqlx::query(
+                    "UPDATE api_keys SET expires_at = $2, changed_by_token = $3 WHERE id = $1",
+                )
+                .bind(old_id)
+                .bind(at)
+                .bind(actor.token_id())
+                .execute(&mut *transaction)
+                .await?;
                 (at, false)
             }
         },
     };
-    transaction.commit().await?;
     Ok(RotatedKey {
         new_key,
         old_key_id: old_id,
@@ -360,12 +476,13 @@ pub async fn rotate(
 }
 
 /// Marks the key inactive; keysync drops it from every key set at the next catch-up.
-pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<RevokedKey, KeyError> {
+pub async fn revoke(pool: &PgPool, actor: Actor, id: Uuid) -> Result<RevokedKey, KeyError> {
     let revoked: Option<Uuid> = sqlx::query_scalar(
-        "UPDATE api_keys SET active = false, revoked_at = now() \
+        "UPDATE api_keys SET active = false, revoked_at = now(), changed_by_token = $2 \
          WHERE id = $1 AND active RETURNING id",
     )
     .bind(id)
+    .bind(actor.token_id())
     .fetch_optional(pool)
     .await?;
     let revocation = if revoked.is_some() {

@@ -5,23 +5,31 @@
 use keysync_contract::limit::{KeyLimit, Limit};
 use serde::{Serialize, Serializer};
 
-#[derive(Serialize)]
-struct LimitFields {
-    requests_per_minute: u32,
-    burst: u32,
+/// An organization's limit: `requests_per_minute + burst` requests in each clock-aligned
+/// one-minute window, shared by all its keys.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrgLimitJson {
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub requests_per_minute: u32,
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub burst: u32,
 }
 
-#[derive(Serialize)]
-struct KeyLimitFields {
-    requests_per_minute: u32,
-    burst: u32,
-    per_key: bool,
+/// The limit a key runs under; `per_key`: its own (counted for it alone), else its
+/// organization's (shared).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyLimitJson {
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub requests_per_minute: u32,
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub burst: u32,
+    pub per_key: bool,
 }
 
 /// An organization's limit (always shared by its keys, so no `per_key`).
 pub fn org_limit<S: Serializer>(limit: &Option<Limit>, serializer: S) -> Result<S::Ok, S::Error> {
     limit
-        .map(|limit| LimitFields {
+        .map(|limit| OrgLimitJson {
             requests_per_minute: limit.requests_per_minute,
             burst: limit.burst,
         })
@@ -34,7 +42,7 @@ pub fn key_limit<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     limit
-        .map(|key_limit| KeyLimitFields {
+        .map(|key_limit| KeyLimitJson {
             requests_per_minute: key_limit.limit.requests_per_minute,
             burst: key_limit.limit.burst,
             per_key: key_limit.per_key,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::actor::Actor;
 use super::limit_json;
 use super::orgs;
 use super::sql_state::{violation, Violation};
@@ -62,32 +63,36 @@ impl LimitChange {
 }
 
 /// An organization's limit after a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrgLimitOutcome {
     pub org_id: Uuid,
-    /// `None` when the organization has no limit.
+    /// `null` when the organization has no limit.
     #[serde(serialize_with = "limit_json::org_limit")]
+    #[schema(value_type = Option<limit_json::OrgLimitJson>)]
     pub rate_limit: Option<Limit>,
     /// False when the limit already was what was asked for; nothing was written.
     pub changed: bool,
 }
 
 /// A key's limit after a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KeyLimitOutcome {
     pub key_id: Uuid,
     pub org_id: Uuid,
     /// The limit the key now runs under: its own (`per_key`), else its organization's,
-    /// else none.
+    /// else none (`null`).
     #[serde(serialize_with = "limit_json::key_limit")]
+    #[schema(value_type = Option<limit_json::KeyLimitJson>)]
     pub rate_limit: Option<KeyLimit>,
     /// False when the key's own limit already was what was asked for.
     pub changed: bool,
 }
 
-/// Sets or clears an organization's limit.
+/// Sets or clears an organization's limit. A set limit's row records the actor; a
+/// cleared limit's row is deleted, so only the log can say who cleared it.
 pub async fn set_org_limit(
     pool: &PgPool,
+    actor: Actor,
     org_id: Uuid,
     change: LimitChange,
 ) -> Result<OrgLimitOutcome, LimitError> {
@@ -95,11 +100,13 @@ pub async fn set_org_limit(
     let changed = match columns {
         Some((rpm, burst)) => {
             sqlx::query(
-                "INSERT INTO rate_limit_configs (org_id, requests_per_minute, burst) \
-             VALUES ($1, $2, $3) \
+                "INSERT INTO rate_limit_configs \
+                 (org_id, requests_per_minute, burst, changed_by_token) \
+             VALUES ($1, $2, $3, $4) \
              ON CONFLICT (org_id) DO UPDATE \
                  SET requests_per_minute = EXCLUDED.requests_per_minute, \
                      burst = EXCLUDED.burst, \
+                     changed_by_token = EXCLUDED.changed_by_token, \
                      updated_at = now() \
                  WHERE (rate_limit_configs.requests_per_minute, rate_limit_configs.burst) \
                        IS DISTINCT FROM (EXCLUDED.requests_per_minute, EXCLUDED.burst)",
@@ -107,6 +114,7 @@ pub async fn set_org_limit(
             .bind(org_id)
             .bind(rpm)
             .bind(burst)
+            .bind(actor.token_id())
             .execute(pool)
             .await
             .map_err(|error| match violation(&error) {
@@ -152,19 +160,21 @@ struct KeyLimitRow {
 /// Any key may be given one, revoked and expired keys included.
 pub async fn set_key_limit(
     pool: &PgPool,
+    actor: Actor,
     key_id: Uuid,
     change: LimitChange,
 ) -> Result<KeyLimitOutcome, LimitError> {
     let (rpm, burst) = change.columns()?.unzip();
     let mut transaction = pool.begin().await?;
     let changed = sqlx::query(
-        "UPDATE api_keys SET rate_limit_rpm = $2, rate_limit_burst = $3 \
+        "UPDATE api_keys SET rate_limit_rpm = $2, rate_limit_burst = $3, changed_by_token = $4 \
          WHERE id = $1 \
            AND (rate_limit_rpm, rate_limit_burst) IS DISTINCT FROM ($2::integer, $3::integer)",
     )
     .bind(key_id)
     .bind(rpm)
     .bind(burst)
+    .bind(actor.token_id())
     .execute(&mut *transaction)
     .await?
     .rows_affected()

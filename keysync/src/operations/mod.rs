@@ -3,16 +3,22 @@
 //! serializes (serde) to what `--json` prints.
 //!
 //! The CLI ([`crate::cli`]) only parses arguments, calls one of these and renders the
-//! result; an HTTP API is meant to call the same functions and serialize the same
-//! results. Inputs that need checking arrive as checked types ([`name::Name`],
-//! [`limits::LimitChange`]), so every caller validates the same way, and can do so
-//! before it connects.
+//! result; the HTTP API ([`crate::admin_api`]) calls the same functions and serializes
+//! the same results. Every change names its [`actor::Actor`] (the CLI, or an admin
+//! token of the API), recorded in the rows it writes. Inputs that need checking arrive
+//! as checked types ([`name::Name`], [`limits::LimitChange`], the instants of
+//! [`durations`]), so every caller validates the same way, and can do so before it
+//! connects. Lists come in pages ([`page`]).
 
+pub mod actor;
+pub mod admin_tokens;
+pub mod durations;
 pub mod key_secret;
 pub mod keys;
 pub mod limit_json;
 pub mod limits;
 pub mod name;
 pub mod orgs;
+pub mod page;
 pub mod sql_state;
 pub mod timestamp;

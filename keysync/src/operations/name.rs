@@ -28,6 +28,11 @@ impl Name {
         Name::parse("key", text)
     }
 
+    /// An admin token's.
+    pub fn of_admin_token(text: &str) -> Result<Name, InvalidName> {
+        Name::parse("admin token", text)
+    }
+
     fn parse(what: &'static str, text: &str) -> Result<Name, InvalidName> {
         let invalid = |reason| InvalidName { what, reason };
         let name = text.trim();

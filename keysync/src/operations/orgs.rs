@@ -2,11 +2,13 @@
 
 use keysync_contract::limit::Limit;
 use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use super::actor::Actor;
 use super::limit_json;
 use super::name::Name;
+use super::page::PageRequest;
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
 use crate::limit_columns::{InvalidLimit, LimitColumns};
@@ -15,6 +17,8 @@ use crate::limit_columns::{InvalidLimit, LimitColumns};
 pub enum OrgError {
     #[error("organization {0} already exists")]
     AlreadyExists(Uuid),
+    #[error("organization {0} not found")]
+    NotFound(Uuid),
     #[error("unexpected row: {0}")]
     InvalidRow(#[from] InvalidLimit),
     #[error("database error: {0}")]
@@ -22,21 +26,31 @@ pub enum OrgError {
 }
 
 /// A new organization (it starts without a rate limit).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CreatedOrg {
     pub org_id: Uuid,
     pub name: String,
 }
 
 /// An organization as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Organization {
     pub org_id: Uuid,
     pub name: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
-    /// Its row in `rate_limit_configs`, shared by all its keys.
+    /// Its row in `rate_limit_configs`, shared by all its keys; `null`: no limit.
     #[serde(serialize_with = "limit_json::org_limit")]
+    #[schema(value_type = Option<limit_json::OrgLimitJson>)]
     pub rate_limit: Option<Limit>,
+}
+
+/// A page of organizations, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OrgPage {
+    pub items: Vec<Organization>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -60,36 +74,102 @@ impl OrgRow {
 }
 
 /// Inserts an organization, with the given id or a random one.
-pub async fn create(pool: &PgPool, id: Option<Uuid>, name: &Name) -> Result<CreatedOrg, OrgError> {
+pub async fn create(
+    pool: &PgPool,
+    actor: Actor,
+    id: Option<Uuid>,
+    name: &Name,
+) -> Result<CreatedOrg, OrgError> {
+    create_on(&mut *pool.acquire().await?, actor, id, name).await
+}
+
+/// As [`create`], on a connection the caller holds (inside its transaction).
+pub async fn create_on(
+    connection: &mut PgConnection,
+    actor: Actor,
+    id: Option<Uuid>,
+    name: &Name,
+) -> Result<CreatedOrg, OrgError> {
     let id = id.unwrap_or_else(Uuid::new_v4);
-    let name: String =
-        sqlx::query_scalar("INSERT INTO organizations (id, name) VALUES ($1, $2) RETURNING name")
-            .bind(id)
-            .bind(name.as_str())
-            .fetch_one(pool)
-            .await
-            .map_err(|error| match violation(&error) {
-                Some(Violation::Unique) => OrgError::AlreadyExists(id),
-                _ => OrgError::Database(error),
-            })?;
+    let name: String = sqlx::query_scalar(
+        "INSERT INTO organizations (id, name, changed_by_token) VALUES ($1, $2, $3) \
+         RETURNING name",
+    )
+    .bind(id)
+    .bind(name.as_str())
+    .bind(actor.token_id())
+    .fetch_one(connection)
+    .await
+    .map_err(|error| match violation(&error) {
+        Some(Violation::Unique) => OrgError::AlreadyExists(id),
+        _ => OrgError::Database(error),
+    })?;
     Ok(CreatedOrg { org_id: id, name })
 }
 
-/// Every organization with its rate limit, oldest first.
+/// The columns of an organization with its limit. The key columns are NULL: an
+/// organization's limit is never a key's own.
+const ORG_SELECT: &str = "SELECT o.id, o.name, o.created_at, \
+            NULL::integer AS key_rpm, NULL::integer AS key_burst, \
+            r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+     FROM organizations o LEFT JOIN rate_limit_configs r ON r.org_id = o.id";
+
+/// Every organization with its rate limit, oldest first (all pages).
 pub async fn list(pool: &PgPool) -> Result<Vec<Organization>, OrgError> {
-    // The key columns are NULL: an organization's limit is never a key's own.
-    sqlx::query_as::<_, OrgRow>(
-        "SELECT o.id, o.name, o.created_at, \
-                NULL::integer AS key_rpm, NULL::integer AS key_burst, \
-                r.requests_per_minute AS org_rpm, r.burst AS org_burst \
-         FROM organizations o LEFT JOIN rate_limit_configs r ON r.org_id = o.id \
-         ORDER BY o.created_at, o.id",
-    )
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(OrgRow::into_organization)
-    .collect()
+    let mut all = Vec::new();
+    let mut page = PageRequest::first();
+    loop {
+        let listed = list_page(pool, page).await?;
+        all.extend(listed.items);
+        match listed.next_cursor {
+            Some(next) => page = page.next(&next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// A page of organizations with their rate limits, oldest first, and where the next
+/// page starts.
+pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgError> {
+    let rows: Vec<OrgRow> = match page.after {
+        None => {
+            sqlx::query_as(&format!(
+                "{ORG_SELECT} ORDER BY o.created_at, o.id LIMIT $1"
+            ))
+            .bind(page.fetch())
+            .fetch_all(pool)
+            .await?
+        }
+        Some(after) => {
+            sqlx::query_as(&format!(
+                "{ORG_SELECT} WHERE (o.created_at, o.id) > ($2, $3) \
+                 ORDER BY o.created_at, o.id LIMIT $1"
+            ))
+            .bind(page.fetch())
+            .bind(after.created_at)
+            .bind(after.id)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    let (rows, next_cursor) = page.cut(rows, |row| (row.created_at, row.id));
+    Ok(OrgPage {
+        items: rows
+            .into_iter()
+            .map(OrgRow::into_organization)
+            .collect::<Result<_, _>>()?,
+        next_cursor,
+    })
+}
+
+/// One organization with its rate limit.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Organization, OrgError> {
+    sqlx::query_as::<_, OrgRow>(&format!("{ORG_SELECT} WHERE o.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(OrgError::NotFound(id))?
+        .into_organization()
 }
 
 /// Whether the organization exists; for the operations that must tell an unknown

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
+use crate::admin_api::{self, ApiState};
 use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
 use crate::metrics::Metrics;
@@ -72,6 +73,7 @@ pub async fn run<L: Loader, C: Connector>(
     config: &ServeConfig,
     loader: L,
     notifications: C,
+    api: Option<ApiState>,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     shutdown: CancellationToken,
@@ -84,6 +86,12 @@ pub async fn run<L: Loader, C: Connector>(
         .map_err(ServerError::ListenerAddress)?;
     info!("keysync listening: grpc={grpc_addr} http={http_addr}");
     log_grpc_security(config, grpc_addr);
+    if api.is_some() && !http_addr.ip().is_loopback() {
+        warn!(
+            "admin api reachable beyond loopback on {http_addr}: admin tokens travel in \
+             clear text unless a TLS proxy fronts this port"
+        );
+    }
 
     let metrics = Arc::new(Metrics::new());
     // Whichever part ends first (shutdown, failed start, a server error) stops the rest.
@@ -117,16 +125,36 @@ pub async fn run<L: Loader, C: Connector>(
     let catch_up = reload::spawn_catch_up(reloader.clone(), freshness.clone());
     let misses = Misses::new(catch_up.clone(), freshness.clone(), metrics.clone());
 
-    let admin_app = admin::app(AdminState {
-        readiness: readiness.clone(),
-        confirmation: confirmation.clone(),
-        metrics: metrics.clone(),
+    let sweep = api.as_ref().map(|api| {
+        admin_api::idempotency::sweep(
+            api.pool().clone(),
+            api.settings().idempotency_ttl,
+            IDEMPOTENCY_SWEEP_PERIOD,
+            stop.clone(),
+        )
     });
+    let sweep = async {
+        if let Some(sweep) = sweep {
+            sweep.await;
+        }
+    };
+    let admin_app = admin::app_with_api(
+        AdminState {
+            readiness: readiness.clone(),
+            confirmation: confirmation.clone(),
+            metrics: metrics.clone(),
+        },
+        api,
+    );
     let admin_server = async {
-        let served = axum::serve(http_listener, admin_app)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await
-            .map_err(ServerError::Admin);
+        // The peer's address: the API slows down addresses that send bad tokens.
+        let served = axum::serve(
+            http_listener,
+            admin_app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .await
+        .map_err(ServerError::Admin);
         stop.cancel();
         served
     };
@@ -214,14 +242,17 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, grpc_served, (), ()) =
-        tokio::join!(sync, admin_server, grpc_server, pings, monitor);
+    let (synced, admin_served, grpc_served, (), (), ()) =
+        tokio::join!(sync, admin_server, grpc_server, pings, monitor, sweep);
     synced?;
     admin_served?;
     grpc_served?;
     info!("keysync stopped");
     Ok(())
 }
+
+/// How often expired idempotency records of the operator API are deleted.
+const IDEMPOTENCY_SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Says how the gRPC port authenticates its callers, and warns when a token would cross
 /// a network in clear text.

@@ -1,36 +1,66 @@
-//! The duration arguments of the key commands, `--expires-in` and `--grace`: humantime
-//! durations (`90d`, `24h`, `30m`, `0s`) turned into the instants they end at, cut to
-//! whole seconds so what is printed is what is stored.
+//! The durations of the key operations, a new key's lifetime (`--expires-in`,
+//! `expires_in`) and a rotation's grace (`--grace`, `grace`): humantime durations
+//! (`90d`, `24h`, `30m`, `0s`) turned into the instants they end at, cut to whole
+//! seconds so what is printed is what is stored. The CLI and the HTTP API parse them
+//! here alike, each naming the value as its caller wrote it (`FLAG` below).
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::CommandError;
-
-/// `--expires-in`: `now + duration`; zero is refused (a key that never worked).
-pub fn expiry(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CommandError> {
-    const FLAG: &str = "--expires-in";
-    let duration = parse_duration(FLAG, value)?;
-    if duration.is_zero() {
-        return Err(invalid_duration(FLAG, value, "must be longer than zero"));
-    }
-    after(FLAG, value, duration, now)
+/// A duration that cannot be used, named as its caller wrote it (`--grace`, `grace`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {flag} '{value}': {reason}")]
+pub struct InvalidDuration {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
 }
 
-/// `--grace`: when the old key of a rotation stops working; `None` (for `0s`) means at
-/// once, by revocation.
-pub fn grace(value: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, CommandError> {
-    const FLAG: &str = "--grace";
-    let duration = parse_duration(FLAG, value)?;
+/// The names the CLI gives the two durations.
+pub const EXPIRES_IN_FLAG: &str = "--expires-in";
+pub const GRACE_FLAG: &str = "--grace";
+
+/// A lifetime (`--expires-in`): `now + duration`; zero is refused (a key that never
+/// worked).
+pub fn expiry(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, InvalidDuration> {
+    expiry_named(EXPIRES_IN_FLAG, value, now)
+}
+
+/// As [`expiry`], naming the value `flag` in the error.
+pub fn expiry_named(
+    flag: &'static str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, InvalidDuration> {
+    let duration = parse_duration(flag, value)?;
+    if duration.is_zero() {
+        return Err(invalid_duration(flag, value, "must be longer than zero"));
+    }
+    after(flag, value, duration, now)
+}
+
+/// A rotation's grace (`--grace`): when the old key stops working; `None` (for `0s`)
+/// means at once, by revocation.
+pub fn grace(value: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, InvalidDuration> {
+    grace_named(GRACE_FLAG, value, now)
+}
+
+/// As [`grace`], naming the value `flag` in the error.
+pub fn grace_named(
+    flag: &'static str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, InvalidDuration> {
+    let duration = parse_duration(flag, value)?;
     if duration.is_zero() {
         return Ok(None);
     }
-    after(FLAG, value, duration, now).map(Some)
+    after(flag, value, duration, now).map(Some)
 }
 
-fn invalid_duration(flag: &'static str, value: &str, reason: impl Into<String>) -> CommandError {
-    CommandError::InvalidDuration {
+fn invalid_duration(flag: &'static str, value: &str, reason: impl Into<String>) -> InvalidDuration {
+    InvalidDuration {
         flag,
         value: value.to_owned(),
         reason: reason.into(),
@@ -38,7 +68,7 @@ fn invalid_duration(flag: &'static str, value: &str, reason: impl Into<String>) 
 }
 
 /// A humantime duration such as `90d`, `24h`, `30m` or `0s`.
-fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, CommandError> {
+fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, InvalidDuration> {
     let text = value.trim();
     if text.starts_with('-') {
         return Err(invalid_duration(flag, value, "must not be negative"));
@@ -53,7 +83,7 @@ fn after(
     value: &str,
     duration: Duration,
     now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, CommandError> {
+) -> Result<DateTime<Utc>, InvalidDuration> {
     TimeDelta::from_std(duration)
         .ok()
         .and_then(|delta| now.checked_add_signed(delta))

@@ -1,0 +1,269 @@
+//! `/v1/keys` and `/v1/orgs/{org_id}/keys`: create a key (shown once), list an
+//! organization's keys, get, revoke, rotate (the new key shown once), set or clear a
+//! key's own rate limit.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::documented::{
+    BadRequest, Forbidden, IdempotencyHeader, KeyIdPath, NotFound, OrgIdPath, Throttled, TooLarge,
+    Unauthorized, Unavailable, Unprocessable,
+};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{IdempotencyKey, JsonBody, PathId, QueryParams};
+use super::idempotency::fingerprint;
+use super::orgs::LimitRequest;
+use super::{create_once, ApiState, ListQuery};
+use crate::operations::actor::Actor;
+use crate::operations::durations::{expiry_named, grace_named};
+use crate::operations::key_secret::KeyEnvironment;
+use crate::operations::keys::{
+    self, CreatedKey, KeyPage, ListedKey, NewKey, OldKeyFate, RevokedKey, RotatedKey,
+};
+use crate::operations::limits::{self, KeyLimitOutcome, LimitChange};
+use crate::operations::name::Name;
+
+/// `keysync keys create`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// The organization that owns the key.
+    pub org_id: Uuid,
+    /// 1 to 200 characters.
+    pub name: String,
+    /// `live` (default) or `test`: the key starts `sk_live_` or `sk_test_`.
+    #[serde(default)]
+    pub env: Option<KeyEnvironment>,
+    /// Lifetime, such as `90d`, `24h`, `30m` or `45s`; the key never expires without it.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// `keysync keys rotate`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    /// How long the old key keeps working, such as `24h` (the default), `30m` or `0s`
+    /// (`0s` revokes it at once); a sooner expiry of its own is kept.
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// Lifetime of the new key, such as `90d`; it never expires without it.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// The grace of a rotation when none is given.
+pub const DEFAULT_GRACE: &str = "24h";
+
+/// Create a key; the answer holds the key itself, shown only this once
+/// (`keysync keys create`).
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    params(IdempotencyHeader),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Created; `key` is shown only this once", body = CreatedKey),
+        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
+        Unavailable
+    )
+)]
+pub async fn create_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    idempotency_key: IdempotencyKey,
+    JsonBody(request): JsonBody<CreateKeyRequest>,
+) -> Result<Response, ApiError> {
+    let new_key = NewKey {
+        org_id: request.org_id,
+        name: Name::of_key(&request.name)?,
+        environment: request.env.unwrap_or(KeyEnvironment::Live),
+        expires_at: request
+            .expires_in
+            .as_deref()
+            .map(|text| expiry_named("expires_in", text, Utc::now()))
+            .transpose()?,
+    };
+    let actor = Actor::AdminToken(caller.token_id);
+    let fingerprint = fingerprint("keys.create", None, &request);
+    create_once(
+        &state,
+        caller.0,
+        &idempotency_key,
+        fingerprint,
+        async |connection| Ok(keys::create_on(connection, actor, new_key).await?),
+    )
+    .await
+}
+
+/// List an organization's keys (prefixes, never keys) with the limit each runs under,
+/// oldest first, a page at a time (`keysync keys list --org-id`).
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org_id}/keys",
+    tag = "keys",
+    params(OrgIdPath, ListQuery),
+    responses(
+        (status = 200, description = "A page of keys", body = KeyPage),
+        BadRequest, Unauthorized, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn list_keys(
+    State(state): State<ApiState>,
+    PathId(org_id): PathId,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<KeyPage>, ApiError> {
+    Ok(Json(
+        keys::list_page(&state.pool, org_id, query.page()?).await?,
+    ))
+}
+
+/// One key as listed: prefix, status, limit; never the key.
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{key_id}",
+    tag = "keys",
+    params(KeyIdPath),
+    responses(
+        (status = 200, description = "The key", body = ListedKey),
+        BadRequest, Unauthorized, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn get_key(
+    State(state): State<ApiState>,
+    PathId(key_id): PathId,
+) -> Result<Json<ListedKey>, ApiError> {
+    Ok(Json(keys::get(&state.pool, key_id).await?))
+}
+
+/// Revoke a key; gateways refuse it within moments. Revoking twice is not an error
+/// (`revocation`: `already_revoked`) (`keysync keys revoke`).
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{key_id}/revoke",
+    tag = "keys",
+    params(KeyIdPath),
+    responses(
+        (status = 200, description = "Revoked", body = RevokedKey),
+        BadRequest, Unauthorized, Forbidden, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn revoke_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathId(key_id): PathId,
+) -> Result<Json<RevokedKey>, ApiError> {
+    let actor = Actor::AdminToken(caller.token_id);
+    Ok(Json(keys::revoke(&state.pool, actor, key_id).await?))
+}
+
+/// Replace an active key with a new one for the same organization, name, environment
+/// and own limit; the old key keeps working for the grace period. The answer holds the
+/// new key, shown only this once. A key is rotated once: of two rotations at the same
+/// time one wins, the other gets 409 (`keysync keys rotate`).
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{key_id}/rotate",
+    tag = "keys",
+    params(KeyIdPath, IdempotencyHeader),
+    request_body(content = Option<RotateKeyRequest>, description = "Optional: no body (or `null`) takes the defaults"),
+    responses(
+        (status = 201, description = "Rotated; `key` is shown only this once", body = RotatedKey),
+        (status = 409, description = "The key is revoked, expired, or already rotated", body = ErrorBody),
+        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
+        Unavailable
+    )
+)]
+pub async fn rotate_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathId(key_id): PathId,
+    idempotency_key: IdempotencyKey,
+    JsonBody(request): JsonBody<Option<RotateKeyRequest>>,
+) -> Result<Response, ApiError> {
+    // No body, `{}` and `null` all take the defaults.
+    let request = request.unwrap_or_default();
+    let now = Utc::now();
+    let grace = request.grace.as_deref().unwrap_or(DEFAULT_GRACE);
+    let fate = match grace_named("grace", grace, now)? {
+        None => OldKeyFate::RevokeNow,
+        Some(at) => OldKeyFate::ExpireBy(at),
+    };
+    let expires_at = request
+        .expires_in
+        .as_deref()
+        .map(|text| expiry_named("expires_in", text, now))
+        .transpose()?;
+    let actor = Actor::AdminToken(caller.token_id);
+    let fingerprint = fingerprint("keys.rotate", Some(key_id), &request);
+    create_once(
+        &state,
+        caller.0,
+        &idempotency_key,
+        fingerprint,
+        async |transaction| -> Result<RotatedKey, ApiError> {
+            Ok(keys::rotate_on(transaction, actor, key_id, expires_at, fate).await?)
+        },
+    )
+    .await
+}
+
+/// Give a key a limit of its own, counted for it alone
+/// (`keysync keys set-limit KEY_ID --rpm N --burst B`).
+#[utoipa::path(
+    put,
+    path = "/v1/keys/{key_id}/rate-limit",
+    tag = "keys",
+    params(KeyIdPath),
+    request_body = LimitRequest,
+    responses(
+        (status = 200, description = "The limit the key now runs under", body = KeyLimitOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
+        Unavailable
+    )
+)]
+pub async fn set_key_limit(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathId(key_id): PathId,
+    JsonBody(request): JsonBody<LimitRequest>,
+) -> Result<Json<KeyLimitOutcome>, ApiError> {
+    let change = request.change()?;
+    let actor = Actor::AdminToken(caller.token_id);
+    Ok(Json(
+        limits::set_key_limit(&state.pool, actor, key_id, change).await?,
+    ))
+}
+
+/// Clear a key's own limit: it shares its organization's again
+/// (`keysync keys set-limit KEY_ID --clear`).
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{key_id}/rate-limit",
+    tag = "keys",
+    params(KeyIdPath),
+    responses(
+        (status = 200, description = "The limit the key now runs under", body = KeyLimitOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn clear_key_limit(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathId(key_id): PathId,
+) -> Result<Json<KeyLimitOutcome>, ApiError> {
+    let actor = Actor::AdminToken(caller.token_id);
+    Ok(Json(
+        limits::set_key_limit(&state.pool, actor, key_id, LimitChange::Clear).await?,
+    ))
+}

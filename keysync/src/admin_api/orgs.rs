@@ -1,0 +1,231 @@
+//! `/v1/orgs`: create, list, get an organization, and set or clear its rate limit.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::documented::{
+    BadRequest, Forbidden, IdempotencyHeader, NotFound, OrgIdPath, Throttled, TooLarge,
+    Unauthorized, Unavailable, Unprocessable,
+};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{IdempotencyKey, JsonBody, PathId, QueryParams};
+use super::idempotency::fingerprint;
+use super::{create_once, ApiState, ListQuery};
+use crate::limit_columns::MAX_LIMIT_VALUE;
+use crate::operations::actor::Actor;
+use crate::operations::limits::{self, LimitChange, OrgLimitOutcome};
+use crate::operations::name::Name;
+use crate::operations::orgs::{self, CreatedOrg, OrgPage, Organization};
+use keysync_contract::limit::Limit;
+
+/// `keysync orgs create`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrgRequest {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// The new organization's id; a random one when absent (`--id`).
+    #[serde(default)]
+    pub org_id: Option<Uuid>,
+}
+
+/// A rate limit to set: `requests_per_minute + burst` requests in each clock-aligned
+/// one-minute window (`--rpm`, `--burst`).
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitRequest {
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub requests_per_minute: i64,
+    /// Default 0.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub burst: i64,
+}
+
+impl LimitRequest {
+    /// The change, with the CLI's ranges (422 outside them).
+    pub fn change(&self) -> Result<LimitChange, ApiError> {
+        let value = |name: &str, value: i64, min: u32| {
+            u32::try_from(value)
+                .ok()
+                .filter(|value| (min..=MAX_LIMIT_VALUE).contains(value))
+                .ok_or_else(|| {
+                    ApiError::invalid_value(format!(
+                        "invalid {name} {value}: expected a whole number from {min} to \
+                         {MAX_LIMIT_VALUE}"
+                    ))
+                })
+        };
+        Ok(LimitChange::Set(Limit {
+            requests_per_minute: value("requests_per_minute", self.requests_per_minute, 1)?,
+            burst: value("burst", self.burst, 0)?,
+        }))
+    }
+}
+
+/// Create an organization (`keysync orgs create`).
+#[utoipa::path(
+    post,
+    path = "/v1/orgs",
+    tag = "organizations",
+    params(IdempotencyHeader),
+    request_body = CreateOrgRequest,
+    responses(
+        (status = 201, description = "Created", body = CreatedOrg),
+        (status = 409, description = "An organization with this id exists", body = ErrorBody),
+        BadRequest, Unauthorized, Forbidden, TooLarge, Unprocessable, Throttled,
+        Unavailable
+    )
+)]
+pub async fn create_org(
+    State(state): State<ApiState>,
+    caller: Caller,
+    idempotency_key: IdempotencyKey,
+    JsonBody(request): JsonBody<CreateOrgRequest>,
+) -> Result<Response, ApiError> {
+    let name = Name::of_org(&request.name)?;
+    let actor = Actor::AdminToken(caller.token_id);
+    let fingerprint = fingerprint("orgs.create", None, &request);
+    create_once(
+        &state,
+        caller.0,
+        &idempotency_key,
+        fingerprint,
+        async |connection| Ok(orgs::create_on(connection, actor, request.org_id, &name).await?),
+    )
+    .await
+}
+
+/// List organizations with their limits, oldest first, a page at a time
+/// (`keysync orgs list`).
+#[utoipa::path(
+    get,
+    path = "/v1/orgs",
+    tag = "organizations",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of organizations", body = OrgPage),
+        BadRequest, Unauthorized, Throttled,
+        Unavailable
+    )
+)]
+pub async fn list_orgs(
+    State(state): State<ApiState>,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<OrgPage>, ApiError> {
+    Ok(Json(orgs::list_page(&state.pool, query.page()?).await?))
+}
+
+/// One organization with its limit.
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org_id}",
+    tag = "organizations",
+    params(OrgIdPath),
+    responses(
+        (status = 200, description = "The organization", body = Organization),
+        BadRequest, Unauthorized, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn get_org(
+    State(state): State<ApiState>,
+    PathId(org_id): PathId,
+) -> Result<Json<Organization>, ApiError> {
+    Ok(Json(orgs::get(&state.pool, org_id).await?))
+}
+
+/// Set the organization's limit, one budget shared by its keys
+/// (`keysync orgs set-limit ORG_ID --rpm N --burst B`).
+#[utoipa::path(
+    put,
+    path = "/v1/orgs/{org_id}/rate-limit",
+    tag = "organizations",
+    params(OrgIdPath),
+    request_body = LimitRequest,
+    responses(
+        (status = 200, description = "The limit now (`changed`: false when it already was)", body = OrgLimitOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
+        Unavailable
+    )
+)]
+pub async fn set_org_limit(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathId(org_id): PathId,
+    JsonBody(request): JsonBody<LimitRequest>,
+) -> Result<Json<OrgLimitOutcome>, ApiError> {
+    let change = request.change()?;
+    let actor = Actor::AdminToken(caller.token_id);
+    Ok(Json(
+        limits::set_org_limit(&state.pool, actor, org_id, change).await?,
+    ))
+}
+
+/// Clear the organization's limit: it is then unlimited
+/// (`keysync orgs set-limit ORG_ID --clear`).
+#[utoipa::path(
+    delete,
+    path = "/v1/orgs/{org_id}/rate-limit",
+    tag = "organizations",
+    params(OrgIdPath),
+    responses(
+        (status = 200, description = "No limit now (`changed`: false when it had none)", body = OrgLimitOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn clear_org_limit(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathId(org_id): PathId,
+) -> Result<Json<OrgLimitOutcome>, ApiError> {
+    let actor = Actor::AdminToken(caller.token_id);
+    Ok(Json(
+        limits::set_org_limit(&state.pool, actor, org_id, LimitChange::Clear).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    fn limit(requests_per_minute: i64, burst: i64) -> Result<LimitChange, ApiError> {
+        LimitRequest {
+            requests_per_minute,
+            burst,
+        }
+        .change()
+    }
+
+    #[test]
+    fn limits_take_the_cli_ranges() {
+        assert_eq!(
+            limit(100, 20).unwrap(),
+            LimitChange::Set(Limit {
+                requests_per_minute: 100,
+                burst: 20
+            })
+        );
+        assert!(limit(2147483647, 2147483647).is_ok());
+        for (rpm, burst, field) in [
+            (0, 0, "requests_per_minute"),
+            (-1, 0, "requests_per_minute"),
+            (2147483648, 0, "requests_per_minute"),
+            (1, -1, "burst"),
+        ] {
+            let error = limit(rpm, burst).unwrap_err();
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(
+                error.message.starts_with(&format!("invalid {field} ")),
+                "{error:?}"
+            );
+        }
+    }
+}

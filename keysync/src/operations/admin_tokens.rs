@@ -1,0 +1,271 @@
+//! Admin tokens: what the HTTP API's callers present (`Authorization: Bearer ksa_...`).
+//! `keysync admin-tokens create` draws one and shows it once; like an API key, only its
+//! SHA-256 and a short display prefix are stored. A read-only token may read everything
+//! and change nothing. Revoking keeps the row, so the changes a token made keep naming
+//! it; a revoked token authenticates nothing from the next request on.
+//!
+//! Tokens are managed from the command line only (database credentials): a leaked API
+//! token cannot mint itself a successor.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::key_secret::random_base62;
+use super::keys::Revocation;
+use super::name::Name;
+use super::timestamp::Timestamp;
+use crate::key_hash::{hash_key, KeyHash};
+
+/// What every admin token starts with: tells it apart from an API key at a glance.
+pub const TOKEN_MARKER: &str = "ksa_";
+/// Random base62 characters after the marker (about 238 bits).
+pub const TOKEN_RANDOM_LEN: usize = 40;
+/// Characters kept as the display prefix (`ksa_AbCdEfGh`).
+pub const TOKEN_PREFIX_LEN: usize = 12;
+/// The longest text worth hashing as a token; longer ones are refused unread.
+pub const MAX_PRESENTED_LEN: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    #[error("admin token {0} not found")]
+    NotFound(Uuid),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A freshly drawn admin token.
+pub struct AdminTokenSecret {
+    secret: String,
+}
+
+impl AdminTokenSecret {
+    pub fn generate() -> Self {
+        AdminTokenSecret {
+            secret: format!("{TOKEN_MARKER}{}", random_base62(TOKEN_RANDOM_LEN)),
+        }
+    }
+
+    /// The token, for the one time it is shown.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    pub fn prefix(&self) -> &str {
+        // ASCII, so byte and character positions agree.
+        &self.secret[..TOKEN_PREFIX_LEN]
+    }
+}
+
+// Keep the secret out of `{:?}` output, logs and panics.
+impl fmt::Debug for AdminTokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminTokenSecret")
+            .field("prefix", &self.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The secret itself: serialized only into the result that shows it, once.
+impl Serialize for AdminTokenSecret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.secret)
+    }
+}
+
+/// A new token: the secret, shown this once, and what is stored about it.
+#[derive(Debug, Serialize)]
+pub struct CreatedAdminToken {
+    pub token: AdminTokenSecret,
+    pub token_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub read_only: bool,
+}
+
+/// Whether a token authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminTokenStatus {
+    Active,
+    Revoked,
+}
+
+impl AdminTokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminTokenStatus::Active => "active",
+            AdminTokenStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A token as `admin-tokens list` shows it; never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListedAdminToken {
+    pub token_id: Uuid,
+    pub prefix: String,
+    pub name: String,
+    pub read_only: bool,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub status: AdminTokenStatus,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: Uuid,
+    token_prefix: String,
+    name: String,
+    read_only: bool,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A revoked token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RevokedAdminToken {
+    pub token_id: Uuid,
+    pub revocation: Revocation,
+}
+
+/// Whom a presented token stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminCaller {
+    pub token_id: Uuid,
+    pub read_only: bool,
+}
+
+/// SHA-256 of a token's text, as stored in `admin_tokens.token_hash`.
+pub fn hash_token(token: &str) -> KeyHash {
+    hash_key(token)
+}
+
+/// Draws a token and stores its hash.
+pub async fn create(
+    pool: &PgPool,
+    name: &Name,
+    read_only: bool,
+) -> Result<CreatedAdminToken, AdminTokenError> {
+    let token = AdminTokenSecret::generate();
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO admin_tokens (id, name, token_hash, token_prefix, read_only) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(name.as_str())
+    .bind(hash_token(token.secret()).as_slice())
+    .bind(token.prefix())
+    .bind(read_only)
+    .execute(pool)
+    .await?;
+    Ok(CreatedAdminToken {
+        token_id: id,
+        name: name.as_str().to_owned(),
+        prefix: token.prefix().to_owned(),
+        read_only,
+        token,
+    })
+}
+
+/// Every token, revoked ones included, oldest first.
+pub async fn list(pool: &PgPool) -> Result<Vec<ListedAdminToken>, AdminTokenError> {
+    let rows: Vec<TokenRow> = sqlx::query_as(
+        "SELECT id, token_prefix, name, read_only, created_at, revoked_at \
+         FROM admin_tokens ORDER BY created_at, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| ListedAdminToken {
+            token_id: row.id,
+            prefix: row.token_prefix,
+            name: row.name,
+            read_only: row.read_only,
+            created_at: Timestamp(row.created_at),
+            status: if row.revoked_at.is_some() {
+                AdminTokenStatus::Revoked
+            } else {
+                AdminTokenStatus::Active
+            },
+            revoked_at: row.revoked_at.map(Timestamp),
+        })
+        .collect())
+}
+
+/// Revokes a token; it authenticates nothing from the next request on. Revoking twice is
+/// not an error.
+pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<RevokedAdminToken, AdminTokenError> {
+    let revoked: Option<bool> = sqlx::query_scalar(
+        "WITH target AS (SELECT id, revoked_at IS NOT NULL AS was_revoked \
+                         FROM admin_tokens WHERE id = $1 FOR UPDATE), \
+              updated AS (UPDATE admin_tokens SET revoked_at = now() \
+                          WHERE id = $1 AND revoked_at IS NULL RETURNING id) \
+         SELECT was_revoked FROM target",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let revocation = match revoked {
+        None => return Err(AdminTokenError::NotFound(id)),
+        Some(true) => Revocation::AlreadyRevoked,
+        Some(false) => Revocation::Revoked,
+    };
+    Ok(RevokedAdminToken {
+        token_id: id,
+        revocation,
+    })
+}
+
+/// The active token whose text was presented, if any. Text that cannot be a token
+/// (wrong marker, too long) is refused without a query.
+pub async fn authenticate(
+    pool: &PgPool,
+    presented: &str,
+) -> Result<Option<AdminCaller>, sqlx::Error> {
+    if !presented.starts_with(TOKEN_MARKER) || presented.len() > MAX_PRESENTED_LEN {
+        return Ok(None);
+    }
+    let row: Option<(Uuid, bool)> = sqlx::query_as(
+        "SELECT id, read_only FROM admin_tokens \
+         WHERE token_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hash_token(presented).as_slice())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(token_id, read_only)| AdminCaller {
+        token_id,
+        read_only,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_has_its_marker_and_40_base62_characters() {
+        let token = AdminTokenSecret::generate();
+        let random = token.secret().strip_prefix(TOKEN_MARKER).unwrap();
+        assert_eq!(random.len(), TOKEN_RANDOM_LEN);
+        assert!(random.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(token.prefix(), &token.secret()[..12]);
+        assert_ne!(token.secret(), AdminTokenSecret::generate().secret());
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let token = AdminTokenSecret::generate();
+        let debug = format!("{token:?}");
+        assert!(!debug.contains(token.secret()), "{debug}");
+        assert_eq!(
+            serde_json::to_value(&token).unwrap(),
+            serde_json::json!(token.secret())
+        );
+    }
+}
