@@ -270,13 +270,18 @@ fn judge(
         let identified = !orgs.is_empty() || !key_ids.is_empty();
         for (name, forwarded) in &headers {
             let canonical = name.to_ascii_lowercase().replace('_', "-");
-            // A credential: an API key in a header the gateway reads keys from (another
-            // scheme's credential, say `Basic dXNlcjpwYXNz`, is the backend's business).
+            // A credential: any `x-api-key`, a Bearer `Authorization`, or a working key
+            // in either (another scheme's credential, say `Basic dXNlcjpwYXNz`, is the
+            // backend's business).
             let carries_a_key = forwarded.as_array().is_some_and(|values| {
-                values
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .any(|value| value.contains("sk_live_") || value.contains("sk_test_"))
+                values.iter().filter_map(Value::as_str).any(|value| {
+                    canonical == "x-api-key"
+                        || value
+                            .trim_start()
+                            .to_ascii_lowercase()
+                            .starts_with("bearer")
+                        || keys.valid.iter().any(|key| value.contains(&key.secret))
+                })
             });
             match canonical.as_str() {
                 "authorization" | "x-api-key" if !carries_a_key => {}

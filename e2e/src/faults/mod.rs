@@ -196,7 +196,7 @@ pub fn distinct_lines(log: &str, markers: &[&str]) -> String {
             .take(150)
             .collect::<String>()
             .replace('|', "/");
-        let shape: String = message.chars().filter(|c| !c.is_ascii_digit()).collect();
+        let shape = shape_of(&message);
         if !seen.iter().any(|(known, _)| *known == shape) {
             seen.push((shape, message));
         }
@@ -215,6 +215,27 @@ pub fn distinct_lines(log: &str, markers: &[&str]) -> String {
     } else {
         shown.join("; ")
     }
+}
+
+/// A log message with its numbers and hashes blanked, so that two lines saying the same
+/// of different keys or durations count as one.
+fn shape_of(message: &str) -> String {
+    let mut shape = String::new();
+    let mut word = String::new();
+    for c in message.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            word.push(c);
+            continue;
+        }
+        if word.chars().any(|w| w.is_ascii_digit()) {
+            shape.push('#');
+        } else {
+            shape.push_str(&word);
+        }
+        word.clear();
+        shape.push(c);
+    }
+    shape
 }
 
 /// The 16 bytes of a UUID in its text form (as the CLI prints ids).
@@ -258,6 +279,17 @@ mod tests {
     fn uuids_become_their_sixteen_bytes() {
         let bytes = uuid_bytes("00112233-4455-6677-8899-aabbccddeeff");
         assert_eq!(bytes, (0..16).map(|n| n * 0x11).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn log_lines_about_different_keys_count_once() {
+        let log = "x [warning][wasm] keysync: lookup of key_hash=af77f051 failed\n\
+                   y [warning][wasm] keysync: lookup of key_hash=7b521905 failed\n\
+                   z [warning][wasm] keysync: watch stream down (closed)\n";
+        assert_eq!(
+            distinct_lines(log, &["[warning][wasm]"]),
+            "`lookup of key_hash=af77f051 failed`; `watch stream down (closed)`"
+        );
     }
 
     #[test]

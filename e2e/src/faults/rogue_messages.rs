@@ -5,7 +5,7 @@
 //! inner workings: a message a correct filter may take in stride changes no test key
 //! (a heartbeat with unknown fields, say), and every message that would re-admit a
 //! revoked key or drop a known one is one it must refuse whole (a revision going
-//! backwards, a change set with one bad record, a split change set that never ends, a
+//! backwards, a change set with one bad record, a removal of a malformed hash, a
 //! lookup answer for another key or older than the store). So "known keys 200, revoked
 //! keys 403 throughout" is the right outcome for every one of them.
 
@@ -310,9 +310,13 @@ impl Mutations {
                 )
             }
             45..=47 => {
+                // Keys nobody holds: the parts of a split set are real changes that a
+                // client may apply as they come (the set is complete only after its last
+                // part), so a rogue's parts cannot be told from keysync's. What must hold
+                // is that the set that never ends is given up and resynced.
                 let message = proto::KeyChanges {
                     revision: next,
-                    upserts: self.plan.revoked.clone(),
+                    upserts: (0..3).map(|_| self.fresh_record()).collect(),
                     partial: true,
                     provenance: Some(self.provenance()),
                     ..Default::default()

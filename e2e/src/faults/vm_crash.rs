@@ -170,11 +170,15 @@ pub fn run(scale: Scale, vm: Vm) -> Figures {
     );
     figures.add(
         "answers outside the contract (must be 0)",
-        format!(
-            "{} ({})",
-            not_contract.len(),
-            statuses(not_contract.iter().copied())
-        ),
+        if not_contract.is_empty() {
+            "0".to_string()
+        } else {
+            format!(
+                "{} ({})",
+                not_contract.len(),
+                statuses(not_contract.iter().copied())
+            )
+        },
     );
     figures.add(
         "recovered (known 200, revoked 403 from then on) after the crash",
