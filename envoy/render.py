@@ -134,13 +134,13 @@ def clusters(items):
 
 
 # Global mode: Envoy's own rate-limit filter asks keysync (RateLimitService) about the
-# descriptor the keysync filter sets in two request headers, removed before the upstream.
+# descriptor the keysync filter sets in two request headers (the templates remove them
+# before the upstream).
 GLOBAL_RATE_LIMITS = """\
 rate_limits:
 - actions:
   - request_headers: { header_name: x-keysync-rl-subject, descriptor_key: keysync_subject }
-  - request_headers: { header_name: x-keysync-rl-limit, descriptor_key: keysync_limit }
-request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]"""
+  - request_headers: { header_name: x-keysync-rl-limit, descriptor_key: keysync_limit }"""
 
 GLOBAL_RATE_LIMIT_FILTER = """\
 - name: envoy.filters.http.ratelimit

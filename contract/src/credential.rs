@@ -55,6 +55,18 @@ pub fn needs_api_key_header(authorization: Option<&[u8]>) -> bool {
     authorization.and_then(bearer_token).is_none()
 }
 
+/// Whether an `Authorization` value is something a backend must never see: a Bearer
+/// credential (whatever its token), or anything holding one of our keys (`Basic sk_...`,
+/// `Token sk_...`). Other schemes are the backend's own business. `x-api-key` is always
+/// a credential.
+pub fn authorization_is_credential(value: &[u8]) -> bool {
+    let trimmed = value.trim_ascii_start();
+    bearer_token(trimmed).is_some()
+        || KEY_PREFIXES
+            .iter()
+            .any(|prefix| value.windows(prefix.len()).any(|window| window == *prefix))
+}
+
 /// The token of a `Bearer` credential (RFC 6750: one space, then the token); `None` for
 /// other schemes. `Bearer` with nothing after it yields an empty token.
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
@@ -198,6 +210,28 @@ mod tests {
             extract(None, Some(b" sk_live_0123456789abcdef")),
             Credential::Malformed
         );
+    }
+
+    #[test]
+    fn credentials_in_authorization_are_bearer_or_hold_a_key() {
+        for value in [
+            b"Bearer sk_live_x".as_slice(),
+            b"bearer anything",
+            b"  Bearer x",
+            b"Bearer",
+            b"Basic sk_live_0123456789abcdef",
+            b"Token abc sk_test_0123456789",
+        ] {
+            assert!(authorization_is_credential(value), "{value:?}");
+        }
+        for value in [
+            b"Basic dXNlcjpwYXNz".as_slice(),
+            b"Digest x",
+            b"",
+            b"Bearerx y",
+        ] {
+            assert!(!authorization_is_credential(value), "{value:?}");
+        }
     }
 
     #[test]

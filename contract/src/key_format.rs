@@ -116,7 +116,10 @@ mod tests {
     fn crc32_is_zlibs() {
         assert_eq!(crc32(b""), 0);
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-        assert_eq!(crc32(b"The quick brown fox jumps over the lazy dog"), 0x414f_a339);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414f_a339
+        );
     }
 
     #[test]
@@ -138,12 +141,19 @@ mod tests {
         }
         let mut swapped_env = key.clone().into_bytes();
         swapped_env[3..7].copy_from_slice(b"test");
-        assert_eq!(classify(&swapped_env), KeyForm::BadChecksum, "the prefix counts");
+        assert_eq!(
+            classify(&swapped_env),
+            KeyForm::BadChecksum,
+            "the prefix counts"
+        );
     }
 
     #[test]
     fn other_lengths_are_legacy() {
-        assert_eq!(classify(format!("sk_live_{RANDOM}").as_bytes()), KeyForm::Legacy);
+        assert_eq!(
+            classify(format!("sk_live_{RANDOM}").as_bytes()),
+            KeyForm::Legacy
+        );
         assert_eq!(classify(b"sk_test_abcdefgh"), KeyForm::Legacy);
         let with_dash = format!("sk_live_{}-", &key("")[..37]);
         assert_eq!(with_dash.len(), CHECKSUMMED_LEN);

@@ -4,6 +4,7 @@
 //! to it through [`Host`]; the verdicts themselves are `decision`'s.
 
 use crate::auth_worker::AuthWorker;
+use crate::auth_worker::Carried;
 use crate::auth_worker::{Counted, RateWait};
 use crate::config::RateLimitMode;
 use crate::decision::{self, Denial, Outcome, Verdict};
@@ -48,7 +49,7 @@ pub struct AuthRequest<H: Host> {
 struct PendingLookup {
     token: u32,
     hash: KeyHash,
-    source: Source,
+    carried: Carried,
 }
 
 impl<H: Host> AuthRequest<H> {
@@ -79,9 +80,15 @@ impl<H: Host> AuthRequest<H> {
             Credential::Missing => self.act(Verdict::Deny(Denial::MissingKey), None),
             Credential::Malformed => self.act(Verdict::Deny(Denial::InvalidKey), None),
             Credential::Key { key, source } => {
+                let carried = Carried {
+                    authorization: source == Source::Authorization
+                        || authorization
+                            .as_deref()
+                            .is_some_and(credential::authorization_is_credential),
+                };
                 let hash = KeyHash::of_key(key);
                 let verdict = self.judge_stored(&hash);
-                self.act(verdict, Some((hash, source)))
+                self.act(verdict, Some((hash, carried)))
             }
         }
     }
@@ -96,7 +103,7 @@ impl<H: Host> AuthRequest<H> {
             Ok(answer) => self.judge_answer(&pending.hash, answer),
             Err(e) => self.lookup_failed_verdict(&pending.hash, &e),
         };
-        if let Action::Continue = self.act(verdict, Some((pending.hash, pending.source))) {
+        if let Action::Continue = self.act(verdict, Some((pending.hash, pending.carried))) {
             if let Err(e) = self.host().resume_request() {
                 warn!("cannot resume request after lookup: {e}");
             }
@@ -180,18 +187,19 @@ impl<H: Host> AuthRequest<H> {
         decision::judge_unknown(refused, may_ask, synced)
     }
 
-    /// Carries out a verdict. `key` is the hash and source of a well-formed key.
-    fn act(&mut self, verdict: Verdict, key: Option<(KeyHash, Source)>) -> Action {
+    /// Carries out a verdict. `key` is the hash of a well-formed key and the credential
+    /// headers the request carries.
+    fn act(&mut self, verdict: Verdict, key: Option<(KeyHash, Carried)>) -> Action {
         match (verdict, key) {
-            (Verdict::Allow(record), Some((_, source))) => self.admit(&record, source),
-            (Verdict::AskKeysync, Some((hash, source))) => self.ask_keysync(hash, source),
+            (Verdict::Allow(record), Some((_, carried))) => self.admit(&record, carried),
+            (Verdict::AskKeysync, Some((hash, carried))) => self.ask_keysync(hash, carried),
             (Verdict::Deny(denial), _) => self.refuse(denial),
             // A verdict about a key without a key cannot happen; refuse to be safe.
             (_, None) => self.refuse(Denial::InvalidKey),
         }
     }
 
-    fn ask_keysync(&mut self, hash: KeyHash, source: Source) -> Action {
+    fn ask_keysync(&mut self, hash: KeyHash, carried: Carried) -> Action {
         let config = &self.worker.config;
         let request = proto::LookupKeyRequest {
             key_hash: hash.0.to_vec(),
@@ -214,7 +222,7 @@ impl<H: Host> AuthRequest<H> {
                 self.lookup = Some(PendingLookup {
                     token,
                     hash,
-                    source,
+                    carried,
                 });
                 Action::Pause
             }
@@ -315,7 +323,7 @@ impl<H: Host> AuthRequest<H> {
     }
 
     /// A valid key: apply its rate limit, then forward it with its identity.
-    fn admit(&mut self, record: &KeyRecord, source: Source) -> Action {
+    fn admit(&mut self, record: &KeyRecord, carried: Carried) -> Action {
         let identity = match &self.identity {
             Some(cached) if cached.record.hash == record.hash => Rc::clone(cached),
             _ => Rc::new(CachedRecord::new(*record)),
@@ -330,7 +338,7 @@ impl<H: Host> AuthRequest<H> {
                             subject,
                             limit,
                             identity,
-                            source,
+                            carried,
                             quota: Cell::new(None),
                         });
                         self.worker.wait(self.context_id, Rc::clone(&wait));
@@ -355,7 +363,7 @@ impl<H: Host> AuthRequest<H> {
             }
             (RateLimitMode::Local | RateLimitMode::Off, _) => {}
         }
-        self.worker.forward(&identity, source)
+        self.worker.forward(&identity, carried)
     }
 
     fn refuse(&self, denial: Denial) -> Action {
@@ -388,16 +396,16 @@ impl<H: Host> AuthRequest<H> {
 
     /// A request forwarded without an accepted key (public path, fail-open) must not
     /// carry a credential to the backend either, unless `forward_credential` says so:
-    /// any API key offered, and an `Authorization` header of the Bearer scheme.
+    /// any `x-api-key`, and an `Authorization` that is a credential.
     fn strip_credential(&self) -> bool {
         if self.worker.config.forward_credential {
             return true;
         }
         let host = self.host();
-        let bearer = host
+        let credential = host
             .request_header("authorization")
-            .is_some_and(|value| !credential::needs_api_key_header(Some(&value)));
-        (!bearer || host.remove_request_header("authorization").is_ok())
+            .is_some_and(|value| credential::authorization_is_credential(&value));
+        (!credential || host.remove_request_header("authorization").is_ok())
             && host.remove_request_header("x-api-key").is_ok()
     }
 
@@ -635,7 +643,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hot_key_costs_only_the_contracts_four_host_calls() {
+    fn a_hot_key_costs_only_five_host_calls() {
         let worker = synced_worker("{}");
         store(&worker, record(KEY));
         worker.on_tick();
@@ -644,8 +652,36 @@ mod tests {
         assert_forwarded_with_identity(&worker, action);
         assert_eq!(
             worker.host.host_calls.get(),
-            4,
-            "get authorization, set two identity headers, remove the credential"
+            5,
+            "get authorization, set two identity headers, remove both credential headers"
+        );
+    }
+
+    #[test]
+    fn a_second_credential_beside_the_one_used_is_not_forwarded_either() {
+        let worker = synced_worker("{}");
+        store(&worker, record(KEY));
+        let bearer = format!("Bearer {KEY}");
+        let (_, action) = send(
+            &worker,
+            &[("authorization", &bearer as &str), ("x-api-key", OTHER_KEY)],
+        );
+        assert_forwarded_with_identity(&worker, action);
+        assert!(worker.host.request_values("x-api-key").is_empty());
+
+        // The key in x-api-key, and one of ours under another scheme in Authorization.
+        let basic = format!("Basic {OTHER_KEY}");
+        let (_, action) = send(&worker, &[("x-api-key", KEY), ("authorization", &basic)]);
+        assert_forwarded_with_identity(&worker, action);
+        // Another scheme without a key stays for the backend.
+        let (_, action) = send(
+            &worker,
+            &[("x-api-key", KEY), ("authorization", "Basic dXNlcjpw")],
+        );
+        assert_eq!(action, Action::Continue);
+        assert_eq!(
+            worker.host.request_values("authorization"),
+            ["Basic dXNlcjpw"]
         );
     }
 

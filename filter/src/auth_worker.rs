@@ -46,12 +46,21 @@ pub enum Counted {
     Wait,
 }
 
+/// The credential headers of an accepted request, removed before it goes upstream
+/// (unless `forward_credential`): `x-api-key` always, whichever header the key came in,
+/// and `Authorization` when it carries a credential
+/// (`credential::authorization_is_credential`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub authorization: bool,
+}
+
 /// A request waiting for a rate-limit decision, shared by the request and its worker.
 pub struct RateWait {
     pub subject: Subject,
     pub limit: Limit,
     pub identity: Rc<CachedRecord>,
-    pub source: Source,
+    pub carried: Carried,
     /// Set when the worker allowed it: the request reports it on its response.
     pub quota: Cell<Option<Quota>>,
 }
@@ -245,7 +254,7 @@ impl<H: Host> AuthWorker<H> {
             match counted {
                 Counted::Allowed(quota) => {
                     wait.quota.set(quota);
-                    if self.forward(&wait.identity, wait.source) == Action::Continue {
+                    if self.forward(&wait.identity, wait.carried) == Action::Continue {
                         if let Err(e) = self.host.resume_request() {
                             warn!("cannot resume a request after its rate limit: {e}");
                         }
@@ -276,15 +285,20 @@ impl<H: Host> AuthWorker<H> {
         }
     }
 
-    /// Forwards an accepted request with the gateway's identity headers, without its
-    /// credential (unless `forward_credential`).
-    pub fn forward(&self, identity: &CachedRecord, source: Source) -> Action {
+    /// Forwards an accepted request with the gateway's identity headers, without any
+    /// credential (unless `forward_credential`): also one the filter did not use, such
+    /// as an `x-api-key` beside the `Authorization` that decided.
+    pub fn forward(&self, identity: &CachedRecord, carried: Carried) -> Action {
         let host = &self.host;
         let mut written = host
             .set_request_header(ORG_ID_HEADER, &identity.org_id)
             .and_then(|()| host.set_request_header(KEY_ID_HEADER, &identity.key_id));
         if written.is_ok() && !self.config.forward_credential {
-            written = host.remove_request_header(source.header());
+            if carried.authorization {
+                written = host.remove_request_header(Source::Authorization.header());
+            }
+            written =
+                written.and_then(|()| host.remove_request_header(Source::ApiKeyHeader.header()));
         }
         if written.is_err() {
             // Never forward with a client's own identity headers possibly left in place.

@@ -76,6 +76,11 @@ pub struct SyncConfig {
     /// A watch stream silent for this long (keysync sends heartbeats) is presumed dead
     /// and reopened.
     pub watch_idle_timeout: Duration,
+    /// A stream whose keysync says it last confirmed its keys against PostgreSQL longer
+    /// ago than this (cut off from the database, while still heartbeating) is dropped
+    /// and reopened, perhaps to a keysync that is not cut off. keysync confirms every
+    /// 2 s and heartbeats every second.
+    pub max_unconfirmed: Duration,
 }
 
 impl SyncConfig {
@@ -151,6 +156,7 @@ struct RawConfig {
     max_retry_interval: Option<String>,
     watch: Option<bool>,
     watch_idle_timeout: Option<String>,
+    max_unconfirmed: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +209,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
             ("max_retry_interval", raw.max_retry_interval.is_some()),
             ("watch", raw.watch.is_some()),
             ("watch_idle_timeout", raw.watch_idle_timeout.is_some()),
+            ("max_unconfirmed", raw.max_unconfirmed.is_some()),
         ],
     )?;
     let invalid_key_status = raw.invalid_key_status.unwrap_or(403);
@@ -279,6 +286,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
         max_retry_interval: duration("max_retry_interval", raw.max_retry_interval, "60s")?,
         watch: raw.watch.unwrap_or(true),
         watch_idle_timeout: duration("watch_idle_timeout", raw.watch_idle_timeout, "15s")?,
+        max_unconfirmed: duration("max_unconfirmed", raw.max_unconfirmed, "5s")?,
     };
     if config.refresh_interval < Duration::from_secs(1) {
         return Err(ConfigError("refresh_interval must be at least 1s".into()));
@@ -386,6 +394,7 @@ mod tests {
         assert_eq!(config.page_size, 100);
         assert_eq!(config.request_timeout, Duration::from_secs(10));
         assert_eq!(config.watch_idle_timeout, Duration::from_secs(15));
+        assert_eq!(config.max_unconfirmed, Duration::from_secs(5));
         assert!(config.watch, "the push path is on by default");
     }
 

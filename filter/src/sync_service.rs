@@ -579,11 +579,11 @@ impl<H: Host> SyncService<H> {
     }
 
     /// What a stream message says of keysync's confirmation. A stream whose keysync has
-    /// not confirmed anything for `watch_idle_timeout` (cut off from PostgreSQL) is as
-    /// good as a silent one: it is reopened, perhaps to a keysync that is not cut off.
+    /// not confirmed anything for `max_unconfirmed` (cut off from PostgreSQL) is as good
+    /// as a silent one: it is reopened, perhaps to a keysync that is not cut off.
     fn stream_confirmed(&mut self, token: u32, now: u64, provenance: Provenance, in_partial: bool) {
         let age = provenance.confirmed_age_ms;
-        if age > millis(self.config.watch_idle_timeout) {
+        if age > millis(self.config.max_unconfirmed) {
             self.host.cancel_grpc_stream(token);
             let reason = if age == NEVER {
                 "keysync has never confirmed its keys against PostgreSQL".to_string()
@@ -1175,9 +1175,14 @@ mod tests {
     fn a_stream_whose_keysync_stopped_confirming_is_reopened() {
         let mut service = running_with_stream(r#"{"role":"sync"}"#, &[key(1)]);
         let token = stream_token(&service).unwrap();
-        service.on_stream_message(token, heartbeat_with(10, EPOCH, 16_000));
+        service.on_stream_message(token, heartbeat_with(10, EPOCH, 4_000));
+        assert!(
+            stream_token(&service).is_some(),
+            "within max_unconfirmed (5 s)"
+        );
+        service.on_stream_message(token, heartbeat_with(10, EPOCH, 6_000));
         assert!(service.host.cancelled.borrow().contains(&token));
-        assert!(logged_line("has not confirmed its keys against PostgreSQL for 16s").is_some());
+        assert!(logged_line("has not confirmed its keys against PostgreSQL for 6s").is_some());
         assert!(stream_token(&service).is_none());
     }
 

@@ -138,12 +138,14 @@ impl Default for ServeConfig {
             max_page_size: 10_000,
             changelog_records: 200_000,
             watch_chunk: 5_000,
-            watch_heartbeat: Duration::from_secs(5),
+            // Every heartbeat carries the confirmation's age: frequent ones let a filter
+            // notice within a second or two that this keysync stopped confirming.
+            watch_heartbeat: Duration::from_secs(1),
             redis_url: None,
             ratelimit_failure_mode: FailureMode::Open,
             confirm_interval: Duration::from_secs(2),
             db_timeout: Duration::from_secs(5),
-            max_unconfirmed: Duration::from_secs(30),
+            max_unconfirmed: Duration::from_secs(10),
             max_staleness: Duration::from_secs(15 * 60),
             grpc_token: None,
             grpc_tls: None,
@@ -437,12 +439,12 @@ mod tests {
         assert_eq!(config.max_page_size, 10_000);
         assert_eq!(config.changelog_records, 200_000);
         assert_eq!(config.watch_chunk, 5_000);
-        assert_eq!(config.watch_heartbeat, Duration::from_secs(5));
+        assert_eq!(config.watch_heartbeat, Duration::from_secs(1));
         assert_eq!(config.redis_url, None);
         assert_eq!(config.ratelimit_failure_mode, FailureMode::Open);
         assert_eq!(config.confirm_interval, Duration::from_secs(2));
         assert_eq!(config.db_timeout, Duration::from_secs(5));
-        assert_eq!(config.max_unconfirmed, Duration::from_secs(30));
+        assert_eq!(config.max_unconfirmed, Duration::from_secs(10));
         assert_eq!(config.max_staleness, Duration::from_secs(900));
         assert_eq!(config.grpc_token, None);
         assert_eq!(config.grpc_tls, None);

@@ -1,6 +1,6 @@
 //! An HTTP filter that makes, on every request, exactly the host calls keysync's filter
-//! makes on an allowed one (read the credential, set the two identity headers, remove the
-//! credential) and nothing else: no parsing, no hashing, no lookup. The least any filter
+//! makes on an allowed one (read the credential, set the two identity headers, remove
+//! both credential headers) and nothing else: no parsing, no hashing, no lookup. The least any filter
 //! meeting the contract can cost, so the benchmarks can tell how much of keysync's cost
 //! over the wasm floor is the contract's and how much is ours.
 //!
@@ -18,6 +18,8 @@ use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 const ORG_ID: &str = "00000000-0000-4000-8000-000000000001";
 const KEY_ID: &str = "00000000-0000-4000-8000-000000000002";
 const CREDENTIAL_HEADER: &str = "authorization";
+/// A second credential is never forwarded either, so the contract removes it too.
+const OTHER_CREDENTIAL_HEADER: &str = "x-api-key";
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
@@ -66,6 +68,7 @@ impl HttpContext for ContractCallsRequest {
             let _ = hostcalls::set_map_value(request, ORG_ID_HEADER, Some(ORG_ID));
             let _ = hostcalls::set_map_value(request, KEY_ID_HEADER, Some(KEY_ID));
             let _ = hostcalls::remove_map_value(request, CREDENTIAL_HEADER);
+            let _ = hostcalls::remove_map_value(request, OTHER_CREDENTIAL_HEADER);
         }
         Action::Continue
     }
@@ -88,7 +91,10 @@ impl HttpContext for WholeMapRequest {
         let mut map: Vec<(&str, &[u8])> = headers
             .iter()
             .filter(|(name, _)| {
-                name != CREDENTIAL_HEADER && name != ORG_ID_HEADER && name != KEY_ID_HEADER
+                name != CREDENTIAL_HEADER
+                    && name != OTHER_CREDENTIAL_HEADER
+                    && name != ORG_ID_HEADER
+                    && name != KEY_ID_HEADER
             })
             .map(|(name, value)| (name.as_str(), value.as_slice()))
             .collect();

@@ -107,6 +107,9 @@ static_resources:
             
           route_config:
             name: gateway
+            # The descriptor headers of global rate limiting (the filter sets them; a
+            # client's own are replaced or removed) never reach a backend, in any mode.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -189,7 +192,10 @@ static_resources:
     # and watch streams go to the ones that can.
     health_checks:
     - timeout: 1s
-      interval: 2s
+      interval: 1s
+      # A keysync no call went to yet (one that joined later) is checked as often: by
+      # default Envoy would wait 60 s before it could take over.
+      no_traffic_interval: 1s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
@@ -323,6 +329,9 @@ static_resources:
                 content_type: application/json
           route_config:
             name: gateway
+            # The descriptor headers of global rate limiting (the filter sets them; a
+            # client's own are replaced or removed) never reach a backend, in any mode.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -330,7 +339,6 @@ static_resources:
               - actions:
                 - request_headers: { header_name: x-keysync-rl-subject, descriptor_key: keysync_subject }
                 - request_headers: { header_name: x-keysync-rl-limit, descriptor_key: keysync_limit }
-              request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
               routes:
               - match: { path: /health }
                 direct_response: { status: 200, body: { inline_string: "ok\n" } }
@@ -422,7 +430,10 @@ static_resources:
     # and watch streams go to the ones that can.
     health_checks:
     - timeout: 1s
-      interval: 2s
+      interval: 1s
+      # A keysync no call went to yet (one that joined later) is checked as often: by
+      # default Envoy would wait 60 s before it could take over.
+      no_traffic_interval: 1s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
@@ -549,6 +560,9 @@ static_resources:
             
           route_config:
             name: gateway
+            # The descriptor headers of global rate limiting (the filter sets them; a
+            # client's own are replaced or removed) never reach a backend, in any mode.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -631,7 +645,10 @@ static_resources:
     # and watch streams go to the ones that can.
     health_checks:
     - timeout: 1s
-      interval: 2s
+      interval: 1s
+      # A keysync no call went to yet (one that joined later) is checked as often: by
+      # default Envoy would wait 60 s before it could take over.
+      no_traffic_interval: 1s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
@@ -829,7 +846,10 @@ static_resources:
     # and watch streams go to the ones that can.
     health_checks:
     - timeout: 1s
-      interval: 2s
+      interval: 1s
+      # A keysync no call went to yet (one that joined later) is checked as often: by
+      # default Envoy would wait 60 s before it could take over.
+      no_traffic_interval: 1s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
@@ -954,7 +974,6 @@ static_resources:
               - actions:
                 - request_headers: { header_name: x-keysync-rl-subject, descriptor_key: keysync_subject }
                 - request_headers: { header_name: x-keysync-rl-limit, descriptor_key: keysync_limit }
-              request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
               routes:
               - match: { path: /health }
                 direct_response: { status: 200, body: { inline_string: "ok\n" } }
@@ -1051,7 +1070,10 @@ static_resources:
     # and watch streams go to the ones that can.
     health_checks:
     - timeout: 1s
-      interval: 2s
+      interval: 1s
+      # A keysync no call went to yet (one that joined later) is checked as often: by
+      # default Envoy would wait 60 s before it could take over.
+      no_traffic_interval: 1s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}

@@ -81,7 +81,11 @@ fn allowed(entry: &KeyEntry, source: Source) -> CheckResponse {
         overwrite(ORG_ID_HEADER, entry.org_id.hyphenated().to_string()),
         overwrite(KEY_ID_HEADER, entry.key_id.hyphenated().to_string()),
     ];
-    let mut headers_to_remove = vec![source.header().to_owned()];
+    // Whatever carried the key, a second credential beside it is not forwarded either.
+    let mut headers_to_remove = vec![Source::ApiKeyHeader.header().to_owned()];
+    if source == Source::Authorization {
+        headers_to_remove.push(Source::Authorization.header().to_owned());
+    }
     match entry.rate_limit {
         Some(key_limit) => {
             let subject =
@@ -243,7 +247,7 @@ mod tests {
         })
         .unwrap();
         let ok = ok_response(&response);
-        assert_eq!(ok.headers_to_remove, vec!["authorization"]);
+        assert_eq!(ok.headers_to_remove, vec!["x-api-key", "authorization"]);
         let set = headers(&ok.headers);
         assert_eq!(
             set[2..],

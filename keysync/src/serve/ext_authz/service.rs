@@ -84,6 +84,15 @@ impl ExtAuthzService {
             Credential::Missing => return Verdict::Deny(Denial::MissingKey),
             Credential::Malformed => return Verdict::Deny(Denial::InvalidKey),
             Credential::Key { key, source } => match std::str::from_utf8(key) {
+                // An Authorization that is a credential goes too, even when the key came
+                // in x-api-key (`Basic sk_live_...` beside it).
+                Ok(key)
+                    if headers
+                        .authorization()
+                        .is_some_and(credential::authorization_is_credential) =>
+                {
+                    (hash_key(key), Source::Authorization)
+                }
                 Ok(key) => (hash_key(key), source),
                 // Well-formed keys are ASCII: cannot happen, refuse to be safe.
                 Err(_) => return Verdict::Deny(Denial::InvalidKey),
@@ -319,7 +328,11 @@ mod tests {
         let (set, removed) = forwarded(&response);
         assert_eq!(set["x-org-id"], Uuid::from_u128(0x22).to_string());
         assert_eq!(set["x-api-key-id"], Uuid::from_u128(0x11).to_string());
-        assert_eq!(removed[0], "authorization");
+        assert_eq!(
+            removed[..2],
+            ["x-api-key", "authorization"],
+            "both credentials go"
+        );
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
         assert!(counted(&fixture.metrics, "allowed"));
         assert!(fixture
@@ -340,7 +353,20 @@ mod tests {
             check_request(&[("authorization", "Basic dXNlcjpwYXNz"), ("x-api-key", KEY)]),
         )
         .await;
-        assert_eq!(forwarded(&response).1[0], "x-api-key");
+        let removed = forwarded(&response).1;
+        assert_eq!(removed[0], "x-api-key");
+        assert!(
+            !removed.contains(&"authorization".to_string()),
+            "Basic is the backend's"
+        );
+        // A key of ours under another scheme is a credential all the same.
+        let smuggled = format!("Basic {KEY}");
+        let response = check(
+            &fixture.service,
+            check_request(&[("authorization", &smuggled), ("x-api-key", KEY)]),
+        )
+        .await;
+        assert_eq!(forwarded(&response).1[..2], ["x-api-key", "authorization"]);
     }
 
     #[tokio::test]

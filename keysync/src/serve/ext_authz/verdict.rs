@@ -9,8 +9,9 @@ use crate::serve::key_entry::KeyEntry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Forward with the key's identity; `source` is the header that carried the key,
-    /// which is not forwarded.
+    /// Forward with the key's identity and without credentials: `x-api-key` always goes,
+    /// and `Authorization` too when `source` is `Authorization` (the key came in it, or
+    /// it holds a credential beside the key in `x-api-key`).
     Allow { entry: KeyEntry, source: Source },
     /// Refuse; [`Denial::Unavailable`] when keysync cannot tell (no snapshot yet).
     Deny(Denial),
