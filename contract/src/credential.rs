@@ -60,8 +60,10 @@ pub fn needs_api_key_header(authorization: Option<&[u8]>) -> bool {
 /// `Token sk_...`). Other schemes are the backend's own business. `x-api-key` is always
 /// a credential.
 pub fn authorization_is_credential(value: &[u8]) -> bool {
-    let trimmed = value.trim_ascii_start();
-    bearer_token(trimmed).is_some()
+    // A repeated header may arrive joined with commas: any part that is one counts.
+    value
+        .split(|&b| b == b',')
+        .any(|part| bearer_token(part.trim_ascii_start()).is_some())
         || KEY_PREFIXES
             .iter()
             .any(|prefix| value.windows(prefix.len()).any(|window| window == *prefix))
@@ -221,6 +223,8 @@ mod tests {
             b"Bearer",
             b"Basic sk_live_0123456789abcdef",
             b"Token abc sk_test_0123456789",
+            b"BEARER,Basic",
+            b"Basic dXNlcjpw, bearer x",
         ] {
             assert!(authorization_is_credential(value), "{value:?}");
         }

@@ -63,41 +63,47 @@ async fn a_blackholed_database_is_noticed_within_seconds_and_recovery_too() {
         "noticed after {:?}",
         cut_at.elapsed()
     );
-    // Heartbeats keep coming, but their age grows: the stream no longer looks fresh.
-    let mut ages = Vec::new();
-    while ages.len() < 3 {
-        match tokio::time::timeout(Duration::from_secs(3), stream.message()).await {
-            Ok(Ok(Some(message))) => ages.push(message.provenance.unwrap().confirmed_age_ms),
-            other => panic!("no heartbeat while unconfirmed: {other:?}"),
-        }
-    }
-    assert!(ages.windows(2).all(|pair| pair[1] > pair[0]), "{ages:?}");
+    // A confirmation that failed (timed out here) stops serving at once: the stream
+    // ends, so the filter reconnects, perhaps to a keysync that can confirm.
+    serve.process.wait_for_log_after(
+        offset,
+        "not serving: key set not confirmed against PostgreSQL for",
+        Duration::from_secs(10),
+    );
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(5),
+        "stopped serving after {:?}",
+        cut_at.elapsed()
+    );
     assert!(confirmed_age(&serve) > 1.0);
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
+            Ok(Ok(Some(message))) => {
+                // A heartbeat sent before the stop still tells its age honestly.
+                assert!(message.provenance.unwrap().confirmed_age_ms > 0);
+            }
+            Ok(Err(status)) => break status,
+            other => panic!("the stream did not end with a status: {other:?}"),
+        }
+    };
     // The listener notices its silent connection too.
     serve.process.wait_for_log_after(
         offset,
         "database error: change listener: no answer from PostgreSQL within 1s",
         Duration::from_secs(10),
     );
-
-    // Past KEYSYNC_MAX_UNCONFIRMED: not ready, NOT_SERVING, streams closed.
-    serve.process.wait_for_log_after(
-        offset,
-        "not serving: key set not confirmed against PostgreSQL for",
-        Duration::from_secs(15),
-    );
-    let ended = loop {
-        match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
-            Ok(Ok(Some(_))) => continue,
-            Ok(Err(status)) => break status,
-            other => panic!("the stream did not end with a status: {other:?}"),
-        }
-    };
     assert_eq!(ended.code(), tonic::Code::Unavailable);
-    assert!(ended.message().contains("not confirmed against PostgreSQL"));
+    assert!(
+        ended.message().contains("against PostgreSQL"),
+        "{}",
+        ended.message()
+    );
     let (status, body) = http_get(serve.http, "/readyz");
     assert_eq!(status, 503);
-    assert!(body.starts_with("not ready: key set not confirmed against PostgreSQL for "));
+    assert!(
+        body.starts_with("not ready: ") && body.contains("against PostgreSQL"),
+        "{body}"
+    );
     assert_eq!(health(channel, "").await, NOT_SERVING);
     assert_eq!(health(channel, "keysync.v1.KeySync").await, NOT_SERVING);
     assert_eq!(
@@ -109,7 +115,7 @@ async fn a_blackholed_database_is_noticed_within_seconds_and_recovery_too() {
     // Lookups of held keys still answer, and say how old they are.
     let stale = lookup(channel, &key_hash(&key.key)).await.unwrap();
     assert!(stale.key.is_some());
-    assert!(stale.provenance.unwrap().confirmed_age_ms >= 5000);
+    assert!(stale.provenance.unwrap().confirmed_age_ms >= 1000);
     let (_, text) = http_get(serve.http, "/metrics");
     assert_eq!(metric(&text, "keysync_ready"), 0.0);
     assert!(metric(&text, "keysync_revision_probes_total{result=\"error\"}") >= 1.0);

@@ -729,6 +729,10 @@ static_resources:
           # underscores in their names are dropped before any filter sees them.
           common_http_protocol_options:
             headers_with_underscores_action: DROP_HEADER
+            # Requests within a few headers of Envoy's default limit (100) got a 500 once
+            # ext_authz added the identity headers. Room for them; header bytes are still
+            # capped (max_request_headers_kb, 60 KB).
+            max_headers_count: 200
           # Routes (and so /health's exemption) are matched on the normalized path, so
           # "/health/../admin" cannot pass as "/health".
           normalize_path: true
@@ -930,6 +934,10 @@ static_resources:
           # underscores in their names are dropped before any filter sees them.
           common_http_protocol_options:
             headers_with_underscores_action: DROP_HEADER
+            # Requests within a few headers of Envoy's default limit (100) got a 500 once
+            # ext_authz added the identity headers. Room for them; header bytes are still
+            # capped (max_request_headers_kb, 60 KB).
+            max_headers_count: 200
           # Routes (and so /health's exemption) are matched on the normalized path, so
           # "/health/../admin" cannot pass as "/health".
           normalize_path: true

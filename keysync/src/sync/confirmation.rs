@@ -9,7 +9,9 @@
 //!   confirmation missed): the confirmation is *lost*. Logged once, and lookups of keys
 //!   keysync does not hold no longer trust change notifications
 //!   ([`crate::sync::freshness`]);
-//! - older than `unready_after` (`KEYSYNC_MAX_UNCONFIRMED`): keysync is not *serving*:
+//! - older than `unready_after` (`KEYSYNC_MAX_UNCONFIRMED`), or since a confirmation
+//!   attempt failed outright (PostgreSQL refused, reset or timed out) until the next one
+//!   succeeds: keysync is not *serving*:
 //!   `/readyz` answers 503, the gRPC health service says NOT_SERVING (so Envoy's health
 //!   checking routes around it), open WatchKeys streams are closed and new ones refused;
 //! - older than `max_staleness` (`KEYSYNC_MAX_STALENESS`): keysync's own decisions
@@ -60,9 +62,13 @@ struct Inner {
     bounds: Bounds,
     /// What the last evaluation found, for logging transitions once.
     state: Mutex<State>,
-    /// Whether keysync is serving (confirmed within `unready_after`); watch streams
-    /// close when it turns false.
+    /// Whether keysync is serving (confirmed within `unready_after`, and the last
+    /// attempt did not fail); watch streams close when it turns false.
     serving: watch::Sender<bool>,
+    /// The last confirmation attempt failed, and none succeeded since.
+    failing: std::sync::atomic::AtomicBool,
+    /// Wakes the revision probe before its next tick.
+    probe_wanted: tokio::sync::Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -86,6 +92,8 @@ impl Confirmation {
             bounds,
             state: Mutex::new(State::default()),
             serving,
+            failing: std::sync::atomic::AtomicBool::new(false),
+            probe_wanted: tokio::sync::Notify::new(),
             metrics,
         }))
     }
@@ -103,7 +111,30 @@ impl Confirmation {
         self.0
             .last
             .fetch_max(nanos.saturating_add(1), Ordering::AcqRel);
+        self.0.failing.store(false, Ordering::Release);
         self.evaluate();
+    }
+
+    /// A confirmation attempt failed: not serving until one succeeds, whatever the age.
+    pub fn failed(&self) {
+        self.0.failing.store(true, Ordering::Release);
+        self.evaluate();
+    }
+
+    /// Asks the revision probe to confirm now (something suggests the database is
+    /// gone: the change listener lost its connection).
+    pub fn probe_soon(&self) {
+        self.0.probe_wanted.notify_one();
+    }
+
+    /// Resolves when [`Confirmation::probe_soon`] was called (once per call, at most one
+    /// call remembered while nobody waits).
+    pub async fn probe_requested(&self) {
+        self.0.probe_wanted.notified().await;
+    }
+
+    fn is_failing(&self) -> bool {
+        self.0.failing.load(Ordering::Acquire)
     }
 
     /// Time since the last confirmation; `None` before the first.
@@ -129,14 +160,14 @@ impl Confirmation {
         self.age().is_some_and(|age| age <= bound)
     }
 
-    /// Confirmed within `overdue`: notifications may be trusted.
+    /// Confirmed within `overdue`, and not failing: notifications may be trusted.
     pub fn is_current(&self) -> bool {
-        self.within(self.0.bounds.overdue)
+        !self.is_failing() && self.within(self.0.bounds.overdue)
     }
 
-    /// Confirmed within `unready_after`: `/readyz` 200, health SERVING.
+    /// Confirmed within `unready_after`, and not failing: `/readyz` 200, health SERVING.
     pub fn is_serving(&self) -> bool {
-        self.within(self.0.bounds.unready_after)
+        !self.is_failing() && self.within(self.0.bounds.unready_after)
     }
 
     /// Not confirmed within `max_staleness`: keysync's own decisions are unavailable.
@@ -154,6 +185,11 @@ impl Confirmation {
     pub fn describe_unserving(&self) -> String {
         match self.age() {
             None => "key set not loaded from PostgreSQL yet".to_owned(),
+            Some(age) if self.is_failing() => format!(
+                "the last confirmation against PostgreSQL failed ({} since the last one \
+                 that succeeded)",
+                seconds(age)
+            ),
             Some(age) => format!(
                 "key set not confirmed against PostgreSQL for {} (limit {})",
                 seconds(age),
@@ -171,10 +207,11 @@ impl Confirmation {
         let shown = age.unwrap_or_else(|| self.0.base.elapsed());
         self.0.metrics.set_confirmed_age(shown.as_secs_f64());
         let beyond = |bound: Duration| age.is_none_or(|age| age > bound);
+        let failing = self.is_failing();
         let now = State {
             confirmed_once: age.is_some(),
-            lost: beyond(bounds.overdue),
-            unready: beyond(bounds.unready_after),
+            lost: failing || beyond(bounds.overdue),
+            unready: failing || beyond(bounds.unready_after),
             stale: beyond(bounds.max_staleness),
         };
         let before = {
@@ -200,11 +237,14 @@ impl Confirmation {
             warn!("confirmation lost: key set not confirmed against PostgreSQL for {age}");
         }
         if now.unready && !before.unready {
+            let why = if failing {
+                "a confirmation failed".to_owned()
+            } else {
+                format!("KEYSYNC_MAX_UNCONFIRMED {}", seconds(bounds.unready_after))
+            };
             warn!(
-                "not serving: key set not confirmed against PostgreSQL for {age} \
-                 (KEYSYNC_MAX_UNCONFIRMED {}): /readyz 503, gRPC health NOT_SERVING, \
-                 WatchKeys streams closed",
-                seconds(bounds.unready_after)
+                "not serving: key set not confirmed against PostgreSQL for {age} ({why}): \
+                 /readyz 503, gRPC health NOT_SERVING, WatchKeys streams closed"
             );
         }
         if now.stale && !before.stale {
@@ -366,6 +406,29 @@ mod tests {
         assert!(confirmation.is_serving() && !confirmation.is_stale());
         assert!(*serving.borrow_and_update());
         assert_eq!(metric(&metrics, "keysync_ready"), "1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_confirmation_stops_serving_at_once_until_one_succeeds() {
+        let metrics = Arc::new(Metrics::new());
+        let confirmation = Confirmation::new(bounds(), metrics.clone());
+        confirmation.confirm(Instant::now());
+        let mut serving = confirmation.serving();
+        assert!(*serving.borrow_and_update());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        confirmation.failed();
+        assert!(
+            !confirmation.is_serving(),
+            "young, but PostgreSQL just failed"
+        );
+        assert!(!confirmation.is_current());
+        assert!(!*serving.borrow_and_update());
+        assert_eq!(metric(&metrics, "keysync_ready"), "0");
+        assert!(confirmation.describe_unserving().contains("failed"));
+        assert_eq!(confirmation.age_ms(), 100, "the age itself stays honest");
+        confirmation.confirm(Instant::now());
+        assert!(confirmation.is_serving());
+        assert!(*serving.borrow_and_update());
     }
 
     #[tokio::test(start_paused = true)]

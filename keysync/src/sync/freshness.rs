@@ -75,6 +75,13 @@ impl Freshness {
     /// its connection (false).
     pub fn set_listening(&self, listening: bool) {
         self.update(|state| state.listening = listening);
+        // A lost listener connection may be a lost database: confirm now rather than
+        // at the next probe, so keysync stops serving within milliseconds if it is.
+        if !listening {
+            if let Some(confirmation) = &self.0.confirmation {
+                confirmation.probe_soon();
+            }
+        }
     }
 
     /// A catch-up finished: while the last one failed, changes may be missing.

@@ -77,6 +77,11 @@ pub struct Reloader<L> {
 }
 
 impl<L: Loader> Reloader<L> {
+    /// The confirmation this reloader keeps.
+    pub fn confirmation(&self) -> &Confirmation {
+        &self.confirmation
+    }
+
     pub fn new(
         loader: L,
         key_set: SharedKeySet,

@@ -41,6 +41,7 @@ pub async fn run<L: Loader>(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+            () = reloader.confirmation().probe_requested() => {}
         }
         let probed = tokio::select! {
             _ = stop.cancelled() => return,
@@ -54,6 +55,10 @@ pub async fn run<L: Loader>(
             }
             Ok(Probe::HistoryChanged) => ProbeResult::HistoryChanged,
             Err(cause) => {
+                // PostgreSQL answered with an error (or not at all): stop serving now
+                // rather than when the age crosses KEYSYNC_MAX_UNCONFIRMED, so Envoy's
+                // health check and the filters move to a keysync that can confirm.
+                reloader.confirmation().failed();
                 if let Some(held_back) = failures.admit(std::time::Instant::now()) {
                     error!(
                         "database error: confirmation failed: {cause}{}",
