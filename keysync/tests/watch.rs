@@ -196,9 +196,11 @@ async fn listener_survives_a_database_restart_and_loses_nothing() {
     create_key(&url, &org, "existing", &[]);
     let mut serve = start_serve(&url, &[NO_POLL, ("KEYSYNC_WATCH_HEARTBEAT", "1s")]).await;
     let channel = &serve.channel;
-    let mut stream = watch(channel, store_revision(channel).await).await;
+    let before = store_revision(channel).await;
 
-    // The restart: the listener says it lost its connection, and comes back.
+    // The restart: the listener says it lost its connection, and comes back. Streams
+    // close meanwhile (keysync cannot confirm its keys); a client resumes after the
+    // revision it had and misses nothing.
     let offset = serve.process.log_len();
     postgres.stop();
     serve.process.wait_for_log_after(
@@ -217,6 +219,12 @@ async fn listener_survives_a_database_restart_and_loses_nothing() {
         Duration::from_secs(60),
     );
     assert!(!reconnected.is_empty());
+    eventually!(
+        Duration::from_secs(10),
+        "serving again",
+        health(channel, "keysync.v1.KeySync").await == 1 // SERVING
+    );
+    let mut stream = watch(channel, before).await;
     let recovered = next_change(&mut stream, Duration::from_secs(10)).await;
     assert_eq!(upserted(&recovered), vec![hash_hex(&during.key)]);
 
