@@ -13,6 +13,7 @@
 pub mod credential;
 pub mod id;
 pub mod key_format;
+pub mod key_policy;
 pub mod limit;
 pub mod rate_limit_headers;
 pub mod rate_window;
