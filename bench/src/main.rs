@@ -10,6 +10,7 @@ mod bench_keys;
 mod compare;
 mod cpu_time;
 mod gateways;
+mod key_forms;
 mod keysync_memory;
 mod latency;
 mod load;
@@ -110,6 +111,15 @@ enum Bench {
         #[arg(long, default_value_t = 16)]
         connections: u32,
     },
+    /// Keys by form: checksummed and known, a wrong checksum (refused without a
+    /// lookup), a right checksum but never issued (the miss path); filter and ext_authz,
+    /// alternating (wrk).
+    KeyForms {
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
+        rounds: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
@@ -154,6 +164,7 @@ fn main() {
         }
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::KeyForms { rounds, seconds } => key_forms::run(rounds, seconds),
         Bench::ApiCreate {
             rounds,
             seconds,

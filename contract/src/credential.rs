@@ -2,7 +2,7 @@
 //! case-insensitive) or `x-api-key: <key>`, and telling a well-formed key from junk
 //! before anything is hashed or looked up.
 
-/// Keys longer than this are refused unread: ours are 40 characters.
+/// Keys longer than this are refused unread: ours are 46 characters (40 before checksums).
 pub const MAX_KEY_LEN: usize = 256;
 
 const KEY_PREFIXES: [&[u8]; 2] = [b"sk_live_", b"sk_test_"];

@@ -15,8 +15,11 @@ pub const RANDOM_LEN: usize = 32;
 pub const CHECKSUM_LEN: usize = 6;
 const PREFIX_LEN: usize = 8;
 
-/// A regular expression for secret scanners: the checksummed form only.
+/// A regular expression for secret scanners: the checksummed form (the random part and
+/// the checksum are 38 base62 characters). `secret-scanning/gitleaks.toml` carries it.
 pub const SCANNER_REGEX: &str = r"\bsk_(?:live|test)_[0-9A-Za-z]{38}\b";
+/// Keys issued before checksums: 32 base62 characters, nothing to verify them by.
+pub const LEGACY_SCANNER_REGEX: &str = r"\bsk_(?:live|test)_[0-9A-Za-z]{32}\b";
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 

@@ -18,6 +18,7 @@ use crate::record::KeyRecord;
 use crate::record_cache::CachedRecord;
 use crate::stats::Counter;
 use keysync_contract::credential::{self, Credential, Source};
+use keysync_contract::key_format::{self, KeyForm};
 use keysync_contract::rate_limit_headers::RATELIMIT_HEADER;
 use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
 use keysync_proto::v1 as proto;
@@ -79,6 +80,9 @@ impl<H: Host> AuthRequest<H> {
         match credential::extract(authorization.as_deref(), api_key.as_deref()) {
             Credential::Missing => self.act(Verdict::Deny(Denial::MissingKey), None),
             Credential::Malformed => self.act(Verdict::Deny(Denial::InvalidKey), None),
+            Credential::Key { key, .. } if !self.form_accepted(key) => {
+                self.act(Verdict::Deny(Denial::InvalidKey), None)
+            }
             Credential::Key { key, source } => {
                 let carried = Carried {
                     authorization: source == Source::Authorization
@@ -123,6 +127,20 @@ impl<H: Host> AuthRequest<H> {
                 warn!("cannot set the {RATELIMIT_HEADER} response header: {e}");
             }
         }
+    }
+
+    /// A checksummed key whose checksum is wrong is a typo or made up: refused before
+    /// any lookup. Legacy keys (no checksum) only while `accept_legacy_keys`.
+    fn form_accepted(&self, key: &[u8]) -> bool {
+        let accepted = match key_format::classify(key) {
+            KeyForm::Checksummed => true,
+            KeyForm::BadChecksum => false,
+            KeyForm::Legacy => self.worker.config.accept_legacy_keys,
+        };
+        if !accepted {
+            self.worker.stats.bump(Counter::BadChecksum);
+        }
+        accepted
     }
 
     fn judge_stored(&mut self, hash: &KeyHash) -> Verdict {
@@ -620,6 +638,50 @@ mod tests {
             worker.host.calls.borrow().is_empty(),
             "keysync was not asked"
         );
+    }
+
+    fn checksummed(random: &str) -> String {
+        let body = format!("sk_live_{random}");
+        format!("{body}{}", key_format::checksum_for(&body))
+    }
+
+    #[test]
+    fn a_mistyped_checksummed_key_is_refused_without_a_lookup() {
+        let worker = synced_worker("{}");
+        let good = checksummed("0123456789abcdefghijABCDEFGHIJkl");
+        store(&worker, record(&good));
+        let (_, action) = send_key(&worker, &good);
+        assert_forwarded_with_identity(&worker, action);
+
+        let mut typo = good.clone().into_bytes();
+        typo[20] = if typo[20] == b'x' { b'y' } else { b'x' };
+        let typo = String::from_utf8(typo).unwrap();
+        send_key(&worker, &typo);
+        assert_eq!(status(&worker), Some(403));
+        // Neither the store nor keysync was asked.
+        // The headers, the :path (public-path check) and the reply; no shared-data read.
+        assert_eq!(worker.host.host_calls.get(), 3);
+        assert!(worker.host.calls.borrow().is_empty());
+        worker.on_tick();
+        assert_eq!(worker.host.metric("keysync.bad_checksum"), Some(1));
+    }
+
+    #[test]
+    fn legacy_keys_work_until_turned_off() {
+        let worker = synced_worker("{}");
+        store(&worker, record(KEY));
+        let (_, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Continue, "accepted by default");
+
+        let strict = synced_worker(r#"{"accept_legacy_keys":false}"#);
+        store(&strict, record(KEY));
+        send_key(&strict, KEY);
+        assert_eq!(status(&strict), Some(403));
+        assert!(strict.host.calls.borrow().is_empty());
+        let good = checksummed("0123456789abcdefghijABCDEFGHIJkl");
+        store(&strict, record(&good));
+        let (_, action) = send_key(&strict, &good);
+        assert_eq!(action, Action::Continue, "checksummed keys still work");
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub struct AuthConfig {
     pub failure_mode: FailureMode,
     pub public_paths: Vec<PathRule>,
     pub forward_credential: bool,
+    /// Keys issued before checksums (see `keysync_contract::key_format`) are accepted.
+    /// Turn off once every such key was rotated: a made-up key then never costs a
+    /// lookup, whatever its form.
+    pub accept_legacy_keys: bool,
     /// Status for unknown, revoked, expired and malformed keys: 403 (default) or 401.
     pub invalid_key_status: u32,
     pub miss_lookup: MissLookup,
@@ -146,6 +150,7 @@ struct RawConfig {
     failure_mode: Option<FailureMode>,
     public_paths: Option<Vec<String>>,
     forward_credential: Option<bool>,
+    accept_legacy_keys: Option<bool>,
     invalid_key_status: Option<u32>,
     miss_lookup: Option<RawMissLookup>,
     max_staleness: Option<String>,
@@ -249,6 +254,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
         failure_mode: raw.failure_mode.unwrap_or(FailureMode::Closed),
         public_paths,
         forward_credential: raw.forward_credential.unwrap_or(false),
+        accept_legacy_keys: raw.accept_legacy_keys.unwrap_or(true),
         invalid_key_status,
         miss_lookup,
         // "off" is allowed but not recommended: a store nobody confirms then serves
@@ -272,6 +278,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
             ("failure_mode", raw.failure_mode.is_some()),
             ("public_paths", raw.public_paths.is_some()),
             ("forward_credential", raw.forward_credential.is_some()),
+            ("accept_legacy_keys", raw.accept_legacy_keys.is_some()),
             ("invalid_key_status", raw.invalid_key_status.is_some()),
             ("miss_lookup", raw.miss_lookup.is_some()),
             ("max_staleness", raw.max_staleness.is_some()),
@@ -340,6 +347,10 @@ mod tests {
         assert_eq!(config.failure_mode, FailureMode::Closed);
         assert_eq!(config.invalid_key_status, 403);
         assert!(!config.forward_credential);
+        assert!(
+            config.accept_legacy_keys,
+            "legacy keys keep working until turned off"
+        );
         assert_eq!(config.public_paths, vec![PathRule::Exact("/health".into())]);
         assert!(config.miss_lookup.enabled);
         assert_eq!(config.miss_lookup.negative_ttl, Duration::from_secs(30));

@@ -25,11 +25,14 @@ pub enum Counter {
     MissLookupErrors,
     NegativeCacheHits,
     RateLimited,
+    /// Keys refused by their form alone: a checksum that does not match, or a legacy
+    /// key while `accept_legacy_keys` is off. No lookup was made.
+    BadChecksum,
     /// Requests refused because a rate-limit counter stayed contended (exactness first).
     RateLimitContended,
 }
 
-const COUNTERS: [(Counter, &str); 13] = [
+const COUNTERS: [(Counter, &str); 14] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),
@@ -42,6 +45,7 @@ const COUNTERS: [(Counter, &str); 13] = [
     (Counter::MissLookupErrors, "keysync.miss_lookup_errors"),
     (Counter::NegativeCacheHits, "keysync.negative_cache_hits"),
     (Counter::RateLimited, "keysync.rate_limited"),
+    (Counter::BadChecksum, "keysync.bad_checksum"),
     (Counter::RateLimitContended, "keysync.rate_limit_contended"),
 ];
 

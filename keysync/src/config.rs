@@ -35,6 +35,7 @@ pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
 pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
 pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
+pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -126,6 +127,9 @@ pub struct ServeConfig {
     pub grpc_max_in_flight: usize,
     /// The operator API's body limit and idempotency window.
     pub api: ApiSettings,
+    /// ext_authz accepts keys issued before checksums (the filter's
+    /// `accept_legacy_keys`); a checksummed key with a wrong checksum never is.
+    pub accept_legacy_keys: bool,
 }
 
 impl Default for ServeConfig {
@@ -152,6 +156,7 @@ impl Default for ServeConfig {
             max_watch_streams: 1024,
             grpc_max_in_flight: 1024,
             api: ApiSettings::default(),
+            accept_legacy_keys: true,
         }
     }
 }
@@ -233,6 +238,12 @@ impl ServeConfig {
                     parse_interval,
                 )?,
             },
+            accept_legacy_keys: read(
+                env,
+                ACCEPT_LEGACY_KEYS,
+                defaults.accept_legacy_keys,
+                parse_switch,
+            )?,
         };
         config.check()?;
         Ok(config)
@@ -409,6 +420,14 @@ fn parse_body_limit(value: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_switch(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
 fn parse_count(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
@@ -452,6 +471,7 @@ mod tests {
         assert_eq!(config.grpc_max_in_flight, 1024);
         assert_eq!(config.api.max_body_bytes, 65536);
         assert_eq!(config.api.idempotency_ttl, Duration::from_secs(86_400));
+        assert!(config.accept_legacy_keys);
     }
 
     #[test]
@@ -571,6 +591,7 @@ mod tests {
             (MAX_STALENESS, "0s"),
             (MAX_WATCH_STREAMS, "0"),
             (GRPC_MAX_IN_FLIGHT, "lots"),
+            (ACCEPT_LEGACY_KEYS, "no"),
         ] {
             let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(error.name, name, "{value}");
@@ -600,8 +621,10 @@ mod tests {
             (GRPC_TLS_CLIENT_CA, "/etc/keysync/ca.pem"),
             (MAX_WATCH_STREAMS, "10"),
             (GRPC_MAX_IN_FLIGHT, "20"),
+            (ACCEPT_LEGACY_KEYS, "false"),
         ]))
         .unwrap();
+        assert!(!config.accept_legacy_keys);
         assert_eq!(config.confirm_interval, Duration::from_secs(1));
         assert_eq!(config.db_timeout, Duration::from_secs(3));
         assert_eq!(config.max_unconfirmed, Duration::from_secs(20));

@@ -93,7 +93,7 @@ fn keys_create_prints_the_key_once_and_stores_only_its_hash() {
     };
     let key = field("key");
     assert!(key.starts_with("sk_live_"), "{key}");
-    assert_eq!(key.len(), 8 + 32);
+    assert_eq!(key.len(), 8 + 32 + 6, "random part and checksum");
     assert!(key[8..].chars().all(|c| c.is_ascii_alphanumeric()), "{key}");
     assert_eq!(field("org_id"), org);
     assert_eq!(field("prefix"), key[..12]);
@@ -340,6 +340,48 @@ fn misuse_is_one_line_and_changes_nothing() {
     assert_eq!(run.code, Some(2), "{run:?}");
     assert_eq!(run.stdout, "");
     assert_eq!(counts(), before);
+}
+
+#[test]
+fn keys_check_tells_an_issued_key_from_a_typo_without_a_database() {
+    let (_postgres, url) = migrated_database();
+    let org = create_org(&url, "Acme");
+    let key = create_key(&url, &org, "ci", &[]).key;
+
+    // No DATABASE_URL: the check is offline.
+    let run = keysync(None, &["keys", "check", &key]);
+    assert!(run.success, "{run:?}");
+    assert!(run.stdout.contains("form: checksummed"), "{run:?}");
+    assert!(!run.stdout.contains(&key), "the key is not printed back");
+    let json: serde_json::Value =
+        serde_json::from_str(&keysync(None, &["keys", "check", &key, "--json"]).stdout).unwrap();
+    assert_eq!(json["form"], "checksummed");
+    assert_eq!(json["prefix"], key[..12]);
+
+    let mut typo = key.clone().into_bytes();
+    typo[30] = if typo[30] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let run = keysync(None, &["keys", "check", &typo]);
+    assert_one_line_error(&run, "the checksum does not match");
+    assert!(!run.stderr.contains(&typo[12..]), "{run:?}");
+
+    // From standard input, as `-` or without an argument.
+    for args in [vec!["keys", "check", "-"], vec!["keys", "check"]] {
+        let mut child = command(None, &args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        writeln!(child.stdin.take().unwrap(), "{typo}").unwrap();
+        let run: Run = child.wait_with_output().unwrap().into();
+        assert_one_line_error(&run, "the checksum does not match");
+    }
+    assert_one_line_error(
+        &keysync(None, &["keys", "check", "hello"]),
+        "not an API key",
+    );
 }
 
 #[test]

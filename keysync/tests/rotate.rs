@@ -89,7 +89,7 @@ fn rotate_issues_a_linked_key_and_ends_the_old_one_after_the_grace() {
     );
     let key = rotated["key"].as_str().unwrap();
     assert!(key.starts_with("sk_test_"), "same environment: {key}");
-    assert_eq!(key.len(), 8 + 32);
+    assert_eq!(key.len(), 8 + 32 + 6, "random part and checksum");
     assert_eq!(rotated["prefix"], key[..12]);
     assert_eq!(rotated["org_id"], org.as_str());
     assert_eq!(rotated["name"], "ci deploy");

@@ -7,6 +7,7 @@ use chrono::Utc;
 use clap::builder::PossibleValue;
 use clap::{Subcommand, ValueEnum};
 
+use super::key_check;
 use super::limits::{limit_cell, per_minute, scope_cell, unchanged_note, LimitArgs};
 use super::render::{field_lines, print, Output, Render};
 use super::text_table::{table, Column};
@@ -78,6 +79,19 @@ pub enum KeysCommand {
         #[arg(value_name = "KEY_ID")]
         key_id: String,
     },
+    /// Tell from a key's text whether keysync could have issued it (its checksum);
+    /// offline, and the key is never printed back
+    ///
+    /// Exit status 1 when the checksum does not match or the text is not a key. Without
+    /// KEY (or with -), the key is read from standard input, which keeps it out of
+    /// shell history.
+    Check {
+        /// The key itself, or - to read it from standard input
+        #[arg(value_name = "KEY")]
+        key: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Give a key a rate limit of its own, or clear it
     ///
     /// A key's own limit replaces its organization's for that key and is counted for
@@ -130,6 +144,10 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     match command {
+        KeysCommand::Check { key, output } => {
+            let checked = key_check::check(&key_check::key_text(key)?)?;
+            print(out, &checked, output)?;
+        }
         KeysCommand::Create {
             org_id,
             name,

@@ -10,6 +10,7 @@
 //! success, so a failed command prints nothing but its error.
 
 pub mod admin_tokens;
+pub mod key_check;
 pub mod keys;
 pub mod limits;
 pub mod migrate;
@@ -104,6 +105,8 @@ pub enum CommandError {
     Limit(#[from] LimitError),
     #[error(transparent)]
     AdminToken(#[from] AdminTokenError),
+    #[error(transparent)]
+    KeyCheck(#[from] key_check::KeyCheckError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen for {what} on {addr}: {cause}")]

@@ -1,7 +1,8 @@
 //! A key's secret: its format, and the one place a new one is drawn.
 //!
-//! A key is `sk_live_` or `sk_test_` followed by 32 base62 characters from a CSPRNG
-//! (about 190 bits). The secret exists in memory only until it is shown, once; only its
+//! A key is `sk_live_` or `sk_test_`, 32 base62 characters from a CSPRNG (about 190
+//! bits), then a 6-character checksum (`keysync_contract::key_format`) that lets the
+//! gateway and secret scanners tell a real key from a typo. The secret exists in memory only until it is shown, once; only its
 //! SHA-256 ([`crate::key_hash`]) and a short display prefix ever reach the database.
 
 use std::fmt;
@@ -10,10 +11,12 @@ use rand::distr::Alphanumeric;
 use rand::Rng;
 use serde::{Deserialize, Serialize, Serializer};
 
+use keysync_contract::key_format;
+
 use crate::key_hash::{hash_key, KeyHash};
 
 /// Number of random characters after the `sk_<env>_` marker.
-pub const RANDOM_LEN: usize = 32;
+pub const RANDOM_LEN: usize = key_format::RANDOM_LEN;
 
 /// Characters of the key kept as its display prefix (`sk_live_AbCd`): enough for an
 /// operator to tell keys apart, far too few to guess the rest.
@@ -62,10 +65,12 @@ pub struct KeySecret {
 }
 
 impl KeySecret {
-    /// Draws a new key from the thread-local CSPRNG.
+    /// Draws a new key from the thread-local CSPRNG and appends its checksum.
     pub fn generate(environment: KeyEnvironment) -> Self {
+        let body = format!("{}{}", environment.marker(), random_base62(RANDOM_LEN));
+        let checksum = key_format::checksum_for(&body);
         KeySecret {
-            secret: format!("{}{}", environment.marker(), random_base62(RANDOM_LEN)),
+            secret: body + &checksum,
         }
     }
 
@@ -107,15 +112,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn live_key_has_marker_and_32_base62_characters() {
+    fn live_key_has_marker_random_part_and_checksum() {
         let key = KeySecret::generate(KeyEnvironment::Live);
         let secret = key.secret();
         assert!(secret.starts_with("sk_live_"), "{secret}");
-        let random = &secret["sk_live_".len()..];
-        assert_eq!(random.len(), RANDOM_LEN);
-        assert!(
-            random.chars().all(|c| c.is_ascii_alphanumeric()),
-            "{random}"
+        let rest = &secret["sk_live_".len()..];
+        assert_eq!(rest.len(), RANDOM_LEN + key_format::CHECKSUM_LEN);
+        assert!(rest.chars().all(|c| c.is_ascii_alphanumeric()), "{rest}");
+        assert_eq!(
+            key_format::classify(secret.as_bytes()),
+            key_format::KeyForm::Checksummed
         );
     }
 
@@ -123,7 +129,36 @@ mod tests {
     fn test_key_has_test_marker() {
         let key = KeySecret::generate(KeyEnvironment::Test);
         assert!(key.secret().starts_with("sk_test_"));
-        assert_eq!(key.secret().len(), "sk_test_".len() + RANDOM_LEN);
+        assert_eq!(key.secret().len(), key_format::CHECKSUMMED_LEN);
+        assert_eq!(
+            key_format::classify(key.secret().as_bytes()),
+            key_format::KeyForm::Checksummed
+        );
+    }
+
+    #[test]
+    fn issued_keys_match_the_scanner_regex_and_only_it() {
+        let regex = regex::Regex::new(key_format::SCANNER_REGEX).unwrap();
+        let legacy = regex::Regex::new(key_format::LEGACY_SCANNER_REGEX).unwrap();
+        for _ in 0..100 {
+            let key = KeySecret::generate(KeyEnvironment::Live);
+            let in_text = format!("export API_KEY={}\n", key.secret());
+            let found = regex.find(&in_text).map(|found| found.as_str());
+            assert_eq!(found, Some(key.secret()), "{key:?}");
+            assert!(!legacy.is_match(key.secret()));
+        }
+        assert!(legacy.is_match("key=sk_test_0123456789abcdefABCDEF0123456789;"));
+        assert!(!regex.is_match("sk_test_0123456789abcdefABCDEF0123456789"));
+    }
+
+    /// The published gitleaks rules are the regular expressions the code documents.
+    #[test]
+    fn the_gitleaks_rules_carry_the_scanner_regexes() {
+        let rules = include_str!("../../../secret-scanning/gitleaks.toml");
+        for regex in [key_format::SCANNER_REGEX, key_format::LEGACY_SCANNER_REGEX] {
+            let line = format!("regex = '''{regex}'''");
+            assert!(rules.lines().any(|text| text == line), "missing: {line}");
+        }
     }
 
     #[test]

@@ -178,7 +178,8 @@ pub async fn run<L: Loader, C: Connector>(
         readiness.clone(),
         metrics.clone(),
         confirmation.clone(),
-    );
+    )
+    .accepting_legacy_keys(config.accept_legacy_keys);
     let service = KeySyncService::new(
         key_set,
         misses,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use keysync_contract::credential::{self, Credential, Source};
+use keysync_contract::key_format::{self, KeyForm};
 use keysync_contract::reply::Denial;
 use keysync_proto::v1::Provenance;
 use tonic::{Request, Response, Status};
@@ -56,6 +57,8 @@ pub struct ExtAuthzService {
     clock: fn() -> i64,
     /// Bound on waiting for a catch-up ([`CATCH_UP_WAIT`]).
     catch_up_wait: Duration,
+    /// Keys issued before checksums are looked up (the filter's `accept_legacy_keys`).
+    accept_legacy_keys: bool,
 }
 
 impl ExtAuthzService {
@@ -74,6 +77,23 @@ impl ExtAuthzService {
             confirmation,
             clock: now_unix,
             catch_up_wait: CATCH_UP_WAIT,
+            accept_legacy_keys: true,
+        }
+    }
+
+    /// Whether keys issued before checksums are still accepted (`KEYSYNC_ACCEPT_LEGACY_KEYS`).
+    pub fn accepting_legacy_keys(mut self, accept: bool) -> Self {
+        self.accept_legacy_keys = accept;
+        self
+    }
+
+    /// A checksummed key whose checksum is wrong is a typo or made up: refused without
+    /// a lookup (and without waiting for a catch-up).
+    fn form_accepted(&self, key: &[u8]) -> bool {
+        match key_format::classify(key) {
+            KeyForm::Checksummed => true,
+            KeyForm::BadChecksum => false,
+            KeyForm::Legacy => self.accept_legacy_keys,
         }
     }
 
@@ -83,6 +103,9 @@ impl ExtAuthzService {
         let (hash, source) = match credential::extract(headers.authorization(), headers.api_key()) {
             Credential::Missing => return Verdict::Deny(Denial::MissingKey),
             Credential::Malformed => return Verdict::Deny(Denial::InvalidKey),
+            Credential::Key { key, .. } if !self.form_accepted(key) => {
+                return Verdict::Deny(Denial::InvalidKey)
+            }
             Credential::Key { key, source } => match std::str::from_utf8(key) {
                 // An Authorization that is a credential goes too, even when the key came
                 // in x-api-key (`Basic sk_live_...` beside it).
@@ -339,6 +362,41 @@ mod tests {
             .metrics
             .encode()
             .contains("keysync_ext_authz_duration_seconds_count 1\n"));
+    }
+
+    fn checksummed(random: &str) -> String {
+        let body = format!("sk_live_{random}");
+        format!("{body}{}", key_format::checksum_for(&body))
+    }
+
+    #[tokio::test]
+    async fn a_mistyped_checksummed_key_is_refused_without_a_catch_up() {
+        let good = checksummed("0123456789abcdefABCDEF0123456789");
+        let fixture = fixture(vec![entry(&good, 0)], Behaviour::Fails);
+        forwarded(&check(&fixture.service, bearer(&good)).await);
+
+        let typo = good.replacen("sk_live_0", "sk_live_1", 1);
+        let response = check(&fixture.service, bearer(&typo)).await;
+        assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0, "no lookup");
+        // Decided by its form alone, so even before the first snapshot.
+        let unready = ExtAuthzService {
+            readiness: Readiness::new(),
+            ..fixture.service.clone()
+        };
+        let response = check(&unready, bearer(&typo)).await;
+        assert_eq!(denial(&response).0, 403);
+    }
+
+    #[tokio::test]
+    async fn legacy_keys_are_refused_once_turned_off() {
+        let good = checksummed("0123456789abcdefABCDEF0123456789");
+        let fixture = fixture(vec![entry(KEY, 0), entry(&good, 0)], Behaviour::Fails);
+        forwarded(&check(&fixture.service, bearer(KEY)).await);
+        let strict = fixture.service.clone().accepting_legacy_keys(false);
+        let response = check(&strict, bearer(KEY)).await;
+        assert_eq!(denial(&response), (403, "invalid_api_key".to_owned()));
+        forwarded(&check(&strict, bearer(&good)).await);
     }
 
     #[tokio::test]
