@@ -22,6 +22,7 @@ pub mod http;
 pub mod in_process;
 pub mod key_population;
 pub mod keysync;
+pub mod leak_signer;
 mod os;
 pub mod paced_load;
 pub mod paths;

@@ -11,6 +11,9 @@ use crate::serve::grpc_token::GrpcToken;
 use crate::admin_api::ApiSettings;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
+use crate::leak_reports::signature::PublicKeys;
+use crate::leak_reports::LeakSettings;
+use crate::operations::leaks::LeakAction;
 
 pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";
@@ -36,6 +39,13 @@ pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
 pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
 pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
+pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
+pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
+pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
+
+/// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
+/// scanner may send many matches at once.
+const DEFAULT_LEAK_MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -130,6 +140,8 @@ pub struct ServeConfig {
     /// ext_authz accepts keys issued before checksums (the filter's
     /// `accept_legacy_keys`); a checksummed key with a wrong checksum never is.
     pub accept_legacy_keys: bool,
+    /// The leak-report endpoint, served when public keys are configured.
+    pub leak_reports: Option<LeakSettings>,
 }
 
 impl Default for ServeConfig {
@@ -157,6 +169,7 @@ impl Default for ServeConfig {
             grpc_max_in_flight: 1024,
             api: ApiSettings::default(),
             accept_legacy_keys: true,
+            leak_reports: None,
         }
     }
 }
@@ -244,6 +257,7 @@ impl ServeConfig {
                 defaults.accept_legacy_keys,
                 parse_switch,
             )?,
+            leak_reports: read_leak_settings(env)?,
         };
         config.check()?;
         Ok(config)
@@ -357,6 +371,48 @@ fn read_tls(env: &impl Environment) -> Result<Option<TlsFiles>, ConfigError> {
             reason: format!("needs {GRPC_TLS_CERT} too"),
         }),
     }
+}
+
+/// `KEYSYNC_LEAK_PUBLIC_KEYS_FILE` (GitHub's key list format), with the action and body
+/// limit, which need it.
+fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, ConfigError> {
+    let action = read(env, LEAK_ACTION, LeakAction::Revoke, |value| value.parse())?;
+    let max_body_bytes = read(
+        env,
+        LEAK_MAX_BODY_BYTES,
+        DEFAULT_LEAK_MAX_BODY_BYTES,
+        parse_body_limit,
+    )?;
+    let Some(path) = env
+        .get(LEAK_PUBLIC_KEYS_FILE)
+        .filter(|value| !value.trim().is_empty())
+    else {
+        for name in [LEAK_ACTION, LEAK_MAX_BODY_BYTES] {
+            if let Some(value) = env.get(name) {
+                return Err(ConfigError {
+                    name,
+                    value,
+                    reason: format!(
+                        "needs {LEAK_PUBLIC_KEYS_FILE} (the endpoint is off without it)"
+                    ),
+                });
+            }
+        }
+        return Ok(None);
+    };
+    let failed = |reason: String| ConfigError {
+        name: LEAK_PUBLIC_KEYS_FILE,
+        value: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path.trim())
+        .map_err(|error| failed(format!("cannot read it: {error}")))?;
+    let public_keys = PublicKeys::from_json(&text).map_err(|error| failed(error.to_string()))?;
+    Ok(Some(LeakSettings {
+        public_keys,
+        action,
+        max_body_bytes,
+    }))
 }
 
 /// `REDIS_URL`; an error shows the URL without its password.

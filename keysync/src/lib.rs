@@ -19,7 +19,9 @@
 //! - [`cli`]: the command line that parses arguments, calls an operation (or runs
 //!   `serve`) and prints the result as text or JSON;
 //! - [`admin_api`]: the same operations over HTTP (`/v1/` on the admin port), for
-//!   operators' own backends, with admin tokens and idempotent creates.
+//!   operators' own backends, with admin tokens and idempotent creates;
+//! - [`leak_reports`]: the endpoint a secret scanner posts leaked keys to (signed), which
+//!   revokes or flags them.
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
 //! metrics, readiness, shutdown, key hashes, the clock, where a key set stands in the
@@ -34,6 +36,7 @@ pub mod config;
 pub mod database;
 pub mod global_limit;
 pub mod key_hash;
+pub mod leak_reports;
 pub mod limit_columns;
 pub mod log_throttle;
 pub mod metrics;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tracing::error;
 
 use crate::database::describe_sqlx;
+use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
 use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
@@ -249,6 +250,19 @@ impl From<LimitError> for ApiError {
     }
 }
 
+impl From<AuditError> for ApiError {
+    fn from(error: AuditError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            AuditError::OrgNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "org_not_found", message)
+            }
+            AuditError::InvalidRow(row) => ApiError::invalid_row(row),
+            AuditError::Database(error) => ApiError::database(&error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::body::to_bytes;
@@ -309,6 +323,7 @@ mod tests {
             (OrgError::AlreadyExists(id).into(), 409, "org_exists"),
             (LimitError::OutOfRange.into(), 422, "invalid_value"),
             (LimitError::KeyNotFound(id).into(), 404, "key_not_found"),
+            (AuditError::OrgNotFound(id).into(), 404, "org_not_found"),
         ] {
             let error: ApiError = error;
             assert_eq!((error.status.as_u16(), error.code), (status, code));

@@ -9,12 +9,13 @@
 //! - [`extract`]: strict request parsing (unknown fields 400, body limit 413);
 //! - [`error`]: the one error shape and the status of each failure;
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once;
-//! - [`orgs`], [`keys`]: the handlers, each with its OpenAPI description.
+//! - [`orgs`], [`keys`], [`audit`]: the handlers, each with its OpenAPI description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
 //! when the two differ (`KEYSYNC_BLESS=1 cargo test -p keysync openapi` rewrites it).
 
+pub mod audit;
 pub mod auth;
 mod documented;
 pub mod error;
@@ -111,7 +112,8 @@ impl ApiState {
         title = "keysync operator API",
         version = "1",
         description = "Everything `keysync` does on the command line to organizations, API \
-            keys and rate limits, over HTTP on keysync's admin port. Every request but this \
+            keys and rate limits, over HTTP on keysync's admin port, and the audit trail of \
+            those changes. Every request but this \
             document's needs `Authorization: Bearer <admin token>` (`keysync admin-tokens \
             create`); a read-only token may only GET. Errors are \
             `{\"error\": \"<code>\", \"message\": \"...\"}`. Creates accept an \
@@ -125,6 +127,7 @@ impl ApiState {
     tags(
         (name = "organizations", description = "The owners of API keys, with the rate limit their keys share"),
         (name = "keys", description = "API keys: created and rotated (shown once), listed, revoked, limited"),
+        (name = "audit", description = "Every change operators made, newest first, without secrets"),
         (name = "meta", description = "This document")
     )
 )]
@@ -163,6 +166,7 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::rotate_key))
         .routes(routes!(keys::set_key_limit, keys::clear_key_limit))
+        .routes(routes!(audit::list_audit))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -374,12 +378,13 @@ mod tests {
             ("/v1/keys/{key_id}/revoke", &["post"]),
             ("/v1/keys/{key_id}/rotate", &["post"]),
             ("/v1/keys/{key_id}/rate-limit", &["put", "delete"]),
+            ("/v1/audit", &["get"]),
             ("/v1/openapi.json", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 10, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 11, "{:?}", paths.keys());
     }
 }

@@ -247,7 +247,11 @@ impl Render for Vec<ListedKey> {
                 key.expires_at
                     .map_or_else(|| "never".to_owned(), |at| at.to_string())
             }),
-            Column::new("STATUS", |key| key.status.as_str().to_owned()),
+            // A leak report shows beside the status: a flagged key still works.
+            Column::new("STATUS", |key| match key.leaked_at {
+                Some(_) => format!("{} (leaked)", key.status.as_str()),
+                None => key.status.as_str().to_owned(),
+            }),
             Column::new("LIMIT", |key| {
                 limit_cell(key.rate_limit.map(|key_limit| key_limit.limit))
             }),
@@ -319,8 +323,15 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             active: true,
+            leaked_at: None,
+        };
+        let leaked = ApiKeyInfo {
+            leaked_at: DateTime::from_timestamp(60, 0),
+            ..key.clone()
         };
         let keys = vec![ListedKey::new(key, None, Utc::now())];
+        let leaked = printed(&vec![ListedKey::new(leaked, None, Utc::now())], false);
+        assert!(leaked.contains("active (leaked)"), "{leaked}");
         let text = printed(&keys, false);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -346,6 +357,7 @@ mod tests {
         assert_eq!(value[0]["status"], "active");
         assert_eq!(value[0]["expires_at"], serde_json::Value::Null);
         assert_eq!(value[0]["rate_limit"], serde_json::Value::Null);
+        assert_eq!(value[0]["leaked_at"], serde_json::Value::Null);
     }
 
     #[test]

@@ -30,7 +30,7 @@ Environment:
   KEYSYNC_CHANGELOG_RECORDS       changes kept for WatchKeys clients to catch up on
                                   (default 200000)
   KEYSYNC_WATCH_CHUNK             most changes in one WatchKeys message (default 5000)
-  KEYSYNC_WATCH_HEARTBEAT         quiet time before a WatchKeys heartbeat (default 5s)
+  KEYSYNC_WATCH_HEARTBEAT         quiet time before a WatchKeys heartbeat (default 1s)
   REDIS_URL                       where the rate-limit counters live, such as
                                   redis://127.0.0.1:6379/0; unset: RateLimitService
                                   answers every call OK
@@ -42,7 +42,7 @@ Environment:
                                   pooled connection, the change listener's ping
                                   (default 5s)
   KEYSYNC_MAX_UNCONFIRMED         unconfirmed longer: /readyz 503, gRPC health
-                                  NOT_SERVING, WatchKeys streams closed (default 30s)
+                                  NOT_SERVING, WatchKeys streams closed (default 10s)
   KEYSYNC_MAX_STALENESS           unconfirmed longer: ext_authz checks of keys answer
                                   unavailable (default 15m)
   KEYSYNC_GRPC_TOKEN              token every gRPC call must carry as
@@ -54,6 +54,13 @@ Environment:
                                   (mutual TLS)
   KEYSYNC_MAX_WATCH_STREAMS       most WatchKeys streams open at once (default 1024)
   KEYSYNC_GRPC_MAX_IN_FLIGHT      most gRPC calls in progress at once (default 1024)
+  KEYSYNC_ACCEPT_LEGACY_KEYS      ext_authz: false refuses keys issued before checksums
+                                  (default true)
+  KEYSYNC_LEAK_PUBLIC_KEYS_FILE   public keys leak reports must be signed with, in
+                                  GitHub's format; serves POST /leak-reports/github
+  KEYSYNC_LEAK_ACTION             what a report of a live key does: revoke (default)
+                                  or flag
+  KEYSYNC_LEAK_MAX_BODY_BYTES     largest leak report body (default 1048576)
   A gRPC address beyond loopback needs a token or mutual TLS.
   RUST_LOG                        log filter (default info)";
 

@@ -5,7 +5,8 @@
 //! it; a revoked token authenticates nothing from the next request on.
 //!
 //! Tokens are managed from the command line only (database credentials): a leaked API
-//! token cannot mint itself a successor.
+//! token cannot mint itself a successor. So their changes are recorded in the audit trail
+//! as the CLI's, by id, name and display prefix, never the token or its hash.
 
 use std::fmt;
 
@@ -14,6 +15,8 @@ use serde::{Serialize, Serializer};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::actor::Actor;
+use super::audit::{self, Absent, AuditAction, Change};
 use super::key_secret::random_base62;
 use super::keys::Revocation;
 use super::name::Name;
@@ -125,6 +128,15 @@ struct TokenRow {
     revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A token as the audit trail records it: never the token or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditedAdminToken {
+    pub name: String,
+    pub prefix: String,
+    pub read_only: bool,
+    pub status: AdminTokenStatus,
+}
+
 /// A revoked token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RevokedAdminToken {
@@ -144,7 +156,7 @@ pub fn hash_token(token: &str) -> KeyHash {
     hash_key(token)
 }
 
-/// Draws a token and stores its hash.
+/// Draws a token, stores its hash, and records it in the audit trail.
 pub async fn create(
     pool: &PgPool,
     name: &Name,
@@ -152,6 +164,7 @@ pub async fn create(
 ) -> Result<CreatedAdminToken, AdminTokenError> {
     let token = AdminTokenSecret::generate();
     let id = Uuid::new_v4();
+    let mut transaction = pool.begin().await?;
     sqlx::query(
         "INSERT INTO admin_tokens (id, name, token_hash, token_prefix, read_only) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -161,8 +174,26 @@ pub async fn create(
     .bind(hash_token(token.secret()).as_slice())
     .bind(token.prefix())
     .bind(read_only)
-    .execute(pool)
+    .execute(&mut *transaction)
     .await?;
+    audit::record(
+        &mut transaction,
+        Actor::Cli,
+        Change {
+            action: AuditAction::AdminTokenCreated,
+            object_id: id,
+            org_id: None,
+            old_value: Absent,
+            new_value: AuditedAdminToken {
+                name: name.as_str().to_owned(),
+                prefix: token.prefix().to_owned(),
+                read_only,
+                status: AdminTokenStatus::Active,
+            },
+        },
+    )
+    .await?;
+    transaction.commit().await?;
     Ok(CreatedAdminToken {
         token_id: id,
         name: name.as_str().to_owned(),
@@ -199,23 +230,49 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ListedAdminToken>, AdminTokenErro
 }
 
 /// Revokes a token; it authenticates nothing from the next request on. Revoking twice is
-/// not an error.
+/// not an error, and only the first revocation is recorded in the audit trail.
 pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<RevokedAdminToken, AdminTokenError> {
-    let revoked: Option<bool> = sqlx::query_scalar(
-        "WITH target AS (SELECT id, revoked_at IS NOT NULL AS was_revoked \
-                         FROM admin_tokens WHERE id = $1 FOR UPDATE), \
-              updated AS (UPDATE admin_tokens SET revoked_at = now() \
-                          WHERE id = $1 AND revoked_at IS NULL RETURNING id) \
-         SELECT was_revoked FROM target",
+    let mut transaction = pool.begin().await?;
+    let target: Option<(String, String, bool, bool)> = sqlx::query_as(
+        "SELECT name, token_prefix, read_only, revoked_at IS NOT NULL \
+         FROM admin_tokens WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *transaction)
     .await?;
-    let revocation = match revoked {
-        None => return Err(AdminTokenError::NotFound(id)),
-        Some(true) => Revocation::AlreadyRevoked,
-        Some(false) => Revocation::Revoked,
+    let (name, prefix, read_only, was_revoked) = target.ok_or(AdminTokenError::NotFound(id))?;
+    let revocation = if was_revoked {
+        Revocation::AlreadyRevoked
+    } else {
+        sqlx::query("UPDATE admin_tokens SET revoked_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *transaction)
+            .await?;
+        let before = AuditedAdminToken {
+            name,
+            prefix,
+            read_only,
+            status: AdminTokenStatus::Active,
+        };
+        let after = AuditedAdminToken {
+            status: AdminTokenStatus::Revoked,
+            ..before.clone()
+        };
+        audit::record(
+            &mut transaction,
+            Actor::Cli,
+            Change {
+                action: AuditAction::AdminTokenRevoked,
+                object_id: id,
+                org_id: None,
+                old_value: before,
+                new_value: after,
+            },
+        )
+        .await?;
+        Revocation::Revoked
     };
+    transaction.commit().await?;
     Ok(RevokedAdminToken {
         token_id: id,
         revocation,

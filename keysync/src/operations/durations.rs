@@ -1,8 +1,9 @@
 //! The durations of the key operations, a new key's lifetime (`--expires-in`,
 //! `expires_in`) and a rotation's grace (`--grace`, `grace`): humantime durations
 //! (`90d`, `24h`, `30m`, `0s`) turned into the instants they end at, cut to whole
-//! seconds so what is printed is what is stored. The CLI and the HTTP API parse them
-//! here alike, each naming the value as its caller wrote it (`FLAG` below).
+//! seconds so what is printed is what is stored; and how far back a listing reaches
+//! (`--since`, `since`), turned into the instant it starts at. The CLI and the HTTP API
+//! parse them here alike, each naming the value as its caller wrote it (`FLAG` below).
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ pub struct InvalidDuration {
 /// The names the CLI gives the two durations.
 pub const EXPIRES_IN_FLAG: &str = "--expires-in";
 pub const GRACE_FLAG: &str = "--grace";
+pub const SINCE_FLAG: &str = "--since";
 
 /// A lifetime (`--expires-in`): `now + duration`; zero is refused (a key that never
 /// worked).
@@ -57,6 +59,26 @@ pub fn grace_named(
         return Ok(None);
     }
     after(flag, value, duration, now).map(Some)
+}
+
+/// How far back a listing reaches (`--since 7d`): `now - duration`; `0s` is now.
+pub fn since(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, InvalidDuration> {
+    since_named(SINCE_FLAG, value, now)
+}
+
+/// As [`since`], naming the value `flag` in the error.
+pub fn since_named(
+    flag: &'static str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, InvalidDuration> {
+    let duration = parse_duration(flag, value)?;
+    TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|delta| now.checked_sub_signed(delta))
+        // PostgreSQL timestamps begin in 4713 BC; stay at year 1 or later.
+        .filter(|at| at.timestamp() >= -62_135_596_800)
+        .ok_or_else(|| invalid_duration(flag, value, "too far in the past"))
 }
 
 fn invalid_duration(flag: &'static str, value: &str, reason: impl Into<String>) -> InvalidDuration {
@@ -130,6 +152,28 @@ mod tests {
         }
         let message = grace("-1h", now).unwrap_err().to_string();
         assert_eq!(message, "invalid --grace '-1h': must not be negative");
+    }
+
+    #[test]
+    fn since_reaches_back_from_now() {
+        let now = DateTime::from_timestamp(1_700_000_000, 500_000_000).unwrap();
+        let at = since("7d", now).unwrap();
+        assert_eq!(now - at, TimeDelta::days(7));
+        assert_eq!(since("0s", now).unwrap(), now);
+        assert_eq!(
+            since_named("since", "90m", now).unwrap(),
+            now - TimeDelta::minutes(90)
+        );
+        for text in ["-1h", "soon", "", "7", "100000000y"] {
+            let message = since(text, now).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("invalid --since '{text}': ")),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "{message}");
+        }
+        let message = since_named("since", "3000y", now).unwrap_err().to_string();
+        assert_eq!(message, "invalid since '3000y': too far in the past");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! API keys, as operators manage them: create (the secret shown once, its hash and
-//! prefix stored), list (with the rate limit each runs under), rotate, revoke.
+//! prefix stored), list (with the rate limit each runs under), rotate, revoke. Each
+//! change is recorded in the audit trail by what an operator sees of the key
+//! ([`AuditedKey`]), never its secret or hash.
 
 use chrono::{DateTime, Utc};
 use keysync_contract::limit::KeyLimit;
@@ -8,6 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::actor::Actor;
+use super::audit::{self, Absent, AuditAction, Change};
 use super::key_secret::{KeyEnvironment, KeySecret};
 use super::limit_json;
 use super::name::Name;
@@ -48,6 +51,8 @@ pub struct ApiKeyInfo {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub active: bool,
+    /// When a leak report first named it ([`super::leaks`]).
+    pub leaked_at: Option<DateTime<Utc>>,
 }
 
 /// Whether a key authenticates, as shown in listings.
@@ -121,6 +126,9 @@ pub struct ListedKey {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
     pub status: KeyStatus,
+    /// When a secret scanner first reported it leaked; `null`: never.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub leaked_at: Option<Timestamp>,
     /// Its own limit (`per_key`), else its organization's, else none (`null`).
     #[serde(serialize_with = "limit_json::key_limit")]
     #[schema(value_type = Option<limit_json::KeyLimitJson>)]
@@ -147,6 +155,7 @@ impl ListedKey {
             created_at: Timestamp(key.created_at),
             expires_at: key.expires_at.map(Timestamp),
             revoked_at: key.revoked_at.map(Timestamp),
+            leaked_at: key.leaked_at.map(Timestamp),
             rate_limit,
         }
     }
@@ -158,6 +167,56 @@ struct ListedKeyRow {
     info: ApiKeyInfo,
     #[sqlx(flatten)]
     limits: LimitColumns,
+}
+
+/// A key as the audit trail records it: what an operator sees of it, never the key or
+/// its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditedKey {
+    pub name: String,
+    pub prefix: String,
+    /// `live` or `test`, from the prefix; `null` for a prefix of neither.
+    pub environment: Option<KeyEnvironment>,
+    pub expires_at: Option<Timestamp>,
+    pub status: KeyStatus,
+}
+
+impl AuditedKey {
+    fn new(
+        name: &str,
+        prefix: &str,
+        expires_at: Option<DateTime<Utc>>,
+        status: KeyStatus,
+    ) -> AuditedKey {
+        AuditedKey {
+            name: name.to_owned(),
+            prefix: prefix.to_owned(),
+            environment: KeyEnvironment::of_key(prefix),
+            expires_at: expires_at.map(Timestamp),
+            status,
+        }
+    }
+
+    fn of_created(key: &CreatedKey) -> AuditedKey {
+        AuditedKey {
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            environment: KeyEnvironment::of_key(&key.prefix),
+            expires_at: key.expires_at,
+            status: KeyStatus::Active,
+        }
+    }
+}
+
+/// A rotation as the audit trail records it (the old key's fields are its old value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditedRotation {
+    pub old_key_id: Uuid,
+    pub new_key_id: Uuid,
+    /// When the old key stops working, and whether it already did (`revoked`).
+    pub old_key_expires_at: Timestamp,
+    pub old_key_status: KeyStatus,
+    pub new_key: AuditedKey,
 }
 
 /// What happens to the key being replaced.
@@ -223,7 +282,8 @@ struct KeyToInsert<'a> {
     actor: Actor,
 }
 
-const COLUMNS: &str = "id, org_id, name, key_prefix, created_at, expires_at, revoked_at, active";
+const COLUMNS: &str =
+    "id, org_id, name, key_prefix, created_at, expires_at, revoked_at, active, leaked_at";
 
 /// Draws a new key's secret and inserts the key, with a new id: the one place a key is
 /// born, for creation and rotation alike. Only the hash and the prefix are stored.
@@ -262,10 +322,14 @@ async fn insert_key(
 
 /// Creates a key for an organization; it has no rate limit of its own.
 pub async fn create(pool: &PgPool, actor: Actor, key: NewKey) -> Result<CreatedKey, KeyError> {
-    create_on(&mut *pool.acquire().await?, actor, key).await
+    let mut transaction = pool.begin().await?;
+    let created = create_on(&mut transaction, actor, key).await?;
+    transaction.commit().await?;
+    Ok(created)
 }
 
-/// As [`create`], on a connection the caller holds (inside its transaction).
+/// As [`create`], inside a transaction the caller holds and commits (the key and its
+/// audit record must commit together).
 pub async fn create_on(
     connection: &mut PgConnection,
     actor: Actor,
@@ -280,17 +344,31 @@ pub async fn create_on(
         rate_limit: (None, None),
         actor,
     };
-    insert_key(connection, row)
-        .await
-        .map_err(|error| match violation(&error) {
-            Some(Violation::ForeignKey) => KeyError::OrgNotFound(key.org_id),
-            _ => KeyError::Database(error),
-        })
+    let created =
+        insert_key(&mut *connection, row)
+            .await
+            .map_err(|error| match violation(&error) {
+                Some(Violation::ForeignKey) => KeyError::OrgNotFound(key.org_id),
+                _ => KeyError::Database(error),
+            })?;
+    audit::record(
+        connection,
+        actor,
+        Change {
+            action: AuditAction::KeyCreated,
+            object_id: created.key_id,
+            org_id: Some(created.org_id),
+            old_value: Absent,
+            new_value: AuditedKey::of_created(&created),
+        },
+    )
+    .await?;
+    Ok(created)
 }
 
 /// A key with its limit, as listed. The columns of [`ListedKeyRow`].
 const KEY_SELECT: &str = "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created_at, \
-            k.expires_at, k.revoked_at, k.active, \
+            k.expires_at, k.revoked_at, k.active, k.leaked_at, \
             k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
             r.requests_per_minute AS org_rpm, r.burst AS org_burst \
      FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id";
@@ -368,8 +446,9 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<ListedKey, KeyError> {
 /// Replaces key `old_id` in one transaction: locks it (it must exist, be active,
 /// unexpired and not rotated before), inserts a new key for the same organization, name,
 /// environment and own rate limit (if any) with `rotated_from` pointing at it, and
-/// revokes the old key or moves its expiry to the end of the grace period. Both writes
-/// share one revision, so keysync sees them together. Of two rotations of one key at
+/// revokes the old key or moves its expiry to the end of the grace period, and records
+/// one `key.rotated` (on the old key). Both writes share one revision, so keysync sees
+/// them together. Of two rotations of one key at
 /// the same time, the second waits for the first's lock and then finds the key rotated:
 /// one new key, never two.
 pub async fn rotate(
@@ -467,6 +546,33 @@ pub async fn rotate_on(
             }
         },
     };
+    audit::record(
+        transaction,
+        actor,
+        Change {
+            action: AuditAction::KeyRotated,
+            object_id: old_id,
+            org_id: Some(old.org_id),
+            old_value: AuditedKey::new(
+                &old.name,
+                &old.key_prefix,
+                old.expires_at,
+                KeyStatus::Active,
+            ),
+            new_value: AuditedRotation {
+                old_key_id: old_id,
+                new_key_id: new_key.key_id,
+                old_key_expires_at: Timestamp(old_key_stops_at),
+                old_key_status: if old_key_revoked {
+                    KeyStatus::Revoked
+                } else {
+                    KeyStatus::Active
+                },
+                new_key: AuditedKey::of_created(&new_key),
+            },
+        },
+    )
+    .await?;
     Ok(RotatedKey {
         new_key,
         old_key_id: old_id,
@@ -475,27 +581,68 @@ pub async fn rotate_on(
     })
 }
 
+#[derive(sqlx::FromRow)]
+struct RevokedRow {
+    org_id: Uuid,
+    name: String,
+    key_prefix: String,
+    expires_at: Option<DateTime<Utc>>,
+    /// Whether it had expired before it was revoked.
+    expired: bool,
+}
+
 /// Marks the key inactive; keysync drops it from every key set at the next catch-up.
+/// Only a key that was active is recorded in the audit trail.
 pub async fn revoke(pool: &PgPool, actor: Actor, id: Uuid) -> Result<RevokedKey, KeyError> {
-    let revoked: Option<Uuid> = sqlx::query_scalar(
+    let mut transaction = pool.begin().await?;
+    let revoked: Option<RevokedRow> = sqlx::query_as(
         "UPDATE api_keys SET active = false, revoked_at = now(), changed_by_token = $2 \
-         WHERE id = $1 AND active RETURNING id",
+         WHERE id = $1 AND active \
+         RETURNING org_id, name, key_prefix, expires_at, \
+                   COALESCE(expires_at <= now(), false) AS expired",
     )
     .bind(id)
     .bind(actor.token_id())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *transaction)
     .await?;
-    let revocation = if revoked.is_some() {
+    let revocation = if let Some(row) = revoked {
+        let before = AuditedKey::new(
+            &row.name,
+            &row.key_prefix,
+            row.expires_at,
+            if row.expired {
+                KeyStatus::Expired
+            } else {
+                KeyStatus::Active
+            },
+        );
+        let after = AuditedKey {
+            status: KeyStatus::Revoked,
+            ..before.clone()
+        };
+        audit::record(
+            &mut transaction,
+            actor,
+            Change {
+                action: AuditAction::KeyRevoked,
+                object_id: id,
+                org_id: Some(row.org_id),
+                old_value: before,
+                new_value: after,
+            },
+        )
+        .await?;
         Revocation::Revoked
     } else if sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1)")
         .bind(id)
-        .fetch_one(pool)
+        .fetch_one(&mut *transaction)
         .await?
     {
         Revocation::AlreadyRevoked
     } else {
         return Err(KeyError::NotFound(id));
     };
+    transaction.commit().await?;
     Ok(RevokedKey {
         key_id: id,
         revocation,
@@ -518,6 +665,7 @@ mod tests {
             expires_at,
             revoked_at: None,
             active,
+            leaked_at: None,
         }
     }
 
@@ -532,6 +680,35 @@ mod tests {
         assert_eq!(info(true, Some(now)).status(now), KeyStatus::Expired);
         assert_eq!(info(false, past).status(now), KeyStatus::Revoked);
         assert_eq!(info(false, None).status(now).as_str(), "revoked");
+    }
+
+    #[test]
+    fn an_audited_key_is_what_operators_see_never_its_secret() {
+        let secret = KeySecret::generate(KeyEnvironment::Test);
+        let created = CreatedKey {
+            key_id: Uuid::from_u128(1),
+            org_id: Uuid::from_u128(2),
+            name: "ci".to_owned(),
+            prefix: secret.prefix().to_owned(),
+            expires_at: None,
+            key: secret,
+        };
+        let audited = serde_json::to_value(AuditedKey::of_created(&created)).unwrap();
+        assert_eq!(
+            audited,
+            serde_json::json!({
+                "name": "ci",
+                "prefix": created.prefix,
+                "environment": "test",
+                "expires_at": null,
+                "status": "active",
+            })
+        );
+        let text = audited.to_string();
+        assert!(!text.contains(created.key.secret()), "{text}");
+        assert!(!text.contains(&hex::encode(created.key.hash())), "{text}");
+        let legacy = AuditedKey::new("old", "ak_AbCdEfGh", None, KeyStatus::Expired);
+        assert_eq!(legacy.environment, None);
     }
 
     #[test]

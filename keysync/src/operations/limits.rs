@@ -5,7 +5,8 @@
 //! Every write that changes a limit restamps the keys it affects (the triggers of
 //! migrations 0001 and 0003), so keysync pushes the new limits to the gateways like any
 //! other key change. A write that would change nothing is skipped, so setting the same
-//! limit again does not restamp every key of a large organization.
+//! limit again does not restamp every key of a large organization, and records nothing
+//! in the audit trail; a change records the limit before and after ([`AuditedLimit`]).
 
 use keysync_contract::limit::{KeyLimit, Limit};
 use serde::Serialize;
@@ -13,9 +14,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::actor::Actor;
+use super::audit::{self, AuditAction, Change};
 use super::limit_json;
-use super::orgs;
-use super::sql_state::{violation, Violation};
 use crate::limit_columns::{InvalidLimit, LimitColumns, MAX_LIMIT_VALUE};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,30 @@ impl LimitChange {
     }
 }
 
+/// A limit as the audit trail records it (`null` for none): an organization's, or a
+/// key's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AuditedLimit {
+    pub requests_per_minute: i32,
+    pub burst: i32,
+}
+
+impl AuditedLimit {
+    /// From a key's or an organization's columns; a NULL burst is 0.
+    fn of_columns(rpm: Option<i32>, burst: Option<i32>) -> Option<AuditedLimit> {
+        rpm.map(|requests_per_minute| AuditedLimit {
+            requests_per_minute,
+            burst: burst.unwrap_or(0),
+        })
+    }
+
+    /// From what [`LimitChange::columns`] gives.
+    fn of_pair(columns: Option<(i32, i32)>) -> Option<AuditedLimit> {
+        let (rpm, burst) = columns.unzip();
+        AuditedLimit::of_columns(rpm, burst)
+    }
+}
+
 /// An organization's limit after a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrgLimitOutcome {
@@ -88,8 +112,9 @@ pub struct KeyLimitOutcome {
     pub changed: bool,
 }
 
-/// Sets or clears an organization's limit. A set limit's row records the actor; a
-/// cleared limit's row is deleted, so only the log can say who cleared it.
+/// Sets or clears an organization's limit, and records the change in the audit trail.
+/// A set limit's row records the actor; a cleared limit's row is deleted, so only the
+/// audit trail (and the log) says who cleared it.
 pub async fn set_org_limit(
     pool: &PgPool,
     actor: Actor,
@@ -97,47 +122,62 @@ pub async fn set_org_limit(
     change: LimitChange,
 ) -> Result<OrgLimitOutcome, LimitError> {
     let columns = change.columns()?;
-    let changed = match columns {
-        Some((rpm, burst)) => {
-            sqlx::query(
-                "INSERT INTO rate_limit_configs \
-                 (org_id, requests_per_minute, burst, changed_by_token) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (org_id) DO UPDATE \
-                 SET requests_per_minute = EXCLUDED.requests_per_minute, \
-                     burst = EXCLUDED.burst, \
-                     changed_by_token = EXCLUDED.changed_by_token, \
-                     updated_at = now() \
-                 WHERE (rate_limit_configs.requests_per_minute, rate_limit_configs.burst) \
-                       IS DISTINCT FROM (EXCLUDED.requests_per_minute, EXCLUDED.burst)",
-            )
-            .bind(org_id)
-            .bind(rpm)
-            .bind(burst)
-            .bind(actor.token_id())
-            .execute(pool)
-            .await
-            .map_err(|error| match violation(&error) {
-                Some(Violation::ForeignKey) => LimitError::OrgNotFound(org_id),
-                _ => LimitError::Database(error),
-            })?
-            .rows_affected()
-                > 0
-        }
-        None => {
-            let mut transaction = pool.begin().await?;
-            if !orgs::exists(&mut *transaction, org_id).await? {
-                return Err(LimitError::OrgNotFound(org_id));
-            }
-            let deleted = sqlx::query("DELETE FROM rate_limit_configs WHERE org_id = $1")
+    let mut transaction = pool.begin().await?;
+    // Locks the organization, so that changes to its limit take turns and each records
+    // the limit it replaced. NO KEY UPDATE: creating its keys (a foreign key check) need
+    // not wait.
+    let current: Option<(Option<i32>, Option<i32>)> = sqlx::query_as(
+        "SELECT r.requests_per_minute, r.burst \
+         FROM organizations o LEFT JOIN rate_limit_configs r ON r.org_id = o.id \
+         WHERE o.id = $1 FOR NO KEY UPDATE OF o",
+    )
+    .bind(org_id)
+    .fetch_optional(&mut *transaction)
+    .await?;
+    let (rpm, burst) = current.ok_or(LimitError::OrgNotFound(org_id))?;
+    let old = rpm.zip(burst);
+    let changed = old != columns;
+    if changed {
+        match columns {
+            Some((rpm, burst)) => {
+                sqlx::query(
+                    "INSERT INTO rate_limit_configs \
+                         (org_id, requests_per_minute, burst, changed_by_token) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (org_id) DO UPDATE \
+                         SET requests_per_minute = EXCLUDED.requests_per_minute, \
+                             burst = EXCLUDED.burst, \
+                             changed_by_token = EXCLUDED.changed_by_token, \
+                             updated_at = now()",
+                )
                 .bind(org_id)
+                .bind(rpm)
+                .bind(burst)
+                .bind(actor.token_id())
                 .execute(&mut *transaction)
-                .await?
-                .rows_affected();
-            transaction.commit().await?;
-            deleted > 0
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM rate_limit_configs WHERE org_id = $1")
+                    .bind(org_id)
+                    .execute(&mut *transaction)
+                    .await?;
+            }
         }
-    };
+        audit::record(
+            &mut transaction,
+            actor,
+            Change {
+                action: AuditAction::OrgLimitSet,
+                object_id: org_id,
+                org_id: Some(org_id),
+                old_value: AuditedLimit::of_columns(rpm, burst),
+                new_value: AuditedLimit::of_pair(columns),
+            },
+        )
+        .await?;
+    }
+    transaction.commit().await?;
     let rate_limit = match change {
         LimitChange::Set(limit) => Some(limit),
         LimitChange::Clear => None,
@@ -156,8 +196,9 @@ struct KeyLimitRow {
     limits: LimitColumns,
 }
 
-/// Sets or clears a key's own limit, and reports the limit the key then runs under.
-/// Any key may be given one, revoked and expired keys included.
+/// Sets or clears a key's own limit, records the change in the audit trail, and reports
+/// the limit the key then runs under. Any key may be given one, revoked and expired keys
+/// included.
 pub async fn set_key_limit(
     pool: &PgPool,
     actor: Actor,
@@ -166,19 +207,42 @@ pub async fn set_key_limit(
 ) -> Result<KeyLimitOutcome, LimitError> {
     let (rpm, burst) = change.columns()?.unzip();
     let mut transaction = pool.begin().await?;
-    let changed = sqlx::query(
-        "UPDATE api_keys SET rate_limit_rpm = $2, rate_limit_burst = $3, changed_by_token = $4 \
-         WHERE id = $1 \
-           AND (rate_limit_rpm, rate_limit_burst) IS DISTINCT FROM ($2::integer, $3::integer)",
+    // Locked, so that changes to the key's limit take turns and each records the limit
+    // it replaced.
+    let current: Option<(Uuid, Option<i32>, Option<i32>)> = sqlx::query_as(
+        "SELECT org_id, rate_limit_rpm, rate_limit_burst FROM api_keys \
+         WHERE id = $1 FOR NO KEY UPDATE",
     )
     .bind(key_id)
-    .bind(rpm)
-    .bind(burst)
-    .bind(actor.token_id())
-    .execute(&mut *transaction)
-    .await?
-    .rows_affected()
-        > 0;
+    .fetch_optional(&mut *transaction)
+    .await?;
+    let (org_id, old_rpm, old_burst) = current.ok_or(LimitError::KeyNotFound(key_id))?;
+    let changed = (old_rpm, old_burst) != (rpm, burst);
+    if changed {
+        sqlx::query(
+            "UPDATE api_keys \
+             SET rate_limit_rpm = $2, rate_limit_burst = $3, changed_by_token = $4 \
+             WHERE id = $1",
+        )
+        .bind(key_id)
+        .bind(rpm)
+        .bind(burst)
+        .bind(actor.token_id())
+        .execute(&mut *transaction)
+        .await?;
+        audit::record(
+            &mut transaction,
+            actor,
+            Change {
+                action: AuditAction::KeyLimitSet,
+                object_id: key_id,
+                org_id: Some(org_id),
+                old_value: AuditedLimit::of_columns(old_rpm, old_burst),
+                new_value: AuditedLimit::of_columns(rpm, burst),
+            },
+        )
+        .await?;
+    }
     let row: KeyLimitRow = sqlx::query_as(
         "SELECT k.org_id, \
                 k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
@@ -202,6 +266,22 @@ pub async fn set_key_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audited_limits_read_a_null_burst_as_zero_and_no_limit_as_null() {
+        let limit = |requests_per_minute, burst| AuditedLimit {
+            requests_per_minute,
+            burst,
+        };
+        assert_eq!(AuditedLimit::of_columns(None, None), None);
+        assert_eq!(AuditedLimit::of_columns(Some(10), None), Some(limit(10, 0)));
+        assert_eq!(AuditedLimit::of_pair(Some((100, 20))), Some(limit(100, 20)));
+        assert_eq!(AuditedLimit::of_pair(None), None);
+        assert_eq!(
+            serde_json::to_value(AuditedLimit::of_pair(Some((100, 20)))).unwrap(),
+            serde_json::json!({"requests_per_minute": 100, "burst": 20})
+        );
+    }
 
     #[test]
     fn changes_map_to_columns_within_the_schema_range() {

@@ -5,16 +5,19 @@
 //! The CLI ([`crate::cli`]) only parses arguments, calls one of these and renders the
 //! result; the HTTP API ([`crate::admin_api`]) calls the same functions and serializes
 //! the same results. Every change names its [`actor::Actor`] (the CLI, or an admin
-//! token of the API), recorded in the rows it writes. Inputs that need checking arrive
-//! as checked types ([`name::Name`], [`limits::LimitChange`], the instants of
-//! [`durations`]), so every caller validates the same way, and can do so before it
-//! connects. Lists come in pages ([`page`]).
+//! token of the API), recorded in the rows it writes and, when something changed, in
+//! the audit trail ([`audit`]) in the change's own transaction. Inputs that need
+//! checking arrive as checked types ([`name::Name`], [`limits::LimitChange`], the
+//! instants of [`durations`]), so every caller validates the same way, and can do so
+//! before it connects. Lists come in pages ([`page`]).
 
 pub mod actor;
 pub mod admin_tokens;
+pub mod audit;
 pub mod durations;
 pub mod key_secret;
 pub mod keys;
+pub mod leaks;
 pub mod limit_json;
 pub mod limits;
 pub mod name;

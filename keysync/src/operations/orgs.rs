@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::actor::Actor;
+use super::audit::{self, Absent, AuditAction, Change};
 use super::limit_json;
 use super::name::Name;
 use super::page::PageRequest;
@@ -73,17 +74,28 @@ impl OrgRow {
     }
 }
 
-/// Inserts an organization, with the given id or a random one.
+/// An organization as the audit trail records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditedOrg {
+    pub name: String,
+}
+
+/// Inserts an organization, with the given id or a random one, and records it in the
+/// audit trail.
 pub async fn create(
     pool: &PgPool,
     actor: Actor,
     id: Option<Uuid>,
     name: &Name,
 ) -> Result<CreatedOrg, OrgError> {
-    create_on(&mut *pool.acquire().await?, actor, id, name).await
+    let mut transaction = pool.begin().await?;
+    let created = create_on(&mut transaction, actor, id, name).await?;
+    transaction.commit().await?;
+    Ok(created)
 }
 
-/// As [`create`], on a connection the caller holds (inside its transaction).
+/// As [`create`], inside a transaction the caller holds and commits (the organization
+/// and its audit record must commit together).
 pub async fn create_on(
     connection: &mut PgConnection,
     actor: Actor,
@@ -98,12 +110,24 @@ pub async fn create_on(
     .bind(id)
     .bind(name.as_str())
     .bind(actor.token_id())
-    .fetch_one(connection)
+    .fetch_one(&mut *connection)
     .await
     .map_err(|error| match violation(&error) {
         Some(Violation::Unique) => OrgError::AlreadyExists(id),
         _ => OrgError::Database(error),
     })?;
+    audit::record(
+        connection,
+        actor,
+        Change {
+            action: AuditAction::OrgCreated,
+            object_id: id,
+            org_id: Some(id),
+            old_value: Absent,
+            new_value: AuditedOrg { name: name.clone() },
+        },
+    )
+    .await?;
     Ok(CreatedOrg { org_id: id, name })
 }
 

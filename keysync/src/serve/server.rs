@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::admin_api::{self, ApiState};
 use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
+use crate::leak_reports;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::serve::admin::{self, AdminState};
@@ -138,7 +139,14 @@ pub async fn run<L: Loader, C: Connector>(
             sweep.await;
         }
     };
-    let admin_app = admin::app_with_api(
+    // Leak reports act on keys in the database: served beside the API, on its pool.
+    let leak_reports = match (&config.leak_reports, &api) {
+        (Some(settings), Some(api)) => {
+            Some(leak_reports::router(api.pool().clone(), settings.clone()))
+        }
+        _ => None,
+    };
+    let mut admin_app = admin::app_with_api(
         AdminState {
             readiness: readiness.clone(),
             confirmation: confirmation.clone(),
@@ -146,6 +154,9 @@ pub async fn run<L: Loader, C: Connector>(
         },
         api,
     );
+    if let Some(leak_reports) = leak_reports {
+        admin_app = admin_app.merge(leak_reports);
+    }
     let admin_server = async {
         // The peer's address: the API slows down addresses that send bad tokens.
         let served = axum::serve(

@@ -1,0 +1,116 @@
+//! `/v1/audit`: the audit trail, newest first, a page at a time (`keysync audit`).
+//! Readable with a read-only token, like every `GET`.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::documented::{BadRequest, NotFound, Throttled, Unauthorized, Unavailable};
+use super::error::ApiError;
+use super::extract::QueryParams;
+use super::{ApiState, ListQuery};
+use crate::operations::audit::{self, AuditFilter, AuditPage};
+use crate::operations::durations::since_named;
+
+/// `?org_id=&since=&limit=&cursor=` of the audit trail.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this organization's records (its keys and limits).
+    pub org_id: Option<Uuid>,
+    /// Only records this recent: a duration such as `7d`, `24h` or `30m` (`--since`).
+    pub since: Option<String>,
+    /// Records in the page: 1 to 1000 (larger values are capped), default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+}
+
+impl AuditQuery {
+    fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let since = self
+            .since
+            .as_deref()
+            .map(|text| since_named("since", text, Utc::now()))
+            .transpose()
+            .map_err(|error| ApiError::invalid_request(error.to_string()))?;
+        Ok(AuditFilter {
+            org_id: self.org_id,
+            since,
+        })
+    }
+}
+
+/// The audit trail, newest first, a page at a time: every change operators made
+/// through the CLI or this API, who made it (`cli`, or `admin_token` and its id), and
+/// the object's values before and after; never a key or a token (`keysync audit`).
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of the audit trail, newest first", body = AuditPage),
+        BadRequest, Unauthorized, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn list_audit(
+    State(state): State<ApiState>,
+    QueryParams(query): QueryParams<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let filter = query.filter()?;
+    let page = ListQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .page()?;
+    Ok(Json(audit::list_page(&state.pool, filter, page).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::operations::audit::AuditAction;
+
+    fn query(since: Option<&str>) -> AuditQuery {
+        AuditQuery {
+            org_id: None,
+            since: since.map(str::to_owned),
+            limit: None,
+            cursor: None,
+        }
+    }
+
+    #[test]
+    fn since_is_a_duration_back_from_now() {
+        assert_eq!(query(None).filter().unwrap(), AuditFilter::default());
+        let since = query(Some("7d")).filter().unwrap().since.unwrap();
+        let back = Utc::now() - since;
+        assert!((back - chrono::TimeDelta::days(7)).num_seconds().abs() < 60);
+        let error = query(Some("soon")).filter().unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(
+            error.message.starts_with("invalid since 'soon': "),
+            "{error:?}"
+        );
+    }
+
+    /// The document names every action, so adding one without describing it fails.
+    #[test]
+    fn the_document_names_every_action() {
+        let document = super::super::openapi_json();
+        for action in AuditAction::ALL {
+            assert!(
+                document.contains(&format!("`{}`", action.as_str())),
+                "{action:?}"
+            );
+        }
+    }
+}

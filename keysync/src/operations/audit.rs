@@ -1,0 +1,416 @@
+//! The audit trail: every change an operator makes, as one row of `audit_events`
+//! (migration 0006) written by the operation itself inside the change's transaction, so
+//! a change is recorded if and only if it commits. Operations record only what changed:
+//! a no-op (the limit it already has, a key already revoked) or a failure records
+//! nothing.
+//!
+//! A record names its [`AuditAction`] (`<object>.<verb>`), the [`Actor`], the object
+//! and its organization, and the object's audited fields before and after, as JSON.
+//! Each operation module defines the shape of its own object's fields (`AuditedKey`,
+//! `AuditedLimit`, ...), built only from what operators may see: no key, key hash,
+//! admin token or token hash can reach this table.
+//!
+//! Reading is tolerant: actions and actors come back as text, so a trail written by a
+//! newer keysync (with actions this one does not know) still lists.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::actor::Actor;
+use super::page::PageRequest;
+use super::timestamp::Timestamp;
+
+/// What an operator did: one variant per kind of change, named `<object>.<verb>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    OrgCreated,
+    /// An organization's limit set or cleared (cleared: the new value is null).
+    OrgLimitSet,
+    KeyCreated,
+    KeyRotated,
+    KeyRevoked,
+    /// A key's own limit set or cleared (cleared: the new value is null).
+    KeyLimitSet,
+    /// A secret scanner reported the key leaked: revoked or flagged (the new value says).
+    KeyLeakReported,
+    AdminTokenCreated,
+    AdminTokenRevoked,
+}
+
+impl AuditAction {
+    /// Every action, in the order the README lists them.
+    pub const ALL: [AuditAction; 9] = [
+        AuditAction::OrgCreated,
+        AuditAction::OrgLimitSet,
+        AuditAction::KeyCreated,
+        AuditAction::KeyRotated,
+        AuditAction::KeyRevoked,
+        AuditAction::KeyLimitSet,
+        AuditAction::KeyLeakReported,
+        AuditAction::AdminTokenCreated,
+        AuditAction::AdminTokenRevoked,
+    ];
+
+    /// The action as stored and listed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::OrgCreated => "org.created",
+            AuditAction::OrgLimitSet => "org.limit_set",
+            AuditAction::KeyCreated => "key.created",
+            AuditAction::KeyRotated => "key.rotated",
+            AuditAction::KeyRevoked => "key.revoked",
+            AuditAction::KeyLimitSet => "key.limit_set",
+            AuditAction::KeyLeakReported => "key.leak_reported",
+            AuditAction::AdminTokenCreated => "admin_token.created",
+            AuditAction::AdminTokenRevoked => "admin_token.revoked",
+        }
+    }
+
+    /// The kind of object the action changes.
+    pub fn object(self) -> AuditObject {
+        match self {
+            AuditAction::OrgCreated | AuditAction::OrgLimitSet => AuditObject::Org,
+            AuditAction::KeyCreated
+            | AuditAction::KeyRotated
+            | AuditAction::KeyRevoked
+            | AuditAction::KeyLimitSet
+            | AuditAction::KeyLeakReported => AuditObject::Key,
+            AuditAction::AdminTokenCreated | AuditAction::AdminTokenRevoked => {
+                AuditObject::AdminToken
+            }
+        }
+    }
+}
+
+/// The kinds of object a record names (`audit_events.object_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditObject {
+    Org,
+    Key,
+    AdminToken,
+}
+
+impl AuditObject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditObject::Org => "org",
+            AuditObject::Key => "key",
+            AuditObject::AdminToken => "admin_token",
+        }
+    }
+}
+
+/// The value of an object that did not exist before its change: stored as NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Absent;
+
+/// One change to record. `old_value` and `new_value` are the object's audited fields
+/// before and after; a value that serializes to `null` (`Absent`, `None`) is stored as
+/// NULL.
+#[derive(Debug, Clone)]
+pub struct Change<Old, New> {
+    pub action: AuditAction,
+    pub object_id: Uuid,
+    /// The organization the object belongs to, if any.
+    pub org_id: Option<Uuid>,
+    pub old_value: Old,
+    pub new_value: New,
+}
+
+/// Records `change` by `actor`. `connection` must be the transaction that makes the
+/// change, and the caller must call this only when something changed. A value that does
+/// not serialize fails like any other statement of the transaction (`Encode`).
+pub async fn record<Old: Serialize, New: Serialize>(
+    connection: &mut PgConnection,
+    actor: Actor,
+    change: Change<Old, New>,
+) -> Result<(), sqlx::Error> {
+    let old_value = json_column(&change.old_value)?;
+    let new_value = json_column(&change.new_value)?;
+    sqlx::query(
+        "INSERT INTO audit_events \
+             (id, action, actor, actor_token_id, object_type, object_id, org_id, \
+              old_value, new_value) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(change.action.as_str())
+    .bind(actor.kind())
+    .bind(actor.token_id())
+    .bind(change.action.object().as_str())
+    .bind(change.object_id)
+    .bind(change.org_id)
+    .bind(old_value)
+    .bind(new_value)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// A value as its `jsonb` column takes it: JSON text, or NULL for `null`. Bound as text
+/// and cast in SQL, which spares sqlx's `json` feature (and a change to Cargo.lock).
+fn json_column(value: &impl Serialize) -> Result<Option<String>, sqlx::Error> {
+    match serde_json::to_value(value).map_err(|error| sqlx::Error::Encode(Box::new(error)))? {
+        Value::Null => Ok(None),
+        value => Ok(Some(value.to_string())),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("organization {0} not found")]
+    OrgNotFound(Uuid),
+    #[error("unexpected row: {0}")]
+    InvalidRow(#[from] serde_json::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Which records to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditFilter {
+    /// Only this organization's.
+    pub org_id: Option<Uuid>,
+    /// Only those recorded at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// One change as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    pub event_id: Uuid,
+    /// When the change was committed (its transaction's time).
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// `org.created`, `org.limit_set`, `key.created`, `key.rotated`, `key.revoked`,
+    /// `key.limit_set`, `key.leak_reported`, `admin_token.created` or
+    /// `admin_token.revoked`.
+    pub action: String,
+    /// `cli`, `admin_token` or `leak_report`.
+    pub actor: String,
+    /// The admin token that made the change (`actor`: `admin_token`), else `null`.
+    pub actor_token_id: Option<Uuid>,
+    /// `org`, `key` or `admin_token`.
+    pub object_type: String,
+    pub object_id: Uuid,
+    /// The organization the object belongs to; `null` for admin tokens.
+    pub org_id: Option<Uuid>,
+    /// The object's audited fields before the change; `null` when it did not exist or
+    /// had none (no limit).
+    #[schema(value_type = Option<Object>)]
+    pub old_value: Option<Value>,
+    /// The object's audited fields after the change; `null` when cleared.
+    #[schema(value_type = Option<Object>)]
+    pub new_value: Option<Value>,
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditRecord>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: Uuid,
+    at: DateTime<Utc>,
+    action: String,
+    actor: String,
+    actor_token_id: Option<Uuid>,
+    object_type: String,
+    object_id: Uuid,
+    org_id: Option<Uuid>,
+    old_value: Option<String>,
+    new_value: Option<String>,
+}
+
+impl AuditRow {
+    fn into_record(self) -> Result<AuditRecord, AuditError> {
+        let parse = |text: Option<String>| {
+            text.map(|text| serde_json::from_str::<Value>(&text))
+                .transpose()
+        };
+        Ok(AuditRecord {
+            event_id: self.id,
+            at: Timestamp(self.at),
+            action: self.action,
+            actor: self.actor,
+            actor_token_id: self.actor_token_id,
+            object_type: self.object_type,
+            object_id: self.object_id,
+            org_id: self.org_id,
+            old_value: parse(self.old_value)?,
+            new_value: parse(self.new_value)?,
+        })
+    }
+}
+
+/// A page of the records `filter` selects, newest first, and where the next (older)
+/// page starts. Newest first, so records made while a caller pages come before its
+/// cursor: none is shown twice or skipped. An unknown organization is an error rather
+/// than an empty page, so a typo in its id does not look like "nothing happened".
+pub async fn list_page(
+    pool: &PgPool,
+    filter: AuditFilter,
+    page: PageRequest,
+) -> Result<AuditPage, AuditError> {
+    if let (Some(org_id), None) = (filter.org_id, page.after) {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
+                .bind(org_id)
+                .fetch_one(pool)
+                .await?;
+        if !exists {
+            return Err(AuditError::OrgNotFound(org_id));
+        }
+    }
+    // Only the conditions asked for, so each query can use its index.
+    let mut query = QueryBuilder::<Postgres>::new(
+        "SELECT id, at, action, actor, actor_token_id, object_type, object_id, org_id, \
+                old_value::text AS old_value, new_value::text AS new_value \
+         FROM audit_events WHERE true",
+    );
+    if let Some(org_id) = filter.org_id {
+        query.push(" AND org_id = ").push_bind(org_id);
+    }
+    if let Some(since) = filter.since {
+        query.push(" AND at >= ").push_bind(since);
+    }
+    if let Some(after) = page.after {
+        query
+            .push(" AND (at, id) < (")
+            .push_bind(after.created_at)
+            .push(", ")
+            .push_bind(after.id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY at DESC, id DESC LIMIT ")
+        .push_bind(page.fetch());
+    let rows: Vec<AuditRow> = query.build_query_as().fetch_all(pool).await?;
+    let (rows, next_cursor) = page.cut(rows, |row| (row.at, row.id));
+    Ok(AuditPage {
+        items: rows
+            .into_iter()
+            .map(AuditRow::into_record)
+            .collect::<Result<_, _>>()?,
+        next_cursor,
+    })
+}
+
+/// Up to `limit` of the records `filter` selects, newest first, walking as many pages
+/// as that takes.
+pub async fn list(
+    pool: &PgPool,
+    filter: AuditFilter,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, AuditError> {
+    let mut all: Vec<AuditRecord> = Vec::new();
+    let mut after = None;
+    loop {
+        let remaining = limit.saturating_sub(u32::try_from(all.len()).unwrap_or(u32::MAX));
+        if remaining == 0 {
+            return Ok(all);
+        }
+        let page = PageRequest::new(after, remaining);
+        let listed = list_page(pool, filter, page).await?;
+        all.extend(listed.items);
+        match listed.next_cursor {
+            Some(next) => after = page.next(&next).after,
+            None => return Ok(all),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_object_dot_verb_and_name_their_object() {
+        let mut names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        for action in AuditAction::ALL {
+            let (object, verb) = action.as_str().split_once('.').unwrap();
+            assert_eq!(object, action.object().as_str(), "{action:?}");
+            // The shape migration 0006 checks.
+            for part in [object, verb] {
+                assert!(!part.is_empty());
+                assert!(part.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), AuditAction::ALL.len(), "names are distinct");
+    }
+
+    #[test]
+    fn the_vocabulary_is_the_documented_one() {
+        let names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "org.created",
+                "org.limit_set",
+                "key.created",
+                "key.rotated",
+                "key.revoked",
+                "key.limit_set",
+                "key.leak_reported",
+                "admin_token.created",
+                "admin_token.revoked",
+            ]
+        );
+    }
+
+    #[derive(Serialize)]
+    struct Limit {
+        requests_per_minute: i32,
+        burst: i32,
+    }
+
+    #[test]
+    fn null_values_are_stored_as_null_and_others_as_json_text() {
+        assert_eq!(json_column(&Absent).unwrap(), None);
+        assert_eq!(json_column(&None::<Limit>).unwrap(), None);
+        let limit = Some(Limit {
+            requests_per_minute: 100,
+            burst: 20,
+        });
+        assert_eq!(
+            json_column(&limit).unwrap().as_deref(),
+            Some(r#"{"burst":20,"requests_per_minute":100}"#)
+        );
+    }
+
+    #[test]
+    fn rows_read_back_as_records_with_json_values() {
+        let row = AuditRow {
+            id: Uuid::from_u128(1),
+            at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            action: "scopes.set_by_a_newer_keysync".to_owned(),
+            actor: "cli".to_owned(),
+            actor_token_id: None,
+            object_type: "key".to_owned(),
+            object_id: Uuid::from_u128(2),
+            org_id: Some(Uuid::from_u128(3)),
+            old_value: None,
+            new_value: Some(r#"{"requests_per_minute": 5, "burst": 0}"#.to_owned()),
+        };
+        let record = row.into_record().unwrap();
+        assert_eq!(record.action, "scopes.set_by_a_newer_keysync");
+        assert_eq!(record.old_value, None);
+        assert_eq!(
+            record.new_value,
+            Some(serde_json::json!({"requests_per_minute": 5, "burst": 0}))
+        );
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["at"], "2023-11-14T22:13:20Z");
+        assert_eq!(json["old_value"], Value::Null);
+        assert_eq!(json["actor_token_id"], Value::Null);
+    }
+}
