@@ -41,6 +41,8 @@ HELM = {
     "@@ENVOY_PROBE_PORT@@": "{{ int $.Values.gateway.probePort }}",
     "@@ENVOY_MAX_HEAP_BYTES@@": "{{ int64 $.Values.gateway.maxHeapBytes }}",
     "@@ENVOY_MAX_CONNECTIONS@@": "{{ int64 $.Values.gateway.maxConnections }}",
+    # render.py takes only a number here: a sentinel number, no real gateway's hop count.
+    "xff_num_trusted_hops: 7919": "xff_num_trusted_hops: {{ int $.Values.gateway.xffTrustedHops }}",
     "address: @@KEYSYNC_HOST@@, port_value: 1 }": (
         'address: {{ include "keysync.grpcHost" $ }}, port_value: {{ int $.Values.keysync.grpcPort }} }'
     ),
@@ -71,6 +73,7 @@ def chart_env(mode):
         "ENVOY_PROBE_PORT": "@@ENVOY_PROBE_PORT@@",
         "ENVOY_MAX_HEAP_BYTES": "@@ENVOY_MAX_HEAP_BYTES@@",
         "ENVOY_MAX_CONNECTIONS": "@@ENVOY_MAX_CONNECTIONS@@",
+        "ENVOY_XFF_TRUSTED_HOPS": "7919",
         "KEYSYNC_GRPC_ADDR": SENTINEL_KEYSYNC,
         "KEYSYNC_GRPC_TOKEN": SENTINEL_TOKEN,
         "KEYSYNC_FILTER_WASM": WASM_PATH,

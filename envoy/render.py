@@ -8,7 +8,10 @@ Fills ${NAME} fields; ${ROUTES} and ${BACKEND_CLUSTERS} are generated from BACKE
 /<name>/... goes to backend <name> with the prefix stripped. PUBLIC_BACKENDS (names of
 BACKEND_URLS) makes those backends' routes public in Envoy's own configuration: the
 auth filter (and the rate-limit filter) is disabled on them by typed_per_filter_config,
-and identity and credential headers are removed. RATE_LIMIT_MODE (local, global, off)
+and identity and credential headers are removed. BACKEND_SCOPES (name=scope scope...,
+comma-separated) makes a backend's routes require those scopes of every key (route
+metadata keysync.scopes). ENVOY_XFF_TRUSTED_HOPS (default 0) is how many proxies in
+front of Envoy are trusted to name the client in x-forwarded-for. RATE_LIMIT_MODE (local, global, off)
 sets the filter's rate_limit mode and, for global, fills the ${GLOBAL_RATE_LIMIT_*}
 blocks. ENVOY_PROBE_PORT adds a listener on that port that passes GET /ready and GET
 /stats/prometheus to the admin interface (which stays on 127.0.0.1), for Kubernetes
@@ -31,6 +34,7 @@ DEFAULTS = {
     "BACKEND_URLS": "api-service=http://localhost:3000",
     "REFRESH_INTERVAL": "15m",
     "RATE_LIMIT_MODE": "local",
+    "ENVOY_XFF_TRUSTED_HOPS": "0",
     "ENVOY_MAX_HEAP_BYTES": str(1 << 30),
     "ENVOY_MAX_CONNECTIONS": "50000",
     "BENCH_AUTH": "none",
@@ -86,6 +90,38 @@ def public_backends(spec, items):
     return set(names)
 
 
+# The scope names of contract/src/key_policy.rs.
+SCOPE_NAME = re.compile(r"[a-z0-9:._-]{1,64}")
+
+
+def backend_scopes(spec, items, public):
+    """name=scope scope..., comma-separated: the scopes each backend's routes require."""
+    names = {name for name, _, _ in items}
+    result = {}
+    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+        name, sep, scopes = item.partition("=")
+        name = name.strip()
+        if not sep or name not in names:
+            raise RenderError(f"BACKEND_SCOPES: {item!r} is not name=scopes of a backend in BACKEND_URLS")
+        if name in public:
+            raise RenderError(f"BACKEND_SCOPES: {name} is public (PUBLIC_BACKENDS): no key to check")
+        if name in result:
+            raise RenderError(f"BACKEND_SCOPES names {name} twice")
+        words = scopes.split()
+        bad = [w for w in words if not SCOPE_NAME.fullmatch(w)]
+        if not words or bad:
+            raise RenderError(
+                f"BACKEND_SCOPES: {name}: scopes are 1 to 64 characters of [a-z0-9:._-], "
+                "separated by spaces"
+            )
+        result[name] = " ".join(words)
+    return result
+
+
+def route_scopes(scopes):
+    return f', metadata: {{ filter_metadata: {{ keysync: {{ scopes: {json.dumps(scopes)} }} }} }}'
+
+
 def disabled_filters(template, mode):
     """The filters a public route turns off: the template's auth filter, and Envoy's
     rate-limit filter in global mode (a client could otherwise send its own descriptor
@@ -106,12 +142,15 @@ def route_opt_out(filters):
             f"request_headers_to_remove: {PUBLIC_ROUTE_HEADERS_REMOVED}")
 
 
-def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",)):
+def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scopes=None):
     if not items:
         return ['- { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }']
+    scopes = scopes or {}
 
     def extra(name):
-        return route_opt_out(filters) if name in public else ""
+        if name in public:
+            return route_opt_out(filters)
+        return route_scopes(scopes[name]) if name in scopes else ""
 
     if len(items) == 1:
         name = items[0][0]
@@ -203,7 +242,12 @@ def bench_filter(values):
         return BENCH_WASM_FILTER.format(name="empty", wasm=wasm, configuration="").splitlines()
     if auth in ("contract-calls", "contract-calls-map"):
         wasm = values["CONTRACT_CALLS_FILTER_WASM"]
-        configuration = "map" if auth == "contract-calls-map" else ""
+        # BENCH_CONTRACT_CALLS_CONFIG: the filter's modes (bench/contract-calls-filter),
+        # escaped for the template's double-quoted YAML string.
+        configuration = json.dumps(
+            values.get("BENCH_CONTRACT_CALLS_CONFIG")
+            or ("map" if auth == "contract-calls-map" else "")
+        )[1:-1]
         return BENCH_WASM_FILTER.format(
             name="contract_calls", wasm=wasm, configuration=configuration
         ).splitlines()
@@ -375,8 +419,11 @@ def render(template, env):
         transport_socket(values), template, "KEYSYNC_TRANSPORT_SOCKET"
     )
     public = public_backends(values.get("PUBLIC_BACKENDS"), items)
+    scopes = backend_scopes(values.get("BACKEND_SCOPES"), items, public)
+    if not values["ENVOY_XFF_TRUSTED_HOPS"].isdigit():
+        raise RenderError("ENVOY_XFF_TRUSTED_HOPS must be a number of proxies (0 or more)")
     values["ROUTES"] = block(
-        routes(items, public, disabled_filters(template, mode)), template, "ROUTES"
+        routes(items, public, disabled_filters(template, mode), scopes), template, "ROUTES"
     )
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
     values["BENCH_FILTER"] = block(bench_filter(values), template, "BENCH_FILTER")

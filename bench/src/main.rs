@@ -11,6 +11,7 @@ mod compare;
 mod cpu_time;
 mod gateways;
 mod key_forms;
+mod key_policy;
 mod keysync_memory;
 mod latency;
 mod load;
@@ -120,6 +121,17 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// What a scope check (a route that requires scopes) and an allowlist check (a key
+    /// with one) add per request, against a plain key on an open route; with
+    /// `--before-wasm`, that plain request against an earlier build (wrk, alternating).
+    KeyPolicy {
+        #[arg(long, default_value_t = 5, value_parser = at_least_one())]
+        rounds: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long)]
+        before_wasm: Option<std::path::PathBuf>,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
@@ -165,6 +177,11 @@ fn main() {
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
         Bench::KeyForms { rounds, seconds } => key_forms::run(rounds, seconds),
+        Bench::KeyPolicy {
+            rounds,
+            seconds,
+            before_wasm,
+        } => key_policy::run(rounds, seconds, before_wasm.as_deref()),
         Bench::ApiCreate {
             rounds,
             seconds,

@@ -130,6 +130,31 @@ impl Network {
         }
     }
 
+    /// From its wire form (keysync.v1.Network): 4 or 16 address bytes and a prefix
+    /// length that fits them; `None` otherwise.
+    pub fn from_parts(address: &[u8], prefix_len: u32) -> Option<Network> {
+        let address = match address.len() {
+            4 => IpAddr::from(<[u8; 4]>::try_from(address).ok()?),
+            16 => IpAddr::from(<[u8; 16]>::try_from(address).ok()?),
+            _ => return None,
+        };
+        let prefix_len = u8::try_from(prefix_len)
+            .ok()
+            .filter(|&p| p <= Network::max_prefix(address))?;
+        Some(Network {
+            address,
+            prefix_len,
+        })
+    }
+
+    /// The address bytes of the wire form: 4 for IPv4, 16 for IPv6.
+    pub fn address_bytes(&self) -> Vec<u8> {
+        match self.address {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        }
+    }
+
     fn max_prefix(address: IpAddr) -> u8 {
         match address {
             IpAddr::V4(_) => 32,
@@ -220,6 +245,19 @@ pub fn check_networks<S: AsRef<str>>(networks: &[S]) -> Result<Vec<Network>, Pol
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_form_round_trips_and_refuses_bad_parts() {
+        for text in ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"] {
+            let net: Network = text.parse().unwrap();
+            let back = Network::from_parts(&net.address_bytes(), u32::from(net.prefix_len));
+            assert_eq!(back, Some(net));
+        }
+        assert_eq!(Network::from_parts(&[10, 0, 0], 8), None);
+        assert_eq!(Network::from_parts(&[10, 0, 0, 0], 33), None);
+        assert_eq!(Network::from_parts(&[0; 16], 129), None);
+        assert_eq!(Network::from_parts(&[10, 0, 0, 0], 256 + 8), None);
+    }
 
     #[test]
     fn scope_names() {

@@ -9,6 +9,10 @@ pub enum Denial {
     InvalidKey,
     /// 503: the gateway cannot tell (never synced and keysync unreachable).
     Unavailable,
+    /// 403: a valid key that lacks a scope the route requires (RFC 6750).
+    InsufficientScope,
+    /// 403: a valid key used from outside its allowlist.
+    IpNotAllowed,
 }
 
 pub struct LocalReply {
@@ -20,6 +24,9 @@ pub struct LocalReply {
 const MISSING_BODY: &[u8] = br#"{"error":"missing_api_key","message":"An API key is required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."}"#;
 const INVALID_BODY: &[u8] =
     br#"{"error":"invalid_api_key","message":"The API key is unknown, revoked, expired or malformed."}"#;
+const INSUFFICIENT_SCOPE_BODY: &[u8] = br#"{"error":"insufficient_scope","message":"The API key does not grant a scope this route requires."}"#;
+const IP_NOT_ALLOWED_BODY: &[u8] =
+    br#"{"error":"ip_not_allowed","message":"The API key may not be used from this address."}"#;
 const UNAVAILABLE_BODY: &[u8] =
     br#"{"error":"auth_unavailable","message":"API keys cannot be checked right now; retry shortly."}"#;
 
@@ -46,6 +53,19 @@ pub fn reply(denial: Denial, invalid_key_status: u32) -> LocalReply {
             status: 503,
             headers: &[JSON, ("retry-after", "5")],
             body: UNAVAILABLE_BODY,
+        },
+        Denial::InsufficientScope => LocalReply {
+            status: 403,
+            headers: &[
+                JSON,
+                ("www-authenticate", "Bearer error=\"insufficient_scope\""),
+            ],
+            body: INSUFFICIENT_SCOPE_BODY,
+        },
+        Denial::IpNotAllowed => LocalReply {
+            status: 403,
+            headers: &[JSON],
+            body: IP_NOT_ALLOWED_BODY,
         },
     }
 }
@@ -81,6 +101,19 @@ mod tests {
         let unavailable = reply(Denial::Unavailable, 403);
         assert_eq!(unavailable.status, 503);
         assert_eq!(error_code(&unavailable), "auth_unavailable");
+
+        // Whatever the status configured for invalid keys: these keys are valid.
+        for invalid_key_status in [401, 403] {
+            let scope = reply(Denial::InsufficientScope, invalid_key_status);
+            assert_eq!(scope.status, 403);
+            assert_eq!(error_code(&scope), "insufficient_scope");
+            assert!(scope
+                .headers
+                .contains(&("www-authenticate", "Bearer error=\"insufficient_scope\"")));
+            let ip = reply(Denial::IpNotAllowed, invalid_key_status);
+            assert_eq!(ip.status, 403);
+            assert_eq!(error_code(&ip), "ip_not_allowed");
+        }
 
         for r in [missing, invalid, invalid_401, unavailable] {
             assert!(r.headers.contains(&JSON));

@@ -17,6 +17,8 @@ fn record(key: &str, org: u8) -> proto::KeyRecord {
         org_id: vec![org; 16],
         expires_at: 0,
         rate_limit: None,
+        scopes: Vec::new(),
+        allowed_networks: Vec::new(),
     }
 }
 

@@ -159,7 +159,7 @@ impl<H: Host> AuthRequest<H> {
             .ok()
             .and_then(|records| records.get(hash));
         if let Some(cached) = cached {
-            let verdict = self.judge_record(cached.record);
+            let verdict = self.judge_record(cached.record.clone());
             self.identity = Some(cached);
             return verdict;
         }
@@ -169,8 +169,9 @@ impl<H: Host> AuthRequest<H> {
                 if let Ok(mut records) = self.worker.records.try_borrow_mut() {
                     records.insert(Rc::clone(&cached));
                 }
+                let verdict = self.judge_record(cached.record.clone());
                 self.identity = Some(cached);
-                self.judge_record(record)
+                verdict
             }
             Ok(None) => self.judge_unknown(hash),
             Err(e) => {
@@ -340,11 +341,15 @@ impl<H: Host> AuthRequest<H> {
         ))
     }
 
-    /// A valid key: apply its rate limit, then forward it with its identity.
+    /// A valid key: check its policy, apply its rate limit, then forward it with its
+    /// identity.
     fn admit(&mut self, record: &KeyRecord, carried: Carried) -> Action {
+        if let Some(denial) = self.policy_denial(record) {
+            return self.refuse(denial);
+        }
         let identity = match &self.identity {
             Some(cached) if cached.record.hash == record.hash => Rc::clone(cached),
-            _ => Rc::new(CachedRecord::new(*record)),
+            _ => Rc::new(CachedRecord::new(record.clone())),
         };
         match (self.worker.config.rate_limit, record.limit_subject()) {
             (RateLimitMode::Local, Some((subject, limit))) => {
@@ -382,6 +387,26 @@ impl<H: Host> AuthRequest<H> {
             (RateLimitMode::Local | RateLimitMode::Off, _) => {}
         }
         self.worker.forward(&identity, carried)
+    }
+
+    /// The key's allowlist, then the route's scopes; before the rate limit, so that a
+    /// refused request uses none of it. Every key pays one host call here (the route's
+    /// requirement: the route, not the key, says whether scopes are needed); a key with
+    /// an allowlist one more (the address). A key without policy reads no policy bytes.
+    fn policy_denial(&self, record: &KeyRecord) -> Option<Denial> {
+        let host = self.host();
+        let policy = record.policy.as_deref();
+        if let Some(policy) = policy.filter(|policy| policy.has_allowlist()) {
+            let address = host.source_address();
+            if let Some(denial) = decision::judge_source(policy, address.as_deref()) {
+                return Some(denial);
+            }
+        }
+        let required = host.route_scopes();
+        if let Err(e) = &required {
+            warn!("cannot read the route's required scopes ({e}): refusing the key");
+        }
+        decision::judge_route(policy, required.as_ref().map(Option::as_deref).ok())
     }
 
     fn refuse(&self, denial: Denial) -> Action {
@@ -448,6 +473,7 @@ mod tests {
     use super::*;
     use crate::config::PluginConfig;
     use crate::fake_host::{logged_line, FakeHost};
+    use crate::policy::Policy;
     use crate::store_meta::StoreMeta;
     use keysync_contract::id::Id;
     use keysync_contract::limit::{KeyLimit, Limit};
@@ -502,6 +528,7 @@ mod tests {
             org_id: ORG,
             expires_at: 0,
             rate_limit: None,
+            policy: None,
         }
     }
 
@@ -513,7 +540,7 @@ mod tests {
     }
 
     fn proto_record(record: &KeyRecord) -> proto::KeyRecord {
-        proto::KeyRecord {
+        let mut proto = proto::KeyRecord {
             key_hash: record.hash.0.to_vec(),
             key_id: record.key_id.0.to_vec(),
             org_id: record.org_id.0.to_vec(),
@@ -523,7 +550,12 @@ mod tests {
                 burst: l.limit.burst,
                 per_key: l.per_key,
             }),
+            ..Default::default()
+        };
+        if let Some(policy) = &record.policy {
+            policy.to_proto(&mut proto);
         }
+        proto
     }
 
     /// Sends a request with `headers` through a fresh context; returns it (it may be
@@ -705,7 +737,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hot_key_costs_only_five_host_calls() {
+    fn a_hot_key_costs_only_six_host_calls() {
         let worker = synced_worker("{}");
         store(&worker, record(KEY));
         worker.on_tick();
@@ -714,9 +746,258 @@ mod tests {
         assert_forwarded_with_identity(&worker, action);
         assert_eq!(
             worker.host.host_calls.get(),
-            5,
-            "get authorization, set two identity headers, remove both credential headers"
+            6,
+            "get authorization, the route's scopes, set two identity headers, remove both \
+             credential headers"
         );
+        assert_eq!(*worker.host.property_reads.borrow(), [ROUTE_SCOPES]);
+    }
+
+    const ROUTE_SCOPES: &str = "xds.route_metadata.filter_metadata.keysync.scopes";
+
+    fn with_policy(key: &str, scopes: &[&str], networks: &[&str]) -> KeyRecord {
+        let mut scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        scopes.sort();
+        KeyRecord {
+            policy: Some(Rc::new(Policy {
+                scopes,
+                networks: (!networks.is_empty())
+                    .then(|| networks.iter().map(|n| n.parse().unwrap()).collect()),
+            })),
+            ..record(key)
+        }
+    }
+
+    fn from_address(worker: &Worker, address: Option<&str>) {
+        *worker.host.source_address.borrow_mut() = address.map(str::to_string);
+    }
+
+    fn route_requires(worker: &Worker, scopes: Option<&str>) {
+        *worker.host.route_scopes.borrow_mut() = Ok(scopes.map(str::to_string));
+    }
+
+    fn refused_with(worker: &Worker, error: &str) {
+        let reply = worker.host.reply().expect("refused");
+        assert_eq!(reply.status, 403);
+        assert!(reply.body.contains(error), "{}", reply.body);
+        assert!(worker.host.request_values(ORG_ID_HEADER).is_empty());
+    }
+
+    #[test]
+    fn a_key_without_policy_reads_neither_its_address_nor_any_policy() {
+        let worker = synced_worker("{}");
+        store(&worker, record(KEY));
+        let (_, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        // The store read (the worker's copy was empty), and nothing else new.
+        assert_eq!(*worker.host.property_reads.borrow(), [ROUTE_SCOPES]);
+        assert_eq!(worker.host.host_calls.get(), 7);
+        assert_eq!(
+            worker
+                .store()
+                .find(&record(KEY).hash)
+                .unwrap()
+                .unwrap()
+                .policy,
+            None
+        );
+    }
+
+    #[test]
+    fn an_allowlisted_key_is_admitted_from_inside_its_networks_only() {
+        let worker = synced_worker("{}");
+        store(
+            &worker,
+            with_policy(KEY, &[], &["203.0.113.0/24", "2001:db8::/32"]),
+        );
+        for inside in [
+            "203.0.113.77:5000",
+            "[::ffff:203.0.113.77]:5000",
+            "[2001:db8::1]:443",
+        ] {
+            from_address(&worker, Some(inside));
+            let (_, action) = send_key(&worker, KEY);
+            assert_forwarded_with_identity(&worker, action);
+            assert_eq!(
+                *worker.host.property_reads.borrow(),
+                ["source.address", ROUTE_SCOPES],
+                "{inside}"
+            );
+        }
+        for outside in [
+            Some("198.51.100.1:5000"),
+            Some("[2001:db9::1]:443"),
+            Some("/var/run/envoy.sock"),
+            Some(""),
+            None,
+        ] {
+            from_address(&worker, outside);
+            let (_, action) = send_key(&worker, KEY);
+            assert_eq!(action, Action::Pause, "{outside:?}");
+            refused_with(&worker, "ip_not_allowed");
+            assert_eq!(
+                *worker.host.property_reads.borrow(),
+                ["source.address"],
+                "refused before the route is asked"
+            );
+        }
+        worker.on_tick();
+        assert_eq!(worker.host.metric("keysync.ip_not_allowed"), Some(5));
+        assert_eq!(worker.host.metric("keysync.allowed"), Some(3));
+    }
+
+    #[test]
+    fn a_scoped_route_admits_only_keys_that_grant_every_scope() {
+        let worker = synced_worker("{}");
+        store(
+            &worker,
+            with_policy(KEY, &["orders:read", "orders:write"], &[]),
+        );
+        store(&worker, with_policy(OTHER_KEY, &["orders:read"], &[]));
+        let bare = checksummed("0123456789abcdefghijABCDEFGHIJkl");
+        store(&worker, record(&bare));
+
+        route_requires(&worker, Some("orders:write orders:read"));
+        let (_, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        assert_eq!(
+            *worker.host.property_reads.borrow(),
+            [ROUTE_SCOPES],
+            "a key with scopes only has no address to check"
+        );
+        for short in [OTHER_KEY, &bare] {
+            send_key(&worker, short);
+            refused_with(&worker, "insufficient_scope");
+            assert_eq!(
+                worker.host.reply().unwrap().header("www-authenticate"),
+                Some("Bearer error=\"insufficient_scope\"")
+            );
+        }
+
+        route_requires(&worker, None);
+        for any in [KEY, OTHER_KEY, &bare] {
+            let (_, action) = send_key(&worker, any);
+            assert_eq!(action, Action::Continue, "a route without scopes");
+        }
+        route_requires(&worker, Some(""));
+        let (_, action) = send_key(&worker, &bare);
+        assert_eq!(action, Action::Continue, "an empty requirement");
+
+        route_requires(&worker, Some("orders:Read"));
+        send_key(&worker, KEY);
+        refused_with(&worker, "insufficient_scope");
+        *worker.host.route_scopes.borrow_mut() = Err(crate::host::HostError(7));
+        send_key(&worker, KEY);
+        refused_with(&worker, "insufficient_scope");
+
+        worker.on_tick();
+        assert_eq!(worker.host.metric("keysync.insufficient_scope"), Some(4));
+    }
+
+    #[test]
+    fn a_key_with_both_is_checked_for_both() {
+        let worker = synced_worker("{}");
+        store(
+            &worker,
+            with_policy(KEY, &["orders:read"], &["203.0.113.0/24"]),
+        );
+        route_requires(&worker, Some("orders:read"));
+        let (_, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        route_requires(&worker, Some("orders:write"));
+        send_key(&worker, KEY);
+        refused_with(&worker, "insufficient_scope");
+        from_address(&worker, Some("198.51.100.1:1"));
+        send_key(&worker, KEY);
+        refused_with(&worker, "ip_not_allowed");
+    }
+
+    #[test]
+    fn a_refused_request_does_not_use_the_rate_limit() {
+        for global in [false, true] {
+            let config = if global {
+                r#"{"rate_limit":"global"}"#
+            } else {
+                "{}"
+            };
+            let worker = synced_worker(config);
+            store(
+                &worker,
+                KeyRecord {
+                    rate_limit: limited(KEY, 1).rate_limit,
+                    ..with_policy(KEY, &["orders:read"], &["203.0.113.0/24"])
+                },
+            );
+            from_address(&worker, Some("198.51.100.1:1"));
+            for _ in 0..3 {
+                send_key(&worker, KEY);
+                refused_with(&worker, "ip_not_allowed");
+                assert!(worker.host.request_values(RL_SUBJECT_HEADER).is_empty());
+            }
+            from_address(&worker, Some("203.0.113.1:1"));
+            route_requires(&worker, Some("billing:read"));
+            for _ in 0..3 {
+                send_key(&worker, KEY);
+                refused_with(&worker, "insufficient_scope");
+            }
+            route_requires(&worker, Some("orders:read"));
+            let (_, action) = send_key(&worker, KEY);
+            assert_eq!(action, Action::Continue, "the one request of the minute");
+            if global {
+                assert_eq!(worker.host.request_values(RL_LIMIT_HEADER), ["1+0"]);
+            } else {
+                send_key(&worker, KEY);
+                assert_eq!(status(&worker), Some(429), "and only then the limit");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_found_by_keysync_carries_its_policy_into_the_store() {
+        let worker = synced_worker("{}");
+        let restricted = with_policy(KEY, &["orders:read"], &["203.0.113.0/24"]);
+        from_address(&worker, Some("198.51.100.1:1"));
+        let (mut request, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause);
+        answer(&mut request, &worker, found(&restricted, STORE_REVISION));
+        refused_with(&worker, "ip_not_allowed");
+        assert_eq!(worker.host.resumed.get(), 0);
+        assert_eq!(
+            worker.store().find(&restricted.hash),
+            Ok(Some(restricted.clone())),
+            "cached with its policy"
+        );
+
+        // The next request is judged from the store, with the policy.
+        from_address(&worker, Some("203.0.113.9:1"));
+        route_requires(&worker, Some("orders:read"));
+        let (_, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        route_requires(&worker, Some("orders:write"));
+        send_key(&worker, KEY);
+        refused_with(&worker, "insufficient_scope");
+    }
+
+    #[test]
+    fn a_bad_policy_from_keysync_admits_nobody_and_is_counted() {
+        let worker = synced_worker("{}");
+        let mut bad = proto_record(&record(KEY));
+        bad.allowed_networks = vec![proto::Network {
+            address: vec![203, 0, 113],
+            prefix_len: 24,
+        }];
+        bad.scopes = vec!["Orders".into()];
+        let (mut request, _) = send_key(&worker, KEY);
+        let reply = Ok(prost::Message::encode_to_vec(&proto::LookupKeyResponse {
+            key: Some(bad),
+            revision: STORE_REVISION,
+            provenance: provenance(EPOCH, 200),
+        }));
+        answer(&mut request, &worker, reply);
+        refused_with(&worker, "ip_not_allowed");
+        worker.on_tick();
+        assert_eq!(worker.host.metric("keysync.bad_policies"), Some(2));
+        assert!(logged_line("keysync sent a bad key policy").is_some());
     }
 
     #[test]
@@ -1010,7 +1291,7 @@ mod tests {
         use crate::local_rate_limit::{check, give_back, Decision, Leases};
         let worker = synced_worker("{}");
         let limited = limited(KEY, 6_400);
-        store(&worker, limited);
+        store(&worker, limited.clone());
         let (subject, limit) = limited.limit_subject().unwrap();
         // Another worker took a lease of 32 at the start of the window and went quiet.
         let mut other = Leases::default();
@@ -1057,7 +1338,7 @@ mod tests {
         use crate::local_rate_limit::{check, Leases};
         let worker = synced_worker("{}");
         let limited = limited(KEY, 128);
-        store(&worker, limited);
+        store(&worker, limited.clone());
         let (subject, limit) = limited.limit_subject().unwrap();
         let mut other = Leases::default();
         check(&worker.host, &mut other, &subject, limit, NOW_MS / 1000).unwrap();

@@ -119,6 +119,8 @@ impl<H: Host> AuthWorker<H> {
     pub fn on_tick(&self) {
         self.give_back_leases();
         self.decide_waiting();
+        self.stats
+            .add(Counter::BadPolicies, crate::policy::take_defects());
         self.stats.flush(&self.host);
         self.sync_record_cache();
         self.check_staleness();
@@ -326,6 +328,8 @@ impl<H: Host> AuthWorker<H> {
             Denial::MissingKey => Counter::Missing,
             Denial::InvalidKey => Counter::Invalid,
             Denial::Unavailable => Counter::Unavailable,
+            Denial::InsufficientScope => Counter::InsufficientScope,
+            Denial::IpNotAllowed => Counter::IpNotAllowed,
         });
         let reply = response::reply(denial, self.config.invalid_key_status);
         if let Err(e) = self

@@ -6,13 +6,21 @@
 //! memory proportional to the active keys.
 
 use crate::key_hash::{KeyHash, BUCKET_BITS};
+use crate::policy::Policy;
 use crate::record::{KeyRecord, RECORD_LEN};
 use std::cmp::Ordering;
+use std::rc::Rc;
 
 pub const BUCKET_COUNT: u32 = 1 << BUCKET_BITS;
 
 /// First byte of every bucket entry; a reader refuses a layout it does not know.
+/// Version 1: the records and nothing else, what every bucket without a policy holds.
 pub const FORMAT_VERSION: u8 = 1;
+/// Version 2, only for buckets that hold a key with a policy (`policy`): the record
+/// count (`u32`), the records, then the policy of each record flagged with one, in
+/// record order, each after its `u16` length. The records keep their fixed size, so
+/// lookups still binary-search them; a key without policy reads no policy bytes.
+pub const FORMAT_WITH_POLICIES: u8 = 2;
 
 const NAME_PREFIX: &str = "keysync.b.";
 
@@ -63,20 +71,36 @@ impl std::fmt::Display for BucketError {
 pub struct Bucket<'a> {
     index: u16,
     records: &'a [u8],
+    /// The stored policies (version 2); empty otherwise.
+    policies: &'a [u8],
 }
 
 impl<'a> Bucket<'a> {
     /// An entry that does not exist, or is empty, is an empty bucket.
     pub fn parse(index: u16, bytes: Option<&'a [u8]>) -> Result<Self, BucketError> {
-        let records = match bytes {
-            None | Some([]) => &[][..],
-            Some([FORMAT_VERSION, records @ ..]) => records,
+        let (records, policies) = match bytes {
+            None | Some([]) => (&[][..], &[][..]),
+            Some([FORMAT_VERSION, records @ ..]) => (records, &[][..]),
+            Some([FORMAT_WITH_POLICIES, rest @ ..]) => {
+                let truncated = BucketError::Truncated(rest.len());
+                let (count, rest) = rest.split_first_chunk::<4>().ok_or(truncated)?;
+                let len = usize::try_from(u32::from_le_bytes(*count))
+                    .ok()
+                    .and_then(|count| count.checked_mul(RECORD_LEN))
+                    .filter(|&len| len <= rest.len())
+                    .ok_or(BucketError::Truncated(rest.len()))?;
+                rest.split_at(len)
+            }
             Some([version, ..]) => return Err(BucketError::UnknownFormat(*version)),
         };
         if records.len() % RECORD_LEN != 0 {
             return Err(BucketError::Truncated(records.len()));
         }
-        Ok(Bucket { index, records })
+        Ok(Bucket {
+            index,
+            records,
+            policies,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -94,10 +118,39 @@ impl<'a> Bucket<'a> {
             .unwrap_or(&[])
     }
 
-    /// Binary search on the stored hash suffixes; decodes only the match.
+    /// Binary search on the stored hash suffixes; decodes only the match, and reads
+    /// policies only when the match has one.
     pub fn find(&self, hash: &KeyHash) -> Option<KeyRecord> {
         let i = self.position(hash).ok()?;
-        KeyRecord::decode(self.index, self.raw(i))
+        let mut record = KeyRecord::decode(self.index, self.raw(i))?;
+        let (has_policy, allowlist) = KeyRecord::stored_policy_flags(self.raw(i));
+        if has_policy {
+            let skip = (0..i)
+                .filter(|&j| KeyRecord::stored_policy_flags(self.raw(j)).0)
+                .count();
+            let mut rest = self.policies;
+            for _ in 0..skip {
+                rest = Policy::split_stored(rest).map_or(&[][..], |(_, rest)| rest);
+            }
+            let policy = Policy::split_stored(rest)
+                .and_then(|(stored, _)| Policy::decode(stored, allowlist));
+            record.policy = Some(Rc::new(policy.unwrap_or_else(|| {
+                log::warn!(
+                    "bucket {:04x}: the policy of key_hash={} cannot be read; the key \
+                     is refused until the bucket is rewritten",
+                    self.index,
+                    hash.short()
+                );
+                Policy::unusable()
+            })));
+        }
+        Some(record)
+    }
+
+    /// Record `i` with its policy.
+    fn find_at(&self, i: usize) -> Option<KeyRecord> {
+        let record = KeyRecord::decode(self.index, self.raw(i))?;
+        self.find(&record.hash)
     }
 
     /// `Ok(i)`: record `i` has this hash; `Err(i)`: it would be inserted at `i`.
@@ -115,51 +168,75 @@ impl<'a> Bucket<'a> {
         Err(low)
     }
 
-    #[cfg(test)]
-    pub fn iter(&self) -> impl Iterator<Item = KeyRecord> + 'a {
-        let index = self.index;
-        self.records
-            .chunks_exact(RECORD_LEN)
-            .filter_map(move |raw| KeyRecord::decode(index, raw))
+    /// Every record, with its policy. For writers: it walks the whole bucket.
+    pub fn records(&self) -> Vec<KeyRecord> {
+        let mut policies = self.policies;
+        let mut out = Vec::with_capacity(self.len());
+        for raw in self.records.chunks_exact(RECORD_LEN) {
+            let Some(mut record) = KeyRecord::decode(self.index, raw) else {
+                continue;
+            };
+            let (has_policy, allowlist) = KeyRecord::stored_policy_flags(raw);
+            if has_policy {
+                let stored = Policy::split_stored(policies);
+                policies = stored.map_or(&[][..], |(_, rest)| rest);
+                let policy = stored.and_then(|(bytes, _)| Policy::decode(bytes, allowlist));
+                // Rewritten as refusing everything: a bucket write must not widen a key.
+                record.policy = Some(Rc::new(policy.unwrap_or_else(Policy::unusable)));
+            }
+            out.push(record);
+        }
+        out
     }
 
     /// The bucket with `record` added, or replacing the record of the same hash.
     pub fn with(&self, record: &KeyRecord) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.records.len() + RECORD_LEN);
-        out.push(FORMAT_VERSION);
+        let mut records = self.records();
         match self.position(&record.hash) {
             Ok(i) => {
-                out.extend_from_slice(self.records.get(..i * RECORD_LEN).unwrap_or(&[]));
-                record.encode_into(&mut out);
-                out.extend_from_slice(self.records.get((i + 1) * RECORD_LEN..).unwrap_or(&[]));
+                if let Some(slot) = records.get_mut(i) {
+                    *slot = record.clone();
+                }
             }
-            Err(i) => {
-                let (before, after) = self.records.split_at(i * RECORD_LEN);
-                out.extend_from_slice(before);
-                record.encode_into(&mut out);
-                out.extend_from_slice(after);
-            }
+            Err(i) => records.insert(i.min(records.len()), record.clone()),
         }
-        out
+        encode(&records)
     }
 
     /// The bucket without the record of `hash`; `None` when it holds no such record.
     pub fn without(&self, hash: &KeyHash) -> Option<Vec<u8>> {
         let i = self.position(hash).ok()?;
-        let mut out = Vec::with_capacity(1 + self.records.len() - RECORD_LEN);
-        out.push(FORMAT_VERSION);
-        out.extend_from_slice(self.records.get(..i * RECORD_LEN).unwrap_or(&[]));
-        out.extend_from_slice(self.records.get((i + 1) * RECORD_LEN..).unwrap_or(&[]));
-        Some(out)
+        let mut records = self.records();
+        if i < records.len() {
+            records.remove(i);
+        }
+        Some(encode(&records))
     }
 }
 
 /// Encodes records (sorted by hash, no duplicates: the order keysync pages them in).
+/// Version 1 unless one of them has a policy.
 pub fn encode(records: &[KeyRecord]) -> Vec<u8> {
+    let policies: Vec<&Policy> = records
+        .iter()
+        .filter_map(KeyRecord::stored_policy)
+        .collect();
     let mut out = Vec::with_capacity(1 + records.len() * RECORD_LEN);
-    out.push(FORMAT_VERSION);
+    if policies.is_empty() {
+        out.push(FORMAT_VERSION);
+    } else {
+        out.push(FORMAT_WITH_POLICIES);
+        out.extend_from_slice(
+            &u32::try_from(records.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+    }
     for record in records {
         record.encode_into(&mut out);
+    }
+    for policy in policies {
+        policy.encode_into(&mut out);
     }
     out
 }
@@ -199,7 +276,12 @@ pub fn diff(old: &Bucket<'_>, new: &Bucket<'_>) -> Diff {
                 j += 1;
             }
             Ordering::Equal => {
-                if a != b {
+                // Same fixed bytes can still hide a changed policy.
+                let policy_changed = KeyRecord::stored_policy_flags(a).0 && {
+                    let before = old.find_at(i);
+                    before.is_none() || before != new.find_at(j)
+                };
+                if a != b || policy_changed {
                     result.updated += 1;
                 }
                 i += 1;
@@ -229,6 +311,7 @@ mod tests {
                 },
                 per_key: false,
             }),
+            policy: None,
         }
     }
 
@@ -264,12 +347,12 @@ mod tests {
         let bucket = Bucket::parse(B, Some(&bytes)).unwrap();
         assert_eq!(bucket.len(), 50);
         for r in &records {
-            assert_eq!(bucket.find(&r.hash), Some(*r));
+            assert_eq!(bucket.find(&r.hash), Some(r.clone()));
         }
-        let mut absent = records[0];
+        let mut absent = records[0].clone();
         absent.hash.0[31] ^= 0xff;
         assert_eq!(bucket.find(&absent.hash), None);
-        assert_eq!(bucket.iter().collect::<Vec<_>>(), records);
+        assert_eq!(bucket.records(), records);
     }
 
     #[test]
@@ -304,7 +387,7 @@ mod tests {
         }
         assert_eq!(bytes, encode(&records));
 
-        let mut changed = records[3];
+        let mut changed = records[3].clone();
         changed.org_id = Id([9; 16]);
         let replaced = Bucket::parse(B, Some(&bytes)).unwrap().with(&changed);
         let bucket = Bucket::parse(B, Some(&replaced)).unwrap();
@@ -330,14 +413,19 @@ mod tests {
     fn diff_counts_updates_and_removals() {
         let records = same_bucket(6);
         let old = encode(&records[0..4]);
-        let mut changed = records[1];
+        let mut changed = records[1].clone();
         changed.expires_at = 5;
-        let new = encode(&[changed, records[2], records[4], records[5]]);
+        let new = encode(&[
+            changed,
+            records[2].clone(),
+            records[4].clone(),
+            records[5].clone(),
+        ]);
         let d = diff(
             &Bucket::parse(B, Some(&old)).unwrap(),
             &Bucket::parse(B, Some(&new)).unwrap(),
         );
-        // records[0] and [3] removed; [1] changed; [4] and [5] added; [2] unchanged.
+        // records[0].clone() and [3] removed; [1] changed; [4] and [5] added; [2] unchanged.
         assert_eq!(
             d,
             Diff {
@@ -350,5 +438,74 @@ mod tests {
             &Bucket::parse(B, Some(&old)).unwrap(),
         );
         assert_eq!(same, Diff::default());
+    }
+
+    fn with_policy(mut r: KeyRecord, scope: &str) -> KeyRecord {
+        r.policy = Some(Rc::new(Policy {
+            scopes: vec![scope.to_string()],
+            networks: None,
+        }));
+        r
+    }
+
+    #[test]
+    fn policies_are_stored_after_the_records_and_found_by_order() {
+        let plain = same_bucket(6);
+        let mut records = plain.clone();
+        records[1] = with_policy(records[1].clone(), "a");
+        records[4] = with_policy(records[4].clone(), "b");
+        let bytes = encode(&records);
+        assert_eq!(bytes[0], FORMAT_WITH_POLICIES);
+        assert_eq!(encode(&plain)[0], FORMAT_VERSION, "no policy, old layout");
+        let bucket = Bucket::parse(B, Some(&bytes)).unwrap();
+        assert_eq!(bucket.len(), 6);
+        for r in &records {
+            assert_eq!(bucket.find(&r.hash), Some(r.clone()));
+        }
+        assert_eq!(bucket.records(), records);
+
+        let changed = with_policy(records[4].clone(), "c");
+        let rewritten = bucket.with(&changed);
+        let after = Bucket::parse(B, Some(&rewritten)).unwrap();
+        assert_eq!(after.find(&changed.hash), Some(changed));
+        assert_eq!(after.find(&records[1].hash), Some(records[1].clone()));
+        assert_eq!(
+            diff(&bucket, &after),
+            Diff {
+                updated: 1,
+                removed: 0
+            },
+            "a policy change alone is an update"
+        );
+        let without = bucket.without(&records[1].hash).unwrap();
+        let after = Bucket::parse(B, Some(&without)).unwrap();
+        assert_eq!(after.find(&records[4].hash), Some(records[4].clone()));
+    }
+
+    #[test]
+    fn a_flagged_record_whose_policy_cannot_be_read_gets_nothing() {
+        let mut records = same_bucket(2);
+        records[0] = with_policy(records[0].clone(), "a");
+        let mut bytes = encode(&records);
+        bytes.truncate(bytes.len() - 1);
+        let bucket = Bucket::parse(B, Some(&bytes)).unwrap();
+        let found = bucket.find(&records[0].hash).unwrap();
+        assert_eq!(found.policy.as_deref(), Some(&Policy::unusable()));
+        assert!(!found.policy.unwrap().admits(Some(b"10.0.0.1:1")));
+        assert_eq!(bucket.find(&records[1].hash), Some(records[1].clone()));
+        // A flag in the layout without policies: the same.
+        let mut old = vec![FORMAT_VERSION];
+        records[0].encode_into(&mut old);
+        let bucket = Bucket::parse(B, Some(&old)).unwrap();
+        assert_eq!(
+            bucket.find(&records[0].hash).unwrap().policy.as_deref(),
+            Some(&Policy::unusable())
+        );
+        let mut lying = encode(&records);
+        lying[1..5].copy_from_slice(&100u32.to_le_bytes());
+        assert!(
+            Bucket::parse(B, Some(&lying)).is_err(),
+            "a count past the end"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! `auth_request` gathers the facts through the host and carries the verdicts out.
 
 use crate::config::FailureMode;
+use crate::policy::{self, Policy};
 use crate::provenance::Provenance;
 use crate::record::KeyRecord;
 use crate::store_meta::StoreMeta;
@@ -21,6 +22,23 @@ pub fn judge_record(record: KeyRecord, now_unix_secs: i64) -> Verdict {
         Verdict::Deny(Denial::InvalidKey)
     } else {
         Verdict::Allow(record)
+    }
+}
+
+/// A valid key with an allowlist, used from `address` (Envoy's `source.address`; `None`
+/// when Envoy has none): refused unless an allowlisted network holds it.
+pub fn judge_source(policy: &Policy, address: Option<&[u8]>) -> Option<Denial> {
+    (!policy.admits(address)).then_some(Denial::IpNotAllowed)
+}
+
+/// A valid key on a route whose scope requirement reads `required`: `Some(None)` when
+/// the route names none, `None` when it could not be read (refused, like a malformed
+/// one: a route must not open because its configuration cannot be read).
+pub fn judge_route(policy: Option<&Policy>, required: Option<Option<&[u8]>>) -> Option<Denial> {
+    match required {
+        Some(None) => None,
+        Some(Some(required)) if policy::grants(policy, required) => None,
+        _ => Some(Denial::InsufficientScope),
     }
 }
 
@@ -97,6 +115,7 @@ mod tests {
             org_id: Id([2; 16]),
             expires_at,
             rate_limit: None,
+            policy: None,
         }
     }
 
@@ -187,6 +206,32 @@ mod tests {
         assert_eq!(
             settle(Denial::Unavailable, false, Closed),
             Outcome::Reply(Denial::Unavailable)
+        );
+    }
+
+    #[test]
+    fn allowlists_and_route_scopes() {
+        let policy = Policy {
+            scopes: vec!["orders:read".into()],
+            networks: Some(vec!["10.0.0.0/8".parse().unwrap()]),
+        };
+        assert_eq!(judge_source(&policy, Some(b"10.1.2.3:80")), None);
+        assert_eq!(
+            judge_source(&policy, Some(b"11.1.2.3:80")),
+            Some(Denial::IpNotAllowed)
+        );
+        assert_eq!(judge_source(&policy, None), Some(Denial::IpNotAllowed));
+        assert_eq!(judge_route(None, Some(None)), None, "no requirement");
+        assert_eq!(judge_route(Some(&policy), Some(Some(b"orders:read"))), None);
+        assert_eq!(
+            judge_route(None, Some(Some(b"orders:read"))),
+            Some(Denial::InsufficientScope),
+            "a key without scopes on a scoped route"
+        );
+        assert_eq!(
+            judge_route(Some(&policy), None),
+            Some(Denial::InsufficientScope),
+            "an unreadable requirement"
         );
     }
 }

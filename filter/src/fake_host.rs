@@ -83,7 +83,6 @@ impl Call {
     }
 }
 
-#[derive(Default)]
 pub struct FakeHost {
     pub shared: FakeSharedData,
     pub now_ms: Cell<u64>,
@@ -103,8 +102,39 @@ pub struct FakeHost {
     pub fail_dispatch: Cell<bool>,
     next_token: Cell<u32>,
     pub metrics: RefCell<Vec<(String, MetricKind, u64)>>,
+    /// Envoy's `source.address` for the requests.
+    pub source_address: RefCell<Option<String>>,
+    /// The current route's `keysync.scopes` metadata; `Err` makes the read fail.
+    pub route_scopes: RefCell<Result<Option<String>, HostError>>,
+    /// Property reads made, by path: what the request path pays for policies.
+    pub property_reads: RefCell<Vec<&'static str>>,
     /// Host calls made, shared data included: what the request path pays for.
     pub host_calls: Cell<usize>,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        FakeHost {
+            shared: FakeSharedData::default(),
+            now_ms: Cell::default(),
+            request_headers: RefCell::default(),
+            response_headers: RefCell::default(),
+            replies: RefCell::default(),
+            resumed: Cell::default(),
+            effective_context: Cell::default(),
+            calls: RefCell::default(),
+            streams: RefCell::default(),
+            cancelled: RefCell::default(),
+            fail_header_writes: Cell::default(),
+            fail_dispatch: Cell::default(),
+            next_token: Cell::default(),
+            metrics: RefCell::default(),
+            host_calls: Cell::default(),
+            source_address: RefCell::new(Some("203.0.113.10:40000".to_string())),
+            route_scopes: RefCell::new(Ok(None)),
+            property_reads: RefCell::default(),
+        }
+    }
 }
 
 impl FakeHost {
@@ -130,6 +160,7 @@ impl FakeHost {
         self.replies.borrow_mut().clear();
         self.resumed.set(0);
         self.host_calls.set(0);
+        self.property_reads.borrow_mut().clear();
     }
 
     /// Every value of a request header as it stands now (after the filter's writes).
@@ -278,6 +309,26 @@ impl Host for FakeHost {
         self.call();
         self.resumed.set(self.resumed.get() + 1);
         Ok(())
+    }
+
+    fn source_address(&self) -> Option<Vec<u8>> {
+        self.call();
+        self.property_reads.borrow_mut().push("source.address");
+        self.source_address
+            .borrow()
+            .as_ref()
+            .map(|address| address.as_bytes().to_vec())
+    }
+
+    fn route_scopes(&self) -> Result<Option<Vec<u8>>, HostError> {
+        self.call();
+        self.property_reads
+            .borrow_mut()
+            .push("xds.route_metadata.filter_metadata.keysync.scopes");
+        self.route_scopes
+            .borrow()
+            .clone()
+            .map(|scopes| scopes.map(String::into_bytes))
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {

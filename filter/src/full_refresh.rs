@@ -151,7 +151,7 @@ impl Refresh {
         self.overlay.insert(
             hash,
             match change {
-                Change::Upsert(record) => Some(*record),
+                Change::Upsert(record) => Some(record.clone()),
                 Change::Remove(_) => None,
             },
         );
@@ -163,7 +163,7 @@ impl Refresh {
         let changes: Vec<(KeyHash, Option<KeyRecord>)> = self
             .overlay
             .range(low..=high)
-            .map(|(hash, change)| (*hash, *change))
+            .map(|(hash, change)| (*hash, change.clone()))
             .collect();
         if changes.is_empty() {
             return records;
@@ -329,6 +329,7 @@ mod tests {
             org_id: vec![org; 16],
             expires_at: 0,
             rate_limit: None,
+            ..Default::default()
         }
     }
 
@@ -526,8 +527,8 @@ mod tests {
         ));
         let revoked = *all.last().unwrap();
         let added = KeyRecord::from_proto(&proto_record(KeyHash([0xff; 32]), 3)).unwrap();
-        for change in [Change::Remove(revoked), Change::Upsert(added)] {
-            store.apply_changes(&[change]).unwrap();
+        for change in [Change::Remove(revoked), Change::Upsert(added.clone())] {
+            store.apply_changes(std::slice::from_ref(&change)).unwrap();
             refresh.note(&change);
         }
         let rest = proto::ListKeysResponse {
@@ -571,5 +572,86 @@ mod tests {
             3,
             "revision announced before buckets"
         );
+    }
+
+    fn with_policy(mut record: proto::KeyRecord, scope: &str) -> proto::KeyRecord {
+        record.scopes = vec![scope.to_string()];
+        record.allowed_networks = vec![proto::Network {
+            address: vec![10, 0, 0, 0],
+            prefix_len: 8,
+        }];
+        record
+    }
+
+    fn scopes_of(store: &KeyStore<FakeSharedData>, hash: &KeyHash) -> Option<Vec<String>> {
+        let record = store.find(hash).unwrap()?;
+        Some(record.policy.map(|p| p.scopes.clone()).unwrap_or_default())
+    }
+
+    #[test]
+    fn refreshes_carry_policies_repair_them_and_drop_them_with_their_keys() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(200);
+        let mut keys: Vec<_> = all.iter().map(|h| proto_record(*h, 1)).collect();
+        keys[3] = with_policy(keys[3].clone(), "a");
+        keys[150] = with_policy(keys[150].clone(), "b");
+        refresh(&store, &keys, 32);
+        assert_eq!(scopes_of(&store, &all[3]), Some(vec!["a".to_string()]));
+        assert_eq!(scopes_of(&store, &all[150]), Some(vec!["b".to_string()]));
+        assert_eq!(scopes_of(&store, &all[4]), Some(vec![]));
+
+        // Drift: someone's write lost a policy (a bug, a crash); the next refresh repairs it.
+        let mut drifted = store.find(&all[150]).unwrap().unwrap();
+        drifted.policy = None;
+        store.apply_changes(&[Change::Upsert(drifted)]).unwrap();
+        assert_eq!(scopes_of(&store, &all[150]), Some(vec![]));
+        keys[3] = with_policy(keys[3].clone(), "c");
+        let summary = refresh(&store, &keys, 32);
+        assert_eq!(
+            summary.updated, 2,
+            "the repaired policy and the changed one"
+        );
+        assert_eq!(scopes_of(&store, &all[150]), Some(vec!["b".to_string()]));
+        assert_eq!(scopes_of(&store, &all[3]), Some(vec!["c".to_string()]));
+
+        // Gone: the key goes with its policy.
+        keys.remove(150);
+        let summary = refresh(&store, &keys, 32);
+        assert_eq!(summary.removed, 1);
+        assert_eq!(scopes_of(&store, &all[150]), None);
+    }
+
+    #[test]
+    fn a_watch_change_during_a_refresh_keeps_its_policy() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(40);
+        let keys: Vec<_> = all.iter().map(|h| proto_record(*h, 1)).collect();
+        let mut refresh = Refresh::new(10, false);
+        let first = proto::ListKeysResponse {
+            keys: keys[..10].to_vec(),
+            more: true,
+            revision: 7,
+            provenance: provenance(),
+        };
+        assert!(matches!(
+            apply(&mut refresh, &store, first),
+            Ok(Progress::More(_))
+        ));
+        let late = *all.last().unwrap();
+        let upsert = KeyRecord::from_proto(&with_policy(proto_record(late, 1), "z")).unwrap();
+        let change = Change::Upsert(upsert);
+        store.apply_changes(std::slice::from_ref(&change)).unwrap();
+        refresh.note(&change);
+        let rest = proto::ListKeysResponse {
+            keys: keys[10..].to_vec(),
+            more: false,
+            revision: 7,
+            provenance: provenance(),
+        };
+        assert!(matches!(
+            apply(&mut refresh, &store, rest),
+            Ok(Progress::Done(_))
+        ));
+        assert_eq!(scopes_of(&store, &late), Some(vec!["z".to_string()]));
     }
 }

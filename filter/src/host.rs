@@ -63,6 +63,14 @@ pub trait Host: SharedData {
     ) -> Result<(), HostError>;
     /// Lets a paused request go on.
     fn resume_request(&self) -> Result<(), HostError>;
+    /// The downstream address as Envoy reports it (property `source.address`: `ip:port`,
+    /// `[ipv6]:port`), once Envoy has applied its own trusted-hops setting; `None` when it
+    /// has none. Read only for keys with an allowlist.
+    fn source_address(&self) -> Option<Vec<u8>>;
+    /// The scopes the request's route requires, as written in its metadata (property
+    /// `xds.route_metadata.filter_metadata.keysync.scopes`); `Ok(None)` when the route
+    /// names none. Read for every key about to be admitted: the route decides, not the key.
+    fn route_scopes(&self) -> Result<Option<Vec<u8>>, HostError>;
     /// Makes the following calls act on the request of `context_id` (from a worker's
     /// tick, which runs in no request's context).
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
@@ -132,6 +140,14 @@ impl<T: Host + ?Sized> Host for &T {
 
     fn resume_request(&self) -> Result<(), HostError> {
         (**self).resume_request()
+    }
+
+    fn source_address(&self) -> Option<Vec<u8>> {
+        (**self).source_address()
+    }
+
+    fn route_scopes(&self) -> Result<Option<Vec<u8>>, HostError> {
+        (**self).route_scopes()
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {

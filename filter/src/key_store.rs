@@ -37,7 +37,7 @@ impl std::fmt::Display for StoreError {
 }
 
 /// One change from keysync's watch stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     Upsert(KeyRecord),
     Remove(KeyHash),
@@ -299,6 +299,7 @@ mod tests {
             org_id: Id([2; 16]),
             expires_at: 0,
             rate_limit: None,
+            policy: None,
         }
     }
 
@@ -314,9 +315,11 @@ mod tests {
     fn finds_what_sync_wrote() {
         let store = KeyStore::new(FakeSharedData::default());
         let r = record("sk_live_one");
-        let diff = store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        let diff = store
+            .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+            .unwrap();
         assert_eq!(diff.updated, 1);
-        assert_eq!(store.find(&r.hash), Ok(Some(r)));
+        assert_eq!(store.find(&r.hash), Ok(Some(r.clone())));
         assert_eq!(store.find(&record("sk_live_two").hash), Ok(None));
     }
 
@@ -325,10 +328,14 @@ mod tests {
         let data = FakeSharedData::default();
         let store = KeyStore::new(data);
         let r = record("sk_live_one");
-        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        store
+            .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+            .unwrap();
         let writes = store.data.writes.get();
         assert_eq!(
-            store.replace_bucket(r.hash.bucket(), &[r]).unwrap(),
+            store
+                .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+                .unwrap(),
             Diff::default()
         );
         assert_eq!(store.replace_bucket(7, &[]).unwrap(), Diff::default());
@@ -340,7 +347,9 @@ mod tests {
     fn emptying_a_bucket_counts_removals() {
         let store = KeyStore::new(FakeSharedData::default());
         let r = record("sk_live_one");
-        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        store
+            .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+            .unwrap();
         let diff = store.replace_bucket(r.hash.bucket(), &[]).unwrap();
         assert_eq!(diff.removed, 1);
         assert_eq!(store.find(&r.hash), Ok(None));
@@ -360,8 +369,10 @@ mod tests {
             }
         }));
         let store = KeyStore::new(data);
-        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
-        assert_eq!(store.find(&r.hash), Ok(Some(r)));
+        store
+            .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+            .unwrap();
+        assert_eq!(store.find(&r.hash), Ok(Some(r.clone())));
     }
 
     #[test]
@@ -371,7 +382,7 @@ mod tests {
         let store = KeyStore::new(data);
         let r = record("sk_live_new");
         assert_eq!(store.cache_lookup(&r, 10), Cached::Stored);
-        assert_eq!(store.find(&r.hash), Ok(Some(r)));
+        assert_eq!(store.find(&r.hash), Ok(Some(r.clone())));
         assert_eq!(store.cache_lookup(&r, 11), Cached::AlreadyThere);
     }
 
@@ -426,13 +437,15 @@ mod tests {
             record("sk_live_b"),
             record("sk_live_c"),
         );
-        store.replace_bucket(a.hash.bucket(), &[a]).unwrap();
-        let mut changed_a = a;
+        store
+            .replace_bucket(a.hash.bucket(), std::slice::from_ref(&a))
+            .unwrap();
+        let mut changed_a = a.clone();
         changed_a.expires_at = 99;
         let diff = store
             .apply_changes(&[
-                Change::Upsert(changed_a),
-                Change::Upsert(b),
+                Change::Upsert(changed_a.clone()),
+                Change::Upsert(b.clone()),
                 Change::Remove(c.hash),
             ])
             .unwrap();
@@ -444,13 +457,15 @@ mod tests {
             },
             "removing an absent key is no change"
         );
-        assert_eq!(store.find(&a.hash), Ok(Some(changed_a)));
-        assert_eq!(store.find(&b.hash), Ok(Some(b)));
+        assert_eq!(store.find(&a.hash), Ok(Some(changed_a.clone())));
+        assert_eq!(store.find(&b.hash), Ok(Some(b.clone())));
         let diff = store.apply_changes(&[Change::Remove(b.hash)]).unwrap();
         assert_eq!(diff.removed, 1);
         assert_eq!(store.find(&b.hash), Ok(None));
         let writes = store.data.writes.get();
-        store.apply_changes(&[Change::Upsert(changed_a)]).unwrap();
+        store
+            .apply_changes(&[Change::Upsert(changed_a.clone())])
+            .unwrap();
         assert_eq!(store.data.writes.get(), writes, "re-applying is a no-op");
     }
 
@@ -459,10 +474,14 @@ mod tests {
         let store = KeyStore::new(FakeSharedData::default());
         let r = record("sk_live_gen");
         let g0 = store.generation();
-        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        store
+            .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+            .unwrap();
         let g1 = store.generation();
         assert!(g1 > g0);
-        store.replace_bucket(r.hash.bucket(), &[r]).unwrap();
+        store
+            .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+            .unwrap();
         assert_eq!(store.generation(), g1, "no change, no bump");
         store.apply_changes(&[Change::Remove(r.hash)]).unwrap();
         assert!(store.generation() > g1);
@@ -478,9 +497,85 @@ mod tests {
         assert!(matches!(store.cache_lookup(&r, 1), Cached::Failed(_)));
         // Sync repairs it.
         assert_eq!(
-            store.replace_bucket(r.hash.bucket(), &[r]).unwrap().updated,
+            store
+                .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+                .unwrap()
+                .updated,
             1
         );
-        assert_eq!(store.find(&r.hash), Ok(Some(r)));
+        assert_eq!(store.find(&r.hash), Ok(Some(r.clone())));
+    }
+
+    fn restricted(key: &str) -> KeyRecord {
+        KeyRecord {
+            policy: Some(std::rc::Rc::new(crate::policy::Policy {
+                scopes: vec!["orders:read".into()],
+                networks: Some(vec!["10.0.0.0/8".parse().unwrap()]),
+            })),
+            ..record(key)
+        }
+    }
+
+    /// A key of the same bucket as `of`, without policy.
+    fn neighbour(of: &KeyRecord, n: u8) -> KeyRecord {
+        let mut r = record("sk_live_neighbour");
+        r.hash = of.hash;
+        r.hash.0[31] ^= n;
+        r
+    }
+
+    #[test]
+    fn a_policy_survives_every_write_to_its_bucket() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let p = restricted("sk_live_policy");
+        let (n1, n2) = (neighbour(&p, 1), neighbour(&p, 2));
+        let index = p.hash.bucket();
+        let mut sorted = vec![p.clone(), n1.clone()];
+        sorted.sort_by_key(|r| r.hash);
+        store.replace_bucket(index, &sorted).unwrap();
+        assert_eq!(store.find(&p.hash), Ok(Some(p.clone())));
+        assert_eq!(store.find(&n1.hash), Ok(Some(n1.clone())), "no policy");
+
+        // Watch changes around it.
+        store.apply_changes(&[Change::Upsert(n2.clone())]).unwrap();
+        store.apply_changes(&[Change::Remove(n1.hash)]).unwrap();
+        assert_eq!(store.find(&p.hash), Ok(Some(p.clone())));
+        // The miss path beside it.
+        set_revision(&store.data, 1);
+        assert_eq!(store.cache_lookup(&n1, 1), Cached::Stored);
+        assert_eq!(store.find(&p.hash), Ok(Some(p.clone())));
+        assert_eq!(store.find(&n1.hash), Ok(Some(n1.clone())));
+
+        // A changed policy is a change, and replaces the old one.
+        let mut tighter = p.clone();
+        tighter.policy = Some(std::rc::Rc::new(crate::policy::Policy {
+            scopes: vec![],
+            networks: Some(vec!["10.1.0.0/16".parse().unwrap()]),
+        }));
+        let mut sorted = vec![tighter.clone(), n1.clone(), n2.clone()];
+        sorted.sort_by_key(|r| r.hash);
+        let diff = store.replace_bucket(index, &sorted).unwrap();
+        assert_eq!(diff.updated, 1, "the policy change");
+        assert_eq!(store.find(&p.hash), Ok(Some(tighter.clone())));
+
+        // Losing its policy, or going: the bucket is back to the policy-free layout.
+        let mut loose = tighter.clone();
+        loose.policy = None;
+        store
+            .apply_changes(&[Change::Upsert(loose.clone())])
+            .unwrap();
+        assert_eq!(store.find(&p.hash), Ok(Some(loose)));
+        let name = BucketName::new(index);
+        assert_eq!(
+            store.data.value(name.as_str()).unwrap().first(),
+            Some(&bucket::FORMAT_VERSION)
+        );
+        store.apply_changes(&[Change::Upsert(p.clone())]).unwrap();
+        store.apply_changes(&[Change::Remove(p.hash)]).unwrap();
+        assert_eq!(store.find(&p.hash), Ok(None));
+        assert_eq!(
+            store.data.value(name.as_str()).unwrap().first(),
+            Some(&bucket::FORMAT_VERSION)
+        );
     }
 }

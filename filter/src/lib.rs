@@ -31,6 +31,7 @@ mod key_store;
 mod keysync_api;
 mod local_rate_limit;
 mod negative_cache;
+mod policy;
 mod provenance;
 mod record;
 mod record_cache;

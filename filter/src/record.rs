@@ -1,10 +1,12 @@
 //! One key's record as the gateway needs it, and its fixed-size binary form in a bucket.
 
 use crate::key_hash::{KeyHash, BUCKET_PREFIX_LEN};
+use crate::policy::Policy;
 use keysync_contract::id::Id;
 use keysync_contract::limit::{KeyLimit, Limit};
 use keysync_contract::subject::Subject;
 use keysync_proto::v1::{self as proto, KEY_HASH_LEN};
+use std::rc::Rc;
 
 const SUFFIX_LEN: usize = KEY_HASH_LEN - BUCKET_PREFIX_LEN;
 const ID_LEN: usize = 16;
@@ -14,8 +16,12 @@ const ID_LEN: usize = 16;
 pub const RECORD_LEN: usize = SUFFIX_LEN + ID_LEN + ID_LEN + 8 + 4 + 4 + 1;
 
 const FLAG_PER_KEY: u8 = 1;
+/// The key grants scopes: its policy is stored after the bucket's records (`bucket`).
+const FLAG_SCOPES: u8 = 2;
+/// The key may only be used from some networks; same place.
+const FLAG_ALLOWLIST: u8 = 4;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct KeyRecord {
     pub hash: KeyHash,
     pub key_id: Id,
@@ -23,6 +29,9 @@ pub struct KeyRecord {
     /// Unix seconds after which the key is refused; 0 when it never expires.
     pub expires_at: i64,
     pub rate_limit: Option<KeyLimit>,
+    /// Scopes and allowlist; `None` for the keys that have neither (most), which then
+    /// cost nothing more to store, find or check. Shared: records are copied a lot.
+    pub policy: Option<Rc<Policy>>,
 }
 
 /// A field of a record from keysync that does not have its fixed size.
@@ -61,7 +70,13 @@ impl KeyRecord {
                     },
                     per_key: limit.per_key,
                 }),
+            policy: Policy::from_proto(record).map(Rc::new),
         })
+    }
+
+    /// The policy stored beside the record: one that restricts something.
+    pub fn stored_policy(&self) -> Option<&Policy> {
+        self.policy.as_deref().filter(|policy| !policy.is_empty())
     }
 
     /// Who this key's requests are counted against, and the limit; `None` when
@@ -94,10 +109,21 @@ impl KeyRecord {
         };
         out.extend_from_slice(&limit.requests_per_minute.to_le_bytes());
         out.extend_from_slice(&limit.burst.to_le_bytes());
-        out.push(if per_key { FLAG_PER_KEY } else { 0 });
+        let mut flags = if per_key { FLAG_PER_KEY } else { 0 };
+        // A flag always means a stored policy (`stored_policy` is what `bucket` stores).
+        if let Some(policy) = self.stored_policy() {
+            if !policy.scopes.is_empty() {
+                flags |= FLAG_SCOPES;
+            }
+            if policy.has_allowlist() {
+                flags |= FLAG_ALLOWLIST;
+            }
+        }
+        out.push(flags);
     }
 
-    /// Reads one record of bucket `bucket`; `None` unless `bytes` is exactly one record.
+    /// Reads one record of bucket `bucket`, without its policy (see
+    /// [`KeyRecord::stored_policy_flags`]); `None` unless `bytes` is exactly one record.
     pub fn decode(bucket: u16, bytes: &[u8]) -> Option<Self> {
         if bytes.len() != RECORD_LEN {
             return None;
@@ -122,7 +148,22 @@ impl KeyRecord {
                 },
                 per_key: flags & FLAG_PER_KEY != 0,
             }),
+            policy: None,
         })
+    }
+
+    /// Whether a stored record has a policy stored beside it, and whether that policy has
+    /// an allowlist: `(has_policy, allowlist)`.
+    pub fn stored_policy_flags(bytes: &[u8]) -> (bool, bool) {
+        let flags = if bytes.len() == RECORD_LEN {
+            bytes.last().copied().unwrap_or(0)
+        } else {
+            0
+        };
+        (
+            flags & (FLAG_SCOPES | FLAG_ALLOWLIST) != 0,
+            flags & FLAG_ALLOWLIST != 0,
+        )
     }
 
     /// The hash suffix a stored record starts with, for searching without decoding.
@@ -148,6 +189,7 @@ mod tests {
                 },
                 per_key: true,
             }),
+            policy: None,
         }
     }
 
@@ -179,7 +221,7 @@ mod tests {
         record.encode_into(&mut bytes);
         assert_eq!(
             KeyRecord::decode(record.hash.bucket(), &bytes),
-            Some(record)
+            Some(record.clone())
         );
         assert_eq!(record.rate_limit.map(|l| l.limit.budget()), Some(60));
     }
@@ -240,6 +282,7 @@ mod tests {
                 burst: 5,
                 per_key: false,
             }),
+            ..Default::default()
         };
         let record = KeyRecord::from_proto(&good).unwrap();
         assert_eq!(record.rate_limit, None, "0 rpm means no limit");

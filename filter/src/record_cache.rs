@@ -92,6 +92,7 @@ mod tests {
             org_id: Id([2; 16]),
             expires_at: 0,
             rate_limit: None,
+            policy: None,
         }
     }
 
@@ -100,7 +101,7 @@ mod tests {
         let mut cache = RecordCache::new(10);
         cache.sync_with(5);
         let r = record("sk_live_a");
-        cache.insert(Rc::new(CachedRecord::new(r)));
+        cache.insert(Rc::new(CachedRecord::new(r.clone())));
         let hit = cache.get(&r.hash).expect("cached");
         assert_eq!(hit.record, r);
         assert_eq!(hit.org_id, r.org_id.hyphenated());
@@ -116,7 +117,7 @@ mod tests {
     fn records_read_before_the_first_tick_do_not_survive_it() {
         let mut cache = RecordCache::new(10);
         let r = record("sk_live_early");
-        cache.insert(Rc::new(CachedRecord::new(r)));
+        cache.insert(Rc::new(CachedRecord::new(r.clone())));
         cache.sync_with(0);
         assert!(cache.get(&r.hash).is_none());
     }

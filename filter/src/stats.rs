@@ -30,9 +30,17 @@ pub enum Counter {
     BadChecksum,
     /// Requests refused because a rate-limit counter stayed contended (exactness first).
     RateLimitContended,
+    /// Valid keys refused on a route that requires a scope they do not grant (or whose
+    /// requirement cannot be read).
+    InsufficientScope,
+    /// Valid keys refused because the request came from outside their allowlist (or
+    /// from an address that cannot be read).
+    IpNotAllowed,
+    /// Defects in key policies from keysync (see `policy`), found on the miss path.
+    BadPolicies,
 }
 
-const COUNTERS: [(Counter, &str); 14] = [
+const COUNTERS: [(Counter, &str); 17] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),
@@ -47,6 +55,9 @@ const COUNTERS: [(Counter, &str); 14] = [
     (Counter::RateLimited, "keysync.rate_limited"),
     (Counter::BadChecksum, "keysync.bad_checksum"),
     (Counter::RateLimitContended, "keysync.rate_limit_contended"),
+    (Counter::InsufficientScope, "keysync.insufficient_scope"),
+    (Counter::IpNotAllowed, "keysync.ip_not_allowed"),
+    (Counter::BadPolicies, BAD_POLICIES),
 ];
 
 /// Stats of the sync service, written as they happen (a few a minute).
@@ -59,6 +70,8 @@ pub const SECONDS_SINCE_SYNC: &str = "keysync.seconds_since_sync";
 pub const RESYNCS: &str = "keysync.resyncs";
 pub const STREAM_CHANGES: &str = "keysync.stream_changes";
 pub const SYNC_TAKEOVERS: &str = "keysync.sync_takeovers";
+/// Counted by the sync service (pages, stream) and by workers (miss-path answers) alike.
+pub const BAD_POLICIES: &str = "keysync.bad_policies";
 
 pub struct RequestStats {
     ids: [Option<u32>; COUNTERS.len()],
@@ -75,12 +88,16 @@ impl RequestStats {
     }
 
     pub fn bump(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    pub fn add(&self, counter: Counter, count: u64) {
         if let Some(cell) = COUNTERS
             .iter()
             .position(|(c, _)| *c == counter)
             .and_then(|i| self.pending.get(i))
         {
-            cell.set(cell.get().saturating_add(1));
+            cell.set(cell.get().saturating_add(count));
         }
     }
 

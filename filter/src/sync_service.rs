@@ -101,6 +101,7 @@ struct Metrics {
     resyncs: Stat,
     stream_changes: Stat,
     takeovers: Stat,
+    bad_policies: Stat,
 }
 
 impl Metrics {
@@ -117,6 +118,7 @@ impl Metrics {
             resyncs: counter(stats::RESYNCS),
             stream_changes: counter(stats::STREAM_CHANGES),
             takeovers: counter(stats::SYNC_TAKEOVERS),
+            bad_policies: counter(stats::BAD_POLICIES),
         }
     }
 }
@@ -195,6 +197,11 @@ impl<H: Host> SyncService<H> {
         self.tick_refresh(now);
         self.tick_stream(now);
         self.beat(now);
+        // Found while decoding pages and stream messages since the last tick.
+        let bad_policies = crate::policy::take_defects();
+        if bad_policies > 0 {
+            self.metrics.bad_policies.add(&self.host, bad_policies);
+        }
     }
 
     /// This VM now syncs: from the store as it is, aged by the silence before.
@@ -700,6 +707,7 @@ mod tests {
             org_id: vec![0xab; 16],
             expires_at: 0,
             rate_limit: None,
+            ..Default::default()
         }
     }
 

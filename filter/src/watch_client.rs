@@ -154,6 +154,7 @@ mod tests {
             org_id: vec![2; 16],
             expires_at: 0,
             rate_limit: None,
+            ..Default::default()
         }
     }
 
@@ -278,6 +279,23 @@ mod tests {
         assert!(
             unknown.on_message(changes(11, &["a"], &[])).is_ok(),
             "a store without an epoch takes the stream's"
+        );
+    }
+
+    #[test]
+    fn upserts_carry_their_policy() {
+        let mut watch = Watch::new(EPOCH, 10);
+        let mut message = changes(11, &["a"], &[]);
+        message.upserts[0].scopes = vec!["orders:read".into()];
+        let Ok(Step::Apply { changes, .. }) = watch.on_message(message) else {
+            panic!("expected changes");
+        };
+        let Change::Upsert(record) = &changes[0] else {
+            panic!("expected an upsert");
+        };
+        assert_eq!(
+            record.policy.as_ref().map(|p| p.scopes.clone()),
+            Some(vec!["orders:read".to_string()])
         );
     }
 }

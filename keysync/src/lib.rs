@@ -24,7 +24,8 @@
 //!   revokes or flags them.
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
-//! metrics, readiness, shutdown, key hashes, the clock, where a key set stands in the
+//! metrics, readiness, shutdown, key hashes, a key's scopes and allowlist ([`key_policy`]),
+//! the clock, where a key set stands in the
 //! database's history ([`position`]) and keeping repeated complaints to one log line a
 //! period ([`log_throttle`]).
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@ pub mod config;
 pub mod database;
 pub mod global_limit;
 pub mod key_hash;
+pub mod key_policy;
 pub mod leak_reports;
 pub mod limit_columns;
 pub mod log_throttle;

@@ -76,6 +76,10 @@ pub enum ExtAuthzResult {
     Missing,
     /// Refused: unknown, revoked, expired or malformed key (403).
     Invalid,
+    /// Refused: a valid key that lacks a scope the route requires (403).
+    InsufficientScope,
+    /// Refused: a valid key used from outside its allowlist (403).
+    IpNotAllowed,
     /// Not decided: no key snapshot yet (`UNAVAILABLE`; Envoy answers 503).
     Unavailable,
 }
@@ -115,6 +119,8 @@ label_values!(ExtAuthzResult {
     Allowed => "allowed",
     Missing => "missing",
     Invalid => "invalid",
+    InsufficientScope => "insufficient_scope",
+    IpNotAllowed => "ip_not_allowed",
     Unavailable => "unavailable",
 });
 
@@ -216,6 +222,7 @@ pub struct Metrics {
     notifications: Counter,
     change_listener_up: Gauge,
     changelog_batches: Gauge,
+    changelog_records: Gauge,
     ratelimit_requests: Family<RateLimitLabels, Counter>,
     ratelimit_redis_errors: Counter,
     ratelimit_redis_up: Gauge,
@@ -261,6 +268,7 @@ impl Metrics {
             notifications: Counter::default(),
             change_listener_up: Gauge::default(),
             changelog_batches: Gauge::default(),
+            changelog_records: Gauge::default(),
             ratelimit_requests: Family::default(),
             ratelimit_redis_errors: Counter::default(),
             ratelimit_redis_up: Gauge::default(),
@@ -361,6 +369,12 @@ impl Metrics {
             "keysync_changelog_batches",
             "Change batches held for WatchKeys replay",
             self.changelog_batches.clone(),
+        );
+        registry.register(
+            "keysync_changelog_records",
+            "Records (upserts plus removals) held for WatchKeys replay; grows to \
+             KEYSYNC_CHANGELOG_RECORDS and stays there",
+            self.changelog_records.clone(),
         );
         registry.register(
             "keysync_ratelimit_requests",
@@ -476,6 +490,8 @@ impl Metrics {
             ExtAuthzResult::Allowed,
             ExtAuthzResult::Missing,
             ExtAuthzResult::Invalid,
+            ExtAuthzResult::InsufficientScope,
+            ExtAuthzResult::IpNotAllowed,
             ExtAuthzResult::Unavailable,
         ] {
             drop(
@@ -554,9 +570,11 @@ impl Metrics {
             .set(i64::try_from(revision).unwrap_or(i64::MAX));
     }
 
-    pub fn record_changelog(&self, batches: usize) {
+    pub fn record_changelog(&self, batches: usize, records: usize) {
         self.changelog_batches
             .set(i64::try_from(batches).unwrap_or(i64::MAX));
+        self.changelog_records
+            .set(i64::try_from(records).unwrap_or(i64::MAX));
     }
 
     pub fn record_notification(&self) {
@@ -644,6 +662,7 @@ mod tests {
             "keysync_misses_total{answered_by=\"store\"} 0",
             "keysync_misses_total{answered_by=\"catch_up\"} 0",
             "keysync_changelog_batches 0",
+            "keysync_changelog_records 0",
             "keysync_grpc_requests_total{method=\"WatchKeys\"} 0",
             "keysync_ratelimit_requests_total{result=\"ok\"} 0",
             "keysync_ratelimit_requests_total{result=\"over_limit\"} 0",
@@ -654,6 +673,8 @@ mod tests {
             "keysync_ext_authz_checks_total{result=\"allowed\"} 0",
             "keysync_ext_authz_checks_total{result=\"missing\"} 0",
             "keysync_ext_authz_checks_total{result=\"invalid\"} 0",
+            "keysync_ext_authz_checks_total{result=\"insufficient_scope\"} 0",
+            "keysync_ext_authz_checks_total{result=\"ip_not_allowed\"} 0",
             "keysync_ext_authz_checks_total{result=\"unavailable\"} 0",
             "keysync_ext_authz_duration_seconds_count 0",
             "keysync_confirmed_age_seconds 0.0",
@@ -683,7 +704,7 @@ mod tests {
         metrics.record_probe(ProbeResult::Behind);
         metrics.record_history_reset();
         metrics.record_refusal(RefusalReason::Unauthenticated);
-        metrics.record_changelog(3);
+        metrics.record_changelog(3, 7);
         metrics.record_notification();
         metrics.set_change_listener_up(true);
         metrics.record_miss(MissAnswer::Store);
@@ -707,6 +728,7 @@ mod tests {
             "keysync_ready 1",
             "keysync_database_revision 18",
             "keysync_changelog_batches 3",
+            "keysync_changelog_records 7",
             "keysync_notifications_total 1",
             "keysync_change_listener_up 1",
             "keysync_misses_total{answered_by=\"store\"} 1",

@@ -193,7 +193,18 @@ fn keys_list_shows_prefix_and_status_and_revoke_is_idempotent() {
         .collect();
     assert_eq!(
         rows[0],
-        ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS", "LIMIT", "SCOPE"]
+        [
+            "ID",
+            "PREFIX",
+            "NAME",
+            "CREATED",
+            "EXPIRES",
+            "STATUS",
+            "LIMIT",
+            "BUDGET",
+            "SCOPES",
+            "ALLOWED_FROM"
+        ]
     );
     let row = |id: &str| {
         rows.iter()
@@ -413,6 +424,9 @@ fn help_works_everywhere_and_never_shows_the_database_url() {
         vec!["keys", "list", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["keys", "revoke", "--help"],
+        vec!["keys", "get", "--help"],
+        vec!["keys", "set-scopes", "--help"],
+        vec!["keys", "set-allowlist", "--help"],
         vec!["serve", "--help"],
     ] {
         let run = keysync(Some("postgres://keysync:topsecret@127.0.0.1:1/db"), &args);

@@ -77,6 +77,7 @@ fn rotate_issues_a_linked_key_and_ends_the_old_one_after_the_grace() {
     assert_eq!(
         fields,
         [
+            "allowed_networks",
             "expires_at",
             "key",
             "key_id",
@@ -84,7 +85,8 @@ fn rotate_issues_a_linked_key_and_ends_the_old_one_after_the_grace() {
             "old_key_expires_at",
             "old_key_id",
             "org_id",
-            "prefix"
+            "prefix",
+            "scopes"
         ]
     );
     let key = rotated["key"].as_str().unwrap();

@@ -75,6 +75,11 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: gateway
+          # The client address (allowlists, x-forwarded-for) is the connection's peer
+          # unless ENVOY_XFF_TRUSTED_HOPS proxies in front of Envoy are trusted to name
+          # it in x-forwarded-for: a client cannot claim an address by sending the header.
+          use_remote_address: true
+          xff_num_trusted_hops: {{ int $.Values.gateway.xffTrustedHops }}
           # A client's `x_org_id: forged` would reach the backend beside the gateway's
           # x-org-id, and CGI/WSGI servers read both as HTTP_X_ORG_ID: headers with
           # underscores in their names are dropped before any filter sees them.
@@ -290,6 +295,11 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: gateway
+          # The client address (allowlists, x-forwarded-for) is the connection's peer
+          # unless ENVOY_XFF_TRUSTED_HOPS proxies in front of Envoy are trusted to name
+          # it in x-forwarded-for: a client cannot claim an address by sending the header.
+          use_remote_address: true
+          xff_num_trusted_hops: {{ int $.Values.gateway.xffTrustedHops }}
           # A client's `x_org_id: forged` would reach the backend beside the gateway's
           # x-org-id, and CGI/WSGI servers read both as HTTP_X_ORG_ID: headers with
           # underscores in their names are dropped before any filter sees them.
@@ -528,6 +538,11 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: gateway
+          # The client address (allowlists, x-forwarded-for) is the connection's peer
+          # unless ENVOY_XFF_TRUSTED_HOPS proxies in front of Envoy are trusted to name
+          # it in x-forwarded-for: a client cannot claim an address by sending the header.
+          use_remote_address: true
+          xff_num_trusted_hops: {{ int $.Values.gateway.xffTrustedHops }}
           # A client's `x_org_id: forged` would reach the backend beside the gateway's
           # x-org-id, and CGI/WSGI servers read both as HTTP_X_ORG_ID: headers with
           # underscores in their names are dropped before any filter sees them.
@@ -724,6 +739,11 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: gateway
+          # The client address (allowlists, x-forwarded-for) is the connection's peer
+          # unless ENVOY_XFF_TRUSTED_HOPS proxies in front of Envoy are trusted to name
+          # it in x-forwarded-for: a client cannot claim an address by sending the header.
+          use_remote_address: true
+          xff_num_trusted_hops: {{ int $.Values.gateway.xffTrustedHops }}
           # A client's `x_org_id: forged` would reach the backend beside the gateway's
           # x-org-id, and CGI/WSGI servers read both as HTTP_X_ORG_ID: headers with
           # underscores in their names are dropped before any filter sees them.
@@ -798,6 +818,8 @@ static_resources:
               failure_mode_allow: false
               status_on_error: { code: ServiceUnavailable }
               include_peer_certificate: false
+              # A route's required scopes (route metadata keysync.scopes) go with the check.
+              route_metadata_context_namespaces: [keysync]
               # Only the credential headers travel to keysync (no body is buffered).
               allowed_headers:
                 patterns:
@@ -929,6 +951,11 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: gateway
+          # The client address (allowlists, x-forwarded-for) is the connection's peer
+          # unless ENVOY_XFF_TRUSTED_HOPS proxies in front of Envoy are trusted to name
+          # it in x-forwarded-for: a client cannot claim an address by sending the header.
+          use_remote_address: true
+          xff_num_trusted_hops: {{ int $.Values.gateway.xffTrustedHops }}
           # A client's `x_org_id: forged` would reach the backend beside the gateway's
           # x-org-id, and CGI/WSGI servers read both as HTTP_X_ORG_ID: headers with
           # underscores in their names are dropped before any filter sees them.
@@ -1013,6 +1040,8 @@ static_resources:
               failure_mode_allow: false
               status_on_error: { code: ServiceUnavailable }
               include_peer_certificate: false
+              # A route's required scopes (route metadata keysync.scopes) go with the check.
+              route_metadata_context_namespaces: [keysync]
               # Only the credential headers travel to keysync (no body is buffered).
               allowed_headers:
                 patterns:

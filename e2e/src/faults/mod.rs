@@ -258,6 +258,8 @@ pub fn record_of(key: &CreatedKey) -> proto::KeyRecord {
         org_id: uuid_bytes(&key.org_id),
         expires_at: 0,
         rate_limit: None,
+        scopes: Vec::new(),
+        allowed_networks: Vec::new(),
     }
 }
 

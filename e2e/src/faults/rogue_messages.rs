@@ -200,6 +200,8 @@ impl Mutations {
             org_id: self.random.bytes(16),
             expires_at: 0,
             rate_limit: None,
+            scopes: Vec::new(),
+            allowed_networks: Vec::new(),
         }
     }
 
@@ -425,6 +427,8 @@ mod tests {
             org_id: vec![n; 16],
             expires_at: 0,
             rate_limit: None,
+            scopes: Vec::new(),
+            allowed_networks: Vec::new(),
         }
     }
 

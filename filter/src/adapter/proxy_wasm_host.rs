@@ -35,6 +35,15 @@ fn call_metadata() -> Vec<(&'static str, &'static [u8])> {
     }
 }
 
+/// Route metadata `filter_metadata: { keysync: { scopes: "a:read b:write" } }`.
+const ROUTE_SCOPES_PROPERTY: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    "keysync",
+    "scopes",
+];
+
 fn status(status: Status) -> HostError {
     HostError(status as u32)
 }
@@ -106,6 +115,19 @@ impl Host for ProxyWasmHost {
 
     fn resume_request(&self) -> Result<(), HostError> {
         hostcalls::resume_http_request().map_err(status)
+    }
+
+    fn source_address(&self) -> Option<Vec<u8>> {
+        // A failed read is no address: the allowlist then admits nobody.
+        hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten()
+    }
+
+    fn route_scopes(&self) -> Result<Option<Vec<u8>>, HostError> {
+        // Envoy hands a string value over as its raw bytes; anything else (a list, a
+        // number) arrives serialized or fails, and is then refused as malformed.
+        hostcalls::get_property(ROUTE_SCOPES_PROPERTY.to_vec()).map_err(status)
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {

@@ -18,6 +18,7 @@ use tracing::error;
 use crate::database::describe_sqlx;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
+use crate::operations::key_policy::PolicyOpError;
 use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
 use crate::operations::name::InvalidName;
@@ -250,6 +251,19 @@ impl From<LimitError> for ApiError {
     }
 }
 
+impl From<PolicyOpError> for ApiError {
+    fn from(error: PolicyOpError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            PolicyOpError::KeyNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "key_not_found", message)
+            }
+            PolicyOpError::Invalid(_) => ApiError::invalid_value(message),
+            PolicyOpError::Database(error) => ApiError::database(&error),
+        }
+    }
+}
+
 impl From<AuditError> for ApiError {
     fn from(error: AuditError) -> ApiError {
         let message = error.to_string();
@@ -323,6 +337,7 @@ mod tests {
             (OrgError::AlreadyExists(id).into(), 409, "org_exists"),
             (LimitError::OutOfRange.into(), 422, "invalid_value"),
             (LimitError::KeyNotFound(id).into(), 404, "key_not_found"),
+            (PolicyOpError::KeyNotFound(id).into(), 404, "key_not_found"),
             (AuditError::OrgNotFound(id).into(), 404, "org_not_found"),
         ] {
             let error: ApiError = error;

@@ -1,6 +1,7 @@
-//! `/v1/keys` and `/v1/orgs/{org_id}/keys`: create a key (shown once), list an
-//! organization's keys, get, revoke, rotate (the new key shown once), set or clear a
-//! key's own rate limit.
+//! `/v1/keys` and `/v1/orgs/{org_id}/keys`: create a key (shown once, with its scopes
+//! and allowlist), list an organization's keys, get, revoke, rotate (the new key shown
+//! once), set or clear a key's own rate limit. Scopes and allowlists of existing keys
+//! are [`super::key_policy`]'s.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -17,10 +18,12 @@ use super::documented::{
 use super::error::{ApiError, ErrorBody};
 use super::extract::{IdempotencyKey, JsonBody, PathId, QueryParams};
 use super::idempotency::fingerprint;
+use super::key_policy::named;
 use super::orgs::LimitRequest;
 use super::{create_once, ApiState, ListQuery};
 use crate::operations::actor::Actor;
 use crate::operations::durations::{expiry_named, grace_named};
+use crate::operations::key_policy::{Allowlist, Scopes};
 use crate::operations::key_secret::KeyEnvironment;
 use crate::operations::keys::{
     self, CreatedKey, KeyPage, ListedKey, NewKey, OldKeyFate, RevokedKey, RotatedKey,
@@ -42,6 +45,15 @@ pub struct CreateKeyRequest {
     /// Lifetime, such as `90d`, `24h`, `30m` or `45s`; the key never expires without it.
     #[serde(default)]
     pub expires_in: Option<String>,
+    /// The scopes the key grants, such as `orders:read`: 1 to 64 characters of
+    /// `[a-z0-9:._-]` each, at most 32. None by default: routes that require a scope
+    /// refuse the key.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// The networks the key may be used from, such as `203.0.113.0/24` or
+    /// `2001:db8::/32`, at most 16. None by default: anywhere.
+    #[serde(default)]
+    pub allowed_networks: Option<Vec<String>>,
 }
 
 /// `keysync keys rotate`.
@@ -89,6 +101,10 @@ pub async fn create_key(
             .as_deref()
             .map(|text| expiry_named("expires_in", text, Utc::now()))
             .transpose()?,
+        scopes: Scopes::parse(request.scopes.as_deref().unwrap_or_default())
+            .map_err(|error| named("scopes", error))?,
+        allowed_networks: Allowlist::parse(request.allowed_networks.as_deref().unwrap_or_default())
+            .map_err(|error| named("allowed_networks", error))?,
     };
     let actor = Actor::AdminToken(caller.token_id);
     let fingerprint = fingerprint("keys.create", None, &request);
@@ -166,8 +182,8 @@ pub async fn revoke_key(
     Ok(Json(keys::revoke(&state.pool, actor, key_id).await?))
 }
 
-/// Replace an active key with a new one for the same organization, name, environment
-/// and own limit; the old key keeps working for the grace period. The answer holds the
+/// Replace an active key with a new one for the same organization, name, environment,
+/// own limit, scopes and allowlist; the old key keeps working for the grace period. The answer holds the
 /// new key, shown only this once. A key is rotated once: of two rotations at the same
 /// time one wins, the other gets 409 (`keysync keys rotate`).
 #[utoipa::path(

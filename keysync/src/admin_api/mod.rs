@@ -9,7 +9,8 @@
 //! - [`extract`]: strict request parsing (unknown fields 400, body limit 413);
 //! - [`error`]: the one error shape and the status of each failure;
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once;
-//! - [`orgs`], [`keys`], [`audit`]: the handlers, each with its OpenAPI description.
+//! - [`orgs`], [`keys`], [`key_policy`], [`audit`]: the handlers, each with its OpenAPI
+//!   description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
@@ -22,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod failed_tokens;
 pub mod idempotency;
+pub mod key_policy;
 pub mod keys;
 pub mod orgs;
 
@@ -166,6 +168,14 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::rotate_key))
         .routes(routes!(keys::set_key_limit, keys::clear_key_limit))
+        .routes(routes!(
+            key_policy::set_key_scopes,
+            key_policy::clear_key_scopes
+        ))
+        .routes(routes!(
+            key_policy::set_key_allowlist,
+            key_policy::clear_key_allowlist
+        ))
         .routes(routes!(audit::list_audit))
 }
 
@@ -378,6 +388,8 @@ mod tests {
             ("/v1/keys/{key_id}/revoke", &["post"]),
             ("/v1/keys/{key_id}/rotate", &["post"]),
             ("/v1/keys/{key_id}/rate-limit", &["put", "delete"]),
+            ("/v1/keys/{key_id}/scopes", &["put", "delete"]),
+            ("/v1/keys/{key_id}/allowlist", &["put", "delete"]),
             ("/v1/audit", &["get"]),
             ("/v1/openapi.json", &["get"]),
         ] {
@@ -385,6 +397,6 @@ mod tests {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 11, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 13, "{:?}", paths.keys());
     }
 }

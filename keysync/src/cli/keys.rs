@@ -1,5 +1,5 @@
-//! `keysync keys`: create, list, rotate and revoke API keys, and set their own rate
-//! limits.
+//! `keysync keys`: create, list, get, rotate and revoke API keys, and set their own
+//! rate limits, scopes and allowlists.
 
 use std::io::{self, Write};
 
@@ -8,12 +8,16 @@ use clap::builder::PossibleValue;
 use clap::{Subcommand, ValueEnum};
 
 use super::key_check;
+use super::key_policy::{
+    allowlist_cell, checked_allowlist, checked_scopes, scopes_cell, AllowlistArgs, ScopeArgs,
+};
 use super::limits::{limit_cell, per_minute, scope_cell, unchanged_note, LimitArgs};
 use super::render::{field_lines, print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
 use crate::operations::actor::Actor;
 use crate::operations::durations;
+use crate::operations::key_policy;
 use crate::operations::key_secret::KeyEnvironment;
 use crate::operations::keys::{
     self, CreatedKey, ListedKey, NewKey, OldKeyFate, Revocation, RevokedKey, RotatedKey,
@@ -24,6 +28,7 @@ use crate::operations::name::Name;
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create an API key and print it; it is shown only this once
+    #[command(after_help = CREATE_EXAMPLES)]
     Create {
         /// The organization that owns the key
         #[arg(long, value_name = "UUID")]
@@ -37,10 +42,20 @@ pub enum KeysCommand {
         /// Lifetime, such as 90d, 24h, 30m or 45s; the key never expires without it
         #[arg(long, value_name = "DURATION")]
         expires_in: Option<String>,
+        /// A scope the key grants, such as orders:read (1 to 64 of a-z 0-9 : . _ -);
+        /// repeat for more, at most 32. Without any, routes that require a scope refuse
+        /// the key
+        #[arg(long = "scope", value_name = "SCOPE", allow_hyphen_values = true)]
+        scopes: Vec<String>,
+        /// A network the key may be used from, such as 203.0.113.0/24 or 2001:db8::/32;
+        /// repeat for more, at most 16. Without any, the key works from anywhere
+        #[arg(long = "allow-cidr", value_name = "CIDR", allow_hyphen_values = true)]
+        allowed_networks: Vec<String>,
         #[command(flatten)]
         output: Output,
     },
-    /// List an organization's keys (prefixes only, never the keys) and their limits
+    /// List an organization's keys (prefixes only, never the keys), their limits,
+    /// scopes and allowlists
     List {
         /// The organization whose keys to list
         #[arg(long, value_name = "UUID")]
@@ -48,10 +63,19 @@ pub enum KeysCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Show one key as listed (never the key itself)
+    Get {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Replace a key with a new one and print it; it is shown only this once
     ///
-    /// The new key gets the old key's organization, name and environment (sk_live_ or
-    /// sk_test_) and records which key it replaced. The old key keeps working for the
+    /// The new key gets the old key's organization, name, environment (sk_live_ or
+    /// sk_test_), own rate limit, scopes and allowlist, and records which key it
+    /// replaced. The old key keeps working for the
     /// grace period and then counts as expired; with --grace 0s it is revoked at once.
     #[command(after_help = ROTATE_EXAMPLES)]
     Rotate {
@@ -108,7 +132,55 @@ pub enum KeysCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Replace the scopes a key grants, or clear them
+    ///
+    /// A route that requires scopes (its Envoy route metadata keysync.scopes) admits a
+    /// key only when the key grants every one of them; other requests get 403
+    /// insufficient_scope. Routes that require none admit any valid key. Gateways get
+    /// the change within moments, without a restart.
+    #[command(after_help = SCOPES_EXAMPLES)]
+    SetScopes {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        #[command(flatten)]
+        scopes: ScopeArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Replace the networks a key may be used from, or clear them (from anywhere)
+    ///
+    /// With an allowlist, a request from an address outside every listed network gets
+    /// 403 ip_not_allowed. The address is the one Envoy reports as the client's (its
+    /// use_remote_address and xff_num_trusted_hops settings decide it). Gateways get
+    /// the change within moments, without a restart.
+    #[command(after_help = ALLOWLIST_EXAMPLES)]
+    SetAllowlist {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        #[command(flatten)]
+        networks: AllowlistArgs,
+        #[command(flatten)]
+        output: Output,
+    },
 }
+
+const CREATE_EXAMPLES: &str = "\
+Examples:
+  keysync keys create --org-id ORG_ID --name \"ci deploy\" --expires-in 90d
+  keysync keys create --org-id ORG_ID --name orders --scope orders:read --scope orders:write \\
+      --allow-cidr 203.0.113.0/24 --allow-cidr 2001:db8::/32";
+
+const SCOPES_EXAMPLES: &str = "\
+Examples:
+  keysync keys set-scopes KEY_ID --scope orders:read --scope orders:write
+  keysync keys set-scopes KEY_ID --clear               no scopes: only routes requiring none";
+
+const ALLOWLIST_EXAMPLES: &str = "\
+Examples:
+  keysync keys set-allowlist KEY_ID --allow-cidr 203.0.113.0/24 --allow-cidr 2001:db8::/32
+  keysync keys set-allowlist KEY_ID --clear            usable from anywhere again";
 
 const KEY_LIMIT_EXAMPLES: &str = "\
 Examples:
@@ -153,6 +225,8 @@ pub async fn run(
             name,
             env,
             expires_in,
+            scopes,
+            allowed_networks,
             output,
         } => {
             let key = NewKey {
@@ -162,6 +236,8 @@ pub async fn run(
                 expires_at: expires_in
                     .map(|text| durations::expiry(&text, Utc::now()))
                     .transpose()?,
+                scopes: checked_scopes(&scopes)?,
+                allowed_networks: checked_allowlist(&allowed_networks)?,
             };
             let pool = connect(database_url).await?;
             print(out, &keys::create(&pool, Actor::Cli, key).await?, output)?;
@@ -170,6 +246,11 @@ pub async fn run(
             let org_id = parse_id("org id", &org_id)?;
             let pool = connect(database_url).await?;
             print(out, &keys::list_for_org(&pool, org_id).await?, output)?;
+        }
+        KeysCommand::Get { key_id, output } => {
+            let key_id = parse_id("key id", &key_id)?;
+            let pool = connect(database_url).await?;
+            print(out, &keys::get(&pool, key_id).await?, output)?;
         }
         KeysCommand::Rotate {
             key_id,
@@ -209,6 +290,34 @@ pub async fn run(
                 output,
             )?;
         }
+        KeysCommand::SetScopes {
+            key_id,
+            scopes,
+            output,
+        } => {
+            let key_id = parse_id("key id", &key_id)?;
+            let scopes = scopes.scopes()?;
+            let pool = connect(database_url).await?;
+            print(
+                out,
+                &key_policy::set_scopes(&pool, Actor::Cli, key_id, &scopes).await?,
+                output,
+            )?;
+        }
+        KeysCommand::SetAllowlist {
+            key_id,
+            networks,
+            output,
+        } => {
+            let key_id = parse_id("key id", &key_id)?;
+            let allowlist = networks.allowlist()?;
+            let pool = connect(database_url).await?;
+            print(
+                out,
+                &key_policy::set_allowlist(&pool, Actor::Cli, key_id, &allowlist).await?,
+                output,
+            )?;
+        }
     }
     Ok(())
 }
@@ -236,9 +345,15 @@ impl Render for RotatedKey {
     }
 }
 
+impl Render for ListedKey {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        field_lines(out, self)
+    }
+}
+
 impl Render for Vec<ListedKey> {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns: [Column<ListedKey>; 8] = [
+        let columns: [Column<ListedKey>; 10] = [
             Column::new("ID", |key| key.key_id.to_string()),
             Column::new("PREFIX", |key| key.prefix.clone()),
             Column::new("NAME", |key| key.name.clone()),
@@ -255,7 +370,10 @@ impl Render for Vec<ListedKey> {
             Column::new("LIMIT", |key| {
                 limit_cell(key.rate_limit.map(|key_limit| key_limit.limit))
             }),
-            Column::new("SCOPE", |key| scope_cell(key.rate_limit)),
+            // Whose budget the limit is: the key's own, or its organization's.
+            Column::new("BUDGET", |key| scope_cell(key.rate_limit)),
+            Column::new("SCOPES", |key| scopes_cell(&key.scopes)),
+            Column::new("ALLOWED_FROM", |key| allowlist_cell(&key.allowed_networks)),
         ];
         out.write_all(table(&columns, self).as_bytes())
     }
@@ -308,6 +426,7 @@ mod tests {
 
     use super::*;
     use crate::cli::render::printed;
+    use crate::key_policy::PolicyColumns;
     use crate::operations::key_secret::KeySecret;
     use crate::operations::keys::ApiKeyInfo;
     use crate::operations::timestamp::Timestamp;
@@ -329,14 +448,29 @@ mod tests {
             leaked_at: DateTime::from_timestamp(60, 0),
             ..key.clone()
         };
-        let keys = vec![ListedKey::new(key, None, Utc::now())];
-        let leaked = printed(&vec![ListedKey::new(leaked, None, Utc::now())], false);
+        let no_policy = PolicyColumns::default;
+        let keys = vec![ListedKey::new(key.clone(), None, no_policy(), Utc::now())];
+        let leaked = printed(
+            &vec![ListedKey::new(leaked, None, no_policy(), Utc::now())],
+            false,
+        );
         assert!(leaked.contains("active (leaked)"), "{leaked}");
         let text = printed(&keys, false);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
-            ["ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "STATUS", "LIMIT", "SCOPE"]
+            [
+                "ID",
+                "PREFIX",
+                "NAME",
+                "CREATED",
+                "EXPIRES",
+                "STATUS",
+                "LIMIT",
+                "BUDGET",
+                "SCOPES",
+                "ALLOWED_FROM"
+            ]
         );
         assert_eq!(
             lines[1].split_whitespace().collect::<Vec<_>>(),
@@ -348,7 +482,9 @@ mod tests {
                 "never",
                 "active",
                 "-",
-                "-"
+                "-",
+                "-",
+                "any"
             ]
         );
 
@@ -358,6 +494,33 @@ mod tests {
         assert_eq!(value[0]["expires_at"], serde_json::Value::Null);
         assert_eq!(value[0]["rate_limit"], serde_json::Value::Null);
         assert_eq!(value[0]["leaked_at"], serde_json::Value::Null);
+        assert_eq!(value[0]["scopes"], serde_json::json!([]));
+        assert_eq!(value[0]["allowed_networks"], serde_json::json!([]));
+
+        let with_policy = ListedKey::new(
+            key,
+            None,
+            PolicyColumns {
+                scopes: vec!["orders:read".to_owned(), "orders:write".to_owned()],
+                allowed_networks: vec!["10.0.0.0/8".to_owned(), "2001:db8::/32".to_owned()],
+            },
+            Utc::now(),
+        );
+        let text = printed(&vec![with_policy.clone()], false);
+        let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            row[8..],
+            ["orders:read,orders:write", "10.0.0.0/8,2001:db8::/32"]
+        );
+        let one = printed(&with_policy, false);
+        assert!(
+            one.contains("\nscopes: orders:read orders:write\n"),
+            "{one}"
+        );
+        assert!(
+            one.contains("\nallowed_networks: 10.0.0.0/8 2001:db8::/32\n"),
+            "{one}"
+        );
     }
 
     #[test]
@@ -392,6 +555,8 @@ mod tests {
             name: "ci".to_owned(),
             prefix: key.prefix().to_owned(),
             expires_at,
+            scopes: Vec::new(),
+            allowed_networks: Vec::new(),
             key,
         }
     }

@@ -12,6 +12,7 @@
 pub mod admin_tokens;
 pub mod audit;
 pub mod key_check;
+pub mod key_policy;
 pub mod keys;
 pub mod limits;
 pub mod migrate;
@@ -32,6 +33,7 @@ use crate::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::admin_tokens::AdminTokenError;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
+use crate::operations::key_policy::{InvalidPolicy, PolicyOpError};
 use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
 use crate::operations::name::InvalidName;
@@ -67,7 +69,8 @@ pub enum Command {
     /// Create and list organizations
     #[command(subcommand)]
     Orgs(orgs::OrgsCommand),
-    /// Create, list, rotate and revoke API keys
+    /// Create, list, rotate and revoke API keys, and set their limits, scopes and
+    /// allowlists
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Create, list and revoke the tokens of the HTTP API (`/v1/` on the admin port)
@@ -100,6 +103,14 @@ pub enum CommandError {
     },
     #[error("{0}")]
     LimitUsage(&'static str),
+    /// Arguments that contradict each other or are missing (`--clear` with values).
+    #[error("{0}")]
+    Usage(&'static str),
+    #[error("invalid {flag}: {error}")]
+    InvalidPolicy {
+        flag: &'static str,
+        error: InvalidPolicy,
+    },
     #[error("invalid --limit '{value}': expected a whole number from 1 to {max}")]
     InvalidListLimit { value: String, max: u32 },
     #[error(transparent)]
@@ -110,6 +121,8 @@ pub enum CommandError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Limit(#[from] LimitError),
+    #[error(transparent)]
+    Policy(#[from] PolicyOpError),
     #[error(transparent)]
     AdminToken(#[from] AdminTokenError),
     #[error(transparent)]

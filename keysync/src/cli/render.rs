@@ -35,7 +35,8 @@ pub fn print(out: &mut dyn Write, result: &impl Render, output: Output) -> io::R
 }
 
 /// One `name: value` line per serialized field of `result`, in declaration order; a
-/// field without a value (an expiry) reads `never`.
+/// field without a value (an expiry) reads `never`; a list reads as its items separated
+/// by spaces, and an empty list (a key without scopes) is left out.
 pub fn field_lines(out: &mut dyn Write, result: &impl Serialize) -> io::Result<()> {
     let json = serde_json::to_string(result)?;
     let Fields(fields) = serde_json::from_str(&json)?;
@@ -43,6 +44,17 @@ pub fn field_lines(out: &mut dyn Write, result: &impl Serialize) -> io::Result<(
         match value {
             Value::String(text) => writeln!(out, "{name}: {text}")?,
             Value::Null => writeln!(out, "{name}: never")?,
+            Value::Array(items) if items.is_empty() => {}
+            Value::Array(items) => {
+                let items: Vec<String> = items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::String(text) => text,
+                        other => other.to_string(),
+                    })
+                    .collect();
+                writeln!(out, "{name}: {}", items.join(" "))?;
+            }
             other => writeln!(out, "{name}: {other}")?,
         }
     }
@@ -94,6 +106,8 @@ mod tests {
         zulu: &'static str,
         alpha: u32,
         expires_at: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        list: Option<Vec<&'static str>>,
     }
 
     impl Render for Record {
@@ -108,10 +122,24 @@ mod tests {
             zulu: "z",
             alpha: 7,
             expires_at: None,
+            list: None,
         };
         assert_eq!(
             printed(&record, false),
             "zulu: z\nalpha: 7\nexpires_at: never\n"
+        );
+        let listed = |list: Vec<&'static str>| Record {
+            list: Some(list),
+            ..record
+        };
+        assert_eq!(
+            printed(&listed(vec!["a:b", "c"]), false),
+            "zulu: z\nalpha: 7\nexpires_at: never\nlist: a:b c\n"
+        );
+        assert_eq!(
+            printed(&listed(vec![]), false),
+            "zulu: z\nalpha: 7\nexpires_at: never\n",
+            "an empty list is left out"
         );
     }
 
@@ -121,6 +149,7 @@ mod tests {
             zulu: "z",
             alpha: 7,
             expires_at: Some("2026-01-01T00:00:00Z"),
+            list: None,
         };
         assert_eq!(
             printed(&record, true),

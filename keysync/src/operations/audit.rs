@@ -34,6 +34,10 @@ pub enum AuditAction {
     KeyRevoked,
     /// A key's own limit set or cleared (cleared: the new value is null).
     KeyLimitSet,
+    /// A key's scopes replaced (cleared: the new value's list is empty).
+    KeyScopesSet,
+    /// A key's allowlist replaced (cleared: the new value's list is empty).
+    KeyAllowlistSet,
     /// A secret scanner reported the key leaked: revoked or flagged (the new value says).
     KeyLeakReported,
     AdminTokenCreated,
@@ -42,13 +46,15 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, in the order the README lists them.
-    pub const ALL: [AuditAction; 9] = [
+    pub const ALL: [AuditAction; 11] = [
         AuditAction::OrgCreated,
         AuditAction::OrgLimitSet,
         AuditAction::KeyCreated,
         AuditAction::KeyRotated,
         AuditAction::KeyRevoked,
         AuditAction::KeyLimitSet,
+        AuditAction::KeyScopesSet,
+        AuditAction::KeyAllowlistSet,
         AuditAction::KeyLeakReported,
         AuditAction::AdminTokenCreated,
         AuditAction::AdminTokenRevoked,
@@ -63,6 +69,8 @@ impl AuditAction {
             AuditAction::KeyRotated => "key.rotated",
             AuditAction::KeyRevoked => "key.revoked",
             AuditAction::KeyLimitSet => "key.limit_set",
+            AuditAction::KeyScopesSet => "key.scopes_set",
+            AuditAction::KeyAllowlistSet => "key.allowlist_set",
             AuditAction::KeyLeakReported => "key.leak_reported",
             AuditAction::AdminTokenCreated => "admin_token.created",
             AuditAction::AdminTokenRevoked => "admin_token.revoked",
@@ -77,6 +85,8 @@ impl AuditAction {
             | AuditAction::KeyRotated
             | AuditAction::KeyRevoked
             | AuditAction::KeyLimitSet
+            | AuditAction::KeyScopesSet
+            | AuditAction::KeyAllowlistSet
             | AuditAction::KeyLeakReported => AuditObject::Key,
             AuditAction::AdminTokenCreated | AuditAction::AdminTokenRevoked => {
                 AuditObject::AdminToken
@@ -186,8 +196,8 @@ pub struct AuditRecord {
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// `org.created`, `org.limit_set`, `key.created`, `key.rotated`, `key.revoked`,
-    /// `key.limit_set`, `key.leak_reported`, `admin_token.created` or
-    /// `admin_token.revoked`.
+    /// `key.limit_set`, `key.scopes_set`, `key.allowlist_set`, `key.leak_reported`,
+    /// `admin_token.created` or `admin_token.revoked`.
     pub action: String,
     /// `cli`, `admin_token` or `leak_report`.
     pub actor: String,
@@ -360,6 +370,8 @@ mod tests {
                 "key.rotated",
                 "key.revoked",
                 "key.limit_set",
+                "key.scopes_set",
+                "key.allowlist_set",
                 "key.leak_reported",
                 "admin_token.created",
                 "admin_token.revoked",

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::actor::Actor;
 use super::audit::{self, Absent, AuditAction, Change};
+use super::key_policy::{Allowlist, Scopes};
 use super::key_secret::{KeyEnvironment, KeySecret};
 use super::limit_json;
 use super::name::Name;
@@ -18,6 +19,7 @@ use super::orgs;
 use super::page::PageRequest;
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
+use crate::key_policy::PolicyColumns;
 use crate::limit_columns::{InvalidLimit, LimitColumns};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,10 @@ pub struct NewKey {
     pub name: Name,
     pub environment: KeyEnvironment,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The scopes it grants; none by default.
+    pub scopes: Scopes,
+    /// The networks it may be used from; anywhere by default.
+    pub allowed_networks: Allowlist,
 }
 
 /// A new key: the secret, shown this once, and what is stored about it.
@@ -109,6 +115,10 @@ pub struct CreatedKey {
     /// `null`: it never expires.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+    /// The scopes it grants, sorted; `[]`: none.
+    pub scopes: Vec<String>,
+    /// The networks it may be used from, such as `203.0.113.0/24`; `[]`: anywhere.
+    pub allowed_networks: Vec<String>,
 }
 
 /// A key as `keys list` shows it: what an operator sees of it, its status when listed,
@@ -133,6 +143,10 @@ pub struct ListedKey {
     #[serde(serialize_with = "limit_json::key_limit")]
     #[schema(value_type = Option<limit_json::KeyLimitJson>)]
     pub rate_limit: Option<KeyLimit>,
+    /// The scopes it grants, sorted; `[]`: none (routes that require one refuse it).
+    pub scopes: Vec<String>,
+    /// The networks it may be used from, such as `203.0.113.0/24`; `[]`: anywhere.
+    pub allowed_networks: Vec<String>,
 }
 
 /// A page of an organization's keys, oldest first.
@@ -144,8 +158,13 @@ pub struct KeyPage {
 }
 
 impl ListedKey {
-    /// `key` as listed at `now`.
-    pub fn new(key: ApiKeyInfo, rate_limit: Option<KeyLimit>, now: DateTime<Utc>) -> Self {
+    /// `key` as listed at `now`. The policy is shown as stored.
+    pub fn new(
+        key: ApiKeyInfo,
+        rate_limit: Option<KeyLimit>,
+        policy: PolicyColumns,
+        now: DateTime<Utc>,
+    ) -> Self {
         ListedKey {
             status: key.status(now),
             key_id: key.id,
@@ -157,6 +176,8 @@ impl ListedKey {
             revoked_at: key.revoked_at.map(Timestamp),
             leaked_at: key.leaked_at.map(Timestamp),
             rate_limit,
+            scopes: policy.scopes,
+            allowed_networks: policy.allowed_networks,
         }
     }
 }
@@ -167,6 +188,8 @@ struct ListedKeyRow {
     info: ApiKeyInfo,
     #[sqlx(flatten)]
     limits: LimitColumns,
+    #[sqlx(flatten)]
+    policy: PolicyColumns,
 }
 
 /// A key as the audit trail records it: what an operator sees of it, never the key or
@@ -179,6 +202,12 @@ pub struct AuditedKey {
     pub environment: Option<KeyEnvironment>,
     pub expires_at: Option<Timestamp>,
     pub status: KeyStatus,
+    /// A new key's scopes and allowlist, when it has any (changes to them are
+    /// `key.scopes_set` and `key.allowlist_set`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_networks: Vec<String>,
 }
 
 impl AuditedKey {
@@ -194,6 +223,8 @@ impl AuditedKey {
             environment: KeyEnvironment::of_key(prefix),
             expires_at: expires_at.map(Timestamp),
             status,
+            scopes: Vec::new(),
+            allowed_networks: Vec::new(),
         }
     }
 
@@ -204,6 +235,8 @@ impl AuditedKey {
             environment: KeyEnvironment::of_key(&key.prefix),
             expires_at: key.expires_at,
             status: KeyStatus::Active,
+            scopes: key.scopes.clone(),
+            allowed_networks: key.allowed_networks.clone(),
         }
     }
 }
@@ -267,6 +300,8 @@ struct RotatedRow {
     expired: bool,
     rate_limit_rpm: Option<i32>,
     rate_limit_burst: Option<i32>,
+    #[sqlx(flatten)]
+    policy: PolicyColumns,
 }
 
 /// The columns of a key to insert, other than its secret.
@@ -279,6 +314,10 @@ struct KeyToInsert<'a> {
     rotated_from: Option<Uuid>,
     /// Its own limit, `rate_limit_rpm` and `rate_limit_burst`.
     rate_limit: (Option<i32>, Option<i32>),
+    /// Checked ([`Scopes`]), or copied from a key that was.
+    scopes: &'a [String],
+    /// Networks as `cidr` text: checked ([`Allowlist`]), or copied from a key that was.
+    allowed_networks: &'a [String],
     actor: Actor,
 }
 
@@ -295,8 +334,9 @@ async fn insert_key(
     let stored = sqlx::query_as::<_, ApiKeyInfo>(&format!(
         "INSERT INTO api_keys \
              (id, org_id, name, key_hash, key_prefix, expires_at, rotated_from, \
-              rate_limit_rpm, rate_limit_burst, changed_by_token) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+              rate_limit_rpm, rate_limit_burst, changed_by_token, scopes, allowed_networks) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text[]::cidr[]) \
+         RETURNING {COLUMNS}"
     ))
     .bind(Uuid::new_v4())
     .bind(row.org_id)
@@ -308,6 +348,8 @@ async fn insert_key(
     .bind(row.rate_limit.0)
     .bind(row.rate_limit.1)
     .bind(row.actor.token_id())
+    .bind(row.scopes)
+    .bind(row.allowed_networks)
     .fetch_one(connection)
     .await?;
     Ok(CreatedKey {
@@ -317,10 +359,15 @@ async fn insert_key(
         name: stored.name,
         prefix: stored.key_prefix,
         expires_at: stored.expires_at.map(Timestamp),
+        scopes: row.scopes.to_vec(),
+        allowed_networks: row.allowed_networks.to_vec(),
     })
 }
 
-/// Creates a key for an organization; it has no rate limit of its own.
+/// Creates a key for an organization, with the scopes and allowlist it is given
+/// (checked before: a policy the contract refuses never reaches the database, so no
+/// stored record can outgrow [`crate::serve::key_record::MAX_RECORD_BYTES`]); it has no
+/// rate limit of its own.
 pub async fn create(pool: &PgPool, actor: Actor, key: NewKey) -> Result<CreatedKey, KeyError> {
     let mut transaction = pool.begin().await?;
     let created = create_on(&mut transaction, actor, key).await?;
@@ -335,6 +382,7 @@ pub async fn create_on(
     actor: Actor,
     key: NewKey,
 ) -> Result<CreatedKey, KeyError> {
+    let allowed_networks = key.allowed_networks.texts();
     let row = KeyToInsert {
         org_id: key.org_id,
         name: key.name.as_str(),
@@ -342,6 +390,8 @@ pub async fn create_on(
         expires_at: key.expires_at,
         rotated_from: None,
         rate_limit: (None, None),
+        scopes: key.scopes.as_slice(),
+        allowed_networks: &allowed_networks,
         actor,
     };
     let created =
@@ -370,7 +420,8 @@ pub async fn create_on(
 const KEY_SELECT: &str = "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created_at, \
             k.expires_at, k.revoked_at, k.active, k.leaked_at, \
             k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
-            r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+            r.requests_per_minute AS org_rpm, r.burst AS org_burst, \
+            k.scopes, k.allowed_networks::text[] AS allowed_networks \
      FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id";
 
 /// The organization's keys, oldest first, as listed now (all pages); an unknown
@@ -427,7 +478,10 @@ pub async fn list_page(
     Ok(KeyPage {
         items: rows
             .into_iter()
-            .map(|row| Ok(ListedKey::new(row.info, row.limits.resolve()?, now)))
+            .map(|row| {
+                let rate_limit = row.limits.resolve()?;
+                Ok(ListedKey::new(row.info, rate_limit, row.policy, now))
+            })
             .collect::<Result<_, KeyError>>()?,
         next_cursor,
     })
@@ -440,12 +494,14 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<ListedKey, KeyError> {
         .fetch_optional(pool)
         .await?
         .ok_or(KeyError::NotFound(id))?;
-    Ok(ListedKey::new(row.info, row.limits.resolve()?, Utc::now()))
+    let rate_limit = row.limits.resolve()?;
+    Ok(ListedKey::new(row.info, rate_limit, row.policy, Utc::now()))
 }
 
 /// Replaces key `old_id` in one transaction: locks it (it must exist, be active,
 /// unexpired and not rotated before), inserts a new key for the same organization, name,
-/// environment and own rate limit (if any) with `rotated_from` pointing at it, and
+/// environment, own rate limit (if any), scopes and allowlist with `rotated_from`
+/// pointing at it (a replacement must not work where the old key did not), and
 /// revokes the old key or moves its expiry to the end of the grace period, and records
 /// one `key.rotated` (on the old key). Both writes share one revision, so keysync sees
 /// them together. Of two rotations of one key at
@@ -475,7 +531,8 @@ pub async fn rotate_on(
     let old: RotatedRow = sqlx::query_as(
         "SELECT org_id, name, key_prefix, expires_at, active, \
                 COALESCE(expires_at <= now(), false) AS expired, \
-                rate_limit_rpm, rate_limit_burst \
+                rate_limit_rpm, rate_limit_burst, \
+                scopes, allowed_networks::text[] AS allowed_networks \
          FROM api_keys WHERE id = $1 FOR UPDATE",
     )
     .bind(old_id)
@@ -514,6 +571,8 @@ pub async fn rotate_on(
             expires_at: new_expires_at,
             rotated_from: Some(old_id),
             rate_limit: (old.rate_limit_rpm, old.rate_limit_burst),
+            scopes: &old.policy.scopes,
+            allowed_networks: &old.policy.allowed_networks,
             actor,
         },
     )
@@ -691,6 +750,8 @@ mod tests {
             name: "ci".to_owned(),
             prefix: secret.prefix().to_owned(),
             expires_at: None,
+            scopes: Vec::new(),
+            allowed_networks: Vec::new(),
             key: secret,
         };
         let audited = serde_json::to_value(AuditedKey::of_created(&created)).unwrap();

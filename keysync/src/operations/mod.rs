@@ -7,14 +7,16 @@
 //! the same results. Every change names its [`actor::Actor`] (the CLI, or an admin
 //! token of the API), recorded in the rows it writes and, when something changed, in
 //! the audit trail ([`audit`]) in the change's own transaction. Inputs that need
-//! checking arrive as checked types ([`name::Name`], [`limits::LimitChange`], the
-//! instants of [`durations`]), so every caller validates the same way, and can do so
-//! before it connects. Lists come in pages ([`page`]).
+//! checking arrive as checked types ([`name::Name`], [`limits::LimitChange`],
+//! [`key_policy::Scopes`], [`key_policy::Allowlist`], the instants of [`durations`]),
+//! so every caller validates the same way, and can do so before it connects. Lists
+//! come in pages ([`page`]).
 
 pub mod actor;
 pub mod admin_tokens;
 pub mod audit;
 pub mod durations;
+pub mod key_policy;
 pub mod key_secret;
 pub mod keys;
 pub mod leaks;

@@ -117,6 +117,11 @@ impl ChangeFeed {
     pub fn batches(&self) -> usize {
         self.lock().len()
     }
+
+    /// How many records the held batches carry together.
+    pub fn records(&self) -> usize {
+        self.lock().records()
+    }
 }
 
 #[cfg(test)]

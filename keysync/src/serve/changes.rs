@@ -53,7 +53,7 @@ mod tests {
         let (one, two) = (KeyEntry::numbered(1), KeyEntry::numbered(2));
         let changes = Changes {
             revision: 4,
-            upserts: vec![one],
+            upserts: vec![one.clone()],
             removals: vec![one.key_hash, two.key_hash, two.key_hash],
         }
         .normalized();

@@ -13,9 +13,10 @@ use std::time::Instant;
 
 use keysync_proto::v1::key_sync_server::KeySync;
 use keysync_proto::v1::{
-    ListKeysRequest, ListKeysResponse, LookupKeyRequest, LookupKeyResponse, Provenance,
+    KeyRecord, ListKeysRequest, ListKeysResponse, LookupKeyRequest, LookupKeyResponse, Provenance,
     WatchKeysRequest, KEY_HASH_LEN,
 };
+use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
@@ -25,7 +26,7 @@ use crate::metrics::{GrpcMethod, LookupResult, Metrics};
 use crate::position::Position;
 use crate::readiness::Readiness;
 use crate::serve::key_entry::KeyEntry;
-use crate::serve::key_record::to_record;
+use crate::serve::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES};
 use crate::serve::key_set::SharedKeySet;
 use crate::serve::watch_server::{WatchStream, Watches};
 use crate::sync::confirmation::Confirmation;
@@ -33,6 +34,24 @@ use crate::sync::miss::Misses;
 
 /// Page size when the client asks for 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+
+/// The wire records of `entries`, as many as fit [`MAX_MESSAGE_RECORD_BYTES`] (at least
+/// one), and whether some were left for the next page. Keys with large policies (up to
+/// [`crate::serve::key_record::MAX_RECORD_BYTES`] each) would otherwise make a page of
+/// the largest size over the 16 MiB the filter reads.
+fn records_within_budget(entries: &[KeyEntry]) -> (Vec<KeyRecord>, bool) {
+    let mut records = Vec::with_capacity(entries.len());
+    let mut bytes = 0;
+    for entry in entries {
+        let record = to_record(entry);
+        bytes += record.encoded_len() + 4;
+        if bytes > MAX_MESSAGE_RECORD_BYTES && !records.is_empty() {
+            return (records, true);
+        }
+        records.push(record);
+    }
+    (records, false)
+}
 
 /// The service; cheap to clone, all state is shared.
 #[derive(Debug, Clone)]
@@ -101,9 +120,10 @@ impl KeySyncService {
             .key_set
             .read()
             .page(&request.after_hash, limit as usize, now_unix());
+        let (keys, cut) = records_within_budget(&page.keys);
         Ok(ListKeysResponse {
-            keys: page.keys.iter().map(to_record).collect(),
-            more: page.more,
+            keys,
+            more: page.more || cut,
             revision: page.revision,
             provenance: self.provenance(page.epoch),
         })
@@ -230,7 +250,50 @@ mod tests {
             org_id: Uuid::from_u128(7),
             expires_at,
             rate_limit: None,
+            policy: None,
         }
+    }
+
+    /// Keys with the largest policies fill a page's byte budget before its count.
+    #[test]
+    fn pages_of_large_records_are_cut_under_the_message_budget() {
+        let scopes: Vec<String> = (0..32).map(|i| format!("{i:064}")).collect();
+        let networks: Vec<String> = (0..16).map(|i| format!("2001:db8:{i:x}::/48")).collect();
+        let policy = crate::key_policy::PolicyColumns {
+            scopes,
+            allowed_networks: networks,
+        }
+        .resolve(Uuid::nil());
+        let entries: Vec<KeyEntry> = (0..10_000u32)
+            .map(|i| {
+                let mut key_hash = [0; 32];
+                key_hash[..4].copy_from_slice(&i.to_be_bytes());
+                KeyEntry {
+                    key_hash,
+                    policy: policy.clone(),
+                    ..KeyEntry::numbered(1)
+                }
+            })
+            .collect();
+        let (records, cut) = records_within_budget(&entries);
+        assert!(cut);
+        assert!(
+            records.len() > 5_000 && records.len() < 10_000,
+            "{}",
+            records.len()
+        );
+        let page = ListKeysResponse {
+            keys: records,
+            more: true,
+            revision: u64::MAX,
+            provenance: Some(Provenance {
+                epoch: u64::MAX,
+                confirmed_age_ms: u64::MAX,
+            }),
+        };
+        assert!(page.encoded_len() < 16 << 20, "{}", page.encoded_len());
+        let (small, cut) = records_within_budget(&[entry(1, 0), entry(2, 0)]);
+        assert_eq!((small.len(), cut), (2, false));
     }
 
     struct Fixture {
@@ -420,7 +483,7 @@ mod tests {
             },
             per_key: true,
         });
-        let fixture = fixture(vec![known], None, 10);
+        let fixture = fixture(vec![known.clone()], None, 10);
         let answer = lookup(&fixture.service, &known.key_hash).await.unwrap();
         assert_eq!(answer.revision, 3);
         let record = answer.key.unwrap();
@@ -442,7 +505,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_key_waits_for_a_catch_up_and_is_found() {
         let arriving = entry(9, 0);
-        let fixture = fixture(vec![entry(1, 0)], Some(arriving), 10);
+        let fixture = fixture(vec![entry(1, 0)], Some(arriving.clone()), 10);
         let answer = lookup(&fixture.service, &arriving.key_hash).await.unwrap();
         assert_eq!(answer.key, Some(to_record(&arriving)));
         assert_eq!(answer.key.unwrap().rate_limit, None);
@@ -468,7 +531,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_keys_cost_no_catch_up_while_notifications_keep_the_store_current() {
         let arriving = entry(9, 0);
-        let fixture = fixture(vec![entry(1, 0)], Some(arriving), 10);
+        let fixture = fixture(vec![entry(1, 0)], Some(arriving.clone()), 10);
         fixture.freshness.set_listening(true);
         for _ in 0..10 {
             let answer = lookup(&fixture.service, &entry(8, 0).key_hash)

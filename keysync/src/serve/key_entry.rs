@@ -1,14 +1,18 @@
 //! What the gateway needs to know about one active key: its hash (how a request finds
-//! it), its organization and id (the identity headers), its expiry, and the rate limit
-//! it runs under. The unit the key set holds, changes carry and the wire serves.
+//! it), its organization and id (the identity headers), its expiry, the rate limit it
+//! runs under, and its scopes and allowlist if it has any. The unit the key set holds,
+//! changes carry and the wire serves.
+
+use std::sync::Arc;
 
 use keysync_contract::limit::KeyLimit;
 use uuid::Uuid;
 
 use crate::key_hash::KeyHash;
+use crate::key_policy::KeyPolicy;
 
-/// One active key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One active key. Cheap to clone: the policy, when there is one, is shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
     pub key_hash: KeyHash,
     pub key_id: Uuid,
@@ -17,6 +21,9 @@ pub struct KeyEntry {
     pub expires_at: i64,
     /// The key's own limit, else its organization's; `None` when neither is set.
     pub rate_limit: Option<KeyLimit>,
+    /// Its scopes and allowlist; `None` (one null pointer, nothing on the heap) for the
+    /// many keys that have neither.
+    pub policy: Option<Arc<KeyPolicy>>,
 }
 
 impl KeyEntry {
@@ -31,7 +38,7 @@ impl KeyEntry {
 impl KeyEntry {
     /// A key for tests: its hash is `first_byte` followed by zeros (so entries sort by
     /// it), its id is `first_byte`, its organization 7; it never expires and has no
-    /// limit.
+    /// limit and no policy.
     pub(crate) fn numbered(first_byte: u8) -> KeyEntry {
         let mut key_hash = [0; 32];
         key_hash[0] = first_byte;
@@ -41,6 +48,7 @@ impl KeyEntry {
             org_id: Uuid::from_u128(7),
             expires_at: 0,
             rate_limit: None,
+            policy: None,
         }
     }
 }
@@ -60,9 +68,11 @@ mod tests {
         assert!(!expiring_at(0).is_expired(i64::MAX));
     }
 
-    /// The size the key table's memory figures are measured with.
+    /// The size the key table's memory figures are measured with: 88 bytes of fields
+    /// before key policies, plus the policy pointer (8; the key's scopes and allowlist,
+    /// when it has any, live on the heap).
     #[test]
-    fn an_entry_takes_88_bytes() {
-        assert_eq!(std::mem::size_of::<KeyEntry>(), 88);
+    fn an_entry_takes_96_bytes() {
+        assert_eq!(std::mem::size_of::<KeyEntry>(), 96);
     }
 }

@@ -98,7 +98,7 @@ impl KeySet {
             self.table.remove(hash);
         }
         for entry in &changes.upserts {
-            self.table.insert(*entry);
+            self.table.insert(entry.clone());
         }
         self.revision = changes.revision;
     }
@@ -108,7 +108,7 @@ impl KeySet {
         self.table
             .get(hash)
             .filter(|entry| !entry.is_expired(now))
-            .copied()
+            .cloned()
     }
 
     /// Up to `limit` unexpired keys whose hash sorts strictly after `after_hash` (any
@@ -118,7 +118,7 @@ impl KeySet {
             .table
             .after(after_hash)
             .filter(|entry| !entry.is_expired(now));
-        let keys: Vec<KeyEntry> = unexpired.by_ref().take(limit).copied().collect();
+        let keys: Vec<KeyEntry> = unexpired.by_ref().take(limit).cloned().collect();
         let more = unexpired.next().is_some();
         Page {
             keys,
@@ -249,7 +249,7 @@ mod tests {
         });
         key_set.apply(&Changes {
             revision: 9,
-            upserts: vec![changed, entry(4, 0)],
+            upserts: vec![changed.clone(), entry(4, 0)],
             removals: vec![entry(1, 0).key_hash, entry(2, 0).key_hash],
         });
         assert_eq!(key_set.revision(), 9);

@@ -6,10 +6,12 @@
 //! Why not a `BTreeMap<KeyHash, KeyEntry>`: its key repeats the 32-byte hash the entry
 //! already holds, and its nodes run between half and fully used, so a key took 122
 //! bytes when a million were loaded at once and 180 when they arrived one by one, where
-//! the entry itself is 88. Here an entry costs its 88 bytes plus the spare room of its
-//! bucket, which grows by an eighth at a time and shrinks when half empty. SHA-256
-//! hashes are uniform, so buckets stay even: about 15 entries each at a million keys,
-//! 150 at ten million, and an insert or removal moves at most one bucket's entries.
+//! the entry itself was 88 (96 since it points to its scopes and allowlist). Here an
+//! entry costs its 96 bytes (and its policy on the heap, for the keys that have one)
+//! plus the spare room of its bucket, which grows by an eighth at a time and shrinks
+//! when half empty. SHA-256 hashes are uniform, so buckets stay even: about 15 entries
+//! each at a million keys, 150 at ten million, and an insert or removal moves at most
+//! one bucket's entries.
 //!
 //! A full reload compares the database with the table as rows arrive
 //! ([`Reconciliation`]) instead of building a second table, so two copies of the key set
@@ -272,6 +274,7 @@ mod tests {
             org_id: Uuid::from_u128(7),
             expires_at: 0,
             rate_limit: None,
+            policy: None,
         }
     }
 
@@ -384,7 +387,7 @@ mod tests {
         // starts at one end and walks.
         let low: Vec<KeyEntry> = (0..100u8).map(|i| entry(&[5, 5, 0, i], 1)).collect();
         let high: Vec<KeyEntry> = (0..100u8).map(|i| entry(&[5, 5, 0xff, i], 1)).collect();
-        let table = KeyTable::from_entries(high.iter().chain(&low).rev().copied());
+        let table = KeyTable::from_entries(high.iter().chain(&low).rev().cloned());
         assert_eq!(table.len(), 200);
         for entry in low.iter().chain(&high) {
             assert_eq!(table.get(&entry.key_hash), Some(entry));
@@ -444,7 +447,7 @@ mod tests {
         let table = KeyTable::from_entries(entries.clone());
         let mut same = table.reconcile();
         for offered in entries.iter().rev() {
-            same.offer(&table, *offered).unwrap();
+            same.offer(&table, offered.clone()).unwrap();
         }
         assert!(same.finish(&table, 3).unwrap().is_empty());
         let gone = table.reconcile().finish(&table, 4).unwrap();
@@ -453,8 +456,11 @@ mod tests {
 
         let empty = KeyTable::new();
         let mut fresh = empty.reconcile();
-        fresh.offer(&empty, entries[0]).unwrap();
-        assert_eq!(fresh.finish(&empty, 5).unwrap().upserts, vec![entries[0]]);
+        fresh.offer(&empty, entries[0].clone()).unwrap();
+        assert_eq!(
+            fresh.finish(&empty, 5).unwrap().upserts,
+            vec![entries[0].clone()]
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::metrics::{Metrics, RefusalReason};
 use crate::serve::change_feed::{ChangeFeed, FeedEvent};
 use crate::serve::changelog::Changelog;
 use crate::serve::changes::Changes;
-use crate::serve::key_record::to_record;
+use crate::serve::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES, MAX_RECORD_BYTES};
 use crate::sync::catch_up::CatchUp;
 use crate::sync::confirmation::Confirmation;
 
@@ -97,12 +97,17 @@ pub fn plan(log: &Changelog, after: u64, epoch: u64) -> Start {
     }
 }
 
-/// The messages that carry `batch`: at most `chunk` records each, upserts first, all
-/// with the batch's revision, every one but the last marked `partial`. Built one at a
-/// time, so a large batch is not copied whole. (Their provenance is set as they are
-/// sent.)
+/// Most records in one message whatever `KEYSYNC_WATCH_CHUNK` says: as many of the
+/// largest records (keys with the largest policies) as fit the message budget, 6,103.
+pub const MAX_CHUNK: usize = MAX_MESSAGE_RECORD_BYTES / MAX_RECORD_BYTES;
+
+/// The messages that carry `batch`: at most `chunk` records each (and never more than
+/// [`MAX_CHUNK`], so a message stays under the 16 MiB the filter reads), upserts first,
+/// all with the batch's revision, every one but the last marked `partial`. Built one
+/// at a time, so a large batch is not copied whole. (Their provenance is set as they
+/// are sent.)
 pub fn messages(batch: &Changes, chunk: usize) -> impl Iterator<Item = KeyChanges> + '_ {
-    let chunk = chunk.max(1);
+    let chunk = chunk.clamp(1, MAX_CHUNK);
     let upserts = batch.upserts.len();
     let total = batch.len();
     let count = total.div_ceil(chunk).max(1);

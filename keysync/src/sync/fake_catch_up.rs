@@ -11,7 +11,7 @@ use crate::serve::key_set::{SharedKeySet, Snapshot};
 use crate::sync::catch_up::{CatchUp, DEFAULT_MIN_SPACING};
 
 /// What each catch-up run does.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum Behaviour {
     /// Finds this key, created since the last load.
     Adds(KeyEntry),
@@ -35,13 +35,14 @@ pub fn key_set_and_catch_up(
         let runs = runs.clone();
         move || {
             runs.fetch_add(1, Ordering::SeqCst);
-            if let Behaviour::Adds(entry) = behaviour {
+            if let Behaviour::Adds(entry) = &behaviour {
                 key_set.write().apply(&Changes {
                     revision: 4,
-                    upserts: vec![entry],
+                    upserts: vec![entry.clone()],
                     removals: vec![],
                 });
             }
+            let behaviour = behaviour.clone();
             async move {
                 match behaviour {
                     Behaviour::Adds(_) => Ok(()),

@@ -24,6 +24,7 @@ use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use crate::key_hash::KeyHash;
+use crate::key_policy::PolicyColumns;
 use crate::limit_columns::LimitColumns;
 use crate::position::Position;
 use crate::serve::changes::Changes;
@@ -138,11 +139,12 @@ const RENEW_HISTORY: &str = "\
     FROM renewed, (SELECT pg_notify('keysync_changes', 'history')) AS notified";
 
 /// A key's columns with both candidate limits: its own override and its organization's
-/// (see [`LimitColumns::resolve`]).
+/// (see [`LimitColumns::resolve`]), and its policy (see [`PolicyColumns::resolve`]).
 const SELECT_KEYS: &str = "\
     SELECT k.key_hash, k.id, k.org_id, k.expires_at, k.active, \
            k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
-           r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+           r.requests_per_minute AS org_rpm, r.burst AS org_burst, \
+           k.scopes, k.allowed_networks::text[] AS allowed_networks \
     FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id";
 
 fn select_active_keys() -> String {
@@ -247,6 +249,8 @@ struct KeyRow {
     active: bool,
     #[sqlx(flatten)]
     limits: LimitColumns,
+    #[sqlx(flatten)]
+    policy: PolicyColumns,
 }
 
 impl KeyRow {
@@ -263,6 +267,9 @@ impl KeyRow {
             // 0 means "never", so a key that expired at or before the epoch becomes 1.
             expires_at: self.expires_at.map_or(0, |at| at.timestamp().max(1)),
             rate_limit,
+            // A policy the contract refuses locks the key out rather than failing the
+            // load (see `PolicyColumns::resolve`).
+            policy: self.policy.resolve(self.id),
         })
     }
 }
@@ -415,6 +422,7 @@ mod tests {
             expires_at: None,
             active: true,
             limits: LimitColumns::default(),
+            policy: PolicyColumns::default(),
         }
     }
 
@@ -477,6 +485,34 @@ mod tests {
                 per_key: true,
             })
         );
+    }
+
+    #[test]
+    fn row_with_policy_and_row_with_a_refused_one() {
+        let entry = KeyRow {
+            policy: PolicyColumns {
+                scopes: vec!["b".to_owned(), "a".to_owned()],
+                allowed_networks: vec!["10.0.0.0/8".to_owned()],
+            },
+            ..row()
+        }
+        .into_entry()
+        .unwrap();
+        let policy = entry.policy.unwrap();
+        assert_eq!(policy.scopes(), ["a", "b"]);
+        assert_eq!(policy.networks().len(), 1);
+        // Not an error: the load goes on, the key is served locked out.
+        let locked = KeyRow {
+            policy: PolicyColumns {
+                scopes: Vec::new(),
+                allowed_networks: vec!["::/128".to_owned()],
+            },
+            ..row()
+        }
+        .into_entry()
+        .unwrap();
+        assert_eq!(locked.policy.unwrap().scopes(), [] as [String; 0]);
+        assert_eq!(row().into_entry().unwrap().policy, None);
     }
 
     #[test]

@@ -156,7 +156,8 @@ impl<L: Loader> Reloader<L> {
         self.metrics
             .record_database_revision(state.position.revision);
         self.metrics.record_store(keys, revision);
-        self.metrics.record_changelog(self.feed.batches());
+        self.metrics
+            .record_changelog(self.feed.batches(), self.feed.records());
         self.confirmation.confirm(started);
         KeySetSummary {
             keys,

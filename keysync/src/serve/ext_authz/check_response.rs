@@ -7,8 +7,11 @@
 //!   reads in global mode (`x-keysync-rl-subject`, `x-keysync-rl-limit`), or removes
 //!   client-sent ones when the key has no limit; `envoy/ext-authz.yaml` strips them
 //!   before the backend.
-//! - missing or invalid key: `UNAUTHENTICATED` or `PERMISSION_DENIED` and a
-//!   `DeniedHttpResponse` with the contract's status, headers and JSON body.
+//! - missing or invalid key, or a valid key refused by its policy (a scope the route
+//!   requires, an address outside its allowlist): `UNAUTHENTICATED` or
+//!   `PERMISSION_DENIED` and a `DeniedHttpResponse` with the contract's status, headers
+//!   and JSON body (403 `insufficient_scope` with `WWW-Authenticate: Bearer
+//!   error="insufficient_scope"`, 403 `ip_not_allowed`), exactly as the filter answers.
 //! - cannot tell: an `UNAVAILABLE` gRPC error, so that Envoy answers with its
 //!   `status_on_error` (503, given the contract's JSON body by the configuration).
 //!
@@ -44,13 +47,13 @@ pub use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 
 /// What Envoy is told; `Err` only when keysync cannot tell.
 pub fn answer(verdict: &Verdict) -> Result<CheckResponse, Status> {
-    match *verdict {
-        Verdict::Allow { entry, source } => Ok(allowed(&entry, source)),
+    match verdict {
+        Verdict::Allow { entry, source } => Ok(allowed(entry, *source)),
         Verdict::Deny(Denial::Unavailable) => Err(Status::unavailable(
             "keysync cannot decide: its key set is not loaded yet, or not confirmed \
                  against PostgreSQL within KEYSYNC_MAX_STALENESS",
         )),
-        Verdict::Deny(denial) => Ok(denied(denial)),
+        Verdict::Deny(denial) => Ok(denied(*denial)),
     }
 }
 
@@ -172,6 +175,7 @@ mod tests {
             org_id: Uuid::from_u128(0x22),
             expires_at: 0,
             rate_limit,
+            policy: None,
         }
     }
 

@@ -5,13 +5,15 @@
 //! filter would: the same credential rules and replies ([`keysync_contract`]), the same
 //! catch-up for keys newer than the key set, expiry against the clock at request time.
 //!
-//! [`credential_headers`] reads the credential out of the check request, [`verdict`]
-//! is what was decided, [`check_response`] turns it into Envoy's answer, and
+//! [`credential_headers`] reads the credential out of the check request,
+//! [`key_policy_check`] holds a valid key to its allowlist and the route's scopes,
+//! [`verdict`] is what was decided, [`check_response`] turns it into Envoy's answer, and
 //! [`service`] decides and serves. `envoy/ext-authz.yaml` is the matching Envoy
 //! configuration.
 
 pub mod check_response;
 pub mod credential_headers;
+pub mod key_policy_check;
 pub mod service;
 pub mod verdict;
 

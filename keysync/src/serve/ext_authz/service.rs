@@ -9,6 +9,10 @@
 //! current, else for a coalesced catch-up that starts after it arrived), for at most
 //! [`CATCH_UP_WAIT`]; if the catch-up fails or takes longer, the key set decides alone
 //! (a snapshot is the best knowledge there is: an absent key is invalid, never a 5xx).
+//! A key found valid then answers to its policy ([`key_policy_check`]): its allowlist
+//! against the client's address, then the route's required scopes; a refusal there is
+//! the contract's 403 (`ip_not_allowed`, `insufficient_scope`) and never reaches the
+//! rate-limit descriptors, so it consumes no rate limit.
 //! Before the first snapshot there is nothing to decide from: `UNAVAILABLE`, which
 //! Envoy turns into its `status_on_error` (503). The same goes for a key set that has
 //! not been confirmed against PostgreSQL for longer than `KEYSYNC_MAX_STALENESS`
@@ -25,13 +29,15 @@ use keysync_contract::key_format::{self, KeyForm};
 use keysync_contract::reply::Denial;
 use keysync_proto::v1::Provenance;
 use tonic::{Request, Response, Status};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::check_response;
 use super::credential_headers::CredentialHeaders;
+use super::key_policy_check::{self, MalformedRoute};
 use super::verdict::Verdict;
 use crate::clock::now_unix;
 use crate::key_hash::{hash_key, short_hash, KeyHash};
+use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::serve::key_entry::KeyEntry;
@@ -59,6 +65,8 @@ pub struct ExtAuthzService {
     catch_up_wait: Duration,
     /// Keys issued before checksums are looked up (the filter's `accept_legacy_keys`).
     accept_legacy_keys: bool,
+    /// A malformed route refuses every request: one warning a period, not one each.
+    route_warnings: Arc<LogThrottle>,
 }
 
 impl ExtAuthzService {
@@ -78,6 +86,7 @@ impl ExtAuthzService {
             clock: now_unix,
             catch_up_wait: CATCH_UP_WAIT,
             accept_legacy_keys: true,
+            route_warnings: Arc::new(LogThrottle::new(LOG_PERIOD)),
         }
     }
 
@@ -121,7 +130,32 @@ impl ExtAuthzService {
                 Err(_) => return Verdict::Deny(Denial::InvalidKey),
             },
         };
-        self.judge_key(&hash, source).await
+        let verdict = self.judge_key(&hash, source).await;
+        self.apply_policy(verdict, request)
+    }
+
+    /// A valid key's verdict after its policy: allowlist first, then the route's scopes.
+    /// Keys without a policy on routes without requirements pass with one map lookup.
+    fn apply_policy(&self, verdict: Verdict, request: &CheckRequest) -> Verdict {
+        let Verdict::Allow { entry, .. } = &verdict else {
+            return verdict;
+        };
+        match key_policy_check::check(entry.policy.as_deref(), request) {
+            Ok(()) => verdict,
+            Err((denial, malformed)) => {
+                if let Some(MalformedRoute(why)) = malformed {
+                    // The route's configuration is at fault, not the key: no key here.
+                    if let Some(held_back) = self.route_warnings.admit(Instant::now()) {
+                        warn!(
+                            "ext_authz: a route's keysync.scopes is malformed ({why}); it \
+                             refuses every key{}",
+                            held_back_note(held_back)
+                        );
+                    }
+                }
+                Verdict::Deny(denial)
+            }
+        }
     }
 
     async fn judge_key(&self, hash: &KeyHash, source: Source) -> Verdict {
@@ -219,6 +253,7 @@ mod tests {
             org_id: Uuid::from_u128(0x22),
             expires_at,
             rate_limit: None,
+            policy: None,
         }
     }
 
@@ -425,6 +460,118 @@ mod tests {
         )
         .await;
         assert_eq!(forwarded(&response).1[..2], ["x-api-key", "authorization"]);
+    }
+
+    /// A request with `key` from `source`, to a route that requires `scopes`.
+    fn policed(key: &str, source: &str, scopes: Option<&str>) -> CheckRequest {
+        use envoy_types::pb::envoy::config::core::v3::{address, Address, Metadata, SocketAddress};
+        use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
+        use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+        let mut request = bearer(key);
+        let attributes = request.attributes.as_mut().unwrap();
+        attributes.source = Some(Peer {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: source.to_owned(),
+                    ..SocketAddress::default()
+                })),
+            }),
+            ..Peer::default()
+        });
+        attributes.route_metadata_context = scopes.map(|scopes| Metadata {
+            filter_metadata: HashMap::from([(
+                "keysync".to_owned(),
+                Struct {
+                    fields: HashMap::from([(
+                        "scopes".to_owned(),
+                        Value {
+                            kind: Some(Kind::StringValue(scopes.to_owned())),
+                        },
+                    )]),
+                },
+            )]),
+            ..Metadata::default()
+        });
+        request
+    }
+
+    #[tokio::test]
+    async fn a_key_s_policy_answers_like_the_filter_and_sets_no_rate_limit_headers() {
+        let policy = crate::key_policy::PolicyColumns {
+            scopes: vec!["orders:read".to_owned()],
+            allowed_networks: vec!["203.0.113.0/24".to_owned()],
+        }
+        .resolve(Uuid::nil());
+        let limited = KeyEntry {
+            policy,
+            rate_limit: Some(keysync_contract::limit::KeyLimit {
+                limit: keysync_contract::limit::Limit {
+                    requests_per_minute: 1,
+                    burst: 0,
+                },
+                per_key: true,
+            }),
+            ..entry(KEY, 0)
+        };
+        let fixture = fixture(vec![limited], Behaviour::Fails);
+        let service = &fixture.service;
+
+        let (set, _) =
+            forwarded(&check(service, policed(KEY, "203.0.113.5", Some("orders:read"))).await);
+        assert!(set.contains_key("x-keysync-rl-subject"), "allowed: counted");
+
+        let response = check(service, policed(KEY, "198.51.100.5", Some("orders:read"))).await;
+        assert_eq!(rpc_code(&response), rpc::Code::PermissionDenied);
+        assert_eq!(denial(&response), (403, "ip_not_allowed".to_owned()));
+
+        let response = check(service, policed(KEY, "203.0.113.5", Some("orders:write"))).await;
+        assert_eq!(denial(&response), (403, "insufficient_scope".to_owned()));
+        let Some(HttpResponse::DeniedResponse(denied)) = &response.http_response else {
+            panic!("not denied");
+        };
+        let challenge: Vec<_> = denied
+            .headers
+            .iter()
+            .filter_map(|option| option.header.as_ref())
+            .filter(|header| header.key == "www-authenticate")
+            .map(|header| header.value.as_str())
+            .collect();
+        assert_eq!(challenge, ["Bearer error=\"insufficient_scope\""]);
+        assert!(
+            !denied.headers.iter().any(|option| option
+                .header
+                .as_ref()
+                .is_some_and(|header| header.key.starts_with("x-keysync-rl"))),
+            "a refused request is not counted"
+        );
+        // Outside the allowlist and lacking the scope: the allowlist answers.
+        let response = check(service, policed(KEY, "198.51.100.5", Some("billing:read"))).await;
+        assert_eq!(denial(&response), (403, "ip_not_allowed".to_owned()));
+        // A malformed route refuses the key whatever it grants.
+        let response = check(service, policed(KEY, "203.0.113.5", Some("Orders:Read"))).await;
+        assert_eq!(denial(&response), (403, "insufficient_scope".to_owned()));
+        assert!(counted(&fixture.metrics, "allowed"));
+        for (result, count) in [("ip_not_allowed", 2), ("insufficient_scope", 2)] {
+            assert!(
+                fixture.metrics.encode().contains(&format!(
+                    "keysync_ext_authz_checks_total{{result=\"{result}\"}} {count}\n"
+                )),
+                "{result}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_without_policy_pass_routes_without_scopes_only() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        forwarded(&check(&fixture.service, policed(KEY, "198.51.100.5", None)).await);
+        forwarded(&check(&fixture.service, policed(KEY, "not an address", Some(" "))).await);
+        let response = check(
+            &fixture.service,
+            policed(KEY, "198.51.100.5", Some("orders:read")),
+        )
+        .await;
+        assert_eq!(denial(&response), (403, "insufficient_scope".to_owned()));
     }
 
     #[tokio::test]

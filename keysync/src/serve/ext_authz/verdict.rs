@@ -7,7 +7,7 @@ use keysync_contract::reply::Denial;
 use crate::metrics::ExtAuthzResult;
 use crate::serve::key_entry::KeyEntry;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Forward with the key's identity and without credentials: `x-api-key` always goes,
     /// and `Authorization` too when `source` is `Authorization` (the key came in it, or
@@ -34,6 +34,8 @@ impl Verdict {
             Verdict::Allow { .. } => ExtAuthzResult::Allowed,
             Verdict::Deny(Denial::MissingKey) => ExtAuthzResult::Missing,
             Verdict::Deny(Denial::InvalidKey) => ExtAuthzResult::Invalid,
+            Verdict::Deny(Denial::InsufficientScope) => ExtAuthzResult::InsufficientScope,
+            Verdict::Deny(Denial::IpNotAllowed) => ExtAuthzResult::IpNotAllowed,
             Verdict::Deny(Denial::Unavailable) => ExtAuthzResult::Unavailable,
         }
     }
@@ -52,6 +54,7 @@ mod tests {
             org_id: Uuid::from_u128(2),
             expires_at,
             rate_limit: None,
+            policy: None,
         }
     }
 
@@ -82,6 +85,8 @@ mod tests {
         for (denial, result) in [
             (Denial::MissingKey, ExtAuthzResult::Missing),
             (Denial::InvalidKey, ExtAuthzResult::Invalid),
+            (Denial::InsufficientScope, ExtAuthzResult::InsufficientScope),
+            (Denial::IpNotAllowed, ExtAuthzResult::IpNotAllowed),
             (Denial::Unavailable, ExtAuthzResult::Unavailable),
         ] {
             assert_eq!(Verdict::Deny(denial).result(), result);

@@ -1,0 +1,203 @@
+//! What scopes and allowlists cost at the gateway: a key on a route that requires
+//! scopes, a key with an allowlist, and a key with neither on a route that requires
+//! none, through keysync's filter (one Envoy worker each), in alternating rounds;
+//! optionally against the filter of an earlier build with the same plain keys, to show
+//! that a request needing neither check pays nothing. Beside them, the contract's host
+//! calls alone (`bench/contract-calls-filter`), plain and with each way a route could
+//! name its scopes: route metadata (what the filter reads) or its route name looked up
+//! in the plugin configuration (what per-route configuration would cost).
+
+use crate::gateways::SYNC_EVERY_15M;
+use crate::median::median;
+use crate::wrk::{self, Report};
+use keysync_e2e::gateway::{ConfigEdit, Gateway, GatewayOptions};
+use keysync_e2e::keysync::{self as ks, Keysync};
+use keysync_e2e::postgres::TestPostgres;
+use keysync_e2e::scratch::ScratchDir;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Keys of each kind the load cycles through.
+const KEYS: usize = 50;
+
+/// The route every benchmark gateway answers itself (`BACKEND_URLS=direct`).
+const DIRECT_ROUTE: &str = r#"- { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }"#;
+
+/// Scopes a scoped key grants: a realistic handful, the required two among them.
+const GRANTED: [&str; 6] = [
+    "billing:read",
+    "customers:read",
+    "orders:read",
+    "orders:write",
+    "refunds:write",
+    "reports:read",
+];
+const REQUIRED: &str = "orders:read orders:write";
+
+/// bench.yaml's one route, which the contract-calls variants name and give metadata.
+const BENCH_ROUTE: &str = r#"direct_response: { status: 200, body: { inline_string: "ok" } }"#;
+
+/// An allowlist whose match is the last of three (the benchmark's client is loopback).
+const NETWORKS: [&str; 3] = ["10.0.0.0/8", "2001:db8::/32", "127.0.0.0/8"];
+
+fn gateway(keysync: &Keysync, wasm: Option<&Path>, scoped_route: bool) -> Gateway {
+    let mut options = GatewayOptions::new(keysync.grpc, "direct");
+    options.concurrency = 1;
+    options.sync_config = SYNC_EVERY_15M.into();
+    if let Some(wasm) = wasm {
+        options
+            .env
+            .push(("KEYSYNC_FILTER_WASM".into(), wasm.display().to_string()));
+    }
+    if scoped_route {
+        options.config_edits.push(ConfigEdit {
+            find: DIRECT_ROUTE.into(),
+            // The route's closing brace moves after the metadata.
+            replace: DIRECT_ROUTE[..DIRECT_ROUTE.len() - 2].to_string()
+                + &format!(
+                    r#", metadata: {{ filter_metadata: {{ keysync: {{ scopes: "{REQUIRED}" }} }} }} }}"#
+                ),
+        });
+    }
+    let gateway = Gateway::start(options);
+    gateway
+        .process
+        .wait_for_log("cache refresh complete", Duration::from_secs(60));
+    gateway
+}
+
+/// `envoy/bench.yaml` with the contract's calls and `modes` (the contract-calls filter's
+/// configuration), its route named `bench-route` and requiring [`REQUIRED`].
+fn contract_calls(keysync: &Keysync, modes: &str) -> Gateway {
+    let mut options = GatewayOptions::new(keysync.grpc, "direct");
+    options.template = "bench.yaml".into();
+    options.concurrency = 1;
+    options
+        .env
+        .push(("BENCH_AUTH".into(), "contract-calls".into()));
+    options
+        .env
+        .push(("BENCH_CONTRACT_CALLS_CONFIG".into(), modes.into()));
+    options.config_edits.push(ConfigEdit {
+        find: BENCH_ROUTE.into(),
+        replace: format!(
+            "{BENCH_ROUTE}\n                name: bench-route\n                \
+             metadata: {{ filter_metadata: {{ keysync: {{ scopes: \"{REQUIRED}\" }} }} }}"
+        ),
+    });
+    Gateway::start(options)
+}
+
+fn create_keys(database_url: &str, org: &str, extra: &[&str]) -> Vec<String> {
+    (0..KEYS)
+        .map(|n| ks::create_key(database_url, org, &format!("bench {n}"), extra).key)
+        .collect()
+}
+
+fn script(dir: &Path, name: &str, keys: &[String]) -> PathBuf {
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, wrk::rotating_keys_script(keys)).expect("write wrk script");
+    path
+}
+
+pub fn run(rounds: usize, seconds: u64, before_wasm: Option<&Path>) {
+    let dir = ScratchDir::new("bench-key-policy").expect("scratch dir");
+    let postgres = TestPostgres::start();
+    let database_url = postgres.create_database();
+    ks::migrate(&database_url);
+    let org = ks::create_org(&database_url, "bench");
+    let plain = create_keys(&database_url, &org, &[]);
+    let scope_args: Vec<&str> = GRANTED.iter().flat_map(|s| ["--scope", s]).collect();
+    let scoped = create_keys(&database_url, &org, &scope_args);
+    let network_args: Vec<&str> = NETWORKS.iter().flat_map(|n| ["--allow-cidr", n]).collect();
+    let allowlisted = create_keys(&database_url, &org, &network_args);
+    let keysync = Keysync::start(&database_url, &[]);
+
+    let open = gateway(&keysync, None, false);
+    let scoped_gateway = gateway(&keysync, None, true);
+    let before = before_wasm.map(|wasm| gateway(&keysync, Some(wasm), false));
+    let calls = contract_calls(&keysync, "");
+    let calls_metadata = contract_calls(&keysync, "route-metadata");
+    let calls_name = contract_calls(
+        &keysync,
+        &format!("route-name\nother-route billing:read\nbench-route {REQUIRED}"),
+    );
+    let calls_header = contract_calls(&keysync, "route-header");
+    for gateway in [&calls, &calls_metadata, &calls_name, &calls_header] {
+        gateway.wait_for_status("/", &plain[0], 200, Duration::from_secs(30));
+    }
+    for (gateway, key) in [
+        (&open, &plain[0]),
+        (&open, &allowlisted[0]),
+        (&scoped_gateway, &scoped[0]),
+    ] {
+        gateway.wait_for_status("/", key, 200, Duration::from_secs(30));
+    }
+    // The checks do refuse: a plain key on the scoped route.
+    let refused = scoped_gateway.get_with_key("/", &plain[0]);
+    assert_eq!(refused.status, 403, "{}", refused.text());
+
+    let plain_script = script(dir.path(), "plain", &plain);
+    let scoped_script = script(dir.path(), "scoped", &scoped);
+    let allowlisted_script = script(dir.path(), "allowlisted", &allowlisted);
+    let mut variants: Vec<(&str, &Gateway, &Path)> = Vec::new();
+    if let Some(before) = &before {
+        variants.push(("(e0) before, plain key", before, &plain_script));
+    }
+    variants.push(("(e) plain key, open route", &open, &plain_script));
+    variants.push((
+        "(s) scoped key, scoped route",
+        &scoped_gateway,
+        &scoped_script,
+    ));
+    variants.push(("(a) key with allowlist", &open, &allowlisted_script));
+    variants.push(("(b') contract calls", &calls, &plain_script));
+    variants.push(("(b'm) + route metadata", &calls_metadata, &plain_script));
+    variants.push(("(b'n) + route name, table", &calls_name, &plain_script));
+    variants.push(("(b'h) + absent header", &calls_header, &plain_script));
+
+    let duration = Duration::from_secs(seconds);
+    let mut us: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        let mut line = format!("round {round}:");
+        for (i, (name, gateway, script)) in variants.iter().enumerate() {
+            let report: Report = wrk::run_with(gateway.addr, 16, duration, &[], Some(script));
+            assert_eq!(report.non_2xx, 0, "{name} answered non-2xx");
+            us[i].push(report.us_per_request());
+            let _ = write!(
+                line,
+                " {name} {:.0} req/s {:.2} us;",
+                report.requests_per_sec,
+                report.us_per_request()
+            );
+        }
+        println!("{line}");
+    }
+    // Paired differences, round by round: keysync's variants against the plain key on
+    // the open route, the contract-calls ones against the contract's calls alone.
+    let index = |prefix: &str| {
+        variants
+            .iter()
+            .position(|(name, _, _)| name.starts_with(prefix))
+    };
+    println!("{rounds} rounds of {seconds} s: median us a request added [min, max]");
+    for (a, b) in [
+        ("(e0)", "(e)"),
+        ("(s)", "(e)"),
+        ("(a)", "(e)"),
+        ("(b'm)", "(b')"),
+        ("(b'n)", "(b')"),
+        ("(b'h)", "(b')"),
+    ] {
+        let (Some(i), Some(j)) = (index(a), index(b)) else {
+            continue;
+        };
+        let mut diffs: Vec<f64> = us[i].iter().zip(&us[j]).map(|(x, y)| x - y).collect();
+        let low = diffs.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = diffs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if let Some(mid) = median(&mut diffs) {
+            println!("{a} - {b}: {mid:+.2} us [{low:+.2}, {high:+.2}]");
+        }
+    }
+}
