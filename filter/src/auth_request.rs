@@ -2,6 +2,11 @@
 //! the store (or ask keysync on a miss), then admit the request with its identity or
 //! refuse it with the contract's reply. Every fact comes from the host and every act goes
 //! to it through [`Host`]; the verdicts themselves are `decision`'s.
+//!
+//! Each request is counted for usage metering when its stream ends (`finish`): a
+//! recognized key's under (org, key, outcome), any other in the per-Envoy unattributed
+//! total. Counting is an addition in the worker's memory; only a forwarded request's
+//! response pays host calls for it (its status, its start and the clock).
 
 use crate::auth_worker::AuthWorker;
 use crate::auth_worker::Carried;
@@ -17,7 +22,9 @@ use crate::provenance::Provenance;
 use crate::record::KeyRecord;
 use crate::record_cache::CachedRecord;
 use crate::stats::Counter;
+use crate::usage::{outcome, Counts, UsageKey};
 use keysync_contract::credential::{self, Credential, Source};
+use keysync_contract::id::Id;
 use keysync_contract::key_format::{self, KeyForm};
 use keysync_contract::rate_limit_headers::RATELIMIT_HEADER;
 use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
@@ -45,6 +52,26 @@ pub struct AuthRequest<H: Host> {
     quota: Option<Quota>,
     /// The record this request was judged on, with its identity headers formatted.
     identity: Option<Rc<CachedRecord>>,
+    /// What usage metering counts this request as, once decided.
+    usage: Option<Usage>,
+    /// Body bytes seen so far (Envoy hands each chunk's size to the callback: free).
+    request_bytes: u64,
+    response_bytes: u64,
+}
+
+/// A request as usage metering sees it.
+enum Usage {
+    /// No recognized key: missing, malformed, unknown, or nobody could tell.
+    Unattributed,
+    Key {
+        org: Id,
+        key: Id,
+        /// Set when the gateway answered the request itself, or from the upstream's
+        /// status when its response headers came.
+        outcome: Option<u8>,
+        /// Request start to response headers; measured for forwarded requests only.
+        duration_us: Option<u64>,
+    },
 }
 
 struct PendingLookup {
@@ -62,6 +89,9 @@ impl<H: Host> AuthRequest<H> {
             lookup: None,
             quota: None,
             identity: None,
+            usage: None,
+            request_bytes: 0,
+            response_bytes: 0,
         }
     }
 
@@ -114,9 +144,11 @@ impl<H: Host> AuthRequest<H> {
         }
     }
 
-    /// The upstream's response headers: report the quota of a rate-limited key.
+    /// The upstream's response headers: report the quota of a rate-limited key, and
+    /// note a forwarded request's status and duration for usage metering.
     pub fn on_response_headers(&mut self) {
-        let waited = self.rate_wait.take().and_then(|wait| wait.quota.get());
+        self.measure_response();
+        let waited = self.rate_wait.as_ref().and_then(|wait| wait.quota.get());
         if let Some(quota) = self.quota.take().or(waited) {
             // Replaces, not adds: `RateLimit` is a structured field that must appear once,
             // so one the upstream sent is overwritten by the gateway's own.
@@ -126,6 +158,71 @@ impl<H: Host> AuthRequest<H> {
             {
                 warn!("cannot set the {RATELIMIT_HEADER} response header: {e}");
             }
+        }
+    }
+
+    /// A chunk of the request body went through.
+    pub fn on_request_body(&mut self, size: usize) {
+        let size = u64::try_from(size).unwrap_or(u64::MAX);
+        self.request_bytes = self.request_bytes.saturating_add(size);
+    }
+
+    /// A chunk of the response body went through.
+    pub fn on_response_body(&mut self, size: usize) {
+        let size = u64::try_from(size).unwrap_or(u64::MAX);
+        self.response_bytes = self.response_bytes.saturating_add(size);
+    }
+
+    /// The stream ended (Envoy's log callback, or the context going away): counts the
+    /// request for usage metering, once. No host call.
+    pub fn finish(&mut self) {
+        match self.usage.take() {
+            None => {}
+            Some(Usage::Unattributed) => self.worker.count_unattributed(),
+            Some(Usage::Key {
+                org,
+                key,
+                outcome: answered,
+                duration_us,
+            }) => {
+                let waited = self.rate_wait.as_ref().and_then(|wait| wait.answered.get());
+                let key = UsageKey {
+                    org,
+                    key,
+                    outcome: answered.or(waited).unwrap_or(outcome::OTHER),
+                };
+                let counts = Counts::one(duration_us, self.request_bytes, self.response_bytes);
+                self.worker.count_usage(key, counts);
+            }
+        }
+    }
+
+    /// A forwarded request of a recognized key: its status, and how long since it
+    /// started. Three host calls, on the response path, only when metering is on.
+    fn measure_response(&mut self) {
+        let waited = self.rate_wait.as_ref().and_then(|wait| wait.answered.get());
+        let Some(Usage::Key {
+            outcome: answered @ None,
+            duration_us,
+            ..
+        }) = &mut self.usage
+        else {
+            return;
+        };
+        if waited.is_some() || !self.worker.metering() {
+            return;
+        }
+        let host = &self.worker.host;
+        *answered = Some(outcome::of_status(host.response_status()));
+        *duration_us = host
+            .request_start_unix_us()
+            .map(|start| host.now_unix_us().saturating_sub(start));
+    }
+
+    /// The gateway answered a recognized key's request itself.
+    fn answered(&mut self, code: u8) {
+        if let Some(Usage::Key { outcome, .. }) = &mut self.usage {
+            *outcome = Some(code);
         }
     }
 
@@ -212,9 +309,15 @@ impl<H: Host> AuthRequest<H> {
         match (verdict, key) {
             (Verdict::Allow(record), Some((_, carried))) => self.admit(&record, carried),
             (Verdict::AskKeysync, Some((hash, carried))) => self.ask_keysync(hash, carried),
-            (Verdict::Deny(denial), _) => self.refuse(denial),
+            (Verdict::Deny(denial), _) => {
+                self.usage = Some(Usage::Unattributed);
+                self.refuse(denial)
+            }
             // A verdict about a key without a key cannot happen; refuse to be safe.
-            (_, None) => self.refuse(Denial::InvalidKey),
+            (_, None) => {
+                self.usage = Some(Usage::Unattributed);
+                self.refuse(Denial::InvalidKey)
+            }
         }
     }
 
@@ -344,8 +447,19 @@ impl<H: Host> AuthRequest<H> {
     /// A valid key: check its policy, apply its rate limit, then forward it with its
     /// identity.
     fn admit(&mut self, record: &KeyRecord, carried: Carried) -> Action {
+        self.usage = Some(Usage::Key {
+            org: record.org_id,
+            key: record.key_id,
+            outcome: None,
+            duration_us: None,
+        });
         if let Some(denial) = self.policy_denial(record) {
-            return self.refuse(denial);
+            let action = self.refuse(denial);
+            // (Forwarded all the same on a public path: its status counts.)
+            if action == Action::Pause {
+                self.answered(outcome::POLICY);
+            }
+            return action;
         }
         let identity = match &self.identity {
             Some(cached) if cached.record.hash == record.hash => Rc::clone(cached),
@@ -355,7 +469,10 @@ impl<H: Host> AuthRequest<H> {
             (RateLimitMode::Local, Some((subject, limit))) => {
                 match self.worker.count(&subject, limit) {
                     Counted::Allowed(quota) => self.quota = quota,
-                    Counted::Refused => return Action::Pause,
+                    Counted::Refused => {
+                        self.answered(outcome::RATE_LIMITED);
+                        return Action::Pause;
+                    }
                     Counted::Wait => {
                         let wait = Rc::new(RateWait {
                             subject,
@@ -363,6 +480,7 @@ impl<H: Host> AuthRequest<H> {
                             identity,
                             carried,
                             quota: Cell::new(None),
+                            answered: Cell::new(None),
                         });
                         self.worker.wait(self.context_id, Rc::clone(&wait));
                         self.rate_wait = Some(wait);
@@ -376,17 +494,24 @@ impl<H: Host> AuthRequest<H> {
                     .set_request_header(RL_SUBJECT_HEADER, &subject.to_string())
                     .and_then(|()| host.set_request_header(RL_LIMIT_HEADER, &limit.to_string()));
                 if written.is_err() {
+                    self.answered(outcome::OTHER);
                     return self.reply(Denial::Unavailable);
                 }
             }
             (RateLimitMode::Global, None) => {
                 if !self.worker.strip_rate_limit_headers() {
+                    self.answered(outcome::OTHER);
                     return self.reply(Denial::Unavailable);
                 }
             }
             (RateLimitMode::Local | RateLimitMode::Off, _) => {}
         }
-        self.worker.forward(&identity, carried)
+        let action = self.worker.forward(&identity, carried);
+        if action == Action::Pause {
+            // Its identity headers could not be written: the gateway answered 503.
+            self.answered(outcome::OTHER);
+        }
+        action
     }
 
     /// The key's allowlist, then the route's scopes; before the rate limit, so that a
@@ -459,6 +584,8 @@ impl<H: Host> AuthRequest<H> {
 
 impl<H: Host> Drop for AuthRequest<H> {
     fn drop(&mut self) {
+        // Usually counted already, at Envoy's log callback.
+        self.finish();
         // The client went away while keysync was being asked.
         if self.lookup.is_some() {
             self.lookup_ended();
@@ -1565,5 +1692,238 @@ mod tests {
         worker.on_tick();
         assert_eq!(worker.host.metric("keysync.allowed"), Some(1));
         assert_eq!(worker.host.metric("keysync.missing"), Some(1));
+    }
+
+    // ---- usage metering ----
+
+    use crate::usage::{self, Meta, Totals};
+    use std::time::Duration;
+
+    /// A synced worker whose sync service turned metering on.
+    fn metered_worker(config: &str) -> Worker {
+        let worker = synced_worker(config);
+        usage::ensure_slots(&worker.host).unwrap();
+        Meta {
+            enabled: true,
+            instance_id: [9; 16],
+        }
+        .write(&worker.host)
+        .unwrap();
+        worker.on_tick();
+        worker
+    }
+
+    /// The shared counters of the test key, by outcome, after the worker's tick.
+    fn counted(worker: &Worker) -> Vec<(u8, usage::Counts)> {
+        worker.on_tick();
+        let slot = worker
+            .host
+            .shared
+            .value(&usage::slot_name(usage::slot_of(&KEY_ID)))
+            .unwrap();
+        let mut counters: Vec<(u8, usage::Counts)> = usage::decode_slot(&slot)
+            .into_iter()
+            .filter(|(key, _)| key.key == KEY_ID && key.org == ORG)
+            .map(|(key, counts)| (key.outcome, counts))
+            .collect();
+        counters.sort_by_key(|(outcome, _)| *outcome);
+        counters
+    }
+
+    fn requests(counters: &[(u8, usage::Counts)]) -> Vec<(u8, u64)> {
+        counters.iter().map(|(o, c)| (*o, c.requests)).collect()
+    }
+
+    /// A forwarded request of `KEY` answered by the upstream with `status` after `after`.
+    fn forwarded(worker: &Worker, status: u32, after: Duration) {
+        let (mut request, action) = send_key(worker, KEY);
+        assert_eq!(action, Action::Continue);
+        worker.host.respond(status, after);
+        request.on_response_headers();
+        request.finish();
+    }
+
+    #[test]
+    fn usage_counts_each_outcome_of_a_recognized_key() {
+        let worker = metered_worker("{}");
+        store(&worker, limited(KEY, 5));
+        for status in [200, 201, 404, 503, 101] {
+            forwarded(&worker, status, Duration::from_millis(1));
+        }
+        // The budget (5) is spent: refused by the rate limit, counted at its end.
+        let (request, _) = send_key(&worker, KEY);
+        assert_eq!(status(&worker), Some(429));
+        drop(request);
+        // Refused by its policy.
+        store(&worker, with_policy(KEY, &[], &["10.0.0.0/8"]));
+        worker.on_tick();
+        let (request, _) = send_key(&worker, KEY);
+        assert_eq!(status(&worker), Some(403));
+        drop(request);
+        assert_eq!(
+            requests(&counted(&worker)),
+            [(1, 1), (2, 2), (4, 1), (5, 1), (6, 1), (8, 1)],
+            "101 is 'other'; 201 and 200 are both 2xx"
+        );
+        assert_eq!(Totals::read(&worker.host).unattributed, 0);
+    }
+
+    #[test]
+    fn requests_without_a_recognized_key_count_per_envoy_only() {
+        let worker = metered_worker("{}");
+        send(&worker, &[(":path", "/orders")]);
+        send(&worker, &[("authorization", "Bearer sk_live_x")]);
+        let (mut lookup, _) = send_key(&worker, OTHER_KEY);
+        answer(&mut lookup, &worker, not_found());
+        assert_eq!(status(&worker), Some(403));
+        drop(lookup);
+        // A public path passes without a key: not a key's request either.
+        send(&worker, &[(":path", "/health")]);
+        worker.on_tick();
+        assert_eq!(Totals::read(&worker.host).unattributed, 4);
+        assert!(counted(&worker).is_empty());
+    }
+
+    #[test]
+    fn durations_go_into_their_buckets() {
+        let worker = metered_worker("{}");
+        store(&worker, record(KEY));
+        for ms in [3, 10, 50, 999, 1_500] {
+            forwarded(&worker, 200, Duration::from_millis(ms));
+        }
+        let counters = counted(&worker);
+        let (_, counts) = counters.first().unwrap();
+        assert_eq!(counts.requests, 5);
+        assert_eq!(counts.duration_us, (3 + 10 + 50 + 999 + 1_500) * 1000);
+        assert_eq!(counts.buckets, [2, 1, 1, 1]);
+    }
+
+    #[test]
+    fn body_bytes_are_counted_without_a_host_call() {
+        let worker = metered_worker("{}");
+        store(&worker, record(KEY));
+        let (mut request, _) = send_key(&worker, KEY);
+        worker.host.respond(200, Duration::from_millis(2));
+        request.on_request_body(100);
+        request.on_request_body(23);
+        request.on_response_headers();
+        let calls = worker.host.host_calls.get();
+        request.on_response_body(4_000);
+        request.finish();
+        assert_eq!(worker.host.host_calls.get(), calls);
+        let (_, counts) = counted(&worker)[0];
+        assert_eq!((counts.request_bytes, counts.response_bytes), (123, 4_000));
+    }
+
+    #[test]
+    fn counting_a_request_costs_no_host_call_on_its_request_path() {
+        let worker = metered_worker("{}");
+        store(&worker, record(KEY));
+        send_key(&worker, KEY);
+        let (mut request, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        assert_eq!(worker.host.host_calls.get(), 6, "as without metering");
+        worker.host.respond(200, Duration::from_millis(5));
+        request.on_response_headers();
+        assert_eq!(
+            worker.host.host_calls.get(),
+            3,
+            "the response path: its :status, request.time and the clock"
+        );
+        assert_eq!(*worker.host.property_reads.borrow(), ["request.time"]);
+        worker.host.host_calls.set(0);
+        request.finish();
+        drop(request);
+        assert_eq!(worker.host.host_calls.get(), 0, "counting itself is free");
+        // Refusals and requests without a key pay nothing on any path.
+        send(&worker, &[(":path", "/orders")]);
+        let calls = worker.host.host_calls.get();
+        assert_eq!(
+            requests(&counted(&worker)),
+            [(1, 1), (2, 1)],
+            "the first request ended without response headers: 'other'"
+        );
+        assert_eq!(
+            calls, 4,
+            "authorization, x-api-key, :path (public-path check), the reply: as without metering"
+        );
+    }
+
+    #[test]
+    fn a_request_that_waited_for_its_rate_limit_counts_as_it_ended() {
+        use crate::local_rate_limit::{check, Leases};
+        let worker = metered_worker("{}");
+        let limited = limited(KEY, 128);
+        store(&worker, limited.clone());
+        let (subject, limit) = limited.limit_subject().unwrap();
+        // Another worker holds a lease that never comes back.
+        check(
+            &worker.host,
+            &mut Leases::default(),
+            &subject,
+            limit,
+            NOW_MS / 1000,
+        )
+        .unwrap();
+        let mut forwarded_before = 0;
+        let waiting = loop {
+            let (mut request, action) = send_key(&worker, KEY);
+            if action == Action::Pause {
+                break request;
+            }
+            worker.host.respond(200, Duration::ZERO);
+            request.on_response_headers();
+            forwarded_before += 1;
+        };
+        for _ in 0..5 {
+            worker.host.new_request(&[]);
+            worker.on_tick();
+        }
+        assert_eq!(status(&worker), Some(429));
+        drop(waiting);
+        assert_eq!(requests(&counted(&worker)), [(2, forwarded_before), (6, 1)]);
+    }
+
+    #[test]
+    fn metering_off_counts_nothing_and_reads_nothing() {
+        let worker = synced_worker("{}");
+        Meta {
+            enabled: false,
+            instance_id: [9; 16],
+        }
+        .write(&worker.host)
+        .unwrap();
+        worker.on_tick();
+        store(&worker, record(KEY));
+        let (mut request, _) = send_key(&worker, KEY);
+        worker.host.respond(200, Duration::from_millis(5));
+        request.on_response_headers();
+        assert_eq!(worker.host.host_calls.get(), 0, "no response-path reads");
+        request.finish();
+        send(&worker, &[(":path", "/orders")]);
+        worker.on_tick();
+        assert!(worker
+            .host
+            .shared
+            .value(&usage::slot_name(usage::slot_of(&KEY_ID)))
+            .is_none());
+        assert_eq!(worker.host.shared.value(usage::TOTALS_ENTRY), None);
+    }
+
+    #[test]
+    fn counts_wait_in_the_worker_until_the_sync_service_made_the_slots() {
+        let worker = synced_worker("{}");
+        store(&worker, record(KEY));
+        forwarded(&worker, 200, Duration::from_millis(1));
+        worker.on_tick();
+        assert_eq!(worker.host.shared.value(usage::TOTALS_ENTRY), None);
+        usage::ensure_slots(&worker.host).unwrap();
+        Meta {
+            enabled: true,
+            instance_id: [9; 16],
+        }
+        .write(&worker.host)
+        .unwrap();
+        assert_eq!(requests(&counted(&worker)), [(2, 1)]);
     }
 }

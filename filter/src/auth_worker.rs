@@ -1,6 +1,7 @@
 //! What the auth filter keeps per Envoy worker: its configuration, the host, batched
-//! stats, the negative cache, the count of lookups in flight, its rate-limit leases and
-//! its copies of recently used records. The worker's tick keeps them honest.
+//! stats, the negative cache, the count of lookups in flight, its rate-limit leases,
+//! its copies of recently used records and its usage tally. The worker's tick keeps them
+//! honest.
 
 use crate::config::{AuthConfig, RateLimitMode};
 use crate::host::{Action, Host};
@@ -12,6 +13,7 @@ use crate::schedule::millis;
 use crate::staleness::StoreAge;
 use crate::stats::{Counter, RequestStats};
 use crate::store_meta::NEVER;
+use crate::usage::{self, Counts, Tally, UsageKey};
 use keysync_contract::credential::Source;
 use keysync_contract::limit::Limit;
 use keysync_contract::rate_window::Window;
@@ -63,6 +65,19 @@ pub struct RateWait {
     pub carried: Carried,
     /// Set when the worker allowed it: the request reports it on its response.
     pub quota: Cell<Option<Quota>>,
+    /// Set when the worker's tick answered it itself (its usage outcome: refused by the
+    /// rate limit, or failed).
+    pub answered: Cell<Option<u8>>,
+}
+
+/// Whether this worker counts usage, as the sync service said (`usage::Meta`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metering {
+    /// Not said yet (the sync service is starting): count, and keep the counts in the
+    /// tally (bounded) until the slots exist.
+    Unknown,
+    On,
+    Off,
 }
 
 struct Waiting {
@@ -87,6 +102,9 @@ pub struct AuthWorker<H> {
     pub leases: RefCell<Leases>,
     waiting: RefCell<Vec<Waiting>>,
     pub records: RefCell<RecordCache>,
+    /// Usage counted since the last tick (see `usage`): in memory, no host call.
+    usage: RefCell<Tally>,
+    metering: Cell<Metering>,
 }
 
 impl<H: Host> AuthWorker<H> {
@@ -108,6 +126,8 @@ impl<H: Host> AuthWorker<H> {
             leases: RefCell::new(Leases::default()),
             waiting: RefCell::new(Vec::new()),
             records: RefCell::new(RecordCache::new(RECORD_CACHE_ENTRIES)),
+            usage: RefCell::new(Tally::default()),
+            metering: Cell::new(Metering::Unknown),
         }
     }
 
@@ -119,11 +139,61 @@ impl<H: Host> AuthWorker<H> {
     pub fn on_tick(&self) {
         self.give_back_leases();
         self.decide_waiting();
+        self.merge_usage();
         self.stats
             .add(Counter::BadPolicies, crate::policy::take_defects());
         self.stats.flush(&self.host);
         self.sync_record_cache();
         self.check_staleness();
+    }
+
+    pub fn metering(&self) -> bool {
+        self.metering.get() != Metering::Off
+    }
+
+    /// Counts one request of a recognized key. No host call.
+    pub fn count_usage(&self, key: UsageKey, counts: Counts) {
+        if self.metering() {
+            if let Ok(mut tally) = self.usage.try_borrow_mut() {
+                tally.record(key, counts);
+            }
+        }
+    }
+
+    /// Counts one request without a recognized key. No host call.
+    pub fn count_unattributed(&self) {
+        if self.metering() {
+            if let Ok(mut tally) = self.usage.try_borrow_mut() {
+                tally.unattributed();
+            }
+        }
+    }
+
+    /// Adds what this worker counted since the last tick into shared data, where the
+    /// sync service reads it. One read of the metering settings a tick, and a
+    /// compare-and-swap per slot touched.
+    fn merge_usage(&self) {
+        let metering = match usage::Meta::read(&self.host) {
+            None => Metering::Unknown,
+            Some(meta) if meta.enabled => Metering::On,
+            Some(_) => Metering::Off,
+        };
+        self.metering.set(metering);
+        let Ok(mut tally) = self.usage.try_borrow_mut() else {
+            return;
+        };
+        match metering {
+            Metering::Off => *tally = Tally::default(),
+            // The slots may not exist yet; the tally holds on (it is bounded).
+            Metering::Unknown => {}
+            Metering::On if tally.is_empty() => {}
+            Metering::On => {
+                let merged = usage::merge(&self.host, &mut tally);
+                if merged.dropped > 0 {
+                    self.stats.add(Counter::UsageDropped, merged.dropped);
+                }
+            }
+        }
     }
 
     /// Drops the worker's record copies if the store moved since they were made.
@@ -260,9 +330,11 @@ impl<H: Host> AuthWorker<H> {
                         if let Err(e) = self.host.resume_request() {
                             warn!("cannot resume a request after its rate limit: {e}");
                         }
+                    } else {
+                        wait.answered.set(Some(usage::outcome::OTHER));
                     }
                 }
-                Counted::Refused => {}
+                Counted::Refused => wait.answered.set(Some(usage::outcome::RATE_LIMITED)),
                 Counted::Wait if parked.ticks_left > 0 => {
                     parked.ticks_left -= 1;
                     still.push(parked);
@@ -273,6 +345,7 @@ impl<H: Host> AuthWorker<H> {
                         wait.subject.kind()
                     );
                     let window = Window::at(self.host.now_unix_secs());
+                    wait.answered.set(Some(usage::outcome::RATE_LIMITED));
                     self.reply_rate_limited(&Quota {
                         allowed: false,
                         budget: wait.limit.budget(),

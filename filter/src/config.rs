@@ -85,6 +85,9 @@ pub struct SyncConfig {
     /// and reopened, perhaps to a keysync that is not cut off. keysync confirms every
     /// 2 s and heartbeats every second.
     pub max_unconfirmed: Duration,
+    /// How often the usage counters are reported to keysync (`ReportUsage`); `None`
+    /// (`"off"` or `"0s"`) turns usage metering off, in the workers too.
+    pub usage_flush_interval: Option<Duration>,
 }
 
 impl SyncConfig {
@@ -162,6 +165,7 @@ struct RawConfig {
     watch: Option<bool>,
     watch_idle_timeout: Option<String>,
     max_unconfirmed: Option<String>,
+    usage_flush_interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +219,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
             ("watch", raw.watch.is_some()),
             ("watch_idle_timeout", raw.watch_idle_timeout.is_some()),
             ("max_unconfirmed", raw.max_unconfirmed.is_some()),
+            ("usage_flush_interval", raw.usage_flush_interval.is_some()),
         ],
     )?;
     let invalid_key_status = raw.invalid_key_status.unwrap_or(403);
@@ -294,6 +299,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
         watch: raw.watch.unwrap_or(true),
         watch_idle_timeout: duration("watch_idle_timeout", raw.watch_idle_timeout, "15s")?,
         max_unconfirmed: duration("max_unconfirmed", raw.max_unconfirmed, "5s")?,
+        usage_flush_interval: usage_flush_interval(raw.usage_flush_interval.as_deref())?,
     };
     if config.refresh_interval < Duration::from_secs(1) {
         return Err(ConfigError("refresh_interval must be at least 1s".into()));
@@ -302,6 +308,29 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
         return Err(ConfigError("page_size must be between 1 and 10000".into()));
     }
     Ok(config)
+}
+
+/// `"off"` and zero turn metering off; otherwise at least a second (each flush reads
+/// every usage slot).
+fn usage_flush_interval(value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    let text = value.unwrap_or("10s");
+    if text == "off" {
+        return Ok(None);
+    }
+    let parsed = humantime::parse_duration(text).map_err(|e| {
+        ConfigError(format!(
+            "usage_flush_interval: {text:?} is not a duration or \"off\" ({e})"
+        ))
+    })?;
+    if parsed.is_zero() {
+        return Ok(None);
+    }
+    if parsed < Duration::from_secs(1) {
+        return Err(ConfigError(
+            "usage_flush_interval must be at least 1s (or \"off\")".into(),
+        ));
+    }
+    Ok(Some(parsed))
 }
 
 fn reject_fields(role: &str, fields: &[(&str, bool)]) -> Result<(), ConfigError> {
@@ -407,6 +436,32 @@ mod tests {
         assert_eq!(config.watch_idle_timeout, Duration::from_secs(15));
         assert_eq!(config.max_unconfirmed, Duration::from_secs(5));
         assert!(config.watch, "the push path is on by default");
+        assert_eq!(config.usage_flush_interval, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn usage_metering_can_be_turned_off() {
+        let interval = |json: &str| match PluginConfig::parse(json.as_bytes()).unwrap() {
+            PluginConfig::Sync(config) => config.usage_flush_interval,
+            other => panic!("expected sync, got {other:?}"),
+        };
+        assert_eq!(
+            interval(r#"{"role":"sync","usage_flush_interval":"30s"}"#),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            interval(r#"{"role":"sync","usage_flush_interval":"off"}"#),
+            None
+        );
+        assert_eq!(
+            interval(r#"{"role":"sync","usage_flush_interval":"0s"}"#),
+            None
+        );
+        assert!(error(r#"{"role":"sync","usage_flush_interval":"100ms"}"#).contains("at least 1s"));
+        assert!(
+            error(r#"{"role":"sync","usage_flush_interval":"often"}"#).contains("not a duration")
+        );
+        assert!(error(r#"{"usage_flush_interval":"10s"}"#).contains("only applies"));
     }
 
     #[test]

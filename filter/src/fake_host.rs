@@ -110,6 +110,10 @@ pub struct FakeHost {
     pub property_reads: RefCell<Vec<&'static str>>,
     /// Host calls made, shared data included: what the request path pays for.
     pub host_calls: Cell<usize>,
+    /// The current response's `:status`.
+    pub response_status: Cell<Option<u32>>,
+    /// When the current request started, in unix microseconds (`request.time`).
+    pub request_start_us: Cell<Option<u64>>,
 }
 
 impl Default for FakeHost {
@@ -133,6 +137,8 @@ impl Default for FakeHost {
             source_address: RefCell::new(Some("203.0.113.10:40000".to_string())),
             route_scopes: RefCell::new(Ok(None)),
             property_reads: RefCell::default(),
+            response_status: Cell::default(),
+            request_start_us: Cell::default(),
         }
     }
 }
@@ -159,6 +165,17 @@ impl FakeHost {
         self.response_headers.borrow_mut().clear();
         self.replies.borrow_mut().clear();
         self.resumed.set(0);
+        self.host_calls.set(0);
+        self.property_reads.borrow_mut().clear();
+        self.response_status.set(None);
+        self.request_start_us.set(Some(self.now_ms.get() * 1000));
+    }
+
+    /// The upstream's response headers arrive `after` the request started, with
+    /// `status`; nothing recorded of the request path.
+    pub fn respond(&self, status: u32, after: Duration) {
+        self.advance(after);
+        self.response_status.set(Some(status));
         self.host_calls.set(0);
         self.property_reads.borrow_mut().clear();
     }
@@ -252,8 +269,24 @@ impl Host for FakeHost {
         self.now_ms.get()
     }
 
+    fn now_unix_us(&self) -> u64 {
+        self.call();
+        self.now_ms.get() * 1000
+    }
+
     fn random_u64(&self) -> u64 {
         self.token().into()
+    }
+
+    fn request_start_unix_us(&self) -> Option<u64> {
+        self.call();
+        self.property_reads.borrow_mut().push("request.time");
+        self.request_start_us.get()
+    }
+
+    fn response_status(&self) -> Option<u32> {
+        self.call();
+        self.response_status.get()
     }
 
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {

@@ -42,6 +42,9 @@ pub trait Host: SharedData {
         self.now_unix_ms() / 1000
     }
 
+    /// The same clock in microseconds (for request durations); 0 if it cannot be read.
+    fn now_unix_us(&self) -> u64;
+
     /// A random number from the host (WASI `random_get`): different in every VM.
     fn random_u64(&self) -> u64;
 
@@ -71,6 +74,11 @@ pub trait Host: SharedData {
     /// `xds.route_metadata.filter_metadata.keysync.scopes`); `Ok(None)` when the route
     /// names none. Read for every key about to be admitted: the route decides, not the key.
     fn route_scopes(&self) -> Result<Option<Vec<u8>>, HostError>;
+    /// When Envoy started the current request (property `request.time`), in unix
+    /// microseconds; `None` if it cannot be read. Read on the response path only.
+    fn request_start_unix_us(&self) -> Option<u64>;
+    /// The current response's status (`:status`); `None` if absent or not a number.
+    fn response_status(&self) -> Option<u32>;
     /// Makes the following calls act on the request of `context_id` (from a worker's
     /// tick, which runs in no request's context).
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
@@ -109,8 +117,20 @@ impl<T: Host + ?Sized> Host for &T {
         (**self).now_unix_ms()
     }
 
+    fn now_unix_us(&self) -> u64 {
+        (**self).now_unix_us()
+    }
+
     fn random_u64(&self) -> u64 {
         (**self).random_u64()
+    }
+
+    fn request_start_unix_us(&self) -> Option<u64> {
+        (**self).request_start_unix_us()
+    }
+
+    fn response_status(&self) -> Option<u32> {
+        (**self).response_status()
     }
 
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {

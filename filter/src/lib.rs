@@ -42,6 +42,8 @@ mod stats;
 mod store_meta;
 mod sync_lease;
 mod sync_service;
+mod usage;
+mod usage_flush;
 mod watch_client;
 
 use proxy_wasm::types::LogLevel;

@@ -38,9 +38,11 @@ pub enum Counter {
     IpNotAllowed,
     /// Defects in key policies from keysync (see `policy`), found on the miss path.
     BadPolicies,
+    /// Requests usage metering could not count: the bounded counter space was full.
+    UsageDropped,
 }
 
-const COUNTERS: [(Counter, &str); 17] = [
+const COUNTERS: [(Counter, &str); 18] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),
@@ -58,6 +60,7 @@ const COUNTERS: [(Counter, &str); 17] = [
     (Counter::InsufficientScope, "keysync.insufficient_scope"),
     (Counter::IpNotAllowed, "keysync.ip_not_allowed"),
     (Counter::BadPolicies, BAD_POLICIES),
+    (Counter::UsageDropped, "keysync.usage_dropped"),
 ];
 
 /// Stats of the sync service, written as they happen (a few a minute).
@@ -70,6 +73,9 @@ pub const SECONDS_SINCE_SYNC: &str = "keysync.seconds_since_sync";
 pub const RESYNCS: &str = "keysync.resyncs";
 pub const STREAM_CHANGES: &str = "keysync.stream_changes";
 pub const SYNC_TAKEOVERS: &str = "keysync.sync_takeovers";
+/// Usage reports to keysync: whole flushes that went through, calls that failed.
+pub const USAGE_FLUSHES_OK: &str = "keysync.usage_flushes_ok";
+pub const USAGE_FLUSH_FAILED: &str = "keysync.usage_flush_failed";
 /// Counted by the sync service (pages, stream) and by workers (miss-path answers) alike.
 pub const BAD_POLICIES: &str = "keysync.bad_policies";
 

@@ -42,6 +42,7 @@ pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
 pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
 pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
+pub const USAGE_RETENTION: &str = "KEYSYNC_USAGE_RETENTION";
 
 /// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
 /// scanner may send many matches at once.
@@ -142,6 +143,9 @@ pub struct ServeConfig {
     pub accept_legacy_keys: bool,
     /// The leak-report endpoint, served when public keys are configured.
     pub leak_reports: Option<LeakSettings>,
+    /// Months of usage kept before the current one (`KEYSYNC_USAGE_RETENTION`); older
+    /// monthly partitions are dropped.
+    pub usage_retention_months: u32,
 }
 
 impl Default for ServeConfig {
@@ -170,6 +174,7 @@ impl Default for ServeConfig {
             api: ApiSettings::default(),
             accept_legacy_keys: true,
             leak_reports: None,
+            usage_retention_months: crate::usage::partitions::DEFAULT_RETENTION_MONTHS,
         }
     }
 }
@@ -258,6 +263,12 @@ impl ServeConfig {
                 parse_switch,
             )?,
             leak_reports: read_leak_settings(env)?,
+            usage_retention_months: read(
+                env,
+                USAGE_RETENTION,
+                defaults.usage_retention_months,
+                parse_months,
+            )?,
         };
         config.check()?;
         Ok(config)
@@ -484,6 +495,19 @@ fn parse_switch(value: &str) -> Result<bool, String> {
     }
 }
 
+/// A number of months (`13`, or `13mo`): 1 to 1200.
+fn parse_months(value: &str) -> Result<u32, String> {
+    let digits = value
+        .strip_suffix("months")
+        .or_else(|| value.strip_suffix("mo"))
+        .unwrap_or(value)
+        .trim();
+    match digits.parse::<u32>() {
+        Ok(months) if (1..=1200).contains(&months) => Ok(months),
+        _ => Err("expected a whole number of months from 1 to 1200, such as 13".to_owned()),
+    }
+}
+
 fn parse_count(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
@@ -678,8 +702,10 @@ mod tests {
             (MAX_WATCH_STREAMS, "10"),
             (GRPC_MAX_IN_FLIGHT, "20"),
             (ACCEPT_LEGACY_KEYS, "false"),
+            (USAGE_RETENTION, "25"),
         ]))
         .unwrap();
+        assert_eq!(config.usage_retention_months, 25);
         assert!(!config.accept_legacy_keys);
         assert_eq!(config.confirm_interval, Duration::from_secs(1));
         assert_eq!(config.db_timeout, Duration::from_secs(3));
@@ -713,6 +739,24 @@ mod tests {
             "redis://127.0.0.1:6390/1"
         );
         assert_eq!(config.ratelimit_failure_mode, FailureMode::Closed);
+    }
+
+    #[test]
+    fn usage_retention_is_whole_months() {
+        assert_eq!(ServeConfig::default().usage_retention_months, 13);
+        for (text, months) in [("1", 1), ("13mo", 13), ("24 months", 24), ("1200", 1200)] {
+            let config = ServeConfig::from_env(&env(&[(USAGE_RETENTION, text)])).unwrap();
+            assert_eq!(config.usage_retention_months, months, "{text}");
+        }
+        for text in ["0", "1201", "13d", "-1", "many"] {
+            let error = ServeConfig::from_env(&env(&[(USAGE_RETENTION, text)])).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("invalid KEYSYNC_USAGE_RETENTION='{text}': ")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -148,6 +148,19 @@ pub fn api_pool(pool: &PgPool, acquire_timeout: Duration) -> PgPool {
         .connect_lazy_with(options)
 }
 
+/// Most connections of the usage flushes' pool.
+pub const USAGE_MAX_CONNECTIONS: u32 = 4;
+
+/// The usage flushes' own pool to the same database as `pool` (with its bounds), so
+/// that flushes neither wait for nor delay the key set's or the API's connections.
+pub fn usage_pool(pool: &PgPool, acquire_timeout: Duration) -> PgPool {
+    let options: PgConnectOptions = (*pool.connect_options()).clone();
+    PgPoolOptions::new()
+        .max_connections(USAGE_MAX_CONNECTIONS)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options)
+}
+
 /// A database error as an operator should read it. sqlx's pool retries refused
 /// connections until its acquire timeout and then reports only that it timed out; say
 /// what that means.

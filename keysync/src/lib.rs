@@ -21,7 +21,9 @@
 //! - [`admin_api`]: the same operations over HTTP (`/v1/` on the admin port), for
 //!   operators' own backends, with admin tokens and idempotent creates;
 //! - [`leak_reports`]: the endpoint a secret scanner posts leaked keys to (signed), which
-//!   revokes or flags them.
+//!   revokes or flags them;
+//! - [`usage`]: the gateways' usage counters, flushed over gRPC and rolled up by hour in
+//!   PostgreSQL (read by [`operations::usage`]).
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
 //! metrics, readiness, shutdown, key hashes, a key's scopes and allowlist ([`key_policy`]),
@@ -49,3 +51,4 @@ pub mod serve;
 pub mod shutdown;
 pub mod sync;
 pub mod url_redaction;
+pub mod usage;

@@ -84,6 +84,17 @@ pub enum ExtAuthzResult {
     Unavailable,
 }
 
+/// How a `ReportUsage` flush ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum UsageFlushResult {
+    /// Stored (or nothing new in it).
+    Ok,
+    /// Refused as malformed (`INVALID_ARGUMENT`).
+    Invalid,
+    /// Not stored: PostgreSQL failed or could not be reached (`UNAVAILABLE`).
+    Unavailable,
+}
+
 /// Label values in the lower-case spelling Prometheus users expect (the derive would
 /// use the variant names as written).
 macro_rules! label_values {
@@ -104,6 +115,7 @@ label_values!(LoadResult { Ok => "ok", Error => "error" });
 label_values!(LookupResult { Found => "found", NotFound => "not_found", Error => "error" });
 label_values!(MissAnswer { Store => "store", CatchUp => "catch_up" });
 label_values!(RateLimitResult { Ok => "ok", OverLimit => "over_limit", Error => "error" });
+label_values!(UsageFlushResult { Ok => "ok", Invalid => "invalid", Unavailable => "unavailable" });
 label_values!(ProbeResult {
     Current => "current",
     Behind => "behind",
@@ -194,6 +206,11 @@ struct ExtAuthzLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UsageFlushLabels {
+    result: UsageFlushResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     result: ProbeResult,
 }
@@ -233,6 +250,9 @@ pub struct Metrics {
     probes: Family<ProbeLabels, Counter>,
     history_resets: Counter,
     grpc_refused: Family<RefusalLabels, Counter>,
+    usage_flushes: Family<UsageFlushLabels, Counter>,
+    usage_requests: Counter,
+    usage_flush_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -282,6 +302,11 @@ impl Metrics {
             probes: Family::default(),
             history_resets: Counter::default(),
             grpc_refused: Family::default(),
+            usage_flushes: Family::default(),
+            usage_requests: Counter::default(),
+            // One transaction of a few statements: milliseconds, up to seconds for the
+            // largest flushes.
+            usage_flush_duration: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
         };
         metrics.register();
         metrics.create_series();
@@ -430,6 +455,22 @@ impl Metrics {
             "gRPC calls refused before reaching a service, by reason",
             self.grpc_refused.clone(),
         );
+        registry.register(
+            "keysync_usage_flushes",
+            "ReportUsage flushes by result (ok: stored; invalid: refused as malformed; \
+             unavailable: PostgreSQL failed, nothing stored, the gateway sends it again)",
+            self.usage_flushes.clone(),
+        );
+        registry.register(
+            "keysync_usage_requests",
+            "Requests added to the usage rollup (the increments of stored flushes)",
+            self.usage_requests.clone(),
+        );
+        registry.register(
+            "keysync_usage_flush_duration_seconds",
+            "Duration of ReportUsage flushes (checking and storing)",
+            self.usage_flush_duration.clone(),
+        );
     }
 
     fn create_series(&self) {
@@ -447,6 +488,16 @@ impl Metrics {
             RefusalReason::WatchStreams,
         ] {
             drop(self.grpc_refused.get_or_create(&RefusalLabels { reason }));
+        }
+        for result in [
+            UsageFlushResult::Ok,
+            UsageFlushResult::Invalid,
+            UsageFlushResult::Unavailable,
+        ] {
+            drop(
+                self.usage_flushes
+                    .get_or_create(&UsageFlushLabels { result }),
+            );
         }
         // The guards are only needed to create the series, not to hold them.
         for kind in [LoadKind::Full, LoadKind::Incremental] {
@@ -601,6 +652,15 @@ impl Metrics {
         self.ext_authz_duration.observe(duration.as_secs_f64());
     }
 
+    /// Records one `ReportUsage` flush that added `requests` to the rollup.
+    pub fn record_usage_flush(&self, result: UsageFlushResult, requests: u64, duration: Duration) {
+        self.usage_flushes
+            .get_or_create(&UsageFlushLabels { result })
+            .inc();
+        self.usage_requests.inc_by(requests);
+        self.usage_flush_duration.observe(duration.as_secs_f64());
+    }
+
     pub fn record_redis_error(&self) {
         self.ratelimit_redis_errors.inc();
     }
@@ -684,6 +744,11 @@ mod tests {
             "keysync_grpc_refused_total{reason=\"unauthenticated\"} 0",
             "keysync_grpc_refused_total{reason=\"in_flight\"} 0",
             "keysync_grpc_refused_total{reason=\"watch_streams\"} 0",
+            "keysync_usage_flushes_total{result=\"ok\"} 0",
+            "keysync_usage_flushes_total{result=\"invalid\"} 0",
+            "keysync_usage_flushes_total{result=\"unavailable\"} 0",
+            "keysync_usage_requests_total 0",
+            "keysync_usage_flush_duration_seconds_count 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
@@ -712,6 +777,7 @@ mod tests {
         metrics.record_redis_error();
         metrics.set_redis_up(true);
         metrics.record_ext_authz(ExtAuthzResult::Missing, Duration::from_micros(30));
+        metrics.record_usage_flush(UsageFlushResult::Ok, 42, Duration::from_millis(4));
         let metrics = Arc::new(metrics);
         let open = metrics.watch_stream();
         assert!(metrics.encode().contains("keysync_watch_streams 1"));
@@ -744,6 +810,9 @@ mod tests {
             "keysync_revision_probes_total{result=\"behind\"} 1",
             "keysync_history_resets_total 1",
             "keysync_grpc_refused_total{reason=\"unauthenticated\"} 1",
+            "keysync_usage_flushes_total{result=\"ok\"} 1",
+            "keysync_usage_requests_total 42",
+            "keysync_usage_flush_duration_seconds_count 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

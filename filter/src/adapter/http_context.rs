@@ -36,4 +36,20 @@ impl HttpContext for AuthHttpContext {
         self.request.on_response_headers();
         Action::Continue
     }
+
+    // Envoy calls the body callbacks whether or not the filter overrides them (the SDK
+    // exports them all), and hands over each chunk's size: counting it costs no host call.
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        self.request.on_request_body(body_size);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        self.request.on_response_body(body_size);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.request.finish();
+    }
 }

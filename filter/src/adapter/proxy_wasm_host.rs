@@ -80,6 +80,27 @@ impl Host for ProxyWasmHost {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
+    fn now_unix_us(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn request_start_unix_us(&self) -> Option<u64> {
+        // Envoy hands a timestamp over as its unix nanoseconds, a little-endian i64.
+        let bytes = hostcalls::get_property(vec!["request", "time"]).ok()??;
+        let nanos = i64::from_le_bytes(bytes.as_slice().try_into().ok()?);
+        u64::try_from(nanos / 1000).ok()
+    }
+
+    fn response_status(&self) -> Option<u32> {
+        let value = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()?;
+        std::str::from_utf8(&value).ok()?.parse().ok()
+    }
+
     fn random_u64(&self) -> u64 {
         // std seeds its hashers from WASI `random_get`, which Envoy implements.
         std::collections::hash_map::RandomState::new().hash_one(0u8)

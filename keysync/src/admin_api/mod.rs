@@ -9,7 +9,7 @@
 //! - [`extract`]: strict request parsing (unknown fields 400, body limit 413);
 //! - [`error`]: the one error shape and the status of each failure;
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once;
-//! - [`orgs`], [`keys`], [`key_policy`], [`audit`]: the handlers, each with its OpenAPI
+//! - [`orgs`], [`keys`], [`key_policy`], [`audit`], [`usage`]: the handlers, each with its OpenAPI
 //!   description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
@@ -26,6 +26,7 @@ pub mod idempotency;
 pub mod key_policy;
 pub mod keys;
 pub mod orgs;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,8 +115,8 @@ impl ApiState {
         title = "keysync operator API",
         version = "1",
         description = "Everything `keysync` does on the command line to organizations, API \
-            keys and rate limits, over HTTP on keysync's admin port, and the audit trail of \
-            those changes. Every request but this \
+            keys and rate limits, over HTTP on keysync's admin port, the audit trail of \
+            those changes, and the usage the gateways metered. Every request but this \
             document's needs `Authorization: Bearer <admin token>` (`keysync admin-tokens \
             create`); a read-only token may only GET. Errors are \
             `{\"error\": \"<code>\", \"message\": \"...\"}`. Creates accept an \
@@ -130,6 +131,7 @@ impl ApiState {
         (name = "organizations", description = "The owners of API keys, with the rate limit their keys share"),
         (name = "keys", description = "API keys: created and rotated (shown once), listed, revoked, limited"),
         (name = "audit", description = "Every change operators made, newest first, without secrets"),
+        (name = "usage", description = "What the gateways metered: requests of an organization's keys by hour, day, month, key or outcome"),
         (name = "meta", description = "This document")
     )
 )]
@@ -177,6 +179,7 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
             key_policy::clear_key_allowlist
         ))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(usage::get_usage))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -391,12 +394,13 @@ mod tests {
             ("/v1/keys/{key_id}/scopes", &["put", "delete"]),
             ("/v1/keys/{key_id}/allowlist", &["put", "delete"]),
             ("/v1/audit", &["get"]),
+            ("/v1/orgs/{org_id}/usage", &["get"]),
             ("/v1/openapi.json", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 13, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 14, "{:?}", paths.keys());
     }
 }

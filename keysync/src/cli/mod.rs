@@ -1,5 +1,6 @@
 //! The command line: the `keysync` command and its subcommands (clap derive), one file
-//! per noun ([`orgs`], [`keys`], [`admin_tokens`], [`audit`], [`migrate`], [`serve`]),
+//! per noun ([`orgs`], [`keys`], [`admin_tokens`], [`audit`], [`usage`], [`migrate`],
+//! [`serve`]),
 //! and running the command.
 //!
 //! A command parses its arguments, calls one operation ([`crate::operations`]) and
@@ -20,6 +21,7 @@ pub mod orgs;
 pub mod render;
 pub mod serve;
 pub mod text_table;
+pub mod usage;
 
 use std::io::{self, Write};
 
@@ -38,6 +40,7 @@ use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
 use crate::operations::name::InvalidName;
 use crate::operations::orgs::OrgError;
+use crate::operations::usage::InvalidUsageQuery;
 use crate::serve::server::ServerError;
 
 #[derive(Debug, Parser)]
@@ -79,6 +82,9 @@ pub enum Command {
     /// List the audit trail, newest first: every change operators made, who made it,
     /// and the values before and after (never a key or a token)
     Audit(audit::AuditArgs),
+    /// What the gateways metered for an organization: requests by hour, day, month, key
+    /// or outcome, with the total
+    Usage(usage::UsageArgs),
     /// Run the sidecar: gRPC for the gateway filter, admin HTTP for health, metrics and
     /// the operator API
     #[command(after_help = serve::SERVE_ENVIRONMENT)]
@@ -113,6 +119,8 @@ pub enum CommandError {
     },
     #[error("invalid --limit '{value}': expected a whole number from 1 to {max}")]
     InvalidListLimit { value: String, max: u32 },
+    #[error(transparent)]
+    InvalidUsageQuery(#[from] InvalidUsageQuery),
     #[error(transparent)]
     Database(#[from] DatabaseError),
     #[error(transparent)]
@@ -152,6 +160,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
         Command::Keys(command) => keys::run(command, url, out).await,
         Command::AdminTokens(command) => admin_tokens::run(command, url, out).await,
         Command::Audit(args) => audit::run(args, url, out).await,
+        Command::Usage(args) => usage::run(args, url, out).await,
         Command::Serve => serve::run(url).await,
     }
 }

@@ -8,10 +8,11 @@ use super::{database_url, CommandError};
 use crate::admin_api::ApiState;
 use crate::config::{ProcessEnvironment, ServeConfig};
 use crate::database;
-use crate::serve::server;
+use crate::serve::server::{self, Stores};
 use crate::shutdown;
 use crate::sync::change_listener::PgConnector;
 use crate::sync::loader::PgLoader;
+use crate::usage::store::UsageStore;
 
 /// The settings `serve --help` lists.
 pub const SERVE_ENVIRONMENT: &str = "\
@@ -61,6 +62,8 @@ Environment:
   KEYSYNC_LEAK_ACTION             what a report of a live key does: revoke (default)
                                   or flag
   KEYSYNC_LEAK_MAX_BODY_BYTES     largest leak report body (default 1048576)
+  KEYSYNC_USAGE_RETENTION         months of usage kept before the current one
+                                  (default 13); older monthly partitions are dropped
   A gRPC address beyond loopback needs a token or mutual TLS.
   RUST_LOG                        log filter (default info)";
 
@@ -80,11 +83,15 @@ pub async fn run(url: Option<String>) -> Result<(), CommandError> {
     tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
     let notifications = PgConnector::new(&pool);
     let api = ApiState::new(database::api_pool(&pool, config.db_timeout), config.api);
+    let usage = UsageStore::new(database::usage_pool(&pool, config.db_timeout));
     server::run(
         &config,
         PgLoader::with_timeout(pool, config.db_timeout),
         notifications,
-        Some(api),
+        Stores {
+            api: Some(api),
+            usage: Some(usage),
+        },
         grpc_listener,
         http_listener,
         shutdown,

@@ -10,7 +10,7 @@
 //! checking arrive as checked types ([`name::Name`], [`limits::LimitChange`],
 //! [`key_policy::Scopes`], [`key_policy::Allowlist`], the instants of [`durations`]),
 //! so every caller validates the same way, and can do so before it connects. Lists
-//! come in pages ([`page`]).
+//! come in pages ([`page`]). [`usage`] reads what the gateways metered.
 
 pub mod actor;
 pub mod admin_tokens;
@@ -27,3 +27,4 @@ pub mod orgs;
 pub mod page;
 pub mod sql_state;
 pub mod timestamp;
+pub mod usage;

@@ -1,7 +1,9 @@
 //! The `keysync.v1.KeySync` gRPC service the wasm filter calls: paging through the key
 //! set, looking up one key on a cache miss (settled by [`crate::sync::miss`]), and
 //! watching changes as they happen (the streams themselves are
-//! [`crate::serve::watch_server`]'s).
+//! [`crate::serve::watch_server`]'s), and taking the gateways' usage flushes
+//! (`ReportUsage`, checked by [`crate::usage::flush`] and stored by
+//! [`crate::usage::store`]).
 //!
 //! Every answer carries its [`Provenance`]: the epoch its revision counts in (read with
 //! the revision, under the key set's lock) and the age of the key set's last
@@ -14,15 +16,17 @@ use std::time::Instant;
 use keysync_proto::v1::key_sync_server::KeySync;
 use keysync_proto::v1::{
     KeyRecord, ListKeysRequest, ListKeysResponse, LookupKeyRequest, LookupKeyResponse, Provenance,
-    WatchKeysRequest, KEY_HASH_LEN,
+    ReportUsageRequest, ReportUsageResponse, WatchKeysRequest, KEY_HASH_LEN,
 };
 use prost::Message;
 use tonic::{Request, Response, Status};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::clock::now_unix;
+use crate::database::describe_sqlx;
 use crate::key_hash::short_hash;
-use crate::metrics::{GrpcMethod, LookupResult, Metrics};
+use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
+use crate::metrics::{GrpcMethod, LookupResult, Metrics, UsageFlushResult};
 use crate::position::Position;
 use crate::readiness::Readiness;
 use crate::serve::key_entry::KeyEntry;
@@ -31,6 +35,8 @@ use crate::serve::key_set::SharedKeySet;
 use crate::serve::watch_server::{WatchStream, Watches};
 use crate::sync::confirmation::Confirmation;
 use crate::sync::miss::Misses;
+use crate::usage::flush::Flush;
+use crate::usage::store::UsageStore;
 
 /// Page size when the client asks for 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
@@ -63,6 +69,16 @@ pub struct KeySyncService {
     watches: Watches,
     confirmation: Confirmation,
     max_page_size: u32,
+    usage: Option<Usage>,
+}
+
+/// Where usage flushes go, and the log lines they may cause.
+#[derive(Debug, Clone)]
+struct Usage {
+    store: UsageStore,
+    /// One line a period for flushes that failed to store, and for counters gone back.
+    failures: Arc<LogThrottle>,
+    went_back: Arc<LogThrottle>,
 }
 
 impl KeySyncService {
@@ -83,6 +99,69 @@ impl KeySyncService {
             watches,
             confirmation,
             max_page_size,
+            usage: None,
+        }
+    }
+
+    /// Takes `ReportUsage` flushes into `store`; without one they are `UNAVAILABLE`.
+    pub fn storing_usage(mut self, store: UsageStore) -> Self {
+        self.usage = Some(Usage {
+            store,
+            failures: Arc::new(LogThrottle::new(LOG_PERIOD)),
+            went_back: Arc::new(LogThrottle::new(LOG_PERIOD)),
+        });
+        self
+    }
+
+    /// Checks and stores one flush; the metric's result and the requests it added.
+    async fn report(
+        &self,
+        request: &ReportUsageRequest,
+    ) -> (Result<ReportUsageResponse, Status>, UsageFlushResult, u64) {
+        let flush = match Flush::check(request, chrono::Utc::now()) {
+            Ok(flush) => flush,
+            Err(error) => {
+                let status = Status::invalid_argument(error.to_string());
+                return (Err(status), UsageFlushResult::Invalid, 0);
+            }
+        };
+        let Some(usage) = &self.usage else {
+            let status = Status::unavailable("usage metering has no database");
+            return (Err(status), UsageFlushResult::Unavailable, 0);
+        };
+        match usage.store.record(&flush).await {
+            Ok(recorded) => {
+                if recorded.went_back > 0 {
+                    if let Some(held_back) = usage.went_back.admit(Instant::now()) {
+                        warn!(
+                            "usage flush of instance {} has {} counters lower than already                              stored (a delayed flush, or an instance id used twice): nothing                              added for them{}",
+                            flush.instance_id,
+                            recorded.went_back,
+                            held_back_note(held_back)
+                        );
+                    }
+                }
+                debug!(
+                    "usage flush: instance={} counters={} grown={} requests={}",
+                    flush.instance_id, recorded.counters, recorded.grown, recorded.requests
+                );
+                let response = ReportUsageResponse {
+                    accepted: u32::try_from(recorded.counters).unwrap_or(u32::MAX),
+                };
+                let requests = u64::try_from(recorded.requests).unwrap_or(0);
+                (Ok(response), UsageFlushResult::Ok, requests)
+            }
+            Err(error) => {
+                let cause = describe_sqlx(&error);
+                if let Some(held_back) = usage.failures.admit(Instant::now()) {
+                    warn!(
+                        "usage flush not stored (the gateway sends it again): {cause}{}",
+                        held_back_note(held_back)
+                    );
+                }
+                let status = Status::unavailable(format!("cannot store usage: {cause}"));
+                (Err(status), UsageFlushResult::Unavailable, 0)
+            }
         }
     }
 
@@ -217,6 +296,17 @@ impl KeySync for KeySyncService {
             .and_then(|()| self.watches.open(request.after_revision, request.epoch));
         self.metrics
             .record_grpc(GrpcMethod::WatchKeys, started.elapsed());
+        answer.map(Response::new)
+    }
+
+    async fn report_usage(
+        &self,
+        request: Request<ReportUsageRequest>,
+    ) -> Result<Response<ReportUsageResponse>, Status> {
+        let started = Instant::now();
+        let (answer, result, requests) = self.report(request.get_ref()).await;
+        self.metrics
+            .record_usage_flush(result, requests, started.elapsed());
         answer.map(Response::new)
     }
 }
@@ -609,6 +699,38 @@ mod tests {
             .metrics
             .encode()
             .contains("keysync_lookups_total{result=\"error\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn usage_flushes_are_checked_first_and_unavailable_without_a_database() {
+        let fixture = fixture(vec![], None, 10);
+        let report = |instance_id: Vec<u8>| ReportUsageRequest {
+            instance_id,
+            cut_at_ms: 0,
+            counters: vec![],
+            unattributed_requests: 0,
+            dropped_requests: 0,
+        };
+        let error = fixture
+            .service
+            .report_usage(Request::new(report(vec![1; 3])))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument);
+        let error = fixture
+            .service
+            .report_usage(Request::new(report(vec![1; 16])))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable);
+        let text = fixture.metrics.encode();
+        for line in [
+            "keysync_usage_flushes_total{result=\"invalid\"} 1\n",
+            "keysync_usage_flushes_total{result=\"unavailable\"} 1\n",
+            "keysync_usage_flush_duration_seconds_count 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -36,6 +36,9 @@ use crate::sync::loader::{LoadError, Loader};
 use crate::sync::miss::Misses;
 use crate::sync::reload::{self, Reloader, Schedule};
 use crate::sync::revision_probe;
+use crate::usage::flush::MAX_MESSAGE_BYTES;
+use crate::usage::partitions;
+use crate::usage::store::UsageStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -53,6 +56,14 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error("cannot set up TLS on the gRPC port: {0}")]
     TlsSetup(tonic::transport::Error),
+}
+
+/// What `serve` reaches PostgreSQL through besides the key set's loader: the operator
+/// API's state and the store of usage flushes (each with its own pool).
+#[derive(Debug, Default)]
+pub struct Stores {
+    pub api: Option<ApiState>,
+    pub usage: Option<UsageStore>,
 }
 
 /// Serves until `shutdown` is cancelled, or fails if the first full snapshot cannot be
@@ -74,7 +85,7 @@ pub async fn run<L: Loader, C: Connector>(
     config: &ServeConfig,
     loader: L,
     notifications: C,
-    api: Option<ApiState>,
+    stores: Stores,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     shutdown: CancellationToken,
@@ -85,6 +96,7 @@ pub async fn run<L: Loader, C: Connector>(
     let http_addr: SocketAddr = http_listener
         .local_addr()
         .map_err(ServerError::ListenerAddress)?;
+    let Stores { api, usage } = stores;
     info!("keysync listening: grpc={grpc_addr} http={http_addr}");
     log_grpc_security(config, grpc_addr);
     if api.is_some() && !http_addr.ip().is_loopback() {
@@ -191,7 +203,7 @@ pub async fn run<L: Loader, C: Connector>(
         confirmation.clone(),
     )
     .accepting_legacy_keys(config.accept_legacy_keys);
-    let service = KeySyncService::new(
+    let mut service = KeySyncService::new(
         key_set,
         misses,
         readiness.clone(),
@@ -200,6 +212,22 @@ pub async fn run<L: Loader, C: Connector>(
         confirmation.clone(),
         config.max_page_size,
     );
+    // The usage partitions are kept from the start, whatever the key set does.
+    let usage_partitions = usage.as_ref().map(|store| {
+        partitions::run(
+            store.pool().clone(),
+            config.usage_retention_months,
+            stop.clone(),
+        )
+    });
+    let usage_partitions = async {
+        if let Some(maintenance) = usage_partitions {
+            maintenance.await;
+        }
+    };
+    if let Some(store) = usage {
+        service = service.storing_usage(store);
+    }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&health_reporter, false).await;
     let monitor = confirmation::run_monitor(
@@ -230,7 +258,8 @@ pub async fn run<L: Loader, C: Connector>(
         let served = grpc_builder
             .layer(guard)
             .add_service(health_service)
-            .add_service(KeySyncServer::new(service))
+            // A usage flush of the most counters is larger than tonic's 4 MiB default.
+            .add_service(KeySyncServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES))
             .add_service(RateLimitServiceServer::new(rate_limits))
             .add_service(AuthorizationServer::new(ext_authz))
             .serve_with_incoming_shutdown(
@@ -254,8 +283,15 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, grpc_served, (), (), ()) =
-        tokio::join!(sync, admin_server, grpc_server, pings, monitor, sweep);
+    let (synced, admin_served, grpc_served, (), (), (), ()) = tokio::join!(
+        sync,
+        admin_server,
+        grpc_server,
+        pings,
+        monitor,
+        sweep,
+        usage_partitions
+    );
     synced?;
     admin_served?;
     grpc_served?;

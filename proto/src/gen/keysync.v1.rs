@@ -136,3 +136,55 @@ pub struct Provenance {
     #[prost(uint64, tag = "2")]
     pub confirmed_age_ms: u64,
 }
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ReportUsageRequest {
+    /// A random 16-byte identity the Envoy process chose at start (never reused).
+    #[prost(bytes = "vec", tag = "1")]
+    pub instance_id: ::prost::alloc::vec::Vec<u8>,
+    /// Unix milliseconds when the flush was cut (the hour its increments count in).
+    #[prost(int64, tag = "2")]
+    pub cut_at_ms: i64,
+    /// Cumulative counters since the instance started, one per (org, key, outcome).
+    #[prost(message, repeated, tag = "3")]
+    pub counters: ::prost::alloc::vec::Vec<UsageCounter>,
+    /// Cumulative requests whose key was missing, malformed or unknown: per Envoy, not per
+    /// org.
+    #[prost(uint64, tag = "4")]
+    pub unattributed_requests: u64,
+    /// Cumulative usage slots the instance could not count into (its bounded slots were
+    /// full); those requests are in no counter.
+    #[prost(uint64, tag = "5")]
+    pub dropped_requests: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UsageCounter {
+    /// 16-byte UUIDs of the key and its organization.
+    #[prost(bytes = "vec", tag = "1")]
+    pub org_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub key_id: ::prost::alloc::vec::Vec<u8>,
+    /// What happened to the requests: 2, 3, 4, 5 = forwarded and answered 2xx..5xx by the
+    /// upstream (1 for 1xx and anything else); 6 = refused by a rate limit; 7 = refused by
+    /// a quota; 8 = refused by the key's policy (scope or allowlist).
+    #[prost(uint32, tag = "3")]
+    pub outcome: u32,
+    #[prost(uint64, tag = "4")]
+    pub requests: u64,
+    /// Sum of the requests' durations (request start to response headers), microseconds.
+    #[prost(uint64, tag = "5")]
+    pub duration_us: u64,
+    /// Requests per duration bucket: <=10ms, <=100ms, <=1s, more (4 entries).
+    #[prost(uint64, repeated, tag = "6")]
+    pub duration_buckets: ::prost::alloc::vec::Vec<u64>,
+    /// Request and response body bytes, where Envoy knew them.
+    #[prost(uint64, tag = "7")]
+    pub request_bytes: u64,
+    #[prost(uint64, tag = "8")]
+    pub response_bytes: u64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportUsageResponse {
+    /// Counters keysync recorded (new increments or repeats of what it had).
+    #[prost(uint32, tag = "1")]
+    pub accepted: u32,
+}

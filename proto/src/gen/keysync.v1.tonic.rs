@@ -41,6 +41,17 @@ pub mod key_sync_server {
             &self,
             request: tonic::Request<super::WatchKeysRequest>,
         ) -> std::result::Result<tonic::Response<Self::WatchKeysStream>, tonic::Status>;
+        /// One Envoy's usage counters, flushed every few seconds by its sync service. The
+        /// counters only grow for the life of the Envoy process (`instance_id`), so keysync
+        /// takes the difference from the last values it stored for that instance: a retried
+        /// or repeated flush adds nothing.
+        async fn report_usage(
+            &self,
+            request: tonic::Request<super::ReportUsageRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReportUsageResponse>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct KeySyncServer<T> {
@@ -246,6 +257,51 @@ pub mod key_sync_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/keysync.v1.KeySync/ReportUsage" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReportUsageSvc<T: KeySync>(pub Arc<T>);
+                    impl<
+                        T: KeySync,
+                    > tonic::server::UnaryService<super::ReportUsageRequest>
+                    for ReportUsageSvc<T> {
+                        type Response = super::ReportUsageResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReportUsageRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeySync>::report_usage(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReportUsageSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

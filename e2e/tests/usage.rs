@@ -1,0 +1,152 @@
+//! Usage metering through real Envoy, keysync and PostgreSQL: what the gateway served is
+//! what `keysync usage` reports, exactly, once a flush has passed; a flush that could
+//! not reach keysync is made good by the next one, without counting anything twice.
+
+use std::time::Duration;
+
+use keysync_e2e::keysync::{self, Keysync};
+use keysync_e2e::poll;
+use keysync_e2e::stack::Stack;
+
+/// The sync service's configuration: usage reported every second.
+const SYNC_WITH_USAGE: &str = r#"{"role":"sync","refresh_interval":"2s","max_retry_interval":"1s","usage_flush_interval":"1s"}"#;
+
+/// `keysync usage --org-id ORG --by status --json`.
+fn usage(stack: &Stack, org: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["usage", "--org-id", org, "--by", "status", "--since", "1d"];
+    args.extend_from_slice(extra);
+    keysync::cli_json(&stack.database_url, &args)
+}
+
+/// Requests of each outcome in a `--by status` answer.
+fn by_outcome(answer: &serde_json::Value) -> Vec<(String, u64)> {
+    let mut rows: Vec<(String, u64)> = answer["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|row| {
+                    (
+                        row["outcome"].as_str().unwrap_or_default().to_string(),
+                        row["requests"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort();
+    rows
+}
+
+/// Polls until the org's total reaches `total`; returns the answer.
+fn wait_for_total(stack: &Stack, org: &str, total: u64) -> serde_json::Value {
+    poll::within(Duration::from_secs(20), poll::INTERVAL, || {
+        let answer = usage(stack, org, &[]);
+        if answer["total_requests"].as_u64() == Some(total) {
+            Ok(answer)
+        } else {
+            Err(answer)
+        }
+    })
+    .unwrap_or_else(|last| panic!("usage never reached {total} requests: {last}"))
+}
+
+#[test]
+fn what_the_gateway_served_is_what_usage_reports() {
+    let mut stack = Stack::start(|options| options.sync_config = SYNC_WITH_USAGE.into());
+    let org = stack.create_org("metered");
+    let other_org = stack.create_org("other");
+    let key = stack.create_key(&org, &[]);
+    let limited = stack.create_key(&org, &[]);
+    stack.set_key_limit(&limited.key_id, &["--rpm", "3", "--burst", "0"]);
+    let other = stack.create_key(&other_org, &[]);
+    stack
+        .gateway
+        .wait_for_status("/", &key.key, 200, poll::DEADLINE);
+    stack
+        .gateway
+        .wait_for_status("/", &other.key, 200, poll::DEADLINE);
+
+    // Served so far: one 200 each for `key` and `other` (the waits above).
+    let mut served_ok = 1;
+    for _ in 0..24 {
+        let response = stack.gateway.get_with_key("/orders", &key.key);
+        assert_eq!(response.status, 200, "{}", response.text());
+        served_ok += 1;
+    }
+    // Until the limit has reached the gateway and refused five: every answer counts.
+    let mut limited_ok = 0;
+    let mut limited_refused = 0;
+    for _ in 0..200 {
+        match stack.gateway.get_with_key("/orders", &limited.key).status {
+            200 => limited_ok += 1,
+            429 => limited_refused += 1,
+            other => panic!("the limited key got {other}"),
+        }
+        if limited_refused == 5 {
+            break;
+        }
+    }
+    assert_eq!(limited_refused, 5, "the limit never refused");
+    // Neither missing nor unknown keys count for any organization.
+    assert_eq!(stack.gateway.get("/orders", &[]).status, 401);
+    assert_eq!(
+        stack
+            .gateway
+            .get_with_key("/orders", "sk_live_NeverIssued000000000001")
+            .status,
+        403
+    );
+
+    let total = served_ok + limited_ok + limited_refused;
+    let answer = wait_for_total(&stack, &org, total);
+    assert_eq!(
+        by_outcome(&answer),
+        vec![
+            ("2xx".to_string(), served_ok + limited_ok),
+            ("rate_limited".to_string(), limited_refused),
+        ],
+        "{answer}"
+    );
+    let one_key = usage(&stack, &org, &["--key-id", &limited.key_id]);
+    assert_eq!(
+        one_key["total_requests"].as_u64(),
+        Some(limited_ok + limited_refused),
+        "{one_key}"
+    );
+    let others = wait_for_total(&stack, &other_org, 1);
+    assert_eq!(by_outcome(&others), vec![("2xx".to_string(), 1)]);
+
+    // Later flushes repeat the same cumulative counters: nothing is added twice.
+    let flushes = stack
+        .gateway
+        .wait_for_stat("usage_flushes_ok", poll::DEADLINE, |n| n > 0);
+    stack
+        .gateway
+        .wait_for_stat("usage_flushes_ok", poll::DEADLINE, |n| n >= flushes + 2);
+    assert_eq!(
+        usage(&stack, &org, &[])["total_requests"].as_u64(),
+        Some(total)
+    );
+
+    // keysync down: the gateway serves from its store and cannot flush; the flush after
+    // keysync is back carries what was served meanwhile, once.
+    let grpc = stack.keysync.grpc.to_string();
+    let failed = stack.gateway.stat("usage_flush_failed");
+    stack.keysync.process.kill();
+    for _ in 0..7 {
+        assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
+    }
+    stack
+        .gateway
+        .wait_for_stat("usage_flush_failed", poll::DEADLINE, |n| n > failed);
+    stack.keysync = Keysync::start_on(&stack.database_url, &grpc, &[]);
+    let answer = wait_for_total(&stack, &org, total + 7);
+    assert_eq!(
+        by_outcome(&answer),
+        vec![
+            ("2xx".to_string(), served_ok + limited_ok + 7),
+            ("rate_limited".to_string(), limited_refused),
+        ],
+        "{answer}"
+    );
+}

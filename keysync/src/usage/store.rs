@@ -1,0 +1,318 @@
+//! Storing a flush: one transaction, the same six statements whatever the number of
+//! counters (arrays passed with `UNNEST`), so PostgreSQL's work grows with the number of
+//! active counters, never with the request rate.
+//!
+//! 1. Lock the instance's row in `usage_instance_totals` (created on its first flush)
+//!    and read its per-instance totals: a second flush of the same instance (a retry
+//!    racing the original) waits here and then sees what the first stored.
+//! 2. Read the instance's stored cumulative values of the flushed counters.
+//! 3. Compute each increment: `new - stored`, never below zero. A value lower than the
+//!    stored one means a flush older than one already stored (delayed, or retried after
+//!    a later one got through) or an instance id used twice; keysync cannot tell them
+//!    apart, so it adds nothing for that value and keeps the higher one: nothing is
+//!    counted twice, and the counter resumes adding once it passes the stored value.
+//!    Such flushes are logged.
+//! 4. Add the non-zero increments to `usage_hourly` for the flush's hour (one upsert;
+//!    sums saturate at 2^63-1 rather than fail).
+//! 5. Store the changed cumulative values (one upsert).
+//! 6. Store the per-instance totals and add their increments to `usage_gateway_hourly`.
+//!
+//! Counters of keys or organizations that do not exist are stored like any other (no
+//! foreign keys): a flush never fails for them.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::flush::{Flush, Values};
+
+/// The value columns, in [`Values`] order.
+pub const VALUE_COLUMNS: [&str; 8] = [
+    "requests",
+    "duration_us",
+    "le_10ms",
+    "le_100ms",
+    "le_1s",
+    "over_1s",
+    "request_bytes",
+    "response_bytes",
+];
+
+/// What storing a flush did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// Counters in the flush (all taken, whether or not they had grown).
+    pub counters: usize,
+    /// Counters that had grown: rows upserted into `usage_hourly`.
+    pub grown: usize,
+    /// Requests added to `usage_hourly`.
+    pub requests: i64,
+    /// Counters with a value lower than the one stored (nothing added for it).
+    pub went_back: usize,
+}
+
+/// Where flushes are stored; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UsageStore {
+    pool: PgPool,
+}
+
+/// Column arrays for an UNNEST: ids, outcomes and the eight values.
+#[derive(Debug, Default)]
+struct Columns {
+    org_ids: Vec<Uuid>,
+    key_ids: Vec<Uuid>,
+    outcomes: Vec<i16>,
+    values: [Vec<i64>; 8],
+}
+
+impl Columns {
+    fn push(&mut self, org_id: Uuid, key_id: Uuid, outcome: i16, values: &Values) {
+        self.org_ids.push(org_id);
+        self.key_ids.push(key_id);
+        self.outcomes.push(outcome);
+        for (column, value) in self.values.iter_mut().zip(values) {
+            column.push(*value);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.org_ids.is_empty()
+    }
+}
+
+/// `INSERT INTO table (<lead>, org_id, key_id, outcome, values...) SELECT $1, * FROM
+/// UNNEST($2.., ) ON CONFLICT (conflict) DO UPDATE SET each value = update(value)`.
+fn upsert(table: &str, lead: &str, conflict: &str, update: fn(&str, &str) -> String) -> String {
+    let columns = VALUE_COLUMNS.join(", ");
+    let arrays: Vec<String> = (0..VALUE_COLUMNS.len())
+        .map(|index| format!("${}::bigint[]", index + 5))
+        .collect();
+    let sets: Vec<String> = VALUE_COLUMNS
+        .iter()
+        .map(|column| format!("{column} = {}", update(table, column)))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({lead}, org_id, key_id, outcome, {columns}) \
+         SELECT $1, * FROM UNNEST($2::uuid[], $3::uuid[], $4::smallint[], {}) \
+         ON CONFLICT ({conflict}) DO UPDATE SET {}",
+        arrays.join(", "),
+        sets.join(", ")
+    )
+}
+
+fn saturating_sum(table: &str, column: &str) -> String {
+    format!("LEAST({table}.{column}::numeric + EXCLUDED.{column}, 9223372036854775807)::bigint")
+}
+
+fn replaced(_table: &str, column: &str) -> String {
+    format!("EXCLUDED.{column}")
+}
+
+impl UsageStore {
+    pub fn new(pool: PgPool) -> UsageStore {
+        UsageStore { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Stores `flush` (see the module's documentation); an error means nothing of it was
+    /// stored.
+    pub async fn record(&self, flush: &Flush) -> Result<Recorded, sqlx::Error> {
+        let mut transaction = self.pool.begin().await?;
+        let instance = flush.instance_id;
+
+        let (unattributed_before, dropped_before): (i64, i64) = sqlx::query_as(
+            "INSERT INTO usage_instance_totals (instance_id) VALUES ($1) \
+             ON CONFLICT (instance_id) DO UPDATE SET last_seen = now() \
+             RETURNING unattributed_requests, dropped_requests",
+        )
+        .bind(instance)
+        .fetch_one(&mut *transaction)
+        .await?;
+
+        let mut flushed = Columns::default();
+        for counter in &flush.counters {
+            flushed.push(
+                counter.org_id,
+                counter.key_id,
+                counter.outcome.code(),
+                &counter.values,
+            );
+        }
+        let rows: Vec<(Uuid, Uuid, i16, Vec<i64>)> = sqlx::query_as(
+            "SELECT u.org_id, u.key_id, u.outcome, ARRAY[u.requests, u.duration_us, \
+                    u.le_10ms, u.le_100ms, u.le_1s, u.over_1s, u.request_bytes, \
+                    u.response_bytes] \
+             FROM UNNEST($2::uuid[], $3::uuid[], $4::smallint[]) AS f (org_id, key_id, outcome) \
+             JOIN usage_instances u ON u.instance_id = $1 AND u.org_id = f.org_id \
+                  AND u.key_id = f.key_id AND u.outcome = f.outcome",
+        )
+        .bind(instance)
+        .bind(&flushed.org_ids)
+        .bind(&flushed.key_ids)
+        .bind(&flushed.outcomes)
+        .fetch_all(&mut *transaction)
+        .await?;
+        let stored: HashMap<(Uuid, Uuid, i16), Vec<i64>> = rows
+            .into_iter()
+            .map(|(org_id, key_id, outcome, values)| ((org_id, key_id, outcome), values))
+            .collect();
+
+        let mut recorded = Recorded {
+            counters: flush.counters.len(),
+            ..Recorded::default()
+        };
+        let mut increments = Columns::default();
+        let mut changed = Columns::default();
+        for counter in &flush.counters {
+            let outcome = counter.outcome.code();
+            let before = stored
+                .get(&(counter.org_id, counter.key_id, outcome))
+                .map(Vec::as_slice)
+                .unwrap_or(&[0; 8]);
+            let mut increment = [0; 8];
+            let mut kept = [0; 8];
+            let mut went_back = false;
+            for index in 0..8 {
+                let old = before.get(index).copied().unwrap_or(0);
+                let new = counter.values[index];
+                increment[index] = new.saturating_sub(old).max(0);
+                kept[index] = new.max(old);
+                went_back |= new < old;
+            }
+            if went_back {
+                recorded.went_back += 1;
+            }
+            if increment != [0; 8] {
+                recorded.grown += 1;
+                recorded.requests = recorded.requests.saturating_add(increment[0]);
+                increments.push(counter.org_id, counter.key_id, outcome, &increment);
+            }
+            if kept.as_slice() != before {
+                changed.push(counter.org_id, counter.key_id, outcome, &kept);
+            }
+        }
+
+        if !increments.is_empty() {
+            let statement = upsert(
+                "usage_hourly",
+                "hour",
+                "org_id, hour, key_id, outcome",
+                saturating_sum,
+            );
+            bind_columns(sqlx::query(&statement).bind(flush.hour), &increments)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        if !changed.is_empty() {
+            let statement = upsert(
+                "usage_instances",
+                "instance_id",
+                "instance_id, org_id, key_id, outcome",
+                replaced,
+            );
+            bind_columns(sqlx::query(&statement).bind(instance), &changed)
+                .execute(&mut *transaction)
+                .await?;
+        }
+
+        let unattributed = flush.unattributed_requests.max(unattributed_before);
+        let dropped = flush.dropped_requests.max(dropped_before);
+        if (unattributed, dropped) != (unattributed_before, dropped_before) {
+            sqlx::query(
+                "UPDATE usage_instance_totals SET unattributed_requests = $2, \
+                 dropped_requests = $3 WHERE instance_id = $1",
+            )
+            .bind(instance)
+            .bind(unattributed)
+            .bind(dropped)
+            .execute(&mut *transaction)
+            .await?;
+            add_gateway_hour(
+                &mut transaction,
+                flush.hour,
+                unattributed - unattributed_before,
+                dropped - dropped_before,
+            )
+            .await?;
+        }
+        if flush.unattributed_requests < unattributed_before
+            || flush.dropped_requests < dropped_before
+        {
+            recorded.went_back += 1;
+        }
+        transaction.commit().await?;
+        Ok(recorded)
+    }
+}
+
+async fn add_gateway_hour(
+    transaction: &mut sqlx::PgConnection,
+    hour: DateTime<Utc>,
+    unattributed: i64,
+    dropped: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO usage_gateway_hourly (hour, unattributed_requests, dropped_requests) \
+         VALUES ($1, $2, $3) ON CONFLICT (hour) DO UPDATE SET \
+         unattributed_requests = LEAST(usage_gateway_hourly.unattributed_requests::numeric \
+             + EXCLUDED.unattributed_requests, 9223372036854775807)::bigint, \
+         dropped_requests = LEAST(usage_gateway_hourly.dropped_requests::numeric \
+             + EXCLUDED.dropped_requests, 9223372036854775807)::bigint",
+    )
+    .bind(hour)
+    .bind(unattributed)
+    .bind(dropped)
+    .execute(transaction)
+    .await?;
+    Ok(())
+}
+
+fn bind_columns<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    columns: &'q Columns,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut query = query
+        .bind(&columns.org_ids)
+        .bind(&columns.key_ids)
+        .bind(&columns.outcomes);
+    for values in &columns.values {
+        query = query.bind(values);
+    }
+    query
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upserts_are_one_statement_over_arrays() {
+        let statement = upsert(
+            "usage_hourly",
+            "hour",
+            "org_id, hour, key_id, outcome",
+            saturating_sum,
+        );
+        assert!(statement.contains("$12::bigint[]"), "{statement}");
+        assert!(!statement.contains("$13"), "{statement}");
+        assert!(statement.contains(
+            "response_bytes = LEAST(usage_hourly.response_bytes::numeric + EXCLUDED.response_bytes, 9223372036854775807)::bigint"
+        ));
+        let statement = upsert(
+            "usage_instances",
+            "instance_id",
+            "instance_id, org_id, key_id, outcome",
+            replaced,
+        );
+        assert!(
+            statement.contains("requests = EXCLUDED.requests"),
+            "{statement}"
+        );
+    }
+}
