@@ -782,7 +782,8 @@ static_resources:
             name: gateway
             # Descriptor headers for global rate limiting, set by keysync's Check (and
             # removed there when a client sent them): never for the backend.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
+            # x-keysync-client-address (below) is for keysync alone.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-client-address]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -803,6 +804,17 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
+          # ext_authz tells keysync the connection's peer, not the client Envoy settled on
+          # from x-forwarded-for (xff_num_trusted_hops). Key allowlists need the latter:
+          # Envoy puts it in a header of its own, replacing any a client sent.
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append:
+                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
           - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
@@ -825,6 +837,7 @@ static_resources:
                 patterns:
                 - exact: authorization
                 - exact: x-api-key
+                - exact: x-keysync-client-address
           
           - name: envoy.filters.http.router
             typed_config:
@@ -1001,7 +1014,8 @@ static_resources:
             name: gateway
             # Descriptor headers for global rate limiting, set by keysync's Check (and
             # removed there when a client sent them): never for the backend.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
+            # x-keysync-client-address (below) is for keysync alone.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-client-address]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -1025,6 +1039,17 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
+          # ext_authz tells keysync the connection's peer, not the client Envoy settled on
+          # from x-forwarded-for (xff_num_trusted_hops). Key allowlists need the latter:
+          # Envoy puts it in a header of its own, replacing any a client sent.
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append:
+                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
           - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
@@ -1047,6 +1072,7 @@ static_resources:
                 patterns:
                 - exact: authorization
                 - exact: x-api-key
+                - exact: x-keysync-client-address
           - name: envoy.filters.http.ratelimit
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
