@@ -294,6 +294,9 @@ def example_files():
     auth_config = json.loads(
         http_filter["typed_config"]["config"]["configuration"]["value"]
     )
+    # Istio builds the HTTP filter chain itself: no header-mutation filter sets the
+    # policy headers, so the filter reads Envoy's properties.
+    auth_config["policy_inputs"] = "properties"
     wasmplugin = {
         "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
         "metadata": {"name": "keysync-auth", "namespace": "default"},

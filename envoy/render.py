@@ -401,7 +401,8 @@ def render(template, env):
         raise RenderError(f"RATE_LIMIT_MODE must be local, global or off, not {mode!r}")
     values["KEYSYNC_AUTH_CONFIG"] = json_config(
         "KEYSYNC_AUTH_CONFIG",
-        env.get("KEYSYNC_AUTH_CONFIG") or json.dumps({"role": "auth", "rate_limit": mode}),
+        env.get("KEYSYNC_AUTH_CONFIG")
+        or json.dumps({"role": "auth", "rate_limit": mode, "policy_inputs": "headers"}),
     )
     metadata = grpc_metadata(values)
     rate_limit_filter = "\n".join(

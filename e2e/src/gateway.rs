@@ -95,7 +95,8 @@ impl GatewayOptions {
             template: "gateway.yaml".into(),
             keysync_grpc,
             backends: backends.into(),
-            auth_config: r#"{"role":"auth"}"#.into(),
+            // As envoy/render.py renders it by default.
+            auth_config: r#"{"role":"auth","policy_inputs":"headers"}"#.into(),
             sync_config: r#"{"role":"sync","refresh_interval":"2s","max_retry_interval":"1s"}"#
                 .into(),
             concurrency: 2,

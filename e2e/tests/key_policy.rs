@@ -12,15 +12,33 @@ use keysync_e2e::keysync;
 use keysync_e2e::poll;
 use keysync_e2e::stack::Stack;
 
-const MODES: [&str; 2] = ["gateway.yaml", "ext-authz.yaml"];
+/// The filter with the shipped configuration (Envoy hands it the route's scopes and the
+/// client's address in headers), the filter reading Envoy's properties itself (any
+/// other Envoy configuration), and ext_authz.
+const MODES: [(&str, Option<&str>); 3] = [
+    ("gateway.yaml", None),
+    (
+        "gateway.yaml",
+        Some(r#"{"role":"auth","policy_inputs":"properties"}"#),
+    ),
+    ("ext-authz.yaml", None),
+];
+
+/// The template and, for the filter, its plugin configuration.
+fn configure(options: &mut GatewayOptions, (template, auth_config): (&str, Option<&str>)) {
+    options.template = template.into();
+    if let Some(auth_config) = auth_config {
+        options.auth_config = auth_config.into();
+    }
+}
 
 /// How soon a change made with the CLI must be in force at the gateway.
 const CHANGE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Two routes to the echo backend: `/open/` requires no scope, `/orders/` requires
 /// `orders:read` and `orders:write`.
-fn scoped_routes(options: &mut GatewayOptions, template: &str) {
-    options.template = template.into();
+fn scoped_routes(options: &mut GatewayOptions, mode: (&str, Option<&str>)) {
+    configure(options, mode);
     let Some((_, url)) = options.backends.split_once('=') else {
         panic!("BACKEND_URLS is not name=url: {}", options.backends);
     };
@@ -86,9 +104,10 @@ fn assert_insufficient_scope(response: &Response, context: &str) {
 }
 
 #[test]
-fn a_route_that_requires_scopes_admits_only_keys_that_grant_them_in_both_modes() {
-    for template in MODES {
-        let stack = Stack::start(|options| scoped_routes(options, template));
+fn a_route_that_requires_scopes_admits_only_keys_that_grant_them_in_each_mode() {
+    for mode in MODES {
+        let template = format!("{mode:?}");
+        let stack = Stack::start(|options| scoped_routes(options, mode));
         let org = stack.create_org("scopes");
         let both = stack.create_key(&org, &["--scope", "orders:read", "--scope", "orders:write"]);
         let read_only = stack.create_key(&org, &["--scope", "orders:read"]);
@@ -111,6 +130,17 @@ fn a_route_that_requires_scopes_admits_only_keys_that_grant_them_in_both_modes()
         for (key, what) in [(&read_only, "one of two scopes"), (&none, "no scope")] {
             let refused = get(&stack.gateway, "/orders/1", &key.key, None);
             assert_insufficient_scope(&refused, &format!("{template}: a key with {what}"));
+            // A client cannot lift the requirement with the header Envoy uses to hand it
+            // to the filter.
+            let bearer = format!("Bearer {}", key.key);
+            let forged = stack.gateway.get(
+                "/orders/1",
+                &[
+                    ("authorization", bearer.as_bytes()),
+                    ("x-keysync-route-scopes", b"scopes="),
+                ],
+            );
+            assert_insufficient_scope(&forged, &format!("{template}: forged requirement"));
             // A route that requires nothing admits the same key.
             let open = get(&stack.gateway, "/open/1", &key.key, None);
             assert_eq!(open.status, 200, "{template}: {}", open.text());
@@ -152,7 +182,7 @@ fn a_route_that_requires_scopes_admits_only_keys_that_grant_them_in_both_modes()
         );
         assert_insufficient_scope(&closed, &format!("{template}: scopes cleared"));
 
-        if template == "gateway.yaml" {
+        if mode.0 == "gateway.yaml" {
             stack
                 .gateway
                 .wait_for_stat("insufficient_scope", poll::DEADLINE, |count| count >= 3);
@@ -161,12 +191,13 @@ fn a_route_that_requires_scopes_admits_only_keys_that_grant_them_in_both_modes()
 }
 
 #[test]
-fn a_key_with_an_allowlist_works_only_from_its_networks_in_both_modes() {
-    for template in MODES {
+fn a_key_with_an_allowlist_works_only_from_its_networks_in_each_mode() {
+    for mode in MODES {
+        let template = format!("{mode:?}");
         // One proxy in front of Envoy is trusted to name the client: the test's requests
         // carry x-forwarded-for as that proxy would.
         let stack = Stack::start(|options| {
-            options.template = template.into();
+            configure(options, mode);
             options
                 .env
                 .push(("ENVOY_XFF_TRUSTED_HOPS".into(), "1".into()));
@@ -206,11 +237,21 @@ fn a_key_with_an_allowlist_works_only_from_its_networks_in_both_modes() {
         }
 
         // Without a trusted proxy, x-forwarded-for is the client's own claim: ignored.
-        let edge = stack.start_another_gateway(|options| options.template = template.into());
+        let edge = stack.start_another_gateway(|options| configure(options, mode));
         wait_for(&edge, "/", &anywhere.key, None, 200, poll::DEADLINE);
         let spoofed = get(&edge, "/orders", &office.key, Some("203.0.113.9"));
         assert_eq!(spoofed.status, 403, "{template}: {}", spoofed.text());
         assert_eq!(error_code(&spoofed), "ip_not_allowed");
+        let bearer = format!("Bearer {}", office.key);
+        let forged = edge.get(
+            "/orders",
+            &[
+                ("authorization", bearer.as_bytes()),
+                ("x-keysync-client-address", b"203.0.113.9"),
+            ],
+        );
+        assert_eq!(forged.status, 403, "{template}: {}", forged.text());
+        assert_eq!(error_code(&forged), "ip_not_allowed");
 
         // Clearing the allowlist lets the key in from anywhere within a second.
         keysync::cli_json(
@@ -219,7 +260,7 @@ fn a_key_with_an_allowlist_works_only_from_its_networks_in_both_modes() {
         );
         wait_for(&edge, "/orders", &office.key, None, 200, CHANGE_DEADLINE);
 
-        if template == "gateway.yaml" {
+        if mode.0 == "gateway.yaml" {
             stack
                 .gateway
                 .wait_for_stat("ip_not_allowed", poll::DEADLINE, |count| count >= 4);

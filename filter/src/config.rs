@@ -33,6 +33,24 @@ pub enum RateLimitMode {
     Off,
 }
 
+/// Where the facts a key's policy is checked against come from: the route's required
+/// scopes and the client's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyInputs {
+    /// Envoy's properties, read by the filter (`xds.route_metadata` ...
+    /// `keysync.scopes`, `source.address`): works in any Envoy configuration, for about
+    /// 1 us a property read, and the route's is read on every authenticated request.
+    Properties,
+    /// Request headers that Envoy's header-mutation filter sets before this filter runs
+    /// (the shipped templates do), replacing any a client sent:
+    /// [`keysync_contract::key_policy::ROUTE_SCOPES_HEADER`] from the route's metadata
+    /// and [`keysync_contract::key_policy::CLIENT_ADDRESS_HEADER`] from the client's
+    /// address. A header read costs next to nothing. A request without them is refused,
+    /// so a configuration that lacks the mutation fails closed.
+    Headers,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuthConfig {
     pub keysync_cluster: String,
@@ -52,6 +70,7 @@ pub struct AuthConfig {
     /// identity under `failure_mode: open`). 15 minutes unless set; `"off"` turns it off.
     pub max_staleness: Option<Duration>,
     pub rate_limit: RateLimitMode,
+    pub policy_inputs: PolicyInputs,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -158,6 +177,7 @@ struct RawConfig {
     miss_lookup: Option<RawMissLookup>,
     max_staleness: Option<String>,
     rate_limit: Option<RateLimitMode>,
+    policy_inputs: Option<PolicyInputs>,
     refresh_interval: Option<String>,
     request_timeout: Option<String>,
     page_size: Option<u32>,
@@ -273,6 +293,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
             )?),
         },
         rate_limit: raw.rate_limit.unwrap_or(RateLimitMode::Local),
+        policy_inputs: raw.policy_inputs.unwrap_or(PolicyInputs::Properties),
     })
 }
 
@@ -288,6 +309,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
             ("miss_lookup", raw.miss_lookup.is_some()),
             ("max_staleness", raw.max_staleness.is_some()),
             ("rate_limit", raw.rate_limit.is_some()),
+            ("policy_inputs", raw.policy_inputs.is_some()),
         ],
     )?;
     let config = SyncConfig {

@@ -114,7 +114,7 @@ static_resources:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
             # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-client-address]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -131,6 +131,22 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
+          # What a key's policy is checked against, in headers of Envoy's own (replacing any
+          # a client sent; removed before the backend): the route's required scopes (its
+          # metadata keysync.scopes, after "scopes=") and the client's address (after
+          # xff_num_trusted_hops). The filter reads them with "policy_inputs": "headers";
+          # reading Envoy's properties itself cost about 1 us each (bench/RESULTS.md).
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append:
+                    header: { key: x-keysync-route-scopes, value: "scopes=%METADATA(ROUTE:keysync:scopes)%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                - append:
+                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -341,7 +357,7 @@ static_resources:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
             # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-client-address]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -361,6 +377,22 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
+          # What a key's policy is checked against, in headers of Envoy's own (replacing any
+          # a client sent; removed before the backend): the route's required scopes (its
+          # metadata keysync.scopes, after "scopes=") and the client's address (after
+          # xff_num_trusted_hops). The filter reads them with "policy_inputs": "headers";
+          # reading Envoy's properties itself cost about 1 us each (bench/RESULTS.md).
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append:
+                    header: { key: x-keysync-route-scopes, value: "scopes=%METADATA(ROUTE:keysync:scopes)%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                - append:
+                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -577,7 +609,7 @@ static_resources:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
             # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-client-address]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -594,6 +626,22 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
+          # What a key's policy is checked against, in headers of Envoy's own (replacing any
+          # a client sent; removed before the backend): the route's required scopes (its
+          # metadata keysync.scopes, after "scopes=") and the client's address (after
+          # xff_num_trusted_hops). The filter reads them with "policy_inputs": "headers";
+          # reading Envoy's properties itself cost about 1 us each (bench/RESULTS.md).
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append:
+                    header: { key: x-keysync-route-scopes, value: "scopes=%METADATA(ROUTE:keysync:scopes)%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                - append:
+                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -782,7 +830,8 @@ static_resources:
             name: gateway
             # Descriptor headers for global rate limiting, set by keysync's Check (and
             # removed there when a client sent them): never for the backend.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
+            # x-keysync-client-address (below) is for keysync alone.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-client-address]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -803,6 +852,17 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
+          # ext_authz tells keysync the connection's peer, not the client Envoy settled on
+          # from x-forwarded-for (xff_num_trusted_hops). Key allowlists need the latter:
+          # Envoy puts it in a header of its own, replacing any a client sent.
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append:
+                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
           - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
@@ -825,6 +885,7 @@ static_resources:
                 patterns:
                 - exact: authorization
                 - exact: x-api-key
+                - exact: x-keysync-client-address
           
           - name: envoy.filters.http.router
             typed_config:
@@ -1001,7 +1062,8 @@ static_resources:
             name: gateway
             # Descriptor headers for global rate limiting, set by keysync's Check (and
             # removed there when a client sent them): never for the backend.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit]
+            # x-keysync-client-address (below) is for keysync alone.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-client-address]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -1025,6 +1087,17 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
+          # ext_authz tells keysync the connection's peer, not the client Envoy settled on
+          # from x-forwarded-for (xff_num_trusted_hops). Key allowlists need the latter:
+          # Envoy puts it in a header of its own, replacing any a client sent.
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append:
+                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
           - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
@@ -1047,6 +1120,7 @@ static_resources:
                 patterns:
                 - exact: authorization
                 - exact: x-api-key
+                - exact: x-keysync-client-address
           - name: envoy.filters.http.ratelimit
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit

@@ -22,13 +22,10 @@ use std::net::IpAddr;
 use envoy_types::pb::envoy::config::core::v3::address::Address;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use envoy_types::pb::google::protobuf::value::Kind;
-use keysync_contract::key_policy::{grants_all, required_scopes};
+use keysync_contract::key_policy::{grants_all, required_scopes, CLIENT_ADDRESS_HEADER};
 use keysync_contract::reply::Denial;
 
 use crate::key_policy::KeyPolicy;
-
-/// The header in which Envoy names the client it settled on (see the module's note).
-pub const CLIENT_ADDRESS_HEADER: &str = "x-keysync-client-address";
 
 /// The `filter_metadata` namespace a route's requirements are read from.
 pub const METADATA_NAMESPACE: &str = "keysync";
