@@ -1,9 +1,9 @@
 //! What scopes and allowlists cost at the gateway: a key on a route that requires
 //! scopes, a key with an allowlist, and a key with neither on a route that requires
 //! none, through keysync's filter (one Envoy worker each), in alternating rounds, with
-//! the shipped configuration (Envoy's header-mutation filter hands the filter the
-//! route's scopes and the client's address in headers) and with the filter reading
-//! Envoy's properties instead; optionally against the filter of an earlier build (and
+//! the shipped configuration (a header-mutation filter's per-route configuration hands
+//! the filter a scoped route's scopes in a header) and with the filter reading the
+//! route's metadata instead; optionally against the filter of an earlier build (and
 //! no header mutation) with the same plain keys, to show what a request needing neither
 //! check pays. With `--contract-calls`, also the contract's host calls alone
 //! (`bench/contract-calls-filter`), plain and with each way a route could name its
@@ -13,6 +13,7 @@
 use crate::gateways::SYNC_EVERY_15M;
 use crate::median::median;
 use crate::wrk::{self, Report};
+use keysync_contract::key_policy::ROUTE_SCOPES_HEADER;
 use keysync_e2e::gateway::{ConfigEdit, Gateway, GatewayOptions};
 use keysync_e2e::keysync::{self as ks, Keysync};
 use keysync_e2e::postgres::TestPostgres;
@@ -44,12 +45,12 @@ const BENCH_ROUTE: &str = r#"direct_response: { status: 200, body: { inline_stri
 /// An allowlist whose match is the last of three (the benchmark's client is loopback).
 const NETWORKS: [&str; 3] = ["10.0.0.0/8", "2001:db8::/32", "127.0.0.0/8"];
 
-/// How a benchmark gateway hands the filter the route's scopes and the client's address.
+/// How a benchmark gateway hands the filter a route's scopes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Inputs {
-    /// As shipped: a header-mutation filter, `policy_inputs: "headers"`.
+    /// As shipped: the header-mutation filter, `route_scopes: "header"`.
     Headers,
-    /// No header mutation; the filter reads Envoy's properties.
+    /// No header mutation; the filter reads the route's metadata.
     Properties,
     /// No header mutation, and a plugin configuration an earlier build accepts.
     Before,
@@ -76,7 +77,7 @@ fn gateway(keysync: &Keysync, wasm: Option<&Path>, scoped_route: bool, inputs: I
     match inputs {
         Inputs::Headers => {}
         Inputs::Properties => {
-            options.auth_config = r#"{"role":"auth","policy_inputs":"properties"}"#.into();
+            options.auth_config = r#"{"role":"auth","route_scopes":"metadata"}"#.into();
         }
         Inputs::Before => options.auth_config = r#"{"role":"auth"}"#.into(),
     }
@@ -92,13 +93,23 @@ fn gateway(keysync: &Keysync, wasm: Option<&Path>, scoped_route: bool, inputs: I
             .push(("KEYSYNC_FILTER_WASM".into(), wasm.display().to_string()));
     }
     if scoped_route {
+        // The route's closing brace moves after what it gains: its metadata and, where
+        // the header-mutation filter runs, that filter's per-route header.
+        let mut route = DIRECT_ROUTE[..DIRECT_ROUTE.len() - 2].to_string();
+        route += &format!(
+            r#", metadata: {{ filter_metadata: {{ keysync: {{ scopes: "{REQUIRED}" }} }} }}"#
+        );
+        if inputs == Inputs::Headers {
+            route += &format!(
+                ", typed_per_filter_config: {{ envoy.filters.http.header_mutation: {{ \
+                 \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, \
+                 mutations: {{ request_mutations: [ {{ append: {{ header: {{ key: {ROUTE_SCOPES_HEADER}, \
+                 value: \"{REQUIRED}\" }}, append_action: OVERWRITE_IF_EXISTS_OR_ADD }} }} ] }} }} }}"
+            );
+        }
         options.config_edits.push(ConfigEdit {
             find: DIRECT_ROUTE.into(),
-            // The route's closing brace moves after the metadata.
-            replace: DIRECT_ROUTE[..DIRECT_ROUTE.len() - 2].to_string()
-                + &format!(
-                    r#", metadata: {{ filter_metadata: {{ keysync: {{ scopes: "{REQUIRED}" }} }} }} }}"#
-                ),
+            replace: route + " }",
         });
     }
     let gateway = Gateway::start(options);
