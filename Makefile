@@ -114,7 +114,7 @@ bench: bench-build
 	$(BENCH) rate-limit-cost --rounds 15 --seconds 10
 	$(BENCH) api-create --rounds 3 --seconds 10
 	$(BENCH) key-forms --rounds 3 --seconds 10
-	$(BENCH) key-policy --rounds 15 --seconds 5
+	$(BENCH) key-policy --rounds 10 --seconds 5 --contract-calls
 
 bench-short: bench-build
 	$(BENCH) compare --seconds 3 --keys 10000 --query-rate-seconds 5

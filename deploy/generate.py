@@ -294,9 +294,9 @@ def example_files():
     auth_config = json.loads(
         http_filter["typed_config"]["config"]["configuration"]["value"]
     )
-    # Istio builds the HTTP filter chain itself: no header-mutation filter sets the
-    # policy headers, so the filter reads Envoy's properties.
-    auth_config["policy_inputs"] = "properties"
+    # Istio builds the HTTP filter chain itself: no header-mutation filter hands the
+    # filter a route's scopes, so it reads them from the route's metadata.
+    auth_config["route_scopes"] = "metadata"
     wasmplugin = {
         "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
         "metadata": {"name": "keysync-auth", "namespace": "default"},

@@ -118,8 +118,19 @@ def backend_scopes(spec, items, public):
     return result
 
 
-def route_scopes(scopes):
-    return f', metadata: {{ filter_metadata: {{ keysync: {{ scopes: {json.dumps(scopes)} }} }} }}'
+def route_scopes(scopes, header):
+    """The route's required scopes: in its metadata (ext_authz, and the filter with
+    route_scopes "metadata"), and, where the template has the header-mutation filter
+    that hands them to the wasm filter, in that filter's per-route configuration."""
+    text = f', metadata: {{ filter_metadata: {{ keysync: {{ scopes: {json.dumps(scopes)} }} }} }}'
+    if header:
+        text += (
+            ", typed_per_filter_config: { envoy.filters.http.header_mutation: { "
+            '"@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, '
+            "mutations: { request_mutations: [ { append: { header: { key: x-keysync-route-scopes, "
+            f"value: {json.dumps(scopes)} }}, append_action: OVERWRITE_IF_EXISTS_OR_ADD }} }} ] }} }} }}"
+        )
+    return text
 
 
 def disabled_filters(template, mode):
@@ -146,11 +157,12 @@ def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scop
     if not items:
         return ['- { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }']
     scopes = scopes or {}
+    header = "envoy.filters.http.wasm" in filters
 
     def extra(name):
         if name in public:
             return route_opt_out(filters)
-        return route_scopes(scopes[name]) if name in scopes else ""
+        return route_scopes(scopes[name], header) if name in scopes else ""
 
     if len(items) == 1:
         name = items[0][0]
@@ -402,7 +414,7 @@ def render(template, env):
     values["KEYSYNC_AUTH_CONFIG"] = json_config(
         "KEYSYNC_AUTH_CONFIG",
         env.get("KEYSYNC_AUTH_CONFIG")
-        or json.dumps({"role": "auth", "rate_limit": mode, "policy_inputs": "headers"}),
+        or json.dumps({"role": "auth", "rate_limit": mode, "route_scopes": "header"}),
     )
     metadata = grpc_metadata(values)
     rate_limit_filter = "\n".join(

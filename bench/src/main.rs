@@ -131,6 +131,9 @@ enum Bench {
         seconds: u64,
         #[arg(long)]
         before_wasm: Option<std::path::PathBuf>,
+        /// Add the contract's calls alone, with each way of reading a route's scopes.
+        #[arg(long)]
+        contract_calls: bool,
     },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
@@ -181,7 +184,8 @@ fn main() {
             rounds,
             seconds,
             before_wasm,
-        } => key_policy::run(rounds, seconds, before_wasm.as_deref()),
+            contract_calls,
+        } => key_policy::run(rounds, seconds, before_wasm.as_deref(), contract_calls),
         Bench::ApiCreate {
             rounds,
             seconds,

@@ -95,25 +95,15 @@ pub fn required_scopes(text: &str) -> Result<Vec<&str>, PolicyError> {
 }
 
 /// The request header in which Envoy names the client's address (after its
-/// `x-forwarded-for` settings, `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`) for keysync:
-/// ext_authz reports only the connection's peer, and the filter reads a header for less
-/// than a property (`policy_inputs: "headers"`).
+/// `x-forwarded-for` settings, `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`) for keysync's
+/// ext_authz, which reports only the connection's peer as the source.
 pub const CLIENT_ADDRESS_HEADER: &str = "x-keysync-client-address";
 
 /// The request header in which Envoy hands a route's required scopes to the filter
-/// (`policy_inputs: "headers"`): `scopes=` and the route's `keysync.scopes` metadata,
-/// set by a header-mutation filter from `%METADATA(ROUTE:keysync:scopes)%`, replacing
-/// any value a client sent.
+/// (`route_scopes: "header"`): a header-mutation filter's per-route configuration sets it
+/// on the routes that require scopes, replacing any value a client sent; the value is
+/// what the route's `keysync.scopes` metadata says.
 pub const ROUTE_SCOPES_HEADER: &str = "x-keysync-route-scopes";
-/// What the header's value starts with, so that an empty requirement is still a value
-/// Envoy set (a missing header means the mutation is not configured).
-pub const ROUTE_SCOPES_PREFIX: &[u8] = b"scopes=";
-
-/// The requirement in a [`ROUTE_SCOPES_HEADER`] value: `None` when the value is not one
-/// Envoy's mutation wrote.
-pub fn scopes_in_header(value: &[u8]) -> Option<&[u8]> {
-    value.strip_prefix(ROUTE_SCOPES_PREFIX)
-}
 
 /// Whether `granted` (sorted, as [`check_scopes`] returns it) holds every one of
 /// `required`.
@@ -266,17 +256,6 @@ pub fn check_networks<S: AsRef<str>>(networks: &[S]) -> Result<Vec<Network>, Pol
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_route_scopes_header_carries_the_requirement_after_its_prefix() {
-        assert_eq!(
-            scopes_in_header(b"scopes=orders:read orders:write"),
-            Some(&b"orders:read orders:write"[..])
-        );
-        assert_eq!(scopes_in_header(b"scopes="), Some(&b""[..]));
-        assert_eq!(scopes_in_header(b"orders:read"), None);
-        assert_eq!(scopes_in_header(b""), None);
-    }
 
     #[test]
     fn wire_form_round_trips_and_refuses_bad_parts() {

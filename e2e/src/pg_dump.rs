@@ -44,29 +44,58 @@ impl Dump {
 
     /// Puts the dumped database back in place of what it holds now: every table is
     /// dropped and recreated from the dump, in one transaction (clients see the old
-    /// state or the restored one, never half of it).
+    /// state or the restored one, never half of it). A restore under live readers
+    /// (keysync) can be chosen as a deadlock's victim: its transaction then changed
+    /// nothing, and it is run again, as an operator would.
     pub fn restore(&self, postgres: &TestPostgres) {
-        run(
-            postgres,
-            "pg_restore",
-            &[
-                "--clean",
-                "--if-exists",
-                "--single-transaction",
-                "--no-owner",
-                "--exit-on-error",
-                "--dbname",
-                &self.database,
-                &self.path.display().to_string(),
-            ],
-        );
+        let path = self.path.display().to_string();
+        let args = [
+            "--clean",
+            "--if-exists",
+            "--single-transaction",
+            "--no-owner",
+            "--exit-on-error",
+            "--dbname",
+            &self.database,
+            &path,
+        ];
+        for _ in 1..RESTORE_ATTEMPTS {
+            let output = output_of(postgres, "pg_restore", &args);
+            if output.status.success() {
+                return;
+            }
+            if !String::from_utf8_lossy(&output.stderr).contains("deadlock detected") {
+                fail("pg_restore", &args, &output);
+            }
+        }
+        run(postgres, "pg_restore", &args);
     }
 }
 
+/// How often a restore that lost a deadlock is tried in all.
+const RESTORE_ATTEMPTS: usize = 3;
+
 /// Runs a client program against the test cluster; panics with its output on failure.
 fn run(postgres: &TestPostgres, program: &str, args: &[&str]) {
+    let output = output_of(postgres, program, args);
+    if !output.status.success() {
+        fail(program, args, &output);
+    }
+}
+
+fn fail(program: &str, args: &[&str], output: &std::process::Output) -> ! {
+    panic!(
+        "{program} {args:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs a client program against the test cluster.
+fn output_of(postgres: &TestPostgres, program: &str, args: &[&str]) -> std::process::Output {
     let binary = postgres.client_program(program);
-    let output = Command::new(&binary)
+    Command::new(&binary)
         .args([
             "--host",
             "127.0.0.1",
@@ -77,12 +106,5 @@ fn run(postgres: &TestPostgres, program: &str, args: &[&str]) {
         .args(args)
         .env("PGCONNECT_TIMEOUT", "30")
         .output()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary.display()));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary.display()))
 }

@@ -12,14 +12,14 @@ use keysync_e2e::keysync;
 use keysync_e2e::poll;
 use keysync_e2e::stack::Stack;
 
-/// The filter with the shipped configuration (Envoy hands it the route's scopes and the
-/// client's address in headers), the filter reading Envoy's properties itself (any
-/// other Envoy configuration), and ext_authz.
+/// The filter with the shipped configuration (Envoy hands it a route's scopes in a
+/// header), the filter reading the route's metadata itself (any other Envoy
+/// configuration), and ext_authz.
 const MODES: [(&str, Option<&str>); 3] = [
     ("gateway.yaml", None),
     (
         "gateway.yaml",
-        Some(r#"{"role":"auth","policy_inputs":"properties"}"#),
+        Some(r#"{"role":"auth","route_scopes":"metadata"}"#),
     ),
     ("ext-authz.yaml", None),
 ];
@@ -137,7 +137,7 @@ fn a_route_that_requires_scopes_admits_only_keys_that_grant_them_in_each_mode() 
                 "/orders/1",
                 &[
                     ("authorization", bearer.as_bytes()),
-                    ("x-keysync-route-scopes", b"scopes="),
+                    ("x-keysync-route-scopes", b"orders:read"),
                 ],
             );
             assert_insufficient_scope(&forged, &format!("{template}: forged requirement"));

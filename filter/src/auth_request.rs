@@ -11,7 +11,7 @@
 use crate::auth_worker::AuthWorker;
 use crate::auth_worker::Carried;
 use crate::auth_worker::{Counted, RateWait};
-use crate::config::{PolicyInputs, RateLimitMode};
+use crate::config::{RateLimitMode, RouteScopes};
 use crate::decision::{self, Denial, Outcome, Verdict};
 use crate::host::{Action, Host};
 use crate::key_hash::KeyHash;
@@ -26,27 +26,12 @@ use crate::usage::{outcome, Counts, UsageKey};
 use keysync_contract::credential::{self, Credential, Source};
 use keysync_contract::id::Id;
 use keysync_contract::key_format::{self, KeyForm};
-use keysync_contract::key_policy::{scopes_in_header, CLIENT_ADDRESS_HEADER, ROUTE_SCOPES_HEADER};
+use keysync_contract::key_policy::ROUTE_SCOPES_HEADER;
 use keysync_contract::rate_limit_headers::RATELIMIT_HEADER;
 use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
 use keysync_proto::v1 as proto;
 use log::{info, warn};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Whether a missing policy header was logged (see [`missing_header`]).
-static MISSING_HEADER_WARNED: AtomicBool = AtomicBool::new(false);
-
-/// `policy_inputs: "headers"` without the header Envoy's mutation sets: the request is
-/// refused (the gateway is misconfigured, and a route must not open because of it);
-/// logged once per VM, since every such request would say the same.
-fn missing_header(name: &str) {
-    if !MISSING_HEADER_WARNED.swap(true, Ordering::Relaxed) {
-        warn!(
-            "policy_inputs is \"headers\" but {name} is missing or not Envoy's (no \
-             header-mutation filter before this one?): refusing keys that need it"
-        );
-    }
-}
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -538,38 +523,20 @@ impl<H: Host> AuthRequest<H> {
     fn policy_denial(&self, record: &KeyRecord) -> Option<Denial> {
         let host = self.host();
         let policy = record.policy.as_deref();
-        let from_headers = self.worker.config.policy_inputs == PolicyInputs::Headers;
         if let Some(policy) = policy.filter(|policy| policy.has_allowlist()) {
-            let address = if from_headers {
-                let address = host.request_header(CLIENT_ADDRESS_HEADER);
-                if address.is_none() {
-                    missing_header(CLIENT_ADDRESS_HEADER);
-                }
-                address
-            } else {
-                host.source_address()
-            };
+            let address = host.source_address();
             if let Some(denial) = decision::judge_source(policy, address.as_deref()) {
                 return Some(denial);
             }
         }
-        let required = if from_headers {
-            let value = host.request_header(ROUTE_SCOPES_HEADER);
-            let scopes = value.as_deref().and_then(scopes_in_header);
-            if scopes.is_none() {
-                missing_header(ROUTE_SCOPES_HEADER);
-            }
-            scopes.map(|scopes| (!scopes.is_empty()).then_some(scopes.to_vec()))
-        } else {
-            match host.route_scopes() {
-                Ok(value) => Some(value),
-                Err(e) => {
-                    warn!("cannot read the route's required scopes ({e}): refusing the key");
-                    None
-                }
-            }
+        let required = match self.worker.config.route_scopes {
+            RouteScopes::Header => Ok(host.request_header(ROUTE_SCOPES_HEADER)),
+            RouteScopes::Metadata => host.route_scopes(),
         };
-        decision::judge_route(policy, required.as_ref().map(Option::as_deref))
+        if let Err(e) = &required {
+            warn!("cannot read the route's required scopes ({e}): refusing the key");
+        }
+        decision::judge_route(policy, required.as_ref().map(Option::as_deref).ok())
     }
 
     fn refuse(&self, denial: Denial) -> Action {
@@ -1060,8 +1027,8 @@ mod tests {
     }
 
     #[test]
-    fn with_header_inputs_the_route_scopes_come_from_envoys_header_and_no_property_is_read() {
-        let worker = synced_worker(r#"{"policy_inputs":"headers"}"#);
+    fn with_route_scopes_from_the_header_no_property_is_read() {
+        let worker = synced_worker(r#"{"route_scopes":"header"}"#);
         store(&worker, with_policy(KEY, &["orders:read"], &[]));
         let bare = checksummed("0123456789abcdefghijABCDEFGHIJkl");
         store(&worker, record(&bare));
@@ -1074,58 +1041,26 @@ mod tests {
                 headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             send(&worker, &headers)
         };
-        // A route without scopes: Envoy's mutation still writes the prefix.
+        // A route without the header (Envoy sets it only on routes that require scopes)
+        // requires none, whatever its metadata would say.
+        route_requires(&worker, Some("orders:write"));
         for key in [KEY, bare.as_str()] {
-            let (_, action) = send_with(key, Some("scopes="));
+            let (_, action) = send_with(key, None);
             assert_forwarded_with_identity(&worker, action);
         }
-        let (_, action) = send_with(KEY, Some("scopes=orders:read"));
+        let (_, action) = send_with(KEY, Some("orders:read"));
         assert_forwarded_with_identity(&worker, action);
-        send_with(&bare, Some("scopes=orders:read"));
+        send_with(&bare, Some("orders:read"));
         refused_with(&worker, "insufficient_scope");
-        send_with(KEY, Some("scopes=orders:read orders:write"));
+        send_with(KEY, Some("orders:read orders:write"));
         refused_with(&worker, "insufficient_scope");
-        // No header, or one Envoy did not write: the mutation is missing, so no route
-        // can be trusted to require nothing.
-        for value in [None, Some("orders:read")] {
-            send_with(KEY, value);
-            refused_with(&worker, "insufficient_scope");
-        }
+        send_with(KEY, Some("Orders:Read"));
+        refused_with(&worker, "insufficient_scope");
         assert!(
             worker.host.property_reads.borrow().is_empty(),
             "{:?}",
             worker.host.property_reads.borrow()
         );
-    }
-
-    #[test]
-    fn with_header_inputs_the_client_address_comes_from_envoys_header() {
-        let worker = synced_worker(r#"{"policy_inputs":"headers"}"#);
-        store(
-            &worker,
-            with_policy(KEY, &[], &["203.0.113.0/24", "2001:db8::/32"]),
-        );
-        // The property says otherwise; the header counts.
-        from_address(&worker, Some("198.51.100.1:1"));
-        let send_from = |address: Option<&str>| {
-            let mut headers = with_key(KEY);
-            headers.push((ROUTE_SCOPES_HEADER, "scopes=".to_string()));
-            if let Some(address) = address {
-                headers.push((CLIENT_ADDRESS_HEADER, address.to_string()));
-            }
-            let headers: Vec<(&str, &str)> =
-                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            send(&worker, &headers)
-        };
-        for inside in ["203.0.113.9", "2001:db8::5"] {
-            let (_, action) = send_from(Some(inside));
-            assert_forwarded_with_identity(&worker, action);
-        }
-        for outside in [Some("198.51.100.1"), Some("garbage"), None] {
-            send_from(outside);
-            refused_with(&worker, "ip_not_allowed");
-        }
-        assert!(worker.host.property_reads.borrow().is_empty());
     }
 
     #[test]

@@ -33,22 +33,20 @@ pub enum RateLimitMode {
     Off,
 }
 
-/// Where the facts a key's policy is checked against come from: the route's required
-/// scopes and the client's address.
+/// Where a route's required scopes are read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PolicyInputs {
-    /// Envoy's properties, read by the filter (`xds.route_metadata` ...
-    /// `keysync.scopes`, `source.address`): works in any Envoy configuration, for about
-    /// 1 us a property read, and the route's is read on every authenticated request.
-    Properties,
-    /// Request headers that Envoy's header-mutation filter sets before this filter runs
-    /// (the shipped templates do), replacing any a client sent:
-    /// [`keysync_contract::key_policy::ROUTE_SCOPES_HEADER`] from the route's metadata
-    /// and [`keysync_contract::key_policy::CLIENT_ADDRESS_HEADER`] from the client's
-    /// address. A header read costs next to nothing. A request without them is refused,
-    /// so a configuration that lacks the mutation fails closed.
-    Headers,
+pub enum RouteScopes {
+    /// The route's metadata (`filter_metadata.keysync.scopes`), an Envoy property the
+    /// filter reads on every authenticated request: works in any Envoy configuration,
+    /// for about 1 us a request.
+    Metadata,
+    /// The request header [`keysync_contract::key_policy::ROUTE_SCOPES_HEADER`], which a
+    /// header-mutation filter's per-route configuration sets on the routes that require
+    /// scopes (`envoy/render.py` renders it from `BACKEND_SCOPES`, beside the metadata).
+    /// A header read costs next to nothing, but a route whose metadata requires scopes
+    /// without that per-route header requires none here: for generated configurations.
+    Header,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -70,7 +68,7 @@ pub struct AuthConfig {
     /// identity under `failure_mode: open`). 15 minutes unless set; `"off"` turns it off.
     pub max_staleness: Option<Duration>,
     pub rate_limit: RateLimitMode,
-    pub policy_inputs: PolicyInputs,
+    pub route_scopes: RouteScopes,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -177,7 +175,7 @@ struct RawConfig {
     miss_lookup: Option<RawMissLookup>,
     max_staleness: Option<String>,
     rate_limit: Option<RateLimitMode>,
-    policy_inputs: Option<PolicyInputs>,
+    route_scopes: Option<RouteScopes>,
     refresh_interval: Option<String>,
     request_timeout: Option<String>,
     page_size: Option<u32>,
@@ -293,7 +291,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
             )?),
         },
         rate_limit: raw.rate_limit.unwrap_or(RateLimitMode::Local),
-        policy_inputs: raw.policy_inputs.unwrap_or(PolicyInputs::Properties),
+        route_scopes: raw.route_scopes.unwrap_or(RouteScopes::Metadata),
     })
 }
 
@@ -309,7 +307,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
             ("miss_lookup", raw.miss_lookup.is_some()),
             ("max_staleness", raw.max_staleness.is_some()),
             ("rate_limit", raw.rate_limit.is_some()),
-            ("policy_inputs", raw.policy_inputs.is_some()),
+            ("route_scopes", raw.route_scopes.is_some()),
         ],
     )?;
     let config = SyncConfig {

@@ -114,7 +114,7 @@ static_resources:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
             # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-client-address]
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -131,22 +131,15 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # What a key's policy is checked against, in headers of Envoy's own (replacing any
-          # a client sent; removed before the backend): the route's required scopes (its
-          # metadata keysync.scopes, after "scopes=") and the client's address (after
-          # xff_num_trusted_hops). The filter reads them with "policy_inputs": "headers";
-          # reading Envoy's properties itself cost about 1 us each (bench/RESULTS.md).
+          # The routes that require scopes hand them to the auth filter in a header of
+          # Envoy's own (this filter's per-route configuration, rendered from
+          # BACKEND_SCOPES; removed before the backend), read with "route_scopes":
+          # "header": reading the route's metadata as a property cost about 1 us on every
+          # request (bench/RESULTS.md). Nothing happens here on other routes.
           - name: envoy.filters.http.header_mutation
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations:
-                - append:
-                    header: { key: x-keysync-route-scopes, value: "scopes=%METADATA(ROUTE:keysync:scopes)%" }
-                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
-                - append:
-                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
-                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              mutations: {}
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -357,7 +350,7 @@ static_resources:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
             # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-client-address]
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -377,22 +370,15 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # What a key's policy is checked against, in headers of Envoy's own (replacing any
-          # a client sent; removed before the backend): the route's required scopes (its
-          # metadata keysync.scopes, after "scopes=") and the client's address (after
-          # xff_num_trusted_hops). The filter reads them with "policy_inputs": "headers";
-          # reading Envoy's properties itself cost about 1 us each (bench/RESULTS.md).
+          # The routes that require scopes hand them to the auth filter in a header of
+          # Envoy's own (this filter's per-route configuration, rendered from
+          # BACKEND_SCOPES; removed before the backend), read with "route_scopes":
+          # "header": reading the route's metadata as a property cost about 1 us on every
+          # request (bench/RESULTS.md). Nothing happens here on other routes.
           - name: envoy.filters.http.header_mutation
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations:
-                - append:
-                    header: { key: x-keysync-route-scopes, value: "scopes=%METADATA(ROUTE:keysync:scopes)%" }
-                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
-                - append:
-                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
-                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              mutations: {}
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -609,7 +595,7 @@ static_resources:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
             # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-client-address]
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -626,22 +612,15 @@ static_resources:
               - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # What a key's policy is checked against, in headers of Envoy's own (replacing any
-          # a client sent; removed before the backend): the route's required scopes (its
-          # metadata keysync.scopes, after "scopes=") and the client's address (after
-          # xff_num_trusted_hops). The filter reads them with "policy_inputs": "headers";
-          # reading Envoy's properties itself cost about 1 us each (bench/RESULTS.md).
+          # The routes that require scopes hand them to the auth filter in a header of
+          # Envoy's own (this filter's per-route configuration, rendered from
+          # BACKEND_SCOPES; removed before the backend), read with "route_scopes":
+          # "header": reading the route's metadata as a property cost about 1 us on every
+          # request (bench/RESULTS.md). Nothing happens here on other routes.
           - name: envoy.filters.http.header_mutation
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations:
-                - append:
-                    header: { key: x-keysync-route-scopes, value: "scopes=%METADATA(ROUTE:keysync:scopes)%" }
-                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
-                - append:
-                    header: { key: x-keysync-client-address, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
-                    append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              mutations: {}
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm

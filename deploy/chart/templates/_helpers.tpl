@@ -82,10 +82,6 @@ local
 {{- $config := deepCopy .Values.gateway.authConfig -}}
 {{- $_ := set $config "role" "auth" -}}
 {{- $_ := set $config "rate_limit" .Values.rateLimit.mode -}}
-{{- /* The chart's Envoy configuration sets the policy headers (header-mutation filter). */ -}}
-{{- if not (hasKey $config "policy_inputs") -}}
-{{- $_ := set $config "policy_inputs" "headers" -}}
-{{- end -}}
 {{- toJson $config -}}
 {{- end }}
 
