@@ -304,8 +304,26 @@ impl Gateway {
         status: u16,
         timeout: Duration,
     ) -> Response {
+        let bearer = format!("Bearer {key}");
+        self.wait_for_status_with(
+            path,
+            &[("authorization", bearer.as_bytes())],
+            status,
+            timeout,
+        )
+    }
+
+    /// Polls `GET path` with `headers` until the status is `status`; returns that
+    /// response.
+    pub fn wait_for_status_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        status: u16,
+        timeout: Duration,
+    ) -> Response {
         poll::within(timeout, poll::INTERVAL, || {
-            let response = self.get_with_key(path, key);
+            let response = self.get(path, headers);
             if response.status == status {
                 Ok(response)
             } else {

@@ -205,11 +205,14 @@ static_resources:
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
     health_checks:
+    # Twice a second: a keysync that stops serving (cut off from PostgreSQL) is out of
+    # rotation within about a second, and revocations wait for the filter's stream to
+    # find the other one.
     - timeout: 1s
-      interval: 1s
+      interval: 0.5s
       # A keysync no call went to yet (one that joined later) is checked as often: by
       # default Envoy would wait 60 s before it could take over.
-      no_traffic_interval: 1s
+      no_traffic_interval: 0.5s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
@@ -457,11 +460,14 @@ static_resources:
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
     health_checks:
+    # Twice a second: a keysync that stops serving (cut off from PostgreSQL) is out of
+    # rotation within about a second, and revocations wait for the filter's stream to
+    # find the other one.
     - timeout: 1s
-      interval: 1s
+      interval: 0.5s
       # A keysync no call went to yet (one that joined later) is checked as often: by
       # default Envoy would wait 60 s before it could take over.
-      no_traffic_interval: 1s
+      no_traffic_interval: 0.5s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
@@ -686,11 +692,14 @@ static_resources:
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
     health_checks:
+    # Twice a second: a keysync that stops serving (cut off from PostgreSQL) is out of
+    # rotation within about a second, and revocations wait for the filter's stream to
+    # find the other one.
     - timeout: 1s
-      interval: 1s
+      interval: 0.5s
       # A keysync no call went to yet (one that joined later) is checked as often: by
       # default Envoy would wait 60 s before it could take over.
-      no_traffic_interval: 1s
+      no_traffic_interval: 0.5s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
@@ -911,11 +920,14 @@ static_resources:
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
     health_checks:
+    # Twice a second: a keysync that stops serving (cut off from PostgreSQL) is out of
+    # rotation within about a second, and revocations wait for the filter's stream to
+    # find the other one.
     - timeout: 1s
-      interval: 1s
+      interval: 0.5s
       # A keysync no call went to yet (one that joined later) is checked as often: by
       # default Envoy would wait 60 s before it could take over.
-      no_traffic_interval: 1s
+      no_traffic_interval: 0.5s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
@@ -1159,11 +1171,14 @@ static_resources:
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
     health_checks:
+    # Twice a second: a keysync that stops serving (cut off from PostgreSQL) is out of
+    # rotation within about a second, and revocations wait for the filter's stream to
+    # find the other one.
     - timeout: 1s
-      interval: 1s
+      interval: 0.5s
       # A keysync no call went to yet (one that joined later) is checked as often: by
       # default Envoy would wait 60 s before it could take over.
-      no_traffic_interval: 1s
+      no_traffic_interval: 0.5s
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}

@@ -135,26 +135,85 @@ struct AuditedAllowlist<'a> {
     allowed_networks: &'a [String],
 }
 
-/// Replaces a key's scopes (`Scopes::default()` clears them) and records the change.
-/// Any key may be given scopes, revoked and expired keys included (like limits).
-pub async fn set_scopes(
+/// One of a key's policy lists, as stored in `api_keys`.
+#[derive(Debug, Clone, Copy)]
+enum PolicyList {
+    Scopes,
+    Allowlist,
+}
+
+impl PolicyList {
+    /// Reads the list as text, locked so that changes take turns and each records the
+    /// list it replaced.
+    fn select(self) -> &'static str {
+        match self {
+            PolicyList::Scopes => {
+                "SELECT org_id, scopes FROM api_keys WHERE id = $1 FOR NO KEY UPDATE"
+            }
+            PolicyList::Allowlist => {
+                "SELECT org_id, allowed_networks::text[] FROM api_keys WHERE id = $1 \
+                 FOR NO KEY UPDATE"
+            }
+        }
+    }
+
+    fn update(self) -> &'static str {
+        match self {
+            PolicyList::Scopes => {
+                "UPDATE api_keys SET scopes = $2, changed_by_token = $3 WHERE id = $1"
+            }
+            PolicyList::Allowlist => {
+                "UPDATE api_keys SET allowed_networks = $2::text[]::cidr[], \
+                 changed_by_token = $3 WHERE id = $1"
+            }
+        }
+    }
+
+    fn action(self) -> AuditAction {
+        match self {
+            PolicyList::Scopes => AuditAction::KeyScopesSet,
+            PolicyList::Allowlist => AuditAction::KeyAllowlistSet,
+        }
+    }
+
+    /// The list as the audit trail records it.
+    fn audited(self, list: &[String]) -> Audited<'_> {
+        match self {
+            PolicyList::Scopes => Audited::Scopes(AuditedScopes { scopes: list }),
+            PolicyList::Allowlist => Audited::Allowlist(AuditedAllowlist {
+                allowed_networks: list,
+            }),
+        }
+    }
+}
+
+/// A policy list as the audit trail records it: an object named for the list.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Audited<'a> {
+    Scopes(AuditedScopes<'a>),
+    Allowlist(AuditedAllowlist<'a>),
+}
+
+/// Replaces one of a key's policy lists with `new` (checked, in stored form) and records
+/// the change; returns the key's organization and whether anything changed. Any key may
+/// be given a policy, revoked and expired keys included (like limits).
+async fn replace_list(
     pool: &PgPool,
     actor: Actor,
     key_id: Uuid,
-    scopes: &Scopes,
-) -> Result<KeyScopesOutcome, PolicyOpError> {
-    let new = scopes.as_slice();
+    list: PolicyList,
+    new: &[String],
+) -> Result<(Uuid, bool), PolicyOpError> {
     let mut transaction = pool.begin().await?;
-    // Locked, so that changes take turns and each records the scopes it replaced.
-    let current: Option<(Uuid, Vec<String>)> =
-        sqlx::query_as("SELECT org_id, scopes FROM api_keys WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(key_id)
-            .fetch_optional(&mut *transaction)
-            .await?;
+    let current: Option<(Uuid, Vec<String>)> = sqlx::query_as(list.select())
+        .bind(key_id)
+        .fetch_optional(&mut *transaction)
+        .await?;
     let (org_id, old) = current.ok_or(PolicyOpError::KeyNotFound(key_id))?;
     let changed = old != new;
     if changed {
-        sqlx::query("UPDATE api_keys SET scopes = $2, changed_by_token = $3 WHERE id = $1")
+        sqlx::query(list.update())
             .bind(key_id)
             .bind(new)
             .bind(actor.token_id())
@@ -164,16 +223,28 @@ pub async fn set_scopes(
             &mut transaction,
             actor,
             Change {
-                action: AuditAction::KeyScopesSet,
+                action: list.action(),
                 object_id: key_id,
                 org_id: Some(org_id),
-                old_value: AuditedScopes { scopes: &old },
-                new_value: AuditedScopes { scopes: new },
+                old_value: list.audited(&old),
+                new_value: list.audited(new),
             },
         )
         .await?;
     }
     transaction.commit().await?;
+    Ok((org_id, changed))
+}
+
+/// Replaces a key's scopes (`Scopes::default()` clears them) and records the change.
+pub async fn set_scopes(
+    pool: &PgPool,
+    actor: Actor,
+    key_id: Uuid,
+    scopes: &Scopes,
+) -> Result<KeyScopesOutcome, PolicyOpError> {
+    let new = scopes.as_slice();
+    let (org_id, changed) = replace_list(pool, actor, key_id, PolicyList::Scopes, new).await?;
     Ok(KeyScopesOutcome {
         key_id,
         org_id,
@@ -191,44 +262,7 @@ pub async fn set_allowlist(
     allowlist: &Allowlist,
 ) -> Result<KeyAllowlistOutcome, PolicyOpError> {
     let new = allowlist.texts();
-    let mut transaction = pool.begin().await?;
-    let current: Option<(Uuid, Vec<String>)> = sqlx::query_as(
-        "SELECT org_id, allowed_networks::text[] FROM api_keys WHERE id = $1 \
-         FOR NO KEY UPDATE",
-    )
-    .bind(key_id)
-    .fetch_optional(&mut *transaction)
-    .await?;
-    let (org_id, old) = current.ok_or(PolicyOpError::KeyNotFound(key_id))?;
-    let changed = old != new;
-    if changed {
-        sqlx::query(
-            "UPDATE api_keys SET allowed_networks = $2::text[]::cidr[], changed_by_token = $3 \
-             WHERE id = $1",
-        )
-        .bind(key_id)
-        .bind(&new)
-        .bind(actor.token_id())
-        .execute(&mut *transaction)
-        .await?;
-        audit::record(
-            &mut transaction,
-            actor,
-            Change {
-                action: AuditAction::KeyAllowlistSet,
-                object_id: key_id,
-                org_id: Some(org_id),
-                old_value: AuditedAllowlist {
-                    allowed_networks: &old,
-                },
-                new_value: AuditedAllowlist {
-                    allowed_networks: &new,
-                },
-            },
-        )
-        .await?;
-    }
-    transaction.commit().await?;
+    let (org_id, changed) = replace_list(pool, actor, key_id, PolicyList::Allowlist, &new).await?;
     Ok(KeyAllowlistOutcome {
         key_id,
         org_id,
