@@ -5,6 +5,7 @@
 // A measuring tool: a failed expectation aborts the run with its message.
 #![allow(clippy::expect_used)]
 
+mod access_log_peer;
 mod api_create;
 mod bench_keys;
 mod compare;
@@ -20,6 +21,7 @@ mod memory;
 mod proc_status;
 mod propagation;
 mod rate_limit;
+mod usage_cost;
 mod wrk;
 
 use clap::builder::RangedU64ValueParser;
@@ -135,6 +137,17 @@ enum Bench {
         #[arg(long)]
         contract_calls: bool,
     },
+    /// What usage metering adds per request (metering off against on, alternating), and
+    /// beside it Envoy's gRPC access log service doing the same counting (wrk).
+    UsageCost {
+        #[arg(long, default_value_t = 5, value_parser = at_least_one())]
+        rounds: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Add keysync's filter from this `.wasm` (another build) to the rounds.
+        #[arg(long)]
+        before_wasm: Option<std::path::PathBuf>,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
@@ -179,6 +192,11 @@ fn main() {
         }
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::UsageCost {
+            rounds,
+            seconds,
+            before_wasm,
+        } => usage_cost::run(rounds, seconds, before_wasm.as_deref()),
         Bench::KeyForms { rounds, seconds } => key_forms::run(rounds, seconds),
         Bench::KeyPolicy {
             rounds,

@@ -112,8 +112,6 @@ pub struct FakeHost {
     pub host_calls: Cell<usize>,
     /// The current response's `:status`.
     pub response_status: Cell<Option<u32>>,
-    /// When the current request started, in unix microseconds (`request.time`).
-    pub request_start_us: Cell<Option<u64>>,
 }
 
 impl Default for FakeHost {
@@ -138,7 +136,6 @@ impl Default for FakeHost {
             route_scopes: RefCell::new(Ok(None)),
             property_reads: RefCell::default(),
             response_status: Cell::default(),
-            request_start_us: Cell::default(),
         }
     }
 }
@@ -168,7 +165,6 @@ impl FakeHost {
         self.host_calls.set(0);
         self.property_reads.borrow_mut().clear();
         self.response_status.set(None);
-        self.request_start_us.set(Some(self.now_ms.get() * 1000));
     }
 
     /// The upstream's response headers arrive `after` the request started, with
@@ -276,12 +272,6 @@ impl Host for FakeHost {
 
     fn random_u64(&self) -> u64 {
         self.token().into()
-    }
-
-    fn request_start_unix_us(&self) -> Option<u64> {
-        self.call();
-        self.property_reads.borrow_mut().push("request.time");
-        self.request_start_us.get()
     }
 
     fn response_status(&self) -> Option<u32> {

@@ -74,9 +74,6 @@ pub trait Host: SharedData {
     /// `xds.route_metadata.filter_metadata.keysync.scopes`); `Ok(None)` when the route
     /// names none. Read for every key about to be admitted: the route decides, not the key.
     fn route_scopes(&self) -> Result<Option<Vec<u8>>, HostError>;
-    /// When Envoy started the current request (property `request.time`), in unix
-    /// microseconds; `None` if it cannot be read. Read on the response path only.
-    fn request_start_unix_us(&self) -> Option<u64>;
     /// The current response's status (`:status`); `None` if absent or not a number.
     fn response_status(&self) -> Option<u32>;
     /// Makes the following calls act on the request of `context_id` (from a worker's
@@ -123,10 +120,6 @@ impl<T: Host + ?Sized> Host for &T {
 
     fn random_u64(&self) -> u64 {
         (**self).random_u64()
-    }
-
-    fn request_start_unix_us(&self) -> Option<u64> {
-        (**self).request_start_unix_us()
     }
 
     fn response_status(&self) -> Option<u32> {

@@ -87,13 +87,6 @@ impl Host for ProxyWasmHost {
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 
-    fn request_start_unix_us(&self) -> Option<u64> {
-        // Envoy hands a timestamp over as its unix nanoseconds, a little-endian i64.
-        let bytes = hostcalls::get_property(vec!["request", "time"]).ok()??;
-        let nanos = i64::from_le_bytes(bytes.as_slice().try_into().ok()?);
-        u64::try_from(nanos / 1000).ok()
-    }
-
     fn response_status(&self) -> Option<u32> {
         let value = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
             .ok()
