@@ -46,6 +46,7 @@ pub mod log_throttle;
 pub mod metrics;
 pub mod operations;
 pub mod position;
+pub mod quota;
 pub mod readiness;
 pub mod serve;
 pub mod shutdown;
