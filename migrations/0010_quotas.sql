@@ -56,3 +56,11 @@ CREATE TABLE quota_leases (
     PRIMARY KEY (subject_kind, subject_id, period_start, instance_id)
 );
 CREATE INDEX quota_leases_by_instance ON quota_leases (instance_id);
+
+-- The start of the quota period that contains `t` for a reset day (UTC midnights; the
+-- same as keysync's `quota::period::Period::containing`).
+CREATE FUNCTION keysync_quota_period_start(t timestamptz, reset_day smallint)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE AS $$
+    SELECT (date_trunc('month', (t AT TIME ZONE 'UTC') - make_interval(days => reset_day - 1))
+            + make_interval(days => reset_day - 1)) AT TIME ZONE 'UTC'
+$$;

@@ -95,6 +95,23 @@ pub enum UsageFlushResult {
     Unavailable,
 }
 
+/// How an `AcquireQuota` call ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum QuotaCallResult {
+    Ok,
+    /// Refused as malformed (`INVALID_ARGUMENT`).
+    Invalid,
+    /// PostgreSQL failed (`UNAVAILABLE`): nothing granted.
+    Unavailable,
+}
+
+/// A quota alert's threshold, in percent.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum QuotaThreshold {
+    Eighty,
+    Hundred,
+}
+
 /// Label values in the lower-case spelling Prometheus users expect (the derive would
 /// use the variant names as written).
 macro_rules! label_values {
@@ -116,6 +133,8 @@ label_values!(LookupResult { Found => "found", NotFound => "not_found", Error =>
 label_values!(MissAnswer { Store => "store", CatchUp => "catch_up" });
 label_values!(RateLimitResult { Ok => "ok", OverLimit => "over_limit", Error => "error" });
 label_values!(UsageFlushResult { Ok => "ok", Invalid => "invalid", Unavailable => "unavailable" });
+label_values!(QuotaCallResult { Ok => "ok", Invalid => "invalid", Unavailable => "unavailable" });
+label_values!(QuotaThreshold { Eighty => "80", Hundred => "100" });
 label_values!(ProbeResult {
     Current => "current",
     Behind => "behind",
@@ -211,6 +230,16 @@ struct UsageFlushLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaCallLabels {
+    result: QuotaCallResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaAlertLabels {
+    threshold: QuotaThreshold,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     result: ProbeResult,
 }
@@ -253,6 +282,9 @@ pub struct Metrics {
     usage_flushes: Family<UsageFlushLabels, Counter>,
     usage_requests: Counter,
     usage_flush_duration: Histogram,
+    quota_calls: Family<QuotaCallLabels, Counter>,
+    quota_granted: Counter,
+    quota_alerts: Family<QuotaAlertLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -307,6 +339,9 @@ impl Metrics {
             // One transaction of a few statements: milliseconds, up to seconds for the
             // largest flushes.
             usage_flush_duration: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            quota_calls: Family::default(),
+            quota_granted: Counter::default(),
+            quota_alerts: Family::default(),
         };
         metrics.register();
         metrics.create_series();
@@ -471,6 +506,23 @@ impl Metrics {
             "Duration of ReportUsage flushes (checking and storing)",
             self.usage_flush_duration.clone(),
         );
+        registry.register(
+            "keysync_quota_calls",
+            "AcquireQuota calls by result (ok; invalid: refused as malformed; unavailable: \
+             PostgreSQL failed, nothing granted)",
+            self.quota_calls.clone(),
+        );
+        registry.register(
+            "keysync_quota_granted_requests",
+            "Requests granted to gateways in quota leases",
+            self.quota_granted.clone(),
+        );
+        registry.register(
+            "keysync_quota_alerts",
+            "Organizations and keys whose use crossed 80% or 100% of their quota (once a \
+             period each)",
+            self.quota_alerts.clone(),
+        );
     }
 
     fn create_series(&self) {
@@ -497,6 +549,19 @@ impl Metrics {
             drop(
                 self.usage_flushes
                     .get_or_create(&UsageFlushLabels { result }),
+            );
+        }
+        for result in [
+            QuotaCallResult::Ok,
+            QuotaCallResult::Invalid,
+            QuotaCallResult::Unavailable,
+        ] {
+            drop(self.quota_calls.get_or_create(&QuotaCallLabels { result }));
+        }
+        for threshold in [QuotaThreshold::Eighty, QuotaThreshold::Hundred] {
+            drop(
+                self.quota_alerts
+                    .get_or_create(&QuotaAlertLabels { threshold }),
             );
         }
         // The guards are only needed to create the series, not to hold them.
@@ -659,6 +724,20 @@ impl Metrics {
             .inc();
         self.usage_requests.inc_by(requests);
         self.usage_flush_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Records one `AcquireQuota` call that granted `granted` requests.
+    pub fn record_quota_call(&self, result: QuotaCallResult, granted: u64) {
+        self.quota_calls
+            .get_or_create(&QuotaCallLabels { result })
+            .inc();
+        self.quota_granted.inc_by(granted);
+    }
+
+    pub fn record_quota_alert(&self, threshold: QuotaThreshold) {
+        self.quota_alerts
+            .get_or_create(&QuotaAlertLabels { threshold })
+            .inc();
     }
 
     pub fn record_redis_error(&self) {

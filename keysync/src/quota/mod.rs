@@ -1,7 +1,11 @@
 //! Monthly quotas: how many requests an organization or a key may have served in a
 //! period ([`period`]), enforced in every Envoy from leases keysync grants
-//! ([`lease`]) and reconciles from the gateways' usage flushes.
+//! ([`lease`]) and reconciles from the gateways' usage flushes ([`flushed_use`]), with
+//! alerts at 80% and 100% ([`alert`]).
 
+pub mod alert;
+pub mod flushed_use;
+pub mod lease;
 pub mod period;
 
 /// Who a quota is for (the `quotas.subject_kind` column and the wire's).

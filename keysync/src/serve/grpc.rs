@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use keysync_proto::v1::key_sync_server::KeySync;
 use keysync_proto::v1::{
-    KeyRecord, ListKeysRequest, ListKeysResponse, LookupKeyRequest, LookupKeyResponse, Provenance,
-    ReportUsageRequest, ReportUsageResponse, WatchKeysRequest, KEY_HASH_LEN,
+    AcquireQuotaRequest, AcquireQuotaResponse, KeyRecord, ListKeysRequest, ListKeysResponse,
+    LookupKeyRequest, LookupKeyResponse, Provenance, ReportUsageRequest, ReportUsageResponse,
+    WatchKeysRequest, KEY_HASH_LEN,
 };
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -28,10 +29,12 @@ use crate::key_hash::short_hash;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::metrics::{GrpcMethod, LookupResult, Metrics, UsageFlushResult};
 use crate::position::Position;
+use crate::quota::lease::QuotaLeases;
 use crate::readiness::Readiness;
 use crate::serve::key_entry::KeyEntry;
 use crate::serve::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES};
 use crate::serve::key_set::SharedKeySet;
+use crate::serve::quota_service::{self, QuotaService};
 use crate::serve::watch_server::{WatchStream, Watches};
 use crate::sync::confirmation::Confirmation;
 use crate::sync::miss::Misses;
@@ -70,6 +73,7 @@ pub struct KeySyncService {
     confirmation: Confirmation,
     max_page_size: u32,
     usage: Option<Usage>,
+    quota: Option<QuotaService>,
 }
 
 /// Where usage flushes go, and the log lines they may cause.
@@ -100,6 +104,7 @@ impl KeySyncService {
             confirmation,
             max_page_size,
             usage: None,
+            quota: None,
         }
     }
 
@@ -110,6 +115,12 @@ impl KeySyncService {
             failures: Arc::new(LogThrottle::new(LOG_PERIOD)),
             went_back: Arc::new(LogThrottle::new(LOG_PERIOD)),
         });
+        self
+    }
+
+    /// Grants quota leases from `leases`; without them `AcquireQuota` is `UNAVAILABLE`.
+    pub fn granting_quota(mut self, leases: QuotaLeases) -> Self {
+        self.quota = Some(QuotaService::new(leases));
         self
     }
 
@@ -134,13 +145,16 @@ impl KeySyncService {
                 if recorded.went_back > 0 {
                     if let Some(held_back) = usage.went_back.admit(Instant::now()) {
                         warn!(
-                            "usage flush of instance {} has {} counters lower than already                              stored (a delayed flush, or an instance id used twice): nothing                              added for them{}",
+                            "usage flush of instance {} has {} counters lower than already \
+                             stored (a delayed flush, or an instance id used twice): nothing \
+                             added for them{}",
                             flush.instance_id,
                             recorded.went_back,
                             held_back_note(held_back)
                         );
                     }
                 }
+                quota_service::announce(&recorded.quota_crossings, &self.metrics);
                 debug!(
                     "usage flush: instance={} counters={} grown={} requests={}",
                     flush.instance_id, recorded.counters, recorded.grown, recorded.requests
@@ -308,6 +322,19 @@ impl KeySync for KeySyncService {
         self.metrics
             .record_usage_flush(result, requests, started.elapsed());
         answer.map(Response::new)
+    }
+
+    async fn acquire_quota(
+        &self,
+        request: Request<AcquireQuotaRequest>,
+    ) -> Result<Response<AcquireQuotaResponse>, Status> {
+        let Some(quota) = &self.quota else {
+            return Err(Status::unavailable("quotas have no database"));
+        };
+        quota
+            .acquire(request.get_ref(), &self.metrics)
+            .await
+            .map(Response::new)
     }
 }
 

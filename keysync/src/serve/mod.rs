@@ -23,5 +23,6 @@ pub mod key_entry;
 pub mod key_record;
 pub mod key_set;
 pub mod key_table;
+pub mod quota_service;
 pub mod server;
 pub mod watch_server;

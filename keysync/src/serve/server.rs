@@ -18,6 +18,7 @@ use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
 use crate::leak_reports;
 use crate::metrics::Metrics;
+use crate::quota::lease::QuotaLeases;
 use crate::readiness::Readiness;
 use crate::serve::admin::{self, AdminState};
 use crate::serve::change_feed::ChangeFeed;
@@ -226,7 +227,10 @@ pub async fn run<L: Loader, C: Connector>(
         }
     };
     if let Some(store) = usage {
-        service = service.storing_usage(store);
+        // Quota leases are reconciled with the usage flushes: same database, same pool.
+        service = service
+            .granting_quota(QuotaLeases::new(store.pool().clone()))
+            .storing_usage(store);
     }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&health_reporter, false).await;

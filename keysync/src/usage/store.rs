@@ -1,4 +1,4 @@
-//! Storing a flush: one transaction, the same six statements whatever the number of
+//! Storing a flush: one transaction, the same seven statements whatever the number of
 //! counters (arrays passed with `UNNEST`), so PostgreSQL's work grows with the number of
 //! active counters, never with the request rate.
 //!
@@ -17,6 +17,10 @@
 //! 5. Store the changed cumulative values (one upsert).
 //! 6. Store the per-instance totals and add their increments to `usage_gateway_hourly`.
 //!
+//! With the increments, one more statement adds the forwarded requests to the use of the
+//! organizations and keys with a quota and to this instance's leases
+//! ([`crate::quota::flushed_use`]).
+//!
 //! Counters of keys or organizations that do not exist are stored like any other (no
 //! foreign keys): a flush never fails for them.
 
@@ -27,6 +31,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::flush::{Flush, Values};
+use crate::quota::alert::Crossing;
+use crate::quota::flushed_use::{self, Increments};
 
 /// The value columns, in [`Values`] order.
 pub const VALUE_COLUMNS: [&str; 8] = [
@@ -41,7 +47,7 @@ pub const VALUE_COLUMNS: [&str; 8] = [
 ];
 
 /// What storing a flush did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recorded {
     /// Counters in the flush (all taken, whether or not they had grown).
     pub counters: usize,
@@ -51,6 +57,8 @@ pub struct Recorded {
     pub requests: i64,
     /// Counters with a value lower than the one stored (nothing added for it).
     pub went_back: usize,
+    /// Quota thresholds this flush's use crossed (announced once a period).
+    pub quota_crossings: Vec<Crossing>,
 }
 
 /// Where flushes are stored; cheap to clone.
@@ -208,6 +216,18 @@ impl UsageStore {
             bind_columns(sqlx::query(&statement).bind(flush.hour), &increments)
                 .execute(&mut *transaction)
                 .await?;
+            recorded.quota_crossings = flushed_use::record(
+                &mut transaction,
+                instance,
+                flush.hour,
+                Increments {
+                    org_ids: &increments.org_ids,
+                    key_ids: &increments.key_ids,
+                    outcomes: &increments.outcomes,
+                    requests: &increments.values[0],
+                },
+            )
+            .await?;
         }
         if !changed.is_empty() {
             let statement = upsert(

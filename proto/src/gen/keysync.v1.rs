@@ -188,3 +188,61 @@ pub struct ReportUsageResponse {
     #[prost(uint32, tag = "1")]
     pub accepted: u32,
 }
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AcquireQuotaRequest {
+    /// The usage instance (ReportUsageRequest.instance_id): leases are reconciled with
+    /// that instance's flushes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub instance_id: ::prost::alloc::vec::Vec<u8>,
+    /// The revision of the quota list this instance holds; 0 for none.
+    #[prost(uint64, tag = "2")]
+    pub known_revision: u64,
+    #[prost(message, repeated, tag = "3")]
+    pub claims: ::prost::alloc::vec::Vec<QuotaClaim>,
+}
+/// A request for more of a subject's quota.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct QuotaClaim {
+    /// 1: an organization, 2: a key.
+    #[prost(uint32, tag = "1")]
+    pub subject_kind: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub subject_id: ::prost::alloc::vec::Vec<u8>,
+    /// How many more requests the instance asks to admit.
+    #[prost(uint64, tag = "3")]
+    pub want: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AcquireQuotaResponse {
+    /// The revision of the quota list.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// Set when `quotas` is the whole list (the known revision was another): subjects the
+    /// instance holds that are not in it have no quota any more.
+    #[prost(bool, tag = "2")]
+    pub full_list: bool,
+    /// Every subject with a quota (full_list), or else the claimed ones.
+    #[prost(message, repeated, tag = "3")]
+    pub quotas: ::prost::alloc::vec::Vec<QuotaState>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct QuotaState {
+    #[prost(uint32, tag = "1")]
+    pub subject_kind: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub subject_id: ::prost::alloc::vec::Vec<u8>,
+    /// Requests a period; 0: the subject has no quota (any more).
+    #[prost(uint64, tag = "3")]
+    pub monthly_limit: u64,
+    /// The current period, unix milliseconds.
+    #[prost(int64, tag = "4")]
+    pub period_start_ms: i64,
+    #[prost(int64, tag = "5")]
+    pub resets_at_ms: i64,
+    /// Requests this instance may admit in the period, all its leases together.
+    #[prost(uint64, tag = "6")]
+    pub granted: u64,
+    /// Nothing is left to grant: the quota's use and others' leases fill it.
+    #[prost(bool, tag = "7")]
+    pub exhausted: bool,
+}

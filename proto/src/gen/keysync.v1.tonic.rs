@@ -52,6 +52,17 @@ pub mod key_sync_server {
             tonic::Response<super::ReportUsageResponse>,
             tonic::Status,
         >;
+        /// Monthly quotas: the list of organizations and keys with a quota (sent when it
+        /// changed since `known_revision`) and leases, requests this gateway instance may
+        /// admit for a subject this period. Granted so that the quota's use (from the usage
+        /// flushes) plus every live instance's outstanding leases never exceed it.
+        async fn acquire_quota(
+            &self,
+            request: tonic::Request<super::AcquireQuotaRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AcquireQuotaResponse>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct KeySyncServer<T> {
@@ -291,6 +302,51 @@ pub mod key_sync_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ReportUsageSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/keysync.v1.KeySync/AcquireQuota" => {
+                    #[allow(non_camel_case_types)]
+                    struct AcquireQuotaSvc<T: KeySync>(pub Arc<T>);
+                    impl<
+                        T: KeySync,
+                    > tonic::server::UnaryService<super::AcquireQuotaRequest>
+                    for AcquireQuotaSvc<T> {
+                        type Response = super::AcquireQuotaResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AcquireQuotaRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeySync>::acquire_quota(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AcquireQuotaSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,0 +1,231 @@
+//! `AcquireQuota` on keysync's side: the call checked, handed to
+//! [`crate::quota::lease`], answered; and the quota alerts a usage flush raised, told
+//! (a log line and a metric each; the usage export sends them on when it is on).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use keysync_proto::v1::{AcquireQuotaRequest, AcquireQuotaResponse, QuotaState};
+use tonic::Status;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::database::describe_sqlx;
+use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
+use crate::metrics::{Metrics, QuotaCallResult, QuotaThreshold};
+use crate::quota::alert::Crossing;
+use crate::quota::lease::{Answer, Claim, QuotaLeases, State, MAX_CLAIMS};
+use crate::quota::SubjectKind;
+
+/// The largest `want` of a claim (more than a gateway could admit in a lease's life).
+const MAX_WANT: u64 = 1_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct QuotaService {
+    leases: QuotaLeases,
+    failures: Arc<LogThrottle>,
+}
+
+/// Why a call was refused (`INVALID_ARGUMENT`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidCall(String);
+
+/// A checked call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub instance_id: Uuid,
+    pub known_revision: i64,
+    pub claims: Vec<Claim>,
+}
+
+impl Call {
+    pub fn check(request: &AcquireQuotaRequest) -> Result<Call, InvalidCall> {
+        let instance_id = Uuid::from_slice(&request.instance_id).map_err(|_| {
+            InvalidCall(format!(
+                "instance_id is {} bytes, expected 16",
+                request.instance_id.len()
+            ))
+        })?;
+        if request.claims.len() > MAX_CLAIMS {
+            return Err(InvalidCall(format!(
+                "{} claims, at most {MAX_CLAIMS}",
+                request.claims.len()
+            )));
+        }
+        let mut claims = Vec::with_capacity(request.claims.len());
+        let mut seen = std::collections::HashSet::new();
+        for claim in &request.claims {
+            let kind = SubjectKind::from_code(i64::from(claim.subject_kind)).ok_or_else(|| {
+                InvalidCall(format!("subject_kind {} is not 1 or 2", claim.subject_kind))
+            })?;
+            let subject_id = Uuid::from_slice(&claim.subject_id).map_err(|_| {
+                InvalidCall(format!(
+                    "subject_id is {} bytes, expected 16",
+                    claim.subject_id.len()
+                ))
+            })?;
+            if claim.want > MAX_WANT {
+                return Err(InvalidCall(format!(
+                    "want {} is over {MAX_WANT}",
+                    claim.want
+                )));
+            }
+            if !seen.insert((kind, subject_id)) {
+                return Err(InvalidCall(format!(
+                    "{} {subject_id} claimed twice",
+                    kind.as_str()
+                )));
+            }
+            claims.push(Claim {
+                kind,
+                subject_id,
+                want: i64::try_from(claim.want).unwrap_or(0),
+            });
+        }
+        Ok(Call {
+            instance_id,
+            known_revision: i64::try_from(request.known_revision).unwrap_or(-1),
+            claims,
+        })
+    }
+}
+
+impl QuotaService {
+    pub fn new(leases: QuotaLeases) -> QuotaService {
+        QuotaService {
+            leases,
+            failures: Arc::new(LogThrottle::new(LOG_PERIOD)),
+        }
+    }
+
+    pub async fn acquire(
+        &self,
+        request: &AcquireQuotaRequest,
+        metrics: &Metrics,
+    ) -> Result<AcquireQuotaResponse, Status> {
+        let call = match Call::check(request) {
+            Ok(call) => call,
+            Err(error) => {
+                metrics.record_quota_call(QuotaCallResult::Invalid, 0);
+                return Err(Status::invalid_argument(error.to_string()));
+            }
+        };
+        let answer = self
+            .leases
+            .acquire(
+                call.instance_id,
+                call.known_revision,
+                &call.claims,
+                Utc::now(),
+            )
+            .await;
+        match answer {
+            Ok(answer) => {
+                let granted: i64 = answer.quotas.iter().map(|state| state.added).sum();
+                let granted = u64::try_from(granted).unwrap_or(0);
+                metrics.record_quota_call(QuotaCallResult::Ok, granted);
+                Ok(to_response(answer))
+            }
+            Err(error) => {
+                metrics.record_quota_call(QuotaCallResult::Unavailable, 0);
+                let cause = describe_sqlx(&error);
+                if let Some(held_back) = self.failures.admit(Instant::now()) {
+                    warn!(
+                        "quota claim not answered (the gateway asks again): {cause}{}",
+                        held_back_note(held_back)
+                    );
+                }
+                Err(Status::unavailable(format!("cannot grant quota: {cause}")))
+            }
+        }
+    }
+}
+
+fn to_response(answer: Answer) -> AcquireQuotaResponse {
+    AcquireQuotaResponse {
+        revision: u64::try_from(answer.revision).unwrap_or(0),
+        full_list: answer.full_list,
+        quotas: answer.quotas.into_iter().map(to_state).collect(),
+    }
+}
+
+fn to_state(state: State) -> QuotaState {
+    let millis = |at: Option<DateTime<Utc>>| at.map_or(0, |at| at.timestamp_millis());
+    QuotaState {
+        subject_kind: u32::try_from(state.kind.code()).unwrap_or(0),
+        subject_id: state.subject_id.as_bytes().to_vec(),
+        monthly_limit: u64::try_from(state.monthly_limit).unwrap_or(0),
+        period_start_ms: millis(state.period.map(|p| p.start)),
+        resets_at_ms: millis(state.period.map(|p| p.end)),
+        granted: u64::try_from(state.granted).unwrap_or(0),
+        exhausted: state.exhausted,
+    }
+}
+
+/// Tells the thresholds a flush crossed: one log line and the metric each.
+pub fn announce(crossings: &[Crossing], metrics: &Metrics) {
+    for crossing in crossings {
+        let threshold = if crossing.threshold >= 100 {
+            QuotaThreshold::Hundred
+        } else {
+            QuotaThreshold::Eighty
+        };
+        metrics.record_quota_alert(threshold);
+        info!(
+            "quota alert: {} {} used {} of its monthly quota of {} ({}% reached; period from {})",
+            crossing.kind.as_str(),
+            crossing.subject_id,
+            crossing.used,
+            crossing.limit,
+            crossing.threshold,
+            crossing.period_start.to_rfc3339()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keysync_proto::v1::QuotaClaim;
+
+    fn claim(kind: u32, id: Vec<u8>, want: u64) -> QuotaClaim {
+        QuotaClaim {
+            subject_kind: kind,
+            subject_id: id,
+            want,
+        }
+    }
+
+    fn request(claims: Vec<QuotaClaim>) -> AcquireQuotaRequest {
+        AcquireQuotaRequest {
+            instance_id: vec![7; 16],
+            known_revision: 3,
+            claims,
+        }
+    }
+
+    #[test]
+    fn calls_are_checked_whole() {
+        let ok = Call::check(&request(vec![
+            claim(1, vec![1; 16], 16),
+            claim(2, vec![1; 16], 1),
+        ]))
+        .unwrap();
+        assert_eq!(ok.claims.len(), 2);
+        assert_eq!(ok.known_revision, 3);
+        for bad in [
+            request(vec![claim(3, vec![1; 16], 1)]),
+            request(vec![claim(1, vec![1; 15], 1)]),
+            request(vec![claim(1, vec![1; 16], MAX_WANT + 1)]),
+            request(vec![claim(1, vec![1; 16], 1), claim(1, vec![1; 16], 2)]),
+            AcquireQuotaRequest {
+                instance_id: vec![1; 3],
+                ..request(vec![])
+            },
+        ] {
+            assert!(Call::check(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
