@@ -24,6 +24,11 @@ pub fn policy_item(limit: u64) -> String {
     format!("{limit};w={WINDOW_SECS}")
 }
 
+/// `10000;w=2592000`: a policy item with its own window (a monthly quota's period).
+pub fn policy_item_over(limit: u64, window_secs: u64) -> String {
+    format!("{limit};w={window_secs}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +38,6 @@ mod tests {
         assert_eq!(ratelimit(100, 42, 17), "limit=100, remaining=42, reset=17");
         assert_eq!(ratelimit(3, 0, 60), "limit=3, remaining=0, reset=60");
         assert_eq!(policy_item(120), "120;w=60");
+        assert_eq!(policy_item_over(10_000, 2_678_400), "10000;w=2678400");
     }
 }

@@ -74,6 +74,10 @@ pub fn reply(denial: Denial, invalid_key_status: u32) -> LocalReply {
 pub const RATE_LIMITED_BODY: &[u8] =
     br#"{"error":"rate_limited","message":"Too many requests for this API key's rate limit; see Retry-After."}"#;
 
+/// The body of a 429 for a request over a monthly quota (headers: see the README).
+pub const QUOTA_EXCEEDED_BODY: &[u8] =
+    br#"{"error":"quota_exceeded","message":"The monthly request quota of this API key or its organization is used up; see Retry-After."}"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +122,12 @@ mod tests {
         for r in [missing, invalid, invalid_401, unavailable] {
             assert!(r.headers.contains(&JSON));
         }
+    }
+
+    #[test]
+    fn quota_exceeded_body_is_json() {
+        let json: serde_json::Value = serde_json::from_slice(QUOTA_EXCEEDED_BODY).unwrap();
+        assert_eq!(json["error"], "quota_exceeded");
     }
 
     #[test]

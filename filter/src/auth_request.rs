@@ -518,6 +518,11 @@ impl<H: Host> AuthRequest<H> {
             }
             (RateLimitMode::Local | RateLimitMode::Off, _) => {}
         }
+        // After the rate limit: a request it refused uses no quota.
+        if self.worker.over_quota(record) {
+            self.answered(outcome::QUOTA);
+            return Action::Pause;
+        }
         let action = self.worker.forward(&identity, carried);
         if action == Action::Pause {
             // Its identity headers could not be written: the gateway answered 503.

@@ -8,6 +8,8 @@ use crate::host::{Action, Host};
 use crate::key_store::KeyStore;
 use crate::local_rate_limit::{self, Decision, Leases, LimitError, Quota};
 use crate::negative_cache::NegativeCache;
+use crate::quota::{self, QuotaError, QuotaView, Refusal, Take};
+use crate::record::KeyRecord;
 use crate::record_cache::{CachedRecord, RecordCache};
 use crate::schedule::millis;
 use crate::staleness::StoreAge;
@@ -16,8 +18,11 @@ use crate::store_meta::NEVER;
 use crate::usage::{self, Counts, Tally, UsageKey};
 use keysync_contract::credential::Source;
 use keysync_contract::limit::Limit;
+use keysync_contract::rate_limit_headers::{
+    self, POLICY_HEADER, RATELIMIT_HEADER, RETRY_AFTER_HEADER,
+};
 use keysync_contract::rate_window::Window;
-use keysync_contract::reply::{self as response, Denial, RATE_LIMITED_BODY};
+use keysync_contract::reply::{self as response, Denial, QUOTA_EXCEEDED_BODY, RATE_LIMITED_BODY};
 use keysync_contract::subject::Subject;
 use keysync_contract::{
     KEY_ID_HEADER, ORG_ID_HEADER, RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER,
@@ -105,6 +110,8 @@ pub struct AuthWorker<H> {
     /// Usage counted since the last tick (see `usage`): in memory, no host call.
     usage: RefCell<Tally>,
     metering: Cell<Metering>,
+    /// The subjects with a monthly quota (see `quota`), re-read when their list changes.
+    quotas: RefCell<QuotaView>,
 }
 
 impl<H: Host> AuthWorker<H> {
@@ -128,6 +135,7 @@ impl<H: Host> AuthWorker<H> {
             records: RefCell::new(RecordCache::new(RECORD_CACHE_ENTRIES)),
             usage: RefCell::new(Tally::default()),
             metering: Cell::new(Metering::Unknown),
+            quotas: RefCell::new(QuotaView::default()),
         }
     }
 
@@ -140,6 +148,9 @@ impl<H: Host> AuthWorker<H> {
         self.give_back_leases();
         self.decide_waiting();
         self.merge_usage();
+        if let Ok(mut quotas) = self.quotas.try_borrow_mut() {
+            quotas.refresh(&self.host);
+        }
         self.stats
             .add(Counter::BadPolicies, crate::policy::take_defects());
         self.stats.flush(&self.host);
@@ -326,7 +337,9 @@ impl<H: Host> AuthWorker<H> {
             match counted {
                 Counted::Allowed(quota) => {
                     wait.quota.set(quota);
-                    if self.forward(&wait.identity, wait.carried) == Action::Continue {
+                    if self.over_quota(&wait.identity.record) {
+                        wait.answered.set(Some(usage::outcome::QUOTA));
+                    } else if self.forward(&wait.identity, wait.carried) == Action::Continue {
                         if let Err(e) = self.host.resume_request() {
                             warn!("cannot resume a request after its rate limit: {e}");
                         }
@@ -419,6 +432,58 @@ impl<H: Host> AuthWorker<H> {
         let headers = quota.refusal_headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         if let Err(e) = self.host.send_reply(429, &headers, RATE_LIMITED_BODY) {
+            warn!("cannot send the 429 reply: {e}");
+        }
+    }
+
+    /// Monthly quotas: the key's own, then its organization's. Sends the 429 and says so
+    /// when either is used up. A key of subjects without a quota costs a set lookup
+    /// (none at all while no quota exists).
+    pub fn over_quota(&self, record: &KeyRecord) -> bool {
+        let Ok(view) = self.quotas.try_borrow() else {
+            return false;
+        };
+        if view.is_empty() {
+            return false;
+        }
+        for subject in [Subject::Key(record.key_id), Subject::Org(record.org_id)] {
+            if !view.contains(&subject) {
+                continue;
+            }
+            let refusal = match quota::check(&self.host, &subject, self.host.now_unix_ms()) {
+                Ok(Take::Admit) => continue,
+                Ok(Take::Refuse(refusal)) => refusal,
+                Err(QuotaError::Contended) => {
+                    self.stats.bump(Counter::QuotaContended);
+                    Refusal {
+                        limit: 0,
+                        reset_secs: 1,
+                        retry_after_secs: 1,
+                        window_secs: 0,
+                    }
+                }
+                // The sync service has not created the slots yet: nothing to count in.
+                Err(QuotaError::NoSlot | QuotaError::Host(_)) => continue,
+            };
+            self.reply_quota_exceeded(&refusal);
+            return true;
+        }
+        false
+    }
+
+    fn reply_quota_exceeded(&self, refusal: &Refusal) {
+        self.stats.bump(Counter::QuotaExceeded);
+        let (json_name, json_value) = response::JSON;
+        let retry_after = refusal.retry_after_secs.to_string();
+        let policy = rate_limit_headers::policy_item_over(refusal.limit, refusal.window_secs);
+        let ratelimit = rate_limit_headers::ratelimit(refusal.limit, 0, refusal.reset_secs);
+        let headers = [
+            (json_name, json_value),
+            (RETRY_AFTER_HEADER, retry_after.as_str()),
+            (POLICY_HEADER, policy.as_str()),
+            (RATELIMIT_HEADER, ratelimit.as_str()),
+        ];
+        if let Err(e) = self.host.send_reply(429, &headers, QUOTA_EXCEEDED_BODY) {
             warn!("cannot send the 429 reply: {e}");
         }
     }

@@ -8,6 +8,7 @@ pub const LIST_KEYS: &str = "ListKeys";
 pub const LOOKUP_KEY: &str = "LookupKey";
 pub const WATCH_KEYS: &str = "WatchKeys";
 pub const REPORT_USAGE: &str = "ReportUsage";
+pub const ACQUIRE_QUOTA: &str = "AcquireQuota";
 
 /// The largest message the filter reads from keysync. keysync's largest are pages of
 /// 10,000 records and watch chunks of 5,000 changes (about 1 MB); a rogue or corrupt

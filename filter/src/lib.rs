@@ -33,6 +33,8 @@ mod local_rate_limit;
 mod negative_cache;
 mod policy;
 mod provenance;
+mod quota;
+mod quota_sync;
 mod record;
 mod record_cache;
 mod schedule;

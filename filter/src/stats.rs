@@ -40,9 +40,14 @@ pub enum Counter {
     BadPolicies,
     /// Requests usage metering could not count: the bounded counter space was full.
     UsageDropped,
+    /// Requests refused (429) because their organization's or key's monthly quota was
+    /// used up.
+    QuotaExceeded,
+    /// Requests refused because a quota's state stayed contended (exactness first).
+    QuotaContended,
 }
 
-const COUNTERS: [(Counter, &str); 18] = [
+const COUNTERS: [(Counter, &str); 20] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),
@@ -61,6 +66,8 @@ const COUNTERS: [(Counter, &str); 18] = [
     (Counter::IpNotAllowed, "keysync.ip_not_allowed"),
     (Counter::BadPolicies, BAD_POLICIES),
     (Counter::UsageDropped, "keysync.usage_dropped"),
+    (Counter::QuotaExceeded, "keysync.quota_exceeded"),
+    (Counter::QuotaContended, "keysync.quota_contended"),
 ];
 
 /// Stats of the sync service, written as they happen (a few a minute).
@@ -75,6 +82,8 @@ pub const STREAM_CHANGES: &str = "keysync.stream_changes";
 pub const SYNC_TAKEOVERS: &str = "keysync.sync_takeovers";
 /// Usage reports to keysync: whole flushes that went through, calls that failed.
 pub const USAGE_FLUSHES_OK: &str = "keysync.usage_flushes_ok";
+pub const QUOTA_CLAIMS_OK: &str = "keysync.quota_claims_ok";
+pub const QUOTA_CLAIMS_FAILED: &str = "keysync.quota_claims_failed";
 pub const USAGE_FLUSH_FAILED: &str = "keysync.usage_flush_failed";
 /// Counted by the sync service (pages, stream) and by workers (miss-path answers) alike.
 pub const BAD_POLICIES: &str = "keysync.bad_policies";

@@ -15,6 +15,7 @@ use crate::key_store::{Change, KeyStore};
 use crate::keysync_api::{self, Reply};
 use crate::local_rate_limit;
 use crate::provenance::Provenance;
+use crate::quota_sync::QuotaSync;
 use crate::schedule::{millis, Schedule};
 use crate::staleness::SteadyClock;
 use crate::stats::{self, Stat};
@@ -70,6 +71,7 @@ pub struct SyncService<H> {
     metrics: Metrics,
     /// Usage reports to keysync; `None` while not syncing or with metering off.
     usage: Option<UsageFlush>,
+    quota: Option<QuotaSync>,
 }
 
 struct Running {
@@ -112,6 +114,8 @@ struct Metrics {
     bad_policies: Stat,
     usage_flushes_ok: Stat,
     usage_flush_failed: Stat,
+    quota_claims_ok: Stat,
+    quota_claims_failed: Stat,
 }
 
 impl Metrics {
@@ -131,6 +135,8 @@ impl Metrics {
             bad_policies: counter(stats::BAD_POLICIES),
             usage_flushes_ok: counter(stats::USAGE_FLUSHES_OK),
             usage_flush_failed: counter(stats::USAGE_FLUSH_FAILED),
+            quota_claims_ok: counter(stats::QUOTA_CLAIMS_OK),
+            quota_claims_failed: counter(stats::QUOTA_CLAIMS_FAILED),
         }
     }
 }
@@ -187,6 +193,7 @@ impl<H: Host> SyncService<H> {
             stream: Stream::Down { retry_at_ms: 0 },
             stream_backoff,
             usage: None,
+            quota: None,
         }
     }
 
@@ -212,6 +219,10 @@ impl<H: Host> SyncService<H> {
         self.beat(now);
         if let Some(usage) = &mut self.usage {
             usage.on_tick(&self.host, &self.config.keysync_cluster, now);
+        }
+        if let Some(quota) = &mut self.quota {
+            let wall = self.host.now_unix_ms();
+            quota.on_tick(&self.host, &self.config.keysync_cluster, now, wall);
         }
         // Found while decoding pages and stream messages since the last tick.
         let bad_policies = crate::policy::take_defects();
@@ -252,6 +263,22 @@ impl<H: Host> SyncService<H> {
                 self.metrics.usage_flush_failed,
             ),
         );
+        // Quotas are reconciled with the usage flushes: without metering, none.
+        self.quota = self.usage.as_ref().and_then(|usage| {
+            QuotaSync::start(
+                &self.host,
+                usage.instance_id(),
+                self.config.request_timeout,
+                now,
+                (
+                    self.metrics.quota_claims_ok,
+                    self.metrics.quota_claims_failed,
+                ),
+            )
+        });
+        if self.quota.is_none() {
+            info!("quotas are not enforced: usage metering is off");
+        }
         self.active = true;
     }
 
@@ -267,6 +294,9 @@ impl<H: Host> SyncService<H> {
         self.stream = Stream::Down { retry_at_ms: 0 };
         if let Some(mut usage) = self.usage.take() {
             usage.stop(&self.host);
+        }
+        if let Some(mut quota) = self.quota.take() {
+            quota.stop(&self.host);
         }
         self.complete = None;
         self.confirmed_at = None;
@@ -390,6 +420,10 @@ impl<H: Host> SyncService<H> {
         if let Some(usage) = self.usage.as_mut().filter(|usage| usage.owns(token)) {
             let now = self.clock.read(self.host.now_unix_ms());
             usage.on_response(&self.host, &self.config.keysync_cluster, now, token, reply);
+            return;
+        }
+        if let Some(quota) = self.quota.as_mut().filter(|quota| quota.owns(token)) {
+            quota.on_response(&self.host, token, reply);
             return;
         }
         let Some(mut running) = self.running.take() else {
@@ -772,6 +806,16 @@ mod tests {
         }))
     }
 
+    /// The last `ListKeys` call (quota polls go out beside them).
+    fn last_list_call(service: &SyncService<FakeHost>) -> Option<Call> {
+        let calls = service.host.calls.borrow();
+        calls
+            .iter()
+            .rev()
+            .find(|c| c.method == keysync_api::LIST_KEYS)
+            .cloned()
+    }
+
     fn list_calls(service: &SyncService<FakeHost>) -> usize {
         service
             .host
@@ -864,7 +908,7 @@ mod tests {
     fn the_first_tick_loads_everything_then_opens_the_stream_after_it() {
         let mut service = service(r#"{"role":"sync","page_size":2}"#);
         service.on_tick();
-        let first = service.host.last_call().unwrap();
+        let first = last_list_call(&service).unwrap();
         assert_eq!(first.method, keysync_api::LIST_KEYS);
         assert_eq!(first.timeout, Some(Duration::from_secs(10)));
         let keys: Vec<_> = (1..=5).map(key).collect();
@@ -954,7 +998,7 @@ mod tests {
         let mut delays = Vec::new();
         quiet_for(&mut service, Duration::from_secs(60));
         for _ in 0..5 {
-            let call = service.host.last_call().unwrap();
+            let call = last_list_call(&service).unwrap();
             service.on_response(call.token, Err(ApiError::Grpc(14, "unavailable".into())));
             assert!(known(&service, 1), "the store keeps serving");
             // Tick in 100 ms steps until the retry goes out.
@@ -986,7 +1030,7 @@ mod tests {
     fn a_refresh_nobody_answers_is_abandoned() {
         let mut service = service(r#"{"role":"sync","request_timeout":"1s"}"#);
         service.on_tick();
-        let token = service.host.last_call().unwrap().token;
+        let token = last_list_call(&service).unwrap().token;
         tick_after(&mut service, Duration::from_millis(2100));
         assert!(service.host.cancelled.borrow().contains(&token));
         assert_eq!(service.host.metric(stats::REFRESH_FAILED), Some(1));
@@ -1025,7 +1069,7 @@ mod tests {
         service.on_stream_message(token, Ok(prost::Message::encode_to_vec(&message)));
         service.on_tick();
         assert_eq!(
-            service.host.last_call().unwrap().method,
+            last_list_call(&service).unwrap().method,
             keysync_api::LIST_KEYS
         );
         assert!(logged_line("full resync").is_some());
@@ -1178,7 +1222,7 @@ mod tests {
         assert!(logged_line("revision history changed").is_some());
         assert!(service.host.cancelled.borrow().contains(&token));
         service.on_tick();
-        let call = service.host.last_call().unwrap();
+        let call = last_list_call(&service).unwrap();
         let request: proto::ListKeysRequest = call.decode();
         let page = proto::ListKeysResponse {
             keys: vec![key(1)],
@@ -1208,7 +1252,7 @@ mod tests {
         service.on_stream_message(token, changes(15, &[], &[1]));
         quiet_for(&mut service, Duration::from_secs(60));
         // Another keysync, lagging at revision 12, answers the refresh.
-        let call = service.host.last_call().unwrap();
+        let call = last_list_call(&service).unwrap();
         service.on_response(call.token, page_for(&call, &[key(1)], 12));
         assert!(!known(&service, 1), "the revocation is not undone");
         assert!(logged_line("keysync is behind the store (revision 12 < 15)").is_some());

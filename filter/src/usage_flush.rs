@@ -97,6 +97,11 @@ impl UsageFlush {
         })
     }
 
+    /// The instance's id: quota leases are reconciled with its flushes.
+    pub fn instance_id(&self) -> [u8; 16] {
+        self.instance_id
+    }
+
     #[cfg(test)]
     pub fn set_max_per_call(&mut self, max: usize) {
         self.max_per_call = max;
