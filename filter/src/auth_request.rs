@@ -10,7 +10,7 @@
 
 use crate::auth_worker::AuthWorker;
 use crate::auth_worker::Carried;
-use crate::auth_worker::{Counted, RateWait};
+use crate::auth_worker::{Counted, QuotaCheck, QuotaTaken, RateWait};
 use crate::config::{RateLimitMode, RouteScopes};
 use crate::decision::{self, Denial, Outcome, Verdict};
 use crate::host::{Action, Host};
@@ -487,8 +487,9 @@ impl<H: Host> AuthRequest<H> {
                     }
                     Counted::Wait => {
                         let wait = Rc::new(RateWait {
-                            subject,
-                            limit,
+                            rate_limit: Some((subject, limit)),
+                            rate_counted: Cell::new(false),
+                            quota_taken: Cell::new(QuotaTaken::default()),
                             identity,
                             carried,
                             quota: Cell::new(None),
@@ -519,9 +520,28 @@ impl<H: Host> AuthRequest<H> {
             (RateLimitMode::Local | RateLimitMode::Off, _) => {}
         }
         // After the rate limit: a request it refused uses no quota.
-        if self.worker.over_quota(record) {
-            self.answered(outcome::QUOTA);
-            return Action::Pause;
+        let taken = Cell::new(QuotaTaken::default());
+        match self.worker.check_quotas(record, &taken, true) {
+            QuotaCheck::Admit => {}
+            QuotaCheck::Refused => {
+                self.answered(outcome::QUOTA);
+                return Action::Pause;
+            }
+            QuotaCheck::Pending => {
+                // Parked until a tick finds the next lease (or gives up and refuses).
+                let wait = Rc::new(RateWait {
+                    rate_limit: None,
+                    rate_counted: Cell::new(true),
+                    quota_taken: taken,
+                    identity,
+                    carried,
+                    quota: Cell::new(self.quota.take()),
+                    answered: Cell::new(None),
+                });
+                self.worker.wait(self.context_id, Rc::clone(&wait));
+                self.rate_wait = Some(wait);
+                return Action::Pause;
+            }
         }
         let action = self.worker.forward(&identity, carried);
         if action == Action::Pause {
@@ -1986,5 +2006,142 @@ mod tests {
         .write(&worker.host)
         .unwrap();
         assert_eq!(requests(&counted(&worker)), [(2, 1)]);
+    }
+
+    // ---- quotas ----
+
+    use keysync_contract::subject::Subject;
+
+    /// A worker whose list names `subjects`, each with `granted` requests of `limit`.
+    fn quota_worker(subjects: &[Subject], limit: u64, granted: u64, exhausted: bool) -> Worker {
+        let worker = synced_worker("{}");
+        crate::quota::ensure_slots(&worker.host).unwrap();
+        let now_ms = i64::try_from(worker.host.now_unix_ms()).unwrap();
+        for subject in subjects {
+            crate::quota::update(&worker.host, subject, |record| {
+                record.limit = limit;
+                record.period_start_ms = now_ms - 1_000;
+                record.resets_at_ms = now_ms + 3_600_000;
+                record.granted = granted;
+                record.exhausted = exhausted;
+            })
+            .unwrap();
+        }
+        let list = crate::quota::QuotaList {
+            revision: 1,
+            subjects: subjects.iter().copied().collect(),
+        };
+        worker.host.shared.put(crate::quota::LIST, &list.encode());
+        worker
+            .host
+            .shared
+            .put(crate::quota::REVISION, &1u64.to_le_bytes());
+        worker.on_tick();
+        store(&worker, record(KEY));
+        worker
+    }
+
+    #[test]
+    fn an_exhausted_org_quota_answers_429_with_the_quota_and_its_reset() {
+        let worker = quota_worker(&[Subject::Org(ORG)], 1_000, 2, true);
+        for _ in 0..2 {
+            let (_, action) = send_key(&worker, KEY);
+            assert_forwarded_with_identity(&worker, action);
+        }
+        let (request, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause);
+        let reply = worker.host.reply().expect("refused");
+        assert_eq!(reply.status, 429);
+        assert!(reply.body.contains("quota_exceeded"), "{}", reply.body);
+        assert_eq!(reply.header("retry-after"), Some("3600"));
+        assert_eq!(
+            reply.header("ratelimit"),
+            Some("limit=1000, remaining=0, reset=3600")
+        );
+        assert_eq!(reply.header("ratelimit-policy"), Some("1000;w=3601"));
+        assert!(worker.host.request_values(ORG_ID_HEADER).is_empty());
+        drop(request);
+        worker.on_tick();
+        assert_eq!(worker.host.metric("keysync.quota_exceeded"), Some(1));
+    }
+
+    #[test]
+    fn a_spent_grant_waits_for_the_next_lease_then_goes_on() {
+        let worker = quota_worker(&[Subject::Key(KEY_ID)], 1_000, 0, false);
+        // Credit first: a thousandth of 1,000 is 1.
+        let (_, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        let (request, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause, "parked for the lease");
+        assert_eq!(worker.host.reply(), None, "not refused");
+        // The sync service writes the next grant; the tick admits the parked request.
+        crate::quota::update(&worker.host, &Subject::Key(KEY_ID), |r| r.granted = 10).unwrap();
+        worker.on_tick();
+        assert_eq!(worker.host.resumed.get(), 1);
+        assert_eq!(worker.host.request_values(ORG_ID_HEADER).len(), 1);
+        drop(request);
+    }
+
+    #[test]
+    fn a_lease_that_never_comes_refuses_with_retry_after_1_within_a_second() {
+        let worker = quota_worker(&[Subject::Org(ORG)], 1_000, 0, false);
+        send_key(&worker, KEY);
+        let (request, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause);
+        for _ in 0..4 {
+            worker.on_tick();
+            assert_eq!(worker.host.reply(), None);
+        }
+        worker.on_tick();
+        let reply = worker.host.reply().expect("refused at last");
+        assert_eq!(reply.status, 429);
+        assert_eq!(reply.header("retry-after"), Some("1"));
+        assert_eq!(worker.host.resumed.get(), 0);
+        drop(request);
+    }
+
+    #[test]
+    fn a_key_quota_is_not_counted_twice_while_its_org_waits() {
+        let worker = quota_worker(&[Subject::Key(KEY_ID), Subject::Org(ORG)], 1_000, 0, false);
+        // Both credits (1 each) go to the first request.
+        let (_, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        // The key's own quota gets a grant; the organization's does not yet.
+        crate::quota::update(&worker.host, &Subject::Key(KEY_ID), |r| r.granted = 5).unwrap();
+        let (request, action) = send_key(&worker, KEY);
+        assert_eq!(action, Action::Pause);
+        for _ in 0..2 {
+            worker.on_tick();
+        }
+        crate::quota::update(&worker.host, &Subject::Org(ORG), |r| r.granted = 5).unwrap();
+        worker.on_tick();
+        assert_eq!(worker.host.resumed.get(), 1);
+        let admitted = |subject: Subject| {
+            let slot = worker
+                .host
+                .shared
+                .value(&crate::quota::slot_name(crate::quota::slot_of(&subject)))
+                .unwrap();
+            crate::quota::decode_slot(&slot)
+                .into_iter()
+                .find(|r| r.subject == subject)
+                .unwrap()
+                .admitted
+        };
+        assert_eq!(admitted(Subject::Key(KEY_ID)), 2, "once per request");
+        assert_eq!(admitted(Subject::Org(ORG)), 2);
+        drop(request);
+    }
+
+    #[test]
+    fn keys_without_a_quota_never_touch_the_quota_states() {
+        let other_org = Subject::Org(Id([0x77; 16]));
+        let worker = quota_worker(&[other_org], 1_000, 0, true);
+        let writes = worker.host.shared.writes.get();
+        for _ in 0..5 {
+            let (_, action) = send_key(&worker, KEY);
+            assert_forwarded_with_identity(&worker, action);
+        }
+        assert_eq!(worker.host.shared.writes.get(), writes);
     }
 }

@@ -64,8 +64,12 @@ pub struct Carried {
 
 /// A request waiting for a rate-limit decision, shared by the request and its worker.
 pub struct RateWait {
-    pub subject: Subject,
-    pub limit: Limit,
+    /// The rate limit it waits for; `None` (or once counted) when it waits for a quota
+    /// lease only.
+    pub rate_limit: Option<(Subject, Limit)>,
+    pub rate_counted: Cell<bool>,
+    /// The quota subjects that admitted it already (see [`QuotaTaken`]).
+    pub quota_taken: Cell<QuotaTaken>,
     pub identity: Rc<CachedRecord>,
     pub carried: Carried,
     /// Set when the worker allowed it: the request reports it on its response.
@@ -73,6 +77,24 @@ pub struct RateWait {
     /// Set when the worker's tick answered it itself (its usage outcome: refused by the
     /// rate limit, or failed).
     pub answered: Cell<Option<u8>>,
+}
+
+/// Which of a request's quotas (its key's, its organization's) admitted it already: a
+/// request parked for one is never counted twice against the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaTaken {
+    pub key: bool,
+    pub org: bool,
+}
+
+/// What a request's quotas say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaCheck {
+    Admit,
+    /// Refused; the 429 is sent.
+    Refused,
+    /// The grant is spent and the next lease may be on its way: wait a tick.
+    Pending,
 }
 
 /// Whether this worker counts usage, as the sync service said (`usage::Meta`).
@@ -333,13 +355,42 @@ impl<H: Host> AuthWorker<H> {
                 continue;
             }
             let wait = &parked.wait;
-            let counted = self.count(&wait.subject, wait.limit);
-            match counted {
-                Counted::Allowed(quota) => {
-                    wait.quota.set(quota);
-                    if self.over_quota(&wait.identity.record) {
-                        wait.answered.set(Some(usage::outcome::QUOTA));
-                    } else if self.forward(&wait.identity, wait.carried) == Action::Continue {
+            if let Some((subject, limit)) = wait.rate_limit.filter(|_| !wait.rate_counted.get()) {
+                match self.count(&subject, limit) {
+                    Counted::Allowed(quota) => {
+                        wait.quota.set(quota);
+                        wait.rate_counted.set(true);
+                    }
+                    Counted::Refused => {
+                        wait.answered.set(Some(usage::outcome::RATE_LIMITED));
+                        continue;
+                    }
+                    Counted::Wait if parked.ticks_left > 0 => {
+                        parked.ticks_left -= 1;
+                        still.push(parked);
+                        continue;
+                    }
+                    Counted::Wait => {
+                        warn!(
+                            "rate-limit leases for {} were not given back in time; refusing",
+                            subject.kind()
+                        );
+                        let window = Window::at(self.host.now_unix_secs());
+                        wait.answered.set(Some(usage::outcome::RATE_LIMITED));
+                        self.reply_rate_limited(&Quota {
+                            allowed: false,
+                            budget: limit.budget(),
+                            remaining: 0,
+                            reset_secs: window.seconds_left,
+                        });
+                        continue;
+                    }
+                }
+            }
+            let may_wait = parked.ticks_left > 0;
+            match self.check_quotas(&wait.identity.record, &wait.quota_taken, may_wait) {
+                QuotaCheck::Admit => {
+                    if self.forward(&wait.identity, wait.carried) == Action::Continue {
                         if let Err(e) = self.host.resume_request() {
                             warn!("cannot resume a request after its rate limit: {e}");
                         }
@@ -347,24 +398,10 @@ impl<H: Host> AuthWorker<H> {
                         wait.answered.set(Some(usage::outcome::OTHER));
                     }
                 }
-                Counted::Refused => wait.answered.set(Some(usage::outcome::RATE_LIMITED)),
-                Counted::Wait if parked.ticks_left > 0 => {
-                    parked.ticks_left -= 1;
+                QuotaCheck::Refused => wait.answered.set(Some(usage::outcome::QUOTA)),
+                QuotaCheck::Pending => {
+                    parked.ticks_left = parked.ticks_left.saturating_sub(1);
                     still.push(parked);
-                }
-                Counted::Wait => {
-                    warn!(
-                        "rate-limit leases for {} were not given back in time; refusing",
-                        wait.subject.kind()
-                    );
-                    let window = Window::at(self.host.now_unix_secs());
-                    wait.answered.set(Some(usage::outcome::RATE_LIMITED));
-                    self.reply_rate_limited(&Quota {
-                        allowed: false,
-                        budget: wait.limit.budget(),
-                        remaining: 0,
-                        reset_secs: window.seconds_left,
-                    });
                 }
             }
         }
@@ -436,22 +473,40 @@ impl<H: Host> AuthWorker<H> {
         }
     }
 
-    /// Monthly quotas: the key's own, then its organization's. Sends the 429 and says so
-    /// when either is used up. A key of subjects without a quota costs a set lookup
-    /// (none at all while no quota exists).
-    pub fn over_quota(&self, record: &KeyRecord) -> bool {
+    /// Monthly quotas: the key's own, then its organization's (each at most once per
+    /// request: `taken`). Sends the 429 when either is used up, or when a lease is on
+    /// its way and the request may not wait (`may_wait`) for it any longer. A key of
+    /// subjects without a quota costs a set lookup (none at all while no quota exists).
+    pub fn check_quotas(
+        &self,
+        record: &KeyRecord,
+        taken: &Cell<QuotaTaken>,
+        may_wait: bool,
+    ) -> QuotaCheck {
         let Ok(view) = self.quotas.try_borrow() else {
-            return false;
+            return QuotaCheck::Admit;
         };
         if view.is_empty() {
-            return false;
+            return QuotaCheck::Admit;
         }
         for subject in [Subject::Key(record.key_id), Subject::Org(record.org_id)] {
-            if !view.contains(&subject) {
+            let mut now_taken = taken.get();
+            let done = match subject {
+                Subject::Key(_) => &mut now_taken.key,
+                Subject::Org(_) => &mut now_taken.org,
+            };
+            if *done || !view.contains(&subject) {
                 continue;
             }
             let refusal = match quota::check(&self.host, &subject, self.host.now_unix_ms()) {
-                Ok(Take::Admit) => continue,
+                Ok(Take::Admit) => {
+                    *done = true;
+                    taken.set(now_taken);
+                    continue;
+                }
+                Ok(Take::Refuse(refusal)) if refusal.pending && may_wait => {
+                    return QuotaCheck::Pending;
+                }
                 Ok(Take::Refuse(refusal)) => refusal,
                 Err(QuotaError::Contended) => {
                     self.stats.bump(Counter::QuotaContended);
@@ -460,15 +515,16 @@ impl<H: Host> AuthWorker<H> {
                         reset_secs: 1,
                         retry_after_secs: 1,
                         window_secs: 0,
+                        pending: true,
                     }
                 }
                 // The sync service has not created the slots yet: nothing to count in.
                 Err(QuotaError::NoSlot | QuotaError::Host(_)) => continue,
             };
             self.reply_quota_exceeded(&refusal);
-            return true;
+            return QuotaCheck::Refused;
         }
-        false
+        QuotaCheck::Admit
     }
 
     fn reply_quota_exceeded(&self, refusal: &Refusal) {

@@ -198,6 +198,8 @@ pub struct Refusal {
     pub retry_after_secs: u64,
     /// The period's length in seconds (the policy's window).
     pub window_secs: u64,
+    /// keysync has not said the quota is exhausted: the next lease may be on its way.
+    pub pending: bool,
 }
 
 /// What one request does to a subject's record.
@@ -227,14 +229,16 @@ pub fn take(record: &mut QuotaRecord, now_ms: u64) -> Take {
         return Take::Admit;
     }
     record.refused = record.refused.saturating_add(1);
+    let pending = !current || !record.exhausted;
     let reset_ms = u64::try_from(record.resets_at_ms.saturating_sub(now_ms)).unwrap_or(0);
     let reset_secs = reset_ms.div_ceil(1000).max(1);
     let window_ms = record.resets_at_ms.saturating_sub(record.period_start_ms);
     Take::Refuse(Refusal {
         limit: record.limit,
         reset_secs,
-        retry_after_secs: if record.exhausted { reset_secs } else { 1 },
+        retry_after_secs: if pending { 1 } else { reset_secs },
         window_secs: u64::try_from(window_ms / 1000).unwrap_or(0),
+        pending,
     })
 }
 
@@ -462,6 +466,7 @@ mod tests {
                 reset_secs: 1_000,
                 retry_after_secs: 1_000,
                 window_secs: 2_000,
+                pending: false,
             })
         );
         // Past the reset, before the sync service has the new period: credit only.

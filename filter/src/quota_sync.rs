@@ -329,6 +329,110 @@ mod tests {
         }
     }
 
+    use crate::fake_host::FakeHost;
+    use crate::host::MetricKind;
+    use crate::shared_data::SharedData;
+
+    const ORG: Subject = Subject::Org(Id([1; 16]));
+
+    fn started(host: &FakeHost) -> QuotaSync {
+        let stats = (
+            Stat::define(host, MetricKind::Counter, "ok"),
+            Stat::define(host, MetricKind::Counter, "failed"),
+        );
+        QuotaSync::start(host, [7; 16], Duration::from_secs(1), 0, stats).unwrap()
+    }
+
+    fn answer(host: &FakeHost, sync: &mut QuotaSync, response: proto::AcquireQuotaResponse) {
+        let call = host.last_call().unwrap();
+        assert_eq!(call.method, keysync_api::ACQUIRE_QUOTA);
+        sync.on_response(
+            host,
+            call.token,
+            Ok(prost::Message::encode_to_vec(&response)),
+        );
+    }
+
+    fn org_state(granted: u64, exhausted: bool) -> proto::QuotaState {
+        proto::QuotaState {
+            subject_kind: 1,
+            subject_id: vec![1; 16],
+            monthly_limit: 1_000,
+            period_start_ms: 0,
+            resets_at_ms: 10_000_000,
+            granted,
+            exhausted,
+        }
+    }
+
+    fn held(host: &FakeHost) -> Option<QuotaRecord> {
+        let slot = host.get(&quota::slot_name(quota::slot_of(&ORG))).value?;
+        quota::decode_slot(&slot)
+            .into_iter()
+            .find(|r| r.subject == ORG)
+    }
+
+    #[test]
+    fn the_list_is_asked_for_first_then_leases_follow_demand() {
+        let host = FakeHost::default();
+        let mut sync = started(&host);
+        sync.on_tick(&host, "keysync", 0, 0);
+        let asked: proto::AcquireQuotaRequest = host.last_call().unwrap().decode();
+        assert_eq!((asked.known_revision, asked.claims.len()), (0, 0));
+        assert_eq!(asked.instance_id, vec![7; 16]);
+        answer(
+            &host,
+            &mut sync,
+            proto::AcquireQuotaResponse {
+                revision: 3,
+                full_list: true,
+                quotas: vec![org_state(0, false)],
+            },
+        );
+        let list = QuotaList::decode(&host.get(quota::LIST).value.unwrap()).unwrap();
+        assert_eq!(list.revision, 3);
+        assert!(list.subjects.contains(&ORG));
+        assert_eq!(held(&host).unwrap().limit, 1_000);
+
+        // No demand: no claim (and no call before the list poll is due).
+        let calls = host.calls.borrow().len();
+        sync.on_tick(&host, "keysync", 250, 250);
+        assert_eq!(host.calls.borrow().len(), calls);
+        // A worker admitted one on credit: claimed at the next tick.
+        assert_eq!(quota::check(&host, &ORG, 300), Ok(quota::Take::Admit));
+        sync.on_tick(&host, "keysync", 500, 500);
+        let asked: proto::AcquireQuotaRequest = host.last_call().unwrap().decode();
+        assert_eq!(asked.known_revision, 3);
+        assert_eq!(asked.claims.len(), 1);
+        assert_eq!(asked.claims[0].want, MIN_WANT);
+        answer(
+            &host,
+            &mut sync,
+            proto::AcquireQuotaResponse {
+                revision: 3,
+                full_list: false,
+                quotas: vec![org_state(16, false)],
+            },
+        );
+        let record = held(&host).unwrap();
+        assert_eq!((record.granted, record.admitted), (16, 1));
+
+        // Cleared: the next full list leaves it out, and its state goes.
+        sync.on_tick(&host, "keysync", 6_000, 6_000);
+        answer(
+            &host,
+            &mut sync,
+            proto::AcquireQuotaResponse {
+                revision: 4,
+                full_list: true,
+                quotas: vec![],
+            },
+        );
+        assert!(held(&host).is_none());
+        let list = QuotaList::decode(&host.get(quota::LIST).value.unwrap()).unwrap();
+        assert!(list.subjects.is_empty());
+    }
+
     #[test]
     fn claims_ahead_of_demand_and_not_without_it() {
         let mut demand = Demand::default();
