@@ -15,33 +15,53 @@ pub fn run(
     total: usize,
     connections: usize,
 ) -> BTreeMap<u16, usize> {
+    let mut counts = BTreeMap::new();
+    for ((_, status), n) in run_keys(targets, &[key.to_string()], total, connections) {
+        *counts.entry(status).or_insert(0) += n;
+    }
+    counts
+}
+
+/// Sends `total` GETs spread over `connections` and the `targets` (round robin per
+/// connection), request `i` of the whole load with `keys[i % keys.len()]`; returns how
+/// many responses each key got of each status (by the key's index).
+pub fn run_keys(
+    targets: &[SocketAddr],
+    keys: &[String],
+    total: usize,
+    connections: usize,
+) -> BTreeMap<(usize, u16), usize> {
     let barrier = Arc::new(Barrier::new(connections));
+    let keys = Arc::new(keys.to_vec());
     let threads: Vec<_> = (0..connections)
         .map(|c| {
             let target = targets[c % targets.len()];
             let requests = total / connections + usize::from(c < total % connections);
-            let key = key.to_string();
+            let keys = Arc::clone(&keys);
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 let mut stream = TcpStream::connect(target).expect("connect to envoy");
                 stream.set_nodelay(true).expect("nodelay");
                 let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-                let request =
-                    format!("GET / HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {key}\r\n\r\n");
                 barrier.wait();
                 (0..requests)
-                    .map(|_| {
+                    .map(|n| {
+                        let index = (c + n * connections) % keys.len();
+                        let request = format!(
+                            "GET / HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {}\r\n\r\n",
+                            keys[index]
+                        );
                         stream.write_all(request.as_bytes()).expect("send");
-                        read_status(&mut reader)
+                        (index, read_status(&mut reader))
                     })
-                    .collect::<Vec<u16>>()
+                    .collect::<Vec<(usize, u16)>>()
             })
         })
         .collect();
     let mut counts = BTreeMap::new();
     for thread in threads {
-        for status in thread.join().expect("load thread") {
-            *counts.entry(status).or_insert(0) += 1;
+        for answer in thread.join().expect("load thread") {
+            *counts.entry(answer).or_insert(0) += 1;
         }
     }
     counts

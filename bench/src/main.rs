@@ -20,7 +20,9 @@ mod median;
 mod memory;
 mod proc_status;
 mod propagation;
+mod quota_accuracy;
 mod rate_limit;
+mod usage_accuracy;
 mod usage_cost;
 mod wrk;
 
@@ -148,6 +150,35 @@ enum Bench {
         #[arg(long)]
         before_wasm: Option<std::path::PathBuf>,
     },
+    /// Usage metering's accuracy: a fixed number of requests over many keys and several
+    /// Envoys, then `keysync usage --by key` must match each key exactly.
+    UsageAccuracy {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 1_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 3)]
+        envoys: usize,
+    },
+    /// PostgreSQL's transactions a minute with usage metering, idle, at 10 req/s and at
+    /// full load (one Envoy).
+    UsagePostgres {
+        #[arg(long, default_value_t = 1_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// A monthly quota across several Envoys driven to exhaustion: what they admitted
+    /// together against the bound.
+    QuotaAccuracy {
+        #[arg(long, default_value_t = 10_000)]
+        quota: u64,
+        #[arg(long, default_value_t = 3)]
+        envoys: usize,
+        /// Requests a round; rounds go on until one admits nothing.
+        #[arg(long, default_value_t = 3_000)]
+        round: usize,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
@@ -192,6 +223,17 @@ fn main() {
         }
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::UsageAccuracy {
+            requests,
+            keys,
+            envoys,
+        } => usage_accuracy::accuracy(requests, keys, envoys),
+        Bench::UsagePostgres { keys, seconds } => usage_accuracy::postgres(keys, seconds),
+        Bench::QuotaAccuracy {
+            quota,
+            envoys,
+            round,
+        } => quota_accuracy::run(quota, envoys, round),
         Bench::UsageCost {
             rounds,
             seconds,

@@ -66,6 +66,25 @@ impl<'a> KeyPopulation<'a> {
         }
     }
 
+    /// The ids keysync gave keys `range`, in order (one query).
+    pub fn ids(&self, range: std::ops::Range<usize>) -> Vec<String> {
+        let rows = self.postgres.psql(
+            &self.database,
+            &format!(
+                "SELECT k.id FROM generate_series({}, {}) AS i \
+                 JOIN api_keys k ON k.key_hash = {} ORDER BY i",
+                range.start,
+                range.end.saturating_sub(1),
+                self.hash_sql("i")
+            ),
+        );
+        rows.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Revokes key `n` in one transaction, as `keysync keys revoke` does.
     pub fn revoke(&self, n: usize) {
         self.revoke_all(n..n + 1);
