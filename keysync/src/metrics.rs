@@ -253,6 +253,10 @@ pub struct Metrics {
     usage_flushes: Family<UsageFlushLabels, Counter>,
     usage_requests: Counter,
     usage_flush_duration: Histogram,
+    usage_export_published: Counter,
+    usage_export_dropped: Counter,
+    usage_export_failed_batches: Counter,
+    usage_export_backlog: Gauge,
 }
 
 impl Default for Metrics {
@@ -307,6 +311,10 @@ impl Metrics {
             // One transaction of a few statements: milliseconds, up to seconds for the
             // largest flushes.
             usage_flush_duration: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            usage_export_published: Counter::default(),
+            usage_export_dropped: Counter::default(),
+            usage_export_failed_batches: Counter::default(),
+            usage_export_backlog: Gauge::default(),
         };
         metrics.register();
         metrics.create_series();
@@ -470,6 +478,29 @@ impl Metrics {
             "keysync_usage_flush_duration_seconds",
             "Duration of ReportUsage flushes (checking and storing)",
             self.usage_flush_duration.clone(),
+        );
+        registry.register(
+            "keysync_usage_export_published",
+            "Events published to Kafka by the usage export (a batch sent again after a \
+             failure counts again)",
+            self.usage_export_published.clone(),
+        );
+        registry.register(
+            "keysync_usage_export_dropped",
+            "Events the usage export dropped because its backlog was full (Kafka slow or \
+             down); the rollups in PostgreSQL still have them",
+            self.usage_export_dropped.clone(),
+        );
+        registry.register(
+            "keysync_usage_export_failed_batches",
+            "Batches the usage export failed to publish (each is sent again after a backoff)",
+            self.usage_export_failed_batches.clone(),
+        );
+        registry.register(
+            "keysync_usage_export_backlog",
+            "Events held by the usage export, waiting or being sent (at most \
+             KEYSYNC_USAGE_EXPORT_BACKLOG)",
+            self.usage_export_backlog.clone(),
         );
     }
 
@@ -661,6 +692,25 @@ impl Metrics {
         self.usage_flush_duration.observe(duration.as_secs_f64());
     }
 
+    pub fn record_usage_export_published(&self, events: usize) {
+        self.usage_export_published
+            .inc_by(u64::try_from(events).unwrap_or(u64::MAX));
+    }
+
+    pub fn record_usage_export_dropped(&self, events: usize) {
+        self.usage_export_dropped
+            .inc_by(u64::try_from(events).unwrap_or(u64::MAX));
+    }
+
+    pub fn record_usage_export_failed_batch(&self) {
+        self.usage_export_failed_batches.inc();
+    }
+
+    pub fn set_usage_export_backlog(&self, events: usize) {
+        self.usage_export_backlog
+            .set(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
     pub fn record_redis_error(&self) {
         self.ratelimit_redis_errors.inc();
     }
@@ -749,6 +799,10 @@ mod tests {
             "keysync_usage_flushes_total{result=\"unavailable\"} 0",
             "keysync_usage_requests_total 0",
             "keysync_usage_flush_duration_seconds_count 0",
+            "keysync_usage_export_published_total 0",
+            "keysync_usage_export_dropped_total 0",
+            "keysync_usage_export_failed_batches_total 0",
+            "keysync_usage_export_backlog 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
