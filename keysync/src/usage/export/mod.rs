@@ -38,7 +38,7 @@ pub const DEFAULT_TOPIC: &str = "keysync.usage";
 pub const MAX_BATCH: usize = 500;
 /// Retry spacing after a failed batch.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 /// How long a stopping keysync keeps trying to publish what its backlog holds.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
