@@ -4,6 +4,9 @@
 //! goes away never stops the gateway or the rollups, drops beyond the backlog are
 //! counted and logged, and events flow again once the broker (and its topic) is back.
 
+// Helpers outside `#[test]` functions check events too: a missing field is a failure.
+#![allow(clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
