@@ -748,3 +748,25 @@ async fn a_stored_flush_returns_its_increments_and_their_window() {
     );
     assert_eq!(third.increments[0].values[0], 1);
 }
+
+#[test]
+fn a_bad_export_setting_is_one_line_at_start() {
+    for (name, value, expected) in [
+        (
+            "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS",
+            "kafka-1",
+            "invalid KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS='kafka-1': ",
+        ),
+        (
+            "KEYSYNC_USAGE_EXPORT_TOPIC",
+            "usage",
+            "invalid KEYSYNC_USAGE_EXPORT_TOPIC='usage': needs KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS",
+        ),
+    ] {
+        // Settings are read before the database is reached: none is needed.
+        let mut serve = command(Some("postgres://keysync@127.0.0.1:1/db"), &["serve"]);
+        serve.env(name, value);
+        let run: Run = serve.output().unwrap().into();
+        assert_one_line_error(&run, expected);
+    }
+}
