@@ -366,6 +366,13 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
         .wait_for_status("/", &before.key, 200, poll::DEADLINE);
     served(&mut counts, &org, &before, "2xx");
     wait_for_events(&kafka, &counts);
+    // Acknowledged too, so no batch of before the outage is retried during it.
+    poll::eventually(
+        "the backlog published",
+        poll::DEADLINE,
+        || stack.keysync.metric("keysync_usage_export_backlog", &[]),
+        |held| *held == 0.0,
+    );
 
     // The broker goes away: the gateway answers, the flushes are stored, and the events
     // beyond the backlog of two are dropped, counted and logged.
