@@ -242,12 +242,16 @@ pub async fn run<L: Loader, C: Connector>(
             service = service.exporting_usage(exporter.clone());
             let sink = KafkaSink::new(settings.brokers.clone(), settings.topic.clone());
             let stop = stop.clone();
-            usage_export = Some(async move { exporter.run(sink, stop).await });
+            // A task of its own: serializing batches must not hold up the futures
+            // joined below.
+            usage_export = Some(tokio::spawn(async move { exporter.run(sink, stop).await }));
         }
     }
     let usage_export = async {
         if let Some(export) = usage_export {
-            export.await;
+            if let Err(error) = export.await {
+                warn!("usage export stopped: {error}");
+            }
         }
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
