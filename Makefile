@@ -18,7 +18,15 @@ CARGO ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export KEYSYNC_FILTER_WASM := $(abspath $(FILTER_WASM))
 
-.PHONY: help deps wasm-target postgres-server redis-server faketime wrk build-filter build-crash-test-filter build test lint run bench bench-short bench-build faults faults-build clean
+# The Kafka-protocol broker the usage export's tests run against (e2e/src/kafka.rs):
+# tansu, pure Rust, memory storage, built once from crates.io (about 13 minutes cold)
+# into a cache outside target/ so that `cargo clean` and other clones reuse it.
+TANSU_VERSION := 0.6.0
+TANSU_ROOT := $(HOME)/.cache/keysync/tansu-$(TANSU_VERSION)
+TANSU := $(TANSU_ROOT)/bin/tansu
+export TANSU_BIN := $(TANSU)
+
+.PHONY: help deps wasm-target postgres-server redis-server faketime wrk kafka-broker build-filter build-crash-test-filter build test lint run bench bench-short bench-build faults faults-build clean
 
 help:
 	@echo "make run    start the demo gateway (Ctrl-C stops everything)"
@@ -72,6 +80,13 @@ redis-server:
 faketime:
 	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || { $(call APT_INSTALL,libfaketime); }
 
+# Only the tests need it (not `make run`), so it is not part of `deps`.
+kafka-broker: $(TANSU)
+
+$(TANSU):
+	$(CARGO) install tansu --version $(TANSU_VERSION) --locked --features dynostore --root $(TANSU_ROOT)
+	$@ --version
+
 wrk:
 	@command -v wrk >/dev/null || { $(call APT_INSTALL,wrk); }
 
@@ -91,7 +106,7 @@ lint: wasm-target
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked -p keysync-filter -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
-test: deps lint build deploy-lint build-crash-test-filter
+test: deps kafka-broker lint build deploy-lint build-crash-test-filter
 	$(CARGO) test --locked --workspace
 
 run: deps build

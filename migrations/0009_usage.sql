@@ -76,16 +76,18 @@ CREATE TABLE usage_instances (
 );
 
 -- One row per instance: its per-instance cumulative totals (requests without a
--- recognized key, requests it could not count), when it was first and last seen. A
--- flush locks its instance's row first, so two flushes of one instance (a retry racing
--- the original) take turns. Instances not seen for 7 days are pruned with their
--- counters.
+-- recognized key, requests it could not count), when it was first and last seen, and
+-- the latest cut time of its stored flushes (the start of the next flush's window in
+-- the usage export's events; NULL before its first flush). A flush locks its
+-- instance's row first, so two flushes of one instance (a retry racing the original)
+-- take turns. Instances not seen for 7 days are pruned with their counters.
 CREATE TABLE usage_instance_totals (
     instance_id           uuid        PRIMARY KEY,
     unattributed_requests bigint      NOT NULL DEFAULT 0,
     dropped_requests      bigint      NOT NULL DEFAULT 0,
     first_seen            timestamptz NOT NULL DEFAULT now(),
-    last_seen             timestamptz NOT NULL DEFAULT now()
+    last_seen             timestamptz NOT NULL DEFAULT now(),
+    last_cut_at           timestamptz
 );
 
 CREATE INDEX usage_instance_totals_by_last_seen ON usage_instance_totals (last_seen);

@@ -86,9 +86,7 @@ pub fn run(quota: u64, envoys: usize, round: usize) {
     let answer = poll::within(Duration::from_secs(40), Duration::from_secs(1), || {
         let answer = ks::cli_json(
             &stack.database_url,
-            &[
-                "usage", "--org-id", &org, "--by", "status", "--since", "1d",
-            ],
+            &["usage", "--org-id", &org, "--by", "status", "--since", "1d"],
         );
         let ok = answer["rows"].as_array().and_then(|rows| {
             rows.iter()

@@ -86,9 +86,7 @@ pub fn accuracy(requests: usize, keys: usize, envoys: usize) {
     let reported = poll::within(Duration::from_secs(60), Duration::from_secs(1), || {
         let answer = ks::cli_json(
             &stack.database_url,
-            &[
-                "usage", "--org-id", &org, "--by", "key", "--since", "1d",
-            ],
+            &["usage", "--org-id", &org, "--by", "key", "--since", "1d"],
         );
         if answer["total_requests"].as_u64() == Some(total) {
             Ok(answer)
@@ -137,12 +135,7 @@ fn transactions_during(stack: &Stack, window: Duration) -> u64 {
 pub fn postgres(keys: usize, seconds: u64) {
     let stack = Stack::start(configure);
     let org = stack.create_org("postgres");
-    let population = KeyPopulation::new(
-        &stack.postgres,
-        database(&stack.database_url),
-        &org,
-        "pg",
-    );
+    let population = KeyPopulation::new(&stack.postgres, database(&stack.database_url), &org, "pg");
     population.insert(0..keys);
     let secrets = Arc::new((0..keys).map(|n| population.secret(n)).collect::<Vec<_>>());
     stack

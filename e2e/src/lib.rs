@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod hot_restart;
 pub mod http;
 pub mod in_process;
+pub mod kafka;
 pub mod key_population;
 pub mod keysync;
 pub mod leak_signer;

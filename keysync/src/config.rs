@@ -14,6 +14,7 @@ use crate::global_limit::redis_url::RedisUrl;
 use crate::leak_reports::signature::PublicKeys;
 use crate::leak_reports::LeakSettings;
 use crate::operations::leaks::LeakAction;
+use crate::usage::export::{ExportSettings, DEFAULT_BACKLOG, DEFAULT_TOPIC};
 
 pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";
@@ -43,6 +44,9 @@ pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
 pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
 pub const USAGE_RETENTION: &str = "KEYSYNC_USAGE_RETENTION";
+pub const USAGE_EXPORT_KAFKA_BROKERS: &str = "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS";
+pub const USAGE_EXPORT_TOPIC: &str = "KEYSYNC_USAGE_EXPORT_TOPIC";
+pub const USAGE_EXPORT_BACKLOG: &str = "KEYSYNC_USAGE_EXPORT_BACKLOG";
 
 /// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
 /// scanner may send many matches at once.
@@ -146,6 +150,8 @@ pub struct ServeConfig {
     /// Months of usage kept before the current one (`KEYSYNC_USAGE_RETENTION`); older
     /// monthly partitions are dropped.
     pub usage_retention_months: u32,
+    /// The usage export to Kafka; `None` (no brokers set): no export.
+    pub usage_export: Option<ExportSettings>,
 }
 
 impl Default for ServeConfig {
@@ -175,6 +181,7 @@ impl Default for ServeConfig {
             accept_legacy_keys: true,
             leak_reports: None,
             usage_retention_months: crate::usage::partitions::DEFAULT_RETENTION_MONTHS,
+            usage_export: None,
         }
     }
 }
@@ -269,6 +276,7 @@ impl ServeConfig {
                 defaults.usage_retention_months,
                 parse_months,
             )?,
+            usage_export: read_usage_export(env)?,
         };
         config.check()?;
         Ok(config)
@@ -424,6 +432,96 @@ fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, Co
         action,
         max_body_bytes,
     }))
+}
+
+/// `KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS`, with the topic and backlog, which need it.
+fn read_usage_export(env: &impl Environment) -> Result<Option<ExportSettings>, ConfigError> {
+    let topic = read(
+        env,
+        USAGE_EXPORT_TOPIC,
+        DEFAULT_TOPIC.to_owned(),
+        parse_topic,
+    )?;
+    let backlog = read(env, USAGE_EXPORT_BACKLOG, DEFAULT_BACKLOG, parse_backlog)?;
+    let Some(value) = env
+        .get(USAGE_EXPORT_KAFKA_BROKERS)
+        .filter(|value| !value.trim().is_empty())
+    else {
+        for name in [USAGE_EXPORT_TOPIC, USAGE_EXPORT_BACKLOG] {
+            if let Some(value) = env.get(name) {
+                return Err(ConfigError {
+                    name,
+                    value,
+                    reason: format!(
+                        "needs {USAGE_EXPORT_KAFKA_BROKERS} (the export is off without it)"
+                    ),
+                });
+            }
+        }
+        return Ok(None);
+    };
+    let brokers = parse_brokers(&value).map_err(|reason| ConfigError {
+        name: USAGE_EXPORT_KAFKA_BROKERS,
+        // Credentials have no place here; should someone write them, they stay unshown.
+        value: if value.contains('@') {
+            "***".to_owned()
+        } else {
+            value.clone()
+        },
+        reason,
+    })?;
+    Ok(Some(ExportSettings {
+        brokers,
+        topic,
+        backlog,
+    }))
+}
+
+/// Comma-separated `host:port` (a name or an address, IPv6 in brackets).
+fn parse_brokers(value: &str) -> Result<Vec<String>, String> {
+    let mut brokers = Vec::new();
+    for broker in value.split(',').map(str::trim) {
+        let bad = || {
+            format!("'{broker}' is not host:port; expected a comma-separated list such as kafka-1:9092,kafka-2:9092")
+        };
+        if broker.contains('@') || broker.contains('/') {
+            return Err("expected host:port entries, without a scheme or credentials".to_owned());
+        }
+        let (host, port) = broker.rsplit_once(':').ok_or_else(bad)?;
+        let host_ok = !host.is_empty()
+            && (host.starts_with('[') && host.ends_with(']')
+                || host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 && host_ok => brokers.push(broker.to_owned()),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(brokers)
+}
+
+/// A Kafka topic name: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
+fn parse_topic(value: &str) -> Result<String, String> {
+    let legal = (1..=249).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && value != "."
+        && value != "..";
+    if legal {
+        Ok(value.to_owned())
+    } else {
+        Err("expected a Kafka topic name: 1 to 249 of a-z A-Z 0-9 . _ -".to_owned())
+    }
+}
+
+/// Events held in memory: 1 to 10,000,000.
+fn parse_backlog(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(events) if (1..=10_000_000).contains(&events) => Ok(events),
+        _ => Err("expected a whole number of events from 1 to 10000000".to_owned()),
+    }
 }
 
 /// `REDIS_URL`; an error shows the URL without its password.
@@ -757,6 +855,71 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn the_usage_export_needs_brokers_and_checks_its_values() {
+        assert_eq!(ServeConfig::default().usage_export, None);
+        let config = ServeConfig::from_env(&env(&[(
+            USAGE_EXPORT_KAFKA_BROKERS,
+            "kafka-1:9092, 10.0.0.7:9093,[::1]:9094",
+        )]))
+        .unwrap();
+        assert_eq!(
+            config.usage_export,
+            Some(ExportSettings {
+                brokers: vec![
+                    "kafka-1:9092".into(),
+                    "10.0.0.7:9093".into(),
+                    "[::1]:9094".into()
+                ],
+                topic: "keysync.usage".into(),
+                backlog: 100_000,
+            })
+        );
+        let config = ServeConfig::from_env(&env(&[
+            (USAGE_EXPORT_KAFKA_BROKERS, "127.0.0.1:9092"),
+            (USAGE_EXPORT_TOPIC, "billing.usage-v1"),
+            (USAGE_EXPORT_BACKLOG, "500"),
+        ]))
+        .unwrap();
+        let export = config.usage_export.unwrap();
+        assert_eq!(export.topic, "billing.usage-v1");
+        assert_eq!(export.backlog, 500);
+        for (name, value) in [
+            (USAGE_EXPORT_KAFKA_BROKERS, "kafka-1"),
+            (USAGE_EXPORT_KAFKA_BROKERS, "kafka-1:0"),
+            (USAGE_EXPORT_KAFKA_BROKERS, "kafka-1:9092,"),
+            (USAGE_EXPORT_KAFKA_BROKERS, "kafka://kafka-1:9092"),
+            (USAGE_EXPORT_KAFKA_BROKERS, "bad host:9092"),
+        ] {
+            let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(error.name, name, "{value}");
+        }
+        for (name, value) in [
+            (USAGE_EXPORT_TOPIC, "a topic"),
+            (USAGE_EXPORT_TOPIC, ".."),
+            (USAGE_EXPORT_TOPIC, ""),
+            (USAGE_EXPORT_BACKLOG, "0"),
+            (USAGE_EXPORT_BACKLOG, "lots"),
+        ] {
+            let error = ServeConfig::from_env(&env(&[
+                (USAGE_EXPORT_KAFKA_BROKERS, "127.0.0.1:9092"),
+                (name, value),
+            ]))
+            .unwrap_err();
+            assert_eq!(error.name, name, "{value}");
+        }
+        // Settings of an export that is off are a mistake, not ignored.
+        let error = ServeConfig::from_env(&env(&[(USAGE_EXPORT_TOPIC, "usage")])).unwrap_err();
+        assert!(error.reason.contains(USAGE_EXPORT_KAFKA_BROKERS), "{error}");
+        // Credentials are refused without being shown.
+        let error = ServeConfig::from_env(&env(&[(
+            USAGE_EXPORT_KAFKA_BROKERS,
+            "user:s3cret@kafka-1:9092",
+        )]))
+        .unwrap_err();
+        assert!(!error.to_string().contains("s3cret"), "{error}");
     }
 
     #[test]

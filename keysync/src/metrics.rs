@@ -285,6 +285,10 @@ pub struct Metrics {
     quota_calls: Family<QuotaCallLabels, Counter>,
     quota_granted: Counter,
     quota_alerts: Family<QuotaAlertLabels, Counter>,
+    usage_export_published: Counter,
+    usage_export_dropped: Counter,
+    usage_export_failed_batches: Counter,
+    usage_export_backlog: Gauge,
 }
 
 impl Default for Metrics {
@@ -342,6 +346,10 @@ impl Metrics {
             quota_calls: Family::default(),
             quota_granted: Counter::default(),
             quota_alerts: Family::default(),
+            usage_export_published: Counter::default(),
+            usage_export_dropped: Counter::default(),
+            usage_export_failed_batches: Counter::default(),
+            usage_export_backlog: Gauge::default(),
         };
         metrics.register();
         metrics.create_series();
@@ -522,6 +530,29 @@ impl Metrics {
             "Organizations and keys whose use crossed 80% or 100% of their quota (once a \
              period each)",
             self.quota_alerts.clone(),
+        );
+        registry.register(
+            "keysync_usage_export_published",
+            "Events published to Kafka by the usage export (a batch sent again after a \
+             failure counts again)",
+            self.usage_export_published.clone(),
+        );
+        registry.register(
+            "keysync_usage_export_dropped",
+            "Events the usage export dropped because its backlog was full (Kafka slow or \
+             down); the rollups in PostgreSQL still have them",
+            self.usage_export_dropped.clone(),
+        );
+        registry.register(
+            "keysync_usage_export_failed_batches",
+            "Batches the usage export failed to publish (each is sent again after a backoff)",
+            self.usage_export_failed_batches.clone(),
+        );
+        registry.register(
+            "keysync_usage_export_backlog",
+            "Events held by the usage export, waiting or being sent (at most \
+             KEYSYNC_USAGE_EXPORT_BACKLOG)",
+            self.usage_export_backlog.clone(),
         );
     }
 
@@ -740,6 +771,25 @@ impl Metrics {
             .inc();
     }
 
+    pub fn record_usage_export_published(&self, events: usize) {
+        self.usage_export_published
+            .inc_by(u64::try_from(events).unwrap_or(u64::MAX));
+    }
+
+    pub fn record_usage_export_dropped(&self, events: usize) {
+        self.usage_export_dropped
+            .inc_by(u64::try_from(events).unwrap_or(u64::MAX));
+    }
+
+    pub fn record_usage_export_failed_batch(&self) {
+        self.usage_export_failed_batches.inc();
+    }
+
+    pub fn set_usage_export_backlog(&self, events: usize) {
+        self.usage_export_backlog
+            .set(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
     pub fn record_redis_error(&self) {
         self.ratelimit_redis_errors.inc();
     }
@@ -828,6 +878,10 @@ mod tests {
             "keysync_usage_flushes_total{result=\"unavailable\"} 0",
             "keysync_usage_requests_total 0",
             "keysync_usage_flush_duration_seconds_count 0",
+            "keysync_usage_export_published_total 0",
+            "keysync_usage_export_dropped_total 0",
+            "keysync_usage_export_failed_batches_total 0",
+            "keysync_usage_export_backlog 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -652,3 +652,121 @@ async fn the_api_answers_what_the_command_prints() {
         (404, Some("org_not_found"))
     );
 }
+
+/// What the usage export gets from a stored flush: the grown counters with their
+/// increments, and the window from the instance's previous cut to this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_flush_returns_its_increments_and_their_window() {
+    use keysync::usage::flush::Flush;
+    use keysync::usage::store::UsageStore;
+    use keysync::usage::Outcome;
+
+    let (_postgres, url) = migrated_database();
+    let store = UsageStore::new(sqlx::PgPool::connect(&url).await.unwrap());
+    let instance = Uuid::new_v4();
+    let (org, key, quiet) = (
+        Uuid::new_v4().to_string(),
+        Uuid::new_v4().to_string(),
+        Uuid::new_v4().to_string(),
+    );
+    let now = Utc::now();
+    let at = |cut: DateTime<Utc>, counters| {
+        let mut request = flush(instance, counters);
+        request.cut_at_ms = cut.timestamp_millis();
+        Flush::check(&request, now).unwrap()
+    };
+    let first_cut = now - TimeDelta::seconds(20);
+    let first = store
+        .record(&at(
+            first_cut,
+            vec![counter(&org, &key, 2, 5), counter(&org, &quiet, 6, 1)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first.window_start, None, "an instance's first flush");
+    assert_eq!(
+        first.window_end.timestamp_millis(),
+        first_cut.timestamp_millis()
+    );
+    assert_eq!(first.increments.len(), 2);
+    assert_eq!(first.increments[0].outcome, Outcome::Status2xx);
+    assert_eq!(
+        first.increments[0].values,
+        [5, 10_000, 5, 0, 0, 0, 500, 5_000]
+    );
+
+    let second_cut = now - TimeDelta::seconds(10);
+    let second = store
+        .record(&at(
+            second_cut,
+            vec![counter(&org, &key, 2, 8), counter(&org, &quiet, 6, 1)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.window_start.map(|start| start.timestamp_millis()),
+        Some(first_cut.timestamp_millis())
+    );
+    assert_eq!(
+        second.window_end.timestamp_millis(),
+        second_cut.timestamp_millis()
+    );
+    // Only the counter that grew, by what it grew.
+    assert_eq!(second.increments.len(), 1);
+    assert_eq!(second.increments[0].key_id.to_string(), key);
+    assert_eq!(
+        second.increments[0].values,
+        [3, 6_000, 3, 0, 0, 0, 300, 3_000]
+    );
+
+    // The same flush again adds nothing and exports nothing.
+    let repeated = store
+        .record(&at(
+            second_cut,
+            vec![counter(&org, &key, 2, 8), counter(&org, &quiet, 6, 1)],
+        ))
+        .await
+        .unwrap();
+    assert!(repeated.increments.is_empty());
+
+    // A delayed flush cut before the stored one: an empty window at its own cut.
+    let delayed = store
+        .record(&at(first_cut, vec![counter(&org, &key, 2, 6)]))
+        .await
+        .unwrap();
+    assert!(delayed.increments.is_empty());
+    assert_eq!(delayed.window_start, Some(delayed.window_end));
+
+    // The next window starts at the latest cut, not the delayed one.
+    let third = store
+        .record(&at(now, vec![counter(&org, &key, 2, 9)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        third.window_start.map(|start| start.timestamp_millis()),
+        Some(second_cut.timestamp_millis())
+    );
+    assert_eq!(third.increments[0].values[0], 1);
+}
+
+#[test]
+fn a_bad_export_setting_is_one_line_at_start() {
+    for (name, value, expected) in [
+        (
+            "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS",
+            "kafka-1",
+            "invalid KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS='kafka-1': ",
+        ),
+        (
+            "KEYSYNC_USAGE_EXPORT_TOPIC",
+            "usage",
+            "invalid KEYSYNC_USAGE_EXPORT_TOPIC='usage': needs KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS",
+        ),
+    ] {
+        // Settings are read before the database is reached: none is needed.
+        let mut serve = command(Some("postgres://keysync@127.0.0.1:1/db"), &["serve"]);
+        serve.env(name, value);
+        let run: Run = serve.output().unwrap().into();
+        assert_one_line_error(&run, expected);
+    }
+}

@@ -64,6 +64,12 @@ Environment:
   KEYSYNC_LEAK_MAX_BODY_BYTES     largest leak report body (default 1048576)
   KEYSYNC_USAGE_RETENTION         months of usage kept before the current one
                                   (default 13); older monthly partitions are dropped
+  KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS
+                                  comma-separated host:port of Kafka brokers: export
+                                  usage as CloudEvents (unset: no export)
+  KEYSYNC_USAGE_EXPORT_TOPIC      the topic, which must exist (default keysync.usage)
+  KEYSYNC_USAGE_EXPORT_BACKLOG    events held while Kafka is slow or down; more are
+                                  dropped and counted (default 100000)
   A gRPC address beyond loopback needs a token or mutual TLS.
   RUST_LOG                        log filter (default info)";
 

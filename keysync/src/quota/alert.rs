@@ -15,6 +15,8 @@ pub const THRESHOLDS: [i16; 2] = [80, 100];
 pub struct Crossing {
     pub kind: SubjectKind,
     pub subject_id: Uuid,
+    /// The organization (itself, or the key's).
+    pub org_id: Uuid,
     pub period_start: DateTime<Utc>,
     /// 80 or 100.
     pub threshold: i16,

@@ -25,13 +25,13 @@ WITH inc AS ( \
          AS t (org_id, key_id, outcome, requests) \
     WHERE outcome BETWEEN 1 AND 5 AND requests > 0), \
 subjects AS ( \
-    SELECT q.subject_kind, q.subject_id, q.monthly_limit, \
+    SELECT q.subject_kind, q.subject_id, q.org_id, q.monthly_limit, \
            keysync_quota_period_start($1, q.reset_day) AS period_start, \
            sum(inc.requests)::bigint AS n \
     FROM inc JOIN quotas q ON q.subject_kind = 1 AND q.subject_id = inc.org_id \
-    GROUP BY q.subject_kind, q.subject_id, q.monthly_limit, q.reset_day \
+    GROUP BY q.subject_kind, q.subject_id, q.org_id, q.monthly_limit, q.reset_day \
     UNION ALL \
-    SELECT q.subject_kind, q.subject_id, q.monthly_limit, \
+    SELECT q.subject_kind, q.subject_id, q.org_id, q.monthly_limit, \
            keysync_quota_period_start($1, coalesce( \
                (SELECT o.reset_day FROM quotas o \
                 WHERE o.subject_kind = 1 AND o.subject_id = q.org_id), 1::smallint)), \
@@ -49,7 +49,8 @@ leases AS ( \
     FROM subjects s \
     WHERE l.instance_id = $2 AND l.subject_kind = s.subject_kind \
       AND l.subject_id = s.subject_id AND l.period_start = s.period_start) \
-SELECT u.subject_kind, u.subject_id, u.period_start, u.used, u.alerted, s.monthly_limit \
+SELECT u.subject_kind, u.subject_id, s.org_id, u.period_start, u.used, u.alerted, \
+       s.monthly_limit \
 FROM used u JOIN subjects s USING (subject_kind, subject_id, period_start)";
 
 /// Adds the flush's forwarded requests to the quotas' use and the instance's leases;
@@ -60,7 +61,7 @@ pub async fn record(
     hour: DateTime<Utc>,
     increments: Increments<'_>,
 ) -> Result<Vec<Crossing>, sqlx::Error> {
-    let rows: Vec<(i16, Uuid, DateTime<Utc>, i64, i16, i64)> = sqlx::query_as(STATEMENT)
+    let rows: Vec<(i16, Uuid, Uuid, DateTime<Utc>, i64, i16, i64)> = sqlx::query_as(STATEMENT)
         .bind(hour)
         .bind(instance)
         .bind(increments.org_ids)
@@ -70,7 +71,7 @@ pub async fn record(
         .fetch_all(&mut *transaction)
         .await?;
     let mut crossings = Vec::new();
-    for (kind, subject_id, period_start, used, alerted, limit) in rows {
+    for (kind, subject_id, org_id, period_start, used, alerted, limit) in rows {
         let Some(kind) = SubjectKind::from_code(i64::from(kind)) else {
             continue;
         };
@@ -92,6 +93,7 @@ pub async fn record(
             crossings.push(Crossing {
                 kind,
                 subject_id,
+                org_id,
                 period_start,
                 threshold,
                 used,

@@ -2,8 +2,9 @@
 //! set, looking up one key on a cache miss (settled by [`crate::sync::miss`]), and
 //! watching changes as they happen (the streams themselves are
 //! [`crate::serve::watch_server`]'s), and taking the gateways' usage flushes
-//! (`ReportUsage`, checked by [`crate::usage::flush`] and stored by
-//! [`crate::usage::store`]).
+//! (`ReportUsage`, checked by [`crate::usage::flush`], stored by
+//! [`crate::usage::store`] and, once committed, handed to the usage export when there
+//! is one: [`crate::usage::export`], which never makes the answer wait).
 //!
 //! Every answer carries its [`Provenance`]: the epoch its revision counts in (read with
 //! the revision, under the key set's lock) and the age of the key set's last
@@ -38,6 +39,8 @@ use crate::serve::quota_service::{self, QuotaService};
 use crate::serve::watch_server::{WatchStream, Watches};
 use crate::sync::confirmation::Confirmation;
 use crate::sync::miss::Misses;
+use crate::usage::cloud_event::usage_event;
+use crate::usage::export::Exporter;
 use crate::usage::flush::Flush;
 use crate::usage::store::UsageStore;
 
@@ -80,6 +83,8 @@ pub struct KeySyncService {
 #[derive(Debug, Clone)]
 struct Usage {
     store: UsageStore,
+    /// Where the increments of stored flushes are exported, if anywhere.
+    export: Option<Exporter>,
     /// One line a period for flushes that failed to store, and for counters gone back.
     failures: Arc<LogThrottle>,
     went_back: Arc<LogThrottle>,
@@ -112,6 +117,7 @@ impl KeySyncService {
     pub fn storing_usage(mut self, store: UsageStore) -> Self {
         self.usage = Some(Usage {
             store,
+            export: None,
             failures: Arc::new(LogThrottle::new(LOG_PERIOD)),
             went_back: Arc::new(LogThrottle::new(LOG_PERIOD)),
         });
@@ -121,6 +127,15 @@ impl KeySyncService {
     /// Grants quota leases from `leases`; without them `AcquireQuota` is `UNAVAILABLE`.
     pub fn granting_quota(mut self, leases: QuotaLeases) -> Self {
         self.quota = Some(QuotaService::new(leases));
+        self
+    }
+
+    /// Hands the increments of stored flushes to `exporter` (after
+    /// [`KeySyncService::storing_usage`]; without a store there is nothing to export).
+    pub fn exporting_usage(mut self, exporter: Exporter) -> Self {
+        if let Some(usage) = &mut self.usage {
+            usage.export = Some(exporter);
+        }
         self
     }
 
@@ -155,10 +170,30 @@ impl KeySyncService {
                     }
                 }
                 quota_service::announce(&recorded.quota_crossings, &self.metrics);
+                if let Some(exporter) = &usage.export {
+                    let now = chrono::Utc::now();
+                    exporter.publish_all(
+                        recorded
+                            .quota_crossings
+                            .iter()
+                            .map(|crossing| quota_service::alert_event(crossing, now)),
+                    );
+                }
                 debug!(
                     "usage flush: instance={} counters={} grown={} requests={}",
                     flush.instance_id, recorded.counters, recorded.grown, recorded.requests
                 );
+                // Committed: only now may the increments leave keysync. Never waits.
+                if let Some(exporter) = &usage.export {
+                    exporter.publish_all(recorded.increments.iter().map(|increment| {
+                        usage_event(
+                            flush.instance_id,
+                            recorded.window_start,
+                            recorded.window_end,
+                            increment,
+                        )
+                    }));
+                }
                 let response = ReportUsageResponse {
                     accepted: u32::try_from(recorded.counters).unwrap_or(u32::MAX),
                 };

@@ -17,6 +17,8 @@ use crate::metrics::{Metrics, QuotaCallResult, QuotaThreshold};
 use crate::quota::alert::Crossing;
 use crate::quota::lease::{Answer, Claim, QuotaLeases, State, MAX_CLAIMS};
 use crate::quota::SubjectKind;
+use crate::usage::cloud_event::{rfc3339, CloudEvent, DATA_CONTENT_TYPE, SPEC_VERSION};
+use sha2::{Digest, Sha256};
 
 /// The largest `want` of a claim (more than a gateway could admit in a lease's life).
 const MAX_WANT: u64 = 1_000_000_000;
@@ -164,6 +166,46 @@ fn to_state(state: State) -> QuotaState {
     }
 }
 
+/// The type of the usage export's quota alert events.
+pub const ALERT_EVENT_TYPE: &str = "io.keysync.quota.threshold.v1";
+
+/// The CloudEvent of a crossing, for the usage export. Its id is derived from the
+/// subject, the period and the threshold: the same alert is the same event.
+pub fn alert_event(crossing: &Crossing, at: DateTime<Utc>) -> CloudEvent {
+    let mut hash = Sha256::new();
+    hash.update(b"keysync.quota.threshold.v1\0");
+    hash.update(crossing.kind.code().to_be_bytes());
+    hash.update(crossing.subject_id.as_bytes());
+    hash.update(crossing.period_start.timestamp_millis().to_be_bytes());
+    hash.update(crossing.threshold.to_be_bytes());
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let org_id = crossing.org_id.to_string();
+    let key_id = (crossing.kind == SubjectKind::Key).then(|| crossing.subject_id.to_string());
+    CloudEvent {
+        specversion: SPEC_VERSION,
+        id: uuid::Builder::from_custom_bytes(bytes)
+            .into_uuid()
+            .to_string(),
+        source: "keysync/quota".to_owned(),
+        event_type: ALERT_EVENT_TYPE.to_owned(),
+        subject: org_id.clone(),
+        time: rfc3339(at),
+        datacontenttype: DATA_CONTENT_TYPE,
+        data: serde_json::json!({
+            "subject_kind": crossing.kind.as_str(),
+            "org_id": org_id,
+            "key_id": key_id,
+            "threshold_percent": crossing.threshold,
+            "used": crossing.used,
+            "monthly": crossing.limit,
+            "period_start": rfc3339(crossing.period_start),
+        }),
+        partition_key: org_id,
+    }
+}
+
 /// Tells the thresholds a flush crossed: one log line and the metric each.
 pub fn announce(crossings: &[Crossing], metrics: &Metrics) {
     for crossing in crossings {
@@ -204,6 +246,42 @@ mod tests {
             known_revision: 3,
             claims,
         }
+    }
+
+    #[test]
+    fn an_alert_event_names_its_subject_and_is_the_same_event_when_sent_again() {
+        let crossing = Crossing {
+            kind: SubjectKind::Key,
+            subject_id: Uuid::from_bytes([2; 16]),
+            org_id: Uuid::from_bytes([1; 16]),
+            period_start: "2026-12-01T00:00:00Z".parse().unwrap(),
+            threshold: 80,
+            used: 8_000,
+            limit: 10_000,
+        };
+        let at = "2026-12-09T10:00:00Z".parse().unwrap();
+        let event = alert_event(&crossing, at);
+        assert_eq!(event.event_type, ALERT_EVENT_TYPE);
+        assert_eq!(event.subject, Uuid::from_bytes([1; 16]).to_string());
+        assert_eq!(event.partition_key, event.subject);
+        assert_eq!(event.data["subject_kind"], "key");
+        assert_eq!(event.data["key_id"], Uuid::from_bytes([2; 16]).to_string());
+        assert_eq!(event.data["threshold_percent"], 80);
+        assert_eq!(event.data["monthly"], 10_000);
+        assert_eq!(event.data["period_start"], "2026-12-01T00:00:00.000Z");
+        let later = alert_event(&crossing, "2026-12-09T10:00:05Z".parse().unwrap());
+        assert_eq!(later.id, event.id, "the same alert, sent again");
+        let hundred = alert_event(
+            &Crossing {
+                threshold: 100,
+                ..crossing.clone()
+            },
+            at,
+        );
+        assert_ne!(hundred.id, event.id);
+        let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+        assert_eq!(json["type"], ALERT_EVENT_TYPE);
+        assert_eq!(json["specversion"], "1.0");
     }
 
     #[test]

@@ -37,6 +37,8 @@ use crate::sync::loader::{LoadError, Loader};
 use crate::sync::miss::Misses;
 use crate::sync::reload::{self, Reloader, Schedule};
 use crate::sync::revision_probe;
+use crate::usage::export::kafka::KafkaSink;
+use crate::usage::export::Exporter;
 use crate::usage::flush::MAX_MESSAGE_BYTES;
 use crate::usage::partitions;
 use crate::usage::store::UsageStore;
@@ -226,12 +228,36 @@ pub async fn run<L: Loader, C: Connector>(
             maintenance.await;
         }
     };
+    let mut usage_export = None;
     if let Some(store) = usage {
         // Quota leases are reconciled with the usage flushes: same database, same pool.
         service = service
             .granting_quota(QuotaLeases::new(store.pool().clone()))
             .storing_usage(store);
+        if let Some(settings) = &config.usage_export {
+            info!(
+                "usage export: to Kafka topic {} via {} (backlog of {} events; keysync does \
+                 not create the topic)",
+                settings.topic,
+                settings.brokers.join(","),
+                settings.backlog
+            );
+            let exporter = Exporter::new(settings.backlog, metrics.clone());
+            service = service.exporting_usage(exporter.clone());
+            let sink = KafkaSink::new(settings.brokers.clone(), settings.topic.clone());
+            let stop = stop.clone();
+            // A task of its own: serializing batches must not hold up the futures
+            // joined below.
+            usage_export = Some(tokio::spawn(async move { exporter.run(sink, stop).await }));
+        }
     }
+    let usage_export = async {
+        if let Some(export) = usage_export {
+            if let Err(error) = export.await {
+                warn!("usage export stopped: {error}");
+            }
+        }
+    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&health_reporter, false).await;
     let monitor = confirmation::run_monitor(
@@ -287,14 +313,15 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, grpc_served, (), (), (), ()) = tokio::join!(
+    let (synced, admin_served, grpc_served, (), (), (), (), ()) = tokio::join!(
         sync,
         admin_server,
         grpc_server,
         pings,
         monitor,
         sweep,
-        usage_partitions
+        usage_partitions,
+        usage_export
     );
     synced?;
     admin_served?;

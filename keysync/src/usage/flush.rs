@@ -40,7 +40,10 @@ pub struct Counter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flush {
     pub instance_id: Uuid,
-    /// The start of the (UTC) hour its increments count in.
+    /// The gateway's cut time, kept within [`MAX_CLOCK_SKEW`] of keysync's clock: the
+    /// end of the window its increments cover (the usage export's events say so).
+    pub cut_at: DateTime<Utc>,
+    /// The start of the (UTC) hour its increments count in: `cut_at`'s hour.
     pub hour: DateTime<Utc>,
     pub counters: Vec<Counter>,
     pub unattributed_requests: i64,
@@ -65,15 +68,20 @@ fn value(what: &str, value: u64) -> Result<i64, InvalidFlush> {
     i64::try_from(value).map_err(|_| invalid(format!("{what} {value} is beyond 2^63-1")))
 }
 
-/// The hour of `cut_at_ms`, clamped to `now` ± [`MAX_CLOCK_SKEW`].
-pub fn hour_of(cut_at_ms: i64, now: DateTime<Utc>) -> DateTime<Utc> {
+/// `cut_at_ms`, clamped to `now` ± [`MAX_CLOCK_SKEW`].
+pub fn clamped_cut(cut_at_ms: i64, now: DateTime<Utc>) -> DateTime<Utc> {
     let now_ms = now.timestamp_millis();
     let skew_ms = MAX_CLOCK_SKEW.num_milliseconds();
     let cut_at_ms = cut_at_ms.clamp(
         now_ms.saturating_sub(skew_ms),
         now_ms.saturating_add(skew_ms),
     );
-    let cut = DateTime::from_timestamp_millis(cut_at_ms).unwrap_or(now);
+    DateTime::from_timestamp_millis(cut_at_ms).unwrap_or(now)
+}
+
+/// The hour of `cut_at_ms`, clamped to `now` ± [`MAX_CLOCK_SKEW`].
+pub fn hour_of(cut_at_ms: i64, now: DateTime<Utc>) -> DateTime<Utc> {
+    let cut = clamped_cut(cut_at_ms, now);
     // Only fails for instants near the ends of chrono's range, which the clamp rules out.
     cut.duration_trunc(TimeDelta::hours(1)).unwrap_or(cut)
 }
@@ -105,6 +113,7 @@ impl Flush {
         }
         Ok(Flush {
             instance_id,
+            cut_at: clamped_cut(request.cut_at_ms, now),
             hour: hour_of(request.cut_at_ms, now),
             counters,
             unattributed_requests: value("unattributed_requests", request.unattributed_requests)?,
@@ -180,6 +189,7 @@ mod tests {
         let flush = Flush::check(&request(vec![counter(2, 2), counter(2, 6)]), now()).unwrap();
         assert_eq!(flush.instance_id, Uuid::from_u128(99));
         assert_eq!(flush.hour.to_rfc3339(), "2026-03-31T23:00:00+00:00");
+        assert_eq!(flush.cut_at, now());
         assert_eq!(flush.counters.len(), 2);
         assert_eq!(flush.counters[1].outcome, Outcome::RateLimited);
         assert_eq!(flush.counters[0].values, [10, 5000, 7, 2, 1, 0, 100, 2000]);
@@ -197,6 +207,13 @@ mod tests {
         assert_eq!(hour(i64::MAX), "2026-04-01T00:00:00+00:00");
         let recent = (now() - TimeDelta::minutes(40)).timestamp_millis();
         assert_eq!(hour(recent), "2026-03-31T22:00:00+00:00");
+        // The cut itself is kept to the millisecond, and clamped the same way.
+        assert_eq!(
+            clamped_cut(recent, now()).timestamp_millis(),
+            recent,
+            "a cut within the skew is kept"
+        );
+        assert_eq!(clamped_cut(0, now()), now() - MAX_CLOCK_SKEW);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! PostgreSQL ([`store`]: one transaction a flush, a few batched statements whatever the
 //! number of counters), and the monthly partitions of the rollup created ahead and
 //! dropped after the retention ([`partitions`]). Reading the rollup is
-//! [`crate::operations::usage`]'s.
+//! [`crate::operations::usage`]'s. Optionally, each stored flush's increments are
+//! exported to Kafka as CloudEvents ([`cloud_event`], [`export`]) after its commit.
 //!
 //! Exactness rests on two facts: an instance's counters only grow for its life, and
 //! keysync stores, in the same transaction as the increments, the cumulative values it
@@ -11,6 +12,8 @@
 //! raced its retry adds nothing twice; a flush keysync could not store is answered
 //! `UNAVAILABLE`, so the gateway sends its (larger) counters again later.
 
+pub mod cloud_event;
+pub mod export;
 pub mod flush;
 pub mod partitions;
 pub mod store;

@@ -15,7 +15,12 @@
 //! 4. Add the non-zero increments to `usage_hourly` for the flush's hour (one upsert;
 //!    sums saturate at 2^63-1 rather than fail).
 //! 5. Store the changed cumulative values (one upsert).
-//! 6. Store the per-instance totals and add their increments to `usage_gateway_hourly`.
+//! 6. Store the per-instance totals and the flush's cut time (the end of its window),
+//!    and add the totals' increments to `usage_gateway_hourly`.
+//!
+//! What it did comes back as [`Recorded`], with the increments and their window (from
+//! the instance's previous cut time to this flush's) for the usage export, which
+//! publishes them only after the commit.
 //!
 //! With the increments, one more statement adds the forwarded requests to the use of the
 //! organizations and keys with a quota and to this instance's leases
@@ -30,7 +35,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::flush::{Flush, Values};
+use super::flush::{Counter, Flush, Values};
 use crate::quota::alert::Crossing;
 use crate::quota::flushed_use::{self, Increments};
 
@@ -59,6 +64,15 @@ pub struct Recorded {
     pub went_back: usize,
     /// Quota thresholds this flush's use crossed (announced once a period).
     pub quota_crossings: Vec<Crossing>,
+    /// The counters that had grown, each with its increments as `values`, in flush
+    /// order.
+    pub increments: Vec<Counter>,
+    /// The window the increments were counted in: from the instance's previous stored
+    /// cut time (`None` on its first flush: the gateway counted since it started) to
+    /// this flush's cut time. A flush cut before the stored one (delayed) gets an
+    /// empty window at its own cut time.
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: DateTime<Utc>,
 }
 
 /// Where flushes are stored; cheap to clone.
@@ -134,14 +148,16 @@ impl UsageStore {
         let mut transaction = self.pool.begin().await?;
         let instance = flush.instance_id;
 
-        let (unattributed_before, dropped_before): (i64, i64) = sqlx::query_as(
-            "INSERT INTO usage_instance_totals (instance_id) VALUES ($1) \
+        // `last_cut_at` is not set here, so RETURNING gives the previous flush's.
+        let (unattributed_before, dropped_before, last_cut_at): (i64, i64, Option<DateTime<Utc>>) =
+            sqlx::query_as(
+                "INSERT INTO usage_instance_totals (instance_id) VALUES ($1) \
              ON CONFLICT (instance_id) DO UPDATE SET last_seen = now() \
-             RETURNING unattributed_requests, dropped_requests",
-        )
-        .bind(instance)
-        .fetch_one(&mut *transaction)
-        .await?;
+             RETURNING unattributed_requests, dropped_requests, last_cut_at",
+            )
+            .bind(instance)
+            .fetch_one(&mut *transaction)
+            .await?;
 
         let mut flushed = Columns::default();
         for counter in &flush.counters {
@@ -171,8 +187,11 @@ impl UsageStore {
             .map(|(org_id, key_id, outcome, values)| ((org_id, key_id, outcome), values))
             .collect();
 
+        let (window_start, window_end) = window(last_cut_at, flush.cut_at);
         let mut recorded = Recorded {
             counters: flush.counters.len(),
+            window_start,
+            window_end,
             ..Recorded::default()
         };
         let mut increments = Columns::default();
@@ -200,6 +219,10 @@ impl UsageStore {
                 recorded.grown += 1;
                 recorded.requests = recorded.requests.saturating_add(increment[0]);
                 increments.push(counter.org_id, counter.key_id, outcome, &increment);
+                recorded.increments.push(Counter {
+                    values: increment,
+                    ..counter.clone()
+                });
             }
             if kept.as_slice() != before {
                 changed.push(counter.org_id, counter.key_id, outcome, &kept);
@@ -243,16 +266,22 @@ impl UsageStore {
 
         let unattributed = flush.unattributed_requests.max(unattributed_before);
         let dropped = flush.dropped_requests.max(dropped_before);
-        if (unattributed, dropped) != (unattributed_before, dropped_before) {
+        let totals_grew = (unattributed, dropped) != (unattributed_before, dropped_before);
+        let cut_advanced = last_cut_at.is_none_or(|last| flush.cut_at > last);
+        if totals_grew || cut_advanced {
             sqlx::query(
                 "UPDATE usage_instance_totals SET unattributed_requests = $2, \
-                 dropped_requests = $3 WHERE instance_id = $1",
+                 dropped_requests = $3, \
+                 last_cut_at = GREATEST(last_cut_at, $4) WHERE instance_id = $1",
             )
             .bind(instance)
             .bind(unattributed)
             .bind(dropped)
+            .bind(flush.cut_at)
             .execute(&mut *transaction)
             .await?;
+        }
+        if totals_grew {
             add_gateway_hour(
                 &mut transaction,
                 flush.hour,
@@ -268,6 +297,19 @@ impl UsageStore {
         }
         transaction.commit().await?;
         Ok(recorded)
+    }
+}
+
+/// The window of a flush cut at `cut_at` after a stored flush cut at `last_cut_at`:
+/// `(last, cut]`, or an empty one at `cut_at` when this flush was cut before the stored
+/// one (a delayed flush).
+fn window(
+    last_cut_at: Option<DateTime<Utc>>,
+    cut_at: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, DateTime<Utc>) {
+    match last_cut_at {
+        Some(last) if last > cut_at => (Some(cut_at), cut_at),
+        last => (last, cut_at),
     }
 }
 
@@ -310,6 +352,16 @@ fn bind_columns<'q>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_runs_from_the_previous_cut_to_this_one() {
+        let at = |seconds| DateTime::from_timestamp(seconds, 0).unwrap();
+        assert_eq!(window(None, at(100)), (None, at(100)));
+        assert_eq!(window(Some(at(90)), at(100)), (Some(at(90)), at(100)));
+        assert_eq!(window(Some(at(100)), at(100)), (Some(at(100)), at(100)));
+        // A delayed flush: an empty window at its own cut.
+        assert_eq!(window(Some(at(110)), at(100)), (Some(at(100)), at(100)));
+    }
 
     #[test]
     fn upserts_are_one_statement_over_arrays() {

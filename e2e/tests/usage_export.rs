@@ -1,0 +1,483 @@
+//! The usage export through real Envoy, keysync, PostgreSQL and a Kafka-protocol broker
+//! (tansu): the CloudEvents on the topic add up to exactly what `keysync usage` reports
+//! and what the gateway served, one event per grown counter and flush; and a broker that
+//! goes away never stops the gateway or the rollups, drops beyond the backlog are
+//! counted and logged, and events flow again once the broker (and its topic) is back.
+
+// Helpers outside `#[test]` functions check events too: a missing field is a failure.
+#![allow(clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use keysync_e2e::kafka::{ConsumedRecord, TestKafka};
+use keysync_e2e::keysync::{self, CreatedKey};
+use keysync_e2e::poll;
+use keysync_e2e::stack::Stack;
+use serde_json::Value;
+
+/// The sync service's configuration: usage reported every second.
+const SYNC_WITH_USAGE: &str = r#"{"role":"sync","refresh_interval":"2s","max_retry_interval":"1s","usage_flush_interval":"1s"}"#;
+const TOPIC: &str = "keysync.usage";
+/// The eight values of a counter, as the events' data and `keysync usage` name them.
+const VALUES: [&str; 8] = [
+    "requests",
+    "duration_us",
+    "le_10ms",
+    "le_100ms",
+    "le_1s",
+    "over_1s",
+    "request_bytes",
+    "response_bytes",
+];
+/// How long events may take to reach the topic once the rollups have them.
+const EXPORT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// (org, key, outcome) -> the eight values.
+type Sums = BTreeMap<(String, String, String), [i64; 8]>;
+
+fn values_of(object: &Value) -> [i64; 8] {
+    VALUES.map(|name| {
+        object[name]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no integer {name} in {object}"))
+    })
+}
+
+fn add(sums: &mut Sums, at: (String, String, String), values: [i64; 8]) {
+    let sum = sums.entry(at).or_insert([0; 8]);
+    for (total, value) in sum.iter_mut().zip(values) {
+        *total += value;
+    }
+}
+
+/// The events' data summed by (org, key, outcome).
+fn event_sums(records: &[ConsumedRecord]) -> Sums {
+    let mut sums = Sums::new();
+    for record in records {
+        let data = &record.json()["data"];
+        let at = (
+            data["org_id"].as_str().unwrap_or_default().to_string(),
+            data["key_id"].as_str().unwrap_or_default().to_string(),
+            data["outcome"].as_str().unwrap_or_default().to_string(),
+        );
+        add(&mut sums, at, values_of(data));
+    }
+    sums
+}
+
+/// What `keysync usage` holds for these keys, by (org, key, outcome).
+fn rollup_sums(stack: &Stack, keys: &[(&str, &CreatedKey)]) -> Sums {
+    let mut sums = Sums::new();
+    for (org, key) in keys {
+        let answer = keysync::cli_json(
+            &stack.database_url,
+            &[
+                "usage",
+                "--org-id",
+                org,
+                "--key-id",
+                &key.key_id,
+                "--by",
+                "status",
+                "--since",
+                "1d",
+            ],
+        );
+        for row in answer["rows"].as_array().cloned().unwrap_or_default() {
+            let outcome = row["outcome"].as_str().unwrap_or_default().to_string();
+            add(
+                &mut sums,
+                (org.to_string(), key.key_id.clone(), outcome),
+                values_of(&row),
+            );
+        }
+    }
+    sums
+}
+
+/// Requests by (org, key, outcome) of `sums`.
+fn requests(sums: &Sums) -> BTreeMap<(String, String, String), i64> {
+    sums.iter()
+        .map(|(at, values)| (at.clone(), values[0]))
+        .collect()
+}
+
+/// Waits until the topic's events add up to `expected` requests per counter.
+fn wait_for_events(
+    kafka: &TestKafka,
+    expected: &BTreeMap<(String, String, String), i64>,
+) -> Vec<ConsumedRecord> {
+    poll::within(EXPORT_DEADLINE, Duration::from_millis(250), || {
+        let records = kafka.records(TOPIC);
+        if &requests(&event_sums(&records)) == expected {
+            Ok(records)
+        } else {
+            Err(requests(&event_sums(&records)))
+        }
+    })
+    .unwrap_or_else(|last| panic!("the events never added up to {expected:?}; last {last:?}"))
+}
+
+fn served(
+    counts: &mut BTreeMap<(String, String, String), i64>,
+    org: &str,
+    key: &CreatedKey,
+    outcome: &str,
+) {
+    *counts
+        .entry((org.to_string(), key.key_id.clone(), outcome.to_string()))
+        .or_default() += 1;
+}
+
+/// Whether `text` is RFC 3339 in UTC with milliseconds (`2026-12-01T14:00:05.250Z`),
+/// the export's one format: such times sort as strings.
+fn is_rfc3339_millis(text: &str) -> bool {
+    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..23];
+    let separators = [
+        (4, '-'),
+        (7, '-'),
+        (10, 'T'),
+        (13, ':'),
+        (16, ':'),
+        (19, '.'),
+        (23, 'Z'),
+    ];
+    text.len() == 24
+        && digits.into_iter().all(|range| {
+            text.get(range)
+                .is_some_and(|part| part.bytes().all(|byte| byte.is_ascii_digit()))
+        })
+        && separators
+            .iter()
+            .all(|(at, separator)| text[*at..].starts_with(*separator))
+}
+
+/// Every envelope field of every record, and ids unique.
+fn check_envelopes(records: &[ConsumedRecord]) {
+    let mut ids = BTreeSet::new();
+    for record in records {
+        let event = record.json();
+        let data = &event["data"];
+        let org = data["org_id"].as_str().expect("data.org_id");
+        let instance = data["instance_id"].as_str().expect("data.instance_id");
+        assert_eq!(event["specversion"], "1.0", "{event}");
+        assert_eq!(event["type"], "io.keysync.usage.v1", "{event}");
+        assert_eq!(event["datacontenttype"], "application/json", "{event}");
+        assert_eq!(event["subject"], org, "{event}");
+        assert_eq!(
+            event["source"],
+            format!("keysync/gateway/{instance}"),
+            "{event}"
+        );
+        assert_eq!(record.key.as_deref(), Some(org.as_bytes()), "{event}");
+        assert_eq!(
+            record.headers.get("content-type").map(Vec::as_slice),
+            Some(&b"application/cloudevents+json"[..]),
+            "{event}"
+        );
+        let id = event["id"].as_str().expect("id").to_string();
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+        assert!(ids.insert(id), "id repeated: {event}");
+        let time = event["time"].as_str().expect("time");
+        assert!(is_rfc3339_millis(time), "{event}");
+        assert_eq!(data["window_end"], time, "{event}");
+        if let Some(start) = data["window_start"].as_str() {
+            assert!(is_rfc3339_millis(start) && start <= time, "{event}");
+        } else {
+            assert!(data["window_start"].is_null(), "{event}");
+        }
+        assert!(
+            ["2xx", "rate_limited", "policy_denied"]
+                .contains(&data["outcome"].as_str().unwrap_or("")),
+            "{event}"
+        );
+        // Only counters that grew.
+        assert!(data["requests"].as_i64() > Some(0), "{event}");
+        let values = values_of(data);
+        assert_eq!(
+            values[2] + values[3] + values[4] + values[5],
+            values[0],
+            "{event}"
+        );
+    }
+}
+
+#[test]
+fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
+    let kafka = TestKafka::start();
+    kafka.create_topic(TOPIC, 3);
+    let brokers = kafka.brokers();
+    let stack = Stack::start_with(
+        &[("KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS", &brokers)],
+        |options| options.sync_config = SYNC_WITH_USAGE.into(),
+    );
+    let org = stack.create_org("metered");
+    let other_org = stack.create_org("other");
+    let key = stack.create_key(&org, &[]);
+    let limited = stack.create_key(&org, &[]);
+    stack.set_key_limit(&limited.key_id, &["--rpm", "3", "--burst", "0"]);
+    let elsewhere = stack.create_key(&org, &["--allow-cidr", "203.0.113.0/24"]);
+    let other = stack.create_key(&other_org, &[]);
+    let mut counts = BTreeMap::new();
+    stack
+        .gateway
+        .wait_for_status("/", &key.key, 200, poll::DEADLINE);
+    served(&mut counts, &org, &key, "2xx");
+    stack
+        .gateway
+        .wait_for_status("/", &other.key, 200, poll::DEADLINE);
+    served(&mut counts, &other_org, &other, "2xx");
+
+    for round in 0..6 {
+        for _ in 0..5 {
+            assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
+            served(&mut counts, &org, &key, "2xx");
+        }
+        let status = stack.gateway.get_with_key("/orders", &limited.key).status;
+        match status {
+            200 => served(&mut counts, &org, &limited, "2xx"),
+            429 => served(&mut counts, &org, &limited, "rate_limited"),
+            other => panic!("the limited key got {other}"),
+        }
+        assert_eq!(
+            stack.gateway.get_with_key("/orders", &elsewhere.key).status,
+            403
+        );
+        served(&mut counts, &org, &elsewhere, "policy_denied");
+        if round % 2 == 0 {
+            assert_eq!(
+                stack.gateway.get_with_key("/orders", &other.key).status,
+                200
+            );
+            served(&mut counts, &other_org, &other, "2xx");
+        }
+        // Spread over a few flushes, so a counter's events come from several windows.
+        stack
+            .gateway
+            .wait_for_stat("usage_flushes_ok", poll::DEADLINE, |n| n > 0);
+        let flushes = stack.gateway.stat("usage_flushes_ok");
+        stack
+            .gateway
+            .wait_for_stat("usage_flushes_ok", poll::DEADLINE, |n| n > flushes);
+    }
+    // Until the limit has refused one at least (it reaches the gateway with a refresh).
+    let refused = poll::within(poll::DEADLINE, poll::INTERVAL, || {
+        match stack.gateway.get_with_key("/orders", &limited.key).status {
+            200 => {
+                served(&mut counts, &org, &limited, "2xx");
+                Err(())
+            }
+            429 => {
+                served(&mut counts, &org, &limited, "rate_limited");
+                Ok(())
+            }
+            other => panic!("the limited key got {other}"),
+        }
+    });
+    assert_eq!(refused, Ok(()), "the limit never refused");
+
+    let keys = [
+        (org.as_str(), &key),
+        (org.as_str(), &limited),
+        (org.as_str(), &elsewhere),
+        (other_org.as_str(), &other),
+    ];
+    // The rollups have exactly what was served...
+    let rollups = poll::within(Duration::from_secs(30), Duration::from_millis(250), || {
+        let rollups = rollup_sums(&stack, &keys);
+        if requests(&rollups) == counts {
+            Ok(rollups)
+        } else {
+            Err(requests(&rollups))
+        }
+    })
+    .unwrap_or_else(|last| panic!("the rollups never reached {counts:?}; last {last:?}"));
+    // ... and so do the events, value by value.
+    let records = wait_for_events(&kafka, &counts);
+    assert_eq!(event_sums(&records), rollups);
+    check_envelopes(&records);
+    let total: i64 = counts.values().sum();
+    assert!(
+        records.len() < usize::try_from(total).unwrap(),
+        "{} events for {total} requests: one per counter and flush, not per request",
+        records.len()
+    );
+    // Several windows per busy counter, each starting where the previous one ended.
+    let mut windows: BTreeMap<String, Vec<(Value, Value)>> = BTreeMap::new();
+    for record in &records {
+        let data = record.json()["data"].clone();
+        if data["key_id"] == key.key_id.as_str() {
+            windows
+                .entry(data["instance_id"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push((data["window_start"].clone(), data["window_end"].clone()));
+        }
+    }
+    let (_, mut spans) = windows.into_iter().next().expect("events of the busy key");
+    spans.sort_by(|a, b| a.1.as_str().cmp(&b.1.as_str()));
+    assert!(spans.len() >= 3, "{spans:?}");
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0.as_str() >= pair[0].1.as_str(),
+            "windows overlap: {pair:?}"
+        );
+    }
+    assert_eq!(
+        stack
+            .keysync
+            .metric("keysync_usage_export_dropped_total", &[]),
+        0.0
+    );
+    assert!(
+        stack
+            .keysync
+            .metric("keysync_usage_export_published_total", &[])
+            >= records.len() as f64
+    );
+
+    // Later flushes repeat the same cumulative counters: no new events.
+    let flushes = stack.gateway.stat("usage_flushes_ok");
+    stack
+        .gateway
+        .wait_for_stat("usage_flushes_ok", poll::DEADLINE, |n| n >= flushes + 2);
+    assert_eq!(kafka.records(TOPIC).len(), records.len());
+}
+
+#[test]
+fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
+    let mut kafka = TestKafka::start();
+    kafka.create_topic(TOPIC, 1);
+    let brokers = kafka.brokers();
+    let stack = Stack::start_with(
+        &[
+            ("KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS", &brokers),
+            ("KEYSYNC_USAGE_EXPORT_BACKLOG", "2"),
+        ],
+        |options| options.sync_config = SYNC_WITH_USAGE.into(),
+    );
+    let org = stack.create_org("metered");
+    let before = stack.create_key(&org, &[]);
+    let during: Vec<CreatedKey> = (0..4).map(|_| stack.create_key(&org, &[])).collect();
+    let after = stack.create_key(&org, &[]);
+    let mut counts = BTreeMap::new();
+    stack
+        .gateway
+        .wait_for_status("/", &before.key, 200, poll::DEADLINE);
+    served(&mut counts, &org, &before, "2xx");
+    wait_for_events(&kafka, &counts);
+    // Acknowledged too, so no batch of before the outage is retried during it.
+    poll::eventually(
+        "the backlog published",
+        poll::DEADLINE,
+        || stack.keysync.metric("keysync_usage_export_backlog", &[]),
+        |held| *held == 0.0,
+    );
+
+    // The broker goes away: the gateway answers, the flushes are stored, and the events
+    // beyond the backlog of two are dropped, counted and logged.
+    kafka.stop();
+    let log_offset = stack.keysync.process.log_len();
+    let flush_failures = stack.gateway.stat("usage_flush_failed");
+    for round in 0..3 {
+        for key in &during {
+            for _ in 0..=round {
+                assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
+                served(&mut counts, &org, key, "2xx");
+            }
+        }
+        let flushes = stack.gateway.stat("usage_flushes_ok");
+        stack
+            .gateway
+            .wait_for_stat("usage_flushes_ok", poll::DEADLINE, |n| n > flushes);
+    }
+    let keys: Vec<(&str, &CreatedKey)> = std::iter::once(&before)
+        .chain(&during)
+        .chain([&after])
+        .map(|key| (org.as_str(), key))
+        .collect();
+    poll::within(Duration::from_secs(30), Duration::from_millis(250), || {
+        let rollups = requests(&rollup_sums(&stack, &keys));
+        if rollups == counts {
+            Ok(())
+        } else {
+            Err(rollups)
+        }
+    })
+    .unwrap_or_else(|last| panic!("the rollups never reached {counts:?}; last {last:?}"));
+    poll::eventually(
+        "dropped events counted",
+        poll::DEADLINE,
+        || {
+            stack
+                .keysync
+                .metric("keysync_usage_export_dropped_total", &[])
+        },
+        |dropped| *dropped > 0.0,
+    );
+    stack.keysync.process.wait_for_log_after(
+        log_offset,
+        "usage export backlog full (2 events",
+        poll::DEADLINE,
+    );
+    poll::eventually(
+        "failed batches counted",
+        poll::DEADLINE,
+        || {
+            stack
+                .keysync
+                .metric("keysync_usage_export_failed_batches_total", &[])
+        },
+        |failed| *failed > 0.0,
+    );
+    assert!(stack.keysync.metric("keysync_usage_export_backlog", &[]) <= 2.0);
+    assert_eq!(stack.gateway.stat("usage_flush_failed"), flush_failures);
+
+    // Back, empty (memory storage): the topic is created again, the backlog kept through
+    // the outage is published, and later events come.
+    kafka.start_again();
+    kafka.create_topic(TOPIC, 1);
+    poll::eventually(
+        "the backlog published",
+        EXPORT_DEADLINE,
+        || stack.keysync.metric("keysync_usage_export_backlog", &[]),
+        |held| *held == 0.0,
+    );
+    let dropped = stack
+        .keysync
+        .metric("keysync_usage_export_dropped_total", &[]);
+    for _ in 0..3 {
+        assert_eq!(
+            stack.gateway.get_with_key("/orders", &after.key).status,
+            200
+        );
+    }
+    let after_at = (org.clone(), after.key_id.clone(), "2xx".to_string());
+    let records = poll::within(EXPORT_DEADLINE, Duration::from_millis(250), || {
+        let records = kafka.records(TOPIC);
+        if requests(&event_sums(&records)).get(&after_at) == Some(&3) {
+            Ok(records)
+        } else {
+            Err(requests(&event_sums(&records)))
+        }
+    })
+    .unwrap_or_else(|last| panic!("no events after the broker came back; last {last:?}"));
+    check_envelopes(&records);
+    // The new topic holds the backlog kept through the outage (two events of the keys
+    // used meanwhile) and what came after.
+    let during_events = records
+        .iter()
+        .filter(|record| {
+            let key_id = record.json()["data"]["key_id"].clone();
+            during.iter().any(|key| key_id == key.key_id.as_str())
+        })
+        .count();
+    assert_eq!(during_events, 2, "events of the outage");
+    assert_eq!(
+        stack
+            .keysync
+            .metric("keysync_usage_export_dropped_total", &[]),
+        dropped,
+        "nothing dropped once the broker was back"
+    );
+}

@@ -1,0 +1,241 @@
+//! The CloudEvents 1.0 envelope keysync exports (structured JSON mode, what OpenMeter's
+//! and Kong's metering ingest read), and the usage event: one grown counter of one flush.
+//!
+//! A usage event's `id` is derived from what identifies the increment (the Envoy
+//! instance, the flush's cut time, the organization, the key, the outcome), never drawn
+//! at random: an event sent twice (a batch retried after its acknowledgement was lost)
+//! carries the same `source` and `id` both times, so a consumer can drop the second.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::flush::Counter;
+
+/// The CloudEvents version of the envelope.
+pub const SPEC_VERSION: &str = "1.0";
+/// The `type` of a usage event. Versioned: a change to `data`'s shape that a consumer
+/// would notice gets a new type.
+pub const USAGE_EVENT_TYPE: &str = "io.keysync.usage.v1";
+/// The media type of `data` (always JSON here).
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+/// The Kafka record's `content-type` header in structured mode.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// A CloudEvent, any type: the envelope's fields and the data as JSON. The usage export
+/// and, later, quota alerts build these; the exporter only serializes them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CloudEvent {
+    pub specversion: &'static str,
+    /// Unique within `source`; repeated only when the same event is sent again.
+    pub id: String,
+    /// Where the event happened, as a URI reference.
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Who the event is about: the organization (the metered customer).
+    pub subject: String,
+    /// RFC 3339.
+    pub time: String,
+    pub datacontenttype: &'static str,
+    pub data: serde_json::Value,
+    /// The Kafka record's key (not part of the envelope): records of one key keep their
+    /// order on one partition.
+    #[serde(skip)]
+    pub partition_key: String,
+}
+
+impl CloudEvent {
+    /// The structured-mode JSON of the event (the Kafka record's value).
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing strings and a `Value` cannot fail; an empty object would be a bug
+        // the tests catch, not a reason to stop exporting.
+        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, as every time in the export is written.
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The `source` of the usage events counted by one Envoy process: the same whichever
+/// keysync stored the flush, so that `source` and `id` together stay deterministic.
+pub fn usage_source(instance_id: Uuid) -> String {
+    format!("keysync/gateway/{instance_id}")
+}
+
+/// The deterministic id of the increment of `counter` flushed by `instance_id` at
+/// `cut_at`: the first 16 bytes of a SHA-256 over those, shaped as a UUID (version 8,
+/// "custom").
+pub fn usage_event_id(instance_id: Uuid, cut_at: DateTime<Utc>, counter: &Counter) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"keysync.usage.v1\0");
+    hash.update(instance_id.as_bytes());
+    hash.update(cut_at.timestamp_millis().to_be_bytes());
+    hash.update(counter.org_id.as_bytes());
+    hash.update(counter.key_id.as_bytes());
+    hash.update(counter.outcome.code().to_be_bytes());
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+/// The usage event of one grown counter: `increment.values` are what the flush added
+/// for it in the window `(window_start, window_end]` (`window_start` is `None` on an
+/// instance's first flush).
+pub fn usage_event(
+    instance_id: Uuid,
+    window_start: Option<DateTime<Utc>>,
+    window_end: DateTime<Utc>,
+    increment: &Counter,
+) -> CloudEvent {
+    let [requests, duration_us, le_10ms, le_100ms, le_1s, over_1s, request_bytes, response_bytes] =
+        increment.values;
+    let org_id = increment.org_id.to_string();
+    let time = rfc3339(window_end);
+    CloudEvent {
+        specversion: SPEC_VERSION,
+        id: usage_event_id(instance_id, window_end, increment),
+        source: usage_source(instance_id),
+        event_type: USAGE_EVENT_TYPE.to_owned(),
+        subject: org_id.clone(),
+        time: time.clone(),
+        datacontenttype: DATA_CONTENT_TYPE,
+        data: serde_json::json!({
+            "org_id": org_id,
+            "key_id": increment.key_id.to_string(),
+            "outcome": increment.outcome.as_str(),
+            "requests": requests,
+            "duration_us": duration_us,
+            "le_10ms": le_10ms,
+            "le_100ms": le_100ms,
+            "le_1s": le_1s,
+            "over_1s": over_1s,
+            "request_bytes": request_bytes,
+            "response_bytes": response_bytes,
+            "window_start": window_start.map(rfc3339),
+            "window_end": time,
+            "instance_id": instance_id.to_string(),
+        }),
+        partition_key: org_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::Outcome;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn counter(outcome: Outcome) -> Counter {
+        Counter {
+            org_id: Uuid::from_u128(0x0a),
+            key_id: Uuid::from_u128(0x0b),
+            outcome,
+            values: [12, 34_000, 10, 1, 1, 0, 560, 7_800],
+        }
+    }
+
+    #[test]
+    fn ids_depend_on_every_part_and_nothing_else() {
+        let instance = Uuid::from_u128(7);
+        let cut = at("2026-12-01T14:00:05.250Z");
+        let base = usage_event_id(instance, cut, &counter(Outcome::Status2xx));
+        // Same inputs, same id (a re-sent event), whatever the values say.
+        let mut other_values = counter(Outcome::Status2xx);
+        other_values.values = [1; 8];
+        assert_eq!(usage_event_id(instance, cut, &other_values), base);
+        let mut ids = std::collections::BTreeSet::from([base.clone()]);
+        ids.insert(usage_event_id(
+            Uuid::from_u128(8),
+            cut,
+            &counter(Outcome::Status2xx),
+        ));
+        ids.insert(usage_event_id(
+            instance,
+            cut + chrono::TimeDelta::milliseconds(1),
+            &counter(Outcome::Status2xx),
+        ));
+        ids.insert(usage_event_id(
+            instance,
+            cut,
+            &counter(Outcome::RateLimited),
+        ));
+        let mut other_org = counter(Outcome::Status2xx);
+        other_org.org_id = Uuid::from_u128(0x0c);
+        ids.insert(usage_event_id(instance, cut, &other_org));
+        let mut other_key = counter(Outcome::Status2xx);
+        other_key.key_id = Uuid::from_u128(0x0c);
+        ids.insert(usage_event_id(instance, cut, &other_key));
+        assert_eq!(ids.len(), 6, "{ids:?}");
+        // A UUID, version 8.
+        let parsed = Uuid::parse_str(&base).unwrap();
+        assert_eq!(parsed.get_version_num(), 8);
+    }
+
+    #[test]
+    fn the_usage_event_is_structured_json_with_every_field() {
+        let instance = Uuid::from_u128(7);
+        let event = usage_event(
+            instance,
+            Some(at("2026-12-01T13:59:55Z")),
+            at("2026-12-01T14:00:05.250Z"),
+            &counter(Outcome::RateLimited),
+        );
+        let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+        let org = Uuid::from_u128(0x0a).to_string();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "specversion": "1.0",
+                "id": usage_event_id(
+                    instance,
+                    at("2026-12-01T14:00:05.250Z"),
+                    &counter(Outcome::RateLimited)
+                ),
+                "source": format!("keysync/gateway/{instance}"),
+                "type": "io.keysync.usage.v1",
+                "subject": org,
+                "time": "2026-12-01T14:00:05.250Z",
+                "datacontenttype": "application/json",
+                "data": {
+                    "org_id": org,
+                    "key_id": Uuid::from_u128(0x0b).to_string(),
+                    "outcome": "rate_limited",
+                    "requests": 12,
+                    "duration_us": 34000,
+                    "le_10ms": 10,
+                    "le_100ms": 1,
+                    "le_1s": 1,
+                    "over_1s": 0,
+                    "request_bytes": 560,
+                    "response_bytes": 7800,
+                    "window_start": "2026-12-01T13:59:55.000Z",
+                    "window_end": "2026-12-01T14:00:05.250Z",
+                    "instance_id": instance.to_string(),
+                }
+            })
+        );
+        assert_eq!(event.partition_key, org);
+    }
+
+    #[test]
+    fn a_first_flush_has_no_window_start() {
+        let event = usage_event(
+            Uuid::from_u128(7),
+            None,
+            at("2026-12-01T14:00:05Z"),
+            &counter(Outcome::Status2xx),
+        );
+        assert_eq!(event.data["window_start"], serde_json::Value::Null);
+        assert_eq!(event.data["outcome"], "2xx");
+    }
+}
