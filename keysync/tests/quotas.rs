@@ -815,3 +815,61 @@ async fn the_http_api_sets_and_clears_quotas_like_the_cli() {
     assert_eq!(quotas(&postgres, &url), "");
     assert_eq!(revision(&postgres, &url), 4);
 }
+
+/// A key's quota change that waits for its organization's quota change reads the reset
+/// day that change committed, so it starts the usage row of the right period.
+#[tokio::test]
+async fn a_key_quota_waiting_for_its_org_s_change_follows_the_new_day() {
+    use keysync::operations::actor::Actor;
+    use keysync::operations::quotas::{self as ops, KeyQuotaChange, Monthly};
+
+    let (postgres, url) = migrated_database();
+    let org = create_org(&url, "Acme");
+    let key = create_key(&url, &org, "ci", &[]).key_id;
+    // Served before this month's first: in the period from the 15th only.
+    served(&postgres, &url, &[(period(15).start, &org, &key, 2, 30)]);
+    let pool = keysync::database::connect(&url).await.unwrap();
+    let org_id: Uuid = org.parse().unwrap();
+    let key_id: Uuid = key.parse().unwrap();
+
+    // An organization change in progress: it holds the lock and has written day 15.
+    let mut transaction = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(org_id)
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO quotas (subject_kind, subject_id, org_id, monthly_limit, reset_day) \
+         VALUES (1, $1, $1, 1000, 15)",
+    )
+    .bind(org_id)
+    .execute(&mut *transaction)
+    .await
+    .unwrap();
+    let waiting = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let monthly = Monthly::new(100).unwrap();
+            ops::set_key_quota(
+                &pool,
+                Actor::Cli,
+                key_id,
+                KeyQuotaChange::Set(monthly),
+                Utc::now(),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the key's change waits for the lock"
+    );
+    transaction.commit().await.unwrap();
+    let outcome = waiting.await.unwrap().unwrap();
+    let quota = outcome.quota.unwrap();
+    assert_eq!(quota.reset_day, 15);
+    assert_eq!(quota.used, 30);
+    assert_eq!(usage_row(&postgres, &url, 2, &key, period(15).start), "30");
+}

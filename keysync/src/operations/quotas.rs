@@ -188,18 +188,24 @@ pub async fn set_org_quota(
     let mut transaction = pool.begin().await?;
     // Locks the organization, so that changes to its quota take turns, each records the
     // quota it replaced, and a key's quota change (which shares this lock) sees the
-    // reset day that is committed.
-    let current: Option<(Option<i64>, Option<i16>)> = sqlx::query_as(
-        "SELECT q.monthly_limit, q.reset_day \
-         FROM organizations o \
-         LEFT JOIN quotas q ON q.subject_kind = $2 AND q.subject_id = o.id \
-         WHERE o.id = $1 FOR NO KEY UPDATE OF o",
+    // reset day that is committed. NO KEY UPDATE: creating its keys need not wait.
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(org_id)
+            .fetch_optional(&mut *transaction)
+            .await?;
+    found.ok_or(QuotaError::OrgNotFound(org_id))?;
+    // Read after the lock, in a statement of its own: one that waited for the lock
+    // would otherwise see the quota as it was before the change it waited for.
+    let current: Option<(i64, i16)> = sqlx::query_as(
+        "SELECT monthly_limit, reset_day FROM quotas \
+         WHERE subject_kind = $1 AND subject_id = $2",
     )
-    .bind(org_id)
     .bind(SubjectKind::Org.code())
+    .bind(org_id)
     .fetch_optional(&mut *transaction)
     .await?;
-    let (old_monthly, old_day) = current.ok_or(QuotaError::OrgNotFound(org_id))?;
+    let (old_monthly, old_day) = current.unzip();
     let old = old_monthly.map(|monthly| AuditedOrgQuota {
         monthly,
         reset_day: old_day.map_or(ResetDay::FIRST, ResetDay::of_column).get(),
@@ -299,16 +305,20 @@ pub async fn set_key_quota(
             .await?
             .ok_or(QuotaError::KeyNotFound(key_id))?;
     // Shares the organization's lock with its quota changes: a reset day that moves
-    // while this runs would start the usage row of the wrong period.
+    // while this runs would start the usage row of the wrong period. The day is read
+    // after the lock, in a statement of its own, so it is the committed one.
+    sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR SHARE")
+        .bind(org_id)
+        .execute(&mut *transaction)
+        .await?;
     let org_day: Option<i16> = sqlx::query_scalar(
-        "SELECT q.reset_day FROM organizations o \
-         LEFT JOIN quotas q ON q.subject_kind = $2 AND q.subject_id = o.id \
-         WHERE o.id = $1 FOR SHARE OF o",
+        "SELECT reset_day FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
     )
-    .bind(org_id)
     .bind(SubjectKind::Org.code())
-    .fetch_one(&mut *transaction)
-    .await?;
+    .bind(org_id)
+    .fetch_optional(&mut *transaction)
+    .await?
+    .flatten();
     let reset_day = org_day.map_or(ResetDay::FIRST, ResetDay::of_column);
     let period = Period::containing(reset_day.get(), now);
     let old: Option<i64> = sqlx::query_scalar(
