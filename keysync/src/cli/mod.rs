@@ -314,6 +314,59 @@ mod tests {
     }
 
     #[test]
+    fn set_quota_takes_text_values_and_clear() {
+        let cli = Cli::try_parse_from([
+            "keysync",
+            "orgs",
+            "set-quota",
+            "o",
+            "--monthly",
+            "-5",
+            "--reset-day",
+            "31",
+            "--json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Orgs(OrgsCommand::SetQuota {
+                org_id,
+                quota,
+                output,
+            }) => {
+                assert_eq!(org_id, "o");
+                // Passed on to be refused with a one-line error, not as an unknown flag.
+                assert_eq!(quota.monthly.as_deref(), Some("-5"));
+                assert_eq!(quota.reset_day.as_deref(), Some("31"));
+                assert!(!quota.clear);
+                assert!(output.json);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["keysync", "keys", "set-quota", "k", "--clear"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::SetQuota { quota, .. })
+                if quota.clear && quota.monthly.is_none() && quota.reset_day.is_none()
+        ));
+        // A key has no reset day; the flag is parsed only to be refused in one line.
+        let cli = Cli::try_parse_from([
+            "keysync",
+            "keys",
+            "set-quota",
+            "k",
+            "--monthly",
+            "5",
+            "--reset-day",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::SetQuota { quota, .. })
+                if quota.reset_day.as_deref() == Some("")
+        ));
+    }
+
+    #[test]
     fn audit_takes_its_filters_as_text() {
         let cli = Cli::try_parse_from([
             "keysync", "audit", "--org-id", "o", "--since", "-7d", "--limit", "0", "--json",
