@@ -47,7 +47,7 @@ fn migrate_twice_then_create_and_list_organizations() {
     assert_eq!(lines.len(), 3, "{table}");
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "NAME", "CREATED", "LIMIT"]
+        ["ID", "NAME", "CREATED", "QUOTA", "LIMIT"]
     );
     assert!(
         lines[1].starts_with(&format!("{acme}  Acme Corp  ")),
@@ -59,10 +59,12 @@ fn migrate_twice_then_create_and_list_organizations() {
     );
     // Columns line up: CREATED starts at the same offset on every line.
     let column = lines[0].find("CREATED").unwrap();
+    let quota_column = lines[0].find("QUOTA").unwrap();
     let limit_column = lines[0].find("LIMIT").unwrap();
     for line in &lines[1..] {
-        DateTime::parse_from_rfc3339(line[column..limit_column].trim_end()).unwrap();
-        // No limit yet.
+        DateTime::parse_from_rfc3339(line[column..quota_column].trim_end()).unwrap();
+        // No quota or limit yet.
+        assert_eq!(line[quota_column..limit_column].trim_end(), "-", "{table}");
         assert_eq!(&line[limit_column..], "-", "{table}");
     }
 
@@ -200,6 +202,7 @@ fn keys_list_shows_prefix_and_status_and_revoke_is_idempotent() {
             "CREATED",
             "EXPIRES",
             "STATUS",
+            "QUOTA",
             "LIMIT",
             "BUDGET",
             "SCOPES",

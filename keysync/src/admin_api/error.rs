@@ -23,6 +23,7 @@ use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
 use crate::operations::name::InvalidName;
 use crate::operations::orgs::OrgError;
+use crate::operations::quotas::QuotaError;
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -230,6 +231,21 @@ impl From<KeyError> for ApiError {
             }
             KeyError::InvalidRow(row) => ApiError::invalid_row(row),
             KeyError::Database(error) => ApiError::database(&error),
+        }
+    }
+}
+
+impl From<QuotaError> for ApiError {
+    fn from(error: QuotaError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            QuotaError::OrgNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "org_not_found", message)
+            }
+            QuotaError::KeyNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "key_not_found", message)
+            }
+            QuotaError::Database(error) => ApiError::database(&error),
         }
     }
 }

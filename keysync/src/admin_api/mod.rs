@@ -9,8 +9,8 @@
 //! - [`extract`]: strict request parsing (unknown fields 400, body limit 413);
 //! - [`error`]: the one error shape and the status of each failure;
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once;
-//! - [`orgs`], [`keys`], [`key_policy`], [`audit`], [`usage`]: the handlers, each with its OpenAPI
-//!   description.
+//! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`]: the handlers,
+//!   each with its OpenAPI description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
@@ -26,6 +26,7 @@ pub mod idempotency;
 pub mod key_policy;
 pub mod keys;
 pub mod orgs;
+pub mod quotas;
 pub mod usage;
 
 use std::sync::Arc;
@@ -115,7 +116,7 @@ impl ApiState {
         title = "keysync operator API",
         version = "1",
         description = "Everything `keysync` does on the command line to organizations, API \
-            keys and rate limits, over HTTP on keysync's admin port, the audit trail of \
+            keys, rate limits and quotas, over HTTP on keysync's admin port, the audit trail of \
             those changes, and the usage the gateways metered. Every request but this \
             document's needs `Authorization: Bearer <admin token>` (`keysync admin-tokens \
             create`); a read-only token may only GET. Errors are \
@@ -128,8 +129,8 @@ impl ApiState {
     modifiers(&AdminTokenScheme),
     security(("admin_token" = [])),
     tags(
-        (name = "organizations", description = "The owners of API keys, with the rate limit their keys share"),
-        (name = "keys", description = "API keys: created and rotated (shown once), listed, revoked, limited"),
+        (name = "organizations", description = "The owners of API keys, with the rate limit and the monthly quota their keys share"),
+        (name = "keys", description = "API keys: created and rotated (shown once), listed, revoked, limited, given quotas"),
         (name = "audit", description = "Every change operators made, newest first, without secrets"),
         (name = "usage", description = "What the gateways metered: requests of an organization's keys by hour, day, month, key or outcome"),
         (name = "meta", description = "This document")
@@ -164,12 +165,14 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(orgs::create_org, orgs::list_orgs))
         .routes(routes!(orgs::get_org))
         .routes(routes!(orgs::set_org_limit, orgs::clear_org_limit))
+        .routes(routes!(quotas::set_org_quota, quotas::clear_org_quota))
         .routes(routes!(keys::list_keys))
         .routes(routes!(keys::create_key))
         .routes(routes!(keys::get_key))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::rotate_key))
         .routes(routes!(keys::set_key_limit, keys::clear_key_limit))
+        .routes(routes!(quotas::set_key_quota, quotas::clear_key_quota))
         .routes(routes!(
             key_policy::set_key_scopes,
             key_policy::clear_key_scopes
@@ -336,6 +339,7 @@ mod tests {
             ("GET", "/v1/orgs"),
             ("POST", "/v1/keys"),
             ("DELETE", "/v1/keys/x/rate-limit"),
+            ("PUT", "/v1/orgs/x/quota"),
         ] {
             let request = Request::builder()
                 .method(method)
@@ -385,12 +389,14 @@ mod tests {
             ("/v1/orgs", &["get", "post"][..]),
             ("/v1/orgs/{org_id}", &["get"]),
             ("/v1/orgs/{org_id}/rate-limit", &["put", "delete"]),
+            ("/v1/orgs/{org_id}/quota", &["put", "delete"]),
             ("/v1/orgs/{org_id}/keys", &["get"]),
             ("/v1/keys", &["post"]),
             ("/v1/keys/{key_id}", &["get"]),
             ("/v1/keys/{key_id}/revoke", &["post"]),
             ("/v1/keys/{key_id}/rotate", &["post"]),
             ("/v1/keys/{key_id}/rate-limit", &["put", "delete"]),
+            ("/v1/keys/{key_id}/quota", &["put", "delete"]),
             ("/v1/keys/{key_id}/scopes", &["put", "delete"]),
             ("/v1/keys/{key_id}/allowlist", &["put", "delete"]),
             ("/v1/audit", &["get"]),
@@ -401,6 +407,6 @@ mod tests {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 14, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 16, "{:?}", paths.keys());
     }
 }

@@ -1,5 +1,5 @@
 //! `keysync keys`: create, list, get, rotate and revoke API keys, and set their own
-//! rate limits, scopes and allowlists.
+//! rate limits, monthly quotas, scopes and allowlists.
 
 use std::io::{self, Write};
 
@@ -12,6 +12,7 @@ use super::key_policy::{
     allowlist_cell, checked_allowlist, checked_scopes, scopes_cell, AllowlistArgs, ScopeArgs,
 };
 use super::limits::{limit_cell, per_minute, scope_cell, unchanged_note, LimitArgs};
+use super::quotas::{quota_cell, KeyQuotaArgs};
 use super::render::{field_lines, print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
@@ -24,6 +25,7 @@ use crate::operations::keys::{
 };
 use crate::operations::limits::{self, KeyLimitOutcome};
 use crate::operations::name::Name;
+use crate::operations::quotas;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -54,8 +56,8 @@ pub enum KeysCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// List an organization's keys (prefixes only, never the keys), their limits,
-    /// scopes and allowlists
+    /// List an organization's keys (prefixes only, never the keys), their quotas
+    /// (used/monthly this period), limits, scopes and allowlists
     List {
         /// The organization whose keys to list
         #[arg(long, value_name = "UUID")]
@@ -132,6 +134,21 @@ pub enum KeysCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Give a key a monthly quota of its own, or clear it
+    ///
+    /// The key's quota counts the requests the gateways forwarded for this key alone,
+    /// in its organization's periods (from the organization's reset day, 1 when it has
+    /// no quota). Requests already served this period count.
+    #[command(after_help = KEY_QUOTA_EXAMPLES)]
+    SetQuota {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        #[command(flatten)]
+        quota: KeyQuotaArgs,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Replace the scopes a key grants, or clear them
     ///
     /// A route that requires scopes (its Envoy route metadata keysync.scopes) admits a
@@ -186,6 +203,11 @@ const KEY_LIMIT_EXAMPLES: &str = "\
 Examples:
   keysync keys set-limit KEY_ID --rpm 10               10 requests a minute, this key only
   keysync keys set-limit KEY_ID --clear                back to the organization's limit";
+
+const KEY_QUOTA_EXAMPLES: &str = "\
+Examples:
+  keysync keys set-quota KEY_ID --monthly 50000       50000 requests a month, this key only
+  keysync keys set-quota KEY_ID --clear                no quota of its own";
 
 const ROTATE_EXAMPLES: &str = "\
 Examples:
@@ -290,6 +312,18 @@ pub async fn run(
                 output,
             )?;
         }
+        KeysCommand::SetQuota {
+            key_id,
+            quota,
+            output,
+        } => {
+            let key_id = parse_id("key id", &key_id)?;
+            let change = quota.change()?;
+            let pool = connect(database_url).await?;
+            let outcome =
+                quotas::set_key_quota(&pool, Actor::Cli, key_id, change, Utc::now()).await?;
+            print(out, &outcome, output)?;
+        }
         KeysCommand::SetScopes {
             key_id,
             scopes,
@@ -353,7 +387,7 @@ impl Render for ListedKey {
 
 impl Render for Vec<ListedKey> {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns: [Column<ListedKey>; 10] = [
+        let columns: [Column<ListedKey>; 11] = [
             Column::new("ID", |key| key.key_id.to_string()),
             Column::new("PREFIX", |key| key.prefix.clone()),
             Column::new("NAME", |key| key.name.clone()),
@@ -367,6 +401,8 @@ impl Render for Vec<ListedKey> {
                 Some(_) => format!("{} (leaked)", key.status.as_str()),
                 None => key.status.as_str().to_owned(),
             }),
+            // The key's own quota, used this period over monthly.
+            Column::new("QUOTA", |key| quota_cell(key.quota)),
             Column::new("LIMIT", |key| {
                 limit_cell(key.rate_limit.map(|key_limit| key_limit.limit))
             }),
@@ -449,9 +485,15 @@ mod tests {
             ..key.clone()
         };
         let no_policy = PolicyColumns::default;
-        let keys = vec![ListedKey::new(key.clone(), None, no_policy(), Utc::now())];
+        let keys = vec![ListedKey::new(
+            key.clone(),
+            None,
+            None,
+            no_policy(),
+            Utc::now(),
+        )];
         let leaked = printed(
-            &vec![ListedKey::new(leaked, None, no_policy(), Utc::now())],
+            &vec![ListedKey::new(leaked, None, None, no_policy(), Utc::now())],
             false,
         );
         assert!(leaked.contains("active (leaked)"), "{leaked}");
@@ -466,6 +508,7 @@ mod tests {
                 "CREATED",
                 "EXPIRES",
                 "STATUS",
+                "QUOTA",
                 "LIMIT",
                 "BUDGET",
                 "SCOPES",
@@ -484,6 +527,7 @@ mod tests {
                 "-",
                 "-",
                 "-",
+                "-",
                 "any"
             ]
         );
@@ -493,12 +537,14 @@ mod tests {
         assert_eq!(value[0]["status"], "active");
         assert_eq!(value[0]["expires_at"], serde_json::Value::Null);
         assert_eq!(value[0]["rate_limit"], serde_json::Value::Null);
+        assert_eq!(value[0]["quota"], serde_json::Value::Null);
         assert_eq!(value[0]["leaked_at"], serde_json::Value::Null);
         assert_eq!(value[0]["scopes"], serde_json::json!([]));
         assert_eq!(value[0]["allowed_networks"], serde_json::json!([]));
 
         let with_policy = ListedKey::new(
             key,
+            None,
             None,
             PolicyColumns {
                 scopes: vec!["orders:read".to_owned(), "orders:write".to_owned()],
@@ -509,7 +555,7 @@ mod tests {
         let text = printed(&vec![with_policy.clone()], false);
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(
-            row[8..],
+            row[9..],
             ["orders:read,orders:write", "10.0.0.0/8,2001:db8::/32"]
         );
         let one = printed(&with_policy, false);

@@ -1,10 +1,13 @@
-//! `keysync orgs`: create and list organizations, and set their rate limits.
+//! `keysync orgs`: create and list organizations, and set their rate limits and monthly
+//! quotas.
 
 use std::io::{self, Write};
 
+use chrono::Utc;
 use clap::Subcommand;
 
 use super::limits::{limit_cell, per_minute, unchanged_note, LimitArgs};
+use super::quotas::{quota_cell, OrgQuotaArgs};
 use super::render::{print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
@@ -12,6 +15,7 @@ use crate::operations::actor::Actor;
 use crate::operations::limits::{self, OrgLimitOutcome};
 use crate::operations::name::Name;
 use crate::operations::orgs::{self, CreatedOrg, Organization};
+use crate::operations::quotas;
 
 #[derive(Debug, Subcommand)]
 pub enum OrgsCommand {
@@ -26,7 +30,8 @@ pub enum OrgsCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// List organizations, oldest first, with their rate limits
+    /// List organizations, oldest first, with their rate limits and quotas (used/monthly
+    /// this period)
     List {
         #[command(flatten)]
         output: Output,
@@ -46,7 +51,28 @@ pub enum OrgsCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Set or clear an organization's monthly quota, shared by all its keys
+    ///
+    /// The quota counts the requests the gateways forwarded for all the organization's
+    /// keys in each period, from --reset-day of one month (UTC midnight) to the same day
+    /// of the next. Requests already served this period count. Its keys' own quotas
+    /// follow the organization's reset day.
+    #[command(after_help = ORG_QUOTA_EXAMPLES)]
+    SetQuota {
+        /// The organization's id
+        #[arg(value_name = "ORG_ID")]
+        org_id: String,
+        #[command(flatten)]
+        quota: OrgQuotaArgs,
+        #[command(flatten)]
+        output: Output,
+    },
 }
+
+const ORG_QUOTA_EXAMPLES: &str = "\
+Examples:
+  keysync orgs set-quota ORG_ID --monthly 1000000 --reset-day 15
+  keysync orgs set-quota ORG_ID --clear                no quota";
 
 const ORG_LIMIT_EXAMPLES: &str = "\
 Examples:
@@ -87,6 +113,18 @@ pub async fn run(
                 output,
             )?;
         }
+        OrgsCommand::SetQuota {
+            org_id,
+            quota,
+            output,
+        } => {
+            let org_id = parse_id("org id", &org_id)?;
+            let change = quota.change()?;
+            let pool = connect(database_url).await?;
+            let outcome =
+                quotas::set_org_quota(&pool, Actor::Cli, org_id, change, Utc::now()).await?;
+            print(out, &outcome, output)?;
+        }
     }
     Ok(())
 }
@@ -99,10 +137,12 @@ impl Render for CreatedOrg {
 
 impl Render for Vec<Organization> {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns: [Column<Organization>; 4] = [
+        let columns: [Column<Organization>; 5] = [
             Column::new("ID", |org| org.org_id.to_string()),
             Column::new("NAME", |org| org.name.clone()),
             Column::new("CREATED", |org| org.created_at.to_string()),
+            // Used this period over the monthly quota.
+            Column::new("QUOTA", |org| quota_cell(org.quota)),
             Column::new("LIMIT", |org| limit_cell(org.rate_limit)),
         ];
         out.write_all(table(&columns, self).as_bytes())
@@ -150,11 +190,12 @@ mod tests {
                 requests_per_minute: 100,
                 burst: 20,
             }),
+            quota: None,
         };
         let orgs = vec![org];
         let text = printed(&orgs, false);
         let last = text.lines().nth(1).unwrap();
-        assert!(last.ends_with("  100/min+20"), "{text}");
+        assert!(last.ends_with("  -      100/min+20"), "{text}");
         let value: serde_json::Value = serde_json::from_str(&printed(&orgs, true)).unwrap();
         assert_eq!(
             value[0]["rate_limit"],

@@ -29,11 +29,15 @@ pub enum AuditAction {
     OrgCreated,
     /// An organization's limit set or cleared (cleared: the new value is null).
     OrgLimitSet,
+    /// An organization's monthly quota set or cleared (cleared: the new value is null).
+    OrgQuotaSet,
     KeyCreated,
     KeyRotated,
     KeyRevoked,
     /// A key's own limit set or cleared (cleared: the new value is null).
     KeyLimitSet,
+    /// A key's own monthly quota set or cleared (cleared: the new value is null).
+    KeyQuotaSet,
     /// A key's scopes replaced (cleared: the new value's list is empty).
     KeyScopesSet,
     /// A key's allowlist replaced (cleared: the new value's list is empty).
@@ -46,13 +50,15 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, in the order the README lists them.
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 13] = [
         AuditAction::OrgCreated,
         AuditAction::OrgLimitSet,
+        AuditAction::OrgQuotaSet,
         AuditAction::KeyCreated,
         AuditAction::KeyRotated,
         AuditAction::KeyRevoked,
         AuditAction::KeyLimitSet,
+        AuditAction::KeyQuotaSet,
         AuditAction::KeyScopesSet,
         AuditAction::KeyAllowlistSet,
         AuditAction::KeyLeakReported,
@@ -65,10 +71,12 @@ impl AuditAction {
         match self {
             AuditAction::OrgCreated => "org.created",
             AuditAction::OrgLimitSet => "org.limit_set",
+            AuditAction::OrgQuotaSet => "org.quota_set",
             AuditAction::KeyCreated => "key.created",
             AuditAction::KeyRotated => "key.rotated",
             AuditAction::KeyRevoked => "key.revoked",
             AuditAction::KeyLimitSet => "key.limit_set",
+            AuditAction::KeyQuotaSet => "key.quota_set",
             AuditAction::KeyScopesSet => "key.scopes_set",
             AuditAction::KeyAllowlistSet => "key.allowlist_set",
             AuditAction::KeyLeakReported => "key.leak_reported",
@@ -80,11 +88,14 @@ impl AuditAction {
     /// The kind of object the action changes.
     pub fn object(self) -> AuditObject {
         match self {
-            AuditAction::OrgCreated | AuditAction::OrgLimitSet => AuditObject::Org,
+            AuditAction::OrgCreated | AuditAction::OrgLimitSet | AuditAction::OrgQuotaSet => {
+                AuditObject::Org
+            }
             AuditAction::KeyCreated
             | AuditAction::KeyRotated
             | AuditAction::KeyRevoked
             | AuditAction::KeyLimitSet
+            | AuditAction::KeyQuotaSet
             | AuditAction::KeyScopesSet
             | AuditAction::KeyAllowlistSet
             | AuditAction::KeyLeakReported => AuditObject::Key,
@@ -195,9 +206,10 @@ pub struct AuditRecord {
     /// When the change was committed (its transaction's time).
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
-    /// `org.created`, `org.limit_set`, `key.created`, `key.rotated`, `key.revoked`,
-    /// `key.limit_set`, `key.scopes_set`, `key.allowlist_set`, `key.leak_reported`,
-    /// `admin_token.created` or `admin_token.revoked`.
+    /// `org.created`, `org.limit_set`, `org.quota_set`, `key.created`, `key.rotated`,
+    /// `key.revoked`, `key.limit_set`, `key.quota_set`, `key.scopes_set`,
+    /// `key.allowlist_set`, `key.leak_reported`, `admin_token.created` or
+    /// `admin_token.revoked`.
     pub action: String,
     /// `cli`, `admin_token` or `leak_report`.
     pub actor: String,
@@ -366,10 +378,12 @@ mod tests {
             [
                 "org.created",
                 "org.limit_set",
+                "org.quota_set",
                 "key.created",
                 "key.rotated",
                 "key.revoked",
                 "key.limit_set",
+                "key.quota_set",
                 "key.scopes_set",
                 "key.allowlist_set",
                 "key.leak_reported",

@@ -17,6 +17,7 @@ use super::limit_json;
 use super::name::Name;
 use super::orgs;
 use super::page::PageRequest;
+use super::quotas::{period_starts, QuotaColumns, QuotaUse};
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
 use crate::key_policy::PolicyColumns;
@@ -143,6 +144,9 @@ pub struct ListedKey {
     #[serde(serialize_with = "limit_json::key_limit")]
     #[schema(value_type = Option<limit_json::KeyLimitJson>)]
     pub rate_limit: Option<KeyLimit>,
+    /// Its own monthly quota and its use this period (in its organization's period);
+    /// `null`: none of its own (an organization's quota is listed with the organization).
+    pub quota: Option<QuotaUse>,
     /// The scopes it grants, sorted; `[]`: none (routes that require one refuse it).
     pub scopes: Vec<String>,
     /// The networks it may be used from, such as `203.0.113.0/24`; `[]`: anywhere.
@@ -162,6 +166,7 @@ impl ListedKey {
     pub fn new(
         key: ApiKeyInfo,
         rate_limit: Option<KeyLimit>,
+        quota: Option<QuotaUse>,
         policy: PolicyColumns,
         now: DateTime<Utc>,
     ) -> Self {
@@ -176,6 +181,7 @@ impl ListedKey {
             revoked_at: key.revoked_at.map(Timestamp),
             leaked_at: key.leaked_at.map(Timestamp),
             rate_limit,
+            quota,
             scopes: policy.scopes,
             allowed_networks: policy.allowed_networks,
         }
@@ -189,7 +195,23 @@ struct ListedKeyRow {
     #[sqlx(flatten)]
     limits: LimitColumns,
     #[sqlx(flatten)]
+    quota: QuotaColumns,
+    #[sqlx(flatten)]
     policy: PolicyColumns,
+}
+
+impl ListedKeyRow {
+    fn into_listed(self, now: DateTime<Utc>) -> Result<ListedKey, KeyError> {
+        let rate_limit = self.limits.resolve()?;
+        let quota = self.quota.resolve(now);
+        Ok(ListedKey::new(
+            self.info,
+            rate_limit,
+            quota,
+            self.policy,
+            now,
+        ))
+    }
 }
 
 /// A key as the audit trail records it: what an operator sees of it, never the key or
@@ -416,13 +438,21 @@ pub async fn create_on(
     Ok(created)
 }
 
-/// A key with its limit, as listed. The columns of [`ListedKeyRow`].
+/// A key with its limit and quota, as listed. The columns of [`ListedKeyRow`]. `$1` is
+/// [`period_starts`]: a key's quota follows its organization's reset day (1 when the
+/// organization has no quota), and its use is that period's.
 const KEY_SELECT: &str = "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created_at, \
             k.expires_at, k.revoked_at, k.active, k.leaked_at, \
             k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
             r.requests_per_minute AS org_rpm, r.burst AS org_burst, \
+            q.monthly_limit AS quota_monthly, \
+            coalesce(oq.reset_day, 1::smallint) AS quota_reset_day, u.used AS quota_used, \
             k.scopes, k.allowed_networks::text[] AS allowed_networks \
-     FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id";
+     FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
+     LEFT JOIN quotas q ON q.subject_kind = 2 AND q.subject_id = k.id \
+     LEFT JOIN quotas oq ON oq.subject_kind = 1 AND oq.subject_id = k.org_id \
+     LEFT JOIN quota_usage u ON u.subject_kind = 2 AND u.subject_id = k.id \
+         AND u.period_start = ($1::timestamptz[])[coalesce(oq.reset_day, 1)]";
 
 /// The organization's keys, oldest first, as listed now (all pages); an unknown
 /// organization is an error rather than an empty list, so a typo in the id does not look
@@ -450,11 +480,13 @@ pub async fn list_page(
     if page.after.is_none() && !orgs::exists(pool, org_id).await? {
         return Err(KeyError::OrgNotFound(org_id));
     }
+    let now = Utc::now();
     let rows: Vec<ListedKeyRow> = match page.after {
         None => {
             sqlx::query_as(&format!(
-                "{KEY_SELECT} WHERE k.org_id = $1 ORDER BY k.created_at, k.id LIMIT $2"
+                "{KEY_SELECT} WHERE k.org_id = $2 ORDER BY k.created_at, k.id LIMIT $3"
             ))
+            .bind(period_starts(now))
             .bind(org_id)
             .bind(page.fetch())
             .fetch_all(pool)
@@ -462,9 +494,10 @@ pub async fn list_page(
         }
         Some(after) => {
             sqlx::query_as(&format!(
-                "{KEY_SELECT} WHERE k.org_id = $1 AND (k.created_at, k.id) > ($3, $4) \
-                 ORDER BY k.created_at, k.id LIMIT $2"
+                "{KEY_SELECT} WHERE k.org_id = $2 AND (k.created_at, k.id) > ($4, $5) \
+                 ORDER BY k.created_at, k.id LIMIT $3"
             ))
+            .bind(period_starts(now))
             .bind(org_id)
             .bind(page.fetch())
             .bind(after.created_at)
@@ -474,14 +507,10 @@ pub async fn list_page(
         }
     };
     let (rows, next_cursor) = page.cut(rows, |row| (row.info.created_at, row.info.id));
-    let now = Utc::now();
     Ok(KeyPage {
         items: rows
             .into_iter()
-            .map(|row| {
-                let rate_limit = row.limits.resolve()?;
-                Ok(ListedKey::new(row.info, rate_limit, row.policy, now))
-            })
+            .map(|row| row.into_listed(now))
             .collect::<Result<_, KeyError>>()?,
         next_cursor,
     })
@@ -489,13 +518,14 @@ pub async fn list_page(
 
 /// One key as listed now.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<ListedKey, KeyError> {
-    let row: ListedKeyRow = sqlx::query_as(&format!("{KEY_SELECT} WHERE k.id = $1"))
+    let now = Utc::now();
+    let row: ListedKeyRow = sqlx::query_as(&format!("{KEY_SELECT} WHERE k.id = $2"))
+        .bind(period_starts(now))
         .bind(id)
         .fetch_optional(pool)
         .await?
         .ok_or(KeyError::NotFound(id))?;
-    let rate_limit = row.limits.resolve()?;
-    Ok(ListedKey::new(row.info, rate_limit, row.policy, Utc::now()))
+    row.into_listed(now)
 }
 
 /// Replaces key `old_id` in one transaction: locks it (it must exist, be active,

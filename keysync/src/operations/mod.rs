@@ -1,6 +1,6 @@
-//! What operators do to organizations, keys and rate limits: the database operations,
-//! each with its validation and its transaction, returning a typed result that
-//! serializes (serde) to what `--json` prints.
+//! What operators do to organizations, keys, rate limits and quotas: the database
+//! operations, each with its validation and its transaction, returning a typed result
+//! that serializes (serde) to what `--json` prints.
 //!
 //! The CLI ([`crate::cli`]) only parses arguments, calls one of these and renders the
 //! result; the HTTP API ([`crate::admin_api`]) calls the same functions and serializes
@@ -8,8 +8,9 @@
 //! token of the API), recorded in the rows it writes and, when something changed, in
 //! the audit trail ([`audit`]) in the change's own transaction. Inputs that need
 //! checking arrive as checked types ([`name::Name`], [`limits::LimitChange`],
-//! [`key_policy::Scopes`], [`key_policy::Allowlist`], the instants of [`durations`]),
-//! so every caller validates the same way, and can do so before it connects. Lists
+//! [`quotas::Monthly`], [`quotas::ResetDay`], [`key_policy::Scopes`],
+//! [`key_policy::Allowlist`], the instants of [`durations`]), so every caller validates
+//! the same way, and can do so before it connects. Lists
 //! come in pages ([`page`]). [`usage`] reads what the gateways metered.
 
 pub mod actor;
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod name;
 pub mod orgs;
 pub mod page;
+pub mod quotas;
 pub mod sql_state;
 pub mod timestamp;
 pub mod usage;

@@ -1,5 +1,7 @@
-//! Organizations: the owners of API keys, with the rate limit their keys share.
+//! Organizations: the owners of API keys, with the rate limit their keys share and
+//! their monthly quota ([`super::quotas`]).
 
+use chrono::{DateTime, Utc};
 use keysync_contract::limit::Limit;
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -10,6 +12,7 @@ use super::audit::{self, Absent, AuditAction, Change};
 use super::limit_json;
 use super::name::Name;
 use super::page::PageRequest;
+use super::quotas::{period_starts, QuotaColumns, QuotaUse};
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
 use crate::limit_columns::{InvalidLimit, LimitColumns};
@@ -44,6 +47,8 @@ pub struct Organization {
     #[serde(serialize_with = "limit_json::org_limit")]
     #[schema(value_type = Option<limit_json::OrgLimitJson>)]
     pub rate_limit: Option<Limit>,
+    /// Its monthly quota and its use this period; `null`: no quota.
+    pub quota: Option<QuotaUse>,
 }
 
 /// A page of organizations, oldest first.
@@ -61,15 +66,18 @@ struct OrgRow {
     created_at: chrono::DateTime<chrono::Utc>,
     #[sqlx(flatten)]
     limits: LimitColumns,
+    #[sqlx(flatten)]
+    quota: QuotaColumns,
 }
 
 impl OrgRow {
-    fn into_organization(self) -> Result<Organization, OrgError> {
+    fn into_organization(self, now: DateTime<Utc>) -> Result<Organization, OrgError> {
         Ok(Organization {
             org_id: self.id,
             name: self.name,
             created_at: Timestamp(self.created_at),
             rate_limit: self.limits.resolve()?.map(|key_limit| key_limit.limit),
+            quota: self.quota.resolve(now),
         })
     }
 }
@@ -131,12 +139,18 @@ pub async fn create_on(
     Ok(CreatedOrg { org_id: id, name })
 }
 
-/// The columns of an organization with its limit. The key columns are NULL: an
-/// organization's limit is never a key's own.
+/// The columns of an organization with its limit and quota. The key columns are NULL:
+/// an organization's limit is never a key's own. `$1` is [`period_starts`]: the quota's
+/// use is that of the period its reset day gives.
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.created_at, \
             NULL::integer AS key_rpm, NULL::integer AS key_burst, \
-            r.requests_per_minute AS org_rpm, r.burst AS org_burst \
-     FROM organizations o LEFT JOIN rate_limit_configs r ON r.org_id = o.id";
+            r.requests_per_minute AS org_rpm, r.burst AS org_burst, \
+            q.monthly_limit AS quota_monthly, q.reset_day AS quota_reset_day, \
+            u.used AS quota_used \
+     FROM organizations o LEFT JOIN rate_limit_configs r ON r.org_id = o.id \
+     LEFT JOIN quotas q ON q.subject_kind = 1 AND q.subject_id = o.id \
+     LEFT JOIN quota_usage u ON u.subject_kind = 1 AND u.subject_id = o.id \
+         AND u.period_start = ($1::timestamptz[])[q.reset_day]";
 
 /// Every organization with its rate limit, oldest first (all pages).
 pub async fn list(pool: &PgPool) -> Result<Vec<Organization>, OrgError> {
@@ -155,20 +169,23 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Organization>, OrgError> {
 /// A page of organizations with their rate limits, oldest first, and where the next
 /// page starts.
 pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgError> {
+    let now = Utc::now();
     let rows: Vec<OrgRow> = match page.after {
         None => {
             sqlx::query_as(&format!(
-                "{ORG_SELECT} ORDER BY o.created_at, o.id LIMIT $1"
+                "{ORG_SELECT} ORDER BY o.created_at, o.id LIMIT $2"
             ))
+            .bind(period_starts(now))
             .bind(page.fetch())
             .fetch_all(pool)
             .await?
         }
         Some(after) => {
             sqlx::query_as(&format!(
-                "{ORG_SELECT} WHERE (o.created_at, o.id) > ($2, $3) \
-                 ORDER BY o.created_at, o.id LIMIT $1"
+                "{ORG_SELECT} WHERE (o.created_at, o.id) > ($3, $4) \
+                 ORDER BY o.created_at, o.id LIMIT $2"
             ))
+            .bind(period_starts(now))
             .bind(page.fetch())
             .bind(after.created_at)
             .bind(after.id)
@@ -180,20 +197,22 @@ pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgE
     Ok(OrgPage {
         items: rows
             .into_iter()
-            .map(OrgRow::into_organization)
+            .map(|row| row.into_organization(now))
             .collect::<Result<_, _>>()?,
         next_cursor,
     })
 }
 
-/// One organization with its rate limit.
+/// One organization with its rate limit and quota.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Organization, OrgError> {
-    sqlx::query_as::<_, OrgRow>(&format!("{ORG_SELECT} WHERE o.id = $1"))
+    let now = Utc::now();
+    sqlx::query_as::<_, OrgRow>(&format!("{ORG_SELECT} WHERE o.id = $2"))
+        .bind(period_starts(now))
         .bind(id)
         .fetch_optional(pool)
         .await?
         .ok_or(OrgError::NotFound(id))?
-        .into_organization()
+        .into_organization(now)
 }
 
 /// Whether the organization exists; for the operations that must tell an unknown
