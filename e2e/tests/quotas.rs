@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use keysync_e2e::gateway::{Gateway, Response};
+use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::http::Response;
 use keysync_e2e::keysync::{self, Keysync};
 use keysync_e2e::poll;
 use keysync_e2e::replies::assert_error;
@@ -15,7 +16,23 @@ use keysync_e2e::stack::Stack;
 /// Usage reported every second: leases are reconciled from the flushes.
 const SYNC_WITH_USAGE: &str = r#"{"role":"sync","refresh_interval":"2s","max_retry_interval":"1s","usage_flush_interval":"1s"}"#;
 
-fn set_quota(stack: &Stack, what: &str, id: &str, args: &[&str]) {
+/// `keysync <what> set-quota <id> <args>`, then waits until every gateway's workers
+/// hold the new list of quotas (within about two seconds: see `quota_sync`): the sync
+/// service has written it, and then each gateway's one worker has ticked (it reads the
+/// list on its tick, before it flushes its stats), as a request of `probe` (a key
+/// without a quota) showing up in its stats tells.
+fn set_quota(
+    stack: &Stack,
+    gateways: &[&Gateway],
+    probe: &str,
+    what: &str,
+    id: &str,
+    args: &[&str],
+) {
+    let before: Vec<u64> = gateways
+        .iter()
+        .map(|gateway| gateway.stat("quota_revision"))
+        .collect();
     let mut all = vec![what, "set-quota", id];
     all.extend_from_slice(args);
     let output = keysync::cli(&stack.database_url, &all);
@@ -24,6 +41,18 @@ fn set_quota(stack: &Stack, what: &str, id: &str, args: &[&str]) {
         "keysync {all:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    for (gateway, before) in gateways.iter().zip(before) {
+        gateway.wait_for_stat("quota_revision", poll::DEADLINE, |n| n > before);
+        let allowed = gateway.stat("allowed");
+        assert_eq!(gateway.get_with_key("/orders", probe).status, 200);
+        gateway.wait_for_stat("allowed", poll::DEADLINE, |n| n > allowed);
+    }
+}
+
+/// One worker a gateway: `set_quota` can tell when it has the list.
+fn one_worker(options: &mut GatewayOptions) {
+    options.sync_config = SYNC_WITH_USAGE.into();
+    options.concurrency = 1;
 }
 
 /// Seconds in `Retry-After`.
@@ -78,14 +107,25 @@ fn assert_quota_exceeded(response: &Response, limit: u64) {
 
 #[test]
 fn an_org_quota_admits_what_it_allows_then_refuses_until_raised_or_cleared() {
-    let mut stack = Stack::start(|options| options.sync_config = SYNC_WITH_USAGE.into());
+    let mut stack = Stack::start(one_worker);
     let org = stack.create_org("quota");
     let key = stack.create_key(&org, &[]);
+    let probe = stack.create_key(&stack.create_org("probe"), &[]).key;
     stack
         .gateway
         .wait_for_status("/", &key.key, 200, poll::DEADLINE);
+    stack
+        .gateway
+        .wait_for_status("/", &probe, 200, poll::DEADLINE);
     // One request before the quota: it counts against it.
-    set_quota(&stack, "orgs", &org, &["--monthly", "40"]);
+    set_quota(
+        &stack,
+        &[&stack.gateway],
+        &probe,
+        "orgs",
+        &org,
+        &["--monthly", "40"],
+    );
 
     let (admitted, last) = drive_to_exhaustion(&stack.gateway, &key.key);
     assert_quota_exceeded(&last, 40);
@@ -144,7 +184,14 @@ fn an_org_quota_admits_what_it_allows_then_refuses_until_raised_or_cleared() {
     assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 429);
 
     // Raised: admitted again, up to the new quota.
-    set_quota(&stack, "orgs", &org, &["--monthly", "60"]);
+    set_quota(
+        &stack,
+        &[&stack.gateway],
+        &probe,
+        "orgs",
+        &org,
+        &["--monthly", "60"],
+    );
     stack
         .gateway
         .wait_for_status("/orders", &key.key, 200, poll::DEADLINE);
@@ -154,7 +201,7 @@ fn an_org_quota_admits_what_it_allows_then_refuses_until_raised_or_cleared() {
     assert!((59..=61).contains(&served), "{served} served of 60");
 
     // The list shows the use, and usage the refusals.
-    let orgs = keysync::cli_json(&stack.database_url, &["orgs", "list", "--json"]);
+    let orgs = keysync::cli_json(&stack.database_url, &["orgs", "list"]);
     let row = orgs
         .as_array()
         .and_then(|rows| rows.iter().find(|row| row["org_id"] == org.as_str()))
@@ -163,7 +210,14 @@ fn an_org_quota_admits_what_it_allows_then_refuses_until_raised_or_cleared() {
     assert_eq!(row["quota"]["monthly"], 60, "{row}");
 
     // Cleared: unlimited again.
-    set_quota(&stack, "orgs", &org, &["--clear"]);
+    set_quota(
+        &stack,
+        &[&stack.gateway],
+        &probe,
+        "orgs",
+        &org,
+        &["--clear"],
+    );
     stack
         .gateway
         .wait_for_status("/orders", &key.key, 200, poll::DEADLINE);
@@ -174,14 +228,21 @@ fn an_org_quota_admits_what_it_allows_then_refuses_until_raised_or_cleared() {
 
 #[test]
 fn a_key_quota_holds_for_that_key_only() {
-    let stack = Stack::start(|options| options.sync_config = SYNC_WITH_USAGE.into());
+    let stack = Stack::start(one_worker);
     let org = stack.create_org("keys");
     let capped = stack.create_key(&org, &[]);
     let free = stack.create_key(&org, &[]);
-    set_quota(&stack, "keys", &capped.key_id, &["--monthly", "5"]);
     stack
         .gateway
         .wait_for_status("/", &free.key, 200, poll::DEADLINE);
+    set_quota(
+        &stack,
+        &[&stack.gateway],
+        &free.key,
+        "keys",
+        &capped.key_id,
+        &["--monthly", "5"],
+    );
     let (admitted, last) = drive_to_exhaustion(&stack.gateway, &capped.key);
     assert_quota_exceeded(&last, 5);
     assert!((5..=6).contains(&admitted), "{admitted} of 5");
@@ -192,24 +253,27 @@ fn a_key_quota_holds_for_that_key_only() {
 
 #[test]
 fn three_envoys_together_stay_within_a_credit_each() {
-    let stack = Stack::start(|options| options.sync_config = SYNC_WITH_USAGE.into());
+    let stack = Stack::start(one_worker);
     let others: Vec<Gateway> = (0..2)
-        .map(|_| {
-            stack.start_another_gateway(|options| options.sync_config = SYNC_WITH_USAGE.into())
-        })
+        .map(|_| stack.start_another_gateway(one_worker))
         .collect();
     let org = stack.create_org("fleet");
     let key = stack.create_key(&org, &[]);
+    let probe = stack.create_key(&stack.create_org("probe"), &[]).key;
     let gateways: Vec<&Gateway> = std::iter::once(&stack.gateway).chain(&others).collect();
     for gateway in &gateways {
-        gateway.wait_for_status("/health", "", 200, poll::DEADLINE);
+        gateway.wait_for_status("/", &probe, 200, poll::DEADLINE);
     }
     const QUOTA: u64 = 600;
-    set_quota(&stack, "orgs", &org, &["--monthly", &QUOTA.to_string()]);
     // Every Envoy knows the quota before the load starts.
-    for gateway in &gateways {
-        gateway.wait_for_stat("quota_claims_ok", poll::DEADLINE, |n| n > 0);
-    }
+    set_quota(
+        &stack,
+        &gateways,
+        &probe,
+        "orgs",
+        &org,
+        &["--monthly", &QUOTA.to_string()],
+    );
     let admitted: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = gateways
             .iter()

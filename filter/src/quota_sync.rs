@@ -23,8 +23,10 @@ use std::time::Duration;
 
 /// The smallest claim.
 pub const MIN_WANT: u64 = 16;
-/// How often the list of quotas is asked for when no claim is due.
-pub const LIST_POLL: Duration = Duration::from_secs(5);
+/// How often the list of quotas is asked for when no claim is due: keysync answers
+/// such a poll from its memory (it reads the list's revision once a second), so a quota
+/// set, changed or cleared reaches every Envoy within about two seconds.
+pub const LIST_POLL: Duration = Duration::from_secs(1);
 /// Claims per call.
 const MAX_CLAIMS_PER_CALL: usize = 1_000;
 /// An exhausted subject is claimed again at most this often while refused.
@@ -39,8 +41,16 @@ pub struct QuotaSync {
     in_flight: Option<InFlight>,
     next_poll_ms: u64,
     last_tick_ms: u64,
-    ok: Stat,
-    failed: Stat,
+    stats: QuotaStats,
+}
+
+/// The sync service's quota stats: calls answered, calls failed, and the revision of
+/// the list this Envoy holds.
+#[derive(Clone, Copy)]
+pub struct QuotaStats {
+    pub ok: Stat,
+    pub failed: Stat,
+    pub revision: Stat,
 }
 
 /// What the sync service remembers of a subject between ticks.
@@ -67,7 +77,7 @@ impl QuotaSync {
         instance_id: [u8; 16],
         timeout: Duration,
         now_ms: u64,
-        stats: (Stat, Stat),
+        stats: QuotaStats,
     ) -> Option<QuotaSync> {
         if let Err(e) = quota::ensure_slots(host) {
             warn!("cannot create the quota states: {e:?}; quotas are not enforced");
@@ -89,8 +99,7 @@ impl QuotaSync {
             in_flight: None,
             next_poll_ms: now_ms,
             last_tick_ms: now_ms,
-            ok: stats.0,
-            failed: stats.1,
+            stats,
         })
     }
 
@@ -110,7 +119,7 @@ impl QuotaSync {
             if now_ms.saturating_sub(in_flight.sent_at_ms) > deadline {
                 host.cancel_grpc(in_flight.token);
                 self.in_flight = None;
-                self.failed.add(host, 1);
+                self.stats.failed.add(host, 1);
             }
             return;
         }
@@ -154,7 +163,7 @@ impl QuotaSync {
                 self.next_poll_ms = now_ms.saturating_add(crate::schedule::millis(LIST_POLL));
             }
             Err(e) => {
-                self.failed.add(host, 1);
+                self.stats.failed.add(host, 1);
                 warn!("quota claim not sent: {e}");
             }
         }
@@ -194,12 +203,12 @@ impl QuotaSync {
         let answer = match keysync_api::decode::<proto::AcquireQuotaResponse>(reply) {
             Ok(answer) => answer,
             Err(e) => {
-                self.failed.add(host, 1);
+                self.stats.failed.add(host, 1);
                 warn!("quota claim failed: {e}; claimed again on a later tick");
                 return;
             }
         };
-        self.ok.add(host, 1);
+        self.stats.ok.add(host, 1);
         if answer.full_list {
             self.replace_list(host, &answer);
         }
@@ -253,6 +262,7 @@ impl QuotaSync {
         }
         self.demand
             .retain(|subject, _| list.subjects.contains(subject));
+        self.stats.revision.record(host, list.revision);
         self.known_revision = list.revision;
         self.subjects = list.subjects;
     }
@@ -336,10 +346,11 @@ mod tests {
     const ORG: Subject = Subject::Org(Id([1; 16]));
 
     fn started(host: &FakeHost) -> QuotaSync {
-        let stats = (
-            Stat::define(host, MetricKind::Counter, "ok"),
-            Stat::define(host, MetricKind::Counter, "failed"),
-        );
+        let stats = QuotaStats {
+            ok: Stat::define(host, MetricKind::Counter, "ok"),
+            failed: Stat::define(host, MetricKind::Counter, "failed"),
+            revision: Stat::define(host, MetricKind::Gauge, "revision"),
+        };
         QuotaSync::start(host, [7; 16], Duration::from_secs(1), 0, stats).unwrap()
     }
 

@@ -84,6 +84,7 @@ pub const SYNC_TAKEOVERS: &str = "keysync.sync_takeovers";
 pub const USAGE_FLUSHES_OK: &str = "keysync.usage_flushes_ok";
 pub const QUOTA_CLAIMS_OK: &str = "keysync.quota_claims_ok";
 pub const QUOTA_CLAIMS_FAILED: &str = "keysync.quota_claims_failed";
+pub const QUOTA_REVISION: &str = "keysync.quota_revision";
 pub const USAGE_FLUSH_FAILED: &str = "keysync.usage_flush_failed";
 /// Counted by the sync service (pages, stream) and by workers (miss-path answers) alike.
 pub const BAD_POLICIES: &str = "keysync.bad_policies";

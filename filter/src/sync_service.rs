@@ -15,7 +15,7 @@ use crate::key_store::{Change, KeyStore};
 use crate::keysync_api::{self, Reply};
 use crate::local_rate_limit;
 use crate::provenance::Provenance;
-use crate::quota_sync::QuotaSync;
+use crate::quota_sync::{QuotaStats, QuotaSync};
 use crate::schedule::{millis, Schedule};
 use crate::staleness::SteadyClock;
 use crate::stats::{self, Stat};
@@ -114,8 +114,7 @@ struct Metrics {
     bad_policies: Stat,
     usage_flushes_ok: Stat,
     usage_flush_failed: Stat,
-    quota_claims_ok: Stat,
-    quota_claims_failed: Stat,
+    quota: QuotaStats,
 }
 
 impl Metrics {
@@ -135,8 +134,11 @@ impl Metrics {
             bad_policies: counter(stats::BAD_POLICIES),
             usage_flushes_ok: counter(stats::USAGE_FLUSHES_OK),
             usage_flush_failed: counter(stats::USAGE_FLUSH_FAILED),
-            quota_claims_ok: counter(stats::QUOTA_CLAIMS_OK),
-            quota_claims_failed: counter(stats::QUOTA_CLAIMS_FAILED),
+            quota: QuotaStats {
+                ok: counter(stats::QUOTA_CLAIMS_OK),
+                failed: counter(stats::QUOTA_CLAIMS_FAILED),
+                revision: gauge(stats::QUOTA_REVISION),
+            },
         }
     }
 }
@@ -270,10 +272,7 @@ impl<H: Host> SyncService<H> {
                 usage.instance_id(),
                 self.config.request_timeout,
                 now,
-                (
-                    self.metrics.quota_claims_ok,
-                    self.metrics.quota_claims_failed,
-                ),
+                self.metrics.quota,
             )
         });
         if self.quota.is_none() {

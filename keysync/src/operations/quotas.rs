@@ -8,7 +8,8 @@
 //! the list of quotas again), records the values before and after in the audit trail,
 //! and, when a quota is set or a reset day moves, starts this period's `quota_usage`
 //! row from the hourly rollup: requests served before the quota existed count against
-//! it. A write that would change nothing is skipped and records nothing.
+//! it, and its alerts are armed again (80% and 100% of the new quota are announced at
+//! the next flush that finds them reached). A write that would change nothing is skipped and records nothing.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -427,7 +428,7 @@ async fn start_usage(
              AND ($3::uuid IS NULL OR q.subject_id = $3) \
          GROUP BY q.subject_kind, q.subject_id \
          ON CONFLICT (subject_kind, subject_id, period_start) DO UPDATE \
-             SET used = GREATEST(quota_usage.used, EXCLUDED.used)",
+             SET used = GREATEST(quota_usage.used, EXCLUDED.used), alerted = 0",
     )
     .bind(org_id)
     .bind(kind.code())

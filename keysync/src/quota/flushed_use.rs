@@ -53,6 +53,10 @@ SELECT u.subject_kind, u.subject_id, s.org_id, u.period_start, u.used, u.alerted
        s.monthly_limit \
 FROM used u JOIN subjects s USING (subject_kind, subject_id, period_start)";
 
+/// A subject's use after the flush: kind, id, organization, period start, used,
+/// threshold announced, quota.
+type UseRow = (i16, Uuid, Uuid, DateTime<Utc>, i64, i16, i64);
+
 /// Adds the flush's forwarded requests to the quotas' use and the instance's leases;
 /// returns the thresholds this flush crossed, each marked announced (once a period).
 pub async fn record(
@@ -61,7 +65,7 @@ pub async fn record(
     hour: DateTime<Utc>,
     increments: Increments<'_>,
 ) -> Result<Vec<Crossing>, sqlx::Error> {
-    let rows: Vec<(i16, Uuid, Uuid, DateTime<Utc>, i64, i16, i64)> = sqlx::query_as(STATEMENT)
+    let rows: Vec<UseRow> = sqlx::query_as(STATEMENT)
         .bind(hour)
         .bind(instance)
         .bind(increments.org_ids)
