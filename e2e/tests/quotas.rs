@@ -285,7 +285,7 @@ fn three_envoys_together_stay_within_a_credit_each() {
     // Overshoot: at most one credit (1 for 600) per Envoy. Undershoot: leases left on
     // an Envoy that stopped asking (each drove to its own exhaustion, so little).
     assert!(
-        total <= QUOTA + 3 && total >= QUOTA - 30,
+        (QUOTA - 30..=QUOTA + 3).contains(&total),
         "{total} admitted of {QUOTA} by {admitted:?}"
     );
 }
