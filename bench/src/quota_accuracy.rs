@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 /// Metering as shipped (a flush every 10 s): leases are reconciled from it.
 const SYNC: &str = r#"{"role":"sync","refresh_interval":"15m"}"#;
 
+/// One worker each: that worker's stats tell when it has read the list of quotas.
 fn configure(options: &mut GatewayOptions) {
     options.backends = "direct".into();
     options.sync_config = SYNC.into();
+    options.concurrency = 1;
 }
 
 /// What the filter admits on credit while a lease is on its way (`quota::credit`).
@@ -31,8 +33,10 @@ pub fn run(quota: u64, envoys: usize, round: usize) {
     let gateways: Vec<&Gateway> = std::iter::once(&stack.gateway).chain(&others).collect();
     let org = stack.create_org("quota");
     let key = stack.create_key(&org, &[]);
+    let probe = stack.create_key(&stack.create_org("probe"), &[]).key;
     for gateway in &gateways {
         gateway.wait_for_status("/", &key.key, 200, Duration::from_secs(60));
+        gateway.wait_for_status("/", &probe, 200, Duration::from_secs(60));
     }
     let before = envoys as u64;
     let output = ks::cli(
@@ -40,12 +44,13 @@ pub fn run(quota: u64, envoys: usize, round: usize) {
         &["orgs", "set-quota", &org, "--monthly", &quota.to_string()],
     );
     assert!(output.status.success(), "{output:?}");
-    // Every Envoy has the new list (polled every 5 s) before the load.
+    // Every Envoy's worker has the new list before the load: its sync service wrote
+    // it, then the worker ticked (it reads the list before it flushes its stats).
     for gateway in &gateways {
-        let claims = gateway.stat("quota_claims_ok");
-        gateway.wait_for_stat("quota_claims_ok", Duration::from_secs(30), |n| {
-            n >= claims + 2
-        });
+        gateway.wait_for_stat("quota_revision", Duration::from_secs(30), |n| n > 0);
+        let allowed = gateway.stat("allowed");
+        gateway.wait_for_status("/", &probe, 200, Duration::from_secs(10));
+        gateway.wait_for_stat("allowed", Duration::from_secs(10), |n| n > allowed);
     }
 
     let targets: Vec<_> = gateways.iter().map(|g| g.addr).collect();
