@@ -130,6 +130,10 @@ bench: bench-build
 	$(BENCH) api-create --rounds 3 --seconds 10
 	$(BENCH) key-forms --rounds 3 --seconds 10
 	$(BENCH) key-policy --rounds 10 --seconds 5 --contract-calls
+	$(BENCH) usage-cost --rounds 10 --seconds 5
+	$(BENCH) usage-accuracy
+	$(BENCH) usage-postgres
+	$(BENCH) quota-accuracy
 
 bench-short: bench-build
 	$(BENCH) compare --seconds 3 --keys 10000 --query-rate-seconds 5

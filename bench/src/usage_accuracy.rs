@@ -113,6 +113,35 @@ pub fn accuracy(requests: usize, keys: usize, envoys: usize) {
     );
 }
 
+/// keysync's counters (`*_total` samples of `/metrics`).
+fn keysync_counters(stack: &Stack) -> BTreeMap<String, f64> {
+    let text = keysync_e2e::http::get(stack.keysync.http, "/metrics", &[])
+        .expect("read keysync /metrics")
+        .text();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            name.split('{')
+                .next()?
+                .ends_with("_total")
+                .then(|| Some((name.to_string(), value.parse().ok()?)))?
+        })
+        .collect()
+}
+
+/// What grew in keysync's counters between two readings.
+fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    after
+        .iter()
+        .filter_map(|(name, value)| {
+            let delta = value - before.get(name).copied().unwrap_or(0.0);
+            (delta > 0.0).then(|| format!("{name} +{delta}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// PostgreSQL's committed transactions in `window`, from `pg_stat_database`.
 fn transactions_during(stack: &Stack, window: Duration) -> u64 {
     let read = || -> u64 {
@@ -148,7 +177,13 @@ pub fn postgres(keys: usize, seconds: u64) {
     std::thread::sleep(Duration::from_secs(12));
     let idle = transactions_during(&stack, window);
     let mut results = Vec::new();
-    for (name, rate, threads) in [("10 req/s", Some(10), 1), ("full load", None, 16)] {
+    // Full load on a small machine starves keysync and PostgreSQL of CPU (their own
+    // timeouts then cost transactions), so a high paced rate is measured beside it.
+    for (name, rate, threads) in [
+        ("10 req/s", Some(10), 1),
+        ("5,000 req/s", Some(5_000), 8),
+        ("full load", None, 16),
+    ] {
         let load = PacedLoad::start(
             stack.gateway.addr,
             secrets.clone(),
@@ -161,7 +196,12 @@ pub fn postgres(keys: usize, seconds: u64) {
         );
         // A flush interval into the load before counting.
         std::thread::sleep(Duration::from_secs(11));
+        let counters = keysync_counters(&stack);
         let transactions = transactions_during(&stack, window);
+        println!(
+            "  {name}: keysync counters grown: {}",
+            grown(&counters, &keysync_counters(&stack))
+        );
         let outcomes = load.finish();
         let served = outcomes
             .iter()

@@ -481,3 +481,75 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
         "nothing dropped once the broker was back"
     );
 }
+
+#[test]
+fn quota_alerts_go_out_on_the_export_once_each() {
+    let kafka = TestKafka::start();
+    kafka.create_topic(TOPIC, 1);
+    let brokers = kafka.brokers();
+    let stack = Stack::start_with(
+        &[("KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS", &brokers)],
+        |options| options.sync_config = SYNC_WITH_USAGE.into(),
+    );
+    let org = stack.create_org("alerted");
+    let key = stack.create_key(&org, &[]);
+    stack
+        .gateway
+        .wait_for_status("/", &key.key, 200, poll::DEADLINE);
+    let output = keysync::cli(
+        &stack.database_url,
+        &["orgs", "set-quota", &org, "--monthly", "10"],
+    );
+    assert!(output.status.success(), "{output:?}");
+    // 9 of 10 (one before the quota): 80% crossed.
+    for _ in 0..8 {
+        assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
+    }
+    let alerts_on_topic = |at_least: usize| {
+        poll::within(EXPORT_DEADLINE, poll::INTERVAL, || {
+            let alerts: Vec<Value> = kafka
+                .records(TOPIC)
+                .iter()
+                .map(ConsumedRecord::json)
+                .filter(|event| event["type"] == "io.keysync.quota.threshold.v1")
+                .collect();
+            if alerts.len() >= at_least {
+                Ok(alerts)
+            } else {
+                Err(alerts)
+            }
+        })
+        .unwrap_or_else(|seen| panic!("fewer than {at_least} alerts on the topic: {seen:?}"))
+    };
+    let first = alerts_on_topic(1);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0]["data"]["threshold_percent"], 80);
+    // Then past the quota: 100%.
+    for _ in 0..6 {
+        let status = stack.gateway.get_with_key("/orders", &key.key).status;
+        assert!(status == 200 || status == 429, "{status}");
+    }
+    let alerts = alerts_on_topic(2);
+    assert_eq!(alerts.len(), 2, "once each: {alerts:?}");
+    let thresholds: BTreeSet<i64> = alerts
+        .iter()
+        .map(|event| {
+            event["data"]["threshold_percent"]
+                .as_i64()
+                .expect("threshold")
+        })
+        .collect();
+    assert_eq!(thresholds, BTreeSet::from([80, 100]));
+    for event in &alerts {
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["subject"], org.as_str());
+        assert_eq!(event["data"]["org_id"], org.as_str());
+        assert_eq!(event["data"]["subject_kind"], "org");
+        assert_eq!(event["data"]["key_id"], Value::Null);
+        assert_eq!(event["data"]["monthly"], 10);
+        assert!(
+            event["data"]["used"].as_i64().expect("used") >= 8,
+            "{event}"
+        );
+    }
+}
