@@ -117,7 +117,15 @@ fn an_org_quota_admits_what_it_allows_then_refuses_until_raised_or_cleared() {
     stack
         .gateway
         .wait_for_status("/", &probe, 200, poll::DEADLINE);
-    // One request before the quota: it counts against it.
+    // One request before the quota: it counts against it once flushed.
+    poll::within(poll::DEADLINE, poll::INTERVAL, || {
+        let answer = keysync::cli_json(
+            &stack.database_url,
+            &["usage", "--org-id", &org, "--since", "1d"],
+        );
+        (answer["total_requests"] == 1).then_some(()).ok_or(answer)
+    })
+    .unwrap_or_else(|answer| panic!("the first request was never flushed: {answer}"));
     set_quota(
         &stack,
         &[&stack.gateway],

@@ -316,6 +316,10 @@ fn apply(record: &mut QuotaRecord, state: &proto::QuotaState, claimed: bool) {
     } else {
         record.granted = record.granted.max(state.granted);
     }
+    if record.limit != state.monthly_limit {
+        // A changed quota (raised, say): whether it is exhausted is for the next claim.
+        record.exhausted = false;
+    }
     record.resets_at_ms = state.resets_at_ms;
     record.limit = state.monthly_limit;
     if claimed {
@@ -500,6 +504,12 @@ mod tests {
         );
         apply(&mut held, &state, true);
         assert!(held.exhausted, "a claim's answer says it");
+        let raised = proto::QuotaState {
+            monthly_limit: 20_000,
+            ..state.clone()
+        };
+        apply(&mut held, &raised, false);
+        assert!(!held.exhausted, "a raised quota is claimed again");
         let next = proto::QuotaState {
             period_start_ms: 10_000_000,
             resets_at_ms: 20_000_000,
