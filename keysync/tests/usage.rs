@@ -359,7 +359,13 @@ async fn partitions_are_kept_ahead_and_dropped_after_the_retention() {
         &url,
         &format!(
             "INSERT INTO usage_instance_totals (instance_id, last_seen) VALUES ('{stale}', now() - interval '8 days'); \
-             INSERT INTO usage_instances VALUES ('{stale}', '{}', '{}', 2, 1, 1, 1, 0, 0, 0, 0, 0)",
+             INSERT INTO usage_instances VALUES ('{stale}', '{}', '{}', 2, 1, 1, 1, 0, 0, 0, 0, 0); \
+             INSERT INTO quota_leases (instance_id, subject_kind, subject_id, period_start, granted, updated_at) \
+                 VALUES ('{stale}', 1, '{}', date_trunc('month', now()), 5, now() - interval '8 days'), \
+                        ('{}', 1, '{}', date_trunc('month', now()), 5, now())",
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
             Uuid::new_v4(),
             Uuid::new_v4()
         ),
@@ -367,6 +373,7 @@ async fn partitions_are_kept_ahead_and_dropped_after_the_retention() {
     let done = partitions::maintain(&pool, now, 13).await.unwrap();
     assert_eq!(done.dropped, vec![old.partition()]);
     assert_eq!(done.counters_pruned, 1);
+    assert_eq!(done.leases_pruned, 1, "the live lease stays");
     let names = partition_names(&url).await;
     assert!(!names.contains(&old.partition()), "{names:?}");
     assert!(names.contains(&current.partition()), "{names:?}");

@@ -96,6 +96,8 @@ pub struct Maintained {
     pub moved_rows: u64,
     /// Stored cumulative values deleted with their instances.
     pub counters_pruned: u64,
+    /// Quota leases of instances not seen for as long.
+    pub leases_pruned: u64,
 }
 
 /// The partitions of `usage_hourly` (with keysync's names), by month.
@@ -162,6 +164,17 @@ pub async fn maintain(
     .execute(pool)
     .await?
     .rows_affected();
+    // Quota leases live as long as the instances that hold them (a restarted Envoy is a
+    // new instance), and a quota's use as long as the rollup it was counted from.
+    done.leases_pruned = sqlx::query("DELETE FROM quota_leases WHERE updated_at < $1")
+        .bind(stale)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    sqlx::query("DELETE FROM quota_usage WHERE period_start < $1")
+        .bind(cutoff)
+        .execute(pool)
+        .await?;
     Ok(done)
 }
 
