@@ -9,6 +9,7 @@ use keysync_e2e::key_population::KeyPopulation;
 use keysync_e2e::keysync as ks;
 use keysync_e2e::paced_load::{LoadShape, PacedLoad};
 use keysync_e2e::poll;
+use keysync_e2e::postgres::STAT_STATEMENTS_ENV;
 use keysync_e2e::stack::Stack;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -142,8 +143,19 @@ fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Strin
         .join(", ")
 }
 
-/// PostgreSQL's committed transactions in `window`, from `pg_stat_database`.
+/// PostgreSQL's committed transactions in `window`, from `pg_stat_database`; with
+/// `KEYSYNC_TEST_PG_STAT_STATEMENTS` set, also the statements run in it, most frequent
+/// first (`pg_stat_database` also counts autovacuum's work and varies by tens a minute
+/// on its own; the statements say what the clients asked for).
 fn transactions_during(stack: &Stack, window: Duration) -> u64 {
+    let db = database(&stack.database_url);
+    let statements = std::env::var_os(STAT_STATEMENTS_ENV).is_some();
+    if statements {
+        stack
+            .postgres
+            .psql(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+        stack.postgres.psql(db, "SELECT pg_stat_statements_reset()");
+    }
     let read = || -> u64 {
         // The statistics of other backends reach the view within about a second.
         stack
@@ -158,7 +170,24 @@ fn transactions_during(stack: &Stack, window: Duration) -> u64 {
     };
     let before = read();
     std::thread::sleep(window);
-    read() - before
+    let transactions = read() - before;
+    if statements {
+        let top = stack.postgres.psql(
+            db,
+            "SELECT calls || ' ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 80) \
+             FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' \
+             ORDER BY calls DESC, query LIMIT 12",
+        );
+        let total = stack.postgres.psql(
+            db,
+            "SELECT sum(calls) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%'",
+        );
+        println!("  statements in the window: {}", total.trim());
+        for line in top.lines() {
+            println!("    {line}");
+        }
+    }
+    transactions
 }
 
 pub fn postgres(keys: usize, seconds: u64) {

@@ -228,6 +228,11 @@ impl TestPostgres {
             ])
             .current_dir(self.dir.path())
             .env("LC_ALL", "C");
+        // Benchmarks that count PostgreSQL's statements ask for pg_stat_statements
+        // (PostgreSQL's contrib, shipped in Debian's server package); tests do not.
+        if std::env::var_os(STAT_STATEMENTS_ENV).is_some() {
+            command.args(["-c", "shared_preload_libraries=pg_stat_statements"]);
+        }
         if let Some((uid, gid)) = installation.server_user {
             command.uid(uid).gid(gid);
         }
@@ -235,6 +240,9 @@ impl TestPostgres {
         server_start::wait_until_ready(server, &LOG_LINES, START_TIMEOUT)
     }
 }
+
+/// Set (to anything) to load `pg_stat_statements` into the servers this harness starts.
+pub const STAT_STATEMENTS_ENV: &str = "KEYSYNC_TEST_PG_STAT_STATEMENTS";
 
 /// The database a URL of [`TestPostgres::create_database`] or [`TestPostgres::url`]
 /// names: what follows its last `/`.
