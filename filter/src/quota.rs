@@ -253,31 +253,7 @@ pub enum QuotaError {
 /// One request of `subject`, against its state in shared data. A subject the list names
 /// but the sync service has not written yet is admitted on credit like any other.
 pub fn check<S: SharedData>(data: &S, subject: &Subject, now_ms: u64) -> Result<Take, QuotaError> {
-    let name = slot_name(slot_of(subject));
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let entry = data.get(&name);
-        let Some(bytes) = entry.value.as_deref() else {
-            return Err(QuotaError::NoSlot);
-        };
-        let mut records = decode_slot(bytes);
-        let index = match records.iter().position(|r| r.subject == *subject) {
-            Some(index) => index,
-            None => {
-                records.push(QuotaRecord::new(*subject));
-                records.len() - 1
-            }
-        };
-        let Some(record) = records.get_mut(index) else {
-            return Err(QuotaError::NoSlot);
-        };
-        let taken = take(record, now_ms);
-        match data.set(&name, &encode_slot(&records), entry.cas) {
-            Ok(()) => return Ok(taken),
-            Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Host(status)) => return Err(QuotaError::Host(status)),
-        }
-    }
-    Err(QuotaError::Contended)
+    modify(data, subject, |record| take(record, now_ms))
 }
 
 /// Applies `change` to `subject`'s record (created when absent), with compare-and-swap.
@@ -287,6 +263,17 @@ pub fn update<S: SharedData>(
     subject: &Subject,
     change: impl Fn(&mut QuotaRecord),
 ) -> Result<(), QuotaError> {
+    modify(data, subject, change)
+}
+
+/// Reads `subject`'s slot, applies `change` to its record (created when absent) and
+/// writes the slot back with compare-and-swap, again from the read when another writer
+/// came first; returns what `change` returned for the write that landed.
+fn modify<S: SharedData, T>(
+    data: &S,
+    subject: &Subject,
+    change: impl Fn(&mut QuotaRecord) -> T,
+) -> Result<T, QuotaError> {
     let name = slot_name(slot_of(subject));
     for _ in 0..MAX_CAS_ATTEMPTS {
         let entry = data.get(&name);
@@ -294,16 +281,17 @@ pub fn update<S: SharedData>(
             return Err(QuotaError::NoSlot);
         };
         let mut records = decode_slot(bytes);
-        match records.iter_mut().find(|r| r.subject == *subject) {
+        let changed = match records.iter_mut().find(|r| r.subject == *subject) {
             Some(record) => change(record),
             None => {
                 let mut record = QuotaRecord::new(*subject);
-                change(&mut record);
+                let changed = change(&mut record);
                 records.push(record);
+                changed
             }
-        }
+        };
         match data.set(&name, &encode_slot(&records), entry.cas) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(changed),
             Err(WriteError::CasMismatch) => continue,
             Err(WriteError::Host(status)) => return Err(QuotaError::Host(status)),
         }
