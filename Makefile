@@ -130,7 +130,7 @@ bench: bench-build
 	$(BENCH) api-create --rounds 3 --seconds 10
 	$(BENCH) key-forms --rounds 3 --seconds 10
 	$(BENCH) key-policy --rounds 10 --seconds 5 --contract-calls
-	$(BENCH) usage-cost --rounds 10 --seconds 5
+	$(BENCH) usage-cost --rounds 20 --seconds 5
 	$(BENCH) usage-accuracy
 	$(BENCH) usage-postgres
 	$(BENCH) quota-accuracy

@@ -9,6 +9,7 @@ mod access_log_peer;
 mod api_create;
 mod bench_keys;
 mod compare;
+mod cpu_pin;
 mod cpu_time;
 mod gateways;
 mod key_forms;
@@ -149,6 +150,11 @@ enum Bench {
         /// Add keysync's filter from this `.wasm` (another build) to the rounds.
         #[arg(long)]
         before_wasm: Option<std::path::PathBuf>,
+        /// Add another build with metering on, as `NAME=PATH.wasm` (repeatable): to
+        /// tell which part of metering costs what. A NAME ending in `-off` runs with
+        /// metering off (with the shipped `.wasm`: an A/A control).
+        #[arg(long = "with-wasm", value_parser = usage_cost::parse_named_wasm)]
+        with_wasm: Vec<(String, std::path::PathBuf)>,
     },
     /// Usage metering's accuracy: a fixed number of requests over many keys and several
     /// Envoys, then `keysync usage --by key` must match each key exactly.
@@ -238,7 +244,8 @@ fn main() {
             rounds,
             seconds,
             before_wasm,
-        } => usage_cost::run(rounds, seconds, before_wasm.as_deref()),
+            with_wasm,
+        } => usage_cost::run(rounds, seconds, before_wasm.as_deref(), &with_wasm),
         Bench::KeyForms { rounds, seconds } => key_forms::run(rounds, seconds),
         Bench::KeyPolicy {
             rounds,

@@ -2,9 +2,16 @@
 //! turn, metering off against on (flushing every 10 s, as shipped), in alternating
 //! rounds (the `rate-limit-cost` method); beside them, the peer: metering off and Envoy's
 //! own gRPC access log service streaming every request to a receiver that counts the
-//! same way ([`crate::access_log_peer`]); optionally the filter of an earlier build.
+//! same way ([`crate::access_log_peer`]); optionally the filter of other builds.
+//!
+//! Every round starts its Envoys afresh, and each is warmed up right before its run:
+//! two Envoys running the same configuration can differ by about half a microsecond a
+//! request for as long as they live (measured: a second metering-off Envoy, kept for a
+//! whole run, came out +0.49 us), which is the size of what is measured. A second
+//! metering-off Envoy in every round (`off'`) shows what is left of that spread.
 
 use crate::access_log_peer::AccessLogPeer;
+use crate::cpu_pin;
 use crate::cpu_time;
 use crate::median::median;
 use crate::wrk;
@@ -13,7 +20,7 @@ use keysync_e2e::keysync::{self as ks, Keysync};
 use keysync_e2e::postgres::TestPostgres;
 use keysync_e2e::scratch::ScratchDir;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Keys the load cycles through: several counters per flush, like real traffic.
@@ -21,42 +28,112 @@ const KEYS: usize = 50;
 
 const SYNC_METERING_OFF: &str =
     r#"{"role":"sync","refresh_interval":"15m","usage_flush_interval":"off"}"#;
-/// As shipped: metering on, a flush every 10 s.
+/// As shipped: metering on, a flush every 10 s. (An earlier build, which knows no
+/// `usage_flush_interval`, runs with this too.)
 const SYNC_METERING_ON: &str = r#"{"role":"sync","refresh_interval":"15m"}"#;
-/// For an earlier build, which knows no `usage_flush_interval`.
-const SYNC_BEFORE: &str = r#"{"role":"sync","refresh_interval":"15m"}"#;
+/// As shipped: a sample of each key's requests timed (and what an earlier build, which
+/// knows no `usage_durations`, accepts).
+const AUTH_DEFAULT: &str = r#"{"role":"auth","route_scopes":"header"}"#;
+const AUTH_TIME_ALL: &str = r#"{"role":"auth","route_scopes":"header","usage_durations":"all"}"#;
 
-fn gateway(
-    keysync: &Keysync,
-    sync_config: &str,
-    wasm: Option<&Path>,
-    peer: Option<&AccessLogPeer>,
-) -> Gateway {
-    let mut options = GatewayOptions::new(keysync.grpc, "direct");
-    options.concurrency = 1;
-    options.sync_config = sync_config.into();
-    if let Some(wasm) = wasm {
-        options
-            .env
-            .push(("KEYSYNC_FILTER_WASM".into(), wasm.display().to_string()));
-    }
-    if let Some(peer) = peer {
-        options.config_edits.push(ConfigEdit {
-            find: "stat_prefix: gateway\n".into(),
-            replace: format!(
-                "stat_prefix: gateway\n          {}",
-                AccessLogPeer::access_log_config()
-            ),
-        });
-        options.config_edits.push(ConfigEdit {
-            find: "  clusters:\n".into(),
-            replace: format!("  clusters:\n  {}", peer.cluster_config()),
-        });
-    }
-    Gateway::start(options)
+/// Load before each measured run: a fresh Envoy's wasm is still being compiled and
+/// its caches filled.
+const WARM_UP: Duration = Duration::from_secs(1);
+
+/// One gateway configuration measured in every round.
+struct Variant {
+    name: String,
+    sync_config: &'static str,
+    auth_config: &'static str,
+    wasm: Option<PathBuf>,
+    access_log: bool,
 }
 
-pub fn run(rounds: usize, seconds: u64, before_wasm: Option<&Path>) {
+impl Variant {
+    fn new(name: &str, sync_config: &'static str) -> Self {
+        Variant {
+            name: name.to_owned(),
+            sync_config,
+            auth_config: AUTH_DEFAULT,
+            wasm: None,
+            access_log: false,
+        }
+    }
+
+    fn start(&self, keysync: &Keysync, peer: &AccessLogPeer) -> Gateway {
+        let mut options = GatewayOptions::new(keysync.grpc, "direct");
+        options.concurrency = 1;
+        options.sync_config = self.sync_config.into();
+        options.auth_config = self.auth_config.into();
+        if let Some(wasm) = &self.wasm {
+            options
+                .env
+                .push(("KEYSYNC_FILTER_WASM".into(), wasm.display().to_string()));
+        }
+        if self.access_log {
+            options.config_edits.push(ConfigEdit {
+                find: "stat_prefix: gateway\n".into(),
+                replace: format!(
+                    "stat_prefix: gateway\n          {}",
+                    AccessLogPeer::access_log_config()
+                ),
+            });
+            options.config_edits.push(ConfigEdit {
+                find: "  clusters:\n".into(),
+                replace: format!("  clusters:\n  {}", peer.cluster_config()),
+            });
+        }
+        Gateway::start(options)
+    }
+}
+
+/// `NAME=PATH` of `--with-wasm`.
+pub fn parse_named_wasm(arg: &str) -> Result<(String, PathBuf), String> {
+    match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=PATH.wasm, got {arg:?}")),
+    }
+}
+
+fn variants(before_wasm: Option<&Path>, with_wasm: &[(String, PathBuf)]) -> Vec<Variant> {
+    let mut variants = Vec::new();
+    if let Some(wasm) = before_wasm {
+        let mut before = Variant::new("(b) before", SYNC_METERING_ON);
+        before.wasm = Some(wasm.to_owned());
+        variants.push(before);
+    }
+    variants.push(Variant::new("(off) metering off", SYNC_METERING_OFF));
+    variants.push(Variant::new("(off') metering off again", SYNC_METERING_OFF));
+    variants.push(Variant::new("(on) metering on", SYNC_METERING_ON));
+    let mut all = Variant::new("(all) on, every request timed", SYNC_METERING_ON);
+    all.auth_config = AUTH_TIME_ALL;
+    variants.push(all);
+    let mut access_log = Variant::new("(als) off + gRPC access log", SYNC_METERING_OFF);
+    access_log.access_log = true;
+    variants.push(access_log);
+    for (name, wasm) in with_wasm {
+        // A NAME ending in `-off`: metering off (with the shipped `.wasm`, an A/A
+        // control).
+        let sync = if name.ends_with("-off") {
+            SYNC_METERING_OFF
+        } else {
+            SYNC_METERING_ON
+        };
+        let mut other = Variant::new(&format!("(w) {name}"), sync);
+        other.wasm = Some(wasm.clone());
+        variants.push(other);
+    }
+    variants
+}
+
+pub fn run(
+    rounds: usize,
+    seconds: u64,
+    before_wasm: Option<&Path>,
+    with_wasm: &[(String, PathBuf)],
+) {
     let dir = ScratchDir::new("bench-usage-cost").expect("scratch dir");
     let postgres = TestPostgres::start();
     let database_url = postgres.create_database();
@@ -67,34 +144,55 @@ pub fn run(rounds: usize, seconds: u64, before_wasm: Option<&Path>) {
         .collect();
     let keysync = Keysync::start(&database_url, &[]);
     let peer = AccessLogPeer::start();
-
-    let before = before_wasm.map(|wasm| gateway(&keysync, SYNC_BEFORE, Some(wasm), None));
-    let off = gateway(&keysync, SYNC_METERING_OFF, None, None);
-    let on = gateway(&keysync, SYNC_METERING_ON, None, None);
-    let access_log = gateway(&keysync, SYNC_METERING_OFF, None, Some(&peer));
-    for gateway in before.iter().chain([&off, &on, &access_log]) {
-        gateway.wait_for_status("/", &keys[0], 200, Duration::from_secs(30));
-    }
     let script = dir.path().join("keys.lua");
     std::fs::write(&script, wrk::rotating_keys_script(&keys)).expect("write wrk script");
 
-    let mut variants: Vec<(&str, &Gateway)> = Vec::new();
-    if let Some(before) = &before {
-        variants.push(("(b) before", before));
-    }
-    variants.push(("(off) metering off", &off));
-    variants.push(("(on) metering on", &on));
-    variants.push(("(als) off + gRPC access log", &access_log));
+    // Envoy on CPU 0, this process and what it starts (wrk, the Envoys until they are
+    // pinned) on the others.
+    let pinned = cpu_pin::cpus() >= 2
+        && cpu_pin::pin(std::process::id(), &format!("1-{}", cpu_pin::cpus() - 1));
+    println!(
+        "{}",
+        if pinned {
+            "pinned: each Envoy on CPU 0, wrk and the access log receiver on the others"
+        } else {
+            "not pinned (one CPU, or taskset failed): Envoy and wrk share the CPUs"
+        }
+    );
 
+    let variants = variants(before_wasm, with_wasm);
+    let index = |prefix: &str| variants.iter().position(|v| v.name.starts_with(prefix));
+    let (off_index, on_index) = (index("(off)").expect("off"), index("(on)").expect("on"));
+    let access_log_index = index("(als)").expect("als");
     let duration = Duration::from_secs(seconds);
     let me = std::process::id();
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut wall: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut receiver_cpu = Vec::new();
     let mut sent_to_peer = 0;
+    let mut flushed = 0;
     for round in 0..rounds {
+        let gateways: Vec<Gateway> = variants.iter().map(|v| v.start(&keysync, &peer)).collect();
+        for gateway in &gateways {
+            if pinned {
+                assert!(
+                    cpu_pin::pin(gateway.process.pid(), "0"),
+                    "pin Envoy to CPU 0"
+                );
+            }
+            gateway.wait_for_status("/", &keys[0], 200, Duration::from_secs(30));
+        }
         let mut line = format!("round {round}:");
-        for (i, (name, gateway)) in variants.iter().enumerate() {
+        // The order turns by one each round, so that every variant runs in every
+        // position equally often: a run's place in its round (first after the starts,
+        // last, between which others) measurably moves its figure.
+        for position in 0..variants.len() {
+            let i = (position + round) % variants.len();
+            let (name, gateway) = (&variants[i].name, &gateways[i]);
+            let warm_up = wrk::run_with(gateway.addr, 16, WARM_UP, &[], Some(&script));
+            if i == access_log_index {
+                sent_to_peer += warm_up.requests;
+            }
             let pid = gateway.process.pid();
             let before_envoy = cpu_time::process_cpu_ns(pid);
             let before_me = cpu_time::process_cpu_ns(me);
@@ -110,7 +208,7 @@ pub fn run(rounds: usize, seconds: u64, before_wasm: Option<&Path>) {
                 " {name} {:.0} req/s, {envoy_us:.2} us Envoy CPU;",
                 report.requests_per_sec
             );
-            if std::ptr::eq(*gateway, &access_log) {
+            if i == access_log_index {
                 // The receiver is the only thing this process runs during the round.
                 let me_us = (cpu_time::process_cpu_ns(me) - before_me) as f64
                     / 1_000.0
@@ -121,55 +219,46 @@ pub fn run(rounds: usize, seconds: u64, before_wasm: Option<&Path>) {
             }
         }
         println!("{line}");
+        // The variants did what they are measured for.
+        assert_eq!(gateways[off_index].stat("usage_flushes_ok"), 0);
+        flushed += gateways[on_index].stat("usage_flushes_ok");
     }
-
-    // The variants did what they are measured for.
-    let flushed = on.wait_for_stat("usage_flushes_ok", Duration::from_secs(30), |n| n > 0);
-    assert_eq!(off.stat("usage_flushes_ok"), 0);
     // The access log is flushed to the receiver about once a second.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while peer.requests() < sent_to_peer && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(flushed > 0, "metering on never flushed");
     println!(
-        "metering on: {flushed} flushes taken; access log receiver: {} of {sent_to_peer} requests counted in {} counters",
+        "metering on: {flushed} flushes taken; access log receiver: {} of the {sent_to_peer} requests wrk saw answered counted (+ readiness probes), in {} counters",
         peer.requests(),
         peer.counters()
     );
 
-    let index = |prefix: &str| {
-        variants
-            .iter()
-            .position(|(name, _)| name.starts_with(prefix))
-            .expect("variant")
-    };
-    let paired = |series: &[Vec<f64>], a: usize, b: usize| -> Option<f64> {
+    // Round by round differences, sorted.
+    let paired = |series: &[Vec<f64>], a: usize, b: usize| -> Vec<f64> {
         let mut differences: Vec<f64> = series[a]
             .iter()
             .zip(&series[b])
             .map(|(x, y)| x - y)
             .collect();
-        median(&mut differences)
+        differences.sort_by(f64::total_cmp);
+        differences
     };
-    let off_index = index("(off)");
-    for (prefix, what) in [
-        ("(on)", "metering on"),
-        ("(als)", "the gRPC access log (Envoy's side)"),
-        (
-            "(b)",
-            "the earlier build, against this one with metering off",
-        ),
-    ] {
-        if let Some(i) = variants
-            .iter()
-            .position(|(name, _)| name.starts_with(prefix))
+    for (i, variant) in variants.iter().enumerate().filter(|(i, _)| *i != off_index) {
+        let mut cpu_added = paired(&cpu, i, off_index);
+        let mut wall_added = paired(&wall, i, off_index);
+        let (low, high) = (
+            cpu_added[cpu_added.len() / 4],
+            cpu_added[cpu_added.len() * 3 / 4],
+        );
+        if let (Some(cpu_added), Some(wall_added)) =
+            (median(&mut cpu_added), median(&mut wall_added))
         {
-            let (cpu_added, wall_added) = (paired(&cpu, i, off_index), paired(&wall, i, off_index));
-            if let (Some(cpu_added), Some(wall_added)) = (cpu_added, wall_added) {
-                println!(
-                    "{what}: {cpu_added:+.2} us of Envoy CPU a request against metering off (median of {rounds} paired rounds, {seconds}s each); by throughput {wall_added:+.2} us"
-                );
-            }
+            println!(
+                "{}: {cpu_added:+.2} us of Envoy CPU a request against metering off (median of {rounds} paired rounds, {seconds}s each; middle half of the rounds {low:+.2} to {high:+.2}); by throughput {wall_added:+.2} us",
+                variant.name
+            );
         }
     }
     if let Some(receiver) = median(&mut receiver_cpu) {

@@ -37,6 +37,29 @@ fn by_outcome(answer: &serde_json::Value) -> Vec<(String, u64)> {
     rows
 }
 
+/// The requests timed of each outcome (those in the duration buckets), with their
+/// summed duration.
+fn timed_by_outcome(answer: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    let mut rows: Vec<(String, u64, u64)> = answer["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            let timed = ["le_10ms", "le_100ms", "le_1s", "over_1s"]
+                .iter()
+                .map(|bucket| row[bucket].as_u64().unwrap_or_default())
+                .sum();
+            (
+                row["outcome"].as_str().unwrap_or_default().to_string(),
+                timed,
+                row["duration_us"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// Polls until the org's total reaches `total`; returns the answer.
 fn wait_for_total(stack: &Stack, org: &str, total: u64) -> serde_json::Value {
     poll::within(Duration::from_secs(20), poll::INTERVAL, || {
@@ -106,6 +129,18 @@ fn what_the_gateway_served_is_what_usage_reports() {
             ("rate_limited".to_string(), limited_refused),
         ],
         "{answer}"
+    );
+    // Forwarded requests are timed (a sample of a busy key's), refused ones never.
+    let timed = timed_by_outcome(&answer);
+    let (_, forwarded_timed, forwarded_us) = &timed[0];
+    assert!(
+        (1..=served_ok + limited_ok).contains(forwarded_timed) && *forwarded_us > 0,
+        "{answer}"
+    );
+    assert_eq!(
+        timed[1],
+        ("rate_limited".to_string(), 0, 0),
+        "refusals are not timed: {answer}"
     );
     let one_key = usage(&stack, &org, &["--key-id", &limited.key_id]);
     assert_eq!(

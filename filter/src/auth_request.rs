@@ -6,7 +6,8 @@
 //! Each request is counted for usage metering when its stream ends (`finish`): a
 //! recognized key's under (org, key, outcome), any other in the per-Envoy unattributed
 //! total. Counting is an addition in the worker's memory; only a forwarded request's
-//! response pays host calls for it (its status, its start and the clock).
+//! response pays a host call for it (its status), and a timed one (`duration_sample`)
+//! two more (the clock at its start and at its response).
 
 use crate::auth_worker::AuthWorker;
 use crate::auth_worker::Carried;
@@ -71,8 +72,8 @@ enum Usage {
         /// Set when the gateway answered the request itself, or from the upstream's
         /// status when its response headers came.
         outcome: Option<u8>,
-        /// When it was admitted (the clock, read only while metering is on); request
-        /// start to response headers is measured from it.
+        /// When it was admitted (the clock, read only for a request metering times);
+        /// request start to response headers is measured from it.
         admitted_us: Option<u64>,
         /// Admission to response headers; measured for forwarded requests only.
         duration_us: Option<u64>,
@@ -203,13 +204,14 @@ impl<H: Host> AuthRequest<H> {
         }
     }
 
-    /// A forwarded request of a recognized key: its status, and how long since it was
-    /// admitted. Two host calls, on the response path, only when metering is on.
+    /// A forwarded request of a recognized key: its status, and, when it is timed, how
+    /// long since it was admitted. One host call on the response path (two when timed),
+    /// only when metering is on.
     fn measure_response(&mut self) {
         let waited = self.rate_wait.as_ref().and_then(|wait| wait.answered.get());
         let Some(Usage::Key {
             outcome: answered @ None,
-            admitted_us: Some(admitted_us),
+            admitted_us,
             duration_us,
             ..
         }) = &mut self.usage
@@ -221,7 +223,9 @@ impl<H: Host> AuthRequest<H> {
         }
         let host = &self.worker.host;
         *answered = Some(outcome::of_status(host.response_status()));
-        *duration_us = Some(host.now_unix_us().saturating_sub(*admitted_us));
+        if let Some(admitted_us) = admitted_us {
+            *duration_us = Some(host.now_unix_us().saturating_sub(*admitted_us));
+        }
     }
 
     /// The gateway answered a recognized key's request itself.
@@ -454,9 +458,13 @@ impl<H: Host> AuthRequest<H> {
     fn admit(&mut self, record: &KeyRecord, carried: Carried) -> Action {
         // The clock, not Envoy's `request.time` property: a property read costs about
         // a microsecond, the clock a fraction of that.
+        let sample = match &self.identity {
+            Some(cached) if cached.record.hash == record.hash => Some(&cached.durations),
+            _ => None,
+        };
         let admitted_us = self
             .worker
-            .metering()
+            .times(sample)
             .then(|| self.worker.host.now_unix_us());
         self.usage = Some(Usage::Key {
             org: record.org_id,
@@ -1773,6 +1781,7 @@ mod tests {
 
     // ---- usage metering ----
 
+    use crate::duration_sample;
     use crate::usage::{self, Meta, Totals};
     use std::time::Duration;
 
@@ -1863,7 +1872,7 @@ mod tests {
 
     #[test]
     fn durations_go_into_their_buckets() {
-        let worker = metered_worker("{}");
+        let worker = metered_worker(r#"{"usage_durations":"all"}"#);
         store(&worker, record(KEY));
         for ms in [3, 10, 50, 999, 1_500] {
             forwarded(&worker, 200, Duration::from_millis(ms));
@@ -1873,6 +1882,51 @@ mod tests {
         assert_eq!(counts.requests, 5);
         assert_eq!(counts.duration_us, (3 + 10 + 50 + 999 + 1_500) * 1000);
         assert_eq!(counts.buckets, [2, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_busy_key_has_a_sample_of_its_requests_timed() {
+        let worker = metered_worker("{}");
+        store(&worker, record(KEY));
+        for ms in [1, 2, 3, 4, 500, 600] {
+            forwarded(&worker, 200, Duration::from_millis(ms));
+        }
+        // `counted` ticks: the next tick's first requests are timed again.
+        let (_, first) = counted(&worker)[0];
+        assert_eq!(first.requests, 6);
+        assert_eq!(
+            first.buckets,
+            [4, 0, 0, 0],
+            "the first 4 of the tick, timed"
+        );
+        assert_eq!(first.duration_us, 10_000, "the timed ones' sum alone");
+        forwarded(&worker, 200, Duration::from_millis(20));
+        let (_, second) = counted(&worker)[0];
+        assert_eq!(second.requests, 7);
+        assert_eq!(second.buckets, [4, 1, 0, 0]);
+        assert_eq!(second.duration_us, 30_000);
+    }
+
+    #[test]
+    fn an_untimed_request_costs_only_its_status() {
+        let worker = metered_worker("{}");
+        store(&worker, record(KEY));
+        for _ in 0..duration_sample::PER_TICK {
+            forwarded(&worker, 200, Duration::from_millis(1));
+        }
+        worker.host.host_calls.set(0);
+        let (mut request, action) = send_key(&worker, KEY);
+        assert_forwarded_with_identity(&worker, action);
+        assert_eq!(worker.host.host_calls.get(), 6, "as without metering");
+        worker.host.host_calls.set(0);
+        worker.host.respond(503, Duration::from_millis(5));
+        request.on_response_headers();
+        assert_eq!(worker.host.host_calls.get(), 1, "its :status alone");
+        request.finish();
+        let counters = counted(&worker);
+        assert_eq!(requests(&counters), [(2, 4), (5, 1)]);
+        let (_, failed) = counters[1];
+        assert_eq!((failed.duration_us, failed.buckets), (0, [0; 4]));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! its copies of recently used records and its usage tally. The worker's tick keeps them
 //! honest.
 
-use crate::config::{AuthConfig, RateLimitMode};
+use crate::config::{AuthConfig, RateLimitMode, UsageDurations};
+use crate::duration_sample::DurationSample;
 use crate::host::{Action, Host};
 use crate::key_store::KeyStore;
 use crate::local_rate_limit::{self, Decision, Leases, LimitError, Quota};
@@ -132,6 +133,8 @@ pub struct AuthWorker<H> {
     /// Usage counted since the last tick (see `usage`): in memory, no host call.
     usage: RefCell<Tally>,
     metering: Cell<Metering>,
+    /// Ticks so far (wrapping): the period of `duration_sample`.
+    ticks: Cell<u32>,
     /// The subjects with a monthly quota (see `quota`), re-read when their list changes.
     quotas: RefCell<QuotaView>,
 }
@@ -157,6 +160,7 @@ impl<H: Host> AuthWorker<H> {
             records: RefCell::new(RecordCache::new(RECORD_CACHE_ENTRIES)),
             usage: RefCell::new(Tally::default()),
             metering: Cell::new(Metering::Unknown),
+            ticks: Cell::new(0),
             quotas: RefCell::new(QuotaView::default()),
         }
     }
@@ -167,6 +171,7 @@ impl<H: Host> AuthWorker<H> {
     }
 
     pub fn on_tick(&self) {
+        self.ticks.set(self.ticks.get().wrapping_add(1));
         self.give_back_leases();
         self.decide_waiting();
         self.merge_usage();
@@ -182,6 +187,18 @@ impl<H: Host> AuthWorker<H> {
 
     pub fn metering(&self) -> bool {
         self.metering.get() != Metering::Off
+    }
+
+    /// Whether usage metering times this request of a key (whose sample it is).
+    pub fn times(&self, sample: Option<&DurationSample>) -> bool {
+        if !self.metering() {
+            return false;
+        }
+        match (self.config.usage_durations, sample) {
+            (UsageDurations::Sampled, Some(sample)) => sample.take(self.ticks.get()),
+            // A record read for this request alone (keysync's answer to a miss).
+            (UsageDurations::Sampled, None) | (UsageDurations::All, _) => true,
+        }
     }
 
     /// Counts one request of a recognized key. No host call.

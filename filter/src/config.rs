@@ -33,6 +33,17 @@ pub enum RateLimitMode {
     Off,
 }
 
+/// Which forwarded requests usage metering times (`usage_durations`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageDurations {
+    /// A sample: each key's first few requests of every worker tick
+    /// (`duration_sample`); every request of a key that sends few.
+    Sampled,
+    /// Every request: exact sums, for two more host calls a request.
+    All,
+}
+
 /// Where a route's required scopes are read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +80,7 @@ pub struct AuthConfig {
     pub max_staleness: Option<Duration>,
     pub rate_limit: RateLimitMode,
     pub route_scopes: RouteScopes,
+    pub usage_durations: UsageDurations,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -176,6 +188,7 @@ struct RawConfig {
     max_staleness: Option<String>,
     rate_limit: Option<RateLimitMode>,
     route_scopes: Option<RouteScopes>,
+    usage_durations: Option<UsageDurations>,
     refresh_interval: Option<String>,
     request_timeout: Option<String>,
     page_size: Option<u32>,
@@ -292,6 +305,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
         },
         rate_limit: raw.rate_limit.unwrap_or(RateLimitMode::Local),
         route_scopes: raw.route_scopes.unwrap_or(RouteScopes::Metadata),
+        usage_durations: raw.usage_durations.unwrap_or(UsageDurations::Sampled),
     })
 }
 
@@ -308,6 +322,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
             ("max_staleness", raw.max_staleness.is_some()),
             ("rate_limit", raw.rate_limit.is_some()),
             ("route_scopes", raw.route_scopes.is_some()),
+            ("usage_durations", raw.usage_durations.is_some()),
         ],
     )?;
     let config = SyncConfig {
@@ -410,6 +425,7 @@ mod tests {
         );
         assert_eq!(auth(r#"{"max_staleness":"off"}"#).max_staleness, None);
         assert_eq!(config.rate_limit, RateLimitMode::Local);
+        assert_eq!(config.usage_durations, UsageDurations::Sampled);
         assert_eq!(auth("{}"), config);
     }
 
@@ -482,6 +498,13 @@ mod tests {
             error(r#"{"role":"sync","usage_flush_interval":"often"}"#).contains("not a duration")
         );
         assert!(error(r#"{"usage_flush_interval":"10s"}"#).contains("only applies"));
+        // Which requests are timed is the workers' (auth) setting.
+        assert_eq!(
+            auth(r#"{"usage_durations":"all"}"#).usage_durations,
+            UsageDurations::All
+        );
+        assert!(error(r#"{"usage_durations":"some"}"#).contains("unknown variant"));
+        assert!(error(r#"{"role":"sync","usage_durations":"all"}"#).contains("only applies"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod auth_worker;
 mod bucket;
 mod config;
 mod decision;
+mod duration_sample;
 #[cfg(test)]
 mod fake_host;
 mod full_refresh;

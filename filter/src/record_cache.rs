@@ -6,6 +6,7 @@
 //! generation its copies were made at and drops them all when it moved: a key revoked,
 //! changed or repaired stops working at most one tick after the store learned of it.
 
+use crate::duration_sample::DurationSample;
 use crate::key_hash::{KeyHash, KeyHashBuilder};
 use crate::record::KeyRecord;
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ pub struct CachedRecord {
     pub record: KeyRecord,
     pub org_id: String,
     pub key_id: String,
+    /// Which of this key's requests usage metering times.
+    pub durations: DurationSample,
 }
 
 impl CachedRecord {
@@ -31,6 +34,7 @@ impl CachedRecord {
         CachedRecord {
             org_id: record.org_id.hyphenated(),
             key_id: record.key_id.hyphenated(),
+            durations: DurationSample::default(),
             record,
         }
     }

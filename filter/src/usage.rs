@@ -87,22 +87,24 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// One request. `duration_us` is `None` when it was not measured (the gateway
-    /// answered it itself, or no response headers came): it then counts as 0 us, in the
-    /// first bucket, so that the buckets always add up to the requests.
+    /// One request. `duration_us` is `None` when it was not timed (the gateway answered
+    /// it itself, no response headers came, or it was not in the sample): it is then in
+    /// no bucket, so that the buckets count the timed requests and `duration_us` over
+    /// their total is the mean.
     pub fn one(duration_us: Option<u64>, request_bytes: u64, response_bytes: u64) -> Self {
-        let duration_us = duration_us.unwrap_or(0);
-        let bucket = BUCKET_BOUNDS_US
-            .iter()
-            .position(|bound| duration_us <= *bound)
-            .unwrap_or(BUCKETS - 1);
         let mut buckets = [0; BUCKETS];
-        if let Some(b) = buckets.get_mut(bucket) {
-            *b = 1;
+        if let Some(duration_us) = duration_us {
+            let bucket = BUCKET_BOUNDS_US
+                .iter()
+                .position(|bound| duration_us <= *bound)
+                .unwrap_or(BUCKETS - 1);
+            if let Some(b) = buckets.get_mut(bucket) {
+                *b = 1;
+            }
         }
         Counts {
             requests: 1,
-            duration_us,
+            duration_us: duration_us.unwrap_or(0),
             buckets,
             request_bytes,
             response_bytes,
@@ -478,7 +480,9 @@ mod tests {
             assert_eq!(counts.buckets, expected, "{us} us");
             assert_eq!(counts.duration_us, us);
         }
-        assert_eq!(Counts::one(None, 0, 0).buckets, [1, 0, 0, 0]);
+        let untimed = Counts::one(None, 0, 0);
+        assert_eq!((untimed.requests, untimed.duration_us), (1, 0));
+        assert_eq!(untimed.buckets, [0; BUCKETS], "in no bucket");
     }
 
     #[test]

@@ -102,15 +102,17 @@ impl Render for UsageReport {
     }
 }
 
-/// The mean duration in milliseconds, one decimal; `-` without requests.
+/// The mean duration in milliseconds, one decimal, over the timed requests (those in
+/// the buckets: the gateway times a sample of a busy key's requests, and none it
+/// answered itself); `-` without any.
 fn mean_ms(row: &UsageRow) -> String {
-    if row.requests <= 0 {
+    let timed = [row.le_10ms, row.le_100ms, row.le_1s, row.over_1s]
+        .iter()
+        .fold(0i64, |sum, n| sum.saturating_add(*n));
+    if timed <= 0 {
         return "-".to_owned();
     }
-    format!(
-        "{:.1}",
-        row.duration_us as f64 / row.requests as f64 / 1000.0
-    )
+    format!("{:.1}", row.duration_us as f64 / timed as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -177,6 +179,16 @@ mod tests {
         assert!(text.starts_with("OUTCOME "), "{text}");
         assert!(text.contains("\nrate_limited  3"), "{text}");
         assert!(text.contains("\n-             0         -"), "{text}");
+    }
+
+    #[test]
+    fn the_mean_is_over_the_timed_requests() {
+        let mut sampled = row(10);
+        (sampled.duration_us, sampled.le_10ms, sampled.le_100ms) = (60_000, 1, 1);
+        assert_eq!(mean_ms(&sampled), "30.0", "2 of 10 timed, 60 ms in all");
+        let mut refused = row(4);
+        (refused.duration_us, refused.le_10ms) = (0, 0);
+        assert_eq!(mean_ms(&refused), "-", "none timed");
     }
 
     #[test]

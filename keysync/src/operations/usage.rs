@@ -229,9 +229,11 @@ pub struct UsageRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
     pub requests: i64,
-    /// Sum of the requests' durations, microseconds (request start to response headers).
+    /// Sum of the timed requests' durations, microseconds (request start to response
+    /// headers). The gateway times a sample of a busy key's requests, and none it
+    /// answered itself: the mean is this over the four buckets' total.
     pub duration_us: i64,
-    /// Requests that took at most 10 ms, at most 100 ms, at most 1 s, longer.
+    /// Timed requests that took at most 10 ms, at most 100 ms, at most 1 s, longer.
     pub le_10ms: i64,
     pub le_100ms: i64,
     pub le_1s: i64,

@@ -170,10 +170,13 @@ pub struct UsageCounter {
     pub outcome: u32,
     #[prost(uint64, tag = "4")]
     pub requests: u64,
-    /// Sum of the requests' durations (request start to response headers), microseconds.
+    /// Sum of the timed requests' durations (request start to response headers),
+    /// microseconds. Not every request is timed (a sample of a busy key's; none the
+    /// gateway answered itself).
     #[prost(uint64, tag = "5")]
     pub duration_us: u64,
-    /// Requests per duration bucket: <=10ms, <=100ms, <=1s, more (4 entries).
+    /// Timed requests per duration bucket: <=10ms, <=100ms, <=1s, more (4 entries); their
+    /// total is the number timed.
     #[prost(uint64, repeated, tag = "6")]
     pub duration_buckets: ::prost::alloc::vec::Vec<u64>,
     /// Request and response body bytes, where Envoy knew them.
