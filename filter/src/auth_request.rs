@@ -75,7 +75,7 @@ enum Usage {
         /// When it was admitted (the clock, read only for a request metering times);
         /// request start to response headers is measured from it.
         admitted_us: Option<u64>,
-        /// Admission to response headers; measured for forwarded requests only.
+        /// Admission to response headers; measured for timed forwarded requests only.
         duration_us: Option<u64>,
     },
 }
@@ -456,8 +456,8 @@ impl<H: Host> AuthRequest<H> {
     /// A valid key: check its policy, apply its rate limit, then forward it with its
     /// identity.
     fn admit(&mut self, record: &KeyRecord, carried: Carried) -> Action {
-        // The clock, not Envoy's `request.time` property: a property read costs about
-        // a microsecond, the clock a fraction of that.
+        // A timed request's start: the clock, not Envoy's `request.time` property (a
+        // property read costs about a microsecond, the clock a fraction of that).
         let sample = match &self.identity {
             Some(cached) if cached.record.hash == record.hash => Some(&cached.durations),
             _ => None,
