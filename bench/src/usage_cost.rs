@@ -235,28 +235,27 @@ pub fn run(
         peer.counters()
     );
 
-    // Round by round differences, sorted.
+    // Round by round differences.
     let paired = |series: &[Vec<f64>], a: usize, b: usize| -> Vec<f64> {
-        let mut differences: Vec<f64> = series[a]
+        series[a]
             .iter()
             .zip(&series[b])
             .map(|(x, y)| x - y)
-            .collect();
-        differences.sort_by(f64::total_cmp);
-        differences
+            .collect()
     };
     for (i, variant) in variants.iter().enumerate().filter(|(i, _)| *i != off_index) {
         let mut cpu_added = paired(&cpu, i, off_index);
         let mut wall_added = paired(&wall, i, off_index);
-        let (low, high) = (
-            cpu_added[cpu_added.len() / 4],
-            cpu_added[cpu_added.len() * 3 / 4],
-        );
-        if let (Some(cpu_added), Some(wall_added)) =
+        // `median` leaves them sorted: the quartiles follow.
+        if let (Some(cpu_median), Some(wall_added)) =
             (median(&mut cpu_added), median(&mut wall_added))
         {
+            let (low, high) = (
+                cpu_added[cpu_added.len() / 4],
+                cpu_added[cpu_added.len() * 3 / 4],
+            );
             println!(
-                "{}: {cpu_added:+.2} us of Envoy CPU a request against metering off (median of {rounds} paired rounds, {seconds}s each; middle half of the rounds {low:+.2} to {high:+.2}); by throughput {wall_added:+.2} us",
+                "{}: {cpu_median:+.2} us of Envoy CPU a request against metering off (median of {rounds} paired rounds, {seconds}s each; middle half of the rounds {low:+.2} to {high:+.2}); by throughput {wall_added:+.2} us",
                 variant.name
             );
         }

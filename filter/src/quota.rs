@@ -253,23 +253,14 @@ pub enum QuotaError {
 /// One request of `subject`, against its state in shared data. A subject the list names
 /// but the sync service has not written yet is admitted on credit like any other.
 pub fn check<S: SharedData>(data: &S, subject: &Subject, now_ms: u64) -> Result<Take, QuotaError> {
-    modify(data, subject, |record| take(record, now_ms))
-}
-
-/// Applies `change` to `subject`'s record (created when absent), with compare-and-swap.
-/// For the sync service, which writes while workers admit.
-pub fn update<S: SharedData>(
-    data: &S,
-    subject: &Subject,
-    change: impl Fn(&mut QuotaRecord),
-) -> Result<(), QuotaError> {
-    modify(data, subject, change)
+    update(data, subject, |record| take(record, now_ms))
 }
 
 /// Reads `subject`'s slot, applies `change` to its record (created when absent) and
 /// writes the slot back with compare-and-swap, again from the read when another writer
-/// came first; returns what `change` returned for the write that landed.
-fn modify<S: SharedData, T>(
+/// came first (the sync service writes while workers admit); returns what `change`
+/// returned for the write that landed.
+pub fn update<S: SharedData, T>(
     data: &S,
     subject: &Subject,
     change: impl Fn(&mut QuotaRecord) -> T,
