@@ -362,7 +362,11 @@ async fn partitions_are_kept_ahead_and_dropped_after_the_retention() {
              INSERT INTO usage_instances VALUES ('{stale}', '{}', '{}', 2, 1, 1, 1, 0, 0, 0, 0, 0); \
              INSERT INTO quota_leases (instance_id, subject_kind, subject_id, period_start, granted, updated_at) \
                  VALUES ('{stale}', 1, '{}', date_trunc('month', now()), 5, now() - interval '8 days'), \
-                        ('{}', 1, '{}', date_trunc('month', now()), 5, now())",
+                        ('{}', 1, '{}', date_trunc('month', now()), 5, now()); \
+             INSERT INTO quota_usage (subject_kind, subject_id, period_start, used) \
+                 VALUES (1, '{}', '2020-01-01 00:00Z', 7), (1, '{}', date_trunc('month', now()), 3)",
+            Uuid::new_v4(),
+            Uuid::new_v4(),
             Uuid::new_v4(),
             Uuid::new_v4(),
             Uuid::new_v4(),
@@ -374,6 +378,15 @@ async fn partitions_are_kept_ahead_and_dropped_after_the_retention() {
     assert_eq!(done.dropped, vec![old.partition()]);
     assert_eq!(done.counters_pruned, 1);
     assert_eq!(done.leases_pruned, 1, "the live lease stays");
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            "SELECT string_agg(used::text, ',') FROM quota_usage"
+        ),
+        "3",
+        "the quota use of a period older than the retention goes, this period's stays"
+    );
     let names = partition_names(&url).await;
     assert!(!names.contains(&old.partition()), "{names:?}");
     assert!(names.contains(&current.partition()), "{names:?}");
