@@ -36,7 +36,8 @@ pub enum Counter {
     /// Valid keys refused because the request came from outside their allowlist (or
     /// from an address that cannot be read).
     IpNotAllowed,
-    /// Defects in key policies from keysync (see `policy`), found on the miss path.
+    /// Defects in key policies from keysync (see `store::key_policy`), found on the miss
+    /// path.
     BadPolicies,
     /// Requests usage metering could not count: the bounded counter space was full.
     UsageDropped,

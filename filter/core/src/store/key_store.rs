@@ -1,6 +1,6 @@
-//! The key store kept in shared data (see `key_bucket` for its layout): the request path's lookup, and the writes made by
-//! the sync service and by the miss path, with the rules that stop one writer from
-//! undoing a newer change made by another.
+//! The key store kept in shared data (see `key_bucket` for its layout): the request
+//! path's lookup, and the writes made by the sync service and by the miss path, with the
+//! rules that stop one writer from undoing a newer change made by another.
 
 use crate::host::{SharedData, WriteError};
 use crate::store::bucket_index::BucketIndex;
