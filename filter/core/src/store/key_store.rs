@@ -291,6 +291,7 @@ fn host_error(e: WriteError) -> StoreError {
 mod tests {
     use super::*;
     use crate::host::fake_shared_data::FakeSharedData;
+    use crate::host::Entry;
     use keysync_contract::id::Id;
 
     fn record(key: &str) -> KeyRecord {
@@ -486,6 +487,42 @@ mod tests {
         assert_eq!(store.generation(), g1, "no change, no bump");
         store.apply_changes(&[Change::Remove(r.hash)]).unwrap();
         assert!(store.generation() > g1);
+    }
+
+    /// Shared data that lends its bytes in place and refuses to copy them: what a host
+    /// keeping the store in its own memory can offer the request path.
+    struct LendingOnly(FakeSharedData);
+
+    impl SharedData for LendingOnly {
+        fn get(&self, key: &str) -> Entry {
+            panic!("the request path copied {key}");
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), WriteError> {
+            self.0.set(key, value, cas)
+        }
+
+        fn read<T>(&self, key: &str, look: impl FnOnce(Option<&[u8]>) -> T) -> T {
+            look(
+                self.0
+                    .entries
+                    .borrow()
+                    .get(key)
+                    .map(|(value, _)| value.as_slice()),
+            )
+        }
+    }
+
+    #[test]
+    fn the_request_path_reads_a_bucket_in_place_where_the_host_lends_it() {
+        let r = record("sk_live_lent");
+        let written = KeyStore::new(FakeSharedData::default());
+        written
+            .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
+            .unwrap();
+        let lending = KeyStore::new(LendingOnly(written.data));
+        assert_eq!(lending.find(&r.hash), Ok(Some(r.clone())));
+        assert_eq!(lending.find(&record("sk_live_absent").hash), Ok(None));
     }
 
     #[test]
