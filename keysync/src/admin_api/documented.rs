@@ -52,7 +52,7 @@ pub struct Unprocessable(#[allow(dead_code)] ErrorBody);
 #[derive(IntoResponses)]
 #[response(
     status = 429,
-    description = "Too many bad tokens from this address lately; see `Retry-After` (`too_many_failed_tokens`)"
+    description = "Too many bad tokens from this address lately, and this one is not a valid token; see `Retry-After` (`too_many_failed_tokens`). A valid token is served whatever its address sent."
 )]
 pub struct Throttled(#[allow(dead_code)] ErrorBody);
 

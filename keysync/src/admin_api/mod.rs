@@ -5,7 +5,8 @@
 //! field names.
 //!
 //! - [`auth`]: admin tokens (`Authorization: Bearer`), read-only tokens, and
-//!   [`failed_tokens`], which slows down an address that keeps guessing;
+//!   [`failed_tokens`], which slows down an address that keeps guessing (but not its
+//!   valid tokens: [`active_tokens`]);
 //! - [`extract`]: strict request parsing (unknown fields 400, body limit 413);
 //! - [`error`]: the one error shape and the status of each failure;
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once;
@@ -16,6 +17,7 @@
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
 //! when the two differ (`KEYSYNC_BLESS=1 cargo test -p keysync openapi` rewrites it).
 
+pub mod active_tokens;
 pub mod audit;
 pub mod auth;
 mod documented;
@@ -44,6 +46,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use self::active_tokens::ActiveTokens;
 use self::error::{ApiError, ErrorBody};
 use self::extract::IdempotencyKey;
 use self::failed_tokens::FailedTokens;
@@ -85,6 +88,7 @@ pub struct ApiState {
 #[derive(Debug)]
 struct Shared {
     failed_tokens: FailedTokens,
+    active_tokens: ActiveTokens,
     /// One log line per period for refused tokens.
     refusal_log: LogThrottle,
 }
@@ -96,6 +100,7 @@ impl ApiState {
             settings,
             shared: Arc::new(Shared {
                 failed_tokens: FailedTokens::new(),
+                active_tokens: ActiveTokens::new(),
                 refusal_log: LogThrottle::new(LOG_PERIOD),
             }),
         }

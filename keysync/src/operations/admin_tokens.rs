@@ -8,6 +8,7 @@
 //! token cannot mint itself a successor. So their changes are recorded in the audit trail
 //! as the CLI's, by id, name and display prefix, never the token or its hash.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -279,13 +280,19 @@ pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<RevokedAdminToken, AdminT
     })
 }
 
-/// The active token whose text was presented, if any. Text that cannot be a token
-/// (wrong marker, too long) is refused without a query.
+/// Whether `presented` has a token's form (its marker, not too long): text without it
+/// is never looked up.
+pub fn could_be_a_token(presented: &str) -> bool {
+    presented.starts_with(TOKEN_MARKER) && presented.len() <= MAX_PRESENTED_LEN
+}
+
+/// The active token whose text was presented, if any: looked up by its hash. Text that
+/// cannot be a token ([`could_be_a_token`]) is refused without a query.
 pub async fn authenticate(
     pool: &PgPool,
     presented: &str,
 ) -> Result<Option<AdminCaller>, sqlx::Error> {
-    if !presented.starts_with(TOKEN_MARKER) || presented.len() > MAX_PRESENTED_LEN {
+    if !could_be_a_token(presented) {
         return Ok(None);
     }
     let row: Option<(Uuid, bool)> = sqlx::query_as(
@@ -299,6 +306,19 @@ pub async fn authenticate(
         token_id,
         read_only,
     }))
+}
+
+/// The hashes of every active token. Tokens are few (one per backend or dashboard),
+/// so they are read whole.
+pub async fn active_hashes(pool: &PgPool) -> Result<HashSet<KeyHash>, sqlx::Error> {
+    let hashes: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT token_hash FROM admin_tokens WHERE revoked_at IS NULL")
+            .fetch_all(pool)
+            .await?;
+    Ok(hashes
+        .into_iter()
+        .filter_map(|hash| KeyHash::try_from(hash.as_slice()).ok())
+        .collect())
 }
 
 #[cfg(test)]
