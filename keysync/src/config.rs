@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::serve::grpc_token::GrpcToken;
 
+use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::admin_api::ApiSettings;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
@@ -39,6 +40,7 @@ pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
 pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
 pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
+pub const IDEMPOTENCY_SECRET_FILE: &str = SECRET_FILE_VARIABLE;
 pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
 pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
 pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
@@ -262,6 +264,7 @@ impl ServeConfig {
                     defaults.api.idempotency_ttl,
                     parse_interval,
                 )?,
+                idempotency_secret: read_idempotency_secret(env)?,
             },
             accept_legacy_keys: read(
                 env,
@@ -354,6 +357,28 @@ fn read_token(env: &impl Environment) -> Result<Option<GrpcToken>, ConfigError> 
                 })
         }
     }
+}
+
+/// The contents of `KEYSYNC_IDEMPOTENCY_SECRET_FILE`. Errors never show the secret.
+fn read_idempotency_secret(
+    env: &impl Environment,
+) -> Result<Option<IdempotencySecret>, ConfigError> {
+    let Some(path) = env
+        .get(IDEMPOTENCY_SECRET_FILE)
+        .filter(|value| !value.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let failed = |reason: String| ConfigError {
+        name: IDEMPOTENCY_SECRET_FILE,
+        value: path.clone(),
+        reason,
+    };
+    let contents =
+        std::fs::read(path.trim()).map_err(|error| failed(format!("cannot read it: {error}")))?;
+    IdempotencySecret::from_file_contents(&contents)
+        .map(Some)
+        .map_err(failed)
 }
 
 /// `KEYSYNC_GRPC_TLS_CERT` and `..._KEY` (both or neither), and `..._CLIENT_CA`, which
@@ -669,6 +694,28 @@ mod tests {
             let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(error.name, name);
         }
+    }
+
+    #[test]
+    fn the_idempotency_secret_comes_from_a_file_of_32_bytes_and_is_never_shown() {
+        assert_eq!(ServeConfig::default().api.idempotency_secret, None);
+        let path = std::env::temp_dir().join(format!("keysync-idempotency-{}", std::process::id()));
+        let path_text = path.to_string_lossy().into_owned();
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef-secret\n").unwrap();
+        let config = ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap();
+        let secret = config.api.idempotency_secret.clone().unwrap();
+        assert!(secret.from_file());
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        std::fs::write(&path, "too short, not secret\n").unwrap();
+        let error =
+            ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap_err();
+        assert_eq!(error.name, IDEMPOTENCY_SECRET_FILE);
+        assert!(error.reason.contains("at least 32"), "{error}");
+        assert!(!error.to_string().contains("not secret"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+        let error =
+            ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap_err();
+        assert!(error.reason.starts_with("cannot read it: "), "{error}");
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub const DEFAULT_GRACE: &str = "24h";
     request_body = CreateKeyRequest,
     responses(
         (status = 201, description = "Created; `key` is shown only this once", body = CreatedKey),
+        (status = 409, description = "A retry whose first answer cannot be replayed: it was sealed by another keysync process; nothing was made now (`idempotent_answer_unavailable`)", body = ErrorBody),
         BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
         Unavailable
     )
@@ -194,7 +195,7 @@ pub async fn revoke_key(
     request_body(content = Option<RotateKeyRequest>, description = "Optional: no body (or `null`) takes the defaults"),
     responses(
         (status = 201, description = "Rotated; `key` is shown only this once", body = RotatedKey),
-        (status = 409, description = "The key is revoked, expired, or already rotated", body = ErrorBody),
+        (status = 409, description = "The key is revoked, expired, or already rotated; or a retry whose first answer cannot be replayed (`idempotent_answer_unavailable`)", body = ErrorBody),
         BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
         Unavailable
     )

@@ -9,7 +9,8 @@
 //!   valid tokens: [`active_tokens`]);
 //! - [`extract`]: strict request parsing (unknown fields 400, body limit 413);
 //! - [`error`]: the one error shape and the status of each failure;
-//! - [`idempotency`]: creates with an `Idempotency-Key` happen once;
+//! - [`idempotency`]: creates with an `Idempotency-Key` happen once, their answers
+//!   sealed under [`idempotency_secret`];
 //! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`]: the handlers,
 //!   each with its OpenAPI description.
 //!
@@ -25,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod failed_tokens;
 pub mod idempotency;
+pub mod idempotency_secret;
 pub mod key_policy;
 pub mod keys;
 pub mod orgs;
@@ -41,6 +43,7 @@ use axum::routing::get;
 use axum::{middleware, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
+use tracing::warn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -51,6 +54,7 @@ use self::error::{ApiError, ErrorBody};
 use self::extract::IdempotencyKey;
 use self::failed_tokens::FailedTokens;
 use self::idempotency::Idempotency;
+use self::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::log_throttle::{LogThrottle, LOG_PERIOD};
 use crate::operations::admin_tokens::AdminCaller;
 use crate::operations::page::{Cursor, PageRequest, DEFAULT_PAGE_LIMIT};
@@ -58,13 +62,17 @@ use crate::operations::page::{Cursor, PageRequest, DEFAULT_PAGE_LIMIT};
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 
-/// The API's settings (`KEYSYNC_API_MAX_BODY_BYTES`, `KEYSYNC_IDEMPOTENCY_TTL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The API's settings (`KEYSYNC_API_MAX_BODY_BYTES`, `KEYSYNC_IDEMPOTENCY_TTL`,
+/// `KEYSYNC_IDEMPOTENCY_SECRET_FILE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiSettings {
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
     /// How long an `Idempotency-Key` replays its first answer.
     pub idempotency_ttl: Duration,
+    /// What stored answers are sealed under, from the operator's file; `None`: a secret
+    /// of this process alone (replays do not survive a restart).
+    pub idempotency_secret: Option<IdempotencySecret>,
 }
 
 impl Default for ApiSettings {
@@ -72,6 +80,7 @@ impl Default for ApiSettings {
         ApiSettings {
             max_body_bytes: 64 * 1024,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            idempotency_secret: None,
         }
     }
 }
@@ -91,10 +100,20 @@ struct Shared {
     active_tokens: ActiveTokens,
     /// One log line per period for refused tokens.
     refusal_log: LogThrottle,
+    /// The configured secret, or this process's own.
+    idempotency_secret: IdempotencySecret,
 }
 
 impl ApiState {
     pub fn new(pool: PgPool, settings: ApiSettings) -> ApiState {
+        let idempotency_secret = settings.idempotency_secret.clone().unwrap_or_else(|| {
+            warn!(
+                "admin api: {SECRET_FILE_VARIABLE} is not set: answers to creates with an \
+                 Idempotency-Key are sealed under a secret of this process alone, so a \
+                 retry after a restart or on another replica is refused (409), not replayed"
+            );
+            IdempotencySecret::generate()
+        });
         ApiState {
             pool,
             settings,
@@ -102,6 +121,7 @@ impl ApiState {
                 failed_tokens: FailedTokens::new(),
                 active_tokens: ActiveTokens::new(),
                 refusal_log: LogThrottle::new(LOG_PERIOD),
+                idempotency_secret,
             }),
         }
     }
@@ -110,8 +130,8 @@ impl ApiState {
         &self.pool
     }
 
-    pub fn settings(&self) -> ApiSettings {
-        self.settings
+    pub fn settings(&self) -> &ApiSettings {
+        &self.settings
     }
 }
 
@@ -127,7 +147,9 @@ impl ApiState {
             create`); a read-only token may only GET. Errors are \
             `{\"error\": \"<code>\", \"message\": \"...\"}`. Creates accept an \
             `Idempotency-Key` header: a retry with the same key gets the first answer again \
-            (`Idempotent-Replayed: true`) and creates nothing."
+            (`Idempotent-Replayed: true`) and creates nothing; if the answer was sealed by \
+            another keysync process without the same `KEYSYNC_IDEMPOTENCY_SECRET_FILE`, the \
+            retry gets 409 (`idempotent_answer_unavailable`) and creates nothing either."
     ),
     paths(openapi_document),
     components(schemas(ErrorBody)),
@@ -285,6 +307,7 @@ async fn create_once<T: Serialize>(
     let idempotency = idempotency_key.0.as_deref().map(|key| Idempotency {
         token_id: caller.token_id,
         key,
+        secret: &state.shared.idempotency_secret,
         fingerprint,
         ttl: state.settings.idempotency_ttl,
     });

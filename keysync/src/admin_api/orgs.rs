@@ -76,7 +76,7 @@ impl LimitRequest {
     request_body = CreateOrgRequest,
     responses(
         (status = 201, description = "Created", body = CreatedOrg),
-        (status = 409, description = "An organization with this id exists", body = ErrorBody),
+        (status = 409, description = "An organization with this id exists (`org_exists`); or a retry whose first answer cannot be replayed (`idempotent_answer_unavailable`)", body = ErrorBody),
         BadRequest, Unauthorized, Forbidden, TooLarge, Unprocessable, Throttled,
         Unavailable
     )

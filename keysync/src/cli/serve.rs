@@ -24,6 +24,9 @@ Environment:
   KEYSYNC_API_MAX_BODY_BYTES      largest operator API request body (default 65536)
   KEYSYNC_IDEMPOTENCY_TTL         how long an Idempotency-Key replays its first
                                   answer (default 24h)
+  KEYSYNC_IDEMPOTENCY_SECRET_FILE file of at least 32 secret bytes that stored answers
+                                  are sealed under, the same on every replica; unset:
+                                  a secret per process (no replays after a restart)
   KEYSYNC_POLL_INTERVAL           fallback catch-up period; PostgreSQL notifications
                                   trigger catch-ups at once (default 10s)
   KEYSYNC_FULL_RELOAD_INTERVAL    full reload period, the safety net (default 15m)
@@ -88,7 +91,10 @@ pub async fn run(url: Option<String>) -> Result<(), CommandError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
     let notifications = PgConnector::new(&pool);
-    let api = ApiState::new(database::api_pool(&pool, config.db_timeout), config.api);
+    let api = ApiState::new(
+        database::api_pool(&pool, config.db_timeout),
+        config.api.clone(),
+    );
     let usage = UsageStore::new(database::usage_pool(&pool, config.db_timeout));
     server::run(
         &config,
