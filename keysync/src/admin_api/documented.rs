@@ -24,14 +24,14 @@ pub struct Unauthorized(#[allow(dead_code)] ErrorBody);
 #[derive(IntoResponses)]
 #[response(
     status = 403,
-    description = "A read-only token asked for a change (`read_only_token`)"
+    description = "A read-only token asked for a change (`read_only_token`), or a token limited to one organization asked to make one (`org_scoped_token`)"
 )]
 pub struct Forbidden(#[allow(dead_code)] ErrorBody);
 
 #[derive(IntoResponses)]
 #[response(
     status = 404,
-    description = "No such organization or key (`org_not_found`, `key_not_found`)"
+    description = "No such organization or key, or one of an organization a token limited to another may not see: the same answer (`org_not_found`, `key_not_found`)"
 )]
 pub struct NotFound(#[allow(dead_code)] ErrorBody);
 

@@ -1,8 +1,9 @@
 //! The one shape of every error the API answers, `{"error": "<code>", "message": "..."}`,
 //! and the status each failure gets: 400 a request that does not parse, 401 no valid
-//! token, 403 a read-only token asking for a change, 404 an unknown organization or key,
-//! 409 a state that forbids the change (rotating a revoked key, replaying an answer
-//! sealed elsewhere), 413 a body over the
+//! token, 403 a read-only token asking for a change (or an organization's token making
+//! an organization), 404 an unknown organization or key (or one a token limited to
+//! another organization may not see), 409 a state that forbids the change (rotating a
+//! revoked key, replaying an answer sealed elsewhere), 413 a body over the
 //! limit, 422 a value the operation refuses, 429 an address that sent too many bad
 //! tokens, 500/503 the database. Messages name ids and the offending value a caller
 //! sent, never a key, a token, a password or database detail (those go to keysync's log,
@@ -93,6 +94,16 @@ impl ApiError {
             StatusCode::FORBIDDEN,
             "read_only_token",
             "this admin token is read-only: it may read, not change",
+        )
+    }
+
+    /// 403: a token limited to one organization asked for what concerns none (making an
+    /// organization).
+    pub fn org_scoped_token() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "org_scoped_token",
+            "this admin token is limited to one organization: it cannot make organizations",
         )
     }
 

@@ -7,6 +7,7 @@
 //! - [`auth`]: admin tokens (`Authorization: Bearer`), read-only tokens, and
 //!   [`failed_tokens`], which slows down an address that keeps guessing (but not its
 //!   valid tokens: [`active_tokens`]);
+//! - [`org_scope`]: tokens limited to one organization see only that one;
 //! - [`extract`]: strict request parsing (unknown fields 400, body limit 413);
 //! - [`error`]: the one error shape and the status of each failure;
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once, their answers
@@ -29,6 +30,7 @@ pub mod idempotency;
 pub mod idempotency_secret;
 pub mod key_policy;
 pub mod keys;
+pub mod org_scope;
 pub mod orgs;
 pub mod quotas;
 pub mod usage;
@@ -144,7 +146,9 @@ impl ApiState {
             keys, rate limits and quotas, over HTTP on keysync's admin port, the audit trail of \
             those changes, and the usage the gateways metered. Every request but this \
             document's needs `Authorization: Bearer <admin token>` (`keysync admin-tokens \
-            create`); a read-only token may only GET. Errors are \
+            create`); a read-only token may only GET, and a token limited to one organization \
+            (`--org-id`) sees and changes only that one (others answer 404, as if they did not \
+            exist). Errors are \
             `{\"error\": \"<code>\", \"message\": \"...\"}`. Creates accept an \
             `Idempotency-Key` header: a retry with the same key gets the first answer again \
             (`Idempotent-Replayed: true`) and creates nothing; if the answer was sealed by \
