@@ -45,6 +45,7 @@ pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
 pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
 pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
+pub const LEAK_RELOAD_INTERVAL: &str = "KEYSYNC_LEAK_RELOAD_INTERVAL";
 pub const USAGE_RETENTION: &str = "KEYSYNC_USAGE_RETENTION";
 pub const USAGE_EXPORT_KAFKA_BROKERS: &str = "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS";
 pub const USAGE_EXPORT_TOPIC: &str = "KEYSYNC_USAGE_EXPORT_TOPIC";
@@ -53,6 +54,10 @@ pub const USAGE_EXPORT_BACKLOG: &str = "KEYSYNC_USAGE_EXPORT_BACKLOG";
 /// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
 /// scanner may send many matches at once.
 const DEFAULT_LEAK_MAX_BODY_BYTES: usize = 1 << 20;
+/// How often the leak-report public keys are read again unless
+/// `KEYSYNC_LEAK_RELOAD_INTERVAL` says otherwise (a report signed by an unlisted key
+/// also has them read again at once).
+const DEFAULT_LEAK_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -417,8 +422,8 @@ fn read_tls(env: &impl Environment) -> Result<Option<TlsFiles>, ConfigError> {
     }
 }
 
-/// `KEYSYNC_LEAK_PUBLIC_KEYS_FILE` (GitHub's key list format), with the action and body
-/// limit, which need it.
+/// `KEYSYNC_LEAK_PUBLIC_KEYS_FILE` (GitHub's key list format, which must be good at
+/// start), with the action, body limit and reload period, which need it.
 fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, ConfigError> {
     let action = read(env, LEAK_ACTION, LeakAction::Revoke, |value| value.parse())?;
     let max_body_bytes = read(
@@ -427,11 +432,17 @@ fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, Co
         DEFAULT_LEAK_MAX_BODY_BYTES,
         parse_body_limit,
     )?;
+    let reload_interval = read(
+        env,
+        LEAK_RELOAD_INTERVAL,
+        DEFAULT_LEAK_RELOAD_INTERVAL,
+        parse_interval,
+    )?;
     let Some(path) = env
         .get(LEAK_PUBLIC_KEYS_FILE)
         .filter(|value| !value.trim().is_empty())
     else {
-        for name in [LEAK_ACTION, LEAK_MAX_BODY_BYTES] {
+        for name in [LEAK_ACTION, LEAK_MAX_BODY_BYTES, LEAK_RELOAD_INTERVAL] {
             if let Some(value) = env.get(name) {
                 return Err(ConfigError {
                     name,
@@ -454,6 +465,8 @@ fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, Co
     let public_keys = PublicKeys::from_json(&text).map_err(|error| failed(error.to_string()))?;
     Ok(Some(LeakSettings {
         public_keys,
+        public_keys_file: PathBuf::from(path.trim()),
+        reload_interval,
         action,
         max_body_bytes,
     }))
@@ -716,6 +729,13 @@ mod tests {
         let error =
             ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap_err();
         assert!(error.reason.starts_with("cannot read it: "), "{error}");
+    }
+
+    #[test]
+    fn the_leak_reload_interval_needs_the_key_file() {
+        let error = ServeConfig::from_env(&env(&[(LEAK_RELOAD_INTERVAL, "10s")])).unwrap_err();
+        assert_eq!(error.name, LEAK_RELOAD_INTERVAL);
+        assert!(error.reason.contains(LEAK_PUBLIC_KEYS_FILE), "{error}");
     }
 
     #[test]

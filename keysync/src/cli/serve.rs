@@ -65,6 +65,8 @@ Environment:
   KEYSYNC_LEAK_ACTION             what a report of a live key does: revoke (default)
                                   or flag
   KEYSYNC_LEAK_MAX_BODY_BYTES     largest leak report body (default 1048576)
+  KEYSYNC_LEAK_RELOAD_INTERVAL    how often the public keys file is read again
+                                  (default 1m; also at once for an unlisted key)
   KEYSYNC_USAGE_RETENTION         months of usage kept before the current one
                                   (default 13); older monthly partitions are dropped
   KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS
