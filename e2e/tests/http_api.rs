@@ -127,12 +127,27 @@ fn refused(response: Response, status: u16, code: &str) -> String {
 
 /// `keysync admin-tokens create`: the token and its id.
 fn admin_token(database_url: &str, name: &str, read_only: bool) -> (String, String) {
+    admin_token_of(database_url, name, read_only, None)
+}
+
+/// `keysync admin-tokens create`, limited to an organization (`--org-id`) or not: the
+/// token and its id.
+fn admin_token_of(
+    database_url: &str,
+    name: &str,
+    read_only: bool,
+    org_id: Option<&str>,
+) -> (String, String) {
     let mut args = vec!["admin-tokens", "create", "--name", name];
     if read_only {
         args.push("--read-only");
     }
+    if let Some(org_id) = org_id {
+        args.extend(["--org-id", org_id]);
+    }
     let created = ks::cli_json(database_url, &args);
     assert_eq!(created["read_only"], read_only);
+    assert_eq!(created["org_id"].as_str(), org_id);
     (
         created["token"].as_str().unwrap().to_owned(),
         created["token_id"].as_str().unwrap().to_owned(),
@@ -641,10 +656,272 @@ fn tokens_missing_wrong_revoked_and_read_only() {
     }
 }
 
+/// What an answer says, with `id` written as `ID`: a foreign id's answer must read like
+/// an unknown id's.
+fn answer_about(response: Response, id: &str) -> (u16, String, String) {
+    let status = response.status;
+    let body = response.json();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .replace(id, "ID"),
+    )
+}
+
 #[test]
-fn an_address_that_keeps_sending_bad_tokens_is_slowed_down() {
+fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     let service = Service::start();
+    let url = &service.database_url;
+    let admin = service.api();
+    let ours = admin.create_org("ours");
+    let theirs = admin.create_org("theirs");
+    let our_key = admin.create_key(&ours)["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let their_key = admin.create_key(&theirs)["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        admin.put(
+            &format!("/v1/orgs/{theirs}/rate-limit"),
+            json!({"requests_per_minute": 600}),
+        ),
+        200,
+    );
+    let (token, token_id) = admin_token_of(url, "customer dashboard", false, Some(&ours));
+    let dashboard = Api::new(&service.keysync, &token);
+    let unknown = "7d2c4a3e-0000-4000-8000-00000000ffff";
+    let theirs_before = ok(admin.get(&format!("/v1/orgs/{theirs}")), 200);
+    let their_key_before = ok(admin.get(&format!("/v1/keys/{their_key}")), 200);
+
+    // Every documented route with an organization or a key in its path: another
+    // organization's answers exactly as one that does not exist (404), whatever the body.
+    let document = Api::anonymous(&service.keysync)
+        .get("/v1/openapi.json")
+        .json();
+    let mut without_ids = Vec::new();
+    for (path, methods) in document["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let (foreign, missing, id) = if path.contains("{org_id}") {
+                (
+                    path.replace("{org_id}", &theirs),
+                    path.replace("{org_id}", unknown),
+                    &theirs,
+                )
+            } else if path.contains("{key_id}") {
+                (
+                    path.replace("{key_id}", &their_key),
+                    path.replace("{key_id}", unknown),
+                    &their_key,
+                )
+            } else {
+                without_ids.push(format!("{method} {path}"));
+                continue;
+            };
+            for body in ["{}", "{\"requests_per_minute\": 1}", "{\"monthly\": 5}"] {
+                let refused = answer_about(dashboard.send(&method, &foreign, &[], body), id);
+                let absent = answer_about(dashboard.send(&method, &missing, &[], body), unknown);
+                assert_eq!(refused, absent, "{method} {foreign} {body}");
+                assert_eq!(refused.0, 404, "{method} {foreign}: {refused:?}");
+            }
+        }
+    }
+    without_ids.sort();
+    assert_eq!(
+        without_ids,
+        [
+            "GET /v1/audit",
+            "GET /v1/openapi.json",
+            "GET /v1/orgs",
+            "POST /v1/keys",
+            "POST /v1/orgs"
+        ],
+        "a new route without an id in its path: decide what an organization's token may do"
+    );
+
+    // Those five: the list holds its organization alone, a key is made only in it,
+    // organizations are not made at all, the audit trail is its organization's.
+    let listed = ok(dashboard.get("/v1/orgs"), 200);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["items"][0]["org_id"], ours.as_str());
+    assert_eq!(listed["next_cursor"], Value::Null);
+    let message = refused(
+        dashboard.post("/v1/orgs", json!({"name": "another"})),
+        403,
+        "org_scoped_token",
+    );
+    assert!(!message.contains(&theirs), "{message}");
+    assert_eq!(
+        answer_about(
+            dashboard.post("/v1/keys", json!({"org_id": theirs, "name": "sneaky"})),
+            &theirs
+        ),
+        answer_about(
+            dashboard.post("/v1/keys", json!({"org_id": unknown, "name": "sneaky"})),
+            unknown
+        ),
+    );
+    refused(
+        dashboard.post("/v1/keys", json!({"org_id": theirs, "name": "sneaky"})),
+        404,
+        "org_not_found",
+    );
+    let made = ok(
+        dashboard.post_once(
+            "/v1/keys",
+            "dashboard-key-000000001",
+            json!({"org_id": ours, "name": "from the dashboard"}),
+        ),
+        201,
+    );
+    assert_eq!(made["org_id"], ours.as_str());
+    assert_eq!(
+        answer_about(
+            dashboard.get(&format!("/v1/audit?org_id={theirs}")),
+            &theirs
+        ),
+        answer_about(
+            dashboard.get(&format!("/v1/audit?org_id={unknown}")),
+            unknown
+        ),
+    );
+    refused(
+        dashboard.get(&format!("/v1/audit?org_id={theirs}")),
+        404,
+        "org_not_found",
+    );
+
+    // Its own organization: everything works as for any token.
+    ok(dashboard.get(&format!("/v1/orgs/{ours}")), 200);
+    ok(dashboard.get(&format!("/v1/orgs/{ours}/keys")), 200);
+    ok(dashboard.get(&format!("/v1/orgs/{ours}/usage")), 200);
+    ok(
+        dashboard.put(
+            &format!("/v1/orgs/{ours}/rate-limit"),
+            json!({"requests_per_minute": 60}),
+        ),
+        200,
+    );
+    ok(
+        dashboard.put(&format!("/v1/orgs/{ours}/quota"), json!({"monthly": 1000})),
+        200,
+    );
+    ok(dashboard.get(&format!("/v1/keys/{our_key}")), 200);
+    for (path, body) in [
+        ("rate-limit", json!({"requests_per_minute": 6})),
+        ("quota", json!({"monthly": 10})),
+        ("scopes", json!({"scopes": ["orders:read"]})),
+        ("allowlist", json!({"allowed_networks": ["10.0.0.0/8"]})),
+    ] {
+        ok(
+            dashboard.put(&format!("/v1/keys/{our_key}/{path}"), body),
+            200,
+        );
+        ok(dashboard.delete(&format!("/v1/keys/{our_key}/{path}")), 200);
+    }
+    ok(
+        dashboard.post(
+            &format!("/v1/keys/{our_key}/rotate"),
+            json!({"grace": "0s"}),
+        ),
+        201,
+    );
+    let usage = dashboard.get(&format!("/v1/orgs/{ours}/usage?key_id={their_key}"));
+    assert_eq!(ok(usage, 200)["total_requests"], 0);
+    let trail = ok(dashboard.get("/v1/audit?limit=1000"), 200);
+    let items = trail["items"].as_array().unwrap();
+    assert!(items.len() >= 10, "{trail:#}");
+    for item in items {
+        assert_eq!(item["org_id"], ours.as_str(), "{item:#}");
+    }
+    assert!(
+        items
+            .iter()
+            .any(|item| item["action"] == "admin_token.created"
+                && item["object_id"] == token_id.as_str()),
+        "its own creation is in its organization's trail: {trail:#}"
+    );
+
+    // The other organization is untouched.
+    assert_eq!(
+        ok(admin.get(&format!("/v1/orgs/{theirs}")), 200),
+        theirs_before
+    );
+    assert_eq!(
+        ok(admin.get(&format!("/v1/keys/{their_key}")), 200),
+        their_key_before
+    );
+    assert_eq!(
+        service.sql(&format!(
+            "SELECT count(*) FROM audit_events WHERE actor_token_id = '{token_id}' \
+             AND org_id IS DISTINCT FROM '{ours}'"
+        )),
+        "0"
+    );
+
+    // Read-only and limited at once: reads its organization, changes nothing.
+    let (reader, _) = admin_token_of(url, "customer reports", true, Some(&ours));
+    let reader = Api::new(&service.keysync, &reader);
+    ok(reader.get(&format!("/v1/orgs/{ours}/keys")), 200);
+    refused(
+        reader.get(&format!("/v1/orgs/{theirs}/keys")),
+        404,
+        "org_not_found",
+    );
+    refused(
+        reader.put(
+            &format!("/v1/orgs/{ours}/rate-limit"),
+            json!({"requests_per_minute": 1}),
+        ),
+        403,
+        "read_only_token",
+    );
+
+    // The CLI: listed with its organization; an unknown organization is refused.
+    let tokens = ks::cli_json(url, &["admin-tokens", "list"]);
+    let ours_listed: Vec<&Value> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|token| token["org_id"] == ours.as_str())
+        .collect();
+    assert_eq!(ours_listed.len(), 2, "{tokens:#}");
+    assert_eq!(tokens[0]["org_id"], Value::Null, "the unlimited token");
+    let text = ks::cli(url, &["admin-tokens", "list"]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.lines().next().unwrap().contains("ORG"), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.contains(&token_id) && line.contains(&ours)),
+        "{text}"
+    );
+    let refused_cli = ks::cli(
+        url,
+        &["admin-tokens", "create", "--name", "x", "--org-id", unknown],
+    );
+    assert_eq!(refused_cli.status.code(), Some(1), "{refused_cli:?}");
+    let stderr = String::from_utf8_lossy(&refused_cli.stderr);
+    assert_eq!(
+        stderr,
+        format!("error: organization {unknown} not found\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_address_that_keeps_sending_bad_tokens_is_slowed_down_but_valid_tokens_pass() {
+    let service = Service::start();
+    let url = &service.database_url;
     let good = service.api();
+    let (doomed_token, doomed_id) = admin_token(url, "revoked later", false);
+    let doomed = Api::new(&service.keysync, &doomed_token);
+    ok(doomed.get("/v1/orgs"), 200);
     let bad = Api::new(
         &service.keysync,
         "ksa_GuessingGuessingGuessingGuessing00000000",
@@ -656,18 +933,48 @@ fn an_address_that_keeps_sending_bad_tokens_is_slowed_down() {
     let retry_after: u64 = slowed.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=6).contains(&retry_after), "{retry_after}");
     refused(slowed, 429, "too_many_failed_tokens");
-    // Before any token is looked at: a good one waits too (same address).
-    refused(good.get("/v1/orgs"), 429, "too_many_failed_tokens");
+    // Guesses stay slow: any token that is not a valid one gets 429, whatever its form
+    // (not looked up or looked up: the same answer).
+    for guess in [
+        "ksa_AnotherGuessAnotherGuessAnotherGuess000",
+        "sk_live_NotAnAdminTokenAtAll000000000",
+        "x",
+    ] {
+        let guessing = Api::new(&service.keysync, guess);
+        refused(guessing.get("/v1/orgs"), 429, "too_many_failed_tokens");
+    }
+    // But the same address's valid tokens are served: behind one NAT or ingress, a
+    // guesser does not lock everyone out.
+    ok(good.get("/v1/orgs"), 200);
+    ok(
+        good.post("/v1/orgs", json!({"name": "made while throttled"})),
+        201,
+    );
+    // A token made while the address is throttled passes too (within a second: the
+    // active tokens are read again at most once a second).
+    let (fresh, _) = admin_token(url, "made while throttled", true);
+    let fresh = Api::new(&service.keysync, &fresh);
+    poll::eventually(
+        "a token made meanwhile to be let in",
+        Duration::from_secs(3),
+        || fresh.get("/v1/orgs").status,
+        |status| *status == 200,
+    );
+    // A revoked token is no way around the throttle: 429 like any other.
+    let revoked = ks::cli(url, &["admin-tokens", "revoke", &doomed_id]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    refused(doomed.get("/v1/orgs"), 429, "too_many_failed_tokens");
+    refused(bad.get("/v1/orgs"), 429, "too_many_failed_tokens");
     service.keysync.process.wait_for_log(
         "admin api: unknown or revoked token from 127.0.0.1",
         DEADLINE,
     );
-    // Forgiven with time: one failure a LEAK_EVERY (6 s).
+    // Forgiven with time: one failure a LEAK_EVERY (6 s), then a bad token is a 401.
     poll::eventually(
-        "the address to be let in again",
+        "the address to be forgiven",
         Duration::from_secs(10),
-        || good.get("/v1/orgs").status,
-        |status| *status == 200,
+        || bad.get("/v1/orgs").status,
+        |status| *status == 401,
     );
 }
 
@@ -771,6 +1078,136 @@ fn creates_with_an_idempotency_key_happen_once() {
         409,
         "key_already_rotated",
     );
+}
+
+/// The attack on a database backup: open a stored answer knowing only the
+/// `Idempotency-Key` (guessable when a client derives it from, say, a customer number)
+/// and the code, which is public. Tries each sealing context keysync has used, with the
+/// key as the only input keying material: `Some` if the answer opens.
+fn open_with_the_idempotency_key_alone(stored: &[u8], idempotency_key: &str) -> Option<Vec<u8>> {
+    use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+    use ring::hkdf;
+    let (salt, sealed) = stored.split_at_checked(16)?;
+    [
+        &b"keysync admin api idempotent response v1"[..],
+        &b"keysync admin api idempotent response v2"[..],
+    ]
+    .iter()
+    .find_map(|info| {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(idempotency_key.as_bytes());
+        let info = [*info];
+        let okm = prk.expand(&info, &aead::CHACHA20_POLY1305).ok()?;
+        let key = LessSafeKey::new(UnboundKey::from(okm));
+        let mut buffer = sealed.to_vec();
+        key.open_in_place(
+            Nonce::assume_unique_for_key([0; aead::NONCE_LEN]),
+            Aad::empty(),
+            &mut buffer,
+        )
+        .ok()
+        .map(|plaintext| plaintext.to_vec())
+    })
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_stored_answer_cannot_be_opened_with_the_idempotency_key_alone() {
+    let service = Service::start();
+    let api = service.api();
+    let org = api.create_org("backups");
+    let guessable = "signup-for-customer-000042";
+    let created = ok(
+        api.post_once(
+            "/v1/keys",
+            guessable,
+            json!({"org_id": org, "name": "customer 42"}),
+        ),
+        201,
+    );
+    let stored = hex_decode(&service.sql("SELECT encode(response, 'hex') FROM api_idempotency"));
+    assert!(stored.len() > 16, "a sealed answer is stored");
+    let opened = open_with_the_idempotency_key_alone(&stored, guessable);
+    assert_eq!(
+        opened.map(|plaintext| String::from_utf8_lossy(&plaintext).into_owned()),
+        None,
+        "the backup and the Idempotency-Key alone open the answer, key {} included",
+        created["key_id"]
+    );
+    // keysync itself still opens it.
+    let replay = api.post_once(
+        "/v1/keys",
+        guessable,
+        json!({"org_id": org, "name": "customer 42"}),
+    );
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(ok(replay, 201), created);
+}
+
+#[test]
+fn replays_survive_a_restart_with_a_secret_file_and_are_refused_without_one() {
+    let mut service = Service::start();
+    let url = service.database_url.clone();
+    let (token, _) = admin_token(&url, "signups", false);
+    let org = ks::create_org(&url, "restarts");
+    let request = json!({"org_id": org, "name": "customer 7"});
+    let count_keys = || {
+        ks::cli_json(&url, &["keys", "list", "--org-id", &org])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let scratch = ScratchDir::new("idempotency-secret").unwrap();
+    let secret_file = scratch.path().join("idempotency-secret");
+    std::fs::write(
+        &secret_file,
+        "c2VjcmV0LW9mLTMyLWJ5dGVzLWF0LWxlYXN0LW5vdy4uLg==\n",
+    )
+    .unwrap();
+    let secret_file = secret_file.display().to_string();
+    let with_secret = [("KEYSYNC_IDEMPOTENCY_SECRET_FILE", secret_file.as_str())];
+
+    // Without a secret file: sealed under a secret of this process alone.
+    let first = ok(
+        Api::new(&service.keysync, &token).post_once(
+            "/v1/keys",
+            "customer-7-signup-0001",
+            request.clone(),
+        ),
+        201,
+    );
+    service.keysync.process.terminate();
+    service.keysync = Keysync::start(&url, &with_secret);
+    let api = Api::new(&service.keysync, &token);
+    let message = refused(
+        api.post_once("/v1/keys", "customer-7-signup-0001", request.clone()),
+        409,
+        "idempotent_answer_unavailable",
+    );
+    assert!(
+        message.contains("KEYSYNC_IDEMPOTENCY_SECRET_FILE"),
+        "{message}"
+    );
+    assert_eq!(count_keys(), 1, "the refused replay made nothing");
+    assert!(!message.contains(first["key"].as_str().unwrap()));
+
+    // With one: the first answer again after a restart with the same file.
+    let sealed = ok(
+        api.post_once("/v1/keys", "customer-7-signup-0002", request.clone()),
+        201,
+    );
+    service.keysync.process.terminate();
+    service.keysync = Keysync::start(&url, &with_secret);
+    let api = Api::new(&service.keysync, &token);
+    let replay = api.post_once("/v1/keys", "customer-7-signup-0002", request.clone());
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(ok(replay, 201), sealed);
+    assert_eq!(count_keys(), 2);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::serve::grpc_token::GrpcToken;
 
+use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::admin_api::ApiSettings;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
@@ -39,10 +40,12 @@ pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
 pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
 pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
+pub const IDEMPOTENCY_SECRET_FILE: &str = SECRET_FILE_VARIABLE;
 pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
 pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
 pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
+pub const LEAK_RELOAD_INTERVAL: &str = "KEYSYNC_LEAK_RELOAD_INTERVAL";
 pub const USAGE_RETENTION: &str = "KEYSYNC_USAGE_RETENTION";
 pub const USAGE_EXPORT_KAFKA_BROKERS: &str = "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS";
 pub const USAGE_EXPORT_TOPIC: &str = "KEYSYNC_USAGE_EXPORT_TOPIC";
@@ -51,6 +54,10 @@ pub const USAGE_EXPORT_BACKLOG: &str = "KEYSYNC_USAGE_EXPORT_BACKLOG";
 /// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
 /// scanner may send many matches at once.
 const DEFAULT_LEAK_MAX_BODY_BYTES: usize = 1 << 20;
+/// How often the leak-report public keys are read again unless
+/// `KEYSYNC_LEAK_RELOAD_INTERVAL` says otherwise (a report signed by an unlisted key
+/// also has them read again at once).
+const DEFAULT_LEAK_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -262,6 +269,7 @@ impl ServeConfig {
                     defaults.api.idempotency_ttl,
                     parse_interval,
                 )?,
+                idempotency_secret: read_idempotency_secret(env)?,
             },
             accept_legacy_keys: read(
                 env,
@@ -356,6 +364,28 @@ fn read_token(env: &impl Environment) -> Result<Option<GrpcToken>, ConfigError> 
     }
 }
 
+/// The contents of `KEYSYNC_IDEMPOTENCY_SECRET_FILE`. Errors never show the secret.
+fn read_idempotency_secret(
+    env: &impl Environment,
+) -> Result<Option<IdempotencySecret>, ConfigError> {
+    let Some(path) = env
+        .get(IDEMPOTENCY_SECRET_FILE)
+        .filter(|value| !value.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let failed = |reason: String| ConfigError {
+        name: IDEMPOTENCY_SECRET_FILE,
+        value: path.clone(),
+        reason,
+    };
+    let contents =
+        std::fs::read(path.trim()).map_err(|error| failed(format!("cannot read it: {error}")))?;
+    IdempotencySecret::from_file_contents(&contents)
+        .map(Some)
+        .map_err(failed)
+}
+
 /// `KEYSYNC_GRPC_TLS_CERT` and `..._KEY` (both or neither), and `..._CLIENT_CA`, which
 /// needs them.
 fn read_tls(env: &impl Environment) -> Result<Option<TlsFiles>, ConfigError> {
@@ -392,8 +422,8 @@ fn read_tls(env: &impl Environment) -> Result<Option<TlsFiles>, ConfigError> {
     }
 }
 
-/// `KEYSYNC_LEAK_PUBLIC_KEYS_FILE` (GitHub's key list format), with the action and body
-/// limit, which need it.
+/// `KEYSYNC_LEAK_PUBLIC_KEYS_FILE` (GitHub's key list format, which must be good at
+/// start), with the action, body limit and reload period, which need it.
 fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, ConfigError> {
     let action = read(env, LEAK_ACTION, LeakAction::Revoke, |value| value.parse())?;
     let max_body_bytes = read(
@@ -402,11 +432,17 @@ fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, Co
         DEFAULT_LEAK_MAX_BODY_BYTES,
         parse_body_limit,
     )?;
+    let reload_interval = read(
+        env,
+        LEAK_RELOAD_INTERVAL,
+        DEFAULT_LEAK_RELOAD_INTERVAL,
+        parse_interval,
+    )?;
     let Some(path) = env
         .get(LEAK_PUBLIC_KEYS_FILE)
         .filter(|value| !value.trim().is_empty())
     else {
-        for name in [LEAK_ACTION, LEAK_MAX_BODY_BYTES] {
+        for name in [LEAK_ACTION, LEAK_MAX_BODY_BYTES, LEAK_RELOAD_INTERVAL] {
             if let Some(value) = env.get(name) {
                 return Err(ConfigError {
                     name,
@@ -429,6 +465,8 @@ fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, Co
     let public_keys = PublicKeys::from_json(&text).map_err(|error| failed(error.to_string()))?;
     Ok(Some(LeakSettings {
         public_keys,
+        public_keys_file: PathBuf::from(path.trim()),
+        reload_interval,
         action,
         max_body_bytes,
     }))
@@ -669,6 +707,35 @@ mod tests {
             let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(error.name, name);
         }
+    }
+
+    #[test]
+    fn the_idempotency_secret_comes_from_a_file_of_32_bytes_and_is_never_shown() {
+        assert_eq!(ServeConfig::default().api.idempotency_secret, None);
+        let path = std::env::temp_dir().join(format!("keysync-idempotency-{}", std::process::id()));
+        let path_text = path.to_string_lossy().into_owned();
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef-secret\n").unwrap();
+        let config = ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap();
+        let secret = config.api.idempotency_secret.clone().unwrap();
+        assert!(secret.from_file());
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        std::fs::write(&path, "too short, not secret\n").unwrap();
+        let error =
+            ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap_err();
+        assert_eq!(error.name, IDEMPOTENCY_SECRET_FILE);
+        assert!(error.reason.contains("at least 32"), "{error}");
+        assert!(!error.to_string().contains("not secret"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+        let error =
+            ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap_err();
+        assert!(error.reason.starts_with("cannot read it: "), "{error}");
+    }
+
+    #[test]
+    fn the_leak_reload_interval_needs_the_key_file() {
+        let error = ServeConfig::from_env(&env(&[(LEAK_RELOAD_INTERVAL, "10s")])).unwrap_err();
+        assert_eq!(error.name, LEAK_RELOAD_INTERVAL);
+        assert!(error.reason.contains(LEAK_PUBLIC_KEYS_FILE), "{error}");
     }
 
     #[test]
