@@ -525,8 +525,20 @@ class Echo(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def postgres_parent():
+    """Where a throwaway cluster's data lives: /dev/shm when it is a tmpfs with room, as
+    the end-to-end tests do (e2e/src/postgres.rs), else the system's temp folder. Never
+    under the checkout: run as root, initdb runs as the postgres user, who cannot enter
+    a checkout in a 0700 folder such as /root."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and shutil.disk_usage(shm).free >= 1 << 30:
+        return shm
+    return tempfile.gettempdir()
+
+
 class Postgres:
-    """A throwaway PostgreSQL on 127.0.0.1 (as the postgres user when run as root)."""
+    """A throwaway PostgreSQL on 127.0.0.1 (as the postgres user when run as root); its
+    data under postgres_parent(), its log in `work`."""
 
     def __init__(self, work):
         bins = sorted(
@@ -537,7 +549,7 @@ class Postgres:
         if not bins:
             raise CheckError("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (make deps)")
         self.bin = bins[-1]
-        self.dir = tempfile.mkdtemp(prefix="keysync-pg-", dir=work)
+        self.dir = tempfile.mkdtemp(prefix="keysync-pg-", dir=postgres_parent())
         self.port = free_port()
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_user:
@@ -1079,8 +1091,25 @@ def rules(scraped_names_path):
 POD_VALUES = ["sidecar-wasm-values.yaml", "sidecar-extauthz-values.yaml", "central-wasm-values.yaml"]
 
 
+def postgres_from_private_checkout():
+    """The pods' PostgreSQL starts from a checkout that the postgres user cannot enter
+    (a clone under /root, or in any 0700 folder): its work folder here is one."""
+    private = tempfile.mkdtemp(prefix="private-checkout-", dir=WORK)
+    os.chmod(private, 0o700)
+    postgres = None
+    try:
+        postgres = Postgres(private)
+        postgres.psql("SELECT 1")
+    finally:
+        if postgres:
+            postgres.stop()
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def pods_and_rules(values_names=None):
     os.makedirs(WORK, exist_ok=True)
+    with step("PostgreSQL starts from a checkout the postgres user cannot enter (a 0700 folder)"):
+        postgres_from_private_checkout()
     names = os.path.join(WORK, "scraped-metric-names.json")
     for values_name in values_names or POD_VALUES:
         log(f"---- the pod without a cluster: ci/{values_name}")
