@@ -28,8 +28,16 @@ spec.loader.exec_module(render)
 # Where the chart mounts the filter image's plugin.wasm.
 WASM_PATH = "/etc/keysync/wasm/plugin.wasm"
 
+# Where the chart mounts what Envoy reads besides its configuration: the CA that
+# keysync's certificate chains to, Envoy's client certificate (mutual TLS), and the SDS
+# resource naming the gRPC token's file (a key of the configuration's own Secret).
+GRPC_TLS_CA = "/etc/keysync/grpc-tls/ca.crt"
+GRPC_CLIENT_CERT = "/etc/keysync/grpc-client-tls/tls.crt"
+GRPC_CLIENT_KEY = "/etc/keysync/grpc-client-tls/tls.key"
+GRPC_TOKEN_SDS = "/etc/envoy/grpc-token-sds.yaml"
+
 # Sentinels: values render.py accepts, replaced afterwards by Helm expressions.
-SENTINEL_TOKEN = "@@KEYSYNC_GRPC_TOKEN@@"
+SENTINEL_SERVER_NAME = "keysync-server-name.invalid"
 SENTINEL_AUTH = '{"@@AUTH_CONFIG@@":0}'
 SENTINEL_SYNC = '{"@@SYNC_CONFIG@@":0}'
 SENTINEL_BACKEND = "keysyncsentinel"
@@ -46,7 +54,8 @@ HELM = {
     "address: @@KEYSYNC_HOST@@, port_value: 1 }": (
         'address: {{ include "keysync.grpcHost" $ }}, port_value: {{ int $.Values.keysync.grpcPort }} }'
     ),
-    SENTINEL_TOKEN: '{{ include "keysync.grpcToken" $ }}',
+    f'sni: "{SENTINEL_SERVER_NAME}"': 'sni: "{{ include "keysync.grpcServerName" $ }}"',
+    f'exact: "{SENTINEL_SERVER_NAME}"': 'exact: "{{ include "keysync.grpcServerName" $ }}"',
     "'" + SENTINEL_AUTH + "'": """'{{ include "keysync.authConfig" $ | replace "'" "''" }}'""",
     "'" + SENTINEL_SYNC + "'": """'{{ include "keysync.syncConfig" $ | replace "'" "''" }}'""",
 }
@@ -75,7 +84,12 @@ def chart_env(mode):
         "ENVOY_MAX_CONNECTIONS": "@@ENVOY_MAX_CONNECTIONS@@",
         "ENVOY_XFF_TRUSTED_HOPS": "7919",
         "KEYSYNC_GRPC_ADDR": SENTINEL_KEYSYNC,
-        "KEYSYNC_GRPC_TOKEN": SENTINEL_TOKEN,
+        # No KEYSYNC_GRPC_TOKEN: the token is never written into the chart's Envoy
+        # configuration (token_injector() below reads it from its Secret's file).
+        "KEYSYNC_GRPC_TLS_CA": GRPC_TLS_CA,
+        "KEYSYNC_GRPC_TLS_CLIENT_CERT": GRPC_CLIENT_CERT,
+        "KEYSYNC_GRPC_TLS_CLIENT_KEY": GRPC_CLIENT_KEY,
+        "KEYSYNC_GRPC_TLS_SERVER_NAME": SENTINEL_SERVER_NAME,
         "KEYSYNC_FILTER_WASM": WASM_PATH,
         "KEYSYNC_AUTH_CONFIG": SENTINEL_AUTH,
         "KEYSYNC_SYNC_CONFIG": SENTINEL_SYNC,
@@ -136,6 +150,71 @@ def backend_loops(text, template, mode):
     return result
 
 
+# The keysync cluster's upstream filters when the release has a gRPC token: every
+# request to keysync (the filter's calls and streams, ext_authz's checks, the rate-limit
+# service's) gets `authorization: Bearer <token>`, the token read from the file of the
+# token Secret that GRPC_TOKEN_SDS names. The token is never in this configuration, so
+# no character of it can change its meaning, and an existing Secret works in every mode.
+TOKEN_INJECTOR = """\
+{{- if include "keysync.grpcTokenEnabled" $ }}
+# keysync's gRPC token on every call to it (the filter's, ext_authz's, the rate-limit
+# service's), read at start from the token Secret's file, which the SDS resource in
+# grpc-token-sds.yaml names; never written into this configuration.
+http_filters:
+- name: envoy.filters.http.credential_injector
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+    overwrite: true
+    credential:
+      name: envoy.http.injected_credentials.generic
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+        header_value_prefix: "Bearer "
+        credential:
+          name: keysync-grpc-token
+          sds_config: { path_config_source: { path: %s } }
+- name: envoy.filters.http.upstream_codec
+  typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }
+{{- end }}""" % GRPC_TOKEN_SDS
+
+KEYSYNC_PROTOCOL_LINE = "explicit_http_config: { http2_protocol_options: {} }"
+
+
+def token_injector(text):
+    """Adds TOKEN_INJECTOR to the keysync cluster's protocol options."""
+    lines = text.split("\n")
+    start = lines.index("  - name: keysync")
+    for i in range(start, len(lines)):
+        if lines[i].strip() == KEYSYNC_PROTOCOL_LINE:
+            indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+            injected = [indent + line if not line.startswith("{{") else line
+                        for line in TOKEN_INJECTOR.split("\n")]
+            return "\n".join(lines[: i + 1] + injected + lines[i + 1:])
+    raise GenerateError("the keysync cluster has no HTTP/2 protocol options line")
+
+
+def tls_conditionals(text):
+    """The transport_socket render.py wrote for the sentinel TLS settings, kept only for
+    a release with TLS on the gRPC channel; its client certificate only with mutual TLS."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.strip() == "transport_socket:"), None)
+    if start is None:
+        raise GenerateError("no transport_socket for the sentinel TLS settings")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while len(lines[end]) - len(lines[end].lstrip()) > indent:
+        end += 1
+    block = lines[start:end]
+    client = [i for i, line in enumerate(block) if line.strip().startswith("tls_certificates:")]
+    if len(client) != 1:
+        raise GenerateError("the transport_socket has no client certificate line")
+    i = client[0]
+    block = (block[:i] + ['{{- if include "keysync.grpcTlsMutual" $ }}', block[i], "{{- end }}"]
+             + block[i + 1:])
+    block = ['{{- if include "keysync.grpcTls" $ }}'] + block + ["{{- end }}"]
+    return "\n".join(lines[:start] + block + lines[end:])
+
+
 def chart_variant(template, mode):
     source = open(os.path.join(ROOT, "envoy", template), encoding="utf-8").read()
     text = render.render(source, chart_env(mode))
@@ -144,9 +223,9 @@ def chart_variant(template, mode):
     for old, new in HELM.items():
         if old in ("'" + SENTINEL_AUTH + "'", "'" + SENTINEL_SYNC + "'") and template != "gateway.yaml":
             continue
-        if old == SENTINEL_TOKEN and template == "gateway.yaml" and mode != "global":
-            continue
         text = replace_once_or_more(text, old, new)
+    text = tls_conditionals(text)
+    text = token_injector(text)
     text = backend_loops(text, template, mode)
     if "@@" in text:
         raise GenerateError(f"a sentinel is left in {template} ({mode})")

@@ -137,8 +137,24 @@ def kubernetes_versions(values_file):
     return match.group(1).split()
 
 
-def helm_template(values_files=(), sets=()):
-    cmd = [HELM, "template", RELEASE, CHART, "--namespace", NAMESPACE]
+def refused_values_files():
+    """ci/refused/*.yaml: values the chart must refuse, each with the message it must
+    fail with on its `# refused: ...` line."""
+    directory = os.path.join(CHART, "ci", "refused")
+    cases = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".yaml"):
+            path = os.path.join(directory, name)
+            with open(path, encoding="utf-8") as f:
+                match = re.search(r"^# refused: (.+)$", f.read(), re.M)
+            if not match:
+                raise CheckError(f"{path}: no '# refused: <message>' line")
+            cases.append((path, match.group(1)))
+    return cases
+
+
+def helm_template(values_files=(), sets=(), release=RELEASE):
+    cmd = [HELM, "template", release, CHART, "--namespace", NAMESPACE]
     for values in values_files:
         cmd += ["-f", values]
     for item in sets:
@@ -178,17 +194,76 @@ def validate_custom(items):
         raise CheckError(f"custom resources are not valid:\n{result.stdout}{result.stderr}")
 
 
-def envoy_validate(config_text, source):
+def test_pki(directory, server_name):
+    """A throwaway CA, a server certificate for server_name and a client certificate
+    (EC P-256, two days), made with openssl, for validation and the pod check. Returns
+    {"ca.crt": path, "server": (cert, key), "client": (cert, key)}."""
+    os.makedirs(directory, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca, ca_key = os.path.join(directory, "ca.crt"), os.path.join(directory, "ca.key")
+    run(["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=keysync test CA"], timeout=60)
+    made = {"ca.crt": ca}
+    for name, common_name, extensions in [
+        ("server", server_name, f"subjectAltName=DNS:{server_name}\nextendedKeyUsage=serverAuth\n"),
+        ("client", "keysync-gateway", "extendedKeyUsage=clientAuth\n"),
+    ]:
+        key, csr, cert, ext = (os.path.join(directory, f"{name}.{suffix}") for suffix in ("key", "csr", "crt", "ext"))
+        with open(ext, "w", encoding="utf-8") as f:
+            f.write(extensions)
+        run(["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={common_name}"], timeout=60)
+        run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", ext], timeout=60)
+        made[name] = (cert, key)
+    return made
+
+
+# The paths inside the gateway container that the chart's Envoy configuration names
+# besides plugin.wasm: files of its own Secret (/etc/envoy), the token's Secret, the CA
+# of keysync's certificate, and Envoy's client certificate.
+CONTAINER_DIRS = ("/etc/envoy/", "/etc/keysync/")
+
+
+def envoy_validate(config, source):
     """envoy --mode validate, with the chart's wasm path pointed at the built filter
-    (validation loads the plugins: their configurations are checked by the filter)."""
+    (validation loads the plugins: their configurations are checked by the filter).
+    `config` is the configuration's text, or the chart's Envoy Secret (file name to
+    text): then the files it names under /etc/envoy and /etc/keysync are made in a
+    folder of their own (a token, a test CA and certificates) and the paths moved."""
     if not os.path.exists(WASM):
         raise CheckError(f"{WASM} is missing: make build-filter")
+    files = config if isinstance(config, dict) else {"envoy.yaml": config}
     with tempfile.TemporaryDirectory(prefix="keysync-validate-") as tmp:
-        path = os.path.join(tmp, "envoy.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(config_text.replace(CHART_WASM_PATH, WASM))
+        root = os.path.join(tmp, "root")
+
+        def rebased(text):
+            text = text.replace(CHART_WASM_PATH, WASM)
+            for directory in CONTAINER_DIRS:
+                text = text.replace(directory, root + directory)
+            return text
+
+        for name, text in files.items():
+            path = root + "/etc/envoy/" + name
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(rebased(text))
+        named = set(re.findall(r"(/etc/keysync/[A-Za-z0-9_./-]+)", "\n".join(files.values())))
+        named.discard(CHART_WASM_PATH)
+        pki = test_pki(os.path.join(tmp, "pki"), "keysync.invalid") if named else {}
+        for path in named:
+            os.makedirs(os.path.dirname(root + path), exist_ok=True)
+            name = os.path.basename(path)
+            if path.startswith("/etc/keysync/grpc-tls/") and name == "ca.crt":
+                shutil.copyfile(pki["ca.crt"], root + path)
+            elif path.startswith("/etc/keysync/grpc-client-tls/"):
+                shutil.copyfile(pki["client"][0 if name == "tls.crt" else 1], root + path)
+            elif path.startswith("/etc/keysync/grpc-token/"):
+                with open(root + path, "w", encoding="utf-8") as f:
+                    f.write("validation-token-0123456789")
+            else:
+                raise CheckError(f"{source}: the Envoy configuration names {path}, unknown to this check")
         result = subprocess.run(
-            [ENVOY, "--mode", "validate", "-c", path, "--log-level", "error"],
+            [ENVOY, "--mode", "validate", "-c", root + "/etc/envoy/envoy.yaml", "--log-level", "error"],
             capture_output=True, text=True, timeout=120,
         )
         if result.returncode != 0:
@@ -196,9 +271,10 @@ def envoy_validate(config_text, source):
 
 
 def envoy_configs_of(docs):
+    """The chart's Envoy Secrets: envoy.yaml and the files beside it."""
     for doc in docs:
         if doc["kind"] == "Secret" and doc["metadata"]["name"].endswith("-envoy"):
-            yield doc["stringData"]["envoy.yaml"]
+            yield dict(doc["stringData"])
 
 
 # A bootstrap around pieces of a configuration that lives inside someone else's
@@ -303,11 +379,29 @@ def lint():
                     validate_builtin(doc, versions, name)
             configs += [(name, text) for text in envoy_configs_of(docs)]
             log(f"   {len(docs)} objects: {', '.join(sorted(set(kinds)))}")
+    with step("default values: Kubernetes 1.29, 1.33 (strict)"):
+        docs = helm_template()
+        for doc in docs:
+            validate_builtin(doc, ["1.29", "1.33"], "default values")
+        configs += [("default values", text) for text in envoy_configs_of(docs)]
+        log(f"   {len(docs)} objects: {', '.join(sorted(set(d['kind'] for d in docs)))}")
     with step("a chart without its schema's required values is refused"):
         result = subprocess.run([HELM, "template", RELEASE, CHART, "--set", "mode=nope"],
                                 capture_output=True, text=True)
         if result.returncode == 0 or "mode" not in result.stderr:
             raise CheckError("helm template accepted mode=nope")
+    refused = refused_values_files()
+    with step(f"values the chart refuses ({len(refused)} in ci/refused): each fails with its message"):
+        for path, expected in refused:
+            result = subprocess.run([HELM, "template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", path],
+                                    capture_output=True, text=True)
+            name = os.path.relpath(path, ROOT)
+            if result.returncode == 0:
+                raise CheckError(f"{name}: rendered, but must be refused with {expected!r}")
+            if expected not in result.stderr:
+                raise CheckError(f"{name}: refused, but not with {expected!r}:\n{result.stderr}")
+    with step("long release names: every name fits (Service names are DNS labels of 63 at most)"):
+        long_release_names()
     examples = list(example_documents())
     with step(f"examples: {len(examples)} objects of deploy/istio and deploy/envoy-gateway"):
         for source, doc in examples:
@@ -321,6 +415,35 @@ def lint():
     with step(f"envoy --mode validate on every Envoy configuration ({len(configs)})"):
         for source, text in configs:
             envoy_validate(text, source)
+
+
+DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+def long_release_names():
+    """Helm allows release names of 53 characters: with the longest, and with two that
+    differ only past the part a name keeps, every object name is valid (a Service's a
+    DNS label), and the two releases' names differ."""
+    base = "payments-gateway-production-eu-west-1-blue-canary"
+    releases = [base + "-a01", base + "-b02"]
+    names = []
+    for release in releases:
+        if len(release) != 53:
+            raise CheckError(f"{release}: {len(release)} characters, not 53")
+        values = os.path.join(CHART, "ci", "central-wasm-global-values.yaml")
+        docs = helm_template([values], release=release)
+        for doc in docs:
+            name = doc["metadata"]["name"]
+            pattern = DNS_LABEL if doc["kind"] == "Service" else DNS_SUBDOMAIN
+            if not pattern.fullmatch(name):
+                raise CheckError(f"release {release}: {doc['kind']} name {name!r} ({len(name)} characters) "
+                                 f"is not a valid {'DNS label' if pattern is DNS_LABEL else 'DNS subdomain'}")
+        names.append({(d["kind"], d["metadata"]["name"]) for d in docs})
+        longest = max((d["metadata"]["name"] for d in docs if d["kind"] == "Service"), key=len)
+        log(f"   {release}: the longest Service name is {longest} ({len(longest)} characters)")
+    if names[0] & names[1]:
+        raise CheckError(f"two releases share object names: {sorted(names[0] & names[1])[:3]}")
 
 
 # ---------------------------------------------------------------- images
