@@ -150,45 +150,34 @@ def backend_loops(text, template, mode):
     return result
 
 
-# The keysync cluster's upstream filters when the release has a gRPC token: every
-# request to keysync (the filter's calls and streams, ext_authz's checks, the rate-limit
-# service's) gets `authorization: Bearer <token>`, the token read from the file of the
-# token Secret that GRPC_TOKEN_SDS names. The token is never in this configuration, so
-# no character of it can change its meaning, and an existing Secret works in every mode.
-TOKEN_INJECTOR = """\
-{{- if include "keysync.grpcTokenEnabled" $ }}
+# The keysync cluster's upstream filters when the release has a gRPC token
+# (token_injector_filters() below): every request to keysync (the filter's calls and
+# streams, ext_authz's checks, the rate-limit service's) gets `authorization: Bearer
+# <token>`, the token read from the file of the token Secret that GRPC_TOKEN_SDS names.
+# The token is never in this configuration, so no character of it can change its
+# meaning, and an existing Secret works in every mode.
+TOKEN_INJECTOR_COMMENT = """\
 # keysync's gRPC token on every call to it (the filter's, ext_authz's, the rate-limit
 # service's), read at start from the token Secret's file, which the SDS resource in
-# grpc-token-sds.yaml names; never written into this configuration.
-http_filters:
-- name: envoy.filters.http.credential_injector
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
-    overwrite: true
-    credential:
-      name: envoy.http.injected_credentials.generic
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
-        header_value_prefix: "Bearer "
-        credential:
-          name: keysync-grpc-token
-          sds_config: { path_config_source: { path: %s } }
-- name: envoy.filters.http.upstream_codec
-  typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }
-{{- end }}""" % GRPC_TOKEN_SDS
+# grpc-token-sds.yaml names; never written into this configuration."""
+
 
 KEYSYNC_PROTOCOL_LINE = "explicit_http_config: { http2_protocol_options: {} }"
 
 
 def token_injector(text):
-    """Adds TOKEN_INJECTOR to the keysync cluster's protocol options."""
+    """Adds the token's upstream filters to the keysync cluster's protocol options, for
+    a release with a token."""
+    filters = yaml.safe_dump({"http_filters": token_injector_filters(GRPC_TOKEN_SDS)},
+                             sort_keys=False, width=120).rstrip("\n").split("\n")
     lines = text.split("\n")
     start = lines.index("  - name: keysync")
     for i in range(start, len(lines)):
         if lines[i].strip() == KEYSYNC_PROTOCOL_LINE:
             indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
-            injected = [indent + line if not line.startswith("{{") else line
-                        for line in TOKEN_INJECTOR.split("\n")]
+            injected = ['{{- if include "keysync.grpcTokenEnabled" $ }}']
+            injected += [indent + line for line in TOKEN_INJECTOR_COMMENT.split("\n") + filters]
+            injected += ["{{- end }}"]
             return "\n".join(lines[: i + 1] + injected + lines[i + 1:])
     raise GenerateError("the keysync cluster has no HTTP/2 protocol options line")
 

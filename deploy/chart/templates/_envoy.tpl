@@ -208,18 +208,21 @@ static_resources:
         http_filters:
         - name: envoy.filters.http.credential_injector
           typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
             overwrite: true
             credential:
               name: envoy.http.injected_credentials.generic
               typed_config:
-                "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
-                header_value_prefix: "Bearer "
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
                 credential:
                   name: keysync-grpc-token
-                  sds_config: { path_config_source: { path: /etc/envoy/grpc-token-sds.yaml } }
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
         - name: envoy.filters.http.upstream_codec
-          typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
 {{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
@@ -493,18 +496,21 @@ static_resources:
         http_filters:
         - name: envoy.filters.http.credential_injector
           typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
             overwrite: true
             credential:
               name: envoy.http.injected_credentials.generic
               typed_config:
-                "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
-                header_value_prefix: "Bearer "
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
                 credential:
                   name: keysync-grpc-token
-                  sds_config: { path_config_source: { path: /etc/envoy/grpc-token-sds.yaml } }
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
         - name: envoy.filters.http.upstream_codec
-          typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
 {{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
@@ -757,18 +763,21 @@ static_resources:
         http_filters:
         - name: envoy.filters.http.credential_injector
           typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
             overwrite: true
             credential:
               name: envoy.http.injected_credentials.generic
               typed_config:
-                "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
-                header_value_prefix: "Bearer "
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
                 credential:
                   name: keysync-grpc-token
-                  sds_config: { path_config_source: { path: /etc/envoy/grpc-token-sds.yaml } }
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
         - name: envoy.filters.http.upstream_codec
-          typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
 {{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
@@ -1016,18 +1025,21 @@ static_resources:
         http_filters:
         - name: envoy.filters.http.credential_injector
           typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
             overwrite: true
             credential:
               name: envoy.http.injected_credentials.generic
               typed_config:
-                "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
-                header_value_prefix: "Bearer "
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
                 credential:
                   name: keysync-grpc-token
-                  sds_config: { path_config_source: { path: /etc/envoy/grpc-token-sds.yaml } }
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
         - name: envoy.filters.http.upstream_codec
-          typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
 {{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
@@ -1296,18 +1308,21 @@ static_resources:
         http_filters:
         - name: envoy.filters.http.credential_injector
           typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
             overwrite: true
             credential:
               name: envoy.http.injected_credentials.generic
               typed_config:
-                "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
-                header_value_prefix: "Bearer "
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
                 credential:
                   name: keysync-grpc-token
-                  sds_config: { path_config_source: { path: /etc/envoy/grpc-token-sds.yaml } }
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
         - name: envoy.filters.http.upstream_codec
-          typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
 {{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
