@@ -394,7 +394,10 @@ def istio_ext_authz(docs, grpc_port=50051, port=0, admin_port=0):
     ext_authz = {"name": "envoy.filters.http.ext_authz", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
         "transport_api_version": "V3",
-        "grpc_service": {"envoy_grpc": {"cluster_name": cluster_name}, "timeout": provider["timeout"]},
+        # Istio names the service as the authority (a cluster name with `|` is no
+        # valid :authority, and keysync's HTTP/2 server resets such a stream).
+        "grpc_service": {"envoy_grpc": {"cluster_name": cluster_name, "authority": provider["service"]},
+                         "timeout": provider["timeout"]},
         "failure_mode_allow": provider["failOpen"],
         "status_on_error": {"code": int(provider["statusOnError"])},
     }}
@@ -1031,6 +1034,10 @@ class Pod:
         """Runs argv with the container's view: its volume mounts, a /dev/shm of its own,
         the Services' names, its user and its environment."""
         executable = self.executable(container, argv[0])
+        if executable == ENVOY and "--base-id" not in argv:
+            # Envoy's hot-restart socket is an abstract one, of the network namespace:
+            # two pods here share the host's, so each Envoy picks a free base id.
+            argv = argv + ["--use-dynamic-base-id"]
         uid, gid = self.user_of(container)
         if container.get("securityContext", {}).get("runAsNonRoot") and not uid:
             raise CheckError(f"{container['name']}: runAsNonRoot without a user")
