@@ -96,8 +96,8 @@ hash across the cluster network. */ -}}
 {{- end -}}
 
 {{- /* Services and draining. */ -}}
-{{- if and (eq $v.gateway.service.externalTrafficPolicy "Local") (eq $v.gateway.service.type "ClusterIP") -}}
-{{- fail "gateway.service.externalTrafficPolicy: Local applies to a LoadBalancer or NodePort Service (gateway.service.type)" -}}
+{{- if and $v.gateway.service.externalTrafficPolicy (eq $v.gateway.service.type "ClusterIP") -}}
+{{- fail (printf "gateway.service.externalTrafficPolicy: %s applies to a LoadBalancer or NodePort Service (gateway.service.type)" $v.gateway.service.externalTrafficPolicy) -}}
 {{- end -}}
 {{- if lt (int $v.gateway.terminationGracePeriodSeconds) (add (int $v.gateway.drainSeconds) 5 | int) -}}
 {{- fail (printf "gateway.terminationGracePeriodSeconds (%d) must exceed gateway.drainSeconds (%d) by at least 5 s: the pod drains for drainSeconds, then waits for the answers in flight" (int $v.gateway.terminationGracePeriodSeconds) (int $v.gateway.drainSeconds)) -}}
