@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """keysync's deployment checks, all offline (no cluster, no container engine).
 
-  lint    (in `make test`) the generated files are current; `helm lint --strict`; every
-          ci/*-values.yaml rendered by `helm template` and each object validated against
-          the Kubernetes schemas (kubernetes-validate, strict) for the versions its
-          header names; custom resources of the chart and of deploy/istio and
-          deploy/envoy-gateway validated against their published schemas; every Envoy
-          configuration they carry through `envoy --mode validate`.
+  lint    (in `make test`) the generated files are current; `helm lint --strict`; the
+          default values and every ci/*-values.yaml rendered by `helm template` and each
+          object validated against the Kubernetes schemas (kubernetes-validate, strict)
+          for the versions its header names; every ci/refused/*.yaml refused with its
+          message; names valid with the longest release names; what the examples must
+          say (digests, versions, listener settings, /health, tokens); custom resources
+          of the chart and of deploy/istio and deploy/envoy-gateway validated against
+          their published schemas; every Envoy configuration they carry through
+          `envoy --mode validate`.
   images  (make images) the static keysync binary and the compat wasm image, built with
           buildah into OCI layouts under target/images; their shape checked.
   repro   both images built again from fresh storage: the digests must not change.
@@ -14,7 +17,9 @@
           the unpacked images with the manifest's own command, arguments, environment,
           volumes and user, against a real PostgreSQL; then a printed key gets 200, no
           key 401, a revoked key 403, every probe answers where the manifest says, and
-          the metrics parse (keysync's as OpenMetrics, Envoy's with promtool).
+          the metrics parse (keysync's as OpenMetrics, Envoy's with promtool); a
+          rolling update under load answers every request 200; the Istio examples'
+          Envoy configurations run against keysync with its token.
   rules   promtool check rules on the alerts; the dashboard's and the alerts' metric
           names exist in what the pod check scraped.
 
