@@ -403,6 +403,7 @@ mod tests {
         let help = serve.render_long_help().to_string();
         assert!(help.contains("REDIS_URL"), "{help}");
         assert!(help.contains("KEYSYNC_RATELIMIT_FAILURE_MODE"), "{help}");
+        assert!(help.contains("KEYSYNC_REDIS_TLS_CA"), "{help}");
     }
 
     #[test]
