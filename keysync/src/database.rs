@@ -151,7 +151,8 @@ async fn connect_with(
     let mut failures = Vec::new();
     for attempt in attempts {
         let options = attempt.apply(target.options.clone())?;
-        let cause = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        let (cause, reached) = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await
+        {
             Ok(Ok(connection)) => {
                 // A failed goodbye does not matter: the pool makes its own connections.
                 let _ = connection.close().await;
@@ -168,18 +169,18 @@ async fn connect_with(
                     .acquire_timeout(acquire_timeout)
                     .connect_lazy_with(options));
             }
-            Ok(Err(error)) => describe_failure(&error, attempt, &target),
-            // Unreachable: another way of talking to it would not reach it either.
-            Err(_) => {
-                failures.push(format!("timed out after {CONNECT_TIMEOUT:?}"));
-                break;
-            }
+            Ok(Err(error)) => (describe_failure(&error, attempt, &target), true),
+            Err(_) => (format!("timed out after {CONNECT_TIMEOUT:?}"), false),
         };
         failures.push(if attempts.len() > 1 {
             format!("{}: {cause}", attempt.label())
         } else {
             cause
         });
+        // Unreachable: another way of talking to it would not reach it either.
+        if !reached {
+            break;
+        }
     }
     Err(DatabaseError::Connect {
         url: redacted_url(url),
