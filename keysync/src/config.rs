@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::serve::grpc_token::GrpcToken;
 
 use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::admin_api::ApiSettings;
+use crate::ca_file::CaFile;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
 use crate::leak_reports::signature::PublicKeys;
@@ -26,6 +27,7 @@ pub const CHANGELOG_RECORDS: &str = "KEYSYNC_CHANGELOG_RECORDS";
 pub const WATCH_CHUNK: &str = "KEYSYNC_WATCH_CHUNK";
 pub const WATCH_HEARTBEAT: &str = "KEYSYNC_WATCH_HEARTBEAT";
 pub const REDIS_URL: &str = "REDIS_URL";
+pub const REDIS_TLS_CA: &str = "KEYSYNC_REDIS_TLS_CA";
 pub const RATELIMIT_FAILURE_MODE: &str = "KEYSYNC_RATELIMIT_FAILURE_MODE";
 pub const CONFIRM_INTERVAL: &str = "KEYSYNC_CONFIRM_INTERVAL";
 pub const DB_TIMEOUT: &str = "KEYSYNC_DB_TIMEOUT";
@@ -562,18 +564,27 @@ fn parse_backlog(value: &str) -> Result<usize, String> {
     }
 }
 
-/// `REDIS_URL`; an error shows the URL without its password.
+/// `REDIS_URL`, with the CA of `KEYSYNC_REDIS_TLS_CA` for a `rediss://` one; an error
+/// shows the URL without its password.
 fn read_redis_url(env: &impl Environment) -> Result<Option<RedisUrl>, ConfigError> {
     let Some(value) = env.get(REDIS_URL).filter(|value| !value.trim().is_empty()) else {
         return Ok(None);
     };
-    RedisUrl::parse(&value)
-        .map(Some)
-        .map_err(|reason| ConfigError {
-            name: REDIS_URL,
-            value: crate::global_limit::redis_url::redacted(&value),
-            reason,
-        })
+    let url = RedisUrl::parse(&value).map_err(|reason| ConfigError {
+        name: REDIS_URL,
+        value: crate::global_limit::redis_url::redacted(&value),
+        reason,
+    })?;
+    let Some(path) = env.get(REDIS_TLS_CA).filter(|path| !path.trim().is_empty()) else {
+        return Ok(Some(url));
+    };
+    let ca_error = |reason: String| ConfigError {
+        name: REDIS_TLS_CA,
+        value: path.clone(),
+        reason,
+    };
+    let ca = CaFile::read(Path::new(path.trim())).map_err(ca_error)?;
+    url.with_ca(ca).map(Some).map_err(ca_error)
 }
 
 fn read<T>(
@@ -987,6 +998,47 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn a_redis_ca_goes_with_a_tls_url_only() {
+        let dir = std::env::temp_dir().join(format!("keysync-config-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).unwrap();
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let path = path.display().to_string();
+
+        let config = ServeConfig::from_env(&env(&[
+            (REDIS_URL, "rediss://127.0.0.1:6380/0"),
+            (REDIS_TLS_CA, &path),
+        ]))
+        .unwrap();
+        let url = config.redis_url.unwrap();
+        assert_eq!(url.ca().unwrap().path(), Path::new(&path));
+
+        let error = ServeConfig::from_env(&env(&[
+            (REDIS_URL, "redis://127.0.0.1:6379/0"),
+            (REDIS_TLS_CA, &path),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.name, REDIS_TLS_CA);
+        assert!(error.reason.contains("not a TLS URL"), "{error}");
+
+        let missing = dir.join("missing.pem").display().to_string();
+        let error = ServeConfig::from_env(&env(&[
+            (REDIS_URL, "rediss://127.0.0.1:6380/0"),
+            (REDIS_TLS_CA, &missing),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.name, REDIS_TLS_CA);
+        assert!(error
+            .to_string()
+            .starts_with(&format!("invalid KEYSYNC_REDIS_TLS_CA='{missing}': ")));
+        // Without REDIS_URL there is nothing to check Redis with.
+        let config = ServeConfig::from_env(&env(&[(REDIS_TLS_CA, &missing)])).unwrap();
+        assert_eq!(config.redis_url, None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -25,7 +25,9 @@
 //! - [`usage`]: the gateways' usage counters, flushed over gRPC and rolled up by hour in
 //!   PostgreSQL (read by [`operations::usage`]).
 //!
-//! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
+//! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`],
+//! with libpq's TLS rules in [`database_tls`]; [`ca_file`] and [`tls_failure`] serve
+//! TLS to PostgreSQL and Redis alike),
 //! metrics, readiness, shutdown, key hashes, a key's scopes and allowlist ([`key_policy`]),
 //! the clock, where a key set stands in the
 //! database's history ([`position`]) and keeping repeated complaints to one log line a
@@ -33,10 +35,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
+pub mod ca_file;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod database;
+pub mod database_tls;
 pub mod global_limit;
 pub mod key_hash;
 pub mod key_policy;
@@ -51,5 +55,6 @@ pub mod readiness;
 pub mod serve;
 pub mod shutdown;
 pub mod sync;
+pub mod tls_failure;
 pub mod url_redaction;
 pub mod usage;

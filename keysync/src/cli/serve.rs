@@ -36,8 +36,10 @@ Environment:
   KEYSYNC_WATCH_CHUNK             most changes in one WatchKeys message (default 5000)
   KEYSYNC_WATCH_HEARTBEAT         quiet time before a WatchKeys heartbeat (default 1s)
   REDIS_URL                       where the rate-limit counters live, such as
-                                  redis://127.0.0.1:6379/0; unset: RateLimitService
-                                  answers every call OK
+                                  redis://127.0.0.1:6379/0 (rediss:// for TLS); unset:
+                                  RateLimitService answers every call OK
+  KEYSYNC_REDIS_TLS_CA            PEM CA that Redis's certificate must chain to
+                                  (rediss:// only; default: the system's roots)
   KEYSYNC_RATELIMIT_FAILURE_MODE  while Redis cannot be reached: open (default) allows
                                   requests, closed refuses them (OVER_LIMIT)
   KEYSYNC_CONFIRM_INTERVAL        how often the key set is confirmed against PostgreSQL
