@@ -405,7 +405,8 @@ impl Gateway {
     }
 }
 
-fn listener_addr(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
+/// The address of Envoy's listener `name`, once it is bound (asked on the admin port).
+pub fn listener_addr(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
     let response = http::get(admin, "/listeners?format=json", &[]).ok()?;
     let json: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
     let listener = json["listener_statuses"]
