@@ -31,7 +31,8 @@ export TANSU_BIN := $(TANSU)
 help:
 	@echo "make run    start the demo gateway (Ctrl-C stops everything)"
 	@echo "make test   fmt check, clippy (native + wasm), unit and end-to-end tests"
-	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server)"
+	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server, zig)"
+	@echo "make build-native  the native filter module (target/x86_64-unknown-linux-gnu/native-release/libkeysync_filter_native.so)"
 	@echo "make bench  the benchmarks of bench/ (release builds; figures in bench/RESULTS.md)"
 	@echo "make bench-short  the comparison suite in under 3 minutes (10k keys, short runs)"
 	@echo "make images       the keysync and filter images (OCI layouts in target/images)"
@@ -111,6 +112,7 @@ ZIGLANG_VERSION := 0.17.1
 CARGO_ZIGBUILD := $(VENV)/bin/cargo-zigbuild
 NATIVE_BUILD = PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) zigbuild --locked --profile native-release -p keysync-filter-native --target $(NATIVE_TARGET).$(NATIVE_GLIBC)
 
+deps: $(CARGO_ZIGBUILD)
 $(CARGO_ZIGBUILD): | $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-zigbuild==$(CARGO_ZIGBUILD_VERSION) ziglang==$(ZIGLANG_VERSION)
 

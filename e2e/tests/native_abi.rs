@@ -12,13 +12,13 @@
 // A test's helpers: an unmet expectation panics with its message, the failure report.
 #![allow(clippy::expect_used)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use keysync_e2e::gateway::listener_addr;
+use keysync_e2e::gateway::{listener_addr, stats_under};
 use keysync_e2e::http::{self, Response};
 use keysync_e2e::paths::{self, NATIVE_MODULE_FILE};
 use keysync_e2e::poll::{self, DEADLINE};
@@ -247,23 +247,21 @@ static_resources:
     )
 }
 
-/// The module's counters and gauges on the admin port, by short name (`demo_requests`).
-fn demo_stats(admin: SocketAddr) -> HashMap<String, u64> {
-    let response = http::get(admin, "/stats?filter=%5Edynamicmodulescustom%5C.demo_", &[])
-        .expect("read envoy stats");
-    response
-        .text()
-        .lines()
-        .filter_map(|line| line.split_once(": "))
-        .filter_map(|(name, value)| {
-            let name = name.strip_prefix("dynamicmodulescustom.")?;
-            Some((name.to_string(), value.trim().parse().ok()?))
-        })
-        .collect()
+/// A counter or gauge of the demonstration module, by its name (`demo_requests`).
+fn stat(admin: SocketAddr, name: &str) -> u64 {
+    stats_under(admin, "dynamicmodulescustom.")
+        .get(name)
+        .copied()
+        .unwrap_or(0)
 }
 
-fn stat(admin: SocketAddr, name: &str) -> u64 {
-    demo_stats(admin).get(name).copied().unwrap_or(0)
+/// The echo backend's address, for a static cluster.
+fn backend_addr(backend: &Backend) -> SocketAddr {
+    backend
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the backend's address")
 }
 
 fn ready_status(admin: SocketAddr) -> Option<u16> {
@@ -273,11 +271,7 @@ fn ready_status(admin: SocketAddr) -> Option<u16> {
 #[test]
 fn the_demonstration_module_serves_through_a_real_envoy_and_survives_a_panic() {
     let backend = Backend::start();
-    let backend_addr: SocketAddr = backend
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the backend's address");
+    let backend_addr = backend_addr(&backend);
     let dir = ScratchDir::new("native-abi").expect("a scratch dir");
     let gate_file = dir.path().join("gate-open");
     let config_path = dir.path().join("envoy.yaml");
@@ -455,11 +449,7 @@ fn the_demonstration_module_serves_through_a_real_envoy_and_survives_a_panic() {
 #[test]
 fn the_product_module_loads_and_refuses_a_filter_it_does_not_have() {
     let backend = Backend::start();
-    let backend_addr: SocketAddr = backend
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the backend's address");
+    let backend_addr = backend_addr(&backend);
     let dir = ScratchDir::new("native-abi-product").expect("a scratch dir");
     let config_path = dir.path().join("envoy.yaml");
     let config = demo_config(backend_addr, None);

@@ -167,12 +167,13 @@ extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
 extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_config_ptr: ModulePtr) {
 }
 
-/// Main thread: an event committed through a `FilterConfigScheduler`.
-#[unsafe(no_mangle)]
-extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+/// Runs `hook` for a configuration's main-thread event; a panic is logged and the event
+/// dropped.
+fn with_config(
     config_envoy_ptr: EnvoyPtr,
     config_ptr: ModulePtr,
-    event_id: u64,
+    hook_name: &str,
+    hook: impl FnOnce(&dyn HttpFilterConfig, &mut FilterConfigHandle<'_>),
 ) {
     // SAFETY: a live configuration pointer from Envoy.
     let Some(slot) = (unsafe { config_slot(config_ptr) }) else {
@@ -180,11 +181,26 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     };
     let outcome = panic_guard::run(|| {
         let mut handle = FilterConfigHandle::new(config_envoy_ptr);
-        slot.config.on_scheduled(&mut handle, event_id);
+        hook(slot.config.as_ref(), &mut handle);
     });
     if let Err(panicked) = outcome {
-        log_panic("http_filter_config_scheduled", &panicked, "event dropped");
+        log_panic(hook_name, &panicked, "event dropped");
     }
+}
+
+/// Main thread: an event committed through a `FilterConfigScheduler`.
+#[unsafe(no_mangle)]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy_ptr: EnvoyPtr,
+    config_ptr: ModulePtr,
+    event_id: u64,
+) {
+    with_config(
+        config_envoy_ptr,
+        config_ptr,
+        "http_filter_config_scheduled",
+        |config, handle| config.on_scheduled(handle, event_id),
+    );
 }
 
 /// Main thread: the answer to a configuration's callout. Headers and chunks are Envoy's, valid
@@ -200,10 +216,6 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     body_chunks: *const EnvoyBuffer,
     body_chunks_size: usize,
 ) {
-    // SAFETY: a live configuration pointer from Envoy.
-    let Some(slot) = (unsafe { config_slot(config_ptr) }) else {
-        return;
-    };
     // SAFETY: hook arguments, valid for the call.
     let (headers, chunks) = unsafe {
         (
@@ -211,26 +223,17 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
             hook_chunks(body_chunks, body_chunks_size),
         )
     };
-    let outcome = panic_guard::run(|| {
-        let mut handle = FilterConfigHandle::new(config_envoy_ptr);
-        let response = CalloutResponse {
-            headers: &headers,
-            body_chunks: &chunks,
-        };
-        slot.config.on_callout_done(
-            &mut handle,
-            callout_id,
-            CalloutResult::from_raw(result),
-            &response,
-        );
-    });
-    if let Err(panicked) = outcome {
-        log_panic(
-            "http_filter_config_http_callout_done",
-            &panicked,
-            "answer dropped",
-        );
-    }
+    let response = CalloutResponse {
+        headers: &headers,
+        body_chunks: &chunks,
+    };
+    let result = CalloutResult::from_raw(result);
+    with_config(
+        config_envoy_ptr,
+        config_ptr,
+        "http_filter_config_http_callout_done",
+        |config, handle| config.on_callout_done(handle, callout_id, result, &response),
+    );
 }
 
 /// Main thread: response headers of a configuration's stream.
@@ -243,24 +246,14 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
     headers_size: usize,
     end_stream: bool,
 ) {
-    // SAFETY: a live configuration pointer from Envoy.
-    let Some(slot) = (unsafe { config_slot(config_ptr) }) else {
-        return;
-    };
     // SAFETY: hook arguments, valid for the call.
     let headers = unsafe { hook_headers(headers, headers_size) };
-    let outcome = panic_guard::run(|| {
-        let mut handle = FilterConfigHandle::new(config_envoy_ptr);
-        slot.config
-            .on_stream_headers(&mut handle, stream_id, &headers, end_stream);
-    });
-    if let Err(panicked) = outcome {
-        log_panic(
-            "http_filter_config_http_stream_headers",
-            &panicked,
-            "event dropped",
-        );
-    }
+    with_config(
+        config_envoy_ptr,
+        config_ptr,
+        "http_filter_config_http_stream_headers",
+        |config, handle| config.on_stream_headers(handle, stream_id, &headers, end_stream),
+    );
 }
 
 /// Main thread: a chunk of a configuration's stream's response body.
@@ -273,24 +266,14 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
     data_count: usize,
     end_stream: bool,
 ) {
-    // SAFETY: a live configuration pointer from Envoy.
-    let Some(slot) = (unsafe { config_slot(config_ptr) }) else {
-        return;
-    };
     // SAFETY: hook arguments, valid for the call.
     let chunks = unsafe { hook_chunks(data, data_count) };
-    let outcome = panic_guard::run(|| {
-        let mut handle = FilterConfigHandle::new(config_envoy_ptr);
-        slot.config
-            .on_stream_data(&mut handle, stream_id, &chunks, end_stream);
-    });
-    if let Err(panicked) = outcome {
-        log_panic(
-            "http_filter_config_http_stream_data",
-            &panicked,
-            "event dropped",
-        );
-    }
+    with_config(
+        config_envoy_ptr,
+        config_ptr,
+        "http_filter_config_http_stream_data",
+        |config, handle| config.on_stream_data(handle, stream_id, &chunks, end_stream),
+    );
 }
 
 /// Main thread: trailers of a configuration's stream (gRPC status lives there).
@@ -302,24 +285,14 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers(
     trailers: *const EnvoyHttpHeader,
     trailers_size: usize,
 ) {
-    // SAFETY: a live configuration pointer from Envoy.
-    let Some(slot) = (unsafe { config_slot(config_ptr) }) else {
-        return;
-    };
     // SAFETY: hook arguments, valid for the call.
     let trailers = unsafe { hook_headers(trailers, trailers_size) };
-    let outcome = panic_guard::run(|| {
-        let mut handle = FilterConfigHandle::new(config_envoy_ptr);
-        slot.config
-            .on_stream_trailers(&mut handle, stream_id, &trailers);
-    });
-    if let Err(panicked) = outcome {
-        log_panic(
-            "http_filter_config_http_stream_trailers",
-            &panicked,
-            "event dropped",
-        );
-    }
+    with_config(
+        config_envoy_ptr,
+        config_ptr,
+        "http_filter_config_http_stream_trailers",
+        |config, handle| config.on_stream_trailers(handle, stream_id, &trailers),
+    );
 }
 
 /// Main thread: a configuration's stream ended well; its id is invalid afterwards.
@@ -329,21 +302,12 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
     config_ptr: ModulePtr,
     stream_id: u64,
 ) {
-    // SAFETY: a live configuration pointer from Envoy.
-    let Some(slot) = (unsafe { config_slot(config_ptr) }) else {
-        return;
-    };
-    let outcome = panic_guard::run(|| {
-        let mut handle = FilterConfigHandle::new(config_envoy_ptr);
-        slot.config.on_stream_complete(&mut handle, stream_id);
-    });
-    if let Err(panicked) = outcome {
-        log_panic(
-            "http_filter_config_http_stream_complete",
-            &panicked,
-            "event dropped",
-        );
-    }
+    with_config(
+        config_envoy_ptr,
+        config_ptr,
+        "http_filter_config_http_stream_complete",
+        |config, handle| config.on_stream_complete(handle, stream_id),
+    );
 }
 
 /// Main thread: a configuration's stream failed or was reset; its id is invalid afterwards.
@@ -354,22 +318,13 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
     stream_id: u64,
     reason: u32,
 ) {
-    // SAFETY: a live configuration pointer from Envoy.
-    let Some(slot) = (unsafe { config_slot(config_ptr) }) else {
-        return;
-    };
-    let outcome = panic_guard::run(|| {
-        let mut handle = FilterConfigHandle::new(config_envoy_ptr);
-        slot.config
-            .on_stream_reset(&mut handle, stream_id, StreamResetReason::from_raw(reason));
-    });
-    if let Err(panicked) = outcome {
-        log_panic(
-            "http_filter_config_http_stream_reset",
-            &panicked,
-            "event dropped",
-        );
-    }
+    let reason = StreamResetReason::from_raw(reason);
+    with_config(
+        config_envoy_ptr,
+        config_ptr,
+        "http_filter_config_http_stream_reset",
+        |config, handle| config.on_stream_reset(handle, stream_id, reason),
+    );
 }
 
 // ------------------------------------------------------------------ streams

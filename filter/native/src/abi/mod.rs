@@ -14,7 +14,7 @@
 //! callback declared here is one of its 781 exported `envoy_dynamic_module_callback_*`
 //! (`e2e/tests/native_abi.rs` checks the built `.so` against `nm -D` of Envoy), its HTTP
 //! filter and bootstrap hook names are exactly the ones exported here, and the smoke test
-//! drives every declaration in a real Envoy 1.40.0. [`ABI_VERSION`](bootstrap_hooks) is
+//! drives every declaration in a real Envoy 1.40.0. `on_program_init` returns
 //! `v0.2.0`, which 1.40.0 logs as matched.
 //!
 //! # Threads
