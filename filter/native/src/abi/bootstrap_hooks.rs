@@ -1,7 +1,7 @@
 //! The program hook and the bootstrap extension hooks the module exports
 //! (`envoy_dynamic_module_on_program_init`, `envoy_dynamic_module_on_bootstrap_extension_*`).
-//! Envoy 1.40 resolves all of the bootstrap ones when it loads a
-//! `envoy.bootstrap.dynamic_modules` extension, so all are here.
+//! Envoy 1.40 looks the bootstrap ones up when it loads an `envoy.bootstrap.dynamic_modules`
+//! extension: all 17 it knows are here (the same names as in the 1.40.0 binary).
 //!
 //! Every bootstrap hook runs on the main thread except `worker_thread_initialized` (once on
 //! each worker as it starts). A bootstrap extension configuration is a `Box<BootstrapSlot>`

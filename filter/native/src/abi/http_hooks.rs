@@ -1,6 +1,7 @@
 //! The HTTP filter hooks the module exports (`envoy_dynamic_module_on_http_filter_*`). Envoy
-//! 1.40 resolves every one of them when it loads an HTTP filter configuration and refuses the
-//! configuration if one is missing, so all are here, even those the filter does not use.
+//! 1.40 looks them up when it loads an HTTP filter configuration and refuses it when a
+//! required one is missing (seen for `config_destroy`), so all 30 it knows are here, the
+//! same names as in the 1.40.0 binary, even those the filter does not use.
 //!
 //! Each hook turns Envoy's pointers into the safe handles and calls the module inside the
 //! panic guard. A panic never crosses back into Envoy: on a request's path it becomes the
