@@ -5,13 +5,14 @@
 //! here so tests can drive it in-process. The folders follow a key from PostgreSQL to
 //! Envoy:
 //!
-//! - [`sync`]: keeping an in-memory copy of the active keys in step with PostgreSQL
-//!   (full reloads, catch-ups by revision as soon as PostgreSQL announces a change,
-//!   and what a lookup of an unknown key waits for);
-//! - [`serve`]: serving that key set (compactly indexed, with its recent changes) to
-//!   the filter over gRPC (`ListKeys`, `LookupKey`, the `WatchKeys` stream), to
-//!   gateways without the filter through Envoy's external authorization API, and an
-//!   admin HTTP port for health and metrics;
+//! - [`key_set`]: the in-memory model of the active keys (entries, their rate limits and
+//!   policies, the compact table, the changes and their log);
+//! - [`sync`]: keeping that key set in step with PostgreSQL (full reloads, catch-ups by
+//!   revision as soon as PostgreSQL announces a change, and what a lookup of an unknown
+//!   key waits for);
+//! - [`serve`]: serving the key set to the filter over gRPC (`ListKeys`, `LookupKey`,
+//!   the `WatchKeys` stream), to gateways without the filter through Envoy's external
+//!   authorization API, and an admin HTTP port for health and metrics;
 //! - [`global_limit`]: Envoy's rate-limit service on the same gRPC port, counting in
 //!   Redis across every gateway;
 //! - [`operations`]: what operators do to organizations, keys and rate limits, with
@@ -26,10 +27,8 @@
 //!   PostgreSQL (read by [`operations::usage`]).
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
-//! metrics, readiness, shutdown, key hashes, a key's scopes and allowlist ([`key_policy`]),
-//! the clock, where a key set stands in the
-//! database's history ([`position`]) and keeping repeated complaints to one log line a
-//! period ([`log_throttle`]).
+//! metrics, readiness, shutdown, key hashes, the clock and keeping repeated complaints to
+//! one log line a period ([`log_throttle`]).
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
@@ -39,13 +38,11 @@ pub mod config;
 pub mod database;
 pub mod global_limit;
 pub mod key_hash;
-pub mod key_policy;
+pub mod key_set;
 pub mod leak_reports;
-pub mod limit_columns;
 pub mod log_throttle;
 pub mod metrics;
 pub mod operations;
-pub mod position;
 pub mod quota;
 pub mod readiness;
 pub mod serve;

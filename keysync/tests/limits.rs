@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::serve::*;
 use common::*;
-use keysync::serve::key_entry::KeyEntry;
+use keysync::key_set::key_entry::KeyEntry;
 use keysync::sync::loader::{Loader, PgLoader};
 use keysync_contract::limit::{KeyLimit, Limit};
 use keysync_e2e::TestPostgres;

@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::config::ConfigError;
 use crate::database::{self, DatabaseError};
-use crate::limit_columns::MAX_LIMIT_VALUE;
+use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::admin_tokens::AdminTokenError;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;

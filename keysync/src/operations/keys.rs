@@ -20,8 +20,8 @@ use super::page::PageRequest;
 use super::quotas::{period_starts, QuotaColumns, QuotaUse};
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
-use crate::key_policy::PolicyColumns;
-use crate::limit_columns::{InvalidLimit, LimitColumns};
+use crate::key_set::key_policy::PolicyColumns;
+use crate::key_set::limit_columns::{InvalidLimit, LimitColumns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::actor::Actor;
 use super::audit::{self, AuditAction, Change};
 use super::limit_json;
-use crate::limit_columns::{InvalidLimit, LimitColumns, MAX_LIMIT_VALUE};
+use crate::key_set::limit_columns::{InvalidLimit, LimitColumns, MAX_LIMIT_VALUE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {

@@ -15,7 +15,7 @@ use super::page::PageRequest;
 use super::quotas::{period_starts, QuotaColumns, QuotaUse};
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
-use crate::limit_columns::{InvalidLimit, LimitColumns};
+use crate::key_set::limit_columns::{InvalidLimit, LimitColumns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrgError {

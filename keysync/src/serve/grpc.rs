@@ -27,14 +27,14 @@ use tracing::{debug, warn};
 use crate::clock::now_unix;
 use crate::database::describe_sqlx;
 use crate::key_hash::short_hash;
+use crate::key_set::key_entry::KeyEntry;
+use crate::key_set::position::Position;
+use crate::key_set::SharedKeySet;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::metrics::{GrpcMethod, LookupResult, Metrics, UsageFlushResult};
-use crate::position::Position;
 use crate::quota::lease::QuotaLeases;
 use crate::readiness::Readiness;
-use crate::serve::key_entry::KeyEntry;
 use crate::serve::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES};
-use crate::serve::key_set::SharedKeySet;
 use crate::serve::quota_service::{self, QuotaService};
 use crate::serve::watch_server::{WatchStream, Watches};
 use crate::sync::confirmation::Confirmation;
@@ -386,7 +386,7 @@ mod tests {
     use keysync_contract::limit::{KeyLimit, Limit};
 
     use super::*;
-    use crate::serve::change_feed::ChangeFeed;
+    use crate::key_set::change_feed::ChangeFeed;
     use crate::serve::watch_server::WatchSettings;
     use crate::sync::catch_up::CatchUp;
     use crate::sync::confirmation::testing;
@@ -411,7 +411,7 @@ mod tests {
     fn pages_of_large_records_are_cut_under_the_message_budget() {
         let scopes: Vec<String> = (0..32).map(|i| format!("{i:064}")).collect();
         let networks: Vec<String> = (0..16).map(|i| format!("2001:db8:{i:x}::/48")).collect();
-        let policy = crate::key_policy::PolicyColumns {
+        let policy = crate::key_set::key_policy::PolicyColumns {
             scopes,
             allowed_networks: networks,
         }

@@ -6,7 +6,7 @@ use keysync_proto::v1::{
     KeyRecord, Network as WireNetwork, RateLimit as WireRateLimit, KEY_HASH_LEN,
 };
 
-use crate::serve::key_entry::KeyEntry;
+use crate::key_set::key_entry::KeyEntry;
 
 /// The most bytes one encoded `KeyRecord` can take, whatever the key: the hash and the
 /// two ids, the expiry (a 10-byte varint at most), the rate limit (two 5-byte varints
@@ -66,7 +66,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::key_policy::PolicyColumns;
+    use crate::key_set::key_policy::PolicyColumns;
 
     #[test]
     fn ids_travel_as_16_bytes_and_the_limit_with_its_scope() {

@@ -39,10 +39,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::info;
 
+use crate::key_set::change_feed::{ChangeFeed, FeedEvent};
+use crate::key_set::changelog::Changelog;
+use crate::key_set::changes::Changes;
 use crate::metrics::{Metrics, RefusalReason};
-use crate::serve::change_feed::{ChangeFeed, FeedEvent};
-use crate::serve::changelog::Changelog;
-use crate::serve::changes::Changes;
 use crate::serve::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES, MAX_RECORD_BYTES};
 use crate::sync::catch_up::CatchUp;
 use crate::sync::confirmation::Confirmation;
@@ -435,8 +435,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::position::Position;
-    use crate::serve::key_entry::KeyEntry;
+    use crate::key_set::key_entry::KeyEntry;
+    use crate::key_set::position::Position;
     use crate::sync::catch_up::DEFAULT_MIN_SPACING;
     use crate::sync::confirmation::{testing, Bounds};
     use tokio_stream::StreamExt;

@@ -24,13 +24,13 @@ use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use crate::key_hash::KeyHash;
-use crate::key_policy::PolicyColumns;
-use crate::limit_columns::LimitColumns;
-use crate::position::Position;
-use crate::serve::changes::Changes;
-use crate::serve::key_entry::KeyEntry;
-use crate::serve::key_set::Snapshot;
-use crate::serve::key_table::TableChanged;
+use crate::key_set::changes::Changes;
+use crate::key_set::key_entry::KeyEntry;
+use crate::key_set::key_policy::PolicyColumns;
+use crate::key_set::key_table::TableChanged;
+use crate::key_set::limit_columns::LimitColumns;
+use crate::key_set::position::Position;
+use crate::key_set::Snapshot;
 use crate::sync::history::{self, Identity};
 
 /// How long one step of a load (a query, the next row, a commit) may wait for

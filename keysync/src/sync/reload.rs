@@ -22,13 +22,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::key_set::change_feed::ChangeFeed;
+use crate::key_set::changelog::Recorded;
+use crate::key_set::changes::Changes;
+use crate::key_set::key_table::KeyTable;
+use crate::key_set::position::Position;
+use crate::key_set::SharedKeySet;
 use crate::metrics::{LoadKind, Metrics};
-use crate::position::Position;
-use crate::serve::change_feed::ChangeFeed;
-use crate::serve::changelog::Recorded;
-use crate::serve::changes::Changes;
-use crate::serve::key_set::SharedKeySet;
-use crate::serve::key_table::KeyTable;
 use crate::sync::catch_up::{CatchUp, CatchUpError, DEFAULT_MIN_SPACING};
 use crate::sync::confirmation::Confirmation;
 use crate::sync::database_backoff;
@@ -114,7 +114,7 @@ impl<L: Loader> Reloader<L> {
     ///
     /// Neither kind keeps a second copy of the key set: the first load fills a new
     /// table as rows arrive, and later ones compare the rows with the key set as they
-    /// arrive ([`crate::serve::key_table::Reconciliation`]) and apply only what differs. (A
+    /// arrive ([`crate::key_set::key_table::Reconciliation`]) and apply only what differs. (A
     /// million keys take about 90 MB; building a second set to swap in would double
     /// that, and the allocator would keep the freed copy.)
     pub async fn full_reload(&self) -> Result<KeySetSummary, LoadError> {
@@ -402,8 +402,8 @@ mod tests {
     use std::sync::atomic::AtomicI64;
 
     use super::*;
-    use crate::serve::change_feed::FeedEvent;
-    use crate::serve::key_entry::KeyEntry;
+    use crate::key_set::change_feed::FeedEvent;
+    use crate::key_set::key_entry::KeyEntry;
     use crate::sync::confirmation::testing;
 
     /// A database stand-in: revision `n` holds keys with first byte 1..=n, except the

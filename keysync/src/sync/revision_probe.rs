@@ -82,11 +82,11 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::position::Position;
-    use crate::serve::change_feed::ChangeFeed;
-    use crate::serve::changes::Changes;
-    use crate::serve::key_entry::KeyEntry;
-    use crate::serve::key_set::SharedKeySet;
+    use crate::key_set::change_feed::ChangeFeed;
+    use crate::key_set::changes::Changes;
+    use crate::key_set::key_entry::KeyEntry;
+    use crate::key_set::position::Position;
+    use crate::key_set::SharedKeySet;
     use crate::sync::confirmation::{testing, Confirmation};
     use crate::sync::freshness::Freshness;
     use crate::sync::loader::{DatabaseState, LoadError};

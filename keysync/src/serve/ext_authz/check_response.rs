@@ -37,7 +37,7 @@ use keysync_proto::v1::Provenance;
 use tonic::Status;
 
 use super::verdict::Verdict;
-use crate::serve::key_entry::KeyEntry;
+use crate::key_set::key_entry::KeyEntry;
 
 /// The status for unknown, revoked, expired and malformed keys (the filter's default
 /// `invalid_key_status`).

@@ -25,7 +25,7 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use keysync_contract::key_policy::{grants_all, required_scopes, CLIENT_ADDRESS_HEADER};
 use keysync_contract::reply::Denial;
 
-use crate::key_policy::KeyPolicy;
+use crate::key_set::key_policy::KeyPolicy;
 
 /// The `filter_metadata` namespace a route's requirements are read from.
 pub const METADATA_NAMESPACE: &str = "keysync";
@@ -145,7 +145,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::key_policy::PolicyColumns;
+    use crate::key_set::key_policy::PolicyColumns;
 
     fn policy(scopes: &[&str], networks: &[&str]) -> Option<std::sync::Arc<KeyPolicy>> {
         PolicyColumns {

@@ -37,11 +37,11 @@ use super::key_policy_check::{self, MalformedRoute};
 use super::verdict::Verdict;
 use crate::clock::now_unix;
 use crate::key_hash::{hash_key, short_hash, KeyHash};
+use crate::key_set::key_entry::KeyEntry;
+use crate::key_set::SharedKeySet;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
-use crate::serve::key_entry::KeyEntry;
-use crate::serve::key_set::SharedKeySet;
 use crate::sync::confirmation::Confirmation;
 use crate::sync::miss::Misses;
 
@@ -497,7 +497,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_s_policy_answers_like_the_filter_and_sets_no_rate_limit_headers() {
-        let policy = crate::key_policy::PolicyColumns {
+        let policy = crate::key_set::key_policy::PolicyColumns {
             scopes: vec!["orders:read".to_owned()],
             allowed_networks: vec!["203.0.113.0/24".to_owned()],
         }

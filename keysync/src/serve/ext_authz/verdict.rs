@@ -4,8 +4,8 @@
 use keysync_contract::credential::Source;
 use keysync_contract::reply::Denial;
 
+use crate::key_set::key_entry::KeyEntry;
 use crate::metrics::ExtAuthzResult;
-use crate::serve::key_entry::KeyEntry;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -9,7 +9,7 @@
 //! shared by the key set, the change log and the watch streams.
 //!
 //! The same columns serve the loader (what gateways enforce) and the operator listings
-//! (what `keys list` shows), like [`crate::limit_columns`].
+//! (what `keys list` shows), like [`crate::key_set::limit_columns`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::key_hash::KeyHash;
-use crate::serve::key_entry::KeyEntry;
+use crate::key_set::key_entry::KeyEntry;
 
 /// The changes up to `revision`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::position::Position;
-use crate::serve::changes::Changes;
+use crate::key_set::changes::Changes;
+use crate::key_set::position::Position;
 
 /// What [`Changelog::record`] did with a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl Changelog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::key_entry::KeyEntry;
+    use crate::key_set::key_entry::KeyEntry;
 
     /// A batch at `revision` with `upserts` upserts and one removal.
     fn batch(revision: u64, upserts: u8) -> Changes {

@@ -9,7 +9,7 @@ use keysync_contract::limit::KeyLimit;
 use uuid::Uuid;
 
 use crate::key_hash::KeyHash;
-use crate::key_policy::KeyPolicy;
+use crate::key_set::key_policy::KeyPolicy;
 
 /// One active key. Cheap to clone: the policy, when there is one, is shared.
 #[derive(Debug, Clone, PartialEq, Eq)]

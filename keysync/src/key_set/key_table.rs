@@ -18,8 +18,8 @@
 //! never exist at once.
 
 use crate::key_hash::KeyHash;
-use crate::serve::changes::Changes;
-use crate::serve::key_entry::KeyEntry;
+use crate::key_set::changes::Changes;
+use crate::key_set::key_entry::KeyEntry;
 
 /// Hash bytes that choose the bucket.
 const PREFIX_BYTES: usize = 2;

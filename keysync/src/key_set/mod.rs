@@ -1,15 +1,30 @@
-//! The in-memory copy of the active key set that `serve` answers from, ordered by key
-//! hash so the filter can page through it, and tagged with the database revision it
-//! reflects. The keys themselves live in a [`KeyTable`]; a full reload compares the
-//! database with it ([`KeyTable::reconcile`]) and applies the difference like any other
-//! change, so watchers hear about it too.
+//! The key set: the in-memory model of the active keys that [`crate::sync`] writes and
+//! the gRPC services ([`crate::serve`]) read. Each key is a [`key_entry`] (its rate limit
+//! resolved from the [`limit_columns`], its scopes and allowlist a [`key_policy`]), held
+//! compactly in a [`key_table`]; a batch of [`changes`] moves the set from one
+//! [`position`] in the database's history to a newer one, and is kept in the
+//! [`changelog`] that the [`change_feed`] shares with the watch streams.
+//!
+//! This file is the copy itself, ordered by key hash so the filter can page through it,
+//! and tagged with the database revision it reflects. The keys live in a [`KeyTable`]; a
+//! full reload compares the database with it ([`KeyTable::reconcile`]) and applies the
+//! difference like any other change, so watchers hear about it too.
+
+pub mod change_feed;
+pub mod changelog;
+pub mod changes;
+pub mod key_entry;
+pub mod key_policy;
+pub mod key_table;
+pub mod limit_columns;
+pub mod position;
 
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::position::Position;
-use crate::serve::changes::Changes;
-use crate::serve::key_entry::KeyEntry;
-use crate::serve::key_table::KeyTable;
+use crate::key_set::changes::Changes;
+use crate::key_set::key_entry::KeyEntry;
+use crate::key_set::key_table::KeyTable;
+use crate::key_set::position::Position;
 
 /// Every active key as of one database revision.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

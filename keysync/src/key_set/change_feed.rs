@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::broadcast;
 
-use crate::position::Position;
-use crate::serve::changelog::{Changelog, Recorded};
-use crate::serve::changes::Changes;
+use crate::key_set::changelog::{Changelog, Recorded};
+use crate::key_set::changes::Changes;
+use crate::key_set::position::Position;
 
 /// Events buffered per watcher before it counts as lagging (it then replays from the
 /// log, or reloads).
