@@ -828,7 +828,64 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// A rendering's families by name, each its `# HELP`, `# TYPE` and `# UNIT` lines
+    /// and its samples, the samples sorted: a family keeps its series in a hash map, so
+    /// their order changes from one process to the next.
+    fn families(text: &str) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+        let mut families: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut current = String::new();
+        for line in text.lines().filter(|line| *line != "# EOF") {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                current = rest.split(' ').next().unwrap().to_owned();
+            }
+            let family = families.entry(current.clone()).or_default();
+            if line.starts_with("# ") {
+                family.0.push(line.to_owned());
+            } else {
+                family.1.push(line.to_owned());
+            }
+        }
+        for (_, samples) in families.values_mut() {
+            samples.sort();
+        }
+        families
+    }
+
+    fn checked_in() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("metrics.txt")
+    }
+
+    /// `/metrics` of a fresh `serve` is the checked-in rendering, family by family: every
+    /// name, type, help text, label and series the dashboards and alerts in `deploy/`
+    /// rely on. Only the order of the families may differ (Prometheus reads them in any
+    /// order). A metric added, renamed or reworded fails here: `KEYSYNC_BLESS=1`
+    /// rewrites `keysync/metrics.txt`, to be reviewed with the charts that use it.
+    #[test]
+    fn a_fresh_registry_renders_the_checked_in_families() {
+        let rendered = Metrics::new().encode();
+        if std::env::var_os("KEYSYNC_BLESS").is_some() {
+            std::fs::write(checked_in(), &rendered).unwrap();
+        }
+        let stored = std::fs::read_to_string(checked_in()).unwrap_or_default();
+        let (rendered, stored) = (families(&rendered), families(&stored));
+        for (name, family) in &stored {
+            assert_eq!(rendered.get(name), Some(family), "family {name} changed");
+        }
+        let added: Vec<&String> = rendered
+            .keys()
+            .filter(|name| !stored.contains_key(*name))
+            .collect();
+        assert!(
+            added.is_empty(),
+            "families not in keysync/metrics.txt: {added:?}"
+        );
+        assert!(stored.len() > 30, "{stored:?}");
+    }
 
     #[test]
     fn all_names_are_exported_before_anything_happens() {
