@@ -43,7 +43,7 @@ use crate::operations::name::InvalidName;
 use crate::operations::orgs::OrgError;
 use crate::operations::quotas::{InvalidQuota, QuotaError};
 use crate::operations::usage::InvalidUsageQuery;
-use crate::serve::server::ServerError;
+use crate::server::ServerError;
 
 #[derive(Debug, Parser)]
 #[command(

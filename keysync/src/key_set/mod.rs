@@ -1,5 +1,5 @@
 //! The key set: the in-memory model of the active keys that [`crate::sync`] writes and
-//! the gRPC services ([`crate::serve`]) read. Each key is a [`key_entry`] (its rate limit
+//! the gRPC services ([`crate::grpc`]) read. Each key is a [`key_entry`] (its rate limit
 //! resolved from the [`limit_columns`], its scopes and allowlist a [`key_policy`]), held
 //! compactly in a [`key_table`]; a batch of [`changes`] moves the set from one
 //! [`position`] in the database's history to a newer one, and is kept in the

@@ -388,7 +388,7 @@ async fn insert_key(
 
 /// Creates a key for an organization, with the scopes and allowlist it is given
 /// (checked before: a policy the contract refuses never reaches the database, so no
-/// stored record can outgrow [`crate::serve::key_record::MAX_RECORD_BYTES`]); it has no
+/// stored record can outgrow [`crate::grpc::key_record::MAX_RECORD_BYTES`]); it has no
 /// rate limit of its own.
 pub async fn create(pool: &PgPool, actor: Actor, key: NewKey) -> Result<CreatedKey, KeyError> {
     let mut transaction = pool.begin().await?;

@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod flushed_use;
 pub mod lease;
+pub mod metrics;
 pub mod period;
 
 /// Who a quota is for (the `quotas.subject_kind` column and the wire's).

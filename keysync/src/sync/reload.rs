@@ -28,12 +28,12 @@ use crate::key_set::changes::Changes;
 use crate::key_set::key_table::KeyTable;
 use crate::key_set::position::Position;
 use crate::key_set::SharedKeySet;
-use crate::metrics::{LoadKind, Metrics};
 use crate::sync::catch_up::{CatchUp, CatchUpError, DEFAULT_MIN_SPACING};
 use crate::sync::confirmation::Confirmation;
 use crate::sync::database_backoff;
 use crate::sync::freshness::Freshness;
 use crate::sync::loader::{DatabaseState, LoadError, Loader};
+use crate::sync::metrics::{LoadKind, SyncMetrics};
 
 /// Size and revision of the key set after a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Reloader<L> {
     loader: L,
     key_set: SharedKeySet,
     feed: Arc<ChangeFeed>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SyncMetrics>,
     confirmation: Confirmation,
     /// Loads must not overlap: a catch-up computed against revision R and applied
     /// after a full reload to R+n would roll keys back, and a read of the database's
@@ -86,7 +86,7 @@ impl<L: Loader> Reloader<L> {
         loader: L,
         key_set: SharedKeySet,
         feed: Arc<ChangeFeed>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SyncMetrics>,
         confirmation: Confirmation,
     ) -> Self {
         Reloader {
@@ -404,6 +404,7 @@ mod tests {
     use super::*;
     use crate::key_set::change_feed::FeedEvent;
     use crate::key_set::key_entry::KeyEntry;
+    use crate::metrics::Metrics;
     use crate::sync::confirmation::testing;
 
     /// A database stand-in: revision `n` holds keys with first byte 1..=n, except the
@@ -524,7 +525,7 @@ mod tests {
             loader.clone(),
             key_set.clone(),
             feed.clone(),
-            Arc::new(Metrics::new()),
+            Metrics::new().sync,
             confirmation(),
         );
         (Arc::new(reloader), key_set, feed)
@@ -666,7 +667,7 @@ mod tests {
         let loader = Arc::new(FakeLoader::default());
         let (reloader, _) = reloader(&loader);
         reloader.full_reload().await.unwrap();
-        let freshness = Freshness::new(Arc::new(Metrics::new()));
+        let freshness = Freshness::new(Metrics::new().sync);
         let catch_up = spawn_catch_up(reloader, freshness.clone());
         freshness.set_listening(true);
         loader.down.store(true, Ordering::SeqCst);
@@ -701,7 +702,7 @@ mod tests {
         };
         let task = tokio::spawn(run_periodic(
             reloader.clone(),
-            spawn_catch_up(reloader.clone(), Freshness::new(Arc::new(Metrics::new()))),
+            spawn_catch_up(reloader.clone(), Freshness::new(Metrics::new().sync)),
             schedule,
             stop.clone(),
         ));
@@ -793,10 +794,7 @@ mod tests {
         assert_eq!(events.try_recv().unwrap(), FeedEvent::Reset(after));
         assert_eq!(feed.position(), after);
         assert_eq!(feed.batches(), 0, "the old history's changes are dropped");
-        assert!(reloader
-            .metrics
-            .encode()
-            .contains("keysync_history_resets_total 1"));
+        assert_eq!(reloader.metrics.history_resets(), 1);
 
         // The new history goes on as usual.
         loader.revision.store(4, Ordering::SeqCst);

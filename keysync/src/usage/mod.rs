@@ -15,6 +15,7 @@
 pub mod cloud_event;
 pub mod export;
 pub mod flush;
+pub mod metrics;
 pub mod partitions;
 pub mod store;
 

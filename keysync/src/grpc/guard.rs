@@ -1,5 +1,5 @@
 //! What every gRPC call passes before it reaches a service: the token check (when a
-//! token is configured; see [`crate::serve::grpc_token`]) and the bound on calls in
+//! token is configured; see [`crate::grpc::token`]) and the bound on calls in
 //! progress. A tower layer in front of all of keysync's gRPC services, so the KeySync
 //! API, the rate-limit service and ext_authz are guarded alike.
 //!
@@ -12,7 +12,7 @@
 //!   `RESOURCE_EXHAUSTED` at once rather than queued (Envoy then answers from its own
 //!   failure handling, and a keysync already overloaded gets no further behind). A
 //!   streaming call counts until its stream is open; open WatchKeys streams have their
-//!   own bound ([`crate::serve::watch_server`]).
+//!   own bound ([`crate::grpc::watch`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,9 +26,9 @@ use tonic::Status;
 use tower::{Layer, Service};
 use tracing::warn;
 
+use crate::grpc::metrics::{GrpcMetrics, RefusalReason};
+use crate::grpc::token::{GrpcToken, HEADER};
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
-use crate::metrics::{Metrics, RefusalReason};
-use crate::serve::grpc_token::{GrpcToken, HEADER};
 
 /// Calls under this path prefix need no token.
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -43,12 +43,12 @@ pub struct GuardLayer(Arc<Guarding>);
 struct Guarding {
     token: Option<GrpcToken>,
     in_flight: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<GrpcMetrics>,
     refusals: LogThrottle,
 }
 
 impl GuardLayer {
-    pub fn new(token: Option<GrpcToken>, max_in_flight: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(token: Option<GrpcToken>, max_in_flight: usize, metrics: Arc<GrpcMetrics>) -> Self {
         GuardLayer(Arc::new(Guarding {
             token,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
@@ -169,6 +169,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::metrics::Metrics;
 
     const TOKEN: &str = "0123456789abcdef-not-a-real-one";
 
@@ -221,7 +222,11 @@ mod tests {
     #[tokio::test]
     async fn calls_need_the_token_but_health_checks_do_not() {
         let metrics = Arc::new(Metrics::new());
-        let layer = GuardLayer::new(Some(GrpcToken::new(TOKEN).unwrap()), 8, metrics.clone());
+        let layer = GuardLayer::new(
+            Some(GrpcToken::new(TOKEN).unwrap()),
+            8,
+            metrics.grpc.clone(),
+        );
         let guarded = layer.layer(service(None));
         let bearer = format!("Bearer {TOKEN}");
         let path = "/keysync.v1.KeySync/ListKeys";
@@ -255,7 +260,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_token_everyone_passes() {
         let metrics = Arc::new(Metrics::new());
-        let guarded = GuardLayer::new(None, 8, metrics.clone()).layer(service(None));
+        let guarded = GuardLayer::new(None, 8, metrics.grpc.clone()).layer(service(None));
         let answer = guarded
             .oneshot(request("/keysync.v1.KeySync/ListKeys", None))
             .await
@@ -268,7 +273,8 @@ mod tests {
     async fn calls_beyond_the_bound_are_refused_at_once() {
         let metrics = Arc::new(Metrics::new());
         let gate = Arc::new(Semaphore::new(0));
-        let guarded = GuardLayer::new(None, 2, metrics.clone()).layer(service(Some(gate.clone())));
+        let guarded =
+            GuardLayer::new(None, 2, metrics.grpc.clone()).layer(service(Some(gate.clone())));
         let path = "/keysync.v1.KeySync/LookupKey";
         let first = tokio::spawn(guarded.clone().oneshot(request(path, None)));
         let second = tokio::spawn(guarded.clone().oneshot(request(path, None)));

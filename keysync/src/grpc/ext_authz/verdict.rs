@@ -4,8 +4,8 @@
 use keysync_contract::credential::Source;
 use keysync_contract::reply::Denial;
 
+use super::metrics::ExtAuthzResult;
 use crate::key_set::key_entry::KeyEntry;
-use crate::metrics::ExtAuthzResult;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -34,13 +34,13 @@ use tracing::{debug, warn};
 use super::check_response;
 use super::credential_headers::CredentialHeaders;
 use super::key_policy_check::{self, MalformedRoute};
+use super::metrics::ExtAuthzMetrics;
 use super::verdict::Verdict;
 use crate::clock::now_unix;
 use crate::key_hash::{hash_key, short_hash, KeyHash};
 use crate::key_set::key_entry::KeyEntry;
 use crate::key_set::SharedKeySet;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
-use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::sync::confirmation::Confirmation;
 use crate::sync::miss::Misses;
@@ -56,7 +56,7 @@ pub struct ExtAuthzService {
     key_set: SharedKeySet,
     misses: Misses,
     readiness: Readiness,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ExtAuthzMetrics>,
     /// Past its staleness bound, keys are not decided.
     confirmation: Confirmation,
     /// Unix seconds now; a field so tests can stand at a key's expiry.
@@ -74,7 +74,7 @@ impl ExtAuthzService {
         key_set: SharedKeySet,
         misses: Misses,
         readiness: Readiness,
-        metrics: Arc<Metrics>,
+        metrics: Arc<ExtAuthzMetrics>,
         confirmation: Confirmation,
     ) -> Self {
         ExtAuthzService {
@@ -213,7 +213,7 @@ impl Authorization for ExtAuthzService {
         let started = Instant::now();
         let verdict = self.judge(request.get_ref()).await;
         self.metrics
-            .record_ext_authz(verdict.result(), started.elapsed());
+            .record_check(verdict.result(), started.elapsed());
         let provenance = Provenance {
             epoch: self.key_set.read().epoch(),
             confirmed_age_ms: self.confirmation.age_ms(),
@@ -238,6 +238,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::metrics::Metrics;
     use crate::sync::confirmation::{testing, Bounds};
     use crate::sync::fake_catch_up::{self, Behaviour};
     use crate::sync::freshness::Freshness;
@@ -274,8 +275,8 @@ mod tests {
         let readiness = Readiness::new();
         readiness.set_ready();
         let metrics = Arc::new(Metrics::new());
-        let freshness = Freshness::new(metrics.clone());
-        let misses = Misses::new(catch_up, freshness.clone(), metrics.clone());
+        let freshness = Freshness::new(metrics.sync.clone());
+        let misses = Misses::new(catch_up, freshness.clone(), metrics.sync.clone());
         let confirmation = testing::confirmed(
             Bounds {
                 max_staleness: Duration::from_secs(60),
@@ -287,7 +288,7 @@ mod tests {
             key_set,
             misses,
             readiness.clone(),
-            metrics.clone(),
+            metrics.ext_authz.clone(),
             confirmation.clone(),
         );
         service.clock = || 1000;

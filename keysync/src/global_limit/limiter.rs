@@ -1,6 +1,6 @@
-//! `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`, served next to
-//! `keysync.v1.KeySync` on the gRPC port: counts each request against the budget its
-//! descriptors name, in Redis, and tells Envoy whether to let it through.
+//! What `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit` decides (served by
+//! [`crate::grpc::rate_limit`]): counts each request against the budget its descriptors
+//! name, in Redis, and tells Envoy whether to let it through.
 //!
 //! Without `REDIS_URL` there is nothing to count with and every call is answered `OK`.
 
@@ -9,20 +9,18 @@ use std::time::Instant;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitService;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use super::counter::{counter_name, CounterError, Hit, HitCounter};
 use super::descriptor::{self, Descriptor};
 use super::failure_mode::FailureMode;
+use super::metrics::RateLimitResult;
 use super::redis_health::RedisHealth;
 use super::response::{self, Counted};
 use super::window::{Usage, Window};
 use crate::clock::now_unix;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
-use crate::metrics::{Metrics, RateLimitResult};
 
 /// What the service counts with.
 #[derive(Debug)]
@@ -32,12 +30,11 @@ struct Counting<C> {
     failure_mode: FailureMode,
 }
 
-/// The service; all state is shared, so it is cheap to hand to tonic.
+/// The decisions; all state is shared.
 #[derive(Debug)]
-pub struct GlobalRateLimitService<C> {
+pub struct GlobalLimiter<C> {
     /// `None` without `REDIS_URL`.
     counting: Option<Counting<C>>,
-    metrics: Arc<Metrics>,
     /// Unix seconds now; a parameter so tests can stand at a window's edge.
     clock: fn() -> u64,
     bad_descriptors: LogThrottle,
@@ -50,38 +47,31 @@ struct Ours {
     hits: u64,
 }
 
-impl<C: HitCounter> GlobalRateLimitService<C> {
+impl<C: HitCounter> GlobalLimiter<C> {
     /// Counts with `counter`, reporting to `health`, answering by `failure_mode` when
     /// the counter fails.
-    pub fn counting(
-        counter: Arc<C>,
-        health: Arc<RedisHealth>,
-        failure_mode: FailureMode,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        GlobalRateLimitService {
+    pub fn counting(counter: Arc<C>, health: Arc<RedisHealth>, failure_mode: FailureMode) -> Self {
+        GlobalLimiter {
             counting: Some(Counting {
                 counter,
                 health,
                 failure_mode,
             }),
-            metrics,
             clock: unix_now,
             bad_descriptors: LogThrottle::new(LOG_PERIOD),
         }
     }
 
     /// Counts nothing and answers `OK` (no `REDIS_URL`).
-    pub fn disabled(metrics: Arc<Metrics>) -> Self {
-        GlobalRateLimitService {
+    pub fn disabled() -> Self {
+        GlobalLimiter {
             counting: None,
-            metrics,
             clock: unix_now,
             bad_descriptors: LogThrottle::new(LOG_PERIOD),
         }
     }
 
-    /// The same service reading the time from `clock` (unix seconds).
+    /// The same limiter reading the time from `clock` (unix seconds).
     pub fn with_clock(mut self, clock: fn() -> u64) -> Self {
         self.clock = clock;
         self
@@ -200,19 +190,6 @@ fn unix_now() -> u64 {
     u64::try_from(now_unix()).unwrap_or(0)
 }
 
-#[tonic::async_trait]
-impl<C: HitCounter> RateLimitService for GlobalRateLimitService<C> {
-    async fn should_rate_limit(
-        &self,
-        request: Request<RateLimitRequest>,
-    ) -> Result<Response<RateLimitResponse>, Status> {
-        let started = Instant::now();
-        let (response, result) = self.decide(request.get_ref()).await;
-        self.metrics.record_ratelimit(result, started.elapsed());
-        Ok(Response::new(response))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -224,6 +201,7 @@ mod tests {
 
     use super::*;
     use crate::global_limit::descriptor::{LIMIT_ENTRY, SUBJECT_ENTRY};
+    use crate::metrics::Metrics;
 
     const ORG: &str = "org:6f1c1f58-5d7e-4a7e-9d0e-0a1b2c3d4e5f";
     const KEY: &str = "key:0b6b1e1e-7c9f-4a57-8b1a-5f0e9d2c3b4a";
@@ -263,13 +241,11 @@ mod tests {
         }
     }
 
-    fn service(mode: FailureMode) -> (Arc<Memory>, Arc<Metrics>, GlobalRateLimitService<Memory>) {
-        let metrics = Arc::new(Metrics::new());
+    fn service(mode: FailureMode) -> (Arc<Memory>, Metrics, GlobalLimiter<Memory>) {
+        let metrics = Metrics::new();
         let memory = Arc::new(Memory::default());
-        let health = Arc::new(RedisHealth::new(metrics.clone(), mode));
-        let service =
-            GlobalRateLimitService::counting(memory.clone(), health, mode, metrics.clone())
-                .with_clock(clock);
+        let health = Arc::new(RedisHealth::new(metrics.rate_limit.clone(), mode));
+        let service = GlobalLimiter::counting(memory.clone(), health, mode).with_clock(clock);
         (memory, metrics, service)
     }
 
@@ -473,20 +449,10 @@ mod tests {
 
     #[tokio::test]
     async fn without_redis_everything_is_ok() {
-        let metrics = Arc::new(Metrics::new());
-        let service = GlobalRateLimitService::<Memory>::disabled(metrics.clone());
+        let service = GlobalLimiter::<Memory>::disabled();
         let (response, result) = service.decide(&limited(ORG, "1+0")).await;
         assert_eq!(result, RateLimitResult::Ok);
         assert_eq!(response.overall_code, Code::Ok as i32);
         assert!(response.response_headers_to_add.is_empty());
-        let answer = service
-            .should_rate_limit(Request::new(limited(ORG, "1+0")))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(answer.overall_code, Code::Ok as i32);
-        assert!(metrics
-            .encode()
-            .contains("keysync_ratelimit_requests_total{result=\"ok\"} 1"));
     }
 }

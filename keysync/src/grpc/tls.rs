@@ -3,11 +3,25 @@
 //! that CA get through the handshake) `KEYSYNC_GRPC_TLS_CLIENT_CA`. Envoy presents its
 //! client certificate through an `UpstreamTlsContext` on the keysync cluster.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::config::{TlsFiles, GRPC_TLS_CERT, GRPC_TLS_CLIENT_CA, GRPC_TLS_KEY};
+// The variables that name the files (read by [`crate::config`]): here, because a file
+// that cannot be used is reported by the variable that named it.
+pub const GRPC_TLS_CERT: &str = "KEYSYNC_GRPC_TLS_CERT";
+pub const GRPC_TLS_KEY: &str = "KEYSYNC_GRPC_TLS_KEY";
+pub const GRPC_TLS_CLIENT_CA: &str = "KEYSYNC_GRPC_TLS_CLIENT_CA";
+
+/// TLS on the gRPC port: keysync's certificate chain and key, and, for mutual TLS, the
+/// CA that client certificates must chain to (PEM files, read at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `None`: TLS without client certificates (not authentication by itself).
+    pub client_ca: Option<PathBuf>,
+}
 
 /// A TLS file that cannot be used. Never shows a file's contents.
 #[derive(Debug, thiserror::Error)]

@@ -162,7 +162,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_openmetrics_text() {
         let state = state();
-        state.metrics.record_store(3, 9);
+        state.metrics.sync.record_store(3, 9);
         let response = app(state)
             .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
             .await

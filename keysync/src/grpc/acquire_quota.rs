@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::database::describe_sqlx;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
-use crate::metrics::{Metrics, QuotaCallResult, QuotaThreshold};
 use crate::quota::alert::Crossing;
 use crate::quota::lease::{Answer, Claim, QuotaLeases, State, MAX_CLAIMS};
+use crate::quota::metrics::{QuotaCallResult, QuotaMetrics, QuotaThreshold};
 use crate::quota::SubjectKind;
 use crate::usage::cloud_event::{rfc3339, CloudEvent, DATA_CONTENT_TYPE, SPEC_VERSION};
 use sha2::{Digest, Sha256};
@@ -105,12 +105,12 @@ impl QuotaService {
     pub async fn acquire(
         &self,
         request: &AcquireQuotaRequest,
-        metrics: &Metrics,
+        metrics: &QuotaMetrics,
     ) -> Result<AcquireQuotaResponse, Status> {
         let call = match Call::check(request) {
             Ok(call) => call,
             Err(error) => {
-                metrics.record_quota_call(QuotaCallResult::Invalid, 0);
+                metrics.record_call(QuotaCallResult::Invalid, 0);
                 return Err(Status::invalid_argument(error.to_string()));
             }
         };
@@ -127,11 +127,11 @@ impl QuotaService {
             Ok(answer) => {
                 let granted: i64 = answer.quotas.iter().map(|state| state.added).sum();
                 let granted = u64::try_from(granted).unwrap_or(0);
-                metrics.record_quota_call(QuotaCallResult::Ok, granted);
+                metrics.record_call(QuotaCallResult::Ok, granted);
                 Ok(to_response(answer))
             }
             Err(error) => {
-                metrics.record_quota_call(QuotaCallResult::Unavailable, 0);
+                metrics.record_call(QuotaCallResult::Unavailable, 0);
                 let cause = describe_sqlx(&error);
                 if let Some(held_back) = self.failures.admit(Instant::now()) {
                     warn!(
@@ -207,14 +207,14 @@ pub fn alert_event(crossing: &Crossing, at: DateTime<Utc>) -> CloudEvent {
 }
 
 /// Tells the thresholds a flush crossed: one log line and the metric each.
-pub fn announce(crossings: &[Crossing], metrics: &Metrics) {
+pub fn announce(crossings: &[Crossing], metrics: &QuotaMetrics) {
     for crossing in crossings {
         let threshold = if crossing.threshold >= 100 {
             QuotaThreshold::Hundred
         } else {
             QuotaThreshold::Eighty
         };
-        metrics.record_quota_alert(threshold);
+        metrics.record_alert(threshold);
         info!(
             "quota alert: {} {} used {} of its monthly quota of {} ({}% reached; period from {})",
             crossing.kind.as_str(),

@@ -14,6 +14,7 @@
 pub mod check_response;
 pub mod credential_headers;
 pub mod key_policy_check;
+pub mod metrics;
 pub mod service;
 pub mod verdict;
 

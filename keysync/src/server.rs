@@ -1,6 +1,6 @@
-//! `serve`: wires the key set, the loader, the change feed, the change listener, the
-//! gRPC services and the admin port together on listeners the caller has already bound,
-//! and runs until told to stop.
+//! The composition root of `keysync serve`: wires the key set, the loader, the change
+//! feed, the change listener, the gRPC services, the admin port and the metrics of each
+//! together on listeners the caller has already bound, and runs until told to stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,26 +14,28 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::admin_api::{self, ApiState};
+use crate::admin_port::{self, AdminState};
 use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
+use crate::grpc::ext_authz::ExtAuthzService;
+use crate::grpc::guard::GuardLayer;
+use crate::grpc::health;
+use crate::grpc::key_sync::{KeySyncMetrics, KeySyncService};
+use crate::grpc::rate_limit::GlobalRateLimitService;
+use crate::grpc::tls::{self, TlsError};
+use crate::grpc::watch::{WatchSettings, Watches};
 use crate::key_set::change_feed::ChangeFeed;
 use crate::key_set::SharedKeySet;
 use crate::leak_reports;
 use crate::metrics::Metrics;
 use crate::quota::lease::QuotaLeases;
 use crate::readiness::Readiness;
-use crate::serve::admin::{self, AdminState};
-use crate::serve::ext_authz::ExtAuthzService;
-use crate::serve::grpc::KeySyncService;
-use crate::serve::grpc_guard::GuardLayer;
-use crate::serve::grpc_tls::{self, TlsError};
-use crate::serve::health;
-use crate::serve::watch_server::{WatchSettings, Watches};
 use crate::sync::catch_up::CatchUp;
 use crate::sync::change_listener::{self, Connector, ListenSettings};
 use crate::sync::confirmation::{self, Bounds, Confirmation};
 use crate::sync::freshness::Freshness;
 use crate::sync::loader::{LoadError, Loader};
+use crate::sync::metrics::SyncMetrics;
 use crate::sync::miss::Misses;
 use crate::sync::reload::{self, Reloader, Schedule};
 use crate::sync::revision_probe;
@@ -75,7 +77,7 @@ pub struct Stores {
 ///
 /// The gRPC port carries `keysync.v1.KeySync`, Envoy's
 /// `envoy.service.ratelimit.v3.RateLimitService` ([`global_limit`]), Envoy's
-/// `envoy.service.auth.v3.Authorization` ([`crate::serve::ext_authz`]) and
+/// `envoy.service.auth.v3.Authorization` ([`crate::grpc::ext_authz`]) and
 /// `grpc.health.v1.Health` ([`health`]), all behind [`GuardLayer`] (token, calls in
 /// progress) and, when configured, TLS. Both ports answer at once: `/readyz` says 503,
 /// every `KeySync` method and every ext_authz check of a key `UNAVAILABLE` until the
@@ -112,13 +114,14 @@ pub async fn run<L: Loader, C: Connector>(
     let metrics = Arc::new(Metrics::new());
     // Whichever part ends first (shutdown, failed start, a server error) stops the rest.
     let stop = shutdown.child_token();
-    let (rate_limits, pings) = global_limit::start(
+    let (limiter, pings) = global_limit::start(
         config.redis_url.as_ref(),
         config.ratelimit_failure_mode,
-        metrics.clone(),
+        metrics.rate_limit.clone(),
         stop.clone(),
     )
     .map_err(ServerError::RateLimit)?;
+    let rate_limits = GlobalRateLimitService::new(limiter, metrics.rate_limit.clone());
     let readiness = Readiness::new();
     let confirmation = Confirmation::new(
         Bounds {
@@ -126,7 +129,7 @@ pub async fn run<L: Loader, C: Connector>(
             unready_after: config.max_unconfirmed,
             max_staleness: config.max_staleness,
         },
-        metrics.clone(),
+        metrics.sync.clone(),
     );
     let key_set = SharedKeySet::new();
     let feed = Arc::new(ChangeFeed::new(config.changelog_records));
@@ -134,12 +137,12 @@ pub async fn run<L: Loader, C: Connector>(
         loader,
         key_set.clone(),
         feed.clone(),
-        metrics.clone(),
+        metrics.sync.clone(),
         confirmation.clone(),
     ));
-    let freshness = Freshness::confirmed_by(metrics.clone(), confirmation.clone());
+    let freshness = Freshness::confirmed_by(metrics.sync.clone(), confirmation.clone());
     let catch_up = reload::spawn_catch_up(reloader.clone(), freshness.clone());
-    let misses = Misses::new(catch_up.clone(), freshness.clone(), metrics.clone());
+    let misses = Misses::new(catch_up.clone(), freshness.clone(), metrics.sync.clone());
 
     let sweep = api.as_ref().map(|api| {
         admin_api::idempotency::sweep(
@@ -161,7 +164,7 @@ pub async fn run<L: Loader, C: Connector>(
         }
         _ => None,
     };
-    let mut admin_app = admin::app_with_api(
+    let mut admin_app = admin_port::app_with_api(
         AdminState {
             readiness: readiness.clone(),
             confirmation: confirmation.clone(),
@@ -188,7 +191,7 @@ pub async fn run<L: Loader, C: Connector>(
     let watches = Watches::new(
         feed.clone(),
         catch_up.clone(),
-        metrics.clone(),
+        metrics.grpc.clone(),
         confirmation.clone(),
         WatchSettings {
             chunk: config.watch_chunk,
@@ -202,7 +205,7 @@ pub async fn run<L: Loader, C: Connector>(
         key_set.clone(),
         misses.clone(),
         readiness.clone(),
-        metrics.clone(),
+        metrics.ext_authz.clone(),
         confirmation.clone(),
     )
     .accepting_legacy_keys(config.accept_legacy_keys);
@@ -210,7 +213,11 @@ pub async fn run<L: Loader, C: Connector>(
         key_set,
         misses,
         readiness.clone(),
-        metrics.clone(),
+        KeySyncMetrics {
+            calls: metrics.grpc.clone(),
+            usage: metrics.usage.clone(),
+            quota: metrics.quota.clone(),
+        },
         watches,
         confirmation.clone(),
         config.max_page_size,
@@ -242,7 +249,7 @@ pub async fn run<L: Loader, C: Connector>(
                 settings.brokers.join(","),
                 settings.backlog
             );
-            let exporter = Exporter::new(settings.backlog, metrics.clone());
+            let exporter = Exporter::new(settings.backlog, metrics.usage_export.clone());
             service = service.exporting_usage(exporter.clone());
             let sink = KafkaSink::new(settings.brokers.clone(), settings.topic.clone());
             let stop = stop.clone();
@@ -271,13 +278,13 @@ pub async fn run<L: Loader, C: Connector>(
     let mut grpc_builder = tonic::transport::Server::builder();
     if let Some(files) = &config.grpc_tls {
         grpc_builder = grpc_builder
-            .tls_config(grpc_tls::server_config(files)?)
+            .tls_config(tls::server_config(files)?)
             .map_err(ServerError::TlsSetup)?;
     }
     let guard = GuardLayer::new(
         config.grpc_token.clone(),
         config.grpc_max_in_flight,
-        metrics.clone(),
+        metrics.grpc.clone(),
     );
     let pings = async {
         if let Some(pings) = pings {
@@ -308,7 +315,15 @@ pub async fn run<L: Loader, C: Connector>(
             catch_up,
             freshness,
         };
-        let synced = keep_in_sync(config, &reloader, following, &readiness, &metrics, &stop).await;
+        let synced = keep_in_sync(
+            config,
+            &reloader,
+            following,
+            &readiness,
+            &metrics.sync,
+            &stop,
+        )
+        .await;
         stop.cancel();
         synced
     };
@@ -376,7 +391,7 @@ async fn keep_in_sync<L: Loader, C: Connector>(
     reloader: &Arc<Reloader<L>>,
     following: Following<C>,
     readiness: &Readiness,
-    metrics: &Arc<Metrics>,
+    metrics: &Arc<SyncMetrics>,
     stop: &CancellationToken,
 ) -> Result<(), ServerError> {
     let loaded = tokio::select! {

@@ -1,10 +1,8 @@
 //! The `keysync.v1.KeySync` gRPC service the wasm filter calls: paging through the key
 //! set, looking up one key on a cache miss (settled by [`crate::sync::miss`]), and
 //! watching changes as they happen (the streams themselves are
-//! [`crate::serve::watch_server`]'s), and taking the gateways' usage flushes
-//! (`ReportUsage`, checked by [`crate::usage::flush`], stored by
-//! [`crate::usage::store`] and, once committed, handed to the usage export when there
-//! is one: [`crate::usage::export`], which never makes the answer wait).
+//! [`crate::grpc::watch`]'s); the gateways' usage flushes and quota claims go on to
+//! [`crate::grpc::report_usage`] and [`crate::grpc::acquire_quota`].
 //!
 //! Every answer carries its [`Provenance`]: the epoch its revision counts in (read with
 //! the revision, under the key set's lock) and the age of the key set's last
@@ -22,26 +20,25 @@ use keysync_proto::v1::{
 };
 use prost::Message;
 use tonic::{Request, Response, Status};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::clock::now_unix;
-use crate::database::describe_sqlx;
+use crate::grpc::acquire_quota::QuotaService;
+use crate::grpc::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES};
+use crate::grpc::metrics::{GrpcMethod, GrpcMetrics, LookupResult};
+use crate::grpc::report_usage::UsageReports;
+use crate::grpc::watch::{WatchStream, Watches};
 use crate::key_hash::short_hash;
 use crate::key_set::key_entry::KeyEntry;
 use crate::key_set::position::Position;
 use crate::key_set::SharedKeySet;
-use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
-use crate::metrics::{GrpcMethod, LookupResult, Metrics, UsageFlushResult};
 use crate::quota::lease::QuotaLeases;
+use crate::quota::metrics::QuotaMetrics;
 use crate::readiness::Readiness;
-use crate::serve::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES};
-use crate::serve::quota_service::{self, QuotaService};
-use crate::serve::watch_server::{WatchStream, Watches};
 use crate::sync::confirmation::Confirmation;
 use crate::sync::miss::Misses;
-use crate::usage::cloud_event::usage_event;
 use crate::usage::export::Exporter;
-use crate::usage::flush::Flush;
+use crate::usage::metrics::UsageMetrics;
 use crate::usage::store::UsageStore;
 
 /// Page size when the client asks for 0.
@@ -49,7 +46,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 
 /// The wire records of `entries`, as many as fit [`MAX_MESSAGE_RECORD_BYTES`] (at least
 /// one), and whether some were left for the next page. Keys with large policies (up to
-/// [`crate::serve::key_record::MAX_RECORD_BYTES`] each) would otherwise make a page of
+/// [`crate::grpc::key_record::MAX_RECORD_BYTES`] each) would otherwise make a page of
 /// the largest size over the 16 MiB the filter reads.
 fn records_within_budget(entries: &[KeyEntry]) -> (Vec<KeyRecord>, bool) {
     let mut records = Vec::with_capacity(entries.len());
@@ -71,23 +68,24 @@ pub struct KeySyncService {
     key_set: SharedKeySet,
     misses: Misses,
     readiness: Readiness,
-    metrics: Arc<Metrics>,
+    metrics: Arc<GrpcMetrics>,
     watches: Watches,
     confirmation: Confirmation,
     max_page_size: u32,
-    usage: Option<Usage>,
+    usage: UsageReports,
     quota: Option<QuotaService>,
+    quota_metrics: Arc<QuotaMetrics>,
 }
 
-/// Where usage flushes go, and the log lines they may cause.
+/// The metrics the calls of `keysync.v1.KeySync` update.
 #[derive(Debug, Clone)]
-struct Usage {
-    store: UsageStore,
-    /// Where the increments of stored flushes are exported, if anywhere.
-    export: Option<Exporter>,
-    /// One line a period for flushes that failed to store, and for counters gone back.
-    failures: Arc<LogThrottle>,
-    went_back: Arc<LogThrottle>,
+pub struct KeySyncMetrics {
+    /// Calls by method, `LookupKey` results, open streams.
+    pub calls: Arc<GrpcMetrics>,
+    /// `ReportUsage` flushes.
+    pub usage: Arc<UsageMetrics>,
+    /// `AcquireQuota` calls and the alerts flushes raise.
+    pub quota: Arc<QuotaMetrics>,
 }
 
 impl KeySyncService {
@@ -95,7 +93,7 @@ impl KeySyncService {
         key_set: SharedKeySet,
         misses: Misses,
         readiness: Readiness,
-        metrics: Arc<Metrics>,
+        metrics: KeySyncMetrics,
         watches: Watches,
         confirmation: Confirmation,
         max_page_size: u32,
@@ -104,23 +102,19 @@ impl KeySyncService {
             key_set,
             misses,
             readiness,
-            metrics,
+            metrics: metrics.calls,
             watches,
             confirmation,
             max_page_size,
-            usage: None,
+            usage: UsageReports::new(metrics.usage, metrics.quota.clone()),
             quota: None,
+            quota_metrics: metrics.quota,
         }
     }
 
     /// Takes `ReportUsage` flushes into `store`; without one they are `UNAVAILABLE`.
     pub fn storing_usage(mut self, store: UsageStore) -> Self {
-        self.usage = Some(Usage {
-            store,
-            export: None,
-            failures: Arc::new(LogThrottle::new(LOG_PERIOD)),
-            went_back: Arc::new(LogThrottle::new(LOG_PERIOD)),
-        });
+        self.usage = self.usage.storing(store);
         self
     }
 
@@ -133,85 +127,8 @@ impl KeySyncService {
     /// Hands the increments of stored flushes to `exporter` (after
     /// [`KeySyncService::storing_usage`]; without a store there is nothing to export).
     pub fn exporting_usage(mut self, exporter: Exporter) -> Self {
-        if let Some(usage) = &mut self.usage {
-            usage.export = Some(exporter);
-        }
+        self.usage = self.usage.exporting(exporter);
         self
-    }
-
-    /// Checks and stores one flush; the metric's result and the requests it added.
-    async fn report(
-        &self,
-        request: &ReportUsageRequest,
-    ) -> (Result<ReportUsageResponse, Status>, UsageFlushResult, u64) {
-        let flush = match Flush::check(request, chrono::Utc::now()) {
-            Ok(flush) => flush,
-            Err(error) => {
-                let status = Status::invalid_argument(error.to_string());
-                return (Err(status), UsageFlushResult::Invalid, 0);
-            }
-        };
-        let Some(usage) = &self.usage else {
-            let status = Status::unavailable("usage metering has no database");
-            return (Err(status), UsageFlushResult::Unavailable, 0);
-        };
-        match usage.store.record(&flush).await {
-            Ok(recorded) => {
-                if recorded.went_back > 0 {
-                    if let Some(held_back) = usage.went_back.admit(Instant::now()) {
-                        warn!(
-                            "usage flush of instance {} has {} counters lower than already \
-                             stored (a delayed flush, or an instance id used twice): nothing \
-                             added for them{}",
-                            flush.instance_id,
-                            recorded.went_back,
-                            held_back_note(held_back)
-                        );
-                    }
-                }
-                quota_service::announce(&recorded.quota_crossings, &self.metrics);
-                if let Some(exporter) = &usage.export {
-                    let now = chrono::Utc::now();
-                    exporter.publish_all(
-                        recorded
-                            .quota_crossings
-                            .iter()
-                            .map(|crossing| quota_service::alert_event(crossing, now)),
-                    );
-                }
-                debug!(
-                    "usage flush: instance={} counters={} grown={} requests={}",
-                    flush.instance_id, recorded.counters, recorded.grown, recorded.requests
-                );
-                // Committed: only now may the increments leave keysync. Never waits.
-                if let Some(exporter) = &usage.export {
-                    exporter.publish_all(recorded.increments.iter().map(|increment| {
-                        usage_event(
-                            flush.instance_id,
-                            recorded.window_start,
-                            recorded.window_end,
-                            increment,
-                        )
-                    }));
-                }
-                let response = ReportUsageResponse {
-                    accepted: u32::try_from(recorded.counters).unwrap_or(u32::MAX),
-                };
-                let requests = u64::try_from(recorded.requests).unwrap_or(0);
-                (Ok(response), UsageFlushResult::Ok, requests)
-            }
-            Err(error) => {
-                let cause = describe_sqlx(&error);
-                if let Some(held_back) = usage.failures.admit(Instant::now()) {
-                    warn!(
-                        "usage flush not stored (the gateway sends it again): {cause}{}",
-                        held_back_note(held_back)
-                    );
-                }
-                let status = Status::unavailable(format!("cannot store usage: {cause}"));
-                (Err(status), UsageFlushResult::Unavailable, 0)
-            }
-        }
     }
 
     /// Where an answer read at `epoch` stands, as of now.
@@ -352,11 +269,10 @@ impl KeySync for KeySyncService {
         &self,
         request: Request<ReportUsageRequest>,
     ) -> Result<Response<ReportUsageResponse>, Status> {
-        let started = Instant::now();
-        let (answer, result, requests) = self.report(request.get_ref()).await;
-        self.metrics
-            .record_usage_flush(result, requests, started.elapsed());
-        answer.map(Response::new)
+        self.usage
+            .report(request.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn acquire_quota(
@@ -367,7 +283,7 @@ impl KeySync for KeySyncService {
             return Err(Status::unavailable("quotas have no database"));
         };
         quota
-            .acquire(request.get_ref(), &self.metrics)
+            .acquire(request.get_ref(), &self.quota_metrics)
             .await
             .map(Response::new)
     }
@@ -386,8 +302,9 @@ mod tests {
     use keysync_contract::limit::{KeyLimit, Limit};
 
     use super::*;
+    use crate::grpc::watch::WatchSettings;
     use crate::key_set::change_feed::ChangeFeed;
-    use crate::serve::watch_server::WatchSettings;
+    use crate::metrics::Metrics;
     use crate::sync::catch_up::CatchUp;
     use crate::sync::confirmation::testing;
     use crate::sync::fake_catch_up::{self, Behaviour};
@@ -473,7 +390,7 @@ mod tests {
         let watches = Watches::new(
             feed,
             catch_up.clone(),
-            metrics.clone(),
+            metrics.grpc.clone(),
             confirmation.clone(),
             WatchSettings {
                 chunk: 10,
@@ -482,12 +399,16 @@ mod tests {
             },
             CancellationToken::new(),
         );
-        let freshness = Freshness::new(metrics.clone());
+        let freshness = Freshness::new(metrics.sync.clone());
         let service = KeySyncService::new(
             key_set.clone(),
-            Misses::new(catch_up.clone(), freshness.clone(), metrics.clone()),
+            Misses::new(catch_up.clone(), freshness.clone(), metrics.sync.clone()),
             readiness.clone(),
-            metrics.clone(),
+            KeySyncMetrics {
+                calls: metrics.grpc.clone(),
+                usage: metrics.usage.clone(),
+                quota: metrics.quota.clone(),
+            },
             watches,
             confirmation,
             max_page_size,

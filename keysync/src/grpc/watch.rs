@@ -39,11 +39,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::info;
 
+use crate::grpc::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES, MAX_RECORD_BYTES};
+use crate::grpc::metrics::{GrpcMetrics, RefusalReason};
 use crate::key_set::change_feed::{ChangeFeed, FeedEvent};
 use crate::key_set::changelog::Changelog;
 use crate::key_set::changes::Changes;
-use crate::metrics::{Metrics, RefusalReason};
-use crate::serve::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES, MAX_RECORD_BYTES};
 use crate::sync::catch_up::CatchUp;
 use crate::sync::confirmation::Confirmation;
 
@@ -135,7 +135,7 @@ pub fn messages(batch: &Changes, chunk: usize) -> impl Iterator<Item = KeyChange
 pub struct Watches {
     feed: Arc<ChangeFeed>,
     catch_up: CatchUp,
-    metrics: Arc<Metrics>,
+    metrics: Arc<GrpcMetrics>,
     confirmation: Confirmation,
     settings: WatchSettings,
     /// One permit per open stream.
@@ -148,7 +148,7 @@ impl Watches {
     pub fn new(
         feed: Arc<ChangeFeed>,
         catch_up: CatchUp,
-        metrics: Arc<Metrics>,
+        metrics: Arc<GrpcMetrics>,
         confirmation: Confirmation,
         settings: WatchSettings,
         stop: CancellationToken,
@@ -437,6 +437,7 @@ mod tests {
     use super::*;
     use crate::key_set::key_entry::KeyEntry;
     use crate::key_set::position::Position;
+    use crate::metrics::Metrics;
     use crate::sync::catch_up::DEFAULT_MIN_SPACING;
     use crate::sync::confirmation::{testing, Bounds};
     use tokio_stream::StreamExt;
@@ -462,7 +463,7 @@ mod tests {
     }
 
     /// Confirmed now; not serving after a day of (paused) time without another.
-    fn confirmation(metrics: &Arc<Metrics>) -> Confirmation {
+    fn confirmation(metrics: &Metrics) -> Confirmation {
         testing::confirmed(
             Bounds {
                 unready_after: Duration::from_secs(86_400),
@@ -491,7 +492,7 @@ mod tests {
         let watches = Watches::new(
             feed.clone(),
             catch_up,
-            metrics.clone(),
+            metrics.grpc.clone(),
             confirmation.clone(),
             WatchSettings {
                 chunk,
@@ -768,7 +769,7 @@ mod tests {
         let watches = Watches::new(
             feed,
             catch_up,
-            metrics.clone(),
+            metrics.grpc.clone(),
             confirmation.clone(),
             WatchSettings {
                 chunk: 10,
