@@ -17,7 +17,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::actor::Actor;
-use super::audit::{self, AuditAction, Change};
+use super::audit::AuditAction;
+use super::audited_write::{self, AuditedWrite};
 use super::timestamp::Timestamp;
 use crate::quota::period::{Period, RESET_DAYS};
 use crate::quota::{SubjectKind, MAX_MONTHLY};
@@ -186,49 +187,98 @@ pub async fn set_org_quota(
     change: OrgQuotaChange,
     now: DateTime<Utc>,
 ) -> Result<OrgQuotaOutcome, QuotaError> {
-    let mut transaction = pool.begin().await?;
-    // Locks the organization, so that changes to its quota take turns, each records the
-    // quota it replaced, and a key's quota change (which shares this lock) sees the
-    // reset day that is committed. NO KEY UPDATE: creating its keys need not wait.
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(org_id)
-            .fetch_optional(&mut *transaction)
-            .await?;
-    found.ok_or(QuotaError::OrgNotFound(org_id))?;
-    // Read after the lock, in a statement of its own: one that waited for the lock
-    // would otherwise see the quota as it was before the change it waited for.
-    let current: Option<(i64, i16)> = sqlx::query_as(
-        "SELECT monthly_limit, reset_day FROM quotas \
-         WHERE subject_kind = $1 AND subject_id = $2",
-    )
-    .bind(SubjectKind::Org.code())
-    .bind(org_id)
-    .fetch_optional(&mut *transaction)
-    .await?;
-    let (old_monthly, old_day) = current.unzip();
-    let old = old_monthly.map(|monthly| AuditedOrgQuota {
-        monthly,
-        reset_day: old_day.map_or(ResetDay::FIRST, ResetDay::of_column).get(),
-    });
-    let new = match change {
-        OrgQuotaChange::Set { monthly, reset_day } => Some(AuditedOrgQuota {
-            monthly: monthly.get(),
-            reset_day: reset_day
-                .or(old_day.map(ResetDay::of_column))
-                .unwrap_or(ResetDay::FIRST)
-                .get(),
-        }),
-        OrgQuotaChange::Clear => None,
+    let write = OrgQuotaWrite {
+        org_id,
+        change,
+        now,
     };
-    // The day the organization's keys follow: its own, else the first.
-    let day_of = |quota: Option<AuditedOrgQuota>| {
+    let applied = audited_write::apply(pool, actor, &write).await?;
+    Ok(OrgQuotaOutcome {
+        org_id,
+        quota: applied.answer,
+        changed: applied.changed,
+    })
+}
+
+/// An organization's row of `quotas`. The organization's lock is also the one its keys'
+/// quota changes share, so they see the reset day that is committed.
+struct OrgQuotaWrite {
+    org_id: Uuid,
+    change: OrgQuotaChange,
+    now: DateTime<Utc>,
+}
+
+impl OrgQuotaWrite {
+    /// The day the organization's keys follow: its own, else the first.
+    fn day_of(quota: Option<AuditedOrgQuota>) -> ResetDay {
         ResetDay(quota.map_or(ResetDay::FIRST.get(), |quota| quota.reset_day))
-    };
-    let (old_day, new_day) = (day_of(old), day_of(new));
-    let period = Period::containing(new_day.get(), now);
-    let changed = old != new;
-    if changed {
+    }
+}
+
+impl AuditedWrite for OrgQuotaWrite {
+    type Value = Option<AuditedOrgQuota>;
+    type Audited = Option<AuditedOrgQuota>;
+    /// The quota and its use this period.
+    type Answer = Option<QuotaUse>;
+    type Error = QuotaError;
+
+    fn action(&self) -> AuditAction {
+        AuditAction::OrgQuotaSet
+    }
+
+    fn object_id(&self) -> Uuid {
+        self.org_id
+    }
+
+    async fn lock(&self, connection: &mut PgConnection) -> Result<Uuid, QuotaError> {
+        audited_write::lock_org(connection, self.org_id)
+            .await?
+            .ok_or(QuotaError::OrgNotFound(self.org_id))?;
+        Ok(self.org_id)
+    }
+
+    async fn read(
+        &self,
+        connection: &mut PgConnection,
+        _: Uuid,
+    ) -> Result<Option<AuditedOrgQuota>, QuotaError> {
+        let current: Option<(i64, i16)> = sqlx::query_as(
+            "SELECT monthly_limit, reset_day FROM quotas \
+             WHERE subject_kind = $1 AND subject_id = $2",
+        )
+        .bind(SubjectKind::Org.code())
+        .bind(self.org_id)
+        .fetch_optional(connection)
+        .await?;
+        Ok(current.map(|(monthly, day)| AuditedOrgQuota {
+            monthly,
+            reset_day: ResetDay::of_column(day).get(),
+        }))
+    }
+
+    fn wanted(&self, current: &Option<AuditedOrgQuota>) -> Option<AuditedOrgQuota> {
+        match self.change {
+            OrgQuotaChange::Set { monthly, reset_day } => Some(AuditedOrgQuota {
+                monthly: monthly.get(),
+                reset_day: reset_day
+                    .or(current.map(|quota| ResetDay(quota.reset_day)))
+                    .unwrap_or(ResetDay::FIRST)
+                    .get(),
+            }),
+            OrgQuotaChange::Clear => None,
+        }
+    }
+
+    async fn write(
+        &self,
+        connection: &mut PgConnection,
+        _: Actor,
+        org_id: Uuid,
+        old: &Option<AuditedOrgQuota>,
+        new: &Option<AuditedOrgQuota>,
+    ) -> Result<(), QuotaError> {
+        let (old_day, new_day) = (Self::day_of(*old), Self::day_of(*new));
+        let period = Period::containing(new_day.get(), self.now);
         match new {
             Some(quota) => {
                 sqlx::query(
@@ -243,48 +293,43 @@ pub async fn set_org_quota(
                 .bind(org_id)
                 .bind(quota.monthly)
                 .bind(new_day.column())
-                .execute(&mut *transaction)
+                .execute(&mut *connection)
                 .await?;
-                start_usage(&mut transaction, SubjectKind::Org, org_id, None, period).await?;
+                start_usage(connection, SubjectKind::Org, org_id, None, period).await?;
             }
             None => {
                 sqlx::query("DELETE FROM quotas WHERE subject_kind = $1 AND subject_id = $2")
                     .bind(SubjectKind::Org.code())
                     .bind(org_id)
-                    .execute(&mut *transaction)
+                    .execute(&mut *connection)
                     .await?;
             }
         }
         if old_day != new_day {
-            start_usage(&mut transaction, SubjectKind::Key, org_id, None, period).await?;
+            start_usage(connection, SubjectKind::Key, org_id, None, period).await?;
         }
-        next_revision(&mut transaction).await?;
-        audit::record(
-            &mut transaction,
-            actor,
-            Change {
-                action: AuditAction::OrgQuotaSet,
-                object_id: org_id,
-                org_id: Some(org_id),
-                old_value: old,
-                new_value: new,
-            },
-        )
-        .await?;
+        next_revision(connection).await?;
+        Ok(())
     }
-    let quota = match new {
-        Some(quota) => {
-            let used = used(&mut transaction, SubjectKind::Org, org_id, period).await?;
-            Some(QuotaUse::new(quota.monthly, used, new_day, now))
-        }
-        None => None,
-    };
-    transaction.commit().await?;
-    Ok(OrgQuotaOutcome {
-        org_id,
-        quota,
-        changed,
-    })
+
+    fn audited(&self, value: &Option<AuditedOrgQuota>) -> Option<AuditedOrgQuota> {
+        *value
+    }
+
+    async fn answer(
+        &self,
+        connection: &mut PgConnection,
+        org_id: Uuid,
+        value: &Option<AuditedOrgQuota>,
+    ) -> Result<Option<QuotaUse>, QuotaError> {
+        let Some(quota) = value else {
+            return Ok(None);
+        };
+        let day = Self::day_of(*value);
+        let period = Period::containing(day.get(), self.now);
+        let used = used(connection, SubjectKind::Org, org_id, period).await?;
+        Ok(Some(QuotaUse::new(quota.monthly, used, day, self.now)))
+    }
 }
 
 /// Sets or clears a key's own quota and records the change. Any key may be given one,
@@ -296,46 +341,109 @@ pub async fn set_key_quota(
     change: KeyQuotaChange,
     now: DateTime<Utc>,
 ) -> Result<KeyQuotaOutcome, QuotaError> {
-    let mut transaction = pool.begin().await?;
-    // Locks the key, so that changes to its quota take turns and each records the quota
-    // it replaced.
-    let org_id: Uuid =
-        sqlx::query_scalar("SELECT org_id FROM api_keys WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(key_id)
-            .fetch_optional(&mut *transaction)
-            .await?
-            .ok_or(QuotaError::KeyNotFound(key_id))?;
-    // Shares the organization's lock with its quota changes: a reset day that moves
-    // while this runs would start the usage row of the wrong period. The day is read
-    // after the lock, in a statement of its own, so it is the committed one.
-    sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR SHARE")
-        .bind(org_id)
-        .execute(&mut *transaction)
-        .await?;
-    let org_day: Option<i16> = sqlx::query_scalar(
-        "SELECT reset_day FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
-    )
-    .bind(SubjectKind::Org.code())
-    .bind(org_id)
-    .fetch_optional(&mut *transaction)
-    .await?
-    .flatten();
-    let reset_day = org_day.map_or(ResetDay::FIRST, ResetDay::of_column);
-    let period = Period::containing(reset_day.get(), now);
-    let old: Option<i64> = sqlx::query_scalar(
-        "SELECT monthly_limit FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
-    )
-    .bind(SubjectKind::Key.code())
-    .bind(key_id)
-    .fetch_optional(&mut *transaction)
-    .await?;
-    let new = match change {
-        KeyQuotaChange::Set(monthly) => Some(monthly.get()),
-        KeyQuotaChange::Clear => None,
+    let write = KeyQuotaWrite {
+        key_id,
+        change,
+        now,
     };
-    let changed = old != new;
-    if changed {
-        match new {
+    let applied = audited_write::apply(pool, actor, &write).await?;
+    Ok(KeyQuotaOutcome {
+        key_id,
+        org_id: applied.org_id,
+        quota: applied.answer,
+        changed: applied.changed,
+    })
+}
+
+/// A key's row of `quotas`.
+struct KeyQuotaWrite {
+    key_id: Uuid,
+    change: KeyQuotaChange,
+    now: DateTime<Utc>,
+}
+
+/// A key's own quota, and the reset day it follows (its organization's, unchanged by
+/// the key's change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyQuota {
+    monthly: Option<i64>,
+    reset_day: ResetDay,
+}
+
+impl AuditedWrite for KeyQuotaWrite {
+    type Value = KeyQuota;
+    type Audited = Option<AuditedKeyQuota>;
+    /// The quota and its use this period.
+    type Answer = Option<QuotaUse>;
+    type Error = QuotaError;
+
+    fn action(&self) -> AuditAction {
+        AuditAction::KeyQuotaSet
+    }
+
+    fn object_id(&self) -> Uuid {
+        self.key_id
+    }
+
+    async fn lock(&self, connection: &mut PgConnection) -> Result<Uuid, QuotaError> {
+        let org_id = audited_write::lock_key(&mut *connection, self.key_id)
+            .await?
+            .ok_or(QuotaError::KeyNotFound(self.key_id))?;
+        // Shares the organization's lock with its quota changes: a reset day that moves
+        // while this runs would start the usage row of the wrong period.
+        sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR SHARE")
+            .bind(org_id)
+            .execute(connection)
+            .await?;
+        Ok(org_id)
+    }
+
+    async fn read(
+        &self,
+        connection: &mut PgConnection,
+        org_id: Uuid,
+    ) -> Result<KeyQuota, QuotaError> {
+        let org_day: Option<i16> = sqlx::query_scalar(
+            "SELECT reset_day FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
+        )
+        .bind(SubjectKind::Org.code())
+        .bind(org_id)
+        .fetch_optional(&mut *connection)
+        .await?
+        .flatten();
+        let monthly: Option<i64> = sqlx::query_scalar(
+            "SELECT monthly_limit FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
+        )
+        .bind(SubjectKind::Key.code())
+        .bind(self.key_id)
+        .fetch_optional(connection)
+        .await?;
+        Ok(KeyQuota {
+            monthly,
+            reset_day: org_day.map_or(ResetDay::FIRST, ResetDay::of_column),
+        })
+    }
+
+    fn wanted(&self, current: &KeyQuota) -> KeyQuota {
+        let monthly = match self.change {
+            KeyQuotaChange::Set(monthly) => Some(monthly.get()),
+            KeyQuotaChange::Clear => None,
+        };
+        KeyQuota {
+            monthly,
+            ..*current
+        }
+    }
+
+    async fn write(
+        &self,
+        connection: &mut PgConnection,
+        _: Actor,
+        org_id: Uuid,
+        _: &KeyQuota,
+        new: &KeyQuota,
+    ) -> Result<(), QuotaError> {
+        match new.monthly {
             Some(monthly) => {
                 sqlx::query(
                     "INSERT INTO quotas (subject_kind, subject_id, org_id, monthly_limit) \
@@ -344,16 +452,17 @@ pub async fn set_key_quota(
                          SET monthly_limit = EXCLUDED.monthly_limit, updated_at = now()",
                 )
                 .bind(SubjectKind::Key.code())
-                .bind(key_id)
+                .bind(self.key_id)
                 .bind(org_id)
                 .bind(monthly)
-                .execute(&mut *transaction)
+                .execute(&mut *connection)
                 .await?;
+                let period = Period::containing(new.reset_day.get(), self.now);
                 start_usage(
-                    &mut transaction,
+                    connection,
                     SubjectKind::Key,
                     org_id,
-                    Some(key_id),
+                    Some(self.key_id),
                     period,
                 )
                 .await?;
@@ -361,40 +470,37 @@ pub async fn set_key_quota(
             None => {
                 sqlx::query("DELETE FROM quotas WHERE subject_kind = $1 AND subject_id = $2")
                     .bind(SubjectKind::Key.code())
-                    .bind(key_id)
-                    .execute(&mut *transaction)
+                    .bind(self.key_id)
+                    .execute(&mut *connection)
                     .await?;
             }
         }
-        next_revision(&mut transaction).await?;
-        let audited = |monthly: Option<i64>| monthly.map(|monthly| AuditedKeyQuota { monthly });
-        audit::record(
-            &mut transaction,
-            actor,
-            Change {
-                action: AuditAction::KeyQuotaSet,
-                object_id: key_id,
-                org_id: Some(org_id),
-                old_value: audited(old),
-                new_value: audited(new),
-            },
-        )
-        .await?;
+        next_revision(connection).await?;
+        Ok(())
     }
-    let quota = match new {
-        Some(monthly) => {
-            let used = used(&mut transaction, SubjectKind::Key, key_id, period).await?;
-            Some(QuotaUse::new(monthly, used, reset_day, now))
-        }
-        None => None,
-    };
-    transaction.commit().await?;
-    Ok(KeyQuotaOutcome {
-        key_id,
-        org_id,
-        quota,
-        changed,
-    })
+
+    fn audited(&self, value: &KeyQuota) -> Option<AuditedKeyQuota> {
+        value.monthly.map(|monthly| AuditedKeyQuota { monthly })
+    }
+
+    async fn answer(
+        &self,
+        connection: &mut PgConnection,
+        _: Uuid,
+        value: &KeyQuota,
+    ) -> Result<Option<QuotaUse>, QuotaError> {
+        let Some(monthly) = value.monthly else {
+            return Ok(None);
+        };
+        let period = Period::containing(value.reset_day.get(), self.now);
+        let used = used(connection, SubjectKind::Key, self.key_id, period).await?;
+        Ok(Some(QuotaUse::new(
+            monthly,
+            used,
+            value.reset_day,
+            self.now,
+        )))
+    }
 }
 
 /// Tells the gateways that the list of quotas changed.
