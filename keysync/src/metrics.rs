@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::global_limit::metrics::RateLimitMetrics;
 use crate::grpc::ext_authz::metrics::ExtAuthzMetrics;
+use crate::grpc::key_sync::KeySyncMetrics;
 use crate::grpc::metrics::GrpcMetrics;
 use crate::quota::metrics::QuotaMetrics;
 use crate::sync::metrics::SyncMetrics;
@@ -59,6 +60,15 @@ impl Metrics {
             usage,
             quota,
             usage_export,
+        }
+    }
+
+    /// The parts the `keysync.v1.KeySync` calls update.
+    pub fn key_sync(&self) -> KeySyncMetrics {
+        KeySyncMetrics {
+            calls: self.grpc.clone(),
+            usage: self.usage.clone(),
+            quota: self.quota.clone(),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;
 use crate::grpc::guard::GuardLayer;
 use crate::grpc::health;
-use crate::grpc::key_sync::{KeySyncMetrics, KeySyncService};
+use crate::grpc::key_sync::KeySyncService;
 use crate::grpc::rate_limit::GlobalRateLimitService;
 use crate::grpc::tls::{self, TlsError};
 use crate::grpc::watch::{WatchSettings, Watches};
@@ -213,11 +213,7 @@ pub async fn run<L: Loader, C: Connector>(
         key_set,
         misses,
         readiness.clone(),
-        KeySyncMetrics {
-            calls: metrics.grpc.clone(),
-            usage: metrics.usage.clone(),
-            quota: metrics.quota.clone(),
-        },
+        metrics.key_sync(),
         watches,
         confirmation.clone(),
         config.max_page_size,

@@ -404,11 +404,7 @@ mod tests {
             key_set.clone(),
             Misses::new(catch_up.clone(), freshness.clone(), metrics.sync.clone()),
             readiness.clone(),
-            KeySyncMetrics {
-                calls: metrics.grpc.clone(),
-                usage: metrics.usage.clone(),
-                quota: metrics.quota.clone(),
-            },
+            metrics.key_sync(),
             watches,
             confirmation,
             max_page_size,
