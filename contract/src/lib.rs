@@ -1,6 +1,9 @@
 //! The gateway's contract with clients and backends (see the README's "What the gateway
 //! answers"), in one place for both ways of enforcing it: the wasm filter inside Envoy
-//! and keysync's ext_authz service. Plain Rust with no dependencies: it runs in wasm.
+//! and keysync's ext_authz service. Also the wire vocabulary the filter and keysync must
+//! agree on byte for byte: subject kind codes (`subject`), usage outcome codes
+//! (`usage_outcome`) and the key hash (`key_hash`). Plain Rust whose only dependency is
+//! `sha2`: it runs in wasm.
 #![forbid(unsafe_code)]
 // Runs inside Envoy's wasm VM, where a panic kills the VM of a whole worker.
 #![deny(
@@ -13,12 +16,14 @@
 pub mod credential;
 pub mod id;
 pub mod key_format;
+pub mod key_hash;
 pub mod key_policy;
 pub mod limit;
 pub mod rate_limit_headers;
 pub mod rate_window;
 pub mod reply;
 pub mod subject;
+pub mod usage_outcome;
 
 /// Set by the gateway on allowed requests (client-sent values are removed first).
 pub const ORG_ID_HEADER: &str = "x-org-id";
