@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use keysync_contract::subject::SubjectKind;
 use keysync_proto::v1::{AcquireQuotaRequest, AcquireQuotaResponse, QuotaState};
 use tonic::Status;
 use tracing::{info, warn};
@@ -16,7 +17,6 @@ use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::quota::alert::Crossing;
 use crate::quota::lease::{Answer, Claim, QuotaLeases, State, MAX_CLAIMS};
 use crate::quota::metrics::{QuotaCallResult, QuotaMetrics, QuotaThreshold};
-use crate::quota::SubjectKind;
 use crate::usage::cloud_event::{rfc3339, CloudEvent, DATA_CONTENT_TYPE, SPEC_VERSION};
 use sha2::{Digest, Sha256};
 
@@ -156,7 +156,7 @@ fn to_response(answer: Answer) -> AcquireQuotaResponse {
 fn to_state(state: State) -> QuotaState {
     let millis = |at: Option<DateTime<Utc>>| at.map_or(0, |at| at.timestamp_millis());
     QuotaState {
-        subject_kind: u32::try_from(state.kind.code()).unwrap_or(0),
+        subject_kind: u32::from(state.kind.code()),
         subject_id: state.subject_id.as_bytes().to_vec(),
         monthly_limit: u64::try_from(state.monthly_limit).unwrap_or(0),
         period_start_ms: millis(state.period.map(|p| p.start)),
@@ -174,7 +174,8 @@ pub const ALERT_EVENT_TYPE: &str = "io.keysync.quota.threshold.v1";
 pub fn alert_event(crossing: &Crossing, at: DateTime<Utc>) -> CloudEvent {
     let mut hash = Sha256::new();
     hash.update(b"keysync.quota.threshold.v1\0");
-    hash.update(crossing.kind.code().to_be_bytes());
+    // The code as two bytes, as the ids have always been made (a smallint).
+    hash.update(i16::from(crossing.kind.code()).to_be_bytes());
     hash.update(crossing.subject_id.as_bytes());
     hash.update(crossing.period_start.timestamp_millis().to_be_bytes());
     hash.update(crossing.threshold.to_be_bytes());
@@ -261,6 +262,9 @@ mod tests {
         };
         let at = "2026-12-09T10:00:00Z".parse().unwrap();
         let event = alert_event(&crossing, at);
+        // Consumers drop repeats by id: its derivation never changes (the subject kind
+        // code hashed as two bytes).
+        assert_eq!(event.id, "acdbf3d3-83cf-8544-b044-89fc44f4b6b5");
         assert_eq!(event.event_type, ALERT_EVENT_TYPE);
         assert_eq!(event.subject, Uuid::from_bytes([1; 16]).to_string());
         assert_eq!(event.partition_key, event.subject);

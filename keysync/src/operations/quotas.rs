@@ -12,8 +12,11 @@
 //! the next flush that finds them reached). A write that would change nothing is skipped and records nothing.
 
 use chrono::{DateTime, Utc};
+use keysync_contract::subject::SubjectKind;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::QueryAs;
+use sqlx::{FromRow, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::actor::Actor;
@@ -21,7 +24,7 @@ use super::audit::AuditAction;
 use super::audited_write::{self, AuditedWrite};
 use super::timestamp::Timestamp;
 use crate::quota::period::{Period, RESET_DAYS};
-use crate::quota::{SubjectKind, MAX_MONTHLY};
+use crate::quota::MAX_MONTHLY;
 use crate::usage::Outcome;
 
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +249,7 @@ impl AuditedWrite for OrgQuotaWrite {
             "SELECT monthly_limit, reset_day FROM quotas \
              WHERE subject_kind = $1 AND subject_id = $2",
         )
-        .bind(SubjectKind::Org.code())
+        .bind(i16::from(SubjectKind::Org.code()))
         .bind(self.org_id)
         .fetch_optional(connection)
         .await?;
@@ -289,7 +292,7 @@ impl AuditedWrite for OrgQuotaWrite {
                          SET monthly_limit = EXCLUDED.monthly_limit, \
                              reset_day = EXCLUDED.reset_day, updated_at = now()",
                 )
-                .bind(SubjectKind::Org.code())
+                .bind(i16::from(SubjectKind::Org.code()))
                 .bind(org_id)
                 .bind(quota.monthly)
                 .bind(new_day.column())
@@ -299,7 +302,7 @@ impl AuditedWrite for OrgQuotaWrite {
             }
             None => {
                 sqlx::query("DELETE FROM quotas WHERE subject_kind = $1 AND subject_id = $2")
-                    .bind(SubjectKind::Org.code())
+                    .bind(i16::from(SubjectKind::Org.code()))
                     .bind(org_id)
                     .execute(&mut *connection)
                     .await?;
@@ -406,7 +409,7 @@ impl AuditedWrite for KeyQuotaWrite {
         let org_day: Option<i16> = sqlx::query_scalar(
             "SELECT reset_day FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
         )
-        .bind(SubjectKind::Org.code())
+        .bind(i16::from(SubjectKind::Org.code()))
         .bind(org_id)
         .fetch_optional(&mut *connection)
         .await?
@@ -414,7 +417,7 @@ impl AuditedWrite for KeyQuotaWrite {
         let monthly: Option<i64> = sqlx::query_scalar(
             "SELECT monthly_limit FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
         )
-        .bind(SubjectKind::Key.code())
+        .bind(i16::from(SubjectKind::Key.code()))
         .bind(self.key_id)
         .fetch_optional(connection)
         .await?;
@@ -451,7 +454,7 @@ impl AuditedWrite for KeyQuotaWrite {
                      ON CONFLICT (subject_kind, subject_id) DO UPDATE \
                          SET monthly_limit = EXCLUDED.monthly_limit, updated_at = now()",
                 )
-                .bind(SubjectKind::Key.code())
+                .bind(i16::from(SubjectKind::Key.code()))
                 .bind(self.key_id)
                 .bind(org_id)
                 .bind(monthly)
@@ -469,7 +472,7 @@ impl AuditedWrite for KeyQuotaWrite {
             }
             None => {
                 sqlx::query("DELETE FROM quotas WHERE subject_kind = $1 AND subject_id = $2")
-                    .bind(SubjectKind::Key.code())
+                    .bind(i16::from(SubjectKind::Key.code()))
                     .bind(self.key_id)
                     .execute(&mut *connection)
                     .await?;
@@ -528,7 +531,7 @@ async fn start_usage(
          SELECT q.subject_kind, q.subject_id, $4, coalesce(sum(u.requests), 0)::bigint \
          FROM quotas q \
          LEFT JOIN usage_hourly u ON u.org_id = q.org_id \
-             AND (q.subject_kind = 1 OR u.key_id = q.subject_id) \
+             AND (q.subject_kind = $8 OR u.key_id = q.subject_id) \
              AND u.hour >= $4 AND u.hour < $5 AND u.outcome BETWEEN $6 AND $7 \
          WHERE q.org_id = $1 AND q.subject_kind = $2 \
              AND ($3::uuid IS NULL OR q.subject_id = $3) \
@@ -537,12 +540,13 @@ async fn start_usage(
              SET used = GREATEST(quota_usage.used, EXCLUDED.used), alerted = 0",
     )
     .bind(org_id)
-    .bind(kind.code())
+    .bind(i16::from(kind.code()))
     .bind(key_id)
     .bind(period.start)
     .bind(period.end)
-    .bind(Outcome::Other.code())
-    .bind(Outcome::Status5xx.code())
+    .bind(i16::from(Outcome::Other.code()))
+    .bind(i16::from(Outcome::Status5xx.code()))
+    .bind(i16::from(SubjectKind::Org.code()))
     .execute(connection)
     .await?;
     Ok(())
@@ -559,7 +563,7 @@ async fn used(
         "SELECT used FROM quota_usage \
          WHERE subject_kind = $1 AND subject_id = $2 AND period_start = $3",
     )
-    .bind(kind.code())
+    .bind(i16::from(kind.code()))
     .bind(subject_id)
     .bind(period.start)
     .fetch_optional(connection)
@@ -575,6 +579,19 @@ pub(crate) fn period_starts(now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     RESET_DAYS
         .map(|day| Period::containing(day, now).start)
         .collect()
+}
+
+/// A listing with quotas, `sql`, with the parameters it starts with: `$1` the
+/// [`period_starts`] as of `now`, `$2` and `$3` the subject kind codes of an
+/// organization and of a key (the contract's). Its own parameters start at `$4`.
+pub(crate) fn listing<O>(sql: &str, now: DateTime<Utc>) -> QueryAs<'_, Postgres, O, PgArguments>
+where
+    O: for<'r> FromRow<'r, PgRow>,
+{
+    sqlx::query_as(sql)
+        .bind(period_starts(now))
+        .bind(i16::from(SubjectKind::Org.code()))
+        .bind(i16::from(SubjectKind::Key.code()))
 }
 
 /// The quota columns a listing selects: `quota_monthly` (NULL: no quota),
