@@ -30,9 +30,11 @@
 //!   revokes or flags them.
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
-//! readiness, shutdown, key hashes ([`key_hash`]), the clock, metric label spelling
-//! ([`metric_label`]), keeping repeated complaints to one log line a period
-//! ([`log_throttle`]) and URLs with their password hidden ([`url_redaction`]).
+//! readiness, shutdown, the clock, metric label spelling ([`metric_label`]), keeping
+//! repeated complaints to one log line a period ([`log_throttle`]) and URLs with their
+//! password hidden ([`url_redaction`]). The wire's vocabulary (key hashes, subject
+//! kinds, usage outcomes, key policies) is [`keysync_contract`]'s, shared with the
+//! filter.
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
@@ -43,7 +45,6 @@ pub mod config;
 pub mod database;
 pub mod global_limit;
 pub mod grpc;
-pub mod key_hash;
 pub mod key_set;
 pub mod leak_reports;
 pub mod log_throttle;

@@ -44,7 +44,7 @@ pub fn to_record(entry: &KeyEntry) -> KeyRecord {
         ),
     };
     KeyRecord {
-        key_hash: entry.key_hash.to_vec(),
+        key_hash: entry.key_hash.as_bytes().to_vec(),
         key_id: entry.key_id.as_bytes().to_vec(),
         org_id: entry.org_id.as_bytes().to_vec(),
         expires_at: entry.expires_at,
@@ -65,13 +65,15 @@ mod tests {
     use prost::Message;
     use uuid::Uuid;
 
+    use keysync_contract::key_hash::KeyHash;
+
     use super::*;
     use crate::key_set::key_policy::PolicyColumns;
 
     #[test]
     fn ids_travel_as_16_bytes_and_the_limit_with_its_scope() {
         let entry = KeyEntry {
-            key_hash: [7; 32],
+            key_hash: KeyHash([7; 32]),
             key_id: Uuid::from_u128(101),
             org_id: Uuid::from_u128(7),
             expires_at: 1_700_000_000,

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use keysync_contract::key_hash::KeyHash;
 use keysync_proto::v1::key_sync_server::KeySync;
 use keysync_proto::v1::{
     AcquireQuotaRequest, AcquireQuotaResponse, KeyRecord, ListKeysRequest, ListKeysResponse,
@@ -28,7 +29,6 @@ use crate::grpc::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES};
 use crate::grpc::metrics::{GrpcMethod, GrpcMetrics, LookupResult};
 use crate::grpc::report_usage::UsageReports;
 use crate::grpc::watch::{WatchStream, Watches};
-use crate::key_hash::short_hash;
 use crate::key_set::key_entry::KeyEntry;
 use crate::key_set::position::Position;
 use crate::key_set::SharedKeySet;
@@ -190,14 +190,13 @@ impl KeySyncService {
 
     async fn lookup(&self, request: &LookupKeyRequest) -> Result<LookupKeyResponse, Status> {
         self.ensure_ready()?;
-        let hash = request.key_hash.as_slice();
-        if hash.len() != KEY_HASH_LEN {
+        let Some(hash) = KeyHash::from_slice(&request.key_hash) else {
             return Err(Status::invalid_argument(format!(
                 "key_hash is {} bytes, expected {KEY_HASH_LEN}",
-                hash.len()
+                request.key_hash.len()
             )));
-        }
-        if let (Some(entry), position) = self.find(hash) {
+        };
+        if let (Some(entry), position) = self.find(hash.as_bytes()) {
             return Ok(self.response(Some(entry), position));
         }
         // The key may have been created since the key set last changed: answer once the
@@ -205,10 +204,10 @@ impl KeySyncService {
         let answered_by = self.misses.settle().await.map_err(|error| {
             Status::unavailable(format!("cannot reach the key database: {error}"))
         })?;
-        let (entry, position) = self.find(hash);
+        let (entry, position) = self.find(hash.as_bytes());
         debug!(
             "cache miss: key_hash={}... {} ({})",
-            short_hash(hash),
+            hash.short(),
             if entry.is_some() {
                 "found"
             } else {
@@ -314,7 +313,7 @@ mod tests {
         let mut key_hash = [0; 32];
         key_hash[0] = first_byte;
         KeyEntry {
-            key_hash,
+            key_hash: KeyHash(key_hash),
             key_id: Uuid::from_u128(u128::from(first_byte) + 100),
             org_id: Uuid::from_u128(7),
             expires_at,
@@ -338,7 +337,7 @@ mod tests {
                 let mut key_hash = [0; 32];
                 key_hash[..4].copy_from_slice(&i.to_be_bytes());
                 KeyEntry {
-                    key_hash,
+                    key_hash: KeyHash(key_hash),
                     policy: policy.clone(),
                     ..KeyEntry::numbered(1)
                 }
@@ -454,7 +453,9 @@ mod tests {
             list(&service, &[], 0).await.unwrap_err().code(),
             Code::Unavailable
         );
-        let error = lookup(&service, &entry(1, 0).key_hash).await.unwrap_err();
+        let error = lookup(&service, entry(1, 0).key_hash.as_bytes())
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), Code::Unavailable);
         let error = service
             .watch_keys(Request::new(WatchKeysRequest {
@@ -553,7 +554,9 @@ mod tests {
             per_key: true,
         });
         let fixture = fixture(vec![known.clone()], None, 10);
-        let answer = lookup(&fixture.service, &known.key_hash).await.unwrap();
+        let answer = lookup(&fixture.service, known.key_hash.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(answer.revision, 3);
         let record = answer.key.unwrap();
         assert_eq!(record, to_record(&known));
@@ -575,7 +578,9 @@ mod tests {
     async fn unknown_key_waits_for_a_catch_up_and_is_found() {
         let arriving = entry(9, 0);
         let fixture = fixture(vec![entry(1, 0)], Some(arriving.clone()), 10);
-        let answer = lookup(&fixture.service, &arriving.key_hash).await.unwrap();
+        let answer = lookup(&fixture.service, arriving.key_hash.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(answer.key, Some(to_record(&arriving)));
         assert_eq!(answer.key.unwrap().rate_limit, None);
         assert_eq!(answer.revision, 4);
@@ -586,7 +591,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_key_still_unknown_after_catch_up() {
         let fixture = fixture(vec![entry(1, 0)], Some(entry(9, 0)), 10);
-        let answer = lookup(&fixture.service, &entry(8, 0).key_hash)
+        let answer = lookup(&fixture.service, entry(8, 0).key_hash.as_bytes())
             .await
             .unwrap();
         assert_eq!(answer.key, None);
@@ -603,19 +608,23 @@ mod tests {
         let fixture = fixture(vec![entry(1, 0)], Some(arriving.clone()), 10);
         fixture.freshness.set_listening(true);
         for _ in 0..10 {
-            let answer = lookup(&fixture.service, &entry(8, 0).key_hash)
+            let answer = lookup(&fixture.service, entry(8, 0).key_hash.as_bytes())
                 .await
                 .unwrap();
             assert_eq!((answer.key, answer.revision), (None, 3));
         }
         // Committed, but its notification not processed yet: unknown for now (the race
         // `crate::sync::miss` documents).
-        let answer = lookup(&fixture.service, &arriving.key_hash).await.unwrap();
+        let answer = lookup(&fixture.service, arriving.key_hash.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(answer.key, None);
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
         // Its notification's catch-up is in flight: the lookup waits for it.
         fixture.catch_up.trigger();
-        let answer = lookup(&fixture.service, &arriving.key_hash).await.unwrap();
+        let answer = lookup(&fixture.service, arriving.key_hash.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(answer.key, Some(to_record(&arriving)));
         assert_eq!(answer.revision, 4);
         assert_eq!(
@@ -639,7 +648,7 @@ mod tests {
 
         // Listener down: back to a catch-up per miss.
         fixture.freshness.set_listening(false);
-        lookup(&fixture.service, &entry(8, 0).key_hash)
+        lookup(&fixture.service, entry(8, 0).key_hash.as_bytes())
             .await
             .unwrap();
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 2);
@@ -652,7 +661,7 @@ mod tests {
     #[tokio::test]
     async fn expired_key_is_not_returned() {
         let fixture = fixture(vec![entry(1, 1)], Some(entry(9, 0)), 10);
-        let answer = lookup(&fixture.service, &entry(1, 0).key_hash)
+        let answer = lookup(&fixture.service, entry(1, 0).key_hash.as_bytes())
             .await
             .unwrap();
         assert_eq!(answer.key, None);
@@ -663,7 +672,7 @@ mod tests {
         let fixture = fixture(vec![entry(1, 0)], None, 10);
         let error = tokio::time::timeout(
             Duration::from_secs(5),
-            lookup(&fixture.service, &entry(2, 0).key_hash),
+            lookup(&fixture.service, entry(2, 0).key_hash.as_bytes()),
         )
         .await
         .unwrap()
@@ -728,12 +737,12 @@ mod tests {
                 confirmed_age_ms: 1500,
             })
         );
-        let found = lookup(&fixture.service, &entry(1, 0).key_hash)
+        let found = lookup(&fixture.service, entry(1, 0).key_hash.as_bytes())
             .await
             .unwrap();
         assert_eq!(found.provenance.unwrap().epoch, 0xfeed);
         // After a catch-up too (the fake one adds key 9 at revision 4).
-        let found = lookup(&fixture.service, &entry(9, 0).key_hash)
+        let found = lookup(&fixture.service, entry(9, 0).key_hash.as_bytes())
             .await
             .unwrap();
         assert_eq!(found.revision, 4);

@@ -121,7 +121,7 @@ pub fn messages(batch: &Changes, chunk: usize) -> impl Iterator<Item = KeyChange
             upserts: batch.upserts[upsert_range].iter().map(to_record).collect(),
             removals: batch.removals[removal_range]
                 .iter()
-                .map(|hash| hash.to_vec())
+                .map(|hash| hash.as_bytes().to_vec())
                 .collect(),
             resync_required: false,
             partial: index + 1 < count,
@@ -434,6 +434,8 @@ impl Watcher {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use keysync_contract::key_hash::KeyHash;
+
     use super::*;
     use crate::key_set::key_entry::KeyEntry;
     use crate::key_set::position::Position;
@@ -449,7 +451,7 @@ mod tests {
         Changes {
             revision,
             upserts: (0..upserts).map(|i| KeyEntry::numbered(i + 1)).collect(),
-            removals: (0..removals).map(|i| [200 + i; 32]).collect(),
+            removals: (0..removals).map(|i| KeyHash([200 + i; 32])).collect(),
         }
     }
 

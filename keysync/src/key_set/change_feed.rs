@@ -126,13 +126,15 @@ impl ChangeFeed {
 
 #[cfg(test)]
 mod tests {
+    use keysync_contract::key_hash::KeyHash;
+
     use super::*;
 
     fn batch(revision: u64) -> Changes {
         Changes {
             revision,
             upserts: vec![],
-            removals: vec![[revision as u8; 32]],
+            removals: vec![KeyHash([revision as u8; 32])],
         }
     }
 

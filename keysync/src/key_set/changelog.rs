@@ -151,6 +151,8 @@ impl Changelog {
 
 #[cfg(test)]
 mod tests {
+    use keysync_contract::key_hash::KeyHash;
+
     use super::*;
     use crate::key_set::key_entry::KeyEntry;
 
@@ -159,7 +161,7 @@ mod tests {
         Changes {
             revision,
             upserts: (0..upserts).map(KeyEntry::numbered).collect(),
-            removals: vec![[0xff; 32]],
+            removals: vec![KeyHash([0xff; 32])],
         }
     }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use keysync_contract::limit::KeyLimit;
 use uuid::Uuid;
 
-use crate::key_hash::KeyHash;
 use crate::key_set::key_policy::KeyPolicy;
+use keysync_contract::key_hash::KeyHash;
 
 /// One active key. Cheap to clone: the policy, when there is one, is shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl KeyEntry {
         let mut key_hash = [0; 32];
         key_hash[0] = first_byte;
         KeyEntry {
-            key_hash,
+            key_hash: KeyHash(key_hash),
             key_id: Uuid::from_u128(first_byte.into()),
             org_id: Uuid::from_u128(7),
             expires_at: 0,

@@ -17,9 +17,9 @@
 //! ([`Reconciliation`]) instead of building a second table, so two copies of the key set
 //! never exist at once.
 
-use crate::key_hash::KeyHash;
 use crate::key_set::changes::Changes;
 use crate::key_set::key_entry::KeyEntry;
+use keysync_contract::key_hash::KeyHash;
 
 /// Hash bytes that choose the bucket.
 const PREFIX_BYTES: usize = 2;
@@ -100,16 +100,16 @@ impl KeyTable {
             .get(PREFIX_BYTES)
             .map_or(0, |&byte| usize::from(byte) * entries.len() / 256);
         let mut index = guess;
-        while index > 0 && entries[index - 1].key_hash[..] >= *hash {
+        while index > 0 && entries[index - 1].key_hash.as_bytes()[..] >= *hash {
             index -= 1;
         }
-        while index < entries.len() && entries[index].key_hash[..] < *hash {
+        while index < entries.len() && entries[index].key_hash.as_bytes()[..] < *hash {
             index += 1;
         }
         // Now every entry before `index` sorts before `hash`, none from it on does.
         let found = entries
             .get(index)
-            .is_some_and(|entry| entry.key_hash[..] == *hash);
+            .is_some_and(|entry| entry.key_hash.as_bytes()[..] == *hash);
         (bucket, if found { Ok(index) } else { Err(index) })
     }
 
@@ -124,7 +124,7 @@ impl KeyTable {
     /// Inserts `entry`, or replaces the entry with its hash.
     pub fn insert(&mut self, entry: KeyEntry) {
         self.generation += 1;
-        let (bucket, index) = self.locate(&entry.key_hash);
+        let (bucket, index) = self.locate(entry.key_hash.as_bytes());
         let bucket = &mut self.buckets[bucket];
         match index {
             Ok(index) => bucket[index] = entry,
@@ -144,7 +144,7 @@ impl KeyTable {
     /// Removes the entry with this hash; false when there is none.
     pub fn remove(&mut self, hash: &KeyHash) -> bool {
         self.generation += 1;
-        let (bucket, index) = self.locate(hash);
+        let (bucket, index) = self.locate(hash.as_bytes());
         let Ok(index) = index else {
             return false;
         };
@@ -162,7 +162,7 @@ impl KeyTable {
     pub fn after<'a>(&'a self, after: &[u8]) -> impl Iterator<Item = &'a KeyEntry> + 'a {
         let first_bucket = bucket_of(after);
         let first = &self.buckets[first_bucket];
-        let start = first.partition_point(|entry| entry.key_hash[..] <= *after);
+        let start = first.partition_point(|entry| entry.key_hash.as_bytes()[..] <= *after);
         first[start..]
             .iter()
             .chain(self.buckets[first_bucket + 1..].iter().flatten())
@@ -226,7 +226,7 @@ impl Reconciliation {
     /// One entry of the complete key set.
     pub fn offer(&mut self, table: &KeyTable, entry: KeyEntry) -> Result<(), TableChanged> {
         self.check(table)?;
-        match table.locate(&entry.key_hash) {
+        match table.locate(entry.key_hash.as_bytes()) {
             (bucket, Ok(index)) => {
                 let position = self.starts[bucket] + index;
                 self.seen[position / 64] |= 1 << (position % 64);
@@ -269,7 +269,7 @@ mod tests {
         let mut key_hash = [0u8; 32];
         key_hash[..prefix.len()].copy_from_slice(prefix);
         KeyEntry {
-            key_hash,
+            key_hash: KeyHash(key_hash),
             key_id: Uuid::from_u128(id),
             org_id: Uuid::from_u128(7),
             expires_at: 0,
@@ -280,7 +280,13 @@ mod tests {
 
     fn prefixes<'a>(entries: impl Iterator<Item = &'a KeyEntry>) -> Vec<[u8; 3]> {
         entries
-            .map(|entry| [entry.key_hash[0], entry.key_hash[1], entry.key_hash[2]])
+            .map(|entry| {
+                [
+                    entry.key_hash.0[0],
+                    entry.key_hash.0[1],
+                    entry.key_hash.0[2],
+                ]
+            })
             .collect()
     }
 
@@ -309,10 +315,13 @@ mod tests {
             ]
         );
         assert_eq!(
-            table.get(&entry(&[9, 0, 1], 0).key_hash).unwrap().key_id,
+            table
+                .get(entry(&[9, 0, 1], 0).key_hash.as_bytes())
+                .unwrap()
+                .key_id,
             Uuid::from_u128(2)
         );
-        assert_eq!(table.get(&entry(&[9, 0, 2], 0).key_hash), None);
+        assert_eq!(table.get(entry(&[9, 0, 2], 0).key_hash.as_bytes()), None);
         assert_eq!(table.get(&[9]), None, "a short hash matches nothing");
         assert_eq!(table.get(&[]), None);
     }
@@ -333,7 +342,7 @@ mod tests {
             vec![[1, 0, 0], [1, 0, 5], [1, 2, 0], [3, 0, 0]]
         );
         assert_eq!(
-            after(&entry(&[1, 0, 0], 0).key_hash),
+            after(entry(&[1, 0, 0], 0).key_hash.as_bytes()),
             vec![[1, 0, 5], [1, 2, 0], [3, 0, 0]]
         );
         assert_eq!(after(&[1, 0, 5]), vec![[1, 0, 5], [1, 2, 0], [3, 0, 0]]);
@@ -390,7 +399,7 @@ mod tests {
         let table = KeyTable::from_entries(high.iter().chain(&low).rev().cloned());
         assert_eq!(table.len(), 200);
         for entry in low.iter().chain(&high) {
-            assert_eq!(table.get(&entry.key_hash), Some(entry));
+            assert_eq!(table.get(entry.key_hash.as_bytes()), Some(entry));
         }
         for absent in [
             [5, 5, 0, 200],

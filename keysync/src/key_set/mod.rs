@@ -187,7 +187,7 @@ mod tests {
     }
 
     fn first_bytes(page: &Page) -> Vec<u8> {
-        page.keys.iter().map(|entry| entry.key_hash[0]).collect()
+        page.keys.iter().map(|entry| entry.key_hash.0[0]).collect()
     }
 
     #[test]
@@ -203,7 +203,10 @@ mod tests {
     fn after_hash_is_exclusive_and_may_be_short() {
         let key_set = key_set(vec![entry(1, 0), entry(3, 0), entry(5, 0)]);
         let after = entry(3, 0).key_hash;
-        assert_eq!(first_bytes(&key_set.page(&after, 10, 100)), vec![5]);
+        assert_eq!(
+            first_bytes(&key_set.page(after.as_bytes(), 10, 100)),
+            vec![5]
+        );
         // A 1-byte bound [3] sorts before every 32-byte hash starting with 3.
         assert_eq!(first_bytes(&key_set.page(&[3], 10, 100)), vec![3, 5]);
         assert_eq!(first_bytes(&key_set.page(&[4], 10, 100)), vec![5]);
@@ -217,7 +220,7 @@ mod tests {
         assert_eq!(first_bytes(&first), vec![1, 2]);
         assert!(first.more);
         let last = first.keys.last().unwrap().key_hash;
-        let second = key_set.page(&last, 2, 100);
+        let second = key_set.page(last.as_bytes(), 2, 100);
         assert_eq!(first_bytes(&second), vec![3]);
         assert!(!second.more);
         // Exactly full page: nothing remains.
@@ -244,10 +247,16 @@ mod tests {
     #[test]
     fn get_ignores_expired_and_unknown_keys() {
         let key_set = key_set(vec![entry(1, 0), entry(2, 100)]);
-        assert_eq!(key_set.get(&entry(1, 0).key_hash, 100), Some(entry(1, 0)));
-        assert_eq!(key_set.get(&entry(2, 0).key_hash, 99), Some(entry(2, 100)));
-        assert_eq!(key_set.get(&entry(2, 0).key_hash, 100), None);
-        assert_eq!(key_set.get(&entry(9, 0).key_hash, 100), None);
+        assert_eq!(
+            key_set.get(entry(1, 0).key_hash.as_bytes(), 100),
+            Some(entry(1, 0))
+        );
+        assert_eq!(
+            key_set.get(entry(2, 0).key_hash.as_bytes(), 99),
+            Some(entry(2, 100))
+        );
+        assert_eq!(key_set.get(entry(2, 0).key_hash.as_bytes(), 100), None);
+        assert_eq!(key_set.get(entry(9, 0).key_hash.as_bytes(), 100), None);
         assert_eq!(key_set.get(&[1], 100), None);
     }
 
@@ -269,7 +278,7 @@ mod tests {
         });
         assert_eq!(key_set.revision(), 9);
         assert_eq!(first_bytes(&key_set.page(&[], 10, 0)), vec![2, 4]);
-        assert_eq!(key_set.get(&changed.key_hash, 0), Some(changed));
+        assert_eq!(key_set.get(changed.key_hash.as_bytes(), 0), Some(changed));
     }
 
     #[test]

@@ -30,9 +30,9 @@ use tracing::{info, warn};
 
 use self::report::{Label, ReportedToken, TokenLabel};
 use self::signature::{PublicKeys, SignatureError};
-use crate::key_hash::hash_key;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::operations::leaks::{self, LeakAction, LeakOutcome, Sighting};
+use keysync_contract::key_hash::KeyHash;
 
 /// Where reports are posted.
 pub const PATH: &str = "/leak-reports/github";
@@ -140,7 +140,7 @@ async fn judge(endpoint: &Endpoint, token: &ReportedToken) -> Result<Label, sqlx
     };
     let outcome = leaks::report(
         &endpoint.pool,
-        &hash_key(&token.token),
+        &KeyHash::of_key(token.token.as_bytes()),
         endpoint.action,
         &sighting,
     )

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::key_hash::hash_key;
+use keysync_contract::key_hash::KeyHash;
 
 /// Most tokens one report may carry; the body limit usually binds first.
 pub const MAX_TOKENS: usize = 1000;
@@ -94,7 +94,7 @@ pub struct TokenLabel {
 impl TokenLabel {
     pub fn new(token: &ReportedToken, label: Label) -> TokenLabel {
         TokenLabel {
-            token_hash: hex::encode(hash_key(&token.token)),
+            token_hash: hex::encode(KeyHash::of_key(token.token.as_bytes()).as_bytes()),
             token_type: token.token_type.clone(),
             label,
         }
@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(
             answer,
             serde_json::json!([{
-                "token_hash": hex::encode(hash_key("sk_live_abc")),
+                "token_hash": hex::encode(KeyHash::of_key(b"sk_live_abc").as_bytes()),
                 "token_type": "keysync_api_key",
                 "label": "true_positive",
             }])

@@ -21,7 +21,7 @@ use super::key_secret::random_base62;
 use super::keys::Revocation;
 use super::name::Name;
 use super::timestamp::Timestamp;
-use crate::key_hash::{hash_key, KeyHash};
+use keysync_contract::key_hash::KeyHash;
 
 /// What every admin token starts with: tells it apart from an API key at a glance.
 pub const TOKEN_MARKER: &str = "ksa_";
@@ -153,7 +153,7 @@ pub struct AdminCaller {
 
 /// SHA-256 of a token's text, as stored in `admin_tokens.token_hash`.
 pub fn hash_token(token: &str) -> KeyHash {
-    hash_key(token)
+    KeyHash::of_key(token.as_bytes())
 }
 
 /// Draws a token, stores its hash, and records it in the audit trail.
@@ -171,7 +171,7 @@ pub async fn create(
     )
     .bind(id)
     .bind(name.as_str())
-    .bind(hash_token(token.secret()).as_slice())
+    .bind(hash_token(token.secret()).as_bytes().as_slice())
     .bind(token.prefix())
     .bind(read_only)
     .execute(&mut *transaction)
@@ -292,7 +292,7 @@ pub async fn authenticate(
         "SELECT id, read_only FROM admin_tokens \
          WHERE token_hash = $1 AND revoked_at IS NULL",
     )
-    .bind(hash_token(presented).as_slice())
+    .bind(hash_token(presented).as_bytes().as_slice())
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(token_id, read_only)| AdminCaller {

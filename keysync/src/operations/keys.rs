@@ -363,7 +363,7 @@ async fn insert_key(
     .bind(Uuid::new_v4())
     .bind(row.org_id)
     .bind(row.name)
-    .bind(secret.hash().as_slice())
+    .bind(secret.hash().as_bytes().as_slice())
     .bind(secret.prefix())
     .bind(row.expires_at)
     .bind(row.rotated_from)
@@ -797,7 +797,10 @@ mod tests {
         );
         let text = audited.to_string();
         assert!(!text.contains(created.key.secret()), "{text}");
-        assert!(!text.contains(&hex::encode(created.key.hash())), "{text}");
+        assert!(
+            !text.contains(&hex::encode(created.key.hash().as_bytes())),
+            "{text}"
+        );
         let legacy = AuditedKey::new("old", "ak_AbCdEfGh", None, KeyStatus::Expired);
         assert_eq!(legacy.environment, None);
     }

@@ -556,8 +556,8 @@ mod tests {
     fn first_bytes(changes: &Changes) -> (u64, Vec<u8>, Vec<u8>) {
         (
             changes.revision,
-            changes.upserts.iter().map(|e| e.key_hash[0]).collect(),
-            changes.removals.iter().map(|h| h[0]).collect(),
+            changes.upserts.iter().map(|e| e.key_hash.0[0]).collect(),
+            changes.removals.iter().map(|h| h.0[0]).collect(),
         )
     }
 
@@ -632,7 +632,7 @@ mod tests {
             .page(&[], 10, 0)
             .keys
             .iter()
-            .map(|e| e.key_hash[0])
+            .map(|e| e.key_hash.0[0])
             .collect();
         assert_eq!(keys, vec![1, 3, 4, 5, 6]);
     }
@@ -655,7 +655,9 @@ mod tests {
         let summary = reloader.full_reload().await.unwrap();
         assert_eq!(summary.changes, 2, "key 2 repaired, key 3 new");
         assert_eq!(
-            key_set.read().get(&KeyEntry::numbered(2).key_hash, 0),
+            key_set
+                .read()
+                .get(KeyEntry::numbered(2).key_hash.as_bytes(), 0),
             Some(KeyEntry::numbered(2))
         );
         let batches = feed.read(|log| log.since(2)).unwrap();

@@ -165,12 +165,14 @@ mod tests {
     use tonic::Code;
     use uuid::Uuid;
 
+    use keysync_contract::key_hash::KeyHash;
+
     use super::*;
     use crate::global_limit::descriptor::{self, LIMIT_ENTRY, SUBJECT_ENTRY};
 
     fn entry(rate_limit: Option<KeyLimit>) -> KeyEntry {
         KeyEntry {
-            key_hash: [1; 32],
+            key_hash: KeyHash([1; 32]),
             key_id: Uuid::from_u128(0x11),
             org_id: Uuid::from_u128(0x22),
             expires_at: 0,

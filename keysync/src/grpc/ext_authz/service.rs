@@ -26,6 +26,7 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use keysync_contract::credential::{self, Credential, Source};
 use keysync_contract::key_format::{self, KeyForm};
+use keysync_contract::key_hash::KeyHash;
 use keysync_contract::reply::Denial;
 use keysync_proto::v1::Provenance;
 use tonic::{Request, Response, Status};
@@ -37,7 +38,7 @@ use super::key_policy_check::{self, MalformedRoute};
 use super::metrics::ExtAuthzMetrics;
 use super::verdict::Verdict;
 use crate::clock::now_unix;
-use crate::key_hash::{hash_key, short_hash, KeyHash};
+
 use crate::key_set::key_entry::KeyEntry;
 use crate::key_set::SharedKeySet;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
@@ -123,9 +124,9 @@ impl ExtAuthzService {
                         .authorization()
                         .is_some_and(credential::authorization_is_credential) =>
                 {
-                    (hash_key(key), Source::Authorization)
+                    (KeyHash::of_key(key.as_bytes()), Source::Authorization)
                 }
-                Ok(key) => (hash_key(key), source),
+                Ok(key) => (KeyHash::of_key(key.as_bytes()), source),
                 // Well-formed keys are ASCII: cannot happen, refuse to be safe.
                 Err(_) => return Verdict::Deny(Denial::InvalidKey),
             },
@@ -169,7 +170,7 @@ impl ExtAuthzService {
         // key set has caught up with it, like `LookupKey`, or after the wait.
         let caught_up = tokio::time::timeout(self.catch_up_wait, self.misses.settle()).await;
         let found = self.stored(hash);
-        let key_hash = short_hash(hash);
+        let key_hash = hash.short();
         match caught_up {
             Ok(Ok(answered_by)) => debug!(
                 "ext_authz cache miss: key_hash={key_hash}... {} ({})",
@@ -200,7 +201,7 @@ impl ExtAuthzService {
     /// catch-up even when it has expired. (At the epoch no key has expired yet, so the
     /// key set's own filter lets every entry through.)
     fn stored(&self, hash: &KeyHash) -> Option<KeyEntry> {
-        self.key_set.read().get(hash, 0)
+        self.key_set.read().get(hash.as_bytes(), 0)
     }
 }
 
@@ -249,7 +250,7 @@ mod tests {
 
     fn entry(key: &str, expires_at: i64) -> KeyEntry {
         KeyEntry {
-            key_hash: hash_key(key),
+            key_hash: KeyHash::of_key(key.as_bytes()),
             key_id: Uuid::from_u128(0x11),
             org_id: Uuid::from_u128(0x22),
             expires_at,

@@ -45,11 +45,13 @@ impl Verdict {
 mod tests {
     use uuid::Uuid;
 
+    use keysync_contract::key_hash::KeyHash;
+
     use super::*;
 
     fn entry(expires_at: i64) -> KeyEntry {
         KeyEntry {
-            key_hash: [1; 32],
+            key_hash: KeyHash([1; 32]),
             key_id: Uuid::from_u128(1),
             org_id: Uuid::from_u128(2),
             expires_at,
