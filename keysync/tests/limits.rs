@@ -598,12 +598,7 @@ async fn an_org_limit_change_waiting_for_another_records_the_limit_it_replaced()
     let org_id: Uuid = org.parse().unwrap();
 
     // A change in progress: it holds the organization's lock and has written 100+10.
-    let mut transaction = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(org_id)
-        .execute(&mut *transaction)
-        .await
-        .unwrap();
+    let mut transaction = org_lock::hold(&pool, org_id).await;
     sqlx::query(
         "INSERT INTO rate_limit_configs (org_id, requests_per_minute, burst) \
          VALUES ($1, 100, 10)",
@@ -622,28 +617,7 @@ async fn an_org_limit_change_waiting_for_another_records_the_limit_it_replaced()
             set_org_limit(&pool, Actor::Cli, org_id, LimitChange::Set(limit)).await
         }
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting_for_locks: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if waiting_for_locks == 1 {
-            break;
-        }
-        assert!(
-            !waiting.is_finished(),
-            "the change did not wait for the lock"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no change waits for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    org_lock::until_waiting(&pool, &waiting).await;
     transaction.commit().await.unwrap();
 
     let outcome = waiting.await.unwrap().unwrap();

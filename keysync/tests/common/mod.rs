@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod blackhole;
+pub mod org_lock;
 pub mod serve;
 
 use std::process::{Command, Output};

@@ -133,12 +133,7 @@ async fn a_key_quota_waiting_for_its_org_s_change_follows_the_new_day() {
     let key_id: Uuid = key.parse().unwrap();
 
     // An organization change in progress: it holds the lock and has written day 15.
-    let mut transaction = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(org_id)
-        .execute(&mut *transaction)
-        .await
-        .unwrap();
+    let mut transaction = org_lock::hold(&pool, org_id).await;
     sqlx::query(
         "INSERT INTO quotas (subject_kind, subject_id, org_id, monthly_limit, reset_day) \
          VALUES (1, $1, $1, 1000, 15)",
@@ -161,11 +156,7 @@ async fn a_key_quota_waiting_for_its_org_s_change_follows_the_new_day() {
             .await
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        !waiting.is_finished(),
-        "the key's change waits for the lock"
-    );
+    org_lock::until_waiting(&pool, &waiting).await;
     transaction.commit().await.unwrap();
     let outcome = waiting.await.unwrap().unwrap();
     let quota = outcome.quota.unwrap();
