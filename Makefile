@@ -90,6 +90,7 @@ $(TANSU):
 wrk:
 	@command -v wrk >/dev/null || { $(call APT_INSTALL,wrk); }
 
+# keysync-filter is filter/wasm, the proxy-wasm adapter of filter/core (the logic).
 build-filter: wasm-target
 	$(CARGO) build --locked --release -p keysync-filter -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET)
 
@@ -104,7 +105,7 @@ build: build-filter
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --locked -p keysync-filter -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy --locked -p keysync-filter -p keysync-filter-core -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
 test: deps kafka-broker lint build deploy-lint build-crash-test-filter
 	$(CARGO) test --locked --workspace

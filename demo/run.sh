@@ -149,8 +149,8 @@ Demo org $ORG_ID, key id $KEY_ID. Try:
   curl -i http://localhost:$GATEWAY_PORT/hello -H 'Authorization: Bearer sk_test_NotARealKeyNotARealKey00'
 
 Operator commands (another terminal):
-  DATABASE_URL=$DATABASE_URL target/debug/keysync keys list --org-id $ORG_ID
-  DATABASE_URL=$DATABASE_URL target/debug/keysync keys revoke $KEY_ID
+  DATABASE_URL='$DATABASE_URL' target/debug/keysync keys list --org-id $ORG_ID
+  DATABASE_URL='$DATABASE_URL' target/debug/keysync keys revoke $KEY_ID
   (a revocation reaches Envoy within milliseconds over the watch stream; the full refresh every $REFRESH_INTERVAL is the safety net)
 
 Stats: curl -s localhost:$ENVOY_ADMIN_PORT/stats | grep keysync ; curl -s $KEYSYNC_HTTP_ADDR/metrics

@@ -5,10 +5,12 @@
 #   make deploy-lint    the fast checks (part of make test): generated files current,
 #                       helm lint, helm template + Kubernetes schemas (1.29, 1.33),
 #                       custom resources, envoy --mode validate
-#   make images         keysync (static, musl) and the compat wasm image, with buildah,
-#                       into target/images (OCI layouts); digests in digests.json
-#   make deploy-check   deploy-lint + images + the same digests twice + the pod
-#                       without a cluster + promtool
+#   make images         keysync (static, musl, with keysync-pod-hooks and plugin.wasm)
+#                       and the compat wasm image, with buildah, into target/images
+#                       (OCI layouts); digests in digests.json
+#   make deploy-check   deploy-lint + images + the same digests twice + the pods
+#                       without a cluster (a rollout under load included), the Istio
+#                       examples in Envoy + promtool
 
 DEPLOY_TOOLS := .deploy-tools
 HELM := $(DEPLOY_TOOLS)/bin/helm

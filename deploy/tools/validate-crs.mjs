@@ -1,5 +1,5 @@
 // Validates custom resources against the schemas their projects publish, as packaged
-// on npm by kubernetes-models (@kubernetes-models/istio, /envoy-gateway,
+// on npm by kubernetes-models (@kubernetes-models/istio, /envoy-gateway, /cert-manager,
 // /prometheus-operator, /gateway-api): types, enums, patterns and required fields.
 //
 // Input (stdin): a JSON array of {"source": "...", "doc": {...}}. Every document must be
@@ -19,6 +19,7 @@ if (!NODE_MODULES) {
 const PACKAGES = [
   [/\.istio\.io$/, "@kubernetes-models/istio"],
   [/^gateway\.envoyproxy\.io$/, "@kubernetes-models/envoy-gateway"],
+  [/^cert-manager\.io$/, "@kubernetes-models/cert-manager"],
   [/^monitoring\.coreos\.com$/, "@kubernetes-models/prometheus-operator"],
   [/^gateway\.networking\.k8s\.io$/, "@kubernetes-models/gateway-api"],
 ];

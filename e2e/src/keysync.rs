@@ -50,9 +50,15 @@ fn field(line: &str, name: &str) -> SocketAddr {
 
 /// Runs `keysync <args>` against `database_url`.
 pub fn cli(database_url: &str, args: &[&str]) -> Output {
+    cli_with_env(database_url, args, &[])
+}
+
+/// Same, with more environment (`PGSSLMODE`, `HOME`...).
+pub fn cli_with_env(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(paths::keysync_bin())
         .args(args)
         .env("DATABASE_URL", database_url)
+        .envs(env.iter().copied())
         .output()
         .expect("run keysync")
 }

@@ -42,6 +42,7 @@ mod server_start;
 mod spawner;
 pub mod stack;
 pub mod tcp_proxy;
+pub mod test_ca;
 
 pub use postgres::TestPostgres;
 pub use process::{Process, Signal};

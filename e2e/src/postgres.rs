@@ -6,6 +6,10 @@
 //! copies the template into a fresh directory (in `/dev/shm` when there is room, else
 //! the temp dir) and runs `postgres` there as a child [`Process`]. As root (test machines and CI) `initdb` and `postgres` run as the
 //! `postgres` OS user, because they refuse to run as root.
+//!
+//! [`TestPostgres::start_tls_only`] starts a server as managed ones are set up
+//! (`rds.force_ssl` and the like): TLS with a certificate the test made, and a
+//! `pg_hba.conf` that refuses every connection without it.
 
 use std::fs;
 use std::io;
@@ -22,6 +26,7 @@ use crate::paths::{free_port, target_dir};
 use crate::process::{Process, Signal};
 use crate::scratch::ScratchDir;
 use crate::server_start::{self, LogLines};
+use crate::test_ca::ServerCertificate;
 
 /// The role every cluster is created with; it can log in without a password.
 const USER: &str = "keysync";
@@ -50,6 +55,12 @@ const INITDB_ARGS: &[&str] = &[
     "--no-sync",
     "--wal-segsize=1",
 ];
+/// The `pg_hba.conf` of a TLS-only server: TLS connections from loopback are trusted,
+/// any connection without TLS is refused.
+const TLS_ONLY_HBA: &str = "\
+hostssl all all 127.0.0.1/32 trust
+hostnossl all all 0.0.0.0/0 reject
+";
 
 /// A running PostgreSQL server with its own data directory, stopped and deleted on drop.
 ///
@@ -66,12 +77,34 @@ pub struct TestPostgres {
     dir: ScratchDir,
     /// Numbers the databases made by [`TestPostgres::create_database`].
     databases_created: AtomicU32,
+    /// The server's TLS files when it accepts TLS connections only.
+    tls: Option<TlsFiles>,
+}
+
+/// Where a TLS-only server's certificate, key and `pg_hba.conf` are (in its directory).
+#[derive(Debug)]
+struct TlsFiles {
+    certificate: PathBuf,
+    key: PathBuf,
+    hba: PathBuf,
 }
 
 impl TestPostgres {
     /// Starts a fresh cluster on a free 127.0.0.1 port and waits until it accepts
     /// connections. Panics with the server log when it cannot.
     pub fn start() -> TestPostgres {
+        TestPostgres::start_configured(None)
+    }
+
+    /// Same, for a server that accepts TLS connections only, presenting `certificate`
+    /// (`ssl=on`, and a `pg_hba.conf` of `hostssl ... trust` and `hostnossl ...
+    /// reject`). [`TestPostgres::psql`] still works: psql's default `sslmode=prefer`
+    /// uses TLS without checking the certificate.
+    pub fn start_tls_only(certificate: &ServerCertificate) -> TestPostgres {
+        TestPostgres::start_configured(Some(certificate))
+    }
+
+    fn start_configured(certificate: Option<&ServerCertificate>) -> TestPostgres {
         let installation = installation();
         let template = template(installation);
         let dir = ScratchDir::new_in(&clusters_parent(), "postgres")
@@ -90,12 +123,23 @@ impl TestPostgres {
                 panic!("postgres: cannot chown {}: {error}", dir.path().display())
             });
         }
+        let tls = certificate.map(|certificate| {
+            write_tls_files(dir.path(), certificate, installation.server_user).unwrap_or_else(
+                |error| {
+                    panic!(
+                        "postgres: cannot write TLS files into {}: {error}",
+                        dir.path().display()
+                    )
+                },
+            )
+        });
         let mut postgres = TestPostgres {
             installation,
             port: 0,
             server: None,
             dir,
             databases_created: AtomicU32::new(0),
+            tls,
         };
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
@@ -228,6 +272,12 @@ impl TestPostgres {
             ])
             .current_dir(self.dir.path())
             .env("LC_ALL", "C");
+        if let Some(tls) = &self.tls {
+            command.args(["-c", "ssl=on", "-c"]);
+            command.arg(setting("ssl_cert_file", &tls.certificate));
+            command.arg("-c").arg(setting("ssl_key_file", &tls.key));
+            command.arg("-c").arg(setting("hba_file", &tls.hba));
+        }
         // Benchmarks that count PostgreSQL's statements ask for pg_stat_statements
         // (PostgreSQL's contrib, shipped in Debian's server package); tests do not.
         if std::env::var_os(STAT_STATEMENTS_ENV).is_some() {
@@ -239,6 +289,37 @@ impl TestPostgres {
         let server = Process::spawn(&format!("postgres:{port}"), command);
         server_start::wait_until_ready(server, &LOG_LINES, START_TIMEOUT)
     }
+}
+
+/// `name=path`, a server setting naming a file.
+fn setting(name: &str, path: &Path) -> String {
+    format!("{name}={}", path.display())
+}
+
+/// Writes `certificate`, its key and [`TLS_ONLY_HBA`] into `dir/tls`, owned by `owner`
+/// when set: PostgreSQL refuses a key file that others may read.
+fn write_tls_files(
+    dir: &Path,
+    certificate: &ServerCertificate,
+    owner: Option<(u32, u32)>,
+) -> io::Result<TlsFiles> {
+    let tls_dir = dir.join("tls");
+    fs::create_dir(&tls_dir)?;
+    let files = TlsFiles {
+        certificate: tls_dir.join("server.crt"),
+        key: tls_dir.join("server.key"),
+        hba: tls_dir.join("pg_hba.conf"),
+    };
+    fs::write(&files.certificate, &certificate.certificate_pem)?;
+    fs::write(&files.key, &certificate.key_pem)?;
+    fs::set_permissions(&files.key, fs::Permissions::from_mode(0o600))?;
+    fs::write(&files.hba, TLS_ONLY_HBA)?;
+    if let Some((uid, gid)) = owner {
+        for path in [&tls_dir, &files.certificate, &files.key, &files.hba] {
+            chown(path, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(files)
 }
 
 /// Set (to anything) to load `pg_stat_statements` into the servers this harness starts.

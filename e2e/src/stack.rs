@@ -61,6 +61,17 @@ impl Stack {
     ) -> Stack {
         let postgres = TestPostgres::start();
         let database_url = postgres.create_database();
+        Stack::start_on(postgres, database_url, keysync_env, configure)
+    }
+
+    /// Same, on a given server and database: a TLS-only one, with a `database_url` that
+    /// names its CA, for instance. Migrates the database first.
+    pub fn start_on(
+        postgres: TestPostgres,
+        database_url: String,
+        keysync_env: &[(&str, &str)],
+        configure: impl FnOnce(&mut GatewayOptions),
+    ) -> Stack {
         keysync::migrate(&database_url);
         let keysync = Keysync::start(&database_url, keysync_env);
         let backend = Backend::start();

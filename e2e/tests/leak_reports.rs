@@ -5,9 +5,13 @@
 #![allow(clippy::expect_used)]
 
 use keysync_e2e::http::{self, Response};
-use keysync_e2e::keysync::{cli_json, Keysync};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use keysync_e2e::keysync::{self as ks, cli_json, Keysync};
 use keysync_e2e::leak_signer::{key_list, Signer};
-use keysync_e2e::poll::DEADLINE;
+use keysync_e2e::poll::{self, DEADLINE};
+use keysync_e2e::postgres::TestPostgres;
 use keysync_e2e::scratch::ScratchDir;
 use keysync_e2e::stack::Stack;
 use sha2::{Digest, Sha256};
@@ -249,4 +253,85 @@ fn flag_mode_marks_the_key_and_leaves_it_working() {
     assert!(listed[0]["leaked_at"].is_string(), "{listed}");
     stack.wait_for_next_refresh();
     assert_eq!(stack.gateway.get_with_key("/", &key.key).status, 200);
+}
+
+/// Replaces the key list at once (a rename), as a Secret volume or a deploy tool does.
+fn replace_key_list(list: &Path, text: &str) {
+    let next = list.with_extension("next");
+    std::fs::write(&next, text).expect("write the key list");
+    std::fs::rename(&next, list).expect("replace the key list");
+}
+
+#[test]
+fn a_new_key_list_is_picked_up_and_a_bad_one_keeps_the_keys_in_use() {
+    let dir = ScratchDir::new("leak-reports-reload").expect("scratch dir");
+    let retiring = Signer::generate("retiring-key");
+    let rotated = Signer::generate("rotated-key");
+    let list = dir.path().join("github-keys.json");
+    std::fs::write(&list, key_list(&[&retiring])).expect("write the key list");
+    let postgres = TestPostgres::start();
+    let database_url = postgres.create_database();
+    ks::migrate(&database_url);
+    let interval = Duration::from_millis(200);
+    let list_path = list.display().to_string();
+    let keysync = Keysync::start(
+        &database_url,
+        &[
+            ("KEYSYNC_LEAK_PUBLIC_KEYS_FILE", list_path.as_str()),
+            ("KEYSYNC_LEAK_RELOAD_INTERVAL", "200ms"),
+        ],
+    );
+    let body = report(&["sk_live_NobodyEverGotThisKey00000000000000"]);
+    let status = |signer: &Signer| signed(&keysync, signer, &body).status;
+    assert_eq!(status(&retiring), 200);
+    assert_eq!(status(&rotated), 401, "not listed yet");
+
+    // GitHub rotates: the new list holds both keys; reports signed with either pass.
+    replace_key_list(&list, &key_list(&[&retiring, &rotated]));
+    poll::eventually(
+        "a report signed with the new key to be accepted",
+        Duration::from_secs(5),
+        || status(&rotated),
+        |status| *status == 200,
+    );
+    assert_eq!(status(&retiring), 200);
+    keysync
+        .process
+        .wait_for_log("leak reports: public keys reloaded: 2 keys", DEADLINE);
+
+    // A broken list (a half-written download): the keys in use stay, one log line says
+    // why, however many periods it stays broken.
+    let before = keysync.process.log_len();
+    replace_key_list(&list, "{\"public_keys\": [");
+    let broken_since = Instant::now();
+    while broken_since.elapsed() < interval * 10 {
+        assert_eq!(status(&rotated), 200);
+        assert_eq!(status(&retiring), 200);
+    }
+    let log = keysync.process.log();
+    let refusals: Vec<&str> = log[before..]
+        .lines()
+        .filter(|line| line.contains("leak reports: cannot reload the public keys"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(
+        refusals[0].contains("keeping the 2 keys in use"),
+        "{}",
+        refusals[0]
+    );
+    assert!(
+        refusals[0].contains("KEYSYNC_LEAK_PUBLIC_KEYS_FILE"),
+        "{}",
+        refusals[0]
+    );
+
+    // The rotation ends: the retired key is dropped from the list, and refused.
+    replace_key_list(&list, &key_list(&[&rotated]));
+    poll::eventually(
+        "a report signed with the retired key to be refused",
+        Duration::from_secs(5),
+        || status(&retiring),
+        |status| *status == 401,
+    );
+    assert_eq!(status(&rotated), 200);
 }

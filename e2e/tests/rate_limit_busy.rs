@@ -1,7 +1,7 @@
 //! When demand exceeds the budget, a window allows exactly its budget, even on a busy
 //! machine where a worker's lease of requests may sit unused past its tick: requests
 //! that find the budget spent while another worker still holds leased requests wait for
-//! them instead of being refused (see `filter/src/local_rate_limit.rs`).
+//! them instead of being refused (see `filter/core/src/limits/local_rate_limit.rs`).
 
 use keysync_e2e::http::Response;
 use keysync_e2e::poll::DEADLINE;

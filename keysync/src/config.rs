@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::admin_api::ApiSettings;
+use crate::ca_file::CaFile;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
 use crate::grpc::tls::TlsFiles;
@@ -25,6 +27,7 @@ pub const CHANGELOG_RECORDS: &str = "KEYSYNC_CHANGELOG_RECORDS";
 pub const WATCH_CHUNK: &str = "KEYSYNC_WATCH_CHUNK";
 pub const WATCH_HEARTBEAT: &str = "KEYSYNC_WATCH_HEARTBEAT";
 pub const REDIS_URL: &str = "REDIS_URL";
+pub const REDIS_TLS_CA: &str = "KEYSYNC_REDIS_TLS_CA";
 pub const RATELIMIT_FAILURE_MODE: &str = "KEYSYNC_RATELIMIT_FAILURE_MODE";
 pub const CONFIRM_INTERVAL: &str = "KEYSYNC_CONFIRM_INTERVAL";
 pub const DB_TIMEOUT: &str = "KEYSYNC_DB_TIMEOUT";
@@ -38,10 +41,12 @@ pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
 pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
 pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
+pub const IDEMPOTENCY_SECRET_FILE: &str = SECRET_FILE_VARIABLE;
 pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
 pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
 pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
+pub const LEAK_RELOAD_INTERVAL: &str = "KEYSYNC_LEAK_RELOAD_INTERVAL";
 pub const USAGE_RETENTION: &str = "KEYSYNC_USAGE_RETENTION";
 pub const USAGE_EXPORT_KAFKA_BROKERS: &str = "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS";
 pub const USAGE_EXPORT_TOPIC: &str = "KEYSYNC_USAGE_EXPORT_TOPIC";
@@ -50,6 +55,10 @@ pub const USAGE_EXPORT_BACKLOG: &str = "KEYSYNC_USAGE_EXPORT_BACKLOG";
 /// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
 /// scanner may send many matches at once.
 const DEFAULT_LEAK_MAX_BODY_BYTES: usize = 1 << 20;
+/// How often the leak-report public keys are read again unless
+/// `KEYSYNC_LEAK_RELOAD_INTERVAL` says otherwise (a report signed by an unlisted key
+/// also has them read again at once).
+const DEFAULT_LEAK_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -251,6 +260,7 @@ impl ServeConfig {
                     defaults.api.idempotency_ttl,
                     parse_interval,
                 )?,
+                idempotency_secret: read_idempotency_secret(env)?,
             },
             accept_legacy_keys: read(
                 env,
@@ -345,6 +355,28 @@ fn read_token(env: &impl Environment) -> Result<Option<GrpcToken>, ConfigError> 
     }
 }
 
+/// The contents of `KEYSYNC_IDEMPOTENCY_SECRET_FILE`. Errors never show the secret.
+fn read_idempotency_secret(
+    env: &impl Environment,
+) -> Result<Option<IdempotencySecret>, ConfigError> {
+    let Some(path) = env
+        .get(IDEMPOTENCY_SECRET_FILE)
+        .filter(|value| !value.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let failed = |reason: String| ConfigError {
+        name: IDEMPOTENCY_SECRET_FILE,
+        value: path.clone(),
+        reason,
+    };
+    let contents =
+        std::fs::read(path.trim()).map_err(|error| failed(format!("cannot read it: {error}")))?;
+    IdempotencySecret::from_file_contents(&contents)
+        .map(Some)
+        .map_err(failed)
+}
+
 /// `KEYSYNC_GRPC_TLS_CERT` and `..._KEY` (both or neither), and `..._CLIENT_CA`, which
 /// needs them.
 fn read_tls(env: &impl Environment) -> Result<Option<TlsFiles>, ConfigError> {
@@ -381,8 +413,8 @@ fn read_tls(env: &impl Environment) -> Result<Option<TlsFiles>, ConfigError> {
     }
 }
 
-/// `KEYSYNC_LEAK_PUBLIC_KEYS_FILE` (GitHub's key list format), with the action and body
-/// limit, which need it.
+/// `KEYSYNC_LEAK_PUBLIC_KEYS_FILE` (GitHub's key list format, which must be good at
+/// start), with the action, body limit and reload period, which need it.
 fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, ConfigError> {
     let action = read(env, LEAK_ACTION, LeakAction::Revoke, |value| value.parse())?;
     let max_body_bytes = read(
@@ -391,11 +423,17 @@ fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, Co
         DEFAULT_LEAK_MAX_BODY_BYTES,
         parse_body_limit,
     )?;
+    let reload_interval = read(
+        env,
+        LEAK_RELOAD_INTERVAL,
+        DEFAULT_LEAK_RELOAD_INTERVAL,
+        parse_interval,
+    )?;
     let Some(path) = env
         .get(LEAK_PUBLIC_KEYS_FILE)
         .filter(|value| !value.trim().is_empty())
     else {
-        for name in [LEAK_ACTION, LEAK_MAX_BODY_BYTES] {
+        for name in [LEAK_ACTION, LEAK_MAX_BODY_BYTES, LEAK_RELOAD_INTERVAL] {
             if let Some(value) = env.get(name) {
                 return Err(ConfigError {
                     name,
@@ -418,6 +456,8 @@ fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, Co
     let public_keys = PublicKeys::from_json(&text).map_err(|error| failed(error.to_string()))?;
     Ok(Some(LeakSettings {
         public_keys,
+        public_keys_file: PathBuf::from(path.trim()),
+        reload_interval,
         action,
         max_body_bytes,
     }))
@@ -513,18 +553,27 @@ fn parse_backlog(value: &str) -> Result<usize, String> {
     }
 }
 
-/// `REDIS_URL`; an error shows the URL without its password.
+/// `REDIS_URL`, with the CA of `KEYSYNC_REDIS_TLS_CA` for a `rediss://` one; an error
+/// shows the URL without its password.
 fn read_redis_url(env: &impl Environment) -> Result<Option<RedisUrl>, ConfigError> {
     let Some(value) = env.get(REDIS_URL).filter(|value| !value.trim().is_empty()) else {
         return Ok(None);
     };
-    RedisUrl::parse(&value)
-        .map(Some)
-        .map_err(|reason| ConfigError {
-            name: REDIS_URL,
-            value: crate::global_limit::redis_url::redacted(&value),
-            reason,
-        })
+    let url = RedisUrl::parse(&value).map_err(|reason| ConfigError {
+        name: REDIS_URL,
+        value: crate::global_limit::redis_url::redacted(&value),
+        reason,
+    })?;
+    let Some(path) = env.get(REDIS_TLS_CA).filter(|path| !path.trim().is_empty()) else {
+        return Ok(Some(url));
+    };
+    let ca_error = |reason: String| ConfigError {
+        name: REDIS_TLS_CA,
+        value: path.clone(),
+        reason,
+    };
+    let ca = CaFile::read(Path::new(path.trim())).map_err(ca_error)?;
+    url.with_ca(ca).map(Some).map_err(ca_error)
 }
 
 fn read<T>(
@@ -658,6 +707,35 @@ mod tests {
             let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(error.name, name);
         }
+    }
+
+    #[test]
+    fn the_idempotency_secret_comes_from_a_file_of_32_bytes_and_is_never_shown() {
+        assert_eq!(ServeConfig::default().api.idempotency_secret, None);
+        let path = std::env::temp_dir().join(format!("keysync-idempotency-{}", std::process::id()));
+        let path_text = path.to_string_lossy().into_owned();
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef-secret\n").unwrap();
+        let config = ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap();
+        let secret = config.api.idempotency_secret.clone().unwrap();
+        assert!(secret.from_file());
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        std::fs::write(&path, "too short, not secret\n").unwrap();
+        let error =
+            ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap_err();
+        assert_eq!(error.name, IDEMPOTENCY_SECRET_FILE);
+        assert!(error.reason.contains("at least 32"), "{error}");
+        assert!(!error.to_string().contains("not secret"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+        let error =
+            ServeConfig::from_env(&env(&[(IDEMPOTENCY_SECRET_FILE, &path_text)])).unwrap_err();
+        assert!(error.reason.starts_with("cannot read it: "), "{error}");
+    }
+
+    #[test]
+    fn the_leak_reload_interval_needs_the_key_file() {
+        let error = ServeConfig::from_env(&env(&[(LEAK_RELOAD_INTERVAL, "10s")])).unwrap_err();
+        assert_eq!(error.name, LEAK_RELOAD_INTERVAL);
+        assert!(error.reason.contains(LEAK_PUBLIC_KEYS_FILE), "{error}");
     }
 
     #[test]
@@ -909,6 +987,47 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn a_redis_ca_goes_with_a_tls_url_only() {
+        let dir = std::env::temp_dir().join(format!("keysync-config-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).unwrap();
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let path = path.display().to_string();
+
+        let config = ServeConfig::from_env(&env(&[
+            (REDIS_URL, "rediss://127.0.0.1:6380/0"),
+            (REDIS_TLS_CA, &path),
+        ]))
+        .unwrap();
+        let url = config.redis_url.unwrap();
+        assert_eq!(url.ca().unwrap().path(), Path::new(&path));
+
+        let error = ServeConfig::from_env(&env(&[
+            (REDIS_URL, "redis://127.0.0.1:6379/0"),
+            (REDIS_TLS_CA, &path),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.name, REDIS_TLS_CA);
+        assert!(error.reason.contains("not a TLS URL"), "{error}");
+
+        let missing = dir.join("missing.pem").display().to_string();
+        let error = ServeConfig::from_env(&env(&[
+            (REDIS_URL, "rediss://127.0.0.1:6380/0"),
+            (REDIS_TLS_CA, &missing),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.name, REDIS_TLS_CA);
+        assert!(error
+            .to_string()
+            .starts_with(&format!("invalid KEYSYNC_REDIS_TLS_CA='{missing}': ")));
+        // Without REDIS_URL there is nothing to check Redis with.
+        let config = ServeConfig::from_env(&env(&[(REDIS_TLS_CA, &missing)])).unwrap();
+        assert_eq!(config.redis_url, None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

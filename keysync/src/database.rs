@@ -1,5 +1,6 @@
-//! The PostgreSQL connection: parsing `DATABASE_URL`, connecting with a bounded wait,
-//! applying migrations, and showing the URL without its password.
+//! The PostgreSQL connection: parsing `DATABASE_URL`, connecting with a bounded wait
+//! (with TLS as `sslmode` and `sslrootcert` ask, see [`crate::database_tls`]), applying
+//! migrations, and showing the URL without its password.
 //!
 //! `serve` connects with every wait bounded ([`connect_serving`]): PostgreSQL cancels any
 //! statement that runs longer than the query timeout (`statement_timeout`, except the
@@ -14,9 +15,11 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
+use tracing::warn;
 use url::Url;
 
-use crate::url_redaction;
+use crate::database_tls::{Attempt, TlsPolicy, TlsSettings, TlsSettingsError};
+use crate::{tls_failure, url_redaction};
 
 /// How long a connection attempt (or a wait for a pooled connection) may take before
 /// we report the database as unreachable rather than hang.
@@ -43,6 +46,8 @@ pub enum DatabaseError {
     /// The URL itself is wrong; it is not repeated since it may hold a password.
     #[error("invalid database URL: {reason}")]
     InvalidUrl { reason: String },
+    #[error("invalid PostgreSQL TLS settings: {0}")]
+    TlsSettings(#[from] TlsSettingsError),
     #[error("cannot connect to PostgreSQL at {url}: {cause}")]
     Connect { url: String, cause: String },
     #[error("cannot apply migrations: {0}")]
@@ -56,8 +61,24 @@ pub fn redacted_url(url: &str) -> String {
         .unwrap_or_else(|| "<unparseable database URL>".to_owned())
 }
 
-/// Parses a PostgreSQL URL into connection options.
-pub fn connect_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
+/// A database to connect to: sqlx's options, and how TLS is used.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Everything but TLS, which each [`Attempt`] of `tls` sets.
+    pub options: PgConnectOptions,
+    pub tls: TlsPolicy,
+}
+
+/// Parses a PostgreSQL URL into connection options, reading its TLS settings (and
+/// `PGSSLMODE`, `PGSSLROOTCERT`, `HOME`) as libpq does.
+pub fn target(url: &str) -> Result<Target, DatabaseError> {
+    target_in(url, &|name: &str| {
+        std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+    })
+}
+
+/// [`target`], with the environment from `env`.
+fn target_in(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, DatabaseError> {
     let parsed = Url::parse(url).map_err(|error| DatabaseError::InvalidUrl {
         reason: error.to_string(),
     })?;
@@ -69,24 +90,32 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
             ),
         });
     }
+    // Before sqlx parses it: libpq's message for a bad sslmode, not sqlx's.
+    let settings = TlsSettings::read(&parsed, env)?;
     let options = PgConnectOptions::from_str(url).map_err(|error| DatabaseError::InvalidUrl {
         reason: error.to_string(),
     })?;
-    Ok(options.application_name("keysync"))
+    let over_unix_socket = options.get_socket().is_some() || options.get_host().starts_with('/');
+    let tls = settings.policy(over_unix_socket, env)?;
+    Ok(Target {
+        options: options.application_name("keysync"),
+        tls,
+    })
 }
 
 /// Connects to PostgreSQL and returns a pool, failing within [`CONNECT_TIMEOUT`] with the
 /// real cause when the server cannot be reached.
 pub async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
-    connect_with(url, connect_options(url)?, CONNECT_TIMEOUT).await
+    connect_with(url, target(url)?, CONNECT_TIMEOUT).await
 }
 
 /// As [`connect`], for `serve`: the server cancels statements running longer than
 /// `query_timeout`, ends sessions idle in a transaction, and keeps TCP keepalives; a
 /// pooled connection is waited for at most `query_timeout`.
 pub async fn connect_serving(url: &str, query_timeout: Duration) -> Result<PgPool, DatabaseError> {
-    let options = serving_options(connect_options(url)?, query_timeout);
-    connect_with(url, options, query_timeout).await
+    let mut target = target(url)?;
+    target.options = serving_options(target.options, query_timeout);
+    connect_with(url, target, query_timeout).await
 }
 
 /// `options` with the server-side bounds of [`connect_serving`].
@@ -101,28 +130,117 @@ pub fn serving_options(options: PgConnectOptions, query_timeout: Duration) -> Pg
         .options(SERVER_KEEPALIVES)
 }
 
+/// One direct connection for each of the target's TLS attempts, in libpq's order, until
+/// one works; the pool (and every pool made from it) then connects that way. A pool
+/// retries refused connections until its timeout and then reports only "pool timed
+/// out", losing the cause the operator needs: hence the direct attempts.
 async fn connect_with(
     url: &str,
-    options: PgConnectOptions,
+    target: Target,
     acquire_timeout: Duration,
 ) -> Result<PgPool, DatabaseError> {
-    let connect_error = |cause: String| DatabaseError::Connect {
+    if let Some(path) = target.tls.ignored_root_file() {
+        warn!(
+            "sslrootcert \"{}\" does not exist: the server's certificate is not checked \
+             (sslmode={}; libpq does the same)",
+            path.display(),
+            target.tls.mode()
+        );
+    }
+    let attempts = target.tls.attempts();
+    let mut failures = Vec::new();
+    for attempt in attempts {
+        let options = attempt.apply(target.options.clone())?;
+        let (cause, reached) = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await
+        {
+            Ok(Ok(connection)) => {
+                // A failed goodbye does not matter: the pool makes its own connections.
+                let _ = connection.close().await;
+                if let Some(failed) = failures.first() {
+                    warn!(
+                        "PostgreSQL: {}; connected {} instead (sslmode={})",
+                        failed,
+                        attempt.label(),
+                        target.tls.mode()
+                    );
+                }
+                return Ok(PgPoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .acquire_timeout(acquire_timeout)
+                    .connect_lazy_with(options));
+            }
+            Ok(Err(error)) => (describe_failure(&error, attempt, &target), true),
+            Err(_) => (format!("timed out after {CONNECT_TIMEOUT:?}"), false),
+        };
+        failures.push(if attempts.len() > 1 {
+            format!("{}: {cause}", attempt.label())
+        } else {
+            cause
+        });
+        // Unreachable: another way of talking to it would not reach it either.
+        if !reached {
+            break;
+        }
+    }
+    Err(DatabaseError::Connect {
         url: redacted_url(url),
-        cause,
-    };
-    // One direct attempt first: a pool retries refused connections until its timeout
-    // and then reports only "pool timed out", losing the cause the operator needs.
-    let connection = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
-        .await
-        .map_err(|_| connect_error(format!("timed out after {CONNECT_TIMEOUT:?}")))?
-        .map_err(|error| connect_error(error.to_string()))?;
-    // A failed goodbye does not matter: the pool makes its own connections.
-    let _ = connection.close().await;
-    Ok(PgPoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
-        .acquire_timeout(acquire_timeout)
-        .connect_lazy_with(options))
+        cause: failures.join("; "),
+    })
 }
+
+/// Why `attempt` failed, in words: a certificate problem named, a server that wants TLS
+/// told so.
+fn describe_failure(error: &sqlx::Error, attempt: &Attempt, target: &Target) -> String {
+    let host = target.options.get_host();
+    if let Some(tls) = tls_failure::rustls_error(error) {
+        // Only a verified attempt checks certificates.
+        let trusted = match attempt {
+            Attempt::Verified { roots, .. } => roots.to_string(),
+            _ => "no root certificates".to_owned(),
+        };
+        let mut text = format!(
+            "TLS handshake failed: {}",
+            tls_failure::describe(tls, &trusted, host)
+        );
+        if matches!(
+            attempt,
+            Attempt::Verified {
+                check_host: false,
+                ..
+            }
+        ) && tls_failure::is_name_mismatch(tls)
+        {
+            text.push_str(SQLX_VERIFY_CA_CHECKS_THE_NAME);
+        }
+        return text;
+    }
+    match error {
+        sqlx::Error::Database(database)
+            if database.code().as_deref() == Some(INVALID_AUTHORIZATION)
+                && database.message().contains("no encryption") =>
+        {
+            format!(
+                "{error} (the server accepts only TLS connections: set sslmode=require, \
+                 verify-ca or verify-full in DATABASE_URL)"
+            )
+        }
+        sqlx::Error::Tls(_)
+            if matches!(attempt, Attempt::Verified { .. } | Attempt::Unverified) =>
+        {
+            format!("{error} (sslmode={} needs TLS)", target.tls.mode())
+        }
+        other => describe_sqlx(other),
+    }
+}
+
+/// SQLSTATE 28000, which a `pg_hba.conf` refusal carries.
+const INVALID_AUTHORIZATION: &str = "28000";
+
+/// sqlx 0.8's `verify-ca` misses the name-mismatch error of the rustls it runs with
+/// (launchbadge/sqlx#3793, fixed in sqlx 0.9), so it checks the host name as
+/// `verify-full` does.
+const SQLX_VERIFY_CA_CHECKS_THE_NAME: &str = "; keysync's verify-ca checks the host name too \
+     (a limitation of sqlx 0.8): connect by a name or address the certificate holds";
 
 /// Another pool of one connection to the same database as `pool`, for a connection
 /// that must not go back to `pool` (the change listener's).
@@ -223,21 +341,50 @@ mod tests {
     }
 
     #[test]
-    fn connect_options_reject_other_schemes_and_garbage() {
-        let error = connect_options("mysql://u:pw@h/db").unwrap_err();
+    fn targets_reject_other_schemes_and_garbage() {
+        let error = target("mysql://u:pw@h/db").unwrap_err();
         assert!(error.to_string().contains("scheme 'mysql'"), "{error}");
         assert!(!error.to_string().contains("pw"), "{error}");
         assert!(matches!(
-            connect_options("::nonsense"),
+            target("::nonsense"),
             Err(DatabaseError::InvalidUrl { .. })
         ));
-        assert!(connect_options("postgres://u:pw@127.0.0.1:5432/db").is_ok());
+        assert!(target("postgres://u:pw@127.0.0.1:5432/db").is_ok());
+    }
+
+    #[test]
+    fn tls_settings_are_checked_before_sqlx_reads_the_url_and_never_show_it() {
+        let no_env = |_: &str| None;
+        let error = target_in("postgres://u:s3cret@h/db?sslmode=VERIFY-FULL", &no_env).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid PostgreSQL TLS settings: invalid sslmode value: \"VERIFY-FULL\" (one of \
+             disable, allow, prefer, require, verify-ca, verify-full)"
+        );
+        let env = |name: &str| (name == "PGSSLMODE").then(|| "bogus".to_owned());
+        let error = target_in("postgres://u:s3cret@h/db", &env).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("invalid PGSSLMODE value: \"bogus\""),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        // A socket directory as the host: no TLS whatever the mode, as libpq.
+        let socket = target_in(
+            "postgres://u@%2Frun%2Fpostgresql/db?sslmode=require",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(socket.tls.attempts(), [Attempt::Plain]);
+        let tcp = target_in("postgres://u@127.0.0.1/db?sslmode=require", &no_env).unwrap();
+        assert_eq!(tcp.tls.attempts(), [Attempt::Unverified]);
     }
 
     #[test]
     fn serving_connections_carry_the_server_side_bounds() {
         let options = serving_options(
-            connect_options("postgres://u@127.0.0.1:5432/db").unwrap(),
+            target("postgres://u@127.0.0.1:5432/db").unwrap().options,
             Duration::from_millis(2500),
         );
         let text = format!("{options:?}");

@@ -29,20 +29,23 @@
 //! - [`leak_reports`]: the endpoint a secret scanner posts leaked keys to (signed), which
 //!   revokes or flags them.
 //!
-//! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`]),
-//! readiness, shutdown, the clock, metric label spelling ([`metric_label`]), keeping
-//! repeated complaints to one log line a period ([`log_throttle`]) and URLs with their
-//! password hidden ([`url_redaction`]). The wire's vocabulary (key hashes, subject
-//! kinds, usage outcomes, key policies) is [`keysync_contract`]'s, shared with the
-//! filter.
+//! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`],
+//! with libpq's TLS rules in [`database_tls`]; [`ca_file`] and [`tls_failure`] serve
+//! TLS to PostgreSQL and Redis alike), readiness, shutdown, the clock, metric label
+//! spelling ([`metric_label`]), keeping repeated complaints to one log line a period
+//! ([`log_throttle`]) and URLs with their password hidden ([`url_redaction`]). The
+//! wire's vocabulary (key hashes, subject kinds, usage outcomes, key policies) is
+//! [`keysync_contract`]'s, shared with the filter.
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
 pub mod admin_port;
+pub mod ca_file;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod database;
+pub mod database_tls;
 pub mod global_limit;
 pub mod grpc;
 pub mod key_set;
@@ -56,5 +59,6 @@ pub mod readiness;
 pub mod server;
 pub mod shutdown;
 pub mod sync;
+pub mod tls_failure;
 pub mod url_redaction;
 pub mod usage;

@@ -201,6 +201,29 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+{{- if include "keysync.grpcTokenEnabled" $ }}
+        # keysync's gRPC token on every call to it (the filter's, ext_authz's, the rate-limit
+        # service's), read at start from the token Secret's file, which the SDS resource in
+        # grpc-token-sds.yaml names; never written into this configuration.
+        http_filters:
+        - name: envoy.filters.http.credential_injector
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            overwrite: true
+            credential:
+              name: envoy.http.injected_credentials.generic
+              typed_config:
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
+                credential:
+                  name: keysync-grpc-token
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+{{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
@@ -216,7 +239,19 @@ static_resources:
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
-    
+{{- if include "keysync.grpcTls" $ }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: "{{ include "keysync.grpcServerName" $ }}"
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context: { trusted_ca: { filename: "/etc/keysync/grpc-tls/ca.crt" }, match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: "{{ include "keysync.grpcServerName" $ }}" } }] }
+{{- if include "keysync.grpcTlsMutual" $ }}
+          tls_certificates: [{ certificate_chain: { filename: "/etc/keysync/grpc-client-tls/tls.crt" }, private_key: { filename: "/etc/keysync/grpc-client-tls/tls.key" } }]
+{{- end }}
+{{- end }}
     load_assignment:
       cluster_name: keysync
       endpoints:
@@ -413,8 +448,6 @@ static_resources:
                 transport_api_version: V3
                 grpc_service:
                   envoy_grpc: { cluster_name: keysync }
-                  initial_metadata:
-                  - { key: authorization, value: "Bearer {{ include "keysync.grpcToken" $ }}" }
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -456,6 +489,29 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+{{- if include "keysync.grpcTokenEnabled" $ }}
+        # keysync's gRPC token on every call to it (the filter's, ext_authz's, the rate-limit
+        # service's), read at start from the token Secret's file, which the SDS resource in
+        # grpc-token-sds.yaml names; never written into this configuration.
+        http_filters:
+        - name: envoy.filters.http.credential_injector
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            overwrite: true
+            credential:
+              name: envoy.http.injected_credentials.generic
+              typed_config:
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
+                credential:
+                  name: keysync-grpc-token
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+{{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
@@ -471,7 +527,19 @@ static_resources:
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
-    
+{{- if include "keysync.grpcTls" $ }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: "{{ include "keysync.grpcServerName" $ }}"
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context: { trusted_ca: { filename: "/etc/keysync/grpc-tls/ca.crt" }, match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: "{{ include "keysync.grpcServerName" $ }}" } }] }
+{{- if include "keysync.grpcTlsMutual" $ }}
+          tls_certificates: [{ certificate_chain: { filename: "/etc/keysync/grpc-client-tls/tls.crt" }, private_key: { filename: "/etc/keysync/grpc-client-tls/tls.key" } }]
+{{- end }}
+{{- end }}
     load_assignment:
       cluster_name: keysync
       endpoints:
@@ -688,6 +756,29 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+{{- if include "keysync.grpcTokenEnabled" $ }}
+        # keysync's gRPC token on every call to it (the filter's, ext_authz's, the rate-limit
+        # service's), read at start from the token Secret's file, which the SDS resource in
+        # grpc-token-sds.yaml names; never written into this configuration.
+        http_filters:
+        - name: envoy.filters.http.credential_injector
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            overwrite: true
+            credential:
+              name: envoy.http.injected_credentials.generic
+              typed_config:
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
+                credential:
+                  name: keysync-grpc-token
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+{{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
@@ -703,7 +794,19 @@ static_resources:
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
-    
+{{- if include "keysync.grpcTls" $ }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: "{{ include "keysync.grpcServerName" $ }}"
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context: { trusted_ca: { filename: "/etc/keysync/grpc-tls/ca.crt" }, match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: "{{ include "keysync.grpcServerName" $ }}" } }] }
+{{- if include "keysync.grpcTlsMutual" $ }}
+          tls_certificates: [{ certificate_chain: { filename: "/etc/keysync/grpc-client-tls/tls.crt" }, private_key: { filename: "/etc/keysync/grpc-client-tls/tls.key" } }]
+{{- end }}
+{{- end }}
     load_assignment:
       cluster_name: keysync
       endpoints:
@@ -857,8 +960,7 @@ static_resources:
               transport_api_version: V3
               grpc_service:
                 envoy_grpc: { cluster_name: keysync }
-                initial_metadata:
-                - { key: authorization, value: "Bearer {{ include "keysync.grpcToken" $ }}" }
+                
                 # keysync answers from memory; a key newer than its store waits for a
                 # catch-up at most 300 ms.
                 timeout: 0.5s
@@ -916,6 +1018,29 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+{{- if include "keysync.grpcTokenEnabled" $ }}
+        # keysync's gRPC token on every call to it (the filter's, ext_authz's, the rate-limit
+        # service's), read at start from the token Secret's file, which the SDS resource in
+        # grpc-token-sds.yaml names; never written into this configuration.
+        http_filters:
+        - name: envoy.filters.http.credential_injector
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            overwrite: true
+            credential:
+              name: envoy.http.injected_credentials.generic
+              typed_config:
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
+                credential:
+                  name: keysync-grpc-token
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+{{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
@@ -931,7 +1056,19 @@ static_resources:
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
-    
+{{- if include "keysync.grpcTls" $ }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: "{{ include "keysync.grpcServerName" $ }}"
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context: { trusted_ca: { filename: "/etc/keysync/grpc-tls/ca.crt" }, match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: "{{ include "keysync.grpcServerName" $ }}" } }] }
+{{- if include "keysync.grpcTlsMutual" $ }}
+          tls_certificates: [{ certificate_chain: { filename: "/etc/keysync/grpc-client-tls/tls.crt" }, private_key: { filename: "/etc/keysync/grpc-client-tls/tls.key" } }]
+{{- end }}
+{{- end }}
     load_assignment:
       cluster_name: keysync
       endpoints:
@@ -1095,8 +1232,7 @@ static_resources:
               transport_api_version: V3
               grpc_service:
                 envoy_grpc: { cluster_name: keysync }
-                initial_metadata:
-                - { key: authorization, value: "Bearer {{ include "keysync.grpcToken" $ }}" }
+                
                 # keysync answers from memory; a key newer than its store waits for a
                 # catch-up at most 300 ms.
                 timeout: 0.5s
@@ -1124,8 +1260,6 @@ static_resources:
                 transport_api_version: V3
                 grpc_service:
                   envoy_grpc: { cluster_name: keysync }
-                  initial_metadata:
-                  - { key: authorization, value: "Bearer {{ include "keysync.grpcToken" $ }}" }
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -1167,6 +1301,29 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+{{- if include "keysync.grpcTokenEnabled" $ }}
+        # keysync's gRPC token on every call to it (the filter's, ext_authz's, the rate-limit
+        # service's), read at start from the token Secret's file, which the SDS resource in
+        # grpc-token-sds.yaml names; never written into this configuration.
+        http_filters:
+        - name: envoy.filters.http.credential_injector
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            overwrite: true
+            credential:
+              name: envoy.http.injected_credentials.generic
+              typed_config:
+                '@type': type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                header_value_prefix: 'Bearer '
+                credential:
+                  name: keysync-grpc-token
+                  sds_config:
+                    path_config_source:
+                      path: /etc/envoy/grpc-token-sds.yaml
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+{{- end }}
     # keysync reports NOT_SERVING (grpc.health.v1, no token needed) while it cannot
     # confirm its keys against PostgreSQL: with several keysyncs in this cluster, calls
     # and watch streams go to the ones that can.
@@ -1182,7 +1339,19 @@ static_resources:
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: {}
-    
+{{- if include "keysync.grpcTls" $ }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: "{{ include "keysync.grpcServerName" $ }}"
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context: { trusted_ca: { filename: "/etc/keysync/grpc-tls/ca.crt" }, match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: "{{ include "keysync.grpcServerName" $ }}" } }] }
+{{- if include "keysync.grpcTlsMutual" $ }}
+          tls_certificates: [{ certificate_chain: { filename: "/etc/keysync/grpc-client-tls/tls.crt" }, private_key: { filename: "/etc/keysync/grpc-client-tls/tls.key" } }]
+{{- end }}
+{{- end }}
     load_assignment:
       cluster_name: keysync
       endpoints:

@@ -1,11 +1,18 @@
 {{/* Names, labels, images and the values the Envoy configurations take. */}}
 
+{{/* The release's base name, at most 47 characters: the longest name made from it,
+<base>-gateway-metrics, is a Service's, a DNS label of at most 63. A longer one keeps
+its first 40 characters and a hash of the whole, so two long release names that share
+a beginning do not collide. */}}
 {{- define "keysync.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
-{{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- $name := .Release.Name -}}
+{{- if not (contains .Chart.Name .Release.Name) -}}
+{{- $name = printf "%s-%s" .Release.Name .Chart.Name -}}
 {{- end -}}
+{{- if gt (len $name) 47 -}}
+{{- $name = printf "%s-%s" (trunc 40 $name | trimSuffix "-") (sha256sum $name | trunc 6) -}}
+{{- end -}}
+{{- $name -}}
 {{- end }}
 
 {{- define "keysync.labels" -}}
@@ -45,28 +52,62 @@ app.kubernetes.io/component: keysync
 {{- end -}}
 {{- end }}
 
+{{/* The central keysync's Service name in cluster DNS: what Envoy resolves, and the
+name keysync's certificate must carry. */}}
+{{- define "keysync.grpcServerName" -}}
+{{- printf "%s-keysync.%s.svc.%s" (include "keysync.fullname" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end }}
+
 {{/* Where Envoy reaches keysync's gRPC port. */}}
 {{- define "keysync.grpcHost" -}}
 {{- if eq .Values.topology "central" -}}
-{{- printf "%s-keysync.%s.svc.cluster.local" (include "keysync.fullname" .) .Release.Namespace -}}
+{{- include "keysync.grpcServerName" . -}}
 {{- else -}}
 127.0.0.1
 {{- end -}}
 {{- end }}
 
-{{/* The gRPC token: the value given, else the one already installed, else a new one. */}}
-{{- define "keysync.grpcToken" -}}
-{{- if .Values.keysync.grpcToken -}}
-{{- .Values.keysync.grpcToken -}}
-{{- else -}}
-{{- $name := printf "%s-grpc-token" (include "keysync.fullname" .) -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace $name -}}
-{{- if and $existing $existing.data (index $existing.data "token") -}}
-{{- index $existing.data "token" | b64dec -}}
-{{- else -}}
-{{- $_ := set .Values.keysync "grpcToken" (randAlphaNum 48) -}}
-{{- .Values.keysync.grpcToken -}}
-{{- end -}}
+{{/* "true" when Envoy sends a gRPC token and keysync requires it: always in the
+central topology (_validate.tpl fails without one), in the sidecar one when given. */}}
+{{- define "keysync.grpcTokenEnabled" -}}
+{{- $token := .Values.keysync.grpcToken -}}
+{{- if or $token.value $token.existingSecret (eq .Values.topology "central") -}}true{{- end -}}
+{{- end }}
+
+{{/* The Secret holding the gRPC token: yours, or the one the chart makes of the value. */}}
+{{- define "keysync.grpcTokenSecret" -}}
+{{- .Values.keysync.grpcToken.existingSecret | default (printf "%s-grpc-token" (include "keysync.fullname" .)) -}}
+{{- end }}
+
+{{/* Where keysync and Envoy find the token Secret's keys. */}}
+{{- define "keysync.grpcTokenDir" -}}/etc/keysync/grpc-token{{- end }}
+
+{{/* "true" when keysync's gRPC port serves TLS (central topology only). */}}
+{{- define "keysync.grpcTls" -}}
+{{- $tls := .Values.keysync.grpcTls -}}
+{{- if and (eq .Values.topology "central") (or $tls.certManager.enabled $tls.existingSecret) -}}true{{- end -}}
+{{- end }}
+
+{{- define "keysync.grpcTlsMutual" -}}
+{{- if and (include "keysync.grpcTls" .) .Values.keysync.grpcTls.mutual -}}true{{- end -}}
+{{- end }}
+
+{{/* keysync's certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "keysync.grpcTlsSecret" -}}
+{{- .Values.keysync.grpcTls.existingSecret | default (printf "%s-keysync-grpc-tls" (include "keysync.fullname" .)) -}}
+{{- end }}
+
+{{/* Envoy's client certificate (mutual TLS). */}}
+{{- define "keysync.grpcClientTlsSecret" -}}
+{{- .Values.keysync.grpcTls.clientExistingSecret | default (printf "%s-gateway-grpc-tls" (include "keysync.fullname" .)) -}}
+{{- end }}
+
+{{/* Annotations that roll a pod when what it reads at start changes: the token value
+(a Secret the chart writes from it). An existing Secret is read at start too: rotate
+it under a new name, which changes the pod template. */}}
+{{- define "keysync.grpcTokenChecksum" -}}
+{{- if .Values.keysync.grpcToken.value -}}
+checksum/grpc-token: {{ .Values.keysync.grpcToken.value | sha256sum }}
 {{- end -}}
 {{- end }}
 
@@ -96,24 +137,29 @@ local
 {{- include (printf "keysync.envoy.%s.%s" .Values.mode (include "keysync.rateLimitMode" .)) . -}}
 {{- end }}
 
-{{/* Probes and security settings shared by the containers. */}}
-{{- define "keysync.containerSecurity" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{/* The SDS resource that names the token's file for Envoy's credential injector
+(the keysync cluster's upstream filter): the token itself is not in it. */}}
+{{- define "keysync.grpcTokenSds" -}}
+resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: keysync-grpc-token
+  generic_secret:
+    secret: { filename: {{ printf "%s/%s" (include "keysync.grpcTokenDir" .) .Values.keysync.grpcToken.key | quote }} }
 {{- end }}
 
-{{- define "keysync.podSecurity" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{/* topologySpreadConstraints, each without a labelSelector given the pods' own.
+Takes (list $constraints $selectorYaml). */}}
+{{- define "keysync.topologySpread" -}}
+{{- $selector := fromYaml (index . 1) -}}
+{{- $out := list -}}
+{{- range (index . 0) -}}
+{{- $item := deepCopy . -}}
+{{- if not (hasKey $item "labelSelector") -}}
+{{- $_ := set $item "labelSelector" (dict "matchLabels" $selector) -}}
+{{- end -}}
+{{- $out = append $out $item -}}
+{{- end -}}
+{{- toYaml $out -}}
 {{- end }}
 
 {{/* keysync serve's environment. */}}
@@ -127,11 +173,20 @@ seccompProfile:
   value: {{ if eq .Values.topology "central" }}{{ printf "0.0.0.0:%d" (int .Values.keysync.grpcPort) | quote }}{{ else }}{{ printf "127.0.0.1:%d" (int .Values.keysync.grpcPort) | quote }}{{ end }}
 - name: KEYSYNC_HTTP_ADDR
   value: {{ printf "0.0.0.0:%d" (int .Values.keysync.httpPort) | quote }}
-- name: KEYSYNC_GRPC_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "keysync.fullname" . }}-grpc-token
-      key: token
+{{- if include "keysync.grpcTokenEnabled" . }}
+- name: KEYSYNC_GRPC_TOKEN_FILE
+  value: {{ printf "%s/%s" (include "keysync.grpcTokenDir" .) .Values.keysync.grpcToken.key | quote }}
+{{- end }}
+{{- if include "keysync.grpcTls" . }}
+- name: KEYSYNC_GRPC_TLS_CERT
+  value: /etc/keysync/grpc-tls/tls.crt
+- name: KEYSYNC_GRPC_TLS_KEY
+  value: /etc/keysync/grpc-tls/tls.key
+{{- if include "keysync.grpcTlsMutual" . }}
+- name: KEYSYNC_GRPC_TLS_CLIENT_CA
+  value: /etc/keysync/grpc-tls/ca.crt
+{{- end }}
+{{- end }}
 {{- if .Values.keysync.redis.secretName }}
 - name: REDIS_URL
   valueFrom:
@@ -144,6 +199,30 @@ seccompProfile:
 {{- range $name, $value := .Values.keysync.env }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
+{{- end }}
+{{- with .Values.keysync.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The token Secret's volume: keysync reads the token from it, Envoy's injector too. */}}
+{{- define "keysync.grpcTokenVolume" -}}
+{{- if include "keysync.grpcTokenEnabled" . }}
+- name: grpc-token
+  secret:
+    secretName: {{ include "keysync.grpcTokenSecret" . }}
+{{- end }}
+{{- end }}
+
+{{/* The keysync container's own volumes besides the token's. */}}
+{{- define "keysync.keysyncVolumes" -}}
+{{- if include "keysync.grpcTls" . }}
+- name: grpc-tls
+  secret:
+    secretName: {{ include "keysync.grpcTlsSecret" . }}
+{{- end }}
+{{- with .Values.keysync.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
@@ -165,8 +244,20 @@ livenessProbe:
   periodSeconds: 10
   timeoutSeconds: 2
   failureThreshold: 3
+{{- $mounts := list -}}
+{{- if include "keysync.grpcTokenEnabled" . -}}
+{{- $mounts = append $mounts (dict "name" "grpc-token" "mountPath" (include "keysync.grpcTokenDir" .) "readOnly" true) -}}
+{{- end -}}
+{{- if include "keysync.grpcTls" . -}}
+{{- $mounts = append $mounts (dict "name" "grpc-tls" "mountPath" "/etc/keysync/grpc-tls" "readOnly" true) -}}
+{{- end -}}
+{{- $mounts = concat $mounts .Values.keysync.extraVolumeMounts -}}
+{{- with $mounts }}
+volumeMounts:
+{{- toYaml . | nindent 0 }}
+{{- end }}
 resources:
 {{- toYaml .Values.keysync.resources | nindent 2 }}
 securityContext:
-{{- include "keysync.containerSecurity" . | nindent 2 }}
+{{- toYaml .Values.containerSecurityContext | nindent 2 }}
 {{- end }}

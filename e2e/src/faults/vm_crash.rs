@@ -1,5 +1,5 @@
 //! VM crash, of the sync VM and of an auth VM: the gateway runs the filter's crash-test
-//! build (`--features crash-test`, see `filter/src/adapter/crash_test.rs`), in which a
+//! build (`--features crash-test`, see `filter/wasm/src/adapter/crash_test.rs`), in which a
 //! request header `x-keysync-crash-test: auth` makes the worker's VM panic at once and
 //! `... : sync` makes the sync service's VM panic at its next tick. A key is revoked
 //! right after. It must show the statuses clients see (every one a reply of the

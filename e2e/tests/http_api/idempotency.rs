@@ -1,8 +1,10 @@
-//! `Idempotency-Key`: a create sent twice happens once, and the replay answers the same.
+//! `Idempotency-Key`: a create sent twice happens once and the replay answers the same;
+//! stored answers are sealed under a server secret as well as the key.
 
 use std::sync::{Arc, Barrier};
 
-use keysync_e2e::keysync as ks;
+use keysync_e2e::keysync::{self as ks, Keysync};
+use keysync_e2e::ScratchDir;
 use serde_json::{json, Value};
 
 use super::{admin_token, ok, refused, Api, Service};
@@ -107,4 +109,134 @@ fn creates_with_an_idempotency_key_happen_once() {
         409,
         "key_already_rotated",
     );
+}
+
+/// The attack on a database backup: open a stored answer knowing only the
+/// `Idempotency-Key` (guessable when a client derives it from, say, a customer number)
+/// and the code, which is public. Tries each sealing context keysync has used, with the
+/// key as the only input keying material: `Some` if the answer opens.
+fn open_with_the_idempotency_key_alone(stored: &[u8], idempotency_key: &str) -> Option<Vec<u8>> {
+    use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+    use ring::hkdf;
+    let (salt, sealed) = stored.split_at_checked(16)?;
+    [
+        &b"keysync admin api idempotent response v1"[..],
+        &b"keysync admin api idempotent response v2"[..],
+    ]
+    .iter()
+    .find_map(|info| {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(idempotency_key.as_bytes());
+        let info = [*info];
+        let okm = prk.expand(&info, &aead::CHACHA20_POLY1305).ok()?;
+        let key = LessSafeKey::new(UnboundKey::from(okm));
+        let mut buffer = sealed.to_vec();
+        key.open_in_place(
+            Nonce::assume_unique_for_key([0; aead::NONCE_LEN]),
+            Aad::empty(),
+            &mut buffer,
+        )
+        .ok()
+        .map(|plaintext| plaintext.to_vec())
+    })
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_stored_answer_cannot_be_opened_with_the_idempotency_key_alone() {
+    let service = Service::start();
+    let api = service.api();
+    let org = api.create_org("backups");
+    let guessable = "signup-for-customer-000042";
+    let created = ok(
+        api.post_once(
+            "/v1/keys",
+            guessable,
+            json!({"org_id": org, "name": "customer 42"}),
+        ),
+        201,
+    );
+    let stored = hex_decode(&service.sql("SELECT encode(response, 'hex') FROM api_idempotency"));
+    assert!(stored.len() > 16, "a sealed answer is stored");
+    let opened = open_with_the_idempotency_key_alone(&stored, guessable);
+    assert_eq!(
+        opened.map(|plaintext| String::from_utf8_lossy(&plaintext).into_owned()),
+        None,
+        "the backup and the Idempotency-Key alone open the answer, key {} included",
+        created["key_id"]
+    );
+    // keysync itself still opens it.
+    let replay = api.post_once(
+        "/v1/keys",
+        guessable,
+        json!({"org_id": org, "name": "customer 42"}),
+    );
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(ok(replay, 201), created);
+}
+
+#[test]
+fn replays_survive_a_restart_with_a_secret_file_and_are_refused_without_one() {
+    let mut service = Service::start();
+    let url = service.database_url.clone();
+    let (token, _) = admin_token(&url, "signups", false);
+    let org = ks::create_org(&url, "restarts");
+    let request = json!({"org_id": org, "name": "customer 7"});
+    let count_keys = || {
+        ks::cli_json(&url, &["keys", "list", "--org-id", &org])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let scratch = ScratchDir::new("idempotency-secret").unwrap();
+    let secret_file = scratch.path().join("idempotency-secret");
+    std::fs::write(
+        &secret_file,
+        "c2VjcmV0LW9mLTMyLWJ5dGVzLWF0LWxlYXN0LW5vdy4uLg==\n",
+    )
+    .unwrap();
+    let secret_file = secret_file.display().to_string();
+    let with_secret = [("KEYSYNC_IDEMPOTENCY_SECRET_FILE", secret_file.as_str())];
+
+    // Without a secret file: sealed under a secret of this process alone.
+    let first = ok(
+        Api::new(&service.keysync, &token).post_once(
+            "/v1/keys",
+            "customer-7-signup-0001",
+            request.clone(),
+        ),
+        201,
+    );
+    service.keysync.process.terminate();
+    service.keysync = Keysync::start(&url, &with_secret);
+    let api = Api::new(&service.keysync, &token);
+    let message = refused(
+        api.post_once("/v1/keys", "customer-7-signup-0001", request.clone()),
+        409,
+        "idempotent_answer_unavailable",
+    );
+    assert!(
+        message.contains("KEYSYNC_IDEMPOTENCY_SECRET_FILE"),
+        "{message}"
+    );
+    assert_eq!(count_keys(), 1, "the refused replay made nothing");
+    assert!(!message.contains(first["key"].as_str().unwrap()));
+
+    // With one: the first answer again after a restart with the same file.
+    let sealed = ok(
+        api.post_once("/v1/keys", "customer-7-signup-0002", request.clone()),
+        201,
+    );
+    service.keysync.process.terminate();
+    service.keysync = Keysync::start(&url, &with_secret);
+    let api = Api::new(&service.keysync, &token);
+    let replay = api.post_once("/v1/keys", "customer-7-signup-0002", request.clone());
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(ok(replay, 201), sealed);
+    assert_eq!(count_keys(), 2);
 }

@@ -1,10 +1,10 @@
 //! The operator HTTP API (`/v1/` on keysync's admin port) over real HTTP, against a real
 //! `keysync serve` and PostgreSQL (and a real Envoy for the gateway test): every
 //! endpoint's answers and errors ([`organizations`], [`keys`]), admin tokens
-//! ([`tokens`]), idempotent creates ([`idempotency`]), concurrent rotations and keys
-//! made and revoked through the API at the gateway ([`keys`]), the audit trail of API
-//! changes ([`audit`]) and the OpenAPI document ([`openapi`]). This file holds the API
-//! client and the service they share.
+//! ([`tokens`], [`org_tokens`]), idempotent creates ([`idempotency`]), concurrent
+//! rotations and keys made and revoked through the API at the gateway ([`keys`]), the
+//! audit trail of API changes ([`audit`]) and the OpenAPI document ([`openapi`]). This
+//! file holds the API client and the service they share.
 
 // Tests: an answer without the expected field fails the test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +20,7 @@ mod audit;
 mod idempotency;
 mod keys;
 mod openapi;
+mod org_tokens;
 mod organizations;
 mod tokens;
 
@@ -124,12 +125,27 @@ fn refused(response: Response, status: u16, code: &str) -> String {
 
 /// `keysync admin-tokens create`: the token and its id.
 fn admin_token(database_url: &str, name: &str, read_only: bool) -> (String, String) {
+    admin_token_of(database_url, name, read_only, None)
+}
+
+/// `keysync admin-tokens create`, limited to an organization (`--org-id`) or not: the
+/// token and its id.
+fn admin_token_of(
+    database_url: &str,
+    name: &str,
+    read_only: bool,
+    org_id: Option<&str>,
+) -> (String, String) {
     let mut args = vec!["admin-tokens", "create", "--name", name];
     if read_only {
         args.push("--read-only");
     }
+    if let Some(org_id) = org_id {
+        args.extend(["--org-id", org_id]);
+    }
     let created = ks::cli_json(database_url, &args);
     assert_eq!(created["read_only"], read_only);
+    assert_eq!(created["org_id"].as_str(), org_id);
     (
         created["token"].as_str().unwrap().to_owned(),
         created["token_id"].as_str().unwrap().to_owned(),

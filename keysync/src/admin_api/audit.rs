@@ -1,5 +1,6 @@
 //! `/v1/audit`: the audit trail, newest first, a page at a time (`keysync audit`).
-//! Readable with a read-only token, like every `GET`.
+//! Readable with a read-only token, like every `GET`; a token limited to one
+//! organization reads that organization's records alone.
 
 use axum::extract::State;
 use axum::Json;
@@ -7,9 +8,11 @@ use chrono::Utc;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::auth::Caller;
 use super::documented::{BadRequest, NotFound, Throttled, Unauthorized, Unavailable};
 use super::error::ApiError;
 use super::extract::QueryParams;
+use super::org_scope::reach_org;
 use super::{ApiState, ListQuery};
 use crate::operations::audit::{self, AuditFilter, AuditPage};
 use crate::operations::durations::since_named;
@@ -61,9 +64,13 @@ impl AuditQuery {
 )]
 pub async fn list_audit(
     State(state): State<ApiState>,
+    caller: Caller,
     QueryParams(query): QueryParams<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let filter = query.filter()?;
+    let mut filter = query.filter()?;
+    if let Some(own) = caller.org_id {
+        filter.org_id = Some(reach_org(&caller, filter.org_id.unwrap_or(own))?);
+    }
     let page = ListQuery {
         limit: query.limit,
         cursor: query.cursor,

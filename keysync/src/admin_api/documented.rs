@@ -24,14 +24,14 @@ pub struct Unauthorized(#[allow(dead_code)] ErrorBody);
 #[derive(IntoResponses)]
 #[response(
     status = 403,
-    description = "A read-only token asked for a change (`read_only_token`)"
+    description = "A read-only token asked for a change (`read_only_token`), or a token limited to one organization asked to make one (`org_scoped_token`)"
 )]
 pub struct Forbidden(#[allow(dead_code)] ErrorBody);
 
 #[derive(IntoResponses)]
 #[response(
     status = 404,
-    description = "No such organization or key (`org_not_found`, `key_not_found`)"
+    description = "No such organization or key, or one of an organization a token limited to another may not see: the same answer (`org_not_found`, `key_not_found`)"
 )]
 pub struct NotFound(#[allow(dead_code)] ErrorBody);
 
@@ -52,7 +52,7 @@ pub struct Unprocessable(#[allow(dead_code)] ErrorBody);
 #[derive(IntoResponses)]
 #[response(
     status = 429,
-    description = "Too many bad tokens from this address lately; see `Retry-After` (`too_many_failed_tokens`)"
+    description = "Too many bad tokens from this address lately, and this one is not a valid token; see `Retry-After` (`too_many_failed_tokens`). A valid token is served whatever its address sent."
 )]
 pub struct Throttled(#[allow(dead_code)] ErrorBody);
 

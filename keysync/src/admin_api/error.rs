@@ -1,7 +1,9 @@
 //! The one shape of every error the API answers, `{"error": "<code>", "message": "..."}`,
 //! and the status each failure gets: 400 a request that does not parse, 401 no valid
-//! token, 403 a read-only token asking for a change, 404 an unknown organization or key,
-//! 409 a state that forbids the change (rotating a revoked key), 413 a body over the
+//! token, 403 a read-only token asking for a change (or an organization's token making
+//! an organization), 404 an unknown organization or key (or one a token limited to
+//! another organization may not see), 409 a state that forbids the change (rotating a
+//! revoked key, replaying an answer sealed elsewhere), 413 a body over the
 //! limit, 422 a value the operation refuses, 429 an address that sent too many bad
 //! tokens, 500/503 the database. Messages name ids and the offending value a caller
 //! sent, never a key, a token, a password or database detail (those go to keysync's log,
@@ -15,6 +17,7 @@ use axum::Json;
 use serde::Serialize;
 use tracing::error;
 
+use super::idempotency_secret::SECRET_FILE_VARIABLE;
 use crate::database::describe_sqlx;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
@@ -91,6 +94,32 @@ impl ApiError {
             StatusCode::FORBIDDEN,
             "read_only_token",
             "this admin token is read-only: it may read, not change",
+        )
+    }
+
+    /// 403: a token limited to one organization asked for what concerns none (making an
+    /// organization).
+    pub fn org_scoped_token() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "org_scoped_token",
+            "this admin token is limited to one organization: it cannot make organizations",
+        )
+    }
+
+    /// 409: a retry whose first answer was stored, sealed under a secret this process
+    /// does not have. Nothing is done again: the client must not take it for a failure
+    /// and make the thing twice.
+    pub fn idempotent_answer_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotent_answer_unavailable",
+            format!(
+                "a request with this Idempotency-Key was carried out already, but its answer \
+                 was sealed by another keysync process (a restart, or another replica, \
+                 without the same {SECRET_FILE_VARIABLE}) and cannot be shown again; nothing \
+                 was done now: list the organization's keys to find what was made"
+            ),
         )
     }
 

@@ -2,10 +2,12 @@
 //!
 //! Each address has a leaky bucket of failures: a failure adds one, and one leaks away
 //! every [`LEAK_EVERY`]. While an address holds [`BURST`] or more, its requests are
-//! answered 429 with `Retry-After` before any token is looked at, so guessing goes no
-//! faster than one try per [`LEAK_EVERY`] however many connections it opens. Requests
-//! without a token, or with a good one, add nothing. Addresses are what the admin port
-//! sees: behind a proxy, all callers share the proxy's.
+//! answered 429 with `Retry-After` unless they carry a valid token (see
+//! [`super::auth`]): a guess is never looked up in the database then, and counts
+//! nothing more, so guessing costs no more than one lookup per [`LEAK_EVERY`] however
+//! many connections it opens. Requests without a token, or with a good one, add
+//! nothing. Addresses are what the admin port sees: behind a proxy, all callers share
+//! the proxy's, which is why a valid token must not be refused for a guesser's failures.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

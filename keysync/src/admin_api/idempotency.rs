@@ -7,9 +7,13 @@
 //! then replays the committed answer; a failed first attempt rolls its claim back and
 //! leaves the retry free to run. The answer may hold a new API key, which keysync never
 //! stores in clear: it is sealed with ChaCha20-Poly1305 under a key derived (HKDF-SHA256,
-//! with a random salt per record) from the Idempotency-Key itself, of which only a
-//! SHA-256 is stored. Records older than the configured time to live are replaced on
-//! their next use and swept away periodically.
+//! with a random salt per record) from the server's secret ([`IdempotencySecret`], never
+//! in the database) and the Idempotency-Key, of which only a SHA-256 is stored. A copy
+//! of the database and a guessed Idempotency-Key open nothing. An answer this process
+//! cannot open (sealed under another secret: a restart or another replica without a
+//! secret file) is not replayed, and the retry is refused 409 rather than carried out
+//! again. Records older than the configured time to live are replaced on their next use
+//! and swept away periodically.
 
 use std::time::Duration;
 
@@ -25,13 +29,15 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::idempotency_secret::IdempotencySecret;
 use crate::database::describe_sqlx;
 
 /// The header a replayed answer carries.
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// Sealing context: a different one gives an unrelated key.
-const SEAL_INFO: &[u8] = b"keysync admin api idempotent response v1";
+/// Sealing context: a different one gives an unrelated key. v1 sealed under the
+/// Idempotency-Key alone; its records no longer open (they expire within the TTL).
+const SEAL_INFO: &[u8] = b"keysync admin api idempotent response v2";
 const SALT_LEN: usize = 16;
 
 /// What a request is, for telling a true retry from another request that reuses a key:
@@ -58,9 +64,15 @@ fn key_hash(idempotency_key: &str) -> [u8; 32] {
         .into()
 }
 
-fn sealing_key(idempotency_key: &str, salt: &[u8]) -> Result<LessSafeKey, ApiError> {
-    let pseudo_random_key =
-        hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(idempotency_key.as_bytes());
+/// The record's key: the server's secret (fixed length, so the concatenation is
+/// unambiguous) and the client's Idempotency-Key, salted per record.
+fn sealing_key(
+    secret: &IdempotencySecret,
+    idempotency_key: &str,
+    salt: &[u8],
+) -> Result<LessSafeKey, ApiError> {
+    let material = [&secret.as_bytes()[..], idempotency_key.as_bytes()].concat();
+    let pseudo_random_key = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(&material);
     let okm = pseudo_random_key
         .expand(&[SEAL_INFO], &aead::CHACHA20_POLY1305)
         .map_err(|_| ApiError::internal())?;
@@ -69,9 +81,13 @@ fn sealing_key(idempotency_key: &str, salt: &[u8]) -> Result<LessSafeKey, ApiErr
 
 /// `salt || ciphertext+tag`. Each record has its own salt, so its own key: a fixed nonce
 /// is used once per key.
-fn seal(idempotency_key: &str, plaintext: &[u8]) -> Result<Vec<u8>, ApiError> {
+fn seal(
+    secret: &IdempotencySecret,
+    idempotency_key: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, ApiError> {
     let salt: [u8; SALT_LEN] = rand::random();
-    let key = sealing_key(idempotency_key, &salt)?;
+    let key = sealing_key(secret, idempotency_key, &salt)?;
     let mut sealed = plaintext.to_vec();
     key.seal_in_place_append_tag(
         Nonce::assume_unique_for_key([0; aead::NONCE_LEN]),
@@ -82,9 +98,9 @@ fn seal(idempotency_key: &str, plaintext: &[u8]) -> Result<Vec<u8>, ApiError> {
     Ok([&salt[..], &sealed].concat())
 }
 
-fn open(idempotency_key: &str, stored: &[u8]) -> Option<Vec<u8>> {
+fn open(secret: &IdempotencySecret, idempotency_key: &str, stored: &[u8]) -> Option<Vec<u8>> {
     let (salt, sealed) = stored.split_at_checked(SALT_LEN)?;
-    let key = sealing_key(idempotency_key, salt).ok()?;
+    let key = sealing_key(secret, idempotency_key, salt).ok()?;
     let mut buffer = sealed.to_vec();
     let plaintext = key
         .open_in_place(
@@ -100,6 +116,7 @@ fn open(idempotency_key: &str, stored: &[u8]) -> Option<Vec<u8>> {
 pub struct Idempotency<'a> {
     pub token_id: Uuid,
     pub key: &'a str,
+    pub secret: &'a IdempotencySecret,
     pub fingerprint: [u8; 32],
     pub ttl: Duration,
 }
@@ -148,9 +165,13 @@ impl Idempotency<'_> {
             .ok()
             .and_then(|status| StatusCode::from_u16(status).ok())
             .ok_or_else(ApiError::internal)?;
-        let body = open(self.key, &response).ok_or_else(|| {
-            warn!("admin api: a stored idempotent answer could not be opened");
-            ApiError::internal()
+        let body = open(self.secret, self.key, &response).ok_or_else(|| {
+            warn!(
+                "admin api: a retry's stored answer (admin token {}) was sealed under \
+                 another secret; refused 409",
+                self.token_id
+            );
+            ApiError::idempotent_answer_unavailable()
         })?;
         Ok(Some(replayed(status, body)))
     }
@@ -169,7 +190,7 @@ impl Idempotency<'_> {
         .bind(self.token_id)
         .bind(key_hash(self.key).as_slice())
         .bind(i16::try_from(status.as_u16()).unwrap_or(0))
-        .bind(seal(self.key, body)?)
+        .bind(seal(self.secret, self.key, body)?)
         .execute(&mut *transaction)
         .await?;
         Ok(())
@@ -218,14 +239,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sealed_answer_opens_only_with_its_key() {
+    fn a_sealed_answer_opens_only_with_its_secret_and_key() {
+        let secret = IdempotencySecret::generate();
         let key = "5d1c1f0e-5a4e-4b43-8d1e-7c9f0a1b2c3d";
-        let sealed = seal(key, b"{\"key\":\"sk_live_secret\"}").unwrap();
+        let sealed = seal(&secret, key, b"{\"key\":\"sk_live_secret\"}").unwrap();
         assert!(!sealed.windows(6).any(|window| window == b"secret"));
-        assert_eq!(open(key, &sealed).unwrap(), b"{\"key\":\"sk_live_secret\"}");
-        assert_eq!(open("another key of some length", &sealed), None);
-        assert_eq!(open(key, &sealed[..10]), None);
-        assert_ne!(seal(key, b"x").unwrap(), seal(key, b"x").unwrap(), "salted");
+        assert_eq!(
+            open(&secret, key, &sealed).unwrap(),
+            b"{\"key\":\"sk_live_secret\"}"
+        );
+        assert_eq!(open(&secret, "another key of some length", &sealed), None);
+        assert_eq!(open(&secret, key, &sealed[..10]), None);
+        assert_eq!(
+            open(&IdempotencySecret::generate(), key, &sealed),
+            None,
+            "another process's secret"
+        );
+        assert_ne!(
+            seal(&secret, key, b"x").unwrap(),
+            seal(&secret, key, b"x").unwrap(),
+            "salted"
+        );
+    }
+
+    /// What a copy of the database and the Idempotency-Key alone give: the key derived
+    /// as v1 did, or as now without the secret. Neither opens the answer.
+    #[test]
+    fn the_idempotency_key_alone_does_not_open_an_answer() {
+        let secret = IdempotencySecret::generate();
+        let key = "signup-for-customer-000042";
+        let sealed = seal(&secret, key, b"{\"key\":\"sk_live_secret\"}").unwrap();
+        let (salt, ciphertext) = sealed.split_at(SALT_LEN);
+        for (material, info) in [
+            (
+                key.as_bytes().to_vec(),
+                &b"keysync admin api idempotent response v1"[..],
+            ),
+            (key.as_bytes().to_vec(), SEAL_INFO),
+            ([&[0u8; 32][..], key.as_bytes()].concat(), SEAL_INFO),
+        ] {
+            let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(&material);
+            let info = [info];
+            let okm = prk.expand(&info, &aead::CHACHA20_POLY1305).unwrap();
+            let mut buffer = ciphertext.to_vec();
+            let opened = LessSafeKey::new(UnboundKey::from(okm)).open_in_place(
+                Nonce::assume_unique_for_key([0; aead::NONCE_LEN]),
+                Aad::empty(),
+                &mut buffer,
+            );
+            assert!(opened.is_err());
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use super::documented::{
     Unprocessable,
 };
 use super::error::ApiError;
-use super::extract::{JsonBody, PathId};
+use super::extract::JsonBody;
+use super::org_scope::KeyInPath;
 use super::ApiState;
 use crate::operations::actor::Actor;
 use crate::operations::key_policy::{
@@ -54,7 +55,7 @@ pub struct AllowlistRequest {
 pub async fn set_key_scopes(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
     JsonBody(request): JsonBody<ScopesRequest>,
 ) -> Result<Json<KeyScopesOutcome>, ApiError> {
     let scopes = Scopes::parse(&request.scopes).map_err(|error| named("scopes", error))?;
@@ -80,7 +81,7 @@ pub async fn set_key_scopes(
 pub async fn clear_key_scopes(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
 ) -> Result<Json<KeyScopesOutcome>, ApiError> {
     let actor = Actor::AdminToken(caller.token_id);
     Ok(Json(
@@ -105,7 +106,7 @@ pub async fn clear_key_scopes(
 pub async fn set_key_allowlist(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
     JsonBody(request): JsonBody<AllowlistRequest>,
 ) -> Result<Json<KeyAllowlistOutcome>, ApiError> {
     let allowlist = Allowlist::parse(&request.allowed_networks)
@@ -132,7 +133,7 @@ pub async fn set_key_allowlist(
 pub async fn clear_key_allowlist(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
 ) -> Result<Json<KeyAllowlistOutcome>, ApiError> {
     let actor = Actor::AdminToken(caller.token_id);
     Ok(Json(

@@ -1,7 +1,8 @@
 //! `/v1/keys` and `/v1/orgs/{org_id}/keys`: create a key (shown once, with its scopes
 //! and allowlist), list an organization's keys, get, revoke, rotate (the new key shown
 //! once), set or clear a key's own rate limit. Scopes and allowlists of existing keys
-//! are [`super::key_policy`]'s.
+//! are [`super::key_policy`]'s. A token limited to one organization makes keys in that
+//! one only ([`super::org_scope`]).
 
 use axum::extract::State;
 use axum::response::Response;
@@ -16,9 +17,10 @@ use super::documented::{
     Unauthorized, Unavailable, Unprocessable,
 };
 use super::error::{ApiError, ErrorBody};
-use super::extract::{IdempotencyKey, JsonBody, PathId, QueryParams};
+use super::extract::{IdempotencyKey, JsonBody, QueryParams};
 use super::idempotency::fingerprint;
 use super::key_policy::named;
+use super::org_scope::{reach_org, KeyInPath, OrgInPath};
 use super::orgs::LimitRequest;
 use super::{create_once, ApiState, ListQuery};
 use crate::operations::actor::Actor;
@@ -82,6 +84,7 @@ pub const DEFAULT_GRACE: &str = "24h";
     request_body = CreateKeyRequest,
     responses(
         (status = 201, description = "Created; `key` is shown only this once", body = CreatedKey),
+        (status = 409, description = "A retry whose first answer cannot be replayed: it was sealed by another keysync process; nothing was made now (`idempotent_answer_unavailable`)", body = ErrorBody),
         BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
         Unavailable
     )
@@ -93,7 +96,7 @@ pub async fn create_key(
     JsonBody(request): JsonBody<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
     let new_key = NewKey {
-        org_id: request.org_id,
+        org_id: reach_org(&caller, request.org_id)?,
         name: Name::of_key(&request.name)?,
         environment: request.env.unwrap_or(KeyEnvironment::Live),
         expires_at: request
@@ -133,7 +136,7 @@ pub async fn create_key(
 )]
 pub async fn list_keys(
     State(state): State<ApiState>,
-    PathId(org_id): PathId,
+    OrgInPath(org_id): OrgInPath,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<KeyPage>, ApiError> {
     Ok(Json(
@@ -155,7 +158,7 @@ pub async fn list_keys(
 )]
 pub async fn get_key(
     State(state): State<ApiState>,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
 ) -> Result<Json<ListedKey>, ApiError> {
     Ok(Json(keys::get(&state.pool, key_id).await?))
 }
@@ -176,7 +179,7 @@ pub async fn get_key(
 pub async fn revoke_key(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
 ) -> Result<Json<RevokedKey>, ApiError> {
     let actor = Actor::AdminToken(caller.token_id);
     Ok(Json(keys::revoke(&state.pool, actor, key_id).await?))
@@ -194,7 +197,7 @@ pub async fn revoke_key(
     request_body(content = Option<RotateKeyRequest>, description = "Optional: no body (or `null`) takes the defaults"),
     responses(
         (status = 201, description = "Rotated; `key` is shown only this once", body = RotatedKey),
-        (status = 409, description = "The key is revoked, expired, or already rotated", body = ErrorBody),
+        (status = 409, description = "The key is revoked, expired, or already rotated; or a retry whose first answer cannot be replayed (`idempotent_answer_unavailable`)", body = ErrorBody),
         BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
         Unavailable
     )
@@ -202,7 +205,7 @@ pub async fn revoke_key(
 pub async fn rotate_key(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
     idempotency_key: IdempotencyKey,
     JsonBody(request): JsonBody<Option<RotateKeyRequest>>,
 ) -> Result<Response, ApiError> {
@@ -250,7 +253,7 @@ pub async fn rotate_key(
 pub async fn set_key_limit(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
     JsonBody(request): JsonBody<LimitRequest>,
 ) -> Result<Json<KeyLimitOutcome>, ApiError> {
     let change = request.change()?;
@@ -276,7 +279,7 @@ pub async fn set_key_limit(
 pub async fn clear_key_limit(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
 ) -> Result<Json<KeyLimitOutcome>, ApiError> {
     let actor = Actor::AdminToken(caller.token_id);
     Ok(Json(

@@ -5,10 +5,13 @@
 //! field names.
 //!
 //! - [`auth`]: admin tokens (`Authorization: Bearer`), read-only tokens, and
-//!   [`failed_tokens`], which slows down an address that keeps guessing;
+//!   [`failed_tokens`], which slows down an address that keeps guessing (but not its
+//!   valid tokens: [`active_tokens`]);
+//! - [`org_scope`]: tokens limited to one organization see only that one;
 //! - [`extract`]: strict request parsing (unknown fields 400, body limit 413);
 //! - [`error`]: the one error shape and the status of each failure;
-//! - [`idempotency`]: creates with an `Idempotency-Key` happen once;
+//! - [`idempotency`]: creates with an `Idempotency-Key` happen once, their answers
+//!   sealed under [`idempotency_secret`];
 //! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`]: the handlers,
 //!   each with its OpenAPI description.
 //!
@@ -16,6 +19,7 @@
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
 //! when the two differ (`KEYSYNC_BLESS=1 cargo test -p keysync openapi` rewrites it).
 
+pub mod active_tokens;
 pub mod audit;
 pub mod auth;
 mod documented;
@@ -23,8 +27,10 @@ pub mod error;
 pub mod extract;
 pub mod failed_tokens;
 pub mod idempotency;
+pub mod idempotency_secret;
 pub mod key_policy;
 pub mod keys;
+pub mod org_scope;
 pub mod orgs;
 pub mod quotas;
 pub mod usage;
@@ -39,15 +45,18 @@ use axum::routing::get;
 use axum::{middleware, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
+use tracing::warn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use self::active_tokens::ActiveTokens;
 use self::error::{ApiError, ErrorBody};
 use self::extract::IdempotencyKey;
 use self::failed_tokens::FailedTokens;
 use self::idempotency::Idempotency;
+use self::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::log_throttle::{LogThrottle, LOG_PERIOD};
 use crate::operations::admin_tokens::AdminCaller;
 use crate::operations::page::{Cursor, PageRequest, DEFAULT_PAGE_LIMIT};
@@ -55,13 +64,17 @@ use crate::operations::page::{Cursor, PageRequest, DEFAULT_PAGE_LIMIT};
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 
-/// The API's settings (`KEYSYNC_API_MAX_BODY_BYTES`, `KEYSYNC_IDEMPOTENCY_TTL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The API's settings (`KEYSYNC_API_MAX_BODY_BYTES`, `KEYSYNC_IDEMPOTENCY_TTL`,
+/// `KEYSYNC_IDEMPOTENCY_SECRET_FILE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiSettings {
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
     /// How long an `Idempotency-Key` replays its first answer.
     pub idempotency_ttl: Duration,
+    /// What stored answers are sealed under, from the operator's file; `None`: a secret
+    /// of this process alone (replays do not survive a restart).
+    pub idempotency_secret: Option<IdempotencySecret>,
 }
 
 impl Default for ApiSettings {
@@ -69,6 +82,7 @@ impl Default for ApiSettings {
         ApiSettings {
             max_body_bytes: 64 * 1024,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            idempotency_secret: None,
         }
     }
 }
@@ -85,18 +99,31 @@ pub struct ApiState {
 #[derive(Debug)]
 struct Shared {
     failed_tokens: FailedTokens,
+    active_tokens: ActiveTokens,
     /// One log line per period for refused tokens.
     refusal_log: LogThrottle,
+    /// The configured secret, or this process's own.
+    idempotency_secret: IdempotencySecret,
 }
 
 impl ApiState {
     pub fn new(pool: PgPool, settings: ApiSettings) -> ApiState {
+        let idempotency_secret = settings.idempotency_secret.clone().unwrap_or_else(|| {
+            warn!(
+                "admin api: {SECRET_FILE_VARIABLE} is not set: answers to creates with an \
+                 Idempotency-Key are sealed under a secret of this process alone, so a \
+                 retry after a restart or on another replica is refused (409), not replayed"
+            );
+            IdempotencySecret::generate()
+        });
         ApiState {
             pool,
             settings,
             shared: Arc::new(Shared {
                 failed_tokens: FailedTokens::new(),
+                active_tokens: ActiveTokens::new(),
                 refusal_log: LogThrottle::new(LOG_PERIOD),
+                idempotency_secret,
             }),
         }
     }
@@ -105,8 +132,8 @@ impl ApiState {
         &self.pool
     }
 
-    pub fn settings(&self) -> ApiSettings {
-        self.settings
+    pub fn settings(&self) -> &ApiSettings {
+        &self.settings
     }
 }
 
@@ -119,10 +146,14 @@ impl ApiState {
             keys, rate limits and quotas, over HTTP on keysync's admin port, the audit trail of \
             those changes, and the usage the gateways metered. Every request but this \
             document's needs `Authorization: Bearer <admin token>` (`keysync admin-tokens \
-            create`); a read-only token may only GET. Errors are \
+            create`); a read-only token may only GET, and a token limited to one organization \
+            (`--org-id`) sees and changes only that one (others answer 404, as if they did not \
+            exist). Errors are \
             `{\"error\": \"<code>\", \"message\": \"...\"}`. Creates accept an \
             `Idempotency-Key` header: a retry with the same key gets the first answer again \
-            (`Idempotent-Replayed: true`) and creates nothing."
+            (`Idempotent-Replayed: true`) and creates nothing; if the answer was sealed by \
+            another keysync process without the same `KEYSYNC_IDEMPOTENCY_SECRET_FILE`, the \
+            retry gets 409 (`idempotent_answer_unavailable`) and creates nothing either."
     ),
     paths(openapi_document),
     components(schemas(ErrorBody)),
@@ -280,6 +311,7 @@ async fn create_once<T: Serialize>(
     let idempotency = idempotency_key.0.as_deref().map(|key| Idempotency {
         token_id: caller.token_id,
         key,
+        secret: &state.shared.idempotency_secret,
         fingerprint,
         ttl: state.settings.idempotency_ttl,
     });

@@ -1,4 +1,5 @@
-//! `/v1/orgs`: create, list, get an organization, and set or clear its rate limit.
+//! `/v1/orgs`: create, list, get an organization, and set or clear its rate limit. A
+//! token limited to one organization lists that one alone and makes none.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -12,14 +13,16 @@ use super::documented::{
     Unauthorized, Unavailable, Unprocessable,
 };
 use super::error::{ApiError, ErrorBody};
-use super::extract::{IdempotencyKey, JsonBody, PathId, QueryParams};
+use super::extract::{IdempotencyKey, JsonBody, QueryParams};
 use super::idempotency::fingerprint;
+use super::org_scope::{reach_org, OrgInPath};
 use super::{create_once, ApiState, ListQuery};
 use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::actor::Actor;
 use crate::operations::limits::{self, LimitChange, OrgLimitOutcome};
 use crate::operations::name::Name;
 use crate::operations::orgs::{self, CreatedOrg, OrgPage, Organization};
+use crate::operations::page::PageRequest;
 use keysync_contract::limit::Limit;
 
 /// `keysync orgs create`.
@@ -76,7 +79,7 @@ impl LimitRequest {
     request_body = CreateOrgRequest,
     responses(
         (status = 201, description = "Created", body = CreatedOrg),
-        (status = 409, description = "An organization with this id exists", body = ErrorBody),
+        (status = 409, description = "An organization with this id exists (`org_exists`); or a retry whose first answer cannot be replayed (`idempotent_answer_unavailable`)", body = ErrorBody),
         BadRequest, Unauthorized, Forbidden, TooLarge, Unprocessable, Throttled,
         Unavailable
     )
@@ -87,6 +90,9 @@ pub async fn create_org(
     idempotency_key: IdempotencyKey,
     JsonBody(request): JsonBody<CreateOrgRequest>,
 ) -> Result<Response, ApiError> {
+    if caller.org_id.is_some() {
+        return Err(ApiError::org_scoped_token());
+    }
     let name = Name::of_org(&request.name)?;
     let actor = Actor::AdminToken(caller.token_id);
     let fingerprint = fingerprint("orgs.create", None, &request);
@@ -101,7 +107,7 @@ pub async fn create_org(
 }
 
 /// List organizations with their limits, oldest first, a page at a time
-/// (`keysync orgs list`).
+/// (`keysync orgs list`); for a token limited to one organization, that one alone.
 #[utoipa::path(
     get,
     path = "/v1/orgs",
@@ -115,9 +121,28 @@ pub async fn create_org(
 )]
 pub async fn list_orgs(
     State(state): State<ApiState>,
+    caller: Caller,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<OrgPage>, ApiError> {
-    Ok(Json(orgs::list_page(&state.pool, query.page()?).await?))
+    let page = query.page()?;
+    match caller.org_id {
+        None => Ok(Json(orgs::list_page(&state.pool, page).await?)),
+        Some(own) => Ok(Json(only(
+            orgs::get(&state.pool, reach_org(&caller, own)?).await?,
+            page,
+        ))),
+    }
+}
+
+/// The page of a listing that holds `org` alone: it, unless the cursor is past it.
+fn only(org: Organization, page: PageRequest) -> OrgPage {
+    let past = page
+        .after
+        .is_some_and(|after| (org.created_at.0, org.org_id) <= (after.created_at, after.id));
+    OrgPage {
+        items: if past { Vec::new() } else { vec![org] },
+        next_cursor: None,
+    }
 }
 
 /// One organization with its limit.
@@ -134,7 +159,7 @@ pub async fn list_orgs(
 )]
 pub async fn get_org(
     State(state): State<ApiState>,
-    PathId(org_id): PathId,
+    OrgInPath(org_id): OrgInPath,
 ) -> Result<Json<Organization>, ApiError> {
     Ok(Json(orgs::get(&state.pool, org_id).await?))
 }
@@ -156,7 +181,7 @@ pub async fn get_org(
 pub async fn set_org_limit(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(org_id): PathId,
+    OrgInPath(org_id): OrgInPath,
     JsonBody(request): JsonBody<LimitRequest>,
 ) -> Result<Json<OrgLimitOutcome>, ApiError> {
     let change = request.change()?;
@@ -182,7 +207,7 @@ pub async fn set_org_limit(
 pub async fn clear_org_limit(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(org_id): PathId,
+    OrgInPath(org_id): OrgInPath,
 ) -> Result<Json<OrgLimitOutcome>, ApiError> {
     let actor = Actor::AdminToken(caller.token_id);
     Ok(Json(

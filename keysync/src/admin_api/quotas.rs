@@ -14,7 +14,8 @@ use super::documented::{
     Unavailable, Unprocessable,
 };
 use super::error::ApiError;
-use super::extract::{JsonBody, PathId};
+use super::extract::JsonBody;
+use super::org_scope::{KeyInPath, OrgInPath};
 use super::ApiState;
 use crate::operations::actor::Actor;
 use crate::operations::quotas::{
@@ -83,7 +84,7 @@ impl OrgQuotaRequest {
 pub async fn set_org_quota(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(org_id): PathId,
+    OrgInPath(org_id): OrgInPath,
     JsonBody(request): JsonBody<OrgQuotaRequest>,
 ) -> Result<Json<OrgQuotaOutcome>, ApiError> {
     let change = request.change()?;
@@ -108,7 +109,7 @@ pub async fn set_org_quota(
 pub async fn clear_org_quota(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(org_id): PathId,
+    OrgInPath(org_id): OrgInPath,
 ) -> Result<Json<OrgQuotaOutcome>, ApiError> {
     let actor = Actor::AdminToken(caller.token_id);
     Ok(Json(
@@ -139,7 +140,7 @@ pub async fn clear_org_quota(
 pub async fn set_key_quota(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
     JsonBody(request): JsonBody<KeyQuotaRequest>,
 ) -> Result<Json<KeyQuotaOutcome>, ApiError> {
     let change = KeyQuotaChange::Set(monthly(request.monthly)?);
@@ -164,7 +165,7 @@ pub async fn set_key_quota(
 pub async fn clear_key_quota(
     State(state): State<ApiState>,
     caller: Caller,
-    PathId(key_id): PathId,
+    KeyInPath(key_id): KeyInPath,
 ) -> Result<Json<KeyQuotaOutcome>, ApiError> {
     let actor = Actor::AdminToken(caller.token_id);
     Ok(Json(

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::documented::{BadRequest, NotFound, OrgIdPath, Throttled, Unauthorized, Unavailable};
 use super::error::ApiError;
-use super::extract::{PathId, QueryParams};
+use super::extract::QueryParams;
+use super::org_scope::OrgInPath;
 use super::ApiState;
 use crate::operations::usage::{self, UsageParameters, UsageReport, API_NAMES};
 
@@ -48,7 +49,7 @@ pub struct UsageQueryParams {
 )]
 pub async fn get_usage(
     State(state): State<ApiState>,
-    PathId(org_id): PathId,
+    OrgInPath(org_id): OrgInPath,
     QueryParams(query): QueryParams<UsageQueryParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let checked = UsageParameters {

@@ -1,6 +1,7 @@
 //! `keysync admin-tokens`: create, list and revoke the tokens that callers of the HTTP
-//! API present (`Authorization: Bearer ksa_...`). Only the command line manages them,
-//! with the database's own credentials.
+//! API present (`Authorization: Bearer ksa_...`), each for every organization or for
+//! one (`--org-id`). Only the command line manages them, with the database's own
+//! credentials.
 
 use std::io::{self, Write};
 
@@ -25,6 +26,10 @@ pub enum AdminTokensCommand {
         /// The token may read everything and change nothing (403 on a change)
         #[arg(long)]
         read_only: bool,
+        /// The token sees and changes only this organization (its keys, limits,
+        /// quotas, usage and audit trail), such as a customer's own dashboard
+        #[arg(long, value_name = "ORG_ID")]
+        org_id: Option<String>,
         #[command(flatten)]
         output: Output,
     },
@@ -54,13 +59,17 @@ pub async fn run(
         AdminTokensCommand::Create {
             name,
             read_only,
+            org_id,
             output,
         } => {
             let name = Name::of_admin_token(&name)?;
+            let org_id = org_id
+                .map(|org_id| parse_id("org id", &org_id))
+                .transpose()?;
             let pool = connect(database_url).await?;
             print(
                 out,
-                &admin_tokens::create(&pool, &name, read_only).await?,
+                &admin_tokens::create(&pool, &name, read_only, org_id).await?,
                 output,
             )?;
         }
@@ -86,7 +95,7 @@ impl Render for CreatedAdminToken {
 
 impl Render for Vec<ListedAdminToken> {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns: [Column<ListedAdminToken>; 6] = [
+        let columns: [Column<ListedAdminToken>; 7] = [
             Column::new("ID", |token| token.token_id.to_string()),
             Column::new("PREFIX", |token| token.prefix.clone()),
             Column::new("NAME", |token| token.name.clone()),
@@ -97,6 +106,11 @@ impl Render for Vec<ListedAdminToken> {
                     "read-write"
                 }
                 .to_owned()
+            }),
+            Column::new("ORG", |token| {
+                token
+                    .org_id
+                    .map_or_else(|| "all".to_owned(), |org_id| org_id.to_string())
             }),
             Column::new("CREATED", |token| token.created_at.to_string()),
             Column::new("STATUS", |token| token.status.as_str().to_owned()),
@@ -135,6 +149,7 @@ mod tests {
             name: "signup".to_owned(),
             prefix: token.prefix().to_owned(),
             read_only: true,
+            org_id: None,
             token,
         };
         assert_eq!(
@@ -151,37 +166,79 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_str(&printed(&created, true)).unwrap();
         assert_eq!(json["token"], secret.as_str());
+        let limited = CreatedAdminToken {
+            org_id: Some(Uuid::from_u128(7)),
+            token: AdminTokenSecret::generate(),
+            ..created
+        };
+        assert!(
+            printed(&limited, false)
+                .contains("\nread_only: true\norg_id: 00000000-0000-0000-0000-000000000007\n"),
+            "{}",
+            printed(&limited, false)
+        );
     }
 
     #[test]
     fn listed_tokens_show_prefix_access_and_status() {
-        let tokens = vec![ListedAdminToken {
+        let backend = ListedAdminToken {
             token_id: Uuid::nil(),
             prefix: "ksa_AbCdEfGh".to_owned(),
-            name: "dashboard".to_owned(),
-            read_only: true,
+            name: "backend".to_owned(),
+            read_only: false,
+            org_id: None,
             created_at: Timestamp(DateTime::from_timestamp(0, 0).unwrap()),
             revoked_at: None,
             status: AdminTokenStatus::Active,
-        }];
+        };
+        let dashboard = ListedAdminToken {
+            name: "dashboard".to_owned(),
+            read_only: true,
+            org_id: Some(Uuid::from_u128(7)),
+            ..backend.clone()
+        };
+        let tokens = vec![backend, dashboard];
         let text = printed(&tokens, false);
-        assert_eq!(
+        let row = |line: usize| -> Vec<String> {
             text.lines()
-                .nth(1)
+                .nth(line)
                 .unwrap()
                 .split_whitespace()
-                .collect::<Vec<_>>(),
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            row(0),
+            ["ID", "PREFIX", "NAME", "ACCESS", "ORG", "CREATED", "STATUS"]
+        );
+        assert_eq!(
+            row(1),
+            [
+                "00000000-0000-0000-0000-000000000000",
+                "ksa_AbCdEfGh",
+                "backend",
+                "read-write",
+                "all",
+                "1970-01-01T00:00:00Z",
+                "active"
+            ]
+        );
+        assert_eq!(
+            row(2),
             [
                 "00000000-0000-0000-0000-000000000000",
                 "ksa_AbCdEfGh",
                 "dashboard",
                 "read-only",
+                "00000000-0000-0000-0000-000000000007",
                 "1970-01-01T00:00:00Z",
                 "active"
             ]
         );
         let json: serde_json::Value = serde_json::from_str(&printed(&tokens, true)).unwrap();
-        assert_eq!(json[0]["status"], "active");
-        assert_eq!(json[0]["read_only"], true);
+        assert_eq!(json[1]["status"], "active");
+        assert_eq!(json[1]["read_only"], true);
+        assert_eq!(json[0]["org_id"], serde_json::Value::Null);
+        assert_eq!(json[1]["org_id"], "00000000-0000-0000-0000-000000000007");
     }
 }

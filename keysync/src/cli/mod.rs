@@ -52,7 +52,9 @@ use crate::server::ServerError;
     about = "API-key sidecar for the Envoy gateway, and the operator CLI for its keys"
 )]
 pub struct Cli {
-    /// PostgreSQL URL, e.g. postgres://keysync@127.0.0.1:5432/keysync
+    /// PostgreSQL URL, e.g. postgres://keysync@127.0.0.1:5432/keysync; TLS as libpq
+    /// reads it: ?sslmode=verify-full&sslrootcert=/etc/keysync/db-ca.pem (or PGSSLMODE,
+    /// PGSSLROOTCERT)
     // hide_env_values: `--help` must never print a password taken from the environment.
     #[arg(
         long,
@@ -401,6 +403,7 @@ mod tests {
         let help = serve.render_long_help().to_string();
         assert!(help.contains("REDIS_URL"), "{help}");
         assert!(help.contains("KEYSYNC_RATELIMIT_FAILURE_MODE"), "{help}");
+        assert!(help.contains("KEYSYNC_REDIS_TLS_CA"), "{help}");
     }
 
     #[test]

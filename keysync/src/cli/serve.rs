@@ -24,6 +24,9 @@ Environment:
   KEYSYNC_API_MAX_BODY_BYTES      largest operator API request body (default 65536)
   KEYSYNC_IDEMPOTENCY_TTL         how long an Idempotency-Key replays its first
                                   answer (default 24h)
+  KEYSYNC_IDEMPOTENCY_SECRET_FILE file of at least 32 secret bytes that stored answers
+                                  are sealed under, the same on every replica; unset:
+                                  a secret per process (no replays after a restart)
   KEYSYNC_POLL_INTERVAL           fallback catch-up period; PostgreSQL notifications
                                   trigger catch-ups at once (default 10s)
   KEYSYNC_FULL_RELOAD_INTERVAL    full reload period, the safety net (default 15m)
@@ -33,8 +36,10 @@ Environment:
   KEYSYNC_WATCH_CHUNK             most changes in one WatchKeys message (default 5000)
   KEYSYNC_WATCH_HEARTBEAT         quiet time before a WatchKeys heartbeat (default 1s)
   REDIS_URL                       where the rate-limit counters live, such as
-                                  redis://127.0.0.1:6379/0; unset: RateLimitService
-                                  answers every call OK
+                                  redis://127.0.0.1:6379/0 (rediss:// for TLS); unset:
+                                  RateLimitService answers every call OK
+  KEYSYNC_REDIS_TLS_CA            PEM CA that Redis's certificate must chain to
+                                  (rediss:// only; default: the system's roots)
   KEYSYNC_RATELIMIT_FAILURE_MODE  while Redis cannot be reached: open (default) allows
                                   requests, closed refuses them (OVER_LIMIT)
   KEYSYNC_CONFIRM_INTERVAL        how often the key set is confirmed against PostgreSQL
@@ -62,6 +67,8 @@ Environment:
   KEYSYNC_LEAK_ACTION             what a report of a live key does: revoke (default)
                                   or flag
   KEYSYNC_LEAK_MAX_BODY_BYTES     largest leak report body (default 1048576)
+  KEYSYNC_LEAK_RELOAD_INTERVAL    how often the public keys file is read again
+                                  (default 1m; also at once for an unlisted key)
   KEYSYNC_USAGE_RETENTION         months of usage kept before the current one
                                   (default 13); older monthly partitions are dropped
   KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS
@@ -88,7 +95,10 @@ pub async fn run(url: Option<String>) -> Result<(), CommandError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
     let notifications = PgConnector::new(&pool);
-    let api = ApiState::new(database::api_pool(&pool, config.db_timeout), config.api);
+    let api = ApiState::new(
+        database::api_pool(&pool, config.db_timeout),
+        config.api.clone(),
+    );
     let usage = UsageStore::new(database::usage_pool(&pool, config.db_timeout));
     server::run(
         &config,

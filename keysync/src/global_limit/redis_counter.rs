@@ -9,6 +9,10 @@
 //! manager reconnects by itself only after I/O errors, and would otherwise keep
 //! answering with the error of a failed connection set-up (Redis still loading its
 //! data, a refused AUTH, too many clients) for good.
+//!
+//! With `rediss://` the connection is TLS, checked against the CA of
+//! `KEYSYNC_REDIS_TLS_CA` or the system's roots; a certificate problem is named in the
+//! error the health log shows.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -19,6 +23,7 @@ use redis::Script;
 use super::counter::{CounterError, Hit, HitCounter};
 use super::redis_url::RedisUrl;
 use super::window::COUNTER_TTL_SECONDS;
+use crate::tls_failure;
 
 /// Bound on making a connection, and on one reply.
 pub const IO_TIMEOUT: Duration = Duration::from_millis(200);
@@ -48,6 +53,10 @@ pub struct RedisCounter {
     /// Swapped for a fresh one after a failure (see the module documentation).
     connection: Mutex<ConnectionManager>,
     script: Script,
+    /// Where the CA certificates come from and the host checked, to say what a failed
+    /// TLS handshake means.
+    trusted: String,
+    host: String,
 }
 
 impl std::fmt::Debug for RedisCounter {
@@ -60,13 +69,31 @@ impl RedisCounter {
     /// A counter for `url`; connects on first use, so Redis may be down at start.
     /// Must be called inside the tokio runtime.
     pub fn new(url: &RedisUrl) -> Result<RedisCounter, CounterError> {
-        let client = redis::Client::open(url.expose()).map_err(redis_error)?;
-        let connection = lazy_manager(&client)?;
+        let client = match url.ca() {
+            Some(ca) => redis::Client::build_with_tls(
+                url.expose(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.pem().to_vec()),
+                },
+            ),
+            None => redis::Client::open(url.expose()),
+        };
+        let (trusted, host) = (url.trusted(), url.host());
+        let client = client.map_err(|error| described(error, &trusted, &host))?;
+        let connection =
+            lazy_manager(&client).map_err(|error| described(error, &trusted, &host))?;
         Ok(RedisCounter {
             client,
             connection: Mutex::new(connection),
             script: Script::new(HIT_SCRIPT),
+            trusted,
+            host,
         })
+    }
+
+    fn error(&self, error: redis::RedisError) -> CounterError {
+        described(error, &self.trusted, &self.host)
     }
 
     /// The current connection manager (a cheap handle to shared state).
@@ -104,7 +131,7 @@ impl RedisCounter {
             tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut connection))
                 .await
                 .map_err(|_| CounterError::Timeout(CALL_TIMEOUT))?
-                .map_err(redis_error)?;
+                .map_err(|error| self.error(error))?;
         if counts.len() != hits.len() {
             return Err(CounterError::Reply(format!(
                 "{} counts for {} counters",
@@ -128,7 +155,7 @@ impl RedisCounter {
         )
         .await
         .map_err(|_| CounterError::Timeout(CALL_TIMEOUT))?
-        .map_err(redis_error)?;
+        .map_err(|error| self.error(error))?;
         if reply == "PONG" {
             Ok(())
         } else {
@@ -139,12 +166,12 @@ impl RedisCounter {
 
 /// A connection manager that connects on first use; a failed attempt fails the call at
 /// once (no retries), and the next call tries again.
-fn lazy_manager(client: &redis::Client) -> Result<ConnectionManager, CounterError> {
+fn lazy_manager(client: &redis::Client) -> Result<ConnectionManager, redis::RedisError> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(IO_TIMEOUT))
         .set_response_timeout(Some(IO_TIMEOUT))
         .set_number_of_retries(0);
-    ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(redis_error)
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
 }
 
 impl HitCounter for RedisCounter {
@@ -159,6 +186,13 @@ impl HitCounter for RedisCounter {
     }
 }
 
-fn redis_error(error: redis::RedisError) -> CounterError {
-    CounterError::Redis(error.to_string())
+/// The client's error; a failed TLS handshake says which certificate check failed.
+fn described(error: redis::RedisError, trusted: &str, host: &str) -> CounterError {
+    match tls_failure::rustls_error(&error) {
+        Some(tls) => CounterError::Redis(format!(
+            "TLS handshake failed: {}",
+            tls_failure::describe(tls, trusted, host)
+        )),
+        None => CounterError::Redis(error.to_string()),
+    }
 }

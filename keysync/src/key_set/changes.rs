@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 
-use crate::key_set::key_entry::KeyEntry;
 use keysync_contract::key_hash::KeyHash;
+
+use crate::key_set::key_entry::KeyEntry;
 
 /// The changes up to `revision`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

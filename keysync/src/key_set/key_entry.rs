@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use keysync_contract::key_hash::KeyHash;
 use keysync_contract::limit::KeyLimit;
 use uuid::Uuid;
 
 use crate::key_set::key_policy::KeyPolicy;
-use keysync_contract::key_hash::KeyHash;
 
 /// One active key. Cheap to clone: the policy, when there is one, is shared.
 #[derive(Debug, Clone, PartialEq, Eq)]

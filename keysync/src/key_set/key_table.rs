@@ -17,9 +17,10 @@
 //! ([`Reconciliation`]) instead of building a second table, so two copies of the key set
 //! never exist at once.
 
+use keysync_contract::key_hash::KeyHash;
+
 use crate::key_set::changes::Changes;
 use crate::key_set::key_entry::KeyEntry;
-use keysync_contract::key_hash::KeyHash;
 
 /// Hash bytes that choose the bucket.
 const PREFIX_BYTES: usize = 2;

@@ -3,7 +3,8 @@
 //! public posts them, signed ([`signature`]); each one keysync issued is revoked or
 //! flagged ([`crate::operations::leaks`]) and every token is answered with its label
 //! ([`report`]). Served only when public keys are configured
-//! (`KEYSYNC_LEAK_PUBLIC_KEYS_FILE`).
+//! (`KEYSYNC_LEAK_PUBLIC_KEYS_FILE`), which are read again when the file changes
+//! ([`public_keys_file`]).
 //!
 //! - a missing or bad signature: 401, nothing read, nothing changed;
 //! - a body over `KEYSYNC_LEAK_MAX_BODY_BYTES`: 413; not a report: 400;
@@ -12,11 +13,13 @@
 //!
 //! No log line, answer or audit record holds a reported token.
 
+pub mod public_keys_file;
 pub mod report;
 pub mod signature;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -25,14 +28,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use keysync_contract::credential;
+use keysync_contract::key_hash::KeyHash;
 use sqlx::PgPool;
 use tracing::{info, warn};
 
+use self::public_keys_file::{PublicKeysFile, RECHECK_AT_MOST_EVERY};
 use self::report::{Label, ReportedToken, TokenLabel};
 use self::signature::{PublicKeys, SignatureError};
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::operations::leaks::{self, LeakAction, LeakOutcome, Sighting};
-use keysync_contract::key_hash::KeyHash;
 
 /// Where reports are posted.
 pub const PATH: &str = "/leak-reports/github";
@@ -43,7 +47,12 @@ const SIGNATURE_HEADER: &str = "github-public-key-signature";
 /// The endpoint's settings (`KEYSYNC_LEAK_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeakSettings {
+    /// As read at start.
     pub public_keys: PublicKeys,
+    /// Where they were read from, to read again.
+    pub public_keys_file: PathBuf,
+    /// How often the file is read again.
+    pub reload_interval: Duration,
     pub action: LeakAction,
     pub max_body_bytes: usize,
 }
@@ -51,16 +60,25 @@ pub struct LeakSettings {
 #[derive(Debug, Clone)]
 struct Endpoint {
     pool: PgPool,
-    public_keys: Arc<PublicKeys>,
+    public_keys: Arc<PublicKeysFile>,
     action: LeakAction,
     refusals: Arc<LogThrottle>,
 }
 
-/// The endpoint's routes, for the admin port.
+/// The endpoint's routes, for the admin port. Starts reading the key file again every
+/// reload period (on the current tokio runtime), for as long as the routes are in use.
 pub fn router(pool: PgPool, settings: LeakSettings) -> Router {
+    let public_keys = Arc::new(PublicKeysFile::new(
+        settings.public_keys_file,
+        settings.public_keys,
+    ));
+    tokio::spawn(public_keys_file::watch(
+        Arc::downgrade(&public_keys),
+        settings.reload_interval,
+    ));
     let endpoint = Endpoint {
         pool,
-        public_keys: Arc::new(settings.public_keys),
+        public_keys,
         action: settings.action,
         refusals: Arc::new(LogThrottle::new(LOG_PERIOD)),
     };
@@ -71,7 +89,16 @@ pub fn router(pool: PgPool, settings: LeakSettings) -> Router {
 }
 
 async fn receive(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(error) = check_signature(&endpoint.public_keys, &headers, &body) {
+    let mut checked = check_signature(&endpoint.public_keys.current(), &headers, &body);
+    if checked == Err(SignatureError::UnknownKey) {
+        // Perhaps signed with a key listed since the file was last read.
+        endpoint
+            .public_keys
+            .reload_unless_read_within(RECHECK_AT_MOST_EVERY)
+            .await;
+        checked = check_signature(&endpoint.public_keys.current(), &headers, &body);
+    }
+    if let Err(error) = checked {
         if let Some(held_back) = endpoint.refusals.admit(Instant::now()) {
             warn!("leak report refused: {error}{}", held_back_note(held_back));
         }

@@ -5,9 +5,8 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use keysync_contract::key_hash::KeyHash;
+use serde::{Deserialize, Serialize};
 
 /// Most tokens one report may carry; the body limit usually binds first.
 pub const MAX_TOKENS: usize = 1000;

@@ -81,6 +81,20 @@ impl PublicKeys {
         Ok(PublicKeys { keys })
     }
 
+    /// How many keys there are (never none).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys' identifiers, in the list's order.
+    pub fn identifiers(&self) -> Vec<&str> {
+        self.keys.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
     /// Accepts `body` when `signature` (base64 DER) is the signature of the key named
     /// `identifier` over it.
     pub fn verify(

@@ -12,7 +12,6 @@ use rand::Rng;
 use serde::{Deserialize, Serialize, Serializer};
 
 use keysync_contract::key_format;
-
 use keysync_contract::key_hash::KeyHash;
 
 /// Number of random characters after the `sk_<env>_` marker.

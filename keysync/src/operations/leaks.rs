@@ -4,13 +4,13 @@
 
 use std::str::FromStr;
 
+use keysync_contract::key_hash::KeyHash;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::actor::Actor;
 use super::audit::{self, AuditAction, Change};
-use keysync_contract::key_hash::KeyHash;
 
 /// What a report of a live key does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use keysync_contract::key_hash::KeyHash;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgPool, Postgres};
 use tokio_stream::StreamExt;
@@ -31,7 +32,6 @@ use crate::key_set::limit_columns::LimitColumns;
 use crate::key_set::position::Position;
 use crate::key_set::Snapshot;
 use crate::sync::history::{self, Identity};
-use keysync_contract::key_hash::KeyHash;
 
 /// How long one step of a load (a query, the next row, a commit) may wait for
 /// PostgreSQL unless the loader is told otherwise.
