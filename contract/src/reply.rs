@@ -70,6 +70,18 @@ pub fn reply(denial: Denial, invalid_key_status: u32) -> LocalReply {
     }
 }
 
+const INTERNAL_ERROR_BODY: &[u8] = br#"{"error":"internal_error","message":"The gateway failed while checking this request; retry shortly."}"#;
+
+/// 500: the gateway failed while handling the request (the native filter's answer to a panic
+/// caught in its own code); the request was not forwarded.
+pub fn internal_error() -> LocalReply {
+    LocalReply {
+        status: 500,
+        headers: &[JSON],
+        body: INTERNAL_ERROR_BODY,
+    }
+}
+
 /// The body of a 429; its headers depend on the limiter (see the README).
 pub const RATE_LIMITED_BODY: &[u8] =
     br#"{"error":"rate_limited","message":"Too many requests for this API key's rate limit; see Retry-After."}"#;
@@ -122,6 +134,14 @@ mod tests {
         for r in [missing, invalid, invalid_401, unavailable] {
             assert!(r.headers.contains(&JSON));
         }
+    }
+
+    #[test]
+    fn internal_error_is_a_json_500() {
+        let reply = internal_error();
+        assert_eq!(reply.status, 500);
+        assert_eq!(error_code(&reply), "internal_error");
+        assert_eq!(reply.headers, &[JSON]);
     }
 
     #[test]

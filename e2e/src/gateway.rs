@@ -342,21 +342,7 @@ impl Gateway {
 
     /// The filter's stats (`wasmcustom.keysync.*`), by short name (`allowed`, ...).
     pub fn stats(&self) -> HashMap<String, u64> {
-        let response = http::get(
-            self.admin,
-            "/stats?filter=%5Ewasmcustom%5C.keysync%5C.",
-            &[],
-        )
-        .expect("read envoy stats");
-        response
-            .text()
-            .lines()
-            .filter_map(|line| line.split_once(": "))
-            .filter_map(|(name, value)| {
-                let name = name.strip_prefix("wasmcustom.keysync.")?;
-                Some((name.to_string(), value.trim().parse().ok()?))
-            })
-            .collect()
+        stats_under(self.admin, "wasmcustom.keysync.")
     }
 
     pub fn stat(&self, name: &str) -> u64 {
@@ -405,7 +391,26 @@ impl Gateway {
     }
 }
 
-fn listener_addr(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
+/// The counters and gauges of the Envoy with admin port `admin` whose names start with
+/// `prefix` (letters, digits, `_` and `.`), by the rest of their name.
+pub fn stats_under(admin: SocketAddr, prefix: &str) -> HashMap<String, u64> {
+    // An anchored regex with the dots escaped, percent-encoded: `^a\.b\.`.
+    let filter = format!("%5E{}", prefix.replace('.', "%5C."));
+    let response =
+        http::get(admin, &format!("/stats?filter={filter}"), &[]).expect("read envoy stats");
+    response
+        .text()
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .filter_map(|(name, value)| {
+            let name = name.strip_prefix(prefix)?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The address of Envoy's listener `name`, once it is bound (asked on the admin port).
+pub fn listener_addr(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
     let response = http::get(admin, "/listeners?format=json", &[]).ok()?;
     let json: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
     let listener = json["listener_statuses"]

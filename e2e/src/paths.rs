@@ -129,6 +129,35 @@ pub fn crash_test_filter_wasm() -> PathBuf {
     path
 }
 
+/// The directory holding the native filter module `libkeysync_filter_native.so` as
+/// `make build-native` builds it (for `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+pub fn native_filter_dir() -> PathBuf {
+    native_module_dir(target_dir(), "make build-native")
+}
+
+/// The same module built with its `demo` feature (`make build-native-demo`), in its own
+/// target directory, `target/native-demo/`.
+pub fn native_demo_filter_dir() -> PathBuf {
+    native_module_dir(target_dir().join("native-demo"), "make build-native-demo")
+}
+
+fn native_module_dir(target: PathBuf, how: &str) -> PathBuf {
+    let dir = target
+        .join("x86_64-unknown-linux-gnu")
+        .join("native-release");
+    let module = dir.join(NATIVE_MODULE_FILE);
+    if !module.is_file() {
+        panic!(
+            "native filter module not found at {}: build it first: make test builds it ({how})",
+            module.display()
+        );
+    }
+    dir
+}
+
+/// The file name Envoy looks for, for `dynamic_module_config.name: keysync_filter_native`.
+pub const NATIVE_MODULE_FILE: &str = "libkeysync_filter_native.so";
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 ///
 /// Another process may take it before the caller binds it; servers started on it should

@@ -1,0 +1,19 @@
+//! Log lines into Envoy's own log (its `dynamic_modules` logger), from any thread.
+
+use super::callbacks::{
+    envoy_dynamic_module_callback_log, envoy_dynamic_module_callback_log_enabled,
+};
+use super::types::{LogLevel, ModuleBuffer};
+
+/// Logs `message` at `level` if Envoy's `dynamic_modules` logger lets that level through.
+/// Never put a key, a token or a password in `message`.
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: a plain query, valid on any thread.
+    if !unsafe { envoy_dynamic_module_callback_log_enabled(level as u32) } {
+        return;
+    }
+    // SAFETY: the message is lent for the call and copied by Envoy.
+    unsafe {
+        envoy_dynamic_module_callback_log(level as u32, ModuleBuffer::new(message.as_bytes()))
+    }
+}
