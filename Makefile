@@ -51,7 +51,7 @@ $(ENVOY):
 	$@ --version
 
 # The HTTP API's OpenAPI document is checked by a validator from PyPI
-# (e2e/tests/http_api.rs), installed into the same virtualenv, pinned.
+# (e2e/tests/http_api/openapi.rs), installed into the same virtualenv, pinned.
 OPENAPI_SPEC_VALIDATOR_VERSION := 0.9.0
 OPENAPI_SPEC_VALIDATOR := $(VENV)/bin/openapi-spec-validator
 deps: $(OPENAPI_SPEC_VALIDATOR)

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::serve::grpc_token::GrpcToken;
-
 use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::admin_api::ApiSettings;
 use crate::ca_file::CaFile;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
+use crate::grpc::tls::TlsFiles;
+use crate::grpc::token::GrpcToken;
 use crate::leak_reports::signature::PublicKeys;
 use crate::leak_reports::LeakSettings;
 use crate::operations::leaks::LeakAction;
@@ -35,9 +35,8 @@ pub const MAX_UNCONFIRMED: &str = "KEYSYNC_MAX_UNCONFIRMED";
 pub const MAX_STALENESS: &str = "KEYSYNC_MAX_STALENESS";
 pub const GRPC_TOKEN: &str = "KEYSYNC_GRPC_TOKEN";
 pub const GRPC_TOKEN_FILE: &str = "KEYSYNC_GRPC_TOKEN_FILE";
-pub const GRPC_TLS_CERT: &str = "KEYSYNC_GRPC_TLS_CERT";
-pub const GRPC_TLS_KEY: &str = "KEYSYNC_GRPC_TLS_KEY";
-pub const GRPC_TLS_CLIENT_CA: &str = "KEYSYNC_GRPC_TLS_CLIENT_CA";
+// Declared where the files are read: an unusable file is reported by its variable.
+pub use crate::grpc::tls::{GRPC_TLS_CERT, GRPC_TLS_CLIENT_CA, GRPC_TLS_KEY};
 pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
 pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
@@ -90,16 +89,6 @@ pub struct ConfigError {
     pub name: &'static str,
     pub value: String,
     pub reason: String,
-}
-
-/// TLS on the gRPC port: keysync's certificate chain and key, and, for mutual TLS, the
-/// CA that client certificates must chain to (PEM files, read at start).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// `None`: TLS without client certificates (not authentication by itself).
-    pub client_ca: Option<PathBuf>,
 }
 
 /// Everything `serve` needs besides the database URL.

@@ -5,36 +5,41 @@
 //! here so tests can drive it in-process. The folders follow a key from PostgreSQL to
 //! Envoy:
 //!
-//! - [`sync`]: keeping an in-memory copy of the active keys in step with PostgreSQL
-//!   (full reloads, catch-ups by revision as soon as PostgreSQL announces a change,
-//!   and what a lookup of an unknown key waits for);
-//! - [`serve`]: serving that key set (compactly indexed, with its recent changes) to
-//!   the filter over gRPC (`ListKeys`, `LookupKey`, the `WatchKeys` stream), to
-//!   gateways without the filter through Envoy's external authorization API, and an
-//!   admin HTTP port for health and metrics;
-//! - [`global_limit`]: Envoy's rate-limit service on the same gRPC port, counting in
-//!   Redis across every gateway;
-//! - [`operations`]: what operators do to organizations, keys and rate limits, with
-//!   validation and transactions, returning serializable results;
+//! - [`key_set`]: the in-memory model of the active keys (entries, their rate limits and
+//!   policies, the compact table, the changes and their log), which `sync` writes and
+//!   `grpc` reads;
+//! - [`sync`]: keeping that key set in step with PostgreSQL (full reloads, catch-ups by
+//!   revision as soon as PostgreSQL announces a change, the periodic confirmation, and
+//!   what a lookup of an unknown key waits for);
+//! - [`global_limit`], [`quota`], [`usage`]: the rate-limit counters in Redis, monthly
+//!   quota leases, and the gateways' usage counters rolled up by hour in PostgreSQL;
+//! - [`grpc`]: every service on the gRPC port (`keysync.v1.KeySync` for the filter, with
+//!   its `WatchKeys` stream, usage flushes and quota leases; Envoy's rate-limit and
+//!   external authorization APIs; gRPC health), and the port's token, TLS and guard;
+//! - [`admin_port`]: the admin HTTP port (`/healthz`, `/readyz`, `/metrics`, and the
+//!   operator API under `/v1/`);
+//! - [`server`]: the composition root of `keysync serve`, which wires all of the above
+//!   together with their [`metrics`];
+//! - [`operations`]: what operators do to organizations, keys, rate limits and quotas,
+//!   with validation and transactions, returning serializable results;
 //! - [`cli`]: the command line that parses arguments, calls an operation (or runs
 //!   `serve`) and prints the result as text or JSON;
 //! - [`admin_api`]: the same operations over HTTP (`/v1/` on the admin port), for
 //!   operators' own backends, with admin tokens and idempotent creates;
 //! - [`leak_reports`]: the endpoint a secret scanner posts leaked keys to (signed), which
-//!   revokes or flags them;
-//! - [`usage`]: the gateways' usage counters, flushed over gRPC and rolled up by hour in
-//!   PostgreSQL (read by [`operations::usage`]).
+//!   revokes or flags them.
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`],
 //! with libpq's TLS rules in [`database_tls`]; [`ca_file`] and [`tls_failure`] serve
-//! TLS to PostgreSQL and Redis alike),
-//! metrics, readiness, shutdown, key hashes, a key's scopes and allowlist ([`key_policy`]),
-//! the clock, where a key set stands in the
-//! database's history ([`position`]) and keeping repeated complaints to one log line a
-//! period ([`log_throttle`]).
+//! TLS to PostgreSQL and Redis alike), readiness, shutdown, the clock, metric label
+//! spelling ([`metric_label`]), keeping repeated complaints to one log line a period
+//! ([`log_throttle`]) and URLs with their password hidden ([`url_redaction`]). The
+//! wire's vocabulary (key hashes, subject kinds, usage outcomes, key policies) is
+//! [`keysync_contract`]'s, shared with the filter.
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
+pub mod admin_port;
 pub mod ca_file;
 pub mod cli;
 pub mod clock;
@@ -42,17 +47,16 @@ pub mod config;
 pub mod database;
 pub mod database_tls;
 pub mod global_limit;
-pub mod key_hash;
-pub mod key_policy;
+pub mod grpc;
+pub mod key_set;
 pub mod leak_reports;
-pub mod limit_columns;
 pub mod log_throttle;
+pub mod metric_label;
 pub mod metrics;
 pub mod operations;
-pub mod position;
 pub mod quota;
 pub mod readiness;
-pub mod serve;
+pub mod server;
 pub mod shutdown;
 pub mod sync;
 pub mod tls_failure;

@@ -14,7 +14,7 @@ use axum::http::{Request, StatusCode};
 use common::serve::*;
 use common::*;
 use keysync::admin_api::{router, ApiSettings, ApiState};
-use keysync::key_policy::KeyPolicy;
+use keysync::key_set::key_policy::KeyPolicy;
 use keysync::sync::loader::{Loader, PgLoader};
 use keysync_e2e::TestPostgres;
 use serde_json::{json, Value};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::serve::*;
 use common::*;
-use keysync::serve::key_entry::KeyEntry;
+use keysync::key_set::key_entry::KeyEntry;
 use keysync::sync::loader::{Loader, PgLoader};
 use keysync_contract::limit::{KeyLimit, Limit};
 use keysync_e2e::TestPostgres;
@@ -582,4 +582,54 @@ async fn limit_changes_reach_watch_clients_without_a_restart() {
     // ListKeys agrees.
     let listed = list_all(&serve.channel, 0, 10_000).await;
     assert!(listed.iter().all(|record| record.rate_limit.is_none()));
+}
+
+/// An organization's limit change that waits for another one's lock records, as the
+/// limit it replaced, the one that other change committed: the limit is read after the
+/// lock, not in the statement that waited for it.
+#[tokio::test]
+async fn an_org_limit_change_waiting_for_another_records_the_limit_it_replaced() {
+    use keysync::operations::actor::Actor;
+    use keysync::operations::limits::{set_org_limit, LimitChange};
+
+    let (postgres, url) = migrated_database();
+    let org = create_org(&url, "Acme");
+    let pool = keysync::database::connect(&url).await.unwrap();
+    let org_id: Uuid = org.parse().unwrap();
+
+    // A change in progress: it holds the organization's lock and has written 100+10.
+    let mut transaction = org_lock::hold(&pool, org_id).await;
+    sqlx::query(
+        "INSERT INTO rate_limit_configs (org_id, requests_per_minute, burst) \
+         VALUES ($1, 100, 10)",
+    )
+    .bind(org_id)
+    .execute(&mut *transaction)
+    .await
+    .unwrap();
+    let waiting = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let limit = Limit {
+                requests_per_minute: 200,
+                burst: 20,
+            };
+            set_org_limit(&pool, Actor::Cli, org_id, LimitChange::Set(limit)).await
+        }
+    });
+    org_lock::until_waiting(&pool, &waiting).await;
+    transaction.commit().await.unwrap();
+
+    let outcome = waiting.await.unwrap().unwrap();
+    assert!(outcome.changed);
+    assert_eq!(org_row(&postgres, &url, &org), "200|20");
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            "SELECT coalesce(old_value::text, 'null') || ' -> ' || new_value::text \
+             FROM audit_events WHERE action = 'org.limit_set'",
+        ),
+        r#"{"burst": 10, "requests_per_minute": 100} -> {"burst": 20, "requests_per_minute": 200}"#
+    );
 }

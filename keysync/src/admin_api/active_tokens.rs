@@ -11,12 +11,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use keysync_contract::key_hash::KeyHash;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tracing::warn;
 
 use crate::database::describe_sqlx;
-use crate::key_hash::KeyHash;
 use crate::operations::admin_tokens;
 
 /// The longest a token made meanwhile waits to be known: the active tokens are read at

@@ -17,7 +17,7 @@ use super::extract::{IdempotencyKey, JsonBody, QueryParams};
 use super::idempotency::fingerprint;
 use super::org_scope::{reach_org, OrgInPath};
 use super::{create_once, ApiState, ListQuery};
-use crate::limit_columns::MAX_LIMIT_VALUE;
+use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::actor::Actor;
 use crate::operations::limits::{self, LimitChange, OrgLimitOutcome};
 use crate::operations::name::Name;

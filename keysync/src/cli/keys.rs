@@ -462,7 +462,7 @@ mod tests {
 
     use super::*;
     use crate::cli::render::printed;
-    use crate::key_policy::PolicyColumns;
+    use crate::key_set::key_policy::PolicyColumns;
     use crate::operations::key_secret::KeySecret;
     use crate::operations::keys::ApiKeyInfo;
     use crate::operations::timestamp::Timestamp;

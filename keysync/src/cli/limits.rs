@@ -6,7 +6,7 @@ use clap::Args;
 use keysync_contract::limit::{KeyLimit, Limit};
 
 use super::CommandError;
-use crate::limit_columns::MAX_LIMIT_VALUE;
+use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::limits::LimitChange;
 
 /// The limit arguments of the `set-limit` commands. Taken as text and checked by the

@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::config::ConfigError;
 use crate::database::{self, DatabaseError};
-use crate::limit_columns::MAX_LIMIT_VALUE;
+use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::admin_tokens::AdminTokenError;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
@@ -43,7 +43,7 @@ use crate::operations::name::InvalidName;
 use crate::operations::orgs::OrgError;
 use crate::operations::quotas::{InvalidQuota, QuotaError};
 use crate::operations::usage::InvalidUsageQuery;
-use crate::serve::server::ServerError;
+use crate::server::ServerError;
 
 #[derive(Debug, Parser)]
 #[command(

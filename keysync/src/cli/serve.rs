@@ -1,5 +1,5 @@
 //! `keysync serve`: read the settings, connect, bind both listeners, and run the server
-//! ([`crate::serve::server`]) until SIGTERM or SIGINT.
+//! ([`crate::server`]) until SIGTERM or SIGINT.
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -8,7 +8,7 @@ use super::{database_url, CommandError};
 use crate::admin_api::ApiState;
 use crate::config::{ProcessEnvironment, ServeConfig};
 use crate::database;
-use crate::serve::server::{self, Stores};
+use crate::server::{self, Stores};
 use crate::shutdown;
 use crate::sync::change_listener::PgConnector;
 use crate::sync::loader::PgLoader;

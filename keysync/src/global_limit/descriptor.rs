@@ -20,7 +20,7 @@
 use keysync_contract::limit::{BadLimit, Limit};
 use keysync_contract::subject::{BadSubject, Subject};
 
-pub use crate::limit_columns::MAX_LIMIT_VALUE;
+pub use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 
 /// Most hits one request may add to a counter (Envoy sends 0, meaning 1, unless a
 /// configuration asks for more).

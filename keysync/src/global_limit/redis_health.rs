@@ -11,8 +11,8 @@ use tracing::{info, warn};
 
 use super::counter::{CounterError, HitCounter};
 use super::failure_mode::FailureMode;
+use super::metrics::RateLimitMetrics;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
-use crate::metrics::Metrics;
 
 /// Period of the PING that keeps `keysync_ratelimit_redis_up` current when no requests
 /// come, and notices a recovered Redis.
@@ -24,7 +24,7 @@ pub const HOLD_OFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct RedisHealth {
-    metrics: Arc<Metrics>,
+    metrics: Arc<RateLimitMetrics>,
     failure_mode: FailureMode,
     errors: LogThrottle,
     state: Mutex<State>,
@@ -38,7 +38,7 @@ struct State {
 }
 
 impl RedisHealth {
-    pub fn new(metrics: Arc<Metrics>, failure_mode: FailureMode) -> Self {
+    pub fn new(metrics: Arc<RateLimitMetrics>, failure_mode: FailureMode) -> Self {
         metrics.set_redis_up(false);
         RedisHealth {
             metrics,
@@ -121,10 +121,11 @@ mod tests {
 
     use super::*;
     use crate::global_limit::counter::Hit;
+    use crate::metrics::Metrics;
 
     fn health() -> (Arc<Metrics>, RedisHealth) {
         let metrics = Arc::new(Metrics::new());
-        let health = RedisHealth::new(metrics.clone(), FailureMode::Open);
+        let health = RedisHealth::new(metrics.rate_limit.clone(), FailureMode::Open);
         (metrics, health)
     }
 

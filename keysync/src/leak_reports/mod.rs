@@ -28,13 +28,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use keysync_contract::credential;
+use keysync_contract::key_hash::KeyHash;
 use sqlx::PgPool;
 use tracing::{info, warn};
 
 use self::public_keys_file::{PublicKeysFile, RECHECK_AT_MOST_EVERY};
 use self::report::{Label, ReportedToken, TokenLabel};
 use self::signature::{PublicKeys, SignatureError};
-use crate::key_hash::hash_key;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::operations::leaks::{self, LeakAction, LeakOutcome, Sighting};
 
@@ -167,7 +167,7 @@ async fn judge(endpoint: &Endpoint, token: &ReportedToken) -> Result<Label, sqlx
     };
     let outcome = leaks::report(
         &endpoint.pool,
-        &hash_key(&token.token),
+        &KeyHash::of_key(token.token.as_bytes()),
         endpoint.action,
         &sighting,
     )

@@ -5,9 +5,8 @@
 
 use std::fmt;
 
+use keysync_contract::key_hash::KeyHash;
 use serde::{Deserialize, Serialize};
-
-use crate::key_hash::hash_key;
 
 /// Most tokens one report may carry; the body limit usually binds first.
 pub const MAX_TOKENS: usize = 1000;
@@ -94,7 +93,7 @@ pub struct TokenLabel {
 impl TokenLabel {
     pub fn new(token: &ReportedToken, label: Label) -> TokenLabel {
         TokenLabel {
-            token_hash: hex::encode(hash_key(&token.token)),
+            token_hash: hex::encode(KeyHash::of_key(token.token.as_bytes()).as_bytes()),
             token_type: token.token_type.clone(),
             label,
         }
@@ -121,7 +120,7 @@ mod tests {
         assert_eq!(
             answer,
             serde_json::json!([{
-                "token_hash": hex::encode(hash_key("sk_live_abc")),
+                "token_hash": hex::encode(KeyHash::of_key(b"sk_live_abc").as_bytes()),
                 "token_type": "keysync_api_key",
                 "label": "true_positive",
             }])

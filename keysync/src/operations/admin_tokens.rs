@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use keysync_contract::key_hash::KeyHash;
 use serde::{Serialize, Serializer};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -25,7 +26,6 @@ use super::keys::Revocation;
 use super::name::Name;
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
-use crate::key_hash::{hash_key, KeyHash};
 
 /// What every admin token starts with: tells it apart from an API key at a glance.
 pub const TOKEN_MARKER: &str = "ksa_";
@@ -193,7 +193,7 @@ impl AdminCaller {
 
 /// SHA-256 of a token's text, as stored in `admin_tokens.token_hash`.
 pub fn hash_token(token: &str) -> KeyHash {
-    hash_key(token)
+    KeyHash::of_key(token.as_bytes())
 }
 
 /// Draws a token, stores its hash, and records it in the audit trail (in its
@@ -213,7 +213,7 @@ pub async fn create(
     )
     .bind(id)
     .bind(name.as_str())
-    .bind(hash_token(token.secret()).as_slice())
+    .bind(hash_token(token.secret()).as_bytes().as_slice())
     .bind(token.prefix())
     .bind(read_only)
     .bind(org_id)
@@ -350,7 +350,7 @@ pub async fn authenticate(
         "SELECT id, read_only, org_id FROM admin_tokens \
          WHERE token_hash = $1 AND revoked_at IS NULL",
     )
-    .bind(hash_token(presented).as_slice())
+    .bind(hash_token(presented).as_bytes().as_slice())
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(token_id, read_only, org_id)| AdminCaller {
@@ -369,7 +369,7 @@ pub async fn active_hashes(pool: &PgPool) -> Result<HashSet<KeyHash>, sqlx::Erro
             .await?;
     Ok(hashes
         .into_iter()
-        .filter_map(|hash| KeyHash::try_from(hash.as_slice()).ok())
+        .filter_map(|hash| KeyHash::from_slice(&hash))
         .collect())
 }
 

@@ -12,11 +12,12 @@ use std::net::IpAddr;
 
 use keysync_contract::key_policy::{check_networks, check_scopes, Network, PolicyError};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::actor::Actor;
-use super::audit::{self, AuditAction, Change};
+use super::audit::AuditAction;
+use super::audited_write::{self, AuditedWrite};
 
 /// Scopes or networks the contract refuses; nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,14 +126,14 @@ pub struct KeyAllowlistOutcome {
 
 /// Scopes as the audit trail records them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-struct AuditedScopes<'a> {
-    scopes: &'a [String],
+struct AuditedScopes {
+    scopes: Vec<String>,
 }
 
 /// An allowlist as the audit trail records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-struct AuditedAllowlist<'a> {
-    allowed_networks: &'a [String],
+struct AuditedAllowlist {
+    allowed_networks: Vec<String>,
 }
 
 /// One of a key's policy lists, as stored in `api_keys`.
@@ -143,17 +144,11 @@ enum PolicyList {
 }
 
 impl PolicyList {
-    /// Reads the list as text, locked so that changes take turns and each records the
-    /// list it replaced.
+    /// Reads the list as text.
     fn select(self) -> &'static str {
         match self {
-            PolicyList::Scopes => {
-                "SELECT org_id, scopes FROM api_keys WHERE id = $1 FOR NO KEY UPDATE"
-            }
-            PolicyList::Allowlist => {
-                "SELECT org_id, allowed_networks::text[] FROM api_keys WHERE id = $1 \
-                 FOR NO KEY UPDATE"
-            }
+            PolicyList::Scopes => "SELECT scopes FROM api_keys WHERE id = $1",
+            PolicyList::Allowlist => "SELECT allowed_networks::text[] FROM api_keys WHERE id = $1",
         }
     }
 
@@ -177,11 +172,13 @@ impl PolicyList {
     }
 
     /// The list as the audit trail records it.
-    fn audited(self, list: &[String]) -> Audited<'_> {
+    fn audited(self, list: &[String]) -> Audited {
         match self {
-            PolicyList::Scopes => Audited::Scopes(AuditedScopes { scopes: list }),
+            PolicyList::Scopes => Audited::Scopes(AuditedScopes {
+                scopes: list.to_vec(),
+            }),
             PolicyList::Allowlist => Audited::Allowlist(AuditedAllowlist {
-                allowed_networks: list,
+                allowed_networks: list.to_vec(),
             }),
         }
     }
@@ -190,9 +187,9 @@ impl PolicyList {
 /// A policy list as the audit trail records it: an object named for the list.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Audited<'a> {
-    Scopes(AuditedScopes<'a>),
-    Allowlist(AuditedAllowlist<'a>),
+enum Audited {
+    Scopes(AuditedScopes),
+    Allowlist(AuditedAllowlist),
 }
 
 /// Replaces one of a key's policy lists with `new` (checked, in stored form) and records
@@ -205,35 +202,82 @@ async fn replace_list(
     list: PolicyList,
     new: &[String],
 ) -> Result<(Uuid, bool), PolicyOpError> {
-    let mut transaction = pool.begin().await?;
-    let current: Option<(Uuid, Vec<String>)> = sqlx::query_as(list.select())
-        .bind(key_id)
-        .fetch_optional(&mut *transaction)
-        .await?;
-    let (org_id, old) = current.ok_or(PolicyOpError::KeyNotFound(key_id))?;
-    let changed = old != new;
-    if changed {
-        sqlx::query(list.update())
-            .bind(key_id)
+    let write = ListWrite { key_id, list, new };
+    let applied = audited_write::apply(pool, actor, &write).await?;
+    Ok((applied.org_id, applied.changed))
+}
+
+/// One of a key's policy lists, replaced whole.
+struct ListWrite<'a> {
+    key_id: Uuid,
+    list: PolicyList,
+    new: &'a [String],
+}
+
+impl AuditedWrite for ListWrite<'_> {
+    type Value = Vec<String>;
+    type Audited = Audited;
+    type Answer = ();
+    type Error = PolicyOpError;
+
+    fn action(&self) -> AuditAction {
+        self.list.action()
+    }
+
+    fn object_id(&self) -> Uuid {
+        self.key_id
+    }
+
+    async fn lock(&self, connection: &mut PgConnection) -> Result<Uuid, PolicyOpError> {
+        audited_write::lock_key(connection, self.key_id)
+            .await?
+            .ok_or(PolicyOpError::KeyNotFound(self.key_id))
+    }
+
+    async fn read(
+        &self,
+        connection: &mut PgConnection,
+        _: Uuid,
+    ) -> Result<Vec<String>, PolicyOpError> {
+        Ok(sqlx::query_scalar(self.list.select())
+            .bind(self.key_id)
+            .fetch_one(connection)
+            .await?)
+    }
+
+    fn wanted(&self, _: &Vec<String>) -> Vec<String> {
+        self.new.to_vec()
+    }
+
+    async fn write(
+        &self,
+        connection: &mut PgConnection,
+        actor: Actor,
+        _: Uuid,
+        _: &Vec<String>,
+        new: &Vec<String>,
+    ) -> Result<(), PolicyOpError> {
+        sqlx::query(self.list.update())
+            .bind(self.key_id)
             .bind(new)
             .bind(actor.token_id())
-            .execute(&mut *transaction)
+            .execute(connection)
             .await?;
-        audit::record(
-            &mut transaction,
-            actor,
-            Change {
-                action: list.action(),
-                object_id: key_id,
-                org_id: Some(org_id),
-                old_value: list.audited(&old),
-                new_value: list.audited(new),
-            },
-        )
-        .await?;
+        Ok(())
     }
-    transaction.commit().await?;
-    Ok((org_id, changed))
+
+    fn audited(&self, value: &Vec<String>) -> Audited {
+        self.list.audited(value)
+    }
+
+    async fn answer(
+        &self,
+        _: &mut PgConnection,
+        _: Uuid,
+        _: &Vec<String>,
+    ) -> Result<(), PolicyOpError> {
+        Ok(())
+    }
 }
 
 /// Replaces a key's scopes (`Scopes::default()` clears them) and records the change.
@@ -328,12 +372,12 @@ mod tests {
     fn audited_values_are_objects() {
         let scopes = vec!["a".to_owned()];
         assert_eq!(
-            serde_json::to_value(AuditedScopes { scopes: &scopes }).unwrap(),
+            serde_json::to_value(AuditedScopes { scopes }).unwrap(),
             serde_json::json!({"scopes": ["a"]})
         );
         assert_eq!(
             serde_json::to_value(AuditedAllowlist {
-                allowed_networks: &[]
+                allowed_networks: Vec::new()
             })
             .unwrap(),
             serde_json::json!({"allowed_networks": []})

@@ -3,7 +3,7 @@
 //! A key is `sk_live_` or `sk_test_`, 32 base62 characters from a CSPRNG (about 190
 //! bits), then a 6-character checksum (`keysync_contract::key_format`) that lets the
 //! gateway and secret scanners tell a real key from a typo. The secret exists in memory only until it is shown, once; only its
-//! SHA-256 ([`crate::key_hash`]) and a short display prefix ever reach the database.
+//! SHA-256 ([`keysync_contract::key_hash`]) and a short display prefix ever reach the database.
 
 use std::fmt;
 
@@ -12,8 +12,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize, Serializer};
 
 use keysync_contract::key_format;
-
-use crate::key_hash::{hash_key, KeyHash};
+use keysync_contract::key_hash::KeyHash;
 
 /// Number of random characters after the `sk_<env>_` marker.
 pub const RANDOM_LEN: usize = key_format::RANDOM_LEN;
@@ -81,7 +80,7 @@ impl KeySecret {
 
     /// What the database stores instead of the key.
     pub fn hash(&self) -> KeyHash {
-        hash_key(&self.secret)
+        KeyHash::of_key(self.secret.as_bytes())
     }
 
     /// The display prefix stored next to the hash.
@@ -172,7 +171,7 @@ mod tests {
     #[test]
     fn the_stored_hash_is_the_sha256_of_the_key() {
         let key = KeySecret::generate(KeyEnvironment::Live);
-        assert_eq!(key.hash(), hash_key(key.secret()));
+        assert_eq!(key.hash(), KeyHash::of_key(key.secret().as_bytes()));
     }
 
     #[test]

@@ -17,11 +17,11 @@ use super::limit_json;
 use super::name::Name;
 use super::orgs;
 use super::page::PageRequest;
-use super::quotas::{period_starts, QuotaColumns, QuotaUse};
+use super::quotas::{self, QuotaColumns, QuotaUse};
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
-use crate::key_policy::PolicyColumns;
-use crate::limit_columns::{InvalidLimit, LimitColumns};
+use crate::key_set::key_policy::PolicyColumns;
+use crate::key_set::limit_columns::{InvalidLimit, LimitColumns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -363,7 +363,7 @@ async fn insert_key(
     .bind(Uuid::new_v4())
     .bind(row.org_id)
     .bind(row.name)
-    .bind(secret.hash().as_slice())
+    .bind(secret.hash().as_bytes().as_slice())
     .bind(secret.prefix())
     .bind(row.expires_at)
     .bind(row.rotated_from)
@@ -388,7 +388,7 @@ async fn insert_key(
 
 /// Creates a key for an organization, with the scopes and allowlist it is given
 /// (checked before: a policy the contract refuses never reaches the database, so no
-/// stored record can outgrow [`crate::serve::key_record::MAX_RECORD_BYTES`]); it has no
+/// stored record can outgrow [`crate::grpc::key_record::MAX_RECORD_BYTES`]); it has no
 /// rate limit of its own.
 pub async fn create(pool: &PgPool, actor: Actor, key: NewKey) -> Result<CreatedKey, KeyError> {
     let mut transaction = pool.begin().await?;
@@ -438,9 +438,10 @@ pub async fn create_on(
     Ok(created)
 }
 
-/// A key with its limit and quota, as listed. The columns of [`ListedKeyRow`]. `$1` is
-/// [`period_starts`]: a key's quota follows its organization's reset day (1 when the
-/// organization has no quota), and its use is that period's.
+/// A key with its limit and quota, as listed. The columns of [`ListedKeyRow`], with the
+/// parameters of [`quotas::listing`] (`$1` to `$3`): a key's quota follows its
+/// organization's reset day (1 when the organization has no quota), and its use is
+/// that period's.
 const KEY_SELECT: &str = "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created_at, \
             k.expires_at, k.revoked_at, k.active, k.leaked_at, \
             k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
@@ -449,9 +450,9 @@ const KEY_SELECT: &str = "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created
             coalesce(oq.reset_day, 1::smallint) AS quota_reset_day, u.used AS quota_used, \
             k.scopes, k.allowed_networks::text[] AS allowed_networks \
      FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
-     LEFT JOIN quotas q ON q.subject_kind = 2 AND q.subject_id = k.id \
-     LEFT JOIN quotas oq ON oq.subject_kind = 1 AND oq.subject_id = k.org_id \
-     LEFT JOIN quota_usage u ON u.subject_kind = 2 AND u.subject_id = k.id \
+     LEFT JOIN quotas q ON q.subject_kind = $3 AND q.subject_id = k.id \
+     LEFT JOIN quotas oq ON oq.subject_kind = $2 AND oq.subject_id = k.org_id \
+     LEFT JOIN quota_usage u ON u.subject_kind = $3 AND u.subject_id = k.id \
          AND u.period_start = ($1::timestamptz[])[coalesce(oq.reset_day, 1)]";
 
 /// The organization's keys, oldest first, as listed now (all pages); an unknown
@@ -483,27 +484,26 @@ pub async fn list_page(
     let now = Utc::now();
     let rows: Vec<ListedKeyRow> = match page.after {
         None => {
-            sqlx::query_as(&format!(
-                "{KEY_SELECT} WHERE k.org_id = $2 ORDER BY k.created_at, k.id LIMIT $3"
-            ))
-            .bind(period_starts(now))
-            .bind(org_id)
-            .bind(page.fetch())
-            .fetch_all(pool)
-            .await?
+            let sql =
+                format!("{KEY_SELECT} WHERE k.org_id = $4 ORDER BY k.created_at, k.id LIMIT $5");
+            quotas::listing(&sql, now)
+                .bind(org_id)
+                .bind(page.fetch())
+                .fetch_all(pool)
+                .await?
         }
         Some(after) => {
-            sqlx::query_as(&format!(
-                "{KEY_SELECT} WHERE k.org_id = $2 AND (k.created_at, k.id) > ($4, $5) \
-                 ORDER BY k.created_at, k.id LIMIT $3"
-            ))
-            .bind(period_starts(now))
-            .bind(org_id)
-            .bind(page.fetch())
-            .bind(after.created_at)
-            .bind(after.id)
-            .fetch_all(pool)
-            .await?
+            let sql = format!(
+                "{KEY_SELECT} WHERE k.org_id = $4 AND (k.created_at, k.id) > ($6, $7) \
+                 ORDER BY k.created_at, k.id LIMIT $5"
+            );
+            quotas::listing(&sql, now)
+                .bind(org_id)
+                .bind(page.fetch())
+                .bind(after.created_at)
+                .bind(after.id)
+                .fetch_all(pool)
+                .await?
         }
     };
     let (rows, next_cursor) = page.cut(rows, |row| (row.info.created_at, row.info.id));
@@ -519,8 +519,8 @@ pub async fn list_page(
 /// One key as listed now.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<ListedKey, KeyError> {
     let now = Utc::now();
-    let row: ListedKeyRow = sqlx::query_as(&format!("{KEY_SELECT} WHERE k.id = $2"))
-        .bind(period_starts(now))
+    let sql = format!("{KEY_SELECT} WHERE k.id = $4");
+    let row: ListedKeyRow = quotas::listing(&sql, now)
         .bind(id)
         .fetch_optional(pool)
         .await?
@@ -797,7 +797,10 @@ mod tests {
         );
         let text = audited.to_string();
         assert!(!text.contains(created.key.secret()), "{text}");
-        assert!(!text.contains(&hex::encode(created.key.hash())), "{text}");
+        assert!(
+            !text.contains(&hex::encode(created.key.hash().as_bytes())),
+            "{text}"
+        );
         let legacy = AuditedKey::new("old", "ak_AbCdEfGh", None, KeyStatus::Expired);
         assert_eq!(legacy.environment, None);
     }

@@ -4,13 +4,13 @@
 
 use std::str::FromStr;
 
+use keysync_contract::key_hash::KeyHash;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::actor::Actor;
 use super::audit::{self, AuditAction, Change};
-use crate::key_hash::KeyHash;
 
 /// What a report of a live key does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,7 +79,7 @@ pub async fn report(
         "SELECT id, org_id, active, leaked_at IS NOT NULL FROM api_keys \
          WHERE key_hash = $1 FOR UPDATE",
     )
-    .bind(&hash[..])
+    .bind(hash.as_bytes().as_slice())
     .fetch_optional(&mut *transaction)
     .await?;
     let Some((key_id, org_id, active, reported)) = row else {

@@ -10,13 +10,14 @@
 
 use keysync_contract::limit::{KeyLimit, Limit};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::actor::Actor;
-use super::audit::{self, AuditAction, Change};
+use super::audit::AuditAction;
+use super::audited_write::{self, AuditedWrite};
 use super::limit_json;
-use crate::limit_columns::{InvalidLimit, LimitColumns, MAX_LIMIT_VALUE};
+use crate::key_set::limit_columns::{InvalidLimit, LimitColumns, MAX_LIMIT_VALUE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
@@ -121,24 +122,75 @@ pub async fn set_org_limit(
     org_id: Uuid,
     change: LimitChange,
 ) -> Result<OrgLimitOutcome, LimitError> {
-    let columns = change.columns()?;
-    let mut transaction = pool.begin().await?;
-    // Locks the organization, so that changes to its limit take turns and each records
-    // the limit it replaced. NO KEY UPDATE: creating its keys (a foreign key check) need
-    // not wait.
-    let current: Option<(Option<i32>, Option<i32>)> = sqlx::query_as(
-        "SELECT r.requests_per_minute, r.burst \
-         FROM organizations o LEFT JOIN rate_limit_configs r ON r.org_id = o.id \
-         WHERE o.id = $1 FOR NO KEY UPDATE OF o",
-    )
-    .bind(org_id)
-    .fetch_optional(&mut *transaction)
-    .await?;
-    let (rpm, burst) = current.ok_or(LimitError::OrgNotFound(org_id))?;
-    let old = rpm.zip(burst);
-    let changed = old != columns;
-    if changed {
-        match columns {
+    let write = OrgLimitWrite {
+        org_id,
+        columns: change.columns()?,
+    };
+    let applied = audited_write::apply(pool, actor, &write).await?;
+    let rate_limit = match change {
+        LimitChange::Set(limit) => Some(limit),
+        LimitChange::Clear => None,
+    };
+    Ok(OrgLimitOutcome {
+        org_id,
+        rate_limit,
+        changed: applied.changed,
+    })
+}
+
+/// An organization's row in `rate_limit_configs`, as [`LimitChange::columns`] gives it.
+struct OrgLimitWrite {
+    org_id: Uuid,
+    columns: Option<(i32, i32)>,
+}
+
+impl AuditedWrite for OrgLimitWrite {
+    type Value = Option<(i32, i32)>;
+    type Audited = Option<AuditedLimit>;
+    type Answer = ();
+    type Error = LimitError;
+
+    fn action(&self) -> AuditAction {
+        AuditAction::OrgLimitSet
+    }
+
+    fn object_id(&self) -> Uuid {
+        self.org_id
+    }
+
+    async fn lock(&self, connection: &mut PgConnection) -> Result<Uuid, LimitError> {
+        audited_write::lock_org(connection, self.org_id)
+            .await?
+            .ok_or(LimitError::OrgNotFound(self.org_id))?;
+        Ok(self.org_id)
+    }
+
+    async fn read(
+        &self,
+        connection: &mut PgConnection,
+        _: Uuid,
+    ) -> Result<Option<(i32, i32)>, LimitError> {
+        Ok(sqlx::query_as(
+            "SELECT requests_per_minute, burst FROM rate_limit_configs WHERE org_id = $1",
+        )
+        .bind(self.org_id)
+        .fetch_optional(connection)
+        .await?)
+    }
+
+    fn wanted(&self, _: &Option<(i32, i32)>) -> Option<(i32, i32)> {
+        self.columns
+    }
+
+    async fn write(
+        &self,
+        connection: &mut PgConnection,
+        actor: Actor,
+        _: Uuid,
+        _: &Option<(i32, i32)>,
+        new: &Option<(i32, i32)>,
+    ) -> Result<(), LimitError> {
+        match *new {
             Some((rpm, burst)) => {
                 sqlx::query(
                     "INSERT INTO rate_limit_configs \
@@ -150,43 +202,35 @@ pub async fn set_org_limit(
                              changed_by_token = EXCLUDED.changed_by_token, \
                              updated_at = now()",
                 )
-                .bind(org_id)
+                .bind(self.org_id)
                 .bind(rpm)
                 .bind(burst)
                 .bind(actor.token_id())
-                .execute(&mut *transaction)
+                .execute(connection)
                 .await?;
             }
             None => {
                 sqlx::query("DELETE FROM rate_limit_configs WHERE org_id = $1")
-                    .bind(org_id)
-                    .execute(&mut *transaction)
+                    .bind(self.org_id)
+                    .execute(connection)
                     .await?;
             }
         }
-        audit::record(
-            &mut transaction,
-            actor,
-            Change {
-                action: AuditAction::OrgLimitSet,
-                object_id: org_id,
-                org_id: Some(org_id),
-                old_value: AuditedLimit::of_columns(rpm, burst),
-                new_value: AuditedLimit::of_pair(columns),
-            },
-        )
-        .await?;
+        Ok(())
     }
-    transaction.commit().await?;
-    let rate_limit = match change {
-        LimitChange::Set(limit) => Some(limit),
-        LimitChange::Clear => None,
-    };
-    Ok(OrgLimitOutcome {
-        org_id,
-        rate_limit,
-        changed,
-    })
+
+    fn audited(&self, value: &Option<(i32, i32)>) -> Option<AuditedLimit> {
+        AuditedLimit::of_pair(*value)
+    }
+
+    async fn answer(
+        &self,
+        _: &mut PgConnection,
+        _: Uuid,
+        _: &Option<(i32, i32)>,
+    ) -> Result<(), LimitError> {
+        Ok(())
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -206,61 +250,106 @@ pub async fn set_key_limit(
     change: LimitChange,
 ) -> Result<KeyLimitOutcome, LimitError> {
     let (rpm, burst) = change.columns()?.unzip();
-    let mut transaction = pool.begin().await?;
-    // Locked, so that changes to the key's limit take turns and each records the limit
-    // it replaced.
-    let current: Option<(Uuid, Option<i32>, Option<i32>)> = sqlx::query_as(
-        "SELECT org_id, rate_limit_rpm, rate_limit_burst FROM api_keys \
-         WHERE id = $1 FOR NO KEY UPDATE",
-    )
-    .bind(key_id)
-    .fetch_optional(&mut *transaction)
-    .await?;
-    let (org_id, old_rpm, old_burst) = current.ok_or(LimitError::KeyNotFound(key_id))?;
-    let changed = (old_rpm, old_burst) != (rpm, burst);
-    if changed {
+    let write = KeyLimitWrite { key_id, rpm, burst };
+    let applied = audited_write::apply(pool, actor, &write).await?;
+    let row = applied.answer;
+    Ok(KeyLimitOutcome {
+        key_id,
+        org_id: row.org_id,
+        rate_limit: row.limits.resolve()?,
+        changed: applied.changed,
+    })
+}
+
+/// A key's `rate_limit_rpm` and `rate_limit_burst` columns.
+struct KeyLimitWrite {
+    key_id: Uuid,
+    rpm: Option<i32>,
+    burst: Option<i32>,
+}
+
+impl AuditedWrite for KeyLimitWrite {
+    type Value = (Option<i32>, Option<i32>);
+    type Audited = Option<AuditedLimit>;
+    /// The key's columns and its organization's, to resolve the limit it runs under.
+    type Answer = KeyLimitRow;
+    type Error = LimitError;
+
+    fn action(&self) -> AuditAction {
+        AuditAction::KeyLimitSet
+    }
+
+    fn object_id(&self) -> Uuid {
+        self.key_id
+    }
+
+    async fn lock(&self, connection: &mut PgConnection) -> Result<Uuid, LimitError> {
+        audited_write::lock_key(connection, self.key_id)
+            .await?
+            .ok_or(LimitError::KeyNotFound(self.key_id))
+    }
+
+    async fn read(
+        &self,
+        connection: &mut PgConnection,
+        _: Uuid,
+    ) -> Result<(Option<i32>, Option<i32>), LimitError> {
+        Ok(
+            sqlx::query_as("SELECT rate_limit_rpm, rate_limit_burst FROM api_keys WHERE id = $1")
+                .bind(self.key_id)
+                .fetch_one(connection)
+                .await?,
+        )
+    }
+
+    fn wanted(&self, _: &(Option<i32>, Option<i32>)) -> (Option<i32>, Option<i32>) {
+        (self.rpm, self.burst)
+    }
+
+    async fn write(
+        &self,
+        connection: &mut PgConnection,
+        actor: Actor,
+        _: Uuid,
+        _: &(Option<i32>, Option<i32>),
+        &(rpm, burst): &(Option<i32>, Option<i32>),
+    ) -> Result<(), LimitError> {
         sqlx::query(
             "UPDATE api_keys \
              SET rate_limit_rpm = $2, rate_limit_burst = $3, changed_by_token = $4 \
              WHERE id = $1",
         )
-        .bind(key_id)
+        .bind(self.key_id)
         .bind(rpm)
         .bind(burst)
         .bind(actor.token_id())
-        .execute(&mut *transaction)
+        .execute(connection)
         .await?;
-        audit::record(
-            &mut transaction,
-            actor,
-            Change {
-                action: AuditAction::KeyLimitSet,
-                object_id: key_id,
-                org_id: Some(org_id),
-                old_value: AuditedLimit::of_columns(old_rpm, old_burst),
-                new_value: AuditedLimit::of_columns(rpm, burst),
-            },
-        )
-        .await?;
+        Ok(())
     }
-    let row: KeyLimitRow = sqlx::query_as(
-        "SELECT k.org_id, \
-                k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
-                r.requests_per_minute AS org_rpm, r.burst AS org_burst \
-         FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
-         WHERE k.id = $1",
-    )
-    .bind(key_id)
-    .fetch_optional(&mut *transaction)
-    .await?
-    .ok_or(LimitError::KeyNotFound(key_id))?;
-    transaction.commit().await?;
-    Ok(KeyLimitOutcome {
-        key_id,
-        org_id: row.org_id,
-        rate_limit: row.limits.resolve()?,
-        changed,
-    })
+
+    fn audited(&self, &(rpm, burst): &(Option<i32>, Option<i32>)) -> Option<AuditedLimit> {
+        AuditedLimit::of_columns(rpm, burst)
+    }
+
+    async fn answer(
+        &self,
+        connection: &mut PgConnection,
+        _: Uuid,
+        _: &(Option<i32>, Option<i32>),
+    ) -> Result<KeyLimitRow, LimitError> {
+        sqlx::query_as(
+            "SELECT k.org_id, \
+                    k.rate_limit_rpm AS key_rpm, k.rate_limit_burst AS key_burst, \
+                    r.requests_per_minute AS org_rpm, r.burst AS org_burst \
+             FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
+             WHERE k.id = $1",
+        )
+        .bind(self.key_id)
+        .fetch_optional(connection)
+        .await?
+        .ok_or(LimitError::KeyNotFound(self.key_id))
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 pub mod actor;
 pub mod admin_tokens;
 pub mod audit;
+pub mod audited_write;
 pub mod durations;
 pub mod key_policy;
 pub mod key_secret;

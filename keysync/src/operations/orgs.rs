@@ -12,10 +12,10 @@ use super::audit::{self, Absent, AuditAction, Change};
 use super::limit_json;
 use super::name::Name;
 use super::page::PageRequest;
-use super::quotas::{period_starts, QuotaColumns, QuotaUse};
+use super::quotas::{self, QuotaColumns, QuotaUse};
 use super::sql_state::{violation, Violation};
 use super::timestamp::Timestamp;
-use crate::limit_columns::{InvalidLimit, LimitColumns};
+use crate::key_set::limit_columns::{InvalidLimit, LimitColumns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrgError {
@@ -140,16 +140,17 @@ pub async fn create_on(
 }
 
 /// The columns of an organization with its limit and quota. The key columns are NULL:
-/// an organization's limit is never a key's own. `$1` is [`period_starts`]: the quota's
-/// use is that of the period its reset day gives.
+/// an organization's limit is never a key's own. With the parameters of
+/// [`quotas::listing`] (`$1` to `$3`): the quota's use is that of the period its reset
+/// day gives.
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.created_at, \
             NULL::integer AS key_rpm, NULL::integer AS key_burst, \
             r.requests_per_minute AS org_rpm, r.burst AS org_burst, \
             q.monthly_limit AS quota_monthly, q.reset_day AS quota_reset_day, \
             u.used AS quota_used \
      FROM organizations o LEFT JOIN rate_limit_configs r ON r.org_id = o.id \
-     LEFT JOIN quotas q ON q.subject_kind = 1 AND q.subject_id = o.id \
-     LEFT JOIN quota_usage u ON u.subject_kind = 1 AND u.subject_id = o.id \
+     LEFT JOIN quotas q ON q.subject_kind = $2 AND q.subject_id = o.id \
+     LEFT JOIN quota_usage u ON u.subject_kind = $2 AND u.subject_id = o.id \
          AND u.period_start = ($1::timestamptz[])[q.reset_day]";
 
 /// Every organization with its rate limit, oldest first (all pages).
@@ -172,25 +173,23 @@ pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgE
     let now = Utc::now();
     let rows: Vec<OrgRow> = match page.after {
         None => {
-            sqlx::query_as(&format!(
-                "{ORG_SELECT} ORDER BY o.created_at, o.id LIMIT $2"
-            ))
-            .bind(period_starts(now))
-            .bind(page.fetch())
-            .fetch_all(pool)
-            .await?
+            let sql = format!("{ORG_SELECT} ORDER BY o.created_at, o.id LIMIT $4");
+            quotas::listing(&sql, now)
+                .bind(page.fetch())
+                .fetch_all(pool)
+                .await?
         }
         Some(after) => {
-            sqlx::query_as(&format!(
-                "{ORG_SELECT} WHERE (o.created_at, o.id) > ($3, $4) \
-                 ORDER BY o.created_at, o.id LIMIT $2"
-            ))
-            .bind(period_starts(now))
-            .bind(page.fetch())
-            .bind(after.created_at)
-            .bind(after.id)
-            .fetch_all(pool)
-            .await?
+            let sql = format!(
+                "{ORG_SELECT} WHERE (o.created_at, o.id) > ($5, $6) \
+                 ORDER BY o.created_at, o.id LIMIT $4"
+            );
+            quotas::listing(&sql, now)
+                .bind(page.fetch())
+                .bind(after.created_at)
+                .bind(after.id)
+                .fetch_all(pool)
+                .await?
         }
     };
     let (rows, next_cursor) = page.cut(rows, |row| (row.created_at, row.id));
@@ -206,8 +205,8 @@ pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgE
 /// One organization with its rate limit and quota.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Organization, OrgError> {
     let now = Utc::now();
-    sqlx::query_as::<_, OrgRow>(&format!("{ORG_SELECT} WHERE o.id = $2"))
-        .bind(period_starts(now))
+    let sql = format!("{ORG_SELECT} WHERE o.id = $4");
+    quotas::listing::<OrgRow>(&sql, now)
         .bind(id)
         .fetch_optional(pool)
         .await?

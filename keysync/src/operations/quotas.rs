@@ -12,15 +12,19 @@
 //! the next flush that finds them reached). A write that would change nothing is skipped and records nothing.
 
 use chrono::{DateTime, Utc};
+use keysync_contract::subject::SubjectKind;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::QueryAs;
+use sqlx::{FromRow, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::actor::Actor;
-use super::audit::{self, AuditAction, Change};
+use super::audit::AuditAction;
+use super::audited_write::{self, AuditedWrite};
 use super::timestamp::Timestamp;
 use crate::quota::period::{Period, RESET_DAYS};
-use crate::quota::{SubjectKind, MAX_MONTHLY};
+use crate::quota::MAX_MONTHLY;
 use crate::usage::Outcome;
 
 #[derive(Debug, thiserror::Error)]
@@ -186,49 +190,98 @@ pub async fn set_org_quota(
     change: OrgQuotaChange,
     now: DateTime<Utc>,
 ) -> Result<OrgQuotaOutcome, QuotaError> {
-    let mut transaction = pool.begin().await?;
-    // Locks the organization, so that changes to its quota take turns, each records the
-    // quota it replaced, and a key's quota change (which shares this lock) sees the
-    // reset day that is committed. NO KEY UPDATE: creating its keys need not wait.
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(org_id)
-            .fetch_optional(&mut *transaction)
-            .await?;
-    found.ok_or(QuotaError::OrgNotFound(org_id))?;
-    // Read after the lock, in a statement of its own: one that waited for the lock
-    // would otherwise see the quota as it was before the change it waited for.
-    let current: Option<(i64, i16)> = sqlx::query_as(
-        "SELECT monthly_limit, reset_day FROM quotas \
-         WHERE subject_kind = $1 AND subject_id = $2",
-    )
-    .bind(SubjectKind::Org.code())
-    .bind(org_id)
-    .fetch_optional(&mut *transaction)
-    .await?;
-    let (old_monthly, old_day) = current.unzip();
-    let old = old_monthly.map(|monthly| AuditedOrgQuota {
-        monthly,
-        reset_day: old_day.map_or(ResetDay::FIRST, ResetDay::of_column).get(),
-    });
-    let new = match change {
-        OrgQuotaChange::Set { monthly, reset_day } => Some(AuditedOrgQuota {
-            monthly: monthly.get(),
-            reset_day: reset_day
-                .or(old_day.map(ResetDay::of_column))
-                .unwrap_or(ResetDay::FIRST)
-                .get(),
-        }),
-        OrgQuotaChange::Clear => None,
+    let write = OrgQuotaWrite {
+        org_id,
+        change,
+        now,
     };
-    // The day the organization's keys follow: its own, else the first.
-    let day_of = |quota: Option<AuditedOrgQuota>| {
+    let applied = audited_write::apply(pool, actor, &write).await?;
+    Ok(OrgQuotaOutcome {
+        org_id,
+        quota: applied.answer,
+        changed: applied.changed,
+    })
+}
+
+/// An organization's row of `quotas`. The organization's lock is also the one its keys'
+/// quota changes share, so they see the reset day that is committed.
+struct OrgQuotaWrite {
+    org_id: Uuid,
+    change: OrgQuotaChange,
+    now: DateTime<Utc>,
+}
+
+impl OrgQuotaWrite {
+    /// The day the organization's keys follow: its own, else the first.
+    fn day_of(quota: Option<AuditedOrgQuota>) -> ResetDay {
         ResetDay(quota.map_or(ResetDay::FIRST.get(), |quota| quota.reset_day))
-    };
-    let (old_day, new_day) = (day_of(old), day_of(new));
-    let period = Period::containing(new_day.get(), now);
-    let changed = old != new;
-    if changed {
+    }
+}
+
+impl AuditedWrite for OrgQuotaWrite {
+    type Value = Option<AuditedOrgQuota>;
+    type Audited = Option<AuditedOrgQuota>;
+    /// The quota and its use this period.
+    type Answer = Option<QuotaUse>;
+    type Error = QuotaError;
+
+    fn action(&self) -> AuditAction {
+        AuditAction::OrgQuotaSet
+    }
+
+    fn object_id(&self) -> Uuid {
+        self.org_id
+    }
+
+    async fn lock(&self, connection: &mut PgConnection) -> Result<Uuid, QuotaError> {
+        audited_write::lock_org(connection, self.org_id)
+            .await?
+            .ok_or(QuotaError::OrgNotFound(self.org_id))?;
+        Ok(self.org_id)
+    }
+
+    async fn read(
+        &self,
+        connection: &mut PgConnection,
+        _: Uuid,
+    ) -> Result<Option<AuditedOrgQuota>, QuotaError> {
+        let current: Option<(i64, i16)> = sqlx::query_as(
+            "SELECT monthly_limit, reset_day FROM quotas \
+             WHERE subject_kind = $1 AND subject_id = $2",
+        )
+        .bind(i16::from(SubjectKind::Org.code()))
+        .bind(self.org_id)
+        .fetch_optional(connection)
+        .await?;
+        Ok(current.map(|(monthly, day)| AuditedOrgQuota {
+            monthly,
+            reset_day: ResetDay::of_column(day).get(),
+        }))
+    }
+
+    fn wanted(&self, current: &Option<AuditedOrgQuota>) -> Option<AuditedOrgQuota> {
+        match self.change {
+            OrgQuotaChange::Set { monthly, reset_day } => Some(AuditedOrgQuota {
+                monthly: monthly.get(),
+                reset_day: reset_day
+                    .or(current.map(|quota| ResetDay(quota.reset_day)))
+                    .unwrap_or(ResetDay::FIRST)
+                    .get(),
+            }),
+            OrgQuotaChange::Clear => None,
+        }
+    }
+
+    async fn write(
+        &self,
+        connection: &mut PgConnection,
+        _: Actor,
+        org_id: Uuid,
+        old: &Option<AuditedOrgQuota>,
+        new: &Option<AuditedOrgQuota>,
+    ) -> Result<(), QuotaError> {
+        let (old_day, new_day) = (Self::day_of(*old), Self::day_of(*new));
+        let period = Period::containing(new_day.get(), self.now);
         match new {
             Some(quota) => {
                 sqlx::query(
@@ -239,52 +292,47 @@ pub async fn set_org_quota(
                          SET monthly_limit = EXCLUDED.monthly_limit, \
                              reset_day = EXCLUDED.reset_day, updated_at = now()",
                 )
-                .bind(SubjectKind::Org.code())
+                .bind(i16::from(SubjectKind::Org.code()))
                 .bind(org_id)
                 .bind(quota.monthly)
                 .bind(new_day.column())
-                .execute(&mut *transaction)
+                .execute(&mut *connection)
                 .await?;
-                start_usage(&mut transaction, SubjectKind::Org, org_id, None, period).await?;
+                start_usage(connection, SubjectKind::Org, org_id, None, period).await?;
             }
             None => {
                 sqlx::query("DELETE FROM quotas WHERE subject_kind = $1 AND subject_id = $2")
-                    .bind(SubjectKind::Org.code())
+                    .bind(i16::from(SubjectKind::Org.code()))
                     .bind(org_id)
-                    .execute(&mut *transaction)
+                    .execute(&mut *connection)
                     .await?;
             }
         }
         if old_day != new_day {
-            start_usage(&mut transaction, SubjectKind::Key, org_id, None, period).await?;
+            start_usage(connection, SubjectKind::Key, org_id, None, period).await?;
         }
-        next_revision(&mut transaction).await?;
-        audit::record(
-            &mut transaction,
-            actor,
-            Change {
-                action: AuditAction::OrgQuotaSet,
-                object_id: org_id,
-                org_id: Some(org_id),
-                old_value: old,
-                new_value: new,
-            },
-        )
-        .await?;
+        next_revision(connection).await?;
+        Ok(())
     }
-    let quota = match new {
-        Some(quota) => {
-            let used = used(&mut transaction, SubjectKind::Org, org_id, period).await?;
-            Some(QuotaUse::new(quota.monthly, used, new_day, now))
-        }
-        None => None,
-    };
-    transaction.commit().await?;
-    Ok(OrgQuotaOutcome {
-        org_id,
-        quota,
-        changed,
-    })
+
+    fn audited(&self, value: &Option<AuditedOrgQuota>) -> Option<AuditedOrgQuota> {
+        *value
+    }
+
+    async fn answer(
+        &self,
+        connection: &mut PgConnection,
+        org_id: Uuid,
+        value: &Option<AuditedOrgQuota>,
+    ) -> Result<Option<QuotaUse>, QuotaError> {
+        let Some(quota) = value else {
+            return Ok(None);
+        };
+        let day = Self::day_of(*value);
+        let period = Period::containing(day.get(), self.now);
+        let used = used(connection, SubjectKind::Org, org_id, period).await?;
+        Ok(Some(QuotaUse::new(quota.monthly, used, day, self.now)))
+    }
 }
 
 /// Sets or clears a key's own quota and records the change. Any key may be given one,
@@ -296,46 +344,109 @@ pub async fn set_key_quota(
     change: KeyQuotaChange,
     now: DateTime<Utc>,
 ) -> Result<KeyQuotaOutcome, QuotaError> {
-    let mut transaction = pool.begin().await?;
-    // Locks the key, so that changes to its quota take turns and each records the quota
-    // it replaced.
-    let org_id: Uuid =
-        sqlx::query_scalar("SELECT org_id FROM api_keys WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(key_id)
-            .fetch_optional(&mut *transaction)
-            .await?
-            .ok_or(QuotaError::KeyNotFound(key_id))?;
-    // Shares the organization's lock with its quota changes: a reset day that moves
-    // while this runs would start the usage row of the wrong period. The day is read
-    // after the lock, in a statement of its own, so it is the committed one.
-    sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR SHARE")
-        .bind(org_id)
-        .execute(&mut *transaction)
-        .await?;
-    let org_day: Option<i16> = sqlx::query_scalar(
-        "SELECT reset_day FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
-    )
-    .bind(SubjectKind::Org.code())
-    .bind(org_id)
-    .fetch_optional(&mut *transaction)
-    .await?
-    .flatten();
-    let reset_day = org_day.map_or(ResetDay::FIRST, ResetDay::of_column);
-    let period = Period::containing(reset_day.get(), now);
-    let old: Option<i64> = sqlx::query_scalar(
-        "SELECT monthly_limit FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
-    )
-    .bind(SubjectKind::Key.code())
-    .bind(key_id)
-    .fetch_optional(&mut *transaction)
-    .await?;
-    let new = match change {
-        KeyQuotaChange::Set(monthly) => Some(monthly.get()),
-        KeyQuotaChange::Clear => None,
+    let write = KeyQuotaWrite {
+        key_id,
+        change,
+        now,
     };
-    let changed = old != new;
-    if changed {
-        match new {
+    let applied = audited_write::apply(pool, actor, &write).await?;
+    Ok(KeyQuotaOutcome {
+        key_id,
+        org_id: applied.org_id,
+        quota: applied.answer,
+        changed: applied.changed,
+    })
+}
+
+/// A key's row of `quotas`.
+struct KeyQuotaWrite {
+    key_id: Uuid,
+    change: KeyQuotaChange,
+    now: DateTime<Utc>,
+}
+
+/// A key's own quota, and the reset day it follows (its organization's, unchanged by
+/// the key's change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyQuota {
+    monthly: Option<i64>,
+    reset_day: ResetDay,
+}
+
+impl AuditedWrite for KeyQuotaWrite {
+    type Value = KeyQuota;
+    type Audited = Option<AuditedKeyQuota>;
+    /// The quota and its use this period.
+    type Answer = Option<QuotaUse>;
+    type Error = QuotaError;
+
+    fn action(&self) -> AuditAction {
+        AuditAction::KeyQuotaSet
+    }
+
+    fn object_id(&self) -> Uuid {
+        self.key_id
+    }
+
+    async fn lock(&self, connection: &mut PgConnection) -> Result<Uuid, QuotaError> {
+        let org_id = audited_write::lock_key(&mut *connection, self.key_id)
+            .await?
+            .ok_or(QuotaError::KeyNotFound(self.key_id))?;
+        // Shares the organization's lock with its quota changes: a reset day that moves
+        // while this runs would start the usage row of the wrong period.
+        sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR SHARE")
+            .bind(org_id)
+            .execute(connection)
+            .await?;
+        Ok(org_id)
+    }
+
+    async fn read(
+        &self,
+        connection: &mut PgConnection,
+        org_id: Uuid,
+    ) -> Result<KeyQuota, QuotaError> {
+        let org_day: Option<i16> = sqlx::query_scalar(
+            "SELECT reset_day FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
+        )
+        .bind(i16::from(SubjectKind::Org.code()))
+        .bind(org_id)
+        .fetch_optional(&mut *connection)
+        .await?
+        .flatten();
+        let monthly: Option<i64> = sqlx::query_scalar(
+            "SELECT monthly_limit FROM quotas WHERE subject_kind = $1 AND subject_id = $2",
+        )
+        .bind(i16::from(SubjectKind::Key.code()))
+        .bind(self.key_id)
+        .fetch_optional(connection)
+        .await?;
+        Ok(KeyQuota {
+            monthly,
+            reset_day: org_day.map_or(ResetDay::FIRST, ResetDay::of_column),
+        })
+    }
+
+    fn wanted(&self, current: &KeyQuota) -> KeyQuota {
+        let monthly = match self.change {
+            KeyQuotaChange::Set(monthly) => Some(monthly.get()),
+            KeyQuotaChange::Clear => None,
+        };
+        KeyQuota {
+            monthly,
+            ..*current
+        }
+    }
+
+    async fn write(
+        &self,
+        connection: &mut PgConnection,
+        _: Actor,
+        org_id: Uuid,
+        _: &KeyQuota,
+        new: &KeyQuota,
+    ) -> Result<(), QuotaError> {
+        match new.monthly {
             Some(monthly) => {
                 sqlx::query(
                     "INSERT INTO quotas (subject_kind, subject_id, org_id, monthly_limit) \
@@ -343,58 +454,56 @@ pub async fn set_key_quota(
                      ON CONFLICT (subject_kind, subject_id) DO UPDATE \
                          SET monthly_limit = EXCLUDED.monthly_limit, updated_at = now()",
                 )
-                .bind(SubjectKind::Key.code())
-                .bind(key_id)
+                .bind(i16::from(SubjectKind::Key.code()))
+                .bind(self.key_id)
                 .bind(org_id)
                 .bind(monthly)
-                .execute(&mut *transaction)
+                .execute(&mut *connection)
                 .await?;
+                let period = Period::containing(new.reset_day.get(), self.now);
                 start_usage(
-                    &mut transaction,
+                    connection,
                     SubjectKind::Key,
                     org_id,
-                    Some(key_id),
+                    Some(self.key_id),
                     period,
                 )
                 .await?;
             }
             None => {
                 sqlx::query("DELETE FROM quotas WHERE subject_kind = $1 AND subject_id = $2")
-                    .bind(SubjectKind::Key.code())
-                    .bind(key_id)
-                    .execute(&mut *transaction)
+                    .bind(i16::from(SubjectKind::Key.code()))
+                    .bind(self.key_id)
+                    .execute(&mut *connection)
                     .await?;
             }
         }
-        next_revision(&mut transaction).await?;
-        let audited = |monthly: Option<i64>| monthly.map(|monthly| AuditedKeyQuota { monthly });
-        audit::record(
-            &mut transaction,
-            actor,
-            Change {
-                action: AuditAction::KeyQuotaSet,
-                object_id: key_id,
-                org_id: Some(org_id),
-                old_value: audited(old),
-                new_value: audited(new),
-            },
-        )
-        .await?;
+        next_revision(connection).await?;
+        Ok(())
     }
-    let quota = match new {
-        Some(monthly) => {
-            let used = used(&mut transaction, SubjectKind::Key, key_id, period).await?;
-            Some(QuotaUse::new(monthly, used, reset_day, now))
-        }
-        None => None,
-    };
-    transaction.commit().await?;
-    Ok(KeyQuotaOutcome {
-        key_id,
-        org_id,
-        quota,
-        changed,
-    })
+
+    fn audited(&self, value: &KeyQuota) -> Option<AuditedKeyQuota> {
+        value.monthly.map(|monthly| AuditedKeyQuota { monthly })
+    }
+
+    async fn answer(
+        &self,
+        connection: &mut PgConnection,
+        _: Uuid,
+        value: &KeyQuota,
+    ) -> Result<Option<QuotaUse>, QuotaError> {
+        let Some(monthly) = value.monthly else {
+            return Ok(None);
+        };
+        let period = Period::containing(value.reset_day.get(), self.now);
+        let used = used(connection, SubjectKind::Key, self.key_id, period).await?;
+        Ok(Some(QuotaUse::new(
+            monthly,
+            used,
+            value.reset_day,
+            self.now,
+        )))
+    }
 }
 
 /// Tells the gateways that the list of quotas changed.
@@ -422,7 +531,7 @@ async fn start_usage(
          SELECT q.subject_kind, q.subject_id, $4, coalesce(sum(u.requests), 0)::bigint \
          FROM quotas q \
          LEFT JOIN usage_hourly u ON u.org_id = q.org_id \
-             AND (q.subject_kind = 1 OR u.key_id = q.subject_id) \
+             AND (q.subject_kind = $8 OR u.key_id = q.subject_id) \
              AND u.hour >= $4 AND u.hour < $5 AND u.outcome BETWEEN $6 AND $7 \
          WHERE q.org_id = $1 AND q.subject_kind = $2 \
              AND ($3::uuid IS NULL OR q.subject_id = $3) \
@@ -431,12 +540,13 @@ async fn start_usage(
              SET used = GREATEST(quota_usage.used, EXCLUDED.used), alerted = 0",
     )
     .bind(org_id)
-    .bind(kind.code())
+    .bind(i16::from(kind.code()))
     .bind(key_id)
     .bind(period.start)
     .bind(period.end)
-    .bind(Outcome::Other.code())
-    .bind(Outcome::Status5xx.code())
+    .bind(i16::from(Outcome::Other.code()))
+    .bind(i16::from(Outcome::Status5xx.code()))
+    .bind(i16::from(SubjectKind::Org.code()))
     .execute(connection)
     .await?;
     Ok(())
@@ -453,7 +563,7 @@ async fn used(
         "SELECT used FROM quota_usage \
          WHERE subject_kind = $1 AND subject_id = $2 AND period_start = $3",
     )
-    .bind(kind.code())
+    .bind(i16::from(kind.code()))
     .bind(subject_id)
     .bind(period.start)
     .fetch_optional(connection)
@@ -469,6 +579,19 @@ pub(crate) fn period_starts(now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     RESET_DAYS
         .map(|day| Period::containing(day, now).start)
         .collect()
+}
+
+/// A listing with quotas, `sql`, with the parameters it starts with: `$1` the
+/// [`period_starts`] as of `now`, `$2` and `$3` the subject kind codes of an
+/// organization and of a key (the contract's). Its own parameters start at `$4`.
+pub(crate) fn listing<O>(sql: &str, now: DateTime<Utc>) -> QueryAs<'_, Postgres, O, PgArguments>
+where
+    O: for<'r> FromRow<'r, PgRow>,
+{
+    sqlx::query_as(sql)
+        .bind(period_starts(now))
+        .bind(i16::from(SubjectKind::Org.code()))
+        .bind(i16::from(SubjectKind::Key.code()))
 }
 
 /// The quota columns a listing selects: `quota_monthly` (NULL: no quota),

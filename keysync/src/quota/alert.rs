@@ -3,9 +3,8 @@
 //! export). `quota_usage.alerted` remembers the highest threshold announced.
 
 use chrono::{DateTime, Utc};
+use keysync_contract::subject::SubjectKind;
 use uuid::Uuid;
-
-use super::SubjectKind;
 
 /// The thresholds, in percent of the quota.
 pub const THRESHOLDS: [i16; 2] = [80, 100];

@@ -5,10 +5,11 @@
 //! (`quota_leases.flushed`). One statement whatever the number of counters.
 
 use chrono::{DateTime, Utc};
+use keysync_contract::subject::SubjectKind;
+use keysync_contract::usage_outcome::Outcome;
 use uuid::Uuid;
 
 use super::alert::{self, Crossing};
-use super::SubjectKind;
 
 /// The flush's grown counters: ids, outcome codes and request increments, in step.
 pub struct Increments<'a> {
@@ -23,20 +24,20 @@ WITH inc AS ( \
     SELECT org_id, key_id, requests \
     FROM UNNEST($3::uuid[], $4::uuid[], $5::smallint[], $6::bigint[]) \
          AS t (org_id, key_id, outcome, requests) \
-    WHERE outcome BETWEEN 1 AND 5 AND requests > 0), \
+    WHERE outcome BETWEEN $9 AND $10 AND requests > 0), \
 subjects AS ( \
     SELECT q.subject_kind, q.subject_id, q.org_id, q.monthly_limit, \
            keysync_quota_period_start($1, q.reset_day) AS period_start, \
            sum(inc.requests)::bigint AS n \
-    FROM inc JOIN quotas q ON q.subject_kind = 1 AND q.subject_id = inc.org_id \
+    FROM inc JOIN quotas q ON q.subject_kind = $7 AND q.subject_id = inc.org_id \
     GROUP BY q.subject_kind, q.subject_id, q.org_id, q.monthly_limit, q.reset_day \
     UNION ALL \
     SELECT q.subject_kind, q.subject_id, q.org_id, q.monthly_limit, \
            keysync_quota_period_start($1, coalesce( \
                (SELECT o.reset_day FROM quotas o \
-                WHERE o.subject_kind = 1 AND o.subject_id = q.org_id), 1::smallint)), \
+                WHERE o.subject_kind = $7 AND o.subject_id = q.org_id), 1::smallint)), \
            sum(inc.requests)::bigint \
-    FROM inc JOIN quotas q ON q.subject_kind = 2 AND q.subject_id = inc.key_id \
+    FROM inc JOIN quotas q ON q.subject_kind = $8 AND q.subject_id = inc.key_id \
     GROUP BY q.subject_kind, q.subject_id, q.monthly_limit, q.org_id), \
 used AS ( \
     INSERT INTO quota_usage (subject_kind, subject_id, period_start, used) \
@@ -72,6 +73,10 @@ pub async fn record(
         .bind(increments.key_ids)
         .bind(increments.outcomes)
         .bind(increments.requests)
+        .bind(i16::from(SubjectKind::Org.code()))
+        .bind(i16::from(SubjectKind::Key.code()))
+        .bind(i16::from(Outcome::Other.code()))
+        .bind(i16::from(Outcome::Status5xx.code()))
         .fetch_all(&mut *transaction)
         .await?;
     let mut crossings = Vec::new();
@@ -87,7 +92,7 @@ pub async fn record(
             "UPDATE quota_usage SET alerted = $4 WHERE subject_kind = $1 \
              AND subject_id = $2 AND period_start = $3 AND alerted < $4",
         )
-        .bind(kind.code())
+        .bind(i16::from(kind.code()))
         .bind(subject_id)
         .bind(period_start)
         .bind(threshold)

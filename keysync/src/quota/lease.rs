@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use keysync_contract::subject::SubjectKind;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::period::Period;
-use super::SubjectKind;
 
 /// An instance whose lease of a subject has not moved (claim or flush) for this long is
 /// taken as gone: what it was granted and never reported is released.
@@ -181,7 +181,7 @@ async fn list(
              SELECT q.subject_kind, q.subject_id, q.monthly_limit, \
                     coalesce(q.reset_day, o.reset_day, 1::smallint) AS reset_day \
              FROM quotas q \
-             LEFT JOIN quotas o ON o.subject_kind = 1 AND o.subject_id = q.org_id) \
+             LEFT JOIN quotas o ON o.subject_kind = $3 AND o.subject_id = q.org_id) \
          SELECT q.subject_kind, q.subject_id, q.monthly_limit, q.reset_day, l.granted \
          FROM q LEFT JOIN quota_leases l ON l.instance_id = $1 \
               AND l.subject_kind = q.subject_kind AND l.subject_id = q.subject_id \
@@ -189,6 +189,7 @@ async fn list(
     )
     .bind(instance)
     .bind(now)
+    .bind(i16::from(SubjectKind::Org.code()))
     .fetch_all(transaction)
     .await?;
     Ok(rows
@@ -220,12 +221,13 @@ async fn grant(
     let quota: Option<(i64, i16)> = sqlx::query_as(
         "SELECT q.monthly_limit, coalesce(q.reset_day, \
                 (SELECT o.reset_day FROM quotas o \
-                 WHERE o.subject_kind = 1 AND o.subject_id = q.org_id), 1::smallint) \
+                 WHERE o.subject_kind = $3 AND o.subject_id = q.org_id), 1::smallint) \
          FROM quotas q WHERE q.subject_kind = $1 AND q.subject_id = $2 \
          FOR UPDATE OF q",
     )
-    .bind(claim.kind.code())
+    .bind(i16::from(claim.kind.code()))
     .bind(claim.subject_id)
+    .bind(i16::from(SubjectKind::Org.code()))
     .fetch_optional(&mut *transaction)
     .await?;
     let Some((limit, reset_day)) = quota else {
@@ -253,7 +255,7 @@ async fn grant(
            coalesce((SELECT flushed FROM quota_leases WHERE subject_kind = $1 \
                      AND subject_id = $2 AND period_start = $3 AND instance_id = $4), 0)",
     )
-    .bind(claim.kind.code())
+    .bind(i16::from(claim.kind.code()))
     .bind(claim.subject_id)
     .bind(period.start)
     .bind(instance)
@@ -271,7 +273,7 @@ async fn grant(
          RETURNING granted",
     )
     .bind(instance)
-    .bind(claim.kind.code())
+    .bind(i16::from(claim.kind.code()))
     .bind(claim.subject_id)
     .bind(period.start)
     .bind(decided.granted)

@@ -6,38 +6,13 @@
 pub mod alert;
 pub mod flushed_use;
 pub mod lease;
+pub mod metrics;
 pub mod period;
 
-/// Who a quota is for (the `quotas.subject_kind` column and the wire's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SubjectKind {
-    Org,
-    Key,
-}
-
-impl SubjectKind {
-    pub fn code(self) -> i16 {
-        match self {
-            SubjectKind::Org => 1,
-            SubjectKind::Key => 2,
-        }
-    }
-
-    pub fn from_code(code: i64) -> Option<SubjectKind> {
-        match code {
-            1 => Some(SubjectKind::Org),
-            2 => Some(SubjectKind::Key),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubjectKind::Org => "org",
-            SubjectKind::Key => "key",
-        }
-    }
-}
+// Who a quota is for is the contract's `SubjectKind` (org 1, key 2): the code the
+// `subject_kind` columns store and the wire carries. Statements bind it; only the
+// migration's CHECKs spell the codes as literals (SQL cannot name a Rust constant, and
+// an applied migration never changes).
 
 /// The largest monthly quota (the migration's CHECK says the same).
 pub const MAX_MONTHLY: i64 = 1_000_000_000_000_000;

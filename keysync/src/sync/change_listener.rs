@@ -29,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::database;
-use crate::metrics::Metrics;
 use crate::sync::catch_up::{CatchUp, CatchUpError};
 use crate::sync::database_backoff;
 use crate::sync::freshness::Freshness;
+use crate::sync::metrics::SyncMetrics;
 
 /// The channel migration 0002 notifies on; the payload is the new revision.
 pub const CHANNEL: &str = "keysync_changes";
@@ -127,7 +127,7 @@ pub async fn run<C: Connector>(
     catch_up: CatchUp,
     store_revision: impl Fn() -> u64 + Send,
     freshness: Freshness,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SyncMetrics>,
     settings: ListenSettings,
     stop: CancellationToken,
 ) {
@@ -197,7 +197,7 @@ async fn follow<L: Listener>(
     listener: &mut L,
     catch_up: &CatchUp,
     store_revision: &impl Fn() -> u64,
-    metrics: &Metrics,
+    metrics: &SyncMetrics,
     settings: ListenSettings,
 ) -> ListenError {
     let mut next_ping = tokio::time::Instant::now() + settings.ping_interval;
@@ -244,6 +244,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+    use crate::metrics::Metrics;
     use crate::sync::catch_up::DEFAULT_MIN_SPACING;
 
     type Feed = mpsc::UnboundedSender<String>;
@@ -328,7 +329,7 @@ mod tests {
         });
         let revision = Arc::new(AtomicU64::new(5));
         let metrics = Arc::new(Metrics::new());
-        let freshness = Freshness::new(metrics.clone());
+        let freshness = Freshness::new(metrics.sync.clone());
         let stop = CancellationToken::new();
         tokio::spawn(run(
             connector.clone(),
@@ -338,7 +339,7 @@ mod tests {
                 move || revision.load(Ordering::SeqCst)
             },
             freshness.clone(),
-            metrics.clone(),
+            metrics.sync.clone(),
             SETTINGS,
             stop.clone(),
         ));

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
+use crate::sync::metrics::SyncMetrics;
 
 /// `last` before the first confirmation.
 const NEVER: u64 = 0;
@@ -69,7 +69,7 @@ struct Inner {
     failing: std::sync::atomic::AtomicBool,
     /// Wakes the revision probe before its next tick.
     probe_wanted: tokio::sync::Notify,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SyncMetrics>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,7 @@ struct State {
 
 impl Confirmation {
     /// Never confirmed yet: not serving.
-    pub fn new(bounds: Bounds, metrics: Arc<Metrics>) -> Self {
+    pub fn new(bounds: Bounds, metrics: Arc<SyncMetrics>) -> Self {
         let (serving, _) = watch::channel(false);
         metrics.set_ready(false);
         Confirmation(Arc::new(Inner {
@@ -310,6 +310,7 @@ pub async fn run_monitor<F, Fut>(
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::metrics::Metrics;
 
     /// `serve`'s defaults: lost after 7 s, not serving after 30 s, stale after 15 min.
     pub const BOUNDS: Bounds = Bounds {
@@ -319,12 +320,12 @@ pub(crate) mod testing {
     };
 
     /// Never confirmed yet, within `bounds`.
-    pub fn unconfirmed(bounds: Bounds, metrics: &Arc<Metrics>) -> Confirmation {
-        Confirmation::new(bounds, metrics.clone())
+    pub fn unconfirmed(bounds: Bounds, metrics: &Metrics) -> Confirmation {
+        Confirmation::new(bounds, metrics.sync.clone())
     }
 
     /// Confirmed now, within `bounds`.
-    pub fn confirmed(bounds: Bounds, metrics: &Arc<Metrics>) -> Confirmation {
+    pub fn confirmed(bounds: Bounds, metrics: &Metrics) -> Confirmation {
         let confirmation = unconfirmed(bounds, metrics);
         confirmation.confirm(Instant::now());
         confirmation
@@ -334,6 +335,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
 
     fn bounds() -> Bounds {
         testing::BOUNDS
@@ -353,7 +355,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_age_counts_from_the_start_of_the_last_confirming_query() {
         let metrics = Arc::new(Metrics::new());
-        let confirmation = Confirmation::new(bounds(), metrics.clone());
+        let confirmation = Confirmation::new(bounds(), metrics.sync.clone());
         assert_eq!(confirmation.age(), None);
         assert_eq!(confirmation.age_ms(), u64::MAX);
         assert!(!confirmation.is_serving());
@@ -377,7 +379,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn lost_then_unready_then_stale_and_back() {
         let metrics = Arc::new(Metrics::new());
-        let confirmation = Confirmation::new(bounds(), metrics.clone());
+        let confirmation = Confirmation::new(bounds(), metrics.sync.clone());
         confirmation.confirm(Instant::now());
         let mut serving = confirmation.serving();
         assert!(*serving.borrow_and_update());
@@ -411,7 +413,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_confirmation_stops_serving_at_once_until_one_succeeds() {
         let metrics = Arc::new(Metrics::new());
-        let confirmation = Confirmation::new(bounds(), metrics.clone());
+        let confirmation = Confirmation::new(bounds(), metrics.sync.clone());
         confirmation.confirm(Instant::now());
         let mut serving = confirmation.serving();
         assert!(*serving.borrow_and_update());
@@ -434,7 +436,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_monitor_reports_serving_changes_that_come_with_time() {
         let metrics = Arc::new(Metrics::new());
-        let confirmation = Confirmation::new(bounds(), metrics);
+        let confirmation = Confirmation::new(bounds(), metrics.sync.clone());
         let reports = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let task = tokio::spawn(run_monitor(

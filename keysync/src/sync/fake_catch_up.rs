@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::serve::changes::Changes;
-use crate::serve::key_entry::KeyEntry;
-use crate::serve::key_set::{SharedKeySet, Snapshot};
+use crate::key_set::changes::Changes;
+use crate::key_set::key_entry::KeyEntry;
+use crate::key_set::{SharedKeySet, Snapshot};
 use crate::sync::catch_up::{CatchUp, DEFAULT_MIN_SPACING};
 
 /// What each catch-up run does.

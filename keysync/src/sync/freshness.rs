@@ -13,8 +13,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::metrics::Metrics;
 use crate::sync::confirmation::Confirmation;
+use crate::sync::metrics::SyncMetrics;
 
 /// Shared by the change listener, the catch-up worker and the lookups; cheap to clone.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ struct Inner {
     state: Mutex<State>,
     /// Both at once, for the lookups to read without the lock.
     current: AtomicBool,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SyncMetrics>,
     /// Notifications are trusted only while this is current too.
     confirmation: Option<Confirmation>,
 }
@@ -39,16 +39,16 @@ struct State {
 
 impl Freshness {
     /// Not current: nobody listens yet.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<SyncMetrics>) -> Self {
         Freshness::build(metrics, None)
     }
 
     /// As [`Freshness::new`], current only while `confirmation` is current too.
-    pub fn confirmed_by(metrics: Arc<Metrics>, confirmation: Confirmation) -> Self {
+    pub fn confirmed_by(metrics: Arc<SyncMetrics>, confirmation: Confirmation) -> Self {
         Freshness::build(metrics, Some(confirmation))
     }
 
-    fn build(metrics: Arc<Metrics>, confirmation: Option<Confirmation>) -> Self {
+    fn build(metrics: Arc<SyncMetrics>, confirmation: Option<Confirmation>) -> Self {
         metrics.set_change_listener_up(false);
         Freshness(Arc::new(Inner {
             state: Mutex::new(State {
@@ -101,6 +101,7 @@ impl Freshness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
 
     fn gauge(metrics: &Metrics) -> bool {
         metrics.encode().contains("keysync_change_listener_up 1\n")
@@ -109,7 +110,7 @@ mod tests {
     #[test]
     fn current_only_while_listening_and_the_last_catch_up_succeeded() {
         let metrics = Arc::new(Metrics::new());
-        let freshness = Freshness::new(metrics.clone());
+        let freshness = Freshness::new(metrics.sync.clone());
         assert!(!freshness.is_current());
         assert!(!gauge(&metrics));
 
@@ -141,7 +142,7 @@ mod tests {
 
         let metrics = Arc::new(Metrics::new());
         let confirmation = testing::unconfirmed(testing::BOUNDS, &metrics);
-        let freshness = Freshness::confirmed_by(metrics, confirmation.clone());
+        let freshness = Freshness::confirmed_by(metrics.sync.clone(), confirmation.clone());
         freshness.set_listening(true);
         assert!(!freshness.is_current(), "never confirmed");
         confirmation.confirm(Instant::now());

@@ -18,19 +18,19 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use keysync_contract::key_hash::KeyHash;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgPool, Postgres};
 use tokio_stream::StreamExt;
 use uuid::Uuid;
 
-use crate::key_hash::KeyHash;
-use crate::key_policy::PolicyColumns;
-use crate::limit_columns::LimitColumns;
-use crate::position::Position;
-use crate::serve::changes::Changes;
-use crate::serve::key_entry::KeyEntry;
-use crate::serve::key_set::Snapshot;
-use crate::serve::key_table::TableChanged;
+use crate::key_set::changes::Changes;
+use crate::key_set::key_entry::KeyEntry;
+use crate::key_set::key_policy::PolicyColumns;
+use crate::key_set::key_table::TableChanged;
+use crate::key_set::limit_columns::LimitColumns;
+use crate::key_set::position::Position;
+use crate::key_set::Snapshot;
 use crate::sync::history::{self, Identity};
 
 /// How long one step of a load (a query, the next row, a commit) may wait for
@@ -275,8 +275,8 @@ impl KeyRow {
 }
 
 fn to_key_hash(bytes: &[u8]) -> Result<KeyHash, LoadError> {
-    KeyHash::try_from(bytes)
-        .map_err(|_| LoadError::InvalidRow(format!("key hash of {} bytes", bytes.len())))
+    KeyHash::from_slice(bytes)
+        .ok_or_else(|| LoadError::InvalidRow(format!("key hash of {} bytes", bytes.len())))
 }
 
 fn to_revision(value: i64) -> Result<u64, LoadError> {
@@ -429,7 +429,7 @@ mod tests {
     #[test]
     fn row_without_limit_or_expiry() {
         let entry = row().into_entry().unwrap();
-        assert_eq!(entry.key_hash, [7; 32]);
+        assert_eq!(entry.key_hash, KeyHash([7; 32]));
         assert_eq!(entry.key_id, Uuid::from_u128(1));
         assert_eq!(entry.org_id, Uuid::from_u128(2));
         assert_eq!(entry.expires_at, 0);

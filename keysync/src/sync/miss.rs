@@ -25,9 +25,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::{Metrics, MissAnswer};
 use crate::sync::catch_up::{CatchUp, CatchUpError};
 use crate::sync::freshness::Freshness;
+use crate::sync::metrics::{MissAnswer, SyncMetrics};
 
 /// How long a miss waits, while notifications keep the key set current, for the
 /// notification of a key committed just before it (see the module documentation).
@@ -38,11 +38,11 @@ pub const NOTIFY_GRACE: Duration = Duration::from_millis(25);
 pub struct Misses {
     catch_up: CatchUp,
     freshness: Freshness,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SyncMetrics>,
 }
 
 impl Misses {
-    pub fn new(catch_up: CatchUp, freshness: Freshness, metrics: Arc<Metrics>) -> Self {
+    pub fn new(catch_up: CatchUp, freshness: Freshness, metrics: Arc<SyncMetrics>) -> Self {
         Misses {
             catch_up,
             freshness,
@@ -76,6 +76,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+    use crate::metrics::Metrics;
     use crate::sync::catch_up::DEFAULT_MIN_SPACING;
 
     struct Fixture {
@@ -90,7 +91,7 @@ mod tests {
     fn fixture(fail: bool) -> Fixture {
         let runs = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(Metrics::new());
-        let freshness = Freshness::new(metrics.clone());
+        let freshness = Freshness::new(metrics.sync.clone());
         let catch_up = CatchUp::spawn(DEFAULT_MIN_SPACING, {
             let runs = runs.clone();
             let freshness = freshness.clone();
@@ -109,7 +110,7 @@ mod tests {
             }
         });
         Fixture {
-            misses: Misses::new(catch_up.clone(), freshness.clone(), metrics.clone()),
+            misses: Misses::new(catch_up.clone(), freshness.clone(), metrics.sync.clone()),
             catch_up,
             freshness,
             metrics,

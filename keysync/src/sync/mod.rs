@@ -19,6 +19,7 @@ pub(crate) mod fake_catch_up;
 pub mod freshness;
 pub mod history;
 pub mod loader;
+pub mod metrics;
 pub mod miss;
 pub mod reload;
 pub mod revision_probe;

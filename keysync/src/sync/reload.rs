@@ -22,18 +22,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::metrics::{LoadKind, Metrics};
-use crate::position::Position;
-use crate::serve::change_feed::ChangeFeed;
-use crate::serve::changelog::Recorded;
-use crate::serve::changes::Changes;
-use crate::serve::key_set::SharedKeySet;
-use crate::serve::key_table::KeyTable;
+use crate::key_set::change_feed::ChangeFeed;
+use crate::key_set::changelog::Recorded;
+use crate::key_set::changes::Changes;
+use crate::key_set::key_table::KeyTable;
+use crate::key_set::position::Position;
+use crate::key_set::SharedKeySet;
 use crate::sync::catch_up::{CatchUp, CatchUpError, DEFAULT_MIN_SPACING};
 use crate::sync::confirmation::Confirmation;
 use crate::sync::database_backoff;
 use crate::sync::freshness::Freshness;
 use crate::sync::loader::{DatabaseState, LoadError, Loader};
+use crate::sync::metrics::{LoadKind, SyncMetrics};
 
 /// Size and revision of the key set after a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Reloader<L> {
     loader: L,
     key_set: SharedKeySet,
     feed: Arc<ChangeFeed>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SyncMetrics>,
     confirmation: Confirmation,
     /// Loads must not overlap: a catch-up computed against revision R and applied
     /// after a full reload to R+n would roll keys back, and a read of the database's
@@ -86,7 +86,7 @@ impl<L: Loader> Reloader<L> {
         loader: L,
         key_set: SharedKeySet,
         feed: Arc<ChangeFeed>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SyncMetrics>,
         confirmation: Confirmation,
     ) -> Self {
         Reloader {
@@ -114,7 +114,7 @@ impl<L: Loader> Reloader<L> {
     ///
     /// Neither kind keeps a second copy of the key set: the first load fills a new
     /// table as rows arrive, and later ones compare the rows with the key set as they
-    /// arrive ([`crate::serve::key_table::Reconciliation`]) and apply only what differs. (A
+    /// arrive ([`crate::key_set::key_table::Reconciliation`]) and apply only what differs. (A
     /// million keys take about 90 MB; building a second set to swap in would double
     /// that, and the allocator would keep the freed copy.)
     pub async fn full_reload(&self) -> Result<KeySetSummary, LoadError> {
@@ -402,8 +402,9 @@ mod tests {
     use std::sync::atomic::AtomicI64;
 
     use super::*;
-    use crate::serve::change_feed::FeedEvent;
-    use crate::serve::key_entry::KeyEntry;
+    use crate::key_set::change_feed::FeedEvent;
+    use crate::key_set::key_entry::KeyEntry;
+    use crate::metrics::Metrics;
     use crate::sync::confirmation::testing;
 
     /// A database stand-in: revision `n` holds keys with first byte 1..=n, except the
@@ -524,7 +525,7 @@ mod tests {
             loader.clone(),
             key_set.clone(),
             feed.clone(),
-            Arc::new(Metrics::new()),
+            Metrics::new().sync,
             confirmation(),
         );
         (Arc::new(reloader), key_set, feed)
@@ -555,8 +556,8 @@ mod tests {
     fn first_bytes(changes: &Changes) -> (u64, Vec<u8>, Vec<u8>) {
         (
             changes.revision,
-            changes.upserts.iter().map(|e| e.key_hash[0]).collect(),
-            changes.removals.iter().map(|h| h[0]).collect(),
+            changes.upserts.iter().map(|e| e.key_hash.0[0]).collect(),
+            changes.removals.iter().map(|h| h.0[0]).collect(),
         )
     }
 
@@ -631,7 +632,7 @@ mod tests {
             .page(&[], 10, 0)
             .keys
             .iter()
-            .map(|e| e.key_hash[0])
+            .map(|e| e.key_hash.0[0])
             .collect();
         assert_eq!(keys, vec![1, 3, 4, 5, 6]);
     }
@@ -654,7 +655,9 @@ mod tests {
         let summary = reloader.full_reload().await.unwrap();
         assert_eq!(summary.changes, 2, "key 2 repaired, key 3 new");
         assert_eq!(
-            key_set.read().get(&KeyEntry::numbered(2).key_hash, 0),
+            key_set
+                .read()
+                .get(KeyEntry::numbered(2).key_hash.as_bytes(), 0),
             Some(KeyEntry::numbered(2))
         );
         let batches = feed.read(|log| log.since(2)).unwrap();
@@ -666,7 +669,7 @@ mod tests {
         let loader = Arc::new(FakeLoader::default());
         let (reloader, _) = reloader(&loader);
         reloader.full_reload().await.unwrap();
-        let freshness = Freshness::new(Arc::new(Metrics::new()));
+        let freshness = Freshness::new(Metrics::new().sync);
         let catch_up = spawn_catch_up(reloader, freshness.clone());
         freshness.set_listening(true);
         loader.down.store(true, Ordering::SeqCst);
@@ -701,7 +704,7 @@ mod tests {
         };
         let task = tokio::spawn(run_periodic(
             reloader.clone(),
-            spawn_catch_up(reloader.clone(), Freshness::new(Arc::new(Metrics::new()))),
+            spawn_catch_up(reloader.clone(), Freshness::new(Metrics::new().sync)),
             schedule,
             stop.clone(),
         ));
@@ -793,10 +796,7 @@ mod tests {
         assert_eq!(events.try_recv().unwrap(), FeedEvent::Reset(after));
         assert_eq!(feed.position(), after);
         assert_eq!(feed.batches(), 0, "the old history's changes are dropped");
-        assert!(reloader
-            .metrics
-            .encode()
-            .contains("keysync_history_resets_total 1"));
+        assert_eq!(reloader.metrics.history_resets(), 1);
 
         // The new history goes on as usual.
         loader.revision.store(4, Ordering::SeqCst);

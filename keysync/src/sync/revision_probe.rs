@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::log_throttle::{held_back_note, LogThrottle};
-use crate::metrics::{Metrics, ProbeResult};
 use crate::sync::catch_up::CatchUp;
 use crate::sync::loader::Loader;
+use crate::sync::metrics::{ProbeResult, SyncMetrics};
 use crate::sync::reload::{Probe, Reloader};
 
 /// How often a failing confirmation may be logged.
@@ -30,7 +30,7 @@ pub async fn run<L: Loader>(
     reloader: Arc<Reloader<L>>,
     catch_up: CatchUp,
     interval: Duration,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SyncMetrics>,
     stop: CancellationToken,
 ) {
     let failures = LogThrottle::new(FAILURE_LOG_PERIOD);
@@ -82,11 +82,12 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::position::Position;
-    use crate::serve::change_feed::ChangeFeed;
-    use crate::serve::changes::Changes;
-    use crate::serve::key_entry::KeyEntry;
-    use crate::serve::key_set::SharedKeySet;
+    use crate::key_set::change_feed::ChangeFeed;
+    use crate::key_set::changes::Changes;
+    use crate::key_set::key_entry::KeyEntry;
+    use crate::key_set::position::Position;
+    use crate::key_set::SharedKeySet;
+    use crate::metrics::Metrics;
     use crate::sync::confirmation::{testing, Confirmation};
     use crate::sync::freshness::Freshness;
     use crate::sync::loader::{DatabaseState, LoadError};
@@ -158,17 +159,17 @@ mod tests {
             database.clone(),
             key_set.clone(),
             Arc::new(ChangeFeed::new(10)),
-            metrics.clone(),
+            metrics.sync.clone(),
             confirmation.clone(),
         ));
         reloader.full_reload().await.unwrap();
-        let catch_up = spawn_catch_up(reloader.clone(), Freshness::new(metrics.clone()));
+        let catch_up = spawn_catch_up(reloader.clone(), Freshness::new(metrics.sync.clone()));
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(
             reloader,
             catch_up,
             Duration::from_secs(1),
-            metrics.clone(),
+            metrics.sync.clone(),
             stop.clone(),
         ));
 

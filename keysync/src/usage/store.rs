@@ -164,7 +164,7 @@ impl UsageStore {
             flushed.push(
                 counter.org_id,
                 counter.key_id,
-                counter.outcome.code(),
+                i16::from(counter.outcome.code()),
                 &counter.values,
             );
         }
@@ -197,7 +197,7 @@ impl UsageStore {
         let mut increments = Columns::default();
         let mut changed = Columns::default();
         for counter in &flush.counters {
-            let outcome = counter.outcome.code();
+            let outcome = i16::from(counter.outcome.code());
             let before = stored
                 .get(&(counter.org_id, counter.key_id, outcome))
                 .map(Vec::as_slice)

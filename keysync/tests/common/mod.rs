@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod blackhole;
+pub mod org_lock;
 pub mod serve;
 
 use std::process::{Command, Output};
@@ -141,5 +142,7 @@ pub fn create_key(url: &str, org_id: &str, name: &str, extra: &[&str]) -> Create
 
 /// SHA-256 of a key, as keysync stores and serves it.
 pub fn key_hash(key: &str) -> Vec<u8> {
-    keysync::key_hash::hash_key(key).to_vec()
+    keysync_contract::key_hash::KeyHash::of_key(key.as_bytes())
+        .0
+        .to_vec()
 }

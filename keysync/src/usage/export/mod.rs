@@ -13,6 +13,7 @@
 
 pub mod backlog;
 pub mod kafka;
+pub mod metrics;
 pub mod partitioner;
 
 use std::future::Future;
@@ -24,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::backlog::Backlog;
+use self::metrics::ExportMetrics;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
-use crate::metrics::Metrics;
 use crate::usage::cloud_event::CloudEvent;
 
 /// Events the backlog holds unless `KEYSYNC_USAGE_EXPORT_BACKLOG` says otherwise: at
@@ -79,13 +80,13 @@ pub trait Sink: Send {
 #[derive(Debug, Clone)]
 pub struct Exporter {
     backlog: Arc<Backlog>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ExportMetrics>,
     /// One line a period about dropped events.
     drops: Arc<LogThrottle>,
 }
 
 impl Exporter {
-    pub fn new(backlog: usize, metrics: Arc<Metrics>) -> Exporter {
+    pub fn new(backlog: usize, metrics: Arc<ExportMetrics>) -> Exporter {
         Exporter {
             backlog: Arc::new(Backlog::new(backlog)),
             metrics,
@@ -103,9 +104,9 @@ impl Exporter {
     /// dropped (counted and logged).
     pub fn publish_all(&self, events: impl IntoIterator<Item = CloudEvent>) -> usize {
         let pushed = self.backlog.push(events);
-        self.metrics.set_usage_export_backlog(pushed.held);
+        self.metrics.set_backlog(pushed.held);
         if pushed.dropped > 0 {
-            self.metrics.record_usage_export_dropped(pushed.dropped);
+            self.metrics.record_dropped(pushed.dropped);
             if let Some(held_back) = self.drops.admit(Instant::now()) {
                 warn!(
                     "usage export backlog full ({} events, Kafka slow or down): dropped {} \
@@ -149,7 +150,7 @@ impl Exporter {
                         break;
                     }
                     Err(error) => {
-                        self.metrics.record_usage_export_failed_batch();
+                        self.metrics.record_failed_batch();
                         let wait = backoff.failed();
                         if let Some(held_back) = failures.admit(Instant::now()) {
                             warn!(
@@ -176,8 +177,8 @@ impl Exporter {
 
     fn published(&self, count: usize) {
         let held = self.backlog.published(count);
-        self.metrics.record_usage_export_published(count);
-        self.metrics.set_usage_export_backlog(held);
+        self.metrics.record_published(count);
+        self.metrics.set_backlog(held);
     }
 
     /// On the way out: `batch` (taken, not yet published) and what is left, for at most
@@ -225,6 +226,7 @@ fn seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
     use std::sync::Mutex;
 
     fn event(n: usize) -> CloudEvent {
@@ -289,7 +291,7 @@ mod tests {
     async fn a_full_backlog_drops_and_counts_and_a_failed_batch_is_sent_again() {
         use std::sync::atomic::Ordering;
         let metrics = Arc::new(Metrics::new());
-        let exporter = Exporter::new(4, metrics.clone());
+        let exporter = Exporter::new(4, metrics.usage_export.clone());
         let sink = FakeSink::default();
         sink.down.store(true, Ordering::SeqCst);
         let stop = CancellationToken::new();
@@ -334,7 +336,7 @@ mod tests {
     #[tokio::test]
     async fn batches_are_bounded_and_keep_the_order() {
         let metrics = Arc::new(Metrics::new());
-        let exporter = Exporter::new(10_000, metrics);
+        let exporter = Exporter::new(10_000, metrics.usage_export.clone());
         let sink = FakeSink::default();
         assert_eq!(exporter.publish_all((0..1_200).map(event)), 0);
         let stop = CancellationToken::new();
@@ -355,7 +357,7 @@ mod tests {
     #[tokio::test]
     async fn a_stopping_exporter_sends_what_is_left() {
         let metrics = Arc::new(Metrics::new());
-        let exporter = Exporter::new(100, metrics);
+        let exporter = Exporter::new(100, metrics.usage_export.clone());
         let sink = FakeSink::default();
         let stop = CancellationToken::new();
         stop.cancel();

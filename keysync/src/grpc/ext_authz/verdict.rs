@@ -1,0 +1,97 @@
+//! What keysync decides about one checked request: forward it as a key's organization
+//! and key, or refuse it with one of the contract's denials.
+
+use keysync_contract::credential::Source;
+use keysync_contract::reply::Denial;
+
+use super::metrics::ExtAuthzResult;
+use crate::key_set::key_entry::KeyEntry;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward with the key's identity and without credentials: `x-api-key` always goes,
+    /// and `Authorization` too when `source` is `Authorization` (the key came in it, or
+    /// it holds a credential beside the key in `x-api-key`).
+    Allow { entry: KeyEntry, source: Source },
+    /// Refuse; [`Denial::Unavailable`] when keysync cannot tell (no snapshot yet).
+    Deny(Denial),
+}
+
+impl Verdict {
+    /// A key the key set holds, judged at `now` (unix seconds): expiry is checked here,
+    /// on every request, so a key stops working at its expiry second.
+    pub fn of_entry(entry: KeyEntry, source: Source, now: i64) -> Verdict {
+        if entry.is_expired(now) {
+            Verdict::Deny(Denial::InvalidKey)
+        } else {
+            Verdict::Allow { entry, source }
+        }
+    }
+
+    /// The `result` label of `keysync_ext_authz_checks_total`.
+    pub fn result(&self) -> ExtAuthzResult {
+        match self {
+            Verdict::Allow { .. } => ExtAuthzResult::Allowed,
+            Verdict::Deny(Denial::MissingKey) => ExtAuthzResult::Missing,
+            Verdict::Deny(Denial::InvalidKey) => ExtAuthzResult::Invalid,
+            Verdict::Deny(Denial::InsufficientScope) => ExtAuthzResult::InsufficientScope,
+            Verdict::Deny(Denial::IpNotAllowed) => ExtAuthzResult::IpNotAllowed,
+            Verdict::Deny(Denial::Unavailable) => ExtAuthzResult::Unavailable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use keysync_contract::key_hash::KeyHash;
+
+    use super::*;
+
+    fn entry(expires_at: i64) -> KeyEntry {
+        KeyEntry {
+            key_hash: KeyHash([1; 32]),
+            key_id: Uuid::from_u128(1),
+            org_id: Uuid::from_u128(2),
+            expires_at,
+            rate_limit: None,
+            policy: None,
+        }
+    }
+
+    #[test]
+    fn a_key_is_refused_from_its_expiry_second() {
+        let source = Source::Authorization;
+        assert_eq!(
+            Verdict::of_entry(entry(100), source, 99),
+            Verdict::Allow {
+                entry: entry(100),
+                source
+            }
+        );
+        assert_eq!(
+            Verdict::of_entry(entry(100), source, 100),
+            Verdict::Deny(Denial::InvalidKey)
+        );
+        assert!(matches!(
+            Verdict::of_entry(entry(0), source, i64::MAX),
+            Verdict::Allow { .. }
+        ));
+    }
+
+    #[test]
+    fn results_name_the_outcome() {
+        let allowed = Verdict::of_entry(entry(0), Source::ApiKeyHeader, 1);
+        assert_eq!(allowed.result(), ExtAuthzResult::Allowed);
+        for (denial, result) in [
+            (Denial::MissingKey, ExtAuthzResult::Missing),
+            (Denial::InvalidKey, ExtAuthzResult::Invalid),
+            (Denial::InsufficientScope, ExtAuthzResult::InsufficientScope),
+            (Denial::IpNotAllowed, ExtAuthzResult::IpNotAllowed),
+            (Denial::Unavailable, ExtAuthzResult::Unavailable),
+        ] {
+            assert_eq!(Verdict::Deny(denial).result(), result);
+        }
+    }
+}
