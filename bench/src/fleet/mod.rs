@@ -239,9 +239,11 @@ pub fn run(options: &Options) {
     report_log.take();
     quota_log.take();
     let heartbeats_before = watching.counts.heartbeats.load(Ordering::Relaxed);
+    let keysync_before = KeysyncCounts::read(&keysync);
     let started = probe.start();
     std::thread::sleep(window);
     let steady = probe.finish(started);
+    let keysync_counts = KeysyncCounts::read(&keysync).since(&keysync_before);
     let health = health_log.take();
     let reports = report_log.take();
     let quota_polls = quota_log.take();
@@ -275,6 +277,14 @@ pub fn run(options: &Options) {
         ),
     );
     figures.add("steady: ReportUsage time", reports.latency_summary());
+    figures.add(
+        "steady: ReportUsage time inside keysync (mean, keysync_usage_flush_duration_seconds)",
+        duration(keysync_counts.mean_flush()),
+    );
+    figures.add(
+        "steady: calls keysync refused (keysync_grpc_refused_total, by reason)",
+        keysync_counts.refusals(),
+    );
     figures.add(
         "steady: AcquireQuota polls a second / failed",
         format!(
@@ -356,12 +366,78 @@ pub fn run(options: &Options) {
         ),
     );
     figures.add(
-        "keysync gRPC calls refused (keysync_grpc_refused_total)",
-        keysync.metric("keysync_grpc_refused_total", &[]),
+        "keysync gRPC calls refused over the run (keysync_grpc_refused_total, by reason)",
+        KeysyncCounts::read(&keysync).refusals(),
     );
     stop.cancel();
     figures.print();
     drop(fleet);
+}
+
+/// keysync's own counters that say how it coped: calls refused, by reason, and the
+/// time it spent storing usage flushes.
+#[derive(Default)]
+struct KeysyncCounts {
+    /// `keysync_grpc_refused_total` by its `reason` label.
+    refused: std::collections::BTreeMap<String, f64>,
+    flush_seconds: f64,
+    flushes: f64,
+}
+
+impl KeysyncCounts {
+    fn read(keysync: &Keysync) -> KeysyncCounts {
+        let text = keysync_e2e::http::get(keysync.http, "/metrics", &[])
+            .expect("read keysync /metrics")
+            .text();
+        let mut counts = KeysyncCounts::default();
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let Some((sample, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let value: f64 = value.parse().unwrap_or(0.0);
+            if let Some(labels) = sample.strip_prefix("keysync_grpc_refused_total") {
+                let reason = labels
+                    .trim_start_matches("{reason=\"")
+                    .trim_end_matches("\"}");
+                counts.refused.insert(reason.to_string(), value);
+            } else if sample.starts_with("keysync_usage_flush_duration_seconds_sum") {
+                counts.flush_seconds += value;
+            } else if sample.starts_with("keysync_usage_flush_duration_seconds_count") {
+                counts.flushes += value;
+            }
+        }
+        counts
+    }
+
+    /// What grew since `before`.
+    fn since(&self, before: &KeysyncCounts) -> KeysyncCounts {
+        KeysyncCounts {
+            refused: self
+                .refused
+                .iter()
+                .map(|(reason, n)| {
+                    (
+                        reason.clone(),
+                        n - before.refused.get(reason).unwrap_or(&0.0),
+                    )
+                })
+                .collect(),
+            flush_seconds: self.flush_seconds - before.flush_seconds,
+            flushes: self.flushes - before.flushes,
+        }
+    }
+
+    fn mean_flush(&self) -> Duration {
+        Duration::from_secs_f64(self.flush_seconds / self.flushes.max(1.0))
+    }
+
+    fn refusals(&self) -> String {
+        self.refused
+            .iter()
+            .map(|(reason, n)| format!("{reason}: {n:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Connects `gateways` gateways to keysync at `addr`, a few at a time, each listing the
@@ -488,7 +564,7 @@ fn health_checks(
 
 /// Each gateway's usage: it serves `per_gateway` of `served`.
 fn gateway_usage(gateways: usize, served: &[KeyIds], per_gateway: usize) -> Vec<GatewayUsage> {
-    let mut random = Seeded::new(0x666c_6565_74);
+    let mut random = Seeded::new(0x0066_6c65_6574);
     (0..gateways)
         .map(|index| {
             // Consecutive keys from a random place: each key once per gateway, the
@@ -501,7 +577,7 @@ fn gateway_usage(gateways: usize, served: &[KeyIds], per_gateway: usize) -> Vec<
                 .take(per_gateway.min(served.len()))
                 .cloned()
                 .collect();
-            GatewayUsage::new(index as u64 ^ 0x7573_6167_65, &keys)
+            GatewayUsage::new(index as u64 ^ 0x0075_7361_6765, &keys)
         })
         .collect()
 }

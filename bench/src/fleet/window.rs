@@ -123,7 +123,7 @@ impl Measured {
                 statements
                     .top
                     .iter()
-                    .take(6)
+                    .take(10)
                     .map(|(calls, query)| format!("{calls} `{}`", query.replace('|', "/")))
                     .collect::<Vec<_>>()
                     .join("; "),
