@@ -50,6 +50,23 @@ impl Window {
         samples.summary()
     }
 
+    /// The window's figures as rows named after `what` (`health checks`): calls a second
+    /// over `seconds` and failures, and their times.
+    pub fn rows(&self, what: &str, seconds: f64) -> Vec<(String, String)> {
+        vec![
+            (
+                format!("steady: {what} a second / failed"),
+                format!(
+                    "{:.1} / {} ({})",
+                    (self.ok + self.failures()) as f64 / seconds,
+                    self.failures(),
+                    self.failure_summary()
+                ),
+            ),
+            (format!("steady: {what} time"), self.latency_summary()),
+        ]
+    }
+
     /// The failures, as `code: count` pairs, or `none`.
     pub fn failure_summary(&self) -> String {
         if self.failed.is_empty() {

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status, Streaming};
@@ -46,17 +47,11 @@ where
     Req: prost::Message + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready()
+    ready(channel)
+        .await?
+        .unary(request, PathAndQuery::from_static(path), codec())
         .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    grpc.unary(
-        request,
-        PathAndQuery::from_static(path),
-        tonic_prost::ProstCodec::default(),
-    )
-    .await
-    .map(tonic::Response::into_inner)
+        .map(tonic::Response::into_inner)
 }
 
 /// A server-streaming call on `channel`.
@@ -69,15 +64,26 @@ where
     Req: prost::Message + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    ready(channel)
+        .await?
+        .server_streaming(request, PathAndQuery::from_static(path), codec())
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A client on `channel` once the channel can take a call.
+async fn ready(channel: &Channel) -> Result<Grpc<Channel>, Status> {
+    let mut grpc = Grpc::new(channel.clone());
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
-    grpc.server_streaming(
-        request,
-        PathAndQuery::from_static(path),
-        tonic_prost::ProstCodec::default(),
-    )
-    .await
-    .map(tonic::Response::into_inner)
+    Ok(grpc)
+}
+
+fn codec<Req, Resp>() -> tonic_prost::ProstCodec<Req, Resp>
+where
+    Req: prost::Message + Send + 'static,
+    Resp: prost::Message + Default + Send + 'static,
+{
+    tonic_prost::ProstCodec::default()
 }

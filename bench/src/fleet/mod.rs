@@ -257,26 +257,8 @@ pub fn run(options: &Options) {
         "steady: heartbeats received a second (all streams)",
         format!("{:.0}", heartbeats as f64 / calls_seconds),
     );
-    figures.add(
-        "steady: health checks a second / failed",
-        format!(
-            "{:.0} / {} ({})",
-            (health.ok + health.failures()) as f64 / calls_seconds,
-            health.failures(),
-            health.failure_summary()
-        ),
-    );
-    figures.add("steady: health check time", health.latency_summary());
-    figures.add(
-        "steady: ReportUsage a second / failed",
-        format!(
-            "{:.1} / {} ({})",
-            (reports.ok + reports.failures()) as f64 / calls_seconds,
-            reports.failures(),
-            reports.failure_summary()
-        ),
-    );
-    figures.add("steady: ReportUsage time", reports.latency_summary());
+    add_rows(&mut figures, health.rows("health checks", calls_seconds));
+    add_rows(&mut figures, reports.rows("ReportUsage", calls_seconds));
     figures.add(
         "steady: ReportUsage time inside keysync (mean, keysync_usage_flush_duration_seconds)",
         duration(keysync_counts.mean_flush()),
@@ -285,16 +267,10 @@ pub fn run(options: &Options) {
         "steady: calls keysync refused (keysync_grpc_refused_total, by reason)",
         keysync_counts.refusals(),
     );
-    figures.add(
-        "steady: AcquireQuota polls a second / failed",
-        format!(
-            "{:.0} / {} ({})",
-            (quota_polls.ok + quota_polls.failures()) as f64 / calls_seconds,
-            quota_polls.failures(),
-            quota_polls.failure_summary()
-        ),
+    add_rows(
+        &mut figures,
+        quota_polls.rows("AcquireQuota polls", calls_seconds),
     );
-    figures.add("steady: AcquireQuota time", quota_polls.latency_summary());
     add_rows(&mut figures, steady.rows("steady"));
 
     // 4. Revocations, one by one, timed to every stream.
