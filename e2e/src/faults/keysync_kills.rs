@@ -7,15 +7,16 @@
 //!
 //! Every answer is judged against what its key was when the request was sent:
 //! - a revoked key must not be admitted later than 1 s after its revocation while
-//!   healthy, nor later than `max_staleness` (plus the gateway's ticks) when a fault
+//!   healthy, nor later than `max_staleness` plus [`STALENESS_SLACK`] when a fault
 //!   overlapped it; and never again once the gateway has refused it: a 200 sent after
 //!   the key's first 403 came back is wrong, but for the record cache's window (each
 //!   worker serves a hot key from its own copy until its next tick after the store
 //!   changed, `filter/src/record_cache.rs`: a request on another worker may still be
 //!   admitted for one tick; [`RECORD_CACHE_WINDOW`]);
 //! - a valid key must get 200, except `503 auth_unavailable` while the store may be
-//!   stale: from `max_staleness` minus a confirmation period into a fault until its
-//!   recovery is over. Every freeze must show such 503s: the bound is live.
+//!   stale: from `max_staleness` minus a confirmation period and the gateway's slack
+//!   ([`STALENESS_SLACK`]) into a fault until its recovery is over. Every freeze must
+//!   show such 503s: the bound is live.
 //!
 //! It reports the revocation latencies during the faults.
 
