@@ -104,7 +104,9 @@ fn is_dot_segment(segment: &[u8]) -> bool {
             [0xc0, 0xae, tail @ ..] | [0xe0, 0x80, 0xae, tail @ ..] => tail,
             // FULLWIDTH FULL STOP, which Unicode normalization turns into '.'.
             [0xef, 0xbc, 0x8e, tail @ ..] => tail,
-            [b' ' | b'\t', tail @ ..] if dots > 0 && tail.iter().all(|b| matches!(b, b' ' | b'\t')) => {
+            [b' ' | b'\t', tail @ ..]
+                if dots > 0 && tail.iter().all(|b| matches!(b, b' ' | b'\t')) =>
+            {
                 return true;
             }
             _ => return false,
@@ -199,7 +201,16 @@ mod tests {
 
     #[test]
     fn any_bytes_are_judged_without_panicking() {
-        for path in [&b""[..], b"%", b"%u", b"%u12", b"/%", b"/%e", b"\xff\xfe", b"/%uzzzz"] {
+        for path in [
+            &b""[..],
+            b"%",
+            b"%u",
+            b"%u12",
+            b"/%",
+            b"/%e",
+            b"\xff\xfe",
+            b"/%uzzzz",
+        ] {
             let _ = is_unambiguous(path);
         }
         assert!(is_unambiguous(b"/docs/100%"), "a lone % is just a byte");

@@ -166,7 +166,12 @@ mod tests {
 
     #[test]
     fn plain_paths_resolve_to_themselves_under_every_model() {
-        for path in ["/public/docs", "/public/a/b.html", "/public/x;v=1", "/public/%20a"] {
+        for path in [
+            "/public/docs",
+            "/public/a/b.html",
+            "/public/x;v=1",
+            "/public/%20a",
+        ] {
             assert!(resolves_under(path, "/public/"), "{path}");
         }
         assert!(!resolves_under("/publicity", "/public/"));
@@ -189,7 +194,11 @@ mod tests {
             "/public/x/..;/..;/admin",
             "/public/..%2fadmin",
         ] {
-            assert!(!resolves_under(path, "/public/"), "{path}: {:?}", resolutions(path));
+            assert!(
+                !resolves_under(path, "/public/"),
+                "{path}: {:?}",
+                resolutions(path)
+            );
         }
     }
 

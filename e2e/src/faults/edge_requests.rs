@@ -99,8 +99,27 @@ const PATHS: &[&str] = &[
 
 /// Pieces of generated paths.
 const SEGMENTS: &[&str] = &[
-    "public", "orders", "admin", "health", "..", ".", "%2e%2e", "%2E", "%2F", "%2f", "", ";",
-    "x;y", "%70ublic", "PUBLIC", "..;", "%5c", "~", "%2e%2e;", ".%2e;x", "%2e%2e%3b",
+    "public",
+    "orders",
+    "admin",
+    "health",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E",
+    "%2F",
+    "%2f",
+    "",
+    ";",
+    "x;y",
+    "%70ublic",
+    "PUBLIC",
+    "..;",
+    "%5c",
+    "~",
+    "%2e%2e;",
+    ".%2e;x",
+    "%2e%2e%3b",
 ];
 
 const METHODS: &[&str] = &[
