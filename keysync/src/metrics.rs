@@ -82,6 +82,9 @@ pub enum ExtAuthzResult {
     IpNotAllowed,
     /// Not decided: no key snapshot yet (`UNAVAILABLE`; Envoy answers 503).
     Unavailable,
+    /// A readiness check (the gateway's `/health`, its probe port's `/ready`) answered:
+    /// the key snapshot is loaded. One before is counted `Unavailable`.
+    Ready,
 }
 
 /// How a `ReportUsage` flush ended.
@@ -153,6 +156,7 @@ label_values!(ExtAuthzResult {
     InsufficientScope => "insufficient_scope",
     IpNotAllowed => "ip_not_allowed",
     Unavailable => "unavailable",
+    Ready => "ready",
 });
 
 /// How a read of the revision counter (the periodic confirmation) ended.
@@ -466,7 +470,7 @@ impl Metrics {
         );
         registry.register(
             "keysync_ext_authz_checks",
-            "ext_authz Check calls by result (unavailable: no key snapshot yet)",
+            "ext_authz Check calls by result (unavailable: no key snapshot yet; ready: a readiness check answered)",
             self.ext_authz_checks.clone(),
         );
         registry.register(
@@ -640,6 +644,7 @@ impl Metrics {
             ExtAuthzResult::InsufficientScope,
             ExtAuthzResult::IpNotAllowed,
             ExtAuthzResult::Unavailable,
+            ExtAuthzResult::Ready,
         ] {
             drop(
                 self.ext_authz_checks
