@@ -6,7 +6,7 @@
 
 use keysync_e2e::http;
 use keysync_e2e::paths::free_port;
-use keysync_e2e::poll::DEADLINE;
+use keysync_e2e::poll::{self, DEADLINE};
 use keysync_e2e::replies::forwarded_header;
 use keysync_e2e::stack::Stack;
 use std::net::SocketAddr;
@@ -57,10 +57,19 @@ fn a_public_backend_by_configuration_passes_without_a_key_and_the_other_does_not
         }
 
         let probes = SocketAddr::from(([127, 0, 0, 1], probe_port));
-        for path in ["/ready", "/stats/prometheus"] {
-            let status = http::get(probes, path, &[]).unwrap().status;
-            assert_eq!(status, 200, "{template}: GET {path} on the probe port");
-        }
+        // /ready is 200 once the gateway can decide keys (e2e/tests/readiness.rs); the
+        // key above may have been answered before that, on the miss path.
+        poll::eventually(
+            &format!("{template}: GET /ready on the probe port"),
+            DEADLINE,
+            || http::get(probes, "/ready", &[]).unwrap().status,
+            |&status| status == 200,
+        );
+        let status = http::get(probes, "/stats/prometheus", &[]).unwrap().status;
+        assert_eq!(
+            status, 200,
+            "{template}: GET /stats/prometheus on the probe port"
+        );
         let status = http::get(probes, "/stats", &[]).unwrap().status;
         assert_eq!(status, 404, "{template}: GET /stats on the probe port");
         for path in ["/ready", "/quitquitquit"] {
