@@ -23,6 +23,7 @@ mod proc_status;
 mod propagation;
 mod quota_accuracy;
 mod rate_limit;
+mod time_to_ready;
 mod usage_accuracy;
 mod usage_cost;
 mod wrk;
@@ -185,6 +186,14 @@ enum Bench {
         #[arg(long, default_value_t = 3_000)]
         round: usize,
     },
+    /// Time from a fresh Envoy's start to ready (the probe port's `/ready` 200: its
+    /// store holds a complete sync), against Envoy's own readiness, with many keys.
+    TimeToReady {
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
+        rounds: usize,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
@@ -229,6 +238,7 @@ fn main() {
         }
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::TimeToReady { keys, rounds } => time_to_ready::run(keys, rounds),
         Bench::UsageAccuracy {
             requests,
             keys,
