@@ -81,6 +81,13 @@ impl<H: Host> AuthWorker<H> {
         }
         let Some(found) = answer.key else {
             info!("cache miss: key_hash={} unknown to keysync", hash.short());
+            if stale {
+                // A record the miss path cached before (in a store not trusted yet) must
+                // not vouch for the key if keysync stalls next: it is revoked.
+                if let Err(e) = self.store().forget_lookup(hash) {
+                    warn!("cannot forget the lookup of key_hash={}: {e}", hash.short());
+                }
+            }
             if let Ok(mut cache) = self.negative.try_borrow_mut() {
                 cache.insert(*hash, self.host.now_unix_ms());
             }

@@ -248,6 +248,11 @@ impl<S: SharedData> KeyStore<S> {
         lookup_ledger::note(&self.data, lookup).map_err(host_error)
     }
 
+    /// Miss path: keysync no longer knows the key (`lookup_ledger::forget`).
+    pub fn forget_lookup(&self, hash: &KeyHash) -> Result<(), StoreError> {
+        lookup_ledger::forget(&self.data, hash).map_err(host_error)
+    }
+
     /// Sync: forgets the lookups the store now holds by its own sync (see
     /// `lookup_ledger::prune`).
     pub fn prune_lookups(&self, epoch: u64, complete: Option<u64>) -> Result<(), StoreError> {

@@ -161,6 +161,16 @@ pub fn note<S: SharedData>(data: &S, lookup: Lookup) -> Result<(), WriteError> {
     })
 }
 
+/// Forgets `hash`: keysync has since said it does not know the key (revoked), so the
+/// record the miss path cached must not vouch for it any more.
+pub fn forget<S: SharedData>(data: &S, hash: &KeyHash) -> Result<(), WriteError> {
+    update(data, |entries| {
+        let before = entries.len();
+        entries.retain(|e| e.hash != *hash);
+        entries.len() != before
+    })
+}
+
 /// Drops what the store now holds by its own sync: entries of another revision
 /// history than `epoch`, and those at or below `complete`, the revision the store is
 /// complete up to. `complete` `None` drops every entry (a resync replaced the store's
@@ -256,6 +266,20 @@ mod tests {
         );
         prune(&data, 5, None).unwrap();
         assert!(LookupLedger::read(&data).is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_key_is_gone_and_forgetting_an_unknown_one_writes_nothing() {
+        let data = FakeSharedData::default();
+        note(&data, lookup(1, 10)).unwrap();
+        note(&data, lookup(2, 10)).unwrap();
+        forget(&data, &KeyHash([1; 32])).unwrap();
+        let ledger = LookupLedger::read(&data);
+        assert_eq!(ledger.find(&KeyHash([1; 32])), None);
+        assert!(ledger.find(&KeyHash([2; 32])).is_some());
+        let writes = data.writes.get();
+        forget(&data, &KeyHash([9; 32])).unwrap();
+        assert_eq!(data.writes.get(), writes);
     }
 
     #[test]

@@ -258,4 +258,13 @@ fn a_key_keysync_no_longer_knows_is_refused_though_the_miss_path_cached_it() {
     let (mut request, _) = send_key(&worker, KEY);
     answer(&mut request, &worker, not_found());
     assert_eq!(status(&worker), Some(403));
+    // And keysync stalling next does not bring it back.
+    let (mut request, _) = send_key(&worker, KEY);
+    answer(
+        &mut request,
+        &worker,
+        Err(ApiError::Grpc(4, "deadline exceeded".into())),
+    );
+    assert_eq!(status(&worker), Some(503));
+    assert_eq!(worker.host.resumed.get(), 0);
 }
