@@ -11,9 +11,7 @@ use crate::proc_status::rss_kib;
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::http;
 use keysync_e2e::keysync::Keysync;
-use keysync_e2e::paths::free_port;
 use keysync_e2e::poll;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -67,18 +65,10 @@ pub fn run(keys: usize, rounds: usize) {
 }
 
 fn round(keysync: &Keysync) -> Round {
-    let probe_port = free_port();
     let mut options = GatewayOptions::new(keysync.grpc, "direct");
     options.concurrency = 1;
     options.sync_config = SYNC_EVERY_15M.into();
-    options
-        .env
-        .push(("ENVOY_PROBE_PORT".into(), probe_port.to_string()));
-    // The probe listener reaches the admin interface at its configured port.
-    options
-        .env
-        .push(("ENVOY_ADMIN_PORT".into(), free_port().to_string()));
-    let probes = SocketAddr::from(([127, 0, 0, 1], probe_port));
+    let probes = options.probe_listener();
     let started = Instant::now();
     // Returns once Envoy's admin `/ready` says 200 and the gateway listener is up.
     let gateway = Gateway::start(options);

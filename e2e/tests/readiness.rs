@@ -8,7 +8,6 @@ use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::http::{self, Response};
 use keysync_e2e::key_population::KeyPopulation;
 use keysync_e2e::keysync::{self, Keysync};
-use keysync_e2e::paths::free_port;
 use keysync_e2e::poll::{self, DEADLINE};
 use keysync_e2e::postgres::database_of;
 use keysync_e2e::replies::forwarded_header;
@@ -24,25 +23,17 @@ fn gateway(
     backend: &Backend,
     sync_config: Option<&str>,
 ) -> (Gateway, SocketAddr) {
-    let probe_port = free_port();
     let mut options = GatewayOptions::new(keysync.grpc, backend.backend_urls());
     options.template = template.into();
-    options
-        .env
-        .push(("ENVOY_PROBE_PORT".into(), probe_port.to_string()));
-    // The probe listener reaches the admin interface at its configured port.
-    options
-        .env
-        .push(("ENVOY_ADMIN_PORT".into(), free_port().to_string()));
+    let probes = options.probe_listener();
     if let Some(config) = sync_config {
         options.sync_config = config.into();
     }
-    let gateway = Gateway::start(options);
-    (gateway, SocketAddr::from(([127, 0, 0, 1], probe_port)))
+    (Gateway::start(options), probes)
 }
 
 fn ready(probes: SocketAddr) -> Response {
-    http::get(probes, "/ready", &[]).expect("GET /ready on the probe port")
+    http::get(probes, "/ready", &[]).unwrap_or_else(|e| panic!("GET /ready on the probe port: {e}"))
 }
 
 fn assert_unavailable(response: &Response, what: &str) {
@@ -93,7 +84,10 @@ fn ready_and_health_answer_503_until_the_gateway_can_decide_keys_then_200() {
         assert_eq!(health.status, 200, "{template}: /health: {}", health.text());
         let answered = gateway.get_with_key("/orders", &key.key);
         assert_eq!(answered.status, 200, "{template}: {}", answered.text());
-        assert_eq!(forwarded_header(&answered, "x-org-id"), [org.clone()]);
+        assert_eq!(
+            forwarded_header(&answered, "x-org-id"),
+            std::slice::from_ref(&org)
+        );
     }
 }
 
@@ -140,7 +134,10 @@ fn a_key_answered_on_the_miss_path_keeps_working_while_keysync_is_frozen() {
             answered.text(),
             gateway.process.log_tail(20)
         );
-        assert_eq!(forwarded_header(&answered, "x-org-id"), [org.clone()]);
+        assert_eq!(
+            forwarded_header(&answered, "x-org-id"),
+            std::slice::from_ref(&org)
+        );
     }
     assert_unavailable(&ready(probes), "/ready while keysync is frozen mid-refresh");
     // Counted (stats reach Envoy on the workers' ticks).
