@@ -41,7 +41,7 @@ impl Readiness {
     pub fn note(&self, meta: &StoreMeta) -> bool {
         if meta.synced && !self.ready.replace(true) {
             info!(
-                "keysync: the key store holds a complete sync ({} keys): ready",
+                "the key store holds a complete sync (total={}): ready",
                 meta.keys
             );
         }
@@ -127,7 +127,7 @@ mod tests {
         complete_sync(&host, 12);
         assert_eq!(probe(&gate, &host).0, Action::Continue);
         assert_eq!(host.reply(), None);
-        assert!(logged_line("the key store holds a complete sync (12 keys): ready").is_some());
+        assert!(logged_line("the key store holds a complete sync (total=12): ready").is_some());
 
         // Latched: whatever the store says later (a restore of stale metadata, keysync
         // gone), no shared-data read and no 503.
