@@ -1074,8 +1074,6 @@ static_resources:
               transport_api_version: V3
               grpc_service:
                 envoy_grpc: { cluster_name: keysync }
-                initial_metadata:
-                - { key: authorization, value: "Bearer {{ include "keysync.grpcToken" $ }}" }
                 timeout: 0.5s
               failure_mode_allow: false
               status_on_error: { code: ServiceUnavailable }
@@ -1373,8 +1371,6 @@ static_resources:
               transport_api_version: V3
               grpc_service:
                 envoy_grpc: { cluster_name: keysync }
-                initial_metadata:
-                - { key: authorization, value: "Bearer {{ include "keysync.grpcToken" $ }}" }
                 timeout: 0.5s
               failure_mode_allow: false
               status_on_error: { code: ServiceUnavailable }
