@@ -163,6 +163,7 @@ bench: bench-build
 	$(BENCH) usage-accuracy
 	$(BENCH) usage-postgres
 	$(BENCH) quota-accuracy
+	$(BENCH) fleet --gateways 1000 --keys 10000 --seconds 60 --revocations 50
 
 bench-short: bench-build
 	$(BENCH) compare --seconds 3 --keys 10000 --query-rate-seconds 5
