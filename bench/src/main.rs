@@ -26,6 +26,7 @@ mod proc_status;
 mod propagation;
 mod quota_accuracy;
 mod rate_limit;
+mod time_to_ready;
 mod usage_accuracy;
 mod usage_cost;
 mod wrk;
@@ -209,6 +210,14 @@ enum Bench {
         #[arg(long, default_value_t = 1_000)]
         spacing_ms: u64,
     },
+    /// Time from a fresh Envoy's start to ready (the probe port's `/ready` 200: its
+    /// store holds a complete sync), against Envoy's own readiness, with many keys.
+    TimeToReady {
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
+        rounds: usize,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
@@ -268,6 +277,7 @@ fn main() {
             spacing: std::time::Duration::from_millis(spacing_ms),
         }),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::TimeToReady { keys, rounds } => time_to_ready::run(keys, rounds),
         Bench::UsageAccuracy {
             requests,
             keys,

@@ -10,6 +10,7 @@
 //! loads the issue states (`make faults`, the `keysync-faults` binary, whose figures
 //! go into RELIABILITY.md).
 
+mod backend_paths;
 pub mod clock_step;
 pub mod confirmations;
 pub mod dump_restore;
