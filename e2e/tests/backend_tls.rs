@@ -199,7 +199,7 @@ fn sslmode_disable_against_a_tls_only_server_says_the_server_wants_tls() {
 }
 
 #[test]
-fn verify_full_refuses_a_certificate_for_another_host_name() {
+fn verify_full_refuses_a_certificate_for_another_host_name_and_verify_ca_accepts_it() {
     // A certificate for another name than the 127.0.0.1 keysync connects to.
     let database = TlsDatabase::start(&["db.example.internal"]);
     assert_one_error_line(
@@ -212,24 +212,30 @@ fn verify_full_refuses_a_certificate_for_another_host_name() {
             "db.example.internal",
         ],
     );
-    // libpq's verify-ca would accept it. sqlx 0.8 checks the name in verify-ca too
-    // (launchbadge/sqlx#3793, fixed in sqlx 0.9): keysync says so. When sqlx is
-    // upgraded, this must become a success.
-    assert_one_error_line(
-        &ks::cli(&database.verified("verify-ca", &database.ca), &["migrate"]),
-        &[
-            "certificate is not valid for 127.0.0.1",
-            "keysync's verify-ca checks the host name too (a limitation of sqlx 0.8)",
-        ],
+    assert_eq!(
+        database.query("SELECT to_regclass('_sqlx_migrations') IS NULL"),
+        "t",
+        "no migration was applied"
     );
-    // And the chain first: a certificate of another CA is refused for that.
+    // verify-ca checks the chain only, as libpq's does: the name is not looked at.
+    assert_success(
+        &ks::cli(&database.verified("verify-ca", &database.ca), &["migrate"]),
+        "migrate with verify-ca",
+    );
+    assert_eq!(
+        database.query("SELECT to_regclass('_sqlx_migrations') IS NOT NULL"),
+        "t",
+        "the migrations were applied"
+    );
+    // And the chain still counts: a certificate of another CA is refused.
     assert_one_error_line(
         &ks::cli(
             &database.verified("verify-ca", &database.wrong_ca),
-            &["migrate"],
+            &["orgs", "create", "--name", "never"],
         ),
         &["certificate is not signed by a CA in sslrootcert"],
     );
+    assert_eq!(database.query("SELECT count(*) FROM organizations"), "0");
 }
 
 #[test]

@@ -198,21 +198,10 @@ fn describe_failure(error: &sqlx::Error, attempt: &Attempt, target: &Target) -> 
             Attempt::Verified { roots, .. } => roots.to_string(),
             _ => "no root certificates".to_owned(),
         };
-        let mut text = format!(
+        return format!(
             "TLS handshake failed: {}",
             tls_failure::describe(tls, &trusted, host)
         );
-        if matches!(
-            attempt,
-            Attempt::Verified {
-                check_host: false,
-                ..
-            }
-        ) && tls_failure::is_name_mismatch(tls)
-        {
-            text.push_str(SQLX_VERIFY_CA_CHECKS_THE_NAME);
-        }
-        return text;
     }
     match error {
         sqlx::Error::Database(database)
@@ -235,12 +224,6 @@ fn describe_failure(error: &sqlx::Error, attempt: &Attempt, target: &Target) -> 
 
 /// SQLSTATE 28000, which a `pg_hba.conf` refusal carries.
 const INVALID_AUTHORIZATION: &str = "28000";
-
-/// sqlx 0.8's `verify-ca` misses the name-mismatch error of the rustls it runs with
-/// (launchbadge/sqlx#3793, fixed in sqlx 0.9), so it checks the host name as
-/// `verify-full` does.
-const SQLX_VERIFY_CA_CHECKS_THE_NAME: &str = "; keysync's verify-ca checks the host name too \
-     (a limitation of sqlx 0.8): connect by a name or address the certificate holds";
 
 /// Another pool of one connection to the same database as `pool`, for a connection
 /// that must not go back to `pool` (the change listener's).

@@ -2,7 +2,7 @@
 //! `PGSSLROOTCERT`) read as libpq reads them, and what sqlx is asked to do for each.
 //!
 //! libpq's rules (PostgreSQL's "SSL Support" chapter, `libpq-connect`, and
-//! `fe-connect.c` / `fe-secure-openssl.c`), with where sqlx 0.8 on its own differs:
+//! `fe-connect.c` / `fe-secure-openssl.c`), with where sqlx 0.9 on its own differs:
 //! - The mode comes from the URL, else `PGSSLMODE`, else `prefer` (`verify-full` when
 //!   `sslrootcert=system`). Another value is an error; sqlx ignores a bad `PGSSLMODE`
 //!   and takes any letter case.
@@ -332,8 +332,10 @@ impl Attempt {
     }
 
     /// `options` set for this attempt: sqlx's mode, and the root certificates (read now,
-    /// so a missing or empty file is reported before any connection; sqlx reads the
-    /// file again for each connection, so a renewed CA needs no restart).
+    /// so a missing or empty file is reported before any connection). sqlx 0.9 reads the
+    /// file once more, for the first TLS connection, and keeps the TLS configuration it
+    /// made in `options` and their clones: every pool then trusts what the file held at
+    /// start, and a renewed CA needs a restart.
     pub fn apply(&self, options: PgConnectOptions) -> Result<PgConnectOptions, TlsSettingsError> {
         Ok(match self {
             Attempt::Plain => options.ssl_mode(PgSslMode::Disable),

@@ -35,16 +35,6 @@ pub fn rustls_error<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::
     error.source().and_then(rustls_error)
 }
 
-/// Whether `error` is the server's certificate not holding the name keysync connected to.
-pub fn is_name_mismatch(error: &rustls::Error) -> bool {
-    matches!(
-        error,
-        rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-        )
-    )
-}
-
 /// `error` in words, then rustls's own text. `trusted` says where the CA certificates
 /// came from (`sslrootcert "/etc/keysync/ca.pem"`), `host` what the certificate was
 /// checked against.
@@ -114,11 +104,5 @@ mod tests {
         assert!(described(CertificateError::Expired).contains("has expired"));
         assert!(described(CertificateError::NotValidYet).contains("not valid yet"));
         assert!(described(CertificateError::BadSignature).contains("was refused"));
-        assert!(is_name_mismatch(&rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName
-        )));
-        assert!(!is_name_mismatch(&rustls::Error::InvalidCertificate(
-            CertificateError::UnknownIssuer
-        )));
     }
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use keysync_contract::limit::KeyLimit;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::actor::Actor;
@@ -353,13 +353,13 @@ async fn insert_key(
     row: KeyToInsert<'_>,
 ) -> Result<CreatedKey, sqlx::Error> {
     let secret = KeySecret::generate(row.environment);
-    let stored = sqlx::query_as::<_, ApiKeyInfo>(&format!(
+    let stored = sqlx::query_as::<_, ApiKeyInfo>(AssertSqlSafe(format!(
         "INSERT INTO api_keys \
              (id, org_id, name, key_hash, key_prefix, expires_at, rotated_from, \
               rate_limit_rpm, rate_limit_burst, changed_by_token, scopes, allowed_networks) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text[]::cidr[]) \
          RETURNING {COLUMNS}"
-    ))
+    )))
     .bind(Uuid::new_v4())
     .bind(row.org_id)
     .bind(row.name)
@@ -486,7 +486,7 @@ pub async fn list_page(
         None => {
             let sql =
                 format!("{KEY_SELECT} WHERE k.org_id = $4 ORDER BY k.created_at, k.id LIMIT $5");
-            quotas::listing(&sql, now)
+            quotas::listing(AssertSqlSafe(sql), now)
                 .bind(org_id)
                 .bind(page.fetch())
                 .fetch_all(pool)
@@ -497,7 +497,7 @@ pub async fn list_page(
                 "{KEY_SELECT} WHERE k.org_id = $4 AND (k.created_at, k.id) > ($6, $7) \
                  ORDER BY k.created_at, k.id LIMIT $5"
             );
-            quotas::listing(&sql, now)
+            quotas::listing(AssertSqlSafe(sql), now)
                 .bind(org_id)
                 .bind(page.fetch())
                 .bind(after.created_at)
@@ -520,7 +520,7 @@ pub async fn list_page(
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<ListedKey, KeyError> {
     let now = Utc::now();
     let sql = format!("{KEY_SELECT} WHERE k.id = $4");
-    let row: ListedKeyRow = quotas::listing(&sql, now)
+    let row: ListedKeyRow = quotas::listing(AssertSqlSafe(sql), now)
         .bind(id)
         .fetch_optional(pool)
         .await?

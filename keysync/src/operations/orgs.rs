@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use keysync_contract::limit::Limit;
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::actor::Actor;
@@ -174,7 +174,7 @@ pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgE
     let rows: Vec<OrgRow> = match page.after {
         None => {
             let sql = format!("{ORG_SELECT} ORDER BY o.created_at, o.id LIMIT $4");
-            quotas::listing(&sql, now)
+            quotas::listing(AssertSqlSafe(sql), now)
                 .bind(page.fetch())
                 .fetch_all(pool)
                 .await?
@@ -184,7 +184,7 @@ pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgE
                 "{ORG_SELECT} WHERE (o.created_at, o.id) > ($5, $6) \
                  ORDER BY o.created_at, o.id LIMIT $4"
             );
-            quotas::listing(&sql, now)
+            quotas::listing(AssertSqlSafe(sql), now)
                 .bind(page.fetch())
                 .bind(after.created_at)
                 .bind(after.id)
@@ -206,7 +206,7 @@ pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgE
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Organization, OrgError> {
     let now = Utc::now();
     let sql = format!("{ORG_SELECT} WHERE o.id = $4");
-    quotas::listing::<OrgRow>(&sql, now)
+    quotas::listing::<OrgRow>(AssertSqlSafe(sql), now)
         .bind(id)
         .fetch_optional(pool)
         .await?

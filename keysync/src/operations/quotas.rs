@@ -16,7 +16,7 @@ use keysync_contract::subject::SubjectKind;
 use serde::Serialize;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::QueryAs;
-use sqlx::{FromRow, PgConnection, PgPool, Postgres};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, SqlSafeStr};
 use uuid::Uuid;
 
 use super::actor::Actor;
@@ -584,7 +584,10 @@ pub(crate) fn period_starts(now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
 /// A listing with quotas, `sql`, with the parameters it starts with: `$1` the
 /// [`period_starts`] as of `now`, `$2` and `$3` the subject kind codes of an
 /// organization and of a key (the contract's). Its own parameters start at `$4`.
-pub(crate) fn listing<O>(sql: &str, now: DateTime<Utc>) -> QueryAs<'_, Postgres, O, PgArguments>
+pub(crate) fn listing<O>(
+    sql: impl SqlSafeStr,
+    now: DateTime<Utc>,
+) -> QueryAs<'static, Postgres, O, PgArguments>
 where
     O: for<'r> FromRow<'r, PgRow>,
 {

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
 use super::durations;
@@ -304,7 +304,7 @@ pub async fn report(pool: &PgPool, query: &UsageQuery) -> Result<UsageReport, Or
          WHERE org_id = $1 AND ($2::uuid IS NULL OR key_id = $2) AND hour >= $3 AND hour < $4 \
          GROUP BY 1, 2, 3 ORDER BY {order}"
     );
-    let rows: Vec<Row> = sqlx::query_as(&statement)
+    let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(statement))
         .bind(query.org_id)
         .bind(query.key_id)
         .bind(query.from)

@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use keysync_contract::key_hash::KeyHash;
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgPool, Postgres};
+use sqlx::{AssertSqlSafe, Connection, PgPool, Postgres};
 use tokio_stream::StreamExt;
 use uuid::Uuid;
 
@@ -297,7 +297,7 @@ impl PgLoader {
             .await?;
         let set_timeout =
             format!("SET LOCAL statement_timeout = '{FULL_SNAPSHOT_STATEMENT_TIMEOUT}'");
-        self.step(sqlx::query(&set_timeout).execute(&mut *transaction))
+        self.step(sqlx::query(AssertSqlSafe(set_timeout)).execute(&mut *transaction))
             .await?;
         let state = self
             .step(sqlx::query_as::<_, StateRow>(SELECT_STATE).fetch_one(&mut *transaction))
@@ -305,7 +305,8 @@ impl PgLoader {
             .into_state()?;
         let query = select_active_keys();
         {
-            let mut rows = sqlx::query_as::<_, KeyRow>(&query).fetch(&mut *transaction);
+            let mut rows =
+                sqlx::query_as::<_, KeyRow>(AssertSqlSafe(query)).fetch(&mut *transaction);
             while let Some(row) = self.step(next(&mut rows)).await? {
                 sink(row.into_entry()?);
             }
@@ -337,7 +338,7 @@ impl PgLoader {
         // Streamed into the change set: a large catch-up need not sit in memory twice.
         let query = select_keys_written_after();
         {
-            let mut rows = sqlx::query_as::<_, KeyRow>(&query)
+            let mut rows = sqlx::query_as::<_, KeyRow>(AssertSqlSafe(query))
                 .bind(after)
                 .fetch(&mut *transaction);
             while let Some(row) = self.step(next(&mut rows)).await? {

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -134,11 +134,13 @@ pub async fn maintain(
     for (month, name) in &existing {
         if *month < oldest_kept {
             let mut transaction = pool.begin().await?;
-            sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-                .execute(&mut *transaction)
-                .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+            )))
+            .execute(&mut *transaction)
+            .await?;
             // The name is one of keysync's (checked by `of_partition`): safe to splice.
-            sqlx::query(&format!("DROP TABLE {name}"))
+            sqlx::query(AssertSqlSafe(format!("DROP TABLE {name}")))
                 .execute(&mut *transaction)
                 .await?;
             transaction.commit().await?;
@@ -184,33 +186,35 @@ async fn create(pool: &PgPool, month: Month) -> Result<u64, sqlx::Error> {
     let name = month.partition();
     let (from, to) = (month.start(), month.plus(1).start());
     let mut transaction = pool.begin().await?;
-    sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+    )))
+    .execute(&mut *transaction)
+    .await?;
+    sqlx::query(AssertSqlSafe(format!(
         "CREATE TABLE {name} (LIKE usage_hourly INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-    ))
+    )))
     .execute(&mut *transaction)
     .await?;
     // No flush may add rows of this month to the default partition until it is attached.
     sqlx::query("LOCK TABLE usage_hourly_default IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *transaction)
         .await?;
-    let moved = sqlx::query(&format!(
+    let moved = sqlx::query(AssertSqlSafe(format!(
         "WITH moved AS (DELETE FROM usage_hourly_default WHERE hour >= $1 AND hour < $2 \
                         RETURNING *) \
          INSERT INTO {name} SELECT * FROM moved"
-    ))
+    )))
     .bind(from)
     .bind(to)
     .execute(&mut *transaction)
     .await?
     .rows_affected();
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "ALTER TABLE usage_hourly ATTACH PARTITION {name} FOR VALUES FROM ('{}') TO ('{}')",
         from.to_rfc3339(),
         to.to_rfc3339()
-    ))
+    )))
     .execute(&mut *transaction)
     .await?;
     transaction.commit().await?;

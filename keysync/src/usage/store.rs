@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
 use super::flush::{Counter, Flush, Values};
@@ -236,9 +236,12 @@ impl UsageStore {
                 "org_id, hour, key_id, outcome",
                 saturating_sum,
             );
-            bind_columns(sqlx::query(&statement).bind(flush.hour), &increments)
-                .execute(&mut *transaction)
-                .await?;
+            bind_columns(
+                sqlx::query(AssertSqlSafe(statement)).bind(flush.hour),
+                &increments,
+            )
+            .execute(&mut *transaction)
+            .await?;
             recorded.quota_crossings = flushed_use::record(
                 &mut transaction,
                 instance,
@@ -259,9 +262,12 @@ impl UsageStore {
                 "instance_id, org_id, key_id, outcome",
                 replaced,
             );
-            bind_columns(sqlx::query(&statement).bind(instance), &changed)
-                .execute(&mut *transaction)
-                .await?;
+            bind_columns(
+                sqlx::query(AssertSqlSafe(statement)).bind(instance),
+                &changed,
+            )
+            .execute(&mut *transaction)
+            .await?;
         }
 
         let unattributed = flush.unattributed_requests.max(unattributed_before);
