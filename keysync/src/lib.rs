@@ -33,7 +33,8 @@
 //! with libpq's TLS rules in [`database_tls`]; [`ca_file`] and [`tls_failure`] serve
 //! TLS to PostgreSQL and Redis alike), readiness, shutdown, the clock, metric label
 //! spelling ([`metric_label`]), keeping repeated complaints to one log line a period
-//! ([`log_throttle`]) and URLs with their password hidden ([`url_redaction`]). The
+//! ([`log_throttle`]), URLs with their password hidden ([`url_redaction`]) and settings
+//! files read again when they change ([`watched_file`]). The
 //! wire's vocabulary (key hashes, subject kinds, usage outcomes, key policies) is
 //! [`keysync_contract`]'s, shared with the filter.
 #![forbid(unsafe_code)]
@@ -62,3 +63,4 @@ pub mod sync;
 pub mod tls_failure;
 pub mod url_redaction;
 pub mod usage;
+pub mod watched_file;
