@@ -77,19 +77,20 @@ pub fn start_process(url: &str, env: &[(&str, &str)]) -> Started {
         .envs(env.iter().copied());
     let process = Process::spawn("keysync-serve", command);
     let line = process.wait_for_log("keysync listening:", Duration::from_secs(30));
-    let field = |name: &str| -> &str {
+    let field = |name: &str| {
         line.split_whitespace()
             .find_map(|word| word.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
     };
     let address = |name: &str| -> SocketAddr {
         field(name)
-            .parse()
-            .unwrap_or_else(|_| panic!("no {name} address in {line:?}"))
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} address in {line:?}"))
     };
     let grpc = address("grpc=");
     let http = address("http=");
-    let api = (field("api=") != "off").then(|| address("api="));
+    let api = field("api=")
+        .filter(|api| *api != "off")
+        .map(|_| address("api="));
     assert_ne!(grpc.port(), 0);
     assert_ne!(http.port(), 0);
     process.wait_for_log("snapshot loaded: keys=", Duration::from_secs(30));
