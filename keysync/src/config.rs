@@ -921,6 +921,23 @@ mod tests {
     }
 
     #[test]
+    fn leak_reports_need_the_operator_api() {
+        let dir = std::env::temp_dir().join(format!("keysync-leak-off-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.json");
+        let signer = keysync_e2e::leak_signer::Signer::generate("k");
+        std::fs::write(&path, keysync_e2e::leak_signer::key_list(&[&signer])).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        assert!(ServeConfig::from_env(&env(&[(LEAK_PUBLIC_KEYS_FILE, &path)])).is_ok());
+        let error =
+            ServeConfig::from_env(&env(&[(LEAK_PUBLIC_KEYS_FILE, &path), (API_ADDR, "off")]))
+                .unwrap_err();
+        assert_eq!(error.name, LEAK_PUBLIC_KEYS_FILE);
+        assert!(error.reason.contains("KEYSYNC_API_ADDR is off"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_gateway_rate_is_a_positive_whole_number() {
         for bad in ["0", "-1", "fast", "100000001", "1.5"] {
             let error = ServeConfig::from_env(&env(&[(GATEWAY_MAX_RATE, bad)])).unwrap_err();
