@@ -114,7 +114,8 @@ KEY_JSON=$("$KEYSYNC" keys create --org-id "$ORG_ID" --name "demo key" --env tes
 KEY=$(echo "$KEY_JSON" | json_field key)
 KEY_ID=$(echo "$KEY_JSON" | json_field key_id)
 
-if [ "$KEYSYNC_API_ADDR" = off ]; then API_SHOWN="off"; else API_SHOWN="http://$KEYSYNC_API_ADDR/v1/"; fi
+API_SHOWN="http://$KEYSYNC_API_ADDR/v1/"
+[ "$KEYSYNC_API_ADDR" != off ] || API_SHOWN="off"
 echo "starting keysync (gRPC $KEYSYNC_GRPC_ADDR, admin http://$KEYSYNC_HTTP_ADDR, operator API $API_SHOWN; log .run/keysync.log)"
 "$KEYSYNC" serve >"$RUN/keysync.log" 2>&1 &
 pids+=($!)
