@@ -385,8 +385,15 @@ fn read_tokens(env: &impl Environment) -> Result<TokenSettings, ConfigError> {
         (None, None) => {}
     }
     if let Some(path) = list {
-        let contents = read_file(GRPC_TOKENS_FILE, &path)?;
         let may_be_empty = settings.any();
+        let contents = match std::fs::read(path.trim()) {
+            // Beside another token, a list not there yet is an empty one: a Kubernetes
+            // Secret key added later appears in its volume, and is read then.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && may_be_empty => {
+                Vec::new()
+            }
+            _ => read_file(GRPC_TOKENS_FILE, &path)?,
+        };
         let tokens = std::str::from_utf8(&contents)
             .map_err(|_| "not UTF-8".to_owned())
             .and_then(|text| AcceptedTokens::parse(text, may_be_empty))
@@ -881,6 +888,18 @@ mod tests {
         .unwrap();
         assert_eq!(config.grpc_tokens.count(), (1, 0));
         assert!(config.grpc_authenticated());
+        // Beside it, a list not there yet is empty (a Secret key added later); alone,
+        // it must be there.
+        let missing = dir.join("not-yet");
+        let config = ServeConfig::from_env(&env(&[
+            (GRPC_TOKEN_FILE, &text(&single)),
+            (GRPC_TOKENS_FILE, &text(&missing)),
+        ]))
+        .unwrap();
+        assert_eq!(config.grpc_tokens.count(), (1, 0));
+        let error =
+            ServeConfig::from_env(&env(&[(GRPC_TOKENS_FILE, &text(&missing))])).unwrap_err();
+        assert!(error.reason.starts_with("cannot read it: "), "{error}");
         // Alone, it must list a token: an empty one would refuse every gateway.
         let error = ServeConfig::from_env(&env(&[(GRPC_TOKENS_FILE, &text(&list))])).unwrap_err();
         assert_eq!(error.name, GRPC_TOKENS_FILE);

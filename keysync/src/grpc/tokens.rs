@@ -7,7 +7,9 @@
 //!   `<token> read-only`; blank lines and lines starting with `#` are ignored.
 //!
 //! Both files are read again every [`RELOAD_PERIOD`] ([`crate::watched_file`]): a
-//! Kubernetes Secret update reaches keysync without a restart. A file that no longer
+//! Kubernetes Secret update reaches keysync without a restart. Beside another token, a
+//! tokens file that is not there yet counts as empty (a Secret's key added later
+//! appears in its volume, and is read then). A file that no longer
 //! parses keeps the tokens in use and says so in one log line, which names the line
 //! and never a token. A call's token is compared with every accepted one by SHA-256 in
 //! constant time ([`crate::grpc::token`]).
@@ -377,6 +379,24 @@ mod tests {
         // An emptied token file is refused: the token in use stays.
         written(&single, "");
         assert_eq!(reload().await, (Reload::Refused, Reload::Unchanged));
+        assert_eq!(tokens.check(Some(&bearer(NEXT))), Ok(Rights::Gateway));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_tokens_file_that_appears_later_is_read_then() {
+        let dir = std::env::temp_dir().join(format!("keysync-tokens-later-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let listed = dir.join("accepted-tokens");
+        let tokens = GrpcTokens::new(TokenSettings {
+            token: Some(token(GATEWAY)),
+            token_file: None,
+            tokens_file: Some((listed.clone(), AcceptedTokens::default())),
+        });
+        let file = tokens.tokens_file.as_ref().unwrap();
+        assert_eq!(file.reload().await, Reload::Refused, "not there yet");
+        written(&listed, &format!("{NEXT}\n"));
+        assert_eq!(file.reload().await, Reload::Reloaded);
         assert_eq!(tokens.check(Some(&bearer(NEXT))), Ok(Rights::Gateway));
         std::fs::remove_dir_all(&dir).unwrap();
     }
