@@ -199,6 +199,15 @@ pub async fn watch<T: Described + PartialEq>(file: Weak<WatchedFile<T>>, period:
     }
 }
 
+/// Writes `text` to `path` as Kubernetes and careful operators do: aside, then renamed
+/// into place, so a reader sees the old contents or the new, never half.
+#[cfg(test)]
+pub fn written(path: &Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,12 +229,6 @@ mod tests {
             return Err("an empty line".to_owned());
         }
         Ok(Lines(lines))
-    }
-
-    fn written(path: &Path, text: &str) {
-        let next = path.with_extension("next");
-        std::fs::write(&next, text).unwrap();
-        std::fs::rename(&next, path).unwrap();
     }
 
     #[tokio::test]

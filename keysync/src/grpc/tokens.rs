@@ -243,7 +243,7 @@ impl GrpcTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watched_file::Reload;
+    use crate::watched_file::{written, Reload};
 
     const GATEWAY: &str = "gateway-0123456789abcdef";
     const NEXT: &str = "next-gateway-0123456789abcdef";
@@ -331,12 +331,6 @@ mod tests {
             )),
         });
         assert_eq!(twice.check(Some(&bearer(READER))), Ok(Rights::Gateway));
-    }
-
-    fn written(path: &std::path::Path, text: &str) {
-        let next = path.with_extension("next");
-        std::fs::write(&next, text).unwrap();
-        std::fs::rename(&next, path).unwrap();
     }
 
     #[tokio::test]

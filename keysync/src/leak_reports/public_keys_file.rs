@@ -14,6 +14,10 @@ use std::time::Duration;
 use super::signature::PublicKeys;
 use crate::watched_file::{Described, Naming, WatchedFile};
 
+/// The variable that names the file (declared where the file is read, as the errors
+/// and log lines about it name it).
+pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
+
 /// How often a report signed by an unknown key may have the file read again.
 pub const RECHECK_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
@@ -37,7 +41,7 @@ pub fn public_keys_file(path: PathBuf, keys: PublicKeys) -> PublicKeysFile {
         Naming {
             subsystem: "leak reports",
             noun: "public keys",
-            variable: crate::config::LEAK_PUBLIC_KEYS_FILE,
+            variable: LEAK_PUBLIC_KEYS_FILE,
         },
         keys,
         Box::new(|contents| {
@@ -52,13 +56,7 @@ mod tests {
     use keysync_e2e::leak_signer::{key_list, Signer};
 
     use super::*;
-    use crate::watched_file::Reload;
-
-    fn written(path: &std::path::Path, text: &str) {
-        let next = path.with_extension("next");
-        std::fs::write(&next, text).unwrap();
-        std::fs::rename(&next, path).unwrap();
-    }
+    use crate::watched_file::{written, Reload};
 
     #[tokio::test]
     async fn new_keys_replace_the_old_and_a_bad_file_keeps_them() {

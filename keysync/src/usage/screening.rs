@@ -129,21 +129,16 @@ mod tests {
 
     const GROWN: Values = [10, 20_000, 8, 2, 0, 0, 1_000, 10_000];
 
-    fn owners() -> Owners {
-        Owners::from([(Uuid::from_u128(2), Uuid::from_u128(1))])
+    /// Screens [`GROWN`] of `org`'s counter of `key`, against key 2 of org 1.
+    fn screened(org: u128, key: u128, allowance: &mut i64, refused: &mut Refused) -> Values {
+        let owners = Owners::from([(Uuid::from_u128(2), Uuid::from_u128(1))]);
+        screen(&counter(org, key), GROWN, &owners, allowance, refused)
     }
 
     #[test]
     fn a_key_of_its_own_organization_within_the_allowance_is_taken_whole() {
         let (mut allowance, mut refused) = (25, Refused::default());
-        let taken = screen(
-            &counter(1, 2),
-            GROWN,
-            &owners(),
-            &mut allowance,
-            &mut refused,
-        );
-        assert_eq!(taken, GROWN);
+        assert_eq!(screened(1, 2, &mut allowance, &mut refused), GROWN);
         assert_eq!(allowance, 15);
         assert!(!refused.any());
     }
@@ -151,21 +146,16 @@ mod tests {
     #[test]
     fn unknown_keys_and_other_organizations_add_nothing_and_spend_nothing() {
         let (mut allowance, mut refused) = (1_000, Refused::default());
-        let unknown = screen(
-            &counter(1, 3),
-            GROWN,
-            &owners(),
-            &mut allowance,
-            &mut refused,
+        assert_eq!(
+            screened(1, 3, &mut allowance, &mut refused),
+            [0; 8],
+            "unknown"
         );
-        let foreign = screen(
-            &counter(9, 2),
-            GROWN,
-            &owners(),
-            &mut allowance,
-            &mut refused,
+        assert_eq!(
+            screened(9, 2, &mut allowance, &mut refused),
+            [0; 8],
+            "foreign"
         );
-        assert_eq!((unknown, foreign), ([0; 8], [0; 8]));
         assert_eq!(allowance, 1_000);
         assert_eq!(
             refused,
@@ -180,36 +170,18 @@ mod tests {
     #[test]
     fn past_the_allowance_only_what_is_left_is_taken_and_the_rest_refused() {
         let (mut allowance, mut refused) = (4, Refused::default());
-        let taken = screen(
-            &counter(1, 2),
-            GROWN,
-            &owners(),
-            &mut allowance,
-            &mut refused,
-        );
+        let taken = screened(1, 2, &mut allowance, &mut refused);
         assert_eq!(taken, [4, 8_000, 3, 0, 0, 0, 400, 4_000]);
         assert_eq!(allowance, 0);
         assert_eq!(refused.get(Refusal::OverCeiling), 6);
         // Nothing left: all refused.
-        let taken = screen(
-            &counter(1, 2),
-            GROWN,
-            &owners(),
-            &mut allowance,
-            &mut refused,
-        );
-        assert_eq!(taken, [0; 8]);
+        assert_eq!(screened(1, 2, &mut allowance, &mut refused), [0; 8]);
         assert_eq!(refused.get(Refusal::OverCeiling), 16);
         // A forged billion, and the largest values: no overflow.
         let (mut allowance, mut refused) = (1_000, Refused::default());
+        let owners = Owners::from([(Uuid::from_u128(2), Uuid::from_u128(1))]);
         let huge = [i64::MAX; 8];
-        let taken = screen(
-            &counter(1, 2),
-            huge,
-            &owners(),
-            &mut allowance,
-            &mut refused,
-        );
+        let taken = screen(&counter(1, 2), huge, &owners, &mut allowance, &mut refused);
         assert_eq!(taken, [1_000; 8]);
         assert_eq!(refused.over_ceiling, i64::MAX - 1_000);
     }
