@@ -1869,10 +1869,10 @@ class TokenRotation:
         finally:
             answers = load.stop()
             service.close()
-        by_outcome = {}
-        for _, outcome, _ in answers:
-            by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
-        log(f"   {len(answers)} answers through the gateways during the rotation: {by_outcome}")
+            by_outcome = {}
+            for _, outcome, _ in answers:
+                by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+            log(f"   {len(answers)} answers through the gateways during the rotation: {by_outcome}")
         failures = [outcome for _, outcome, _ in answers if outcome != 200]
         if failures:
             raise CheckError(f"{len(failures)} of {len(answers)} requests with a valid key did not get 200 "
