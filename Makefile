@@ -149,6 +149,7 @@ bench-build: deps wrk build-filter
 bench: bench-build
 	$(BENCH) compare --seconds 10 --keys 10000,100000,1000000 --query-rate-seconds 20
 	$(BENCH) keysync-memory --keys 1000000
+	$(BENCH) time-to-ready --keys 1000000 --rounds 3
 	$(BENCH) propagation --keys 200
 	$(BENCH) propagation --keys 200 --spacing-ms 0
 	$(BENCH) churn --churn 100000 --rounds 1 --active 1000
@@ -163,6 +164,7 @@ bench: bench-build
 	$(BENCH) usage-accuracy
 	$(BENCH) usage-postgres
 	$(BENCH) quota-accuracy
+	$(BENCH) fleet --gateways 1000 --keys 10000 --seconds 60 --revocations 50
 
 bench-short: bench-build
 	$(BENCH) compare --seconds 3 --keys 10000 --query-rate-seconds 5

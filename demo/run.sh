@@ -133,10 +133,10 @@ echo "starting Envoy on port $GATEWAY_PORT (admin http://127.0.0.1:$ENVOY_ADMIN_
 "$ENVOY" -c "$RUN/envoy.yaml" --concurrency 2 --disable-hot-restart >"$RUN/envoy.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$ENVOY_ADMIN_PORT/ready" 60 Envoy
-for _ in $(seq 1 100); do
-  grep -q "cache refresh complete" "$RUN/envoy.log" && break
-  sleep 0.2
-done
+# The gateway is up only once the filter's store holds a complete sync of the keys:
+# until then /health answers 503, and a key served by a lookup alone would turn into
+# 503s if keysync stalled.
+wait_http "http://127.0.0.1:$GATEWAY_PORT/health" 300 "the gateway's first key sync"
 
 cat <<MSG
 

@@ -15,7 +15,9 @@ front of Envoy are trusted to name the client in x-forwarded-for. RATE_LIMIT_MOD
 sets the filter's rate_limit mode and, for global, fills the ${GLOBAL_RATE_LIMIT_*}
 blocks. ENVOY_PROBE_PORT adds a listener on that port that passes GET /ready and GET
 /stats/prometheus to the admin interface (which stays on 127.0.0.1), for Kubernetes
-probes and Prometheus. Standard library only.
+probes and Prometheus; /ready answers 503 until the gateway can decide keys (the wasm
+filter's store holds a complete sync; in ext_authz mode, keysync has loaded its key
+snapshot), then Envoy's own readiness. Standard library only.
 """
 import json
 import os
@@ -328,7 +330,8 @@ def transport_socket(values):
 
 # ENVOY_PROBE_PORT: Kubernetes probes and Prometheus reach a pod's address, not its
 # loopback, where the admin interface stays. This listener passes GET /ready and GET
-# /stats/prometheus (and nothing else) to it.
+# /stats/prometheus (and nothing else) to it. /ready first asks whether the gateway can
+# decide keys (READINESS_FILTERS, by mode): 503 until then, Envoy's own readiness after.
 PROBE_LISTENER = """\
 - name: probes
   address:
@@ -346,14 +349,59 @@ PROBE_LISTENER = """\
             routes:
             - match: { path: /ready, headers: [{ name: ":method", string_match: { exact: GET } }] }
               route: { cluster: envoy_admin }
+              ${READY_ROUTE_CONFIG}
             - match: { path: /stats/prometheus, headers: [{ name: ":method", string_match: { exact: GET } }] }
               route: { cluster: envoy_admin }
+              ${NOT_READINESS}
             - match: { prefix: "/" }
               direct_response: { status: 404 }
+              ${NOT_READINESS}
         http_filters:
+        ${READINESS_FILTER}
         - name: envoy.filters.http.router
           typed_config:
             "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"""
+
+# Wasm mode: the keysync filter in role "ready", in the auth filter's VM (same vm_id and
+# vm_config), answers 503 until the store it shares holds a complete sync.
+READINESS_WASM_FILTER = """\
+- name: envoy.filters.http.wasm
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+    config:
+      name: keysync_ready
+      root_id: keysync
+      failure_policy: FAIL_RELOAD
+      vm_config:
+        vm_id: keysync
+        runtime: envoy.wasm.runtime.v8
+        code: { local: { filename: "${KEYSYNC_FILTER_WASM}" } }
+        environment_variables: { host_env_keys: [KEYSYNC_GRPC_TOKEN] }
+      configuration:
+        "@type": type.googleapis.com/google.protobuf.StringValue
+        value: '{"role":"ready"}'"""
+
+# ext_authz mode: every request needs keysync, so the gateway is ready once keysync
+# answers a readiness check (the route's context extension keysync: readiness): OK once
+# it has loaded its key snapshot, UNAVAILABLE before, and no answer at all (503) while
+# unreachable.
+READINESS_EXT_AUTHZ_FILTER = """\
+- name: envoy.filters.http.ext_authz
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+    transport_api_version: V3
+    grpc_service:
+      envoy_grpc: { cluster_name: keysync }
+      ${KEYSYNC_GRPC_METADATA}
+      timeout: 0.5s
+    failure_mode_allow: false
+    status_on_error: { code: ServiceUnavailable }"""
+
+EXT_AUTHZ_READINESS_ROUTE = (
+    "typed_per_filter_config: { envoy.filters.http.ext_authz: { "
+    '"@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, '
+    "check_settings: { context_extensions: { keysync: readiness } } } }"
+)
 
 PROBE_CLUSTER = """\
 - name: envoy_admin
@@ -364,12 +412,32 @@ PROBE_CLUSTER = """\
     endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${ENVOY_ADMIN_PORT} } } } } ] } ]"""
 
 
-def probe_blocks(values):
+def probe_blocks(values, template, metadata):
+    """The probe listener and the admin cluster behind it; the listener's readiness
+    check is the template's mode's."""
     port = values.get("ENVOY_PROBE_PORT")
     if not port:
         return "", ""
-    fill = string.Template
-    return (fill(PROBE_LISTENER).substitute(values), fill(PROBE_CLUSTER).substitute(values))
+    ext_authz = "envoy.filters.http.ext_authz" in template
+    name = "envoy.filters.http.ext_authz" if ext_authz else "envoy.filters.http.wasm"
+    if ext_authz:
+        lines = READINESS_EXT_AUTHZ_FILTER.splitlines()
+        at = lines.index("      ${KEYSYNC_GRPC_METADATA}")
+        readiness = "\n".join(lines[:at] + ["      " + m for m in metadata] + lines[at + 1:])
+        ready_route = EXT_AUTHZ_READINESS_ROUTE
+    else:
+        readiness = string.Template(READINESS_WASM_FILTER).substitute(values)
+        ready_route = "# 503 from the keysync filter (role ready) until its store holds a complete sync"
+    listener = string.Template(PROBE_LISTENER).substitute(
+        values,
+        READY_ROUTE_CONFIG=ready_route,
+        NOT_READINESS=(
+            f'typed_per_filter_config: {{ {name}: {{ "@type": '
+            'type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }'
+        ),
+        READINESS_FILTER=block(readiness.splitlines(), PROBE_LISTENER, "READINESS_FILTER"),
+    )
+    return listener, string.Template(PROBE_CLUSTER).substitute(values)
 
 
 def host_port(addr, name):
@@ -440,7 +508,7 @@ def render(template, env):
     )
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
     values["BENCH_FILTER"] = block(bench_filter(values), template, "BENCH_FILTER")
-    listener, cluster = probe_blocks(values)
+    listener, cluster = probe_blocks(values, template, metadata)
     values["ENVOY_PROBE_LISTENER"] = block(listener.splitlines(), template, "ENVOY_PROBE_LISTENER")
     values["ENVOY_PROBE_CLUSTER"] = block(cluster.splitlines(), template, "ENVOY_PROBE_CLUSTER")
     try:

@@ -10,6 +10,7 @@
 use crate::bench_keys::{secret, wait_for_keysync, BenchKeys};
 use crate::gateways::{baseline_gateway, keysync_gateway, keysync_gateway_with};
 use crate::median::median;
+use crate::pg_activity;
 use crate::proc_status::rss_kib;
 use crate::wrk::{self, Report};
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
@@ -200,16 +201,7 @@ fn query_rates(
     gateway
         .process
         .wait_for_log("cache refresh complete", Duration::from_secs(300));
-    let commits = || -> u64 {
-        postgres
-            .psql(
-                database,
-                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
-            )
-            .trim()
-            .parse()
-            .expect("a number")
-    };
+    let commits = || pg_activity::transactions(postgres, database);
     let per_minute = |label: &str, work: &dyn Fn() -> u64| {
         let before = commits();
         let started = Instant::now();

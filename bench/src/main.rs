@@ -11,18 +11,22 @@ mod bench_keys;
 mod compare;
 mod cpu_pin;
 mod cpu_time;
+mod fleet;
 mod gateways;
 mod key_forms;
 mod key_policy;
 mod keysync_memory;
 mod latency;
 mod load;
+mod machine_load;
 mod median;
 mod memory;
+mod pg_activity;
 mod proc_status;
 mod propagation;
 mod quota_accuracy;
 mod rate_limit;
+mod time_to_ready;
 mod usage_accuracy;
 mod usage_cost;
 mod wrk;
@@ -185,6 +189,35 @@ enum Bench {
         #[arg(long, default_value_t = 3_000)]
         round: usize,
     },
+    /// Many gateways against one keysync (the central topology): watch streams, usage
+    /// reports every 10 s, health checks every 0.5 s; keysync's CPU and memory,
+    /// PostgreSQL's transactions, and the time a revocation takes to reach every stream.
+    Fleet {
+        #[arg(long, default_value_t = 1_000, value_parser = at_least_one())]
+        gateways: usize,
+        /// Active keys (each gateway lists them all when it starts).
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        /// Keys each gateway serves and reports usage for.
+        #[arg(long, default_value_t = 50)]
+        keys_per_gateway: usize,
+        /// Seconds of each measuring window (keysync alone, the fleet steady).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Keys revoked one by one at the end, each timed to every stream.
+        #[arg(long, default_value_t = 50)]
+        revocations: usize,
+        #[arg(long, default_value_t = 1_000)]
+        spacing_ms: u64,
+    },
+    /// Time from a fresh Envoy's start to ready (the probe port's `/ready` 200: its
+    /// store holds a complete sync), against Envoy's own readiness, with many keys.
+    TimeToReady {
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
+        rounds: usize,
+    },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
@@ -228,7 +261,23 @@ fn main() {
             rate_limit::accuracy_global(burst.limit, burst.requests, burst.connections, envoys)
         }
         Bench::KeysyncMemory { keys } => keysync_memory::run(keys),
+        Bench::Fleet {
+            gateways,
+            keys,
+            keys_per_gateway,
+            seconds,
+            revocations,
+            spacing_ms,
+        } => fleet::run(&fleet::Options {
+            gateways,
+            keys,
+            keys_per_gateway,
+            seconds,
+            revocations,
+            spacing: std::time::Duration::from_millis(spacing_ms),
+        }),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
+        Bench::TimeToReady { keys, rounds } => time_to_ready::run(keys, rounds),
         Bench::UsageAccuracy {
             requests,
             keys,

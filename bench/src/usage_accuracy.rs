@@ -4,12 +4,12 @@
 //! 10 requests a second against full load (they must not grow with the request rate).
 
 use crate::load;
+use crate::pg_activity;
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::key_population::KeyPopulation;
 use keysync_e2e::keysync as ks;
 use keysync_e2e::paced_load::{LoadShape, PacedLoad};
 use keysync_e2e::poll;
-use keysync_e2e::postgres::STAT_STATEMENTS_ENV;
 use keysync_e2e::stack::Stack;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -143,48 +143,24 @@ fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Strin
         .join(", ")
 }
 
-/// PostgreSQL's committed transactions in `window`, from `pg_stat_database`; with
+/// PostgreSQL's transactions in `window`, from `pg_stat_database`; with
 /// `KEYSYNC_TEST_PG_STAT_STATEMENTS` set, also the statements run in it, most frequent
 /// first (`pg_stat_database` also counts autovacuum's work and varies by tens a minute
 /// on its own; the statements say what the clients asked for).
 fn transactions_during(stack: &Stack, window: Duration) -> u64 {
-    let db = database(&stack.database_url);
-    let statements = std::env::var_os(STAT_STATEMENTS_ENV).is_some();
+    let (postgres, db) = (&stack.postgres, database(&stack.database_url));
+    let statements = pg_activity::statements_enabled();
     if statements {
-        stack
-            .postgres
-            .psql(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-        stack.postgres.psql(db, "SELECT pg_stat_statements_reset()");
+        pg_activity::reset_statements(postgres, db);
     }
-    let read = || -> u64 {
-        // The statistics of other backends reach the view within about a second.
-        stack
-            .postgres
-            .psql(
-                database(&stack.database_url),
-                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-            )
-            .trim()
-            .parse()
-            .expect("xact_commit")
-    };
-    let before = read();
+    let before = pg_activity::transactions(postgres, db);
     std::thread::sleep(window);
-    let transactions = read() - before;
+    let transactions = pg_activity::transactions(postgres, db) - before;
     if statements {
-        let top = stack.postgres.psql(
-            db,
-            "SELECT calls || ' ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 80) \
-             FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' \
-             ORDER BY calls DESC, query LIMIT 12",
-        );
-        let total = stack.postgres.psql(
-            db,
-            "SELECT sum(calls) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%'",
-        );
-        println!("  statements in the window: {}", total.trim());
-        for line in top.lines() {
-            println!("    {line}");
+        let seen = pg_activity::statements(postgres, db, 12);
+        println!("  statements in the window: {}", seen.total);
+        for (calls, query) in seen.top {
+            println!("    {calls} {query}");
         }
     }
     transactions

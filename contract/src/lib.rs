@@ -19,6 +19,7 @@ pub mod key_format;
 pub mod key_hash;
 pub mod key_policy;
 pub mod limit;
+pub mod public_path;
 pub mod rate_limit_headers;
 pub mod rate_window;
 pub mod reply;

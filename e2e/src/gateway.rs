@@ -109,6 +109,18 @@ impl GatewayOptions {
         }
     }
 
+    /// Turns on the probe listener (`ENVOY_PROBE_PORT`) on a free port, with the admin
+    /// interface on a fixed free port for it to reach (Envoy's own would be chosen at
+    /// start); returns the probe listener's address.
+    pub fn probe_listener(&mut self) -> SocketAddr {
+        let probe_port = paths::free_port();
+        self.env
+            .push(("ENVOY_PROBE_PORT".into(), probe_port.to_string()));
+        self.env
+            .push(("ENVOY_ADMIN_PORT".into(), paths::free_port().to_string()));
+        SocketAddr::from(([127, 0, 0, 1], probe_port))
+    }
+
     /// Global rate limiting: the filter hands limits to Envoy's rate-limit filter,
     /// which asks keysync (started with `REDIS_URL`).
     pub fn global_rate_limits(&mut self) {

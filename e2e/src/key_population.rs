@@ -92,16 +92,35 @@ impl<'a> KeyPopulation<'a> {
 
     /// Revokes keys `range` in one transaction.
     pub fn revoke_all(&self, range: std::ops::Range<usize>) {
-        self.postgres.psql(
-            &self.database,
-            &format!(
-                "UPDATE api_keys SET active = false, revoked_at = now() \
-                 WHERE key_hash IN (SELECT {} FROM generate_series({}, {}) AS i)",
-                self.hash_sql("i"),
-                range.start,
-                range.end.saturating_sub(1)
-            ),
+        self.postgres.psql(&self.database, &self.revoke_sql(range));
+    }
+
+    /// Revokes key `n` as [`KeyPopulation::revoke`] does, and returns the database's
+    /// clock when the statement had changed the row (its commit follows at once): a
+    /// revocation timed from the database's side, not from when `psql` exited.
+    pub fn revoke_timed(&self, n: usize) -> std::time::SystemTime {
+        let sql = format!(
+            "{} RETURNING extract(epoch FROM clock_timestamp())",
+            self.revoke_sql(n..n + 1)
         );
+        let seconds: f64 = self
+            .postgres
+            .psql(&self.database, &sql)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("key {n} of population {} is not active", self.label));
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds)
+    }
+
+    /// The statement revoking keys `range`.
+    fn revoke_sql(&self, range: std::ops::Range<usize>) -> String {
+        format!(
+            "UPDATE api_keys SET active = false, revoked_at = now() \
+             WHERE key_hash IN (SELECT {} FROM generate_series({}, {}) AS i)",
+            self.hash_sql("i"),
+            range.start,
+            range.end.saturating_sub(1)
+        )
     }
 
     /// Gives keys `range` a limit of their own (`rpm` a minute, no burst).

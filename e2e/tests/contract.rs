@@ -76,9 +76,10 @@ fn check_contract(stack: &Stack) {
     let unknown = gateway.get_with_key("/orders", "sk_live_ThisKeyWasNeverIssuedToAnyone01");
     assert_error(&unknown, 403, "invalid_api_key");
 
-    // The health check needs no key.
-    let health = gateway.get("/health", &[]);
-    assert_eq!(health.status, 200, "body: {}", health.text());
+    // The health check needs no key (it is 503 only until the gateway can decide keys,
+    // which this test does not wait for).
+    let health = gateway.wait_for_status_with("/health", &[], 200, DEADLINE);
+    assert_eq!(health.text(), "ok\n");
 
     // A key created now works on its first request.
     let late = stack.create_key(&org, &["--env", "test"]);
@@ -225,8 +226,9 @@ fn ext_authz_fails_closed_with_503_json_when_keysync_is_down() {
     // Nobody can check anything: without keysync, a request without a key cannot be
     // told apart from one with a key either (the wasm filter would say 401 here).
     assert_error(&stack.gateway.get("/", &[]), 503, "auth_unavailable");
-    // The health check does not ask keysync.
-    assert_eq!(stack.gateway.get("/health", &[]).status, 200);
+    // The health check is a readiness check, and without keysync this gateway can
+    // decide nothing: 503, so that a load balancer sends clients elsewhere.
+    assert_eq!(stack.gateway.get("/health", &[]).status, 503);
 }
 
 #[test]

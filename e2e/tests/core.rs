@@ -69,9 +69,11 @@ fn valid_missing_unknown_and_spoofed_requests() {
         .get_with_key("/orders", "sk_live_ThisKeyWasNeverIssuedToAnyone01");
     assert_error(&unknown, 403, "invalid_api_key");
 
-    // The health check needs no key.
-    let health = stack.gateway.get("/health", &[]);
-    assert_eq!(health.status, 200);
+    // The health check needs no key (503 only until the first sync completes).
+    let health = stack
+        .gateway
+        .wait_for_status_with("/health", &[], 200, DEADLINE);
+    assert_eq!(health.text(), "ok\n");
 
     stack.gateway.wait_for_stat("allowed", DEADLINE, |n| n >= 3);
     stack.gateway.wait_for_stat("missing", DEADLINE, |n| n >= 1);
@@ -213,7 +215,8 @@ fn never_synced_fails_closed_by_default_and_open_when_configured() {
     let closed = Gateway::start(GatewayOptions::new(nowhere, backends.clone()));
     let refused = closed.get_with_key("/", key);
     assert_error(&refused, 503, "auth_unavailable");
-    assert_eq!(closed.get("/health", &[]).status, 200);
+    // Not ready: the store never held a complete sync.
+    assert_error(&closed.get("/health", &[]), 503, "auth_unavailable");
     assert_eq!(
         closed.get("/", &[]).status,
         401,

@@ -5,16 +5,14 @@
 //! Prometheus (and nothing else of the admin interface).
 
 use keysync_e2e::http;
-use keysync_e2e::paths::free_port;
-use keysync_e2e::poll::DEADLINE;
+use keysync_e2e::poll::{self, DEADLINE};
 use keysync_e2e::replies::forwarded_header;
 use keysync_e2e::stack::Stack;
-use std::net::SocketAddr;
 
 #[test]
 fn a_public_backend_by_configuration_passes_without_a_key_and_the_other_does_not() {
     for template in ["gateway.yaml", "ext-authz.yaml"] {
-        let probe_port = free_port();
+        let mut probes = None;
         let stack = Stack::start(|options| {
             options.template = template.into();
             // The stack's echo backend under two names: `api` behind the auth filter,
@@ -22,14 +20,9 @@ fn a_public_backend_by_configuration_passes_without_a_key_and_the_other_does_not
             let url = options.backends.split_once('=').unwrap().1.to_owned();
             options.backends = format!("api={url},docs={url}");
             options.env.push(("PUBLIC_BACKENDS".into(), "docs".into()));
-            options
-                .env
-                .push(("ENVOY_PROBE_PORT".into(), probe_port.to_string()));
-            // The probe listener reaches the admin interface at its configured port.
-            options
-                .env
-                .push(("ENVOY_ADMIN_PORT".into(), free_port().to_string()));
+            probes = Some(options.probe_listener());
         });
+        let probes = probes.unwrap();
         let org = stack.create_org("routing");
         let key = stack.create_key(&org, &[]);
         stack
@@ -56,11 +49,19 @@ fn a_public_backend_by_configuration_passes_without_a_key_and_the_other_does_not
             );
         }
 
-        let probes = SocketAddr::from(([127, 0, 0, 1], probe_port));
-        for path in ["/ready", "/stats/prometheus"] {
-            let status = http::get(probes, path, &[]).unwrap().status;
-            assert_eq!(status, 200, "{template}: GET {path} on the probe port");
-        }
+        // /ready is 200 once the gateway can decide keys (e2e/tests/readiness.rs); the
+        // key above may have been answered before that, on the miss path.
+        poll::eventually(
+            &format!("{template}: GET /ready on the probe port"),
+            DEADLINE,
+            || http::get(probes, "/ready", &[]).unwrap().status,
+            |&status| status == 200,
+        );
+        let status = http::get(probes, "/stats/prometheus", &[]).unwrap().status;
+        assert_eq!(
+            status, 200,
+            "{template}: GET /stats/prometheus on the probe port"
+        );
         let status = http::get(probes, "/stats", &[]).unwrap().status;
         assert_eq!(status, 404, "{template}: GET /stats on the probe port");
         for path in ["/ready", "/quitquitquit"] {

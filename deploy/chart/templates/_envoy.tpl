@@ -120,6 +120,8 @@ static_resources:
               domains: ["*"]
               
               routes:
+              # Keyless once the filter's store holds a complete sync, 503 before (the
+              # filter's ready_paths).
               - match: { path: /health }
                 direct_response: { status: 200, body: { inline_string: "ok\n" } }
               {{- $backends := $.Values.gateway.backends }}
@@ -181,11 +183,29 @@ static_resources:
               routes:
               - match: { path: /ready, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                # 503 from the keysync filter (role ready) until its store holds a complete sync
               - match: { path: /stats/prometheus, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
               - match: { prefix: "/" }
                 direct_response: { status: 404 }
+                typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
           http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: keysync_ready
+                root_id: keysync
+                failure_policy: FAIL_RELOAD
+                vm_config:
+                  vm_id: keysync
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: "/etc/keysync/wasm/plugin.wasm" } }
+                  environment_variables: { host_env_keys: [KEYSYNC_GRPC_TOKEN] }
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{"role":"ready"}'
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -397,6 +417,8 @@ static_resources:
                 - request_headers: { header_name: x-keysync-rl-subject, descriptor_key: keysync_subject }
                 - request_headers: { header_name: x-keysync-rl-limit, descriptor_key: keysync_limit }
               routes:
+              # Keyless once the filter's store holds a complete sync, 503 before (the
+              # filter's ready_paths).
               - match: { path: /health }
                 direct_response: { status: 200, body: { inline_string: "ok\n" } }
               {{- $backends := $.Values.gateway.backends }}
@@ -469,11 +491,29 @@ static_resources:
               routes:
               - match: { path: /ready, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                # 503 from the keysync filter (role ready) until its store holds a complete sync
               - match: { path: /stats/prometheus, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
               - match: { prefix: "/" }
                 direct_response: { status: 404 }
+                typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
           http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: keysync_ready
+                root_id: keysync
+                failure_policy: FAIL_RELOAD
+                vm_config:
+                  vm_id: keysync
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: "/etc/keysync/wasm/plugin.wasm" } }
+                  environment_variables: { host_env_keys: [KEYSYNC_GRPC_TOKEN] }
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{"role":"ready"}'
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -675,6 +715,8 @@ static_resources:
               domains: ["*"]
               
               routes:
+              # Keyless once the filter's store holds a complete sync, 503 before (the
+              # filter's ready_paths).
               - match: { path: /health }
                 direct_response: { status: 200, body: { inline_string: "ok\n" } }
               {{- $backends := $.Values.gateway.backends }}
@@ -736,11 +778,29 @@ static_resources:
               routes:
               - match: { path: /ready, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                # 503 from the keysync filter (role ready) until its store holds a complete sync
               - match: { path: /stats/prometheus, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
               - match: { prefix: "/" }
                 direct_response: { status: 404 }
+                typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
           http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: keysync_ready
+                root_id: keysync
+                failure_policy: FAIL_RELOAD
+                vm_config:
+                  vm_id: keysync
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: "/etc/keysync/wasm/plugin.wasm" } }
+                  environment_variables: { host_env_keys: [KEYSYNC_GRPC_TOKEN] }
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{"role":"ready"}'
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -928,12 +988,14 @@ static_resources:
               domains: ["*"]
               
               routes:
+              # Keyless, and 503 until keysync has loaded its key snapshot: a readiness
+              # check (this context extension) rather than a key check.
               - match: { path: /health }
                 direct_response: { status: 200, body: { inline_string: "ok\n" } }
                 typed_per_filter_config:
                   envoy.filters.http.ext_authz:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
-                    disabled: true
+                    check_settings: { context_extensions: { keysync: readiness } }
               {{- $backends := $.Values.gateway.backends }}
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
@@ -998,11 +1060,23 @@ static_resources:
               routes:
               - match: { path: /ready, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, check_settings: { context_extensions: { keysync: readiness } } } }
               - match: { path: /stats/prometheus, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
               - match: { prefix: "/" }
                 direct_response: { status: 404 }
+                typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
           http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              grpc_service:
+                envoy_grpc: { cluster_name: keysync }
+                timeout: 0.5s
+              failure_mode_allow: false
+              status_on_error: { code: ServiceUnavailable }
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -1200,12 +1274,14 @@ static_resources:
                 - request_headers: { header_name: x-keysync-rl-subject, descriptor_key: keysync_subject }
                 - request_headers: { header_name: x-keysync-rl-limit, descriptor_key: keysync_limit }
               routes:
+              # Keyless, and 503 until keysync has loaded its key snapshot: a readiness
+              # check (this context extension) rather than a key check.
               - match: { path: /health }
                 direct_response: { status: 200, body: { inline_string: "ok\n" } }
                 typed_per_filter_config:
                   envoy.filters.http.ext_authz:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
-                    disabled: true
+                    check_settings: { context_extensions: { keysync: readiness } }
               {{- $backends := $.Values.gateway.backends }}
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
@@ -1281,11 +1357,23 @@ static_resources:
               routes:
               - match: { path: /ready, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, check_settings: { context_extensions: { keysync: readiness } } } }
               - match: { path: /stats/prometheus, headers: [{ name: ":method", string_match: { exact: GET } }] }
                 route: { cluster: envoy_admin }
+                typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
               - match: { prefix: "/" }
                 direct_response: { status: 404 }
+                typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }
           http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              grpc_service:
+                envoy_grpc: { cluster_name: keysync }
+                timeout: 0.5s
+              failure_mode_allow: false
+              status_on_error: { code: ServiceUnavailable }
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router

@@ -6,6 +6,8 @@
 //! backends say what got through. It must show that no request reached a backend
 //! unauthenticated on a non-public path, with an identity the gateway did not set, or
 //! carrying the credential; that the gateway answered no 5xx; and that no wasm VM failed.
+//! A path is public when every common backend would resolve it under the public prefix
+//! (`backend_paths`: `/public/..;/admin` is `/admin` to a servlet container).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use super::backend_paths;
 use super::edge_requests::{generate, EdgeKeys, Identity, FUZZ_ID};
 use super::figures::{duration, statuses, Figures, Verdict};
 use super::{vm_failures, Scale};
@@ -154,7 +157,7 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
         enforcement == Enforcement::Wasm
             && record["path"]
                 .as_str()
-                .is_some_and(|path| path.starts_with(PUBLIC_PREFIX))
+                .is_some_and(|path| backend_paths::resolves_under(path, PUBLIC_PREFIX))
     });
     judge(&keys, &received_public, &mut judged, |_| true);
     let server_errors = answers

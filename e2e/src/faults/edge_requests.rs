@@ -1,9 +1,10 @@
 //! Generated hostile requests for the edge fuzz: raw HTTP/1.1 bytes (a client library
 //! would normalize or refuse most of them) built from a seed, mixing paths that try to
-//! pass as public (`..`, `//`, `%2F`, `%2e`, `;`, absolute form), credentials in every
-//! spelling (case, duplicates, schemes, underscores, binary, huge), identity and
-//! rate-limit headers a client has no business sending (underscore and case variants
-//! included), and junk that should make the gateway refuse the request outright.
+//! pass as public (`..`, `//`, `%2F`, `%2e`, `;`, `%2e%2e;`, `\`, absolute form),
+//! credentials in every spelling (case, duplicates, schemes, underscores, binary, huge),
+//! identity and rate-limit headers a client has no business sending (underscore and
+//! case variants included), and junk that should make the gateway refuse the request
+//! outright.
 //!
 //! Each request carries `x-fuzz-id: <n>`, so what reaches the backend can be matched
 //! with what was sent.
@@ -64,6 +65,14 @@ const PATHS: &[&str] = &[
     "/public/..%2Fadmin",
     "/public/%2e%2e%2fadmin",
     "/public/%252e%252e/admin",
+    "/public/%2e%2e;/admin",
+    "/public/%2E%2E;x=1/admin",
+    "/public/.%2e;/admin",
+    "/public/%2e.;/admin",
+    "/public/%2e%2e%3b/admin",
+    "/public/%252e%252e;/admin",
+    "/public/x/%2e%2e;/%2e%2e;/admin",
+    "/public/%5c..%5cadmin",
     "//public/x",
     "/public//x",
     "/./public/x",
@@ -90,8 +99,27 @@ const PATHS: &[&str] = &[
 
 /// Pieces of generated paths.
 const SEGMENTS: &[&str] = &[
-    "public", "orders", "admin", "health", "..", ".", "%2e%2e", "%2E", "%2F", "%2f", "", ";",
-    "x;y", "%70ublic", "PUBLIC", "..;", "%5c", "~",
+    "public",
+    "orders",
+    "admin",
+    "health",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E",
+    "%2F",
+    "%2f",
+    "",
+    ";",
+    "x;y",
+    "%70ublic",
+    "PUBLIC",
+    "..;",
+    "%5c",
+    "~",
+    "%2e%2e;",
+    ".%2e;x",
+    "%2e%2e%3b",
 ];
 
 const METHODS: &[&str] = &[

@@ -10,7 +10,9 @@
 //! loads the issue states (`make faults`, the `keysync-faults` binary, whose figures
 //! go into RELIABILITY.md).
 
+mod backend_paths;
 pub mod clock_step;
+pub mod confirmations;
 pub mod dump_restore;
 pub mod edge_fuzz;
 mod edge_requests;
@@ -56,6 +58,13 @@ impl Scale {
 
 /// The bound on a revocation while everything is healthy.
 pub const HEALTHY_BOUND: Duration = Duration::from_secs(1);
+
+/// How late past `max_staleness` (counted from the last confirmation) the gateway may
+/// stop trusting its store: the sync service writes the age it heard at its tick, a
+/// worker notices the write at its own tick and looks at the age at the next (250 ms
+/// each, so up to 750 ms by design; about 450 ms seen), and as much again for ticks run
+/// late on a shared machine.
+pub const STALENESS_SLACK: Duration = Duration::from_millis(1_500);
 
 /// The sync service's shipped defaults: a full refresh every 15 minutes, the watch
 /// stream does the work (the harness's usual options refresh every 2 s, which would

@@ -4,7 +4,8 @@
 //! watch stream (it starts first; the other joins once the gateway has synced). Keys are
 //! then revoked, and each is asked for again and again on fresh connections: whichever
 //! keysync the stream, the lookups or the health checks reach, no revoked key may be
-//! admitted (2 s after its revocation: the push tests' bound).
+//! admitted (2 s after its revocation: the push tests' bound), and a valid key asked
+//! between every round must get 200 each time.
 
 use std::time::{Duration, Instant};
 
@@ -158,7 +159,10 @@ pub fn run(scale: Scale) -> Figures {
         "revoked keys admitted more than 2 s after revocation (must be 0)",
         admitted.len(),
     );
-    figures.add("a valid key meanwhile", statuses(valid_answers));
+    figures.add(
+        "a valid key meanwhile (must be all 200)",
+        statuses(valid_answers.iter().copied()),
+    );
     figures.add(
         "the gateway's stream on the keysync cut off, at the cut",
         stream_on_cut_off,
@@ -178,7 +182,24 @@ pub fn run(scale: Scale) -> Figures {
     super::operator_figures(&mut figures, &gateway, Some(&cut_off));
     figures.print();
 
+    let valid_refused: Vec<Option<u16>> = valid_answers
+        .iter()
+        .copied()
+        .filter(|status| *status != Some(200))
+        .collect();
     let mut verdict = Verdict::new();
+    verdict.check(
+        !valid_answers.is_empty() && valid_refused.is_empty(),
+        "a valid key gets 200 throughout",
+        || {
+            format!(
+                "{} of {} answers for the valid key were not 200: {}",
+                valid_refused.len(),
+                valid_answers.len(),
+                statuses(valid_refused.iter().copied())
+            )
+        },
+    );
     verdict.check(admitted.is_empty(), "0 revoked keys admitted", || {
         admitted
             .iter()

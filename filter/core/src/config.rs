@@ -1,9 +1,12 @@
 //! The plugin configuration: JSON in `plugin_config.configuration`, validated once when
 //! Envoy loads the plugin. A bad configuration is refused whole, with a clear message.
 //!
-//! The same `.wasm` plays two roles, chosen by `role`: `"auth"` (the HTTP filter on every
-//! worker) and `"sync"` (the singleton bootstrap service that keeps the store current).
+//! The same `.wasm` plays three roles, chosen by `role`: `"auth"` (the HTTP filter on every
+//! worker), `"sync"` (the singleton bootstrap service that keeps the store current) and
+//! `"ready"` (an HTTP filter on the probe listener's `/ready` route that answers 503 until
+//! the store holds a complete sync: `readiness`).
 
+use keysync_contract::public_path;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -11,6 +14,8 @@ use std::time::Duration;
 pub enum PluginConfig {
     Auth(AuthConfig),
     Sync(SyncConfig),
+    /// The readiness gate: no settings of its own.
+    Ready,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -65,6 +70,10 @@ pub struct AuthConfig {
     pub keysync_cluster: String,
     pub failure_mode: FailureMode,
     pub public_paths: Vec<PathRule>,
+    /// Paths answered without a key like public ones once the store holds a complete
+    /// sync, and 503 `auth_unavailable` before (`/health` unless set): the gateway's own
+    /// readiness, for load balancers and `make run`.
+    pub ready_paths: Vec<PathRule>,
     pub forward_credential: bool,
     /// Keys issued before checksums (see `keysync_contract::key_format`) are accepted.
     /// Turn off once every such key was rotated: a made-up key then never costs a
@@ -133,6 +142,8 @@ impl SyncConfig {
 }
 
 /// A path that passes without a key: exact (`/health`) or a prefix (`/public/*`).
+/// A prefix covers only paths that every common backend reads as their bytes spell
+/// (`keysync_contract::public_path`): `/public/%2e%2e;/api` is not under `/public/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathRule {
     Exact(String),
@@ -140,10 +151,10 @@ pub enum PathRule {
 }
 
 impl PathRule {
-    fn parse(rule: &str) -> Result<Self, ConfigError> {
+    fn parse(setting: &str, rule: &str) -> Result<Self, ConfigError> {
         if !rule.starts_with('/') {
             return Err(ConfigError(format!(
-                "public_paths: {rule:?} must start with '/'"
+                "{setting}: {rule:?} must start with '/'"
             )));
         }
         Ok(match rule.strip_suffix('*') {
@@ -160,9 +171,18 @@ impl PathRule {
         };
         match self {
             PathRule::Exact(exact) => path == exact.as_bytes(),
-            PathRule::Prefix(prefix) => path.starts_with(prefix.as_bytes()),
+            PathRule::Prefix(prefix) => {
+                path.starts_with(prefix.as_bytes()) && public_path::is_unambiguous(path)
+            }
         }
     }
+}
+
+fn path_rules(setting: &str, rules: Vec<String>) -> Result<Vec<PathRule>, ConfigError> {
+    rules
+        .iter()
+        .map(|rule| PathRule::parse(setting, rule))
+        .collect()
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -181,6 +201,7 @@ struct RawConfig {
     keysync_cluster: Option<String>,
     failure_mode: Option<FailureMode>,
     public_paths: Option<Vec<String>>,
+    ready_paths: Option<Vec<String>>,
     forward_credential: Option<bool>,
     accept_legacy_keys: Option<bool>,
     invalid_key_status: Option<u32>,
@@ -211,6 +232,9 @@ struct RawMissLookup {
 
 const DEFAULT_CLUSTER: &str = "keysync";
 
+/// The contract's keyless health path, answered from the store's readiness.
+const DEFAULT_READY_PATH: &str = "/health";
+
 /// The old gateway's own worst case for a revoked key: its 15-minute refresh.
 const DEFAULT_MAX_STALENESS: &str = "15m";
 
@@ -232,8 +256,9 @@ impl PluginConfig {
         match raw.role.as_deref().unwrap_or("auth") {
             "auth" => Ok(PluginConfig::Auth(auth_config(raw, cluster)?)),
             "sync" => Ok(PluginConfig::Sync(sync_config(raw, cluster)?)),
+            "ready" => ready_config(&raw).map(|()| PluginConfig::Ready),
             other => Err(ConfigError(format!(
-                "role must be \"auth\" or \"sync\", not {other:?}"
+                "role must be \"auth\", \"sync\" or \"ready\", not {other:?}"
             ))),
         }
     }
@@ -259,12 +284,12 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
             "invalid_key_status must be 401 or 403, not {invalid_key_status}"
         )));
     }
-    let public_paths = raw
-        .public_paths
-        .unwrap_or_else(|| vec!["/health".to_string()])
-        .iter()
-        .map(|rule| PathRule::parse(rule))
-        .collect::<Result<_, _>>()?;
+    let public_paths = path_rules("public_paths", raw.public_paths.unwrap_or_default())?;
+    let ready_paths = path_rules(
+        "ready_paths",
+        raw.ready_paths
+            .unwrap_or_else(|| vec![DEFAULT_READY_PATH.to_string()]),
+    )?;
     let miss = raw.miss_lookup.unwrap_or(RawMissLookup {
         enabled: None,
         timeout: None,
@@ -289,6 +314,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
         keysync_cluster,
         failure_mode: raw.failure_mode.unwrap_or(FailureMode::Closed),
         public_paths,
+        ready_paths,
         forward_credential: raw.forward_credential.unwrap_or(false),
         accept_legacy_keys: raw.accept_legacy_keys.unwrap_or(true),
         invalid_key_status,
@@ -309,12 +335,68 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
     })
 }
 
+/// The readiness gate reads the store and nothing else: every other setting is refused.
+fn ready_config(raw: &RawConfig) -> Result<(), ConfigError> {
+    let RawConfig {
+        role: _,
+        keysync_cluster,
+        failure_mode,
+        public_paths,
+        ready_paths,
+        forward_credential,
+        accept_legacy_keys,
+        invalid_key_status,
+        miss_lookup,
+        max_staleness,
+        rate_limit,
+        route_scopes,
+        usage_durations,
+        refresh_interval,
+        request_timeout,
+        page_size,
+        max_retry_interval,
+        watch,
+        watch_idle_timeout,
+        max_unconfirmed,
+        usage_flush_interval,
+    } = raw;
+    let set = [
+        ("keysync_cluster", keysync_cluster.is_some()),
+        ("failure_mode", failure_mode.is_some()),
+        ("public_paths", public_paths.is_some()),
+        ("ready_paths", ready_paths.is_some()),
+        ("forward_credential", forward_credential.is_some()),
+        ("accept_legacy_keys", accept_legacy_keys.is_some()),
+        ("invalid_key_status", invalid_key_status.is_some()),
+        ("miss_lookup", miss_lookup.is_some()),
+        ("max_staleness", max_staleness.is_some()),
+        ("rate_limit", rate_limit.is_some()),
+        ("route_scopes", route_scopes.is_some()),
+        ("usage_durations", usage_durations.is_some()),
+        ("refresh_interval", refresh_interval.is_some()),
+        ("request_timeout", request_timeout.is_some()),
+        ("page_size", page_size.is_some()),
+        ("max_retry_interval", max_retry_interval.is_some()),
+        ("watch", watch.is_some()),
+        ("watch_idle_timeout", watch_idle_timeout.is_some()),
+        ("max_unconfirmed", max_unconfirmed.is_some()),
+        ("usage_flush_interval", usage_flush_interval.is_some()),
+    ];
+    match set.iter().find(|(_, present)| *present) {
+        Some((name, _)) => Err(ConfigError(format!(
+            "role \"ready\" takes no settings, not {name}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, ConfigError> {
     reject_fields(
         "auth",
         &[
             ("failure_mode", raw.failure_mode.is_some()),
             ("public_paths", raw.public_paths.is_some()),
+            ("ready_paths", raw.ready_paths.is_some()),
             ("forward_credential", raw.forward_credential.is_some()),
             ("accept_legacy_keys", raw.accept_legacy_keys.is_some()),
             ("invalid_key_status", raw.invalid_key_status.is_some()),
@@ -415,7 +497,12 @@ mod tests {
             config.accept_legacy_keys,
             "legacy keys keep working until turned off"
         );
-        assert_eq!(config.public_paths, vec![PathRule::Exact("/health".into())]);
+        assert!(config.public_paths.is_empty());
+        assert_eq!(
+            config.ready_paths,
+            vec![PathRule::Exact("/health".into())],
+            "the contract's keyless /health, answered from the store's readiness"
+        );
         assert!(config.miss_lookup.enabled);
         assert_eq!(config.miss_lookup.negative_ttl, Duration::from_secs(30));
         assert_eq!(
@@ -539,13 +626,54 @@ mod tests {
 
     #[test]
     fn path_rules_ignore_the_query_string() {
-        let exact = PathRule::parse("/health").unwrap();
+        let exact = PathRule::parse("public_paths", "/health").unwrap();
         assert!(exact.matches(b"/health"));
         assert!(exact.matches(b"/health?verbose=1"));
         assert!(!exact.matches(b"/healthz"));
         assert!(!exact.matches(b"/health/deep"));
-        let prefix = PathRule::parse("/public/*").unwrap();
+        let prefix = PathRule::parse("public_paths", "/public/*").unwrap();
         assert!(prefix.matches(b"/public/a/b"));
         assert!(!prefix.matches(b"/publicity"));
+    }
+
+    #[test]
+    fn a_prefix_covers_no_path_a_backend_could_read_as_another() {
+        let prefix = PathRule::parse("public_paths", "/docs/*").unwrap();
+        assert!(prefix.matches(b"/docs/guide.html"));
+        assert!(prefix.matches(b"/docs/guide.html?next=../../api"));
+        // What Envoy leaves of /docs/%2e%2e;/api/test: Tomcat reads /api/test.
+        assert!(!prefix.matches(b"/docs/..;/api/test"));
+        assert!(!prefix.matches(b"/docs/%2e%2e;/api/test"));
+        assert!(!prefix.matches(b"/docs\\..\\api"));
+        assert!(!prefix.matches(b"/docs/..%2fapi"));
+    }
+
+    #[test]
+    fn ready_paths_are_set_like_public_paths() {
+        let config = auth(r#"{"ready_paths":["/healthz","/status/*"],"public_paths":["/docs/*"]}"#);
+        assert_eq!(
+            config.ready_paths,
+            vec![
+                PathRule::Exact("/healthz".into()),
+                PathRule::Prefix("/status/".into())
+            ]
+        );
+        assert_eq!(auth(r#"{"ready_paths":[]}"#).ready_paths, vec![]);
+        assert!(
+            error(r#"{"ready_paths":["health"]}"#).contains("ready_paths: \"health\" must start")
+        );
+        assert!(error(r#"{"role":"sync","ready_paths":["/health"]}"#).contains("only applies"));
+    }
+
+    #[test]
+    fn role_ready_takes_no_settings() {
+        assert_eq!(
+            PluginConfig::parse(br#"{"role":"ready"}"#),
+            Ok(PluginConfig::Ready)
+        );
+        assert!(error(r#"{"role":"ready","public_paths":[]}"#)
+            .contains("role \"ready\" takes no settings, not public_paths"));
+        assert!(error(r#"{"role":"ready","keysync_cluster":"ks"}"#).contains("keysync_cluster"));
+        assert!(error(r#"{"role":"ready","page_size":3}"#).contains("page_size"));
     }
 }

@@ -4,10 +4,11 @@
 //! (`keysync-filter`, the proxy-wasm cdylib) and a fake stands in for in native tests.
 //! The contract itself (credentials, replies, wire codes) lives in `keysync-contract`.
 //!
-//! Two roles, chosen by the plugin configuration ([`config`]): the auth filter on every
-//! worker ([`auth`]) and the sync service once per process ([`sync`]). Both use the key
-//! store ([`store`]), the limits ([`limits`]) and usage metering ([`usage`]), and call
-//! keysync through [`keysync_api`].
+//! Three roles, chosen by the plugin configuration ([`config`]): the auth filter on every
+//! worker ([`auth`]), the sync service once per process ([`sync`]), and the readiness
+//! gate of the probe listener ([`readiness`]). They use the key store ([`store`]), the
+//! limits ([`limits`]) and usage metering ([`usage`]), and call keysync through
+//! [`keysync_api`].
 //!
 //! The folders are private and what an adapter needs is re-exported below, so the
 //! dead-code lint still sees unused items.
@@ -26,6 +27,7 @@ mod config;
 mod host;
 mod keysync_api;
 mod limits;
+mod readiness;
 mod stats;
 mod steady_clock;
 mod store;
@@ -37,6 +39,7 @@ pub use auth::worker::{AuthWorker, WORKER_TICK};
 pub use config::{AuthConfig, ConfigError, PluginConfig, SyncConfig};
 pub use host::{Action, Entry, Host, HostError, HttpRequest, MetricKind, SharedData, WriteError};
 pub use keysync_api::{check_size, ApiError, Reply, MAX_MESSAGE_BYTES};
+pub use readiness::ReadinessGate;
 pub use sync::service::{SyncService, TICK as SYNC_TICK};
 
 /// A fake Envoy for native tests of an adapter (feature `fake-host`).

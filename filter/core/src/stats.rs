@@ -21,6 +21,10 @@ pub enum Counter {
     /// Lookup answers not acted on: older than the store, of another revision history,
     /// or from a keysync that had not confirmed its keys within `max_staleness`.
     StaleAnswers,
+    /// Requests judged, while the store was not trusted and keysync could not answer, on
+    /// a record the miss path had cached within `max_staleness` of keysync's
+    /// confirmation (`store::lookup_ledger`).
+    LookupVouched,
     MissLookups,
     MissLookupErrors,
     NegativeCacheHits,
@@ -48,7 +52,7 @@ pub enum Counter {
     QuotaContended,
 }
 
-const COUNTERS: [(Counter, &str); 20] = [
+const COUNTERS: [(Counter, &str); 21] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),
@@ -57,6 +61,7 @@ const COUNTERS: [(Counter, &str); 20] = [
     (Counter::FailedOpen, "keysync.failed_open"),
     (Counter::Stale, "keysync.stale"),
     (Counter::StaleAnswers, "keysync.stale_answers"),
+    (Counter::LookupVouched, "keysync.lookup_vouched"),
     (Counter::MissLookups, "keysync.miss_lookups"),
     (Counter::MissLookupErrors, "keysync.miss_lookup_errors"),
     (Counter::NegativeCacheHits, "keysync.negative_cache_hits"),

@@ -2,7 +2,7 @@
 //! else the store, else (for a key the store lacks) the negative cache and whether
 //! keysync may be asked. The facts come through the host; the verdicts are `decision`'s.
 
-use crate::auth::decision::{self, Denial, Verdict};
+use crate::auth::decision::{self, Verdict};
 use crate::auth::record_cache::CachedRecord;
 use crate::auth::worker::AuthWorker;
 use crate::host::Host;
@@ -21,8 +21,7 @@ impl<H: Host> AuthWorker<H> {
             if self.may_start_lookup() {
                 return (Verdict::AskKeysync, None);
             }
-            self.stats.bump(Counter::Stale);
-            return (Verdict::Deny(Denial::Unavailable), None);
+            return (self.judge_stale(hash), None);
         }
         let cached = self
             .records

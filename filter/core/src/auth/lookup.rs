@@ -1,8 +1,10 @@
 //! The miss path: a well-formed key the store lacks is asked of keysync (`LookupKey`),
 //! within a bound of lookups in flight per worker. keysync's answer admits the key only
 //! when it is at least as new as the store and fresh; a found key is cached in the
-//! store for every worker, an unknown one in the worker's negative cache. When keysync
-//! cannot be asked or gives no usable answer, the store decides alone.
+//! store for every worker (and noted in the lookup ledger, so that a refresh from older
+//! pages keeps it and a stalled keysync does not turn it into 503s: `lookup_ledger`),
+//! an unknown one in the worker's negative cache. When keysync cannot be asked or gives
+//! no usable answer, the store decides alone.
 
 use crate::auth::decision::{self, Denial, Verdict};
 use crate::auth::worker::AuthWorker;
@@ -13,6 +15,7 @@ use crate::stats::Counter;
 use crate::steady_clock::millis;
 use crate::store::key_record::KeyRecord;
 use crate::store::key_store::Cached;
+use crate::store::lookup_ledger::Lookup;
 use keysync_contract::key_hash::KeyHash;
 use keysync_proto::v1 as proto;
 use log::{info, warn};
@@ -78,6 +81,13 @@ impl<H: Host> AuthWorker<H> {
         }
         let Some(found) = answer.key else {
             info!("cache miss: key_hash={} unknown to keysync", hash.short());
+            if stale {
+                // A record the miss path cached before (in a store not trusted yet) must
+                // not vouch for the key if keysync stalls next: it is revoked.
+                if let Err(e) = self.store().forget_lookup(hash) {
+                    warn!("cannot forget the lookup of key_hash={}: {e}", hash.short());
+                }
+            }
             if let Ok(mut cache) = self.negative.try_borrow_mut() {
                 cache.insert(*hash, self.host.now_unix_ms());
             }
@@ -88,6 +98,7 @@ impl<H: Host> AuthWorker<H> {
                 // Only into a store of the same revision history: a fresh answer makes a
                 // stale store no worse, and the revision rule of `cache_lookup` still holds.
                 let outcome = if meta.epoch == 0 || provenance.epoch == meta.epoch {
+                    self.note_lookup(&record, answer.revision, provenance, meta.revision);
                     match self.store().cache_lookup(&record, answer.revision) {
                         Cached::Stored | Cached::AlreadyThere => "cached",
                         Cached::Stale => "not cached: the store is newer",
@@ -109,12 +120,35 @@ impl<H: Host> AuthWorker<H> {
         }
     }
 
+    /// Notes a trusted answer in the lookup ledger before it is cached, so that the
+    /// sync service, seeing the record in a bucket, can tell it from a leftover. An
+    /// answer older than the store is not cached, so not noted either.
+    fn note_lookup(&self, record: &KeyRecord, revision: u64, provenance: Provenance, store: u64) {
+        if revision < store {
+            return;
+        }
+        let lookup = Lookup {
+            hash: record.hash,
+            epoch: provenance.epoch,
+            revision,
+            confirmed_at_ms: self
+                .host
+                .now_unix_ms()
+                .saturating_sub(provenance.confirmed_age_ms),
+        };
+        if let Err(e) = self.store().note_lookup(lookup) {
+            warn!(
+                "cannot note the lookup of key_hash={}: {e}",
+                record.hash.short()
+            );
+        }
+    }
+
     /// An answer that cannot be trusted: a trusted store's own record, if it has one by
     /// now, else what the store alone can say.
     fn judge_from_store(&self, hash: &KeyHash, stale: bool) -> Verdict {
         if stale {
-            self.stats.bump(Counter::Stale);
-            return Verdict::Deny(Denial::Unavailable);
+            return self.judge_stale(hash);
         }
         match self.store().find(hash) {
             Ok(Some(record)) => self.judge_record(record),
@@ -130,8 +164,7 @@ impl<H: Host> AuthWorker<H> {
             hash.short()
         );
         if self.stale.get() {
-            self.stats.bump(Counter::Stale);
-            return Verdict::Deny(Denial::Unavailable);
+            return self.judge_stale(hash);
         }
         Verdict::Deny(decision::judge_from_store_alone(self.store().meta().synced))
     }

@@ -9,7 +9,8 @@
 //!   it does, by concept: [`key_judgement`], [`lookup`] (the miss path), [`admission`]
 //!   and [`admission_step`] (rate limit, quotas, forwarding, once for both paths),
 //!   [`parked_requests`] (those that must wait for a tick), [`replies`],
-//!   [`store_trust`] (staleness) and [`worker_metering`];
+//!   [`ready_paths`] (`/health` before and after the first sync), [`store_trust`]
+//!   (staleness) and [`worker_metering`];
 //! - [`decision`]: the verdicts, plain logic;
 //! - [`negative_cache`], [`record_cache`]: the worker's memory of keys.
 
@@ -20,6 +21,7 @@ pub mod key_judgement;
 pub mod lookup;
 pub mod negative_cache;
 pub mod parked_requests;
+pub mod ready_paths;
 pub mod record_cache;
 pub mod replies;
 pub mod request;

@@ -72,6 +72,10 @@ impl<H: Host> AuthRequest<H> {
 
     /// The request's headers have arrived: decide, or start asking keysync.
     pub fn on_request_headers(&mut self) -> Action {
+        if let Some(action) = self.worker.refuse_unready(&self.request) {
+            self.usage = Some(RequestUsage::Unattributed);
+            return action;
+        }
         let authorization = self.request.request_header("authorization");
         let api_key = if credential::needs_api_key_header(authorization.as_deref()) {
             self.request.request_header("x-api-key")
@@ -306,10 +310,13 @@ impl<H: Host> AuthRequest<H> {
     fn refuse(&self, denial: Denial) -> Action {
         let config = &self.worker.config;
         let request = &self.request;
-        let public = !config.public_paths.is_empty()
+        // Ready paths, once ready (before, `refuse_unready` answered them), pass like
+        // public ones.
+        let mut keyless = config.public_paths.iter().chain(&config.ready_paths);
+        let public = !(config.public_paths.is_empty() && config.ready_paths.is_empty())
             && request
                 .request_header(":path")
-                .is_some_and(|path| config.public_paths.iter().any(|rule| rule.matches(&path)));
+                .is_some_and(|path| keyless.any(|rule| rule.matches(&path)));
         match decision::settle(denial, public, config.failure_mode) {
             Outcome::Reply(denial) => self.worker.reply(request, denial),
             Outcome::Forward => {

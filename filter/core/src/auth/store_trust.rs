@@ -1,11 +1,16 @@
 //! Whether a worker trusts the store: not when its data was last confirmed against
 //! PostgreSQL longer ago than `max_staleness` (or never). A stale store cannot vouch
-//! for a key; keysync's fresh answers still can.
+//! for a key; keysync's fresh answers still can, and so can one it gave recently: a
+//! record the miss path cached, within `max_staleness` of keysync's confirmation
+//! (`lookup_ledger`), when keysync cannot answer now.
 
+use crate::auth::decision::{Denial, Verdict};
 use crate::auth::worker::AuthWorker;
 use crate::host::Host;
 use crate::keysync_api::provenance::NEVER;
+use crate::stats::Counter;
 use crate::steady_clock::millis;
+use keysync_contract::key_hash::KeyHash;
 use log::{info, warn};
 
 impl<H: Host> AuthWorker<H> {
@@ -48,6 +53,33 @@ impl<H: Host> AuthWorker<H> {
                 );
             }
             self.stale.set(stale);
+        }
+    }
+}
+
+impl<H: Host> AuthWorker<H> {
+    /// The verdict on `hash` from a stale store while keysync cannot answer: the record
+    /// the miss path cached for it, if keysync confirmed that within `max_staleness`;
+    /// otherwise nobody can tell (503).
+    pub(super) fn judge_stale(&self, hash: &KeyHash) -> Verdict {
+        let now = self.host.now_unix_ms();
+        let vouched = self.config.max_staleness.and_then(|max| {
+            let lookups = self.store().lookups();
+            let lookup = lookups.find(hash)?;
+            if !lookup.vouches_at(now, millis(max)) {
+                return None;
+            }
+            self.store().find(hash).ok().flatten()
+        });
+        match vouched {
+            Some(record) => {
+                self.stats.bump(Counter::LookupVouched);
+                self.judge_record(record)
+            }
+            None => {
+                self.stats.bump(Counter::Stale);
+                Verdict::Deny(Denial::Unavailable)
+            }
         }
     }
 }

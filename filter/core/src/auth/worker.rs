@@ -15,6 +15,7 @@ use crate::config::AuthConfig;
 use crate::host::Host;
 use crate::limits::local_rate_limit::{self, Leases};
 use crate::limits::quota::QuotaView;
+use crate::readiness::Readiness;
 use crate::stats::{Counter, RequestStats};
 use crate::store::key_policy;
 use crate::store::key_store::KeyStore;
@@ -44,6 +45,8 @@ pub struct AuthWorker<H: Host> {
     /// carry their own age.
     pub(super) stale: Cell<bool>,
     pub(super) store_age: RefCell<StoreAge>,
+    /// Whether the store held a complete sync when last looked at (`ready_paths`).
+    pub(super) readiness: Readiness,
     /// Local rate limiting: requests this worker took from shared counters, not used yet.
     pub(super) leases: RefCell<Leases>,
     /// Requests waiting for a tick to admit them (see `parked_requests`).
@@ -75,6 +78,7 @@ impl<H: Host> AuthWorker<H> {
             lookups_in_flight: Cell::new(0),
             stale: Cell::new(stale),
             store_age: RefCell::new(StoreAge::default()),
+            readiness: Readiness::default(),
             leases: RefCell::new(Leases::default()),
             parked: RefCell::new(Vec::new()),
             records: RefCell::new(RecordCache::new(RECORD_CACHE_ENTRIES)),
@@ -103,6 +107,9 @@ impl<H: Host> AuthWorker<H> {
         self.stats.flush(&self.host);
         self.sync_record_cache();
         self.check_staleness();
+        if !self.readiness.seen_ready() {
+            self.readiness.is_ready(&self.store());
+        }
     }
 
     /// Drops the worker's record copies if the store moved since they were made.

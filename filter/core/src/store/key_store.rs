@@ -6,6 +6,7 @@ use crate::host::{SharedData, WriteError};
 use crate::store::bucket_index::BucketIndex;
 use crate::store::key_bucket::{self, BucketError, BucketName, Diff, KeyBucket};
 use crate::store::key_record::KeyRecord;
+use crate::store::lookup_ledger::{self, Lookup, LookupLedger};
 use crate::store::store_meta::{StoreMeta, META_ENTRY};
 use keysync_contract::key_hash::KeyHash;
 
@@ -118,22 +119,51 @@ impl<S: SharedData> KeyStore<S> {
     /// Sync: makes bucket `index` hold exactly `records` (sorted by hash) and reports
     /// what changed. An absent bucket that should stay empty is not created.
     pub fn replace_bucket(&self, index: u16, records: &[KeyRecord]) -> Result<Diff, StoreError> {
+        self.replace_bucket_keeping(index, records, |_| false)
+    }
+
+    /// Sync: like [`KeyStore::replace_bucket`], except that a record the bucket holds
+    /// and `records` lacks stays where `keep` says so (asked of the bucket as it is when
+    /// written, so a record another writer adds meanwhile is asked about too).
+    pub fn replace_bucket_keeping(
+        &self,
+        index: u16,
+        records: &[KeyRecord],
+        mut keep: impl FnMut(&KeyRecord) -> bool,
+    ) -> Result<Diff, StoreError> {
         let name = BucketName::new(index);
-        let new_bytes = key_bucket::encode(records);
-        let new = KeyBucket::parse(index, Some(&new_bytes)).map_err(StoreError::Corrupt)?;
+        let wanted = key_bucket::encode(records);
+        let wanted_bucket = KeyBucket::parse(index, Some(&wanted)).map_err(StoreError::Corrupt)?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = self.data.get(name.as_str());
             if entry.value.is_none() && records.is_empty() {
                 return Ok(Diff::default());
             }
-            let change = match KeyBucket::parse(index, entry.value.as_deref()) {
-                Ok(old) => key_bucket::diff(&old, &new),
+            let old = KeyBucket::parse(index, entry.value.as_deref());
+            let mut new_bytes = wanted.clone();
+            let mut change = match &old {
+                Ok(old) => key_bucket::diff(old, &wanted_bucket),
                 // A bucket we cannot read is replaced whole.
                 Err(_) => Diff {
-                    updated: new.len() as u64,
+                    updated: wanted_bucket.len() as u64,
                     removed: 0,
                 },
             };
+            if let (Ok(old), true) = (&old, change.removed > 0) {
+                let kept: Vec<KeyRecord> = old
+                    .records()
+                    .into_iter()
+                    .filter(|r| wanted_bucket.find(&r.hash).is_none() && keep(r))
+                    .collect();
+                if !kept.is_empty() {
+                    let mut all: Vec<KeyRecord> = records.iter().cloned().chain(kept).collect();
+                    all.sort_by_key(|r| r.hash);
+                    new_bytes = key_bucket::encode(&all);
+                    let new =
+                        KeyBucket::parse(index, Some(&new_bytes)).map_err(StoreError::Corrupt)?;
+                    change = key_bucket::diff(old, &new);
+                }
+            }
             if change == Diff::default() && entry.value.as_deref() == Some(&new_bytes[..]) {
                 return Ok(change);
             }
@@ -206,6 +236,27 @@ impl<S: SharedData> KeyStore<S> {
             }
         }
         Err(StoreError::Contended)
+    }
+
+    /// The records the miss path vouched for (`lookup_ledger`).
+    pub fn lookups(&self) -> LookupLedger {
+        LookupLedger::read(&self.data)
+    }
+
+    /// Miss path: notes a record keysync answered for, before caching it.
+    pub fn note_lookup(&self, lookup: Lookup) -> Result<(), StoreError> {
+        lookup_ledger::note(&self.data, lookup).map_err(host_error)
+    }
+
+    /// Miss path: keysync no longer knows the key (`lookup_ledger::forget`).
+    pub fn forget_lookup(&self, hash: &KeyHash) -> Result<(), StoreError> {
+        lookup_ledger::forget(&self.data, hash).map_err(host_error)
+    }
+
+    /// Sync: forgets the lookups the store now holds by its own sync (see
+    /// `lookup_ledger::prune`).
+    pub fn prune_lookups(&self, epoch: u64, complete: Option<u64>) -> Result<(), StoreError> {
+        lookup_ledger::prune(&self.data, epoch, complete).map_err(host_error)
     }
 
     /// Miss path: caches a record that keysync reported at `revision`, so that every
@@ -375,6 +426,38 @@ mod tests {
             .replace_bucket(r.hash.bucket(), std::slice::from_ref(&r))
             .unwrap();
         assert_eq!(store.find(&r.hash), Ok(Some(r.clone())));
+    }
+
+    #[test]
+    fn a_replacement_keeps_what_keep_asks_for_and_drops_the_rest() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let (a, b, c) = (
+            record("sk_live_a"),
+            neighbour(&record("sk_live_a"), 1),
+            neighbour(&record("sk_live_a"), 2),
+        );
+        let index = a.hash.bucket();
+        let mut all = vec![a.clone(), b.clone(), c.clone()];
+        all.sort_by_key(|r| r.hash);
+        store.replace_bucket(index, &all).unwrap();
+        let mut asked = Vec::new();
+        let diff = store
+            .replace_bucket_keeping(index, std::slice::from_ref(&a), |r| {
+                asked.push(r.hash);
+                r.hash == b.hash
+            })
+            .unwrap();
+        assert_eq!(
+            diff,
+            Diff {
+                updated: 0,
+                removed: 1
+            }
+        );
+        assert_eq!(asked.len(), 2, "asked about the two it lacks, not about a");
+        assert_eq!(store.find(&b.hash), Ok(Some(b.clone())), "kept");
+        assert_eq!(store.find(&c.hash), Ok(None), "dropped");
+        assert_eq!(store.find(&a.hash), Ok(Some(a.clone())));
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //!   other's newer changes;
 //! - [`key_bucket`], [`bucket_index`]: a bucket's layout, and which bucket a hash is in;
 //! - [`key_record`], [`key_policy`]: one key as stored;
-//! - [`store_meta`], [`store_age`]: which revision the store holds, and how old it is.
+//! - [`store_meta`], [`store_age`]: which revision the store holds, and how old it is;
+//! - [`lookup_ledger`]: the records the miss path vouched for, until a sync covers them.
 
 pub mod bucket_index;
 pub mod key_bucket;
 pub mod key_policy;
 pub mod key_record;
 pub mod key_store;
+pub mod lookup_ledger;
 pub mod store_age;
 pub mod store_meta;

@@ -1,6 +1,8 @@
 //! One full refresh: walks keysync's key list page by page, in hash order, rewriting
 //! each bucket as soon as it is complete. Memory holds one page, never the whole set;
-//! buckets that no longer hold any key are emptied, which removes revoked keys.
+//! buckets that no longer hold any key are emptied, which removes revoked keys. Stream
+//! changes that arrive meanwhile are laid over the pages, and a record the miss path
+//! cached from an answer newer than the pages stays (`lookup_ledger`).
 
 use crate::host::SharedData;
 use crate::keysync_api::provenance::Provenance;
@@ -158,8 +160,9 @@ impl Refresh {
         );
     }
 
-    /// The records of `bucket` with the overlay laid over them (consumed).
-    fn merged(&mut self, bucket: u16, records: Vec<KeyRecord>) -> Vec<KeyRecord> {
+    /// The records of `bucket` with the overlay laid over them (consumed), and the
+    /// hashes the overlay decided.
+    fn merged(&mut self, bucket: u16, records: Vec<KeyRecord>) -> (Vec<KeyRecord>, Vec<KeyHash>) {
         let (low, high) = bucket_bounds(bucket);
         let changes: Vec<(KeyHash, Option<KeyRecord>)> = self
             .overlay
@@ -167,18 +170,56 @@ impl Refresh {
             .map(|(hash, change)| (*hash, change.clone()))
             .collect();
         if changes.is_empty() {
-            return records;
+            return (records, Vec::new());
         }
         let mut by_hash: BTreeMap<KeyHash, KeyRecord> =
             records.into_iter().map(|r| (r.hash, r)).collect();
+        let mut decided = Vec::with_capacity(changes.len());
         for (hash, change) in changes {
             self.overlay.remove(&hash);
+            decided.push(hash);
             match change {
                 Some(record) => by_hash.insert(hash, record),
                 None => by_hash.remove(&hash),
             };
         }
-        by_hash.into_values().collect()
+        (by_hash.into_values().collect(), decided)
+    }
+
+    /// Writes `bucket` from the pages' `records` and the overlay. A record the bucket
+    /// holds beyond them stays only when the miss path cached it from an answer newer
+    /// than every page so far, of the same history, and no stream change decided it: a
+    /// page that predates a key says nothing of it, one as new as the answer does (the
+    /// key is gone). A resync keeps nothing (its revisions may restart lower).
+    fn write_bucket<S: SharedData>(
+        &mut self,
+        store: &KeyStore<S>,
+        bucket: u16,
+        records: Vec<KeyRecord>,
+    ) -> Result<Diff, RefreshError> {
+        let (records, decided) = self.merged(bucket, records);
+        let (reset, epoch, pages_revision) = (self.reset, self.epoch, self.summary.revision);
+        let mut ledger = None;
+        let mut newer_than_the_pages = |record: &KeyRecord| {
+            if reset || decided.contains(&record.hash) {
+                return false;
+            }
+            ledger
+                .get_or_insert_with(|| store.lookups())
+                .find(&record.hash)
+                .is_some_and(|lookup| {
+                    Some(lookup.epoch) == epoch && lookup.revision > pages_revision
+                })
+        };
+        store
+            .replace_bucket_keeping(bucket, &records, &mut newer_than_the_pages)
+            .map_err(RefreshError::Store)
+    }
+
+    /// Whether this refresh is a resync that replaces the store's baseline whatever it
+    /// was (see [`Refresh::new`]).
+    pub fn is_reset(&self) -> bool {
+        self.reset
     }
 
     /// The revision of the first page: every change up to it is in the store once the
@@ -283,10 +324,7 @@ impl Refresh {
     ) -> Result<(), RefreshError> {
         if let Some(bucket) = self.open_bucket.take() {
             let records = std::mem::take(&mut self.pending);
-            let records = self.merged(bucket, records);
-            let diff = store
-                .replace_bucket(bucket, &records)
-                .map_err(RefreshError::Store)?;
+            let diff = self.write_bucket(store, bucket, records)?;
             self.count(diff);
             self.next_unwritten = u32::from(bucket) + 1;
         }
@@ -301,10 +339,7 @@ impl Refresh {
     ) -> Result<(), RefreshError> {
         while self.next_unwritten < end {
             let bucket = u16::try_from(self.next_unwritten).unwrap_or(u16::MAX);
-            let records = self.merged(bucket, Vec::new());
-            let diff = store
-                .replace_bucket(bucket, &records)
-                .map_err(RefreshError::Store)?;
+            let diff = self.write_bucket(store, bucket, Vec::new())?;
             self.count(diff);
             self.next_unwritten += 1;
         }
@@ -549,6 +584,126 @@ mod tests {
             "the addition stands"
         );
         assert_eq!(refresh.first_revision(), Some(8));
+    }
+
+    /// Puts `record` in the store the way the miss path does, answered at `revision`
+    /// of history `epoch`.
+    fn cached_by_a_lookup(
+        store: &KeyStore<FakeSharedData>,
+        record: &KeyRecord,
+        epoch: u64,
+        revision: u64,
+    ) {
+        store
+            .note_lookup(crate::store::lookup_ledger::Lookup {
+                hash: record.hash,
+                epoch,
+                revision,
+                confirmed_at_ms: 1,
+            })
+            .unwrap();
+        assert_eq!(
+            store.cache_lookup(record, revision),
+            crate::store::key_store::Cached::Stored
+        );
+    }
+
+    fn new_key(n: u8) -> KeyRecord {
+        KeyRecord::from_proto(&proto_record(KeyHash([n; 32]), 3)).unwrap()
+    }
+
+    /// A refresh of `keys` in pages of 10 at `revision`, with `during` done between its
+    /// first page and the rest.
+    fn refresh_around(
+        store: &KeyStore<FakeSharedData>,
+        keys: &[proto::KeyRecord],
+        revision: u64,
+        reset: bool,
+        during: impl FnOnce(&mut Refresh),
+    ) {
+        let mut refresh = Refresh::new(10, reset);
+        let first = proto::ListKeysResponse {
+            keys: keys[..10].to_vec(),
+            more: true,
+            revision,
+            provenance: provenance(),
+        };
+        assert!(matches!(
+            apply(&mut refresh, store, first),
+            Ok(Progress::More(_))
+        ));
+        during(&mut refresh);
+        let rest = proto::ListKeysResponse {
+            keys: keys[10..].to_vec(),
+            more: false,
+            revision,
+            provenance: provenance(),
+        };
+        assert!(matches!(
+            apply(&mut refresh, store, rest),
+            Ok(Progress::Done(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_the_miss_path_cached_from_an_answer_newer_than_the_pages_stays() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(40);
+        let keys: Vec<_> = all.iter().map(|h| proto_record(*h, 1)).collect();
+        // Both lookups land while the refresh (pages at revision 8) is under way: one
+        // answered at 9 (created after the pages were read), one at 8 (as new as them).
+        let (newer, as_new, other_history, stream_revoked) =
+            (new_key(0xf1), new_key(0xf2), new_key(0xf3), new_key(0xf4));
+        refresh_around(&store, &keys, 8, false, |refresh| {
+            cached_by_a_lookup(&store, &newer, 5, 9);
+            cached_by_a_lookup(&store, &as_new, 5, 8);
+            cached_by_a_lookup(&store, &other_history, 6, 9);
+            cached_by_a_lookup(&store, &stream_revoked, 5, 9);
+            // The stream revokes one of them (at 10) before the pages reach its bucket.
+            let revoked = Change::Remove(stream_revoked.hash);
+            store.apply_changes(std::slice::from_ref(&revoked)).unwrap();
+            refresh.note(&revoked);
+            cached_by_a_lookup(&store, &stream_revoked, 5, 9);
+        });
+        assert_eq!(
+            store.find(&newer.hash).unwrap(),
+            Some(newer),
+            "the pages predate it"
+        );
+        assert_eq!(
+            store.find(&as_new.hash).unwrap(),
+            None,
+            "a page as new as the answer lacks it: gone by then"
+        );
+        assert_eq!(store.find(&other_history.hash).unwrap(), None);
+        assert_eq!(
+            store.find(&stream_revoked.hash).unwrap(),
+            None,
+            "the stream's revocation stands"
+        );
+        for h in &all {
+            assert!(store.find(h).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn a_key_the_miss_path_cached_goes_with_a_later_revocation_like_any_other() {
+        let store = KeyStore::new(FakeSharedData::default());
+        let all = hashes(40);
+        let keys: Vec<_> = all.iter().map(|h| proto_record(*h, 1)).collect();
+        let key = new_key(0xf1);
+        cached_by_a_lookup(&store, &key, 5, 9);
+        // A refresh newer than the answer that lacks the key: revoked since.
+        refresh_around(&store, &keys, 12, false, |_| {});
+        assert_eq!(store.find(&key.hash).unwrap(), None);
+        // A stream removal.
+        cached_by_a_lookup(&store, &key, 5, 13);
+        store.apply_changes(&[Change::Remove(key.hash)]).unwrap();
+        assert_eq!(store.find(&key.hash).unwrap(), None);
+        // A resync keeps nothing of before, whatever the revisions say.
+        cached_by_a_lookup(&store, &key, 5, 99);
+        refresh_around(&store, &keys, 20, true, |_| {});
+        assert_eq!(store.find(&key.hash).unwrap(), None);
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl<H: Host> SyncService<H> {
         self.tick_refresh(now);
         self.tick_stream(now);
         self.beat(now);
+        self.prune_lookups();
         if let Some(usage) = &mut self.usage {
             usage.on_tick(&self.host, &self.config.keysync_cluster, now);
         }
@@ -278,6 +279,18 @@ impl<H: Host> SyncService<H> {
         }
         let seconds = if age == NEVER { 0 } else { age / 1000 };
         self.metrics.seconds_since_sync.record(&self.host, seconds);
+    }
+
+    /// Forgets the miss path's lookups that the store now holds by its own sync (the
+    /// store is complete past their revision): the ledger only matters until then.
+    fn prune_lookups(&self) {
+        let Some(complete) = self.complete else {
+            return;
+        };
+        let store = self.store();
+        if let Err(e) = store.prune_lookups(store.meta().epoch, Some(complete)) {
+            warn!("cannot prune the lookup ledger: {e}");
+        }
     }
 
     /// keysync confirmed, `age_ms` before `now`, data the store now holds in full.

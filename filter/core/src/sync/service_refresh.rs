@@ -152,6 +152,12 @@ impl<H: Host> SyncService<H> {
         if running.refresh.replaces_baseline() {
             // A new baseline: what the store was complete up to before no longer counts.
             self.reset_wanted = false;
+            if running.refresh.is_reset() {
+                // Nor do the lookups' revisions: the new ones may restart lower.
+                if let Err(e) = self.store().prune_lookups(0, None) {
+                    warn!("cannot clear the lookup ledger: {e}");
+                }
+            }
             self.complete = running.refresh.first_revision();
             if let (true, Stream::Down { .. }, Some(after)) =
                 (self.config.watch, &self.stream, self.complete)

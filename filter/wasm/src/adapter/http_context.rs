@@ -1,12 +1,14 @@
 //! The HTTP contexts Envoy creates for every request on a worker: an auth filter's hands
-//! the SDK's callbacks to the request flow (the core's `AuthRequest`); a plugin that is
-//! not an auth filter gets one that refuses (`role::refuse_misconfigured`).
+//! the SDK's callbacks to the request flow (the core's `AuthRequest`); the readiness
+//! gate's asks the core's `ReadinessGate`; a plugin that is neither gets one that
+//! refuses (`role::refuse_misconfigured`).
 
 use crate::adapter::proxy_wasm_host::{self, ProxyWasmHost, ProxyWasmRequest};
 use crate::adapter::role::refuse_misconfigured;
-use keysync_filter_core::AuthRequest;
+use keysync_filter_core::{AuthRequest, ReadinessGate};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::rc::Rc;
 
 pub struct AuthHttpContext {
     pub request: AuthRequest<ProxyWasmHost>,
@@ -55,7 +57,21 @@ impl HttpContext for AuthHttpContext {
     }
 }
 
-/// Stands in when a plugin that is not an auth filter sees HTTP traffic: fail closed.
+/// The probe listener's `/ready`: 503 until the store holds a complete sync.
+pub struct ReadyHttpContext {
+    pub gate: Rc<ReadinessGate<ProxyWasmHost>>,
+    pub request: ProxyWasmRequest,
+}
+
+impl Context for ReadyHttpContext {}
+
+impl HttpContext for ReadyHttpContext {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        action(self.gate.on_request_headers(&self.request))
+    }
+}
+
+/// Stands in when a plugin that is not an HTTP filter sees HTTP traffic: fail closed.
 pub struct Misconfigured {
     pub request: ProxyWasmRequest,
 }

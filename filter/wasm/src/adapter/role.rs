@@ -1,13 +1,14 @@
 //! Which role a plugin instance plays, chosen from its configuration when Envoy
 //! configures it: an auth filter on a worker (with a stand-by sync service, made on its
-//! first tick, that syncs only if the singleton's VM died), or the singleton sync
-//! service. Plain code over the core's host seam, so role selection is tested natively;
-//! the root context only hands it what Envoy calls.
+//! first tick, that syncs only if the singleton's VM died), the singleton sync service,
+//! or the readiness gate of the probe listener. Plain code over the core's host seam,
+//! so role selection is tested natively; the root context only hands it what Envoy
+//! calls.
 
 use keysync_contract::reply::{self as response, Denial};
 use keysync_filter_core::{
-    Action, AuthRequest, AuthWorker, ConfigError, Host, HttpRequest, PluginConfig, SyncService,
-    SYNC_TICK, WORKER_TICK,
+    Action, AuthRequest, AuthWorker, ConfigError, Host, HttpRequest, PluginConfig, ReadinessGate,
+    SyncService, SYNC_TICK, WORKER_TICK,
 };
 use log::{error, info};
 use std::rc::Rc;
@@ -21,10 +22,21 @@ pub enum Role<H: Host> {
         standby: Option<Box<SyncService<H>>>,
     },
     Sync(Box<SyncService<H>>),
+    /// Answers 503 until the store holds a complete sync; no tick.
+    Ready(Rc<ReadinessGate<H>>),
+}
+
+/// What a plugin does with one HTTP request, by role.
+pub enum RequestFlow<H: Host> {
+    Auth(AuthRequest<H>),
+    Ready(Rc<ReadinessGate<H>>, H::Request),
+    /// Not an HTTP filter's role: [`refuse_misconfigured`].
+    Refused(H::Request),
 }
 
 impl<H: Host + Clone> Role<H> {
-    /// The role the plugin configuration `bytes` asks for, and how often it ticks.
+    /// The role the plugin configuration `bytes` asks for, and how often it ticks (zero:
+    /// never).
     pub fn configure(host: H, bytes: &[u8]) -> Result<(Role<H>, Duration), ConfigError> {
         Ok(match PluginConfig::parse(bytes)? {
             PluginConfig::Auth(config) => (
@@ -45,6 +57,10 @@ impl<H: Host + Clone> Role<H> {
                     SYNC_TICK,
                 )
             }
+            PluginConfig::Ready => (
+                Role::Ready(Rc::new(ReadinessGate::new(host))),
+                Duration::ZERO,
+            ),
         })
     }
 
@@ -56,7 +72,7 @@ impl<H: Host + Clone> Role<H> {
                 standby: Some(service),
                 ..
             } => Some(service),
-            Role::Auth { standby: None, .. } => None,
+            Role::Auth { standby: None, .. } | Role::Ready(_) => None,
         }
     }
 
@@ -74,23 +90,29 @@ impl<H: Host + Clone> Role<H> {
                 }
             }
             Role::Sync(service) => service.on_tick(),
+            Role::Ready(_) => {}
         }
     }
 
-    /// The request flow of a new HTTP request; `None` unless this plugin is an auth
-    /// filter (then the request is refused: [`refuse_misconfigured`]).
-    pub fn new_request(&self, request: H::Request) -> Option<AuthRequest<H>> {
+    /// The flow of a new HTTP request: an auth filter's request flow, the readiness
+    /// gate, or a refusal for a plugin that is neither.
+    pub fn new_request(&self, request: H::Request) -> RequestFlow<H> {
         match self {
-            Role::Auth { worker, .. } => Some(AuthRequest::new(Rc::clone(worker), request)),
-            Role::Sync(_) => None,
+            Role::Auth { worker, .. } => {
+                RequestFlow::Auth(AuthRequest::new(Rc::clone(worker), request))
+            }
+            Role::Ready(gate) => RequestFlow::Ready(Rc::clone(gate), request),
+            Role::Sync(_) => RequestFlow::Refused(request),
         }
     }
 }
 
-/// What a plugin that is not an auth filter (a sync service, or a plugin whose
+/// What a plugin that is not an HTTP filter (a sync service, or a plugin whose
 /// configuration was refused) does with HTTP traffic: fail closed, 503.
 pub fn refuse_misconfigured<R: HttpRequest>(request: &R) -> Action {
-    error!("keysync plugin without role \"auth\" used as an HTTP filter; refusing requests");
+    error!(
+        "keysync plugin without role \"auth\" or \"ready\" used as an HTTP filter; refusing requests"
+    );
     let reply = response::reply(Denial::Unavailable, 403);
     let _ = request.send_reply(reply.status, reply.headers, reply.body);
     Action::Pause
@@ -119,7 +141,9 @@ mod tests {
         );
         // Its requests go through the request flow: no key, the contract's 401.
         host.new_request(&[(":path", "/orders")]);
-        let mut request = role.new_request(host.request(7)).expect("an auth filter");
+        let RequestFlow::Auth(mut request) = role.new_request(host.request(7)) else {
+            panic!("an auth filter");
+        };
         assert_eq!(request.on_request_headers(), Action::Pause);
         assert_eq!(host.reply().map(|reply| reply.status), Some(401));
     }
@@ -146,13 +170,32 @@ mod tests {
         let (role, _) = configure(&host, r#"{"role":"sync"}"#).unwrap();
         host.new_request(&[("authorization", "Bearer sk_live_0123456789abcdef")]);
         let request = host.request(9);
-        assert!(role.new_request(request.clone()).is_none());
+        assert!(matches!(
+            role.new_request(request.clone()),
+            RequestFlow::Refused(_)
+        ));
         assert_eq!(refuse_misconfigured(&request), Action::Pause);
         let reply = host.reply().expect("refused");
         assert_eq!(reply.status, 503);
         assert!(reply.body.contains("auth_unavailable"), "{}", reply.body);
         assert_eq!(host.resumed.get(), 0);
-        assert!(logged_line("without role \"auth\" used as an HTTP filter").is_some());
+        assert!(logged_line("without role \"auth\" or \"ready\" used as an HTTP filter").is_some());
+    }
+
+    #[test]
+    fn role_ready_makes_the_readiness_gate_which_never_ticks() {
+        let host = FakeHost::at(NOW_MS);
+        let (mut role, tick) = configure(&host, r#"{"role":"ready"}"#).unwrap();
+        assert!(matches!(role, Role::Ready(_)));
+        assert_eq!(tick, Duration::ZERO);
+        assert!(role.sync_service().is_none());
+        role.on_tick();
+        host.new_request(&[(":path", "/ready")]);
+        let RequestFlow::Ready(gate, request) = role.new_request(host.request(3)) else {
+            panic!("the readiness gate");
+        };
+        assert_eq!(gate.on_request_headers(&request), Action::Pause);
+        assert_eq!(host.reply().map(|reply| reply.status), Some(503));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The root context Envoy creates for each plugin instance: reads the configuration,
 //! becomes the role it asks for (`role`), and hands Envoy's callbacks to it.
 
-use crate::adapter::http_context::{AuthHttpContext, Misconfigured};
+use crate::adapter::http_context::{AuthHttpContext, Misconfigured, ReadyHttpContext};
 use crate::adapter::proxy_wasm_host::{self, ProxyWasmHost, ProxyWasmRequest};
-use crate::adapter::role::Role;
+use crate::adapter::role::{RequestFlow, Role};
 use log::error;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -56,9 +56,11 @@ impl RootContext for Plugin {
                 return false;
             }
         };
-        if let Err(e) = hostcalls::set_tick_period(tick) {
-            error!("cannot set the tick period: {e:?}");
-            return false;
+        if !tick.is_zero() {
+            if let Err(e) = hostcalls::set_tick_period(tick) {
+                error!("cannot set the tick period: {e:?}");
+                return false;
+            }
         }
         self.role = Some(role);
         true
@@ -77,16 +79,14 @@ impl RootContext for Plugin {
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let request = ProxyWasmRequest { context_id };
         // The SDK panics on None, so a misconfigured filter gets a context that refuses.
-        Some(
-            match self
-                .role
-                .as_ref()
-                .and_then(|role| role.new_request(request))
-            {
-                Some(request) => Box::new(AuthHttpContext { request }),
-                None => Box::new(Misconfigured { request }),
-            },
-        )
+        let Some(role) = &self.role else {
+            return Some(Box::new(Misconfigured { request }));
+        };
+        Some(match role.new_request(request) {
+            RequestFlow::Auth(request) => Box::new(AuthHttpContext { request }),
+            RequestFlow::Ready(gate, request) => Box::new(ReadyHttpContext { gate, request }),
+            RequestFlow::Refused(request) => Box::new(Misconfigured { request }),
+        })
     }
 
     fn get_type(&self) -> Option<ContextType> {

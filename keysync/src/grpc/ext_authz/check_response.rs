@@ -14,6 +14,7 @@
 //!   error="insufficient_scope"`, 403 `ip_not_allowed`), exactly as the filter answers.
 //! - cannot tell: an `UNAVAILABLE` gRPC error, so that Envoy answers with its
 //!   `status_on_error` (503, given the contract's JSON body by the configuration).
+//! - a readiness check once the key snapshot is loaded: status OK, nothing changed.
 //!
 //! Every answer also says where the key set that decided it stood
 //! ([`with_provenance`]): Envoy keeps it as the ext_authz filter's dynamic metadata
@@ -49,6 +50,11 @@ pub use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 pub fn answer(verdict: &Verdict) -> Result<CheckResponse, Status> {
     match verdict {
         Verdict::Allow { entry, source } => Ok(allowed(entry, *source)),
+        Verdict::Ready => Ok(CheckResponse {
+            status: Some(rpc_status(rpc::Code::Ok, "")),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse::default())),
+            dynamic_metadata: None,
+        }),
         Verdict::Deny(Denial::Unavailable) => Err(Status::unavailable(
             "keysync cannot decide: its key set is not loaded yet, or not confirmed \
                  against PostgreSQL within KEYSYNC_MAX_STALENESS",

@@ -25,6 +25,9 @@ pub enum ExtAuthzResult {
     IpNotAllowed,
     /// Not decided: no key snapshot yet (`UNAVAILABLE`; Envoy answers 503).
     Unavailable,
+    /// A readiness check (the gateway's `/health`, its probe port's `/ready`) answered:
+    /// the key snapshot is loaded. One before is counted `Unavailable`.
+    Ready,
 }
 
 label_values!(ExtAuthzResult {
@@ -34,6 +37,7 @@ label_values!(ExtAuthzResult {
     InsufficientScope => "insufficient_scope",
     IpNotAllowed => "ip_not_allowed",
     Unavailable => "unavailable",
+    Ready => "ready",
 });
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,7 +63,7 @@ impl ExtAuthzMetrics {
         };
         registry.register(
             "keysync_ext_authz_checks",
-            "ext_authz Check calls by result (unavailable: no key snapshot yet)",
+            "ext_authz Check calls by result (unavailable: no key snapshot yet; ready: a readiness check answered)",
             metrics.checks.clone(),
         );
         registry.register(
@@ -74,6 +78,7 @@ impl ExtAuthzMetrics {
             ExtAuthzResult::InsufficientScope,
             ExtAuthzResult::IpNotAllowed,
             ExtAuthzResult::Unavailable,
+            ExtAuthzResult::Ready,
         ] {
             // The guard is only needed to create the series, not to hold it.
             drop(metrics.checks.get_or_create(&ExtAuthzLabels { result }));

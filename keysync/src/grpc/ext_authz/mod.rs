@@ -8,13 +8,14 @@
 //! [`credential_headers`] reads the credential out of the check request,
 //! [`key_policy_check`] holds a valid key to its allowlist and the route's scopes,
 //! [`verdict`] is what was decided, [`check_response`] turns it into Envoy's answer, and
-//! [`service`] decides and serves. `envoy/ext-authz.yaml` is the matching Envoy
-//! configuration.
+//! [`service`] decides and serves, [`readiness_check`] tells a readiness check from a
+//! request to judge. `envoy/ext-authz.yaml` is the matching Envoy configuration.
 
 pub mod check_response;
 pub mod credential_headers;
 pub mod key_policy_check;
 pub mod metrics;
+pub mod readiness_check;
 pub mod service;
 pub mod verdict;
 

@@ -17,7 +17,9 @@
 //! Envoy turns into its `status_on_error` (503). The same goes for a key set that has
 //! not been confirmed against PostgreSQL for longer than `KEYSYNC_MAX_STALENESS`
 //! (15 minutes by default, the filter's own `max_staleness`): a revoked key must not
-//! keep working however long keysync is cut off from the database.
+//! keep working however long keysync is cut off from the database. A readiness check
+//! ([`readiness_check`]) is answered from the first alone: OK once the snapshot is
+//! loaded, for good.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +38,7 @@ use super::check_response;
 use super::credential_headers::CredentialHeaders;
 use super::key_policy_check::{self, MalformedRoute};
 use super::metrics::ExtAuthzMetrics;
+use super::readiness_check;
 use super::verdict::Verdict;
 use crate::clock::now_unix;
 
@@ -109,6 +112,15 @@ impl ExtAuthzService {
 
     /// Decides about the request Envoy describes.
     pub async fn judge(&self, request: &CheckRequest) -> Verdict {
+        if readiness_check::is_readiness_check(request) {
+            // A latch, like the filter's: a database outage later is served from the
+            // snapshot, and must not take the gateways out of their load balancers.
+            return if self.readiness.is_ready() {
+                Verdict::Ready
+            } else {
+                Verdict::Deny(Denial::Unavailable)
+            };
+        }
         let headers = CredentialHeaders::of(request);
         let (hash, source) = match credential::extract(headers.authorization(), headers.api_key()) {
             Credential::Missing => return Verdict::Deny(Denial::MissingKey),
@@ -707,6 +719,55 @@ mod tests {
         assert!(counted(&fixture.metrics, "unavailable"));
         assert!(fixture.readiness.is_ready(), "only the copy was not ready");
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
+    }
+
+    fn readiness_check(headers: &[(&str, &str)]) -> CheckRequest {
+        let mut request = check_request(headers);
+        if let Some(attributes) = request.attributes.as_mut() {
+            attributes
+                .context_extensions
+                .insert("keysync".into(), "readiness".into());
+        }
+        request
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_readiness_check_is_unavailable_until_the_first_snapshot_then_ok_for_good() {
+        let fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        let unready = ExtAuthzService {
+            readiness: Readiness::new(),
+            ..fixture.service.clone()
+        };
+        let error = unready
+            .check(Request::new(readiness_check(&[])))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable);
+        assert!(counted(&fixture.metrics, "unavailable"));
+
+        // Ready: passed on untouched, with or without a credential, and no key judged.
+        for headers in [&[][..], &[("authorization", "Bearer sk_live_junk")][..]] {
+            let response = check(&fixture.service, readiness_check(headers)).await;
+            assert_eq!(rpc_code(&response), rpc::Code::Ok);
+            let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
+                panic!("not an OK response: {response:?}");
+            };
+            assert!(ok.headers.is_empty() && ok.headers_to_remove.is_empty());
+        }
+        assert!(fixture
+            .metrics
+            .encode()
+            .contains("keysync_ext_authz_checks_total{result=\"ready\"} 2\n"));
+        // Cut off from PostgreSQL past KEYSYNC_MAX_STALENESS: keys are not decided, but
+        // the gateway stays in its load balancer.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(
+            rpc_code(&check(&fixture.service, readiness_check(&[])).await),
+            rpc::Code::Ok
+        );
+        // Without the route's mark, /health would be an ordinary request: 401.
+        let response = check(&fixture.service, check_request(&[])).await;
+        assert_eq!(denial(&response).0, 401);
     }
 
     #[tokio::test(start_paused = true)]

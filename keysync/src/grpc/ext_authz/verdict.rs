@@ -13,6 +13,9 @@ pub enum Verdict {
     /// and `Authorization` too when `source` is `Authorization` (the key came in it, or
     /// it holds a credential beside the key in `x-api-key`).
     Allow { entry: KeyEntry, source: Source },
+    /// A readiness check ([`super::readiness_check`]) of a keysync that has loaded its
+    /// key snapshot: passed on as it is.
+    Ready,
     /// Refuse; [`Denial::Unavailable`] when keysync cannot tell (no snapshot yet).
     Deny(Denial),
 }
@@ -32,6 +35,7 @@ impl Verdict {
     pub fn result(&self) -> ExtAuthzResult {
         match self {
             Verdict::Allow { .. } => ExtAuthzResult::Allowed,
+            Verdict::Ready => ExtAuthzResult::Ready,
             Verdict::Deny(Denial::MissingKey) => ExtAuthzResult::Missing,
             Verdict::Deny(Denial::InvalidKey) => ExtAuthzResult::Invalid,
             Verdict::Deny(Denial::InsufficientScope) => ExtAuthzResult::InsufficientScope,

@@ -179,3 +179,92 @@ fn a_client_that_leaves_mid_lookup_frees_its_slot() {
     drop(request);
     assert_eq!(worker.lookups_in_flight.get(), 0);
 }
+
+#[test]
+fn a_key_the_miss_path_answered_keeps_working_while_keysync_stalls_before_the_first_sync() {
+    let worker = worker_never_synced();
+    let (mut request, action) = send_key(&worker, KEY);
+    assert_eq!(
+        action,
+        Action::Pause,
+        "nothing trusted yet: keysync is asked"
+    );
+    answer(&mut request, &worker, found(&record(KEY), 5));
+    assert_forwarded_with_identity(&worker, Action::Continue);
+    assert_eq!(
+        worker.store().find(&record(KEY).hash),
+        Ok(Some(record(KEY))),
+        "in the store for every worker"
+    );
+
+    // keysync stalls (SIGSTOP): the lookup times out. The store still holds the key
+    // keysync confirmed moments ago.
+    worker.host.advance(std::time::Duration::from_secs(1));
+    let (mut request, action) = send_key(&worker, KEY);
+    assert_eq!(
+        action,
+        Action::Pause,
+        "asked first: a revocation would show"
+    );
+    answer(
+        &mut request,
+        &worker,
+        Err(ApiError::Grpc(4, "deadline exceeded".into())),
+    );
+    assert_eq!(worker.host.resumed.get(), 1, "not a 503");
+    assert_forwarded_with_identity(&worker, Action::Continue);
+
+    // Every lookup slot busy with the stalled keysync: decided without asking.
+    let stalled = worker_never_synced();
+    let (mut first, _) = send_key(&stalled, KEY);
+    answer(&mut first, &stalled, found(&record(KEY), 5));
+    let config = r#"{"miss_lookup":{"max_in_flight":1}}"#;
+    let busy = super::worker(config);
+    busy.store()
+        .note_lookup(
+            stalled
+                .store()
+                .lookups()
+                .find(&record(KEY).hash)
+                .copied()
+                .unwrap(),
+        )
+        .unwrap();
+    store(&busy, record(KEY));
+    let (_hanging, _) = send_key(&busy, OTHER_KEY);
+    let (_, action) = send_key(&busy, KEY);
+    assert_forwarded_with_identity(&busy, action);
+    busy.on_tick();
+    assert_eq!(busy.host.metric("keysync.lookup_vouched"), Some(1));
+
+    // Only within max_staleness of keysync's confirmation, like a synced store.
+    worker.host.advance(std::time::Duration::from_secs(15 * 60));
+    let (mut request, _) = send_key(&worker, KEY);
+    answer(
+        &mut request,
+        &worker,
+        Err(ApiError::Grpc(14, String::new())),
+    );
+    assert_eq!(status(&worker), Some(503));
+}
+
+#[test]
+fn a_key_keysync_no_longer_knows_is_refused_though_the_miss_path_cached_it() {
+    let worker = worker_never_synced();
+    let (mut request, _) = send_key(&worker, KEY);
+    answer(&mut request, &worker, found(&record(KEY), 5));
+    assert_forwarded_with_identity(&worker, Action::Continue);
+    // Revoked since: while keysync answers, its word decides, not the ledger.
+    let (mut request, _) = send_key(&worker, KEY);
+    answer(&mut request, &worker, not_found());
+    assert_eq!(status(&worker), Some(403));
+    // And keysync stalling next does not bring it back.
+    let (mut request, _) = send_key(&worker, KEY);
+    answer(
+        &mut request,
+        &worker,
+        Err(ApiError::Grpc(4, "deadline exceeded".into())),
+    );
+    assert_eq!(status(&worker), Some(503));
+    assert_eq!(worker.host.resumed.get(), 0);
+}

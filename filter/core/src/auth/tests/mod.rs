@@ -1,13 +1,14 @@
 //! Every row of the request flow's decision table, against a fake host: the key and its
-//! credential (`keys`), policies, the miss path (`lookups`), staleness, rate limits,
-//! quotas and usage metering, each in its own file, and the worker on its own
-//! (`worker`); the fixtures they share here.
+//! credential (`keys`), policies, the miss path (`lookups`), staleness, ready paths,
+//! rate limits, quotas and usage metering, each in its own file, and the worker on its
+//! own (`worker`); the fixtures they share here.
 
 mod keys;
 mod lookups;
 mod policies;
 mod quotas;
 mod rate_limits;
+mod ready_paths;
 mod staleness;
 mod usage;
 mod worker;

@@ -483,3 +483,30 @@ fn a_worker_takes_over_a_sync_service_that_died_and_the_store_keeps_up() {
     assert!(!singleton.active);
     assert!(logged_line("standing down").is_some());
 }
+
+#[test]
+fn the_lookup_ledger_forgets_what_the_store_is_complete_past() {
+    let mut service = running_with_stream("{\"role\":\"sync\"}", &[key(1)]);
+    let lookup = |n: u8, revision: u64| crate::store::lookup_ledger::Lookup {
+        hash: hash(n),
+        epoch: EPOCH,
+        revision,
+        confirmed_at_ms: NOW_MS,
+    };
+    service.store().note_lookup(lookup(2, 9)).unwrap();
+    service.store().note_lookup(lookup(3, 12)).unwrap();
+    tick_after(&mut service, Duration::from_millis(250));
+    let ledger = service.store().lookups();
+    assert!(
+        ledger.find(&hash(2)).is_none(),
+        "covered by the refresh at 10"
+    );
+    assert!(ledger.find(&hash(3)).is_some(), "not yet");
+    let token = stream_token(&service).unwrap();
+    service.on_stream_message(token, changes(12, &[3], &[]));
+    tick_after(&mut service, Duration::from_millis(250));
+    assert!(
+        service.store().lookups().is_empty(),
+        "the stream brought 12"
+    );
+}
