@@ -16,6 +16,7 @@ export ENVOY_ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
 export REFRESH_INTERVAL="${REFRESH_INTERVAL:-15m}"
 export KEYSYNC_GRPC_ADDR="${KEYSYNC_GRPC_ADDR:-127.0.0.1:50051}"
 export KEYSYNC_HTTP_ADDR="${KEYSYNC_HTTP_ADDR:-127.0.0.1:9090}"
+export KEYSYNC_API_ADDR="${KEYSYNC_API_ADDR:-127.0.0.1:9091}"
 export KEYSYNC_FILTER_WASM="$FILTER_WASM"
 PG_PORT="${DEMO_POSTGRES_PORT:-54329}"
 
@@ -82,6 +83,7 @@ require_free_port "0.0.0.0:$GATEWAY_PORT" "the gateway (GATEWAY_PORT)"
 require_free_port "127.0.0.1:$ENVOY_ADMIN_PORT" "Envoy's admin (ENVOY_ADMIN_PORT)"
 require_free_port "$KEYSYNC_GRPC_ADDR" "keysync's gRPC API (KEYSYNC_GRPC_ADDR)"
 require_free_port "$KEYSYNC_HTTP_ADDR" "keysync's admin (KEYSYNC_HTTP_ADDR)"
+[ "$KEYSYNC_API_ADDR" = off ] || require_free_port "$KEYSYNC_API_ADDR" "keysync's operator API (KEYSYNC_API_ADDR)"
 [ -n "${BACKEND_URLS:-}" ] || require_free_port "127.0.0.1:3000" "the echo backend"
 [ -n "${DATABASE_URL:-}" ] || require_free_port "127.0.0.1:$PG_PORT" "the demo PostgreSQL (DEMO_POSTGRES_PORT)"
 
@@ -112,7 +114,9 @@ KEY_JSON=$("$KEYSYNC" keys create --org-id "$ORG_ID" --name "demo key" --env tes
 KEY=$(echo "$KEY_JSON" | json_field key)
 KEY_ID=$(echo "$KEY_JSON" | json_field key_id)
 
-echo "starting keysync (gRPC $KEYSYNC_GRPC_ADDR, admin http://$KEYSYNC_HTTP_ADDR; log .run/keysync.log)"
+API_SHOWN="http://$KEYSYNC_API_ADDR/v1/"
+[ "$KEYSYNC_API_ADDR" != off ] || API_SHOWN="off"
+echo "starting keysync (gRPC $KEYSYNC_GRPC_ADDR, admin http://$KEYSYNC_HTTP_ADDR, operator API $API_SHOWN; log .run/keysync.log)"
 "$KEYSYNC" serve >"$RUN/keysync.log" 2>&1 &
 pids+=($!)
 wait_http "http://$KEYSYNC_HTTP_ADDR/readyz" 60 keysync
@@ -152,6 +156,8 @@ Operator commands (another terminal):
   DATABASE_URL='$DATABASE_URL' target/debug/keysync keys list --org-id $ORG_ID
   DATABASE_URL='$DATABASE_URL' target/debug/keysync keys revoke $KEY_ID
   (a revocation reaches Envoy within milliseconds over the watch stream; the full refresh every $REFRESH_INTERVAL is the safety net)
+
+Operator HTTP API: $API_SHOWN (with an admin token: DATABASE_URL='$DATABASE_URL' target/debug/keysync admin-tokens create --name me)
 
 Stats: curl -s localhost:$ENVOY_ADMIN_PORT/stats | grep keysync ; curl -s $KEYSYNC_HTTP_ADDR/metrics
 Logs: .run/*.log. Ctrl-C stops everything.

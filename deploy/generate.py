@@ -331,6 +331,8 @@ def keysync_sidecar(image="registry.example.com/keysync:0.1.0"):
             {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "keysync-database", "key": "url"}}},
             {"name": "KEYSYNC_GRPC_ADDR", "value": "127.0.0.1:50051"},
             {"name": "KEYSYNC_HTTP_ADDR", "value": "0.0.0.0:9090"},
+            # The operator API stays off: every process of the pod shares its loopback.
+            {"name": "KEYSYNC_API_ADDR", "value": "off"},
             TOKEN_ENV,
         ],
         "ports": KEYSYNC_SIDECAR_PORTS,

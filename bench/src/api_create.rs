@@ -1,4 +1,4 @@
-//! Key creation through the operator HTTP API (`POST /v1/keys` on keysync's admin port):
+//! Key creation through the operator HTTP API (`POST /v1/keys` on keysync's API listener):
 //! keys a second, with and without an `Idempotency-Key`, against a real keysync and
 //! PostgreSQL (no Envoy: the gateway's request path never touches the API). wrk drives
 //! keep-alive connections with a real admin token; every key it was answered about must
@@ -62,7 +62,7 @@ pub fn run(rounds: usize, seconds: u64, connections: u32) {
             std::fs::write(&script, text).expect("write the wrk script");
             let before = count();
             let report = wrk::run_with(
-                keysync.http,
+                keysync.api(),
                 connections,
                 Duration::from_secs(seconds),
                 &[],

@@ -18,8 +18,10 @@
           volumes and user, against a real PostgreSQL; then a printed key gets 200, no
           key 401, a revoked key 403, every probe answers where the manifest says, and
           the metrics parse (keysync's as OpenMetrics, Envoy's with promtool); a
-          rolling update under load answers every request 200; the Istio examples'
-          Envoy configurations run against keysync with its token.
+          rolling update under load answers every request 200; a gRPC token rotation
+          in central + wasm keeps every gateway authenticated and every answer 200; the
+          Istio examples' Envoy configurations run against keysync with its token.
+  rotation  the token rotation alone (part of pod).
   rules   promtool check rules on the alerts; the dashboard's and the alerts' metric
           names exist in what the pod check scraped.
 
@@ -617,6 +619,8 @@ def lint():
                 raise CheckError(f"{name}: refused, but not with {expected!r}:\n{result.stderr}")
     with step("long release names: every name fits (Service names are DNS labels of 63 at most)"):
         long_release_names()
+    with step("the operator API: off by default; on, on its own port, Service and NetworkPolicy"):
+        operator_api()
     examples = list(example_documents())
     with step(f"examples: {len(examples)} objects of deploy/istio and deploy/envoy-gateway"):
         for source, doc in examples:
@@ -632,6 +636,63 @@ def lint():
     with step(f"envoy --mode validate on every Envoy configuration ({len(configs)})"):
         for source, config, extra in configs:
             envoy_validate(config, source, extra)
+
+
+def keysync_env(docs):
+    """The environment of every keysync container of a rendering, by Deployment."""
+    envs = {}
+    for doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        spec = doc["spec"]["template"]["spec"]
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            if container["name"] == "keysync":
+                envs[doc["metadata"]["name"]] = {e["name"]: e.get("value") for e in container.get("env", [])}
+    return envs
+
+
+def operator_api():
+    """The operator API (which mints keys) is off unless asked for: with the defaults,
+    keysync runs with KEYSYNC_API_ADDR=off and nothing publishes it. On (a ci file of
+    each topology), it listens on its own port, behind a Service of its own that no
+    ServiceMonitor selects and a NetworkPolicy that admits networkPolicy.apiFrom alone;
+    the metrics Services never carry its port; every replica gets the same idempotency
+    secret."""
+    for values, api_from in ((None, None), ("sidecar-wasm-configmap-values.yaml", False),
+                             ("central-wasm-global-values.yaml", True)):
+        docs = helm_template([os.path.join(CHART, "ci", values)] if values else [])
+        name = values or "default values"
+        envs = keysync_env(docs)
+        services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+        api_services = [n for n in services if n.endswith("-keysync-api")]
+        for service_name, service in services.items():
+            ports = {p["name"] for p in service["spec"]["ports"]}
+            if "keysync-api" in ports and not service_name.endswith("-keysync-api"):
+                raise CheckError(f"{name}: Service {service_name} publishes the operator API")
+        if values is None:
+            if any(env.get("KEYSYNC_API_ADDR") != "off" for env in envs.values()) or api_services:
+                raise CheckError(f"default values: the operator API is served ({envs}, {api_services})")
+            continue
+        for deployment, env in envs.items():
+            if not (env.get("KEYSYNC_API_ADDR", "").startswith("0.0.0.0:")
+                    and env.get("KEYSYNC_IDEMPOTENCY_SECRET_FILE")):
+                raise CheckError(f"{name}: {deployment}'s keysync does not serve the API with its secret: {env}")
+        if len(api_services) != 1 or "keysync.dev/metrics" in services[api_services[0]]["metadata"]["labels"]:
+            raise CheckError(f"{name}: expected one API Service without the metrics label: {api_services}")
+        policies = [d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-keysync-api")]
+        if len(policies) != 1:
+            raise CheckError(f"{name}: expected the API's own NetworkPolicy")
+        ingress = policies[0]["spec"].get("ingress") or []
+        if api_from != bool(ingress) or any(not rule.get("from") for rule in ingress):
+            raise CheckError(f"{name}: the API's NetworkPolicy admits {ingress}")
+        for doc in docs:
+            if doc["kind"] == "NetworkPolicy" and doc is not policies[0]:
+                for rule in doc["spec"].get("ingress", []):
+                    if any(p["port"] == "keysync-api" for p in rule.get("ports", [])):
+                        raise CheckError(f"{name}: NetworkPolicy {doc['metadata']['name']} admits the API port")
+        log(f"   {name}: KEYSYNC_API_ADDR {sorted({e['KEYSYNC_API_ADDR'] for e in envs.values()})}, "
+            f"Service {api_services[0]}, NetworkPolicy from {len(ingress)} rule(s)")
+    log("   default values: KEYSYNC_API_ADDR off, no API Service")
 
 
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -998,6 +1059,32 @@ class Pod:
                 raise CheckError(f"volume {name}: only secret, configMap, emptyDir and image volumes are run here")
         return paths
 
+    def update_secret(self, name, data):
+        """Rewrites this pod's volumes of Secret `name` with `data`, as the kubelet does
+        when the Secret changes: every file replaced whole (written aside, then renamed
+        into place), keys no longer in the Secret removed."""
+        for volume in self.spec.get("volumes", []):
+            if volume.get("secret", {}).get("secretName") != name:
+                continue
+            directory = self.volumes[volume["name"]]
+            items = volume["secret"].get("items")
+            paths = {item["path"]: item["key"] for item in items} if items else {key: key for key in data}
+            for path, key in paths.items():
+                aside = os.path.join(directory, f".{path}.next")
+                with open(aside, "wb") as f:
+                    f.write(data[key])
+                os.chmod(aside, 0o644)
+                os.replace(aside, os.path.join(directory, path))
+            if not items:
+                for gone in set(os.listdir(directory)) - set(paths):
+                    if not gone.startswith("."):
+                        os.remove(os.path.join(directory, gone))
+
+    def log_text(self, name):
+        """Everything container `name` logged so far."""
+        with open(os.path.join(self.work, f"{name}.log"), encoding="utf-8", errors="replace") as f:
+            return f.read()
+
     def env_of(self, container, image):
         env = {}
         for item in self.configs.get(image, {}).get("Env", []):
@@ -1151,6 +1238,20 @@ class Pod:
                     os.rmdir(parent)
 
 
+def stop_pod(the_pod):
+    """Stops a pod as the kubelet does: each container's preStop hook, SIGTERM, SIGKILL
+    at the end of the grace period; then its native sidecars, last started first.
+    Returns how long its (last) container took to stop."""
+    grace = the_pod.spec.get("terminationGracePeriodSeconds", 30)
+    stopped = 0.0
+    for container in the_pod.spec["containers"]:
+        stopped = the_pod.terminate(container, grace)
+    for container in reversed(the_pod.spec.get("initContainers", [])):
+        if container["name"] in the_pod.processes:
+            the_pod.terminate(container, grace)
+    return stopped
+
+
 def stop_process(process, log_file, signal_first=signal.SIGTERM, grace=15):
     """Stops a process this check started (its whole process group), then its log."""
     with contextlib.suppress(ProcessLookupError):
@@ -1270,6 +1371,38 @@ def start_pod(the_pod, name):
                 the_pod.wait_probe(container, "readinessProbe", 60)
 
 
+def prepare_release(work, job, secrets, digests, postgres):
+    """What a release's pods need before they start: the database Secret the chart
+    expects (pointing at `postgres`), the plugin.wasm ConfigMap an operator makes, the
+    images unpacked, and the migrate Job run to completion. Returns the unpacked images'
+    root filesystems and configs, by reference."""
+    with step("PostgreSQL, and the database Secret the chart expects"):
+        values = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
+        database = values["keysync"]["database"]
+        secrets[database["secretName"]] = {database["secretKey"]: postgres.url.encode()}
+        # wasm.source configMap: the ConfigMap the operator creates from plugin.wasm.
+        with open(WASM, "rb") as f:
+            secrets[values["wasm"]["configMapName"]] = {"plugin.wasm": f.read()}
+    with step("unpack the images (umoci raw unpack)"):
+        rootfs, configs = {}, {}
+        for name in IMAGE_SPECS:
+            reference = f"localhost/{name}@{digests[name]}"
+            destination = os.path.join(work, "rootfs-" + name)
+            configs[reference] = unpack(os.path.join(IMAGES, name), destination)
+            rootfs[reference] = destination
+            log(f"   {reference}: {sorted(os.listdir(destination))}")
+    with step("the migrate Job's container, from the keysync image"):
+        job_pod = Pod(work, job["spec"]["template"]["spec"], secrets, rootfs, configs)
+        container = job_pod.spec["containers"][0]
+        job_pod.start(container)
+        process, _ = job_pod.processes[container["name"]]
+        code = process.wait(timeout=120)
+        job_pod.stop()
+        if code != 0:
+            raise CheckError(f"migrate exited {code}:\n{job_pod.log_tail(container['name'])}")
+    return rootfs, configs
+
+
 def pod_sets(digests, ports, backend_port):
     return [
         f"images.keysync.repository=localhost/keysync,images.keysync.digest={digests['keysync']}",
@@ -1301,31 +1434,8 @@ def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None, rollout=False)
             job = next(d for d in docs if d["kind"] == "Job")
             secrets = rendered_secrets(docs)
             operator_secrets(docs, secrets, work)
-        with step("PostgreSQL, and the database Secret the chart expects"):
-            postgres = Postgres(work)
-            values = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
-            database = values["keysync"]["database"]
-            secrets[database["secretName"]] = {database["secretKey"]: postgres.url.encode()}
-            # wasm.source configMap: the ConfigMap the operator creates from plugin.wasm.
-            with open(WASM, "rb") as f:
-                secrets[values["wasm"]["configMapName"]] = {"plugin.wasm": f.read()}
-        with step("unpack the images (umoci raw unpack)"):
-            rootfs, configs = {}, {}
-            for name in IMAGE_SPECS:
-                reference = f"localhost/{name}@{digests[name]}"
-                destination = os.path.join(work, "rootfs-" + name)
-                configs[reference] = unpack(os.path.join(IMAGES, name), destination)
-                rootfs[reference] = destination
-                log(f"   {reference}: {sorted(os.listdir(destination))}")
-        with step("the migrate Job's container, from the keysync image"):
-            job_pod = Pod(work, job["spec"]["template"]["spec"], secrets, rootfs, configs)
-            container = job_pod.spec["containers"][0]
-            job_pod.start(container)
-            process, _ = job_pod.processes[container["name"]]
-            code = process.wait(timeout=120)
-            job_pod.stop()
-            if code != 0:
-                raise CheckError(f"migrate exited {code}:\n{job_pod.log_tail(container['name'])}")
+        postgres = Postgres(work)
+        rootfs, configs = prepare_release(work, job, secrets, digests, postgres)
         hosts = {f"{d['metadata']['name']}.{NAMESPACE}.svc.cluster.local": "127.0.0.1"
                  for d in docs if d["kind"] == "Service"}
         # keysync's own Deployment (central topology) first, as its Service must answer.
@@ -1407,13 +1517,8 @@ def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None, rollout=False)
             names.update(n.decode() for n in re.findall(rb"^([a-zA-Z_:][a-zA-Z0-9_:]*)[ {]", envoy_stats, re.M))
             wasm_mode = any(v["name"] == "keysync-wasm" for p in pods for v in p.spec.get("volumes", []))
             if wasm_mode:
-                # The sync service's stats are flushed about once a second.
-                def stream_up():
-                    stats = http_get(f"http://127.0.0.1:{ports['probes']}/stats/prometheus")[2]
-                    found = re.search(rb"^keysync_stream_connected(?:\{\})? (\S+)$", stats, re.M)
-                    return found and float(found.group(1)) == 1
-
-                poll("the sync service's WatchKeys stream to keysync (keysync_stream_connected 1)", 15, stream_up)
+                poll("the sync service's WatchKeys stream to keysync (keysync_stream_connected 1)", 15,
+                     lambda: watch_stream_up(ports["probes"]))
                 log("   the sync service's WatchKeys stream to keysync is up (keysync_stream_connected 1)")
             if metrics_out:
                 with open(metrics_out, "w", encoding="utf-8") as f:
@@ -1438,6 +1543,14 @@ def pod(values_name="sidecar-wasm-values.yaml", metrics_out=None, rollout=False)
         if postgres:
             postgres.stop()
         echo.shutdown()
+
+
+def watch_stream_up(probe_port):
+    """Whether the Envoy behind `probe_port` holds its sync service's WatchKeys stream to
+    keysync (its stats are flushed about once a second)."""
+    stats = http_get(f"http://127.0.0.1:{probe_port}/stats/prometheus")[2]
+    found = re.search(rb"^keysync_stream_connected(?:\{\})? (\S+)$", stats, re.M)
+    return bool(found) and float(found.group(1)) == 1
 
 
 class TcpService:
@@ -1581,13 +1694,7 @@ class Rollout:
                 stopping = time.monotonic()
                 lag = threading.Timer(self.ENDPOINTS_LAG_S, lambda: service.set_endpoints([self.ports["gateway"]]))
                 lag.start()
-                grace = old_pod.spec.get("terminationGracePeriodSeconds", 30)
-                stopped = 0.0
-                for container in old_pod.spec["containers"]:
-                    stopped = old_pod.terminate(container, grace)
-                for container in reversed(old_pod.spec.get("initContainers", [])):
-                    if container["name"] in old_pod.processes:
-                        old_pod.terminate(container, grace)
+                stopped = stop_pod(old_pod)
                 lag.join()
                 after = load.count()
                 poll("answers after the old pod stopped", 20, lambda: load.count() >= after + 100)
@@ -1611,6 +1718,193 @@ class Rollout:
         served = http_get(f"http://127.0.0.1:{self.ports['admin']}/stats?filter=^http.gateway.downstream_rq_2xx$")[2]
         if not re.search(rb"downstream_rq_2xx: [1-9]", served):
             raise CheckError(f"the next pod served none of the load: {served!r}")
+
+
+class TokenRotation:
+    """A gRPC token rotation in the central topology with the wasm filter, without a
+    cluster, as deploy/README.md "Rotating the gRPC token" says to do it with
+    `keysync.grpcToken.value`: (0) token A; (1) A sent, B accepted too; (2) B sent, A
+    accepted too; (3) B alone. Each step is rendered; a Deployment whose pod template
+    changed is rolled (the gateway pods in step 2: a new pod joins the stand-in Service,
+    the old one is stopped as the kubelet does), and only then are the running pods'
+    Secret volumes rewritten in place, as the kubelet does a minute later: the worst
+    order for the new pods, which start with the new token before keysync has read it.
+    Clients send a valid key through the Service throughout; after each step, a key
+    created then must get 200 from every gateway (learnt over an authenticated stream or
+    lookup), every gateway's stream must be up, and keysync must have refused no call.
+    Every answer must be 200."""
+
+    VALUES = "central-wasm-values.yaml"
+    GATEWAYS = 2
+
+    def __init__(self, digests, work):
+        self.digests, self.work = digests, work
+        self.echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+        threading.Thread(target=self.echo.serve_forever, daemon=True).start()
+        self.keysync_ports = {"grpc": free_port(), "http": free_port()}
+        self.pods = []
+        self.renders = 0
+
+    def render(self, token, accepted, gateway_ports):
+        """The release with `token` sent and `accepted` accepted besides, its gateway on
+        `gateway_ports`."""
+        self.renders += 1
+        tokens = os.path.join(self.work, f"tokens-{self.renders}.yaml")
+        with open(tokens, "w", encoding="utf-8") as f:
+            yaml.safe_dump({"keysync": {"grpcToken": {"existingSecret": "", "value": token,
+                                                      "acceptedTokens": accepted}},
+                            # A shorter drain keeps the check short; the hook runs as ever.
+                            "gateway": {"drainSeconds": 3, "terminationGracePeriodSeconds": 10}}, f)
+        ports = dict(gateway_ports, **self.keysync_ports)
+        return helm_template([os.path.join(CHART, "ci", self.VALUES), tokens],
+                             pod_sets(self.digests, ports, self.echo.server_address[1]))
+
+    @staticmethod
+    def deployment(docs, suffix):
+        return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith(suffix))
+
+    def new_pod(self, deployment, name, secrets=None):
+        pod_work = os.path.join(self.work, f"{deployment['metadata']['name']}-{name}".replace(" ", "-"))
+        os.makedirs(pod_work)
+        the_pod = Pod(pod_work, deployment["spec"]["template"]["spec"], secrets or self.secrets, self.rootfs,
+                      self.configs, self.hosts)
+        self.pods.append(the_pod)
+        start_pod(the_pod, f"{deployment['metadata']['name']} ({name})")
+        return the_pod
+
+    def gateway_pod(self, token, accepted, name):
+        ports = {key: free_port() for key in ("gateway", "probes", "admin")}
+        docs = self.render(token, accepted, ports)
+        # Its own Envoy configuration (its ports), the release's other Secrets.
+        own = dict(self.secrets)
+        own.update(rendered_secrets(docs))
+        return self.new_pod(self.deployment(docs, "-gateway"), name, own), ports
+
+    def refused_calls(self):
+        _, _, text = http_get(f"http://127.0.0.1:{self.keysync_ports['http']}/metrics")
+        refused = {}
+        for reason in ("unauthenticated", "permission_denied"):
+            found = re.search(rf'^keysync_grpc_refused_total{{reason="{reason}"}} (\S+)$'.encode(), text, re.M)
+            refused[reason] = float(found.group(1)) if found else None
+        return refused
+
+    def run(self, postgres):
+        old, new = os.urandom(24).hex(), os.urandom(24).hex()
+        steps = [("0: the token gateways send", old, []),
+                 ("1: the next token accepted too", old, [new]),
+                 ("2: the next token sent, the old one accepted too", new, [old]),
+                 ("3: the old token dropped", new, [])]
+        canonical_ports = {key: free_port() for key in ("gateway", "probes", "admin")}
+        with step("render the release at its first step"):
+            docs = self.render(old, [], canonical_ports)
+            self.secrets = rendered_secrets(docs)
+            operator_secrets(docs, self.secrets, self.work)
+            token_secret = next(name for name in self.secrets if name.endswith("-grpc-token"))
+        self.rootfs, self.configs = prepare_release(
+            self.work, next(d for d in docs if d["kind"] == "Job"), self.secrets, self.digests, postgres)
+        self.hosts = {f"{d['metadata']['name']}.{NAMESPACE}.svc.cluster.local": "127.0.0.1"
+                      for d in docs if d["kind"] == "Service"}
+        keysync = self.new_pod(self.deployment(docs, "-keysync"), "step 0")
+        gateways = [self.gateway_pod(old, [], f"step 0, pod {i}") for i in range(self.GATEWAYS)]
+        container = next(c for c in keysync.spec["containers"] if c["name"] == "keysync")
+        env = keysync.env_of(container, container["image"])
+        keysync_rootfs = self.rootfs[f"localhost/keysync@{self.digests['keysync']}"]
+        org_id = json.loads(run_keysync_command(
+            keysync_rootfs, ["orgs", "create", "--name", "rotation", "--json"], env))["org_id"]
+
+        def create_key(name):
+            return json.loads(run_keysync_command(
+                keysync_rootfs, ["keys", "create", "--org-id", org_id, "--name", name, "--json"], env))["key"]
+
+        service = TcpService()
+        service.set_endpoints([ports["gateway"] for _, ports in gateways])
+        load = Load(service.port, create_key("load"))
+        previous = docs
+        try:
+            poll("the load's first answers", 30, lambda: load.count() >= 50)
+            for name, token, accepted in steps:
+                with step(f"rotation step {name}"):
+                    docs = self.render(token, accepted, canonical_ports)
+                    self.secrets.update(rendered_secrets(docs))
+                    rolled = []
+                    if self.deployment(docs, "-keysync")["spec"]["template"] != \
+                            self.deployment(previous, "-keysync")["spec"]["template"]:
+                        rolled.append("keysync")
+                        stop_pod(keysync)
+                        keysync = self.new_pod(self.deployment(docs, "-keysync"), name)
+                    if self.deployment(docs, "-gateway")["spec"]["template"] != \
+                            self.deployment(previous, "-gateway")["spec"]["template"]:
+                        rolled.append("gateway")
+                        for index, (old_pod, old_ports) in enumerate(list(gateways)):
+                            replacement = self.gateway_pod(token, accepted, f"{name}, pod {index}")
+                            gateways[index] = replacement
+                            service.set_endpoints([ports["gateway"] for _, ports in gateways] + [old_ports["gateway"]])
+                            lag = threading.Timer(Rollout.ENDPOINTS_LAG_S, lambda: service.set_endpoints(
+                                [ports["gateway"] for _, ports in gateways]))
+                            lag.start()
+                            stop_pod(old_pod)
+                            lag.join()
+                    # The kubelet updates the running pods' Secret volumes after a while.
+                    reloads = keysync.log_text("keysync").count("grpc: tokens reloaded")
+                    before = rendered_secrets(previous).get(token_secret, {})
+                    changed = sum(1 for key, value in self.secrets[token_secret].items() if before.get(key) != value)
+                    for the_pod in [keysync] + [p for p, _ in gateways]:
+                        the_pod.update_secret(token_secret, self.secrets[token_secret])
+                    if changed:
+                        poll(f"keysync reads the {changed} changed token files again", 30,
+                             lambda: keysync.log_text("keysync").count("grpc: tokens reloaded") >= reloads + changed)
+                    key = create_key(f"step {name[0]}")
+                    for _, ports in gateways:
+                        gateway = f"http://127.0.0.1:{ports['gateway']}/orders"
+                        poll(f"a key made at step {name[0]} gets 200 through the gateway on :{ports['gateway']}", 20,
+                             lambda: http_get(gateway, {"authorization": f"Bearer {key}"})[0] == 200)
+                        poll(f"the gateway on :{ports['gateway']} holds its stream to keysync", 20,
+                             lambda: watch_stream_up(ports["probes"]))
+                    refused = self.refused_calls()
+                    if any(refused.values()):
+                        raise CheckError(f"keysync refused gateway calls by step {name}: {refused}")
+                    log(f"   rolled: {', '.join(rolled) or 'nothing'}; keysync reloaded {changed} token files; "
+                        f"{load.count()} answers so far; keysync refused no call ({refused})")
+                    previous = docs
+        finally:
+            answers = load.stop()
+            service.close()
+            by_outcome = {}
+            for _, outcome, _ in answers:
+                by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+            log(f"   {len(answers)} answers through the gateways during the rotation: {by_outcome}")
+        failures = [outcome for _, outcome, _ in answers if outcome != 200]
+        if failures:
+            raise CheckError(f"{len(failures)} of {len(answers)} requests with a valid key did not get 200 "
+                             f"during the rotation: {failures[:5]}")
+
+    def stop(self):
+        for the_pod in reversed(self.pods):
+            the_pod.stop()
+        self.echo.shutdown()
+
+
+def token_rotation():
+    with open(os.path.join(IMAGES, "digests.json"), encoding="utf-8") as f:
+        digests = json.load(f)
+    work = os.path.join(WORK, "token-rotation")
+    subprocess.run(["rm", "-rf", work])
+    os.makedirs(work)
+    os.chmod(work, 0o755)
+    rotation = TokenRotation(digests, work)
+    postgres = None
+    try:
+        postgres = Postgres(work)
+        rotation.run(postgres)
+    except Exception:
+        for the_pod in rotation.pods:
+            for name in the_pod.processes:
+                log(f"--- {name} log (tail):\n{the_pod.log_tail(name)}")
+        raise
+    finally:
+        rotation.stop()
+        if postgres:
+            postgres.stop()
 
 
 def istio_store_sharing():
@@ -1845,6 +2139,8 @@ def pods_and_rules(values_names=None):
         log(f"---- the pod without a cluster: ci/{values_name}")
         first = values_name == POD_VALUES[0]
         pod(values_name, metrics_out=names if first else None, rollout=first)
+    log("---- a gRPC token rotation, central + wasm, without a cluster")
+    token_rotation()
     with step("Istio's wasm example: the WasmPlugin's filter and the bootstrap's sync service share the store"):
         istio_store_sharing()
     with step("Istio's ext_authz example: the EnvoyFilter sends keysync's token on every Check"):
@@ -1854,7 +2150,7 @@ def pods_and_rules(values_names=None):
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["lint", "images", "repro", "pod", "all-heavy"])
+    parser.add_argument("command", choices=["lint", "images", "repro", "pod", "rotation", "all-heavy"])
     parser.add_argument("--skip-binary", action="store_true", help="images: reuse the built musl binary")
     parser.add_argument("--values", action="append", help="pod: ci values files to run (default: %s)" % ", ".join(POD_VALUES))
     args = parser.parse_args(argv[1:])
@@ -1868,6 +2164,9 @@ def main(argv):
             repro()
         elif args.command == "pod":
             pods_and_rules(args.values)
+        elif args.command == "rotation":
+            os.makedirs(WORK, exist_ok=True)
+            token_rotation()
         elif args.command == "all-heavy":
             images(args.skip_binary)
             repro()

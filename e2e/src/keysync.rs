@@ -3,13 +3,17 @@
 use crate::paths;
 use crate::process::Process;
 use std::net::SocketAddr;
+use std::ops::Not;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 pub struct Keysync {
     pub process: Process,
     pub grpc: SocketAddr,
+    /// Probes and `/metrics`.
     pub http: SocketAddr,
+    /// The operator API (`/v1/`, leak reports); `None` with `KEYSYNC_API_ADDR=off`.
+    pub api: Option<SocketAddr>,
 }
 
 impl Keysync {
@@ -26,18 +30,30 @@ impl Keysync {
             .env("DATABASE_URL", database_url)
             .env("KEYSYNC_GRPC_ADDR", grpc_addr)
             .env("KEYSYNC_HTTP_ADDR", "127.0.0.1:0")
+            .env("KEYSYNC_API_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .envs(env.iter().copied());
         let process = Process::spawn("keysync", command);
         let line = process.wait_for_log("keysync listening:", Duration::from_secs(30));
         let grpc = field(&line, "grpc=");
         let http = field(&line, "http=");
+        let api = line
+            .contains(" api=off")
+            .not()
+            .then(|| field(&line, "api="));
         process.wait_for_log("snapshot loaded", Duration::from_secs(60));
         Keysync {
             process,
             grpc,
             http,
+            api,
         }
+    }
+
+    /// The operator API's address; panics when keysync serves none.
+    pub fn api(&self) -> SocketAddr {
+        self.api
+            .expect("keysync serves the operator API (KEYSYNC_API_ADDR)")
     }
 }
 

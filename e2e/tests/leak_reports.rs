@@ -69,7 +69,7 @@ fn post(keysync: &Keysync, body: &[u8], signature: Option<(&str, &str)>) -> Resp
     raw.push_str("\r\n");
     let mut raw = raw.into_bytes();
     raw.extend_from_slice(body);
-    http::send_raw(keysync.http, &raw).expect("reach keysync's admin port")
+    http::send_raw(keysync.api(), &raw).expect("reach keysync's operator API")
 }
 
 fn signed(keysync: &Keysync, signer: &Signer, body: &[u8]) -> Response {

@@ -1,19 +1,16 @@
 //! The admin HTTP port: liveness (`/healthz`), readiness (`/readyz`: the key set was
 //! loaded and confirmed against PostgreSQL within `KEYSYNC_MAX_UNCONFIRMED`, see
-//! [`Confirmation`]), Prometheus metrics (`/metrics`) and, when given, the operator API
-//! under `/v1/` ([`crate::admin_api`]), whose unknown paths and methods answer in its
-//! JSON error shape.
+//! [`Confirmation`]) and Prometheus metrics (`/metrics`). What probes and scrapers
+//! read, nothing else: the operator API has a listener of its own
+//! ([`crate::api_port`]).
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-
-use crate::admin_api::error::ApiError;
-use crate::admin_api::{self, ApiState};
 
 use crate::metrics::{self, Metrics};
 use crate::readiness::Readiness;
@@ -33,35 +30,6 @@ pub fn app(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(state)
-}
-
-/// [`app`] with the operator API under `/v1/` when `api` is given.
-pub fn app_with_api(state: AdminState, api: Option<ApiState>) -> Router {
-    match api {
-        None => app(state),
-        Some(api) => app(state)
-            .merge(admin_api::router(api))
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed),
-    }
-}
-
-/// Unknown paths: the API's error shape under `/v1/`, a plain 404 elsewhere.
-async fn not_found(uri: Uri) -> Response {
-    if uri.path().starts_with("/v1/") {
-        ApiError::not_found(format!(
-            "no such path: {} (see {})",
-            uri.path(),
-            admin_api::OPENAPI_PATH
-        ))
-        .into_response()
-    } else {
-        (StatusCode::NOT_FOUND, "not found\n").into_response()
-    }
-}
-
-async fn method_not_allowed() -> Response {
-    ApiError::method_not_allowed().into_response()
 }
 
 /// The process is up; says nothing about the database.

@@ -12,7 +12,7 @@ use crate::ca_file::CaFile;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
 use crate::grpc::tls::TlsFiles;
-use crate::grpc::token::GrpcToken;
+use crate::grpc::tokens::{AcceptedTokens, TokenSettings};
 use crate::leak_reports::signature::PublicKeys;
 use crate::leak_reports::LeakSettings;
 use crate::operations::leaks::LeakAction;
@@ -20,6 +20,7 @@ use crate::usage::export::{ExportSettings, DEFAULT_BACKLOG, DEFAULT_TOPIC};
 
 pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";
+pub const API_ADDR: &str = "KEYSYNC_API_ADDR";
 pub const POLL_INTERVAL: &str = "KEYSYNC_POLL_INTERVAL";
 pub const FULL_RELOAD_INTERVAL: &str = "KEYSYNC_FULL_RELOAD_INTERVAL";
 pub const MAX_PAGE_SIZE: &str = "KEYSYNC_MAX_PAGE_SIZE";
@@ -33,17 +34,17 @@ pub const CONFIRM_INTERVAL: &str = "KEYSYNC_CONFIRM_INTERVAL";
 pub const DB_TIMEOUT: &str = "KEYSYNC_DB_TIMEOUT";
 pub const MAX_UNCONFIRMED: &str = "KEYSYNC_MAX_UNCONFIRMED";
 pub const MAX_STALENESS: &str = "KEYSYNC_MAX_STALENESS";
-pub const GRPC_TOKEN: &str = "KEYSYNC_GRPC_TOKEN";
-pub const GRPC_TOKEN_FILE: &str = "KEYSYNC_GRPC_TOKEN_FILE";
 // Declared where the files are read: an unusable file is reported by its variable.
 pub use crate::grpc::tls::{GRPC_TLS_CERT, GRPC_TLS_CLIENT_CA, GRPC_TLS_KEY};
+pub use crate::grpc::tokens::{GRPC_TOKEN, GRPC_TOKENS_FILE, GRPC_TOKEN_FILE};
+pub const GATEWAY_MAX_RATE: &str = "KEYSYNC_GATEWAY_MAX_RATE";
 pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
 pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
 pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
 pub const IDEMPOTENCY_SECRET_FILE: &str = SECRET_FILE_VARIABLE;
 pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
-pub const LEAK_PUBLIC_KEYS_FILE: &str = "KEYSYNC_LEAK_PUBLIC_KEYS_FILE";
+pub use crate::leak_reports::public_keys_file::LEAK_PUBLIC_KEYS_FILE;
 pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
 pub const LEAK_RELOAD_INTERVAL: &str = "KEYSYNC_LEAK_RELOAD_INTERVAL";
@@ -59,6 +60,11 @@ const DEFAULT_LEAK_MAX_BODY_BYTES: usize = 1 << 20;
 /// `KEYSYNC_LEAK_RELOAD_INTERVAL` says otherwise (a report signed by an unlisted key
 /// also has them read again at once).
 const DEFAULT_LEAK_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What one gateway is taken to serve at most, unless `KEYSYNC_GATEWAY_MAX_RATE` says
+/// otherwise: about ten Envoy workers at the filter's full speed on these machines
+/// (DESIGN.md: 20-30k requests a second each).
+pub const DEFAULT_GATEWAY_MAX_RATE: u32 = 250_000;
 
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Environment {
@@ -96,9 +102,11 @@ pub struct ConfigError {
 pub struct ServeConfig {
     /// Where the filter's gRPC calls arrive; port 0 picks a free one.
     pub grpc_addr: SocketAddr,
-    /// Admin HTTP (`/healthz`, `/readyz`, `/metrics` and the operator API under
-    /// `/v1/`); port 0 picks a free one.
+    /// Admin HTTP (`/healthz`, `/readyz`, `/metrics`); port 0 picks a free one.
     pub http_addr: SocketAddr,
+    /// The operator API (`/v1/`, its OpenAPI document, the leak-report endpoint) on a
+    /// listener of its own; `None` (`off`): not served.
+    pub api_addr: Option<SocketAddr>,
     /// Period of the incremental catch-up. Change notifications trigger catch-ups at
     /// once; this is the fallback when notifications are lost.
     pub poll_interval: Duration,
@@ -129,8 +137,12 @@ pub struct ServeConfig {
     pub max_unconfirmed: Duration,
     /// Unconfirmed longer than this: ext_authz checks of keys answer unavailable.
     pub max_staleness: Duration,
-    /// The token every gRPC call must carry (`authorization: Bearer <token>`).
-    pub grpc_token: Option<GrpcToken>,
+    /// The tokens gRPC calls may carry (`authorization: Bearer <token>`), with their
+    /// rights; none configured: calls need none.
+    pub grpc_tokens: TokenSettings,
+    /// Requests a second one gateway is taken to serve at most: what its usage flushes
+    /// may add and its quota claims may ask for are bounded by it.
+    pub gateway_max_rate: u32,
     /// TLS (and with a client CA, mutual TLS) on the gRPC port.
     pub grpc_tls: Option<TlsFiles>,
     /// Most WatchKeys streams open at once; more are refused `RESOURCE_EXHAUSTED`.
@@ -157,6 +169,7 @@ impl Default for ServeConfig {
         ServeConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            api_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9091))),
             poll_interval: Duration::from_secs(10),
             full_reload_interval: Duration::from_secs(15 * 60),
             max_page_size: 10_000,
@@ -171,7 +184,8 @@ impl Default for ServeConfig {
             db_timeout: Duration::from_secs(5),
             max_unconfirmed: Duration::from_secs(10),
             max_staleness: Duration::from_secs(15 * 60),
-            grpc_token: None,
+            grpc_tokens: TokenSettings::default(),
+            gateway_max_rate: DEFAULT_GATEWAY_MAX_RATE,
             grpc_tls: None,
             max_watch_streams: 1024,
             grpc_max_in_flight: 1024,
@@ -191,6 +205,7 @@ impl ServeConfig {
         let config = ServeConfig {
             grpc_addr: read(env, GRPC_ADDR, defaults.grpc_addr, parse_addr)?,
             http_addr: read(env, HTTP_ADDR, defaults.http_addr, parse_addr)?,
+            api_addr: read(env, API_ADDR, defaults.api_addr, parse_optional_addr)?,
             poll_interval: read(env, POLL_INTERVAL, defaults.poll_interval, parse_interval)?,
             full_reload_interval: read(
                 env,
@@ -233,7 +248,8 @@ impl ServeConfig {
                 parse_interval,
             )?,
             max_staleness: read(env, MAX_STALENESS, defaults.max_staleness, parse_interval)?,
-            grpc_token: read_token(env)?,
+            grpc_tokens: read_tokens(env)?,
+            gateway_max_rate: read(env, GATEWAY_MAX_RATE, defaults.gateway_max_rate, parse_rate)?,
             grpc_tls: read_tls(env)?,
             max_watch_streams: read(
                 env,
@@ -283,7 +299,7 @@ impl ServeConfig {
 
     /// Whether the gRPC port authenticates its callers: a token, or client certificates.
     pub fn grpc_authenticated(&self) -> bool {
-        self.grpc_token.is_some()
+        self.grpc_tokens.any()
             || self
                 .grpc_tls
                 .as_ref()
@@ -299,8 +315,19 @@ impl ServeConfig {
                 reason: format!(
                     "not a loopback address, so anyone who can reach it could read every key \
                      hash and spend any rate-limit budget: set {GRPC_TOKEN} (or \
-                     {GRPC_TOKEN_FILE}) for a token that Envoy sends, or mutual TLS with \
-                     {GRPC_TLS_CERT}, {GRPC_TLS_KEY} and {GRPC_TLS_CLIENT_CA}"
+                     {GRPC_TOKEN_FILE}, or {GRPC_TOKENS_FILE}) for a token that Envoy sends, \
+                     or mutual TLS with {GRPC_TLS_CERT}, {GRPC_TLS_KEY} and \
+                     {GRPC_TLS_CLIENT_CA}"
+                ),
+            });
+        }
+        if let (Some(leaks), None) = (&self.leak_reports, self.api_addr) {
+            return Err(ConfigError {
+                name: LEAK_PUBLIC_KEYS_FILE,
+                value: leaks.public_keys_file.display().to_string(),
+                reason: format!(
+                    "the leak-report endpoint is served on the operator API's listener, and \
+                     {API_ADDR} is off"
                 ),
             });
         }
@@ -315,44 +342,65 @@ impl ServeConfig {
     }
 }
 
-/// `KEYSYNC_GRPC_TOKEN` or the contents of `KEYSYNC_GRPC_TOKEN_FILE` (not both). Errors
-/// never show the token.
-fn read_token(env: &impl Environment) -> Result<Option<GrpcToken>, ConfigError> {
+/// `KEYSYNC_GRPC_TOKEN` or the contents of `KEYSYNC_GRPC_TOKEN_FILE` (not both), and
+/// the tokens of `KEYSYNC_GRPC_TOKENS_FILE`. Errors never show a token.
+fn read_tokens(env: &impl Environment) -> Result<TokenSettings, ConfigError> {
     let inline = env.get(GRPC_TOKEN).filter(|value| !value.is_empty());
-    let file = env
-        .get(GRPC_TOKEN_FILE)
-        .filter(|value| !value.trim().is_empty());
-    let hidden = |name: &'static str, reason: String| ConfigError {
+    let path = |name| {
+        env.get(name)
+            .filter(|value: &String| !value.trim().is_empty())
+    };
+    let (file, list) = (path(GRPC_TOKEN_FILE), path(GRPC_TOKENS_FILE));
+    let failed = |name: &'static str, value: &str, reason: String| ConfigError {
         name,
-        value: "***".to_owned(),
+        value: value.to_owned(),
         reason,
     };
-    match (inline, file) {
-        (None, None) => Ok(None),
-        (Some(_), Some(path)) => Err(ConfigError {
-            name: GRPC_TOKEN_FILE,
-            value: path,
-            reason: format!("{GRPC_TOKEN} is set too: set one of them"),
-        }),
-        (Some(token), None) => GrpcToken::new(&token)
-            .map(Some)
-            .map_err(|reason| hidden(GRPC_TOKEN, reason)),
-        (None, Some(path)) => {
-            let contents = std::fs::read_to_string(path.trim()).map_err(|error| ConfigError {
-                name: GRPC_TOKEN_FILE,
-                value: path.clone(),
-                reason: format!("cannot read it: {error}"),
-            })?;
-            // A file written by `echo` ends in a newline that is not part of the token.
-            GrpcToken::new(contents.trim_end_matches(['\n', '\r']))
-                .map(Some)
-                .map_err(|reason| ConfigError {
-                    name: GRPC_TOKEN_FILE,
-                    value: path,
-                    reason: format!("its contents: {reason}"),
-                })
+    let read_file = |name: &'static str, path: &str| {
+        std::fs::read(path.trim())
+            .map_err(|error| failed(name, path, format!("cannot read it: {error}")))
+    };
+    let mut settings = TokenSettings::default();
+    match (inline, &file) {
+        (Some(_), Some(path)) => {
+            return Err(failed(
+                GRPC_TOKEN_FILE,
+                path,
+                format!("{GRPC_TOKEN} is set too: set one of them"),
+            ))
         }
+        (Some(token), None) => {
+            settings.token = Some(
+                crate::grpc::token::GrpcToken::new(&token)
+                    .map_err(|reason| failed(GRPC_TOKEN, "***", reason))?,
+            );
+        }
+        (None, Some(path)) => {
+            let token = crate::grpc::tokens::parse_token_file(&read_file(GRPC_TOKEN_FILE, path)?)
+                .map_err(|reason| {
+                failed(GRPC_TOKEN_FILE, path, format!("its contents: {reason}"))
+            })?;
+            settings.token_file = Some((PathBuf::from(path.trim()), token));
+        }
+        (None, None) => {}
     }
+    if let Some(path) = list {
+        let may_be_empty = settings.any();
+        let contents = match std::fs::read(path.trim()) {
+            // Beside another token, a list not there yet is an empty one: a Kubernetes
+            // Secret key added later appears in its volume, and is read then.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && may_be_empty => {
+                Vec::new()
+            }
+            _ => read_file(GRPC_TOKENS_FILE, &path)?,
+        };
+        let tokens = std::str::from_utf8(&contents)
+            .map_err(|_| "not UTF-8".to_owned())
+            .and_then(|text| AcceptedTokens::parse(text, may_be_empty))
+            .map_err(|reason| failed(GRPC_TOKENS_FILE, &path, format!("its contents: {reason}")))?;
+        settings.tokens_file = Some((PathBuf::from(path.trim()), tokens));
+    }
+    Ok(settings)
 }
 
 /// The contents of `KEYSYNC_IDEMPOTENCY_SECRET_FILE`. Errors never show the secret.
@@ -592,6 +640,24 @@ fn read<T>(
     }
 }
 
+/// An address, or `off`.
+fn parse_optional_addr(value: &str) -> Result<Option<SocketAddr>, String> {
+    if value == "off" {
+        return Ok(None);
+    }
+    parse_addr(value)
+        .map(Some)
+        .map_err(|_| "expected IP:PORT, such as 127.0.0.1:9091, or off".to_owned())
+}
+
+/// Requests a second: 1 to 100,000,000.
+fn parse_rate(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(rate) if (1..=100_000_000).contains(&rate) => Ok(rate),
+        _ => Err("expected a whole number of requests a second from 1 to 100000000".to_owned()),
+    }
+}
+
 fn parse_addr(value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
@@ -681,7 +747,9 @@ mod tests {
         assert_eq!(config.db_timeout, Duration::from_secs(5));
         assert_eq!(config.max_unconfirmed, Duration::from_secs(10));
         assert_eq!(config.max_staleness, Duration::from_secs(900));
-        assert_eq!(config.grpc_token, None);
+        assert_eq!(config.grpc_tokens, TokenSettings::default());
+        assert_eq!(config.api_addr, Some("127.0.0.1:9091".parse().unwrap()));
+        assert_eq!(config.gateway_max_rate, 250_000);
         assert_eq!(config.grpc_tls, None);
         assert_eq!(config.max_watch_streams, 1024);
         assert_eq!(config.grpc_max_in_flight, 1024);
@@ -779,13 +847,17 @@ mod tests {
 
     #[test]
     fn the_token_comes_from_a_file_without_its_newline() {
+        use crate::grpc::token::GrpcToken;
         let path = std::env::temp_dir().join(format!("keysync-token-{}", std::process::id()));
         std::fs::write(&path, "0123456789abcdef-from-a-file\n").unwrap();
         let path_text = path.to_string_lossy().into_owned();
         let config = ServeConfig::from_env(&env(&[(GRPC_TOKEN_FILE, &path_text)])).unwrap();
         assert_eq!(
-            config.grpc_token,
-            Some(GrpcToken::new("0123456789abcdef-from-a-file").unwrap())
+            config.grpc_tokens.token_file,
+            Some((
+                path.clone(),
+                GrpcToken::new("0123456789abcdef-from-a-file").unwrap()
+            ))
         );
         // Both at once is a mistake.
         let error = ServeConfig::from_env(&env(&[
@@ -797,6 +869,99 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let error = ServeConfig::from_env(&env(&[(GRPC_TOKEN_FILE, &path_text)])).unwrap_err();
         assert!(error.reason.starts_with("cannot read it: "), "{error}");
+    }
+
+    #[test]
+    fn a_tokens_file_adds_tokens_and_is_checked_at_start() {
+        let dir = std::env::temp_dir().join(format!("keysync-tokens-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (single, list) = (dir.join("token"), dir.join("accepted-tokens"));
+        std::fs::write(&single, "0123456789abcdef-gateway\n").unwrap();
+        std::fs::write(&list, "").unwrap();
+        let text = |path: &Path| path.to_string_lossy().into_owned();
+        // Beside the token the gateways send, an empty list is fine (nothing to add yet).
+        let config = ServeConfig::from_env(&env(&[
+            (GRPC_TOKEN_FILE, &text(&single)),
+            (GRPC_TOKENS_FILE, &text(&list)),
+            (GRPC_ADDR, "0.0.0.0:50051"),
+        ]))
+        .unwrap();
+        assert_eq!(config.grpc_tokens.count(), (1, 0));
+        assert!(config.grpc_authenticated());
+        // Beside it, a list not there yet is empty (a Secret key added later); alone,
+        // it must be there.
+        let missing = dir.join("not-yet");
+        let config = ServeConfig::from_env(&env(&[
+            (GRPC_TOKEN_FILE, &text(&single)),
+            (GRPC_TOKENS_FILE, &text(&missing)),
+        ]))
+        .unwrap();
+        assert_eq!(config.grpc_tokens.count(), (1, 0));
+        let error =
+            ServeConfig::from_env(&env(&[(GRPC_TOKENS_FILE, &text(&missing))])).unwrap_err();
+        assert!(error.reason.starts_with("cannot read it: "), "{error}");
+        // Alone, it must list a token: an empty one would refuse every gateway.
+        let error = ServeConfig::from_env(&env(&[(GRPC_TOKENS_FILE, &text(&list))])).unwrap_err();
+        assert_eq!(error.name, GRPC_TOKENS_FILE);
+        assert!(error.reason.contains("no token in it"), "{error}");
+        std::fs::write(
+            &list,
+            "0123456789abcdef-next\n0123456789abcdef-reader read-only\n",
+        )
+        .unwrap();
+        let config = ServeConfig::from_env(&env(&[
+            (GRPC_TOKENS_FILE, &text(&list)),
+            (GRPC_ADDR, "0.0.0.0:50051"),
+        ]))
+        .unwrap();
+        assert_eq!(config.grpc_tokens.count(), (2, 1));
+        // A bad line is named, its token never shown.
+        std::fs::write(&list, "0123456789abcdef-next\nhunter2-hunter2 rw\n").unwrap();
+        let error = ServeConfig::from_env(&env(&[(GRPC_TOKENS_FILE, &text(&list))])).unwrap_err();
+        assert!(
+            error.reason.starts_with("its contents: line 2: "),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(!error.to_string().contains("abcdef-next"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_operator_api_listens_apart_or_not_at_all() {
+        let config = ServeConfig::from_env(&env(&[(API_ADDR, "0.0.0.0:8443")])).unwrap();
+        assert_eq!(config.api_addr, Some("0.0.0.0:8443".parse().unwrap()));
+        let config = ServeConfig::from_env(&env(&[(API_ADDR, " off ")])).unwrap();
+        assert_eq!(config.api_addr, None);
+        for bad in ["", "9091", "on", "localhost:9091"] {
+            let error = ServeConfig::from_env(&env(&[(API_ADDR, bad)])).unwrap_err();
+            assert_eq!(error.name, API_ADDR, "{bad}");
+        }
+    }
+
+    #[test]
+    fn leak_reports_need_the_operator_api() {
+        let dir = std::env::temp_dir().join(format!("keysync-leak-off-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.json");
+        let signer = keysync_e2e::leak_signer::Signer::generate("k");
+        std::fs::write(&path, keysync_e2e::leak_signer::key_list(&[&signer])).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        assert!(ServeConfig::from_env(&env(&[(LEAK_PUBLIC_KEYS_FILE, &path)])).is_ok());
+        let error =
+            ServeConfig::from_env(&env(&[(LEAK_PUBLIC_KEYS_FILE, &path), (API_ADDR, "off")]))
+                .unwrap_err();
+        assert_eq!(error.name, LEAK_PUBLIC_KEYS_FILE);
+        assert!(error.reason.contains("KEYSYNC_API_ADDR is off"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_gateway_rate_is_a_positive_whole_number() {
+        for bad in ["0", "-1", "fast", "100000001", "1.5"] {
+            let error = ServeConfig::from_env(&env(&[(GATEWAY_MAX_RATE, bad)])).unwrap_err();
+            assert_eq!(error.name, GATEWAY_MAX_RATE, "{bad}");
+        }
     }
 
     #[test]
@@ -845,6 +1010,7 @@ mod tests {
 
     #[test]
     fn every_variable_is_read() {
+        use crate::grpc::token::GrpcToken;
         let config = ServeConfig::from_env(&env(&[
             (GRPC_ADDR, "[::1]:0"),
             (HTTP_ADDR, "[::1]:8081"),
@@ -861,6 +1027,8 @@ mod tests {
             (MAX_UNCONFIRMED, "20s"),
             (MAX_STALENESS, "5m"),
             (GRPC_TOKEN, "0123456789abcdef-token"),
+            (API_ADDR, "off"),
+            (GATEWAY_MAX_RATE, "5000"),
             (GRPC_TLS_CERT, "/etc/keysync/cert.pem"),
             (GRPC_TLS_KEY, " /etc/keysync/key.pem "),
             (GRPC_TLS_CLIENT_CA, "/etc/keysync/ca.pem"),
@@ -877,9 +1045,11 @@ mod tests {
         assert_eq!(config.max_unconfirmed, Duration::from_secs(20));
         assert_eq!(config.max_staleness, Duration::from_secs(300));
         assert_eq!(
-            config.grpc_token,
+            config.grpc_tokens.token,
             Some(GrpcToken::new("0123456789abcdef-token").unwrap())
         );
+        assert_eq!(config.api_addr, None);
+        assert_eq!(config.gateway_max_rate, 5000);
         assert_eq!(
             config.grpc_tls,
             Some(TlsFiles {

@@ -16,15 +16,15 @@
 //! - [`grpc`]: every service on the gRPC port (`keysync.v1.KeySync` for the filter, with
 //!   its `WatchKeys` stream, usage flushes and quota leases; Envoy's rate-limit and
 //!   external authorization APIs; gRPC health), and the port's token, TLS and guard;
-//! - [`admin_port`]: the admin HTTP port (`/healthz`, `/readyz`, `/metrics`, and the
-//!   operator API under `/v1/`);
+//! - [`admin_port`]: the admin HTTP port (`/healthz`, `/readyz`, `/metrics`);
+//! - [`api_port`]: the operator API's own listener (`/v1/`, the leak-report endpoint);
 //! - [`server`]: the composition root of `keysync serve`, which wires all of the above
 //!   together with their [`metrics`];
 //! - [`operations`]: what operators do to organizations, keys, rate limits and quotas,
 //!   with validation and transactions, returning serializable results;
 //! - [`cli`]: the command line that parses arguments, calls an operation (or runs
 //!   `serve`) and prints the result as text or JSON;
-//! - [`admin_api`]: the same operations over HTTP (`/v1/` on the admin port), for
+//! - [`admin_api`]: the same operations over HTTP (`/v1/` on the API listener), for
 //!   operators' own backends, with admin tokens and idempotent creates;
 //! - [`leak_reports`]: the endpoint a secret scanner posts leaked keys to (signed), which
 //!   revokes or flags them.
@@ -33,13 +33,15 @@
 //! with libpq's TLS rules in [`database_tls`]; [`ca_file`] and [`tls_failure`] serve
 //! TLS to PostgreSQL and Redis alike), readiness, shutdown, the clock, metric label
 //! spelling ([`metric_label`]), keeping repeated complaints to one log line a period
-//! ([`log_throttle`]) and URLs with their password hidden ([`url_redaction`]). The
+//! ([`log_throttle`]), URLs with their password hidden ([`url_redaction`]) and settings
+//! files read again when they change ([`watched_file`]). The
 //! wire's vocabulary (key hashes, subject kinds, usage outcomes, key policies) is
 //! [`keysync_contract`]'s, shared with the filter.
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
 pub mod admin_port;
+pub mod api_port;
 pub mod ca_file;
 pub mod cli;
 pub mod clock;
@@ -62,3 +64,4 @@ pub mod sync;
 pub mod tls_failure;
 pub mod url_redaction;
 pub mod usage;
+pub mod watched_file;

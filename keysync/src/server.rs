@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::admin_api::{self, ApiState};
 use crate::admin_port::{self, AdminState};
+use crate::api_port;
 use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;
@@ -23,6 +24,7 @@ use crate::grpc::health;
 use crate::grpc::key_sync::KeySyncService;
 use crate::grpc::rate_limit::GlobalRateLimitService;
 use crate::grpc::tls::{self, TlsError};
+use crate::grpc::tokens::{self, GrpcTokens};
 use crate::grpc::watch::{WatchSettings, Watches};
 use crate::key_set::change_feed::ChangeFeed;
 use crate::key_set::SharedKeySet;
@@ -39,6 +41,7 @@ use crate::sync::metrics::SyncMetrics;
 use crate::sync::miss::Misses;
 use crate::sync::reload::{self, Reloader, Schedule};
 use crate::sync::revision_probe;
+use crate::usage::allowance::Ceiling;
 use crate::usage::export::kafka::KafkaSink;
 use crate::usage::export::Exporter;
 use crate::usage::flush::MAX_MESSAGE_BYTES;
@@ -55,6 +58,8 @@ pub enum ServerError {
     Grpc(tonic::transport::Error),
     #[error("admin HTTP server failed: {0}")]
     Admin(std::io::Error),
+    #[error("operator API server failed: {0}")]
+    Api(std::io::Error),
     #[error("cannot set up the rate-limit counters: {0}")]
     RateLimit(CounterError),
     #[error(transparent)]
@@ -71,9 +76,19 @@ pub struct Stores {
     pub usage: Option<UsageStore>,
 }
 
+/// The listeners `serve` answers on, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// Probes and metrics.
+    pub http: TcpListener,
+    /// The operator API (with [`Stores::api`]); `None`: not served.
+    pub api: Option<TcpListener>,
+}
+
 /// Serves until `shutdown` is cancelled, or fails if the first full snapshot cannot be
-/// loaded. Logs `keysync listening: grpc=ADDR http=ADDR` with the bound addresses
-/// first, so callers that bind port 0 can find the ports.
+/// loaded. Logs `keysync listening: grpc=ADDR http=ADDR api=ADDR` (`api=off` without
+/// one) with the bound addresses first, so callers that bind port 0 can find the ports.
 ///
 /// The gRPC port carries `keysync.v1.KeySync`, Envoy's
 /// `envoy.service.ratelimit.v3.RateLimitService` ([`global_limit`]), Envoy's
@@ -91,10 +106,14 @@ pub async fn run<L: Loader, C: Connector>(
     loader: L,
     notifications: C,
     stores: Stores,
-    grpc_listener: TcpListener,
-    http_listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    let Listeners {
+        grpc: grpc_listener,
+        http: http_listener,
+        api: api_listener,
+    } = listeners;
     let grpc_addr: SocketAddr = grpc_listener
         .local_addr()
         .map_err(ServerError::ListenerAddress)?;
@@ -102,13 +121,28 @@ pub async fn run<L: Loader, C: Connector>(
         .local_addr()
         .map_err(ServerError::ListenerAddress)?;
     let Stores { api, usage } = stores;
-    info!("keysync listening: grpc={grpc_addr} http={http_addr}");
+    // The API is served when it has both a listener and its database.
+    let api_served = match (api_listener, api) {
+        (Some(listener), Some(api)) => {
+            let addr = listener
+                .local_addr()
+                .map_err(ServerError::ListenerAddress)?;
+            Some((listener, addr, api))
+        }
+        _ => None,
+    };
+    let api_shown = api_served
+        .as_ref()
+        .map_or_else(|| "off".to_owned(), |(_, addr, _)| addr.to_string());
+    info!("keysync listening: grpc={grpc_addr} http={http_addr} api={api_shown}");
     log_grpc_security(config, grpc_addr);
-    if api.is_some() && !http_addr.ip().is_loopback() {
-        warn!(
-            "admin api reachable beyond loopback on {http_addr}: admin tokens travel in \
-             clear text unless a TLS proxy fronts this port"
-        );
+    if let Some((_, addr, _)) = &api_served {
+        if !addr.ip().is_loopback() {
+            warn!(
+                "operator api reachable beyond loopback on {addr}: admin tokens travel in \
+                 clear text unless a TLS proxy fronts this port"
+            );
+        }
     }
 
     let metrics = Arc::new(Metrics::new());
@@ -144,7 +178,7 @@ pub async fn run<L: Loader, C: Connector>(
     let catch_up = reload::spawn_catch_up(reloader.clone(), freshness.clone());
     let misses = Misses::new(catch_up.clone(), freshness.clone(), metrics.sync.clone());
 
-    let sweep = api.as_ref().map(|api| {
+    let sweep = api_served.as_ref().map(|(_, _, api)| {
         admin_api::idempotency::sweep(
             api.pool().clone(),
             api.settings().idempotency_ttl,
@@ -157,33 +191,37 @@ pub async fn run<L: Loader, C: Connector>(
             sweep.await;
         }
     };
-    // Leak reports act on keys in the database: served beside the API, on its pool.
-    let leak_reports = match (&config.leak_reports, &api) {
-        (Some(settings), Some(api)) => {
-            Some(leak_reports::router(api.pool().clone(), settings.clone()))
-        }
-        _ => None,
-    };
-    let mut admin_app = admin_port::app_with_api(
-        AdminState {
-            readiness: readiness.clone(),
-            confirmation: confirmation.clone(),
-            metrics: metrics.clone(),
-        },
-        api,
-    );
-    if let Some(leak_reports) = leak_reports {
-        admin_app = admin_app.merge(leak_reports);
-    }
+    let admin_app = admin_port::app(AdminState {
+        readiness: readiness.clone(),
+        confirmation: confirmation.clone(),
+        metrics: metrics.clone(),
+    });
     let admin_server = async {
+        let served = axum::serve(http_listener, admin_app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+            .map_err(ServerError::Admin);
+        stop.cancel();
+        served
+    };
+    let api_server = async {
+        let Some((listener, _, api)) = api_served else {
+            return Ok(());
+        };
+        // Leak reports act on keys in the database: served beside the API, on its pool.
+        let leak_reports = config
+            .leak_reports
+            .clone()
+            .map(|settings| leak_reports::router(api.pool().clone(), settings));
+        let app = api_port::app(api, leak_reports);
         // The peer's address: the API slows down addresses that send bad tokens.
         let served = axum::serve(
-            http_listener,
-            admin_app.into_make_service_with_connect_info::<SocketAddr>(),
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop.clone().cancelled_owned())
         .await
-        .map_err(ServerError::Admin);
+        .map_err(ServerError::Api);
         stop.cancel();
         served
     };
@@ -235,7 +273,12 @@ pub async fn run<L: Loader, C: Connector>(
     if let Some(store) = usage {
         // Quota leases are reconciled with the usage flushes: same database, same pool.
         service = service
-            .granting_quota(QuotaLeases::new(store.pool().clone()))
+            .granting_quota(
+                QuotaLeases::new(store.pool().clone()),
+                Ceiling {
+                    rate: config.gateway_max_rate,
+                },
+            )
             .storing_usage(store);
         if let Some(settings) = &config.usage_export {
             info!(
@@ -277,11 +320,13 @@ pub async fn run<L: Loader, C: Connector>(
             .tls_config(tls::server_config(files)?)
             .map_err(ServerError::TlsSetup)?;
     }
-    let guard = GuardLayer::new(
-        config.grpc_token.clone(),
-        config.grpc_max_in_flight,
-        metrics.grpc.clone(),
-    );
+    let grpc_tokens = config.grpc_tokens.any().then(|| {
+        let tokens = Arc::new(GrpcTokens::new(config.grpc_tokens.clone()));
+        // Read again while the guard holds them: rotations need no restart.
+        tokens.watch(tokens::RELOAD_PERIOD);
+        tokens
+    });
+    let guard = GuardLayer::new(grpc_tokens, config.grpc_max_in_flight, metrics.grpc.clone());
     let pings = async {
         if let Some(pings) = pings {
             pings.await;
@@ -324,9 +369,10 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, grpc_served, (), (), (), (), ()) = tokio::join!(
+    let (synced, admin_served, api_result, grpc_served, (), (), (), (), ()) = tokio::join!(
         sync,
         admin_server,
+        api_server,
         grpc_server,
         pings,
         monitor,
@@ -336,6 +382,7 @@ pub async fn run<L: Loader, C: Connector>(
     );
     synced?;
     admin_served?;
+    api_result?;
     grpc_served?;
     info!("keysync stopped");
     Ok(())
@@ -347,14 +394,16 @@ const IDEMPOTENCY_SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_
 /// Says how the gRPC port authenticates its callers, and warns when a token would cross
 /// a network in clear text.
 fn log_grpc_security(config: &ServeConfig, grpc_addr: SocketAddr) {
-    let token = config.grpc_token.is_some();
+    let token = config.grpc_tokens.any();
     let tls = config.grpc_tls.as_ref();
     let mutual = tls.is_some_and(|tls| tls.client_ca.is_some());
+    let (accepted, read_only) = config.grpc_tokens.count();
+    let tokens = format!("tokens ({accepted} accepted, {read_only} read-only)");
     let callers = match (token, mutual) {
-        (true, true) => "token and client certificates",
-        (true, false) => "token",
-        (false, true) => "client certificates",
-        (false, false) => "none (loopback only)",
+        (true, true) => format!("{tokens} and client certificates"),
+        (true, false) => tokens,
+        (false, true) => "client certificates".to_owned(),
+        (false, false) => "none (loopback only)".to_owned(),
     };
     let transport = match (tls.is_some(), mutual) {
         (false, _) => "plain text",

@@ -523,7 +523,8 @@ fn serve_without_migrations_fails_after_listening() {
     let mut serve = command(Some(&url), &["serve"]);
     serve
         .env("KEYSYNC_GRPC_ADDR", "127.0.0.1:0")
-        .env("KEYSYNC_HTTP_ADDR", "127.0.0.1:0");
+        .env("KEYSYNC_HTTP_ADDR", "127.0.0.1:0")
+        .env("KEYSYNC_API_ADDR", "127.0.0.1:0");
     let mut process = Process::spawn("keysync-serve", serve);
     process.wait_for_log("keysync listening:", Duration::from_secs(15));
     let status = process

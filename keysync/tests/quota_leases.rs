@@ -2,7 +2,9 @@
 //! gateway instances never add up past the quota; the usage flushes move what was
 //! granted into use (so a flush neither frees nor double-counts quota); a lease idle
 //! past its life is released to others; the list of quotas is sent when it changed;
-//! malformed calls are refused; the 80% and 100% alerts are told once each.
+//! malformed calls are refused; a claim asks for at most what a gateway admits in a
+//! lease's life, and one for a subject that does not exist gets nothing (both counted);
+//! the 80% and 100% alerts are told once each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -247,6 +249,64 @@ async fn malformed_calls_are_refused_whole() {
     assert_eq!(
         metric(&metrics, "keysync_quota_calls_total{result=\"invalid\"}"),
         3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_bounded_and_unknown_subjects_get_nothing() {
+    let (postgres, url) = migrated_database();
+    let org = create_org(&url, "Big");
+    set_quota(&postgres, &url, &org, 1_000_000_000_000);
+    // 100 requests a second: a lease's minute is 6,000.
+    let serve = start_serve(&url, &[("KEYSYNC_GATEWAY_MAX_RATE", "100")]).await;
+    let channel = &serve.channel;
+    let instance = Uuid::new_v4();
+
+    let answer = acquire(channel, instance, 0, vec![org_claim(&org, 1_000_000_000)])
+        .await
+        .unwrap();
+    assert_eq!(state_of(&answer, &org).granted, 6_000);
+    // No organization has this id: no quota, nothing granted, nothing written.
+    let ghost = Uuid::new_v4().to_string();
+    let answer = acquire(channel, instance, 0, vec![org_claim(&ghost, 50)])
+        .await
+        .unwrap();
+    let state = state_of(&answer, &ghost);
+    assert_eq!((state.monthly_limit, state.granted), (0, 0));
+    let key_claim = QuotaClaim {
+        subject_kind: 2,
+        subject_id: bytes(&Uuid::new_v4().to_string()),
+        want: 7,
+    };
+    acquire(channel, instance, 0, vec![key_claim])
+        .await
+        .unwrap();
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            &format!("SELECT count(*) FROM quota_leases WHERE subject_id = '{ghost}'")
+        ),
+        "0"
+    );
+    let (_, metrics) = http_get(serve.http, "/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "keysync_quota_refused_requests_total{reason=\"over_ceiling\"}"
+        ),
+        (1_000_000_000 - 6_000) as f64
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "keysync_quota_refused_requests_total{reason=\"unknown_subject\"}"
+        ),
+        57.0
+    );
+    assert_eq!(
+        metric(&metrics, "keysync_quota_granted_requests_total"),
+        6_000.0
     );
 }
 

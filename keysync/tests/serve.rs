@@ -1,6 +1,7 @@
 //! `keysync serve` as a real process against a real PostgreSQL, driven through its
 //! gRPC API and admin port: paging, lookups of new keys, following revocations and
-//! rate-limit changes, and riding out a database outage.
+//! rate-limit changes, riding out a database outage, and the operator API on its own
+//! listener (or none).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -288,4 +289,32 @@ async fn follows_changes_and_rides_out_a_database_outage() {
         .process
         .log()
         .contains("received SIGTERM, shutting down"));
+}
+
+/// The operator API has a listener of its own, or none: `/v1/` is never on the admin
+/// port, which serves probes and metrics alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_api_listens_apart_or_not_at_all() {
+    let (_postgres, url) = migrated_database();
+    let serve = start_serve(&url, &[]).await;
+    let api = serve.api.expect("an API listener by default");
+    assert_ne!(api, serve.http);
+    let (status, body) = http_get(api, "/v1/openapi.json");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(http_get(api, "/v1/orgs").0, 401, "admin tokens, as ever");
+    assert_eq!(http_get(api, "/metrics").0, 404);
+    assert_eq!(http_get(serve.http, "/v1/openapi.json").0, 404);
+    assert_eq!(http_get(serve.http, "/v1/orgs").0, 404);
+    assert_eq!(http_get(serve.http, "/readyz").0, 200);
+    drop(serve);
+
+    let off = start_serve(&url, &[("KEYSYNC_API_ADDR", "off")]).await;
+    assert_eq!(off.api, None);
+    assert!(
+        off.process.log().contains(" api=off"),
+        "{}",
+        off.process.log()
+    );
+    assert_eq!(http_get(off.http, "/v1/openapi.json").0, 404);
+    assert_eq!(http_get(off.http, "/metrics").0, 200);
 }

@@ -11,61 +11,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::serve::*;
+use common::usage_flush::*;
 use common::*;
 use keysync::usage::partitions::{self, Month};
-use keysync_proto::v1::{ReportUsageRequest, ReportUsageResponse, UsageCounter};
+use keysync_proto::v1::{ReportUsageResponse, UsageCounter};
 use serde_json::Value;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Code;
 use uuid::Uuid;
 
-const REPORT: &str = "/keysync.v1.KeySync/ReportUsage";
 const TOKEN: &str = "usage-token-0123456789abcdef";
-
-fn id(text: &str) -> Vec<u8> {
-    Uuid::parse_str(text).unwrap().as_bytes().to_vec()
-}
-
-/// A counter with `requests` requests, each 2 ms, 100 bytes in and 1000 out.
-fn counter(org: &str, key: &str, outcome: u32, requests: u64) -> UsageCounter {
-    UsageCounter {
-        org_id: id(org),
-        key_id: id(key),
-        outcome,
-        requests,
-        duration_us: requests * 2000,
-        duration_buckets: vec![requests, 0, 0, 0],
-        request_bytes: requests * 100,
-        response_bytes: requests * 1000,
-    }
-}
-
-fn flush(instance: Uuid, counters: Vec<UsageCounter>) -> ReportUsageRequest {
-    ReportUsageRequest {
-        instance_id: instance.as_bytes().to_vec(),
-        cut_at_ms: Utc::now().timestamp_millis(),
-        counters,
-        unattributed_requests: 0,
-        dropped_requests: 0,
-    }
-}
-
-async fn report(channel: &Channel, request: ReportUsageRequest) -> Result<u32, Status> {
-    let answer: ReportUsageResponse = call(channel, REPORT, request).await?;
-    Ok(answer.accepted)
-}
-
-fn usage_json(url: &str, args: &[&str]) -> Value {
-    let mut all = vec!["usage", "--json"];
-    all.extend_from_slice(args);
-    json(url, &all)
-}
-
-fn total(url: &str, org: &str) -> i64 {
-    usage_json(url, &["--org-id", org, "--since", "1d"])["total_requests"]
-        .as_i64()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushes_add_their_increments_once_and_instances_add_up() {
@@ -126,7 +80,8 @@ async fn flushes_add_their_increments_once_and_instances_add_up() {
     assert_eq!(rows[1]["outcome"], "rate_limited");
     assert_eq!(rows[1]["requests"], 1);
 
-    // Keys and organizations keysync does not know are stored, not refused.
+    // Keys keysync never issued add nothing (they are counted as refused); the
+    // instance's totals of requests no key accounts for are stored.
     let (ghost_org, ghost_key) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
     let mut with_totals = flush(Uuid::new_v4(), vec![counter(&ghost_org, &ghost_key, 5, 3)]);
     with_totals.unattributed_requests = 40;
@@ -135,9 +90,9 @@ async fn flushes_add_their_increments_once_and_instances_add_up() {
     let stored = sql(
         &postgres,
         &url,
-        &format!("SELECT sum(requests) FROM usage_hourly WHERE org_id = '{ghost_org}'"),
+        &format!("SELECT count(*) FROM usage_hourly WHERE org_id = '{ghost_org}'"),
     );
-    assert_eq!(stored, "3");
+    assert_eq!(stored, "0");
     assert_eq!(
         sql(
             &postgres,
@@ -176,7 +131,14 @@ async fn flushes_add_their_increments_once_and_instances_add_up() {
         metric(&metrics, "keysync_usage_flushes_total{result=\"invalid\"}"),
         4.0
     );
-    assert_eq!(metric(&metrics, "keysync_usage_requests_total"), 27.0);
+    assert_eq!(metric(&metrics, "keysync_usage_requests_total"), 24.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            "keysync_usage_refused_requests_total{reason=\"unknown_key\"}"
+        ),
+        3.0
+    );
     assert_eq!(
         metric(&metrics, "keysync_usage_flush_duration_seconds_count"),
         11.0
@@ -185,12 +147,30 @@ async fn flushes_add_their_increments_once_and_instances_add_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_flush_is_one_transaction_of_a_few_statements() {
-    let (_postgres, url) = migrated_database();
+    let (postgres, url) = migrated_database();
     let org = create_org(&url, "Big");
+    // As many keys as the largest flush has counters, made in one statement.
+    sql(
+        &postgres,
+        &url,
+        &format!(
+            "INSERT INTO api_keys (id, org_id, name, key_hash, key_prefix) \
+             SELECT gen_random_uuid(), '{org}', 'k' || i, sha256(i::text::bytea), 'sk_test_' \
+             FROM generate_series(1, {}) AS i",
+            keysync::usage::flush::MAX_COUNTERS
+        ),
+    );
+    let keys = sql(
+        &postgres,
+        &url,
+        &format!("SELECT string_agg(id::text, ',') FROM api_keys WHERE org_id = '{org}'"),
+    );
     let serve = start_serve(&url, &[]).await;
-    let counters: Vec<UsageCounter> = (0..keysync::usage::flush::MAX_COUNTERS)
-        .map(|_| counter(&org, &Uuid::new_v4().to_string(), 2, 1))
+    let counters: Vec<UsageCounter> = keys
+        .split(',')
+        .map(|key| counter(&org, key, 2, 1))
         .collect();
+    assert_eq!(counters.len(), keysync::usage::flush::MAX_COUNTERS);
     let request = flush(Uuid::new_v4(), counters);
     let started = Instant::now();
     assert_eq!(
@@ -209,7 +189,7 @@ async fn the_grpc_token_guards_report_usage() {
     let (_postgres, url) = migrated_database();
     let org = create_org(&url, "Acme");
     let serve = start_serve(&url, &[("KEYSYNC_GRPC_TOKEN", TOKEN)]).await;
-    let key = Uuid::new_v4().to_string();
+    let key = create_key(&url, &org, "main", &[]).key_id;
     let request = flush(Uuid::new_v4(), vec![counter(&org, &key, 2, 4)]);
     let refused: Result<ReportUsageResponse, _> =
         call_with(&serve.channel, REPORT, request.clone(), &[]).await;
@@ -232,7 +212,7 @@ async fn the_grpc_token_guards_report_usage() {
 async fn a_flush_postgres_cannot_take_is_refused_and_its_retry_counted_once() {
     let (mut postgres, url) = migrated_database();
     let org = create_org(&url, "Acme");
-    let key = Uuid::new_v4().to_string();
+    let key = create_key(&url, &org, "main", &[]).key_id;
     let serve = start_serve(&url, &[("KEYSYNC_DB_TIMEOUT", "1s")]).await;
     let instance = Uuid::new_v4();
     report(
@@ -246,6 +226,11 @@ async fn a_flush_postgres_cannot_take_is_refused_and_its_retry_counted_once() {
     let during = flush(instance, vec![counter(&org, &key, 2, 9)]);
     let status = report(&serve.channel, during.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    // What PostgreSQL said stays in keysync's log: the caller gets a fixed message.
+    assert_eq!(
+        status.message(),
+        "cannot store usage now; send the counters again later"
+    );
     postgres.start_again();
 
     // The gateway retries the flush it could not deliver (or a later one) until it goes
@@ -622,9 +607,12 @@ async fn the_api_answers_what_the_command_prints() {
     let serve = start_serve(&url, &[]).await;
     let bearer = format!("Bearer {token}");
     let get = |path: String| {
-        let response =
-            keysync_e2e::http::get(serve.http, &path, &[("authorization", bearer.as_bytes())])
-                .unwrap();
+        let response = keysync_e2e::http::get(
+            serve.api.unwrap(),
+            &path,
+            &[("authorization", bearer.as_bytes())],
+        )
+        .unwrap();
         let body: Value = serde_json::from_slice(&response.body).unwrap();
         (response.status, body)
     };
@@ -682,12 +670,15 @@ async fn a_stored_flush_returns_its_increments_and_their_window() {
     use keysync::usage::Outcome;
 
     let (_postgres, url) = migrated_database();
-    let store = UsageStore::new(sqlx::PgPool::connect(&url).await.unwrap());
+    let store = UsageStore::new(
+        sqlx::PgPool::connect(&url).await.unwrap(),
+        keysync::usage::allowance::Ceiling { rate: 1_000 },
+    );
     let instance = Uuid::new_v4();
-    let (org, key, quiet) = (
-        Uuid::new_v4().to_string(),
-        Uuid::new_v4().to_string(),
-        Uuid::new_v4().to_string(),
+    let org = create_org(&url, "Acme");
+    let (key, quiet) = (
+        create_key(&url, &org, "main", &[]).key_id,
+        create_key(&url, &org, "quiet", &[]).key_id,
     );
     let now = Utc::now();
     let at = |cut: DateTime<Utc>, counters| {

@@ -82,6 +82,17 @@ central topology (_validate.tpl fails without one), in the sidecar one when give
 {{/* Where keysync and Envoy find the token Secret's keys. */}}
 {{- define "keysync.grpcTokenDir" -}}/etc/keysync/grpc-token{{- end }}
 
+{{/* "true" when keysync serves the operator API (KEYSYNC_API_ADDR). */}}
+{{- define "keysync.apiEnabled" -}}
+{{- if .Values.keysync.api.enabled -}}true{{- end -}}
+{{- end }}
+
+{{/* The Secret holding the idempotency secret: yours, or the one the chart makes of the
+value. */}}
+{{- define "keysync.idempotencySecret" -}}
+{{- .Values.keysync.api.idempotencySecret.existingSecret | default (printf "%s-idempotency" (include "keysync.fullname" .)) -}}
+{{- end }}
+
 {{/* "true" when keysync's gRPC port serves TLS (central topology only). */}}
 {{- define "keysync.grpcTls" -}}
 {{- $tls := .Values.keysync.grpcTls -}}
@@ -102,9 +113,11 @@ central topology (_validate.tpl fails without one), in the sidecar one when give
 {{- .Values.keysync.grpcTls.clientExistingSecret | default (printf "%s-gateway-grpc-tls" (include "keysync.fullname" .)) -}}
 {{- end }}
 
-{{/* Annotations that roll a pod when what it reads at start changes: the token value
-(a Secret the chart writes from it). An existing Secret is read at start too: rotate
-it under a new name, which changes the pod template. */}}
+{{/* Annotations that roll a gateway pod when what Envoy reads at start changes: the
+token it sends (a Secret the chart writes from the value). keysync needs no roll: it
+reads its token files again when the Secret changes. An existing Secret's new token
+reaches Envoy when its pods restart: rotate it under a new Secret name (the pod
+template changes) or restart them. */}}
 {{- define "keysync.grpcTokenChecksum" -}}
 {{- if .Values.keysync.grpcToken.value -}}
 checksum/grpc-token: {{ .Values.keysync.grpcToken.value | sha256sum }}
@@ -173,9 +186,19 @@ Takes (list $constraints $selectorYaml). */}}
   value: {{ if eq .Values.topology "central" }}{{ printf "0.0.0.0:%d" (int .Values.keysync.grpcPort) | quote }}{{ else }}{{ printf "127.0.0.1:%d" (int .Values.keysync.grpcPort) | quote }}{{ end }}
 - name: KEYSYNC_HTTP_ADDR
   value: {{ printf "0.0.0.0:%d" (int .Values.keysync.httpPort) | quote }}
+- name: KEYSYNC_API_ADDR
+  value: {{ if include "keysync.apiEnabled" . }}{{ printf "0.0.0.0:%d" (int .Values.keysync.api.port) | quote }}{{ else }}"off"{{ end }}
+{{- if include "keysync.apiEnabled" . }}
+- name: KEYSYNC_IDEMPOTENCY_SECRET_FILE
+  value: {{ printf "/etc/keysync/idempotency/%s" .Values.keysync.api.idempotencySecret.key | quote }}
+{{- end }}
 {{- if include "keysync.grpcTokenEnabled" . }}
 - name: KEYSYNC_GRPC_TOKEN_FILE
   value: {{ printf "%s/%s" (include "keysync.grpcTokenDir" .) .Values.keysync.grpcToken.key | quote }}
+# More accepted tokens (a rotation's other token), read again when the Secret changes;
+# absent from the Secret: none.
+- name: KEYSYNC_GRPC_TOKENS_FILE
+  value: {{ printf "%s/%s" (include "keysync.grpcTokenDir" .) .Values.keysync.grpcToken.acceptedTokensKey | quote }}
 {{- end }}
 {{- if include "keysync.grpcTls" . }}
 - name: KEYSYNC_GRPC_TLS_CERT
@@ -205,17 +228,34 @@ Takes (list $constraints $selectorYaml). */}}
 {{- end }}
 {{- end }}
 
-{{/* The token Secret's volume: keysync reads the token from it, Envoy's injector too. */}}
+{{/* The token Envoy sends, alone from its Secret: Envoy's credential injector reads
+it; the tokens keysync accepts besides are not Envoy's to see. */}}
 {{- define "keysync.grpcTokenVolume" -}}
 {{- if include "keysync.grpcTokenEnabled" . }}
 - name: grpc-token
   secret:
     secretName: {{ include "keysync.grpcTokenSecret" . }}
+    items:
+    - { key: {{ .Values.keysync.grpcToken.key }}, path: {{ .Values.keysync.grpcToken.key }} }
 {{- end }}
 {{- end }}
 
-{{/* The keysync container's own volumes besides the token's. */}}
+{{/* The keysync container's own volumes: the whole token Secret (the token and the
+accepted tokens, updated in place when the Secret changes), the idempotency secret,
+TLS. */}}
 {{- define "keysync.keysyncVolumes" -}}
+{{- if include "keysync.grpcTokenEnabled" . }}
+- name: grpc-tokens
+  secret:
+    secretName: {{ include "keysync.grpcTokenSecret" . }}
+{{- end }}
+{{- if include "keysync.apiEnabled" . }}
+- name: idempotency-secret
+  secret:
+    secretName: {{ include "keysync.idempotencySecret" . }}
+    items:
+    - { key: {{ .Values.keysync.api.idempotencySecret.key }}, path: {{ .Values.keysync.api.idempotencySecret.key }} }
+{{- end }}
 {{- if include "keysync.grpcTls" . }}
 - name: grpc-tls
   secret:
@@ -239,6 +279,10 @@ ports:
   containerPort: {{ int .Values.keysync.grpcPort }}
 - name: keysync-http
   containerPort: {{ int .Values.keysync.httpPort }}
+{{- if include "keysync.apiEnabled" . }}
+- name: keysync-api
+  containerPort: {{ int .Values.keysync.api.port }}
+{{- end }}
 livenessProbe:
   httpGet: { path: /healthz, port: keysync-http }
   periodSeconds: 10
@@ -246,7 +290,10 @@ livenessProbe:
   failureThreshold: 3
 {{- $mounts := list -}}
 {{- if include "keysync.grpcTokenEnabled" . -}}
-{{- $mounts = append $mounts (dict "name" "grpc-token" "mountPath" (include "keysync.grpcTokenDir" .) "readOnly" true) -}}
+{{- $mounts = append $mounts (dict "name" "grpc-tokens" "mountPath" (include "keysync.grpcTokenDir" .) "readOnly" true) -}}
+{{- end -}}
+{{- if include "keysync.apiEnabled" . -}}
+{{- $mounts = append $mounts (dict "name" "idempotency-secret" "mountPath" "/etc/keysync/idempotency" "readOnly" true) -}}
 {{- end -}}
 {{- if include "keysync.grpcTls" . -}}
 {{- $mounts = append $mounts (dict "name" "grpc-tls" "mountPath" "/etc/keysync/grpc-tls" "readOnly" true) -}}

@@ -22,8 +22,9 @@ value: keysync accepts 16 to 1024 visible ASCII characters, nothing else. */ -}}
 {{- fail "keysync.grpcToken.value: a token is 16 to 1024 visible ASCII characters (no spaces, tabs, line breaks or non-ASCII letters; keysync refuses anything else): use e.g. $(openssl rand -hex 32)" -}}
 {{- end -}}
 {{- range $i, $accepted := $token.acceptedTokens -}}
-{{- if not (and (regexMatch $tokenPattern (toString $accepted)) (ge (len (toString $accepted)) 16) (le (len (toString $accepted)) 1024)) -}}
-{{- fail (printf "keysync.grpcToken.acceptedTokens[%d]: a token is 16 to 1024 visible ASCII characters (no spaces, tabs, line breaks or non-ASCII letters)" $i) -}}
+{{- $accepted = toString $accepted | trimSuffix " read-only" -}}
+{{- if not (and (regexMatch $tokenPattern $accepted) (ge (len $accepted) 16) (le (len $accepted) 1024)) -}}
+{{- fail (printf "keysync.grpcToken.acceptedTokens[%d]: a token is 16 to 1024 visible ASCII characters (no spaces, tabs, line breaks or non-ASCII letters), followed by \" read-only\" for a token that may only read keys" $i) -}}
 {{- end -}}
 {{- end -}}
 {{- if and $token.acceptedTokens (not $token.value) -}}
@@ -58,11 +59,29 @@ hash across the cluster network. */ -}}
 {{- fail "keysync.grpcTls.clientExistingSecret: goes with mutual: true and existingSecret" -}}
 {{- end -}}
 
+{{- /* The operator API: off by default; on, its idempotent answers must be sealed under
+one secret on every replica. */ -}}
+{{- $api := $v.keysync.api -}}
+{{- $idempotency := $api.idempotencySecret -}}
+{{- if $api.enabled -}}
+{{- if and $idempotency.value $idempotency.existingSecret -}}
+{{- fail "keysync.api.idempotencySecret: set value or existingSecret, not both" -}}
+{{- end -}}
+{{- if not (or $idempotency.value $idempotency.existingSecret) -}}
+{{- fail "keysync.api.idempotencySecret: the operator API needs one secret shared by every keysync replica (idempotent answers are sealed under it; without it a retry that lands on another replica gets 409 idempotent_answer_unavailable): set keysync.api.idempotencySecret.value (e.g. --set keysync.api.idempotencySecret.value=$(openssl rand -hex 32)) or keysync.api.idempotencySecret.existingSecret" -}}
+{{- end -}}
+{{- if and $idempotency.value (lt (len $idempotency.value) 32) -}}
+{{- fail "keysync.api.idempotencySecret.value: at least 32 characters (openssl rand -hex 32)" -}}
+{{- end -}}
+{{- else if or $idempotency.value $idempotency.existingSecret $v.networkPolicy.apiFrom -}}
+{{- fail "keysync.api: the idempotency secret and networkPolicy.apiFrom go with keysync.api.enabled: true" -}}
+{{- end -}}
+
 {{- /* keysync's environment: what the chart sets stays the chart's. */ -}}
-{{- $chartEnv := list "DATABASE_URL" "REDIS_URL" "RUST_LOG" "KEYSYNC_GRPC_ADDR" "KEYSYNC_HTTP_ADDR" "KEYSYNC_GRPC_TOKEN" "KEYSYNC_GRPC_TOKEN_FILE" "KEYSYNC_GRPC_TLS_CERT" "KEYSYNC_GRPC_TLS_KEY" "KEYSYNC_GRPC_TLS_CLIENT_CA" -}}
+{{- $chartEnv := list "DATABASE_URL" "REDIS_URL" "RUST_LOG" "KEYSYNC_GRPC_ADDR" "KEYSYNC_HTTP_ADDR" "KEYSYNC_API_ADDR" "KEYSYNC_IDEMPOTENCY_SECRET_FILE" "KEYSYNC_GRPC_TOKEN" "KEYSYNC_GRPC_TOKEN_FILE" "KEYSYNC_GRPC_TOKENS_FILE" "KEYSYNC_GRPC_TLS_CERT" "KEYSYNC_GRPC_TLS_KEY" "KEYSYNC_GRPC_TLS_CLIENT_CA" -}}
 {{- range $v.keysync.extraEnv -}}
 {{- if has .name $chartEnv -}}
-{{- fail (printf "keysync.extraEnv: %s is the chart's to set (keysync.database, keysync.redis, keysync.logLevel, keysync.grpcToken, keysync.grpcTls, the ports)" .name) -}}
+{{- fail (printf "keysync.extraEnv: %s is the chart's to set (keysync.database, keysync.redis, keysync.logLevel, keysync.grpcToken, keysync.grpcTls, keysync.api, the ports)" .name) -}}
 {{- end -}}
 {{- if hasKey $v.keysync.env .name -}}
 {{- fail (printf "keysync.extraEnv: %s is in keysync.env too" .name) -}}
@@ -83,6 +102,9 @@ hash across the cluster network. */ -}}
 {{- $owners := list (list "gateway.port" $v.gateway.port) (list "gateway.probePort" $v.gateway.probePort) (list "gateway.adminPort" $v.gateway.adminPort) -}}
 {{- if not $central -}}
 {{- $owners = concat $owners (list (list "keysync.grpcPort" $v.keysync.grpcPort) (list "keysync.httpPort" $v.keysync.httpPort)) -}}
+{{- if $api.enabled -}}
+{{- $owners = append $owners (list "keysync.api.port" $api.port) -}}
+{{- end -}}
 {{- end -}}
 {{- range $owners -}}
 {{- $port := toString (index . 1) -}}
@@ -93,6 +115,9 @@ hash across the cluster network. */ -}}
 {{- end -}}
 {{- if and $central (eq (int $v.keysync.grpcPort) (int $v.keysync.httpPort)) -}}
 {{- fail (printf "keysync.grpcPort and keysync.httpPort are both %d: each port must differ" (int $v.keysync.grpcPort)) -}}
+{{- end -}}
+{{- if and $central $api.enabled (or (eq (int $api.port) (int $v.keysync.grpcPort)) (eq (int $api.port) (int $v.keysync.httpPort))) -}}
+{{- fail (printf "keysync.api.port is %d, like keysync.grpcPort or keysync.httpPort: each port must differ" (int $api.port)) -}}
 {{- end -}}
 
 {{- /* Services and draining. */ -}}

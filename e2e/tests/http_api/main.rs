@@ -1,4 +1,4 @@
-//! The operator HTTP API (`/v1/` on keysync's admin port) over real HTTP, against a real
+//! The operator HTTP API (`/v1/` on keysync's API listener) over real HTTP, against a real
 //! `keysync serve` and PostgreSQL (and a real Envoy for the gateway test): every
 //! endpoint's answers and errors ([`organizations`], [`keys`]), admin tokens
 //! ([`tokens`], [`org_tokens`]), idempotent creates ([`idempotency`]), concurrent
@@ -34,14 +34,14 @@ struct Api {
 impl Api {
     fn new(keysync: &Keysync, token: &str) -> Api {
         Api {
-            addr: keysync.http,
+            addr: keysync.api(),
             token: Some(token.to_owned()),
         }
     }
 
     fn anonymous(keysync: &Keysync) -> Api {
         Api {
-            addr: keysync.http,
+            addr: keysync.api(),
             token: None,
         }
     }

@@ -144,9 +144,18 @@ fn organizations_answer_like_the_cli_and_refuse_what_it_refuses() {
     // Unknown paths and methods, in the same shape.
     refused(api.get("/v1/nothing-here"), 404, "not_found");
     refused(api.delete("/v1/orgs"), 405, "method_not_allowed");
+    // The API has a listener of its own: probes and metrics stay on the admin port,
+    // which serves no API.
+    assert_eq!(api.get("/healthz").status, 404, "the API listener");
+    assert_eq!(api.get("/metrics").status, 404, "the API listener");
+    let admin_port = super::Api {
+        addr: service.keysync.http,
+        ..api.clone()
+    };
+    assert_eq!(admin_port.get("/healthz").status, 200);
     assert_eq!(
-        api.get("/healthz").status,
-        200,
-        "the admin port still serves"
+        admin_port.get("/v1/orgs").status,
+        404,
+        "no API on the admin port"
     );
 }

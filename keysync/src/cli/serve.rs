@@ -1,4 +1,4 @@
-//! `keysync serve`: read the settings, connect, bind both listeners, and run the server
+//! `keysync serve`: read the settings, connect, bind the listeners, and run the server
 //! ([`crate::server`]) until SIGTERM or SIGINT.
 
 use tokio::net::TcpListener;
@@ -8,10 +8,11 @@ use super::{database_url, CommandError};
 use crate::admin_api::ApiState;
 use crate::config::{ProcessEnvironment, ServeConfig};
 use crate::database;
-use crate::server::{self, Stores};
+use crate::server::{self, Listeners, Stores};
 use crate::shutdown;
 use crate::sync::change_listener::PgConnector;
 use crate::sync::loader::PgLoader;
+use crate::usage::allowance::Ceiling;
 use crate::usage::store::UsageStore;
 
 /// The settings `serve --help` lists.
@@ -20,7 +21,9 @@ Environment:
   KEYSYNC_GRPC_ADDR               gRPC listen address (default 127.0.0.1:50051): the
                                   KeySync API and Envoy's RateLimitService
   KEYSYNC_HTTP_ADDR               admin HTTP listen address (default 127.0.0.1:9090):
-                                  health, metrics and the operator API (/v1/)
+                                  health and metrics
+  KEYSYNC_API_ADDR                operator API listen address (default 127.0.0.1:9091):
+                                  /v1/ and the leak-report endpoint; off: not served
   KEYSYNC_API_MAX_BODY_BYTES      largest operator API request body (default 65536)
   KEYSYNC_IDEMPOTENCY_TTL         how long an Idempotency-Key replays its first
                                   answer (default 24h)
@@ -53,7 +56,15 @@ Environment:
                                   unavailable (default 15m)
   KEYSYNC_GRPC_TOKEN              token every gRPC call must carry as
                                   `authorization: Bearer <token>` (at least 16 chars)
-  KEYSYNC_GRPC_TOKEN_FILE         file holding that token (instead of the variable)
+  KEYSYNC_GRPC_TOKEN_FILE         file holding that token (instead of the variable);
+                                  read again when it changes
+  KEYSYNC_GRPC_TOKENS_FILE        file of more accepted tokens, one a line: <token>
+                                  (gateway) or <token> read-only (no ReportUsage,
+                                  AcquireQuota or ShouldRateLimit); read again when
+                                  it changes
+  KEYSYNC_GATEWAY_MAX_RATE        requests a second one gateway is taken to serve at
+                                  most: bounds what its usage flushes add and its
+                                  quota claims ask (default 250000)
   KEYSYNC_GRPC_TLS_CERT           PEM certificate chain for TLS on the gRPC port
   KEYSYNC_GRPC_TLS_KEY            its PEM private key
   KEYSYNC_GRPC_TLS_CLIENT_CA      PEM CA that client certificates must chain to
@@ -92,24 +103,39 @@ pub async fn run(url: Option<String>) -> Result<(), CommandError> {
     };
     let grpc_listener = bind("gRPC", config.grpc_addr).await?;
     let http_listener = bind("admin HTTP", config.http_addr).await?;
+    let api_listener = match config.api_addr {
+        Some(addr) => Some(bind("operator API", addr).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
     let notifications = PgConnector::new(&pool);
-    let api = ApiState::new(
-        database::api_pool(&pool, config.db_timeout),
-        config.api.clone(),
+    // No listener, no pool: the API's connections are not opened for nothing.
+    let api = config.api_addr.map(|_| {
+        ApiState::new(
+            database::api_pool(&pool, config.db_timeout),
+            config.api.clone(),
+        )
+    });
+    let usage = UsageStore::new(
+        database::usage_pool(&pool, config.db_timeout),
+        Ceiling {
+            rate: config.gateway_max_rate,
+        },
     );
-    let usage = UsageStore::new(database::usage_pool(&pool, config.db_timeout));
     server::run(
         &config,
         PgLoader::with_timeout(pool, config.db_timeout),
         notifications,
         Stores {
-            api: Some(api),
+            api,
             usage: Some(usage),
         },
-        grpc_listener,
-        http_listener,
+        Listeners {
+            grpc: grpc_listener,
+            http: http_listener,
+            api: api_listener,
+        },
         shutdown,
     )
     .await?;

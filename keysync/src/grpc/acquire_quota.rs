@@ -1,6 +1,12 @@
 //! `AcquireQuota` on keysync's side: the call checked, handed to
 //! [`crate::quota::lease`], answered; and the quota alerts a usage flush raised, told
 //! (a log line and a metric each; the usage export sends them on when it is on).
+//!
+//! A claim asks for at most what one gateway can admit in a lease's life
+//! (`KEYSYNC_GATEWAY_MAX_RATE` requests a second for [`LEASE_IDLE`]); a larger `want` is
+//! cut to that. A claim for an organization or key that does not exist is answered
+//! with no quota and grants nothing. Both are counted
+//! (`keysync_quota_refused_requests_total`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,18 +21,23 @@ use uuid::Uuid;
 use crate::database::describe_sqlx;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 use crate::quota::alert::Crossing;
-use crate::quota::lease::{Answer, Claim, QuotaLeases, State, MAX_CLAIMS};
-use crate::quota::metrics::{QuotaCallResult, QuotaMetrics, QuotaThreshold};
+use crate::quota::lease::{Answer, Claim, QuotaLeases, State, LEASE_IDLE, MAX_CLAIMS};
+use crate::quota::metrics::{ClaimRefusal, QuotaCallResult, QuotaMetrics, QuotaThreshold};
+use crate::usage::allowance::Ceiling;
 use crate::usage::cloud_event::{rfc3339, CloudEvent, DATA_CONTENT_TYPE, SPEC_VERSION};
 use sha2::{Digest, Sha256};
-
-/// The largest `want` of a claim (more than a gateway could admit in a lease's life).
-const MAX_WANT: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone)]
 pub struct QuotaService {
     leases: QuotaLeases,
+    /// The most one claim may ask for.
+    max_want: u64,
     failures: Arc<LogThrottle>,
+}
+
+/// The most one gateway can admit in a lease's life at `ceiling`'s rate.
+pub fn max_want(ceiling: Ceiling) -> u64 {
+    u64::from(ceiling.rate).saturating_mul(LEASE_IDLE.as_secs())
 }
 
 /// Why a call was refused (`INVALID_ARGUMENT`).
@@ -40,10 +51,13 @@ pub struct Call {
     pub instance_id: Uuid,
     pub known_revision: i64,
     pub claims: Vec<Claim>,
+    /// What the claims asked for beyond `max_want` each (cut off).
+    pub over_ceiling: u64,
 }
 
 impl Call {
-    pub fn check(request: &AcquireQuotaRequest) -> Result<Call, InvalidCall> {
+    /// Checks `request`, cutting each claim's `want` to `max_want`.
+    pub fn check(request: &AcquireQuotaRequest, max_want: u64) -> Result<Call, InvalidCall> {
         let instance_id = Uuid::from_slice(&request.instance_id).map_err(|_| {
             InvalidCall(format!(
                 "instance_id is {} bytes, expected 16",
@@ -57,6 +71,7 @@ impl Call {
             )));
         }
         let mut claims = Vec::with_capacity(request.claims.len());
+        let mut over_ceiling: u64 = 0;
         let mut seen = std::collections::HashSet::new();
         for claim in &request.claims {
             let kind = SubjectKind::from_code(i64::from(claim.subject_kind)).ok_or_else(|| {
@@ -68,12 +83,8 @@ impl Call {
                     claim.subject_id.len()
                 ))
             })?;
-            if claim.want > MAX_WANT {
-                return Err(InvalidCall(format!(
-                    "want {} is over {MAX_WANT}",
-                    claim.want
-                )));
-            }
+            let want = claim.want.min(max_want);
+            over_ceiling = over_ceiling.saturating_add(claim.want - want);
             if !seen.insert((kind, subject_id)) {
                 return Err(InvalidCall(format!(
                     "{} {subject_id} claimed twice",
@@ -83,21 +94,24 @@ impl Call {
             claims.push(Claim {
                 kind,
                 subject_id,
-                want: i64::try_from(claim.want).unwrap_or(0),
+                want: i64::try_from(want).unwrap_or(i64::MAX),
             });
         }
         Ok(Call {
             instance_id,
             known_revision: i64::try_from(request.known_revision).unwrap_or(-1),
             claims,
+            over_ceiling,
         })
     }
 }
 
 impl QuotaService {
-    pub fn new(leases: QuotaLeases) -> QuotaService {
+    /// Grants from `leases`, each claim asking for at most [`max_want`] of `ceiling`.
+    pub fn new(leases: QuotaLeases, ceiling: Ceiling) -> QuotaService {
         QuotaService {
             leases,
+            max_want: max_want(ceiling),
             failures: Arc::new(LogThrottle::new(LOG_PERIOD)),
         }
     }
@@ -107,13 +121,14 @@ impl QuotaService {
         request: &AcquireQuotaRequest,
         metrics: &QuotaMetrics,
     ) -> Result<AcquireQuotaResponse, Status> {
-        let call = match Call::check(request) {
+        let call = match Call::check(request, self.max_want) {
             Ok(call) => call,
             Err(error) => {
                 metrics.record_call(QuotaCallResult::Invalid, 0);
                 return Err(Status::invalid_argument(error.to_string()));
             }
         };
+        metrics.record_refused(ClaimRefusal::OverCeiling, call.over_ceiling);
         let answer = self
             .leases
             .acquire(
@@ -125,6 +140,8 @@ impl QuotaService {
             .await;
         match answer {
             Ok(answer) => {
+                let unknown = u64::try_from(answer.unknown_subject_requests).unwrap_or(0);
+                metrics.record_refused(ClaimRefusal::UnknownSubject, unknown);
                 let granted: i64 = answer.quotas.iter().map(|state| state.added).sum();
                 let granted = u64::try_from(granted).unwrap_or(0);
                 metrics.record_call(QuotaCallResult::Ok, granted);
@@ -139,7 +156,10 @@ impl QuotaService {
                         held_back_note(held_back)
                     );
                 }
-                Err(Status::unavailable(format!("cannot grant quota: {cause}")))
+                // The cause stays in keysync's log: database text is not the caller's.
+                Err(Status::unavailable(
+                    "cannot grant quota now; ask again later",
+                ))
             }
         }
     }
@@ -288,26 +308,48 @@ mod tests {
         assert_eq!(json["specversion"], "1.0");
     }
 
+    const MAX_WANT: u64 = 6_000;
+
     #[test]
     fn calls_are_checked_whole() {
-        let ok = Call::check(&request(vec![
-            claim(1, vec![1; 16], 16),
-            claim(2, vec![1; 16], 1),
-        ]))
+        let ok = Call::check(
+            &request(vec![claim(1, vec![1; 16], 16), claim(2, vec![1; 16], 1)]),
+            MAX_WANT,
+        )
         .unwrap();
         assert_eq!(ok.claims.len(), 2);
         assert_eq!(ok.known_revision, 3);
+        assert_eq!(ok.over_ceiling, 0);
         for bad in [
             request(vec![claim(3, vec![1; 16], 1)]),
             request(vec![claim(1, vec![1; 15], 1)]),
-            request(vec![claim(1, vec![1; 16], MAX_WANT + 1)]),
             request(vec![claim(1, vec![1; 16], 1), claim(1, vec![1; 16], 2)]),
             AcquireQuotaRequest {
                 instance_id: vec![1; 3],
                 ..request(vec![])
             },
         ] {
-            assert!(Call::check(&bad).is_err(), "{bad:?}");
+            assert!(Call::check(&bad, MAX_WANT).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_claim_asks_for_at_most_what_a_gateway_admits_in_a_lease() {
+        assert_eq!(max_want(Ceiling { rate: 100 }), 6_000, "a minute's worth");
+        let call = Call::check(
+            &request(vec![
+                claim(1, vec![1; 16], 1_000_000_000),
+                claim(2, vec![1; 16], MAX_WANT),
+                claim(2, vec![2; 16], u64::MAX),
+            ]),
+            MAX_WANT,
+        )
+        .unwrap();
+        let wants: Vec<i64> = call.claims.iter().map(|claim| claim.want).collect();
+        assert_eq!(wants, [6_000, 6_000, 6_000]);
+        // What was cut off, saturating.
+        assert_eq!(call.over_ceiling, u64::MAX);
+        let call = Call::check(&request(vec![claim(1, vec![1; 16], 10_000)]), MAX_WANT).unwrap();
+        assert_eq!(call.over_ceiling, 4_000);
     }
 }

@@ -1,13 +1,18 @@
-//! What every gRPC call passes before it reaches a service: the token check (when a
-//! token is configured; see [`crate::grpc::token`]) and the bound on calls in
-//! progress. A tower layer in front of all of keysync's gRPC services, so the KeySync
-//! API, the rate-limit service and ext_authz are guarded alike.
+//! What every gRPC call passes before it reaches a service: the token check (when
+//! tokens are configured; see [`crate::grpc::tokens`]), the token's rights
+//! ([`crate::grpc::rights`]) and the bound on calls in progress. A tower layer in front
+//! of all of keysync's gRPC services, so the KeySync API, the rate-limit service and
+//! ext_authz are guarded alike.
 //!
-//! - A call without the token, or with a wrong one, is answered `UNAUTHENTICATED`,
-//!   counted in `keysync_grpc_refused_total{reason="unauthenticated"}`, and logged (at
-//!   most once every 10 s: `grpc call refused: no bearer token from 10.0.0.7:51234 ...`),
-//!   never with what it presented. The gRPC health service (`grpc.health.v1.Health`) is
-//!   exempt: it tells nothing secret, and probes (Kubernetes') cannot send metadata.
+//! - A call without a token, or with one keysync does not accept, is answered
+//!   `UNAUTHENTICATED`, counted in `keysync_grpc_refused_total{reason="unauthenticated"}`,
+//!   and logged (at most once every 10 s: `grpc call refused: no bearer token from
+//!   10.0.0.7:51234 ...`), never with what it presented. The gRPC health service
+//!   (`grpc.health.v1.Health`) is exempt: it tells nothing secret, and probes
+//!   (Kubernetes') cannot send metadata.
+//! - A read-only token calling a method that needs a gateway token (`ReportUsage`,
+//!   `AcquireQuota`, `ShouldRateLimit`) is answered `PERMISSION_DENIED`, counted with
+//!   `reason="permission_denied"` and logged the same way.
 //! - Beyond `max_in_flight` calls in progress at once, a call is answered
 //!   `RESOURCE_EXHAUSTED` at once rather than queued (Envoy then answers from its own
 //!   failure handling, and a keysync already overloaded gets no further behind). A
@@ -27,7 +32,8 @@ use tower::{Layer, Service};
 use tracing::warn;
 
 use crate::grpc::metrics::{GrpcMetrics, RefusalReason};
-use crate::grpc::token::{GrpcToken, HEADER};
+use crate::grpc::token::HEADER;
+use crate::grpc::tokens::GrpcTokens;
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
 
 /// Calls under this path prefix need no token.
@@ -41,16 +47,22 @@ pub struct GuardLayer(Arc<Guarding>);
 
 #[derive(Debug)]
 struct Guarding {
-    token: Option<GrpcToken>,
+    /// `None`: no token configured, every caller has a gateway's rights (loopback, or
+    /// client certificates).
+    tokens: Option<Arc<GrpcTokens>>,
     in_flight: Arc<Semaphore>,
     metrics: Arc<GrpcMetrics>,
     refusals: LogThrottle,
 }
 
 impl GuardLayer {
-    pub fn new(token: Option<GrpcToken>, max_in_flight: usize, metrics: Arc<GrpcMetrics>) -> Self {
+    pub fn new(
+        tokens: Option<Arc<GrpcTokens>>,
+        max_in_flight: usize,
+        metrics: Arc<GrpcMetrics>,
+    ) -> Self {
         GuardLayer(Arc::new(Guarding {
-            token,
+            tokens,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             metrics,
             refusals: LogThrottle::new(LOG_PERIOD),
@@ -77,9 +89,10 @@ pub struct Guard<S> {
 }
 
 impl Guarding {
-    /// `Err` with the answer for a call whose token does not pass.
+    /// `Err` with the answer for a call whose token does not pass, or whose token may
+    /// not call its method.
     fn authenticate<B>(&self, request: &http::Request<B>) -> Result<(), Status> {
-        let Some(token) = &self.token else {
+        let Some(tokens) = &self.tokens else {
             return Ok(());
         };
         let path = request.uri().path();
@@ -87,24 +100,51 @@ impl Guarding {
             return Ok(());
         }
         let presented = request.headers().get(HEADER).map(|value| value.as_bytes());
-        let refusal = match token.check(presented) {
-            Ok(()) => return Ok(()),
-            Err(refusal) => refusal,
-        };
-        self.metrics.record_refusal(RefusalReason::Unauthenticated);
+        match tokens.check(presented) {
+            Ok(rights) if rights.allow(path) => Ok(()),
+            Ok(rights) => {
+                self.refused(request, RefusalReason::PermissionDenied, || {
+                    format!("a {} token may not call it", rights.as_str())
+                });
+                Err(Status::permission_denied(format!(
+                    "this token is read-only: {} needs a gateway token",
+                    shown(path)
+                )))
+            }
+            Err(refusal) => {
+                self.refused(request, RefusalReason::Unauthenticated, || {
+                    refusal.describe().to_owned()
+                });
+                Err(Status::unauthenticated(
+                    "keysync needs `authorization: Bearer <token>` (KEYSYNC_GRPC_TOKEN)",
+                ))
+            }
+        }
+    }
+
+    /// Counts a refused call, and logs it unless one was logged within the period.
+    fn refused<B>(
+        &self,
+        request: &http::Request<B>,
+        reason: RefusalReason,
+        why: impl Fn() -> String,
+    ) {
+        self.metrics.record_refusal(reason);
         if let Some(held_back) = self.refusals.admit(std::time::Instant::now()) {
-            let shown: String = path.chars().take(SHOWN_PATH).collect();
             warn!(
-                "grpc call refused: {} from {} ({shown:?}){}",
-                refusal.describe(),
+                "grpc call refused: {} from {} ({:?}){}",
+                why(),
                 peer(request),
+                shown(request.uri().path()),
                 held_back_note(held_back)
             );
         }
-        Err(Status::unauthenticated(
-            "keysync needs `authorization: Bearer <token>` (KEYSYNC_GRPC_TOKEN)",
-        ))
     }
+}
+
+/// The part of a call's path a log line or an answer repeats.
+fn shown(path: &str) -> String {
+    path.chars().take(SHOWN_PATH).collect()
 }
 
 /// The caller's address, as far as the connection tells.
@@ -169,9 +209,21 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::grpc::tokens::{AcceptedTokens, TokenSettings};
     use crate::metrics::Metrics;
 
     const TOKEN: &str = "0123456789abcdef-not-a-real-one";
+
+    /// The tokens of a tokens file's `text`.
+    fn tokens(text: &str) -> Arc<GrpcTokens> {
+        Arc::new(GrpcTokens::new(TokenSettings {
+            tokens_file: Some((
+                "/nonexistent".into(),
+                AcceptedTokens::parse(text, false).unwrap(),
+            )),
+            ..TokenSettings::default()
+        }))
+    }
 
     /// A service that answers OK, once it gets a permit from `gate` when one is given.
     fn service(
@@ -222,11 +274,7 @@ mod tests {
     #[tokio::test]
     async fn calls_need_the_token_but_health_checks_do_not() {
         let metrics = Arc::new(Metrics::new());
-        let layer = GuardLayer::new(
-            Some(GrpcToken::new(TOKEN).unwrap()),
-            8,
-            metrics.grpc.clone(),
-        );
+        let layer = GuardLayer::new(Some(tokens(&format!("{TOKEN}\n"))), 8, metrics.grpc.clone());
         let guarded = layer.layer(service(None));
         let bearer = format!("Bearer {TOKEN}");
         let path = "/keysync.v1.KeySync/ListKeys";
@@ -255,6 +303,48 @@ mod tests {
             .unwrap();
         assert_eq!(status(&health), 0);
         assert_eq!(refused(&metrics, "unauthenticated"), "3");
+    }
+
+    #[tokio::test]
+    async fn a_read_only_token_serves_keys_but_reports_nothing() {
+        let metrics = Arc::new(Metrics::new());
+        let layer = GuardLayer::new(
+            Some(tokens(&format!("{TOKEN} read-only\n"))),
+            8,
+            metrics.grpc.clone(),
+        );
+        let guarded = layer.layer(service(None));
+        let bearer = format!("Bearer {TOKEN}");
+        for path in [
+            "/keysync.v1.KeySync/ListKeys",
+            "/keysync.v1.KeySync/WatchKeys",
+            "/envoy.service.auth.v3.Authorization/Check",
+        ] {
+            let answer = guarded
+                .clone()
+                .oneshot(request(path, Some(&bearer)))
+                .await
+                .unwrap();
+            assert_eq!(status(&answer), 0, "{path}");
+        }
+        for path in [
+            "/keysync.v1.KeySync/ReportUsage",
+            "/keysync.v1.KeySync/AcquireQuota",
+            "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+        ] {
+            let answer = guarded
+                .clone()
+                .oneshot(request(path, Some(&bearer)))
+                .await
+                .unwrap();
+            assert_eq!(
+                status(&answer),
+                tonic::Code::PermissionDenied as i32,
+                "{path}"
+            );
+        }
+        assert_eq!(refused(&metrics, "permission_denied"), "3");
+        assert_eq!(refused(&metrics, "unauthenticated"), "0");
     }
 
     #[tokio::test]

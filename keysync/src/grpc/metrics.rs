@@ -36,6 +36,9 @@ pub enum GrpcMethod {
 pub enum RefusalReason {
     /// No token, or a wrong one (`UNAUTHENTICATED`).
     Unauthenticated,
+    /// A read-only token calling a method that needs a gateway token
+    /// (`PERMISSION_DENIED`).
+    PermissionDenied,
     /// Too many calls in flight (`RESOURCE_EXHAUSTED`).
     InFlight,
     /// Too many WatchKeys streams open (`RESOURCE_EXHAUSTED`).
@@ -45,6 +48,7 @@ pub enum RefusalReason {
 label_values!(LookupResult { Found => "found", NotFound => "not_found", Error => "error" });
 label_values!(RefusalReason {
     Unauthenticated => "unauthenticated",
+    PermissionDenied => "permission_denied",
     InFlight => "in_flight",
     WatchStreams => "watch_streams",
 });
@@ -139,6 +143,7 @@ impl GrpcMetrics {
         }
         for reason in [
             RefusalReason::Unauthenticated,
+            RefusalReason::PermissionDenied,
             RefusalReason::InFlight,
             RefusalReason::WatchStreams,
         ] {

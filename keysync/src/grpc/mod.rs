@@ -11,8 +11,9 @@
 //!   ([`ext_authz`]);
 //! - the standard gRPC health service ([`health`]).
 //!
-//! Every call passes [`guard`] first (the token of [`token`], a bound on calls in
-//! progress); [`tls`] reads the port's certificate files. [`metrics`] counts the calls.
+//! Every call passes [`guard`] first (one of the [`tokens`] accepted, compared as
+//! [`token`] says, with the [`rights`] the method needs; a bound on calls in progress);
+//! [`tls`] reads the port's certificate files. [`metrics`] counts the calls.
 //! [`crate::server`] puts them all on one port.
 
 pub mod acquire_quota;
@@ -24,6 +25,8 @@ pub mod key_sync;
 pub mod metrics;
 pub mod rate_limit;
 pub mod report_usage;
+pub mod rights;
 pub mod tls;
 pub mod token;
+pub mod tokens;
 pub mod watch;

@@ -1,5 +1,6 @@
 //! `ReportUsage` on keysync's side: a gateway's usage flush checked
-//! ([`crate::usage::flush`]), stored ([`crate::usage::store`]) and, once committed,
+//! ([`crate::usage::flush`]), screened and stored ([`crate::usage::screening`],
+//! [`crate::usage::store`]; what was refused is counted and logged) and, once committed,
 //! handed to the usage export when there is one ([`crate::usage::export`], which never
 //! makes the answer wait); the quota alerts the flush raised are told
 //! ([`acquire_quota::announce`]) and exported as events.
@@ -19,6 +20,7 @@ use crate::usage::cloud_event::usage_event;
 use crate::usage::export::Exporter;
 use crate::usage::flush::Flush;
 use crate::usage::metrics::{UsageFlushResult, UsageMetrics};
+use crate::usage::screening::Refused;
 use crate::usage::store::UsageStore;
 
 /// Takes usage flushes; cheap to clone, all state is shared.
@@ -37,9 +39,11 @@ struct Storing {
     store: UsageStore,
     /// Where the increments of stored flushes are exported, if anywhere.
     export: Option<Exporter>,
-    /// One line a period for flushes that failed to store, and for counters gone back.
+    /// One line a period for flushes that failed to store, for counters gone back, and
+    /// for refused increments.
     failures: Arc<LogThrottle>,
     went_back: Arc<LogThrottle>,
+    refusals: Arc<LogThrottle>,
 }
 
 impl UsageReports {
@@ -59,6 +63,7 @@ impl UsageReports {
             export: None,
             failures: Arc::new(LogThrottle::new(LOG_PERIOD)),
             went_back: Arc::new(LogThrottle::new(LOG_PERIOD)),
+            refusals: Arc::new(LogThrottle::new(LOG_PERIOD)),
         });
         self
     }
@@ -114,6 +119,24 @@ impl UsageReports {
                         );
                     }
                 }
+                if recorded.refused.any() {
+                    self.metrics.record_refused(&recorded.refused);
+                    if let Some(held_back) = usage.refusals.admit(Instant::now()) {
+                        let Refused {
+                            unknown_key,
+                            foreign_org,
+                            over_ceiling,
+                        } = recorded.refused;
+                        warn!(
+                            "usage flush of instance {}: requests refused: {unknown_key} of \
+                             unknown keys, {foreign_org} under another organization than their \
+                             key's, {over_ceiling} beyond what a gateway serves \
+                             (KEYSYNC_GATEWAY_MAX_RATE){}",
+                            flush.instance_id,
+                            held_back_note(held_back)
+                        );
+                    }
+                }
                 acquire_quota::announce(&recorded.quota_crossings, &self.quota_metrics);
                 if let Some(exporter) = &usage.export {
                     let now = chrono::Utc::now();
@@ -153,7 +176,9 @@ impl UsageReports {
                         held_back_note(held_back)
                     );
                 }
-                let status = Status::unavailable(format!("cannot store usage: {cause}"));
+                // The cause stays in keysync's log: database text is not the caller's.
+                let status =
+                    Status::unavailable("cannot store usage now; send the counters again later");
                 (Err(status), UsageFlushResult::Unavailable, 0)
             }
         }

@@ -5,10 +5,11 @@
 //!
 //! Only the token's SHA-256 is kept, and a presented token is compared by its SHA-256
 //! in constant time, so neither its length nor a common prefix shows in timing. The
-//! token never appears in `Debug` output, errors or logs.
+//! token never appears in `Debug` output, errors or logs. Which tokens are accepted,
+//! and with what rights, is [`crate::grpc::tokens`]'s.
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 /// Shortest token accepted: a guessable secret is no secret.
 pub const MIN_LEN: usize = 16;
@@ -73,15 +74,27 @@ impl GrpcToken {
         })
     }
 
-    /// Checks the value of the `authorization` metadata (`None` when absent).
-    pub fn check(&self, authorization: Option<&[u8]>) -> Result<(), Refusal> {
+    /// Whether `presented` is this token, compared in constant time.
+    pub fn matches(&self, presented: &PresentedToken) -> Choice {
+        self.digest.ct_eq(&presented.0)
+    }
+}
+
+/// The token a call presented, as its SHA-256 (the token itself is not kept).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PresentedToken([u8; 32]);
+
+impl std::fmt::Debug for PresentedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresentedToken(***)")
+    }
+}
+
+impl PresentedToken {
+    /// The token of the `authorization` metadata's value (`None` when absent).
+    pub fn from_authorization(authorization: Option<&[u8]>) -> Result<Self, Refusal> {
         let presented = authorization.and_then(bearer).ok_or(Refusal::Missing)?;
-        let digest: [u8; 32] = Sha256::digest(presented).into();
-        if bool::from(digest.ct_eq(&self.digest)) {
-            Ok(())
-        } else {
-            Err(Refusal::Wrong)
-        }
+        Ok(PresentedToken(Sha256::digest(presented).into()))
     }
 }
 
@@ -101,6 +114,15 @@ mod tests {
 
     const TOKEN: &str = "0123456789abcdef-not-a-real-one";
 
+    fn check(token: &GrpcToken, authorization: Option<&str>) -> Result<(), Refusal> {
+        let presented = PresentedToken::from_authorization(authorization.map(str::as_bytes))?;
+        if bool::from(token.matches(&presented)) {
+            Ok(())
+        } else {
+            Err(Refusal::Wrong)
+        }
+    }
+
     #[test]
     fn the_right_token_passes_in_any_scheme_case() {
         let token = GrpcToken::new(TOKEN).unwrap();
@@ -109,14 +131,14 @@ mod tests {
             format!("bearer {TOKEN}"),
             format!("BEARER {TOKEN}"),
         ] {
-            assert_eq!(token.check(Some(value.as_bytes())), Ok(()), "{value}");
+            assert_eq!(check(&token, Some(&value)), Ok(()), "{value}");
         }
     }
 
     #[test]
     fn anything_else_is_refused() {
         let token = GrpcToken::new(TOKEN).unwrap();
-        assert_eq!(token.check(None), Err(Refusal::Missing));
+        assert_eq!(check(&token, None), Err(Refusal::Missing));
         for value in [
             "",
             "Bearer",
@@ -126,7 +148,7 @@ mod tests {
             "Bearer0123456789abcdef-not-a-real-one",
         ] {
             assert_eq!(
-                token.check(Some(value.as_bytes())),
+                check(&token, Some(value)),
                 Err(Refusal::Missing),
                 "{value:?}"
             );
@@ -138,7 +160,7 @@ mod tests {
             "Bearer 0123456789abcdef-not-a-real-onE".to_owned(),
         ] {
             assert_eq!(
-                token.check(Some(value.as_bytes())),
+                check(&token, Some(&value)),
                 Err(Refusal::Wrong),
                 "{value:?}"
             );
@@ -160,5 +182,8 @@ mod tests {
             format!("{:?}", GrpcToken::new(TOKEN).unwrap()),
             "GrpcToken(***)"
         );
+        let presented =
+            PresentedToken::from_authorization(Some(format!("Bearer {TOKEN}").as_bytes())).unwrap();
+        assert_eq!(format!("{presented:?}"), "PresentedToken(***)");
     }
 }

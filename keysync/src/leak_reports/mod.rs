@@ -32,7 +32,7 @@ use keysync_contract::key_hash::KeyHash;
 use sqlx::PgPool;
 use tracing::{info, warn};
 
-use self::public_keys_file::{PublicKeysFile, RECHECK_AT_MOST_EVERY};
+use self::public_keys_file::{public_keys_file, PublicKeysFile, RECHECK_AT_MOST_EVERY};
 use self::report::{Label, ReportedToken, TokenLabel};
 use self::signature::{PublicKeys, SignatureError};
 use crate::log_throttle::{held_back_note, LogThrottle, LOG_PERIOD};
@@ -68,11 +68,11 @@ struct Endpoint {
 /// The endpoint's routes, for the admin port. Starts reading the key file again every
 /// reload period (on the current tokio runtime), for as long as the routes are in use.
 pub fn router(pool: PgPool, settings: LeakSettings) -> Router {
-    let public_keys = Arc::new(PublicKeysFile::new(
+    let public_keys = Arc::new(public_keys_file(
         settings.public_keys_file,
         settings.public_keys,
     ));
-    tokio::spawn(public_keys_file::watch(
+    tokio::spawn(crate::watched_file::watch(
         Arc::downgrade(&public_keys),
         settings.reload_interval,
     ));

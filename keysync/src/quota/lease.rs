@@ -61,6 +61,9 @@ pub struct Answer {
     pub revision: i64,
     pub full_list: bool,
     pub quotas: Vec<State>,
+    /// Requests claimed for organizations and keys that do not exist (answered with no
+    /// quota, nothing granted).
+    pub unknown_subject_requests: i64,
 }
 
 /// What a grant decided, from the committed totals.
@@ -143,13 +146,19 @@ impl QuotaLeases {
                 revision: known_revision,
                 full_list: false,
                 quotas: Vec::new(),
+                unknown_subject_requests: 0,
             });
         }
         let mut transaction = self.pool.begin().await?;
         let revision = read_revision(&mut *transaction).await?;
         let mut quotas = Vec::with_capacity(claims.len());
+        let mut unknown_subject_requests: i64 = 0;
         for claim in claims {
-            quotas.push(grant(&mut transaction, instance, claim, now).await?);
+            let (state, known) = grant(&mut transaction, instance, claim, now).await?;
+            if !known {
+                unknown_subject_requests = unknown_subject_requests.saturating_add(claim.want);
+            }
+            quotas.push(state);
         }
         let full_list = revision != known_revision;
         if full_list {
@@ -166,6 +175,7 @@ impl QuotaLeases {
             revision,
             full_list,
             quotas,
+            unknown_subject_requests,
         })
     }
 }
@@ -211,13 +221,15 @@ async fn list(
         .collect())
 }
 
-/// One claim: locks the subject's quota, reads what is committed, grants.
+/// One claim: locks the subject's quota, reads what is committed, grants. With it,
+/// whether the subject exists (a subject without a quota is looked up; one with a quota
+/// exists).
 async fn grant(
     transaction: &mut sqlx::PgConnection,
     instance: Uuid,
     claim: &Claim,
     now: DateTime<Utc>,
-) -> Result<State, sqlx::Error> {
+) -> Result<(State, bool), sqlx::Error> {
     let quota: Option<(i64, i16)> = sqlx::query_as(
         "SELECT q.monthly_limit, coalesce(q.reset_day, \
                 (SELECT o.reset_day FROM quotas o \
@@ -231,7 +243,15 @@ async fn grant(
     .fetch_optional(&mut *transaction)
     .await?;
     let Some((limit, reset_day)) = quota else {
-        return Ok(State {
+        let exists = match claim.kind {
+            SubjectKind::Org => "SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)",
+            SubjectKind::Key => "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1)",
+        };
+        let known: bool = sqlx::query_scalar(exists)
+            .bind(claim.subject_id)
+            .fetch_one(&mut *transaction)
+            .await?;
+        let state = State {
             kind: claim.kind,
             subject_id: claim.subject_id,
             monthly_limit: 0,
@@ -239,7 +259,8 @@ async fn grant(
             granted: 0,
             added: 0,
             exhausted: false,
-        });
+        };
+        return Ok((state, known));
     };
     let period = Period::containing(u8::try_from(reset_day).unwrap_or(1), now);
     let (used, others_out, mine_granted, mine_flushed): (i64, i64, i64, i64) = sqlx::query_as(
@@ -279,7 +300,7 @@ async fn grant(
     .bind(decided.granted)
     .fetch_one(&mut *transaction)
     .await?;
-    Ok(State {
+    let state = State {
         kind: claim.kind,
         subject_id: claim.subject_id,
         monthly_limit: limit,
@@ -287,7 +308,8 @@ async fn grant(
         granted,
         added: decided.granted,
         exhausted: decided.exhausted,
-    })
+    };
+    Ok((state, true))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The metrics of monthly quotas: `AcquireQuota` calls by result, the requests granted
-//! in leases, and the alerts raised as use crosses 80% and 100%.
+//! in leases, the requests claims asked for and were refused (by reason), and the alerts
+//! raised as use crosses 80% and 100%.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +19,20 @@ pub enum QuotaCallResult {
     Unavailable,
 }
 
+/// Why part of a claim was refused.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum ClaimRefusal {
+    /// No organization or key with the claim's id: nothing to grant.
+    UnknownSubject,
+    /// More than one gateway could admit in a lease's life (`KEYSYNC_GATEWAY_MAX_RATE`):
+    /// asked for less.
+    OverCeiling,
+}
+
+impl ClaimRefusal {
+    pub const ALL: [ClaimRefusal; 2] = [ClaimRefusal::UnknownSubject, ClaimRefusal::OverCeiling];
+}
+
 /// A quota alert's threshold, in percent.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum QuotaThreshold {
@@ -27,6 +42,15 @@ pub enum QuotaThreshold {
 
 label_values!(QuotaCallResult { Ok => "ok", Invalid => "invalid", Unavailable => "unavailable" });
 label_values!(QuotaThreshold { Eighty => "80", Hundred => "100" });
+label_values!(ClaimRefusal {
+    UnknownSubject => "unknown_subject",
+    OverCeiling => "over_ceiling",
+});
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClaimRefusalLabels {
+    reason: ClaimRefusal,
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QuotaCallLabels {
@@ -43,6 +67,7 @@ struct QuotaAlertLabels {
 pub struct QuotaMetrics {
     calls: Family<QuotaCallLabels, Counter>,
     granted: Counter,
+    refused: Family<ClaimRefusalLabels, Counter>,
     alerts: Family<QuotaAlertLabels, Counter>,
 }
 
@@ -52,6 +77,7 @@ impl QuotaMetrics {
         let metrics = QuotaMetrics {
             calls: Family::default(),
             granted: Counter::default(),
+            refused: Family::default(),
             alerts: Family::default(),
         };
         registry.register(
@@ -64,6 +90,13 @@ impl QuotaMetrics {
             "keysync_quota_granted_requests",
             "Requests granted to gateways in quota leases",
             metrics.granted.clone(),
+        );
+        registry.register(
+            "keysync_quota_refused_requests",
+            "Requests AcquireQuota claims asked for and were refused, by reason \
+             (unknown_subject: no such organization or key; over_ceiling: more than a \
+             gateway admits in a lease's life, KEYSYNC_GATEWAY_MAX_RATE)",
+            metrics.refused.clone(),
         );
         registry.register(
             "keysync_quota_alerts",
@@ -79,6 +112,13 @@ impl QuotaMetrics {
         ] {
             drop(metrics.calls.get_or_create(&QuotaCallLabels { result }));
         }
+        for reason in ClaimRefusal::ALL {
+            drop(
+                metrics
+                    .refused
+                    .get_or_create(&ClaimRefusalLabels { reason }),
+            );
+        }
         for threshold in [QuotaThreshold::Eighty, QuotaThreshold::Hundred] {
             drop(
                 metrics
@@ -93,6 +133,15 @@ impl QuotaMetrics {
     pub fn record_call(&self, result: QuotaCallResult, granted: u64) {
         self.calls.get_or_create(&QuotaCallLabels { result }).inc();
         self.granted.inc_by(granted);
+    }
+
+    /// Counts `requests` of claims refused for `reason`.
+    pub fn record_refused(&self, reason: ClaimRefusal, requests: u64) {
+        if requests > 0 {
+            self.refused
+                .get_or_create(&ClaimRefusalLabels { reason })
+                .inc_by(requests);
+        }
     }
 
     pub fn record_alert(&self, threshold: QuotaThreshold) {

@@ -1,7 +1,9 @@
 //! Usage metering, keysync's side: the gateways' flushes of cumulative counters
 //! ([`flush`]: checked into a [`flush::Flush`]), turned into hourly increments in
 //! PostgreSQL ([`store`]: one transaction a flush, a few batched statements whatever the
-//! number of counters), and the monthly partitions of the rollup created ahead and
+//! number of counters) once [`screening`] has taken what a flush may add (keys keysync
+//! issued, each counted for its own organization, within what a gateway can serve:
+//! [`allowance`]), and the monthly partitions of the rollup created ahead and
 //! dropped after the retention ([`partitions`]). Reading the rollup is
 //! [`crate::operations::usage`]'s. Optionally, each stored flush's increments are
 //! exported to Kafka as CloudEvents ([`cloud_event`], [`export`]) after its commit.
@@ -12,11 +14,13 @@
 //! raced its retry adds nothing twice; a flush keysync could not store is answered
 //! `UNAVAILABLE`, so the gateway sends its (larger) counters again later.
 
+pub mod allowance;
 pub mod cloud_event;
 pub mod export;
 pub mod flush;
 pub mod metrics;
 pub mod partitions;
+pub mod screening;
 pub mod store;
 
 /// What happened to a counted request (the proto's `UsageCounter.outcome`, the rollup's

@@ -1,22 +1,27 @@
-//! Storing a flush: one transaction, the same seven statements whatever the number of
+//! Storing a flush: one transaction, the same eight statements whatever the number of
 //! counters (arrays passed with `UNNEST`), so PostgreSQL's work grows with the number of
 //! active counters, never with the request rate.
 //!
 //! 1. Lock the instance's row in `usage_instance_totals` (created on its first flush)
-//!    and read its per-instance totals: a second flush of the same instance (a retry
-//!    racing the original) waits here and then sees what the first stored.
+//!    and read its per-instance totals and allowance: a second flush of the same
+//!    instance (a retry racing the original) waits here and then sees what the first
+//!    stored.
 //! 2. Read the instance's stored cumulative values of the flushed counters.
 //! 3. Compute each increment: `new - stored`, never below zero. A value lower than the
 //!    stored one means a flush older than one already stored (delayed, or retried after
 //!    a later one got through) or an instance id used twice; keysync cannot tell them
 //!    apart, so it adds nothing for that value and keeps the higher one: nothing is
 //!    counted twice, and the counter resumes adding once it passes the stored value.
-//!    Such flushes are logged.
+//!    Such flushes are logged. Then read the organization of each grown counter's key
+//!    (`api_keys`), and take of each increment what [`crate::usage::screening`] lets
+//!    through: a key keysync issued, its own organization, within the instance's
+//!    allowance ([`crate::usage::allowance`]). The cumulative values are stored whatever
+//!    was refused, so a refused part never comes back.
 //! 4. Add the non-zero increments to `usage_hourly` for the flush's hour (one upsert;
 //!    sums saturate at 2^63-1 rather than fail).
 //! 5. Store the changed cumulative values (one upsert).
-//! 6. Store the per-instance totals and the flush's cut time (the end of its window),
-//!    and add the totals' increments to `usage_gateway_hourly`.
+//! 6. Store the per-instance totals, the allowance left and the flush's cut time (the
+//!    end of its window), and add the totals' increments to `usage_gateway_hourly`.
 //!
 //! What it did comes back as [`Recorded`], with the increments and their window (from
 //! the instance's previous cut time to this flush's) for the usage export, which
@@ -26,8 +31,8 @@
 //! organizations and keys with a quota and to this instance's leases
 //! ([`crate::quota::flushed_use`]).
 //!
-//! Counters of keys or organizations that do not exist are stored like any other (no
-//! foreign keys): a flush never fails for them.
+//! Counters of keys that do not exist, or of another organization than their key's, are
+//! refused, not failed: the rest of the flush is stored.
 
 use std::collections::HashMap;
 
@@ -35,7 +40,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
+use super::allowance::Ceiling;
 use super::flush::{Counter, Flush, Values};
+use super::screening::{self, Owners, Refused};
 use crate::quota::alert::Crossing;
 use crate::quota::flushed_use::{self, Increments};
 
@@ -62,6 +69,8 @@ pub struct Recorded {
     pub requests: i64,
     /// Counters with a value lower than the one stored (nothing added for it).
     pub went_back: usize,
+    /// The requests of grown counters that were refused, by reason.
+    pub refused: Refused,
     /// Quota thresholds this flush's use crossed (announced once a period).
     pub quota_crossings: Vec<Crossing>,
     /// The counters that had grown, each with its increments as `values`, in flush
@@ -75,10 +84,22 @@ pub struct Recorded {
     pub window_end: DateTime<Utc>,
 }
 
+/// An instance's totals row as a flush finds it: unattributed and dropped requests, the
+/// last cut time, the allowance and when it was worked out, and PostgreSQL's clock.
+type InstanceRow = (
+    i64,
+    i64,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
+
 /// Where flushes are stored; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct UsageStore {
     pool: PgPool,
+    ceiling: Ceiling,
 }
 
 /// Column arrays for an UNNEST: ids, outcomes and the eight values.
@@ -134,8 +155,9 @@ fn replaced(_table: &str, column: &str) -> String {
 }
 
 impl UsageStore {
-    pub fn new(pool: PgPool) -> UsageStore {
-        UsageStore { pool }
+    /// Flushes stored in `pool`, each instance's bounded by `ceiling`.
+    pub fn new(pool: PgPool, ceiling: Ceiling) -> UsageStore {
+        UsageStore { pool, ceiling }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -148,16 +170,21 @@ impl UsageStore {
         let mut transaction = self.pool.begin().await?;
         let instance = flush.instance_id;
 
-        // `last_cut_at` is not set here, so RETURNING gives the previous flush's.
-        let (unattributed_before, dropped_before, last_cut_at): (i64, i64, Option<DateTime<Utc>>) =
-            sqlx::query_as(
-                "INSERT INTO usage_instance_totals (instance_id) VALUES ($1) \
+        // `last_cut_at` and the allowance are not set here, so RETURNING gives what the
+        // previous flush left.
+        let row: InstanceRow = sqlx::query_as(
+            "INSERT INTO usage_instance_totals (instance_id) VALUES ($1) \
              ON CONFLICT (instance_id) DO UPDATE SET last_seen = now() \
-             RETURNING unattributed_requests, dropped_requests, last_cut_at",
-            )
-            .bind(instance)
-            .fetch_one(&mut *transaction)
-            .await?;
+             RETURNING unattributed_requests, dropped_requests, last_cut_at, allowance, \
+                       allowance_at, now()",
+        )
+        .bind(instance)
+        .fetch_one(&mut *transaction)
+        .await?;
+        let (unattributed_before, dropped_before, last_cut_at, stored_allowance, allowance_at, now) =
+            row;
+        let elapsed_ms = allowance_at.map_or(0, |at| (now - at).num_milliseconds());
+        let mut allowance = self.ceiling.refill(stored_allowance, elapsed_ms);
 
         let mut flushed = Columns::default();
         for counter in &flush.counters {
@@ -196,6 +223,7 @@ impl UsageStore {
         };
         let mut increments = Columns::default();
         let mut changed = Columns::default();
+        let mut grown: Vec<(&Counter, Values)> = Vec::new();
         for counter in &flush.counters {
             let outcome = i16::from(counter.outcome.code());
             let before = stored
@@ -216,16 +244,31 @@ impl UsageStore {
                 recorded.went_back += 1;
             }
             if increment != [0; 8] {
-                recorded.grown += 1;
-                recorded.requests = recorded.requests.saturating_add(increment[0]);
-                increments.push(counter.org_id, counter.key_id, outcome, &increment);
-                recorded.increments.push(Counter {
-                    values: increment,
-                    ..counter.clone()
-                });
+                grown.push((counter, increment));
             }
+            // Stored whatever screening refuses below: a refused part never comes back.
             if kept.as_slice() != before {
                 changed.push(counter.org_id, counter.key_id, outcome, &kept);
+            }
+        }
+        let owners = key_owners(&mut transaction, &grown).await?;
+        for (counter, increment) in grown {
+            let taken = screening::screen(
+                counter,
+                increment,
+                &owners,
+                &mut allowance,
+                &mut recorded.refused,
+            );
+            if taken != [0; 8] {
+                let outcome = i16::from(counter.outcome.code());
+                recorded.grown += 1;
+                recorded.requests = recorded.requests.saturating_add(taken[0]);
+                increments.push(counter.org_id, counter.key_id, outcome, &taken);
+                recorded.increments.push(Counter {
+                    values: taken,
+                    ..counter.clone()
+                });
             }
         }
 
@@ -274,16 +317,20 @@ impl UsageStore {
         let dropped = flush.dropped_requests.max(dropped_before);
         let totals_grew = (unattributed, dropped) != (unattributed_before, dropped_before);
         let cut_advanced = last_cut_at.is_none_or(|last| flush.cut_at > last);
-        if totals_grew || cut_advanced {
+        let spent = stored_allowance != Some(allowance);
+        if totals_grew || cut_advanced || spent {
             sqlx::query(
                 "UPDATE usage_instance_totals SET unattributed_requests = $2, \
                  dropped_requests = $3, \
-                 last_cut_at = GREATEST(last_cut_at, $4) WHERE instance_id = $1",
+                 last_cut_at = GREATEST(last_cut_at, $4), allowance = $5, allowance_at = $6 \
+                 WHERE instance_id = $1",
             )
             .bind(instance)
             .bind(unattributed)
             .bind(dropped)
             .bind(flush.cut_at)
+            .bind(allowance)
+            .bind(now)
             .execute(&mut *transaction)
             .await?;
         }
@@ -317,6 +364,25 @@ fn window(
         Some(last) if last > cut_at => (Some(cut_at), cut_at),
         last => (last, cut_at),
     }
+}
+
+/// The organization of each key of the `grown` counters that exists (in any state).
+async fn key_owners(
+    transaction: &mut sqlx::PgConnection,
+    grown: &[(&Counter, Values)],
+) -> Result<Owners, sqlx::Error> {
+    if grown.is_empty() {
+        return Ok(Owners::new());
+    }
+    let mut keys: Vec<Uuid> = grown.iter().map(|(counter, _)| counter.key_id).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let rows: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT id, org_id FROM api_keys WHERE id = ANY($1::uuid[])")
+            .bind(&keys)
+            .fetch_all(transaction)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 async fn add_gateway_hour(

@@ -5,6 +5,7 @@
 pub mod blackhole;
 pub mod org_lock;
 pub mod serve;
+pub mod usage_flush;
 
 use std::process::{Command, Output};
 

@@ -25,6 +25,8 @@ pub struct Serve {
     pub process: Process,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// The operator API's listener (`None` with `KEYSYNC_API_ADDR=off`).
+    pub api: Option<SocketAddr>,
     pub channel: Channel,
 }
 
@@ -33,6 +35,7 @@ pub struct Started {
     pub process: Process,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    pub api: Option<SocketAddr>,
 }
 
 /// Starts `serve` on ports 0 with a password in its URL (the test cluster trusts
@@ -42,6 +45,7 @@ pub async fn start_serve(url: &str, env: &[(&str, &str)]) -> Serve {
         process,
         grpc,
         http,
+        api,
     } = start_process(url, env);
     let channel = Channel::from_shared(format!("http://{grpc}"))
         .unwrap()
@@ -52,6 +56,7 @@ pub async fn start_serve(url: &str, env: &[(&str, &str)]) -> Serve {
         process,
         grpc,
         http,
+        api,
         channel,
     }
 }
@@ -67,18 +72,25 @@ pub fn start_process(url: &str, env: &[(&str, &str)]) -> Started {
     command
         .env("KEYSYNC_GRPC_ADDR", "127.0.0.1:0")
         .env("KEYSYNC_HTTP_ADDR", "127.0.0.1:0")
+        .env("KEYSYNC_API_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info,keysync=debug")
         .envs(env.iter().copied());
     let process = Process::spawn("keysync-serve", command);
     let line = process.wait_for_log("keysync listening:", Duration::from_secs(30));
-    let address = |name: &str| -> SocketAddr {
+    let field = |name: &str| {
         line.split_whitespace()
             .find_map(|word| word.strip_prefix(name))
+    };
+    let address = |name: &str| -> SocketAddr {
+        field(name)
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no {name} address in {line:?}"))
     };
     let grpc = address("grpc=");
     let http = address("http=");
+    let api = field("api=")
+        .filter(|api| *api != "off")
+        .map(|_| address("api="));
     assert_ne!(grpc.port(), 0);
     assert_ne!(http.port(), 0);
     process.wait_for_log("snapshot loaded: keys=", Duration::from_secs(30));
@@ -88,6 +100,7 @@ pub fn start_process(url: &str, env: &[(&str, &str)]) -> Started {
         process,
         grpc,
         http,
+        api,
     }
 }
 
