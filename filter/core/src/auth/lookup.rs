@@ -14,8 +14,9 @@ use crate::keysync_api::{self, ApiError, Reply};
 use crate::stats::Counter;
 use crate::steady_clock::millis;
 use crate::store::key_record::KeyRecord;
-use crate::store::key_store::Cached;
+use crate::store::key_store::{Cached, Change};
 use crate::store::lookup_ledger::Lookup;
+use crate::store::store_meta::StoreMeta;
 use keysync_contract::key_hash::KeyHash;
 use keysync_proto::v1 as proto;
 use log::{info, warn};
@@ -88,6 +89,7 @@ impl<H: Host> AuthWorker<H> {
                     warn!("cannot forget the lookup of key_hash={}: {e}", hash.short());
                 }
             }
+            self.withdraw_refused(hash, answer.revision, provenance, &meta);
             if let Ok(mut cache) = self.negative.try_borrow_mut() {
                 cache.insert(*hash, self.host.now_unix_ms());
             }
@@ -117,6 +119,35 @@ impl<H: Host> AuthWorker<H> {
                 self.lookup_failed_verdict(hash, &ApiError::Decode("answer for another key".into()))
             }
             Err(e) => self.lookup_failed_verdict(hash, &ApiError::Decode(e.to_string())),
+        }
+    }
+
+    /// keysync does not know a key the store may still hold (revoked while keysync's
+    /// stream was down and the store stale, or cached meanwhile by another worker from an
+    /// older answer): its record leaves the store now, with the refusal, rather than when
+    /// the stream brings the change. So the store cannot admit the key again (once trusted
+    /// again, whichever of keysync's stream and confirmation reaches it first), and every
+    /// worker drops its copy of the record at its next tick (the store's generation
+    /// moved). Only on an answer of the store's revision history, at or after its
+    /// revision: a keysync behind the store may not know a key created since, and one of
+    /// another history is settled by the resync. Costs a bucket read; a write only if the
+    /// bucket holds the key.
+    fn withdraw_refused(
+        &self,
+        hash: &KeyHash,
+        revision: u64,
+        provenance: Provenance,
+        meta: &StoreMeta,
+    ) {
+        let current = meta.epoch == 0 || provenance.epoch == meta.epoch;
+        if !current || revision < meta.revision {
+            return;
+        }
+        if let Err(e) = self.store().apply_changes(&[Change::Remove(*hash)]) {
+            warn!(
+                "cannot take key_hash={} out of the store: {e}",
+                hash.short()
+            );
         }
     }
 

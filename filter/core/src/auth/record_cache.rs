@@ -5,6 +5,10 @@
 //! (`KeyStore::generation`). On each tick (250 ms) the worker compares it with the
 //! generation its copies were made at and drops them all when it moved: a key revoked,
 //! changed or repaired stops working at most one tick after the store learned of it.
+//! The copies are also dropped whenever the worker's trust in the store changes
+//! (`store_trust`): a copy made before the store went stale is older than what made it
+//! trusted again (the changes keysync's stream brought back, the refusals keysync gave
+//! meanwhile), and a request may see that trust before the next tick does.
 
 use crate::store::key_record::KeyRecord;
 use crate::usage::duration_sample::DurationSample;
@@ -91,6 +95,12 @@ impl RecordCache {
             self.entries.clear();
         }
         self.entries.insert(cached.record.hash, cached);
+    }
+
+    /// Drops every copy: the worker's trust in the store changed. The generation stays
+    /// the last tick's, so copies made from now on are checked at the next tick as usual.
+    pub fn clear(&mut self) {
+        self.entries.clear();
     }
 
     /// On every tick, with the store's generation: drops everything if it moved.

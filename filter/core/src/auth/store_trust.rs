@@ -53,6 +53,12 @@ impl<H: Host> AuthWorker<H> {
                 );
             }
             self.stale.set(stale);
+            // Copies of records made before the store went stale must not outlive it:
+            // while stale, keysync's word decided, and it may have refused a key this
+            // worker still holds a copy of.
+            if let Ok(mut records) = self.records.try_borrow_mut() {
+                records.clear();
+            }
         }
     }
 }

@@ -268,3 +268,31 @@ fn a_key_keysync_no_longer_knows_is_refused_though_the_miss_path_cached_it() {
     assert_eq!(status(&worker), Some(503));
     assert_eq!(worker.host.resumed.get(), 0);
 }
+
+#[test]
+fn a_key_keysync_no_longer_knows_leaves_the_store_though_an_older_answer_put_it_there() {
+    let worker = synced_worker("{}");
+    // Two requests for a key new to the store ask keysync at once; the key is revoked
+    // between the two answers.
+    let (mut first, _) = send_key(&worker, KEY);
+    let (mut second, _) = send_key(&worker, KEY);
+    let tokens: Vec<u32> = worker.host.calls.borrow().iter().map(|c| c.token).collect();
+    let [older, newer] = tokens[..] else {
+        panic!("two lookups: {tokens:?}");
+    };
+    first.on_lookup_reply(older, found(&record(KEY), STORE_REVISION));
+    assert_eq!(
+        worker.store().find(&record(KEY).hash),
+        Ok(Some(record(KEY))),
+        "cached for every worker"
+    );
+    second.on_lookup_reply(newer, not_found_at(STORE_REVISION + 1, EPOCH));
+    assert_eq!(status(&worker), Some(403));
+    assert_eq!(
+        worker.store().find(&record(KEY).hash),
+        Ok(None),
+        "no worker finds it in the store any more"
+    );
+    let (_, action) = send_key(&worker, KEY);
+    assert_eq!(status(&worker), Some(403), "{action:?}");
+}

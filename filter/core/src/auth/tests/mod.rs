@@ -182,10 +182,16 @@ fn found_with(record: &KeyRecord, revision: u64, provenance: Option<proto::Prove
 }
 
 fn not_found() -> Reply {
+    not_found_at(STORE_REVISION, EPOCH)
+}
+
+/// keysync's fresh answer that it does not know the key (revoked), at `revision` of the
+/// revision history `epoch`.
+fn not_found_at(revision: u64, epoch: u64) -> Reply {
     Ok(prost::Message::encode_to_vec(&proto::LookupKeyResponse {
         key: None,
-        revision: STORE_REVISION,
-        provenance: provenance(EPOCH, 200),
+        revision,
+        provenance: provenance(epoch, 200),
     }))
 }
 
