@@ -118,6 +118,40 @@ unsafe extern "C" {
         timeout_milliseconds: u64,
     ) -> u32;
 
+    /// Starts a streaming HTTP request to `cluster_name` tied to this stream (a gRPC call is
+    /// one: the module frames the messages): `headers` must hold `:method`, `:path` and
+    /// `host`; `body` goes out after them with `end_stream` (headers alone carry it when the
+    /// body is empty). Writes the stream id to `stream_id_out` and returns an
+    /// `envoy_dynamic_module_type_http_callout_init_result` (0: started). Response headers,
+    /// data, trailers, then complete or reset arrive in the `on_http_filter_http_stream_*`
+    /// hooks on the stream's worker thread; a reset may arrive before this returns. Timeout 0:
+    /// none. When the stream is destroyed first, Envoy resets it without telling the module.
+    pub(super) fn envoy_dynamic_module_callback_http_filter_start_http_stream(
+        filter_envoy_ptr: EnvoyPtr,
+        stream_id_out: *mut u64,
+        cluster_name: ModuleBuffer<'_>,
+        headers: *mut ModuleHttpHeader<'_>,
+        headers_size: usize,
+        body: ModuleBuffer<'_>,
+        end_stream: bool,
+        timeout_milliseconds: u64,
+    ) -> u32;
+
+    /// Resets a streaming request of this stream; its reset hook follows.
+    pub(super) fn envoy_dynamic_module_callback_http_filter_reset_http_stream(
+        filter_envoy_ptr: EnvoyPtr,
+        stream_id: u64,
+    );
+
+    /// An integer attribute (`envoy_dynamic_module_type_attribute_id`) of the stream, written
+    /// to `result`; false if absent, not an integer, or one this Envoy does not implement as
+    /// an integer (it logs "Unsupported attribute ID").
+    pub(super) fn envoy_dynamic_module_callback_http_filter_get_attribute_int(
+        filter_envoy_ptr: EnvoyPtr,
+        attribute_id: u32,
+        result: *mut u64,
+    ) -> bool;
+
     /// Adds `value` to counter `id` (defined on the stream's configuration); the label count
     /// must match the definition (we define none). Returns an
     /// `envoy_dynamic_module_type_metrics_result` (0: success).

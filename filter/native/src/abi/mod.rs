@@ -70,13 +70,16 @@ mod http_hooks;
 mod http_stream;
 mod log;
 mod module;
+mod outbound;
 mod types;
 
 pub use bootstrap_config::{BootstrapHandle, BootstrapScheduler, Timer};
 pub use filter_config::{FilterConfigHandle, FilterConfigScheduler};
-pub use http_stream::{HeaderMap, HttpStream, StreamScheduler};
-pub use log::log;
+pub use http_stream::{HeaderMap, HttpStream, StreamRef, StreamScheduler};
+pub use log::{log, log_enabled};
 pub use module::{BootstrapConfig, CalloutResponse, HttpFilterConfig, HttpStreamFilter, Module};
+pub use outbound::{reset_stream, start_stream, Origin, StartError};
 pub use types::{
-    Attribute, CalloutResult, CounterId, GaugeId, HeadersStatus, LogLevel, StreamResetReason,
+    Attribute, CalloutInitError, CalloutResult, CounterId, GaugeId, HeadersStatus, LogLevel,
+    StreamResetReason,
 };
