@@ -1,5 +1,9 @@
 //! A real Envoy running one of the configurations shipped in `envoy/`, rendered by
-//! `envoy/render.py` exactly as `make run` renders it, with the built filter `.wasm`.
+//! `envoy/render.py` exactly as `make run` renders it, with the built filter: the `.wasm`
+//! (`gateway.yaml`), the native module (`native.yaml`), or none (`ext-authz.yaml`).
+//!
+//! `KEYSYNC_E2E_GATEWAY=native` makes the native filter every test's default, so that a
+//! suite written for the wasm filter runs against the native one unchanged.
 
 use crate::http::{self, Response};
 use crate::paths;
@@ -17,6 +21,49 @@ use std::time::{Duration, Instant};
 
 /// How long Envoy may take to serve on its gateway listener after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The variable that picks the default template of [`GatewayOptions::new`].
+const DEFAULT_GATEWAY_VARIABLE: &str = "KEYSYNC_E2E_GATEWAY";
+
+/// What enforces the contract in a template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    /// The wasm filter (`gateway.yaml`).
+    Wasm,
+    /// The native filter, an Envoy dynamic module (`native.yaml`).
+    Native,
+    /// Envoy's ext_authz filter asking keysync (`ext-authz.yaml`), or no keysync filter.
+    None,
+}
+
+impl FilterKind {
+    pub fn of_template(template: &str) -> FilterKind {
+        match template {
+            "native.yaml" => FilterKind::Native,
+            "gateway.yaml" => FilterKind::Wasm,
+            _ => FilterKind::None,
+        }
+    }
+
+    /// Where Envoy shows the filter's stats (`keysync.*`).
+    pub fn stats_prefix(self) -> &'static str {
+        match self {
+            FilterKind::Native => "dynamicmodulescustom.keysync.",
+            FilterKind::Wasm | FilterKind::None => "wasmcustom.keysync.",
+        }
+    }
+
+    /// Environment the Envoy process needs for this kind of filter.
+    pub fn process_env(self) -> Vec<(String, String)> {
+        match self {
+            FilterKind::Native => vec![(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".into(),
+                paths::native_filter_dir().display().to_string(),
+            )],
+            FilterKind::Wasm | FilterKind::None => Vec::new(),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
@@ -91,8 +138,12 @@ impl HotRestart {
 
 impl GatewayOptions {
     pub fn new(keysync_grpc: SocketAddr, backends: impl Into<String>) -> Self {
+        let template = match std::env::var(DEFAULT_GATEWAY_VARIABLE).as_deref() {
+            Ok("native") => "native.yaml",
+            _ => "gateway.yaml",
+        };
         GatewayOptions {
-            template: "gateway.yaml".into(),
+            template: template.into(),
             keysync_grpc,
             backends: backends.into(),
             // As envoy/render.py renders it by default.
@@ -109,6 +160,11 @@ impl GatewayOptions {
         }
     }
 
+    /// The native filter (`envoy/native.yaml`) in place of the wasm one.
+    pub fn native(&mut self) {
+        self.template = "native.yaml".into();
+    }
+
     /// Global rate limiting: the filter hands limits to Envoy's rate-limit filter,
     /// which asks keysync (started with `REDIS_URL`).
     pub fn global_rate_limits(&mut self) {
@@ -119,6 +175,8 @@ impl GatewayOptions {
 
 pub struct Gateway {
     pub process: Process,
+    /// What enforces the contract in it.
+    pub filter: FilterKind,
     /// The gateway listener.
     pub addr: SocketAddr,
     pub admin: SocketAddr,
@@ -158,6 +216,7 @@ pub fn validate(template: &str, env: &[(String, String)]) -> Output {
     Command::new(paths::envoy_bin())
         .args(["--mode", "validate", "-c"])
         .arg(&path)
+        .envs(FilterKind::of_template(template).process_env())
         .output()
         .expect("run envoy --mode validate")
 }
@@ -198,8 +257,10 @@ impl Gateway {
         std::fs::write(&config_path, config).expect("write envoy config");
         let admin_path = dir.path().join("admin-address");
 
+        let filter = FilterKind::of_template(&options.template);
         let mut command = Command::new(paths::envoy_bin());
         command
+            .envs(filter.process_env())
             .arg("-c")
             .arg(&config_path)
             .arg("--concurrency")
@@ -254,6 +315,7 @@ impl Gateway {
         });
         Gateway {
             process,
+            filter,
             addr,
             admin,
             config_path,
@@ -340,9 +402,10 @@ impl Gateway {
         })
     }
 
-    /// The filter's stats (`wasmcustom.keysync.*`), by short name (`allowed`, ...).
+    /// The filter's stats (`wasmcustom.keysync.*`, `dynamicmodulescustom.keysync.*`), by
+    /// short name (`allowed`, ...).
     pub fn stats(&self) -> HashMap<String, u64> {
-        stats_under(self.admin, "wasmcustom.keysync.")
+        stats_under(self.admin, self.filter.stats_prefix())
     }
 
     pub fn stat(&self, name: &str) -> u64 {

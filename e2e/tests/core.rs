@@ -300,23 +300,26 @@ fn envoy_log_seconds(line: &str) -> f64 {
 
 #[test]
 fn a_bad_plugin_configuration_is_refused_with_a_clear_message() {
-    let output = gateway::validate(
-        "gateway.yaml",
-        &[(
-            "KEYSYNC_AUTH_CONFIG".into(),
-            r#"{"role":"auth","failure_mode":"sometimes"}"#.into(),
-        )],
-    );
-    let log = String::from_utf8_lossy(&output.stderr).to_string()
-        + &String::from_utf8_lossy(&output.stdout);
-    assert!(
-        !output.status.success(),
-        "envoy accepted a bad configuration"
-    );
-    assert!(
-        log.contains("invalid keysync plugin configuration") && log.contains("sometimes"),
-        "no clear message:\n{log}"
-    );
+    // One parser, the core's, for the wasm filter and the native one.
+    for template in ["gateway.yaml", "native.yaml"] {
+        let output = gateway::validate(
+            template,
+            &[(
+                "KEYSYNC_AUTH_CONFIG".into(),
+                r#"{"role":"auth","failure_mode":"sometimes"}"#.into(),
+            )],
+        );
+        let log = String::from_utf8_lossy(&output.stderr).to_string()
+            + &String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !output.status.success(),
+            "{template}: envoy accepted a bad configuration"
+        );
+        assert!(
+            log.contains("invalid keysync plugin configuration") && log.contains("sometimes"),
+            "{template}: no clear message:\n{log}"
+        );
+    }
 }
 
 #[test]
