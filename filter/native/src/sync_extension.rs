@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use keysync_filter_core::{PluginConfig, SyncService, SYNC_TICK};
 
-use crate::abi::{log, BootstrapConfig, BootstrapHandle, LogLevel, Timer};
+use crate::abi::{log, with_live_bootstrap, BootstrapConfig, BootstrapHandle, LogLevel, Timer};
 use crate::auth_filter::wakeups;
 use crate::grpc::calls::Delivery;
 use crate::metric_table::{MetricSink, MetricTable};
@@ -28,8 +28,9 @@ use crate::panic_guard;
 
 pub const EXTENSION_NAME: &str = "keysync-sync";
 
-/// The timer's period until the first full sync: Envoy's init is released within it.
-const STARTING_PERIOD: Duration = Duration::from_millis(20);
+/// The timer's period: the service ticks every `SYNC_TICK`, but Envoy's init is released,
+/// and the workers' stats reach Envoy, within this.
+const TIMER_PERIOD: Duration = Duration::from_millis(20);
 
 thread_local! {
     /// The process's sync service (main thread only: every hook that reaches it runs there).
@@ -84,7 +85,7 @@ pub fn new_sync_extension(
         return None;
     }
     let mut timer = config.timer()?;
-    timer.enable(millis(STARTING_PERIOD));
+    timer.enable(millis(TIMER_PERIOD));
     log(
         LogLevel::Info,
         &format!(
@@ -137,12 +138,7 @@ impl BootstrapConfig for SyncExtension {
         if let Some(table) = MetricTable::process() {
             table.flush(&mut EnvoyStats(config));
         }
-        let period = if self.init_released {
-            SYNC_TICK
-        } else {
-            STARTING_PERIOD
-        };
-        self.timer.enable(millis(period));
+        self.timer.enable(millis(TIMER_PERIOD));
     }
 }
 
@@ -172,7 +168,16 @@ impl MetricSink for EnvoyStats<'_, '_> {
 fn with_service<R>(f: impl FnOnce(&mut SyncService<NativeHost>) -> R) -> Option<R> {
     let result = on_service(f);
     drain_pending();
+    // What the service recorded reaches Envoy now, as the wasm filter's service writes its
+    // stats: a test (or an operator) reading them right after a change sees it.
+    flush_stats();
     result
+}
+
+fn flush_stats() {
+    if let Some(table) = MetricTable::process() {
+        with_live_bootstrap(|config| table.flush(&mut EnvoyStats(config)));
+    }
 }
 
 fn on_service<R>(f: impl FnOnce(&mut SyncService<NativeHost>) -> R) -> Option<R> {
@@ -204,6 +209,7 @@ pub fn deliver(deliveries: Vec<Delivery>) {
     }
     PENDING.with(|pending| pending.borrow_mut().extend(deliveries));
     drain_pending();
+    flush_stats();
 }
 
 fn drain_pending() {

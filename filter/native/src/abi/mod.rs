@@ -84,7 +84,7 @@ mod module;
 mod outbound;
 mod types;
 
-pub use bootstrap_config::{BootstrapHandle, BootstrapScheduler, Timer};
+pub use bootstrap_config::{with_live_bootstrap, BootstrapHandle, BootstrapScheduler, Timer};
 pub use filter_config::{FilterConfigHandle, FilterConfigScheduler};
 pub use http_stream::{HeaderMap, HttpStream, StreamRef, StreamScheduler};
 pub use log::{log, log_enabled};
