@@ -12,7 +12,7 @@
 //!   worker has no later request to ride on, and its batched stats, usage tally and unused
 //!   rate-limit leases must not wait for one.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -27,11 +27,63 @@ const WAKE_TICK: Duration = Duration::from_millis(200);
 
 pub struct WorkerSlot {
     pub worker: Rc<AuthWorker<NativeHost>>,
-    last_tick: Cell<Instant>,
+    ticks: RefCell<TickSchedule>,
+}
+
+/// When a worker ticks (see the module docs), apart from the worker itself.
+#[derive(Debug)]
+struct TickSchedule {
+    last_tick: Instant,
     /// Requests of this configuration alive on this worker.
-    live: Cell<u32>,
+    live: u32,
     /// A request came since the last tick.
-    owed: Cell<bool>,
+    owed: bool,
+}
+
+impl TickSchedule {
+    fn new(now: Instant) -> Self {
+        TickSchedule {
+            last_tick: now,
+            live: 0,
+            owed: false,
+        }
+    }
+
+    /// A request starts: whether to tick first.
+    fn request_started(&mut self, now: Instant, parked: bool) -> bool {
+        self.live = self.live.saturating_add(1);
+        let tick = !parked && now.saturating_duration_since(self.last_tick) >= WORKER_TICK;
+        if tick {
+            self.ticked(now);
+        }
+        // After the tick: what this request counts is owed to a later one.
+        self.owed = true;
+        tick
+    }
+
+    /// A parked request's wake-up: whether to tick.
+    fn woken(&mut self, now: Instant) -> bool {
+        let tick = now.saturating_duration_since(self.last_tick) >= WAKE_TICK;
+        if tick {
+            self.ticked(now);
+        }
+        tick
+    }
+
+    /// A request ended: whether to tick (the worker goes idle with counts pending).
+    fn request_ended(&mut self, now: Instant) -> bool {
+        self.live = self.live.saturating_sub(1);
+        let tick = self.live == 0 && self.owed;
+        if tick {
+            self.ticked(now);
+        }
+        tick
+    }
+
+    fn ticked(&mut self, now: Instant) {
+        self.last_tick = now;
+        self.owed = false;
+    }
 }
 
 /// The configuration a slot belongs to: dropped with it (its worker slots then go).
@@ -56,9 +108,7 @@ impl WorkerSlot {
             slots.retain(|(owner, _)| owner.strong_count() > 0);
             let slot = Rc::new(WorkerSlot {
                 worker: Rc::new(AuthWorker::new(NativeHost, config.clone())),
-                last_tick: Cell::new(Instant::now()),
-                live: Cell::new(0),
-                owed: Cell::new(false),
+                ticks: RefCell::new(TickSchedule::new(Instant::now())),
             });
             slots.push((Arc::downgrade(life), Rc::clone(&slot)));
             slot
@@ -67,31 +117,76 @@ impl WorkerSlot {
 
     /// A request began.
     pub fn request_started(&self) {
-        self.live.set(self.live.get().saturating_add(1));
-        self.owed.set(true);
-        if !self.worker.has_parked() && self.last_tick.get().elapsed() >= WORKER_TICK {
-            self.tick();
-        }
+        let parked = self.worker.has_parked();
+        self.tick_if(|ticks| ticks.request_started(Instant::now(), parked));
     }
 
     /// A parked request's wake-up.
     pub fn woken(&self) {
-        if self.last_tick.get().elapsed() >= WAKE_TICK {
-            self.tick();
-        }
+        self.tick_if(|ticks| ticks.woken(Instant::now()));
     }
 
     /// A request ended (its filter is being dropped).
     pub fn request_ended(&self) {
-        self.live.set(self.live.get().saturating_sub(1));
-        if self.live.get() == 0 && self.owed.get() {
-            self.tick();
-        }
+        self.tick_if(|ticks| ticks.request_ended(Instant::now()));
     }
 
-    fn tick(&self) {
-        self.last_tick.set(Instant::now());
-        self.owed.set(false);
-        self.worker.on_tick();
+    fn tick_if(&self, due: impl FnOnce(&mut TickSchedule) -> bool) {
+        // Released before the tick: it may end requests (parked ones answered), which
+        // come back here.
+        let tick = self
+            .ticks
+            .try_borrow_mut()
+            .is_ok_and(|mut ticks| due(&mut ticks));
+        if tick {
+            self.worker.on_tick();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_request_is_ticked_for_when_its_worker_goes_idle() {
+        let start = Instant::now();
+        let mut ticks = TickSchedule::new(start);
+        let later = start + WORKER_TICK;
+        // The request that finds a tick due gets it first; what it counts is still owed.
+        assert!(ticks.request_started(later, false));
+        assert!(
+            ticks.request_ended(later),
+            "ticked when the worker goes idle"
+        );
+        // Nothing happened since: no tick.
+        assert!(!ticks.request_ended(later));
+    }
+
+    #[test]
+    fn a_busy_worker_ticks_on_its_requests_once_a_tick_is_due() {
+        let start = Instant::now();
+        let mut ticks = TickSchedule::new(start);
+        assert!(!ticks.request_started(start, false));
+        assert!(!ticks.request_started(start + WORKER_TICK / 2, false));
+        assert!(
+            !ticks.request_ended(start + WORKER_TICK / 2),
+            "one still alive"
+        );
+        assert!(ticks.request_started(start + WORKER_TICK, false));
+        assert!(!ticks.request_started(start + WORKER_TICK, false));
+    }
+
+    #[test]
+    fn with_parked_requests_only_their_wake_ups_tick() {
+        let start = Instant::now();
+        let mut ticks = TickSchedule::new(start);
+        assert!(!ticks.request_started(start + WORKER_TICK, true));
+        assert!(!ticks.woken(start + WAKE_TICK / 2));
+        assert!(ticks.woken(start + WORKER_TICK));
+        assert!(
+            !ticks.woken(start + WORKER_TICK),
+            "one tick for many wake-ups"
+        );
     }
 }
