@@ -92,6 +92,9 @@ pub struct GatewayOptions {
     pub hot_restart: Option<HotRestart>,
     /// Another build of the filter (the crash-test build); `None`: the usual one.
     pub filter_wasm: Option<PathBuf>,
+    /// Return only once Envoy says it is ready (`/ready` 200); otherwise as soon as the
+    /// gateway listener is bound (a test of readiness itself).
+    pub wait_ready: bool,
 }
 
 /// Replaces the one occurrence of `find` in the rendered configuration with `replace`;
@@ -157,6 +160,7 @@ impl GatewayOptions {
             config_edits: Vec::new(),
             hot_restart: None,
             filter_wasm: None,
+            wait_ready: true,
         }
     }
 
@@ -300,7 +304,9 @@ impl Gateway {
         .unwrap_or_else(|()| panic!("envoy wrote no admin address:\n{}", process.log()));
         let addr = poll::until(deadline, poll::INTERVAL, || {
             if let Some(addr) = listener_addr(admin, "gateway") {
-                if http::get(admin, "/ready", &[]).is_ok_and(|r| r.status == 200) {
+                if !options.wait_ready
+                    || http::get(admin, "/ready", &[]).is_ok_and(|r| r.status == 200)
+                {
                     return Ok(addr);
                 }
             }
@@ -321,6 +327,11 @@ impl Gateway {
             config_path,
             _dir: dir,
         }
+    }
+
+    /// Envoy's `/ready` status (None when its admin does not answer).
+    pub fn ready_status(&self) -> Option<u16> {
+        http::get(self.admin, "/ready", &[]).ok().map(|r| r.status)
     }
 
     /// `GET path` through the gateway; panics on a transport error.
