@@ -165,7 +165,7 @@ fn requests_a_second(gateway: &keysync_e2e::gateway::Gateway, key: &str, seconds
         .arg(format!("authorization: Bearer {key}"))
         .arg(format!("http://{}/", gateway.addr))
         .output()
-        .expect("run wrk (apt-get install wrk)");
+        .unwrap_or_else(|e| panic!("cannot run wrk (apt-get install wrk): {e}"));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains("Non-2xx"), "{text}");
     text.lines()
