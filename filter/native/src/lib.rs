@@ -45,6 +45,7 @@ mod panic_guard;
 mod registry;
 mod shared_store;
 mod sync_extension;
+mod wakeups;
 
 /// The module Envoy's hooks reach (see `abi::Module`).
 static MODULE: &dyn abi::Module = &registry::Registry;

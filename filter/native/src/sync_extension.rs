@@ -12,7 +12,7 @@
 //! (`abi::outbound`), whose hooks hand what comes back here (`deliver`).
 //!
 //! Its timer also hands the stats to Envoy (`metric_table`) and wakes the workers' parked
-//! requests (`auth_filter::wakeups`).
+//! requests (`wakeups`).
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use keysync_filter_core::{PluginConfig, SyncService, SYNC_TICK};
 
 use crate::abi::{log, with_live_bootstrap, BootstrapConfig, BootstrapHandle, LogLevel, Timer};
-use crate::auth_filter::wakeups;
 use crate::grpc::calls::Delivery;
 use crate::metric_table::{MetricSink, MetricTable};
 use crate::native_host::NativeHost;
 use crate::panic_guard;
+use crate::wakeups;
 
 pub const EXTENSION_NAME: &str = "keysync-sync";
 

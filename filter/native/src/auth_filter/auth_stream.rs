@@ -11,11 +11,11 @@ use crate::abi::{
     Attribute, HeadersStatus, HttpStream, HttpStreamFilter, Origin, StreamRef, StreamResetReason,
     StreamScheduler,
 };
-use crate::auth_filter::wakeups::{self, WAKE};
 use crate::auth_filter::worker_slot::WorkerSlot;
 use crate::grpc::calls::{self, Delivery};
 use crate::native_host::NativeHost;
 use crate::native_request::NativeRequest;
+use crate::wakeups::{self, WAKE};
 
 pub struct AuthStream {
     /// `None` once the stream is over.

@@ -6,10 +6,9 @@
 //!   sync service's calls that go out through it;
 //! - `worker_slot`: what each worker keeps per configuration (the core's `AuthWorker`) and
 //!   when it ticks: the ABI has no worker timer, so ticks ride on the worker's own requests;
-//! - `auth_stream`: one request (its worker thread);
-//! - `wakeups`: parked requests woken from the main thread, so that their worker ticks.
+//! - `auth_stream`: one request (its worker thread), whose wake-ups while it is parked come
+//!   from the main thread (`crate::wakeups`).
 
 pub mod auth_stream;
 pub mod filter_config;
-pub mod wakeups;
 pub mod worker_slot;

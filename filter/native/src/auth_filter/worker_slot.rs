@@ -7,7 +7,7 @@
 //! beyond a clock read:
 //! - at the start of a request, when a tick is due and no request is parked (a parked request
 //!   is decided from a scheduled event, never from inside another request's headers);
-//! - on a parked request's wake-up (`wakeups`), when a tick is due;
+//! - on a parked request's wake-up (`crate::wakeups`), when a tick is due;
 //! - when the worker's last request ends and something happened since the last tick: an idle
 //!   worker has no later request to ride on, and its batched stats, usage tally and unused
 //!   rate-limit leases must not wait for one.
