@@ -481,9 +481,11 @@ def render(template, env):
     values["ENVOY_PROBE_LISTENER"] = block(listener.splitlines(), template, "ENVOY_PROBE_LISTENER")
     values["ENVOY_PROBE_CLUSTER"] = block(cluster.splitlines(), template, "ENVOY_PROBE_CLUSTER")
     try:
-        return string.Template(template).substitute(values)
+        rendered = string.Template(template).substitute(values)
     except KeyError as e:
         raise RenderError(f"the template needs {e.args[0]}, which is not set")
+    # The block markers are for templates that extend this one, not for Envoy.
+    return re.sub(r"^[ \t]*# (>>>|<<<) [\w-]+: [\w-]+[ \t]*\n", "", rendered, flags=re.M)
 
 
 def main(argv):
