@@ -210,7 +210,13 @@ fn never_synced_fails_closed_by_default_and_open_when_configured() {
     let backends = backend.backend_urls();
     let key = "sk_live_KeyThatCannotBeCheckedRightNow";
 
-    let closed = Gateway::start(GatewayOptions::new(nowhere, backends.clone()));
+    // The wasm filter's: the native one takes no traffic at all before its first full sync
+    // (e2e/tests/native_filter.rs).
+    let wasm = |options: GatewayOptions| GatewayOptions {
+        template: "gateway.yaml".into(),
+        ..options
+    };
+    let closed = Gateway::start(wasm(GatewayOptions::new(nowhere, backends.clone())));
     let refused = closed.get_with_key("/", key);
     assert_error(&refused, 503, "auth_unavailable");
     assert_eq!(closed.get("/health", &[]).status, 200);
@@ -221,7 +227,7 @@ fn never_synced_fails_closed_by_default_and_open_when_configured() {
     );
     closed.wait_for_stat("unavailable", DEADLINE, |n| n >= 1);
 
-    let mut options = GatewayOptions::new(nowhere, backends);
+    let mut options = wasm(GatewayOptions::new(nowhere, backends));
     options.auth_config = r#"{"role":"auth","failure_mode":"open"}"#.into();
     let open = Gateway::start(options);
     let passed = open.get(
