@@ -29,7 +29,7 @@ export TANSU_BIN := $(TANSU)
 .PHONY: help deps wasm-target postgres-server redis-server faketime wrk kafka-broker build-filter build-crash-test-filter build-native build-native-demo build test lint run bench bench-short bench-build faults faults-build clean
 
 help:
-	@echo "make run    start the demo gateway (Ctrl-C stops everything)"
+	@echo "make run    start the demo gateway (Ctrl-C stops everything); GATEWAY_FILTER=native or ext_authz picks what checks keys"
 	@echo "make test   fmt check, clippy (native + wasm), unit and end-to-end tests"
 	@echo "make deps   install what is missing (wasm target, Envoy, PostgreSQL server, zig)"
 	@echo "make build-native  the native filter module (target/x86_64-unknown-linux-gnu/native-release/libkeysync_filter_native.so)"

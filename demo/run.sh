@@ -2,6 +2,9 @@
 # The demo behind `make run`: a throwaway PostgreSQL (unless DATABASE_URL is set), a demo
 # org and key, keysync, an echo backend (unless BACKEND_URLS is set) and Envoy with the
 # filter. Prints curl lines to try; Ctrl-C stops everything it started.
+# GATEWAY_FILTER picks what checks the keys: wasm (default, envoy/gateway.yaml), native
+# (the dynamic module, envoy/native.yaml) or ext_authz (Envoy asks keysync,
+# envoy/ext-authz.yaml).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,6 +13,18 @@ KEYSYNC="${KEYSYNC_BIN:-$ROOT/target/debug/keysync}"
 ECHO_BACKEND="${ECHO_BACKEND_BIN:-$ROOT/target/debug/echo-backend}"
 ENVOY="${ENVOY_BIN:-$ROOT/.venv/envoy-1.40.0}"
 FILTER_WASM="${KEYSYNC_FILTER_WASM:-$ROOT/target/wasm32-wasip1/release/keysync_filter.wasm}"
+NATIVE_DIR="${ENVOY_DYNAMIC_MODULES_SEARCH_PATH:-$ROOT/target/x86_64-unknown-linux-gnu/native-release}"
+GATEWAY_FILTER="${GATEWAY_FILTER:-wasm}"
+case "$GATEWAY_FILTER" in
+  wasm) TEMPLATE=gateway.yaml; FILTER_FILE="$FILTER_WASM" ;;
+  native)
+    TEMPLATE=native.yaml
+    FILTER_FILE="$NATIVE_DIR/libkeysync_filter_native.so"
+    export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$NATIVE_DIR"
+    ;;
+  ext_authz) TEMPLATE=ext-authz.yaml; FILTER_FILE="" ;;
+  *) echo "error: GATEWAY_FILTER must be wasm, native or ext_authz, not '$GATEWAY_FILTER'" >&2; exit 1 ;;
+esac
 
 export GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 export ENVOY_ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
@@ -20,7 +35,7 @@ export KEYSYNC_API_ADDR="${KEYSYNC_API_ADDR:-127.0.0.1:9091}"
 export KEYSYNC_FILTER_WASM="$FILTER_WASM"
 PG_PORT="${DEMO_POSTGRES_PORT:-54329}"
 
-for bin in "$KEYSYNC" "$ECHO_BACKEND" "$ENVOY" "$FILTER_WASM"; do
+for bin in "$KEYSYNC" "$ECHO_BACKEND" "$ENVOY" ${FILTER_FILE:+"$FILTER_FILE"}; do
   [ -e "$bin" ] || { echo "error: $bin is missing: run 'make run', which builds it" >&2; exit 1; }
 done
 
@@ -128,10 +143,11 @@ if [ -z "${BACKEND_URLS:-}" ]; then
   export BACKEND_URLS="api-service=http://127.0.0.1:3000"
 fi
 
-python3 "$ROOT/envoy/render.py" "$ROOT/envoy/gateway.yaml" >"$RUN/envoy.yaml"
-echo "starting Envoy on port $GATEWAY_PORT (admin http://127.0.0.1:$ENVOY_ADMIN_PORT; log .run/envoy.log)"
+python3 "$ROOT/envoy/render.py" "$ROOT/envoy/$TEMPLATE" >"$RUN/envoy.yaml"
+echo "starting Envoy with the $GATEWAY_FILTER filter on port $GATEWAY_PORT (admin http://127.0.0.1:$ENVOY_ADMIN_PORT; log .run/envoy.log)"
 "$ENVOY" -c "$RUN/envoy.yaml" --concurrency 2 --disable-hot-restart >"$RUN/envoy.log" 2>&1 &
 pids+=($!)
+# The native filter holds Envoy's readiness until its first full sync.
 wait_http "http://127.0.0.1:$ENVOY_ADMIN_PORT/ready" 60 Envoy
 # The gateway is up only once the filter's store holds a complete sync of the keys:
 # until then /health answers 503, and a key served by a lookup alone would turn into

@@ -17,7 +17,9 @@ blocks. ENVOY_PROBE_PORT adds a listener on that port that passes GET /ready and
 /stats/prometheus to the admin interface (which stays on 127.0.0.1), for Kubernetes
 probes and Prometheus; /ready answers 503 until the gateway can decide keys (the wasm
 filter's store holds a complete sync; in ext_authz mode, keysync has loaded its key
-snapshot), then Envoy's own readiness. Standard library only.
+snapshot), then Envoy's own readiness. A template that says `# extends: BASE` (envoy/native.yaml) is
+BASE with each of its blocks marked `# >>> KIND: NAME` ... `# <<< KIND: NAME` replaced by
+the template's block of the same NAME. Standard library only.
 """
 import json
 import os
@@ -135,12 +137,17 @@ def route_scopes(scopes, header):
     return text
 
 
+# The HTTP filter that authenticates, by template: Envoy's ext_authz, the native module,
+# or the wasm filter.
+AUTH_FILTERS = ["envoy.filters.http.ext_authz", "envoy.filters.http.dynamic_modules"]
+HEADER_SCOPE_FILTERS = ("envoy.filters.http.wasm", "envoy.filters.http.dynamic_modules")
+
+
 def disabled_filters(template, mode):
     """The filters a public route turns off: the template's auth filter, and Envoy's
     rate-limit filter in global mode (a client could otherwise send its own descriptor
     headers)."""
-    names = ["envoy.filters.http.ext_authz" if "envoy.filters.http.ext_authz" in template
-             else "envoy.filters.http.wasm"]
+    names = [next((f for f in AUTH_FILTERS if f in template), "envoy.filters.http.wasm")]
     if mode == "global":
         names.append("envoy.filters.http.ratelimit")
     return names
@@ -159,7 +166,7 @@ def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scop
     if not items:
         return ['- { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }']
     scopes = scopes or {}
-    header = "envoy.filters.http.wasm" in filters
+    header = any(f in filters for f in HEADER_SCOPE_FILTERS)
 
     def extra(name):
         if name in public:
@@ -463,7 +470,37 @@ def block(lines, template, field):
     return ("\n" + indent).join(lines)
 
 
+BLOCK = r"^([ \t]*)# >>> [\w-]+: ({name})\n(.*?)^[ \t]*# <<< [\w-]+: \2[ \t]*\n"
+
+
+def expand(template):
+    """A template that extends another: the base, with its marked blocks replaced."""
+    match = re.search(r"^# extends: (\S+)$", template, re.M)
+    if not match:
+        return template
+    path = os.path.join(ROOT, "envoy", match.group(1))
+    try:
+        with open(path, encoding="utf-8") as f:
+            base = f.read()
+    except OSError as e:
+        raise RenderError(f"extends: cannot read {path}: {e.strerror}")
+    blocks = {
+        name: body for _, name, body in re.findall(BLOCK.format(name=r"[\w-]+"), template, re.M | re.S)
+    }
+    for name, body in blocks.items():
+        pattern = re.compile(BLOCK.format(name=re.escape(name)), re.M | re.S)
+        found = pattern.search(base)
+        if not found:
+            raise RenderError(f"extends: {match.group(1)} has no block {name!r}")
+        indent = found.group(1)
+        lines = [indent + line if line.strip() else line for line in body.splitlines()]
+        replacement = "".join(line + "\n" for line in lines)
+        base = base[: found.start()] + replacement + base[found.end():]
+    return base
+
+
 def render(template, env):
+    template = expand(template)
     values = {k: env.get(k) or v for k, v in DEFAULTS.items()}
     for key, value in env.items():
         values.setdefault(key, value)
@@ -512,9 +549,11 @@ def render(template, env):
     values["ENVOY_PROBE_LISTENER"] = block(listener.splitlines(), template, "ENVOY_PROBE_LISTENER")
     values["ENVOY_PROBE_CLUSTER"] = block(cluster.splitlines(), template, "ENVOY_PROBE_CLUSTER")
     try:
-        return string.Template(template).substitute(values)
+        rendered = string.Template(template).substitute(values)
     except KeyError as e:
         raise RenderError(f"the template needs {e.args[0]}, which is not set")
+    # The block markers are for templates that extend this one, not for Envoy.
+    return re.sub(r"^[ \t]*# (>>>|<<<) [\w-]+: [\w-]+[ \t]*\n", "", rendered, flags=re.M)
 
 
 def main(argv):

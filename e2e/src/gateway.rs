@@ -1,5 +1,9 @@
 //! A real Envoy running one of the configurations shipped in `envoy/`, rendered by
-//! `envoy/render.py` exactly as `make run` renders it, with the built filter `.wasm`.
+//! `envoy/render.py` exactly as `make run` renders it, with the built filter: the `.wasm`
+//! (`gateway.yaml`), the native module (`native.yaml`), or none (`ext-authz.yaml`).
+//!
+//! `KEYSYNC_E2E_GATEWAY=native` makes the native filter every test's default, so that a
+//! suite written for the wasm filter runs against the native one unchanged.
 
 use crate::http::{self, Response};
 use crate::paths;
@@ -17,6 +21,49 @@ use std::time::{Duration, Instant};
 
 /// How long Envoy may take to serve on its gateway listener after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The variable that picks the default template of [`GatewayOptions::new`].
+const DEFAULT_GATEWAY_VARIABLE: &str = "KEYSYNC_E2E_GATEWAY";
+
+/// What enforces the contract in a template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    /// The wasm filter (`gateway.yaml`).
+    Wasm,
+    /// The native filter, an Envoy dynamic module (`native.yaml`).
+    Native,
+    /// Envoy's ext_authz filter asking keysync (`ext-authz.yaml`), or no keysync filter.
+    None,
+}
+
+impl FilterKind {
+    pub fn of_template(template: &str) -> FilterKind {
+        match template {
+            "native.yaml" => FilterKind::Native,
+            "gateway.yaml" => FilterKind::Wasm,
+            _ => FilterKind::None,
+        }
+    }
+
+    /// Where Envoy shows the filter's stats (`keysync.*`).
+    pub fn stats_prefix(self) -> &'static str {
+        match self {
+            FilterKind::Native => "dynamicmodulescustom.keysync.",
+            FilterKind::Wasm | FilterKind::None => "wasmcustom.keysync.",
+        }
+    }
+
+    /// Environment the Envoy process needs for this kind of filter.
+    pub fn process_env(self) -> Vec<(String, String)> {
+        match self {
+            FilterKind::Native => vec![(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".into(),
+                paths::native_filter_dir().display().to_string(),
+            )],
+            FilterKind::Wasm | FilterKind::None => Vec::new(),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
@@ -45,6 +92,9 @@ pub struct GatewayOptions {
     pub hot_restart: Option<HotRestart>,
     /// Another build of the filter (the crash-test build); `None`: the usual one.
     pub filter_wasm: Option<PathBuf>,
+    /// Return only once Envoy says it is ready (`/ready` 200); otherwise as soon as the
+    /// gateway listener is bound (a test of readiness itself).
+    pub wait_ready: bool,
 }
 
 /// Replaces the one occurrence of `find` in the rendered configuration with `replace`;
@@ -91,8 +141,12 @@ impl HotRestart {
 
 impl GatewayOptions {
     pub fn new(keysync_grpc: SocketAddr, backends: impl Into<String>) -> Self {
+        let template = match std::env::var(DEFAULT_GATEWAY_VARIABLE).as_deref() {
+            Ok("native") => "native.yaml",
+            _ => "gateway.yaml",
+        };
         GatewayOptions {
-            template: "gateway.yaml".into(),
+            template: template.into(),
             keysync_grpc,
             backends: backends.into(),
             // As envoy/render.py renders it by default.
@@ -106,6 +160,7 @@ impl GatewayOptions {
             config_edits: Vec::new(),
             hot_restart: None,
             filter_wasm: None,
+            wait_ready: true,
         }
     }
 
@@ -121,6 +176,11 @@ impl GatewayOptions {
         SocketAddr::from(([127, 0, 0, 1], probe_port))
     }
 
+    /// The native filter (`envoy/native.yaml`) in place of the wasm one.
+    pub fn native(&mut self) {
+        self.template = "native.yaml".into();
+    }
+
     /// Global rate limiting: the filter hands limits to Envoy's rate-limit filter,
     /// which asks keysync (started with `REDIS_URL`).
     pub fn global_rate_limits(&mut self) {
@@ -131,6 +191,8 @@ impl GatewayOptions {
 
 pub struct Gateway {
     pub process: Process,
+    /// What enforces the contract in it.
+    pub filter: FilterKind,
     /// The gateway listener.
     pub addr: SocketAddr,
     pub admin: SocketAddr,
@@ -170,6 +232,7 @@ pub fn validate(template: &str, env: &[(String, String)]) -> Output {
     Command::new(paths::envoy_bin())
         .args(["--mode", "validate", "-c"])
         .arg(&path)
+        .envs(FilterKind::of_template(template).process_env())
         .output()
         .expect("run envoy --mode validate")
 }
@@ -210,8 +273,10 @@ impl Gateway {
         std::fs::write(&config_path, config).expect("write envoy config");
         let admin_path = dir.path().join("admin-address");
 
+        let filter = FilterKind::of_template(&options.template);
         let mut command = Command::new(paths::envoy_bin());
         command
+            .envs(filter.process_env())
             .arg("-c")
             .arg(&config_path)
             .arg("--concurrency")
@@ -251,7 +316,9 @@ impl Gateway {
         .unwrap_or_else(|()| panic!("envoy wrote no admin address:\n{}", process.log()));
         let addr = poll::until(deadline, poll::INTERVAL, || {
             if let Some(addr) = listener_addr(admin, "gateway") {
-                if http::get(admin, "/ready", &[]).is_ok_and(|r| r.status == 200) {
+                if !options.wait_ready
+                    || http::get(admin, "/ready", &[]).is_ok_and(|r| r.status == 200)
+                {
                     return Ok(addr);
                 }
             }
@@ -266,11 +333,17 @@ impl Gateway {
         });
         Gateway {
             process,
+            filter,
             addr,
             admin,
             config_path,
             _dir: dir,
         }
+    }
+
+    /// Envoy's `/ready` status (None when its admin does not answer).
+    pub fn ready_status(&self) -> Option<u16> {
+        http::get(self.admin, "/ready", &[]).ok().map(|r| r.status)
     }
 
     /// `GET path` through the gateway; panics on a transport error.
@@ -352,9 +425,10 @@ impl Gateway {
         })
     }
 
-    /// The filter's stats (`wasmcustom.keysync.*`), by short name (`allowed`, ...).
+    /// The filter's stats (`wasmcustom.keysync.*`, `dynamicmodulescustom.keysync.*`), by
+    /// short name (`allowed`, ...).
     pub fn stats(&self) -> HashMap<String, u64> {
-        stats_under(self.admin, "wasmcustom.keysync.")
+        stats_under(self.admin, self.filter.stats_prefix())
     }
 
     pub fn stat(&self, name: &str) -> u64 {

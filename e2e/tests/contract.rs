@@ -1,13 +1,14 @@
 //! The gateway contract (the README's "What the gateway answers"), checked the same way
-//! against both ways of enforcing it: the wasm filter inside Envoy
-//! (`envoy/gateway.yaml`) and Envoy's ext_authz filter asking keysync
+//! against the three ways of enforcing it: the wasm filter inside Envoy
+//! (`envoy/gateway.yaml`), the native filter, an Envoy dynamic module on the same core
+//! (`envoy/native.yaml`), and Envoy's ext_authz filter asking keysync
 //! (`envoy/ext-authz.yaml`). Real Envoy, keysync and PostgreSQL; the echo backend shows
 //! what the gateway forwarded.
 
 use keysync_contract::limit::Limit;
 use keysync_contract::subject::Subject;
 use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
-use keysync_e2e::gateway::GatewayOptions;
+use keysync_e2e::gateway::{FilterKind, GatewayOptions};
 use keysync_e2e::http::Response;
 use keysync_e2e::keysync::revoke_key;
 use keysync_e2e::poll::DEADLINE;
@@ -21,6 +22,10 @@ type Headers = Vec<(&'static str, Vec<u8>)>;
 
 fn ext_authz(options: &mut GatewayOptions) {
     options.template = "ext-authz.yaml".into();
+}
+
+fn wasm(options: &mut GatewayOptions) {
+    options.template = "gateway.yaml".into();
 }
 
 /// A response the backend answered, for `key`'s organization and key, with no
@@ -163,7 +168,8 @@ fn check_bad_authorization_values(stack: &Stack, key: &str) {
 
 #[test]
 fn contract_holds_with_the_wasm_filter() {
-    let stack = Stack::start(|_| {});
+    let stack = Stack::start(wasm);
+    assert_eq!(stack.gateway.filter, FilterKind::Wasm);
     check_contract(&stack);
     let log = stack.gateway.process.log();
     assert!(!log.contains("panicked"), "the filter panicked:\n{log}");
@@ -171,6 +177,35 @@ fn contract_holds_with_the_wasm_filter() {
         !log.contains("[critical][wasm]"),
         "critical wasm log:\n{log}"
     );
+}
+
+#[test]
+fn contract_holds_with_the_native_filter() {
+    let stack = Stack::start(GatewayOptions::native);
+    assert_eq!(stack.gateway.filter, FilterKind::Native);
+    check_contract(&stack);
+    let log = stack.gateway.process.log();
+    assert!(!log.contains("a panic in"), "the module panicked:\n{log}");
+    assert!(
+        log.contains("Dynamic module ABI version v0.2.0 matched."),
+        "{log}"
+    );
+    // The core decided, on the workers (their stats reach Envoy within a sync tick) and in
+    // the sync service.
+    for (stat, at_least) in [
+        ("allowed", 5),
+        ("missing", 1),
+        ("invalid", 3),
+        ("refresh_ok", 1),
+    ] {
+        stack
+            .gateway
+            .wait_for_stat(stat, DEADLINE, |value| value >= at_least);
+    }
+    let config = std::fs::read_to_string(&stack.gateway.config_path).expect("read config");
+    for wasm in ["envoy.filters.http.wasm", "envoy.bootstrap.wasm"] {
+        assert!(!config.contains(wasm), "native mode loads no wasm: {wasm}");
+    }
 }
 
 #[test]

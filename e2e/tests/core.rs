@@ -212,7 +212,13 @@ fn never_synced_fails_closed_by_default_and_open_when_configured() {
     let backends = backend.backend_urls();
     let key = "sk_live_KeyThatCannotBeCheckedRightNow";
 
-    let closed = Gateway::start(GatewayOptions::new(nowhere, backends.clone()));
+    // The wasm filter's: the native one takes no traffic at all before its first full sync
+    // (e2e/tests/native_filter.rs).
+    let wasm = |options: GatewayOptions| GatewayOptions {
+        template: "gateway.yaml".into(),
+        ..options
+    };
+    let closed = Gateway::start(wasm(GatewayOptions::new(nowhere, backends.clone())));
     let refused = closed.get_with_key("/", key);
     assert_error(&refused, 503, "auth_unavailable");
     // Not ready: the store never held a complete sync.
@@ -224,7 +230,7 @@ fn never_synced_fails_closed_by_default_and_open_when_configured() {
     );
     closed.wait_for_stat("unavailable", DEADLINE, |n| n >= 1);
 
-    let mut options = GatewayOptions::new(nowhere, backends);
+    let mut options = wasm(GatewayOptions::new(nowhere, backends));
     options.auth_config = r#"{"role":"auth","failure_mode":"open"}"#.into();
     let open = Gateway::start(options);
     let passed = open.get(
@@ -303,23 +309,26 @@ fn envoy_log_seconds(line: &str) -> f64 {
 
 #[test]
 fn a_bad_plugin_configuration_is_refused_with_a_clear_message() {
-    let output = gateway::validate(
-        "gateway.yaml",
-        &[(
-            "KEYSYNC_AUTH_CONFIG".into(),
-            r#"{"role":"auth","failure_mode":"sometimes"}"#.into(),
-        )],
-    );
-    let log = String::from_utf8_lossy(&output.stderr).to_string()
-        + &String::from_utf8_lossy(&output.stdout);
-    assert!(
-        !output.status.success(),
-        "envoy accepted a bad configuration"
-    );
-    assert!(
-        log.contains("invalid keysync plugin configuration") && log.contains("sometimes"),
-        "no clear message:\n{log}"
-    );
+    // One parser, the core's, for the wasm filter and the native one.
+    for template in ["gateway.yaml", "native.yaml"] {
+        let output = gateway::validate(
+            template,
+            &[(
+                "KEYSYNC_AUTH_CONFIG".into(),
+                r#"{"role":"auth","failure_mode":"sometimes"}"#.into(),
+            )],
+        );
+        let log = String::from_utf8_lossy(&output.stderr).to_string()
+            + &String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !output.status.success(),
+            "{template}: envoy accepted a bad configuration"
+        );
+        assert!(
+            log.contains("invalid keysync plugin configuration") && log.contains("sometimes"),
+            "{template}: no clear message:\n{log}"
+        );
+    }
 }
 
 #[test]

@@ -76,9 +76,11 @@ fn a_public_path_does_not_carry_a_credential_to_the_backend() {
 #[test]
 fn failing_open_forwards_without_the_credential() {
     let backend = Backend::start();
-    // Nothing listens here: the gateway can never sync and fails open.
+    // Nothing listens here: the gateway can never sync and fails open. The wasm filter's
+    // case: the native one takes no traffic before its first full sync.
     let nobody: SocketAddr = "127.0.0.1:1".parse().expect("an address");
     let mut options = GatewayOptions::new(nobody, backend.backend_urls());
+    options.template = "gateway.yaml".into();
     options.auth_config =
         r#"{"role":"auth","failure_mode":"open","miss_lookup":{"enabled":false}}"#.into();
     let gateway = Gateway::start(options);

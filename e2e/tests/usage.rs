@@ -176,6 +176,17 @@ fn what_the_gateway_served_is_what_usage_reports() {
         .wait_for_stat("usage_flush_failed", poll::DEADLINE, |n| n > failed);
     stack.keysync = Keysync::start_on(&stack.database_url, &grpc, &[]);
     let answer = wait_for_total(&stack, &org, total + 7);
+    // The echo backend's answers have bodies: their sizes are counted (the wasm filter sees
+    // each chunk go by, the native one asks Envoy for `response.size` at the stream's end).
+    let response_bytes: i64 = answer["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row["response_bytes"].as_i64())
+        .sum();
+    assert!(response_bytes > 0, "no response bytes counted: {answer}");
+    let log = stack.gateway.process.log();
+    assert!(!log.contains("Unsupported attribute"), "{log}");
     assert_eq!(
         by_outcome(&answer),
         vec![

@@ -40,6 +40,7 @@ pub use config::{AuthConfig, ConfigError, PluginConfig, SyncConfig};
 pub use host::{Action, Entry, Host, HostError, HttpRequest, MetricKind, SharedData, WriteError};
 pub use keysync_api::{check_size, ApiError, Reply, MAX_MESSAGE_BYTES};
 pub use readiness::ReadinessGate;
+pub use stats::every_metric;
 pub use sync::service::{SyncService, TICK as SYNC_TICK};
 
 /// A fake Envoy for native tests of an adapter (feature `fake-host`).

@@ -95,6 +95,33 @@ pub const USAGE_FLUSH_FAILED: &str = "keysync.usage_flush_failed";
 /// Counted by the sync service (pages, stream) and by workers (miss-path answers) alike.
 pub const BAD_POLICIES: &str = "keysync.bad_policies";
 
+/// Every stat the core defines, with its kind: a host that must define its stats before
+/// any worker or the sync service exists (a native module defines them with Envoy when its
+/// configuration is loaded) defines these, and answers `define_metric` from them.
+pub fn every_metric() -> impl Iterator<Item = (MetricKind, &'static str)> {
+    let counters = COUNTERS
+        .iter()
+        .map(|(_, name)| (MetricKind::Counter, *name));
+    let sync = [
+        (MetricKind::Counter, REFRESH_OK),
+        (MetricKind::Counter, REFRESH_FAILED),
+        (MetricKind::Gauge, KEYS_LOADED),
+        (MetricKind::Gauge, STORE_REVISION),
+        (MetricKind::Gauge, STREAM_CONNECTED),
+        (MetricKind::Gauge, SECONDS_SINCE_SYNC),
+        (MetricKind::Counter, RESYNCS),
+        (MetricKind::Counter, STREAM_CHANGES),
+        (MetricKind::Counter, SYNC_TAKEOVERS),
+        (MetricKind::Counter, USAGE_FLUSHES_OK),
+        (MetricKind::Counter, USAGE_FLUSH_FAILED),
+        (MetricKind::Counter, QUOTA_CLAIMS_OK),
+        (MetricKind::Counter, QUOTA_CLAIMS_FAILED),
+        (MetricKind::Gauge, QUOTA_REVISION),
+    ];
+    // BAD_POLICIES is a request counter too: listed once.
+    counters.chain(sync)
+}
+
 pub struct RequestStats {
     ids: [Option<u32>; COUNTERS.len()],
     pending: [Cell<u64>; COUNTERS.len()],
@@ -177,6 +204,42 @@ mod tests {
                 COUNTERS.iter().position(|(c, _)| c == counter),
                 Some(i),
                 "{counter:?} listed twice"
+            );
+        }
+    }
+
+    #[test]
+    fn every_metric_lists_each_name_once() {
+        let names: Vec<&str> = every_metric().map(|(_, name)| name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert!(names.contains(&BAD_POLICIES) && names.contains(&QUOTA_REVISION));
+    }
+
+    #[test]
+    fn every_metric_covers_what_the_workers_and_the_sync_service_define() {
+        use crate::auth::worker::AuthWorker;
+        use crate::config::PluginConfig;
+        use crate::host::fake_host::FakeHost;
+        use crate::sync::service::SyncService;
+        let host = FakeHost::at(1_700_000_000_000);
+        let PluginConfig::Auth(auth) = PluginConfig::parse(b"{}").unwrap() else {
+            panic!("an auth configuration");
+        };
+        let PluginConfig::Sync(sync) = PluginConfig::parse(br#"{"role":"sync"}"#).unwrap() else {
+            panic!("a sync configuration");
+        };
+        let _worker = AuthWorker::new(host.clone(), auth);
+        let _service = SyncService::singleton(host.clone(), sync, b"");
+        let listed: Vec<(MetricKind, &str)> = every_metric().collect();
+        let defined = host.metrics.borrow();
+        assert!(!defined.is_empty());
+        for (name, kind, _) in defined.iter() {
+            assert!(
+                listed.contains(&(*kind, name.as_str())),
+                "{name} ({kind:?}) is defined but not in every_metric()"
             );
         }
     }

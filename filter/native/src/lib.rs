@@ -1,12 +1,18 @@
 //! keysync's native Envoy filter: an Envoy dynamic module (`libkeysync_filter_native.so`)
-//! loaded by `envoy.filters.http.dynamic_modules` and `envoy.bootstrap.dynamic_modules`.
+//! loaded by `envoy.filters.http.dynamic_modules` (the auth filter, `keysync-auth`) and
+//! `envoy.bootstrap.dynamic_modules` (the sync service, `keysync-sync`). The logic is the
+//! filter core's (`keysync-filter-core`), the same as the wasm filter's; this crate is its
+//! second adapter:
 //!
-//! For now this is the layer under it: `abi` (the dynamic-module ABI of Envoy 1.40, the only
-//! `unsafe` code, with safe handles over it), `panic_guard` (no panic reaches Envoy) and
-//! `registry` (which filters a build contains). The filter itself, an adapter implementing
-//! the filter core's host seam over `abi`, comes next; the `demo` feature builds a
-//! demonstration filter that the smoke test (`e2e/tests/native_abi.rs`) drives through every
-//! declaration in a real Envoy.
+//! - `abi`: the dynamic-module ABI of Envoy 1.40 (the only `unsafe` code), with safe handles;
+//! - `native_host`, `native_request`: the core's host seam over them, with the store in
+//!   process memory (`shared_store`), stats between flushes (`metric_table`), gRPC to keysync
+//!   over Envoy's HTTP streams (`grpc`) and the core's log lines in Envoy's (`envoy_logger`);
+//! - `auth_filter`: the HTTP filter on every worker; `sync_extension`: the sync service;
+//! - `panic_guard` (no panic reaches Envoy) and `registry` (which filters a build contains).
+//!
+//! The `demo` feature adds a demonstration filter that the smoke test
+//! (`e2e/tests/native_abi.rs`) drives through every declaration in a real Envoy.
 #![deny(unsafe_code)]
 // Runs inside Envoy's process: a panic is caught at the hooks, but none is planned.
 #![deny(
@@ -24,13 +30,22 @@ compile_error!(
 );
 
 #[allow(unsafe_code)]
-// Until the adapter on the filter core uses it, only the demonstration calls most of it.
+// Parts only the demonstration calls (callouts, per-stream metrics) are kept for it.
 #[cfg_attr(not(feature = "demo"), allow(dead_code, unused_imports))]
 mod abi;
+mod auth_filter;
 #[cfg(feature = "demo")]
 mod demo;
+mod envoy_logger;
+mod grpc;
+mod metric_table;
+mod native_host;
+mod native_request;
 mod panic_guard;
 mod registry;
+mod shared_store;
+mod sync_extension;
+mod wakeups;
 
 /// The module Envoy's hooks reach (see `abi::Module`).
 static MODULE: &dyn abi::Module = &registry::Registry;

@@ -165,6 +165,15 @@ impl<H: Host> AuthRequest<H> {
         }
     }
 
+    /// Whether this request is parked by its worker (paused until a tick takes its
+    /// admission further). A host that ticks its workers from requests asks, to keep a
+    /// tick coming while it waits.
+    pub fn is_parked(&self) -> bool {
+        self.parked
+            .as_ref()
+            .is_some_and(|parked| parked.answered.get().is_none())
+    }
+
     /// What a worker's tick answered for this request, if it was parked and answered.
     fn parked_outcome(&self) -> Option<UsageOutcome> {
         self.parked

@@ -112,6 +112,15 @@ impl<H: Host> AuthWorker<H> {
         }
     }
 
+    /// Whether requests are parked, waiting for a tick (see `parked_requests`). A host
+    /// whose ticks are not timers of their own (a native module's ride on requests) asks,
+    /// to know when a tick is owed to one that waits.
+    pub fn has_parked(&self) -> bool {
+        self.parked
+            .try_borrow()
+            .map_or(true, |parked| !parked.is_empty())
+    }
+
     /// Drops the worker's record copies if the store moved since they were made.
     fn sync_record_cache(&self) {
         let generation = self.store().generation();

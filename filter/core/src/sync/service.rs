@@ -305,6 +305,14 @@ impl<H: Host> SyncService<H> {
         self.beat(now);
     }
 
+    /// Whether the store holds a complete sync ([`StoreMeta::synced`]): the gateway's
+    /// readiness. A native host holds Envoy's init (no traffic) until it does.
+    ///
+    /// [`StoreMeta::synced`]: crate::store::store_meta::StoreMeta
+    pub fn store_synced(&self) -> bool {
+        self.store().meta().synced
+    }
+
     pub(super) fn resync_pending(&self) -> bool {
         self.resync_wanted
             || self

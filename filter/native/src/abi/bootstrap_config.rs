@@ -6,10 +6,34 @@
 //! [`BootstrapHandle::signal_init_complete`]. That is the hook for "no traffic before the
 //! first full sync".
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
 
 use super::callbacks::*;
 use super::types::{CounterId, EnvoyPtr, GaugeId, ModuleBuffer, METRICS_SUCCESS};
+
+thread_local! {
+    /// The live extension configurations (main thread only), oldest first: Envoy's pointer
+    /// is valid on the main thread from `config_new` to `config_destroy` (the ABI's rule), so
+    /// main-thread code outside the extension's own hooks (a filter configuration's hook) may
+    /// use it too.
+    static LIVE: RefCell<Vec<EnvoyPtr>> = const { RefCell::new(Vec::new()) };
+}
+
+pub(super) fn config_created(ptr: EnvoyPtr) {
+    LIVE.with(|live| live.borrow_mut().push(ptr));
+}
+
+pub(super) fn config_destroyed(ptr: EnvoyPtr) {
+    LIVE.with(|live| live.borrow_mut().retain(|p| *p != ptr));
+}
+
+/// Runs `f` with the oldest live extension configuration, on the main thread; `None`
+/// elsewhere or when there is none. The handle offers what any of its hooks may do.
+pub fn with_live_bootstrap<R>(f: impl FnOnce(&mut BootstrapHandle<'_>) -> R) -> Option<R> {
+    let ptr = LIVE.with(|live| live.borrow().first().copied())?;
+    Some(f(&mut BootstrapHandle::new(ptr)))
+}
 
 /// The extension configuration during one (main-thread) hook.
 pub struct BootstrapHandle<'h> {

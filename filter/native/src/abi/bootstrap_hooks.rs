@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::ffi::c_void;
 
-use super::bootstrap_config::BootstrapHandle;
+use super::bootstrap_config::{self, BootstrapHandle};
 use super::log::log;
 use super::module::BootstrapConfig;
 use super::types::{EnvoyBuffer, EnvoyHttpHeader, EnvoyPtr, LogLevel, ModulePtr};
@@ -31,6 +31,8 @@ extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
 
 struct BootstrapSlot {
     config: RefCell<Box<dyn BootstrapConfig>>,
+    /// Envoy's pointer, to forget it (`bootstrap_config::live`) when the slot goes.
+    envoy_ptr: EnvoyPtr,
 }
 
 /// The per-server extension object: nothing in it.
@@ -94,9 +96,13 @@ extern "C" fn envoy_dynamic_module_on_bootstrap_extension_config_new(
         crate::MODULE.new_bootstrap_config(&mut handle, name, settings)
     });
     match made {
-        Ok(Some(config)) => Box::into_raw(Box::new(BootstrapSlot {
-            config: RefCell::new(config),
-        })) as ModulePtr,
+        Ok(Some(config)) => {
+            bootstrap_config::config_created(config_envoy_ptr);
+            Box::into_raw(Box::new(BootstrapSlot {
+                config: RefCell::new(config),
+                envoy_ptr: config_envoy_ptr,
+            })) as ModulePtr
+        }
         Ok(None) => std::ptr::null(),
         Err(panicked) => {
             log_panic(
@@ -117,6 +123,7 @@ extern "C" fn envoy_dynamic_module_on_bootstrap_extension_config_destroy(config_
     }
     // SAFETY: a `BootstrapSlot` from `config_new`, destroyed exactly once, here.
     let slot = unsafe { Box::from_raw(config_ptr.cast::<BootstrapSlot>().cast_mut()) };
+    bootstrap_config::config_destroyed(slot.envoy_ptr);
     if let Err(panicked) = panic_guard::run(move || drop(slot)) {
         log_panic("bootstrap_extension_config_destroy", &panicked, "dropped");
     }

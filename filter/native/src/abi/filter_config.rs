@@ -17,16 +17,24 @@ use super::types::{
 /// The configuration during one main-thread hook.
 pub struct FilterConfigHandle<'h> {
     ptr: EnvoyPtr,
+    serial: u64,
     _hook: PhantomData<&'h mut ()>,
 }
 
 impl FilterConfigHandle<'_> {
-    /// `ptr` is the `filter_config_envoy_ptr` Envoy passed to the running main-thread hook.
-    pub(super) fn new(ptr: EnvoyPtr) -> Self {
+    /// `ptr` is the `filter_config_envoy_ptr` of a live configuration, on the main thread
+    /// (the running hook's, or one `outbound` keeps); `serial` the module's number for it.
+    pub(super) fn new(ptr: EnvoyPtr, serial: u64) -> Self {
         FilterConfigHandle {
             ptr,
+            serial,
             _hook: PhantomData,
         }
+    }
+
+    /// The module's number for this configuration (see `outbound`).
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// Defines a counter (no labels); Envoy shows it under the `dynamicmodulescustom.` prefix.

@@ -15,11 +15,14 @@
 //! the module, and a `destroy` arriving that way is carried out when the outer hook returns.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::filter_config::FilterConfigHandle;
-use super::http_stream::HttpStream;
+use super::http_stream::{HttpStream, StreamLife, StreamRef};
 use super::log::log;
 use super::module::{CalloutResponse, HttpFilterConfig, HttpStreamFilter};
+use super::outbound;
 use super::types::{
     CalloutResult, EnvoyBuffer, EnvoyHttpHeader, EnvoyPtr, HeadersStatus, LogLevel, ModulePtr,
     StreamResetReason, BODY_CONTINUE, LOCAL_REPLY_CONTINUE, TRAILERS_CONTINUE,
@@ -29,6 +32,15 @@ use crate::panic_guard::{self, Panicked};
 /// What the module's pointer to an HTTP filter configuration points at.
 struct ConfigSlot {
     config: Box<dyn HttpFilterConfig>,
+    /// The module's number for it (see `outbound`).
+    serial: u64,
+}
+
+/// The module's numbers for configurations and streams, unique in the process.
+static SERIALS: AtomicU64 = AtomicU64::new(1);
+
+fn next_serial() -> u64 {
+    SERIALS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What the module's pointer to a stream's filter points at.
@@ -36,7 +48,8 @@ struct StreamSlot {
     /// `None` once the filter panicked (or could not be made): the stream is not handed to
     /// the module again.
     filter: RefCell<Option<Box<dyn HttpStreamFilter>>>,
-    replied: Cell<bool>,
+    /// Envoy's pointer, the stream's serial, whether it lives and whether it was answered.
+    life: Rc<StreamLife>,
     /// A hook of this stream is running (see the module docs).
     busy: Cell<bool>,
     /// Envoy destroyed the stream while a hook was running.
@@ -119,12 +132,16 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 ) -> ModulePtr {
     // SAFETY: hook arguments, valid for the call.
     let (name, settings) = unsafe { (hook_bytes(name), hook_bytes(config)) };
+    let serial = next_serial();
     let made = panic_guard::run(|| {
-        let mut handle = FilterConfigHandle::new(config_envoy_ptr);
+        let mut handle = FilterConfigHandle::new(config_envoy_ptr, serial);
         crate::MODULE.new_http_filter_config(&mut handle, name, settings)
     });
     match made {
-        Ok(Some(config)) => Box::into_raw(Box::new(ConfigSlot { config })) as ModulePtr,
+        Ok(Some(config)) => {
+            outbound::config_created(serial, config_envoy_ptr);
+            Box::into_raw(Box::new(ConfigSlot { config, serial })) as ModulePtr
+        }
         Ok(None) => std::ptr::null(),
         Err(panicked) => {
             log_panic("http_filter_config_new", &panicked, "configuration refused");
@@ -141,6 +158,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config_ptr: Mod
     }
     // SAFETY: a `ConfigSlot` from `config_new`, destroyed exactly once, here.
     let slot = unsafe { Box::from_raw(config_ptr.cast::<ConfigSlot>().cast_mut()) };
+    outbound::config_destroyed(slot.serial);
     if let Err(panicked) = panic_guard::run(move || drop(slot)) {
         log_panic(
             "http_filter_config_destroy",
@@ -181,7 +199,7 @@ fn with_config(
         return;
     };
     let outcome = panic_guard::run(|| {
-        let mut handle = FilterConfigHandle::new(config_envoy_ptr);
+        let mut handle = FilterConfigHandle::new(config_envoy_ptr, slot.serial);
         hook(slot.config.as_ref(), &mut handle);
     });
     if let Err(panicked) = outcome {
@@ -339,14 +357,14 @@ extern "C" fn envoy_dynamic_module_on_http_filter_new(
 ) -> ModulePtr {
     let slot = Box::new(StreamSlot {
         filter: RefCell::new(None),
-        replied: Cell::new(false),
+        life: StreamLife::new(filter_envoy_ptr, next_serial()),
         busy: Cell::new(false),
         destroy_pending: Cell::new(false),
     });
     // SAFETY: a live configuration pointer from Envoy.
     if let Some(config) = unsafe { config_slot(config_ptr) } {
         let made = panic_guard::run(|| {
-            let mut stream = HttpStream::new(filter_envoy_ptr, &slot.replied);
+            let mut stream = HttpStream::new(&slot.life);
             config.config.new_stream(&mut stream)
         });
         match made {
@@ -360,9 +378,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_new(
 /// Runs `hook` with the stream's filter, unless the slot is busy (a re-entered hook) or the
 /// filter is gone. A panic drops the filter and, if `reply_on_panic` and nothing was sent yet,
 /// answers the request with the contract's 500. Returns `None` when the module was not
-/// reached (or panicked).
+/// reached (or panicked). While it runs, the stream is the origin of requests to a cluster
+/// (`outbound`). Envoy passes the stream's own `filter_envoy_ptr` to every hook; the slot
+/// keeps it from `filter_new`.
 fn with_filter<R>(
-    filter_envoy_ptr: EnvoyPtr,
     filter_ptr: ModulePtr,
     hook_name: &str,
     reply_on_panic: bool,
@@ -375,7 +394,8 @@ fn with_filter<R>(
         return None;
     }
     let result = {
-        let mut stream = HttpStream::new(filter_envoy_ptr, &slot.replied);
+        let mut stream = HttpStream::new(&slot.life);
+        let _running = outbound::enter_stream(StreamRef::new(Rc::clone(&slot.life)));
         let outcome = {
             let mut filter = slot.filter.borrow_mut();
             filter
@@ -387,7 +407,7 @@ fn with_filter<R>(
             Some(Err(panicked)) => {
                 drop(panic_guard::run(|| slot.filter.borrow_mut().take()));
                 let consequence = if reply_on_panic && !stream.replied() {
-                    reply_internal_error(&mut stream);
+                    reply_internal_error(&stream);
                     "answered 500"
                 } else {
                     "filter dropped"
@@ -398,8 +418,8 @@ fn with_filter<R>(
             None => {
                 // No filter (it panicked before or could not be made): a request still
                 // waiting for an answer gets the 500.
-                if reply_on_panic && !stream.replied() {
-                    reply_internal_error(&mut stream);
+                if reply_on_panic && !stream.replied() && stream.is_alive() {
+                    reply_internal_error(&stream);
                 }
                 None
             }
@@ -413,7 +433,7 @@ fn with_filter<R>(
     result
 }
 
-fn reply_internal_error(stream: &mut HttpStream<'_>) {
+fn reply_internal_error(stream: &HttpStream<'_>) {
     let reply = keysync_contract::reply::internal_error();
     stream.send_response(
         reply.status,
@@ -435,12 +455,11 @@ fn free_stream_slot(filter_ptr: ModulePtr) {
 /// Worker thread: the request headers arrived.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    filter_envoy_ptr: EnvoyPtr,
+    _filter_envoy_ptr: EnvoyPtr,
     filter_ptr: ModulePtr,
     end_of_stream: bool,
 ) -> u32 {
     with_filter(
-        filter_envoy_ptr,
         filter_ptr,
         "http_filter_request_headers",
         true,
@@ -452,12 +471,11 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 /// Worker thread: the response headers arrived.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    filter_envoy_ptr: EnvoyPtr,
+    _filter_envoy_ptr: EnvoyPtr,
     filter_ptr: ModulePtr,
     end_of_stream: bool,
 ) -> u32 {
     with_filter(
-        filter_envoy_ptr,
         filter_ptr,
         "http_filter_response_headers",
         false,
@@ -469,12 +487,11 @@ extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
 /// Worker thread: an event committed through this stream's scheduler.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    filter_envoy_ptr: EnvoyPtr,
+    _filter_envoy_ptr: EnvoyPtr,
     filter_ptr: ModulePtr,
     event_id: u64,
 ) {
     with_filter(
-        filter_envoy_ptr,
         filter_ptr,
         "http_filter_scheduled",
         true,
@@ -485,7 +502,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 /// Worker thread: the answer to this stream's callout (Envoy's buffers, valid for the call).
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    filter_envoy_ptr: EnvoyPtr,
+    _filter_envoy_ptr: EnvoyPtr,
     filter_ptr: ModulePtr,
     callout_id: u64,
     result: u32,
@@ -506,7 +523,6 @@ extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
         body_chunks: &chunks,
     };
     with_filter(
-        filter_envoy_ptr,
         filter_ptr,
         "http_filter_http_callout_done",
         true,
@@ -524,11 +540,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
 /// Worker thread: the stream is over, before access logs are flushed.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    filter_envoy_ptr: EnvoyPtr,
+    _filter_envoy_ptr: EnvoyPtr,
     filter_ptr: ModulePtr,
 ) {
     with_filter(
-        filter_envoy_ptr,
         filter_ptr,
         "http_filter_stream_complete",
         false,
@@ -544,6 +559,8 @@ extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_ptr: ModulePtr)
     let Some(slot) = (unsafe { stream_slot(filter_ptr) }) else {
         return;
     };
+    // Envoy is done with the stream: no call may use its pointer from now on.
+    slot.life.end();
     if slot.busy.get() {
         slot.destroy_pending.set(true);
         return;
@@ -613,54 +630,98 @@ extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_
 ) {
 }
 
-// A stream's own streaming callouts (`http_filter_start_http_stream`) are not used: the
-// sync stream belongs to a configuration. Envoy still requires the hooks.
+// A stream's own streaming requests (`http_filter_start_http_stream`): their events, on the
+// stream's worker thread. Envoy stops sending them once the stream is destroyed. A panic
+// answers the request 500 (a request waiting for keysync is on its path).
 
+/// Worker thread: response headers of a stream's streaming request.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
     _filter_envoy_ptr: EnvoyPtr,
-    _filter_ptr: ModulePtr,
-    _stream_id: u64,
-    _headers: *const EnvoyHttpHeader,
-    _headers_size: usize,
-    _end_stream: bool,
+    filter_ptr: ModulePtr,
+    stream_id: u64,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    end_stream: bool,
 ) {
+    // SAFETY: hook arguments, valid for the call.
+    let headers = unsafe { hook_headers(headers, headers_size) };
+    with_filter(
+        filter_ptr,
+        "http_filter_http_stream_headers",
+        true,
+        |filter, stream| filter.on_http_stream_headers(stream, stream_id, &headers, end_stream),
+    );
 }
 
+/// Worker thread: a chunk of a stream's streaming request's response body.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     _filter_envoy_ptr: EnvoyPtr,
-    _filter_ptr: ModulePtr,
-    _stream_id: u64,
-    _data: *const EnvoyBuffer,
-    _data_count: usize,
-    _end_stream: bool,
+    filter_ptr: ModulePtr,
+    stream_id: u64,
+    data: *const EnvoyBuffer,
+    data_count: usize,
+    end_stream: bool,
 ) {
+    // SAFETY: hook arguments, valid for the call.
+    let chunks = unsafe { hook_chunks(data, data_count) };
+    with_filter(
+        filter_ptr,
+        "http_filter_http_stream_data",
+        true,
+        |filter, stream| filter.on_http_stream_data(stream, stream_id, &chunks, end_stream),
+    );
 }
 
+/// Worker thread: trailers of a stream's streaming request (gRPC status lives there).
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
     _filter_envoy_ptr: EnvoyPtr,
-    _filter_ptr: ModulePtr,
-    _stream_id: u64,
-    _trailers: *const EnvoyHttpHeader,
-    _trailers_size: usize,
+    filter_ptr: ModulePtr,
+    stream_id: u64,
+    trailers: *const EnvoyHttpHeader,
+    trailers_size: usize,
 ) {
+    // SAFETY: hook arguments, valid for the call.
+    let trailers = unsafe { hook_headers(trailers, trailers_size) };
+    with_filter(
+        filter_ptr,
+        "http_filter_http_stream_trailers",
+        true,
+        |filter, stream| filter.on_http_stream_trailers(stream, stream_id, &trailers),
+    );
 }
 
+/// Worker thread: a stream's streaming request ended well; its id is invalid afterwards.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
     _filter_envoy_ptr: EnvoyPtr,
-    _filter_ptr: ModulePtr,
-    _stream_id: u64,
+    filter_ptr: ModulePtr,
+    stream_id: u64,
 ) {
+    with_filter(
+        filter_ptr,
+        "http_filter_http_stream_complete",
+        true,
+        |filter, stream| filter.on_http_stream_complete(stream, stream_id),
+    );
 }
 
+/// Worker thread: a stream's streaming request failed or was reset (Envoy 1.40 reports every
+/// reset as `LocalReset`); its id is invalid afterwards.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _filter_envoy_ptr: EnvoyPtr,
-    _filter_ptr: ModulePtr,
-    _stream_id: u64,
-    _reason: u32,
+    filter_ptr: ModulePtr,
+    stream_id: u64,
+    reason: u32,
 ) {
+    let reason = StreamResetReason::from_raw(reason);
+    with_filter(
+        filter_ptr,
+        "http_filter_http_stream_reset",
+        true,
+        |filter, stream| filter.on_http_stream_reset(stream, stream_id, reason),
+    );
 }

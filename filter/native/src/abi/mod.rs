@@ -17,6 +17,17 @@
 //! drives every declaration in a real Envoy 1.40.0. `on_program_init` returns
 //! `v0.2.0`, which 1.40.0 logs as matched.
 //!
+//! Checked again against a second header, envoyproxy/envoy
+//! `source/extensions/dynamic_modules/abi.h` at `6d119319a7a7` (what the search tools hold at
+//! the old path): it is older than v0.1.0, not newer (the ABI is versioned by a hash there,
+//! names are passed as pointer-and-length pairs, headers are read per map). Every difference
+//! that touches a declaration here is noted on that declaration (`callbacks.rs`, "ABI
+//! check"), with what 1.40.0 has: in each case v0.1.0's form, shown by the binary's exported
+//! symbols, by the argument registers and stack words its code reads, and by the smoke test.
+//! A pointer-and-length pair and a two-word struct passed by value travel in the same
+//! registers (or the same stack words) on x86-64, so those differences are only of spelling,
+//! except where a struct would straddle the sixth register (none of ours does).
+//!
 //! # Threads
 //! - `on_program_init`: main thread, once, at `dlopen`.
 //! - HTTP filter configuration (`config_new`, `config_destroy`, `config_scheduled`, the
@@ -70,13 +81,16 @@ mod http_hooks;
 mod http_stream;
 mod log;
 mod module;
+mod outbound;
 mod types;
 
-pub use bootstrap_config::{BootstrapHandle, BootstrapScheduler, Timer};
+pub use bootstrap_config::{with_live_bootstrap, BootstrapHandle, BootstrapScheduler, Timer};
 pub use filter_config::{FilterConfigHandle, FilterConfigScheduler};
-pub use http_stream::{HeaderMap, HttpStream, StreamScheduler};
-pub use log::log;
+pub use http_stream::{HeaderMap, HttpStream, StreamRef, StreamScheduler};
+pub use log::{log, log_enabled};
 pub use module::{BootstrapConfig, CalloutResponse, HttpFilterConfig, HttpStreamFilter, Module};
+pub use outbound::{reset_stream, start_stream, Origin, StartError};
 pub use types::{
-    Attribute, CalloutResult, CounterId, GaugeId, HeadersStatus, LogLevel, StreamResetReason,
+    Attribute, CalloutInitError, CalloutResult, CounterId, GaugeId, HeadersStatus, LogLevel,
+    StreamResetReason,
 };

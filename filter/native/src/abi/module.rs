@@ -119,6 +119,40 @@ pub trait HttpStreamFilter {
 
     /// The stream is over (before access logs and `drop`).
     fn on_stream_complete(&mut self, _stream: &mut HttpStream<'_>) {}
+
+    /// Events of a streaming request this stream started (`StreamRef::start_stream`), in this
+    /// order: headers, data (any number of times), trailers (maybe), then complete or reset.
+    fn on_http_stream_headers(
+        &mut self,
+        _stream: &mut HttpStream<'_>,
+        _stream_id: u64,
+        _headers: &[(&[u8], &[u8])],
+        _end_stream: bool,
+    ) {
+    }
+    fn on_http_stream_data(
+        &mut self,
+        _stream: &mut HttpStream<'_>,
+        _stream_id: u64,
+        _chunks: &[&[u8]],
+        _end_stream: bool,
+    ) {
+    }
+    fn on_http_stream_trailers(
+        &mut self,
+        _stream: &mut HttpStream<'_>,
+        _stream_id: u64,
+        _trailers: &[(&[u8], &[u8])],
+    ) {
+    }
+    fn on_http_stream_complete(&mut self, _stream: &mut HttpStream<'_>, _stream_id: u64) {}
+    fn on_http_stream_reset(
+        &mut self,
+        _stream: &mut HttpStream<'_>,
+        _stream_id: u64,
+        _reason: StreamResetReason,
+    ) {
+    }
 }
 
 /// A callout's response as Envoy hands it over: headers (`:status` among them) and the body

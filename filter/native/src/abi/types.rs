@@ -133,9 +133,13 @@ pub enum LogLevel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Attribute {
-    /// `source.address`: the downstream peer, `ip:port` (24th enumerator).
+    /// `request.size`: the request body's size (14th enumerator, from 0: 13).
+    RequestSize = 13,
+    /// `response.size`: the response body's size (22nd enumerator: 21).
+    ResponseSize = 21,
+    /// `source.address`: the downstream peer, `ip:port` (25th enumerator: 24).
     SourceAddress = 24,
-    /// `xds.route_name`: the `name` of the matched route (61st enumerator).
+    /// `xds.route_name`: the `name` of the matched route (62nd enumerator: 61).
     RouteName = 61,
 }
 
@@ -176,6 +180,17 @@ pub enum CalloutInitError {
 }
 
 impl CalloutInitError {
+    /// The header's value of this result.
+    pub fn code(self) -> u32 {
+        match self {
+            CalloutInitError::MissingRequiredHeaders => 1,
+            CalloutInitError::ClusterNotFound => 2,
+            CalloutInitError::DuplicateCalloutId => 3,
+            CalloutInitError::CannotCreateRequest => 4,
+            CalloutInitError::Unknown(raw) => raw,
+        }
+    }
+
     pub(super) fn from_raw(raw: u32) -> Result<(), CalloutInitError> {
         match raw {
             0 => Ok(()),
@@ -247,11 +262,11 @@ pub(super) const METRICS_SUCCESS: u32 = 0;
 /// opaque id Envoy hands back (`size_t`), only meaningful with the configuration (or the
 /// filters of the configuration) that defined it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CounterId(pub(super) usize);
+pub struct CounterId(pub usize);
 
 /// A gauge, like [`CounterId`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GaugeId(pub(super) usize);
+pub struct GaugeId(pub usize);
 
 #[cfg(test)]
 mod tests {

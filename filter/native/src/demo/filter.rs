@@ -211,7 +211,6 @@ impl HttpStreamFilter for DemoStream {
         stream.set_header(HeaderMap::Request, "x-demo-route", &route);
         let scope = stream
             .route_metadata("keysync", "scope")
-            .map(<[u8]>::to_vec)
             .unwrap_or_default();
         stream.set_header(HeaderMap::Request, "x-demo-scope", &scope);
         let values = stream
@@ -219,10 +218,7 @@ impl HttpStreamFilter for DemoStream {
             .join(&b'+');
         stream.set_header(HeaderMap::Request, "x-demo-multi-joined", &values);
 
-        let Some(mode) = stream
-            .header(HeaderMap::Request, "x-demo-wait")
-            .map(<[u8]>::to_vec)
-        else {
+        let Some(mode) = stream.header(HeaderMap::Request, "x-demo-wait") else {
             return HeadersStatus::Continue;
         };
         match self.wait(stream, &mode) {
