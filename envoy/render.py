@@ -17,7 +17,9 @@ front of Envoy are trusted to name the client in x-forwarded-for. RATE_LIMIT_MOD
 sets the filter's rate_limit mode and, for global, fills the ${GLOBAL_RATE_LIMIT_*}
 blocks. ENVOY_PROBE_PORT adds a listener on that port that passes GET /ready and GET
 /stats/prometheus to the admin interface (which stays on 127.0.0.1), for Kubernetes
-probes and Prometheus. Standard library only.
+probes and Prometheus. DIRECT_ROUTE_NAME (benchmarks, with BACKEND_URLS=direct) names
+the direct route as a backend's route is named, endpoint header included. Standard
+library only.
 """
 import json
 import os
@@ -182,11 +184,17 @@ def route_opt_out(filters):
             f"request_headers_to_remove: {PUBLIC_ROUTE_HEADERS_REMOVED}")
 
 
-def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scopes=None):
-    if not items:
-        return ['- { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }']
+def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scopes=None,
+           direct_name=None):
     scopes = scopes or {}
     header = "envoy.filters.http.wasm" in filters
+    if not items:
+        named = ""
+        if direct_name:
+            named = f"name: {json.dumps(direct_name)}, "
+        return [f'- {{ {named}match: {{ prefix: "/" }}, direct_response: {{ status: 200, '
+                f'body: {{ inline_string: "ok" }} }}'
+                f'{route_headers(direct_name, None, header) if direct_name else ""} }}']
 
     def extra(name):
         if name in public:
@@ -466,8 +474,12 @@ def render(template, env):
     scopes = backend_scopes(values.get("BACKEND_SCOPES"), items, public)
     if not values["ENVOY_XFF_TRUSTED_HOPS"].isdigit():
         raise RenderError("ENVOY_XFF_TRUSTED_HOPS must be a number of proxies (0 or more)")
+    direct_name = values.get("DIRECT_ROUTE_NAME")
+    if direct_name and (items or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", direct_name)):
+        raise RenderError("DIRECT_ROUTE_NAME: a name of [A-Za-z0-9_.-] (1 to 64), with BACKEND_URLS=direct")
     values["ROUTES"] = block(
-        routes(items, public, disabled_filters(template, mode), scopes), template, "ROUTES"
+        routes(items, public, disabled_filters(template, mode), scopes, direct_name),
+        template, "ROUTES"
     )
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
     values["BENCH_FILTER"] = block(bench_filter(values), template, "BENCH_FILTER")
