@@ -1009,7 +1009,7 @@ async fn each_endpoints_counters_add_up_on_their_own_and_in_every_rollup() {
     assert_eq!(usage_json(&url, &range)["total_requests"], 32);
 }
 
-/// The endpoint migration (0012) on a database that has usage: the rows it finds are
+/// The endpoint migration (0013) on a database that has usage: the rows it finds are
 /// the endpoint `-`, and flushes go on from the values stored before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_migration_keeps_the_rows_it_finds_as_no_name() {
@@ -1022,7 +1022,7 @@ async fn the_endpoint_migration_keeps_the_rows_it_finds_as_no_name() {
     for entry in std::fs::read_dir(&root).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.as_str() < "0012" {
+        if name.as_str() < "0013" {
             std::fs::copy(&path, before.join(&name)).unwrap();
         }
     }
