@@ -5,7 +5,9 @@ Usage: python3 envoy/render.py TEMPLATE > envoy.yaml
 
 Fills ${NAME} fields; ${ROUTES} and ${BACKEND_CLUSTERS} are generated from BACKEND_URLS
 (comma-separated name=url). With one backend every path goes to it; with several,
-/<name>/... goes to backend <name> with the prefix stripped. PUBLIC_BACKENDS (names of
+/<name>/... goes to backend <name> with the prefix stripped. Each backend's route is
+named after it: usage metering counts requests by that name (the endpoint), handed to
+the wasm filter in a header that the route's header-mutation configuration sets. PUBLIC_BACKENDS (names of
 BACKEND_URLS) makes those backends' routes public in Envoy's own configuration: the
 auth filter (and the rate-limit filter) is disabled on them by typed_per_filter_config,
 and identity and credential headers are removed. BACKEND_SCOPES (name=scope scope...,
@@ -17,7 +19,9 @@ blocks. ENVOY_PROBE_PORT adds a listener on that port that passes GET /ready and
 /stats/prometheus to the admin interface (which stays on 127.0.0.1), for Kubernetes
 probes and Prometheus; /ready answers 503 until the gateway can decide keys (the wasm
 filter's store holds a complete sync; in ext_authz mode, keysync has loaded its key
-snapshot), then Envoy's own readiness. A template that says `# extends: BASE` (envoy/native.yaml) is
+snapshot), then Envoy's own readiness. DIRECT_ROUTE_NAME (benchmarks, with
+BACKEND_URLS=direct) names the direct route as a backend's route is named, endpoint
+header included. A template that says `# extends: BASE` (envoy/native.yaml) is
 BASE with each of its blocks marked `# >>> KIND: NAME` ... `# <<< KIND: NAME` replaced by
 the template's block of the same NAME. Standard library only.
 """
@@ -68,6 +72,13 @@ def backends(spec):
         name, sep, url = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise RenderError(f"BACKEND_URLS: {item!r} is not name=url")
+        # The name is the route's, the endpoint usage is counted under: 1 to 64
+        # characters (contract/src/usage_endpoint.rs), and `-` means "no name" there.
+        if len(name) > ENDPOINT_NAME_MAX or name == "-":
+            raise RenderError(
+                f"BACKEND_URLS: {name!r}: a backend's name is its route's (its usage "
+                f"endpoint): 1 to {ENDPOINT_NAME_MAX} characters, not '-'"
+            )
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise RenderError(f"BACKEND_URLS: {url!r} is not an http://host[:port] URL")
@@ -80,6 +91,14 @@ def backends(spec):
         raise RenderError("BACKEND_URLS names a backend twice")
     return result
 
+
+# The longest route name usage metering counts as itself (contract/src/usage_endpoint.rs).
+ENDPOINT_NAME_MAX = 64
+
+# The request header in which a route hands its name to the wasm filter
+# (`usage_endpoints: "header"`): the header-mutation filter removes a client's own on
+# every request, then the route's per-route configuration sets it.
+ENDPOINT_HEADER = "x-keysync-endpoint"
 
 # What a public route (PUBLIC_BACKENDS) removes: the backend behind it gets neither an
 # identity a client made up nor a credential meant for the authenticated routes.
@@ -122,17 +141,29 @@ def backend_scopes(spec, items, public):
     return result
 
 
-def route_scopes(scopes, header):
-    """The route's required scopes: in its metadata (ext_authz, and the filter with
-    route_scopes "metadata"), and, where the template has the header-mutation filter
-    that hands them to the wasm filter, in that filter's per-route configuration."""
-    text = f', metadata: {{ filter_metadata: {{ keysync: {{ scopes: {json.dumps(scopes)} }} }} }}'
+def header_set(key, value):
+    """One request mutation of the header-mutation filter: `key` set to `value`,
+    replacing whatever a client sent."""
+    return (f"{{ append: {{ header: {{ key: {key}, value: {json.dumps(value)} }}, "
+            "append_action: OVERWRITE_IF_EXISTS_OR_ADD } }")
+
+
+def route_headers(name, scopes, header):
+    """What a route hands the filter: its required scopes in its metadata (ext_authz,
+    and the filter with route_scopes "metadata"), and, where the template has the
+    header-mutation filter that hands them to the wasm filter, in that filter's
+    per-route configuration, with the route's name (its usage endpoint)."""
+    text = ""
+    if scopes is not None:
+        text += f', metadata: {{ filter_metadata: {{ keysync: {{ scopes: {json.dumps(scopes)} }} }} }}'
     if header:
+        mutations = [header_set(ENDPOINT_HEADER, name)]
+        if scopes is not None:
+            mutations.append(header_set("x-keysync-route-scopes", scopes))
         text += (
             ", typed_per_filter_config: { envoy.filters.http.header_mutation: { "
             '"@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, '
-            "mutations: { request_mutations: [ { append: { header: { key: x-keysync-route-scopes, "
-            f"value: {json.dumps(scopes)} }}, append_action: OVERWRITE_IF_EXISTS_OR_ADD }} }} ] }} }} }}"
+            f"mutations: {{ request_mutations: [ {', '.join(mutations)} ] }} }} }}"
         )
     return text
 
@@ -162,22 +193,29 @@ def route_opt_out(filters):
             f"request_headers_to_remove: {PUBLIC_ROUTE_HEADERS_REMOVED}")
 
 
-def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scopes=None):
-    if not items:
-        return ['- { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }']
+def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scopes=None,
+           direct_name=None):
     scopes = scopes or {}
     header = any(f in filters for f in HEADER_SCOPE_FILTERS)
+    if not items:
+        named = ""
+        if direct_name:
+            named = f"name: {json.dumps(direct_name)}, "
+        return [f'- {{ {named}match: {{ prefix: "/" }}, direct_response: {{ status: 200, '
+                f'body: {{ inline_string: "ok" }} }}'
+                f'{route_headers(direct_name, None, header) if direct_name else ""} }}']
 
     def extra(name):
         if name in public:
             return route_opt_out(filters)
-        return route_scopes(scopes[name], header) if name in scopes else ""
+        return route_headers(name, scopes.get(name), header)
 
     if len(items) == 1:
         name = items[0][0]
-        return [f'- {{ match: {{ prefix: "/" }}, route: {{ cluster: "backend.{name}" }}{extra(name)} }}']
+        return [f'- {{ name: {json.dumps(name)}, match: {{ prefix: "/" }}, '
+                f'route: {{ cluster: "backend.{name}" }}{extra(name)} }}']
     return [
-        f'- {{ match: {{ prefix: "/{name}/" }}, '
+        f'- {{ name: {json.dumps(name)}, match: {{ prefix: "/{name}/" }}, '
         f'route: {{ cluster: "backend.{name}", prefix_rewrite: "/" }}{extra(name)} }}'
         for name, _, _ in items
     ]
@@ -519,7 +557,8 @@ def render(template, env):
     values["KEYSYNC_AUTH_CONFIG"] = json_config(
         "KEYSYNC_AUTH_CONFIG",
         env.get("KEYSYNC_AUTH_CONFIG")
-        or json.dumps({"role": "auth", "rate_limit": mode, "route_scopes": "header"}),
+        or json.dumps({"role": "auth", "rate_limit": mode, "route_scopes": "header",
+                       "usage_endpoints": "header"}),
     )
     metadata = grpc_metadata(values)
     rate_limit_filter = "\n".join(
@@ -540,8 +579,12 @@ def render(template, env):
     scopes = backend_scopes(values.get("BACKEND_SCOPES"), items, public)
     if not values["ENVOY_XFF_TRUSTED_HOPS"].isdigit():
         raise RenderError("ENVOY_XFF_TRUSTED_HOPS must be a number of proxies (0 or more)")
+    direct_name = values.get("DIRECT_ROUTE_NAME")
+    if direct_name and (items or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", direct_name)):
+        raise RenderError("DIRECT_ROUTE_NAME: a name of [A-Za-z0-9_.-] (1 to 64), with BACKEND_URLS=direct")
     values["ROUTES"] = block(
-        routes(items, public, disabled_filters(template, mode), scopes), template, "ROUTES"
+        routes(items, public, disabled_filters(template, mode), scopes, direct_name),
+        template, "ROUTES"
     )
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")
     values["BENCH_FILTER"] = block(bench_filter(values), template, "BENCH_FILTER")

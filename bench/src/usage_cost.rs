@@ -1,8 +1,15 @@
 //! What usage metering costs a request: one Envoy worker, direct responses, keys in
 //! turn, metering off against on (flushing every 10 s, as shipped), in alternating
-//! rounds (the `rate-limit-cost` method); beside them, the peer: metering off and Envoy's
-//! own gRPC access log service streaming every request to a receiver that counts the
-//! same way ([`crate::access_log_peer`]); optionally the filter of other builds.
+//! rounds (the `rate-limit-cost` method); metering by endpoint, the route's name handed
+//! over in a header (as shipped) or read as a property; beside them, the peer: metering
+//! off and Envoy's own gRPC access log service streaming every request to a receiver
+//! that counts the same way ([`crate::access_log_peer`]); optionally the filter of other
+//! builds.
+//!
+//! Every variant but the endpoint ones runs the configuration as it was before
+//! endpoints (no route name, nothing removed from requests): the endpoint variants'
+//! figures against metering off are the whole price of metering by endpoint, Envoy's
+//! header mutations included.
 //!
 //! Every round starts its Envoys afresh, and each is warmed up right before its run:
 //! two Envoys running the same configuration can differ by about half a microsecond a
@@ -35,6 +42,21 @@ const SYNC_METERING_ON: &str = r#"{"role":"sync","refresh_interval":"15m"}"#;
 /// knows no `usage_durations`, accepts).
 const AUTH_DEFAULT: &str = r#"{"role":"auth","route_scopes":"header"}"#;
 const AUTH_TIME_ALL: &str = r#"{"role":"auth","route_scopes":"header","usage_durations":"all"}"#;
+/// As shipped now: endpoints from the header the route sets.
+const AUTH_ENDPOINT_HEADER: &str =
+    r#"{"role":"auth","route_scopes":"header","usage_endpoints":"header"}"#;
+/// Endpoints read as the route's name property instead.
+const AUTH_ENDPOINT_PROPERTY: &str =
+    r#"{"role":"auth","route_scopes":"header","usage_endpoints":"route_name"}"#;
+
+/// The endpoint variants' route name (the direct route, named as a backend's route is).
+const ROUTE_NAME: &str = "orders";
+
+/// The shipped template's removal of a client's endpoint header on every request; the
+/// variants without endpoints run without it, as before endpoints.
+const ENDPOINT_REMOVAL: &str =
+    "              mutations:\n                request_mutations:\n                - remove: x-keysync-endpoint\n";
+const NO_MUTATIONS: &str = "              mutations: {}\n";
 
 /// Load before each measured run: a fresh Envoy's wasm is still being compiled and
 /// its caches filled.
@@ -47,6 +69,9 @@ struct Variant {
     auth_config: &'static str,
     wasm: Option<PathBuf>,
     access_log: bool,
+    /// The route named, its name set in the endpoint header, a client's removed: the
+    /// shipped configuration. Otherwise the configuration of before endpoints.
+    endpoints: bool,
 }
 
 impl Variant {
@@ -57,6 +82,7 @@ impl Variant {
             auth_config: AUTH_DEFAULT,
             wasm: None,
             access_log: false,
+            endpoints: false,
         }
     }
 
@@ -69,6 +95,16 @@ impl Variant {
             options
                 .env
                 .push(("KEYSYNC_FILTER_WASM".into(), wasm.display().to_string()));
+        }
+        if self.endpoints {
+            options
+                .env
+                .push(("DIRECT_ROUTE_NAME".into(), ROUTE_NAME.into()));
+        } else {
+            options.config_edits.push(ConfigEdit {
+                find: ENDPOINT_REMOVAL.into(),
+                replace: NO_MUTATIONS.into(),
+            });
         }
         if self.access_log {
             options.config_edits.push(ConfigEdit {
@@ -107,6 +143,15 @@ fn variants(before_wasm: Option<&Path>, with_wasm: &[(String, PathBuf)]) -> Vec<
     variants.push(Variant::new("(off) metering off", SYNC_METERING_OFF));
     variants.push(Variant::new("(off') metering off again", SYNC_METERING_OFF));
     variants.push(Variant::new("(on) metering on", SYNC_METERING_ON));
+    let mut header = Variant::new("(ep) on, by endpoint (header)", SYNC_METERING_ON);
+    (header.auth_config, header.endpoints) = (AUTH_ENDPOINT_HEADER, true);
+    variants.push(header);
+    let mut property = Variant::new(
+        "(rn) on, by endpoint (route name property)",
+        SYNC_METERING_ON,
+    );
+    (property.auth_config, property.endpoints) = (AUTH_ENDPOINT_PROPERTY, true);
+    variants.push(property);
     let mut all = Variant::new("(all) on, every request timed", SYNC_METERING_ON);
     all.auth_config = AUTH_TIME_ALL;
     variants.push(all);
@@ -229,6 +274,25 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(flushed > 0, "metering on never flushed");
+    // The endpoint variants counted their requests under the route's name.
+    let by_endpoint = ks::cli_json(
+        &database_url,
+        &[
+            "usage", "--org-id", &org, "--by", "endpoint", "--since", "1d",
+        ],
+    );
+    let rows: Vec<String> = by_endpoint["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| format!("{} {}", row["endpoint"], row["requests"]))
+        .collect();
+    println!("keysync usage --by endpoint: {}", rows.join(", "));
+    assert!(
+        rows.iter()
+            .any(|row| row.starts_with(&format!("\"{ROUTE_NAME}\""))),
+        "nothing counted under the route's name"
+    );
     println!(
         "metering on: {flushed} flushes taken; access log receiver: {} of the {sent_to_peer} requests wrk saw answered counted (+ readiness probes), in {} counters",
         peer.requests(),
@@ -256,6 +320,20 @@ pub fn run(
             );
             println!(
                 "{}: {cpu_median:+.2} us of Envoy CPU a request against metering off (median of {rounds} paired rounds, {seconds}s each; middle half of the rounds {low:+.2} to {high:+.2}); by throughput {wall_added:+.2} us",
+                variant.name
+            );
+        }
+    }
+    // What endpoints add to metering as it was: each endpoint variant against (on).
+    for (i, variant) in variants.iter().enumerate() {
+        if !variant.endpoints {
+            continue;
+        }
+        let mut added = paired(&cpu, i, on_index);
+        if let Some(cpu_median) = median(&mut added) {
+            let (low, high) = (added[added.len() / 4], added[added.len() * 3 / 4]);
+            println!(
+                "{}: {cpu_median:+.2} us of Envoy CPU a request against metering on without endpoints (middle half {low:+.2} to {high:+.2})",
                 variant.name
             );
         }

@@ -2,8 +2,8 @@
 //! answers"), in one place for both ways of enforcing it: the wasm filter inside Envoy
 //! and keysync's ext_authz service. Also the wire vocabulary the filter and keysync must
 //! agree on byte for byte: subject kind codes (`subject`), usage outcome codes
-//! (`usage_outcome`) and the key hash (`key_hash`). Plain Rust whose only dependency is
-//! `sha2`: it runs in wasm.
+//! (`usage_outcome`), usage endpoint names (`usage_endpoint`) and the key hash
+//! (`key_hash`). Plain Rust whose only dependency is `sha2`: it runs in wasm.
 #![forbid(unsafe_code)]
 // Runs inside Envoy's wasm VM, where a panic kills the VM of a whole worker.
 #![deny(
@@ -24,6 +24,7 @@ pub mod rate_limit_headers;
 pub mod rate_window;
 pub mod reply;
 pub mod subject;
+pub mod usage_endpoint;
 pub mod usage_outcome;
 
 /// Set by the gateway on allowed requests (client-sent values are removed first).

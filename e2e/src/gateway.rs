@@ -150,7 +150,8 @@ impl GatewayOptions {
             keysync_grpc,
             backends: backends.into(),
             // As envoy/render.py renders it by default.
-            auth_config: r#"{"role":"auth","route_scopes":"header"}"#.into(),
+            auth_config: r#"{"role":"auth","route_scopes":"header","usage_endpoints":"header"}"#
+                .into(),
             sync_config: r#"{"role":"sync","refresh_interval":"2s","max_retry_interval":"1s"}"#
                 .into(),
             concurrency: 2,

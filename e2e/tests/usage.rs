@@ -1,9 +1,11 @@
 //! Usage metering through real Envoy, keysync and PostgreSQL: what the gateway served is
-//! what `keysync usage` reports, exactly, once a flush has passed; a flush that could
-//! not reach keysync is made good by the next one, without counting anything twice.
+//! what `keysync usage` reports, exactly, once a flush has passed, by status and by
+//! endpoint (the route's name); a flush that could not reach keysync is made good by
+//! the next one, without counting anything twice.
 
 use std::time::Duration;
 
+use keysync_contract::usage_endpoint::ENDPOINT_HEADER;
 use keysync_e2e::keysync::{self, Keysync};
 use keysync_e2e::poll;
 use keysync_e2e::stack::Stack;
@@ -195,4 +197,126 @@ fn what_the_gateway_served_is_what_usage_reports() {
         ],
         "{answer}"
     );
+}
+
+/// `GET path` with `key`, and a client's own `x-keysync-endpoint` when given.
+fn get_on(stack: &Stack, path: &str, key: &str, forged: Option<&str>) -> serde_json::Value {
+    let bearer = format!("Bearer {key}");
+    let mut headers: Vec<(&str, &[u8])> = vec![("authorization", bearer.as_bytes())];
+    if let Some(forged) = forged {
+        headers.push((ENDPOINT_HEADER, forged.as_bytes()));
+    }
+    let response = stack.gateway.get(path, &headers);
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    serde_json::from_slice(&response.body).unwrap_or_default()
+}
+
+/// (endpoint, requests) rows of `keysync usage --by endpoint --json`, in its order.
+fn by_endpoint(answer: &serde_json::Value) -> Vec<(String, u64)> {
+    answer["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            (
+                row["endpoint"].as_str().unwrap_or_default().to_string(),
+                row["requests"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn usage_by_endpoint_is_what_each_named_route_served() {
+    // Two named routes (BACKEND_URLS names them: orders, search) to the echo backend,
+    // and /health, a route without a name.
+    let stack = Stack::start(|options| {
+        options.sync_config = SYNC_WITH_USAGE.into();
+        let url = options
+            .backends
+            .split_once('=')
+            .map(|(_, url)| url.to_string())
+            .unwrap_or_default();
+        options.backends = format!("orders={url},search={url}");
+    });
+    let org = stack.create_org("routed");
+    let key = stack.create_key(&org, &[]);
+    stack
+        .gateway
+        .wait_for_status("/orders/", &key.key, 200, poll::DEADLINE);
+    let (mut orders, mut search, mut unnamed) = (1, 0, 0);
+    for _ in 0..5 {
+        let echoed = get_on(&stack, "/orders/list", &key.key, None);
+        // The route's header is the filter's: the backend never sees it.
+        assert!(echoed["headers"].get(ENDPOINT_HEADER).is_none(), "{echoed}");
+        orders += 1;
+    }
+    for _ in 0..3 {
+        get_on(&stack, "/search/q", &key.key, None);
+        search += 1;
+    }
+    // A client naming another endpoint is counted under the route it took: the route
+    // sets the header, and a route without a name removes it.
+    get_on(&stack, "/orders/list", &key.key, Some("search"));
+    orders += 1;
+    get_on(&stack, "/search/q", &key.key, Some("orders"));
+    search += 1;
+    for forged in [None, Some("orders"), Some("made-up")] {
+        let response = stack.gateway.get(
+            "/health",
+            &[
+                ("authorization", format!("Bearer {}", key.key).as_bytes()),
+                (ENDPOINT_HEADER, forged.unwrap_or_default().as_bytes()),
+            ],
+        );
+        assert_eq!(response.status, 200);
+        unnamed += 1;
+    }
+
+    let total = orders + search + unnamed;
+    wait_for_total(&stack, &org, total);
+    let answer = keysync::cli_json(
+        &stack.database_url,
+        &[
+            "usage", "--org-id", &org, "--by", "endpoint", "--since", "1d",
+        ],
+    );
+    assert_eq!(
+        by_endpoint(&answer),
+        vec![
+            ("orders".to_string(), orders),
+            ("search".to_string(), search),
+            ("-".to_string(), unnamed),
+        ],
+        "{answer}"
+    );
+    assert_eq!(answer["total_requests"].as_u64(), Some(total));
+    // The table: the same rows.
+    let text = keysync::cli(
+        &stack.database_url,
+        &[
+            "usage", "--org-id", &org, "--by", "endpoint", "--since", "1d",
+        ],
+    );
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let firsts: Vec<(String, String)> = text
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next().unwrap_or_default().to_string();
+            (name, words.next().unwrap_or_default().to_string())
+        })
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            ("orders".to_string(), orders.to_string()),
+            ("search".to_string(), search.to_string()),
+            ("-".to_string(), unnamed.to_string()),
+        ],
+        "{text}"
+    );
+    assert_eq!(stack.gateway.stat("usage_endpoint_other"), 0);
 }

@@ -1,6 +1,7 @@
 //! The usage export through real Envoy, keysync, PostgreSQL and a Kafka-protocol broker
 //! (tansu): the CloudEvents on the topic add up to exactly what `keysync usage` reports
-//! and what the gateway served, one event per grown counter and flush; and a broker that
+//! (by outcome and by endpoint) and what the gateway served on each route, one event per
+//! grown counter and flush; and a broker that
 //! goes away never stops the gateway or the rollups, drops beyond the backlog are
 //! counted and logged, and events flow again once the broker (and its topic) is back.
 
@@ -33,8 +34,13 @@ const VALUES: [&str; 8] = [
 /// How long events may take to reach the topic once the rollups have them.
 const EXPORT_DEADLINE: Duration = Duration::from_secs(60);
 
-/// (org, key, outcome) -> the eight values.
-type Sums = BTreeMap<(String, String, String), [i64; 8]>;
+/// What a counter is: (org, key, endpoint, outcome).
+type Counter = (String, String, String, String);
+/// (org, key, endpoint, outcome) -> the eight values.
+type Sums = BTreeMap<Counter, [i64; 8]>;
+/// (org, key, endpoint or outcome) -> the eight values: what `keysync usage --by
+/// endpoint` or `--by status` reports of each key.
+type GroupSums = BTreeMap<(String, String, String), [i64; 8]>;
 
 fn values_of(object: &Value) -> [i64; 8] {
     VALUES.map(|name| {
@@ -44,31 +50,58 @@ fn values_of(object: &Value) -> [i64; 8] {
     })
 }
 
-fn add(sums: &mut Sums, at: (String, String, String), values: [i64; 8]) {
+fn add<K: Ord>(sums: &mut BTreeMap<K, [i64; 8]>, at: K, values: [i64; 8]) {
     let sum = sums.entry(at).or_insert([0; 8]);
     for (total, value) in sum.iter_mut().zip(values) {
         *total += value;
     }
 }
 
-/// The events' data summed by (org, key, outcome).
+/// The events' data summed by (org, key, endpoint, outcome).
 fn event_sums(records: &[ConsumedRecord]) -> Sums {
     let mut sums = Sums::new();
     for record in records {
         let data = &record.json()["data"];
+        let field = |name: &str| {
+            data[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {data}"))
+                .to_string()
+        };
         let at = (
-            data["org_id"].as_str().unwrap_or_default().to_string(),
-            data["key_id"].as_str().unwrap_or_default().to_string(),
-            data["outcome"].as_str().unwrap_or_default().to_string(),
+            field("org_id"),
+            field("key_id"),
+            field("endpoint"),
+            field("outcome"),
         );
         add(&mut sums, at, values_of(data));
     }
     sums
 }
 
-/// What `keysync usage` holds for these keys, by (org, key, outcome).
-fn rollup_sums(stack: &Stack, keys: &[(&str, &CreatedKey)]) -> Sums {
-    let mut sums = Sums::new();
+/// `sums` added up by (org, key, endpoint) or (org, key, outcome), as `by` says
+/// (`endpoint` or `status`).
+fn grouped(sums: &Sums, by: &str) -> GroupSums {
+    let mut grouped = GroupSums::new();
+    for ((org, key, endpoint, outcome), values) in sums {
+        let group = if by == "endpoint" { endpoint } else { outcome };
+        add(
+            &mut grouped,
+            (org.clone(), key.clone(), group.clone()),
+            *values,
+        );
+    }
+    grouped
+}
+
+/// What `keysync usage --by <by>` (`endpoint` or `status`) holds for these keys.
+fn rollup_sums(stack: &Stack, keys: &[(&str, &CreatedKey)], by: &str) -> GroupSums {
+    let field = if by == "endpoint" {
+        "endpoint"
+    } else {
+        "outcome"
+    };
+    let mut sums = GroupSums::new();
     for (org, key) in keys {
         let answer = keysync::cli_json(
             &stack.database_url,
@@ -79,16 +112,16 @@ fn rollup_sums(stack: &Stack, keys: &[(&str, &CreatedKey)]) -> Sums {
                 "--key-id",
                 &key.key_id,
                 "--by",
-                "status",
+                by,
                 "--since",
                 "1d",
             ],
         );
         for row in answer["rows"].as_array().cloned().unwrap_or_default() {
-            let outcome = row["outcome"].as_str().unwrap_or_default().to_string();
+            let group = row[field].as_str().unwrap_or_default().to_string();
             add(
                 &mut sums,
-                (org.to_string(), key.key_id.clone(), outcome),
+                (org.to_string(), key.key_id.clone(), group),
                 values_of(&row),
             );
         }
@@ -96,18 +129,15 @@ fn rollup_sums(stack: &Stack, keys: &[(&str, &CreatedKey)]) -> Sums {
     sums
 }
 
-/// Requests by (org, key, outcome) of `sums`.
-fn requests(sums: &Sums) -> BTreeMap<(String, String, String), i64> {
+/// Requests of each entry of `sums`.
+fn requests<K: Ord + Clone>(sums: &BTreeMap<K, [i64; 8]>) -> BTreeMap<K, i64> {
     sums.iter()
         .map(|(at, values)| (at.clone(), values[0]))
         .collect()
 }
 
 /// Waits until the topic's events add up to `expected` requests per counter.
-fn wait_for_events(
-    kafka: &TestKafka,
-    expected: &BTreeMap<(String, String, String), i64>,
-) -> Vec<ConsumedRecord> {
+fn wait_for_events(kafka: &TestKafka, expected: &BTreeMap<Counter, i64>) -> Vec<ConsumedRecord> {
     poll::within(EXPORT_DEADLINE, Duration::from_millis(250), || {
         let records = kafka.records(TOPIC);
         if &requests(&event_sums(&records)) == expected {
@@ -119,15 +149,29 @@ fn wait_for_events(
     .unwrap_or_else(|last| panic!("the events never added up to {expected:?}; last {last:?}"))
 }
 
+/// Requests served by counter, as sums whose other values are zero.
+fn as_sums(counts: &BTreeMap<Counter, i64>) -> Sums {
+    counts
+        .iter()
+        .map(|(at, n)| (at.clone(), [*n, 0, 0, 0, 0, 0, 0, 0]))
+        .collect()
+}
+
+/// One request of `key` served on the route named `endpoint` with `outcome`.
 fn served(
-    counts: &mut BTreeMap<(String, String, String), i64>,
+    counts: &mut BTreeMap<Counter, i64>,
     org: &str,
     key: &CreatedKey,
+    endpoint: &str,
     outcome: &str,
 ) {
-    *counts
-        .entry((org.to_string(), key.key_id.clone(), outcome.to_string()))
-        .or_default() += 1;
+    let at = (
+        org.to_string(),
+        key.key_id.clone(),
+        endpoint.to_string(),
+        outcome.to_string(),
+    );
+    *counts.entry(at).or_default() += 1;
 }
 
 /// Whether `text` is RFC 3339 in UTC with milliseconds (`2026-12-01T14:00:05.250Z`),
@@ -192,6 +236,11 @@ fn check_envelopes(records: &[ConsumedRecord]) {
                 .contains(&data["outcome"].as_str().unwrap_or("")),
             "{event}"
         );
+        // The route's name: the routes of these tests are all named.
+        assert!(
+            ["orders", "search", "api-service"].contains(&data["endpoint"].as_str().unwrap_or("")),
+            "{event}"
+        );
         // Only counters that grew.
         assert!(data["requests"].as_i64() > Some(0), "{event}");
         // The buckets count the timed requests: some forwarded ones, no refused one.
@@ -210,9 +259,18 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
     let kafka = TestKafka::start();
     kafka.create_topic(TOPIC, 3);
     let brokers = kafka.brokers();
+    // Two named routes to the echo backend: each request is counted under its route.
     let stack = Stack::start_with(
         &[("KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS", &brokers)],
-        |options| options.sync_config = SYNC_WITH_USAGE.into(),
+        |options| {
+            options.sync_config = SYNC_WITH_USAGE.into();
+            let url = options
+                .backends
+                .split_once('=')
+                .map(|(_, url)| url.to_string())
+                .unwrap_or_default();
+            options.backends = format!("orders={url},search={url}");
+        },
     );
     let org = stack.create_org("metered");
     let other_org = stack.create_org("other");
@@ -224,35 +282,47 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
     let mut counts = BTreeMap::new();
     stack
         .gateway
-        .wait_for_status("/", &key.key, 200, poll::DEADLINE);
-    served(&mut counts, &org, &key, "2xx");
+        .wait_for_status("/orders/", &key.key, 200, poll::DEADLINE);
+    served(&mut counts, &org, &key, "orders", "2xx");
     stack
         .gateway
-        .wait_for_status("/", &other.key, 200, poll::DEADLINE);
-    served(&mut counts, &other_org, &other, "2xx");
+        .wait_for_status("/search/", &other.key, 200, poll::DEADLINE);
+    served(&mut counts, &other_org, &other, "search", "2xx");
 
     for round in 0..6 {
-        for _ in 0..5 {
-            assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
-            served(&mut counts, &org, &key, "2xx");
+        for n in 0..5 {
+            // Three of five on orders, two on search.
+            let endpoint = if n < 3 { "orders" } else { "search" };
+            let path = format!("/{endpoint}/list");
+            assert_eq!(stack.gateway.get_with_key(&path, &key.key).status, 200);
+            served(&mut counts, &org, &key, endpoint, "2xx");
         }
-        let status = stack.gateway.get_with_key("/orders", &limited.key).status;
+        let status = stack
+            .gateway
+            .get_with_key("/orders/list", &limited.key)
+            .status;
         match status {
-            200 => served(&mut counts, &org, &limited, "2xx"),
-            429 => served(&mut counts, &org, &limited, "rate_limited"),
+            200 => served(&mut counts, &org, &limited, "orders", "2xx"),
+            429 => served(&mut counts, &org, &limited, "orders", "rate_limited"),
             other => panic!("the limited key got {other}"),
         }
         assert_eq!(
-            stack.gateway.get_with_key("/orders", &elsewhere.key).status,
+            stack
+                .gateway
+                .get_with_key("/search/list", &elsewhere.key)
+                .status,
             403
         );
-        served(&mut counts, &org, &elsewhere, "policy_denied");
+        served(&mut counts, &org, &elsewhere, "search", "policy_denied");
         if round % 2 == 0 {
             assert_eq!(
-                stack.gateway.get_with_key("/orders", &other.key).status,
+                stack
+                    .gateway
+                    .get_with_key("/orders/list", &other.key)
+                    .status,
                 200
             );
-            served(&mut counts, &other_org, &other, "2xx");
+            served(&mut counts, &other_org, &other, "orders", "2xx");
         }
         // Spread over a few flushes, so a counter's events come from several windows.
         stack
@@ -265,13 +335,17 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
     }
     // Until the limit has refused one at least (it reaches the gateway with a refresh).
     let refused = poll::within(poll::DEADLINE, poll::INTERVAL, || {
-        match stack.gateway.get_with_key("/orders", &limited.key).status {
+        match stack
+            .gateway
+            .get_with_key("/orders/list", &limited.key)
+            .status
+        {
             200 => {
-                served(&mut counts, &org, &limited, "2xx");
+                served(&mut counts, &org, &limited, "orders", "2xx");
                 Err(())
             }
             429 => {
-                served(&mut counts, &org, &limited, "rate_limited");
+                served(&mut counts, &org, &limited, "orders", "rate_limited");
                 Ok(())
             }
             other => panic!("the limited key got {other}"),
@@ -285,19 +359,27 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
         (org.as_str(), &elsewhere),
         (other_org.as_str(), &other),
     ];
-    // The rollups have exactly what was served...
-    let rollups = poll::within(Duration::from_secs(30), Duration::from_millis(250), || {
-        let rollups = rollup_sums(&stack, &keys);
-        if requests(&rollups) == counts {
+    // The rollups have exactly what was served, by outcome and by endpoint...
+    let served_sums = as_sums(&counts);
+    let by_status = poll::within(Duration::from_secs(30), Duration::from_millis(250), || {
+        let rollups = rollup_sums(&stack, &keys, "status");
+        if requests(&rollups) == requests(&grouped(&served_sums, "status")) {
             Ok(rollups)
         } else {
             Err(requests(&rollups))
         }
     })
     .unwrap_or_else(|last| panic!("the rollups never reached {counts:?}; last {last:?}"));
-    // ... and so do the events, value by value.
+    let by_endpoint = rollup_sums(&stack, &keys, "endpoint");
+    assert_eq!(
+        requests(&by_endpoint),
+        requests(&grouped(&served_sums, "endpoint"))
+    );
+    // ... and so do the events, value by value, counter by counter.
     let records = wait_for_events(&kafka, &counts);
-    assert_eq!(event_sums(&records), rollups);
+    let events = event_sums(&records);
+    assert_eq!(grouped(&events, "status"), by_status);
+    assert_eq!(grouped(&events, "endpoint"), by_endpoint);
     check_envelopes(&records);
     let total: i64 = counts.values().sum();
     assert!(
@@ -305,11 +387,15 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
         "{} events for {total} requests: one per counter and flush, not per request",
         records.len()
     );
-    // Several windows per busy counter, each starting where the previous one ended.
+    // Several windows per busy counter (the busy key's 2xx on orders), each starting
+    // where the previous one ended.
     let mut windows: BTreeMap<String, Vec<(Value, Value)>> = BTreeMap::new();
     for record in &records {
         let data = record.json()["data"].clone();
-        if data["key_id"] == key.key_id.as_str() {
+        if data["key_id"] == key.key_id.as_str()
+            && data["endpoint"] == "orders"
+            && data["outcome"] == "2xx"
+        {
             windows
                 .entry(data["instance_id"].as_str().unwrap_or_default().to_string())
                 .or_default()
@@ -366,7 +452,8 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
     stack
         .gateway
         .wait_for_status("/", &before.key, 200, poll::DEADLINE);
-    served(&mut counts, &org, &before, "2xx");
+    // One backend: its route, for every path, is named after it.
+    served(&mut counts, &org, &before, "api-service", "2xx");
     wait_for_events(&kafka, &counts);
     // Acknowledged too, so no batch of before the outage is retried during it.
     poll::eventually(
@@ -385,7 +472,7 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
         for key in &during {
             for _ in 0..=round {
                 assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
-                served(&mut counts, &org, key, "2xx");
+                served(&mut counts, &org, key, "api-service", "2xx");
             }
         }
         let flushes = stack.gateway.stat("usage_flushes_ok");
@@ -398,9 +485,10 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
         .chain([&after])
         .map(|key| (org.as_str(), key))
         .collect();
+    let served_endpoints = grouped(&as_sums(&counts), "endpoint");
     poll::within(Duration::from_secs(30), Duration::from_millis(250), || {
-        let rollups = requests(&rollup_sums(&stack, &keys));
-        if rollups == counts {
+        let rollups = requests(&rollup_sums(&stack, &keys, "endpoint"));
+        if rollups == requests(&served_endpoints) {
             Ok(())
         } else {
             Err(rollups)
@@ -454,7 +542,12 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
             200
         );
     }
-    let after_at = (org.clone(), after.key_id.clone(), "2xx".to_string());
+    let after_at = (
+        org.clone(),
+        after.key_id.clone(),
+        "api-service".to_string(),
+        "2xx".to_string(),
+    );
     let records = poll::within(EXPORT_DEADLINE, Duration::from_millis(250), || {
         let records = kafka.records(TOPIC);
         if requests(&event_sums(&records)).get(&after_at) == Some(&3) {

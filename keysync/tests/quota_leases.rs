@@ -75,6 +75,7 @@ async fn flush(channel: &Channel, instance: Uuid, org: &str, key: &str, requests
                 duration_buckets: vec![requests, 0, 0, 0],
                 request_bytes: 0,
                 response_bytes: 0,
+                endpoint: "-".into(),
             },
             // Refused requests use no quota.
             UsageCounter {
@@ -86,6 +87,7 @@ async fn flush(channel: &Channel, instance: Uuid, org: &str, key: &str, requests
                 duration_buckets: vec![5, 0, 0, 0],
                 request_bytes: 0,
                 response_bytes: 0,
+                endpoint: "-".into(),
             },
         ],
         unattributed_requests: 0,

@@ -1,8 +1,9 @@
 //! Usage metering against a real PostgreSQL and a real `keysync serve`: flushes of
 //! cumulative counters through the gRPC `ReportUsage` call add their increments exactly
 //! once (repeats add nothing, instances add up, a flush during an outage is refused and
-//! its retry counted once); the monthly partitions are kept ahead and dropped after the
-//! retention; `keysync usage` and `GET /v1/orgs/{id}/usage` report the rollup.
+//! its retry counted once), per endpoint too; the monthly partitions are kept ahead and
+//! dropped after the retention; the endpoint migration keeps the rows it finds;
+//! `keysync usage` and `GET /v1/orgs/{id}/usage` report the rollup.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -537,7 +538,7 @@ fn bad_usage_arguments_are_one_line_errors() {
     for (args, expected) in [
         (
             vec!["--by", "week"],
-            "invalid --by 'week': expected hour, day, month, key or status",
+            "invalid --by 'week': expected hour, day, month, key, endpoint or status",
         ),
         (
             vec!["--since", "7d", "--from", "2026-01-01"],
@@ -636,6 +637,40 @@ async fn the_api_answers_what_the_command_prints() {
     );
     assert_eq!(body, printed);
     assert_eq!(body["total_requests"], 7);
+
+    // By endpoint: the same as the command, the route names as stored.
+    sql(
+        &postgres,
+        &url,
+        &format!(
+            "INSERT INTO usage_hourly (hour, org_id, key_id, endpoint, outcome, requests, \
+                 duration_us, le_10ms, le_100ms, le_1s, over_1s, request_bytes, response_bytes) \
+             VALUES ('2026-02-01T01:00:00Z', '{org}', '{key}', 'orders', 2, 9, 0, 0, 0, 0, 0, \
+                 0, 0)"
+        ),
+    );
+    let (status, body) = get(format!(
+        "/v1/orgs/{org}/usage?from=2026-01-01&to=2026-03-01&by=endpoint"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let printed = usage_json(
+        &url,
+        &[
+            "--org-id",
+            &org,
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-03-01",
+            "--by",
+            "endpoint",
+        ],
+    );
+    assert_eq!(body, printed);
+    assert_eq!(
+        endpoint_rows(&body),
+        [("orders".to_owned(), 9), ("-".to_owned(), 7)]
+    );
 
     for (query, expected) in [
         ("by=week", "invalid by 'week'"),
@@ -780,4 +815,297 @@ fn a_bad_export_setting_is_one_line_at_start() {
         let run: Run = serve.output().unwrap().into();
         assert_one_line_error(&run, expected);
     }
+}
+
+/// (endpoint, requests) of a `--by endpoint` answer, in its order.
+fn endpoint_rows(report: &Value) -> Vec<(String, i64)> {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["endpoint"].as_str().unwrap().to_owned(),
+                row["requests"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoints_counters_add_up_on_their_own_and_in_every_rollup() {
+    let (postgres, url) = migrated_database();
+    let org = create_org(&url, "Acme");
+    let (k1, k2) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    // A quota: its use is every endpoint's forwarded requests together.
+    ok(&url, &["orgs", "set-quota", &org, "--monthly", "1000"]);
+    let serve = start_serve(&url, &[]).await;
+    let channel = &serve.channel;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+
+    let first = flush(
+        a,
+        vec![
+            on("orders", counter(&org, &k1, 2, 10)),
+            on("search", counter(&org, &k1, 2, 4)),
+            on("search", counter(&org, &k1, 6, 1)),
+            counter(&org, &k1, 2, 3),
+            on("(other)", counter(&org, &k2, 2, 2)),
+        ],
+    );
+    assert_eq!(report(channel, first.clone()).await.unwrap(), 5);
+    assert_eq!(
+        report(channel, first).await.unwrap(),
+        5,
+        "repeated: nothing more"
+    );
+    // Each endpoint's counter grows on its own: orders by 5, search by nothing.
+    report(
+        channel,
+        flush(
+            a,
+            vec![
+                on("orders", counter(&org, &k1, 2, 15)),
+                on("search", counter(&org, &k1, 2, 4)),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    // A gateway from before endpoints sends none: its requests are the endpoint "-".
+    report(channel, flush(b, vec![on("", counter(&org, &k2, 2, 7))]))
+        .await
+        .unwrap();
+
+    let range = ["--org-id", org.as_str(), "--since", "1d"];
+    let by = |group: &str, extra: &[&str]| {
+        let mut args = range.to_vec();
+        args.extend(["--by", group]);
+        args.extend(extra);
+        usage_json(&url, &args)
+    };
+    let endpoints = by("endpoint", &[]);
+    assert_eq!(endpoints["by"], "endpoint");
+    assert_eq!(endpoints["total_requests"], 32);
+    assert_eq!(
+        endpoint_rows(&endpoints),
+        [
+            ("orders".to_owned(), 15),
+            ("-".to_owned(), 10),
+            ("search".to_owned(), 5),
+            ("(other)".to_owned(), 2),
+        ],
+        "most requests first: {endpoints}"
+    );
+    assert_eq!(endpoints["rows"][0]["duration_us"], 30_000);
+    assert_eq!(endpoints["rows"][0]["response_bytes"], 15_000);
+    assert!(endpoints["rows"][0].get("key_id").is_none());
+    let one_key = by("endpoint", &["--key-id", &k1]);
+    assert_eq!(
+        endpoint_rows(&one_key),
+        [
+            ("orders".to_owned(), 15),
+            ("search".to_owned(), 5),
+            ("-".to_owned(), 3),
+        ]
+    );
+    // Other groupings sum every endpoint.
+    assert_eq!(by("key", &[])["total_requests"], 32);
+    let status = by("status", &[]);
+    assert_eq!(status["rows"][0]["outcome"], "2xx");
+    assert_eq!(status["rows"][0]["requests"], 31);
+    // Text: the table by endpoint, then the total.
+    let mut text_args = vec!["usage"];
+    text_args.extend(range);
+    text_args.extend(["--by", "endpoint"]);
+    let text = ok(&url, &text_args);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("ENDPOINT  REQUESTS  MEAN_MS"),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("orders    15        2.0 "), "{text}");
+    assert!(lines[4].starts_with("(other)   2 "), "{text}");
+    assert!(lines[5].starts_with("total_requests: 32 "), "{text}");
+
+    // The rollup and its views, by endpoint.
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            &format!(
+                "SELECT string_agg(endpoint || '=' || requests, ',' ORDER BY endpoint) \
+                 FROM usage_daily WHERE org_id = '{org}' AND key_id = '{k1}' AND outcome = 2"
+            )
+        ),
+        "-=3,orders=15,search=4"
+    );
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            &format!(
+                "SELECT string_agg(endpoint || '=' || requests, ',' ORDER BY endpoint) \
+                 FROM usage_monthly WHERE org_id = '{org}' AND key_id = '{k2}'"
+            )
+        ),
+        "(other)=2,-=7"
+    );
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            &format!("SELECT count(*) FROM usage_hourly WHERE org_id = '{org}'")
+        ),
+        "6",
+        "one row per hour, key, endpoint and outcome"
+    );
+    // The quota's use: the forwarded requests of every endpoint (refusals use none).
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            &format!("SELECT used FROM quota_usage WHERE subject_id = '{org}'")
+        ),
+        "31"
+    );
+
+    // A bad endpoint, or too many, refuse the flush whole.
+    let bad = flush(a, vec![on("two words", counter(&org, &k1, 2, 99))]);
+    let status = report(channel, bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("endpoint \"two words\""),
+        "{status:?}"
+    );
+    let many: Vec<UsageCounter> = (0..=1000)
+        .map(|n| on(&format!("route-{n}"), counter(&org, &k1, 2, 1)))
+        .collect();
+    let status = report(channel, flush(a, many)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "more than 1000 distinct endpoints in one flush"
+    );
+    assert_eq!(usage_json(&url, &range)["total_requests"], 32);
+}
+
+/// The endpoint migration (0013) on a database that has usage: the rows it finds are
+/// the endpoint `-`, and flushes go on from the values stored before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_migration_keeps_the_rows_it_finds_as_no_name() {
+    let postgres = keysync_e2e::TestPostgres::start();
+    let url = postgres.create_database();
+    // Every migration before the endpoints, from a copy of the folder.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let scratch = keysync_e2e::scratch::ScratchDir::new("migrations-before-endpoints").unwrap();
+    let before = scratch.path();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "0013" {
+            std::fs::copy(&path, before.join(&name)).unwrap();
+        }
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(before)
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let org = create_org(&url, "Before");
+    let (key, instance) = (Uuid::new_v4(), Uuid::new_v4());
+    sql(
+        &postgres,
+        &url,
+        &format!(
+            "INSERT INTO usage_hourly VALUES (date_trunc('hour', now()), '{org}', '{key}', 2, \
+                 5, 0, 5, 0, 0, 0, 0, 0); \
+             INSERT INTO usage_instances VALUES ('{instance}', '{org}', '{key}', 2, \
+                 5, 10000, 5, 0, 0, 0, 500, 5000); \
+             INSERT INTO usage_instance_totals (instance_id) VALUES ('{instance}')"
+        ),
+    );
+
+    assert_eq!(ok(&url, &["migrate"]), "migrations applied\n");
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            "SELECT endpoint || ' ' || requests FROM usage_hourly"
+        ),
+        "- 5"
+    );
+    assert_eq!(
+        sql(&postgres, &url, "SELECT endpoint FROM usage_instances"),
+        "-"
+    );
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            "SELECT string_agg(a.attname, ',' ORDER BY array_position(i.indkey, a.attnum)) \
+             FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
+                  AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = 'usage_hourly'::regclass AND i.indisprimary"
+        ),
+        "org_id,hour,key_id,endpoint,outcome"
+    );
+    // The instance flushes on (as a gateway from before endpoints would, and as one
+    // after): only the growth since the stored values is added, once.
+    let serve = start_serve(&url, &[]).await;
+    let key = key.to_string();
+    report(
+        &serve.channel,
+        flush(instance, vec![on("", counter(&org, &key, 2, 8))]),
+    )
+    .await
+    .unwrap();
+    report(
+        &serve.channel,
+        flush(
+            instance,
+            vec![
+                counter(&org, &key, 2, 8),
+                on("orders", counter(&org, &key, 2, 2)),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    let by_endpoint = usage_json(
+        &url,
+        &["--org-id", &org, "--since", "1d", "--by", "endpoint"],
+    );
+    assert_eq!(
+        endpoint_rows(&by_endpoint),
+        [("-".to_owned(), 8), ("orders".to_owned(), 2)],
+        "{by_endpoint}"
+    );
+    // A partition made after the migration has the column and the key too.
+    let pool = keysync::database::connect(&url).await.unwrap();
+    let later = Month::of(Utc::now()).plus(6);
+    partitions::maintain(&pool, later.start(), 13)
+        .await
+        .unwrap();
+    let hour = later.start() + TimeDelta::hours(1);
+    sql(
+        &postgres,
+        &url,
+        &format!(
+            "INSERT INTO usage_hourly (hour, org_id, key_id, endpoint, outcome, requests, \
+                 duration_us, le_10ms, le_100ms, le_1s, over_1s, request_bytes, response_bytes) \
+             VALUES ('{}', '{org}', '{key}', 'search', 2, 1, 0, 0, 0, 0, 0, 0, 0)",
+            hour.to_rfc3339()
+        ),
+    );
+    assert_eq!(
+        sql(
+            &postgres,
+            &url,
+            &format!("SELECT endpoint FROM {}", later.partition())
+        ),
+        "search"
+    );
 }

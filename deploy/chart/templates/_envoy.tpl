@@ -113,8 +113,9 @@ static_resources:
           route_config:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
-            # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes]
+            # client's own are replaced or removed) and the route's headers to the
+            # filter never reach a backend, in any mode.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-endpoint]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -127,21 +128,27 @@ static_resources:
               {{- $backends := $.Values.gateway.backends }}
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ else }}{{ if $b.public }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # The routes that require scopes hand them to the auth filter in a header of
-          # Envoy's own (this filter's per-route configuration, rendered from
-          # BACKEND_SCOPES; removed before the backend), read with "route_scopes":
-          # "header": reading the route's metadata as a property cost about 1 us on every
-          # request (bench/RESULTS.md). Nothing happens here on other routes.
+          # The routes hand the auth filter what it needs of them in headers of Envoy's
+          # own (this filter's per-route configuration; removed before the backend): the
+          # scopes a route requires (rendered from BACKEND_SCOPES, read with
+          # "route_scopes": "header") and the route's name, the endpoint usage metering
+          # counts requests under ("usage_endpoints": "header"). Reading a route's
+          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
+          # A client's own x-keysync-endpoint is removed from every request first (this
+          # filter's own mutation runs before the route's): a route without a name counts
+          # as "-", never as what a client says.
           - name: envoy.filters.http.header_mutation
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations: {}
+              mutations:
+                request_mutations:
+                - remove: x-keysync-endpoint
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -407,8 +414,9 @@ static_resources:
           route_config:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
-            # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes]
+            # client's own are replaced or removed) and the route's headers to the
+            # filter never reach a backend, in any mode.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-endpoint]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -424,21 +432,27 @@ static_resources:
               {{- $backends := $.Values.gateway.backends }}
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ else }}{{ if $b.public }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # The routes that require scopes hand them to the auth filter in a header of
-          # Envoy's own (this filter's per-route configuration, rendered from
-          # BACKEND_SCOPES; removed before the backend), read with "route_scopes":
-          # "header": reading the route's metadata as a property cost about 1 us on every
-          # request (bench/RESULTS.md). Nothing happens here on other routes.
+          # The routes hand the auth filter what it needs of them in headers of Envoy's
+          # own (this filter's per-route configuration; removed before the backend): the
+          # scopes a route requires (rendered from BACKEND_SCOPES, read with
+          # "route_scopes": "header") and the route's name, the endpoint usage metering
+          # counts requests under ("usage_endpoints": "header"). Reading a route's
+          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
+          # A client's own x-keysync-endpoint is removed from every request first (this
+          # filter's own mutation runs before the route's): a route without a name counts
+          # as "-", never as what a client says.
           - name: envoy.filters.http.header_mutation
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations: {}
+              mutations:
+                request_mutations:
+                - remove: x-keysync-endpoint
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -708,8 +722,9 @@ static_resources:
           route_config:
             name: gateway
             # The descriptor headers of global rate limiting (the filter sets them; a
-            # client's own are replaced or removed) never reach a backend, in any mode.
-            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes]
+            # client's own are replaced or removed) and the route's headers to the
+            # filter never reach a backend, in any mode.
+            request_headers_to_remove: [x-keysync-rl-subject, x-keysync-rl-limit, x-keysync-route-scopes, x-keysync-endpoint]
             virtual_hosts:
             - name: gateway
               domains: ["*"]
@@ -722,21 +737,27 @@ static_resources:
               {{- $backends := $.Values.gateway.backends }}
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ else }}{{ if $b.public }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # The routes that require scopes hand them to the auth filter in a header of
-          # Envoy's own (this filter's per-route configuration, rendered from
-          # BACKEND_SCOPES; removed before the backend), read with "route_scopes":
-          # "header": reading the route's metadata as a property cost about 1 us on every
-          # request (bench/RESULTS.md). Nothing happens here on other routes.
+          # The routes hand the auth filter what it needs of them in headers of Envoy's
+          # own (this filter's per-route configuration; removed before the backend): the
+          # scopes a route requires (rendered from BACKEND_SCOPES, read with
+          # "route_scopes": "header") and the route's name, the endpoint usage metering
+          # counts requests under ("usage_endpoints": "header"). Reading a route's
+          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
+          # A client's own x-keysync-endpoint is removed from every request first (this
+          # filter's own mutation runs before the route's): a route without a name counts
+          # as "-", never as what a client says.
           - name: envoy.filters.http.header_mutation
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations: {}
+              mutations:
+                request_mutations:
+                - remove: x-keysync-endpoint
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -999,10 +1020,10 @@ static_resources:
               {{- $backends := $.Values.gateway.backends }}
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
           # ext_authz tells keysync the connection's peer, not the client Envoy settled on
@@ -1285,10 +1306,10 @@ static_resources:
               {{- $backends := $.Values.gateway.backends }}
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.wasm: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.ext_authz: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
           # ext_authz tells keysync the connection's peer, not the client Envoy settled on

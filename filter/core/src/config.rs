@@ -7,6 +7,7 @@
 //! the store holds a complete sync: `readiness`).
 
 use keysync_contract::public_path;
+use keysync_contract::usage_endpoint::{DEFAULT_MAX_ENDPOINTS, MAX_ENDPOINTS};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -47,6 +48,24 @@ pub enum UsageDurations {
     Sampled,
     /// Every request: exact sums, for two more host calls a request.
     All,
+}
+
+/// Where usage metering learns the endpoint (the route's name) a request is counted
+/// under (`usage_endpoints`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageEndpoints {
+    /// Not at all: every request counts under the endpoint `-`, for no host call.
+    Off,
+    /// The request header [`keysync_contract::usage_endpoint::ENDPOINT_HEADER`], which
+    /// a header-mutation filter removes from every request and its per-route
+    /// configuration sets to the route's name (`envoy/render.py` renders both). One
+    /// header read for each request of a recognized key; the configuration must remove
+    /// a client's own value, or clients choose the endpoint they are counted under.
+    Header,
+    /// The route's name, read as an Envoy property (`xds.route_name`): works in any
+    /// Envoy configuration, for about 1 us a request more (bench/RESULTS.md).
+    RouteName,
 }
 
 /// Where a route's required scopes are read from.
@@ -90,6 +109,10 @@ pub struct AuthConfig {
     pub rate_limit: RateLimitMode,
     pub route_scopes: RouteScopes,
     pub usage_durations: UsageDurations,
+    pub usage_endpoints: UsageEndpoints,
+    /// Distinct named endpoints this Envoy counts (shared by its workers); requests of
+    /// further route names count under `(other)`.
+    pub usage_max_endpoints: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -210,6 +233,8 @@ struct RawConfig {
     rate_limit: Option<RateLimitMode>,
     route_scopes: Option<RouteScopes>,
     usage_durations: Option<UsageDurations>,
+    usage_endpoints: Option<UsageEndpoints>,
+    usage_max_endpoints: Option<usize>,
     refresh_interval: Option<String>,
     request_timeout: Option<String>,
     page_size: Option<u32>,
@@ -310,6 +335,12 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
                 .into(),
         ));
     }
+    let usage_max_endpoints = raw.usage_max_endpoints.unwrap_or(DEFAULT_MAX_ENDPOINTS);
+    if !(1..=MAX_ENDPOINTS).contains(&usage_max_endpoints) {
+        return Err(ConfigError(format!(
+            "usage_max_endpoints must be between 1 and {MAX_ENDPOINTS}, not {usage_max_endpoints}"
+        )));
+    }
     Ok(AuthConfig {
         keysync_cluster,
         failure_mode: raw.failure_mode.unwrap_or(FailureMode::Closed),
@@ -332,6 +363,8 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
         rate_limit: raw.rate_limit.unwrap_or(RateLimitMode::Local),
         route_scopes: raw.route_scopes.unwrap_or(RouteScopes::Metadata),
         usage_durations: raw.usage_durations.unwrap_or(UsageDurations::Sampled),
+        usage_endpoints: raw.usage_endpoints.unwrap_or(UsageEndpoints::Off),
+        usage_max_endpoints,
     })
 }
 
@@ -405,6 +438,8 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
             ("rate_limit", raw.rate_limit.is_some()),
             ("route_scopes", raw.route_scopes.is_some()),
             ("usage_durations", raw.usage_durations.is_some()),
+            ("usage_endpoints", raw.usage_endpoints.is_some()),
+            ("usage_max_endpoints", raw.usage_max_endpoints.is_some()),
         ],
     )?;
     let config = SyncConfig {
@@ -513,6 +548,11 @@ mod tests {
         assert_eq!(auth(r#"{"max_staleness":"off"}"#).max_staleness, None);
         assert_eq!(config.rate_limit, RateLimitMode::Local);
         assert_eq!(config.usage_durations, UsageDurations::Sampled);
+        assert_eq!(
+            (config.usage_endpoints, config.usage_max_endpoints),
+            (UsageEndpoints::Off, 100),
+            "no host call for endpoints unless the configuration says where they are"
+        );
         assert_eq!(auth("{}"), config);
     }
 
@@ -592,6 +632,31 @@ mod tests {
         );
         assert!(error(r#"{"usage_durations":"some"}"#).contains("unknown variant"));
         assert!(error(r#"{"role":"sync","usage_durations":"all"}"#).contains("only applies"));
+    }
+
+    #[test]
+    fn usage_endpoints_come_from_a_header_or_the_route_name_bounded() {
+        let config = auth(r#"{"usage_endpoints":"header","usage_max_endpoints":1000}"#);
+        assert_eq!(config.usage_endpoints, UsageEndpoints::Header);
+        assert_eq!(config.usage_max_endpoints, 1000);
+        assert_eq!(
+            auth(r#"{"usage_endpoints":"route_name"}"#).usage_endpoints,
+            UsageEndpoints::RouteName
+        );
+        assert_eq!(
+            auth(r#"{"usage_endpoints":"off"}"#).usage_endpoints,
+            UsageEndpoints::Off
+        );
+        assert!(error(r#"{"usage_endpoints":"path"}"#).contains("unknown variant"));
+        for bad in [0, 1001] {
+            assert!(
+                error(&format!(r#"{{"usage_max_endpoints":{bad}}}"#))
+                    .contains("usage_max_endpoints must be between 1 and 1000"),
+                "{bad}"
+            );
+        }
+        assert!(error(r#"{"role":"sync","usage_endpoints":"header"}"#).contains("only applies"));
+        assert!(error(r#"{"role":"sync","usage_max_endpoints":5}"#).contains("only applies"));
     }
 
     #[test]

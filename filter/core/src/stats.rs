@@ -45,6 +45,9 @@ pub enum Counter {
     BadPolicies,
     /// Requests usage metering could not count: the bounded counter space was full.
     UsageDropped,
+    /// Requests counted under the endpoint `(other)`: their route's name was not a
+    /// usable one, or came when `usage_max_endpoints` names were counted already.
+    UsageEndpointOther,
     /// Requests refused (429) because their organization's or key's monthly quota was
     /// used up.
     QuotaExceeded,
@@ -72,6 +75,7 @@ const COUNTERS: [(Counter, &str); 21] = [
     (Counter::IpNotAllowed, "keysync.ip_not_allowed"),
     (Counter::BadPolicies, BAD_POLICIES),
     (Counter::UsageDropped, "keysync.usage_dropped"),
+    (Counter::UsageEndpointOther, "keysync.usage_endpoint_other"),
     (Counter::QuotaExceeded, "keysync.quota_exceeded"),
     (Counter::QuotaContended, "keysync.quota_contended"),
 ];

@@ -29,13 +29,14 @@ pub struct UsageQueryParams {
     pub from: Option<String>,
     /// End of the range, exclusive (default now); needs `from`.
     pub to: Option<String>,
-    /// Rows by `hour`, `day` (the default), `month` (UTC), `key` or `status`.
+    /// Rows by `hour`, `day` (the default), `month` (UTC), `key`, `endpoint` (the name of
+    /// the route that served the requests; `-` for a route without one) or `status`.
     pub by: Option<String>,
 }
 
 /// An organization's usage in a time range (`[from, to)`, in whole UTC hours), grouped
-/// by hour, day, month, key or outcome, with `total_requests`: every request of its keys
-/// a gateway counted and flushed (`keysync usage --json`).
+/// by hour, day, month, key, endpoint or outcome, with `total_requests`: every request
+/// of its keys a gateway counted and flushed (`keysync usage --json`).
 #[utoipa::path(
     get,
     path = "/v1/orgs/{org_id}/usage",

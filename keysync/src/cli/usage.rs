@@ -1,5 +1,6 @@
 //! `keysync usage`: what the gateways metered for one organization (or one of its
-//! keys) in a time range, grouped by hour, day, month, key or outcome, with the total.
+//! keys) in a time range, grouped by hour, day, month, key, endpoint (the route's name)
+//! or outcome, with the total.
 
 use std::io::{self, Write};
 
@@ -29,7 +30,8 @@ pub struct UsageArgs {
     /// End of the range, exclusive (default now); needs --from
     #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     pub to: Option<String>,
-    /// Rows by hour, day (the default), month (UTC), key or status
+    /// Rows by hour, day (the default), month (UTC), key, endpoint (the route's name) or
+    /// status
     #[arg(long, value_name = "GROUP")]
     pub by: Option<String>,
     #[command(flatten)]
@@ -41,6 +43,7 @@ Examples:
   keysync usage --org-id ORG_ID                          the last 30 days, by day
   keysync usage --org-id ORG_ID --since 24h --by hour
   keysync usage --org-id ORG_ID --from 2026-03-01 --to 2026-04-01 --by key --json
+  keysync usage --org-id ORG_ID --since 7d --by endpoint     by route name (- : none)
 Ranges are [from, to) in whole UTC hours; a date is its midnight, UTC.";
 
 pub async fn run(
@@ -72,6 +75,9 @@ impl Render for UsageReport {
             usage::GroupBy::Key => Column::new("KEY", |row: &UsageRow| {
                 row.key_id
                     .map_or_else(|| "-".to_owned(), |id| id.to_string())
+            }),
+            usage::GroupBy::Endpoint => Column::new("ENDPOINT", |row: &UsageRow| {
+                row.endpoint.clone().unwrap_or_else(|| "-".to_owned())
             }),
             usage::GroupBy::Status => Column::new("OUTCOME", |row: &UsageRow| {
                 row.outcome.clone().unwrap_or_else(|| "-".to_owned())
@@ -134,6 +140,7 @@ mod tests {
         UsageRow {
             period: None,
             key_id: None,
+            endpoint: None,
             outcome: None,
             requests,
             duration_us: requests * 2500,
@@ -179,6 +186,17 @@ mod tests {
         assert!(text.starts_with("OUTCOME "), "{text}");
         assert!(text.contains("\nrate_limited  3"), "{text}");
         assert!(text.contains("\n-             0         -"), "{text}");
+        let (mut orders, mut unnamed) = (row(7), row(2));
+        orders.endpoint = Some("orders".to_owned());
+        unnamed.endpoint = Some("-".to_owned());
+        let text = printed(&report(GroupBy::Endpoint, vec![orders, unnamed]), false);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0][..2], ["ENDPOINT", "REQUESTS"]);
+        assert_eq!(lines[1][..2], ["orders", "7"]);
+        assert_eq!(lines[2][..2], ["-", "2"]);
     }
 
     #[test]
@@ -203,6 +221,7 @@ mod tests {
         assert_eq!(json["rows"][0]["key_id"], Uuid::from_u128(7).to_string());
         assert!(json["rows"][0].get("period").is_none());
         assert!(json["rows"][0].get("outcome").is_none());
+        assert!(json["rows"][0].get("endpoint").is_none());
         assert_eq!(json["rows"][0]["requests"], 5);
         assert_eq!(json["from"], "2026-03-01T00:00:00Z");
     }

@@ -1,6 +1,6 @@
 //! Reading the usage rollup (`keysync usage`, `GET /v1/orgs/{org_id}/usage`): one
 //! organization's requests in a time range, all keys or one, grouped by hour, day,
-//! month (UTC), key or outcome, with the total.
+//! month (UTC), key, endpoint (the route's name) or outcome, with the total.
 //!
 //! The range is half-open, `[from, to)`, widened to whole hours (the rollup's grain):
 //! `from` down to its hour, `to` up to the next one. The default is the last 30 days
@@ -31,11 +31,12 @@ pub enum GroupBy {
     Day,
     Month,
     Key,
+    Endpoint,
     Status,
 }
 
 impl GroupBy {
-    pub const NAMES: &'static str = "hour, day, month, key or status";
+    pub const NAMES: &'static str = "hour, day, month, key, endpoint or status";
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,6 +44,7 @@ impl GroupBy {
             GroupBy::Day => "day",
             GroupBy::Month => "month",
             GroupBy::Key => "key",
+            GroupBy::Endpoint => "endpoint",
             GroupBy::Status => "status",
         }
     }
@@ -57,6 +59,7 @@ impl FromStr for GroupBy {
             "day" => Ok(GroupBy::Day),
             "month" => Ok(GroupBy::Month),
             "key" => Ok(GroupBy::Key),
+            "endpoint" => Ok(GroupBy::Endpoint),
             "status" => Ok(GroupBy::Status),
             _ => Err(()),
         }
@@ -212,8 +215,8 @@ impl UsageParameters<'_> {
     }
 }
 
-/// One row of a report: the group (one of `period`, `key_id`, `outcome`, as `by` says)
-/// and its sums.
+/// One row of a report: the group (one of `period`, `key_id`, `endpoint`, `outcome`, as
+/// `by` says) and its sums.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageRow {
     /// The start of the hour, day or month (UTC), for `by` hour, day or month.
@@ -223,6 +226,12 @@ pub struct UsageRow {
     /// The key, for `by` key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<Uuid>,
+    /// The name of the route that served the requests, for `by` endpoint: as the
+    /// gateway's configuration names it, `-` for a route without a name, `(other)` for
+    /// names the gateway did not count as themselves (not 1 to 64 of
+    /// `[A-Za-z0-9._:/-]`, or beyond its bound on distinct endpoints).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     /// What happened to the requests, for `by` status: `2xx`, `3xx`, `4xx`, `5xx` (the
     /// upstream's answer), `other` (1xx or anything else), `rate_limited`,
     /// `quota_exceeded`, `policy_denied` (refused by the gateway).
@@ -257,15 +266,16 @@ pub struct UsageReport {
     pub by: GroupBy,
     /// Requests in the range, every outcome.
     pub total_requests: i64,
-    /// Ordered by period, by requests (most first) for keys, by outcome.
+    /// Ordered by period, by requests (most first) for keys and endpoints, by outcome.
     pub rows: Vec<UsageRow>,
 }
 
-/// A row as the query returns it: period, key, outcome (whichever is grouped by), then
-/// the sums in [`crate::usage::store::VALUE_COLUMNS`] order.
+/// A row as the query returns it: period, key, endpoint, outcome (whichever is grouped
+/// by), then the sums in [`crate::usage::store::VALUE_COLUMNS`] order.
 type Row = (
     Option<DateTime<Utc>>,
     Option<Uuid>,
+    Option<String>,
     Option<i16>,
     i64,
     i64,
@@ -283,17 +293,24 @@ pub async fn report(pool: &PgPool, query: &UsageQuery) -> Result<UsageReport, Or
         return Err(OrgError::NotFound(query.org_id));
     }
     let (group, order) = match query.by {
-        GroupBy::Hour => ("hour, NULL::uuid, NULL::smallint", "1"),
+        GroupBy::Hour => ("hour, NULL::uuid, NULL::text, NULL::smallint", "1"),
         GroupBy::Day => (
-            "date_trunc('day', hour, 'UTC'), NULL::uuid, NULL::smallint",
+            "date_trunc('day', hour, 'UTC'), NULL::uuid, NULL::text, NULL::smallint",
             "1",
         ),
         GroupBy::Month => (
-            "date_trunc('month', hour, 'UTC'), NULL::uuid, NULL::smallint",
+            "date_trunc('month', hour, 'UTC'), NULL::uuid, NULL::text, NULL::smallint",
             "1",
         ),
-        GroupBy::Key => ("NULL::timestamptz, key_id, NULL::smallint", "4 DESC, 2"),
-        GroupBy::Status => ("NULL::timestamptz, NULL::uuid, outcome", "3"),
+        GroupBy::Key => (
+            "NULL::timestamptz, key_id, NULL::text, NULL::smallint",
+            "5 DESC, 2",
+        ),
+        GroupBy::Endpoint => (
+            "NULL::timestamptz, NULL::uuid, endpoint, NULL::smallint",
+            "5 DESC, 3",
+        ),
+        GroupBy::Status => ("NULL::timestamptz, NULL::uuid, NULL::text, outcome", "4"),
     };
     // `group` and `order` are fixed strings above, never input.
     let statement = format!(
@@ -302,7 +319,7 @@ pub async fn report(pool: &PgPool, query: &UsageQuery) -> Result<UsageReport, Or
                 sum(over_1s)::bigint, sum(request_bytes)::bigint, sum(response_bytes)::bigint \
          FROM usage_hourly \
          WHERE org_id = $1 AND ($2::uuid IS NULL OR key_id = $2) AND hour >= $3 AND hour < $4 \
-         GROUP BY 1, 2, 3 ORDER BY {order}"
+         GROUP BY 1, 2, 3, 4 ORDER BY {order}"
     );
     let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(statement))
         .bind(query.org_id)
@@ -318,6 +335,7 @@ pub async fn report(pool: &PgPool, query: &UsageQuery) -> Result<UsageReport, Or
             |(
                 period,
                 key_id,
+                endpoint,
                 outcome,
                 requests,
                 duration_us,
@@ -332,6 +350,7 @@ pub async fn report(pool: &PgPool, query: &UsageQuery) -> Result<UsageReport, Or
                 UsageRow {
                     period: period.map(Timestamp),
                     key_id,
+                    endpoint,
                     outcome: outcome
                         .and_then(|code| Outcome::from_code(i64::from(code)))
                         .map(|outcome| outcome.as_str().to_owned()),
@@ -402,6 +421,12 @@ mod tests {
         .unwrap();
         assert_eq!(Timestamp(until_now.to).to_string(), "2026-03-10T11:00:00Z");
         assert_eq!(until_now.by, GroupBy::Key);
+        let by_endpoint = check(UsageParameters {
+            by: Some("endpoint"),
+            ..UsageParameters::default()
+        })
+        .unwrap();
+        assert_eq!(by_endpoint.by, GroupBy::Endpoint);
     }
 
     #[test]
@@ -409,7 +434,7 @@ mod tests {
         for (parameters, expected) in [
             (
                 UsageParameters { by: Some("week"), ..Default::default() },
-                "invalid --by 'week': expected hour, day, month, key or status",
+                "invalid --by 'week': expected hour, day, month, key, endpoint or status",
             ),
             (
                 UsageParameters { since: Some("7d"), from: Some("2026-01-01"), ..Default::default() },

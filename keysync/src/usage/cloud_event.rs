@@ -2,9 +2,17 @@
 //! and Kong's metering ingest read), and the usage event: one grown counter of one flush.
 //!
 //! A usage event's `id` is derived from what identifies the increment (the Envoy
-//! instance, the flush's cut time, the organization, the key, the outcome), never drawn
-//! at random: an event sent twice (a batch retried after its acknowledgement was lost)
-//! carries the same `source` and `id` both times, so a consumer can drop the second.
+//! instance, the flush's cut time, the organization, the key, the endpoint, the
+//! outcome), never drawn at random: an event sent twice (a batch retried after its
+//! acknowledgement was lost) carries the same `source` and `id` both times, so a
+//! consumer can drop the second.
+//!
+//! The endpoint came after the first consumers: `data.endpoint` was added under the same
+//! type, `io.keysync.usage.v1`. Every field kept its meaning and every sum its value (a
+//! meter summing `requests` by key and outcome counts what it did; a counter is now per
+//! endpoint too, so such a group gets one event per endpoint and flush, each with its own
+//! `id`), while a new type would have silently emptied every meter defined on this one.
+//! The id of an increment of the endpoint `-` is made as before endpoints existed.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -12,11 +20,12 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::flush::Counter;
+use keysync_contract::usage_endpoint::NO_NAME;
 
 /// The CloudEvents version of the envelope.
 pub const SPEC_VERSION: &str = "1.0";
 /// The `type` of a usage event. Versioned: a change to `data`'s shape that a consumer
-/// would notice gets a new type.
+/// would notice gets a new type (an added field, such as `endpoint`, is not one).
 pub const USAGE_EVENT_TYPE: &str = "io.keysync.usage.v1";
 /// The media type of `data` (always JSON here).
 pub const DATA_CONTENT_TYPE: &str = "application/json";
@@ -68,7 +77,8 @@ pub fn usage_source(instance_id: Uuid) -> String {
 
 /// The deterministic id of the increment of `counter` flushed by `instance_id` at
 /// `cut_at`: the first 16 bytes of a SHA-256 over those, shaped as a UUID (version 8,
-/// "custom").
+/// "custom"). The endpoint is hashed after the outcome, except `-`, whose ids are made
+/// as they were before endpoints.
 pub fn usage_event_id(instance_id: Uuid, cut_at: DateTime<Utc>, counter: &Counter) -> String {
     let mut hash = Sha256::new();
     hash.update(b"keysync.usage.v1\0");
@@ -78,6 +88,11 @@ pub fn usage_event_id(instance_id: Uuid, cut_at: DateTime<Utc>, counter: &Counte
     hash.update(counter.key_id.as_bytes());
     // The code as two bytes, as the ids have always been made (a smallint).
     hash.update(i16::from(counter.outcome.code()).to_be_bytes());
+    if counter.endpoint != NO_NAME {
+        // Length-prefixed: no two endpoints hash alike.
+        hash.update((counter.endpoint.len() as u64).to_be_bytes());
+        hash.update(counter.endpoint.as_bytes());
+    }
     let digest = hash.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
@@ -110,6 +125,7 @@ pub fn usage_event(
         data: serde_json::json!({
             "org_id": org_id,
             "key_id": increment.key_id.to_string(),
+            "endpoint": increment.endpoint,
             "outcome": increment.outcome.as_str(),
             "requests": requests,
             "duration_us": duration_us,
@@ -140,6 +156,7 @@ mod tests {
         Counter {
             org_id: Uuid::from_u128(0x0a),
             key_id: Uuid::from_u128(0x0b),
+            endpoint: "-".to_owned(),
             outcome,
             values: [12, 34_000, 10, 1, 1, 0, 560, 7_800],
         }
@@ -151,7 +168,7 @@ mod tests {
         let cut = at("2026-12-01T14:00:05.250Z");
         let base = usage_event_id(instance, cut, &counter(Outcome::Status2xx));
         // Consumers drop repeats by id: its derivation never changes (the outcome code
-        // hashed as two bytes).
+        // hashed as two bytes; the endpoint `-` not hashed, as before endpoints).
         assert_eq!(base, "a78ec702-f98c-8b2e-a94d-a6e6f39eba60");
         // Same inputs, same id (a re-sent event), whatever the values say.
         let mut other_values = counter(Outcome::Status2xx);
@@ -179,7 +196,12 @@ mod tests {
         let mut other_key = counter(Outcome::Status2xx);
         other_key.key_id = Uuid::from_u128(0x0c);
         ids.insert(usage_event_id(instance, cut, &other_key));
-        assert_eq!(ids.len(), 6, "{ids:?}");
+        for endpoint in ["orders", "search", "(other)"] {
+            let mut named = counter(Outcome::Status2xx);
+            named.endpoint = endpoint.to_owned();
+            ids.insert(usage_event_id(instance, cut, &named));
+        }
+        assert_eq!(ids.len(), 9, "{ids:?}");
         // A UUID, version 8.
         let parsed = Uuid::parse_str(&base).unwrap();
         assert_eq!(parsed.get_version_num(), 8);
@@ -213,6 +235,7 @@ mod tests {
                 "data": {
                     "org_id": org,
                     "key_id": Uuid::from_u128(0x0b).to_string(),
+                    "endpoint": "-",
                     "outcome": "rate_limited",
                     "requests": 12,
                     "duration_us": 34000,

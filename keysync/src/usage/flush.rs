@@ -1,12 +1,15 @@
-//! A `ReportUsage` request, checked: every id 16 bytes, every outcome known, four
-//! duration buckets, no counter twice, every value within PostgreSQL's `bigint`, at most
-//! [`MAX_COUNTERS`] counters; and the hour its increments count in, taken from the
-//! gateway's cut time but kept within [`MAX_CLOCK_SKEW`] of keysync's clock, so a
-//! gateway with a wild clock cannot write into another month.
+//! A `ReportUsage` request, checked: every id 16 bytes, every outcome known, every
+//! endpoint a route name, `-` or `(other)` (contract: `usage_endpoint`), at most
+//! [`MAX_ENDPOINTS`] distinct named endpoints, four duration buckets, no counter twice,
+//! every value within PostgreSQL's `bigint`, at most [`MAX_COUNTERS`] counters; and the
+//! hour its increments count in, taken from the gateway's cut time but kept within
+//! [`MAX_CLOCK_SKEW`] of keysync's clock, so a gateway with a wild clock cannot write
+//! into another month.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use keysync_contract::usage_endpoint::{self, MAX_ENDPOINTS, NO_NAME, OTHER};
 use keysync_proto::v1::{ReportUsageRequest, UsageCounter};
 use uuid::Uuid;
 
@@ -19,8 +22,8 @@ pub const BUCKETS: usize = 4;
 /// How far a flush's cut time may be from keysync's clock before it is clamped.
 pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::hours(1);
 /// The largest gRPC message the KeySync service reads: [`MAX_COUNTERS`] counters of the
-/// largest encoding (about 130 bytes each) fit.
-pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// largest encoding (about 195 bytes each, a 64-character endpoint included) fit.
+pub const MAX_MESSAGE_BYTES: usize = 12 << 20;
 
 /// The cumulative values of one counter, in the order of the database columns:
 /// requests, duration_us, le_10ms, le_100ms, le_1s, over_1s, request_bytes,
@@ -32,6 +35,8 @@ pub type Values = [i64; 8];
 pub struct Counter {
     pub org_id: Uuid,
     pub key_id: Uuid,
+    /// The route's name, `-` (no name) or `(other)`.
+    pub endpoint: String,
     pub outcome: Outcome,
     pub values: Values,
 }
@@ -97,17 +102,32 @@ impl Flush {
             )));
         }
         let mut seen = HashSet::with_capacity(request.counters.len());
+        let mut named = HashSet::new();
         let mut counters = Vec::with_capacity(request.counters.len());
         for (index, counter) in request.counters.iter().enumerate() {
             let checked = check_counter(counter)
                 .map_err(|InvalidFlush(message)| invalid(format!("counter {index}: {message}")))?;
-            if !seen.insert((checked.org_id, checked.key_id, checked.outcome)) {
+            // Borrowed from the request: `checked` moves on. (Empty is `-`.)
+            let endpoint = match counter.endpoint.as_str() {
+                "" => NO_NAME,
+                named => named,
+            };
+            if !seen.insert((checked.org_id, checked.key_id, endpoint, checked.outcome)) {
                 return Err(invalid(format!(
-                    "counter {index}: org {} key {} outcome {} appears twice",
+                    "counter {index}: org {} key {} endpoint {} outcome {} appears twice",
                     checked.org_id,
                     checked.key_id,
+                    checked.endpoint,
                     checked.outcome.code()
                 )));
+            }
+            if endpoint != NO_NAME && endpoint != OTHER {
+                named.insert(endpoint);
+                if named.len() > MAX_ENDPOINTS {
+                    return Err(invalid(format!(
+                        "more than {MAX_ENDPOINTS} distinct endpoints in one flush"
+                    )));
+                }
             }
             counters.push(checked);
         }
@@ -127,6 +147,18 @@ fn check_counter(counter: &UsageCounter) -> Result<Counter, InvalidFlush> {
     let key_id = uuid("key_id", &counter.key_id)?;
     let outcome = Outcome::from_code(i64::from(counter.outcome))
         .ok_or_else(|| invalid(format!("outcome {} is not 1 to 8", counter.outcome)))?;
+    // A gateway from before endpoints sends none: its routes are not named.
+    let endpoint = match counter.endpoint.as_str() {
+        "" => NO_NAME,
+        endpoint if usage_endpoint::is_reported(endpoint) => endpoint,
+        endpoint => {
+            let shown: String = endpoint.chars().take(80).collect();
+            return Err(invalid(format!(
+                "endpoint {:?} is not 1 to 64 of [A-Za-z0-9._:/-], \"-\" or \"(other)\"",
+                shown
+            )));
+        }
+    };
     let [le_10ms, le_100ms, le_1s, over_1s] =
         <[u64; BUCKETS]>::try_from(counter.duration_buckets.as_slice()).map_err(|_| {
             invalid(format!(
@@ -137,6 +169,7 @@ fn check_counter(counter: &UsageCounter) -> Result<Counter, InvalidFlush> {
     Ok(Counter {
         org_id,
         key_id,
+        endpoint: endpoint.to_owned(),
         outcome,
         values: [
             value("requests", counter.requests)?,
@@ -171,6 +204,7 @@ mod tests {
             duration_buckets: vec![7, 2, 1, 0],
             request_bytes: 100,
             response_bytes: 2000,
+            endpoint: "orders".into(),
         }
     }
 
@@ -193,7 +227,57 @@ mod tests {
         assert_eq!(flush.counters.len(), 2);
         assert_eq!(flush.counters[1].outcome, Outcome::RateLimited);
         assert_eq!(flush.counters[0].values, [10, 5000, 7, 2, 1, 0, 100, 2000]);
+        assert_eq!(flush.counters[0].endpoint, "orders");
         assert_eq!(flush.unattributed_requests, 3);
+    }
+
+    #[test]
+    fn endpoints_are_names_a_dash_or_other_and_bounded() {
+        let on = |key: u128, endpoint: &str| UsageCounter {
+            endpoint: endpoint.into(),
+            ..counter(key, 2)
+        };
+        // One key's endpoints are counters of their own; none (an older gateway) is "-".
+        let flush = Flush::check(
+            &request(vec![
+                on(2, "orders"),
+                on(2, "search"),
+                on(2, "-"),
+                on(2, "(other)"),
+                on(3, ""),
+            ]),
+            now(),
+        )
+        .unwrap();
+        let endpoints: Vec<&str> = flush.counters.iter().map(|c| c.endpoint.as_str()).collect();
+        assert_eq!(endpoints, ["orders", "search", "-", "(other)", "-"]);
+        let refused =
+            |request: ReportUsageRequest| Flush::check(&request, now()).unwrap_err().to_string();
+        for bad in ["two words", "(others)", &"a".repeat(65), "é"] {
+            let message = refused(request(vec![on(2, bad)]));
+            assert!(
+                message.starts_with("counter 0: endpoint") && message.contains("is not 1 to 64"),
+                "{message}"
+            );
+        }
+        // "" and "-" are the same endpoint: one counter.
+        let twice = refused(request(vec![on(2, ""), on(2, "-")]));
+        assert!(
+            twice.contains("endpoint - outcome 2 appears twice"),
+            "{twice}"
+        );
+        // At most MAX_ENDPOINTS distinct names (besides the two reserved ones).
+        let names = |n: usize| -> Vec<UsageCounter> {
+            (0..n)
+                .map(|i| on(2, &format!("e{i}")))
+                .chain([on(2, "-"), on(2, "(other)")])
+                .collect()
+        };
+        assert!(Flush::check(&request(names(MAX_ENDPOINTS)), now()).is_ok());
+        assert_eq!(
+            refused(request(names(MAX_ENDPOINTS + 1))),
+            "more than 1000 distinct endpoints in one flush"
+        );
     }
 
     #[test]
@@ -269,6 +353,7 @@ mod tests {
                 duration_buckets: vec![u64::MAX; 4],
                 request_bytes: u64::MAX,
                 response_bytes: u64::MAX,
+                endpoint: "e".repeat(keysync_contract::usage_endpoint::MAX_NAME_LEN),
             })
             .collect();
         let mut largest = request(counters);

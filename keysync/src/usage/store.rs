@@ -46,6 +46,9 @@ use super::screening::{self, Owners, Refused};
 use crate::quota::alert::Crossing;
 use crate::quota::flushed_use::{self, Increments};
 
+/// A counter's stored cumulative values: org, key, endpoint, outcome, the eight values.
+type StoredRow = (Uuid, Uuid, String, i16, Vec<i64>);
+
 /// The value columns, in [`Values`] order.
 pub const VALUE_COLUMNS: [&str; 8] = [
     "requests",
@@ -102,20 +105,22 @@ pub struct UsageStore {
     ceiling: Ceiling,
 }
 
-/// Column arrays for an UNNEST: ids, outcomes and the eight values.
+/// Column arrays for an UNNEST: ids, endpoints, outcomes and the eight values.
 #[derive(Debug, Default)]
 struct Columns {
     org_ids: Vec<Uuid>,
     key_ids: Vec<Uuid>,
+    endpoints: Vec<String>,
     outcomes: Vec<i16>,
     values: [Vec<i64>; 8],
 }
 
 impl Columns {
-    fn push(&mut self, org_id: Uuid, key_id: Uuid, outcome: i16, values: &Values) {
-        self.org_ids.push(org_id);
-        self.key_ids.push(key_id);
-        self.outcomes.push(outcome);
+    fn push(&mut self, counter: &Counter, values: &Values) {
+        self.org_ids.push(counter.org_id);
+        self.key_ids.push(counter.key_id);
+        self.endpoints.push(counter.endpoint.clone());
+        self.outcomes.push(i16::from(counter.outcome.code()));
         for (column, value) in self.values.iter_mut().zip(values) {
             column.push(*value);
         }
@@ -126,20 +131,21 @@ impl Columns {
     }
 }
 
-/// `INSERT INTO table (<lead>, org_id, key_id, outcome, values...) SELECT $1, * FROM
-/// UNNEST($2.., ) ON CONFLICT (conflict) DO UPDATE SET each value = update(value)`.
+/// `INSERT INTO table (<lead>, org_id, key_id, endpoint, outcome, values...) SELECT $1,
+/// * FROM UNNEST($2.., ) ON CONFLICT (conflict) DO UPDATE SET each value =
+/// update(value)`.
 fn upsert(table: &str, lead: &str, conflict: &str, update: fn(&str, &str) -> String) -> String {
     let columns = VALUE_COLUMNS.join(", ");
     let arrays: Vec<String> = (0..VALUE_COLUMNS.len())
-        .map(|index| format!("${}::bigint[]", index + 5))
+        .map(|index| format!("${}::bigint[]", index + 6))
         .collect();
     let sets: Vec<String> = VALUE_COLUMNS
         .iter()
         .map(|column| format!("{column} = {}", update(table, column)))
         .collect();
     format!(
-        "INSERT INTO {table} ({lead}, org_id, key_id, outcome, {columns}) \
-         SELECT $1, * FROM UNNEST($2::uuid[], $3::uuid[], $4::smallint[], {}) \
+        "INSERT INTO {table} ({lead}, org_id, key_id, endpoint, outcome, {columns}) \
+         SELECT $1, * FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::smallint[], {}) \
          ON CONFLICT ({conflict}) DO UPDATE SET {}",
         arrays.join(", "),
         sets.join(", ")
@@ -188,30 +194,30 @@ impl UsageStore {
 
         let mut flushed = Columns::default();
         for counter in &flush.counters {
-            flushed.push(
-                counter.org_id,
-                counter.key_id,
-                i16::from(counter.outcome.code()),
-                &counter.values,
-            );
+            flushed.push(counter, &counter.values);
         }
-        let rows: Vec<(Uuid, Uuid, i16, Vec<i64>)> = sqlx::query_as(
-            "SELECT u.org_id, u.key_id, u.outcome, ARRAY[u.requests, u.duration_us, \
-                    u.le_10ms, u.le_100ms, u.le_1s, u.over_1s, u.request_bytes, \
-                    u.response_bytes] \
-             FROM UNNEST($2::uuid[], $3::uuid[], $4::smallint[]) AS f (org_id, key_id, outcome) \
+        let rows: Vec<StoredRow> = sqlx::query_as(
+            "SELECT u.org_id, u.key_id, u.endpoint, u.outcome, ARRAY[u.requests, \
+                    u.duration_us, u.le_10ms, u.le_100ms, u.le_1s, u.over_1s, \
+                    u.request_bytes, u.response_bytes] \
+             FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::smallint[]) \
+                  AS f (org_id, key_id, endpoint, outcome) \
              JOIN usage_instances u ON u.instance_id = $1 AND u.org_id = f.org_id \
-                  AND u.key_id = f.key_id AND u.outcome = f.outcome",
+                  AND u.key_id = f.key_id AND u.endpoint = f.endpoint \
+                  AND u.outcome = f.outcome",
         )
         .bind(instance)
         .bind(&flushed.org_ids)
         .bind(&flushed.key_ids)
+        .bind(&flushed.endpoints)
         .bind(&flushed.outcomes)
         .fetch_all(&mut *transaction)
         .await?;
-        let stored: HashMap<(Uuid, Uuid, i16), Vec<i64>> = rows
+        let stored: HashMap<(Uuid, Uuid, String, i16), Vec<i64>> = rows
             .into_iter()
-            .map(|(org_id, key_id, outcome, values)| ((org_id, key_id, outcome), values))
+            .map(|(org_id, key_id, endpoint, outcome, values)| {
+                ((org_id, key_id, endpoint, outcome), values)
+            })
             .collect();
 
         let (window_start, window_end) = window(last_cut_at, flush.cut_at);
@@ -226,10 +232,13 @@ impl UsageStore {
         let mut grown: Vec<(&Counter, Values)> = Vec::new();
         for counter in &flush.counters {
             let outcome = i16::from(counter.outcome.code());
-            let before = stored
-                .get(&(counter.org_id, counter.key_id, outcome))
-                .map(Vec::as_slice)
-                .unwrap_or(&[0; 8]);
+            let at = (
+                counter.org_id,
+                counter.key_id,
+                counter.endpoint.clone(),
+                outcome,
+            );
+            let before = stored.get(&at).map(Vec::as_slice).unwrap_or(&[0; 8]);
             let mut increment = [0; 8];
             let mut kept = [0; 8];
             let mut went_back = false;
@@ -248,7 +257,7 @@ impl UsageStore {
             }
             // Stored whatever screening refuses below: a refused part never comes back.
             if kept.as_slice() != before {
-                changed.push(counter.org_id, counter.key_id, outcome, &kept);
+                changed.push(counter, &kept);
             }
         }
         let owners = key_owners(&mut transaction, &grown).await?;
@@ -261,10 +270,9 @@ impl UsageStore {
                 &mut recorded.refused,
             );
             if taken != [0; 8] {
-                let outcome = i16::from(counter.outcome.code());
                 recorded.grown += 1;
                 recorded.requests = recorded.requests.saturating_add(taken[0]);
-                increments.push(counter.org_id, counter.key_id, outcome, &taken);
+                increments.push(counter, &taken);
                 recorded.increments.push(Counter {
                     values: taken,
                     ..counter.clone()
@@ -276,7 +284,7 @@ impl UsageStore {
             let statement = upsert(
                 "usage_hourly",
                 "hour",
-                "org_id, hour, key_id, outcome",
+                "org_id, hour, key_id, endpoint, outcome",
                 saturating_sum,
             );
             bind_columns(
@@ -302,7 +310,7 @@ impl UsageStore {
             let statement = upsert(
                 "usage_instances",
                 "instance_id",
-                "instance_id, org_id, key_id, outcome",
+                "instance_id, org_id, key_id, endpoint, outcome",
                 replaced,
             );
             bind_columns(
@@ -414,6 +422,7 @@ fn bind_columns<'q>(
     let mut query = query
         .bind(&columns.org_ids)
         .bind(&columns.key_ids)
+        .bind(&columns.endpoints)
         .bind(&columns.outcomes);
     for values in &columns.values {
         query = query.bind(values);
@@ -440,18 +449,22 @@ mod tests {
         let statement = upsert(
             "usage_hourly",
             "hour",
-            "org_id, hour, key_id, outcome",
+            "org_id, hour, key_id, endpoint, outcome",
             saturating_sum,
         );
-        assert!(statement.contains("$12::bigint[]"), "{statement}");
-        assert!(!statement.contains("$13"), "{statement}");
+        assert!(
+            statement.contains("$4::text[], $5::smallint[]"),
+            "{statement}"
+        );
+        assert!(statement.contains("$13::bigint[]"), "{statement}");
+        assert!(!statement.contains("$14"), "{statement}");
         assert!(statement.contains(
             "response_bytes = LEAST(usage_hourly.response_bytes::numeric + EXCLUDED.response_bytes, 9223372036854775807)::bigint"
         ));
         let statement = upsert(
             "usage_instances",
             "instance_id",
-            "instance_id, org_id, key_id, outcome",
+            "instance_id, org_id, key_id, endpoint, outcome",
             replaced,
         );
         assert!(

@@ -17,7 +17,8 @@ pub fn id(text: &str) -> Vec<u8> {
     Uuid::parse_str(text).unwrap().as_bytes().to_vec()
 }
 
-/// A counter with `requests` requests, each 2 ms, 100 bytes in and 1000 out.
+/// A counter with `requests` requests, each 2 ms, 100 bytes in and 1000 out, on a
+/// route without a name.
 pub fn counter(org: &str, key: &str, outcome: u32, requests: u64) -> UsageCounter {
     UsageCounter {
         org_id: id(org),
@@ -28,6 +29,15 @@ pub fn counter(org: &str, key: &str, outcome: u32, requests: u64) -> UsageCounte
         duration_buckets: vec![requests, 0, 0, 0],
         request_bytes: requests * 100,
         response_bytes: requests * 1000,
+        endpoint: "-".into(),
+    }
+}
+
+/// The same counter on the route named `endpoint`.
+pub fn on(endpoint: &str, counter: UsageCounter) -> UsageCounter {
+    UsageCounter {
+        endpoint: endpoint.into(),
+        ..counter
     }
 }
 

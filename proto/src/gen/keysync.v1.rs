@@ -144,7 +144,8 @@ pub struct ReportUsageRequest {
     /// Unix milliseconds when the flush was cut (the hour its increments count in).
     #[prost(int64, tag = "2")]
     pub cut_at_ms: i64,
-    /// Cumulative counters since the instance started, one per (org, key, outcome).
+    /// Cumulative counters since the instance started, one per (org, key, endpoint,
+    /// outcome); at most 1000 distinct endpoints besides "-" and "(other)".
     #[prost(message, repeated, tag = "3")]
     pub counters: ::prost::alloc::vec::Vec<UsageCounter>,
     /// Cumulative requests whose key was missing, malformed or unknown: per Envoy, not per
@@ -184,6 +185,12 @@ pub struct UsageCounter {
     pub request_bytes: u64,
     #[prost(uint64, tag = "8")]
     pub response_bytes: u64,
+    /// The name of the route that served the requests (contract: usage_endpoint): 1 to 64
+    /// characters of \[A-Za-z0-9._:/-\]; "-" for a route without a name, "(other)" for a
+    /// name the gateway could not count as itself (unusable, or beyond its bound on
+    /// distinct endpoints). Empty (a gateway from before endpoints) means "-".
+    #[prost(string, tag = "9")]
+    pub endpoint: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReportUsageResponse {

@@ -254,6 +254,7 @@ impl<H: Host> AuthRequest<H> {
         self.usage = Some(RequestUsage::Key {
             org: record.org_id,
             key: record.key_id,
+            endpoint: self.worker.usage_endpoint(&self.request),
             outcome: None,
             admitted_us,
             duration_us: None,

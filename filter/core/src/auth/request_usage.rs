@@ -1,13 +1,15 @@
 //! One request as usage metering sees it, from its verdict to the end of its stream: a
-//! recognized key's request is counted under (org, key, outcome), with its duration when
-//! it is timed; any other in the per-Envoy unattributed total. Counting is an addition
-//! in the worker's memory; only a forwarded request's response pays a host call for it
-//! (its status), and a timed one (`duration_sample`) two more (the clock at its start
-//! and at its response).
+//! recognized key's request is counted under (org, key, endpoint, outcome), with its
+//! duration when it is timed; any other in the per-Envoy unattributed total. Counting
+//! is an addition in the worker's memory; a recognized key's request pays one host call
+//! for its endpoint (its route's name, unless `usage_endpoints` is off), a forwarded
+//! request's response one more (its status), and a timed one (`duration_sample`) two
+//! more (the clock at its start and at its response).
 
 use crate::auth::worker::AuthWorker;
 use crate::host::{Host, HttpRequest};
 use crate::usage::counters::{Counts, UsageKey};
+use crate::usage::endpoints::LocalEndpoint;
 use keysync_contract::id::Id;
 use keysync_contract::usage_outcome::Outcome;
 
@@ -17,6 +19,8 @@ pub enum RequestUsage {
     Key {
         org: Id,
         key: Id,
+        /// The route it came through, read when it was admitted.
+        endpoint: LocalEndpoint,
         /// Set when the gateway answered the request itself, or from the upstream's
         /// status when its response headers came.
         outcome: Option<Outcome>,
@@ -77,6 +81,7 @@ impl RequestUsage {
             RequestUsage::Key {
                 org,
                 key,
+                endpoint,
                 outcome,
                 duration_us,
                 ..
@@ -84,6 +89,7 @@ impl RequestUsage {
                 let key = UsageKey {
                     org,
                     key,
+                    endpoint,
                     outcome: outcome.or(parked).unwrap_or(Outcome::Other),
                 };
                 let counts = Counts::one(duration_us, request_bytes, response_bytes);

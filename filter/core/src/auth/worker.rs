@@ -70,6 +70,7 @@ impl<H: Host> AuthWorker<H> {
         );
         // Until the first tick has looked, nothing is trusted.
         let stale = config.max_staleness.is_some();
+        let tally = Tally::new(config.usage_max_endpoints);
         AuthWorker {
             stats: RequestStats::define(&host),
             host,
@@ -82,7 +83,7 @@ impl<H: Host> AuthWorker<H> {
             leases: RefCell::new(Leases::default()),
             parked: RefCell::new(Vec::new()),
             records: RefCell::new(RecordCache::new(RECORD_CACHE_ENTRIES)),
-            usage: RefCell::new(Tally::default()),
+            usage: RefCell::new(tally),
             metering: Cell::new(Metering::Unknown),
             ticks: Cell::new(0),
             quotas: RefCell::new(QuotaView::default()),

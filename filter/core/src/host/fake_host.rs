@@ -76,6 +76,8 @@ pub struct FakeEnvoy {
     pub source_address: RefCell<Option<String>>,
     /// The current route's `keysync.scopes` metadata; `Err` makes the read fail.
     pub route_scopes: RefCell<Result<Option<String>, HostError>>,
+    /// The current route's name (`xds.route_name`); `Err` makes the read fail.
+    pub route_name: RefCell<Result<Option<String>, HostError>>,
     /// Property reads made, by path: what the request path pays for policies.
     pub property_reads: RefCell<Vec<&'static str>>,
     /// Host calls made, shared data included: what the request path pays for.
@@ -104,6 +106,7 @@ impl Default for FakeEnvoy {
             host_calls: Cell::default(),
             source_address: RefCell::new(Some("203.0.113.10:40000".to_string())),
             route_scopes: RefCell::new(Ok(None)),
+            route_name: RefCell::new(Ok(None)),
             property_reads: RefCell::default(),
             response_status: Cell::default(),
         }
@@ -422,6 +425,19 @@ impl HttpRequest for FakeRequest {
             .borrow()
             .clone()
             .map(|scopes| scopes.map(String::into_bytes))
+    }
+
+    fn route_name(&self) -> Result<Option<Vec<u8>>, HostError> {
+        self.envoy.call();
+        self.envoy
+            .property_reads
+            .borrow_mut()
+            .push("xds.route_name");
+        self.envoy
+            .route_name
+            .borrow()
+            .clone()
+            .map(|name| name.map(String::into_bytes))
     }
 
     fn response_status(&self) -> Option<u32> {

@@ -1,5 +1,6 @@
 //! What one HTTP request offers the request flow: its headers, a local reply, the
-//! properties Envoy keeps for it, its response's status, and resuming it once paused.
+//! properties Envoy keeps for it (its address, its route's scopes and name), its
+//! response's status, and resuming it once paused.
 //! Implemented by a handle the adapter gives each request (`Host::Request`); the auth
 //! worker keeps the handles of requests it parked, and acts on them from its tick.
 
@@ -30,6 +31,11 @@ pub trait HttpRequest {
     /// `xds.route_metadata.filter_metadata.keysync.scopes`); `Ok(None)` when the route
     /// names none. Read for every key about to be admitted: the route decides, not the key.
     fn route_scopes(&self) -> Result<Option<Vec<u8>>, HostError>;
+    /// The name of the request's route (property `xds.route_name`); `Ok(None)` when it
+    /// has none. Read for usage metering under `usage_endpoints: "route_name"` only,
+    /// for each request of a recognized key (a header is cheaper through wasm; a native
+    /// host may read it for next to nothing).
+    fn route_name(&self) -> Result<Option<Vec<u8>>, HostError>;
     /// The current response's status (`:status`); `None` if absent or not a number.
     fn response_status(&self) -> Option<u32>;
     /// Makes the following calls act on this request when they are made outside its own

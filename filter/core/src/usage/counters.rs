@@ -1,12 +1,14 @@
 //! The usage counters: what each recognized key's requests came to, counted by (org,
-//! key, outcome), and the requests no key accounts for.
+//! key, endpoint, outcome), and the requests no key accounts for.
 //!
 //! Counting is in three steps, so that a request costs no host call for it:
 //! 1. the request adds itself to its worker's [`Tally`], a map in the VM's own memory;
 //! 2. the worker's tick ([`merge`]) adds the tally into shared data: [`SLOTS`] entries
-//!    `keysync.u.<slot>` each holding the cumulative counters of the keys that hash to
-//!    it (at most [`SLOT_CAPACITY`]), plus one `keysync.u.totals` entry for the
-//!    per-Envoy totals. Every write is a compare-and-swap on an entry the sync service
+//!    `keysync.u.<slot>` each holding the cumulative counters that hash to it (by key
+//!    and endpoint; at most [`SLOT_CAPACITY`]), plus one `keysync.u.totals` entry for
+//!    the per-Envoy totals. A counter names its endpoint by its code in the endpoint
+//!    table (`usage::endpoints`), which the same tick first adds the worker's new route
+//!    names to. Every write is a compare-and-swap on an entry the sync service
 //!    created, so two workers never lose a count between them. A counter that finds its
 //!    slot full is not counted: its requests are added to `dropped` instead, which is
 //!    how the space stays bounded (shared data never frees an entry);
@@ -17,7 +19,9 @@
 //! differences and a repeated report adds nothing.
 
 use crate::host::{SharedData, WriteError};
+use crate::usage::endpoints::{self, EndpointCode, LocalEndpoint, LocalEndpoints, Resolved};
 use keysync_contract::id::Id;
+use keysync_contract::usage_endpoint::DEFAULT_MAX_ENDPOINTS;
 use keysync_contract::usage_outcome::Outcome;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
@@ -35,8 +39,15 @@ pub const TALLY_CAPACITY: usize = 16_384;
 /// Compare-and-swap attempts per entry and tick before the deltas wait for the next tick.
 const MAX_CAS_ATTEMPTS: usize = 16;
 
-const FORMAT_VERSION: u8 = 1;
-const RECORD_LEN: usize = 16 + 16 + 1 + 8 + 8 + 8 * BUCKETS + 8 + 8;
+/// Slots written since endpoints are counted: each record names its endpoint.
+const SLOT_FORMAT: u8 = 2;
+/// Slots of a filter from before endpoints (an older VM of the same Envoy process):
+/// read as the endpoint `-`, written again in the current format.
+const SLOT_FORMAT_V1: u8 = 1;
+const TOTALS_FORMAT: u8 = 1;
+const VALUES_LEN: usize = 8 + 8 + 8 * BUCKETS + 8 + 8;
+const RECORD_LEN_V1: usize = 16 + 16 + 1 + VALUES_LEN;
+const RECORD_LEN: usize = 16 + 16 + 1 + 2 + VALUES_LEN;
 
 pub const TOTALS_ENTRY: &str = "keysync.u.totals";
 
@@ -44,12 +55,25 @@ pub const TOTALS_ENTRY: &str = "keysync.u.totals";
 pub const BUCKETS: usize = 4;
 const BUCKET_BOUNDS_US: [u64; BUCKETS - 1] = [10_000, 100_000, 1_000_000];
 
-/// Which counter a request goes to.
+/// Which counter a request goes to. In shared data its endpoint is a code of the
+/// endpoint table; in a worker's tally, possibly a name not in that table yet.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct UsageKey {
+pub struct UsageKey<E = EndpointCode> {
     pub org: Id,
     pub key: Id,
+    pub endpoint: E,
     pub outcome: Outcome,
+}
+
+impl<E> UsageKey<E> {
+    fn with_endpoint<F>(self, endpoint: F) -> UsageKey<F> {
+        UsageKey {
+            org: self.org,
+            key: self.key,
+            endpoint,
+            outcome: self.outcome,
+        }
+    }
 }
 
 /// One counter's values (cumulative in shared data, deltas in a worker's tally).
@@ -137,15 +161,34 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// What a worker counted since its last tick: in the VM's memory, no host call.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Tally {
-    pub counters: HashMap<UsageKey, Counts, BuildHasherDefault<IdHasher>>,
+    pub counters: HashMap<UsageKey<LocalEndpoint>, Counts, BuildHasherDefault<IdHasher>>,
     pub unattributed: u64,
     pub dropped: u64,
+    /// The route names the worker's requests came with (kept across ticks).
+    pub endpoints: LocalEndpoints,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new(DEFAULT_MAX_ENDPOINTS)
+    }
 }
 
 impl Tally {
-    pub fn record(&mut self, key: UsageKey, counts: Counts) {
+    /// An empty tally whose endpoints are bounded by `max_endpoints`
+    /// (`usage_max_endpoints`).
+    pub fn new(max_endpoints: usize) -> Self {
+        Tally {
+            counters: HashMap::default(),
+            unattributed: 0,
+            dropped: 0,
+            endpoints: LocalEndpoints::new(max_endpoints),
+        }
+    }
+
+    pub fn record(&mut self, key: UsageKey<LocalEndpoint>, counts: Counts) {
         if let Some(current) = self.counters.get_mut(&key) {
             current.add(&counts);
         } else if self.counters.len() < TALLY_CAPACITY {
@@ -169,10 +212,11 @@ pub fn slot_name(index: u16) -> String {
     format!("keysync.u.{index:04x}")
 }
 
-/// The slot a key's counters live in (FNV-1a of its id): every outcome of a key in one.
-pub fn slot_of(key: &Id) -> u16 {
+/// The slot a counter lives in (FNV-1a of its key's id and its endpoint): every
+/// outcome of a key's endpoint in one, a key's endpoints spread over several.
+pub fn slot_of(key: &UsageKey) -> u16 {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in key.0 {
+    for byte in key.key.0.into_iter().chain(key.endpoint.0.to_le_bytes()) {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
@@ -183,6 +227,7 @@ fn encode_record(key: &UsageKey, counts: &Counts, out: &mut Vec<u8>) {
     out.extend_from_slice(&key.org.0);
     out.extend_from_slice(&key.key.0);
     out.push(key.outcome.code());
+    out.extend_from_slice(&key.endpoint.0.to_le_bytes());
     for value in [counts.requests, counts.duration_us]
         .into_iter()
         .chain(counts.buckets)
@@ -192,12 +237,19 @@ fn encode_record(key: &UsageKey, counts: &Counts, out: &mut Vec<u8>) {
     }
 }
 
-fn decode_record(bytes: &[u8]) -> Option<(UsageKey, Counts)> {
+/// One record; `with_endpoint`: of the current format (else of the first: `-`).
+fn decode_record(bytes: &[u8], with_endpoint: bool) -> Option<(UsageKey, Counts)> {
     let org = Id::from_slice(bytes.get(..16)?)?;
     let key = Id::from_slice(bytes.get(16..32)?)?;
     let outcome = Outcome::from_code(i64::from(*bytes.get(32)?))?;
+    let (endpoint, values_at) = if with_endpoint {
+        let code = u16::from_le_bytes(bytes.get(33..35)?.try_into().ok()?);
+        (EndpointCode(code), 35)
+    } else {
+        (EndpointCode::NO_NAME, 33)
+    };
     let mut values = bytes
-        .get(33..)?
+        .get(values_at..)?
         .chunks_exact(8)
         .filter_map(|chunk| chunk.try_into().ok().map(u64::from_le_bytes));
     let mut next = || values.next();
@@ -205,7 +257,12 @@ fn decode_record(bytes: &[u8]) -> Option<(UsageKey, Counts)> {
     let duration_us = next()?;
     let buckets = [next()?, next()?, next()?, next()?];
     Some((
-        UsageKey { org, key, outcome },
+        UsageKey {
+            org,
+            key,
+            endpoint,
+            outcome,
+        },
         Counts {
             requests,
             duration_us,
@@ -218,10 +275,15 @@ fn decode_record(bytes: &[u8]) -> Option<(UsageKey, Counts)> {
 
 /// A slot's counters, in stored order; an unreadable entry reads as empty.
 pub fn decode_slot(bytes: &[u8]) -> Vec<(UsageKey, Counts)> {
-    match bytes.split_first() {
-        Some((&FORMAT_VERSION, records)) if records.len() % RECORD_LEN == 0 => records
-            .chunks_exact(RECORD_LEN)
-            .filter_map(decode_record)
+    let (len, with_endpoint) = match bytes.first() {
+        Some(&SLOT_FORMAT) => (RECORD_LEN, true),
+        Some(&SLOT_FORMAT_V1) => (RECORD_LEN_V1, false),
+        _ => return Vec::new(),
+    };
+    match bytes.get(1..) {
+        Some(records) if records.len() % len == 0 => records
+            .chunks_exact(len)
+            .filter_map(|record| decode_record(record, with_endpoint))
             .collect(),
         _ => Vec::new(),
     }
@@ -229,7 +291,7 @@ pub fn decode_slot(bytes: &[u8]) -> Vec<(UsageKey, Counts)> {
 
 fn encode_slot(counters: &[(UsageKey, Counts)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + RECORD_LEN * counters.len());
-    out.push(FORMAT_VERSION);
+    out.push(SLOT_FORMAT);
     for (key, counts) in counters {
         encode_record(key, counts, &mut out);
     }
@@ -246,7 +308,7 @@ pub struct Totals {
 impl Totals {
     pub fn decode(bytes: &[u8]) -> Option<Totals> {
         match bytes.split_first() {
-            Some((&FORMAT_VERSION, rest)) => Some(Totals {
+            Some((&TOTALS_FORMAT, rest)) => Some(Totals {
                 unattributed: u64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
                 dropped: u64::from_le_bytes(rest.get(8..16)?.try_into().ok()?),
             }),
@@ -255,7 +317,7 @@ impl Totals {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_VERSION];
+        let mut out = vec![TOTALS_FORMAT];
         out.extend_from_slice(&self.unattributed.to_le_bytes());
         out.extend_from_slice(&self.dropped.to_le_bytes());
         out
@@ -270,16 +332,17 @@ impl Totals {
     }
 }
 
-/// Sync service: creates the slots and the totals entry that do not exist yet (only one
-/// VM syncs at a time, so these unconditional first writes race with nobody).
+/// Sync service: creates the slots, the totals entry and the endpoint table that do
+/// not exist yet (only one VM syncs at a time, so these unconditional first writes race
+/// with nobody).
 pub fn ensure_slots<S: SharedData>(data: &S) -> Result<(), WriteError> {
-    for name in (0..SLOTS).map(slot_name).chain([TOTALS_ENTRY.to_string()]) {
+    let others = [
+        (TOTALS_ENTRY, Totals::default().encode()),
+        (endpoints::TABLE_ENTRY, endpoints::empty_table()),
+    ];
+    let slots = (0..SLOTS).map(|slot| (slot_name(slot), vec![SLOT_FORMAT]));
+    for (name, empty) in slots.chain(others.map(|(name, empty)| (name.to_string(), empty))) {
         if data.get(&name).value.is_none() {
-            let empty = if name == TOTALS_ENTRY {
-                Totals::default().encode()
-            } else {
-                vec![FORMAT_VERSION]
-            };
             data.set(&name, &empty, 0)?;
         }
     }
@@ -292,29 +355,69 @@ pub struct Merged {
     /// Requests not counted this time because their slot, or the worker's tally, was
     /// full: added to the shared `dropped` total (and to the worker's stat).
     pub dropped: u64,
-    /// Counters whose deltas could not be written (slot missing, contended, host
-    /// error): they stay in the tally for the next tick.
+    /// Counters whose deltas could not be written (slot or endpoint table missing,
+    /// contended, host error): they stay in the tally for the next tick.
     pub kept: usize,
+    /// Requests written under the endpoint `(other)` (an unusable route name, or one
+    /// beyond the bound on distinct endpoints).
+    pub other_endpoint: u64,
 }
 
-/// Worker's tick: adds the tally into the shared slots and totals. Deltas that could
-/// not be written stay in `tally` for the next tick; the rest is taken out of it.
+/// Worker's tick: adds the worker's new route names to the endpoint table, then the
+/// tally into the shared slots and totals. Deltas that could not be written stay in
+/// `tally` for the next tick; the rest is taken out of it.
 pub fn merge<S: SharedData>(data: &S, tally: &mut Tally) -> Merged {
+    let mut merged = Merged::default();
+    // Every pending name gets its code, or none does (and their deltas wait).
+    let codes = if tally.endpoints.has_pending() {
+        match tally.endpoints.resolve(data) {
+            Resolved::Codes(codes) => Some(codes),
+            Resolved::NotYet => None,
+        }
+    } else {
+        Some(Vec::new())
+    };
     let mut by_slot: BTreeMap<u16, Vec<(UsageKey, Counts)>> = BTreeMap::new();
+    let mut waiting = Vec::new();
     for (key, counts) in tally.counters.drain() {
+        let endpoint = match (key.endpoint, &codes) {
+            (LocalEndpoint::Code(code), _) => code,
+            (LocalEndpoint::Pending(number), Some(codes)) => codes
+                .get(usize::from(number))
+                .copied()
+                .unwrap_or(EndpointCode::OTHER),
+            (LocalEndpoint::Pending(_), None) => {
+                waiting.push((key, counts));
+                continue;
+            }
+        };
+        let key = key.with_endpoint(endpoint);
         by_slot
-            .entry(slot_of(&key.key))
+            .entry(slot_of(&key))
             .or_default()
             .push((key, counts));
     }
-    let mut merged = Merged::default();
+    merged.kept += waiting.len();
+    tally.counters.extend(waiting);
     let mut dropped = std::mem::take(&mut tally.dropped);
     for (slot, deltas) in by_slot {
         match merge_slot(data, slot, &deltas) {
-            Some(slot_dropped) => dropped = dropped.saturating_add(slot_dropped),
+            Some(slot_dropped) => {
+                dropped = dropped.saturating_add(slot_dropped);
+                let other = deltas
+                    .iter()
+                    .filter(|(key, _)| key.endpoint == EndpointCode::OTHER)
+                    .fold(0u64, |sum, (_, counts)| sum.saturating_add(counts.requests));
+                merged.other_endpoint = merged.other_endpoint.saturating_add(other);
+            }
             None => {
                 merged.kept += deltas.len();
-                tally.counters.extend(deltas);
+                tally
+                    .counters
+                    .extend(deltas.into_iter().map(|(key, counts)| {
+                        let endpoint = LocalEndpoint::Code(key.endpoint);
+                        (key.with_endpoint(endpoint), counts)
+                    }));
             }
         }
     }
@@ -385,24 +488,36 @@ fn merge_totals<S: SharedData>(data: &S, delta: Totals) -> bool {
 mod tests {
     use super::*;
     use crate::host::fake_shared_data::FakeSharedData;
+    use crate::usage::endpoints::read_table;
 
-    fn key(n: u8, outcome: u8) -> UsageKey {
+    /// A counter of key `n` on a route without a name, as a tally holds it.
+    fn key(n: u8, outcome: u8) -> UsageKey<LocalEndpoint> {
         UsageKey {
             org: Id([0xab; 16]),
             key: Id([n; 16]),
+            endpoint: LocalEndpoint::Code(EndpointCode::NO_NAME),
             outcome: Outcome::from_code(i64::from(outcome)).unwrap(),
         }
     }
 
-    fn slot_counters(data: &FakeSharedData, key: &UsageKey) -> Vec<(UsageKey, Counts)> {
-        decode_slot(&data.value(&slot_name(slot_of(&key.key))).unwrap())
+    /// The same counter as shared data holds it, with `endpoint`'s code.
+    fn shared(key: UsageKey<LocalEndpoint>, endpoint: EndpointCode) -> UsageKey {
+        key.with_endpoint(endpoint)
     }
 
-    fn counts_of(data: &FakeSharedData, key: &UsageKey) -> Option<Counts> {
+    fn slot_counters(data: &FakeSharedData, key: &UsageKey) -> Vec<(UsageKey, Counts)> {
+        decode_slot(&data.value(&slot_name(slot_of(key))).unwrap())
+    }
+
+    fn counts_at(data: &FakeSharedData, key: &UsageKey) -> Option<Counts> {
         slot_counters(data, key)
             .into_iter()
             .find(|(k, _)| k == key)
             .map(|(_, c)| c)
+    }
+
+    fn counts_of(data: &FakeSharedData, key: &UsageKey<LocalEndpoint>) -> Option<Counts> {
+        counts_at(data, &shared(*key, EndpointCode::NO_NAME))
     }
 
     fn ready() -> FakeSharedData {
@@ -459,10 +574,42 @@ mod tests {
             request_bytes: 10,
             response_bytes: u64::MAX,
         };
-        let counters = vec![(key(1, 2), counts), (key(2, 8), Counts::one(None, 0, 0))];
+        let counters = vec![
+            (shared(key(1, 2), EndpointCode(7)), counts),
+            (
+                shared(key(2, 8), EndpointCode(u16::MAX)),
+                Counts::one(None, 0, 0),
+            ),
+        ];
         assert_eq!(decode_slot(&encode_slot(&counters)), counters);
         assert!(decode_slot(b"\x09garbage").is_empty());
-        assert!(decode_slot(&[FORMAT_VERSION, 1, 2]).is_empty());
+        assert!(decode_slot(&[SLOT_FORMAT, 1, 2]).is_empty());
+    }
+
+    #[test]
+    fn a_slot_of_a_filter_from_before_endpoints_reads_as_no_name() {
+        // The first format: no endpoint in a record.
+        let mut old = vec![SLOT_FORMAT_V1];
+        old.extend_from_slice(&[0xab; 16]);
+        old.extend_from_slice(&[1; 16]);
+        old.push(2);
+        for value in [5u64, 100, 5, 0, 0, 0, 7, 9] {
+            old.extend_from_slice(&value.to_le_bytes());
+        }
+        let counters = decode_slot(&old);
+        assert_eq!(counters.len(), 1);
+        let (key, counts) = counters[0];
+        assert_eq!(key, shared(self::key(1, 2), EndpointCode::NO_NAME));
+        assert_eq!((counts.requests, counts.response_bytes), (5, 9));
+        // Merged into, it is written again in the current format.
+        let data = ready();
+        data.put(&slot_name(slot_of(&key)), &old);
+        let mut tally = Tally::default();
+        tally.record(self::key(1, 2), Counts::one(None, 0, 0));
+        merge(&data, &mut tally);
+        let slot = data.value(&slot_name(slot_of(&key))).unwrap();
+        assert_eq!(slot[0], SLOT_FORMAT);
+        assert_eq!(counts_at(&data, &key).unwrap().requests, 6);
     }
 
     #[test]
@@ -496,6 +643,81 @@ mod tests {
     }
 
     #[test]
+    fn a_keys_endpoints_are_counters_of_their_own() {
+        let data = ready();
+        let mut a = Tally::default();
+        let mut b = Tally::default();
+        let orders = a.endpoints.of(Some(b"orders"));
+        let search = a.endpoints.of(Some(b"search"));
+        let on = |endpoint| UsageKey {
+            endpoint,
+            ..key(1, 2)
+        };
+        a.record(on(orders), Counts::one(None, 0, 0));
+        a.record(on(orders), Counts::one(None, 0, 0));
+        a.record(on(search), Counts::one(None, 0, 0));
+        a.record(key(1, 2), Counts::one(None, 0, 0));
+        // Another worker, the same route: the same counter.
+        let orders_b = b.endpoints.of(Some(b"orders"));
+        b.record(on(orders_b), Counts::one(None, 0, 0));
+        merge(&data, &mut a);
+        merge(&data, &mut b);
+        assert!(a.is_empty() && b.is_empty());
+        assert_eq!(read_table(&data), ["orders", "search"]);
+        let requests = |code| counts_at(&data, &shared(key(1, 2), code)).unwrap().requests;
+        assert_eq!(requests(EndpointCode(2)), 3, "orders, from both workers");
+        assert_eq!(requests(EndpointCode(3)), 1, "search");
+        assert_eq!(requests(EndpointCode::NO_NAME), 1, "no name");
+    }
+
+    #[test]
+    fn the_bound_on_endpoints_counts_the_rest_as_other() {
+        let data = ready();
+        let mut tally = Tally::new(2);
+        for name in ["a", "b", "c", "d", "a"] {
+            let endpoint = tally.endpoints.of(Some(name.as_bytes()));
+            tally.record(
+                UsageKey {
+                    endpoint,
+                    ..key(1, 2)
+                },
+                Counts::one(None, 0, 0),
+            );
+        }
+        let merged = merge(&data, &mut tally);
+        assert_eq!(merged.other_endpoint, 2, "c and d");
+        assert_eq!(read_table(&data), ["a", "b"]);
+        let requests = |code| counts_at(&data, &shared(key(1, 2), code)).unwrap().requests;
+        assert_eq!(requests(EndpointCode(2)), 2);
+        assert_eq!(requests(EndpointCode(3)), 1);
+        assert_eq!(requests(EndpointCode::OTHER), 2);
+    }
+
+    #[test]
+    fn without_the_endpoint_table_new_names_wait_in_the_tally() {
+        let data = ready();
+        data.entries.borrow_mut().remove(endpoints::TABLE_ENTRY);
+        let mut tally = Tally::default();
+        let orders = tally.endpoints.of(Some(b"orders"));
+        tally.record(
+            UsageKey {
+                endpoint: orders,
+                ..key(1, 2)
+            },
+            Counts::one(None, 0, 0),
+        );
+        tally.record(key(2, 2), Counts::one(None, 0, 0));
+        let merged = merge(&data, &mut tally);
+        assert_eq!(merged.kept, 1, "the named counter waits");
+        assert_eq!(counts_of(&data, &key(2, 2)).unwrap().requests, 1);
+        data.put(endpoints::TABLE_ENTRY, &endpoints::empty_table());
+        merge(&data, &mut tally);
+        assert!(tally.is_empty());
+        let named = shared(key(1, 2), EndpointCode(2));
+        assert_eq!(counts_at(&data, &named).unwrap().requests, 1);
+    }
+
+    #[test]
     fn a_cas_conflict_is_retried_and_loses_nothing() {
         let data = ready();
         let mut other = Tally::default();
@@ -521,11 +743,12 @@ mod tests {
     #[test]
     fn a_full_slot_drops_new_counters_and_counts_them() {
         let data = ready();
-        let slot = slot_of(&Id([1; 16]));
+        let target = shared(key(1, 6), EndpointCode::NO_NAME);
+        let slot = slot_of(&target);
         // Fill the slot with counters of other keys hashing elsewhere: write it directly.
         let filler: Vec<(UsageKey, Counts)> = (0..SLOT_CAPACITY)
             .map(|n| {
-                let mut k = key(1, 2);
+                let mut k = shared(key(1, 2), EndpointCode::NO_NAME);
                 k.org = Id([u8::try_from(n).unwrap(); 16]);
                 (k, Counts::one(None, 0, 0))
             })
@@ -534,13 +757,18 @@ mod tests {
         let mut tally = Tally::default();
         tally.record(key(1, 6), Counts::one(None, 0, 0));
         tally.record(key(1, 6), Counts::one(None, 0, 0));
-        // An existing counter still counts.
-        tally.record(filler[0].0, Counts::one(None, 0, 0));
+        // An existing counter still counts (it lives in the same slot: same key and
+        // endpoint).
+        let existing = filler[0].0;
+        tally.record(
+            existing.with_endpoint(LocalEndpoint::Code(existing.endpoint)),
+            Counts::one(None, 0, 0),
+        );
         let merged = merge(&data, &mut tally);
         assert_eq!(merged.dropped, 2);
         assert_eq!(Totals::read(&data).dropped, 2);
-        assert_eq!(counts_of(&data, &filler[0].0).unwrap().requests, 2);
-        assert_eq!(slot_counters(&data, &key(1, 6)).len(), SLOT_CAPACITY);
+        assert_eq!(counts_at(&data, &existing).unwrap().requests, 2);
+        assert_eq!(slot_counters(&data, &target).len(), SLOT_CAPACITY);
     }
 
     #[test]

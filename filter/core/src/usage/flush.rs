@@ -14,6 +14,7 @@ use crate::keysync_api::{self, Reply};
 use crate::stats::Stat;
 use crate::steady_clock::millis;
 use crate::usage::counters::{self, Totals, SLOTS};
+use crate::usage::endpoints;
 use crate::usage::metering::Meta;
 use keysync_proto::v1 as proto;
 use log::{info, warn};
@@ -230,7 +231,7 @@ impl UsageFlush {
         from: u16,
         cut_at_ms: i64,
     ) -> (proto::ReportUsageRequest, u16) {
-        let mut counters = Vec::new();
+        let mut read = Vec::new();
         let mut slot = from;
         while slot < SLOTS {
             let value = host.get(&counters::slot_name(slot)).value;
@@ -238,25 +239,31 @@ impl UsageFlush {
                 .as_deref()
                 .map(counters::decode_slot)
                 .unwrap_or_default();
-            if !counters.is_empty() && counters.len() + in_slot.len() > self.max_per_call {
+            if !read.is_empty() && read.len() + in_slot.len() > self.max_per_call {
                 break;
             }
-            counters.extend(
-                in_slot
-                    .into_iter()
-                    .map(|(key, counts)| proto::UsageCounter {
-                        org_id: key.org.0.to_vec(),
-                        key_id: key.key.0.to_vec(),
-                        outcome: u32::from(key.outcome.code()),
-                        requests: counts.requests,
-                        duration_us: counts.duration_us,
-                        duration_buckets: counts.buckets.to_vec(),
-                        request_bytes: counts.request_bytes,
-                        response_bytes: counts.response_bytes,
-                    }),
-            );
+            read.extend(in_slot);
             slot += 1;
         }
+        // Read after the slots: the table only grows, so it names every endpoint they
+        // hold. A code it does not have (an entry nobody of ours wrote) is left out.
+        let table = endpoints::read_table(host);
+        let counters = read
+            .into_iter()
+            .filter_map(|(key, counts)| {
+                Some(proto::UsageCounter {
+                    org_id: key.org.0.to_vec(),
+                    key_id: key.key.0.to_vec(),
+                    outcome: u32::from(key.outcome.code()),
+                    requests: counts.requests,
+                    duration_us: counts.duration_us,
+                    duration_buckets: counts.buckets.to_vec(),
+                    request_bytes: counts.request_bytes,
+                    response_bytes: counts.response_bytes,
+                    endpoint: key.endpoint.name(&table)?.to_string(),
+                })
+            })
+            .collect();
         // Every part carries the totals: cumulative, so keysync counts them once.
         let totals = Totals::read(host);
         let request = proto::ReportUsageRequest {
@@ -294,6 +301,7 @@ mod tests {
     use crate::host::MetricKind;
     use crate::keysync_api::ApiError;
     use crate::usage::counters::{Counts, Tally, UsageKey};
+    use crate::usage::endpoints::{EndpointCode, LocalEndpoint};
     use keysync_contract::id::Id;
     use keysync_contract::usage_outcome::Outcome;
 
@@ -321,6 +329,7 @@ mod tests {
             let key = UsageKey {
                 org: Id([0xab; 16]),
                 key: Id(id),
+                endpoint: LocalEndpoint::Code(EndpointCode::NO_NAME),
                 outcome: Outcome::Status2xx,
             };
             tally.record(key, Counts::one(None, 1, 2));
@@ -405,6 +414,45 @@ mod tests {
         answer(&mut flush, &host, 20_100);
         assert_eq!(host.metric("ok"), Some(1));
         assert!(logged_line("usage flushed: 3 counters in 1 call(s)").is_some());
+    }
+
+    #[test]
+    fn each_counter_is_reported_with_its_endpoints_name() {
+        let host = FakeHost::at(NOW_MS);
+        let mut flush = start(&host, Some(INTERVAL)).unwrap();
+        let mut tally = Tally::default();
+        for name in [
+            Some(&b"orders"[..]),
+            None,
+            Some(b"search"),
+            Some(b"bad name"),
+        ] {
+            let endpoint = tally.endpoints.of(name);
+            let key = UsageKey {
+                org: Id([0xab; 16]),
+                key: Id([1; 16]),
+                endpoint,
+                outcome: Outcome::Status2xx,
+            };
+            tally.record(key, Counts::one(None, 0, 0));
+        }
+        counters::merge(&host, &mut tally);
+        flush.on_tick(&host, "keysync", 10_000);
+        let mut endpoints: Vec<(String, u64)> = reports(&host)[0]
+            .counters
+            .iter()
+            .map(|counter| (counter.endpoint.clone(), counter.requests))
+            .collect();
+        endpoints.sort();
+        assert_eq!(
+            endpoints,
+            [
+                ("(other)".to_string(), 1),
+                ("-".to_string(), 1),
+                ("orders".to_string(), 1),
+                ("search".to_string(), 1)
+            ]
+        );
     }
 
     #[test]

@@ -210,6 +210,10 @@ impl HttpRequest for ProxyWasmRequest {
         hostcalls::get_property(ROUTE_SCOPES_PROPERTY.to_vec()).map_err(status)
     }
 
+    fn route_name(&self) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_property(vec!["xds", "route_name"]).map_err(status)
+    }
+
     fn response_status(&self) -> Option<u32> {
         let value = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
             .ok()

@@ -25,6 +25,7 @@ use crate::store::key_record::KeyRecord;
 use crate::store::key_store::Change;
 use crate::store::store_meta::StoreMeta;
 use crate::usage::counters::{self, Counts};
+use crate::usage::endpoints;
 use crate::usage::metering::Meta;
 use keysync_contract::id::Id;
 use keysync_contract::key_format;
@@ -261,18 +262,30 @@ fn metered_worker(config: &str) -> Worker {
     worker
 }
 
-/// The shared counters of the test key, by outcome, after the worker's tick.
-fn counted(worker: &Worker) -> Vec<(u8, Counts)> {
+/// The shared counters of the test key, by endpoint name and outcome, after the
+/// worker's tick.
+fn counted_by_endpoint(worker: &Worker) -> Vec<(String, u8, Counts)> {
     worker.on_tick();
-    let slot = worker
-        .host
-        .shared
-        .value(&counters::slot_name(counters::slot_of(&KEY_ID)))
-        .unwrap();
-    let mut by_outcome: Vec<(u8, Counts)> = counters::decode_slot(&slot)
-        .into_iter()
+    let table = endpoints::read_table(&worker.host);
+    let mut counted: Vec<(String, u8, Counts)> = (0..counters::SLOTS)
+        .filter_map(|slot| worker.host.shared.value(&counters::slot_name(slot)))
+        .flat_map(|slot| counters::decode_slot(&slot))
         .filter(|(key, _)| key.key == KEY_ID && key.org == ORG)
-        .map(|(key, counts)| (key.outcome.code(), counts))
+        .map(|(key, counts)| {
+            let name = key.endpoint.name(&table).unwrap().to_string();
+            (name, key.outcome.code(), counts)
+        })
+        .collect();
+    counted.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    counted
+}
+
+/// The shared counters of the test key (every endpoint), by outcome, after the
+/// worker's tick.
+fn counted(worker: &Worker) -> Vec<(u8, Counts)> {
+    let mut by_outcome: Vec<(u8, Counts)> = counted_by_endpoint(worker)
+        .into_iter()
+        .map(|(_, outcome, counts)| (outcome, counts))
         .collect();
     by_outcome.sort_by_key(|(outcome, _)| *outcome);
     by_outcome

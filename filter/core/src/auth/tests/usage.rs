@@ -1,8 +1,11 @@
 //! Usage metering of each request: outcomes, durations, bytes, and what it costs.
 
 use super::*;
+use crate::host::fake_log::logged_line;
+use crate::host::HostError;
 use crate::usage::counters::Totals;
 use crate::usage::duration_sample;
+use keysync_contract::usage_endpoint::ENDPOINT_HEADER;
 
 #[test]
 fn usage_counts_each_outcome_of_a_recognized_key() {
@@ -212,11 +215,10 @@ fn metering_off_counts_nothing_and_reads_nothing() {
     request.finish();
     send(&worker, &[(":path", "/orders")]);
     worker.on_tick();
-    assert!(worker
-        .host
-        .shared
-        .value(&counters::slot_name(counters::slot_of(&KEY_ID)))
-        .is_none());
+    assert!(
+        worker.host.shared.value(&counters::slot_name(0)).is_none(),
+        "no slots"
+    );
     assert_eq!(worker.host.shared.value(counters::TOTALS_ENTRY), None);
 }
 
@@ -235,4 +237,177 @@ fn counts_wait_in_the_worker_until_the_sync_service_made_the_slots() {
     .write(&worker.host)
     .unwrap();
     assert_eq!(requests(&counted(&worker)), [(2, 1)]);
+}
+
+/// A request of `KEY` through a route that hands the filter `endpoint` in the header,
+/// forwarded and answered 200.
+fn forwarded_on(worker: &Worker, endpoint: Option<&str>) {
+    let bearer = format!("Bearer {KEY}");
+    let mut headers = vec![(":path", "/orders"), ("authorization", bearer.as_str())];
+    headers.extend(endpoint.map(|name| (ENDPOINT_HEADER, name)));
+    let (mut request, action) = send(worker, &headers);
+    assert_eq!(action, Action::Continue);
+    worker.host.respond(200, Duration::from_millis(1));
+    request.on_response_headers();
+    request.finish();
+}
+
+fn requests_by_endpoint(worker: &Worker) -> Vec<(String, u8, u64)> {
+    counted_by_endpoint(worker)
+        .into_iter()
+        .map(|(endpoint, outcome, counts)| (endpoint, outcome, counts.requests))
+        .collect()
+}
+
+const ENDPOINTS_FROM_HEADER: &str = r#"{"usage_endpoints":"header"}"#;
+
+#[test]
+fn each_route_name_is_an_endpoint_and_no_name_counts_as_a_dash() {
+    let worker = metered_worker(ENDPOINTS_FROM_HEADER);
+    // A budget of 5: the sixth request is refused by the rate limit on a named route,
+    // and counted under its route too.
+    store(&worker, limited(KEY, 5));
+    for endpoint in [
+        Some("orders"),
+        Some("search"),
+        Some("orders"),
+        None,
+        Some(""),
+    ] {
+        forwarded_on(&worker, endpoint);
+    }
+    let bearer = format!("Bearer {KEY}");
+    let (request, _) = send(
+        &worker,
+        &[("authorization", &bearer), (ENDPOINT_HEADER, "search")],
+    );
+    assert_eq!(status(&worker), Some(429));
+    drop(request);
+    assert_eq!(
+        requests_by_endpoint(&worker),
+        [
+            ("-".to_string(), 2, 2),
+            ("orders".to_string(), 2, 2),
+            ("search".to_string(), 2, 1),
+            ("search".to_string(), 6, 1),
+        ]
+    );
+}
+
+#[test]
+fn the_route_name_can_be_read_as_a_property_instead() {
+    let worker = metered_worker(r#"{"usage_endpoints":"route_name"}"#);
+    store(&worker, record(KEY));
+    *worker.host.route_name.borrow_mut() = Ok(Some("orders".into()));
+    // The header is not what this configuration reads.
+    forwarded_on(&worker, Some("search"));
+    *worker.host.route_name.borrow_mut() = Ok(None);
+    forwarded_on(&worker, None);
+    *worker.host.route_name.borrow_mut() = Err(HostError(1));
+    forwarded_on(&worker, None);
+    assert_eq!(
+        requests_by_endpoint(&worker),
+        [("-".to_string(), 2, 2), ("orders".to_string(), 2, 1)],
+        "a failed read counts as no name"
+    );
+}
+
+#[test]
+fn endpoints_off_count_every_request_under_a_dash_and_read_nothing() {
+    let worker = metered_worker("{}");
+    store(&worker, record(KEY));
+    *worker.host.route_name.borrow_mut() = Ok(Some("orders".into()));
+    forwarded_on(&worker, Some("search"));
+    assert_eq!(requests_by_endpoint(&worker), [("-".to_string(), 2, 1)]);
+    assert!(
+        !worker
+            .host
+            .property_reads
+            .borrow()
+            .contains(&"xds.route_name"),
+        "no route name read"
+    );
+}
+
+#[test]
+fn distinct_endpoints_are_bounded_and_the_rest_count_as_other() {
+    let worker = metered_worker(r#"{"usage_endpoints":"header","usage_max_endpoints":2}"#);
+    store(&worker, record(KEY));
+    for endpoint in ["a", "b", "c", "a", "d", "not a name"] {
+        forwarded_on(&worker, Some(endpoint));
+    }
+    assert_eq!(
+        requests_by_endpoint(&worker),
+        [
+            ("(other)".to_string(), 2, 3),
+            ("a".to_string(), 2, 2),
+            ("b".to_string(), 2, 1),
+        ]
+    );
+    assert_eq!(
+        endpoints::read_table(&worker.host),
+        ["a", "b"],
+        "the shared table holds the bound, no more"
+    );
+    assert_eq!(worker.host.metric("keysync.usage_endpoint_other"), Some(3));
+    assert!(logged_line("usage: requests counted under the endpoint (other)").is_some());
+    assert!(logged_line(r#"the route name "not a name" is not a usable endpoint name"#).is_some());
+    // Once the table is full, a new name costs nothing more than a known one.
+    worker.host.host_calls.set(0);
+    forwarded_on(&worker, Some("e"));
+    let new_name = worker.host.host_calls.get();
+    worker.host.host_calls.set(0);
+    forwarded_on(&worker, Some("a"));
+    assert_eq!(worker.host.host_calls.get(), new_name);
+}
+
+#[test]
+fn the_endpoint_costs_one_header_read_a_request_and_only_while_metering() {
+    let worker = metered_worker(ENDPOINTS_FROM_HEADER);
+    store(&worker, record(KEY));
+    forwarded_on(&worker, Some("orders"));
+    worker.on_tick();
+    let bearer = format!("Bearer {KEY}");
+    let headers = [
+        (":path", "/orders"),
+        ("authorization", bearer.as_str()),
+        (ENDPOINT_HEADER, "orders"),
+    ];
+    // The sample of timed requests is spent: the clock is not read at admission.
+    for _ in 0..duration_sample::PER_TICK {
+        send(&worker, &headers);
+    }
+    worker.host.host_calls.set(0);
+    let (_, action) = send(&worker, &headers);
+    assert_forwarded_with_identity(&worker, action);
+    assert_eq!(
+        worker.host.host_calls.get(),
+        7,
+        "authorization, the route's scopes, the endpoint, two identity headers, two \
+         credential headers removed: one more than without endpoints"
+    );
+    assert_eq!(
+        *worker.host.property_reads.borrow(),
+        ["xds.route_metadata.filter_metadata.keysync.scopes"],
+        "the header, not the route name property"
+    );
+    // A refused request without a key reads no endpoint.
+    worker.host.host_calls.set(0);
+    send(
+        &worker,
+        &[(":path", "/orders"), (ENDPOINT_HEADER, "orders")],
+    );
+    assert_eq!(worker.host.host_calls.get(), 4, "as without metering");
+
+    // Metering off: the endpoint is not read.
+    Meta {
+        enabled: false,
+        instance_id: [9; 16],
+    }
+    .write(&worker.host)
+    .unwrap();
+    worker.on_tick();
+    worker.host.host_calls.set(0);
+    send(&worker, &headers);
+    assert_eq!(worker.host.host_calls.get(), 6, "no endpoint read");
 }

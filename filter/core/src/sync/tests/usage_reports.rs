@@ -5,15 +5,17 @@ use crate::host::fake_log::logged_line;
 use crate::keysync_api::ApiError;
 use crate::stats;
 use crate::usage::counters::{self, Counts, Tally, UsageKey};
+use crate::usage::endpoints::{EndpointCode, LocalEndpoint};
 use crate::usage::metering::Meta;
 use keysync_contract::usage_outcome::Outcome;
 
-fn usage_key(n: u16, outcome: Outcome) -> UsageKey {
+fn usage_key(n: u16, outcome: Outcome) -> UsageKey<LocalEndpoint> {
     let mut key = [0u8; 16];
     key[..2].copy_from_slice(&n.to_le_bytes());
     UsageKey {
         org: keysync_contract::id::Id([0xab; 16]),
         key: keysync_contract::id::Id(key),
+        endpoint: LocalEndpoint::Code(EndpointCode::NO_NAME),
         outcome,
     }
 }
