@@ -1,5 +1,5 @@
 //! An anomaly alert: one organization, one kind, one hour, with what was observed and
-//! what it was judged against; a row of `anomaly_alerts` (migration 0013), whose primary
+//! what it was judged against; a row of `anomaly_alerts` (migration 0014), whose primary
 //! key `(org_id, kind, hour)` makes it the only one of its kind that hour.
 
 use chrono::{DateTime, Utc};

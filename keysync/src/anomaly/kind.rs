@@ -30,7 +30,7 @@ impl AnomalyKind {
     /// The names, for error messages.
     pub const NAMES: &'static str = "spike, drop, refusals or upstream_5xx";
 
-    /// The kind as stored (migration 0013 checks the same names) and shown.
+    /// The kind as stored (migration 0014 checks the same names) and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             AnomalyKind::Spike => "spike",
