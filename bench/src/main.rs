@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used)]
 
 mod access_log_peer;
+mod anomaly_cost;
 mod api_create;
 mod bench_keys;
 mod compare;
@@ -178,6 +179,21 @@ enum Bench {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// One anomaly evaluation at scale: organizations with months of hourly usage in
+    /// a real PostgreSQL, judged by `keysync serve` every second.
+    AnomalyCost {
+        #[arg(long, default_value_t = 1_000)]
+        orgs: usize,
+        /// Months of history before the current one (the retention's default).
+        #[arg(long, default_value_t = 13)]
+        months: u32,
+        /// Rows an organization has in an hour (keys and outcomes), 1 to 6.
+        #[arg(long, default_value_t = 3)]
+        rows: usize,
+        /// Evaluations measured, after three to warm up.
+        #[arg(long, default_value_t = 20)]
+        evaluations: u64,
+    },
     /// A monthly quota across several Envoys driven to exhaustion: what they admitted
     /// together against the bound.
     QuotaAccuracy {
@@ -284,6 +300,12 @@ fn main() {
             envoys,
         } => usage_accuracy::accuracy(requests, keys, envoys),
         Bench::UsagePostgres { keys, seconds } => usage_accuracy::postgres(keys, seconds),
+        Bench::AnomalyCost {
+            orgs,
+            months,
+            rows,
+            evaluations,
+        } => anomaly_cost::run(orgs, months, rows, evaluations),
         Bench::QuotaAccuracy {
             quota,
             envoys,

@@ -4,6 +4,8 @@
 //! grown counter and flush; and a broker that
 //! goes away never stops the gateway or the rollups, drops beyond the backlog are
 //! counted and logged, and events flow again once the broker (and its topic) is back.
+//! Alerts go out on the same topic: quota thresholds, and anomalies (a spike of real
+//! traffic through the gateway against a history seeded in the rollup), once each.
 
 // Helpers outside `#[test]` functions check events too: a missing field is a failure.
 #![allow(clippy::expect_used)]
@@ -14,6 +16,7 @@ use std::time::Duration;
 use keysync_e2e::kafka::{ConsumedRecord, TestKafka};
 use keysync_e2e::keysync::{self, CreatedKey};
 use keysync_e2e::poll;
+use keysync_e2e::postgres::database_of;
 use keysync_e2e::stack::Stack;
 use serde_json::Value;
 
@@ -647,4 +650,125 @@ fn quota_alerts_go_out_on_the_export_once_each() {
             "{event}"
         );
     }
+}
+
+#[test]
+fn an_anomaly_alert_goes_out_on_the_export_once() {
+    let kafka = TestKafka::start();
+    kafka.create_topic(TOPIC, 1);
+    let brokers = kafka.brokers();
+    let stack = Stack::start_with(
+        &[
+            ("KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS", &brokers),
+            ("KEYSYNC_ANOMALY_INTERVAL", "1s"),
+            ("KEYSYNC_ANOMALY_SPIKE_FLOOR", "50"),
+        ],
+        |options| options.sync_config = SYNC_WITH_USAGE.into(),
+    );
+    let org = stack.create_org("surging");
+    let key = stack.create_key(&org, &[]);
+    // Five weeks of 2 requests an hour, up to the hour before this one: a spike is 50
+    // requests in an hour (the floor; five times the median is 10).
+    stack.postgres.psql(
+        database_of(&stack.database_url),
+        &format!(
+            "INSERT INTO usage_hourly (hour, org_id, key_id, outcome, requests, duration_us, \
+                 le_10ms, le_100ms, le_1s, over_1s, request_bytes, response_bytes) \
+             SELECT h, '{org}', '{}', 2, 2, 0, 0, 0, 0, 0, 0, 0 \
+             FROM generate_series(date_trunc('hour', now()) - interval '5 weeks', \
+                                  date_trunc('hour', now()) - interval '1 hour', \
+                                  interval '1 hour') h",
+            key.key_id
+        ),
+    );
+    let anomalies = || -> Vec<ConsumedRecord> {
+        kafka
+            .records(TOPIC)
+            .into_iter()
+            .filter(|record| record.json()["type"] == "io.keysync.anomaly.v1")
+            .collect()
+    };
+    stack
+        .gateway
+        .wait_for_status("/", &key.key, 200, poll::DEADLINE);
+    // Real traffic through the gateway until its flushes take the running hour past the
+    // threshold and the next evaluation raises the spike.
+    let raised = poll::within(EXPORT_DEADLINE, Duration::from_millis(500), || {
+        for _ in 0..10 {
+            assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
+        }
+        let raised = anomalies();
+        if raised.is_empty() {
+            Err(())
+        } else {
+            Ok(raised)
+        }
+    })
+    .unwrap_or_else(|()| panic!("no anomaly event on the topic"));
+    let record = &raised[0];
+    let event = record.json();
+    assert_eq!(event["specversion"], "1.0", "{event}");
+    assert_eq!(event["source"], "keysync/anomaly", "{event}");
+    assert_eq!(event["subject"], org.as_str(), "{event}");
+    assert_eq!(event["datacontenttype"], "application/json", "{event}");
+    assert!(
+        is_rfc3339_millis(event["time"].as_str().expect("time")),
+        "{event}"
+    );
+    assert_eq!(record.key.as_deref(), Some(org.as_bytes()), "{event}");
+    assert_eq!(
+        record.headers.get("content-type").map(Vec::as_slice),
+        Some(&b"application/cloudevents+json"[..]),
+        "{event}"
+    );
+    let data = &event["data"];
+    assert_eq!(data["org_id"], org.as_str(), "{event}");
+    assert_eq!(data["kind"], "spike", "{event}");
+    let hour = data["hour"].as_str().expect("hour");
+    assert!(
+        is_rfc3339_millis(hour) && hour.ends_with(":00:00.000Z"),
+        "{event}"
+    );
+    assert_eq!(data["baseline"], 2.0, "{event}");
+    assert_eq!(data["threshold"], 50.0, "{event}");
+    assert_eq!(data["baseline_weeks"], 4, "{event}");
+    let observed = data["observed"].as_f64().expect("observed");
+    assert!(observed >= 50.0, "{event}");
+    assert_eq!(data["requests"].as_f64(), Some(observed), "{event}");
+    assert_eq!(data["matching_requests"], data["requests"], "{event}");
+    assert!(data["hour_complete"].is_boolean(), "{event}");
+
+    // keysync alerts lists it under the same id.
+    let listed = keysync::cli_json(&stack.database_url, &["alerts", "--org-id", &org]);
+    let listed = listed.as_array().expect("a list");
+    assert!(
+        listed
+            .iter()
+            .any(|alert| alert["event_id"] == event["id"] && alert["kind"] == "spike"),
+        "{listed:?}"
+    );
+
+    // Evaluations go on every second; the alert is not raised again.
+    let evaluations = || {
+        stack
+            .keysync
+            .metric("keysync_anomaly_evaluations_total", &["result=\"ok\""])
+    };
+    let before = evaluations();
+    poll::eventually("three more evaluations", poll::DEADLINE, evaluations, |n| {
+        *n >= before + 3.0
+    });
+    let spikes_of_the_hour: Vec<Value> = anomalies()
+        .iter()
+        .map(ConsumedRecord::json)
+        .filter(|later| later["data"]["hour"] == hour)
+        .collect();
+    assert_eq!(spikes_of_the_hour.len(), 1, "{spikes_of_the_hour:?}");
+    assert_eq!(spikes_of_the_hour[0]["id"], event["id"]);
+    assert!(
+        stack
+            .keysync
+            .metric("keysync_anomaly_alerts_total", &["kind=\"spike\""])
+            >= 1.0
+    );
 }

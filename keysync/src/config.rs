@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::admin_api::ApiSettings;
+use crate::anomaly::settings::{self as anomaly, AnomalySettings, Thresholds};
 use crate::ca_file::CaFile;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
@@ -52,6 +53,16 @@ pub const USAGE_RETENTION: &str = "KEYSYNC_USAGE_RETENTION";
 pub const USAGE_EXPORT_KAFKA_BROKERS: &str = "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS";
 pub const USAGE_EXPORT_TOPIC: &str = "KEYSYNC_USAGE_EXPORT_TOPIC";
 pub const USAGE_EXPORT_BACKLOG: &str = "KEYSYNC_USAGE_EXPORT_BACKLOG";
+pub const ANOMALY_INTERVAL: &str = "KEYSYNC_ANOMALY_INTERVAL";
+pub const ANOMALY_CLOSE_DELAY: &str = "KEYSYNC_ANOMALY_CLOSE_DELAY";
+pub const ANOMALY_BASELINE_WEEKS: &str = "KEYSYNC_ANOMALY_BASELINE_WEEKS";
+pub const ANOMALY_SPIKE_FACTOR: &str = "KEYSYNC_ANOMALY_SPIKE_FACTOR";
+pub const ANOMALY_SPIKE_FLOOR: &str = "KEYSYNC_ANOMALY_SPIKE_FLOOR";
+pub const ANOMALY_DROP_BUSY_FLOOR: &str = "KEYSYNC_ANOMALY_DROP_BUSY_FLOOR";
+pub const ANOMALY_DROP_RATIO: &str = "KEYSYNC_ANOMALY_DROP_RATIO";
+pub const ANOMALY_SHARE_FACTOR: &str = "KEYSYNC_ANOMALY_SHARE_FACTOR";
+pub const ANOMALY_SHARE_MIN: &str = "KEYSYNC_ANOMALY_SHARE_MIN";
+pub const ANOMALY_SHARE_FLOOR: &str = "KEYSYNC_ANOMALY_SHARE_FLOOR";
 
 /// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
 /// scanner may send many matches at once.
@@ -162,6 +173,9 @@ pub struct ServeConfig {
     pub usage_retention_months: u32,
     /// The usage export to Kafka; `None` (no brokers set): no export.
     pub usage_export: Option<ExportSettings>,
+    /// Anomaly detection on the usage rollup; `None` (`KEYSYNC_ANOMALY_INTERVAL=off`):
+    /// none.
+    pub anomaly: Option<AnomalySettings>,
 }
 
 impl Default for ServeConfig {
@@ -194,6 +208,7 @@ impl Default for ServeConfig {
             leak_reports: None,
             usage_retention_months: crate::usage::partitions::DEFAULT_RETENTION_MONTHS,
             usage_export: None,
+            anomaly: Some(AnomalySettings::default()),
         }
     }
 }
@@ -292,6 +307,7 @@ impl ServeConfig {
                 parse_months,
             )?,
             usage_export: read_usage_export(env)?,
+            anomaly: read_anomaly(env)?,
         };
         config.check()?;
         Ok(config)
@@ -330,6 +346,21 @@ impl ServeConfig {
                      {API_ADDR} is off"
                 ),
             });
+        }
+        if let Some(anomaly) = &self.anomaly {
+            // The baseline's weeks must still be in the rollup: a month holds four.
+            let weeks = anomaly.thresholds.baseline_weeks;
+            if u32::from(weeks) > self.usage_retention_months.saturating_mul(4) {
+                return Err(ConfigError {
+                    name: ANOMALY_BASELINE_WEEKS,
+                    value: weeks.to_string(),
+                    reason: format!(
+                        "the usage kept ({USAGE_RETENTION}={} months) holds at most {} weeks",
+                        self.usage_retention_months,
+                        self.usage_retention_months.saturating_mul(4)
+                    ),
+                });
+            }
         }
         if self.max_unconfirmed <= self.confirm_interval {
             return Err(ConfigError {
@@ -553,6 +584,105 @@ fn read_usage_export(env: &impl Environment) -> Result<Option<ExportSettings>, C
         backlog,
     }))
 }
+
+/// `KEYSYNC_ANOMALY_INTERVAL` (`off`: no detection), with the close delay and the
+/// thresholds, which need detection on.
+fn read_anomaly(env: &impl Environment) -> Result<Option<AnomalySettings>, ConfigError> {
+    let defaults = AnomalySettings::default();
+    let interval = read(
+        env,
+        ANOMALY_INTERVAL,
+        Some(defaults.interval),
+        anomaly::parse_interval,
+    )?;
+    let close_delay = read(
+        env,
+        ANOMALY_CLOSE_DELAY,
+        defaults.close_delay,
+        anomaly::parse_close_delay,
+    )?;
+    let fallback = defaults.thresholds;
+    let thresholds = Thresholds {
+        baseline_weeks: read(
+            env,
+            ANOMALY_BASELINE_WEEKS,
+            fallback.baseline_weeks,
+            anomaly::parse_weeks,
+        )?,
+        spike_factor: read(
+            env,
+            ANOMALY_SPIKE_FACTOR,
+            fallback.spike_factor,
+            anomaly::parse_factor,
+        )?,
+        spike_floor: read(
+            env,
+            ANOMALY_SPIKE_FLOOR,
+            fallback.spike_floor,
+            anomaly::parse_floor,
+        )?,
+        drop_busy_floor: read(
+            env,
+            ANOMALY_DROP_BUSY_FLOOR,
+            fallback.drop_busy_floor,
+            anomaly::parse_floor,
+        )?,
+        drop_ratio: read(
+            env,
+            ANOMALY_DROP_RATIO,
+            fallback.drop_ratio,
+            anomaly::parse_share,
+        )?,
+        share_factor: read(
+            env,
+            ANOMALY_SHARE_FACTOR,
+            fallback.share_factor,
+            anomaly::parse_factor,
+        )?,
+        share_min: read(
+            env,
+            ANOMALY_SHARE_MIN,
+            fallback.share_min,
+            anomaly::parse_share,
+        )?,
+        share_floor: read(
+            env,
+            ANOMALY_SHARE_FLOOR,
+            fallback.share_floor,
+            anomaly::parse_floor,
+        )?,
+    };
+    let Some(interval) = interval else {
+        for name in ANOMALY_SETTINGS {
+            if let Some(value) = env.get(name) {
+                return Err(ConfigError {
+                    name,
+                    value,
+                    reason: format!("needs {ANOMALY_INTERVAL} on (detection is off)"),
+                });
+            }
+        }
+        return Ok(None);
+    };
+    Ok(Some(AnomalySettings {
+        interval,
+        close_delay,
+        thresholds,
+    }))
+}
+
+/// The anomaly settings besides the interval.
+const ANOMALY_SETTINGS: [&str; 9] = [
+    ANOMALY_CLOSE_DELAY,
+    ANOMALY_BASELINE_WEEKS,
+    ANOMALY_SPIKE_FACTOR,
+    ANOMALY_SPIKE_FLOOR,
+    ANOMALY_DROP_BUSY_FLOOR,
+    ANOMALY_DROP_RATIO,
+    ANOMALY_SHARE_FACTOR,
+    ANOMALY_SHARE_MIN,
+    ANOMALY_SHARE_FLOOR,
+];
 
 /// Comma-separated `host:port` (a name or an address, IPv6 in brackets).
 fn parse_brokers(value: &str) -> Result<Vec<String>, String> {
@@ -1157,6 +1287,92 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn anomaly_detection_is_on_by_default_and_its_settings_are_checked() {
+        let defaults = ServeConfig::from_env(&env(&[])).unwrap().anomaly.unwrap();
+        assert_eq!(defaults.interval, Duration::from_secs(60));
+        assert_eq!(defaults.close_delay, Duration::from_secs(60));
+        assert_eq!(defaults.thresholds, Thresholds::default());
+        let config = ServeConfig::from_env(&env(&[
+            (ANOMALY_INTERVAL, "5m"),
+            (ANOMALY_CLOSE_DELAY, "30s"),
+            (ANOMALY_BASELINE_WEEKS, "6"),
+            (ANOMALY_SPIKE_FACTOR, "4"),
+            (ANOMALY_SPIKE_FLOOR, "500"),
+            (ANOMALY_DROP_BUSY_FLOOR, "2000"),
+            (ANOMALY_DROP_RATIO, "10%"),
+            (ANOMALY_SHARE_FACTOR, "2.5"),
+            (ANOMALY_SHARE_MIN, "0.02"),
+            (ANOMALY_SHARE_FLOOR, "50"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.anomaly,
+            Some(AnomalySettings {
+                interval: Duration::from_secs(300),
+                close_delay: Duration::from_secs(30),
+                thresholds: Thresholds {
+                    baseline_weeks: 6,
+                    spike_factor: 4.0,
+                    spike_floor: 500,
+                    drop_busy_floor: 2000,
+                    drop_ratio: 0.1,
+                    share_factor: 2.5,
+                    share_min: 0.02,
+                    share_floor: 50,
+                },
+            })
+        );
+        assert_eq!(
+            ServeConfig::from_env(&env(&[(ANOMALY_INTERVAL, "off")]))
+                .unwrap()
+                .anomaly,
+            None
+        );
+        // Thresholds of a detection that is off are a mistake, not ignored.
+        let error = ServeConfig::from_env(&env(&[
+            (ANOMALY_INTERVAL, "off"),
+            (ANOMALY_SPIKE_FACTOR, "4"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.name, ANOMALY_SPIKE_FACTOR);
+        assert!(error.reason.contains(ANOMALY_INTERVAL), "{error}");
+        for (name, value) in [
+            (ANOMALY_INTERVAL, "0s"),
+            (ANOMALY_CLOSE_DELAY, "2h"),
+            (ANOMALY_BASELINE_WEEKS, "0"),
+            (ANOMALY_SPIKE_FACTOR, "1"),
+            (ANOMALY_SPIKE_FLOOR, "0"),
+            (ANOMALY_DROP_BUSY_FLOOR, "-5"),
+            (ANOMALY_DROP_RATIO, "100%"),
+            (ANOMALY_SHARE_FACTOR, "many"),
+            (ANOMALY_SHARE_MIN, "2"),
+            (ANOMALY_SHARE_FLOOR, "1.5"),
+        ] {
+            let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(error.name, name, "{value}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("invalid {name}='{value}': ")),
+                "{error}"
+            );
+        }
+        // The baseline must be within the usage kept.
+        let error = ServeConfig::from_env(&env(&[
+            (USAGE_RETENTION, "1"),
+            (ANOMALY_BASELINE_WEEKS, "5"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.name, ANOMALY_BASELINE_WEEKS);
+        assert!(error.reason.contains(USAGE_RETENTION), "{error}");
+        assert!(ServeConfig::from_env(&env(&[
+            (USAGE_RETENTION, "1"),
+            (ANOMALY_BASELINE_WEEKS, "4"),
+        ]))
+        .is_ok());
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   what a lookup of an unknown key waits for);
 //! - [`global_limit`], [`quota`], [`usage`]: the rate-limit counters in Redis, monthly
 //!   quota leases, and the gateways' usage counters rolled up by hour in PostgreSQL;
+//! - [`anomaly`]: each organization's hourly traffic judged against its own baseline,
+//!   and the alerts raised when it departs from it;
 //! - [`grpc`]: every service on the gRPC port (`keysync.v1.KeySync` for the filter, with
 //!   its `WatchKeys` stream, usage flushes and quota leases; Envoy's rate-limit and
 //!   external authorization APIs; gRPC health), and the port's token, TLS and guard;
@@ -42,6 +44,7 @@
 pub mod admin_api;
 pub mod admin_port;
 pub mod api_port;
+pub mod anomaly;
 pub mod ca_file;
 pub mod cli;
 pub mod clock;

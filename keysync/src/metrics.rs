@@ -1,7 +1,7 @@
 //! The Prometheus metrics `serve` exports on `/metrics`: one registry, into which each
 //! subsystem registers its own metrics ([`SyncMetrics`], [`GrpcMetrics`],
 //! [`RateLimitMetrics`], [`ExtAuthzMetrics`], [`UsageMetrics`], [`QuotaMetrics`],
-//! [`ExportMetrics`]) and which the composition root hands out, each part to the tasks
+//! [`ExportMetrics`], [`AnomalyMetrics`]) and which the composition root hands out, each part to the tasks
 //! that update it.
 //!
 //! Names are fixed in each subsystem's `metrics.rs`, registered once, and every label
@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
+use crate::anomaly::metrics::AnomalyMetrics;
 use crate::global_limit::metrics::RateLimitMetrics;
 use crate::grpc::ext_authz::metrics::ExtAuthzMetrics;
 use crate::grpc::key_sync::KeySyncMetrics;
@@ -33,6 +34,7 @@ pub struct Metrics {
     pub usage: Arc<UsageMetrics>,
     pub quota: Arc<QuotaMetrics>,
     pub usage_export: Arc<ExportMetrics>,
+    pub anomaly: Arc<AnomalyMetrics>,
 }
 
 impl Default for Metrics {
@@ -51,6 +53,7 @@ impl Metrics {
         let usage = Arc::new(UsageMetrics::register(&mut registry));
         let quota = Arc::new(QuotaMetrics::register(&mut registry));
         let usage_export = Arc::new(ExportMetrics::register(&mut registry));
+        let anomaly = Arc::new(AnomalyMetrics::register(&mut registry));
         Metrics {
             registry,
             sync,
@@ -60,6 +63,7 @@ impl Metrics {
             usage,
             quota,
             usage_export,
+            anomaly,
         }
     }
 
@@ -91,6 +95,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::anomaly::kind::AnomalyKind;
+    use crate::anomaly::metrics::EvaluationResult;
     use crate::global_limit::metrics::RateLimitResult;
     use crate::grpc::ext_authz::metrics::ExtAuthzResult;
     use crate::grpc::metrics::{GrpcMethod, LookupResult, RefusalReason};
@@ -209,6 +215,14 @@ mod tests {
             "keysync_usage_export_dropped_total 0",
             "keysync_usage_export_failed_batches_total 0",
             "keysync_usage_export_backlog 0",
+            "keysync_anomaly_evaluations_total{result=\"ok\"} 0",
+            "keysync_anomaly_evaluations_total{result=\"skipped\"} 0",
+            "keysync_anomaly_evaluations_total{result=\"failed\"} 0",
+            "keysync_anomaly_evaluation_duration_seconds_count 0",
+            "keysync_anomaly_alerts_total{kind=\"spike\"} 0",
+            "keysync_anomaly_alerts_total{kind=\"drop\"} 0",
+            "keysync_anomaly_alerts_total{kind=\"refusals\"} 0",
+            "keysync_anomaly_alerts_total{kind=\"upstream_5xx\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
@@ -244,6 +258,11 @@ mod tests {
             .record_check(ExtAuthzResult::Missing, Duration::from_micros(30));
         all.usage
             .record_flush(UsageFlushResult::Ok, 42, Duration::from_millis(4));
+        all.anomaly
+            .record_evaluation(EvaluationResult::Ok, Duration::from_millis(120));
+        all.anomaly
+            .record_evaluation(EvaluationResult::Skipped, Duration::from_millis(1));
+        all.anomaly.record_alert(AnomalyKind::Upstream5xx);
         let open = all.grpc.watch_stream();
         assert!(all.encode().contains("keysync_watch_streams 1"));
         drop(open);
@@ -278,6 +297,10 @@ mod tests {
             "keysync_usage_flushes_total{result=\"ok\"} 1",
             "keysync_usage_requests_total 42",
             "keysync_usage_flush_duration_seconds_count 1",
+            "keysync_anomaly_evaluations_total{result=\"ok\"} 1",
+            "keysync_anomaly_evaluations_total{result=\"skipped\"} 1",
+            "keysync_anomaly_evaluation_duration_seconds_count 1",
+            "keysync_anomaly_alerts_total{kind=\"upstream_5xx\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

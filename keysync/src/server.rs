@@ -1,6 +1,7 @@
 //! The composition root of `keysync serve`: wires the key set, the loader, the change
-//! feed, the change listener, the gRPC services, the admin port and the metrics of each
-//! together on listeners the caller has already bound, and runs until told to stop.
+//! feed, the change listener, the gRPC services, the admin port, the usage rollup's
+//! upkeep, export and anomaly detection, and the metrics of each together on listeners
+//! the caller has already bound, and runs until told to stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use tracing::{info, warn};
 use crate::admin_api::{self, ApiState};
 use crate::admin_port::{self, AdminState};
 use crate::api_port;
+use crate::anomaly::announce::Announcer;
+use crate::anomaly::detector;
 use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;
@@ -269,7 +272,9 @@ pub async fn run<L: Loader, C: Connector>(
             maintenance.await;
         }
     };
+    let usage_store_pool = usage.as_ref().map(|store| store.pool().clone());
     let mut usage_export = None;
+    let mut anomaly_export = None;
     if let Some(store) = usage {
         // Quota leases are reconciled with the usage flushes: same database, same pool.
         service = service
@@ -290,6 +295,7 @@ pub async fn run<L: Loader, C: Connector>(
             );
             let exporter = Exporter::new(settings.backlog, metrics.usage_export.clone());
             service = service.exporting_usage(exporter.clone());
+            anomaly_export = Some(exporter.clone());
             let sink = KafkaSink::new(settings.brokers.clone(), settings.topic.clone());
             let stop = stop.clone();
             // A task of its own: serializing batches must not hold up the futures
@@ -297,6 +303,22 @@ pub async fn run<L: Loader, C: Connector>(
             usage_export = Some(tokio::spawn(async move { exporter.run(sink, stop).await }));
         }
     }
+    // Anomaly alerts go where quota alerts go: the log, the metrics, the export.
+    let anomaly_detection = match (&usage_store_pool, config.anomaly) {
+        (Some(pool), Some(settings)) => Some(detector::run(
+            pool.clone(),
+            settings,
+            Announcer::new(metrics.anomaly.clone(), anomaly_export),
+            metrics.anomaly.clone(),
+            stop.clone(),
+        )),
+        _ => None,
+    };
+    let anomaly_detection = async {
+        if let Some(detection) = anomaly_detection {
+            detection.await;
+        }
+    };
     let usage_export = async {
         if let Some(export) = usage_export {
             if let Err(error) = export.await {
@@ -369,7 +391,7 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, api_result, grpc_served, (), (), (), (), ()) = tokio::join!(
+    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), ()) = tokio::join!(
         sync,
         admin_server,
         api_server,
@@ -378,7 +400,8 @@ pub async fn run<L: Loader, C: Connector>(
         monitor,
         sweep,
         usage_partitions,
-        usage_export
+        usage_export,
+        anomaly_detection
     );
     synced?;
     admin_served?;

@@ -12,14 +12,15 @@
 //! - [`error`]: the one error shape and the status of each failure;
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once, their answers
 //!   sealed under [`idempotency_secret`];
-//! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`]: the handlers,
-//!   each with its OpenAPI description.
+//! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`], [`alerts`]:
+//!   the handlers, each with its OpenAPI description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
 //! when the two differ (`KEYSYNC_BLESS=1 cargo test -p keysync openapi` rewrites it).
 
 pub mod active_tokens;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 mod documented;
@@ -163,7 +164,7 @@ impl ApiState {
         (name = "organizations", description = "The owners of API keys, with the rate limit and the monthly quota their keys share"),
         (name = "keys", description = "API keys: created and rotated (shown once), listed, revoked, limited, given quotas"),
         (name = "audit", description = "Every change operators made, newest first, without secrets"),
-        (name = "usage", description = "What the gateways metered: requests of an organization's keys by hour, day, month, key or outcome"),
+        (name = "usage", description = "What the gateways metered: requests of an organization's keys by hour, day, month, key or outcome, and the anomalies keysync found in it"),
         (name = "meta", description = "This document")
     )
 )]
@@ -214,6 +215,7 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(audit::list_audit))
         .routes(routes!(usage::get_usage))
+        .routes(routes!(alerts::list_alerts))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -433,12 +435,13 @@ mod tests {
             ("/v1/keys/{key_id}/allowlist", &["put", "delete"]),
             ("/v1/audit", &["get"]),
             ("/v1/orgs/{org_id}/usage", &["get"]),
+            ("/v1/alerts", &["get"]),
             ("/v1/openapi.json", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 16, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 17, "{:?}", paths.keys());
     }
 }

@@ -1,6 +1,6 @@
 //! Tokens limited to one organization (`admin-tokens create --org-id`), for a customer's
 //! own dashboard: such a token sees and changes only that organization, its keys, limits,
-//! quotas, usage and audit trail.
+//! quotas, usage, anomaly alerts and audit trail.
 //!
 //! Another organization, or a key of one, answers exactly as one that does not exist
 //! (404 `org_not_found` or `key_not_found`, the same message), so a token learns nothing
@@ -11,7 +11,7 @@
 //! The ids in a path are read through [`OrgInPath`] and [`KeyInPath`], which check the
 //! caller's reach before the body is read or anything is done, so no handler can forget
 //! to; the handlers without an id in their path (listing organizations, making a key,
-//! the audit trail) apply [`reach_org`] themselves.
+//! the audit trail, the alerts) apply [`reach_org`] themselves.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -27,7 +27,7 @@ pub enum AdminTokensCommand {
         #[arg(long)]
         read_only: bool,
         /// The token sees and changes only this organization (its keys, limits,
-        /// quotas, usage and audit trail), such as a customer's own dashboard
+        /// quotas, usage, alerts and audit trail), such as a customer's own dashboard
         #[arg(long, value_name = "ORG_ID")]
         org_id: Option<String>,
         #[command(flatten)]

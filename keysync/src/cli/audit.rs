@@ -8,16 +8,12 @@ use chrono::Utc;
 use clap::Args;
 use serde_json::Value;
 
+use super::list_limit::{parse_limit, DEFAULT_LIMIT};
 use super::render::{print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
 use crate::operations::audit::{self, AuditFilter, AuditRecord};
 use crate::operations::durations;
-
-/// Records listed when `--limit` is not given.
-pub const DEFAULT_LIMIT: u32 = 100;
-/// The most records one command lists.
-pub const MAX_LIMIT: u32 = 10_000;
 
 #[derive(Debug, Args)]
 #[command(after_help = AUDIT_EXAMPLES)]
@@ -67,19 +63,6 @@ pub async fn run(
     Ok(())
 }
 
-/// `--limit`: 1 to [`MAX_LIMIT`]; taken as text so a bad value is one line.
-fn parse_limit(value: &str) -> Result<u32, CommandError> {
-    value
-        .trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-        .ok_or_else(|| CommandError::InvalidListLimit {
-            value: value.to_owned(),
-            max: MAX_LIMIT,
-        })
-}
-
 /// A JSON value in one table cell: compact, `-` for none.
 fn value_cell(value: &Option<Value>) -> String {
     value
@@ -120,19 +103,6 @@ mod tests {
     use super::*;
     use crate::cli::render::printed;
     use crate::operations::timestamp::Timestamp;
-
-    #[test]
-    fn limits_run_from_one_to_ten_thousand() {
-        assert_eq!(parse_limit("1").unwrap(), 1);
-        assert_eq!(parse_limit(" 10000 ").unwrap(), 10_000);
-        for bad in ["0", "10001", "-1", "many", ""] {
-            let message = parse_limit(bad).unwrap_err().to_string();
-            assert_eq!(
-                message,
-                format!("invalid --limit '{bad}': expected a whole number from 1 to 10000")
-            );
-        }
-    }
 
     fn record(actor_token_id: Option<Uuid>) -> AuditRecord {
         AuditRecord {

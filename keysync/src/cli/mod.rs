@@ -1,7 +1,7 @@
 //! The command line: the `keysync` command and its subcommands (clap derive), one file
-//! per noun ([`orgs`], [`keys`], [`admin_tokens`], [`audit`], [`usage`], [`migrate`],
-//! [`serve`]; the arguments several nouns share in [`limits`], [`quotas`] and
-//! [`key_policy`]), and running the command.
+//! per noun ([`orgs`], [`keys`], [`admin_tokens`], [`audit`], [`usage`], [`alerts`],
+//! [`migrate`], [`serve`]; the arguments several nouns share in [`limits`], [`quotas`],
+//! [`key_policy`] and [`list_limit`]), and running the command.
 //!
 //! A command parses its arguments, calls one operation ([`crate::operations`]) and
 //! prints the result ([`render`]). Arguments are checked before connecting, so misuse
@@ -11,11 +11,13 @@
 //! success, so a failed command prints nothing but its error.
 
 pub mod admin_tokens;
+pub mod alerts;
 pub mod audit;
 pub mod key_check;
 pub mod key_policy;
 pub mod keys;
 pub mod limits;
+pub mod list_limit;
 pub mod migrate;
 pub mod orgs;
 pub mod quotas;
@@ -34,6 +36,7 @@ use crate::config::ConfigError;
 use crate::database::{self, DatabaseError};
 use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::admin_tokens::AdminTokenError;
+use crate::operations::alerts::InvalidAlertQuery;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
 use crate::operations::key_policy::{InvalidPolicy, PolicyOpError};
@@ -89,6 +92,9 @@ pub enum Command {
     /// What the gateways metered for an organization: requests by hour, day, month, key
     /// or outcome, with the total
     Usage(usage::UsageArgs),
+    /// The anomaly alerts `serve` raised, newest first: spikes, drops, jumps in
+    /// refusals or upstream 5xx of an organization's traffic, by hour
+    Alerts(alerts::AlertsArgs),
     /// Run the sidecar: gRPC for the gateway filter, admin HTTP for health, metrics and
     /// the operator API
     #[command(after_help = serve::SERVE_ENVIRONMENT)]
@@ -132,6 +138,8 @@ pub enum CommandError {
     #[error(transparent)]
     InvalidUsageQuery(#[from] InvalidUsageQuery),
     #[error(transparent)]
+    InvalidAlertQuery(#[from] InvalidAlertQuery),
+    #[error(transparent)]
     Database(#[from] DatabaseError),
     #[error(transparent)]
     Org(#[from] OrgError),
@@ -173,6 +181,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
         Command::AdminTokens(command) => admin_tokens::run(command, url, out).await,
         Command::Audit(args) => audit::run(args, url, out).await,
         Command::Usage(args) => usage::run(args, url, out).await,
+        Command::Alerts(args) => alerts::run(args, url, out).await,
         Command::Serve => serve::run(url).await,
     }
 }

@@ -88,6 +88,21 @@ Environment:
   KEYSYNC_USAGE_EXPORT_TOPIC      the topic, which must exist (default keysync.usage)
   KEYSYNC_USAGE_EXPORT_BACKLOG    events held while Kafka is slow or down; more are
                                   dropped and counted (default 100000)
+  KEYSYNC_ANOMALY_INTERVAL        how often each organization's traffic is judged
+                                  against its baseline (default 1m; off: never)
+  KEYSYNC_ANOMALY_CLOSE_DELAY     how long after an hour ends it is judged whole
+                                  (default 1m)
+  KEYSYNC_ANOMALY_BASELINE_WEEKS  weeks of the same hour that make the baseline
+                                  (default 4)
+  KEYSYNC_ANOMALY_SPIKE_FACTOR    a spike: this many times the median (default 5)
+  KEYSYNC_ANOMALY_SPIKE_FLOOR     and at least this many requests (default 1000)
+  KEYSYNC_ANOMALY_DROP_BUSY_FLOOR a drop: of an hour whose median is at least this
+                                  many requests (default 1000)
+  KEYSYNC_ANOMALY_DROP_RATIO      to at most this share of it (default 5%)
+  KEYSYNC_ANOMALY_SHARE_FACTOR    refusals or upstream 5xx: this many times their
+                                  usual share (default 3)
+  KEYSYNC_ANOMALY_SHARE_MIN       and at least this share (default 5%)
+  KEYSYNC_ANOMALY_SHARE_FLOOR     of at least this many requests (default 100)
   A gRPC address beyond loopback needs a token or mutual TLS.
   RUST_LOG                        log filter (default info)";
 

@@ -24,7 +24,7 @@ use crate::quota::alert::Crossing;
 use crate::quota::lease::{Answer, Claim, QuotaLeases, State, LEASE_IDLE, MAX_CLAIMS};
 use crate::quota::metrics::{ClaimRefusal, QuotaCallResult, QuotaMetrics, QuotaThreshold};
 use crate::usage::allowance::Ceiling;
-use crate::usage::cloud_event::{rfc3339, CloudEvent, DATA_CONTENT_TYPE, SPEC_VERSION};
+use crate::usage::cloud_event::{derived_id, rfc3339, CloudEvent, DATA_CONTENT_TYPE, SPEC_VERSION};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone)]
@@ -199,16 +199,11 @@ pub fn alert_event(crossing: &Crossing, at: DateTime<Utc>) -> CloudEvent {
     hash.update(crossing.subject_id.as_bytes());
     hash.update(crossing.period_start.timestamp_millis().to_be_bytes());
     hash.update(crossing.threshold.to_be_bytes());
-    let digest = hash.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
     let org_id = crossing.org_id.to_string();
     let key_id = (crossing.kind == SubjectKind::Key).then(|| crossing.subject_id.to_string());
     CloudEvent {
         specversion: SPEC_VERSION,
-        id: uuid::Builder::from_custom_bytes(bytes)
-            .into_uuid()
-            .to_string(),
+        id: derived_id(hash).to_string(),
         source: "keysync/quota".to_owned(),
         event_type: ALERT_EVENT_TYPE.to_owned(),
         subject: org_id.clone(),

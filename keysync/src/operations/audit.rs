@@ -20,7 +20,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::actor::Actor;
-use super::page::PageRequest;
+use super::page::{self, PageRequest};
 use super::timestamp::Timestamp;
 
 /// What an operator did: one variant per kind of change, named `<object>.<verb>`.
@@ -332,21 +332,11 @@ pub async fn list(
     filter: AuditFilter,
     limit: u32,
 ) -> Result<Vec<AuditRecord>, AuditError> {
-    let mut all: Vec<AuditRecord> = Vec::new();
-    let mut after = None;
-    loop {
-        let remaining = limit.saturating_sub(u32::try_from(all.len()).unwrap_or(u32::MAX));
-        if remaining == 0 {
-            return Ok(all);
-        }
-        let page = PageRequest::new(after, remaining);
+    page::collect(limit, |page| async move {
         let listed = list_page(pool, filter, page).await?;
-        all.extend(listed.items);
-        match listed.next_cursor {
-            Some(next) => after = page.next(&next).after,
-            None => return Ok(all),
-        }
-    }
+        Ok((listed.items, listed.next_cursor))
+    })
+    .await
 }
 
 #[cfg(test)]

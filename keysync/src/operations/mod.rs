@@ -11,10 +11,12 @@
 //! [`quotas::Monthly`], [`quotas::ResetDay`], [`key_policy::Scopes`],
 //! [`key_policy::Allowlist`], the instants of [`durations`]), so every caller validates
 //! the same way, and can do so before it connects. Lists
-//! come in pages ([`page`]). [`usage`] reads what the gateways metered.
+//! come in pages ([`page`]). [`usage`] reads what the gateways metered, [`alerts`] the
+//! anomalies keysync found in it.
 
 pub mod actor;
 pub mod admin_tokens;
+pub mod alerts;
 pub mod audit;
 pub mod audited_write;
 pub mod durations;

@@ -4,6 +4,8 @@
 //! id)`, and a cursor is the position of the last row of a page: rows created meanwhile
 //! come after it, none is shown twice or skipped.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -107,6 +109,33 @@ impl PageRequest {
             Cursor::after(created_at, id).encode()
         });
         (rows, next)
+    }
+}
+
+/// Up to `limit` rows, walking pages from the first: `fetch` lists one page and the
+/// cursor of the next (`None` on the last). For the CLI's listings, which print rows
+/// rather than pages.
+pub async fn collect<T, E, Fetched>(
+    limit: u32,
+    mut fetch: impl FnMut(PageRequest) -> Fetched,
+) -> Result<Vec<T>, E>
+where
+    Fetched: Future<Output = Result<(Vec<T>, Option<String>), E>>,
+{
+    let mut all: Vec<T> = Vec::new();
+    let mut after = None;
+    loop {
+        let remaining = limit.saturating_sub(u32::try_from(all.len()).unwrap_or(u32::MAX));
+        if remaining == 0 {
+            return Ok(all);
+        }
+        let page = PageRequest::new(after, remaining);
+        let (rows, next_cursor) = fetch(page).await?;
+        all.extend(rows);
+        match next_cursor {
+            Some(next) => after = page.next(&next).after,
+            None => return Ok(all),
+        }
     }
 }
 

@@ -93,12 +93,17 @@ pub fn usage_event_id(instance_id: Uuid, cut_at: DateTime<Utc>, counter: &Counte
         hash.update((counter.endpoint.len() as u64).to_be_bytes());
         hash.update(counter.endpoint.as_bytes());
     }
+    derived_id(hash).to_string()
+}
+
+/// An event id derived from what identifies the event (hashed into `hash`): the first
+/// 16 bytes of the SHA-256, shaped as a UUID of version 8 ("custom": the version and
+/// variant bits overwritten).
+pub fn derived_id(hash: Sha256) -> Uuid {
     let digest = hash.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes)
-        .into_uuid()
-        .to_string()
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// The usage event of one grown counter: `increment.values` are what the flush added

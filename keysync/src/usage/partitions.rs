@@ -5,7 +5,7 @@
 //!   flush never lands in the default partition while keysync runs daily;
 //! - partitions of months before the retention (the current month and the
 //!   `KEYSYNC_USAGE_RETENTION` months before it are kept; default 13) are dropped, with
-//!   `usage_gateway_hourly` rows and default-partition rows as old;
+//!   `usage_gateway_hourly` rows, default-partition rows and anomaly alerts as old;
 //! - instances not seen for [`INSTANCE_TTL`] lose their stored cumulative values (an
 //!   Envoy process gone that long does not come back with the same id).
 //!
@@ -174,6 +174,11 @@ pub async fn maintain(
         .await?
         .rows_affected();
     sqlx::query("DELETE FROM quota_usage WHERE period_start < $1")
+        .bind(cutoff)
+        .execute(pool)
+        .await?;
+    // Anomaly alerts are kept as long as the hours they judged.
+    sqlx::query("DELETE FROM anomaly_alerts WHERE hour < $1")
         .bind(cutoff)
         .execute(pool)
         .await?;

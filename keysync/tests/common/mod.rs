@@ -1,7 +1,9 @@
 //! Helpers shared by the database-backed tests: running the real `keysync` binary,
-//! checking its one-line errors, and reading tables with psql.
+//! checking its one-line errors, reading tables with psql, and the operator API in
+//! process ([`api`]).
 #![allow(dead_code)]
 
+pub mod api;
 pub mod blackhole;
 pub mod org_lock;
 pub mod serve;
