@@ -43,8 +43,8 @@
 
 pub mod admin_api;
 pub mod admin_port;
-pub mod api_port;
 pub mod anomaly;
+pub mod api_port;
 pub mod ca_file;
 pub mod cli;
 pub mod clock;

@@ -16,9 +16,9 @@ use tracing::{info, warn};
 
 use crate::admin_api::{self, ApiState};
 use crate::admin_port::{self, AdminState};
-use crate::api_port;
 use crate::anomaly::announce::Announcer;
 use crate::anomaly::detector;
+use crate::api_port;
 use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;

@@ -55,7 +55,7 @@ pub enum Counter {
     QuotaContended,
 }
 
-const COUNTERS: [(Counter, &str); 21] = [
+const COUNTERS: [(Counter, &str); 22] = [
     (Counter::Allowed, "keysync.allowed"),
     (Counter::Missing, "keysync.missing"),
     (Counter::Invalid, "keysync.invalid"),

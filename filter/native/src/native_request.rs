@@ -85,6 +85,14 @@ impl HttpRequest for NativeRequest {
             .route_metadata(ROUTE_SCOPES_NAMESPACE, ROUTE_SCOPES_KEY))
     }
 
+    fn route_name(&self) -> Result<Option<Vec<u8>>, HostError> {
+        if !self.stream.is_alive() {
+            return Err(UNAVAILABLE);
+        }
+        // A route without a name: Envoy says "not found", the core counts it as `-`.
+        Ok(self.stream.attribute(Attribute::RouteName))
+    }
+
     fn response_status(&self) -> Option<u32> {
         let value = self.stream.header(HeaderMap::Response, ":status")?;
         std::str::from_utf8(&value).ok()?.parse().ok()

@@ -59,7 +59,7 @@ pub fn new_sync_extension(
 ) -> Option<Box<dyn BootstrapConfig>> {
     let sync = match PluginConfig::parse(settings) {
         Ok(PluginConfig::Sync(sync)) => sync,
-        Ok(PluginConfig::Auth(_)) => {
+        Ok(PluginConfig::Auth(_) | PluginConfig::Ready) => {
             log(
                 LogLevel::Error,
                 "keysync-sync: its configuration must have role \"sync\" (the auth filter is the \

@@ -30,7 +30,7 @@ use super::settings::AnomalySettings;
 
 /// The advisory lock of the evaluator (`pg_try_advisory_xact_lock`): one evaluation at a
 /// time across keysync replicas. The number spells "anomaly" in ASCII.
-pub const LOCK_KEY: i64 = 0x616e_6f6d_616c_79;
+pub const LOCK_KEY: i64 = 0x0061_6e6f_6d61_6c79;
 
 /// What an evaluation did.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +126,7 @@ pub async fn evaluate(
             found.extend(judge_hour(*org_id, org, hour, state, settings));
         }
     }
-    found.sort_by(|a, b| (a.org_id, a.hour, a.kind).cmp(&(b.org_id, b.hour, b.kind)));
+    found.sort_by_key(|a| (a.org_id, a.hour, a.kind));
     judged.raised = store(&mut transaction, found).await?;
     transaction.commit().await?;
     Ok(Evaluation::Judged(judged))

@@ -122,6 +122,7 @@ mod tests {
         Counter {
             org_id: Uuid::from_u128(org),
             key_id: Uuid::from_u128(key),
+            endpoint: "-".into(),
             outcome: Outcome::Status2xx,
             values: [0; 8],
         }

@@ -131,8 +131,8 @@ impl Columns {
     }
 }
 
-/// `INSERT INTO table (<lead>, org_id, key_id, endpoint, outcome, values...) SELECT $1,
-/// * FROM UNNEST($2.., ) ON CONFLICT (conflict) DO UPDATE SET each value =
+/// `INSERT INTO table (<lead>, org_id, key_id, endpoint, outcome, values...)
+/// SELECT $1, * FROM UNNEST($2.., ) ON CONFLICT (conflict) DO UPDATE SET each value =
 /// update(value)`.
 fn upsert(table: &str, lead: &str, conflict: &str, update: fn(&str, &str) -> String) -> String {
     let columns = VALUE_COLUMNS.join(", ");

@@ -43,6 +43,16 @@ pub fn new_auth_filter_config(
             );
             return None;
         }
+        Ok(PluginConfig::Ready) => {
+            // Envoy's own /ready is the native gate: the sync extension holds Envoy's init
+            // until the store holds a complete sync.
+            log(
+                LogLevel::Error,
+                "keysync-auth: role \"ready\" is the wasm filter's readiness gate; with the \
+                 native module Envoy's own /ready answers 503 until the first full sync",
+            );
+            return None;
+        }
         Err(e) => {
             log(LogLevel::Error, &format!("keysync-auth: {e}"));
             return None;
