@@ -15,6 +15,8 @@
 //!   quota leases, and the gateways' usage counters rolled up by hour in PostgreSQL;
 //! - [`anomaly`]: each organization's hourly traffic judged against its own baseline,
 //!   and the alerts raised when it departs from it;
+//! - [`billing`]: price plans and what an organization's usage costs on them (exact
+//!   integer money), and the invoices issued at each month's close;
 //! - [`grpc`]: every service on the gRPC port (`keysync.v1.KeySync` for the filter, with
 //!   its `WatchKeys` stream, usage flushes and quota leases; Envoy's rate-limit and
 //!   external authorization APIs; gRPC health), and the port's token, TLS and guard;
@@ -45,6 +47,7 @@ pub mod admin_api;
 pub mod admin_port;
 pub mod anomaly;
 pub mod api_port;
+pub mod billing;
 pub mod ca_file;
 pub mod cli;
 pub mod clock;
