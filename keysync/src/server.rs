@@ -1,7 +1,7 @@
 //! The composition root of `keysync serve`: wires the key set, the loader, the change
 //! feed, the change listener, the gRPC services, the admin port, the usage rollup's
-//! upkeep, export and anomaly detection, and the metrics of each together on listeners
-//! the caller has already bound, and runs until told to stop.
+//! upkeep, export, anomaly detection and invoices, and the metrics of each together on
+//! listeners the caller has already bound, and runs until told to stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use crate::admin_port::{self, AdminState};
 use crate::anomaly::announce::Announcer;
 use crate::anomaly::detector;
 use crate::api_port;
+use crate::billing;
 use crate::config::ServeConfig;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;
@@ -308,7 +309,7 @@ pub async fn run<L: Loader, C: Connector>(
         (Some(pool), Some(settings)) => Some(detector::run(
             pool.clone(),
             settings,
-            Announcer::new(metrics.anomaly.clone(), anomaly_export),
+            Announcer::new(metrics.anomaly.clone(), anomaly_export.clone()),
             metrics.anomaly.clone(),
             stop.clone(),
         )),
@@ -317,6 +318,20 @@ pub async fn run<L: Loader, C: Connector>(
     let anomaly_detection = async {
         if let Some(detection) = anomaly_detection {
             detection.await;
+        }
+    };
+    // Each month's invoices are events of the export: closed only when it is on.
+    let invoicing = match (&usage_store_pool, &anomaly_export) {
+        (Some(pool), Some(export)) => Some(billing::close::run(
+            pool.clone(),
+            export.clone(),
+            stop.clone(),
+        )),
+        _ => None,
+    };
+    let invoicing = async {
+        if let Some(invoicing) = invoicing {
+            invoicing.await;
         }
     };
     let usage_export = async {
@@ -391,7 +406,7 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), ()) = tokio::join!(
+    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), ()) = tokio::join!(
         sync,
         admin_server,
         api_server,
@@ -401,7 +416,8 @@ pub async fn run<L: Loader, C: Connector>(
         sweep,
         usage_partitions,
         usage_export,
-        anomaly_detection
+        anomaly_detection,
+        invoicing
     );
     synced?;
     admin_served?;

@@ -1,6 +1,6 @@
 //! The command line: the `keysync` command and its subcommands (clap derive), one file
-//! per noun ([`orgs`], [`keys`], [`admin_tokens`], [`audit`], [`usage`], [`alerts`],
-//! [`migrate`], [`serve`]; the arguments several nouns share in [`limits`], [`quotas`],
+//! per noun ([`orgs`], [`keys`], [`plans`], [`admin_tokens`], [`audit`], [`usage`],
+//! [`alerts`], [`migrate`], [`serve`]; the arguments several nouns share in [`limits`], [`quotas`],
 //! [`key_policy`] and [`list_limit`]), and running the command.
 //!
 //! A command parses its arguments, calls one operation ([`crate::operations`]) and
@@ -13,6 +13,7 @@
 pub mod admin_tokens;
 pub mod alerts;
 pub mod audit;
+pub mod invoice;
 pub mod key_check;
 pub mod key_policy;
 pub mod keys;
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod list_limit;
 pub mod migrate;
 pub mod orgs;
+pub mod plans;
 pub mod quotas;
 pub mod render;
 pub mod serve;
@@ -32,6 +34,9 @@ use clap::{Parser, Subcommand};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::billing::currency::UnknownCurrency;
+use crate::billing::period::InvalidPeriod;
+use crate::billing::plan::InvalidPlan;
 use crate::config::ConfigError;
 use crate::database::{self, DatabaseError};
 use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
@@ -39,11 +44,14 @@ use crate::operations::admin_tokens::AdminTokenError;
 use crate::operations::alerts::InvalidAlertQuery;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
+use crate::operations::invoices::CostError;
 use crate::operations::key_policy::{InvalidPolicy, PolicyOpError};
 use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
 use crate::operations::name::InvalidName;
+use crate::operations::org_plans::OrgPlanError;
 use crate::operations::orgs::OrgError;
+use crate::operations::plans::PlanError;
 use crate::operations::quotas::{InvalidQuota, QuotaError};
 use crate::operations::usage::InvalidUsageQuery;
 use crate::server::ServerError;
@@ -76,7 +84,8 @@ pub struct Cli {
 pub enum Command {
     /// Apply the database migrations (already applied ones are skipped)
     Migrate,
-    /// Create and list organizations, and set their rate limits and monthly quotas
+    /// Create and list organizations, and set their rate limits, monthly quotas and
+    /// price plans
     #[command(subcommand)]
     Orgs(orgs::OrgsCommand),
     /// Create, list, rotate and revoke API keys, and set their limits, quotas, scopes
@@ -89,8 +98,12 @@ pub enum Command {
     /// List the audit trail, newest first: every change operators made, who made it,
     /// and the values before and after (never a key or a token)
     Audit(audit::AuditArgs),
+    /// Create, list, show and archive price plans (a fee, included units, graduated
+    /// tiers, endpoint weights)
+    #[command(subcommand)]
+    Plans(plans::PlansCommand),
     /// What the gateways metered for an organization: requests by hour, day, month, key
-    /// or outcome, with the total
+    /// or outcome, with the total; or what a month costs on its plans (--cost)
     Usage(usage::UsageArgs),
     /// The anomaly alerts `serve` raised, newest first: spikes, drops, jumps in
     /// refusals or upstream 5xx of an organization's traffic, by hour
@@ -140,6 +153,19 @@ pub enum CommandError {
     #[error(transparent)]
     InvalidAlertQuery(#[from] InvalidAlertQuery),
     #[error(transparent)]
+    InvalidPeriod(#[from] InvalidPeriod),
+    #[error(transparent)]
+    UnknownCurrency(#[from] UnknownCurrency),
+    #[error(transparent)]
+    InvalidPlan(#[from] InvalidPlan),
+    /// A plan's flag that does not read (`--tier`, `--weight`, an amount).
+    #[error("invalid {flag} '{value}': {reason}")]
+    InvalidPlanFlag {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
     Database(#[from] DatabaseError),
     #[error(transparent)]
     Org(#[from] OrgError),
@@ -155,6 +181,12 @@ pub enum CommandError {
     AdminToken(#[from] AdminTokenError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    OrgPlan(#[from] OrgPlanError),
+    #[error(transparent)]
+    Cost(#[from] CostError),
     #[error(transparent)]
     KeyCheck(#[from] key_check::KeyCheckError),
     #[error(transparent)]
@@ -178,6 +210,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
         Command::Migrate => migrate::run(url, out).await,
         Command::Orgs(command) => orgs::run(command, url, out).await,
         Command::Keys(command) => keys::run(command, url, out).await,
+        Command::Plans(command) => plans::run(command, url, out).await,
         Command::AdminTokens(command) => admin_tokens::run(command, url, out).await,
         Command::Audit(args) => audit::run(args, url, out).await,
         Command::Usage(args) => usage::run(args, url, out).await,

@@ -1,5 +1,5 @@
-//! `keysync orgs`: create and list organizations, and set their rate limits and monthly
-//! quotas.
+//! `keysync orgs`: create and list organizations, and set their rate limits, monthly
+//! quotas and price plans.
 
 use std::io::{self, Write};
 
@@ -14,7 +14,9 @@ use super::{connect, parse_id, CommandError};
 use crate::operations::actor::Actor;
 use crate::operations::limits::{self, OrgLimitOutcome};
 use crate::operations::name::Name;
+use crate::operations::org_plans::{self, OrgPlanOutcome, ScheduledPlan};
 use crate::operations::orgs::{self, CreatedOrg, Organization};
+use crate::operations::plans::PlanRef;
 use crate::operations::quotas;
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +69,32 @@ pub enum OrgsCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Put an organization on a price plan
+    ///
+    /// The change takes effect at the start of the next period (a calendar month, UTC),
+    /// so a month is billed on the plan it began with; with --now, at once (from the
+    /// start of the current hour, prorated). An organization's first plan takes effect
+    /// at once. A change replaces the changes scheduled after it.
+    #[command(after_help = ORG_PLAN_EXAMPLES)]
+    SetPlan {
+        /// The organization's id
+        #[arg(value_name = "ORG_ID")]
+        org_id: String,
+        /// The plan's name or id
+        #[arg(value_name = "PLAN")]
+        plan: String,
+        /// Take effect now rather than at the next period
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        output: Output,
+    },
 }
+
+const ORG_PLAN_EXAMPLES: &str = "\
+Examples:
+  keysync orgs set-plan ORG_ID pro           from the first of next month
+  keysync orgs set-plan ORG_ID pro --now     from this hour (this month prorated)";
 
 const ORG_QUOTA_EXAMPLES: &str = "\
 Examples:
@@ -125,6 +152,19 @@ pub async fn run(
                 quotas::set_org_quota(&pool, Actor::Cli, org_id, change, Utc::now()).await?;
             print(out, &outcome, output)?;
         }
+        OrgsCommand::SetPlan {
+            org_id,
+            plan,
+            now,
+            output,
+        } => {
+            let org_id = parse_id("org id", &org_id)?;
+            let plan = PlanRef::parse(&plan);
+            let pool = connect(database_url).await?;
+            let outcome =
+                org_plans::set_org_plan(&pool, Actor::Cli, org_id, &plan, now, Utc::now()).await?;
+            print(out, &outcome, output)?;
+        }
     }
     Ok(())
 }
@@ -146,6 +186,40 @@ impl Render for Vec<Organization> {
             Column::new("LIMIT", |org| limit_cell(org.rate_limit)),
         ];
         out.write_all(table(&columns, self).as_bytes())
+    }
+}
+
+impl Render for OrgPlanOutcome {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let plan = |entry: &ScheduledPlan| format!("{} ({})", entry.plan_name, entry.plan_id);
+        let asked = self
+            .current
+            .iter()
+            .chain(&self.scheduled)
+            .find(|entry| entry.from == self.effective_from);
+        match asked {
+            Some(entry) => writeln!(
+                out,
+                "organization {}: plan {} from {}{}",
+                self.org_id,
+                plan(entry),
+                self.effective_from,
+                unchanged_note(self.changed)
+            )?,
+            None => writeln!(
+                out,
+                "organization {}{}",
+                self.org_id,
+                unchanged_note(self.changed)
+            )?,
+        }
+        if let Some(current) = &self.current {
+            writeln!(out, "current: {} since {}", plan(current), current.from)?;
+        }
+        for entry in &self.scheduled {
+            writeln!(out, "scheduled: {} from {}", plan(entry), entry.from)?;
+        }
+        Ok(())
     }
 }
 

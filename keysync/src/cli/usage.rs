@@ -1,6 +1,7 @@
 //! `keysync usage`: what the gateways metered for one organization (or one of its
 //! keys) in a time range, grouped by hour, day, month, key, endpoint (the route's name)
-//! or outcome, with the total.
+//! or outcome, with the total; with `--cost`, what a month of it costs on the
+//! organization's price plans (the invoice, rendered in [`super::invoice`]).
 
 use std::io::{self, Write};
 
@@ -10,6 +11,8 @@ use clap::Args;
 use super::render::{print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
+use crate::billing::period::BillingPeriod;
+use crate::operations::invoices;
 use crate::operations::usage::{self, UsageParameters, UsageReport, UsageRow, CLI_NAMES};
 
 #[derive(Debug, Args)]
@@ -34,6 +37,13 @@ pub struct UsageArgs {
     /// status
     #[arg(long, value_name = "GROUP")]
     pub by: Option<String>,
+    /// What a month costs on the organization's price plans: a line per tier and per
+    /// endpoint weight, and the total (not with the flags above)
+    #[arg(long)]
+    pub cost: bool,
+    /// The month --cost prices, such as 2026-12 (default: this month, so far)
+    #[arg(long, value_name = "MONTH", allow_hyphen_values = true)]
+    pub period: Option<String>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -44,6 +54,8 @@ Examples:
   keysync usage --org-id ORG_ID --since 24h --by hour
   keysync usage --org-id ORG_ID --from 2026-03-01 --to 2026-04-01 --by key --json
   keysync usage --org-id ORG_ID --since 7d --by endpoint     by route name (- : none)
+  keysync usage --org-id ORG_ID --cost                   this month's cost so far
+  keysync usage --org-id ORG_ID --cost --period 2026-12 --json
 Ranges are [from, to) in whole UTC hours; a date is its midnight, UTC.";
 
 pub async fn run(
@@ -52,6 +64,12 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     let org_id = parse_id("org id", &args.org_id)?;
+    if args.cost {
+        return cost(args, org_id, database_url, out).await;
+    }
+    if args.period.is_some() {
+        return Err(CommandError::Usage("--period needs --cost"));
+    }
     let key_id = args
         .key_id
         .as_deref()
@@ -66,6 +84,31 @@ pub async fn run(
     .check(org_id, key_id, CLI_NAMES, Utc::now())?;
     let pool = connect(database_url).await?;
     print(out, &usage::report(&pool, &query).await?, args.output)?;
+    Ok(())
+}
+
+/// `--cost`: the invoice of the month asked for (this one by default), as of now.
+async fn cost(
+    args: UsageArgs,
+    org_id: uuid::Uuid,
+    database_url: Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let others = [&args.key_id, &args.since, &args.from, &args.to, &args.by];
+    if others.iter().any(|flag| flag.is_some()) {
+        return Err(CommandError::Usage(
+            "--cost prices a whole month: it cannot be combined with --key-id, --since, \
+             --from, --to or --by (use --period)",
+        ));
+    }
+    let period = args
+        .period
+        .as_deref()
+        .map(|text| BillingPeriod::parse("--period", text))
+        .transpose()?;
+    let pool = connect(database_url).await?;
+    let invoice = invoices::preview(&pool, org_id, period, Utc::now()).await?;
+    print(out, &invoice, args.output)?;
     Ok(())
 }
 

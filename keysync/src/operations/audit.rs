@@ -46,11 +46,17 @@ pub enum AuditAction {
     KeyLeakReported,
     AdminTokenCreated,
     AdminTokenRevoked,
+    PlanCreated,
+    /// A plan archived: no organization may be put on it any more.
+    PlanArchived,
+    /// An organization's plan from an instant on (its next period's start, or the
+    /// current hour's): the plan changes from then replaced.
+    OrgPlanSet,
 }
 
 impl AuditAction {
     /// Every action, in the order the README lists them.
-    pub const ALL: [AuditAction; 13] = [
+    pub const ALL: [AuditAction; 16] = [
         AuditAction::OrgCreated,
         AuditAction::OrgLimitSet,
         AuditAction::OrgQuotaSet,
@@ -64,6 +70,9 @@ impl AuditAction {
         AuditAction::KeyLeakReported,
         AuditAction::AdminTokenCreated,
         AuditAction::AdminTokenRevoked,
+        AuditAction::PlanCreated,
+        AuditAction::PlanArchived,
+        AuditAction::OrgPlanSet,
     ];
 
     /// The action as stored and listed.
@@ -82,15 +91,19 @@ impl AuditAction {
             AuditAction::KeyLeakReported => "key.leak_reported",
             AuditAction::AdminTokenCreated => "admin_token.created",
             AuditAction::AdminTokenRevoked => "admin_token.revoked",
+            AuditAction::PlanCreated => "plan.created",
+            AuditAction::PlanArchived => "plan.archived",
+            AuditAction::OrgPlanSet => "org.plan_set",
         }
     }
 
     /// The kind of object the action changes.
     pub fn object(self) -> AuditObject {
         match self {
-            AuditAction::OrgCreated | AuditAction::OrgLimitSet | AuditAction::OrgQuotaSet => {
-                AuditObject::Org
-            }
+            AuditAction::OrgCreated
+            | AuditAction::OrgLimitSet
+            | AuditAction::OrgQuotaSet
+            | AuditAction::OrgPlanSet => AuditObject::Org,
             AuditAction::KeyCreated
             | AuditAction::KeyRotated
             | AuditAction::KeyRevoked
@@ -102,6 +115,7 @@ impl AuditAction {
             AuditAction::AdminTokenCreated | AuditAction::AdminTokenRevoked => {
                 AuditObject::AdminToken
             }
+            AuditAction::PlanCreated | AuditAction::PlanArchived => AuditObject::Plan,
         }
     }
 }
@@ -112,6 +126,7 @@ pub enum AuditObject {
     Org,
     Key,
     AdminToken,
+    Plan,
 }
 
 impl AuditObject {
@@ -120,6 +135,7 @@ impl AuditObject {
             AuditObject::Org => "org",
             AuditObject::Key => "key",
             AuditObject::AdminToken => "admin_token",
+            AuditObject::Plan => "plan",
         }
     }
 }
@@ -208,17 +224,17 @@ pub struct AuditRecord {
     pub at: Timestamp,
     /// `org.created`, `org.limit_set`, `org.quota_set`, `key.created`, `key.rotated`,
     /// `key.revoked`, `key.limit_set`, `key.quota_set`, `key.scopes_set`,
-    /// `key.allowlist_set`, `key.leak_reported`, `admin_token.created` or
-    /// `admin_token.revoked`.
+    /// `key.allowlist_set`, `key.leak_reported`, `admin_token.created`,
+    /// `admin_token.revoked`, `plan.created`, `plan.archived` or `org.plan_set`.
     pub action: String,
     /// `cli`, `admin_token` or `leak_report`.
     pub actor: String,
     /// The admin token that made the change (`actor`: `admin_token`), else `null`.
     pub actor_token_id: Option<Uuid>,
-    /// `org`, `key` or `admin_token`.
+    /// `org`, `key`, `admin_token` or `plan`.
     pub object_type: String,
     pub object_id: Uuid,
-    /// The organization the object belongs to; `null` for admin tokens.
+    /// The organization the object belongs to; `null` for admin tokens and plans.
     pub org_id: Option<Uuid>,
     /// The object's audited fields before the change; `null` when it did not exist or
     /// had none (no limit).
@@ -379,6 +395,9 @@ mod tests {
                 "key.leak_reported",
                 "admin_token.created",
                 "admin_token.revoked",
+                "plan.created",
+                "plan.archived",
+                "org.plan_set",
             ]
         );
     }

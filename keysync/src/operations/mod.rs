@@ -12,7 +12,9 @@
 //! [`key_policy::Allowlist`], the instants of [`durations`]), so every caller validates
 //! the same way, and can do so before it connects. Lists
 //! come in pages ([`page`]). [`usage`] reads what the gateways metered, [`alerts`] the
-//! anomalies keysync found in it.
+//! anomalies keysync found in it. [`plans`] are price plans, [`org_plans`] the plan
+//! each organization is on, and [`invoices`] what its usage costs on them (the
+//! arithmetic is [`crate::billing`]'s).
 
 pub mod actor;
 pub mod admin_tokens;
@@ -20,6 +22,7 @@ pub mod alerts;
 pub mod audit;
 pub mod audited_write;
 pub mod durations;
+pub mod invoices;
 pub mod key_policy;
 pub mod key_secret;
 pub mod keys;
@@ -27,8 +30,10 @@ pub mod leaks;
 pub mod limit_json;
 pub mod limits;
 pub mod name;
+pub mod org_plans;
 pub mod orgs;
 pub mod page;
+pub mod plans;
 pub mod quotas;
 pub mod sql_state;
 pub mod timestamp;

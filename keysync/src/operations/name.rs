@@ -1,5 +1,5 @@
-//! The display name of an organization or a key, as the schema accepts it (1 to 200
-//! characters) and a table can show it (one line).
+//! The display name of an organization, a key, a plan or an admin token, as the schema
+//! accepts it (1 to 200 characters) and a table can show it (one line).
 
 /// Longest name the schema accepts.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -8,7 +8,7 @@ pub const MAX_NAME_CHARS: usize = 200;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} name: {reason}")]
 pub struct InvalidName {
-    /// `organization` or `key`.
+    /// `organization`, `key`, `plan` or `admin token`.
     pub what: &'static str,
     pub reason: &'static str,
 }
@@ -26,6 +26,11 @@ impl Name {
     /// A key's name.
     pub fn of_key(text: &str) -> Result<Name, InvalidName> {
         Name::parse("key", text)
+    }
+
+    /// A price plan's.
+    pub fn of_plan(text: &str) -> Result<Name, InvalidName> {
+        Name::parse("plan", text)
     }
 
     /// An admin token's.
