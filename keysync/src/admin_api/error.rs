@@ -21,11 +21,14 @@ use super::idempotency_secret::SECRET_FILE_VARIABLE;
 use crate::database::describe_sqlx;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
+use crate::operations::invoices::CostError;
 use crate::operations::key_policy::PolicyOpError;
 use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
 use crate::operations::name::InvalidName;
+use crate::operations::org_plans::OrgPlanError;
 use crate::operations::orgs::OrgError;
+use crate::operations::plans::PlanError;
 use crate::operations::quotas::QuotaError;
 
 /// The body of every error answer.
@@ -305,6 +308,55 @@ impl From<PolicyOpError> for ApiError {
             }
             PolicyOpError::Invalid(_) => ApiError::invalid_value(message),
             PolicyOpError::Database(error) => ApiError::database(&error),
+        }
+    }
+}
+
+impl From<PlanError> for ApiError {
+    fn from(error: PlanError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            PlanError::AlreadyExists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "plan_exists", message)
+            }
+            PlanError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "plan_not_found", message)
+            }
+            PlanError::Archived(_) => ApiError::new(StatusCode::CONFLICT, "plan_archived", message),
+            PlanError::NameLikeAnId(_) => ApiError::invalid_value(message),
+            PlanError::InvalidRow(row) => ApiError::invalid_row(row),
+            PlanError::Database(error) => ApiError::database(&error),
+        }
+    }
+}
+
+impl From<OrgPlanError> for ApiError {
+    fn from(error: OrgPlanError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            OrgPlanError::OrgNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "org_not_found", message)
+            }
+            OrgPlanError::Plan(error) => error.into(),
+            OrgPlanError::CurrencyChange { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "currency_change", message)
+            }
+            OrgPlanError::Database(error) => ApiError::database(&error),
+        }
+    }
+}
+
+impl From<CostError> for ApiError {
+    fn from(error: CostError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            CostError::OrgNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "org_not_found", message)
+            }
+            CostError::NoPlan { .. } => ApiError::new(StatusCode::NOT_FOUND, "no_plan", message),
+            CostError::Invoice(_) => ApiError::new(StatusCode::CONFLICT, "cannot_price", message),
+            CostError::InvalidRow(row) => ApiError::invalid_row(row),
+            CostError::Database(error) => ApiError::database(&error),
         }
     }
 }

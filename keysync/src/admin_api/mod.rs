@@ -12,8 +12,8 @@
 //! - [`error`]: the one error shape and the status of each failure;
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once, their answers
 //!   sealed under [`idempotency_secret`];
-//! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`], [`alerts`]:
-//!   the handlers, each with its OpenAPI description.
+//! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`], [`alerts`],
+//!   [`plans`], [`invoices`]: the handlers, each with its OpenAPI description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
@@ -29,10 +29,12 @@ pub mod extract;
 pub mod failed_tokens;
 pub mod idempotency;
 pub mod idempotency_secret;
+pub mod invoices;
 pub mod key_policy;
 pub mod keys;
 pub mod org_scope;
 pub mod orgs;
+pub mod plans;
 pub mod quotas;
 pub mod usage;
 
@@ -165,6 +167,7 @@ impl ApiState {
         (name = "keys", description = "API keys: created and rotated (shown once), listed, revoked, limited, given quotas"),
         (name = "audit", description = "Every change operators made, newest first, without secrets"),
         (name = "usage", description = "What the gateways metered: requests of an organization's keys by hour, day, month, key or outcome, and the anomalies keysync found in it"),
+        (name = "plans", description = "Price plans (a monthly fee, included units, graduated tiers, endpoint weights), the plan each organization is on, and what its usage costs: exact amounts in minor units, rounded once per line, half up"),
         (name = "meta", description = "This document")
     )
 )]
@@ -216,6 +219,11 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(audit::list_audit))
         .routes(routes!(usage::get_usage))
         .routes(routes!(alerts::list_alerts))
+        .routes(routes!(plans::create_plan, plans::list_plans))
+        .routes(routes!(plans::get_plan))
+        .routes(routes!(plans::archive_plan))
+        .routes(routes!(plans::set_org_plan))
+        .routes(routes!(invoices::invoice_preview))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -436,12 +444,17 @@ mod tests {
             ("/v1/audit", &["get"]),
             ("/v1/orgs/{org_id}/usage", &["get"]),
             ("/v1/alerts", &["get"]),
+            ("/v1/plans", &["get", "post"]),
+            ("/v1/plans/{plan}", &["get"]),
+            ("/v1/plans/{plan}/archive", &["post"]),
+            ("/v1/orgs/{org_id}/plan", &["put"]),
+            ("/v1/orgs/{org_id}/invoice-preview", &["get"]),
             ("/v1/openapi.json", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 17, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 22, "{:?}", paths.keys());
     }
 }

@@ -174,6 +174,20 @@ pub async fn create(
     name: &Name,
     terms: &PlanTerms,
 ) -> Result<PlanRecord, PlanError> {
+    let mut transaction = pool.begin().await?;
+    let created = create_on(&mut transaction, actor, name, terms).await?;
+    transaction.commit().await?;
+    Ok(created)
+}
+
+/// As [`create`], inside a transaction the caller holds and commits (the plan and its
+/// audit record must commit together).
+pub async fn create_on(
+    transaction: &mut PgConnection,
+    actor: Actor,
+    name: &Name,
+    terms: &PlanTerms,
+) -> Result<PlanRecord, PlanError> {
     if Uuid::parse_str(name.as_str()).is_ok() {
         return Err(PlanError::NameLikeAnId(name.as_str().to_owned()));
     }
@@ -181,7 +195,6 @@ pub async fn create(
     // Serializing tiers and weights (numbers and strings) cannot fail.
     let tiers = serde_json::to_string(terms.tiers()).unwrap_or_default();
     let weights = serde_json::to_string(terms.weights()).unwrap_or_default();
-    let mut transaction = pool.begin().await?;
     let row: PlanRow = sqlx::query_as(AssertSqlSafe(format!(
         "INSERT INTO price_plans (id, name, currency, base_fee_minor, included_requests, \
                                   tiers, weights, changed_by_token) \
@@ -202,7 +215,7 @@ pub async fn create(
         _ => PlanError::Database(error),
     })?;
     audit::record(
-        &mut transaction,
+        transaction,
         actor,
         Change {
             action: AuditAction::PlanCreated,
@@ -213,7 +226,6 @@ pub async fn create(
         },
     )
     .await?;
-    transaction.commit().await?;
     Ok(row.into_plan()?.into())
 }
 
