@@ -23,11 +23,23 @@ impl Api {
 
     /// `GET path` with `token`: the status and the JSON answer.
     pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.send(token, "GET", path, None).await
+    }
+
+    /// `method path` with `token` and a JSON `body`: the status and the JSON answer.
+    pub async fn send(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let request = Request::builder()
-            .method("GET")
+            .method(method)
             .uri(path)
             .header("authorization", format!("Bearer {token}"))
-            .body(Body::empty())
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |body| Body::from(body.to_string())))
             .unwrap();
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
