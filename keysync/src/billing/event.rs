@@ -66,6 +66,8 @@ mod tests {
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         assert_eq!(id, Uuid::from_bytes(bytes));
         assert_eq!(id.get_version_num(), 8);
+        // The same recipe in Python's hashlib, from docs/export.md, gave this.
+        assert_eq!(id.to_string(), "ef7ad4d8-b0d0-83e9-a60d-17db7cb6e874");
         assert_ne!(id, event_id(Uuid::from_u128(0x0b), start));
         assert_ne!(id, event_id(org, "2027-01-01T00:00:00Z".parse().unwrap()));
         assert_eq!(id, event_id(org, start));
