@@ -22,10 +22,10 @@ use crate::usage::export::ExportSettings;
 mod anomaly_variables;
 mod export_variables;
 
-pub use anomaly_variables::*;
-pub use export_variables::*;
 use anomaly_variables::read_anomaly;
+pub use anomaly_variables::*;
 use export_variables::read_usage_export;
+pub use export_variables::*;
 
 pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";

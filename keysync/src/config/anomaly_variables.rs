@@ -114,4 +114,3 @@ const ANOMALY_SETTINGS: [&str; 9] = [
     ANOMALY_SHARE_MIN,
     ANOMALY_SHARE_FLOOR,
 ];
-

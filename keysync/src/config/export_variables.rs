@@ -9,7 +9,9 @@ pub const USAGE_EXPORT_TOPIC: &str = "KEYSYNC_USAGE_EXPORT_TOPIC";
 pub const USAGE_EXPORT_BACKLOG: &str = "KEYSYNC_USAGE_EXPORT_BACKLOG";
 
 /// `KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS`, with the topic and backlog, which need it.
-pub(super) fn read_usage_export(env: &impl Environment) -> Result<Option<ExportSettings>, ConfigError> {
+pub(super) fn read_usage_export(
+    env: &impl Environment,
+) -> Result<Option<ExportSettings>, ConfigError> {
     let topic = read(
         env,
         USAGE_EXPORT_TOPIC,
@@ -97,4 +99,3 @@ fn parse_backlog(value: &str) -> Result<usize, String> {
         _ => Err("expected a whole number of events from 1 to 10000000".to_owned()),
     }
 }
-
