@@ -1,48 +1,12 @@
 //! The HTTP API's quota endpoints, in process: they set and clear quotas like the CLI.
 
-use axum::body::{to_bytes, Body};
-use axum::http::{Request, StatusCode};
-use keysync::admin_api::{router, ApiSettings, ApiState};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use uuid::Uuid;
 
 use super::{audited, count, period, quota_json, quotas, revision, served};
+use crate::common::api::Api;
 use crate::common::*;
-
-/// The operator API in process, on the test database, with an admin token from the CLI.
-struct Api {
-    app: axum::Router,
-}
-
-impl Api {
-    async fn new(url: &str) -> Api {
-        let pool = keysync::database::connect(url).await.unwrap();
-        Api {
-            app: router(ApiState::new(pool, ApiSettings::default())),
-        }
-    }
-
-    async fn send(
-        &self,
-        token: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |body| Body::from(body.to_string())))
-            .unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
-    }
-}
 
 fn token(url: &str, read_only: bool) -> (String, String) {
     let mut args = vec!["admin-tokens", "create", "--name", "t", "--json"];
