@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo behind `make run`: a throwaway PostgreSQL (unless DATABASE_URL is set), a demo
-# org and key, keysync, an echo backend (unless BACKEND_URLS is set) and Envoy with the
-# filter. Prints curl lines to try; Ctrl-C stops everything it started.
+# org and key (the org on a demo price plan), keysync, an echo backend (unless
+# BACKEND_URLS is set) and Envoy with the filter. Prints curl lines to try; Ctrl-C stops
+# everything it started.
 # GATEWAY_FILTER picks what checks the keys: wasm (default, envoy/gateway.yaml), native
 # (the dynamic module, envoy/native.yaml) or ext_authz (Envoy asks keysync,
 # envoy/ext-authz.yaml).
@@ -128,6 +129,12 @@ ORG_ID=$("$KEYSYNC" orgs create --name "Demo Org" --json | json_field org_id)
 KEY_JSON=$("$KEYSYNC" keys create --org-id "$ORG_ID" --name "demo key" --env test --json)
 KEY=$(echo "$KEY_JSON" | json_field key)
 KEY_ID=$(echo "$KEY_JSON" | json_field key_id)
+# A price plan for the demo org, so that `keysync usage --cost` prices the traffic sent
+# (docs/costs.md); kept from an earlier run on the same DATABASE_URL.
+"$KEYSYNC" plans show demo >/dev/null 2>&1 ||
+  "$KEYSYNC" plans create --name demo --currency EUR --base-fee 10.00 --included 1000 \
+    --tier inf:0.50 --json >/dev/null
+"$KEYSYNC" orgs set-plan "$ORG_ID" demo --json >/dev/null
 
 API_SHOWN="http://$KEYSYNC_API_ADDR/v1/"
 [ "$KEYSYNC_API_ADDR" != off ] || API_SHOWN="off"
@@ -171,6 +178,9 @@ Demo org $ORG_ID, key id $KEY_ID. Try:
 Operator commands (another terminal):
   DATABASE_URL='$DATABASE_URL' target/debug/keysync keys list --org-id $ORG_ID
   DATABASE_URL='$DATABASE_URL' target/debug/keysync keys revoke $KEY_ID
+  DATABASE_URL='$DATABASE_URL' target/debug/keysync usage --org-id $ORG_ID --by endpoint
+  DATABASE_URL='$DATABASE_URL' target/debug/keysync usage --org-id $ORG_ID --cost
+  (what this month costs on the demo plan: EUR 10.00, 1,000 requests included, 0.50 per 1,000 beyond)
   (a revocation reaches Envoy within milliseconds over the watch stream; the full refresh every $REFRESH_INTERVAL is the safety net)
 
 Operator HTTP API: $API_SHOWN (with an admin token: DATABASE_URL='$DATABASE_URL' target/debug/keysync admin-tokens create --name me)
