@@ -27,6 +27,7 @@ use super::money::{divide_half_up, format_minor};
 use super::period::BillingPeriod;
 use super::plan::PlanTerms;
 use super::schedule::Segment;
+use crate::usage::Outcome;
 
 /// A plan as an invoice names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +145,35 @@ pub struct TierLine {
     /// `units x price_per_1000_minor / 1000`, rounded half up to the minor unit.
     pub amount_minor: i64,
     pub amount: String,
+}
+
+/// Whether requests of `outcome` are billed: those the gateway forwarded upstream
+/// (answered 1xx to 5xx, whatever the answer), as a quota counts them. A request the
+/// gateway refused (a rate limit, a quota, a key's policy) is never billed, so a month
+/// in which an organization ran out of its quota costs what was served.
+pub fn is_billable(outcome: Outcome) -> bool {
+    match outcome {
+        Outcome::Other
+        | Outcome::Status2xx
+        | Outcome::Status3xx
+        | Outcome::Status4xx
+        | Outcome::Status5xx => true,
+        Outcome::RateLimited | Outcome::QuotaExceeded | Outcome::PolicyDenied => false,
+    }
+}
+
+/// The billable requests by endpoint of `rows` (endpoint, outcome, requests).
+pub fn billable_requests(
+    rows: impl IntoIterator<Item = (String, Outcome, i64)>,
+) -> BTreeMap<String, i64> {
+    let mut requests = BTreeMap::new();
+    for (endpoint, outcome, count) in rows {
+        if is_billable(outcome) && count > 0 {
+            let sum: &mut i64 = requests.entry(endpoint).or_default();
+            *sum = sum.saturating_add(count);
+        }
+    }
+    requests
 }
 
 /// Prices `segments` (in order, of `period`) for `org_id`.
@@ -588,6 +618,34 @@ mod tests {
         assert_eq!(second.amount, "292.23");
         // The total is the sum of the rounded lines: 156.45 + 292.23.
         assert_eq!(invoice.total, "448.68");
+    }
+
+    #[test]
+    fn a_month_with_a_quota_bills_only_what_was_served() {
+        // The organization ran out of its quota: 1,200,000 forwarded (2xx, 4xx, 5xx),
+        // then 400,000 refused by the quota, 30,000 by a rate limit, 500 by a key's
+        // policy. Billed: the 1,200,000 forwarded; 200,000 beyond the included at 0.50
+        // per 1,000 = 100.00, plus 49.00.
+        let rows = [
+            ("orders", Outcome::Status2xx, 1_100_000),
+            ("orders", Outcome::Status4xx, 60_000),
+            ("orders", Outcome::Status5xx, 40_000),
+            ("orders", Outcome::QuotaExceeded, 400_000),
+            ("orders", Outcome::RateLimited, 30_000),
+            ("orders", Outcome::PolicyDenied, 500),
+        ];
+        let requests = billable_requests(
+            rows.iter()
+                .map(|(endpoint, outcome, count)| ((*endpoint).to_owned(), *outcome, *count)),
+        );
+        assert_eq!(requests, BTreeMap::from([("orders".to_owned(), 1_200_000)]));
+        let pro = pro();
+        let invoice = invoice(&[SegmentUsage {
+            requests,
+            ..whole_month(&pro, &[])
+        }]);
+        assert_eq!(invoice.segments[0].units, 1_200_000);
+        assert_eq!(invoice.total, "149.00");
     }
 
     #[test]

@@ -3,9 +3,7 @@
 //! them ([`invoice_of`]). Writing plans and changes is [`crate::operations`]'s, with
 //! the audit trail.
 //!
-//! Billable requests are those the gateways forwarded upstream (outcomes other and
-//! 2xx..5xx), as a quota counts them: a request refused by a rate limit, a quota or a
-//! key's policy is never billed.
+//! Which requests are billable is [`invoice::billable_requests`]'s rule.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -121,26 +119,28 @@ pub async fn plan_changes(
         .collect())
 }
 
-/// The organization's billable requests by endpoint in `[from, to)` (whole hours).
+/// The organization's billable requests by endpoint in `[from, to)` (whole hours): its
+/// rows of the rollup by endpoint and outcome, kept by [`invoice::billable_requests`].
 pub async fn billable_requests(
     connection: &mut PgConnection,
     org_id: Uuid,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<BTreeMap<String, i64>, sqlx::Error> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT endpoint, sum(requests)::bigint FROM usage_hourly \
-         WHERE org_id = $1 AND hour >= $2 AND hour < $3 AND outcome BETWEEN $4 AND $5 \
-         GROUP BY endpoint",
+    let rows: Vec<(String, i16, i64)> = sqlx::query_as(
+        "SELECT endpoint, outcome, sum(requests)::bigint FROM usage_hourly \
+         WHERE org_id = $1 AND hour >= $2 AND hour < $3 GROUP BY endpoint, outcome",
     )
     .bind(org_id)
     .bind(from)
     .bind(to)
-    .bind(i16::from(Outcome::Other.code()))
-    .bind(i16::from(Outcome::Status5xx.code()))
     .fetch_all(connection)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(invoice::billable_requests(rows.into_iter().filter_map(
+        |(endpoint, code, requests)| {
+            Outcome::from_code(i64::from(code)).map(|outcome| (endpoint, outcome, requests))
+        },
+    )))
 }
 
 /// The organization's invoice for `period` as of `now` (closed once `now` is past the

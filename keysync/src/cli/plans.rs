@@ -52,12 +52,7 @@ pub enum PlansCommand {
         included: String,
         /// A graduated tier, in order: UP_TO:PRICE, the price of 1,000 units up to the
         /// period's UP_TO-th unit; the last one inf:PRICE (repeat the flag)
-        #[arg(
-            long = "tier",
-            value_name = "UP_TO:PRICE",
-            required = true,
-            allow_hyphen_values = true
-        )]
+        #[arg(long = "tier", value_name = "UP_TO:PRICE", allow_hyphen_values = true)]
         tiers: Vec<String>,
         /// What one request of an endpoint (a route's name) counts as: ENDPOINT=WEIGHT,
         /// a whole number from 0 (repeat the flag)
