@@ -66,6 +66,11 @@ async fn bad_plans_and_changes_are_one_line_errors_that_write_nothing() {
         ),
         (
             "EUR",
+            &[],
+            "a plan needs tiers: at least one, the last without a bound (inf)",
+        ),
+        (
+            "EUR",
             &["--tier", "inf:1", "--weight", "search v2=5"],
             "invalid weight endpoint 'search v2': not an endpoint name",
         ),
