@@ -14,6 +14,7 @@ mod cpu_pin;
 mod cpu_time;
 mod fleet;
 mod gateways;
+mod invoice_cost;
 mod key_forms;
 mod key_policy;
 mod keysync_memory;
@@ -194,6 +195,18 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         evaluations: u64,
     },
+    /// What pricing costs at scale: `keysync usage --cost` for one organization, and the
+    /// close of last month (every organization's invoice) by `keysync serve`.
+    InvoiceCost {
+        #[arg(long, default_value_t = 1_000)]
+        orgs: usize,
+        /// Endpoints each organization has rows on, every hour of last month.
+        #[arg(long, default_value_t = 5)]
+        endpoints: usize,
+        /// Runs of `keysync usage --cost` measured.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// A monthly quota across several Envoys driven to exhaustion: what they admitted
     /// together against the bound.
     QuotaAccuracy {
@@ -306,6 +319,11 @@ fn main() {
             rows,
             evaluations,
         } => anomaly_cost::run(orgs, months, rows, evaluations),
+        Bench::InvoiceCost {
+            orgs,
+            endpoints,
+            runs,
+        } => invoice_cost::run(orgs, endpoints, runs),
         Bench::QuotaAccuracy {
             quota,
             envoys,

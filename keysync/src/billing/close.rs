@@ -124,6 +124,7 @@ pub async fn close(pool: &PgPool, now: DateTime<Utc>) -> Result<Closing, StoreEr
 pub async fn run(pool: PgPool, export: Exporter, stop: CancellationToken) {
     let failures = LogThrottle::new(LOG_PERIOD);
     loop {
+        let started = Instant::now();
         let closing = tokio::select! {
             () = stop.cancelled() => return,
             closing = close(&pool, Utc::now()) => closing,
@@ -132,8 +133,9 @@ pub async fn run(pool: PgPool, export: Exporter, stop: CancellationToken) {
             Ok(Closing::Closed(closed)) => {
                 if let (Some(period), false) = (closed.period, closed.issued.is_empty()) {
                     info!(
-                        "invoices issued for {period}: {} organizations",
-                        closed.issued.len()
+                        "invoices issued for {period}: {} organizations in {} ms",
+                        closed.issued.len(),
+                        started.elapsed().as_millis()
                     );
                 }
                 for (org_id, error) in &closed.failed {

@@ -133,5 +133,5 @@ fn serve_publishes_last_months_invoices_on_the_export() {
     assert!(serve
         .process
         .log()
-        .contains(&format!("invoices issued for {month}: 1 organizations")));
+        .contains(&format!("invoices issued for {month}: 1 organizations in ")));
 }
