@@ -87,6 +87,7 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     assert_eq!(
         without_ids,
         [
+            "GET /v1/alerts",
             "GET /v1/audit",
             "GET /v1/openapi.json",
             "GET /v1/orgs",
@@ -96,8 +97,9 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         "a new route without an id in its path: decide what an organization's token may do"
     );
 
-    // Those five: the list holds its organization alone, a key is made only in it,
-    // organizations are not made at all, the audit trail is its organization's.
+    // Those six: the list holds its organization alone, a key is made only in it,
+    // organizations are not made at all, the audit trail and the anomaly alerts are its
+    // organization's.
     let listed = ok(dashboard.get("/v1/orgs"), 200);
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["items"][0]["org_id"], ours.as_str());
@@ -147,6 +149,23 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         404,
         "org_not_found",
     );
+    assert_eq!(
+        answer_about(
+            dashboard.get(&format!("/v1/alerts?org_id={theirs}")),
+            &theirs
+        ),
+        answer_about(
+            dashboard.get(&format!("/v1/alerts?org_id={unknown}")),
+            unknown
+        ),
+    );
+    refused(
+        dashboard.get(&format!("/v1/alerts?org_id={theirs}")),
+        404,
+        "org_not_found",
+    );
+    ok(dashboard.get(&format!("/v1/alerts?org_id={ours}")), 200);
+    ok(dashboard.get("/v1/alerts"), 200);
 
     // Its own organization: everything works as for any token.
     ok(dashboard.get(&format!("/v1/orgs/{ours}")), 200);
