@@ -5,17 +5,15 @@
 //! docs/tls.md shows. `make run`'s script works end to end with `sslmode=verify-full`.
 #![allow(clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
+use keysync_e2e::demo_script::{self, Demo, Printed};
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::http;
 use keysync_e2e::keysync::{self as ks, Keysync};
-use keysync_e2e::paths;
 use keysync_e2e::poll::{self, DEADLINE};
-use keysync_e2e::process::Process;
 use keysync_e2e::rate_window::enough_of_the_window_left;
 use keysync_e2e::redis::TestRedis;
 use keysync_e2e::replies::assert_rate_limited;
@@ -98,6 +96,8 @@ fn push_only(options: &mut GatewayOptions) {
         r#"{"role":"sync","refresh_interval":"15m","max_retry_interval":"1s"}"#.into();
     options.auth_config = r#"{"role":"auth","miss_lookup":{"enabled":false}}"#.into();
 }
+/// The built echo backend, which `make run`'s script wants to exist.
+const ECHO_BACKEND: &str = env!("CARGO_BIN_EXE_echo-backend");
 const NO_POLLING: (&str, &str) = ("KEYSYNC_POLL_INTERVAL", "10m");
 const PUSH_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -145,86 +145,33 @@ fn keysync_runs_end_to_end_on_a_tls_only_postgresql_with_verify_full() {
     assert!(count.parse::<u32>().expect("a count") >= 2, "{connections}");
 }
 
-/// `make run`'s script (`demo/run.sh`, which `make run` runs once it has built
-/// everything) copied into a checkout of its own, beside a link to the workspace's
-/// `envoy/`: its `.run/` (logs, Envoy's configuration) goes there, not into the
-/// developer's, whose own `make run` may be running.
-fn demo_checkout() -> ScratchDir {
-    let checkout = ScratchDir::new("demo-checkout").expect("scratch dir");
-    let root = paths::workspace_root();
-    std::fs::create_dir(checkout.path().join("demo")).expect("mkdir demo");
-    std::fs::copy(
-        root.join("demo").join("run.sh"),
-        checkout.path().join("demo").join("run.sh"),
-    )
-    .expect("copy demo/run.sh");
-    std::os::unix::fs::symlink(root.join("envoy"), checkout.path().join("envoy"))
-        .expect("link envoy/");
-    checkout
-}
-
-/// The text of `line` between `start` and the next `end`.
-fn between<'a>(line: &'a str, start: &str, end: char) -> &'a str {
-    let (_, rest) = line
-        .split_once(start)
-        .unwrap_or_else(|| panic!("{start:?} not in {line:?}"));
-    rest.split(end).next().unwrap_or_default()
-}
-
-/// `bash demo/run.sh` in `checkout` against `database_url`, every port a free one,
-/// `backend` as `BACKEND_URLS`, with the built binaries; and the gateway's address.
-fn demo_command(
-    checkout: &ScratchDir,
-    database_url: &str,
-    backend: &Backend,
-) -> (Command, SocketAddr) {
-    let gateway_port = paths::free_port();
-    let local = |port: u16| format!("127.0.0.1:{port}");
-    let mut command = Command::new("bash");
-    command
-        .arg(checkout.path().join("demo").join("run.sh"))
-        .env("DATABASE_URL", database_url)
-        .env("GATEWAY_PORT", gateway_port.to_string())
-        .env("ENVOY_ADMIN_PORT", paths::free_port().to_string())
-        .env("KEYSYNC_GRPC_ADDR", local(paths::free_port()))
-        .env("KEYSYNC_HTTP_ADDR", local(paths::free_port()))
-        .env("KEYSYNC_API_ADDR", local(paths::free_port()))
-        .env("BACKEND_URLS", backend.backend_urls())
-        .env("KEYSYNC_BIN", paths::keysync_bin())
-        .env("ECHO_BACKEND_BIN", env!("CARGO_BIN_EXE_echo-backend"))
-        .env("ENVOY_BIN", paths::envoy_bin())
-        .env("KEYSYNC_FILTER_WASM", paths::filter_wasm())
-        .env_remove("GATEWAY_FILTER");
-    (command, SocketAddr::from(([127, 0, 0, 1], gateway_port)))
-}
-
 #[test]
 fn make_run_works_end_to_end_on_a_tls_only_postgresql_with_verify_full() {
     let database = TlsDatabase::start(&["127.0.0.1"]);
     let url = database.verified("verify-full", &database.ca);
     let backend = Backend::start();
-    let checkout = demo_checkout();
-    let (command, gateway) = demo_command(&checkout, &url, &backend);
-    let demo = Process::spawn("make run", command);
+    let checkout = demo_script::checkout();
+    let demo = Demo::start(&checkout, Some(&url), &backend, ECHO_BACKEND.as_ref());
 
     // The curl lines come once the gateway has synced its keys: the printed key works
     // at the first try.
-    let curl = demo.wait_for_log("Authorization: Bearer ", Duration::from_secs(300));
-    let key = between(&curl, "Authorization: Bearer ", '\'');
-    let demo_line = demo.wait_for_log("Demo org ", DEADLINE);
-    let org = between(&demo_line, "Demo org ", ',');
-    let key_id = between(&demo_line, "key id ", '.');
+    let Printed {
+        key,
+        key_id,
+        org_id,
+    } = demo.printed();
+    let gateway = demo.gateway;
     let bearer = format!("Bearer {key}");
     let with_key = || http::get(gateway, "/hello", &[("authorization", bearer.as_bytes())]);
     let answer = with_key().expect("GET /hello");
     assert_eq!(answer.status, 200, "{}", answer.text());
-    assert_eq!(answer.json()["headers"]["x-org-id"][0], org);
+    assert_eq!(answer.json()["headers"]["x-org-id"][0], org_id.as_str());
     let without = http::get(gateway, "/hello", &[]).expect("GET /hello");
     assert_eq!(without.status, 401, "{}", without.text());
 
     // The operator commands it prints work over TLS too: a revocation reaches the
     // gateway.
-    ks::revoke_key(&url, key_id);
+    ks::revoke_key(&url, &key_id);
     poll::within(
         PUSH_DEADLINE,
         Duration::from_millis(50),
@@ -250,13 +197,13 @@ fn make_run_with_a_wrong_ca_stops_at_one_error_line_and_writes_nothing() {
     let database = TlsDatabase::start(&["127.0.0.1"]);
     let url = database.verified("verify-full", &database.wrong_ca);
     let backend = Backend::start();
-    let checkout = demo_checkout();
-    let (command, _) = demo_command(&checkout, &url, &backend);
-    let mut demo = Process::spawn("make run", command);
-    let status = demo.wait_exit(DEADLINE).expect("make run stops");
-    assert_eq!(status.code(), Some(1), "{}", demo.log());
+    let checkout = demo_script::checkout();
+    let Demo { mut process, .. } =
+        Demo::start(&checkout, Some(&url), &backend, ECHO_BACKEND.as_ref());
+    let status = process.wait_exit(DEADLINE).expect("make run stops");
+    assert_eq!(status.code(), Some(1), "{}", process.log());
     assert_eq!(
-        demo.log(),
+        process.log(),
         format!("{}\n", wrong_ca_line(&url, &database.wrong_ca))
     );
     assert_eq!(
