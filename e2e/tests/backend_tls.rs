@@ -135,8 +135,14 @@ fn keysync_runs_end_to_end_on_a_tls_only_postgresql_with_verify_full() {
 
     // Every connection keysync holds (its pools and the LISTEN one) is TLS; the server
     // refuses any other, but say so from its side too.
-    let connections = stack.postgres.psql(
-        &name,
+    assert_every_keysync_connection_is_tls(&stack.postgres, &name);
+}
+
+/// keysync holds at least two connections to `database` (a pool's and the LISTEN one),
+/// as PostgreSQL sees them, and every one is TLS.
+fn assert_every_keysync_connection_is_tls(postgres: &TestPostgres, database: &str) {
+    let connections = postgres.psql(
+        database,
         "SELECT bool_and(s.ssl), count(*) FROM pg_stat_activity a \
          JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'keysync'",
     );
@@ -183,13 +189,10 @@ fn make_run_works_end_to_end_on_a_tls_only_postgresql_with_verify_full() {
     .unwrap_or_else(|seen| panic!("the revoked key still gets {seen:?}"));
 
     // Every connection of the demo's keysync is TLS.
-    let connections = database.query(
-        "SELECT bool_and(s.ssl), count(*) FROM pg_stat_activity a \
-         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'keysync'",
+    assert_every_keysync_connection_is_tls(
+        &database.postgres,
+        keysync_e2e::postgres::database_of(&database.url),
     );
-    let (all_tls, count) = connections.split_once('|').expect("two columns");
-    assert_eq!(all_tls, "t", "{connections}");
-    assert!(count.parse::<u32>().expect("a count") >= 2, "{connections}");
 }
 
 #[test]
