@@ -87,6 +87,7 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     assert_eq!(
         without_ids,
         [
+            "GET /v1/alerts",
             "GET /v1/audit",
             "GET /v1/openapi.json",
             "GET /v1/orgs",
@@ -96,8 +97,9 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         "a new route without an id in its path: decide what an organization's token may do"
     );
 
-    // Those five: the list holds its organization alone, a key is made only in it,
-    // organizations are not made at all, the audit trail is its organization's.
+    // Those six: the list holds its organization alone, a key is made only in it,
+    // organizations are not made at all, the audit trail and the anomaly alerts are its
+    // organization's.
     let listed = ok(dashboard.get("/v1/orgs"), 200);
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["items"][0]["org_id"], ours.as_str());
@@ -146,6 +148,44 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         dashboard.get(&format!("/v1/audit?org_id={theirs}")),
         404,
         "org_not_found",
+    );
+    for (org, event) in [(&ours, 1), (&theirs, 2)] {
+        service.sql(&format!(
+            "INSERT INTO anomaly_alerts (org_id, kind, hour, hour_complete, observed, \
+             baseline, threshold, requests, matching_requests, baseline_weeks, event_id) \
+             VALUES ('{org}', 'spike', date_trunc('hour', now(), 'UTC'), true, 900, 100, \
+             400, 900, 900, 4, '00000000-0000-4000-8000-00000000000{event}')"
+        ));
+    }
+    let alerts = ok(dashboard.get("/v1/alerts"), 200);
+    let alerted: Vec<&Value> = alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| &alert["org_id"])
+        .collect();
+    assert_eq!(alerted, [&json!(ours)], "{alerts:#}");
+    assert_eq!(
+        answer_about(
+            dashboard.get(&format!("/v1/alerts?org_id={theirs}")),
+            &theirs
+        ),
+        answer_about(
+            dashboard.get(&format!("/v1/alerts?org_id={unknown}")),
+            unknown
+        ),
+    );
+    refused(
+        dashboard.get(&format!("/v1/alerts?org_id={theirs}")),
+        404,
+        "org_not_found",
+    );
+    assert_eq!(
+        ok(admin.get("/v1/alerts"), 200)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
 
     // Its own organization: everything works as for any token.
