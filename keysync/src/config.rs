@@ -657,6 +657,7 @@ fn parse_count(value: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::anomaly::settings::Thresholds;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -187,6 +187,8 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
             .len(),
         2
     );
+    let own = ok(dashboard.get(&format!("/v1/alerts?org_id={ours}")), 200);
+    assert_eq!(own["items"].as_array().unwrap().len(), 1, "{own:#}");
 
     // Its own organization: everything works as for any token.
     ok(dashboard.get(&format!("/v1/orgs/{ours}")), 200);
