@@ -22,6 +22,19 @@ fn answer_about(response: Response, id: &str) -> (u16, String, String) {
     )
 }
 
+/// `GET {route}?org_id=` of another organization answers exactly as an unknown id's:
+/// 404 `org_not_found`.
+fn another_org_is_unknown_to(dashboard: &Api, route: &str, theirs: &str, unknown: &str) {
+    let foreign = dashboard.get(&format!("{route}?org_id={theirs}"));
+    let absent = dashboard.get(&format!("{route}?org_id={unknown}"));
+    assert_eq!(answer_about(foreign, theirs), answer_about(absent, unknown));
+    refused(
+        dashboard.get(&format!("{route}?org_id={theirs}")),
+        404,
+        "org_not_found",
+    );
+}
+
 #[test]
 fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     let service = Service::start();
@@ -134,21 +147,7 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         201,
     );
     assert_eq!(made["org_id"], ours.as_str());
-    assert_eq!(
-        answer_about(
-            dashboard.get(&format!("/v1/audit?org_id={theirs}")),
-            &theirs
-        ),
-        answer_about(
-            dashboard.get(&format!("/v1/audit?org_id={unknown}")),
-            unknown
-        ),
-    );
-    refused(
-        dashboard.get(&format!("/v1/audit?org_id={theirs}")),
-        404,
-        "org_not_found",
-    );
+    another_org_is_unknown_to(&dashboard, "/v1/audit", &theirs, unknown);
     for (org, event) in [(&ours, 1), (&theirs, 2)] {
         service.sql(&format!(
             "INSERT INTO anomaly_alerts (org_id, kind, hour, hour_complete, observed, \
@@ -165,21 +164,7 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         .map(|alert| &alert["org_id"])
         .collect();
     assert_eq!(alerted, [&json!(ours)], "{alerts:#}");
-    assert_eq!(
-        answer_about(
-            dashboard.get(&format!("/v1/alerts?org_id={theirs}")),
-            &theirs
-        ),
-        answer_about(
-            dashboard.get(&format!("/v1/alerts?org_id={unknown}")),
-            unknown
-        ),
-    );
-    refused(
-        dashboard.get(&format!("/v1/alerts?org_id={theirs}")),
-        404,
-        "org_not_found",
-    );
+    another_org_is_unknown_to(&dashboard, "/v1/alerts", &theirs, unknown);
     assert_eq!(
         ok(admin.get("/v1/alerts"), 200)["items"]
             .as_array()
