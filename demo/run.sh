@@ -42,6 +42,7 @@ done
 
 pids=()
 pg_ctl_cmd=()
+pg_dir=""
 cleanup() {
   trap - EXIT INT TERM
   if [ ${#pids[@]} -gt 0 ] || [ ${#pg_ctl_cmd[@]} -gt 0 ]; then
@@ -51,6 +52,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ ${#pg_ctl_cmd[@]} -gt 0 ]; then "${pg_ctl_cmd[@]}" -m fast stop >/dev/null 2>&1 || true; fi
+  if [ -n "$pg_dir" ]; then rm -rf "$pg_dir"; fi
   exit "${1:-0}"
 }
 trap 'cleanup $?' EXIT
@@ -106,20 +108,24 @@ require_free_port "$KEYSYNC_HTTP_ADDR" "keysync's admin (KEYSYNC_HTTP_ADDR)"
 mkdir -p "$RUN"
 
 if [ -z "${DATABASE_URL:-}" ]; then
-  # PostgreSQL refuses to run as root: run it as the postgres user then.
+  # PostgreSQL refuses to run as root: run it as the postgres user then. Its data lives
+  # outside the checkout, which the postgres user may not be able to enter (a clone
+  # under /root, any 0700 folder): in /dev/shm as the end-to-end tests' does (else the
+  # temp folder), gone when the demo stops. Its log is opened here, so it stays in .run/.
   PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   as_pg=()
   rm -rf "$RUN/postgres"
-  mkdir -p "$RUN/postgres"
+  pg_dir=$(mktemp -d /dev/shm/keysync-demo-postgres.XXXXXX 2>/dev/null ||
+    mktemp -d -t keysync-demo-postgres.XXXXXX)
   if [ "$(id -u)" = 0 ]; then
-    chown postgres "$RUN/postgres"
+    chown postgres "$pg_dir"
     as_pg=(runuser -u postgres --)
   fi
-  echo "starting a throwaway PostgreSQL on 127.0.0.1:$PG_PORT (data in .run/postgres)"
-  "${as_pg[@]}" "$PG_BIN/initdb" -D "$RUN/postgres/data" -U keysync --auth=trust -E UTF8 >/dev/null
-  pg_ctl_cmd=("${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$RUN/postgres/data")
-  "${pg_ctl_cmd[@]}" -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $RUN/postgres" \
-    -l "$RUN/postgres/postgres.log" -w start >/dev/null
+  echo "starting a throwaway PostgreSQL on 127.0.0.1:$PG_PORT (data in $pg_dir, log .run/postgres.log)"
+  "${as_pg[@]}" "$PG_BIN/initdb" -D "$pg_dir/data" -U keysync --auth=trust -E UTF8 >/dev/null
+  pg_ctl_cmd=("${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$pg_dir/data")
+  "${pg_ctl_cmd[@]}" -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pg_dir" \
+    -w start >"$RUN/postgres.log" 2>&1
   "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U keysync keysync
   export DATABASE_URL="postgres://keysync@127.0.0.1:$PG_PORT/keysync"
 fi

@@ -621,6 +621,10 @@ def lint():
         long_release_names()
     with step("the operator API: off by default; on, on its own port, Service and NetworkPolicy"):
         operator_api()
+    with step("the migrate Job gets keysync's added environment and volumes (a database CA bundle)"):
+        migrations_connect_as_keysync()
+    with step("a new gRPC token value rolls the gateway pods, not the central keysync"):
+        token_change_rolls_the_gateways()
     examples = list(example_documents())
     with step(f"examples: {len(examples)} objects of deploy/istio and deploy/envoy-gateway"):
         for source, doc in examples:
@@ -693,6 +697,59 @@ def operator_api():
         log(f"   {name}: KEYSYNC_API_ADDR {sorted({e['KEYSYNC_API_ADDR'] for e in envs.values()})}, "
             f"Service {api_services[0]}, NetworkPolicy from {len(ingress)} rule(s)")
     log("   default values: KEYSYNC_API_ADDR off, no API Service")
+
+
+def migrations_connect_as_keysync():
+    """The migrate Job reaches PostgreSQL as keysync serve does: keysync.extraEnv and
+    keysync's extra volumes and mounts are the Job's too, so the CA bundle that
+    sslrootcert or PGSSLROOTCERT names (managed PostgreSQL over verified TLS) is there
+    before the first install. (keysync.env holds serve's own settings, KEYSYNC_*.)"""
+    for path in [None] + ci_values_files():
+        name = os.path.relpath(path, ROOT) if path else "default values"
+        values = {}
+        if path:
+            with open(path, encoding="utf-8") as f:
+                values = yaml.safe_load(f) or {}
+        keysync = values.get("keysync", {})
+        docs = helm_template([path] if path else [])
+        jobs = [d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].endswith("-migrate")]
+        if not jobs:
+            continue
+        pod_spec = jobs[0]["spec"]["template"]["spec"]
+        container = pod_spec["containers"][0]
+        wanted = {
+            "env": keysync.get("extraEnv", []),
+            "volumeMounts": keysync.get("extraVolumeMounts", []),
+        }
+        missing = [f"{field} {item}" for field, items in wanted.items()
+                   for item in items if item not in container.get(field, [])]
+        missing += [f"volumes {item}" for item in keysync.get("extraVolumes", [])
+                    if item not in pod_spec.get("volumes", [])]
+        if missing:
+            raise CheckError(f"{name}: the migrate Job lacks what keysync serve is given: " + "; ".join(missing))
+        log(f"   {name}: the migrate Job has keysync's {len(wanted['env'])} added variables, "
+            f"{len(wanted['volumeMounts'])} mounts")
+
+
+def token_change_rolls_the_gateways():
+    """A new keysync.grpcToken.value changes the gateway pods' template (Envoy reads the
+    token at start, so they must roll) and not the central keysync's (it reads its token
+    files again): the second step of a rotation, without an outage."""
+    values = os.path.join(CHART, "ci", "central-wasm-global-values.yaml")
+    templates = []
+    for token in ("rotation-check-token-0123456789a", "rotation-check-token-0123456789b"):
+        docs = helm_template([values], sets=[f"keysync.grpcToken.value={token}"])
+        templates.append({d["metadata"]["name"]: d["spec"]["template"] for d in docs if d["kind"] == "Deployment"})
+    gateways = [n for n in templates[0] if n.endswith("-gateway")]
+    keysyncs = [n for n in templates[0] if not n.endswith("-gateway")]
+    if len(gateways) != 1 or len(keysyncs) != 1:
+        raise CheckError(f"expected a gateway and a keysync Deployment: {sorted(templates[0])}")
+    if templates[0][gateways[0]] == templates[1][gateways[0]]:
+        raise CheckError(f"a new grpcToken.value leaves {gateways[0]}'s pod template as it was: "
+                         "its Envoys would keep sending the old token")
+    if templates[0][keysyncs[0]] != templates[1][keysyncs[0]]:
+        raise CheckError(f"a new grpcToken.value rolls {keysyncs[0]}: keysync reads its token files again")
+    log(f"   {gateways[0]} rolls, {keysyncs[0]} does not")
 
 
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")

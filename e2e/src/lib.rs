@@ -13,6 +13,7 @@
 // report the test wants.
 #![allow(clippy::expect_used)]
 
+pub mod demo_script;
 pub mod echo;
 pub mod fake_clock;
 pub mod faults;

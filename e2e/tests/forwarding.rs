@@ -1,11 +1,12 @@
 //! What reaches the backend besides the gateway's identity: never a client's header
 //! that a backend would read as the identity (`x_org_id`, which CGI and WSGI servers see
 //! as `HTTP_X_ORG_ID` beside `x-org-id`), and never a credential on a request the
-//! gateway forwards without an accepted key (a public path, `failure_mode: "open"`).
+//! gateway forwards without an accepted key (a public path, `failure_mode: "open"`); and
+//! no path a backend resolves outside a public prefix forwarded as public.
 
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::poll::DEADLINE;
-use keysync_e2e::replies::forwarded_header;
+use keysync_e2e::replies::{assert_error, forwarded_header};
 use keysync_e2e::stack::{Backend, Stack};
 use std::net::SocketAddr;
 
@@ -71,6 +72,34 @@ fn a_public_path_does_not_carry_a_credential_to_the_backend() {
         forwarded_header(&basic, "authorization"),
         vec!["Basic dXNlcjpw"]
     );
+}
+
+/// Paths under a public prefix as Envoy passes them that a backend reads as a path
+/// outside it: a servlet container (Tomcat, Spring) drops `;` parameters and then
+/// resolves `..`, so `/docs/..;/api/test` is `/api/test` to it, and Envoy decodes
+/// `%2e%2e;` into `..;` after matching nothing itself.
+const ESCAPING_PATHS: [&str; 5] = [
+    "/docs/%2e%2e;/api/test",
+    "/docs/..;/api/test",
+    "/docs/%2E%2E;jsessionid=1/api/test",
+    "/docs/.%2e;/api/test",
+    "/docs/x/..;/..;/api/test",
+];
+
+#[test]
+fn a_public_prefix_never_covers_a_path_a_backend_resolves_outside_it() {
+    let stack = Stack::start(|options| {
+        options.auth_config = r#"{"role":"auth","public_paths":["/health","/docs/*"]}"#.into();
+    });
+    let org = stack.create_org("public");
+    let key = stack.create_key(&org, &[]);
+    stack.gateway.wait_for_status("/", &key.key, 200, DEADLINE);
+    assert_eq!(stack.gateway.get("/docs/intro", &[]).status, 200);
+    for path in ESCAPING_PATHS {
+        // Judged as any other path: a key is needed.
+        let response = stack.gateway.get(path, &[]);
+        assert_error(&response, 401, "missing_api_key");
+    }
 }
 
 #[test]

@@ -232,6 +232,9 @@ fn usage_by_endpoint_is_what_each_named_route_served() {
     // and /health, a route without a name.
     let stack = Stack::start(|options| {
         options.sync_config = SYNC_WITH_USAGE.into();
+        // /health as a plain route without a name: the filter's own readiness answer
+        // (`ready_paths`, which meters nothing) off.
+        options.auth_config = r#"{"role":"auth","route_scopes":"header","usage_endpoints":"header","ready_paths":[]}"#.into();
         let url = options
             .backends
             .split_once('=')

@@ -2,7 +2,8 @@
 //! gateway instances never add up past the quota; the usage flushes move what was
 //! granted into use (so a flush neither frees nor double-counts quota); a lease idle
 //! past its life is released to others; the list of quotas is sent when it changed;
-//! malformed calls are refused; a claim asks for at most what a gateway admits in a
+//! malformed calls are refused; a claim PostgreSQL fails is unavailable with a fixed
+//! message (the database's text stays in keysync's log); a claim asks for at most what a gateway admits in a
 //! lease's life, and one for a subject that does not exist gets nothing (both counted);
 //! the 80% and 100% alerts are told once each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -252,6 +253,59 @@ async fn malformed_calls_are_refused_whole() {
         metric(&metrics, "keysync_quota_calls_total{result=\"invalid\"}"),
         3.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_the_database_refuses_is_unavailable_without_the_database_s_text() {
+    let (postgres, url) = migrated_database();
+    let org = create_org(&url, "Acme");
+    set_quota(&postgres, &url, &org, 1_000);
+    let serve = start_serve(&url, &[]).await;
+    let channel = &serve.channel;
+    let instance = Uuid::new_v4();
+    acquire(channel, instance, 0, vec![org_claim(&org, 10)])
+        .await
+        .unwrap();
+
+    // Every claim now fails inside PostgreSQL, with PostgreSQL's own words
+    // (`relation "quota_leases" does not exist`).
+    sql(
+        &postgres,
+        &url,
+        "ALTER TABLE quota_leases RENAME TO quota_leases_away",
+    );
+    let refused = acquire(channel, instance, 0, vec![org_claim(&org, 10)])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    // The caller (any holder of a gateway token) gets a fixed message; the cause is
+    // keysync's log's.
+    assert_eq!(refused.message(), "cannot grant quota now; ask again later");
+    let log = serve.process.log();
+    assert!(
+        log.contains("quota claim not answered") && log.contains("quota_leases"),
+        "{log}"
+    );
+    let (_, metrics) = http_get(serve.http, "/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "keysync_quota_calls_total{result=\"unavailable\"}"
+        ),
+        1.0
+    );
+
+    // The database whole again, the gateway's next claim is answered.
+    sql(
+        &postgres,
+        &url,
+        "ALTER TABLE quota_leases_away RENAME TO quota_leases",
+    );
+    let answer = acquire(channel, instance, 0, vec![org_claim(&org, 10)])
+        .await
+        .unwrap();
+    // The instance's lease: the first claim's 10 and these; the failed claim added none.
+    assert_eq!(state_of(&answer, &org).granted, 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

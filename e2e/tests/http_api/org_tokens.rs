@@ -22,6 +22,19 @@ fn answer_about(response: Response, id: &str) -> (u16, String, String) {
     )
 }
 
+/// `GET {route}?org_id=` of another organization answers exactly as an unknown id's:
+/// 404 `org_not_found`.
+fn another_org_is_unknown_to(dashboard: &Api, route: &str, theirs: &str, unknown: &str) {
+    let foreign = dashboard.get(&format!("{route}?org_id={theirs}"));
+    let absent = dashboard.get(&format!("{route}?org_id={unknown}"));
+    assert_eq!(answer_about(foreign, theirs), answer_about(absent, unknown));
+    refused(
+        dashboard.get(&format!("{route}?org_id={theirs}")),
+        404,
+        "org_not_found",
+    );
+}
+
 #[test]
 fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     let service = Service::start();
@@ -87,6 +100,7 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     assert_eq!(
         without_ids,
         [
+            "GET /v1/alerts",
             "GET /v1/audit",
             "GET /v1/openapi.json",
             "GET /v1/orgs",
@@ -96,8 +110,9 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         "a new route without an id in its path: decide what an organization's token may do"
     );
 
-    // Those five: the list holds its organization alone, a key is made only in it,
-    // organizations are not made at all, the audit trail is its organization's.
+    // Those six: the list holds its organization alone, a key is made only in it,
+    // organizations are not made at all, the audit trail and the anomaly alerts are its
+    // organization's.
     let listed = ok(dashboard.get("/v1/orgs"), 200);
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["items"][0]["org_id"], ours.as_str());
@@ -132,21 +147,33 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         201,
     );
     assert_eq!(made["org_id"], ours.as_str());
+    another_org_is_unknown_to(&dashboard, "/v1/audit", &theirs, unknown);
+    for (org, event) in [(&ours, 1), (&theirs, 2)] {
+        service.sql(&format!(
+            "INSERT INTO anomaly_alerts (org_id, kind, hour, hour_complete, observed, \
+             baseline, threshold, requests, matching_requests, baseline_weeks, event_id) \
+             VALUES ('{org}', 'spike', date_trunc('hour', now(), 'UTC'), true, 900, 100, \
+             400, 900, 900, 4, '00000000-0000-4000-8000-00000000000{event}')"
+        ));
+    }
+    let alerts = ok(dashboard.get("/v1/alerts"), 200);
+    let alerted: Vec<&Value> = alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| &alert["org_id"])
+        .collect();
+    assert_eq!(alerted, [&json!(ours)], "{alerts:#}");
+    another_org_is_unknown_to(&dashboard, "/v1/alerts", &theirs, unknown);
     assert_eq!(
-        answer_about(
-            dashboard.get(&format!("/v1/audit?org_id={theirs}")),
-            &theirs
-        ),
-        answer_about(
-            dashboard.get(&format!("/v1/audit?org_id={unknown}")),
-            unknown
-        ),
+        ok(admin.get("/v1/alerts"), 200)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
-    refused(
-        dashboard.get(&format!("/v1/audit?org_id={theirs}")),
-        404,
-        "org_not_found",
-    );
+    let own = ok(dashboard.get(&format!("/v1/alerts?org_id={ours}")), 200);
+    assert_eq!(own["items"].as_array().unwrap().len(), 1, "{own:#}");
 
     // Its own organization: everything works as for any token.
     ok(dashboard.get(&format!("/v1/orgs/{ours}")), 200);
