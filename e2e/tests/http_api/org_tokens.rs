@@ -104,11 +104,35 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
             "GET /v1/audit",
             "GET /v1/openapi.json",
             "GET /v1/orgs",
+            "GET /v1/plans",
+            "GET /v1/plans/{plan}",
             "POST /v1/keys",
-            "POST /v1/orgs"
+            "POST /v1/orgs",
+            "POST /v1/plans",
+            "POST /v1/plans/{plan}/archive"
         ],
         "a new route without an id in its path: decide what an organization's token may do"
     );
+    // Price plans are every organization's: neither read nor chosen by one's token (its
+    // own invoice preview is its own, below).
+    for (method, path, body) in [
+        ("GET", "/v1/plans".to_owned(), "{}"),
+        ("GET", "/v1/plans/pro".to_owned(), "{}"),
+        ("POST", "/v1/plans".to_owned(), "{}"),
+        ("POST", "/v1/plans/pro/archive".to_owned(), "{}"),
+        (
+            "PUT",
+            format!("/v1/orgs/{ours}/plan"),
+            "{\"plan\": \"pro\"}",
+        ),
+    ] {
+        let (status, code, _) = answer_about(dashboard.send(method, &path, &[], body), &ours);
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "org_scoped_token"),
+            "{method} {path}"
+        );
+    }
 
     // Those six: the list holds its organization alone, a key is made only in it,
     // organizations are not made at all, the audit trail and the anomaly alerts are its
@@ -179,6 +203,12 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     ok(dashboard.get(&format!("/v1/orgs/{ours}")), 200);
     ok(dashboard.get(&format!("/v1/orgs/{ours}/keys")), 200);
     ok(dashboard.get(&format!("/v1/orgs/{ours}/usage")), 200);
+    // Reached: it has no price plan yet (its invoice, not another's 404).
+    refused(
+        dashboard.get(&format!("/v1/orgs/{ours}/invoice-preview")),
+        404,
+        "no_plan",
+    );
     ok(
         dashboard.put(
             &format!("/v1/orgs/{ours}/rate-limit"),

@@ -108,6 +108,24 @@ fn unscoped(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
+/// The caller, refused (403) when its token is limited to one organization: checked
+/// before the body is read, so such a token learns nothing from what it sent.
+#[derive(Debug, Clone)]
+pub struct UnscopedCaller(pub Caller);
+
+impl FromRequestParts<ApiState> for UnscopedCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        // Every plan route is behind the middleware, which inserts the caller.
+        let caller = Caller::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::internal())?;
+        unscoped(&caller)?;
+        Ok(UnscopedCaller(caller))
+    }
+}
+
 /// `{plan}` in a path: a plan's name or id, for a caller not limited to one
 /// organization.
 #[derive(Debug, Clone)]
@@ -117,11 +135,7 @@ impl FromRequestParts<ApiState> for PlanInPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        // Every route with a plan is behind the middleware, which inserts the caller.
-        let caller = Caller::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::internal())?;
-        unscoped(&caller)?;
+        UnscopedCaller::from_request_parts(parts, state).await?;
         let Path(text) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|rejection| ApiError::invalid_request(rejection.body_text()))?;
@@ -155,11 +169,10 @@ pub struct PlanPath {
 )]
 pub async fn create_plan(
     State(state): State<ApiState>,
-    caller: Caller,
+    UnscopedCaller(caller): UnscopedCaller,
     idempotency_key: IdempotencyKey,
     JsonBody(request): JsonBody<CreatePlanRequest>,
 ) -> Result<Response, ApiError> {
-    unscoped(&caller)?;
     let name = Name::of_plan(&request.name)?;
     let terms = request.terms()?;
     let actor = Actor::AdminToken(caller.token_id);
@@ -188,10 +201,9 @@ pub async fn create_plan(
 )]
 pub async fn list_plans(
     State(state): State<ApiState>,
-    caller: Caller,
+    _caller: UnscopedCaller,
     QueryParams(query): QueryParams<PlansQuery>,
 ) -> Result<Json<Vec<PlanRecord>>, ApiError> {
-    unscoped(&caller)?;
     Ok(Json(
         plans::list(state.pool(), query.archived.unwrap_or(false)).await?,
     ))
@@ -260,11 +272,10 @@ pub async fn archive_plan(
 )]
 pub async fn set_org_plan(
     State(state): State<ApiState>,
-    caller: Caller,
     OrgInPath(org_id): OrgInPath,
+    UnscopedCaller(caller): UnscopedCaller,
     JsonBody(request): JsonBody<OrgPlanRequest>,
 ) -> Result<Json<OrgPlanOutcome>, ApiError> {
-    unscoped(&caller)?;
     let actor = Actor::AdminToken(caller.token_id);
     let plan = PlanRef::parse(&request.plan);
     let outcome =
