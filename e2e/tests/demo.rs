@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use keysync_e2e::demo_script::{self, Demo, Printed};
 use keysync_e2e::http;
+use keysync_e2e::keysync;
 use keysync_e2e::poll;
 use keysync_e2e::stack::Backend;
 use keysync_e2e::ScratchDir;
@@ -38,6 +39,29 @@ fn make_run_starts_its_postgresql_from_a_checkout_the_postgres_user_cannot_enter
     .expect("GET /hello");
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["headers"]["x-org-id"][0], org_id.as_str());
+
+    // The demo org is on the demo plan: `keysync usage --cost` prices that request once
+    // the gateway has flushed it (every 10 s).
+    let commands = demo
+        .process
+        .wait_for_log("keysync usage --org-id", poll::DEADLINE);
+    let database_url = commands
+        .split("DATABASE_URL='")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no DATABASE_URL in {commands:?}"))
+        .to_owned();
+    let invoice = poll::within(Duration::from_secs(60), Duration::from_millis(500), || {
+        let invoice = keysync::cli_json(&database_url, &["usage", "--org-id", &org_id, "--cost"]);
+        if invoice["segments"][0]["units"] == 1 {
+            Ok(invoice)
+        } else {
+            Err(invoice)
+        }
+    })
+    .unwrap_or_else(|last| panic!("the request was never priced: {last}"));
+    assert_eq!(invoice["segments"][0]["plan_name"], "demo", "{invoice}");
+    assert_eq!(invoice["currency"], "EUR", "{invoice}");
 
     // Ctrl-C stops everything the demo started, its PostgreSQL included.
     let started = demo
