@@ -4,7 +4,8 @@
 //! `io.keysync.invoice.v1` event on the usage export ([`super::event`]).
 //!
 //! Like the anomaly evaluator: one keysync replica closes at a time (an advisory lock
-//! taken without waiting; a replica that does not get it skips its turn), and the
+//! taken without waiting, a batch of organizations a transaction; a replica that does
+//! not get it skips its turn), and the
 //! table's primary key `(org_id, period_start)` keeps one invoice per organization and
 //! period however often the period is closed; only the invoices a close stored are
 //! published, so each is published once (at least once while the export runs; a
@@ -32,6 +33,8 @@ use crate::usage::export::Exporter;
 pub const CLOSE_DELAY: Duration = Duration::from_secs(15 * 60);
 /// How often `serve` looks for a period to close.
 pub const CHECK_PERIOD: Duration = Duration::from_secs(5 * 60);
+/// Organizations a close prices in one transaction.
+pub const BATCH: usize = 100;
 /// The advisory lock of closing (`pg_try_advisory_xact_lock`): one close at a time
 /// across keysync replicas. The number spells "invoice" in ASCII.
 pub const LOCK_KEY: i64 = 0x0069_6e76_6f69_6365;
@@ -61,63 +64,92 @@ pub fn period_to_close(now: DateTime<Utc>) -> BillingPeriod {
     BillingPeriod::containing(now - delay).previous()
 }
 
-/// Closes [`period_to_close`]`(now)`: stores and returns the invoices not issued yet.
-pub async fn close(pool: &PgPool, now: DateTime<Utc>) -> Result<Closing, StoreError> {
-    let mut transaction = pool.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut *transaction)
-        .await?;
-    if !locked {
-        transaction.rollback().await?;
-        return Ok(Closing::Skipped);
-    }
+/// Closes [`period_to_close`]`(now)`: stores the invoices not issued yet, `batch`
+/// organizations a transaction (so that a close of many organizations holds no
+/// transaction for long), hands each batch's to `issued` once it is committed, and
+/// returns them all. A database failure stops the close; the batches committed before it
+/// were handed over, and the rest is closed next time.
+pub async fn close(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    batch: usize,
+    issued: &mut (dyn FnMut(&[Invoice]) + Send),
+) -> Result<Closing, StoreError> {
     let period = period_to_close(now);
-    // Organizations with a plan in effect at some time of the period (a plan stays in
-    // effect until the next change) and no invoice for it yet.
-    let orgs: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT DISTINCT p.org_id FROM org_plans p WHERE p.effective_from < $1 \
-         AND NOT EXISTS (SELECT 1 FROM invoices i \
-                         WHERE i.org_id = p.org_id AND i.period_start = $2) \
-         ORDER BY p.org_id",
-    )
-    .bind(period.end)
-    .bind(period.start)
-    .fetch_all(&mut *transaction)
-    .await?;
+    let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
     let mut closed = Closed {
         period: Some(period),
         ..Closed::default()
     };
-    for org_id in orgs {
-        let invoice = match invoice_of(&mut transaction, org_id, period, now).await {
-            Ok(invoice) => invoice,
-            Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
-            Err(error) => {
-                closed.failed.push((org_id, error.to_string()));
-                continue;
-            }
-        };
-        let document = serde_json::to_string(&invoice).unwrap_or_default();
-        let stored = sqlx::query(
-            "INSERT INTO invoices (org_id, period_start, event_id, currency, total_minor, \
-                                   document) \
-             VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING",
+    // Organizations are taken in id order, each batch after the last one seen, so that
+    // one whose invoice cannot be made is not taken again in the same close.
+    let mut after = Uuid::nil();
+    loop {
+        let mut transaction = pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(LOCK_KEY)
+            .fetch_one(&mut *transaction)
+            .await?;
+        if !locked {
+            transaction.rollback().await?;
+            // Another replica closes (what is left of) the period.
+            return Ok(if after.is_nil() {
+                Closing::Skipped
+            } else {
+                Closing::Closed(closed)
+            });
+        }
+        // Organizations with a plan in effect at some time of the period (a plan stays
+        // in effect until the next change) and no invoice for it yet.
+        let orgs: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT p.org_id FROM org_plans p WHERE p.effective_from < $1 \
+             AND p.org_id > $3 \
+             AND NOT EXISTS (SELECT 1 FROM invoices i \
+                             WHERE i.org_id = p.org_id AND i.period_start = $2) \
+             ORDER BY p.org_id LIMIT $4",
         )
-        .bind(org_id)
+        .bind(period.end)
         .bind(period.start)
-        .bind(event_id(org_id, period.start))
-        .bind(invoice.currency.code())
-        .bind(invoice.total_minor)
-        .bind(document)
-        .execute(&mut *transaction)
+        .bind(after)
+        .bind(batch)
+        .fetch_all(&mut *transaction)
         .await?;
-        if stored.rows_affected() == 1 {
-            closed.issued.push(invoice);
+        let mut stored_now = Vec::new();
+        for &org_id in &orgs {
+            after = org_id;
+            let invoice = match invoice_of(&mut transaction, org_id, period, now).await {
+                Ok(invoice) => invoice,
+                Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
+                Err(error) => {
+                    closed.failed.push((org_id, error.to_string()));
+                    continue;
+                }
+            };
+            let document = serde_json::to_string(&invoice).unwrap_or_default();
+            let stored = sqlx::query(
+                "INSERT INTO invoices (org_id, period_start, event_id, currency, total_minor, \
+                                       document) \
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING",
+            )
+            .bind(org_id)
+            .bind(period.start)
+            .bind(event_id(org_id, period.start))
+            .bind(invoice.currency.code())
+            .bind(invoice.total_minor)
+            .bind(document)
+            .execute(&mut *transaction)
+            .await?;
+            if stored.rows_affected() == 1 {
+                stored_now.push(invoice);
+            }
+        }
+        transaction.commit().await?;
+        issued(&stored_now);
+        closed.issued.extend(stored_now);
+        if i64::try_from(orgs.len()).unwrap_or(i64::MAX) < batch {
+            return Ok(Closing::Closed(closed));
         }
     }
-    transaction.commit().await?;
-    Ok(Closing::Closed(closed))
 }
 
 /// Closes every [`CHECK_PERIOD`] until `stop`, publishing what each close issued.
@@ -125,9 +157,12 @@ pub async fn run(pool: PgPool, export: Exporter, stop: CancellationToken) {
     let failures = LogThrottle::new(LOG_PERIOD);
     loop {
         let started = Instant::now();
+        let mut publish = |invoices: &[Invoice]| {
+            export.publish_all(invoices.iter().map(invoice_event));
+        };
         let closing = tokio::select! {
             () = stop.cancelled() => return,
-            closing = close(&pool, Utc::now()) => closing,
+            closing = close(&pool, Utc::now(), BATCH, &mut publish) => closing,
         };
         match closing {
             Ok(Closing::Closed(closed)) => {
@@ -141,7 +176,6 @@ pub async fn run(pool: PgPool, export: Exporter, stop: CancellationToken) {
                 for (org_id, error) in &closed.failed {
                     warn!("invoice of organization {org_id} not issued: {error}");
                 }
-                export.publish_all(closed.issued.iter().map(invoice_event));
             }
             Ok(Closing::Skipped) => {}
             Err(error) => {

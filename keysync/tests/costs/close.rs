@@ -14,11 +14,22 @@ use super::*;
 use crate::common::serve::start_process;
 use crate::common::{migrated_database, sql};
 
-async fn closed(pool: &PgPool, now: &str) -> Closed {
-    match close(pool, at(now)).await.unwrap() {
-        Closing::Closed(closed) => closed,
+/// A close at `now`, `batch` organizations a transaction; the batches it handed over.
+async fn closed_in(pool: &PgPool, now: &str, batch: usize) -> (Closed, Vec<Vec<Uuid>>) {
+    let mut batches = Vec::new();
+    let mut issued = |invoices: &[keysync::billing::invoice::Invoice]| {
+        batches.push(invoices.iter().map(|invoice| invoice.org_id).collect());
+    };
+    match close(pool, at(now), batch, &mut issued).await.unwrap() {
+        Closing::Closed(closed) => (closed, batches),
         Closing::Skipped => panic!("skipped: nobody else closes here"),
     }
+}
+
+async fn closed(pool: &PgPool, now: &str) -> Closed {
+    let (closed, batches) = closed_in(pool, now, keysync::billing::close::BATCH).await;
+    assert_eq!(batches.concat().len(), closed.issued.len());
+    closed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,6 +76,23 @@ async fn each_invoice_is_issued_once_under_its_own_id() {
         .issued
         .is_empty());
     assert_eq!(sql(&postgres, &url, "SELECT count(*) FROM invoices"), "2");
+
+    // Many organizations are closed a batch a transaction, each batch handed over once
+    // committed, none twice. Three more on starter all of November; batches of two.
+    let mut more: Vec<Uuid> = Vec::new();
+    for name in ["b", "c", "d"] {
+        let id = org(&url, name);
+        plan_from(&pool, id, "2026-11-01T00:00:00Z", starter).await;
+        more.push(id);
+    }
+    more.sort();
+    let (batched, batches) = closed_in(&pool, "2026-12-02T00:00:00Z", 2).await;
+    assert_eq!(batches, [more[..2].to_vec(), more[2..].to_vec()]);
+    assert!(batched
+        .issued
+        .iter()
+        .all(|invoice| invoice.total == "10.00"));
+    assert_eq!(sql(&postgres, &url, "SELECT count(*) FROM invoices"), "5");
 }
 
 /// Synchronous: the broker's client runs a runtime of its own.
