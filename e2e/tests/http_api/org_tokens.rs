@@ -203,6 +203,7 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     ok(dashboard.get(&format!("/v1/orgs/{ours}")), 200);
     ok(dashboard.get(&format!("/v1/orgs/{ours}/keys")), 200);
     ok(dashboard.get(&format!("/v1/orgs/{ours}/usage")), 200);
+    ok(dashboard.get(&format!("/v1/orgs/{ours}/plan")), 200);
     // Reached: it has no price plan yet (its invoice, not another's 404).
     refused(
         dashboard.get(&format!("/v1/orgs/{ours}/invoice-preview")),

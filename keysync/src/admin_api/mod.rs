@@ -222,7 +222,7 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(plans::create_plan, plans::list_plans))
         .routes(routes!(plans::get_plan))
         .routes(routes!(plans::archive_plan))
-        .routes(routes!(plans::set_org_plan))
+        .routes(routes!(plans::get_org_plan, plans::set_org_plan))
         .routes(routes!(invoices::invoice_preview))
 }
 
@@ -447,7 +447,7 @@ mod tests {
             ("/v1/plans", &["get", "post"]),
             ("/v1/plans/{plan}", &["get"]),
             ("/v1/plans/{plan}/archive", &["post"]),
-            ("/v1/orgs/{org_id}/plan", &["put"]),
+            ("/v1/orgs/{org_id}/plan", &["get", "put"]),
             ("/v1/orgs/{org_id}/invoice-preview", &["get"]),
             ("/v1/openapi.json", &["get"]),
         ] {

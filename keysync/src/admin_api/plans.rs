@@ -1,12 +1,13 @@
 //! `/v1/plans` and `/v1/orgs/{org_id}/plan`: create, list, show and archive price plans
-//! (`keysync plans`), and put an organization on one (`keysync orgs set-plan`). Amounts
+//! (`keysync plans`), and put an organization on one (`keysync orgs set-plan`) or read
+//! which it is on (`keysync orgs plan`). Amounts
 //! are integers in the currency's minor unit (`base_fee_minor: 4900` is EUR 49.00), so
 //! no JSON number is ever a fraction of money.
 //!
 //! Plans are shared by every organization, so a token limited to one organization may
 //! neither read nor change them, nor choose its organization's plan (403
-//! `org_scoped_token`); it reads what its organization's usage costs through the
-//! invoice preview.
+//! `org_scoped_token`); it reads which plan its organization is on
+//! (`GET /v1/orgs/{org_id}/plan`) and what its usage costs (the invoice preview).
 
 use std::collections::BTreeMap;
 
@@ -31,7 +32,7 @@ use crate::billing::currency::Currency;
 use crate::billing::plan::{PlanTerms, Tier};
 use crate::operations::actor::Actor;
 use crate::operations::name::Name;
-use crate::operations::org_plans::{self, OrgPlanOutcome};
+use crate::operations::org_plans::{self, OrgPlanOutcome, OrgPlans};
 use crate::operations::plans::{self, ArchivedPlan, PlanRecord, PlanRef};
 
 /// `keysync plans create`, with amounts in minor units.
@@ -251,6 +252,28 @@ pub async fn archive_plan(
     let actor = Actor::AdminToken(caller.token_id);
     Ok(Json(
         plans::archive(state.pool(), actor, &plan, Utc::now()).await?,
+    ))
+}
+
+/// The price plan the organization is on, and the changes scheduled
+/// (`keysync orgs plan ORG_ID`). A token limited to the organization may read it.
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org_id}/plan",
+    tag = "plans",
+    params(OrgIdPath),
+    responses(
+        (status = 200, description = "The plan now (`current`: null when it has none) and the changes scheduled", body = OrgPlans),
+        BadRequest, Unauthorized, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn get_org_plan(
+    State(state): State<ApiState>,
+    OrgInPath(org_id): OrgInPath,
+) -> Result<Json<OrgPlans>, ApiError> {
+    Ok(Json(
+        org_plans::get(state.pool(), org_id, Utc::now()).await?,
     ))
 }
 

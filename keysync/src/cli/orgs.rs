@@ -14,7 +14,7 @@ use super::{connect, parse_id, CommandError};
 use crate::operations::actor::Actor;
 use crate::operations::limits::{self, OrgLimitOutcome};
 use crate::operations::name::Name;
-use crate::operations::org_plans::{self, OrgPlanOutcome, ScheduledPlan};
+use crate::operations::org_plans::{self, OrgPlanOutcome, OrgPlans, ScheduledPlan};
 use crate::operations::orgs::{self, CreatedOrg, Organization};
 use crate::operations::plans::PlanRef;
 use crate::operations::quotas;
@@ -66,6 +66,14 @@ pub enum OrgsCommand {
         org_id: String,
         #[command(flatten)]
         quota: OrgQuotaArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show the price plan an organization is on, and the changes scheduled
+    Plan {
+        /// The organization's id
+        #[arg(value_name = "ORG_ID")]
+        org_id: String,
         #[command(flatten)]
         output: Output,
     },
@@ -152,6 +160,15 @@ pub async fn run(
                 quotas::set_org_quota(&pool, Actor::Cli, org_id, change, Utc::now()).await?;
             print(out, &outcome, output)?;
         }
+        OrgsCommand::Plan { org_id, output } => {
+            let org_id = parse_id("org id", &org_id)?;
+            let pool = connect(database_url).await?;
+            print(
+                out,
+                &org_plans::get(&pool, org_id, Utc::now()).await?,
+                output,
+            )?;
+        }
         OrgsCommand::SetPlan {
             org_id,
             plan,
@@ -189,9 +206,44 @@ impl Render for Vec<Organization> {
     }
 }
 
+/// `name (id)` of a plan in an organization's answer.
+fn plan_cell(entry: &ScheduledPlan) -> String {
+    format!("{} ({})", entry.plan_name, entry.plan_id)
+}
+
+/// The `current:` and `scheduled:` lines of an organization's plans.
+fn plan_lines(
+    out: &mut dyn Write,
+    current: Option<&ScheduledPlan>,
+    scheduled: &[ScheduledPlan],
+) -> io::Result<()> {
+    if let Some(current) = current {
+        writeln!(
+            out,
+            "current: {} since {}",
+            plan_cell(current),
+            current.from
+        )?;
+    }
+    for entry in scheduled {
+        writeln!(out, "scheduled: {} from {}", plan_cell(entry), entry.from)?;
+    }
+    Ok(())
+}
+
+impl Render for OrgPlans {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.current.is_none() && self.scheduled.is_empty() {
+            return writeln!(out, "organization {}: no price plan", self.org_id);
+        }
+        writeln!(out, "organization {}", self.org_id)?;
+        plan_lines(out, self.current.as_ref(), &self.scheduled)
+    }
+}
+
 impl Render for OrgPlanOutcome {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let plan = |entry: &ScheduledPlan| format!("{} ({})", entry.plan_name, entry.plan_id);
+        let plan = plan_cell;
         let asked = self
             .current
             .iter()
@@ -213,13 +265,7 @@ impl Render for OrgPlanOutcome {
                 unchanged_note(self.changed)
             )?,
         }
-        if let Some(current) = &self.current {
-            writeln!(out, "current: {} since {}", plan(current), current.from)?;
-        }
-        for entry in &self.scheduled {
-            writeln!(out, "scheduled: {} from {}", plan(entry), entry.from)?;
-        }
-        Ok(())
+        plan_lines(out, self.current.as_ref(), &self.scheduled)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Putting an organization on a price plan (`keysync orgs set-plan`,
-//! `PUT /v1/orgs/{org_id}/plan`), and reading which plan it is on.
+//! `PUT /v1/orgs/{org_id}/plan`), and reading which plan it is on (`keysync orgs plan`,
+//! `GET /v1/orgs/{org_id}/plan`).
 //!
 //! A change takes effect at the start of the next period, or at once with `--now` (from
 //! the start of the current hour), and an organization's first plan at once
@@ -74,6 +75,34 @@ pub struct OrgPlanOutcome {
     pub scheduled: Vec<ScheduledPlan>,
     /// False when that plan was already scheduled from then; nothing was written.
     pub changed: bool,
+}
+
+/// The plan an organization is on, and the changes scheduled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OrgPlans {
+    pub org_id: Uuid,
+    /// The plan in effect now; `null` when it has none.
+    pub current: Option<ScheduledPlan>,
+    /// The changes scheduled after now.
+    pub scheduled: Vec<ScheduledPlan>,
+}
+
+/// The plan `org_id` is on at `now`, and the changes scheduled after it.
+pub async fn get(
+    pool: &PgPool,
+    org_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<OrgPlans, OrgPlanError> {
+    let mut connection = pool.acquire().await?;
+    if !super::orgs::exists(&mut *connection, org_id).await? {
+        return Err(OrgPlanError::OrgNotFound(org_id));
+    }
+    let (current, scheduled) = plans_of(&mut connection, org_id, now).await?;
+    Ok(OrgPlans {
+        org_id,
+        current,
+        scheduled,
+    })
 }
 
 /// The organization's plans from an instant on: the one in effect then, and the later

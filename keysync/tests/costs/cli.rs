@@ -246,6 +246,24 @@ async fn a_plan_change_waits_for_the_next_period_unless_now() {
         "{again}"
     );
 
+    let shown = ok(&url, &["orgs", "plan", &acme_text]);
+    assert_eq!(
+        shown,
+        format!(
+            "organization {acme}\n\
+             current: starter ({starter}) since {this_hour}\n\
+             scheduled: pro ({pro}) from {next_period}\n"
+        )
+    );
+    let shown = json(&url, &["orgs", "plan", &acme_text, "--json"]);
+    assert_eq!(shown["current"]["plan_name"], "starter");
+    assert_eq!(shown["scheduled"][0]["from"], next_period.as_str());
+    let none = org(&url, "none");
+    assert_eq!(
+        ok(&url, &["orgs", "plan", &none.to_string()]),
+        format!("organization {none}: no price plan\n")
+    );
+
     // This month is still starter's, whole.
     let now = json(&url, &["usage", "--org-id", &acme_text, "--cost", "--json"]);
     assert_eq!(now["closed"], false);

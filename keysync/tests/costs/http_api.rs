@@ -152,6 +152,14 @@ async fn plans_and_invoices_over_http_are_the_clis() {
     assert_eq!(status, StatusCode::OK, "{next}");
     assert_eq!(next["scheduled"][0]["plan_name"], "pro");
     assert_eq!(next["changed"], true);
+    let (status, read) = api.get(&token, &plan_path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        read,
+        json(&url, &["orgs", "plan", &globex.to_string(), "--json"])
+    );
+    assert_eq!(read["current"], next["current"]);
+    assert_eq!(read["scheduled"], next["scheduled"]);
     let (status, zero) = api
         .get(&token, &format!("/v1/orgs/{globex}/invoice-preview"))
         .await;
@@ -207,6 +215,10 @@ async fn an_organizations_token_reads_its_invoice_and_no_plan() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(invoice["total"], "460.01");
+    // Which plan it is on is its own to read.
+    let (status, plans) = api.get(&own, &format!("/v1/orgs/{acme}/plan")).await;
+    assert_eq!(status, StatusCode::OK, "{plans}");
+    assert_eq!(plans["current"]["plan_name"], "pro");
     // Another organization's is as if it did not exist.
     let (status, answer) = api
         .get(&own, &format!("/v1/orgs/{globex}/invoice-preview"))
