@@ -1,7 +1,8 @@
 //! The Prometheus metrics `serve` exports on `/metrics`: one registry, into which each
 //! subsystem registers its own metrics ([`SyncMetrics`], [`GrpcMetrics`],
 //! [`RateLimitMetrics`], [`ExtAuthzMetrics`], [`UsageMetrics`], [`QuotaMetrics`],
-//! [`ExportMetrics`], [`AnomalyMetrics`]) and which the composition root hands out, each part to the tasks
+//! [`ExportMetrics`], [`AnomalyMetrics`], [`BillingMetrics`]) and which the composition
+//! root hands out, each part to the tasks
 //! that update it.
 //!
 //! Names are fixed in each subsystem's `metrics.rs`, registered once, and every label
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 use crate::anomaly::metrics::AnomalyMetrics;
+use crate::billing::metrics::BillingMetrics;
 use crate::global_limit::metrics::RateLimitMetrics;
 use crate::grpc::ext_authz::metrics::ExtAuthzMetrics;
 use crate::grpc::key_sync::KeySyncMetrics;
@@ -35,6 +37,7 @@ pub struct Metrics {
     pub quota: Arc<QuotaMetrics>,
     pub usage_export: Arc<ExportMetrics>,
     pub anomaly: Arc<AnomalyMetrics>,
+    pub billing: Arc<BillingMetrics>,
 }
 
 impl Default for Metrics {
@@ -54,6 +57,7 @@ impl Metrics {
         let quota = Arc::new(QuotaMetrics::register(&mut registry));
         let usage_export = Arc::new(ExportMetrics::register(&mut registry));
         let anomaly = Arc::new(AnomalyMetrics::register(&mut registry));
+        let billing = Arc::new(BillingMetrics::register(&mut registry));
         Metrics {
             registry,
             sync,
@@ -64,6 +68,7 @@ impl Metrics {
             quota,
             usage_export,
             anomaly,
+            billing,
         }
     }
 
@@ -223,6 +228,11 @@ mod tests {
             "keysync_anomaly_alerts_total{kind=\"drop\"} 0",
             "keysync_anomaly_alerts_total{kind=\"refusals\"} 0",
             "keysync_anomaly_alerts_total{kind=\"upstream_5xx\"} 0",
+            "keysync_invoice_closes_total{result=\"ok\"} 0",
+            "keysync_invoice_closes_total{result=\"skipped\"} 0",
+            "keysync_invoice_closes_total{result=\"failed\"} 0",
+            "keysync_invoices_issued_total 0",
+            "keysync_invoices_not_issued_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

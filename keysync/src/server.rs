@@ -325,6 +325,7 @@ pub async fn run<L: Loader, C: Connector>(
         (Some(pool), Some(export)) => Some(billing::close::run(
             pool.clone(),
             export.clone(),
+            metrics.billing.clone(),
             stop.clone(),
         )),
         _ => None,

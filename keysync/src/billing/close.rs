@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::event::{event_id, invoice_event};
 use super::invoice::Invoice;
+use super::metrics::{BillingMetrics, CloseResult};
 use super::period::BillingPeriod;
 use super::store::{invoice_of, StoreError};
 use crate::database::describe_sqlx;
@@ -153,11 +154,17 @@ pub async fn close(
 }
 
 /// Closes every [`CHECK_PERIOD`] until `stop`, publishing what each close issued.
-pub async fn run(pool: PgPool, export: Exporter, stop: CancellationToken) {
+pub async fn run(
+    pool: PgPool,
+    export: Exporter,
+    metrics: std::sync::Arc<BillingMetrics>,
+    stop: CancellationToken,
+) {
     let failures = LogThrottle::new(LOG_PERIOD);
     loop {
         let started = Instant::now();
         let mut publish = |invoices: &[Invoice]| {
+            metrics.record_issued(invoices.len());
             export.publish_all(invoices.iter().map(invoice_event));
         };
         let closing = tokio::select! {
@@ -166,6 +173,8 @@ pub async fn run(pool: PgPool, export: Exporter, stop: CancellationToken) {
         };
         match closing {
             Ok(Closing::Closed(closed)) => {
+                metrics.record_close(CloseResult::Ok);
+                metrics.record_not_issued(closed.failed.len());
                 if let (Some(period), false) = (closed.period, closed.issued.is_empty()) {
                     info!(
                         "invoices issued for {period}: {} organizations in {} ms",
@@ -177,8 +186,9 @@ pub async fn run(pool: PgPool, export: Exporter, stop: CancellationToken) {
                     warn!("invoice of organization {org_id} not issued: {error}");
                 }
             }
-            Ok(Closing::Skipped) => {}
+            Ok(Closing::Skipped) => metrics.record_close(CloseResult::Skipped),
             Err(error) => {
+                metrics.record_close(CloseResult::Failed);
                 if let Some(held_back) = failures.admit(Instant::now()) {
                     let error = match &error {
                         StoreError::Database(error) => describe_sqlx(error),

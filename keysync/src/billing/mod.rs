@@ -8,13 +8,14 @@
 //! billable requests [`store`] reads from the usage rollup: amounts in minor units
 //! ([`money`]), rounded once per invoice line, half up. At a period's close,
 //! `keysync serve` issues each organization's invoice ([`close`]) and publishes it on
-//! the usage export ([`event`]). Making plans and putting organizations on them is
+//! the usage export ([`event`]), counted in [`metrics`]. Making plans and putting organizations on them is
 //! [`crate::operations`]'s, audited like every operator change.
 
 pub mod close;
 pub mod currency;
 pub mod event;
 pub mod invoice;
+pub mod metrics;
 pub mod money;
 pub mod period;
 pub mod plan;

@@ -158,6 +158,23 @@ fn serve_publishes_last_months_invoices_on_the_export() {
     assert_eq!(data["segments"][0]["units"], 1_500_000);
     assert_eq!(data["total_minor"], 29_900);
     assert_eq!(data["total"], "299.00");
+    let metric = |name: &str| {
+        let text = keysync_e2e::http::get(serve.http, "/metrics", &[])
+            .expect("GET /metrics")
+            .text();
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert_eq!(metric("keysync_invoices_issued_total"), 1.0);
+    // Counted once the close returns, just after it queued the event.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric("keysync_invoice_closes_total{result=\"ok\"}") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "no close counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric("keysync_invoices_not_issued_total"), 0.0);
     assert!(serve
         .process
         .log()
