@@ -125,32 +125,11 @@ async fn a_month_costs_the_hand_computed_invoice() {
     );
     november(&pool, acme, starter, pro).await;
 
-    let invoice = json(
-        &url,
-        &[
-            "usage",
-            "--org-id",
-            &acme.to_string(),
-            "--cost",
-            "--period",
-            "2026-11",
-            "--json",
-        ],
-    );
+    let invoice = cost_json(&url, acme, "2026-11");
     assert_november(&invoice, acme);
     assert_eq!(invoice["closed"], true);
 
-    let text = ok(
-        &url,
-        &[
-            "usage",
-            "--org-id",
-            &acme.to_string(),
-            "--cost",
-            "--period",
-            "2026-11",
-        ],
-    );
+    let text = cost(&url, acme, "2026-11", &[]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
@@ -190,18 +169,7 @@ async fn a_month_costs_the_hand_computed_invoice() {
     assert_eq!(lines.last(), Some(&"total: 460.01 EUR"));
 
     // A month without usage costs the base fee: starter alone in October.
-    let october = json(
-        &url,
-        &[
-            "usage",
-            "--org-id",
-            &acme.to_string(),
-            "--cost",
-            "--period",
-            "2026-10",
-            "--json",
-        ],
-    );
+    let october = cost_json(&url, acme, "2026-10");
     assert_eq!(october["segments"].as_array().unwrap().len(), 1);
     assert_eq!(october["segments"][0]["units"], 0);
     assert_eq!(october["total"], "10.00");

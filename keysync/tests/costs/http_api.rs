@@ -100,21 +100,7 @@ async fn plans_and_invoices_over_http_are_the_clis() {
     let (status, invoice) = api.get(&token, &path).await;
     assert_eq!(status, StatusCode::OK, "{invoice}");
     assert_november(&invoice, acme);
-    assert_eq!(
-        invoice,
-        json(
-            &url,
-            &[
-                "usage",
-                "--org-id",
-                &acme.to_string(),
-                "--cost",
-                "--period",
-                "2026-11",
-                "--json"
-            ]
-        )
-    );
+    assert_eq!(invoice, cost_json(&url, acme, "2026-11"));
     let (status, answer) = api
         .get(
             &token,

@@ -88,6 +88,19 @@ fn org(url: &str, name: &str) -> Uuid {
     Uuid::parse_str(&common::create_org(url, name)).unwrap()
 }
 
+/// `keysync usage --org-id ORG --cost --period PERIOD`, with `extra` (`--json`).
+fn cost(url: &str, org: Uuid, period: &str, extra: &[&str]) -> String {
+    let org = org.to_string();
+    let mut args = vec!["usage", "--org-id", &org, "--cost", "--period", period];
+    args.extend_from_slice(extra);
+    common::ok(url, &args)
+}
+
+/// The same with `--json`, parsed.
+fn cost_json(url: &str, org: Uuid, period: &str) -> Value {
+    serde_json::from_str(&cost(url, org, period, &["--json"])).unwrap()
+}
+
 /// Puts `org` on `plan` from `from`, straight into `org_plans` (a change in the past,
 /// which the commands only make for the current hour).
 async fn plan_from(pool: &PgPool, org: Uuid, from: &str, plan: Uuid) {
