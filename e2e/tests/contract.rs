@@ -121,7 +121,8 @@ fn check_requests_with_a_body(stack: &Stack, org: &str, key_id: &str, key: &str)
              content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
-        http::send_raw(stack.gateway.addr, raw.as_bytes()).expect("POST through the gateway")
+        http::send_raw(stack.gateway.addr, raw.as_bytes())
+            .unwrap_or_else(|e| panic!("POST through the gateway: {e}"))
     };
     // Each a key nobody issued and the gateway has not heard of: each one is looked up.
     for n in 0..3 {
