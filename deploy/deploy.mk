@@ -5,7 +5,8 @@
 #   make deploy-lint    the fast checks (part of make test): generated files current,
 #                       helm lint, helm template + Kubernetes schemas (1.29, 1.33),
 #                       custom resources, envoy --mode validate
-#   make images         keysync (static, musl, with keysync-pod-hooks and plugin.wasm)
+#   make images         keysync (static, musl, with keysync-pod-hooks, plugin.wasm and
+#                       the native filter's libkeysync_filter_native.so)
 #                       and the compat wasm image, with buildah, into target/images
 #                       (OCI layouts); digests in digests.json
 #   make deploy-check   deploy-lint + images + the same digests twice + the pods
@@ -47,7 +48,7 @@ $(DEPLOY_PY): deploy/tools/requirements.txt | $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/tools/requirements.txt
 	touch $@
 
-deploy-lint: deploy-tools $(ENVOY) build-filter
+deploy-lint: deploy-tools $(ENVOY) build-filter build-native
 	$(DEPLOY_CHECK) lint
 
 # buildah, skopeo and umoci build and inspect OCI images as root without a daemon;
@@ -58,7 +59,7 @@ image-tools:
 	  [ -z "$$missing" ] || { $(call APT_INSTALL,buildah skopeo umoci prometheus musl-tools); }
 	@rustup target list --installed | grep -qx '$(MUSL_TARGET)' || rustup target add $(MUSL_TARGET)
 
-images: image-tools build-filter $(DEPLOY_PY)
+images: image-tools build-filter build-native $(DEPLOY_PY)
 	$(DEPLOY_CHECK) images
 
 deploy-check: deploy-lint images postgres-server

@@ -2,8 +2,8 @@
 """Generates the deployment files that carry Envoy configuration, from envoy/render.py.
 
 One configuration, not a fork: the Helm chart's Envoy configurations and the Istio and
-Envoy Gateway examples' fragments are produced by rendering envoy/gateway.yaml and
-envoy/ext-authz.yaml with envoy/render.py, as `make run` does. Fields that the chart
+Envoy Gateway examples' fragments are produced by rendering envoy/gateway.yaml,
+envoy/native.yaml and envoy/ext-authz.yaml with envoy/render.py, as `make run` does. Fields that the chart
 decides at install time are rendered as sentinels and then replaced by Helm
 expressions; the route and cluster lines for the chart's backends come from render.py's
 own `routes()` and `clusters()`.
@@ -65,6 +65,9 @@ VARIANTS = [
     ("wasm.local", "gateway.yaml", "local"),
     ("wasm.global", "gateway.yaml", "global"),
     ("wasm.off", "gateway.yaml", "off"),
+    ("native.local", "native.yaml", "local"),
+    ("native.global", "native.yaml", "global"),
+    ("native.off", "native.yaml", "off"),
     ("extAuthz.local", "ext-authz.yaml", "local"),
     ("extAuthz.global", "ext-authz.yaml", "global"),
 ]
@@ -211,7 +214,7 @@ def chart_variant(template, mode):
     if "{{" in text or "}}" in text:
         raise GenerateError(f"{template} renders '{{{{' or '}}}}', which Helm would read")
     for old, new in HELM.items():
-        if old in ("'" + SENTINEL_AUTH + "'", "'" + SENTINEL_SYNC + "'") and template != "gateway.yaml":
+        if old in ("'" + SENTINEL_AUTH + "'", "'" + SENTINEL_SYNC + "'") and template == "ext-authz.yaml":
             continue
         text = replace_once_or_more(text, old, new)
     text = tls_conditionals(text)
@@ -225,8 +228,8 @@ def chart_variant(template, mode):
 def chart_envoy_templates():
     parts = [
         "{{- /*",
-        "Envoy configurations of the gateway pod, one per mode and rate-limit mode.",
-        HEADER.format(template="gateway.yaml and envoy/ext-authz.yaml") + ".",
+        "Envoy configurations of the gateway pod, one per filter and rate-limit mode.",
+        HEADER.format(template="gateway.yaml, envoy/native.yaml and envoy/ext-authz.yaml") + ".",
         "*/ -}}",
     ]
     for name, template, mode in VARIANTS:

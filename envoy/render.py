@@ -19,7 +19,8 @@ blocks. ENVOY_PROBE_PORT adds a listener on that port that passes GET /ready and
 /stats/prometheus to the admin interface (which stays on 127.0.0.1), for Kubernetes
 probes and Prometheus; /ready answers 503 until the gateway can decide keys (the wasm
 filter's store holds a complete sync; in ext_authz mode, keysync has loaded its key
-snapshot), then Envoy's own readiness. DIRECT_ROUTE_NAME (benchmarks, with
+snapshot; the native filter holds Envoy's own readiness until its first full sync), then
+Envoy's own readiness. DIRECT_ROUTE_NAME (benchmarks, with
 BACKEND_URLS=direct) names the direct route as a backend's route is named, endpoint
 header included. A template that says `# extends: BASE` (envoy/native.yaml) is
 BASE with each of its blocks marked `# >>> KIND: NAME` ... `# <<< KIND: NAME` replaced by
@@ -457,6 +458,12 @@ PROBE_CLUSTER = """\
     endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${ENVOY_ADMIN_PORT} } } } } ] } ]"""
 
 
+# Native mode: the keysync-sync bootstrap extension holds Envoy's init until its store
+# holds a complete sync, so Envoy's own /ready is the answer; the probe listener needs no
+# filter of its own.
+NATIVE_READY_ROUTE = "# Envoy's own: 503 until the keysync-sync extension's first full sync releases its init"
+
+
 def probe_blocks(values, template, metadata):
     """The probe listener and the admin cluster behind it; the listener's readiness
     check is the template's mode's."""
@@ -464,8 +471,17 @@ def probe_blocks(values, template, metadata):
     if not port:
         return "", ""
     ext_authz = "envoy.filters.http.ext_authz" in template
+    native = "envoy.filters.http.dynamic_modules" in template
     name = "envoy.filters.http.ext_authz" if ext_authz else "envoy.filters.http.wasm"
-    if ext_authz:
+    not_readiness = (
+        f'typed_per_filter_config: {{ {name}: {{ "@type": '
+        'type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }'
+    )
+    if native:
+        readiness = "# (no readiness filter: Envoy's /ready waits for the first full sync)"
+        ready_route = NATIVE_READY_ROUTE
+        not_readiness = "# (nothing to turn off)"
+    elif ext_authz:
         lines = READINESS_EXT_AUTHZ_FILTER.splitlines()
         at = lines.index("      ${KEYSYNC_GRPC_METADATA}")
         readiness = "\n".join(lines[:at] + ["      " + m for m in metadata] + lines[at + 1:])
@@ -476,10 +492,7 @@ def probe_blocks(values, template, metadata):
     listener = string.Template(PROBE_LISTENER).substitute(
         values,
         READY_ROUTE_CONFIG=ready_route,
-        NOT_READINESS=(
-            f'typed_per_filter_config: {{ {name}: {{ "@type": '
-            'type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }'
-        ),
+        NOT_READINESS=not_readiness,
         READINESS_FILTER=block(readiness.splitlines(), PROBE_LISTENER, "READINESS_FILTER"),
     )
     return listener, string.Template(PROBE_CLUSTER).substitute(values)

@@ -241,6 +241,10 @@ fn query_rates(
     });
 }
 
+/// The auth filter's configuration when two builds race: what the project's
+/// configurations set, less the fields added since (usage by endpoint).
+const BEFORE_AND_AFTER_AUTH: &str = r#"{"role":"auth","route_scopes":"header"}"#;
+
 /// The wasm floor (b), the contract's host calls alone (b') and keysync's filter (e) with
 /// 10k keys, alternating, to see what the filter adds per request, and how much of that
 /// any filter meeting the contract would pay, without the rest of the suite.
@@ -265,11 +269,21 @@ pub fn floor_vs_filter(rounds: usize, seconds: u64, whole_map: bool, before_wasm
             baseline_gateway(&keysync, "contract-calls-map", None),
         ));
     }
+    // With another build beside it, both run the plugin configuration both read (an
+    // older filter refuses a field it does not know), so only the builds differ.
+    let same_config = Path::new(BEFORE_AND_AFTER_AUTH);
+    let shared: &[(&str, &Path)] = match before_wasm {
+        Some(_) => &[("KEYSYNC_AUTH_CONFIG", same_config)],
+        None => &[],
+    };
     if let Some(wasm) = before_wasm {
-        let gateway = synced_filter(&keysync, &[("KEYSYNC_FILTER_WASM", wasm)]);
+        let gateway = synced_filter(
+            &keysync,
+            &[shared, &[("KEYSYNC_FILTER_WASM", wasm)]].concat(),
+        );
         variants.push(("(e0)", gateway));
     }
-    variants.push(("(e)", synced_filter(&keysync, &[])));
+    variants.push(("(e)", synced_filter(&keysync, shared)));
     let duration = Duration::from_secs(seconds);
     // Microseconds each variant adds over (b), per round.
     let mut added: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];

@@ -45,6 +45,15 @@ impl FilterKind {
         }
     }
 
+    /// The template under `envoy/` that runs this kind of filter.
+    pub fn template(self) -> &'static str {
+        match self {
+            FilterKind::Wasm => "gateway.yaml",
+            FilterKind::Native => "native.yaml",
+            FilterKind::None => "ext-authz.yaml",
+        }
+    }
+
     /// Where Envoy shows the filter's stats (`keysync.*`).
     pub fn stats_prefix(self) -> &'static str {
         match self {

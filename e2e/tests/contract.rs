@@ -9,7 +9,7 @@ use keysync_contract::limit::Limit;
 use keysync_contract::subject::Subject;
 use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 use keysync_e2e::gateway::{FilterKind, GatewayOptions};
-use keysync_e2e::http::Response;
+use keysync_e2e::http::{self, Response};
 use keysync_e2e::keysync::revoke_key;
 use keysync_e2e::poll::DEADLINE;
 use keysync_e2e::rate_window::enough_of_the_window_left;
@@ -105,7 +105,34 @@ fn check_contract(stack: &Stack) {
     let expired = gateway.wait_for_status("/", &expiring.key, 403, DEADLINE);
     assert_error(&expired, 403, "invalid_api_key");
 
+    check_requests_with_a_body(stack, &org, &key.key_id, &key.key);
     check_bad_authorization_values(stack, &key.key);
+}
+
+/// A request with a body is decided before any of it goes upstream, also when its key has
+/// to be looked up: a key the gateway does not hold makes the filter ask keysync while the
+/// body is already there (sent with the headers, in one write), and the body must not carry
+/// the request past the pending decision.
+fn check_requests_with_a_body(stack: &Stack, org: &str, key_id: &str, key: &str) {
+    let post = |key: &str| {
+        let body = r#"{"order":42}"#;
+        let raw = format!(
+            "POST /orders HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        http::send_raw(stack.gateway.addr, raw.as_bytes())
+            .unwrap_or_else(|e| panic!("POST through the gateway: {e}"))
+    };
+    // Each a key nobody issued and the gateway has not heard of: each one is looked up.
+    for n in 0..3 {
+        let unknown = format!("sk_live_PostedWithABodyNeverIssued{n:02}");
+        let refused = post(&unknown);
+        assert_error(&refused, 403, "invalid_api_key");
+    }
+    let allowed = post(key);
+    assert_forwarded_as(&allowed, org, key_id);
+    assert_eq!(allowed.json()["method"], "POST");
 }
 
 /// Junk where a key should be is refused (401 or 403), and never breaks the gateway:

@@ -1,5 +1,6 @@
 //! The fault suite's short form (issue 12), inside `make test`: every case of the
-//! table at a reduced load. `make faults` runs the full loads (the `keysync-faults`
+//! table at a reduced load; the edge fuzz, the keysync kill loop and the PostgreSQL
+//! outage against the native filter too (issue 24). `make faults` runs the full loads (the `keysync-faults`
 //! binary) and its figures are in RELIABILITY.md. Each case prints its figures (run with
 //! `--nocapture` to see them) before it checks the promises.
 
@@ -9,10 +10,16 @@ use keysync_e2e::faults::{
     clock_step, dump_restore, hot_restart, keysync_kills, postgres_outage, redis_outage,
     rogue_stream, split_keysyncs, Scale,
 };
+use keysync_e2e::gateway::FilterKind;
 
 #[test]
 fn edge_fuzz_with_the_wasm_filter() {
     edge_fuzz::run(Scale::Short, Enforcement::Wasm);
+}
+
+#[test]
+fn edge_fuzz_with_the_native_filter() {
+    edge_fuzz::run(Scale::Short, Enforcement::Native);
 }
 
 #[test]
@@ -27,12 +34,22 @@ fn a_rogue_keysync() {
 
 #[test]
 fn keysync_killed_and_frozen_again_and_again() {
-    keysync_kills::run(Scale::Short);
+    keysync_kills::run(Scale::Short, FilterKind::Wasm);
+}
+
+#[test]
+fn keysync_killed_and_frozen_again_and_again_with_the_native_filter() {
+    keysync_kills::run(Scale::Short, FilterKind::Native);
 }
 
 #[test]
 fn postgresql_stopped_then_blackholed() {
-    postgres_outage::run(Scale::Short);
+    postgres_outage::run(Scale::Short, FilterKind::Wasm);
+}
+
+#[test]
+fn postgresql_stopped_then_blackholed_with_the_native_filter() {
+    postgres_outage::run(Scale::Short, FilterKind::Native);
 }
 
 #[test]

@@ -125,7 +125,7 @@ checksum/grpc-token: {{ .Values.keysync.grpcToken.value | sha256sum }}
 {{- end }}
 
 {{- define "keysync.rateLimitMode" -}}
-{{- if and (eq .Values.mode "extAuthz") (ne .Values.rateLimit.mode "global") -}}
+{{- if and (eq .Values.gateway.filter "extAuthz") (ne .Values.rateLimit.mode "global") -}}
 local
 {{- else -}}
 {{- .Values.rateLimit.mode -}}
@@ -145,9 +145,9 @@ local
 {{- toJson $config -}}
 {{- end }}
 
-{{/* The Envoy configuration for this release's mode. */}}
+{{/* The Envoy configuration for this release's filter and rate-limit mode. */}}
 {{- define "keysync.envoyConfig" -}}
-{{- include (printf "keysync.envoy.%s.%s" .Values.mode (include "keysync.rateLimitMode" .)) . -}}
+{{- include (printf "keysync.envoy.%s.%s" .Values.gateway.filter (include "keysync.rateLimitMode" .)) . -}}
 {{- end }}
 
 {{/* The SDS resource that names the token's file for Envoy's credential injector

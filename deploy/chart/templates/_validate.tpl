@@ -7,6 +7,13 @@ to set instead. Included once, by gateway.yaml. */}}
 {{- $tls := $v.keysync.grpcTls -}}
 {{- $central := eq $v.topology "central" -}}
 
+{{- /* The native filter comes from the keysync image (the init container), the only
+place that carries the module built with keysync: another wasm.source would say the
+release gets its filter from somewhere it does not. */ -}}
+{{- if and (eq $v.gateway.filter "native") (ne $v.wasm.source "init") -}}
+{{- fail (printf "wasm.source: %s applies to gateway.filter wasm; the native filter always comes from the keysync image (leave wasm.source at init)" $v.wasm.source) -}}
+{{- end -}}
+
 {{- /* The gRPC token: given or an existing Secret, never generated (a token made at
 render time changes on every `helm template`, Argo CD render or dry run). */ -}}
 {{- if and $token.value $token.existingSecret -}}
@@ -85,6 +92,13 @@ one secret on every replica. */ -}}
 {{- end -}}
 {{- if hasKey $v.keysync.env .name -}}
 {{- fail (printf "keysync.extraEnv: %s is in keysync.env too" .name) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Envoy's environment: where it finds the native filter stays the chart's. */ -}}
+{{- range $v.gateway.extraEnv -}}
+{{- if eq .name "ENVOY_DYNAMIC_MODULES_SEARCH_PATH" -}}
+{{- fail "gateway.extraEnv: ENVOY_DYNAMIC_MODULES_SEARCH_PATH is the chart's to set (gateway.filter native: the module the init container installs)" -}}
 {{- end -}}
 {{- end -}}
 

@@ -1,4 +1,4 @@
-//! The command line: `install [--hooks DIR] [--wasm DIR]` and
+//! The command line: `install [--hooks DIR] [--wasm DIR] [--native DIR]` and
 //! `drain --admin HOST:PORT --wait-seconds N`, parsed into [`Command`] and run.
 
 use std::net::SocketAddr;
@@ -9,9 +9,10 @@ use crate::drain::{self, DrainError};
 use crate::install::{self, Destinations, InstallError};
 
 pub const USAGE: &str = "\
-usage: keysync-pod-hooks install [--hooks DIR] [--wasm DIR]
-         copies this program into DIR (--hooks) and the plugin.wasm beside it into
-         DIR (--wasm)
+usage: keysync-pod-hooks install [--hooks DIR] [--wasm DIR] [--native DIR]
+         copies this program into DIR (--hooks), the plugin.wasm beside it into
+         DIR (--wasm) and the libkeysync_filter_native.so beside it into DIR
+         (--native)
        keysync-pod-hooks drain --admin HOST:PORT --wait-seconds N
          starts the graceful drain of the Envoy whose admin interface is HOST:PORT,
          then waits N seconds";
@@ -52,6 +53,7 @@ pub fn parse(args: &[String]) -> Result<Command, CommandError> {
                 match pair {
                     [flag, value] if flag == "--hooks" => to.hooks = Some(PathBuf::from(value)),
                     [flag, value] if flag == "--wasm" => to.wasm = Some(PathBuf::from(value)),
+                    [flag, value] if flag == "--native" => to.native = Some(PathBuf::from(value)),
                     other => return Err(usage(format!("install: unexpected {other:?}"))),
                 }
             }
@@ -135,19 +137,28 @@ mod tests {
     }
 
     #[test]
-    fn install_takes_either_destination_or_both() {
+    fn install_takes_any_of_its_destinations() {
         assert_eq!(
             parse(&args("install --hooks /h --wasm /w")).unwrap(),
             Command::Install(Destinations {
                 hooks: Some("/h".into()),
-                wasm: Some("/w".into())
+                wasm: Some("/w".into()),
+                native: None,
             })
         );
         assert_eq!(
             parse(&args("install --hooks /h")).unwrap(),
             Command::Install(Destinations {
                 hooks: Some("/h".into()),
-                wasm: None
+                ..Destinations::default()
+            })
+        );
+        assert_eq!(
+            parse(&args("install --hooks /h --native /n")).unwrap(),
+            Command::Install(Destinations {
+                hooks: Some("/h".into()),
+                wasm: None,
+                native: Some("/n".into()),
             })
         );
     }

@@ -1,8 +1,8 @@
 //! `install`: copies what the keysync image carries for the gateway container into the
-//! pod's volumes: this program itself (Envoy's `preStop` runs it from there) and
-//! `plugin.wasm`, the filter built from the same commit as keysync. Each file is
-//! written beside its destination and renamed into place, so a container never sees
-//! half a file.
+//! pod's volumes: this program itself (Envoy's `preStop` runs it from there) and the
+//! filter built from the same commit as keysync, `plugin.wasm` or the native filter's
+//! `libkeysync_filter_native.so`. Each file is written beside its destination and
+//! renamed into place, so a container never sees half a file.
 
 use std::fs;
 use std::io::Write;
@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 
 /// The filter's file name, beside this program in the image and in the volume.
 pub const WASM_NAME: &str = "plugin.wasm";
+/// The native filter's file name, beside this program in the image and in the volume:
+/// Envoy loads `lib<name>.so` for the module `name` (`keysync_filter_native`) from
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const NATIVE_NAME: &str = "libkeysync_filter_native.so";
 /// This program's file name in the hooks volume.
 pub const HOOKS_NAME: &str = "keysync-pod-hooks";
 
@@ -21,6 +25,8 @@ pub struct Destinations {
     pub hooks: Option<PathBuf>,
     /// The folder that gets `plugin.wasm`.
     pub wasm: Option<PathBuf>,
+    /// The folder that gets the native filter.
+    pub native: Option<PathBuf>,
 }
 
 /// One file put in place.
@@ -47,19 +53,17 @@ pub enum InstallError {
 }
 
 /// Installs the files `to` asks for. `program` is this program's own path: the
-/// filter is the `plugin.wasm` beside it.
+/// filters are the files beside it.
 pub fn install(program: &Path, to: &Destinations) -> Result<Vec<Installed>, InstallError> {
     let mut installed = Vec::new();
-    if let Some(folder) = &to.wasm {
-        let beside = program
-            .parent()
-            .ok_or_else(|| InstallError::NoFolder(program.to_path_buf()))?;
-        installed.push(copy_file(
-            &beside.join(WASM_NAME),
-            folder,
-            WASM_NAME,
-            0o444,
-        )?);
+    for (folder, name) in [(&to.wasm, WASM_NAME), (&to.native, NATIVE_NAME)] {
+        if let Some(folder) = folder {
+            let beside = program
+                .parent()
+                .ok_or_else(|| InstallError::NoFolder(program.to_path_buf()))?;
+            // Read-only: Envoy reads (and maps) a filter, nobody writes it.
+            installed.push(copy_file(&beside.join(name), folder, name, 0o444)?);
+        }
     }
     if let Some(folder) = &to.hooks {
         installed.push(copy_file(program, folder, HOOKS_NAME, 0o555)?);
@@ -119,6 +123,7 @@ mod tests {
         let to = Destinations {
             hooks: Some(hooks.clone()),
             wasm: Some(wasm.clone()),
+            native: None,
         };
 
         let installed = install(&image.join(HOOKS_NAME), &to).unwrap();
@@ -145,13 +150,46 @@ mod tests {
     }
 
     #[test]
+    fn installs_the_native_filter_beside_it_read_only() {
+        let image = scratch("native-image");
+        fs::write(image.join(HOOKS_NAME), b"program").unwrap();
+        fs::write(image.join(NATIVE_NAME), b"\x7fELF module").unwrap();
+        fs::write(image.join(WASM_NAME), b"\0asm module").unwrap();
+        let native = scratch("native");
+        let to = Destinations {
+            native: Some(native.clone()),
+            ..Destinations::default()
+        };
+
+        let installed = install(&image.join(HOOKS_NAME), &to).unwrap();
+
+        assert_eq!(
+            installed,
+            vec![Installed {
+                path: native.join(NATIVE_NAME),
+                bytes: 11
+            }]
+        );
+        assert_eq!(
+            fs::read(native.join(NATIVE_NAME)).unwrap(),
+            b"\x7fELF module"
+        );
+        let mode = fs::metadata(native.join(NATIVE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444);
+        assert!(!native.join(WASM_NAME).exists(), "only what was asked");
+    }
+
+    #[test]
     fn installs_only_what_is_asked() {
         let image = scratch("only-image");
         fs::write(image.join(HOOKS_NAME), b"program").unwrap();
         let hooks = scratch("only-hooks");
         let to = Destinations {
             hooks: Some(hooks.clone()),
-            wasm: None,
+            ..Destinations::default()
         };
 
         let installed = install(&image.join(HOOKS_NAME), &to).unwrap();
@@ -165,8 +203,8 @@ mod tests {
         let image = scratch("no-wasm");
         fs::write(image.join(HOOKS_NAME), b"program").unwrap();
         let to = Destinations {
-            hooks: None,
             wasm: Some(scratch("no-wasm-dest")),
+            ..Destinations::default()
         };
 
         let error = install(&image.join(HOOKS_NAME), &to)

@@ -1,7 +1,8 @@
 //! `keysync-faults`: the fault suite of issue 12 at the loads its table states (see
 //! `keysync_e2e::faults`), printing each case's figures as Markdown for RELIABILITY.md.
-//! `make faults` runs `keysync-faults all`; `--short` runs the reduced loads of
-//! `make test` instead. Each case runs even when an earlier one failed; the exit status
+//! `make faults` runs `keysync-faults everything`; `--short` runs the reduced loads of
+//! `make test` instead; `keysync-faults native` runs only the cases that also run against
+//! the native filter, against it. Each case runs even when an earlier one failed; the exit status
 //! says whether all kept their promises.
 
 // A test driver: a failed expectation is a case's failure report.
@@ -18,6 +19,7 @@ use keysync_e2e::faults::{
     clock_step, dump_restore, hot_restart, keysync_kills, postgres_outage, redis_outage,
     rogue_stream, split_keysyncs, Scale,
 };
+use keysync_e2e::gateway::FilterKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Case {
@@ -25,6 +27,8 @@ enum Case {
     All,
     /// Every case and the soak.
     Everything,
+    /// The cases against the native filter (edge fuzz, keysync kills, PostgreSQL outage).
+    Native,
     EdgeFuzz,
     RogueKeysync,
     KeysyncKills,
@@ -61,76 +65,113 @@ fn expand(case: Case, scale: Scale, soak_minutes: u64) -> Vec<(&'static str, Run
         minutes: soak_minutes,
         ..Soak::full()
     };
-    let all: Vec<(Case, &'static str, Run)> = vec![
+    // Each entry: the case, whether it runs against the native filter, its name, how.
+    let all: Vec<(Case, bool, &'static str, Run)> = vec![
         (
             Case::EdgeFuzz,
+            false,
             "edge fuzz (wasm)",
             Box::new(move || drop(edge_fuzz::run(scale, Enforcement::Wasm))),
         ),
         (
             Case::EdgeFuzz,
+            true,
+            "edge fuzz (native)",
+            Box::new(move || drop(edge_fuzz::run(scale, Enforcement::Native))),
+        ),
+        (
+            Case::EdgeFuzz,
+            false,
             "edge fuzz (ext_authz)",
             Box::new(move || drop(edge_fuzz::run(scale, Enforcement::ExtAuthz))),
         ),
         (
             Case::RogueKeysync,
+            false,
             "rogue keysync",
             Box::new(move || drop(rogue_stream::run(scale))),
         ),
         (
             Case::KeysyncKills,
-            "keysync kill loop",
-            Box::new(move || drop(keysync_kills::run(scale))),
+            false,
+            "keysync kill loop (wasm)",
+            Box::new(move || drop(keysync_kills::run(scale, FilterKind::Wasm))),
+        ),
+        (
+            Case::KeysyncKills,
+            true,
+            "keysync kill loop (native)",
+            Box::new(move || drop(keysync_kills::run(scale, FilterKind::Native))),
         ),
         (
             Case::PostgresOutage,
-            "PostgreSQL stop, then blackhole",
-            Box::new(move || drop(postgres_outage::run(scale))),
+            false,
+            "PostgreSQL stop, then blackhole (wasm)",
+            Box::new(move || drop(postgres_outage::run(scale, FilterKind::Wasm))),
+        ),
+        (
+            Case::PostgresOutage,
+            true,
+            "PostgreSQL stop, then blackhole (native)",
+            Box::new(move || drop(postgres_outage::run(scale, FilterKind::Native))),
         ),
         (
             Case::DumpRestore,
+            false,
             "restore of an older dump",
             Box::new(move || drop(dump_restore::run(scale))),
         ),
         (
             Case::SplitKeysyncs,
+            false,
             "two keysyncs, one cut off",
             Box::new(move || drop(split_keysyncs::run(scale))),
         ),
         (
             Case::HotRestart,
+            false,
             "Envoy hot restart",
             Box::new(move || drop(hot_restart::run(scale))),
         ),
         (
             Case::RedisOutage,
+            false,
             "Redis stopped and restarted",
             Box::new(move || drop(redis_outage::run(scale))),
         ),
         (
             Case::ClockStep,
+            false,
             "wall clock stepped back",
             Box::new(move || drop(clock_step::run(scale))),
         ),
         (
             Case::VmCrash,
+            false,
             "VM crash (sync)",
             Box::new(move || drop(vm_crash::run(scale, Vm::Sync))),
         ),
         (
             Case::VmCrash,
+            false,
             "VM crash (auth)",
             Box::new(move || drop(vm_crash::run(scale, Vm::Auth))),
         ),
-        (Case::Soak, "soak", Box::new(move || drop(soak::run(&soak)))),
+        (
+            Case::Soak,
+            false,
+            "soak",
+            Box::new(move || drop(soak::run(&soak))),
+        ),
     ];
     all.into_iter()
-        .filter(|(of, _, _)| match case {
+        .filter(|(of, native, _, _)| match case {
             Case::All => *of != Case::Soak,
             Case::Everything => true,
+            Case::Native => *native,
             one => *of == one,
         })
-        .map(|(_, name, run)| (name, run))
+        .map(|(_, _, name, run)| (name, run))
         .collect()
 }
 

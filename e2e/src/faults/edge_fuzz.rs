@@ -1,11 +1,13 @@
 //! Edge fuzz: generated hostile requests (see `edge_requests`) against the gateway in
-//! either mode, the wasm filter (`envoy/gateway.yaml`) or ext_authz
-//! (`envoy/ext-authz.yaml`), each with a public prefix besides `/health`: the filter's
-//! `public_paths: ["/public/*"]`, or in ext_authz mode a public backend under
-//! `/public/` (`PUBLIC_BACKENDS`, the authenticated one under `/api/`). Recording
-//! backends say what got through. It must show that no request reached a backend
-//! unauthenticated on a non-public path, with an identity the gateway did not set, or
-//! carrying the credential; that the gateway answered no 5xx; and that no wasm VM failed.
+//! any mode, the wasm filter (`envoy/gateway.yaml`), the native filter
+//! (`envoy/native.yaml`) or ext_authz (`envoy/ext-authz.yaml`), each with a public prefix
+//! besides `/health`: the filter's `public_paths: ["/public/*"]`, or in ext_authz mode a
+//! public backend under `/public/` (`PUBLIC_BACKENDS`, the authenticated one under
+//! `/api/`). Recording backends say what got through. It must show that no request
+//! reached a backend unauthenticated on a non-public path, with an identity the gateway
+//! did not set, or carrying the credential; that the gateway answered no 5xx and every
+//! request; that the filter never failed (no wasm VM failure, no panic caught in the
+//! native module) and that Envoy is still running at the end.
 //! A path is public when every common backend would resolve it under the public prefix
 //! (`backend_paths`: `/public/..;/admin` is `/admin` to a servlet container).
 
@@ -19,8 +21,9 @@ use serde_json::Value;
 use super::backend_paths;
 use super::edge_requests::{generate, EdgeKeys, Identity, FUZZ_ID};
 use super::figures::{duration, statuses, Figures, Verdict};
-use super::{vm_failures, Scale};
-use crate::gateway::{Gateway, GatewayOptions};
+use super::filter_health::FilterHealth;
+use super::Scale;
+use crate::gateway::{FilterKind, Gateway, GatewayOptions};
 use crate::http::Connection;
 use crate::keysync::{self, Keysync};
 use crate::poll::DEADLINE;
@@ -34,6 +37,8 @@ use crate::TestPostgres;
 pub enum Enforcement {
     /// The keysync wasm filter (`envoy/gateway.yaml`).
     Wasm,
+    /// The keysync native filter, an Envoy dynamic module (`envoy/native.yaml`).
+    Native,
     /// Envoy's ext_authz filter asking keysync (`envoy/ext-authz.yaml`).
     ExtAuthz,
 }
@@ -59,7 +64,13 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
     let public_backend = Backend::serve(public_recording.router());
     let mut options = GatewayOptions::new(keysync.grpc, backend.backend_urls());
     let api_prefix = match enforcement {
-        Enforcement::Wasm => {
+        Enforcement::Wasm | Enforcement::Native => {
+            options.template = match enforcement {
+                Enforcement::Native => FilterKind::Native,
+                _ => FilterKind::Wasm,
+            }
+            .template()
+            .into();
             options.auth_config =
                 format!(r#"{{"role":"auth","public_paths":["/health","{PUBLIC_PREFIX}*"]}}"#);
             ""
@@ -100,7 +111,7 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
         gateway.wait_for_status(&probe, &identity.secret, 200, DEADLINE);
     }
     gateway.wait_for_status(&probe, &keys.revoked, 403, DEADLINE);
-    if enforcement == Enforcement::Wasm {
+    if enforcement != Enforcement::ExtAuthz {
         gateway.wait_until_synced(DEADLINE);
     }
     recording.take();
@@ -154,7 +165,7 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
     // With one backend, what is public is told by the path; with two, by the backend.
     let mut judged = Judged::default();
     judge(&keys, &received, &mut judged, |record| {
-        enforcement == Enforcement::Wasm
+        enforcement != Enforcement::ExtAuthz
             && record["path"]
                 .as_str()
                 .is_some_and(|path| backend_paths::resolves_under(path, PUBLIC_PREFIX))
@@ -164,7 +175,8 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
         .iter()
         .filter(|status| status.is_some_and(|s| s >= 500))
         .count();
-    let failures = vm_failures(&gateway.process.log());
+    let unanswered = answers.iter().filter(|status| status.is_none()).count();
+    let health = FilterHealth::of(&gateway);
 
     let mut figures = Figures::new(&format!("Edge fuzz ({enforcement:?})"));
     figures.add("requests sent", sent.load(Ordering::Relaxed));
@@ -190,7 +202,8 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
     }
     figures.add("violations (must be 0)", judged.total());
     figures.add("5xx answers (must be 0)", server_errors);
-    figures.add("wasm VM failures in Envoy's log (must be 0)", failures);
+    figures.add("requests without an answer (must be 0)", unanswered);
+    health.add_figures(&mut figures);
     super::operator_figures(&mut figures, &gateway, Some(&keysync));
     figures.print();
 
@@ -205,9 +218,10 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
             server_error_requests.join("\n")
         )
     });
-    verdict.check(failures == 0, "no wasm VM failure", || {
+    verdict.check(unanswered == 0, "every request is answered", || {
         gateway.process.log_tail(60)
     });
+    health.check(&mut verdict, &gateway);
     verdict.finish(&format!("edge fuzz ({enforcement:?})"));
     figures
 }

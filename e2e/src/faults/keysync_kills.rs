@@ -25,8 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::figures::{duration, statuses, Figures, Latencies, Verdict};
+use super::filter_health::FilterHealth;
 use super::{time_until_status, Scale, HEALTHY_BOUND, STALENESS_SLACK};
-use crate::gateway::Gateway;
+use crate::gateway::{FilterKind, Gateway};
 use crate::key_population::KeyPopulation;
 use crate::keysync::{self, Keysync};
 use crate::paced_load::{Carried, LoadShape, Outcome, PacedLoad};
@@ -107,7 +108,9 @@ impl Revocation {
     }
 }
 
-pub fn run(scale: Scale) -> Figures {
+/// The case against `filter`'s gateway: the wasm filter (`FilterKind::Wasm`) or the
+/// native one (`FilterKind::Native`).
+pub fn run(scale: Scale, filter: FilterKind) -> Figures {
     let (rate, key_count, kills, stops) = scale.pick((300, 200, 2, 2), (2_000, 1_000, 20, 20));
     let stop_for = scale.pick(Duration::from_secs(8), Duration::from_secs(10));
     let revocations = key_count / 10;
@@ -123,7 +126,8 @@ pub fn run(scale: Scale) -> Figures {
     let backend = Backend::start();
     // The shipped sync defaults (a full refresh every 15 minutes, the stream does the
     // work), with a short max_staleness.
-    let options = super::shipped_options(keysync.grpc, &backend, Some(MAX_STALENESS));
+    let mut options = super::shipped_options(keysync.grpc, &backend, Some(MAX_STALENESS));
+    options.template = filter.template().into();
     let gateway = Gateway::start(options);
     let secrets: Arc<Vec<String>> =
         Arc::new((0..key_count).map(|n| population.secret(n)).collect());
@@ -200,7 +204,7 @@ pub fn run(scale: Scale) -> Figures {
         .filter(|fault| fault.kind == FaultKind::Freeze)
         .count();
 
-    let mut figures = Figures::new("keysync kill loop");
+    let mut figures = Figures::new(&format!("keysync kill loop ({filter:?})"));
     figures.add(
         "load",
         format!(
@@ -277,6 +281,8 @@ pub fn run(scale: Scale) -> Figures {
         "valid keys refused otherwise (must be 0)",
         judged.valid_refused,
     );
+    let health = FilterHealth::of(&gateway);
+    health.add_figures(&mut figures);
     super::operator_figures(&mut figures, &gateway, Some(&keysync));
     figures.print();
 
@@ -318,7 +324,8 @@ pub fn run(scale: Scale) -> Figures {
         "a revocation is refused within 1 s while healthy",
         || healthy.summary(),
     );
-    verdict.finish("keysync kill loop");
+    health.check(&mut verdict, &gateway);
+    verdict.finish(&format!("keysync kill loop ({filter:?})"));
     figures
 }
 

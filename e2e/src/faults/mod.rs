@@ -17,6 +17,7 @@ pub mod dump_restore;
 pub mod edge_fuzz;
 mod edge_requests;
 pub mod figures;
+pub mod filter_health;
 pub mod hot_restart;
 pub mod keysync_kills;
 pub mod postgres_outage;
@@ -89,18 +90,6 @@ pub fn shipped_options(
     options
 }
 
-/// Lines in an Envoy log that say a wasm VM failed: a panic, a trap, a failed callback.
-pub fn vm_failures(envoy_log: &str) -> usize {
-    envoy_log
-        .lines()
-        .filter(|line| {
-            line.contains("[critical][wasm]")
-                || line.contains("panicked at")
-                || (line.contains("[wasm]") && line.contains("Uncaught"))
-        })
-        .count()
-}
-
 /// `GET /` with `Authorization: Bearer <key>` on a fresh connection; `None` when no
 /// answer came (the gateway is restarting, a VM hangs).
 pub fn status_of(gateway: SocketAddr, key: &str) -> Option<u16> {
@@ -139,7 +128,10 @@ pub fn operator_figures(
     let stats = gateway.stats();
     let stat = |name: &str| stats.get(name).copied().unwrap_or(0);
     figures.add(
-        "operators: Envoy stats (wasmcustom.keysync.*)",
+        &format!(
+            "operators: Envoy stats ({}*)",
+            gateway.filter.stats_prefix()
+        ),
         format!(
             "stale={}, unavailable={}, stale_answers={}, resyncs={}, miss_lookup_errors={}, seconds_since_sync={}",
             stat("stale"),
@@ -154,7 +146,13 @@ pub fn operator_figures(
         "operators: filter warnings (distinct)",
         distinct_lines(
             &gateway.process.log(),
-            &["[warning][wasm]", "[error][wasm]", "[critical]"],
+            &[
+                "[warning][wasm]",
+                "[error][wasm]",
+                "[warning][dynamic_modules]",
+                "[error][dynamic_modules]",
+                "[critical]",
+            ],
         ),
     );
     if let Some(keysync) = keysync {
@@ -194,9 +192,11 @@ pub fn distinct_lines(log: &str, markers: &[&str]) -> String {
         if !markers.iter().any(|marker| line.contains(marker)) {
             continue;
         }
-        // Envoy: "... wasm log keysync keysync: <message>"; keysync: "... target: <message>".
+        // Envoy: "... wasm log keysync keysync: <message>", or for the native filter
+        // "...[dynamic_modules] [:] <message>"; keysync: "... target: <message>".
         let message = line
-            .rsplit_once("keysync: ")
+            .split_once("[dynamic_modules] [:] ")
+            .or_else(|| line.rsplit_once("keysync: "))
             .map(|(_, message)| message)
             .or_else(|| line.split_once(": ").map(|(_, message)| message))
             .unwrap_or(line);
@@ -293,6 +293,16 @@ mod tests {
     }
 
     #[test]
+    fn native_log_lines_lose_their_prefix() {
+        let log = "[2026-12-07 09:36:59.368][17321][warning][dynamic_modules] [:] watch stream down (closed)\n\
+                   [2026-12-07 09:37:09.617][17322][warning][dynamic_modules] [:] watch stream down (closed)\n";
+        assert_eq!(
+            distinct_lines(log, &["[warning][dynamic_modules]"]),
+            "`watch stream down (closed)`"
+        );
+    }
+
+    #[test]
     fn log_lines_about_different_keys_count_once() {
         let log = "x [warning][wasm] keysync: lookup of key_hash=af77f051 failed\n\
                    y [warning][wasm] keysync: lookup of key_hash=7b521905 failed\n\
@@ -301,12 +311,5 @@ mod tests {
             distinct_lines(log, &["[warning][wasm]"]),
             "`lookup of key_hash=af77f051 failed`; `watch stream down (closed)`"
         );
-    }
-
-    #[test]
-    fn vm_failures_are_found_in_envoy_logs() {
-        let log = "[info][wasm] fine\n[critical][wasm] wasm log: panicked at x\n\
-                   [error][wasm] Function: proxy_on_tick failed: Uncaught RuntimeError: unreachable\n";
-        assert_eq!(vm_failures(log), 2);
     }
 }

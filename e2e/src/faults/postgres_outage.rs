@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use super::confirmations::ConfirmationWatch;
 use super::figures::{duration, statuses, Figures, Verdict};
+use super::filter_health::FilterHealth;
 use super::{time_until_status, Scale, HEALTHY_BOUND, STALENESS_SLACK};
-use crate::gateway::Gateway;
+use crate::gateway::{FilterKind, Gateway};
 use crate::key_population::KeyPopulation;
 use crate::keysync::{self, Keysync};
 use crate::paced_load::{Carried, LoadShape, Outcome, PacedLoad};
@@ -31,7 +32,9 @@ use crate::TestPostgres;
 /// The key the load expects to keep working (when the gateway can tell).
 const VALID: usize = 10;
 
-pub fn run(scale: Scale) -> Figures {
+/// The case against `filter`'s gateway: the wasm filter (`FilterKind::Wasm`) or the
+/// native one (`FilterKind::Native`).
+pub fn run(scale: Scale, filter: FilterKind) -> Figures {
     let outage = scale.pick(Duration::from_secs(20), Duration::from_secs(60));
     let max_staleness = scale.pick(Duration::from_secs(8), Duration::from_secs(30));
     // keysync confirms its data at least every poll; the age a healthy gateway sees
@@ -56,7 +59,8 @@ pub fn run(scale: Scale) -> Figures {
     );
     let keysync = Keysync::start(&proxied_url, keysync_env);
     let backend = Backend::start();
-    let options = super::shipped_options(keysync.grpc, &backend, Some(max_staleness));
+    let mut options = super::shipped_options(keysync.grpc, &backend, Some(max_staleness));
+    options.template = filter.template().into();
     let gateway = Gateway::start(options);
     let secrets: Vec<String>;
     {
@@ -180,7 +184,7 @@ pub fn run(scale: Scale) -> Figures {
         })
     };
 
-    let mut figures = Figures::new("PostgreSQL stop, then blackhole");
+    let mut figures = Figures::new(&format!("PostgreSQL stop, then blackhole ({filter:?})"));
     figures.add("outage (each phase)", duration(outage));
     figures.add("max_staleness", duration(max_staleness));
     figures.add(
@@ -243,6 +247,8 @@ pub fn run(scale: Scale) -> Figures {
     );
     figures.add("keysync 'database error' log lines", database_errors);
     figures.add("load answers", statuses(outcomes.iter().map(|o| o.status)));
+    let health = FilterHealth::of(&gateway);
+    health.add_figures(&mut figures);
     super::operator_figures(&mut figures, &gateway, Some(&keysync));
     figures.print();
 
@@ -289,7 +295,8 @@ pub fn run(scale: Scale) -> Figures {
         "a revocation is refused within 1 s once healthy again",
         || format!("{landed_c:?}"),
     );
-    verdict.finish("PostgreSQL stop, then blackhole");
+    health.check(&mut verdict, &gateway);
+    verdict.finish(&format!("PostgreSQL stop, then blackhole ({filter:?})"));
     figures
 }
 

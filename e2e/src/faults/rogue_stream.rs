@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::figures::{duration, Figures, Verdict};
+use super::filter_health::filter_failures;
 use super::rogue_messages::{MutationPlan, Mutations};
-use super::{database_revision, record_of, time_until_status, vm_failures, Scale};
+use super::{database_revision, record_of, time_until_status, Scale};
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::http::Connection;
 use crate::keysync::{self, CreatedKey, Keysync};
@@ -181,7 +182,7 @@ pub fn run(scale: Scale) -> Figures {
     keysync::revoke_key(&database_url, &known[0].key_id);
     let recovery = time_until_status(gateway.addr, &known[0].key, 403, back, DEADLINE);
     let still_known = super::status_of(gateway.addr, &known[1].key);
-    let failures = vm_failures(&gateway.process.log());
+    let failures = filter_failures(&gateway.process.log());
     let sent = mutations
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -155,7 +155,14 @@ pub enum HeadersStatus {
     Continue = 0,
     /// Hold the request (or response) here; the filter resumes it (`continue_decoding`) or
     /// answers it (`send_response`) later, from a scheduled event or a callout's answer.
+    /// Only the headers are held: a body chunk whose hook answers `Continue` sends them on,
+    /// so a filter that must decide first returns [`HeadersStatus::StopAllIterationAndWatermark`].
     StopIteration = 1,
+    /// Hold the request (or response) here, body and trailers too, until the filter resumes
+    /// or answers it: Envoy buffers the body meanwhile (calling no body or trailers hook of
+    /// this filter) and, past the buffer limit, stops reading from the client instead of
+    /// answering 413 (`FilterHeadersStatus::StopAllIterationAndWatermark`, 5th enumerator: 4).
+    StopAllIterationAndWatermark = 4,
 }
 
 /// `..._request_body_status` / `..._response_body_status`: `Continue`.

@@ -61,10 +61,13 @@ impl AuthStream {
     }
 }
 
+/// A paused request waits whole: holding only its headers would let its first body chunk
+/// (the request body hook answers `Continue`) send it upstream undecided, credential and all,
+/// while its key is being looked up (e2e `contract.rs`, `check_requests_with_a_body`).
 fn status(action: Action) -> HeadersStatus {
     match action {
         Action::Continue => HeadersStatus::Continue,
-        Action::Pause => HeadersStatus::StopIteration,
+        Action::Pause => HeadersStatus::StopAllIterationAndWatermark,
     }
 }
 
