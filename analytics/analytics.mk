@@ -53,3 +53,9 @@ $(FLINK_JARS_INSTALLED): | $(PYFLINK_INSTALLED)
 # judgement is checked against the cases keysync's own test reads).
 analytics-test:
 	cd analytics && python3 -m unittest discover -s tests
+
+# The end-to-end test of the job (e2e/tests/analytics.rs, ignored by a plain
+# `cargo test`): about a minute on top of its builds, a JVM and Python workers included.
+analytics-e2e: deps kafka-broker analytics-deps build-filter
+	$(CARGO) build --locked -p keysync -p keysync-e2e --bins
+	$(CARGO) test --locked -p keysync-e2e --test analytics -- --ignored
