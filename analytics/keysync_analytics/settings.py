@@ -7,9 +7,7 @@ the variable and what it expects (never echoing the value: it may be anything)."
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypeVar
-
-T = TypeVar("T")
+from typing import Any, Callable, Dict, Mapping
 
 
 class SettingsError(ValueError):
@@ -54,45 +52,57 @@ class Settings:
 MAX_BASELINE_WEEKS = 12
 
 
+# Every variable the job reads, with its default as keysync's documentation writes it
+# (docs/configuration.md); each is read by its parser in PARSERS.
+DEFAULTS = {
+    "KEYSYNC_ANALYTICS_BROKERS": "",
+    "KEYSYNC_ANALYTICS_USAGE_TOPIC": "keysync.usage",
+    "KEYSYNC_ANALYTICS_ALERTS_TOPIC": "keysync.analytics.alerts",
+    "KEYSYNC_ANALYTICS_MINUTES_TOPIC": "keysync.analytics.minutes",
+    "KEYSYNC_ANALYTICS_GROUP_ID": "keysync-analytics",
+    "KEYSYNC_ANALYTICS_STARTING_OFFSETS": "earliest",
+    "KEYSYNC_ANOMALY_CLOSE_DELAY": "1m",
+    "KEYSYNC_ANOMALY_BASELINE_WEEKS": "4",
+    "KEYSYNC_ANOMALY_SPIKE_FACTOR": "5",
+    "KEYSYNC_ANOMALY_SPIKE_FLOOR": "1000",
+    "KEYSYNC_ANOMALY_DROP_BUSY_FLOOR": "1000",
+    "KEYSYNC_ANOMALY_DROP_RATIO": "5%",
+    "KEYSYNC_ANOMALY_SHARE_FACTOR": "3",
+    "KEYSYNC_ANOMALY_SHARE_MIN": "5%",
+    "KEYSYNC_ANOMALY_SHARE_FLOOR": "100",
+}
+
+
 def from_environment(environment: Mapping[str, str]) -> Settings:
     """The settings of `environment` (`os.environ`, or a dict in tests)."""
 
-    def read(name: str, parse: Callable[[str], T], default: T) -> T:
-        value = environment.get(name)
-        if value is None or value == "":
-            return default
+    def read(name: str) -> Any:
+        value = environment.get(name) or DEFAULTS[name]
         try:
-            return parse(value)
+            return PARSERS[name](value)
         except SettingsError as error:
             raise SettingsError(f"{name}: {error}") from None
 
-    brokers = environment.get("KEYSYNC_ANALYTICS_BROKERS", "")
-    if not brokers:
+    if not environment.get("KEYSYNC_ANALYTICS_BROKERS"):
         raise SettingsError("KEYSYNC_ANALYTICS_BROKERS: required (host:port of Kafka)")
-    defaults = Settings(brokers=brokers)
-    thresholds = Thresholds(
-        baseline_weeks=read("KEYSYNC_ANOMALY_BASELINE_WEEKS", parse_weeks, 4),
-        spike_factor=read("KEYSYNC_ANOMALY_SPIKE_FACTOR", parse_factor, 5.0),
-        spike_floor=read("KEYSYNC_ANOMALY_SPIKE_FLOOR", parse_floor, 1000),
-        drop_busy_floor=read("KEYSYNC_ANOMALY_DROP_BUSY_FLOOR", parse_floor, 1000),
-        drop_ratio=read("KEYSYNC_ANOMALY_DROP_RATIO", parse_share, 0.05),
-        share_factor=read("KEYSYNC_ANOMALY_SHARE_FACTOR", parse_factor, 3.0),
-        share_min=read("KEYSYNC_ANOMALY_SHARE_MIN", parse_share, 0.05),
-        share_floor=read("KEYSYNC_ANOMALY_SHARE_FLOOR", parse_floor, 100),
-    )
     return Settings(
-        brokers=brokers,
-        usage_topic=read("KEYSYNC_ANALYTICS_USAGE_TOPIC", parse_topic, defaults.usage_topic),
-        alerts_topic=read("KEYSYNC_ANALYTICS_ALERTS_TOPIC", parse_topic, defaults.alerts_topic),
-        minutes_topic=read(
-            "KEYSYNC_ANALYTICS_MINUTES_TOPIC", parse_topic, defaults.minutes_topic
+        brokers=read("KEYSYNC_ANALYTICS_BROKERS"),
+        usage_topic=read("KEYSYNC_ANALYTICS_USAGE_TOPIC"),
+        alerts_topic=read("KEYSYNC_ANALYTICS_ALERTS_TOPIC"),
+        minutes_topic=read("KEYSYNC_ANALYTICS_MINUTES_TOPIC"),
+        group_id=read("KEYSYNC_ANALYTICS_GROUP_ID"),
+        starting_offsets=read("KEYSYNC_ANALYTICS_STARTING_OFFSETS"),
+        close_delay_ms=read("KEYSYNC_ANOMALY_CLOSE_DELAY"),
+        thresholds=Thresholds(
+            baseline_weeks=read("KEYSYNC_ANOMALY_BASELINE_WEEKS"),
+            spike_factor=read("KEYSYNC_ANOMALY_SPIKE_FACTOR"),
+            spike_floor=read("KEYSYNC_ANOMALY_SPIKE_FLOOR"),
+            drop_busy_floor=read("KEYSYNC_ANOMALY_DROP_BUSY_FLOOR"),
+            drop_ratio=read("KEYSYNC_ANOMALY_DROP_RATIO"),
+            share_factor=read("KEYSYNC_ANOMALY_SHARE_FACTOR"),
+            share_min=read("KEYSYNC_ANOMALY_SHARE_MIN"),
+            share_floor=read("KEYSYNC_ANOMALY_SHARE_FLOOR"),
         ),
-        group_id=read("KEYSYNC_ANALYTICS_GROUP_ID", parse_topic, defaults.group_id),
-        starting_offsets=read(
-            "KEYSYNC_ANALYTICS_STARTING_OFFSETS", parse_starting_offsets, "earliest"
-        ),
-        close_delay_ms=read("KEYSYNC_ANOMALY_CLOSE_DELAY", parse_close_delay, 60_000),
-        thresholds=thresholds,
     )
 
 
@@ -170,3 +180,23 @@ def _number(value: str):
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+# How each variable of DEFAULTS is read.
+PARSERS: Dict[str, Callable[[str], Any]] = {
+    "KEYSYNC_ANALYTICS_BROKERS": lambda value: value,
+    "KEYSYNC_ANALYTICS_USAGE_TOPIC": parse_topic,
+    "KEYSYNC_ANALYTICS_ALERTS_TOPIC": parse_topic,
+    "KEYSYNC_ANALYTICS_MINUTES_TOPIC": parse_topic,
+    "KEYSYNC_ANALYTICS_GROUP_ID": parse_topic,
+    "KEYSYNC_ANALYTICS_STARTING_OFFSETS": parse_starting_offsets,
+    "KEYSYNC_ANOMALY_CLOSE_DELAY": parse_close_delay,
+    "KEYSYNC_ANOMALY_BASELINE_WEEKS": parse_weeks,
+    "KEYSYNC_ANOMALY_SPIKE_FACTOR": parse_factor,
+    "KEYSYNC_ANOMALY_SPIKE_FLOOR": parse_floor,
+    "KEYSYNC_ANOMALY_DROP_BUSY_FLOOR": parse_floor,
+    "KEYSYNC_ANOMALY_DROP_RATIO": parse_share,
+    "KEYSYNC_ANOMALY_SHARE_FACTOR": parse_factor,
+    "KEYSYNC_ANOMALY_SHARE_MIN": parse_share,
+    "KEYSYNC_ANOMALY_SHARE_FLOOR": parse_floor,
+}
