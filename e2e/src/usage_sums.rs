@@ -39,6 +39,23 @@ pub fn values_of(object: &Value) -> [i64; 8] {
     })
 }
 
+/// The counter `object` (an event's data, an aggregate) is of: its `org_id`, `key_id`,
+/// `endpoint` and `outcome`; panics when one is missing.
+pub fn counter_of(object: &Value) -> Counter {
+    let field = |name: &str| {
+        object[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {object}"))
+            .to_string()
+    };
+    (
+        field("org_id"),
+        field("key_id"),
+        field("endpoint"),
+        field("outcome"),
+    )
+}
+
 /// Adds `values` to the sums at `at`.
 pub fn add<K: Ord>(sums: &mut BTreeMap<K, [i64; 8]>, at: K, values: [i64; 8]) {
     let sum = sums.entry(at).or_insert([0; 8]);

@@ -22,7 +22,8 @@ use keysync_e2e::poll;
 use keysync_e2e::postgres::database_of;
 use keysync_e2e::stack::Stack;
 use keysync_e2e::usage_sums::{
-    add, as_sums, count_request, grouped, requests, rollup_sums, values_of, GroupSums, Sums,
+    add, as_sums, count_request, counter_of, grouped, requests, rollup_sums, values_of, Counter,
+    GroupSums, Sums,
 };
 use serde_json::{json, Value};
 
@@ -78,16 +79,25 @@ fn minute_sums(kafka: &TestKafka) -> Sums {
     }
     let mut sums = Sums::new();
     for row in latest.values() {
-        let field = |name: &str| row[name].as_str().expect("a string").to_string();
-        let at = (
-            field("org_id"),
-            field("key_id"),
-            field("endpoint"),
-            field("outcome"),
-        );
-        add(&mut sums, at, values_of(row));
+        add(&mut sums, counter_of(row), values_of(row));
     }
     sums
+}
+
+/// One request of `key` on the route `endpoint`, answered 200, and counted.
+fn served_ok(
+    stack: &Stack,
+    served: &mut BTreeMap<Counter, i64>,
+    org: &str,
+    key: &CreatedKey,
+    endpoint: &str,
+) {
+    let status = stack
+        .gateway
+        .get_with_key(&format!("/{endpoint}/list"), &key.key)
+        .status;
+    assert_eq!(status, 200, "{endpoint}");
+    count_request(served, org, key, endpoint, "2xx");
 }
 
 /// `sums` without the seeded history (endpoint `-`: every real route is named).
@@ -122,12 +132,7 @@ fn the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once() {
         ],
         |options| {
             options.sync_config = SYNC_WITH_USAGE.into();
-            let url = options
-                .backends
-                .split_once('=')
-                .map(|(_, url)| url.to_string())
-                .unwrap_or_default();
-            options.backends = format!("orders={url},search={url}");
+            options.name_routes(&["orders", "search"]);
         },
     );
     let steady = stack.create_org("steady");
@@ -194,9 +199,7 @@ fn the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once() {
     for _ in 0..6 {
         for n in 0..5 {
             let endpoint = if n < 3 { "orders" } else { "search" };
-            let path = format!("/{endpoint}/list");
-            assert_eq!(stack.gateway.get_with_key(&path, &key.key).status, 200);
-            count_request(&mut served, &steady, &key, endpoint, "2xx");
+            served_ok(&stack, &mut served, &steady, &key, endpoint);
         }
         let outcome = match stack
             .gateway
@@ -222,12 +225,7 @@ fn the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once() {
     count_request(&mut served, &surging, &surge_key, "orders", "2xx");
     let keysyncs_alert = poll::within(JOB_DEADLINE, Duration::from_millis(500), || {
         for _ in 0..10 {
-            let status = stack
-                .gateway
-                .get_with_key("/orders/list", &surge_key.key)
-                .status;
-            assert_eq!(status, 200);
-            count_request(&mut served, &surging, &surge_key, "orders", "2xx");
+            served_ok(&stack, &mut served, &surging, &surge_key, "orders");
         }
         anomaly_events(&kafka, USAGE_TOPIC).pop().ok_or(())
     })
@@ -288,12 +286,7 @@ fn the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once() {
     // More of the spike after the alert: once the job has counted it (its minutes
     // show every request keysync stored), still the one alert, and none for `steady`.
     for _ in 0..20 {
-        let status = stack
-            .gateway
-            .get_with_key("/orders/list", &surge_key.key)
-            .status;
-        assert_eq!(status, 200);
-        count_request(&mut served, &surging, &surge_key, "orders", "2xx");
+        served_ok(&stack, &mut served, &surging, &surge_key, "orders");
     }
     // keysync's rollups first hold every request served (the last flushes stored) ...
     let keys = [

@@ -232,12 +232,7 @@ fn usage_by_endpoint_is_what_each_named_route_served() {
     // and /health, a route without a name.
     let stack = Stack::start(|options| {
         options.sync_config = SYNC_WITH_USAGE.into();
-        let url = options
-            .backends
-            .split_once('=')
-            .map(|(_, url)| url.to_string())
-            .unwrap_or_default();
-        options.backends = format!("orders={url},search={url}");
+        options.name_routes(&["orders", "search"]);
     });
     let org = stack.create_org("routed");
     let key = stack.create_key(&org, &[]);

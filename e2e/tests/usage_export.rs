@@ -19,7 +19,8 @@ use keysync_e2e::poll;
 use keysync_e2e::postgres::database_of;
 use keysync_e2e::stack::Stack;
 use keysync_e2e::usage_sums::{
-    add, as_sums, count_request, grouped, requests, rollup_sums, values_of, Counter, Sums,
+    add, as_sums, count_request, counter_of, grouped, requests, rollup_sums, values_of, Counter,
+    Sums,
 };
 use serde_json::Value;
 
@@ -34,19 +35,7 @@ fn event_sums(records: &[ConsumedRecord]) -> Sums {
     let mut sums = Sums::new();
     for record in records {
         let data = &record.json()["data"];
-        let field = |name: &str| {
-            data[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {name} in {data}"))
-                .to_string()
-        };
-        let at = (
-            field("org_id"),
-            field("key_id"),
-            field("endpoint"),
-            field("outcome"),
-        );
-        add(&mut sums, at, values_of(data));
+        add(&mut sums, counter_of(data), values_of(data));
     }
     sums
 }
@@ -154,12 +143,7 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
         &[("KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS", &brokers)],
         |options| {
             options.sync_config = SYNC_WITH_USAGE.into();
-            let url = options
-                .backends
-                .split_once('=')
-                .map(|(_, url)| url.to_string())
-                .unwrap_or_default();
-            options.backends = format!("orders={url},search={url}");
+            options.name_routes(&["orders", "search"]);
         },
     );
     let org = stack.create_org("metered");
