@@ -25,11 +25,11 @@ FLINK_JARS_INSTALLED := $(FLINK_JARS_DIR)/.installed
 export KEYSYNC_PYFLINK_PYTHON := $(PYFLINK_PYTHON)
 export KEYSYNC_FLINK_JARS := $(FLINK_JARS_DIR)/flink-connector-kafka.jar;$(FLINK_JARS_DIR)/kafka-clients.jar
 
-.PHONY: analytics-deps java analytics-test analytics-e2e
+.PHONY: analytics-deps analytics-jre analytics-test analytics-e2e
 
-analytics-deps: java $(PYFLINK_INSTALLED) $(FLINK_JARS_INSTALLED)
+analytics-deps: analytics-jre $(PYFLINK_INSTALLED) $(FLINK_JARS_INSTALLED)
 
-java:
+analytics-jre:
 	@command -v java >/dev/null || { $(call APT_INSTALL,openjdk-17-jre-headless); }
 
 $(PYFLINK_INSTALLED): analytics/requirements.txt
