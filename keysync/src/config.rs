@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::admin_api::ApiSettings;
-use crate::anomaly::settings::{self as anomaly, AnomalySettings, Thresholds};
+use crate::anomaly::settings::AnomalySettings;
 use crate::ca_file::CaFile;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
@@ -17,7 +17,15 @@ use crate::grpc::tokens::{AcceptedTokens, TokenSettings};
 use crate::leak_reports::signature::PublicKeys;
 use crate::leak_reports::LeakSettings;
 use crate::operations::leaks::LeakAction;
-use crate::usage::export::{ExportSettings, DEFAULT_BACKLOG, DEFAULT_TOPIC};
+use crate::usage::export::ExportSettings;
+
+mod anomaly_variables;
+mod export_variables;
+
+use anomaly_variables::read_anomaly;
+pub use anomaly_variables::*;
+use export_variables::read_usage_export;
+pub use export_variables::*;
 
 pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";
@@ -50,19 +58,6 @@ pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
 pub const LEAK_RELOAD_INTERVAL: &str = "KEYSYNC_LEAK_RELOAD_INTERVAL";
 pub const USAGE_RETENTION: &str = "KEYSYNC_USAGE_RETENTION";
-pub const USAGE_EXPORT_KAFKA_BROKERS: &str = "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS";
-pub const USAGE_EXPORT_TOPIC: &str = "KEYSYNC_USAGE_EXPORT_TOPIC";
-pub const USAGE_EXPORT_BACKLOG: &str = "KEYSYNC_USAGE_EXPORT_BACKLOG";
-pub const ANOMALY_INTERVAL: &str = "KEYSYNC_ANOMALY_INTERVAL";
-pub const ANOMALY_CLOSE_DELAY: &str = "KEYSYNC_ANOMALY_CLOSE_DELAY";
-pub const ANOMALY_BASELINE_WEEKS: &str = "KEYSYNC_ANOMALY_BASELINE_WEEKS";
-pub const ANOMALY_SPIKE_FACTOR: &str = "KEYSYNC_ANOMALY_SPIKE_FACTOR";
-pub const ANOMALY_SPIKE_FLOOR: &str = "KEYSYNC_ANOMALY_SPIKE_FLOOR";
-pub const ANOMALY_DROP_BUSY_FLOOR: &str = "KEYSYNC_ANOMALY_DROP_BUSY_FLOOR";
-pub const ANOMALY_DROP_RATIO: &str = "KEYSYNC_ANOMALY_DROP_RATIO";
-pub const ANOMALY_SHARE_FACTOR: &str = "KEYSYNC_ANOMALY_SHARE_FACTOR";
-pub const ANOMALY_SHARE_MIN: &str = "KEYSYNC_ANOMALY_SHARE_MIN";
-pub const ANOMALY_SHARE_FLOOR: &str = "KEYSYNC_ANOMALY_SHARE_FLOOR";
 
 /// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
 /// scanner may send many matches at once.
@@ -542,195 +537,6 @@ fn read_leak_settings(env: &impl Environment) -> Result<Option<LeakSettings>, Co
     }))
 }
 
-/// `KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS`, with the topic and backlog, which need it.
-fn read_usage_export(env: &impl Environment) -> Result<Option<ExportSettings>, ConfigError> {
-    let topic = read(
-        env,
-        USAGE_EXPORT_TOPIC,
-        DEFAULT_TOPIC.to_owned(),
-        parse_topic,
-    )?;
-    let backlog = read(env, USAGE_EXPORT_BACKLOG, DEFAULT_BACKLOG, parse_backlog)?;
-    let Some(value) = env
-        .get(USAGE_EXPORT_KAFKA_BROKERS)
-        .filter(|value| !value.trim().is_empty())
-    else {
-        for name in [USAGE_EXPORT_TOPIC, USAGE_EXPORT_BACKLOG] {
-            if let Some(value) = env.get(name) {
-                return Err(ConfigError {
-                    name,
-                    value,
-                    reason: format!(
-                        "needs {USAGE_EXPORT_KAFKA_BROKERS} (the export is off without it)"
-                    ),
-                });
-            }
-        }
-        return Ok(None);
-    };
-    let brokers = parse_brokers(&value).map_err(|reason| ConfigError {
-        name: USAGE_EXPORT_KAFKA_BROKERS,
-        // Credentials have no place here; should someone write them, they stay unshown.
-        value: if value.contains('@') {
-            "***".to_owned()
-        } else {
-            value.clone()
-        },
-        reason,
-    })?;
-    Ok(Some(ExportSettings {
-        brokers,
-        topic,
-        backlog,
-    }))
-}
-
-/// `KEYSYNC_ANOMALY_INTERVAL` (`off`: no detection), with the close delay and the
-/// thresholds, which need detection on.
-fn read_anomaly(env: &impl Environment) -> Result<Option<AnomalySettings>, ConfigError> {
-    let defaults = AnomalySettings::default();
-    let interval = read(
-        env,
-        ANOMALY_INTERVAL,
-        Some(defaults.interval),
-        anomaly::parse_interval,
-    )?;
-    let close_delay = read(
-        env,
-        ANOMALY_CLOSE_DELAY,
-        defaults.close_delay,
-        anomaly::parse_close_delay,
-    )?;
-    let fallback = defaults.thresholds;
-    let thresholds = Thresholds {
-        baseline_weeks: read(
-            env,
-            ANOMALY_BASELINE_WEEKS,
-            fallback.baseline_weeks,
-            anomaly::parse_weeks,
-        )?,
-        spike_factor: read(
-            env,
-            ANOMALY_SPIKE_FACTOR,
-            fallback.spike_factor,
-            anomaly::parse_factor,
-        )?,
-        spike_floor: read(
-            env,
-            ANOMALY_SPIKE_FLOOR,
-            fallback.spike_floor,
-            anomaly::parse_floor,
-        )?,
-        drop_busy_floor: read(
-            env,
-            ANOMALY_DROP_BUSY_FLOOR,
-            fallback.drop_busy_floor,
-            anomaly::parse_floor,
-        )?,
-        drop_ratio: read(
-            env,
-            ANOMALY_DROP_RATIO,
-            fallback.drop_ratio,
-            anomaly::parse_share,
-        )?,
-        share_factor: read(
-            env,
-            ANOMALY_SHARE_FACTOR,
-            fallback.share_factor,
-            anomaly::parse_factor,
-        )?,
-        share_min: read(
-            env,
-            ANOMALY_SHARE_MIN,
-            fallback.share_min,
-            anomaly::parse_share,
-        )?,
-        share_floor: read(
-            env,
-            ANOMALY_SHARE_FLOOR,
-            fallback.share_floor,
-            anomaly::parse_floor,
-        )?,
-    };
-    let Some(interval) = interval else {
-        for name in ANOMALY_SETTINGS {
-            if let Some(value) = env.get(name) {
-                return Err(ConfigError {
-                    name,
-                    value,
-                    reason: format!("needs {ANOMALY_INTERVAL} on (detection is off)"),
-                });
-            }
-        }
-        return Ok(None);
-    };
-    Ok(Some(AnomalySettings {
-        interval,
-        close_delay,
-        thresholds,
-    }))
-}
-
-/// The anomaly settings besides the interval.
-const ANOMALY_SETTINGS: [&str; 9] = [
-    ANOMALY_CLOSE_DELAY,
-    ANOMALY_BASELINE_WEEKS,
-    ANOMALY_SPIKE_FACTOR,
-    ANOMALY_SPIKE_FLOOR,
-    ANOMALY_DROP_BUSY_FLOOR,
-    ANOMALY_DROP_RATIO,
-    ANOMALY_SHARE_FACTOR,
-    ANOMALY_SHARE_MIN,
-    ANOMALY_SHARE_FLOOR,
-];
-
-/// Comma-separated `host:port` (a name or an address, IPv6 in brackets).
-fn parse_brokers(value: &str) -> Result<Vec<String>, String> {
-    let mut brokers = Vec::new();
-    for broker in value.split(',').map(str::trim) {
-        let bad = || {
-            format!("'{broker}' is not host:port; expected a comma-separated list such as kafka-1:9092,kafka-2:9092")
-        };
-        if broker.contains('@') || broker.contains('/') {
-            return Err("expected host:port entries, without a scheme or credentials".to_owned());
-        }
-        let (host, port) = broker.rsplit_once(':').ok_or_else(bad)?;
-        let host_ok = !host.is_empty()
-            && (host.starts_with('[') && host.ends_with(']')
-                || host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
-        match port.parse::<u16>() {
-            Ok(port) if port > 0 && host_ok => brokers.push(broker.to_owned()),
-            _ => return Err(bad()),
-        }
-    }
-    Ok(brokers)
-}
-
-/// A Kafka topic name: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
-fn parse_topic(value: &str) -> Result<String, String> {
-    let legal = (1..=249).contains(&value.len())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && value != "."
-        && value != "..";
-    if legal {
-        Ok(value.to_owned())
-    } else {
-        Err("expected a Kafka topic name: 1 to 249 of a-z A-Z 0-9 . _ -".to_owned())
-    }
-}
-
-/// Events held in memory: 1 to 10,000,000.
-fn parse_backlog(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(events) if (1..=10_000_000).contains(&events) => Ok(events),
-        _ => Err("expected a whole number of events from 1 to 10000000".to_owned()),
-    }
-}
-
 /// `REDIS_URL`, with the CA of `KEYSYNC_REDIS_TLS_CA` for a `rediss://` one; an error
 /// shows the URL without its password.
 fn read_redis_url(env: &impl Environment) -> Result<Option<RedisUrl>, ConfigError> {
@@ -851,6 +657,7 @@ fn parse_count(value: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::anomaly::settings::Thresholds;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -836,7 +836,11 @@ fn endpoint_rows(report: &Value) -> Vec<(String, i64)> {
 async fn each_endpoints_counters_add_up_on_their_own_and_in_every_rollup() {
     let (postgres, url) = migrated_database();
     let org = create_org(&url, "Acme");
-    let (k1, k2) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    // Keys that exist in the organization: keysync refuses counters of any other.
+    let (k1, k2) = (
+        create_key(&url, &org, "main", &[]).key_id,
+        create_key(&url, &org, "second", &[]).key_id,
+    );
     // A quota: its use is every endpoint's forwarded requests together.
     ok(&url, &["orgs", "set-quota", &org, "--monthly", "1000"]);
     let serve = start_serve(&url, &[]).await;
@@ -1015,7 +1019,9 @@ async fn the_endpoint_migration_keeps_the_rows_it_finds_as_no_name() {
         .await
         .unwrap();
     let org = create_org(&url, "Before");
-    let (key, instance) = (Uuid::new_v4(), Uuid::new_v4());
+    // A key that exists: keysync takes no counter of a key it does not know.
+    let key = Uuid::parse_str(&create_key(&url, &org, "main", &[]).key_id).unwrap();
+    let instance = Uuid::new_v4();
     sql(
         &postgres,
         &url,
