@@ -1,6 +1,8 @@
 //! The Flink job of `analytics/` for one test: `python -m keysync_analytics` in PyFlink's
 //! virtualenv, a local Flink mini-cluster on the JVM in its process group, stopped with
-//! it when dropped.
+//! it when dropped. Its temporary files (Flink's RPC jar, 21 MB a start, its caches,
+//! the Python workers') go to a scratch directory of its own, removed with it: a job
+//! stopped by a signal leaves them behind.
 //!
 //! The interpreter is `KEYSYNC_PYFLINK_PYTHON` and the Kafka connector's jars
 //! `KEYSYNC_FLINK_JARS` (`;`-separated) when set (the Makefile's `analytics-deps`
@@ -12,6 +14,7 @@ use std::process::Command;
 
 use crate::paths::workspace_root;
 use crate::process::Process;
+use crate::scratch::ScratchDir;
 
 /// The PyFlink version the Makefile installs.
 pub const FLINK_VERSION: &str = "2.0.2";
@@ -20,7 +23,9 @@ pub const SUBMITTED_LINE: &str = "keysync-analytics: reading";
 
 /// A running job.
 pub struct AnalyticsJob {
+    // Declared first: stopped before its scratch directory goes.
     process: Process,
+    _scratch: ScratchDir,
 }
 
 impl AnalyticsJob {
@@ -29,8 +34,14 @@ impl AnalyticsJob {
     pub fn start(brokers: &str, settings: &[(&str, &str)]) -> AnalyticsJob {
         let python = python();
         let jars = jars();
+        let scratch = ScratchDir::new("flink-job")
+            .unwrap_or_else(|error| panic!("flink-job: no scratch directory: {error}"));
+        let tmp = scratch.path().display().to_string();
         let mut command = Command::new(&python);
         command
+            // PyFlink's launcher passes JVM_ARGS to the JVM; Python takes TMPDIR.
+            .env("JVM_ARGS", format!("-Djava.io.tmpdir={tmp}"))
+            .env("TMPDIR", &tmp)
             .args(["-m", "keysync_analytics"])
             .current_dir(workspace_root().join("analytics"))
             .env("KEYSYNC_ANALYTICS_BROKERS", brokers)
@@ -42,6 +53,7 @@ impl AnalyticsJob {
         }
         AnalyticsJob {
             process: Process::spawn("flink-job", command),
+            _scratch: scratch,
         }
     }
 
