@@ -58,4 +58,4 @@ analytics-test:
 # `cargo test`): about a minute on top of its builds, a JVM and Python workers included.
 analytics-e2e: deps kafka-broker analytics-deps build-filter
 	$(CARGO) build --locked -p keysync -p keysync-e2e --bins
-	$(CARGO) test --locked -p keysync-e2e --test analytics -- --ignored
+	$(CARGO) test --locked -p keysync-e2e --test analytics -- --ignored --exact the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once

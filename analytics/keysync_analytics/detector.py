@@ -3,8 +3,8 @@ for the baseline weeks, and the judgement of each hour at the moments keysync's 
 evaluator would judge it (keysync/src/anomaly/evaluation.rs), with the stream's event
 time (the flushes' cut time, the hour an event counts in) standing for keysync's clock.
 
-- Every usage event adds to its hour's sums, once (a repeated `source` and `id`, an
-  event sent twice by keysync's at-least-once export, is counted once).
+- Every usage event adds to its hour's sums (repeats of an event, which keysync's
+  at-least-once export may send, are dropped before: `flink_detector.FirstOfEach`).
 - The hour still running is judged for spikes on every event (keysync: every
   evaluation period); an event of an hour whose close is past but whose next hour is
   still open is judged as a whole hour (keysync judges the last hour over until the
@@ -18,45 +18,40 @@ time (the flushes' cut time, the hour an event counts in) standing for keysync's
   baseline hour of the hour judged whole (too new otherwise), as keysync does.
 - One alert per organization, kind and hour: a spike raised while its hour ran is not
   raised again at its close.
+- What no later judgement reads is forgotten at each close, a constant amount of work:
+  the hour that has just left the baseline weeks, and the alerts of the hour no longer
+  judged.
 
 The state lives behind `OrgState` (a dict in the tests, Flink's keyed state in the
 job), so this file holds the rules and no Flink."""
 
-from typing import Dict, Iterable, List, Optional, Protocol, Tuple
+from typing import Dict, List, Optional, Protocol, Set, Tuple
 
 from .anomaly_event import anomaly_event
-from .judgement import HourSums, judge
+from .judgement import DROP, REFUSALS, SPIKE, UPSTREAM_5XX, HourSums, judge
 from .settings import Thresholds
 
 HOUR_MS = 3_600_000
 WEEK_MS = 7 * 24 * HOUR_MS
-# How long an event id is remembered to drop a repeat: a retried batch comes back
-# within seconds to minutes.
-SEEN_IDS_MS = 2 * HOUR_MS
 # Flink's watermark before any event: Long.MIN_VALUE.
 NO_WATERMARK = -(2**63)
 
 REFUSED_OUTCOMES = frozenset(("rate_limited", "quota_exceeded", "policy_denied"))
 UPSTREAM_5XX_OUTCOME = "5xx"
+KINDS = (SPIKE, DROP, REFUSALS, UPSTREAM_5XX)
 
 
 class OrgState(Protocol):
-    """One organization's state: its hours, its first hour, its alerts, its ids."""
+    """One organization's state: its hours, its first hour, its alerts."""
 
     def hour(self, hour_ms: int) -> Optional[HourSums]: ...
     def put_hour(self, hour_ms: int, sums: HourSums) -> None: ...
-    def hours(self) -> Iterable[int]: ...
     def remove_hour(self, hour_ms: int) -> None: ...
     def first_hour(self) -> Optional[int]: ...
     def set_first_hour(self, hour_ms: int) -> None: ...
     def alerted(self, key: str) -> bool: ...
-    def mark_alerted(self, key: str, hour_ms: int) -> None: ...
-    def alerts(self) -> Iterable[Tuple[str, int]]: ...
+    def mark_alerted(self, key: str) -> None: ...
     def remove_alert(self, key: str) -> None: ...
-    def seen(self, event_key: str) -> bool: ...
-    def mark_seen(self, event_key: str, hour_ms: int) -> None: ...
-    def seen_ids(self) -> Iterable[Tuple[str, int]]: ...
-    def remove_seen(self, event_key: str) -> None: ...
 
 
 def hour_of(time_ms: int) -> int:
@@ -87,7 +82,6 @@ class Detector:
         self,
         state: OrgState,
         org_id: str,
-        event_key: str,
         time_ms: int,
         outcome: str,
         requests: int,
@@ -96,10 +90,7 @@ class Detector:
     ) -> Tuple[List[str], List[int]]:
         """Counts one usage event; returns the alert events it raised and the times at
         which hours must be judged whole (event-time timers)."""
-        if state.seen(event_key):
-            return [], []
         hour = hour_of(time_ms)
-        state.mark_seen(event_key, hour)
         before = state.hour(hour)
         state.put_hour(hour, (before or HourSums()).plus(sums_of(outcome, requests)))
         first = state.first_hour()
@@ -107,11 +98,11 @@ class Detector:
             state.set_first_hour(hour)
         timers = []
         if before is None:
-            # This hour judged whole at its close, and as a baseline hour the weeks after.
-            timers = [
-                self.close_of(hour + week * WEEK_MS)
-                for week in range(self.thresholds.baseline_weeks + 1)
-            ]
+            # This hour judged whole at its close and, as a baseline hour, in each of the
+            # next weeks; forgotten once the last of those is no longer judged.
+            weeks = self.thresholds.baseline_weeks
+            timers = [self.close_of(hour + week * WEEK_MS) for week in range(weeks + 1)]
+            timers.append(self.close_of(hour + weeks * WEEK_MS + HOUR_MS))
         alerts: List[str] = []
         if watermark_ms < self.close_of(hour):
             # Running: spikes only, with keysync's clock at the event's time.
@@ -120,15 +111,20 @@ class Detector:
         elif watermark_ms < self.close_of(hour + HOUR_MS):
             # Over, and still the last hour over: judged again with this event in it.
             alerts = self._judge(state, org_id, hour, hour, True, now_ms)
+        if alerts:
+            # Its alerts are forgotten once it is no longer judged.
+            timers.append(self.close_of(hour + HOUR_MS))
         return alerts, timers
 
-    def on_close(self, state: OrgState, org_id: str, close_ms: int, now_ms: int) -> List[str]:
+    def on_close(
+        self, state: OrgState, org_id: str, close_ms: int, now_ms: int
+    ) -> Tuple[List[str], List[int]]:
         """Judges whole the hour whose close is `close_ms` (the watermark passed it),
-        then forgets what no later judgement needs."""
+        forgets what no later judgement reads; returns the alert events and timers."""
         hour = close_ms - self.close_delay_ms - HOUR_MS
         alerts = self._judge(state, org_id, hour, hour, True, now_ms)
-        self._forget_before(state, hour)
-        return alerts
+        self._forget(state, hour)
+        return alerts, [self.close_of(hour + HOUR_MS)] if alerts else []
 
     def _judge(
         self,
@@ -149,23 +145,23 @@ class Detector:
         sums = state.hour(hour) or HourSums()
         raised = []
         for finding in judge(sums, baseline, self.thresholds, complete):
-            key = f"{finding.kind}@{hour}"
+            key = alert_key(finding.kind, hour)
             if state.alerted(key):
                 continue
-            state.mark_alerted(key, hour)
+            state.mark_alerted(key)
             raised.append(anomaly_event(org_id, hour, complete, weeks, finding, now_ms))
         return raised
 
-    def _forget_before(self, state: OrgState, hour: int) -> None:
-        """Hours no later judgement reads (older than the next hour's oldest baseline
-        hour), alerts of hours no longer judged, ids too old to come back."""
-        oldest_needed = hour + HOUR_MS - self.thresholds.baseline_weeks * WEEK_MS
-        for old in [h for h in state.hours() if h < oldest_needed]:
-            state.remove_hour(old)
-        for key, at in [(k, h) for k, h in state.alerts() if h < hour - HOUR_MS]:
-            state.remove_alert(key)
-        for key, at in [(k, h) for k, h in state.seen_ids() if h < hour - SEEN_IDS_MS]:
-            state.remove_seen(key)
+    def _forget(self, state: OrgState, hour: int) -> None:
+        """At the close of `hour`, the hour before is no longer judged: its alerts go,
+        and so does the oldest baseline hour it read, which no later hour reads."""
+        state.remove_hour(hour - HOUR_MS - self.thresholds.baseline_weeks * WEEK_MS)
+        for kind in KINDS:
+            state.remove_alert(alert_key(kind, hour - HOUR_MS))
+
+
+def alert_key(kind: str, hour_ms: int) -> str:
+    return f"{kind}@{hour_ms}"
 
 
 class DictState:
@@ -174,8 +170,7 @@ class DictState:
     def __init__(self) -> None:
         self.sums: Dict[int, HourSums] = {}
         self.first: Optional[int] = None
-        self.alert_hours: Dict[str, int] = {}
-        self.ids: Dict[str, int] = {}
+        self.alert_keys: Set[str] = set()
 
     def hour(self, hour_ms):
         return self.sums.get(hour_ms)
@@ -183,11 +178,8 @@ class DictState:
     def put_hour(self, hour_ms, sums):
         self.sums[hour_ms] = sums
 
-    def hours(self):
-        return list(self.sums)
-
     def remove_hour(self, hour_ms):
-        del self.sums[hour_ms]
+        self.sums.pop(hour_ms, None)
 
     def first_hour(self):
         return self.first
@@ -196,25 +188,10 @@ class DictState:
         self.first = hour_ms
 
     def alerted(self, key):
-        return key in self.alert_hours
+        return key in self.alert_keys
 
-    def mark_alerted(self, key, hour_ms):
-        self.alert_hours[key] = hour_ms
-
-    def alerts(self):
-        return list(self.alert_hours.items())
+    def mark_alerted(self, key):
+        self.alert_keys.add(key)
 
     def remove_alert(self, key):
-        del self.alert_hours[key]
-
-    def seen(self, event_key):
-        return event_key in self.ids
-
-    def mark_seen(self, event_key, hour_ms):
-        self.ids[event_key] = hour_ms
-
-    def seen_ids(self):
-        return list(self.ids.items())
-
-    def remove_seen(self, event_key):
-        del self.ids[event_key]
+        self.alert_keys.discard(key)

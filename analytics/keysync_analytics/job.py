@@ -11,7 +11,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 from . import tables
-from .flink_detector import ALERT_ROW, DetectorFunction
+from .flink_detector import ALERT_ROW, DetectorFunction, FirstOfEach, event_key
 from .settings import Settings
 
 # How often the job checkpoints its state and its Kafka offsets.
@@ -48,7 +48,10 @@ def build(settings: Settings, jars: Sequence[str]) -> StreamExecutionEnvironment
     statements.add_insert_sql(tables.MINUTES_QUERY)
     usage = t_env.to_data_stream(t_env.sql_query(tables.DETECTOR_QUERY))
     alerts = (
-        usage.key_by(lambda row: row["org_id"])
+        usage.key_by(event_key)
+        .process(FirstOfEach(), output_type=usage.get_type())
+        .name("each event once")
+        .key_by(lambda row: row["org_id"])
         .process(
             DetectorFunction(settings.thresholds, settings.close_delay_ms),
             output_type=ALERT_ROW,

@@ -1,14 +1,15 @@
 """The detector's rules over a stream: when hours are judged, once per kind and hour,
-repeats dropped, organizations too new left alone, silent ones still judged."""
+organizations too new left alone, silent ones still judged, the state bounded."""
 
 import json
 import unittest
 
+from keysync_analytics.anomaly_event import rfc3339_ms
 from keysync_analytics.detector import HOUR_MS, NO_WATERMARK, WEEK_MS, DictState, Detector
 from keysync_analytics.settings import Thresholds
 
 ORG = "00000000-0000-0000-0000-00000000000a"
-# A Monday 10:00 UTC; the hour judged is this one.
+# 2026-12-04T10:00Z, the hour judged.
 NOW_HOUR = 1_796_378_400_000
 DELAY = 60_000
 
@@ -23,22 +24,21 @@ class Stream:
         self.timers = set()
         self.watermark = NO_WATERMARK
         self.alerts = []
-        self.count = 0
 
-    def event(self, time_ms, requests, outcome="2xx", event_id=None):
+    def event(self, time_ms, requests, outcome="2xx"):
         self.advance(time_ms)
-        self.count += 1
         alerts, timers = self.detector.on_usage(
-            self.state, ORG, f"gw\0{event_id or self.count}", time_ms, outcome, requests,
-            self.watermark, time_ms,
+            self.state, ORG, time_ms, outcome, requests, self.watermark, time_ms
         )
         self.timers.update(timers)
         self.alerts.extend(json.loads(alert) for alert in alerts)
 
     def advance(self, watermark):
-        for at in sorted(t for t in self.timers if t <= watermark):
+        while any(t <= watermark for t in self.timers):
+            at = min(self.timers)
             self.timers.discard(at)
-            alerts = self.detector.on_close(self.state, ORG, at, at)
+            alerts, timers = self.detector.on_close(self.state, ORG, at, at)
+            self.timers.update(timers)
             self.alerts.extend(json.loads(alert) for alert in alerts)
         self.watermark = max(self.watermark, watermark)
 
@@ -62,20 +62,15 @@ class DetectorTest(unittest.TestCase):
         self.assertEqual(data["kind"], "spike")
         self.assertEqual(data["hour_complete"], False)
         self.assertEqual((data["observed"], data["baseline"], data["threshold"]), (60.0, 2.0, 50.0))
-        # More of it, a repeat, the hour's close: still the one alert.
+        # More of it, the hour's close, a late event while it is the last hour over:
+        # still the one alert.
         stream.event(NOW_HOUR + 80_000, 30)
-        stream.event(NOW_HOUR + 80_000, 30, event_id="3361")
-        stream.event(NOW_HOUR + 80_000, 30, event_id="3361")
+        stream.advance(NOW_HOUR + HOUR_MS + DELAY)
+        stream.event(NOW_HOUR + HOUR_MS - 1, 30)
         stream.advance(NOW_HOUR + 2 * HOUR_MS + DELAY)
         self.assertEqual(len(stream.alerts), 1, stream.alerts)
-
-    def test_a_repeated_event_is_counted_once(self):
-        stream = Stream()
-        stream.history(5, 2)
-        for _ in range(3):
-            stream.event(NOW_HOUR + 60_000, 40, event_id="same")
-        self.assertEqual(stream.alerts, [])
-        self.assertEqual(stream.state.hour(NOW_HOUR).requests, 40)
+        # Its alerts forgotten once it is no longer judged.
+        self.assertEqual(stream.state.alert_keys, set())
 
     def test_an_organization_too_new_is_not_judged(self):
         stream = Stream()
@@ -112,9 +107,32 @@ class DetectorTest(unittest.TestCase):
         stream = Stream()
         stream.history(6, 2)
         stream.advance(NOW_HOUR + HOUR_MS + DELAY)
-        oldest = min(stream.state.hours())
-        self.assertGreaterEqual(oldest, NOW_HOUR + HOUR_MS - 4 * WEEK_MS)
-        self.assertLessEqual(len(stream.state.hours()), 4 * 7 * 24)
+        # The baseline weeks of the hour over (it may be judged again), nothing older.
+        self.assertEqual(min(stream.state.sums), NOW_HOUR - 4 * WEEK_MS)
+        self.assertEqual(len(stream.state.sums), 4 * 7 * 24)
+        # As the weeks go by with traffic, still as much (and the hour over).
+        stream.history(2, 2, until=NOW_HOUR + 2 * WEEK_MS)
+        stream.advance(NOW_HOUR + 2 * WEEK_MS + DELAY)
+        self.assertEqual(min(stream.state.sums), NOW_HOUR - 2 * WEEK_MS - HOUR_MS)
+        self.assertEqual(len(stream.state.sums), 4 * 7 * 24 + 1)
+
+    def test_a_late_event_of_the_last_hour_over_is_judged_with_it(self):
+        stream = Stream(Thresholds())
+        stream.history(5, 1_000)
+        stream.event(NOW_HOUR + 60_000, 900)
+        stream.advance(NOW_HOUR + HOUR_MS + DELAY)
+        self.assertEqual(stream.alerts, [])
+        # A flush cut in the hour arrives after its close: the hour is judged again.
+        stream.event(NOW_HOUR + HOUR_MS - 1, 100, outcome="5xx")
+        self.assertEqual([a["data"]["kind"] for a in stream.alerts], ["upstream_5xx"])
+        # Once the next hour is over too (a drop, that one), it is not judged any more.
+        stream.advance(NOW_HOUR + 2 * HOUR_MS + DELAY)
+        stream.event(NOW_HOUR + HOUR_MS - 1, 5_000, outcome="rate_limited")
+        judged = [(a["data"]["hour"], a["data"]["kind"]) for a in stream.alerts]
+        self.assertEqual(
+            judged,
+            [(rfc3339_ms(NOW_HOUR), "upstream_5xx"), (rfc3339_ms(NOW_HOUR + HOUR_MS), "drop")],
+        )
 
 
 if __name__ == "__main__":

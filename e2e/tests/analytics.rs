@@ -2,8 +2,8 @@
 //! JVM) against the Kafka-protocol broker (tansu), fed by a real keysync and gateway:
 //! its per-minute aggregates add up to what `keysync usage` reports, value by value,
 //! and a spike of real traffic against a history seeded both in keysync's rollup and
-//! on the topic raises exactly one alert, the same alert (id, hour, numbers) keysync's
-//! own detector raises.
+//! on the topic (some of it sent twice, as the export may) raises exactly one alert, the
+//! same alert (id, hour, baseline) keysync's own detector raises.
 //!
 //! Slow (a JVM and Python workers start on a shared 2-core machine: about two minutes),
 //! so not part of `cargo test`: `make analytics-e2e` runs it (CI does, from `.ci/run`).
@@ -12,7 +12,7 @@
 #![allow(clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, SecondsFormat};
 use keysync_e2e::analytics_job::AnalyticsJob;
@@ -46,8 +46,9 @@ fn rfc3339(epoch_ms: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// A usage event as keysync's export writes it, for the seeded history.
-fn history_event(org: &str, key: &CreatedKey, n: usize, window_end_ms: i64) -> Value {
+/// A usage event as keysync's export writes it: `requests` 2xx of `key_id` on the
+/// endpoint `-`, cut at `window_end_ms`; `n` makes its id.
+fn usage_event(org: &str, key_id: &str, n: usize, window_end_ms: i64, requests: i64) -> Value {
     let time = rfc3339(window_end_ms);
     json!({
         "specversion": "1.0",
@@ -58,12 +59,31 @@ fn history_event(org: &str, key: &CreatedKey, n: usize, window_end_ms: i64) -> V
         "time": time,
         "datacontenttype": "application/json",
         "data": {
-            "org_id": org, "key_id": key.key_id, "endpoint": "-", "outcome": "2xx",
-            "requests": 2, "duration_us": 0, "le_10ms": 0, "le_100ms": 0, "le_1s": 0,
+            "org_id": org, "key_id": key_id, "endpoint": "-", "outcome": "2xx",
+            "requests": requests, "duration_us": 0, "le_10ms": 0, "le_100ms": 0, "le_1s": 0,
             "over_1s": 0, "request_bytes": 0, "response_bytes": 0,
             "window_start": null, "window_end": time, "instance_id": "seeded-history",
         }
     })
+}
+
+/// Five weeks of 2 requests an hour of `org` before `hour` (each in the middle of its
+/// hour), ids from `first_id`.
+fn history(org: &str, key_id: &str, hour: i64, first_id: usize) -> Vec<(String, Value)> {
+    (0..5 * 7 * 24)
+        .map(|n| {
+            let at = hour - (5 * 7 * 24 - n) * HOUR_MS + HOUR_MS / 2;
+            let id = first_id + usize::try_from(n).expect("positive");
+            (org.to_string(), usage_event(org, key_id, id, at, 2))
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_millis()).expect("in range")
 }
 
 /// The job's per-minute aggregates: the last record of each key (an upsert topic),
@@ -146,14 +166,8 @@ fn the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once() {
     // Five weeks of 2 requests an hour for `surging`, up to the hour before this one:
     // in keysync's rollup (its detector's baseline) and as events on the topic (the
     // job's: it has no PostgreSQL, its baseline is what it read).
-    let now_ms = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("after 1970")
-            .as_millis(),
-    )
-    .expect("in range");
-    let this_hour = now_ms - now_ms % HOUR_MS;
+    let now = now_ms();
+    let this_hour = now - now % HOUR_MS;
     let first_hour = this_hour - 5 * 7 * 24 * HOUR_MS;
     stack.postgres.psql(
         database_of(&stack.database_url),
@@ -167,18 +181,21 @@ fn the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once() {
             (this_hour - HOUR_MS) / 1000,
         ),
     );
-    let history: Vec<(String, Value)> = (first_hour..this_hour)
-        .step_by(usize::try_from(HOUR_MS).expect("in range"))
+    // The export is at least once: three of the baseline hours' events come twice (a
+    // batch sent again). Counted twice, they would make the baseline's median 4.
+    let mut seeded = Vec::new();
+    for (n, event) in history(&surging, &surge_key.key_id, this_hour, 0)
+        .into_iter()
         .enumerate()
-        .map(|(n, hour)| {
-            (
-                surging.clone(),
-                history_event(&surging, &surge_key, n, hour + HOUR_MS / 2),
-            )
-        })
-        .collect();
-    assert_eq!(history.len(), 5 * 7 * 24);
-    kafka.produce_events(USAGE_TOPIC, &history);
+    {
+        let again = [1, 2, 3].iter().any(|week| n == 5 * 7 * 24 - week * 7 * 24);
+        if again {
+            seeded.push(event.clone());
+        }
+        seeded.push(event);
+    }
+    assert_eq!(seeded.len(), 5 * 7 * 24 + 3);
+    kafka.produce_events(USAGE_TOPIC, &seeded);
 
     let job = AnalyticsJob::start(
         &brokers,
@@ -352,5 +369,86 @@ fn the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once() {
         1,
         "{:?}",
         alerts.iter().map(ConsumedRecord::json).collect::<Vec<_>>()
+    );
+}
+
+/// Organizations of the measurement, each with five weeks of hourly events.
+const MEASURED_ORGS: usize = 20;
+
+/// How many usage events a second the job takes on one slot, here: five weeks of an
+/// event an hour for each of 100 organizations (84,000 events, in time order, so that
+/// every hour of every organization is judged whole as the stream's time passes it),
+/// then a spike of the first one in this hour, whose alert marks the end. A warm-up
+/// organization, five weeks earlier, first brings the job up and its Python workers
+/// warm. Prints the figure (docs/analytics.md).
+#[test]
+#[ignore = "a measurement: cargo test -p keysync-e2e --test analytics -- --ignored --nocapture events_a_second"]
+fn the_jobs_events_a_second() {
+    let kafka = TestKafka::start();
+    for topic in [USAGE_TOPIC, ALERTS_TOPIC, MINUTES_TOPIC] {
+        kafka.create_topic(topic, 1);
+    }
+    let org = |n: usize| format!("00000000-0000-4000-8000-{n:012}");
+    let key = "00000000-0000-4000-8000-00000000ffff";
+    let now = now_ms();
+    let this_hour = now - now % HOUR_MS;
+    let warm_up_hour = this_hour - 6 * 7 * 24 * HOUR_MS;
+    let warm_up = org(MEASURED_ORGS);
+    let mut events = history(&warm_up, key, warm_up_hour, 1_000_000);
+    events.push((
+        warm_up.clone(),
+        usage_event(&warm_up, key, 2_000_000, warm_up_hour + 60_000, 1_000),
+    ));
+    kafka.produce_events(USAGE_TOPIC, &events);
+    let job = AnalyticsJob::start(
+        &kafka.brokers(),
+        &[
+            ("KEYSYNC_ANALYTICS_USAGE_TOPIC", USAGE_TOPIC),
+            ("KEYSYNC_ANALYTICS_ALERTS_TOPIC", ALERTS_TOPIC),
+            ("KEYSYNC_ANALYTICS_MINUTES_TOPIC", MINUTES_TOPIC),
+        ],
+    );
+    let started = Instant::now();
+    let alerts = |count: usize| {
+        poll::within(Duration::from_secs(600), Duration::from_secs(1), || {
+            assert!(job.is_running(), "the job ended:\n{}", job.log());
+            let raised = anomaly_events(&kafka, ALERTS_TOPIC).len();
+            if raised >= count {
+                Ok(raised)
+            } else {
+                Err(raised)
+            }
+        })
+        .unwrap_or_else(|raised| panic!("{raised} alerts of {count}; the job:\n{}", job.log()))
+    };
+    alerts(1);
+    let ready = started.elapsed();
+
+    // Hour by hour, every organization's event of the hour.
+    let mut load = Vec::with_capacity(MEASURED_ORGS * 5 * 7 * 24);
+    let histories: Vec<Vec<(String, Value)>> = (0..MEASURED_ORGS)
+        .map(|n| history(&org(n), key, this_hour, n * 10_000))
+        .collect();
+    for hour in 0..5 * 7 * 24 {
+        for history in &histories {
+            load.push(history[hour].clone());
+        }
+    }
+    let first = org(0);
+    load.push((
+        first.clone(),
+        usage_event(&first, key, 3_000_000, this_hour + 60_000, 1_000),
+    ));
+    let measured = Instant::now();
+    kafka.produce_events(USAGE_TOPIC, &load);
+    assert_eq!(alerts(2), 2);
+    let elapsed = measured.elapsed();
+    let rate = (load.len() as f64) / elapsed.as_secs_f64();
+    println!(
+        "job up and warm (first alert) after {:.1} s; {} events in {:.1} s: {:.0} events a second",
+        ready.as_secs_f64(),
+        load.len(),
+        elapsed.as_secs_f64(),
+        rate
     );
 }
