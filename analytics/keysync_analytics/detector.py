@@ -4,7 +4,7 @@ evaluator would judge it (keysync/src/anomaly/evaluation.rs), with the stream's 
 time (the flushes' cut time, the hour an event counts in) standing for keysync's clock.
 
 - Every usage event adds to its hour's sums (repeats of an event, which keysync's
-  at-least-once export may send, are dropped before: `flink_detector.FirstOfEach`).
+  at-least-once export may send, are dropped before: `tables.USAGE_ONCE_VIEW`).
 - The hour still running is judged for spikes on every event (keysync: every
   evaluation period); an event of an hour whose close is past but whose next hour is
   still open is judged as a whole hour (keysync judges the last hour over until the

@@ -1,44 +1,19 @@
-"""The anomaly detector on Flink: repeats of an event dropped (`FirstOfEach`, keyed by
-the event's `source` and `id`), then a keyed process function (one key per
-organization) holding `detector.Detector`'s state in Flink's keyed state (checkpointed,
-restored) and its hour closes as event-time timers."""
+"""The anomaly detector on Flink: a keyed process function (one key per organization)
+holding `detector.Detector`'s state in Flink's keyed state (checkpointed, restored) and
+its hour closes as event-time timers. Its input holds each event once
+(`tables.USAGE_ONCE_VIEW`)."""
 
 import time
 
-from pyflink.common import Row, Time, Types
+from pyflink.common import Row, RowKind, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from .detector import Detector
 from .judgement import HourSums
 from .settings import Thresholds
 
 ALERT_ROW = Types.ROW_NAMED(["org_id", "event"], [Types.STRING(), Types.STRING()])
-
-
-# How long an event's id is remembered to drop a repeat: keysync's export sends an
-# event again when a batch's acknowledgement was lost, within seconds to minutes.
-REPEAT_WINDOW = Time.hours(2)
-
-
-class FirstOfEach(KeyedProcessFunction):
-    """Passes the first record of each key (`source` and `id`) and drops the others;
-    a key is remembered for REPEAT_WINDOW (Flink's state time-to-live forgets it)."""
-
-    def open(self, runtime_context: RuntimeContext):
-        seen = ValueStateDescriptor("seen", Types.BOOLEAN())
-        seen.enable_time_to_live(StateTtlConfig.new_builder(REPEAT_WINDOW).build())
-        self.seen = runtime_context.get_state(seen)
-
-    def process_element(self, row, ctx: "KeyedProcessFunction.Context"):
-        if self.seen.value() is None:
-            self.seen.update(True)
-            yield row
-
-
-def event_key(row) -> str:
-    """What identifies an event: its `source` and `id` (keysync's export contract)."""
-    return f"{row['source']}\0{row['id']}"
 
 
 class _KeyedState:
@@ -92,6 +67,8 @@ class DetectorFunction(KeyedProcessFunction):
         self.state = _KeyedState(self)
 
     def process_element(self, row, ctx: "KeyedProcessFunction.Context"):
+        if row.get_row_kind() != RowKind.INSERT:
+            return  # never sent: each event is inserted once
         org_id = row["org_id"]
         alerts, timers = self.detector.on_usage(
             self.state,

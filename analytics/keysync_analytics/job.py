@@ -11,7 +11,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 from . import tables
-from .flink_detector import ALERT_ROW, DetectorFunction, FirstOfEach, event_key
+from .flink_detector import ALERT_ROW, DetectorFunction
 from .settings import Settings
 
 # How often the job checkpoints its state and its Kafka offsets.
@@ -42,16 +42,17 @@ def build(settings: Settings, jars: Sequence[str]) -> StreamExecutionEnvironment
         tables.usage_events(settings),
         tables.usage_minutes(settings),
         tables.anomaly_alerts(settings),
+        tables.USAGE_ONCE_VIEW,
     ):
         t_env.execute_sql(ddl)
     statements = t_env.create_statement_set()
     statements.add_insert_sql(tables.MINUTES_QUERY)
-    usage = t_env.to_data_stream(t_env.sql_query(tables.DETECTOR_QUERY))
+    # A changelog stream: `to_data_stream` refuses the deduplication (it plans it as a
+    # rank that may update); it only ever inserts, and the event time and watermarks
+    # come along as they would.
+    usage = t_env.to_changelog_stream(t_env.sql_query(tables.DETECTOR_QUERY))
     alerts = (
-        usage.key_by(event_key)
-        .process(FirstOfEach(), output_type=usage.get_type())
-        .name("each event once")
-        .key_by(lambda row: row["org_id"])
+        usage.key_by(lambda row: row["org_id"])
         .process(
             DetectorFunction(settings.thresholds, settings.close_delay_ms),
             output_type=ALERT_ROW,

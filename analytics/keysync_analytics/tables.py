@@ -90,33 +90,37 @@ CREATE TABLE anomaly_alerts (
 
 
 # Each event once (keysync's export is at least once: a retried batch repeats its
-# `source` and `id`), then summed by minute of the flush's cut time.
-MINUTES_QUERY = f"""
-INSERT INTO usage_minutes
-SELECT org_id, key_id, COALESCE(endpoint, '-'), outcome,
-       DATE_FORMAT(event_time, 'yyyy-MM-dd''T''HH:mm:00.000''Z'''),
-       {", ".join(f"SUM({name})" for name in VALUES)},
-       COUNT(*)
+# `source` and `id`), for the minutes and the detector alike: the first of each is kept
+# (Flink's deduplication on processing time, its state kept `table.exec.state.ttl`),
+# and the event time stays the stream's time.
+USAGE_ONCE_VIEW = f"""
+CREATE TEMPORARY VIEW usage_once AS
+SELECT `source`, `id`, org_id, key_id, endpoint, outcome, event_time,
+       {", ".join(VALUES)}
 FROM (
-  SELECT `data`.org_id AS org_id, `data`.key_id AS key_id, `data`.endpoint AS endpoint,
-         `data`.outcome AS outcome, event_time,
+  SELECT `source`, `id`, `data`.org_id AS org_id, `data`.key_id AS key_id,
+         COALESCE(`data`.endpoint, '-') AS endpoint, `data`.outcome AS outcome, event_time,
          {", ".join(f"`data`.{name} AS {name}" for name in VALUES)},
          ROW_NUMBER() OVER (PARTITION BY `source`, `id` ORDER BY proc_time) AS nth
   FROM usage_events
   WHERE `type` = '{USAGE_EVENT_TYPE}' AND `data`.org_id IS NOT NULL
+        AND `data`.requests IS NOT NULL
 )
-WHERE nth = 1
-GROUP BY org_id, key_id, COALESCE(endpoint, '-'), outcome,
-         DATE_FORMAT(event_time, 'yyyy-MM-dd''T''HH:mm:00.000''Z''')"""
+WHERE nth = 1"""
 
-# What the anomaly detector reads (it drops repeats itself, keyed by organization);
-# the event time travels as the records' timestamp.
-DETECTOR_QUERY = f"""
-SELECT `source`, `id`, `data`.org_id AS org_id, `data`.outcome AS outcome,
-       `data`.requests AS requests, event_time
-FROM usage_events
-WHERE `type` = '{USAGE_EVENT_TYPE}' AND `data`.org_id IS NOT NULL
-      AND `data`.requests IS NOT NULL"""
+# Summed by minute of the flush's cut time.
+MINUTE = "DATE_FORMAT(event_time, 'yyyy-MM-dd''T''HH:mm:00.000''Z''')"
+MINUTES_QUERY = f"""
+INSERT INTO usage_minutes
+SELECT org_id, key_id, endpoint, outcome, {MINUTE},
+       {", ".join(f"SUM({name})" for name in VALUES)},
+       COUNT(*)
+FROM usage_once
+GROUP BY org_id, key_id, endpoint, outcome, {MINUTE}"""
+
+# What the anomaly detector reads, to be keyed by organization; the event time travels
+# as the records' timestamp.
+DETECTOR_QUERY = "SELECT org_id, outcome, requests, event_time FROM usage_once"
 
 ALERTS_QUERY = """
 SELECT org_id, event, MAP['content-type', CAST('application/cloudevents+json' AS BYTES)]

@@ -373,7 +373,7 @@ fn the_flink_job_adds_up_what_keysync_counts_and_raises_a_seeded_spike_once() {
 }
 
 /// Organizations of the measurement, each with five weeks of hourly events.
-const MEASURED_ORGS: usize = 20;
+const MEASURED_ORGS: usize = 100;
 
 /// How many usage events a second the job takes on one slot, here: five weeks of an
 /// event an hour for each of 100 organizations (84,000 events, in time order, so that
