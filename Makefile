@@ -135,7 +135,7 @@ lint: wasm-target
 	$(CARGO) clippy --locked -p keysync-filter-native --all-targets --features demo -- -D warnings
 	$(CARGO) clippy --locked -p keysync-filter -p keysync-filter-core -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
-test: deps kafka-broker lint build deploy-lint build-crash-test-filter build-native-demo
+test: deps kafka-broker lint build deploy-lint build-crash-test-filter build-native-demo analytics-test
 	$(CARGO) test --locked --workspace
 
 run: deps build
@@ -192,3 +192,4 @@ clean:
 	rm -rf .run
 
 include deploy/deploy.mk
+include analytics/analytics.mk

@@ -1,6 +1,6 @@
 // Validates custom resources against the schemas their projects publish, as packaged
 // on npm by kubernetes-models (@kubernetes-models/istio, /envoy-gateway, /cert-manager,
-// /prometheus-operator, /gateway-api): types, enums, patterns and required fields.
+// /prometheus-operator, /gateway-api, /flink): types, enums, patterns and required fields.
 //
 // Input (stdin): a JSON array of {"source": "...", "doc": {...}}. Every document must be
 // of a kind these packages know; an unknown kind fails too. Prints one line per
@@ -22,6 +22,7 @@ const PACKAGES = [
   [/^cert-manager\.io$/, "@kubernetes-models/cert-manager"],
   [/^monitoring\.coreos\.com$/, "@kubernetes-models/prometheus-operator"],
   [/^gateway\.networking\.k8s\.io$/, "@kubernetes-models/gateway-api"],
+  [/^flink\.apache\.org$/, "@kubernetes-models/flink"],
 ];
 
 const input = JSON.parse(readFileSync(0, "utf8"));

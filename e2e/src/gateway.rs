@@ -174,6 +174,23 @@ impl GatewayOptions {
         }
     }
 
+    /// Routes named `names` (`BACKEND_URLS`' `name=url` pairs: the route's name is the
+    /// usage endpoint), each to the first backend, in place of the backends.
+    pub fn name_routes(&mut self, names: &[&str]) {
+        let url = self
+            .backends
+            .split(',')
+            .next()
+            .map(|backend| backend.split_once('=').map_or(backend, |(_, url)| url))
+            .unwrap_or_default()
+            .to_string();
+        self.backends = names
+            .iter()
+            .map(|name| format!("{name}={url}"))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+
     /// Turns on the probe listener (`ENVOY_PROBE_PORT`) on a free port, with the admin
     /// interface on a fixed free port for it to reach (Envoy's own would be chosen at
     /// start); returns the probe listener's address.

@@ -1,8 +1,8 @@
 //! A throwaway Kafka-protocol broker on 127.0.0.1 for one test: `tansu` with its memory
 //! storage, its own free port, stopped when dropped. It can be stopped and started again
 //! on the same port (empty again: the memory storage keeps nothing, topics included) for
-//! outage tests. Also the test's Kafka client (rskafka): creating a topic and reading
-//! every record of one.
+//! outage tests. Also the test's Kafka client (rskafka): creating a topic, reading
+//! every record of one, and producing records as keysync's export does.
 //!
 //! The binary is `TANSU_BIN` when set (the Makefile's `kafka-broker` target installs it
 //! and exports it), else `~/.cache/keysync/tansu-0.6.0/bin/tansu`, else `tansu` on
@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rskafka::client::partition::UnknownTopicHandling;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
 use rskafka::BackoffConfig;
 
 use crate::paths::free_port;
@@ -131,6 +132,44 @@ impl TestKafka {
                 .await
         })
         .unwrap_or_else(|error| panic!("tansu: cannot create topic {topic}: {error}"));
+    }
+
+    /// Produces `events` to partition 0 of `topic`, in order, as keysync's export
+    /// writes CloudEvents: each keyed by its string, its JSON as the value, header
+    /// `content-type: application/cloudevents+json`.
+    pub fn produce_events(&self, topic: &str, events: &[(String, serde_json::Value)]) {
+        let brokers = self.brokers();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            });
+        let now = rskafka::chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+        let records: Vec<Record> = events
+            .iter()
+            .map(|(key, event)| Record {
+                key: Some(key.as_bytes().to_vec()),
+                value: Some(event.to_string().into_bytes()),
+                headers: BTreeMap::from([(
+                    "content-type".to_owned(),
+                    b"application/cloudevents+json".to_vec(),
+                )]),
+                timestamp: now,
+            })
+            .collect();
+        block_on(async move {
+            let client = connect(&brokers).await?;
+            let partition = client
+                .partition_client(topic, 0, UnknownTopicHandling::Retry)
+                .await?;
+            for batch in records.chunks(500) {
+                partition
+                    .produce(batch.to_vec(), Compression::NoCompression)
+                    .await?;
+            }
+            Ok::<(), rskafka::client::error::Error>(())
+        })
+        .unwrap_or_else(|error| panic!("tansu: cannot produce to {topic}: {error}"));
     }
 
     /// Every record of `topic`, partition by partition, each in offset order.

@@ -13,6 +13,7 @@
 // report the test wants.
 #![allow(clippy::expect_used)]
 
+pub mod analytics_job;
 pub mod demo_script;
 pub mod echo;
 pub mod fake_clock;
@@ -44,6 +45,7 @@ mod spawner;
 pub mod stack;
 pub mod tcp_proxy;
 pub mod test_ca;
+pub mod usage_sums;
 
 pub use postgres::TestPostgres;
 pub use process::{Process, Signal};

@@ -235,12 +235,7 @@ fn usage_by_endpoint_is_what_each_named_route_served() {
         // /health as a plain route without a name: the filter's own readiness answer
         // (`ready_paths`, which meters nothing) off.
         options.auth_config = r#"{"role":"auth","route_scopes":"header","usage_endpoints":"header","ready_paths":[]}"#.into();
-        let url = options
-            .backends
-            .split_once('=')
-            .map(|(_, url)| url.to_string())
-            .unwrap_or_default();
-        options.backends = format!("orders={url},search={url}");
+        options.name_routes(&["orders", "search"]);
     });
     let org = stack.create_org("routed");
     let key = stack.create_key(&org, &[]);

@@ -18,125 +18,26 @@ use keysync_e2e::keysync::{self, CreatedKey};
 use keysync_e2e::poll;
 use keysync_e2e::postgres::database_of;
 use keysync_e2e::stack::Stack;
+use keysync_e2e::usage_sums::{
+    add, as_sums, count_request, counter_of, grouped, requests, rollup_sums, values_of, Counter,
+    Sums,
+};
 use serde_json::Value;
 
 /// The sync service's configuration: usage reported every second.
 const SYNC_WITH_USAGE: &str = r#"{"role":"sync","refresh_interval":"2s","max_retry_interval":"1s","usage_flush_interval":"1s"}"#;
 const TOPIC: &str = "keysync.usage";
-/// The eight values of a counter, as the events' data and `keysync usage` name them.
-const VALUES: [&str; 8] = [
-    "requests",
-    "duration_us",
-    "le_10ms",
-    "le_100ms",
-    "le_1s",
-    "over_1s",
-    "request_bytes",
-    "response_bytes",
-];
 /// How long events may take to reach the topic once the rollups have them.
 const EXPORT_DEADLINE: Duration = Duration::from_secs(60);
-
-/// What a counter is: (org, key, endpoint, outcome).
-type Counter = (String, String, String, String);
-/// (org, key, endpoint, outcome) -> the eight values.
-type Sums = BTreeMap<Counter, [i64; 8]>;
-/// (org, key, endpoint or outcome) -> the eight values: what `keysync usage --by
-/// endpoint` or `--by status` reports of each key.
-type GroupSums = BTreeMap<(String, String, String), [i64; 8]>;
-
-fn values_of(object: &Value) -> [i64; 8] {
-    VALUES.map(|name| {
-        object[name]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no integer {name} in {object}"))
-    })
-}
-
-fn add<K: Ord>(sums: &mut BTreeMap<K, [i64; 8]>, at: K, values: [i64; 8]) {
-    let sum = sums.entry(at).or_insert([0; 8]);
-    for (total, value) in sum.iter_mut().zip(values) {
-        *total += value;
-    }
-}
 
 /// The events' data summed by (org, key, endpoint, outcome).
 fn event_sums(records: &[ConsumedRecord]) -> Sums {
     let mut sums = Sums::new();
     for record in records {
         let data = &record.json()["data"];
-        let field = |name: &str| {
-            data[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {name} in {data}"))
-                .to_string()
-        };
-        let at = (
-            field("org_id"),
-            field("key_id"),
-            field("endpoint"),
-            field("outcome"),
-        );
-        add(&mut sums, at, values_of(data));
+        add(&mut sums, counter_of(data), values_of(data));
     }
     sums
-}
-
-/// `sums` added up by (org, key, endpoint) or (org, key, outcome), as `by` says
-/// (`endpoint` or `status`).
-fn grouped(sums: &Sums, by: &str) -> GroupSums {
-    let mut grouped = GroupSums::new();
-    for ((org, key, endpoint, outcome), values) in sums {
-        let group = if by == "endpoint" { endpoint } else { outcome };
-        add(
-            &mut grouped,
-            (org.clone(), key.clone(), group.clone()),
-            *values,
-        );
-    }
-    grouped
-}
-
-/// What `keysync usage --by <by>` (`endpoint` or `status`) holds for these keys.
-fn rollup_sums(stack: &Stack, keys: &[(&str, &CreatedKey)], by: &str) -> GroupSums {
-    let field = if by == "endpoint" {
-        "endpoint"
-    } else {
-        "outcome"
-    };
-    let mut sums = GroupSums::new();
-    for (org, key) in keys {
-        let answer = keysync::cli_json(
-            &stack.database_url,
-            &[
-                "usage",
-                "--org-id",
-                org,
-                "--key-id",
-                &key.key_id,
-                "--by",
-                by,
-                "--since",
-                "1d",
-            ],
-        );
-        for row in answer["rows"].as_array().cloned().unwrap_or_default() {
-            let group = row[field].as_str().unwrap_or_default().to_string();
-            add(
-                &mut sums,
-                (org.to_string(), key.key_id.clone(), group),
-                values_of(&row),
-            );
-        }
-    }
-    sums
-}
-
-/// Requests of each entry of `sums`.
-fn requests<K: Ord + Clone>(sums: &BTreeMap<K, [i64; 8]>) -> BTreeMap<K, i64> {
-    sums.iter()
-        .map(|(at, values)| (at.clone(), values[0]))
-        .collect()
 }
 
 /// Waits until the topic's events add up to `expected` requests per counter.
@@ -150,31 +51,6 @@ fn wait_for_events(kafka: &TestKafka, expected: &BTreeMap<Counter, i64>) -> Vec<
         }
     })
     .unwrap_or_else(|last| panic!("the events never added up to {expected:?}; last {last:?}"))
-}
-
-/// Requests served by counter, as sums whose other values are zero.
-fn as_sums(counts: &BTreeMap<Counter, i64>) -> Sums {
-    counts
-        .iter()
-        .map(|(at, n)| (at.clone(), [*n, 0, 0, 0, 0, 0, 0, 0]))
-        .collect()
-}
-
-/// One request of `key` served on the route named `endpoint` with `outcome`.
-fn served(
-    counts: &mut BTreeMap<Counter, i64>,
-    org: &str,
-    key: &CreatedKey,
-    endpoint: &str,
-    outcome: &str,
-) {
-    let at = (
-        org.to_string(),
-        key.key_id.clone(),
-        endpoint.to_string(),
-        outcome.to_string(),
-    );
-    *counts.entry(at).or_default() += 1;
 }
 
 /// Whether `text` is RFC 3339 in UTC with milliseconds (`2026-12-01T14:00:05.250Z`),
@@ -267,12 +143,7 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
         &[("KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS", &brokers)],
         |options| {
             options.sync_config = SYNC_WITH_USAGE.into();
-            let url = options
-                .backends
-                .split_once('=')
-                .map(|(_, url)| url.to_string())
-                .unwrap_or_default();
-            options.backends = format!("orders={url},search={url}");
+            options.name_routes(&["orders", "search"]);
         },
     );
     let org = stack.create_org("metered");
@@ -286,11 +157,11 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
     stack
         .gateway
         .wait_for_status("/orders/", &key.key, 200, poll::DEADLINE);
-    served(&mut counts, &org, &key, "orders", "2xx");
+    count_request(&mut counts, &org, &key, "orders", "2xx");
     stack
         .gateway
         .wait_for_status("/search/", &other.key, 200, poll::DEADLINE);
-    served(&mut counts, &other_org, &other, "search", "2xx");
+    count_request(&mut counts, &other_org, &other, "search", "2xx");
 
     for round in 0..6 {
         for n in 0..5 {
@@ -298,15 +169,15 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
             let endpoint = if n < 3 { "orders" } else { "search" };
             let path = format!("/{endpoint}/list");
             assert_eq!(stack.gateway.get_with_key(&path, &key.key).status, 200);
-            served(&mut counts, &org, &key, endpoint, "2xx");
+            count_request(&mut counts, &org, &key, endpoint, "2xx");
         }
         let status = stack
             .gateway
             .get_with_key("/orders/list", &limited.key)
             .status;
         match status {
-            200 => served(&mut counts, &org, &limited, "orders", "2xx"),
-            429 => served(&mut counts, &org, &limited, "orders", "rate_limited"),
+            200 => count_request(&mut counts, &org, &limited, "orders", "2xx"),
+            429 => count_request(&mut counts, &org, &limited, "orders", "rate_limited"),
             other => panic!("the limited key got {other}"),
         }
         assert_eq!(
@@ -316,7 +187,7 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
                 .status,
             403
         );
-        served(&mut counts, &org, &elsewhere, "search", "policy_denied");
+        count_request(&mut counts, &org, &elsewhere, "search", "policy_denied");
         if round % 2 == 0 {
             assert_eq!(
                 stack
@@ -325,7 +196,7 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
                     .status,
                 200
             );
-            served(&mut counts, &other_org, &other, "orders", "2xx");
+            count_request(&mut counts, &other_org, &other, "orders", "2xx");
         }
         // Spread over a few flushes, so a counter's events come from several windows.
         stack
@@ -344,11 +215,11 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
             .status
         {
             200 => {
-                served(&mut counts, &org, &limited, "orders", "2xx");
+                count_request(&mut counts, &org, &limited, "orders", "2xx");
                 Err(())
             }
             429 => {
-                served(&mut counts, &org, &limited, "orders", "rate_limited");
+                count_request(&mut counts, &org, &limited, "orders", "rate_limited");
                 Ok(())
             }
             other => panic!("the limited key got {other}"),
@@ -365,7 +236,7 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
     // The rollups have exactly what was served, by outcome and by endpoint...
     let served_sums = as_sums(&counts);
     let by_status = poll::within(Duration::from_secs(30), Duration::from_millis(250), || {
-        let rollups = rollup_sums(&stack, &keys, "status");
+        let rollups = rollup_sums(&stack.database_url, &keys, "status");
         if requests(&rollups) == requests(&grouped(&served_sums, "status")) {
             Ok(rollups)
         } else {
@@ -373,7 +244,7 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
         }
     })
     .unwrap_or_else(|last| panic!("the rollups never reached {counts:?}; last {last:?}"));
-    let by_endpoint = rollup_sums(&stack, &keys, "endpoint");
+    let by_endpoint = rollup_sums(&stack.database_url, &keys, "endpoint");
     assert_eq!(
         requests(&by_endpoint),
         requests(&grouped(&served_sums, "endpoint"))
@@ -456,7 +327,7 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
         .gateway
         .wait_for_status("/", &before.key, 200, poll::DEADLINE);
     // One backend: its route, for every path, is named after it.
-    served(&mut counts, &org, &before, "api-service", "2xx");
+    count_request(&mut counts, &org, &before, "api-service", "2xx");
     wait_for_events(&kafka, &counts);
     // Acknowledged too, so no batch of before the outage is retried during it.
     poll::eventually(
@@ -475,7 +346,7 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
         for key in &during {
             for _ in 0..=round {
                 assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
-                served(&mut counts, &org, key, "api-service", "2xx");
+                count_request(&mut counts, &org, key, "api-service", "2xx");
             }
         }
         let flushes = stack.gateway.stat("usage_flushes_ok");
@@ -490,7 +361,7 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
         .collect();
     let served_endpoints = grouped(&as_sums(&counts), "endpoint");
     poll::within(Duration::from_secs(30), Duration::from_millis(250), || {
-        let rollups = requests(&rollup_sums(&stack, &keys, "endpoint"));
+        let rollups = requests(&rollup_sums(&stack.database_url, &keys, "endpoint"));
         if rollups == requests(&served_endpoints) {
             Ok(())
         } else {

@@ -141,4 +141,18 @@ one secret on every replica. */ -}}
 {{- if lt (int $v.gateway.terminationGracePeriodSeconds) (add (int $v.gateway.drainSeconds) 5 | int) -}}
 {{- fail (printf "gateway.terminationGracePeriodSeconds (%d) must exceed gateway.drainSeconds (%d) by at least 5 s: the pod drains for drainSeconds, then waits for the answers in flight" (int $v.gateway.terminationGracePeriodSeconds) (int $v.gateway.drainSeconds)) -}}
 {{- end -}}
+
+{{- /* The Flink job. */ -}}
+{{- $analytics := $v.analytics | default dict -}}
+{{- if $analytics.enabled -}}
+{{- if not $analytics.image -}}
+{{- fail "analytics.image: the job's image (Flink 2.0 with PyFlink, the Kafka connector and analytics/: analytics/Containerfile builds it)" -}}
+{{- end -}}
+{{- if not ($analytics.brokers | default (get ($v.keysync.env | default dict) "KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS")) -}}
+{{- fail "analytics.brokers: the Kafka keysync exports to (or keysync.env.KEYSYNC_USAGE_EXPORT_KAFKA_BROKERS)" -}}
+{{- end -}}
+{{- if not $analytics.checkpointDir -}}
+{{- fail "analytics.checkpointDir: where the job keeps its checkpoints and savepoints (its state holds every organization's baseline weeks): s3://bucket/path, or file:// on a shared volume" -}}
+{{- end -}}
+{{- end -}}
 {{- end }}

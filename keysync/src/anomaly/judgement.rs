@@ -292,6 +292,68 @@ mod tests {
         assert_eq!(findings[0].threshold, 0.05);
     }
 
+    /// The cases the Flink job's judgement is tested with (`analytics/`): the same
+    /// findings, to the bit, here.
+    #[test]
+    fn the_stream_jobs_cases_are_judged_alike() {
+        let cases: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../analytics/tests/judgement_cases.json"
+        ))
+        .unwrap();
+        let cases = cases["cases"].as_array().unwrap();
+        assert!(cases.len() >= 20);
+        let sums_of = |value: &serde_json::Value| {
+            let n = |i: usize| value[i].as_i64().unwrap();
+            sums(n(0), n(1), n(2))
+        };
+        for case in cases {
+            let mut thresholds = Thresholds::default();
+            if let Some(changed) = case["thresholds"].as_object() {
+                for (name, value) in changed {
+                    match name.as_str() {
+                        "spike_floor" => thresholds.spike_floor = value.as_i64().unwrap(),
+                        "spike_factor" => thresholds.spike_factor = value.as_f64().unwrap(),
+                        "baseline_weeks" => {
+                            thresholds.baseline_weeks = value.as_u64().unwrap() as u8
+                        }
+                        other => panic!("no threshold {other} in the cases' reader"),
+                    }
+                }
+            }
+            let baseline: Vec<HourSums> = case["baseline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(sums_of)
+                .collect();
+            let state = if case["complete"].as_bool().unwrap() {
+                COMPLETE
+            } else {
+                HourState::Running
+            };
+            let found: Vec<serde_json::Value> =
+                judge(sums_of(&case["hour"]), &baseline, &thresholds, state)
+                    .iter()
+                    .map(|finding| {
+                        serde_json::json!({
+                            "kind": finding.kind.as_str(),
+                            "observed": finding.observed,
+                            "baseline": finding.baseline,
+                            "threshold": finding.threshold,
+                            "requests": finding.requests,
+                            "matching_requests": finding.matching_requests,
+                        })
+                    })
+                    .collect();
+            assert_eq!(
+                serde_json::Value::from(found),
+                case["findings"],
+                "{}",
+                case["name"]
+            );
+        }
+    }
+
     #[test]
     fn nothing_without_a_baseline() {
         assert!(judge(sums(1_000_000, 0, 0), &[], &Thresholds::default(), COMPLETE).is_empty());
