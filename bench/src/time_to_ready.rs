@@ -6,8 +6,14 @@
 //! the synced one. keysync runs with the keys loaded; each round starts a new Envoy of
 //! each filter (one worker, the shipped sync settings), in an order that turns each
 //! round, and polls.
+//!
+//! Each round also times two controls: the key set paged through `ListKeys` by a plain
+//! gRPC client (tonic, the filter's page size, nothing stored), what any sync through
+//! keysync's API with that page size takes before it writes a single key; and each
+//! filter's Envoy fed by a keysync with no keys, Envoy's start without the keys.
 
 use crate::bench_keys::{wait_for_keysync, BenchKeys};
+use crate::fleet::{grpc, PAGE_SIZE};
 use crate::gateways::{KeysyncFilter, SYNC_EVERY_15M};
 use crate::machine_load::load_average;
 use crate::median::median;
@@ -40,16 +46,24 @@ pub fn run(keys: usize, rounds: usize, filters: &[KeysyncFilter]) {
     bench_keys.fill_to(keys);
     let keysync = Keysync::start(&bench_keys.database_url, &[]);
     wait_for_keysync(&keysync, keys, LOAD_TIMEOUT);
+    let empty_database = bench_keys.postgres.create_database();
+    keysync_e2e::keysync::migrate(&empty_database);
+    let empty_keysync = Keysync::start(&empty_database, &[]);
 
     let load_before = load_average();
-    let results: Vec<Round> = (0..rounds)
-        .flat_map(|r| {
-            // The order turns each round: the first Envoy of a round starts on a quieter
-            // machine than the next.
-            (0..filters.len()).map(move |i| filters[(i + r) % filters.len()])
-        })
-        .map(|filter| round(&keysync, filter))
-        .collect();
+    let mut listings = Vec::new();
+    let mut results: Vec<Round> = Vec::new();
+    let mut without_keys: Vec<Round> = Vec::new();
+    for r in 0..rounds {
+        // The order turns each round: the first Envoy of a round starts on a quieter
+        // machine than the next.
+        for i in 0..filters.len() {
+            let filter = filters[(i + r) % filters.len()];
+            results.push(round(&keysync, filter));
+            without_keys.push(round(&empty_keysync, filter));
+        }
+        listings.push(list_keys(&keysync, keys).as_secs_f64());
+    }
     println!(
         "time from Envoy's start to ready, {keys} keys, {rounds} rounds of a fresh Envoy each (1 worker); load average before {load_before}, after {}",
         load_average()
@@ -70,8 +84,8 @@ pub fn run(keys: usize, rounds: usize, filters: &[KeysyncFilter]) {
         );
     }
     for &filter in filters {
-        let of = |pick: fn(&Round) -> Duration| {
-            let mut values: Vec<f64> = results
+        let of = |rounds: &[Round], pick: fn(&Round) -> Duration| {
+            let mut values: Vec<f64> = rounds
                 .iter()
                 .filter(|r| r.filter == filter)
                 .map(|r| pick(r).as_secs_f64())
@@ -79,11 +93,41 @@ pub fn run(keys: usize, rounds: usize, filters: &[KeysyncFilter]) {
             median(&mut values).unwrap_or(f64::NAN)
         };
         println!(
-            "  median, {filter:?}: Envoy ready {:.2} s, ready (store synced) {:.2} s",
-            of(|r| r.envoy_ready),
-            of(|r| r.ready)
+            "  median, {filter:?}: Envoy ready {:.2} s, ready (store synced) {:.2} s; the control, the same Envoy fed no keys: ready (synced) {:.2} s",
+            of(&results, |r| r.envoy_ready),
+            of(&results, |r| r.ready),
+            of(&without_keys, |r| r.ready)
         );
     }
+    println!(
+        "  median, the control: {keys} keys paged through ListKeys ({PAGE_SIZE} a page) by a plain gRPC client, nothing stored: {:.2} s (rounds: {})",
+        median(&mut listings.clone()).unwrap_or(f64::NAN),
+        listings
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// How long a plain gRPC client takes to page through keysync's whole key set (a fresh
+/// connection, as a fresh Envoy has).
+fn list_keys(keysync: &Keysync, keys: usize) -> Duration {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let started = Instant::now();
+        let channel = grpc::connect(keysync.grpc)
+            .await
+            .expect("connect to keysync");
+        let (listed, _) = grpc::list_all_keys(&channel, PAGE_SIZE, None)
+            .await
+            .expect("list keysync's keys");
+        assert_eq!(listed, keys, "ListKeys listed another key set");
+        started.elapsed()
+    })
 }
 
 fn round(keysync: &Keysync, filter: KeysyncFilter) -> Round {
