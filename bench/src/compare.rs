@@ -11,7 +11,10 @@
 //! keeps its own bias for as long as it lives), Envoys on CPU 0 and wrk on the others,
 //! each variant warmed up right before its runs, and the order turning by one each round
 //! so that every variant runs in every position. Figures are per-round ratios and
-//! differences against (a) of the same round, and their medians.
+//! differences against (a), (c) or (e) of the same round, and their medians: of
+//! throughput, and of Envoy's CPU time a request (from `/proc`), which the other work of
+//! a shared machine moves less: a busy CPU 0 slows every request of a run, not the work
+//! each one costs.
 //!
 //! Each round also weighs keysync's filters: their Envoy's memory over an Envoy of the
 //! same configuration that synced no key (resident, and the allocator's own account),
@@ -22,6 +25,7 @@ use crate::api_key_auth_config;
 use crate::bench_keys::{secret, wait_for_keysync, BenchKeys};
 use crate::compare_variant::{variants, KeyCheck, Started, Variant};
 use crate::cpu_pin;
+use crate::cpu_time;
 use crate::envoy_heap::{BytesAKey, EnvoyMemory};
 use crate::gateways::{baseline_gateway, keysync_gateway, keysync_gateway_with};
 use crate::machine_load::load_average;
@@ -65,6 +69,9 @@ const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
 struct Run {
     /// Saturated: 16 connections.
     saturated: Report,
+    /// Envoy's CPU time a request in the saturated run, microseconds (all its threads):
+    /// the work a request costs, which a busy shared machine moves less than throughput.
+    cpu_us: f64,
     /// One connection at a time: latency without queueing.
     single: Report,
     /// Before any load.
@@ -169,6 +176,9 @@ fn race(
         .collect();
     let mut synced_in = Vec::new();
     for (variant, s) in variants.iter().zip(&started) {
+        if !variant.check.weighed() {
+            continue;
+        }
         if let Some(time) = s.synced_in {
             if !synced_in.iter().any(|(check, _)| *check == variant.check) {
                 synced_in.push((variant.check, time));
@@ -218,7 +228,11 @@ fn race(
         let (variant, gateway) = (&variants[i], gateways[i]);
         gateway.wait_for_status("/", &secret(1), 200, SERVE_TIMEOUT);
         let _ = wrk::run_with(gateway.addr, 16, WARM_UP, &[], Some(script));
+        let cpu_before = cpu_time::process_cpu_ns(gateway.process.pid());
         let saturated = wrk::run_with(gateway.addr, 16, duration, &[], Some(script));
+        let cpu_us = (cpu_time::process_cpu_ns(gateway.process.pid()) - cpu_before) as f64
+            / 1_000.0
+            / saturated.requests.max(1) as f64;
         let single = wrk::run_with(gateway.addr, 1, duration, &[], Some(script));
         for report in [&saturated, &single] {
             assert_eq!(
@@ -229,11 +243,12 @@ fn race(
         }
         let _ = write!(
             line,
-            " {} {:.0} req/s p99 {:.0} us;",
+            " {} {:.0} req/s {cpu_us:.2} us CPU p99 {:.0} us;",
             variant.tag, saturated.requests_per_sec, single.p99_us
         );
         runs[i] = Some(Run {
             saturated,
+            cpu_us,
             single,
             memory: memory[i],
         });
@@ -279,6 +294,10 @@ fn print_summary(variants: &[Variant], rounds: &[Round], keys: usize) {
             r.runs[i].saturated.requests_per_sec / r.runs[base].saturated.requests_per_sec
         })
     };
+    // By CPU: the base's CPU a request over this one's, the throughput ratio a worker
+    // with a CPU of its own would show.
+    let cpu_ratio =
+        |i: usize, base: usize| series(&|r: &Round| r.runs[base].cpu_us / r.runs[i].cpu_us);
     let added = |i: usize, base: usize, pick: fn(&Report) -> f64| {
         series(&|r: &Round| pick(&r.runs[i].single) - pick(&r.runs[base].single))
     };
@@ -287,12 +306,14 @@ fn print_summary(variants: &[Variant], rounds: &[Round], keys: usize) {
         rounds.len()
     );
     println!(
-        "{:<42} {:>8} {:>22} {:>7} {:>7} | {:>8} {:>8} | {:>8}",
+        "{:<42} {:>8} {:>22} {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} | {:>8}",
         "variant (16 conn. | 1 conn.)",
         "req/s",
         "vs (a) [rounds]",
         "vs (c)",
         "vs (e)",
+        "CPU us",
+        "by CPU",
         "p50 +us",
         "p99 +us",
         "RSS MiB"
@@ -305,12 +326,14 @@ fn print_summary(variants: &[Variant], rounds: &[Round], keys: usize) {
     for (i, variant) in variants.iter().enumerate() {
         let vs_a = ratio(i, a);
         println!(
-            "{:<42} {:>8.0} {:>22} {:>7} {:>7} | {:>8.1} {:>8.1} | {:>8.1}",
+            "{:<42} {:>8.0} {:>22} {:>7} {:>7} | {:>7.2} {:>7.3} | {:>8.1} {:>8.1} | {:>8.1}",
             variant.name,
             series(&|r: &Round| r.runs[i].saturated.requests_per_sec).median,
             format!("{:.3} [{:.3}, {:.3}]", vs_a.median, vs_a.low, vs_a.high),
             versus(i, "(c)"),
             versus(i, "(e)"),
+            series(&|r: &Round| r.runs[i].cpu_us).median,
+            cpu_ratio(i, a).median,
             added(i, a, |r| r.p50_us).median,
             added(i, a, |r| r.p99_us).median,
             series(&|r: &Round| r.runs[i].memory.rss as f64).median / 1_048_576.0,
@@ -326,9 +349,26 @@ fn print_summary(variants: &[Variant], rounds: &[Round], keys: usize) {
     };
     if let (Some(aa), Some(n)) = (index("(a')"), index("(n)")) {
         show("(a') / (a), the A/A control", ratio(aa, a), "");
-        for tag in ["(c)", "(e)"] {
-            if let Some(base) = index(tag) {
-                show(&format!("(n) / {tag}"), ratio(n, base), "");
+        show(
+            "(a') / (a) by CPU a request, the A/A control",
+            cpu_ratio(aa, a),
+            "",
+        );
+        let pairs = [
+            ("(n)", "(a)"),
+            ("(n)", "(c)"),
+            ("(n)", "(e)"),
+            ("(n0)", "(c)"),
+            ("(n)", "(n0)"),
+        ];
+        for (tag, base_tag) in pairs {
+            if let (Some(i), Some(base)) = (index(tag), index(base_tag)) {
+                show(&format!("{tag} / {base_tag}"), ratio(i, base), "");
+                show(
+                    &format!("{tag} / {base_tag} by CPU a request"),
+                    cpu_ratio(i, base),
+                    "",
+                );
             }
         }
         show(

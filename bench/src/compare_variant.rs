@@ -1,7 +1,7 @@
 //! The Envoys `compare` races, each started afresh every round: one worker, a route Envoy
 //! answers itself, and one way of checking keys in front of it.
 
-use crate::gateways::{baseline_gateway, keysync_gateway, KeysyncFilter};
+use crate::gateways::{baseline_gateway, keysync_gateway, keysync_options, KeysyncFilter};
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::keysync::Keysync;
 use std::time::{Duration, Instant};
@@ -26,17 +26,33 @@ pub enum KeyCheck {
     Wasm,
     /// keysync's native filter, the dynamic module (`envoy/native.yaml`).
     Native,
+    /// The native filter with usage metering off (and with it quotas) and no endpoint
+    /// read: what the request path costs without the metering of every request.
+    NativeUnmetered,
 }
+
+/// [`KeyCheck::NativeUnmetered`]'s plugin configurations.
+const UNMETERED_SYNC: &str =
+    r#"{"role":"sync","refresh_interval":"15m","usage_flush_interval":"off"}"#;
+const UNMETERED_AUTH: &str = r#"{"role":"auth","route_scopes":"header","usage_endpoints":"off"}"#;
 
 impl KeyCheck {
     /// keysync's filters, which hold the keys in a store they sync.
     pub fn syncs_keys(self) -> bool {
+        matches!(
+            self,
+            KeyCheck::Wasm | KeyCheck::Native | KeyCheck::NativeUnmetered
+        )
+    }
+
+    /// keysync's filters as shipped, whose memory and sync time a run reports.
+    pub fn weighed(self) -> bool {
         matches!(self, KeyCheck::Wasm | KeyCheck::Native)
     }
 
     fn template(self) -> &'static str {
         match self {
-            KeyCheck::Native => KeysyncFilter::Native.template(),
+            KeyCheck::Native | KeyCheck::NativeUnmetered => KeysyncFilter::Native.template(),
             KeyCheck::ExtAuthz => "ext-authz.yaml",
             _ => KeysyncFilter::Wasm.template(),
         }
@@ -54,6 +70,12 @@ impl KeyCheck {
             KeyCheck::ApiKeyAuth => Gateway::start(api_key_auth.clone()),
             KeyCheck::ExtAuthz | KeyCheck::Wasm | KeyCheck::Native => {
                 keysync_gateway(keysync, self.template())
+            }
+            KeyCheck::NativeUnmetered => {
+                let mut options = keysync_options(keysync, self.template());
+                options.sync_config = UNMETERED_SYNC.into();
+                options.auth_config = UNMETERED_AUTH.into();
+                Gateway::start(options)
             }
         };
         let mut synced_in = None;
@@ -96,8 +118,9 @@ pub struct Variant {
 
 /// The variants of a run with `keys` keys: no filter twice (the second is the A/A
 /// control: what two identical Envoys differ by in this run), `api_key_auth` with the
-/// same keys, keysync's wasm filter and its native filter; with `more`, the wasm floor,
-/// the contract's host calls alone and ext_authz too.
+/// same keys, keysync's wasm filter and its native filter, and the native filter without
+/// usage metering (the control that prices metering on the native request path); with
+/// `more`, the wasm floor, the contract's host calls alone and ext_authz too.
 pub fn variants(keys: usize, more: bool) -> Vec<Variant> {
     let variant = |tag, name: &str, check| Variant {
         tag,
@@ -142,6 +165,11 @@ pub fn variants(keys: usize, more: bool) -> Vec<Variant> {
         &format!("keysync native filter, {keys} keys"),
         KeyCheck::Native,
     ));
+    variants.push(variant(
+        "(n0)",
+        "(n) with metering off, no endpoint",
+        KeyCheck::NativeUnmetered,
+    ));
     variants
 }
 
@@ -153,7 +181,7 @@ mod tests {
     fn every_run_has_the_baselines_the_targets_are_ratios_to() {
         for more in [false, true] {
             let tags: Vec<&str> = variants(1_000, more).iter().map(|v| v.tag).collect();
-            for wanted in ["(a)", "(a')", "(c)", "(e)", "(n)"] {
+            for wanted in ["(a)", "(a')", "(c)", "(e)", "(n)", "(n0)"] {
                 assert!(tags.contains(&wanted), "{wanted} missing from {tags:?}");
             }
             assert_eq!(tags.contains(&"(d)"), more);

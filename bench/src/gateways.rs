@@ -35,16 +35,22 @@ pub fn keysync_gateway(keysync: &Keysync, template: &str) -> Gateway {
 
 /// [`keysync_gateway`] with `env` added when rendering (another `KEYSYNC_FILTER_WASM`).
 pub fn keysync_gateway_with(keysync: &Keysync, template: &str, env: &[(&str, &Path)]) -> Gateway {
-    let mut options = GatewayOptions::new(keysync.grpc, "direct");
-    options.template = template.into();
-    options.concurrency = 1;
-    options.sync_config = SYNC_EVERY_15M.into();
+    let mut options = keysync_options(keysync, template);
     for (name, path) in env {
         options
             .env
             .push((name.to_string(), path.display().to_string()));
     }
     Gateway::start(options)
+}
+
+/// The options of [`keysync_gateway`].
+pub fn keysync_options(keysync: &Keysync, template: &str) -> GatewayOptions {
+    let mut options = GatewayOptions::new(keysync.grpc, "direct");
+    options.template = template.into();
+    options.concurrency = 1;
+    options.sync_config = SYNC_EVERY_15M.into();
+    options
 }
 
 /// `envoy/bench.yaml` with the baseline `auth` (`none`, `empty-wasm`, `contract-calls`,
