@@ -143,11 +143,12 @@ run: deps build
 
 BENCH := KEYSYNC_BIN=$(abspath target/release/keysync) target/release/keysync-bench
 
-bench-build: deps wrk build-filter
+bench-build: deps wrk build-filter build-native
 	$(CARGO) build --locked --release -p keysync -p keysync-bench
 
 bench: bench-build
-	$(BENCH) compare --seconds 10 --keys 10000,100000,1000000 --query-rate-seconds 20
+	$(BENCH) compare --rounds 5 --seconds 10 --keys 1000000 --query-rate-seconds 20
+	$(BENCH) compare --rounds 5 --seconds 5 --keys 10000 --more --query-rate-seconds 0
 	$(BENCH) keysync-memory --keys 1000000
 	$(BENCH) time-to-ready --keys 1000000 --rounds 3
 	$(BENCH) propagation --keys 200
@@ -167,7 +168,7 @@ bench: bench-build
 	$(BENCH) fleet --gateways 1000 --keys 10000 --seconds 60 --revocations 50
 
 bench-short: bench-build
-	$(BENCH) compare --seconds 3 --keys 10000 --query-rate-seconds 5
+	$(BENCH) compare --rounds 3 --seconds 3 --keys 10000 --query-rate-seconds 5
 
 # The fault suite (issue 12) at the loads of its table, and the soak: about an hour and a
 # half. `make test` runs the same cases at reduced loads (e2e/tests/faults.rs).

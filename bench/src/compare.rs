@@ -1,17 +1,36 @@
-//! Where keysync's filter stands against the alternatives, measured side by side in one
-//! run on one machine: the same Envoy binary with one worker, the same route (answered by
-//! Envoy itself), the same load (wrk, 16 connections, keys in turn), with
-//!   (a) no auth filter, (b) an empty Rust wasm filter (the wasm floor), (c) Envoy's
-//!   native api_key_auth with the keys in its config, (d) ext_authz to keysync over gRPC,
-//!   (e) keysync's filter with 10k, 100k and 1M active keys loaded;
-//! then a full sync of 1M keys (time, memory on both sides) and PostgreSQL's query rate
-//! at two very different request rates.
+//! Where keysync's filters stand against the alternatives, raced in one run on one
+//! machine: the same Envoy binary with one worker, the same route (answered by Envoy
+//! itself), the same load (wrk, 16 connections then one, keys in turn), with
+//!   (a) no auth filter, and (a') again: the A/A control, what two identical Envoys
+//!   differ by in this run; (c) Envoy's built-in api_key_auth with the same keys in its
+//!   configuration; (e) keysync's wasm filter and (n) its native filter, each with the
+//!   keys synced from keysync; with `--more`, (b) the empty wasm filter, (b') the
+//!   contract's host calls alone and (d) ext_authz to keysync too.
+//!
+//! The method is `usage-cost`'s: every round starts every Envoy afresh (one process
+//! keeps its own bias for as long as it lives), Envoys on CPU 0 and wrk on the others,
+//! each variant warmed up right before its runs, and the order turning by one each round
+//! so that every variant runs in every position. Figures are per-round ratios and
+//! differences against (a), (c) or (e) of the same round, and their medians: of
+//! throughput, and of Envoy's CPU time a request (from `/proc`), which the other work of
+//! a shared machine moves less: a busy CPU 0 slows every request of a run, not the work
+//! each one costs.
+//!
+//! Each round also weighs keysync's filters: their Envoy's memory over an Envoy of the
+//! same configuration that synced no key (resident, and the allocator's own account),
+//! and the time from starting Envoy to its first full sync. Then, once, PostgreSQL's
+//! query rate at very different request rates.
 
+use crate::api_key_auth_config;
 use crate::bench_keys::{secret, wait_for_keysync, BenchKeys};
+use crate::compare_variant::{variants, KeyCheck, Started, Variant};
+use crate::cpu_pin;
+use crate::cpu_time;
+use crate::envoy_heap::{BytesAKey, EnvoyMemory};
 use crate::gateways::{baseline_gateway, keysync_gateway, keysync_gateway_with};
+use crate::machine_load::load_average;
 use crate::median::median;
 use crate::pg_activity;
-use crate::proc_status::rss_kib;
 use crate::wrk::{self, Report};
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::keysync::{self as ks, Keysync};
@@ -23,123 +42,105 @@ use std::time::{Duration, Instant};
 
 /// Keys the load cycles through (all valid, in every variant).
 const HOT_KEYS: usize = 1_000;
-/// Keys in api_key_auth's configuration.
-const API_KEY_AUTH_KEYS: usize = 10_000;
+/// Keys in the configuration of `floor-vs-filter`.
+const FLOOR_KEYS: usize = 10_000;
 
 pub struct Options {
     pub seconds: u64,
+    pub rounds: usize,
     pub key_counts: Vec<usize>,
     pub query_rate_seconds: u64,
+    /// Add the wasm floor, the contract's calls alone and ext_authz.
+    pub more: bool,
 }
 
 /// How long keysync may take to load the keys of a step.
-const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
-/// Quiet time before reading the memory baseline's RSS, once its store is synced.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// Quiet time after a round's Envoys started, before their memory is read: the stores
+/// are synced, and what the syncs freed has been handed back.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Load before each measured run: a fresh Envoy's code and caches are still cold.
+const WARM_UP: Duration = Duration::from_secs(1);
+/// How long a fresh Envoy may take to answer a hot key with 200.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
 
-struct Row {
-    name: String,
+/// One variant's figures in one round.
+#[derive(Clone, Copy)]
+struct Run {
     /// Saturated: 16 connections.
-    report: Report,
+    saturated: Report,
+    /// Envoy's CPU time a request in the saturated run, microseconds (all its threads):
+    /// the work a request costs, which a busy shared machine moves less than throughput.
+    cpu_us: f64,
     /// One connection at a time: latency without queueing.
     single: Report,
-    rss_kib: u64,
+    /// Before any load.
+    memory: EnvoyMemory,
+}
+
+/// A round's figures: the runs by variant, and keysync's filters' growth a key over an
+/// Envoy that synced none, and their time to sync.
+struct Round {
+    runs: Vec<Run>,
+    per_key: Vec<(KeyCheck, BytesAKey)>,
+    synced_in: Vec<(KeyCheck, Duration)>,
 }
 
 pub fn run(options: Options) {
     let dir = ScratchDir::new("bench-compare").expect("scratch dir");
     let mut keys = BenchKeys::start();
-    keys.fill_to(API_KEY_AUTH_KEYS.max(HOT_KEYS));
-
+    keys.fill_to(HOT_KEYS);
     let keysync = Keysync::start(&keys.database_url, &[]);
+    // The memory baseline: Envoys of the same configuration fed by a keysync with no keys.
+    let empty_database = keys.postgres.create_database();
+    ks::migrate(&empty_database);
+    let empty_keysync = Keysync::start(&empty_database, &[]);
     let hot = hot_keys();
     let script = rotating_keys_script(dir.path(), &hot);
-    let api_keys = dir.path().join("api-keys.txt");
-    let all: Vec<String> = (1..=API_KEY_AUTH_KEYS).map(secret).collect();
-    std::fs::write(&api_keys, all.join("\n")).expect("write api keys");
-    let duration = Duration::from_secs(options.seconds);
-    let measure = |name: &str, gateway: &Gateway| -> Row {
-        // Warm up: the first requests load code and caches.
-        let _ = wrk::run_with(gateway.addr, 16, Duration::from_secs(1), &[], Some(&script));
-        let report = wrk::run_with(gateway.addr, 16, duration, &[], Some(&script));
-        assert_eq!(report.non_2xx, 0, "{name}: every request must be allowed");
-        let single = wrk::run_with(gateway.addr, 1, duration, &[], Some(&script));
-        let row = Row {
-            name: name.to_string(),
-            report,
-            single,
-            rss_kib: rss_kib(gateway.process.pid()),
-        };
-        eprintln!("{name}: {:.0} req/s", row.report.requests_per_sec);
-        row
-    };
-    let bench_gateway = |auth: &str| baseline_gateway(&keysync, auth, Some(&api_keys));
 
-    let mut rows = Vec::new();
-    rows.push(measure("(a) no auth filter", &bench_gateway("none")));
-    rows.push(measure(
-        "(b) empty Rust wasm filter",
-        &bench_gateway("empty-wasm"),
-    ));
-    rows.push(measure(
-        "(b') the contract's host calls only",
-        &bench_gateway("contract-calls"),
-    ));
-    rows.push(measure(
-        &format!("(c) native api_key_auth, {API_KEY_AUTH_KEYS} keys"),
-        &bench_gateway("api-key-auth"),
-    ));
-    rows.push(measure(
-        "(d) ext_authz to keysync (gRPC)",
-        &keysync_gateway(&keysync, "ext-authz.yaml"),
-    ));
+    // PostgreSQL and keysync, started already, stay free to run on any CPU.
+    let pinned = cpu_pin::leave_cpu_0_to_envoy("wrk");
 
-    // An Envoy with keysync's filter and an empty store: the memory baseline for (e).
-    let empty_rss = {
-        let empty_db = keys.postgres.create_database();
-        ks::migrate(&empty_db);
-        let empty_keysync = Keysync::start(&empty_db, &[]);
-        let mut options = GatewayOptions::new(empty_keysync.grpc, "direct");
-        options.concurrency = 1;
-        let gateway = Gateway::start(options);
-        gateway
-            .process
-            .wait_for_log("cache refresh complete", Duration::from_secs(60));
-        std::thread::sleep(SETTLE);
-        rss_kib(gateway.process.pid())
-    };
-
-    let mut memory = String::new();
-    let mut sync_line = String::new();
     for &count in &options.key_counts {
+        assert!(
+            count >= HOT_KEYS,
+            "--keys: at least {HOT_KEYS}, the keys the load sends"
+        );
         keys.fill_to(count);
         wait_for_keysync(&keysync, count, LOAD_TIMEOUT);
-        let started = Instant::now();
-        let gateway = keysync_gateway(&keysync, "gateway.yaml");
-        let line = gateway
-            .process
-            .wait_for_log("cache refresh complete", Duration::from_secs(300));
-        let sync_time = started.elapsed();
-        assert!(line.contains(&format!("total={count}")), "{line}");
-        let row = measure(&format!("(e) keysync filter, {count} keys"), &gateway);
-        let per_key = (row.rss_kib.saturating_sub(empty_rss) * 1024) as f64 / count as f64;
-        let _ = writeln!(
-            memory,
-            "{count} keys: Envoy RSS {} KiB, empty store {empty_rss} KiB: {per_key:.0} bytes a key; full sync into a fresh Envoy (start to refresh complete) {:.2} s",
-            row.rss_kib,
-            sync_time.as_secs_f64()
+        let api_key_auth = api_key_auth_config::write(&keysync, count, dir.path());
+        let variants = variants(count, options.more);
+        println!(
+            "{count} keys: {} rounds of {} s a variant (16 connections, then 1), load average before: {}",
+            options.rounds,
+            options.seconds,
+            load_average()
         );
-        if count == *options.key_counts.iter().max().unwrap_or(&0) {
-            sync_line = format!(
-                "keysync RSS with {count} keys: {} KiB",
-                rss_kib(keysync.process.pid())
-            );
-        }
-        rows.push(row);
+        let rounds: Vec<Round> = (0..options.rounds)
+            .map(|round| {
+                race(
+                    round,
+                    &variants,
+                    &Fleet {
+                        keysync: &keysync,
+                        empty_keysync: &empty_keysync,
+                        api_key_auth: &api_key_auth,
+                        keys: count,
+                        pinned,
+                    },
+                    &script,
+                    Duration::from_secs(options.seconds),
+                )
+            })
+            .collect();
+        print_summary(&variants, &rounds, count);
+        println!("load average after: {}", load_average());
     }
+    println!(
+        "keysync RSS: {} KiB",
+        crate::proc_status::rss_kib(keysync.process.pid())
+    );
 
-    print_table(&rows);
-    println!("{memory}{sync_line}");
     if options.query_rate_seconds > 0 {
         query_rates(
             &keys.postgres,
@@ -152,37 +153,265 @@ pub fn run(options: Options) {
     }
 }
 
-fn print_table(rows: &[Row]) {
-    let base = &rows[0];
-    let floor = rows.iter().find(|r| r.name.starts_with("(b)"));
+/// What a round's Envoys are started with.
+struct Fleet<'a> {
+    keysync: &'a Keysync,
+    empty_keysync: &'a Keysync,
+    api_key_auth: &'a GatewayOptions,
+    keys: usize,
+    pinned: bool,
+}
+
+/// One round: every variant afresh, weighed, then loaded in this round's order.
+fn race(
+    round: usize,
+    variants: &[Variant],
+    fleet: &Fleet<'_>,
+    script: &Path,
+    duration: Duration,
+) -> Round {
+    let started: Vec<Started> = variants
+        .iter()
+        .map(|v| v.check.start(fleet.keysync, fleet.api_key_auth, fleet.keys))
+        .collect();
+    let mut synced_in = Vec::new();
+    for (variant, s) in variants.iter().zip(&started) {
+        if !variant.check.weighed() {
+            continue;
+        }
+        if let Some(time) = s.synced_in {
+            if !synced_in.iter().any(|(check, _)| *check == variant.check) {
+                synced_in.push((variant.check, time));
+            }
+        }
+    }
+    // keysync's filters with no keys, started the same way in the same round.
+    let filters: Vec<KeyCheck> = synced_in.iter().map(|(check, _)| *check).collect();
+    let empties: Vec<Started> = filters
+        .iter()
+        .map(|auth| auth.start(fleet.empty_keysync, fleet.api_key_auth, 0))
+        .collect();
+    std::thread::sleep(SETTLE);
+    let memory: Vec<EnvoyMemory> = started
+        .iter()
+        .map(|s| EnvoyMemory::of(&s.gateway))
+        .collect();
+    let per_key: Vec<(KeyCheck, BytesAKey)> = filters
+        .iter()
+        .zip(&empties)
+        .map(|(check, empty)| {
+            let full = variants
+                .iter()
+                .position(|v| v.check == *check)
+                .expect("a variant of each filter");
+            let base = EnvoyMemory::of(&empty.gateway);
+            (*check, memory[full].per_key_over(&base, fleet.keys))
+        })
+        .collect();
+    drop(empties);
+
+    let gateways: Vec<&Gateway> = started.iter().map(|s| &s.gateway).collect();
+    for gateway in &gateways {
+        if fleet.pinned {
+            assert!(
+                cpu_pin::pin(gateway.process.pid(), "0"),
+                "pin Envoy to CPU 0"
+            );
+        }
+    }
+    let mut runs: Vec<Option<Run>> = vec![None; variants.len()];
+    let mut line = format!("round {round}:");
+    // The order turns by one each round: a run's place in its round (first after the
+    // starts, last, between which others) measurably moves its figure.
+    for position in 0..variants.len() {
+        let i = (position + round) % variants.len();
+        let (variant, gateway) = (&variants[i], gateways[i]);
+        gateway.wait_for_status("/", &secret(1), 200, SERVE_TIMEOUT);
+        let _ = wrk::run_with(gateway.addr, 16, WARM_UP, &[], Some(script));
+        let cpu_before = cpu_time::process_cpu_ns(gateway.process.pid());
+        let saturated = wrk::run_with(gateway.addr, 16, duration, &[], Some(script));
+        let cpu_us = (cpu_time::process_cpu_ns(gateway.process.pid()) - cpu_before) as f64
+            / 1_000.0
+            / saturated.requests.max(1) as f64;
+        let single = wrk::run_with(gateway.addr, 1, duration, &[], Some(script));
+        for report in [&saturated, &single] {
+            assert_eq!(
+                report.non_2xx, 0,
+                "{}: every request must be allowed",
+                variant.name
+            );
+        }
+        let _ = write!(
+            line,
+            " {} {:.0} req/s {cpu_us:.2} us CPU p99 {:.0} us;",
+            variant.tag, saturated.requests_per_sec, single.p99_us
+        );
+        runs[i] = Some(Run {
+            saturated,
+            cpu_us,
+            single,
+            memory: memory[i],
+        });
+    }
+    println!("{line}");
+    Round {
+        runs: runs
+            .into_iter()
+            .map(|r| r.expect("every variant ran"))
+            .collect(),
+        per_key,
+        synced_in,
+    }
+}
+
+/// The median of `values` with the lowest and the highest: `0.981 [0.950, 1.010]`.
+struct Spread {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Spread {
+    fn of(values: &[f64]) -> Spread {
+        let (low, high) = spread(values);
+        let mut sorted = values.to_vec();
+        Spread {
+            median: median(&mut sorted).unwrap_or(f64::NAN),
+            low,
+            high,
+        }
+    }
+}
+
+fn print_summary(variants: &[Variant], rounds: &[Round], keys: usize) {
+    let index = |tag: &str| variants.iter().position(|v| v.tag == tag);
+    let a = index("(a)").expect("(a) in every run");
+    let series = |f: &dyn Fn(&Round) -> f64| -> Spread {
+        Spread::of(&rounds.iter().map(f).collect::<Vec<_>>())
+    };
+    let ratio = |i: usize, base: usize| {
+        series(&|r: &Round| {
+            r.runs[i].saturated.requests_per_sec / r.runs[base].saturated.requests_per_sec
+        })
+    };
+    // By CPU: the base's CPU a request over this one's, the throughput ratio a worker
+    // with a CPU of its own would show.
+    let cpu_ratio =
+        |i: usize, base: usize| series(&|r: &Round| r.runs[base].cpu_us / r.runs[i].cpu_us);
+    let added = |i: usize, base: usize, pick: fn(&Report) -> f64| {
+        series(&|r: &Round| pick(&r.runs[i].single) - pick(&r.runs[base].single))
+    };
     println!(
-        "{:<40} {:>8} {:>7} {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>8}",
+        "{keys} keys, {} rounds: medians of the rounds' figures; ratios and added latency are against the same round's Envoy",
+        rounds.len()
+    );
+    println!(
+        "{:<42} {:>8} {:>22} {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} | {:>8}",
         "variant (16 conn. | 1 conn.)",
         "req/s",
-        "vs (a)",
-        "vs (b)",
+        "vs (a) [rounds]",
+        "vs (c)",
+        "vs (e)",
+        "CPU us",
+        "by CPU",
         "p50 +us",
         "p99 +us",
-        "p50 +us",
-        "p99 +us",
-        "RSS KiB"
+        "RSS MiB"
     );
-    for row in rows {
-        let (r, one) = (&row.report, &row.single);
-        let vs_floor = floor.map_or("-".into(), |f| {
-            format!("{:.3}", r.requests_per_sec / f.report.requests_per_sec)
-        });
+    let versus = |i: usize, tag: &str| {
+        index(tag).map_or("-".to_string(), |base| {
+            format!("{:.3}", ratio(i, base).median)
+        })
+    };
+    for (i, variant) in variants.iter().enumerate() {
+        let vs_a = ratio(i, a);
         println!(
-            "{:<40} {:>8.0} {:>7.3} {:>7} | {:>8.0} {:>8.0} | {:>8.1} {:>8.1} | {:>8}",
-            row.name,
-            r.requests_per_sec,
-            r.requests_per_sec / base.report.requests_per_sec,
-            vs_floor,
-            r.p50_us - base.report.p50_us,
-            r.p99_us - base.report.p99_us,
-            one.p50_us - base.single.p50_us,
-            one.p99_us - base.single.p99_us,
-            row.rss_kib
+            "{:<42} {:>8.0} {:>22} {:>7} {:>7} | {:>7.2} {:>7.3} | {:>8.1} {:>8.1} | {:>8.1}",
+            variant.name,
+            series(&|r: &Round| r.runs[i].saturated.requests_per_sec).median,
+            format!("{:.3} [{:.3}, {:.3}]", vs_a.median, vs_a.low, vs_a.high),
+            versus(i, "(c)"),
+            versus(i, "(e)"),
+            series(&|r: &Round| r.runs[i].cpu_us).median,
+            cpu_ratio(i, a).median,
+            added(i, a, |r| r.p50_us).median,
+            added(i, a, |r| r.p99_us).median,
+            series(&|r: &Round| r.runs[i].memory.rss as f64).median / 1_048_576.0,
+        );
+    }
+
+    // The figures the targets are stated in, with every round's range.
+    let show = |label: &str, s: Spread, unit: &str| {
+        println!(
+            "{label}: median {:.3}{unit}, rounds [{:.3}, {:.3}]",
+            s.median, s.low, s.high
+        );
+    };
+    if let (Some(aa), Some(n)) = (index("(a')"), index("(n)")) {
+        show("(a') / (a), the A/A control", ratio(aa, a), "");
+        show(
+            "(a') / (a) by CPU a request, the A/A control",
+            cpu_ratio(aa, a),
+            "",
+        );
+        let pairs = [
+            ("(n)", "(a)"),
+            ("(n)", "(c)"),
+            ("(n)", "(e)"),
+            ("(n0)", "(c)"),
+            ("(n)", "(n0)"),
+        ];
+        for (tag, base_tag) in pairs {
+            if let (Some(i), Some(base)) = (index(tag), index(base_tag)) {
+                show(&format!("{tag} / {base_tag}"), ratio(i, base), "");
+                show(
+                    &format!("{tag} / {base_tag} by CPU a request"),
+                    cpu_ratio(i, base),
+                    "",
+                );
+            }
+        }
+        show(
+            "(n) p99 at 1 connection over (a)",
+            added(n, a, |r| r.p99_us),
+            " us",
+        );
+        show(
+            "(a') p99 at 1 connection over (a), the A/A control",
+            added(aa, a, |r| r.p99_us),
+            " us",
+        );
+    }
+    for filter in [KeyCheck::Wasm, KeyCheck::Native] {
+        let figures: Vec<BytesAKey> = rounds
+            .iter()
+            .flat_map(|r| r.per_key.iter())
+            .filter(|(check, _)| *check == filter)
+            .map(|(_, figures)| *figures)
+            .collect();
+        let synced: Vec<f64> = rounds
+            .iter()
+            .flat_map(|r| r.synced_in.iter())
+            .filter(|(check, _)| *check == filter)
+            .map(|(_, time)| time.as_secs_f64())
+            .collect();
+        if figures.is_empty() {
+            continue;
+        }
+        let of =
+            |pick: fn(&BytesAKey) -> f64| Spread::of(&figures.iter().map(pick).collect::<Vec<_>>());
+        let rss = of(|f| f.rss);
+        let synced = Spread::of(&synced);
+        println!(
+            "{filter:?} filter, {keys} keys, over the same Envoy with none synced, before load: RSS {:.1} bytes a key [{:.1}, {:.1}]; of it, the allocator's account: live heap {:.1}, freed and kept {:.1}; start to full sync {:.2} s [{:.2}, {:.2}]",
+            rss.median,
+            rss.low,
+            rss.high,
+            of(|f| f.allocated).median,
+            of(|f| f.kept_free).median,
+            synced.median,
+            synced.low,
+            synced.high,
         );
     }
 }
@@ -255,9 +484,9 @@ const BEFORE_AND_AFTER_AUTH: &str = r#"{"role":"auth","route_scopes":"header"}"#
 pub fn floor_vs_filter(rounds: usize, seconds: u64, whole_map: bool, before_wasm: Option<&Path>) {
     let dir = ScratchDir::new("bench-floor").expect("scratch dir");
     let mut keys = BenchKeys::start();
-    keys.fill_to(API_KEY_AUTH_KEYS);
+    keys.fill_to(FLOOR_KEYS);
     let keysync = Keysync::start(&keys.database_url, &[]);
-    wait_for_keysync(&keysync, API_KEY_AUTH_KEYS, LOAD_TIMEOUT);
+    wait_for_keysync(&keysync, FLOOR_KEYS, LOAD_TIMEOUT);
     let script = rotating_keys_script(dir.path(), &hot_keys());
     let mut variants = vec![
         ("(b)", baseline_gateway(&keysync, "empty-wasm", None)),

@@ -18,3 +18,16 @@ pub fn pin(pid: u32, cpus: &str) -> bool {
         .output()
         .is_ok_and(|output| output.status.success())
 }
+
+/// Keeps CPU 0 for the measured Envoys: pins this process, and so what it starts from
+/// now on (`ours`: wrk, ...; the Envoys until they are pinned to CPU 0), to the other
+/// CPUs, and says so; false when it could not (one CPU, or taskset failed).
+pub fn leave_cpu_0_to_envoy(ours: &str) -> bool {
+    let pinned = cpus() >= 2 && pin(std::process::id(), &format!("1-{}", cpus() - 1));
+    if pinned {
+        println!("pinned: each Envoy on CPU 0, {ours} on the others");
+    } else {
+        println!("not pinned (one CPU, or taskset failed): Envoy and wrk share the CPUs");
+    }
+    pinned
+}

@@ -6,6 +6,23 @@ use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::keysync::Keysync;
 use std::path::Path;
 
+/// keysync's filter as a benchmark names it: the wasm filter or the native one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeysyncFilter {
+    Wasm,
+    Native,
+}
+
+impl KeysyncFilter {
+    /// Its configuration in `envoy/`.
+    pub fn template(self) -> &'static str {
+        match self {
+            KeysyncFilter::Wasm => "gateway.yaml",
+            KeysyncFilter::Native => "native.yaml",
+        }
+    }
+}
+
 /// The sync service's configuration for benchmarks: the full refresh at 15 minutes, so
 /// no refresh lands inside a measurement; changes arrive through the watch stream.
 pub const SYNC_EVERY_15M: &str = r#"{"role":"sync","refresh_interval":"15m"}"#;
@@ -18,10 +35,7 @@ pub fn keysync_gateway(keysync: &Keysync, template: &str) -> Gateway {
 
 /// [`keysync_gateway`] with `env` added when rendering (another `KEYSYNC_FILTER_WASM`).
 pub fn keysync_gateway_with(keysync: &Keysync, template: &str, env: &[(&str, &Path)]) -> Gateway {
-    let mut options = GatewayOptions::new(keysync.grpc, "direct");
-    options.template = template.into();
-    options.concurrency = 1;
-    options.sync_config = SYNC_EVERY_15M.into();
+    let mut options = keysync_options(keysync, template);
     for (name, path) in env {
         options
             .env
@@ -30,10 +44,24 @@ pub fn keysync_gateway_with(keysync: &Keysync, template: &str, env: &[(&str, &Pa
     Gateway::start(options)
 }
 
+/// The options of [`keysync_gateway`].
+pub fn keysync_options(keysync: &Keysync, template: &str) -> GatewayOptions {
+    let mut options = GatewayOptions::new(keysync.grpc, "direct");
+    options.template = template.into();
+    options.concurrency = 1;
+    options.sync_config = SYNC_EVERY_15M.into();
+    options
+}
+
 /// `envoy/bench.yaml` with the baseline `auth` (`none`, `empty-wasm`, `contract-calls`,
 /// `api-key-auth`), one worker, direct responses; `api_keys` is the key file
 /// `api-key-auth` reads.
 pub fn baseline_gateway(keysync: &Keysync, auth: &str, api_keys: Option<&Path>) -> Gateway {
+    Gateway::start(baseline_options(keysync, auth, api_keys))
+}
+
+/// The options of [`baseline_gateway`].
+pub fn baseline_options(keysync: &Keysync, auth: &str, api_keys: Option<&Path>) -> GatewayOptions {
     let mut options = GatewayOptions::new(keysync.grpc, "direct");
     options.template = "bench.yaml".into();
     options.concurrency = 1;
@@ -43,5 +71,5 @@ pub fn baseline_gateway(keysync: &Keysync, auth: &str, api_keys: Option<&Path>) 
             .env
             .push(("API_KEYS_FILE".into(), api_keys.display().to_string()));
     }
-    Gateway::start(options)
+    options
 }

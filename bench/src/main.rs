@@ -8,10 +8,13 @@
 mod access_log_peer;
 mod anomaly_cost;
 mod api_create;
+mod api_key_auth_config;
 mod bench_keys;
 mod compare;
+mod compare_variant;
 mod cpu_pin;
 mod cpu_time;
+mod envoy_heap;
 mod fleet;
 mod gateways;
 mod invoice_cost;
@@ -54,6 +57,10 @@ enum Bench {
         /// most one catch-up per 50 ms, so back-to-back changes (0) measure that floor.
         #[arg(long, default_value_t = 100)]
         spacing_ms: u64,
+        /// keysync's filters, comma-separated: one Envoy of each, each change timed at
+        /// one of them in turn.
+        #[arg(long, value_delimiter = ',', default_value = "wasm,native")]
+        filters: Vec<gateways::KeysyncFilter>,
     },
     /// Envoy's resident memory after keys come and go, against an Envoy that only ever
     /// saw the surviving keys.
@@ -79,15 +86,22 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         envoys: usize,
     },
-    /// keysync's filter against no filter, the empty wasm filter, api_key_auth and
-    /// ext_authz; sync of 1M keys; PostgreSQL's query rate under load.
+    /// keysync's filters (wasm and native) against no filter and Envoy's api_key_auth
+    /// with the same keys, fresh Envoys each round, alternating; their memory a key and
+    /// time to sync; PostgreSQL's query rate under load.
     Compare {
-        /// Seconds of wrk per variant.
+        /// Seconds of wrk per variant and round, at 16 connections and again at one.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Active key counts for (e), comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        #[arg(long, default_value_t = 5, value_parser = at_least_one())]
+        rounds: usize,
+        /// Active key counts, comma-separated: each count is a run of its own rounds.
+        #[arg(long, value_delimiter = ',', default_value = "1000000")]
         keys: Vec<usize>,
+        /// Add the empty wasm filter (b), the contract's host calls alone (b') and
+        /// ext_authz to keysync (d) to the rounds.
+        #[arg(long)]
+        more: bool,
         /// Seconds per request rate when counting PostgreSQL's queries (0 skips it).
         #[arg(long, default_value_t = 20)]
         query_rate_seconds: u64,
@@ -246,6 +260,9 @@ enum Bench {
         keys: usize,
         #[arg(long, default_value_t = 3, value_parser = at_least_one())]
         rounds: usize,
+        /// keysync's filters, comma-separated: a fresh Envoy of each every round.
+        #[arg(long, value_delimiter = ',', default_value = "wasm,native")]
+        filters: Vec<gateways::KeysyncFilter>,
     },
     /// What local rate limiting adds per request over authentication alone (wrk).
     RateLimitCost {
@@ -275,9 +292,11 @@ fn at_least_one() -> RangedU64ValueParser<usize> {
 
 fn main() {
     match Cli::parse().bench {
-        Bench::Propagation { keys, spacing_ms } => {
-            propagation::run(keys, std::time::Duration::from_millis(spacing_ms))
-        }
+        Bench::Propagation {
+            keys,
+            spacing_ms,
+            filters,
+        } => propagation::run(keys, std::time::Duration::from_millis(spacing_ms), &filters),
         Bench::Churn {
             churn,
             rounds,
@@ -306,7 +325,11 @@ fn main() {
             spacing: std::time::Duration::from_millis(spacing_ms),
         }),
         Bench::RateLimitCost { rounds, seconds } => rate_limit::cost(rounds, seconds),
-        Bench::TimeToReady { keys, rounds } => time_to_ready::run(keys, rounds),
+        Bench::TimeToReady {
+            keys,
+            rounds,
+            filters,
+        } => time_to_ready::run(keys, rounds, &filters),
         Bench::UsageAccuracy {
             requests,
             keys,
@@ -355,12 +378,16 @@ fn main() {
         } => compare::floor_vs_filter(rounds, seconds, whole_map, before_wasm.as_deref()),
         Bench::Compare {
             seconds,
+            rounds,
             keys,
+            more,
             query_rate_seconds,
         } => compare::run(compare::Options {
             seconds,
+            rounds,
             key_counts: keys,
             query_rate_seconds,
+            more,
         }),
     }
 }

@@ -192,18 +192,7 @@ pub fn run(
     let script = dir.path().join("keys.lua");
     std::fs::write(&script, wrk::rotating_keys_script(&keys)).expect("write wrk script");
 
-    // Envoy on CPU 0, this process and what it starts (wrk, the Envoys until they are
-    // pinned) on the others.
-    let pinned = cpu_pin::cpus() >= 2
-        && cpu_pin::pin(std::process::id(), &format!("1-{}", cpu_pin::cpus() - 1));
-    println!(
-        "{}",
-        if pinned {
-            "pinned: each Envoy on CPU 0, wrk and the access log receiver on the others"
-        } else {
-            "not pinned (one CPU, or taskset failed): Envoy and wrk share the CPUs"
-        }
-    );
+    let pinned = cpu_pin::leave_cpu_0_to_envoy("wrk and the access log receiver");
 
     let variants = variants(before_wasm, with_wasm);
     let index = |prefix: &str| variants.iter().position(|v| v.name.starts_with(prefix));

@@ -101,6 +101,11 @@ pub struct GatewayOptions {
     pub hot_restart: Option<HotRestart>,
     /// Another build of the filter (the crash-test build); `None`: the usual one.
     pub filter_wasm: Option<PathBuf>,
+    /// A configuration made already, run as it is instead of [`GatewayOptions::rendered`].
+    /// Envoy picks its parser by the file's extension: a configuration of a million
+    /// api_key_auth credentials loads in seconds as `.json`, in minutes and gigabytes as
+    /// YAML.
+    pub config_file: Option<PathBuf>,
     /// Return only once Envoy says it is ready (`/ready` 200); otherwise as soon as the
     /// gateway listener is bound (a test of readiness itself).
     pub wait_ready: bool,
@@ -170,6 +175,7 @@ impl GatewayOptions {
             config_edits: Vec::new(),
             hot_restart: None,
             filter_wasm: None,
+            config_file: None,
             wait_ready: true,
         }
     }
@@ -201,6 +207,40 @@ impl GatewayOptions {
         self.env
             .push(("ENVOY_ADMIN_PORT".into(), paths::free_port().to_string()));
         SocketAddr::from(([127, 0, 0, 1], probe_port))
+    }
+
+    /// The configuration [`Gateway::start`] runs: `template` rendered with these options
+    /// (listener and admin on ports Envoy picks), with `config_edits` applied.
+    pub fn rendered(&self) -> String {
+        let mut env = vec![
+            ("GATEWAY_ADDRESS".to_string(), "127.0.0.1".to_string()),
+            ("GATEWAY_PORT".into(), self.port.to_string()),
+            ("ENVOY_ADMIN_PORT".into(), "0".into()),
+            ("KEYSYNC_GRPC_ADDR".into(), self.keysync_grpc.to_string()),
+            ("BACKEND_URLS".into(), self.backends.clone()),
+            ("KEYSYNC_AUTH_CONFIG".into(), self.auth_config.clone()),
+            ("KEYSYNC_SYNC_CONFIG".into(), self.sync_config.clone()),
+            (
+                "KEYSYNC_FILTER_WASM".into(),
+                self.filter_wasm
+                    .clone()
+                    .unwrap_or_else(paths::filter_wasm)
+                    .display()
+                    .to_string(),
+            ),
+        ];
+        env.extend(self.env.iter().cloned());
+        let mut config = render(&self.template, &env);
+        for edit in &self.config_edits {
+            let found = config.matches(edit.find.as_str()).count();
+            assert_eq!(
+                found, 1,
+                "config edit: {:?} occurs {found} times in the rendered {}",
+                edit.find, self.template
+            );
+            config = config.replace(&edit.find, &edit.replace);
+        }
+        config
     }
 
     /// The native filter (`envoy/native.yaml`) in place of the wasm one.
@@ -267,37 +307,14 @@ pub fn validate(template: &str, env: &[(String, String)]) -> Output {
 impl Gateway {
     pub fn start(options: GatewayOptions) -> Gateway {
         let dir = ScratchDir::new("envoy").expect("temp dir for envoy");
-        let mut env = vec![
-            ("GATEWAY_ADDRESS".to_string(), "127.0.0.1".to_string()),
-            ("GATEWAY_PORT".into(), options.port.to_string()),
-            ("ENVOY_ADMIN_PORT".into(), "0".into()),
-            ("KEYSYNC_GRPC_ADDR".into(), options.keysync_grpc.to_string()),
-            ("BACKEND_URLS".into(), options.backends.clone()),
-            ("KEYSYNC_AUTH_CONFIG".into(), options.auth_config.clone()),
-            ("KEYSYNC_SYNC_CONFIG".into(), options.sync_config.clone()),
-            (
-                "KEYSYNC_FILTER_WASM".into(),
-                options
-                    .filter_wasm
-                    .clone()
-                    .unwrap_or_else(paths::filter_wasm)
-                    .display()
-                    .to_string(),
-            ),
-        ];
-        env.extend(options.env.iter().cloned());
-        let mut config = render(&options.template, &env);
-        for edit in &options.config_edits {
-            let found = config.matches(edit.find.as_str()).count();
-            assert_eq!(
-                found, 1,
-                "config edit: {:?} occurs {found} times in the rendered {}",
-                edit.find, options.template
-            );
-            config = config.replace(&edit.find, &edit.replace);
-        }
-        let config_path = dir.path().join("envoy.yaml");
-        std::fs::write(&config_path, config).expect("write envoy config");
+        let config_path = match &options.config_file {
+            Some(path) => path.clone(),
+            None => {
+                let path = dir.path().join("envoy.yaml");
+                std::fs::write(&path, options.rendered()).expect("write envoy config");
+                path
+            }
+        };
         let admin_path = dir.path().join("admin-address");
 
         let filter = FilterKind::of_template(&options.template);

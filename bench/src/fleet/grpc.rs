@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use keysync_proto::v1::{ListKeysRequest, ListKeysResponse};
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
@@ -35,6 +36,44 @@ pub fn request<T>(message: T, token: Option<&str>) -> Request<T> {
         request.metadata_mut().insert("authorization", value);
     }
     request
+}
+
+/// The whole key set paged through `ListKeys` on `channel`, `page_size` a page, as the
+/// filter's sync service lists it: the keys listed, and the revision and epoch of the
+/// first page (where a watch stream starts).
+pub async fn list_all_keys(
+    channel: &Channel,
+    page_size: u32,
+    token: Option<&str>,
+) -> Result<(usize, (u64, u64)), String> {
+    let mut after_hash = Vec::new();
+    let mut listed = 0;
+    let mut first: Option<(u64, u64)> = None;
+    loop {
+        let page: ListKeysResponse = unary(
+            channel,
+            LIST_KEYS,
+            request(
+                ListKeysRequest {
+                    after_hash: after_hash.clone(),
+                    page_size,
+                },
+                token,
+            ),
+        )
+        .await
+        .map_err(|status| format!("ListKeys: {status}"))?;
+        listed += page.keys.len();
+        first.get_or_insert((
+            page.revision,
+            page.provenance.map_or(0, |provenance| provenance.epoch),
+        ));
+        match page.keys.last() {
+            Some(last) if page.more => after_hash = last.key_hash.clone(),
+            _ => break,
+        }
+    }
+    Ok((listed, first.unwrap_or_default()))
 }
 
 /// A unary call on `channel`.

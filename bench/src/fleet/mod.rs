@@ -23,7 +23,7 @@
 //! clock at the revoking statement to its arrival on every stream.
 
 mod calls;
-mod grpc;
+pub mod grpc;
 mod paced;
 mod streams;
 mod usage_reports;
@@ -42,8 +42,8 @@ use keysync_e2e::keysync::{self as ks, Keysync};
 use keysync_e2e::postgres::{database_of, TestPostgres, STAT_STATEMENTS_ENV};
 use keysync_e2e::seeded::Seeded;
 use keysync_proto::v1::{
-    AcquireQuotaRequest, AcquireQuotaResponse, KeyChanges, ListKeysRequest, ListKeysResponse,
-    ReportUsageRequest, ReportUsageResponse, WatchKeysRequest,
+    AcquireQuotaRequest, AcquireQuotaResponse, KeyChanges, ReportUsageRequest, ReportUsageResponse,
+    WatchKeysRequest,
 };
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -76,7 +76,7 @@ const ORGS: usize = 10;
 /// The gRPC token (the central topology requires one).
 const TOKEN: &str = "fleet-benchmark-token";
 /// The sync service's `ListKeys` page (the filter's `page_size` default).
-const PAGE_SIZE: u32 = 5_000;
+pub const PAGE_SIZE: u32 = 5_000;
 /// Gateways connecting at once (a rolling start, not all in the same millisecond).
 const CONNECTING_AT_ONCE: usize = 32;
 /// Envoy's health checking of the keysync cluster (`envoy/gateway.yaml`, the chart).
@@ -456,37 +456,11 @@ async fn connect_gateway(
 ) -> Result<(Gateway, Streaming<KeyChanges>), String> {
     let calls = grpc::connect(addr).await?;
     let health = grpc::connect(addr).await?;
-    let mut after_hash = Vec::new();
-    let mut listed = 0;
-    let mut first: Option<(u64, u64)> = None;
-    loop {
-        let page: ListKeysResponse = grpc::unary(
-            &calls,
-            grpc::LIST_KEYS,
-            grpc::request(
-                ListKeysRequest {
-                    after_hash: after_hash.clone(),
-                    page_size: PAGE_SIZE,
-                },
-                Some(TOKEN),
-            ),
-        )
-        .await
-        .map_err(|status| format!("ListKeys: {status}"))?;
-        listed += page.keys.len();
-        first.get_or_insert((
-            page.revision,
-            page.provenance.map_or(0, |provenance| provenance.epoch),
-        ));
-        match page.keys.last() {
-            Some(last) if page.more => after_hash = last.key_hash.clone(),
-            _ => break,
-        }
-    }
+    let (listed, (after_revision, epoch)) =
+        grpc::list_all_keys(&calls, PAGE_SIZE, Some(TOKEN)).await?;
     if listed != keys {
         return Err(format!("listed {listed} keys, expected {keys}"));
     }
-    let (after_revision, epoch) = first.unwrap_or_default();
     let stream = grpc::server_streaming(
         &calls,
         grpc::WATCH_KEYS,
