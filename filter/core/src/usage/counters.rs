@@ -375,7 +375,9 @@ pub fn merge<S: SharedData>(data: &S, tally: &mut Tally) -> Merged {
             Resolved::NotYet => None,
         }
     } else {
-        Some(Vec::new())
+        // A request admitted before an earlier tick resolved its name still holds it
+        // pending.
+        Some(tally.endpoints.codes().to_vec())
     };
     let mut by_slot: BTreeMap<u16, Vec<(UsageKey, Counts)>> = BTreeMap::new();
     let mut waiting = Vec::new();
@@ -668,6 +670,36 @@ mod tests {
         assert_eq!(requests(EndpointCode(2)), 3, "orders, from both workers");
         assert_eq!(requests(EndpointCode(3)), 1, "search");
         assert_eq!(requests(EndpointCode::NO_NAME), 1, "no name");
+    }
+
+    #[test]
+    fn a_request_admitted_before_a_tick_is_counted_under_its_route_after_it() {
+        // A request takes its endpoint at admission and is counted at its response: a
+        // tick in between resolves the name it holds pending. Its number must still
+        // name that route, not `(other)`, nor a route seen after the tick.
+        let data = ready();
+        let mut tally = Tally::default();
+        let on = |endpoint| UsageKey {
+            endpoint,
+            ..key(1, 2)
+        };
+        let in_flight = tally.endpoints.of(Some(b"orders"));
+        tally.record(on(in_flight), Counts::one(None, 0, 0));
+        merge(&data, &mut tally);
+        let later = tally.endpoints.of(Some(b"search"));
+        tally.record(on(later), Counts::one(None, 0, 0));
+        // The first request's response comes now.
+        tally.record(on(in_flight), Counts::one(None, 0, 0));
+        let merged = merge(&data, &mut tally);
+        assert_eq!(merged.other_endpoint, 0);
+        // And once no name waits any more.
+        tally.record(on(in_flight), Counts::one(None, 0, 0));
+        let merged = merge(&data, &mut tally);
+        assert_eq!(merged.other_endpoint, 0);
+        assert_eq!(read_table(&data), ["orders", "search"]);
+        let requests = |code| counts_at(&data, &shared(key(1, 2), code)).unwrap().requests;
+        assert_eq!(requests(EndpointCode(2)), 3, "orders, all three");
+        assert_eq!(requests(EndpointCode(3)), 1, "search");
     }
 
     #[test]

@@ -112,9 +112,13 @@ pub struct LocalEndpoints {
     known: HashMap<Box<[u8]>, EndpointCode>,
     /// The table had `max` names: no name will be added.
     full: bool,
-    /// Names seen since the last tick that the copy of the table did not have, by their
-    /// number ([`LocalEndpoint::Pending`]).
+    /// Every name seen that the copy of the table did not have then, by its number
+    /// ([`LocalEndpoint::Pending`]), for the worker's life: a request holds its number
+    /// from admission to its response, across ticks, so a number never names another
+    /// name. At most `max` (no more names can be new than the table takes).
     pending: Vec<Box<[u8]>>,
+    /// The codes of the first `resolved.len()` pending names.
+    resolved: Vec<EndpointCode>,
     /// The first route name that was not a usable one, until it is logged.
     unusable: Option<String>,
     /// Whether the worker said so already: once for its life is enough.
@@ -139,6 +143,7 @@ impl LocalEndpoints {
             known: HashMap::new(),
             full: false,
             pending: Vec::new(),
+            resolved: Vec::new(),
             unusable: None,
             told_unusable: false,
             told_other: false,
@@ -201,12 +206,17 @@ impl LocalEndpoints {
 
     /// Whether names wait for the table.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending.len() > self.resolved.len()
     }
 
-    /// Worker's tick: adds the pending names to the shared table (those it has room
-    /// for; the others are `(other)`), refreshes the copy of the table, and returns
-    /// each pending name's code.
+    /// The codes of the pending names resolved so far (`codes[n]` for `Pending(n)`).
+    pub fn codes(&self) -> &[EndpointCode] {
+        &self.resolved
+    }
+
+    /// Worker's tick: adds the pending names not resolved yet to the shared table (those
+    /// it has room for; the others are `(other)`), refreshes the copy of the table, and
+    /// returns every pending name's code.
     pub fn resolve<S: SharedData>(&mut self, data: &S) -> Resolved {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = data.get(TABLE_ENTRY);
@@ -218,6 +228,7 @@ impl LocalEndpoints {
             let codes: Vec<EndpointCode> = self
                 .pending
                 .iter()
+                .skip(self.resolved.len())
                 .map(|pending| {
                     let position = names.iter().position(|name| name.as_bytes() == &**pending);
                     let index = match position {
@@ -246,8 +257,8 @@ impl LocalEndpoints {
                 })
                 .collect();
             self.full = names.len() >= self.max;
-            self.pending.clear();
-            return Resolved::Codes(codes);
+            self.resolved.extend(codes);
+            return Resolved::Codes(self.resolved.clone());
         }
         Resolved::NotYet
     }
