@@ -368,21 +368,16 @@ pub struct Merged {
 /// `tally` for the next tick; the rest is taken out of it.
 pub fn merge<S: SharedData>(data: &S, tally: &mut Tally) -> Merged {
     let mut merged = Merged::default();
-    // Every pending name gets its code, or none does (and their deltas wait).
-    let codes = if tally.endpoints.has_pending() {
-        match tally.endpoints.resolve(data) {
-            Resolved::Codes(codes) => Some(codes),
-            Resolved::NotYet => None,
-        }
-    } else {
-        // A request admitted before an earlier tick resolved its name still holds it
-        // pending.
-        Some(tally.endpoints.codes().to_vec())
-    };
+    // Every pending name gets its code, or none does (and their deltas wait). The codes
+    // are every name's resolved so far: a request admitted before an earlier tick
+    // resolved its name still holds it pending.
+    let resolved =
+        !tally.endpoints.has_pending() || tally.endpoints.resolve(data) != Resolved::NotYet;
+    let codes = resolved.then(|| tally.endpoints.codes());
     let mut by_slot: BTreeMap<u16, Vec<(UsageKey, Counts)>> = BTreeMap::new();
     let mut waiting = Vec::new();
     for (key, counts) in tally.counters.drain() {
-        let endpoint = match (key.endpoint, &codes) {
+        let endpoint = match (key.endpoint, codes) {
             (LocalEndpoint::Code(code), _) => code,
             (LocalEndpoint::Pending(number), Some(codes)) => codes
                 .get(usize::from(number))
