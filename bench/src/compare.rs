@@ -27,7 +27,7 @@ use crate::compare_variant::{variants, KeyCheck, Started, Variant};
 use crate::cpu_pin;
 use crate::cpu_time;
 use crate::envoy_heap::{BytesAKey, EnvoyMemory};
-use crate::gateways::{baseline_gateway, keysync_gateway, keysync_gateway_with};
+use crate::gateways::{baseline_gateway, keysync_gateway, keysync_options};
 use crate::machine_load::load_average;
 use crate::median::median;
 use crate::pg_activity;
@@ -500,19 +500,18 @@ pub fn floor_vs_filter(rounds: usize, seconds: u64, whole_map: bool, before_wasm
     }
     // With another build beside it, both run the plugin configuration both read (an
     // older filter refuses a field it does not know), so only the builds differ.
-    let same_config = Path::new(BEFORE_AND_AFTER_AUTH);
-    let shared: &[(&str, &Path)] = match before_wasm {
-        Some(_) => &[("KEYSYNC_AUTH_CONFIG", same_config)],
-        None => &[],
+    let filter = |wasm: Option<&Path>| {
+        let mut options = keysync_options(&keysync, "gateway.yaml");
+        if before_wasm.is_some() {
+            options.auth_config = BEFORE_AND_AFTER_AUTH.into();
+        }
+        options.filter_wasm = wasm.map(Path::to_path_buf);
+        synced(Gateway::start(options))
     };
     if let Some(wasm) = before_wasm {
-        let gateway = synced_filter(
-            &keysync,
-            &[shared, &[("KEYSYNC_FILTER_WASM", wasm)]].concat(),
-        );
-        variants.push(("(e0)", gateway));
+        variants.push(("(e0)", filter(Some(wasm))));
     }
-    variants.push(("(e)", synced_filter(&keysync, shared)));
+    variants.push(("(e)", filter(None)));
     let duration = Duration::from_secs(seconds);
     // Microseconds each variant adds over (b), per round.
     let mut added: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
@@ -560,8 +559,8 @@ pub fn floor_vs_filter(rounds: usize, seconds: u64, whole_map: bool, before_wasm
 }
 
 /// keysync's filter in `envoy/gateway.yaml` with `env` added, synced before it returns.
-fn synced_filter(keysync: &Keysync, env: &[(&str, &Path)]) -> Gateway {
-    let gateway = keysync_gateway_with(keysync, "gateway.yaml", env);
+/// `gateway` once its filter's store holds the keys.
+fn synced(gateway: Gateway) -> Gateway {
     gateway
         .process
         .wait_for_log("cache refresh complete", Duration::from_secs(60));

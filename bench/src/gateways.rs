@@ -30,18 +30,7 @@ pub const SYNC_EVERY_15M: &str = r#"{"role":"sync","refresh_interval":"15m"}"#;
 /// `envoy/<template>` (keysync's filter in `gateway.yaml`, ext_authz in
 /// `ext-authz.yaml`) fed by `keysync`, one worker, direct responses.
 pub fn keysync_gateway(keysync: &Keysync, template: &str) -> Gateway {
-    keysync_gateway_with(keysync, template, &[])
-}
-
-/// [`keysync_gateway`] with `env` added when rendering (another `KEYSYNC_FILTER_WASM`).
-pub fn keysync_gateway_with(keysync: &Keysync, template: &str, env: &[(&str, &Path)]) -> Gateway {
-    let mut options = keysync_options(keysync, template);
-    for (name, path) in env {
-        options
-            .env
-            .push((name.to_string(), path.display().to_string()));
-    }
-    Gateway::start(options)
+    Gateway::start(keysync_options(keysync, template))
 }
 
 /// The options of [`keysync_gateway`].
