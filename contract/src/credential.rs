@@ -71,7 +71,7 @@ pub fn authorization_is_credential(value: &[u8]) -> bool {
 
 /// The token of a `Bearer` credential (RFC 6750: one space, then the token); `None` for
 /// other schemes. `Bearer` with nothing after it yields an empty token.
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     const SCHEME: &[u8] = b"bearer";
     let scheme = value.get(..SCHEME.len())?;
     if !scheme.eq_ignore_ascii_case(SCHEME) {

@@ -3,7 +3,8 @@
 //! and keysync's ext_authz service. Also the wire vocabulary the filter and keysync must
 //! agree on byte for byte: subject kind codes (`subject`), usage outcome codes
 //! (`usage_outcome`), usage endpoint names (`usage_endpoint`) and the key hash
-//! (`key_hash`). Plain Rust whose only dependency is `sha2`: it runs in wasm.
+//! (`key_hash`). Plain Rust whose only dependencies are `sha2` and `serde` (the credential
+//! sources deserialize into either enforcer's configuration): it runs in wasm.
 #![forbid(unsafe_code)]
 // Runs inside Envoy's wasm VM, where a panic kills the VM of a whole worker.
 #![deny(
@@ -14,6 +15,7 @@
 )]
 
 pub mod credential;
+pub mod credential_sources;
 pub mod id;
 pub mod key_format;
 pub mod key_hash;
