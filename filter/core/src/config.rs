@@ -6,6 +6,7 @@
 //! `"ready"` (an HTTP filter on the probe listener's `/ready` route that answers 503 until
 //! the store holds a complete sync: `readiness`).
 
+use keysync_contract::credential_sources::{CredentialSources, RawSource};
 use keysync_contract::public_path;
 use keysync_contract::usage_endpoint::{DEFAULT_MAX_ENDPOINTS, MAX_ENDPOINTS};
 use serde::Deserialize;
@@ -94,6 +95,9 @@ pub struct AuthConfig {
     /// readiness, for load balancers and `make run`.
     pub ready_paths: Vec<PathRule>,
     pub forward_credential: bool,
+    /// Where a request's key may be, in order (`credentials`; the contract's two
+    /// headers unless set).
+    pub credentials: CredentialSources,
     /// Keys issued before checksums (see `keysync_contract::key_format`) are accepted.
     /// Turn off once every such key was rotated: a made-up key then never costs a
     /// lookup, whatever its form.
@@ -226,6 +230,7 @@ struct RawConfig {
     public_paths: Option<Vec<String>>,
     ready_paths: Option<Vec<String>>,
     forward_credential: Option<bool>,
+    credentials: Option<Vec<RawSource>>,
     accept_legacy_keys: Option<bool>,
     invalid_key_status: Option<u32>,
     miss_lookup: Option<RawMissLookup>,
@@ -335,6 +340,10 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
                 .into(),
         ));
     }
+    let credentials = match &raw.credentials {
+        Some(sources) => CredentialSources::new(sources).map_err(ConfigError)?,
+        None => CredentialSources::default(),
+    };
     let usage_max_endpoints = raw.usage_max_endpoints.unwrap_or(DEFAULT_MAX_ENDPOINTS);
     if !(1..=MAX_ENDPOINTS).contains(&usage_max_endpoints) {
         return Err(ConfigError(format!(
@@ -347,6 +356,7 @@ fn auth_config(raw: RawConfig, keysync_cluster: String) -> Result<AuthConfig, Co
         public_paths,
         ready_paths,
         forward_credential: raw.forward_credential.unwrap_or(false),
+        credentials,
         accept_legacy_keys: raw.accept_legacy_keys.unwrap_or(true),
         invalid_key_status,
         miss_lookup,
@@ -377,6 +387,7 @@ fn ready_config(raw: &RawConfig) -> Result<(), ConfigError> {
         public_paths,
         ready_paths,
         forward_credential,
+        credentials,
         accept_legacy_keys,
         invalid_key_status,
         miss_lookup,
@@ -401,6 +412,7 @@ fn ready_config(raw: &RawConfig) -> Result<(), ConfigError> {
         ("public_paths", public_paths.is_some()),
         ("ready_paths", ready_paths.is_some()),
         ("forward_credential", forward_credential.is_some()),
+        ("credentials", credentials.is_some()),
         ("accept_legacy_keys", accept_legacy_keys.is_some()),
         ("invalid_key_status", invalid_key_status.is_some()),
         ("miss_lookup", miss_lookup.is_some()),
@@ -435,6 +447,7 @@ fn sync_config(raw: RawConfig, keysync_cluster: String) -> Result<SyncConfig, Co
             ("public_paths", raw.public_paths.is_some()),
             ("ready_paths", raw.ready_paths.is_some()),
             ("forward_credential", raw.forward_credential.is_some()),
+            ("credentials", raw.credentials.is_some()),
             ("accept_legacy_keys", raw.accept_legacy_keys.is_some()),
             ("invalid_key_status", raw.invalid_key_status.is_some()),
             ("miss_lookup", raw.miss_lookup.is_some()),
@@ -523,6 +536,38 @@ mod tests {
         PluginConfig::parse(json.as_bytes())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn credentials_are_the_contracts_headers_unless_listed() {
+        assert_eq!(auth("").credentials, CredentialSources::default());
+        let listed = auth(r#"{"credentials":[{"query":"api_key"},{"cookie":"session"}]}"#);
+        assert!(listed.credentials.beyond_headers());
+        assert_eq!(listed.credentials.sources().len(), 2);
+        for (json, reason) in [
+            (r#"{"credentials":[]}"#, "credentials must list"),
+            (
+                r#"{"credentials":[{"query":"a b"}]}"#,
+                "credentials[0]: query name",
+            ),
+            (
+                r#"{"credentials":[{"header":"x","scheme":"Basic"}]}"#,
+                "scheme must be",
+            ),
+            (r#"{"credentials":[{"form":"k"}]}"#, "unknown field `form`"),
+            (
+                r#"{"role":"sync","credentials":[{"query":"k"}]}"#,
+                "credentials only applies to role \"auth\"",
+            ),
+            (
+                r#"{"role":"ready","credentials":[{"query":"k"}]}"#,
+                "takes no settings, not credentials",
+            ),
+        ] {
+            let message = error(json);
+            assert!(message.contains(reason), "{json}: {message}");
+            assert!(message.starts_with("invalid keysync plugin configuration"));
+        }
     }
 
     #[test]

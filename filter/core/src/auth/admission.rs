@@ -17,14 +17,11 @@ use std::rc::Rc;
 /// very busy.
 pub const MAX_WAIT_TICKS: u32 = 4;
 
-/// The credential headers of an accepted request, removed before it goes upstream
-/// (unless `forward_credential`): `x-api-key` always, whichever header the key came in,
-/// and `Authorization` when it carries a credential
-/// (`credential::authorization_is_credential`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Carried {
-    pub authorization: bool,
-}
+/// The credentials of an accepted request, taken off it before it goes upstream (unless
+/// `forward_credential`): the header sources that carried one, the query parameters
+/// (a rewritten `:path`) and the cookies (a rewritten `Cookie`), as the configured
+/// `credentials` found them.
+pub use keysync_contract::credential_sources::Strip as Carried;
 
 /// What the request's rate limit still asks of admission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -100,7 +100,7 @@ impl<H: Host> AuthWorker<H> {
             QuotaCheck::Refused => return AdmissionStep::Answered(Outcome::QuotaExceeded),
             QuotaCheck::Pending => return AdmissionStep::Wait,
         }
-        match self.forward(request, &admission.identity, admission.carried) {
+        match self.forward(request, &admission.identity, &admission.carried) {
             Action::Continue => AdmissionStep::Forwarded,
             // Its identity headers could not be written: the gateway answered 503.
             Action::Pause => AdmissionStep::Answered(Outcome::Other),

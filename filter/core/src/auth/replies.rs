@@ -6,11 +6,11 @@ use crate::auth::admission::Carried;
 use crate::auth::record_cache::CachedRecord;
 use crate::auth::worker::AuthWorker;
 use crate::config::RateLimitMode;
-use crate::host::{Action, Host, HttpRequest};
+use crate::host::{Action, Host, HostError, HttpRequest};
 use crate::limits::local_rate_limit::WindowState;
 use crate::limits::quota::Refusal;
 use crate::stats::Counter;
-use keysync_contract::credential::Source;
+use keysync_contract::credential_sources;
 use keysync_contract::rate_limit_headers::{
     self, POLICY_HEADER, RATELIMIT_HEADER, RETRY_AFTER_HEADER,
 };
@@ -28,24 +28,45 @@ impl<H: Host> AuthWorker<H> {
         &self,
         request: &H::Request,
         identity: &CachedRecord,
-        carried: Carried,
+        carried: &Carried,
     ) -> Action {
-        let mut written = request
+        let written = request
             .set_request_header(ORG_ID_HEADER, &identity.org_id)
-            .and_then(|()| request.set_request_header(KEY_ID_HEADER, &identity.key_id));
-        if written.is_ok() && !self.config.forward_credential {
-            if carried.authorization {
-                written = request.remove_request_header(Source::Authorization.header());
-            }
-            written =
-                written.and_then(|()| request.remove_request_header(Source::ApiKeyHeader.header()));
-        }
+            .and_then(|()| request.set_request_header(KEY_ID_HEADER, &identity.key_id))
+            .and_then(|()| self.strip_credentials(request, carried));
         if written.is_err() {
             // Never forward with a client's own identity headers possibly left in place.
             return self.reply(request, Denial::Unavailable);
         }
         self.stats.bump(Counter::Allowed);
         Action::Continue
+    }
+
+    /// Takes the credentials `carried` names off the request (unless
+    /// `forward_credential`): one host call for each header, and one for the `:path` or
+    /// the `Cookie` only when a credential was found there.
+    pub fn strip_credentials(
+        &self,
+        request: &H::Request,
+        carried: &Carried,
+    ) -> Result<(), HostError> {
+        if self.config.forward_credential {
+            return Ok(());
+        }
+        for header in self.config.credentials.headers_to_remove(carried) {
+            request.remove_request_header(header)?;
+        }
+        if let Some(path) = &carried.path {
+            request.set_request_header(credential_sources::PATH, path)?;
+        }
+        match &carried.cookie {
+            Some(Some(cookies)) => {
+                request.set_request_header(credential_sources::COOKIE, cookies)?
+            }
+            Some(None) => request.remove_request_header(credential_sources::COOKIE)?,
+            None => {}
+        }
+        Ok(())
     }
 
     /// Global mode: a client must not choose whose budget its request is counted on.

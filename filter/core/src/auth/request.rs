@@ -19,7 +19,7 @@ use crate::keysync_api::Reply;
 use crate::limits::local_rate_limit::WindowState;
 use crate::stats::Counter;
 use crate::store::key_record::KeyRecord;
-use keysync_contract::credential::{self, Credential, Source};
+use keysync_contract::credential_sources::Offered;
 use keysync_contract::key_format::{self, KeyForm};
 use keysync_contract::key_hash::KeyHash;
 use keysync_contract::key_policy::ROUTE_SCOPES_HEADER;
@@ -44,6 +44,8 @@ pub struct AuthRequest<H: Host> {
     identity: Option<Rc<CachedRecord>>,
     /// What usage metering counts this request as, once decided.
     usage: Option<RequestUsage>,
+    /// The credentials the request carries, to take off it if it is forwarded.
+    carried: Carried,
     /// Body bytes seen so far (Envoy hands each chunk's size to the callback: free).
     request_bytes: u64,
     response_bytes: u64,
@@ -65,6 +67,7 @@ impl<H: Host> AuthRequest<H> {
             window: None,
             identity: None,
             usage: None,
+            carried: Carried::default(),
             request_bytes: 0,
             response_bytes: 0,
         }
@@ -76,26 +79,22 @@ impl<H: Host> AuthRequest<H> {
             self.usage = Some(RequestUsage::Unattributed);
             return action;
         }
-        let authorization = self.request.request_header("authorization");
-        let api_key = if credential::needs_api_key_header(authorization.as_deref()) {
-            self.request.request_header("x-api-key")
-        } else {
-            None
-        };
-        match credential::extract(authorization.as_deref(), api_key.as_deref()) {
-            Credential::Missing => self.act(Verdict::Deny(Denial::MissingKey), None),
-            Credential::Malformed => self.act(Verdict::Deny(Denial::InvalidKey), None),
-            Credential::Key { key, .. } if !self.form_accepted(key) => {
+        let request = &self.request;
+        let extraction =
+            (self.worker.config.credentials).extract(|name| request.request_header(name));
+        // Kept for a refusal that forwards all the same (public path, fail-open).
+        self.carried = extraction.strip.clone();
+        match extraction.offered {
+            Offered::Missing => self.act(Verdict::Deny(Denial::MissingKey), None),
+            Offered::Malformed | Offered::Disagreeing => {
                 self.act(Verdict::Deny(Denial::InvalidKey), None)
             }
-            Credential::Key { key, source } => {
-                let carried = Carried {
-                    authorization: source == Source::Authorization
-                        || authorization
-                            .as_deref()
-                            .is_some_and(credential::authorization_is_credential),
-                };
-                let hash = KeyHash::of_key(key);
+            Offered::Key(key) if !self.form_accepted(&key) => {
+                self.act(Verdict::Deny(Denial::InvalidKey), None)
+            }
+            Offered::Key(key) => {
+                let carried = extraction.strip;
+                let hash = KeyHash::of_key(&key);
                 let (verdict, identity) = self.worker.judge_stored(&hash);
                 if identity.is_some() {
                     self.identity = identity;
@@ -333,7 +332,10 @@ impl<H: Host> AuthRequest<H> {
                 if !(request.remove_request_header(ORG_ID_HEADER).is_ok()
                     && request.remove_request_header(KEY_ID_HEADER).is_ok()
                     && self.worker.strip_rate_limit_headers(request)
-                    && self.strip_credential())
+                    && self
+                        .worker
+                        .strip_credentials(request, &self.carried)
+                        .is_ok())
                 {
                     return self.worker.reply(request, Denial::Unavailable);
                 }
@@ -345,21 +347,6 @@ impl<H: Host> AuthRequest<H> {
                 Action::Continue
             }
         }
-    }
-
-    /// A request forwarded without an accepted key (public path, fail-open) must not
-    /// carry a credential to the backend either, unless `forward_credential` says so:
-    /// any `x-api-key`, and an `Authorization` that is a credential.
-    fn strip_credential(&self) -> bool {
-        if self.worker.config.forward_credential {
-            return true;
-        }
-        let request = &self.request;
-        let credential = request
-            .request_header("authorization")
-            .is_some_and(|value| credential::authorization_is_credential(&value));
-        (!credential || request.remove_request_header("authorization").is_ok())
-            && request.remove_request_header("x-api-key").is_ok()
     }
 }
 

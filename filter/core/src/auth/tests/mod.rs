@@ -3,6 +3,7 @@
 //! rate limits, quotas and usage metering, each in its own file, and the worker on its
 //! own (`worker`); the fixtures they share here.
 
+mod credentials;
 mod keys;
 mod lookups;
 mod policies;

@@ -10,8 +10,11 @@ use crate::host::fake_host::FakeRequest;
 use keysync_contract::usage_outcome::Outcome;
 use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 
+/// A Bearer key, as the default sources find it: both headers removed.
 const BEARER: Carried = Carried {
-    authorization: true,
+    headers: 0b11,
+    path: None,
+    cookie: None,
 };
 
 /// A request of `record`'s key with `headers`, and its admission as the request flow
