@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use keysync_contract::credential_sources::{CredentialSources, RawSource};
+
 use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
 use crate::admin_api::ApiSettings;
 use crate::anomaly::settings::AnomalySettings;
@@ -53,6 +55,7 @@ pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
 pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
 pub const IDEMPOTENCY_SECRET_FILE: &str = SECRET_FILE_VARIABLE;
 pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
+pub const CREDENTIALS: &str = "KEYSYNC_CREDENTIALS";
 pub use crate::leak_reports::public_keys_file::LEAK_PUBLIC_KEYS_FILE;
 pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
@@ -161,6 +164,8 @@ pub struct ServeConfig {
     /// ext_authz accepts keys issued before checksums (the filter's
     /// `accept_legacy_keys`); a checksummed key with a wrong checksum never is.
     pub accept_legacy_keys: bool,
+    /// Where ext_authz reads a request's key (the filter's `credentials`, as JSON).
+    pub credentials: CredentialSources,
     /// The leak-report endpoint, served when public keys are configured.
     pub leak_reports: Option<LeakSettings>,
     /// Months of usage kept before the current one (`KEYSYNC_USAGE_RETENTION`); older
@@ -200,6 +205,7 @@ impl Default for ServeConfig {
             grpc_max_in_flight: 1024,
             api: ApiSettings::default(),
             accept_legacy_keys: true,
+            credentials: CredentialSources::default(),
             leak_reports: None,
             usage_retention_months: crate::usage::partitions::DEFAULT_RETENTION_MONTHS,
             usage_export: None,
@@ -294,6 +300,7 @@ impl ServeConfig {
                 defaults.accept_legacy_keys,
                 parse_switch,
             )?,
+            credentials: read(env, CREDENTIALS, defaults.credentials, parse_credentials)?,
             leak_reports: read_leak_settings(env)?,
             usage_retention_months: read(
                 env,
@@ -625,6 +632,12 @@ fn parse_body_limit(value: &str) -> Result<usize, String> {
     }
 }
 
+/// The filter's `credentials` list, as JSON: `[{"header": "x-api-key"}, {"query": "api_key"}]`.
+fn parse_credentials(value: &str) -> Result<CredentialSources, String> {
+    let raw: Vec<RawSource> = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    CredentialSources::new(&raw)
+}
+
 fn parse_switch(value: &str) -> Result<bool, String> {
     match value {
         "true" => Ok(true),
@@ -939,10 +952,23 @@ mod tests {
             (MAX_WATCH_STREAMS, "0"),
             (GRPC_MAX_IN_FLIGHT, "lots"),
             (ACCEPT_LEGACY_KEYS, "no"),
+            (CREDENTIALS, "[]"),
+            (CREDENTIALS, r#"[{"query":"a b"}]"#),
+            (CREDENTIALS, "api_key"),
         ] {
             let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(error.name, name, "{value}");
         }
+    }
+
+    #[test]
+    fn credentials_are_the_contracts_headers_unless_listed() {
+        let config = ServeConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(config.credentials, CredentialSources::default());
+        let listed = r#"[{"header":"authorization","scheme":"Bearer"},{"query":"api_key"}]"#;
+        let config = ServeConfig::from_env(&env(&[(CREDENTIALS, listed)])).unwrap();
+        assert!(config.credentials.beyond_headers());
+        assert_eq!(config.credentials.sources().len(), 2);
     }
 
     #[test]

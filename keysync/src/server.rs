@@ -250,7 +250,8 @@ pub async fn run<L: Loader, C: Connector>(
         metrics.ext_authz.clone(),
         confirmation.clone(),
     )
-    .accepting_legacy_keys(config.accept_legacy_keys);
+    .accepting_legacy_keys(config.accept_legacy_keys)
+    .reading_credentials_from(config.credentials.clone());
     let mut service = KeySyncService::new(
         key_set,
         misses,

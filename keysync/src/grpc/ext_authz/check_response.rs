@@ -2,8 +2,10 @@
 //! request, built from the contract's replies and identity headers.
 //!
 //! - allowed: status OK and an `OkHttpResponse` that sets `x-org-id` and `x-api-key-id`
-//!   (overwriting anything the client sent) and removes the credential header that
-//!   carried the key. It also sets the two descriptor headers Envoy's rate-limit filter
+//!   (overwriting anything the client sent) and removes the credential headers; a key in
+//!   a query parameter or a cookie is taken off by overwriting `:path` or `Cookie` with
+//!   the rewritten value (Envoy's own `query_parameters_to_remove` re-encodes the whole
+//!   query string from a map: order and repeated names would not survive). It also sets the two descriptor headers Envoy's rate-limit filter
 //!   reads in global mode (`x-keysync-rl-subject`, `x-keysync-rl-limit`), or removes
 //!   client-sent ones when the key has no limit; `envoy/ext-authz.yaml` strips them
 //!   before the backend.
@@ -30,14 +32,14 @@ use envoy_types::pb::envoy::service::auth::v3::{
 };
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc;
-use keysync_contract::credential::Source;
+use keysync_contract::credential_sources::{COOKIE, PATH};
 use keysync_contract::id::Id;
 use keysync_contract::reply::{self, Denial};
 use keysync_contract::{KEY_ID_HEADER, ORG_ID_HEADER};
 use keysync_proto::v1::Provenance;
 use tonic::Status;
 
-use super::verdict::Verdict;
+use super::verdict::{CredentialRemoval, Verdict};
 use crate::key_set::key_entry::KeyEntry;
 
 /// The status for unknown, revoked, expired and malformed keys (the filter's default
@@ -49,7 +51,7 @@ pub use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 /// What Envoy is told; `Err` only when keysync cannot tell.
 pub fn answer(verdict: &Verdict) -> Result<CheckResponse, Status> {
     match verdict {
-        Verdict::Allow { entry, source } => Ok(allowed(entry, *source)),
+        Verdict::Allow { entry, removal } => Ok(allowed(entry, removal)),
         Verdict::Ready => Ok(CheckResponse {
             status: Some(rpc_status(rpc::Code::Ok, "")),
             http_response: Some(HttpResponse::OkResponse(OkHttpResponse::default())),
@@ -85,15 +87,20 @@ pub fn with_provenance(mut response: CheckResponse, provenance: Provenance) -> C
     response
 }
 
-fn allowed(entry: &KeyEntry, source: Source) -> CheckResponse {
+fn allowed(entry: &KeyEntry, removal: &CredentialRemoval) -> CheckResponse {
     let mut headers = vec![
         overwrite(ORG_ID_HEADER, entry.org_id.hyphenated().to_string()),
         overwrite(KEY_ID_HEADER, entry.key_id.hyphenated().to_string()),
     ];
     // Whatever carried the key, a second credential beside it is not forwarded either.
-    let mut headers_to_remove = vec![Source::ApiKeyHeader.header().to_owned()];
-    if source == Source::Authorization {
-        headers_to_remove.push(Source::Authorization.header().to_owned());
+    let mut headers_to_remove = removal.headers.clone();
+    if let Some(path) = &removal.path {
+        headers.push(overwrite(PATH, path.clone()));
+    }
+    match &removal.cookie {
+        Some(Some(cookies)) => headers.push(overwrite(COOKIE, cookies.clone())),
+        Some(None) => headers_to_remove.push(COOKIE.to_owned()),
+        None => {}
     }
     match entry.rate_limit {
         Some(key_limit) => {
@@ -218,7 +225,7 @@ mod tests {
     fn allowed_sets_identity_and_removes_the_credential_it_used() {
         let verdict = Verdict::Allow {
             entry: entry(None),
-            source: Source::ApiKeyHeader,
+            removal: CredentialRemoval::headers(["x-api-key"]),
         };
         let response = answer(&verdict).unwrap();
         assert_eq!(response.status.as_ref().unwrap().code, rpc::Code::Ok as i32);
@@ -255,11 +262,11 @@ mod tests {
         };
         let response = answer(&Verdict::Allow {
             entry: entry(Some(per_org)),
-            source: Source::Authorization,
+            removal: CredentialRemoval::headers(["authorization", "x-api-key"]),
         })
         .unwrap();
         let ok = ok_response(&response);
-        assert_eq!(ok.headers_to_remove, vec!["x-api-key", "authorization"]);
+        assert_eq!(ok.headers_to_remove, vec!["authorization", "x-api-key"]);
         let set = headers(&ok.headers);
         assert_eq!(
             set[2..],
@@ -283,7 +290,7 @@ mod tests {
         };
         let response = answer(&Verdict::Allow {
             entry: entry(Some(per_key)),
-            source: Source::Authorization,
+            removal: CredentialRemoval::headers(["authorization"]),
         })
         .unwrap();
         let subject = &headers(&ok_response(&response).headers)[2];
@@ -301,7 +308,7 @@ mod tests {
         };
         let response = answer(&Verdict::Allow {
             entry: entry(Some(limit)),
-            source: Source::Authorization,
+            removal: CredentialRemoval::headers(["authorization"]),
         })
         .unwrap();
         let set = headers(&ok_response(&response).headers);
@@ -316,6 +323,44 @@ mod tests {
             Id(Uuid::from_u128(0x11).into_bytes())
         );
         assert_eq!(descriptor.limit.budget(), 7);
+    }
+
+    #[test]
+    fn a_query_or_cookie_key_is_taken_off_by_overwriting_path_and_cookie() {
+        let response = answer(&Verdict::Allow {
+            entry: entry(None),
+            removal: CredentialRemoval {
+                headers: vec!["x-api-key".into()],
+                path: Some("/v1/x?b=2&&a=1".into()),
+                cookie: Some(Some("theme=dark".into())),
+            },
+        })
+        .unwrap();
+        let ok = ok_response(&response);
+        let set = headers(&ok.headers);
+        assert_eq!(
+            set[2..],
+            [
+                (":path".to_owned(), "/v1/x?b=2&&a=1".to_owned(), OVERWRITE),
+                ("cookie".to_owned(), "theme=dark".to_owned(), OVERWRITE),
+            ]
+        );
+        assert!(ok.query_parameters_to_remove.is_empty());
+
+        let response = answer(&Verdict::Allow {
+            entry: entry(None),
+            removal: CredentialRemoval {
+                cookie: Some(None),
+                ..CredentialRemoval::default()
+            },
+        })
+        .unwrap();
+        let ok = ok_response(&response);
+        assert_eq!(ok.headers.len(), 2);
+        assert_eq!(
+            ok.headers_to_remove,
+            vec!["cookie", "x-keysync-rl-subject", "x-keysync-rl-limit"]
+        );
     }
 
     #[test]

@@ -1,73 +1,57 @@
-//! The credential headers of the request Envoy asks about, as the raw values
-//! [`keysync_contract::credential::extract`] takes.
+//! The carriers of the request Envoy asks about, as the raw values
+//! [`keysync_contract::credential_sources`] reads: a header by name, `:path` (the
+//! request's path with its query string) and `cookie`.
 //!
 //! Envoy sends the request's headers with lower-case names, by default in `headers`, a
 //! map in which the values of a repeated header are joined with `,` (and bytes that
 //! are not UTF-8 replaced). With `encode_raw_headers: true` they come in `header_map`
 //! instead, as raw bytes, one entry per value; repeated values are then joined here the
-//! same way, so either way a repeated credential reaches the extractor as one value,
-//! which it refuses as malformed.
+//! same way (cookies with `; `, as HTTP/2 splits them), so either way a repeated
+//! credential reaches the extractor as one value, which it refuses as malformed.
 
 use std::borrow::Cow;
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
-use keysync_contract::credential::Source;
+use keysync_contract::credential_sources::{COOKIE, PATH};
 
-/// `authorization` and `x-api-key` of one checked request, absent when not sent.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// One checked request's headers; a request without HTTP attributes has none.
+#[derive(Debug, Default, PartialEq)]
 pub struct CredentialHeaders<'a> {
-    authorization: Option<Cow<'a, [u8]>>,
-    api_key: Option<Cow<'a, [u8]>>,
+    http: Option<&'a HttpRequest>,
 }
 
 impl<'a> CredentialHeaders<'a> {
-    /// Reads them from `request`; a request without HTTP attributes has neither.
     pub fn of(request: &'a CheckRequest) -> Self {
         let http = request
             .attributes
             .as_ref()
             .and_then(|attributes| attributes.request.as_ref())
             .and_then(|request| request.http.as_ref());
-        match http {
-            Some(http) => Self::of_http(http),
-            None => Self::default(),
-        }
+        CredentialHeaders { http }
     }
 
-    fn of_http(http: &'a HttpRequest) -> Self {
-        let authorization = Source::Authorization.header();
-        let api_key = Source::ApiKeyHeader.header();
+    /// The value of header `name` (lower case), `:path` included.
+    pub fn get(&self, name: &str) -> Option<Cow<'a, [u8]>> {
+        let http = self.http?;
+        if name == PATH && !http.path.is_empty() {
+            return Some(Cow::Borrowed(http.path.as_bytes()));
+        }
+        let separator: &[u8] = if name == COOKIE { b"; " } else { b"," };
         match &http.header_map {
-            Some(map) if !map.headers.is_empty() => CredentialHeaders {
-                authorization: joined(&map.headers, authorization),
-                api_key: joined(&map.headers, api_key),
-            },
-            _ => CredentialHeaders {
-                authorization: http
-                    .headers
-                    .get(authorization)
-                    .map(|value| Cow::Borrowed(value.as_bytes())),
-                api_key: http
-                    .headers
-                    .get(api_key)
-                    .map(|value| Cow::Borrowed(value.as_bytes())),
-            },
+            Some(map) if !map.headers.is_empty() => joined(&map.headers, name, separator),
+            _ => http
+                .headers
+                .get(name)
+                .map(|value| Cow::Borrowed(value.as_bytes())),
         }
-    }
-
-    pub fn authorization(&self) -> Option<&[u8]> {
-        self.authorization.as_deref()
-    }
-
-    pub fn api_key(&self) -> Option<&[u8]> {
-        self.api_key.as_deref()
     }
 }
 
-/// The values of header `name` in a raw header list, joined with `,` when repeated.
-fn joined<'a>(headers: &'a [HeaderValue], name: &str) -> Option<Cow<'a, [u8]>> {
+/// The values of header `name` in a raw header list, joined with `separator` when
+/// repeated.
+fn joined<'a>(headers: &'a [HeaderValue], name: &str, separator: &[u8]) -> Option<Cow<'a, [u8]>> {
     let mut values = headers
         .iter()
         .filter(|header| header.key.eq_ignore_ascii_case(name))
@@ -78,7 +62,7 @@ fn joined<'a>(headers: &'a [HeaderValue], name: &str) -> Option<Cow<'a, [u8]>> {
     };
     let mut all = first.to_vec();
     for value in std::iter::once(second).chain(values) {
-        all.push(b',');
+        all.extend_from_slice(separator);
         all.extend_from_slice(value);
     }
     Some(Cow::Owned(all))
@@ -135,19 +119,39 @@ mod tests {
         });
         let headers = CredentialHeaders::of(&check);
         assert_eq!(
-            headers.authorization(),
+            headers.get("authorization").as_deref(),
             Some(b"Bearer sk_live_a".as_slice())
         );
-        assert_eq!(headers.api_key(), Some(b"sk_live_b".as_slice()));
+        assert_eq!(
+            headers.get("x-api-key").as_deref(),
+            Some(b"sk_live_b".as_slice())
+        );
+    }
+
+    #[test]
+    fn the_path_is_the_requests_path_with_its_query() {
+        let check = request(HttpRequest {
+            path: "/v1/x?api_key=k&a=1".to_owned(),
+            ..HttpRequest::default()
+        });
+        let headers = CredentialHeaders::of(&check);
+        assert_eq!(
+            headers.get(":path").as_deref(),
+            Some(b"/v1/x?api_key=k&a=1".as_slice())
+        );
     }
 
     #[test]
     fn absent_headers_and_absent_attributes_are_none() {
         let empty = CheckRequest::default();
         assert_eq!(CredentialHeaders::of(&empty), CredentialHeaders::default());
+        assert_eq!(CredentialHeaders::of(&empty).get("authorization"), None);
         let check = request(HttpRequest::default());
         let headers = CredentialHeaders::of(&check);
-        assert_eq!((headers.authorization(), headers.api_key()), (None, None));
+        assert_eq!(
+            (headers.get("authorization"), headers.get(":path")),
+            (None, None)
+        );
     }
 
     #[test]
@@ -158,6 +162,8 @@ mod tests {
                     raw("authorization", b"Bearer sk_live_a"),
                     raw("x-api-key", b"sk_live_\xff"),
                     raw("Authorization", b"Bearer sk_live_b"),
+                    raw("cookie", b"a=1"),
+                    raw("cookie", b"session=k"),
                     HeaderValue {
                         key: "authorization".into(),
                         value: "c".into(),
@@ -169,9 +175,16 @@ mod tests {
         });
         let headers = CredentialHeaders::of(&check);
         assert_eq!(
-            headers.authorization(),
+            headers.get("authorization").as_deref(),
             Some(b"Bearer sk_live_a,Bearer sk_live_b,c".as_slice())
         );
-        assert_eq!(headers.api_key(), Some(b"sk_live_\xff".as_slice()));
+        assert_eq!(
+            headers.get("x-api-key").as_deref(),
+            Some(b"sk_live_\xff".as_slice())
+        );
+        assert_eq!(
+            headers.get("cookie").as_deref(),
+            Some(b"a=1; session=k".as_slice())
+        );
     }
 }

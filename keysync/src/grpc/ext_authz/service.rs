@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
-use keysync_contract::credential::{self, Credential, Source};
+use keysync_contract::credential_sources::{CredentialSources, Offered};
 use keysync_contract::key_format::{self, KeyForm};
 use keysync_contract::key_hash::KeyHash;
 use keysync_contract::reply::Denial;
@@ -39,7 +39,7 @@ use super::credential_headers::CredentialHeaders;
 use super::key_policy_check::{self, MalformedRoute};
 use super::metrics::ExtAuthzMetrics;
 use super::readiness_check;
-use super::verdict::Verdict;
+use super::verdict::{CredentialRemoval, Verdict};
 use crate::clock::now_unix;
 
 use crate::key_set::key_entry::KeyEntry;
@@ -69,6 +69,8 @@ pub struct ExtAuthzService {
     catch_up_wait: Duration,
     /// Keys issued before checksums are looked up (the filter's `accept_legacy_keys`).
     accept_legacy_keys: bool,
+    /// Where a request's key may be (`KEYSYNC_CREDENTIALS`, the filter's `credentials`).
+    credentials: Arc<CredentialSources>,
     /// A malformed route refuses every request: one warning a period, not one each.
     route_warnings: Arc<LogThrottle>,
 }
@@ -90,6 +92,7 @@ impl ExtAuthzService {
             clock: now_unix,
             catch_up_wait: CATCH_UP_WAIT,
             accept_legacy_keys: true,
+            credentials: Arc::new(CredentialSources::default()),
             route_warnings: Arc::new(LogThrottle::new(LOG_PERIOD)),
         }
     }
@@ -97,6 +100,12 @@ impl ExtAuthzService {
     /// Whether keys issued before checksums are still accepted (`KEYSYNC_ACCEPT_LEGACY_KEYS`).
     pub fn accepting_legacy_keys(mut self, accept: bool) -> Self {
         self.accept_legacy_keys = accept;
+        self
+    }
+
+    /// Where keys are read from (`KEYSYNC_CREDENTIALS`).
+    pub fn reading_credentials_from(mut self, credentials: CredentialSources) -> Self {
+        self.credentials = Arc::new(credentials);
         self
     }
 
@@ -122,28 +131,20 @@ impl ExtAuthzService {
             };
         }
         let headers = CredentialHeaders::of(request);
-        let (hash, source) = match credential::extract(headers.authorization(), headers.api_key()) {
-            Credential::Missing => return Verdict::Deny(Denial::MissingKey),
-            Credential::Malformed => return Verdict::Deny(Denial::InvalidKey),
-            Credential::Key { key, .. } if !self.form_accepted(key) => {
+        let extraction = self
+            .credentials
+            .extract(|name| headers.get(name).map(|value| value.into_owned()));
+        let hash = match extraction.offered {
+            Offered::Missing => return Verdict::Deny(Denial::MissingKey),
+            Offered::Malformed | Offered::Disagreeing => return Verdict::Deny(Denial::InvalidKey),
+            Offered::Key(key) if !self.form_accepted(&key) => {
                 return Verdict::Deny(Denial::InvalidKey)
             }
-            Credential::Key { key, source } => match std::str::from_utf8(key) {
-                // An Authorization that is a credential goes too, even when the key came
-                // in x-api-key (`Basic sk_live_...` beside it).
-                Ok(key)
-                    if headers
-                        .authorization()
-                        .is_some_and(credential::authorization_is_credential) =>
-                {
-                    (KeyHash::of_key(key.as_bytes()), Source::Authorization)
-                }
-                Ok(key) => (KeyHash::of_key(key.as_bytes()), source),
-                // Well-formed keys are ASCII: cannot happen, refuse to be safe.
-                Err(_) => return Verdict::Deny(Denial::InvalidKey),
-            },
+            Offered::Key(key) => KeyHash::of_key(&key),
         };
-        let verdict = self.judge_key(&hash, source).await;
+        // Every credential goes, also one beside the key that decided (`Basic sk_live_...`).
+        let removal = CredentialRemoval::of(&self.credentials, extraction.strip);
+        let verdict = self.judge_key(&hash, removal).await;
         self.apply_policy(verdict, request)
     }
 
@@ -171,12 +172,12 @@ impl ExtAuthzService {
         }
     }
 
-    async fn judge_key(&self, hash: &KeyHash, source: Source) -> Verdict {
+    async fn judge_key(&self, hash: &KeyHash, removal: CredentialRemoval) -> Verdict {
         if !self.readiness.is_ready() || self.confirmation.is_stale() {
             return Verdict::Deny(Denial::Unavailable);
         }
         if let Some(entry) = self.stored(hash) {
-            return Verdict::of_entry(entry, source, (self.clock)());
+            return Verdict::of_entry(entry, removal, (self.clock)());
         }
         // The key may have been created since the key set last changed: decide once the
         // key set has caught up with it, like `LookupKey`, or after the wait.
@@ -203,7 +204,7 @@ impl ExtAuthzService {
             ),
         }
         match found {
-            Some(entry) => Verdict::of_entry(entry, source, (self.clock)()),
+            Some(entry) => Verdict::of_entry(entry, removal, (self.clock)()),
             None => Verdict::Deny(Denial::InvalidKey),
         }
     }
@@ -402,7 +403,7 @@ mod tests {
         assert_eq!(set["x-api-key-id"], Uuid::from_u128(0x11).to_string());
         assert_eq!(
             removed[..2],
-            ["x-api-key", "authorization"],
+            ["authorization", "x-api-key"],
             "both credentials go"
         );
         assert_eq!(fixture.catch_ups.load(Ordering::SeqCst), 0);
@@ -473,7 +474,54 @@ mod tests {
             check_request(&[("authorization", &smuggled), ("x-api-key", KEY)]),
         )
         .await;
-        assert_eq!(forwarded(&response).1[..2], ["x-api-key", "authorization"]);
+        assert_eq!(forwarded(&response).1[..2], ["authorization", "x-api-key"]);
+    }
+
+    /// `KEYSYNC_CREDENTIALS` with a query parameter and a cookie: the key is found there,
+    /// taken off `:path` and `Cookie`, and two that disagree are refused.
+    #[tokio::test]
+    async fn query_and_cookie_keys_are_found_and_taken_off() {
+        let raw: Vec<keysync_contract::credential_sources::RawSource> = serde_json::from_str(
+            r#"[{"header":"x-api-key"},{"query":"api_key"},{"cookie":"session"}]"#,
+        )
+        .unwrap();
+        let mut fixture = fixture(vec![entry(KEY, 0)], Behaviour::Fails);
+        fixture.service = fixture
+            .service
+            .reading_credentials_from(CredentialSources::new(&raw).unwrap());
+        let with_path = |path: &str, headers: &[(&str, &str)]| {
+            let mut request = check_request(headers);
+            let attributes = request.attributes.as_mut().unwrap();
+            attributes
+                .request
+                .as_mut()
+                .unwrap()
+                .http
+                .as_mut()
+                .unwrap()
+                .path = path.to_owned();
+            request
+        };
+        let path = format!("/orders?b=2&api_key={}&&a=%2F", KEY.replace('_', "%5F"));
+        let response = check(&fixture.service, with_path(&path, &[])).await;
+        let (set, removed) = forwarded(&response);
+        assert_eq!(set[":path"], "/orders?b=2&&a=%2F");
+        assert!(!removed.contains(&"cookie".to_owned()));
+
+        let cookie = format!("theme=dark; session={KEY}");
+        let response = check(
+            &fixture.service,
+            with_path("/orders", &[("cookie", &cookie)]),
+        )
+        .await;
+        let (set, _) = forwarded(&response);
+        assert_eq!(set["cookie"], "theme=dark");
+        assert!(!set.contains_key(":path"));
+
+        let path = format!("/orders?api_key={KEY}");
+        let other = format!("session={UNKNOWN_KEY}");
+        let response = check(&fixture.service, with_path(&path, &[("cookie", &other)])).await;
+        assert_eq!(denial(&response).0, 403);
     }
 
     /// A request with `key` from `source`, to a route that requires `scopes`.

@@ -1,7 +1,7 @@
 //! What keysync decides about one checked request: forward it as a key's organization
 //! and key, or refuse it with one of the contract's denials.
 
-use keysync_contract::credential::Source;
+use keysync_contract::credential_sources::{CredentialSources, Strip};
 use keysync_contract::reply::Denial;
 
 use super::metrics::ExtAuthzResult;
@@ -9,10 +9,11 @@ use crate::key_set::key_entry::KeyEntry;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Forward with the key's identity and without credentials: `x-api-key` always goes,
-    /// and `Authorization` too when `source` is `Authorization` (the key came in it, or
-    /// it holds a credential beside the key in `x-api-key`).
-    Allow { entry: KeyEntry, source: Source },
+    /// Forward with the key's identity and without the credentials `removal` names.
+    Allow {
+        entry: KeyEntry,
+        removal: CredentialRemoval,
+    },
     /// A readiness check ([`super::readiness_check`]) of a keysync that has loaded its
     /// key snapshot: passed on as it is.
     Ready,
@@ -23,11 +24,11 @@ pub enum Verdict {
 impl Verdict {
     /// A key the key set holds, judged at `now` (unix seconds): expiry is checked here,
     /// on every request, so a key stops working at its expiry second.
-    pub fn of_entry(entry: KeyEntry, source: Source, now: i64) -> Verdict {
+    pub fn of_entry(entry: KeyEntry, removal: CredentialRemoval, now: i64) -> Verdict {
         if entry.is_expired(now) {
             Verdict::Deny(Denial::InvalidKey)
         } else {
-            Verdict::Allow { entry, source }
+            Verdict::Allow { entry, removal }
         }
     }
 
@@ -41,6 +42,39 @@ impl Verdict {
             Verdict::Deny(Denial::InsufficientScope) => ExtAuthzResult::InsufficientScope,
             Verdict::Deny(Denial::IpNotAllowed) => ExtAuthzResult::IpNotAllowed,
             Verdict::Deny(Denial::Unavailable) => ExtAuthzResult::Unavailable,
+        }
+    }
+}
+
+/// What is taken off an allowed request before it goes upstream, as the configured
+/// credential sources found it (`keysync_contract::credential_sources`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialRemoval {
+    /// The credential headers to remove.
+    pub headers: Vec<String>,
+    /// The new `:path`, without the credential parameters.
+    pub path: Option<String>,
+    /// The new `Cookie` without the credential cookies; `Some(None)`: remove it.
+    pub cookie: Option<Option<String>>,
+}
+
+impl CredentialRemoval {
+    pub fn of(sources: &CredentialSources, strip: Strip) -> Self {
+        CredentialRemoval {
+            headers: sources
+                .headers_to_remove(&strip)
+                .map(str::to_owned)
+                .collect(),
+            path: strip.path,
+            cookie: strip.cookie,
+        }
+    }
+
+    /// Removes these headers, nothing else.
+    pub fn headers<const N: usize>(names: [&str; N]) -> Self {
+        CredentialRemoval {
+            headers: names.map(str::to_owned).to_vec(),
+            ..CredentialRemoval::default()
         }
     }
 }
@@ -66,27 +100,27 @@ mod tests {
 
     #[test]
     fn a_key_is_refused_from_its_expiry_second() {
-        let source = Source::Authorization;
+        let removal = CredentialRemoval::headers(["authorization"]);
         assert_eq!(
-            Verdict::of_entry(entry(100), source, 99),
+            Verdict::of_entry(entry(100), removal.clone(), 99),
             Verdict::Allow {
                 entry: entry(100),
-                source
+                removal: removal.clone()
             }
         );
         assert_eq!(
-            Verdict::of_entry(entry(100), source, 100),
+            Verdict::of_entry(entry(100), removal.clone(), 100),
             Verdict::Deny(Denial::InvalidKey)
         );
         assert!(matches!(
-            Verdict::of_entry(entry(0), source, i64::MAX),
+            Verdict::of_entry(entry(0), removal, i64::MAX),
             Verdict::Allow { .. }
         ));
     }
 
     #[test]
     fn results_name_the_outcome() {
-        let allowed = Verdict::of_entry(entry(0), Source::ApiKeyHeader, 1);
+        let allowed = Verdict::of_entry(entry(0), CredentialRemoval::default(), 1);
         assert_eq!(allowed.result(), ExtAuthzResult::Allowed);
         for (denial, result) in [
             (Denial::MissingKey, ExtAuthzResult::Missing),
