@@ -6,6 +6,9 @@
 # GATEWAY_FILTER picks what checks the keys: wasm (default, envoy/gateway.yaml), native
 # (the dynamic module, envoy/native.yaml) or ext_authz (Envoy asks keysync,
 # envoy/ext-authz.yaml).
+# CREDENTIALS (JSON, the filter's `credentials`: [{"query":"api_key"}, ...]) says where
+# keys may be; given to the filter through envoy/render.py and to keysync (ext_authz
+# mode) as KEYSYNC_CREDENTIALS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +37,7 @@ export KEYSYNC_GRPC_ADDR="${KEYSYNC_GRPC_ADDR:-127.0.0.1:50051}"
 export KEYSYNC_HTTP_ADDR="${KEYSYNC_HTTP_ADDR:-127.0.0.1:9090}"
 export KEYSYNC_API_ADDR="${KEYSYNC_API_ADDR:-127.0.0.1:9091}"
 export KEYSYNC_FILTER_WASM="$FILTER_WASM"
+if [ -n "${CREDENTIALS:-}" ]; then export KEYSYNC_CREDENTIALS="$CREDENTIALS"; fi
 PG_PORT="${DEMO_POSTGRES_PORT:-54329}"
 
 for bin in "$KEYSYNC" "$ECHO_BACKEND" "$ENVOY" ${FILTER_FILE:+"$FILTER_FILE"}; do

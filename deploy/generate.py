@@ -12,6 +12,7 @@ Usage: python3 deploy/generate.py [--check]
   --check: write nothing; exit 1 when a generated file differs from what is committed.
 """
 import importlib.util
+import json
 import os
 import sys
 
@@ -42,6 +43,8 @@ SENTINEL_AUTH = '{"@@AUTH_CONFIG@@":0}'
 SENTINEL_SYNC = '{"@@SYNC_CONFIG@@":0}'
 SENTINEL_BACKEND = "keysyncsentinel"
 SENTINEL_KEYSYNC = "@@KEYSYNC_HOST@@:1"
+# ext_authz's allowed headers: gateway.credentials' headers, chosen at install time.
+SENTINEL_CREDENTIAL_HEADER = "keysync-credential-header-sentinel"
 
 HELM = {
     "@@GATEWAY_PORT@@": "{{ int $.Values.gateway.port }}",
@@ -99,6 +102,22 @@ def chart_env(mode):
         "BACKEND_URLS": f"{SENTINEL_BACKEND}=http://backend.invalid:1",
         "RATE_LIMIT_MODE": mode,
     }
+
+
+def credential_header_loop(text):
+    """ext_authz's allowed header for the sentinel credential source, replaced by a loop
+    over the release's credential headers."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip() == f"- exact: {SENTINEL_CREDENTIAL_HEADER}":
+            indent = line[: len(line) - len(line.lstrip())]
+            lines[i : i + 1] = [
+                '{{- range $name := include "keysync.credentialHeaders" $ | fromJsonArray }}',
+                f"{indent}- exact: {{{{ $name }}}}",
+                "{{- end }}",
+            ]
+            return "\n".join(lines)
+    raise GenerateError("no allowed header for the sentinel credential source")
 
 
 def replace_once_or_more(text, old, new):
@@ -210,9 +229,14 @@ def tls_conditionals(text):
 
 def chart_variant(template, mode):
     source = open(os.path.join(ROOT, "envoy", template), encoding="utf-8").read()
-    text = render.render(source, chart_env(mode))
+    env = chart_env(mode)
+    if template == "ext-authz.yaml":
+        env["CREDENTIALS"] = json.dumps([{"header": SENTINEL_CREDENTIAL_HEADER}])
+    text = render.render(source, env)
     if "{{" in text or "}}" in text:
         raise GenerateError(f"{template} renders '{{{{' or '}}}}', which Helm would read")
+    if template == "ext-authz.yaml":
+        text = credential_header_loop(text)
     for old, new in HELM.items():
         if old in ("'" + SENTINEL_AUTH + "'", "'" + SENTINEL_SYNC + "'") and template == "ext-authz.yaml":
             continue

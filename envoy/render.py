@@ -20,7 +20,11 @@ blocks. ENVOY_PROBE_PORT adds a listener on that port that passes GET /ready and
 probes and Prometheus; /ready answers 503 until the gateway can decide keys (the wasm
 filter's store holds a complete sync; in ext_authz mode, keysync has loaded its key
 snapshot; the native filter holds Envoy's own readiness until its first full sync), then
-Envoy's own readiness. DIRECT_ROUTE_NAME (benchmarks, with
+Envoy's own readiness. CREDENTIALS (the filter's `credentials`, a JSON list of
+{"header": NAME, "scheme"?: "Bearer"}, {"query": NAME} and {"cookie": NAME}) says where
+a request's key may be: added to the auth filter's configuration (wasm, native), and in
+ext_authz mode the headers Envoy sends keysync (which reads the same JSON from
+KEYSYNC_CREDENTIALS); public routes remove its headers too. DIRECT_ROUTE_NAME (benchmarks, with
 BACKEND_URLS=direct) names the direct route as a backend's route is named, endpoint
 header included. A template that says `# extends: BASE` (envoy/native.yaml) is
 BASE with each of its blocks marked `# >>> KIND: NAME` ... `# <<< KIND: NAME` replaced by
@@ -102,8 +106,43 @@ ENDPOINT_NAME_MAX = 64
 ENDPOINT_HEADER = "x-keysync-endpoint"
 
 # What a public route (PUBLIC_BACKENDS) removes: the backend behind it gets neither an
-# identity a client made up nor a credential meant for the authenticated routes.
-PUBLIC_ROUTE_HEADERS_REMOVED = "[x-org-id, x-api-key-id, x-api-key, authorization]"
+# identity a client made up nor a credential meant for the authenticated routes (the
+# credential headers of CREDENTIALS are added).
+PUBLIC_ROUTE_HEADERS_REMOVED = ["x-org-id", "x-api-key-id", "x-api-key", "authorization"]
+
+# The contract's credentials when CREDENTIALS is not set (contract/src/credential_sources).
+DEFAULT_CREDENTIALS = [{"header": "authorization", "scheme": "Bearer"}, {"header": "x-api-key"}]
+
+
+def credential_sources(text):
+    """CREDENTIALS: the filter's `credentials` list, or the default. Only its shape is
+    checked here; the filter (at configure time) and keysync (at start) refuse a bad one
+    with the reason."""
+    if not text:
+        return DEFAULT_CREDENTIALS
+    try:
+        sources = json.loads(text)
+    except ValueError as e:
+        raise RenderError(f"CREDENTIALS is not JSON: {e}")
+    kinds = ("header", "query", "cookie")
+    if not isinstance(sources, list) or not sources or not all(
+        isinstance(s, dict) and sum(k in s for k in kinds) == 1
+        and all(isinstance(s.get(k, ""), str) for k in kinds) for s in sources
+    ):
+        raise RenderError(
+            'CREDENTIALS must be a JSON list of {"header": NAME, "scheme"?: "Bearer"}, '
+            '{"query": NAME} and {"cookie": NAME}'
+        )
+    return sources
+
+
+def credential_headers(sources):
+    """The request headers that may carry a credential: the header sources' names, and
+    `cookie` when a cookie is a source."""
+    names = [s["header"].lower() for s in sources if "header" in s]
+    if any("cookie" in s for s in sources):
+        names.append("cookie")
+    return names
 
 
 def public_backends(spec, items):
@@ -185,17 +224,21 @@ def disabled_filters(template, mode):
     return names
 
 
-def route_opt_out(filters):
+def route_opt_out(filters, removed=()):
     disabled = ", ".join(
         f'{name}: {{ "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }}'
         for name in filters
     )
+    # A cookie source's header is not removed: it holds the client's other cookies.
+    names = PUBLIC_ROUTE_HEADERS_REMOVED + [
+        n for n in removed if n not in PUBLIC_ROUTE_HEADERS_REMOVED and n != "cookie"
+    ]
     return (f", typed_per_filter_config: {{ {disabled} }}, "
-            f"request_headers_to_remove: {PUBLIC_ROUTE_HEADERS_REMOVED}")
+            f"request_headers_to_remove: [{', '.join(names)}]")
 
 
 def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scopes=None,
-           direct_name=None):
+           direct_name=None, removed=()):
     scopes = scopes or {}
     header = any(f in filters for f in HEADER_SCOPE_FILTERS)
     if not items:
@@ -208,7 +251,7 @@ def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scop
 
     def extra(name):
         if name in public:
-            return route_opt_out(filters)
+            return route_opt_out(filters, removed)
         return route_headers(name, scopes.get(name), header)
 
     if len(items) == 1:
@@ -567,11 +610,20 @@ def render(template, env):
     mode = values["RATE_LIMIT_MODE"]
     if mode not in ("local", "global", "off"):
         raise RenderError(f"RATE_LIMIT_MODE must be local, global or off, not {mode!r}")
-    values["KEYSYNC_AUTH_CONFIG"] = json_config(
-        "KEYSYNC_AUTH_CONFIG",
-        env.get("KEYSYNC_AUTH_CONFIG")
-        or json.dumps({"role": "auth", "rate_limit": mode, "route_scopes": "header",
-                       "usage_endpoints": "header"}),
+    auth_config = env.get("KEYSYNC_AUTH_CONFIG") or json.dumps(
+        {"role": "auth", "rate_limit": mode, "route_scopes": "header", "usage_endpoints": "header"}
+    )
+    sources = credential_sources(values.get("CREDENTIALS"))
+    if values.get("CREDENTIALS"):
+        auth = json.loads(json_config("KEYSYNC_AUTH_CONFIG", auth_config))
+        if not isinstance(auth, dict) or auth.get("credentials", sources) != sources:
+            raise RenderError("KEYSYNC_AUTH_CONFIG has credentials of its own: set CREDENTIALS or those")
+        auth["credentials"] = sources
+        auth_config = json.dumps(auth)
+    values["KEYSYNC_AUTH_CONFIG"] = json_config("KEYSYNC_AUTH_CONFIG", auth_config)
+    values["EXT_AUTHZ_CREDENTIAL_HEADERS"] = block(
+        [f"- exact: {name}" for name in credential_headers(sources)],
+        template, "EXT_AUTHZ_CREDENTIAL_HEADERS",
     )
     metadata = grpc_metadata(values)
     rate_limit_filter = "\n".join(
@@ -596,7 +648,8 @@ def render(template, env):
     if direct_name and (items or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", direct_name)):
         raise RenderError("DIRECT_ROUTE_NAME: a name of [A-Za-z0-9_.-] (1 to 64), with BACKEND_URLS=direct")
     values["ROUTES"] = block(
-        routes(items, public, disabled_filters(template, mode), scopes, direct_name),
+        routes(items, public, disabled_filters(template, mode), scopes, direct_name,
+               credential_headers(sources)),
         template, "ROUTES"
     )
     values["BACKEND_CLUSTERS"] = block(clusters(items), template, "BACKEND_CLUSTERS")

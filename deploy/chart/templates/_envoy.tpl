@@ -1824,11 +1824,13 @@ static_resources:
               include_peer_certificate: false
               # A route's required scopes (route metadata keysync.scopes) go with the check.
               route_metadata_context_namespaces: [keysync]
-              # Only the credential headers travel to keysync (no body is buffered).
+              # Only the credential headers travel to keysync (no body is buffered): those
+              # of CREDENTIALS (Cookie for a cookie source; the path always goes).
               allowed_headers:
                 patterns:
-                - exact: authorization
-                - exact: x-api-key
+{{- range $name := include "keysync.credentialHeaders" $ | fromJsonArray }}
+                - exact: {{ $name }}
+{{- end }}
                 - exact: x-keysync-client-address
           
           - name: envoy.filters.http.router
@@ -2110,11 +2112,13 @@ static_resources:
               include_peer_certificate: false
               # A route's required scopes (route metadata keysync.scopes) go with the check.
               route_metadata_context_namespaces: [keysync]
-              # Only the credential headers travel to keysync (no body is buffered).
+              # Only the credential headers travel to keysync (no body is buffered): those
+              # of CREDENTIALS (Cookie for a cookie source; the path always goes).
               allowed_headers:
                 patterns:
-                - exact: authorization
-                - exact: x-api-key
+{{- range $name := include "keysync.credentialHeaders" $ | fromJsonArray }}
+                - exact: {{ $name }}
+{{- end }}
                 - exact: x-keysync-client-address
           - name: envoy.filters.http.ratelimit
             typed_config:

@@ -136,7 +136,24 @@ local
 {{- $config := deepCopy .Values.gateway.authConfig -}}
 {{- $_ := set $config "role" "auth" -}}
 {{- $_ := set $config "rate_limit" .Values.rateLimit.mode -}}
+{{- with .Values.gateway.credentials }}
+{{- $_ := set $config "credentials" . -}}
+{{- end }}
 {{- toJson $config -}}
+{{- end }}
+
+{{/* The request headers that may carry a key (gateway.credentials' headers, cookie for a
+cookie source), as a JSON list: what ext_authz sends keysync. */}}
+{{- define "keysync.credentialHeaders" -}}
+{{- $names := list -}}
+{{- $sources := .Values.gateway.credentials | default (list (dict "header" "authorization") (dict "header" "x-api-key")) -}}
+{{- range $source := $sources }}
+{{- if hasKey $source "header" }}{{ $names = append $names (lower $source.header) }}{{ end }}
+{{- end }}
+{{- range $source := $sources }}
+{{- if and (hasKey $source "cookie") (not (has "cookie" $names)) }}{{ $names = append $names "cookie" }}{{ end }}
+{{- end }}
+{{- toJson $names -}}
 {{- end }}
 
 {{- define "keysync.syncConfig" -}}
@@ -216,6 +233,10 @@ Takes (list $constraints $selectorYaml). */}}
     secretKeyRef:
       name: {{ .Values.keysync.redis.secretName }}
       key: {{ .Values.keysync.redis.secretKey }}
+{{- end }}
+{{- with .Values.gateway.credentials }}
+- name: KEYSYNC_CREDENTIALS
+  value: {{ toJson . | quote }}
 {{- end }}
 - name: RUST_LOG
   value: {{ .Values.keysync.logLevel | quote }}
