@@ -79,6 +79,22 @@ fn check_credentials(stack: &Stack) {
         response.text()
     );
 
+    // Two Cookie header lines (HTTP/1.1 clients may send them): Envoy joins them with
+    // `; `, and the credential in the second is found and taken out like any other.
+    let second = format!("session={}", key.key);
+    let response = gateway.get(
+        "/orders",
+        &[
+            ("cookie", b"theme=dark"),
+            ("cookie", second.as_bytes()),
+            ("cookie", b"lang=en"),
+        ],
+    );
+    assert_forwarded(&response, &key.key_id, "/orders");
+    assert_eq!(
+        forwarded_header(&response, "cookie"),
+        ["theme=dark; lang=en"]
+    );
     // The same key in two places: accepted, taken out of both.
     let both = format!("/orders?api_key={}&z=9", key.key);
     let response = gateway.get(

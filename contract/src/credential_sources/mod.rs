@@ -115,7 +115,8 @@ impl CredentialSources {
     }
 
     /// Finds the request's key. `read` gives a request header's value (`:path` and
-    /// `cookie` included); it is called at most once for each carrier, and only for the
+    /// `cookie` included; every `Cookie` line, joined with `; `: a credential in a second
+    /// line must not slip through); it is called at most once for each carrier, and only for the
     /// carriers the decision needs.
     pub fn extract(&self, mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> Extraction {
         let mut state = Walk::default();
@@ -164,9 +165,9 @@ impl CredentialSources {
                     let Some(path) = read(PATH) else { continue };
                     let scanned = query::scan(&path, |name| self.query_source(name));
                     state.offer_all(scanned.occurrences);
-                    state.strip.path = scanned
-                        .rewritten
-                        .map(|path| to_text(path, &mut state.unstrippable));
+                    if let Some(path) = scanned.rewritten {
+                        state.strip.rewritten().path = Some(to_text(path, &mut state.unstrippable));
+                    }
                 }
                 CredentialSource::Cookie(_) => {
                     if state.cookie_read {
@@ -176,10 +177,11 @@ impl CredentialSources {
                     let Some(header) = read(COOKIE) else { continue };
                     let scanned = cookie::scan(&header, |name| self.cookie_source(name));
                     state.offer_all(scanned.occurrences);
-                    state.strip.cookie = scanned
-                        .rewritten
-                        .map(|header| to_text(header, &mut state.unstrippable))
-                        .map(|header| Some(header).filter(|header| !header.is_empty()));
+                    if let Some(header) = scanned.rewritten {
+                        let header = to_text(header, &mut state.unstrippable);
+                        state.strip.rewritten().cookie =
+                            Some(Some(header).filter(|h| !h.is_empty()));
+                    }
                 }
             }
         }
@@ -216,12 +218,14 @@ impl CredentialSources {
     }
 }
 
-/// A carrier rewritten to bytes that are not UTF-8 cannot be written back through the
-/// host's string API: the credential could not be stripped, so the request is refused.
+/// A carrier rewritten to bytes that are not UTF-8 cannot be written back byte for byte
+/// through the host's string API: a key there is refused as malformed, and the carrier
+/// written back lossily (the credential taken out all the same) should the request be
+/// forwarded anyway (a public path).
 fn to_text(bytes: Vec<u8>, unstrippable: &mut bool) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|_| {
+    String::from_utf8(bytes).unwrap_or_else(|e| {
         *unstrippable = true;
-        String::new()
+        String::from_utf8_lossy(e.as_bytes()).into_owned()
     })
 }
 
@@ -295,17 +299,44 @@ pub enum Offered {
     Key(Vec<u8>),
 }
 
-/// What must be taken off the request before it goes upstream.
+/// What must be taken off the request before it goes upstream. Small (a request keeps
+/// one): the rewritten carriers, rare, are boxed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Strip {
     /// The header sources to remove, one bit per source index
     /// ([`CredentialSources::headers_to_remove`]).
     pub headers: u16,
+    pub rewritten: Option<Box<Rewritten>>,
+}
+
+/// The carriers a query or cookie credential was taken out of.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewritten {
     /// The new `:path`, without the credential parameters.
     pub path: Option<String>,
     /// The new `Cookie` header without the credential cookies; `Some(None)`: none is
     /// left, remove the header.
     pub cookie: Option<Option<String>>,
+}
+
+impl Strip {
+    /// The new `:path`, when a credential parameter was taken out.
+    pub fn path(&self) -> Option<&str> {
+        self.rewritten.as_ref()?.path.as_deref()
+    }
+
+    /// The new `Cookie` (`Some(None)`: remove it), when a credential cookie was taken out.
+    pub fn cookie(&self) -> Option<Option<&str>> {
+        self.rewritten
+            .as_ref()?
+            .cookie
+            .as_ref()
+            .map(Option::as_deref)
+    }
+
+    fn rewritten(&mut self) -> &mut Rewritten {
+        self.rewritten.get_or_insert_with(Box::default)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

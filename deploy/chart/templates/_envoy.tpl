@@ -1824,6 +1824,10 @@ static_resources:
               include_peer_certificate: false
               # A route's required scopes (route metadata keysync.scopes) go with the check.
               route_metadata_context_namespaces: [keysync]
+              # Headers as raw bytes, one entry per line: a second Cookie line (HTTP/1.1
+              # clients may send several) reaches keysync as its own entry, not joined with
+              # `,` into the first, where a credential cookie in it would go unseen.
+              encode_raw_headers: true
               # Only the credential headers travel to keysync (no body is buffered): those
               # of CREDENTIALS (Cookie for a cookie source; the path always goes).
               allowed_headers:
@@ -2112,6 +2116,10 @@ static_resources:
               include_peer_certificate: false
               # A route's required scopes (route metadata keysync.scopes) go with the check.
               route_metadata_context_namespaces: [keysync]
+              # Headers as raw bytes, one entry per line: a second Cookie line (HTTP/1.1
+              # clients may send several) reaches keysync as its own entry, not joined with
+              # `,` into the first, where a credential cookie in it would go unseen.
+              encode_raw_headers: true
               # Only the credential headers travel to keysync (no body is buffered): those
               # of CREDENTIALS (Cookie for a cookie source; the path always goes).
               allowed_headers:

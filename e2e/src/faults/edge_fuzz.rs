@@ -3,9 +3,12 @@
 //! (`envoy/native.yaml`) or ext_authz (`envoy/ext-authz.yaml`), each with a public prefix
 //! besides `/health`: the filter's `public_paths: ["/public/*"]`, or in ext_authz mode a
 //! public backend under `/public/` (`PUBLIC_BACKENDS`, the authenticated one under
-//! `/api/`). Recording backends say what got through. It must show that no request
-//! reached a backend unauthenticated on a non-public path, with an identity the gateway
-//! did not set, or carrying the credential; that the gateway answered no 5xx and every
+//! `/api/`). Keys travel in headers, a query parameter and a cookie (`credentials`, the
+//! query and the cookie first: every request's are read). Recording backends say what got
+//! through. It must show that no request reached a backend unauthenticated on a
+//! non-public path, with an identity the gateway did not set, or carrying the credential
+//! (a credential parameter or cookie included; except on ext_authz's public backend, whose
+//! route Envoy cannot strip a parameter or a cookie from: counted, not a violation); that the gateway answered no 5xx and every
 //! request; that the filter never failed (no wasm VM failure, no panic caught in the
 //! native module) and that Envoy is still running at the end.
 //! A path is public when every common backend would resolve it under the public prefix
@@ -19,7 +22,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::backend_paths;
-use super::edge_requests::{generate, EdgeKeys, Identity, FUZZ_ID};
+use super::edge_requests::{
+    generate, EdgeKeys, Identity, COOKIE_NAME, CREDENTIALS, FUZZ_ID, QUERY_PARAMETER,
+};
 use super::figures::{duration, statuses, Figures, Verdict};
 use super::filter_health::FilterHealth;
 use super::Scale;
@@ -55,7 +60,7 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
     let postgres = TestPostgres::start();
     let database_url = postgres.create_database();
     keysync::migrate(&database_url);
-    let keysync = Keysync::start(&database_url, &[]);
+    let keysync = Keysync::start(&database_url, &[("KEYSYNC_CREDENTIALS", CREDENTIALS)]);
     // The authenticated backend, and in ext_authz mode a public one beside it (a route
     // made public by the shipped configuration: PUBLIC_BACKENDS).
     let recording = Recording::new();
@@ -63,6 +68,7 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
     let public_recording = Recording::new();
     let public_backend = Backend::serve(public_recording.router());
     let mut options = GatewayOptions::new(keysync.grpc, backend.backend_urls());
+    options.env.push(("CREDENTIALS".into(), CREDENTIALS.into()));
     let api_prefix = match enforcement {
         Enforcement::Wasm | Enforcement::Native => {
             options.template = match enforcement {
@@ -164,13 +170,13 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
 
     // With one backend, what is public is told by the path; with two, by the backend.
     let mut judged = Judged::default();
-    judge(&keys, &received, &mut judged, |record| {
+    judge(&keys, &received, &mut judged, true, |record| {
         enforcement != Enforcement::ExtAuthz
             && record["path"]
                 .as_str()
                 .is_some_and(|path| backend_paths::resolves_under(path, PUBLIC_PREFIX))
     });
-    judge(&keys, &received_public, &mut judged, |_| true);
+    judge(&keys, &received_public, &mut judged, false, |_| true);
     let server_errors = answers
         .iter()
         .filter(|status| status.is_some_and(|s| s >= 500))
@@ -196,6 +202,10 @@ pub fn run(scale: Scale, enforcement: Enforcement) -> Figures {
     figures.add(
         "client-sent x-keysync-rl-limit that reached the backend (not identity)",
         judged.descriptor_limits,
+    );
+    figures.add(
+        "query or cookie credential on ext_authz's public backend (Envoy's route cannot strip it)",
+        judged.unstrippable_public,
     );
     for (kind, count) in &judged.violations {
         figures.add(&format!("VIOLATION: {kind}"), count);
@@ -248,6 +258,9 @@ struct Judged {
     /// Client-sent `x-keysync-rl-limit` headers that reached the backend: no identity,
     /// and read by nothing in local mode, so counted but not a violation.
     descriptor_limits: usize,
+    /// A credential parameter or cookie on a public route of Envoy's own configuration
+    /// (ext_authz's `PUBLIC_BACKENDS`): no filter runs there to take it off.
+    unstrippable_public: usize,
     violations: BTreeMap<&'static str, usize>,
     examples: Vec<String>,
 }
@@ -268,14 +281,23 @@ impl Judged {
 /// Every request a backend received, against the rules: credentials, descriptor
 /// headers and underscore variants of identity headers never arrive; an identity is
 /// exactly the one of a valid key the request carried; without one, only where
-/// `public` says the request was public.
+/// `public` says the request was public. `filtered`: the auth filter ran on the route
+/// (it takes credential parameters and cookies off).
 fn judge(
     keys: &EdgeKeys,
     received: &[Value],
     judged: &mut Judged,
+    filtered: bool,
     public: impl Fn(&Value) -> bool,
 ) {
     for record in received {
+        if let Some(place) = credential_beyond_headers(record) {
+            if filtered {
+                judged.violation(place, record);
+            } else {
+                judged.unstrippable_public += 1;
+            }
+        }
         let headers = record["headers"].as_object().cloned().unwrap_or_default();
         let values = |name: &str| header_values(record, name);
         let carries = values(FUZZ_ID)
@@ -341,4 +363,24 @@ fn judge(
             judged.violation("identity the gateway did not set", record);
         }
     }
+}
+
+/// Whether a credential parameter (its name decoded once, as the gateway and backends
+/// read it) or a credential cookie reached the backend.
+fn credential_beyond_headers(record: &Value) -> Option<&'static str> {
+    let path = record["path"].as_str().unwrap_or_default();
+    let query = path.split_once('?').map_or("", |(_, query)| query);
+    let parameter = query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or_default();
+        name == QUERY_PARAMETER || name.eq_ignore_ascii_case("api%5Fkey")
+    });
+    if parameter {
+        return Some("credential query parameter forwarded");
+    }
+    let cookie = header_values(record, "cookie").iter().any(|header| {
+        header
+            .split(';')
+            .any(|pair| pair.split('=').next().unwrap_or_default().trim() == COOKIE_NAME)
+    });
+    cookie.then_some("credential cookie forwarded")
 }

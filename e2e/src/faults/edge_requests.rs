@@ -1,7 +1,9 @@
 //! Generated hostile requests for the edge fuzz: raw HTTP/1.1 bytes (a client library
 //! would normalize or refuse most of them) built from a seed, mixing paths that try to
 //! pass as public (`..`, `//`, `%2F`, `%2e`, `;`, `%2e%2e;`, `\`, absolute form),
-//! credentials in every spelling (case, duplicates, schemes, underscores, binary, huge),
+//! credentials in every spelling (case, duplicates, schemes, underscores, binary, huge)
+//! and every place (headers, the query parameter and the cookie of [`CREDENTIALS`],
+//! percent-encoded, repeated, disagreeing, in over-long query strings and cookie headers),
 //! identity and rate-limit headers a client has no business sending (underscore and
 //! case variants included), and junk that should make the gateway refuse the request
 //! outright.
@@ -41,6 +43,13 @@ pub struct EdgeRequest {
 
 /// The header naming the request, for matching.
 pub const FUZZ_ID: &str = "x-fuzz-id";
+
+/// The query parameter and the cookie that carry keys besides the headers.
+pub const QUERY_PARAMETER: &str = "api_key";
+pub const COOKIE_NAME: &str = "session";
+/// The gateway's `credentials` for the fuzz: the query and the cookie first, so that every
+/// request's are read (and must never reach a backend), then the contract's headers.
+pub const CREDENTIALS: &str = r#"[{"query":"api_key"},{"cookie":"session"},{"header":"authorization","scheme":"Bearer"},{"header":"x-api-key"}]"#;
 
 /// Paths as sent; the public ones are those under `/public/` (and `/health`).
 const PATHS: &[&str] = &[
@@ -212,7 +221,17 @@ pub fn generate(keys: &EdgeKeys, seed: u64, id: u64) -> EdgeRequest {
         headers.push((b"host".to_vec(), b"gateway".to_vec()));
     }
     headers.push((FUZZ_ID.as_bytes().to_vec(), id.to_string().into_bytes()));
-    credentials(keys, &mut random, &mut headers, &mut carries);
+    let query = credentials(keys, &mut random, &mut headers, &mut carries);
+    if !query.is_empty() && path != "*" {
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str(&query.join("&"));
+    }
+    if random.percent(3) {
+        // An over-long query string around whatever else it carries.
+        let filler = "q=1&".repeat(random.between(500, 4_000));
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str(&filler);
+    }
     if random.percent(40) {
         spoofed_identity(keys, &mut random, &mut headers);
     }
@@ -268,21 +287,29 @@ fn path(random: &mut Seeded) -> String {
     path
 }
 
+/// The request's credentials: headers pushed, cookies in a `Cookie` header (or
+/// several), and the query parameters returned, to be appended to the path.
 fn credentials(
     keys: &EdgeKeys,
     random: &mut Seeded,
     headers: &mut Vec<(Vec<u8>, Vec<u8>)>,
     carries: &mut Vec<usize>,
-) {
+) -> Vec<String> {
     let count = match random.below(10) {
         0 => 0,
         1..=6 => 1,
         7 | 8 => 2,
         _ => 3,
     };
+    let mut query = Vec::new();
     for _ in 0..count {
         let key = keys.key_value(random, carries);
-        if random.percent(60) {
+        let place = random.below(10);
+        if place < 2 {
+            query.push(query_credential(random, &key));
+        } else if place < 4 {
+            headers.push((b"cookie".to_vec(), cookie_credential(random, &key)));
+        } else if random.percent(60) {
             let scheme = random.pick(SCHEMES);
             let separator = random.pick(SEPARATORS);
             let mut value = format!("{scheme}{separator}").into_bytes();
@@ -292,6 +319,63 @@ fn credentials(
             headers.push((random.pick(API_KEY_NAMES).as_bytes().to_vec(), key));
         }
     }
+    query
+}
+
+/// `api_key=<key>` in some spelling: percent-encoded (once or twice), the name encoded,
+/// empty, with neighbours; the key's bytes escaped where a URL cannot hold them.
+fn query_credential(random: &mut Seeded, key: &[u8]) -> String {
+    let name = *random.pick(&[QUERY_PARAMETER, QUERY_PARAMETER, "api%5Fkey", "API_KEY"]);
+    let value: String = match random.below(6) {
+        0 => key.iter().map(|b| format!("%{b:02X}")).collect(),
+        1 => key.iter().map(|b| format!("%25{b:02X}")).collect(),
+        2 => String::new(),
+        _ => escaped(key),
+    };
+    let mut parameter = format!("{name}={value}");
+    if random.percent(30) {
+        parameter = format!("a=1&&{parameter}&b=%2F");
+    }
+    parameter
+}
+
+/// `session=<key>` among other cookies, sometimes quoted, sometimes among thousands.
+fn cookie_credential(random: &mut Seeded, key: &[u8]) -> Vec<u8> {
+    let mut value = Vec::new();
+    if random.percent(40) {
+        value.extend_from_slice(b"theme=dark; ");
+    }
+    if random.percent(5) {
+        value.extend_from_slice("c=1; ".repeat(random.between(500, 8_000)).as_bytes());
+    }
+    value.extend_from_slice(COOKIE_NAME.as_bytes());
+    value.push(b'=');
+    let quoted = random.percent(20);
+    if quoted {
+        value.push(b'"');
+    }
+    value.extend_from_slice(escaped(key).as_bytes());
+    if quoted {
+        value.push(b'"');
+    }
+    if random.percent(30) {
+        value.extend_from_slice(b";lang=en");
+    }
+    value
+}
+
+/// A URL-safe spelling of `bytes`: what a URL or a cookie cannot hold, percent-encoded.
+fn escaped(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn spoofed_identity(keys: &EdgeKeys, random: &mut Seeded, headers: &mut Vec<(Vec<u8>, Vec<u8>)>) {
@@ -370,6 +454,25 @@ mod tests {
     }
 
     #[test]
+    fn keys_travel_in_the_query_and_in_cookies_too() {
+        let keys = keys();
+        let requests: Vec<String> = (0..2_000)
+            .map(|id| String::from_utf8_lossy(&generate(&keys, 3, id).raw).into_owned())
+            .collect();
+        let in_query = requests
+            .iter()
+            .filter(|r| r.contains("api_key=sk_live"))
+            .count();
+        let encoded = requests.iter().filter(|r| r.contains("=%73%6B%5F")).count();
+        let in_cookie = requests.iter().filter(|r| r.contains("session=")).count();
+        let long = requests.iter().filter(|r| r.len() > 8_000).count();
+        assert!(
+            in_query > 50 && encoded > 10 && in_cookie > 100 && long > 20,
+            "{in_query} {encoded} {in_cookie} {long}"
+        );
+    }
+
+    #[test]
     fn the_same_seed_and_id_give_the_same_request() {
         let keys = keys();
         assert_eq!(generate(&keys, 1, 42).raw, generate(&keys, 1, 42).raw);
@@ -386,7 +489,13 @@ mod tests {
             assert!(text.contains(&format!("{FUZZ_ID}: {id}")), "{text}");
             if !request.carries.is_empty() {
                 carrying += 1;
-                assert!(text.contains(&keys.valid[0].secret), "{text}");
+                let secret = &keys.valid[0].secret;
+                let encoded: String = secret.bytes().map(|b| format!("%{b:02X}")).collect();
+                let twice: String = secret.bytes().map(|b| format!("%25{b:02X}")).collect();
+                assert!(
+                    text.contains(secret) || text.contains(&encoded) || text.contains(&twice),
+                    "{text}"
+                );
             }
         }
         assert!(carrying > 100, "only {carrying} of 500 carry a valid key");

@@ -36,6 +36,12 @@ impl HttpRequest for NativeRequest {
         self.stream.header(HeaderMap::Request, name)
     }
 
+    fn request_header_joined(&self, name: &str, separator: &[u8]) -> Option<Vec<u8>> {
+        // The first read says how many lines there are: one call unless there are more.
+        let values = self.stream.header_values(HeaderMap::Request, name);
+        (!values.is_empty()).then(|| values.join(separator))
+    }
+
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         done(
             self.stream

@@ -56,10 +56,10 @@ impl<H: Host> AuthWorker<H> {
         for header in self.config.credentials.headers_to_remove(carried) {
             request.remove_request_header(header)?;
         }
-        if let Some(path) = &carried.path {
+        if let Some(path) = carried.path() {
             request.set_request_header(credential_sources::PATH, path)?;
         }
-        match &carried.cookie {
+        match carried.cookie() {
             Some(Some(cookies)) => {
                 request.set_request_header(credential_sources::COOKIE, cookies)?
             }

@@ -19,7 +19,7 @@ use crate::keysync_api::Reply;
 use crate::limits::local_rate_limit::WindowState;
 use crate::stats::Counter;
 use crate::store::key_record::KeyRecord;
-use keysync_contract::credential_sources::Offered;
+use keysync_contract::credential_sources::{self, Offered};
 use keysync_contract::key_format::{self, KeyForm};
 use keysync_contract::key_hash::KeyHash;
 use keysync_contract::key_policy::ROUTE_SCOPES_HEADER;
@@ -54,7 +54,6 @@ pub struct AuthRequest<H: Host> {
 struct PendingLookup {
     token: u32,
     hash: KeyHash,
-    carried: Carried,
 }
 
 impl<H: Host> AuthRequest<H> {
@@ -80,10 +79,16 @@ impl<H: Host> AuthRequest<H> {
             return action;
         }
         let request = &self.request;
-        let extraction =
-            (self.worker.config.credentials).extract(|name| request.request_header(name));
-        // Kept for a refusal that forwards all the same (public path, fail-open).
-        self.carried = extraction.strip.clone();
+        let extraction = (self.worker.config.credentials).extract(|name| {
+            if name == credential_sources::COOKIE {
+                request.request_header_joined(name, b"; ")
+            } else {
+                request.request_header(name)
+            }
+        });
+        // Taken off before forwarding: an admitted request's, or a refused one's that is
+        // forwarded all the same (public path, fail-open).
+        self.carried = extraction.strip;
         match extraction.offered {
             Offered::Missing => self.act(Verdict::Deny(Denial::MissingKey), None),
             Offered::Malformed | Offered::Disagreeing => {
@@ -93,13 +98,12 @@ impl<H: Host> AuthRequest<H> {
                 self.act(Verdict::Deny(Denial::InvalidKey), None)
             }
             Offered::Key(key) => {
-                let carried = extraction.strip;
                 let hash = KeyHash::of_key(&key);
                 let (verdict, identity) = self.worker.judge_stored(&hash);
                 if identity.is_some() {
                     self.identity = identity;
                 }
-                self.act(verdict, Some((hash, carried)))
+                self.act(verdict, Some(hash))
             }
         }
     }
@@ -111,7 +115,7 @@ impl<H: Host> AuthRequest<H> {
         };
         self.worker.lookup_ended();
         let verdict = self.worker.judge_lookup_reply(&pending.hash, reply);
-        if let Action::Continue = self.act(verdict, Some((pending.hash, pending.carried))) {
+        if let Action::Continue = self.act(verdict, Some(pending.hash)) {
             if let Err(e) = self.request.resume() {
                 warn!("cannot resume request after lookup: {e}");
             }
@@ -200,12 +204,11 @@ impl<H: Host> AuthRequest<H> {
         accepted
     }
 
-    /// Carries out a verdict. `key` is the hash of a well-formed key and the credential
-    /// headers the request carries.
-    fn act(&mut self, verdict: Verdict, key: Option<(KeyHash, Carried)>) -> Action {
+    /// Carries out a verdict. `key` is the hash of a well-formed key.
+    fn act(&mut self, verdict: Verdict, key: Option<KeyHash>) -> Action {
         match (verdict, key) {
-            (Verdict::Allow(record), Some((_, carried))) => self.admit(&record, carried),
-            (Verdict::AskKeysync, Some((hash, carried))) => self.ask_keysync(hash, carried),
+            (Verdict::Allow(record), Some(_)) => self.admit(&record),
+            (Verdict::AskKeysync, Some(hash)) => self.ask_keysync(hash),
             (Verdict::Deny(denial), _) => {
                 self.usage = Some(RequestUsage::Unattributed);
                 self.refuse(denial)
@@ -218,14 +221,10 @@ impl<H: Host> AuthRequest<H> {
         }
     }
 
-    fn ask_keysync(&mut self, hash: KeyHash, carried: Carried) -> Action {
+    fn ask_keysync(&mut self, hash: KeyHash) -> Action {
         match self.worker.start_lookup(&hash) {
             Ok(token) => {
-                self.lookup = Some(PendingLookup {
-                    token,
-                    hash,
-                    carried,
-                });
+                self.lookup = Some(PendingLookup { token, hash });
                 Action::Pause
             }
             Err(e) => {
@@ -237,7 +236,7 @@ impl<H: Host> AuthRequest<H> {
 
     /// A valid key: check its policy, then take it through admission (its rate limit,
     /// its quotas, forwarding with its identity).
-    fn admit(&mut self, record: &KeyRecord, carried: Carried) -> Action {
+    fn admit(&mut self, record: &KeyRecord) -> Action {
         let same_key = |cached: &&Rc<CachedRecord>| cached.record.hash == record.hash;
         // A timed request's start: the clock, not Envoy's `request.time` property (a
         // property read costs about a microsecond, the clock a fraction of that).
@@ -271,7 +270,7 @@ impl<H: Host> AuthRequest<H> {
             None => Rc::new(CachedRecord::new(record.clone())),
         };
         let rate_limit = RateLimitStep::of(self.worker.config.rate_limit, record.limit_subject());
-        let admission = Admission::new(rate_limit, identity, carried);
+        let admission = Admission::new(rate_limit, identity, self.carried.clone());
         match self.worker.admit(&self.request, &admission, MAX_WAIT_TICKS) {
             AdmissionStep::Forwarded => {
                 self.window = admission.window.get();

@@ -352,6 +352,17 @@ impl HttpRequest for FakeRequest {
             .map(|(_, v)| v.clone())
     }
 
+    fn request_header_joined(&self, name: &str, separator: &[u8]) -> Option<Vec<u8>> {
+        self.envoy.call();
+        let headers = self.envoy.request_headers.borrow();
+        let values: Vec<&[u8]> = headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        (!values.is_empty()).then(|| values.join(separator))
+    }
+
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         self.envoy.header_write()?;
         let mut headers = self.envoy.request_headers.borrow_mut();

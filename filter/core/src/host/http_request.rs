@@ -9,6 +9,10 @@ use crate::host::HostError;
 pub trait HttpRequest {
     /// A request header's value as bytes (a non-UTF-8 value must not fail the read).
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Every value of a request header sent on several lines (`Cookie` from an HTTP/1.1
+    /// client), joined with `separator`; `None` when absent. `request_header` sees only
+    /// the first line.
+    fn request_header_joined(&self, name: &str, separator: &[u8]) -> Option<Vec<u8>>;
     /// Replaces every value of `name`.
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_request_header(&self, name: &str) -> Result<(), HostError>;

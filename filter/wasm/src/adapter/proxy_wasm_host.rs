@@ -172,6 +172,18 @@ impl HttpRequest for ProxyWasmRequest {
             .flatten()
     }
 
+    fn request_header_joined(&self, name: &str, separator: &[u8]) -> Option<Vec<u8>> {
+        // Envoy's single-header read gives the first line only; the whole map (one host
+        // call, every header copied) has them all. Read only for cookie sources.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
+        let values: Vec<&[u8]> = headers
+            .iter()
+            .filter(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_slice())
+            .collect();
+        (!values.is_empty()).then(|| values.join(separator))
+    }
+
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(status)
     }

@@ -65,8 +65,8 @@ impl CredentialRemoval {
                 .headers_to_remove(&strip)
                 .map(str::to_owned)
                 .collect(),
-            path: strip.path,
-            cookie: strip.cookie,
+            path: strip.path().map(str::to_owned),
+            cookie: strip.cookie().map(|cookie| cookie.map(str::to_owned)),
         }
     }
 

@@ -39,6 +39,21 @@ fn a_cookie_key_is_accepted_and_taken_off_the_cookies() {
     );
     assert_eq!(worker.host.request_values(":path"), ["/orders"]);
 
+    // A second Cookie line (HTTP/1.1 clients may send several) is read too, and every
+    // line replaced by the one rewritten header.
+    let second = format!("session={KEY}");
+    let (_, action) = send(
+        &worker,
+        &[
+            (":path", "/orders"),
+            ("cookie", "theme=dark"),
+            ("cookie", &second),
+            ("cookie", "a=1"),
+        ],
+    );
+    assert_forwarded_with_identity(&worker, action);
+    assert_eq!(worker.host.request_values("cookie"), ["theme=dark; a=1"]);
+
     let alone = format!("session={KEY}");
     let (_, action) = send(&worker, &[(":path", "/orders"), ("cookie", &alone)]);
     assert_forwarded_with_identity(&worker, action);

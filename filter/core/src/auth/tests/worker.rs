@@ -13,8 +13,7 @@ use keysync_contract::{RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_SUBJECT_HEADER};
 /// A Bearer key, as the default sources find it: both headers removed.
 const BEARER: Carried = Carried {
     headers: 0b11,
-    path: None,
-    cookie: None,
+    rewritten: None,
 };
 
 /// A request of `record`'s key with `headers`, and its admission as the request flow
