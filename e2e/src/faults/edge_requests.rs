@@ -222,7 +222,7 @@ pub fn generate(keys: &EdgeKeys, seed: u64, id: u64) -> EdgeRequest {
     }
     headers.push((FUZZ_ID.as_bytes().to_vec(), id.to_string().into_bytes()));
     let query = credentials(keys, &mut random, &mut headers, &mut carries);
-    if !query.is_empty() && path != "*" {
+    if !query.is_empty() {
         path.push(if path.contains('?') { '&' } else { '?' });
         path.push_str(&query.join("&"));
     }
@@ -323,18 +323,18 @@ fn credentials(
 }
 
 /// `api_key=<key>` in some spelling: percent-encoded (once or twice), the name encoded,
-/// empty, with neighbours; the key's bytes escaped where a URL cannot hold them.
+/// repeated, beside an empty one and other neighbours; the key's bytes escaped where a URL cannot hold them.
 fn query_credential(random: &mut Seeded, key: &[u8]) -> String {
     let name = *random.pick(&[QUERY_PARAMETER, QUERY_PARAMETER, "api%5Fkey", "API_KEY"]);
     let value: String = match random.below(6) {
         0 => key.iter().map(|b| format!("%{b:02X}")).collect(),
         1 => key.iter().map(|b| format!("%25{b:02X}")).collect(),
-        2 => String::new(),
+        2 => format!("{}&{QUERY_PARAMETER}={}", escaped(key), escaped(key)),
         _ => escaped(key),
     };
     let mut parameter = format!("{name}={value}");
     if random.percent(30) {
-        parameter = format!("a=1&&{parameter}&b=%2F");
+        parameter = format!("a=1&&{QUERY_PARAMETER}=&{parameter}&b=%2F");
     }
     parameter
 }
