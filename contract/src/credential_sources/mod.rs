@@ -56,24 +56,33 @@ pub struct CredentialSources {
     sources: Vec<CredentialSource>,
     /// Whether any source is a query parameter or a cookie (the default has neither).
     beyond_headers: bool,
+    /// For each source, what follows it: once a header there holds the key, the walk
+    /// stops at once unless a later header has a scheme (and must be read to know
+    /// whether it is a credential), so the sources after it cost nothing.
+    after: Vec<After>,
+}
+
+/// The sources after one: the scheme-less headers among them (removed unread, one bit
+/// each) and whether any header has a scheme.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct After {
+    blind: u16,
+    schemed: bool,
 }
 
 impl Default for CredentialSources {
     /// The contract's own: `Authorization: Bearer <key>`, then `x-api-key`.
     fn default() -> Self {
-        CredentialSources {
-            sources: vec![
-                CredentialSource::Header {
-                    name: "authorization".into(),
-                    bearer: true,
-                },
-                CredentialSource::Header {
-                    name: "x-api-key".into(),
-                    bearer: false,
-                },
-            ],
-            beyond_headers: false,
-        }
+        CredentialSources::of(vec![
+            CredentialSource::Header {
+                name: "authorization".into(),
+                bearer: true,
+            },
+            CredentialSource::Header {
+                name: "x-api-key".into(),
+                bearer: false,
+            },
+        ])
     }
 }
 
@@ -101,13 +110,31 @@ impl CredentialSources {
             }
             sources.push(source);
         }
+        Ok(CredentialSources::of(sources))
+    }
+
+    fn of(sources: Vec<CredentialSource>) -> Self {
         let beyond_headers = sources
             .iter()
             .any(|source| !matches!(source, CredentialSource::Header { .. }));
-        Ok(CredentialSources {
+        let after = (0..sources.len())
+            .map(|index| {
+                let mut after = After::default();
+                for (later, source) in sources.iter().enumerate().skip(index + 1) {
+                    match source {
+                        CredentialSource::Header { bearer: false, .. } => after.blind |= 1 << later,
+                        CredentialSource::Header { bearer: true, .. } => after.schemed = true,
+                        _ => {}
+                    }
+                }
+                after
+            })
+            .collect();
+        CredentialSources {
             sources,
             beyond_headers,
-        })
+            after,
+        }
     }
 
     pub fn sources(&self) -> &[CredentialSource] {
@@ -155,6 +182,13 @@ impl CredentialSources {
                     };
                     if let Some(token) = offered.filter(|token| !token.is_empty()) {
                         state.offer(index, Some(token));
+                    }
+                    if state.winner == Some(index) {
+                        let after = self.after.get(index).copied().unwrap_or_default();
+                        state.strip.headers |= after.blind;
+                        if !after.schemed {
+                            break;
+                        }
                     }
                 }
                 CredentialSource::Query(_) => {

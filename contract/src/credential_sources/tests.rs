@@ -240,3 +240,29 @@ fn bad_configurations_are_refused_with_a_reason() {
     assert!(CredentialSources::new(&raw).is_err());
     assert!(serde_json::from_str::<Vec<RawSource>>(r#"[{"header":"x","extra":1}]"#).is_err());
 }
+
+#[test]
+fn a_schemed_header_after_the_key_is_read_to_know_whether_it_goes() {
+    let api_key_first = sources(
+        r#"[{"header":"x-api-key"},{"header":"authorization","scheme":"Bearer"},{"query":"k"}]"#,
+    );
+    let smuggled = format!("Basic {OTHER}");
+    let (found, reads) = extract(
+        &api_key_first,
+        &[("x-api-key", KEY), ("authorization", &smuggled)],
+    );
+    assert_eq!(found.offered, key(KEY));
+    assert_eq!(
+        reads,
+        ["x-api-key", "authorization"],
+        "the query is not read"
+    );
+    let removed: Vec<_> = api_key_first.headers_to_remove(&found.strip).collect();
+    assert_eq!(removed, ["x-api-key", "authorization"]);
+    let (found, _) = extract(
+        &api_key_first,
+        &[("x-api-key", KEY), ("authorization", "Basic dXNlcjpw")],
+    );
+    let removed: Vec<_> = api_key_first.headers_to_remove(&found.strip).collect();
+    assert_eq!(removed, ["x-api-key"]);
+}
