@@ -106,6 +106,10 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
             "GET /v1/orgs",
             "GET /v1/plans",
             "GET /v1/plans/{plan}",
+            // The fleet's usage is refused to an organization's token, whoami answers
+            // any token (whoami_names_each_tokens_rights_and_...).
+            "GET /v1/usage",
+            "GET /v1/whoami",
             "POST /v1/keys",
             "POST /v1/orgs",
             "POST /v1/plans",
