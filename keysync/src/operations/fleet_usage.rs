@@ -3,11 +3,13 @@
 //! for want of a valid key (which no organization is billed for), and the organizations
 //! with the most traffic and the most refusals, over the last hours or days.
 //!
-//! One scan of the rollup answers both the series and the ranking (`GROUPING SETS`),
-//! so the overview costs one pass over the range's partitions, whatever the number of
-//! organizations.
+//! Hours that are final come from the rollup of [`crate::usage::fleet_rollup`] (by hour
+//! for the series, by day for the rankings); the last hours, and the edges of the range
+//! that are not whole rolled days, from `usage_hourly` itself (found through its BRIN
+//! index on `hour`). So the overview reads a few thousand rows whatever the range, with
+//! 1,000 organizations and 13 months of usage (`bench fleet-overview`).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -15,7 +17,7 @@ use uuid::Uuid;
 use super::durations::{since_named, InvalidDuration};
 use super::timestamp::Timestamp;
 use super::usage::{hour_ceil, hour_floor};
-use crate::usage::Outcome;
+use crate::usage::{fleet_rollup, Outcome};
 
 /// How far back the overview reaches without `since`.
 pub const DEFAULT_SINCE: &str = "24h";
@@ -110,29 +112,83 @@ pub struct FleetUsage {
     pub top_by_refusals: Vec<OrgTraffic>,
 }
 
-/// A row of the one scan: `(hour, outcome)` for the series or `org_id` for the ranking,
-/// the other columns null, and the sums.
-type ScanRow = (Option<DateTime<Utc>>, Option<i16>, Option<Uuid>, i64, i64);
+/// The start of the UTC day `at` is in, and of the next day unless `at` starts one.
+fn day_floor(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::days(1)).unwrap_or(at)
+}
+
+fn day_ceil(at: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = day_floor(at);
+    if floor == at {
+        at
+    } else {
+        floor + TimeDelta::days(1)
+    }
+}
+
+/// Where each part of `[from, to)` is read: hours before `rolled` from the hourly
+/// rollup, whole days before it from the daily one, the rest from `usage_hourly`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sources {
+    rolled: DateTime<Utc>,
+    days_from: DateTime<Utc>,
+    days_to: DateTime<Utc>,
+}
+
+impl Sources {
+    fn of(query: &FleetUsageQuery, rolled_until: Option<DateTime<Utc>>) -> Sources {
+        let rolled = rolled_until
+            .unwrap_or(query.from)
+            .clamp(query.from, query.to);
+        let (days_from, days_to) = (day_ceil(query.from), day_floor(rolled));
+        if days_from < days_to {
+            Sources {
+                rolled,
+                days_from,
+                days_to,
+            }
+        } else {
+            // No whole rolled day: every hour from usage_hourly or the hourly rollup.
+            Sources {
+                rolled,
+                days_from: rolled,
+                days_to: rolled,
+            }
+        }
+    }
+}
 
 /// The overview `query` asks for.
 pub async fn overview(pool: &PgPool, query: &FleetUsageQuery) -> Result<FleetUsage, sqlx::Error> {
-    let refused: Vec<i16> = [
-        Outcome::RateLimited,
-        Outcome::QuotaExceeded,
-        Outcome::PolicyDenied,
-    ]
-    .iter()
-    .map(|outcome| i16::from(outcome.code()))
-    .collect();
-    let rows: Vec<ScanRow> = sqlx::query_as(
-        "SELECT hour, outcome, org_id, sum(requests)::bigint, \
-                coalesce(sum(requests) FILTER (WHERE outcome = ANY($3)), 0)::bigint \
-         FROM usage_hourly WHERE hour >= $1 AND hour < $2 \
-         GROUP BY GROUPING SETS ((hour, outcome), (org_id))",
+    let sources = Sources::of(query, fleet_rollup::rolled_until(pool).await?);
+    let points: Vec<(DateTime<Utc>, i16, i64)> = sqlx::query_as(
+        "SELECT hour, outcome, requests FROM usage_fleet_hourly \
+         WHERE hour >= $1 AND hour < $2 \
+         UNION ALL \
+         SELECT hour, outcome, sum(requests)::bigint FROM usage_hourly \
+         WHERE hour >= $2 AND hour < $3 GROUP BY hour, outcome",
     )
     .bind(query.from)
+    .bind(sources.rolled)
     .bind(query.to)
-    .bind(&refused)
+    .fetch_all(pool)
+    .await?;
+    let orgs: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT org_id, sum(requests)::bigint, sum(refused)::bigint FROM ( \
+             SELECT org_id, requests, refused FROM usage_org_daily \
+             WHERE day >= $1 AND day < $2 \
+             UNION ALL \
+             SELECT org_id, requests, \
+                    CASE WHEN outcome = ANY($5) THEN requests ELSE 0 END \
+             FROM usage_hourly \
+             WHERE (hour >= $3 AND hour < $1) OR (hour >= $2 AND hour < $4) \
+         ) parts GROUP BY org_id",
+    )
+    .bind(sources.days_from)
+    .bind(sources.days_to)
+    .bind(query.from)
+    .bind(query.to)
+    .bind(fleet_rollup::refused_codes())
     .fetch_all(pool)
     .await?;
     let unauthenticated: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
@@ -144,28 +200,25 @@ pub async fn overview(pool: &PgPool, query: &FleetUsageQuery) -> Result<FleetUsa
     .fetch_all(pool)
     .await?;
 
-    let mut series = Vec::new();
-    let mut orgs = Vec::new();
-    for (hour, outcome, org_id, requests, refused) in rows {
-        match (hour, outcome, org_id) {
-            (Some(hour), Some(code), None) => {
-                let outcome =
-                    Outcome::from_code(i64::from(code)).map_or("other", |outcome| outcome.as_str());
-                series.push(FleetUsagePoint {
-                    period: Timestamp(hour),
-                    outcome: outcome.to_owned(),
-                    requests,
-                });
-            }
-            (None, None, Some(org_id)) => orgs.push(OrgTraffic {
-                org_id,
-                name: None,
-                requests,
-                refused,
-            }),
-            _ => {}
-        }
-    }
+    let mut series: Vec<FleetUsagePoint> = points
+        .into_iter()
+        .map(|(hour, code, requests)| FleetUsagePoint {
+            period: Timestamp(hour),
+            outcome: Outcome::from_code(i64::from(code))
+                .map_or("other", |outcome| outcome.as_str())
+                .to_owned(),
+            requests,
+        })
+        .collect();
+    let orgs: Vec<OrgTraffic> = orgs
+        .into_iter()
+        .map(|(org_id, requests, refused)| OrgTraffic {
+            org_id,
+            name: None,
+            requests,
+            refused,
+        })
+        .collect();
     series.extend(
         unauthenticated
             .into_iter()
@@ -234,6 +287,28 @@ mod tests {
         let month = FleetUsageQuery::new(Some("30d"), Some(5000), now()).unwrap();
         assert_eq!(Timestamp(month.from).to_string(), "2026-02-08T10:00:00Z");
         assert_eq!(month.top, MAX_TOP);
+    }
+
+    #[test]
+    fn whole_rolled_days_come_from_the_daily_rollup_and_the_edges_from_the_hours() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let month = FleetUsageQuery::new(Some("30d"), None, now()).unwrap();
+        let sources = Sources::of(&month, Some(at("2026-03-10T08:00:00Z")));
+        assert_eq!(sources.rolled, at("2026-03-10T08:00:00Z"));
+        assert_eq!(sources.days_from, at("2026-02-09T00:00:00Z"));
+        assert_eq!(sources.days_to, at("2026-03-10T00:00:00Z"));
+        // Nothing rolled yet, or no whole day rolled: every hour from usage_hourly.
+        let nothing = Sources::of(&month, None);
+        assert_eq!(
+            (nothing.rolled, nothing.days_from),
+            (month.from, month.from)
+        );
+        let day = FleetUsageQuery::new(Some("24h"), None, now()).unwrap();
+        let sources = Sources::of(&day, Some(at("2026-03-10T08:00:00Z")));
+        assert_eq!(sources.days_from, sources.days_to);
+        // A rollup ahead of the range (a clock behind) is held to it.
+        let ahead = Sources::of(&day, Some(at("2027-01-01T00:00:00Z")));
+        assert_eq!(ahead.rolled, day.to);
     }
 
     #[test]
