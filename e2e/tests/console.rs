@@ -234,6 +234,11 @@ fn the_console_shows_and_changes_what_the_api_does_in_a_real_browser() {
     // The demo organization is listed and has its page.
     browser.click(&browser.wait_for("nav a[data-section=orgs]"));
     browser.wait_for_text("main table", "demo");
+    let search = browser.wait_for("input[name=search]");
+    browser.type_into(&search, "nobody");
+    browser.wait_for_text("main", "No organization matches");
+    browser.type_into(&search, "DEM");
+    browser.wait_for_text("main table", "demo");
     check_page(&browser, &origin, "organizations", &[]);
     browser.click(&browser.wait_for(&format!("a[href='#/orgs/{org}']")));
     browser.wait_for_text("h1", "demo");
