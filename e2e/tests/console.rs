@@ -165,11 +165,15 @@ fn check_page(browser: &Browser, origin: &str, name: &str, expected: &[&str]) {
     browser.set_size(1280, 900);
 }
 
+/// Signs in with the keyboard alone: the token field has the focus when the page opens,
+/// and Enter submits.
 fn sign_in(browser: &Browser, console: &str, token: &str) {
     browser.open(console);
     let input = browser.wait_for("input[name=token]");
-    browser.type_into(&input, token);
-    browser.click(&browser.wait_for("form.signin button[type=submit]"));
+    let focused = browser.run("return document.activeElement.name", &[]);
+    assert_eq!(focused, "token", "the sign-in page does not focus the token field");
+    // WebDriver's Enter key.
+    browser.type_into(&input, &format!("{token}\u{E007}"));
 }
 
 #[test]
@@ -178,7 +182,7 @@ fn the_console_shows_and_changes_what_the_api_does_in_a_real_browser() {
         webdriver::available(),
         "chromium and chromedriver are missing: `make test` installs them (apt-get install chromium chromium-driver)"
     );
-    let stack = Stack::start(|options| options.sync_config = SYNC_WITH_USAGE.into());
+    let mut stack = Stack::start(|options| options.sync_config = SYNC_WITH_USAGE.into());
     let org = stack.create_org("demo");
     let key = stack.create_key(&org, &[]);
     stack.set_key_limit(&key.key_id, &["--rpm", "600", "--burst", "100"]);
@@ -256,10 +260,31 @@ fn the_console_shows_and_changes_what_the_api_does_in_a_real_browser() {
     );
     check_page(&browser, &origin, "key", &[]);
 
-    // A key made in the browser works at the gateway; revoked there, it is refused.
+    // A save the API refuses says why in its words, and the form keeps what was typed.
     browser.open(&format!("{console}#/orgs/{org}"));
     let name = browser.wait_for("form input[name=name]");
     browser.type_into(&name, "made in the browser");
+    let expiry = browser.wait_for("form input[name=expires_in]");
+    browser.type_into(&expiry, "soon");
+    browser.click(&browser.wait_for("form button[type=submit]"));
+    let refusal = browser.wait_for_text("form .error", "soon");
+    let typed = || {
+        browser.run(
+            "return [...document.querySelectorAll('form input')].map((input) => input.value)",
+            &[],
+        )
+    };
+    assert_eq!(typed()[0], "made in the browser", "{refusal}");
+    assert_eq!(typed()[1], "soon", "{refusal}");
+    check_page(
+        &browser,
+        &origin,
+        "create-refused",
+        &["/v1/keys - Failed to load resource: the server responded with a status of 4"],
+    );
+
+    // A key made in the browser works at the gateway; revoked there, it is refused.
+    browser.type_into(&expiry, "90d");
     browser.click(&browser.wait_for("form button[type=submit]"));
     let secret = browser.wait_for("code.secret");
     let made = browser.text(&secret);
@@ -327,4 +352,23 @@ fn the_console_shows_and_changes_what_the_api_does_in_a_real_browser() {
     assert_eq!(write.status, 403, "{}", write.text());
     assert_eq!(write.json()["error"], "read_only_token");
     assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
+
+    // keysync goes away: the console, already loaded, says so and keeps asking; keysync
+    // back on the same address, the page it was asking for loads.
+    browser.click(&browser.wait_for("#signout"));
+    sign_in(&browser, &console, &admin);
+    browser.wait_for_text("h1", "Overview");
+    stack.keysync.process.terminate();
+    browser.run("location.hash = '#/audit'", &[]);
+    browser.wait_for_text("#connection", "Connection to keysync lost");
+    let _back = ks::Keysync::start(
+        &stack.database_url,
+        &[("KEYSYNC_API_ADDR", &api_addr.to_string())],
+    );
+    browser.wait_for_text("main table", "key.revoked");
+    let banner = browser.find("#connection").unwrap();
+    assert!(
+        !browser.displayed(&banner),
+        "the banner stays once keysync is back"
+    );
 }
