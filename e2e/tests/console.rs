@@ -171,7 +171,10 @@ fn sign_in(browser: &Browser, console: &str, token: &str) {
     browser.open(console);
     let input = browser.wait_for("input[name=token]");
     let focused = browser.run("return document.activeElement.name", &[]);
-    assert_eq!(focused, "token", "the sign-in page does not focus the token field");
+    assert_eq!(
+        focused, "token",
+        "the sign-in page does not focus the token field"
+    );
     // WebDriver's Enter key.
     browser.type_into(&input, &format!("{token}\u{E007}"));
 }
