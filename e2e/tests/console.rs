@@ -125,6 +125,18 @@ fn accessibility_violations(browser: &Browser) -> Vec<String> {
 /// browser logs each answer over 399 as an error: `expected` names the ones the test
 /// provoked (`/v1/whoami - Failed to load resource: ... 401`).
 fn check_page(browser: &Browser, origin: &str, name: &str, expected: &[&str]) {
+    // No value the page failed to write out.
+    let text = browser
+        .run("return document.body.innerText", &[])
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for slip in ["null", "undefined", "[object", "NaN"] {
+        assert!(
+            !text.split_whitespace().any(|word| word.starts_with(slip)),
+            "{name} shows {slip}: {text}"
+        );
+    }
     let violations = accessibility_violations(browser);
     assert!(
         violations.is_empty(),

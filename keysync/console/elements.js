@@ -97,7 +97,7 @@ export function table(caption, headers, rows, empty = "None.") {
 // screen-reader users land on the new page.
 export function show(main, title, ...children) {
   const heading = h("h1", { tabindex: "-1", text: title });
-  main.replaceChildren(heading, ...children);
+  main.replaceChildren(heading, ...children.filter((child) => child !== null && child !== undefined));
   document.title = `${title} · keysync console`;
   heading.focus();
 }

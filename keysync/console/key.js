@@ -16,9 +16,12 @@ export async function keyPage({ main, rights, navigate }, keyId) {
   const usage = h("section", { "aria-labelledby": "key-usage" }, h("h2", { id: "key-usage", text: "Usage" }));
   const audit = h("section", { "aria-labelledby": "key-audit" }, h("h2", { id: "key-audit", text: "Audit history" }));
   const list = (values) => (values.length ? values.join(", ") : "none");
+  // The receipt of a revocation made on this page, shown above the rest.
+  const receipt = sessionStorage.getItem(`keysync.console.receipt.${key.key_id}`);
   show(
     main,
     `Key ${key.name}`,
+    receipt ? h("p", { class: "notice", role: "status", text: receipt }) : null,
     facts([
       ["Organization", h("a", { href: `#/orgs/${org.org_id}`, text: org.name })],
       ["Id", h("code", { text: key.key_id })],
@@ -41,10 +44,6 @@ export async function keyPage({ main, rights, navigate }, keyId) {
     actions,
     audit,
   );
-  const receipt = sessionStorage.getItem(`keysync.console.receipt.${key.key_id}`);
-  if (receipt) {
-    actions.append(h("p", { class: "notice", role: "status", text: receipt }));
-  }
   if (!rights.read_only && key.status !== "revoked") {
     actions.append(h("h2", { id: "key-actions", text: "Change" }), rotateForm(key, navigate), revokeForm(key));
   }

@@ -102,7 +102,7 @@ async function loadKeys(section, org, rights) {
           ]),
           "No keys yet.",
         ),
-        page.next_cursor ? h("p", { class: "muted", text: "The first 100 keys are shown." }) : null,
+        h("p", { class: "muted", text: page.next_cursor ? "The first 100 keys are shown." : "" }),
       );
     } catch (error) {
       list.replaceChildren(errorBox(error));
