@@ -368,6 +368,37 @@ fn the_console_shows_and_changes_what_the_api_does_in_a_real_browser() {
     assert_eq!(write.json()["error"], "read_only_token");
     assert_eq!(stack.gateway.get_with_key("/orders", &key.key).status, 200);
 
+    // A token limited to the demo organization opens on its page, with no fleet pages.
+    let tenant = ks::cli_json(
+        &stack.database_url,
+        &[
+            "admin-tokens",
+            "create",
+            "--name",
+            "demo's own",
+            "--org-id",
+            &org,
+        ],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.click(&browser.wait_for("#signout"));
+    sign_in(&browser, &console, &tenant);
+    browser.wait_for_text("h1", "demo");
+    let hash = browser.run("return location.hash", &[]);
+    assert_eq!(hash, format!("#/orgs/{org}"));
+    for section in ["overview", "gateways"] {
+        let link = browser
+            .find(&format!("nav a[data-section={section}]"))
+            .unwrap();
+        assert!(
+            !browser.displayed(&link),
+            "{section} shown to an organization's token"
+        );
+    }
+    check_page(&browser, &origin, "organization-token", &[]);
+
     // keysync goes away: the console, already loaded, says so and keeps asking; keysync
     // back on the same address, the page it was asking for loads.
     browser.click(&browser.wait_for("#signout"));
