@@ -26,7 +26,7 @@ TANSU_ROOT := $(HOME)/.cache/keysync/tansu-$(TANSU_VERSION)
 TANSU := $(TANSU_ROOT)/bin/tansu
 export TANSU_BIN := $(TANSU)
 
-.PHONY: help deps wasm-target postgres-server redis-server faketime wrk kafka-broker build-filter build-crash-test-filter build-native build-native-demo build test lint run bench bench-short bench-build faults faults-build clean
+.PHONY: help deps wasm-target postgres-server redis-server faketime wrk kafka-broker console-test-deps build-filter build-crash-test-filter build-native build-native-demo build test lint run bench bench-short bench-build faults faults-build clean
 
 help:
 	@echo "make run    start the demo gateway (Ctrl-C stops everything); GATEWAY_FILTER=native or ext_authz picks what checks keys"
@@ -80,6 +80,19 @@ redis-server:
 # The fault suite steps keysync's wall clock with libfaketime.
 faketime:
 	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || { $(call APT_INSTALL,libfaketime); }
+
+# The web console's browser tests (e2e/tests/console.rs): Debian's headless Chromium and
+# its WebDriver, and axe-core (the accessibility rules), pinned, from npm into target/axe,
+# injected into the page by the test. Only the tests need them, not `make run`.
+AXE_CORE_VERSION := 4.10.3
+AXE_CORE := target/axe/node_modules/axe-core/axe.min.js
+console-test-deps: $(AXE_CORE)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { $(call APT_INSTALL,chromium chromium-driver); }
+
+$(AXE_CORE):
+	@command -v npm >/dev/null || { $(call APT_INSTALL,npm); }
+	npm install --prefix target/axe --no-audit --no-fund --no-save axe-core@$(AXE_CORE_VERSION)
+	@test -f $@
 
 # Only the tests need it (not `make run`), so it is not part of `deps`.
 kafka-broker: $(TANSU)
@@ -135,7 +148,7 @@ lint: wasm-target
 	$(CARGO) clippy --locked -p keysync-filter-native --all-targets --features demo -- -D warnings
 	$(CARGO) clippy --locked -p keysync-filter -p keysync-filter-core -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
-test: deps kafka-broker lint build deploy-lint build-crash-test-filter build-native-demo analytics-test
+test: deps kafka-broker lint build deploy-lint build-crash-test-filter build-native-demo analytics-test console-test-deps
 	$(CARGO) test --locked --workspace
 
 run: deps build

@@ -148,6 +148,12 @@ KEY_ID=$(echo "$KEY_JSON" | json_field key_id)
 
 API_SHOWN="http://$KEYSYNC_API_ADDR/v1/"
 [ "$KEYSYNC_API_ADDR" != off ] || API_SHOWN="off"
+# The web console (docs/console.md) and an admin token to sign in with, shown once here.
+CONSOLE_SHOWN="off (KEYSYNC_API_ADDR=off)"
+if [ "$KEYSYNC_API_ADDR" != off ]; then
+  ADMIN_TOKEN=$("$KEYSYNC" admin-tokens create --name "demo console" --json | json_field token)
+  CONSOLE_SHOWN="http://$KEYSYNC_API_ADDR/console/ (sign in with the admin token $ADMIN_TOKEN)"
+fi
 echo "starting keysync (gRPC $KEYSYNC_GRPC_ADDR, admin http://$KEYSYNC_HTTP_ADDR, operator API $API_SHOWN; log .run/keysync.log)"
 "$KEYSYNC" serve >"$RUN/keysync.log" 2>&1 &
 pids+=($!)
@@ -171,19 +177,41 @@ wait_http "http://127.0.0.1:$ENVOY_ADMIN_PORT/ready" 60 Envoy
 # 503s if keysync stalled.
 wait_http "http://127.0.0.1:$GATEWAY_PORT/health" 300 "the gateway's first key sync"
 
+# Paths that reach the configured backends (envoy/render.py's routes): any path with one
+# backend, /<name>/... with several.
+BACKEND_NAMES=()
+IFS=',' read -ra backend_items <<<"$BACKEND_URLS"
+for item in "${backend_items[@]}"; do
+  name="${item%%=*}"
+  name="${name//[[:space:]]/}"
+  [ -z "$name" ] || BACKEND_NAMES+=("$name")
+done
+TRY_LINES=""
+if [ "${#BACKEND_NAMES[@]}" -le 1 ]; then
+  TRY_PATH=/hello
+  TRY_LINES="  # 200: forwarded, the backend sees x-org-id and x-api-key-id, not the key
+  curl -i http://localhost:$GATEWAY_PORT$TRY_PATH -H 'Authorization: Bearer $KEY'
+"
+else
+  TRY_PATH="/${BACKEND_NAMES[0]}/"
+  for name in "${BACKEND_NAMES[@]}"; do
+    TRY_LINES+="  # 200: forwarded to $name (/$name/... reaches its /...), which sees x-org-id and x-api-key-id, not the key
+  curl -i http://localhost:$GATEWAY_PORT/$name/ -H 'Authorization: Bearer $KEY'
+"
+  done
+fi
+
 cat <<MSG
 
 The gateway is up on http://localhost:$GATEWAY_PORT, in front of $BACKEND_URLS.
 Demo org $ORG_ID, key id $KEY_ID. Try:
 
-  # 200: forwarded, the backend sees x-org-id and x-api-key-id, not the key
-  curl -i http://localhost:$GATEWAY_PORT/hello -H 'Authorization: Bearer $KEY'
-
+$TRY_LINES
   # 401: no key
-  curl -i http://localhost:$GATEWAY_PORT/hello
+  curl -i http://localhost:$GATEWAY_PORT$TRY_PATH
 
   # 403: a key nobody issued
-  curl -i http://localhost:$GATEWAY_PORT/hello -H 'Authorization: Bearer sk_test_NotARealKeyNotARealKey00'
+  curl -i http://localhost:$GATEWAY_PORT$TRY_PATH -H 'Authorization: Bearer sk_test_NotARealKeyNotARealKey00'
 
 Operator commands (another terminal):
   DATABASE_URL='$DATABASE_URL' target/debug/keysync keys list --org-id $ORG_ID
@@ -193,6 +221,7 @@ Operator commands (another terminal):
   (what this month costs on the demo plan: EUR 10.00, 1,000 requests included, 0.50 per 1,000 beyond)
   (a revocation reaches Envoy within milliseconds over the watch stream; the full refresh every $REFRESH_INTERVAL is the safety net)
 
+Web console: $CONSOLE_SHOWN
 Operator HTTP API: $API_SHOWN (with an admin token: DATABASE_URL='$DATABASE_URL' target/debug/keysync admin-tokens create --name me)
 
 Stats: curl -s localhost:$ENVOY_ADMIN_PORT/stats | grep keysync ; curl -s $KEYSYNC_HTTP_ADDR/metrics

@@ -136,8 +136,12 @@ def backend_loops(text, source, mode):
     public = {"{{ $b.name }}"}
     single = render.routes(one, frozenset(), filters)[0]
     single_public = render.routes(one, public, filters)[0]
-    multi = render.routes(two, frozenset(), filters)[0]
-    multi_public = render.routes(two, public, filters)[0]
+    # With several backends, a backend has more than one route (its bare prefix and the
+    # prefix with a slash): the lines of the first backend's.
+    multi_routes = render.routes(two, frozenset(), filters)
+    per_backend = len(multi_routes) // len(two)
+    multi = multi_routes[:per_backend]
+    multi_public = render.routes(two, public, filters)[:per_backend]
     cluster = render.clusters(one)[0]
 
     sentinel_items = [(SENTINEL_BACKEND, "backend.invalid", 1)]
@@ -155,8 +159,8 @@ def backend_loops(text, source, mode):
                 "{{- if eq (len $backends) 1 }}{{ if $b.public }}\n"
                 f"{indent}{single_public}{{{{ else }}}}\n"
                 f"{indent}{single}{{{{ end }}}}{{{{ else }}}}{{{{ if $b.public }}}}\n"
-                f"{indent}{multi_public}{{{{ else }}}}\n"
-                f"{indent}{multi}{{{{ end }}}}{{{{ end }}}}\n"
+                f"{indent}" + f"\n{indent}".join(multi_public) + "{{ else }}\n"
+                f"{indent}" + f"\n{indent}".join(multi) + "{{ end }}{{ end }}\n"
                 "{{- end }}"
             )
         elif stripped == cluster_line:

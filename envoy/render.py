@@ -5,7 +5,7 @@ Usage: python3 envoy/render.py TEMPLATE > envoy.yaml
 
 Fills ${NAME} fields; ${ROUTES} and ${BACKEND_CLUSTERS} are generated from BACKEND_URLS
 (comma-separated name=url). With one backend every path goes to it; with several,
-/<name>/... goes to backend <name> with the prefix stripped. Each backend's route is
+/<name>/... goes to backend <name> with the prefix stripped, and /<name> to its root. Each backend's route is
 named after it: usage metering counts requests by that name (the endpoint), handed to
 the wasm filter in a header that the route's header-mutation configuration sets. PUBLIC_BACKENDS (names of
 BACKEND_URLS) makes those backends' routes public in Envoy's own configuration: the
@@ -258,10 +258,13 @@ def routes(items, public=frozenset(), filters=("envoy.filters.http.wasm",), scop
         name = items[0][0]
         return [f'- {{ name: {json.dumps(name)}, match: {{ prefix: "/" }}, '
                 f'route: {{ cluster: "backend.{name}" }}{extra(name)} }}']
+    # The bare prefix (`/billing`) is the backend's root, as `/billing/` is: a path
+    # match of its own, since a prefix of `/billing` would also take `/billingx`.
     return [
-        f'- {{ name: {json.dumps(name)}, match: {{ prefix: "/{name}/" }}, '
+        f'- {{ name: {json.dumps(name)}, match: {{ {kind}: "/{name}{tail}" }}, '
         f'route: {{ cluster: "backend.{name}", prefix_rewrite: "/" }}{extra(name)} }}'
         for name, _, _ in items
+        for kind, tail in (("path", ""), ("prefix", "/"))
     ]
 
 

@@ -15,7 +15,7 @@ use crate::pg_activity;
 
 /// The (key, outcome, share of the organization's hour) of the rows of one organization
 /// and hour, up to 6: two keys' answered requests, a few 5xx, a few refused.
-const ROWS: [(&str, i16, i64); 6] = [
+pub(crate) const ROWS: [(&str, i16, i64); 6] = [
     ("00000000-0000-0000-0000-00000000000a", 2, 60),
     ("00000000-0000-0000-0000-00000000000b", 2, 30),
     ("00000000-0000-0000-0000-00000000000a", 5, 1),
@@ -31,7 +31,7 @@ pub fn run(orgs: usize, months: u32, rows: usize, evaluations: u64) {
     let database = database_of(&url).to_owned();
     ks::migrate(&url);
     let started = Instant::now();
-    seed(&postgres, &database, orgs, months, rows);
+    seed(&postgres, &database, orgs, months, &ROWS[..rows]);
     let count = postgres.psql(&database, "SELECT count(*) FROM usage_hourly");
     let size = postgres.psql(
         &database,
@@ -97,8 +97,14 @@ pub fn run(orgs: usize, months: u32, rows: usize, evaluations: u64) {
 
 /// The organizations, the months' partitions, and their rows, a month at a time:
 /// every hour from the first of the month `months` before this one until now, each
-/// organization's hour about 1,000 requests.
-fn seed(postgres: &TestPostgres, database: &str, orgs: usize, months: u32, rows: usize) {
+/// organization's hour about 1,000 requests, shared by `rows` (some of [`ROWS`]).
+pub(crate) fn seed(
+    postgres: &TestPostgres,
+    database: &str,
+    orgs: usize,
+    months: u32,
+    rows: &[(&str, i16, i64)],
+) {
     postgres.psql(
         database,
         &format!(
@@ -120,7 +126,7 @@ fn seed(postgres: &TestPostgres, database: &str, orgs: usize, months: u32, rows:
                     'org ' || n FROM generate_series(1, {orgs}) n"
         ),
     );
-    let values: Vec<String> = ROWS[..rows]
+    let values: Vec<String> = rows
         .iter()
         .map(|(key, outcome, share)| format!("('{key}'::uuid, {outcome}::smallint, {share})"))
         .collect();

@@ -16,6 +16,7 @@ mod cpu_pin;
 mod cpu_time;
 mod envoy_heap;
 mod fleet;
+mod fleet_overview;
 mod gateways;
 mod invoice_cost;
 mod key_forms;
@@ -209,6 +210,18 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         evaluations: u64,
     },
+    /// The web console's overview at scale: `GET /v1/usage` over 24 hours, 7 and 30 days
+    /// with `orgs` organizations and `months` months of hourly usage.
+    FleetOverview {
+        #[arg(long, default_value_t = 1_000)]
+        orgs: usize,
+        /// Months of history before the current one (the retention's default).
+        #[arg(long, default_value_t = 13)]
+        months: u32,
+        /// Requests of each range measured, after one to warm up.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// What pricing costs at scale: `keysync usage --cost` for one organization, and the
     /// close of last month (every organization's invoice) by `keysync serve`.
     InvoiceCost {
@@ -342,6 +355,7 @@ fn main() {
             rows,
             evaluations,
         } => anomaly_cost::run(orgs, months, rows, evaluations),
+        Bench::FleetOverview { orgs, months, runs } => fleet_overview::run(orgs, months, runs),
         Bench::InvoiceCost {
             orgs,
             endpoints,

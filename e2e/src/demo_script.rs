@@ -54,6 +54,11 @@ pub struct Printed {
     pub key: String,
     pub key_id: String,
     pub org_id: String,
+    /// The web console's address and the admin token printed for it.
+    pub console: String,
+    pub admin_token: String,
+    /// Everything the demo printed so far, curl lines and all.
+    pub message: String,
 }
 
 impl Demo {
@@ -67,6 +72,21 @@ impl Demo {
         backend: &Backend,
         echo_backend: &Path,
     ) -> Demo {
+        Demo::start_with_backends(
+            checkout,
+            database_url,
+            &backend.backend_urls(),
+            echo_backend,
+        )
+    }
+
+    /// [`Demo::start`] with `backend_urls` as `BACKEND_URLS` (several backends).
+    pub fn start_with_backends(
+        checkout: &ScratchDir,
+        database_url: Option<&str>,
+        backend_urls: &str,
+        echo_backend: &Path,
+    ) -> Demo {
         let gateway_port = paths::free_port();
         let local = |port: u16| format!("127.0.0.1:{port}");
         let mut command = Command::new("bash");
@@ -78,7 +98,7 @@ impl Demo {
             .env("KEYSYNC_HTTP_ADDR", local(paths::free_port()))
             .env("KEYSYNC_API_ADDR", local(paths::free_port()))
             .env("DEMO_POSTGRES_PORT", paths::free_port().to_string())
-            .env("BACKEND_URLS", backend.backend_urls())
+            .env("BACKEND_URLS", backend_urls)
             .env("KEYSYNC_BIN", paths::keysync_bin())
             .env("ECHO_BACKEND_BIN", echo_backend)
             .env("ENVOY_BIN", paths::envoy_bin())
@@ -101,10 +121,15 @@ impl Demo {
             .process
             .wait_for_log("Authorization: Bearer ", START_DEADLINE);
         let ids = self.process.wait_for_log("Demo org ", DEADLINE);
+        let console = self.process.wait_for_log("Web console: ", DEADLINE);
+        self.process.wait_for_log("Logs: .run/", DEADLINE);
         Printed {
             key: between(&curl, "Authorization: Bearer ", '\'').to_owned(),
             key_id: between(&ids, "key id ", '.').to_owned(),
             org_id: between(&ids, "Demo org ", ',').to_owned(),
+            console: between(&console, "Web console: ", ' ').to_owned(),
+            admin_token: between(&console, "(sign in with the admin token ", ')').to_owned(),
+            message: self.process.log(),
         }
     }
 }

@@ -66,7 +66,7 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> io::Result<Response> {
     send_raw_within(addr, raw, RESPONSE_TIMEOUT)
 }
 
-fn send_raw_within(addr: SocketAddr, raw: &[u8], timeout: Duration) -> io::Result<Response> {
+pub fn send_raw_within(addr: SocketAddr, raw: &[u8], timeout: Duration) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.write_all(raw)?;

@@ -165,6 +165,7 @@ fn make_run_works_end_to_end_on_a_tls_only_postgresql_with_verify_full() {
         key,
         key_id,
         org_id,
+        ..
     } = demo.printed();
     let gateway = demo.gateway;
     let bearer = format!("Bearer {key}");

@@ -92,3 +92,82 @@ fn make_run_starts_its_postgresql_from_a_checkout_the_postgres_user_cannot_enter
         "the throwaway cluster's data is left in {data}"
     );
 }
+
+/// With several backends (the seed's own `BACKEND_URLS`), every curl line the demo prints
+/// answers what its comment says (no `/hello` that no route takes), and the printed
+/// console address and admin token sign in.
+#[test]
+fn the_demo_prints_lines_that_work_for_its_backends_and_a_console_to_sign_in_to() {
+    let postgres = keysync_e2e::postgres::TestPostgres::start();
+    let database_url = postgres.create_database();
+    let checkout = demo_script::checkout();
+    let backend = Backend::start();
+    let backends = format!("api-service={0},billing={0}", backend.url());
+    let demo = Demo::start_with_backends(
+        &checkout,
+        Some(&database_url),
+        &backends,
+        ECHO_BACKEND.as_ref(),
+    );
+    let printed = demo.printed();
+
+    // Each `# NNN: ...` comment and the curl line under it.
+    let lines: Vec<&str> = printed.message.lines().map(str::trim).collect();
+    let mut tried = Vec::new();
+    for pair in lines.windows(2) {
+        let (Some(expected), Some(curl)) = (
+            pair[0].strip_prefix("# ").and_then(|rest| rest.get(..3)),
+            pair[1].strip_prefix("curl -i "),
+        ) else {
+            continue;
+        };
+        let url = curl.split(' ').next().unwrap_or_default();
+        let path = url
+            .split_once("localhost:")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map(|(_, path)| format!("/{path}"))
+            .unwrap_or_else(|| panic!("no path in {curl:?}"));
+        let key = curl
+            .split_once("Bearer ")
+            .map(|(_, rest)| rest.trim_end_matches('\''));
+        let bearer = key.map(|key| format!("Bearer {key}"));
+        let headers: Vec<(&str, &[u8])> = bearer
+            .iter()
+            .map(|bearer| ("authorization", bearer.as_bytes()))
+            .collect();
+        let answer = http::get(demo.gateway, &path, &headers).expect("GET through the demo");
+        assert_eq!(
+            answer.status.to_string(),
+            expected,
+            "{curl}: {}",
+            answer.text()
+        );
+        tried.push(path);
+    }
+    assert!(
+        tried.contains(&"/api-service/".to_owned()) && tried.contains(&"/billing/".to_owned()),
+        "the demo printed no line for each backend: {tried:?}\n{}",
+        printed.message
+    );
+    assert!(!tried.iter().any(|path| path == "/hello"), "{tried:?}");
+
+    // The console's page, and its token, which reads the demo organization.
+    let console: SocketAddr = printed
+        .console
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix("/console/"))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no console address in {:?}", printed.console));
+    let page = http::get(console, "/console/", &[]).expect("GET /console/");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("keysync console"), "{}", page.text());
+    let bearer = format!("Bearer {}", printed.admin_token);
+    let org = http::get(
+        console,
+        &format!("/v1/orgs/{}", printed.org_id),
+        &[("authorization", bearer.as_bytes())],
+    )
+    .expect("GET the demo org");
+    assert_eq!(org.status, 200, "{}", org.text());
+    assert_eq!(org.json()["name"], "Demo Org");
+}

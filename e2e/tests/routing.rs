@@ -71,3 +71,33 @@ fn a_public_backend_by_configuration_passes_without_a_key_and_the_other_does_not
         }
     }
 }
+
+/// With several backends, `/billing` (the bare prefix) reaches the backend's root as
+/// `/billing/` does, with its query; `/billingx` is no backend's.
+#[test]
+fn a_bare_backend_prefix_reaches_the_backends_root() {
+    let stack = Stack::start(|options| {
+        let url = options.backends.split_once('=').unwrap().1.to_owned();
+        options.backends = format!("api-service={url},billing={url}");
+    });
+    let org = stack.create_org("routing");
+    let key = stack.create_key(&org, &[]);
+    stack
+        .gateway
+        .wait_for_status("/billing/invoices", &key.key, 200, DEADLINE);
+    for (path, reached) in [
+        ("/billing", "/"),
+        ("/billing/", "/"),
+        ("/billing?month=3", "/?month=3"),
+        ("/billing/invoices", "/invoices"),
+        ("/api-service", "/"),
+    ] {
+        let answer = stack.gateway.get_with_key(path, &key.key);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        assert_eq!(answer.json()["path"], reached, "{path}: {}", answer.text());
+    }
+    assert_eq!(
+        stack.gateway.get_with_key("/billingx", &key.key).status,
+        404
+    );
+}

@@ -318,3 +318,116 @@ fn usage_by_endpoint_is_what_each_named_route_served() {
     );
     assert_eq!(stack.gateway.stat("usage_endpoint_other"), 0);
 }
+
+/// `GET /v1/usage`, the console's overview, with `token`.
+fn fleet_usage(stack: &Stack, token: &str) -> serde_json::Value {
+    let raw = format!(
+        "GET /v1/usage?since=1d HTTP/1.1\r\nhost: keysync\r\nauthorization: Bearer {token}\r\n\
+         connection: close\r\n\r\n"
+    );
+    let response = keysync_e2e::http::send_raw(stack.keysync.api(), raw.as_bytes())
+        .unwrap_or_else(|error| panic!("GET /v1/usage: {error}"));
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()
+}
+
+/// The fleet's overview adds every organization's requests by outcome, counts the
+/// gateway's refusals of missing and unknown keys as `unauthenticated`, and ranks the
+/// organizations by traffic and by refusals.
+#[test]
+fn the_fleet_overview_counts_every_organization_and_ranks_them() {
+    let stack = Stack::start(|options| options.sync_config = SYNC_WITH_USAGE.into());
+    let busy = stack.create_org("busy");
+    let refused = stack.create_org("refused");
+    let busy_key = stack.create_key(&busy, &[]);
+    let limited = stack.create_key(&refused, &[]);
+    stack.set_key_limit(&limited.key_id, &["--rpm", "3", "--burst", "0"]);
+    stack
+        .gateway
+        .wait_for_status("/", &busy_key.key, 200, poll::DEADLINE);
+    for _ in 0..9 {
+        assert_eq!(
+            stack.gateway.get_with_key("/orders", &busy_key.key).status,
+            200
+        );
+    }
+    let (mut limited_ok, mut limited_refused) = (0u64, 0u64);
+    while limited_refused < 3 && limited_ok + limited_refused < 200 {
+        match stack.gateway.get_with_key("/orders", &limited.key).status {
+            200 => limited_ok += 1,
+            429 => limited_refused += 1,
+            other => panic!("the limited key got {other}"),
+        }
+    }
+    assert_eq!(limited_refused, 3, "the limit never refused");
+    assert_eq!(stack.gateway.get("/orders", &[]).status, 401);
+    assert_eq!(
+        stack
+            .gateway
+            .get_with_key("/orders", "sk_live_NeverIssued000000000001")
+            .status,
+        403
+    );
+
+    let token = keysync::cli_json(
+        &stack.database_url,
+        &[
+            "admin-tokens",
+            "create",
+            "--name",
+            "overview",
+            "--read-only",
+        ],
+    )["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let outcome_sum = |fleet: &serde_json::Value, outcome: &str| -> u64 {
+        fleet["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|point| point["outcome"] == outcome)
+            .map(|point| point["requests"].as_u64().unwrap_or_default())
+            .sum()
+    };
+    let ok_total = 10 + limited_ok;
+    let fleet = poll::within(Duration::from_secs(30), poll::INTERVAL, || {
+        let fleet = fleet_usage(&stack, &token);
+        let seen = (
+            outcome_sum(&fleet, "2xx"),
+            outcome_sum(&fleet, "rate_limited"),
+            outcome_sum(&fleet, "unauthenticated"),
+        );
+        if seen == (ok_total, 3, 2) {
+            Ok(fleet)
+        } else {
+            Err(fleet)
+        }
+    })
+    .unwrap_or_else(|last| panic!("the overview never counted everything: {last:#}"));
+    assert_eq!(fleet["total_requests"], ok_total + 3 + 2, "{fleet:#}");
+    let ranked = |list: &str| -> Vec<(String, u64, u64)> {
+        fleet[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|org| {
+                (
+                    org["name"].as_str().unwrap_or_default().to_owned(),
+                    org["requests"].as_u64().unwrap_or_default(),
+                    org["refused"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let by_requests = ranked("top_by_requests");
+    let busy_row = ("busy".to_owned(), 10, 0);
+    let refused_row = ("refused".to_owned(), limited_ok + 3, 3);
+    if limited_ok + 3 > 10 {
+        assert_eq!(by_requests, [refused_row.clone(), busy_row], "{fleet:#}");
+    } else if limited_ok + 3 < 10 {
+        assert_eq!(by_requests, [busy_row, refused_row.clone()], "{fleet:#}");
+    }
+    assert_eq!(ranked("top_by_refusals"), [refused_row], "{fleet:#}");
+}

@@ -1,7 +1,8 @@
 //! The operator API's listener (`KEYSYNC_API_ADDR`), apart from the probes and metrics
 //! of [`crate::admin_port`]: the API under `/v1/` ([`crate::admin_api`]) with its
 //! OpenAPI document, and the leak-report endpoint ([`crate::leak_reports`]) when it is
-//! configured. Apart, so that what mints keys can be bound, published and firewalled on
+//! configured, and the web console under `/console/` ([`crate::console`]), which is a
+//! client of that API. Apart, so that what mints keys can be bound, published and firewalled on
 //! its own (a Kubernetes Service and NetworkPolicy of its own), or not served at all.
 //! Unknown paths and methods under `/v1/` answer in the API's JSON error shape.
 
@@ -11,10 +12,11 @@ use axum::Router;
 
 use crate::admin_api::error::ApiError;
 use crate::admin_api::{self, ApiState};
+use crate::console;
 
 /// The API's routes, and the leak-report endpoint's when given.
 pub fn app(api: ApiState, leak_reports: Option<Router>) -> Router {
-    let app = admin_api::router(api);
+    let app = admin_api::router(api).merge(console::router());
     let app = match leak_reports {
         Some(leak_reports) => app.merge(leak_reports),
         None => app,

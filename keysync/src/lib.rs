@@ -21,7 +21,8 @@
 //!   its `WatchKeys` stream, usage flushes and quota leases; Envoy's rate-limit and
 //!   external authorization APIs; gRPC health), and the port's token, TLS and guard;
 //! - [`admin_port`]: the admin HTTP port (`/healthz`, `/readyz`, `/metrics`);
-//! - [`api_port`]: the operator API's own listener (`/v1/`, the leak-report endpoint);
+//! - [`api_port`]: the operator API's own listener (`/v1/`, the leak-report endpoint, the
+//!   web console of [`console`]);
 //! - [`server`]: the composition root of `keysync serve`, which wires all of the above
 //!   together with their [`metrics`];
 //! - [`operations`]: what operators do to organizations, keys, rate limits and quotas,
@@ -52,6 +53,7 @@ pub mod ca_file;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod database;
 pub mod database_tls;
 pub mod global_limit;

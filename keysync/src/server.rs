@@ -49,8 +49,8 @@ use crate::usage::allowance::Ceiling;
 use crate::usage::export::kafka::KafkaSink;
 use crate::usage::export::Exporter;
 use crate::usage::flush::MAX_MESSAGE_BYTES;
-use crate::usage::partitions;
 use crate::usage::store::UsageStore;
+use crate::usage::{fleet_rollup, partitions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -261,13 +261,18 @@ pub async fn run<L: Loader, C: Connector>(
         confirmation.clone(),
         config.max_page_size,
     );
-    // The usage partitions are kept from the start, whatever the key set does.
+    // The usage partitions are kept from the start, whatever the key set does, and the
+    // fleet overview's rollup with them.
     let usage_partitions = usage.as_ref().map(|store| {
-        partitions::run(
+        let partitions = partitions::run(
             store.pool().clone(),
             config.usage_retention_months,
             stop.clone(),
-        )
+        );
+        let rollup = fleet_rollup::run(store.pool().clone(), stop.clone());
+        async move {
+            tokio::join!(partitions, rollup);
+        }
     });
     let usage_partitions = async {
         if let Some(maintenance) = usage_partitions {

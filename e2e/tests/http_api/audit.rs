@@ -130,3 +130,75 @@ fn changes_through_the_api_are_audited_with_their_token_and_listed() {
     assert!(revoked.status.success(), "{revoked:?}");
     refused(auditor.get("/v1/audit"), 401, "invalid_token");
 }
+
+/// The console's audit page filters by key, action and actor: each filter selects
+/// exactly the records it names, and an action or actor that does not exist is a 400
+/// in words.
+#[test]
+fn the_audit_trail_filters_by_key_action_and_actor() {
+    let service = Service::start();
+    let url = &service.database_url;
+    let (token, token_id) = admin_token(url, "console", false);
+    let api = Api::new(&service.keysync, &token);
+    let org = api.create_org("filtered");
+    let kept = api.create_key(&org);
+    let revoked = api.create_key(&org);
+    let revoked_id = revoked["key_id"].as_str().unwrap();
+    ok(
+        api.post(&format!("/v1/keys/{revoked_id}/revoke"), json!({})),
+        200,
+    );
+    // A change from the command line, for the actor filter.
+    ks::set_org_limit(url, &org, &["--rpm", "60"]);
+
+    let actions = |query: &str| -> Vec<(String, String)> {
+        let page = ok(api.get(&format!("/v1/audit?org_id={org}&{query}")), 200);
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                (
+                    item["action"].as_str().unwrap().to_owned(),
+                    item["object_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        actions(&format!("object_id={revoked_id}")),
+        [
+            ("key.revoked".to_owned(), revoked_id.to_owned()),
+            ("key.created".to_owned(), revoked_id.to_owned())
+        ]
+    );
+    assert_eq!(
+        actions("action=key.created").len(),
+        2,
+        "{:?}",
+        actions("action=key.created")
+    );
+    assert_eq!(
+        actions("action=key.revoked"),
+        [("key.revoked".to_owned(), revoked_id.to_owned())]
+    );
+    assert_eq!(
+        actions("actor=cli"),
+        [("org.limit_set".to_owned(), org.clone())]
+    );
+    assert_eq!(actions(&format!("actor={token_id}")).len(), 4);
+    assert_eq!(actions("actor=admin_token").len(), 4);
+    assert!(actions(&format!("object_id={}", kept["key_id"].as_str().unwrap())).len() == 1);
+
+    let message = refused(
+        api.get("/v1/audit?action=key.exploded"),
+        400,
+        "invalid_request",
+    );
+    assert!(
+        message.starts_with("invalid action 'key.exploded'"),
+        "{message}"
+    );
+    let message = refused(api.get("/v1/audit?actor=somebody"), 400, "invalid_request");
+    assert!(message.starts_with("invalid actor 'somebody'"), "{message}");
+}

@@ -17,6 +17,7 @@ use keysync_e2e::postgres::{database_of, TestPostgres};
 use serde_json::{json, Value};
 
 mod audit;
+mod fleet_usage;
 mod idempotency;
 mod keys;
 mod openapi;

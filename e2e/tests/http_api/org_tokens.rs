@@ -106,6 +106,10 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
             "GET /v1/orgs",
             "GET /v1/plans",
             "GET /v1/plans/{plan}",
+            // The fleet's usage is refused to an organization's token, whoami answers
+            // any token (whoami_names_each_tokens_rights_and_...).
+            "GET /v1/usage",
+            "GET /v1/whoami",
             "POST /v1/keys",
             "POST /v1/orgs",
             "POST /v1/plans",
@@ -320,5 +324,49 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
         stderr,
         format!("error: organization {unknown} not found\n"),
         "{stderr}"
+    );
+}
+
+/// `GET /v1/whoami` tells each token what it may do (the console hides what would be
+/// refused), and the fleet-wide usage is refused to a token of one organization.
+#[test]
+fn whoami_names_each_tokens_rights_and_the_fleet_usage_is_not_for_one_organization() {
+    let service = Service::start();
+    let url = &service.database_url;
+    let (admin, admin_id) = admin_token_of(url, "admin", false, None);
+    let org = Api::new(&service.keysync, &admin).create_org("tenant");
+    let (viewer, viewer_id) = admin_token_of(url, "viewer", true, None);
+    let (tenant, tenant_id) = admin_token_of(url, "tenant", true, Some(&org));
+    for (token, id, read_only, org_id) in [
+        (&admin, &admin_id, false, Value::Null),
+        (&viewer, &viewer_id, true, Value::Null),
+        (&tenant, &tenant_id, true, json!(org)),
+    ] {
+        let me = ok(Api::new(&service.keysync, token).get("/v1/whoami"), 200);
+        assert_eq!(
+            me,
+            json!({"token_id": id, "read_only": read_only, "org_id": org_id})
+        );
+    }
+    let fleet = ok(
+        Api::new(&service.keysync, &viewer).get("/v1/usage?since=7d"),
+        200,
+    );
+    assert_eq!(fleet["total_requests"], 0, "{fleet}");
+    let message = refused(
+        Api::new(&service.keysync, &tenant).get("/v1/usage"),
+        403,
+        "org_scoped_token",
+    );
+    assert!(message.contains("/v1/orgs/{org_id}/usage"), "{message}");
+    refused(
+        Api::anonymous(&service.keysync).get("/v1/whoami"),
+        401,
+        "missing_token",
+    );
+    refused(
+        Api::new(&service.keysync, &viewer).get("/v1/usage?since=soon"),
+        400,
+        "invalid_request",
     );
 }

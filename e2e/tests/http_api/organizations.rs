@@ -159,3 +159,55 @@ fn organizations_answer_like_the_cli_and_refuse_what_it_refuses() {
         "no API on the admin port"
     );
 }
+
+/// `GET /v1/orgs?search=` (the console's search): names containing the text in any
+/// case, or the one id, over every page; `%` and `_` are plain characters; a token
+/// limited to one organization finds that one or nothing.
+#[test]
+fn organizations_are_searched_by_name_or_id_a_page_at_a_time() {
+    let service = Service::start();
+    let api = service.api();
+    for name in ["Acme Corp", "acme labs", "Globex", "ACME_x", "50% Off"] {
+        api.create_org(name);
+    }
+    let names = |query: &str| -> Vec<String> {
+        ok(api.get(&format!("/v1/orgs?{query}")), 200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|org| org["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("search=acme"), ["Acme Corp", "acme labs", "ACME_x"]);
+    assert_eq!(names("search=%25"), ["50% Off"]);
+    assert_eq!(names("search=e_x"), ["ACME_x"]);
+    assert_eq!(names("search=nobody").len(), 0);
+    assert_eq!(names("search=").len(), 5);
+    // Paged like the listing.
+    let first = ok(api.get("/v1/orgs?search=acme&limit=2"), 200);
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    assert_eq!(
+        names(&format!("search=acme&limit=2&cursor={cursor}")),
+        ["ACME_x"]
+    );
+    let globex = ok(api.get("/v1/orgs?search=globex"), 200)["items"][0]["org_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        names(&format!("search={}", globex.to_uppercase())),
+        ["Globex"]
+    );
+
+    let (own, _) = super::admin_token_of(&service.database_url, "globex", true, Some(&globex));
+    let tenant = super::Api::new(&service.keysync, &own);
+    let found = |query: &str| {
+        ok(tenant.get(&format!("/v1/orgs?{query}")), 200)["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(found("search=glob"), 1);
+    assert_eq!(found("search=acme"), 0);
+}

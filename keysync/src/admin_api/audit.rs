@@ -1,6 +1,7 @@
 //! `/v1/audit`: the audit trail, newest first, a page at a time (`keysync audit`).
 //! Readable with a read-only token, like every `GET`; a token limited to one
-//! organization reads that organization's records alone.
+//! organization reads that organization's records alone. Filtered by organization,
+//! object (a key), action and actor, as the console's audit page asks.
 
 use axum::extract::State;
 use axum::Json;
@@ -14,7 +15,7 @@ use super::error::ApiError;
 use super::extract::QueryParams;
 use super::org_scope::reach_org;
 use super::{ApiState, ListQuery};
-use crate::operations::audit::{self, AuditFilter, AuditPage};
+use crate::operations::audit::{self, AuditAction, AuditFilter, AuditPage, ACTOR_KINDS};
 use crate::operations::durations::since_named;
 
 /// `?org_id=&since=&limit=&cursor=` of the audit trail.
@@ -26,6 +27,13 @@ pub struct AuditQuery {
     pub org_id: Option<Uuid>,
     /// Only records this recent: a duration such as `7d`, `24h` or `30m` (`--since`).
     pub since: Option<String>,
+    /// Only the records of this object: a key, an organization, a token or a plan.
+    pub object_id: Option<Uuid>,
+    /// Only this action, such as `key.revoked`.
+    pub action: Option<String>,
+    /// Only changes made by `cli`, `admin_token`, `leak_report`, or the admin token
+    /// with this id.
+    pub actor: Option<String>,
     /// Records in the page: 1 to 1000 (larger values are capped), default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
@@ -41,9 +49,40 @@ impl AuditQuery {
             .map(|text| since_named("since", text, Utc::now()))
             .transpose()
             .map_err(|error| ApiError::invalid_request(error.to_string()))?;
+        let action = self
+            .action
+            .as_deref()
+            .map(|text| {
+                AuditAction::named(text).ok_or_else(|| {
+                    ApiError::invalid_request(format!(
+                        "invalid action '{text}': expected one such as key.revoked (see \
+                         the audit trail's actions)"
+                    ))
+                })
+            })
+            .transpose()?;
+        let (actor, actor_token_id) = match self.actor.as_deref().map(str::trim) {
+            None => (None, None),
+            Some(text) => match ACTOR_KINDS.iter().find(|kind| **kind == text) {
+                Some(kind) => (Some(*kind), None),
+                None => match Uuid::parse_str(text) {
+                    Ok(token_id) => (Some("admin_token"), Some(token_id)),
+                    Err(_) => {
+                        return Err(ApiError::invalid_request(format!(
+                            "invalid actor '{text}': expected cli, admin_token, leak_report \
+                             or an admin token's id"
+                        )))
+                    }
+                },
+            },
+        };
         Ok(AuditFilter {
             org_id: self.org_id,
             since,
+            object_id: self.object_id,
+            action,
+            actor,
+            actor_token_id,
         })
     }
 }
@@ -84,12 +123,14 @@ mod tests {
     use axum::http::StatusCode;
 
     use super::*;
-    use crate::operations::audit::AuditAction;
 
     fn query(since: Option<&str>) -> AuditQuery {
         AuditQuery {
             org_id: None,
             since: since.map(str::to_owned),
+            object_id: None,
+            action: None,
+            actor: None,
             limit: None,
             cursor: None,
         }

@@ -13,7 +13,8 @@
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once, their answers
 //!   sealed under [`idempotency_secret`];
 //! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`], [`alerts`],
-//!   [`plans`], [`invoices`]: the handlers, each with its OpenAPI description.
+//!   [`plans`], [`invoices`], [`fleet_usage`], [`whoami`]: the handlers, each with its
+//!   OpenAPI description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
@@ -27,6 +28,7 @@ mod documented;
 pub mod error;
 pub mod extract;
 pub mod failed_tokens;
+pub mod fleet_usage;
 pub mod idempotency;
 pub mod idempotency_secret;
 pub mod invoices;
@@ -37,6 +39,7 @@ pub mod orgs;
 pub mod plans;
 pub mod quotas;
 pub mod usage;
+pub mod whoami;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,6 +227,8 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(plans::archive_plan))
         .routes(routes!(plans::get_org_plan, plans::set_org_plan))
         .routes(routes!(invoices::invoice_preview))
+        .routes(routes!(fleet_usage::get_fleet_usage))
+        .routes(routes!(whoami::whoami))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -450,11 +455,13 @@ mod tests {
             ("/v1/orgs/{org_id}/plan", &["get", "put"]),
             ("/v1/orgs/{org_id}/invoice-preview", &["get"]),
             ("/v1/openapi.json", &["get"]),
+            ("/v1/usage", &["get"]),
+            ("/v1/whoami", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 22, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 24, "{:?}", paths.keys());
     }
 }

@@ -112,7 +112,7 @@ pub async fn create_org(
     get,
     path = "/v1/orgs",
     tag = "organizations",
-    params(ListQuery),
+    params(OrgListQuery),
     responses(
         (status = 200, description = "A page of organizations", body = OrgPage),
         BadRequest, Unauthorized, Throttled,
@@ -122,16 +122,49 @@ pub async fn create_org(
 pub async fn list_orgs(
     State(state): State<ApiState>,
     caller: Caller,
-    QueryParams(query): QueryParams<ListQuery>,
+    QueryParams(query): QueryParams<OrgListQuery>,
 ) -> Result<Json<OrgPage>, ApiError> {
-    let page = query.page()?;
-    match caller.org_id {
-        None => Ok(Json(orgs::list_page(&state.pool, page).await?)),
-        Some(own) => Ok(Json(only(
-            orgs::get(&state.pool, reach_org(&caller, own)?).await?,
-            page,
-        ))),
+    let page = ListQuery {
+        limit: query.limit,
+        cursor: query.cursor,
     }
+    .page()?;
+    let search = query
+        .search
+        .as_deref()
+        .filter(|text| !text.trim().is_empty());
+    match (caller.org_id, search) {
+        (None, None) => Ok(Json(orgs::list_page(&state.pool, page).await?)),
+        (None, Some(search)) => Ok(Json(orgs::search_page(&state.pool, search, page).await?)),
+        (Some(own), search) => {
+            let org = orgs::get(&state.pool, reach_org(&caller, own)?).await?;
+            let mut listed = only(org, page);
+            listed
+                .items
+                .retain(|org| search.is_none_or(|text| matches(org, text)));
+            Ok(Json(listed))
+        }
+    }
+}
+
+/// `?limit=&cursor=&search=` of the organizations' listing.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrgListQuery {
+    /// Rows in the page: 1 to 1000 (larger values are capped), default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+    /// Only organizations whose name contains this text (any case), or whose id it is.
+    pub search: Option<String>,
+}
+
+/// Whether `org` is one `search` finds, as [`orgs::search_page`] decides.
+fn matches(org: &Organization, search: &str) -> bool {
+    let search = search.trim().to_lowercase();
+    org.name.to_lowercase().contains(&search) || org.org_id.to_string() == search
 }
 
 /// The page of a listing that holds `org` alone: it, unless the cursor is past it.

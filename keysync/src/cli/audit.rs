@@ -53,6 +53,7 @@ pub async fn run(
             .as_deref()
             .map(|text| durations::since(text, Utc::now()))
             .transpose()?,
+        ..AuditFilter::default()
     };
     let limit = match args.limit.as_deref() {
         Some(text) => parse_limit(text)?,

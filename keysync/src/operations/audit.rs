@@ -213,6 +213,26 @@ pub struct AuditFilter {
     pub org_id: Option<Uuid>,
     /// Only those recorded at or after this instant.
     pub since: Option<DateTime<Utc>>,
+    /// Only this object's (a key, an organization, a token, a plan).
+    pub object_id: Option<Uuid>,
+    /// Only this kind of change.
+    pub action: Option<AuditAction>,
+    /// Only those made by this kind of actor ([`ACTOR_KINDS`]).
+    pub actor: Option<&'static str>,
+    /// Only those made with this admin token.
+    pub actor_token_id: Option<Uuid>,
+}
+
+/// The kinds of actor the trail names (`audit_events.actor`).
+pub const ACTOR_KINDS: [&str; 3] = ["cli", "admin_token", "leak_report"];
+
+impl AuditAction {
+    /// The action named `text` (`key.revoked`), if there is one.
+    pub fn named(text: &str) -> Option<AuditAction> {
+        AuditAction::ALL
+            .into_iter()
+            .find(|action| action.as_str() == text.trim())
+    }
 }
 
 /// One change as listed.
@@ -318,6 +338,18 @@ pub async fn list_page(
     }
     if let Some(since) = filter.since {
         query.push(" AND at >= ").push_bind(since);
+    }
+    if let Some(object_id) = filter.object_id {
+        query.push(" AND object_id = ").push_bind(object_id);
+    }
+    if let Some(action) = filter.action {
+        query.push(" AND action = ").push_bind(action.as_str());
+    }
+    if let Some(actor) = filter.actor {
+        query.push(" AND actor = ").push_bind(actor);
+    }
+    if let Some(token_id) = filter.actor_token_id {
+        query.push(" AND actor_token_id = ").push_bind(token_id);
     }
     if let Some(after) = page.after {
         query

@@ -22,6 +22,7 @@ pub mod alerts;
 pub mod audit;
 pub mod audited_write;
 pub mod durations;
+pub mod fleet_usage;
 pub mod invoices;
 pub mod key_policy;
 pub mod key_secret;

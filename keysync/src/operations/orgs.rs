@@ -192,6 +192,56 @@ pub async fn list_page(pool: &PgPool, page: PageRequest) -> Result<OrgPage, OrgE
                 .await?
         }
     };
+    page_of(rows, page, now)
+}
+
+/// A page of the organizations whose name contains `search` (any case) or whose id it
+/// is, oldest first (the web console's search).
+pub async fn search_page(
+    pool: &PgPool,
+    search: &str,
+    page: PageRequest,
+) -> Result<OrgPage, OrgError> {
+    let now = Utc::now();
+    let search = search.trim();
+    let pattern = format!(
+        "%{}%",
+        search
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let matching = "(o.name ILIKE $5 OR o.id::text = lower($6))";
+    let rows: Vec<OrgRow> = match page.after {
+        None => {
+            let sql = format!("{ORG_SELECT} WHERE {matching} ORDER BY o.created_at, o.id LIMIT $4");
+            quotas::listing(AssertSqlSafe(sql), now)
+                .bind(page.fetch())
+                .bind(&pattern)
+                .bind(search)
+                .fetch_all(pool)
+                .await?
+        }
+        Some(after) => {
+            let sql = format!(
+                "{ORG_SELECT} WHERE {matching} AND (o.created_at, o.id) > ($7, $8) \
+                 ORDER BY o.created_at, o.id LIMIT $4"
+            );
+            quotas::listing(AssertSqlSafe(sql), now)
+                .bind(page.fetch())
+                .bind(&pattern)
+                .bind(search)
+                .bind(after.created_at)
+                .bind(after.id)
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    page_of(rows, page, now)
+}
+
+/// The page `rows` (one more than the page when there is a next) make.
+fn page_of(rows: Vec<OrgRow>, page: PageRequest, now: DateTime<Utc>) -> Result<OrgPage, OrgError> {
     let (rows, next_cursor) = page.cut(rows, |row| (row.created_at, row.id));
     Ok(OrgPage {
         items: rows

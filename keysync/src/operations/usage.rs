@@ -139,11 +139,11 @@ fn parse_instant(name: &str, text: &str) -> Result<DateTime<Utc>, InvalidUsageQu
         })
 }
 
-fn hour_floor(at: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn hour_floor(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
 }
 
-fn hour_ceil(at: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn hour_ceil(at: DateTime<Utc>) -> DateTime<Utc> {
     let floor = hour_floor(at);
     if floor == at {
         at

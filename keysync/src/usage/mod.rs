@@ -4,8 +4,9 @@
 //! number of counters) once [`screening`] has taken what a flush may add (keys keysync
 //! issued, each counted for its own organization, within what a gateway can serve:
 //! [`allowance`]), and the monthly partitions of the rollup created ahead and
-//! dropped after the retention ([`partitions`]). Reading the rollup is
-//! [`crate::operations::usage`]'s. Optionally, each stored flush's increments are
+//! dropped after the retention ([`partitions`]), and the fleet overview's rollup of
+//! final hours ([`fleet_rollup`]). Reading the rollup is [`crate::operations::usage`]'s
+//! (and [`crate::operations::fleet_usage`]'s). Optionally, each stored flush's increments are
 //! exported to Kafka as CloudEvents ([`cloud_event`], [`export`]) after its commit.
 //!
 //! Exactness rests on two facts: an instance's counters only grow for its life, and
@@ -17,6 +18,7 @@
 pub mod allowance;
 pub mod cloud_event;
 pub mod export;
+pub mod fleet_rollup;
 pub mod flush;
 pub mod metrics;
 pub mod partitions;

@@ -156,6 +156,15 @@ pub async fn maintain(
         .bind(cutoff)
         .execute(pool)
         .await?;
+    // The fleet overview's rollup covers the months kept, no more.
+    sqlx::query("DELETE FROM usage_fleet_hourly WHERE hour < $1")
+        .bind(cutoff)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM usage_org_daily WHERE day < $1")
+        .bind(cutoff)
+        .execute(pool)
+        .await?;
     let stale = now - chrono::TimeDelta::from_std(INSTANCE_TTL).unwrap_or_default();
     done.counters_pruned = sqlx::query(
         "WITH gone AS (DELETE FROM usage_instance_totals WHERE last_seen < $1 \
