@@ -198,7 +198,7 @@ impl utoipa::Modify for AdminTokenScheme {
 fn documented_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(orgs::create_org, orgs::list_orgs))
-        .routes(routes!(orgs::get_org))
+        .routes(routes!(orgs::get_org, orgs::update_org))
         .routes(routes!(orgs::set_org_limit, orgs::clear_org_limit))
         .routes(routes!(quotas::set_org_quota, quotas::clear_org_quota))
         .routes(routes!(keys::list_keys))
@@ -224,6 +224,8 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(plans::archive_plan))
         .routes(routes!(plans::get_org_plan, plans::set_org_plan))
         .routes(routes!(invoices::invoice_preview))
+        .routes(routes!(keys::set_key_metadata, keys::clear_key_metadata))
+        .routes(routes!(keys::import_keys))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -450,11 +452,14 @@ mod tests {
             ("/v1/orgs/{org_id}/plan", &["get", "put"]),
             ("/v1/orgs/{org_id}/invoice-preview", &["get"]),
             ("/v1/openapi.json", &["get"]),
+            ("/v1/orgs/{org_id}", &["get", "patch"]),
+            ("/v1/keys/{key_id}/metadata", &["put", "delete"]),
+            ("/v1/orgs/{org_id}/keys:import", &["post"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 22, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 24, "{:?}", paths.keys());
     }
 }

@@ -18,6 +18,7 @@ pub mod allowance;
 pub mod cloud_event;
 pub mod export;
 pub mod flush;
+pub mod last_used;
 pub mod metrics;
 pub mod partitions;
 pub mod screening;
