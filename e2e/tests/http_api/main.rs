@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 mod audit;
 mod idempotency;
+mod key_data;
 mod keys;
 mod openapi;
 mod org_tokens;
