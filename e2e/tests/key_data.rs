@@ -52,9 +52,7 @@ fn last_use_comes_from_the_traffic_the_gateway_served() {
     let used = stack.create_key(&org, &[]);
     let idle = stack.create_key(&org, &[]);
     let before = chrono::Utc::now();
-    stack
-        .gateway
-        .wait_for_status("/", &used.key, 200, DEADLINE);
+    stack.gateway.wait_for_status("/", &used.key, 200, DEADLINE);
     for _ in 0..5 {
         let response = stack.gateway.get_with_key("/orders", &used.key);
         assert_eq!(response.status, 200, "{}", response.text());
@@ -87,7 +85,10 @@ fn last_use_comes_from_the_traffic_the_gateway_served() {
     assert_eq!(row["last_used_at"], last_used.as_str());
     let text = keysync::cli(&stack.database_url, &["keys", "list", "--org-id", &org]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.lines().next().unwrap().ends_with("LAST_USED"), "{text}");
+    assert!(
+        text.lines().next().unwrap().ends_with("LAST_USED"),
+        "{text}"
+    );
     assert!(text.contains(&last_used), "{text}");
 
     // --unused-since: a key that existed for the whole period and was not used in it.
@@ -188,7 +189,10 @@ fn imported_keys_are_admitted_where_legacy_keys_are_and_listed_as_imported() {
         .collect();
     assert_eq!(lines, [1, 3, 4]);
     let printed = imported.to_string();
-    assert!(!printed.contains(by_text), "the key is never printed: {printed}");
+    assert!(
+        !printed.contains(by_text),
+        "the key is never printed: {printed}"
+    );
 
     // Through the gateway: both live imports work, the expired one does not.
     stack
@@ -221,7 +225,11 @@ fn imported_keys_are_admitted_where_legacy_keys_are_and_listed_as_imported() {
     assert_eq!(text.matches("(imported)").count(), 3, "{text}");
     let one = keysync::cli(
         &stack.database_url,
-        &["keys", "get", imported["keys"][0]["key_id"].as_str().unwrap()],
+        &[
+            "keys",
+            "get",
+            imported["keys"][0]["key_id"].as_str().unwrap(),
+        ],
     );
     let one = String::from_utf8_lossy(&one.stdout);
     assert!(
@@ -298,13 +306,23 @@ fn a_bad_import_file_names_its_line_and_writes_nothing() {
         std::fs::write(&file, text).unwrap();
         let output = keysync::cli(
             &stack.database_url,
-            &["keys", "import", "--org-id", &org, "--file", file.to_str().unwrap()],
+            &[
+                "keys",
+                "import",
+                "--org-id",
+                &org,
+                "--file",
+                file.to_str().unwrap(),
+            ],
         );
         assert!(!output.status.success(), "{text}");
         let error = String::from_utf8_lossy(&output.stderr);
         assert!(error.contains(expected), "{text}: {error}");
         assert!(error.contains("nothing was imported"), "{error}");
-        assert!(!error.contains(good) && !error.contains(&present.key), "{error}");
+        assert!(
+            !error.contains(good) && !error.contains(&present.key),
+            "{error}"
+        );
     }
     // Nothing was written: the one key there was, and the good key is unknown.
     assert_eq!(listed_ids(&stack, &org, &[]), [present.key_id.clone()]);
@@ -329,5 +347,8 @@ fn a_bad_import_file_names_its_line_and_writes_nothing() {
     );
     assert!(!unknown_org.status.success());
     let error = String::from_utf8_lossy(&unknown_org.stderr);
-    assert!(error.contains(&format!("organization {unknown} not found")), "{error}");
+    assert!(
+        error.contains(&format!("organization {unknown} not found")),
+        "{error}"
+    );
 }

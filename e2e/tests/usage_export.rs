@@ -153,7 +153,14 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
     // carry it as their subject.
     let other_org = keysync::cli_json(
         &stack.database_url,
-        &["orgs", "create", "--name", "other", "--external-id", "cus_other"],
+        &[
+            "orgs",
+            "create",
+            "--name",
+            "other",
+            "--external-id",
+            "cus_other",
+        ],
     )["org_id"]
         .as_str()
         .unwrap()

@@ -33,14 +33,24 @@ fn organizations_take_a_unique_external_id_and_metadata() {
 
     // Unique: a second organization with the id is a 409 that names it, and no row.
     let message = refused(
-        api.post("/v1/orgs", json!({"name": "twin", "external_id": "cus_001"})),
+        api.post(
+            "/v1/orgs",
+            json!({"name": "twin", "external_id": "cus_001"}),
+        ),
         409,
         "external_id_taken",
     );
     assert!(message.contains("'cus_001'"), "{message}");
     let cli = ks::cli(
         &service.database_url,
-        &["orgs", "create", "--name", "twin", "--external-id", "cus_001"],
+        &[
+            "orgs",
+            "create",
+            "--name",
+            "twin",
+            "--external-id",
+            "cus_001",
+        ],
     );
     assert!(!cli.status.success());
     let error = String::from_utf8_lossy(&cli.stderr);
@@ -82,8 +92,17 @@ fn organizations_take_a_unique_external_id_and_metadata() {
         200,
     );
     assert_eq!(again["changed"], false);
-    let with_metadata = api.send("PATCH", &path, &[], &format!(r#"{{"metadata": {METADATA}}}"#));
-    assert!(with_metadata.text().contains(METADATA), "{}", with_metadata.text());
+    let with_metadata = api.send(
+        "PATCH",
+        &path,
+        &[],
+        &format!(r#"{{"metadata": {METADATA}}}"#),
+    );
+    assert!(
+        with_metadata.text().contains(METADATA),
+        "{}",
+        with_metadata.text()
+    );
     assert_eq!(with_metadata.json()["external_id"], "cus_002");
     let message = refused(
         api.send("PATCH", &path, &[], r#"{"external_id": "cus_001"}"#),
@@ -106,7 +125,14 @@ fn organizations_take_a_unique_external_id_and_metadata() {
     // The CLI: the freed id is taken by `orgs update`; a clash names the id.
     let cli = ks::cli_json(
         &service.database_url,
-        &["orgs", "update", &other, "--external-id", "cus_003", "--clear-metadata"],
+        &[
+            "orgs",
+            "update",
+            &other,
+            "--external-id",
+            "cus_003",
+            "--clear-metadata",
+        ],
     );
     assert_eq!(cli["external_id"], "cus_003");
     assert_eq!(cli["metadata"], Value::Null);
@@ -118,7 +144,10 @@ fn organizations_take_a_unique_external_id_and_metadata() {
     assert!(String::from_utf8_lossy(&clash.stderr).contains("'cus_001'"));
     let listed = ks::cli(&service.database_url, &["orgs", "list"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains("EXTERNAL_ID") && listed.contains("cus_003"), "{listed}");
+    assert!(
+        listed.contains("EXTERNAL_ID") && listed.contains("cus_003"),
+        "{listed}"
+    );
 
     // Every change is in the audit trail, before and after.
     let audit = ok(api.get(&format!("/v1/audit?org_id={other}")), 200);
@@ -158,18 +187,31 @@ fn keys_carry_metadata_as_given_and_list_unused() {
     let set = ok(api.put(&path, json!({"metadata": {"team": "ops"}})), 200);
     assert_eq!(set["metadata"], json!({"team": "ops"}));
     assert_eq!(set["changed"], true);
-    refused(api.put(&path, json!({"metadata": 5})), 400, "invalid_request");
+    refused(
+        api.put(&path, json!({"metadata": 5})),
+        400,
+        "invalid_request",
+    );
     let cleared = ok(api.delete(&path), 200);
     assert_eq!(cleared["metadata"], Value::Null);
     assert_eq!(ok(api.delete(&path), 200)["changed"], false);
     let cli = ks::cli_json(
         &service.database_url,
-        &["keys", "set-metadata", &key_id, "--metadata", r#"{"b": 1,  "a": 2}"#],
+        &[
+            "keys",
+            "set-metadata",
+            &key_id,
+            "--metadata",
+            r#"{"b": 1,  "a": 2}"#,
+        ],
     );
     assert_eq!(cli["changed"], true);
     let text = ks::cli(&service.database_url, &["keys", "get", &key_id]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("\nmetadata: {\"b\": 1,  \"a\": 2}\n"), "{text}");
+    assert!(
+        text.contains("\nmetadata: {\"b\": 1,  \"a\": 2}\n"),
+        "{text}"
+    );
     let audit = ok(api.get(&format!("/v1/audit?org_id={org}")), 200);
     let changes: Vec<&Value> = audit["items"]
         .as_array()
@@ -203,7 +245,10 @@ fn keys_carry_metadata_as_given_and_list_unused() {
         422,
         "invalid_value",
     );
-    assert!(message.starts_with("invalid unused_since 'soon'"), "{message}");
+    assert!(
+        message.starts_with("invalid unused_since 'soon'"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -240,10 +285,19 @@ fn keys_are_imported_as_json_lines_all_or_nothing() {
     // A bad line: 422 naming it, and nothing written (the good line before it either).
     let good = "{\"key\": \"sk_live_NotWrittenEither000000001\"}";
     for (bad, expected) in [
-        (format!("{good}\n{{\"key_hash\": \"{hash}\"}}"), "line 2: this key is already stored"),
-        (format!("{good}\n{{\"key_hash\": \"abc\"}}"), "line 2: key_hash has 3 characters"),
+        (
+            format!("{good}\n{{\"key_hash\": \"{hash}\"}}"),
+            "line 2: this key is already stored",
+        ),
+        (
+            format!("{good}\n{{\"key_hash\": \"abc\"}}"),
+            "line 2: key_hash has 3 characters",
+        ),
         (format!("{good}\n{good}"), "line 2: the same key as line 1"),
-        (format!("{good}\n{{\"key\": \"x\", \"owner\": 1}}"), "line 2: not a key object (unknown field `owner`"),
+        (
+            format!("{good}\n{{\"key\": \"x\", \"owner\": 1}}"),
+            "line 2: not a key object (unknown field `owner`",
+        ),
     ] {
         let message = refused(api.send("POST", &path, &[], &bad), 422, "invalid_import");
         assert!(message.starts_with(expected), "{bad}: {message}");
