@@ -238,7 +238,7 @@ fn keys_carry_metadata_as_given_and_list_unused() {
         "UPDATE api_keys SET created_at = now() - interval '40 days' WHERE id = '{key_id}'"
     ));
     let recent = api.create_key(&org);
-    assert_eq!(listed("?unused_since=30d"), [key_id.clone()]);
+    assert_eq!(listed("?unused_since=30d"), std::slice::from_ref(&key_id));
     assert_eq!(listed("").len(), 2, "{recent}");
     let message = refused(
         api.get(&format!("/v1/orgs/{org}/keys?unused_since=soon")),
