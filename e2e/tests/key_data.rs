@@ -2,8 +2,9 @@
 //! PostgreSQL (issue 25, sections 2 and 4): a key's last use comes from the usage
 //! flushes of the traffic the gateway served, and `keys list --unused-since` finds the
 //! keys nobody used; keys imported from another system (by hash or by text) are
-//! admitted through the gateway where legacy keys are accepted, listed as imported,
-//! and refused where they are not; a bad import file writes nothing. With
+//! admitted through the gateway where legacy keys are accepted (the filter, and
+//! ext_authz mode), listed as imported, and refused where they are not; a bad import
+//! file writes nothing. With
 //! `KEYSYNC_E2E_GATEWAY=native` the same runs through the native filter.
 
 // Tests: an answer without the expected field fails the test with its message.
@@ -354,4 +355,49 @@ fn a_bad_import_file_names_its_line_and_writes_nothing() {
         error.contains(&format!("organization {unknown} not found")),
         "{error}"
     );
+}
+
+/// Imports `keys` (by text) into `org` of `stack`'s database; panics when it fails.
+fn import_keys(stack: &Stack, org: &str, keys: &[&str]) {
+    let scratch = ScratchDir::new("key-import-ext-authz").unwrap();
+    let file = scratch.path().join("keys.jsonl");
+    let lines: Vec<String> = keys
+        .iter()
+        .map(|key| format!("{{\"key\": \"{key}\"}}"))
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let imported = keysync::cli_json(
+        &stack.database_url,
+        &[
+            "keys",
+            "import",
+            "--org-id",
+            org,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(imported["imported"], keys.len(), "{imported}");
+}
+
+#[test]
+fn imported_keys_work_in_ext_authz_mode_until_legacy_keys_are_refused() {
+    let key = "sk_live_OldGatewayKeyExtAuthz000000001";
+    for (accept, status) in [("true", 200), ("false", 403)] {
+        let stack = Stack::start_with(&[("KEYSYNC_ACCEPT_LEGACY_KEYS", accept)], |options| {
+            options.template = "ext-authz.yaml".into();
+        });
+        let org = stack.create_org("imported, ext_authz");
+        let issued = stack.create_key(&org, &[]);
+        import_keys(&stack, &org, &[key]);
+        stack
+            .gateway
+            .wait_for_status("/", &issued.key, 200, DEADLINE);
+        if status == 200 {
+            stack.gateway.wait_for_status("/orders", key, 200, DEADLINE);
+        } else {
+            let response = stack.gateway.get_with_key("/orders", key);
+            assert_eq!(response.status, 403, "{}", response.text());
+        }
+    }
 }
