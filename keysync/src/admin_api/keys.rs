@@ -1,8 +1,8 @@
 //! `/v1/keys` and `/v1/orgs/{org_id}/keys`: create a key (shown once, with its scopes
 //! and allowlist), list an organization's keys, get, revoke, rotate (the new key shown
-//! once), set or clear a key's own rate limit. Scopes and allowlists of existing keys
-//! are [`super::key_policy`]'s. A token limited to one organization makes keys in that
-//! one only ([`super::org_scope`]).
+//! once), set or clear a key's own rate limit or its metadata, import keys (JSON
+//! Lines). Scopes and allowlists of existing keys are [`super::key_policy`]'s. A token
+//! limited to one organization makes keys in that one only ([`super::org_scope`]).
 
 use axum::extract::State;
 use axum::http::StatusCode;

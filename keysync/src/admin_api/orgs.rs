@@ -1,5 +1,6 @@
-//! `/v1/orgs`: create, list, get an organization, and set or clear its rate limit. A
-//! token limited to one organization lists that one alone and makes none.
+//! `/v1/orgs`: create, list, get and update an organization (its external id and
+//! metadata), and set or clear its rate limit. A token limited to one organization lists
+//! that one alone and makes none.
 
 use axum::extract::State;
 use axum::response::Response;

@@ -1,5 +1,5 @@
-//! `keysync keys`: create, list, get, rotate and revoke API keys, and set their own
-//! rate limits, monthly quotas, scopes and allowlists.
+//! `keysync keys`: create, list, get, rotate, revoke and import API keys, and set their
+//! own rate limits, monthly quotas, scopes, allowlists and metadata.
 
 use std::io::{self, Write};
 

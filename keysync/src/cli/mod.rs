@@ -89,12 +89,12 @@ pub struct Cli {
 pub enum Command {
     /// Apply the database migrations (already applied ones are skipped)
     Migrate,
-    /// Create and list organizations, and set their rate limits, monthly quotas and
-    /// price plans
+    /// Create, list and update organizations (external id, metadata), and set their
+    /// rate limits, monthly quotas and price plans
     #[command(subcommand)]
     Orgs(orgs::OrgsCommand),
-    /// Create, list, rotate and revoke API keys, and set their limits, quotas, scopes
-    /// and allowlists
+    /// Create, list, rotate, revoke and import API keys, and set their limits, quotas,
+    /// scopes, allowlists and metadata
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Create, list and revoke the tokens of the HTTP API (`/v1/` on the admin port)

@@ -1,5 +1,5 @@
-//! `keysync orgs`: create and list organizations, and set their rate limits, monthly
-//! quotas and price plans.
+//! `keysync orgs`: create, list and update organizations (external id, metadata), and
+//! set their rate limits, monthly quotas and price plans.
 
 use std::io::{self, Write};
 
