@@ -804,6 +804,7 @@ mod tests {
                  name: ci\n\
                  prefix: {}\n\
                  expires_at: never\n\
+                 metadata: none\n\
                  {SHOWN_ONCE}\n",
                 &secret[..12]
             )
@@ -811,6 +812,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&printed(&key, true)).unwrap();
         assert_eq!(json["key"], secret.as_str());
         assert_eq!(json["expires_at"], serde_json::Value::Null);
+        assert_eq!(json["metadata"], serde_json::Value::Null);
     }
 
     #[test]
@@ -828,6 +830,7 @@ mod tests {
             lines[5..],
             [
                 "expires_at: 2023-11-14T22:13:20Z",
+                "metadata: none",
                 "old_key_id: 00000000-0000-0000-0000-000000000003",
                 "old_key_expires_at: 2023-11-14T22:13:20Z",
                 "The old key keeps working until 2023-11-14T22:13:20Z.",

@@ -123,8 +123,7 @@ pub struct CreatedKey {
     pub scopes: Vec<String>,
     /// The networks it may be used from, such as `203.0.113.0/24`; `[]`: anywhere.
     pub allowed_networks: Vec<String>,
-    /// The operator's JSON object, as given; left out when it has none.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The operator's JSON object, as given; `null`: none.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
 }
