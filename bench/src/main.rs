@@ -20,6 +20,7 @@ mod fleet_overview;
 mod gateways;
 mod invoice_cost;
 mod key_forms;
+mod key_import;
 mod key_policy;
 mod keysync_memory;
 mod latency;
@@ -137,6 +138,14 @@ enum Bench {
         seconds: u64,
         #[arg(long, default_value_t = 16)]
         connections: u32,
+    },
+    /// `keys import` of a large JSON Lines file (half by hash, half by text) into a
+    /// fresh organization each round, with keysync serving the same database.
+    KeyImport {
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
+        rounds: usize,
+        #[arg(long, default_value_t = 100_000)]
+        keys: usize,
     },
     /// Keys by form: checksummed and known, a wrong checksum (refused without a
     /// lookup), a right checksum but never issued (the miss path); filter and ext_authz,
@@ -384,6 +393,7 @@ fn main() {
             seconds,
             connections,
         } => api_create::run(rounds, seconds, connections),
+        Bench::KeyImport { rounds, keys } => key_import::run(rounds, keys),
         Bench::FloorVsFilter {
             rounds,
             seconds,

@@ -76,8 +76,9 @@ fn is_rfc3339_millis(text: &str) -> bool {
             .all(|(at, separator)| text[*at..].starts_with(*separator))
 }
 
-/// Every envelope field of every record, and ids unique.
-fn check_envelopes(records: &[ConsumedRecord]) {
+/// Every envelope field of every record, and ids unique. `subjects` maps the
+/// organizations with an external id to it: their events' subject.
+fn check_envelopes(records: &[ConsumedRecord], subjects: &BTreeMap<String, String>) {
     let mut ids = BTreeSet::new();
     for record in records {
         let event = record.json();
@@ -87,7 +88,8 @@ fn check_envelopes(records: &[ConsumedRecord]) {
         assert_eq!(event["specversion"], "1.0", "{event}");
         assert_eq!(event["type"], "io.keysync.usage.v1", "{event}");
         assert_eq!(event["datacontenttype"], "application/json", "{event}");
-        assert_eq!(event["subject"], org, "{event}");
+        let subject = subjects.get(org).map_or(org, String::as_str);
+        assert_eq!(event["subject"], subject, "{event}");
         assert_eq!(
             event["source"],
             format!("keysync/gateway/{instance}"),
@@ -147,7 +149,22 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
         },
     );
     let org = stack.create_org("metered");
-    let other_org = stack.create_org("other");
+    // The other organization has an id in the operator's billing system: its events
+    // carry it as their subject.
+    let other_org = keysync::cli_json(
+        &stack.database_url,
+        &[
+            "orgs",
+            "create",
+            "--name",
+            "other",
+            "--external-id",
+            "cus_other",
+        ],
+    )["org_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let key = stack.create_key(&org, &[]);
     let limited = stack.create_key(&org, &[]);
     stack.set_key_limit(&limited.key_id, &["--rpm", "3", "--burst", "0"]);
@@ -254,7 +271,10 @@ fn the_events_add_up_to_what_usage_reports_and_the_gateway_served() {
     let events = event_sums(&records);
     assert_eq!(grouped(&events, "status"), by_status);
     assert_eq!(grouped(&events, "endpoint"), by_endpoint);
-    check_envelopes(&records);
+    check_envelopes(
+        &records,
+        &BTreeMap::from([(other_org.clone(), "cus_other".to_owned())]),
+    );
     let total: i64 = counts.values().sum();
     assert!(
         records.len() < usize::try_from(total).unwrap(),
@@ -431,7 +451,7 @@ fn kafka_down_never_stops_the_gateway_and_drops_are_counted() {
         }
     })
     .unwrap_or_else(|last| panic!("no events after the broker came back; last {last:?}"));
-    check_envelopes(&records);
+    check_envelopes(&records, &BTreeMap::new());
     // The new topic holds the backlog kept through the outage (two events of the keys
     // used meanwhile) and what came after.
     let during_events = records

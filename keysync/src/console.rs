@@ -175,4 +175,19 @@ mod tests {
             }
         }
     }
+
+    /// The audit page's action filter offers every action the trail records (a new one
+    /// added to the API without the page would be unreachable from the filter).
+    #[test]
+    fn the_audit_page_lists_every_action() {
+        let page = ASSETS
+            .iter()
+            .find(|asset| asset.name == "audit.js")
+            .map(|asset| String::from_utf8_lossy(asset.body))
+            .unwrap();
+        for action in crate::operations::audit::AuditAction::ALL {
+            let quoted = format!("\"{}\"", action.as_str());
+            assert!(page.contains(&quoted), "audit.js lacks {quoted}");
+        }
+    }
 }

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 mod audit;
 mod fleet_usage;
 mod idempotency;
+mod key_data;
 mod keys;
 mod openapi;
 mod org_tokens;

@@ -19,7 +19,10 @@ fn organizations_answer_like_the_cli_and_refuse_what_it_refuses() {
         api.post("/v1/orgs", json!({"name": "Chosen", "org_id": chosen})),
         201,
     );
-    assert_eq!(created, json!({"org_id": chosen, "name": "Chosen"}));
+    assert_eq!(
+        created,
+        json!({"org_id": chosen, "name": "Chosen", "external_id": null, "metadata": null})
+    );
     refused(
         api.post("/v1/orgs", json!({"name": "Again", "org_id": chosen})),
         409,

@@ -22,6 +22,8 @@ use crate::database::describe_sqlx;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
 use crate::operations::invoices::CostError;
+use crate::operations::key_import::ImportError;
+use crate::operations::key_metadata::KeyMetadataError;
 use crate::operations::key_policy::PolicyOpError;
 use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
@@ -241,6 +243,9 @@ impl From<OrgError> for ApiError {
             OrgError::AlreadyExists(_) => {
                 ApiError::new(StatusCode::CONFLICT, "org_exists", message)
             }
+            OrgError::ExternalIdTaken(_) => {
+                ApiError::new(StatusCode::CONFLICT, "external_id_taken", message)
+            }
             OrgError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "org_not_found", message),
             OrgError::InvalidRow(row) => ApiError::invalid_row(row),
             OrgError::Database(error) => ApiError::database(&error),
@@ -263,6 +268,36 @@ impl From<KeyError> for ApiError {
             }
             KeyError::InvalidRow(row) => ApiError::invalid_row(row),
             KeyError::Database(error) => ApiError::database(&error),
+        }
+    }
+}
+
+impl From<KeyMetadataError> for ApiError {
+    fn from(error: KeyMetadataError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            KeyMetadataError::KeyNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "key_not_found", message)
+            }
+            KeyMetadataError::Database(error) => ApiError::database(&error),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(error: ImportError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            ImportError::OrgNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "org_not_found", message)
+            }
+            ImportError::Line { .. } | ImportError::Empty => {
+                ApiError::invalid_value(message).with_code("invalid_import")
+            }
+            ImportError::Conflict => {
+                ApiError::new(StatusCode::CONFLICT, "import_conflict", message)
+            }
+            ImportError::Database(error) => ApiError::database(&error),
         }
     }
 }

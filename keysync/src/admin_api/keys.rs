@@ -1,10 +1,11 @@
 //! `/v1/keys` and `/v1/orgs/{org_id}/keys`: create a key (shown once, with its scopes
 //! and allowlist), list an organization's keys, get, revoke, rotate (the new key shown
-//! once), set or clear a key's own rate limit. Scopes and allowlists of existing keys
-//! are [`super::key_policy`]'s. A token limited to one organization makes keys in that
-//! one only ([`super::org_scope`]).
+//! once), set or clear a key's own rate limit or its metadata, import keys (JSON
+//! Lines). Scopes and allowlists of existing keys are [`super::key_policy`]'s. A token
+//! limited to one organization makes keys in that one only ([`super::org_scope`]).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use chrono::Utc;
@@ -17,20 +18,23 @@ use super::documented::{
     Unauthorized, Unavailable, Unprocessable,
 };
 use super::error::{ApiError, ErrorBody};
-use super::extract::{IdempotencyKey, JsonBody, QueryParams};
+use super::extract::{IdempotencyKey, JsonBody, QueryParams, TextBody};
 use super::idempotency::fingerprint;
 use super::key_policy::named;
 use super::org_scope::{reach_org, KeyInPath, OrgInPath};
 use super::orgs::LimitRequest;
 use super::{create_once, ApiState, ListQuery};
 use crate::operations::actor::Actor;
-use crate::operations::durations::{expiry_named, grace_named};
+use crate::operations::durations::{expiry_named, grace_named, since_named};
+use crate::operations::key_import::{self, ImportedKeys};
+use crate::operations::key_metadata::{self, KeyMetadataOutcome};
 use crate::operations::key_policy::{Allowlist, Scopes};
 use crate::operations::key_secret::KeyEnvironment;
 use crate::operations::keys::{
-    self, CreatedKey, KeyPage, ListedKey, NewKey, OldKeyFate, RevokedKey, RotatedKey,
+    self, CreatedKey, KeyFilter, KeyPage, ListedKey, NewKey, OldKeyFate, RevokedKey, RotatedKey,
 };
 use crate::operations::limits::{self, KeyLimitOutcome, LimitChange};
+use crate::operations::metadata::Metadata;
 use crate::operations::name::Name;
 
 /// `keysync keys create`.
@@ -56,6 +60,35 @@ pub struct CreateKeyRequest {
     /// `2001:db8::/32`, at most 16. None by default: anywhere.
     #[serde(default)]
     pub allowed_networks: Option<Vec<String>>,
+    /// A JSON object of at most 1 KiB, kept and returned as given (`--metadata`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+}
+
+/// `keysync keys set-metadata`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyMetadataRequest {
+    /// A JSON object of at most 1 KiB, kept and returned as given; it replaces the
+    /// key's metadata.
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+}
+
+/// `?limit=&cursor=&unused_since=` of a key listing.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KeyListQuery {
+    /// Rows in the page: 1 to 1000 (larger values are capped), default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+    /// Only keys nobody used for this long, such as `30d` (`--unused-since`): never
+    /// used, or last used before then; keys created since are left out.
+    pub unused_since: Option<String>,
 }
 
 /// `keysync keys rotate`.
@@ -108,6 +141,7 @@ pub async fn create_key(
             .map_err(|error| named("scopes", error))?,
         allowed_networks: Allowlist::parse(request.allowed_networks.as_deref().unwrap_or_default())
             .map_err(|error| named("allowed_networks", error))?,
+        metadata: request.metadata.clone(),
     };
     let actor = Actor::AdminToken(caller.token_id);
     let fingerprint = fingerprint("keys.create", None, &request);
@@ -127,7 +161,7 @@ pub async fn create_key(
     get,
     path = "/v1/orgs/{org_id}/keys",
     tag = "keys",
-    params(OrgIdPath, ListQuery),
+    params(OrgIdPath, KeyListQuery),
     responses(
         (status = 200, description = "A page of keys", body = KeyPage),
         BadRequest, Unauthorized, NotFound, Throttled,
@@ -137,10 +171,22 @@ pub async fn create_key(
 pub async fn list_keys(
     State(state): State<ApiState>,
     OrgInPath(org_id): OrgInPath,
-    QueryParams(query): QueryParams<ListQuery>,
+    QueryParams(query): QueryParams<KeyListQuery>,
 ) -> Result<Json<KeyPage>, ApiError> {
+    let filter = KeyFilter {
+        unused_since: query
+            .unused_since
+            .as_deref()
+            .map(|text| since_named("unused_since", text, Utc::now()))
+            .transpose()?,
+    };
+    let page = ListQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .page()?;
     Ok(Json(
-        keys::list_page(&state.pool, org_id, query.page()?).await?,
+        keys::list_page(&state.pool, org_id, filter, page).await?,
     ))
 }
 
@@ -285,4 +331,85 @@ pub async fn clear_key_limit(
     Ok(Json(
         limits::set_key_limit(&state.pool, actor, key_id, LimitChange::Clear).await?,
     ))
+}
+
+/// Set a key's metadata, a JSON object kept and returned as given
+/// (`keysync keys set-metadata KEY_ID --metadata JSON`).
+#[utoipa::path(
+    put,
+    path = "/v1/keys/{key_id}/metadata",
+    tag = "keys",
+    params(KeyIdPath),
+    request_body = KeyMetadataRequest,
+    responses(
+        (status = 200, description = "The key's metadata now (`changed`: false when it already was so)", body = KeyMetadataOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
+        Unavailable
+    )
+)]
+pub async fn set_key_metadata(
+    State(state): State<ApiState>,
+    caller: Caller,
+    KeyInPath(key_id): KeyInPath,
+    JsonBody(request): JsonBody<KeyMetadataRequest>,
+) -> Result<Json<KeyMetadataOutcome>, ApiError> {
+    let actor = Actor::AdminToken(caller.token_id);
+    Ok(Json(
+        key_metadata::set_key_metadata(&state.pool, actor, key_id, Some(&request.metadata)).await?,
+    ))
+}
+
+/// Remove a key's metadata (`keysync keys set-metadata KEY_ID --clear`).
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{key_id}/metadata",
+    tag = "keys",
+    params(KeyIdPath),
+    responses(
+        (status = 200, description = "No metadata now (`changed`: false when it had none)", body = KeyMetadataOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, Throttled,
+        Unavailable
+    )
+)]
+pub async fn clear_key_metadata(
+    State(state): State<ApiState>,
+    caller: Caller,
+    KeyInPath(key_id): KeyInPath,
+) -> Result<Json<KeyMetadataOutcome>, ApiError> {
+    let actor = Actor::AdminToken(caller.token_id);
+    Ok(Json(
+        key_metadata::set_key_metadata(&state.pool, actor, key_id, None).await?,
+    ))
+}
+
+/// Import keys customers already hold (`keysync keys import --org-id ORG --file FILE`).
+/// The body is JSON Lines (one object a line, not a JSON array): `{"key_hash": "<64
+/// hex>"}` or `{"key": "sk_live_..."}` (hashed here, never stored), with optional
+/// `name`, `expires_at`, `created_at`, `metadata` and, with `key_hash`, `prefix`. All or
+/// nothing: the first bad line is a 422 naming its line number, and nothing is written.
+/// The body is bounded by `KEYSYNC_API_MAX_BODY_BYTES`; larger files go through the CLI.
+#[utoipa::path(
+    post,
+    path = "/v1/orgs/{org_id}/keys:import",
+    tag = "keys",
+    params(OrgIdPath),
+    request_body(content = String, content_type = "application/jsonl", description = "JSON Lines: one key object a line"),
+    responses(
+        (status = 201, description = "Imported, each key with its line and id", body = ImportedKeys),
+        (status = 409, description = "A key of the body was stored by someone else meanwhile; nothing was imported (`import_conflict`)", body = ErrorBody),
+        (status = 422, description = "A bad line (`invalid_import`): its number and why; nothing was imported", body = ErrorBody),
+        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Throttled,
+        Unavailable
+    )
+)]
+pub async fn import_keys(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgInPath(org_id): OrgInPath,
+    TextBody(body): TextBody,
+) -> Result<(StatusCode, Json<ImportedKeys>), ApiError> {
+    let keys = key_import::parse(&body, Utc::now())?;
+    let actor = Actor::AdminToken(caller.token_id);
+    let imported = key_import::import(&state.pool, actor, org_id, &keys).await?;
+    Ok((StatusCode::CREATED, Json(imported)))
 }

@@ -201,7 +201,7 @@ impl utoipa::Modify for AdminTokenScheme {
 fn documented_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(orgs::create_org, orgs::list_orgs))
-        .routes(routes!(orgs::get_org))
+        .routes(routes!(orgs::get_org, orgs::update_org))
         .routes(routes!(orgs::set_org_limit, orgs::clear_org_limit))
         .routes(routes!(quotas::set_org_quota, quotas::clear_org_quota))
         .routes(routes!(keys::list_keys))
@@ -229,6 +229,8 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(invoices::invoice_preview))
         .routes(routes!(fleet_usage::get_fleet_usage))
         .routes(routes!(whoami::whoami))
+        .routes(routes!(keys::set_key_metadata, keys::clear_key_metadata))
+        .routes(routes!(keys::import_keys))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -434,7 +436,6 @@ mod tests {
         let paths = document["paths"].as_object().unwrap();
         for (path, methods) in [
             ("/v1/orgs", &["get", "post"][..]),
-            ("/v1/orgs/{org_id}", &["get"]),
             ("/v1/orgs/{org_id}/rate-limit", &["put", "delete"]),
             ("/v1/orgs/{org_id}/quota", &["put", "delete"]),
             ("/v1/orgs/{org_id}/keys", &["get"]),
@@ -457,11 +458,14 @@ mod tests {
             ("/v1/openapi.json", &["get"]),
             ("/v1/usage", &["get"]),
             ("/v1/whoami", &["get"]),
+            ("/v1/orgs/{org_id}", &["get", "patch"]),
+            ("/v1/keys/{key_id}/metadata", &["put", "delete"]),
+            ("/v1/orgs/{org_id}/keys:import", &["post"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 24, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 26, "{:?}", paths.keys());
     }
 }

@@ -1,5 +1,6 @@
-//! `/v1/orgs`: create, list, get an organization, and set or clear its rate limit. A
-//! token limited to one organization lists that one alone and makes none.
+//! `/v1/orgs`: create, list, get and update an organization (its external id and
+//! metadata), and set or clear its rate limit. A token limited to one organization lists
+//! that one alone and makes none.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -19,9 +20,13 @@ use super::org_scope::{reach_org, OrgInPath};
 use super::{create_once, ApiState, ListQuery};
 use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::actor::Actor;
+use crate::operations::external_id::ExternalId;
+use crate::operations::field_change::FieldChange;
 use crate::operations::limits::{self, LimitChange, OrgLimitOutcome};
+use crate::operations::metadata::Metadata;
 use crate::operations::name::Name;
-use crate::operations::orgs::{self, CreatedOrg, OrgPage, Organization};
+use crate::operations::org_update::{self, OrgUpdate, OrgUpdateOutcome};
+use crate::operations::orgs::{self, CreatedOrg, OrgData, OrgPage, Organization};
 use crate::operations::page::PageRequest;
 use keysync_contract::limit::Limit;
 
@@ -34,6 +39,28 @@ pub struct CreateOrgRequest {
     /// The new organization's id; a random one when absent (`--id`).
     #[serde(default)]
     pub org_id: Option<Uuid>,
+    /// The customer's id in the operator's billing system, unique (`--external-id`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Option<ExternalId>,
+    /// A JSON object of at most 1 KiB, kept and returned as given (`--metadata`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+}
+
+/// `keysync orgs update`: a field left out stays as it is, `null` clears it.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrgRequest {
+    /// The customer's id in the operator's billing system, unique; `null` removes it.
+    #[serde(default, skip_serializing_if = "FieldChange::is_unchanged")]
+    #[schema(value_type = Option<String>)]
+    pub external_id: FieldChange<ExternalId>,
+    /// A JSON object of at most 1 KiB, kept and returned as given; `null` removes it.
+    #[serde(default, skip_serializing_if = "FieldChange::is_unchanged")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: FieldChange<Metadata>,
 }
 
 /// A rate limit to set: `requests_per_minute + burst` requests in each clock-aligned
@@ -79,7 +106,7 @@ impl LimitRequest {
     request_body = CreateOrgRequest,
     responses(
         (status = 201, description = "Created", body = CreatedOrg),
-        (status = 409, description = "An organization with this id exists (`org_exists`); or a retry whose first answer cannot be replayed (`idempotent_answer_unavailable`)", body = ErrorBody),
+        (status = 409, description = "An organization with this id exists (`org_exists`), or with this external id (`external_id_taken`); or a retry whose first answer cannot be replayed (`idempotent_answer_unavailable`)", body = ErrorBody),
         BadRequest, Unauthorized, Forbidden, TooLarge, Unprocessable, Throttled,
         Unavailable
     )
@@ -96,14 +123,51 @@ pub async fn create_org(
     let name = Name::of_org(&request.name)?;
     let actor = Actor::AdminToken(caller.token_id);
     let fingerprint = fingerprint("orgs.create", None, &request);
+    let data = OrgData {
+        external_id: request.external_id,
+        metadata: request.metadata,
+    };
     create_once(
         &state,
         caller.0,
         &idempotency_key,
         fingerprint,
-        async |connection| Ok(orgs::create_on(connection, actor, request.org_id, &name).await?),
+        async |connection| {
+            Ok(orgs::create_on(connection, actor, request.org_id, &name, data).await?)
+        },
     )
     .await
+}
+
+/// Change an organization's external id or metadata (`keysync orgs update`); a field
+/// left out stays as it is, `null` removes it.
+#[utoipa::path(
+    patch,
+    path = "/v1/orgs/{org_id}",
+    tag = "organizations",
+    params(OrgIdPath),
+    request_body = UpdateOrgRequest,
+    responses(
+        (status = 200, description = "The two fields now (`changed`: false when they already were so)", body = OrgUpdateOutcome),
+        (status = 409, description = "Another organization has this external id (`external_id_taken`)", body = ErrorBody),
+        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Unprocessable, Throttled,
+        Unavailable
+    )
+)]
+pub async fn update_org(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgInPath(org_id): OrgInPath,
+    JsonBody(request): JsonBody<UpdateOrgRequest>,
+) -> Result<Json<OrgUpdateOutcome>, ApiError> {
+    let update = OrgUpdate {
+        external_id: request.external_id,
+        metadata: request.metadata,
+    };
+    let actor = Actor::AdminToken(caller.token_id);
+    Ok(Json(
+        org_update::update(&state.pool, actor, org_id, &update).await?,
+    ))
 }
 
 /// List organizations with their limits, oldest first, a page at a time

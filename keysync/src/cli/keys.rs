@@ -1,5 +1,5 @@
-//! `keysync keys`: create, list, get, rotate and revoke API keys, and set their own
-//! rate limits, monthly quotas, scopes and allowlists.
+//! `keysync keys`: create, list, get, rotate, revoke and import API keys, and set their
+//! own rate limits, monthly quotas, scopes, allowlists and metadata.
 
 use std::io::{self, Write};
 
@@ -12,18 +12,22 @@ use super::key_policy::{
     allowlist_cell, checked_allowlist, checked_scopes, scopes_cell, AllowlistArgs, ScopeArgs,
 };
 use super::limits::{limit_cell, per_minute, scope_cell, unchanged_note, LimitArgs};
+use super::metadata_args::MetadataArgs;
 use super::quotas::{quota_cell, KeyQuotaArgs};
 use super::render::{field_lines, print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
 use crate::operations::actor::Actor;
 use crate::operations::durations;
+use crate::operations::key_import::{self, ImportedKeys};
+use crate::operations::key_metadata::{self, KeyMetadataOutcome};
 use crate::operations::key_policy;
 use crate::operations::key_secret::KeyEnvironment;
 use crate::operations::keys::{
-    self, CreatedKey, ListedKey, NewKey, OldKeyFate, Revocation, RevokedKey, RotatedKey,
+    self, CreatedKey, KeyFilter, ListedKey, NewKey, OldKeyFate, Revocation, RevokedKey, RotatedKey,
 };
 use crate::operations::limits::{self, KeyLimitOutcome};
+use crate::operations::metadata::Metadata;
 use crate::operations::name::Name;
 use crate::operations::quotas;
 
@@ -53,15 +57,22 @@ pub enum KeysCommand {
         /// repeat for more, at most 16. Without any, the key works from anywhere
         #[arg(long = "allow-cidr", value_name = "CIDR", allow_hyphen_values = true)]
         allowed_networks: Vec<String>,
+        /// A JSON object kept with the key and returned as given (at most 1 KiB)
+        #[arg(long, value_name = "JSON")]
+        metadata: Option<String>,
         #[command(flatten)]
         output: Output,
     },
     /// List an organization's keys (prefixes only, never the keys), their quotas
-    /// (used/monthly this period), limits, scopes and allowlists
+    /// (used/monthly this period), limits, scopes, allowlists and last use
     List {
         /// The organization whose keys to list
         #[arg(long, value_name = "UUID")]
         org_id: String,
+        /// Only keys nobody used for this long, such as 30d: never used, or last used
+        /// before then; keys created since are left out (they had no chance yet)
+        #[arg(long, value_name = "DURATION")]
+        unused_since: Option<String>,
         #[command(flatten)]
         output: Output,
     },
@@ -181,7 +192,49 @@ pub enum KeysCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Set or clear a key's metadata: a JSON object kept with it and returned as given
+    #[command(after_help = KEY_METADATA_EXAMPLES)]
+    SetMetadata {
+        /// The key's id (not the key itself)
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        #[command(flatten)]
+        metadata: MetadataArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Import keys customers already hold, from a JSON Lines file: one key a line, by
+    /// its SHA-256 or by its text (hashed here, never stored or printed)
+    ///
+    /// Each line is {"key_hash": "<64 hex>"} or {"key": "sk_live_..."}, with optional
+    /// "name", "expires_at" and "created_at" (RFC 3339), "metadata" (an object) and,
+    /// with key_hash, "prefix" (what listings show). All or nothing: the first bad line
+    /// (not hex, wrong length, a key given twice or already stored, an unknown field)
+    /// is the error, by line number, and nothing is imported. Imported keys have no
+    /// checksum: gateways accept them while accept_legacy_keys is on.
+    #[command(after_help = IMPORT_EXAMPLES)]
+    Import {
+        /// The organization the keys belong to
+        #[arg(long, value_name = "UUID")]
+        org_id: String,
+        /// The JSON Lines file, or - for standard input
+        #[arg(long, value_name = "FILE")]
+        file: String,
+        #[command(flatten)]
+        output: Output,
+    },
 }
+
+const KEY_METADATA_EXAMPLES: &str = "\
+Examples:
+  keysync keys set-metadata KEY_ID --metadata '{\"team\": \"payments\"}'
+  keysync keys set-metadata KEY_ID --clear";
+
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  keysync keys import --org-id ORG_ID --file old-keys.jsonl
+    {\"key_hash\": \"9f86d0...0a08\", \"name\": \"billing\", \"created_at\": \"2024-03-01T00:00:00Z\"}
+    {\"key\": \"sk_live_...\", \"expires_at\": \"2027-01-01T00:00:00Z\"}";
 
 const CREATE_EXAMPLES: &str = "\
 Examples:
@@ -214,6 +267,22 @@ Examples:
   keysync keys rotate KEY_ID                   old key works 24 more hours
   keysync keys rotate KEY_ID --grace 1h --expires-in 90d
   keysync keys rotate KEY_ID --grace 0s        leaked key: revoke it now";
+
+/// The flag `keys list` takes a lookback in.
+const UNUSED_SINCE_FLAG: &str = "--unused-since";
+
+/// The import file's text: `-` reads standard input.
+fn read_import_file(file: &str) -> Result<String, CommandError> {
+    let read = if file == "-" {
+        io::read_to_string(io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    read.map_err(|cause| CommandError::ReadFile {
+        path: file.to_owned(),
+        cause,
+    })
+}
 
 /// The last line of every text output that shows a new key.
 const SHOWN_ONCE: &str = "This key is shown only once: store it now. keysync keeps only its hash.";
@@ -249,6 +318,7 @@ pub async fn run(
             expires_in,
             scopes,
             allowed_networks,
+            metadata,
             output,
         } => {
             let key = NewKey {
@@ -260,14 +330,53 @@ pub async fn run(
                     .transpose()?,
                 scopes: checked_scopes(&scopes)?,
                 allowed_networks: checked_allowlist(&allowed_networks)?,
+                metadata: metadata.as_deref().map(Metadata::parse).transpose()?,
             };
             let pool = connect(database_url).await?;
             print(out, &keys::create(&pool, Actor::Cli, key).await?, output)?;
         }
-        KeysCommand::List { org_id, output } => {
+        KeysCommand::List {
+            org_id,
+            unused_since,
+            output,
+        } => {
             let org_id = parse_id("org id", &org_id)?;
+            let filter = KeyFilter {
+                unused_since: unused_since
+                    .map(|text| durations::since_named(UNUSED_SINCE_FLAG, &text, Utc::now()))
+                    .transpose()?,
+            };
             let pool = connect(database_url).await?;
-            print(out, &keys::list_for_org(&pool, org_id).await?, output)?;
+            print(
+                out,
+                &keys::list_for_org(&pool, org_id, filter).await?,
+                output,
+            )?;
+        }
+        KeysCommand::SetMetadata {
+            key_id,
+            metadata,
+            output,
+        } => {
+            let key_id = parse_id("key id", &key_id)?;
+            let metadata = metadata.metadata()?;
+            let pool = connect(database_url).await?;
+            let outcome =
+                key_metadata::set_key_metadata(&pool, Actor::Cli, key_id, metadata.as_ref())
+                    .await?;
+            print(out, &outcome, output)?;
+        }
+        KeysCommand::Import {
+            org_id,
+            file,
+            output,
+        } => {
+            let org_id = parse_id("org id", &org_id)?;
+            let text = read_import_file(&file)?;
+            let keys = key_import::parse(&text, Utc::now())?;
+            let pool = connect(database_url).await?;
+            let imported = key_import::import(&pool, Actor::Cli, org_id, &keys).await?;
+            print(out, &imported, output)?;
         }
         KeysCommand::Get { key_id, output } => {
             let key_id = parse_id("key id", &key_id)?;
@@ -387,7 +496,7 @@ impl Render for ListedKey {
 
 impl Render for Vec<ListedKey> {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns: [Column<ListedKey>; 11] = [
+        let columns: [Column<ListedKey>; 12] = [
             Column::new("ID", |key| key.key_id.to_string()),
             Column::new("PREFIX", |key| key.prefix.clone()),
             Column::new("NAME", |key| key.name.clone()),
@@ -396,10 +505,21 @@ impl Render for Vec<ListedKey> {
                 key.expires_at
                     .map_or_else(|| "never".to_owned(), |at| at.to_string())
             }),
-            // A leak report shows beside the status: a flagged key still works.
-            Column::new("STATUS", |key| match key.leaked_at {
-                Some(_) => format!("{} (leaked)", key.status.as_str()),
-                None => key.status.as_str().to_owned(),
+            // A leak report shows beside the status (a flagged key still works), and so
+            // does an import (a key without a checksum: a legacy key to gateways).
+            Column::new("STATUS", |key| {
+                let notes: Vec<&str> = [
+                    key.leaked_at.map(|_| "leaked"),
+                    key.imported.then_some("imported"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if notes.is_empty() {
+                    key.status.as_str().to_owned()
+                } else {
+                    format!("{} ({})", key.status.as_str(), notes.join(","))
+                }
             }),
             // The key's own quota, used this period over monthly.
             Column::new("QUOTA", |key| quota_cell(key.quota)),
@@ -410,6 +530,11 @@ impl Render for Vec<ListedKey> {
             Column::new("BUDGET", |key| scope_cell(key.rate_limit)),
             Column::new("SCOPES", |key| scopes_cell(&key.scopes)),
             Column::new("ALLOWED_FROM", |key| allowlist_cell(&key.allowed_networks)),
+            // To the minute.
+            Column::new("LAST_USED", |key| {
+                key.last_used_at
+                    .map_or_else(|| "never".to_owned(), |at| at.to_string())
+            }),
         ];
         out.write_all(table(&columns, self).as_bytes())
     }
@@ -441,6 +566,26 @@ impl Render for KeyLimitOutcome {
                 self.key_id
             ),
         }
+    }
+}
+
+impl Render for KeyMetadataOutcome {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let unchanged = unchanged_note(self.changed);
+        match &self.metadata {
+            Some(metadata) => writeln!(out, "key {}: metadata {metadata}{unchanged}", self.key_id),
+            None => writeln!(out, "key {}: no metadata{unchanged}", self.key_id),
+        }
+    }
+}
+
+impl Render for ImportedKeys {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "imported {} keys into organization {} (keys list shows them as imported)",
+            self.imported, self.org_id
+        )
     }
 }
 
@@ -512,7 +657,8 @@ mod tests {
                 "LIMIT",
                 "BUDGET",
                 "SCOPES",
-                "ALLOWED_FROM"
+                "ALLOWED_FROM",
+                "LAST_USED"
             ]
         );
         assert_eq!(
@@ -528,7 +674,8 @@ mod tests {
                 "-",
                 "-",
                 "-",
-                "any"
+                "any",
+                "never"
             ]
         );
 
@@ -555,7 +702,7 @@ mod tests {
         let text = printed(&vec![with_policy.clone()], false);
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(
-            row[9..],
+            row[9..11],
             ["orders:read,orders:write", "10.0.0.0/8,2001:db8::/32"]
         );
         let one = printed(&with_policy, false);
@@ -567,6 +714,42 @@ mod tests {
             one.contains("\nallowed_networks: 10.0.0.0/8 2001:db8::/32\n"),
             "{one}"
         );
+    }
+
+    #[test]
+    fn a_listing_shows_last_use_import_and_metadata_as_given() {
+        let key = ApiKeyInfo {
+            id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            name: "old".to_owned(),
+            key_prefix: "sk_live_Old1".to_owned(),
+            created_at: DateTime::from_timestamp(0, 0).unwrap(),
+            expires_at: None,
+            revoked_at: None,
+            active: true,
+            leaked_at: None,
+        };
+        let metadata = r#"{"z": 1,  "a": [2]}"#;
+        let listed = ListedKey::new(key, None, None, PolicyColumns::default(), Utc::now())
+            .with_data(keys::KeyDataColumns {
+                last_used_at: DateTime::from_timestamp(120, 0),
+                imported: true,
+                metadata: Some(metadata.to_owned()),
+            });
+        let text = printed(&vec![listed.clone()], false);
+        let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[5..7], ["active", "(imported)"], "{text}");
+        assert_eq!(row.last(), Some(&"1970-01-01T00:02:00Z"), "{text}");
+        let json = printed(&vec![listed.clone()], true);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value[0]["last_used_at"], "1970-01-01T00:02:00Z");
+        assert_eq!(value[0]["imported"], true);
+        assert_eq!(value[0]["metadata"], serde_json::json!({"z": 1, "a": [2]}));
+        // As given, key order and spacing kept, in JSON and in text.
+        assert!(json.contains(metadata), "{json}");
+        let one = printed(&listed, false);
+        assert!(one.contains(&format!("\nmetadata: {metadata}\n")), "{one}");
+        assert!(one.contains("\nimported: true\n"), "{one}");
     }
 
     #[test]
@@ -603,6 +786,7 @@ mod tests {
             expires_at,
             scopes: Vec::new(),
             allowed_networks: Vec::new(),
+            metadata: None,
             key,
         }
     }
@@ -620,6 +804,7 @@ mod tests {
                  name: ci\n\
                  prefix: {}\n\
                  expires_at: never\n\
+                 metadata: none\n\
                  {SHOWN_ONCE}\n",
                 &secret[..12]
             )
@@ -627,6 +812,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&printed(&key, true)).unwrap();
         assert_eq!(json["key"], secret.as_str());
         assert_eq!(json["expires_at"], serde_json::Value::Null);
+        assert_eq!(json["metadata"], serde_json::Value::Null);
     }
 
     #[test]
@@ -644,6 +830,7 @@ mod tests {
             lines[5..],
             [
                 "expires_at: 2023-11-14T22:13:20Z",
+                "metadata: none",
                 "old_key_id: 00000000-0000-0000-0000-000000000003",
                 "old_key_expires_at: 2023-11-14T22:13:20Z",
                 "The old key keeps working until 2023-11-14T22:13:20Z.",

@@ -19,6 +19,7 @@ pub mod key_policy;
 pub mod keys;
 pub mod limits;
 pub mod list_limit;
+pub mod metadata_args;
 pub mod migrate;
 pub mod orgs;
 pub mod plans;
@@ -44,10 +45,14 @@ use crate::operations::admin_tokens::AdminTokenError;
 use crate::operations::alerts::InvalidAlertQuery;
 use crate::operations::audit::AuditError;
 use crate::operations::durations::InvalidDuration;
+use crate::operations::external_id::InvalidExternalId;
 use crate::operations::invoices::CostError;
+use crate::operations::key_import::ImportError;
+use crate::operations::key_metadata::KeyMetadataError;
 use crate::operations::key_policy::{InvalidPolicy, PolicyOpError};
 use crate::operations::keys::KeyError;
 use crate::operations::limits::LimitError;
+use crate::operations::metadata::InvalidMetadata;
 use crate::operations::name::InvalidName;
 use crate::operations::org_plans::OrgPlanError;
 use crate::operations::orgs::OrgError;
@@ -84,12 +89,12 @@ pub struct Cli {
 pub enum Command {
     /// Apply the database migrations (already applied ones are skipped)
     Migrate,
-    /// Create and list organizations, and set their rate limits, monthly quotas and
-    /// price plans
+    /// Create, list and update organizations (external id, metadata), and set their
+    /// rate limits, monthly quotas and price plans
     #[command(subcommand)]
     Orgs(orgs::OrgsCommand),
-    /// Create, list, rotate and revoke API keys, and set their limits, quotas, scopes
-    /// and allowlists
+    /// Create, list, rotate, revoke and import API keys, and set their limits, quotas,
+    /// scopes, allowlists and metadata
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Create, list and revoke the tokens of the HTTP API (`/v1/` on the admin port)
@@ -199,6 +204,17 @@ pub enum CommandError {
     },
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    InvalidMetadata(#[from] InvalidMetadata),
+    #[error(transparent)]
+    InvalidExternalId(#[from] InvalidExternalId),
+    #[error(transparent)]
+    KeyMetadata(#[from] KeyMetadataError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// A file named on the command line that cannot be read (`keys import --file`).
+    #[error("cannot read {path}: {cause}")]
+    ReadFile { path: String, cause: io::Error },
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
 }

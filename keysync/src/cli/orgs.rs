@@ -1,5 +1,5 @@
-//! `keysync orgs`: create and list organizations, and set their rate limits, monthly
-//! quotas and price plans.
+//! `keysync orgs`: create, list and update organizations (external id, metadata), and
+//! set their rate limits, monthly quotas and price plans.
 
 use std::io::{self, Write};
 
@@ -7,15 +7,19 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use super::limits::{limit_cell, per_minute, unchanged_note, LimitArgs};
+use super::metadata_args::field_change;
 use super::quotas::{quota_cell, OrgQuotaArgs};
 use super::render::{print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
 use crate::operations::actor::Actor;
+use crate::operations::external_id::ExternalId;
 use crate::operations::limits::{self, OrgLimitOutcome};
+use crate::operations::metadata::Metadata;
 use crate::operations::name::Name;
 use crate::operations::org_plans::{self, OrgPlanOutcome, OrgPlans, ScheduledPlan};
-use crate::operations::orgs::{self, CreatedOrg, Organization};
+use crate::operations::org_update::{self, OrgUpdate, OrgUpdateOutcome};
+use crate::operations::orgs::{self, CreatedOrg, OrgData, Organization};
 use crate::operations::plans::PlanRef;
 use crate::operations::quotas;
 
@@ -29,6 +33,35 @@ pub enum OrgsCommand {
         /// Use this id instead of a random one
         #[arg(long, value_name = "UUID")]
         id: Option<String>,
+        /// The customer's id in your billing system (unique); the usage export's
+        /// events carry it as their subject
+        #[arg(long, value_name = "ID")]
+        external_id: Option<String>,
+        /// A JSON object kept with the organization and returned as given (at most
+        /// 1 KiB)
+        #[arg(long, value_name = "JSON")]
+        metadata: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Change an organization's external id or metadata (what is not given stays)
+    #[command(after_help = ORG_UPDATE_EXAMPLES)]
+    Update {
+        /// The organization's id
+        #[arg(value_name = "ORG_ID")]
+        org_id: String,
+        /// The customer's id in your billing system (unique)
+        #[arg(long, value_name = "ID")]
+        external_id: Option<String>,
+        /// Remove the external id
+        #[arg(long)]
+        clear_external_id: bool,
+        /// A JSON object (at most 1 KiB) that replaces the metadata
+        #[arg(long, value_name = "JSON")]
+        metadata: Option<String>,
+        /// Remove the metadata
+        #[arg(long)]
+        clear_metadata: bool,
         #[command(flatten)]
         output: Output,
     },
@@ -99,6 +132,11 @@ pub enum OrgsCommand {
     },
 }
 
+const ORG_UPDATE_EXAMPLES: &str = "\
+Examples:
+  keysync orgs update ORG_ID --external-id cus_NffrFeUfNV2Hib
+  keysync orgs update ORG_ID --metadata '{\"plan\": \"gold\"}' --clear-external-id";
+
 const ORG_PLAN_EXAMPLES: &str = "\
 Examples:
   keysync orgs set-plan ORG_ID pro           from the first of next month
@@ -120,13 +158,56 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     match command {
-        OrgsCommand::Create { name, id, output } => {
+        OrgsCommand::Create {
+            name,
+            id,
+            external_id,
+            metadata,
+            output,
+        } => {
             let name = Name::of_org(&name)?;
             let id = id.map(|id| parse_id("org id", &id)).transpose()?;
+            let data = OrgData {
+                external_id: external_id.as_deref().map(ExternalId::parse).transpose()?,
+                metadata: metadata.as_deref().map(Metadata::parse).transpose()?,
+            };
             let pool = connect(database_url).await?;
             print(
                 out,
-                &orgs::create(&pool, Actor::Cli, id, &name).await?,
+                &orgs::create(&pool, Actor::Cli, id, &name, data).await?,
+                output,
+            )?;
+        }
+        OrgsCommand::Update {
+            org_id,
+            external_id,
+            clear_external_id,
+            metadata,
+            clear_metadata,
+            output,
+        } => {
+            let org_id = parse_id("org id", &org_id)?;
+            let update = OrgUpdate {
+                external_id: field_change(
+                    external_id.as_deref().map(ExternalId::parse).transpose()?,
+                    clear_external_id,
+                    "--clear-external-id cannot be combined with --external-id",
+                )?,
+                metadata: field_change(
+                    metadata.as_deref().map(Metadata::parse).transpose()?,
+                    clear_metadata,
+                    "--clear-metadata cannot be combined with --metadata",
+                )?,
+            };
+            if update == OrgUpdate::default() {
+                return Err(CommandError::Usage(
+                    "give --external-id, --metadata, --clear-external-id or --clear-metadata",
+                ));
+            }
+            let pool = connect(database_url).await?;
+            print(
+                out,
+                &org_update::update(&pool, Actor::Cli, org_id, &update).await?,
                 output,
             )?;
         }
@@ -194,9 +275,14 @@ impl Render for CreatedOrg {
 
 impl Render for Vec<Organization> {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns: [Column<Organization>; 5] = [
+        let columns: [Column<Organization>; 6] = [
             Column::new("ID", |org| org.org_id.to_string()),
             Column::new("NAME", |org| org.name.clone()),
+            Column::new("EXTERNAL_ID", |org| {
+                org.external_id
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), ToString::to_string)
+            }),
             Column::new("CREATED", |org| org.created_at.to_string()),
             // Used this period over the monthly quota.
             Column::new("QUOTA", |org| quota_cell(org.quota)),
@@ -269,6 +355,23 @@ impl Render for OrgPlanOutcome {
     }
 }
 
+impl Render for OrgUpdateOutcome {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "organization {}: external id {}, metadata {}{}",
+            self.org_id,
+            self.external_id
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string),
+            self.metadata
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string),
+            unchanged_note(self.changed)
+        )
+    }
+}
+
 impl Render for OrgLimitOutcome {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
         let unchanged = unchanged_note(self.changed);
@@ -311,6 +414,8 @@ mod tests {
                 burst: 20,
             }),
             quota: None,
+            external_id: None,
+            metadata: None,
         };
         let orgs = vec![org];
         let text = printed(&orgs, false);
@@ -328,6 +433,8 @@ mod tests {
         let created = CreatedOrg {
             org_id: Uuid::nil(),
             name: "Acme Corp".to_owned(),
+            external_id: None,
+            metadata: None,
         };
         assert_eq!(
             printed(&created, false),
@@ -335,7 +442,7 @@ mod tests {
         );
         assert_eq!(
             printed(&created, true),
-            "{\n  \"org_id\": \"00000000-0000-0000-0000-000000000000\",\n  \"name\": \"Acme Corp\"\n}\n"
+            "{\n  \"org_id\": \"00000000-0000-0000-0000-000000000000\",\n  \"name\": \"Acme Corp\",\n  \"external_id\": null,\n  \"metadata\": null\n}\n"
         );
     }
 }

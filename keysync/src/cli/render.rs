@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use clap::Args;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Output format shared by the commands that print records.
@@ -34,16 +35,23 @@ pub fn print(out: &mut dyn Write, result: &impl Render, output: Output) -> io::R
     }
 }
 
+/// Fields whose absence reads `none` rather than `never`: they are not instants.
+const NONE_FIELDS: [&str; 2] = ["metadata", "external_id"];
+
 /// One `name: value` line per serialized field of `result`, in declaration order; a
-/// field without a value (an expiry) reads `never`; a list reads as its items separated
-/// by spaces, and an empty list (a key without scopes) is left out.
+/// field without a value (an expiry) reads `never` (metadata and external ids: `none`);
+/// a list reads as its items separated by spaces, and an empty list (a key without
+/// scopes) is left out; an object (metadata) reads as its JSON, as given.
 pub fn field_lines(out: &mut dyn Write, result: &impl Serialize) -> io::Result<()> {
     let json = serde_json::to_string(result)?;
     let Fields(fields) = serde_json::from_str(&json)?;
-    for (name, value) in fields {
+    for (name, raw) in fields {
+        let value: Value = serde_json::from_str(raw.get())?;
         match value {
             Value::String(text) => writeln!(out, "{name}: {text}")?,
+            Value::Null if NONE_FIELDS.contains(&name.as_str()) => writeln!(out, "{name}: none")?,
             Value::Null => writeln!(out, "{name}: never")?,
+            Value::Object(_) => writeln!(out, "{name}: {}", raw.get())?,
             Value::Array(items) if items.is_empty() => {}
             Value::Array(items) => {
                 let items: Vec<String> = items
@@ -63,7 +71,7 @@ pub fn field_lines(out: &mut dyn Write, result: &impl Serialize) -> io::Result<(
 
 /// The fields of a JSON object in the order they were written (`serde_json`'s own map
 /// sorts them by name).
-struct Fields(Vec<(String, Value)>);
+struct Fields(Vec<(String, Box<RawValue>)>);
 
 impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -159,6 +159,10 @@ impl UsageReports {
                             recorded.window_start,
                             recorded.window_end,
                             increment,
+                            recorded
+                                .external_ids
+                                .get(&increment.org_id)
+                                .map(String::as_str),
                         )
                     }));
                 }

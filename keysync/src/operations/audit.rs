@@ -52,11 +52,18 @@ pub enum AuditAction {
     /// An organization's plan from an instant on (its next period's start, or the
     /// current hour's): the plan changes from then replaced.
     OrgPlanSet,
+    /// An organization's external id or metadata changed (`orgs update`).
+    OrgUpdated,
+    /// A key's metadata set or cleared (cleared: the new value is null).
+    KeyMetadataSet,
+    /// Keys imported into an organization (`keys import`): one record an import, with
+    /// how many.
+    OrgKeysImported,
 }
 
 impl AuditAction {
     /// Every action, in the order the README lists them.
-    pub const ALL: [AuditAction; 16] = [
+    pub const ALL: [AuditAction; 19] = [
         AuditAction::OrgCreated,
         AuditAction::OrgLimitSet,
         AuditAction::OrgQuotaSet,
@@ -73,6 +80,9 @@ impl AuditAction {
         AuditAction::PlanCreated,
         AuditAction::PlanArchived,
         AuditAction::OrgPlanSet,
+        AuditAction::OrgUpdated,
+        AuditAction::KeyMetadataSet,
+        AuditAction::OrgKeysImported,
     ];
 
     /// The action as stored and listed.
@@ -94,6 +104,9 @@ impl AuditAction {
             AuditAction::PlanCreated => "plan.created",
             AuditAction::PlanArchived => "plan.archived",
             AuditAction::OrgPlanSet => "org.plan_set",
+            AuditAction::OrgUpdated => "org.updated",
+            AuditAction::KeyMetadataSet => "key.metadata_set",
+            AuditAction::OrgKeysImported => "org.keys_imported",
         }
     }
 
@@ -103,7 +116,9 @@ impl AuditAction {
             AuditAction::OrgCreated
             | AuditAction::OrgLimitSet
             | AuditAction::OrgQuotaSet
-            | AuditAction::OrgPlanSet => AuditObject::Org,
+            | AuditAction::OrgPlanSet
+            | AuditAction::OrgUpdated
+            | AuditAction::OrgKeysImported => AuditObject::Org,
             AuditAction::KeyCreated
             | AuditAction::KeyRotated
             | AuditAction::KeyRevoked
@@ -111,7 +126,8 @@ impl AuditAction {
             | AuditAction::KeyQuotaSet
             | AuditAction::KeyScopesSet
             | AuditAction::KeyAllowlistSet
-            | AuditAction::KeyLeakReported => AuditObject::Key,
+            | AuditAction::KeyLeakReported
+            | AuditAction::KeyMetadataSet => AuditObject::Key,
             AuditAction::AdminTokenCreated | AuditAction::AdminTokenRevoked => {
                 AuditObject::AdminToken
             }
@@ -245,7 +261,8 @@ pub struct AuditRecord {
     /// `org.created`, `org.limit_set`, `org.quota_set`, `key.created`, `key.rotated`,
     /// `key.revoked`, `key.limit_set`, `key.quota_set`, `key.scopes_set`,
     /// `key.allowlist_set`, `key.leak_reported`, `admin_token.created`,
-    /// `admin_token.revoked`, `plan.created`, `plan.archived` or `org.plan_set`.
+    /// `admin_token.revoked`, `plan.created`, `plan.archived`, `org.plan_set`,
+    /// `org.updated`, `key.metadata_set` or `org.keys_imported`.
     pub action: String,
     /// `cli`, `admin_token` or `leak_report`.
     pub actor: String,
@@ -430,6 +447,9 @@ mod tests {
                 "plan.created",
                 "plan.archived",
                 "org.plan_set",
+                "org.updated",
+                "key.metadata_set",
+                "org.keys_imported",
             ]
         );
     }

@@ -14,6 +14,7 @@ use super::audit::{self, Absent, AuditAction, Change};
 use super::key_policy::{Allowlist, Scopes};
 use super::key_secret::{KeyEnvironment, KeySecret};
 use super::limit_json;
+use super::metadata::Metadata;
 use super::name::Name;
 use super::orgs;
 use super::page::PageRequest;
@@ -101,6 +102,8 @@ pub struct NewKey {
     pub scopes: Scopes,
     /// The networks it may be used from; anywhere by default.
     pub allowed_networks: Allowlist,
+    /// The operator's JSON object; none by default.
+    pub metadata: Option<Metadata>,
 }
 
 /// A new key: the secret, shown this once, and what is stored about it.
@@ -120,6 +123,9 @@ pub struct CreatedKey {
     pub scopes: Vec<String>,
     /// The networks it may be used from, such as `203.0.113.0/24`; `[]`: anywhere.
     pub allowed_networks: Vec<String>,
+    /// The operator's JSON object, as given; `null`: none.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
 }
 
 /// A key as `keys list` shows it: what an operator sees of it, its status when listed,
@@ -151,6 +157,33 @@ pub struct ListedKey {
     pub scopes: Vec<String>,
     /// The networks it may be used from, such as `203.0.113.0/24`; `[]`: anywhere.
     pub allowed_networks: Vec<String>,
+    /// The minute a gateway last counted a request of it (from the usage flushes);
+    /// `null`: never.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Timestamp>,
+    /// Imported (`keys import`) rather than issued by keysync: no checksum, so it works
+    /// where gateways accept legacy keys.
+    pub imported: bool,
+    /// The operator's JSON object, as given; `null`: none.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+}
+
+/// What is kept about a key besides authentication: its last use, whether it was
+/// imported, its metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyDataColumns {
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub imported: bool,
+    pub metadata: Option<String>,
+}
+
+/// Which of an organization's keys to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyFilter {
+    /// Only keys not used since then (never used, or last used before it) that existed
+    /// then (created at or before it): a key created since has had no chance to be used.
+    pub unused_since: Option<DateTime<Utc>>,
 }
 
 /// A page of an organization's keys, oldest first.
@@ -184,6 +217,19 @@ impl ListedKey {
             quota,
             scopes: policy.scopes,
             allowed_networks: policy.allowed_networks,
+            last_used_at: None,
+            imported: false,
+            metadata: None,
+        }
+    }
+
+    /// With what is kept about it besides authentication.
+    pub fn with_data(self, data: KeyDataColumns) -> Self {
+        ListedKey {
+            last_used_at: data.last_used_at.map(Timestamp),
+            imported: data.imported,
+            metadata: data.metadata.map(Metadata::stored),
+            ..self
         }
     }
 }
@@ -198,19 +244,15 @@ struct ListedKeyRow {
     quota: QuotaColumns,
     #[sqlx(flatten)]
     policy: PolicyColumns,
+    #[sqlx(flatten)]
+    data: KeyDataColumns,
 }
 
 impl ListedKeyRow {
     fn into_listed(self, now: DateTime<Utc>) -> Result<ListedKey, KeyError> {
         let rate_limit = self.limits.resolve()?;
         let quota = self.quota.resolve(now);
-        Ok(ListedKey::new(
-            self.info,
-            rate_limit,
-            quota,
-            self.policy,
-            now,
-        ))
+        Ok(ListedKey::new(self.info, rate_limit, quota, self.policy, now).with_data(self.data))
     }
 }
 
@@ -230,6 +272,9 @@ pub struct AuditedKey {
     pub scopes: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_networks: Vec<String>,
+    /// A new key's metadata, when it has some (changes to it are `key.metadata_set`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
 }
 
 impl AuditedKey {
@@ -247,6 +292,7 @@ impl AuditedKey {
             status,
             scopes: Vec::new(),
             allowed_networks: Vec::new(),
+            metadata: None,
         }
     }
 
@@ -259,6 +305,7 @@ impl AuditedKey {
             status: KeyStatus::Active,
             scopes: key.scopes.clone(),
             allowed_networks: key.allowed_networks.clone(),
+            metadata: key.metadata.clone(),
         }
     }
 }
@@ -324,6 +371,7 @@ struct RotatedRow {
     rate_limit_burst: Option<i32>,
     #[sqlx(flatten)]
     policy: PolicyColumns,
+    metadata: Option<String>,
 }
 
 /// The columns of a key to insert, other than its secret.
@@ -340,6 +388,8 @@ struct KeyToInsert<'a> {
     scopes: &'a [String],
     /// Networks as `cidr` text: checked ([`Allowlist`]), or copied from a key that was.
     allowed_networks: &'a [String],
+    /// Checked ([`Metadata`]), or copied from a key that was.
+    metadata: Option<&'a str>,
     actor: Actor,
 }
 
@@ -356,8 +406,10 @@ async fn insert_key(
     let stored = sqlx::query_as::<_, ApiKeyInfo>(AssertSqlSafe(format!(
         "INSERT INTO api_keys \
              (id, org_id, name, key_hash, key_prefix, expires_at, rotated_from, \
-              rate_limit_rpm, rate_limit_burst, changed_by_token, scopes, allowed_networks) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text[]::cidr[]) \
+              rate_limit_rpm, rate_limit_burst, changed_by_token, scopes, allowed_networks, \
+              metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text[]::cidr[], \
+                 $13::json) \
          RETURNING {COLUMNS}"
     )))
     .bind(Uuid::new_v4())
@@ -372,6 +424,7 @@ async fn insert_key(
     .bind(row.actor.token_id())
     .bind(row.scopes)
     .bind(row.allowed_networks)
+    .bind(row.metadata)
     .fetch_one(connection)
     .await?;
     Ok(CreatedKey {
@@ -383,6 +436,7 @@ async fn insert_key(
         expires_at: stored.expires_at.map(Timestamp),
         scopes: row.scopes.to_vec(),
         allowed_networks: row.allowed_networks.to_vec(),
+        metadata: row.metadata.map(|text| Metadata::stored(text.to_owned())),
     })
 }
 
@@ -414,6 +468,7 @@ pub async fn create_on(
         rate_limit: (None, None),
         scopes: key.scopes.as_slice(),
         allowed_networks: &allowed_networks,
+        metadata: key.metadata.as_ref().map(Metadata::as_str),
         actor,
     };
     let created =
@@ -448,21 +503,31 @@ const KEY_SELECT: &str = "SELECT k.id, k.org_id, k.name, k.key_prefix, k.created
             r.requests_per_minute AS org_rpm, r.burst AS org_burst, \
             q.monthly_limit AS quota_monthly, \
             coalesce(oq.reset_day, 1::smallint) AS quota_reset_day, u.used AS quota_used, \
-            k.scopes, k.allowed_networks::text[] AS allowed_networks \
+            k.scopes, k.allowed_networks::text[] AS allowed_networks, \
+            lu.last_used_at, k.imported, k.metadata::text AS metadata \
      FROM api_keys k LEFT JOIN rate_limit_configs r ON r.org_id = k.org_id \
+     LEFT JOIN api_key_last_used lu ON lu.key_id = k.id \
      LEFT JOIN quotas q ON q.subject_kind = $3 AND q.subject_id = k.id \
      LEFT JOIN quotas oq ON oq.subject_kind = $2 AND oq.subject_id = k.org_id \
      LEFT JOIN quota_usage u ON u.subject_kind = $3 AND u.subject_id = k.id \
          AND u.period_start = ($1::timestamptz[])[coalesce(oq.reset_day, 1)]";
 
+/// [`KeyFilter::unused_since`] as `$6` (NULL: every key).
+const UNUSED_SINCE: &str = "($6::timestamptz IS NULL OR (k.created_at <= $6 \
+     AND (lu.last_used_at IS NULL OR lu.last_used_at < $6)))";
+
 /// The organization's keys, oldest first, as listed now (all pages); an unknown
 /// organization is an error rather than an empty list, so a typo in the id does not look
 /// like "no keys".
-pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ListedKey>, KeyError> {
+pub async fn list_for_org(
+    pool: &PgPool,
+    org_id: Uuid,
+    filter: KeyFilter,
+) -> Result<Vec<ListedKey>, KeyError> {
     let mut all = Vec::new();
     let mut page = PageRequest::first();
     loop {
-        let listed = list_page(pool, org_id, page).await?;
+        let listed = list_page(pool, org_id, filter, page).await?;
         all.extend(listed.items);
         match listed.next_cursor {
             Some(next) => page = page.next(&next),
@@ -476,6 +541,7 @@ pub async fn list_for_org(pool: &PgPool, org_id: Uuid) -> Result<Vec<ListedKey>,
 pub async fn list_page(
     pool: &PgPool,
     org_id: Uuid,
+    filter: KeyFilter,
     page: PageRequest,
 ) -> Result<KeyPage, KeyError> {
     if page.after.is_none() && !orgs::exists(pool, org_id).await? {
@@ -484,22 +550,26 @@ pub async fn list_page(
     let now = Utc::now();
     let rows: Vec<ListedKeyRow> = match page.after {
         None => {
-            let sql =
-                format!("{KEY_SELECT} WHERE k.org_id = $4 ORDER BY k.created_at, k.id LIMIT $5");
-            quotas::listing(AssertSqlSafe(sql), now)
-                .bind(org_id)
-                .bind(page.fetch())
-                .fetch_all(pool)
-                .await?
-        }
-        Some(after) => {
             let sql = format!(
-                "{KEY_SELECT} WHERE k.org_id = $4 AND (k.created_at, k.id) > ($6, $7) \
+                "{KEY_SELECT} WHERE k.org_id = $4 AND {UNUSED_SINCE} \
                  ORDER BY k.created_at, k.id LIMIT $5"
             );
             quotas::listing(AssertSqlSafe(sql), now)
                 .bind(org_id)
                 .bind(page.fetch())
+                .bind(filter.unused_since)
+                .fetch_all(pool)
+                .await?
+        }
+        Some(after) => {
+            let sql = format!(
+                "{KEY_SELECT} WHERE k.org_id = $4 AND {UNUSED_SINCE} \
+                 AND (k.created_at, k.id) > ($7, $8) ORDER BY k.created_at, k.id LIMIT $5"
+            );
+            quotas::listing(AssertSqlSafe(sql), now)
+                .bind(org_id)
+                .bind(page.fetch())
+                .bind(filter.unused_since)
                 .bind(after.created_at)
                 .bind(after.id)
                 .fetch_all(pool)
@@ -562,7 +632,8 @@ pub async fn rotate_on(
         "SELECT org_id, name, key_prefix, expires_at, active, \
                 COALESCE(expires_at <= now(), false) AS expired, \
                 rate_limit_rpm, rate_limit_burst, \
-                scopes, allowed_networks::text[] AS allowed_networks \
+                scopes, allowed_networks::text[] AS allowed_networks, \
+                metadata::text AS metadata \
          FROM api_keys WHERE id = $1 FOR UPDATE",
     )
     .bind(old_id)
@@ -603,6 +674,7 @@ pub async fn rotate_on(
             rate_limit: (old.rate_limit_rpm, old.rate_limit_burst),
             scopes: &old.policy.scopes,
             allowed_networks: &old.policy.allowed_networks,
+            metadata: old.metadata.as_deref(),
             actor,
         },
     )
@@ -782,6 +854,7 @@ mod tests {
             expires_at: None,
             scopes: Vec::new(),
             allowed_networks: Vec::new(),
+            metadata: None,
             key: secret,
         };
         let audited = serde_json::to_value(AuditedKey::of_created(&created)).unwrap();

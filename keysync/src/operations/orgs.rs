@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::actor::Actor;
 use super::audit::{self, Absent, AuditAction, Change};
+use super::external_id::ExternalId;
 use super::limit_json;
+use super::metadata::Metadata;
 use super::name::Name;
 use super::page::PageRequest;
 use super::quotas::{self, QuotaColumns, QuotaUse};
@@ -21,6 +23,8 @@ use crate::key_set::limit_columns::{InvalidLimit, LimitColumns};
 pub enum OrgError {
     #[error("organization {0} already exists")]
     AlreadyExists(Uuid),
+    #[error("external id '{0}' already belongs to another organization")]
+    ExternalIdTaken(String),
     #[error("organization {0} not found")]
     NotFound(Uuid),
     #[error("unexpected row: {0}")]
@@ -34,6 +38,19 @@ pub enum OrgError {
 pub struct CreatedOrg {
     pub org_id: Uuid,
     pub name: String,
+    /// The customer's id in the operator's billing system; `null`: none.
+    #[schema(value_type = Option<String>)]
+    pub external_id: Option<ExternalId>,
+    /// The operator's JSON object, as given; `null`: none.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+}
+
+/// What an organization carries besides its name: both optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgData {
+    pub external_id: Option<ExternalId>,
+    pub metadata: Option<Metadata>,
 }
 
 /// An organization as listed.
@@ -49,6 +66,12 @@ pub struct Organization {
     pub rate_limit: Option<Limit>,
     /// Its monthly quota and its use this period; `null`: no quota.
     pub quota: Option<QuotaUse>,
+    /// The customer's id in the operator's billing system; `null`: none.
+    #[schema(value_type = Option<String>)]
+    pub external_id: Option<ExternalId>,
+    /// The operator's JSON object, as given; `null`: none.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
 }
 
 /// A page of organizations, oldest first.
@@ -68,6 +91,8 @@ struct OrgRow {
     limits: LimitColumns,
     #[sqlx(flatten)]
     quota: QuotaColumns,
+    external_id: Option<String>,
+    metadata: Option<String>,
 }
 
 impl OrgRow {
@@ -78,6 +103,8 @@ impl OrgRow {
             created_at: Timestamp(self.created_at),
             rate_limit: self.limits.resolve()?.map(|key_limit| key_limit.limit),
             quota: self.quota.resolve(now),
+            external_id: self.external_id.map(ExternalId::stored),
+            metadata: self.metadata.map(Metadata::stored),
         })
     }
 }
@@ -86,6 +113,10 @@ impl OrgRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditedOrg {
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<ExternalId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
 }
 
 /// Inserts an organization, with the given id or a random one, and records it in the
@@ -95,9 +126,10 @@ pub async fn create(
     actor: Actor,
     id: Option<Uuid>,
     name: &Name,
+    data: OrgData,
 ) -> Result<CreatedOrg, OrgError> {
     let mut transaction = pool.begin().await?;
-    let created = create_on(&mut transaction, actor, id, name).await?;
+    let created = create_on(&mut transaction, actor, id, name, data).await?;
     transaction.commit().await?;
     Ok(created)
 }
@@ -109,21 +141,21 @@ pub async fn create_on(
     actor: Actor,
     id: Option<Uuid>,
     name: &Name,
+    data: OrgData,
 ) -> Result<CreatedOrg, OrgError> {
     let id = id.unwrap_or_else(Uuid::new_v4);
     let name: String = sqlx::query_scalar(
-        "INSERT INTO organizations (id, name, changed_by_token) VALUES ($1, $2, $3) \
-         RETURNING name",
+        "INSERT INTO organizations (id, name, changed_by_token, external_id, metadata) \
+         VALUES ($1, $2, $3, $4, $5::json) RETURNING name",
     )
     .bind(id)
     .bind(name.as_str())
     .bind(actor.token_id())
+    .bind(data.external_id.as_ref().map(ExternalId::as_str))
+    .bind(data.metadata.as_ref().map(Metadata::as_str))
     .fetch_one(&mut *connection)
     .await
-    .map_err(|error| match violation(&error) {
-        Some(Violation::Unique) => OrgError::AlreadyExists(id),
-        _ => OrgError::Database(error),
-    })?;
+    .map_err(|error| unique_error(error, id, data.external_id.as_ref()))?;
     audit::record(
         connection,
         actor,
@@ -132,11 +164,45 @@ pub async fn create_on(
             object_id: id,
             org_id: Some(id),
             old_value: Absent,
-            new_value: AuditedOrg { name: name.clone() },
+            new_value: AuditedOrg {
+                name: name.clone(),
+                external_id: data.external_id.clone(),
+                metadata: data.metadata.clone(),
+            },
         },
     )
     .await?;
-    Ok(CreatedOrg { org_id: id, name })
+    Ok(CreatedOrg {
+        org_id: id,
+        name,
+        external_id: data.external_id,
+        metadata: data.metadata,
+    })
+}
+
+/// The unique constraint of `organizations.external_id` (PostgreSQL's default name).
+const EXTERNAL_ID_CONSTRAINT: &str = "organizations_external_id_key";
+
+/// A write of organization `id` that failed: a clash of `external_id` (if one was
+/// written) or of the id is an error of its own.
+pub(crate) fn unique_error(
+    error: sqlx::Error,
+    id: Uuid,
+    external_id: Option<&ExternalId>,
+) -> OrgError {
+    if violation(&error) != Some(Violation::Unique) {
+        return OrgError::Database(error);
+    }
+    let constraint = match &error {
+        sqlx::Error::Database(database) => database.constraint().map(str::to_owned),
+        _ => None,
+    };
+    match external_id {
+        Some(external_id) if constraint.as_deref() == Some(EXTERNAL_ID_CONSTRAINT) => {
+            OrgError::ExternalIdTaken(external_id.as_str().to_owned())
+        }
+        _ => OrgError::AlreadyExists(id),
+    }
 }
 
 /// The columns of an organization with its limit and quota. The key columns are NULL:
@@ -147,7 +213,7 @@ const ORG_SELECT: &str = "SELECT o.id, o.name, o.created_at, \
             NULL::integer AS key_rpm, NULL::integer AS key_burst, \
             r.requests_per_minute AS org_rpm, r.burst AS org_burst, \
             q.monthly_limit AS quota_monthly, q.reset_day AS quota_reset_day, \
-            u.used AS quota_used \
+            u.used AS quota_used, o.external_id, o.metadata::text AS metadata \
      FROM organizations o LEFT JOIN rate_limit_configs r ON r.org_id = o.id \
      LEFT JOIN quotas q ON q.subject_kind = $2 AND q.subject_id = o.id \
      LEFT JOIN quota_usage u ON u.subject_kind = $2 AND u.subject_id = o.id \

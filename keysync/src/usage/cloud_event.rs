@@ -43,7 +43,9 @@ pub struct CloudEvent {
     pub source: String,
     #[serde(rename = "type")]
     pub event_type: String,
-    /// Who the event is about: the organization (the metered customer).
+    /// Who the event is about: the metered customer, by its external id (the id in the
+    /// operator's billing system, `orgs create --external-id`) when it has one, else
+    /// the organization's id.
     pub subject: String,
     /// RFC 3339.
     pub time: String,
@@ -108,12 +110,14 @@ pub fn derived_id(hash: Sha256) -> Uuid {
 
 /// The usage event of one grown counter: `increment.values` are what the flush added
 /// for it in the window `(window_start, window_end]` (`window_start` is `None` on an
-/// instance's first flush).
+/// instance's first flush). `external_id` is its organization's, if it has one: the
+/// event's `subject` (the `id` does not depend on it, so it stays what it always was).
 pub fn usage_event(
     instance_id: Uuid,
     window_start: Option<DateTime<Utc>>,
     window_end: DateTime<Utc>,
     increment: &Counter,
+    external_id: Option<&str>,
 ) -> CloudEvent {
     let [requests, duration_us, le_10ms, le_100ms, le_1s, over_1s, request_bytes, response_bytes] =
         increment.values;
@@ -124,7 +128,7 @@ pub fn usage_event(
         id: usage_event_id(instance_id, window_end, increment),
         source: usage_source(instance_id),
         event_type: USAGE_EVENT_TYPE.to_owned(),
-        subject: org_id.clone(),
+        subject: external_id.map_or_else(|| org_id.clone(), str::to_owned),
         time: time.clone(),
         datacontenttype: DATA_CONTENT_TYPE,
         data: serde_json::json!({
@@ -220,6 +224,7 @@ mod tests {
             Some(at("2026-12-01T13:59:55Z")),
             at("2026-12-01T14:00:05.250Z"),
             &counter(Outcome::RateLimited),
+            None,
         );
         let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
         let org = Uuid::from_u128(0x0a).to_string();
@@ -266,8 +271,30 @@ mod tests {
             None,
             at("2026-12-01T14:00:05Z"),
             &counter(Outcome::Status2xx),
+            None,
         );
         assert_eq!(event.data["window_start"], serde_json::Value::Null);
         assert_eq!(event.data["outcome"], "2xx");
+    }
+
+    #[test]
+    fn an_external_id_is_the_subject_and_changes_nothing_else() {
+        let instance = Uuid::from_u128(7);
+        let cut = at("2026-12-01T14:00:05Z");
+        let plain = usage_event(instance, None, cut, &counter(Outcome::Status2xx), None);
+        let billed = usage_event(
+            instance,
+            None,
+            cut,
+            &counter(Outcome::Status2xx),
+            Some("cus_42"),
+        );
+        assert_eq!(billed.subject, "cus_42");
+        assert_eq!(plain.subject, Uuid::from_u128(0x0a).to_string());
+        // The same increment keeps its id (consumers deduplicate by it), its data and
+        // its partition.
+        assert_eq!(billed.id, plain.id);
+        assert_eq!(billed.data, plain.data);
+        assert_eq!(billed.partition_key, plain.partition_key);
     }
 }

@@ -20,6 +20,7 @@ pub mod cloud_event;
 pub mod export;
 pub mod fleet_rollup;
 pub mod flush;
+pub mod last_used;
 pub mod metrics;
 pub mod partitions;
 pub mod screening;

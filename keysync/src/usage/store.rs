@@ -27,7 +27,9 @@
 //! the instance's previous cut time to this flush's) for the usage export, which
 //! publishes them only after the commit.
 //!
-//! With the increments, one more statement adds the forwarded requests to the use of the
+//! With the increments, one statement moves the last use of their keys
+//! ([`crate::usage::last_used`]), one reads their organizations' external ids (for the
+//! export's `subject`), and one more adds the forwarded requests to the use of the
 //! organizations and keys with a quota and to this instance's leases
 //! ([`crate::quota::flushed_use`]).
 //!
@@ -42,6 +44,7 @@ use uuid::Uuid;
 
 use super::allowance::Ceiling;
 use super::flush::{Counter, Flush, Values};
+use super::last_used;
 use super::screening::{self, Owners, Refused};
 use crate::quota::alert::Crossing;
 use crate::quota::flushed_use::{self, Increments};
@@ -85,6 +88,10 @@ pub struct Recorded {
     /// empty window at its own cut time.
     pub window_start: Option<DateTime<Utc>>,
     pub window_end: DateTime<Utc>,
+    /// The external id of each organization of `increments` that has one: the usage
+    /// events' `subject` ([`crate::usage::cloud_event`]), read in the flush's
+    /// transaction.
+    pub external_ids: HashMap<Uuid, String>,
 }
 
 /// An instance's totals row as a flush finds it: unattributed and dropped requests, the
@@ -293,6 +300,8 @@ impl UsageStore {
             )
             .execute(&mut *transaction)
             .await?;
+            last_used::record(&mut transaction, &increments.key_ids, flush.cut_at).await?;
+            recorded.external_ids = external_ids(&mut transaction, &increments.org_ids).await?;
             recorded.quota_crossings = flushed_use::record(
                 &mut transaction,
                 instance,
@@ -390,6 +399,21 @@ async fn key_owners(
             .bind(&keys)
             .fetch_all(transaction)
             .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The external id of each of `org_ids` (repeats allowed) that has one.
+async fn external_ids(
+    transaction: &mut sqlx::PgConnection,
+    org_ids: &[Uuid],
+) -> Result<HashMap<Uuid, String>, sqlx::Error> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, external_id FROM organizations \
+         WHERE id = ANY($1::uuid[]) AND external_id IS NOT NULL",
+    )
+    .bind(org_ids)
+    .fetch_all(transaction)
+    .await?;
     Ok(rows.into_iter().collect())
 }
 
