@@ -52,6 +52,7 @@ pub const GATEWAY_MAX_RATE: &str = "KEYSYNC_GATEWAY_MAX_RATE";
 pub const MAX_WATCH_STREAMS: &str = "KEYSYNC_MAX_WATCH_STREAMS";
 pub const GRPC_MAX_IN_FLIGHT: &str = "KEYSYNC_GRPC_MAX_IN_FLIGHT";
 pub const API_MAX_BODY_BYTES: &str = "KEYSYNC_API_MAX_BODY_BYTES";
+pub const API_MAX_IMPORT_BYTES: &str = "KEYSYNC_API_MAX_IMPORT_BYTES";
 pub const IDEMPOTENCY_TTL: &str = "KEYSYNC_IDEMPOTENCY_TTL";
 pub const IDEMPOTENCY_SECRET_FILE: &str = SECRET_FILE_VARIABLE;
 pub const ACCEPT_LEGACY_KEYS: &str = "KEYSYNC_ACCEPT_LEGACY_KEYS";
@@ -285,6 +286,12 @@ impl ServeConfig {
                     API_MAX_BODY_BYTES,
                     defaults.api.max_body_bytes,
                     parse_body_limit,
+                )?,
+                max_import_bytes: read(
+                    env,
+                    API_MAX_IMPORT_BYTES,
+                    defaults.api.max_import_bytes,
+                    parse_import_limit,
                 )?,
                 idempotency_ttl: read(
                     env,
@@ -632,6 +639,16 @@ fn parse_body_limit(value: &str) -> Result<usize, String> {
     }
 }
 
+/// A key import's body may be far larger than other requests: one transaction for a whole
+/// file is the point of the API's import.
+fn parse_import_limit(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(bytes) if (1024..=256 << 20).contains(&bytes) => Ok(bytes),
+        Ok(_) => Err("expected 1024 to 268435456 bytes".to_owned()),
+        Err(_) => Err("expected a whole number of bytes".to_owned()),
+    }
+}
+
 /// The filter's `credentials` list, as JSON: `[{"header": "x-api-key"}, {"query": "api_key"}]`.
 fn parse_credentials(value: &str) -> Result<CredentialSources, String> {
     let raw: Vec<RawSource> = serde_json::from_str(value).map_err(|e| e.to_string())?;
@@ -704,6 +721,7 @@ mod tests {
         assert_eq!(config.max_watch_streams, 1024);
         assert_eq!(config.grpc_max_in_flight, 1024);
         assert_eq!(config.api.max_body_bytes, 65536);
+        assert_eq!(config.api.max_import_bytes, 16 << 20);
         assert_eq!(config.api.idempotency_ttl, Duration::from_secs(86_400));
         assert!(config.accept_legacy_keys);
     }
@@ -712,14 +730,17 @@ mod tests {
     fn the_api_settings_are_read_and_checked() {
         let config = ServeConfig::from_env(&env(&[
             (API_MAX_BODY_BYTES, "4096"),
+            (API_MAX_IMPORT_BYTES, "104857600"),
             (IDEMPOTENCY_TTL, "1h"),
         ]))
         .unwrap();
         assert_eq!(config.api.max_body_bytes, 4096);
+        assert_eq!(config.api.max_import_bytes, 100 << 20);
         assert_eq!(config.api.idempotency_ttl, Duration::from_secs(3600));
         for (name, value) in [
             (API_MAX_BODY_BYTES, "10"),
             (API_MAX_BODY_BYTES, "lots"),
+            (API_MAX_IMPORT_BYTES, "300000000"),
             (IDEMPOTENCY_TTL, "0s"),
         ] {
             let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();

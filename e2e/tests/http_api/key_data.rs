@@ -330,3 +330,22 @@ fn keys_are_imported_as_json_lines_all_or_nothing() {
     assert_eq!(imports.len(), 1, "{audit}");
     assert_eq!(imports[0]["new_value"], json!({"imported": 2}));
 }
+
+/// A file over the API's limit for other bodies (64 KiB) is still one import: its own
+/// limit, `KEYSYNC_API_MAX_IMPORT_BYTES`, is 16 MiB.
+#[test]
+fn an_import_larger_than_other_bodies_is_one_request() {
+    let service = Service::start();
+    let api = service.api();
+    let org = api.create_org("large-import");
+    let body: String = (1..=2_000u32)
+        .map(|n| format!("{{\"key_hash\": \"{n:064x}\", \"name\": \"legacy {n}\"}}\n"))
+        .collect();
+    assert!(body.len() > 64 * 1024, "{} bytes", body.len());
+    let imported = ok(
+        api.send("POST", &format!("/v1/orgs/{org}/keys:import"), &[], &body),
+        201,
+    );
+    assert_eq!(imported["imported"], 2_000, "{}", imported["imported"]);
+    assert_eq!(imported["keys"][1_999]["line"], 2_000);
+}

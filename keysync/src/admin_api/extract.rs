@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::ApiState;
+use http_body::Body as _;
 
 /// A JSON body. Every request type denies unknown fields, so a misspelt field is a 400
 /// rather than silently ignored. An empty body reads as `{}` (for requests whose fields
@@ -50,17 +52,40 @@ async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes
         })
 }
 
-/// A body of UTF-8 text, such as JSON Lines (`keys:import`).
+/// A key import's body: UTF-8 text (JSON Lines) within `KEYSYNC_API_MAX_IMPORT_BYTES`
+/// rather than the smaller limit of other bodies, so a whole file is one request and one
+/// transaction.
 #[derive(Debug)]
-pub struct TextBody(pub String);
+pub struct ImportBody(pub String);
 
-impl<S: Send + Sync> FromRequest<S> for TextBody {
+impl FromRequest<ApiState> for ImportBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = body_bytes(request, state).await?;
-        String::from_utf8(bytes.to_vec())
-            .map(TextBody)
+    async fn from_request(request: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let limit = state.settings().max_import_bytes;
+        let mut body = request.into_body();
+        let mut bytes = Vec::new();
+        // Read frame by frame: the router's default limit applies only to the standard
+        // extractors, and this one must stop at its own.
+        while let Some(frame) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let frame = frame.map_err(|error| {
+                ApiError::invalid_request(format!("cannot read the body: {error}"))
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if bytes.len() + data.len() > limit {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "the import is over the size limit (KEYSYNC_API_MAX_IMPORT_BYTES)",
+                    ));
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
+        String::from_utf8(bytes)
+            .map(ImportBody)
             .map_err(|_| ApiError::invalid_request("the body is not UTF-8 text"))
     }
 }

@@ -18,7 +18,7 @@ use super::documented::{
     Unauthorized, Unavailable, Unprocessable,
 };
 use super::error::{ApiError, ErrorBody};
-use super::extract::{IdempotencyKey, JsonBody, QueryParams, TextBody};
+use super::extract::{IdempotencyKey, ImportBody, JsonBody, QueryParams};
 use super::idempotency::fingerprint;
 use super::key_policy::named;
 use super::org_scope::{reach_org, KeyInPath, OrgInPath};
@@ -387,7 +387,7 @@ pub async fn clear_key_metadata(
 /// hex>"}` or `{"key": "sk_live_..."}` (hashed here, never stored), with optional
 /// `name`, `expires_at`, `created_at`, `metadata` and, with `key_hash`, `prefix`. All or
 /// nothing: the first bad line is a 422 naming its line number, and nothing is written.
-/// The body is bounded by `KEYSYNC_API_MAX_BODY_BYTES`; larger files go through the CLI.
+/// The body is bounded by `KEYSYNC_API_MAX_IMPORT_BYTES` (16 MiB by default).
 #[utoipa::path(
     post,
     path = "/v1/orgs/{org_id}/keys:import",
@@ -406,7 +406,7 @@ pub async fn import_keys(
     State(state): State<ApiState>,
     caller: Caller,
     OrgInPath(org_id): OrgInPath,
-    TextBody(body): TextBody,
+    ImportBody(body): ImportBody,
 ) -> Result<(StatusCode, Json<ImportedKeys>), ApiError> {
     let keys = key_import::parse(&body, Utc::now())?;
     let actor = Actor::AdminToken(caller.token_id);

@@ -70,12 +70,14 @@ use crate::operations::page::{Cursor, PageRequest, DEFAULT_PAGE_LIMIT};
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 
-/// The API's settings (`KEYSYNC_API_MAX_BODY_BYTES`, `KEYSYNC_IDEMPOTENCY_TTL`,
-/// `KEYSYNC_IDEMPOTENCY_SECRET_FILE`).
+/// The API's settings (`KEYSYNC_API_MAX_BODY_BYTES`, `KEYSYNC_API_MAX_IMPORT_BYTES`,
+/// `KEYSYNC_IDEMPOTENCY_TTL`, `KEYSYNC_IDEMPOTENCY_SECRET_FILE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiSettings {
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// The same for a key import's body (JSON Lines, one transaction for the whole file).
+    pub max_import_bytes: usize,
     /// How long an `Idempotency-Key` replays its first answer.
     pub idempotency_ttl: Duration,
     /// What stored answers are sealed under, from the operator's file; `None`: a secret
@@ -87,6 +89,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
             max_body_bytes: 64 * 1024,
+            max_import_bytes: 16 << 20,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_secret: None,
         }

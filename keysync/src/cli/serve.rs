@@ -25,6 +25,7 @@ Environment:
   KEYSYNC_API_ADDR                operator API listen address (default 127.0.0.1:9091):
                                   /v1/ and the leak-report endpoint; off: not served
   KEYSYNC_API_MAX_BODY_BYTES      largest operator API request body (default 65536)
+  KEYSYNC_API_MAX_IMPORT_BYTES    largest key import body (default 16777216)
   KEYSYNC_IDEMPOTENCY_TTL         how long an Idempotency-Key replays its first
                                   answer (default 24h)
   KEYSYNC_IDEMPOTENCY_SECRET_FILE file of at least 32 secret bytes that stored answers
