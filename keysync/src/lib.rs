@@ -71,3 +71,4 @@ pub mod tls_failure;
 pub mod url_redaction;
 pub mod usage;
 pub mod watched_file;
+pub mod webhooks;

@@ -1,6 +1,7 @@
 //! The composition root of `keysync serve`: wires the key set, the loader, the change
 //! feed, the change listener, the gRPC services, the admin port, the usage rollup's
-//! upkeep, export, anomaly detection and invoices, and the metrics of each together on
+//! upkeep, export, anomaly detection and invoices, webhook delivery, and the metrics of
+//! each together on
 //! listeners the caller has already bound, and runs until told to stop.
 
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ use crate::usage::export::Exporter;
 use crate::usage::flush::MAX_MESSAGE_BYTES;
 use crate::usage::partitions;
 use crate::usage::store::UsageStore;
+use crate::webhooks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -335,6 +337,20 @@ pub async fn run<L: Loader, C: Connector>(
             invoicing.await;
         }
     };
+    // Webhooks are delivered from the outbox the changes write, on the usage pool.
+    let webhook_delivery = usage_store_pool.as_ref().map(|pool| {
+        webhooks::run(
+            pool.clone(),
+            config.webhooks,
+            metrics.webhooks.clone(),
+            stop.clone(),
+        )
+    });
+    let webhook_delivery = async {
+        if let Some(delivery) = webhook_delivery {
+            delivery.await;
+        }
+    };
     let usage_export = async {
         if let Some(export) = usage_export {
             if let Err(error) = export.await {
@@ -407,7 +423,7 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), ()) = tokio::join!(
+    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), (), ()) = tokio::join!(
         sync,
         admin_server,
         api_server,
@@ -418,7 +434,8 @@ pub async fn run<L: Loader, C: Connector>(
         usage_partitions,
         usage_export,
         anomaly_detection,
-        invoicing
+        invoicing,
+        webhook_delivery
     );
     synced?;
     admin_served?;

@@ -22,6 +22,8 @@ use uuid::Uuid;
 use super::actor::Actor;
 use super::page::{self, PageRequest};
 use super::timestamp::Timestamp;
+use crate::webhooks::event::EventType;
+use crate::webhooks::outbox;
 
 /// What an operator did: one variant per kind of change, named `<object>.<verb>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,17 @@ impl AuditAction {
             AuditAction::PlanCreated => "plan.created",
             AuditAction::PlanArchived => "plan.archived",
             AuditAction::OrgPlanSet => "org.plan_set",
+        }
+    }
+
+    /// The webhook event that announces the action, if any ([`crate::webhooks`]).
+    pub fn webhook_event(self) -> Option<EventType> {
+        match self {
+            AuditAction::KeyCreated => Some(EventType::KeyCreated),
+            AuditAction::KeyRevoked => Some(EventType::KeyRevoked),
+            AuditAction::KeyRotated => Some(EventType::KeyRotated),
+            AuditAction::KeyLeakReported => Some(EventType::KeyLeaked),
+            _ => None,
         }
     }
 
@@ -181,10 +194,35 @@ pub async fn record<Old: Serialize, New: Serialize>(
     .bind(change.object_id)
     .bind(change.org_id)
     .bind(old_value)
-    .bind(new_value)
-    .execute(connection)
+    .bind(new_value.as_deref())
+    .execute(&mut *connection)
     .await?;
+    if let Some(event) = change.action.webhook_event() {
+        outbox::enqueue(
+            connection,
+            event,
+            &webhook_data(actor, change.object_id, change.org_id, new_value.as_deref()),
+        )
+        .await?;
+    }
     Ok(())
+}
+
+/// What a webhook's `data` says of an audited change: the object and its organization,
+/// who made the change, and the object's audited fields after it (already free of
+/// secrets: see the module's documentation).
+fn webhook_data(actor: Actor, object_id: Uuid, org_id: Option<Uuid>, new_value: Option<&str>) -> Value {
+    let mut data = match new_value.and_then(|text| serde_json::from_str::<Value>(text).ok()) {
+        Some(Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    data.insert("key_id".to_owned(), Value::String(object_id.to_string()));
+    data.insert(
+        "org_id".to_owned(),
+        org_id.map_or(Value::Null, |id| Value::String(id.to_string())),
+    );
+    data.insert("actor".to_owned(), Value::String(actor.kind().to_owned()));
+    Value::Object(data)
 }
 
 /// A value as its `jsonb` column takes it: JSON text, or NULL for `null`. Bound as text
