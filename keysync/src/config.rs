@@ -28,8 +28,8 @@ use anomaly_variables::read_anomaly;
 pub use anomaly_variables::*;
 use export_variables::read_usage_export;
 pub use export_variables::*;
-pub use webhook_variables::*;
 use webhook_variables::read_webhooks;
+pub use webhook_variables::*;
 
 pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";

@@ -90,7 +90,10 @@ mod tests {
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
-        assert_eq!(read_webhooks(&backwards).unwrap_err().name, WEBHOOK_RETRY_MAX);
+        assert_eq!(
+            read_webhooks(&backwards).unwrap_err().name,
+            WEBHOOK_RETRY_MAX
+        );
         let zero: HashMap<String, String> = [(WEBHOOK_ENDPOINT_CONCURRENCY, "0")]
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))

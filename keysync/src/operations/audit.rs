@@ -54,11 +54,15 @@ pub enum AuditAction {
     /// An organization's plan from an instant on (its next period's start, or the
     /// current hour's): the plan changes from then replaced.
     OrgPlanSet,
+    /// A webhook endpoint registered (its URL and events; never its secret).
+    WebhookCreated,
+    /// A webhook endpoint deleted, with the deliveries still queued for it.
+    WebhookDeleted,
 }
 
 impl AuditAction {
     /// Every action, in the order the README lists them.
-    pub const ALL: [AuditAction; 16] = [
+    pub const ALL: [AuditAction; 18] = [
         AuditAction::OrgCreated,
         AuditAction::OrgLimitSet,
         AuditAction::OrgQuotaSet,
@@ -75,6 +79,8 @@ impl AuditAction {
         AuditAction::PlanCreated,
         AuditAction::PlanArchived,
         AuditAction::OrgPlanSet,
+        AuditAction::WebhookCreated,
+        AuditAction::WebhookDeleted,
     ];
 
     /// The action as stored and listed.
@@ -96,6 +102,8 @@ impl AuditAction {
             AuditAction::PlanCreated => "plan.created",
             AuditAction::PlanArchived => "plan.archived",
             AuditAction::OrgPlanSet => "org.plan_set",
+            AuditAction::WebhookCreated => "webhook.created",
+            AuditAction::WebhookDeleted => "webhook.deleted",
         }
     }
 
@@ -129,6 +137,7 @@ impl AuditAction {
                 AuditObject::AdminToken
             }
             AuditAction::PlanCreated | AuditAction::PlanArchived => AuditObject::Plan,
+            AuditAction::WebhookCreated | AuditAction::WebhookDeleted => AuditObject::Webhook,
         }
     }
 }
@@ -140,6 +149,7 @@ pub enum AuditObject {
     Key,
     AdminToken,
     Plan,
+    Webhook,
 }
 
 impl AuditObject {
@@ -149,6 +159,7 @@ impl AuditObject {
             AuditObject::Key => "key",
             AuditObject::AdminToken => "admin_token",
             AuditObject::Plan => "plan",
+            AuditObject::Webhook => "webhook",
         }
     }
 }
@@ -211,7 +222,12 @@ pub async fn record<Old: Serialize, New: Serialize>(
 /// What a webhook's `data` says of an audited change: the object and its organization,
 /// who made the change, and the object's audited fields after it (already free of
 /// secrets: see the module's documentation).
-fn webhook_data(actor: Actor, object_id: Uuid, org_id: Option<Uuid>, new_value: Option<&str>) -> Value {
+fn webhook_data(
+    actor: Actor,
+    object_id: Uuid,
+    org_id: Option<Uuid>,
+    new_value: Option<&str>,
+) -> Value {
     let mut data = match new_value.and_then(|text| serde_json::from_str::<Value>(text).ok()) {
         Some(Value::Object(fields)) => fields,
         _ => serde_json::Map::new(),
@@ -263,16 +279,18 @@ pub struct AuditRecord {
     /// `org.created`, `org.limit_set`, `org.quota_set`, `key.created`, `key.rotated`,
     /// `key.revoked`, `key.limit_set`, `key.quota_set`, `key.scopes_set`,
     /// `key.allowlist_set`, `key.leak_reported`, `admin_token.created`,
-    /// `admin_token.revoked`, `plan.created`, `plan.archived` or `org.plan_set`.
+    /// `admin_token.revoked`, `plan.created`, `plan.archived`, `org.plan_set`,
+    /// `webhook.created` or `webhook.deleted`.
     pub action: String,
     /// `cli`, `admin_token` or `leak_report`.
     pub actor: String,
     /// The admin token that made the change (`actor`: `admin_token`), else `null`.
     pub actor_token_id: Option<Uuid>,
-    /// `org`, `key`, `admin_token` or `plan`.
+    /// `org`, `key`, `admin_token`, `plan` or `webhook`.
     pub object_type: String,
     pub object_id: Uuid,
-    /// The organization the object belongs to; `null` for admin tokens and plans.
+    /// The organization the object belongs to; `null` for admin tokens, plans and
+    /// webhooks.
     pub org_id: Option<Uuid>,
     /// The object's audited fields before the change; `null` when it did not exist or
     /// had none (no limit).
@@ -436,6 +454,8 @@ mod tests {
                 "plan.created",
                 "plan.archived",
                 "org.plan_set",
+                "webhook.created",
+                "webhook.deleted",
             ]
         );
     }

@@ -38,3 +38,4 @@ pub mod quotas;
 pub mod sql_state;
 pub mod timestamp;
 pub mod usage;
+pub mod webhooks;

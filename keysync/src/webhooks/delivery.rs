@@ -229,7 +229,10 @@ async fn send(sender: &Sender, delivery: &Claimed) -> Outcome {
         .ok()
         .and_then(|secret| secret.key())
     else {
-        return failed(AttemptResult::Error, "the stored secret is invalid".to_owned());
+        return failed(
+            AttemptResult::Error,
+            "the stored secret is invalid".to_owned(),
+        );
     };
     let timestamp = Utc::now().timestamp();
     let signature = signature::sign(&key, &delivery.message_id, timestamp, &delivery.payload);

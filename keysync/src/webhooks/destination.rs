@@ -45,8 +45,8 @@ impl Destination {
                 "longer than {MAX_URL_BYTES} bytes"
             )));
         }
-        let url =
-            Url::parse(text.trim()).map_err(|error| DestinationError::Invalid(error.to_string()))?;
+        let url = Url::parse(text.trim())
+            .map_err(|error| DestinationError::Invalid(error.to_string()))?;
         let https = match url.scheme() {
             "https" => true,
             "http" if allow_http => false,

@@ -80,7 +80,10 @@ mod tests {
         assert_eq!(value["type"], "key.revoked");
         assert_eq!(value["data"], json!({"key_id": "k"}));
         let timestamp = value["timestamp"].as_str().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(), "{timestamp}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
+            "{timestamp}"
+        );
         assert_eq!(value.as_object().unwrap().len(), 3);
         let id = message_id();
         assert!(id.starts_with("msg_") && id.len() == 36, "{id}");

@@ -28,7 +28,10 @@ pub enum SendError {
     #[error(transparent)]
     Address(#[from] DestinationError),
     #[error("cannot connect to {address}: {cause}")]
-    Connect { address: SocketAddr, cause: io::Error },
+    Connect {
+        address: SocketAddr,
+        cause: io::Error,
+    },
     #[error("TLS handshake failed: {0}")]
     Tls(io::Error),
     #[error("no trusted root certificates for https (SSL_CERT_FILE, SSL_CERT_DIR)")]
@@ -136,10 +139,12 @@ async fn connect(addresses: &[SocketAddr]) -> Result<TcpStream, SendError> {
             }
         }
     }
-    Err(last.unwrap_or(SendError::Address(DestinationError::Unresolved {
-        host: String::new(),
-        reason: "no address".to_owned(),
-    })))
+    Err(
+        last.unwrap_or(SendError::Address(DestinationError::Unresolved {
+            host: String::new(),
+            reason: "no address".to_owned(),
+        })),
+    )
 }
 
 fn request(
@@ -153,7 +158,10 @@ fn request(
         .uri(&url[Position::BeforePath..Position::AfterQuery])
         .header(HOST, &url[Position::BeforeHost..Position::AfterPort])
         .header(CONTENT_TYPE, "application/json")
-        .header(USER_AGENT, concat!("keysync-webhooks/", env!("CARGO_PKG_VERSION")));
+        .header(
+            USER_AGENT,
+            concat!("keysync-webhooks/", env!("CARGO_PKG_VERSION")),
+        );
     for (name, value) in headers {
         builder = builder.header(name, value);
     }
@@ -165,7 +173,8 @@ async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<u16, Se
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let driver = tokio::spawn(connection);
     let answered = sender.send_request(request).await;
     driver.abort();

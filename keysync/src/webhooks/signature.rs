@@ -26,7 +26,8 @@ mod tests {
     #[test]
     fn signs_the_specifications_example() {
         let secret =
-            SigningSecret::from_stored("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()).unwrap();
+            SigningSecret::from_stored("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned())
+                .unwrap();
         assert_eq!(
             sign(
                 &secret.key().unwrap(),
