@@ -46,6 +46,7 @@ pub mod stack;
 pub mod tcp_proxy;
 pub mod test_ca;
 pub mod usage_sums;
+pub mod webhook_receiver;
 
 pub use postgres::TestPostgres;
 pub use process::{Process, Signal};
