@@ -1,7 +1,9 @@
 """A webhook receiver for the e2e tests: verifies every delivery with the Standard
 Webhooks reference library (`standardwebhooks` from PyPI) and records what it got.
 
-Usage: python webhook_receiver.py  -> prints "listening on PORT", then serves on 127.0.0.1.
+Usage: python webhook_receiver.py [--tls CERT_PEM KEY_PEM]  -> prints "listening on PORT
+control PORT", then serves on 127.0.0.1 (the first port https with that certificate, given
+--tls; the control port, for the test's requests below, plain http).
 
 - PUT /_secret/NAME  (body: the whsec_ secret) registers the secret of endpoint NAME.
 - POST /hook/NAME[?fail=N][&delay=S]  is a delivery to endpoint NAME: verified with its
@@ -13,6 +15,7 @@ Usage: python webhook_receiver.py  -> prints "listening on PORT", then serves on
 """
 
 import json
+import ssl
 import sys
 import threading
 import time
@@ -105,7 +108,18 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    print(f"listening on {server.server_address[1]}", flush=True)
+    control = server
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        control = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        control.daemon_threads = True
+        threading.Thread(target=control.serve_forever, daemon=True).start()
+    print(
+        f"listening on {server.server_address[1]} control {control.server_address[1]}",
+        flush=True,
+    )
     server.serve_forever()
 
 

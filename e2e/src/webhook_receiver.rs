@@ -17,6 +17,8 @@ use crate::http;
 use crate::paths;
 use crate::poll;
 use crate::process::Process;
+use crate::scratch::ScratchDir;
+use crate::test_ca::ServerCertificate;
 
 /// One delivery as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -72,7 +74,12 @@ impl Delivery {
 /// The receiver process.
 pub struct Receiver {
     pub process: Process,
+    /// Where deliveries go.
     pub addr: SocketAddr,
+    /// Where the test registers secrets and reads what arrived (plain http).
+    control: SocketAddr,
+    /// The certificate and key of an https receiver.
+    tls: Option<ScratchDir>,
 }
 
 /// The virtualenv's Python, where `make deps` installs `standardwebhooks`.
@@ -92,28 +99,60 @@ fn python() -> PathBuf {
 impl Receiver {
     /// Starts the receiver on a free loopback port.
     pub fn start() -> Receiver {
+        Receiver::start_with(None)
+    }
+
+    /// Starts it serving https with `certificate`; [`Receiver::url`] names it by
+    /// `host`, which the certificate must cover for a delivery to be made.
+    pub fn start_tls(certificate: &ServerCertificate) -> Receiver {
+        Receiver::start_with(Some(certificate))
+    }
+
+    fn start_with(certificate: Option<&ServerCertificate>) -> Receiver {
         let script = paths::workspace_root()
             .join("e2e")
             .join("src")
             .join("webhook_receiver.py");
         let mut command = Command::new(python());
         command.arg("-u").arg(script);
+        let tls = certificate.map(|certificate| {
+            let dir = ScratchDir::new("webhook-receiver-tls").expect("a scratch dir");
+            let cert = dir.path().join("cert.pem");
+            let key = dir.path().join("key.pem");
+            std::fs::write(&cert, &certificate.certificate_pem).expect("write the certificate");
+            std::fs::write(&key, &certificate.key_pem).expect("write the key");
+            command.arg("--tls").arg(cert).arg(key);
+            dir
+        });
         let process = Process::spawn("webhook-receiver", command);
         let line = process.wait_for_log("listening on ", poll::DEADLINE);
-        let port: u16 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|port| port.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let port = |after: &str| -> SocketAddr {
+            line.split_whitespace()
+                .skip_while(|word| *word != after)
+                .nth(1)
+                .and_then(|port| port.parse::<u16>().ok())
+                .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+                .unwrap_or_else(|| panic!("no {after} port in {line:?}"))
+        };
         Receiver {
+            addr: port("on"),
+            control: port("control"),
             process,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            tls,
         }
     }
 
     /// The URL of endpoint `name`, with its behaviour (`fail=2`, `delay=5`), if any.
     pub fn url(&self, name: &str, query: &str) -> String {
-        let mut url = format!("http://{}/hook/{name}", self.addr);
+        assert!(self.tls.is_none(), "an https receiver: use url_by_host");
+        self.url_by_host("127.0.0.1", name, query)
+    }
+
+    /// The same with `host` for the address (`localhost`), and https for an https
+    /// receiver.
+    pub fn url_by_host(&self, host: &str, name: &str, query: &str) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut url = format!("{scheme}://{host}:{}/hook/{name}", self.addr.port());
         if !query.is_empty() {
             url.push('?');
             url.push_str(query);
@@ -128,13 +167,13 @@ impl Receiver {
              connection: close\r\n\r\n{secret}",
             secret.len()
         );
-        let response = http::send_raw(self.addr, raw.as_bytes()).expect("reach the receiver");
+        let response = http::send_raw(self.control, raw.as_bytes()).expect("reach the receiver");
         assert_eq!(response.status, 204, "{}", response.text());
     }
 
     /// Every delivery so far, in arrival order.
     pub fn received(&self) -> Vec<Delivery> {
-        let response = http::get(self.addr, "/_received", &[]).expect("reach the receiver");
+        let response = http::get(self.control, "/_received", &[]).expect("reach the receiver");
         assert_eq!(response.status, 200, "{}", response.text());
         response
             .json()

@@ -3,7 +3,8 @@
 //! key event arrives signed, once, with no key in it; a receiver that fails twice gets
 //! the same webhook-id three times; a change made while `serve` is down is delivered
 //! after it restarts; a change that rolls back sends nothing; a slow receiver delays
-//! nobody else; URLs to private addresses are refused at creation and at delivery; quota
+//! nobody else; URLs to private addresses are refused at creation and at delivery; https
+//! goes to the checked address with the certificate checked against the host name; quota
 //! thresholds crossed by a real Envoy's traffic are sent from the quota alert's decision.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -17,6 +18,7 @@ use keysync_e2e::poll::{self, DEADLINE};
 use keysync_e2e::postgres::{database_of, TestPostgres};
 use keysync_e2e::scratch::ScratchDir;
 use keysync_e2e::stack::Stack;
+use keysync_e2e::test_ca::TestCa;
 use keysync_e2e::webhook_receiver::{Delivery, Receiver};
 use serde_json::Value;
 
@@ -595,4 +597,67 @@ fn quota_thresholds_crossed_at_a_real_gateway_are_sent_once_each() {
             .metric("keysync_quota_alerts_total", &["threshold=\"80\""]),
         1.0
     );
+}
+
+#[test]
+fn https_deliveries_go_to_the_checked_address_and_verify_the_certificate_by_host_name() {
+    let dir = ScratchDir::new("webhooks-tls").expect("scratch dir");
+    let ca = TestCa::new("webhook receivers");
+    let ca_file = ca.write_pem(dir.path(), "ca.pem").display().to_string();
+    // Covers the name only: reached by address, the certificate does not match.
+    let receiver = Receiver::start_tls(&ca.server_certificate(&["localhost"]));
+    let postgres = TestPostgres::start();
+    let database_url = postgres.create_database();
+    ks::migrate(&database_url);
+    let keysync = Keysync::start(
+        &database_url,
+        &[FAST, &[("SSL_CERT_FILE", &ca_file)]].concat(),
+    );
+    let webhook = |name: &str, host: &str| {
+        let url = receiver.url_by_host(host, name, "");
+        let created = cli_json(
+            &database_url,
+            &[
+                "webhooks",
+                "create",
+                "--url",
+                &url,
+                "--event",
+                "key.created",
+                "--allow-private",
+            ],
+        );
+        receiver.register(name, created["secret"].as_str().unwrap());
+        created["webhook_id"].as_str().unwrap().to_owned()
+    };
+    webhook("by-name", "localhost");
+    let by_address = webhook("by-address", "127.0.0.1");
+    let org = ks::create_org(&database_url, "tls");
+    ks::create_key(&database_url, &org, "k", &[]);
+
+    let got = receiver.wait_for("the https delivery", "by-name", DEADLINE, |got| {
+        !got.is_empty()
+    });
+    assert_verified(&got);
+    let failed = poll::eventually(
+        "a refused certificate",
+        DEADLINE,
+        || {
+            cli_json(
+                &database_url,
+                &[
+                    "webhooks",
+                    "deliveries",
+                    "--webhook",
+                    &by_address,
+                    "--failed",
+                ],
+            )
+        },
+        |failed| failed.as_array().is_some_and(|all| !all.is_empty()),
+    );
+    let error = failed[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("TLS handshake failed"), "{error}");
+    assert!(receiver.received_by("by-address").is_empty());
+    assert!(keysync.metric("keysync_webhook_attempts_total", &["result=\"error\""]) >= 1.0);
 }
