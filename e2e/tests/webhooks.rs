@@ -2,7 +2,8 @@
 //! every delivery with the Standard Webhooks reference library (`standardwebhooks`): each
 //! key event arrives signed, once, with no key in it; a receiver that fails twice gets
 //! the same webhook-id three times; a change made while `serve` is down is delivered
-//! after it restarts; a change that rolls back sends nothing; a slow receiver delays
+//! after it restarts; two replicas send each delivery once; a change that rolls back
+//! sends nothing; a slow receiver delays
 //! nobody else; URLs to private addresses are refused at creation and at delivery; https
 //! goes to the checked address with the certificate checked against the host name; quota
 //! thresholds crossed by a real Envoy's traffic are sent from the quota alert's decision.
@@ -660,4 +661,36 @@ fn https_deliveries_go_to_the_checked_address_and_verify_the_certificate_by_host
     assert!(error.contains("TLS handshake failed"), "{error}");
     assert!(receiver.received_by("by-address").is_empty());
     assert!(keysync.metric("keysync_webhook_attempts_total", &["result=\"error\""]) >= 1.0);
+}
+
+#[test]
+fn two_serve_replicas_send_each_delivery_once() {
+    let setup = Setup::start(&[]);
+    let second = Keysync::start(&setup.database_url, FAST);
+    setup.webhook("replicas", "", &["key.created"]);
+    let org = ks::create_org(&setup.database_url, "replicas");
+    let keys: Vec<String> = (0..20)
+        .map(|n| ks::create_key(&setup.database_url, &org, &format!("k{n}"), &[]).key_id)
+        .collect();
+
+    let got = setup
+        .receiver
+        .wait_for("twenty deliveries", "replicas", DEADLINE, |got| {
+            got.len() >= 20
+        });
+    assert_verified(&got);
+    // Both replicas kept polling meanwhile: a row sent twice would show up by now.
+    let delivered = |keysync: &Keysync| {
+        keysync.metric("keysync_webhook_attempts_total", &["result=\"delivered\""])
+    };
+    assert_eq!(delivered(&setup.keysync) + delivered(&second), 20.0);
+    let got = setup.receiver.received_by("replicas");
+    assert_eq!(got.len(), 20, "a delivery was sent twice: {got:?}");
+    let ids: HashSet<&str> = got.iter().map(|d| d.webhook_id.as_str()).collect();
+    assert_eq!(ids.len(), 20);
+    let sent: HashSet<&str> = got
+        .iter()
+        .map(|d| d.body["data"]["key_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent, keys.iter().map(String::as_str).collect());
 }
