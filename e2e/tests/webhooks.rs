@@ -3,10 +3,10 @@
 //! key event arrives signed, once, with no key in it; a receiver that fails twice gets
 //! the same webhook-id three times; a change made while `serve` is down is delivered
 //! after it restarts; two replicas send each delivery once; a change that rolls back
-//! sends nothing; a slow receiver delays
-//! nobody else; URLs to private addresses are refused at creation and at delivery; https
-//! goes to the checked address with the certificate checked against the host name; quota
-//! thresholds crossed by a real Envoy's traffic are sent from the quota alert's decision.
+//! sends nothing; a slow receiver delays nobody else; URLs to private addresses are
+//! refused at creation and at delivery; https goes to the checked address with the
+//! certificate checked against the host name; quota thresholds crossed by a real Envoy's
+//! traffic are sent from the quota alert's decision.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::{BTreeSet, HashSet};

@@ -162,10 +162,10 @@ impl Render for CreatedWebhook {
 impl Render for Vec<ListedWebhook> {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
         let columns: [Column<ListedWebhook>; 6] = [
-            Column::new("ID", |webhook| webhook.webhook_id.to_string()),
-            Column::new("URL", |webhook| webhook.url.clone()),
-            Column::new("EVENTS", |webhook| webhook.events.join(",")),
-            Column::new("CREATED", |webhook| webhook.created_at.to_string()),
+            Column::new("ID", |listed| listed.webhook.webhook_id.to_string()),
+            Column::new("URL", |listed| listed.webhook.url.clone()),
+            Column::new("EVENTS", |listed| listed.webhook.events.join(",")),
+            Column::new("CREATED", |listed| listed.webhook.created_at.to_string()),
             Column::new("PENDING", |webhook| webhook.pending.to_string()),
             Column::new("FAILED", |webhook| webhook.failed.to_string()),
         ];

@@ -375,17 +375,7 @@ pub async fn list_page(
     if let Some(since) = filter.since {
         query.push(" AND at >= ").push_bind(since);
     }
-    if let Some(after) = page.after {
-        query
-            .push(" AND (at, id) < (")
-            .push_bind(after.created_at)
-            .push(", ")
-            .push_bind(after.id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY at DESC, id DESC LIMIT ")
-        .push_bind(page.fetch());
+    page.push_newest_first(&mut query, "at", "id");
     let rows: Vec<AuditRow> = query.build_query_as().fetch_all(pool).await?;
     let (rows, next_cursor) = page.cut(rows, |row| (row.at, row.id));
     Ok(AuditPage {

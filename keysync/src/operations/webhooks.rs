@@ -69,13 +69,9 @@ impl NewWebhook {
     }
 }
 
-/// A new webhook: its signing secret, shown this once, and what is stored about it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CreatedWebhook {
-    /// `whsec_` and base64: verify deliveries with it (any Standard Webhooks library).
-    /// Shown only this once.
-    #[schema(value_type = String)]
-    pub secret: SigningSecret,
+/// What is stored about a webhook, but its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct WebhookFields {
     pub webhook_id: Uuid,
     pub url: String,
     /// The event types it receives, sorted.
@@ -83,20 +79,27 @@ pub struct CreatedWebhook {
     pub allow_http: bool,
     pub allow_private: bool,
     #[schema(value_type = String, format = DateTime)]
+    #[sqlx(try_from = "DateTime<Utc>")]
     pub created_at: Timestamp,
+}
+
+/// A new webhook: its signing secret, shown this once, and what is stored about it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedWebhook {
+    /// `whsec_` and base64: verify deliveries with it (any Standard Webhooks library).
+    /// Shown only this once.
+    #[schema(value_type = String)]
+    pub secret: SigningSecret,
+    #[serde(flatten)]
+    pub webhook: WebhookFields,
 }
 
 /// A webhook as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ListedWebhook {
-    pub webhook_id: Uuid,
-    pub url: String,
-    pub events: Vec<String>,
-    pub allow_http: bool,
-    pub allow_private: bool,
-    #[schema(value_type = String, format = DateTime)]
-    #[sqlx(try_from = "DateTime<Utc>")]
-    pub created_at: Timestamp,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub webhook: WebhookFields,
     /// Deliveries waiting to be sent or retried.
     pub pending: i64,
     /// Deliveries given up after the retry window.
@@ -303,12 +306,14 @@ pub async fn create_on(
     .await?;
     Ok(CreatedWebhook {
         secret,
-        webhook_id,
-        url,
-        events,
-        allow_http: webhook.allow_http,
-        allow_private: webhook.allow_private,
-        created_at: Timestamp(created_at),
+        webhook: WebhookFields {
+            webhook_id,
+            url,
+            events,
+            allow_http: webhook.allow_http,
+            allow_private: webhook.allow_private,
+            created_at: Timestamp(created_at),
+        },
     })
 }
 
@@ -419,17 +424,7 @@ pub async fn list_deliveries_page(
     if filter.failed {
         query.push(" AND (state = 'failed' OR (state = 'pending' AND attempts > 0))");
     }
-    if let Some(after) = page.after {
-        query
-            .push(" AND (created_at, id) < (")
-            .push_bind(after.created_at)
-            .push(", ")
-            .push_bind(after.id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(page.fetch());
+    page.push_newest_first(&mut query, "created_at", "id");
     let rows: Vec<DeliveryRow> = query.build_query_as().fetch_all(pool).await?;
     let (rows, next_cursor) = page.cut(rows, |row| (row.created_at, row.id));
     Ok(DeliveryPage {
@@ -493,15 +488,18 @@ mod tests {
         let text = secret.text().to_owned();
         let created = CreatedWebhook {
             secret,
-            webhook_id: Uuid::nil(),
-            url: "https://hooks.example.com/k".to_owned(),
-            events: vec!["key.revoked".to_owned()],
-            allow_http: false,
-            allow_private: false,
-            created_at: Timestamp(DateTime::from_timestamp(0, 0).unwrap()),
+            webhook: WebhookFields {
+                webhook_id: Uuid::nil(),
+                url: "https://hooks.example.com/k".to_owned(),
+                events: vec!["key.revoked".to_owned()],
+                allow_http: false,
+                allow_private: false,
+                created_at: Timestamp(DateTime::from_timestamp(0, 0).unwrap()),
+            },
         };
         let json = serde_json::to_value(&created).unwrap();
         assert_eq!(json["secret"], text.as_str());
+        assert_eq!(json["events"], serde_json::json!(["key.revoked"]));
         assert!(!format!("{created:?}").contains(&text));
     }
 }

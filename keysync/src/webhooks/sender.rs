@@ -95,33 +95,23 @@ impl Sender {
         headers: Headers,
         body: String,
     ) -> Result<u16, SendError> {
-        tokio::time::timeout(
-            self.timeout,
-            self.attempt(destination, allow_private, headers, body),
-        )
-        .await
-        .map_err(|_| SendError::Timeout(self.timeout))?
-    }
-
-    async fn attempt(
-        &self,
-        destination: &Destination,
-        allow_private: bool,
-        headers: Headers,
-        body: String,
-    ) -> Result<u16, SendError> {
-        let addresses = destination.resolve(allow_private).await?;
-        let stream = connect(&addresses).await?;
-        let request = request(destination, headers, body)?;
-        if destination.https() {
-            let tls = self.tls.as_ref().ok_or(SendError::NoRoots)?;
-            let name = ServerName::try_from(destination.host())
-                .map_err(|error| SendError::Tls(io::Error::other(error)))?;
-            let stream = tls.connect(name, stream).await.map_err(SendError::Tls)?;
-            exchange(stream, request).await
-        } else {
-            exchange(stream, request).await
-        }
+        let attempt = async {
+            let addresses = destination.resolve(allow_private).await?;
+            let stream = connect(&addresses).await?;
+            let request = request(destination, headers, body)?;
+            if destination.https() {
+                let tls = self.tls.as_ref().ok_or(SendError::NoRoots)?;
+                let name = ServerName::try_from(destination.host())
+                    .map_err(|error| SendError::Tls(io::Error::other(error)))?;
+                let stream = tls.connect(name, stream).await.map_err(SendError::Tls)?;
+                exchange(stream, request).await
+            } else {
+                exchange(stream, request).await
+            }
+        };
+        tokio::time::timeout(self.timeout, attempt)
+            .await
+            .map_err(|_| SendError::Timeout(self.timeout))?
     }
 }
 
