@@ -22,6 +22,7 @@ use crate::anomaly::detector;
 use crate::api_port;
 use crate::billing;
 use crate::config::ServeConfig;
+use crate::database;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;
 use crate::grpc::guard::GuardLayer;
@@ -337,10 +338,10 @@ pub async fn run<L: Loader, C: Connector>(
             invoicing.await;
         }
     };
-    // Webhooks are delivered from the outbox the changes write, on the usage pool.
+    // Webhooks are delivered from the outbox the changes write, on a pool of their own.
     let webhook_delivery = usage_store_pool.as_ref().map(|pool| {
         webhooks::run(
-            pool.clone(),
+            database::webhook_pool(pool, config.db_timeout),
             config.webhooks,
             metrics.webhooks.clone(),
             stop.clone(),

@@ -103,8 +103,8 @@ Environment:
                                   usual share (default 3)
   KEYSYNC_ANOMALY_SHARE_MIN       and at least this share (default 5%)
   KEYSYNC_ANOMALY_SHARE_FLOOR     of at least this many requests (default 100)
-  KEYSYNC_WEBHOOK_POLL_INTERVAL   how often the webhook outbox is read for due
-                                  deliveries (default 1s)
+  KEYSYNC_WEBHOOK_POLL_INTERVAL   longest time without reading the webhook outbox;
+                                  queued deliveries wake it at once (default 10s)
   KEYSYNC_WEBHOOK_TIMEOUT         longest webhook attempt, lookup to status (default 10s)
   KEYSYNC_WEBHOOK_RETRY_FIRST     wait after a webhook's first failed attempt, doubled
                                   after each further one, jittered (default 5s)

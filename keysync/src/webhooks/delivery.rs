@@ -9,6 +9,11 @@
 //! the row due again when the lease ends. Each endpoint has at most
 //! `endpoint_concurrency` attempts in progress and each attempt a timeout, so a slow or
 //! dead receiver holds a few slots and delays nobody else.
+//!
+//! While idle it asks PostgreSQL nothing: it wakes when a delivery is queued (the
+//! outbox's notification, on a connection of its own), when the next retry or lease is
+//! due (read in each claim's transaction), when an attempt ends, and at the latest every
+//! `poll_interval` (a notification lost with a dropped connection).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use http::header::HeaderValue;
 use http::HeaderName;
 use keysync_backoff::Backoff;
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +32,7 @@ use uuid::Uuid;
 
 use super::destination::Destination;
 use super::metrics::{AttemptResult, WebhookMetrics};
+use super::outbox::CHANNEL;
 use super::secret::SigningSecret;
 use super::sender::{SendError, Sender};
 use super::settings::DeliverySettings;
@@ -73,11 +80,32 @@ pub async fn run(
     let mut endpoints: HashMap<tokio::task::Id, Uuid> = HashMap::new();
     let mut busy: HashMap<Uuid, usize> = HashMap::new();
     let complaints = LogThrottle::new(LOG_PERIOD);
+    let mut listener: Option<PgListener> = None;
     loop {
+        if listener.is_none() {
+            listener = match listen(&pool).await {
+                Ok(listening) => Some(listening),
+                Err(error) => {
+                    if let Some(held_back) = complaints.admit(Instant::now()) {
+                        warn!(
+                            "webhooks: cannot listen for queued deliveries: {error} \
+                             ({held_back} more held back); polling every {:?}",
+                            settings.poll_interval
+                        );
+                    }
+                    None
+                }
+            };
+        }
+        let mut wait = settings.poll_interval;
         let room = settings.max_in_flight.saturating_sub(tasks.len());
         if room > 0 {
             match claim(&pool, &settings, &busy, room).await {
-                Ok(claimed) => {
+                Ok((claimed, next_due)) => {
+                    if let Some(next_due) = next_due {
+                        let until = (next_due - Utc::now()).to_std().unwrap_or_default();
+                        wait = wait.min(until);
+                    }
                     for delivery in claimed {
                         *busy.entry(delivery.webhook_id).or_default() += 1;
                         let webhook_id = delivery.webhook_id;
@@ -102,8 +130,20 @@ pub async fn run(
             }
         }
         metrics.set_in_flight(tasks.len());
+        let notified = async {
+            match listener.as_mut() {
+                Some(listening) => listening.recv().await.map(drop),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = stop.cancelled() => break,
+            woken = notified => {
+                if let Err(error) = woken {
+                    warn!("webhooks: stopped listening for queued deliveries: {error}");
+                    listener = None;
+                }
+            }
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                 let id = match done {
                     Ok((id, ())) => id,
@@ -118,21 +158,29 @@ pub async fn run(
                     }
                 }
             }
-            _ = tokio::time::sleep(settings.poll_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
     tasks.abort_all();
     metrics.set_in_flight(0);
 }
 
+/// A connection listening on the outbox's channel.
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
 /// Claims up to `room` due deliveries, at most `endpoint_concurrency` in progress per
-/// endpoint counting `busy`, oldest due first.
+/// endpoint counting `busy`, oldest due first; and when the next pending one is due (a
+/// retry, or the end of a lease).
 async fn claim(
     pool: &PgPool,
     settings: &DeliverySettings,
     busy: &HashMap<Uuid, usize>,
     room: usize,
-) -> Result<Vec<Claimed>, sqlx::Error> {
+) -> Result<(Vec<Claimed>, Option<DateTime<Utc>>), sqlx::Error> {
     let full: Vec<Uuid> = busy
         .iter()
         .filter(|(_, count)| **count >= settings.endpoint_concurrency)
@@ -158,9 +206,6 @@ async fn claim(
             ids.push(id);
         }
     }
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
     let claimed = sqlx::query_as::<_, Claimed>(
         "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, last_attempt_at = now(), \
              next_attempt_at = now() + $2 * interval '1 millisecond' \
@@ -172,8 +217,15 @@ async fn claim(
     .bind(millis(settings.lease()))
     .fetch_all(&mut *transaction)
     .await?;
+    let next_due: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT min(next_attempt_at) FROM webhook_deliveries \
+         WHERE state = 'pending' AND webhook_id <> ALL ($1)",
+    )
+    .bind(&full)
+    .fetch_one(&mut *transaction)
+    .await?;
     transaction.commit().await?;
-    Ok(claimed)
+    Ok((claimed, next_due))
 }
 
 fn millis(duration: std::time::Duration) -> i64 {

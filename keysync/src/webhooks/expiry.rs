@@ -34,6 +34,11 @@ pub async fn run(
 ) {
     let complaints = LogThrottle::new(LOG_PERIOD);
     loop {
+        // The first scan after one interval: a start costs PostgreSQL nothing more.
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
         match announce(&pool).await {
             Ok(keys) => metrics.record_expiries(keys),
             Err(error) => {
@@ -44,10 +49,6 @@ pub async fn run(
                     );
                 }
             }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The outbox: a delivery row per subscribed endpoint, written inside the transaction of
 //! the change it announces (so it commits, or rolls back, with the change). The body is
 //! fixed here, once, as Standard Webhooks defines it: `{"type", "timestamp", "data"}`;
-//! every attempt sends exactly these bytes under the same `webhook-id`.
+//! every attempt sends exactly these bytes under the same `webhook-id`. A queued delivery
+//! also notifies [`CHANNEL`] (PostgreSQL delivers it at commit, and never for a rollback),
+//! which wakes `serve`'s sender at once.
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
@@ -10,6 +12,18 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::event::EventType;
+
+/// The PostgreSQL notification channel that tells the sender deliveries were queued.
+pub const CHANNEL: &str = "keysync_webhooks";
+
+/// Wakes the sender when the transaction commits.
+async fn notify(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
 
 /// A new `webhook-id`: `msg_` and 32 hex digits.
 fn message_id() -> String {
@@ -42,8 +56,11 @@ pub async fn enqueue(
     .bind(message_id())
     .bind(event.as_str())
     .bind(body(event, data)?)
-    .execute(connection)
+    .execute(&mut *connection)
     .await?;
+    if queued.rows_affected() > 0 {
+        notify(connection).await?;
+    }
     Ok(queued.rows_affected())
 }
 
@@ -64,9 +81,13 @@ pub async fn enqueue_to(
     .bind(&message_id)
     .bind(event.as_str())
     .bind(body(event, data)?)
-    .execute(connection)
+    .execute(&mut *connection)
     .await?;
-    Ok((queued.rows_affected() == 1).then_some(message_id))
+    if queued.rows_affected() == 0 {
+        return Ok(None);
+    }
+    notify(connection).await?;
+    Ok(Some(message_id))
 }
 
 #[cfg(test)]

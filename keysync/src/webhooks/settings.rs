@@ -6,7 +6,9 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliverySettings {
-    /// How often the outbox is read for due deliveries (also after each attempt ends).
+    /// How often the outbox is read when nothing woke the sender: a queued delivery
+    /// notifies it at once, a retry is looked for when due, an ended attempt frees a
+    /// slot; this is the safety net for a notification lost with its connection.
     pub poll_interval: Duration,
     /// The longest one attempt may take, from the address lookup to the answer's status.
     pub timeout: Duration,
@@ -28,7 +30,7 @@ pub struct DeliverySettings {
 impl Default for DeliverySettings {
     fn default() -> Self {
         DeliverySettings {
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(10),
             retry_first: Duration::from_secs(5),
             retry_max: Duration::from_secs(60 * 60),
