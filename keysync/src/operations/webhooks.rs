@@ -169,6 +169,7 @@ pub struct ListedDelivery {
     pub message_id: String,
     pub event_type: String,
     pub state: DeliveryState,
+    /// Attempts started (one may be in progress).
     pub attempts: i32,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -199,7 +200,7 @@ pub struct DeliveryPage {
 pub struct DeliveryFilter {
     /// Only this webhook's.
     pub webhook_id: Option<Uuid>,
-    /// Only those whose last attempt failed: retrying, or given up.
+    /// Only those whose last finished attempt failed: retrying, or given up.
     pub failed: bool,
 }
 
@@ -422,7 +423,11 @@ pub async fn list_deliveries_page(
         query.push(" AND webhook_id = ").push_bind(webhook_id);
     }
     if filter.failed {
-        query.push(" AND (state = 'failed' OR (state = 'pending' AND attempts > 0))");
+        // A first attempt in progress has failed nothing yet.
+        query.push(
+            " AND (state = 'failed' OR (state = 'pending' \
+             AND (last_status IS NOT NULL OR last_error IS NOT NULL)))",
+        );
     }
     page.push_newest_first(&mut query, "created_at", "id");
     let rows: Vec<DeliveryRow> = query.build_query_as().fetch_all(pool).await?;
