@@ -9,7 +9,7 @@ control PORT", then serves on 127.0.0.1 (the first port https with that certific
 - POST /hook/NAME[?fail=N][&delay=S]  is a delivery to endpoint NAME: verified with its
   secret (400 when the signature does not verify, 503 before the secret is known); with
   `fail=N` the first N attempts of each webhook-id answer 500; with `delay=S` the answer
-  waits S seconds first.
+  waits S seconds first; with `hang_first=S` the first attempt of each webhook-id does.
 - GET /_received  lists every delivery as JSON: name, headers, body, whether it verified,
   the status answered and when it arrived (unix seconds, float).
 """
@@ -87,6 +87,8 @@ class Handler(BaseHTTPRequestHandler):
             except WebhookVerificationError as failure:
                 status, error = 400, str(failure)
         delay = float(query.get("delay", ["0"])[0])
+        if attempt == 1:
+            delay += float(query.get("hang_first", ["0"])[0])
         if delay:
             time.sleep(delay)
         with LOCK:

@@ -4,7 +4,8 @@
 //!
 //! Each endpoint is a path, `/hook/NAME`, whose secret the test registers once keysync
 //! has shown it ([`Receiver::register`]); `?fail=N` makes the first N attempts of each
-//! `webhook-id` answer 500, `?delay=S` makes every answer wait S seconds.
+//! `webhook-id` answer 500, `?delay=S` makes every answer wait S seconds, `?hang_first=S`
+//! the first attempt of each `webhook-id`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,11 +2,12 @@
 //! every delivery with the Standard Webhooks reference library (`standardwebhooks`): each
 //! key event arrives signed, once, with no key in it; a receiver that fails twice gets
 //! the same webhook-id three times; a change made while `serve` is down is delivered
-//! after it restarts; two replicas send each delivery once; a change that rolls back
-//! sends nothing; a slow receiver delays nobody else; URLs to private addresses are
-//! refused at creation and at delivery; https goes to the checked address with the
-//! certificate checked against the host name; quota thresholds crossed by a real Envoy's
-//! traffic are sent from the quota alert's decision.
+//! after it restarts, and one killed mid-attempt is sent again once its lease ends; two
+//! replicas send each delivery once; a change that rolls back sends nothing; a slow
+//! receiver delays nobody else; URLs to private addresses are refused at creation and at
+//! delivery; https goes to the checked address with the certificate checked against the
+//! host name; quota thresholds crossed by a real Envoy's traffic are sent from the quota
+//! alert's decision.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::{BTreeSet, HashSet};
@@ -695,4 +696,52 @@ fn two_serve_replicas_send_each_delivery_once() {
         .map(|d| d.body["data"]["key_id"].as_str().unwrap())
         .collect();
     assert_eq!(sent, keys.iter().map(String::as_str).collect());
+}
+
+#[test]
+fn serve_killed_mid_attempt_leaves_the_delivery_to_be_sent_again_after_its_lease() {
+    // An attempt takes at most 3s, so a claim holds its row for 7s (twice that and 1s).
+    let timeout = [("KEYSYNC_WEBHOOK_TIMEOUT", "3s")];
+    let mut setup = Setup::start(&timeout);
+    let webhook = setup.webhook("hangs", "hang_first=5", &["key.created"]);
+    let org = ks::create_org(&setup.database_url, "hangs");
+    let key = ks::create_key(&setup.database_url, &org, "k", &[]);
+    // Claimed and in progress: one attempt started, none finished.
+    poll::eventually(
+        "the first attempt in progress",
+        DEADLINE,
+        || {
+            setup
+                .sql(
+                    "SELECT attempts || ' ' || (last_error IS NULL AND last_status IS NULL) \
+                     FROM webhook_deliveries",
+                )
+                .trim()
+                .to_owned()
+        },
+        |row| row == "1 true",
+    );
+    setup.keysync.process.kill();
+    setup.keysync = Keysync::start(&setup.database_url, &[FAST, &timeout].concat());
+
+    let listed = poll::eventually(
+        "delivered by the restarted serve",
+        DEADLINE,
+        || setup.deliveries(&["--webhook", &webhook]),
+        |listed| listed.first().is_some_and(|d| d["state"] == "delivered"),
+    );
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["attempts"], 2, "{listed:?}");
+    let got = setup
+        .receiver
+        .wait_for("both attempts", "hangs", Duration::from_secs(60), |got| {
+            got.len() == 2
+        });
+    assert_verified(&got);
+    let mut attempts: Vec<u64> = got.iter().map(|d| d.attempt).collect();
+    attempts.sort_unstable();
+    assert_eq!(attempts, [1, 2]);
+    assert_eq!(got[0].webhook_id, got[1].webhook_id);
+    assert_eq!(got[0].webhook_id, listed[0]["message_id"].as_str().unwrap());
+    assert_eq!(got[0].body["data"]["key_id"], key.key_id.as_str());
 }
