@@ -59,6 +59,16 @@ $(OPENAPI_SPEC_VALIDATOR): | $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator==$(OPENAPI_SPEC_VALIDATOR_VERSION)
 	$@ keysync/openapi.json
 
+# The webhook tests' receiver (e2e/src/webhook_receiver.py) verifies signatures with the
+# Standard Webhooks reference library from PyPI, installed into the same virtualenv, pinned.
+STANDARDWEBHOOKS_VERSION := 1.1.0
+STANDARDWEBHOOKS := $(VENV)/lib/standardwebhooks-$(STANDARDWEBHOOKS_VERSION).installed
+deps: $(STANDARDWEBHOOKS)
+$(STANDARDWEBHOOKS): | $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check standardwebhooks==$(STANDARDWEBHOOKS_VERSION)
+	$(VENV)/bin/python -c 'import standardwebhooks'
+	touch $@
+
 # initdb/pg_ctl live in /usr/lib/postgresql/<version>/bin; install them when absent.
 postgres-server:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(call APT_INSTALL,postgresql); }

@@ -47,6 +47,7 @@ pub mod tcp_proxy;
 pub mod test_ca;
 pub mod usage_sums;
 pub mod webdriver;
+pub mod webhook_receiver;
 
 pub use postgres::TestPostgres;
 pub use process::{Process, Signal};

@@ -10,7 +10,7 @@ const ACTIONS = [
   "key.created", "key.rotated", "key.revoked", "key.limit_set", "key.quota_set",
   "key.scopes_set", "key.allowlist_set", "key.leak_reported",
   "admin_token.created", "admin_token.revoked", "plan.created", "plan.archived",
-  "org.updated", "key.metadata_set", "org.keys_imported",
+  "org.updated", "key.metadata_set", "org.keys_imported", "webhook.created", "webhook.deleted",
 ];
 
 function objectLink(record) {

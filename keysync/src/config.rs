@@ -20,14 +20,18 @@ use crate::leak_reports::signature::PublicKeys;
 use crate::leak_reports::LeakSettings;
 use crate::operations::leaks::LeakAction;
 use crate::usage::export::ExportSettings;
+use crate::webhooks::settings::DeliverySettings;
 
 mod anomaly_variables;
 mod export_variables;
+mod webhook_variables;
 
 use anomaly_variables::read_anomaly;
 pub use anomaly_variables::*;
 use export_variables::read_usage_export;
 pub use export_variables::*;
+use webhook_variables::read_webhooks;
+pub use webhook_variables::*;
 
 pub const GRPC_ADDR: &str = "KEYSYNC_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "KEYSYNC_HTTP_ADDR";
@@ -177,6 +181,8 @@ pub struct ServeConfig {
     /// Anomaly detection on the usage rollup; `None` (`KEYSYNC_ANOMALY_INTERVAL=off`):
     /// none.
     pub anomaly: Option<AnomalySettings>,
+    /// How webhooks are delivered (`KEYSYNC_WEBHOOK_*`).
+    pub webhooks: DeliverySettings,
 }
 
 impl Default for ServeConfig {
@@ -211,6 +217,7 @@ impl Default for ServeConfig {
             usage_retention_months: crate::usage::partitions::DEFAULT_RETENTION_MONTHS,
             usage_export: None,
             anomaly: Some(AnomalySettings::default()),
+            webhooks: DeliverySettings::default(),
         }
     }
 }
@@ -317,6 +324,7 @@ impl ServeConfig {
             )?,
             usage_export: read_usage_export(env)?,
             anomaly: read_anomaly(env)?,
+            webhooks: read_webhooks(env)?,
         };
         config.check()?;
         Ok(config)

@@ -255,9 +255,24 @@ pub const USAGE_MAX_CONNECTIONS: u32 = 4;
 /// The usage flushes' own pool to the same database as `pool` (with its bounds), so
 /// that flushes neither wait for nor delay the key set's or the API's connections.
 pub fn usage_pool(pool: &PgPool, acquire_timeout: Duration) -> PgPool {
+    sibling_pool(pool, USAGE_MAX_CONNECTIONS, acquire_timeout)
+}
+
+/// Most connections of the webhook sender's pool: one listens for queued deliveries,
+/// the others claim and record them.
+pub const WEBHOOK_MAX_CONNECTIONS: u32 = 4;
+
+/// The webhook sender's own pool to the same database as `pool`, so that its listening
+/// connection and its claims take nothing from the usage flushes.
+pub fn webhook_pool(pool: &PgPool, acquire_timeout: Duration) -> PgPool {
+    sibling_pool(pool, WEBHOOK_MAX_CONNECTIONS, acquire_timeout)
+}
+
+/// A pool of its own, of at most `max_connections`, to the database of `pool`.
+fn sibling_pool(pool: &PgPool, max_connections: u32, acquire_timeout: Duration) -> PgPool {
     let options: PgConnectOptions = (*pool.connect_options()).clone();
     PgPoolOptions::new()
-        .max_connections(USAGE_MAX_CONNECTIONS)
+        .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options)
 }

@@ -32,7 +32,9 @@
 //! - [`admin_api`]: the same operations over HTTP (`/v1/` on the API listener), for
 //!   operators' own backends, with admin tokens and idempotent creates;
 //! - [`leak_reports`]: the endpoint a secret scanner posts leaked keys to (signed), which
-//!   revokes or flags them.
+//!   revokes or flags them;
+//! - [`webhooks`]: signed webhooks (Standard Webhooks): the outbox the changes write,
+//!   and `serve`'s sender.
 //!
 //! The rest is shared: settings ([`config`]), the PostgreSQL connection ([`database`],
 //! with libpq's TLS rules in [`database_tls`]; [`ca_file`] and [`tls_failure`] serve
@@ -73,3 +75,4 @@ pub mod tls_failure;
 pub mod url_redaction;
 pub mod usage;
 pub mod watched_file;
+pub mod webhooks;

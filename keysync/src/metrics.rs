@@ -1,7 +1,7 @@
 //! The Prometheus metrics `serve` exports on `/metrics`: one registry, into which each
 //! subsystem registers its own metrics ([`SyncMetrics`], [`GrpcMetrics`],
 //! [`RateLimitMetrics`], [`ExtAuthzMetrics`], [`UsageMetrics`], [`QuotaMetrics`],
-//! [`ExportMetrics`], [`AnomalyMetrics`], [`BillingMetrics`]) and which the composition
+//! [`ExportMetrics`], [`AnomalyMetrics`], [`BillingMetrics`], [`WebhookMetrics`]) and which the composition
 //! root hands out, each part to the tasks
 //! that update it.
 //!
@@ -23,6 +23,7 @@ use crate::quota::metrics::QuotaMetrics;
 use crate::sync::metrics::SyncMetrics;
 use crate::usage::export::metrics::ExportMetrics;
 use crate::usage::metrics::UsageMetrics;
+use crate::webhooks::metrics::WebhookMetrics;
 
 /// All metrics of one `serve`: the registry `/metrics` renders and each subsystem's
 /// part of it.
@@ -38,6 +39,7 @@ pub struct Metrics {
     pub usage_export: Arc<ExportMetrics>,
     pub anomaly: Arc<AnomalyMetrics>,
     pub billing: Arc<BillingMetrics>,
+    pub webhooks: Arc<WebhookMetrics>,
 }
 
 impl Default for Metrics {
@@ -58,6 +60,7 @@ impl Metrics {
         let usage_export = Arc::new(ExportMetrics::register(&mut registry));
         let anomaly = Arc::new(AnomalyMetrics::register(&mut registry));
         let billing = Arc::new(BillingMetrics::register(&mut registry));
+        let webhooks = Arc::new(WebhookMetrics::register(&mut registry));
         Metrics {
             registry,
             sync,
@@ -69,6 +72,7 @@ impl Metrics {
             usage_export,
             anomaly,
             billing,
+            webhooks,
         }
     }
 

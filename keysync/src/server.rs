@@ -1,6 +1,7 @@
 //! The composition root of `keysync serve`: wires the key set, the loader, the change
 //! feed, the change listener, the gRPC services, the admin port, the usage rollup's
-//! upkeep, export, anomaly detection and invoices, and the metrics of each together on
+//! upkeep, export, anomaly detection and invoices, webhook delivery, and the metrics of
+//! each together on
 //! listeners the caller has already bound, and runs until told to stop.
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::anomaly::detector;
 use crate::api_port;
 use crate::billing;
 use crate::config::ServeConfig;
+use crate::database;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;
 use crate::grpc::guard::GuardLayer;
@@ -51,6 +53,7 @@ use crate::usage::export::Exporter;
 use crate::usage::flush::MAX_MESSAGE_BYTES;
 use crate::usage::store::UsageStore;
 use crate::usage::{fleet_rollup, partitions};
+use crate::webhooks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -341,6 +344,20 @@ pub async fn run<L: Loader, C: Connector>(
             invoicing.await;
         }
     };
+    // Webhooks are delivered from the outbox the changes write, on a pool of their own.
+    let webhook_delivery = usage_store_pool.as_ref().map(|pool| {
+        webhooks::run(
+            database::webhook_pool(pool, config.db_timeout),
+            config.webhooks,
+            metrics.webhooks.clone(),
+            stop.clone(),
+        )
+    });
+    let webhook_delivery = async {
+        if let Some(delivery) = webhook_delivery {
+            delivery.await;
+        }
+    };
     let usage_export = async {
         if let Some(export) = usage_export {
             if let Err(error) = export.await {
@@ -413,7 +430,7 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), ()) = tokio::join!(
+    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), (), ()) = tokio::join!(
         sync,
         admin_server,
         api_server,
@@ -424,7 +441,8 @@ pub async fn run<L: Loader, C: Connector>(
         usage_partitions,
         usage_export,
         anomaly_detection,
-        invoicing
+        invoicing,
+        webhook_delivery
     );
     synced?;
     admin_served?;

@@ -140,7 +140,7 @@ async fn while_the_listener_is_down_a_new_key_is_found_through_a_catch_up() {
             &postgres,
             &url,
             "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%keysync_changes%' \
                AND pid <> pg_backend_pid()",
         );
         assert_eq!(terminated.trim(), "1");

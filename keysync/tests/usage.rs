@@ -1019,8 +1019,25 @@ async fn the_endpoint_migration_keeps_the_rows_it_finds_as_no_name() {
         .await
         .unwrap();
     let org = create_org(&url, "Before");
-    // A key that exists: keysync takes no counter of a key it does not know.
-    let key = Uuid::parse_str(&create_key(&url, &org, "main", &[]).key_id).unwrap();
+    // A key that exists: keysync takes no counter of a key it does not know. Written as
+    // that schema has it: this keysync's `keys create` also writes what later
+    // migrations add (the webhook outbox), and keysync is migrated before it runs.
+    let key = Uuid::parse_str(
+        sql(
+            &postgres,
+            &url,
+            &format!(
+                "INSERT INTO api_keys (id, org_id, name, key_hash, key_prefix) \
+                 VALUES (gen_random_uuid(), '{org}', 'main', sha256('main'::bytea), \
+                         'sk_live_main') RETURNING id"
+            ),
+        )
+        .lines()
+        .next()
+        .unwrap()
+        .trim(),
+    )
+    .unwrap();
     let instance = Uuid::new_v4();
     sql(
         &postgres,

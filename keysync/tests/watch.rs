@@ -242,7 +242,7 @@ async fn listener_survives_a_database_restart_and_loses_nothing() {
         &postgres,
         &url,
         "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%keysync_changes%' \
            AND pid <> pg_backend_pid(); \
          INSERT INTO api_keys (id, org_id, name, key_hash, key_prefix) \
          SELECT gen_random_uuid(), id, 'unheard', sha256('unheard'::bytea), 'sk_live_unhe' \

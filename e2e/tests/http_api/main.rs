@@ -3,7 +3,8 @@
 //! endpoint's answers and errors ([`organizations`], [`keys`]), admin tokens
 //! ([`tokens`], [`org_tokens`]), idempotent creates ([`idempotency`]), concurrent
 //! rotations and keys made and revoked through the API at the gateway ([`keys`]), the
-//! audit trail of API changes ([`audit`]) and the OpenAPI document ([`openapi`]). This
+//! audit trail of API changes ([`audit`]), webhooks ([`webhooks`]) and the OpenAPI
+//! document ([`openapi`]). This
 //! file holds the API client and the service they share.
 
 // Tests: an answer without the expected field fails the test with its message.
@@ -25,6 +26,7 @@ mod openapi;
 mod org_tokens;
 mod organizations;
 mod tokens;
+mod webhooks;
 
 /// A client of one keysync's API.
 #[derive(Clone)]

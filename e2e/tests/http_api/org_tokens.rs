@@ -100,6 +100,8 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
     assert_eq!(
         without_ids,
         [
+            // Webhooks hear of every organization's keys: 403 (http_api/webhooks.rs).
+            "DELETE /v1/webhooks/{webhook_id}",
             "GET /v1/alerts",
             "GET /v1/audit",
             "GET /v1/openapi.json",
@@ -110,10 +112,14 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
             // any token (whoami_names_each_tokens_rights_and_...).
             "GET /v1/usage",
             "GET /v1/whoami",
+            "GET /v1/webhooks",
+            "GET /v1/webhooks/deliveries",
             "POST /v1/keys",
             "POST /v1/orgs",
             "POST /v1/plans",
-            "POST /v1/plans/{plan}/archive"
+            "POST /v1/plans/{plan}/archive",
+            "POST /v1/webhooks",
+            "POST /v1/webhooks/{webhook_id}/test",
         ],
         "a new route without an id in its path: decide what an organization's token may do"
     );

@@ -13,8 +13,8 @@
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once, their answers
 //!   sealed under [`idempotency_secret`];
 //! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`], [`alerts`],
-//!   [`plans`], [`invoices`], [`fleet_usage`], [`whoami`]: the handlers, each with its
-//!   OpenAPI description.
+//!   [`plans`], [`invoices`], [`fleet_usage`], [`whoami`], [`webhooks`]: the handlers,
+//!   each with its OpenAPI description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
@@ -39,6 +39,7 @@ pub mod orgs;
 pub mod plans;
 pub mod quotas;
 pub mod usage;
+pub mod webhooks;
 pub mod whoami;
 
 use std::sync::Arc;
@@ -174,6 +175,7 @@ impl ApiState {
         (name = "audit", description = "Every change operators made, newest first, without secrets"),
         (name = "usage", description = "What the gateways metered: requests of an organization's keys by hour, day, month, key or outcome, and the anomalies keysync found in it"),
         (name = "plans", description = "Price plans (a monthly fee, included units, graduated tiers, endpoint weights), the plan each organization is on, and what its usage costs: exact amounts in minor units, rounded once per line, half up"),
+        (name = "webhooks", description = "Endpoints told of key changes and quota thresholds, signed as Standard Webhooks defines (webhook-id, webhook-timestamp, webhook-signature), and their deliveries"),
         (name = "meta", description = "This document")
     )
 )]
@@ -234,6 +236,10 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(whoami::whoami))
         .routes(routes!(keys::set_key_metadata, keys::clear_key_metadata))
         .routes(routes!(keys::import_keys))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::delete_webhook))
+        .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(webhooks::list_deliveries))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -464,11 +470,15 @@ mod tests {
             ("/v1/orgs/{org_id}", &["get", "patch"]),
             ("/v1/keys/{key_id}/metadata", &["put", "delete"]),
             ("/v1/orgs/{org_id}/keys:import", &["post"]),
+            ("/v1/webhooks", &["get", "post"]),
+            ("/v1/webhooks/{webhook_id}", &["delete"]),
+            ("/v1/webhooks/{webhook_id}/test", &["post"]),
+            ("/v1/webhooks/deliveries", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 26, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 30, "{:?}", paths.keys());
     }
 }

@@ -1,6 +1,6 @@
 //! The command line: the `keysync` command and its subcommands (clap derive), one file
 //! per noun ([`orgs`], [`keys`], [`plans`], [`admin_tokens`], [`audit`], [`usage`],
-//! [`alerts`], [`migrate`], [`serve`]; the arguments several nouns share in [`limits`], [`quotas`],
+//! [`alerts`], [`webhooks`], [`migrate`], [`serve`]; the arguments several nouns share in [`limits`], [`quotas`],
 //! [`key_policy`] and [`list_limit`]), and running the command.
 //!
 //! A command parses its arguments, calls one operation ([`crate::operations`]) and
@@ -28,6 +28,7 @@ pub mod render;
 pub mod serve;
 pub mod text_table;
 pub mod usage;
+pub mod webhooks;
 
 use std::io::{self, Write};
 
@@ -59,6 +60,7 @@ use crate::operations::orgs::OrgError;
 use crate::operations::plans::PlanError;
 use crate::operations::quotas::{InvalidQuota, QuotaError};
 use crate::operations::usage::InvalidUsageQuery;
+use crate::operations::webhooks::WebhookError;
 use crate::server::ServerError;
 
 #[derive(Debug, Parser)]
@@ -113,6 +115,10 @@ pub enum Command {
     /// The anomaly alerts `serve` raised, newest first: spikes, drops, jumps in
     /// refusals or upstream 5xx of an organization's traffic, by hour
     Alerts(alerts::AlertsArgs),
+    /// Register, list and delete the endpoints told of key changes and quota
+    /// thresholds (signed webhooks), send one a test event, and list deliveries
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Run the sidecar: gRPC for the gateway filter, admin HTTP for health, metrics and
     /// the operator API
     #[command(after_help = serve::SERVE_ENVIRONMENT)]
@@ -195,6 +201,8 @@ pub enum CommandError {
     #[error(transparent)]
     KeyCheck(#[from] key_check::KeyCheckError),
     #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen for {what} on {addr}: {cause}")]
     Bind {
@@ -231,6 +239,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
         Command::Audit(args) => audit::run(args, url, out).await,
         Command::Usage(args) => usage::run(args, url, out).await,
         Command::Alerts(args) => alerts::run(args, url, out).await,
+        Command::Webhooks(command) => webhooks::run(command, url, out).await,
         Command::Serve => serve::run(url).await,
     }
 }

@@ -104,6 +104,19 @@ Environment:
                                   usual share (default 3)
   KEYSYNC_ANOMALY_SHARE_MIN       and at least this share (default 5%)
   KEYSYNC_ANOMALY_SHARE_FLOOR     of at least this many requests (default 100)
+  KEYSYNC_WEBHOOK_POLL_INTERVAL   longest time without reading the webhook outbox;
+                                  queued deliveries wake it at once (default 10s)
+  KEYSYNC_WEBHOOK_TIMEOUT         longest webhook attempt, lookup to status (default 10s)
+  KEYSYNC_WEBHOOK_RETRY_FIRST     wait after a webhook's first failed attempt, doubled
+                                  after each further one, jittered (default 5s)
+  KEYSYNC_WEBHOOK_RETRY_MAX       longest wait between two attempts (default 1h)
+  KEYSYNC_WEBHOOK_RETRY_FOR       how long a failing webhook is retried (default 24h)
+  KEYSYNC_WEBHOOK_ENDPOINT_CONCURRENCY
+                                  attempts to one endpoint at once (default 4)
+  KEYSYNC_WEBHOOK_MAX_IN_FLIGHT   attempts at once, all endpoints (default 64)
+  KEYSYNC_WEBHOOK_EXPIRY_SCAN_INTERVAL
+                                  how often expired keys are looked for, to send
+                                  key.expired (default 30s)
   A gRPC address beyond loopback needs a token or mutual TLS.
   RUST_LOG                        log filter (default info)";
 

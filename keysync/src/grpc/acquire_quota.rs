@@ -200,7 +200,6 @@ pub fn alert_event(crossing: &Crossing, at: DateTime<Utc>) -> CloudEvent {
     hash.update(crossing.period_start.timestamp_millis().to_be_bytes());
     hash.update(crossing.threshold.to_be_bytes());
     let org_id = crossing.org_id.to_string();
-    let key_id = (crossing.kind == SubjectKind::Key).then(|| crossing.subject_id.to_string());
     CloudEvent {
         specversion: SPEC_VERSION,
         id: derived_id(hash).to_string(),
@@ -209,15 +208,7 @@ pub fn alert_event(crossing: &Crossing, at: DateTime<Utc>) -> CloudEvent {
         subject: org_id.clone(),
         time: rfc3339(at),
         datacontenttype: DATA_CONTENT_TYPE,
-        data: serde_json::json!({
-            "subject_kind": crossing.kind.as_str(),
-            "org_id": org_id,
-            "key_id": key_id,
-            "threshold_percent": crossing.threshold,
-            "used": crossing.used,
-            "monthly": crossing.limit,
-            "period_start": rfc3339(crossing.period_start),
-        }),
+        data: crossing.data(),
         partition_key: org_id,
     }
 }

@@ -187,17 +187,7 @@ pub async fn list_page(
         let kinds: Vec<&str> = filter.kinds.iter().map(|kind| kind.as_str()).collect();
         query.push(" AND kind = ANY(").push_bind(kinds).push(")");
     }
-    if let Some(after) = page.after {
-        query
-            .push(" AND (raised_at, event_id) < (")
-            .push_bind(after.created_at)
-            .push(", ")
-            .push_bind(after.id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY raised_at DESC, event_id DESC LIMIT ")
-        .push_bind(page.fetch());
+    page.push_newest_first(&mut query, "raised_at", "event_id");
     let rows: Vec<AlertRow> = query.build_query_as().fetch_all(pool).await?;
     let (rows, next_cursor) = page.cut(rows, |row| (row.raised_at, row.event_id));
     Ok(AlertPage {

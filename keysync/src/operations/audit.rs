@@ -22,6 +22,8 @@ use uuid::Uuid;
 use super::actor::Actor;
 use super::page::{self, PageRequest};
 use super::timestamp::Timestamp;
+use crate::webhooks::event::EventType;
+use crate::webhooks::outbox;
 
 /// What an operator did: one variant per kind of change, named `<object>.<verb>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +61,15 @@ pub enum AuditAction {
     /// Keys imported into an organization (`keys import`): one record an import, with
     /// how many.
     OrgKeysImported,
+    /// A webhook endpoint registered (its URL and events; never its secret).
+    WebhookCreated,
+    /// A webhook endpoint deleted, with the deliveries still queued for it.
+    WebhookDeleted,
 }
 
 impl AuditAction {
     /// Every action, in the order the README lists them.
-    pub const ALL: [AuditAction; 19] = [
+    pub const ALL: [AuditAction; 21] = [
         AuditAction::OrgCreated,
         AuditAction::OrgLimitSet,
         AuditAction::OrgQuotaSet,
@@ -83,6 +89,8 @@ impl AuditAction {
         AuditAction::OrgUpdated,
         AuditAction::KeyMetadataSet,
         AuditAction::OrgKeysImported,
+        AuditAction::WebhookCreated,
+        AuditAction::WebhookDeleted,
     ];
 
     /// The action as stored and listed.
@@ -107,6 +115,19 @@ impl AuditAction {
             AuditAction::OrgUpdated => "org.updated",
             AuditAction::KeyMetadataSet => "key.metadata_set",
             AuditAction::OrgKeysImported => "org.keys_imported",
+            AuditAction::WebhookCreated => "webhook.created",
+            AuditAction::WebhookDeleted => "webhook.deleted",
+        }
+    }
+
+    /// The webhook event that announces the action, if any ([`crate::webhooks`]).
+    pub fn webhook_event(self) -> Option<EventType> {
+        match self {
+            AuditAction::KeyCreated => Some(EventType::KeyCreated),
+            AuditAction::KeyRevoked => Some(EventType::KeyRevoked),
+            AuditAction::KeyRotated => Some(EventType::KeyRotated),
+            AuditAction::KeyLeakReported => Some(EventType::KeyLeaked),
+            _ => None,
         }
     }
 
@@ -132,6 +153,7 @@ impl AuditAction {
                 AuditObject::AdminToken
             }
             AuditAction::PlanCreated | AuditAction::PlanArchived => AuditObject::Plan,
+            AuditAction::WebhookCreated | AuditAction::WebhookDeleted => AuditObject::Webhook,
         }
     }
 }
@@ -143,6 +165,7 @@ pub enum AuditObject {
     Key,
     AdminToken,
     Plan,
+    Webhook,
 }
 
 impl AuditObject {
@@ -152,6 +175,7 @@ impl AuditObject {
             AuditObject::Key => "key",
             AuditObject::AdminToken => "admin_token",
             AuditObject::Plan => "plan",
+            AuditObject::Webhook => "webhook",
         }
     }
 }
@@ -197,10 +221,40 @@ pub async fn record<Old: Serialize, New: Serialize>(
     .bind(change.object_id)
     .bind(change.org_id)
     .bind(old_value)
-    .bind(new_value)
-    .execute(connection)
+    .bind(new_value.as_deref())
+    .execute(&mut *connection)
     .await?;
+    if let Some(event) = change.action.webhook_event() {
+        outbox::enqueue(
+            connection,
+            event,
+            &webhook_data(actor, change.object_id, change.org_id, new_value.as_deref()),
+        )
+        .await?;
+    }
     Ok(())
+}
+
+/// What a webhook's `data` says of an audited change: the object and its organization,
+/// who made the change, and the object's audited fields after it (already free of
+/// secrets: see the module's documentation).
+fn webhook_data(
+    actor: Actor,
+    object_id: Uuid,
+    org_id: Option<Uuid>,
+    new_value: Option<&str>,
+) -> Value {
+    let mut data = match new_value.and_then(|text| serde_json::from_str::<Value>(text).ok()) {
+        Some(Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    data.insert("key_id".to_owned(), Value::String(object_id.to_string()));
+    data.insert(
+        "org_id".to_owned(),
+        org_id.map_or(Value::Null, |id| Value::String(id.to_string())),
+    );
+    data.insert("actor".to_owned(), Value::String(actor.kind().to_owned()));
+    Value::Object(data)
 }
 
 /// A value as its `jsonb` column takes it: JSON text, or NULL for `null`. Bound as text
@@ -262,16 +316,18 @@ pub struct AuditRecord {
     /// `key.revoked`, `key.limit_set`, `key.quota_set`, `key.scopes_set`,
     /// `key.allowlist_set`, `key.leak_reported`, `admin_token.created`,
     /// `admin_token.revoked`, `plan.created`, `plan.archived`, `org.plan_set`,
-    /// `org.updated`, `key.metadata_set` or `org.keys_imported`.
+    /// `org.updated`, `key.metadata_set`, `org.keys_imported`, `webhook.created` or
+    /// `webhook.deleted`.
     pub action: String,
     /// `cli`, `admin_token` or `leak_report`.
     pub actor: String,
     /// The admin token that made the change (`actor`: `admin_token`), else `null`.
     pub actor_token_id: Option<Uuid>,
-    /// `org`, `key`, `admin_token` or `plan`.
+    /// `org`, `key`, `admin_token`, `plan` or `webhook`.
     pub object_type: String,
     pub object_id: Uuid,
-    /// The organization the object belongs to; `null` for admin tokens and plans.
+    /// The organization the object belongs to; `null` for admin tokens, plans and
+    /// webhooks.
     pub org_id: Option<Uuid>,
     /// The object's audited fields before the change; `null` when it did not exist or
     /// had none (no limit).
@@ -368,17 +424,7 @@ pub async fn list_page(
     if let Some(token_id) = filter.actor_token_id {
         query.push(" AND actor_token_id = ").push_bind(token_id);
     }
-    if let Some(after) = page.after {
-        query
-            .push(" AND (at, id) < (")
-            .push_bind(after.created_at)
-            .push(", ")
-            .push_bind(after.id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY at DESC, id DESC LIMIT ")
-        .push_bind(page.fetch());
+    page.push_newest_first(&mut query, "at", "id");
     let rows: Vec<AuditRow> = query.build_query_as().fetch_all(pool).await?;
     let (rows, next_cursor) = page.cut(rows, |row| (row.at, row.id));
     Ok(AuditPage {
@@ -450,6 +496,8 @@ mod tests {
                 "org.updated",
                 "key.metadata_set",
                 "org.keys_imported",
+                "webhook.created",
+                "webhook.deleted",
             ]
         );
     }

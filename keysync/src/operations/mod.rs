@@ -14,7 +14,8 @@
 //! come in pages ([`page`]). [`usage`] reads what the gateways metered, [`alerts`] the
 //! anomalies keysync found in it. [`plans`] are price plans, [`org_plans`] the plan
 //! each organization is on, and [`invoices`] what its usage costs on them (the
-//! arithmetic is [`crate::billing`]'s).
+//! arithmetic is [`crate::billing`]'s). [`webhooks`] are the endpoints told of key
+//! changes (the audit trail queues their deliveries: [`crate::webhooks`]).
 
 pub mod actor;
 pub mod admin_tokens;
@@ -45,3 +46,4 @@ pub mod quotas;
 pub mod sql_state;
 pub mod timestamp;
 pub mod usage;
+pub mod webhooks;

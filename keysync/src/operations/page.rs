@@ -7,6 +7,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 /// Rows in a page when the caller does not say.
@@ -90,6 +91,28 @@ impl PageRequest {
     /// The rows to fetch: one more than the page holds, to tell whether another follows.
     pub(crate) fn fetch(&self) -> i64 {
         i64::from(self.limit) + 1
+    }
+
+    /// Ends the query of a listing newest first by `(time, id)`, the columns named (SQL
+    /// of the caller's own, never input): the page starts after the cursor, and one row
+    /// more than the page holds is fetched ([`PageRequest::cut`] tells the rest).
+    pub(crate) fn push_newest_first(
+        &self,
+        query: &mut QueryBuilder<Postgres>,
+        time: &'static str,
+        id: &'static str,
+    ) {
+        if let Some(after) = self.after {
+            query
+                .push(format!(" AND ({time}, {id}) < ("))
+                .push_bind(after.created_at)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+        query
+            .push(format!(" ORDER BY {time} DESC, {id} DESC LIMIT "))
+            .push_bind(self.fetch());
     }
 
     /// Cuts `rows` (fetched with [`PageRequest::fetch`]) to the page, and the cursor of

@@ -2,7 +2,7 @@
 //! quota in a period, keysync says so once (a log line, a metric, an event on the usage
 //! export). `quota_usage.alerted` remembers the highest threshold announced.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use keysync_contract::subject::SubjectKind;
 use uuid::Uuid;
 
@@ -21,6 +21,24 @@ pub struct Crossing {
     pub threshold: i16,
     pub used: i64,
     pub limit: i64,
+}
+
+impl Crossing {
+    /// What announcements of the crossing say (the usage export's alert event and the
+    /// `quota.threshold` webhook): the subject, the threshold, the use and the quota.
+    pub fn data(&self) -> serde_json::Value {
+        let org_id = self.org_id.to_string();
+        let key_id = (self.kind == SubjectKind::Key).then(|| self.subject_id.to_string());
+        serde_json::json!({
+            "subject_kind": self.kind.as_str(),
+            "org_id": org_id,
+            "key_id": key_id,
+            "threshold_percent": self.threshold,
+            "used": self.used,
+            "monthly": self.limit,
+            "period_start": self.period_start.to_rfc3339_opts(SecondsFormat::Millis, true),
+        })
+    }
 }
 
 /// The highest threshold `used` of `limit` has reached that is above `alerted` (the one

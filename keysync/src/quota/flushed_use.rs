@@ -2,7 +2,8 @@
 //! requests (outcomes other and 2xx..5xx; refusals use no quota) added to the use of
 //! each organization and key with a quota (`quota_usage`, in the period of the flush's
 //! hour), and to what the flushing instance has reported against its leases
-//! (`quota_leases.flushed`). One statement whatever the number of counters.
+//! (`quota_leases.flushed`). One statement whatever the number of counters; a threshold
+//! crossed is queued for the `quota.threshold` webhooks in the same transaction.
 
 use chrono::{DateTime, Utc};
 use keysync_contract::subject::SubjectKind;
@@ -10,6 +11,8 @@ use keysync_contract::usage_outcome::Outcome;
 use uuid::Uuid;
 
 use super::alert::{self, Crossing};
+use crate::webhooks::event::EventType;
+use crate::webhooks::outbox;
 
 /// The flush's grown counters: ids, outcome codes and request increments, in step.
 pub struct Increments<'a> {
@@ -99,7 +102,7 @@ pub async fn record(
         .execute(&mut *transaction)
         .await?;
         if marked.rows_affected() == 1 {
-            crossings.push(Crossing {
+            let crossing = Crossing {
                 kind,
                 subject_id,
                 org_id,
@@ -107,7 +110,15 @@ pub async fn record(
                 threshold,
                 used,
                 limit,
-            });
+            };
+            // Announced by webhook from the same decision, in the same transaction.
+            outbox::enqueue(
+                &mut *transaction,
+                EventType::QuotaThreshold,
+                &crossing.data(),
+            )
+            .await?;
+            crossings.push(crossing);
         }
     }
     Ok(crossings)
