@@ -26,7 +26,7 @@ TANSU_ROOT := $(HOME)/.cache/keysync/tansu-$(TANSU_VERSION)
 TANSU := $(TANSU_ROOT)/bin/tansu
 export TANSU_BIN := $(TANSU)
 
-.PHONY: help deps wasm-target postgres-server redis-server faketime wrk kafka-broker console-test-deps build-filter build-crash-test-filter build-native build-native-demo build test lint run bench bench-short bench-build faults faults-build clean
+.PHONY: help deps wasm-target postgres-server redis-server faketime wrk kafka-broker console-test-deps build-filter build-crash-test-filter build-native build-native-demo build-native-control build test lint run bench bench-short bench-build faults faults-build clean
 
 help:
 	@echo "make run    start the demo gateway (Ctrl-C stops everything); GATEWAY_FILTER=native or ext_authz picks what checks keys"
@@ -149,13 +149,18 @@ build-native: $(CARGO_ZIGBUILD)
 build-native-demo: $(CARGO_ZIGBUILD)
 	CARGO_TARGET_DIR=target/native-demo $(NATIVE_BUILD) --features demo
 
+# With the benchmark control `keysync-contract-calls` (the contract's calls alone through
+# the ABI; bench/README.md), in a target directory of its own for the same reason.
+build-native-control: $(CARGO_ZIGBUILD)
+	CARGO_TARGET_DIR=target/native-control $(NATIVE_BUILD) --features contract-calls
+
 build: build-filter build-native
 	$(CARGO) build --locked -p keysync -p keysync-e2e --bins
 
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --locked -p keysync-filter-native --all-targets --features demo -- -D warnings
+	$(CARGO) clippy --locked -p keysync-filter-native --all-targets --features demo,contract-calls -- -D warnings
 	$(CARGO) clippy --locked -p keysync-filter -p keysync-filter-core -p keysync-contract -p keysync-backoff -p keysync-bench-empty-filter -p keysync-bench-contract-calls-filter --target $(WASM_TARGET) -- -D warnings
 
 test: deps kafka-broker lint build deploy-lint build-crash-test-filter build-native-demo analytics-test console-test-deps
@@ -166,7 +171,7 @@ run: deps build
 
 BENCH := KEYSYNC_BIN=$(abspath target/release/keysync) target/release/keysync-bench
 
-bench-build: deps wrk build-filter build-native
+bench-build: deps wrk build-filter build-native build-native-control
 	$(CARGO) build --locked --release -p keysync -p keysync-bench
 
 bench: bench-build

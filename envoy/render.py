@@ -329,6 +329,19 @@ BENCH_WASM_FILTER = """\
         runtime: envoy.wasm.runtime.v8
         code: {{ local: {{ filename: "{wasm}" }} }}"""
 
+# The native control (filter/native's `contract-calls` feature, `make build-native-control`):
+# the contract's calls alone through the dynamic-module ABI, the first BENCH_NATIVE_KEYS
+# bench keys in a HashMap. Envoy finds the module through ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+BENCH_NATIVE_CONTRACT_CALLS_FILTER = """\
+- name: envoy.filters.http.dynamic_modules
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+    dynamic_module_config: {{ name: keysync_filter_native, do_not_close: true }}
+    filter_name: keysync-contract-calls
+    filter_config:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: '{keys}'"""
+
 API_KEY_AUTH_FILTER = """\
 - name: envoy.filters.http.api_key_auth
   typed_config:
@@ -357,6 +370,9 @@ def bench_filter(values):
         return BENCH_WASM_FILTER.format(
             name="contract_calls", wasm=wasm, configuration=configuration
         ).splitlines()
+    if auth == "contract-calls-native":
+        keys = int(values.get("BENCH_NATIVE_KEYS") or "1")
+        return BENCH_NATIVE_CONTRACT_CALLS_FILTER.format(keys=keys).splitlines()
     if auth == "api-key-auth":
         path = values.get("API_KEYS_FILE")
         keys = open(path, encoding="utf-8").read().split() if path else ["sk_live_benchExampleKey000000"]
@@ -364,8 +380,8 @@ def bench_filter(values):
         lines += [f'    - {{ key: "{key}", client: "client{i}" }}' for i, key in enumerate(keys)]
         return lines
     raise RenderError(
-        "BENCH_AUTH must be none, empty-wasm, contract-calls, contract-calls-map or "
-        f"api-key-auth, not {auth!r}"
+        "BENCH_AUTH must be none, empty-wasm, contract-calls, contract-calls-map, "
+        f"contract-calls-native or api-key-auth, not {auth!r}"
     )
 
 

@@ -3,8 +3,10 @@
 //! itself), the same load (wrk, 16 connections then one, keys in turn), with
 //!   (a) no auth filter, and (a') again: the A/A control, what two identical Envoys
 //!   differ by in this run; (c) Envoy's built-in api_key_auth with the same keys in its
-//!   configuration; (e) keysync's wasm filter and (n) its native filter, each with the
-//!   keys synced from keysync; with `--more`, (b) the empty wasm filter, (b') the
+//!   configuration, and (c') a native module making only the contract's calls with the
+//!   same keys in a HashMap (what the dynamic-module ABI itself costs); (e) keysync's
+//!   wasm filter and (n) its native filter, each with the keys synced from keysync;
+//!   (n0) the native filter without metering; with `--more`, (b) the empty wasm filter, (b') the
 //!   contract's host calls alone and (d) ext_authz to keysync too.
 //!
 //! The method is `usage-cost`'s: every round starts every Envoy afresh (one process
@@ -360,6 +362,11 @@ fn print_summary(variants: &[Variant], rounds: &[Round], keys: usize) {
             ("(n)", "(e)"),
             ("(n0)", "(c)"),
             ("(n)", "(n0)"),
+            // The ABI's own cost: the contract's calls alone, natively, against the
+            // built-in filter and no filter; and keysync's filter against that floor.
+            ("(c')", "(c)"),
+            ("(c')", "(a)"),
+            ("(n)", "(c')"),
         ];
         for (tag, base_tag) in pairs {
             if let (Some(i), Some(base)) = (index(tag), index(base_tag)) {

@@ -1,9 +1,12 @@
 //! The Envoys `compare` races, each started afresh every round: one worker, a route Envoy
 //! answers itself, and one way of checking keys in front of it.
 
-use crate::gateways::{baseline_gateway, keysync_gateway, keysync_options, KeysyncFilter};
+use crate::gateways::{
+    baseline_gateway, baseline_options, keysync_gateway, keysync_options, KeysyncFilter,
+};
 use keysync_e2e::gateway::{Gateway, GatewayOptions};
 use keysync_e2e::keysync::Keysync;
+use keysync_e2e::paths;
 use std::time::{Duration, Instant};
 
 /// How long a fresh Envoy may take to hold every key.
@@ -20,6 +23,10 @@ pub enum KeyCheck {
     ContractCalls,
     /// Envoy's built-in `api_key_auth` with the keys in clear in its configuration.
     ApiKeyAuth,
+    /// A native module making only the contract's calls, with the same keys in a
+    /// `HashMap` (`filter/native`'s `contract-calls` feature): what the dynamic-module ABI
+    /// itself costs, beside (c).
+    NativeContractCalls,
     /// Envoy's `ext_authz` asking keysync over gRPC.
     ExtAuthz,
     /// keysync's wasm filter (`envoy/gateway.yaml`).
@@ -68,6 +75,17 @@ impl KeyCheck {
             KeyCheck::EmptyWasm => baseline_gateway(keysync, "empty-wasm", None),
             KeyCheck::ContractCalls => baseline_gateway(keysync, "contract-calls", None),
             KeyCheck::ApiKeyAuth => Gateway::start(api_key_auth.clone()),
+            KeyCheck::NativeContractCalls => {
+                let mut options = baseline_options(keysync, "contract-calls-native", None);
+                options
+                    .env
+                    .push(("BENCH_NATIVE_KEYS".into(), keys.to_string()));
+                options.process_env.push((
+                    "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".into(),
+                    paths::native_control_filter_dir().display().to_string(),
+                ));
+                Gateway::start(options)
+            }
             KeyCheck::ExtAuthz | KeyCheck::Wasm | KeyCheck::Native => {
                 keysync_gateway(keysync, self.template())
             }
@@ -119,7 +137,8 @@ pub struct Variant {
 /// The variants of a run with `keys` keys: no filter twice (the second is the A/A
 /// control: what two identical Envoys differ by in this run), `api_key_auth` with the
 /// same keys, keysync's wasm filter and its native filter, and the native filter without
-/// usage metering (the control that prices metering on the native request path); with
+/// usage metering (the control that prices metering on the native request path), and a
+/// native module making only the contract's calls (the control that prices the ABI); with
 /// `more`, the wasm floor, the contract's host calls alone and ext_authz too.
 pub fn variants(keys: usize, more: bool) -> Vec<Variant> {
     let variant = |tag, name: &str, check| Variant {
@@ -156,6 +175,11 @@ pub fn variants(keys: usize, more: bool) -> Vec<Variant> {
         ));
     }
     variants.push(variant(
+        "(c')",
+        &format!("the contract's calls through the native ABI, {keys} keys in a HashMap"),
+        KeyCheck::NativeContractCalls,
+    ));
+    variants.push(variant(
         "(e)",
         &format!("keysync wasm filter, {keys} keys"),
         KeyCheck::Wasm,
@@ -181,7 +205,7 @@ mod tests {
     fn every_run_has_the_baselines_the_targets_are_ratios_to() {
         for more in [false, true] {
             let tags: Vec<&str> = variants(1_000, more).iter().map(|v| v.tag).collect();
-            for wanted in ["(a)", "(a')", "(c)", "(e)", "(n)", "(n0)"] {
+            for wanted in ["(a)", "(a')", "(c)", "(c')", "(e)", "(n)", "(n0)"] {
                 assert!(tags.contains(&wanted), "{wanted} missing from {tags:?}");
             }
             assert_eq!(tags.contains(&"(d)"), more);

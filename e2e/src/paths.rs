@@ -141,6 +141,15 @@ pub fn native_demo_filter_dir() -> PathBuf {
     native_module_dir(target_dir().join("native-demo"), "make build-native-demo")
 }
 
+/// The same module built with its `contract-calls` feature (`make build-native-control`),
+/// the benchmarks' control, in its own target directory, `target/native-control/`.
+pub fn native_control_filter_dir() -> PathBuf {
+    native_module_dir(
+        target_dir().join("native-control"),
+        "make build-native-control",
+    )
+}
+
 fn native_module_dir(target: PathBuf, how: &str) -> PathBuf {
     let dir = target
         .join("x86_64-unknown-linux-gnu")

@@ -12,7 +12,9 @@
 //! - `panic_guard` (no panic reaches Envoy) and `registry` (which filters a build contains).
 //!
 //! The `demo` feature adds a demonstration filter that the smoke test
-//! (`e2e/tests/native_abi.rs`) drives through every declaration in a real Envoy.
+//! (`e2e/tests/native_abi.rs`) drives through every declaration in a real Envoy; the
+//! `contract-calls` feature a benchmark control, the contract's calls alone
+//! (`contract_calls`).
 #![deny(unsafe_code)]
 // Runs inside Envoy's process: a panic is caught at the hooks, but none is planned.
 #![deny(
@@ -34,6 +36,8 @@ compile_error!(
 #[cfg_attr(not(feature = "demo"), allow(dead_code, unused_imports))]
 mod abi;
 mod auth_filter;
+#[cfg(feature = "contract-calls")]
+mod contract_calls;
 #[cfg(feature = "demo")]
 mod demo;
 mod envoy_logger;

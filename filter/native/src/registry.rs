@@ -1,7 +1,7 @@
 //! Which HTTP filters and bootstrap extensions this build of the module contains, by the
 //! names Envoy's configuration gives them (`filter_name`, `extension_name`): the auth filter
-//! (`keysync-auth`) and the sync service (`keysync-sync`), and with the `demo` feature the
-//! demonstration ones.
+//! (`keysync-auth`) and the sync service (`keysync-sync`), with the `demo` feature the
+//! demonstration ones, and with `contract-calls` the benchmark control.
 
 use crate::abi::{
     log, BootstrapConfig, BootstrapHandle, FilterConfigHandle, HttpFilterConfig, LogLevel, Module,
@@ -27,6 +27,10 @@ impl Module for Registry {
         #[cfg(feature = "demo")]
         if name == crate::demo::FILTER_NAME.as_bytes() {
             return crate::demo::new_filter_config(config, settings);
+        }
+        #[cfg(feature = "contract-calls")]
+        if name == crate::contract_calls::FILTER_NAME.as_bytes() {
+            return crate::contract_calls::new_filter_config(config, settings);
         }
         refuse("filter_name", name);
         None

@@ -74,10 +74,6 @@ impl SharedStore {
         self.shards.get(index)
     }
 
-    fn slot(&self, key: &str) -> Option<Arc<Slot>> {
-        self.shard(key)?.names.load().get(key).cloned()
-    }
-
     /// The slot of `key`, made if it does not exist yet.
     fn slot_or_insert(&self, key: &str) -> Option<Arc<Slot>> {
         let shard = self.shard(key)?;
@@ -112,17 +108,28 @@ impl SharedStore {
 }
 
 impl SharedData for SharedStore {
+    /// Copies the value from where it lies, without taking a reference to its slot or
+    /// version: those are counts every worker would write (workers' ticks read a few
+    /// entries each).
     fn get(&self, key: &str) -> Entry {
-        let version = self.slot(key).and_then(|slot| slot.current.load_full());
-        match version {
+        let absent = Entry {
+            value: None,
+            cas: 0,
+        };
+        let Some(shard) = self.shard(key) else {
+            return absent;
+        };
+        let names = shard.names.load();
+        let Some(slot) = names.get(key) else {
+            return absent;
+        };
+        let version = slot.current.load();
+        match version.as_ref() {
             Some(version) => Entry {
                 value: Some(version.value.to_vec()),
                 cas: version.cas,
             },
-            None => Entry {
-                value: None,
-                cas: 0,
-            },
+            None => absent,
         }
     }
 

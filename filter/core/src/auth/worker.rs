@@ -113,6 +113,18 @@ impl<H: Host> AuthWorker<H> {
         }
     }
 
+    /// What a worker's finished requests owe, without the reads a tick makes (the store's
+    /// generation and metadata, quotas, parked requests): their unused rate-limit leases
+    /// given back, their usage merged into the shared counters and their stats flushed. A
+    /// host whose ticks ride on requests (a native module's) settles each time its worker
+    /// goes idle, which under load is every turn of Envoy's event loop, and ticks in full
+    /// only when a tick is due.
+    pub fn settle(&self) {
+        self.give_back_leases();
+        self.merge_usage();
+        self.stats.flush(&self.host);
+    }
+
     /// Whether requests are parked, waiting for a tick (see `parked_requests`). A host
     /// whose ticks are not timers of their own (a native module's ride on requests) asks,
     /// to know when a tick is owed to one that waits.

@@ -1,5 +1,5 @@
 //! Which bucket of the store a key hash lives in: its first [`BUCKET_BITS`] bits. A
-//! bucket stores the rest of each hash (the suffix); the index implies the prefix.
+//! bucket stores the next bytes of each hash (the suffix, up to `key_record::STORED_HASH_LEN`); the index implies the prefix.
 
 use keysync_contract::key_hash::{KeyHash, KEY_HASH_LEN};
 
@@ -16,22 +16,15 @@ pub const BUCKET_PREFIX_LEN: usize = (BUCKET_BITS / 8) as usize;
 pub trait BucketIndex {
     /// The bucket this key lives in: the first `BUCKET_BITS` bits of its hash.
     fn bucket(&self) -> u16;
-    /// The part of the hash a bucket stores (the bucket index implies the rest).
-    fn suffix(&self) -> &[u8];
 }
 
 impl BucketIndex for KeyHash {
     fn bucket(&self) -> u16 {
         u16::from_be_bytes([self.0[0], self.0[1]]) >> (16 - BUCKET_BITS)
     }
-
-    fn suffix(&self) -> &[u8] {
-        let (_, suffix) = self.0.split_at(BUCKET_PREFIX_LEN);
-        suffix
-    }
 }
 
-/// Rebuilds a hash from its bucket and stored suffix; `None` if they disagree.
+/// Rebuilds a hash from its bucket and (part of) its suffix; `None` if they disagree.
 pub fn hash_from_parts(bucket: u16, suffix: &[u8]) -> Option<KeyHash> {
     let mut hash = [0u8; KEY_HASH_LEN];
     let (prefix, rest) = hash.split_at_mut(BUCKET_PREFIX_LEN);
@@ -39,10 +32,8 @@ pub fn hash_from_parts(bucket: u16, suffix: &[u8]) -> Option<KeyHash> {
     for (i, byte) in prefix.iter_mut().enumerate() {
         *byte = (first_bits >> (8 * (1 - i))) as u8;
     }
-    if rest.len() != suffix.len() {
-        return None;
-    }
-    rest.copy_from_slice(suffix);
+    // A shorter suffix leaves zeros after it (records store only part of the hash).
+    rest.get_mut(..suffix.len())?.copy_from_slice(suffix);
     let hash = KeyHash(hash);
     (hash.bucket() == bucket).then_some(hash)
 }
@@ -80,14 +71,17 @@ mod tests {
     #[test]
     fn splits_into_bucket_and_suffix_and_back() {
         let hash = KeyHash::of_key(b"sk_test_example");
-        let rebuilt = hash_from_parts(hash.bucket(), hash.suffix()).unwrap();
+        let rebuilt = hash_from_parts(hash.bucket(), &hash.0[BUCKET_PREFIX_LEN..]).unwrap();
         assert_eq!(rebuilt, hash);
-        assert_eq!(hash.suffix().len(), KEY_HASH_LEN - BUCKET_PREFIX_LEN);
-        assert!(hash_from_parts(1, &[0u8; 3]).is_none());
+
+        assert!(
+            hash_from_parts(1, &[0u8; 32]).is_none(),
+            "longer than a hash"
+        );
         // A suffix whose leading bits belong to another bucket is refused.
         let mut other = hash;
         other.0[1] ^= 0x80;
-        assert!(hash_from_parts(hash.bucket(), other.suffix()).is_none());
+        assert!(hash_from_parts(hash.bucket(), &other.0[BUCKET_PREFIX_LEN..]).is_none());
     }
 
     #[test]

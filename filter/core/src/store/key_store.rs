@@ -7,6 +7,7 @@ use crate::store::bucket_index::BucketIndex;
 use crate::store::key_bucket::{self, BucketError, BucketName, Diff, KeyBucket};
 use crate::store::key_record::KeyRecord;
 use crate::store::lookup_ledger::{self, Lookup, LookupLedger};
+use crate::store::org_table::SharedOrgTable;
 use crate::store::store_meta::{StoreMeta, META_ENTRY};
 use keysync_contract::key_hash::KeyHash;
 
@@ -69,12 +70,20 @@ impl<S: SharedData> KeyStore<S> {
         KeyStore { data }
     }
 
-    /// The request path: one shared-data read.
+    /// The request path: one shared-data read, and one of the organization table
+    /// (`org_table`) when the key is there.
     pub fn find(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, BucketError> {
         let index = hash.bucket();
+        let orgs = self.orgs();
         self.data.read(BucketName::new(index).as_str(), |bytes| {
-            Ok(KeyBucket::parse(index, bytes)?.find(hash))
+            Ok(KeyBucket::parse(index, bytes)?.find(hash, &orgs))
         })
+    }
+
+    /// The organization table, with a memory of the references it reads for as long as
+    /// the caller keeps it (a bucket write, a lookup).
+    fn orgs(&self) -> SharedOrgTable<&S> {
+        SharedOrgTable::new(&self.data)
     }
 
     /// Changes whenever a bucket changes (read by workers once a tick).
@@ -132,7 +141,8 @@ impl<S: SharedData> KeyStore<S> {
         mut keep: impl FnMut(&KeyRecord) -> bool,
     ) -> Result<Diff, StoreError> {
         let name = BucketName::new(index);
-        let wanted = key_bucket::encode(records);
+        let orgs = self.orgs();
+        let wanted = key_bucket::encode(records, &orgs);
         let wanted_bucket = KeyBucket::parse(index, Some(&wanted)).map_err(StoreError::Corrupt)?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = self.data.get(name.as_str());
@@ -142,7 +152,7 @@ impl<S: SharedData> KeyStore<S> {
             let old = KeyBucket::parse(index, entry.value.as_deref());
             let mut new_bytes = wanted.clone();
             let mut change = match &old {
-                Ok(old) => key_bucket::diff(old, &wanted_bucket),
+                Ok(old) => key_bucket::diff(old, &wanted_bucket, &orgs),
                 // A bucket we cannot read is replaced whole.
                 Err(_) => Diff {
                     updated: wanted_bucket.len() as u64,
@@ -151,17 +161,17 @@ impl<S: SharedData> KeyStore<S> {
             };
             if let (Ok(old), true) = (&old, change.removed > 0) {
                 let kept: Vec<KeyRecord> = old
-                    .records()
+                    .records(&orgs)
                     .into_iter()
-                    .filter(|r| wanted_bucket.find(&r.hash).is_none() && keep(r))
+                    .filter(|r| wanted_bucket.find(&r.hash, &orgs).is_none() && keep(r))
                     .collect();
                 if !kept.is_empty() {
                     let mut all: Vec<KeyRecord> = records.iter().cloned().chain(kept).collect();
                     all.sort_by_key(|r| r.hash);
-                    new_bytes = key_bucket::encode(&all);
+                    new_bytes = key_bucket::encode(&all, &orgs);
                     let new =
                         KeyBucket::parse(index, Some(&new_bytes)).map_err(StoreError::Corrupt)?;
-                    change = key_bucket::diff(old, &new);
+                    change = key_bucket::diff(old, &new, &orgs);
                 }
             }
             if change == Diff::default() && entry.value.as_deref() == Some(&new_bytes[..]) {
@@ -197,26 +207,27 @@ impl<S: SharedData> KeyStore<S> {
 
     fn apply_to_bucket(&self, index: u16, changes: &[&Change]) -> Result<Diff, StoreError> {
         let name = BucketName::new(index);
+        let orgs = self.orgs();
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = self.data.get(name.as_str());
             // An unreadable bucket is rebuilt from the changes alone; the next full
             // refresh restores the rest.
             let mut bytes = match KeyBucket::parse(index, entry.value.as_deref()) {
                 Ok(_) => entry.value.clone().unwrap_or_default(),
-                Err(_) => key_bucket::encode(&[]),
+                Err(_) => key_bucket::encode(&[], &orgs),
             };
             let mut diff = Diff::default();
             for change in changes {
                 let current = KeyBucket::parse(index, Some(&bytes)).map_err(StoreError::Corrupt)?;
                 match change {
                     Change::Upsert(record) => {
-                        if current.find(&record.hash).as_ref() != Some(record) {
-                            bytes = current.with(record);
+                        if current.find(&record.hash, &orgs).as_ref() != Some(record) {
+                            bytes = current.with(record, &orgs);
                             diff.updated += 1;
                         }
                     }
                     Change::Remove(hash) => {
-                        if let Some(without) = current.without(hash) {
+                        if let Some(without) = current.without(hash, &orgs) {
                             bytes = without;
                             diff.removed += 1;
                         }
@@ -269,6 +280,7 @@ impl<S: SharedData> KeyStore<S> {
     pub fn cache_lookup(&self, record: &KeyRecord, revision: u64) -> Cached {
         let index = record.hash.bucket();
         let name = BucketName::new(index);
+        let orgs = self.orgs();
         let mut stored = false;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = self.data.get(name.as_str());
@@ -276,7 +288,7 @@ impl<S: SharedData> KeyStore<S> {
                 Ok(current) => current,
                 Err(e) => return Cached::Failed(StoreError::Corrupt(e)),
             };
-            if current.find(&record.hash).as_ref() == Some(record) {
+            if current.find(&record.hash, &orgs).as_ref() == Some(record) {
                 return Cached::AlreadyThere;
             }
             if self.meta().revision > revision {
@@ -284,7 +296,7 @@ impl<S: SharedData> KeyStore<S> {
             }
             match self
                 .data
-                .set(name.as_str(), &current.with(record), entry.cas)
+                .set(name.as_str(), &current.with(record, &orgs), entry.cas)
             {
                 Ok(()) => {
                     stored = true;
@@ -308,15 +320,16 @@ impl<S: SharedData> KeyStore<S> {
     fn withdraw(&self, record: &KeyRecord) {
         let index = record.hash.bucket();
         let name = BucketName::new(index);
+        let orgs = self.orgs();
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = self.data.get(name.as_str());
             let Ok(current) = KeyBucket::parse(index, entry.value.as_deref()) else {
                 return;
             };
-            if current.find(&record.hash).as_ref() != Some(record) {
+            if current.find(&record.hash, &orgs).as_ref() != Some(record) {
                 return;
             }
-            let Some(without) = current.without(&record.hash) else {
+            let Some(without) = current.without(&record.hash, &orgs) else {
                 return;
             };
             match self.data.set(name.as_str(), &without, entry.cas) {
@@ -343,6 +356,8 @@ mod tests {
     use super::*;
     use crate::host::fake_shared_data::FakeSharedData;
     use crate::host::Entry;
+    use crate::store::key_record::same_stored_key;
+    use crate::store::org_table::tests::MemoryOrgTable;
     use keysync_contract::id::Id;
 
     fn record(key: &str) -> KeyRecord {
@@ -413,12 +428,12 @@ mod tests {
         let data = FakeSharedData::default();
         let r = record("sk_live_one");
         let name = BucketName::new(r.hash.bucket()).as_str().to_string();
-        data.put(&name, &key_bucket::encode(&[]));
+        data.put(&name, &key_bucket::encode(&[], &MemoryOrgTable::default()));
         let raced = std::cell::Cell::new(false);
         let race_name = name.clone();
         *data.after_get.borrow_mut() = Some(Box::new(move |d: &FakeSharedData, key: &str| {
             if key == race_name && !raced.replace(true) {
-                d.put(key, &key_bucket::encode(&[]));
+                d.put(key, &key_bucket::encode(&[], &MemoryOrgTable::default()));
             }
         }));
         let store = KeyStore::new(data);
@@ -444,7 +459,8 @@ mod tests {
         let diff = store
             .replace_bucket_keeping(index, std::slice::from_ref(&a), |r| {
                 asked.push(r.hash);
-                r.hash == b.hash
+                // A record read from the bucket: the stored part of its hash.
+                same_stored_key(&r.hash, &b.hash)
             })
             .unwrap();
         assert_eq!(
@@ -641,7 +657,8 @@ mod tests {
     fn neighbour(of: &KeyRecord, n: u8) -> KeyRecord {
         let mut r = record("sk_live_neighbour");
         r.hash = of.hash;
-        r.hash.0[31] ^= n;
+        // Within the bytes a bucket stores (`key_record::STORED_HASH_LEN`).
+        r.hash.0[15] ^= n;
         r
     }
 

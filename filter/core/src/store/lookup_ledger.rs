@@ -20,6 +20,7 @@
 //! (`prune`), seconds in the usual case.
 
 use crate::host::{SharedData, WriteError};
+use crate::store::key_record::same_stored_key;
 use keysync_contract::key_hash::{KeyHash, KEY_HASH_LEN};
 
 /// Shared-data key of the ledger.
@@ -62,8 +63,11 @@ impl LookupLedger {
         data.read(LEDGER_ENTRY, decode)
     }
 
+    /// The lookup of `hash`, whole or as a bucket stores it (`same_stored_key`).
     pub fn find(&self, hash: &KeyHash) -> Option<&Lookup> {
-        self.entries.iter().find(|entry| entry.hash == *hash)
+        self.entries
+            .iter()
+            .find(|entry| same_stored_key(&entry.hash, hash))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -7,6 +7,7 @@
 //!   other's newer changes;
 //! - [`key_bucket`], [`bucket_index`]: a bucket's layout, and which bucket a hash is in;
 //! - [`key_record`], [`key_policy`]: one key as stored;
+//! - [`org_table`]: each organization id once, which records refer to;
 //! - [`store_meta`], [`store_age`]: which revision the store holds, and how old it is;
 //! - [`lookup_ledger`]: the records the miss path vouched for, until a sync covers them.
 
@@ -16,5 +17,6 @@ pub mod key_policy;
 pub mod key_record;
 pub mod key_store;
 pub mod lookup_ledger;
+pub mod org_table;
 pub mod store_age;
 pub mod store_meta;

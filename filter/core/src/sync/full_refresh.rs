@@ -8,7 +8,7 @@ use crate::host::SharedData;
 use crate::keysync_api::provenance::Provenance;
 use crate::store::bucket_index::{bucket_bounds, BucketIndex};
 use crate::store::key_bucket::{Diff, BUCKET_COUNT};
-use crate::store::key_record::{KeyRecord, RecordError};
+use crate::store::key_record::{same_stored_key, KeyRecord, RecordError};
 use crate::store::key_store::{Change, KeyStore, StoreError};
 use keysync_contract::key_hash::KeyHash;
 use keysync_proto::v1 as proto;
@@ -201,7 +201,8 @@ impl Refresh {
         let (reset, epoch, pages_revision) = (self.reset, self.epoch, self.summary.revision);
         let mut ledger = None;
         let mut newer_than_the_pages = |record: &KeyRecord| {
-            if reset || decided.contains(&record.hash) {
+            // `record` may come from the bucket, with only the stored part of its hash.
+            if reset || decided.iter().any(|h| same_stored_key(h, &record.hash)) {
                 return false;
             }
             ledger

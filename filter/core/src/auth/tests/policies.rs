@@ -11,9 +11,10 @@ fn a_key_without_policy_reads_neither_its_address_nor_any_policy() {
     store(&worker, record(KEY));
     let (_, action) = send_key(&worker, KEY);
     assert_forwarded_with_identity(&worker, action);
-    // The store read (the worker's copy was empty), and nothing else new.
+    // The store read (the worker's copy was empty: the bucket and the organization
+    // table), and nothing else new.
     assert_eq!(*worker.host.property_reads.borrow(), [ROUTE_SCOPES]);
-    assert_eq!(worker.host.host_calls.get(), 8);
+    assert_eq!(worker.host.host_calls.get(), 9);
     assert_eq!(
         worker
             .store()
