@@ -1,9 +1,8 @@
 //! The Prometheus metrics `serve` exports on `/metrics`: one registry, into which each
 //! subsystem registers its own metrics ([`SyncMetrics`], [`GrpcMetrics`],
 //! [`RateLimitMetrics`], [`ExtAuthzMetrics`], [`UsageMetrics`], [`QuotaMetrics`],
-//! [`ExportMetrics`], [`AnomalyMetrics`], [`BillingMetrics`]) and which the composition
-//! root hands out, each part to the tasks
-//! that update it.
+//! [`ExportMetrics`], [`AnomalyMetrics`], [`BillingMetrics`], [`FleetMetrics`]) and which
+//! the composition root hands out, each part to the tasks that update it.
 //!
 //! Names are fixed in each subsystem's `metrics.rs`, registered once, and every label
 //! combination is created up front so dashboards and alerts see zeros instead of missing
@@ -15,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::anomaly::metrics::AnomalyMetrics;
 use crate::billing::metrics::BillingMetrics;
+use crate::fleet::metrics::FleetMetrics;
 use crate::global_limit::metrics::RateLimitMetrics;
 use crate::grpc::ext_authz::metrics::ExtAuthzMetrics;
 use crate::grpc::key_sync::KeySyncMetrics;
@@ -38,6 +38,7 @@ pub struct Metrics {
     pub usage_export: Arc<ExportMetrics>,
     pub anomaly: Arc<AnomalyMetrics>,
     pub billing: Arc<BillingMetrics>,
+    pub fleet: Arc<FleetMetrics>,
 }
 
 impl Default for Metrics {
@@ -58,6 +59,7 @@ impl Metrics {
         let usage_export = Arc::new(ExportMetrics::register(&mut registry));
         let anomaly = Arc::new(AnomalyMetrics::register(&mut registry));
         let billing = Arc::new(BillingMetrics::register(&mut registry));
+        let fleet = Arc::new(FleetMetrics::register(&mut registry));
         Metrics {
             registry,
             sync,
@@ -69,6 +71,7 @@ impl Metrics {
             usage_export,
             anomaly,
             billing,
+            fleet,
         }
     }
 

@@ -21,6 +21,8 @@ use crate::anomaly::detector;
 use crate::api_port;
 use crate::billing;
 use crate::config::ServeConfig;
+use crate::fleet::own_gateway::{ChecksSeen, OwnGateway};
+use crate::fleet::registry::GatewayRegistry;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;
 use crate::grpc::guard::GuardLayer;
@@ -243,6 +245,7 @@ pub async fn run<L: Loader, C: Connector>(
         // Open streams would keep the gRPC server's graceful shutdown waiting.
         stop.clone(),
     );
+    let checks = ChecksSeen::default();
     let ext_authz = ExtAuthzService::new(
         key_set.clone(),
         misses.clone(),
@@ -250,7 +253,9 @@ pub async fn run<L: Loader, C: Connector>(
         metrics.ext_authz.clone(),
         confirmation.clone(),
     )
-    .accepting_legacy_keys(config.accept_legacy_keys);
+    .accepting_legacy_keys(config.accept_legacy_keys)
+    .marking(checks.clone());
+    let own_key_set = key_set.clone();
     let mut service = KeySyncService::new(
         key_set,
         misses,
@@ -274,6 +279,25 @@ pub async fn run<L: Loader, C: Connector>(
         }
     };
     let usage_store_pool = usage.as_ref().map(|store| store.pool().clone());
+    // The fleet lives beside the usage flushes that carry its reports: same pool.
+    let own_gateway = usage_store_pool.as_ref().map(|pool| {
+        let registry = GatewayRegistry::new(pool.clone(), config.fleet);
+        service = service.clone().keeping_fleet(registry.clone());
+        OwnGateway {
+            pool: pool.clone(),
+            registry,
+            key_set: own_key_set,
+            checks,
+            settings: config.fleet,
+            metrics: metrics.fleet.clone(),
+        }
+        .run(stop.clone())
+    });
+    let own_gateway = async {
+        if let Some(own_gateway) = own_gateway {
+            own_gateway.await;
+        }
+    };
     let mut usage_export = None;
     let mut anomaly_export = None;
     if let Some(store) = usage {
@@ -407,7 +431,7 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), ()) = tokio::join!(
+    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), (), ()) = tokio::join!(
         sync,
         admin_server,
         api_server,
@@ -418,7 +442,8 @@ pub async fn run<L: Loader, C: Connector>(
         usage_partitions,
         usage_export,
         anomaly_detection,
-        invoicing
+        invoicing,
+        own_gateway
     );
     synced?;
     admin_served?;

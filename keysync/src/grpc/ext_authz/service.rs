@@ -41,6 +41,7 @@ use super::metrics::ExtAuthzMetrics;
 use super::readiness_check;
 use super::verdict::Verdict;
 use crate::clock::now_unix;
+use crate::fleet::own_gateway::ChecksSeen;
 
 use crate::key_set::key_entry::KeyEntry;
 use crate::key_set::SharedKeySet;
@@ -71,6 +72,9 @@ pub struct ExtAuthzService {
     accept_legacy_keys: bool,
     /// A malformed route refuses every request: one warning a period, not one each.
     route_warnings: Arc<LogThrottle>,
+    /// Marked on every check: while it answers checks, this replica is a gateway of
+    /// the fleet (`fleet::own_gateway`).
+    checks: ChecksSeen,
 }
 
 impl ExtAuthzService {
@@ -91,7 +95,14 @@ impl ExtAuthzService {
             catch_up_wait: CATCH_UP_WAIT,
             accept_legacy_keys: true,
             route_warnings: Arc::new(LogThrottle::new(LOG_PERIOD)),
+            checks: ChecksSeen::default(),
         }
+    }
+
+    /// Marks `checks` on every check it answers.
+    pub fn marking(mut self, checks: ChecksSeen) -> Self {
+        self.checks = checks;
+        self
     }
 
     /// Whether keys issued before checksums are still accepted (`KEYSYNC_ACCEPT_LEGACY_KEYS`).
@@ -224,6 +235,7 @@ impl Authorization for ExtAuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
+        self.checks.mark();
         let verdict = self.judge(request.get_ref()).await;
         self.metrics
             .record_check(verdict.result(), started.elapsed());
