@@ -3,7 +3,8 @@
 //! endpoint's answers and errors ([`organizations`], [`keys`]), admin tokens
 //! ([`tokens`], [`org_tokens`]), idempotent creates ([`idempotency`]), concurrent
 //! rotations and keys made and revoked through the API at the gateway ([`keys`]), the
-//! audit trail of API changes ([`audit`]) and the OpenAPI document ([`openapi`]). This
+//! audit trail of API changes ([`audit`]), the fleet and revocation receipts
+//! ([`gateways`]) and the OpenAPI document ([`openapi`]). This
 //! file holds the API client and the service they share.
 
 // Tests: an answer without the expected field fails the test with its message.
@@ -17,6 +18,7 @@ use keysync_e2e::postgres::{database_of, TestPostgres};
 use serde_json::{json, Value};
 
 mod audit;
+mod gateways;
 mod idempotency;
 mod keys;
 mod openapi;
