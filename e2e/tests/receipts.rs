@@ -332,6 +332,20 @@ fn a_stopped_gateway_is_named_until_it_is_gone_past_the_live_window() {
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains("(stale)"), "{listed}");
     assert!(listed.contains("1 live, 1 stale"), "{listed}");
+    // keysync's metrics show the fleet as it reads it every few seconds.
+    poll::eventually(
+        "keysync_gateways by state",
+        DEADLINE,
+        || {
+            let metric = |state| {
+                stack
+                    .keysync
+                    .metric("keysync_gateways", &[&format!("state=\"{state}\"")])
+            };
+            (metric("live"), metric("stale"))
+        },
+        |counts| *counts == (1.0, 1.0),
+    );
     other.process.signal(Signal::Cont);
 }
 

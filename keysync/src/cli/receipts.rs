@@ -153,3 +153,150 @@ impl Render for Roster {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::operations::keys::Revocation;
+    use crate::operations::timestamp::Timestamp;
+
+    fn receipt(missing: Vec<MissingGateway>) -> Receipt {
+        Receipt {
+            confirmed: 3 - u32::try_from(missing.len()).unwrap(),
+            gateways: 3,
+            elapsed_ms: 4,
+            revision: 42,
+            missing,
+        }
+    }
+
+    fn shown(receipt: &Receipt, json: bool) -> String {
+        let revoked = RevokedKey {
+            key_id: Uuid::nil(),
+            revocation: Revocation::Revoked,
+        };
+        let mut out = Vec::new();
+        let both = RevokedWithReceipt {
+            revoked: &revoked,
+            receipt,
+        };
+        print(&mut out, &both, Output { json }).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_complete_receipt_reads_as_one_line_after_the_revocation() {
+        assert_eq!(
+            shown(&receipt(vec![]), false),
+            "revoked key 00000000-0000-0000-0000-000000000000\n\
+             revoked on 3 of 3 gateways in 4 ms\n"
+        );
+    }
+
+    #[test]
+    fn the_gateways_missing_are_listed_and_the_json_is_flat() {
+        let missing = MissingGateway {
+            instance_id: Uuid::from_u128(1),
+            host: "edge-2".into(),
+            mode: "native".into(),
+            revision: 40,
+        };
+        let receipt = receipt(vec![missing]);
+        let text = shown(&receipt, false);
+        assert!(
+            text.contains("revoked on 2 of 3 gateways in 4 ms; not confirmed by:\n"),
+            "{text}"
+        );
+        assert!(text.contains("edge-2"), "{text}");
+        assert!(text.ends_with("(the key needs revision 42)\n"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&shown(&receipt, true)).unwrap();
+        assert_eq!(json["key_id"], Uuid::nil().to_string());
+        assert_eq!(json["revocation"], "revoked");
+        assert_eq!(
+            (json["confirmed"].as_u64(), json["gateways"].as_u64()),
+            (Some(2), Some(3))
+        );
+        assert_eq!(json["missing"][0]["host"], "edge-2");
+        assert_eq!(json["missing"][0]["revision"], 40);
+    }
+
+    #[test]
+    fn an_unconfirmed_receipt_exits_3_and_keeps_what_it_printed() {
+        let error = CommandError::Unconfirmed {
+            key_id: Uuid::nil(),
+            missing: 1,
+            gateways: 3,
+        };
+        assert_eq!(error.exit_code(), UNCONFIRMED_EXIT);
+        assert!(error.keeps_output());
+        assert!(error
+            .to_string()
+            .contains("1 of 3 live gateways did not confirm"));
+        assert_eq!(CommandError::NoDatabaseUrl.exit_code(), 1);
+        assert!(!CommandError::NoDatabaseUrl.keeps_output());
+    }
+
+    #[test]
+    fn the_fleet_reads_as_a_table_with_the_stale_ones_marked() {
+        let at = Timestamp(DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        let gateway = |stale| Gateway {
+            instance_id: Uuid::from_u128(u128::from(stale)),
+            host: "edge".into(),
+            mode: "wasm".into(),
+            version: "0.1.0".into(),
+            revision: 9,
+            lag: 1,
+            last_seen: at,
+            stale,
+        };
+        let roster = Roster {
+            revision: 10,
+            gateways: vec![gateway(false), gateway(true)],
+        };
+        let mut out = Vec::new();
+        roster.text(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("INSTANCE"), "{text}");
+        assert!(text.contains("2023-11-14T22:13:20Z (stale)"), "{text}");
+        assert!(
+            text.ends_with("1 live, 1 stale; database revision 10\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_timeout_needs_the_wait_and_reads_as_a_duration() {
+        use clap::Parser;
+        assert!(crate::cli::Cli::try_parse_from([
+            "keysync",
+            "keys",
+            "revoke",
+            "k",
+            "--timeout",
+            "1s"
+        ])
+        .is_err());
+        assert!(crate::cli::Cli::try_parse_from([
+            "keysync",
+            "keys",
+            "revoke",
+            "k",
+            "--wait",
+            "--timeout",
+            "1s",
+            "--json"
+        ])
+        .is_ok());
+        assert_eq!(
+            parse_timeout("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert!(parse_timeout("soon")
+            .unwrap_err()
+            .to_string()
+            .contains("--timeout"));
+    }
+}

@@ -68,6 +68,12 @@ impl GatewayRegistry {
             return Ok(false);
         }
         write(&self.pool, sighting).await?;
+        self.remember(sighting, now);
+        Ok(true)
+    }
+
+    /// `sighting` is in its row as of `now`.
+    fn remember(&self, sighting: &Sighting, now: Instant) {
         let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
         if written.len() >= MAX_REMEMBERED {
             written.clear();
@@ -79,7 +85,6 @@ impl GatewayRegistry {
                 at: now,
             },
         );
-        Ok(true)
     }
 
     fn due(&self, sighting: &Sighting, now: Instant) -> bool {
@@ -121,4 +126,52 @@ pub async fn forget_gone(pool: &PgPool) -> Result<u64, FleetError> {
     .execute(pool)
     .await?;
     Ok(deleted.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use keysync_contract::gateway_mode::GatewayMode;
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+
+    fn sighting(revision: u64) -> Sighting {
+        Sighting {
+            instance_id: Uuid::from_u128(7),
+            host: "edge-1".into(),
+            mode: GatewayMode::Wasm,
+            version: "0.1.0".into(),
+            revision,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_row_is_written_when_it_changes_or_a_heartbeat_passed_never_per_report() {
+        // Never connected: only what the registry remembers is exercised.
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let settings = FleetSettings {
+            live_window: Duration::from_secs(30),
+        };
+        let registry = GatewayRegistry::new(pool, settings);
+        let start = Instant::now();
+        assert!(registry.due(&sighting(5), start), "a gateway not seen yet");
+        registry.remember(&sighting(5), start);
+        let second = start + Duration::from_secs(1);
+        assert!(
+            !registry.due(&sighting(5), second),
+            "the same report a second later"
+        );
+        assert!(registry.due(&sighting(6), second), "the revision moved");
+        let mut moved = sighting(5);
+        moved.host = "edge-2".into();
+        assert!(registry.due(&moved, second), "another host");
+        let beat = start + settings.heartbeat_write();
+        assert!(!registry.due(&sighting(5), beat - Duration::from_millis(1)));
+        assert!(
+            registry.due(&sighting(5), beat),
+            "the heartbeat keeps last_seen fresh"
+        );
+    }
 }
