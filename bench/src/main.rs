@@ -33,6 +33,7 @@ mod proc_status;
 mod propagation;
 mod quota_accuracy;
 mod rate_limit;
+mod revoke_wait;
 mod time_to_ready;
 mod usage_accuracy;
 mod usage_cost;
@@ -61,6 +62,18 @@ enum Bench {
         spacing_ms: u64,
         /// keysync's filters, comma-separated: one Envoy of each, each change timed at
         /// one of them in turn.
+        #[arg(long, value_delimiter = ',', default_value = "wasm,native")]
+        filters: Vec<gateways::KeysyncFilter>,
+    },
+    /// How long `keysync keys revoke --wait` takes until every gateway confirms, over
+    /// many revocations (p50/p99).
+    RevokeWait {
+        #[arg(long, default_value_t = 200)]
+        revocations: usize,
+        /// Pause between one revocation's receipt and the next revocation.
+        #[arg(long, default_value_t = 100)]
+        spacing_ms: u64,
+        /// keysync's filters, comma-separated: one Envoy of each.
         #[arg(long, value_delimiter = ',', default_value = "wasm,native")]
         filters: Vec<gateways::KeysyncFilter>,
     },
@@ -319,6 +332,15 @@ fn main() {
             spacing_ms,
             filters,
         } => propagation::run(keys, std::time::Duration::from_millis(spacing_ms), &filters),
+        Bench::RevokeWait {
+            revocations,
+            spacing_ms,
+            filters,
+        } => revoke_wait::run(
+            revocations,
+            std::time::Duration::from_millis(spacing_ms),
+            &filters,
+        ),
         Bench::Churn {
             churn,
             rounds,

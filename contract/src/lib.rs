@@ -2,9 +2,10 @@
 //! answers"), in one place for both ways of enforcing it: the wasm filter inside Envoy
 //! and keysync's ext_authz service. Also the wire vocabulary the filter and keysync must
 //! agree on byte for byte: subject kind codes (`subject`), usage outcome codes
-//! (`usage_outcome`), usage endpoint names (`usage_endpoint`) and the key hash
-//! (`key_hash`). Plain Rust whose only dependencies are `sha2` and `serde` (the credential
-//! sources deserialize into either enforcer's configuration): it runs in wasm.
+//! (`usage_outcome`), usage endpoint names (`usage_endpoint`), gateway modes
+//! (`gateway_mode`) and the key hash (`key_hash`). Plain Rust whose only dependencies are
+//! `sha2` and `serde` (the credential sources deserialize into either enforcer's
+//! configuration): it runs in wasm.
 #![forbid(unsafe_code)]
 // Runs inside Envoy's wasm VM, where a panic kills the VM of a whole worker.
 #![deny(
@@ -16,6 +17,7 @@
 
 pub mod credential;
 pub mod credential_sources;
+pub mod gateway_mode;
 pub mod id;
 pub mod key_format;
 pub mod key_hash;

@@ -12,6 +12,7 @@ use crate::admin_api::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIAB
 use crate::admin_api::ApiSettings;
 use crate::anomaly::settings::AnomalySettings;
 use crate::ca_file::CaFile;
+use crate::fleet::FleetSettings;
 use crate::global_limit::failure_mode::FailureMode;
 use crate::global_limit::redis_url::RedisUrl;
 use crate::grpc::tls::TlsFiles;
@@ -66,6 +67,7 @@ pub const LEAK_ACTION: &str = "KEYSYNC_LEAK_ACTION";
 pub const LEAK_MAX_BODY_BYTES: &str = "KEYSYNC_LEAK_MAX_BODY_BYTES";
 pub const LEAK_RELOAD_INTERVAL: &str = "KEYSYNC_LEAK_RELOAD_INTERVAL";
 pub const USAGE_RETENTION: &str = "KEYSYNC_USAGE_RETENTION";
+pub const GATEWAY_LIVE_WINDOW: &str = "KEYSYNC_GATEWAY_LIVE_WINDOW";
 
 /// A leak report's body limit unless `KEYSYNC_LEAK_MAX_BODY_BYTES` says otherwise: a
 /// scanner may send many matches at once.
@@ -183,6 +185,8 @@ pub struct ServeConfig {
     pub anomaly: Option<AnomalySettings>,
     /// How webhooks are delivered (`KEYSYNC_WEBHOOK_*`).
     pub webhooks: DeliverySettings,
+    /// When a gateway counts as live (revocation receipts, `keysync gateways`).
+    pub fleet: FleetSettings,
 }
 
 impl Default for ServeConfig {
@@ -218,6 +222,7 @@ impl Default for ServeConfig {
             usage_export: None,
             anomaly: Some(AnomalySettings::default()),
             webhooks: DeliverySettings::default(),
+            fleet: FleetSettings::default(),
         }
     }
 }
@@ -325,6 +330,7 @@ impl ServeConfig {
             usage_export: read_usage_export(env)?,
             anomaly: read_anomaly(env)?,
             webhooks: read_webhooks(env)?,
+            fleet: read_fleet(env)?,
         };
         config.check()?;
         Ok(config)
@@ -620,6 +626,20 @@ fn parse_addr(value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
         .map_err(|_| "expected IP:PORT, such as 127.0.0.1:50051".to_owned())
+}
+
+/// The fleet's settings (`KEYSYNC_GATEWAY_LIVE_WINDOW`): read by `serve` and by the
+/// commands that wait for or list gateways, which must judge liveness alike.
+pub fn read_fleet(env: &impl Environment) -> Result<FleetSettings, ConfigError> {
+    let defaults = FleetSettings::default();
+    Ok(FleetSettings {
+        live_window: read(
+            env,
+            GATEWAY_LIVE_WINDOW,
+            defaults.live_window,
+            parse_interval,
+        )?,
+    })
 }
 
 fn parse_interval(value: &str) -> Result<Duration, String> {
@@ -984,6 +1004,7 @@ mod tests {
             (CREDENTIALS, "[]"),
             (CREDENTIALS, r#"[{"query":"a b"}]"#),
             (CREDENTIALS, "api_key"),
+            (GATEWAY_LIVE_WINDOW, "0s"),
         ] {
             let error = ServeConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(error.name, name, "{value}");
@@ -1028,9 +1049,11 @@ mod tests {
             (GRPC_MAX_IN_FLIGHT, "20"),
             (ACCEPT_LEGACY_KEYS, "false"),
             (USAGE_RETENTION, "25"),
+            (GATEWAY_LIVE_WINDOW, "5s"),
         ]))
         .unwrap();
         assert_eq!(config.usage_retention_months, 25);
+        assert_eq!(config.fleet.live_window, Duration::from_secs(5));
         assert!(!config.accept_legacy_keys);
         assert_eq!(config.confirm_interval, Duration::from_secs(1));
         assert_eq!(config.db_timeout, Duration::from_secs(3));

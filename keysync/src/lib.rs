@@ -20,6 +20,8 @@
 //! - [`grpc`]: every service on the gRPC port (`keysync.v1.KeySync` for the filter, with
 //!   its `WatchKeys` stream, usage flushes and quota leases; Envoy's rate-limit and
 //!   external authorization APIs; gRPC health), and the port's token, TLS and guard;
+//! - [`fleet`]: the gateways that report the revision they serve, kept in PostgreSQL,
+//!   and the receipts of revocations that wait for them;
 //! - [`admin_port`]: the admin HTTP port (`/healthz`, `/readyz`, `/metrics`);
 //! - [`api_port`]: the operator API's own listener (`/v1/`, the leak-report endpoint, the
 //!   web console of [`console`]);
@@ -58,6 +60,7 @@ pub mod config;
 pub mod console;
 pub mod database;
 pub mod database_tls;
+pub mod fleet;
 pub mod global_limit;
 pub mod grpc;
 pub mod key_set;

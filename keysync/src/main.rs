@@ -1,5 +1,6 @@
 //! The `keysync` binary: parse the command line, set up logging, run the command, and
-//! report a failure as one `error: ...` line with exit status 1.
+//! report a failure as one `error: ...` line with exit status 1 (3 for `keys revoke
+//! --wait` when some gateway did not confirm).
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
@@ -20,12 +21,12 @@ fn main() -> ExitCode {
     init_tracing();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Err((code, error)) => {
             // Every message already carries its cause, so only the outer one is shown;
             // kept to one line, whatever the cause contains, so scripts can grep it.
             let message = error.to_string().replace(['\n', '\r'], " ");
             eprintln!("error: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }
@@ -40,18 +41,26 @@ fn init_tracing() {
         .init();
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; on failure, the exit status and the error.
+fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| anyhow!("cannot start the async runtime: {error}"))?;
-    // Buffered so that a command which fails half-way prints nothing but its error.
+        .map_err(|error| (1, anyhow!("cannot start the async runtime: {error}")))?;
+    // Buffered so that a command which fails half-way prints nothing but its error
+    // (unless the error says what it printed stands, like a receipt with gateways missing).
     let mut output = Vec::new();
-    runtime.block_on(keysync::cli::run(cli, &mut output))?;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&output)
-        .and_then(|()| stdout.flush())
-        .map_err(|error| anyhow!("cannot write output: {error}"))?;
-    Ok(())
+    let result = runtime.block_on(keysync::cli::run(cli, &mut output));
+    let shown = match &result {
+        Ok(()) => true,
+        Err(error) => error.keeps_output(),
+    };
+    if shown {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(&output)
+            .and_then(|()| stdout.flush())
+            .map_err(|error| (1, anyhow!("cannot write output: {error}")))?;
+    }
+    result.map_err(|error| (error.exit_code(), error.into()))
 }

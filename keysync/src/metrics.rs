@@ -1,8 +1,8 @@
 //! The Prometheus metrics `serve` exports on `/metrics`: one registry, into which each
 //! subsystem registers its own metrics ([`SyncMetrics`], [`GrpcMetrics`],
 //! [`RateLimitMetrics`], [`ExtAuthzMetrics`], [`UsageMetrics`], [`QuotaMetrics`],
-//! [`ExportMetrics`], [`AnomalyMetrics`], [`BillingMetrics`], [`WebhookMetrics`]) and which the composition
-//! root hands out, each part to the tasks
+//! [`ExportMetrics`], [`AnomalyMetrics`], [`BillingMetrics`], [`WebhookMetrics`],
+//! [`FleetMetrics`]) and which the composition root hands out, each part to the tasks
 //! that update it.
 //!
 //! Names are fixed in each subsystem's `metrics.rs`, registered once, and every label
@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::anomaly::metrics::AnomalyMetrics;
 use crate::billing::metrics::BillingMetrics;
+use crate::fleet::metrics::FleetMetrics;
 use crate::global_limit::metrics::RateLimitMetrics;
 use crate::grpc::ext_authz::metrics::ExtAuthzMetrics;
 use crate::grpc::key_sync::KeySyncMetrics;
@@ -40,6 +41,7 @@ pub struct Metrics {
     pub anomaly: Arc<AnomalyMetrics>,
     pub billing: Arc<BillingMetrics>,
     pub webhooks: Arc<WebhookMetrics>,
+    pub fleet: Arc<FleetMetrics>,
 }
 
 impl Default for Metrics {
@@ -61,6 +63,7 @@ impl Metrics {
         let anomaly = Arc::new(AnomalyMetrics::register(&mut registry));
         let billing = Arc::new(BillingMetrics::register(&mut registry));
         let webhooks = Arc::new(WebhookMetrics::register(&mut registry));
+        let fleet = Arc::new(FleetMetrics::register(&mut registry));
         Metrics {
             registry,
             sync,
@@ -73,6 +76,7 @@ impl Metrics {
             anomaly,
             billing,
             webhooks,
+            fleet,
         }
     }
 

@@ -23,6 +23,8 @@ use crate::api_port;
 use crate::billing;
 use crate::config::ServeConfig;
 use crate::database;
+use crate::fleet::own_gateway::{ChecksSeen, OwnGateway};
+use crate::fleet::registry::GatewayRegistry;
 use crate::global_limit::{self, counter::CounterError};
 use crate::grpc::ext_authz::ExtAuthzService;
 use crate::grpc::guard::GuardLayer;
@@ -246,6 +248,7 @@ pub async fn run<L: Loader, C: Connector>(
         // Open streams would keep the gRPC server's graceful shutdown waiting.
         stop.clone(),
     );
+    let checks = ChecksSeen::default();
     let ext_authz = ExtAuthzService::new(
         key_set.clone(),
         misses.clone(),
@@ -254,7 +257,9 @@ pub async fn run<L: Loader, C: Connector>(
         confirmation.clone(),
     )
     .accepting_legacy_keys(config.accept_legacy_keys)
-    .reading_credentials_from(config.credentials.clone());
+    .reading_credentials_from(config.credentials.clone())
+    .marking(checks.clone());
+    let own_key_set = key_set.clone();
     let mut service = KeySyncService::new(
         key_set,
         misses,
@@ -283,6 +288,25 @@ pub async fn run<L: Loader, C: Connector>(
         }
     };
     let usage_store_pool = usage.as_ref().map(|store| store.pool().clone());
+    // The fleet lives beside the usage flushes that carry its reports: same pool.
+    let own_gateway = usage_store_pool.as_ref().map(|pool| {
+        let registry = GatewayRegistry::new(pool.clone(), config.fleet);
+        service = service.clone().keeping_fleet(registry.clone());
+        OwnGateway {
+            pool: pool.clone(),
+            registry,
+            key_set: own_key_set,
+            checks,
+            settings: config.fleet,
+            metrics: metrics.fleet.clone(),
+        }
+        .run(stop.clone())
+    });
+    let own_gateway = async {
+        if let Some(own_gateway) = own_gateway {
+            own_gateway.await;
+        }
+    };
     let mut usage_export = None;
     let mut anomaly_export = None;
     if let Some(store) = usage {
@@ -430,7 +454,7 @@ pub async fn run<L: Loader, C: Connector>(
         synced
     };
 
-    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), (), ()) = tokio::join!(
+    let (synced, admin_served, api_result, grpc_served, (), (), (), (), (), (), (), (), ()) = tokio::join!(
         sync,
         admin_server,
         api_server,
@@ -442,7 +466,8 @@ pub async fn run<L: Loader, C: Connector>(
         usage_export,
         anomaly_detection,
         invoicing,
-        webhook_delivery
+        webhook_delivery,
+        own_gateway
     );
     synced?;
     admin_served?;

@@ -93,6 +93,7 @@ async fn flush(channel: &Channel, instance: Uuid, org: &str, key: &str, requests
         ],
         unattributed_requests: 0,
         dropped_requests: 0,
+        gateway: None,
     };
     let _: ReportUsageResponse = call(channel, REPORT, request).await.unwrap();
 }

@@ -88,6 +88,7 @@ impl GatewayUsage {
                 .collect(),
             unattributed_requests: self.unattributed,
             dropped_requests: 0,
+            gateway: None,
         }
     }
 }

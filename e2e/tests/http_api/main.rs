@@ -3,8 +3,8 @@
 //! endpoint's answers and errors ([`organizations`], [`keys`]), admin tokens
 //! ([`tokens`], [`org_tokens`]), idempotent creates ([`idempotency`]), concurrent
 //! rotations and keys made and revoked through the API at the gateway ([`keys`]), the
-//! audit trail of API changes ([`audit`]), webhooks ([`webhooks`]) and the OpenAPI
-//! document ([`openapi`]). This
+//! audit trail of API changes ([`audit`]), webhooks ([`webhooks`]), the fleet and
+//! revocation receipts ([`gateways`]) and the OpenAPI document ([`openapi`]). This
 //! file holds the API client and the service they share.
 
 // Tests: an answer without the expected field fails the test with its message.
@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 mod audit;
 mod fleet_usage;
+mod gateways;
 mod idempotency;
 mod key_data;
 mod keys;

@@ -39,8 +39,10 @@ pub use auth::worker::{AuthWorker, WORKER_TICK};
 pub use config::{AuthConfig, ConfigError, PluginConfig, SyncConfig};
 pub use host::{Action, Entry, Host, HostError, HttpRequest, MetricKind, SharedData, WriteError};
 pub use keysync_api::{check_size, ApiError, Reply, MAX_MESSAGE_BYTES};
+pub use keysync_contract::gateway_mode::GatewayMode;
 pub use readiness::ReadinessGate;
 pub use stats::every_metric;
+pub use sync::gateway_report::GatewayIdentity;
 pub use sync::service::{SyncService, TICK as SYNC_TICK};
 
 /// A fake Envoy for native tests of an adapter (feature `fake-host`).

@@ -17,7 +17,9 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use keysync_filter_core::{PluginConfig, SyncService, SYNC_TICK};
+use keysync_filter_core::{
+    GatewayIdentity, GatewayMode, PluginConfig, SyncConfig, SyncService, SYNC_TICK,
+};
 
 use crate::abi::{log, with_live_bootstrap, BootstrapConfig, BootstrapHandle, LogLevel, Timer};
 use crate::grpc::calls::Delivery;
@@ -95,7 +97,7 @@ pub fn new_sync_extension(
             sync.refresh_interval.as_secs()
         ),
     );
-    let service = SyncService::singleton(NativeHost, sync.clone(), settings);
+    let service = native_service(sync.clone(), settings);
     SERVICE.with(|slot| {
         *slot.borrow_mut() = Some(Running {
             service,
@@ -194,11 +196,23 @@ fn on_service<R>(f: impl FnOnce(&mut SyncService<NativeHost>) -> R) -> Option<R>
                          takes over within seconds"
                     ),
                 );
-                running.service =
-                    SyncService::singleton(NativeHost, running.config.clone(), &running.raw_config);
+                running.service = native_service(running.config.clone(), &running.raw_config);
                 None
             }
         }
+    })
+}
+
+/// The sync service, reporting itself to keysync as a native gateway on this machine.
+fn native_service(config: SyncConfig, raw_config: &[u8]) -> SyncService<NativeHost> {
+    // The kernel's name for the machine (a pod's name in Kubernetes); empty if unreadable,
+    // and keysync then names the gateway by its address.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default();
+    SyncService::singleton(NativeHost, config, raw_config).reporting_as(GatewayIdentity {
+        mode: GatewayMode::Native,
+        host,
     })
 }
 

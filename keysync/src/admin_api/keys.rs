@@ -4,6 +4,8 @@
 //! Lines). Scopes and allowlists of existing keys are [`super::key_policy`]'s. A token
 //! limited to one organization makes keys in that one only ([`super::org_scope`]).
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -24,6 +26,8 @@ use super::key_policy::named;
 use super::org_scope::{reach_org, KeyInPath, OrgInPath};
 use super::orgs::LimitRequest;
 use super::{create_once, ApiState, ListQuery};
+use crate::fleet::receipt::MAX_WAIT;
+use crate::fleet::revocation::{self, ConfirmedRevocation, Wait};
 use crate::operations::actor::Actor;
 use crate::operations::durations::{expiry_named, grace_named, since_named};
 use crate::operations::key_import::{self, ImportedKeys};
@@ -31,7 +35,7 @@ use crate::operations::key_metadata::{self, KeyMetadataOutcome};
 use crate::operations::key_policy::{Allowlist, Scopes};
 use crate::operations::key_secret::KeyEnvironment;
 use crate::operations::keys::{
-    self, CreatedKey, KeyFilter, KeyPage, ListedKey, NewKey, OldKeyFate, RevokedKey, RotatedKey,
+    self, CreatedKey, KeyFilter, KeyPage, ListedKey, NewKey, OldKeyFate, RotatedKey,
 };
 use crate::operations::limits::{self, KeyLimitOutcome, LimitChange};
 use crate::operations::metadata::Metadata;
@@ -209,15 +213,28 @@ pub async fn get_key(
     Ok(Json(keys::get(&state.pool, key_id).await?))
 }
 
+/// `?wait=` of a revocation.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RevokeQuery {
+    /// Wait this long at most (such as `10s`; at most `60s`) for every live gateway to
+    /// serve the revocation, and answer with its `receipt`.
+    pub wait: Option<String>,
+}
+
 /// Revoke a key; gateways refuse it within moments. Revoking twice is not an error
-/// (`revocation`: `already_revoked`) (`keysync keys revoke`).
+/// (`revocation`: `already_revoked`) (`keysync keys revoke`). With `?wait=10s` the answer
+/// comes when every live gateway serves a revision that includes the revocation (after
+/// which none admits the key), or when the wait is over, with a `receipt` saying how
+/// many did and which did not (`missing`): still 200, the key is revoked either way.
 #[utoipa::path(
     post,
     path = "/v1/keys/{key_id}/revoke",
     tag = "keys",
-    params(KeyIdPath),
+    params(KeyIdPath, RevokeQuery),
     responses(
-        (status = 200, description = "Revoked", body = RevokedKey),
+        (status = 200, description = "Revoked (with `receipt` when waited for)", body = ConfirmedRevocation),
         BadRequest, Unauthorized, Forbidden, NotFound, Throttled,
         Unavailable
     )
@@ -226,9 +243,36 @@ pub async fn revoke_key(
     State(state): State<ApiState>,
     caller: Caller,
     KeyInPath(key_id): KeyInPath,
-) -> Result<Json<RevokedKey>, ApiError> {
+    QueryParams(query): QueryParams<RevokeQuery>,
+) -> Result<Json<ConfirmedRevocation>, ApiError> {
+    let wait = query
+        .wait
+        .as_deref()
+        .map(|text| {
+            let timeout = receipt_wait(text).map_err(ApiError::invalid_request)?;
+            Ok::<_, ApiError>(Wait {
+                timeout,
+                live_window: state.fleet().live_window,
+            })
+        })
+        .transpose()?;
     let actor = Actor::AdminToken(caller.token_id);
-    Ok(Json(keys::revoke(&state.pool, actor, key_id).await?))
+    Ok(Json(
+        revocation::revoke(&state.pool, actor, key_id, wait).await?,
+    ))
+}
+
+/// `?wait=`: a duration up to [`MAX_WAIT`].
+fn receipt_wait(text: &str) -> Result<Duration, String> {
+    let wait = humantime::parse_duration(text.trim())
+        .map_err(|error| format!("invalid wait '{text}': {error}"))?;
+    if wait > MAX_WAIT {
+        return Err(format!(
+            "invalid wait '{text}': at most {}s",
+            MAX_WAIT.as_secs()
+        ));
+    }
+    Ok(wait)
 }
 
 /// Replace an active key with a new one for the same organization, name, environment,

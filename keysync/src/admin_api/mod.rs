@@ -13,8 +13,8 @@
 //! - [`idempotency`]: creates with an `Idempotency-Key` happen once, their answers
 //!   sealed under [`idempotency_secret`];
 //! - [`orgs`], [`keys`], [`key_policy`], [`quotas`], [`audit`], [`usage`], [`alerts`],
-//!   [`plans`], [`invoices`], [`fleet_usage`], [`whoami`], [`webhooks`]: the handlers,
-//!   each with its OpenAPI description.
+//!   [`plans`], [`invoices`], [`fleet_usage`], [`whoami`], [`webhooks`], [`gateways`]: the
+//!   handlers, each with its OpenAPI description.
 //!
 //! The OpenAPI 3.1 document is generated from the handlers and types ([`openapi`]),
 //! served at `/v1/openapi.json` and checked in as `keysync/openapi.json`; a test fails
@@ -29,6 +29,7 @@ pub mod error;
 pub mod extract;
 pub mod failed_tokens;
 pub mod fleet_usage;
+pub mod gateways;
 pub mod idempotency;
 pub mod idempotency_secret;
 pub mod invoices;
@@ -64,6 +65,7 @@ use self::extract::IdempotencyKey;
 use self::failed_tokens::FailedTokens;
 use self::idempotency::Idempotency;
 use self::idempotency_secret::{IdempotencySecret, SECRET_FILE_VARIABLE};
+use crate::fleet::FleetSettings;
 use crate::log_throttle::{LogThrottle, LOG_PERIOD};
 use crate::operations::admin_tokens::AdminCaller;
 use crate::operations::page::{Cursor, PageRequest, DEFAULT_PAGE_LIMIT};
@@ -104,6 +106,8 @@ pub struct ApiState {
     pool: PgPool,
     settings: ApiSettings,
     shared: Arc<Shared>,
+    /// When a gateway counts as live (`GET /v1/gateways`, `?wait=` of a revocation).
+    fleet: FleetSettings,
 }
 
 #[derive(Debug)]
@@ -135,7 +139,18 @@ impl ApiState {
                 refusal_log: LogThrottle::new(LOG_PERIOD),
                 idempotency_secret,
             }),
+            fleet: FleetSettings::default(),
         }
+    }
+
+    /// Judges the fleet by `fleet` (`KEYSYNC_GATEWAY_LIVE_WINDOW`).
+    pub fn judging_fleet(mut self, fleet: FleetSettings) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    pub fn fleet(&self) -> FleetSettings {
+        self.fleet
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -176,6 +191,7 @@ impl ApiState {
         (name = "usage", description = "What the gateways metered: requests of an organization's keys by hour, day, month, key or outcome, and the anomalies keysync found in it"),
         (name = "plans", description = "Price plans (a monthly fee, included units, graduated tiers, endpoint weights), the plan each organization is on, and what its usage costs: exact amounts in minor units, rounded once per line, half up"),
         (name = "webhooks", description = "Endpoints told of key changes and quota thresholds, signed as Standard Webhooks defines (webhook-id, webhook-timestamp, webhook-signature), and their deliveries"),
+        (name = "fleet", description = "The gateways that enforce keys, the revision each serves, and how far behind it is"),
         (name = "meta", description = "This document")
     )
 )]
@@ -240,6 +256,7 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(webhooks::delete_webhook))
         .routes(routes!(webhooks::test_webhook))
         .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(gateways::list_gateways))
 }
 
 /// The OpenAPI 3.1 document of the API.
@@ -474,11 +491,12 @@ mod tests {
             ("/v1/webhooks/{webhook_id}", &["delete"]),
             ("/v1/webhooks/{webhook_id}/test", &["post"]),
             ("/v1/webhooks/deliveries", &["get"]),
+            ("/v1/gateways", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path}");
             }
         }
-        assert_eq!(paths.len(), 30, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 31, "{:?}", paths.keys());
     }
 }

@@ -14,6 +14,7 @@ use super::key_policy::{
 use super::limits::{limit_cell, per_minute, scope_cell, unchanged_note, LimitArgs};
 use super::metadata_args::MetadataArgs;
 use super::quotas::{quota_cell, KeyQuotaArgs};
+use super::receipts;
 use super::render::{field_lines, print, Output, Render};
 use super::text_table::{table, Column};
 use super::{connect, parse_id, CommandError};
@@ -111,10 +112,22 @@ pub enum KeysCommand {
         output: Output,
     },
     /// Revoke a key; keysync pushes the revocation to watching gateways at once
+    ///
+    /// With --wait, returns when every live gateway serves a revision that includes the
+    /// revocation (after which none admits the key), and prints how many did; exit
+    /// status 3 when some did not within --timeout (they are listed).
     Revoke {
         /// The key's id (not the key itself)
         #[arg(value_name = "KEY_ID")]
         key_id: String,
+        /// Wait until every live gateway serves the revocation
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, such as 10s (the default) or 1m
+        #[arg(long, value_name = "DURATION", requires = "wait")]
+        timeout: Option<String>,
+        #[command(flatten)]
+        output: Output,
     },
     /// Tell from a key's text whether keysync could have issued it (its checksum);
     /// offline, and the key is never printed back
@@ -402,10 +415,13 @@ pub async fn run(
             let rotated = keys::rotate(&pool, Actor::Cli, old_id, expires_at, fate).await?;
             print(out, &rotated, output)?;
         }
-        KeysCommand::Revoke { key_id } => {
-            let key_id = parse_id("key id", &key_id)?;
-            let pool = connect(database_url).await?;
-            keys::revoke(&pool, Actor::Cli, key_id).await?.text(out)?;
+        KeysCommand::Revoke {
+            key_id,
+            wait,
+            timeout,
+            output,
+        } => {
+            receipts::revoke(&key_id, wait, timeout.as_deref(), output, database_url, out).await?;
         }
         KeysCommand::SetLimit {
             key_id,

@@ -1,6 +1,6 @@
 //! The command line: the `keysync` command and its subcommands (clap derive), one file
 //! per noun ([`orgs`], [`keys`], [`plans`], [`admin_tokens`], [`audit`], [`usage`],
-//! [`alerts`], [`webhooks`], [`migrate`], [`serve`]; the arguments several nouns share in [`limits`], [`quotas`],
+//! [`alerts`], [`webhooks`], [`migrate`], [`serve`], [`receipts`] for the fleet; the arguments several nouns share in [`limits`], [`quotas`],
 //! [`key_policy`] and [`list_limit`]), and running the command.
 //!
 //! A command parses its arguments, calls one operation ([`crate::operations`]) and
@@ -24,6 +24,7 @@ pub mod migrate;
 pub mod orgs;
 pub mod plans;
 pub mod quotas;
+pub mod receipts;
 pub mod render;
 pub mod serve;
 pub mod text_table;
@@ -41,6 +42,8 @@ use crate::billing::period::InvalidPeriod;
 use crate::billing::plan::InvalidPlan;
 use crate::config::ConfigError;
 use crate::database::{self, DatabaseError};
+use crate::fleet::revocation::RevocationError;
+use crate::fleet::FleetError;
 use crate::key_set::limit_columns::MAX_LIMIT_VALUE;
 use crate::operations::admin_tokens::AdminTokenError;
 use crate::operations::alerts::InvalidAlertQuery;
@@ -123,6 +126,12 @@ pub enum Command {
     /// the operator API
     #[command(after_help = serve::SERVE_ENVIRONMENT)]
     Serve,
+    /// The gateways that report to keysync (Envoys with the filter, keysync replicas
+    /// answering ext_authz): the revision each serves, its lag, last seen, mode, version
+    Gateways {
+        #[command(flatten)]
+        output: render::Output,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +234,37 @@ pub enum CommandError {
     ReadFile { path: String, cause: io::Error },
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Revocation(#[from] RevocationError),
+    /// `keys revoke --wait` timed out: the key is revoked, some live gateways did not
+    /// confirm (exit status [`receipts::UNCONFIRMED_EXIT`]).
+    #[error(
+        "key {key_id} is revoked, but {missing} of {gateways} live gateways did not confirm \
+         in time"
+    )]
+    Unconfirmed {
+        key_id: Uuid,
+        missing: usize,
+        gateways: u32,
+    },
+}
+
+impl CommandError {
+    /// The process's exit status for this error: 1, or [`receipts::UNCONFIRMED_EXIT`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Unconfirmed { .. } => receipts::UNCONFIRMED_EXIT,
+            _ => 1,
+        }
+    }
+
+    /// Whether what the command printed before failing is shown (a receipt with the
+    /// gateways missing); otherwise a failed command prints nothing but its error.
+    pub fn keeps_output(&self) -> bool {
+        matches!(self, CommandError::Unconfirmed { .. })
+    }
 }
 
 /// Runs one command. `out` receives what the command prints on success.
@@ -241,6 +281,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CommandError> {
         Command::Alerts(args) => alerts::run(args, url, out).await,
         Command::Webhooks(command) => webhooks::run(command, url, out).await,
         Command::Serve => serve::run(url).await,
+        Command::Gateways { output } => receipts::gateways(output, url, out).await,
     }
 }
 

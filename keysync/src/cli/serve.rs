@@ -145,6 +145,7 @@ pub async fn run(url: Option<String>) -> Result<(), CommandError> {
             database::api_pool(&pool, config.db_timeout),
             config.api.clone(),
         )
+        .judging_fleet(config.fleet)
     });
     let usage = UsageStore::new(
         database::usage_pool(&pool, config.db_timeout),

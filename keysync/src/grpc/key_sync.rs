@@ -9,21 +9,24 @@
 //! confirmation against PostgreSQL, so a client can refuse to trust data that is old or
 //! from another revision history.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use keysync_contract::key_hash::KeyHash;
 use keysync_proto::v1::key_sync_server::KeySync;
 use keysync_proto::v1::{
-    AcquireQuotaRequest, AcquireQuotaResponse, KeyRecord, ListKeysRequest, ListKeysResponse,
-    LookupKeyRequest, LookupKeyResponse, Provenance, ReportUsageRequest, ReportUsageResponse,
-    WatchKeysRequest, KEY_HASH_LEN,
+    AcquireQuotaRequest, AcquireQuotaResponse, GatewayState, KeyRecord, ListKeysRequest,
+    ListKeysResponse, LookupKeyRequest, LookupKeyResponse, Provenance, ReportUsageRequest,
+    ReportUsageResponse, WatchKeysRequest, KEY_HASH_LEN,
 };
 use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::clock::now_unix;
+use crate::fleet::registry::GatewayRegistry;
+use crate::fleet::sighting::Sighting;
 use crate::grpc::acquire_quota::QuotaService;
 use crate::grpc::key_record::{to_record, MAX_MESSAGE_RECORD_BYTES};
 use crate::grpc::metrics::{GrpcMethod, GrpcMetrics, LookupResult};
@@ -76,6 +79,8 @@ pub struct KeySyncService {
     usage: UsageReports,
     quota: Option<QuotaService>,
     quota_metrics: Arc<QuotaMetrics>,
+    /// Where gateway reports go; `None`: they are `UNAVAILABLE`.
+    fleet: Option<GatewayRegistry>,
 }
 
 /// The metrics the calls of `keysync.v1.KeySync` update.
@@ -110,7 +115,35 @@ impl KeySyncService {
             usage: UsageReports::new(metrics.usage, metrics.quota.clone()),
             quota: None,
             quota_metrics: metrics.quota,
+            fleet: None,
         }
+    }
+
+    /// Keeps the gateways' reports of themselves in `registry`.
+    pub fn keeping_fleet(mut self, registry: GatewayRegistry) -> Self {
+        self.fleet = Some(registry);
+        self
+    }
+
+    /// A gateway's report of itself (a `ReportUsage` call with `gateway` set), recorded
+    /// in the fleet. Its revision is read against this keysync's revision history.
+    async fn record_gateway(
+        &self,
+        request: &ReportUsageRequest,
+        state: &GatewayState,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Status> {
+        let position = self.key_set.read().position();
+        let sighting = Sighting::from_report(&request.instance_id, state, peer, position)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let Some(fleet) = &self.fleet else {
+            return Err(Status::unavailable("the fleet has no database"));
+        };
+        fleet.saw(&sighting).await.map_err(|error| {
+            fleet.log_failure(&error);
+            Status::unavailable("cannot record the gateway now; report again later")
+        })?;
+        Ok(())
     }
 
     /// Takes `ReportUsage` flushes into `store`; without one they are `UNAVAILABLE`.
@@ -273,10 +306,16 @@ impl KeySync for KeySyncService {
         &self,
         request: Request<ReportUsageRequest>,
     ) -> Result<Response<ReportUsageResponse>, Status> {
-        self.usage
-            .report(request.get_ref())
-            .await
-            .map(Response::new)
+        let peer = request.remote_addr();
+        let report = request.get_ref();
+        if let Some(state) = &report.gateway {
+            self.record_gateway(report, state, peer).await?;
+            // A gateway report alone carries no usage: nothing to store.
+            if report.counters.is_empty() {
+                return Ok(Response::new(ReportUsageResponse { accepted: 0 }));
+            }
+        }
+        self.usage.report(report).await.map(Response::new)
     }
 
     async fn acquire_quota(
@@ -703,6 +742,7 @@ mod tests {
             counters: vec![],
             unattributed_requests: 0,
             dropped_requests: 0,
+            gateway: None,
         };
         let error = fixture
             .service

@@ -215,6 +215,7 @@ mod tests {
             counters,
             unattributed_requests: 3,
             dropped_requests: 0,
+            gateway: None,
         }
     }
 

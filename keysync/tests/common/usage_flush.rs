@@ -49,6 +49,7 @@ pub fn flush(instance: Uuid, counters: Vec<UsageCounter>) -> ReportUsageRequest 
         counters,
         unattributed_requests: 0,
         dropped_requests: 0,
+        gateway: None,
     }
 }
 

@@ -156,6 +156,34 @@ pub struct ReportUsageRequest {
     /// full); those requests are in no counter.
     #[prost(uint64, tag = "5")]
     pub dropped_requests: u64,
+    /// The gateway's identity and the store revision it serves, for revocation receipts
+    /// and `keysync gateways`. Sent alone (no counters, zero totals: a gateway report,
+    /// which keysync does not treat as usage) when the served revision moves and every
+    /// few seconds; absent from a gateway from before receipts.
+    #[prost(message, optional, tag = "6")]
+    pub gateway: ::core::option::Option<GatewayState>,
+}
+/// What one gateway (one Envoy process) serves.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GatewayState {
+    /// "wasm" or "native" (the filter's build).
+    #[prost(string, tag = "1")]
+    pub mode: ::prost::alloc::string::String,
+    /// The filter's version.
+    #[prost(string, tag = "2")]
+    pub version: ::prost::alloc::string::String,
+    /// A name for the machine; empty when the gateway cannot tell (keysync then names it
+    /// by the address the report came from).
+    #[prost(string, tag = "3")]
+    pub host: ::prost::alloc::string::String,
+    /// Every worker's admission reflects every change up to this revision: the store was
+    /// complete up to it at least a full worker tick ago (cached records dropped since).
+    /// 0 before the first complete sync.
+    #[prost(uint64, tag = "4")]
+    pub revision: u64,
+    /// The epoch `revision` counts in (see Provenance).
+    #[prost(uint64, tag = "5")]
+    pub epoch: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UsageCounter {

@@ -7,10 +7,14 @@
 //! - [`full_refresh`]: one full refresh, page by page;
 //! - [`watch_client`]: what each stream message means for the store;
 //! - [`refresh_schedule`]: when refreshes are due, and the backoff after failures;
-//! - [`sync_lease`]: which VM syncs, and taking over from one that died.
+//! - [`sync_lease`]: which VM syncs, and taking over from one that died;
+//! - [`served_revision`]: the revision every worker serves, and [`gateway_report`]: its
+//!   reports to keysync (the fleet, revocation receipts).
 
 pub mod full_refresh;
+pub mod gateway_report;
 pub mod refresh_schedule;
+pub mod served_revision;
 pub mod service;
 pub mod service_metrics;
 pub mod service_refresh;

@@ -21,11 +21,14 @@ use crate::steady_clock::SteadyClock;
 use crate::store::key_policy;
 use crate::store::key_store::KeyStore;
 use crate::sync::full_refresh::Refresh;
+use crate::sync::gateway_report::{GatewayIdentity, GatewayReport};
 use crate::sync::refresh_schedule::RefreshSchedule;
+use crate::sync::served_revision::ServedRevision;
 use crate::sync::service_metrics::Metrics;
 use crate::sync::sync_lease::{Standing, SyncLease, TAKEOVER_AFTER_MS};
 use crate::sync::watch_client::Watch;
-use crate::usage::flush::UsageFlush;
+use crate::usage::flush::{new_instance_id, UsageFlush};
+use crate::usage::metering::Meta;
 use keysync_backoff::Backoff;
 use log::{info, warn};
 use std::time::Duration;
@@ -74,6 +77,12 @@ pub struct SyncService<H> {
     /// Usage reports to keysync; `None` while not syncing or with metering off.
     pub(super) usage: Option<UsageFlush>,
     pub(super) quota: Option<QuotaSync>,
+    /// Who this gateway is, in its reports to keysync.
+    identity: GatewayIdentity,
+    /// The revision every worker's admission reflects (see `served_revision`).
+    served: ServedRevision,
+    /// Reports of `served` to keysync; `None` while not syncing.
+    pub(super) report: Option<GatewayReport>,
 }
 
 /// A full refresh in progress.
@@ -159,7 +168,16 @@ impl<H: Host> SyncService<H> {
             stream_backoff,
             usage: None,
             quota: None,
+            identity: GatewayIdentity::default(),
+            served: ServedRevision::default(),
+            report: None,
         }
+    }
+
+    /// Names the gateway in its reports to keysync (the wasm filter by default).
+    pub fn reporting_as(mut self, identity: GatewayIdentity) -> Self {
+        self.identity = identity;
+        self
     }
 
     pub(super) fn store(&self) -> KeyStore<&H> {
@@ -182,6 +200,7 @@ impl<H: Host> SyncService<H> {
         self.tick_refresh(now);
         self.tick_stream(now);
         self.beat(now);
+        self.report_served(now);
         self.prune_lookups();
         if let Some(usage) = &mut self.usage {
             usage.on_tick(&self.host, &self.config.keysync_cluster, now);
@@ -242,6 +261,14 @@ impl<H: Host> SyncService<H> {
         if self.quota.is_none() {
             info!("quotas are not enforced: usage metering is off");
         }
+        // The usage instance is the gateway's identity, metering on or off.
+        let instance_id = Meta::read(&self.host)
+            .map_or_else(|| new_instance_id(&self.host), |meta| meta.instance_id);
+        self.report = Some(GatewayReport::new(
+            self.identity.clone(),
+            instance_id,
+            self.config.request_timeout,
+        ));
         self.active = true;
     }
 
@@ -261,6 +288,10 @@ impl<H: Host> SyncService<H> {
         if let Some(mut quota) = self.quota.take() {
             quota.stop(&self.host);
         }
+        if let Some(mut report) = self.report.take() {
+            report.stop(&self.host);
+        }
+        self.served.clear();
         self.complete = None;
         self.confirmed_at = None;
         self.active = false;
@@ -279,6 +310,17 @@ impl<H: Host> SyncService<H> {
         }
         let seconds = if age == NEVER { 0 } else { age / 1000 };
         self.metrics.seconds_since_sync.record(&self.host, seconds);
+    }
+
+    /// Samples what the store is complete up to, and reports the revision every worker
+    /// serves (see `served_revision`) to keysync.
+    fn report_served(&mut self, now: u64) {
+        let epoch = self.store().meta().epoch;
+        self.served.sample(epoch, self.complete, now);
+        if let Some(report) = &mut self.report {
+            let served = self.served.served();
+            report.on_tick(&self.host, &self.config.keysync_cluster, now, served);
+        }
     }
 
     /// Forgets the miss path's lookups that the store now holds by its own sync (the

@@ -47,6 +47,11 @@ impl<H: Host> SyncService<H> {
             quota.on_response(&self.host, token, reply);
             return;
         }
+        if let Some(report) = self.report.as_mut().filter(|report| report.owns(token)) {
+            let now = self.clock.read(self.host.now_unix_ms());
+            report.on_response(now, token, reply);
+            return;
+        }
         let Some(mut running) = self.running.take() else {
             return;
         };

@@ -58,13 +58,7 @@ impl UsageFlush {
         stats: (Stat, Stat),
     ) -> Option<UsageFlush> {
         let existing = Meta::read(host);
-        let instance_id = existing.map_or_else(
-            || {
-                let high = u128::from(host.random_u64()) << 64;
-                (high | u128::from(host.random_u64())).to_le_bytes()
-            },
-            |meta| meta.instance_id,
-        );
+        let instance_id = existing.map_or_else(|| new_instance_id(host), |meta| meta.instance_id);
         let enabled = interval.is_some();
         if enabled {
             // Before the meta says "on": workers merge only once it does.
@@ -272,6 +266,7 @@ impl UsageFlush {
             counters,
             unattributed_requests: totals.unattributed,
             dropped_requests: totals.dropped,
+            gateway: None,
         };
         (request, slot)
     }
@@ -285,6 +280,12 @@ impl UsageFlush {
         );
         self.next_due_ms = now_ms.saturating_add(millis(self.interval));
     }
+}
+
+/// A fresh random instance id (16 bytes).
+pub fn new_instance_id<H: Host>(host: &H) -> [u8; 16] {
+    let high = u128::from(host.random_u64()) << 64;
+    (high | u128::from(host.random_u64())).to_le_bytes()
 }
 
 fn hex(bytes: &[u8]) -> String {

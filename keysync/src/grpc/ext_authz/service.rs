@@ -41,6 +41,7 @@ use super::metrics::ExtAuthzMetrics;
 use super::readiness_check;
 use super::verdict::{CredentialRemoval, Verdict};
 use crate::clock::now_unix;
+use crate::fleet::own_gateway::ChecksSeen;
 
 use crate::key_set::key_entry::KeyEntry;
 use crate::key_set::SharedKeySet;
@@ -73,6 +74,9 @@ pub struct ExtAuthzService {
     credentials: Arc<CredentialSources>,
     /// A malformed route refuses every request: one warning a period, not one each.
     route_warnings: Arc<LogThrottle>,
+    /// Marked on every check: while it answers checks, this replica is a gateway of
+    /// the fleet (`fleet::own_gateway`).
+    checks: ChecksSeen,
 }
 
 impl ExtAuthzService {
@@ -94,7 +98,14 @@ impl ExtAuthzService {
             accept_legacy_keys: true,
             credentials: Arc::new(CredentialSources::default()),
             route_warnings: Arc::new(LogThrottle::new(LOG_PERIOD)),
+            checks: ChecksSeen::default(),
         }
+    }
+
+    /// Marks `checks` on every check it answers.
+    pub fn marking(mut self, checks: ChecksSeen) -> Self {
+        self.checks = checks;
+        self
     }
 
     /// Whether keys issued before checksums are still accepted (`KEYSYNC_ACCEPT_LEGACY_KEYS`).
@@ -225,6 +236,7 @@ impl Authorization for ExtAuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
+        self.checks.mark();
         let verdict = self.judge(request.get_ref()).await;
         self.metrics
             .record_check(verdict.result(), started.elapsed());

@@ -1,6 +1,7 @@
 //! The sync service's transitions, driven tick by tick against a fake host: the key
 //! store's sync (`keys`) and the usage reports it sends (`usage_reports`).
 
+mod gateway_reports;
 mod keys;
 mod usage_reports;
 

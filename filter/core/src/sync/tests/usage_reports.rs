@@ -41,9 +41,15 @@ fn usage_calls(service: &SyncService<FakeHost>) -> Vec<Call> {
         .calls
         .borrow()
         .iter()
-        .filter(|c| c.method == keysync_api::REPORT_USAGE)
+        .filter(|c| is_usage_flush(c))
         .cloned()
         .collect()
+}
+
+/// A `ReportUsage` call that is a usage flush, not a gateway report.
+fn is_usage_flush(call: &Call) -> bool {
+    call.method == keysync_api::REPORT_USAGE
+        && call.decode::<proto::ReportUsageRequest>().gateway.is_none()
 }
 
 fn usage_ok(accepted: u32) -> Reply {
@@ -227,7 +233,7 @@ fn a_reloaded_vm_is_the_same_instance_with_the_same_counters() {
             .calls
             .borrow()
             .iter()
-            .find(|c| c.method == keysync_api::REPORT_USAGE)
+            .find(|c| is_usage_flush(c))
             .cloned();
         if call.is_some() {
             break;
