@@ -311,7 +311,8 @@ fn the_console_shows_and_changes_what_the_api_does_in_a_real_browser() {
     browser.open(&format!("{console}#/keys/{made_id}"));
     browser.click(&browser.wait_for("button.danger[type=button]"));
     browser.click(&browser.wait_for("dialog button.danger[type=submit]"));
-    browser.wait_for_text("main .notice", "Revoked");
+    // The receipt: the one gateway of this stack confirmed the revocation.
+    browser.wait_for_text("main .notice", "Revoked on 1 of 1 gateway in");
     browser.wait_for_text("main .status", "revoked");
     stack
         .gateway
@@ -324,13 +325,10 @@ fn the_console_shows_and_changes_what_the_api_does_in_a_real_browser() {
     check_page(&browser, &origin, "audit", &[]);
     browser.open(&format!("{console}#/gateways"));
     browser.wait_for_text("h1", "Gateways");
-    // Before the fleet listing exists, keysync answers 404 and the page says so.
-    check_page(
-        &browser,
-        &origin,
-        "gateways",
-        &["/v1/gateways - Failed to load resource: the server responded with a status of 404"],
-    );
+    // The stack's one gateway, current (it has just confirmed the revocation).
+    browser.wait_for_text("main", "1 gateway, 0 stale");
+    browser.wait_for_text("main table", "current");
+    check_page(&browser, &origin, "gateways", &[]);
 
     // Signed out, then in with a read-only token: no control that would change anything.
     browser.click(&browser.wait_for("#signout"));

@@ -15,7 +15,7 @@ export async function gatewaysPage({ main }) {
   show(
     main,
     "Gateways",
-    h("p", { text: `keysync's store is at revision ${count(fleet.revision)}; ${count(fleet.gateways.length)} gateways, ${count(stale)} stale.` }),
+    h("p", { text: `keysync's store is at revision ${count(fleet.revision)}; ${count(fleet.gateways.length)} ${fleet.gateways.length === 1 ? "gateway" : "gateways"}, ${count(stale)} stale.` }),
     table(
       "Gateways",
       ["Instance", "Host", "Mode", "Version", "Revision", "Lag", "Last seen", "State"],

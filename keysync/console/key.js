@@ -133,6 +133,6 @@ function receiptText(receipt) {
     return "Revoked. (This keysync gives no revocation receipt.)";
   }
   const missing = receipt.missing && receipt.missing.length ? ` Not yet confirmed: ${receipt.missing.map((gateway) => gateway.host || gateway.instance_id).join(", ")}.` : "";
-  return `Revoked on ${count(receipt.confirmed)} of ${count(receipt.gateways)} gateways in ${count(receipt.elapsed_ms)} ms.${missing}`;
+  return `Revoked on ${count(receipt.confirmed)} of ${count(receipt.gateways)} ${receipt.gateways === 1 ? "gateway" : "gateways"} in ${count(receipt.elapsed_ms)} ms.${missing}`;
 }
 

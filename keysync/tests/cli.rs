@@ -39,7 +39,7 @@ fn migrate_twice_then_create_and_list_organizations() {
     );
     assert_eq!(
         created,
-        serde_json::json!({"org_id": chosen.to_string(), "name": "Beta"})
+        serde_json::json!({"org_id": chosen.to_string(), "name": "Beta", "external_id": null, "metadata": null})
     );
 
     let table = ok(&url, &["orgs", "list"]);
@@ -47,7 +47,7 @@ fn migrate_twice_then_create_and_list_organizations() {
     assert_eq!(lines.len(), 3, "{table}");
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "NAME", "CREATED", "QUOTA", "LIMIT"]
+        ["ID", "NAME", "EXTERNAL_ID", "CREATED", "QUOTA", "LIMIT"]
     );
     assert!(
         lines[1].starts_with(&format!("{acme}  Acme Corp  ")),
@@ -206,7 +206,8 @@ fn keys_list_shows_prefix_and_status_and_revoke_is_idempotent() {
             "LIMIT",
             "BUDGET",
             "SCOPES",
-            "ALLOWED_FROM"
+            "ALLOWED_FROM",
+            "LAST_USED"
         ]
     );
     let row = |id: &str| {
@@ -221,6 +222,8 @@ fn keys_list_shows_prefix_and_status_and_revoke_is_idempotent() {
     assert_eq!(row(&live.key_id)[5], "active");
     assert_eq!(row(&revoked.key_id)[5], "revoked");
     assert_eq!(row(&expired.key_id)[5], "expired");
+    // No gateway has reported a use of any of them.
+    assert_eq!(row(&live.key_id)[11], "never");
     for key in [&live, &revoked, &expired] {
         assert!(!table.contains(&key.key[8..]), "a key leaked into {table}");
     }

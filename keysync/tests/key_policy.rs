@@ -127,7 +127,7 @@ fn create_set_clear_and_rotate_carry_scopes_and_allowlists() {
     let table = ok(&url, &["keys", "list", "--org-id", &org]);
     let line = table.lines().find(|line| line.starts_with(&id)).unwrap();
     assert!(
-        line.ends_with("orders:read,orders:write  203.0.113.0/24,2001:db8::/32"),
+        line.ends_with("orders:read,orders:write  203.0.113.0/24,2001:db8::/32  never"),
         "{line}"
     );
     let plain_line = table
@@ -135,7 +135,7 @@ fn create_set_clear_and_rotate_carry_scopes_and_allowlists() {
         .find(|line| line.starts_with(plain_json["key_id"].as_str().unwrap()))
         .unwrap();
     let cells: Vec<&str> = plain_line.split_whitespace().collect();
-    assert_eq!(cells[cells.len() - 2..], ["-", "any"], "{plain_line}");
+    assert_eq!(cells[cells.len() - 3..], ["-", "any", "never"], "{plain_line}");
     let got = ok(&url, &["keys", "get", &id]);
     assert!(
         got.contains("\nscopes: orders:read orders:write\n"),

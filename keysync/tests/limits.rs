@@ -224,8 +224,8 @@ fn keys_set_limit_overrides_and_falls_back_to_the_org() {
             .unwrap_or_else(|| panic!("{key_id} not in {table}"))
             .split_whitespace()
             .rev()
-            // The scopes and allowlist come after the limit and its budget.
-            .skip(2)
+            // The scopes, allowlist and last use come after the limit and its budget.
+            .skip(3)
             .take(2)
             .map(str::to_owned)
             .collect()

@@ -81,6 +81,7 @@ fn rotate_issues_a_linked_key_and_ends_the_old_one_after_the_grace() {
             "expires_at",
             "key",
             "key_id",
+            "metadata",
             "name",
             "old_key_expires_at",
             "old_key_id",

@@ -1018,10 +1018,20 @@ async fn the_endpoint_migration_keeps_the_rows_it_finds_as_no_name() {
         .run(&pool)
         .await
         .unwrap();
-    let org = create_org(&url, "Before");
-    // A key that exists: keysync takes no counter of a key it does not know. Written as
-    // that schema has it: this keysync's `keys create` also writes what later
-    // migrations add (the webhook outbox), and keysync is migrated before it runs.
+    // The organization and a key that exists (keysync takes no counter of a key it does
+    // not know), written as that schema has them: this keysync's `orgs create` and
+    // `keys create` also write what later migrations add (external ids, the webhook
+    // outbox), and keysync is migrated before it runs.
+    let org = sql(
+        &postgres,
+        &url,
+        "INSERT INTO organizations (id, name) VALUES (gen_random_uuid(), 'Before') RETURNING id",
+    )
+    .lines()
+    .next()
+    .unwrap()
+    .trim()
+    .to_owned();
     let key = Uuid::parse_str(
         sql(
             &postgres,
