@@ -113,9 +113,9 @@ fn a_token_limited_to_one_organization_sees_and_changes_only_that_one() {
             // The fleet's usage is refused to an organization's token, whoami answers
             // any token (whoami_names_each_tokens_rights_and_...).
             "GET /v1/usage",
-            "GET /v1/whoami",
             "GET /v1/webhooks",
             "GET /v1/webhooks/deliveries",
+            "GET /v1/whoami",
             "POST /v1/keys",
             "POST /v1/orgs",
             "POST /v1/plans",
