@@ -135,7 +135,11 @@ fn create_set_clear_and_rotate_carry_scopes_and_allowlists() {
         .find(|line| line.starts_with(plain_json["key_id"].as_str().unwrap()))
         .unwrap();
     let cells: Vec<&str> = plain_line.split_whitespace().collect();
-    assert_eq!(cells[cells.len() - 3..], ["-", "any", "never"], "{plain_line}");
+    assert_eq!(
+        cells[cells.len() - 3..],
+        ["-", "any", "never"],
+        "{plain_line}"
+    );
     let got = ok(&url, &["keys", "get", &id]);
     assert!(
         got.contains("\nscopes: orders:read orders:write\n"),
