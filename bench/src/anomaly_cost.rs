@@ -27,24 +27,7 @@ pub(crate) const ROWS: [(&str, i16, i64); 6] = [
 pub fn run(orgs: usize, months: u32, rows: usize, evaluations: u64) {
     let rows = rows.clamp(1, ROWS.len());
     let postgres = TestPostgres::start();
-    let url = postgres.create_database();
-    let database = database_of(&url).to_owned();
-    ks::migrate(&url);
-    let started = Instant::now();
-    seed(&postgres, &database, orgs, months, &ROWS[..rows]);
-    let count = postgres.psql(&database, "SELECT count(*) FROM usage_hourly");
-    let size = postgres.psql(
-        &database,
-        "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i \
-         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'usage_hourly'::regclass",
-    );
-    println!(
-        "seeded {orgs} organizations x {months} months + this one x {rows} rows an hour: \
-         {} rows, {} with indexes, in {:.0}s",
-        count.trim(),
-        size.trim(),
-        started.elapsed().as_secs_f64()
-    );
+    let (url, database) = seeded_database(&postgres, orgs, months, &ROWS[..rows]);
 
     let keysync = Keysync::start(&url, &[("KEYSYNC_ANOMALY_INTERVAL", "1s")]);
     let metric = |name: &str| keysync.metric(name, &[]);
@@ -98,6 +81,36 @@ pub fn run(orgs: usize, months: u32, rows: usize, evaluations: u64) {
 /// The organizations, the months' partitions, and their rows, a month at a time:
 /// every hour from the first of the month `months` before this one until now, each
 /// organization's hour about 1,000 requests, shared by `rows` (some of [`ROWS`]).
+/// A migrated database of its own with `orgs` organizations' hourly usage over `months`
+/// (`rows` an organization and hour), its size printed: its URL and name.
+pub(crate) fn seeded_database(
+    postgres: &TestPostgres,
+    orgs: usize,
+    months: u32,
+    rows: &[(&str, i16, i64)],
+) -> (String, String) {
+    let url = postgres.create_database();
+    let database = database_of(&url).to_owned();
+    ks::migrate(&url);
+    let started = Instant::now();
+    seed(postgres, &database, orgs, months, rows);
+    let count = postgres.psql(&database, "SELECT count(*) FROM usage_hourly");
+    let size = postgres.psql(
+        &database,
+        "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'usage_hourly'::regclass",
+    );
+    println!(
+        "seeded {orgs} organizations x {months} months + this one x {} rows an hour: \
+         {} rows, {} with indexes, in {:.0}s",
+        rows.len(),
+        count.trim(),
+        size.trim(),
+        started.elapsed().as_secs_f64()
+    );
+    (url, database)
+}
+
 pub(crate) fn seed(
     postgres: &TestPostgres,
     database: &str,

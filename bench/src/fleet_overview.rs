@@ -10,32 +10,16 @@ use std::time::{Duration, Instant};
 use keysync_e2e::http;
 use keysync_e2e::keysync::{self as ks, Keysync};
 use keysync_e2e::poll;
-use keysync_e2e::postgres::{database_of, TestPostgres};
+use keysync_e2e::postgres::TestPostgres;
 
 use crate::anomaly_cost::{self, ROWS};
 use crate::median::median;
 
 pub fn run(orgs: usize, months: u32, runs: usize) {
     let postgres = TestPostgres::start();
-    let url = postgres.create_database();
-    let database = database_of(&url).to_owned();
-    ks::migrate(&url);
-    let started = Instant::now();
     // An organization's hour: its first key's answered requests, and some refused.
-    anomaly_cost::seed(&postgres, &database, orgs, months, &[ROWS[0], ROWS[3]]);
-    let count = postgres.psql(&database, "SELECT count(*) FROM usage_hourly");
-    let size = postgres.psql(
-        &database,
-        "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i \
-         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'usage_hourly'::regclass",
-    );
-    println!(
-        "seeded {orgs} organizations x {months} months + this one x 2 rows an hour: {} \
-         rows, {} with indexes, in {:.0}s",
-        count.trim(),
-        size.trim(),
-        started.elapsed().as_secs_f64()
-    );
+    let (url, database) =
+        anomaly_cost::seeded_database(&postgres, orgs, months, &[ROWS[0], ROWS[3]]);
 
     let token = ks::cli_json(&url, &["admin-tokens", "create", "--name", "bench"])["token"]
         .as_str()
