@@ -660,19 +660,20 @@ fn parse_page_size(value: &str) -> Result<u32, String> {
 
 /// A request body limit: at least 1 KiB (the API's requests are small), at most 16 MiB.
 fn parse_body_limit(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(bytes) if (1024..=16 << 20).contains(&bytes) => Ok(bytes),
-        Ok(_) => Err("expected 1024 to 16777216 bytes".to_owned()),
-        Err(_) => Err("expected a whole number of bytes".to_owned()),
-    }
+    parse_bytes_up_to(value, 16 << 20)
 }
 
 /// A key import's body may be far larger than other requests: one transaction for a whole
 /// file is the point of the API's import.
 fn parse_import_limit(value: &str) -> Result<usize, String> {
+    parse_bytes_up_to(value, 256 << 20)
+}
+
+/// A size in bytes from 1 KiB to `max`.
+fn parse_bytes_up_to(value: &str, max: usize) -> Result<usize, String> {
     match value.parse::<usize>() {
-        Ok(bytes) if (1024..=256 << 20).contains(&bytes) => Ok(bytes),
-        Ok(_) => Err("expected 1024 to 268435456 bytes".to_owned()),
+        Ok(bytes) if (1024..=max).contains(&bytes) => Ok(bytes),
+        Ok(_) => Err(format!("expected 1024 to {max} bytes")),
         Err(_) => Err("expected a whole number of bytes".to_owned()),
     }
 }
