@@ -7,7 +7,8 @@ Fills ${NAME} fields; ${ROUTES} and ${BACKEND_CLUSTERS} are generated from BACKE
 (comma-separated name=url). With one backend every path goes to it; with several,
 /<name>/... goes to backend <name> with the prefix stripped, and /<name> to its root. Each backend's route is
 named after it: usage metering counts requests by that name (the endpoint), handed to
-the wasm filter in a header that the route's header-mutation configuration sets. PUBLIC_BACKENDS (names of
+the wasm filter in a header that the route's header-mutation configuration sets (the native
+filter reads the route's name and metadata from Envoy itself). PUBLIC_BACKENDS (names of
 BACKEND_URLS) makes those backends' routes public in Envoy's own configuration: the
 auth filter (and the rate-limit filter) is disabled on them by typed_per_filter_config,
 and identity and credential headers are removed. BACKEND_SCOPES (name=scope scope...,
@@ -211,7 +212,34 @@ def route_headers(name, scopes, header):
 # The HTTP filter that authenticates, by template: Envoy's ext_authz, the native module,
 # or the wasm filter.
 AUTH_FILTERS = ["envoy.filters.http.ext_authz", "envoy.filters.http.dynamic_modules"]
-HEADER_SCOPE_FILTERS = ("envoy.filters.http.wasm", "envoy.filters.http.dynamic_modules")
+# The filter that is handed a route's scopes and name in headers (the header-mutation
+# filter's per-route configuration). The native filter reads both from Envoy itself.
+HEADER_SCOPE_FILTERS = ("envoy.filters.http.wasm",)
+NATIVE_FILTER = "envoy.filters.http.dynamic_modules"
+# Where the auth filter reads a route's facts, by template: headers for the wasm filter
+# (reading a route's metadata or name as a property costs it about 1 us a request), Envoy
+# itself for the native one (a call each, cheaper than the header filter; bench/RESULTS.md).
+ROUTE_FACTS_WASM = {"route_scopes": "header", "usage_endpoints": "header"}
+ROUTE_FACTS_NATIVE = {"route_scopes": "metadata", "usage_endpoints": "route_name"}
+
+
+def native_route_facts(auth_config):
+    """The native template has no header-mutation filter: a configuration reading a
+    route's scopes or name from headers would read what the client sent (a scoped route
+    would require nothing). Refused."""
+    try:
+        auth = json.loads(auth_config)
+    except ValueError:
+        return
+    if not isinstance(auth, dict):
+        return
+    for field in ROUTE_FACTS_NATIVE:
+        if auth.get(field) == "header":
+            raise RenderError(
+                f'KEYSYNC_AUTH_CONFIG: "{field}": "header" needs the header-mutation filter of '
+                f"envoy/gateway.yaml; the native filter reads the route itself "
+                f'("{field}": "{ROUTE_FACTS_NATIVE[field]}", the default here)'
+            )
 
 
 def disabled_filters(template, mode):
@@ -350,6 +378,11 @@ API_KEY_AUTH_FILTER = """\
     - header: Authorization
     credentials:"""
 
+API_KEY_AUTH_FORWARDING = """\
+    forwarding:
+      header: x-client-id
+      hide_credentials: true"""
+
 
 def bench_filter(values):
     """The filter under test in envoy/bench.yaml."""
@@ -373,15 +406,22 @@ def bench_filter(values):
     if auth == "contract-calls-native":
         keys = int(values.get("BENCH_NATIVE_KEYS") or "1")
         return BENCH_NATIVE_CONTRACT_CALLS_FILTER.format(keys=keys).splitlines()
+    if auth == "empty-native":
+        # The same module's filter making no call at all: the floor of any dynamic module.
+        return BENCH_NATIVE_CONTRACT_CALLS_FILTER.format(keys="empty").splitlines()
     if auth == "api-key-auth":
         path = values.get("API_KEYS_FILE")
         keys = open(path, encoding="utf-8").read().split() if path else ["sk_live_benchExampleKey000000"]
         lines = API_KEY_AUTH_FILTER.splitlines()
+        if values.get("BENCH_API_KEY_FORWARDING"):
+            # The contract's job done by the built-in filter: the client to the backend in
+            # a header, the key taken off (what Envoy Gateway's apiKeyAuth configures).
+            lines[-1:-1] = API_KEY_AUTH_FORWARDING.splitlines()
         lines += [f'    - {{ key: "{key}", client: "client{i}" }}' for i, key in enumerate(keys)]
         return lines
     raise RenderError(
         "BENCH_AUTH must be none, empty-wasm, contract-calls, contract-calls-map, "
-        f"contract-calls-native or api-key-auth, not {auth!r}"
+        f"contract-calls-native, empty-native or api-key-auth, not {auth!r}"
     )
 
 
@@ -533,7 +573,7 @@ def probe_blocks(values, template, metadata):
     if not port:
         return "", ""
     ext_authz = "envoy.filters.http.ext_authz" in template
-    native = "envoy.filters.http.dynamic_modules" in template
+    native = NATIVE_FILTER in template
     name = "envoy.filters.http.ext_authz" if ext_authz else "envoy.filters.http.wasm"
     not_readiness = (
         f'typed_per_filter_config: {{ {name}: {{ "@type": '
@@ -629,9 +669,12 @@ def render(template, env):
     mode = values["RATE_LIMIT_MODE"]
     if mode not in ("local", "global", "off"):
         raise RenderError(f"RATE_LIMIT_MODE must be local, global or off, not {mode!r}")
+    native = NATIVE_FILTER in template
     auth_config = env.get("KEYSYNC_AUTH_CONFIG") or json.dumps(
-        {"role": "auth", "rate_limit": mode, "route_scopes": "header", "usage_endpoints": "header"}
+        {"role": "auth", "rate_limit": mode, **(ROUTE_FACTS_NATIVE if native else ROUTE_FACTS_WASM)}
     )
+    if native:
+        native_route_facts(auth_config)
     sources = credential_sources(values.get("CREDENTIALS"))
     if values.get("CREDENTIALS"):
         auth = json.loads(json_config("KEYSYNC_AUTH_CONFIG", auth_config))

@@ -20,12 +20,34 @@ use std::process::{Command, Stdio};
 const YAML_TO_JSON: &str =
     "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)";
 
-/// Writes `dir/api-key-auth.json`, api_key_auth with bench keys `1..=keys` (clients
-/// `client0`, ...), and returns the options that start an Envoy from it.
-pub fn write(keysync: &Keysync, keys: usize, dir: &Path) -> GatewayOptions {
+/// The two configurations of api_key_auth a run races.
+pub struct BuiltIn {
+    /// As it comes: the key checked, nothing else done.
+    pub plain: GatewayOptions,
+    /// Doing the contract's job: the client to the backend in a header, the key taken off.
+    pub forwarding: GatewayOptions,
+}
+
+/// Writes both configurations of api_key_auth with bench keys `1..=keys`.
+pub fn write_both(keysync: &Keysync, keys: usize, dir: &Path) -> BuiltIn {
+    BuiltIn {
+        plain: write(keysync, keys, dir, false),
+        forwarding: write(keysync, keys, dir, true),
+    }
+}
+
+/// Writes `dir/api-key-auth.json` (`-forwarding.json` with `forwarding`), api_key_auth with
+/// bench keys `1..=keys` (clients `client0`, ...), and returns the options that start an
+/// Envoy from it.
+pub fn write(keysync: &Keysync, keys: usize, dir: &Path, forwarding: bool) -> GatewayOptions {
     let placeholder = dir.join("api-key-placeholder.txt");
     std::fs::write(&placeholder, secret(1)).expect("write the placeholder key file");
     let mut options = baseline_options(keysync, "api-key-auth", Some(&placeholder));
+    if forwarding {
+        options
+            .env
+            .push(("BENCH_API_KEY_FORWARDING".into(), "1".into()));
+    }
     let mut config = yaml_to_json(&options.rendered());
     let credentials: Vec<Value> = (1..=keys)
         .map(|i| json!({"key": secret(i), "client": format!("client{}", i - 1)}))
@@ -35,7 +57,12 @@ pub fn write(keysync: &Keysync, keys: usize, dir: &Path) -> GatewayOptions {
         replaced, 1,
         "envoy/bench.yaml: one api_key_auth credential list"
     );
-    let path: PathBuf = dir.join("api-key-auth.json");
+    let name = if forwarding {
+        "api-key-auth-forwarding.json"
+    } else {
+        "api-key-auth.json"
+    };
+    let path: PathBuf = dir.join(name);
     std::fs::write(&path, serde_json::to_vec(&config).expect("JSON")).expect("write config");
     options.config_file = Some(path);
     options

@@ -3,11 +3,13 @@
 //! itself), the same load (wrk, 16 connections then one, keys in turn), with
 //!   (a) no auth filter, and (a') again: the A/A control, what two identical Envoys
 //!   differ by in this run; (c) Envoy's built-in api_key_auth with the same keys in its
-//!   configuration, and (c') a native module making only the contract's calls with the
-//!   same keys in a HashMap (what the dynamic-module ABI itself costs); (e) keysync's
-//!   wasm filter and (n) its native filter, each with the keys synced from keysync;
-//!   (n0) the native filter without metering; with `--more`, (b) the empty wasm filter, (b') the
-//!   contract's host calls alone and (d) ext_authz to keysync too.
+//!   configuration, (cf) the same doing the contract's job (the client to the backend in
+//!   a header, the key taken off); (c') a native module making only the contract's calls
+//!   with the same keys in a HashMap (what the dynamic-module ABI itself costs), and (c0)
+//!   the same module's filter making no call at all (the floor of any dynamic module);
+//!   (e) keysync's wasm filter and (n) its native filter, each with the keys synced from
+//!   keysync; (n0) the native filter without metering; with `--more`, (b) the empty wasm
+//!   filter, (b') the contract's host calls alone and (d) ext_authz to keysync too.
 //!
 //! The method is `usage-cost`'s: every round starts every Envoy afresh (one process
 //! keeps its own bias for as long as it lives), Envoys on CPU 0 and wrk on the others,
@@ -23,7 +25,7 @@
 //! and the time from starting Envoy to its first full sync. Then, once, PostgreSQL's
 //! query rate at very different request rates.
 
-use crate::api_key_auth_config;
+use crate::api_key_auth_config::{self, BuiltIn};
 use crate::bench_keys::{secret, wait_for_keysync, BenchKeys};
 use crate::compare_variant::{variants, KeyCheck, Started, Variant};
 use crate::cpu_pin;
@@ -34,7 +36,7 @@ use crate::machine_load::load_average;
 use crate::median::median;
 use crate::pg_activity;
 use crate::wrk::{self, Report};
-use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::gateway::Gateway;
 use keysync_e2e::keysync::{self as ks, Keysync};
 use keysync_e2e::postgres::TestPostgres;
 use keysync_e2e::scratch::ScratchDir;
@@ -54,6 +56,8 @@ pub struct Options {
     pub query_rate_seconds: u64,
     /// Add the wasm floor, the contract's calls alone and ext_authz.
     pub more: bool,
+    /// Only these variants' tags besides the baselines (all when empty).
+    pub only: Vec<String>,
 }
 
 /// How long keysync may take to load the keys of a step.
@@ -110,8 +114,8 @@ pub fn run(options: Options) {
         );
         keys.fill_to(count);
         wait_for_keysync(&keysync, count, LOAD_TIMEOUT);
-        let api_key_auth = api_key_auth_config::write(&keysync, count, dir.path());
-        let variants = variants(count, options.more);
+        let api_key_auth = api_key_auth_config::write_both(&keysync, count, dir.path());
+        let variants = only(variants(count, options.more), &options.only);
         println!(
             "{count} keys: {} rounds of {} s a variant (16 connections, then 1), load average before: {}",
             options.rounds,
@@ -155,11 +159,33 @@ pub fn run(options: Options) {
     }
 }
 
+/// `variants` cut down to `tags` and the baselines (a) and (a'); all if `tags` is empty.
+fn only(variants: Vec<Variant>, tags: &[String]) -> Vec<Variant> {
+    if tags.is_empty() {
+        return variants;
+    }
+    for tag in tags {
+        assert!(
+            variants.iter().any(|v| v.tag == tag),
+            "--only: no variant {tag} (tags: {})",
+            variants
+                .iter()
+                .map(|v| v.tag)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    variants
+        .into_iter()
+        .filter(|v| matches!(v.tag, "(a)" | "(a')") || tags.iter().any(|t| t == v.tag))
+        .collect()
+}
+
 /// What a round's Envoys are started with.
 struct Fleet<'a> {
     keysync: &'a Keysync,
     empty_keysync: &'a Keysync,
-    api_key_auth: &'a GatewayOptions,
+    api_key_auth: &'a BuiltIn,
     keys: usize,
     pinned: bool,
 }
@@ -359,6 +385,9 @@ fn print_summary(variants: &[Variant], rounds: &[Round], keys: usize) {
         let pairs = [
             ("(n)", "(a)"),
             ("(n)", "(c)"),
+            // The built-in filter doing the contract's job (client header, key removed).
+            ("(n)", "(cf)"),
+            ("(cf)", "(c)"),
             ("(n)", "(e)"),
             ("(n0)", "(c)"),
             ("(n)", "(n0)"),
@@ -367,6 +396,9 @@ fn print_summary(variants: &[Variant], rounds: &[Round], keys: usize) {
             ("(c')", "(c)"),
             ("(c')", "(a)"),
             ("(n)", "(c')"),
+            // The floor: a module that makes no call, against the built-in filter.
+            ("(c0)", "(c)"),
+            ("(c0)", "(a)"),
         ];
         for (tag, base_tag) in pairs {
             if let (Some(i), Some(base)) = (index(tag), index(base_tag)) {

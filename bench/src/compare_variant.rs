@@ -1,10 +1,11 @@
 //! The Envoys `compare` races, each started afresh every round: one worker, a route Envoy
 //! answers itself, and one way of checking keys in front of it.
 
+use crate::api_key_auth_config::BuiltIn;
 use crate::gateways::{
     baseline_gateway, baseline_options, keysync_gateway, keysync_options, KeysyncFilter,
 };
-use keysync_e2e::gateway::{Gateway, GatewayOptions};
+use keysync_e2e::gateway::Gateway;
 use keysync_e2e::keysync::Keysync;
 use keysync_e2e::paths;
 use std::time::{Duration, Instant};
@@ -23,10 +24,16 @@ pub enum KeyCheck {
     ContractCalls,
     /// Envoy's built-in `api_key_auth` with the keys in clear in its configuration.
     ApiKeyAuth,
+    /// The same forwarding the client in a header and hiding the key: the contract's job
+    /// (what Envoy Gateway's `apiKeyAuth` configures).
+    ApiKeyAuthForwarding,
     /// A native module making only the contract's calls, with the same keys in a
     /// `HashMap` (`filter/native`'s `contract-calls` feature): what the dynamic-module ABI
     /// itself costs, beside (c).
     NativeContractCalls,
+    /// The same module's filter making no call at all: what Envoy's side of the ABI
+    /// costs a stream before a module does anything (the floor of any dynamic module).
+    EmptyNative,
     /// Envoy's `ext_authz` asking keysync over gRPC.
     ExtAuthz,
     /// keysync's wasm filter (`envoy/gateway.yaml`).
@@ -41,7 +48,7 @@ pub enum KeyCheck {
 /// [`KeyCheck::NativeUnmetered`]'s plugin configurations.
 const UNMETERED_SYNC: &str =
     r#"{"role":"sync","refresh_interval":"15m","usage_flush_interval":"off"}"#;
-const UNMETERED_AUTH: &str = r#"{"role":"auth","route_scopes":"header","usage_endpoints":"off"}"#;
+const UNMETERED_AUTH: &str = r#"{"role":"auth","usage_endpoints":"off"}"#;
 
 impl KeyCheck {
     /// keysync's filters, which hold the keys in a store they sync.
@@ -68,18 +75,24 @@ impl KeyCheck {
     /// An Envoy with this check in front of the route. `keysync` feeds keysync's filters
     /// and ext_authz; `api_key_auth` starts api_key_auth (`api_key_auth_config`).
     /// keysync's filters are returned once their store holds `keys` keys.
-    pub fn start(self, keysync: &Keysync, api_key_auth: &GatewayOptions, keys: usize) -> Started {
+    pub fn start(self, keysync: &Keysync, api_key_auth: &BuiltIn, keys: usize) -> Started {
         let started = Instant::now();
         let gateway = match self {
             KeyCheck::None => baseline_gateway(keysync, "none", None),
             KeyCheck::EmptyWasm => baseline_gateway(keysync, "empty-wasm", None),
             KeyCheck::ContractCalls => baseline_gateway(keysync, "contract-calls", None),
-            KeyCheck::ApiKeyAuth => Gateway::start(api_key_auth.clone()),
-            KeyCheck::NativeContractCalls => {
-                let mut options = baseline_options(keysync, "contract-calls-native", None);
-                options
-                    .env
-                    .push(("BENCH_NATIVE_KEYS".into(), keys.to_string()));
+            KeyCheck::ApiKeyAuth => Gateway::start(api_key_auth.plain.clone()),
+            KeyCheck::ApiKeyAuthForwarding => Gateway::start(api_key_auth.forwarding.clone()),
+            KeyCheck::NativeContractCalls | KeyCheck::EmptyNative => {
+                let mut options = if self == KeyCheck::EmptyNative {
+                    baseline_options(keysync, "empty-native", None)
+                } else {
+                    let mut options = baseline_options(keysync, "contract-calls-native", None);
+                    options
+                        .env
+                        .push(("BENCH_NATIVE_KEYS".into(), keys.to_string()));
+                    options
+                };
                 options.process_env.push((
                     "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".into(),
                     paths::native_control_filter_dir().display().to_string(),
@@ -138,7 +151,8 @@ pub struct Variant {
 /// control: what two identical Envoys differ by in this run), `api_key_auth` with the
 /// same keys, keysync's wasm filter and its native filter, and the native filter without
 /// usage metering (the control that prices metering on the native request path), and a
-/// native module making only the contract's calls (the control that prices the ABI); with
+/// native module making only the contract's calls (the control that prices the ABI) and one
+/// making none (the ABI's floor); with
 /// `more`, the wasm floor, the contract's host calls alone and ext_authz too.
 pub fn variants(keys: usize, more: bool) -> Vec<Variant> {
     let variant = |tag, name: &str, check| Variant {
@@ -167,6 +181,11 @@ pub fn variants(keys: usize, more: bool) -> Vec<Variant> {
         &format!("api_key_auth, {keys} keys"),
         KeyCheck::ApiKeyAuth,
     ));
+    variants.push(variant(
+        "(cf)",
+        "(c) forwarding the client, the key taken off",
+        KeyCheck::ApiKeyAuthForwarding,
+    ));
     if more {
         variants.push(variant(
             "(d)",
@@ -178,6 +197,11 @@ pub fn variants(keys: usize, more: bool) -> Vec<Variant> {
         "(c')",
         &format!("the contract's calls through the native ABI, {keys} keys in a HashMap"),
         KeyCheck::NativeContractCalls,
+    ));
+    variants.push(variant(
+        "(c0)",
+        "an empty native module (no call)",
+        KeyCheck::EmptyNative,
     ));
     variants.push(variant(
         "(e)",
@@ -205,7 +229,9 @@ mod tests {
     fn every_run_has_the_baselines_the_targets_are_ratios_to() {
         for more in [false, true] {
             let tags: Vec<&str> = variants(1_000, more).iter().map(|v| v.tag).collect();
-            for wanted in ["(a)", "(a')", "(c)", "(c')", "(e)", "(n)", "(n0)"] {
+            for wanted in [
+                "(a)", "(a')", "(c)", "(cf)", "(c')", "(c0)", "(e)", "(n)", "(n0)",
+            ] {
                 assert!(tags.contains(&wanted), "{wanted} missing from {tags:?}");
             }
             assert_eq!(tags.contains(&"(d)"), more);

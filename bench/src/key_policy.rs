@@ -57,7 +57,8 @@ enum Inputs {
 }
 
 /// The header-mutation filter of `envoy/gateway.yaml`, as the rendered configuration
-/// holds it (the text from its name to the auth filter's).
+/// holds it (the text from its name to the end of its block, whose marker lines render.py
+/// drops).
 fn header_mutation_block() -> String {
     let path = keysync_e2e::paths::workspace_root().join("envoy/gateway.yaml");
     let template = std::fs::read_to_string(&path).expect("read envoy/gateway.yaml");
@@ -65,8 +66,8 @@ fn header_mutation_block() -> String {
         .find("          - name: envoy.filters.http.header_mutation")
         .expect("gateway.yaml has the header-mutation filter");
     let end = template
-        .find("          - name: envoy.filters.http.wasm")
-        .expect("gateway.yaml has the auth filter");
+        .find("          # <<< wasm-filter: route-headers")
+        .expect("gateway.yaml marks the header-mutation filter's block");
     template[start..end].to_string()
 }
 

@@ -117,6 +117,10 @@ enum Bench {
         /// ext_authz to keysync (d) to the rounds.
         #[arg(long)]
         more: bool,
+        /// Race only these variants (tags, comma-separated: `--only "(c),(c'),(n)"`);
+        /// (a) and (a'), the baselines, always run.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
         /// Seconds per request rate when counting PostgreSQL's queries (0 skips it).
         #[arg(long, default_value_t = 20)]
         query_rate_seconds: u64,
@@ -427,6 +431,7 @@ fn main() {
             rounds,
             keys,
             more,
+            only,
             query_rate_seconds,
         } => compare::run(compare::Options {
             seconds,
@@ -434,6 +439,7 @@ fn main() {
             key_counts: keys,
             query_rate_seconds,
             more,
+            only,
         }),
     }
 }

@@ -81,7 +81,9 @@ pub struct GatewayOptions {
     pub keysync_grpc: SocketAddr,
     /// `BACKEND_URLS`.
     pub backends: String,
-    /// The auth filter's plugin configuration (JSON).
+    /// The auth filter's plugin configuration (JSON); empty: `envoy/render.py`'s default
+    /// for the template (the route's scopes and name read from the headers the routes set
+    /// for the wasm filter, from Envoy itself by the native one).
     pub auth_config: String,
     /// The sync service's plugin configuration (JSON).
     pub sync_config: String,
@@ -163,9 +165,8 @@ impl GatewayOptions {
             template: template.into(),
             keysync_grpc,
             backends: backends.into(),
-            // As envoy/render.py renders it by default.
-            auth_config: r#"{"role":"auth","route_scopes":"header","usage_endpoints":"header"}"#
-                .into(),
+            // As envoy/render.py renders it by default for the template.
+            auth_config: String::new(),
             sync_config: r#"{"role":"sync","refresh_interval":"2s","max_retry_interval":"1s"}"#
                 .into(),
             concurrency: 2,
@@ -241,6 +242,18 @@ impl GatewayOptions {
             config = config.replace(&edit.find, &edit.replace);
         }
         config
+    }
+
+    /// Where the template's filter reads a route's required scopes and its name (the usage
+    /// endpoint), as `render.py`'s default plugin configuration says: a JSON object's
+    /// members, to write beside others.
+    pub fn route_facts(&self) -> &'static str {
+        match FilterKind::of_template(&self.template) {
+            FilterKind::Native => r#""route_scopes":"metadata","usage_endpoints":"route_name""#,
+            FilterKind::Wasm | FilterKind::None => {
+                r#""route_scopes":"header","usage_endpoints":"header""#
+            }
+        }
     }
 
     /// The native filter (`envoy/native.yaml`) in place of the wasm one.

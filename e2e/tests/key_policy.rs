@@ -13,15 +13,17 @@ use keysync_e2e::poll;
 use keysync_e2e::replies::assert_error;
 use keysync_e2e::stack::Stack;
 
-/// The filter with the shipped configuration (Envoy hands it a route's scopes in a
-/// header), the filter reading the route's metadata itself (any other Envoy
-/// configuration), and ext_authz.
-const MODES: [(&str, Option<&str>); 3] = [
+/// The wasm filter with the shipped configuration (Envoy hands it a route's scopes in a
+/// header), the wasm filter reading the route's metadata itself (any other Envoy
+/// configuration), the native filter as shipped (it reads the metadata, no header filter
+/// before it), and ext_authz.
+const MODES: [(&str, Option<&str>); 4] = [
     ("gateway.yaml", None),
     (
         "gateway.yaml",
         Some(r#"{"role":"auth","route_scopes":"metadata"}"#),
     ),
+    ("native.yaml", None),
     ("ext-authz.yaml", None),
 ];
 

@@ -234,7 +234,10 @@ fn usage_by_endpoint_is_what_each_named_route_served() {
         options.sync_config = SYNC_WITH_USAGE.into();
         // /health as a plain route without a name: the filter's own readiness answer
         // (`ready_paths`, which meters nothing) off.
-        options.auth_config = r#"{"role":"auth","route_scopes":"header","usage_endpoints":"header","ready_paths":[]}"#.into();
+        options.auth_config = format!(
+            r#"{{"role":"auth",{},"ready_paths":[]}}"#,
+            options.route_facts()
+        );
         options.name_routes(&["orders", "search"]);
     });
     let org = stack.create_org("routed");

@@ -141,7 +141,8 @@ static_resources:
           # scopes a route requires (rendered from BACKEND_SCOPES, read with
           # "route_scopes": "header") and the route's name, the endpoint usage metering
           # counts requests under ("usage_endpoints": "header"). Reading a route's
-          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
+          # metadata or name as a property cost the wasm filter about 1 us a request
+          # (bench/RESULTS.md).
           # A client's own x-keysync-endpoint is removed from every request first (this
           # filter's own mutation runs before the route's): a route without a name counts
           # as "-", never as what a client says.
@@ -447,7 +448,8 @@ static_resources:
           # scopes a route requires (rendered from BACKEND_SCOPES, read with
           # "route_scopes": "header") and the route's name, the endpoint usage metering
           # counts requests under ("usage_endpoints": "header"). Reading a route's
-          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
+          # metadata or name as a property cost the wasm filter about 1 us a request
+          # (bench/RESULTS.md).
           # A client's own x-keysync-endpoint is removed from every request first (this
           # filter's own mutation runs before the route's): a route without a name counts
           # as "-", never as what a client says.
@@ -754,7 +756,8 @@ static_resources:
           # scopes a route requires (rendered from BACKEND_SCOPES, read with
           # "route_scopes": "header") and the route's name, the endpoint usage metering
           # counts requests under ("usage_endpoints": "header"). Reading a route's
-          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
+          # metadata or name as a property cost the wasm filter about 1 us a request
+          # (bench/RESULTS.md).
           # A client's own x-keysync-endpoint is removed from every request first (this
           # filter's own mutation runs before the route's): a route without a name counts
           # as "-", never as what a client says.
@@ -1019,28 +1022,20 @@ static_resources:
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
               - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ else }}{{ if $b.public }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
               - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }
               - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }
-              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ end }}
+              - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # The routes hand the auth filter what it needs of them in headers of Envoy's
-          # own (this filter's per-route configuration; removed before the backend): the
-          # scopes a route requires (rendered from BACKEND_SCOPES, read with
-          # "route_scopes": "header") and the route's name, the endpoint usage metering
-          # counts requests under ("usage_endpoints": "header"). Reading a route's
-          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
-          # A client's own x-keysync-endpoint is removed from every request first (this
-          # filter's own mutation runs before the route's): a route without a name counts
-          # as "-", never as what a client says.
-          - name: envoy.filters.http.header_mutation
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations:
-                - remove: x-keysync-endpoint
+          # No header hands the route's facts to the native filter: it reads
+          # a route's required scopes from the route's metadata (keysync.scopes)
+          # and the route's name (the endpoint usage metering counts under) from
+          # Envoy, one call each ("route_scopes": "metadata", "usage_endpoints":
+          # "route_name": render.py's default for this template). The
+          # header-mutation filter that hands them to the wasm filter cost the
+          # native one more (bench/RESULTS.md, (nr) against (n)).
           - name: envoy.filters.http.dynamic_modules
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
@@ -1281,28 +1276,20 @@ static_resources:
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
               - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ else }}{{ if $b.public }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
               - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }
               - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, envoy.filters.http.ratelimit: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }
-              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ end }}
+              - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # The routes hand the auth filter what it needs of them in headers of Envoy's
-          # own (this filter's per-route configuration; removed before the backend): the
-          # scopes a route requires (rendered from BACKEND_SCOPES, read with
-          # "route_scopes": "header") and the route's name, the endpoint usage metering
-          # counts requests under ("usage_endpoints": "header"). Reading a route's
-          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
-          # A client's own x-keysync-endpoint is removed from every request first (this
-          # filter's own mutation runs before the route's): a route without a name counts
-          # as "-", never as what a client says.
-          - name: envoy.filters.http.header_mutation
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations:
-                - remove: x-keysync-endpoint
+          # No header hands the route's facts to the native filter: it reads
+          # a route's required scopes from the route's metadata (keysync.scopes)
+          # and the route's name (the endpoint usage metering counts under) from
+          # Envoy, one call each ("route_scopes": "metadata", "usage_endpoints":
+          # "route_name": render.py's default for this template). The
+          # header-mutation filter that hands them to the wasm filter cost the
+          # native one more (bench/RESULTS.md, (nr) against (n)).
           - name: envoy.filters.http.dynamic_modules
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
@@ -1544,28 +1531,20 @@ static_resources:
 {{- range $b := $backends }}
 {{- if eq (len $backends) 1 }}{{ if $b.public }}
               - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ else }}{{ if $b.public }}
+              - { name: "{{ $b.name }}", match: { prefix: "/" }, route: { cluster: "backend.{{ $b.name }}" } }{{ end }}{{ else }}{{ if $b.public }}
               - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }
               - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.dynamic_modules: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }, request_headers_to_remove: [x-org-id, x-api-key-id, x-api-key, authorization] }{{ else }}
-              - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }
-              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" }, typed_per_filter_config: { envoy.filters.http.header_mutation: { "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { request_mutations: [ { append: { header: { key: x-keysync-endpoint, value: "{{ $b.name }}" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } } ] } } } }{{ end }}{{ end }}
+              - { name: "{{ $b.name }}", match: { path: "/{{ $b.name }}" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }
+              - { name: "{{ $b.name }}", match: { prefix: "/{{ $b.name }}/" }, route: { cluster: "backend.{{ $b.name }}", prefix_rewrite: "/" } }{{ end }}{{ end }}
 {{- end }}
           http_filters:
-          # The routes hand the auth filter what it needs of them in headers of Envoy's
-          # own (this filter's per-route configuration; removed before the backend): the
-          # scopes a route requires (rendered from BACKEND_SCOPES, read with
-          # "route_scopes": "header") and the route's name, the endpoint usage metering
-          # counts requests under ("usage_endpoints": "header"). Reading a route's
-          # metadata or name as a property cost about 1 us a request (bench/RESULTS.md).
-          # A client's own x-keysync-endpoint is removed from every request first (this
-          # filter's own mutation runs before the route's): a route without a name counts
-          # as "-", never as what a client says.
-          - name: envoy.filters.http.header_mutation
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations:
-                - remove: x-keysync-endpoint
+          # No header hands the route's facts to the native filter: it reads
+          # a route's required scopes from the route's metadata (keysync.scopes)
+          # and the route's name (the endpoint usage metering counts under) from
+          # Envoy, one call each ("route_scopes": "metadata", "usage_endpoints":
+          # "route_name": render.py's default for this template). The
+          # header-mutation filter that hands them to the wasm filter cost the
+          # native one more (bench/RESULTS.md, (nr) against (n)).
           - name: envoy.filters.http.dynamic_modules
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter

@@ -135,6 +135,15 @@ local
 {{- define "keysync.authConfig" -}}
 {{- $config := deepCopy .Values.gateway.authConfig -}}
 {{- $_ := set $config "role" "auth" -}}
+{{- /* The native filter has no header-mutation filter before it: it reads a route's
+scopes and name from Envoy itself (envoy/native.yaml), never from headers a client
+could send. */ -}}
+{{- if eq .Values.gateway.filter "native" }}
+{{- $_ := set $config "route_scopes" "metadata" -}}
+{{- if eq (get $config "usage_endpoints") "header" }}
+{{- $_ := set $config "usage_endpoints" "route_name" -}}
+{{- end }}
+{{- end }}
 {{- $_ := set $config "rate_limit" .Values.rateLimit.mode -}}
 {{- with .Values.gateway.credentials }}
 {{- $_ := set $config "credentials" . -}}

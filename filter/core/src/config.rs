@@ -64,8 +64,9 @@ pub enum UsageEndpoints {
     /// header read for each request of a recognized key; the configuration must remove
     /// a client's own value, or clients choose the endpoint they are counted under.
     Header,
-    /// The route's name, read as an Envoy property (`xds.route_name`): works in any
-    /// Envoy configuration, for about 1 us a request more (bench/RESULTS.md).
+    /// The route's name, read from Envoy (`xds.route_name`): works in any Envoy
+    /// configuration; as a property it costs the wasm filter about 1 us a request more
+    /// (bench/RESULTS.md), the native filter one call (its template's default).
     RouteName,
 }
 

@@ -7,7 +7,10 @@
 //! native counterpart of the wasm contract-calls filter (b').
 //!
 //! Its filter configuration is a number N: the HashMap holds the benchmark keys 1..=N
-//! (`keysync-bench`'s `bench_keys::secret`), as `api_key_auth` holds them in its own.
+//! (`keysync-bench`'s `bench_keys::secret`), as `api_key_auth` holds them in its own. Or
+//! `empty`: a filter that makes no call at all and lets every request through, the floor of
+//! any dynamic module (what Envoy's side of the ABI costs a stream before a module does
+//! anything), as the empty wasm filter (b) is the wasm floor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +23,9 @@ use crate::abi::{
 };
 
 pub const FILTER_NAME: &str = "keysync-contract-calls";
+
+/// The filter configuration of the empty filter.
+const EMPTY: &str = "empty";
 
 /// Identity values of the length of real ones (hyphenated UUIDs), as (b') sets.
 const ORG_ID: &[u8] = b"00000000-0000-4000-8000-000000000001";
@@ -39,17 +45,21 @@ struct ContractCallsConfig {
     keys: Arc<HashMap<Box<[u8]>, u32>>,
 }
 
+/// The configuration `empty`.
+struct EmptyConfig;
+
 pub fn new_filter_config(
     _config: &mut FilterConfigHandle<'_>,
     settings: &[u8],
 ) -> Option<Box<dyn HttpFilterConfig>> {
-    let Some(count) = std::str::from_utf8(settings)
-        .ok()
-        .and_then(|text| text.trim().parse::<u32>().ok())
-    else {
+    let text = std::str::from_utf8(settings).unwrap_or_default().trim();
+    if text == EMPTY {
+        return Some(Box::new(EmptyConfig));
+    }
+    let Ok(count) = text.parse::<u32>() else {
         log(
             LogLevel::Error,
-            "keysync-contract-calls: the filter configuration is the number of bench keys",
+            "keysync-contract-calls: the filter configuration is the number of bench keys, or `empty`",
         );
         return None;
     };
@@ -66,6 +76,25 @@ impl HttpFilterConfig for ContractCallsConfig {
         Box::new(ContractCallsStream {
             keys: Arc::clone(&self.keys),
         })
+    }
+}
+
+impl HttpFilterConfig for EmptyConfig {
+    fn new_stream(&self, _stream: &mut HttpStream<'_>) -> Box<dyn HttpStreamFilter> {
+        Box::new(EmptyStream)
+    }
+}
+
+/// Every hook returns at once: Continue, no call to Envoy.
+struct EmptyStream;
+
+impl HttpStreamFilter for EmptyStream {
+    fn on_request_headers(
+        &mut self,
+        _stream: &mut HttpStream<'_>,
+        _end_of_stream: bool,
+    ) -> HeadersStatus {
+        HeadersStatus::Continue
     }
 }
 

@@ -23,6 +23,8 @@ pub struct AuthStream {
     slot: Rc<WorkerSlot>,
     /// While the request is parked: its wake-ups.
     wakeup: Option<Arc<StreamScheduler>>,
+    /// The request ended with its headers: no body, so no size to read at the end.
+    bodiless: bool,
 }
 
 impl AuthStream {
@@ -32,6 +34,7 @@ impl AuthStream {
             request: Some(request),
             slot,
             wakeup: None,
+            bodiless: false,
         }
     }
 
@@ -75,8 +78,9 @@ impl HttpStreamFilter for AuthStream {
     fn on_request_headers(
         &mut self,
         stream: &mut HttpStream<'_>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
     ) -> HeadersStatus {
+        self.bodiless = end_of_stream;
         self.slot.request_started();
         let Some(request) = self.request.as_mut() else {
             return HeadersStatus::Continue;
@@ -157,19 +161,22 @@ impl HttpStreamFilter for AuthStream {
     }
 
     /// The stream is over: usage metering counts the request, with its body sizes (two
-    /// reads, only while metering is on).
+    /// reads, only while metering is on; one for a request without a body, whose size is
+    /// known: a read less on every GET).
     fn on_stream_complete(&mut self, stream: &mut HttpStream<'_>) {
         let Some(request) = self.request.as_mut() else {
             return;
         };
         if self.slot.worker.metering() {
-            for (attribute, add) in [
+            let sizes = [
                 (
                     Attribute::RequestSize,
                     AuthRequest::on_request_body as fn(&mut _, usize),
                 ),
                 (Attribute::ResponseSize, AuthRequest::on_response_body),
-            ] {
+            ];
+            let skip = usize::from(self.bodiless);
+            for (attribute, add) in sizes.into_iter().skip(skip) {
                 if let Some(size) = stream.attribute_int(attribute) {
                     add(request, usize::try_from(size).unwrap_or(usize::MAX));
                 }
