@@ -78,9 +78,6 @@ pub fn run(orgs: usize, months: u32, rows: usize, evaluations: u64) {
     }
 }
 
-/// The organizations, the months' partitions, and their rows, a month at a time:
-/// every hour from the first of the month `months` before this one until now, each
-/// organization's hour about 1,000 requests, shared by `rows` (some of [`ROWS`]).
 /// A migrated database of its own with `orgs` organizations' hourly usage over `months`
 /// (`rows` an organization and hour), its size printed: its URL and name.
 pub(crate) fn seeded_database(
@@ -111,6 +108,9 @@ pub(crate) fn seeded_database(
     (url, database)
 }
 
+/// The organizations, the months' partitions, and their rows, a month at a time:
+/// every hour from the first of the month `months` before this one until now, each
+/// organization's hour about 1,000 requests, shared by `rows` (some of [`ROWS`]).
 pub(crate) fn seed(
     postgres: &TestPostgres,
     database: &str,

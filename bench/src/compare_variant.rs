@@ -84,15 +84,16 @@ impl KeyCheck {
             KeyCheck::ApiKeyAuth => Gateway::start(api_key_auth.plain.clone()),
             KeyCheck::ApiKeyAuthForwarding => Gateway::start(api_key_auth.forwarding.clone()),
             KeyCheck::NativeContractCalls | KeyCheck::EmptyNative => {
-                let mut options = if self == KeyCheck::EmptyNative {
-                    baseline_options(keysync, "empty-native", None)
+                let auth = if self == KeyCheck::EmptyNative {
+                    "empty-native"
                 } else {
-                    let mut options = baseline_options(keysync, "contract-calls-native", None);
-                    options
-                        .env
-                        .push(("BENCH_NATIVE_KEYS".into(), keys.to_string()));
-                    options
+                    "contract-calls-native"
                 };
+                let mut options = baseline_options(keysync, auth, None);
+                // The keys of the HashMap (the empty filter has none: render.py ignores it).
+                options
+                    .env
+                    .push(("BENCH_NATIVE_KEYS".into(), keys.to_string()));
                 options.process_env.push((
                     "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".into(),
                     paths::native_control_filter_dir().display().to_string(),

@@ -6,6 +6,11 @@ export function count(value) {
   return numbers.format(value ?? 0);
 }
 
+// A count with its noun: `1 gateway`, `3 gateways`.
+export function countOf(value, one, many) {
+  return `${count(value)} ${value === 1 ? one : many}`;
+}
+
 // `2026-03-01T12:00:00Z` as `2026-03-01 12:00 UTC`.
 export function time(text) {
   if (!text) {

@@ -3,7 +3,7 @@
 
 import * as api from "./api.js";
 import { h, show, table } from "./elements.js";
-import { count, time } from "./format.js";
+import { count, countOf, time } from "./format.js";
 
 export async function gatewaysPage({ main }) {
   const fleet = await api.getIfAvailable("/v1/gateways");
@@ -15,7 +15,7 @@ export async function gatewaysPage({ main }) {
   show(
     main,
     "Gateways",
-    h("p", { text: `keysync's store is at revision ${count(fleet.revision)}; ${count(fleet.gateways.length)} ${fleet.gateways.length === 1 ? "gateway" : "gateways"}, ${count(stale)} stale.` }),
+    h("p", { text: `keysync's store is at revision ${count(fleet.revision)}; ${countOf(fleet.gateways.length, "gateway", "gateways")}, ${count(stale)} stale.` }),
     table(
       "Gateways",
       ["Instance", "Host", "Mode", "Version", "Revision", "Lag", "Last seen", "State"],

@@ -4,7 +4,7 @@
 
 import * as api from "./api.js";
 import { facts, field, h, notAvailable, show } from "./elements.js";
-import { count, rateLimit, time } from "./format.js";
+import { count, countOf, rateLimit, time } from "./format.js";
 import { onSave, secretOnce } from "./key_forms.js";
 import { auditSection, loadUsage, quotaBar } from "./org.js";
 
@@ -133,6 +133,6 @@ function receiptText(receipt) {
     return "Revoked. (This keysync gives no revocation receipt.)";
   }
   const missing = receipt.missing && receipt.missing.length ? ` Not yet confirmed: ${receipt.missing.map((gateway) => gateway.host || gateway.instance_id).join(", ")}.` : "";
-  return `Revoked on ${count(receipt.confirmed)} of ${count(receipt.gateways)} ${receipt.gateways === 1 ? "gateway" : "gateways"} in ${count(receipt.elapsed_ms)} ms.${missing}`;
+  return `Revoked on ${count(receipt.confirmed)} of ${countOf(receipt.gateways, "gateway", "gateways")} in ${count(receipt.elapsed_ms)} ms.${missing}`;
 }
 
